@@ -1,0 +1,132 @@
+//! The namespace engine: starts a box's init through `boxlite-shim`, watches it with a pidfd,
+//! and stops it. A VM engine would implement the same three verbs.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{ChildStdin, Command, Stdio};
+use std::time::Duration;
+
+use boxlite_protocol::{Request, ShimConfig};
+use tokio::io::unix::AsyncFd;
+
+use crate::error::{Error, Result};
+
+
+/// A running box's init, as seen from the runtime.
+pub struct Live {
+    pub init_pid: i32,
+    pidfd: AsyncFd<OwnedFd>,
+    /// Open while the box is tied to this runtime; closing it makes the init shut the box down.
+    _lifeline: Option<ChildStdin>,
+    pub socket_path: PathBuf,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Live").field("init_pid", &self.init_pid).finish_non_exhaustive()
+    }
+}
+
+fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
+    // SAFETY: pidfd_open returns a new descriptor (owned from here on) or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: see above.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+impl Live {
+    fn watch(init_pid: i32, lifeline: Option<ChildStdin>, socket_path: PathBuf) -> std::io::Result<Self> {
+        let pidfd = crate::exec::fd::register(pidfd_open(init_pid)?)?;
+        Ok(Self { init_pid, pidfd, _lifeline: lifeline, socket_path })
+    }
+
+    /// Re-attaches to the init of a detached box left by an earlier runtime. Checks that the pid
+    /// still belongs to a boxlite init, so a recycled pid is never mistaken for the box.
+    pub fn adopt(init_pid: i32, socket_path: PathBuf) -> Option<Self> {
+        let exe = std::fs::read_link(format!("/proc/{init_pid}/exe")).ok()?;
+        if !exe.to_string_lossy().contains("boxlite-shim") || !socket_path.exists() {
+            return None;
+        }
+        Self::watch(init_pid, None, socket_path).ok()
+    }
+
+    pub fn is_alive(&self) -> bool {
+        let mut pollfd = libc::pollfd { fd: self.pidfd.get_ref().as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: polls one valid pollfd without blocking.
+        unsafe { libc::poll(&mut pollfd, 1, 0) == 0 }
+    }
+
+    /// Resolves when the init has exited (a pidfd becomes readable then).
+    pub async fn exited(&self) {
+        if let Ok(guard) = self.pidfd.readable().await {
+            // The pidfd stays readable; keep the readiness so later waiters return at once.
+            drop(guard);
+        }
+    }
+
+    fn kill(&self) {
+        // SAFETY: pidfd_send_signal on our pidfd; no pointers beyond the null siginfo.
+        unsafe {
+            libc::syscall(libc::SYS_pidfd_send_signal, self.pidfd.get_ref().as_raw_fd(), libc::SIGKILL, std::ptr::null::<libc::siginfo_t>(), 0);
+        }
+    }
+
+    /// Stops the box: asks the init to shut down (SIGTERM to all, SIGKILL after `grace`), and
+    /// kills the init itself if it has not exited a little after that.
+    pub async fn shutdown(&self, grace: Duration) {
+        if self.is_alive() {
+            let asked = async {
+                let socket = crate::exec::connect_control(&self.socket_path).ok()?;
+                let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
+                socket.send(&Request::Shutdown { grace_ms }, &[]).await.ok()?;
+                socket.recv().await.ok()
+            }
+            .await;
+            if asked.is_none() {
+                self.kill();
+            }
+        }
+        if tokio::time::timeout(grace + Duration::from_secs(3), self.exited()).await.is_err() {
+            self.kill();
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.exited()).await;
+        }
+    }
+}
+
+/// Starts a box's init. Blocking (it waits for the shim's status line).
+pub fn spawn(shim: &Path, config: &ShimConfig) -> Result<Live> {
+    let mut child = Command::new(shim)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|error| Error::Engine(format!("failed to run {}: {error}", shim.display())))?;
+    let mut stdin = child.stdin.take().ok_or_else(|| Error::Internal("shim stdin missing".to_string()))?;
+    let bytes = serde_json::to_vec(config).map_err(|error| Error::Internal(format!("cannot encode shim config: {error}")))?;
+    let length = u32::try_from(bytes.len()).map_err(|_| Error::Internal("shim config too large".to_string()))?;
+    let written = stdin.write_all(&length.to_le_bytes()).and_then(|()| stdin.write_all(&bytes)).and_then(|()| stdin.flush());
+    let mut line = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        let _ = BufReader::new(stdout).read_line(&mut line);
+    }
+    let _ = child.wait();
+    if let Err(error) = written {
+        return Err(Error::Engine(format!("failed to configure the box's init: {error}")));
+    }
+    let line = line.trim_end();
+    if let Some(message) = line.strip_prefix("error ") {
+        return Err(Error::Engine(format!("failed to start box {}: {message}", config.box_id)));
+    }
+    let init_pid: i32 = line
+        .strip_prefix("ready ")
+        .and_then(|pid| pid.parse().ok())
+        .ok_or_else(|| Error::Engine(format!("failed to start box {}: the shim said {line:?}", config.box_id)))?;
+    let lifeline = (!config.detached).then_some(stdin);
+    Live::watch(init_pid, lifeline, config.socket_path.clone())
+        .map_err(|error| Error::Engine(format!("box {} init {init_pid} vanished after start: {error}", config.box_id)))
+}
+

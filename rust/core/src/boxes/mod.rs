@@ -1,0 +1,595 @@
+//! The box store and the runtime: create, find, start, stop, remove, exec.
+//!
+//! # Rules
+//!
+//! 1. Every lifecycle verb on a box holds that box's lifecycle lock (`BoxEntry::live`), so
+//!    start, stop, remove and implicit boots never interleave for one box.
+//! 2. Creation is all or nothing: a failed create leaves no record, directory or process.
+//! 3. A handle is spent after `stop()`: later `start`/`exec` on it fail with a Stopped error
+//!    that says to use `Runtime::get`; `info()` keeps working.
+//! 4. Opening a runtime reconciles its home: boxes whose init is gone are marked stopped (or
+//!    deleted when they remove on stop); detached boxes whose init lives are adopted.
+
+mod engine;
+mod options;
+mod record;
+mod state;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use boxlite_protocol::{ShimConfig, TtySize};
+
+pub use options::{BoxInfo, BoxOptions, DEFAULT_CPUS, DEFAULT_MEMORY_MIB};
+pub use state::BoxStatus;
+
+use crate::error::{Error, Result};
+use crate::exec::{self, ExecSpec, Execution};
+use crate::home::Home;
+use crate::image::{self, ImageSource};
+use engine::Live;
+use record::BoxRecord;
+
+/// Time a box's processes get between SIGTERM and SIGKILL on `stop()`.
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuntimeMetrics {
+    pub boxes_created_total: u64,
+    pub boxes_failed_total: u64,
+    pub num_running_boxes: u64,
+    pub total_commands_executed: u64,
+    pub total_exec_errors: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BoxMetrics {
+    pub commands_executed_total: u64,
+    pub exec_errors_total: u64,
+    pub boot_duration_ms: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    boxes_created: AtomicU64,
+    boxes_failed: AtomicU64,
+    commands: AtomicU64,
+    exec_errors: AtomicU64,
+}
+
+#[derive(Debug)]
+struct BoxEntry {
+    id: String,
+    dir: PathBuf,
+    record: Mutex<BoxRecord>,
+    /// Rule 1: the lifecycle lock, guarding the running init.
+    live: tokio::sync::Mutex<Option<Live>>,
+    removed: AtomicBool,
+    commands: AtomicU64,
+    exec_errors: AtomicU64,
+    boot_ms: AtomicU64,
+}
+
+impl BoxEntry {
+    fn record(&self) -> MutexGuard<'_, BoxRecord> {
+        // A poisoned record lock only means a panic elsewhere; the data is still whole.
+        self.record.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn update(&self, change: impl FnOnce(&mut BoxRecord)) -> Result<()> {
+        let mut record = self.record();
+        change(&mut record);
+        record.save(&self.dir)
+    }
+
+    fn info(&self, live: Option<bool>) -> BoxInfo {
+        let record = self.record();
+        let running = live.unwrap_or(record.status == BoxStatus::Running);
+        BoxInfo {
+            id: record.id.clone(),
+            name: record.name.clone(),
+            image: record.image.clone(),
+            status: record.status.as_str(),
+            running,
+            pid: if running { record.init_pid } else { None },
+            created_at: record.created_at.clone(),
+            started_at: record.started_at.clone(),
+            cpus: record.cpus,
+            memory_mib: record.memory_mib,
+            auto_delete: u64::from(record.remove_on_stop),
+            detach: record.detach,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    home: Home,
+    shim: PathBuf,
+    boxes: Mutex<HashMap<String, Arc<BoxEntry>>>,
+    /// Names of boxes being created, so two concurrent creates cannot take one name.
+    reserved_names: Mutex<HashSet<String>>,
+    shut_down: AtomicBool,
+    counters: Counters,
+}
+
+/// A runtime on one home directory.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+/// A handle to one box. Cheap to create; many handles may point at one box.
+#[derive(Debug)]
+pub struct BoxHandle {
+    inner: Arc<Inner>,
+    entry: Arc<BoxEntry>,
+    spent: AtomicBool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs blocking work (disk, process start-up) off the async workers.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work).await.map_err(|error| Error::Internal(format!("blocking task failed: {error}")))?
+}
+
+impl Runtime {
+    /// Opens the runtime on `home_dir` (blocking: it takes the lock and reconciles the home).
+    pub fn open(home_dir: &Path) -> Result<Self> {
+        let home = Home::open(home_dir)?;
+        let shim = home.install_shim()?;
+        let mut boxes = HashMap::new();
+        for dir in fs_err::read_dir(home.boxes())?.flatten() {
+            let path = dir.path();
+            let Ok(record) = BoxRecord::load(&path) else { continue };
+            if let Some(entry) = reconcile(&path, record) {
+                boxes.insert(entry.id.clone(), Arc::new(entry));
+            }
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                home,
+                shim,
+                boxes: Mutex::new(boxes),
+                reserved_names: Mutex::new(HashSet::new()),
+                shut_down: AtomicBool::new(false),
+                counters: Counters::default(),
+            }),
+        })
+    }
+
+    pub fn home_dir(&self) -> &Path {
+        self.inner.home.root()
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.shut_down.load(Ordering::Acquire) {
+            return Err(Error::Stopped("the runtime has been shut down".to_string()));
+        }
+        Ok(())
+    }
+
+    fn handle(&self, entry: Arc<BoxEntry>) -> BoxHandle {
+        BoxHandle { inner: Arc::clone(&self.inner), entry, spent: AtomicBool::new(false) }
+    }
+
+    fn find(&self, id_or_name: &str) -> Option<Arc<BoxEntry>> {
+        let boxes = lock(&self.inner.boxes);
+        if let Some(entry) = boxes.get(id_or_name) {
+            return Some(Arc::clone(entry));
+        }
+        boxes.values().find(|entry| entry.record().name.as_deref() == Some(id_or_name)).cloned()
+    }
+
+    /// Creates a box in state `configured`. Its image is prepared (unpacked) here, so a bad
+    /// image fails now, and starting the box later touches no image.
+    pub async fn create(&self, options: BoxOptions, name: Option<String>) -> Result<BoxHandle> {
+        self.check_open()?;
+        options.validate()?;
+        if let Some(name) = &name {
+            if name.is_empty() || name.contains('/') || crate::ids::is_box_id(name) {
+                return Err(Error::InvalidArgument(format!("invalid box name {name:?}: it must be non-empty, without '/', and not look like a box id")));
+            }
+            let taken = self.find(name).is_some();
+            if taken || !lock(&self.inner.reserved_names).insert(name.clone()) {
+                return Err(Error::InvalidArgument(format!("box with name '{name}' already exists")));
+            }
+        }
+        let result = self.create_reserved(options, name.clone()).await;
+        if let Some(name) = &name {
+            lock(&self.inner.reserved_names).remove(name);
+        }
+        result
+    }
+
+    async fn create_reserved(&self, options: BoxOptions, name: Option<String>) -> Result<BoxHandle> {
+        let source = ImageSource::from_options(options.image.as_deref(), options.rootfs_path.as_deref());
+        let inner = Arc::clone(&self.inner);
+        let entry = blocking(move || {
+            let prepared = image::prepare(&inner.home, &source)?;
+            let id = loop {
+                let candidate = crate::ids::new_box_id();
+                if !inner.home.box_dir(&candidate).exists() {
+                    break candidate;
+                }
+            };
+            let dir = inner.home.box_dir(&id);
+            let (created_at, created_at_nanos) = record::now();
+            let record = BoxRecord {
+                id: id.clone(),
+                name,
+                image: source.display(),
+                status: BoxStatus::Configured,
+                created_at,
+                created_at_nanos,
+                started_at: None,
+                init_pid: None,
+                cpus: options.cpus.unwrap_or(DEFAULT_CPUS),
+                memory_mib: options.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB),
+                remove_on_stop: options.remove_on_stop(),
+                detach: options.detach.unwrap_or(false),
+                working_dir: options.working_dir.clone(),
+                env: options.env.clone(),
+                user: options.user.clone(),
+                prepared,
+            };
+            let made = ["upper", "work", "rootfs"]
+                .iter()
+                .try_for_each(|sub| fs_err::create_dir_all(dir.join(sub)).map_err(Error::from))
+                .and_then(|()| record.save(&dir));
+            if let Err(error) = made {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(error);
+            }
+            Ok(BoxEntry::new(id, dir, record))
+        })
+        .await?;
+        let entry = Arc::new(entry);
+        lock(&self.inner.boxes).insert(entry.id.clone(), Arc::clone(&entry));
+        self.inner.counters.boxes_created.fetch_add(1, Ordering::Relaxed);
+        Ok(self.handle(entry))
+    }
+
+    /// Returns the box named `name` (created: false), or creates it (created: true).
+    pub async fn get_or_create(&self, options: BoxOptions, name: Option<String>) -> Result<(BoxHandle, bool)> {
+        if let Some(existing) = name.as_deref().and_then(|name| self.find(name)) {
+            return Ok((self.handle(existing), false));
+        }
+        match self.create(options.clone(), name.clone()).await {
+            Ok(handle) => Ok((handle, true)),
+            // Lost a race to a concurrent create of the same name: adopt the winner.
+            Err(Error::InvalidArgument(message)) if message.contains("already exists") => {
+                let existing = name.as_deref().and_then(|name| self.find(name)).ok_or(Error::InvalidArgument(message))?;
+                Ok((self.handle(existing), false))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    pub fn get(&self, id_or_name: &str) -> Option<BoxHandle> {
+        self.find(id_or_name).map(|entry| self.handle(entry))
+    }
+
+    pub fn get_info(&self, id_or_name: &str) -> Option<BoxInfo> {
+        self.find(id_or_name).map(|entry| entry.info(None))
+    }
+
+    /// Every box, newest first.
+    pub fn list_info(&self) -> Vec<BoxInfo> {
+        let mut entries: Vec<Arc<BoxEntry>> = lock(&self.inner.boxes).values().cloned().collect();
+        entries.sort_by_key(|entry| std::cmp::Reverse(entry.record().created_at_nanos));
+        entries.iter().map(|entry| entry.info(None)).collect()
+    }
+
+    /// Deletes a box. A running box needs `force`, which kills it first.
+    pub async fn remove(&self, id_or_name: &str, force: bool) -> Result<()> {
+        let entry = self.find(id_or_name).ok_or_else(|| Error::NotFound(format!("box {id_or_name}")))?;
+        let mut live = entry.live.lock().await;
+        if let Some(running) = live.as_ref().filter(|running| running.is_alive()) {
+            if !force {
+                return Err(Error::InvalidState(format!("box {} is running. Use force=true to stop first", entry.id)));
+            }
+            running.shutdown(Duration::ZERO).await;
+        }
+        *live = None;
+        self.delete(&entry)
+    }
+
+    fn delete(&self, entry: &BoxEntry) -> Result<()> {
+        entry.removed.store(true, Ordering::Release);
+        lock(&self.inner.boxes).remove(&entry.id);
+        match std::fs::remove_dir_all(&entry.dir) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(Error::storage("remove box directory", &entry.dir, &error)),
+        }
+    }
+
+    /// Stops every box that is not detached (each gets `grace` before SIGKILL), then refuses new
+    /// work. Idempotent.
+    pub async fn shutdown(&self, grace: Option<Duration>) -> Result<()> {
+        self.inner.shut_down.store(true, Ordering::Release);
+        let entries: Vec<Arc<BoxEntry>> = lock(&self.inner.boxes).values().cloned().collect();
+        let stops = entries
+            .into_iter()
+            .filter(|entry| !entry.record().detach)
+            .map(|entry| {
+                let handle = self.handle(entry);
+                async move { handle.stop_with(grace.unwrap_or(DEFAULT_STOP_GRACE)).await }
+            })
+            .map(tokio::spawn)
+            .collect::<Vec<_>>();
+        let mut first_error = None;
+        for stop in stops {
+            if let Ok(Err(error)) = stop.await {
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.shut_down.load(Ordering::Acquire)
+    }
+
+    pub fn metrics(&self) -> RuntimeMetrics {
+        let counters = &self.inner.counters;
+        let running = lock(&self.inner.boxes).values().filter(|entry| entry.record().status == BoxStatus::Running).count();
+        RuntimeMetrics {
+            boxes_created_total: counters.boxes_created.load(Ordering::Relaxed),
+            boxes_failed_total: counters.boxes_failed.load(Ordering::Relaxed),
+            num_running_boxes: running as u64,
+            total_commands_executed: counters.commands.load(Ordering::Relaxed),
+            total_exec_errors: counters.exec_errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl BoxEntry {
+    fn new(id: String, dir: PathBuf, record: BoxRecord) -> Self {
+        Self {
+            id,
+            dir,
+            record: Mutex::new(record),
+            live: tokio::sync::Mutex::new(None),
+            removed: AtomicBool::new(false),
+            commands: AtomicU64::new(0),
+            exec_errors: AtomicU64::new(0),
+            boot_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Rule 4, for one record found on disk. Returns the entry to keep, if any.
+fn reconcile(dir: &Path, record: BoxRecord) -> Option<BoxEntry> {
+    let was_running = matches!(record.status, BoxStatus::Running | BoxStatus::Stopping);
+    let adopted = match (was_running, record.detach, record.init_pid) {
+        (true, true, Some(pid)) => Live::adopt(pid, dir.join("init.sock")),
+        _ => None,
+    };
+    let entry = BoxEntry::new(record.id.clone(), dir.to_path_buf(), record);
+    if adopted.is_some() {
+        entry.live.try_lock().ok().map(|mut live| *live = adopted);
+        return Some(entry);
+    }
+    if was_running {
+        let _ = std::fs::remove_file(dir.join("init.sock"));
+        if entry.record().remove_on_stop {
+            let _ = std::fs::remove_dir_all(dir);
+            return None;
+        }
+        let _ = entry.update(|record| {
+            record.status = BoxStatus::Stopped;
+            record.init_pid = None;
+        });
+    }
+    Some(entry)
+}
+
+fn merge_env(target: &mut Vec<(String, String)>, additions: impl IntoIterator<Item = (String, String)>) {
+    for (key, value) in additions {
+        match target.iter_mut().find(|(existing, _)| *existing == key) {
+            Some(slot) => slot.1 = value,
+            None => target.push((key, value)),
+        }
+    }
+}
+
+/// What `exec` asks for, before the box's defaults are merged in.
+#[derive(Debug, Clone, Default)]
+pub struct ExecRequest {
+    pub command: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<String>,
+    pub user: Option<String>,
+    pub tty: Option<TtySize>,
+    pub timeout: Option<Duration>,
+}
+
+impl BoxHandle {
+    pub fn id(&self) -> &str {
+        &self.entry.id
+    }
+
+    pub fn name(&self) -> Option<String> {
+        self.entry.record().name.clone()
+    }
+
+    pub fn info(&self) -> BoxInfo {
+        self.entry.info(None)
+    }
+
+    fn check_usable(&self) -> Result<()> {
+        if self.spent.load(Ordering::Acquire) {
+            return Err(Error::Stopped("Handle invalidated after stop(). Use runtime.get() to get a new handle.".to_string()));
+        }
+        if self.entry.removed.load(Ordering::Acquire) {
+            return Err(Error::NotFound(format!("box {} was removed", self.entry.id)));
+        }
+        if self.inner.shut_down.load(Ordering::Acquire) {
+            return Err(Error::Stopped("the runtime has been shut down".to_string()));
+        }
+        Ok(())
+    }
+
+    /// Boots the box. A running box is left as it is (the one no-op); any other state that
+    /// cannot start is refused with the state named.
+    pub async fn start(&self) -> Result<()> {
+        self.check_usable()?;
+        let mut live = self.entry.live.lock().await;
+        self.start_locked(&mut live).await
+    }
+
+    async fn start_locked(&self, live: &mut Option<Live>) -> Result<()> {
+        if live.as_ref().is_some_and(Live::is_alive) {
+            return Ok(());
+        }
+        if live.take().is_some() {
+            // The init died on its own (killed from outside, or out of memory).
+            self.entry.update(|record| {
+                record.status = BoxStatus::Stopped;
+                record.init_pid = None;
+            })?;
+        }
+        let status = self.entry.record().status;
+        if !status.can_start() {
+            return Err(Error::InvalidState(format!("box {} is {}; it cannot be started", self.entry.id, status.as_str())));
+        }
+        let config = self.shim_config();
+        let shim = self.inner.shim.clone();
+        let began = std::time::Instant::now();
+        let started = blocking(move || engine::spawn(&shim, &config)).await;
+        let running = match started {
+            Ok(running) => running,
+            Err(error) => {
+                self.inner.counters.boxes_failed.fetch_add(1, Ordering::Relaxed);
+                let _ = self.entry.update(|record| record.status = BoxStatus::Failed);
+                return Err(error);
+            }
+        };
+        self.entry.boot_ms.store(u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        let pid = running.init_pid;
+        *live = Some(running);
+        self.entry.update(|record| {
+            record.status = BoxStatus::Running;
+            record.init_pid = Some(pid);
+            record.started_at = Some(record::now().0);
+        })
+    }
+
+    fn shim_config(&self) -> ShimConfig {
+        let record = self.entry.record();
+        let dir = &self.entry.dir;
+        ShimConfig {
+            box_id: record.id.clone(),
+            hostname: record.name.clone().filter(|name| name.len() <= 63).unwrap_or_else(|| record.id.clone()),
+            lower_dirs: record.prepared.lower_dirs.clone(),
+            upper_dir: dir.join("upper"),
+            work_dir: dir.join("work"),
+            merged_dir: dir.join("rootfs"),
+            read_only_binds: record.prepared.read_only_binds.clone(),
+            socket_path: dir.join("init.sock"),
+            log_path: dir.join("init.log"),
+            detached: record.detach,
+            cgroup_procs: Vec::new(),
+        }
+    }
+
+    /// Stops the box (graceful, then forced after the default grace) and spends this handle.
+    pub async fn stop(&self) -> Result<()> {
+        self.stop_with(DEFAULT_STOP_GRACE).await
+    }
+
+    async fn stop_with(&self, grace: Duration) -> Result<()> {
+        if self.spent.swap(true, Ordering::AcqRel) || self.entry.removed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut live = self.entry.live.lock().await;
+        let was_booted = self.entry.record().status != BoxStatus::Configured;
+        if let Some(running) = live.take() {
+            self.entry.update(|record| record.status = BoxStatus::Stopping)?;
+            running.shutdown(grace).await;
+        }
+        let _ = std::fs::remove_file(self.entry.dir.join("init.sock"));
+        if self.entry.record().remove_on_stop {
+            return Runtime { inner: Arc::clone(&self.inner) }.delete(&self.entry);
+        }
+        self.entry.update(|record| {
+            record.status = if was_booted { BoxStatus::Stopped } else { BoxStatus::Configured };
+            record.init_pid = None;
+        })
+    }
+
+    /// Starts a process in the box, booting the box first if it is configured or stopped.
+    pub async fn exec(&self, request: ExecRequest) -> Result<Execution> {
+        self.check_usable()?;
+        if let Some(timeout) = request.timeout {
+            if timeout.is_zero() {
+                return Err(Error::InvalidArgument("timeout must be positive".to_string()));
+            }
+        }
+        let socket_path = {
+            let mut live = self.entry.live.lock().await;
+            let status = self.entry.record().status;
+            if !live.as_ref().is_some_and(Live::is_alive) {
+                if !status.can_exec() && !status.can_start() {
+                    return Err(Error::InvalidState(format!("box {} is {}; cannot exec", self.entry.id, status.as_str())));
+                }
+                self.start_locked(&mut live).await?;
+            }
+            live.as_ref().map(|running| running.socket_path.clone()).ok_or_else(|| Error::Internal("box has no init after start".to_string()))?
+        };
+        let spec = self.exec_spec(request);
+        self.inner.counters.commands.fetch_add(1, Ordering::Relaxed);
+        self.entry.commands.fetch_add(1, Ordering::Relaxed);
+        let started = exec::start(&socket_path, spec).await;
+        if started.is_err() {
+            self.inner.counters.exec_errors.fetch_add(1, Ordering::Relaxed);
+            self.entry.exec_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        started
+    }
+
+    fn exec_spec(&self, request: ExecRequest) -> ExecSpec {
+        let record = self.entry.record();
+        let image = &record.prepared.config;
+        let mut env: Vec<(String, String)> = Vec::new();
+        merge_env(&mut env, [("PATH".to_string(), DEFAULT_PATH["PATH=".len()..].to_string())]);
+        merge_env(&mut env, image.env.iter().filter_map(|entry| entry.split_once('=')).map(|(key, value)| (key.to_string(), value.to_string())));
+        merge_env(&mut env, record.env.iter().cloned());
+        merge_env(&mut env, request.env);
+        if request.tty.is_some() {
+            merge_env(&mut env, [("TERM".to_string(), "xterm".to_string())].into_iter().filter(|_| !record.env.iter().any(|(key, _)| key == "TERM")));
+        }
+        let mut argv = vec![request.command];
+        argv.extend(request.args);
+        ExecSpec {
+            argv,
+            env: env.into_iter().map(|(key, value)| format!("{key}={value}")).collect(),
+            cwd: request.cwd.or_else(|| record.working_dir.clone()).or_else(|| image.working_dir.clone()),
+            user: request.user.or_else(|| record.user.clone()).or_else(|| image.user.clone()),
+            tty: request.tty,
+            timeout: request.timeout,
+        }
+    }
+
+    pub fn metrics(&self) -> Result<BoxMetrics> {
+        if self.entry.removed.load(Ordering::Acquire) {
+            return Err(Error::NotFound(format!("box {} was removed", self.entry.id)));
+        }
+        let boot = self.entry.boot_ms.load(Ordering::Relaxed);
+        Ok(BoxMetrics {
+            commands_executed_total: self.entry.commands.load(Ordering::Relaxed),
+            exec_errors_total: self.entry.exec_errors.load(Ordering::Relaxed),
+            boot_duration_ms: (boot > 0).then_some(boot),
+        })
+    }
+}

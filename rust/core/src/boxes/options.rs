@@ -1,0 +1,95 @@
+//! What a user asks for when creating a box, and what they read back about it.
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Default)]
+pub struct BoxOptions {
+    pub image: Option<String>,
+    pub rootfs_path: Option<String>,
+    pub cpus: Option<u8>,
+    pub memory_mib: Option<u32>,
+    pub working_dir: Option<String>,
+    pub env: Vec<(String, String)>,
+    pub auto_remove: Option<bool>,
+    pub auto_delete: Option<u64>,
+    pub detach: Option<bool>,
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub user: Option<String>,
+}
+
+pub const DEFAULT_CPUS: u8 = 1;
+pub const DEFAULT_MEMORY_MIB: u32 = 1024;
+
+impl BoxOptions {
+    /// `auto_delete` wins over `auto_remove`; the default removes a box when it stops.
+    pub fn remove_on_stop(&self) -> bool {
+        match self.auto_delete {
+            Some(seconds) => seconds > 0,
+            None => self.auto_remove.unwrap_or(true),
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.remove_on_stop() && self.detach == Some(true) {
+            return Err(Error::InvalidArgument(
+                "remove-on-stop is incompatible with detach=true: a detached box must outlive this process; set auto_remove=False".to_string(),
+            ));
+        }
+        if self.cpus == Some(0) {
+            return Err(Error::InvalidArgument("cpus must be at least 1".to_string()));
+        }
+        if self.memory_mib == Some(0) {
+            return Err(Error::InvalidArgument("memory_mib must be at least 1".to_string()));
+        }
+        if self.entrypoint.is_some() || self.cmd.is_some() {
+            return Err(Error::Unsupported(
+                "a box main command (entrypoint/cmd) is not supported yet; run commands with exec()".to_string(),
+            ));
+        }
+        for (key, _) in &self.env {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                return Err(Error::InvalidArgument(format!("bad environment variable name {key:?}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A snapshot of one box, as `BoxInfo` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoxInfo {
+    pub id: String,
+    pub name: Option<String>,
+    pub image: String,
+    pub status: &'static str,
+    pub running: bool,
+    pub pid: Option<i32>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub cpus: u8,
+    pub memory_mib: u32,
+    /// 1 when the box is deleted on stop, 0 when it is kept.
+    pub auto_delete: u64,
+    pub detach: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remove_on_stop_follows_the_reference_precedence() {
+        assert!(BoxOptions::default().remove_on_stop());
+        assert!(!BoxOptions { auto_remove: Some(false), ..Default::default() }.remove_on_stop());
+        assert!(BoxOptions { auto_remove: Some(false), auto_delete: Some(60), ..Default::default() }.remove_on_stop());
+        assert!(!BoxOptions { auto_remove: Some(true), auto_delete: Some(0), ..Default::default() }.remove_on_stop());
+    }
+
+    #[test]
+    fn detach_conflicts_with_remove_on_stop() {
+        let error = BoxOptions { detach: Some(true), ..Default::default() }.validate().unwrap_err();
+        assert!(error.to_string().contains("remove-on-stop is incompatible"));
+        BoxOptions { detach: Some(true), auto_remove: Some(false), ..Default::default() }.validate().expect("valid");
+    }
+}

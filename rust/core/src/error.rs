@@ -1,0 +1,48 @@
+//! The core's one error type. Each variant is a kind the Python layer maps to its own exception
+//! class; the message says what failed and names the path, reference or box involved.
+
+use std::path::Path;
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    #[error("invalid state: {0}")]
+    InvalidState(String),
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("configuration error: {0}")]
+    Config(String),
+    #[error("storage error: {0}")]
+    Storage(String),
+    #[error("image error: {0}")]
+    Image(String),
+    #[error("execution error: {0}")]
+    Execution(String),
+    #[error("stopped: {0}")]
+    Stopped(String),
+    #[error("engine error: {0}")]
+    Engine(String),
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// A storage failure on `path` while doing `operation` ("failed to {operation} {path}").
+    pub fn storage(operation: &str, path: &Path, source: &std::io::Error) -> Self {
+        Self::Storage(format!("failed to {operation} {}: {source}", path.display()))
+    }
+}
+
+/// fs-err errors already name their path.
+impl From<std::io::Error> for Error {
+    fn from(error: std::io::Error) -> Self {
+        Self::Storage(error.to_string())
+    }
+}

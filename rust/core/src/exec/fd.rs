@@ -1,0 +1,181 @@
+//! Descriptor plumbing for executions: pipes, the per-execution control connection, and async
+//! readers and writers over raw descriptors.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use boxlite_protocol::{decode, encode, recv_packet, send_packet, Reply, Request};
+use tokio::io::unix::AsyncFd;
+
+/// Pipes to a box process get 1 MiB of kernel buffer: the default 64 KiB halves throughput.
+const PIPE_SIZE: libc::c_int = 1 << 20;
+
+fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// A close-on-exec pipe: (read end, write end).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills `fds` with two new descriptors that we take ownership of.
+    unsafe {
+        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])))
+    }
+}
+
+pub fn enlarge_pipe(fd: &OwnedFd) {
+    // SAFETY: F_SETPIPE_SZ on our pipe; failure (e.g. a lowered pipe-max-size) only costs speed.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
+}
+
+/// Registers an owned descriptor with tokio's reactor (must run inside the runtime).
+pub(crate) fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: an OwnedFd keeps its descriptor open and unchanged until it is dropped, which
+    // happens only when the AsyncFd that owns it is dropped.
+    unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)
+}
+
+/// A non-blocking descriptor registered with tokio.
+pub struct AsyncDescriptor {
+    inner: AsyncFd<OwnedFd>,
+}
+
+impl AsyncDescriptor {
+    pub fn new(fd: OwnedFd) -> io::Result<Self> {
+        set_nonblocking(fd.as_raw_fd())?;
+        Ok(Self { inner: register(fd)? })
+    }
+
+    pub fn raw(&self) -> RawFd {
+        self.inner.get_ref().as_raw_fd()
+    }
+
+    /// Reads up to `max` bytes; `None` at end of stream. A terminal's master reports EIO once the
+    /// last process holding the terminal has gone: that is its end of stream.
+    pub async fn read_chunk(&self, max: usize) -> io::Result<Option<Vec<u8>>> {
+        let mut buffer = vec![0u8; max];
+        loop {
+            let mut guard = self.inner.readable().await?;
+            let result = guard.try_io(|fd| {
+                // SAFETY: reads into a buffer of `max` bytes that we own.
+                let count = unsafe { libc::read(fd.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len()) };
+                if count < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(count as usize)
+                }
+            });
+            match result {
+                Ok(Ok(0)) => return Ok(None),
+                Ok(Ok(count)) => {
+                    buffer.truncate(count);
+                    return Ok(Some(buffer));
+                }
+                Ok(Err(error)) if error.raw_os_error() == Some(libc::EIO) => return Ok(None),
+                Ok(Err(error)) => return Err(error),
+                Err(_would_block) => {}
+            }
+        }
+    }
+
+    /// Writes all of `data`, waiting for room when the pipe is full.
+    pub async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            let mut guard = self.inner.writable().await?;
+            let result = guard.try_io(|fd| {
+                // SAFETY: writes from a slice that outlives the call.
+                let count = unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };
+                if count < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(count as usize)
+                }
+            });
+            match result {
+                Ok(Ok(count)) => data = &data[count..],
+                Ok(Err(error)) => return Err(error),
+                Err(_would_block) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One execution's connection to its box's init.
+pub struct ControlSocket {
+    inner: AsyncFd<OwnedFd>,
+}
+
+impl ControlSocket {
+    pub fn connect(path: &Path) -> io::Result<Self> {
+        // SAFETY: socket + connect on a fresh descriptor; the sockaddr is filled from a path
+        // whose length is checked against sun_path first.
+        let fd = unsafe {
+            let raw = libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0);
+            if raw < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let fd = OwnedFd::from_raw_fd(raw);
+            let mut address: libc::sockaddr_un = std::mem::zeroed();
+            address.sun_family = libc::AF_UNIX as libc::sa_family_t;
+            let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+            if bytes.len() >= address.sun_path.len() {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("socket path too long: {}", path.display())));
+            }
+            for (slot, byte) in address.sun_path.iter_mut().zip(bytes) {
+                *slot = *byte as libc::c_char;
+            }
+            let length = std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
+            if libc::connect(raw, std::ptr::addr_of!(address).cast(), length as libc::socklen_t) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            fd
+        };
+        set_nonblocking(fd.as_raw_fd())?;
+        Ok(Self { inner: register(fd)? })
+    }
+
+    pub async fn send(&self, request: &Request, fds: &[&OwnedFd]) -> io::Result<()> {
+        let bytes = encode(request);
+        let borrowed: Vec<_> = fds.iter().map(|fd| fd.as_fd()).collect();
+        loop {
+            let mut guard = self.inner.writable().await?;
+            match guard.try_io(|fd| send_packet(fd.as_fd(), &bytes, &borrowed)) {
+                Ok(result) => return result,
+                Err(_would_block) => {}
+            }
+        }
+    }
+
+    /// The next reply; `None` when the init closed the connection.
+    pub async fn recv(&self) -> io::Result<Option<(Reply, Vec<OwnedFd>)>> {
+        let mut buffer = Vec::new();
+        loop {
+            let mut guard = self.inner.readable().await?;
+            match guard.try_io(|fd| recv_packet(fd.as_fd(), &mut buffer)) {
+                Ok(Ok((0, fds))) if fds.is_empty() => return Ok(None),
+                Ok(Ok((length, fds))) => return Ok(Some((decode(&buffer[..length])?, fds))),
+                Ok(Err(error)) => return Err(error),
+                Err(_would_block) => {}
+            }
+        }
+    }
+
+    /// Ends the connection in both directions, even while other tasks hold the socket: the init
+    /// then kills the execution's process group.
+    pub fn hang_up(&self) {
+        // SAFETY: shutdown(2) on a descriptor we own; it does not close the descriptor.
+        unsafe { libc::shutdown(self.inner.get_ref().as_raw_fd(), libc::SHUT_RDWR) };
+    }
+}

@@ -1,0 +1,283 @@
+//! Executions: processes started in a running box through its init.
+//!
+//! # Rules
+//!
+//! 1. Output is bytes, forwarded exactly as the process wrote it.
+//! 2. Each execution has exactly one exit status, cached: every `wait()`, concurrent or later,
+//!    sees the same value. A wait never blocks `signal`/`kill`/`resize`.
+//! 3. An execution never outlives its [`Execution`]: dropping it hangs up the control
+//!    connection, and the init kills the process group.
+//! 4. A timeout sends SIGTERM to the whole process group, then SIGKILL after [`KILL_GRACE`].
+
+pub(crate) mod fd;
+
+use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use boxlite_protocol::{Reply, Request, TtySize};
+use tokio::sync::{oneshot, watch};
+
+pub use fd::AsyncDescriptor;
+
+use crate::error::{Error, Result};
+
+/// Time between SIGTERM and SIGKILL when a timeout ends an execution.
+pub const KILL_GRACE: Duration = Duration::from_secs(2);
+/// Largest chunk read from a process's output at once.
+pub const CHUNK_SIZE: usize = 64 * 1024;
+
+/// A fully resolved request: the box's defaults are already merged in.
+#[derive(Debug, Clone)]
+pub struct ExecSpec {
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: Option<String>,
+    pub user: Option<String>,
+    pub tty: Option<TtySize>,
+    pub timeout: Option<Duration>,
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExitStatus {
+    /// The exit code, or `-N` when signal N killed the process.
+    pub exit_code: i32,
+    pub signal: Option<i32>,
+    /// The execution's timeout ended it.
+    pub timed_out: bool,
+    /// Set when the outcome is not known from the process itself (the box went away).
+    pub error: Option<String>,
+}
+
+struct Control {
+    socket: fd::ControlSocket,
+    exit: watch::Sender<Option<ExitStatus>>,
+    /// Acknowledgements for Signal requests, in the order they were sent.
+    acks: Mutex<VecDeque<oneshot::Sender<Reply>>>,
+    /// Serialises "queue an ack slot + send" so acks pair with their requests.
+    send_lock: tokio::sync::Mutex<()>,
+    timed_out: AtomicBool,
+}
+
+pub struct Execution {
+    pub id: String,
+    pub pid: i32,
+    control: Arc<Control>,
+    /// Taken by whoever consumes the output (the process's stdout, or the terminal).
+    pub stdout: Option<AsyncDescriptor>,
+    pub stderr: Option<AsyncDescriptor>,
+    pub stdin: Option<AsyncDescriptor>,
+    terminal: Option<Arc<OwnedFd>>,
+}
+
+impl std::fmt::Debug for Execution {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Execution").field("id", &self.id).field("pid", &self.pid).finish_non_exhaustive()
+    }
+}
+
+impl Drop for Execution {
+    fn drop(&mut self) {
+        self.control.socket.hang_up();
+    }
+}
+
+/// Opens a control connection to a box's init (used to stop the box).
+pub(crate) fn connect_control(socket_path: &Path) -> std::io::Result<fd::ControlSocket> {
+    fd::ControlSocket::connect(socket_path)
+}
+
+fn engine_error(what: &str, error: &std::io::Error) -> Error {
+    Error::Engine(format!("{what}: {error}"))
+}
+
+/// Starts `spec` in the box whose init listens on `socket_path`.
+pub async fn start(socket_path: &Path, spec: ExecSpec) -> Result<Execution> {
+    let socket = fd::ControlSocket::connect(socket_path).map_err(|error| {
+        Error::InvalidState(format!("the box is not running (cannot reach its init at {}: {error})", socket_path.display()))
+    })?;
+    let request = Request::Exec { argv: spec.argv.clone(), env: spec.env, cwd: spec.cwd, user: spec.user, tty: spec.tty.clone() };
+    let mut ours = (None, None, None);
+    if spec.tty.is_some() {
+        socket.send(&request, &[]).await.map_err(|error| engine_error("failed to send the exec request", &error))?;
+    } else {
+        let pipe = |enlarge: bool| -> Result<(OwnedFd, OwnedFd)> {
+            let pair = fd::pipe().map_err(|error| engine_error("failed to create a pipe", &error))?;
+            if enlarge {
+                fd::enlarge_pipe(&pair.0);
+            }
+            Ok(pair)
+        };
+        let (stdin_read, stdin_write) = pipe(false)?;
+        let (stdout_read, stdout_write) = pipe(true)?;
+        let (stderr_read, stderr_write) = pipe(true)?;
+        socket
+            .send(&request, &[&stdin_read, &stdout_write, &stderr_write])
+            .await
+            .map_err(|error| engine_error("failed to send the exec request", &error))?;
+        ours = (Some(stdin_write), Some(stdout_read), Some(stderr_read));
+    }
+    let reply = socket.recv().await.map_err(|error| engine_error("failed to read the exec reply", &error))?;
+    let (pid, mut fds) = match reply {
+        Some((Reply::Started { pid }, fds)) => (pid, fds),
+        Some((Reply::Failed { message, not_found: true }, _)) => return Err(Error::NotFound(message)),
+        Some((Reply::Failed { message, .. }, _)) => return Err(Error::Execution(message)),
+        Some((other, _)) => return Err(Error::Engine(format!("unexpected reply to exec: {other:?}"))),
+        None => return Err(Error::InvalidState("the box stopped while starting the process".to_string())),
+    };
+    let wrap = |fd: Option<OwnedFd>| -> Result<Option<AsyncDescriptor>> {
+        fd.map(AsyncDescriptor::new).transpose().map_err(|error| engine_error("failed to register a stream", &error))
+    };
+    let (stdin, stdout, stderr, terminal) = if spec.tty.is_some() {
+        let master = fds.pop().ok_or_else(|| Error::Engine("the init sent no terminal".to_string()))?;
+        let reader = master.try_clone().map_err(|error| engine_error("failed to duplicate the terminal", &error))?;
+        let writer = master.try_clone().map_err(|error| engine_error("failed to duplicate the terminal", &error))?;
+        (wrap(Some(writer))?, wrap(Some(reader))?, None, Some(Arc::new(master)))
+    } else {
+        (wrap(ours.0)?, wrap(ours.1)?, wrap(ours.2)?, None)
+    };
+    let (exit, _) = watch::channel(None);
+    let control = Arc::new(Control {
+        socket,
+        exit,
+        acks: Mutex::new(VecDeque::new()),
+        send_lock: tokio::sync::Mutex::new(()),
+        timed_out: AtomicBool::new(false),
+    });
+    tokio::spawn(read_replies(Arc::clone(&control)));
+    if let Some(timeout) = spec.timeout {
+        tokio::spawn(enforce_timeout(Arc::clone(&control), timeout));
+    }
+    Ok(Execution { id: crate::ids::new_box_id(), pid, control, stdout, stderr, stdin, terminal })
+}
+
+/// Rule 2: the only reader of the control connection; it publishes the exit and routes acks.
+async fn read_replies(control: Arc<Control>) {
+    let ending = loop {
+        match control.socket.recv().await {
+            Ok(Some((Reply::Exited { code, signal }, _))) => {
+                let exit_code = match (code, signal) {
+                    (_, Some(signal)) => -signal,
+                    (Some(code), None) => code,
+                    (None, None) => -1,
+                };
+                let timed_out = control.timed_out.load(Ordering::Acquire);
+                control.exit.send_replace(Some(ExitStatus { exit_code, signal, timed_out, error: None }));
+            }
+            Ok(Some((reply, _))) => {
+                let waiter = control.acks.lock().ok().and_then(|mut acks| acks.pop_front());
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(reply);
+                }
+            }
+            Ok(None) => break "the box's init closed the connection before the process exited".to_string(),
+            Err(error) => break format!("lost the connection to the box's init: {error}"),
+        }
+    };
+    control.exit.send_if_modified(|status| {
+        if status.is_some() {
+            return false;
+        }
+        *status = Some(ExitStatus { exit_code: -1, signal: None, timed_out: false, error: Some(ending.clone()) });
+        true
+    });
+    if let Ok(mut acks) = control.acks.lock() {
+        acks.clear();
+    }
+}
+
+async fn enforce_timeout(control: Arc<Control>, timeout: Duration) {
+    let mut exit = control.exit.subscribe();
+    for (delay, signal) in [(timeout, libc::SIGTERM), (KILL_GRACE, libc::SIGKILL)] {
+        if tokio::time::timeout(delay, exit.wait_for(Option::is_some)).await.is_ok() {
+            return;
+        }
+        control.timed_out.store(true, Ordering::Release);
+        let _ = send_signal(&control, signal, true).await;
+    }
+}
+
+async fn send_signal(control: &Control, signal: i32, group: bool) -> Result<()> {
+    if control.exit.borrow().is_some() {
+        return Ok(());
+    }
+    let (sender, receiver) = oneshot::channel();
+    {
+        let _guard = control.send_lock.lock().await;
+        control.acks.lock().map_err(|_| Error::Internal("ack queue poisoned".to_string()))?.push_back(sender);
+        control
+            .socket
+            .send(&Request::Signal { signal, group }, &[])
+            .await
+            .map_err(|error| engine_error("failed to send the signal", &error))?;
+    }
+    match receiver.await {
+        Ok(Reply::Done) | Err(_) => Ok(()),
+        Ok(Reply::Refused { message }) => Err(Error::Execution(message)),
+        Ok(other) => Err(Error::Engine(format!("unexpected reply to a signal: {other:?}"))),
+    }
+}
+
+/// Cheap, cloneable access to an execution's control side, for use after its streams were
+/// taken (waits, signals, resizes).
+#[derive(Clone)]
+pub struct ExecutionControl {
+    control: Arc<Control>,
+    terminal: Option<Arc<OwnedFd>>,
+}
+
+impl Execution {
+    pub fn control(&self) -> ExecutionControl {
+        ExecutionControl { control: Arc::clone(&self.control), terminal: self.terminal.clone() }
+    }
+}
+
+impl ExecutionControl {
+    /// Rule 2.
+    pub async fn wait(&self) -> ExitStatus {
+        let mut exit = self.control.exit.subscribe();
+        let status = match exit.wait_for(Option::is_some).await {
+            Ok(status) => status.clone(),
+            Err(_) => None,
+        };
+        status.unwrap_or_else(lost_status)
+    }
+
+    /// The exit status if the process has already ended.
+    pub fn try_status(&self) -> Option<ExitStatus> {
+        self.control.exit.borrow().clone()
+    }
+
+    pub async fn signal(&self, signal: i32) -> Result<()> {
+        if !(1..=64).contains(&signal) {
+            return Err(Error::InvalidArgument(format!("signal must be between 1 and 64, got {signal}")));
+        }
+        send_signal(&self.control, signal, false).await
+    }
+
+    /// SIGKILL to the execution's whole process group.
+    pub async fn kill(&self) -> Result<()> {
+        send_signal(&self.control, libc::SIGKILL, true).await
+    }
+
+    pub fn resize(&self, rows: u16, cols: u16) -> Result<()> {
+        if rows == 0 || cols == 0 {
+            return Err(Error::InvalidArgument(format!("rows and cols must be positive, got {rows}x{cols}")));
+        }
+        let terminal = self.terminal.as_ref().ok_or_else(|| Error::InvalidState("resize_tty needs an execution started with tty=True".to_string()))?;
+        let window = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+        // SAFETY: TIOCSWINSZ reads one winsize from a valid pointer; the descriptor is ours.
+        if unsafe { libc::ioctl(terminal.as_raw_fd(), libc::TIOCSWINSZ, &window) } < 0 {
+            return Err(engine_error("failed to resize the terminal", &std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+}
+
+fn lost_status() -> ExitStatus {
+    ExitStatus { exit_code: -1, signal: None, timed_out: false, error: Some("the execution's status was lost".to_string()) }
+}

@@ -1,0 +1,92 @@
+//! The runtime's home directory: its layout, its exclusive lock, and the installed shim.
+//!
+//! ```text
+//! <home>/lock                      flock held while a runtime uses this home
+//! <home>/bin/boxlite-shim-<digest> the box init, written from the copy embedded at build time
+//! <home>/layers/sha256/<hex>/      unpacked image layers, shared by every box
+//! <home>/layers/tmp/               layers being unpacked (renamed into place when complete)
+//! <home>/host/                     the skeleton root of the built-in `host://` image
+//! <home>/boxes/<id>/box.json       one box's record
+//! <home>/boxes/<id>/{upper,work}/  its writable layer, kept across stop/start
+//! <home>/boxes/<id>/rootfs/        where its root is mounted (inside its own mount namespace)
+//! <home>/boxes/<id>/init.sock      its init's control socket
+//! ```
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+static SHIM: &[u8] = include_bytes!(env!("BOXLITE_SHIM_PATH"));
+const SHIM_DIGEST: &str = env!("BOXLITE_SHIM_DIGEST");
+
+#[derive(Debug)]
+pub struct Home {
+    root: PathBuf,
+    /// Held for the runtime's life; the flock goes with the descriptor.
+    _lock: File,
+}
+
+impl Home {
+    /// Opens (creating if needed) `root` and takes its exclusive lock.
+    pub fn open(root: &Path) -> Result<Self> {
+        for dir in ["bin", "layers/sha256", "layers/tmp", "boxes"] {
+            fs_err::create_dir_all(root.join(dir))?;
+        }
+        let root = fs_err::canonicalize(root)?;
+        let lock_path = root.join("lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|error| Error::storage("open", &lock_path, &error))?;
+        // SAFETY: flock on a descriptor we own; no memory is involved.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(Error::Internal(format!(
+                "another runtime already uses the home directory {}; one runtime per home directory at a time",
+                root.display()
+            )));
+        }
+        Ok(Self { root, _lock: lock })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn layers(&self) -> PathBuf {
+        self.root.join("layers/sha256")
+    }
+
+    pub fn layers_tmp(&self) -> PathBuf {
+        self.root.join("layers/tmp")
+    }
+
+    pub fn host_skeleton(&self) -> PathBuf {
+        self.root.join("host")
+    }
+
+    pub fn boxes(&self) -> PathBuf {
+        self.root.join("boxes")
+    }
+
+    pub fn box_dir(&self, id: &str) -> PathBuf {
+        self.boxes().join(id)
+    }
+
+    /// Writes the embedded shim once per build; returns its path.
+    pub fn install_shim(&self) -> Result<PathBuf> {
+        let path = self.root.join("bin").join(format!("boxlite-shim-{SHIM_DIGEST}"));
+        if path.exists() {
+            return Ok(path);
+        }
+        let staging = self.root.join("bin").join(format!(".boxlite-shim-{SHIM_DIGEST}.{}", std::process::id()));
+        fs_err::write(&staging, SHIM)?;
+        fs_err::set_permissions(&staging, std::fs::Permissions::from_mode(0o755))?;
+        fs_err::rename(&staging, &path)?;
+        Ok(path)
+    }
+}

@@ -1,0 +1,58 @@
+//! The built-in `host://` image: a small skeleton root (its own /etc, /tmp, /root) whose /usr is
+//! the host's, bound read-only. With a merged-/usr host (Debian 12) that is every program and
+//! library. Nothing else of the host is visible: not /home, not /root, not the host's /etc.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use super::{ImageConfig, PreparedImage};
+use crate::error::Result;
+use crate::home::Home;
+
+const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
+const GROUP: &str = "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n";
+const HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+/// Host directories the skeleton binds read-only when they exist, besides /usr.
+const OPTIONAL_BINDS: &[&str] = &["/etc/alternatives", "/etc/ssl"];
+
+fn write_skeleton(root: &Path) -> Result<()> {
+    for (dir, mode) in [("etc", 0o755), ("tmp", 0o1777), ("root", 0o700), ("home", 0o755), ("var/tmp", 0o1777), ("usr", 0o755)] {
+        let path = root.join(dir);
+        fs_err::create_dir_all(&path)?;
+        fs_err::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+    }
+    for (name, text) in [("etc/passwd", PASSWD), ("etc/group", GROUP), ("etc/hosts", HOSTS), ("etc/resolv.conf", "")] {
+        fs_err::write(root.join(name), text)?;
+    }
+    for link in ["bin", "sbin", "lib", "lib64", "lib32", "libx32"] {
+        if Path::new("/").join(link).is_symlink() {
+            let target = fs_err::read_link(Path::new("/").join(link))?;
+            std::os::unix::fs::symlink(&target, root.join(link)).map_err(|error| crate::Error::storage("link", &root.join(link), &error))?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn prepare(home: &Home) -> Result<PreparedImage> {
+    let skeleton = home.host_skeleton();
+    if !skeleton.join("etc/passwd").exists() {
+        let staging = home.layers_tmp().join(format!("host-{}", std::process::id()));
+        let _ = fs_err::remove_dir_all(&staging);
+        write_skeleton(&staging)?;
+        let _ = fs_err::remove_dir_all(&skeleton);
+        fs_err::rename(&staging, &skeleton)?;
+    }
+    let mut read_only_binds = vec![(PathBuf::from("/usr"), PathBuf::from("/usr"))];
+    read_only_binds.extend(
+        OPTIONAL_BINDS.iter().map(PathBuf::from).filter(|path| path.is_dir()).map(|path| (path.clone(), path)),
+    );
+    Ok(PreparedImage {
+        lower_dirs: vec![skeleton],
+        read_only_binds,
+        config: ImageConfig {
+            env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()],
+            ..ImageConfig::default()
+        },
+        id: "host".to_string(),
+    })
+}

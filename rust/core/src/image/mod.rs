@@ -1,0 +1,93 @@
+//! Images: where a box's read-only layers come from.
+//!
+//! Sources today: a local OCI image layout (`rootfs_path`), and the built-in `host://` image (a
+//! skeleton root with the host's `/usr` bound read-only: always there, needs no network).
+//! Registry pulls come next, behind the same [`PreparedImage`].
+
+mod host;
+mod layout;
+mod unpack;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::home::Home;
+
+/// The reference of the built-in image made from the host's system directories.
+pub const HOST_IMAGE: &str = "host://";
+
+/// What a box needs from its image's config (the OCI `config` object).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageConfig {
+    pub env: Vec<String>,
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+}
+
+/// An image ready to be mounted: its unpacked layers and its config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreparedImage {
+    /// Layer directories, top-most first (overlayfs `lowerdir` order).
+    pub lower_dirs: Vec<PathBuf>,
+    /// Host directories bound read-only into the box: (host path, box path).
+    pub read_only_binds: Vec<(PathBuf, PathBuf)>,
+    pub config: ImageConfig,
+    /// `sha256:` digest of the image's config, or `host` for the host image.
+    pub id: String,
+}
+
+/// Where a box's image comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSource {
+    Host,
+    Layout(PathBuf),
+    Registry(String),
+}
+
+impl ImageSource {
+    pub fn from_options(image: Option<&str>, rootfs_path: Option<&str>) -> Self {
+        match (rootfs_path.filter(|path| !path.is_empty()), image.filter(|image| !image.is_empty())) {
+            (Some(path), _) => Self::Layout(PathBuf::from(path)),
+            (None, Some(HOST_IMAGE) | None) => Self::Host,
+            (None, Some(reference)) => Self::Registry(reference.to_string()),
+        }
+    }
+
+    /// What `BoxInfo.image` shows.
+    pub fn display(&self) -> String {
+        match self {
+            Self::Host => HOST_IMAGE.to_string(),
+            Self::Layout(path) => path.display().to_string(),
+            Self::Registry(reference) => reference.clone(),
+        }
+    }
+}
+
+/// Makes the image's layers available under `home` (unpacking what is not cached yet).
+/// Blocking: call it from a blocking-capable context.
+pub fn prepare(home: &Home, source: &ImageSource) -> Result<PreparedImage> {
+    match source {
+        ImageSource::Host => host::prepare(home),
+        ImageSource::Layout(path) => layout::prepare(home, path),
+        ImageSource::Registry(reference) => Err(Error::Unsupported(format!(
+            "pulling {reference:?} from a registry is not supported yet; use rootfs_path= with a local OCI image layout, or image={HOST_IMAGE:?}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_follow_the_options() {
+        assert_eq!(ImageSource::from_options(None, None), ImageSource::Host);
+        assert_eq!(ImageSource::from_options(Some("host://"), None), ImageSource::Host);
+        assert_eq!(ImageSource::from_options(Some("alpine"), Some("/x")), ImageSource::Layout("/x".into()));
+        assert_eq!(ImageSource::from_options(Some("alpine"), Some("")), ImageSource::Registry("alpine".into()));
+    }
+}

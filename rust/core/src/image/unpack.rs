@@ -1,0 +1,284 @@
+//! Unpacking image layers into the shared layer store, safely.
+//!
+//! # Rules
+//!
+//! 1. Nothing outside the layer's directory is created or written: entry paths are made relative
+//!    and `..` is refused; every parent directory is checked to be a real directory (never a
+//!    symlink) before anything is created in it; an existing symlink at an entry's path is
+//!    replaced, never written through; a hardlink must name a regular file already unpacked in
+//!    the same layer, reached through real directories only.
+//! 2. OCI whiteouts become overlayfs whiteouts: `.wh.NAME` → a 0/0 character device `NAME`;
+//!    `.wh..wh..opq` → the `trusted.overlay.opaque=y` xattr on the directory.
+//! 3. Modes (setuid and setgid included, as in the image) and numeric ownership are kept. Device
+//!    nodes in a layer are skipped: a box gets its own minimal /dev. Extended attributes are not
+//!    applied.
+//! 4. The compressed blob is hashed while it is read and must match its digest.
+//! 5. A layer is unpacked into `layers/tmp/` and renamed into place only when complete, so a
+//!    crash or an error never leaves a half layer that a later box would use.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::layout::sha256_hex;
+use crate::error::{Error, Result};
+use crate::home::Home;
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE_MARKER: &str = ".wh..wh..opq";
+
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let count = self.inner.read(buffer)?;
+        self.hasher.update(&buffer[..count]);
+        Ok(count)
+    }
+}
+
+/// Unpacks the layer blob at `blob` (digest `digest`) unless it is cached; returns its directory.
+pub(super) fn unpack_layer(home: &Home, blob: &Path, digest: &str) -> Result<PathBuf> {
+    let hex = sha256_hex(digest).ok_or_else(|| Error::Image(format!("unsupported layer digest {digest:?}")))?;
+    let destination = home.layers().join(hex);
+    if destination.is_dir() {
+        return Ok(destination);
+    }
+    let staging = home.layers_tmp().join(format!("{hex}.{}.{}", std::process::id(), rand::random::<u32>()));
+    fs_err::create_dir(&staging)?;
+    match extract(blob, digest, &staging) {
+        Ok(()) => {
+            if let Err(error) = std::fs::rename(&staging, &destination) {
+                let _ = std::fs::remove_dir_all(&staging);
+                if !destination.is_dir() {
+                    return Err(Error::storage("move the unpacked layer to", &destination, &error));
+                }
+            }
+            Ok(destination)
+        }
+        Err(error) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            Err(error)
+        }
+    }
+}
+
+fn layer_error(digest: &str, what: impl std::fmt::Display) -> Error {
+    Error::Image(format!("layer {digest}: {what}"))
+}
+
+fn extract(blob: &Path, digest: &str, root: &Path) -> Result<()> {
+    let file = File::open(blob).map_err(|error| layer_error(digest, format!("cannot open {}: {error}", blob.display())))?;
+    let mut hashing = HashingReader { inner: BufReader::with_capacity(1 << 16, file), hasher: Sha256::new() };
+    let magic = hashing.inner.fill_buf().map_err(|error| layer_error(digest, error))?.get(..4).map(<[u8]>::to_vec).unwrap_or_default();
+    {
+        let stream: Box<dyn Read + '_> = if magic.starts_with(&[0x1f, 0x8b]) {
+            Box::new(flate2::read::GzDecoder::new(&mut hashing))
+        } else if magic == [0x28, 0xb5, 0x2f, 0xfd] {
+            return Err(Error::Unsupported(format!("layer {digest} is zstd-compressed, which is not supported yet")));
+        } else {
+            Box::new(&mut hashing)
+        };
+        let mut archive = tar::Archive::new(stream);
+        let entries = archive.entries().map_err(|error| layer_error(digest, error))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|error| layer_error(digest, format!("bad tar entry: {error}")))?;
+            unpack_entry(root, &mut entry).map_err(|error| layer_error(digest, error))?;
+        }
+    }
+    io::copy(&mut hashing, &mut io::sink()).map_err(|error| layer_error(digest, error))?;
+    let actual = format!("sha256:{:x}", hashing.hasher.finalize());
+    if actual != digest {
+        return Err(layer_error(digest, format!("content has digest {actual}")));
+    }
+    Ok(())
+}
+
+/// Rule 1: a relative path with no `..`; `None` for the layer root itself.
+fn relative_path(path: &Path) -> std::result::Result<Option<PathBuf>, String> {
+    let mut clean = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => clean.push(part),
+            Component::RootDir | Component::CurDir => {}
+            Component::ParentDir | Component::Prefix(_) => return Err(format!("entry {} leaves the layer", path.display())),
+        }
+    }
+    Ok((!clean.as_os_str().is_empty()).then_some(clean))
+}
+
+/// Rule 1: creates the missing parents of `relative` under `root`, refusing to pass through
+/// anything but real directories.
+fn ensure_parents(root: &Path, relative: &Path) -> std::result::Result<(), String> {
+    let mut current = root.to_path_buf();
+    if let Some(parent) = relative.parent() {
+        for part in parent.components() {
+            current.push(part);
+            match std::fs::symlink_metadata(&current) {
+                Ok(metadata) if metadata.is_dir() => {}
+                Ok(_) => return Err(format!("{} is not a directory; refusing to write through it", current.display())),
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                    std::fs::create_dir(&current).map_err(|error| format!("failed to create {}: {error}", current.display()))?;
+                }
+                Err(error) => return Err(format!("failed to inspect {}: {error}", current.display())),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes whatever is at `path` unless it is a directory we may keep.
+fn clear(path: &Path, keep_directory: bool) -> std::result::Result<(), String> {
+    match std::fs::symlink_metadata(path) {
+        Ok(metadata) if metadata.is_dir() && keep_directory => Ok(()),
+        Ok(metadata) if metadata.is_dir() => std::fs::remove_dir_all(path).map_err(|error| format!("failed to replace {}: {error}", path.display())),
+        Ok(_) => std::fs::remove_file(path).map_err(|error| format!("failed to replace {}: {error}", path.display())),
+        Err(_) => Ok(()),
+    }
+}
+
+fn c_path(path: &Path) -> CString {
+    CString::new(path.as_os_str().as_bytes()).unwrap_or_default()
+}
+
+fn chown(path: &Path, uid: u64, gid: u64) -> std::result::Result<(), String> {
+    // SAFETY: lchown on a valid C string; it never follows a symlink.
+    let code = unsafe { libc::lchown(c_path(path).as_ptr(), uid as libc::uid_t, gid as libc::gid_t) };
+    if code < 0 {
+        return Err(format!("failed to chown {}: {}", path.display(), io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn make_char_device(path: &Path, major: u32, minor: u32) -> std::result::Result<(), String> {
+    // SAFETY: mknod on a valid C string.
+    let code = unsafe { libc::mknod(c_path(path).as_ptr(), libc::S_IFCHR, libc::makedev(major, minor)) };
+    if code < 0 {
+        return Err(format!("failed to create whiteout {}: {}", path.display(), io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn set_opaque(dir: &Path) -> std::result::Result<(), String> {
+    let name = c"trusted.overlay.opaque";
+    // SAFETY: lsetxattr with a valid path, name and a one-byte value.
+    let code = unsafe { libc::lsetxattr(c_path(dir).as_ptr(), name.as_ptr(), b"y".as_ptr().cast(), 1, 0) };
+    if code < 0 {
+        return Err(format!("failed to mark {} opaque: {}", dir.display(), io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn unpack_entry<R: Read>(root: &Path, entry: &mut tar::Entry<'_, R>) -> std::result::Result<(), String> {
+    let raw_path = entry.path().map_err(|error| format!("bad entry path: {error}"))?.into_owned();
+    let Some(relative) = relative_path(&raw_path)? else {
+        return Ok(());
+    };
+    ensure_parents(root, &relative)?;
+    let target = root.join(&relative);
+    let header = entry.header();
+    let mode = header.mode().map_err(|error| format!("bad mode for {}: {error}", raw_path.display()))? & 0o7777;
+    let uid = header.uid().unwrap_or(0);
+    let gid = header.gid().unwrap_or(0);
+    let file_name = relative.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+
+    if file_name == OPAQUE_MARKER {
+        let dir = target.parent().unwrap_or(root);
+        return set_opaque(dir);
+    }
+    if let Some(hidden) = file_name.strip_prefix(WHITEOUT_PREFIX) {
+        let whiteout = target.with_file_name(hidden);
+        clear(&whiteout, false)?;
+        return make_char_device(&whiteout, 0, 0);
+    }
+
+    match header.entry_type() {
+        tar::EntryType::Regular | tar::EntryType::Continuous => {
+            clear(&target, false)?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .mode(0o600)
+                .open(&target)
+                .map_err(|error| format!("failed to create {}: {error}", target.display()))?;
+            io::copy(entry, &mut file).map_err(|error| format!("failed to write {}: {error}", target.display()))?;
+            chown(&target, uid, gid)?;
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
+                .map_err(|error| format!("failed to set the mode of {}: {error}", target.display()))?;
+        }
+        tar::EntryType::Directory => {
+            clear(&target, true)?;
+            if !target.is_dir() {
+                std::fs::create_dir(&target).map_err(|error| format!("failed to create {}: {error}", target.display()))?;
+            }
+            chown(&target, uid, gid)?;
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
+                .map_err(|error| format!("failed to set the mode of {}: {error}", target.display()))?;
+        }
+        tar::EntryType::Symlink => {
+            let link = entry.link_name().map_err(|error| format!("bad link for {}: {error}", raw_path.display()))?;
+            let link = link.ok_or_else(|| format!("symlink {} has no target", raw_path.display()))?;
+            clear(&target, false)?;
+            std::os::unix::fs::symlink(&link, &target).map_err(|error| format!("failed to create symlink {}: {error}", target.display()))?;
+            chown(&target, uid, gid)?;
+        }
+        tar::EntryType::Link => {
+            let link = entry.link_name().map_err(|error| format!("bad link for {}: {error}", raw_path.display()))?;
+            let link = link.ok_or_else(|| format!("hardlink {} has no target", raw_path.display()))?;
+            let link_relative = relative_path(&link)?.ok_or_else(|| format!("hardlink {} points at the layer root", raw_path.display()))?;
+            ensure_parents(root, &link_relative)?;
+            let source = root.join(&link_relative);
+            match std::fs::symlink_metadata(&source) {
+                Ok(metadata) if metadata.is_file() => {}
+                _ => return Err(format!("hardlink {} must point at a regular file of the same layer", raw_path.display())),
+            }
+            clear(&target, false)?;
+            std::fs::hard_link(&source, &target).map_err(|error| format!("failed to link {}: {error}", target.display()))?;
+        }
+        tar::EntryType::Fifo => {
+            clear(&target, false)?;
+            // SAFETY: mkfifo on a valid C string.
+            if unsafe { libc::mkfifo(c_path(&target).as_ptr(), mode) } < 0 {
+                return Err(format!("failed to create fifo {}: {}", target.display(), io::Error::last_os_error()));
+            }
+            chown(&target, uid, gid)?;
+        }
+        // Rule 3: device nodes are not created; other entry kinds carry no file.
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_paths_stay_inside_the_layer() {
+        assert_eq!(relative_path(Path::new("./usr/bin/sh")).expect("ok"), Some(PathBuf::from("usr/bin/sh")));
+        assert_eq!(relative_path(Path::new("/etc/passwd")).expect("ok"), Some(PathBuf::from("etc/passwd")));
+        assert_eq!(relative_path(Path::new("./")).expect("ok"), None);
+        assert!(relative_path(Path::new("a/../../etc")).is_err());
+    }
+
+    #[test]
+    fn parents_never_pass_through_symlinks() {
+        let root = std::env::temp_dir().join(format!("boxlite-unpack-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).expect("mkdir");
+        std::os::unix::fs::symlink("/tmp", root.join("escape")).expect("symlink");
+        assert!(ensure_parents(&root, Path::new("escape/file")).is_err());
+        ensure_parents(&root, Path::new("a/b/file")).expect("real dirs");
+        assert!(root.join("a/b").is_dir());
+        std::fs::remove_dir_all(&root).expect("cleanup");
+    }
+}

@@ -1,0 +1,18 @@
+//! boxlite's runtime, in Rust alone: images, the box store, the namespace engine and exec.
+//! The Python binding (`rust/python`) is a thin layer over [`Runtime`] and [`BoxHandle`].
+
+mod boxes;
+mod error;
+pub mod exec;
+mod home;
+mod ids;
+pub mod image;
+
+pub use boxes::{
+    BoxHandle, BoxInfo, BoxMetrics, BoxOptions, BoxStatus, ExecRequest, Runtime, RuntimeMetrics, DEFAULT_CPUS,
+    DEFAULT_MEMORY_MIB, DEFAULT_STOP_GRACE,
+};
+pub use boxlite_protocol::TtySize;
+pub use error::{Error, Result};
+pub use exec::{ExecutionControl, Execution, ExitStatus};
+pub use ids::new_box_id;

@@ -1,0 +1,195 @@
+//! The wire protocol between the runtime (`boxlite-core`) and the init process of a box
+//! (`boxlite-shim`).
+//!
+//! # Channels
+//!
+//! 1. **Start-up.** The runtime spawns `boxlite-shim` with a pipe on stdin and one on stdout. It
+//!    writes one length-prefixed [`ShimConfig`] on stdin; the shim answers with one line on
+//!    stdout: `ready <init-pid>` or `error <message>`. The stdin pipe then stays open as the
+//!    box's *lifeline*: a box that is not detached shuts down when the runtime's end closes
+//!    (including when the runtime's process dies).
+//! 2. **Control socket.** The init listens on a `SOCK_SEQPACKET` unix socket at
+//!    `ShimConfig::socket_path`. Every execution opens its own connection: the first packet is a
+//!    [`Request::Exec`] carrying the child's stdio descriptors (SCM_RIGHTS), the init answers
+//!    [`Reply::Started`] or [`Reply::Failed`], and later exactly one [`Reply::Exited`]. Closing
+//!    the connection before the exit kills the execution's process group, so an execution never
+//!    outlives its owner. [`Request::Signal`] may follow on the same connection;
+//!    [`Request::Shutdown`] may be sent on a connection of its own.
+//!
+//! One message is one packet of JSON; descriptors ride in the same `sendmsg`.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Largest packet either side sends (a request carries argv and env).
+pub const MAX_PACKET: usize = 1 << 20;
+/// Most descriptors one packet carries (stdin, stdout, stderr).
+pub const MAX_FDS: usize = 3;
+
+/// How the shim builds the box's root and runs its init.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShimConfig {
+    pub box_id: String,
+    pub hostname: String,
+    /// Read-only image layers, top-most first (overlayfs `lowerdir` order).
+    pub lower_dirs: Vec<PathBuf>,
+    pub upper_dir: PathBuf,
+    pub work_dir: PathBuf,
+    /// Where the overlay is mounted inside the box's mount namespace.
+    pub merged_dir: PathBuf,
+    /// Host directories bind-mounted read-only into the box: (host path, path in the box).
+    pub read_only_binds: Vec<(PathBuf, PathBuf)>,
+    pub socket_path: PathBuf,
+    /// Init's own diagnostics go here (opened before pivot_root).
+    pub log_path: PathBuf,
+    /// A detached box ignores the lifeline closing.
+    pub detached: bool,
+    /// cgroup directories (one per v1 controller, or one v2 directory) the init joins.
+    pub cgroup_procs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TtySize {
+    pub rows: u16,
+    pub cols: u16,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Request {
+    /// Start a process. Without a tty, the packet carries stdin, stdout and stderr.
+    Exec {
+        argv: Vec<String>,
+        env: Vec<String>,
+        cwd: Option<String>,
+        /// `name`, `uid`, `name:group` or `uid:gid`, resolved against the box's /etc files.
+        user: Option<String>,
+        tty: Option<TtySize>,
+    },
+    /// Signal the execution's process (`group = false`) or its whole process group.
+    Signal { signal: i32, group: bool },
+    /// Stop the box: SIGTERM to every process, SIGKILL after `grace_ms`, then init exits.
+    Shutdown { grace_ms: u64 },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Reply {
+    /// The process runs. With a tty, the packet carries the pty's master side.
+    Started { pid: i32 },
+    /// The process could not be started; nothing runs.
+    Failed { message: String, not_found: bool },
+    /// The process ended: its exit code, or the signal that killed it.
+    Exited { code: Option<i32>, signal: Option<i32> },
+    /// A request other than Exec was carried out.
+    Done,
+    /// A request other than Exec was refused.
+    Refused { message: String },
+}
+
+pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    // Serialising these plain enums cannot fail: no maps with non-string keys, no custom impls.
+    serde_json::to_vec(message).unwrap_or_default()
+}
+
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> io::Result<T> {
+    serde_json::from_slice(bytes)
+        .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, format!("bad packet: {error}")))
+}
+
+/// Sends one packet with up to [`MAX_FDS`] descriptors. The descriptors stay owned by the caller.
+pub fn send_packet(socket: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    assert!(fds.len() <= MAX_FDS, "at most {MAX_FDS} descriptors per packet");
+    let mut iov = libc::iovec { iov_base: bytes.as_ptr() as *mut libc::c_void, iov_len: bytes.len() };
+    let mut control = [0u64; 8]; // aligned room for CMSG_SPACE(3 * sizeof(int))
+    // SAFETY: msghdr is plain data; every pointer set below points into locals that outlive the
+    // sendmsg call, and the control buffer is large enough for MAX_FDS descriptors (asserted).
+    unsafe {
+        let mut header: libc::msghdr = std::mem::zeroed();
+        header.msg_iov = &mut iov;
+        header.msg_iovlen = 1;
+        if !fds.is_empty() {
+            let payload = std::mem::size_of::<RawFd>() * fds.len();
+            header.msg_control = control.as_mut_ptr().cast();
+            header.msg_controllen = libc::CMSG_SPACE(payload as u32) as usize;
+            let cmsg = libc::CMSG_FIRSTHDR(&header);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(payload as u32) as usize;
+            let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+            for (index, fd) in fds.iter().enumerate() {
+                data.add(index).write_unaligned(fd.as_raw_fd());
+            }
+        }
+        let sent = libc::sendmsg(socket.as_raw_fd(), &header, libc::MSG_NOSIGNAL);
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Receives one packet and the descriptors it carries (each marked close-on-exec).
+/// An empty packet with no descriptors means the peer closed the connection.
+pub fn recv_packet(socket: BorrowedFd<'_>, buffer: &mut Vec<u8>) -> io::Result<(usize, Vec<OwnedFd>)> {
+    buffer.resize(MAX_PACKET, 0);
+    let mut iov = libc::iovec { iov_base: buffer.as_mut_ptr().cast(), iov_len: buffer.len() };
+    let mut control = [0u64; 8];
+    let mut fds = Vec::new();
+    // SAFETY: as in send_packet, the header points into locals that live across recvmsg. The
+    // kernel writes at most msg_controllen bytes of control data; every descriptor it installed
+    // is taken into an OwnedFd exactly once, so none leaks and none is closed twice.
+    unsafe {
+        let mut header: libc::msghdr = std::mem::zeroed();
+        header.msg_iov = &mut iov;
+        header.msg_iovlen = 1;
+        header.msg_control = control.as_mut_ptr().cast();
+        header.msg_controllen = std::mem::size_of_val(&control);
+        let received = libc::recvmsg(socket.as_raw_fd(), &mut header, libc::MSG_CMSG_CLOEXEC);
+        if received < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut cmsg = libc::CMSG_FIRSTHDR(&header);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let count = ((*cmsg).cmsg_len - libc::CMSG_LEN(0) as usize) / std::mem::size_of::<RawFd>();
+                let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+                for index in 0..count {
+                    fds.push(OwnedFd::from_raw_fd(data.add(index).read_unaligned()));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&header, cmsg);
+        }
+        if header.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "packet truncated"));
+        }
+        Ok((received as usize, fds))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn packets_carry_messages_and_descriptors() {
+        let mut pair = [0; 2];
+        // SAFETY: socketpair writes two new descriptors into `pair`, which we own from here on.
+        let (left, right) = unsafe {
+            assert_eq!(libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, pair.as_mut_ptr()), 0);
+            (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1]))
+        };
+        let request = Request::Signal { signal: 15, group: true };
+        let devnull = std::fs::File::open("/dev/null").expect("open /dev/null");
+        send_packet(left.as_fd(), &encode(&request), &[devnull.as_fd(), devnull.as_fd()]).expect("send");
+        let mut buffer = Vec::new();
+        let (length, fds) = recv_packet(right.as_fd(), &mut buffer).expect("recv");
+        assert_eq!(decode::<Request>(&buffer[..length]).expect("decode"), request);
+        assert_eq!(fds.len(), 2);
+        drop(left);
+        let (length, fds) = recv_packet(right.as_fd(), &mut buffer).expect("recv after close");
+        assert_eq!((length, fds.len()), (0, 0));
+    }
+}

@@ -1,0 +1,316 @@
+//! The box's init: pid 1 of the box's pid namespace.
+//!
+//! # Rules
+//!
+//! 1. It reaps every process of the box (orphans included), and reports the exit of each process
+//!    it started to the connection that asked for it, exactly once.
+//! 2. An execution is tied to its connection: when the connection closes before the process
+//!    exits, the process's whole group is killed.
+//! 3. It shuts the box down on `Shutdown`, on SIGTERM, and — unless the box is detached — when
+//!    the lifeline (stdin) closes: SIGTERM to every process, SIGKILL once the grace period ends,
+//!    and it exits when no process is left. The kernel then tears down the namespaces and the
+//!    box's mounts with them.
+//! 4. It is single-threaded and never blocks except in `poll`.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::time::{Duration, Instant};
+
+use boxlite_protocol::{decode, encode, recv_packet, send_packet, Reply, Request, ShimConfig};
+
+use crate::process::{self, Launch, Stdio};
+use crate::users;
+
+struct Connection {
+    socket: OwnedFd,
+    /// The running process this connection started, until its exit is reported.
+    pid: Option<i32>,
+}
+
+struct Init {
+    listener: Option<UnixListener>,
+    lifeline: Option<OwnedFd>,
+    signals: OwnedFd,
+    connections: Vec<Connection>,
+    shutdown: Option<Shutdown>,
+    buffer: Vec<u8>,
+}
+
+struct Shutdown {
+    deadline: Instant,
+    killed: bool,
+}
+
+fn log(message: &str) {
+    eprintln!("boxlite-shim[init]: {message}");
+}
+
+fn block_signals() -> OwnedFd {
+    // SAFETY: builds a signal set, blocks it for this thread, and opens a signalfd for it; the
+    // returned descriptor is owned by the caller.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, signal);
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
+        if fd < 0 {
+            log(&format!("signalfd failed: {}", std::io::Error::last_os_error()));
+            libc::_exit(1);
+        }
+        OwnedFd::from_raw_fd(fd)
+    }
+}
+
+pub fn serve(config: &ShimConfig, listener: UnixListener) -> ! {
+    let signals = block_signals();
+    // SAFETY: fd 0 is the lifeline pipe inherited from the first process; we take ownership.
+    let stdin = unsafe { OwnedFd::from_raw_fd(libc::STDIN_FILENO) };
+    let lifeline = if config.detached { None } else { Some(stdin) };
+    let mut init = Init { listener: Some(listener), lifeline, signals, connections: Vec::new(), shutdown: None, buffer: Vec::new() };
+    loop {
+        init.turn();
+    }
+}
+
+impl Init {
+    fn turn(&mut self) {
+        let mut pollfds = vec![pollfd(self.signals.as_fd())];
+        let listener_index = self.listener.as_ref().map(|listener| {
+            pollfds.push(pollfd(listener.as_fd()));
+            pollfds.len() - 1
+        });
+        let lifeline_index = self.lifeline.as_ref().map(|fd| {
+            pollfds.push(pollfd(fd.as_fd()));
+            pollfds.len() - 1
+        });
+        let first_connection = pollfds.len();
+        pollfds.extend(self.connections.iter().map(|connection| pollfd(connection.socket.as_fd())));
+        let timeout = self.shutdown.as_ref().filter(|shutdown| !shutdown.killed).map_or(-1, |shutdown| {
+            i32::try_from(shutdown.deadline.saturating_duration_since(Instant::now()).as_millis()).unwrap_or(i32::MAX)
+        });
+        // SAFETY: pollfds is a valid array of its stated length for the duration of the call.
+        let ready = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout) };
+        if ready < 0 {
+            return; // EINTR
+        }
+        let readable = |index: usize| pollfds[index].revents != 0;
+        if readable(0) {
+            self.handle_signals();
+        }
+        if let Some(index) = lifeline_index {
+            if readable(index) {
+                self.lifeline = None;
+                self.begin_shutdown(Duration::from_secs(2));
+            }
+        }
+        // Connections first: the indices below refer to the list as it was polled.
+        let ready_connections: Vec<usize> =
+            (0..self.connections.len()).filter(|index| readable(first_connection + index)).collect();
+        for index in ready_connections.into_iter().rev() {
+            self.handle_connection(index);
+        }
+        if let Some(index) = listener_index {
+            if readable(index) {
+                self.accept();
+            }
+        }
+        if let Some(shutdown) = &mut self.shutdown {
+            if !shutdown.killed && Instant::now() >= shutdown.deadline {
+                shutdown.killed = true;
+                // SAFETY: kill(-1) from the pid namespace's init signals every other process in it.
+                unsafe { libc::kill(-1, libc::SIGKILL) };
+            }
+        }
+        self.reap();
+    }
+
+    fn handle_signals(&mut self) {
+        let mut info: libc::signalfd_siginfo = unsafe_zeroed();
+        loop {
+            // SAFETY: reads whole signalfd_siginfo records into a properly sized local.
+            let size = unsafe {
+                libc::read(self.signals.as_raw_fd(), std::ptr::addr_of_mut!(info).cast(), std::mem::size_of_val(&info))
+            };
+            if size <= 0 {
+                break;
+            }
+            let signal = info.ssi_signo as i32;
+            if signal == libc::SIGTERM || signal == libc::SIGINT || signal == libc::SIGHUP {
+                self.begin_shutdown(Duration::from_secs(10));
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        let Some(listener) = &self.listener else { return };
+        // SAFETY: accept4 returns a new descriptor owned from here on.
+        let fd = unsafe { libc::accept4(listener.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) };
+        if fd >= 0 {
+            // SAFETY: see above.
+            self.connections.push(Connection { socket: unsafe { OwnedFd::from_raw_fd(fd) }, pid: None });
+        }
+    }
+
+    fn handle_connection(&mut self, index: usize) {
+        let received = recv_packet(self.connections[index].socket.as_fd(), &mut self.buffer);
+        let (length, fds) = match received {
+            Ok((0, fds)) if fds.is_empty() => {
+                self.close_connection(index);
+                return;
+            }
+            Ok(packet) => packet,
+            Err(error) => {
+                log(&format!("dropping a connection: {error}"));
+                self.close_connection(index);
+                return;
+            }
+        };
+        let request: Request = match decode(&self.buffer[..length]) {
+            Ok(request) => request,
+            Err(error) => {
+                self.reply(index, &Reply::Refused { message: error.to_string() }, &[]);
+                return;
+            }
+        };
+        match request {
+            Request::Exec { argv, env, cwd, user, tty } => self.exec(index, &argv, env, cwd.as_deref(), user.as_deref(), tty, fds),
+            Request::Signal { signal, group } => {
+                let reply = match self.connections[index].pid {
+                    Some(pid) => {
+                        let target = if group { -pid } else { pid };
+                        // SAFETY: plain kill(2) of a process this init started and has not reaped.
+                        if unsafe { libc::kill(target, signal) } == 0 {
+                            Reply::Done
+                        } else {
+                            Reply::Refused { message: format!("failed to send signal {signal}: {}", std::io::Error::last_os_error()) }
+                        }
+                    }
+                    // Exited already: the exit report is on its way, so the signal is moot.
+                    None => Reply::Done,
+                };
+                self.reply(index, &reply, &[]);
+            }
+            Request::Shutdown { grace_ms } => {
+                self.reply(index, &Reply::Done, &[]);
+                self.begin_shutdown(Duration::from_millis(grace_ms));
+            }
+        }
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "the fields of one Exec request")]
+    fn exec(
+        &mut self,
+        index: usize,
+        argv: &[String],
+        mut env: Vec<String>,
+        cwd: Option<&str>,
+        user: Option<&str>,
+        tty: Option<boxlite_protocol::TtySize>,
+        fds: Vec<OwnedFd>,
+    ) {
+        if self.shutdown.is_some() || self.connections[index].pid.is_some() {
+            self.reply(index, &Reply::Failed { message: "the box is stopping".to_string(), not_found: false }, &[]);
+            return;
+        }
+        let identity = match users::resolve(user) {
+            Ok(identity) => identity,
+            Err(message) => {
+                self.reply(index, &Reply::Failed { message, not_found: false }, &[]);
+                return;
+            }
+        };
+        if !env.iter().any(|entry| entry.starts_with("HOME=")) {
+            env.push(format!("HOME={}", identity.home));
+        }
+        let (stdio, master) = match tty {
+            Some(size) => match process::open_pty(&size) {
+                Ok((master, slave)) => (Stdio::Terminal { slave }, Some(master)),
+                Err(error) => {
+                    self.reply(index, &Reply::Failed { message: error.to_string(), not_found: false }, &[]);
+                    return;
+                }
+            },
+            None => match <[OwnedFd; 3]>::try_from(fds) {
+                Ok(pipes) => (Stdio::Pipes(pipes), None),
+                Err(_) => {
+                    self.reply(index, &Reply::Failed { message: "exec needs stdin, stdout and stderr".to_string(), not_found: false }, &[]);
+                    return;
+                }
+            },
+        };
+        match process::launch(Launch { argv, env, cwd, identity: &identity, stdio }) {
+            Ok(pid) => {
+                self.connections[index].pid = Some(pid);
+                let attached: Vec<BorrowedFd<'_>> = master.iter().map(AsFd::as_fd).collect();
+                self.reply(index, &Reply::Started { pid }, &attached);
+            }
+            Err(error) => self.reply(index, &Reply::Failed { message: error.message, not_found: error.not_found }, &[]),
+        }
+    }
+
+    fn reply(&mut self, index: usize, reply: &Reply, fds: &[BorrowedFd<'_>]) {
+        if send_packet(self.connections[index].socket.as_fd(), &encode(reply), fds).is_err() {
+            self.close_connection(index);
+        }
+    }
+
+    /// Rule 2: a connection that goes away takes its running process group with it.
+    fn close_connection(&mut self, index: usize) {
+        let connection = self.connections.swap_remove(index);
+        if let Some(pid) = connection.pid {
+            // SAFETY: kill(2) of the group this init started; it is reaped by `reap`.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+    }
+
+    fn begin_shutdown(&mut self, grace: Duration) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        self.listener = None;
+        self.shutdown = Some(Shutdown { deadline: Instant::now() + grace, killed: false });
+        // SAFETY: see `turn`.
+        unsafe { libc::kill(-1, libc::SIGTERM) };
+    }
+
+    /// Rule 1: reap everything; report the processes we started.
+    fn reap(&mut self) {
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid on any child; `status` is a valid out-pointer.
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if pid == 0 {
+                return;
+            }
+            if pid < 0 {
+                if self.shutdown.is_some() {
+                    // SAFETY: nothing is left in the box: leaving ends the namespaces.
+                    unsafe { libc::_exit(0) };
+                }
+                return;
+            }
+            let reply = if libc::WIFSIGNALED(status) {
+                Reply::Exited { code: None, signal: Some(libc::WTERMSIG(status)) }
+            } else {
+                Reply::Exited { code: Some(libc::WEXITSTATUS(status)), signal: None }
+            };
+            if let Some(index) = self.connections.iter().position(|connection| connection.pid == Some(pid)) {
+                self.connections[index].pid = None;
+                self.reply(index, &reply, &[]);
+            }
+        }
+    }
+}
+
+fn pollfd(fd: BorrowedFd<'_>) -> libc::pollfd {
+    libc::pollfd { fd: fd.as_raw_fd() as RawFd, events: libc::POLLIN, revents: 0 }
+}
+
+fn unsafe_zeroed<T: Copy>() -> T {
+    // SAFETY: only used for plain-data kernel structs (signalfd_siginfo), valid when zeroed.
+    unsafe { std::mem::zeroed() }
+}

@@ -1,0 +1,192 @@
+//! Builds a box's root inside fresh namespaces. [`enter`] is the whole script, in order; each
+//! step is one function below it. It runs in the box's init (pid 1 of the new pid namespace),
+//! after `unshare` and before the init starts serving.
+
+use std::path::{Path, PathBuf};
+
+use boxlite_protocol::ShimConfig;
+
+use crate::sys::{self, check, mkdir_all, mount, Result};
+
+/// Namespaces a box gets, unshared together before the init is forked. The network namespace
+/// has only a loopback interface.
+pub const NAMESPACES: libc::c_int =
+    libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWNET | libc::CLONE_NEWPID;
+
+/// /proc entries that leak host information or allow host-wide actions: hidden behind /dev/null.
+const MASKED_PROC_FILES: &[&str] =
+    &["kcore", "keys", "timer_list", "sched_debug", "latency_stats", "sysrq-trigger"];
+/// /proc directories that stay visible but read-only.
+const READ_ONLY_PROC_DIRS: &[&str] = &["sys", "irq", "bus", "fs"];
+/// (name, major, minor) of the character devices in the box's /dev.
+const DEVICES: &[(&str, u32, u32)] =
+    &[("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
+
+pub fn enter(config: &ShimConfig) -> Result<()> {
+    make_mounts_private()?;
+    let root = &config.merged_dir;
+    mount_overlay(config)?;
+    bind_read_only(root, &config.read_only_binds)?;
+    mount_proc(root)?;
+    mount_dev(root)?;
+    mount_sys(root)?;
+    pivot_into(root)?;
+    set_hostname(&config.hostname)?;
+    bring_up_loopback()?;
+    Ok(())
+}
+
+fn make_mounts_private() -> Result<()> {
+    mount(None, Path::new("/"), None, libc::MS_REC | libc::MS_PRIVATE, None)
+}
+
+fn mount_overlay(config: &ShimConfig) -> Result<()> {
+    mkdir_all(&config.merged_dir)?;
+    let lower: Vec<String> = config.lower_dirs.iter().map(|dir| escape_overlay_path(dir)).collect();
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        escape_overlay_path(&config.upper_dir),
+        escape_overlay_path(&config.work_dir)
+    );
+    mount(Some("overlay"), &config.merged_dir, Some("overlay"), 0, Some(&options))
+}
+
+/// overlayfs splits its options on `,` and lower directories on `:`; both are escaped with `\`.
+fn escape_overlay_path(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    let mut escaped = String::with_capacity(text.len());
+    for character in text.chars() {
+        if matches!(character, ',' | ':' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(character);
+    }
+    escaped
+}
+
+fn inside(root: &Path, path: &Path) -> PathBuf {
+    root.join(path.strip_prefix("/").unwrap_or(path))
+}
+
+fn bind_read_only(root: &Path, binds: &[(PathBuf, PathBuf)]) -> Result<()> {
+    for (source, destination) in binds {
+        let target = inside(root, destination);
+        mkdir_all(&target)?;
+        mount(Some(&source.to_string_lossy()), &target, None, libc::MS_BIND | libc::MS_REC, None)?;
+        mount(None, &target, None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV, None)?;
+    }
+    Ok(())
+}
+
+/// /proc of the new pid namespace, with host-revealing entries masked. Mounted before
+/// pivot_root: inside a user namespace the kernel refuses a procfs mount once no fully visible
+/// procfs is left.
+fn mount_proc(root: &Path) -> Result<()> {
+    let proc_dir = root.join("proc");
+    mkdir_all(&proc_dir)?;
+    let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    mount(Some("proc"), &proc_dir, Some("proc"), flags, None)?;
+    for name in MASKED_PROC_FILES {
+        let target = proc_dir.join(name);
+        if target.exists() {
+            mount(Some("/dev/null"), &target, None, libc::MS_BIND, None)?;
+        }
+    }
+    for name in READ_ONLY_PROC_DIRS {
+        let target = proc_dir.join(name);
+        if target.exists() {
+            let target_text = target.to_string_lossy().into_owned();
+            mount(Some(&target_text), &target, None, libc::MS_BIND | libc::MS_REC, None)?;
+            mount(None, &target, None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | flags, None)?;
+        }
+    }
+    Ok(())
+}
+
+/// A minimal /dev: a few character devices, a private devpts instance, /dev/shm.
+fn mount_dev(root: &Path) -> Result<()> {
+    let dev = root.join("dev");
+    mkdir_all(&dev)?;
+    mount(Some("tmpfs"), &dev, Some("tmpfs"), libc::MS_NOSUID | libc::MS_NOEXEC, Some("mode=755,size=65536k"))?;
+    for (name, major, minor) in DEVICES {
+        sys::mknod_char(&dev.join(name), *major, *minor)?;
+    }
+    let pts = dev.join("pts");
+    mkdir_all(&pts)?;
+    mount(Some("devpts"), &pts, Some("devpts"), libc::MS_NOSUID | libc::MS_NOEXEC, Some("newinstance,ptmxmode=0666,mode=0620"))?;
+    sys::symlink("pts/ptmx", &dev.join("ptmx"))?;
+    let shm = dev.join("shm");
+    mkdir_all(&shm)?;
+    mount(Some("shm"), &shm, Some("tmpfs"), libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, Some("mode=1777,size=65536k"))?;
+    for (link, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+        sys::symlink(target, &dev.join(link))?;
+    }
+    Ok(())
+}
+
+fn mount_sys(root: &Path) -> Result<()> {
+    let sys_dir = root.join("sys");
+    mkdir_all(&sys_dir)?;
+    let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY;
+    mount(Some("sysfs"), &sys_dir, Some("sysfs"), flags, None)
+}
+
+/// Makes `root` the process's `/` and detaches the old root, so nothing of the host's tree stays
+/// reachable. Uses the `pivot_root(".", ".")` form: the old root is stacked under the new one and
+/// unmounted at once, with no directory needed for it.
+fn pivot_into(root: &Path) -> Result<()> {
+    let root_c = sys::cstring(root);
+    let dot = sys::cstring(".");
+    // SAFETY: plain syscalls on valid C strings; no memory is shared with the kernel afterwards.
+    unsafe {
+        check(libc::chdir(root_c.as_ptr()), || format!("failed to enter {}", root.display()))?;
+        check(libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) as libc::c_int, || {
+            format!("failed to pivot_root into {}", root.display())
+        })?;
+        check(libc::umount2(dot.as_ptr(), libc::MNT_DETACH), || "failed to detach the old root".to_string())?;
+        check(libc::chdir(sys::cstring("/").as_ptr()), || "failed to enter the new root".to_string())?;
+    }
+    Ok(())
+}
+
+fn set_hostname(hostname: &str) -> Result<()> {
+    // SAFETY: the pointer and length describe `hostname`'s bytes, valid during the call.
+    let code = unsafe { libc::sethostname(hostname.as_ptr().cast(), hostname.len()) };
+    check(code, || format!("failed to set hostname {hostname:?}"))?;
+    Ok(())
+}
+
+/// A new network namespace starts with `lo` down; bring it up so loopback networking works.
+fn bring_up_loopback() -> Result<()> {
+    // SAFETY: `request` is a zeroed ifreq with a NUL-terminated name; the socket is closed on
+    // every path below.
+    unsafe {
+        let socket = check(libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0), || {
+            "failed to open a socket to configure lo".to_string()
+        })?;
+        let mut request: libc::ifreq = std::mem::zeroed();
+        for (slot, byte) in request.ifr_name.iter_mut().zip(b"lo\0") {
+            *slot = *byte as libc::c_char;
+        }
+        let result = check(libc::ioctl(socket, libc::SIOCGIFFLAGS, &mut request), || "failed to read lo's flags".to_string())
+            .and_then(|_| {
+                request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+                check(libc::ioctl(socket, libc::SIOCSIFFLAGS, &request), || "failed to bring lo up".to_string())
+            });
+        libc::close(socket);
+        result?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_paths_escape_separators() {
+        assert_eq!(escape_overlay_path(Path::new("/a,b:c\\d")), "/a\\,b\\:c\\\\d");
+        assert_eq!(inside(Path::new("/merged"), Path::new("/usr")), PathBuf::from("/merged/usr"));
+    }
+}

@@ -1,0 +1,233 @@
+//! Starting a box process. The init is small and single-threaded, so a plain fork is cheap here
+//! and the child may allocate freely before exec.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use boxlite_protocol::TtySize;
+
+use crate::sys::{self, check};
+use crate::users::Identity;
+
+pub fn pipe() -> sys::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two new descriptors, owned from here on.
+    unsafe {
+        check(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC), || "failed to create a pipe".to_string())?;
+        Ok((OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])))
+    }
+}
+
+pub fn redirect_stdout_to_null() {
+    // SAFETY: opening /dev/null and dup2 onto stdout; the temporary descriptor is closed.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if null >= 0 {
+            libc::dup2(null, libc::STDOUT_FILENO);
+            libc::close(null);
+        }
+    }
+}
+
+/// What the child is given instead of inherited stdio.
+pub enum Stdio {
+    Pipes([OwnedFd; 3]),
+    Terminal { slave: OwnedFd },
+}
+
+/// A pseudo-terminal from the box's own devpts: (master, slave).
+pub fn open_pty(size: &TtySize) -> sys::Result<(OwnedFd, OwnedFd)> {
+    // SAFETY: standard ptmx sequence; each descriptor is wrapped in an OwnedFd at once, and the
+    // ioctl arguments point at locals of the right type.
+    unsafe {
+        let master_fd = check(libc::open(c"/dev/ptmx".as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC), || {
+            "failed to open /dev/ptmx".to_string()
+        })?;
+        let master = OwnedFd::from_raw_fd(master_fd);
+        let unlock: libc::c_int = 0;
+        check(libc::ioctl(master_fd, libc::TIOCSPTLCK, &unlock), || "failed to unlock the pty".to_string())?;
+        let mut number: libc::c_uint = 0;
+        check(libc::ioctl(master_fd, libc::TIOCGPTN, &mut number), || "failed to name the pty".to_string())?;
+        let path = format!("/dev/pts/{number}");
+        let slave_fd = check(libc::open(sys::cstring(&path).as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC), || {
+            format!("failed to open {path}")
+        })?;
+        let slave = OwnedFd::from_raw_fd(slave_fd);
+        set_window_size(master.as_raw_fd(), size)?;
+        Ok((master, slave))
+    }
+}
+
+pub fn set_window_size(fd: RawFd, size: &TtySize) -> sys::Result<()> {
+    let window = libc::winsize { ws_row: size.rows, ws_col: size.cols, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads one winsize from a valid pointer.
+    check(unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &window) }, || "failed to set the terminal size".to_string())?;
+    Ok(())
+}
+
+pub struct Launch<'a> {
+    pub argv: &'a [String],
+    pub env: Vec<String>,
+    pub cwd: Option<&'a str>,
+    pub identity: &'a Identity,
+    pub stdio: Stdio,
+}
+
+/// Why a launch failed: the message, and whether the program was not found.
+pub struct LaunchError {
+    pub message: String,
+    pub not_found: bool,
+}
+
+fn to_cstrings(values: &[String]) -> Vec<CString> {
+    values.iter().map(sys::cstring).collect()
+}
+
+/// Candidate paths for argv[0], searched along the PATH of the process's environment.
+fn candidates(program: &str, env: &[String]) -> Vec<String> {
+    if program.contains('/') {
+        return vec![program.to_string()];
+    }
+    let path = env
+        .iter()
+        .find_map(|entry| entry.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    path.split(':').filter(|dir| !dir.is_empty()).map(|dir| format!("{dir}/{program}")).collect()
+}
+
+/// Forks and execs; returns the child's pid once exec succeeded, or why it failed. The child
+/// leads its own session and process group, so the whole group can be signalled.
+pub fn launch(launch: Launch<'_>) -> Result<i32, LaunchError> {
+    let Some(program) = launch.argv.first() else {
+        return Err(LaunchError { message: "empty command".to_string(), not_found: false });
+    };
+    let paths: Vec<CString> = candidates(program, &launch.env).iter().map(sys::cstring).collect();
+    let argv = to_cstrings(launch.argv);
+    let env = to_cstrings(&launch.env);
+    let mut argv_pointers: Vec<*const libc::c_char> = argv.iter().map(|value| value.as_ptr()).collect();
+    argv_pointers.push(std::ptr::null());
+    let mut env_pointers: Vec<*const libc::c_char> = env.iter().map(|value| value.as_ptr()).collect();
+    env_pointers.push(std::ptr::null());
+    let cwd = launch.cwd.map(sys::cstring);
+    let (report_read, report_write) = pipe().map_err(|error| LaunchError { message: error.to_string(), not_found: false })?;
+
+    // SAFETY: the init is single-threaded, so the child owns a consistent copy of the heap. The
+    // child only calls async-signal-safe functions on data prepared above, and always ends in
+    // execve or _exit.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(LaunchError { message: format!("failed to fork: {}", std::io::Error::last_os_error()), not_found: false });
+    }
+    if pid == 0 {
+        // SAFETY: see above; this block never returns.
+        unsafe { child(&launch, &paths, &argv_pointers, &env_pointers, cwd.as_ref(), report_write.as_raw_fd()) }
+    }
+    drop(report_write);
+    let mut report = String::new();
+    let _ = File::from(report_read).read_to_string(&mut report);
+    if report.is_empty() {
+        return Ok(pid);
+    }
+    let mut status = 0;
+    // SAFETY: reap the child that failed before exec.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let not_found = report.starts_with("not found");
+    Err(LaunchError { message: report, not_found })
+}
+
+/// The child side of [`launch`]: set up stdio, identity and cwd, then exec. On failure the
+/// reason goes to `report` (close-on-exec, so a successful exec closes it with nothing written).
+unsafe fn child(
+    launch: &Launch<'_>,
+    paths: &[CString],
+    argv: &[*const libc::c_char],
+    env: &[*const libc::c_char],
+    cwd: Option<&CString>,
+    report: RawFd,
+) -> ! {
+    let fail = |message: &str| -> ! {
+        let text = format!("{message}: {}", std::io::Error::last_os_error());
+        // SAFETY: writing a local buffer to our report pipe, then leaving without unwinding.
+        unsafe {
+            libc::write(report, text.as_ptr().cast(), text.len());
+            libc::_exit(127)
+        }
+    };
+    // SAFETY: every call below acts on this child only; pointers are to data owned by the
+    // caller's frame, which stays alive because this function never returns.
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        for signal in [libc::SIGPIPE, libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGCHLD] {
+            libc::signal(signal, libc::SIG_DFL);
+        }
+        if libc::setsid() < 0 {
+            fail("failed to start a session");
+        }
+        match &launch.stdio {
+            Stdio::Pipes(fds) => {
+                for (target, fd) in fds.iter().enumerate() {
+                    if libc::dup2(fd.as_raw_fd(), target as RawFd) < 0 {
+                        fail("failed to set up stdio");
+                    }
+                }
+            }
+            Stdio::Terminal { slave } => {
+                if libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) < 0 {
+                    fail("failed to attach the terminal");
+                }
+                for target in 0..3 {
+                    if libc::dup2(slave.as_raw_fd(), target) < 0 {
+                        fail("failed to set up the terminal");
+                    }
+                }
+            }
+        }
+        let identity = launch.identity;
+        if libc::setgroups(identity.groups.len(), identity.groups.as_ptr()) < 0 {
+            fail("failed to set supplementary groups");
+        }
+        if libc::setgid(identity.gid) < 0 {
+            fail(&format!("failed to set gid {}", identity.gid));
+        }
+        if libc::setuid(identity.uid) < 0 {
+            fail(&format!("failed to set uid {}", identity.uid));
+        }
+        if let Some(dir) = cwd {
+            if libc::chdir(dir.as_ptr()) < 0 {
+                fail(&format!("failed to enter working directory {}", dir.to_string_lossy()));
+            }
+        }
+        let mut last_errno = libc::ENOENT;
+        for path in paths {
+            libc::execve(path.as_ptr(), argv.as_ptr(), env.as_ptr());
+            let errno = *libc::__errno_location();
+            // Keep the most telling error: a file that exists but cannot run beats "not found".
+            if errno != libc::ENOENT && errno != libc::ENOTDIR {
+                last_errno = errno;
+            }
+        }
+        *libc::__errno_location() = last_errno;
+        let program = launch.argv.first().map_or("", String::as_str);
+        if last_errno == libc::ENOENT {
+            fail(&format!("not found: {program}"));
+        }
+        fail(&format!("failed to execute {program}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_are_searched_along_path() {
+        let env = vec!["PATH=/a:/b".to_string()];
+        assert_eq!(candidates("sh", &env), vec!["/a/sh", "/b/sh"]);
+        assert_eq!(candidates("./run", &env), vec!["./run"]);
+        assert_eq!(candidates("sh", &[]).first().map(String::as_str), Some("/usr/local/sbin/sh"));
+    }
+}
