@@ -68,7 +68,7 @@ impl Live {
         }
     }
 
-    fn kill(&self) {
+    pub fn kill(&self) {
         // SAFETY: pidfd_send_signal on our pidfd; no pointers beyond the null siginfo.
         unsafe {
             libc::syscall(libc::SYS_pidfd_send_signal, self.pidfd.get_ref().as_raw_fd(), libc::SIGKILL, std::ptr::null::<libc::siginfo_t>(), 0);

@@ -335,6 +335,38 @@ impl Runtime {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// Removes a box nobody will ever use (the result of an abandoned create), without
+    /// waiting: its init is killed and its directory deleted. Never blocks on another operation.
+    pub fn discard(&self, handle: &BoxHandle) {
+        if let Ok(mut live) = handle.entry.live.try_lock() {
+            if let Some(running) = live.take() {
+                running.kill();
+            }
+        }
+        let _ = self.delete(&handle.entry);
+    }
+
+    /// Ends this runtime's hold on its boxes at once, without waiting: every box that is not
+    /// detached is killed and recorded as stopped (or deleted if it removes on stop); new work
+    /// is refused. For a graceful end, `shutdown()` first.
+    pub fn close(&self) {
+        self.inner.shut_down.store(true, Ordering::Release);
+        let entries: Vec<Arc<BoxEntry>> = lock(&self.inner.boxes).values().cloned().collect();
+        for entry in entries.iter().filter(|entry| !entry.record().detach) {
+            let Ok(mut live) = entry.live.try_lock() else { continue };
+            let Some(running) = live.take() else { continue };
+            running.kill();
+            if entry.record().remove_on_stop {
+                let _ = self.delete(entry);
+            } else {
+                let _ = entry.update(|record| {
+                    record.status = BoxStatus::Stopped;
+                    record.init_pid = None;
+                });
+            }
+        }
+    }
+
     pub fn is_shut_down(&self) -> bool {
         self.inner.shut_down.load(Ordering::Acquire)
     }

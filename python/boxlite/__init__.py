@@ -1,0 +1,113 @@
+"""boxlite: isolated, persistent Linux boxes for untrusted code, driven from asyncio.
+
+Quick start::
+
+    import asyncio, boxlite
+
+    async def main() -> None:
+        with boxlite.Boxlite(boxlite.Options(home_dir="bl-home")) as rt:
+            box = await rt.create(boxlite.BoxOptions())  # the built-in host:// image
+            run = await box.exec("sh", ["-c", "echo hello from $(hostname)"])
+            async for chunk in run.stdout():
+                print(chunk, end="")
+            print((await run.wait()).exit_code)
+
+    asyncio.run(main())
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._native import (
+    HOST_IMAGE,
+    Box,
+    BoxInfo,
+    Boxlite,
+    BoxMetrics,
+    BoxOptions,
+    BoxStateInfo,
+    ExecStdin,
+    ExecStream,
+    Execution,
+    ExitStatus,
+    Options,
+    RuntimeMetrics,
+)
+from .errors import (
+    AlreadyExistsError,
+    BoxliteError,
+    ConfigError,
+    DatabaseError,
+    EngineError,
+    ExecError,
+    ExecutionError,
+    ImageError,
+    InternalError,
+    InvalidArgumentError,
+    InvalidStateError,
+    MetadataError,
+    NetworkError,
+    NotFoundError,
+    ParseError,
+    ResourceExhaustedError,
+    RuntimeClosedError,
+    SessionReapedError,
+    StorageError,
+    StoppedError,
+    TimeoutError,
+    UnsupportedError,
+    UpstreamUnavailableError,
+)
+from .exec import ExecResult
+
+# BoxLite's names for the stream classes.
+ExecStdout = ExecStream
+ExecStderr = ExecStream
+
+try:
+    __version__ = version("boxlite")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0+dev"
+
+__all__ = [
+    "HOST_IMAGE",
+    "AlreadyExistsError",
+    "Box",
+    "BoxInfo",
+    "BoxMetrics",
+    "BoxOptions",
+    "BoxStateInfo",
+    "Boxlite",
+    "BoxliteError",
+    "ConfigError",
+    "DatabaseError",
+    "EngineError",
+    "ExecError",
+    "ExecResult",
+    "ExecStderr",
+    "ExecStdin",
+    "ExecStdout",
+    "ExecStream",
+    "ExecutionError",
+    "Execution",
+    "ExitStatus",
+    "ImageError",
+    "InternalError",
+    "InvalidArgumentError",
+    "InvalidStateError",
+    "MetadataError",
+    "NetworkError",
+    "NotFoundError",
+    "Options",
+    "ParseError",
+    "ResourceExhaustedError",
+    "RuntimeClosedError",
+    "RuntimeMetrics",
+    "SessionReapedError",
+    "StorageError",
+    "StoppedError",
+    "TimeoutError",
+    "UnsupportedError",
+    "UpstreamUnavailableError",
+]

@@ -1,0 +1,135 @@
+//! `Box`: a handle to one box.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use boxlite_core::{BoxHandle, ExecRequest, TtySize};
+use pyo3::prelude::*;
+
+use crate::dispatcher::Shared;
+use crate::errors;
+use crate::event::Payload;
+
+#[pyclass(module = "boxlite._native", frozen, name = "Box")]
+pub struct Box {
+    shared: Arc<Shared>,
+    handle: Arc<BoxHandle>,
+}
+
+impl Box {
+    pub fn new(shared: &Arc<Shared>, handle: BoxHandle) -> Self {
+        Self { shared: Arc::clone(shared), handle: Arc::new(handle) }
+    }
+}
+
+/// Terminal size for `tty=True` executions until `resize_tty()`.
+const DEFAULT_TTY: TtySize = TtySize { rows: 24, cols: 80 };
+
+#[pymethods]
+impl Box {
+    #[getter]
+    fn id(&self) -> String {
+        self.handle.id().to_string()
+    }
+
+    #[getter]
+    fn name(&self) -> Option<String> {
+        self.handle.name()
+    }
+
+    /// Resolves to this box's `BoxInfo` (works on a stopped handle too).
+    fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let handle = Arc::clone(&self.handle);
+        self.shared.submit(py, async move { Ok(Payload::Info(Some(handle.info()))) })
+    }
+
+    /// Boots the box; a running box is left as it is.
+    fn start<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let handle = Arc::clone(&self.handle);
+        self.shared.submit(py, async move { handle.start().await.map(|()| Payload::Unit) })
+    }
+
+    /// Stops the box (SIGTERM, then SIGKILL after 10 s) and spends this handle.
+    fn stop<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let handle = Arc::clone(&self.handle);
+        self.shared.submit(py, async move { handle.stop().await.map(|()| Payload::Unit) })
+    }
+
+    /// Starts `command` with `args`; resolves to an `Execution` as soon as it runs.
+    #[pyo3(signature = (command, args = None, env = None, tty = false, user = None, timeout_secs = None, cwd = None))]
+    #[expect(clippy::too_many_arguments, reason = "mirrors BoxLite's Box.exec")]
+    fn exec<'py>(
+        &self,
+        py: Python<'py>,
+        command: String,
+        args: Option<Vec<String>>,
+        env: Option<Vec<(String, String)>>,
+        tty: bool,
+        user: Option<String>,
+        timeout_secs: Option<f64>,
+        cwd: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let timeout = match timeout_secs {
+            None => None,
+            Some(seconds) if seconds.is_finite() && seconds > 0.0 => Some(Duration::from_secs_f64(seconds)),
+            Some(seconds) => return Err(errors::invalid_argument(py, format!("timeout_secs must be a positive number of seconds, got {seconds}"))),
+        };
+        if command.is_empty() {
+            return Err(errors::invalid_argument(py, "command must not be empty"));
+        }
+        let request = ExecRequest {
+            command,
+            args: args.unwrap_or_default(),
+            env: env.unwrap_or_default(),
+            cwd,
+            user,
+            tty: tty.then_some(DEFAULT_TTY),
+            timeout,
+        };
+        let handle = Arc::clone(&self.handle);
+        self.shared.submit(py, async move { handle.exec(request).await.map(Payload::Execution) })
+    }
+
+    fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let handle = Arc::clone(&self.handle);
+        self.shared.submit(py, async move { handle.metrics().map(Payload::BoxMetrics) })
+    }
+
+    /// `async with box:` starts the box and gives back this same object.
+    fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let this = slf.get();
+        let handle = Arc::clone(&this.handle);
+        let future = this.shared.submit(slf.py(), async move { handle.start().await.map(|()| Payload::Unit) })?;
+        let identity = slf.clone().into_any().unbind();
+        chain_result(slf.py(), &future, identity)
+    }
+
+    /// Stops the box. Never suppresses the exception of the `async with` body.
+    #[pyo3(signature = (*_exc))]
+    fn __aexit__<'py>(&self, py: Python<'py>, _exc: &Bound<'py, pyo3::types::PyTuple>) -> PyResult<Bound<'py, PyAny>> {
+        self.stop(py)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Box(id=\"{}\")", self.handle.id())
+    }
+}
+
+/// A future that resolves to `value` once `first` succeeded (or fails as `first` did).
+fn chain_result<'py>(py: Python<'py>, first: &Bound<'py, PyAny>, value: Py<PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let outer = crate::dispatcher::running_loop(py)?.call_method0("create_future")?;
+    let target = outer.clone().unbind();
+    let relay = crate::dispatcher::Deferred::new_with_arg(move |py, done: &Bound<'_, PyAny>| {
+        let target = target.bind(py);
+        if done.call_method0("cancelled").and_then(|cancelled| cancelled.is_truthy()).unwrap_or(true) {
+            let _ = target.call_method0("cancel");
+            return;
+        }
+        let _ = match done.call_method0("exception") {
+            Ok(error) if !error.is_none() => crate::dispatcher::set_exception(py, target, PyErr::from_value(error)),
+            _ => crate::dispatcher::set_result(target, value.bind(py).clone()),
+        };
+    });
+    first.call_method1("add_done_callback", (relay,))?;
+    Ok(outer)
+}

@@ -1,0 +1,47 @@
+//! Payloads become Python values here, on the event loop's thread, when a request resolves.
+
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple};
+
+use crate::boxes::Box;
+use crate::dispatcher::Shared;
+use crate::event::{OwnedBox, Payload};
+use crate::execution::{ExitStatus, Execution};
+use crate::info::{BoxInfo, BoxMetrics, RuntimeMetrics};
+
+fn box_object<'py>(py: Python<'py>, shared: &Arc<Shared>, owned: OwnedBox) -> PyResult<Bound<'py, PyAny>> {
+    match owned.disarm() {
+        Some(handle) => Ok(Py::new(py, Box::new(shared, handle))?.into_bound(py).into_any()),
+        None => Ok(py.None().into_bound(py)),
+    }
+}
+
+pub fn payload_to_py<'py>(py: Python<'py>, shared: &Arc<Shared>, event_loop: &Bound<'py, PyAny>, payload: Payload) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match payload {
+        Payload::Unit => py.None().into_bound(py),
+        Payload::Box(owned) => box_object(py, shared, owned)?,
+        Payload::MaybeBox(owned) => match owned {
+            Some(owned) => box_object(py, shared, owned)?,
+            None => py.None().into_bound(py),
+        },
+        Payload::BoxCreated(owned, created) => {
+            let value = box_object(py, shared, owned)?;
+            PyTuple::new(py, [value, created.into_pyobject(py)?.to_owned().into_any()])?.into_any()
+        }
+        Payload::Info(info) => match info {
+            Some(info) => Py::new(py, BoxInfo::from(info))?.into_bound(py).into_any(),
+            None => py.None().into_bound(py),
+        },
+        Payload::InfoList(infos) => {
+            let items = infos.into_iter().map(|info| Py::new(py, BoxInfo::from(info))).collect::<PyResult<Vec<_>>>()?;
+            PyList::new(py, items)?.into_any()
+        }
+        Payload::RuntimeMetrics(metrics) => Py::new(py, RuntimeMetrics::from(metrics))?.into_bound(py).into_any(),
+        Payload::BoxMetrics(metrics) => Py::new(py, BoxMetrics::from(metrics))?.into_bound(py).into_any(),
+        Payload::Execution(execution) => Execution::attach(py, shared, event_loop, execution)?.into_bound(py).into_any(),
+        Payload::ExitStatus(status) => Py::new(py, ExitStatus::from(status))?.into_bound(py).into_any(),
+        Payload::Tracked(tracked) => tracked.deliver().into_pyobject(py)?.into_any(),
+    })
+}

@@ -1,0 +1,417 @@
+//! The per-runtime async core: a tokio runtime for the work, the completion queue, the
+//! pending-request registry, and the one dispatcher thread that hands results to asyncio.
+//!
+//! # Invariants (numbers refer to reference/async-core-invariants.md §2)
+//!
+//! 1. (rules 1, 2) Tokio tasks carry only Rust values; they never hold a Python object and never
+//!    attach. Python-visible work (resolving futures, feeding streams) runs on the event loop's
+//!    thread, scheduled by the dispatcher with `call_soon_threadsafe`.
+//! 2. (rule 10) One dispatcher thread per runtime; it forwards events in queue order, one batch
+//!    per loop at a time, and `call_soon_threadsafe` keeps that order on each loop.
+//! 3. (rule 11) An accepted request produces exactly one completion event. Argument errors are
+//!    raised before anything is registered or spawned.
+//! 4. (rules 17, 18, 20) Cancelling an awaitable only claims its slot; the work runs on, and its
+//!    result, finding no slot, is released by dropping it (outside the interpreter).
+//! 5. (rules 16, 21) `close()`: refuse new requests and sweep the registry under one lock, fail
+//!    every swept awaitable with `RuntimeClosedError`, then close the queue (releasing queued
+//!    payloads before returning) and stop the dispatcher, then the tokio runtime in the
+//!    background. Later calls fail at once.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+
+use crate::errors;
+use crate::event::{Event, Payload};
+use crate::gil;
+use crate::queue::Queue;
+use crate::registry::Registry;
+
+/// Who waits for a target id.
+pub enum Slot {
+    /// An awaitable request.
+    Request { future: Py<PyAny>, event_loop: Py<PyAny> },
+    /// An execution receiving output and its exit.
+    Execution { execution: Py<crate::execution::Execution>, event_loop: Py<PyAny> },
+}
+
+impl Slot {
+    fn event_loop(&self) -> &Py<PyAny> {
+        match self {
+            Self::Request { event_loop, .. } | Self::Execution { event_loop, .. } => event_loop,
+        }
+    }
+}
+
+const BATCH: usize = 256;
+
+static SPAWNED: AtomicUsize = AtomicUsize::new(0);
+static LIVE_DISPATCHERS: AtomicUsize = AtomicUsize::new(0);
+/// Queue capacity for runtimes created from now on (tests lower it).
+pub static NEXT_CAPACITY: AtomicUsize = AtomicUsize::new(crate::queue::DEFAULT_CAPACITY);
+
+pub fn spawned_tasks() -> usize {
+    SPAWNED.load(Ordering::SeqCst)
+}
+
+pub fn live_dispatchers() -> usize {
+    LIVE_DISPATCHERS.load(Ordering::SeqCst)
+}
+
+pub struct Shared {
+    pub queue: Arc<Queue<Event>>,
+    pub registry: Arc<Registry<Slot>>,
+    pub handle: tokio::runtime::Handle,
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    closed: AtomicBool,
+    dispatcher: Mutex<Option<JoinHandle<()>>>,
+    /// Tests hold the dispatcher here to fill the queue deterministically.
+    held: (Mutex<bool>, Condvar),
+}
+
+static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// `asyncio.get_running_loop()`: raises RuntimeError("no running event loop") outside a loop.
+pub fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    let function = GET_RUNNING_LOOP.get_or_try_init(py, || {
+        py.import("asyncio").and_then(|module| module.getattr("get_running_loop")).map(Bound::unbind)
+    })?;
+    function.bind(py).call0()
+}
+
+impl Shared {
+    pub fn start() -> std::io::Result<Arc<Self>> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("boxlite-worker")
+            .enable_all()
+            .build()?;
+        let shared = Arc::new(Self {
+            queue: Arc::new(Queue::new(NEXT_CAPACITY.load(Ordering::SeqCst))),
+            registry: Arc::new(Registry::default()),
+            handle: runtime.handle().clone(),
+            runtime: Mutex::new(Some(runtime)),
+            closed: AtomicBool::new(false),
+            dispatcher: Mutex::new(None),
+            held: (Mutex::new(false), Condvar::new()),
+        });
+        let weak = Arc::downgrade(&shared);
+        let queue = Arc::clone(&shared.queue);
+        let registry = Arc::clone(&shared.registry);
+        LIVE_DISPATCHERS.fetch_add(1, Ordering::SeqCst);
+        let thread = std::thread::Builder::new()
+            .name("boxlite-dispatch".to_string())
+            .spawn(move || {
+                dispatch(&weak, &queue, &registry);
+                LIVE_DISPATCHERS.fetch_sub(1, Ordering::SeqCst);
+            })?;
+        *shared.dispatcher.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(thread);
+        Ok(shared)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    pub fn check_open(&self, py: Python<'_>) -> PyResult<()> {
+        if self.is_closed() {
+            return Err(errors::runtime_closed(py));
+        }
+        Ok(())
+    }
+
+    /// Starts `work` on tokio and returns the asyncio future its one completion resolves.
+    pub fn submit<'py, F>(&self, py: Python<'py>, work: F) -> PyResult<Bound<'py, PyAny>>
+    where
+        F: Future<Output = Result<Payload, boxlite_core::Error>> + Send + 'static,
+    {
+        self.check_open(py)?;
+        let event_loop = running_loop(py)?;
+        let future = event_loop.call_method0("create_future")?;
+        let slot = Slot::Request { future: future.clone().unbind(), event_loop: event_loop.unbind() };
+        let target = self.registry.register(slot).map_err(|_| errors::runtime_closed(py))?;
+        let hook = CancelHook { registry: Arc::clone(&self.registry), target };
+        future.call_method1("add_done_callback", (hook,))?;
+        let queue = Arc::clone(&self.queue);
+        SPAWNED.fetch_add(1, Ordering::SeqCst);
+        self.handle.spawn(async move {
+            let result = work.await;
+            queue.push(Event::Complete { target, result }).await;
+        });
+        Ok(future)
+    }
+
+    /// Invariant 5. Idempotent.
+    pub fn close(&self, py: Python<'_>) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        for slot in self.registry.close_sweep() {
+            fail_closed(py, slot);
+        }
+        self.release_dispatcher();
+        let queue = Arc::clone(&self.queue);
+        gil::detach(py, move || queue.close());
+        let dispatcher = self.dispatcher.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(thread) = dispatcher {
+            if thread.thread().id() != std::thread::current().id() {
+                gil::detach(py, move || {
+                    let deadline = Instant::now() + Duration::from_secs(5);
+                    while !thread.is_finished() && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                });
+            }
+        }
+        self.stop_runtime();
+    }
+
+    fn stop_runtime(&self) {
+        let runtime = self.runtime.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(runtime) = runtime {
+            runtime.shutdown_background();
+        }
+    }
+
+    pub fn hold_dispatcher(&self, hold: bool) {
+        let (lock, wake) = &self.held;
+        *lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = hold;
+        wake.notify_all();
+    }
+
+    fn release_dispatcher(&self) {
+        self.hold_dispatcher(false);
+    }
+
+    fn wait_while_held(&self) {
+        let (lock, wake) = &self.held;
+        let mut held = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *held && !self.is_closed() {
+            held = wake.wait(held).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::Release);
+        self.queue.close();
+        self.stop_runtime();
+    }
+}
+
+/// Fails whatever waits on `slot` with RuntimeClosedError, on its own loop.
+fn fail_closed(py: Python<'_>, slot: Slot) {
+    let (event_loop, action) = match slot {
+        Slot::Request { future, event_loop } => (event_loop, Deferred::new(move |py| {
+            let _ = set_exception(py, future.bind(py), errors::runtime_closed(py));
+        })),
+        Slot::Execution { execution, event_loop } => (event_loop, Deferred::new(move |py| {
+            execution.get().fail_closed(py);
+        })),
+    };
+    let _ = event_loop.bind(py).call_method1("call_soon_threadsafe", (action,));
+}
+
+pub fn set_exception(py: Python<'_>, future: &Bound<'_, PyAny>, error: PyErr) -> PyResult<()> {
+    if future.call_method0("done")?.is_truthy()? {
+        return Ok(());
+    }
+    future.call_method1("set_exception", (error.into_value(py),))?;
+    Ok(())
+}
+
+pub fn set_result(future: &Bound<'_, PyAny>, value: Bound<'_, PyAny>) -> PyResult<()> {
+    if future.call_method0("done")?.is_truthy()? {
+        return Ok(());
+    }
+    future.call_method1("set_result", (value,))?;
+    Ok(())
+}
+
+/// The dispatcher thread's loop (invariants 1 and 2).
+fn dispatch(shared: &Weak<Shared>, queue: &Queue<Event>, registry: &Registry<Slot>) {
+    loop {
+        if let Some(shared) = shared.upgrade() {
+            shared.wait_while_held();
+        }
+        let Some(batch) = queue.pop_batch(BATCH) else { return };
+        let Some(shared) = shared.upgrade() else { return };
+        let unclaimed = gil::attach(|py| forward(py, &shared, registry, batch));
+        drop(shared);
+        // Rule 18: results nobody waits for are released here, without the interpreter.
+        drop(unclaimed);
+    }
+}
+
+/// Groups a batch by event loop and schedules one delivery per loop. Returns the events whose
+/// target is gone.
+fn forward(py: Python<'_>, shared: &Arc<Shared>, registry: &Registry<Slot>, batch: Vec<Event>) -> Vec<Event> {
+    let mut unclaimed = Vec::new();
+    let mut groups: Vec<(Py<PyAny>, Vec<Event>)> = Vec::new();
+    for event in batch {
+        let Some(event_loop) = registry.inspect(event.target(), |slot| slot.event_loop().clone_ref(py)) else {
+            unclaimed.push(event);
+            continue;
+        };
+        match groups.iter_mut().find(|(existing, _)| existing.is(&event_loop)) {
+            Some((_, events)) => events.push(event),
+            None => groups.push((event_loop, vec![event])),
+        }
+    }
+    for (event_loop, events) in groups {
+        let delivery = Delivery { shared: Arc::clone(shared), events: Mutex::new(events) };
+        let delivery = match Py::new(py, delivery) {
+            Ok(delivery) => delivery,
+            Err(_) => continue,
+        };
+        if event_loop.bind(py).call_method1("call_soon_threadsafe", (delivery.clone_ref(py),)).is_err() {
+            // The loop is closed: nobody can receive these. Claim their slots and release them.
+            let events = delivery.get().take();
+            for event in &events {
+                drop(registry.take(event.target()));
+            }
+            unclaimed.extend(events);
+        }
+    }
+    unclaimed
+}
+
+/// A batch of events for one loop, run there by `call_soon_threadsafe`.
+#[pyclass(module = "boxlite._native", frozen)]
+pub struct Delivery {
+    shared: Arc<Shared>,
+    events: Mutex<Vec<Event>>,
+}
+
+impl Delivery {
+    fn take(&self) -> Vec<Event> {
+        std::mem::take(&mut *self.events.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+}
+
+#[pymethods]
+impl Delivery {
+    fn __call__(&self, py: Python<'_>) {
+        let mut unclaimed = Vec::new();
+        for event in self.take() {
+            match event {
+                Event::Complete { target, result } => {
+                    if let Some(result) = self.complete(py, target, result) {
+                        unclaimed.push(result);
+                    }
+                }
+                Event::Chunk { target, stream, data } => {
+                    if let Some(execution) = self.execution(py, target) {
+                        execution.get().deliver_chunk(py, stream, data);
+                    }
+                }
+                Event::StreamEnd { target, stream } => {
+                    if let Some(execution) = self.execution(py, target) {
+                        execution.get().deliver_end(py, stream);
+                    }
+                }
+                Event::Exit { target, status } => {
+                    if let Some(Slot::Execution { execution, .. }) = self.shared.registry.take(target) {
+                        execution.get().deliver_exit(py, status, false);
+                    }
+                }
+            }
+        }
+        gil::detach(py, move || drop(unclaimed));
+    }
+}
+
+impl Delivery {
+    fn execution(&self, py: Python<'_>, target: u64) -> Option<Py<crate::execution::Execution>> {
+        self.shared.registry.inspect(target, |slot| match slot {
+            Slot::Execution { execution, .. } => Some(execution.clone_ref(py)),
+            Slot::Request { .. } => None,
+        })?
+    }
+
+    /// Resolves a request; gives back the result when nobody can take it (rules 17, 18).
+    fn complete(
+        &self,
+        py: Python<'_>,
+        target: u64,
+        result: Result<Payload, boxlite_core::Error>,
+    ) -> Option<Result<Payload, boxlite_core::Error>> {
+        let Some(Slot::Request { future, event_loop }) = self.shared.registry.take(target) else {
+            return Some(result);
+        };
+        let future = future.bind(py);
+        match future.call_method0("done").and_then(|done| done.is_truthy()) {
+            Ok(false) => {}
+            _ => return Some(result),
+        }
+        let outcome = match result {
+            Ok(payload) => crate::convert::payload_to_py(py, &self.shared, event_loop.bind(py), payload),
+            Err(error) => Err(errors::to_py(py, &error)),
+        };
+        let _ = match outcome {
+            Ok(value) => set_result(future, value),
+            Err(error) => set_exception(py, future, error),
+        };
+        None
+    }
+}
+
+/// Runs when a request's future is done; if it was cancelled, claims the slot (rule 20).
+#[pyclass(module = "boxlite._native", frozen)]
+pub struct CancelHook {
+    registry: Arc<Registry<Slot>>,
+    target: u64,
+}
+
+#[pymethods]
+impl CancelHook {
+    fn __call__(&self, future: &Bound<'_, PyAny>) -> PyResult<()> {
+        if future.call_method0("cancelled")?.is_truthy()? {
+            drop(self.registry.take(self.target));
+        }
+        Ok(())
+    }
+}
+
+type DeferredWork = Box<dyn for<'py> FnOnce(Python<'py>, Option<&Bound<'py, PyAny>>) + Send + Sync>;
+
+/// A piece of Rust work scheduled on an event loop (or run as a done-callback, which passes
+/// the finished future).
+#[pyclass(module = "boxlite._native", frozen)]
+pub struct Deferred {
+    work: Mutex<Option<DeferredWork>>,
+}
+
+impl Deferred {
+    pub fn new(work: impl FnOnce(Python<'_>) + Send + Sync + 'static) -> Self {
+        Self { work: Mutex::new(Some(Box::new(move |py, _| work(py)))) }
+    }
+
+    pub fn new_with_arg(work: impl for<'py> FnOnce(Python<'py>, &Bound<'py, PyAny>) + Send + Sync + 'static) -> Self {
+        Self {
+            work: Mutex::new(Some(Box::new(move |py, argument| {
+                if let Some(argument) = argument {
+                    work(py, argument);
+                }
+            }))),
+        }
+    }
+}
+
+#[pymethods]
+impl Deferred {
+    #[pyo3(signature = (*arguments))]
+    fn __call__(&self, py: Python<'_>, arguments: &Bound<'_, pyo3::types::PyTuple>) {
+        let work = self.work.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(work) = work {
+            let first = arguments.get_item(0).ok();
+            work(py, first.as_ref());
+        }
+    }
+}

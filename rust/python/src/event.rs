@@ -1,0 +1,125 @@
+//! What travels through the completion queue: pure Rust values, never Python objects.
+//!
+//! A payload that reaches nobody is released by dropping it (rule 18). Most payloads are plain
+//! data; a box made by a `create()` whose caller went away is removed by [`OwnedBox`]'s drop
+//! (rule 19), and an execution nobody holds is killed by the core's `Execution` drop.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use boxlite_core::{BoxHandle, BoxInfo, BoxMetrics, ExitStatus, Runtime, RuntimeMetrics};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    Stdout,
+    Stderr,
+}
+
+pub enum Event {
+    /// The result of one request.
+    Complete { target: u64, result: Result<Payload, boxlite_core::Error> },
+    /// Output of an execution, exactly as read.
+    Chunk { target: u64, stream: StreamKind, data: Vec<u8> },
+    /// An output stream of an execution reached its end.
+    StreamEnd { target: u64, stream: StreamKind },
+    /// The one exit of an execution, after all its output events.
+    Exit { target: u64, status: ExitStatus },
+}
+
+impl Event {
+    pub fn target(&self) -> u64 {
+        match self {
+            Self::Complete { target, .. } | Self::Chunk { target, .. } | Self::StreamEnd { target, .. } | Self::Exit { target, .. } => *target,
+        }
+    }
+}
+
+pub enum Payload {
+    Unit,
+    Box(OwnedBox),
+    MaybeBox(Option<OwnedBox>),
+    BoxCreated(OwnedBox, bool),
+    Info(Option<BoxInfo>),
+    InfoList(Vec<BoxInfo>),
+    RuntimeMetrics(RuntimeMetrics),
+    BoxMetrics(BoxMetrics),
+    Execution(boxlite_core::Execution),
+    ExitStatus(ExitStatus),
+    Tracked(Tracked),
+}
+
+/// What to do with a box handle that reaches no caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Orphan {
+    /// It was made for the caller (`create`): remove it.
+    Remove,
+    /// It existed before (`get`, or `get_or_create` that found it): only drop the handle.
+    Release,
+}
+
+/// A box handle in flight to a caller; removes the box if the caller is gone and it was made
+/// for them (the reference's OrphanGuard).
+pub struct OwnedBox {
+    handle: Option<BoxHandle>,
+    runtime: Runtime,
+    orphan: Orphan,
+}
+
+static ORPHANS_REMOVED: AtomicUsize = AtomicUsize::new(0);
+
+impl OwnedBox {
+    pub fn new(handle: BoxHandle, runtime: Runtime, orphan: Orphan) -> Self {
+        Self { handle: Some(handle), runtime, orphan }
+    }
+
+    /// Hands the box to its caller; dropping afterwards does nothing.
+    pub fn disarm(mut self) -> Option<BoxHandle> {
+        self.handle.take()
+    }
+}
+
+impl Drop for OwnedBox {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            if self.orphan == Orphan::Remove {
+                ORPHANS_REMOVED.fetch_add(1, Ordering::SeqCst);
+                self.runtime.discard(&handle);
+            }
+        }
+    }
+}
+
+pub fn orphans_removed() -> usize {
+    ORPHANS_REMOVED.load(Ordering::SeqCst)
+}
+
+/// A test payload that counts its drops.
+pub struct Tracked {
+    pub value: i64,
+    released: bool,
+}
+
+static TRACKED_DROPS: AtomicUsize = AtomicUsize::new(0);
+
+impl Tracked {
+    pub fn new(value: i64) -> Self {
+        Self { value, released: false }
+    }
+
+    /// Delivered to its caller: not a reclaim.
+    pub fn deliver(mut self) -> i64 {
+        self.released = true;
+        self.value
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if !self.released {
+            TRACKED_DROPS.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+pub fn tracked_drops() -> usize {
+    TRACKED_DROPS.load(Ordering::SeqCst)
+}

@@ -1,0 +1,577 @@
+//! Executions as Python sees them: output streams as async iterators (bytes, or text decoded at
+//! this edge), stdin, `wait()`, signals, terminal size, and close.
+//!
+//! # Invariants (numbers refer to reference/async-core-invariants.md §2)
+//!
+//! 1. (rule 22) Output is bytes end to end; text is an incremental UTF-8 decoding here, so a
+//!    character split across chunks survives and only truly invalid bytes become U+FFFD.
+//! 2. (rules 23, 26, 27) Exactly one exit per execution: the exit pump and `close()` race on
+//!    `exit_claimed`; the loser does nothing. A claimed exit pump is never aborted.
+//! 3. (rules 24, 25) The exit is the last event: the exit pump waits for both stream pumps;
+//!    streams are attached inside `exec()` itself, so none can be registered late. A forced
+//!    close seals the execution first, so a chunk pushed by an aborted pump is dropped.
+//! 4. (rules 28, 29) `close()` on a process that is proven to have exited reports its real
+//!    status and kills nothing; otherwise the process group is killed (hanging up the control
+//!    connection) and the status says `forced`.
+//! 5. (rule 31) `wait()` resolves when the exit is delivered, which is after every chunk was
+//!    delivered into the stream buffers (queue order), so collected output is never truncated.
+//! 6. Flow control: each stream has a credit of [`STREAM_WINDOW`] bytes; a pump reads only while
+//!    undelivered-to-the-user output is below it. A process that floods output nobody reads
+//!    waits, as with a plain pipe, instead of growing memory.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use boxlite_core::exec::{AsyncDescriptor, CHUNK_SIZE};
+use boxlite_core::{ExecutionControl, ExitStatus as CoreExitStatus};
+use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::dispatcher::{running_loop, set_exception, set_result, Shared, Slot};
+use crate::errors;
+use crate::event::{Event, Payload, StreamKind};
+
+/// Output a stream may hold that the user has not taken yet.
+pub const STREAM_WINDOW: usize = 8 << 20;
+
+/// How a process ended.
+#[pyclass(module = "boxlite._native", frozen, get_all)]
+#[derive(Clone)]
+pub struct ExitStatus {
+    /// The exit code, or -N when signal N ended the process.
+    pub exit_code: i32,
+    pub signal: Option<i32>,
+    /// Set when the outcome did not come from the process itself.
+    pub error_message: Option<String>,
+    /// The execution's timeout ended it.
+    pub timed_out: bool,
+    /// `close()` ended the execution before its exit was known.
+    pub forced: bool,
+}
+
+#[pymethods]
+impl ExitStatus {
+    #[getter]
+    fn success(&self) -> bool {
+        self.exit_code == 0 && self.error_message.is_none()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "ExitStatus(exit_code={}, signal={}, timed_out={}, forced={}, error_message={})",
+            self.exit_code,
+            self.signal.map_or_else(|| "None".to_string(), |signal| signal.to_string()),
+            if self.timed_out { "True" } else { "False" },
+            if self.forced { "True" } else { "False" },
+            self.error_message.as_ref().map_or_else(|| "None".to_string(), |message| format!("{message:?}")),
+        )
+    }
+}
+
+impl From<CoreExitStatus> for ExitStatus {
+    fn from(status: CoreExitStatus) -> Self {
+        Self { exit_code: status.exit_code, signal: status.signal, error_message: status.error, timed_out: status.timed_out, forced: false }
+    }
+}
+
+/// Incremental UTF-8 decoding (invariant 1).
+#[derive(Default)]
+struct Utf8Decoder {
+    pending: Vec<u8>,
+}
+
+impl Utf8Decoder {
+    fn decode(&mut self, bytes: &[u8], last: bool) -> String {
+        self.pending.extend_from_slice(bytes);
+        let mut text = String::new();
+        let mut rest: &[u8] = &self.pending;
+        loop {
+            match std::str::from_utf8(rest) {
+                Ok(valid) => {
+                    text.push_str(valid);
+                    rest = &[];
+                    break;
+                }
+                Err(error) => {
+                    let (valid, after) = rest.split_at(error.valid_up_to());
+                    text.push_str(std::str::from_utf8(valid).unwrap_or_default());
+                    match error.error_len() {
+                        Some(length) => {
+                            text.push('\u{FFFD}');
+                            rest = &after[length..];
+                        }
+                        None if last => {
+                            text.push('\u{FFFD}');
+                            rest = &[];
+                            break;
+                        }
+                        None => {
+                            rest = after;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        self.pending = rest.to_vec();
+        text
+    }
+}
+
+#[derive(Default)]
+struct StreamState {
+    buffer: VecDeque<Vec<u8>>,
+    ended: bool,
+    waiter: Option<Py<PyAny>>,
+    /// `None` until the user takes the stream; then whether it yields text.
+    text: Option<bool>,
+    decoder: Utf8Decoder,
+    credit: Option<Arc<Semaphore>>,
+}
+
+impl StreamState {
+    fn release(&self, bytes: usize) {
+        if let Some(credit) = &self.credit {
+            credit.add_permits(bytes);
+        }
+    }
+
+    /// Turns raw chunks into the next item for the user, if one is ready. Text mode skips
+    /// chunks that decode to nothing (half a character).
+    fn next_item(&mut self, py: Python<'_>) -> Option<Py<PyAny>> {
+        while let Some(chunk) = self.buffer.pop_front() {
+            self.release(chunk.len());
+            if let Some(item) = self.item(py, &chunk, false) {
+                return Some(item);
+            }
+        }
+        if self.ended {
+            return self.item(py, &[], true);
+        }
+        None
+    }
+
+    fn item(&mut self, py: Python<'_>, chunk: &[u8], last: bool) -> Option<Py<PyAny>> {
+        if self.text == Some(true) {
+            let text = self.decoder.decode(chunk, last);
+            return (!text.is_empty()).then(|| PyString::new(py, &text).into_any().unbind());
+        }
+        (!chunk.is_empty()).then(|| PyBytes::new(py, chunk).into_any().unbind())
+    }
+}
+
+#[derive(Default)]
+struct ExecState {
+    stdout: StreamState,
+    stderr: StreamState,
+    exit: Option<ExitStatus>,
+    waiters: Vec<Py<PyAny>>,
+    stdin_taken: bool,
+    /// A forced close happened: later output events are dropped (invariant 3).
+    sealed: bool,
+}
+
+impl ExecState {
+    fn stream(&mut self, kind: StreamKind) -> &mut StreamState {
+        match kind {
+            StreamKind::Stdout => &mut self.stdout,
+            StreamKind::Stderr => &mut self.stderr,
+        }
+    }
+}
+
+/// A process running in a box.
+#[pyclass(module = "boxlite._native", frozen)]
+pub struct Execution {
+    shared: Arc<Shared>,
+    id: String,
+    target: OnceLock<u64>,
+    control: ExecutionControl,
+    /// Owning the core execution keeps the process alive; dropping it kills the process group.
+    owner: Mutex<Option<boxlite_core::Execution>>,
+    stdin: Mutex<Option<mpsc::UnboundedSender<(Vec<u8>, oneshot::Sender<std::io::Result<()>>)>>>,
+    state: Mutex<ExecState>,
+    exit_claimed: Arc<AtomicBool>,
+    stream_pumps: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Reads one output stream into the queue, within the stream's credit (invariant 6).
+async fn pump(queue: Arc<crate::queue::Queue<Event>>, target: u64, stream: StreamKind, source: AsyncDescriptor, credit: Arc<Semaphore>) {
+    loop {
+        // Wait for room for a whole chunk, then keep the part the chunk uses until the user
+        // takes it (ExecState hands it back through `StreamState::release`).
+        let Ok(room) = credit.acquire_many(CHUNK_SIZE as u32).await else { return };
+        room.forget();
+        match source.read_chunk(CHUNK_SIZE).await {
+            Ok(Some(data)) => {
+                credit.add_permits(CHUNK_SIZE - data.len());
+                if !queue.push(Event::Chunk { target, stream, data }).await {
+                    return;
+                }
+            }
+            Ok(None) | Err(_) => {
+                credit.add_permits(CHUNK_SIZE);
+                break;
+            }
+        }
+    }
+    queue.push(Event::StreamEnd { target, stream }).await;
+}
+
+impl Execution {
+    /// Wraps a started core execution, registers it for its events, and starts its pumps.
+    pub fn attach(py: Python<'_>, shared: &Arc<Shared>, event_loop: &Bound<'_, PyAny>, mut core: boxlite_core::Execution) -> PyResult<Py<Self>> {
+        let control = core.control();
+        let stdout = core.stdout.take();
+        let stderr = core.stderr.take();
+        let stdin = core.stdin.take();
+        let mut state = ExecState::default();
+        let credits = [Arc::new(Semaphore::new(STREAM_WINDOW)), Arc::new(Semaphore::new(STREAM_WINDOW))];
+        state.stdout.credit = Some(Arc::clone(&credits[0]));
+        state.stderr.credit = Some(Arc::clone(&credits[1]));
+        state.stdout.ended = stdout.is_none();
+        state.stderr.ended = stderr.is_none();
+        let stdin_sender = stdin.map(|descriptor| {
+            let (sender, mut receiver) = mpsc::unbounded_channel::<(Vec<u8>, oneshot::Sender<std::io::Result<()>>)>();
+            shared.handle.spawn(async move {
+                while let Some((data, done)) = receiver.recv().await {
+                    let _ = done.send(descriptor.write_all(&data).await);
+                }
+            });
+            sender
+        });
+        let execution = Py::new(
+            py,
+            Self {
+                shared: Arc::clone(shared),
+                id: core.id.clone(),
+                target: OnceLock::new(),
+                control: control.clone(),
+                owner: Mutex::new(Some(core)),
+                stdin: Mutex::new(stdin_sender),
+                state: Mutex::new(state),
+                exit_claimed: Arc::new(AtomicBool::new(false)),
+                stream_pumps: Mutex::new(Vec::new()),
+            },
+        )?;
+        let slot = Slot::Execution { execution: execution.clone_ref(py), event_loop: event_loop.clone().unbind() };
+        let target = shared.registry.register(slot).map_err(|_| errors::runtime_closed(py))?;
+        let _ = execution.get().target.set(target);
+        let queue = &shared.queue;
+        let [stdout_credit, stderr_credit] = credits;
+        let pumps: Vec<_> = [(stdout, StreamKind::Stdout, stdout_credit), (stderr, StreamKind::Stderr, stderr_credit)]
+            .into_iter()
+            .filter_map(|(source, kind, credit)| source.map(|source| shared.handle.spawn(pump(Arc::clone(queue), target, kind, source, credit))))
+            .collect();
+        *locked(&execution.get().stream_pumps) = pumps.iter().map(tokio::task::JoinHandle::abort_handle).collect();
+        let queue = Arc::clone(queue);
+        let claimed = Arc::clone(&execution.get().exit_claimed);
+        shared.handle.spawn(async move {
+            for pump in pumps {
+                let _ = pump.await;
+            }
+            let status = control.wait().await;
+            if claimed.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                queue.push(Event::Exit { target, status }).await;
+            }
+        });
+        Ok(execution)
+    }
+
+    pub fn deliver_chunk(&self, py: Python<'_>, kind: StreamKind, data: Vec<u8>) {
+        let mut state = locked(&self.state);
+        if state.sealed {
+            return;
+        }
+        let stream = state.stream(kind);
+        stream.buffer.push_back(data);
+        Self::wake(py, stream);
+    }
+
+    pub fn deliver_end(&self, py: Python<'_>, kind: StreamKind) {
+        let mut state = locked(&self.state);
+        let stream = state.stream(kind);
+        stream.ended = true;
+        Self::wake(py, stream);
+    }
+
+    /// Hands the next item to a parked `__anext__`, if there is one and an item is ready.
+    fn wake(py: Python<'_>, stream: &mut StreamState) {
+        if stream.waiter.is_none() || stream.text.is_none() {
+            return;
+        }
+        let item = stream.next_item(py);
+        if item.is_none() && !stream.ended {
+            return;
+        }
+        if let Some(waiter) = stream.waiter.take() {
+            let waiter = waiter.bind(py);
+            let _ = match item {
+                Some(item) => set_result(waiter, item.into_bound(py)),
+                None => set_exception(py, waiter, PyStopAsyncIteration::new_err(())),
+            };
+        }
+    }
+
+    /// Publishes the one exit (invariant 2) and ends the streams.
+    pub fn deliver_exit(&self, py: Python<'_>, status: CoreExitStatus, forced: bool) {
+        let mut state = locked(&self.state);
+        if state.exit.is_some() {
+            return;
+        }
+        let mut status = ExitStatus::from(status);
+        status.forced = forced;
+        state.exit = Some(status.clone());
+        for kind in [StreamKind::Stdout, StreamKind::Stderr] {
+            let stream = state.stream(kind);
+            stream.ended = true;
+            Self::wake(py, stream);
+        }
+        let waiters = std::mem::take(&mut state.waiters);
+        drop(state);
+        for waiter in waiters {
+            if let Ok(value) = Py::new(py, status.clone()) {
+                let _ = set_result(waiter.bind(py), value.into_bound(py).into_any());
+            }
+        }
+    }
+
+    /// The runtime closed: every pending wait and read fails with RuntimeClosedError.
+    pub fn fail_closed(&self, py: Python<'_>) {
+        let mut state = locked(&self.state);
+        state.sealed = true;
+        let mut pending: Vec<Py<PyAny>> = std::mem::take(&mut state.waiters);
+        pending.extend(state.stdout.waiter.take());
+        pending.extend(state.stderr.waiter.take());
+        drop(state);
+        for future in pending {
+            let _ = set_exception(py, future.bind(py), errors::runtime_closed(py));
+        }
+        drop(locked(&self.owner).take());
+    }
+
+    fn take_stream(slf: &Bound<'_, Self>, kind: StreamKind, text: bool) -> PyResult<ExecStream> {
+        let this = slf.get();
+        let mut state = locked(&this.state);
+        let stream = state.stream(kind);
+        if stream.text.is_some() {
+            let name = match kind {
+                StreamKind::Stdout => "stdout",
+                StreamKind::Stderr => "stderr",
+            };
+            return Err(PyRuntimeError::new_err(format!("{name} stream not available")));
+        }
+        stream.text = Some(text);
+        Ok(ExecStream { execution: slf.clone().unbind(), kind })
+    }
+
+    fn ready_future<'py>(py: Python<'py>, value: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let future = running_loop(py)?.call_method0("create_future")?;
+        future.call_method1("set_result", (value,))?;
+        Ok(future)
+    }
+
+    fn check_open(&self, py: Python<'_>) -> PyResult<()> {
+        self.shared.check_open(py)?;
+        if locked(&self.state).sealed {
+            return Err(errors::invalid_state(py, "the execution was closed"));
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl Execution {
+    /// The execution's id.
+    fn id(&self) -> String {
+        self.id.clone()
+    }
+
+    /// Takes the stdout stream: an async iterator of `str` chunks, or of `bytes` with
+    /// `text=False`. With `tty=True` the terminal's output arrives here.
+    #[pyo3(signature = (*, text = true))]
+    fn stdout(slf: &Bound<'_, Self>, text: bool) -> PyResult<ExecStream> {
+        Self::take_stream(slf, StreamKind::Stdout, text)
+    }
+
+    #[pyo3(signature = (*, text = true))]
+    fn stderr(slf: &Bound<'_, Self>, text: bool) -> PyResult<ExecStream> {
+        Self::take_stream(slf, StreamKind::Stderr, text)
+    }
+
+    fn stdin(slf: &Bound<'_, Self>) -> PyResult<ExecStdin> {
+        let this = slf.get();
+        let mut state = locked(&this.state);
+        if state.stdin_taken {
+            return Err(PyRuntimeError::new_err("stdin stream not available"));
+        }
+        state.stdin_taken = true;
+        Ok(ExecStdin { execution: slf.clone().unbind() })
+    }
+
+    /// Resolves to the `ExitStatus` once the process ended and all its output was delivered.
+    fn wait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let mut state = locked(&self.state);
+        if let Some(status) = &state.exit {
+            let value = Py::new(py, status.clone())?.into_bound(py).into_any();
+            drop(state);
+            return Self::ready_future(py, value);
+        }
+        self.shared.check_open(py)?;
+        let future = running_loop(py)?.call_method0("create_future")?;
+        state.waiters.push(future.clone().unbind());
+        Ok(future)
+    }
+
+    /// SIGKILL to the process and its whole process group.
+    fn kill<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.check_open(py)?;
+        let control = self.control.clone();
+        self.shared.submit(py, async move { control.kill().await.map(|()| Payload::Unit) })
+    }
+
+    /// Sends `signal` (1..=64) to the process.
+    fn signal<'py>(&self, py: Python<'py>, signal: i32) -> PyResult<Bound<'py, PyAny>> {
+        if !(1..=64).contains(&signal) {
+            return Err(errors::invalid_argument(py, format!("signal must be between 1 and 64, got {signal}")));
+        }
+        self.check_open(py)?;
+        let control = self.control.clone();
+        self.shared.submit(py, async move { control.signal(signal).await.map(|()| Payload::Unit) })
+    }
+
+    /// Sets the terminal size of a `tty=True` execution.
+    fn resize_tty<'py>(&self, py: Python<'py>, rows: i64, cols: i64) -> PyResult<Bound<'py, PyAny>> {
+        let (Ok(rows), Ok(cols)) = (u16::try_from(rows), u16::try_from(cols)) else {
+            return Err(errors::invalid_argument(py, format!("rows and cols must be between 1 and 65535, got {rows}x{cols}")));
+        };
+        if rows == 0 || cols == 0 {
+            return Err(errors::invalid_argument(py, format!("rows and cols must be positive, got {rows}x{cols}")));
+        }
+        self.check_open(py)?;
+        let control = self.control.clone();
+        self.shared.submit(py, async move { control.resize(rows, cols).map(|()| Payload::Unit) })
+    }
+
+    /// Ends the execution now (invariants 2–4): kills its process group unless it is known to
+    /// have exited. Idempotent; never blocks.
+    fn close(&self, py: Python<'_>) {
+        if self.exit_claimed.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            locked(&self.state).sealed = true;
+            for pump in locked(&self.stream_pumps).drain(..) {
+                pump.abort();
+            }
+            if let Some(target) = self.target.get() {
+                drop(self.shared.registry.take(*target));
+            }
+            let (status, forced) = match self.control.try_status() {
+                Some(status) => (status, false),
+                None => (
+                    CoreExitStatus { exit_code: -1, signal: None, timed_out: false, error: Some("the execution was closed before the process exited".to_string()) },
+                    true,
+                ),
+            };
+            self.deliver_exit(py, status, forced);
+        }
+        drop(locked(&self.stdin).take());
+        let owner = locked(&self.owner).take();
+        crate::gil::detach(py, move || drop(owner));
+    }
+
+    fn aclose<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.close(py);
+        Self::ready_future(py, py.None().into_bound(py))
+    }
+
+    fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        Self::ready_future(slf.py(), slf.clone().into_any())
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __aexit__<'py>(&self, py: Python<'py>, _exc: &Bound<'py, pyo3::types::PyTuple>) -> PyResult<Bound<'py, PyAny>> {
+        self.close(py);
+        Self::ready_future(py, false.into_pyobject(py)?.to_owned().into_any())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Execution(id={:?})", self.id)
+    }
+}
+
+/// One output stream of an execution: `async for chunk in stream`.
+#[pyclass(module = "boxlite._native", frozen)]
+pub struct ExecStream {
+    execution: Py<Execution>,
+    kind: StreamKind,
+}
+
+#[pymethods]
+impl ExecStream {
+    fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let execution = self.execution.get();
+        let mut state = locked(&execution.state);
+        let sealed = state.sealed;
+        let stream = state.stream(self.kind);
+        if let Some(item) = stream.next_item(py) {
+            drop(state);
+            return Execution::ready_future(py, item.into_bound(py));
+        }
+        if stream.ended || sealed {
+            return Err(PyStopAsyncIteration::new_err(()));
+        }
+        if stream.waiter.is_some() {
+            return Err(PyRuntimeError::new_err("another task is already reading this stream"));
+        }
+        execution.shared.check_open(py)?;
+        let future = running_loop(py)?.call_method0("create_future")?;
+        stream.waiter = Some(future.clone().unbind());
+        Ok(future)
+    }
+}
+
+/// The process's standard input.
+#[pyclass(module = "boxlite._native", frozen)]
+pub struct ExecStdin {
+    execution: Py<Execution>,
+}
+
+#[pymethods]
+impl ExecStdin {
+    /// Writes `data`; resolves once the process's pipe took all of it. Writes keep their order.
+    fn send_input<'py>(&self, py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+        let execution = self.execution.get();
+        execution.check_open(py)?;
+        let sender = locked(&execution.stdin).clone().ok_or_else(|| errors::invalid_state(py, "stdin is closed"))?;
+        let (done, written) = oneshot::channel();
+        sender.send((data.to_vec(), done)).map_err(|_| errors::invalid_state(py, "stdin is closed"))?;
+        execution.shared.submit(py, async move {
+            match written.await {
+                Ok(Ok(())) => Ok(Payload::Unit),
+                Ok(Err(error)) => Err(boxlite_core::Error::Execution(format!("failed to write to stdin: {error}"))),
+                Err(_) => Err(boxlite_core::Error::InvalidState("stdin is closed".to_string())),
+            }
+        })
+    }
+
+    /// Closes stdin: the process reads end of file once earlier writes are in. Idempotent.
+    fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        drop(locked(&self.execution.get().stdin).take());
+        Execution::ready_future(py, py.None().into_bound(py))
+    }
+
+    fn is_closed<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let closed = locked(&self.execution.get().stdin).is_none();
+        Execution::ready_future(py, closed.into_pyobject(py)?.to_owned().into_any())
+    }
+}

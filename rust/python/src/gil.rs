@@ -1,0 +1,38 @@
+//! The one place that attaches to the Python interpreter from Rust-owned threads.
+//!
+//! Rules:
+//! 1. No tokio worker ever attaches (the worker-park bug class of the reference, §1.1). Every
+//!    attach goes through [`attach`], which counts violations instead of trusting callers; the
+//!    test suite asserts the count stays 0.
+//! 2. Long waits made while Python called us (joining the dispatcher, blocking on the runtime)
+//!    release the interpreter through [`detach`], so the dispatcher can attach meanwhile.
+//!
+//! Methods called from Python already hold the interpreter; they need neither.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use pyo3::prelude::*;
+
+static ATTACHED_ON_WORKER: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs `work` attached to the interpreter. Rule 1.
+pub fn attach<R>(work: impl for<'py> FnOnce(Python<'py>) -> R) -> R {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        ATTACHED_ON_WORKER.fetch_add(1, Ordering::SeqCst);
+        debug_assert!(false, "attached to Python from a tokio worker");
+    }
+    Python::attach(work)
+}
+
+/// Runs `work` with the interpreter released. Rule 2.
+pub fn detach<T: Send, F: Send + FnOnce() -> T>(py: Python<'_>, work: F) -> T
+where
+    T: pyo3::marker::Ungil,
+    F: pyo3::marker::Ungil,
+{
+    py.detach(work)
+}
+
+pub fn violations() -> usize {
+    ATTACHED_ON_WORKER.load(Ordering::SeqCst)
+}

@@ -1,0 +1,122 @@
+//! Read-only metadata classes: BoxInfo, BoxStateInfo, RuntimeMetrics, BoxMetrics.
+
+use pyo3::prelude::*;
+
+#[pyclass(module = "boxlite._native", frozen, get_all)]
+#[derive(Clone)]
+pub struct BoxStateInfo {
+    /// configured, running, stopping, stopped, failed or unknown.
+    pub status: String,
+    pub running: bool,
+    /// The box init's host pid while running.
+    pub pid: Option<i32>,
+    pub exit_code: Option<i32>,
+}
+
+#[pymethods]
+impl BoxStateInfo {
+    fn __repr__(&self) -> String {
+        format!("BoxStateInfo(status={:?}, running={}, pid={:?})", self.status, if self.running { "True" } else { "False" }, self.pid)
+    }
+}
+
+#[pyclass(module = "boxlite._native", frozen, get_all)]
+#[derive(Clone)]
+pub struct BoxInfo {
+    pub id: String,
+    pub name: Option<String>,
+    pub state: BoxStateInfo,
+    /// RFC 3339, nanoseconds.
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub image: String,
+    pub cpus: u8,
+    pub memory_mib: u32,
+    pub auto_stop: u64,
+    pub auto_delete: u64,
+    pub auto_resume: bool,
+    pub detach: bool,
+}
+
+impl From<boxlite_core::BoxInfo> for BoxInfo {
+    fn from(info: boxlite_core::BoxInfo) -> Self {
+        Self {
+            id: info.id,
+            name: info.name,
+            state: BoxStateInfo { status: info.status.to_string(), running: info.running, pid: info.pid, exit_code: None },
+            created_at: info.created_at,
+            started_at: info.started_at,
+            image: info.image,
+            cpus: info.cpus,
+            memory_mib: info.memory_mib,
+            auto_stop: 0,
+            auto_delete: info.auto_delete,
+            auto_resume: false,
+            detach: info.detach,
+        }
+    }
+}
+
+#[pymethods]
+impl BoxInfo {
+    fn __repr__(&self) -> String {
+        format!("BoxInfo(id={:?}, name={:?}, status={:?}, image={:?})", self.id, self.name, self.state.status, self.image)
+    }
+}
+
+#[pyclass(module = "boxlite._native", frozen, get_all)]
+#[derive(Clone)]
+pub struct RuntimeMetrics {
+    pub boxes_created_total: u64,
+    pub boxes_failed_total: u64,
+    pub num_running_boxes: u64,
+    pub total_commands_executed: u64,
+    pub total_exec_errors: u64,
+}
+
+impl From<boxlite_core::RuntimeMetrics> for RuntimeMetrics {
+    fn from(metrics: boxlite_core::RuntimeMetrics) -> Self {
+        Self {
+            boxes_created_total: metrics.boxes_created_total,
+            boxes_failed_total: metrics.boxes_failed_total,
+            num_running_boxes: metrics.num_running_boxes,
+            total_commands_executed: metrics.total_commands_executed,
+            total_exec_errors: metrics.total_exec_errors,
+        }
+    }
+}
+
+#[pymethods]
+impl RuntimeMetrics {
+    fn __repr__(&self) -> String {
+        format!(
+            "RuntimeMetrics(boxes_created={}, boxes_failed={}, running={}, commands={}, errors={})",
+            self.boxes_created_total, self.boxes_failed_total, self.num_running_boxes, self.total_commands_executed, self.total_exec_errors
+        )
+    }
+}
+
+#[pyclass(module = "boxlite._native", frozen, get_all)]
+#[derive(Clone)]
+pub struct BoxMetrics {
+    pub commands_executed_total: u64,
+    pub exec_errors_total: u64,
+    pub guest_boot_duration_ms: Option<u64>,
+}
+
+impl From<boxlite_core::BoxMetrics> for BoxMetrics {
+    fn from(metrics: boxlite_core::BoxMetrics) -> Self {
+        Self {
+            commands_executed_total: metrics.commands_executed_total,
+            exec_errors_total: metrics.exec_errors_total,
+            guest_boot_duration_ms: metrics.boot_duration_ms,
+        }
+    }
+}
+
+#[pymethods]
+impl BoxMetrics {
+    fn __repr__(&self) -> String {
+        format!("BoxMetrics(commands_executed_total={}, exec_errors_total={})", self.commands_executed_total, self.exec_errors_total)
+    }
+}

@@ -1,0 +1,40 @@
+//! `boxlite._native`: the Python extension. This file only declares the module and its exports;
+//! see `dispatcher` for the async core and `gil` for the one place that attaches to Python.
+
+mod boxes;
+mod convert;
+mod dispatcher;
+mod errors;
+mod event;
+mod execution;
+mod gil;
+mod info;
+mod options;
+mod queue;
+mod registry;
+mod runtime;
+mod testing;
+
+use pyo3::prelude::*;
+
+#[pymodule(gil_used = false)]
+fn _native(py: Python<'_>, module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    module.add("HOST_IMAGE", boxlite_core::image::HOST_IMAGE)?;
+    module.add_class::<runtime::Boxlite>()?;
+    module.add_class::<options::Options>()?;
+    module.add_class::<options::BoxOptions>()?;
+    module.add_class::<boxes::Box>()?;
+    module.add_class::<execution::Execution>()?;
+    module.add_class::<execution::ExecStream>()?;
+    module.add_class::<execution::ExecStdin>()?;
+    module.add_class::<execution::ExitStatus>()?;
+    module.add_class::<info::BoxInfo>()?;
+    module.add_class::<info::BoxStateInfo>()?;
+    module.add_class::<info::RuntimeMetrics>()?;
+    module.add_class::<info::BoxMetrics>()?;
+    let testing = testing::module(py)?;
+    module.add_submodule(&testing)?;
+    py.import("sys")?.getattr("modules")?.set_item("boxlite._native._testing", testing)?;
+    Ok(())
+}

@@ -1,0 +1,183 @@
+//! `Boxlite`: the runtime object.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pyo3::prelude::*;
+
+use crate::dispatcher::Shared;
+use crate::errors;
+use crate::event::{Orphan, OwnedBox, Payload};
+use crate::options::{BoxOptions, Options};
+
+#[pyclass(module = "boxlite._native", frozen)]
+pub struct Boxlite {
+    shared: Arc<Shared>,
+    core: boxlite_core::Runtime,
+}
+
+/// The process-wide runtime of `Boxlite.default()`, and the options it will be made with.
+static DEFAULT: Mutex<(Option<Options>, Option<(Arc<Shared>, boxlite_core::Runtime)>)> = Mutex::new((None, None));
+
+fn open(py: Python<'_>, options: &Options) -> PyResult<(Arc<Shared>, boxlite_core::Runtime)> {
+    let home = options.resolved_home();
+    if !options.image_registries.is_empty() {
+        return Err(errors::to_py(py, &boxlite_core::Error::Unsupported("image registries are not supported yet; use rootfs_path= with a local OCI image layout".to_string())));
+    }
+    let shared = Shared::start().map_err(|error| errors::to_py(py, &boxlite_core::Error::Internal(format!("failed to start the runtime: {error}"))))?;
+    let handle = shared.handle.clone();
+    let opened = crate::gil::detach(py, move || {
+        let _context = handle.enter();
+        boxlite_core::Runtime::open(&home)
+    });
+    match opened {
+        Ok(core) => Ok((shared, core)),
+        Err(error) => {
+            shared.close(py);
+            Err(errors::to_py(py, &error))
+        }
+    }
+}
+
+impl Boxlite {
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    pub fn core(&self) -> &boxlite_core::Runtime {
+        &self.core
+    }
+}
+
+#[pymethods]
+impl Boxlite {
+    /// Opens a runtime on `options.home_dir` (one runtime per home directory at a time).
+    #[new]
+    fn new(py: Python<'_>, options: &Options) -> PyResult<Self> {
+        let (shared, core) = open(py, options)?;
+        Ok(Self { shared, core })
+    }
+
+    /// The process-wide runtime on the default home; every call wraps the same runtime.
+    #[staticmethod]
+    fn default(py: Python<'_>) -> PyResult<Self> {
+        let mut default = DEFAULT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((shared, core)) = default.1.as_ref().filter(|(shared, _)| !shared.is_closed()) {
+            return Ok(Self { shared: Arc::clone(shared), core: core.clone() });
+        }
+        let options = default.0.as_ref().map(|options| options.clone_ref(py)).unwrap_or_else(|| Options { home_dir: None, image_registries: Vec::new() });
+        let (shared, core) = open(py, &options)?;
+        default.1 = Some((Arc::clone(&shared), core.clone()));
+        Ok(Self { shared, core })
+    }
+
+    /// Sets the options of the default runtime; only before the first `default()`.
+    #[staticmethod]
+    fn init_default(py: Python<'_>, options: &Options) -> PyResult<()> {
+        let mut default = DEFAULT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if default.1.is_some() {
+            return Err(errors::exception(py, "InternalError", "internal error: Default runtime already initialized; call init_default() before default()".to_string()));
+        }
+        default.0 = Some(options.clone_ref(py));
+        Ok(())
+    }
+
+    /// Creates a box (state `configured`); resolves to its `Box`. A box whose `create()` was
+    /// cancelled is removed, never leaked.
+    #[pyo3(signature = (options, name = None))]
+    fn create<'py>(slf: &Bound<'py, Self>, options: &BoxOptions, name: Option<String>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.shared.check_open(py)?;
+        let options = options.to_core().map_err(|error| errors::to_py(py, &error))?;
+        let core = this.core.clone();
+        this.shared.submit(py, async move {
+            let handle = core.create(options, name).await?;
+            Ok(Payload::Box(OwnedBox::new(handle, core, Orphan::Remove)))
+        })
+    }
+
+    /// Resolves to `(box, created)`: the box named `name` if it exists, else a new one.
+    #[pyo3(signature = (options, name = None))]
+    fn get_or_create<'py>(&self, py: Python<'py>, options: &BoxOptions, name: Option<String>) -> PyResult<Bound<'py, PyAny>> {
+        self.shared.check_open(py)?;
+        let options = options.to_core().map_err(|error| errors::to_py(py, &error))?;
+        let core = self.core.clone();
+        self.shared.submit(py, async move {
+            let (handle, created) = core.get_or_create(options, name).await?;
+            let orphan = if created { Orphan::Remove } else { Orphan::Release };
+            Ok(Payload::BoxCreated(OwnedBox::new(handle, core, orphan), created))
+        })
+    }
+
+    /// Resolves to the `Box` with this id or name, or `None`.
+    fn get<'py>(&self, py: Python<'py>, id_or_name: String) -> PyResult<Bound<'py, PyAny>> {
+        let core = self.core.clone();
+        self.shared.submit(py, async move {
+            Ok(Payload::MaybeBox(core.get(&id_or_name).map(|handle| OwnedBox::new(handle, core.clone(), Orphan::Release))))
+        })
+    }
+
+    fn get_info<'py>(&self, py: Python<'py>, id_or_name: String) -> PyResult<Bound<'py, PyAny>> {
+        let core = self.core.clone();
+        self.shared.submit(py, async move { Ok(Payload::Info(core.get_info(&id_or_name))) })
+    }
+
+    /// Resolves to every box's `BoxInfo`, newest first.
+    #[pyo3(signature = (_state = None))]
+    fn list_info<'py>(&self, py: Python<'py>, _state: Option<&Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+        let core = self.core.clone();
+        self.shared.submit(py, async move { Ok(Payload::InfoList(core.list_info())) })
+    }
+
+    /// Deletes a box; a running one needs `force=True`.
+    #[pyo3(signature = (id_or_name, force = false))]
+    fn remove<'py>(&self, py: Python<'py>, id_or_name: String, force: bool) -> PyResult<Bound<'py, PyAny>> {
+        let core = self.core.clone();
+        self.shared.submit(py, async move { core.remove(&id_or_name, force).await.map(|()| Payload::Unit) })
+    }
+
+    fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let core = self.core.clone();
+        self.shared.submit(py, async move { Ok(Payload::RuntimeMetrics(core.metrics())) })
+    }
+
+    /// Stops every box that is not detached (`timeout` seconds each before SIGKILL; default
+    /// 10, -1 waits forever), then refuses new boxes with StoppedError. Idempotent.
+    #[pyo3(signature = (timeout = None))]
+    fn shutdown<'py>(&self, py: Python<'py>, timeout: Option<i64>) -> PyResult<Bound<'py, PyAny>> {
+        let grace = match timeout {
+            None => None,
+            Some(-1) => Some(Duration::from_secs(u64::from(u32::MAX))),
+            Some(seconds) if seconds >= 0 => Some(Duration::from_secs(seconds.unsigned_abs())),
+            Some(seconds) => return Err(errors::invalid_argument(py, format!("timeout must be -1 or at least 0, got {seconds}"))),
+        };
+        let core = self.core.clone();
+        self.shared.submit(py, async move { core.shutdown(grace).await.map(|()| Payload::Unit) })
+    }
+
+    /// Closes the runtime now: every pending awaitable fails with RuntimeClosedError, boxes
+    /// that are not detached are killed, and later calls fail at once. Idempotent.
+    fn close(&self, py: Python<'_>) {
+        if self.shared.is_closed() {
+            return;
+        }
+        self.shared.close(py);
+        let core = self.core.clone();
+        crate::gil::detach(py, move || core.close());
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.close(py);
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Boxlite(open={})", if self.shared.is_closed() { "false" } else { "true" })
+    }
+}

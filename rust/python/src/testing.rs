@@ -1,0 +1,190 @@
+//! `boxlite._native._testing`: hooks the test suite uses to drive the async core
+//! deterministically (gates instead of sleeps, counters instead of guesses). Nothing here is
+//! part of the public API.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use tokio::sync::watch;
+
+use crate::dispatcher::{self, NEXT_CAPACITY};
+use crate::event::{self, Event, Orphan, OwnedBox, Payload, Tracked};
+use crate::options::BoxOptions;
+use crate::runtime::Boxlite;
+
+/// Holds test operations until opened.
+#[pyclass(module = "boxlite._native._testing", frozen)]
+pub struct Gate {
+    open: Arc<watch::Sender<bool>>,
+}
+
+impl Gate {
+    fn waiter(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut receiver = self.open.subscribe();
+        async move {
+            let _ = receiver.wait_for(|open| *open).await;
+        }
+    }
+}
+
+#[pymethods]
+impl Gate {
+    #[new]
+    fn new() -> Self {
+        Self { open: Arc::new(watch::channel(false).0) }
+    }
+
+    fn open(&self) {
+        self.open.send_replace(true);
+    }
+}
+
+static CANARY_TICKS: AtomicU64 = AtomicU64::new(0);
+
+/// An operation that waits for `gate`, then resolves to `value` (a payload that counts its
+/// drops when nobody takes it), or fails with InvalidStateError when `fail` is set.
+#[pyfunction]
+#[pyo3(signature = (runtime, gate, value, fail = false))]
+fn gated<'py>(py: Python<'py>, runtime: &Boxlite, gate: &Gate, value: i64, fail: bool) -> PyResult<Bound<'py, PyAny>> {
+    let opened = gate.waiter();
+    runtime.shared().submit(py, async move {
+        opened.await;
+        if fail {
+            return Err(boxlite_core::Error::InvalidState(format!("gated failure {value}")));
+        }
+        Ok(Payload::Tracked(Tracked::new(value)))
+    })
+}
+
+/// A real `create()` that waits for `gate` first.
+#[pyfunction]
+fn gated_create<'py>(py: Python<'py>, runtime: &Boxlite, gate: &Gate, options: &BoxOptions) -> PyResult<Bound<'py, PyAny>> {
+    let opened = gate.waiter();
+    let options = options.to_core().map_err(|error| crate::errors::to_py(py, &error))?;
+    let core = runtime.core().clone();
+    runtime.shared().submit(py, async move {
+        opened.await;
+        let handle = core.create(options, None).await?;
+        Ok(Payload::Box(OwnedBox::new(handle, core, Orphan::Remove)))
+    })
+}
+
+/// A real `get_or_create()` that waits for `gate` first.
+#[pyfunction]
+fn gated_get_or_create<'py>(py: Python<'py>, runtime: &Boxlite, gate: &Gate, options: &BoxOptions, name: String) -> PyResult<Bound<'py, PyAny>> {
+    let opened = gate.waiter();
+    let options = options.to_core().map_err(|error| crate::errors::to_py(py, &error))?;
+    let core = runtime.core().clone();
+    runtime.shared().submit(py, async move {
+        opened.await;
+        let (handle, created) = core.get_or_create(options, Some(name)).await?;
+        let orphan = if created { Orphan::Remove } else { Orphan::Release };
+        Ok(Payload::BoxCreated(OwnedBox::new(handle, core, orphan), created))
+    })
+}
+
+/// Pushes `count` events for no one into the runtime's queue, from tokio tasks.
+#[pyfunction]
+fn push_unclaimed(runtime: &Boxlite, count: usize) {
+    let shared = runtime.shared();
+    for _ in 0..count {
+        let queue = Arc::clone(&shared.queue);
+        shared.handle.spawn(async move {
+            queue.push(Event::Complete { target: 0, result: Ok(Payload::Tracked(Tracked::new(0))) }).await;
+        });
+    }
+}
+
+/// Starts a tokio task that counts milliseconds, to show workers keep running.
+#[pyfunction]
+fn start_canary(runtime: &Boxlite) {
+    runtime.shared().handle.spawn(async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            CANARY_TICKS.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+}
+
+#[pyfunction]
+fn canary_ticks() -> u64 {
+    CANARY_TICKS.load(Ordering::SeqCst)
+}
+
+#[pyfunction]
+fn hold_dispatcher(runtime: &Boxlite, hold: bool) {
+    runtime.shared().hold_dispatcher(hold);
+}
+
+#[pyfunction]
+fn queue_len(runtime: &Boxlite) -> usize {
+    runtime.shared().queue.len()
+}
+
+#[pyfunction]
+fn waiting_producers(runtime: &Boxlite) -> usize {
+    runtime.shared().queue.waiting_producers()
+}
+
+#[pyfunction]
+fn pending_requests(runtime: &Boxlite) -> usize {
+    runtime.shared().registry.len()
+}
+
+#[pyfunction]
+fn set_queue_capacity(capacity: usize) {
+    NEXT_CAPACITY.store(capacity.max(1), Ordering::SeqCst);
+}
+
+#[pyfunction]
+fn gil_on_worker_violations() -> usize {
+    crate::gil::violations()
+}
+
+#[pyfunction]
+fn spawned_tasks() -> usize {
+    dispatcher::spawned_tasks()
+}
+
+#[pyfunction]
+fn live_dispatchers() -> usize {
+    dispatcher::live_dispatchers()
+}
+
+#[pyfunction]
+fn tracked_drops() -> usize {
+    event::tracked_drops()
+}
+
+#[pyfunction]
+fn orphans_removed() -> usize {
+    event::orphans_removed()
+}
+
+pub fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    let module = PyModule::new(py, "_testing")?;
+    module.add_class::<Gate>()?;
+    for function in [
+        wrap_pyfunction!(gated, &module)?,
+        wrap_pyfunction!(gated_create, &module)?,
+        wrap_pyfunction!(gated_get_or_create, &module)?,
+        wrap_pyfunction!(push_unclaimed, &module)?,
+        wrap_pyfunction!(start_canary, &module)?,
+        wrap_pyfunction!(canary_ticks, &module)?,
+        wrap_pyfunction!(hold_dispatcher, &module)?,
+        wrap_pyfunction!(queue_len, &module)?,
+        wrap_pyfunction!(waiting_producers, &module)?,
+        wrap_pyfunction!(pending_requests, &module)?,
+        wrap_pyfunction!(set_queue_capacity, &module)?,
+        wrap_pyfunction!(gil_on_worker_violations, &module)?,
+        wrap_pyfunction!(spawned_tasks, &module)?,
+        wrap_pyfunction!(live_dispatchers, &module)?,
+        wrap_pyfunction!(tracked_drops, &module)?,
+        wrap_pyfunction!(orphans_removed, &module)?,
+    ] {
+        module.add_function(function)?;
+    }
+    Ok(module)
+}
