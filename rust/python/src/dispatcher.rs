@@ -19,7 +19,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -49,6 +49,8 @@ impl Slot {
 }
 
 const BATCH: usize = 256;
+/// How long a closed runtime lets in-flight requests finish before tokio is stopped.
+const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
 static SPAWNED: AtomicUsize = AtomicUsize::new(0);
 static LIVE_DISPATCHERS: AtomicUsize = AtomicUsize::new(0);
@@ -69,9 +71,9 @@ pub struct Shared {
     pub handle: tokio::runtime::Handle,
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
     closed: AtomicBool,
+    /// Tasks started by [`Shared::spawn`] that have not ended.
+    in_flight: Arc<AtomicUsize>,
     dispatcher: Mutex<Option<JoinHandle<()>>>,
-    /// Tests hold the dispatcher here to fill the queue deterministically.
-    held: (Mutex<bool>, Condvar),
 }
 
 static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -97,8 +99,8 @@ impl Shared {
             handle: runtime.handle().clone(),
             runtime: Mutex::new(Some(runtime)),
             closed: AtomicBool::new(false),
+            in_flight: Arc::new(AtomicUsize::new(0)),
             dispatcher: Mutex::new(None),
-            held: (Mutex::new(false), Condvar::new()),
         });
         let weak = Arc::downgrade(&shared);
         let queue = Arc::clone(&shared.queue);
@@ -125,11 +127,8 @@ impl Shared {
         Ok(())
     }
 
-    /// Starts `work` on tokio and returns the asyncio future its one completion resolves.
-    pub fn submit<'py, F>(&self, py: Python<'py>, work: F) -> PyResult<Bound<'py, PyAny>>
-    where
-        F: Future<Output = Result<Payload, boxlite_core::Error>> + Send + 'static,
-    {
+    /// Registers a request on the running loop: its target id and the future it resolves.
+    pub fn register<'py>(&self, py: Python<'py>) -> PyResult<(u64, Bound<'py, PyAny>)> {
         self.check_open(py)?;
         let event_loop = running_loop(py)?;
         let future = event_loop.call_method0("create_future")?;
@@ -137,9 +136,28 @@ impl Shared {
         let target = self.registry.register(slot).map_err(|_| errors::runtime_closed(py))?;
         let hook = CancelHook { registry: Arc::clone(&self.registry), target };
         future.call_method1("add_done_callback", (hook,))?;
-        let queue = Arc::clone(&self.queue);
+        Ok((target, future))
+    }
+
+    /// Runs `task` on tokio, counted as in flight until it ends (see [`Shared::close`]).
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
         SPAWNED.fetch_add(1, Ordering::SeqCst);
+        let in_flight = Arc::clone(&self.in_flight);
+        in_flight.fetch_add(1, Ordering::SeqCst);
         self.handle.spawn(async move {
+            task.await;
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+
+    /// Starts `work` on tokio and returns the asyncio future its one completion resolves.
+    pub fn submit<'py, F>(&self, py: Python<'py>, work: F) -> PyResult<Bound<'py, PyAny>>
+    where
+        F: Future<Output = Result<Payload, boxlite_core::Error>> + Send + 'static,
+    {
+        let (target, future) = self.register(py)?;
+        let queue = Arc::clone(&self.queue);
+        self.spawn(async move {
             let result = work.await;
             queue.push(Event::Complete { target, result }).await;
         });
@@ -154,7 +172,6 @@ impl Shared {
         for slot in self.registry.close_sweep() {
             fail_closed(py, slot);
         }
-        self.release_dispatcher();
         let queue = Arc::clone(&self.queue);
         gil::detach(py, move || queue.close());
         let dispatcher = self.dispatcher.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
@@ -171,29 +188,27 @@ impl Shared {
         self.stop_runtime();
     }
 
+    /// Lets in-flight requests run to their end (their results are released into the closed
+    /// queue, so a box made for a swept `create()` is removed), then stops tokio. Never blocks
+    /// the caller: the waiting happens on a thread of its own, bounded by [`DRAIN_LIMIT`].
     fn stop_runtime(&self) {
         let runtime = self.runtime.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-        if let Some(runtime) = runtime {
+        let Some(runtime) = runtime else { return };
+        let in_flight = Arc::clone(&self.in_flight);
+        let stopper = std::thread::Builder::new().name("boxlite-stop".to_string()).spawn(move || {
+            let deadline = Instant::now() + DRAIN_LIMIT;
+            while in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             runtime.shutdown_background();
+        });
+        if let Err(error) = stopper {
+            eprintln!("boxlite: could not start the thread that stops a runtime: {error}");
         }
     }
 
     pub fn hold_dispatcher(&self, hold: bool) {
-        let (lock, wake) = &self.held;
-        *lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = hold;
-        wake.notify_all();
-    }
-
-    fn release_dispatcher(&self) {
-        self.hold_dispatcher(false);
-    }
-
-    fn wait_while_held(&self) {
-        let (lock, wake) = &self.held;
-        let mut held = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        while *held && !self.is_closed() {
-            held = wake.wait(held).unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
+        self.queue.hold(hold);
     }
 }
 
@@ -237,9 +252,6 @@ pub fn set_result(future: &Bound<'_, PyAny>, value: Bound<'_, PyAny>) -> PyResul
 /// The dispatcher thread's loop (invariants 1 and 2).
 fn dispatch(shared: &Weak<Shared>, queue: &Queue<Event>, registry: &Registry<Slot>) {
     loop {
-        if let Some(shared) = shared.upgrade() {
-            shared.wait_while_held();
-        }
         let Some(batch) = queue.pop_batch(BATCH) else { return };
         let Some(shared) = shared.upgrade() else { return };
         let unclaimed = gil::attach(|py| forward(py, &shared, registry, batch));

@@ -5,6 +5,7 @@
 //! (rule 19), and an execution nobody holds is killed by the core's `Execution` drop.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use boxlite_core::{BoxHandle, BoxInfo, BoxMetrics, ExitStatus, Runtime, RuntimeMetrics};
 
@@ -92,34 +93,28 @@ pub fn orphans_removed() -> usize {
     ORPHANS_REMOVED.load(Ordering::SeqCst)
 }
 
-/// A test payload that counts its drops.
+/// A test payload that counts, in its gate's counter, being released without delivery.
 pub struct Tracked {
     pub value: i64,
-    released: bool,
+    released: Arc<AtomicUsize>,
+    delivered: bool,
 }
 
-static TRACKED_DROPS: AtomicUsize = AtomicUsize::new(0);
-
 impl Tracked {
-    pub fn new(value: i64) -> Self {
-        Self { value, released: false }
+    pub fn new(value: i64, released: Arc<AtomicUsize>) -> Self {
+        Self { value, released, delivered: false }
     }
 
-    /// Delivered to its caller: not a reclaim.
     pub fn deliver(mut self) -> i64 {
-        self.released = true;
+        self.delivered = true;
         self.value
     }
 }
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        if !self.released {
-            TRACKED_DROPS.fetch_add(1, Ordering::SeqCst);
+        if !self.delivered {
+            self.released.fetch_add(1, Ordering::SeqCst);
         }
     }
-}
-
-pub fn tracked_drops() -> usize {
-    TRACKED_DROPS.load(Ordering::SeqCst)
 }

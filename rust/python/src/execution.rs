@@ -240,7 +240,7 @@ impl Execution {
         state.stderr.ended = stderr.is_none();
         let stdin_sender = stdin.map(|descriptor| {
             let (sender, mut receiver) = mpsc::unbounded_channel::<(Vec<u8>, oneshot::Sender<std::io::Result<()>>)>();
-            shared.handle.spawn(async move {
+            shared.spawn(async move {
                 while let Some((data, done)) = receiver.recv().await {
                     let _ = done.send(descriptor.write_all(&data).await);
                 }
@@ -273,7 +273,7 @@ impl Execution {
         *locked(&execution.get().stream_pumps) = pumps.iter().map(tokio::task::JoinHandle::abort_handle).collect();
         let queue = Arc::clone(queue);
         let claimed = Arc::clone(&execution.get().exit_claimed);
-        shared.handle.spawn(async move {
+        shared.spawn(async move {
             for pump in pumps {
                 let _ = pump.await;
             }

@@ -28,6 +28,8 @@ pub const DEFAULT_CAPACITY: usize = 4096;
 struct State<T> {
     events: VecDeque<T>,
     closed: bool,
+    /// Tests hold the consumer to fill the queue deterministically.
+    held: bool,
 }
 
 pub struct Queue<T> {
@@ -41,7 +43,7 @@ pub struct Queue<T> {
 impl<T> Queue<T> {
     pub fn new(capacity: usize) -> Self {
         Self {
-            state: Mutex::new(State { events: VecDeque::new(), closed: false }),
+            state: Mutex::new(State { events: VecDeque::new(), closed: false, held: false }),
             ready: Condvar::new(),
             room: Semaphore::new(capacity.max(1)),
             waiting: AtomicUsize::new(0),
@@ -81,7 +83,7 @@ impl<T> Queue<T> {
             if state.closed {
                 return None;
             }
-            if !state.events.is_empty() {
+            if !state.events.is_empty() && !state.held {
                 break;
             }
             state = self.ready.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -105,6 +107,12 @@ impl<T> Queue<T> {
         self.ready.notify_all();
         self.room.close();
         drop(pending);
+    }
+
+    /// While held, the consumer takes nothing (events accumulate; producers feel backpressure).
+    pub fn hold(&self, held: bool) {
+        self.lock().held = held;
+        self.ready.notify_all();
     }
 
     pub fn len(&self) -> usize {

@@ -2,7 +2,7 @@
 //! deterministically (gates instead of sleeps, counters instead of guesses). Nothing here is
 //! part of the public API.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,10 +14,11 @@ use crate::event::{self, Event, Orphan, OwnedBox, Payload, Tracked};
 use crate::options::BoxOptions;
 use crate::runtime::Boxlite;
 
-/// Holds test operations until opened.
+/// Holds test operations until opened, and counts their results released undelivered.
 #[pyclass(module = "boxlite._native._testing", frozen)]
 pub struct Gate {
     open: Arc<watch::Sender<bool>>,
+    released: Arc<AtomicUsize>,
 }
 
 impl Gate {
@@ -33,11 +34,16 @@ impl Gate {
 impl Gate {
     #[new]
     fn new() -> Self {
-        Self { open: Arc::new(watch::channel(false).0) }
+        Self { open: Arc::new(watch::channel(false).0), released: Arc::new(AtomicUsize::new(0)) }
     }
 
     fn open(&self) {
         self.open.send_replace(true);
+    }
+
+    /// Results of this gate's operations that reached nobody and were released.
+    fn released(&self) -> usize {
+        self.released.load(Ordering::SeqCst)
     }
 }
 
@@ -49,12 +55,13 @@ static CANARY_TICKS: AtomicU64 = AtomicU64::new(0);
 #[pyo3(signature = (runtime, gate, value, fail = false))]
 fn gated<'py>(py: Python<'py>, runtime: &Boxlite, gate: &Gate, value: i64, fail: bool) -> PyResult<Bound<'py, PyAny>> {
     let opened = gate.waiter();
+    let released = Arc::clone(&gate.released);
     runtime.shared().submit(py, async move {
         opened.await;
         if fail {
             return Err(boxlite_core::Error::InvalidState(format!("gated failure {value}")));
         }
-        Ok(Payload::Tracked(Tracked::new(value)))
+        Ok(Payload::Tracked(Tracked::new(value, released)))
     })
 }
 
@@ -85,6 +92,28 @@ fn gated_get_or_create<'py>(py: Python<'py>, runtime: &Boxlite, gate: &Gate, opt
     })
 }
 
+/// `count` requests completed by one task, in order (rule 10).
+#[pyfunction]
+fn ordered<'py>(py: Python<'py>, runtime: &Boxlite, count: usize) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    let shared = runtime.shared();
+    let mut targets = Vec::with_capacity(count);
+    let mut futures = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (target, future) = shared.register(py)?;
+        targets.push(target);
+        futures.push(future);
+    }
+    let queue = Arc::clone(&shared.queue);
+    let released = Arc::new(AtomicUsize::new(0));
+    shared.spawn(async move {
+        for (index, target) in targets.into_iter().enumerate() {
+            let value = i64::try_from(index).unwrap_or(i64::MAX);
+            queue.push(Event::Complete { target, result: Ok(Payload::Tracked(Tracked::new(value, Arc::clone(&released)))) }).await;
+        }
+    });
+    Ok(futures)
+}
+
 /// Pushes `count` events for no one into the runtime's queue, from tokio tasks.
 #[pyfunction]
 fn push_unclaimed(runtime: &Boxlite, count: usize) {
@@ -92,7 +121,7 @@ fn push_unclaimed(runtime: &Boxlite, count: usize) {
     for _ in 0..count {
         let queue = Arc::clone(&shared.queue);
         shared.handle.spawn(async move {
-            queue.push(Event::Complete { target: 0, result: Ok(Payload::Tracked(Tracked::new(0))) }).await;
+            queue.push(Event::Complete { target: 0, result: Ok(Payload::Unit) }).await;
         });
     }
 }
@@ -154,11 +183,6 @@ fn live_dispatchers() -> usize {
 }
 
 #[pyfunction]
-fn tracked_drops() -> usize {
-    event::tracked_drops()
-}
-
-#[pyfunction]
 fn orphans_removed() -> usize {
     event::orphans_removed()
 }
@@ -171,6 +195,7 @@ pub fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
         wrap_pyfunction!(gated_create, &module)?,
         wrap_pyfunction!(gated_get_or_create, &module)?,
         wrap_pyfunction!(push_unclaimed, &module)?,
+        wrap_pyfunction!(ordered, &module)?,
         wrap_pyfunction!(start_canary, &module)?,
         wrap_pyfunction!(canary_ticks, &module)?,
         wrap_pyfunction!(hold_dispatcher, &module)?,
@@ -181,7 +206,6 @@ pub fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
         wrap_pyfunction!(gil_on_worker_violations, &module)?,
         wrap_pyfunction!(spawned_tasks, &module)?,
         wrap_pyfunction!(live_dispatchers, &module)?,
-        wrap_pyfunction!(tracked_drops, &module)?,
         wrap_pyfunction!(orphans_removed, &module)?,
     ] {
         module.add_function(function)?;

@@ -55,9 +55,15 @@ impl Live {
     }
 
     pub fn is_alive(&self) -> bool {
+        !self.exited_within(Duration::ZERO)
+    }
+
+    /// Blocks up to `timeout` for the init to exit; true if it has.
+    pub fn exited_within(&self, timeout: Duration) -> bool {
         let mut pollfd = libc::pollfd { fd: self.pidfd.get_ref().as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: polls one valid pollfd without blocking.
-        unsafe { libc::poll(&mut pollfd, 1, 0) == 0 }
+        let milliseconds = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: polls one valid pollfd.
+        unsafe { libc::poll(&mut pollfd, 1, milliseconds) > 0 }
     }
 
     /// Resolves when the init has exited (a pidfd becomes readable then).

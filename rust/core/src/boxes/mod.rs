@@ -33,6 +33,8 @@ use crate::image::{self, ImageSource};
 use engine::Live;
 use record::BoxRecord;
 
+/// How long `close()` waits for each killed init to be gone.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// Time a box's processes get between SIGTERM and SIGKILL on `stop()`.
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -346,16 +348,22 @@ impl Runtime {
         let _ = self.delete(&handle.entry);
     }
 
-    /// Ends this runtime's hold on its boxes at once, without waiting: every box that is not
-    /// detached is killed and recorded as stopped (or deleted if it removes on stop); new work
-    /// is refused. For a graceful end, `shutdown()` first.
+    /// Ends this runtime's hold on its boxes at once: every box that is not detached is killed
+    /// (waiting up to [`CLOSE_WAIT`] for each init to go) and recorded as stopped, or deleted if
+    /// it removes on stop; new work is refused. For a graceful end, `shutdown()` first.
     pub fn close(&self) {
         self.inner.shut_down.store(true, Ordering::Release);
         let entries: Vec<Arc<BoxEntry>> = lock(&self.inner.boxes).values().cloned().collect();
+        let mut killed = Vec::new();
         for entry in entries.iter().filter(|entry| !entry.record().detach) {
             let Ok(mut live) = entry.live.try_lock() else { continue };
             let Some(running) = live.take() else { continue };
             running.kill();
+            killed.push((Arc::clone(entry), running));
+        }
+        for (entry, running) in killed {
+            running.exited_within(CLOSE_WAIT);
+            let entry = &entry;
             if entry.record().remove_on_stop {
                 let _ = self.delete(entry);
             } else {

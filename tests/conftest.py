@@ -1,0 +1,83 @@
+"""Fixtures shared by the whole suite: a runtime per test on a fresh home directory, test images,
+and leak checks (no box process may outlive its test)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+import boxlite
+from boxlite._native import _testing
+
+from . import images
+
+
+def box_processes(home: Path) -> list[int]:
+    """Pids of box inits started from ``home`` (their executable lives in ``home/bin``)."""
+    prefix = str(home.resolve() / "bin") + "/"
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            exe = os.readlink(f"/proc/{entry}/exe")
+        except OSError:
+            continue
+        if exe.startswith(prefix):
+            found.append(int(entry))
+    return found
+
+
+def assert_no_leftovers(home: Path) -> None:
+    assert box_processes(home) == [], "box processes outlived their test"
+    boxes = home / "boxes"
+    if boxes.exists():
+        for box_dir in boxes.iterdir():
+            assert not (box_dir / "init.sock").exists(), f"stale control socket in {box_dir}"
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "home"
+    yield path
+    assert_no_leftovers(path)
+
+
+@pytest.fixture
+async def runtime(home: Path) -> AsyncIterator[boxlite.Boxlite]:
+    rt = boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
+    try:
+        yield rt
+    finally:
+        rt.close()
+
+
+@pytest.fixture(scope="session")
+def busybox_image() -> str:
+    return str(images.busybox_layout())
+
+
+@pytest.fixture(autouse=True)
+def no_gil_on_workers() -> Iterator[None]:
+    """Rule 1 of the async core, checked around every test."""
+    before = _testing.gil_on_worker_violations()
+    yield
+    assert _testing.gil_on_worker_violations() == before
+
+
+async def collect(execution: boxlite.Execution) -> tuple[bytes, bytes, boxlite.ExitStatus]:
+    """stdout and stderr as bytes, read concurrently, then the exit status."""
+
+    async def read(stream: boxlite.ExecStream) -> bytes:
+        chunks = []
+        async for chunk in stream:
+            assert isinstance(chunk, bytes)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    stdout, stderr = await asyncio.gather(read(execution.stdout(text=False)), read(execution.stderr(text=False)))
+    return stdout, stderr, await execution.wait()

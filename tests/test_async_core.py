@@ -1,0 +1,346 @@
+"""The async core's rules, 1–21 of reference/async-core-invariants.md §2, driven through the
+test-only operations of ``boxlite._native._testing`` (gates and counters, no sleeps as
+synchronisation). Test names carry the rule numbers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import boxlite
+from boxlite._native import _testing
+
+from .conftest import assert_no_leftovers
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Polls a condition the runtime will make true; fails the test if it never does."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition never became true"
+        await asyncio.sleep(0.001)
+
+
+def open_runtime(home: Path, capacity: int | None = None) -> boxlite.Boxlite:
+    if capacity is None:
+        return boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
+    _testing.set_queue_capacity(capacity)
+    try:
+        return boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
+    finally:
+        _testing.set_queue_capacity(4096)
+
+
+class LoopErrors:
+    """Collects what the event loop's exception handler sees (an InvalidStateError from a double
+    resolution would land here)."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, object]] = []
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, context: self.seen.append(context))
+
+
+async def test_rule01_results_are_delivered_on_the_loop_thread(runtime: boxlite.Boxlite) -> None:
+    gate = _testing.Gate()
+    future = _testing.gated(runtime, gate, 1)
+    threads: list[int] = []
+    future.add_done_callback(lambda _: threads.append(threading.get_ident()))
+    gate.open()
+    assert await future == 1
+    await asyncio.sleep(0)
+    assert threads == [threading.get_ident()]
+    assert _testing.gil_on_worker_violations() == 0
+
+
+async def test_rule02_a_busy_loop_thread_does_not_stall_tokio(runtime: boxlite.Boxlite) -> None:
+    _testing.hold_dispatcher(runtime, True)
+    gate = _testing.Gate()
+    future = _testing.gated(runtime, gate, 5)
+    gate.open()
+    # The loop thread is busy in pure Python (holding the interpreter); the work still completes
+    # and its result reaches the queue.
+    deadline = time.monotonic() + 10
+    while _testing.queue_len(runtime) == 0 and time.monotonic() < deadline:
+        pass
+    assert _testing.queue_len(runtime) == 1
+    _testing.hold_dispatcher(runtime, False)
+    assert await future == 5
+
+
+async def test_rule03_05_a_full_queue_holds_producers_and_never_the_workers(home: Path) -> None:
+    runtime = open_runtime(home, capacity=4)
+    try:
+        _testing.hold_dispatcher(runtime, True)
+        gate = _testing.Gate()
+        futures = [_testing.gated(runtime, gate, value) for value in range(10)]
+        gate.open()
+        await wait_until(lambda: _testing.queue_len(runtime) == 4 and _testing.waiting_producers(runtime) == 6)
+        _testing.start_canary(runtime)
+        ticks = _testing.canary_ticks()
+        await wait_until(lambda: _testing.canary_ticks() > ticks + 3)
+        assert _testing.queue_len(runtime) == 4
+        _testing.hold_dispatcher(runtime, False)
+        assert await asyncio.gather(*futures) == list(range(10))
+    finally:
+        runtime.close()
+
+
+async def test_rule04_a_completion_callback_may_call_back_into_the_runtime(runtime: boxlite.Boxlite) -> None:
+    gate = _testing.Gate()
+    gate.open()
+    nested: list[asyncio.Future[int]] = []
+    first = _testing.gated(runtime, gate, 1)
+    first.add_done_callback(lambda _: nested.append(_testing.gated(runtime, gate, 2)))
+    assert await first == 1
+    await wait_until(lambda: bool(nested))
+    assert await asyncio.wait_for(nested[0], 10) == 2
+
+
+async def test_rule06_a_result_that_arrives_after_close_is_released(home: Path) -> None:
+    runtime = open_runtime(home)
+    gate = _testing.Gate()
+    future = _testing.gated(runtime, gate, 7)
+    runtime.close()
+    with pytest.raises(boxlite.RuntimeClosedError):
+        await future
+    gate.open()
+    await wait_until(lambda: gate.released() == 1)
+
+
+def threads_of_this_process() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+async def test_rule07_08_dispatchers_and_workers_end_with_their_runtime(tmp_path: Path) -> None:
+    dispatchers = _testing.live_dispatchers()
+    threads = threads_of_this_process()
+    for index in range(30):
+        runtime = open_runtime(tmp_path / f"home{index}")
+        runtime.close()
+        runtime.close()
+        assert repr(runtime) == "Boxlite(open=false)"
+    assert _testing.live_dispatchers() == dispatchers
+    await wait_until(lambda: threads_of_this_process() <= threads)
+
+
+async def test_rule09_close_releases_queued_results_before_it_returns(home: Path) -> None:
+    runtime = open_runtime(home)
+    _testing.hold_dispatcher(runtime, True)
+    gate = _testing.Gate()
+    future = _testing.gated(runtime, gate, 1)
+    gate.open()
+    await wait_until(lambda: _testing.queue_len(runtime) == 1)
+    runtime.close()
+    assert gate.released() == 1
+    with pytest.raises(boxlite.RuntimeClosedError):
+        await future
+
+
+async def test_rule10_results_arrive_in_the_order_they_were_produced(runtime: boxlite.Boxlite) -> None:
+    futures = _testing.ordered(runtime, 1000)
+    order: list[int] = []
+    for future in futures:
+        future.add_done_callback(lambda done: order.append(done.result()))
+    await asyncio.gather(*futures)
+    assert order == list(range(1000))
+
+
+async def test_rule11_each_request_completes_exactly_once(runtime: boxlite.Boxlite) -> None:
+    gate = _testing.Gate()
+    futures = [_testing.gated(runtime, gate, value, fail=value % 3 == 0) for value in range(60)]
+    completions: dict[int, int] = {}
+    for index, future in enumerate(futures):
+        future.add_done_callback(lambda _, index=index: completions.__setitem__(index, completions.get(index, 0) + 1))
+    gate.open()
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    for value, result in enumerate(results):
+        if value % 3 == 0:
+            assert isinstance(result, boxlite.InvalidStateError)
+        else:
+            assert result == value
+    await asyncio.sleep(0)
+    assert completions == {index: 1 for index in range(60)}
+    assert _testing.pending_requests(runtime) == 0
+
+
+async def test_rule11_12_bad_arguments_fail_at_the_call_and_start_nothing(runtime: boxlite.Boxlite) -> None:
+    box = await runtime.create(boxlite.BoxOptions())
+    spawned = _testing.spawned_tasks()
+    with pytest.raises(TypeError):
+        runtime.create("not options")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        runtime.get(42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        box.exec("echo", "hello")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        box.exec("echo", ["hi"], on_stdout=print)  # type: ignore[call-arg]
+    with pytest.raises(boxlite.InvalidArgumentError):
+        box.exec("sleep", ["1"], timeout_secs=-1)
+    with pytest.raises(TypeError):
+        boxlite.BoxOptions(env={"A": "1"})  # type: ignore[arg-type]
+    assert _testing.spawned_tasks() == spawned
+    assert _testing.pending_requests(runtime) == 0
+
+
+async def test_rule15_21_a_closed_runtime_refuses_everything_at_the_call(home: Path) -> None:
+    runtime = open_runtime(home)
+    box = await runtime.create(boxlite.BoxOptions())
+    runtime.close()
+    spawned = _testing.spawned_tasks()
+    calls: list[Callable[[], object]] = [
+        lambda: runtime.create(boxlite.BoxOptions()),
+        lambda: runtime.get_or_create(boxlite.BoxOptions(), name="x"),
+        lambda: runtime.get(box.id),
+        lambda: runtime.get_info(box.id),
+        lambda: runtime.list_info(),
+        lambda: runtime.remove(box.id),
+        lambda: runtime.metrics(),
+        lambda: runtime.shutdown(),
+        lambda: box.start(),
+        lambda: box.stop(),
+        lambda: box.info(),
+        lambda: box.exec("true"),
+        lambda: box.metrics(),
+        lambda: _testing.gated(runtime, _testing.Gate(), 1),
+    ]
+    for call in calls:
+        with pytest.raises(boxlite.RuntimeClosedError):
+            call()
+    assert _testing.spawned_tasks() == spawned
+
+
+async def test_rule15_after_shutdown_new_boxes_are_refused(runtime: boxlite.Boxlite) -> None:
+    await runtime.shutdown()
+    await runtime.shutdown()
+    with pytest.raises(boxlite.StoppedError):
+        await runtime.create(boxlite.BoxOptions())
+    assert await runtime.list_info() == []
+
+
+async def test_rule16_close_fails_every_pending_awaitable(home: Path) -> None:
+    runtime = open_runtime(home)
+    gate = _testing.Gate()
+    pending = [_testing.gated(runtime, gate, value) for value in range(5)]
+    box = await runtime.create(boxlite.BoxOptions())
+    execution = await box.exec("sleep", ["100"])
+    waiting = asyncio.ensure_future(execution.wait())
+    reading = asyncio.ensure_future(execution.stdout().__anext__())
+    await asyncio.sleep(0)
+    runtime.close()
+    for awaitable in [*pending, waiting, reading]:
+        with pytest.raises(boxlite.RuntimeClosedError):
+            await asyncio.wait_for(awaitable, 10)
+    gate.open()
+    await wait_until(lambda: gate.released() == 5)
+
+
+async def test_rule17_18_every_claim_order_resolves_once_and_releases_once(home: Path) -> None:
+    errors = LoopErrors()
+    runtime = open_runtime(home)
+
+    # result, then cancel: the caller has the value; cancelling later changes nothing.
+    gate = _testing.Gate()
+    future = _testing.gated(runtime, gate, 1)
+    gate.open()
+    assert await future == 1
+    future.cancel()
+    assert gate.released() == 0
+
+    # cancel, then result: the result is released.
+    gate = _testing.Gate()
+    future = _testing.gated(runtime, gate, 2)
+    future.cancel()
+    gate.open()
+    await wait_until(lambda: gate.released() == 1)
+
+    # result queued, then cancel, then delivery: released, never set on the cancelled future.
+    _testing.hold_dispatcher(runtime, True)
+    gate = _testing.Gate()
+    future = _testing.gated(runtime, gate, 3)
+    gate.open()
+    await wait_until(lambda: _testing.queue_len(runtime) == 1)
+    future.cancel()
+    _testing.hold_dispatcher(runtime, False)
+    await wait_until(lambda: gate.released() == 1)
+
+    # result queued, then close: the close releases it and fails the caller.
+    _testing.hold_dispatcher(runtime, True)
+    gate = _testing.Gate()
+    queued = _testing.gated(runtime, gate, 4)
+    gate.open()
+    await wait_until(lambda: _testing.queue_len(runtime) == 1)
+    # cancel, then close: the sweep finds nothing to fail for it.
+    never = _testing.Gate()
+    cancelled = _testing.gated(runtime, never, 5)
+    cancelled.cancel()
+    runtime.close()
+    assert gate.released() == 1
+    with pytest.raises(boxlite.RuntimeClosedError):
+        await queued
+    assert cancelled.cancelled()
+    never.open()
+    await wait_until(lambda: never.released() == 1)
+    await asyncio.sleep(0)
+    assert errors.seen == []
+
+
+async def test_rule19_20_a_cancelled_create_leaves_no_box(runtime: boxlite.Boxlite, home: Path) -> None:
+    gate = _testing.Gate()
+    removed = _testing.orphans_removed()
+    creating = _testing.gated_create(runtime, gate, boxlite.BoxOptions())
+    creating.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await creating  # returns at once, while the create is still held at its gate
+    gate.open()
+    await wait_until(lambda: _testing.orphans_removed() == removed + 1)
+    assert await runtime.list_info() == []
+    assert list((home / "boxes").iterdir()) == []
+
+
+async def test_rule19_a_cancelled_get_or_create_never_removes_a_box_it_found(runtime: boxlite.Boxlite) -> None:
+    existing = await runtime.create(boxlite.BoxOptions(), name="keep")
+    gate = _testing.Gate()
+    removed = _testing.orphans_removed()
+    finding = _testing.gated_get_or_create(runtime, gate, boxlite.BoxOptions(), "keep")
+    finding.cancel()
+    gate.open()
+    await wait_until(lambda: _testing.pending_requests(runtime) == 0)
+    # A later request goes through the same queue, so the found box's result was handled.
+    assert [info.id for info in await runtime.list_info()] == [existing.id]
+    assert _testing.orphans_removed() == removed
+
+
+async def test_rule20_a_cancelled_wait_does_not_stop_the_process(runtime: boxlite.Boxlite) -> None:
+    box = await runtime.create(boxlite.BoxOptions())
+    execution = await box.exec("sh", ["-c", "read line; echo got $line"])
+    waiting = asyncio.ensure_future(execution.wait())
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    stdin = execution.stdin()
+    await stdin.send_input(b"hello\n")
+    await stdin.close()
+    assert [chunk async for chunk in execution.stdout()] == ["got hello\n"]
+    assert (await execution.wait()).exit_code == 0
+
+
+def test_leftover_check_sees_a_running_box(tmp_path: Path) -> None:
+    """The leak check used by every test can fail: it sees a box that is still running."""
+
+    async def scenario() -> None:
+        runtime = open_runtime(tmp_path / "home")
+        box = await runtime.create(boxlite.BoxOptions())
+        await box.start()
+        with pytest.raises(AssertionError, match="outlived"):
+            assert_no_leftovers(tmp_path / "home")
+        runtime.close()
+        assert_no_leftovers(tmp_path / "home")
+
+    asyncio.run(scenario())
