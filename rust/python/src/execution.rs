@@ -198,6 +198,10 @@ pub struct Execution {
     stream_pumps: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
+fn is_done(future: &Bound<'_, PyAny>) -> bool {
+    future.call_method0("done").and_then(|done| done.is_truthy()).unwrap_or(true)
+}
+
 fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -302,22 +306,23 @@ impl Execution {
         Self::wake(py, stream);
     }
 
-    /// Hands the next item to a parked `__anext__`, if there is one and an item is ready.
+    /// Hands the next item to a parked `__anext__`, if there is one and an item is ready. A
+    /// waiter that was cancelled is dropped without consuming anything.
     fn wake(py: Python<'_>, stream: &mut StreamState) {
-        if stream.waiter.is_none() || stream.text.is_none() {
+        let Some(waiter) = stream.waiter.take() else { return };
+        let waiter = waiter.into_bound(py);
+        if is_done(&waiter) {
             return;
         }
         let item = stream.next_item(py);
-        if item.is_none() && !stream.ended {
-            return;
-        }
-        if let Some(waiter) = stream.waiter.take() {
-            let waiter = waiter.bind(py);
-            let _ = match item {
-                Some(item) => set_result(waiter, item.into_bound(py)),
-                None => set_exception(py, waiter, PyStopAsyncIteration::new_err(())),
-            };
-        }
+        let _ = match item {
+            Some(item) => set_result(&waiter, item.into_bound(py)),
+            None if stream.ended => set_exception(py, &waiter, PyStopAsyncIteration::new_err(())),
+            None => {
+                stream.waiter = Some(waiter.unbind());
+                Ok(())
+            }
+        };
     }
 
     /// Publishes the one exit (invariant 2) and ends the streams.
@@ -530,7 +535,7 @@ impl ExecStream {
         if stream.ended || sealed {
             return Err(PyStopAsyncIteration::new_err(()));
         }
-        if stream.waiter.is_some() {
+        if stream.waiter.as_ref().is_some_and(|waiter| !is_done(waiter.bind(py))) {
             return Err(PyRuntimeError::new_err("another task is already reading this stream"));
         }
         execution.shared.check_open(py)?;

@@ -1,0 +1,175 @@
+"""Box lifecycle on real boxes: create, start, stop, remove, persistence, names, handles."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import boxlite
+
+from .conftest import collect
+
+
+async def run(box: boxlite.Box, script: str) -> bytes:
+    stdout, _, status = await collect(await box.exec("sh", ["-c", script]))
+    assert status.exit_code == 0
+    return stdout
+
+
+async def test_a_new_box_is_configured_with_a_base62_id(runtime: boxlite.Boxlite) -> None:
+    box = await runtime.create(boxlite.BoxOptions(cpus=2, memory_mib=256), name="first")
+    assert re.fullmatch(r"[0-9A-Za-z]{12}", box.id)
+    assert box.name == "first"
+    assert repr(box) == f'Box(id="{box.id}")'
+    info = await box.info()
+    assert (info.state.status, info.state.running, info.state.pid) == ("configured", False, None)
+    assert (info.image, info.cpus, info.memory_mib, info.auto_delete) == (boxlite.HOST_IMAGE, 2, 256, 1)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}\+00:00", info.created_at)
+
+
+async def test_start_is_idempotent_and_exec_boots_implicitly(runtime: boxlite.Boxlite) -> None:
+    box = await runtime.create(boxlite.BoxOptions())
+    assert await run(box, "echo hi") == b"hi\n"
+    info = await box.info()
+    assert info.state.running and info.state.pid and info.started_at
+    await box.start()
+    await box.start()
+    assert (await box.info()).state.pid == info.state.pid
+
+
+async def test_list_info_is_newest_first_and_names_are_unique(runtime: boxlite.Boxlite) -> None:
+    assert await runtime.list_info() == []
+    created = [await runtime.create(boxlite.BoxOptions(), name=f"b{index}") for index in range(3)]
+    assert [info.id for info in await runtime.list_info()] == [box.id for box in reversed(created)]
+    with pytest.raises(boxlite.InvalidArgumentError, match="already exists"):
+        await runtime.create(boxlite.BoxOptions(), name="b1")
+    found, was_created = await runtime.get_or_create(boxlite.BoxOptions(), name="b1")
+    assert (found.id, was_created) == (created[1].id, False)
+    fresh, was_created = await runtime.get_or_create(boxlite.BoxOptions(), name="b9")
+    assert was_created and fresh.id not in {box.id for box in created}
+    assert (await runtime.get("b2")).id == created[2].id  # type: ignore[union-attr]
+    assert await runtime.get("nope") is None
+    assert await runtime.get_info("nope") is None
+
+
+async def test_default_boxes_are_removed_on_stop_and_handles_are_spent(runtime: boxlite.Boxlite) -> None:
+    box = await runtime.create(boxlite.BoxOptions())
+    await run(box, "true")
+    await box.stop()
+    await box.stop()
+    assert await runtime.get_info(box.id) is None
+    for call in (box.start, lambda: box.exec("true")):
+        with pytest.raises(boxlite.StoppedError, match="runtime.get"):
+            await call()
+
+
+async def test_files_persist_across_stop_and_start(runtime: boxlite.Boxlite) -> None:
+    box = await runtime.create(boxlite.BoxOptions(auto_remove=False), name="keeper")
+    await run(box, "echo kept > /root/note; echo gone > /tmp/x; rm /etc/hosts")
+    await box.stop()
+    info = await runtime.get_info("keeper")
+    assert info is not None and info.state.status == "stopped"
+    again = await runtime.get("keeper")
+    assert again is not None
+    assert await run(again, "cat /root/note; test -e /etc/hosts || echo hosts-removed") == b"kept\nhosts-removed\n"
+    await runtime.remove("keeper", force=True)
+
+
+async def test_writes_in_one_box_do_not_reach_another(runtime: boxlite.Boxlite) -> None:
+    first = await runtime.create(boxlite.BoxOptions())
+    second = await runtime.create(boxlite.BoxOptions())
+    await run(first, "echo mine > /etc/marker")
+    assert await run(second, "cat /etc/marker 2>/dev/null || echo absent") == b"absent\n"
+
+
+async def test_remove_needs_force_for_a_running_box(runtime: boxlite.Boxlite, home: Path) -> None:
+    box = await runtime.create(boxlite.BoxOptions(auto_remove=False))
+    await run(box, "true")
+    with pytest.raises(boxlite.InvalidStateError, match="force"):
+        await runtime.remove(box.id)
+    await runtime.remove(box.id, force=True)
+    assert await runtime.get_info(box.id) is None
+    assert not (home / "boxes" / box.id).exists()
+    with pytest.raises(boxlite.NotFoundError):
+        await runtime.remove(box.id, force=True)
+
+
+async def test_the_box_is_isolated_from_the_host(runtime: boxlite.Boxlite) -> None:
+    box = await runtime.create(boxlite.BoxOptions(), name="iso")
+    output = await run(box, "hostname; echo $$; ls /proc | grep -c '^[0-9]'; find /home /root -mindepth 1 | wc -l; cat /proc/1/cmdline | tr '\\0' ' '")
+    hostname, own_pid, processes, home_entries, init = output.decode().splitlines()
+    assert hostname == "iso"
+    assert int(processes) <= 4, "only the box's processes are visible"
+    assert home_entries == "0", "the host's /home and /root stay outside"
+    assert "boxlite-shim" in init
+    assert await run(box, "touch /usr/bin/x 2>&1 || echo read-only") == b"touch: cannot touch '/usr/bin/x': Read-only file system\nread-only\n"
+
+
+async def test_async_with_starts_and_stops(runtime: boxlite.Boxlite) -> None:
+    box = await runtime.create(boxlite.BoxOptions())
+    async with box as entered:
+        assert entered is box
+        assert (await box.info()).state.running
+    assert await runtime.get_info(box.id) is None
+
+
+async def test_detached_box_outlives_its_runtime_and_is_adopted(home: Path) -> None:
+    first = boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
+    box = await first.create(boxlite.BoxOptions(detach=True, auto_remove=False), name="lasting")
+    await run(box, "echo survived > /root/proof")
+    first.close()
+    with pytest.raises(boxlite.InternalError, match="another runtime"):
+        boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
+    del first, box
+    import gc
+
+    gc.collect()
+    second = boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
+    try:
+        info = await second.get_info("lasting")
+        assert info is not None and info.state.running
+        again = await second.get("lasting")
+        assert again is not None
+        assert await run(again, "cat /root/proof") == b"survived\n"
+        await again.stop()
+        stopped = await second.get_info("lasting")
+        assert stopped is not None and stopped.state.status == "stopped"
+        await second.remove("lasting")
+    finally:
+        second.close()
+
+
+async def test_options_that_conflict_are_refused(runtime: boxlite.Boxlite) -> None:
+    with pytest.raises(boxlite.InvalidArgumentError, match="remove-on-stop is incompatible"):
+        await runtime.create(boxlite.BoxOptions(detach=True))
+    with pytest.raises(boxlite.UnsupportedError):
+        runtime.create(boxlite.BoxOptions(auto_stop=60))
+    with pytest.raises(boxlite.UnsupportedError, match="entrypoint/cmd"):
+        await runtime.create(boxlite.BoxOptions(cmd=["sleep", "1"]))
+    assert await runtime.list_info() == []
+
+
+async def test_metrics_count_boxes_and_commands(runtime: boxlite.Boxlite) -> None:
+    metrics = await runtime.metrics()
+    assert (metrics.boxes_created_total, metrics.num_running_boxes, metrics.total_commands_executed) == (0, 0, 0)
+    box = await runtime.create(boxlite.BoxOptions())
+    await run(box, "true")
+    with pytest.raises(boxlite.NotFoundError):
+        await box.exec("nope")
+    metrics = await runtime.metrics()
+    assert (metrics.boxes_created_total, metrics.num_running_boxes, metrics.total_commands_executed, metrics.total_exec_errors) == (1, 1, 2, 1)
+    box_metrics = await box.metrics()
+    assert (box_metrics.commands_executed_total, box_metrics.exec_errors_total) == (2, 1)
+    assert box_metrics.guest_boot_duration_ms is not None
+
+
+async def test_shutdown_stops_boxes_and_refuses_new_ones(runtime: boxlite.Boxlite) -> None:
+    box = await runtime.create(boxlite.BoxOptions(auto_remove=False))
+    await run(box, "true")
+    await runtime.shutdown(timeout=1)
+    info = await runtime.get_info(box.id)
+    assert info is not None and info.state.status == "stopped"
+    with pytest.raises(boxlite.StoppedError):
+        await runtime.create(boxlite.BoxOptions())

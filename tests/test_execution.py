@@ -1,0 +1,191 @@
+"""Executions in real boxes: exact bytes, text decoding, exit codes, signals, stdin, terminals,
+timeouts, and that output is never truncated."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import boxlite
+
+from .conftest import collect
+
+
+@pytest.fixture
+async def box(runtime: boxlite.Boxlite) -> boxlite.Box:
+    return await runtime.create(boxlite.BoxOptions())
+
+
+async def test_output_is_exact_bytes_and_the_exit_code_is_kept(box: boxlite.Box) -> None:
+    execution = await box.exec("sh", ["-c", r"printf 'no newline'; printf '\377\000bin' >&2; exit 3"])
+    stdout, stderr, status = await collect(execution)
+    assert stdout == b"no newline"
+    assert stderr == b"\xff\x00bin"
+    assert (status.exit_code, status.signal, status.success) == (3, None, False)
+
+
+async def test_text_mode_decodes_split_characters_and_marks_only_invalid_bytes(box: boxlite.Box) -> None:
+    # "é" is written in two separate writes, split between its two bytes.
+    script = r"printf 'caf\303'; sleep 0.05; printf '\251 \377!'"
+    execution = await box.exec("sh", ["-c", script])
+    text = "".join([chunk async for chunk in execution.stdout()])
+    assert text == "café \ufffd!"
+
+
+async def test_wait_returns_only_after_all_output_was_delivered(box: boxlite.Box) -> None:
+    execution = await box.exec("sh", ["-c", "i=0; while [ $i -lt 20000 ]; do echo line-$i; i=$((i+1)); done"])
+    status = await execution.wait()
+    assert status.exit_code == 0
+    stdout = b"".join([chunk async for chunk in execution.stdout(text=False)])
+    assert stdout == b"".join(b"line-%d\n" % i for i in range(20000))
+
+
+async def test_large_binary_output_streams_through(box: boxlite.Box) -> None:
+    execution = await box.exec("sh", ["-c", "head -c 33554432 /dev/zero | tr '\\000' '\\141'"])
+    total = 0
+    async for chunk in execution.stdout(text=False):
+        assert set(chunk) == {0x61}
+        total += len(chunk)
+    assert total == 32 << 20
+    assert (await execution.wait()).exit_code == 0
+
+
+async def test_kill_works_while_wait_is_pending_and_all_waits_agree(box: boxlite.Box) -> None:
+    execution = await box.exec("sleep", ["100"])
+    waiting = asyncio.ensure_future(execution.wait())
+    await asyncio.sleep(0)
+    await execution.kill()
+    first = await waiting
+    second, third = await asyncio.gather(execution.wait(), execution.wait())
+    assert (first.exit_code, first.signal) == (-9, 9)
+    assert (second.exit_code, third.exit_code) == (-9, -9)
+
+
+async def test_signal_reaches_the_process(box: boxlite.Box) -> None:
+    execution = await box.exec("sh", ["-c", "trap 'echo got-usr1; exit 7' USR1; echo ready; while :; do sleep 0.01; done"])
+    stdout = execution.stdout()
+    assert await stdout.__anext__() == "ready\n"
+    await execution.signal(10)
+    assert "".join([chunk async for chunk in stdout]) == "got-usr1\n"
+    assert (await execution.wait()).exit_code == 7
+
+
+async def test_bad_signal_and_terminal_sizes_are_refused_at_the_call(box: boxlite.Box) -> None:
+    execution = await box.exec("sleep", ["100"])
+    for signal in (0, 65, -1):
+        with pytest.raises(boxlite.InvalidArgumentError):
+            execution.signal(signal)
+    with pytest.raises(boxlite.InvalidArgumentError):
+        execution.resize_tty(0, 80)
+    with pytest.raises(boxlite.InvalidStateError):
+        await execution.resize_tty(24, 80)  # not a terminal
+    await execution.aclose()
+
+
+async def test_stdin_reaches_the_process_and_close_gives_eof(box: boxlite.Box) -> None:
+    execution = await box.exec("sh", ["-c", "wc -c"])
+    stdin = execution.stdin()
+    await stdin.send_input(b"hello ")
+    await stdin.send_input(b"world\n")
+    await stdin.close()
+    await stdin.close()
+    assert await stdin.is_closed()
+    with pytest.raises(boxlite.InvalidStateError):
+        stdin.send_input(b"late")
+    stdout, _, status = await collect(execution)
+    assert stdout.strip() == b"12"
+    assert status.exit_code == 0
+
+
+async def test_each_stream_can_be_taken_once(box: boxlite.Box) -> None:
+    execution = await box.exec("true")
+    execution.stdout()
+    execution.stderr()
+    execution.stdin()
+    for take in (execution.stdout, execution.stderr, execution.stdin):
+        with pytest.raises(RuntimeError, match="not available"):
+            take()
+    await execution.wait()
+
+
+async def test_tty_output_and_resize_are_visible_to_the_process(box: boxlite.Box) -> None:
+    execution = await box.exec("sh", ["-c", "stty size; read go; stty size"], tty=True)
+    stdout = execution.stdout()
+    assert (await stdout.__anext__()).strip() == "24 80"
+    await execution.resize_tty(40, 132)
+    await execution.stdin().send_input(b"go\n")
+    rest = "".join([chunk async for chunk in stdout])
+    assert rest.split()[-2:] == ["40", "132"]
+    assert (await execution.wait()).exit_code == 0
+
+
+async def test_a_timeout_kills_the_whole_process_group(box: boxlite.Box) -> None:
+    execution = await box.exec("sh", ["-c", "sleep 100 & sleep 100 & wait"], timeout_secs=0.3)
+    status = await execution.wait()
+    assert status.timed_out
+    assert status.exit_code < 0
+    check = await box.exec("sh", ["-c", "ps -o comm= | grep -c '^sleep' || true"])
+    stdout, _, _ = await collect(check)
+    assert stdout.strip() == b"0"
+
+
+async def test_close_kills_a_running_execution_and_reports_forced(box: boxlite.Box) -> None:
+    execution = await box.exec("sleep", ["100"])
+    waiting = asyncio.ensure_future(execution.wait())
+    await asyncio.sleep(0)
+    execution.close()
+    status = await waiting
+    assert status.forced and status.error_message
+    assert (await execution.wait()) .forced
+    check = await box.exec("sh", ["-c", "ps -o comm= | grep -c '^sleep' || true"])
+    stdout, _, _ = await collect(check)
+    assert stdout.strip() == b"0"
+
+
+async def test_close_after_a_natural_exit_keeps_the_real_status(box: boxlite.Box) -> None:
+    execution = await box.exec("sh", ["-c", "exit 5"])
+    status = await execution.wait()
+    execution.close()
+    assert status.exit_code == 5
+    again = await execution.wait()
+    assert (again.exit_code, again.forced) == (5, False)
+
+
+async def test_async_with_closes_the_execution(box: boxlite.Box) -> None:
+    async with await box.exec("sleep", ["100"]) as execution:
+        pass
+    assert (await execution.wait()).forced
+
+
+async def test_a_missing_program_is_not_found(box: boxlite.Box) -> None:
+    with pytest.raises(boxlite.NotFoundError, match="no-such-program"):
+        await box.exec("no-such-program")
+
+
+async def test_env_cwd_and_user_apply(runtime: boxlite.Boxlite) -> None:
+    box = await runtime.create(boxlite.BoxOptions(env=[("BOX_VAR", "box")], working_dir="/tmp"))
+    execution = await box.exec("sh", ["-c", "echo $BOX_VAR $EXEC_VAR $(pwd) $(id -u) $HOME"], env=[("EXEC_VAR", "exec")])
+    stdout, _, _ = await collect(execution)
+    assert stdout.split() == [b"box", b"exec", b"/tmp", b"0", b"/root"]
+    execution = await box.exec("sh", ["-c", "echo $(id -u):$(id -g) $(pwd)"], user="nobody", cwd="/")
+    stdout, _, _ = await collect(execution)
+    assert stdout.split() == [b"65534:65534", b"/"]
+    with pytest.raises(boxlite.ExecutionError, match="mallory"):
+        await box.exec("true", user="mallory")
+    with pytest.raises(boxlite.ExecutionError, match="working directory"):
+        await box.exec("true", cwd="/does/not/exist")
+
+
+async def test_output_with_nobody_reading_waits_instead_of_growing(box: boxlite.Box) -> None:
+    # 64 MiB, nobody reads: the process must block on its pipe once the window is full.
+    execution = await box.exec("sh", ["-c", "head -c 67108864 /dev/zero; echo done >&2"])
+    stderr = execution.stderr()
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(stderr.__anext__(), 1.0)
+    total = 0
+    async for chunk in execution.stdout(text=False):
+        total += len(chunk)
+    assert total == 64 << 20
+    assert "".join([chunk async for chunk in stderr]) == "done\n"
+    assert (await execution.wait()).exit_code == 0

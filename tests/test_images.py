@@ -1,0 +1,122 @@
+"""Images from local OCI image layouts: a real busybox image built from Debian's busybox-static,
+layer stacking with whiteouts, and layouts that are missing, malformed or malicious."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+import boxlite
+
+from . import images
+from .conftest import collect
+
+
+def entry(name: str, kind: bytes = tarfile.REGTYPE, *, data: bytes = b"", link: str = "", mode: int = 0o644) -> tuple[tarfile.TarInfo, bytes | None]:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.mode = mode
+    info.linkname = link
+    if kind == tarfile.REGTYPE:
+        info.size = len(data)
+        return info, data
+    return info, None
+
+
+def directory(name: str) -> tuple[tarfile.TarInfo, bytes | None]:
+    return entry(name, tarfile.DIRTYPE, mode=0o755)
+
+
+async def test_a_busybox_image_runs_with_its_config(runtime: boxlite.Boxlite, busybox_image: str) -> None:
+    box = await runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image))
+    assert (await box.info()).image == busybox_image
+    stdout, _, status = await collect(await box.exec("sh", ["-c", "echo $GREETING $(pwd); busybox | head -1 | cut -d' ' -f1"]))
+    assert status.exit_code == 0
+    assert stdout.split() == [b"from-image", b"/root", b"BusyBox"]
+    stdout, _, _ = await collect(await box.exec("id", user="alice"))
+    assert stdout.startswith(b"uid=1000(alice) gid=1000(alice) groups=")
+    assert set(stdout.split(b"groups=")[1].strip().split(b",")) == {b"1000(alice)", b"10(wheel)"}
+
+
+async def test_layers_stack_with_whiteouts_and_opaque_directories(runtime: boxlite.Boxlite, busybox_image: str, tmp_path: Path) -> None:
+    base = (Path(busybox_image) / "blobs" / "sha256")
+    index = json.loads((Path(busybox_image) / "index.json").read_text())
+    manifest = json.loads((base / index["manifests"][0]["digest"].removeprefix("sha256:")).read_text())
+    busybox_layer = (base / manifest["layers"][0]["digest"].removeprefix("sha256:")).read_bytes()
+    import gzip
+
+    lower = images.tar_of([directory("data"), entry("data/keep", data=b"k"), entry("data/drop", data=b"d"), directory("opaque"), entry("opaque/old", data=b"o")])
+    upper = images.tar_of([entry("data/.wh.drop"), directory("opaque"), entry("opaque/.wh..wh..opq"), entry("opaque/new", data=b"n")])
+    layout = images.write_layout(tmp_path / "stacked", [gzip.decompress(busybox_layer), lower, upper], {"Env": ["PATH=/bin"]}, compress=False)
+    box = await runtime.create(boxlite.BoxOptions(rootfs_path=str(layout)))
+    stdout, _, _ = await collect(await box.exec("sh", ["-c", "ls /data; ls /opaque"]))
+    assert stdout.split() == [b"keep", b"new"]
+
+
+async def test_a_missing_layout_is_an_error_naming_the_path_and_leaves_nothing(runtime: boxlite.Boxlite, home: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    with pytest.raises(boxlite.NotFoundError, match=str(missing)):
+        await runtime.create(boxlite.BoxOptions(rootfs_path=str(missing)))
+    not_a_layout = tmp_path / "plain"
+    not_a_layout.mkdir()
+    with pytest.raises(boxlite.ImageError, match="oci-layout"):
+        await runtime.create(boxlite.BoxOptions(rootfs_path=str(not_a_layout)))
+    assert await runtime.list_info() == []
+    assert list((home / "boxes").iterdir()) == []
+
+
+async def test_a_corrupt_blob_is_refused_and_nothing_is_cached(runtime: boxlite.Boxlite, home: Path, tmp_path: Path) -> None:
+    layout = images.write_layout(tmp_path / "corrupt", [images.tar_of([entry("file", data=b"x")])], {})
+    layer = json.loads((layout / "blobs/sha256" / json.loads((layout / "index.json").read_text())["manifests"][0]["digest"].removeprefix("sha256:")).read_text())["layers"][0]
+    blob = layout / "blobs/sha256" / layer["digest"].removeprefix("sha256:")
+    blob.write_bytes(blob.read_bytes()[:-8] + b"\0" * 8)
+    with pytest.raises(boxlite.ImageError):
+        await runtime.create(boxlite.BoxOptions(rootfs_path=str(layout)))
+    assert list((home / "layers" / "sha256").iterdir()) == []
+    assert list((home / "layers" / "tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "entries"),
+    [
+        ("dot-dot", [entry("../escaped", data=b"x")]),
+        ("nested-dot-dot", [directory("a"), entry("a/../../escaped", data=b"x")]),
+        ("through-symlink", [entry("link", tarfile.SYMTYPE, link="{outside}"), entry("link/escaped", data=b"x")]),
+        ("hardlink-outside", [entry("escaped", tarfile.LNKTYPE, link="{outside}/victim")]),
+        ("hardlink-dot-dot", [entry("escaped", tarfile.LNKTYPE, link="../victim")]),
+    ],
+)
+async def test_malicious_layers_are_refused_and_write_nothing_outside(
+    runtime: boxlite.Boxlite, home: Path, tmp_path: Path, name: str, entries: list[tuple[tarfile.TarInfo, bytes | None]]
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim").write_text("intact")
+    for info, _ in entries:
+        info.linkname = info.linkname.replace("{outside}", str(outside))
+    layout = images.write_layout(tmp_path / name, [images.tar_of(entries)], {})
+    with pytest.raises(boxlite.ImageError):
+        await runtime.create(boxlite.BoxOptions(rootfs_path=str(layout)))
+    assert sorted(path.name for path in outside.iterdir()) == ["victim"]
+    assert (outside / "victim").read_text() == "intact"
+    assert not (tmp_path / "escaped").exists() and not (home / "layers" / "escaped").exists()
+    assert list((home / "layers" / "sha256").iterdir()) == []
+    assert await runtime.list_info() == []
+
+
+async def test_a_second_box_reuses_the_unpacked_layers(runtime: boxlite.Boxlite, busybox_image: str, home: Path) -> None:
+    await runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image))
+    layers = sorted((home / "layers" / "sha256").iterdir())
+    marker = layers[0] / "bin" / "busybox"
+    before = marker.stat().st_ino
+    await runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image))
+    assert sorted((home / "layers" / "sha256").iterdir()) == layers
+    assert marker.stat().st_ino == before
+
+
+async def test_registry_images_are_not_supported_yet(runtime: boxlite.Boxlite) -> None:
+    with pytest.raises(boxlite.UnsupportedError, match="registry"):
+        await runtime.create(boxlite.BoxOptions(image="alpine:latest"))
