@@ -132,8 +132,17 @@ pub fn send_packet(socket: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>])
 
 /// Receives one packet and the descriptors it carries (each marked close-on-exec).
 /// An empty packet with no descriptors means the peer closed the connection.
+///
+/// The packet's size is peeked first, so the buffer is sized to it: most packets are a few
+/// dozen bytes, and filling a [`MAX_PACKET`] buffer for each would cost more than the exchange.
 pub fn recv_packet(socket: BorrowedFd<'_>, buffer: &mut Vec<u8>) -> io::Result<(usize, Vec<OwnedFd>)> {
-    buffer.resize(MAX_PACKET, 0);
+    // SAFETY: a zero-length peek; MSG_TRUNC makes a SOCK_SEQPACKET socket report the size of
+    // the pending packet without consuming it or its descriptors.
+    let pending = unsafe { libc::recv(socket.as_raw_fd(), std::ptr::null_mut(), 0, libc::MSG_PEEK | libc::MSG_TRUNC) };
+    if pending < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buffer.resize((pending as usize).clamp(1, MAX_PACKET), 0);
     let mut iov = libc::iovec { iov_base: buffer.as_mut_ptr().cast(), iov_len: buffer.len() };
     let mut control = [0u64; 8];
     let mut fds = Vec::new();

@@ -72,7 +72,14 @@ fn inside(root: &Path, path: &Path) -> PathBuf {
 fn bind_read_only(root: &Path, binds: &[(PathBuf, PathBuf)]) -> Result<()> {
     for (source, destination) in binds {
         let target = inside(root, destination);
-        mkdir_all(&target)?;
+        if source.is_dir() {
+            mkdir_all(&target)?;
+        } else if !target.exists() {
+            if let Some(parent) = target.parent() {
+                mkdir_all(parent)?;
+            }
+            std::fs::File::create(&target).map_err(|source| sys::SysError { operation: format!("failed to create mount point {}", target.display()), source })?;
+        }
         mount(Some(&source.to_string_lossy()), &target, None, libc::MS_BIND | libc::MS_REC, None)?;
         mount(None, &target, None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV, None)?;
     }

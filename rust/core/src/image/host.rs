@@ -12,8 +12,9 @@ use crate::home::Home;
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
 const GROUP: &str = "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n";
 const HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
-/// Host directories the skeleton binds read-only when they exist, besides /usr.
-const OPTIONAL_BINDS: &[&str] = &["/etc/alternatives", "/etc/ssl"];
+/// Host paths the skeleton binds read-only when they exist, besides /usr. The loader cache
+/// spares every dynamically linked program a search of the library directories.
+const OPTIONAL_BINDS: &[&str] = &["/etc/alternatives", "/etc/ssl", "/etc/ld.so.cache"];
 
 fn write_skeleton(root: &Path) -> Result<()> {
     for (dir, mode) in [("etc", 0o755), ("tmp", 0o1777), ("root", 0o700), ("home", 0o755), ("var/tmp", 0o1777), ("usr", 0o755)] {
@@ -44,7 +45,7 @@ pub(super) fn prepare(home: &Home) -> Result<PreparedImage> {
     }
     let mut read_only_binds = vec![(PathBuf::from("/usr"), PathBuf::from("/usr"))];
     read_only_binds.extend(
-        OPTIONAL_BINDS.iter().map(PathBuf::from).filter(|path| path.is_dir()).map(|path| (path.clone(), path)),
+        OPTIONAL_BINDS.iter().map(PathBuf::from).filter(|path| path.exists()).map(|path| (path.clone(), path)),
     );
     Ok(PreparedImage {
         lower_dirs: vec![skeleton],

@@ -1,0 +1,1 @@
+../../stubs/boxlite/_native.pyi

@@ -1,0 +1,288 @@
+"""Type stubs for ``boxlite._native``, the Rust extension. This file is the contract of the native
+module: mypy --strict checks the package against it and ``mypy.stubtest`` checks it against the
+built module."""
+
+import asyncio
+from collections.abc import Sequence
+from types import ModuleType, TracebackType
+from typing import Any, Final, final
+
+from typing_extensions import Self
+
+__all__ = [
+    "HOST_IMAGE",
+    "Box",
+    "BoxInfo",
+    "BoxMetrics",
+    "BoxOptions",
+    "BoxStateInfo",
+    "Boxlite",
+    "ExecStdin",
+    "ExecStream",
+    "Execution",
+    "ExitStatus",
+    "Options",
+    "RuntimeMetrics",
+    "__version__",
+    "_testing",
+]
+
+__version__: Final[str]
+_testing: ModuleType
+"""Hooks the test suite uses to drive the async core; not part of the public API."""
+HOST_IMAGE: Final[str]
+"""The built-in image: a skeleton root with the host's /usr read-only. Needs no network."""
+
+@final
+class Options:
+    """Runtime options."""
+
+    home_dir: str | None
+    """The runtime's home directory; None means ``$BOXLITE_HOME``, else ``~/.boxlite``."""
+    image_registries: list[Any]
+    def __new__(cls, home_dir: str | None = None, image_registries: list[Any] = ...) -> Self: ...
+
+@final
+class BoxOptions:
+    """How to make one box. None means the runtime's default."""
+
+    image: str | None
+    rootfs_path: str | None
+    cpus: int | None
+    memory_mib: int | None
+    working_dir: str | None
+    env: list[tuple[str, str]]
+    auto_remove: bool | None
+    auto_stop: int | None
+    auto_delete: int | None
+    detach: bool | None
+    entrypoint: list[str] | None
+    cmd: list[str] | None
+    user: str | None
+    def __new__(
+        cls,
+        image: str | None = None,
+        rootfs_path: str | None = None,
+        cpus: int | None = None,
+        memory_mib: int | None = None,
+        working_dir: str | None = None,
+        env: Sequence[tuple[str, str]] = ...,
+        auto_remove: bool | None = None,
+        auto_stop: int | None = None,
+        auto_delete: int | None = None,
+        detach: bool | None = None,
+        entrypoint: Sequence[str] | None = None,
+        cmd: Sequence[str] | None = None,
+        user: str | None = None,
+    ) -> Self: ...
+
+@final
+class BoxStateInfo:
+    @property
+    def status(self) -> str:
+        """configured, running, stopping, stopped, failed or unknown."""
+    @property
+    def running(self) -> bool: ...
+    @property
+    def pid(self) -> int | None: ...
+    @property
+    def exit_code(self) -> int | None: ...
+
+@final
+class BoxInfo:
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def state(self) -> BoxStateInfo: ...
+    @property
+    def created_at(self) -> str:
+        """RFC 3339 with nanoseconds."""
+    @property
+    def started_at(self) -> str | None: ...
+    @property
+    def image(self) -> str: ...
+    @property
+    def cpus(self) -> int: ...
+    @property
+    def memory_mib(self) -> int: ...
+    @property
+    def auto_stop(self) -> int: ...
+    @property
+    def auto_delete(self) -> int:
+        """1 when the box is deleted on stop, 0 when it is kept."""
+    @property
+    def auto_resume(self) -> bool: ...
+    @property
+    def detach(self) -> bool: ...
+
+@final
+class RuntimeMetrics:
+    @property
+    def boxes_created_total(self) -> int: ...
+    @property
+    def boxes_failed_total(self) -> int: ...
+    @property
+    def num_running_boxes(self) -> int: ...
+    @property
+    def total_commands_executed(self) -> int: ...
+    @property
+    def total_exec_errors(self) -> int: ...
+
+@final
+class BoxMetrics:
+    @property
+    def commands_executed_total(self) -> int: ...
+    @property
+    def exec_errors_total(self) -> int: ...
+    @property
+    def guest_boot_duration_ms(self) -> int | None: ...
+
+@final
+class ExitStatus:
+    """How a process ended."""
+
+    @property
+    def exit_code(self) -> int:
+        """The exit code, or -N when signal N ended the process."""
+    @property
+    def signal(self) -> int | None: ...
+    @property
+    def error_message(self) -> str | None:
+        """Set when the outcome did not come from the process itself."""
+    @property
+    def timed_out(self) -> bool: ...
+    @property
+    def forced(self) -> bool:
+        """``close()`` ended the execution before its exit was known."""
+    @property
+    def success(self) -> bool: ...
+
+@final
+class ExecStream:
+    """One output stream: ``async for chunk in stream`` yields str (text mode) or bytes."""
+
+    def __aiter__(self) -> Self: ...
+    def __anext__(self) -> asyncio.Future[Any]: ...
+
+@final
+class ExecStdin:
+    def send_input(self, data: bytes) -> asyncio.Future[None]:
+        """Writes data; resolves once the process's pipe took all of it.
+
+        Raises:
+            InvalidStateError: stdin was closed.
+        """
+    def close(self) -> asyncio.Future[None]:
+        """Closes stdin (the process reads end of file). Idempotent."""
+    def is_closed(self) -> asyncio.Future[bool]: ...
+
+@final
+class Execution:
+    """A process running in a box."""
+
+    def id(self) -> str: ...
+    def stdout(self, *, text: bool = True) -> ExecStream:
+        """Takes stdout (once): str chunks, or bytes with ``text=False``.
+
+        Raises:
+            RuntimeError: the stream was already taken.
+        """
+    def stderr(self, *, text: bool = True) -> ExecStream: ...
+    def stdin(self) -> ExecStdin: ...
+    def wait(self) -> asyncio.Future[ExitStatus]:
+        """Resolves once the process ended and all its output was delivered. Repeatable."""
+    def kill(self) -> asyncio.Future[None]:
+        """SIGKILL to the process and its whole process group."""
+    def signal(self, signal: int) -> asyncio.Future[None]:
+        """Sends a signal.
+
+        Raises:
+            InvalidArgumentError: at the call, when signal is not within 1..64.
+        """
+    def resize_tty(self, rows: int, cols: int) -> asyncio.Future[None]:
+        """Sets the terminal size of a ``tty=True`` execution.
+
+        Raises:
+            InvalidArgumentError: at the call, for sizes below 1.
+            InvalidStateError: the execution has no terminal.
+        """
+    def close(self) -> None:
+        """Ends the execution now: kills its process group unless it already exited."""
+    def aclose(self) -> asyncio.Future[None]: ...
+    def __aenter__(self) -> asyncio.Future[Self]: ...
+    def __aexit__(self, *_exc: object) -> asyncio.Future[bool]: ...
+
+@final
+class Box:
+    """A handle to one box."""
+
+    @property
+    def id(self) -> str:
+        """12 Base62 characters."""
+    @property
+    def name(self) -> str | None: ...
+    def info(self) -> asyncio.Future[BoxInfo]: ...
+    def start(self) -> asyncio.Future[None]:
+        """Boots the box; a running box is left as it is.
+
+        Raises:
+            StoppedError: this handle was stopped; use ``Boxlite.get()`` for a new one.
+        """
+    def stop(self) -> asyncio.Future[None]:
+        """Stops the box (SIGTERM, SIGKILL after 10 s) and spends this handle."""
+    def exec(
+        self,
+        command: str,
+        args: Sequence[str] | None = None,
+        env: Sequence[tuple[str, str]] | None = None,
+        tty: bool = False,
+        user: str | None = None,
+        timeout_secs: float | None = None,
+        cwd: str | None = None,
+    ) -> asyncio.Future[Execution]:
+        """Starts a command; boots the box first if needed.
+
+        Raises:
+            TypeError: at the call, for arguments of the wrong type.
+            InvalidArgumentError: at the call, for a timeout that is not positive.
+            NotFoundError: the program does not exist in the box.
+            ExecutionError: the user or working directory is not usable.
+        """
+    def metrics(self) -> asyncio.Future[BoxMetrics]: ...
+    def __aenter__(self) -> asyncio.Future[Self]: ...
+    def __aexit__(self, *_exc: object) -> asyncio.Future[None]: ...
+
+@final
+class Boxlite:
+    """A runtime on one home directory (one runtime per home directory at a time)."""
+
+    def __new__(cls, options: Options) -> Self: ...
+    @staticmethod
+    def default() -> Boxlite: ...
+    @staticmethod
+    def init_default(options: Options) -> None: ...
+    def create(self, options: BoxOptions, name: str | None = None) -> asyncio.Future[Box]:
+        """Creates a box in state ``configured``. A cancelled create leaves no box.
+
+        Raises:
+            InvalidArgumentError: the name is taken, or options conflict.
+            NotFoundError, ImageError: the image cannot be used.
+            StoppedError: the runtime was shut down.
+            RuntimeClosedError: at the call, once the runtime is closed.
+        """
+    def get_or_create(self, options: BoxOptions, name: str | None = None) -> asyncio.Future[tuple[Box, bool]]: ...
+    def get(self, id_or_name: str) -> asyncio.Future[Box | None]: ...
+    def get_info(self, id_or_name: str) -> asyncio.Future[BoxInfo | None]: ...
+    def list_info(self, _state: object = None) -> asyncio.Future[list[BoxInfo]]:
+        """Every box, newest first."""
+    def remove(self, id_or_name: str, force: bool = False) -> asyncio.Future[None]: ...
+    def metrics(self) -> asyncio.Future[RuntimeMetrics]: ...
+    def shutdown(self, timeout: int | None = None) -> asyncio.Future[None]:
+        """Stops every box that is not detached, then refuses new boxes. Idempotent."""
+    def close(self) -> None:
+        """Closes now: pending awaitables fail with RuntimeClosedError, boxes that are not
+        detached are killed, later calls fail at once. Idempotent."""
+    def __enter__(self) -> Self: ...
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None) -> bool: ...
