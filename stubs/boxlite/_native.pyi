@@ -5,7 +5,7 @@ built module."""
 import asyncio
 from collections.abc import Sequence
 from types import ModuleType, TracebackType
-from typing import Any, Final, final
+from typing import Any, Final, Literal, final
 
 from typing_extensions import Self
 
@@ -285,4 +285,4 @@ class Boxlite:
         """Closes now: pending awaitables fail with RuntimeClosedError, boxes that are not
         detached are killed, later calls fail at once. Idempotent."""
     def __enter__(self) -> Self: ...
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None) -> bool: ...
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None) -> Literal[False]: ...

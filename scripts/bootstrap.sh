@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what boxlite needs on a fresh Debian 12 machine (as root) and builds it into .venv:
+# Debian packages with apt-get, Python packages with pip, crates with cargo (through maturin).
+# Idempotent; every other script starts by sourcing it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+debian_packages=(busybox-static)
+missing=()
+for package in "${debian_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "== apt-get install ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    echo "== creating .venv"
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q "maturin>=1.5,<2" pytest pytest-asyncio mypy typing_extensions
+
+echo "== building and installing boxlite (release)"
+.venv/bin/python -m pip install -q --force-reinstall --no-deps .

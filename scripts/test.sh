@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The README's test command (and exactly what .ci/run runs): the whole suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+export PATH="$PWD/.venv/bin:$PATH"
+
+echo "== one place attaches to Python: no Python::attach/with_gil/future_into_py outside gil.rs"
+if grep -rnE "Python::(attach|with_gil)|future_into_py|allow_threads|\.detach\(" rust/python/src --include=*.rs | grep -v "^rust/python/src/gil.rs:"; then
+    echo "found attach/detach calls outside rust/python/src/gil.rs" >&2
+    exit 1
+fi
+
+echo "== cargo test"
+cargo test --workspace --quiet
+
+echo "== mypy --strict"
+mypy
+mypy examples
+
+echo "== stubtest"
+python -m mypy.stubtest boxlite._native
+
+echo "== the wheel works on its own: fresh venv, no source tree"
+scratch=$(mktemp -d)
+maturin build --release --quiet --out "$scratch/dist" 2>&1 | grep -v "^📦\|^🔗\|^🐍\|Built wheel" || true
+python3 -m venv "$scratch/venv"
+"$scratch/venv/bin/pip" install -q "$scratch"/dist/boxlite-*.whl
+cp examples/quickstart.py "$scratch/"
+(cd "$scratch" && venv/bin/python quickstart.py "$scratch/home" >/dev/null)
+rm -rf "$scratch"
+
+echo "== benchmarks (quick; figures are not judged here)"
+python -m benches --quick
+
+echo "== pytest"
+python -m pytest tests -q -p no:cacheprovider
