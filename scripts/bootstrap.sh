@@ -21,7 +21,7 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q "maturin>=1.5,<2" pytest pytest-asyncio mypy typing_extensions
+.venv/bin/python -m pip install -q "maturin>=1.5,<2" pytest pytest-asyncio pytest-timeout mypy typing_extensions
 
 echo "== building and installing boxlite (release)"
 .venv/bin/python -m pip install -q --force-reinstall --no-deps .

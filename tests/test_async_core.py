@@ -297,6 +297,8 @@ async def test_rule19_20_a_cancelled_create_leaves_no_box(runtime: boxlite.Boxli
     creating.cancel()
     with pytest.raises(asyncio.CancelledError):
         await creating  # returns at once, while the create is still held at its gate
+    await asyncio.sleep(0)
+    assert _testing.pending_requests(runtime) == 0, "the cancelled request gave up its slot at once"
     gate.open()
     await wait_until(lambda: _testing.orphans_removed() == removed + 1)
     assert await runtime.list_info() == []
