@@ -32,8 +32,19 @@ def box_processes(home: Path) -> list[int]:
     return found
 
 
-def assert_no_leftovers(home: Path) -> None:
+CGROUP_PARENTS = [Path("/sys/fs/cgroup") / name / "boxlite" for name in ("memory", "pids", "cpu", "cpuacct", "unified")] + [
+    Path("/sys/fs/cgroup/boxlite")
+]
+
+
+def box_cgroups() -> set[Path]:
+    return {group for parent in CGROUP_PARENTS if parent.is_dir() for group in parent.iterdir() if group.is_dir()}
+
+
+def assert_no_leftovers(home: Path, cgroups_before: set[Path] | None = None) -> None:
     assert box_processes(home) == [], "box processes outlived their test"
+    if cgroups_before is not None:
+        assert box_cgroups() - cgroups_before == set(), "box cgroups outlived their test"
     boxes = home / "boxes"
     if boxes.exists():
         for box_dir in boxes.iterdir():
@@ -43,8 +54,9 @@ def assert_no_leftovers(home: Path) -> None:
 @pytest.fixture
 def home(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "home"
+    cgroups = box_cgroups()
     yield path
-    assert_no_leftovers(path)
+    assert_no_leftovers(path, cgroups)
 
 
 @pytest.fixture

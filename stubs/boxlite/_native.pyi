@@ -138,6 +138,15 @@ class BoxMetrics:
     def exec_errors_total(self) -> int: ...
     @property
     def guest_boot_duration_ms(self) -> int | None: ...
+    @property
+    def memory_bytes(self) -> int | None:
+        """Memory the box's processes use now (from its cgroup), while it runs."""
+    @property
+    def cpu_time_ns(self) -> int | None:
+        """CPU time the box's processes used."""
+    @property
+    def processes(self) -> int | None:
+        """Processes in the box now."""
 
 @final
 class ExitStatus:

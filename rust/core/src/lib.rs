@@ -2,6 +2,7 @@
 //! The Python binding (`rust/python`) is a thin layer over [`Runtime`] and [`BoxHandle`].
 
 mod boxes;
+mod cgroups;
 mod error;
 pub mod exec;
 mod home;

@@ -102,6 +102,12 @@ pub struct BoxMetrics {
     pub commands_executed_total: u64,
     pub exec_errors_total: u64,
     pub guest_boot_duration_ms: Option<u64>,
+    /// Memory the box's processes use now (its cgroup), while it runs.
+    pub memory_bytes: Option<u64>,
+    /// CPU time the box's processes used, in nanoseconds.
+    pub cpu_time_ns: Option<u64>,
+    /// Processes in the box now.
+    pub processes: Option<u64>,
 }
 
 impl From<boxlite_core::BoxMetrics> for BoxMetrics {
@@ -110,6 +116,9 @@ impl From<boxlite_core::BoxMetrics> for BoxMetrics {
             commands_executed_total: metrics.commands_executed_total,
             exec_errors_total: metrics.exec_errors_total,
             guest_boot_duration_ms: metrics.boot_duration_ms,
+            memory_bytes: metrics.memory_bytes,
+            cpu_time_ns: metrics.cpu_time_ns,
+            processes: metrics.processes,
         }
     }
 }

@@ -11,6 +11,9 @@
 //!    and it exits when no process is left. The kernel then tears down the namespaces and the
 //!    box's mounts with them.
 //! 4. It is single-threaded and never blocks except in `poll`.
+//! 5. Every process it starts runs with Docker's default capabilities, no_new_privs and the
+//!    seccomp filter of `seccomp.rs`; the init itself is not dumpable, so box processes cannot
+//!    trace it.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
@@ -28,6 +31,7 @@ struct Connection {
 }
 
 struct Init {
+    confinement: process::Confinement,
     listener: Option<UnixListener>,
     lifeline: Option<OwnedFd>,
     signals: OwnedFd,
@@ -70,7 +74,11 @@ pub fn serve(config: &ShimConfig, listener: UnixListener) -> ! {
     // SAFETY: fd 0 is the lifeline pipe inherited from the first process; we take ownership.
     let stdin = unsafe { OwnedFd::from_raw_fd(libc::STDIN_FILENO) };
     let lifeline = if config.detached { None } else { Some(stdin) };
-    let mut init = Init { listener: Some(listener), lifeline, signals, connections: Vec::new(), shutdown: None, buffer: Vec::new() };
+    // Box processes run as the same uid as the init; a non-dumpable init cannot be ptraced or
+    // have its memory read through /proc by them.
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    let mut init = Init { confinement: process::Confinement::new(), listener: Some(listener), lifeline, signals, connections: Vec::new(), shutdown: None, buffer: Vec::new() };
     loop {
         init.turn();
     }
@@ -242,7 +250,7 @@ impl Init {
                 }
             },
         };
-        match process::launch(Launch { argv, env, cwd, identity: &identity, stdio }) {
+        match process::launch(Launch { confinement: &self.confinement, argv, env, cwd, identity: &identity, stdio }) {
             Ok(pid) => {
                 self.connections[index].pid = Some(pid);
                 let attached: Vec<BorrowedFd<'_>> = master.iter().map(AsFd::as_fd).collect();

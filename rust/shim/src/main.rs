@@ -6,9 +6,11 @@
 //! ([`init::serve`]). The first process reports the init's pid and exits, so the init belongs to
 //! no runtime process and can outlive it when the box is detached.
 
+mod capabilities;
 mod init;
 mod jail;
 mod process;
+mod seccomp;
 mod sys;
 mod users;
 
@@ -69,6 +71,11 @@ fn listen(config: &ShimConfig) -> Result<UnixListener, String> {
     }
 }
 
+/// The init must survive out-of-memory kills inside its box (its processes reset this to 0).
+fn protect_from_oom_killer() {
+    let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
+}
+
 fn join_cgroups(config: &ShimConfig) -> Result<(), String> {
     let pid = std::process::id().to_string();
     for procs in &config.cgroup_procs {
@@ -83,6 +90,7 @@ fn start() -> String {
         Ok(config) => config,
         Err(message) => return format!("error {message}"),
     };
+    protect_from_oom_killer();
     let prepared = open_log(&config).and_then(|()| join_cgroups(&config)).and_then(|()| listen(&config));
     let listener = match prepared {
         Ok(listener) => listener,

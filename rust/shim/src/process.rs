@@ -67,7 +67,20 @@ pub fn set_window_size(fd: RawFd, size: &TtySize) -> sys::Result<()> {
     Ok(())
 }
 
+/// What every box process is confined by, prepared once by the init.
+pub struct Confinement {
+    pub seccomp: Vec<libc::sock_filter>,
+    pub last_capability: u32,
+}
+
+impl Confinement {
+    pub fn new() -> Self {
+        Self { seccomp: crate::seccomp::compile(), last_capability: crate::capabilities::last_capability() }
+    }
+}
+
 pub struct Launch<'a> {
+    pub confinement: &'a Confinement,
     pub argv: &'a [String],
     pub env: Vec<String>,
     pub cwd: Option<&'a str>,
@@ -186,6 +199,15 @@ unsafe fn child(
                 }
             }
         }
+        // The init is shielded from the OOM killer; its processes must not be.
+        let adjust = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if adjust >= 0 {
+            libc::write(adjust, b"0".as_ptr().cast(), 1);
+            libc::close(adjust);
+        }
+        if !crate::capabilities::drop_bounding_set(launch.confinement.last_capability) {
+            fail("failed to drop capabilities");
+        }
         let identity = launch.identity;
         if libc::setgroups(identity.groups.len(), identity.groups.as_ptr()) < 0 {
             fail("failed to set supplementary groups");
@@ -200,6 +222,9 @@ unsafe fn child(
             if libc::chdir(dir.as_ptr()) < 0 {
                 fail(&format!("failed to enter working directory {}", dir.to_string_lossy()));
             }
+        }
+        if !crate::seccomp::load(&launch.confinement.seccomp) {
+            fail("failed to install the seccomp filter");
         }
         let mut last_errno = libc::ENOENT;
         for path in paths {

@@ -26,6 +26,7 @@ use boxlite_protocol::{ShimConfig, TtySize};
 pub use options::{BoxInfo, BoxOptions, DEFAULT_CPUS, DEFAULT_MEMORY_MIB};
 pub use state::BoxStatus;
 
+use crate::cgroups::{BoxCgroup, CgroupLayout, Limits, DEFAULT_PIDS_LIMIT};
 use crate::error::{Error, Result};
 use crate::exec::{self, ExecSpec, Execution};
 use crate::home::Home;
@@ -53,6 +54,10 @@ pub struct BoxMetrics {
     pub commands_executed_total: u64,
     pub exec_errors_total: u64,
     pub boot_duration_ms: Option<u64>,
+    /// Read from the box's cgroups while it runs.
+    pub memory_bytes: Option<u64>,
+    pub cpu_time_ns: Option<u64>,
+    pub processes: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -112,6 +117,7 @@ impl BoxEntry {
 struct Inner {
     home: Home,
     shim: PathBuf,
+    cgroups: CgroupLayout,
     boxes: Mutex<HashMap<String, Arc<BoxEntry>>>,
     /// Names of boxes being created, so two concurrent creates cannot take one name.
     reserved_names: Mutex<HashSet<String>>,
@@ -147,11 +153,12 @@ impl Runtime {
     pub fn open(home_dir: &Path) -> Result<Self> {
         let home = Home::open(home_dir)?;
         let shim = home.install_shim()?;
+        let cgroups = CgroupLayout::detect();
         let mut boxes = HashMap::new();
         for dir in fs_err::read_dir(home.boxes())?.flatten() {
             let path = dir.path();
             let Ok(record) = BoxRecord::load(&path) else { continue };
-            if let Some(entry) = reconcile(&path, record) {
+            if let Some(entry) = reconcile(&path, record, &cgroups) {
                 boxes.insert(entry.id.clone(), Arc::new(entry));
             }
         }
@@ -159,6 +166,7 @@ impl Runtime {
             inner: Arc::new(Inner {
                 home,
                 shim,
+                cgroups,
                 boxes: Mutex::new(boxes),
                 reserved_names: Mutex::new(HashSet::new()),
                 shut_down: AtomicBool::new(false),
@@ -301,7 +309,12 @@ impl Runtime {
             running.shutdown(Duration::ZERO).await;
         }
         *live = None;
+        self.cgroup(&entry).remove();
         self.delete(&entry)
+    }
+
+    fn cgroup(&self, entry: &BoxEntry) -> BoxCgroup {
+        BoxCgroup::locate(&self.inner.cgroups, &entry.id)
     }
 
     fn delete(&self, entry: &BoxEntry) -> Result<()> {
@@ -343,8 +356,10 @@ impl Runtime {
         if let Ok(mut live) = handle.entry.live.try_lock() {
             if let Some(running) = live.take() {
                 running.kill();
+                running.exited_within(CLOSE_WAIT);
             }
         }
+        self.cgroup(&handle.entry).remove();
         let _ = self.delete(&handle.entry);
     }
 
@@ -364,6 +379,7 @@ impl Runtime {
         for (entry, running) in killed {
             running.exited_within(CLOSE_WAIT);
             let entry = &entry;
+            self.cgroup(entry).remove();
             if entry.record().remove_on_stop {
                 let _ = self.delete(entry);
             } else {
@@ -408,7 +424,7 @@ impl BoxEntry {
 }
 
 /// Rule 4, for one record found on disk. Returns the entry to keep, if any.
-fn reconcile(dir: &Path, record: BoxRecord) -> Option<BoxEntry> {
+fn reconcile(dir: &Path, record: BoxRecord, cgroups: &CgroupLayout) -> Option<BoxEntry> {
     let was_running = matches!(record.status, BoxStatus::Running | BoxStatus::Stopping);
     let adopted = match (was_running, record.detach, record.init_pid) {
         (true, true, Some(pid)) => Live::adopt(pid, dir.join("init.sock")),
@@ -419,6 +435,7 @@ fn reconcile(dir: &Path, record: BoxRecord) -> Option<BoxEntry> {
         entry.live.try_lock().ok().map(|mut live| *live = adopted);
         return Some(entry);
     }
+    BoxCgroup::locate(cgroups, &entry.id).remove();
     if was_running {
         let _ = std::fs::remove_file(dir.join("init.sock"));
         if entry.record().remove_on_stop {
@@ -494,6 +511,7 @@ impl BoxHandle {
         }
         if live.take().is_some() {
             // The init died on its own (killed from outside, or out of memory).
+            BoxCgroup::locate(&self.inner.cgroups, &self.entry.id).remove();
             self.entry.update(|record| {
                 record.status = BoxStatus::Stopped;
                 record.init_pid = None;
@@ -503,10 +521,20 @@ impl BoxHandle {
         if !status.can_start() {
             return Err(Error::InvalidState(format!("box {} is {}; it cannot be started", self.entry.id, status.as_str())));
         }
-        let config = self.shim_config();
-        let shim = self.inner.shim.clone();
         let began = std::time::Instant::now();
-        let started = blocking(move || engine::spawn(&shim, &config)).await;
+        let limits = {
+            let record = self.entry.record();
+            Limits { memory_bytes: u64::from(record.memory_mib) << 20, cpus: record.cpus, pids: DEFAULT_PIDS_LIMIT }
+        };
+        let inner = Arc::clone(&self.inner);
+        let id = self.entry.id.clone();
+        let mut config = self.shim_config();
+        let started = blocking(move || {
+            let cgroup = BoxCgroup::create(&inner.cgroups, &id, limits)?;
+            config.cgroup_procs = cgroup.procs_files();
+            engine::spawn(&inner.shim, &config).inspect_err(|_| cgroup.remove())
+        })
+        .await;
         let running = match started {
             Ok(running) => running,
             Err(error) => {
@@ -557,6 +585,12 @@ impl BoxHandle {
         if let Some(running) = live.take() {
             self.entry.update(|record| record.status = BoxStatus::Stopping)?;
             running.shutdown(grace).await;
+            let cgroup = BoxCgroup::locate(&self.inner.cgroups, &self.entry.id);
+            blocking(move || {
+                cgroup.remove();
+                Ok(())
+            })
+            .await?;
         }
         let _ = std::fs::remove_file(self.entry.dir.join("init.sock"));
         if self.entry.record().remove_on_stop {
@@ -626,10 +660,14 @@ impl BoxHandle {
             return Err(Error::NotFound(format!("box {} was removed", self.entry.id)));
         }
         let boot = self.entry.boot_ms.load(Ordering::Relaxed);
+        let usage = BoxCgroup::locate(&self.inner.cgroups, &self.entry.id).usage();
         Ok(BoxMetrics {
             commands_executed_total: self.entry.commands.load(Ordering::Relaxed),
             exec_errors_total: self.entry.exec_errors.load(Ordering::Relaxed),
             boot_duration_ms: (boot > 0).then_some(boot),
+            memory_bytes: usage.memory_bytes,
+            cpu_time_ns: usage.cpu_time_ns,
+            processes: usage.processes,
         })
     }
 }

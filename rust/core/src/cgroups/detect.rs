@@ -1,0 +1,130 @@
+//! Finds the hierarchy that offers each controller, from /proc/self/mountinfo.
+
+use std::path::{Path, PathBuf};
+
+use super::{Controller, Version};
+use crate::error::{Error, Result};
+
+/// Where each controller lives on this host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CgroupLayout {
+    memory: Option<(Version, PathBuf)>,
+    cpu: Option<(Version, PathBuf)>,
+    cpu_accounting: Option<(Version, PathBuf)>,
+    pids: Option<(Version, PathBuf)>,
+}
+
+const ALL: [Controller; 4] = [Controller::Memory, Controller::Cpu, Controller::CpuAccounting, Controller::Pids];
+
+impl CgroupLayout {
+    pub fn detect() -> Self {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        Self::from_mountinfo(&mountinfo, |root| std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default())
+    }
+
+    /// `read_controllers` gives the `cgroup.controllers` of a v2 root.
+    pub fn from_mountinfo(mountinfo: &str, read_controllers: impl Fn(&Path) -> String) -> Self {
+        let mut v1: Vec<(PathBuf, Vec<String>)> = Vec::new();
+        let mut v2: Option<(PathBuf, Vec<String>)> = None;
+        for line in mountinfo.lines() {
+            let Some((before, after)) = line.split_once(" - ") else { continue };
+            let Some(mount_point) = before.split(' ').nth(4) else { continue };
+            let mut fields = after.split(' ');
+            let (Some(fstype), _, Some(options)) = (fields.next(), fields.next(), fields.next()) else { continue };
+            let mount_point = PathBuf::from(mount_point);
+            match fstype {
+                "cgroup" => v1.push((mount_point, options.split(',').map(str::to_string).collect())),
+                "cgroup2" => {
+                    let controllers = read_controllers(&mount_point).split_whitespace().map(str::to_string).collect();
+                    v2 = Some((mount_point, controllers));
+                }
+                _ => {}
+            }
+        }
+        let find = |v2_name: &str, v1_name: &str| -> Option<(Version, PathBuf)> {
+            if let Some((root, controllers)) = &v2 {
+                if controllers.iter().any(|controller| controller == v2_name) {
+                    return Some((Version::V2, root.clone()));
+                }
+            }
+            v1.iter().find(|(_, options)| options.iter().any(|option| option == v1_name)).map(|(root, _)| (Version::V1, root.clone()))
+        };
+        Self { memory: find("memory", "memory"), cpu: find("cpu", "cpu"), cpu_accounting: find("cpu", "cpuacct"), pids: find("pids", "pids") }
+    }
+
+    fn slot(&self, controller: Controller) -> Option<&(Version, PathBuf)> {
+        match controller {
+            Controller::Memory => self.memory.as_ref(),
+            Controller::Cpu => self.cpu.as_ref(),
+            Controller::CpuAccounting => self.cpu_accounting.as_ref(),
+            Controller::Pids => self.pids.as_ref(),
+        }
+    }
+
+    /// (controller, version, hierarchy root) for every controller found.
+    pub fn hierarchies(&self) -> impl Iterator<Item = (Controller, Version, &Path)> {
+        ALL.into_iter().filter_map(|controller| self.slot(controller).map(|(version, root)| (controller, *version, root.as_path())))
+    }
+
+    /// On v2, a controller must be enabled in every ancestor's `cgroup.subtree_control`.
+    pub fn enable_v2_controllers(&self, group: &Path) -> Result<()> {
+        let wanted: Vec<&str> = [(Controller::Memory, "memory"), (Controller::Cpu, "cpu"), (Controller::Pids, "pids")]
+            .into_iter()
+            .filter(|(controller, _)| matches!(self.slot(*controller), Some((Version::V2, _))))
+            .map(|(_, name)| name)
+            .collect();
+        let Some((_, root)) = ALL.iter().find_map(|controller| self.slot(*controller).filter(|(version, _)| *version == Version::V2)) else {
+            return Ok(());
+        };
+        let mut dir = root.clone();
+        let relative = group.strip_prefix(root).unwrap_or(group);
+        let parents: Vec<_> = relative.components().collect();
+        for component in &parents[..parents.len().saturating_sub(1)] {
+            std::fs::create_dir_all(&dir).map_err(|error| Error::storage("create cgroup", &dir, &error))?;
+            let control = dir.join("cgroup.subtree_control");
+            for name in &wanted {
+                let _ = std::fs::write(&control, format!("+{name}"));
+            }
+            dir.push(component);
+        }
+        std::fs::create_dir_all(&dir).map_err(|error| Error::storage("create cgroup", &dir, &error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+35 24 0:30 / /sys/fs/cgroup rw - tmpfs tmpfs rw,mode=755
+36 35 0:31 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
+37 35 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+38 35 0:33 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu
+39 35 0:34 / /sys/fs/cgroup/cpuacct rw - cgroup cgroup rw,cpuacct
+40 35 0:35 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids";
+
+    #[test]
+    fn a_hybrid_host_uses_v1_for_what_v2_lacks() {
+        let layout = CgroupLayout::from_mountinfo(HYBRID, |_| "hugetlb".to_string());
+        let found: Vec<_> = layout.hierarchies().map(|(controller, version, root)| (controller, version, root.to_path_buf())).collect();
+        assert_eq!(found, vec![
+            (Controller::Memory, Version::V1, PathBuf::from("/sys/fs/cgroup/memory")),
+            (Controller::Cpu, Version::V1, PathBuf::from("/sys/fs/cgroup/cpu")),
+            (Controller::CpuAccounting, Version::V1, PathBuf::from("/sys/fs/cgroup/cpuacct")),
+            (Controller::Pids, Version::V1, PathBuf::from("/sys/fs/cgroup/pids")),
+        ]);
+    }
+
+    #[test]
+    fn a_pure_v2_host_uses_v2() {
+        let mountinfo = "30 24 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate";
+        let layout = CgroupLayout::from_mountinfo(mountinfo, |_| "cpuset cpu io memory pids".to_string());
+        assert!(layout.hierarchies().all(|(_, version, root)| version == Version::V2 && root == Path::new("/sys/fs/cgroup")));
+        assert_eq!(layout.hierarchies().count(), 4);
+    }
+
+    #[test]
+    fn a_host_without_cgroups_has_no_hierarchies() {
+        assert_eq!(CgroupLayout::from_mountinfo("", |_| String::new()).hierarchies().count(), 0);
+    }
+}

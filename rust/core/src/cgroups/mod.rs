@@ -1,0 +1,161 @@
+//! cgroups for boxes: one group per box, with memory, cpu and pids limits, on cgroup v1, v2, or
+//! a hybrid of both. Each controller is found on its own: the v2 hierarchy when it offers the
+//! controller, else the v1 hierarchy that has it mounted. A controller the host has in neither
+//! is not applied.
+//!
+//! Group paths are `<hierarchy>/boxlite/<box id>`. The box's shim joins them before forking the
+//! init, so every box process is born inside them.
+
+mod detect;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use detect::CgroupLayout;
+
+use crate::error::{Error, Result};
+
+/// Processes a box may hold at once unless configured otherwise.
+pub const DEFAULT_PIDS_LIMIT: u64 = 4096;
+const CPU_PERIOD_US: u64 = 100_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Controller {
+    Memory,
+    Cpu,
+    CpuAccounting,
+    Pids,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    V1,
+    V2,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub memory_bytes: u64,
+    pub cpus: u8,
+    pub pids: u64,
+}
+
+/// Usage read from a box's groups.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub memory_bytes: Option<u64>,
+    pub cpu_time_ns: Option<u64>,
+    pub processes: Option<u64>,
+}
+
+/// One box's groups: a directory per hierarchy used.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BoxCgroup {
+    groups: Vec<(Controller, Version, PathBuf)>,
+}
+
+fn write(path: &Path, value: &str) -> Result<()> {
+    std::fs::write(path, value).map_err(|error| Error::Engine(format!("failed to write {value:?} to {}: {error}", path.display())))
+}
+
+fn read_number(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+impl BoxCgroup {
+    /// The groups a box would use (nothing is created).
+    pub fn locate(layout: &CgroupLayout, box_id: &str) -> Self {
+        let groups = layout
+            .hierarchies()
+            .map(|(controller, version, root)| (controller, version, root.join("boxlite").join(box_id)))
+            .collect();
+        Self { groups }
+    }
+
+    /// Creates the groups and writes the limits. On failure, removes what it made.
+    pub fn create(layout: &CgroupLayout, box_id: &str, limits: Limits) -> Result<Self> {
+        let cgroup = Self::locate(layout, box_id);
+        let made = cgroup.create_groups(layout, limits);
+        if let Err(error) = made {
+            cgroup.remove();
+            return Err(error);
+        }
+        Ok(cgroup)
+    }
+
+    fn create_groups(&self, layout: &CgroupLayout, limits: Limits) -> Result<()> {
+        for (controller, version, dir) in &self.groups {
+            if *version == Version::V2 {
+                layout.enable_v2_controllers(dir)?;
+            }
+            std::fs::create_dir_all(dir).map_err(|error| Error::storage("create cgroup", dir, &error))?;
+            match (controller, version) {
+                (Controller::Memory, Version::V1) => {
+                    write(&dir.join("memory.limit_in_bytes"), &limits.memory_bytes.to_string())?;
+                    let swap = dir.join("memory.memsw.limit_in_bytes");
+                    if swap.exists() {
+                        write(&swap, &limits.memory_bytes.to_string())?;
+                    }
+                }
+                (Controller::Memory, Version::V2) => {
+                    write(&dir.join("memory.max"), &limits.memory_bytes.to_string())?;
+                    let swap = dir.join("memory.swap.max");
+                    if swap.exists() {
+                        write(&swap, "0")?;
+                    }
+                }
+                (Controller::Cpu, Version::V1) => {
+                    write(&dir.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
+                    write(&dir.join("cpu.cfs_quota_us"), &(u64::from(limits.cpus) * CPU_PERIOD_US).to_string())?;
+                }
+                (Controller::Cpu, Version::V2) => {
+                    write(&dir.join("cpu.max"), &format!("{} {CPU_PERIOD_US}", u64::from(limits.cpus) * CPU_PERIOD_US))?;
+                }
+                (Controller::Pids, _) => write(&dir.join("pids.max"), &limits.pids.to_string())?,
+                (Controller::CpuAccounting, _) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The `cgroup.procs` files the box's shim joins (one per distinct directory).
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = self.groups.iter().map(|(_, _, dir)| dir.join("cgroup.procs")).collect();
+        files.sort();
+        files.dedup();
+        files
+    }
+
+    pub fn usage(&self) -> Usage {
+        let mut usage = Usage::default();
+        for (controller, version, dir) in &self.groups {
+            match (controller, version) {
+                (Controller::Memory, Version::V1) => usage.memory_bytes = read_number(&dir.join("memory.usage_in_bytes")),
+                (Controller::Memory, Version::V2) => usage.memory_bytes = read_number(&dir.join("memory.current")),
+                (Controller::Pids, _) => usage.processes = read_number(&dir.join("pids.current")),
+                (Controller::CpuAccounting, Version::V1) => usage.cpu_time_ns = read_number(&dir.join("cpuacct.usage")),
+                (Controller::Cpu, Version::V2) => {
+                    usage.cpu_time_ns = std::fs::read_to_string(dir.join("cpu.stat")).ok().and_then(|text| {
+                        text.lines().find_map(|line| line.strip_prefix("usage_usec ")).and_then(|value| value.trim().parse::<u64>().ok()).map(|usec| usec * 1000)
+                    });
+                }
+                _ => {}
+            }
+        }
+        usage
+    }
+
+    /// Removes the groups. Their processes must be gone; a group that is still busy (its last
+    /// processes are being torn down) is retried for a moment.
+    pub fn remove(&self) {
+        for (_, _, dir) in &self.groups {
+            for _ in 0..100 {
+                match std::fs::remove_dir(dir) {
+                    Ok(()) => break,
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,88 @@
+"""What a box process cannot do: each check runs inside a real box, as root in the box."""
+
+from __future__ import annotations
+
+import pytest
+
+import boxlite
+
+from .conftest import collect
+
+# Runs one raw syscall with integer arguments and prints its errno name (or "ok").
+SYSCALL = """
+import ctypes, errno, sys
+libc = ctypes.CDLL(None, use_errno=True)
+number, *arguments = (int(value, 0) for value in sys.argv[1:])
+result = libc.syscall(number, *arguments)
+print("ok" if result >= 0 else errno.errorcode[ctypes.get_errno()])
+"""
+
+DOCKER_DEFAULT_CAPABILITIES = 0xA80425FB
+
+
+@pytest.fixture
+async def box(runtime: boxlite.Boxlite) -> boxlite.Box:
+    return await runtime.create(boxlite.BoxOptions())
+
+
+async def output(box: boxlite.Box, command: str, *args: str) -> str:
+    stdout, stderr, _ = await collect(await box.exec(command, list(args)))
+    return (stdout + stderr).decode()
+
+
+@pytest.mark.parametrize(
+    ("name", "call"),
+    [
+        ("mount", ["165", "0", "0", "0", "0", "0"]),
+        ("unshare(CLONE_NEWNS)", ["272", "0x20000"]),
+        ("unshare(CLONE_NEWUSER)", ["272", "0x10000000"]),
+        ("setns", ["308", "0", "0"]),
+        ("keyctl", ["250", "0", "0"]),
+        ("bpf", ["321", "0", "0", "0"]),
+        ("ptrace(ATTACH, init)", ["101", "16", "1", "0", "0"]),
+        ("init_module", ["175", "0", "0", "0"]),
+        ("reboot", ["169", "0xfee1dead", "672274793", "0x4321fedc", "0"]),
+        ("perf_event_open", ["298", "0", "0", "-1", "-1", "0"]),
+        ("clone(CLONE_NEWNET)", ["56", "0x40000011", "0", "0", "0", "0"]),
+    ],
+)
+async def test_host_wide_syscalls_are_refused(box: boxlite.Box, name: str, call: list[str]) -> None:
+    assert (await output(box, "python3", "-c", SYSCALL, *call)).strip() == "EPERM", name
+
+
+async def test_clone3_falls_back_so_threads_and_forks_still_work(box: boxlite.Box) -> None:
+    assert (await output(box, "python3", "-c", SYSCALL, "435", "0", "0")).strip() == "ENOSYS"
+    script = "import threading, subprocess; t = threading.Thread(target=print, args=('thread',)); t.start(); t.join(); subprocess.run(['echo', 'child'])"
+    assert sorted((await output(box, "python3", "-c", script)).split()) == ["child", "thread"]
+
+
+async def test_capabilities_are_dockers_default_with_no_new_privs_and_seccomp(box: boxlite.Box) -> None:
+    status = dict(line.split(":\t", 1) for line in (await output(box, "cat", "/proc/self/status")).splitlines() if ":\t" in line)
+    assert int(status["CapBnd"], 16) == DOCKER_DEFAULT_CAPABILITIES
+    assert int(status["CapEff"], 16) == DOCKER_DEFAULT_CAPABILITIES
+    assert status["NoNewPrivs"].strip() == "1"
+    assert status["Seccomp"].strip() == "2"
+
+
+async def test_proc_and_sys_are_read_only_and_masked(box: boxlite.Box) -> None:
+    result = await output(box, "sh", "-c", "echo x > /proc/sys/kernel/domainname 2>&1; echo x > /sys/kernel/uevent_helper 2>&1; cat /proc/timer_list | wc -c")
+    assert result.count("Read-only file system") == 2
+    assert result.split()[0] == "0", "/proc/timer_list is masked"
+
+
+async def test_the_init_cannot_be_read_or_traced(box: boxlite.Box) -> None:
+    result = await output(box, "sh", "-c", "cat /proc/1/environ 2>&1 >/dev/null; ls -l /proc/1/exe 2>&1 | grep -c denied || true")
+    assert "Permission denied" in result
+
+
+async def test_host_processes_and_files_are_invisible(box: boxlite.Box) -> None:
+    listing = await output(box, "sh", "-c", "ps -eo comm= 2>/dev/null || ls /proc")
+    assert "pytest" not in listing and "python" not in listing.replace("python3 -c", "")
+    assert (await output(box, "sh", "-c", "ls /work /etc/shadow 2>&1")).count("No such file") == 2
+
+
+async def test_the_network_is_loopback_only(box: boxlite.Box) -> None:
+    interfaces = await output(box, "ls", "/sys/class/net")
+    assert interfaces.split() == ["lo"]
+    echo = "import socket; s = socket.create_server(('127.0.0.1', 0)); c = socket.create_connection(s.getsockname()); a, _ = s.accept(); c.sendall(b'hi'); print(a.recv(2).decode())"
+    assert (await output(box, "python3", "-c", echo)).strip() == "hi"

@@ -1,0 +1,55 @@
+"""cgroup limits of real boxes: memory, cpu and pids; usage in metrics; groups removed on stop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import boxlite
+
+from .conftest import collect
+
+MEMORY = Path("/sys/fs/cgroup/memory/boxlite")
+PIDS = Path("/sys/fs/cgroup/pids/boxlite")
+CPU = Path("/sys/fs/cgroup/cpu/boxlite")
+
+
+def cgroup_file(box_id: str, *candidates: Path) -> Path:
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate
+    raise AssertionError(f"no cgroup file for box {box_id} among {candidates}")
+
+
+async def test_memory_cpu_and_pids_limits_are_applied(runtime: boxlite.Boxlite) -> None:
+    box = await runtime.create(boxlite.BoxOptions(memory_mib=64, cpus=2))
+    await box.start()
+    v2 = Path("/sys/fs/cgroup/boxlite") / box.id
+    memory = cgroup_file(box.id, MEMORY / box.id / "memory.limit_in_bytes", v2 / "memory.max")
+    assert int(memory.read_text()) == 64 << 20
+    pids = cgroup_file(box.id, PIDS / box.id / "pids.max", v2 / "pids.max")
+    assert pids.read_text().strip() == "4096"
+    quota = cgroup_file(box.id, CPU / box.id / "cpu.cfs_quota_us", v2 / "cpu.max")
+    assert quota.read_text().split()[0] == "200000"
+    await box.stop()
+    assert not (MEMORY / box.id).exists() and not v2.exists(), "the box's cgroups are removed with it"
+
+
+async def test_a_box_over_its_memory_limit_is_oom_killed_inside_and_carries_on(runtime: boxlite.Boxlite) -> None:
+    box = await runtime.create(boxlite.BoxOptions(memory_mib=64))
+    hog = await box.exec("python3", ["-c", "blocks = [bytearray(1 << 20) for _ in range(512)]; print('survived')"])
+    stdout, _, status = await collect(hog)
+    assert status.exit_code == -9 and stdout == b""
+    stdout, _, status = await collect(await box.exec("echo", ["still here"]))
+    assert (stdout, status.exit_code) == (b"still here\n", 0)
+
+
+async def test_metrics_report_usage_from_the_cgroup(runtime: boxlite.Boxlite) -> None:
+    box = await runtime.create(boxlite.BoxOptions())
+    sleeper = await box.exec("sleep", ["100"])
+    busy = await box.exec("sh", ["-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"])
+    await busy.wait()
+    metrics = await box.metrics()
+    assert metrics.memory_bytes is not None and metrics.memory_bytes > 0
+    assert metrics.processes is not None and metrics.processes >= 2  # the init and sleep
+    assert metrics.cpu_time_ns is not None and metrics.cpu_time_ns > 0
+    sleeper.close()
