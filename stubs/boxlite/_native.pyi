@@ -3,6 +3,7 @@ module: mypy --strict checks the package against it and ``mypy.stubtest`` checks
 built module."""
 
 import asyncio
+import os
 from collections.abc import Sequence
 from types import ModuleType, TracebackType
 from typing import Any, Final, Literal, final
@@ -17,6 +18,7 @@ __all__ = [
     "BoxOptions",
     "BoxStateInfo",
     "Boxlite",
+    "CopyOptions",
     "ExecStdin",
     "ExecStream",
     "Execution",
@@ -75,6 +77,15 @@ class BoxOptions:
         cmd: Sequence[str] | None = None,
         user: str | None = None,
     ) -> Self: ...
+
+@final
+class CopyOptions:
+    """How ``copy_in``/``copy_out`` treat directories, existing files and symlinks."""
+
+    recursive: bool
+    overwrite: bool
+    follow_symlinks: bool
+    def __new__(cls, recursive: bool = True, overwrite: bool = True, follow_symlinks: bool = False) -> Self: ...
 
 @final
 class BoxStateInfo:
@@ -259,6 +270,20 @@ class Box:
             NotFoundError: the program does not exist in the box.
             ExecutionError: the user or working directory is not usable.
         """
+    def copy_in(self, host_path: str | os.PathLike[str], container_dest: str, copy_options: CopyOptions | None = None) -> asyncio.Future[None]:
+        """Copies a host file or directory into the box (``docker cp`` conventions: a file to
+        an existing directory or a path ending in ``/`` lands inside it; ``src/.`` copies a
+        directory's contents). Paths are resolved inside the box's root: a symlink in the box
+        never leads outside it. Boots the box if needed.
+
+        Raises:
+            NotFoundError: the source, or the destination's parent, does not exist.
+            InvalidArgumentError: a destination under /proc, /sys or /dev, or a special file.
+            AlreadyExistsError: the target exists and ``overwrite`` is off.
+            ConfigError: a directory with ``recursive`` off, or an empty destination.
+        """
+    def copy_out(self, container_src: str, host_dest: str | os.PathLike[str], copy_options: CopyOptions | None = None) -> asyncio.Future[None]:
+        """Copies a file or directory out of the box; the conventions of ``copy_in``."""
     def metrics(self) -> asyncio.Future[BoxMetrics]: ...
     def __aenter__(self) -> asyncio.Future[Self]: ...
     def __aexit__(self, *_exc: object) -> asyncio.Future[None]: ...

@@ -4,6 +4,7 @@
 mod boxes;
 mod cgroups;
 mod error;
+pub mod files;
 pub mod exec;
 mod home;
 mod ids;

@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 use crate::dispatcher::Shared;
 use crate::errors;
 use crate::event::Payload;
+use crate::options::CopyOptions;
 
 #[pyclass(module = "boxlite._native", frozen, name = "Box")]
 pub struct Box {
@@ -88,6 +89,22 @@ impl Box {
         };
         let handle = Arc::clone(&self.handle);
         self.shared.submit(py, async move { handle.exec(request).await.map(Payload::Execution) })
+    }
+
+    /// Copies a host file or directory into the box (`docker cp` conventions).
+    #[pyo3(signature = (host_path, container_dest, copy_options = None))]
+    fn copy_in<'py>(&self, py: Python<'py>, host_path: std::path::PathBuf, container_dest: String, copy_options: Option<&CopyOptions>) -> PyResult<Bound<'py, PyAny>> {
+        let options = CopyOptions::to_core(copy_options);
+        let handle = Arc::clone(&self.handle);
+        self.shared.submit(py, async move { handle.copy_in(host_path, container_dest, options).await.map(|()| Payload::Unit) })
+    }
+
+    /// Copies a file or directory out of the box (`docker cp` conventions).
+    #[pyo3(signature = (container_src, host_dest, copy_options = None))]
+    fn copy_out<'py>(&self, py: Python<'py>, container_src: String, host_dest: std::path::PathBuf, copy_options: Option<&CopyOptions>) -> PyResult<Bound<'py, PyAny>> {
+        let options = CopyOptions::to_core(copy_options);
+        let handle = Arc::clone(&self.handle);
+        self.shared.submit(py, async move { handle.copy_out(container_src, host_dest, options).await.map(|()| Payload::Unit) })
     }
 
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {

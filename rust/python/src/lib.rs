@@ -24,6 +24,7 @@ fn _native(py: Python<'_>, module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<runtime::Boxlite>()?;
     module.add_class::<options::Options>()?;
     module.add_class::<options::BoxOptions>()?;
+    module.add_class::<options::CopyOptions>()?;
     module.add_class::<boxes::Box>()?;
     module.add_class::<execution::Execution>()?;
     module.add_class::<execution::ExecStream>()?;

@@ -126,3 +126,36 @@ impl BoxOptions {
         })
     }
 }
+
+/// How `copy_in`/`copy_out` treat directories, existing files and symlinks.
+#[pyclass(module = "boxlite._native", get_all, set_all)]
+#[derive(Clone, Copy)]
+pub struct CopyOptions {
+    pub recursive: bool,
+    pub overwrite: bool,
+    pub follow_symlinks: bool,
+}
+
+#[pymethods]
+impl CopyOptions {
+    #[new]
+    #[pyo3(signature = (recursive = true, overwrite = true, follow_symlinks = false))]
+    fn new(recursive: bool, overwrite: bool, follow_symlinks: bool) -> Self {
+        Self { recursive, overwrite, follow_symlinks }
+    }
+
+    fn __repr__(&self) -> String {
+        let flag = |value: bool| if value { "True" } else { "False" };
+        format!("CopyOptions(recursive={}, overwrite={}, follow_symlinks={})", flag(self.recursive), flag(self.overwrite), flag(self.follow_symlinks))
+    }
+}
+
+impl CopyOptions {
+    pub fn to_core(options: Option<&Self>) -> boxlite_core::files::CopyOptions {
+        options.map_or_else(boxlite_core::files::CopyOptions::default, |options| boxlite_core::files::CopyOptions {
+            recursive: options.recursive,
+            overwrite: options.overwrite,
+            follow_symlinks: options.follow_symlinks,
+        })
+    }
+}

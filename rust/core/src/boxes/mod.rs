@@ -29,6 +29,7 @@ pub use state::BoxStatus;
 use crate::cgroups::{BoxCgroup, CgroupLayout, Limits, DEFAULT_PIDS_LIMIT};
 use crate::error::{Error, Result};
 use crate::exec::{self, ExecSpec, Execution};
+use crate::files::CopyOptions;
 use crate::home::Home;
 use crate::image::{self, ImageSource};
 use engine::Live;
@@ -610,17 +611,7 @@ impl BoxHandle {
                 return Err(Error::InvalidArgument("timeout must be positive".to_string()));
             }
         }
-        let socket_path = {
-            let mut live = self.entry.live.lock().await;
-            let status = self.entry.record().status;
-            if !live.as_ref().is_some_and(Live::is_alive) {
-                if !status.can_exec() && !status.can_start() {
-                    return Err(Error::InvalidState(format!("box {} is {}; cannot exec", self.entry.id, status.as_str())));
-                }
-                self.start_locked(&mut live).await?;
-            }
-            live.as_ref().map(|running| running.socket_path.clone()).ok_or_else(|| Error::Internal("box has no init after start".to_string()))?
-        };
+        let (socket_path, _) = self.ensure_running().await?;
         let spec = self.exec_spec(request);
         self.inner.counters.commands.fetch_add(1, Ordering::Relaxed);
         self.entry.commands.fetch_add(1, Ordering::Relaxed);
@@ -630,6 +621,35 @@ impl BoxHandle {
             self.entry.exec_errors.fetch_add(1, Ordering::Relaxed);
         }
         started
+    }
+
+    /// Boots the box if it is configured or stopped; returns its init's socket and pid.
+    async fn ensure_running(&self) -> Result<(PathBuf, i32)> {
+        let mut live = self.entry.live.lock().await;
+        if !live.as_ref().is_some_and(Live::is_alive) {
+            let status = self.entry.record().status;
+            if !status.can_exec() && !status.can_start() {
+                return Err(Error::InvalidState(format!("box {} is {}; it must be running", self.entry.id, status.as_str())));
+            }
+            self.start_locked(&mut live).await?;
+        }
+        live.as_ref()
+            .map(|running| (running.socket_path.clone(), running.init_pid))
+            .ok_or_else(|| Error::Internal("box has no init after start".to_string()))
+    }
+
+    /// Copies a host file or directory into the box (booting it if needed).
+    pub async fn copy_in(&self, host_source: PathBuf, box_destination: String, options: CopyOptions) -> Result<()> {
+        self.check_usable()?;
+        let (_, init_pid) = self.ensure_running().await?;
+        blocking(move || crate::files::copy_in(init_pid, &host_source, &box_destination, options)).await
+    }
+
+    /// Copies a file or directory out of the box (booting it if needed).
+    pub async fn copy_out(&self, box_source: String, host_destination: PathBuf, options: CopyOptions) -> Result<()> {
+        self.check_usable()?;
+        let (_, init_pid) = self.ensure_running().await?;
+        blocking(move || crate::files::copy_out(init_pid, &box_source, &host_destination, options)).await
     }
 
     fn exec_spec(&self, request: ExecRequest) -> ExecSpec {
