@@ -60,7 +60,9 @@ from .errors import (
     UnsupportedError,
     UpstreamUnavailableError,
 )
+from .codebox import CodeBox
 from .exec import ExecResult
+from .simplebox import SimpleBox
 
 # BoxLite's names for the stream classes.
 ExecStdout = ExecStream
@@ -81,6 +83,7 @@ __all__ = [
     "BoxStateInfo",
     "Boxlite",
     "BoxliteError",
+    "CodeBox",
     "ConfigError",
     "CopyOptions",
     "DatabaseError",
@@ -107,6 +110,7 @@ __all__ = [
     "RuntimeClosedError",
     "RuntimeMetrics",
     "SessionReapedError",
+    "SimpleBox",
     "StorageError",
     "StoppedError",
     "TimeoutError",

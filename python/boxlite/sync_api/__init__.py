@@ -1,0 +1,193 @@
+"""The sync API: boxlite from plain threads and scripts, with no event loop of your own.
+
+    from boxlite.sync_api import SyncBoxlite
+    with SyncBoxlite(boxlite.Options(home_dir="bl-home")) as rt:
+        box = rt.create(boxlite.BoxOptions())
+        run = box.exec("echo", ["hi"])
+        print("".join(run.stdout()), run.wait().exit_code)
+
+Every call runs the async API on an event loop thread owned by the ``SyncBoxlite`` and waits
+for it, so calls from several threads at once are fine. It cannot be used from inside a running
+asyncio loop (use the async API there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from .._native import Box, BoxInfo, Boxlite, BoxMetrics, BoxOptions, CopyOptions, Options, RuntimeMetrics
+from ..codebox import CodeBox
+from ..exec import ExecResult
+from ..simplebox import SimpleBox
+from ._execution import SyncExecStdin, SyncExecStream, SyncExecution
+from ._runner import LoopThread
+
+__all__ = [
+    "SyncBox",
+    "SyncBoxlite",
+    "SyncCodeBox",
+    "SyncExecStdin",
+    "SyncExecStream",
+    "SyncExecution",
+    "SyncSimpleBox",
+]
+
+
+class SyncBox:
+    def __init__(self, runner: LoopThread, box: Box) -> None:
+        self._runner = runner
+        self._box = box
+
+    @property
+    def id(self) -> str:
+        return self._box.id
+
+    @property
+    def name(self) -> str | None:
+        return self._box.name
+
+    def start(self) -> None:
+        self._runner.run(self._box.start)
+
+    def stop(self) -> None:
+        self._runner.run(self._box.stop)
+
+    def exec(
+        self,
+        cmd: str,
+        args: Sequence[str] | None = None,
+        env: Sequence[tuple[str, str]] | None = None,
+        tty: bool = False,
+        user: str | None = None,
+        timeout_secs: float | None = None,
+        cwd: str | None = None,
+    ) -> SyncExecution:
+        execution = self._runner.run(lambda: self._box.exec(cmd, args, env=env, tty=tty, user=user, timeout_secs=timeout_secs, cwd=cwd))
+        return SyncExecution(self._runner, execution)
+
+    def metrics(self) -> BoxMetrics:
+        return self._runner.run(self._box.metrics)
+
+    def copy_in(self, host_path: str | Path, container_dest: str, copy_options: CopyOptions | None = None) -> None:
+        self._runner.run(lambda: self._box.copy_in(host_path, container_dest, copy_options))
+
+    def copy_out(self, container_src: str, host_dest: str | Path, copy_options: CopyOptions | None = None) -> None:
+        self._runner.run(lambda: self._box.copy_out(container_src, host_dest, copy_options))
+
+    def __enter__(self) -> SyncBox:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None) -> None:
+        self.stop()
+
+
+class SyncBoxlite:
+    """A runtime for synchronous code; owns an event loop thread."""
+
+    def __init__(self, options: Options, *, _runtime: Boxlite | None = None) -> None:
+        self._runner = LoopThread()
+        self._boxlite = _runtime if _runtime is not None else Boxlite(options)
+
+    @staticmethod
+    def default() -> SyncBoxlite:
+        return SyncBoxlite(Options(), _runtime=Boxlite.default())
+
+    @property
+    def runtime(self) -> Boxlite:
+        return self._boxlite
+
+    def start(self) -> SyncBoxlite:
+        return self
+
+    def create(self, options: BoxOptions, name: str | None = None) -> SyncBox:
+        return SyncBox(self._runner, self._runner.run(lambda: self._boxlite.create(options, name)))
+
+    def get_or_create(self, options: BoxOptions, name: str | None = None) -> tuple[SyncBox, bool]:
+        box, created = self._runner.run(lambda: self._boxlite.get_or_create(options, name))
+        return SyncBox(self._runner, box), created
+
+    def get(self, id_or_name: str) -> SyncBox | None:
+        box = self._runner.run(lambda: self._boxlite.get(id_or_name))
+        return None if box is None else SyncBox(self._runner, box)
+
+    def get_info(self, id_or_name: str) -> BoxInfo | None:
+        return self._runner.run(lambda: self._boxlite.get_info(id_or_name))
+
+    def list_info(self) -> list[BoxInfo]:
+        return self._runner.run(self._boxlite.list_info)
+
+    def remove(self, id_or_name: str, force: bool = False) -> None:
+        self._runner.run(lambda: self._boxlite.remove(id_or_name, force))
+
+    def metrics(self) -> RuntimeMetrics:
+        return self._runner.run(self._boxlite.metrics)
+
+    def shutdown(self, timeout: int | None = None) -> None:
+        self._runner.run(lambda: self._boxlite.shutdown(timeout))
+
+    def close(self) -> None:
+        """Closes the runtime (boxes that are not detached are killed) and its loop thread."""
+        self._boxlite.close()
+        self._runner.close()
+
+    def stop(self) -> None:
+        self.close()
+
+    def __enter__(self) -> SyncBoxlite:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None) -> None:
+        self.close()
+
+
+class SyncSimpleBox:
+    """``with SyncSimpleBox(image) as box: box.exec("echo", "hi")``."""
+
+    _async_class: type[SimpleBox] = SimpleBox
+
+    def __init__(self, image: str | None = None, runtime: SyncBoxlite | None = None, **kwargs: Any) -> None:
+        if image is not None:
+            kwargs["image"] = image
+        self._owned = runtime is None
+        self._runtime = runtime if runtime is not None else SyncBoxlite.default()
+        self._runner = self._runtime._runner
+        self._inner = self._async_class(runtime=self._runtime.runtime, **kwargs)
+
+    def __enter__(self) -> SyncSimpleBox:
+        self._runner.run(self._inner.start)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None) -> None:
+        self.stop()
+
+    @property
+    def id(self) -> str:
+        return self._inner.id
+
+    @property
+    def created(self) -> bool | None:
+        return self._inner.created
+
+    def exec(self, cmd: str, *args: str, env: dict[str, str] | None = None, user: str | None = None, timeout: float | None = None, cwd: str | None = None) -> ExecResult:
+        return self._runner.run(lambda: self._inner.exec(cmd, *args, env=env, user=user, timeout=timeout, cwd=cwd))
+
+    def metrics(self) -> BoxMetrics:
+        return self._runner.run(self._inner.metrics)
+
+    def stop(self) -> None:
+        self._runner.run(self._inner.stop)
+        if self._owned:
+            self._runner.close()
+
+
+class SyncCodeBox(SyncSimpleBox):
+    _async_class = CodeBox
+
+    def run(self, code: str, timeout: float | None = None) -> str:
+        inner = self._inner
+        assert isinstance(inner, CodeBox)
+        return self._runner.run(lambda: inner.run(code, timeout))

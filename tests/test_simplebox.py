@@ -1,0 +1,89 @@
+"""SimpleBox and CodeBox (async), and the sync API, on real boxes."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+import boxlite
+from boxlite.sync_api import SyncBoxlite, SyncCodeBox, SyncSimpleBox
+
+
+async def test_simplebox_collects_output_and_removes_the_box(runtime: boxlite.Boxlite) -> None:
+    async with boxlite.SimpleBox(boxlite.HOST_IMAGE, runtime=runtime, name="simple") as box:
+        assert box.created is True
+        result = await box.exec("sh", "-c", "echo $GREETING; echo oops >&2; exit 4", env={"GREETING": "hi"})
+        assert result == boxlite.ExecResult(exit_code=4, stdout="hi\n", stderr="oops\n")
+        assert (await box.info()).name == "simple"
+    assert await runtime.get_info("simple") is None
+
+
+async def test_simplebox_guards_and_reuse(runtime: boxlite.Boxlite) -> None:
+    with pytest.raises(ValueError, match="image"):
+        boxlite.SimpleBox()
+    box = boxlite.SimpleBox(boxlite.HOST_IMAGE, runtime=runtime)
+    with pytest.raises(RuntimeError, match="Box not started"):
+        _ = box.id
+    async with boxlite.SimpleBox(boxlite.HOST_IMAGE, runtime=runtime, name="shared", auto_remove=False) as outer:
+        async with boxlite.SimpleBox(boxlite.HOST_IMAGE, runtime=runtime, name="shared", reuse_existing=True) as inner:
+            assert inner.created is False and inner.id == outer.id
+    await runtime.remove("shared", force=True)
+
+
+async def test_codebox_runs_python_and_its_timeout_works(runtime: boxlite.Boxlite, tmp_path: Path) -> None:
+    async with boxlite.CodeBox(runtime=runtime) as box:
+        assert (await box.run("print(2 + 2)")).strip() == "4"
+        script = tmp_path / "script.py"
+        script.write_text("import json\nprint(json.dumps({'ok': True}))\n")
+        assert (await box.run_script(script)).strip() == '{"ok": true}'
+        result = await box.exec("python3", "-c", "import time; time.sleep(100)", timeout=0.5)
+        assert result.exit_code < 0
+        assert await box.run("import time; time.sleep(100)", timeout=0.5) == ""
+
+
+def test_sync_api_from_plain_threads(home: Path) -> None:
+    with SyncBoxlite(boxlite.Options(home_dir=str(home))) as runtime:
+        box = runtime.create(boxlite.BoxOptions())
+        execution = box.exec("sh", ["-c", "read line; echo got $line; echo err >&2"])
+        stdin = execution.stdin()
+        stdin.send_input(b"x\n")
+        stdin.close()
+        assert "".join(str(chunk) for chunk in execution.stdout()) == "got x\n"
+        assert list(execution.stderr()) == ["err\n"]
+        assert execution.wait().exit_code == 0
+
+        results: list[str] = []
+
+        def worker(index: int) -> None:
+            run = box.exec("echo", [f"thread-{index}"])
+            results.append("".join(str(chunk) for chunk in run.stdout()).strip())
+
+        threads = [threading.Thread(target=worker, args=(index,)) for index in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(results) == sorted(f"thread-{index}" for index in range(8))
+        assert runtime.metrics().total_commands_executed == 9
+        box.stop()
+        assert runtime.list_info() == []
+
+
+def test_sync_simplebox_and_codebox(home: Path) -> None:
+    with SyncBoxlite(boxlite.Options(home_dir=str(home))) as runtime:
+        with SyncSimpleBox(boxlite.HOST_IMAGE, runtime=runtime) as box:
+            result = box.exec("sh", "-c", "for i in $(seq 5000); do echo line; echo err >&2; done")
+            assert result.stdout.count("\n") == 5000 and result.stderr.count("\n") == 5000
+        with SyncCodeBox(runtime=runtime) as code:
+            assert code.run("print(6 * 7)").strip() == "42"
+
+
+async def test_sync_api_refuses_to_run_inside_an_event_loop(home: Path) -> None:
+    runtime = SyncBoxlite(boxlite.Options(home_dir=str(home)))
+    try:
+        with pytest.raises(RuntimeError, match="inside a running asyncio loop"):
+            runtime.list_info()
+    finally:
+        runtime.close()
