@@ -346,3 +346,12 @@ def test_leftover_check_sees_a_running_box(tmp_path: Path) -> None:
         assert_no_leftovers(tmp_path / "home")
 
     asyncio.run(scenario())
+
+
+async def test_a_runtime_dropped_right_after_a_call_still_resolves_it(home: Path) -> None:
+    assert await boxlite.Boxlite(boxlite.Options(home_dir=str(home))).list_info() == []
+    import gc
+
+    gc.collect()
+    runtime = open_runtime(home)  # the dropped runtime released the home's lock
+    runtime.close()

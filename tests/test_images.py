@@ -87,6 +87,7 @@ async def test_a_corrupt_blob_is_refused_and_nothing_is_cached(runtime: boxlite.
         ("through-symlink", [entry("link", tarfile.SYMTYPE, link="{outside}"), entry("link/escaped", data=b"x")]),
         ("hardlink-outside", [entry("escaped", tarfile.LNKTYPE, link="{outside}/victim")]),
         ("hardlink-dot-dot", [entry("escaped", tarfile.LNKTYPE, link="../victim")]),
+        ("whiteout-of-parent", [entry(".wh..."), entry("file", data=b"x")]),
     ],
 )
 async def test_malicious_layers_are_refused_and_write_nothing_outside(

@@ -17,7 +17,8 @@ result = libc.syscall(number, *arguments)
 print("ok" if result >= 0 else errno.errorcode[ctypes.get_errno()])
 """
 
-DOCKER_DEFAULT_CAPABILITIES = 0xA80425FB
+# Docker's default capability set without MKNOD (boxes have no device cgroup).
+BOX_CAPABILITIES = 0xA80425FB & ~(1 << 27)
 
 
 @pytest.fixture
@@ -56,10 +57,10 @@ async def test_clone3_falls_back_so_threads_and_forks_still_work(box: boxlite.Bo
     assert sorted((await output(box, "python3", "-c", script)).split()) == ["child", "thread"]
 
 
-async def test_capabilities_are_dockers_default_with_no_new_privs_and_seccomp(box: boxlite.Box) -> None:
+async def test_capabilities_are_dockers_default_less_mknod_with_no_new_privs_and_seccomp(box: boxlite.Box) -> None:
     status = dict(line.split(":\t", 1) for line in (await output(box, "cat", "/proc/self/status")).splitlines() if ":\t" in line)
-    assert int(status["CapBnd"], 16) == DOCKER_DEFAULT_CAPABILITIES
-    assert int(status["CapEff"], 16) == DOCKER_DEFAULT_CAPABILITIES
+    assert int(status["CapBnd"], 16) == BOX_CAPABILITIES
+    assert int(status["CapEff"], 16) == BOX_CAPABILITIES
     assert status["NoNewPrivs"].strip() == "1"
     assert status["Seccomp"].strip() == "2"
 
@@ -68,6 +69,17 @@ async def test_proc_and_sys_are_read_only_and_masked(box: boxlite.Box) -> None:
     result = await output(box, "sh", "-c", "echo x > /proc/sys/kernel/domainname 2>&1; echo x > /sys/kernel/uevent_helper 2>&1; cat /proc/timer_list | wc -c")
     assert result.count("Read-only file system") == 2
     assert result.split()[0] == "0", "/proc/timer_list is masked"
+
+
+async def test_device_nodes_cannot_be_made(box: boxlite.Box) -> None:
+    result = await output(box, "sh", "-c", "mknod /root/disk b 8 0 2>&1; mknod /dev/disk b 8 0 2>&1; mkfifo /root/fifo && echo fifo-ok")
+    assert result.count("Operation not permitted") == 2
+    assert "fifo-ok" in result
+
+
+async def test_an_unreadable_passwd_does_not_wedge_the_box(box: boxlite.Box) -> None:
+    await output(box, "sh", "-c", "rm /etc/passwd && mkfifo /etc/passwd")
+    assert (await output(box, "echo", "still answering")).strip() == "still answering"
 
 
 async def test_the_init_cannot_be_read_or_traced(box: boxlite.Box) -> None:
@@ -86,3 +98,16 @@ async def test_the_network_is_loopback_only(box: boxlite.Box) -> None:
     assert interfaces.split() == ["lo"]
     echo = "import socket; s = socket.create_server(('127.0.0.1', 0)); c = socket.create_connection(s.getsockname()); a, _ = s.accept(); c.sendall(b'hi'); print(a.recv(2).decode())"
     assert (await output(box, "python3", "-c", echo)).strip() == "hi"
+
+
+async def test_inheritable_host_descriptors_do_not_reach_the_box(runtime: boxlite.Boxlite) -> None:
+    import os
+
+    leaked = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+    os.set_inheritable(leaked, True)
+    try:
+        box = await runtime.create(boxlite.BoxOptions())
+        descriptors = (await output(box, "ls", "/proc/self/fd")).split()
+        assert sorted(int(fd) for fd in descriptors) == [0, 1, 2, 3], descriptors  # 3: ls's own listing
+    finally:
+        os.close(leaked)

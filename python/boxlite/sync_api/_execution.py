@@ -77,4 +77,4 @@ class SyncExecution:
         self._runner.run(lambda: self._execution.resize_tty(rows, cols))
 
     def close(self) -> None:
-        self._execution.close()
+        self._runner.run(self._execution.aclose)

@@ -10,6 +10,7 @@
 //! <home>/boxes/<id>/{upper,work}/  its writable layer, kept across stop/start
 //! <home>/boxes/<id>/rootfs/        where its root is mounted (inside its own mount namespace)
 //! <home>/boxes/<id>/init.sock      its init's control socket
+//! <home>/trash/                    directories of deleted boxes, being removed
 //! ```
 
 use std::fs::File;
@@ -32,7 +33,7 @@ pub struct Home {
 impl Home {
     /// Opens (creating if needed) `root` and takes its exclusive lock.
     pub fn open(root: &Path) -> Result<Self> {
-        for dir in ["bin", "layers/sha256", "layers/tmp", "boxes"] {
+        for dir in ["bin", "layers/sha256", "layers/tmp", "boxes", "trash"] {
             fs_err::create_dir_all(root.join(dir))?;
         }
         let root = fs_err::canonicalize(root)?;
@@ -49,6 +50,11 @@ impl Home {
                 "another runtime already uses the home directory {}; one runtime per home directory at a time",
                 root.display()
             )));
+        }
+        // Whatever an earlier runtime left being deleted.
+        let trash = root.join("trash");
+        for leftover in fs_err::read_dir(&trash)?.flatten() {
+            let _ = std::fs::remove_dir_all(leftover.path());
         }
         Ok(Self { root, _lock: lock })
     }
@@ -67,6 +73,11 @@ impl Home {
 
     pub fn host_skeleton(&self) -> PathBuf {
         self.root.join("host")
+    }
+
+    /// Directories of deleted boxes, on their way out.
+    pub fn trash(&self) -> PathBuf {
+        self.root.join("trash")
     }
 
     pub fn boxes(&self) -> PathBuf {

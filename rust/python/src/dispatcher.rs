@@ -128,13 +128,13 @@ impl Shared {
     }
 
     /// Registers a request on the running loop: its target id and the future it resolves.
-    pub fn register<'py>(&self, py: Python<'py>) -> PyResult<(u64, Bound<'py, PyAny>)> {
+    pub fn register<'py>(self: &Arc<Self>, py: Python<'py>) -> PyResult<(u64, Bound<'py, PyAny>)> {
         self.check_open(py)?;
         let event_loop = running_loop(py)?;
         let future = event_loop.call_method0("create_future")?;
         let slot = Slot::Request { future: future.clone().unbind(), event_loop: event_loop.unbind() };
         let target = self.registry.register(slot).map_err(|_| errors::runtime_closed(py))?;
-        let hook = CancelHook { registry: Arc::clone(&self.registry), target };
+        let hook = CancelHook { shared: Arc::clone(self), target };
         future.call_method1("add_done_callback", (hook,))?;
         Ok((target, future))
     }
@@ -151,7 +151,7 @@ impl Shared {
     }
 
     /// Starts `work` on tokio and returns the asyncio future its one completion resolves.
-    pub fn submit<'py, F>(&self, py: Python<'py>, work: F) -> PyResult<Bound<'py, PyAny>>
+    pub fn submit<'py, F>(self: &Arc<Self>, py: Python<'py>, work: F) -> PyResult<Bound<'py, PyAny>>
     where
         F: Future<Output = Result<Payload, boxlite_core::Error>> + Send + 'static,
     {
@@ -374,10 +374,12 @@ impl Delivery {
     }
 }
 
-/// Runs when a request's future is done; if it was cancelled, claims the slot (rule 20).
+/// Runs when a request's future is done; if it was cancelled, claims the slot (rule 20). It
+/// also keeps the runtime's core alive while the request is pending, so a `Boxlite` object that
+/// is dropped right after a call (`await Boxlite(options).list_info()`) still resolves it.
 #[pyclass(module = "boxlite._native", frozen)]
 pub struct CancelHook {
-    registry: Arc<Registry<Slot>>,
+    shared: Arc<Shared>,
     target: u64,
 }
 
@@ -385,7 +387,7 @@ pub struct CancelHook {
 impl CancelHook {
     fn __call__(&self, future: &Bound<'_, PyAny>) -> PyResult<()> {
         if future.call_method0("cancelled")?.is_truthy()? {
-            drop(self.registry.take(self.target));
+            drop(self.shared.registry.take(self.target));
         }
         Ok(())
     }

@@ -30,7 +30,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::dispatcher::{running_loop, set_exception, set_result, Shared, Slot};
+use crate::dispatcher::{running_loop, set_exception, set_result, Deferred, Shared, Slot};
 use crate::errors;
 use crate::event::{Event, Payload, StreamKind};
 
@@ -132,7 +132,41 @@ struct StreamState {
     credit: Option<Arc<Semaphore>>,
 }
 
+/// A parked reader to resolve once no lock is held: with an item, or with end of stream.
+struct Resolution {
+    waiter: Py<PyAny>,
+    item: Option<Py<PyAny>>,
+}
+
+/// Resolves readers outside the state lock: resolving runs Python code.
+fn resolve_all(py: Python<'_>, resolutions: impl IntoIterator<Item = Resolution>) {
+    for Resolution { waiter, item } in resolutions {
+        let waiter = waiter.bind(py);
+        let _ = match item {
+            Some(item) => set_result(waiter, item.into_bound(py)),
+            None => set_exception(py, waiter, PyStopAsyncIteration::new_err(())),
+        };
+    }
+}
+
 impl StreamState {
+    /// Hands the next item to a parked reader, if there is one and an item (or the end) is
+    /// ready. A reader that was cancelled is dropped without consuming anything.
+    fn wake(&mut self, py: Python<'_>) -> Option<Resolution> {
+        let waiter = self.waiter.take()?;
+        if is_done(waiter.bind(py)) {
+            return None;
+        }
+        match self.next_item(py) {
+            Some(item) => Some(Resolution { waiter, item: Some(item) }),
+            None if self.ended => Some(Resolution { waiter, item: None }),
+            None => {
+                self.waiter = Some(waiter);
+                None
+            }
+        }
+    }
+
     fn release(&self, bytes: usize) {
         if let Some(credit) = &self.credit {
             credit.add_permits(bytes);
@@ -187,6 +221,7 @@ impl ExecState {
 #[pyclass(module = "boxlite._native", frozen)]
 pub struct Execution {
     shared: Arc<Shared>,
+    event_loop: Py<PyAny>,
     id: String,
     target: OnceLock<u64>,
     control: ExecutionControl,
@@ -255,6 +290,7 @@ impl Execution {
             py,
             Self {
                 shared: Arc::clone(shared),
+                event_loop: event_loop.clone().unbind(),
                 id: core.id.clone(),
                 target: OnceLock::new(),
                 control: control.clone(),
@@ -290,57 +326,47 @@ impl Execution {
     }
 
     pub fn deliver_chunk(&self, py: Python<'_>, kind: StreamKind, data: Vec<u8>) {
-        let mut state = locked(&self.state);
-        if state.sealed {
-            return;
-        }
-        let stream = state.stream(kind);
-        stream.buffer.push_back(data);
-        Self::wake(py, stream);
+        let resolution = {
+            let mut state = locked(&self.state);
+            if state.sealed {
+                return;
+            }
+            let stream = state.stream(kind);
+            stream.buffer.push_back(data);
+            stream.wake(py)
+        };
+        resolve_all(py, resolution);
     }
 
     pub fn deliver_end(&self, py: Python<'_>, kind: StreamKind) {
-        let mut state = locked(&self.state);
-        let stream = state.stream(kind);
-        stream.ended = true;
-        Self::wake(py, stream);
-    }
-
-    /// Hands the next item to a parked `__anext__`, if there is one and an item is ready. A
-    /// waiter that was cancelled is dropped without consuming anything.
-    fn wake(py: Python<'_>, stream: &mut StreamState) {
-        let Some(waiter) = stream.waiter.take() else { return };
-        let waiter = waiter.into_bound(py);
-        if is_done(&waiter) {
-            return;
-        }
-        let item = stream.next_item(py);
-        let _ = match item {
-            Some(item) => set_result(&waiter, item.into_bound(py)),
-            None if stream.ended => set_exception(py, &waiter, PyStopAsyncIteration::new_err(())),
-            None => {
-                stream.waiter = Some(waiter.unbind());
-                Ok(())
-            }
+        let resolution = {
+            let mut state = locked(&self.state);
+            let stream = state.stream(kind);
+            stream.ended = true;
+            stream.wake(py)
         };
+        resolve_all(py, resolution);
     }
 
     /// Publishes the one exit (invariant 2) and ends the streams.
     pub fn deliver_exit(&self, py: Python<'_>, status: CoreExitStatus, forced: bool) {
-        let mut state = locked(&self.state);
-        if state.exit.is_some() {
-            return;
-        }
         let mut status = ExitStatus::from(status);
         status.forced = forced;
-        state.exit = Some(status.clone());
-        for kind in [StreamKind::Stdout, StreamKind::Stderr] {
-            let stream = state.stream(kind);
-            stream.ended = true;
-            Self::wake(py, stream);
-        }
-        let waiters = std::mem::take(&mut state.waiters);
-        drop(state);
+        let mut resolutions = Vec::new();
+        let waiters = {
+            let mut state = locked(&self.state);
+            if state.exit.is_some() {
+                return;
+            }
+            state.exit = Some(status.clone());
+            for kind in [StreamKind::Stdout, StreamKind::Stderr] {
+                let stream = state.stream(kind);
+                stream.ended = true;
+                resolutions.extend(stream.wake(py));
+            }
+            std::mem::take(&mut state.waiters)
+        };
+        resolve_all(py, resolutions);
         for waiter in waiters {
             if let Ok(value) = Py::new(py, status.clone()) {
                 let _ = set_result(waiter.bind(py), value.into_bound(py).into_any());
@@ -350,16 +376,19 @@ impl Execution {
 
     /// The runtime closed: every pending wait and read fails with RuntimeClosedError.
     pub fn fail_closed(&self, py: Python<'_>) {
-        let mut state = locked(&self.state);
-        state.sealed = true;
-        let mut pending: Vec<Py<PyAny>> = std::mem::take(&mut state.waiters);
-        pending.extend(state.stdout.waiter.take());
-        pending.extend(state.stderr.waiter.take());
-        drop(state);
+        let pending: Vec<Py<PyAny>> = {
+            let mut state = locked(&self.state);
+            state.sealed = true;
+            let mut pending = std::mem::take(&mut state.waiters);
+            pending.extend(state.stdout.waiter.take());
+            pending.extend(state.stderr.waiter.take());
+            pending
+        };
         for future in pending {
             let _ = set_exception(py, future.bind(py), errors::runtime_closed(py));
         }
-        drop(locked(&self.owner).take());
+        let owner = locked(&self.owner).take();
+        crate::gil::detach(py, move || drop(owner));
     }
 
     fn take_stream(slf: &Bound<'_, Self>, kind: StreamKind, text: bool) -> PyResult<ExecStream> {
@@ -423,15 +452,22 @@ impl Execution {
 
     /// Resolves to the `ExitStatus` once the process ended and all its output was delivered.
     fn wait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let mut state = locked(&self.state);
-        if let Some(status) = &state.exit {
-            let value = Py::new(py, status.clone())?.into_bound(py).into_any();
-            drop(state);
-            return Self::ready_future(py, value);
+        let known = locked(&self.state).exit.clone();
+        if let Some(status) = known {
+            return Self::ready_future(py, Py::new(py, status)?.into_bound(py).into_any());
         }
         self.shared.check_open(py)?;
         let future = running_loop(py)?.call_method0("create_future")?;
-        state.waiters.push(future.clone().unbind());
+        let arrived = {
+            let mut state = locked(&self.state);
+            if state.exit.is_none() {
+                state.waiters.push(future.clone().unbind());
+            }
+            state.exit.clone()
+        };
+        if let Some(status) = arrived {
+            set_result(&future, Py::new(py, status)?.into_bound(py).into_any())?;
+        }
         Ok(future)
     }
 
@@ -466,33 +502,38 @@ impl Execution {
     }
 
     /// Ends the execution now (invariants 2–4): kills its process group unless it is known to
-    /// have exited. Idempotent; never blocks.
-    fn close(&self, py: Python<'_>) {
-        if self.exit_claimed.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-            locked(&self.state).sealed = true;
-            for pump in locked(&self.stream_pumps).drain(..) {
+    /// have exited. Idempotent; never blocks; callable from any thread (the exit is published
+    /// on the execution's event loop).
+    fn close(slf: &Bound<'_, Self>) {
+        let py = slf.py();
+        let this = slf.get();
+        if this.exit_claimed.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            locked(&this.state).sealed = true;
+            for pump in locked(&this.stream_pumps).drain(..) {
                 pump.abort();
             }
-            if let Some(target) = self.target.get() {
-                drop(self.shared.registry.take(*target));
+            if let Some(target) = this.target.get() {
+                drop(this.shared.registry.take(*target));
             }
-            let (status, forced) = match self.control.try_status() {
+            let (status, forced) = match this.control.try_status() {
                 Some(status) => (status, false),
                 None => (
                     CoreExitStatus { exit_code: -1, signal: None, timed_out: false, error: Some("the execution was closed before the process exited".to_string()) },
                     true,
                 ),
             };
-            self.deliver_exit(py, status, forced);
+            let execution = slf.clone().unbind();
+            let publish = Deferred::new(move |py| execution.get().deliver_exit(py, status, forced));
+            let _ = this.event_loop.bind(py).call_method1("call_soon_threadsafe", (publish,));
         }
-        drop(locked(&self.stdin).take());
-        let owner = locked(&self.owner).take();
+        drop(locked(&this.stdin).take());
+        let owner = locked(&this.owner).take();
         crate::gil::detach(py, move || drop(owner));
     }
 
-    fn aclose<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.close(py);
-        Self::ready_future(py, py.None().into_bound(py))
+    fn aclose<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        Self::close(slf);
+        Self::ready_future(slf.py(), slf.py().None().into_bound(slf.py()))
     }
 
     fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
@@ -500,8 +541,9 @@ impl Execution {
     }
 
     #[pyo3(signature = (*_exc))]
-    fn __aexit__<'py>(&self, py: Python<'py>, _exc: &Bound<'py, pyo3::types::PyTuple>) -> PyResult<Bound<'py, PyAny>> {
-        self.close(py);
+    fn __aexit__<'py>(slf: &Bound<'py, Self>, _exc: &Bound<'py, pyo3::types::PyTuple>) -> PyResult<Bound<'py, PyAny>> {
+        Self::close(slf);
+        let py = slf.py();
         Self::ready_future(py, false.into_pyobject(py)?.to_owned().into_any())
     }
 
@@ -525,22 +567,31 @@ impl ExecStream {
 
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let execution = self.execution.get();
-        let mut state = locked(&execution.state);
-        let sealed = state.sealed;
-        let stream = state.stream(self.kind);
-        if let Some(item) = stream.next_item(py) {
-            drop(state);
-            return Execution::ready_future(py, item.into_bound(py));
-        }
-        if stream.ended || sealed {
-            return Err(PyStopAsyncIteration::new_err(()));
-        }
-        if stream.waiter.as_ref().is_some_and(|waiter| !is_done(waiter.bind(py))) {
-            return Err(PyRuntimeError::new_err("another task is already reading this stream"));
+        {
+            let mut state = locked(&execution.state);
+            let sealed = state.sealed;
+            let stream = state.stream(self.kind);
+            if let Some(item) = stream.next_item(py) {
+                drop(state);
+                return Execution::ready_future(py, item.into_bound(py));
+            }
+            if stream.ended || sealed {
+                return Err(PyStopAsyncIteration::new_err(()));
+            }
+            if stream.waiter.as_ref().is_some_and(|waiter| !is_done(waiter.bind(py))) {
+                return Err(PyRuntimeError::new_err("another task is already reading this stream"));
+            }
         }
         execution.shared.check_open(py)?;
         let future = running_loop(py)?.call_method0("create_future")?;
-        stream.waiter = Some(future.clone().unbind());
+        let resolution = {
+            let mut state = locked(&execution.state);
+            let stream = state.stream(self.kind);
+            stream.waiter = Some(future.clone().unbind());
+            // Output may have arrived while the future was being made.
+            stream.wake(py)
+        };
+        resolve_all(py, resolution);
         Ok(future)
     }
 }

@@ -33,6 +33,13 @@ where
     py.detach(work)
 }
 
+/// Locks `mutex`, releasing the interpreter while waiting for it (rule 2): a thread that holds
+/// the lock may need the interpreter before it lets go.
+pub fn lock<'a, T>(py: Python<'_>, mutex: &'a std::sync::Mutex<T>) -> std::sync::MutexGuard<'a, T> {
+    use pyo3::sync::MutexExt;
+    mutex.lock_py_attached(py).unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 pub fn violations() -> usize {
     ATTACHED_ON_WORKER.load(Ordering::SeqCst)
 }

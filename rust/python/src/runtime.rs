@@ -61,7 +61,9 @@ impl Boxlite {
     /// The process-wide runtime on the default home; every call wraps the same runtime.
     #[staticmethod]
     fn default(py: Python<'_>) -> PyResult<Self> {
-        let mut default = DEFAULT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Taken without the interpreter: a thread opening the runtime below releases it, and a
+        // second thread waiting here must not hold it meanwhile.
+        let mut default = crate::gil::lock(py, &DEFAULT);
         if let Some((shared, core)) = default.1.as_ref().filter(|(shared, _)| !shared.is_closed()) {
             return Ok(Self { shared: Arc::clone(shared), core: core.clone() });
         }
@@ -74,7 +76,7 @@ impl Boxlite {
     /// Sets the options of the default runtime; only before the first `default()`.
     #[staticmethod]
     fn init_default(py: Python<'_>, options: &Options) -> PyResult<()> {
-        let mut default = DEFAULT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut default = crate::gil::lock(py, &DEFAULT);
         if default.1.is_some() {
             return Err(errors::exception(py, "InternalError", "internal error: Default runtime already initialized; call init_default() before default()".to_string()));
         }

@@ -1,5 +1,7 @@
-//! The capabilities a box process may hold: Docker's default set. Every other capability is
-//! removed from the bounding set before exec, so even root in the box cannot regain it.
+//! The capabilities a box process may hold: Docker's default set less MKNOD. Every other
+//! capability is removed from the bounding set before exec, so even root in the box cannot
+//! regain it. MKNOD goes because boxes have no device cgroup: a device node made in a box
+//! would reach the host's disks.
 
 /// Capability numbers (linux/capability.h) kept in the bounding set.
 const KEPT: &[u32] = &[
@@ -14,7 +16,6 @@ const KEPT: &[u32] = &[
     10, // NET_BIND_SERVICE
     13, // NET_RAW
     18, // SYS_CHROOT
-    27, // MKNOD
     29, // AUDIT_WRITE
     31, // SETFCAP
 ];

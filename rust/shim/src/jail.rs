@@ -49,7 +49,8 @@ fn mount_overlay(config: &ShimConfig) -> Result<()> {
         escape_overlay_path(&config.upper_dir),
         escape_overlay_path(&config.work_dir)
     );
-    mount(Some("overlay"), &config.merged_dir, Some("overlay"), 0, Some(&options))
+    // nodev: a device node in an image or made in the box never opens a host device.
+    mount(Some("overlay"), &config.merged_dir, Some("overlay"), libc::MS_NODEV, Some(&options))
 }
 
 /// overlayfs splits its options on `,` and lower directories on `:`; both are escaped with `\`.
@@ -80,7 +81,9 @@ fn bind_read_only(root: &Path, binds: &[(PathBuf, PathBuf)]) -> Result<()> {
             }
             std::fs::File::create(&target).map_err(|source| sys::SysError { operation: format!("failed to create mount point {}", target.display()), source })?;
         }
-        mount(Some(&source.to_string_lossy()), &target, None, libc::MS_BIND | libc::MS_REC, None)?;
+        // Not recursive: a remount makes only the top mount read-only, so host mounts below
+        // `source` must not come along writable.
+        mount(Some(&source.to_string_lossy()), &target, None, libc::MS_BIND, None)?;
         mount(None, &target, None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV, None)?;
     }
     Ok(())

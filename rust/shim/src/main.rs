@@ -84,8 +84,17 @@ fn join_cgroups(config: &ShimConfig) -> Result<(), String> {
     Ok(())
 }
 
+/// Only stdin (the lifeline), stdout (the status line) and stderr may cross into the box: any
+/// other descriptor the runtime's process left inheritable is closed at the next exec, before
+/// a box process can use it (a directory descriptor would lead out of the box).
+fn close_inherited_descriptors() {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on descriptors 3 and up.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+}
+
 /// Runs in the first process; returns the status line for the runtime.
 fn start() -> String {
+    close_inherited_descriptors();
     let config = match read_config() {
         Ok(config) => config,
         Err(message) => return format!("error {message}"),

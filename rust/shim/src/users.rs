@@ -50,10 +50,25 @@ fn group_entries(text: &str) -> Vec<(String, u32, Vec<String>)> {
         .collect()
 }
 
+/// The box's files are untrusted: read only a regular file, never follow a symlink, never
+/// block (a fifo would stall the init), and never more than [`MAX_ACCOUNT_FILE`] bytes.
+fn read_account_file(path: &str) -> String {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path);
+    let Ok(file) = opened else { return String::new() };
+    if !file.metadata().is_ok_and(|metadata| metadata.is_file()) {
+        return String::new();
+    }
+    let mut text = String::new();
+    let _ = file.take(MAX_ACCOUNT_FILE).read_to_string(&mut text);
+    text
+}
+
+const MAX_ACCOUNT_FILE: u64 = 4 << 20;
+
 pub fn resolve(spec: Option<&str>) -> Result<Identity, String> {
-    let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let group = fs::read_to_string("/etc/group").unwrap_or_default();
-    resolve_in(spec, &passwd, &group)
+    resolve_in(spec, &read_account_file("/etc/passwd"), &read_account_file("/etc/group"))
 }
 
 pub fn resolve_in(spec: Option<&str>, passwd: &str, group: &str) -> Result<Identity, String> {

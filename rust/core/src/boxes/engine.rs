@@ -13,6 +13,9 @@ use tokio::io::unix::AsyncFd;
 use crate::error::{Error, Result};
 
 
+/// How long the runtime waits for a box's init to answer a request.
+pub const INIT_ANSWER_LIMIT: Duration = Duration::from_secs(10);
+
 /// A running box's init, as seen from the runtime.
 pub struct Live {
     pub init_pid: i32,
@@ -90,9 +93,9 @@ impl Live {
                 let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
                 socket.send(&Request::Shutdown { grace_ms }, &[]).await.ok()?;
                 socket.recv().await.ok()
-            }
-            .await;
-            if asked.is_none() {
+            };
+            // An init that does not answer (wedged by what runs in the box) is killed.
+            if tokio::time::timeout(INIT_ANSWER_LIMIT, asked).await.ok().flatten().is_none() {
                 self.kill();
             }
         }

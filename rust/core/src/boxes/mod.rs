@@ -318,11 +318,19 @@ impl Runtime {
         BoxCgroup::locate(&self.inner.cgroups, &entry.id)
     }
 
+    /// Forgets the box and deletes its directory. The directory is first renamed into
+    /// `<home>/trash` (instant), then deleted off the caller's path.
     fn delete(&self, entry: &BoxEntry) -> Result<()> {
         entry.removed.store(true, Ordering::Release);
         lock(&self.inner.boxes).remove(&entry.id);
-        match std::fs::remove_dir_all(&entry.dir) {
-            Ok(()) => Ok(()),
+        let trash = self.inner.home.trash().join(format!("{}.{}", entry.id, rand::random::<u32>()));
+        match std::fs::rename(&entry.dir, &trash) {
+            Ok(()) => {
+                std::thread::spawn(move || {
+                    let _ = std::fs::remove_dir_all(trash);
+                });
+                Ok(())
+            }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(error) => Err(Error::storage("remove box directory", &entry.dir, &error)),
         }
@@ -544,6 +552,13 @@ impl BoxHandle {
                 return Err(error);
             }
         };
+        if self.inner.shut_down.load(Ordering::Acquire) {
+            // The runtime closed while this box booted: it must not outlive the close.
+            running.kill();
+            running.exited_within(CLOSE_WAIT);
+            BoxCgroup::locate(&self.inner.cgroups, &self.entry.id).remove();
+            return Err(Error::Stopped("the runtime has been shut down".to_string()));
+        }
         self.entry.boot_ms.store(u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
         let pid = running.init_pid;
         *live = Some(running);

@@ -146,14 +146,18 @@ impl BoxCgroup {
     }
 
     /// Removes the groups. Their processes must be gone; a group that is still busy (its last
-    /// processes are being torn down) is retried for a moment.
+    /// processes are being torn down) is retried, with growing pauses, for about a second.
     pub fn remove(&self) {
         for (_, _, dir) in &self.groups {
-            for _ in 0..100 {
+            let mut pause = Duration::from_micros(50);
+            for _ in 0..20 {
                 match std::fs::remove_dir(dir) {
                     Ok(()) => break,
                     Err(error) if error.kind() == std::io::ErrorKind::NotFound => break,
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    Err(_) => {
+                        std::thread::sleep(pause);
+                        pause = (pause * 2).min(Duration::from_millis(100));
+                    }
                 }
             }
         }

@@ -122,7 +122,9 @@ impl ControlSocket {
         // SAFETY: socket + connect on a fresh descriptor; the sockaddr is filled from a path
         // whose length is checked against sun_path first.
         let fd = unsafe {
-            let raw = libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0);
+            // Non-blocking from the start: connect runs on a tokio worker and must never park it
+            // (a full backlog answers EAGAIN instead of waiting).
+            let raw = libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0);
             if raw < 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -142,7 +144,6 @@ impl ControlSocket {
             }
             fd
         };
-        set_nonblocking(fd.as_raw_fd())?;
         Ok(Self { inner: register(fd)? })
     }
 

@@ -27,6 +27,8 @@ use crate::error::{Error, Result};
 
 /// Time between SIGTERM and SIGKILL when a timeout ends an execution.
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
+/// How long `start` waits for the box's init to report the process started.
+const EXEC_ANSWER_LIMIT: Duration = Duration::from_secs(30);
 /// Largest chunk read from a process's output at once.
 pub const CHUNK_SIZE: usize = 64 * 1024;
 
@@ -121,7 +123,10 @@ pub async fn start(socket_path: &Path, spec: ExecSpec) -> Result<Execution> {
             .map_err(|error| engine_error("failed to send the exec request", &error))?;
         ours = (Some(stdin_write), Some(stdout_read), Some(stderr_read));
     }
-    let reply = socket.recv().await.map_err(|error| engine_error("failed to read the exec reply", &error))?;
+    let reply = tokio::time::timeout(EXEC_ANSWER_LIMIT, socket.recv())
+        .await
+        .map_err(|_| Error::Engine(format!("the box's init did not answer within {EXEC_ANSWER_LIMIT:?}")))?
+        .map_err(|error| engine_error("failed to read the exec reply", &error))?;
     let (pid, mut fds) = match reply {
         Some((Reply::Started { pid }, fds)) => (pid, fds),
         Some((Reply::Failed { message, not_found: true }, _)) => return Err(Error::NotFound(message)),

@@ -195,6 +195,9 @@ fn unpack_entry<R: Read>(root: &Path, entry: &mut tar::Entry<'_, R>) -> std::res
         return set_opaque(dir);
     }
     if let Some(hidden) = file_name.strip_prefix(WHITEOUT_PREFIX) {
+        if hidden.is_empty() || hidden == "." || hidden == ".." {
+            return Err(format!("whiteout {} names no file", raw_path.display()));
+        }
         let whiteout = target.with_file_name(hidden);
         clear(&whiteout, false)?;
         return make_char_device(&whiteout, 0, 0);
