@@ -117,7 +117,3 @@ async def test_a_second_box_reuses_the_unpacked_layers(runtime: boxlite.Boxlite,
     assert sorted((home / "layers" / "sha256").iterdir()) == layers
     assert marker.stat().st_ino == before
 
-
-async def test_registry_images_are_not_supported_yet(runtime: boxlite.Boxlite) -> None:
-    with pytest.raises(boxlite.UnsupportedError, match="registry"):
-        await runtime.create(boxlite.BoxOptions(image="alpine:latest"))

@@ -23,6 +23,10 @@ __all__ = [
     "ExecStream",
     "Execution",
     "ExitStatus",
+    "ImageHandle",
+    "ImageInfo",
+    "ImagePullResult",
+    "ImageRegistry",
     "Options",
     "RuntimeMetrics",
     "__version__",
@@ -36,13 +40,84 @@ HOST_IMAGE: Final[str]
 """The built-in image: a skeleton root with the host's /usr read-only. Needs no network."""
 
 @final
+class ImageRegistry:
+    """One registry to pull from. Credentials never appear in ``repr()``.
+
+    Raises:
+        RuntimeError: at construction, for a blank host, a URL instead of ``host[:port]``, a
+            transport other than https/http, or a username without a password.
+    """
+
+    host: str
+    transport: str
+    """``"https"`` (default) or ``"http"`` (plain HTTP, e.g. a registry on loopback)."""
+    skip_verify: bool
+    search: bool
+    """Try this registry for image names that name no registry."""
+    username: str | None
+    password: str | None
+    bearer_token: str | None
+    def __new__(
+        cls,
+        host: str,
+        transport: str = "https",
+        skip_verify: bool = False,
+        search: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+        bearer_token: str | None = None,
+    ) -> Self: ...
+
+@final
 class Options:
     """Runtime options."""
 
     home_dir: str | None
     """The runtime's home directory; None means ``$BOXLITE_HOME``, else ``~/.boxlite``."""
-    image_registries: list[Any]
-    def __new__(cls, home_dir: str | None = None, image_registries: list[Any] = ...) -> Self: ...
+    image_registries: list[ImageRegistry]
+    def __new__(cls, home_dir: str | None = None, image_registries: list[ImageRegistry] = ...) -> Self: ...
+
+@final
+class ImagePullResult:
+    @property
+    def reference(self) -> str:
+        """The fully qualified reference that was pulled."""
+    @property
+    def config_digest(self) -> str: ...
+    @property
+    def layer_count(self) -> int: ...
+
+@final
+class ImageInfo:
+    @property
+    def reference(self) -> str: ...
+    @property
+    def repository(self) -> str: ...
+    @property
+    def tag(self) -> str | None: ...
+    @property
+    def id(self) -> str:
+        """The image's config digest."""
+    @property
+    def cached_at(self) -> str: ...
+    @property
+    def size_bytes(self) -> int | None: ...
+
+@final
+class ImageHandle:
+    """``Boxlite.images``: the runtime's image store."""
+
+    def pull(self, reference: str) -> asyncio.Future[ImagePullResult]:
+        """Pulls an image into the local store (or finds it there). Unqualified names try the
+        registries configured with ``search=True`` first, then Docker Hub.
+
+        Raises:
+            NotFoundError: the registry does not know the repository or tag.
+            NetworkError: the registry cannot be reached (bounded by connect/read timeouts).
+            ImageError: access denied, a blob that does not match its digest, a bad image.
+        """
+    def list(self) -> asyncio.Future[list[ImageInfo]]: ...
+    def remove(self, name: str) -> asyncio.Future[None]: ...
 
 @final
 class BoxOptions:
@@ -312,6 +387,8 @@ class Boxlite:
     def list_info(self, _state: object = None) -> asyncio.Future[list[BoxInfo]]:
         """Every box, newest first."""
     def remove(self, id_or_name: str, force: bool = False) -> asyncio.Future[None]: ...
+    @property
+    def images(self) -> ImageHandle: ...
     def metrics(self) -> asyncio.Future[RuntimeMetrics]: ...
     def shutdown(self, timeout: int | None = None) -> asyncio.Future[None]:
         """Stops every box that is not detached, then refuses new boxes. Idempotent."""

@@ -19,6 +19,8 @@ pub enum Error {
     Storage(String),
     #[error("image error: {0}")]
     Image(String),
+    #[error("network error: {0}")]
+    Network(String),
     #[error("execution error: {0}")]
     Execution(String),
     #[error("stopped: {0}")]

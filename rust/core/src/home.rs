@@ -3,6 +3,8 @@
 //! ```text
 //! <home>/lock                      flock held while a runtime uses this home
 //! <home>/bin/boxlite-shim-<digest> the box init, written from the copy embedded at build time
+//! <home>/blobs/sha256/<hex>        downloaded (compressed) layer blobs
+//! <home>/images/<sha256>.json      one pulled image's record (manifest, config, layers)
 //! <home>/layers/sha256/<hex>/      unpacked image layers, shared by every box
 //! <home>/layers/tmp/               layers being unpacked (renamed into place when complete)
 //! <home>/host/                     the skeleton root of the built-in `host://` image
@@ -33,7 +35,7 @@ pub struct Home {
 impl Home {
     /// Opens (creating if needed) `root` and takes its exclusive lock.
     pub fn open(root: &Path) -> Result<Self> {
-        for dir in ["bin", "layers/sha256", "layers/tmp", "boxes", "trash"] {
+        for dir in ["bin", "blobs/sha256", "blobs/tmp", "images", "layers/sha256", "layers/tmp", "boxes", "trash"] {
             fs_err::create_dir_all(root.join(dir))?;
         }
         let root = fs_err::canonicalize(root)?;
@@ -51,16 +53,30 @@ impl Home {
                 root.display()
             )));
         }
-        // Whatever an earlier runtime left being deleted.
-        let trash = root.join("trash");
-        for leftover in fs_err::read_dir(&trash)?.flatten() {
-            let _ = std::fs::remove_dir_all(leftover.path());
+        // Whatever an earlier runtime left being deleted or half-written.
+        for scratch in ["trash", "blobs/tmp", "layers/tmp"] {
+            for leftover in fs_err::read_dir(root.join(scratch))?.flatten() {
+                let _ = std::fs::remove_dir_all(leftover.path()).or_else(|_| std::fs::remove_file(leftover.path()));
+            }
         }
         Ok(Self { root, _lock: lock })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    pub fn blobs(&self) -> PathBuf {
+        self.root.join("blobs/sha256")
+    }
+
+    pub fn blobs_tmp(&self) -> PathBuf {
+        self.root.join("blobs/tmp")
+    }
+
+    /// The index of pulled images: one JSON record per reference.
+    pub fn images(&self) -> PathBuf {
+        self.root.join("images")
     }
 
     pub fn layers(&self) -> PathBuf {

@@ -8,7 +8,8 @@ use pyo3::types::{PyList, PyTuple};
 use crate::boxes::Box;
 use crate::dispatcher::Shared;
 use crate::event::{OwnedBox, Payload};
-use crate::execution::{ExitStatus, Execution};
+use crate::execution::Execution;
+use crate::images::{ImageInfo, ImagePullResult};
 use crate::info::{BoxInfo, BoxMetrics, RuntimeMetrics};
 
 fn box_object<'py>(py: Python<'py>, shared: &Arc<Shared>, owned: OwnedBox) -> PyResult<Bound<'py, PyAny>> {
@@ -41,7 +42,11 @@ pub fn payload_to_py<'py>(py: Python<'py>, shared: &Arc<Shared>, event_loop: &Bo
         Payload::RuntimeMetrics(metrics) => Py::new(py, RuntimeMetrics::from(metrics))?.into_bound(py).into_any(),
         Payload::BoxMetrics(metrics) => Py::new(py, BoxMetrics::from(metrics))?.into_bound(py).into_any(),
         Payload::Execution(execution) => Execution::attach(py, shared, event_loop, execution)?.into_bound(py).into_any(),
-        Payload::ExitStatus(status) => Py::new(py, ExitStatus::from(status))?.into_bound(py).into_any(),
+        Payload::ImagePulled(record) => Py::new(py, ImagePullResult::from(&record))?.into_bound(py).into_any(),
+        Payload::Images(records) => {
+            let items = records.iter().map(|record| Py::new(py, ImageInfo::from(record))).collect::<PyResult<Vec<_>>>()?;
+            PyList::new(py, items)?.into_any()
+        }
         Payload::Tracked(tracked) => tracked.deliver().into_pyobject(py)?.into_any(),
     })
 }

@@ -17,6 +17,7 @@ fn class_name(error: &Error) -> &'static str {
         Error::Config(_) => "ConfigError",
         Error::Storage(_) => "StorageError",
         Error::Image(_) => "ImageError",
+        Error::Network(_) => "NetworkError",
         Error::Execution(_) => "ExecutionError",
         Error::Stopped(_) => "StoppedError",
         Error::Engine(_) => "EngineError",

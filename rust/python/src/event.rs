@@ -44,7 +44,8 @@ pub enum Payload {
     RuntimeMetrics(RuntimeMetrics),
     BoxMetrics(BoxMetrics),
     Execution(boxlite_core::Execution),
-    ExitStatus(ExitStatus),
+    ImagePulled(boxlite_core::ImageRecord),
+    Images(Vec<boxlite_core::ImageRecord>),
     Tracked(Tracked),
 }
 

@@ -8,6 +8,7 @@ mod errors;
 mod event;
 mod execution;
 mod gil;
+mod images;
 mod info;
 mod options;
 mod queue;
@@ -30,6 +31,10 @@ fn _native(py: Python<'_>, module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<execution::ExecStream>()?;
     module.add_class::<execution::ExecStdin>()?;
     module.add_class::<execution::ExitStatus>()?;
+    module.add_class::<images::ImageRegistry>()?;
+    module.add_class::<images::ImageHandle>()?;
+    module.add_class::<images::ImagePullResult>()?;
+    module.add_class::<images::ImageInfo>()?;
     module.add_class::<info::BoxInfo>()?;
     module.add_class::<info::BoxStateInfo>()?;
     module.add_class::<info::RuntimeMetrics>()?;

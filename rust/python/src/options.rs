@@ -33,6 +33,18 @@ impl Options {
         Self { home_dir: self.home_dir.clone(), image_registries: self.image_registries.iter().map(|registry| registry.clone_ref(py)).collect() }
     }
 
+    /// The registries as the core takes them; anything but an `ImageRegistry` is a TypeError.
+    pub fn registries(&self, py: Python<'_>) -> PyResult<Vec<boxlite_core::RegistryConfig>> {
+        self.image_registries
+            .iter()
+            .map(|registry| {
+                let registry = registry.bind(py).cast::<crate::images::ImageRegistry>().map_err(PyErr::from)?;
+                let registry = registry.try_borrow()?;
+                Ok(registry.to_core())
+            })
+            .collect()
+    }
+
     pub fn resolved_home(&self) -> std::path::PathBuf {
         if let Some(home) = self.home_dir.as_ref().filter(|home| !home.is_empty()) {
             return home.into();

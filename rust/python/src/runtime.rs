@@ -21,14 +21,12 @@ static DEFAULT: Mutex<(Option<Options>, Option<(Arc<Shared>, boxlite_core::Runti
 
 fn open(py: Python<'_>, options: &Options) -> PyResult<(Arc<Shared>, boxlite_core::Runtime)> {
     let home = options.resolved_home();
-    if !options.image_registries.is_empty() {
-        return Err(errors::to_py(py, &boxlite_core::Error::Unsupported("image registries are not supported yet; use rootfs_path= with a local OCI image layout".to_string())));
-    }
+    let registries = options.registries(py)?;
     let shared = Shared::start().map_err(|error| errors::to_py(py, &boxlite_core::Error::Internal(format!("failed to start the runtime: {error}"))))?;
     let handle = shared.handle.clone();
     let opened = crate::gil::detach(py, move || {
         let _context = handle.enter();
-        boxlite_core::Runtime::open(&home)
+        boxlite_core::Runtime::open(&home, registries)
     });
     match opened {
         Ok(core) => Ok((shared, core)),
@@ -137,6 +135,13 @@ impl Boxlite {
     fn remove<'py>(&self, py: Python<'py>, id_or_name: String, force: bool) -> PyResult<Bound<'py, PyAny>> {
         let core = self.core.clone();
         self.shared.submit(py, async move { core.remove(&id_or_name, force).await.map(|()| Payload::Unit) })
+    }
+
+    /// The runtime's image store (pull, list, remove).
+    #[getter]
+    fn images(&self, py: Python<'_>) -> PyResult<crate::images::ImageHandle> {
+        self.shared.check_open(py)?;
+        Ok(crate::images::ImageHandle::new(&self.shared, &self.core))
     }
 
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {

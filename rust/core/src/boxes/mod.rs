@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::exec::{self, ExecSpec, Execution};
 use crate::files::CopyOptions;
 use crate::home::Home;
-use crate::image::{self, ImageSource};
+use crate::image::{self, ImageRecord, ImageSource, ImageStore, RegistryConfig};
 use engine::Live;
 use record::BoxRecord;
 
@@ -118,6 +118,7 @@ impl BoxEntry {
 struct Inner {
     home: Home,
     shim: PathBuf,
+    images: ImageStore,
     cgroups: CgroupLayout,
     boxes: Mutex<HashMap<String, Arc<BoxEntry>>>,
     /// Names of boxes being created, so two concurrent creates cannot take one name.
@@ -151,7 +152,7 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + '
 
 impl Runtime {
     /// Opens the runtime on `home_dir` (blocking: it takes the lock and reconciles the home).
-    pub fn open(home_dir: &Path) -> Result<Self> {
+    pub fn open(home_dir: &Path, registries: Vec<RegistryConfig>) -> Result<Self> {
         let home = Home::open(home_dir)?;
         let shim = home.install_shim()?;
         let cgroups = CgroupLayout::detect();
@@ -167,6 +168,7 @@ impl Runtime {
             inner: Arc::new(Inner {
                 home,
                 shim,
+                images: ImageStore::new(registries),
                 cgroups,
                 boxes: Mutex::new(boxes),
                 reserved_names: Mutex::new(HashSet::new()),
@@ -222,9 +224,16 @@ impl Runtime {
 
     async fn create_reserved(&self, options: BoxOptions, name: Option<String>) -> Result<BoxHandle> {
         let source = ImageSource::from_options(options.image.as_deref(), options.rootfs_path.as_deref());
+        let pulled = match &source {
+            ImageSource::Registry(reference) => Some(self.inner.images.ensure(&self.inner.home, reference).await?),
+            ImageSource::Host | ImageSource::Layout(_) => None,
+        };
         let inner = Arc::clone(&self.inner);
         let entry = blocking(move || {
-            let prepared = image::prepare(&inner.home, &source)?;
+            let prepared = match pulled {
+                Some(prepared) => prepared,
+                None => image::prepare_local(&inner.home, &source)?,
+            };
             let id = loop {
                 let candidate = crate::ids::new_box_id();
                 if !inner.home.box_dir(&candidate).exists() {
@@ -404,6 +413,26 @@ impl Runtime {
         self.inner.shut_down.load(Ordering::Acquire)
     }
 
+    /// Pulls an image into the local store (or finds it there).
+    pub async fn pull_image(&self, reference: &str) -> Result<ImageRecord> {
+        self.check_open()?;
+        if let Some((record, _)) = self.inner.images.cached(&self.inner.home, reference)? {
+            return Ok(record);
+        }
+        self.inner.images.pull(&self.inner.home, reference).await
+    }
+
+    /// Images in the local store, most recently pulled first.
+    pub fn list_images(&self) -> Result<Vec<ImageRecord>> {
+        self.check_open()?;
+        Ok(self.inner.images.list(&self.inner.home))
+    }
+
+    pub fn remove_image(&self, reference: &str) -> Result<()> {
+        self.check_open()?;
+        self.inner.images.remove(&self.inner.home, reference)
+    }
+
     pub fn metrics(&self) -> RuntimeMetrics {
         let counters = &self.inner.counters;
         let running = lock(&self.inner.boxes).values().filter(|entry| entry.record().status == BoxStatus::Running).count();
@@ -457,6 +486,10 @@ fn reconcile(dir: &Path, record: BoxRecord, cgroups: &CgroupLayout) -> Option<Bo
         });
     }
     Some(entry)
+}
+
+pub(crate) fn now_rfc3339() -> String {
+    record::now().0
 }
 
 fn merge_env(target: &mut Vec<(String, String)>, additions: impl IntoIterator<Item = (String, String)>) {

@@ -1,12 +1,16 @@
 //! Images: where a box's read-only layers come from.
 //!
-//! Sources today: a local OCI image layout (`rootfs_path`), and the built-in `host://` image (a
-//! skeleton root with the host's `/usr` bound read-only: always there, needs no network).
-//! Registry pulls come next, behind the same [`PreparedImage`].
+//! Sources: OCI registries (through [`ImageStore`], which keeps pulled images in the home's
+//! content-addressed store), local OCI image layouts (`rootfs_path`), and the built-in
+//! `host://` image (a skeleton root with the host's `/usr` bound read-only: always there, needs
+//! no network). All end as a [`PreparedImage`].
 
 mod host;
 mod layout;
+mod registry;
 mod unpack;
+
+pub use registry::{Credentials, ImageRecord, ImageStore, RegistryConfig, Secret};
 
 use std::path::PathBuf;
 
@@ -67,15 +71,14 @@ impl ImageSource {
     }
 }
 
-/// Makes the image's layers available under `home` (unpacking what is not cached yet).
-/// Blocking: call it from a blocking-capable context.
-pub fn prepare(home: &Home, source: &ImageSource) -> Result<PreparedImage> {
+/// Makes a local image's layers available under `home` (unpacking what is not cached yet).
+/// Blocking: call it from a blocking-capable context. Registry images go through
+/// [`ImageStore::ensure`].
+pub fn prepare_local(home: &Home, source: &ImageSource) -> Result<PreparedImage> {
     match source {
         ImageSource::Host => host::prepare(home),
         ImageSource::Layout(path) => layout::prepare(home, path),
-        ImageSource::Registry(reference) => Err(Error::Unsupported(format!(
-            "pulling {reference:?} from a registry is not supported yet; use rootfs_path= with a local OCI image layout, or image={HOST_IMAGE:?}"
-        ))),
+        ImageSource::Registry(reference) => Err(Error::Internal(format!("{reference} is a registry image, not a local one"))),
     }
 }
 

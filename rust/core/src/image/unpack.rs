@@ -27,7 +27,6 @@ use sha2::{Digest, Sha256};
 
 use super::layout::sha256_hex;
 use crate::error::{Error, Result};
-use crate::home::Home;
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
@@ -45,14 +44,15 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
-/// Unpacks the layer blob at `blob` (digest `digest`) unless it is cached; returns its directory.
-pub(super) fn unpack_layer(home: &Home, blob: &Path, digest: &str) -> Result<PathBuf> {
+/// Unpacks the layer blob at `blob` (digest `digest`) into `layers/<hex>` unless it is there,
+/// staging it in `tmp`; returns its directory.
+pub(super) fn unpack_layer(layers: &Path, tmp: &Path, blob: &Path, digest: &str) -> Result<PathBuf> {
     let hex = sha256_hex(digest).ok_or_else(|| Error::Image(format!("unsupported layer digest {digest:?}")))?;
-    let destination = home.layers().join(hex);
+    let destination = layers.join(hex);
     if destination.is_dir() {
         return Ok(destination);
     }
-    let staging = home.layers_tmp().join(format!("{hex}.{}.{}", std::process::id(), rand::random::<u32>()));
+    let staging = tmp.join(format!("{hex}.{}.{}", std::process::id(), rand::random::<u32>()));
     fs_err::create_dir(&staging)?;
     match extract(blob, digest, &staging) {
         Ok(()) => {

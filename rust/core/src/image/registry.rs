@@ -1,0 +1,362 @@
+//! Pulling images from OCI registries (Docker Hub, GHCR, private and plain-HTTP registries)
+//! into the content-addressed store, through `oci-client`.
+//!
+//! # Rules
+//!
+//! 1. A reference is pulled once: an image already in the index is used without contacting
+//!    any registry, and concurrent pulls of one layer share one download (a lock per digest).
+//! 2. Every blob is verified against its digest (the client checks downloads; the unpacker
+//!    checks again while unpacking), and written under `blobs/tmp` then renamed into place, so
+//!    an interrupted pull leaves nothing a later pull would trust.
+//! 3. Credentials never appear in `Debug` output, logs or error messages.
+//! 4. Registry failures are bounded: connecting gives up after [`CONNECT_TIMEOUT`], a stalled
+//!    transfer after [`READ_TIMEOUT`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::layout::sha256_hex;
+use super::unpack::unpack_layer;
+use super::{ImageConfig, PreparedImage};
+use crate::error::{Error, Result};
+use crate::home::Home;
+
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A secret string: shown as `***` by Debug and Display (rule 3).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("***")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    Anonymous,
+    Basic { username: String, password: Secret },
+    Bearer(Secret),
+}
+
+/// How to reach one registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryConfig {
+    /// `host[:port]`.
+    pub host: String,
+    /// Plain HTTP (for registries configured so, e.g. on loopback).
+    pub insecure_http: bool,
+    pub skip_verify: bool,
+    /// Tried, in order, for references that name no registry.
+    pub search: bool,
+    pub credentials: Credentials,
+}
+
+/// A pulled image, as the index keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// The fully qualified reference (`docker.io/library/python:slim`).
+    pub reference: String,
+    pub repository: String,
+    pub tag: Option<String>,
+    pub manifest_digest: String,
+    pub config_digest: String,
+    pub layers: Vec<String>,
+    pub config: ImageConfig,
+    pub cached_at: String,
+    pub size_bytes: u64,
+}
+
+impl ImageRecord {
+    pub fn prepared(&self, home: &Home) -> Option<PreparedImage> {
+        let mut lower_dirs = Vec::with_capacity(self.layers.len());
+        for digest in self.layers.iter().rev() {
+            let dir = home.layers().join(sha256_hex(digest)?);
+            if !dir.is_dir() {
+                return None;
+            }
+            lower_dirs.push(dir);
+        }
+        Some(PreparedImage { lower_dirs, read_only_binds: Vec::new(), config: self.config.clone(), id: self.config_digest.clone() })
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RuntimeConfig {
+    #[serde(default)]
+    env: Option<Vec<String>>,
+    #[serde(default)]
+    entrypoint: Option<Vec<String>>,
+    #[serde(default)]
+    cmd: Option<Vec<String>>,
+    #[serde(default)]
+    working_dir: Option<String>,
+    #[serde(default)]
+    user: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ConfigBlob {
+    #[serde(default)]
+    config: Option<RuntimeConfig>,
+}
+
+/// The image store: the index of pulled images and the registries to pull from.
+#[derive(Debug)]
+pub struct ImageStore {
+    registries: Vec<RegistryConfig>,
+    /// Rule 1: one download per digest at a time.
+    downloads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+fn index_path(home: &Home, reference: &str) -> PathBuf {
+    home.images().join(format!("{:x}.json", Sha256::digest(reference.as_bytes())))
+}
+
+fn names_a_registry(text: &str) -> bool {
+    text.split_once('/').is_some_and(|(first, _)| first.contains('.') || first.contains(':') || first == "localhost")
+}
+
+impl ImageStore {
+    pub fn new(registries: Vec<RegistryConfig>) -> Self {
+        Self { registries, downloads: Mutex::new(HashMap::new()) }
+    }
+
+    /// The fully qualified references to try for `text`, in order.
+    fn candidates(&self, text: &str) -> Result<Vec<Reference>> {
+        let parsed: Reference = text.parse().map_err(|error| Error::InvalidArgument(format!("invalid image reference {text:?}: {error}")))?;
+        if names_a_registry(text) {
+            return Ok(vec![parsed]);
+        }
+        let mut candidates: Vec<Reference> = self
+            .registries
+            .iter()
+            .filter(|registry| registry.search)
+            .map(|registry| match parsed.digest() {
+                Some(digest) => Reference::with_digest(registry.host.clone(), parsed.repository().to_string(), digest.to_string()),
+                None => Reference::with_tag(registry.host.clone(), parsed.repository().to_string(), parsed.tag().unwrap_or("latest").to_string()),
+            })
+            .collect();
+        candidates.push(parsed);
+        Ok(candidates)
+    }
+
+    /// Rule 1: the image from the index, if every one of its layers is still unpacked.
+    pub fn cached(&self, home: &Home, text: &str) -> Result<Option<(ImageRecord, PreparedImage)>> {
+        for reference in self.candidates(text)? {
+            let path = index_path(home, &reference.whole());
+            let Ok(bytes) = std::fs::read(&path) else { continue };
+            let Ok(record) = serde_json::from_slice::<ImageRecord>(&bytes) else { continue };
+            if let Some(prepared) = record.prepared(home) {
+                return Ok(Some((record, prepared)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The image for `text`: from the index, or pulled.
+    pub async fn ensure(&self, home: &Home, text: &str) -> Result<PreparedImage> {
+        if let Some((_, prepared)) = self.cached(home, text)? {
+            return Ok(prepared);
+        }
+        let record = self.pull(home, text).await?;
+        record.prepared(home).ok_or_else(|| Error::Image(format!("{text}: layers vanished right after the pull")))
+    }
+
+    fn client_for(&self, reference: &Reference) -> (Client, RegistryAuth) {
+        let registry = self.registries.iter().find(|registry| registry.host == reference.registry());
+        let config = ClientConfig {
+            protocol: if registry.is_some_and(|registry| registry.insecure_http) { ClientProtocol::Http } else { ClientProtocol::Https },
+            accept_invalid_certificates: registry.is_some_and(|registry| registry.skip_verify),
+            connect_timeout: Some(CONNECT_TIMEOUT),
+            read_timeout: Some(READ_TIMEOUT),
+            ..ClientConfig::default()
+        };
+        let auth = match registry.map(|registry| &registry.credentials) {
+            Some(Credentials::Basic { username, password }) => RegistryAuth::Basic(username.clone(), password.expose().to_string()),
+            Some(Credentials::Bearer(token)) => RegistryAuth::Bearer(token.expose().to_string()),
+            Some(Credentials::Anonymous) | None => RegistryAuth::Anonymous,
+        };
+        (Client::new(config), auth)
+    }
+
+    /// Pulls `text` (trying search registries first for unqualified names) and indexes it.
+    pub async fn pull(&self, home: &Home, text: &str) -> Result<ImageRecord> {
+        let mut last_error = None;
+        for reference in self.candidates(text)? {
+            match self.pull_reference(home, &reference).await {
+                Ok(record) => return Ok(record),
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| Error::NotFound(format!("image {text}"))))
+    }
+
+    async fn pull_reference(&self, home: &Home, reference: &Reference) -> Result<ImageRecord> {
+        let shown = reference.whole();
+        let (client, auth) = self.client_for(reference);
+        let (manifest, manifest_digest, config) =
+            client.pull_manifest_and_config(reference, &auth).await.map_err(|error| registry_error(&shown, error))?;
+        let config_digest = format!("sha256:{:x}", Sha256::digest(config.as_bytes()));
+        if config_digest != manifest.config.digest {
+            return Err(Error::Image(format!("{shown}: config has digest {config_digest}, the manifest says {}", manifest.config.digest)));
+        }
+        let runtime = serde_json::from_str::<ConfigBlob>(&config)
+            .map_err(|error| Error::Image(format!("{shown}: bad image config: {error}")))?
+            .config
+            .unwrap_or_default();
+        let mut size_bytes = 0;
+        for layer in &manifest.layers {
+            let blob = self.download(home, &client, reference, layer).await?;
+            size_bytes += u64::try_from(layer.size).unwrap_or(0);
+            let (layers, tmp, digest) = (home.layers(), home.layers_tmp(), layer.digest.clone());
+            tokio::task::spawn_blocking(move || unpack_layer(&layers, &tmp, &blob, &digest))
+                .await
+                .map_err(|error| Error::Internal(format!("unpacking task failed: {error}")))??;
+        }
+        let record = ImageRecord {
+            reference: shown.clone(),
+            repository: format!("{}/{}", reference.registry(), reference.repository()),
+            tag: reference.tag().map(str::to_string),
+            manifest_digest,
+            config_digest,
+            layers: manifest.layers.iter().map(|layer| layer.digest.clone()).collect(),
+            config: ImageConfig {
+                env: runtime.env.unwrap_or_default(),
+                entrypoint: runtime.entrypoint,
+                cmd: runtime.cmd,
+                working_dir: runtime.working_dir.filter(|dir| !dir.is_empty()),
+                user: runtime.user.filter(|user| !user.is_empty()),
+            },
+            cached_at: crate::boxes::now_rfc3339(),
+            size_bytes,
+        };
+        let path = index_path(home, &shown);
+        let staging = path.with_extension("tmp");
+        let bytes = serde_json::to_vec_pretty(&record).map_err(|error| Error::Internal(format!("cannot encode image record: {error}")))?;
+        fs_err::write(&staging, bytes)?;
+        fs_err::rename(&staging, &path)?;
+        Ok(record)
+    }
+
+    /// Rule 2: the blob at its final path, downloaded unless it is there.
+    async fn download(&self, home: &Home, client: &Client, reference: &Reference, layer: &oci_client::manifest::OciDescriptor) -> Result<PathBuf> {
+        let hex = sha256_hex(&layer.digest).ok_or_else(|| Error::Image(format!("unsupported layer digest {:?}", layer.digest)))?;
+        let destination = home.blobs().join(hex);
+        let lock = {
+            let mut downloads = self.downloads.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(downloads.entry(layer.digest.clone()).or_default())
+        };
+        let _guard = lock.lock().await;
+        if destination.is_file() {
+            return Ok(destination);
+        }
+        let staging = home.blobs_tmp().join(format!("{hex}.{}", rand::random::<u32>()));
+        let file = tokio::fs::File::create(&staging).await.map_err(|error| Error::storage("create", &staging, &error))?;
+        let pulled = client.pull_blob(reference, layer, file).await;
+        if let Err(error) = pulled {
+            let _ = tokio::fs::remove_file(&staging).await;
+            return Err(registry_error(&reference.whole(), error));
+        }
+        tokio::fs::rename(&staging, &destination).await.map_err(|error| Error::storage("store blob", &destination, &error))?;
+        Ok(destination)
+    }
+
+    pub fn list(&self, home: &Home) -> Vec<ImageRecord> {
+        let mut records: Vec<ImageRecord> = std::fs::read_dir(home.images())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|entry| entry.path().extension().is_some_and(|extension| extension == "json"))
+            .filter_map(|entry| std::fs::read(entry.path()).ok())
+            .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
+            .collect();
+        records.sort_by(|left, right| right.cached_at.cmp(&left.cached_at));
+        records
+    }
+
+    /// Forgets an image (its layers stay until no index entry uses them).
+    pub fn remove(&self, home: &Home, text: &str) -> Result<()> {
+        for reference in self.candidates(text)? {
+            let path = index_path(home, &reference.whole());
+            if path.exists() {
+                fs_err::remove_file(&path)?;
+                return Ok(());
+            }
+        }
+        Err(Error::NotFound(format!("image {text} is not in the local store")))
+    }
+}
+
+fn registry_error(reference: &str, error: OciDistributionError) -> Error {
+    match error {
+        OciDistributionError::ImageManifestNotFoundError(_) => Error::NotFound(format!("image {reference}: no such manifest")),
+        OciDistributionError::RegistryError { envelope, .. } => {
+            let unknown = envelope.errors.iter().any(|error| {
+                matches!(error.code, OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::BlobUnknown)
+            });
+            if unknown {
+                Error::NotFound(format!("image {reference}: the registry does not know it"))
+            } else {
+                Error::Image(format!("image {reference}: the registry refused: {envelope}"))
+            }
+        }
+        OciDistributionError::UnauthorizedError { .. } | OciDistributionError::AuthenticationFailure(_) => {
+            Error::Image(format!("image {reference}: access denied by the registry (check the credentials)"))
+        }
+        OciDistributionError::RequestError(error) if error.is_connect() || error.is_timeout() => {
+            Error::Network(format!("image {reference}: cannot reach the registry: {error}"))
+        }
+        OciDistributionError::ServerError { code: 404, .. } => Error::NotFound(format!("image {reference}: not found on the registry")),
+        other => Error::Image(format!("image {reference}: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unqualified_names_try_search_registries_first() {
+        let store = ImageStore::new(vec![RegistryConfig {
+            host: "mirror.local:5000".to_string(),
+            insecure_http: true,
+            skip_verify: false,
+            search: true,
+            credentials: Credentials::Anonymous,
+        }]);
+        let names: Vec<String> = store.candidates("python:slim").expect("valid").iter().map(Reference::whole).collect();
+        assert_eq!(names, vec!["mirror.local:5000/library/python:slim", "docker.io/library/python:slim"]);
+        let names: Vec<String> = store.candidates("ghcr.io/org/tool:1").expect("valid").iter().map(Reference::whole).collect();
+        assert_eq!(names, vec!["ghcr.io/org/tool:1"]);
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let credentials = Credentials::Basic { username: "me".to_string(), password: Secret::new("hunter2".to_string()) };
+        assert!(!format!("{credentials:?}").contains("hunter2"));
+    }
+}

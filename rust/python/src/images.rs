@@ -1,0 +1,177 @@
+//! Images from Python: registry configuration (`ImageRegistry`), `Boxlite.images` and what its
+//! operations return.
+
+use std::sync::Arc;
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+
+use crate::dispatcher::Shared;
+use crate::event::Payload;
+use crate::options::python_repr;
+
+/// One registry to pull from. Credentials never appear in `repr()`.
+#[pyclass(module = "boxlite._native", get_all, set_all)]
+#[derive(Clone)]
+pub struct ImageRegistry {
+    /// `host[:port]`, not a URL.
+    pub host: String,
+    /// `"https"` (default) or `"http"` (plain HTTP, e.g. a registry on loopback).
+    pub transport: String,
+    pub skip_verify: bool,
+    /// Try this registry for image names that name no registry.
+    pub search: bool,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub bearer_token: Option<String>,
+}
+
+#[pymethods]
+impl ImageRegistry {
+    #[new]
+    #[pyo3(signature = (host, transport = "https", skip_verify = false, search = false, username = None, password = None, bearer_token = None))]
+    #[expect(clippy::too_many_arguments, reason = "mirrors BoxLite's keyword constructor")]
+    fn new(
+        host: String,
+        transport: &str,
+        skip_verify: bool,
+        search: bool,
+        username: Option<String>,
+        password: Option<String>,
+        bearer_token: Option<String>,
+    ) -> PyResult<Self> {
+        if host.trim().is_empty() {
+            return Err(PyRuntimeError::new_err("image registry host is required"));
+        }
+        if host.contains("://") || host.contains('/') {
+            return Err(PyRuntimeError::new_err(format!("image registry host must be host[:port], not a URL: {host}")));
+        }
+        if !["", "https", "http"].contains(&transport) {
+            return Err(PyRuntimeError::new_err(format!("unsupported registry transport: {transport}")));
+        }
+        if username.is_some() != password.is_some() {
+            return Err(PyRuntimeError::new_err("registry username and password must be provided together"));
+        }
+        Ok(Self { host, transport: transport.to_string(), skip_verify, search, username, password, bearer_token })
+    }
+
+    fn __repr__(&self) -> String {
+        let auth = match (&self.bearer_token, &self.username) {
+            (Some(_), _) => "bearer",
+            (None, Some(_)) => "basic",
+            (None, None) => "anonymous",
+        };
+        format!(
+            "ImageRegistry(host={}, transport={}, skip_verify={}, search={}, auth={auth})",
+            python_repr(Some(&self.host)),
+            python_repr(Some(&self.transport)),
+            if self.skip_verify { "True" } else { "False" },
+            if self.search { "True" } else { "False" },
+        )
+    }
+}
+
+impl ImageRegistry {
+    pub fn to_core(&self) -> boxlite_core::RegistryConfig {
+        let credentials = match (&self.bearer_token, &self.username, &self.password) {
+            (Some(token), _, _) => boxlite_core::Credentials::Bearer(boxlite_core::Secret::new(token.clone())),
+            (None, Some(username), Some(password)) => {
+                boxlite_core::Credentials::Basic { username: username.clone(), password: boxlite_core::Secret::new(password.clone()) }
+            }
+            _ => boxlite_core::Credentials::Anonymous,
+        };
+        boxlite_core::RegistryConfig {
+            host: self.host.clone(),
+            insecure_http: self.transport == "http",
+            skip_verify: self.skip_verify,
+            search: self.search,
+            credentials,
+        }
+    }
+}
+
+#[pyclass(module = "boxlite._native", frozen, get_all)]
+pub struct ImagePullResult {
+    /// The fully qualified reference that was pulled.
+    pub reference: String,
+    pub config_digest: String,
+    pub layer_count: usize,
+}
+
+impl From<&boxlite_core::ImageRecord> for ImagePullResult {
+    fn from(record: &boxlite_core::ImageRecord) -> Self {
+        Self { reference: record.reference.clone(), config_digest: record.config_digest.clone(), layer_count: record.layers.len() }
+    }
+}
+
+#[pymethods]
+impl ImagePullResult {
+    fn __repr__(&self) -> String {
+        format!("ImagePullResult(reference={}, config_digest={}, layer_count={})", python_repr(Some(&self.reference)), python_repr(Some(&self.config_digest)), self.layer_count)
+    }
+}
+
+#[pyclass(module = "boxlite._native", frozen, get_all)]
+pub struct ImageInfo {
+    pub reference: String,
+    pub repository: String,
+    pub tag: Option<String>,
+    /// The image's config digest.
+    pub id: String,
+    pub cached_at: String,
+    pub size_bytes: Option<u64>,
+}
+
+impl From<&boxlite_core::ImageRecord> for ImageInfo {
+    fn from(record: &boxlite_core::ImageRecord) -> Self {
+        Self {
+            reference: record.reference.clone(),
+            repository: record.repository.clone(),
+            tag: record.tag.clone(),
+            id: record.config_digest.clone(),
+            cached_at: record.cached_at.clone(),
+            size_bytes: Some(record.size_bytes),
+        }
+    }
+}
+
+#[pymethods]
+impl ImageInfo {
+    fn __repr__(&self) -> String {
+        format!("ImageInfo(reference={}, id={}, cached_at={})", python_repr(Some(&self.reference)), python_repr(Some(&self.id)), python_repr(Some(&self.cached_at)))
+    }
+}
+
+/// `Boxlite.images`: the runtime's image store.
+#[pyclass(module = "boxlite._native", frozen)]
+pub struct ImageHandle {
+    shared: Arc<Shared>,
+    core: boxlite_core::Runtime,
+}
+
+impl ImageHandle {
+    pub fn new(shared: &Arc<Shared>, core: &boxlite_core::Runtime) -> Self {
+        Self { shared: Arc::clone(shared), core: core.clone() }
+    }
+}
+
+#[pymethods]
+impl ImageHandle {
+    /// Pulls an image (or finds it in the local store); resolves to an `ImagePullResult`.
+    fn pull<'py>(&self, py: Python<'py>, reference: String) -> PyResult<Bound<'py, PyAny>> {
+        let core = self.core.clone();
+        self.shared.submit(py, async move { core.pull_image(&reference).await.map(Payload::ImagePulled) })
+    }
+
+    /// Resolves to the images in the local store, most recently pulled first.
+    fn list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let core = self.core.clone();
+        self.shared.submit(py, async move { core.list_images().map(Payload::Images) })
+    }
+
+    /// Forgets an image in the local store.
+    fn remove<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
+        let core = self.core.clone();
+        self.shared.submit(py, async move { core.remove_image(&name).map(|()| Payload::Unit) })
+    }
+}

@@ -1,0 +1,80 @@
+"""A real OCI registry on loopback for the tests (Debian's docker-registry), and a small pusher
+that uploads an OCI image layout to it over the distribution API."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class Registry:
+    """``docker-registry serve`` with filesystem storage under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        config = root / "config.yml"
+        root.mkdir(parents=True, exist_ok=True)
+        config.write_text(
+            "version: 0.1\n"
+            "log: {level: error}\n"
+            f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, delete: {{enabled: true}}}}\n"
+            f"http: {{addr: '{self.host}'}}\n"
+        )
+        self.process = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1):
+                    break
+            except (OSError, urllib.error.URLError):
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("docker-registry did not start") from None
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def blob_file(self, digest: str) -> Path:
+        hex_digest = digest.removeprefix("sha256:")
+        return self.root / "data/docker/registry/v2/blobs/sha256" / hex_digest[:2] / hex_digest / "data"
+
+    def push(self, layout: Path, repository: str, tag: str) -> str:
+        """Uploads the layout's first image; returns its manifest digest."""
+        blobs = layout / "blobs" / "sha256"
+        index = json.loads((layout / "index.json").read_text())
+        manifest_descriptor = index["manifests"][0]
+        manifest_bytes = (blobs / manifest_descriptor["digest"].removeprefix("sha256:")).read_bytes()
+        manifest = json.loads(manifest_bytes)
+        for descriptor in [manifest["config"], *manifest["layers"]]:
+            data = (blobs / descriptor["digest"].removeprefix("sha256:")).read_bytes()
+            start = urllib.request.Request(f"http://{self.host}/v2/{repository}/blobs/uploads/", method="POST")
+            with urllib.request.urlopen(start) as response:
+                location = response.headers["Location"]
+            if location.startswith("/"):
+                location = f"http://{self.host}{location}"
+            separator = "&" if "?" in location else "?"
+            upload = urllib.request.Request(f"{location}{separator}digest={descriptor['digest']}", data=data, method="PUT")
+            upload.add_header("Content-Type", "application/octet-stream")
+            urllib.request.urlopen(upload).close()
+        put = urllib.request.Request(f"http://{self.host}/v2/{repository}/manifests/{tag}", data=manifest_bytes, method="PUT")
+        put.add_header("Content-Type", manifest["mediaType"])
+        urllib.request.urlopen(put).close()
+        digest: str = manifest_descriptor["digest"]
+        return digest

@@ -1,0 +1,114 @@
+"""Pulling from a real registry on loopback: images built offline by the suite, pushed to
+Debian's docker-registry, pulled by boxes; caching, search registries and bad references."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+import boxlite
+
+from .conftest import collect
+from .registry import Registry, free_port
+
+
+@pytest.fixture
+def registry(tmp_path: Path, busybox_image: str) -> Iterator[Registry]:
+    server = Registry(tmp_path / "registry")
+    server.push(Path(busybox_image), "test/busybox", "1")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def pulling_runtime(home: Path, registry: Registry) -> AsyncIterator[boxlite.Boxlite]:
+    registries = [boxlite.ImageRegistry(host=registry.host, transport="http", search=True)]
+    runtime = boxlite.Boxlite(boxlite.Options(home_dir=str(home), image_registries=registries))
+    try:
+        yield runtime
+    finally:
+        runtime.close()
+
+
+async def test_pull_list_and_run_an_image_from_the_registry(pulling_runtime: boxlite.Boxlite, registry: Registry) -> None:
+    reference = f"{registry.host}/test/busybox:1"
+    result = await pulling_runtime.images.pull(reference)
+    assert (result.reference, result.layer_count) == (reference, 1)
+    assert result.config_digest.startswith("sha256:")
+    images = await pulling_runtime.images.list()
+    assert [(image.repository, image.tag, image.id) for image in images] == [(f"{registry.host}/test/busybox", "1", result.config_digest)]
+    box = await pulling_runtime.create(boxlite.BoxOptions(image=reference))
+    assert (await box.info()).image == reference
+    stdout, _, status = await collect(await box.exec("sh", ["-c", "echo $GREETING"]))
+    assert (stdout, status.exit_code) == (b"from-image\n", 0)
+
+
+async def test_a_cached_image_needs_no_registry(pulling_runtime: boxlite.Boxlite, registry: Registry) -> None:
+    reference = f"{registry.host}/test/busybox:1"
+    await pulling_runtime.create(boxlite.BoxOptions(image=reference))
+    registry.stop()
+    box = await pulling_runtime.create(boxlite.BoxOptions(image=reference))
+    stdout, _, _ = await collect(await box.exec("echo", ["offline"]))
+    assert stdout == b"offline\n"
+
+
+async def test_search_registries_serve_unqualified_names(pulling_runtime: boxlite.Boxlite, registry: Registry) -> None:
+    box = await pulling_runtime.create(boxlite.BoxOptions(image="test/busybox:1"))
+    stdout, _, _ = await collect(await box.exec("echo", ["found"]))
+    assert stdout == b"found\n"
+
+
+async def test_unknown_images_are_not_found_and_leave_nothing(pulling_runtime: boxlite.Boxlite, registry: Registry, home: Path) -> None:
+    for reference in (f"{registry.host}/test/busybox:nope", f"{registry.host}/test/missing:1"):
+        with pytest.raises(boxlite.NotFoundError, match=reference.split("/", 1)[1].replace(":", ".")):
+            await pulling_runtime.images.pull(reference)
+    assert await pulling_runtime.images.list() == []
+    assert await pulling_runtime.list_info() == []
+    assert list((home / "blobs" / "tmp").iterdir()) == []
+
+
+async def test_a_registry_that_is_down_fails_fast(home: Path) -> None:
+    port = free_port()
+    registries = [boxlite.ImageRegistry(host=f"127.0.0.1:{port}", transport="http")]
+    runtime = boxlite.Boxlite(boxlite.Options(home_dir=str(home), image_registries=registries))
+    try:
+        started = time.monotonic()
+        with pytest.raises(boxlite.NetworkError, match=f"127.0.0.1:{port}"):
+            await runtime.create(boxlite.BoxOptions(image=f"127.0.0.1:{port}/test/busybox:1"))
+        assert time.monotonic() - started < 30, "bounded, not hanging"
+    finally:
+        runtime.close()
+
+
+async def test_a_tampered_blob_is_refused_and_not_cached(pulling_runtime: boxlite.Boxlite, registry: Registry, home: Path, busybox_image: str) -> None:
+    index = json.loads((Path(busybox_image) / "index.json").read_text())
+    manifest = json.loads((Path(busybox_image) / "blobs/sha256" / index["manifests"][0]["digest"].removeprefix("sha256:")).read_text())
+    blob = registry.blob_file(manifest["layers"][0]["digest"])
+    data = bytearray(blob.read_bytes())
+    data[-100] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    with pytest.raises(boxlite.ImageError):
+        await pulling_runtime.images.pull(f"{registry.host}/test/busybox:1")
+    assert list((home / "layers" / "sha256").iterdir()) == []
+    assert list((home / "blobs" / "sha256").iterdir()) == []
+    assert await pulling_runtime.images.list() == []
+
+
+def test_registry_options_are_validated_and_secrets_hidden() -> None:
+    for kwargs, message in [
+        ({"host": " "}, "image registry host is required"),
+        ({"host": "https://example.com"}, "must be host\\[:port\\], not a URL"),
+        ({"host": "example.com/path"}, "not a URL"),
+        ({"host": "example.com", "transport": "ftp"}, "unsupported registry transport: ftp"),
+        ({"host": "example.com", "username": "me"}, "must be provided together"),
+    ]:
+        with pytest.raises(RuntimeError, match=message):
+            boxlite.ImageRegistry(**kwargs)  # type: ignore[arg-type]
+    registry = boxlite.ImageRegistry(host="example.com", username="me", password="hunter2")
+    options = boxlite.Options(image_registries=[registry, boxlite.ImageRegistry(host="ghcr.io", bearer_token="tok-secret")])
+    assert "hunter2" not in repr(registry) and "tok-secret" not in repr(options.image_registries)
+    assert repr(registry) == "ImageRegistry(host='example.com', transport='https', skip_verify=False, search=False, auth=basic)"
