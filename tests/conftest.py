@@ -32,8 +32,23 @@ def box_processes(home: Path) -> list[int]:
     return found
 
 
-CGROUP_PARENTS = [Path("/sys/fs/cgroup") / name / "boxlite" for name in ("memory", "pids", "cpu", "cpuacct", "unified")] + [
-    Path("/sys/fs/cgroup/boxlite")
+def own_cgroup(controller: str) -> str:
+    """This process's group in a v1 hierarchy (``""`` for the v2 one)."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(",") or (controller == "" and controllers == ""):
+            return path
+    return "/"
+
+
+def cgroup_parent(controller: str) -> Path:
+    """Where boxes' groups go for a v1 controller: inside this process's own group."""
+    return Path("/sys/fs/cgroup") / controller / own_cgroup(controller).lstrip("/") / "boxlite"
+
+
+CGROUP_PARENTS = [cgroup_parent(name) for name in ("memory", "pids", "cpu", "cpuacct")] + [
+    Path("/sys/fs/cgroup") / Path(own_cgroup("")).parent.relative_to("/") / "boxlite",
+    Path("/sys/fs/cgroup/unified") / Path(own_cgroup("")).parent.relative_to("/") / "boxlite",
 ]
 
 

@@ -126,3 +126,26 @@ async def test_a_large_file_streams_through(box: boxlite.Box, tmp_path: Path) ->
     with back.open("rb") as handle:
         handle.seek(100 << 20)
         assert handle.read(6) == b"marker"
+
+
+async def test_copy_out_never_hands_the_host_setuid_files_or_devices(box: boxlite.Box, tmp_path: Path) -> None:
+    await sh(box, "cp /bin/true /root/suid && chmod 4755 /root/suid && ln -s /dev/zero /root/zero && ln -s /proc /root/procs")
+    await box.copy_out("/root/suid", str(tmp_path / "suid"))
+    assert (tmp_path / "suid").stat().st_mode & 0o7777 == 0o755
+    with pytest.raises(boxlite.InvalidArgumentError):
+        await box.copy_out("/root/zero", str(tmp_path / "zero"), boxlite.CopyOptions(follow_symlinks=True))
+    with pytest.raises(boxlite.InvalidArgumentError, match="own filesystem"):
+        await box.copy_out("/root/procs/1/status", str(tmp_path / "environ"))
+    with pytest.raises(boxlite.InvalidArgumentError, match="own filesystem"):
+        await box.copy_in(str(tmp_path / "suid"), "/usr/bin/")
+    assert not (tmp_path / "zero").exists() and not (tmp_path / "environ").exists()
+
+
+async def test_follow_symlinks_follows_only_the_source(box: boxlite.Box, tmp_path: Path) -> None:
+    source = tmp_path / "tree"
+    source.mkdir()
+    (source / "to-root").symlink_to("/")
+    top = tmp_path / "top"
+    top.symlink_to(source)
+    await box.copy_in(str(top), "/root/copied", boxlite.CopyOptions(follow_symlinks=True))
+    assert (await sh(box, "readlink /root/copied/to-root")).strip() == "/"

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import boxlite
 
-from .conftest import collect
+from .conftest import cgroup_parent, collect, own_cgroup
 
-MEMORY = Path("/sys/fs/cgroup/memory/boxlite")
-PIDS = Path("/sys/fs/cgroup/pids/boxlite")
-CPU = Path("/sys/fs/cgroup/cpu/boxlite")
+MEMORY = cgroup_parent("memory")
+PIDS = cgroup_parent("pids")
+CPU = cgroup_parent("cpu")
 
 
 def cgroup_file(box_id: str, *candidates: Path) -> Path:
@@ -23,7 +23,7 @@ def cgroup_file(box_id: str, *candidates: Path) -> Path:
 async def test_memory_cpu_and_pids_limits_are_applied(runtime: boxlite.Boxlite) -> None:
     box = await runtime.create(boxlite.BoxOptions(memory_mib=64, cpus=2))
     await box.start()
-    v2 = Path("/sys/fs/cgroup/boxlite") / box.id
+    v2 = Path("/sys/fs/cgroup") / Path(own_cgroup("")).parent.relative_to("/") / "boxlite" / box.id
     memory = cgroup_file(box.id, MEMORY / box.id / "memory.limit_in_bytes", v2 / "memory.max")
     assert int(memory.read_text()) == 64 << 20
     pids = cgroup_file(box.id, PIDS / box.id / "pids.max", v2 / "pids.max")

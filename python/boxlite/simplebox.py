@@ -51,7 +51,12 @@ class SimpleBox:
             box, created = await runtime.get_or_create(self._box_opts, name=self._name)
         else:
             box, created = await runtime.create(self._box_opts, name=self._name), True
-        await box.start()
+        try:
+            await box.start()
+        except BaseException:
+            if created:
+                await runtime.remove(box.id, force=True)
+            raise
         self._box, self._created = box, created
         return self
 

@@ -90,10 +90,13 @@ class SyncBoxlite:
 
     def __init__(self, options: Options, *, _runtime: Boxlite | None = None) -> None:
         self._runner = LoopThread()
+        self._owns_runtime = _runtime is None
         self._boxlite = _runtime if _runtime is not None else Boxlite(options)
 
     @staticmethod
     def default() -> SyncBoxlite:
+        """Wraps the process-wide ``Boxlite.default()``; closing this object leaves that runtime
+        open for the rest of the process."""
         return SyncBoxlite(Options(), _runtime=Boxlite.default())
 
     @property
@@ -130,9 +133,11 @@ class SyncBoxlite:
         self._runner.run(lambda: self._boxlite.shutdown(timeout))
 
     def close(self) -> None:
-        """Closes the runtime (boxes that are not detached are killed) and its loop thread."""
-        self._boxlite.close()
+        """Stops the loop thread and closes the runtime this object opened (boxes that are not
+        detached are killed). Idempotent."""
         self._runner.close()
+        if self._owns_runtime:
+            self._boxlite.close()
 
     def stop(self) -> None:
         self.close()
@@ -153,6 +158,7 @@ class SyncSimpleBox:
         if image is not None:
             kwargs["image"] = image
         self._owned = runtime is None
+        self._stopped = False
         self._runtime = runtime if runtime is not None else SyncBoxlite.default()
         self._runner = self._runtime._runner
         self._inner = self._async_class(runtime=self._runtime.runtime, **kwargs)
@@ -179,9 +185,13 @@ class SyncSimpleBox:
         return self._runner.run(self._inner.metrics)
 
     def stop(self) -> None:
+        """Stops the box (and the loop thread this object owns). Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
         self._runner.run(self._inner.stop)
         if self._owned:
-            self._runner.close()
+            self._runtime.close()
 
 
 class SyncCodeBox(SyncSimpleBox):

@@ -21,6 +21,8 @@ class LoopThread:
 
     def run(self, make: Callable[[], Awaitable[T]]) -> T:
         """Runs ``make()`` on the loop and waits for its result (or exception)."""
+        if self._loop.is_closed() or not self._thread.is_alive():
+            raise RuntimeError("this boxlite sync runtime is closed")
         if threading.current_thread() is self._thread:
             raise RuntimeError("a boxlite sync call cannot be made from its own event loop thread")
         try:
@@ -36,8 +38,19 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(call(), self._loop).result()
 
     def close(self) -> None:
-        if self._loop.is_closed():
+        """Cancels what still runs (callers blocked in ``run`` get CancelledError), then stops
+        the loop and its thread."""
+        if self._loop.is_closed() or not self._thread.is_alive():
             return
+
+        async def finish() -> None:
+            pending = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(finish(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-        self._loop.close()
+        self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._loop.close()

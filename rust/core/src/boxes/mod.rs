@@ -659,7 +659,7 @@ impl BoxHandle {
                 return Err(Error::InvalidArgument("timeout must be positive".to_string()));
             }
         }
-        let (socket_path, _) = self.ensure_running().await?;
+        let socket_path = self.ensure_running().await?;
         let spec = self.exec_spec(request);
         self.inner.counters.commands.fetch_add(1, Ordering::Relaxed);
         self.entry.commands.fetch_add(1, Ordering::Relaxed);
@@ -671,8 +671,8 @@ impl BoxHandle {
         started
     }
 
-    /// Boots the box if it is configured or stopped; returns its init's socket and pid.
-    async fn ensure_running(&self) -> Result<(PathBuf, i32)> {
+    /// Boots the box if it is configured or stopped; returns its init's socket.
+    async fn ensure_running(&self) -> Result<PathBuf> {
         let mut live = self.entry.live.lock().await;
         if !live.as_ref().is_some_and(Live::is_alive) {
             let status = self.entry.record().status;
@@ -681,23 +681,35 @@ impl BoxHandle {
             }
             self.start_locked(&mut live).await?;
         }
-        live.as_ref()
-            .map(|running| (running.socket_path.clone(), running.init_pid))
-            .ok_or_else(|| Error::Internal("box has no init after start".to_string()))
+        live.as_ref().map(|running| running.socket_path.clone()).ok_or_else(|| Error::Internal("box has no init after start".to_string()))
+    }
+
+    /// The running box's root, opened while the lifecycle lock is held and the init is known to
+    /// live, so a pid that the kernel recycled can never stand for the box.
+    async fn open_root(&self) -> Result<std::os::fd::OwnedFd> {
+        self.check_usable()?;
+        let mut live = self.entry.live.lock().await;
+        if !live.as_ref().is_some_and(Live::is_alive) {
+            self.start_locked(&mut live).await?;
+        }
+        let running = live.as_ref().ok_or_else(|| Error::Internal("box has no init after start".to_string()))?;
+        let root = crate::files::open_root(running.init_pid).map_err(|error| Error::InvalidState(format!("the box is not running: {error}")))?;
+        if !running.is_alive() {
+            return Err(Error::InvalidState(format!("box {} stopped", self.entry.id)));
+        }
+        Ok(root)
     }
 
     /// Copies a host file or directory into the box (booting it if needed).
     pub async fn copy_in(&self, host_source: PathBuf, box_destination: String, options: CopyOptions) -> Result<()> {
-        self.check_usable()?;
-        let (_, init_pid) = self.ensure_running().await?;
-        blocking(move || crate::files::copy_in(init_pid, &host_source, &box_destination, options)).await
+        let root = self.open_root().await?;
+        blocking(move || crate::files::copy_in(&root, &host_source, &box_destination, options)).await
     }
 
     /// Copies a file or directory out of the box (booting it if needed).
     pub async fn copy_out(&self, box_source: String, host_destination: PathBuf, options: CopyOptions) -> Result<()> {
-        self.check_usable()?;
-        let (_, init_pid) = self.ensure_running().await?;
-        blocking(move || crate::files::copy_out(init_pid, &box_source, &host_destination, options)).await
+        let root = self.open_root().await?;
+        blocking(move || crate::files::copy_out(&root, &box_source, &host_destination, options)).await
     }
 
     fn exec_spec(&self, request: ExecRequest) -> ExecSpec {

@@ -19,24 +19,53 @@ const ALL: [Controller; 4] = [Controller::Memory, Controller::Cpu, Controller::C
 impl CgroupLayout {
     pub fn detect() -> Self {
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        Self::from_mountinfo(&mountinfo, |root| std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default())
+        let membership = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        Self::from_mountinfo(&mountinfo, &membership, |root| std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default())
     }
 
+    /// Where boxes go in each hierarchy: inside this process's own group (v1), or beside it
+    /// (v2, whose groups with processes cannot have children with controllers), so boxes stay
+    /// within whatever limits the caller runs under. `membership` is /proc/self/cgroup;
     /// `read_controllers` gives the `cgroup.controllers` of a v2 root.
-    pub fn from_mountinfo(mountinfo: &str, read_controllers: impl Fn(&Path) -> String) -> Self {
+    pub fn from_mountinfo(mountinfo: &str, membership: &str, read_controllers: impl Fn(&Path) -> String) -> Self {
+        let own_path = |wanted: Option<&str>| -> PathBuf {
+            let path = membership.lines().find_map(|line| {
+                let mut fields = line.splitn(3, ':');
+                let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+                let matches = match wanted {
+                    Some(name) => controllers.split(',').any(|controller| controller == name),
+                    None => controllers.is_empty(),
+                };
+                matches.then(|| PathBuf::from(path))
+            });
+            path.unwrap_or_else(|| PathBuf::from("/"))
+        };
+        let placed = |mount_point: &str, mount_root: &str, group: PathBuf| -> PathBuf {
+            let relative = group.strip_prefix(mount_root).map(Path::to_path_buf).unwrap_or_default();
+            let relative = relative.strip_prefix("/").map(Path::to_path_buf).unwrap_or(relative);
+            Path::new(mount_point).join(relative)
+        };
         let mut v1: Vec<(PathBuf, Vec<String>)> = Vec::new();
         let mut v2: Option<(PathBuf, Vec<String>)> = None;
         for line in mountinfo.lines() {
             let Some((before, after)) = line.split_once(" - ") else { continue };
-            let Some(mount_point) = before.split(' ').nth(4) else { continue };
-            let mut fields = after.split(' ');
-            let (Some(fstype), _, Some(options)) = (fields.next(), fields.next(), fields.next()) else { continue };
-            let mount_point = PathBuf::from(mount_point);
+            let fields: Vec<&str> = before.split(' ').collect();
+            let (Some(mount_root), Some(mount_point)) = (fields.get(3), fields.get(4)) else { continue };
+            let mut filesystem = after.split(' ');
+            let (Some(fstype), _, Some(options)) = (filesystem.next(), filesystem.next(), filesystem.next()) else { continue };
             match fstype {
-                "cgroup" => v1.push((mount_point, options.split(',').map(str::to_string).collect())),
+                "cgroup" => {
+                    let controllers: Vec<String> = options.split(',').map(str::to_string).collect();
+                    let group = controllers.iter().find_map(|option| {
+                        ["memory", "cpu", "cpuacct", "pids"].contains(&option.as_str()).then(|| own_path(Some(option)))
+                    });
+                    v1.push((placed(mount_point, mount_root, group.unwrap_or_else(|| PathBuf::from("/"))), controllers));
+                }
                 "cgroup2" => {
-                    let controllers = read_controllers(&mount_point).split_whitespace().map(str::to_string).collect();
-                    v2 = Some((mount_point, controllers));
+                    let controllers = read_controllers(Path::new(mount_point)).split_whitespace().map(str::to_string).collect();
+                    let group = own_path(None);
+                    let beside = group.parent().map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+                    v2 = Some((placed(mount_point, mount_root, beside), controllers));
                 }
                 _ => {}
             }
@@ -66,28 +95,38 @@ impl CgroupLayout {
         ALL.into_iter().filter_map(|controller| self.slot(controller).map(|(version, root)| (controller, *version, root.as_path())))
     }
 
-    /// On v2, a controller must be enabled in every ancestor's `cgroup.subtree_control`.
+    /// On v2, a controller must be enabled in the `cgroup.subtree_control` of every ancestor
+    /// of `group`, from the hierarchy's root down to its parent.
     pub fn enable_v2_controllers(&self, group: &Path) -> Result<()> {
         let wanted: Vec<&str> = [(Controller::Memory, "memory"), (Controller::Cpu, "cpu"), (Controller::Pids, "pids")]
             .into_iter()
             .filter(|(controller, _)| matches!(self.slot(*controller), Some((Version::V2, _))))
             .map(|(_, name)| name)
             .collect();
-        let Some((_, root)) = ALL.iter().find_map(|controller| self.slot(*controller).filter(|(version, _)| *version == Version::V2)) else {
+        let Some((_, base)) = ALL.iter().find_map(|controller| self.slot(*controller).filter(|(version, _)| *version == Version::V2)) else {
             return Ok(());
         };
-        let mut dir = root.clone();
-        let relative = group.strip_prefix(root).unwrap_or(group);
-        let parents: Vec<_> = relative.components().collect();
-        for component in &parents[..parents.len().saturating_sub(1)] {
-            std::fs::create_dir_all(&dir).map_err(|error| Error::storage("create cgroup", &dir, &error))?;
-            let control = dir.join("cgroup.subtree_control");
-            for name in &wanted {
-                let _ = std::fs::write(&control, format!("+{name}"));
-            }
+        let Some(parent) = group.parent() else { return Ok(()) };
+        let relative = parent.strip_prefix(base).unwrap_or(Path::new(""));
+        let mut dir = base.clone();
+        let mut ancestors = vec![dir.clone()];
+        for component in relative.components() {
             dir.push(component);
+            ancestors.push(dir.clone());
         }
-        std::fs::create_dir_all(&dir).map_err(|error| Error::storage("create cgroup", &dir, &error))
+        for ancestor in ancestors {
+            std::fs::create_dir_all(&ancestor).map_err(|error| Error::storage("create cgroup", &ancestor, &error))?;
+            let control = ancestor.join("cgroup.subtree_control");
+            let enabled = std::fs::read_to_string(&control).unwrap_or_default();
+            for name in &wanted {
+                if enabled.split_whitespace().any(|present| present == *name) {
+                    continue;
+                }
+                std::fs::write(&control, format!("+{name}"))
+                    .map_err(|error| Error::Engine(format!("failed to enable the {name} controller in {}: {error}", control.display())))?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -105,10 +144,11 @@ mod tests {
 
     #[test]
     fn a_hybrid_host_uses_v1_for_what_v2_lacks() {
-        let layout = CgroupLayout::from_mountinfo(HYBRID, |_| "hugetlb".to_string());
+        let membership = "4:memory:/session/42\n2:cpuacct:/\n1:cpu:/\n8:pids:/\n0::/";
+        let layout = CgroupLayout::from_mountinfo(HYBRID, membership, |_| "hugetlb".to_string());
         let found: Vec<_> = layout.hierarchies().map(|(controller, version, root)| (controller, version, root.to_path_buf())).collect();
         assert_eq!(found, vec![
-            (Controller::Memory, Version::V1, PathBuf::from("/sys/fs/cgroup/memory")),
+            (Controller::Memory, Version::V1, PathBuf::from("/sys/fs/cgroup/memory/session/42")),
             (Controller::Cpu, Version::V1, PathBuf::from("/sys/fs/cgroup/cpu")),
             (Controller::CpuAccounting, Version::V1, PathBuf::from("/sys/fs/cgroup/cpuacct")),
             (Controller::Pids, Version::V1, PathBuf::from("/sys/fs/cgroup/pids")),
@@ -118,13 +158,13 @@ mod tests {
     #[test]
     fn a_pure_v2_host_uses_v2() {
         let mountinfo = "30 24 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate";
-        let layout = CgroupLayout::from_mountinfo(mountinfo, |_| "cpuset cpu io memory pids".to_string());
-        assert!(layout.hierarchies().all(|(_, version, root)| version == Version::V2 && root == Path::new("/sys/fs/cgroup")));
+        let layout = CgroupLayout::from_mountinfo(mountinfo, "0::/user.slice/app.scope", |_| "cpuset cpu io memory pids".to_string());
+        assert!(layout.hierarchies().all(|(_, version, root)| version == Version::V2 && root == Path::new("/sys/fs/cgroup/user.slice")));
         assert_eq!(layout.hierarchies().count(), 4);
     }
 
     #[test]
     fn a_host_without_cgroups_has_no_hierarchies() {
-        assert_eq!(CgroupLayout::from_mountinfo("", |_| String::new()).hierarchies().count(), 0);
+        assert_eq!(CgroupLayout::from_mountinfo("", "", |_| String::new()).hierarchies().count(), 0);
     }
 }

@@ -3,8 +3,9 @@
 //! controller, else the v1 hierarchy that has it mounted. A controller the host has in neither
 //! is not applied.
 //!
-//! Group paths are `<hierarchy>/boxlite/<box id>`. The box's shim joins them before forking the
-//! init, so every box process is born inside them.
+//! Group paths are `<base>/boxlite/<box id>`, where the base is this process's own group (v1)
+//! or its parent (v2): boxes stay within the limits the caller runs under. The box's shim joins
+//! them before forking the init, so every box process is born inside them.
 
 mod detect;
 

@@ -12,8 +12,10 @@
 
 mod resolve;
 
+pub use resolve::open_root;
+
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -91,14 +93,14 @@ fn base_name(path: &Path) -> Result<PathBuf> {
     path.file_name().map(PathBuf::from).ok_or_else(|| Error::InvalidArgument(format!("{} has no name to copy under", path.display())))
 }
 
-/// Copies `host_source` into the box whose init is `init_pid`. Blocking.
-pub fn copy_in(init_pid: i32, host_source: &Path, box_destination: &str, options: CopyOptions) -> Result<()> {
+/// Copies `host_source` into the box whose root is `root` (see [`resolve::open_root`]).
+/// Blocking.
+pub fn copy_in(root: &OwnedFd, host_source: &Path, box_destination: &str, options: CopyOptions) -> Result<()> {
     let destination = box_path(box_destination)?;
     let source_text = host_source.to_string_lossy();
     let contents_only = source_text.ends_with("/.");
     let metadata = if options.follow_symlinks { std::fs::metadata(host_source) } else { std::fs::symlink_metadata(host_source) }
         .map_err(|error| on_host("read", host_source, &error))?;
-    let root = resolve::open_root(init_pid).map_err(|error| Error::InvalidState(format!("the box is not running: {error}")))?;
     let existing = open_in_root(root.as_fd(), &destination.path, libc::O_PATH, 0).ok().and_then(|fd| fstat(fd.as_fd()).ok());
     let destination_is_dir = existing.as_ref().is_some_and(is_dir);
     let target = if metadata.is_dir() {
@@ -115,7 +117,18 @@ pub fn copy_in(init_pid: i32, host_source: &Path, box_destination: &str, options
     };
     let (parent, name) = split(&target);
     let parent_fd = open_in_root(root.as_fd(), &parent, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(|error| in_box(&parent, &error))?;
+    same_filesystem(root.as_fd(), parent_fd.as_fd(), &parent)?;
     put(parent_fd.as_fd(), &name, host_source, &target, options)
+}
+
+/// Copies stay on the box's own root filesystem: /proc, /sys, /dev and read-only host binds
+/// are other mounts, however a path or a symlink in the box reaches them.
+fn same_filesystem(root: BorrowedFd<'_>, dir: BorrowedFd<'_>, shown: &Path) -> Result<()> {
+    let (root_status, dir_status) = (fstat(root).map_err(|error| in_box(shown, &error))?, fstat(dir).map_err(|error| in_box(shown, &error))?);
+    if root_status.st_dev != dir_status.st_dev {
+        return Err(Error::InvalidArgument(format!("{} is not on the box's own filesystem (/proc, /sys, /dev or a read-only host directory)", shown.display())));
+    }
+    Ok(())
 }
 
 fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
@@ -145,10 +158,12 @@ fn put(dir: BorrowedFd<'_>, name: &Path, host: &Path, shown: &Path, options: Cop
             None => resolve::mkdir_at(dir, name, metadata.mode() & 0o7777).map_err(|error| in_box(shown, &error))?,
         }
         let child_dir = open_at(dir, name, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(|error| in_box(shown, &error))?;
+        // Like `docker cp -L`: only the source itself is followed, never links inside it.
+        let inner = CopyOptions { follow_symlinks: false, ..options };
         for entry in std::fs::read_dir(host).map_err(|error| on_host("list", host, &error))? {
             let entry = entry.map_err(|error| on_host("list", host, &error))?;
             let child = PathBuf::from(entry.file_name());
-            put(child_dir.as_fd(), &child, &entry.path(), &shown.join(&child), options)?;
+            put(child_dir.as_fd(), &child, &entry.path(), &shown.join(&child), inner)?;
         }
         return Ok(());
     }
@@ -180,15 +195,15 @@ fn replace(dir: BorrowedFd<'_>, name: &Path, status: &libc::stat, shown: &Path, 
     resolve::unlink_at(dir, name, false).map_err(|error| in_box(shown, &error))
 }
 
-/// Copies `box_source` out of the box whose init is `init_pid` to `host_destination`. Blocking.
-pub fn copy_out(init_pid: i32, box_source: &str, host_destination: &Path, options: CopyOptions) -> Result<()> {
+/// Copies `box_source` out of the box whose root is `root` to `host_destination`. Blocking.
+pub fn copy_out(root: &OwnedFd, box_source: &str, host_destination: &Path, options: CopyOptions) -> Result<()> {
     let source = box_path(box_source)?;
-    let root = resolve::open_root(init_pid).map_err(|error| Error::InvalidState(format!("the box is not running: {error}")))?;
     let (parent, name) = split(&source.path);
     let (dir, name): (OwnedFd, PathBuf) = if source.path == Path::new("/") {
         (open_in_root(root.as_fd(), Path::new("/"), libc::O_PATH | libc::O_DIRECTORY, 0).map_err(|error| in_box(&source.path, &error))?, PathBuf::from("."))
     } else {
         let parent_fd = open_in_root(root.as_fd(), &parent, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(|error| in_box(&parent, &error))?;
+        same_filesystem(root.as_fd(), parent_fd.as_fd(), &parent)?;
         (parent_fd, name)
     };
     let mut status = stat_at(dir.as_fd(), &name).map_err(|error| in_box(&source.path, &error))?.ok_or_else(|| Error::NotFound(format!("{} does not exist in the box", source.path.display())))?;
@@ -244,7 +259,7 @@ fn get(dir: BorrowedFd<'_>, name: &Path, status: &libc::stat, shown: &Path, host
             }
             None => std::fs::create_dir(host).map_err(|error| on_host("create", host, &error))?,
         }
-        let _ = std::fs::set_permissions(host, std::fs::Permissions::from_mode(status.st_mode & 0o7777));
+        let _ = std::fs::set_permissions(host, std::fs::Permissions::from_mode(status.st_mode & 0o1777));
         let child_dir = open_entry(dir, name, libc::O_RDONLY | libc::O_DIRECTORY).map_err(|error| in_box(shown, &error))?;
         let listing = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&child_dir)));
         for entry in std::fs::read_dir(&listing).map_err(|error| in_box(shown, &error))? {
@@ -273,10 +288,25 @@ fn get(dir: BorrowedFd<'_>, name: &Path, status: &libc::stat, shown: &Path, host
     if !is_regular(status) {
         return Err(Error::InvalidArgument(format!("{} is a special file (device, fifo or socket) and is not copied", shown.display())));
     }
-    let mut source = File::from(open_entry(dir, name, libc::O_RDONLY).map_err(|error| in_box(shown, &error))?);
+    let source = open_regular(dir, name, status).map_err(|error| in_box(shown, &error))?;
     let mut target = File::create(host).map_err(|error| on_host("create", host, &error))?;
-    io::copy(&mut source, &mut target).map_err(|error| on_host("write", host, &error))?;
-    target.set_permissions(std::fs::Permissions::from_mode(status.st_mode & 0o7777)).map_err(|error| on_host("chmod", host, &error))
+    io::copy(&mut File::from(source).take(status.st_size as u64), &mut target).map_err(|error| on_host("write", host, &error))?;
+    // No setuid, setgid or sticky bits: the host process is root, and the box chose the content.
+    target.set_permissions(std::fs::Permissions::from_mode(status.st_mode & 0o777)).map_err(|error| on_host("chmod", host, &error))
+}
+
+/// Opens the regular file `status` described, refusing whatever the box swapped in since
+/// (a fifo would block the host, a device would stream forever): opened without blocking and
+/// without a controlling terminal, then checked to be that same regular file.
+fn open_regular(dir: BorrowedFd<'_>, name: &Path, status: &libc::stat) -> io::Result<OwnedFd> {
+    let fd = open_entry(dir, name, libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY)?;
+    let now = fstat(fd.as_fd())?;
+    if !is_regular(&now) || now.st_dev != status.st_dev || now.st_ino != status.st_ino {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "the file changed while it was being copied"));
+    }
+    // SAFETY: fcntl on a descriptor we own, clearing O_NONBLOCK for the plain reads that follow.
+    unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&fd), libc::F_SETFL, 0) };
+    Ok(fd)
 }
 
 #[cfg(test)]

@@ -151,13 +151,16 @@ impl ImageStore {
         if names_a_registry(text) {
             return Ok(vec![parsed]);
         }
+        // Docker Hub files one-word names under `library/`; other registries do not.
+        let name = text.split(['@', ':']).next().unwrap_or(text);
+        let repository = if name.contains('/') { parsed.repository() } else { parsed.repository().trim_start_matches("library/") };
         let mut candidates: Vec<Reference> = self
             .registries
             .iter()
             .filter(|registry| registry.search)
             .map(|registry| match parsed.digest() {
-                Some(digest) => Reference::with_digest(registry.host.clone(), parsed.repository().to_string(), digest.to_string()),
-                None => Reference::with_tag(registry.host.clone(), parsed.repository().to_string(), parsed.tag().unwrap_or("latest").to_string()),
+                Some(digest) => Reference::with_digest(registry.host.clone(), repository.to_string(), digest.to_string()),
+                None => Reference::with_tag(registry.host.clone(), repository.to_string(), parsed.tag().unwrap_or("latest").to_string()),
             })
             .collect();
         candidates.push(parsed);
@@ -204,15 +207,18 @@ impl ImageStore {
     }
 
     /// Pulls `text` (trying search registries first for unqualified names) and indexes it.
+    /// Only "not found" moves on to the next registry: any other failure (a registry that is
+    /// down, refuses the credentials, or serves a bad blob) is reported as it is.
     pub async fn pull(&self, home: &Home, text: &str) -> Result<ImageRecord> {
-        let mut last_error = None;
+        let mut not_found = None;
         for reference in self.candidates(text)? {
             match self.pull_reference(home, &reference).await {
                 Ok(record) => return Ok(record),
-                Err(error) => last_error = Some(error),
+                Err(error @ Error::NotFound(_)) => not_found = Some(error),
+                Err(error) => return Err(error),
             }
         }
-        Err(last_error.unwrap_or_else(|| Error::NotFound(format!("image {text}"))))
+        Err(not_found.unwrap_or_else(|| Error::NotFound(format!("image {text}"))))
     }
 
     async fn pull_reference(&self, home: &Home, reference: &Reference) -> Result<ImageRecord> {
@@ -233,9 +239,17 @@ impl ImageStore {
             let blob = self.download(home, &client, reference, layer).await?;
             size_bytes += u64::try_from(layer.size).unwrap_or(0);
             let (layers, tmp, digest) = (home.layers(), home.layers_tmp(), layer.digest.clone());
-            tokio::task::spawn_blocking(move || unpack_layer(&layers, &tmp, &blob, &digest))
-                .await
-                .map_err(|error| Error::Internal(format!("unpacking task failed: {error}")))??;
+            let unpacked = tokio::task::spawn_blocking({
+                let blob = blob.clone();
+                move || unpack_layer(&layers, &tmp, &blob, &digest)
+            })
+            .await
+            .map_err(|error| Error::Internal(format!("unpacking task failed: {error}")))?;
+            if let Err(error) = unpacked {
+                // A blob that does not unpack (damaged on disk) must not be trusted next time.
+                let _ = tokio::fs::remove_file(&blob).await;
+                return Err(error);
+            }
         }
         let record = ImageRecord {
             reference: shown.clone(),
@@ -255,7 +269,7 @@ impl ImageStore {
             size_bytes,
         };
         let path = index_path(home, &shown);
-        let staging = path.with_extension("tmp");
+        let staging = path.with_extension(format!("{}.tmp", rand::random::<u32>()));
         let bytes = serde_json::to_vec_pretty(&record).map_err(|error| Error::Internal(format!("cannot encode image record: {error}")))?;
         fs_err::write(&staging, bytes)?;
         fs_err::rename(&staging, &path)?;
@@ -281,6 +295,9 @@ impl ImageStore {
             let _ = tokio::fs::remove_file(&staging).await;
             return Err(registry_error(&reference.whole(), error));
         }
+        // Durable before it is named: a crash must not leave a truncated blob at the final path.
+        let written = tokio::fs::File::open(&staging).await.map_err(|error| Error::storage("open", &staging, &error))?;
+        written.sync_all().await.map_err(|error| Error::storage("sync", &staging, &error))?;
         tokio::fs::rename(&staging, &destination).await.map_err(|error| Error::storage("store blob", &destination, &error))?;
         Ok(destination)
     }
@@ -349,7 +366,9 @@ mod tests {
             credentials: Credentials::Anonymous,
         }]);
         let names: Vec<String> = store.candidates("python:slim").expect("valid").iter().map(Reference::whole).collect();
-        assert_eq!(names, vec!["mirror.local:5000/library/python:slim", "docker.io/library/python:slim"]);
+        assert_eq!(names, vec!["mirror.local:5000/python:slim", "docker.io/library/python:slim"]);
+        let names: Vec<String> = store.candidates("team/tool").expect("valid").iter().map(Reference::whole).collect();
+        assert_eq!(names, vec!["mirror.local:5000/team/tool:latest", "docker.io/team/tool:latest"]);
         let names: Vec<String> = store.candidates("ghcr.io/org/tool:1").expect("valid").iter().map(Reference::whole).collect();
         assert_eq!(names, vec!["ghcr.io/org/tool:1"]);
     }

@@ -1,0 +1,244 @@
+"""The ``boxlite`` command line (also ``python -m boxlite``).
+
+    boxlite run [-it] [-e K=V] [-w DIR] [-u USER] [--cpus N] [--memory MIB] IMAGE [CMD...]
+    boxlite create [--name NAME] IMAGE       boxlite start|stop|inspect BOX
+    boxlite exec [-it] BOX CMD...            boxlite rm [-f] BOX...
+    boxlite ls [-q]                          boxlite cp SRC DST   (BOX:PATH on one side)
+    boxlite pull IMAGE                       boxlite images
+
+IMAGE is a registry reference, ``host://`` (the built-in image) or a path to a local OCI image
+layout. Boxes made by ``create`` are detached: they outlive the command and later commands
+reach them by id or name. ``run`` boxes live as long as the command. The exit status of the
+command in the box becomes the CLI's; errors are one line on stderr (``--debug`` for the
+trace), with status 125.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from ._native import HOST_IMAGE, Box, BoxInfo, Boxlite, BoxOptions, ExecStream, Execution, Options
+from .errors import BoxliteError
+
+__all__ = ["main"]
+
+CLI_ERROR = 125
+
+
+def _image_options(image: str) -> BoxOptions:
+    """Box options for IMAGE: a local OCI image layout when it is a directory, else a reference."""
+    if image != HOST_IMAGE and (image.startswith(("/", "./", "../")) or Path(image).is_dir()):
+        return BoxOptions(rootfs_path=str(Path(image).resolve()))
+    return BoxOptions(image=image)
+
+
+def _env(pairs: Sequence[str]) -> list[tuple[str, str]]:
+    result = []
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator:
+            value = os.environ.get(key, "")
+        result.append((key, value))
+    return result
+
+
+async def _pump(stream: ExecStream, sink: TextIO) -> None:
+    async for chunk in stream:
+        assert isinstance(chunk, bytes)
+        sink.buffer.write(chunk)
+        sink.flush()
+
+
+async def _attach(execution: Execution, interactive: bool, tty: bool) -> int:
+    """Streams output (bytes, as they come), forwards stdin when interactive, returns the exit
+    code the CLI should exit with."""
+    loop = asyncio.get_running_loop()
+    pumps = [asyncio.ensure_future(_pump(execution.stdout(text=False), sys.stdout))]
+    if not tty:
+        pumps.append(asyncio.ensure_future(_pump(execution.stderr(text=False), sys.stderr)))
+    restore = None
+    if interactive:
+        stdin = execution.stdin()
+        fd = sys.stdin.fileno()
+        if tty and os.isatty(fd):
+            import termios
+            import tty as terminal
+
+            saved = termios.tcgetattr(fd)
+            terminal.setraw(fd)
+            restore = lambda: termios.tcsetattr(fd, termios.TCSADRAIN, saved)  # noqa: E731
+
+            def resize() -> None:
+                size = os.get_terminal_size(fd)
+                asyncio.ensure_future(execution.resize_tty(size.lines, size.columns))
+
+            resize()
+            loop.add_signal_handler(signal.SIGWINCH, resize)
+
+        def forward() -> None:
+            data = os.read(fd, 65536)
+            if data:
+                asyncio.ensure_future(stdin.send_input(data))
+            else:
+                loop.remove_reader(fd)
+                asyncio.ensure_future(stdin.close())
+
+        loop.add_reader(fd, forward)
+    try:
+        await asyncio.gather(*pumps)
+        status = await execution.wait()
+    finally:
+        if interactive:
+            loop.remove_reader(sys.stdin.fileno())
+        if restore is not None:
+            loop.remove_signal_handler(signal.SIGWINCH)
+            restore()
+    if status.signal is not None:
+        return 128 + status.signal
+    return status.exit_code if status.exit_code >= 0 else CLI_ERROR
+
+
+async def _find(runtime: Boxlite, box: str) -> Box:
+    found = await runtime.get(box)
+    if found is None:
+        raise BoxliteError(f"no such box: {box}")
+    return found
+
+
+def _box_row(info: BoxInfo) -> str:
+    return f"{info.id:12}  {(info.name or '-'):16}  {info.state.status:10}  {info.created_at[:19]}  {info.image}"
+
+
+async def _run(arguments: argparse.Namespace) -> int:
+    command = arguments.command or ["sh"]
+    with Boxlite(Options(home_dir=arguments.home)) as runtime:
+        options = _image_options(arguments.image)
+        options.cpus, options.memory_mib, options.env = arguments.cpus, arguments.memory, _env(arguments.env)
+        options.working_dir, options.user = arguments.workdir, arguments.user
+        box = await runtime.create(options, name=arguments.name)
+        try:
+            execution = await box.exec(command[0], command[1:], tty=arguments.tty)
+            return await _attach(execution, arguments.interactive, arguments.tty)
+        finally:
+            await box.stop()
+
+
+async def _command(arguments: argparse.Namespace) -> int:
+    with Boxlite(Options(home_dir=arguments.home)) as runtime:
+        action = arguments.action
+        if action == "create":
+            options = _image_options(arguments.image)
+            options.detach, options.auto_remove, options.cpus, options.memory_mib = True, False, arguments.cpus, arguments.memory
+            box = await runtime.create(options, name=arguments.name)
+            print(box.id)
+        elif action == "start":
+            await (await _find(runtime, arguments.box)).start()
+        elif action == "stop":
+            await (await _find(runtime, arguments.box)).stop()
+        elif action == "rm":
+            for box in arguments.boxes:
+                await runtime.remove(box, force=arguments.force)
+        elif action == "ls":
+            infos = await runtime.list_info()
+            if arguments.quiet:
+                print("\n".join(info.id for info in infos))
+            else:
+                print(f"{'ID':12}  {'NAME':16}  {'STATUS':10}  {'CREATED':19}  IMAGE")
+                print("\n".join(_box_row(info) for info in infos))
+        elif action == "inspect":
+            info = (await (await _find(runtime, arguments.box)).info())
+            state = {"status": info.state.status, "running": info.state.running, "pid": info.state.pid}
+            print(json.dumps({"id": info.id, "name": info.name, "image": info.image, "state": state, "created_at": info.created_at,
+                              "started_at": info.started_at, "cpus": info.cpus, "memory_mib": info.memory_mib}, indent=2))
+        elif action == "exec":
+            box = await _find(runtime, arguments.box)
+            execution = await box.exec(arguments.command[0], arguments.command[1:], tty=arguments.tty, env=_env(arguments.env) or None,
+                                       cwd=arguments.workdir, user=arguments.user)
+            return await _attach(execution, arguments.interactive, arguments.tty)
+        elif action == "cp":
+            source_box, _, source_path = arguments.source.partition(":") if ":" in arguments.source else ("", "", arguments.source)
+            target_box, _, target_path = arguments.target.partition(":") if ":" in arguments.target else ("", "", arguments.target)
+            if bool(source_box) == bool(target_box):
+                raise BoxliteError("cp needs BOX:PATH on exactly one side")
+            if source_box:
+                await (await _find(runtime, source_box)).copy_out(source_path, target_path)
+            else:
+                await (await _find(runtime, target_box)).copy_in(source_path, target_path)
+        elif action == "pull":
+            result = await runtime.images.pull(arguments.image)
+            print(f"{result.reference} {result.config_digest} ({result.layer_count} layers)")
+        elif action == "images":
+            print(f"{'REPOSITORY':40}  {'TAG':12}  {'ID':19}  SIZE")
+            for image in await runtime.images.list():
+                size = f"{(image.size_bytes or 0) / 1e6:.1f} MB"
+                print(f"{image.repository:40}  {(image.tag or '-'):12}  {image.id[7:19]:19}  {size}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="boxlite", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--home", default=None, help="the runtime's home directory (default: $BOXLITE_HOME or ~/.boxlite)")
+    parser.add_argument("--debug", action="store_true", help="show the full trace of errors")
+    commands = parser.add_subparsers(dest="action", required=True)
+
+    def box_settings(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--name")
+        command.add_argument("--cpus", type=int)
+        command.add_argument("--memory", type=int, help="MiB")
+
+    def exec_settings(command: argparse.ArgumentParser) -> None:
+        command.add_argument("-i", "--interactive", action="store_true", help="forward stdin")
+        command.add_argument("-t", "--tty", action="store_true", help="allocate a terminal")
+        command.add_argument("-e", "--env", action="append", default=[], metavar="KEY[=VALUE]")
+        command.add_argument("-w", "--workdir")
+        command.add_argument("-u", "--user")
+
+    run = commands.add_parser("run", help="run a command in a new box, then remove it")
+    box_settings(run)
+    exec_settings(run)
+    run.add_argument("image")
+    run.add_argument("command", nargs=argparse.REMAINDER)
+    create = commands.add_parser("create", help="create a detached box; prints its id")
+    box_settings(create)
+    create.add_argument("image")
+    for name in ("start", "stop", "inspect"):
+        commands.add_parser(name).add_argument("box")
+    remove = commands.add_parser("rm", help="remove boxes")
+    remove.add_argument("-f", "--force", action="store_true")
+    remove.add_argument("boxes", nargs="+")
+    listing = commands.add_parser("ls", help="list boxes")
+    listing.add_argument("-q", "--quiet", action="store_true")
+    execute = commands.add_parser("exec", help="run a command in a box")
+    exec_settings(execute)
+    execute.add_argument("box")
+    execute.add_argument("command", nargs=argparse.REMAINDER)
+    copy = commands.add_parser("cp", help="copy files: BOX:PATH HOSTPATH or HOSTPATH BOX:PATH")
+    copy.add_argument("source")
+    copy.add_argument("target")
+    commands.add_parser("pull", help="pull an image").add_argument("image")
+    commands.add_parser("images", help="list pulled images")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = _parser().parse_args(argv)
+    if arguments.action == "exec" and not arguments.command:
+        print("boxlite: exec needs a command", file=sys.stderr)
+        return CLI_ERROR
+    try:
+        return asyncio.run(_run(arguments) if arguments.action == "run" else _command(arguments))
+    except (BoxliteError, OSError) as error:
+        if arguments.debug:
+            raise
+        print(f"boxlite: {error}", file=sys.stderr)
+        return CLI_ERROR
+    except KeyboardInterrupt:
+        return 130
