@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# busybox-static and docker-registry build and serve the test images.
-debian_packages=(busybox-static docker-registry)
+# busybox-static and docker-registry build and serve the test images; bubblewrap, crun and
+# skopeo are the peers the benchmarks measure against.
+debian_packages=(busybox-static docker-registry bubblewrap crun skopeo)
 missing=()
 for package in "${debian_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -22,7 +23,7 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q "maturin>=1.5,<2" pytest pytest-asyncio pytest-timeout mypy typing_extensions
+.venv/bin/python -m pip install -q "maturin>=1.5,<2" pytest pytest-asyncio pytest-timeout mypy typing_extensions matplotlib
 
 echo "== building and installing boxlite (release)"
 .venv/bin/python -m pip install -q --force-reinstall --no-deps .

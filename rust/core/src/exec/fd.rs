@@ -64,12 +64,15 @@ impl AsyncDescriptor {
     /// Reads up to `max` bytes; `None` at end of stream. A terminal's master reports EIO once the
     /// last process holding the terminal has gone: that is its end of stream.
     pub async fn read_chunk(&self, max: usize) -> io::Result<Option<Vec<u8>>> {
-        let mut buffer = vec![0u8; max];
+        // Not zero-filled: the kernel writes the bytes it reports, and only those are kept.
+        let mut buffer: Vec<u8> = Vec::with_capacity(max);
         loop {
             let mut guard = self.inner.readable().await?;
             let result = guard.try_io(|fd| {
-                // SAFETY: reads into a buffer of `max` bytes that we own.
-                let count = unsafe { libc::read(fd.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len()) };
+                let spare = buffer.spare_capacity_mut();
+                // SAFETY: reads at most `spare.len()` bytes into memory we own; `read` never
+                // reads from the buffer, so its being uninitialised is fine.
+                let count = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
                 if count < 0 {
                     Err(io::Error::last_os_error())
                 } else {
@@ -79,7 +82,9 @@ impl AsyncDescriptor {
             match result {
                 Ok(Ok(0)) => return Ok(None),
                 Ok(Ok(count)) => {
-                    buffer.truncate(count);
+                    // SAFETY: the kernel initialised exactly `count` bytes at the start.
+                    unsafe { buffer.set_len(count) };
+                    buffer.shrink_to_fit();
                     return Ok(Some(buffer));
                 }
                 Ok(Err(error)) if error.raw_os_error() == Some(libc::EIO) => return Ok(None),

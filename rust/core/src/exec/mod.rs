@@ -29,8 +29,9 @@ use crate::error::{Error, Result};
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
 /// How long `start` waits for the box's init to report the process started.
 const EXEC_ANSWER_LIMIT: Duration = Duration::from_secs(30);
-/// Largest chunk read from a process's output at once.
-pub const CHUNK_SIZE: usize = 64 * 1024;
+/// Largest chunk read from a process's output at once: a quarter of the 1 MiB pipe, so a
+/// flood of output costs few events, while small writes still arrive as they are.
+pub const CHUNK_SIZE: usize = 256 * 1024;
 
 /// A fully resolved request: the box's defaults are already merged in.
 #[derive(Debug, Clone)]

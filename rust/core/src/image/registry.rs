@@ -6,8 +6,9 @@
 //! 1. A reference is pulled once: an image already in the index is used without contacting
 //!    any registry, and concurrent pulls of one layer share one download (a lock per digest).
 //! 2. Every blob is verified against its digest (the client checks downloads; the unpacker
-//!    checks again while unpacking), and written under `blobs/tmp` then renamed into place, so
-//!    an interrupted pull leaves nothing a later pull would trust.
+//!    checks again while unpacking, and deletes a blob that fails), and written under
+//!    `blobs/tmp` then renamed into place, so an interrupted pull, or a blob a crash left
+//!    truncated, is never trusted by a later pull. (No fsync is needed for that.)
 //! 3. Credentials never appear in `Debug` output, logs or error messages.
 //! 4. Registry failures are bounded: connecting gives up after [`CONNECT_TIMEOUT`], a stalled
 //!    transfer after [`READ_TIMEOUT`].
@@ -124,10 +125,17 @@ struct ConfigBlob {
     config: Option<RuntimeConfig>,
 }
 
+impl fmt::Debug for ImageStore {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.debug_struct("ImageStore").field("registries", &self.registries).finish_non_exhaustive()
+    }
+}
+
 /// The image store: the index of pulled images and the registries to pull from.
-#[derive(Debug)]
 pub struct ImageStore {
     registries: Vec<RegistryConfig>,
+    /// One client per registry host, made once: making one loads the TLS trust store.
+    clients: Mutex<HashMap<String, Client>>,
     /// Rule 1: one download per digest at a time.
     downloads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -142,7 +150,7 @@ fn names_a_registry(text: &str) -> bool {
 
 impl ImageStore {
     pub fn new(registries: Vec<RegistryConfig>) -> Self {
-        Self { registries, downloads: Mutex::new(HashMap::new()) }
+        Self { registries, clients: Mutex::new(HashMap::new()), downloads: Mutex::new(HashMap::new()) }
     }
 
     /// The fully qualified references to try for `text`, in order.
@@ -191,19 +199,27 @@ impl ImageStore {
 
     fn client_for(&self, reference: &Reference) -> (Client, RegistryAuth) {
         let registry = self.registries.iter().find(|registry| registry.host == reference.registry());
-        let config = ClientConfig {
-            protocol: if registry.is_some_and(|registry| registry.insecure_http) { ClientProtocol::Http } else { ClientProtocol::Https },
-            accept_invalid_certificates: registry.is_some_and(|registry| registry.skip_verify),
-            connect_timeout: Some(CONNECT_TIMEOUT),
-            read_timeout: Some(READ_TIMEOUT),
-            ..ClientConfig::default()
+        let client = {
+            let mut clients = self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            clients
+                .entry(reference.registry().to_string())
+                .or_insert_with(|| {
+                    Client::new(ClientConfig {
+                        protocol: if registry.is_some_and(|registry| registry.insecure_http) { ClientProtocol::Http } else { ClientProtocol::Https },
+                        accept_invalid_certificates: registry.is_some_and(|registry| registry.skip_verify),
+                        connect_timeout: Some(CONNECT_TIMEOUT),
+                        read_timeout: Some(READ_TIMEOUT),
+                        ..ClientConfig::default()
+                    })
+                })
+                .clone()
         };
         let auth = match registry.map(|registry| &registry.credentials) {
             Some(Credentials::Basic { username, password }) => RegistryAuth::Basic(username.clone(), password.expose().to_string()),
             Some(Credentials::Bearer(token)) => RegistryAuth::Bearer(token.expose().to_string()),
             Some(Credentials::Anonymous) | None => RegistryAuth::Anonymous,
         };
-        (Client::new(config), auth)
+        (client, auth)
     }
 
     /// Pulls `text` (trying search registries first for unqualified names) and indexes it.
@@ -295,9 +311,6 @@ impl ImageStore {
             let _ = tokio::fs::remove_file(&staging).await;
             return Err(registry_error(&reference.whole(), error));
         }
-        // Durable before it is named: a crash must not leave a truncated blob at the final path.
-        let written = tokio::fs::File::open(&staging).await.map_err(|error| Error::storage("open", &staging, &error))?;
-        written.sync_all().await.map_err(|error| Error::storage("sync", &staging, &error))?;
         tokio::fs::rename(&staging, &destination).await.map_err(|error| Error::storage("store blob", &destination, &error))?;
         Ok(destination)
     }

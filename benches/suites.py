@@ -1,0 +1,337 @@
+"""The benchmarks. Each returns rows of ours beside the baseline a user would otherwise pick,
+measured in the same run, interleaved."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import boxlite
+from tests import images
+from tests.registry import Registry
+
+from .harness import Row, latency_row, percentile, side_by_side
+
+
+def _runtime(home: str) -> boxlite.Boxlite:
+    return boxlite.Boxlite(boxlite.Options(home_dir=home))
+
+
+async def _spawn(*command: str) -> None:
+    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    if await process.wait() != 0:
+        raise RuntimeError(f"{command[0]} failed")
+
+
+async def exec_true(samples: int, warmup: int) -> list[Row]:
+    """1. Exec round trip of `true` in a running box."""
+    baselines = [
+        ("asyncio.create_subprocess_exec", ("/bin/true",), 1.0),
+        ("bwrap --unshare-all", ("bwrap", "--unshare-all", "--ro-bind", "/", "/", "/bin/true"), None),
+        ("unshare -Urmpf --mount-proc", ("unshare", "-Urmpf", "--mount-proc", "/bin/true"), None),
+    ]
+    rows = []
+    with tempfile.TemporaryDirectory() as home, _runtime(home) as runtime:
+        box = await runtime.create(boxlite.BoxOptions())
+        await box.start()
+
+        async def ours() -> None:
+            execution = await box.exec("/bin/true")
+            if (await execution.wait()).exit_code != 0:
+                raise RuntimeError("true failed in the box")
+
+        for name, command, target in baselines:
+            if shutil.which(command[0]) is None:
+                continue
+            ours_times, theirs = await side_by_side(ours, lambda command=command: _spawn(*command), samples, warmup)
+            rows.append(latency_row("exec `true` in a running box", name, ours_times, theirs, target))
+        await box.stop()
+    return rows
+
+
+CRUN_HELPER = """
+import subprocess, sys, time
+subprocess.run(["umount", "/sys/fs/cgroup/unified"], check=False)
+bundle = sys.argv[1]
+for index, line in enumerate(sys.stdin):
+    started = time.perf_counter()
+    result = subprocess.run(["crun", "run", "--bundle", bundle, f"bench-{index}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    print(f"{(time.perf_counter() - started) * 1e6:.1f} {result.returncode}", flush=True)
+"""
+
+
+def _bundle(layout: str, directory: Path) -> Path:
+    """An OCI runtime bundle with the busybox image's root, running /bin/true."""
+    rootfs = directory / "rootfs"
+    rootfs.mkdir(parents=True)
+    images.busybox_rootfs(rootfs)
+    subprocess.run(["crun", "spec"], cwd=directory, check=True, capture_output=True)
+    config = json.loads((directory / "config.json").read_text())
+    config["process"]["terminal"] = False
+    config["process"]["args"] = ["/bin/true"]
+    (directory / "config.json").write_text(json.dumps(config))
+    return directory
+
+
+async def create_start_exec(samples: int, warmup: int) -> list[Row]:
+    """2. Box create + start + first exec (+ stop) with a cached image."""
+    layout = str(images.busybox_layout())
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch, _runtime(f"{scratch}/home") as runtime:
+        await runtime.create(boxlite.BoxOptions(rootfs_path=layout))  # the image is now cached
+
+        async def ours() -> None:
+            box = await runtime.create(boxlite.BoxOptions(rootfs_path=layout))
+            execution = await box.exec("/bin/true")
+            await execution.wait()
+            await box.stop()
+
+        bundle = _bundle(layout, Path(scratch) / "bundle")
+        if shutil.which("crun") and shutil.which("unshare"):
+            # crun refuses this hybrid-cgroup host unless the cgroup2 mount is hidden: it runs
+            # from a helper in a private mount namespace, which times each `crun run` itself.
+            helper = await asyncio.create_subprocess_exec(
+                "unshare", "-m", "--propagation", "private", "python3", "-c", CRUN_HELPER, str(bundle),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            )
+            assert helper.stdin is not None and helper.stdout is not None
+            crun_times: list[float] = []
+
+            async def crun() -> None:
+                assert helper.stdin is not None and helper.stdout is not None
+                helper.stdin.write(b"run\n")
+                await helper.stdin.drain()
+                elapsed, code = (await helper.stdout.readline()).split()
+                if code != b"0":
+                    raise RuntimeError("crun run failed")
+                crun_times.append(float(elapsed))
+
+            ours_times, _ = await side_by_side(ours, crun, samples, warmup)
+            helper.stdin.close()
+            await helper.wait()
+            rows.append(latency_row("create + start + first exec + stop", "crun run (same bundle)", ours_times, crun_times[warmup:], 0.5,
+                                    "crun runs with the cgroup2 mount hidden (limits.md); ours includes removing the box"))
+        if shutil.which("bwrap"):
+            command = ("bwrap", "--unshare-all", "--ro-bind", str(bundle / "rootfs"), "/", "--proc", "/proc", "--dev", "/dev", "/bin/true")
+            ours_times, theirs = await side_by_side(ours, lambda: _spawn(*command), samples, warmup)
+            rows.append(latency_row("create + start + first exec + stop", "bwrap (same rootfs)", ours_times, theirs))
+    return rows
+
+
+async def _read_all(stream: asyncio.StreamReader) -> int:
+    total = 0
+    while chunk := await stream.read(1 << 18):
+        total += len(chunk)
+    return total
+
+
+async def stream_throughput(megabytes: int, rounds: int) -> list[Row]:
+    """3. Box stdout into Python, bytes and text, against a plain subprocess pipe."""
+    size = megabytes << 20
+    command = ["sh", "-c", f"head -c {size} /dev/zero"]
+    results: dict[str, list[float]] = {"bytes": [], "text": [], "pipe": []}
+    with tempfile.TemporaryDirectory() as home, _runtime(home) as runtime:
+        box = await runtime.create(boxlite.BoxOptions())
+        await box.start()
+        for _ in range(rounds):
+            for mode in ("bytes", "text"):
+                started = time.perf_counter()
+                execution = await box.exec(command[0], command[1:])
+                total = 0
+                async for chunk in execution.stdout(text=mode == "text"):
+                    total += len(chunk)
+                await execution.wait()
+                assert total == size, (mode, total)
+                results[mode].append(size / (time.perf_counter() - started) / 1e6)
+            started = time.perf_counter()
+            process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+            assert process.stdout is not None
+            total = await _read_all(process.stdout)
+            await process.wait()
+            assert total == size
+            results["pipe"].append(size / (time.perf_counter() - started) / 1e6)
+        await box.stop()
+    pipe = results["pipe"]
+    rows = []
+    for mode, target in (("bytes", 0.9), ("text", None)):
+        ours = results[mode]
+        rows.append(Row(f"box stdout -> Python, {mode} ({megabytes} MiB)", "MB/s", statistics.median(ours), min(ours),
+                        "asyncio subprocess pipe", statistics.median(pipe), min(pipe), rounds, target, True,
+                        "p99 column: slowest run"))
+    return rows
+
+
+def _pss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+async def density(count: int) -> list[Row]:
+    """4. Host memory per idle box (PSS of its processes), against an idle process."""
+    with tempfile.TemporaryDirectory() as home, _runtime(home) as runtime:
+        boxes = [await runtime.create(boxlite.BoxOptions()) for _ in range(count)]
+        for box in boxes:
+            await box.start()
+        pids = [(await box.info()).state.pid for box in boxes]
+        ours = [_pss_kib(pid) / 1024 for pid in pids if pid]
+        sleepers = [subprocess.Popen(["sleep", "600"]) for _ in range(count)]
+        theirs = [_pss_kib(process.pid) / 1024 for process in sleepers]
+        for process in sleepers:
+            process.kill()
+            process.wait()
+        await runtime.shutdown(timeout=1)
+    return [Row(f"host memory per idle box ({count} boxes)", "MB", statistics.median(ours), max(ours), "an idle `sleep` process",
+                statistics.median(theirs), max(theirs), count, None, False,
+                "PSS of each box's processes (its init); target <= 3 MB per box; p99 column: largest")]
+
+
+async def _loop_lag(stop: asyncio.Event, lags: list[float]) -> None:
+    while not stop.is_set():
+        started = time.perf_counter()
+        await asyncio.sleep(0.001)
+        lags.append((time.perf_counter() - started - 0.001) * 1000)
+
+
+async def concurrency(levels: list[int]) -> tuple[list[Row], list[dict[str, float]]]:
+    """5. Concurrent create + exec + stop: latency, failures, event-loop lag; plus 50 executions
+    streaming output at once."""
+    rows = []
+    curve = []
+    with tempfile.TemporaryDirectory() as home, _runtime(home) as runtime:
+
+        async def one() -> float:
+            started = time.perf_counter()
+            box = await runtime.create(boxlite.BoxOptions())
+            execution = await box.exec("/bin/true")
+            await execution.wait()
+            await box.stop()
+            return (time.perf_counter() - started) * 1e6
+
+        async def plain() -> float:
+            started = time.perf_counter()
+            await _spawn("/bin/true")
+            return (time.perf_counter() - started) * 1e6
+
+        await one()  # the first box of a home writes its host:// skeleton: not part of the figure
+
+        for level in levels:
+            stop, lags = asyncio.Event(), []
+            ticker = asyncio.ensure_future(_loop_lag(stop, lags))
+            results = await asyncio.gather(*[one() for _ in range(level)], return_exceptions=True)
+            stop.set()
+            await ticker
+            ours = [result for result in results if isinstance(result, float)]
+            failures = len(results) - len(ours)
+            theirs = list(await asyncio.gather(*[plain() for _ in range(level)]))
+            lag = percentile(lags, 0.99) if lags else 0.0
+            rows.append(latency_row(f"{level} concurrent create+exec+stop", "as many asyncio subprocesses", ours or [float("nan")], theirs,
+                                    note=f"failures: {failures}; event-loop lag p99 {lag:.1f} ms"))
+            curve.append({"concurrency": level, "p50_ms": statistics.median(ours) / 1000 if ours else float("nan"),
+                          "p99_ms": percentile(ours, 0.99) / 1000 if ours else float("nan"),
+                          "baseline_p50_ms": statistics.median(theirs) / 1000, "loop_lag_p99_ms": lag})
+
+        box = await runtime.create(boxlite.BoxOptions())
+        await box.start()
+        command = ["sh", "-c", "head -c 20000000 /dev/zero"]
+
+        async def drain_box() -> None:
+            execution = await box.exec(command[0], command[1:])
+            async for _ in execution.stdout(text=False):
+                pass
+            await execution.wait()
+
+        async def drain_pipe() -> None:
+            process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+            assert process.stdout is not None
+            await _read_all(process.stdout)
+            await process.wait()
+
+        lag_rows = {}
+        for name, work in (("ours", drain_box), ("baseline", drain_pipe)):
+            stop, lags = asyncio.Event(), []
+            ticker = asyncio.ensure_future(_loop_lag(stop, lags))
+            await asyncio.gather(*[work() for _ in range(50)])
+            stop.set()
+            await ticker
+            lag_rows[name] = lags
+        rows.append(Row("event-loop lag while 50 executions stream", "ms", statistics.median(lag_rows["ours"]), percentile(lag_rows["ours"], 0.99),
+                        "50 asyncio subprocess pipes", statistics.median(lag_rows["baseline"]), percentile(lag_rows["baseline"], 0.99),
+                        len(lag_rows["ours"]), None, False, "target: ours p99 <= 5 ms"))
+        await box.stop()
+    return rows, curve
+
+
+async def image_pull(samples: int) -> list[Row]:
+    """6. Pull from a registry on loopback against `skopeo copy` of the same image."""
+    if shutil.which("docker-registry") is None or shutil.which("skopeo") is None:
+        return []
+    with tempfile.TemporaryDirectory() as scratch:
+        registry = Registry(Path(scratch) / "registry")
+        try:
+            registry.push(images.busybox_layout(), "bench/busybox", "1")
+            reference = f"{registry.host}/bench/busybox:1"
+            registries = [boxlite.ImageRegistry(host=registry.host, transport="http")]
+            ours_times: list[float] = []
+            theirs: list[float] = []
+            home = f"{scratch}/home"
+            with boxlite.Boxlite(boxlite.Options(home_dir=home, image_registries=registries)) as runtime:
+                for index in range(samples + 1):
+                    # The store is emptied before each round: every pull is a cold one.
+                    for store in ("images", "blobs/sha256", "layers/sha256"):
+                        shutil.rmtree(f"{home}/{store}", ignore_errors=True)
+                        os.makedirs(f"{home}/{store}")
+                    started = time.perf_counter()
+                    await runtime.images.pull(reference)
+                    elapsed = (time.perf_counter() - started) * 1e6
+                    target = f"{scratch}/oci-{index}"
+                    started = time.perf_counter()
+                    await _spawn("skopeo", "copy", "--src-tls-verify=false", f"docker://{reference}", f"oci:{target}")
+                    skopeo_elapsed = (time.perf_counter() - started) * 1e6
+                    shutil.rmtree(target)
+                    if index:  # the first round warms both up
+                        ours_times.append(elapsed)
+                        theirs.append(skopeo_elapsed)
+        finally:
+            registry.stop()
+    return [latency_row("pull busybox (cold cache, loopback registry)", "skopeo copy to an OCI layout", ours_times, theirs,
+                        note="ours also unpacks the layer into the layer store")]
+
+
+async def copy_files(megabytes: int) -> list[Row]:
+    """7. copy_in / copy_out of a large file against cp on the host."""
+    size = megabytes << 20
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch, _runtime(f"{scratch}/home") as runtime:
+        source = Path(scratch) / "big"
+        with source.open("wb") as handle:
+            block = os.urandom(1 << 20)
+            for _ in range(megabytes):
+                handle.write(block)
+        box = await runtime.create(boxlite.BoxOptions())
+        await box.start()
+        timings: dict[str, float] = {}
+        for name, action in (
+            ("copy_in", lambda: box.copy_in(str(source), "/root/big")),
+            ("cp in", lambda: _spawn("cp", str(source), f"{scratch}/copy-in")),
+            ("copy_out", lambda: box.copy_out("/root/big", f"{scratch}/out")),
+            ("cp out", lambda: _spawn("cp", f"{scratch}/copy-in", f"{scratch}/copy-out")),
+        ):
+            started = time.perf_counter()
+            await action()
+            timings[name] = size / (time.perf_counter() - started) / 1e6
+        await box.stop()
+    for ours, theirs in (("copy_in", "cp in"), ("copy_out", "cp out")):
+        rows.append(Row(f"{ours} of {megabytes} MiB", "MB/s", timings[ours], timings[ours], "cp on the host", timings[theirs], timings[theirs], 1, None, True))
+    return rows
