@@ -300,7 +300,9 @@ async def test_rule19_20_a_cancelled_create_leaves_no_box(runtime: boxlite.Boxli
     await asyncio.sleep(0)
     assert _testing.pending_requests(runtime) == 0, "the cancelled request gave up its slot at once"
     gate.open()
-    await wait_until(lambda: _testing.orphans_removed() == removed + 1)
+    # The counter is process-wide (an earlier test's orphan may land too); the box list and the
+    # boxes directory below are this runtime's own.
+    await wait_until(lambda: _testing.orphans_removed() >= removed + 1)
     assert await runtime.list_info() == []
     assert list((home / "boxes").iterdir()) == []
 
@@ -308,14 +310,12 @@ async def test_rule19_20_a_cancelled_create_leaves_no_box(runtime: boxlite.Boxli
 async def test_rule19_a_cancelled_get_or_create_never_removes_a_box_it_found(runtime: boxlite.Boxlite) -> None:
     existing = await runtime.create(boxlite.BoxOptions(), name="keep")
     gate = _testing.Gate()
-    removed = _testing.orphans_removed()
     finding = _testing.gated_get_or_create(runtime, gate, boxlite.BoxOptions(), "keep")
     finding.cancel()
     gate.open()
     await wait_until(lambda: _testing.pending_requests(runtime) == 0)
     # A later request goes through the same queue, so the found box's result was handled.
     assert [info.id for info in await runtime.list_info()] == [existing.id]
-    assert _testing.orphans_removed() == removed
 
 
 async def test_rule20_a_cancelled_wait_does_not_stop_the_process(runtime: boxlite.Boxlite) -> None:
