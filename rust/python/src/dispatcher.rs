@@ -12,6 +12,10 @@
 //!    raised before anything is registered or spawned.
 //! 4. (rules 17, 18, 20) Cancelling an awaitable only claims its slot; the work runs on, and its
 //!    result, finding no slot, is released by dropping it (outside the interpreter).
+//! 6. A delivery carries at most [`DELIVERY_BYTES`] of output, and the dispatcher sends the next
+//!    one only when the loop has run the previous (or after [`DELIVERY_WAIT`]), so a flood of
+//!    output is handed over in slices between which the loop runs its other callbacks: the
+//!    loop's latency stays bounded while many executions stream.
 //! 5. (rules 16, 21) `close()`: refuse new requests and sweep the registry under one lock, fail
 //!    every swept awaitable with `RuntimeClosedError`, then close the queue (releasing queued
 //!    payloads before returning) and stop the dispatcher, then the tokio runtime in the
@@ -19,7 +23,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -49,6 +53,10 @@ impl Slot {
 }
 
 const BATCH: usize = 256;
+/// Output bytes one delivery hands to the loop at most (invariant 6).
+const DELIVERY_BYTES: usize = 1 << 20;
+/// How long the dispatcher waits for the loop to run its previous delivery (invariant 6).
+const DELIVERY_WAIT: Duration = Duration::from_millis(50);
 /// How long a closed runtime lets in-flight requests finish before tokio is stopped.
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
@@ -73,6 +81,8 @@ pub struct Shared {
     closed: AtomicBool,
     /// Tasks started by [`Shared::spawn`] that have not ended.
     in_flight: Arc<AtomicUsize>,
+    /// Deliveries scheduled on a loop and not yet run (invariant 6).
+    unrun: (Mutex<usize>, Condvar),
     dispatcher: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -100,6 +110,7 @@ impl Shared {
             runtime: Mutex::new(Some(runtime)),
             closed: AtomicBool::new(false),
             in_flight: Arc::new(AtomicUsize::new(0)),
+            unrun: (Mutex::new(0), Condvar::new()),
             dispatcher: Mutex::new(None),
         });
         let weak = Arc::downgrade(&shared);
@@ -212,6 +223,49 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Invariant 6: waits (without the interpreter) until no delivery is waiting to run, or
+    /// [`DELIVERY_WAIT`] passed, then counts one more.
+    fn pace_delivery(&self, py: Python<'_>) {
+        let (count, ran) = &self.unrun;
+        gil::detach(py, || {
+            let mut unrun = count.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if *unrun > 0 {
+                unrun = ran.wait_timeout_while(unrun, DELIVERY_WAIT, |unrun| *unrun > 0).unwrap_or_else(std::sync::PoisonError::into_inner).0;
+            }
+            *unrun += 1;
+        });
+    }
+
+    fn delivery_ran(&self) {
+        let (count, ran) = &self.unrun;
+        let mut unrun = count.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *unrun = unrun.saturating_sub(1);
+        ran.notify_all();
+    }
+}
+
+/// Splits one loop's events into slices of at most [`DELIVERY_BYTES`] of output each.
+fn slices(events: Vec<Event>) -> Vec<Vec<Event>> {
+    let mut slices = vec![Vec::new()];
+    let mut bytes = 0;
+    for event in events {
+        let size = match &event {
+            Event::Chunk { data, .. } => data.len(),
+            _ => 0,
+        };
+        if bytes + size > DELIVERY_BYTES && slices.last().is_some_and(|slice| !slice.is_empty()) {
+            slices.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += size;
+        if let Some(slice) = slices.last_mut() {
+            slice.push(event);
+        }
+    }
+    slices
+}
+
 impl Drop for Shared {
     fn drop(&mut self) {
         self.closed.store(true, Ordering::Release);
@@ -277,18 +331,25 @@ fn forward(py: Python<'_>, shared: &Arc<Shared>, registry: &Registry<Slot>, batc
         }
     }
     for (event_loop, events) in groups {
-        let delivery = Delivery { shared: Arc::clone(shared), events: Mutex::new(events) };
-        let delivery = match Py::new(py, delivery) {
-            Ok(delivery) => delivery,
-            Err(_) => continue,
-        };
-        if event_loop.bind(py).call_method1("call_soon_threadsafe", (delivery.clone_ref(py),)).is_err() {
-            // The loop is closed: nobody can receive these. Claim their slots and release them.
-            let events = delivery.get().take();
-            for event in &events {
-                drop(registry.take(event.target()));
+        for slice in slices(events) {
+            shared.pace_delivery(py);
+            let delivery = Delivery { shared: Arc::clone(shared), events: Mutex::new(slice), ran: AtomicBool::new(false) };
+            let delivery = match Py::new(py, delivery) {
+                Ok(delivery) => delivery,
+                Err(_) => {
+                    shared.delivery_ran();
+                    continue;
+                }
+            };
+            if event_loop.bind(py).call_method1("call_soon_threadsafe", (delivery.clone_ref(py),)).is_err() {
+                // The loop is closed: nobody can receive these. Claim their slots and release them.
+                delivery.get().mark_ran();
+                let events = delivery.get().take();
+                for event in &events {
+                    drop(registry.take(event.target()));
+                }
+                unclaimed.extend(events);
             }
-            unclaimed.extend(events);
         }
     }
     unclaimed
@@ -299,11 +360,25 @@ fn forward(py: Python<'_>, shared: &Arc<Shared>, registry: &Registry<Slot>, batc
 pub struct Delivery {
     shared: Arc<Shared>,
     events: Mutex<Vec<Event>>,
+    ran: AtomicBool,
 }
 
 impl Delivery {
     fn take(&self) -> Vec<Event> {
         std::mem::take(&mut *self.events.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Counts this delivery as run (once), whether the loop ran it or never will.
+    fn mark_ran(&self) {
+        if !self.ran.swap(true, Ordering::AcqRel) {
+            self.shared.delivery_ran();
+        }
+    }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        self.mark_ran();
     }
 }
 
@@ -311,7 +386,9 @@ impl Delivery {
 impl Delivery {
     fn __call__(&self, py: Python<'_>) {
         let mut unclaimed = Vec::new();
-        for event in self.take() {
+        let events = self.take();
+        self.mark_ran();
+        for event in events {
             match event {
                 Event::Complete { target, result } => {
                     if let Some(result) = self.complete(py, target, result) {
