@@ -35,7 +35,7 @@ async def run(arguments: argparse.Namespace) -> None:
     if "stream" in chosen:
         rows += await suites.stream_throughput(*((64, 2) if quick else (512, 5)))
     if "density" in chosen:
-        rows += await suites.density(10 if quick else 100)
+        rows += await suites.density([10] if quick else [10, 100])
     if "concurrency" in chosen:
         level_rows, curve = await suites.concurrency([1, 10] if quick else [1, 10, 50, 100])
         rows += level_rows

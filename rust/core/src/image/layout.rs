@@ -6,7 +6,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::unpack::unpack_layer;
-use super::{ImageConfig, PreparedImage};
+use super::{ConfigBlob, PreparedImage};
 use crate::error::{Error, Result};
 use crate::home::Home;
 
@@ -40,27 +40,6 @@ struct Index {
 struct Manifest {
     config: Descriptor,
     layers: Vec<Descriptor>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct RuntimeConfig {
-    #[serde(default)]
-    env: Option<Vec<String>>,
-    #[serde(default)]
-    entrypoint: Option<Vec<String>>,
-    #[serde(default)]
-    cmd: Option<Vec<String>>,
-    #[serde(default)]
-    working_dir: Option<String>,
-    #[serde(default)]
-    user: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ConfigBlob {
-    #[serde(default)]
-    config: Option<RuntimeConfig>,
 }
 
 /// The architecture name OCI uses for this host.
@@ -141,8 +120,7 @@ fn find_manifest(layout: &Path) -> Result<Manifest> {
 
 pub(super) fn prepare(home: &Home, layout: &Path) -> Result<PreparedImage> {
     let manifest = find_manifest(layout)?;
-    let config_blob: ConfigBlob = read_json_blob(layout, &manifest.config.digest)?;
-    let runtime = config_blob.config.unwrap_or_default();
+    let config: ConfigBlob = read_json_blob(layout, &manifest.config.digest)?;
     let mut lower_dirs = Vec::with_capacity(manifest.layers.len());
     for layer in &manifest.layers {
         let path = blob_path(layout, &layer.digest)?;
@@ -155,13 +133,7 @@ pub(super) fn prepare(home: &Home, layout: &Path) -> Result<PreparedImage> {
     Ok(PreparedImage {
         lower_dirs,
         read_only_binds: Vec::new(),
-        config: ImageConfig {
-            env: runtime.env.unwrap_or_default(),
-            entrypoint: runtime.entrypoint,
-            cmd: runtime.cmd,
-            working_dir: runtime.working_dir.filter(|dir| !dir.is_empty()),
-            user: runtime.user.filter(|user| !user.is_empty()),
-        },
+        config: config.image_config(),
         id: manifest.config.digest,
     })
 }

@@ -32,6 +32,41 @@ pub struct ImageConfig {
     pub user: Option<String>,
 }
 
+/// The parts of an OCI image config blob boxes use (`{"config": {"Env": ..., ...}}`).
+#[derive(Debug, Default, Deserialize)]
+struct ConfigBlob {
+    #[serde(default)]
+    config: Option<RuntimeConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RuntimeConfig {
+    #[serde(default)]
+    env: Option<Vec<String>>,
+    #[serde(default)]
+    entrypoint: Option<Vec<String>>,
+    #[serde(default)]
+    cmd: Option<Vec<String>>,
+    #[serde(default)]
+    working_dir: Option<String>,
+    #[serde(default)]
+    user: Option<String>,
+}
+
+impl ConfigBlob {
+    fn image_config(self) -> ImageConfig {
+        let runtime = self.config.unwrap_or_default();
+        ImageConfig {
+            env: runtime.env.unwrap_or_default(),
+            entrypoint: runtime.entrypoint,
+            cmd: runtime.cmd,
+            working_dir: runtime.working_dir.filter(|dir| !dir.is_empty()),
+            user: runtime.user.filter(|user| !user.is_empty()),
+        }
+    }
+}
+
 /// An image ready to be mounted: its unpacked layers and its config.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PreparedImage {

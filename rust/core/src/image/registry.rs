@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 
 use super::layout::sha256_hex;
 use super::unpack::unpack_layer;
-use super::{ImageConfig, PreparedImage};
+use super::{ConfigBlob, ImageConfig, PreparedImage};
 use crate::error::{Error, Result};
 use crate::home::Home;
 
@@ -102,27 +102,6 @@ impl ImageRecord {
         }
         Some(PreparedImage { lower_dirs, read_only_binds: Vec::new(), config: self.config.clone(), id: self.config_digest.clone() })
     }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct RuntimeConfig {
-    #[serde(default)]
-    env: Option<Vec<String>>,
-    #[serde(default)]
-    entrypoint: Option<Vec<String>>,
-    #[serde(default)]
-    cmd: Option<Vec<String>>,
-    #[serde(default)]
-    working_dir: Option<String>,
-    #[serde(default)]
-    user: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct ConfigBlob {
-    #[serde(default)]
-    config: Option<RuntimeConfig>,
 }
 
 impl fmt::Debug for ImageStore {
@@ -246,10 +225,9 @@ impl ImageStore {
         if config_digest != manifest.config.digest {
             return Err(Error::Image(format!("{shown}: config has digest {config_digest}, the manifest says {}", manifest.config.digest)));
         }
-        let runtime = serde_json::from_str::<ConfigBlob>(&config)
+        let image_config = serde_json::from_str::<ConfigBlob>(&config)
             .map_err(|error| Error::Image(format!("{shown}: bad image config: {error}")))?
-            .config
-            .unwrap_or_default();
+            .image_config();
         let mut size_bytes = 0;
         for layer in &manifest.layers {
             let blob = self.download(home, &client, reference, layer).await?;
@@ -274,13 +252,7 @@ impl ImageStore {
             manifest_digest,
             config_digest,
             layers: manifest.layers.iter().map(|layer| layer.digest.clone()).collect(),
-            config: ImageConfig {
-                env: runtime.env.unwrap_or_default(),
-                entrypoint: runtime.entrypoint,
-                cmd: runtime.cmd,
-                working_dir: runtime.working_dir.filter(|dir| !dir.is_empty()),
-                user: runtime.user.filter(|user| !user.is_empty()),
-            },
+            config: image_config,
             cached_at: crate::boxes::now_rfc3339(),
             size_bytes,
         };
