@@ -43,8 +43,16 @@ def _tar_directory(root: Path) -> bytes:
     return buffer.getvalue()
 
 
-def write_layout(dest: Path, layers: list[bytes], config: dict[str, object], *, compress: bool = True) -> Path:
-    """Writes an OCI image layout with ``layers`` (uncompressed tars, bottom first)."""
+def zstd_frames(data: bytes, frames: int = 1) -> bytes:
+    """``data`` compressed with Debian's zstd, split over ``frames`` concatenated frames."""
+    step = -(-len(data) // frames)
+    parts = [data[index : index + step] for index in range(0, len(data), step)]
+    return b"".join(subprocess.run(["zstd", "-q", "-c"], input=part, capture_output=True, check=True).stdout for part in parts)
+
+
+def write_layout(dest: Path, layers: list[bytes], config: dict[str, object], *, compress: bool = True, zstd_frame_count: int = 0) -> Path:
+    """Writes an OCI image layout with ``layers`` (uncompressed tars, bottom first), gzip-compressed,
+    zstd-compressed (``zstd_frame_count`` frames) or plain."""
     if dest.exists():
         shutil.rmtree(dest)
     blobs = dest / "blobs" / "sha256"
@@ -59,8 +67,12 @@ def write_layout(dest: Path, layers: list[bytes], config: dict[str, object], *, 
     diff_ids = []
     for layer in layers:
         diff_ids.append(_sha256(layer))
-        blob = gzip.compress(layer, mtime=0) if compress else layer
-        media = "application/vnd.oci.image.layer.v1.tar" + ("+gzip" if compress else "")
+        if zstd_frame_count:
+            blob, media = zstd_frames(layer, zstd_frame_count), "application/vnd.oci.image.layer.v1.tar+zstd"
+        elif compress:
+            blob, media = gzip.compress(layer, mtime=0), "application/vnd.oci.image.layer.v1.tar+gzip"
+        else:
+            blob, media = layer, "application/vnd.oci.image.layer.v1.tar"
         layer_descriptors.append({"mediaType": media, "digest": put(blob), "size": len(blob)})
     config_blob = json.dumps(
         {"architecture": "amd64", "os": "linux", "config": config, "rootfs": {"type": "layers", "diff_ids": diff_ids}}

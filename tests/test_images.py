@@ -56,6 +56,20 @@ async def test_layers_stack_with_whiteouts_and_opaque_directories(runtime: boxli
     assert stdout.split() == [b"keep", b"new"]
 
 
+@pytest.mark.parametrize("frames", [1, 3])
+async def test_zstd_layers_unpack(runtime: boxlite.Boxlite, busybox_image: str, tmp_path: Path, frames: int) -> None:
+    import gzip
+
+    base = Path(busybox_image) / "blobs" / "sha256"
+    index = json.loads((Path(busybox_image) / "index.json").read_text())
+    manifest = json.loads((base / index["manifests"][0]["digest"].removeprefix("sha256:")).read_text())
+    layer = gzip.decompress((base / manifest["layers"][0]["digest"].removeprefix("sha256:")).read_bytes())
+    layout = images.write_layout(tmp_path / "zstd", [layer], {"Env": ["PATH=/bin"]}, zstd_frame_count=frames)
+    box = await runtime.create(boxlite.BoxOptions(rootfs_path=str(layout)))
+    stdout, _, status = await collect(await box.exec("sh", ["-c", "ls /bin | wc -l"]))
+    assert status.exit_code == 0 and int(stdout) > 100
+
+
 async def test_a_missing_layout_is_an_error_naming_the_path_and_leaves_nothing(runtime: boxlite.Boxlite, home: Path, tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
     with pytest.raises(boxlite.NotFoundError, match=str(missing)):

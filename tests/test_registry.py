@@ -112,3 +112,18 @@ def test_registry_options_are_validated_and_secrets_hidden() -> None:
     options = boxlite.Options(image_registries=[registry, boxlite.ImageRegistry(host="ghcr.io", bearer_token="tok-secret")])
     assert "hunter2" not in repr(registry) and "tok-secret" not in repr(options.image_registries)
     assert repr(registry) == "ImageRegistry(host='example.com', transport='https', skip_verify=False, search=False, auth=basic)"
+
+
+async def test_prune_deletes_only_layers_nothing_uses(pulling_runtime: boxlite.Boxlite, registry: Registry, home: Path, busybox_image: str, tmp_path: Path) -> None:
+    reference = f"{registry.host}/test/busybox:1"
+    await pulling_runtime.images.pull(reference)
+    assert await pulling_runtime.images.prune() == 0, "an indexed image keeps its layers"
+    await pulling_runtime.images.remove(reference)
+    assert await pulling_runtime.images.prune() == 1
+    assert list((home / "layers" / "sha256").iterdir()) == [] and list((home / "blobs" / "sha256").iterdir()) == []
+    # A box keeps its image's layers even when no index entry names them.
+    box = await pulling_runtime.create(boxlite.BoxOptions(image=reference))
+    await pulling_runtime.images.remove(reference)
+    assert await pulling_runtime.images.prune() == 0
+    stdout, _, _ = await collect(await box.exec("echo", ["kept"]))
+    assert stdout == b"kept\n"

@@ -117,7 +117,11 @@ class ImageHandle:
             ImageError: access denied, a blob that does not match its digest, a bad image.
         """
     def list(self) -> asyncio.Future[list[ImageInfo]]: ...
-    def remove(self, name: str) -> asyncio.Future[None]: ...
+    def remove(self, name: str) -> asyncio.Future[None]:
+        """Forgets an image in the local store; its layers go at the next ``prune()``."""
+    def prune(self) -> asyncio.Future[int]:
+        """Deletes unpacked layers and downloaded blobs that no pulled image and no box uses;
+        resolves to how many layers went."""
 
 @final
 class BoxOptions:

@@ -47,6 +47,7 @@ pub fn payload_to_py<'py>(py: Python<'py>, shared: &Arc<Shared>, event_loop: &Bo
             let items = records.iter().map(|record| Py::new(py, ImageInfo::from(record))).collect::<PyResult<Vec<_>>>()?;
             PyList::new(py, items)?.into_any()
         }
+        Payload::Count(count) => count.into_pyobject(py)?.into_any(),
         Payload::Tracked(tracked) => tracked.deliver().into_pyobject(py)?.into_any(),
     })
 }

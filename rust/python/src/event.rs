@@ -46,6 +46,7 @@ pub enum Payload {
     Execution(boxlite_core::Execution),
     ImagePulled(boxlite_core::ImageRecord),
     Images(Vec<boxlite_core::ImageRecord>),
+    Count(usize),
     Tracked(Tracked),
 }
 

@@ -169,7 +169,14 @@ impl ImageHandle {
         self.shared.submit(py, async move { core.list_images().map(Payload::Images) })
     }
 
-    /// Forgets an image in the local store.
+    /// Deletes unpacked layers and downloaded blobs that no pulled image and no box uses;
+    /// resolves to how many layers went.
+    fn prune<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let core = self.core.clone();
+        self.shared.submit(py, async move { core.prune_images().await.map(Payload::Count) })
+    }
+
+    /// Forgets an image in the local store (its layers go at the next `prune`).
     fn remove<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
         let core = self.core.clone();
         self.shared.submit(py, async move { core.remove_image(&name).map(|()| Payload::Unit) })

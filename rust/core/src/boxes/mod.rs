@@ -224,6 +224,7 @@ impl Runtime {
 
     async fn create_reserved(&self, options: BoxOptions, name: Option<String>) -> Result<BoxHandle> {
         let source = ImageSource::from_options(options.image.as_deref(), options.rootfs_path.as_deref());
+        let _layers_in_use = self.inner.images.hold().await;
         let pulled = match &source {
             ImageSource::Registry(reference) => Some(self.inner.images.ensure(&self.inner.home, reference).await?),
             ImageSource::Host | ImageSource::Layout(_) => None,
@@ -416,10 +417,25 @@ impl Runtime {
     /// Pulls an image into the local store (or finds it there).
     pub async fn pull_image(&self, reference: &str) -> Result<ImageRecord> {
         self.check_open()?;
+        let _layers_in_use = self.inner.images.hold().await;
         if let Some((record, _)) = self.inner.images.cached(&self.inner.home, reference)? {
             return Ok(record);
         }
         self.inner.images.pull(&self.inner.home, reference).await
+    }
+
+    /// Deletes layers and blobs that no pulled image and no box uses; returns how many layers.
+    pub async fn prune_images(&self) -> Result<usize> {
+        self.check_open()?;
+        let layers = self.inner.home.layers();
+        let entries: Vec<Arc<BoxEntry>> = lock(&self.inner.boxes).values().cloned().collect();
+        let in_use = entries
+            .iter()
+            .flat_map(|entry| entry.record().prepared.lower_dirs.clone())
+            .filter(|dir| dir.starts_with(&layers))
+            .filter_map(|dir| dir.file_name().map(|name| name.to_string_lossy().into_owned()))
+            .collect();
+        self.inner.images.prune(&self.inner.home, &in_use).await
     }
 
     /// Images in the local store, most recently pulled first.

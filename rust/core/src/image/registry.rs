@@ -113,6 +113,9 @@ impl fmt::Debug for ImageStore {
 /// The image store: the index of pulled images and the registries to pull from.
 pub struct ImageStore {
     registries: Vec<RegistryConfig>,
+    /// Readers (pulls, creates) share it; `prune` takes it alone, so it never deletes a layer
+    /// that a create or pull in flight is about to use.
+    gc: tokio::sync::RwLock<()>,
     /// One client per registry host, made once: making one loads the TLS trust store.
     clients: Mutex<HashMap<String, Client>>,
     /// Rule 1: one download per digest at a time.
@@ -129,7 +132,7 @@ fn names_a_registry(text: &str) -> bool {
 
 impl ImageStore {
     pub fn new(registries: Vec<RegistryConfig>) -> Self {
-        Self { registries, clients: Mutex::new(HashMap::new()), downloads: Mutex::new(HashMap::new()) }
+        Self { registries, gc: tokio::sync::RwLock::new(()), clients: Mutex::new(HashMap::new()), downloads: Mutex::new(HashMap::new()) }
     }
 
     /// The fully qualified references to try for `text`, in order.
@@ -300,7 +303,44 @@ impl ImageStore {
         records
     }
 
-    /// Forgets an image (its layers stay until no index entry uses them).
+    /// Held while layers are being used or made (see `gc`).
+    pub async fn hold(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.gc.read().await
+    }
+
+    /// Deletes unpacked layers and blobs that neither an indexed image nor a box (`in_use`,
+    /// layer directory names) uses. Returns how many layers went.
+    pub async fn prune(&self, home: &Home, in_use: &std::collections::HashSet<String>) -> Result<usize> {
+        let _alone = self.gc.write().await;
+        let mut keep: std::collections::HashSet<String> = in_use.clone();
+        let mut keep_blobs = std::collections::HashSet::new();
+        for record in self.list(home) {
+            for digest in &record.layers {
+                if let Some(hex) = sha256_hex(digest) {
+                    keep.insert(hex.to_string());
+                    keep_blobs.insert(hex.to_string());
+                }
+            }
+        }
+        let mut removed = 0;
+        for (dir, kept) in [(home.layers(), &keep), (home.blobs(), &keep_blobs)] {
+            for entry in fs_err::read_dir(&dir)?.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if kept.contains(&name) {
+                    continue;
+                }
+                let trash = home.trash().join(format!("{name}.{}", rand::random::<u32>()));
+                fs_err::rename(entry.path(), &trash)?;
+                let _ = std::fs::remove_dir_all(&trash).or_else(|_| std::fs::remove_file(&trash));
+                if dir == home.layers() {
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Forgets an image (its layers stay until `prune`).
     pub fn remove(&self, home: &Home, text: &str) -> Result<()> {
         for reference in self.candidates(text)? {
             let path = index_path(home, &reference.whole());

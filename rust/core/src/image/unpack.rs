@@ -12,7 +12,8 @@
 //! 3. Modes (setuid and setgid included, as in the image) and numeric ownership are kept. Device
 //!    nodes in a layer are skipped: a box gets its own minimal /dev. Extended attributes are not
 //!    applied.
-//! 4. The compressed blob is hashed while it is read and must match its digest.
+//! 4. The compressed blob (gzip, zstd or plain tar) is hashed while it is read and must match
+//!    its digest.
 //! 5. A layer is unpacked into `layers/tmp/` and renamed into place only when complete, so a
 //!    crash or an error never leaves a half layer that a later box would use.
 
@@ -30,6 +31,37 @@ use crate::error::{Error, Result};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// A zstd stream of one or more frames, decoded as one.
+struct ZstdFrames<R: BufRead> {
+    source: Option<R>,
+    frame: Option<ruzstd::decoding::StreamingDecoder<R, ruzstd::decoding::FrameDecoder>>,
+}
+
+impl<R: BufRead> Read for ZstdFrames<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if let Some(frame) = &mut self.frame {
+                let count = frame.read(buffer)?;
+                if count > 0 || buffer.is_empty() {
+                    return Ok(count);
+                }
+                if let Some(finished) = self.frame.take() {
+                    self.source = Some(finished.into_inner());
+                }
+            }
+            let Some(mut source) = self.source.take() else { return Ok(0) };
+            if source.fill_buf()?.is_empty() {
+                self.source = Some(source);
+                return Ok(0);
+            }
+            let frame = ruzstd::decoding::StreamingDecoder::new(source)
+                .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, format!("bad zstd frame: {error}")))?;
+            self.frame = Some(frame);
+        }
+    }
+}
 
 struct HashingReader<R> {
     inner: R,
@@ -81,9 +113,9 @@ fn extract(blob: &Path, digest: &str, root: &Path) -> Result<()> {
     let magic = hashing.inner.fill_buf().map_err(|error| layer_error(digest, error))?.get(..4).map(<[u8]>::to_vec).unwrap_or_default();
     {
         let stream: Box<dyn Read + '_> = if magic.starts_with(&[0x1f, 0x8b]) {
-            Box::new(flate2::read::GzDecoder::new(&mut hashing))
-        } else if magic == [0x28, 0xb5, 0x2f, 0xfd] {
-            return Err(Error::Unsupported(format!("layer {digest} is zstd-compressed, which is not supported yet")));
+            Box::new(flate2::read::MultiGzDecoder::new(&mut hashing))
+        } else if magic == ZSTD_MAGIC {
+            Box::new(ZstdFrames { source: Some(BufReader::new(&mut hashing)), frame: None })
         } else {
             Box::new(&mut hashing)
         };
