@@ -5,9 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# busybox-static, docker-registry and zstd build and serve the test images; bubblewrap, crun and
+# busybox-static, docker-registry, zstd and apache2-utils (htpasswd) build and serve the test
+# images; bubblewrap, crun and
 # skopeo are the peers the benchmarks measure against.
-debian_packages=(busybox-static docker-registry zstd bubblewrap crun skopeo)
+debian_packages=(busybox-static docker-registry zstd apache2-utils bubblewrap crun skopeo)
 missing=()
 for package in "${debian_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -119,9 +119,9 @@ async def test_detached_box_outlives_its_runtime_and_is_adopted(home: Path) -> N
     first = boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
     box = await first.create(boxlite.BoxOptions(detach=True, auto_remove=False), name="lasting")
     await run(box, "echo survived > /root/proof")
-    first.close()
     with pytest.raises(boxlite.InternalError, match="another runtime"):
         boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
+    first.close()  # frees the home for the next runtime; the detached box keeps running
     del first, box
     import gc
 

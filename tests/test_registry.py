@@ -127,3 +127,64 @@ async def test_prune_deletes_only_layers_nothing_uses(pulling_runtime: boxlite.B
     assert await pulling_runtime.images.prune() == 0
     stdout, _, _ = await collect(await box.exec("echo", ["kept"]))
     assert stdout == b"kept\n"
+
+
+async def test_pull_progress_reaches_the_loop_per_layer(pulling_runtime: boxlite.Boxlite, registry: Registry) -> None:
+    import threading
+
+    reports: list[tuple[str, int, int]] = []
+    threads: set[int] = set()
+
+    def progress(layer: str, done: int, total: int) -> None:
+        reports.append((layer, done, total))
+        threads.add(threading.get_ident())
+
+    with pytest.raises(TypeError, match="callable"):
+        pulling_runtime.images.pull("x", progress=42)  # type: ignore[arg-type]
+    result = await pulling_runtime.images.pull(f"{registry.host}/test/busybox:1", progress=progress)
+    assert result.layer_count == 1 and reports
+    layer, done, total = reports[-1]
+    assert layer.startswith("sha256:") and done == total > 0
+    assert [report[1] for report in reports] == sorted(report[1] for report in reports)
+    assert threads == {threading.get_ident()}
+
+
+async def test_a_registry_with_basic_auth(home: Path, tmp_path: Path, busybox_image: str) -> None:
+    server = Registry(tmp_path / "auth-registry", credentials=("alice", "s3cret"))
+    try:
+        server.push(Path(busybox_image), "private/busybox", "1")
+        reference = f"{server.host}/private/busybox:1"
+        anonymous = boxlite.Boxlite(boxlite.Options(home_dir=str(home), image_registries=[boxlite.ImageRegistry(host=server.host, transport="http")]))
+        try:
+            with pytest.raises(boxlite.ImageError, match="access denied") as refused:
+                await anonymous.images.pull(reference)
+        finally:
+            anonymous.close()
+        wrong = boxlite.ImageRegistry(host=server.host, transport="http", username="alice", password="wrong-password")
+        runtime = boxlite.Boxlite(boxlite.Options(home_dir=str(home), image_registries=[wrong]))
+        try:
+            with pytest.raises(boxlite.ImageError, match="access denied") as denied:
+                await runtime.images.pull(reference)
+            assert "wrong-password" not in str(denied.value) and "wrong-password" not in str(refused.value)
+        finally:
+            runtime.close()
+        right = boxlite.ImageRegistry(host=server.host, transport="http", username="alice", password="s3cret")
+        runtime = boxlite.Boxlite(boxlite.Options(home_dir=str(home), image_registries=[right]))
+        try:
+            assert (await runtime.images.pull(reference)).layer_count == 1
+        finally:
+            runtime.close()
+    finally:
+        server.stop()
+
+
+async def test_concurrent_pulls_download_each_blob_once(pulling_runtime: boxlite.Boxlite, registry: Registry, busybox_image: str) -> None:
+    import asyncio
+
+    index = json.loads((Path(busybox_image) / "index.json").read_text())
+    manifest = json.loads((Path(busybox_image) / "blobs/sha256" / index["manifests"][0]["digest"].removeprefix("sha256:")).read_text())
+    layer = manifest["layers"][0]["digest"]
+    reference = f"{registry.host}/test/busybox:1"
+    results = await asyncio.gather(*[pulling_runtime.images.pull(reference) for _ in range(5)])
+    assert {result.config_digest for result in results} == {results[0].config_digest}
+    assert registry.blob_fetches(layer) == 1

@@ -173,7 +173,12 @@ async def _command(arguments: argparse.Namespace) -> int:
             else:
                 await (await _find(runtime, target_box)).copy_in(source_path, target_path)
         elif action == "pull":
-            result = await runtime.images.pull(arguments.image)
+
+            def show(layer: str, done: int, total: int) -> None:
+                if sys.stderr.isatty():
+                    print(f"\r{layer[7:19]}: {done / 1e6:7.1f} / {total / 1e6:.1f} MB", end="" if done < total else "\n", file=sys.stderr)
+
+            result = await runtime.images.pull(arguments.image, progress=show)
             print(f"{result.reference} {result.config_digest} ({result.layer_count} layers)")
         elif action == "images":
             print(f"{'REPOSITORY':40}  {'TAG':12}  {'ID':19}  SIZE")

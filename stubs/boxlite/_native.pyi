@@ -4,7 +4,7 @@ built module."""
 
 import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType, TracebackType
 from typing import Any, Final, Literal, final
 
@@ -107,9 +107,11 @@ class ImageInfo:
 class ImageHandle:
     """``Boxlite.images``: the runtime's image store."""
 
-    def pull(self, reference: str) -> asyncio.Future[ImagePullResult]:
+    def pull(self, reference: str, progress: Callable[[str, int, int], object] | None = None) -> asyncio.Future[ImagePullResult]:
         """Pulls an image into the local store (or finds it there). Unqualified names try the
         registries configured with ``search=True`` first, then Docker Hub.
+        ``progress(layer_digest, bytes_done, bytes_total)`` is called on the event loop as
+        layers download (never reordered; under heavy load a report may be skipped).
 
         Raises:
             NotFoundError: the registry does not know the repository or tag.
@@ -398,6 +400,7 @@ class Boxlite:
         """Stops every box that is not detached, then refuses new boxes. Idempotent."""
     def close(self) -> None:
         """Closes now: pending awaitables fail with RuntimeClosedError, boxes that are not
-        detached are killed, later calls fail at once. Idempotent."""
+        detached are killed, later calls fail at once, and the home directory is free for
+        another runtime. Idempotent."""
     def __enter__(self) -> Self: ...
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None) -> Literal[False]: ...

@@ -28,8 +28,8 @@ const SHIM_DIGEST: &str = env!("BOXLITE_SHIM_DIGEST");
 #[derive(Debug)]
 pub struct Home {
     root: PathBuf,
-    /// Held for the runtime's life; the flock goes with the descriptor.
-    _lock: File,
+    /// Held until the runtime closes or is dropped; the flock goes with the descriptor.
+    lock: std::sync::Mutex<Option<File>>,
 }
 
 impl Home {
@@ -59,7 +59,12 @@ impl Home {
                 let _ = std::fs::remove_dir_all(leftover.path()).or_else(|_| std::fs::remove_file(leftover.path()));
             }
         }
-        Ok(Self { root, _lock: lock })
+        Ok(Self { root, lock: std::sync::Mutex::new(Some(lock)) })
+    }
+
+    /// Lets another runtime open this home (after `Runtime::close`).
+    pub fn release(&self) {
+        drop(self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take());
     }
 
     pub fn root(&self) -> &Path {

@@ -16,6 +16,6 @@ pub use boxes::{
 };
 pub use boxlite_protocol::TtySize;
 pub use error::{Error, Result};
-pub use image::{Credentials, ImageRecord, RegistryConfig, Secret};
+pub use image::{Credentials, ImageRecord, PullProgress, RegistryConfig, Secret};
 pub use exec::{ExecutionControl, Execution, ExitStatus};
 pub use ids::new_box_id;

@@ -38,8 +38,8 @@ use crate::registry::Registry;
 
 /// Who waits for a target id.
 pub enum Slot {
-    /// An awaitable request.
-    Request { future: Py<PyAny>, event_loop: Py<PyAny> },
+    /// An awaitable request, and a callable for its progress reports, if it makes any.
+    Request { future: Py<PyAny>, event_loop: Py<PyAny>, progress: Option<Py<PyAny>> },
     /// An execution receiving output and its exit.
     Execution { execution: Py<crate::execution::Execution>, event_loop: Py<PyAny> },
 }
@@ -140,10 +140,15 @@ impl Shared {
 
     /// Registers a request on the running loop: its target id and the future it resolves.
     pub fn register<'py>(self: &Arc<Self>, py: Python<'py>) -> PyResult<(u64, Bound<'py, PyAny>)> {
+        self.register_with_progress(py, None)
+    }
+
+    /// [`Shared::register`], with a callable that `Event::Progress` reports go to.
+    pub fn register_with_progress<'py>(self: &Arc<Self>, py: Python<'py>, progress: Option<Py<PyAny>>) -> PyResult<(u64, Bound<'py, PyAny>)> {
         self.check_open(py)?;
         let event_loop = running_loop(py)?;
         let future = event_loop.call_method0("create_future")?;
-        let slot = Slot::Request { future: future.clone().unbind(), event_loop: event_loop.unbind() };
+        let slot = Slot::Request { future: future.clone().unbind(), event_loop: event_loop.unbind(), progress };
         let target = self.registry.register(slot).map_err(|_| errors::runtime_closed(py))?;
         let hook = CancelHook { shared: Arc::clone(self), target };
         future.call_method1("add_done_callback", (hook,))?;
@@ -167,12 +172,20 @@ impl Shared {
         F: Future<Output = Result<Payload, boxlite_core::Error>> + Send + 'static,
     {
         let (target, future) = self.register(py)?;
+        self.complete_with(target, work);
+        Ok(future)
+    }
+
+    /// Runs `work` on tokio; its result becomes the one completion of the registered `target`.
+    pub fn complete_with<F>(&self, target: u64, work: F)
+    where
+        F: Future<Output = Result<Payload, boxlite_core::Error>> + Send + 'static,
+    {
         let queue = Arc::clone(&self.queue);
         self.spawn(async move {
             let result = work.await;
             queue.push(Event::Complete { target, result }).await;
         });
-        Ok(future)
     }
 
     /// Invariant 5. Idempotent.
@@ -277,7 +290,7 @@ impl Drop for Shared {
 /// Fails whatever waits on `slot` with RuntimeClosedError, on its own loop.
 fn fail_closed(py: Python<'_>, slot: Slot) {
     let (event_loop, action) = match slot {
-        Slot::Request { future, event_loop } => (event_loop, Deferred::new(move |py| {
+        Slot::Request { future, event_loop, .. } => (event_loop, Deferred::new(move |py| {
             let _ = set_exception(py, future.bind(py), errors::runtime_closed(py));
         })),
         Slot::Execution { execution, event_loop } => (event_loop, Deferred::new(move |py| {
@@ -410,6 +423,17 @@ impl Delivery {
                         execution.get().deliver_exit(py, status, false);
                     }
                 }
+                Event::Progress { target, layer, done, total } => {
+                    let callback = self.shared.registry.inspect(target, |slot| match slot {
+                        Slot::Request { progress, .. } => progress.as_ref().map(|callback| callback.clone_ref(py)),
+                        Slot::Execution { .. } => None,
+                    });
+                    if let Some(Some(callback)) = callback {
+                        if let Err(error) = callback.bind(py).call1((layer, done, total)) {
+                            error.write_unraisable(py, Some(callback.bind(py)));
+                        }
+                    }
+                }
             }
         }
         gil::detach(py, move || drop(unclaimed));
@@ -431,7 +455,7 @@ impl Delivery {
         target: u64,
         result: Result<Payload, boxlite_core::Error>,
     ) -> Option<Result<Payload, boxlite_core::Error>> {
-        let Some(Slot::Request { future, event_loop }) = self.shared.registry.take(target) else {
+        let Some(Slot::Request { future, event_loop, .. }) = self.shared.registry.take(target) else {
             return Some(result);
         };
         let future = future.bind(py);

@@ -24,12 +24,18 @@ pub enum Event {
     StreamEnd { target: u64, stream: StreamKind },
     /// The one exit of an execution, after all its output events.
     Exit { target: u64, status: ExitStatus },
+    /// How far a pull's download of one layer got (lossy: dropped when the queue is full).
+    Progress { target: u64, layer: String, done: u64, total: u64 },
 }
 
 impl Event {
     pub fn target(&self) -> u64 {
         match self {
-            Self::Complete { target, .. } | Self::Chunk { target, .. } | Self::StreamEnd { target, .. } | Self::Exit { target, .. } => *target,
+            Self::Complete { target, .. }
+            | Self::Chunk { target, .. }
+            | Self::StreamEnd { target, .. }
+            | Self::Exit { target, .. }
+            | Self::Progress { target, .. } => *target,
         }
     }
 }

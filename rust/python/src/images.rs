@@ -7,7 +7,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
 use crate::dispatcher::Shared;
-use crate::event::Payload;
+use crate::event::{Event, Payload};
 use crate::options::python_repr;
 
 /// One registry to pull from. Credentials never appear in `repr()`.
@@ -158,9 +158,26 @@ impl ImageHandle {
 #[pymethods]
 impl ImageHandle {
     /// Pulls an image (or finds it in the local store); resolves to an `ImagePullResult`.
-    fn pull<'py>(&self, py: Python<'py>, reference: String) -> PyResult<Bound<'py, PyAny>> {
+    /// `progress(layer_digest, bytes_done, bytes_total)` is called on the event loop as layers
+    /// download (never reordered; under heavy load, when the queue is full, a report is skipped).
+    #[pyo3(signature = (reference, progress = None))]
+    fn pull<'py>(&self, py: Python<'py>, reference: String, progress: Option<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(callback) = &progress {
+            if !callback.is_callable() {
+                return Err(pyo3::exceptions::PyTypeError::new_err("progress must be callable"));
+            }
+        }
+        let reports = progress.is_some();
+        let (target, future) = self.shared.register_with_progress(py, progress.map(Bound::unbind))?;
+        let reporter: Option<boxlite_core::PullProgress> = reports.then(|| {
+            let queue = Arc::clone(&self.shared.queue);
+            Arc::new(move |layer: &str, done: u64, total: u64| {
+                queue.try_push(Event::Progress { target, layer: layer.to_string(), done, total });
+            }) as boxlite_core::PullProgress
+        });
         let core = self.core.clone();
-        self.shared.submit(py, async move { core.pull_image(&reference).await.map(Payload::ImagePulled) })
+        self.shared.complete_with(target, async move { core.pull_image(&reference, reporter).await.map(Payload::ImagePulled) });
+        Ok(future)
     }
 
     /// Resolves to the images in the local store, most recently pulled first.

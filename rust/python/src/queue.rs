@@ -76,6 +76,21 @@ impl<T> Queue<T> {
         true
     }
 
+    /// Enqueues `event` only if there is room right now (for events that may be lost, like
+    /// progress reports). Returns whether it was queued.
+    pub fn try_push(&self, event: T) -> bool {
+        let Ok(permit) = self.room.try_acquire() else { return false };
+        permit.forget();
+        let mut state = self.lock();
+        if state.closed {
+            return false;
+        }
+        state.events.push_back(event);
+        drop(state);
+        self.ready.notify_one();
+        true
+    }
+
     /// Waits for events and takes up to `max` of them, in order. `None` once closed.
     pub fn pop_batch(&self, max: usize) -> Option<Vec<T>> {
         let mut state = self.lock();

@@ -384,7 +384,8 @@ impl Runtime {
 
     /// Ends this runtime's hold on its boxes at once: every box that is not detached is killed
     /// (waiting up to [`CLOSE_WAIT`] for each init to go) and recorded as stopped, or deleted if
-    /// it removes on stop; new work is refused. For a graceful end, `shutdown()` first.
+    /// it removes on stop; new work is refused, and the home is free for another runtime. For a
+    /// graceful end, `shutdown()` first.
     pub fn close(&self) {
         self.inner.shut_down.store(true, Ordering::Release);
         let entries: Vec<Arc<BoxEntry>> = lock(&self.inner.boxes).values().cloned().collect();
@@ -408,20 +409,21 @@ impl Runtime {
                 });
             }
         }
+        self.inner.home.release();
     }
 
     pub fn is_shut_down(&self) -> bool {
         self.inner.shut_down.load(Ordering::Acquire)
     }
 
-    /// Pulls an image into the local store (or finds it there).
-    pub async fn pull_image(&self, reference: &str) -> Result<ImageRecord> {
+    /// Pulls an image into the local store (or finds it there), reporting download progress.
+    pub async fn pull_image(&self, reference: &str, progress: Option<crate::image::PullProgress>) -> Result<ImageRecord> {
         self.check_open()?;
         let _layers_in_use = self.inner.images.hold().await;
         if let Some((record, _)) = self.inner.images.cached(&self.inner.home, reference)? {
             return Ok(record);
         }
-        self.inner.images.pull(&self.inner.home, reference).await
+        self.inner.images.pull(&self.inner.home, reference, progress).await
     }
 
     /// Deletes layers and blobs that no pulled image and no box uses; returns how many layers.

@@ -10,7 +10,7 @@ mod layout;
 mod registry;
 mod unpack;
 
-pub use registry::{Credentials, ImageRecord, ImageStore, RegistryConfig, Secret};
+pub use registry::{Credentials, ImageRecord, ImageStore, PullProgress, RegistryConfig, Secret};
 
 use std::path::PathBuf;
 

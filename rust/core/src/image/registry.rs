@@ -33,6 +33,51 @@ use crate::error::{Error, Result};
 use crate::home::Home;
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Progress of a pull, called as layers download: (layer digest, bytes done, bytes in all).
+/// Called from download tasks: it must return at once.
+pub type PullProgress = std::sync::Arc<dyn Fn(&str, u64, u64) + Send + Sync>;
+/// Least gap between two progress reports of one layer (the last report always comes).
+const PROGRESS_STEP: u64 = 256 * 1024;
+
+/// A file writer that reports how much went through it.
+struct CountingWriter {
+    inner: tokio::fs::File,
+    done: u64,
+    reported: u64,
+    total: u64,
+    digest: String,
+    progress: Option<PullProgress>,
+}
+
+impl CountingWriter {
+    fn report(&mut self) {
+        if let Some(progress) = &self.progress {
+            if self.done >= self.reported + PROGRESS_STEP {
+                self.reported = self.done;
+                progress(&self.digest, self.done, self.total);
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for CountingWriter {
+    fn poll_write(mut self: std::pin::Pin<&mut Self>, context: &mut std::task::Context<'_>, buffer: &[u8]) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write(context, buffer);
+        if let std::task::Poll::Ready(Ok(count)) = &polled {
+            self.done += *count as u64;
+            self.report();
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: std::pin::Pin<&mut Self>, context: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(context)
+    }
+
+    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, context: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(context)
+    }
+}
 pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A secret string: shown as `***` by Debug and Display (rule 3).
@@ -175,7 +220,7 @@ impl ImageStore {
         if let Some((_, prepared)) = self.cached(home, text)? {
             return Ok(prepared);
         }
-        let record = self.pull(home, text).await?;
+        let record = self.pull(home, text, None).await?;
         record.prepared(home).ok_or_else(|| Error::Image(format!("{text}: layers vanished right after the pull")))
     }
 
@@ -207,10 +252,10 @@ impl ImageStore {
     /// Pulls `text` (trying search registries first for unqualified names) and indexes it.
     /// Only "not found" moves on to the next registry: any other failure (a registry that is
     /// down, refuses the credentials, or serves a bad blob) is reported as it is.
-    pub async fn pull(&self, home: &Home, text: &str) -> Result<ImageRecord> {
+    pub async fn pull(&self, home: &Home, text: &str, progress: Option<PullProgress>) -> Result<ImageRecord> {
         let mut not_found = None;
         for reference in self.candidates(text)? {
-            match self.pull_reference(home, &reference).await {
+            match self.pull_reference(home, &reference, progress.clone()).await {
                 Ok(record) => return Ok(record),
                 Err(error @ Error::NotFound(_)) => not_found = Some(error),
                 Err(error) => return Err(error),
@@ -219,7 +264,7 @@ impl ImageStore {
         Err(not_found.unwrap_or_else(|| Error::NotFound(format!("image {text}"))))
     }
 
-    async fn pull_reference(&self, home: &Home, reference: &Reference) -> Result<ImageRecord> {
+    async fn pull_reference(&self, home: &Home, reference: &Reference, progress: Option<PullProgress>) -> Result<ImageRecord> {
         let shown = reference.whole();
         let (client, auth) = self.client_for(reference);
         let (manifest, manifest_digest, config) =
@@ -233,7 +278,7 @@ impl ImageStore {
             .image_config();
         let mut size_bytes = 0;
         for layer in &manifest.layers {
-            let blob = self.download(home, &client, reference, layer).await?;
+            let blob = self.download(home, &client, reference, layer, progress.clone()).await?;
             size_bytes += u64::try_from(layer.size).unwrap_or(0);
             let (layers, tmp, digest) = (home.layers(), home.layers_tmp(), layer.digest.clone());
             let unpacked = tokio::task::spawn_blocking({
@@ -268,7 +313,14 @@ impl ImageStore {
     }
 
     /// Rule 2: the blob at its final path, downloaded unless it is there.
-    async fn download(&self, home: &Home, client: &Client, reference: &Reference, layer: &oci_client::manifest::OciDescriptor) -> Result<PathBuf> {
+    async fn download(
+        &self,
+        home: &Home,
+        client: &Client,
+        reference: &Reference,
+        layer: &oci_client::manifest::OciDescriptor,
+        progress: Option<PullProgress>,
+    ) -> Result<PathBuf> {
         let hex = sha256_hex(&layer.digest).ok_or_else(|| Error::Image(format!("unsupported layer digest {:?}", layer.digest)))?;
         let destination = home.blobs().join(hex);
         let lock = {
@@ -276,15 +328,23 @@ impl ImageStore {
             Arc::clone(downloads.entry(layer.digest.clone()).or_default())
         };
         let _guard = lock.lock().await;
+        let total = u64::try_from(layer.size).unwrap_or(0);
         if destination.is_file() {
+            if let Some(progress) = &progress {
+                progress(&layer.digest, total, total);
+            }
             return Ok(destination);
         }
         let staging = home.blobs_tmp().join(format!("{hex}.{}", rand::random::<u32>()));
         let file = tokio::fs::File::create(&staging).await.map_err(|error| Error::storage("create", &staging, &error))?;
-        let pulled = client.pull_blob(reference, layer, file).await;
+        let writer = CountingWriter { inner: file, done: 0, reported: 0, total, digest: layer.digest.clone(), progress: progress.clone() };
+        let pulled = client.pull_blob(reference, layer, writer).await;
         if let Err(error) = pulled {
             let _ = tokio::fs::remove_file(&staging).await;
             return Err(registry_error(&reference.whole(), error));
+        }
+        if let Some(progress) = &progress {
+            progress(&layer.digest, total, total);
         }
         tokio::fs::rename(&staging, &destination).await.map_err(|error| Error::storage("store blob", &destination, &error))?;
         Ok(destination)
