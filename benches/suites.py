@@ -286,8 +286,20 @@ async def image_pull(samples: int) -> list[Row]:
     with tempfile.TemporaryDirectory() as scratch:
         registry = Registry(Path(scratch) / "registry")
         try:
-            registry.push(images.busybox_layout(), "bench/busybox", "1")
-            reference = f"{registry.host}/bench/busybox:1"
+            # About 40 MB, like a slim Python image: busybox plus a layer of incompressible data.
+            layout = Path(scratch) / "layout"
+            base = images.busybox_layout()
+            index = json.loads((base / "index.json").read_text())
+            manifest = json.loads((base / "blobs/sha256" / index["manifests"][0]["digest"].removeprefix("sha256:")).read_text())
+            import gzip
+
+            busybox_layer = gzip.decompress((base / "blobs/sha256" / manifest["layers"][0]["digest"].removeprefix("sha256:")).read_bytes())
+            payload = Path(scratch) / "payload"
+            (payload / "opt").mkdir(parents=True)
+            (payload / "opt" / "data.bin").write_bytes(os.urandom(40 << 20))
+            images.write_layout(layout, [busybox_layer, images.tar_directory(payload)], {"Env": ["PATH=/bin"]})
+            registry.push(layout, "bench/fat", "1")
+            reference = f"{registry.host}/bench/fat:1"
             registries = [boxlite.ImageRegistry(host=registry.host, transport="http")]
             ours_times: list[float] = []
             theirs: list[float] = []
@@ -311,7 +323,7 @@ async def image_pull(samples: int) -> list[Row]:
                         theirs.append(skopeo_elapsed)
         finally:
             registry.stop()
-    return [latency_row("pull busybox (cold cache, loopback registry)", "skopeo copy to an OCI layout", ours_times, theirs,
+    return [latency_row("pull a 40 MB image (cold cache, loopback)", "skopeo copy to an OCI layout", ours_times, theirs,
                         note="ours also unpacks the layer into the layer store")]
 
 

@@ -27,7 +27,7 @@ def _sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def _tar_directory(root: Path) -> bytes:
+def tar_directory(root: Path) -> bytes:
     """A reproducible tar of ``root`` (sorted, zero mtimes, numeric owners as on disk)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
@@ -147,7 +147,7 @@ def busybox_layout() -> Path:
         shutil.rmtree(staging)
     busybox_rootfs(staging)
     config = {"Env": ["PATH=/bin", "GREETING=from-image"], "Cmd": ["sh"], "WorkingDir": "/root"}
-    write_layout(CACHE / "busybox-building", [_tar_directory(staging)], config)
+    write_layout(CACHE / "busybox-building", [tar_directory(staging)], config)
     shutil.rmtree(staging)
     if dest.exists():
         shutil.rmtree(dest)

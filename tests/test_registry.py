@@ -188,3 +188,20 @@ async def test_concurrent_pulls_download_each_blob_once(pulling_runtime: boxlite
     results = await asyncio.gather(*[pulling_runtime.images.pull(reference) for _ in range(5)])
     assert {result.config_digest for result in results} == {results[0].config_digest}
     assert registry.blob_fetches(layer) == 1
+
+
+async def test_a_cancelled_pull_leaves_nothing_half_written(pulling_runtime: boxlite.Boxlite, registry: Registry, home: Path) -> None:
+    import asyncio
+
+    reference = f"{registry.host}/test/busybox:1"
+    pulling = pulling_runtime.images.pull(reference)
+    pulling.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await pulling
+    # The pull runs on in the background; a new one shares or repeats its work and succeeds.
+    result = await pulling_runtime.images.pull(reference)
+    assert result.layer_count == 1
+    assert list((home / "blobs" / "tmp").iterdir()) == [] and list((home / "layers" / "tmp").iterdir()) == []
+    box = await pulling_runtime.create(boxlite.BoxOptions(image=reference))
+    stdout, _, _ = await collect(await box.exec("echo", ["whole"]))
+    assert stdout == b"whole\n"

@@ -41,7 +41,8 @@ const PROGRESS_STEP: u64 = 256 * 1024;
 
 /// A file writer that reports how much went through it.
 struct CountingWriter {
-    inner: tokio::fs::File,
+    /// Buffered: an unbuffered tokio file costs a trip to the blocking pool per network chunk.
+    inner: tokio::io::BufWriter<tokio::fs::File>,
     done: u64,
     reported: u64,
     total: u64,
@@ -278,20 +279,22 @@ impl ImageStore {
             .image_config();
         let mut size_bytes = 0;
         for layer in &manifest.layers {
-            let blob = self.download(home, &client, reference, layer, progress.clone()).await?;
-            size_bytes += u64::try_from(layer.size).unwrap_or(0);
-            let (layers, tmp, digest) = (home.layers(), home.layers_tmp(), layer.digest.clone());
-            let unpacked = tokio::task::spawn_blocking({
-                let blob = blob.clone();
-                move || unpack_layer(&layers, &tmp, &blob, &digest)
-            })
-            .await
-            .map_err(|error| Error::Internal(format!("unpacking task failed: {error}")))?;
-            if let Err(error) = unpacked {
-                // A blob that does not unpack (damaged on disk) must not be trusted next time.
-                let _ = tokio::fs::remove_file(&blob).await;
-                return Err(error);
+            // Rule 1: one download and one unpack per layer at a time, across concurrent pulls.
+            let lock = {
+                let mut downloads = self.downloads.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                Arc::clone(downloads.entry(layer.digest.clone()).or_default())
+            };
+            let one_at_a_time = lock.lock().await;
+            let fetched = self.fetch_layer(home, &client, reference, layer, progress.clone()).await;
+            drop(one_at_a_time);
+            // The lock map keeps only layers someone is working on.
+            let mut downloads = self.downloads.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if Arc::strong_count(&lock) == 2 {
+                downloads.remove(&layer.digest);
             }
+            drop(downloads);
+            fetched?;
+            size_bytes += u64::try_from(layer.size).unwrap_or(0);
         }
         let record = ImageRecord {
             reference: shown.clone(),
@@ -312,7 +315,37 @@ impl ImageStore {
         Ok(record)
     }
 
-    /// Rule 2: the blob at its final path, downloaded unless it is there.
+    /// One layer, downloaded and unpacked unless it already is. The caller holds its lock.
+    async fn fetch_layer(
+        &self,
+        home: &Home,
+        client: &Client,
+        reference: &Reference,
+        layer: &oci_client::manifest::OciDescriptor,
+        progress: Option<PullProgress>,
+    ) -> Result<()> {
+        let unpacked = sha256_hex(&layer.digest).is_some_and(|hex| home.layers().join(hex).is_dir());
+        let blob = self.download(home, client, reference, layer, progress).await?;
+        if unpacked {
+            return Ok(());
+        }
+        let (layers, tmp, digest) = (home.layers(), home.layers_tmp(), layer.digest.clone());
+        let unpacked = tokio::task::spawn_blocking({
+            let blob = blob.clone();
+            move || unpack_layer(&layers, &tmp, &blob, &digest)
+        })
+        .await
+        .map_err(|error| Error::Internal(format!("unpacking task failed: {error}")))?;
+        if let Err(error) = unpacked {
+            // A blob that does not unpack (damaged on disk) must not be trusted next time.
+            let _ = tokio::fs::remove_file(&blob).await;
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// Rule 2: the blob at its final path, downloaded unless it is there. The caller holds the
+    /// layer's lock.
     async fn download(
         &self,
         home: &Home,
@@ -323,11 +356,6 @@ impl ImageStore {
     ) -> Result<PathBuf> {
         let hex = sha256_hex(&layer.digest).ok_or_else(|| Error::Image(format!("unsupported layer digest {:?}", layer.digest)))?;
         let destination = home.blobs().join(hex);
-        let lock = {
-            let mut downloads = self.downloads.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            Arc::clone(downloads.entry(layer.digest.clone()).or_default())
-        };
-        let _guard = lock.lock().await;
         let total = u64::try_from(layer.size).unwrap_or(0);
         if destination.is_file() {
             if let Some(progress) = &progress {
@@ -337,7 +365,7 @@ impl ImageStore {
         }
         let staging = home.blobs_tmp().join(format!("{hex}.{}", rand::random::<u32>()));
         let file = tokio::fs::File::create(&staging).await.map_err(|error| Error::storage("create", &staging, &error))?;
-        let writer = CountingWriter { inner: file, done: 0, reported: 0, total, digest: layer.digest.clone(), progress: progress.clone() };
+        let writer = CountingWriter { inner: tokio::io::BufWriter::with_capacity(1 << 20, file), done: 0, reported: 0, total, digest: layer.digest.clone(), progress: progress.clone() };
         let pulled = client.pull_blob(reference, layer, writer).await;
         if let Err(error) = pulled {
             let _ = tokio::fs::remove_file(&staging).await;
