@@ -324,11 +324,15 @@ impl ImageStore {
         layer: &oci_client::manifest::OciDescriptor,
         progress: Option<PullProgress>,
     ) -> Result<()> {
-        let unpacked = sha256_hex(&layer.digest).is_some_and(|hex| home.layers().join(hex).is_dir());
-        let blob = self.download(home, client, reference, layer, progress).await?;
-        if unpacked {
+        if sha256_hex(&layer.digest).is_some_and(|hex| home.layers().join(hex).is_dir()) {
+            // Unpacked already (a base layer another image shares): nothing to fetch.
+            if let Some(progress) = &progress {
+                let total = u64::try_from(layer.size).unwrap_or(0);
+                progress(&layer.digest, total, total);
+            }
             return Ok(());
         }
+        let blob = self.download(home, client, reference, layer, progress).await?;
         let (layers, tmp, digest) = (home.layers(), home.layers_tmp(), layer.digest.clone());
         let unpacked = tokio::task::spawn_blocking({
             let blob = blob.clone();
