@@ -9,7 +9,7 @@ import pytest
 
 import boxlite
 
-from .conftest import collect
+from .conftest import box_processes, collect
 
 
 async def run(box: boxlite.Box, script: str) -> bytes:
@@ -119,26 +119,35 @@ async def test_detached_box_outlives_its_runtime_and_is_adopted(home: Path) -> N
     first = boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
     box = await first.create(boxlite.BoxOptions(detach=True, auto_remove=False), name="lasting")
     await run(box, "echo survived > /root/proof")
-    with pytest.raises(boxlite.InternalError, match="another runtime"):
-        boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
-    first.close()  # frees the home for the next runtime; the detached box keeps running
-    del first, box
-    import gc
-
-    gc.collect()
-    second = boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
+    init_pid = (await box.info()).state.pid
     try:
-        info = await second.get_info("lasting")
-        assert info is not None and info.state.running
-        again = await second.get("lasting")
-        assert again is not None
-        assert await run(again, "cat /root/proof") == b"survived\n"
-        await again.stop()
-        stopped = await second.get_info("lasting")
-        assert stopped is not None and stopped.state.status == "stopped"
-        await second.remove("lasting")
+        with pytest.raises(boxlite.InternalError, match="another runtime"):
+            boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
+        first.close()  # frees the home for the next runtime; the detached box keeps running
+        del first, box
+        import gc
+
+        gc.collect()
+        second = boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
+        try:
+            info = await second.get_info("lasting")
+            assert info is not None and info.state.running
+            again = await second.get("lasting")
+            assert again is not None
+            assert await run(again, "cat /root/proof") == b"survived\n"
+            await again.stop()
+            stopped = await second.get_info("lasting")
+            assert stopped is not None and stopped.state.status == "stopped"
+            await second.remove("lasting")
+        finally:
+            second.close()
     finally:
-        second.close()
+        # A detached box outlives every runtime: if this test fails half-way, end it here.
+        import os
+        import signal
+
+        if init_pid is not None and init_pid in box_processes(home):
+            os.kill(init_pid, signal.SIGKILL)
 
 
 async def test_options_that_conflict_are_refused(runtime: boxlite.Boxlite) -> None:
