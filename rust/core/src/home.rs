@@ -67,9 +67,6 @@ impl Home {
         drop(self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take());
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
 
     pub fn blobs(&self) -> PathBuf {
         self.root.join("blobs/sha256")

@@ -18,4 +18,3 @@ pub use boxlite_protocol::TtySize;
 pub use error::{Error, Result};
 pub use image::{Credentials, ImageRecord, PullProgress, RegistryConfig, Secret};
 pub use exec::{ExecutionControl, Execution, ExitStatus};
-pub use ids::new_box_id;

@@ -178,10 +178,6 @@ impl Runtime {
         })
     }
 
-    pub fn home_dir(&self) -> &Path {
-        self.inner.home.root()
-    }
-
     fn check_open(&self) -> Result<()> {
         if self.inner.shut_down.load(Ordering::Acquire) {
             return Err(Error::Stopped("the runtime has been shut down".to_string()));
@@ -412,9 +408,6 @@ impl Runtime {
         self.inner.home.release();
     }
 
-    pub fn is_shut_down(&self) -> bool {
-        self.inner.shut_down.load(Ordering::Acquire)
-    }
 
     /// Pulls an image into the local store (or finds it there), reporting download progress.
     pub async fn pull_image(&self, reference: &str, progress: Option<crate::image::PullProgress>) -> Result<ImageRecord> {
