@@ -155,8 +155,8 @@ async def test_options_that_conflict_are_refused(runtime: boxlite.Boxlite) -> No
         await runtime.create(boxlite.BoxOptions(detach=True))
     with pytest.raises(boxlite.UnsupportedError):
         runtime.create(boxlite.BoxOptions(auto_stop=60))
-    with pytest.raises(boxlite.UnsupportedError, match="entrypoint/cmd"):
-        await runtime.create(boxlite.BoxOptions(cmd=["sleep", "1"]))
+    with pytest.raises(boxlite.InvalidArgumentError, match="main command is empty"):
+        await runtime.create(boxlite.BoxOptions(cmd=[]))
     assert await runtime.list_info() == []
 
 

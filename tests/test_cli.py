@@ -43,3 +43,22 @@ def test_errors_are_one_line_with_status_125(home: Path) -> None:
     assert result.stderr == "boxlite: no such box: nope\n"
     result = boxlite(home, "run", "host://", "no-such-program")
     assert result.returncode == 125 and result.stderr.startswith("boxlite: not found:") and result.stderr.count("\n") == 1
+
+
+def test_run_without_a_command_runs_the_image_default(home: Path, busybox_image: str) -> None:
+    # The test image's default command is a shell: with -i it reads the script from stdin.
+    result = boxlite(home, "run", "-i", busybox_image, stdin="echo $GREETING; exit 4\n")
+    assert (result.returncode, result.stdout) == (4, "from-image\n")
+    # Without -i its stdin is at end of file at once, as with docker.
+    assert boxlite(home, "run", busybox_image).returncode == 0
+    assert boxlite(home, "ls", "-q").stdout.strip() == ""
+
+
+def test_logs_show_the_main_process_of_a_created_box(home: Path) -> None:
+    created = boxlite(home, "create", "--name", "job", "host://", "sh", "-c", "echo working; echo warn >&2; exit 2")
+    assert created.returncode == 0
+    assert boxlite(home, "start", "job").returncode == 0
+    logs = boxlite(home, "logs", "job")
+    assert (logs.returncode, logs.stdout, logs.stderr) == (0, "working\n", "warn\n")
+    assert '"exit_code": 2' in boxlite(home, "inspect", "job").stdout
+    assert boxlite(home, "rm", "job").returncode == 0

@@ -1,16 +1,19 @@
 """The ``boxlite`` command line (also ``python -m boxlite``).
 
     boxlite run [-it] [-e K=V] [-w DIR] [-u USER] [--cpus N] [--memory MIB] IMAGE [CMD...]
-    boxlite create [--name NAME] IMAGE       boxlite start|stop|inspect BOX
-    boxlite exec [-it] BOX CMD...            boxlite rm [-f] BOX...
-    boxlite ls [-q]                          boxlite cp SRC DST   (BOX:PATH on one side)
-    boxlite pull IMAGE                       boxlite images
+    boxlite create [--name NAME] IMAGE [CMD...]     boxlite start|stop|inspect BOX
+    boxlite exec [-it] BOX CMD...                   boxlite rm [-f] BOX...
+    boxlite ls [-q]                                 boxlite cp SRC DST   (BOX:PATH on one side)
+    boxlite logs BOX                                boxlite pull IMAGE   boxlite images
 
 IMAGE is a registry reference, ``host://`` (the built-in image) or a path to a local OCI image
-layout. Boxes made by ``create`` are detached: they outlive the command and later commands
-reach them by id or name. ``run`` boxes live as long as the command. The exit status of the
-command in the box becomes the CLI's; errors are one line on stderr (``--debug`` for the
-trace), with status 125.
+layout. ``run`` runs CMD as the box's main process (after the image's entrypoint, as Docker
+does), or the image's default command; with ``-t`` it runs CMD (default ``sh``) on a terminal
+through exec instead. Boxes made by ``create`` are detached: they outlive the command and later
+commands reach them by id or name; with CMD, it is their main process, started by ``start``.
+``logs`` prints the output of a box's main process and follows it while it runs. The exit
+status of the command in the box becomes the CLI's; errors are one line on stderr (``--debug``
+for the trace), with status 125.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ._native import HOST_IMAGE, Box, BoxInfo, Boxlite, BoxOptions, ExecStream, Execution, Options
-from .errors import BoxliteError
+from .errors import BoxliteError, InvalidStateError
 
 __all__ = ["main"]
 
@@ -65,7 +68,9 @@ async def _attach(execution: Execution, interactive: bool, tty: bool) -> int:
     if not tty:
         pumps.append(asyncio.ensure_future(_pump(execution.stderr(text=False), sys.stderr)))
     restore = None
-    if interactive:
+    if not interactive:
+        await execution.stdin().close()  # end of file, as docker gives a command without -i
+    else:
         stdin = execution.stdin()
         fd = sys.stdin.fileno()
         if tty and os.isatty(fd):
@@ -118,17 +123,29 @@ def _box_row(info: BoxInfo) -> str:
 
 
 async def _run(arguments: argparse.Namespace) -> int:
-    command = arguments.command or ["sh"]
     with Boxlite(Options(home_dir=arguments.home)) as runtime:
         options = _image_options(arguments.image)
         options.cpus, options.memory_mib, options.env = arguments.cpus, arguments.memory, _env(arguments.env)
         options.working_dir, options.user = arguments.workdir, arguments.user
+        if arguments.command and not arguments.tty:
+            options.cmd = arguments.command
+        # Kept when its main process ends, so its output can be read; removed below.
+        options.auto_remove = False
         box = await runtime.create(options, name=arguments.name)
         try:
+            if not arguments.tty:
+                await box.start()
+                try:
+                    main = await box.attach(stdin=True)
+                except InvalidStateError:
+                    main = None  # the image has no default command: run a shell instead
+                if main is not None:
+                    return await _attach(main, arguments.interactive, False)
+            command = arguments.command or ["sh"]
             execution = await box.exec(command[0], command[1:], tty=arguments.tty)
             return await _attach(execution, arguments.interactive, arguments.tty)
         finally:
-            await box.stop()
+            await runtime.remove(box.id, force=True)
 
 
 async def _command(arguments: argparse.Namespace) -> int:
@@ -137,6 +154,8 @@ async def _command(arguments: argparse.Namespace) -> int:
         if action == "create":
             options = _image_options(arguments.image)
             options.detach, options.auto_remove, options.cpus, options.memory_mib = True, False, arguments.cpus, arguments.memory
+            if arguments.command:
+                options.cmd = arguments.command
             box = await runtime.create(options, name=arguments.name)
             print(box.id)
         elif action == "start":
@@ -155,9 +174,12 @@ async def _command(arguments: argparse.Namespace) -> int:
                 print("\n".join(_box_row(info) for info in infos))
         elif action == "inspect":
             info = (await (await _find(runtime, arguments.box)).info())
-            state = {"status": info.state.status, "running": info.state.running, "pid": info.state.pid}
+            state = {"status": info.state.status, "running": info.state.running, "pid": info.state.pid, "exit_code": info.state.exit_code}
             print(json.dumps({"id": info.id, "name": info.name, "image": info.image, "state": state, "created_at": info.created_at,
                               "started_at": info.started_at, "cpus": info.cpus, "memory_mib": info.memory_mib}, indent=2))
+        elif action == "logs":
+            main = await (await _find(runtime, arguments.box)).attach(stdin=False)
+            await _attach(main, False, False)
         elif action == "exec":
             box = await _find(runtime, arguments.box)
             execution = await box.exec(arguments.command[0], arguments.command[1:], tty=arguments.tty, env=_env(arguments.env) or None,
@@ -214,6 +236,7 @@ def _parser() -> argparse.ArgumentParser:
     create = commands.add_parser("create", help="create a detached box; prints its id")
     box_settings(create)
     create.add_argument("image")
+    create.add_argument("command", nargs=argparse.REMAINDER)
     for name in ("start", "stop", "inspect"):
         commands.add_parser(name).add_argument("box")
     remove = commands.add_parser("rm", help="remove boxes")
@@ -228,6 +251,7 @@ def _parser() -> argparse.ArgumentParser:
     copy = commands.add_parser("cp", help="copy files: BOX:PATH HOSTPATH or HOSTPATH BOX:PATH")
     copy.add_argument("source")
     copy.add_argument("target")
+    commands.add_parser("logs", help="print (and follow) the output of a box's main process").add_argument("box")
     commands.add_parser("pull", help="pull an image").add_argument("image")
     commands.add_parser("images", help="list pulled images")
     return parser

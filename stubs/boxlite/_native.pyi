@@ -178,7 +178,9 @@ class BoxStateInfo:
     @property
     def pid(self) -> int | None: ...
     @property
-    def exit_code(self) -> int | None: ...
+    def exit_code(self) -> int | None:
+        """How the main process of the last run ended (-N after signal N); None before it ends
+        or for a box without one."""
 
 @final
 class BoxInfo:
@@ -326,7 +328,9 @@ class Box:
     def name(self) -> str | None: ...
     def info(self) -> asyncio.Future[BoxInfo]: ...
     def start(self) -> asyncio.Future[None]:
-        """Boots the box; a running box is left as it is.
+        """Boots the box and runs its main process, if it has one; a running box is left as it
+        is. A box whose user chose ``cmd``/``entrypoint`` is only ever started by this call:
+        exec, copies and attach refuse to start it as a side effect.
 
         Raises:
             StoppedError: this handle was stopped; use ``Boxlite.get()`` for a new one.
@@ -350,6 +354,17 @@ class Box:
             InvalidArgumentError: at the call, for a timeout that is not positive.
             NotFoundError: the program does not exist in the box.
             ExecutionError: the user or working directory is not usable.
+        """
+    def attach(self, execution_id: str | None = None, stdin: bool = True) -> asyncio.Future[Execution]:
+        """Follows the box's main process (its ``cmd``/``entrypoint``, or the image's default
+        command): its output from the start of the current run, then as it comes, and its exit.
+        On a box whose main process has ended, replays the last run's output and exit code.
+        With ``stdin``, the first attach takes the process's stdin (closing it gives end of file);
+        later attaches get none.
+
+        Raises:
+            InvalidStateError: the box has no main process, or was never started.
+            UnsupportedError: ``execution_id`` is given (reattaching by id is REST-only).
         """
     def copy_in(self, host_path: str | os.PathLike[str], container_dest: str, copy_options: CopyOptions | None = None) -> asyncio.Future[None]:
         """Copies a host file or directory into the box (``docker cp`` conventions: a file to

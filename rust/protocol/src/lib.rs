@@ -15,6 +15,12 @@
 //!    the connection before the exit kills the execution's process group, so an execution never
 //!    outlives its owner. [`Request::Signal`] may follow on the same connection;
 //!    [`Request::Shutdown`] may be sent on a connection of its own.
+//! 3. **Main process.** A box may have a main process ([`ShimConfig::main`]), started by the init
+//!    before it reports ready, with its output appended to files on the host. A connection that
+//!    sends [`Request::Attach`] is answered like an exec (`Started`, later `Exited`) but does not
+//!    own the process: closing it kills nothing. Until an attach takes it, the init holds the
+//!    main process's stdin open, so a shell or an interpreter waiting for input idles. When the main process exits, the init writes its
+//!    status to [`MainProcess::status_path`] and stops the box.
 //!
 //! One message is one packet of JSON; descriptors ride in the same `sendmsg`.
 
@@ -49,6 +55,22 @@ pub struct ShimConfig {
     pub detached: bool,
     /// cgroup directories (one per v1 controller, or one v2 directory) the init joins.
     pub cgroup_procs: Vec<PathBuf>,
+    /// The box's main process, if it has one.
+    pub main: Option<MainProcess>,
+}
+
+/// A box's main process: what to run, and the host files that receive its output and status.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MainProcess {
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: Option<String>,
+    pub user: Option<String>,
+    /// Truncated at each start; the process's stdout and stderr are appended here.
+    pub stdout_path: PathBuf,
+    pub stderr_path: PathBuf,
+    /// Receives one line when the process ends: its exit code, or `-N` after signal N.
+    pub status_path: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -68,6 +90,10 @@ pub enum Request {
         user: Option<String>,
         tty: Option<TtySize>,
     },
+    /// Follow the box's main process: `Started` now (or `Failed` if there is none running),
+    /// `Exited` when it ends. With `stdin`, the first such request takes the write end of the
+    /// main process's stdin (it rides on `Started`); closing it gives the process end of file.
+    Attach { stdin: bool },
     /// Signal the execution's process (`group = false`) or its whole process group.
     Signal { signal: i32, group: bool },
     /// Stop the box: SIGTERM to every process, SIGKILL after `grace_ms`, then init exits.

@@ -91,6 +91,17 @@ impl Box {
         self.shared.submit(py, async move { handle.exec(request).await.map(Payload::Execution) })
     }
 
+    /// Follows the box's main process: its output from the start of the current (or last) run,
+    /// then as it comes, and its exit. With `stdin`, the first attach gets its stdin.
+    #[pyo3(signature = (execution_id = None, stdin = true))]
+    fn attach<'py>(&self, py: Python<'py>, execution_id: Option<String>, stdin: bool) -> PyResult<Bound<'py, PyAny>> {
+        if execution_id.is_some() {
+            return Err(errors::to_py(py, &boxlite_core::Error::Unsupported("reattaching to an execution by id needs a REST runtime; attach() follows the main process".to_string())));
+        }
+        let handle = Arc::clone(&self.handle);
+        self.shared.submit(py, async move { handle.attach(stdin).await.map(Payload::Execution) })
+    }
+
     /// Copies a host file or directory into the box (`docker cp` conventions).
     #[pyo3(signature = (host_path, container_dest, copy_options = None))]
     fn copy_in<'py>(&self, py: Python<'py>, host_path: std::path::PathBuf, container_dest: String, copy_options: Option<&CopyOptions>) -> PyResult<Bound<'py, PyAny>> {

@@ -43,7 +43,7 @@ impl From<boxlite_core::BoxInfo> for BoxInfo {
         Self {
             id: info.id,
             name: info.name,
-            state: BoxStateInfo { status: info.status.to_string(), running: info.running, pid: info.pid, exit_code: None },
+            state: BoxStateInfo { status: info.status.to_string(), running: info.running, pid: info.pid, exit_code: info.exit_code },
             created_at: info.created_at,
             started_at: info.started_at,
             image: info.image,

@@ -14,23 +14,63 @@
 //! 5. Every process it starts runs with Docker's default capabilities, no_new_privs and the
 //!    seccomp filter of `seccomp.rs`; the init itself is not dumpable, so box processes cannot
 //!    trace it.
+//! 6. The box's main process, if it has one, is started before the init reports ready. When it
+//!    exits, its status is written to the status file first, then every attached connection
+//!    hears of it, then the box stops at once (SIGKILL to what is left), as a container does
+//!    when its main process ends.
 
+use std::fs::File;
+use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};
 
-use boxlite_protocol::{decode, encode, recv_packet, send_packet, Reply, Request, ShimConfig};
+use boxlite_protocol::{decode, encode, recv_packet, send_packet, MainProcess, Reply, Request, ShimConfig};
 
 use crate::process::{self, Launch, Stdio};
 use crate::users;
 
 struct Connection {
     socket: OwnedFd,
-    /// The running process this connection started, until its exit is reported.
+    /// The running process this connection started or follows, until its exit is reported.
     pid: Option<i32>,
+    /// Whether the process belongs to this connection (rule 2), rather than being followed.
+    owns: bool,
 }
 
-struct Init {
+/// Host files of the main process, opened before the root is pivoted away from the host.
+pub struct MainFiles {
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    status: File,
+}
+
+impl MainFiles {
+    pub fn open(main: &MainProcess) -> Result<Self, String> {
+        let create = |path: &std::path::Path| {
+            File::options()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .open(path)
+                .map_err(|error| format!("failed to open {}: {error}", path.display()))
+        };
+        Ok(Self {
+            stdout: create(&main.stdout_path)?.into(),
+            stderr: create(&main.stderr_path)?.into(),
+            status: create(&main.status_path)?,
+        })
+    }
+}
+
+struct Main {
+    pid: Option<i32>,
+    status: File,
+    /// The write end of the process's stdin, until an attach takes it.
+    stdin: Option<OwnedFd>,
+}
+
+pub struct Init {
     confinement: process::Confinement,
     listener: Option<UnixListener>,
     lifeline: Option<OwnedFd>,
@@ -38,6 +78,7 @@ struct Init {
     connections: Vec<Connection>,
     shutdown: Option<Shutdown>,
     buffer: Vec<u8>,
+    main: Option<Main>,
 }
 
 struct Shutdown {
@@ -69,22 +110,50 @@ fn block_signals() -> OwnedFd {
     }
 }
 
-pub fn serve(config: &ShimConfig, listener: UnixListener) -> ! {
-    let signals = block_signals();
-    // SAFETY: fd 0 is the lifeline pipe inherited from the first process; we take ownership.
-    let stdin = unsafe { OwnedFd::from_raw_fd(libc::STDIN_FILENO) };
-    let lifeline = if config.detached { None } else { Some(stdin) };
-    // Box processes run as the same uid as the init; a non-dumpable init cannot be ptraced or
-    // have its memory read through /proc by them.
-    // SAFETY: prctl with integer arguments only.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    let mut init = Init { confinement: process::Confinement::new(), listener: Some(listener), lifeline, signals, connections: Vec::new(), shutdown: None, buffer: Vec::new() };
-    loop {
-        init.turn();
-    }
-}
-
 impl Init {
+    pub fn new(config: &ShimConfig, listener: UnixListener) -> Self {
+        let signals = block_signals();
+        // SAFETY: fd 0 is the lifeline pipe inherited from the first process; we take ownership.
+        let stdin = unsafe { OwnedFd::from_raw_fd(libc::STDIN_FILENO) };
+        let lifeline = if config.detached { None } else { Some(stdin) };
+        // Box processes run as the same uid as the init; a non-dumpable init cannot be ptraced or
+        // have its memory read through /proc by them.
+        // SAFETY: prctl with integer arguments only.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+        Self {
+            confinement: process::Confinement::new(),
+            listener: Some(listener),
+            lifeline,
+            signals,
+            connections: Vec::new(),
+            shutdown: None,
+            buffer: Vec::new(),
+            main: None,
+        }
+    }
+
+    /// Rule 6: starts the main process, its output on its files and its stdin a pipe the init
+    /// holds open until an attach takes it.
+    pub fn start_main(&mut self, main: &MainProcess, files: MainFiles) -> Result<(), String> {
+        let identity = users::resolve(main.user.as_deref())?;
+        let mut env = main.env.clone();
+        if !env.iter().any(|entry| entry.starts_with("HOME=")) {
+            env.push(format!("HOME={}", identity.home));
+        }
+        let (stdin_read, stdin_write) = process::pipe().map_err(|error| error.to_string())?;
+        let stdio = Stdio::Pipes([stdin_read, files.stdout, files.stderr]);
+        let launched = process::launch(Launch { confinement: &self.confinement, argv: &main.argv, env, cwd: main.cwd.as_deref(), identity: &identity, stdio });
+        let pid = launched.map_err(|error| error.message)?;
+        self.main = Some(Main { pid: Some(pid), status: files.status, stdin: Some(stdin_write) });
+        Ok(())
+    }
+
+    pub fn serve(mut self) -> ! {
+        loop {
+            self.turn();
+        }
+    }
+
     fn turn(&mut self) {
         let mut pollfds = vec![pollfd(self.signals.as_fd())];
         let listener_index = self.listener.as_ref().map(|listener| {
@@ -159,7 +228,7 @@ impl Init {
         let fd = unsafe { libc::accept4(listener.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) };
         if fd >= 0 {
             // SAFETY: see above.
-            self.connections.push(Connection { socket: unsafe { OwnedFd::from_raw_fd(fd) }, pid: None });
+            self.connections.push(Connection { socket: unsafe { OwnedFd::from_raw_fd(fd) }, pid: None, owns: false });
         }
     }
 
@@ -186,6 +255,17 @@ impl Init {
         };
         match request {
             Request::Exec { argv, env, cwd, user, tty } => self.exec(index, &argv, env, cwd.as_deref(), user.as_deref(), tty, fds),
+            Request::Attach { stdin } => {
+                let main = self.main.as_mut().and_then(|main| Some((main.pid?, if stdin { main.stdin.take() } else { None })));
+                match main {
+                    Some((pid, stdin)) if self.connections[index].pid.is_none() => {
+                        self.connections[index].pid = Some(pid);
+                        let attached: Vec<BorrowedFd<'_>> = stdin.iter().map(AsFd::as_fd).collect();
+                        self.reply(index, &Reply::Started { pid }, &attached);
+                    }
+                    _ => self.reply(index, &Reply::Failed { message: "the box has no running main process".to_string(), not_found: false }, &[]),
+                }
+            }
             Request::Signal { signal, group } => {
                 let reply = match self.connections[index].pid {
                     Some(pid) => {
@@ -253,6 +333,7 @@ impl Init {
         match process::launch(Launch { confinement: &self.confinement, argv, env, cwd, identity: &identity, stdio }) {
             Ok(pid) => {
                 self.connections[index].pid = Some(pid);
+                self.connections[index].owns = true;
                 let attached: Vec<BorrowedFd<'_>> = master.iter().map(AsFd::as_fd).collect();
                 self.reply(index, &Reply::Started { pid }, &attached);
             }
@@ -269,7 +350,7 @@ impl Init {
     /// Rule 2: a connection that goes away takes its running process group with it.
     fn close_connection(&mut self, index: usize) {
         let connection = self.connections.swap_remove(index);
-        if let Some(pid) = connection.pid {
+        if let Some(pid) = connection.pid.filter(|_| connection.owns) {
             // SAFETY: kill(2) of the group this init started; it is reaped by `reap`.
             unsafe { libc::kill(-pid, libc::SIGKILL) };
         }
@@ -306,10 +387,34 @@ impl Init {
             } else {
                 Reply::Exited { code: Some(libc::WEXITSTATUS(status)), signal: None }
             };
-            if let Some(index) = self.connections.iter().position(|connection| connection.pid == Some(pid)) {
-                self.connections[index].pid = None;
-                self.reply(index, &reply, &[]);
+            let main_ended = self.main.as_ref().is_some_and(|main| main.pid == Some(pid));
+            if main_ended {
+                self.record_main_exit(&reply);
             }
+            // Descending, so a connection dropped by a failed reply does not shift the rest.
+            for index in (0..self.connections.len()).rev() {
+                if self.connections[index].pid == Some(pid) {
+                    self.connections[index].pid = None;
+                    self.reply(index, &reply, &[]);
+                }
+            }
+            if main_ended {
+                self.begin_shutdown(Duration::ZERO);
+            }
+        }
+    }
+
+    /// Rule 6: the status file learns of the exit before anything else does.
+    fn record_main_exit(&mut self, exit: &Reply) {
+        let Some(main) = &mut self.main else { return };
+        main.pid = None;
+        let code = match exit {
+            Reply::Exited { signal: Some(signal), .. } => -signal,
+            Reply::Exited { code: Some(code), .. } => *code,
+            _ => -1,
+        };
+        if let Err(error) = writeln!(main.status, "{code}").and_then(|()| main.status.sync_data()) {
+            log(&format!("failed to record the main process's exit: {error}"));
         }
     }
 }

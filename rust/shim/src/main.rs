@@ -105,6 +105,10 @@ fn start() -> String {
         Ok(listener) => listener,
         Err(message) => return format!("error {message}"),
     };
+    let main_files = match config.main.as_ref().map(init::MainFiles::open).transpose() {
+        Ok(files) => files,
+        Err(message) => return format!("error {message}"),
+    };
     // SAFETY: unshare affects only this (single-threaded) process; the new pid namespace applies
     // to the children forked below.
     if unsafe { libc::unshare(jail::NAMESPACES) } < 0 {
@@ -124,20 +128,28 @@ fn start() -> String {
         let mut ready = File::from(ready_write);
         // The status pipe belongs to the first process; the init must not hold it open.
         process::redirect_stdout_to_null();
-        match jail::enter(&config) {
-            Ok(()) => {
+        let started = jail::enter(&config).map_err(|error| error.to_string()).and_then(|()| {
+            let mut init = init::Init::new(&config, listener);
+            if let (Some(main), Some(files)) = (&config.main, main_files) {
+                init.start_main(main, files)?;
+            }
+            Ok(init)
+        });
+        match started {
+            Ok(init) => {
                 let _ = ready.write_all(b"ok");
                 drop(ready);
-                init::serve(&config, listener);
+                init.serve();
             }
-            Err(error) => {
-                let _ = ready.write_all(error.to_string().as_bytes());
+            Err(message) => {
+                let _ = ready.write_all(message.as_bytes());
                 std::process::exit(1);
             }
         }
     }
     drop(ready_write);
     drop(listener);
+    drop(main_files);
     let mut answer = String::new();
     let _ = File::from(ready_read).read_to_string(&mut answer);
     if answer == "ok" {

@@ -3,7 +3,9 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::process::{ChildStdin, Command, Stdio};
 use std::time::Duration;
 
@@ -19,7 +21,7 @@ pub const INIT_ANSWER_LIMIT: Duration = Duration::from_secs(10);
 /// A running box's init, as seen from the runtime.
 pub struct Live {
     pub init_pid: i32,
-    pidfd: AsyncFd<OwnedFd>,
+    pidfd: Arc<AsyncFd<OwnedFd>>,
     /// Open while the box is tied to this runtime; closing it makes the init shut the box down.
     _lifeline: Option<ChildStdin>,
     pub socket_path: PathBuf,
@@ -43,7 +45,7 @@ fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
 
 impl Live {
     fn watch(init_pid: i32, lifeline: Option<ChildStdin>, socket_path: PathBuf) -> std::io::Result<Self> {
-        let pidfd = crate::exec::fd::register(pidfd_open(init_pid)?)?;
+        let pidfd = Arc::new(crate::exec::fd::register(pidfd_open(init_pid)?)?);
         Ok(Self { init_pid, pidfd, _lifeline: lifeline, socket_path })
     }
 
@@ -74,6 +76,16 @@ impl Live {
         if let Ok(guard) = self.pidfd.readable().await {
             // The pidfd stays readable; keep the readiness so later waiters return at once.
             drop(guard);
+        }
+    }
+
+    /// Resolves when the init has exited; it does not borrow `self`, so it can outlive it.
+    pub fn exit_watch(&self) -> impl Future<Output = ()> + Send + 'static {
+        let pidfd = Arc::clone(&self.pidfd);
+        async move {
+            if let Ok(guard) = pidfd.readable().await {
+                drop(guard);
+            }
         }
     }
 
@@ -128,7 +140,9 @@ pub fn spawn(shim: &Path, config: &ShimConfig) -> Result<Live> {
     }
     let line = line.trim_end();
     if let Some(message) = line.strip_prefix("error ") {
-        return Err(Error::Engine(format!("failed to start box {}: {message}", config.box_id)));
+        let message = format!("failed to start box {}: {message}", config.box_id);
+        // The main process's program is missing: the user's mistake, not the engine's.
+        return Err(if message.contains(": not found: ") { Error::NotFound(message) } else { Error::Engine(message) });
     }
     let init_pid: i32 = line
         .strip_prefix("ready ")

@@ -9,6 +9,10 @@
 //!    that says to use `Runtime::get`; `info()` keeps working.
 //! 4. Opening a runtime reconciles its home: boxes whose init is gone are marked stopped (or
 //!    deleted when they remove on stop); detached boxes whose init lives are adopted.
+//! 5. A box whose init ends on its own (its main process exited) is settled as a stopped box:
+//!    the main process's exit code is recorded, and remove-on-stop applies.
+//! 6. A box whose user chose its main command (`cmd`/`entrypoint`) is never started as a side
+//!    effect of exec, copy or metrics: starting it runs that command.
 
 mod engine;
 mod options;
@@ -21,7 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use boxlite_protocol::{ShimConfig, TtySize};
+use boxlite_protocol::{MainProcess, ShimConfig, TtySize};
 
 pub use options::{BoxInfo, BoxOptions, DEFAULT_CPUS, DEFAULT_MEMORY_MIB};
 pub use state::BoxStatus;
@@ -40,6 +44,12 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// Time a box's processes get between SIGTERM and SIGKILL on `stop()`.
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Where a box's main process writes, relative to the box's directory.
+const MAIN_STDOUT: &str = "main/stdout";
+const MAIN_STDERR: &str = "main/stderr";
+const MAIN_STATUS: &str = "main/status";
+/// How long `attach` waits for the init of a box whose main process just ended to be gone.
+const MAIN_END_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RuntimeMetrics {
@@ -110,6 +120,7 @@ impl BoxEntry {
             memory_mib: record.memory_mib,
             auto_delete: u64::from(record.remove_on_stop),
             detach: record.detach,
+            exit_code: record.exit_code,
         }
     }
 }
@@ -231,6 +242,7 @@ impl Runtime {
                 Some(prepared) => prepared,
                 None => image::prepare_local(&inner.home, &source)?,
             };
+            let main = options.main_command(&prepared.config)?;
             let id = loop {
                 let candidate = crate::ids::new_box_id();
                 if !inner.home.box_dir(&candidate).exists() {
@@ -256,8 +268,11 @@ impl Runtime {
                 env: options.env.clone(),
                 user: options.user.clone(),
                 prepared,
+                main,
+                main_chosen: options.entrypoint.is_some() || options.cmd.is_some(),
+                exit_code: None,
             };
-            let made = ["upper", "work", "rootfs"]
+            let made = ["upper", "work", "rootfs", "main"]
                 .iter()
                 .try_for_each(|sub| fs_err::create_dir_all(dir.join(sub)).map_err(Error::from))
                 .and_then(|()| record.save(&dir));
@@ -394,16 +409,7 @@ impl Runtime {
         }
         for (entry, running) in killed {
             running.exited_within(CLOSE_WAIT);
-            let entry = &entry;
-            self.cgroup(entry).remove();
-            if entry.record().remove_on_stop {
-                let _ = self.delete(entry);
-            } else {
-                let _ = entry.update(|record| {
-                    record.status = BoxStatus::Stopped;
-                    record.init_pid = None;
-                });
-            }
+            let _ = settle(&self.inner, &entry, BoxStatus::Stopped);
         }
         self.inner.home.release();
     }
@@ -472,6 +478,29 @@ impl BoxEntry {
     }
 }
 
+/// What is left to do once a box's init is gone, whoever noticed: remove its cgroup and
+/// socket, record how its main process ended, and delete the box if it removes on stop.
+fn settle(inner: &Arc<Inner>, entry: &BoxEntry, status: BoxStatus) -> Result<()> {
+    BoxCgroup::locate(&inner.cgroups, &entry.id).remove();
+    let _ = std::fs::remove_file(entry.dir.join("init.sock"));
+    if entry.record().remove_on_stop {
+        return Runtime { inner: Arc::clone(inner) }.delete(entry);
+    }
+    let exit_code = recorded_exit(&entry.dir);
+    entry.update(|record| {
+        record.status = status;
+        record.init_pid = None;
+        if record.main.is_some() {
+            record.exit_code = exit_code;
+        }
+    })
+}
+
+/// The exit the init wrote for the main process of the box's last run, if it did.
+fn recorded_exit(dir: &Path) -> Option<i32> {
+    std::fs::read_to_string(dir.join(MAIN_STATUS)).ok()?.trim().parse().ok()
+}
+
 /// Rule 4, for one record found on disk. Returns the entry to keep, if any.
 fn reconcile(dir: &Path, record: BoxRecord, cgroups: &CgroupLayout) -> Option<BoxEntry> {
     let was_running = matches!(record.status, BoxStatus::Running | BoxStatus::Stopping);
@@ -491,9 +520,13 @@ fn reconcile(dir: &Path, record: BoxRecord, cgroups: &CgroupLayout) -> Option<Bo
             let _ = std::fs::remove_dir_all(dir);
             return None;
         }
+        let exit_code = recorded_exit(dir);
         let _ = entry.update(|record| {
             record.status = BoxStatus::Stopped;
             record.init_pid = None;
+            if record.main.is_some() {
+                record.exit_code = exit_code;
+            }
         });
     }
     Some(entry)
@@ -510,6 +543,32 @@ fn merge_env(target: &mut Vec<(String, String)>, additions: impl IntoIterator<It
             None => target.push((key, value)),
         }
     }
+}
+
+/// The environment every process of the box starts with: a default PATH, the image's, then the
+/// box's options.
+fn box_env(record: &BoxRecord) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    merge_env(&mut env, [("PATH".to_string(), DEFAULT_PATH["PATH=".len()..].to_string())]);
+    let image = record.prepared.config.env.iter().filter_map(|entry| entry.split_once('='));
+    merge_env(&mut env, image.map(|(key, value)| (key.to_string(), value.to_string())));
+    merge_env(&mut env, record.env.iter().cloned());
+    env
+}
+
+fn env_strings(env: Vec<(String, String)>) -> Vec<String> {
+    env.into_iter().map(|(key, value)| format!("{key}={value}")).collect()
+}
+
+/// Environment, working directory and user of a process that does not choose its own: the
+/// box's options, else the image's config.
+fn process_defaults(record: &BoxRecord) -> (Vec<String>, Option<String>, Option<String>) {
+    let image = &record.prepared.config;
+    (
+        env_strings(box_env(record)),
+        record.working_dir.clone().or_else(|| image.working_dir.clone()),
+        record.user.clone().or_else(|| image.user.clone()),
+    )
 }
 
 /// What `exec` asks for, before the box's defaults are merged in.
@@ -605,12 +664,37 @@ impl BoxHandle {
         }
         self.entry.boot_ms.store(u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
         let pid = running.init_pid;
+        self.watch_init(&running);
         *live = Some(running);
         self.entry.update(|record| {
             record.status = BoxStatus::Running;
             record.init_pid = Some(pid);
             record.started_at = Some(record::now().0);
+            record.exit_code = None;
         })
+    }
+
+    /// Rule 5: when the init ends on its own (its main process exited, or it was killed), the
+    /// box is settled as if stopped. A stop, remove or close that took the init first wins.
+    fn watch_init(&self, running: &Live) {
+        let exited = running.exit_watch();
+        let init_pid = running.init_pid;
+        let inner = Arc::clone(&self.inner);
+        let entry = Arc::clone(&self.entry);
+        tokio::spawn(async move {
+            exited.await;
+            if inner.shut_down.load(Ordering::Acquire) {
+                return; // the next runtime's reconcile settles what is left
+            }
+            let mut live = entry.live.lock().await;
+            if !live.as_ref().is_some_and(|running| running.init_pid == init_pid) {
+                return;
+            }
+            *live = None;
+            let settled = Arc::clone(&entry);
+            let _ = blocking(move || settle(&inner, &settled, BoxStatus::Stopped)).await;
+            drop(live);
+        });
     }
 
     fn shim_config(&self) -> ShimConfig {
@@ -628,6 +712,18 @@ impl BoxHandle {
             log_path: dir.join("init.log"),
             detached: record.detach,
             cgroup_procs: Vec::new(),
+            main: record.main.clone().map(|argv| {
+                let (env, cwd, user) = process_defaults(&record);
+                MainProcess {
+                    argv,
+                    env,
+                    cwd,
+                    user,
+                    stdout_path: dir.join(MAIN_STDOUT),
+                    stderr_path: dir.join(MAIN_STDERR),
+                    status_path: dir.join(MAIN_STATUS),
+                }
+            }),
         }
     }
 
@@ -645,21 +741,10 @@ impl BoxHandle {
         if let Some(running) = live.take() {
             self.entry.update(|record| record.status = BoxStatus::Stopping)?;
             running.shutdown(grace).await;
-            let cgroup = BoxCgroup::locate(&self.inner.cgroups, &self.entry.id);
-            blocking(move || {
-                cgroup.remove();
-                Ok(())
-            })
-            .await?;
         }
-        let _ = std::fs::remove_file(self.entry.dir.join("init.sock"));
-        if self.entry.record().remove_on_stop {
-            return Runtime { inner: Arc::clone(&self.inner) }.delete(&self.entry);
-        }
-        self.entry.update(|record| {
-            record.status = if was_booted { BoxStatus::Stopped } else { BoxStatus::Configured };
-            record.init_pid = None;
-        })
+        let status = if was_booted { BoxStatus::Stopped } else { BoxStatus::Configured };
+        let (inner, entry) = (Arc::clone(&self.inner), Arc::clone(&self.entry));
+        blocking(move || settle(&inner, &entry, status)).await
     }
 
     /// Starts a process in the box, booting the box first if it is configured or stopped.
@@ -670,7 +755,7 @@ impl BoxHandle {
                 return Err(Error::InvalidArgument("timeout must be positive".to_string()));
             }
         }
-        let socket_path = self.ensure_running().await?;
+        let socket_path = self.ensure_running("exec in").await?;
         let spec = self.exec_spec(request);
         self.inner.counters.commands.fetch_add(1, Ordering::Relaxed);
         self.entry.commands.fetch_add(1, Ordering::Relaxed);
@@ -683,13 +768,14 @@ impl BoxHandle {
     }
 
     /// Boots the box if it is configured or stopped; returns its init's socket.
-    async fn ensure_running(&self) -> Result<PathBuf> {
+    async fn ensure_running(&self, operation: &str) -> Result<PathBuf> {
         let mut live = self.entry.live.lock().await;
         if !live.as_ref().is_some_and(Live::is_alive) {
             let status = self.entry.record().status;
             if !status.can_exec() && !status.can_start() {
                 return Err(Error::InvalidState(format!("box {} is {}; it must be running", self.entry.id, status.as_str())));
             }
+            self.refuse_implicit_start(operation)?;
             self.start_locked(&mut live).await?;
         }
         live.as_ref().map(|running| running.socket_path.clone()).ok_or_else(|| Error::Internal("box has no init after start".to_string()))
@@ -697,10 +783,11 @@ impl BoxHandle {
 
     /// The running box's root, opened while the lifecycle lock is held and the init is known to
     /// live, so a pid that the kernel recycled can never stand for the box.
-    async fn open_root(&self) -> Result<std::os::fd::OwnedFd> {
+    async fn open_root(&self, operation: &str) -> Result<std::os::fd::OwnedFd> {
         self.check_usable()?;
         let mut live = self.entry.live.lock().await;
         if !live.as_ref().is_some_and(Live::is_alive) {
+            self.refuse_implicit_start(operation)?;
             self.start_locked(&mut live).await?;
         }
         let running = live.as_ref().ok_or_else(|| Error::Internal("box has no init after start".to_string()))?;
@@ -711,36 +798,92 @@ impl BoxHandle {
         Ok(root)
     }
 
+    /// Rule 6.
+    fn refuse_implicit_start(&self, operation: &str) -> Result<()> {
+        let record = self.entry.record();
+        if !record.main_chosen {
+            return Ok(());
+        }
+        let consequence = if record.status == BoxStatus::Configured {
+            "starting the box would run its main command"
+        } else {
+            "its main command has already run, and starting the box again would run it a second time"
+        };
+        Err(Error::InvalidState(format!(
+            "Cannot {operation} box {}: it is {}, and {consequence}; start the box explicitly with start() if that is what you want",
+            record.id,
+            record.status.as_str()
+        )))
+    }
+
+    /// Follows the box's main process: live while the box runs (its output from the start of
+    /// the run, then as it comes), or replayed with its exit code once it has ended.
+    pub async fn attach(&self, stdin: bool) -> Result<Execution> {
+        self.check_usable()?;
+        let live = self.entry.live.lock().await;
+        let (has_main, status, exit_code) = {
+            let record = self.entry.record();
+            (record.main.is_some(), record.status, record.exit_code)
+        };
+        if !has_main {
+            return Err(Error::InvalidState(format!(
+                "box {} has no main command to attach to (its image has no entrypoint or cmd, and none was given); use exec()",
+                self.entry.id
+            )));
+        }
+        let dir = &self.entry.dir;
+        let open_output = || exec::MainOutput::open(&dir.join(MAIN_STDOUT), &dir.join(MAIN_STDERR), &dir.join(MAIN_STATUS));
+        if let Some(running) = live.as_ref().filter(|running| running.is_alive()) {
+            let (output, fallback) = (open_output()?, open_output()?);
+            let socket_path = running.socket_path.clone();
+            let init_exit = running.exit_watch();
+            drop(live);
+            return match exec::attach(&socket_path, output, stdin).await {
+                Ok(execution) => Ok(execution),
+                // The main process ended just now: its init is on its way out.
+                Err(error) => match tokio::time::timeout(MAIN_END_WAIT, init_exit).await.ok().and(fallback.recorded_exit()) {
+                    Some(code) => exec::replay(fallback, code),
+                    None => Err(error),
+                },
+            };
+        }
+        match exit_code {
+            Some(code) if status == BoxStatus::Stopped => exec::replay(open_output()?, code),
+            _ => Err(Error::InvalidState(format!(
+                "Cannot attach to box {}: it is {}; start() it first (attach replays the main process's output from the start of its run, so nothing is lost)",
+                self.entry.id,
+                status.as_str()
+            ))),
+        }
+    }
+
     /// Copies a host file or directory into the box (booting it if needed).
     pub async fn copy_in(&self, host_source: PathBuf, box_destination: String, options: CopyOptions) -> Result<()> {
-        let root = self.open_root().await?;
+        let root = self.open_root("copy into").await?;
         blocking(move || crate::files::copy_in(&root, &host_source, &box_destination, options)).await
     }
 
     /// Copies a file or directory out of the box (booting it if needed).
     pub async fn copy_out(&self, box_source: String, host_destination: PathBuf, options: CopyOptions) -> Result<()> {
-        let root = self.open_root().await?;
+        let root = self.open_root("copy out of").await?;
         blocking(move || crate::files::copy_out(&root, &box_source, &host_destination, options)).await
     }
 
     fn exec_spec(&self, request: ExecRequest) -> ExecSpec {
         let record = self.entry.record();
-        let image = &record.prepared.config;
-        let mut env: Vec<(String, String)> = Vec::new();
-        merge_env(&mut env, [("PATH".to_string(), DEFAULT_PATH["PATH=".len()..].to_string())]);
-        merge_env(&mut env, image.env.iter().filter_map(|entry| entry.split_once('=')).map(|(key, value)| (key.to_string(), value.to_string())));
-        merge_env(&mut env, record.env.iter().cloned());
+        let mut env = box_env(&record);
         merge_env(&mut env, request.env);
         if request.tty.is_some() {
             merge_env(&mut env, [("TERM".to_string(), "xterm".to_string())].into_iter().filter(|_| !record.env.iter().any(|(key, _)| key == "TERM")));
         }
         let mut argv = vec![request.command];
         argv.extend(request.args);
+        let (_, cwd, user) = process_defaults(&record);
         ExecSpec {
             argv,
-            env: env.into_iter().map(|(key, value)| format!("{key}={value}")).collect(),
-            cwd: request.cwd.or_else(|| record.working_dir.clone()).or_else(|| image.working_dir.clone()),
-            user: request.user.or_else(|| record.user.clone()).or_else(|| image.user.clone()),
+            env: env_strings(env),
+            cwd: request.cwd.or(cwd),
+            user: request.user.or(user),
             tty: request.tty,
             timeout: request.timeout,
         }

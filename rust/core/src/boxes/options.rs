@@ -1,6 +1,7 @@
 //! What a user asks for when creating a box, and what they read back about it.
 
 use crate::error::{Error, Result};
+use crate::image::ImageConfig;
 
 #[derive(Debug, Clone, Default)]
 pub struct BoxOptions {
@@ -22,6 +23,22 @@ pub const DEFAULT_CPUS: u8 = 1;
 pub const DEFAULT_MEMORY_MIB: u32 = 1024;
 
 impl BoxOptions {
+    /// The box's main process: the user's `entrypoint` and `cmd`, each replacing the image's own
+    /// (BoxLite's rule: an `entrypoint` alone keeps the image's CMD), joined. `None` when the
+    /// result is empty and the user chose neither, i.e. an image with no default command.
+    pub fn main_command(&self, image: &ImageConfig) -> Result<Option<Vec<String>>> {
+        let entrypoint = self.entrypoint.as_ref().or(image.entrypoint.as_ref());
+        let cmd = self.cmd.as_ref().or(image.cmd.as_ref());
+        let argv: Vec<String> = entrypoint.into_iter().chain(cmd).flatten().cloned().collect();
+        if argv.is_empty() {
+            if self.entrypoint.is_some() || self.cmd.is_some() {
+                return Err(Error::InvalidArgument("the box's main command is empty: the image has no entrypoint to go with cmd=[]".to_string()));
+            }
+            return Ok(None);
+        }
+        Ok(Some(argv))
+    }
+
     /// `auto_delete` wins over `auto_remove`; the default removes a box when it stops.
     pub fn remove_on_stop(&self) -> bool {
         match self.auto_delete {
@@ -41,11 +58,6 @@ impl BoxOptions {
         }
         if self.memory_mib == Some(0) {
             return Err(Error::InvalidArgument("memory_mib must be at least 1".to_string()));
-        }
-        if self.entrypoint.is_some() || self.cmd.is_some() {
-            return Err(Error::Unsupported(
-                "a box main command (entrypoint/cmd) is not supported yet; run commands with exec()".to_string(),
-            ));
         }
         for (key, _) in &self.env {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
@@ -72,6 +84,8 @@ pub struct BoxInfo {
     /// 1 when the box is deleted on stop, 0 when it is kept.
     pub auto_delete: u64,
     pub detach: bool,
+    /// How the main process of the last run ended (`-N` after signal N).
+    pub exit_code: Option<i32>,
 }
 
 #[cfg(test)]
@@ -84,6 +98,21 @@ mod tests {
         assert!(!BoxOptions { auto_remove: Some(false), ..Default::default() }.remove_on_stop());
         assert!(BoxOptions { auto_remove: Some(false), auto_delete: Some(60), ..Default::default() }.remove_on_stop());
         assert!(!BoxOptions { auto_remove: Some(true), auto_delete: Some(0), ..Default::default() }.remove_on_stop());
+    }
+
+    #[test]
+    fn main_command_follows_boxlite_rules() {
+        let image = ImageConfig { entrypoint: Some(vec!["/entry".into()]), cmd: Some(vec!["default".into()]), ..Default::default() };
+        let main = |entrypoint: Option<&[&str]>, cmd: Option<&[&str]>| {
+            let owned = |words: &[&str]| words.iter().map(|word| (*word).to_string()).collect::<Vec<_>>();
+            BoxOptions { entrypoint: entrypoint.map(owned), cmd: cmd.map(owned), ..Default::default() }.main_command(&image)
+        };
+        assert_eq!(main(None, None).unwrap(), Some(vec!["/entry".to_string(), "default".to_string()]));
+        assert_eq!(main(None, Some(&["x"])).unwrap(), Some(vec!["/entry".to_string(), "x".to_string()]));
+        assert_eq!(main(Some(&["/other"]), None).unwrap(), Some(vec!["/other".to_string(), "default".to_string()]));
+        assert_eq!(main(Some(&["/other"]), Some(&[])).unwrap(), Some(vec!["/other".to_string()]));
+        assert!(main(Some(&[]), Some(&[])).is_err());
+        assert_eq!(BoxOptions::default().main_command(&ImageConfig::default()).unwrap(), None);
     }
 
     #[test]

@@ -30,6 +30,17 @@ pub struct BoxRecord {
     pub env: Vec<(String, String)>,
     pub user: Option<String>,
     pub prepared: PreparedImage,
+    /// The box's main process (entrypoint + cmd), run on every start; `None` for a box that
+    /// only runs what is exec'd in it.
+    #[serde(default)]
+    pub main: Option<Vec<String>>,
+    /// The user chose the main command, so nothing may start the box implicitly (it would run
+    /// the command as a side effect).
+    #[serde(default)]
+    pub main_chosen: bool,
+    /// How the main process of the last run ended.
+    #[serde(default)]
+    pub exit_code: Option<i32>,
 }
 
 impl BoxRecord {

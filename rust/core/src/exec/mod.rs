@@ -8,11 +8,16 @@
 //! 3. An execution never outlives its [`Execution`]: dropping it hangs up the control
 //!    connection, and the init kills the process group.
 //! 4. A timeout sends SIGTERM to the whole process group, then SIGKILL after [`KILL_GRACE`].
+//! 5. An attached execution follows a box's main process without owning it: its output is read
+//!    back from the files the process writes (from the start of the run, so nothing is missed),
+//!    and each stream ends once the exit is known and its file is read to the end.
 
 pub(crate) mod fd;
 
 use std::collections::VecDeque;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::fs::File;
+use std::io::{Read, Seek};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -57,7 +62,8 @@ pub struct ExitStatus {
 }
 
 struct Control {
-    socket: fd::ControlSocket,
+    /// `None` for the replay of a main process that has already ended.
+    socket: Option<fd::ControlSocket>,
     exit: watch::Sender<Option<ExitStatus>>,
     /// Acknowledgements for Signal requests, in the order they were sent.
     acks: Mutex<VecDeque<oneshot::Sender<Reply>>>,
@@ -85,7 +91,21 @@ impl std::fmt::Debug for Execution {
 
 impl Drop for Execution {
     fn drop(&mut self) {
-        self.control.socket.hang_up();
+        if let Some(socket) = &self.control.socket {
+            socket.hang_up();
+        }
+    }
+}
+
+impl Control {
+    fn new(socket: Option<fd::ControlSocket>, exit: Option<ExitStatus>) -> Arc<Self> {
+        Arc::new(Self {
+            socket,
+            exit: watch::channel(exit).0,
+            acks: Mutex::new(VecDeque::new()),
+            send_lock: tokio::sync::Mutex::new(()),
+            timed_out: AtomicBool::new(false),
+        })
     }
 }
 
@@ -146,14 +166,7 @@ pub async fn start(socket_path: &Path, spec: ExecSpec) -> Result<Execution> {
     } else {
         (wrap(ours.0)?, wrap(ours.1)?, wrap(ours.2)?, None)
     };
-    let (exit, _) = watch::channel(None);
-    let control = Arc::new(Control {
-        socket,
-        exit,
-        acks: Mutex::new(VecDeque::new()),
-        send_lock: tokio::sync::Mutex::new(()),
-        timed_out: AtomicBool::new(false),
-    });
+    let control = Control::new(Some(socket), None);
     tokio::spawn(read_replies(Arc::clone(&control)));
     if let Some(timeout) = spec.timeout {
         tokio::spawn(enforce_timeout(Arc::clone(&control), timeout));
@@ -161,10 +174,129 @@ pub async fn start(socket_path: &Path, spec: ExecSpec) -> Result<Execution> {
     Ok(Execution { id: crate::ids::new_box_id(), pid, control, stdout, stderr, stdin, terminal })
 }
 
+/// The host files a box's main process writes, opened before asking the init about the process,
+/// so its output stays readable even if the box is removed once the process ends.
+pub struct MainOutput {
+    pub stdout: File,
+    pub stderr: File,
+    pub status: File,
+}
+
+impl MainOutput {
+    pub fn open(stdout: &Path, stderr: &Path, status: &Path) -> Result<Self> {
+        let open = |path: &Path| File::open(path).map_err(|error| Error::storage("open", path, &error));
+        Ok(Self { stdout: open(stdout)?, stderr: open(stderr)?, status: open(status)? })
+    }
+
+    /// The exit the init recorded, once the process has ended.
+    pub fn recorded_exit(&self) -> Option<i32> {
+        let mut text = String::new();
+        (&self.status).seek(std::io::SeekFrom::Start(0)).ok()?;
+        (&self.status).read_to_string(&mut text).ok()?;
+        text.trim().parse().ok()
+    }
+}
+
+/// Rule 5: follows the main process of the box whose init listens on `socket_path`. With
+/// `stdin`, the first attach gets the process's stdin; later ones get none.
+pub async fn attach(socket_path: &Path, output: MainOutput, stdin: bool) -> Result<Execution> {
+    let socket = fd::ControlSocket::connect(socket_path).map_err(|error| {
+        Error::InvalidState(format!("the box is not running (cannot reach its init at {}: {error})", socket_path.display()))
+    })?;
+    socket.send(&Request::Attach { stdin }, &[]).await.map_err(|error| engine_error("failed to send the attach request", &error))?;
+    let reply = tokio::time::timeout(EXEC_ANSWER_LIMIT, socket.recv())
+        .await
+        .map_err(|_| Error::Engine(format!("the box's init did not answer within {EXEC_ANSWER_LIMIT:?}")))?
+        .map_err(|error| engine_error("failed to read the attach reply", &error))?;
+    let (pid, mut fds) = match reply {
+        Some((Reply::Started { pid }, fds)) => (pid, fds),
+        Some((Reply::Failed { message, .. }, _)) => return Err(Error::InvalidState(message)),
+        Some((other, _)) => return Err(Error::Engine(format!("unexpected reply to attach: {other:?}"))),
+        None => return Err(Error::InvalidState("the box stopped while attaching".to_string())),
+    };
+    let stdin = fds.pop().map(AsyncDescriptor::new).transpose().map_err(|error| engine_error("failed to register a stream", &error))?;
+    let control = Control::new(Some(socket), None);
+    tokio::spawn(read_replies(Arc::clone(&control)));
+    followed(pid, control, output, stdin)
+}
+
+/// Rule 5, for a main process that has ended: its recorded output, then its exit.
+pub fn replay(output: MainOutput, exit_code: i32) -> Result<Execution> {
+    let signal = (exit_code < 0).then_some(-exit_code);
+    let control = Control::new(None, Some(ExitStatus { exit_code, signal, timed_out: false, error: None }));
+    followed(0, control, output, None)
+}
+
+fn followed(pid: i32, control: Arc<Control>, output: MainOutput, stdin: Option<AsyncDescriptor>) -> Result<Execution> {
+    let stdout = follow(output.stdout, control.exit.subscribe())?;
+    let stderr = follow(output.stderr, control.exit.subscribe())?;
+    Ok(Execution { id: crate::ids::new_box_id(), pid, control, stdout: Some(stdout), stderr: Some(stderr), stdin, terminal: None })
+}
+
+/// A pipe fed with `file`'s content as it grows, until the exit is known and the file is read
+/// to its end. Growth is noticed through inotify, watched before the first read, so no write
+/// between a read and the wait goes unseen.
+fn follow(file: File, mut ended: watch::Receiver<Option<ExitStatus>>) -> Result<AsyncDescriptor> {
+    let changes = watch_modifications(&file).map_err(|error| engine_error("failed to watch the main process's output", &error))?;
+    let (read, write) = fd::pipe().map_err(|error| engine_error("failed to create a pipe", &error))?;
+    fd::enlarge_pipe(&read);
+    let writer = AsyncDescriptor::new(write).map_err(|error| engine_error("failed to register a stream", &error))?;
+    tokio::spawn(async move {
+        let mut buffer = vec![0u8; CHUNK_SIZE];
+        let mut reader = &file;
+        loop {
+            let finished = ended.borrow().is_some();
+            // Reads of a regular file come from the page cache the process just wrote.
+            loop {
+                match reader.read(&mut buffer) {
+                    Ok(0) => break,
+                    Ok(count) => {
+                        if writer.write_all(&buffer[..count]).await.is_err() {
+                            return; // nobody reads this stream any more
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+            if finished {
+                return;
+            }
+            tokio::select! {
+                _ = changes.read_chunk(4096) => {}
+                changed = ended.changed() => {
+                    if changed.is_err() {
+                        return; // the execution is gone
+                    }
+                }
+            }
+        }
+    });
+    AsyncDescriptor::new(read).map_err(|error| engine_error("failed to register a stream", &error))
+}
+
+/// An inotify descriptor that becomes readable whenever `file` is written.
+fn watch_modifications(file: &File) -> std::io::Result<AsyncDescriptor> {
+    // SAFETY: inotify_init1 returns a new descriptor, owned from here on.
+    let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: see above.
+    let inotify = unsafe { OwnedFd::from_raw_fd(raw) };
+    // The file's own descriptor names it, even if the box's directory was renamed meanwhile.
+    let path = std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).unwrap_or_default();
+    // SAFETY: the path is a valid NUL-terminated string for the duration of the call.
+    if unsafe { libc::inotify_add_watch(inotify.as_raw_fd(), path.as_ptr(), libc::IN_MODIFY) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    AsyncDescriptor::new(inotify)
+}
+
 /// Rule 2: the only reader of the control connection; it publishes the exit and routes acks.
 async fn read_replies(control: Arc<Control>) {
+    let Some(socket) = &control.socket else { return };
     let ending = loop {
-        match control.socket.recv().await {
+        match socket.recv().await {
             Ok(Some((Reply::Exited { code, signal }, _))) => {
                 let exit_code = match (code, signal) {
                     (_, Some(signal)) => -signal,
@@ -215,8 +347,8 @@ async fn send_signal(control: &Control, signal: i32, group: bool) -> Result<()> 
     {
         let _guard = control.send_lock.lock().await;
         control.acks.lock().map_err(|_| Error::Internal("ack queue poisoned".to_string()))?.push_back(sender);
-        control
-            .socket
+        let socket = control.socket.as_ref().ok_or_else(|| Error::InvalidState("the process has ended".to_string()))?;
+        socket
             .send(&Request::Signal { signal, group }, &[])
             .await
             .map_err(|error| engine_error("failed to send the signal", &error))?;

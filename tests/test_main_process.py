@@ -1,0 +1,160 @@
+"""A box's main process: the user's cmd/entrypoint or the image's default, run on start,
+followed with attach(), and the box's end when it exits (BoxStateInfo.exit_code)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+import boxlite
+
+from .conftest import box_processes, collect
+
+
+async def stopped_info(runtime: boxlite.Boxlite, box_id: str) -> boxlite.BoxInfo | None:
+    """The box's info once its main process has ended and the runtime settled it."""
+    for _ in range(200):
+        info = await runtime.get_info(box_id)
+        if info is None or info.state.status == "stopped":
+            return info
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"box {box_id} did not stop after its main process ended")
+
+
+async def test_a_chosen_command_runs_on_start_and_its_exit_is_recorded(runtime: boxlite.Boxlite) -> None:
+    script = "echo out; echo err >&2; exit 3"
+    box = await runtime.create(boxlite.BoxOptions(cmd=["sh", "-c", script], auto_remove=False))
+    with pytest.raises(boxlite.InvalidStateError, match="start the box explicitly"):
+        await box.exec("true")
+    with pytest.raises(boxlite.InvalidStateError, match="start the box explicitly"):
+        await box.copy_out("/etc/hostname", "/tmp/unused")
+    with pytest.raises(boxlite.InvalidStateError, match="start"):
+        await box.attach()
+    await box.start()
+    stdout, stderr, status = await collect(await box.attach())
+    assert (stdout, stderr, status.exit_code) == (b"out\n", b"err\n", 3)
+    info = await stopped_info(runtime, box.id)
+    assert info is not None
+    assert (info.state.status, info.state.running, info.state.exit_code) == ("stopped", False, 3)
+    # The ended run stays readable until the box is removed or started again.
+    stdout, stderr, status = await collect(await box.attach())
+    assert (stdout, stderr, status.exit_code) == (b"out\n", b"err\n", 3)
+    with pytest.raises(boxlite.InvalidStateError, match="already run"):
+        await box.exec("true")
+    await runtime.remove(box.id)
+
+
+async def test_attach_follows_output_as_it_comes(runtime: boxlite.Boxlite) -> None:
+    script = "for i in 1 2 3; do echo line $i; sleep 0.2; done"
+    box = await runtime.create(boxlite.BoxOptions(cmd=["sh", "-c", script], auto_remove=False))
+    await box.start()
+    execution = await box.attach()
+    first = await execution.stdout(text=True).__anext__()
+    assert first.startswith("line 1")
+    status = await execution.wait()
+    assert status.exit_code == 0
+    assert (await stopped_info(runtime, box.id)) is not None
+    stdout, _, _ = await collect(await box.attach())
+    assert stdout == b"line 1\nline 2\nline 3\n"
+    await runtime.remove(box.id)
+
+
+async def test_the_image_default_command_idles_on_its_stdin_until_an_attach_closes_it(
+    runtime: boxlite.Boxlite, busybox_image: str
+) -> None:
+    # The test image's CMD is ["sh"]: a shell reading commands from its stdin.
+    box = await runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image, auto_remove=False))
+    execution = await box.exec("echo", ["exec works"])  # no chosen command: implicit start
+    assert (await collect(execution))[0] == b"exec works\n"
+    attached = await box.attach(stdin=True)
+    without_stdin = await box.attach(stdin=True)  # the first attach took it
+    stdin = attached.stdin()
+    await stdin.send_input(b"echo from the main shell; echo oops >&2\n")
+    await stdin.close()
+    stdout, stderr, status = await collect(attached)
+    assert (stdout, stderr, status.exit_code) == (b"from the main shell\n", b"oops\n", 0)
+    with pytest.raises(boxlite.InvalidStateError):
+        await without_stdin.stdin().send_input(b"x")
+    assert (await collect(without_stdin))[2].exit_code == 0
+    info = await stopped_info(runtime, box.id)
+    assert info is not None and info.state.exit_code == 0
+    await runtime.remove(box.id)
+
+
+async def test_entrypoint_and_cmd_replace_the_images_own_one_by_one(runtime: boxlite.Boxlite, busybox_image: str) -> None:
+    cases = [
+        (boxlite.BoxOptions(rootfs_path=busybox_image, entrypoint=["echo"], auto_remove=False), b"sh\n"),
+        (boxlite.BoxOptions(rootfs_path=busybox_image, entrypoint=["echo"], cmd=["a", "b"], auto_remove=False), b"a b\n"),
+        (boxlite.BoxOptions(rootfs_path=busybox_image, cmd=["echo", "$GREETING"], auto_remove=False), b"$GREETING\n"),
+        (boxlite.BoxOptions(rootfs_path=busybox_image, cmd=["pwd"], auto_remove=False), b"/root\n"),
+    ]
+    for options, expected in cases:
+        box = await runtime.create(options)
+        await box.start()
+        stdout, _, status = await collect(await box.attach())
+        assert (stdout, status.exit_code) == (expected, 0), options.cmd
+        await stopped_info(runtime, box.id)
+        await runtime.remove(box.id)
+
+
+async def test_a_default_box_is_removed_when_its_main_process_ends(runtime: boxlite.Boxlite) -> None:
+    box = await runtime.create(boxlite.BoxOptions(cmd=["sh", "-c", "sleep 0.3; echo bye"]))
+    await box.start()
+    attached = await box.attach()
+    stdout, _, status = await collect(attached)
+    assert (stdout, status.exit_code) == (b"bye\n", 0)
+    assert await stopped_info(runtime, box.id) is None
+    with pytest.raises(boxlite.NotFoundError):
+        await box.start()
+
+
+async def test_stop_ends_the_main_process_and_records_its_signal(runtime: boxlite.Boxlite, home: Path) -> None:
+    box = await runtime.create(boxlite.BoxOptions(cmd=["sleep", "600"], auto_remove=False))
+    await box.start()
+    attached = await box.attach()
+    assert len(box_processes(home)) == 1
+    await box.stop()
+    status = await attached.wait()
+    assert status.exit_code == -15
+    info = await runtime.get_info(box.id)
+    assert info is not None and (info.state.status, info.state.exit_code) == ("stopped", -15)
+    # Starting again runs the command again, on a fresh record of its exit.
+    again = await runtime.get(box.id)
+    assert again is not None
+    await again.start()
+    assert (await again.info()).state.exit_code is None
+    await again.stop()
+    await runtime.remove(box.id)
+
+
+async def test_signals_reach_the_main_process_through_attach(runtime: boxlite.Boxlite) -> None:
+    box = await runtime.create(boxlite.BoxOptions(cmd=["sleep", "600"], auto_remove=False))
+    await box.start()
+    attached = await box.attach()
+    await attached.signal(9)
+    assert (await attached.wait()).exit_code == -9
+    info = await stopped_info(runtime, box.id)
+    assert info is not None and info.state.exit_code == -9
+    await runtime.remove(box.id)
+
+
+async def test_a_missing_main_program_fails_the_start(runtime: boxlite.Boxlite, home: Path) -> None:
+    box = await runtime.create(boxlite.BoxOptions(cmd=["no-such-program"], auto_remove=False))
+    with pytest.raises(boxlite.NotFoundError, match="no-such-program"):
+        await box.start()
+    info = await box.info()
+    assert info.state.status == "failed"
+    assert box_processes(home) == []
+    await runtime.remove(box.id)
+
+
+async def test_attach_needs_a_main_process(runtime: boxlite.Boxlite) -> None:
+    box = await runtime.create(boxlite.BoxOptions())
+    await box.start()
+    with pytest.raises(boxlite.InvalidStateError, match="no main command"):
+        await box.attach()
+    with pytest.raises(boxlite.UnsupportedError):
+        await box.attach("some-execution-id")
+    await box.stop()
