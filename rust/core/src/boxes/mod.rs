@@ -510,7 +510,9 @@ fn reconcile(dir: &Path, record: BoxRecord, cgroups: &CgroupLayout) -> Option<Bo
     };
     let entry = BoxEntry::new(record.id.clone(), dir.to_path_buf(), record);
     if adopted.is_some() {
-        entry.live.try_lock().ok().map(|mut live| *live = adopted);
+        if let Ok(mut live) = entry.live.try_lock() {
+            *live = adopted;
+        }
         return Some(entry);
     }
     BoxCgroup::locate(cgroups, &entry.id).remove();
@@ -687,7 +689,7 @@ impl BoxHandle {
                 return; // the next runtime's reconcile settles what is left
             }
             let mut live = entry.live.lock().await;
-            if !live.as_ref().is_some_and(|running| running.init_pid == init_pid) {
+            if live.as_ref().is_none_or(|running| running.init_pid != init_pid) {
                 return;
             }
             *live = None;
