@@ -111,3 +111,25 @@ async def test_inheritable_host_descriptors_do_not_reach_the_box(runtime: boxlit
         assert sorted(int(fd) for fd in descriptors) == [0, 1, 2, 3], descriptors  # 3: ls's own listing
     finally:
         os.close(leaked)
+
+
+def bounding_set(status: bytes) -> int:
+    line = next(line for line in status.decode().splitlines() if line.startswith("CapBnd:"))
+    return int(line.split()[1], 16)
+
+
+async def test_capabilities_can_be_dropped_and_safe_ones_added(runtime: boxlite.Boxlite) -> None:
+    changes = boxlite.ContainerCapabilities(add=["NET_ADMIN"], drop=["CHOWN", "CAP_NET_RAW"])
+    box = await runtime.create(boxlite.BoxOptions(advanced=boxlite.AdvancedBoxOptions(capabilities=changes)))
+    stdout, _, _ = await collect(await box.exec("cat", ["/proc/self/status"]))
+    capabilities = bounding_set(stdout)
+    assert capabilities & (1 << 12), "NET_ADMIN added"
+    assert not capabilities & (1 << 0) and not capabilities & (1 << 13), "CHOWN and NET_RAW dropped"
+    assert capabilities & (1 << 5), "KILL kept"
+    _, _, status = await collect(await box.exec("chown", ["nobody", "/tmp"]))
+    assert status.exit_code != 0
+    await box.stop()
+    bare = await runtime.create(boxlite.BoxOptions(advanced=boxlite.AdvancedBoxOptions(capabilities=boxlite.ContainerCapabilities(drop=["ALL"]))))
+    stdout, _, _ = await collect(await bare.exec("cat", ["/proc/self/status"]))
+    assert bounding_set(stdout) == 0
+    await bare.stop()

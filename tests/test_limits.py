@@ -53,3 +53,32 @@ async def test_metrics_report_usage_from_the_cgroup(runtime: boxlite.Boxlite) ->
     assert metrics.processes is not None and metrics.processes >= 2  # the init and sleep
     assert metrics.cpu_time_ns is not None and metrics.cpu_time_ns > 0
     sleeper.close()
+
+
+def security(**limits: int) -> boxlite.BoxOptions:
+    return boxlite.BoxOptions(advanced=boxlite.AdvancedBoxOptions(security=boxlite.SecurityOptions(**limits)))  # type: ignore[arg-type]
+
+
+async def test_a_fork_bomb_stops_at_the_process_limit_and_the_box_recovers(runtime: boxlite.Boxlite) -> None:
+    box = await runtime.create(security(max_processes=64))
+    await box.start()
+    v2 = Path("/sys/fs/cgroup") / Path(own_cgroup("")).parent.relative_to("/") / "boxlite" / box.id
+    assert cgroup_file(box.id, PIDS / box.id / "pids.max", v2 / "pids.max").read_text().strip() == "64"
+    events = cgroup_file(box.id, PIDS / box.id / "pids.events", v2 / "pids.events")
+    # Each call forks two more; past 64 processes the pids cgroup refuses the forks, and the
+    # branches that cannot fork die out. The timeout bounds the test should the bomb persist.
+    bomb = await box.exec("sh", ["-c", "bomb() { bomb | bomb & }; bomb; wait"], timeout_secs=20)
+    await collect(bomb)
+    refused = int(dict(line.split() for line in events.read_text().splitlines())["max"])
+    assert refused > 0, "forks were refused at the limit"
+    stdout, _, status = await collect(await box.exec("echo", ["alive"]))
+    assert (stdout, status.exit_code) == (b"alive\n", 0)
+    await box.stop()
+
+
+async def test_security_options_limit_every_box_process(runtime: boxlite.Boxlite) -> None:
+    box = await runtime.create(security(max_open_files=64, max_file_size=1 << 20, max_cpu_time=30))
+    script = "ulimit -n; ulimit -t; head -c 2097152 /dev/zero > /tmp/big; wc -c < /tmp/big"
+    stdout, _, status = await collect(await box.exec("sh", ["-c", script]))
+    assert stdout.decode().split() == ["64", "30", str(1 << 20)], "writes stop at max_file_size"
+    await box.stop()

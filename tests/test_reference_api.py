@@ -37,7 +37,7 @@ def test_error_classes_keep_their_shapes() -> None:
 def test_box_options_read_back_as_given() -> None:
     options = boxlite.BoxOptions()
     assert (options.auto_remove, options.detach, options.cmd, options.entrypoint, options.user) == (None, None, None, None, None)
-    assert repr(options) == "BoxOptions(image=None, rootfs_path=None, cpus=None, memory_mib=None)"
+    assert repr(options) == "BoxOptions(image=None, rootfs_path=None, cpus=None, memory_mib=None, advanced=false)"
     options = boxlite.BoxOptions(auto_remove=False, detach=True, cmd=[], entrypoint=[], user="1000:1000")
     assert (options.auto_remove, options.detach, options.cmd, options.entrypoint, options.user) == (False, True, [], [], "1000:1000")
     assert boxlite.BoxOptions(cmd=["sleep", "10"]).cmd == ["sleep", "10"]
@@ -48,9 +48,74 @@ def test_box_options_read_back_as_given() -> None:
         boxlite.BoxOptions(cpus=256)
 
 
+def test_sub_options_are_value_objects() -> None:
+    capabilities = boxlite.ContainerCapabilities(add=["NET_ADMIN"], drop=["CHOWN"])
+    options = boxlite.BoxOptions(advanced=boxlite.AdvancedBoxOptions(capabilities=capabilities))
+    assert options.advanced is not None and options.advanced.capabilities is not None
+    assert (options.advanced.capabilities.add, options.advanced.capabilities.drop) == (["NET_ADMIN"], ["CHOWN"])
+    assert not hasattr(options, "cap_add")
+    spec = boxlite.NetworkSpec(mode="enabled", allow_net=["example.com"])
+    assert (spec.mode, spec.allow_net, spec.outbound.mode, spec.inbound.mode) == ("enabled", ["example.com"], "enabled", "disabled")
+    assert boxlite.NetworkSpec(mode="disabled").outbound.mode == "disabled"
+    secret = boxlite.Secret(name="token", value="hunter2")
+    assert (secret.hosts, secret.get_placeholder()) == ([], "<BOXLITE_SECRET:token>")
+    secret.hosts = ["api.example.com"]
+    secret.placeholder = "{{TOKEN}}"
+    assert secret.get_placeholder() == "{{TOKEN}}"
+    assert "hunter2" not in repr(secret) and "REDACTED" in repr(secret)
+    security = boxlite.SecurityOptions.maximum()
+    assert security.max_processes is not None and not security.network_enabled
+    assert boxlite.HealthCheckOptions().interval == 30
+    assert repr(boxlite.HealthState.none()) == "<HealthState: none>" and str(boxlite.HealthState.healthy()) == "healthy"
+
+
+def test_volumes_and_ports_are_validated_at_construction() -> None:
+    options = boxlite.BoxOptions(volumes=[("/data", "/mnt/data"), ("/ro", "/mnt/ro", True), {"host_path": "/d", "guest_path": "/g", "ro": True}])
+    assert options.volumes == [("/data", "/mnt/data", False), ("/ro", "/mnt/ro", True), ("/d", "/g", True)]
+    with pytest.raises(TypeError, match="cannot be cast as 'bool'"):
+        boxlite.BoxOptions(volumes=[("/a", "/b", "ro")])  # type: ignore[list-item]
+    with pytest.raises(RuntimeError, match="must be tuple or dict"):
+        boxlite.BoxOptions(volumes=["/a:/b"])  # type: ignore[list-item]
+    with pytest.raises(RuntimeError, match=r"\(host, guest\[, read_only\]\)"):
+        boxlite.BoxOptions(volumes=[("/a",)])  # type: ignore[list-item]
+    ports = boxlite.BoxOptions(ports=[(8080, 80), (None, 53, "UDP"), {"guest_port": 22}]).ports
+    assert ports == [(8080, 80, "tcp", None), (None, 53, "udp", None), (None, 22, "tcp", None)]
+    with pytest.raises(RuntimeError, match="ports tuples must be"):
+        boxlite.BoxOptions(ports=[(1, 2, "tcp", "0.0.0.0", 5)])  # type: ignore[list-item]
+    with pytest.raises(TypeError):
+        boxlite.BoxOptions(env={"A": "b"})  # type: ignore[arg-type]
+
+
+async def test_options_the_engine_cannot_honour_are_refused_by_name(runtime: boxlite.Boxlite) -> None:
+    refused = {
+        "outbound networking": boxlite.BoxOptions(network=boxlite.NetworkSpec()),
+        "publishing ports": boxlite.BoxOptions(ports=[(8080, 80)]),
+        "disk_size_gb": boxlite.BoxOptions(disk_size_gb=10),
+        "terminal": boxlite.BoxOptions(tty=True, cmd=["sh"]),
+        "secrets": boxlite.BoxOptions(secrets=[boxlite.Secret("a", "b")]),
+        "health checks": boxlite.BoxOptions(advanced=boxlite.AdvancedBoxOptions(health_check=boxlite.HealthCheckOptions())),
+        "named volumes": boxlite.BoxOptions(volumes=[{"source": "volume://cache", "guest": "/cache"}]),
+        "auto_resume": boxlite.BoxOptions(auto_resume=True),
+    }
+    for reason, options in refused.items():
+        with pytest.raises(boxlite.UnsupportedError, match=reason):
+            await runtime.create(options)
+    with pytest.raises(boxlite.InvalidArgumentError, match="SYS_ADMIN cannot be added"):
+        capabilities = boxlite.ContainerCapabilities(add=["SYS_ADMIN"])
+        await runtime.create(boxlite.BoxOptions(advanced=boxlite.AdvancedBoxOptions(capabilities=capabilities)))
+    with pytest.raises(boxlite.InvalidArgumentError, match="network mode"):
+        await runtime.create(boxlite.BoxOptions(network=boxlite.NetworkSpec(mode="bridged")))
+    assert await runtime.list_info() == []
+    box = await runtime.create(boxlite.BoxOptions(network=boxlite.NetworkSpec(mode="disabled")))
+    info = await box.info()
+    assert info.network is not None and (info.network.outbound.mode, info.network.inbound.mode) == ("disabled", "disabled")
+    assert info.network.published_ports == [] and info.health_status.state.is_none()
+
+
 def test_the_module_exports_what_users_import() -> None:
     for name in ("Boxlite", "Box", "BoxInfo", "BoxStateInfo", "ImageHandle", "ImageInfo", "ImagePullResult", "Options", "BoxOptions",
-                 "SimpleBox", "CodeBox", "ExecResult", "CopyOptions", "ImageRegistry"):
+                 "SimpleBox", "CodeBox", "ExecResult", "CopyOptions", "ImageRegistry", "NetworkInfo", "PublishedPort", "NetworkSpec",
+                 "Secret", "AdvancedBoxOptions", "SecurityOptions", "ContainerCapabilities", "HealthCheckOptions"):
         assert name in boxlite.__all__ and hasattr(boxlite, name), name
     for attribute in ("resize_tty", "kill", "wait", "stdin", "stdout", "stderr", "signal", "id"):
         assert hasattr(boxlite.Execution, attribute)

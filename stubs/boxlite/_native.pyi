@@ -6,29 +6,43 @@ import asyncio
 import os
 from collections.abc import Callable, Sequence
 from types import ModuleType, TracebackType
-from typing import Any, Final, Literal, final
+from typing import Any, Final, Literal, TypeAlias, final
 
 from typing_extensions import Self
 
 __all__ = [
     "HOST_IMAGE",
+    "AdvancedBoxOptions",
     "Box",
     "BoxInfo",
     "BoxMetrics",
     "BoxOptions",
     "BoxStateInfo",
     "Boxlite",
+    "ContainerCapabilities",
     "CopyOptions",
     "ExecStdin",
     "ExecStream",
     "Execution",
     "ExitStatus",
+    "HealthCheckOptions",
+    "HealthState",
+    "HealthStatus",
     "ImageHandle",
     "ImageInfo",
     "ImagePullResult",
     "ImageRegistry",
+    "InboundNetworkInfo",
+    "InboundNetworkSpec",
+    "NetworkInfo",
+    "NetworkSpec",
     "Options",
+    "OutboundNetworkInfo",
+    "OutboundNetworkSpec",
+    "PublishedPort",
     "RuntimeMetrics",
+    "Secret",
+    "SecurityOptions",
     "__version__",
     "_testing",
 ]
@@ -126,37 +140,183 @@ class ImageHandle:
         resolves to how many layers went."""
 
 @final
+class OutboundNetworkSpec:
+    mode: str
+    """``"enabled"`` or ``"disabled"``."""
+    allow_net: list[str]
+    def __new__(cls, mode: str = ..., allow_net: Sequence[str] = ...) -> Self:
+        """``mode`` defaults to ``"enabled"``."""
+
+@final
+class InboundNetworkSpec:
+    mode: str
+    allow_net: list[str]
+    def __new__(cls, mode: str = ..., allow_net: Sequence[str] = ...) -> Self:
+        """``mode`` defaults to ``"disabled"``."""
+
+@final
+class NetworkSpec:
+    """A box's network. Boxes have a loopback interface only: a spec with outbound traffic
+    enabled (the default mode) or inbound traffic is refused by ``create()`` with
+    ``UnsupportedError``; ``NetworkSpec(mode="disabled")`` is accepted. ``mode`` and
+    ``allow_net`` are the legacy spelling of ``outbound``."""
+
+    outbound: OutboundNetworkSpec
+    inbound: InboundNetworkSpec
+    mode: str
+    allow_net: list[str]
+    def __new__(
+        cls,
+        outbound: OutboundNetworkSpec | None = None,
+        inbound: InboundNetworkSpec | None = None,
+        mode: str | None = None,
+        allow_net: Sequence[str] | None = None,
+    ) -> Self: ...
+
+@final
+class ContainerCapabilities:
+    """Capabilities added to or dropped from the default set (Docker's, less MKNOD). ``add``
+    takes only those that cannot act on the host from a box: NET_ADMIN, NET_BROADCAST,
+    IPC_LOCK, IPC_OWNER, SYS_NICE, SYS_RESOURCE, LEASE, WAKE_ALARM. ``drop`` takes any, or ALL."""
+
+    add: list[str]
+    drop: list[str]
+    def __new__(cls, add: Sequence[str] = ..., drop: Sequence[str] = ...) -> Self: ...
+
+@final
+class SecurityOptions:
+    """``max_processes`` is the box's pids limit; ``max_open_files``, ``max_file_size`` (bytes),
+    ``max_cpu_time`` (seconds) and ``max_memory`` (bytes of address space) are resource limits
+    of every box process. The jail, seccomp and closing of inherited descriptors are always on,
+    whatever ``jailer_enabled``, ``seccomp_enabled`` and ``close_fds`` say."""
+
+    jailer_enabled: bool
+    seccomp_enabled: bool
+    max_open_files: int | None
+    max_file_size: int | None
+    max_processes: int | None
+    max_memory: int | None
+    max_cpu_time: int | None
+    network_enabled: bool
+    close_fds: bool
+    def __new__(
+        cls,
+        jailer_enabled: bool = False,
+        seccomp_enabled: bool = False,
+        max_open_files: int | None = None,
+        max_file_size: int | None = None,
+        max_processes: int | None = None,
+        max_memory: int | None = None,
+        max_cpu_time: int | None = None,
+        network_enabled: bool = True,
+        close_fds: bool = True,
+    ) -> Self: ...
+    @staticmethod
+    def development() -> SecurityOptions: ...
+    @staticmethod
+    def standard() -> SecurityOptions: ...
+    @staticmethod
+    def maximum() -> SecurityOptions: ...
+
+@final
+class HealthCheckOptions:
+    """Accepted as a value; a box with a health check is refused with ``UnsupportedError``."""
+
+    interval: int
+    timeout: int
+    retries: int
+    start_period: int
+    def __new__(cls, interval: int = 30, timeout: int = 10, retries: int = 3, start_period: int = 60) -> Self: ...
+
+@final
+class AdvancedBoxOptions:
+    security: SecurityOptions | None
+    health_check: HealthCheckOptions | None
+    capabilities: ContainerCapabilities | None
+    def __new__(
+        cls,
+        security: SecurityOptions | None = None,
+        health_check: HealthCheckOptions | None = None,
+        capabilities: ContainerCapabilities | None = None,
+    ) -> Self: ...
+
+@final
+class Secret:
+    """A value for a placeholder in outbound HTTPS traffic; never shown by ``repr()``. Boxes
+    have no outbound network yet, so a box with secrets is refused with ``UnsupportedError``."""
+
+    name: str
+    value: str
+    hosts: list[str]
+    placeholder: str | None
+    def __new__(cls, name: str, value: str, hosts: Sequence[str] = ..., placeholder: str | None = None) -> Self: ...
+    def get_placeholder(self) -> str:
+        """``placeholder``, or ``<BOXLITE_SECRET:{name}>``."""
+
+_VolumeEntry: TypeAlias = tuple[str, str] | tuple[str, str, bool] | dict[str, Any]
+_PortEntry: TypeAlias = tuple[int | None, int] | tuple[int | None, int, str] | tuple[int | None, int, str, str] | dict[str, Any]
+
+@final
 class BoxOptions:
-    """How to make one box. None means the runtime's default."""
+    """How to make one box. None means the runtime's default. Options this engine cannot
+    honour (``disk_size_gb``, ``ports``, outbound ``network``, ``secrets``, ``tty``, health
+    checks, ``auto_stop``, ``auto_resume``) are refused by ``create()`` with
+    ``UnsupportedError``."""
 
     image: str | None
     rootfs_path: str | None
     cpus: int | None
     memory_mib: int | None
+    disk_size_gb: int | None
     working_dir: str | None
     env: list[tuple[str, str]]
+    network: NetworkSpec | None
     auto_remove: bool | None
     auto_stop: int | None
     auto_delete: int | None
+    auto_resume: bool | None
     detach: bool | None
     entrypoint: list[str] | None
     cmd: list[str] | None
     user: str | None
+    tty: bool | None
+    advanced: AdvancedBoxOptions | None
+    secrets: list[Secret]
+    @property
+    def volumes(self) -> list[tuple[str, str, bool]]:
+        """``(host, guest, read_only)`` for each volume. Set with tuples ``(host, guest[,
+        read_only])`` or dicts with ``host``/``host_path``, ``guest``/``guest_path`` and
+        ``read_only``/``ro``. A read-only volume stays read-only inside the box."""
+    @volumes.setter
+    def volumes(self, value: Sequence[_VolumeEntry] | None) -> None: ...
+    @property
+    def ports(self) -> list[tuple[int | None, int, str, str | None]]:
+        """``(host_port, guest_port, protocol, host_ip)``; publishing is not supported yet."""
+    @ports.setter
+    def ports(self, value: Sequence[_PortEntry] | None) -> None: ...
     def __new__(
         cls,
         image: str | None = None,
         rootfs_path: str | None = None,
         cpus: int | None = None,
         memory_mib: int | None = None,
+        disk_size_gb: int | None = None,
         working_dir: str | None = None,
         env: Sequence[tuple[str, str]] = ...,
+        volumes: Sequence[_VolumeEntry] | None = None,
+        network: NetworkSpec | None = None,
+        ports: Sequence[_PortEntry] | None = None,
         auto_remove: bool | None = None,
         auto_stop: int | None = None,
         auto_delete: int | None = None,
+        auto_resume: bool | None = None,
         detach: bool | None = None,
         entrypoint: Sequence[str] | None = None,
         cmd: Sequence[str] | None = None,
         user: str | None = None,
+        tty: bool | None = None,
+        advanced: AdvancedBoxOptions | None = None,
+        secrets: Sequence[Secret] = ...,
     ) -> Self: ...
 
 @final
@@ -167,6 +327,74 @@ class CopyOptions:
     overwrite: bool
     follow_symlinks: bool
     def __new__(cls, recursive: bool = True, overwrite: bool = True, follow_symlinks: bool = False) -> Self: ...
+
+@final
+class PublishedPort:
+    @property
+    def guest_port(self) -> int: ...
+    @property
+    def host_ip(self) -> str: ...
+    @property
+    def host_port(self) -> int: ...
+    @property
+    def protocol(self) -> str: ...
+
+@final
+class OutboundNetworkInfo:
+    @property
+    def mode(self) -> str: ...
+    @property
+    def allow_net(self) -> list[str]: ...
+
+@final
+class InboundNetworkInfo:
+    @property
+    def mode(self) -> str: ...
+    @property
+    def allow_net(self) -> list[str]: ...
+
+@final
+class NetworkInfo:
+    """A box's network: loopback only for now, so outbound and inbound are ``disabled``."""
+
+    @property
+    def outbound(self) -> OutboundNetworkInfo: ...
+    @property
+    def inbound(self) -> InboundNetworkInfo: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def allow_net(self) -> list[str]: ...
+    @property
+    def published_ports(self) -> list[PublishedPort] | None: ...
+
+@final
+class HealthState:
+    """none, starting, healthy or unhealthy; boxes have no health checks yet, so none."""
+
+    @property
+    def value(self) -> str: ...
+    @staticmethod
+    def none() -> HealthState: ...
+    @staticmethod
+    def starting() -> HealthState: ...
+    @staticmethod
+    def healthy() -> HealthState: ...
+    @staticmethod
+    def unhealthy() -> HealthState: ...
+    def is_none(self) -> bool: ...
+    def is_starting(self) -> bool: ...
+    def is_healthy(self) -> bool: ...
+    def is_unhealthy(self) -> bool: ...
+
+@final
+class HealthStatus:
+    @property
+    def state(self) -> HealthState: ...
+    @property
+    def failures(self) -> int: ...
+    @property
+    def last_check(self) -> str | None: ...
 
 @final
 class BoxStateInfo:
@@ -210,6 +438,12 @@ class BoxInfo:
     def auto_resume(self) -> bool: ...
     @property
     def detach(self) -> bool: ...
+    @property
+    def network(self) -> NetworkInfo | None: ...
+    @property
+    def health_status(self) -> HealthStatus: ...
+    @property
+    def last_activity_at(self) -> str | None: ...
 
 @final
 class RuntimeMetrics:

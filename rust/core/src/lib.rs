@@ -11,8 +11,8 @@ mod ids;
 pub mod image;
 
 pub use boxes::{
-    BoxHandle, BoxInfo, BoxMetrics, BoxOptions, BoxStatus, ExecRequest, Runtime, RuntimeMetrics, DEFAULT_CPUS,
-    DEFAULT_MEMORY_MIB, DEFAULT_STOP_GRACE,
+    BoxHandle, BoxInfo, BoxMetrics, BoxOptions, BoxStatus, ExecRequest, ProcessLimits, Runtime, RuntimeMetrics, Volume,
+    DEFAULT_CPUS, DEFAULT_MEMORY_MIB, DEFAULT_PIDS_LIMIT, DEFAULT_STOP_GRACE,
 };
 pub use boxlite_protocol::TtySize;
 pub use error::{Error, Result};

@@ -57,6 +57,87 @@ pub struct ShimConfig {
     pub cgroup_procs: Vec<PathBuf>,
     /// The box's main process, if it has one.
     pub main: Option<MainProcess>,
+    /// Host paths mounted into the box, after its root is in place.
+    pub volumes: Vec<VolumeMount>,
+    /// Capability numbers box processes keep in their bounding set; every other one is dropped.
+    pub capabilities: Vec<u32>,
+    /// Resource limits set on every box process before it runs.
+    pub process_limits: ProcessLimits,
+}
+
+/// A host directory or file mounted at `target` in the box.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VolumeMount {
+    pub source: PathBuf,
+    /// An absolute path in the box, resolved inside the box's root.
+    pub target: String,
+    pub read_only: bool,
+}
+
+/// setrlimit(2) limits for box processes; `None` leaves the inherited limit.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProcessLimits {
+    pub open_files: Option<u64>,
+    pub file_size_bytes: Option<u64>,
+    pub cpu_time_secs: Option<u64>,
+    pub address_space_bytes: Option<u64>,
+}
+
+/// Capabilities by name (linux/capability.h), without the `CAP_` prefix.
+pub const CAPABILITIES: &[(&str, u32)] = &[
+    ("CHOWN", 0),
+    ("DAC_OVERRIDE", 1),
+    ("DAC_READ_SEARCH", 2),
+    ("FOWNER", 3),
+    ("FSETID", 4),
+    ("KILL", 5),
+    ("SETGID", 6),
+    ("SETUID", 7),
+    ("SETPCAP", 8),
+    ("LINUX_IMMUTABLE", 9),
+    ("NET_BIND_SERVICE", 10),
+    ("NET_BROADCAST", 11),
+    ("NET_ADMIN", 12),
+    ("NET_RAW", 13),
+    ("IPC_LOCK", 14),
+    ("IPC_OWNER", 15),
+    ("SYS_MODULE", 16),
+    ("SYS_RAWIO", 17),
+    ("SYS_CHROOT", 18),
+    ("SYS_PTRACE", 19),
+    ("SYS_PACCT", 20),
+    ("SYS_ADMIN", 21),
+    ("SYS_BOOT", 22),
+    ("SYS_NICE", 23),
+    ("SYS_RESOURCE", 24),
+    ("SYS_TIME", 25),
+    ("SYS_TTY_CONFIG", 26),
+    ("MKNOD", 27),
+    ("LEASE", 28),
+    ("AUDIT_WRITE", 29),
+    ("AUDIT_CONTROL", 30),
+    ("SETFCAP", 31),
+    ("MAC_OVERRIDE", 32),
+    ("MAC_ADMIN", 33),
+    ("SYSLOG", 34),
+    ("WAKE_ALARM", 35),
+    ("BLOCK_SUSPEND", 36),
+    ("AUDIT_READ", 37),
+    ("PERFMON", 38),
+    ("BPF", 39),
+    ("CHECKPOINT_RESTORE", 40),
+];
+
+/// What box processes keep by default: Docker's default set less MKNOD (boxes have no device
+/// cgroup, so a device node made in a box would reach the host's disks).
+pub const DEFAULT_CAPABILITIES: &[&str] =
+    &["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP", "NET_BIND_SERVICE", "NET_RAW", "SYS_CHROOT", "AUDIT_WRITE", "SETFCAP"];
+
+/// The number of a capability named `NAME` or `CAP_NAME`, in any case.
+pub fn capability_number(name: &str) -> Option<u32> {
+    let upper = name.to_ascii_uppercase();
+    let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
+    CAPABILITIES.iter().find(|(known, _)| *known == bare).map(|(_, number)| *number)
 }
 
 /// A box's main process: what to run, and the host files that receive its output and status.

@@ -2,6 +2,82 @@
 
 use pyo3::prelude::*;
 
+use crate::options::NetworkInfo;
+
+/// none, starting, healthy or unhealthy. Boxes have no health checks yet, so always none.
+#[pyclass(module = "boxlite._native", frozen, eq)]
+#[derive(Clone, PartialEq, Eq)]
+pub struct HealthState {
+    value: &'static str,
+}
+
+#[pymethods]
+impl HealthState {
+    #[getter]
+    fn value(&self) -> &'static str {
+        self.value
+    }
+
+    #[staticmethod]
+    fn none() -> Self {
+        Self { value: "none" }
+    }
+
+    #[staticmethod]
+    fn starting() -> Self {
+        Self { value: "starting" }
+    }
+
+    #[staticmethod]
+    fn healthy() -> Self {
+        Self { value: "healthy" }
+    }
+
+    #[staticmethod]
+    fn unhealthy() -> Self {
+        Self { value: "unhealthy" }
+    }
+
+    fn is_none(&self) -> bool {
+        self.value == "none"
+    }
+
+    fn is_starting(&self) -> bool {
+        self.value == "starting"
+    }
+
+    fn is_healthy(&self) -> bool {
+        self.value == "healthy"
+    }
+
+    fn is_unhealthy(&self) -> bool {
+        self.value == "unhealthy"
+    }
+
+    fn __str__(&self) -> &'static str {
+        self.value
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<HealthState: {}>", self.value)
+    }
+}
+
+#[pyclass(module = "boxlite._native", frozen, get_all)]
+#[derive(Clone)]
+pub struct HealthStatus {
+    pub state: HealthState,
+    pub failures: u32,
+    pub last_check: Option<String>,
+}
+
+#[pymethods]
+impl HealthStatus {
+    fn __repr__(&self) -> String {
+        format!("HealthStatus(state={}, failures={})", self.state.__repr__(), self.failures)
+    }
+}
+
 #[pyclass(module = "boxlite._native", frozen, get_all)]
 #[derive(Clone)]
 pub struct BoxStateInfo {
@@ -36,6 +112,9 @@ pub struct BoxInfo {
     pub auto_delete: u64,
     pub auto_resume: bool,
     pub detach: bool,
+    pub network: Option<NetworkInfo>,
+    pub health_status: HealthStatus,
+    pub last_activity_at: Option<String>,
 }
 
 impl From<boxlite_core::BoxInfo> for BoxInfo {
@@ -53,6 +132,9 @@ impl From<boxlite_core::BoxInfo> for BoxInfo {
             auto_delete: info.auto_delete,
             auto_resume: false,
             detach: info.detach,
+            network: Some(NetworkInfo::loopback_only()),
+            health_status: HealthStatus { state: HealthState { value: "none" }, failures: 0, last_check: None },
+            last_activity_at: None,
         }
     }
 }

@@ -121,7 +121,7 @@ impl Init {
         // SAFETY: prctl with integer arguments only.
         unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
         Self {
-            confinement: process::Confinement::new(),
+            confinement: process::Confinement::new(config),
             listener: Some(listener),
             lifeline,
             signals,

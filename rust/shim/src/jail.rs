@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use boxlite_protocol::ShimConfig;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use boxlite_protocol::{ShimConfig, VolumeMount};
 
 use crate::sys::{self, check, mkdir_all, mount, Result};
 
@@ -30,7 +32,9 @@ pub fn enter(config: &ShimConfig) -> Result<()> {
     mount_proc(root)?;
     mount_dev(root)?;
     mount_sys(root)?;
+    let volumes = open_volume_sources(&config.volumes)?;
     pivot_into(root)?;
+    mount_volumes(&volumes)?;
     set_hostname(&config.hostname)?;
     bring_up_loopback()?;
     Ok(())
@@ -140,6 +144,97 @@ fn mount_sys(root: &Path) -> Result<()> {
     mkdir_all(&sys_dir)?;
     let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY;
     mount(Some("sysfs"), &sys_dir, Some("sysfs"), flags, None)
+}
+
+/// A volume's source as a detached copy of its mount (`open_tree(OPEN_TREE_CLONE)`), made
+/// before pivot_root (after which host paths no longer resolve) and attached after it.
+struct OpenVolume<'a> {
+    tree: OwnedFd,
+    is_dir: bool,
+    volume: &'a VolumeMount,
+}
+
+/// Flags of open_tree(2), mount_setattr(2) and move_mount(2) (linux/mount.h).
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Clones each volume's source (not recursively: host mounts below it stay out) and sets its
+/// flags: nosuid and nodev always, read-only when asked. Box processes lack CAP_SYS_ADMIN, so
+/// they cannot make a read-only volume writable again.
+fn open_volume_sources(volumes: &[VolumeMount]) -> Result<Vec<OpenVolume<'_>>> {
+    volumes
+        .iter()
+        .map(|volume| {
+            let path = sys::cstring(&volume.source);
+            let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+            // SAFETY: open_tree with a valid C string; the descriptor is owned at once.
+            let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) } as libc::c_int;
+            check(fd, || format!("failed to clone the mount of volume source {}", volume.source.display()))?;
+            // SAFETY: see above.
+            let tree = unsafe { OwnedFd::from_raw_fd(fd) };
+            let read_only = if volume.read_only { MOUNT_ATTR_RDONLY } else { 0 };
+            let attributes = MountAttr { attr_set: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | read_only, attr_clr: 0, propagation: 0, userns_fd: 0 };
+            // SAFETY: mount_setattr on our detached tree; the attribute struct outlives the call.
+            let code = unsafe {
+                libc::syscall(
+                    libc::SYS_mount_setattr,
+                    tree.as_raw_fd(),
+                    c"".as_ptr(),
+                    libc::AT_EMPTY_PATH,
+                    std::ptr::addr_of!(attributes),
+                    std::mem::size_of::<MountAttr>(),
+                )
+            } as libc::c_int;
+            check(code, || format!("failed to set the flags of volume {}", volume.source.display()))?;
+            Ok(OpenVolume { tree, is_dir: volume.source.is_dir(), volume })
+        })
+        .collect()
+}
+
+/// Box paths a volume may not cover: the kernel's views and the devices, which stay as the
+/// jail made them.
+const PROTECTED_PATHS: &[&str] = &["/proc", "/sys", "/dev"];
+
+/// Attaches each volume at its target, resolved after pivot_root so that symlinks in the image
+/// resolve inside the box.
+fn mount_volumes(volumes: &[OpenVolume<'_>]) -> Result<()> {
+    for open in volumes {
+        let target = Path::new(&open.volume.target);
+        if open.is_dir {
+            mkdir_all(target)?;
+        } else if !target.exists() {
+            if let Some(parent) = target.parent() {
+                mkdir_all(parent)?;
+            }
+            std::fs::File::create(target).map_err(|source| sys::SysError { operation: format!("failed to create mount point {}", target.display()), source })?;
+        }
+        let resolved = std::fs::canonicalize(target).map_err(|source| sys::SysError { operation: format!("failed to resolve {}", target.display()), source })?;
+        if resolved == Path::new("/") || PROTECTED_PATHS.iter().any(|protected| resolved.starts_with(protected)) {
+            return Err(sys::SysError {
+                operation: format!("volume target {} resolves to {} in the box, where volumes may not go", target.display(), resolved.display()),
+                source: std::io::Error::from_raw_os_error(libc::EPERM),
+            });
+        }
+        let resolved_c = sys::cstring(&resolved);
+        // SAFETY: move_mount of our detached tree onto a valid C string path.
+        let code = unsafe {
+            libc::syscall(libc::SYS_move_mount, open.tree.as_raw_fd(), c"".as_ptr(), libc::AT_FDCWD, resolved_c.as_ptr(), MOVE_MOUNT_F_EMPTY_PATH)
+        } as libc::c_int;
+        check(code, || format!("failed to mount volume {} on {}", open.volume.source.display(), resolved.display()))?;
+    }
+    Ok(())
 }
 
 /// Makes `root` the process's `/` and detaches the old root, so nothing of the host's tree stays

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use boxlite_protocol::TtySize;
+use boxlite_protocol::{ShimConfig, TtySize};
 
 use crate::sys::{self, check};
 use crate::users::Identity;
@@ -71,11 +71,29 @@ pub fn set_window_size(fd: RawFd, size: &TtySize) -> sys::Result<()> {
 pub struct Confinement {
     pub seccomp: Vec<libc::sock_filter>,
     pub last_capability: u32,
+    pub capabilities: Vec<u32>,
+    /// (resource, limit) pairs for setrlimit.
+    pub rlimits: Vec<(libc::__rlimit_resource_t, libc::rlim_t)>,
 }
 
 impl Confinement {
-    pub fn new() -> Self {
-        Self { seccomp: crate::seccomp::compile(), last_capability: crate::capabilities::last_capability() }
+    pub fn new(config: &ShimConfig) -> Self {
+        let limits = &config.process_limits;
+        let rlimits = [
+            (libc::RLIMIT_NOFILE, limits.open_files),
+            (libc::RLIMIT_FSIZE, limits.file_size_bytes),
+            (libc::RLIMIT_CPU, limits.cpu_time_secs),
+            (libc::RLIMIT_AS, limits.address_space_bytes),
+        ]
+        .into_iter()
+        .filter_map(|(resource, limit)| Some((resource, limit?)))
+        .collect();
+        Self {
+            seccomp: crate::seccomp::compile(),
+            last_capability: crate::capabilities::last_capability(),
+            capabilities: config.capabilities.clone(),
+            rlimits,
+        }
     }
 }
 
@@ -205,8 +223,14 @@ unsafe fn child(
             libc::write(adjust, b"0".as_ptr().cast(), 1);
             libc::close(adjust);
         }
-        if !crate::capabilities::drop_bounding_set(launch.confinement.last_capability) {
+        if !crate::capabilities::drop_bounding_set(launch.confinement.last_capability, &launch.confinement.capabilities) {
             fail("failed to drop capabilities");
+        }
+        for (resource, limit) in &launch.confinement.rlimits {
+            let value = libc::rlimit { rlim_cur: *limit, rlim_max: *limit };
+            if libc::setrlimit(*resource, &value) < 0 {
+                fail("failed to set a resource limit");
+            }
         }
         let identity = launch.identity;
         if libc::setgroups(identity.groups.len(), identity.groups.as_ptr()) < 0 {

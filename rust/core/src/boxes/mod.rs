@@ -25,12 +25,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use boxlite_protocol::{MainProcess, ShimConfig, TtySize};
+pub use boxlite_protocol::ProcessLimits;
+use boxlite_protocol::{MainProcess, ShimConfig, TtySize, VolumeMount};
 
-pub use options::{BoxInfo, BoxOptions, DEFAULT_CPUS, DEFAULT_MEMORY_MIB};
+pub use options::{BoxInfo, BoxOptions, Volume, DEFAULT_CPUS, DEFAULT_MEMORY_MIB, DEFAULT_PIDS_LIMIT};
 pub use state::BoxStatus;
 
-use crate::cgroups::{BoxCgroup, CgroupLayout, Limits, DEFAULT_PIDS_LIMIT};
+use crate::cgroups::{BoxCgroup, CgroupLayout, Limits};
 use crate::error::{Error, Result};
 use crate::exec::{self, ExecSpec, Execution};
 use crate::files::CopyOptions;
@@ -271,6 +272,10 @@ impl Runtime {
                 main,
                 main_chosen: options.entrypoint.is_some() || options.cmd.is_some(),
                 exit_code: None,
+                volumes: options.volumes.clone(),
+                capabilities: options.capabilities()?,
+                pids_limit: options.max_processes.unwrap_or(DEFAULT_PIDS_LIMIT),
+                process_limits: options.process_limits.clone(),
             };
             let made = ["upper", "work", "rootfs", "main"]
                 .iter()
@@ -638,7 +643,7 @@ impl BoxHandle {
         let began = std::time::Instant::now();
         let limits = {
             let record = self.entry.record();
-            Limits { memory_bytes: u64::from(record.memory_mib) << 20, cpus: record.cpus, pids: DEFAULT_PIDS_LIMIT }
+            Limits { memory_bytes: u64::from(record.memory_mib) << 20, cpus: record.cpus, pids: record.pids_limit }
         };
         let inner = Arc::clone(&self.inner);
         let id = self.entry.id.clone();
@@ -714,6 +719,13 @@ impl BoxHandle {
             log_path: dir.join("init.log"),
             detached: record.detach,
             cgroup_procs: Vec::new(),
+            volumes: record
+                .volumes
+                .iter()
+                .map(|volume| VolumeMount { source: volume.host_path.clone(), target: volume.guest_path.clone(), read_only: volume.read_only })
+                .collect(),
+            capabilities: record.capabilities.clone(),
+            process_limits: record.process_limits.clone(),
             main: record.main.clone().map(|argv| {
                 let (env, cwd, user) = process_defaults(&record);
                 MainProcess {

@@ -1,5 +1,11 @@
 //! What a user asks for when creating a box, and what they read back about it.
 
+use std::path::PathBuf;
+
+use boxlite_protocol::{capability_number, ProcessLimits, DEFAULT_CAPABILITIES};
+use serde::{Deserialize, Serialize};
+
+pub use crate::cgroups::DEFAULT_PIDS_LIMIT;
 use crate::error::{Error, Result};
 use crate::image::ImageConfig;
 
@@ -17,7 +23,26 @@ pub struct BoxOptions {
     pub entrypoint: Option<Vec<String>>,
     pub cmd: Option<Vec<String>>,
     pub user: Option<String>,
+    pub volumes: Vec<Volume>,
+    /// Capability names added to / dropped from the default set (`ALL` drops every one).
+    pub capabilities_add: Vec<String>,
+    pub capabilities_drop: Vec<String>,
+    /// The box's process limit (its pids cgroup); the default is [`DEFAULT_PIDS_LIMIT`].
+    pub max_processes: Option<u64>,
+    pub process_limits: ProcessLimits,
 }
+
+/// A host path mounted into the box.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    pub host_path: PathBuf,
+    pub guest_path: String,
+    pub read_only: bool,
+}
+
+/// Capabilities a box may add to the default set. The others would let a box without a user
+/// namespace act on the host (load modules, mount, trace its init, make device nodes).
+const ADDABLE_CAPABILITIES: &[&str] = &["NET_ADMIN", "NET_BROADCAST", "IPC_LOCK", "IPC_OWNER", "SYS_NICE", "SYS_RESOURCE", "LEASE", "WAKE_ALARM"];
 
 pub const DEFAULT_CPUS: u8 = 1;
 pub const DEFAULT_MEMORY_MIB: u32 = 1024;
@@ -64,7 +89,65 @@ impl BoxOptions {
                 return Err(Error::InvalidArgument(format!("bad environment variable name {key:?}")));
             }
         }
+        if self.max_processes == Some(0) {
+            return Err(Error::InvalidArgument("max_processes must be at least 1".to_string()));
+        }
+        self.capabilities()?;
+        self.validate_volumes()
+    }
+
+    fn validate_volumes(&self) -> Result<()> {
+        let mut seen = std::collections::HashSet::new();
+        for volume in &self.volumes {
+            let host = &volume.host_path;
+            if !host.is_absolute() {
+                return Err(Error::InvalidArgument(format!("volume source {} must be an absolute host path", host.display())));
+            }
+            if !host.exists() {
+                return Err(Error::NotFound(format!("volume source {}", host.display())));
+            }
+            let guest = volume.guest_path.trim_end_matches('/');
+            if !volume.guest_path.starts_with('/') || guest.is_empty() || guest.split('/').any(|part| part == "..") {
+                return Err(Error::InvalidArgument(format!("volume target {:?} must be an absolute path in the box, other than /, without '..'", volume.guest_path)));
+            }
+            if ["/proc", "/sys", "/dev"].iter().any(|protected| guest == *protected || guest.starts_with(&format!("{protected}/"))) {
+                return Err(Error::InvalidArgument(format!("volume target {guest} is under /proc, /sys or /dev, which the box keeps for itself")));
+            }
+            if !seen.insert(guest.to_string()) {
+                return Err(Error::InvalidArgument(format!("two volumes target {guest}")));
+            }
+        }
         Ok(())
+    }
+
+    /// The capability numbers box processes keep: the default set, with the user's changes.
+    pub fn capabilities(&self) -> Result<Vec<u32>> {
+        let number = |name: &String| capability_number(name).ok_or_else(|| Error::InvalidArgument(format!("unknown capability {name:?}")));
+        let mut kept: Vec<u32> = DEFAULT_CAPABILITIES.iter().filter_map(|name| capability_number(name)).collect();
+        for name in &self.capabilities_add {
+            let capability = number(name)?;
+            let bare = name.to_ascii_uppercase();
+            let bare = bare.strip_prefix("CAP_").unwrap_or(&bare);
+            if !kept.contains(&capability) && !ADDABLE_CAPABILITIES.contains(&bare) {
+                return Err(Error::InvalidArgument(format!(
+                    "capability {name} cannot be added: boxes have no user namespace yet, so it would act on the host (addable: {})",
+                    ADDABLE_CAPABILITIES.join(", ")
+                )));
+            }
+            if !kept.contains(&capability) {
+                kept.push(capability);
+            }
+        }
+        for name in &self.capabilities_drop {
+            if name.eq_ignore_ascii_case("ALL") {
+                kept.clear();
+                continue;
+            }
+            let capability = number(name)?;
+            kept.retain(|kept| *kept != capability);
+        }
+        kept.sort_unstable();
+        Ok(kept)
     }
 }
 
@@ -113,6 +196,22 @@ mod tests {
         assert_eq!(main(Some(&["/other"]), Some(&[])).unwrap(), Some(vec!["/other".to_string()]));
         assert!(main(Some(&[]), Some(&[])).is_err());
         assert_eq!(BoxOptions::default().main_command(&ImageConfig::default()).unwrap(), None);
+    }
+
+    #[test]
+    fn capabilities_start_from_the_default_set() {
+        let options = |add: &[&str], drop: &[&str]| BoxOptions {
+            capabilities_add: add.iter().map(|name| (*name).to_string()).collect(),
+            capabilities_drop: drop.iter().map(|name| (*name).to_string()).collect(),
+            ..Default::default()
+        };
+        let default = options(&[], &[]).capabilities().unwrap();
+        assert_eq!(default.len(), DEFAULT_CAPABILITIES.len());
+        assert!(options(&["cap_net_admin"], &[]).capabilities().unwrap().contains(&12));
+        assert!(!options(&[], &["CHOWN"]).capabilities().unwrap().contains(&0));
+        assert!(options(&[], &["ALL"]).capabilities().unwrap().is_empty());
+        assert!(options(&["SYS_ADMIN"], &[]).capabilities().is_err());
+        assert!(options(&["NOT_A_CAP"], &[]).capabilities().is_err());
     }
 
     #[test]

@@ -5,6 +5,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use boxlite_protocol::ProcessLimits;
+
+use super::options::Volume;
 use super::state::BoxStatus;
 use crate::error::{Error, Result};
 use crate::image::PreparedImage;
@@ -41,6 +44,23 @@ pub struct BoxRecord {
     /// How the main process of the last run ended.
     #[serde(default)]
     pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub volumes: Vec<Volume>,
+    /// Capability numbers box processes keep.
+    #[serde(default = "default_capabilities")]
+    pub capabilities: Vec<u32>,
+    #[serde(default = "default_pids_limit")]
+    pub pids_limit: u64,
+    #[serde(default)]
+    pub process_limits: ProcessLimits,
+}
+
+fn default_capabilities() -> Vec<u32> {
+    boxlite_protocol::DEFAULT_CAPABILITIES.iter().filter_map(|name| boxlite_protocol::capability_number(name)).collect()
+}
+
+fn default_pids_limit() -> u64 {
+    crate::cgroups::DEFAULT_PIDS_LIMIT
 }
 
 impl BoxRecord {

@@ -1,0 +1,203 @@
+//! Expert box options (`AdvancedBoxOptions` and its parts) and `Secret`.
+//!
+//! What the namespace engine does with each:
+//! - `ContainerCapabilities`: applied; `add` takes only capabilities that cannot act on the host
+//!   from a box without a user namespace.
+//! - `SecurityOptions`: `max_processes` is the box's pids limit; `max_open_files`,
+//!   `max_file_size` (bytes), `max_cpu_time` (seconds) and `max_memory` (bytes of address space)
+//!   are resource limits on every box process. The jail, seccomp and closing of inherited
+//!   descriptors are always on: `jailer_enabled`, `seccomp_enabled` and `close_fds` set to
+//!   False do not turn them off. `network_enabled` can only restrict (boxes have loopback only).
+//! - `HealthCheckOptions` and secrets: refused with `UnsupportedError` when a box is created.
+
+use pyo3::prelude::*;
+
+use super::{python_list, python_repr};
+
+#[pyclass(module = "boxlite._native", get_all, set_all)]
+#[derive(Clone, Default)]
+pub struct ContainerCapabilities {
+    pub add: Vec<String>,
+    pub drop: Vec<String>,
+}
+
+#[pymethods]
+impl ContainerCapabilities {
+    #[new]
+    #[pyo3(signature = (add = Vec::new(), drop = Vec::new()))]
+    fn new(add: Vec<String>, drop: Vec<String>) -> Self {
+        Self { add, drop }
+    }
+
+    fn __repr__(&self) -> String {
+        format!("ContainerCapabilities(add={}, drop={})", python_list(&self.add), python_list(&self.drop))
+    }
+}
+
+#[pyclass(module = "boxlite._native", get_all, set_all)]
+#[derive(Clone)]
+pub struct SecurityOptions {
+    pub jailer_enabled: bool,
+    pub seccomp_enabled: bool,
+    pub max_open_files: Option<u64>,
+    pub max_file_size: Option<u64>,
+    pub max_processes: Option<u64>,
+    pub max_memory: Option<u64>,
+    pub max_cpu_time: Option<u64>,
+    pub network_enabled: bool,
+    pub close_fds: bool,
+}
+
+#[pymethods]
+impl SecurityOptions {
+    #[new]
+    #[pyo3(signature = (
+        jailer_enabled = false, seccomp_enabled = false, max_open_files = None, max_file_size = None,
+        max_processes = None, max_memory = None, max_cpu_time = None, network_enabled = true, close_fds = true
+    ))]
+    #[expect(clippy::too_many_arguments, reason = "mirrors BoxLite's keyword constructor")]
+    fn new(
+        jailer_enabled: bool,
+        seccomp_enabled: bool,
+        max_open_files: Option<u64>,
+        max_file_size: Option<u64>,
+        max_processes: Option<u64>,
+        max_memory: Option<u64>,
+        max_cpu_time: Option<u64>,
+        network_enabled: bool,
+        close_fds: bool,
+    ) -> Self {
+        Self { jailer_enabled, seccomp_enabled, max_open_files, max_file_size, max_processes, max_memory, max_cpu_time, network_enabled, close_fds }
+    }
+
+    /// No limits beyond the box's own.
+    #[staticmethod]
+    fn development() -> Self {
+        Self::new(false, false, None, None, None, None, None, true, true)
+    }
+
+    /// Limits for everyday untrusted code.
+    #[staticmethod]
+    fn standard() -> Self {
+        Self::new(true, true, Some(4096), None, Some(1024), None, None, true, true)
+    }
+
+    /// The tightest preset: few processes and files, bounded file sizes, no network.
+    #[staticmethod]
+    fn maximum() -> Self {
+        Self::new(true, true, Some(256), Some(1 << 30), Some(128), None, Some(3600), false, true)
+    }
+
+    fn __repr__(&self) -> String {
+        let number = |value: Option<u64>| value.map_or_else(|| "None".to_string(), |value| value.to_string());
+        format!(
+            "SecurityOptions(max_open_files={}, max_file_size={}, max_processes={}, max_memory={}, max_cpu_time={}, network_enabled={})",
+            number(self.max_open_files),
+            number(self.max_file_size),
+            number(self.max_processes),
+            number(self.max_memory),
+            number(self.max_cpu_time),
+            if self.network_enabled { "True" } else { "False" }
+        )
+    }
+}
+
+#[pyclass(module = "boxlite._native", get_all, set_all)]
+#[derive(Clone)]
+pub struct HealthCheckOptions {
+    pub interval: u64,
+    pub timeout: u64,
+    pub retries: u32,
+    pub start_period: u64,
+}
+
+#[pymethods]
+impl HealthCheckOptions {
+    #[new]
+    #[pyo3(signature = (interval = 30, timeout = 10, retries = 3, start_period = 60))]
+    fn new(interval: u64, timeout: u64, retries: u32, start_period: u64) -> Self {
+        Self { interval, timeout, retries, start_period }
+    }
+
+    fn __repr__(&self) -> String {
+        format!("HealthCheckOptions(interval={}, timeout={}, retries={}, start_period={})", self.interval, self.timeout, self.retries, self.start_period)
+    }
+}
+
+#[pyclass(module = "boxlite._native", get_all, set_all)]
+#[derive(Clone, Default)]
+pub struct AdvancedBoxOptions {
+    pub security: Option<SecurityOptions>,
+    pub health_check: Option<HealthCheckOptions>,
+    pub capabilities: Option<ContainerCapabilities>,
+}
+
+#[pymethods]
+impl AdvancedBoxOptions {
+    #[new]
+    #[pyo3(signature = (security = None, health_check = None, capabilities = None))]
+    fn new(security: Option<SecurityOptions>, health_check: Option<HealthCheckOptions>, capabilities: Option<ContainerCapabilities>) -> Self {
+        Self { security, health_check, capabilities }
+    }
+
+    fn __repr__(&self) -> String {
+        let flag = |set: bool| if set { "set" } else { "None" };
+        format!(
+            "AdvancedBoxOptions(security={}, health_check={}, capabilities={})",
+            flag(self.security.is_some()),
+            flag(self.health_check.is_some()),
+            flag(self.capabilities.is_some())
+        )
+    }
+}
+
+impl AdvancedBoxOptions {
+    /// Applies these options to the core's box options, or says why they cannot be.
+    pub fn apply(&self, options: &mut boxlite_core::BoxOptions) -> Result<(), boxlite_core::Error> {
+        if self.health_check.is_some() {
+            return Err(boxlite_core::Error::Unsupported("health checks are not supported yet; run a probe with exec() instead".to_string()));
+        }
+        if let Some(capabilities) = &self.capabilities {
+            options.capabilities_add.clone_from(&capabilities.add);
+            options.capabilities_drop.clone_from(&capabilities.drop);
+        }
+        if let Some(security) = &self.security {
+            options.max_processes = security.max_processes;
+            options.process_limits = boxlite_core::ProcessLimits {
+                open_files: security.max_open_files,
+                file_size_bytes: security.max_file_size,
+                cpu_time_secs: security.max_cpu_time,
+                address_space_bytes: security.max_memory,
+            };
+        }
+        Ok(())
+    }
+}
+
+/// A value substituted for a placeholder in a box's HTTPS traffic to the given hosts. The value
+/// never appears in `repr()`.
+#[pyclass(module = "boxlite._native", get_all, set_all)]
+#[derive(Clone)]
+pub struct Secret {
+    pub name: String,
+    pub value: String,
+    pub hosts: Vec<String>,
+    pub placeholder: Option<String>,
+}
+
+#[pymethods]
+impl Secret {
+    #[new]
+    #[pyo3(signature = (name, value, hosts = Vec::new(), placeholder = None))]
+    fn new(name: String, value: String, hosts: Vec<String>, placeholder: Option<String>) -> Self {
+        Self { name, value, hosts, placeholder }
+    }
+
+    fn get_placeholder(&self) -> String {
+        self.placeholder.clone().unwrap_or_else(|| format!("<BOXLITE_SECRET:{}>", self.name))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Secret(name={}, hosts={}, placeholder={}, value=[REDACTED])", python_repr(Some(&self.name)), python_list(&self.hosts), python_repr(Some(&self.get_placeholder())))
+    }
+}

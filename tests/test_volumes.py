@@ -1,0 +1,90 @@
+"""Host directories and files mounted into real boxes (BoxOptions.volumes)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import boxlite
+
+from . import images
+from .conftest import collect
+
+
+async def sh(box: boxlite.Box, script: str) -> tuple[bytes, bytes, int]:
+    stdout, stderr, status = await collect(await box.exec("sh", ["-c", script]))
+    return stdout, stderr, status.exit_code
+
+
+async def test_a_read_write_volume_reaches_the_host_and_the_next_box(runtime: boxlite.Boxlite, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "from-host").write_text("hello")
+    options = boxlite.BoxOptions(volumes=[(str(shared), "/mnt/shared")])
+    first = await runtime.create(options)
+    assert await sh(first, "cat /mnt/shared/from-host && echo written > /mnt/shared/from-box") == (b"hello", b"", 0)
+    await first.stop()
+    assert (shared / "from-box").read_text() == "written\n"
+    second = await runtime.create(options)
+    assert await sh(second, "cat /mnt/shared/from-box") == (b"written\n", b"", 0)
+    await second.stop()
+
+
+async def test_a_read_only_volume_stays_read_only_even_against_remount(runtime: boxlite.Boxlite, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "file").write_text("original")
+    single = tmp_path / "single.txt"
+    single.write_text("one file")
+    box = await runtime.create(boxlite.BoxOptions(volumes=[(str(data), "/mnt/ro", True), {"host": str(single), "guest": "/etc/single.txt", "read_only": True}]))
+    stdout, _, code = await sh(box, "grep ' /mnt/ro ' /proc/mounts")
+    assert code == 0 and b" ro," in stdout
+    _, _, code = await sh(box, "echo changed > /mnt/ro/file")
+    assert code != 0
+    _, _, code = await sh(box, "mount -o remount,rw /mnt/ro && echo changed > /mnt/ro/file")
+    assert code != 0
+    assert await sh(box, "cat /etc/single.txt") == (b"one file", b"", 0)
+    assert (await sh(box, "echo x > /etc/single.txt"))[2] != 0
+    assert (data / "file").read_text() == "original" and single.read_text() == "one file"
+    await box.stop()
+
+
+async def test_volume_targets_resolve_inside_the_box(runtime: boxlite.Boxlite, tmp_path: Path) -> None:
+    # The image plants absolute symlinks where the volumes go: followed on the host, the first
+    # would create a host directory, the second would cover the box's /proc/sys.
+    host_target = Path(f"/tmp/boxlite-volume-escape-{os.getpid()}")
+    staging = tmp_path / "rootfs"
+    images.busybox_rootfs(staging)
+    (staging / "mnt").mkdir()
+    (staging / host_target.relative_to("/")).mkdir()  # exists in the box, not on the host
+    (staging / "mnt" / "escape").symlink_to(host_target)
+    (staging / "mnt" / "kernel").symlink_to("/proc/sys")
+    layout = images.write_layout(tmp_path / "layout", [images.tar_directory(staging)], {"Env": ["PATH=/bin"]})
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "mark").write_text("volume")
+    box = await runtime.create(boxlite.BoxOptions(rootfs_path=str(layout), volumes=[(str(source), "/mnt/escape/data")]))
+    assert await sh(box, f"cat {host_target}/data/mark") == (b"volume", b"", 0)
+    assert not host_target.exists()
+    await box.stop()
+    covering = await runtime.create(boxlite.BoxOptions(rootfs_path=str(layout), volumes=[(str(source), "/mnt/kernel")]))
+    with pytest.raises(boxlite.EngineError, match="may not go"):
+        await covering.start()
+    await runtime.remove(covering.id)
+
+
+async def test_bad_volumes_are_refused_before_anything_is_made(runtime: boxlite.Boxlite, tmp_path: Path) -> None:
+    cases = [
+        ([(str(tmp_path / "missing"), "/mnt/x")], boxlite.NotFoundError),
+        ([("relative/path", "/mnt/x")], boxlite.InvalidArgumentError),
+        ([(str(tmp_path), "relative")], boxlite.InvalidArgumentError),
+        ([(str(tmp_path), "/proc/x")], boxlite.InvalidArgumentError),
+        ([(str(tmp_path), "/")], boxlite.InvalidArgumentError),
+        ([(str(tmp_path), "/a"), (str(tmp_path), "/a/")], boxlite.InvalidArgumentError),
+    ]
+    for volumes, error in cases:
+        with pytest.raises(error):
+            await runtime.create(boxlite.BoxOptions(volumes=volumes))
+    assert await runtime.list_info() == []
