@@ -56,6 +56,34 @@ async def test_layers_stack_with_whiteouts_and_opaque_directories(runtime: boxli
     assert stdout.split() == [b"keep", b"new"]
 
 
+async def test_layer_xattrs_apply_user_ones_and_drop_the_rest(runtime: boxlite.Boxlite, busybox_image: str, home: Path, tmp_path: Path) -> None:
+    base = Path(busybox_image) / "blobs" / "sha256"
+    index = json.loads((Path(busybox_image) / "index.json").read_text())
+    manifest = json.loads((base / index["manifests"][0]["digest"].removeprefix("sha256:")).read_text())
+    import gzip
+
+    busybox_layer = gzip.decompress((base / manifest["layers"][0]["digest"].removeprefix("sha256:")).read_bytes())
+    lower = images.tar_of([directory("kept"), entry("kept/from-lower", data=b"l")])
+    tagged, _ = entry("kept/tagged", data=b"t")
+    tagged.pax_headers = {"SCHILY.xattr.user.origin": "layer", "SCHILY.xattr.security.selinux": "system_u:object_r:bin_t:s0"}
+    forged, _ = directory("kept")
+    # Applied, this would make the directory opaque and hide the lower layer's file.
+    forged.pax_headers = {"SCHILY.xattr.trusted.overlay.opaque": "y"}
+    upper = images.tar_of([(forged, None), (tagged, b"t")])
+    layout = images.write_layout(tmp_path / "xattrs", [busybox_layer, lower, upper], {"Env": ["PATH=/bin"]}, compress=False)
+    box = await runtime.create(boxlite.BoxOptions(rootfs_path=str(layout)))
+    stdout, _, _ = await collect(await box.exec("ls", ["/kept"]))
+    assert stdout.split() == [b"from-lower", b"tagged"]
+    unpacked = [path for path in (home / "layers" / "sha256").glob("*/kept/tagged")]
+    assert len(unpacked) == 1
+    import os
+
+    assert os.getxattr(unpacked[0], "user.origin") == b"layer"
+    assert "security.selinux" not in os.listxattr(unpacked[0])
+    assert "trusted.overlay.opaque" not in os.listxattr(unpacked[0].parent)
+    await box.stop()
+
+
 @pytest.mark.parametrize("frames", [1, 3])
 async def test_zstd_layers_unpack(runtime: boxlite.Boxlite, busybox_image: str, tmp_path: Path, frames: int) -> None:
     import gzip

@@ -10,8 +10,11 @@
 //! 2. OCI whiteouts become overlayfs whiteouts: `.wh.NAME` → a 0/0 character device `NAME`;
 //!    `.wh..wh..opq` → the `trusted.overlay.opaque=y` xattr on the directory.
 //! 3. Modes (setuid and setgid included, as in the image) and numeric ownership are kept. Device
-//!    nodes in a layer are skipped: a box gets its own minimal /dev. Extended attributes are not
-//!    applied.
+//!    nodes in a layer are skipped: a box gets its own minimal /dev. Of the extended attributes
+//!    (PAX `SCHILY.xattr.*`), `user.*` and `security.capability` (file capabilities, bounded in
+//!    a box by its capability set) are applied to files, directories and fifos; the rest are
+//!    dropped: `trusted.*` would let a layer forge overlayfs whiteouts and redirects, and
+//!    `security.*` labels belong to the host's security modules.
 //! 4. The compressed blob (gzip, zstd or plain tar) is hashed while it is read and must match
 //!    its digest.
 //! 5. A layer is unpacked into `layers/tmp/` and renamed into place only when complete, so a
@@ -209,6 +212,31 @@ fn set_opaque(dir: &Path) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// Rule 3: the entry's extended attributes that are applied.
+fn applied_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Vec<(CString, Vec<u8>)> {
+    let Ok(Some(extensions)) = entry.pax_extensions() else { return Vec::new() };
+    extensions
+        .filter_map(std::result::Result::ok)
+        .filter_map(|extension| {
+            let name = extension.key().ok()?.strip_prefix("SCHILY.xattr.")?;
+            let applied = name.starts_with("user.") || name == "security.capability";
+            applied.then(|| Some((CString::new(name).ok()?, extension.value_bytes().to_vec()))).flatten()
+        })
+        .collect()
+}
+
+/// Set after ownership: chown clears `security.capability`.
+fn set_xattrs(path: &Path, xattrs: &[(CString, Vec<u8>)]) -> std::result::Result<(), String> {
+    for (name, value) in xattrs {
+        // SAFETY: lsetxattr with a valid path, name and value slice.
+        let code = unsafe { libc::lsetxattr(c_path(path).as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+        if code < 0 {
+            return Err(format!("failed to set {} on {}: {}", name.to_string_lossy(), path.display(), io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
 fn unpack_entry<R: Read>(root: &Path, entry: &mut tar::Entry<'_, R>) -> std::result::Result<(), String> {
     let raw_path = entry.path().map_err(|error| format!("bad entry path: {error}"))?.into_owned();
     let Some(relative) = relative_path(&raw_path)? else {
@@ -216,6 +244,7 @@ fn unpack_entry<R: Read>(root: &Path, entry: &mut tar::Entry<'_, R>) -> std::res
     };
     ensure_parents(root, &relative)?;
     let target = root.join(&relative);
+    let xattrs = applied_xattrs(entry);
     let header = entry.header();
     let mode = header.mode().map_err(|error| format!("bad mode for {}: {error}", raw_path.display()))? & 0o7777;
     let uid = header.uid().unwrap_or(0);
@@ -249,6 +278,7 @@ fn unpack_entry<R: Read>(root: &Path, entry: &mut tar::Entry<'_, R>) -> std::res
             chown(&target, uid, gid)?;
             std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
                 .map_err(|error| format!("failed to set the mode of {}: {error}", target.display()))?;
+            set_xattrs(&target, &xattrs)?;
         }
         tar::EntryType::Directory => {
             clear(&target, true)?;
@@ -258,6 +288,7 @@ fn unpack_entry<R: Read>(root: &Path, entry: &mut tar::Entry<'_, R>) -> std::res
             chown(&target, uid, gid)?;
             std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
                 .map_err(|error| format!("failed to set the mode of {}: {error}", target.display()))?;
+            set_xattrs(&target, &xattrs)?;
         }
         tar::EntryType::Symlink => {
             let link = entry.link_name().map_err(|error| format!("bad link for {}: {error}", raw_path.display()))?;
@@ -286,6 +317,7 @@ fn unpack_entry<R: Read>(root: &Path, entry: &mut tar::Entry<'_, R>) -> std::res
                 return Err(format!("failed to create fifo {}: {}", target.display(), io::Error::last_os_error()));
             }
             chown(&target, uid, gid)?;
+            set_xattrs(&target, &xattrs)?;
         }
         // Rule 3: device nodes are not created; other entry kinds carry no file.
         _ => {}
