@@ -148,3 +148,27 @@ async def test_a_created_box_reads_back(runtime: boxlite.Boxlite) -> None:
         box.exec("sleep", ["1"], timeout_secs=-1)
     with pytest.raises(RuntimeError, match="no running event loop"):
         await __import__("asyncio").to_thread(lambda: runtime.list_info())
+
+
+async def test_features_of_other_engines_are_present_and_refuse_by_name(runtime: boxlite.Boxlite) -> None:
+    box = await runtime.create(boxlite.BoxOptions())
+    with pytest.raises(ValueError, match="between 1 and 65535"):
+        box.network.tunnel(0)
+    refused = {
+        "tunnels": box.network.tunnel(8080),
+        "network policies": box.network.update_outbound(boxlite.OutboundNetworkSpec()),
+        "snapshots": box.snapshot.create(name="first"),
+        "exporting": box.export(dest="/tmp/box.boxlite", options=boxlite.ExportOptions()),
+        "cloning": box.clone_box(name="copy", options=boxlite.CloneOptions()),
+        "importing": runtime.import_box("/tmp/box.boxlite"),
+        "named volumes": runtime.volumes.list(),
+        "REST runtime": runtime.images.usage(),
+    }
+    for reason, awaitable in refused.items():
+        with pytest.raises(boxlite.UnsupportedError, match=reason):
+            await awaitable
+    with pytest.raises(boxlite.UnsupportedError):
+        runtime.images.registries
+    with pytest.raises(boxlite.UnsupportedError):
+        boxlite.Boxlite.rest(object())
+    assert repr(boxlite.SnapshotOptions()) == "SnapshotOptions()"

@@ -19,12 +19,14 @@ __all__ = [
     "BoxOptions",
     "BoxStateInfo",
     "Boxlite",
+    "CloneOptions",
     "ContainerCapabilities",
     "CopyOptions",
     "ExecStdin",
     "ExecStream",
     "Execution",
     "ExitStatus",
+    "ExportOptions",
     "HealthCheckOptions",
     "HealthState",
     "HealthStatus",
@@ -34,6 +36,7 @@ __all__ = [
     "ImageRegistry",
     "InboundNetworkInfo",
     "InboundNetworkSpec",
+    "NetworkHandle",
     "NetworkInfo",
     "NetworkSpec",
     "Options",
@@ -43,6 +46,9 @@ __all__ = [
     "RuntimeMetrics",
     "Secret",
     "SecurityOptions",
+    "SnapshotHandle",
+    "SnapshotOptions",
+    "VolumeHandle",
     "__version__",
     "_testing",
 ]
@@ -135,6 +141,15 @@ class ImageHandle:
     def list(self) -> asyncio.Future[list[ImageInfo]]: ...
     def remove(self, name: str) -> asyncio.Future[None]:
         """Forgets an image in the local store; its layers go at the next ``prune()``."""
+    def usage(self) -> asyncio.Future[Any]:
+        """REST-only: fails with ``UnsupportedError``."""
+    def create_alias(self, name: str, alias: str, digest: str) -> asyncio.Future[Any]:
+        """REST-only: fails with ``UnsupportedError``."""
+    def delete_alias(self, name: str, alias: str) -> asyncio.Future[None]:
+        """REST-only: fails with ``UnsupportedError``."""
+    @property
+    def registries(self) -> None:
+        """REST-only: raises ``UnsupportedError`` at once."""
     def prune(self) -> asyncio.Future[int]:
         """Deletes unpacked layers and downloaded blobs that no pulled image and no box uses;
         resolves to how many layers went."""
@@ -552,6 +567,53 @@ class Execution:
     def __aexit__(self, *_exc: object) -> asyncio.Future[bool]: ...
 
 @final
+class SnapshotOptions:
+    """A placeholder of BoxLite's API; it has no fields."""
+
+    def __new__(cls) -> Self: ...
+
+@final
+class ExportOptions:
+    """A placeholder of BoxLite's API; it has no fields."""
+
+    def __new__(cls) -> Self: ...
+
+@final
+class CloneOptions:
+    """A placeholder of BoxLite's API; it has no fields."""
+
+    def __new__(cls) -> Self: ...
+
+@final
+class SnapshotHandle:
+    """Snapshots need the VM engine: every method fails with ``UnsupportedError``."""
+
+    def create(self, *, name: str, options: SnapshotOptions | None = None) -> asyncio.Future[Any]: ...
+    def list(self) -> asyncio.Future[Any]: ...
+    def get(self, name: str) -> asyncio.Future[Any]: ...
+    def remove(self, name: str) -> asyncio.Future[None]: ...
+    def restore(self, name: str) -> asyncio.Future[None]: ...
+
+@final
+class NetworkHandle:
+    """Tunnels and network policies need a box network; boxes have loopback only, so every
+    method fails with ``UnsupportedError`` (a port outside 1..65535 is a ``ValueError`` at once)."""
+
+    def tunnel(self, port: int) -> asyncio.Future[Any]: ...
+    def revoke_tunnel(self, port: int) -> asyncio.Future[None]: ...
+    def update_inbound(self, spec: InboundNetworkSpec) -> asyncio.Future[None]: ...
+    def update_outbound(self, spec: OutboundNetworkSpec) -> asyncio.Future[None]: ...
+
+@final
+class VolumeHandle:
+    """Named volumes are not supported yet: every method fails with ``UnsupportedError``."""
+
+    def create(self, name: str, *, size_gb: int | None = None) -> asyncio.Future[Any]: ...
+    def list(self) -> asyncio.Future[Any]: ...
+    def get(self, name: str) -> asyncio.Future[Any]: ...
+    def remove(self, name: str) -> asyncio.Future[None]: ...
+
+@final
 class Box:
     """A handle to one box."""
 
@@ -615,6 +677,14 @@ class Box:
     def copy_out(self, container_src: str, host_dest: str | os.PathLike[str], copy_options: CopyOptions | None = None) -> asyncio.Future[None]:
         """Copies a file or directory out of the box; the conventions of ``copy_in``."""
     def metrics(self) -> asyncio.Future[BoxMetrics]: ...
+    @property
+    def network(self) -> NetworkHandle: ...
+    @property
+    def snapshot(self) -> SnapshotHandle: ...
+    def export(self, *, dest: str, options: ExportOptions | None = None) -> asyncio.Future[str]:
+        """Needs the VM engine: fails with ``UnsupportedError``."""
+    def clone_box(self, *, name: str | None = None, options: CloneOptions | None = None) -> asyncio.Future[Box]:
+        """Needs the VM engine: fails with ``UnsupportedError``."""
     def __aenter__(self) -> asyncio.Future[Self]: ...
     def __aexit__(self, *_exc: object) -> asyncio.Future[None]: ...
 
@@ -644,6 +714,14 @@ class Boxlite:
     def remove(self, id_or_name: str, force: bool = False) -> asyncio.Future[None]: ...
     @property
     def images(self) -> ImageHandle: ...
+    @property
+    def volumes(self) -> VolumeHandle:
+        """Named volumes are not supported yet: every method fails with ``UnsupportedError``."""
+    def import_box(self, archive_path: str, name: str | None = None, *, untrusted: bool = False) -> asyncio.Future[Box]:
+        """Needs the VM engine: fails with ``UnsupportedError``."""
+    @staticmethod
+    def rest(options: object) -> Boxlite:
+        """There is no REST client in this package: raises ``UnsupportedError``."""
     def metrics(self) -> asyncio.Future[RuntimeMetrics]: ...
     def shutdown(self, timeout: int | None = None) -> asyncio.Future[None]:
         """Stops every box that is not detached, then refuses new boxes. Idempotent."""

@@ -10,6 +10,7 @@ use crate::dispatcher::Shared;
 use crate::errors;
 use crate::event::Payload;
 use crate::options::CopyOptions;
+use crate::unsupported::{self, CloneOptions, ExportOptions, NetworkHandle, SnapshotHandle};
 
 #[pyclass(module = "boxlite._native", frozen, name = "Box")]
 pub struct Box {
@@ -116,6 +117,30 @@ impl Box {
         let options = CopyOptions::to_core(copy_options);
         let handle = Arc::clone(&self.handle);
         self.shared.submit(py, async move { handle.copy_out(container_src, host_dest, options).await.map(|()| Payload::Unit) })
+    }
+
+    /// Tunnels and network policy (not supported yet: boxes have loopback only).
+    #[getter]
+    fn network(&self) -> NetworkHandle {
+        NetworkHandle { shared: Arc::clone(&self.shared) }
+    }
+
+    /// Snapshots (they need the VM engine).
+    #[getter]
+    fn snapshot(&self) -> SnapshotHandle {
+        SnapshotHandle { shared: Arc::clone(&self.shared) }
+    }
+
+    #[pyo3(signature = (*, dest, options = None))]
+    fn export<'py>(&self, py: Python<'py>, dest: String, options: Option<&Bound<'py, ExportOptions>>) -> PyResult<Bound<'py, PyAny>> {
+        let _ = (dest, options);
+        unsupported::refuse_export(&self.shared, py)
+    }
+
+    #[pyo3(signature = (*, name = None, options = None))]
+    fn clone_box<'py>(&self, py: Python<'py>, name: Option<String>, options: Option<&Bound<'py, CloneOptions>>) -> PyResult<Bound<'py, PyAny>> {
+        let _ = (name, options);
+        unsupported::refuse_clone(&self.shared, py)
     }
 
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {

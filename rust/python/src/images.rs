@@ -188,6 +188,28 @@ impl ImageHandle {
 
     /// Deletes unpacked layers and downloaded blobs that no pulled image and no box uses;
     /// resolves to how many layers went.
+    /// Cache usage against a quota (REST-only).
+    fn usage<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        crate::unsupported::refuse(&self.shared, py, crate::unsupported::REST_ONLY_IMAGES)
+    }
+
+    /// Aliases (REST-only).
+    fn create_alias<'py>(&self, py: Python<'py>, name: String, alias: String, digest: String) -> PyResult<Bound<'py, PyAny>> {
+        let _ = (name, alias, digest);
+        crate::unsupported::refuse(&self.shared, py, crate::unsupported::REST_ONLY_IMAGES)
+    }
+
+    fn delete_alias<'py>(&self, py: Python<'py>, name: String, alias: String) -> PyResult<Bound<'py, PyAny>> {
+        let _ = (name, alias);
+        crate::unsupported::refuse(&self.shared, py, crate::unsupported::REST_ONLY_IMAGES)
+    }
+
+    /// Registry credentials kept by a server (REST-only): raises at once.
+    #[getter]
+    fn registries(&self, py: Python<'_>) -> PyResult<()> {
+        Err(crate::unsupported::refuse_now(py, "registry credentials are kept by a REST server; configure Options(image_registries=...) instead"))
+    }
+
     fn prune<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let core = self.core.clone();
         self.shared.submit(py, async move { core.prune_images().await.map(Payload::Count) })

@@ -138,6 +138,26 @@ impl Boxlite {
     }
 
     /// The runtime's image store (pull, list, remove).
+    /// Named volumes (not supported yet).
+    #[getter]
+    fn volumes(&self) -> crate::unsupported::VolumeHandle {
+        crate::unsupported::VolumeHandle { shared: Arc::clone(&self.shared) }
+    }
+
+    /// Imports a `.boxlite` archive (it needs the VM engine).
+    #[pyo3(signature = (archive_path, name = None, *, untrusted = false))]
+    fn import_box<'py>(&self, py: Python<'py>, archive_path: String, name: Option<String>, untrusted: bool) -> PyResult<Bound<'py, PyAny>> {
+        let _ = (archive_path, name, untrusted);
+        crate::unsupported::refuse_import(&self.shared, py)
+    }
+
+    /// A REST-backed runtime: there is no REST client in this package.
+    #[staticmethod]
+    fn rest(py: Python<'_>, options: Bound<'_, PyAny>) -> PyResult<Self> {
+        let _ = options;
+        Err(crate::unsupported::refuse_now(py, "a REST-backed runtime is not part of this package; use Boxlite(Options(...))"))
+    }
+
     #[getter]
     fn images(&self, py: Python<'_>) -> PyResult<crate::images::ImageHandle> {
         self.shared.check_open(py)?;
