@@ -172,3 +172,51 @@ async def test_features_of_other_engines_are_present_and_refuse_by_name(runtime:
     with pytest.raises(boxlite.UnsupportedError):
         boxlite.Boxlite.rest(object())
     assert repr(boxlite.SnapshotOptions()) == "SnapshotOptions()"
+
+
+async def test_simplebox_guards_and_network_before_start() -> None:
+    import inspect
+
+    assert inspect.iscoroutinefunction(boxlite.SimpleBox.info)
+    box = boxlite.SimpleBox(boxlite.HOST_IMAGE)
+    with pytest.raises(RuntimeError, match="Box not started"):
+        await box.info()
+    with pytest.raises(RuntimeError, match="Box not started"):
+        await box.network.tunnel(8080)
+    with pytest.raises(ValueError):
+        boxlite.SimpleBox()
+    # BoxLite's tests build a SimpleBox without __init__ and set its private state.
+    bare = boxlite.SimpleBox.__new__(boxlite.SimpleBox)
+    bare._started = False
+    bare._box = None
+    with pytest.raises(RuntimeError, match="Box not started"):
+        await bare.network.tunnel(8080)
+
+
+def test_sync_network_handle_checks_ports_before_calling_its_owner() -> None:
+    from boxlite.sync_api import SyncNetworkHandle
+
+    calls: list[int] = []
+
+    class Owner:
+        def _create_tunnel(self, port: int) -> str:
+            calls.append(port)
+            return "tunnel"
+
+    handle = SyncNetworkHandle(Owner())
+    for bad in (0, 65536, "3000", None, True):
+        with pytest.raises(ValueError, match="integer between 1 and 65535"):
+            handle.tunnel(bad)  # type: ignore[arg-type]
+    assert calls == []
+    assert handle.tunnel(3000) == "tunnel" and calls == [3000]
+
+
+def test_sync_classes_have_the_reference_members() -> None:
+    from boxlite.sync_api import SyncBoxlite, SyncExecution, SyncSimpleBox
+
+    for name in ("get", "remove", "create", "get_or_create", "images", "metrics", "shutdown", "init_default", "default"):
+        assert hasattr(SyncBoxlite, name), name
+    for name in ("resize_tty", "kill", "wait", "stdin", "stdout", "stderr"):
+        assert hasattr(SyncExecution, name), name
+    for name in ("exec", "network", "tunnel", "metrics", "stop", "_box_opts", "_box", "created", "id", "name"):
+        assert hasattr(SyncSimpleBox, name), name

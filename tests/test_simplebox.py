@@ -78,7 +78,12 @@ def test_sync_simplebox_and_codebox(home: Path) -> None:
             assert result.stdout.count("\n") == 5000 and result.stderr.count("\n") == 5000
         with SyncCodeBox(runtime=runtime) as code:
             assert code.run("print(6 * 7)").strip() == "42"
+            assert code._box_opts.image == boxlite.HOST_IMAGE
+            assert code._box.id == code.id
+            with pytest.raises(boxlite.UnsupportedError, match="tunnels"):
+                code.tunnel(8080)
             code.stop()  # and again on leaving the block: stop is idempotent
+        assert runtime.images.list() == []
 
 
 async def test_sync_api_refuses_to_run_inside_an_event_loop(home: Path) -> None:

@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import Any
 
 from ._native import Box, BoxInfo, Boxlite, BoxMetrics, BoxOptions, CopyOptions, ExecStream
+from ._network import SimpleBoxNetwork
 from .exec import ExecResult
 
 __all__ = ["SimpleBox"]
@@ -39,6 +40,7 @@ class SimpleBox:
         self._name = name
         self._reuse_existing = reuse_existing
         self._box: Box | None = None
+        self._started = False
         self._created: bool | None = None
 
     async def start(self) -> SimpleBox:
@@ -57,7 +59,7 @@ class SimpleBox:
             if created:
                 await runtime.remove(box.id, force=True)
             raise
-        self._box, self._created = box, created
+        self._box, self._created, self._started = box, created, True
         return self
 
     async def __aenter__(self) -> SimpleBox:
@@ -66,18 +68,26 @@ class SimpleBox:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None) -> None:
         await self.stop()
 
-    def _started(self) -> Box:
-        if self._box is None:
+    def _require_box(self) -> Box:
+        if self._box is None or not getattr(self, "_started", False):
             raise RuntimeError("Box not started. Use 'async with SimpleBox(...) as box:' or call 'await box.start()' first.")
         return self._box
 
     @property
     def id(self) -> str:
-        return self._started().id
+        return self._require_box().id
 
     @property
     def name(self) -> str | None:
         return self._name
+
+    @property
+    def network(self) -> SimpleBoxNetwork:
+        """Tunnels and network policies (boxes have loopback only, so they are refused)."""
+        return SimpleBoxNetwork(self)
+
+    async def tunnel(self, port: int) -> Any:
+        return await self.network.tunnel(port)
 
     @property
     def created(self) -> bool | None:
@@ -95,27 +105,27 @@ class SimpleBox:
     ) -> ExecResult:
         """Runs a command to its end; returns its exit code and whole output. A non-zero exit
         or a timeout is reported in the result, not raised."""
-        box = self._started()
+        box = self._require_box()
         execution = await box.exec(cmd, list(args), env=list(env.items()) if env else None, user=user, timeout_secs=timeout, cwd=cwd)
         stdout, stderr = await asyncio.gather(_drain(execution.stdout()), _drain(execution.stderr()))
         status = await execution.wait()
         return ExecResult(exit_code=status.exit_code, stdout=stdout, stderr=stderr, error_message=status.error_message)
 
     async def info(self) -> BoxInfo:
-        return await self._started().info()
+        return await self._require_box().info()
 
     async def metrics(self) -> BoxMetrics:
-        return await self._started().metrics()
+        return await self._require_box().metrics()
 
     async def copy_in(self, host_path: str, container_dest: str, *, overwrite: bool = True, follow_symlinks: bool = False) -> None:
-        await self._started().copy_in(host_path, container_dest, CopyOptions(recursive=True, overwrite=overwrite, follow_symlinks=follow_symlinks))
+        await self._require_box().copy_in(host_path, container_dest, CopyOptions(recursive=True, overwrite=overwrite, follow_symlinks=follow_symlinks))
 
     async def copy_out(self, container_src: str, host_dest: str, *, overwrite: bool = True, follow_symlinks: bool = False) -> None:
-        await self._started().copy_out(container_src, host_dest, CopyOptions(recursive=True, overwrite=overwrite, follow_symlinks=follow_symlinks))
+        await self._require_box().copy_out(container_src, host_dest, CopyOptions(recursive=True, overwrite=overwrite, follow_symlinks=follow_symlinks))
 
     async def stop(self) -> None:
         """Stops the box (removing it unless ``auto_remove=False``)."""
-        box, self._box = self._box, None
+        box, self._box, self._started = self._box, None, False
         if box is not None:
             await box.stop()
 

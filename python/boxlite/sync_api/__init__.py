@@ -13,12 +13,13 @@ asyncio loop (use the async API there).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .._native import Box, BoxInfo, Boxlite, BoxMetrics, BoxOptions, CopyOptions, Options, RuntimeMetrics
+from .._native import Box, BoxInfo, Boxlite, BoxMetrics, BoxOptions, CopyOptions, ImageHandle, ImageInfo, ImagePullResult, Options, RuntimeMetrics
+from .._network import SyncNetworkHandle
 from ..codebox import CodeBox
 from ..exec import ExecResult
 from ..simplebox import SimpleBox
@@ -32,6 +33,8 @@ __all__ = [
     "SyncExecStdin",
     "SyncExecStream",
     "SyncExecution",
+    "SyncImageHandle",
+    "SyncNetworkHandle",
     "SyncSimpleBox",
 ]
 
@@ -71,6 +74,19 @@ class SyncBox:
     def metrics(self) -> BoxMetrics:
         return self._runner.run(self._box.metrics)
 
+    @property
+    def network(self) -> SyncNetworkHandle:
+        return SyncNetworkHandle(self)
+
+    def tunnel(self, port: int) -> Any:
+        return self.network.tunnel(port)
+
+    def _create_tunnel(self, port: int) -> Any:
+        return self._runner.run(lambda: self._box.network.tunnel(port))
+
+    def _network_call(self, name: str, argument: Any) -> None:
+        self._runner.run(lambda: getattr(self._box.network, name)(argument))
+
     def copy_in(self, host_path: str | Path, container_dest: str, copy_options: CopyOptions | None = None) -> None:
         self._runner.run(lambda: self._box.copy_in(host_path, container_dest, copy_options))
 
@@ -83,6 +99,29 @@ class SyncBox:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None) -> None:
         self.stop()
+
+
+class SyncImageHandle:
+    """``SyncBoxlite.images``: the image store, synchronously."""
+
+    def __init__(self, runner: LoopThread, images: ImageHandle) -> None:
+        self._runner = runner
+        self._images = images
+
+    def pull(self, reference: str, progress: Callable[[str, int, int], object] | None = None) -> ImagePullResult:
+        return self._runner.run(lambda: self._images.pull(reference, progress))
+
+    def list(self) -> list[ImageInfo]:
+        return self._runner.run(self._images.list)
+
+    def remove(self, name: str) -> None:
+        self._runner.run(lambda: self._images.remove(name))
+
+    def prune(self) -> int:
+        return self._runner.run(self._images.prune)
+
+    def usage(self) -> Any:
+        return self._runner.run(self._images.usage)
 
 
 class SyncBoxlite:
@@ -99,9 +138,18 @@ class SyncBoxlite:
         open for the rest of the process."""
         return SyncBoxlite(Options(), _runtime=Boxlite.default())
 
+    @staticmethod
+    def init_default(options: Options) -> None:
+        """Configures the process-wide runtime behind ``default()``; see ``Boxlite.init_default``."""
+        Boxlite.init_default(options)
+
     @property
     def runtime(self) -> Boxlite:
         return self._boxlite
+
+    @property
+    def images(self) -> SyncImageHandle:
+        return SyncImageHandle(self._runner, self._boxlite.images)
 
     def start(self) -> SyncBoxlite:
         return self
@@ -175,8 +223,34 @@ class SyncSimpleBox:
         return self._inner.id
 
     @property
+    def name(self) -> str | None:
+        return self._inner.name
+
+    @property
     def created(self) -> bool | None:
         return self._inner.created
+
+    @property
+    def _box_opts(self) -> BoxOptions:
+        """The options the box is made with (BoxLite's tests read them)."""
+        return self._inner._box_opts
+
+    @property
+    def _box(self) -> SyncBox:
+        return SyncBox(self._runner, self._inner._require_box())
+
+    @property
+    def network(self) -> SyncNetworkHandle:
+        return SyncNetworkHandle(self)
+
+    def tunnel(self, port: int) -> Any:
+        return self.network.tunnel(port)
+
+    def _create_tunnel(self, port: int) -> Any:
+        return self._runner.run(lambda: self._inner.network.tunnel(port))
+
+    def _network_call(self, name: str, argument: Any) -> None:
+        self._runner.run(lambda: getattr(self._inner.network, name)(argument))
 
     def exec(self, cmd: str, *args: str, env: dict[str, str] | None = None, user: str | None = None, timeout: float | None = None, cwd: str | None = None) -> ExecResult:
         return self._runner.run(lambda: self._inner.exec(cmd, *args, env=env, user=user, timeout=timeout, cwd=cwd))
@@ -201,3 +275,17 @@ class SyncCodeBox(SyncSimpleBox):
         inner = self._inner
         assert isinstance(inner, CodeBox)
         return self._runner.run(lambda: inner.run(code, timeout))
+
+    def _code_box(self) -> CodeBox:
+        inner = self._inner
+        assert isinstance(inner, CodeBox)
+        return inner
+
+    def run_script(self, script_path: str | Path) -> str:
+        return self._runner.run(lambda: self._code_box().run_script(script_path))
+
+    def install_package(self, package: str) -> str:
+        return self._runner.run(lambda: self._code_box().install_package(package))
+
+    def install_packages(self, *packages: str) -> str:
+        return self._runner.run(lambda: self._code_box().install_packages(*packages))
