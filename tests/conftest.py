@@ -4,6 +4,7 @@ and leak checks (no box process may outlive its test)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -108,3 +109,14 @@ async def collect(execution: boxlite.Execution) -> tuple[bytes, bytes, boxlite.E
 
     stdout, stderr = await asyncio.gather(read(execution.stdout(text=False)), read(execution.stderr(text=False)))
     return stdout, stderr, await execution.wait()
+
+
+async def logged(caplog: pytest.LogCaptureFixture, text: str) -> logging.LogRecord:
+    """The first record of logger ``boxlite`` containing ``text``, once the runtime's log thread
+    delivered it."""
+    for _ in range(200):
+        for record in caplog.records:
+            if record.name == "boxlite" and text in record.getMessage():
+                return record
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"no boxlite log record contains {text!r}: {[record.getMessage() for record in caplog.records]}")

@@ -9,7 +9,7 @@ import pytest
 
 import boxlite
 
-from .conftest import box_processes, collect
+from .conftest import box_processes, collect, logged
 
 
 async def run(box: boxlite.Box, script: str) -> bytes:
@@ -182,3 +182,21 @@ async def test_shutdown_stops_boxes_and_refuses_new_ones(runtime: boxlite.Boxlit
     assert info is not None and info.state.status == "stopped"
     with pytest.raises(boxlite.StoppedError):
         await runtime.create(boxlite.BoxOptions())
+
+
+async def test_runtime_events_reach_python_logging(runtime: boxlite.Boxlite, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="boxlite")
+    box = await runtime.create(boxlite.BoxOptions(cmd=["sh", "-c", "exit 5"], auto_remove=False))
+    await logged(caplog, f"created box {box.id}")
+    with pytest.raises(boxlite.NotFoundError):
+        await (await runtime.create(boxlite.BoxOptions(cmd=["no-such-program"]))).start()
+    failed = await logged(caplog, "failed to start")
+    assert failed.levelno == logging.WARNING
+    await box.start()
+    await logged(caplog, f"started box {box.id}")
+    ended = await logged(caplog, f"box {box.id}'s init ended on its own")
+    assert ended.levelno == logging.INFO
+    await logged(caplog, f"box {box.id}'s main process exited with 5")
+    await runtime.remove(box.id)

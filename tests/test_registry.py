@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
+import logging
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 import boxlite
 
 from .conftest import collect
+from .conftest import logged
 from .registry import Registry, free_port
 
 
@@ -149,7 +151,8 @@ async def test_pull_progress_reaches_the_loop_per_layer(pulling_runtime: boxlite
     assert threads == {threading.get_ident()}
 
 
-async def test_a_registry_with_basic_auth(home: Path, tmp_path: Path, busybox_image: str) -> None:
+async def test_a_registry_with_basic_auth(home: Path, tmp_path: Path, busybox_image: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="boxlite")
     server = Registry(tmp_path / "auth-registry", credentials=("alice", "s3cret"))
     try:
         server.push(Path(busybox_image), "private/busybox", "1")
@@ -174,6 +177,8 @@ async def test_a_registry_with_basic_auth(home: Path, tmp_path: Path, busybox_im
             assert (await runtime.images.pull(reference)).layer_count == 1
         finally:
             runtime.close()
+        await logged(caplog, f"pulled {reference}")
+        assert not [record for record in caplog.records if "s3cret" in record.getMessage() or "wrong-password" in record.getMessage()]
     finally:
         server.stop()
 

@@ -10,17 +10,19 @@ mod execution;
 mod gil;
 mod images;
 mod info;
+mod log_bridge;
 mod options;
-mod unsupported;
 mod queue;
 mod registry;
 mod runtime;
 mod testing;
+mod unsupported;
 
 use pyo3::prelude::*;
 
 #[pymodule(gil_used = false)]
 fn _native(py: Python<'_>, module: &Bound<'_, PyModule>) -> PyResult<()> {
+    log_bridge::install(py)?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     module.add("HOST_IMAGE", boxlite_core::image::HOST_IMAGE)?;
     module.add_class::<runtime::Boxlite>()?;

@@ -160,7 +160,6 @@ fn start() -> String {
         let mut status = 0;
         // SAFETY: reaping our own failed child.
         unsafe { libc::waitpid(pid, &mut status, 0) };
-        let _ = std::fs::remove_file(&config.socket_path);
         format!("error {}", if answer.is_empty() { "the box's init died while building the root".to_string() } else { answer })
     }
 }

@@ -108,18 +108,28 @@ impl Live {
             };
             // An init that does not answer (wedged by what runs in the box) is killed.
             if tokio::time::timeout(INIT_ANSWER_LIMIT, asked).await.ok().flatten().is_none() {
+                log::warn!("the init (pid {}) did not answer the shutdown request: killed", self.init_pid);
                 self.kill();
             }
         }
         if tokio::time::timeout(grace + Duration::from_secs(3), self.exited()).await.is_err() {
+            log::warn!("the init (pid {}) outlived its shutdown grace: killed", self.init_pid);
             self.kill();
             let _ = tokio::time::timeout(Duration::from_secs(5), self.exited()).await;
         }
     }
 }
 
-/// Starts a box's init. Blocking (it waits for the shim's status line).
+/// Starts a box's init. Blocking (it waits for the shim's status line). On failure nothing of
+/// the init is left, its control socket included (the shim cannot remove it: a failure after
+/// pivot_root leaves the shim's own view of the host behind).
 pub fn spawn(shim: &Path, config: &ShimConfig) -> Result<Live> {
+    spawn_init(shim, config).inspect_err(|_| {
+        let _ = std::fs::remove_file(&config.socket_path);
+    })
+}
+
+fn spawn_init(shim: &Path, config: &ShimConfig) -> Result<Live> {
     let mut child = Command::new(shim)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

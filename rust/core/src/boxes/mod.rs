@@ -289,6 +289,7 @@ impl Runtime {
         })
         .await?;
         let entry = Arc::new(entry);
+        log::debug!("created box {} from {}", entry.id, entry.record().image);
         lock(&self.inner.boxes).insert(entry.id.clone(), Arc::clone(&entry));
         self.inner.counters.boxes_created.fetch_add(1, Ordering::Relaxed);
         Ok(self.handle(entry))
@@ -488,10 +489,15 @@ impl BoxEntry {
 fn settle(inner: &Arc<Inner>, entry: &BoxEntry, status: BoxStatus) -> Result<()> {
     BoxCgroup::locate(&inner.cgroups, &entry.id).remove();
     let _ = std::fs::remove_file(entry.dir.join("init.sock"));
-    if entry.record().remove_on_stop {
-        return Runtime { inner: Arc::clone(inner) }.delete(entry);
-    }
     let exit_code = recorded_exit(&entry.dir);
+    if let Some(code) = exit_code.filter(|_| entry.record().main.is_some()) {
+        log::debug!("box {}'s main process exited with {code}", entry.id);
+    }
+    if entry.record().remove_on_stop {
+        log::debug!("removing box {} (it removes on stop)", entry.id);
+        return Runtime { inner: Arc::clone(inner) }.delete(entry).inspect_err(|error| log::warn!("failed to remove box {}: {error}", entry.id));
+    }
+    log::debug!("box {} is {}", entry.id, status.as_str());
     entry.update(|record| {
         record.status = status;
         record.init_pid = None;
@@ -515,6 +521,7 @@ fn reconcile(dir: &Path, record: BoxRecord, cgroups: &CgroupLayout) -> Option<Bo
     };
     let entry = BoxEntry::new(record.id.clone(), dir.to_path_buf(), record);
     if adopted.is_some() {
+        log::info!("adopted detached box {} (init pid {})", entry.id, entry.record().init_pid.unwrap_or_default());
         if let Ok(mut live) = entry.live.try_lock() {
             *live = adopted;
         }
@@ -522,6 +529,7 @@ fn reconcile(dir: &Path, record: BoxRecord, cgroups: &CgroupLayout) -> Option<Bo
     }
     BoxCgroup::locate(cgroups, &entry.id).remove();
     if was_running {
+        log::info!("box {} was left running by a runtime that is gone, and its init is gone too: settling it as stopped", entry.id);
         let _ = std::fs::remove_file(dir.join("init.sock"));
         if entry.record().remove_on_stop {
             let _ = std::fs::remove_dir_all(dir);
@@ -657,6 +665,7 @@ impl BoxHandle {
         let running = match started {
             Ok(running) => running,
             Err(error) => {
+                log::warn!("box {} failed to start: {error}", self.entry.id);
                 self.inner.counters.boxes_failed.fetch_add(1, Ordering::Relaxed);
                 let _ = self.entry.update(|record| record.status = BoxStatus::Failed);
                 return Err(error);
@@ -671,6 +680,7 @@ impl BoxHandle {
         }
         self.entry.boot_ms.store(u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
         let pid = running.init_pid;
+        log::debug!("started box {} in {} ms (init pid {pid})", self.entry.id, began.elapsed().as_millis());
         self.watch_init(&running);
         *live = Some(running);
         self.entry.update(|record| {
@@ -698,6 +708,7 @@ impl BoxHandle {
                 return;
             }
             *live = None;
+            log::info!("box {}'s init ended on its own (its main process exited, or it was killed)", entry.id);
             let settled = Arc::clone(&entry);
             let _ = blocking(move || settle(&inner, &settled, BoxStatus::Stopped)).await;
             drop(live);

@@ -268,6 +268,7 @@ impl ImageStore {
     async fn pull_reference(&self, home: &Home, reference: &Reference, progress: Option<PullProgress>) -> Result<ImageRecord> {
         let shown = reference.whole();
         let (client, auth) = self.client_for(reference);
+        log::debug!("pulling {shown}");
         let (manifest, manifest_digest, config) =
             client.pull_manifest_and_config(reference, &auth).await.map_err(|error| registry_error(&shown, error))?;
         let config_digest = format!("sha256:{:x}", Sha256::digest(config.as_bytes()));
@@ -312,6 +313,7 @@ impl ImageStore {
         let bytes = serde_json::to_vec_pretty(&record).map_err(|error| Error::Internal(format!("cannot encode image record: {error}")))?;
         fs_err::write(&staging, bytes)?;
         fs_err::rename(&staging, &path)?;
+        log::info!("pulled {shown} ({}, {} layers, {size_bytes} bytes)", record.config_digest, record.layers.len());
         Ok(record)
     }
 
