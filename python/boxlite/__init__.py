@@ -17,6 +17,7 @@ Quick start::
 
 from __future__ import annotations
 
+import logging
 from importlib.metadata import PackageNotFoundError, version
 
 from ._native import (
@@ -91,6 +92,10 @@ from .simplebox import SimpleBox
 # BoxLite's names for the stream classes.
 ExecStdout = ExecStream
 ExecStderr = ExecStream
+
+# The runtime logs to logger "boxlite"; like any library, it prints nothing unless the
+# application configures logging.
+logging.getLogger("boxlite").addHandler(logging.NullHandler())
 
 try:
     __version__ = version("boxlite")

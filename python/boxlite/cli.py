@@ -213,7 +213,7 @@ async def _command(arguments: argparse.Namespace) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="boxlite", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--home", default=None, help="the runtime's home directory (default: $BOXLITE_HOME or ~/.boxlite)")
-    parser.add_argument("--debug", action="store_true", help="show the full trace of errors")
+    parser.add_argument("--debug", action="store_true", help="show the runtime's log and the full trace of errors")
     commands = parser.add_subparsers(dest="action", required=True)
 
     def box_settings(command: argparse.ArgumentParser) -> None:
@@ -259,6 +259,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
+    if arguments.debug:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="boxlite: %(levelname)s %(message)s")
     if arguments.action == "exec" and not arguments.command:
         print("boxlite: exec needs a command", file=sys.stderr)
         return CLI_ERROR
