@@ -87,6 +87,7 @@ from .errors import (
 )
 from .codebox import CodeBox
 from .exec import ExecResult
+from .interactivebox import InteractiveBox
 from .simplebox import SimpleBox
 
 # BoxLite's names for the stream classes.
@@ -138,6 +139,7 @@ __all__ = [
     "ImageInfo",
     "ImagePullResult",
     "ImageRegistry",
+    "InteractiveBox",
     "InboundNetworkInfo",
     "InboundNetworkSpec",
     "InternalError",

@@ -28,7 +28,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from ._native import HOST_IMAGE, Box, BoxInfo, Boxlite, BoxOptions, ExecStream, Execution, Options
+from ._native import HOST_IMAGE, Box, BoxInfo, Boxlite, BoxOptions, Execution, Options
+from ._terminal import forward
 from .errors import BoxliteError, InvalidStateError
 
 __all__ = ["main"]
@@ -53,59 +54,9 @@ def _env(pairs: Sequence[str]) -> list[tuple[str, str]]:
     return result
 
 
-async def _pump(stream: ExecStream, sink: TextIO) -> None:
-    async for chunk in stream:
-        assert isinstance(chunk, bytes)
-        sink.buffer.write(chunk)
-        sink.flush()
-
-
 async def _attach(execution: Execution, interactive: bool, tty: bool) -> int:
-    """Streams output (bytes, as they come), forwards stdin when interactive, returns the exit
-    code the CLI should exit with."""
-    loop = asyncio.get_running_loop()
-    pumps = [asyncio.ensure_future(_pump(execution.stdout(text=False), sys.stdout))]
-    if not tty:
-        pumps.append(asyncio.ensure_future(_pump(execution.stderr(text=False), sys.stderr)))
-    restore = None
-    if not interactive:
-        await execution.stdin().close()  # end of file, as docker gives a command without -i
-    else:
-        stdin = execution.stdin()
-        fd = sys.stdin.fileno()
-        if tty and os.isatty(fd):
-            import termios
-            import tty as terminal
-
-            saved = termios.tcgetattr(fd)
-            terminal.setraw(fd)
-            restore = lambda: termios.tcsetattr(fd, termios.TCSADRAIN, saved)  # noqa: E731
-
-            def resize() -> None:
-                size = os.get_terminal_size(fd)
-                asyncio.ensure_future(execution.resize_tty(size.lines, size.columns))
-
-            resize()
-            loop.add_signal_handler(signal.SIGWINCH, resize)
-
-        def forward() -> None:
-            data = os.read(fd, 65536)
-            if data:
-                asyncio.ensure_future(stdin.send_input(data))
-            else:
-                loop.remove_reader(fd)
-                asyncio.ensure_future(stdin.close())
-
-        loop.add_reader(fd, forward)
-    try:
-        await asyncio.gather(*pumps)
-        status = await execution.wait()
-    finally:
-        if interactive:
-            loop.remove_reader(sys.stdin.fileno())
-        if restore is not None:
-            loop.remove_signal_handler(signal.SIGWINCH)
-            restore()
+    """Connects the execution to this terminal; returns the exit code the CLI should exit with."""
+    status = await forward(execution, interactive=interactive, tty=tty)
     if status.signal is not None:
         return 128 + status.signal
     return status.exit_code if status.exit_code >= 0 else CLI_ERROR
