@@ -52,6 +52,16 @@ async def test_metrics_report_usage_from_the_cgroup(runtime: boxlite.Boxlite) ->
     assert metrics.memory_bytes is not None and metrics.memory_bytes > 0
     assert metrics.processes is not None and metrics.processes >= 2  # the init and sleep
     assert metrics.cpu_time_ns is not None and metrics.cpu_time_ns > 0
+    assert metrics.cpu_percent is not None and metrics.cpu_percent > 0
+    assert metrics.guest_boot_duration_ms is not None and metrics.total_create_duration_ms is not None
+    assert metrics.network_bytes_sent is None and metrics.stage_guest_rootfs_ms is None
+    echo = await box.exec("cat")
+    stdin = echo.stdin()
+    await stdin.send_input(b"12345")
+    await stdin.close()
+    assert (await collect(echo))[0] == b"12345"
+    after = await box.metrics()
+    assert after.bytes_sent_total == 5 and after.bytes_received_total >= 5
     sleeper.close()
 
 

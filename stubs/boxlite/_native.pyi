@@ -480,7 +480,16 @@ class BoxMetrics:
     @property
     def exec_errors_total(self) -> int: ...
     @property
-    def guest_boot_duration_ms(self) -> int | None: ...
+    def bytes_sent_total(self) -> int:
+        """Bytes written to the stdin of the box's processes."""
+    @property
+    def bytes_received_total(self) -> int:
+        """Bytes read from the output of the box's processes."""
+    @property
+    def total_create_duration_ms(self) -> int | None: ...
+    @property
+    def guest_boot_duration_ms(self) -> int | None:
+        """How long the last start took (the box's init up, its main process started)."""
     @property
     def memory_bytes(self) -> int | None:
         """Memory the box's processes use now (from its cgroup), while it runs."""
@@ -488,8 +497,38 @@ class BoxMetrics:
     def cpu_time_ns(self) -> int | None:
         """CPU time the box's processes used."""
     @property
+    def cpu_percent(self) -> float | None:
+        """CPU time over wall time since the box started, in percent of one CPU."""
+    @property
     def processes(self) -> int | None:
         """Processes in the box now."""
+    @property
+    def network_bytes_sent(self) -> int | None:
+        """Always None: boxes have loopback only."""
+    @property
+    def network_bytes_received(self) -> int | None: ...
+    @property
+    def network_tcp_connections(self) -> int | None: ...
+    @property
+    def network_tcp_errors(self) -> int | None: ...
+    @property
+    def stage_image_prepare_ms(self) -> int | None:
+        """The image made ready for the box (at create)."""
+    @property
+    def stage_box_spawn_ms(self) -> int | None:
+        """The box's init started."""
+    @property
+    def stage_filesystem_setup_ms(self) -> int | None:
+        """A stage of the VM engine: always None."""
+    @property
+    def stage_guest_rootfs_ms(self) -> int | None:
+        """A stage of the VM engine: always None."""
+    @property
+    def stage_box_config_ms(self) -> int | None:
+        """A stage of the VM engine: always None."""
+    @property
+    def stage_container_init_ms(self) -> int | None:
+        """A stage of the VM engine: always None."""
 
 @final
 class ExitStatus:

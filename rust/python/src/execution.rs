@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use boxlite_core::exec::{AsyncDescriptor, CHUNK_SIZE};
+use boxlite_core::exec::{AsyncDescriptor, IoCounters, CHUNK_SIZE};
 use boxlite_core::{ExecutionControl, ExitStatus as CoreExitStatus};
 use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration};
 use pyo3::prelude::*;
@@ -242,7 +242,7 @@ fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Reads one output stream into the queue, within the stream's credit (invariant 6).
-async fn pump(queue: Arc<crate::queue::Queue<Event>>, target: u64, stream: StreamKind, source: AsyncDescriptor, credit: Arc<Semaphore>) {
+async fn pump(queue: Arc<crate::queue::Queue<Event>>, target: u64, stream: StreamKind, source: AsyncDescriptor, credit: Arc<Semaphore>, io: Arc<IoCounters>) {
     loop {
         // Wait for room for a whole chunk, then keep the part the chunk uses until the user
         // takes it (ExecState hands it back through `StreamState::release`).
@@ -250,6 +250,7 @@ async fn pump(queue: Arc<crate::queue::Queue<Event>>, target: u64, stream: Strea
         room.forget();
         match source.read_chunk(CHUNK_SIZE).await {
             Ok(Some(data)) => {
+                io.received.fetch_add(data.len() as u64, Ordering::Relaxed);
                 credit.add_permits(CHUNK_SIZE - data.len());
                 if !queue.push(Event::Chunk { target, stream, data }).await {
                     return;
@@ -271,6 +272,7 @@ impl Execution {
         let stdout = core.stdout.take();
         let stderr = core.stderr.take();
         let stdin = core.stdin.take();
+        let io = Arc::clone(&core.io);
         let mut state = ExecState::default();
         let credits = [Arc::new(Semaphore::new(STREAM_WINDOW)), Arc::new(Semaphore::new(STREAM_WINDOW))];
         state.stdout.credit = Some(Arc::clone(&credits[0]));
@@ -279,9 +281,14 @@ impl Execution {
         state.stderr.ended = stderr.is_none();
         let stdin_sender = stdin.map(|descriptor| {
             let (sender, mut receiver) = mpsc::unbounded_channel::<(Vec<u8>, oneshot::Sender<std::io::Result<()>>)>();
+            let io = Arc::clone(&io);
             shared.spawn(async move {
                 while let Some((data, done)) = receiver.recv().await {
-                    let _ = done.send(descriptor.write_all(&data).await);
+                    let written = descriptor.write_all(&data).await;
+                    if written.is_ok() {
+                        io.sent.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    }
+                    let _ = done.send(written);
                 }
             });
             sender
@@ -308,7 +315,7 @@ impl Execution {
         let [stdout_credit, stderr_credit] = credits;
         let pumps: Vec<_> = [(stdout, StreamKind::Stdout, stdout_credit), (stderr, StreamKind::Stderr, stderr_credit)]
             .into_iter()
-            .filter_map(|(source, kind, credit)| source.map(|source| shared.handle.spawn(pump(Arc::clone(queue), target, kind, source, credit))))
+            .filter_map(|(source, kind, credit)| source.map(|source| shared.handle.spawn(pump(Arc::clone(queue), target, kind, source, credit, Arc::clone(&io)))))
             .collect();
         *locked(&execution.get().stream_pumps) = pumps.iter().map(tokio::task::JoinHandle::abort_handle).collect();
         let queue = Arc::clone(queue);

@@ -184,12 +184,30 @@ pub struct BoxMetrics {
     pub commands_executed_total: u64,
     pub exec_errors_total: u64,
     pub guest_boot_duration_ms: Option<u64>,
+    pub total_create_duration_ms: Option<u64>,
     /// Memory the box's processes use now (its cgroup), while it runs.
     pub memory_bytes: Option<u64>,
     /// CPU time the box's processes used, in nanoseconds.
     pub cpu_time_ns: Option<u64>,
+    /// CPU time over wall time since the box started, in percent of one CPU.
+    pub cpu_percent: Option<f64>,
     /// Processes in the box now.
     pub processes: Option<u64>,
+    pub bytes_sent_total: u64,
+    pub bytes_received_total: u64,
+    /// Boxes have no network interface but loopback: always None.
+    pub network_bytes_sent: Option<u64>,
+    pub network_bytes_received: Option<u64>,
+    pub network_tcp_connections: Option<u64>,
+    pub network_tcp_errors: Option<u64>,
+    /// Boot stages: the image made ready (at create), and the box's init started.
+    pub stage_image_prepare_ms: Option<u64>,
+    pub stage_box_spawn_ms: Option<u64>,
+    /// Stages of the VM engine; None here.
+    pub stage_filesystem_setup_ms: Option<u64>,
+    pub stage_guest_rootfs_ms: Option<u64>,
+    pub stage_box_config_ms: Option<u64>,
+    pub stage_container_init_ms: Option<u64>,
 }
 
 impl From<boxlite_core::BoxMetrics> for BoxMetrics {
@@ -198,9 +216,23 @@ impl From<boxlite_core::BoxMetrics> for BoxMetrics {
             commands_executed_total: metrics.commands_executed_total,
             exec_errors_total: metrics.exec_errors_total,
             guest_boot_duration_ms: metrics.boot_duration_ms,
+            total_create_duration_ms: metrics.create_duration_ms,
             memory_bytes: metrics.memory_bytes,
             cpu_time_ns: metrics.cpu_time_ns,
+            cpu_percent: metrics.cpu_percent,
             processes: metrics.processes,
+            bytes_sent_total: metrics.bytes_sent_total,
+            bytes_received_total: metrics.bytes_received_total,
+            network_bytes_sent: None,
+            network_bytes_received: None,
+            network_tcp_connections: None,
+            network_tcp_errors: None,
+            stage_image_prepare_ms: metrics.create_duration_ms,
+            stage_box_spawn_ms: metrics.boot_duration_ms,
+            stage_filesystem_setup_ms: None,
+            stage_guest_rootfs_ms: None,
+            stage_box_config_ms: None,
+            stage_container_init_ms: None,
         }
     }
 }

@@ -61,15 +61,22 @@ pub struct RuntimeMetrics {
     pub total_exec_errors: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct BoxMetrics {
     pub commands_executed_total: u64,
     pub exec_errors_total: u64,
     pub boot_duration_ms: Option<u64>,
+    /// How long `create()` took (the image made ready for the box).
+    pub create_duration_ms: Option<u64>,
     /// Read from the box's cgroups while it runs.
     pub memory_bytes: Option<u64>,
     pub cpu_time_ns: Option<u64>,
+    /// CPU time over wall time since the box started, in percent of one CPU.
+    pub cpu_percent: Option<f64>,
     pub processes: Option<u64>,
+    /// Bytes written to the stdin of the box's processes, and read from their output.
+    pub bytes_sent_total: u64,
+    pub bytes_received_total: u64,
 }
 
 #[derive(Debug, Default)]
@@ -90,7 +97,12 @@ struct BoxEntry {
     removed: AtomicBool,
     commands: AtomicU64,
     exec_errors: AtomicU64,
-    boot_ms: AtomicU64,
+    /// Durations in microseconds; 0 until measured.
+    boot_us: AtomicU64,
+    create_us: AtomicU64,
+    io: Arc<exec::IoCounters>,
+    /// When the running box started, for its CPU share.
+    started: Mutex<Option<std::time::Instant>>,
 }
 
 impl BoxEntry {
@@ -231,6 +243,7 @@ impl Runtime {
     }
 
     async fn create_reserved(&self, options: BoxOptions, name: Option<String>) -> Result<BoxHandle> {
+        let began = std::time::Instant::now();
         let source = ImageSource::from_options(options.image.as_deref(), options.rootfs_path.as_deref());
         let _layers_in_use = self.inner.images.hold().await;
         let pulled = match &source {
@@ -288,6 +301,7 @@ impl Runtime {
             Ok(BoxEntry::new(id, dir, record))
         })
         .await?;
+        entry.create_us.store(u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX).max(1), Ordering::Relaxed);
         let entry = Arc::new(entry);
         log::debug!("created box {} from {}", entry.id, entry.record().image);
         lock(&self.inner.boxes).insert(entry.id.clone(), Arc::clone(&entry));
@@ -479,7 +493,10 @@ impl BoxEntry {
             removed: AtomicBool::new(false),
             commands: AtomicU64::new(0),
             exec_errors: AtomicU64::new(0),
-            boot_ms: AtomicU64::new(0),
+            boot_us: AtomicU64::new(0),
+            create_us: AtomicU64::new(0),
+            io: Arc::default(),
+            started: Mutex::new(None),
         }
     }
 }
@@ -678,7 +695,8 @@ impl BoxHandle {
             BoxCgroup::locate(&self.inner.cgroups, &self.entry.id).remove();
             return Err(Error::Stopped("the runtime has been shut down".to_string()));
         }
-        self.entry.boot_ms.store(u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.entry.boot_us.store(u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX).max(1), Ordering::Relaxed);
+        *lock(&self.entry.started) = Some(std::time::Instant::now());
         let pid = running.init_pid;
         log::debug!("started box {} in {} ms (init pid {pid})", self.entry.id, began.elapsed().as_millis());
         self.watch_init(&running);
@@ -789,7 +807,7 @@ impl BoxHandle {
             self.inner.counters.exec_errors.fetch_add(1, Ordering::Relaxed);
             self.entry.exec_errors.fetch_add(1, Ordering::Relaxed);
         }
-        started
+        started.map(|execution| self.counted(execution))
     }
 
     /// Boots the box if it is configured or stopped; returns its init's socket.
@@ -821,6 +839,11 @@ impl BoxHandle {
             return Err(Error::InvalidState(format!("box {} stopped", self.entry.id)));
         }
         Ok(root)
+    }
+
+    fn counted(&self, mut execution: Execution) -> Execution {
+        execution.io = Arc::clone(&self.entry.io);
+        execution
     }
 
     /// Rule 6.
@@ -864,7 +887,7 @@ impl BoxHandle {
             let init_exit = running.exit_watch();
             drop(live);
             return match exec::attach(&socket_path, output, stdin).await {
-                Ok(execution) => Ok(execution),
+                Ok(execution) => Ok(self.counted(execution)),
                 // The main process ended just now: its init is on its way out.
                 Err(error) => match tokio::time::timeout(MAIN_END_WAIT, init_exit).await.ok().and(fallback.recorded_exit()) {
                     Some(code) => exec::replay(fallback, code),
@@ -918,15 +941,20 @@ impl BoxHandle {
         if self.entry.removed.load(Ordering::Acquire) {
             return Err(Error::NotFound(format!("box {} was removed", self.entry.id)));
         }
-        let boot = self.entry.boot_ms.load(Ordering::Relaxed);
+        let milliseconds = |micros: &AtomicU64| Some(micros.load(Ordering::Relaxed)).filter(|micros| *micros > 0).map(|micros| micros / 1000);
         let usage = BoxCgroup::locate(&self.inner.cgroups, &self.entry.id).usage();
+        let running_for = lock(&self.entry.started).map(|started| started.elapsed().as_nanos() as f64).filter(|nanos| *nanos > 0.0);
         Ok(BoxMetrics {
             commands_executed_total: self.entry.commands.load(Ordering::Relaxed),
             exec_errors_total: self.entry.exec_errors.load(Ordering::Relaxed),
-            boot_duration_ms: (boot > 0).then_some(boot),
+            boot_duration_ms: milliseconds(&self.entry.boot_us),
+            create_duration_ms: milliseconds(&self.entry.create_us),
             memory_bytes: usage.memory_bytes,
             cpu_time_ns: usage.cpu_time_ns,
+            cpu_percent: usage.cpu_time_ns.zip(running_for).map(|(cpu, wall)| cpu as f64 / wall * 100.0),
             processes: usage.processes,
+            bytes_sent_total: self.entry.io.sent.load(Ordering::Relaxed),
+            bytes_received_total: self.entry.io.received.load(Ordering::Relaxed),
         })
     }
 }

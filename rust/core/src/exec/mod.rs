@@ -19,7 +19,7 @@ use std::fs::File;
 use std::io::{Read, Seek};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -72,9 +72,20 @@ struct Control {
     timed_out: AtomicBool,
 }
 
+/// Bytes that went to and came from a box's processes, for its metrics.
+#[derive(Debug, Default)]
+pub struct IoCounters {
+    /// Written to the processes' stdin.
+    pub sent: AtomicU64,
+    /// Read from their stdout, stderr and terminals.
+    pub received: AtomicU64,
+}
+
 pub struct Execution {
     pub id: String,
     pub pid: i32,
+    /// Where the bytes of this execution are counted (its box's counters).
+    pub io: Arc<IoCounters>,
     control: Arc<Control>,
     /// Taken by whoever consumes the output (the process's stdout, or the terminal).
     pub stdout: Option<AsyncDescriptor>,
@@ -171,7 +182,7 @@ pub async fn start(socket_path: &Path, spec: ExecSpec) -> Result<Execution> {
     if let Some(timeout) = spec.timeout {
         tokio::spawn(enforce_timeout(Arc::clone(&control), timeout));
     }
-    Ok(Execution { id: crate::ids::new_box_id(), pid, control, stdout, stderr, stdin, terminal })
+    Ok(Execution { id: crate::ids::new_box_id(), pid, io: Arc::default(), control, stdout, stderr, stdin, terminal })
 }
 
 /// The host files a box's main process writes, opened before asking the init about the process,
@@ -230,7 +241,7 @@ pub fn replay(output: MainOutput, exit_code: i32) -> Result<Execution> {
 fn followed(pid: i32, control: Arc<Control>, output: MainOutput, stdin: Option<AsyncDescriptor>) -> Result<Execution> {
     let stdout = follow(output.stdout, control.exit.subscribe())?;
     let stderr = follow(output.stderr, control.exit.subscribe())?;
-    Ok(Execution { id: crate::ids::new_box_id(), pid, control, stdout: Some(stdout), stderr: Some(stderr), stdin, terminal: None })
+    Ok(Execution { id: crate::ids::new_box_id(), pid, io: Arc::default(), control, stdout: Some(stdout), stderr: Some(stderr), stdin, terminal: None })
 }
 
 /// A pipe fed with `file`'s content as it grows, until the exit is known and the file is read
