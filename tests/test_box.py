@@ -200,3 +200,12 @@ async def test_runtime_events_reach_python_logging(runtime: boxlite.Boxlite, cap
     assert ended.levelno == logging.INFO
     await logged(caplog, f"box {box.id}'s main process exited with 5")
     await runtime.remove(box.id)
+
+
+async def test_concurrent_first_creates_on_a_fresh_home_all_succeed(runtime: boxlite.Boxlite) -> None:
+    import asyncio
+
+    boxes = await asyncio.gather(*(runtime.create(boxlite.BoxOptions()) for _ in range(6)))
+    outputs = await asyncio.gather(*(run(box, "echo ok") for box in boxes))
+    assert outputs == [b"ok\n"] * 6
+    await asyncio.gather(*(box.stop() for box in boxes))

@@ -64,10 +64,15 @@ fn write_skeleton(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Held while the skeleton is checked and written: concurrent creates of a fresh home would
+/// otherwise write it twice at once. (Other processes cannot: one runtime per home.)
+static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 pub(super) fn prepare(home: &Home) -> Result<PreparedImage> {
     let skeleton = home.host_skeleton();
+    let _writing = WRITING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if !skeleton.join(COMPLETE_MARKER).exists() {
-        let staging = home.layers_tmp().join(format!("host-{}", std::process::id()));
+        let staging = home.layers_tmp().join(format!("host-{}-{}", std::process::id(), rand::random::<u32>()));
         let _ = fs_err::remove_dir_all(&staging);
         write_skeleton(&staging)?;
         let _ = fs_err::remove_dir_all(&skeleton);
