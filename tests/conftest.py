@@ -33,6 +33,14 @@ def box_processes(home: Path) -> list[int]:
     return found
 
 
+def layer_store(home: Path) -> Path:
+    """The runtime's store of unpacked layers (``layers/sha256``, or ``layers/idmap-<base>``
+    when boxes run in a user namespace)."""
+    stores = [path for path in (home / "layers").iterdir() if path.name != "tmp"]
+    assert len(stores) == 1, stores
+    return stores[0]
+
+
 def own_cgroup(controller: str) -> str:
     """This process's group in a v1 hierarchy (``""`` for the v2 one)."""
     for line in Path("/proc/self/cgroup").read_text().splitlines():

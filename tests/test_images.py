@@ -12,7 +12,7 @@ import pytest
 import boxlite
 
 from . import images
-from .conftest import collect
+from .conftest import collect, layer_store
 
 
 def entry(name: str, kind: bytes = tarfile.REGTYPE, *, data: bytes = b"", link: str = "", mode: int = 0o644) -> tuple[tarfile.TarInfo, bytes | None]:
@@ -74,7 +74,7 @@ async def test_layer_xattrs_apply_user_ones_and_drop_the_rest(runtime: boxlite.B
     box = await runtime.create(boxlite.BoxOptions(rootfs_path=str(layout)))
     stdout, _, _ = await collect(await box.exec("ls", ["/kept"]))
     assert stdout.split() == [b"from-lower", b"tagged"]
-    unpacked = [path for path in (home / "layers" / "sha256").glob("*/kept/tagged")]
+    unpacked = [path for path in (home / "layers").glob("*/*/kept/tagged")]
     assert len(unpacked) == 1
     import os
 
@@ -117,7 +117,7 @@ async def test_a_corrupt_blob_is_refused_and_nothing_is_cached(runtime: boxlite.
     blob.write_bytes(blob.read_bytes()[:-8] + b"\0" * 8)
     with pytest.raises(boxlite.ImageError):
         await runtime.create(boxlite.BoxOptions(rootfs_path=str(layout)))
-    assert list((home / "layers" / "sha256").iterdir()) == []
+    assert list(layer_store(home).iterdir()) == []
     assert list((home / "layers" / "tmp").iterdir()) == []
 
 
@@ -146,16 +146,16 @@ async def test_malicious_layers_are_refused_and_write_nothing_outside(
     assert sorted(path.name for path in outside.iterdir()) == ["victim"]
     assert (outside / "victim").read_text() == "intact"
     assert not (tmp_path / "escaped").exists() and not (home / "layers" / "escaped").exists()
-    assert list((home / "layers" / "sha256").iterdir()) == []
+    assert list(layer_store(home).iterdir()) == []
     assert await runtime.list_info() == []
 
 
 async def test_a_second_box_reuses_the_unpacked_layers(runtime: boxlite.Boxlite, busybox_image: str, home: Path) -> None:
     await runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image))
-    layers = sorted((home / "layers" / "sha256").iterdir())
+    layers = sorted(layer_store(home).iterdir())
     marker = layers[0] / "bin" / "busybox"
     before = marker.stat().st_ino
     await runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image))
-    assert sorted((home / "layers" / "sha256").iterdir()) == layers
+    assert sorted(layer_store(home).iterdir()) == layers
     assert marker.stat().st_ino == before
 

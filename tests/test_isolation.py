@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import boxlite
@@ -133,3 +135,39 @@ async def test_capabilities_can_be_dropped_and_safe_ones_added(runtime: boxlite.
     stdout, _, _ = await collect(await bare.exec("cat", ["/proc/self/status"]))
     assert bounding_set(stdout) == 0
     await bare.stop()
+
+
+HOST_BASE = 0x7000_0000
+
+
+async def test_box_root_is_an_unprivileged_host_user(runtime: boxlite.Boxlite, home: Path, tmp_path: Path) -> None:
+    box = await runtime.create(boxlite.BoxOptions(auto_remove=False))
+    stdout, _, _ = await collect(await box.exec("cat", ["/proc/self/uid_map", "/proc/self/gid_map"]))
+    assert [line.split() for line in stdout.decode().splitlines()] == [["0", str(HOST_BASE), "65536"]] * 2
+    stdout, _, status = await collect(await box.exec("sh", ["-c", "id -u; echo made > /root/made; stat -c %u /etc/passwd"]))
+    assert (stdout, status.exit_code) == (b"0\n0\n", 0)
+    # On the host, what box root made belongs to the shifted id, and box processes run as it.
+    made = home / "boxes" / box.id / "upper" / "root" / "made"
+    assert made.stat().st_uid == HOST_BASE
+    sleeper = await box.exec("sleep", ["30"])
+    init = (await box.info()).state.pid
+
+    def host_uid(pid: int | str) -> str:
+        return next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Uid:")).split()[1]
+
+    children = Path(f"/proc/{init}/task/{init}/children").read_text().split()
+    assert children and all(host_uid(child) == str(HOST_BASE) for child in children)
+    assert host_uid(init) == "0", "the init itself stays host root, outside the box's reach"
+    sleeper.close()
+    # A copied-in file belongs to the box's root.
+    note = tmp_path / "note"
+    note.write_text("n")
+    await box.copy_in(str(note), "/root/")
+    stdout, _, _ = await collect(await box.exec("stat", ["-c", "%u:%g", "/root/note"]))
+    assert stdout == b"0:0\n"
+    assert (home / "boxes" / box.id / "upper" / "root" / "note").stat().st_uid == HOST_BASE
+    # Root of the box holds no power over its hostname, mounts or the host's files.
+    _, _, status = await collect(await box.exec("hostname", ["elsewhere"]))
+    assert status.exit_code != 0
+    await box.stop()
+    await runtime.remove(box.id)

@@ -13,8 +13,7 @@ import pytest
 
 import boxlite
 
-from .conftest import collect
-from .conftest import logged
+from .conftest import collect, layer_store, logged
 from .registry import Registry, free_port
 
 
@@ -95,7 +94,7 @@ async def test_a_tampered_blob_is_refused_and_not_cached(pulling_runtime: boxlit
     blob.write_bytes(bytes(data))
     with pytest.raises(boxlite.ImageError):
         await pulling_runtime.images.pull(f"{registry.host}/test/busybox:1")
-    assert list((home / "layers" / "sha256").iterdir()) == []
+    assert list(layer_store(home).iterdir()) == []
     assert list((home / "blobs" / "sha256").iterdir()) == []
     assert await pulling_runtime.images.list() == []
 
@@ -122,7 +121,7 @@ async def test_prune_deletes_only_layers_nothing_uses(pulling_runtime: boxlite.B
     assert await pulling_runtime.images.prune() == 0, "an indexed image keeps its layers"
     await pulling_runtime.images.remove(reference)
     assert await pulling_runtime.images.prune() == 1
-    assert list((home / "layers" / "sha256").iterdir()) == [] and list((home / "blobs" / "sha256").iterdir()) == []
+    assert list(layer_store(home).iterdir()) == [] and list((home / "blobs" / "sha256").iterdir()) == []
     # A box keeps its image's layers even when no index entry names them.
     box = await pulling_runtime.create(boxlite.BoxOptions(image=reference))
     await pulling_runtime.images.remove(reference)

@@ -27,6 +27,8 @@ async def test_a_read_write_volume_reaches_the_host_and_the_next_box(runtime: bo
     assert await sh(first, "cat /mnt/shared/from-host && echo written > /mnt/shared/from-box") == (b"hello", b"", 0)
     await first.stop()
     assert (shared / "from-box").read_text() == "written\n"
+    # Volumes are idmapped: the box's root writes as the host's root, not as its shifted id.
+    assert (shared / "from-box").stat().st_uid == 0
     second = await runtime.create(options)
     assert await sh(second, "cat /mnt/shared/from-box") == (b"written\n", b"", 0)
     await second.stop()

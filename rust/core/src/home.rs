@@ -5,9 +5,12 @@
 //! <home>/bin/boxlite-shim-<digest> the box init, written from the copy embedded at build time
 //! <home>/blobs/sha256/<hex>        downloaded (compressed) layer blobs
 //! <home>/images/<sha256>.json      one pulled image's record (manifest, config, layers)
-//! <home>/layers/sha256/<hex>/      unpacked image layers, shared by every box
+//! <home>/layers/sha256/<hex>/      unpacked image layers, shared by every box (ownership as in
+//!                                  the image: for boxes without a user namespace)
+//! <home>/layers/idmap-<base>/<hex>/ the same, owned by the shifted ids of boxes in a user
+//!                                  namespace (see `idmap`)
 //! <home>/layers/tmp/               layers being unpacked (renamed into place when complete)
-//! <home>/host/                     the skeleton root of the built-in `host://` image
+//! <home>/host/, host-idmap-<base>/ the skeleton root of the built-in `host://` image, likewise
 //! <home>/boxes/<id>/box.json       one box's record
 //! <home>/boxes/<id>/{upper,work}/  its writable layer, kept across stop/start
 //! <home>/boxes/<id>/rootfs/        where its root is mounted (inside its own mount namespace)
@@ -21,6 +24,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::idmap::IdMap;
 
 static SHIM: &[u8] = include_bytes!(env!("BOXLITE_SHIM_PATH"));
 const SHIM_DIGEST: &str = env!("BOXLITE_SHIM_DIGEST");
@@ -28,16 +32,19 @@ const SHIM_DIGEST: &str = env!("BOXLITE_SHIM_DIGEST");
 #[derive(Debug)]
 pub struct Home {
     root: PathBuf,
+    /// The user namespace of the boxes this runtime makes; it decides which layer store is used.
+    id_map: Option<IdMap>,
     /// Held until the runtime closes or is dropped; the flock goes with the descriptor.
     lock: std::sync::Mutex<Option<File>>,
 }
 
 impl Home {
     /// Opens (creating if needed) `root` and takes its exclusive lock.
-    pub fn open(root: &Path) -> Result<Self> {
-        for dir in ["bin", "blobs/sha256", "blobs/tmp", "images", "layers/sha256", "layers/tmp", "boxes", "trash"] {
+    pub fn open(root: &Path, id_map: Option<IdMap>) -> Result<Self> {
+        for dir in ["bin", "blobs/sha256", "blobs/tmp", "images", "layers/tmp", "boxes", "trash"] {
             fs_err::create_dir_all(root.join(dir))?;
         }
+        fs_err::create_dir_all(root.join(Self::layers_under(id_map)))?;
         let root = fs_err::canonicalize(root)?;
         let lock_path = root.join("lock");
         let lock = File::options()
@@ -59,7 +66,7 @@ impl Home {
                 let _ = std::fs::remove_dir_all(leftover.path()).or_else(|_| std::fs::remove_file(leftover.path()));
             }
         }
-        Ok(Self { root, lock: std::sync::Mutex::new(Some(lock)) })
+        Ok(Self { root, id_map, lock: std::sync::Mutex::new(Some(lock)) })
     }
 
     /// Lets another runtime open this home (after `Runtime::close`).
@@ -81,8 +88,17 @@ impl Home {
         self.root.join("images")
     }
 
+    fn layers_under(id_map: Option<IdMap>) -> String {
+        id_map.map_or_else(|| "layers/sha256".to_string(), |map| format!("layers/idmap-{}", map.host_base))
+    }
+
+    /// The layer store of this runtime's boxes (see the layout above).
     pub fn layers(&self) -> PathBuf {
-        self.root.join("layers/sha256")
+        self.root.join(Self::layers_under(self.id_map))
+    }
+
+    pub fn id_map(&self) -> Option<IdMap> {
+        self.id_map
     }
 
     pub fn layers_tmp(&self) -> PathBuf {
@@ -90,7 +106,7 @@ impl Home {
     }
 
     pub fn host_skeleton(&self) -> PathBuf {
-        self.root.join("host")
+        self.root.join(self.id_map.map_or_else(|| "host".to_string(), |map| format!("host-idmap-{}", map.host_base)))
     }
 
     /// Directories of deleted boxes, on their way out.

@@ -7,6 +7,7 @@ mod error;
 pub mod files;
 pub mod exec;
 mod home;
+mod idmap;
 mod ids;
 pub mod image;
 

@@ -63,6 +63,16 @@ pub struct ShimConfig {
     pub capabilities: Vec<u32>,
     /// Resource limits set on every box process before it runs.
     pub process_limits: ProcessLimits,
+    /// The box's user namespace: its ids 0..size are host ids host_base..; `None` runs the box
+    /// in the host's user namespace.
+    pub user_namespace: Option<IdMap>,
+}
+
+/// A uid and gid mapping: ids `0..size` in the box are `host_base..host_base + size` outside.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IdMap {
+    pub host_base: u32,
+    pub size: u32,
 }
 
 /// A host directory or file mounted at `target` in the box.

@@ -24,15 +24,16 @@ const READ_ONLY_PROC_DIRS: &[&str] = &["sys", "irq", "bus", "fs"];
 const DEVICES: &[(&str, u32, u32)] =
     &[("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
 
-pub fn enter(config: &ShimConfig) -> Result<()> {
+/// `user_namespace`: the box's user namespace, whose id map volumes take (idmapped mounts).
+pub fn enter(config: &ShimConfig, user_namespace: Option<&OwnedFd>) -> Result<()> {
     make_mounts_private()?;
     let root = &config.merged_dir;
     mount_overlay(config)?;
     bind_read_only(root, &config.read_only_binds)?;
     mount_proc(root)?;
-    mount_dev(root)?;
+    mount_dev(root, config.user_namespace.map(|map| map.host_base))?;
     mount_sys(root)?;
-    let volumes = open_volume_sources(&config.volumes)?;
+    let volumes = open_volume_sources(&config.volumes, user_namespace)?;
     pivot_into(root)?;
     mount_volumes(&volumes)?;
     set_hostname(&config.hostname)?;
@@ -118,11 +119,13 @@ fn mount_proc(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A minimal /dev: a few character devices, a private devpts instance, /dev/shm.
-fn mount_dev(root: &Path) -> Result<()> {
+/// A minimal /dev: a few character devices, a private devpts instance, /dev/shm. It belongs to
+/// the box's root (`box_root`: its host id, when the box has a user namespace).
+fn mount_dev(root: &Path, box_root: Option<u32>) -> Result<()> {
     let dev = root.join("dev");
     mkdir_all(&dev)?;
-    mount(Some("tmpfs"), &dev, Some("tmpfs"), libc::MS_NOSUID | libc::MS_NOEXEC, Some("mode=755,size=65536k"))?;
+    let owner = box_root.map(|id| format!(",uid={id},gid={id}")).unwrap_or_default();
+    mount(Some("tmpfs"), &dev, Some("tmpfs"), libc::MS_NOSUID | libc::MS_NOEXEC, Some(&format!("mode=755,size=65536k{owner}")))?;
     for (name, major, minor) in DEVICES {
         sys::mknod_char(&dev.join(name), *major, *minor)?;
     }
@@ -159,6 +162,7 @@ const OPEN_TREE_CLONE: libc::c_uint = 1;
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
 const MOUNT_ATTR_NOSUID: u64 = 0x2;
 const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 
 /// `struct mount_attr` of mount_setattr(2).
@@ -171,9 +175,10 @@ struct MountAttr {
 }
 
 /// Clones each volume's source (not recursively: host mounts below it stay out) and sets its
-/// flags: nosuid and nodev always, read-only when asked. Box processes lack CAP_SYS_ADMIN, so
-/// they cannot make a read-only volume writable again.
-fn open_volume_sources(volumes: &[VolumeMount]) -> Result<Vec<OpenVolume<'_>>> {
+/// flags: nosuid and nodev always, read-only when asked, and the box's id map when it has a
+/// user namespace (host root's files are the box root's). Box processes lack CAP_SYS_ADMIN
+/// over their mounts, so they cannot make a read-only volume writable again.
+fn open_volume_sources<'a>(volumes: &'a [VolumeMount], user_namespace: Option<&OwnedFd>) -> Result<Vec<OpenVolume<'a>>> {
     volumes
         .iter()
         .map(|volume| {
@@ -185,7 +190,8 @@ fn open_volume_sources(volumes: &[VolumeMount]) -> Result<Vec<OpenVolume<'_>>> {
             // SAFETY: see above.
             let tree = unsafe { OwnedFd::from_raw_fd(fd) };
             let read_only = if volume.read_only { MOUNT_ATTR_RDONLY } else { 0 };
-            let attributes = MountAttr { attr_set: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | read_only, attr_clr: 0, propagation: 0, userns_fd: 0 };
+            let (idmap, userns_fd) = user_namespace.map_or((0, 0), |namespace| (MOUNT_ATTR_IDMAP, namespace.as_raw_fd() as u64));
+            let attributes = MountAttr { attr_set: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | read_only | idmap, attr_clr: 0, propagation: 0, userns_fd };
             // SAFETY: mount_setattr on our detached tree; the attribute struct outlives the call.
             let code = unsafe {
                 libc::syscall(

@@ -13,6 +13,7 @@ mod process;
 mod seccomp;
 mod sys;
 mod users;
+mod userns;
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -109,6 +110,10 @@ fn start() -> String {
         Ok(files) => files,
         Err(message) => return format!("error {message}"),
     };
+    let user_namespace = match config.user_namespace.as_ref().map(userns::create).transpose() {
+        Ok(namespace) => namespace,
+        Err(message) => return format!("error {message}"),
+    };
     // SAFETY: unshare affects only this (single-threaded) process; the new pid namespace applies
     // to the children forked below.
     if unsafe { libc::unshare(jail::NAMESPACES) } < 0 {
@@ -128,7 +133,12 @@ fn start() -> String {
         let mut ready = File::from(ready_write);
         // The status pipe belongs to the first process; the init must not hold it open.
         process::redirect_stdout_to_null();
-        let started = jail::enter(&config).map_err(|error| error.to_string()).and_then(|()| {
+        let started = jail::enter(&config, user_namespace.as_ref()).map_err(|error| error.to_string()).and_then(|()| {
+            // Last: the root is built as host root; from here on the init is root of the box's
+            // user namespace only.
+            if let Some(namespace) = &user_namespace {
+                userns::enter(namespace)?;
+            }
             let mut init = init::Init::new(&config, listener);
             if let (Some(main), Some(files)) = (&config.main, main_files) {
                 init.start_main(main, files)?;
@@ -152,6 +162,7 @@ fn start() -> String {
     drop(ready_write);
     drop(listener);
     drop(main_files);
+    drop(user_namespace);
     let mut answer = String::new();
     let _ = File::from(ready_read).read_to_string(&mut answer);
     if answer == "ok" {

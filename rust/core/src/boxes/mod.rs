@@ -36,6 +36,7 @@ use crate::error::{Error, Result};
 use crate::exec::{self, ExecSpec, Execution};
 use crate::files::CopyOptions;
 use crate::home::Home;
+use crate::idmap::IdMap;
 use crate::image::{self, ImageRecord, ImageSource, ImageStore, RegistryConfig};
 use engine::Live;
 use record::BoxRecord;
@@ -177,7 +178,7 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + '
 impl Runtime {
     /// Opens the runtime on `home_dir` (blocking: it takes the lock and reconciles the home).
     pub fn open(home_dir: &Path, registries: Vec<RegistryConfig>) -> Result<Self> {
-        let home = Home::open(home_dir)?;
+        let home = Home::open(home_dir, IdMap::detect())?;
         let shim = home.install_shim()?;
         let cgroups = CgroupLayout::detect();
         let mut boxes = HashMap::new();
@@ -289,10 +290,12 @@ impl Runtime {
                 capabilities: options.capabilities()?,
                 pids_limit: options.max_processes.unwrap_or(DEFAULT_PIDS_LIMIT),
                 process_limits: options.process_limits.clone(),
+                id_map: inner.home.id_map(),
             };
             let made = ["upper", "work", "rootfs", "main"]
                 .iter()
                 .try_for_each(|sub| fs_err::create_dir_all(dir.join(sub)).map_err(Error::from))
+                .and_then(|()| own_upper_layer(&dir, record.id_map))
                 .and_then(|()| record.save(&dir));
             if let Err(error) = made {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -499,6 +502,13 @@ impl BoxEntry {
             started: Mutex::new(None),
         }
     }
+}
+
+/// The root of a box's writable layer belongs to its root user (`idmap` rule 2).
+fn own_upper_layer(dir: &Path, id_map: Option<IdMap>) -> Result<()> {
+    let Some(map) = id_map else { return Ok(()) };
+    let upper = dir.join("upper");
+    std::os::unix::fs::chown(&upper, Some(map.host_id(0)), Some(map.host_id(0))).map_err(|error| Error::storage("chown", &upper, &error))
 }
 
 /// What is left to do once a box's init is gone, whoever noticed: remove its cgroup and
@@ -755,6 +765,7 @@ impl BoxHandle {
                 .collect(),
             capabilities: record.capabilities.clone(),
             process_limits: record.process_limits.clone(),
+            user_namespace: record.id_map.map(Into::into),
             main: record.main.clone().map(|argv| {
                 let (env, cwd, user) = process_defaults(&record);
                 MainProcess {
@@ -908,7 +919,8 @@ impl BoxHandle {
     /// Copies a host file or directory into the box (booting it if needed).
     pub async fn copy_in(&self, host_source: PathBuf, box_destination: String, options: CopyOptions) -> Result<()> {
         let root = self.open_root("copy into").await?;
-        blocking(move || crate::files::copy_in(&root, &host_source, &box_destination, options)).await
+        let box_root = self.entry.record().id_map.map(|map| map.host_id(0));
+        blocking(move || crate::files::copy_in(&root, &host_source, &box_destination, options, box_root)).await
     }
 
     /// Copies a file or directory out of the box (booting it if needed).

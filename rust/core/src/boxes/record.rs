@@ -10,6 +10,7 @@ use boxlite_protocol::ProcessLimits;
 use super::options::Volume;
 use super::state::BoxStatus;
 use crate::error::{Error, Result};
+use crate::idmap::IdMap;
 use crate::image::PreparedImage;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,6 +54,9 @@ pub struct BoxRecord {
     pub pids_limit: u64,
     #[serde(default)]
     pub process_limits: ProcessLimits,
+    /// The box's user namespace; records from before user namespaces have none.
+    #[serde(default)]
+    pub id_map: Option<IdMap>,
 }
 
 fn default_capabilities() -> Vec<u32> {

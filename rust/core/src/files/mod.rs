@@ -94,8 +94,9 @@ fn base_name(path: &Path) -> Result<PathBuf> {
 }
 
 /// Copies `host_source` into the box whose root is `root` (see [`resolve::open_root`]).
-/// Blocking.
-pub fn copy_in(root: &OwnedFd, host_source: &Path, box_destination: &str, options: CopyOptions) -> Result<()> {
+/// What it creates belongs to the box's root user: host id `box_root` when the box has a user
+/// namespace (`None`: host root, who creates it anyway). Blocking.
+pub fn copy_in(root: &OwnedFd, host_source: &Path, box_destination: &str, options: CopyOptions, box_root: Option<u32>) -> Result<()> {
     let destination = box_path(box_destination)?;
     let source_text = host_source.to_string_lossy();
     let contents_only = source_text.ends_with("/.");
@@ -118,7 +119,7 @@ pub fn copy_in(root: &OwnedFd, host_source: &Path, box_destination: &str, option
     let (parent, name) = split(&target);
     let parent_fd = open_in_root(root.as_fd(), &parent, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(|error| in_box(&parent, &error))?;
     same_filesystem(root.as_fd(), parent_fd.as_fd(), &parent)?;
-    put(parent_fd.as_fd(), &name, host_source, &target, options)
+    put(parent_fd.as_fd(), &name, host_source, &target, options, box_root)
 }
 
 /// Copies stay on the box's own root filesystem: /proc, /sys, /dev and read-only host binds
@@ -143,7 +144,7 @@ fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
 }
 
 /// Writes `host` as `name` in the box directory `dir` (box path `shown`, for messages).
-fn put(dir: BorrowedFd<'_>, name: &Path, host: &Path, shown: &Path, options: CopyOptions) -> Result<()> {
+fn put(dir: BorrowedFd<'_>, name: &Path, host: &Path, shown: &Path, options: CopyOptions, box_root: Option<u32>) -> Result<()> {
     let metadata = if options.follow_symlinks { std::fs::metadata(host) } else { std::fs::symlink_metadata(host) }
         .map_err(|error| on_host("read", host, &error))?;
     let existing = stat_at(dir, name).map_err(|error| in_box(shown, &error))?;
@@ -154,8 +155,12 @@ fn put(dir: BorrowedFd<'_>, name: &Path, host: &Path, shown: &Path, options: Cop
             Some(status) => {
                 replace(dir, name, &status, shown, options)?;
                 resolve::mkdir_at(dir, name, metadata.mode() & 0o7777).map_err(|error| in_box(shown, &error))?;
+                give(dir, name, box_root).map_err(|error| in_box(shown, &error))?;
             }
-            None => resolve::mkdir_at(dir, name, metadata.mode() & 0o7777).map_err(|error| in_box(shown, &error))?,
+            None => {
+                resolve::mkdir_at(dir, name, metadata.mode() & 0o7777).map_err(|error| in_box(shown, &error))?;
+                give(dir, name, box_root).map_err(|error| in_box(shown, &error))?;
+            }
         }
         let child_dir = open_at(dir, name, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(|error| in_box(shown, &error))?;
         // Like `docker cp -L`: only the source itself is followed, never links inside it.
@@ -163,7 +168,7 @@ fn put(dir: BorrowedFd<'_>, name: &Path, host: &Path, shown: &Path, options: Cop
         for entry in std::fs::read_dir(host).map_err(|error| on_host("list", host, &error))? {
             let entry = entry.map_err(|error| on_host("list", host, &error))?;
             let child = PathBuf::from(entry.file_name());
-            put(child_dir.as_fd(), &child, &entry.path(), &shown.join(&child), inner)?;
+            put(child_dir.as_fd(), &child, &entry.path(), &shown.join(&child), inner, box_root)?;
         }
         return Ok(());
     }
@@ -172,7 +177,8 @@ fn put(dir: BorrowedFd<'_>, name: &Path, host: &Path, shown: &Path, options: Cop
     }
     if file_type.is_symlink() {
         let target = std::fs::read_link(host).map_err(|error| on_host("read link", host, &error))?;
-        return resolve::symlink_at(&target, dir, name).map_err(|error| in_box(shown, &error));
+        resolve::symlink_at(&target, dir, name).map_err(|error| in_box(shown, &error))?;
+        return give(dir, name, box_root).map_err(|error| in_box(shown, &error));
     }
     if !file_type.is_file() {
         return Err(Error::InvalidArgument(format!("{} is a special file (device, fifo or socket) and is not copied", host.display())));
@@ -181,7 +187,21 @@ fn put(dir: BorrowedFd<'_>, name: &Path, host: &Path, shown: &Path, options: Cop
     let created = open_at(dir, name, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600).map_err(|error| in_box(shown, &error))?;
     let mut target = File::from(created);
     io::copy(&mut source, &mut target).map_err(|error| in_box(shown, &error))?;
+    // Owned before the mode is set: a change of owner clears setuid and setgid bits.
+    give(dir, name, box_root).map_err(|error| in_box(shown, &error))?;
     target.set_permissions(std::fs::Permissions::from_mode(metadata.mode() & 0o7777)).map_err(|error| in_box(shown, &error))
+}
+
+/// Owns the entry `name` of `dir` (never following a symlink) by the box's root user.
+fn give(dir: BorrowedFd<'_>, name: &Path, box_root: Option<u32>) -> io::Result<()> {
+    let Some(owner) = box_root else { return Ok(()) };
+    let name = std::ffi::CString::new(name.as_os_str().as_encoded_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: fchownat on a directory we hold and a valid C string; AT_SYMLINK_NOFOLLOW.
+    let code = unsafe { libc::fchownat(std::os::fd::AsRawFd::as_raw_fd(&dir), name.as_ptr(), owner, owner, libc::AT_SYMLINK_NOFOLLOW) };
+    if code < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Makes room for a new entry where `status` is, when overwriting is allowed.

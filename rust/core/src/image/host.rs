@@ -18,7 +18,7 @@ const HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loop
 /// dynamically linked program a search of the library directories.
 const COPIED_FROM_HOST: &[&str] = &["/etc/ld.so.cache", "/etc/alternatives", "/etc/ssl/certs", "/etc/ssl/openssl.cnf"];
 /// Written last: a skeleton without it is incomplete (or from an older recipe) and is rebuilt.
-const COMPLETE_MARKER: &str = ".boxlite-skeleton-2";
+const COMPLETE_MARKER: &str = ".boxlite-skeleton-3";
 
 /// Copies a host tree, keeping symlinks as symlinks.
 fn copy_tree(source: &Path, destination: &Path) -> Result<()> {
@@ -34,6 +34,17 @@ fn copy_tree(source: &Path, destination: &Path) -> Result<()> {
         }
     } else if metadata.is_file() {
         fs_err::copy(source, destination)?;
+    }
+    Ok(())
+}
+
+/// Gives the skeleton to the boxes' root (`idmap` rule 2). Symlinks are owned, never followed.
+fn own_tree(path: &Path, owner: u32) -> Result<()> {
+    std::os::unix::fs::lchown(path, Some(owner), Some(owner)).map_err(|error| crate::Error::storage("chown", path, &error))?;
+    if fs_err::symlink_metadata(path)?.is_dir() {
+        for entry in fs_err::read_dir(path)? {
+            own_tree(&entry?.path(), owner)?;
+        }
     }
     Ok(())
 }
@@ -75,6 +86,9 @@ pub(super) fn prepare(home: &Home) -> Result<PreparedImage> {
         let staging = home.layers_tmp().join(format!("host-{}-{}", std::process::id(), rand::random::<u32>()));
         let _ = fs_err::remove_dir_all(&staging);
         write_skeleton(&staging)?;
+        if let Some(map) = home.id_map() {
+            own_tree(&staging, map.host_id(0))?;
+        }
         let _ = fs_err::remove_dir_all(&skeleton);
         fs_err::rename(&staging, &skeleton)?;
     }

@@ -124,7 +124,7 @@ pub(super) fn prepare(home: &Home, layout: &Path) -> Result<PreparedImage> {
     let mut lower_dirs = Vec::with_capacity(manifest.layers.len());
     for layer in &manifest.layers {
         let path = blob_path(layout, &layer.digest)?;
-        lower_dirs.push(unpack_layer(&home.layers(), &home.layers_tmp(), &path, &layer.digest)?);
+        lower_dirs.push(unpack_layer(&home.layers(), &home.layers_tmp(), &path, &layer.digest, home.id_map())?);
     }
     if lower_dirs.is_empty() {
         return Err(invalid(layout, "the image has no layers"));

@@ -335,10 +335,10 @@ impl ImageStore {
             return Ok(());
         }
         let blob = self.download(home, client, reference, layer, progress).await?;
-        let (layers, tmp, digest) = (home.layers(), home.layers_tmp(), layer.digest.clone());
+        let (layers, tmp, digest, id_map) = (home.layers(), home.layers_tmp(), layer.digest.clone(), home.id_map());
         let unpacked = tokio::task::spawn_blocking({
             let blob = blob.clone();
-            move || unpack_layer(&layers, &tmp, &blob, &digest)
+            move || unpack_layer(&layers, &tmp, &blob, &digest, id_map)
         })
         .await
         .map_err(|error| Error::Internal(format!("unpacking task failed: {error}")))?;

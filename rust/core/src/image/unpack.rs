@@ -9,7 +9,8 @@
 //!    the same layer, reached through real directories only.
 //! 2. OCI whiteouts become overlayfs whiteouts: `.wh.NAME` → a 0/0 character device `NAME`;
 //!    `.wh..wh..opq` → the `trusted.overlay.opaque=y` xattr on the directory.
-//! 3. Modes (setuid and setgid included, as in the image) and numeric ownership are kept. Device
+//! 3. Modes (setuid and setgid included, as in the image) and numeric ownership are kept,
+//!    shifted into the boxes' id range when they run in a user namespace (`idmap`). Device
 //!    nodes in a layer are skipped: a box gets its own minimal /dev. Of the extended attributes
 //!    (PAX `SCHILY.xattr.*`), `user.*` and `security.capability` (file capabilities, bounded in
 //!    a box by its capability set) are applied to files, directories and fifos; the rest are
@@ -31,6 +32,7 @@ use sha2::{Digest, Sha256};
 
 use super::layout::sha256_hex;
 use crate::error::{Error, Result};
+use crate::idmap::IdMap;
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
@@ -81,7 +83,7 @@ impl<R: Read> Read for HashingReader<R> {
 
 /// Unpacks the layer blob at `blob` (digest `digest`) into `layers/<hex>` unless it is there,
 /// staging it in `tmp`; returns its directory.
-pub(super) fn unpack_layer(layers: &Path, tmp: &Path, blob: &Path, digest: &str) -> Result<PathBuf> {
+pub(super) fn unpack_layer(layers: &Path, tmp: &Path, blob: &Path, digest: &str, id_map: Option<IdMap>) -> Result<PathBuf> {
     let hex = sha256_hex(digest).ok_or_else(|| Error::Image(format!("unsupported layer digest {digest:?}")))?;
     let destination = layers.join(hex);
     if destination.is_dir() {
@@ -89,7 +91,7 @@ pub(super) fn unpack_layer(layers: &Path, tmp: &Path, blob: &Path, digest: &str)
     }
     let staging = tmp.join(format!("{hex}.{}.{}", std::process::id(), rand::random::<u32>()));
     fs_err::create_dir(&staging)?;
-    match extract(blob, digest, &staging) {
+    match extract(blob, digest, &staging, id_map) {
         Ok(()) => {
             if let Err(error) = std::fs::rename(&staging, &destination) {
                 let _ = std::fs::remove_dir_all(&staging);
@@ -110,7 +112,7 @@ fn layer_error(digest: &str, what: impl std::fmt::Display) -> Error {
     Error::Image(format!("layer {digest}: {what}"))
 }
 
-fn extract(blob: &Path, digest: &str, root: &Path) -> Result<()> {
+fn extract(blob: &Path, digest: &str, root: &Path, id_map: Option<IdMap>) -> Result<()> {
     let file = File::open(blob).map_err(|error| layer_error(digest, format!("cannot open {}: {error}", blob.display())))?;
     let mut hashing = HashingReader { inner: BufReader::with_capacity(1 << 16, file), hasher: Sha256::new() };
     let magic = hashing.inner.fill_buf().map_err(|error| layer_error(digest, error))?.get(..4).map(<[u8]>::to_vec).unwrap_or_default();
@@ -126,7 +128,7 @@ fn extract(blob: &Path, digest: &str, root: &Path) -> Result<()> {
         let entries = archive.entries().map_err(|error| layer_error(digest, error))?;
         for entry in entries {
             let mut entry = entry.map_err(|error| layer_error(digest, format!("bad tar entry: {error}")))?;
-            unpack_entry(root, &mut entry).map_err(|error| layer_error(digest, error))?;
+            unpack_entry(root, &mut entry, id_map).map_err(|error| layer_error(digest, error))?;
         }
     }
     io::copy(&mut hashing, &mut io::sink()).map_err(|error| layer_error(digest, error))?;
@@ -152,7 +154,7 @@ fn relative_path(path: &Path) -> std::result::Result<Option<PathBuf>, String> {
 
 /// Rule 1: creates the missing parents of `relative` under `root`, refusing to pass through
 /// anything but real directories.
-fn ensure_parents(root: &Path, relative: &Path) -> std::result::Result<(), String> {
+fn ensure_parents(root: &Path, relative: &Path, id_map: Option<IdMap>) -> std::result::Result<(), String> {
     let mut current = root.to_path_buf();
     if let Some(parent) = relative.parent() {
         for part in parent.components() {
@@ -162,6 +164,7 @@ fn ensure_parents(root: &Path, relative: &Path) -> std::result::Result<(), Strin
                 Ok(_) => return Err(format!("{} is not a directory; refusing to write through it", current.display())),
                 Err(error) if error.kind() == io::ErrorKind::NotFound => {
                     std::fs::create_dir(&current).map_err(|error| format!("failed to create {}: {error}", current.display()))?;
+                    chown(&current, 0, 0, id_map)?;
                 }
                 Err(error) => return Err(format!("failed to inspect {}: {error}", current.display())),
             }
@@ -184,9 +187,14 @@ fn c_path(path: &Path) -> CString {
     CString::new(path.as_os_str().as_bytes()).unwrap_or_default()
 }
 
-fn chown(path: &Path, uid: u64, gid: u64) -> std::result::Result<(), String> {
+/// Owns `path` by the image's `uid`/`gid`, shifted into the boxes' id range if they have one.
+fn chown(path: &Path, uid: u64, gid: u64, id_map: Option<IdMap>) -> std::result::Result<(), String> {
+    let (uid, gid) = match id_map {
+        Some(map) => (map.host_id(uid), map.host_id(gid)),
+        None => (uid as libc::uid_t, gid as libc::gid_t),
+    };
     // SAFETY: lchown on a valid C string; it never follows a symlink.
-    let code = unsafe { libc::lchown(c_path(path).as_ptr(), uid as libc::uid_t, gid as libc::gid_t) };
+    let code = unsafe { libc::lchown(c_path(path).as_ptr(), uid, gid) };
     if code < 0 {
         return Err(format!("failed to chown {}: {}", path.display(), io::Error::last_os_error()));
     }
@@ -237,12 +245,12 @@ fn set_xattrs(path: &Path, xattrs: &[(CString, Vec<u8>)]) -> std::result::Result
     Ok(())
 }
 
-fn unpack_entry<R: Read>(root: &Path, entry: &mut tar::Entry<'_, R>) -> std::result::Result<(), String> {
+fn unpack_entry<R: Read>(root: &Path, entry: &mut tar::Entry<'_, R>, id_map: Option<IdMap>) -> std::result::Result<(), String> {
     let raw_path = entry.path().map_err(|error| format!("bad entry path: {error}"))?.into_owned();
     let Some(relative) = relative_path(&raw_path)? else {
         return Ok(());
     };
-    ensure_parents(root, &relative)?;
+    ensure_parents(root, &relative, id_map)?;
     let target = root.join(&relative);
     let xattrs = applied_xattrs(entry);
     let header = entry.header();
@@ -275,7 +283,7 @@ fn unpack_entry<R: Read>(root: &Path, entry: &mut tar::Entry<'_, R>) -> std::res
                 .open(&target)
                 .map_err(|error| format!("failed to create {}: {error}", target.display()))?;
             io::copy(entry, &mut file).map_err(|error| format!("failed to write {}: {error}", target.display()))?;
-            chown(&target, uid, gid)?;
+            chown(&target, uid, gid, id_map)?;
             std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
                 .map_err(|error| format!("failed to set the mode of {}: {error}", target.display()))?;
             set_xattrs(&target, &xattrs)?;
@@ -285,7 +293,7 @@ fn unpack_entry<R: Read>(root: &Path, entry: &mut tar::Entry<'_, R>) -> std::res
             if !target.is_dir() {
                 std::fs::create_dir(&target).map_err(|error| format!("failed to create {}: {error}", target.display()))?;
             }
-            chown(&target, uid, gid)?;
+            chown(&target, uid, gid, id_map)?;
             std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
                 .map_err(|error| format!("failed to set the mode of {}: {error}", target.display()))?;
             set_xattrs(&target, &xattrs)?;
@@ -295,13 +303,13 @@ fn unpack_entry<R: Read>(root: &Path, entry: &mut tar::Entry<'_, R>) -> std::res
             let link = link.ok_or_else(|| format!("symlink {} has no target", raw_path.display()))?;
             clear(&target, false)?;
             std::os::unix::fs::symlink(&link, &target).map_err(|error| format!("failed to create symlink {}: {error}", target.display()))?;
-            chown(&target, uid, gid)?;
+            chown(&target, uid, gid, id_map)?;
         }
         tar::EntryType::Link => {
             let link = entry.link_name().map_err(|error| format!("bad link for {}: {error}", raw_path.display()))?;
             let link = link.ok_or_else(|| format!("hardlink {} has no target", raw_path.display()))?;
             let link_relative = relative_path(&link)?.ok_or_else(|| format!("hardlink {} points at the layer root", raw_path.display()))?;
-            ensure_parents(root, &link_relative)?;
+            ensure_parents(root, &link_relative, id_map)?;
             let source = root.join(&link_relative);
             match std::fs::symlink_metadata(&source) {
                 Ok(metadata) if metadata.is_file() => {}
@@ -316,7 +324,7 @@ fn unpack_entry<R: Read>(root: &Path, entry: &mut tar::Entry<'_, R>) -> std::res
             if unsafe { libc::mkfifo(c_path(&target).as_ptr(), mode) } < 0 {
                 return Err(format!("failed to create fifo {}: {}", target.display(), io::Error::last_os_error()));
             }
-            chown(&target, uid, gid)?;
+            chown(&target, uid, gid, id_map)?;
             set_xattrs(&target, &xattrs)?;
         }
         // Rule 3: device nodes are not created; other entry kinds carry no file.
@@ -343,8 +351,8 @@ mod tests {
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).expect("mkdir");
         std::os::unix::fs::symlink("/tmp", root.join("escape")).expect("symlink");
-        assert!(ensure_parents(&root, Path::new("escape/file")).is_err());
-        ensure_parents(&root, Path::new("a/b/file")).expect("real dirs");
+        assert!(ensure_parents(&root, Path::new("escape/file"), None).is_err());
+        ensure_parents(&root, Path::new("a/b/file"), None).expect("real dirs");
         assert!(root.join("a/b").is_dir());
         std::fs::remove_dir_all(&root).expect("cleanup");
     }
