@@ -36,8 +36,12 @@ impl IdMap {
         self.host_base + inside
     }
 
-    /// The mapping boxes get on this host, or `None` where user namespaces are off.
+    /// The mapping boxes get on this host, or `None` where user namespaces are off (or turned
+    /// off for boxlite with `BOXLITE_USER_NAMESPACES=0`).
     pub fn detect() -> Option<Self> {
+        if std::env::var_os("BOXLITE_USER_NAMESPACES").is_some_and(|value| value == "0") {
+            return None;
+        }
         let limit = std::fs::read_to_string("/proc/sys/user/max_user_namespaces").ok()?;
         (limit.trim().parse::<u64>().ok()? > 0).then_some(Self::BOXES)
     }
