@@ -306,10 +306,12 @@ async def image_pull(samples: int) -> list[Row]:
             home = f"{scratch}/home"
             with boxlite.Boxlite(boxlite.Options(home_dir=home, image_registries=registries)) as runtime:
                 for index in range(samples + 1):
-                    # The store is emptied before each round: every pull is a cold one.
-                    for store in ("images", "blobs/sha256", "layers/sha256"):
-                        shutil.rmtree(f"{home}/{store}", ignore_errors=True)
-                        os.makedirs(f"{home}/{store}")
+                    # The store is emptied before each round: every pull is a cold one. (Which
+                    # layer store the runtime uses depends on user namespaces: empty them all.)
+                    layer_stores = [str(path) for path in Path(home, "layers").iterdir() if path.name != "tmp"]
+                    for store in [f"{home}/images", f"{home}/blobs/sha256", *layer_stores]:
+                        shutil.rmtree(store, ignore_errors=True)
+                        os.makedirs(store)
                     started = time.perf_counter()
                     await runtime.images.pull(reference)
                     elapsed = (time.perf_counter() - started) * 1e6

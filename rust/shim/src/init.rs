@@ -11,9 +11,10 @@
 //!    and it exits when no process is left. The kernel then tears down the namespaces and the
 //!    box's mounts with them.
 //! 4. It is single-threaded and never blocks except in `poll`.
-//! 5. Every process it starts runs with Docker's default capabilities, no_new_privs and the
-//!    seccomp filter of `seccomp.rs`; the init itself is not dumpable, so box processes cannot
-//!    trace it.
+//! 5. Every process it starts runs with the box's capability bounding set (Docker's default
+//!    by default), no_new_privs and the seccomp filter of `seccomp.rs`, all inherited from the
+//!    init, which set them on itself before serving; the init itself is not dumpable, so box
+//!    processes cannot trace it.
 //! 6. The box's main process, if it has one, is started before the init reports ready. When it
 //!    exits, its status is written to the status file first, then every attached connection
 //!    hears of it, then the box stops at once (SIGKILL to what is left), as a container does

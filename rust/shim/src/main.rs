@@ -139,6 +139,7 @@ fn start() -> String {
             if let Some(namespace) = &user_namespace {
                 userns::enter(namespace)?;
             }
+            process::Confinement::apply_to_init(&config)?;
             let mut init = init::Init::new(&config, listener);
             if let (Some(main), Some(files)) = (&config.main, main_files) {
                 init.start_main(main, files)?;

@@ -1,5 +1,6 @@
-//! Starting a box process. The init is small and single-threaded, so a plain fork is cheap here
-//! and the child may allocate freely before exec.
+//! Starting a box process: a child made with vfork semantics (`clone(CLONE_VM | CLONE_VFORK)`)
+//! sets up its stdio, identity and limits, then execs. The init is single-threaded and waits
+//! meanwhile, so the child may use the init's memory; it allocates only to report a failure.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -67,11 +68,10 @@ pub fn set_window_size(fd: RawFd, size: &TtySize) -> sys::Result<()> {
     Ok(())
 }
 
-/// What every box process is confined by, prepared once by the init.
+/// What confines every box process. The capability bounding set, no_new_privs and the seccomp
+/// filter are set once on the init ([`Confinement::apply_to_init`]), which every box process
+/// inherits them from; resource limits are set in each child.
 pub struct Confinement {
-    pub seccomp: Vec<libc::sock_filter>,
-    pub last_capability: u32,
-    pub capabilities: Vec<u32>,
     /// (resource, limit) pairs for setrlimit.
     pub rlimits: Vec<(libc::__rlimit_resource_t, libc::rlim_t)>,
 }
@@ -88,12 +88,21 @@ impl Confinement {
         .into_iter()
         .filter_map(|(resource, limit)| Some((resource, limit?)))
         .collect();
-        Self {
-            seccomp: crate::seccomp::compile(),
-            last_capability: crate::capabilities::last_capability(),
-            capabilities: config.capabilities.clone(),
-            rlimits,
+        Self { rlimits }
+    }
+
+    /// Confines the init itself once its setup is done: it keeps its own capabilities (it never
+    /// execs), but what it starts can only hold the capabilities of `config`, gains no
+    /// privilege at exec, and runs under the seccomp filter. The init needs none of the
+    /// syscalls the filter refuses from here on.
+    pub fn apply_to_init(config: &ShimConfig) -> Result<(), String> {
+        if !crate::capabilities::drop_bounding_set(crate::capabilities::last_capability(), &config.capabilities) {
+            return Err(format!("failed to drop capabilities: {}", std::io::Error::last_os_error()));
         }
+        if !crate::seccomp::load(&crate::seccomp::compile()) {
+            return Err(format!("failed to install the seccomp filter: {}", std::io::Error::last_os_error()));
+        }
+        Ok(())
     }
 }
 
@@ -144,16 +153,19 @@ pub fn launch(launch: Launch<'_>) -> Result<i32, LaunchError> {
     let cwd = launch.cwd.map(sys::cstring);
     let (report_read, report_write) = pipe().map_err(|error| LaunchError { message: error.to_string(), not_found: false })?;
 
-    // SAFETY: the init is single-threaded, so the child owns a consistent copy of the heap. The
-    // child only calls async-signal-safe functions on data prepared above, and always ends in
-    // execve or _exit.
-    let pid = unsafe { libc::fork() };
+    let plan = ChildPlan { launch: &launch, paths: &paths, argv: &argv_pointers, env: &env_pointers, cwd: cwd.as_ref(), report: report_write.as_raw_fd() };
+    let mut stack = vec![0u8; CHILD_STACK];
+    // SAFETY: the child runs `start_child` on `stack` in our memory (CLONE_VM) while this thread
+    // is suspended (CLONE_VFORK) until it execs or exits, so `plan`, the data it points at and
+    // the stack outlive its use of them, and nothing else touches them meanwhile (the init is
+    // single-threaded). The stack grows down from its (16-byte aligned) end.
+    let pid = unsafe {
+        let top = stack.as_mut_ptr().add(CHILD_STACK);
+        libc::clone(start_child, top.cast(), libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD, std::ptr::addr_of!(plan).cast_mut().cast())
+    };
+    drop(stack);
     if pid < 0 {
-        return Err(LaunchError { message: format!("failed to fork: {}", std::io::Error::last_os_error()), not_found: false });
-    }
-    if pid == 0 {
-        // SAFETY: see above; this block never returns.
-        unsafe { child(&launch, &paths, &argv_pointers, &env_pointers, cwd.as_ref(), report_write.as_raw_fd()) }
+        return Err(LaunchError { message: format!("failed to start a process: {}", std::io::Error::last_os_error()), not_found: false });
     }
     drop(report_write);
     let mut report = String::new();
@@ -166,6 +178,28 @@ pub fn launch(launch: Launch<'_>) -> Result<i32, LaunchError> {
     unsafe { libc::waitpid(pid, &mut status, 0) };
     let not_found = report.starts_with("not found");
     Err(LaunchError { message: report, not_found })
+}
+
+/// Stack of a starting child: it only sets itself up and execs, but formats its error on failure.
+const CHILD_STACK: usize = 256 * 1024;
+
+/// What a starting child needs, prepared by [`launch`] before the child exists.
+struct ChildPlan<'a> {
+    launch: &'a Launch<'a>,
+    paths: &'a [CString],
+    argv: &'a [*const libc::c_char],
+    env: &'a [*const libc::c_char],
+    cwd: Option<&'a CString>,
+    report: RawFd,
+}
+
+/// The child's entry point: vfork semantics (shared memory, parent suspended) make starting a
+/// process cheaper than fork, which copies the init's page tables.
+extern "C" fn start_child(plan: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `plan` is the ChildPlan that `launch` keeps alive until this child execs or exits.
+    let plan = unsafe { &*plan.cast::<ChildPlan<'_>>() };
+    // SAFETY: see `child`; it never returns.
+    unsafe { child(plan.launch, plan.paths, plan.argv, plan.env, plan.cwd, plan.report) }
 }
 
 /// The child side of [`launch`]: set up stdio, identity and cwd, then exec. On failure the
@@ -223,32 +257,28 @@ unsafe fn child(
             libc::write(adjust, b"0".as_ptr().cast(), 1);
             libc::close(adjust);
         }
-        if !crate::capabilities::drop_bounding_set(launch.confinement.last_capability, &launch.confinement.capabilities) {
-            fail("failed to drop capabilities");
-        }
         for (resource, limit) in &launch.confinement.rlimits {
             let value = libc::rlimit { rlim_cur: *limit, rlim_max: *limit };
             if libc::setrlimit(*resource, &value) < 0 {
                 fail("failed to set a resource limit");
             }
         }
+        // Raw syscalls: this child shares the init's memory, and libc's wrappers would consult
+        // its thread bookkeeping.
         let identity = launch.identity;
-        if libc::setgroups(identity.groups.len(), identity.groups.as_ptr()) < 0 {
+        if libc::syscall(libc::SYS_setgroups, identity.groups.len(), identity.groups.as_ptr()) < 0 {
             fail("failed to set supplementary groups");
         }
-        if libc::setgid(identity.gid) < 0 {
+        if libc::syscall(libc::SYS_setgid, identity.gid) < 0 {
             fail(&format!("failed to set gid {}", identity.gid));
         }
-        if libc::setuid(identity.uid) < 0 {
+        if libc::syscall(libc::SYS_setuid, identity.uid) < 0 {
             fail(&format!("failed to set uid {}", identity.uid));
         }
         if let Some(dir) = cwd {
             if libc::chdir(dir.as_ptr()) < 0 {
                 fail(&format!("failed to enter working directory {}", dir.to_string_lossy()));
             }
-        }
-        if !crate::seccomp::load(&launch.confinement.seccomp) {
-            fail("failed to install the seccomp filter");
         }
         let mut last_errno = libc::ENOENT;
         for path in paths {

@@ -4,8 +4,8 @@
 //! namespace flags refused, and clone3 reported as missing so libc falls back to clone (whose
 //! flags the filter can see). Everything else is allowed.
 //!
-//! The program is compiled once by the init ([`compile`]); a child only loads it ([`load`]),
-//! right before exec.
+//! The init loads it on itself once the box is set up ([`load`]); every box process inherits
+//! it.
 
 /// Syscalls that fail with EPERM inside a box.
 const DENIED: &[libc::c_long] = &[
