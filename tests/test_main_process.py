@@ -30,8 +30,6 @@ async def test_a_chosen_command_runs_on_start_and_its_exit_is_recorded(runtime: 
         await box.exec("true")
     with pytest.raises(boxlite.InvalidStateError, match="start the box explicitly"):
         await box.copy_out("/etc/hostname", "/tmp/unused")
-    with pytest.raises(boxlite.InvalidStateError, match="start"):
-        await box.attach()
     await box.start()
     stdout, stderr, status = await collect(await box.attach())
     assert (stdout, stderr, status.exit_code) == (b"out\n", b"err\n", 3)
@@ -158,3 +156,27 @@ async def test_attach_needs_a_main_process(runtime: boxlite.Boxlite) -> None:
     with pytest.raises(boxlite.UnsupportedError):
         await box.attach("some-execution-id")
     await box.stop()
+
+
+async def test_an_attach_made_before_start_follows_the_run_from_its_beginning(runtime: boxlite.Boxlite) -> None:
+    # BoxLite's documented order: attach, then start, so that nothing is missed.
+    box = await runtime.create(boxlite.BoxOptions(cmd=["sh", "-c", "echo first; read line; echo got $line; exit 4"]))
+    attached = await box.attach(stdin=True)
+    with pytest.raises(boxlite.InvalidStateError, match="not started"):
+        await attached.signal(15)
+    stdin = attached.stdin()
+    await stdin.send_input(b"typed early\n")  # kept until the process runs
+    await box.start()
+    stdout, stderr, status = await collect(attached)
+    assert (stdout, stderr, status.exit_code) == (b"first\ngot typed early\n", b"", 4)
+    assert await stopped_info(runtime, box.id) is None  # removed on stop, as by default
+
+
+async def test_an_attach_waiting_for_a_box_that_is_removed_ends_with_an_error(runtime: boxlite.Boxlite) -> None:
+    box = await runtime.create(boxlite.BoxOptions(cmd=["true"], auto_remove=False))
+    attached = await box.attach()
+    abandoned = await box.attach()
+    del abandoned  # dropped while waiting: nothing of it is left
+    await runtime.remove(box.id)
+    status = await attached.wait()
+    assert status.exit_code == -1 and status.error_message is not None and "removed" in status.error_message

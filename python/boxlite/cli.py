@@ -85,11 +85,11 @@ async def _run(arguments: argparse.Namespace) -> int:
         box = await runtime.create(options, name=arguments.name)
         try:
             if not arguments.tty:
-                await box.start()
                 try:
-                    main = await box.attach(stdin=True)
+                    main = await box.attach(stdin=True)  # before start: nothing is missed
                 except InvalidStateError:
                     main = None  # the image has no default command: run a shell instead
+                await box.start()
                 if main is not None:
                     return await _attach(main, arguments.interactive, False)
             command = arguments.command or ["sh"]

@@ -693,12 +693,13 @@ class Box:
     def attach(self, execution_id: str | None = None, stdin: bool = True) -> asyncio.Future[Execution]:
         """Follows the box's main process (its ``cmd``/``entrypoint``, or the image's default
         command): its output from the start of the current run, then as it comes, and its exit.
-        On a box whose main process has ended, replays the last run's output and exit code.
-        With ``stdin``, the first attach takes the process's stdin (closing it gives end of file);
-        later attaches get none.
+        Before ``start()``, it follows the coming run from its beginning (what is sent to its
+        stdin meanwhile is delivered once it runs); on a box whose main process has ended, it
+        replays the last run's output and exit code. With ``stdin``, the first attach takes the
+        process's stdin (closing it gives end of file); later attaches get none.
 
         Raises:
-            InvalidStateError: the box has no main process, or was never started.
+            InvalidStateError: the box has no main process.
             UnsupportedError: ``execution_id`` is given (reattaching by id is REST-only).
         """
     def copy_in(self, host_path: str | os.PathLike[str], container_dest: str, copy_options: CopyOptions | None = None) -> asyncio.Future[None]:

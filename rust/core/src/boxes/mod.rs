@@ -104,7 +104,13 @@ struct BoxEntry {
     io: Arc<exec::IoCounters>,
     /// When the running box started, for its CPU share.
     started: Mutex<Option<std::time::Instant>>,
+    /// Counts the box's starts ([`BOX_REMOVED`] once it is deleted), for attaches waiting for
+    /// the next run.
+    runs: tokio::sync::watch::Sender<u64>,
 }
+
+/// The value of `BoxEntry::runs` once the box is deleted.
+const BOX_REMOVED: u64 = u64::MAX;
 
 impl BoxEntry {
     fn record(&self) -> MutexGuard<'_, BoxRecord> {
@@ -366,6 +372,7 @@ impl Runtime {
     /// `<home>/trash` (instant), then deleted off the caller's path.
     fn delete(&self, entry: &BoxEntry) -> Result<()> {
         entry.removed.store(true, Ordering::Release);
+        entry.runs.send_replace(BOX_REMOVED);
         lock(&self.inner.boxes).remove(&entry.id);
         let trash = self.inner.home.trash().join(format!("{}.{}", entry.id, rand::random::<u32>()));
         match std::fs::rename(&entry.dir, &trash) {
@@ -500,6 +507,7 @@ impl BoxEntry {
             create_us: AtomicU64::new(0),
             io: Arc::default(),
             started: Mutex::new(None),
+            runs: tokio::sync::watch::Sender::new(0),
         }
     }
 }
@@ -716,7 +724,9 @@ impl BoxHandle {
             record.init_pid = Some(pid);
             record.started_at = Some(record::now().0);
             record.exit_code = None;
-        })
+        })?;
+        self.entry.runs.send_modify(|runs| *runs += 1);
+        Ok(())
     }
 
     /// Rule 5: when the init ends on its own (its main process exited, or it was killed), the
@@ -876,7 +886,8 @@ impl BoxHandle {
     }
 
     /// Follows the box's main process: live while the box runs (its output from the start of
-    /// the run, then as it comes), or replayed with its exit code once it has ended.
+    /// the run, then as it comes), replayed with its exit code once it has ended, or — before
+    /// the box starts — from the beginning of its next run.
     pub async fn attach(&self, stdin: bool) -> Result<Execution> {
         self.check_usable()?;
         let live = self.entry.live.lock().await;
@@ -906,14 +917,27 @@ impl BoxHandle {
                 },
             };
         }
-        match exit_code {
-            Some(code) if status == BoxStatus::Stopped => exec::replay(open_output()?, code),
-            _ => Err(Error::InvalidState(format!(
-                "Cannot attach to box {}: it is {}; start() it first (attach replays the main process's output from the start of its run, so nothing is lost)",
-                self.entry.id,
-                status.as_str()
-            ))),
+        if let (Some(code), BoxStatus::Stopped) = (exit_code, status) {
+            return exec::replay(open_output()?, code);
         }
+        // Not started yet: follow the next run from its beginning (taken under the lifecycle
+        // lock, so no start can slip between reading the count and watching it).
+        let mut runs = self.entry.runs.subscribe();
+        let seen = *runs.borrow_and_update();
+        let dir = dir.clone();
+        let started: exec::StartedRun = Box::pin(async move {
+            loop {
+                runs.changed().await.ok()?;
+                match *runs.borrow_and_update() {
+                    BOX_REMOVED => return None,
+                    run if run != seen => break,
+                    _ => {}
+                }
+            }
+            let output = exec::MainOutput::open(&dir.join(MAIN_STDOUT), &dir.join(MAIN_STDERR), &dir.join(MAIN_STATUS)).ok()?;
+            Some((dir.join("init.sock"), output))
+        });
+        exec::attach_when_started(started, stdin).map(|execution| self.counted(execution))
     }
 
     /// Copies a host file or directory into the box (booting it if needed).

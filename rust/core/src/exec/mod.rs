@@ -20,7 +20,7 @@ use std::io::{Read, Seek};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use boxlite_protocol::{Reply, Request, TtySize};
@@ -62,8 +62,11 @@ pub struct ExitStatus {
 }
 
 struct Control {
-    /// `None` for the replay of a main process that has already ended.
-    socket: Option<fd::ControlSocket>,
+    /// Unset for the replay of a main process that has ended, and until an attach made before
+    /// the box started has connected.
+    socket: OnceLock<fd::ControlSocket>,
+    /// Wakes an attach still waiting for its box to start when its execution is dropped.
+    abandoned: tokio::sync::Notify,
     exit: watch::Sender<Option<ExitStatus>>,
     /// Acknowledgements for Signal requests, in the order they were sent.
     acks: Mutex<VecDeque<oneshot::Sender<Reply>>>,
@@ -102,16 +105,22 @@ impl std::fmt::Debug for Execution {
 
 impl Drop for Execution {
     fn drop(&mut self) {
-        if let Some(socket) = &self.control.socket {
+        if let Some(socket) = self.control.socket.get() {
             socket.hang_up();
         }
+        self.control.abandoned.notify_one();
     }
 }
 
 impl Control {
     fn new(socket: Option<fd::ControlSocket>, exit: Option<ExitStatus>) -> Arc<Self> {
+        let connected = OnceLock::new();
+        if let Some(socket) = socket {
+            let _ = connected.set(socket);
+        }
         Arc::new(Self {
-            socket,
+            socket: connected,
+            abandoned: tokio::sync::Notify::new(),
             exit: watch::channel(exit).0,
             acks: Mutex::new(VecDeque::new()),
             send_lock: tokio::sync::Mutex::new(()),
@@ -211,6 +220,15 @@ impl MainOutput {
 /// Rule 5: follows the main process of the box whose init listens on `socket_path`. With
 /// `stdin`, the first attach gets the process's stdin; later ones get none.
 pub async fn attach(socket_path: &Path, output: MainOutput, stdin: bool) -> Result<Execution> {
+    let (socket, pid, stdin) = connect_attached(socket_path, stdin).await?;
+    let control = Control::new(Some(socket), None);
+    tokio::spawn(read_replies(Arc::clone(&control)));
+    followed(pid, control, output, stdin)
+}
+
+/// The Attach exchange: the control connection, the main process's pid, and its stdin if asked
+/// for and still free.
+async fn connect_attached(socket_path: &Path, stdin: bool) -> Result<(fd::ControlSocket, i32, Option<AsyncDescriptor>)> {
     let socket = fd::ControlSocket::connect(socket_path).map_err(|error| {
         Error::InvalidState(format!("the box is not running (cannot reach its init at {}: {error})", socket_path.display()))
     })?;
@@ -226,9 +244,85 @@ pub async fn attach(socket_path: &Path, output: MainOutput, stdin: bool) -> Resu
         None => return Err(Error::InvalidState("the box stopped while attaching".to_string())),
     };
     let stdin = fds.pop().map(AsyncDescriptor::new).transpose().map_err(|error| engine_error("failed to register a stream", &error))?;
-    let control = Control::new(Some(socket), None);
-    tokio::spawn(read_replies(Arc::clone(&control)));
-    followed(pid, control, output, stdin)
+    Ok((socket, pid, stdin))
+}
+
+/// Where an attach made before its box started finds the run once it started: the init's
+/// socket and the main process's output. `None` when the box went away first.
+pub type StartedRun = std::pin::Pin<Box<dyn std::future::Future<Output = Option<(std::path::PathBuf, MainOutput)>> + Send>>;
+
+fn registered(fd: OwnedFd) -> Result<AsyncDescriptor> {
+    AsyncDescriptor::new(fd).map_err(|error| engine_error("failed to register a stream", &error))
+}
+
+fn stream_pipe() -> Result<(OwnedFd, OwnedFd)> {
+    let pair = fd::pipe().map_err(|error| engine_error("failed to create a pipe", &error))?;
+    fd::enlarge_pipe(&pair.0);
+    Ok(pair)
+}
+
+/// Rule 5, for a box that has not started yet: the execution exists at once and follows the
+/// main process of the run that `started` announces, from its beginning. With `stdin`, what is
+/// written meanwhile reaches the process once it runs.
+pub fn attach_when_started(started: StartedRun, stdin: bool) -> Result<Execution> {
+    let control = Control::new(None, None);
+    let (stdout, stdout_writer) = stream_pipe()?;
+    let (stderr, stderr_writer) = stream_pipe()?;
+    let (stdout_writer, stderr_writer) = (registered(stdout_writer)?, registered(stderr_writer)?);
+    let (ours, stdin_reader) = if stdin {
+        let (read, write) = fd::pipe().map_err(|error| engine_error("failed to create a pipe", &error))?;
+        (Some(registered(write)?), Some(registered(read)?))
+    } else {
+        (None, None)
+    };
+    let task_control = Arc::clone(&control);
+    tokio::spawn(async move {
+        let control = task_control;
+        let run = tokio::select! {
+            run = started => run,
+            () = control.abandoned.notified() => return,
+        };
+        let followed = match run {
+            None => Err(Error::NotFound("the box was removed before it started".to_string())),
+            Some((socket_path, output)) => match connect_attached(&socket_path, stdin_reader.is_some()).await {
+                Ok((socket, _, main_stdin)) => {
+                    let _ = control.socket.set(socket);
+                    tokio::spawn(read_replies(Arc::clone(&control)));
+                    if let (Some(from), Some(to)) = (stdin_reader, main_stdin) {
+                        tokio::spawn(relay(from, to));
+                    }
+                    Ok(output)
+                }
+                // Its main process ended already: what it wrote and its exit are on record.
+                Err(error) => match output.recorded_exit() {
+                    Some(code) => {
+                        control.exit.send_replace(Some(ExitStatus { exit_code: code, signal: (code < 0).then_some(-code), timed_out: false, error: None }));
+                        Ok(output)
+                    }
+                    None => Err(error),
+                },
+            },
+        };
+        match followed {
+            Ok(output) => {
+                let _ = follow_into(output.stdout, control.exit.subscribe(), stdout_writer);
+                let _ = follow_into(output.stderr, control.exit.subscribe(), stderr_writer);
+            }
+            Err(error) => {
+                control.exit.send_replace(Some(ExitStatus { exit_code: -1, signal: None, timed_out: false, error: Some(error.to_string()) }));
+            }
+        }
+    });
+    Ok(Execution { id: crate::ids::new_box_id(), pid: 0, io: Arc::default(), control, stdout: Some(registered(stdout)?), stderr: Some(registered(stderr)?), stdin: ours, terminal: None })
+}
+
+/// Copies what is written to an attach's stdin into the main process's, until end of file.
+async fn relay(from: AsyncDescriptor, to: AsyncDescriptor) {
+    while let Ok(Some(chunk)) = from.read_chunk(CHUNK_SIZE).await {
+        if to.write_all(&chunk).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Rule 5, for a main process that has ended: its recorded output, then its exit.
@@ -239,19 +333,23 @@ pub fn replay(output: MainOutput, exit_code: i32) -> Result<Execution> {
 }
 
 fn followed(pid: i32, control: Arc<Control>, output: MainOutput, stdin: Option<AsyncDescriptor>) -> Result<Execution> {
-    let stdout = follow(output.stdout, control.exit.subscribe())?;
-    let stderr = follow(output.stderr, control.exit.subscribe())?;
+    let follow = |file: File| -> Result<AsyncDescriptor> {
+        let (read, write) = fd::pipe().map_err(|error| engine_error("failed to create a pipe", &error))?;
+        fd::enlarge_pipe(&read);
+        let writer = AsyncDescriptor::new(write).map_err(|error| engine_error("failed to register a stream", &error))?;
+        follow_into(file, control.exit.subscribe(), writer)?;
+        AsyncDescriptor::new(read).map_err(|error| engine_error("failed to register a stream", &error))
+    };
+    let stdout = follow(output.stdout)?;
+    let stderr = follow(output.stderr)?;
     Ok(Execution { id: crate::ids::new_box_id(), pid, io: Arc::default(), control, stdout: Some(stdout), stderr: Some(stderr), stdin, terminal: None })
 }
 
-/// A pipe fed with `file`'s content as it grows, until the exit is known and the file is read
-/// to its end. Growth is noticed through inotify, watched before the first read, so no write
-/// between a read and the wait goes unseen.
-fn follow(file: File, mut ended: watch::Receiver<Option<ExitStatus>>) -> Result<AsyncDescriptor> {
+/// Feeds `writer` (a pipe) with `file`'s content as it grows, until the exit is known and the
+/// file is read to its end. Growth is noticed through inotify, watched before the first read,
+/// so no write between a read and the wait goes unseen.
+fn follow_into(file: File, mut ended: watch::Receiver<Option<ExitStatus>>, writer: AsyncDescriptor) -> Result<()> {
     let changes = watch_modifications(&file).map_err(|error| engine_error("failed to watch the main process's output", &error))?;
-    let (read, write) = fd::pipe().map_err(|error| engine_error("failed to create a pipe", &error))?;
-    fd::enlarge_pipe(&read);
-    let writer = AsyncDescriptor::new(write).map_err(|error| engine_error("failed to register a stream", &error))?;
     tokio::spawn(async move {
         let mut buffer = vec![0u8; CHUNK_SIZE];
         let mut reader = &file;
@@ -282,7 +380,7 @@ fn follow(file: File, mut ended: watch::Receiver<Option<ExitStatus>>) -> Result<
             }
         }
     });
-    AsyncDescriptor::new(read).map_err(|error| engine_error("failed to register a stream", &error))
+    Ok(())
 }
 
 /// An inotify descriptor that becomes readable whenever `file` is written.
@@ -305,7 +403,7 @@ fn watch_modifications(file: &File) -> std::io::Result<AsyncDescriptor> {
 
 /// Rule 2: the only reader of the control connection; it publishes the exit and routes acks.
 async fn read_replies(control: Arc<Control>) {
-    let Some(socket) = &control.socket else { return };
+    let Some(socket) = control.socket.get() else { return };
     let ending = loop {
         match socket.recv().await {
             Ok(Some((Reply::Exited { code, signal }, _))) => {
@@ -358,7 +456,7 @@ async fn send_signal(control: &Control, signal: i32, group: bool) -> Result<()> 
     {
         let _guard = control.send_lock.lock().await;
         control.acks.lock().map_err(|_| Error::Internal("ack queue poisoned".to_string()))?.push_back(sender);
-        let socket = control.socket.as_ref().ok_or_else(|| Error::InvalidState("the process has ended".to_string()))?;
+        let socket = control.socket.get().ok_or_else(|| Error::InvalidState("the main process has not started, or has ended".to_string()))?;
         socket
             .send(&Request::Signal { signal, group }, &[])
             .await
