@@ -57,6 +57,7 @@ def test_run_without_a_command_runs_the_image_default(home: Path, busybox_image:
 def test_logs_show_the_main_process_of_a_created_box(home: Path) -> None:
     created = boxlite(home, "create", "--name", "job", "host://", "sh", "-c", "echo working; echo warn >&2; exit 2")
     assert created.returncode == 0
+    assert (boxlite(home, "logs", "job").stdout) == ""  # not started: no log yet
     assert boxlite(home, "start", "job").returncode == 0
     logs = boxlite(home, "logs", "job")
     assert (logs.returncode, logs.stdout, logs.stderr) == (0, "working\n", "warn\n")

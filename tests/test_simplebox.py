@@ -84,6 +84,11 @@ def test_sync_simplebox_and_codebox(home: Path) -> None:
                 code.tunnel(8080)
             code.stop()  # and again on leaving the block: stop is idempotent
         assert runtime.images.list() == []
+        job = runtime.create(boxlite.BoxOptions(cmd=["sh", "-c", "echo from the job"]))
+        attached = job.attach(stdin=False)
+        job.start()
+        assert "".join(str(chunk) for chunk in attached.stdout()) == "from the job\n"
+        assert attached.wait().exit_code == 0
 
 
 async def test_sync_api_refuses_to_run_inside_an_event_loop(home: Path) -> None:

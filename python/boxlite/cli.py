@@ -129,8 +129,9 @@ async def _command(arguments: argparse.Namespace) -> int:
             print(json.dumps({"id": info.id, "name": info.name, "image": info.image, "state": state, "created_at": info.created_at,
                               "started_at": info.started_at, "cpus": info.cpus, "memory_mib": info.memory_mib}, indent=2))
         elif action == "logs":
-            main = await (await _find(runtime, arguments.box)).attach(stdin=False)
-            await _attach(main, False, False)
+            box = await _find(runtime, arguments.box)
+            if (await box.info()).state.status != "configured":  # a box never started has no log yet
+                await _attach(await box.attach(stdin=False), False, False)
         elif action == "exec":
             box = await _find(runtime, arguments.box)
             execution = await box.exec(arguments.command[0], arguments.command[1:], tty=arguments.tty, env=_env(arguments.env) or None,

@@ -74,6 +74,10 @@ class SyncBox:
     def metrics(self) -> BoxMetrics:
         return self._runner.run(self._box.metrics)
 
+    def attach(self, stdin: bool = True) -> SyncExecution:
+        """Follows the box's main process; see ``Box.attach``."""
+        return SyncExecution(self._runner, self._runner.run(lambda: self._box.attach(None, stdin)))
+
     @property
     def network(self) -> SyncNetworkHandle:
         return SyncNetworkHandle(self)
