@@ -85,11 +85,40 @@ def home(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.fixture
 async def runtime(home: Path) -> AsyncIterator[boxlite.Boxlite]:
+    descriptors = open_descriptors()
     rt = boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
     try:
         yield rt
     finally:
         rt.close()
+    del rt
+    await no_descriptor_leak(descriptors)
+
+
+def open_descriptors() -> set[str]:
+    """What this process's open descriptors lead to (paths, pipes, sockets)."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            found.add(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            pass
+    return found
+
+
+async def no_descriptor_leak(before: set[str]) -> None:
+    """Every descriptor a runtime opened is closed once it is closed and gone. Tasks finish on
+    its threads after close() returns, so give them a moment."""
+    import gc
+
+    leaked: set[str] = set()
+    for _ in range(100):
+        gc.collect()
+        leaked = {target for target in open_descriptors() - before if not target.startswith(("anon_inode:[eventpoll]", "anon_inode:[eventfd]"))}
+        if not leaked:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"descriptors outlived the runtime: {sorted(leaked)}")
 
 
 @pytest.fixture(scope="session")
