@@ -184,10 +184,17 @@ async def test_shutdown_stops_boxes_and_refuses_new_ones(runtime: boxlite.Boxlit
         await runtime.create(boxlite.BoxOptions())
 
 
-async def test_runtime_events_reach_python_logging(runtime: boxlite.Boxlite, caplog: pytest.LogCaptureFixture) -> None:
+async def test_runtime_events_reach_python_logging(home: Path, caplog: pytest.LogCaptureFixture) -> None:
     import logging
 
-    caplog.set_level(logging.DEBUG, logger="boxlite")
+    caplog.set_level(logging.DEBUG, logger="boxlite")  # read when a runtime is created
+    with boxlite.Boxlite(boxlite.Options(home_dir=str(home))) as runtime:
+        await log_a_life(runtime, caplog)
+
+
+async def log_a_life(runtime: boxlite.Boxlite, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
     box = await runtime.create(boxlite.BoxOptions(cmd=["sh", "-c", "exit 5"], auto_remove=False))
     await logged(caplog, f"created box {box.id}")
     with pytest.raises(boxlite.NotFoundError):

@@ -180,3 +180,23 @@ async def test_an_attach_waiting_for_a_box_that_is_removed_ends_with_an_error(ru
     await runtime.remove(box.id)
     status = await attached.wait()
     assert status.exit_code == -1 and status.error_message is not None and "removed" in status.error_message
+
+
+async def test_a_detached_box_gives_its_main_process_a_stdin(runtime: boxlite.Boxlite, busybox_image: str) -> None:
+    box = await runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image, detach=True, auto_remove=False))
+    try:
+        await box.start()
+        await asyncio.sleep(0.3)
+        assert (await box.info()).state.running, "the image's shell must idle on its stdin"
+        attached = await box.attach(stdin=True)
+        stdin = attached.stdin()
+        await stdin.send_input(b"echo detached-ok\n")
+        await stdin.close()
+        stdout, _, status = await collect(attached)
+        assert (stdout, status.exit_code) == (b"detached-ok\n", 0)
+        await stopped_info(runtime, box.id)
+    finally:
+        again = await runtime.get(box.id)
+        if again is not None:
+            await again.stop()
+            await runtime.remove(box.id, force=True)

@@ -13,6 +13,22 @@ from . import images
 from .conftest import collect
 
 
+BOX_ROOT = 0x7000_0000
+
+
+async def test_a_writable_volume_gives_box_root_no_power_over_host_roots_files(runtime: boxlite.Boxlite, tmp_path: Path) -> None:
+    shared = tmp_path / "roots"
+    shared.mkdir()
+    (shared / "owned-by-host-root").write_text("keep")
+    box = await runtime.create(boxlite.BoxOptions(volumes=[(str(shared), "/mnt/roots")]))
+    _, _, code = await sh(box, "echo changed > /mnt/roots/owned-by-host-root")
+    assert code != 0
+    _, _, code = await sh(box, "cp /bin/sh /mnt/roots/planted && chmod 4755 /mnt/roots/planted")
+    assert code != 0 and not (shared / "planted").exists()
+    assert (shared / "owned-by-host-root").read_text() == "keep"
+    await box.stop()
+
+
 async def sh(box: boxlite.Box, script: str) -> tuple[bytes, bytes, int]:
     stdout, stderr, status = await collect(await box.exec("sh", ["-c", script]))
     return stdout, stderr, status.exit_code
@@ -22,13 +38,15 @@ async def test_a_read_write_volume_reaches_the_host_and_the_next_box(runtime: bo
     shared = tmp_path / "shared"
     shared.mkdir()
     (shared / "from-host").write_text("hello")
+    # Box root writes as its own host id (0x70000000) in a user namespace: give it the directory.
+    os.chown(shared, BOX_ROOT, BOX_ROOT)
     options = boxlite.BoxOptions(volumes=[(str(shared), "/mnt/shared")])
     first = await runtime.create(options)
     assert await sh(first, "cat /mnt/shared/from-host && echo written > /mnt/shared/from-box") == (b"hello", b"", 0)
     await first.stop()
     assert (shared / "from-box").read_text() == "written\n"
-    # Volumes are idmapped: the box's root writes as the host's root, not as its shifted id.
-    assert (shared / "from-box").stat().st_uid == 0
+    # Not as host root: a writable volume is not idmapped, so no box can plant a file of root's.
+    assert (shared / "from-box").stat().st_uid == BOX_ROOT
     second = await runtime.create(options)
     assert await sh(second, "cat /mnt/shared/from-box") == (b"written\n", b"", 0)
     await second.stop()

@@ -301,7 +301,8 @@ class BoxOptions:
     def volumes(self) -> list[tuple[str, str, bool]]:
         """``(host, guest, read_only)`` for each volume. Set with tuples ``(host, guest[,
         read_only])`` or dicts with ``host``/``host_path``, ``guest``/``guest_path`` and
-        ``read_only``/``ro``. A read-only volume stays read-only inside the box."""
+        ``read_only``/``ro``. A read-only volume stays read-only inside the box. In a box with a
+        user namespace, box root writes to a writable volume as host uid 0x70000000."""
     @volumes.setter
     def volumes(self, value: Sequence[_VolumeEntry] | None) -> None: ...
     @property

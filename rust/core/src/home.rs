@@ -39,12 +39,17 @@ pub struct Home {
 }
 
 impl Home {
-    /// Opens (creating if needed) `root` and takes its exclusive lock.
-    pub fn open(root: &Path, id_map: Option<IdMap>) -> Result<Self> {
+    /// Opens (creating if needed) `root` and takes its exclusive lock. Its layer store is the
+    /// one of boxes without a user namespace until [`Home::with_id_map`] says otherwise.
+    pub fn open(root: &Path) -> Result<Self> {
         for dir in ["bin", "blobs/sha256", "blobs/tmp", "images", "layers/tmp", "boxes", "trash"] {
             fs_err::create_dir_all(root.join(dir))?;
         }
-        fs_err::create_dir_all(root.join(Self::layers_under(id_map)))?;
+        // Layers and boxes hold images' setuid programs and boxes' files: host users other than
+        // the runtime's own have no business in them.
+        for private in ["layers", "boxes", "blobs"] {
+            fs_err::set_permissions(root.join(private), std::fs::Permissions::from_mode(0o700))?;
+        }
         let root = fs_err::canonicalize(root)?;
         let lock_path = root.join("lock");
         let lock = File::options()
@@ -66,7 +71,13 @@ impl Home {
                 let _ = std::fs::remove_dir_all(leftover.path()).or_else(|_| std::fs::remove_file(leftover.path()));
             }
         }
-        Ok(Self { root, id_map, lock: std::sync::Mutex::new(Some(lock)) })
+        Ok(Self { root, id_map: None, lock: std::sync::Mutex::new(Some(lock)) })
+    }
+
+    /// This home, for boxes with the user namespace `id_map`.
+    pub fn with_id_map(self, id_map: Option<IdMap>) -> Result<Self> {
+        fs_err::create_dir_all(self.root.join(Self::layers_under(id_map)))?;
+        Ok(Self { id_map, ..self })
     }
 
     /// Lets another runtime open this home (after `Runtime::close`).

@@ -1,5 +1,5 @@
-//! The user namespace of boxes: box uid and gid `n` (0 ≤ n < [`SIZE`]) are host id
-//! [`HOST_BASE`] + n, so root in a box is an unprivileged host user.
+//! The user namespace of boxes: box uid and gid `n` (0 ≤ n < 65536) are host id 0x7000_0000 + n
+//! ([`IdMap::BOXES`]), so root in a box is an unprivileged host user.
 //!
 //! # Rules
 //!
@@ -8,16 +8,12 @@
 //! 2. What boxes see as theirs is owned by the shifted ids on disk: unpacked layers, the
 //!    `host://` skeleton, a box's upper layer, and what `copy_in` writes. Ids past the mapping
 //!    become the box's `nobody`.
-//! 3. Volumes are idmapped mounts: host files owned by host root are the box root's, and what the
-//!    box writes there is owned by host root.
+//! 3. Read-only volumes are idmapped mounts: host files owned by host root read as the box
+//!    root's. Writable volumes are not (box root would write as host root there): box root
+//!    writes to them as its host id, so their directory must be writable by it.
 
 use serde::{Deserialize, Serialize};
 
-/// First host id of the range. Above the pools that systemd-nspawn (up to 0x6FFF0000) and the
-/// usual /etc/subuid ranges (from 100000) hand out, so no other container shares it.
-pub const HOST_BASE: u32 = 0x7000_0000;
-/// Ids per box: uids and gids 0..65535, as in a usual Linux system.
-pub const SIZE: u32 = 65_536;
 /// Where ids outside the mapping land: the box's `nobody`.
 const NOBODY: u32 = 65_534;
 
@@ -28,7 +24,7 @@ pub struct IdMap {
 }
 
 impl IdMap {
-    pub const BOXES: Self = Self { host_base: HOST_BASE, size: SIZE };
+    pub const BOXES: Self = Self { host_base: boxlite_protocol::IdMap::BOXES.host_base, size: boxlite_protocol::IdMap::BOXES.size };
 
     /// The host id of box id `id` (rule 2).
     pub fn host_id(self, id: u64) -> u32 {
@@ -36,14 +32,26 @@ impl IdMap {
         self.host_base + inside
     }
 
-    /// The mapping boxes get on this host, or `None` where user namespaces are off (or turned
-    /// off for boxlite with `BOXLITE_USER_NAMESPACES=0`).
-    pub fn detect() -> Option<Self> {
+    /// The mapping boxes get on this host, or `None` where a user namespace with it cannot be
+    /// made (user namespaces off, or a runtime that runs in a user namespace without these
+    /// ids), or where `BOXLITE_USER_NAMESPACES=0` turns them off. The shim tries it for real.
+    pub fn detect(shim: &std::path::Path) -> Option<Self> {
         if std::env::var_os("BOXLITE_USER_NAMESPACES").is_some_and(|value| value == "0") {
             return None;
         }
-        let limit = std::fs::read_to_string("/proc/sys/user/max_user_namespaces").ok()?;
-        (limit.trim().parse::<u64>().ok()? > 0).then_some(Self::BOXES)
+        let probe = std::process::Command::new(shim)
+            .arg(boxlite_protocol::PROBE_USER_NAMESPACE)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        match probe {
+            Ok(status) if status.success() => Some(Self::BOXES),
+            _ => {
+                log::info!("boxes run without a user namespace: this host cannot map their ids");
+                None
+            }
+        }
     }
 }
 
@@ -60,9 +68,10 @@ mod tests {
     #[test]
     fn ids_shift_into_the_range_and_strays_become_nobody() {
         let map = IdMap::BOXES;
-        assert_eq!(map.host_id(0), HOST_BASE);
-        assert_eq!(map.host_id(1000), HOST_BASE + 1000);
-        assert_eq!(map.host_id(70_000), HOST_BASE + NOBODY);
-        assert_eq!(map.host_id(u64::MAX), HOST_BASE + NOBODY);
+        let base = map.host_base;
+        assert_eq!(map.host_id(0), base);
+        assert_eq!(map.host_id(1000), base + 1000);
+        assert_eq!(map.host_id(70_000), base + NOBODY);
+        assert_eq!(map.host_id(u64::MAX), base + NOBODY);
     }
 }

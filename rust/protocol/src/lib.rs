@@ -68,11 +68,22 @@ pub struct ShimConfig {
     pub user_namespace: Option<IdMap>,
 }
 
+/// The shim's only argument when the runtime asks whether boxes can have their user namespace:
+/// it makes one with [`IdMap::BOXES`] and exits 0 if it could.
+pub const PROBE_USER_NAMESPACE: &str = "--probe-user-namespace";
+
 /// A uid and gid mapping: ids `0..size` in the box are `host_base..host_base + size` outside.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct IdMap {
     pub host_base: u32,
     pub size: u32,
+}
+
+impl IdMap {
+    /// The ids of every box: box ids 0..65535 are host ids from 0x7000_0000, above the pools
+    /// that systemd-nspawn (up to 0x6FFF0000) and the usual /etc/subuid ranges (from 100000)
+    /// hand out, so no other container shares them.
+    pub const BOXES: Self = Self { host_base: 0x7000_0000, size: 65_536 };
 }
 
 /// A host directory or file mounted at `target` in the box.

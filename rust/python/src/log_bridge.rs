@@ -8,7 +8,10 @@
 //! 2. Only records of boxlite's own crates are forwarded: a dependency's debug output could
 //!    carry registry credentials.
 //! 3. Once Python's `atexit` hooks ran, records are dropped: the interpreter is going away and
-//!    the delivery thread must not attach to it.
+//!    the delivery thread must not attach to it. The hook waits (with the interpreter released)
+//!    for a delivery in progress to end; deliveries hold `DELIVERING` and check the stop under it.
+//! 4. Records below the level of logger `boxlite` when a runtime is created are not made at all,
+//!    so an application that does not log pays nothing for them.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
@@ -30,6 +33,7 @@ struct Bridge {
 
 static BRIDGE: OnceLock<Bridge> = OnceLock::new();
 static STOPPED: AtomicBool = AtomicBool::new(false);
+static DELIVERING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// Python's numeric logging level for a record.
@@ -63,6 +67,7 @@ impl log::Log for Bridge {
 
 fn deliver(records: Receiver<Record>) {
     while let Ok(record) = records.recv() {
+        let _delivering = DELIVERING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if STOPPED.load(Ordering::Acquire) {
             continue;
         }
@@ -82,9 +87,25 @@ fn emit(py: Python<'_>, record: &Record) -> PyResult<()> {
     Ok(())
 }
 
+/// Rule 3.
 #[pyfunction]
-fn stop_logging() {
+fn stop_logging(py: Python<'_>) {
     STOPPED.store(true, Ordering::Release);
+    crate::gil::detach(py, || drop(DELIVERING.lock().unwrap_or_else(std::sync::PoisonError::into_inner)));
+}
+
+/// Rule 4: makes the records that logger `boxlite` would show now, and no others.
+pub fn follow_python_level(py: Python<'_>) -> PyResult<()> {
+    let level: u32 = py.import("logging")?.call_method1("getLogger", ("boxlite",))?.call_method0("getEffectiveLevel")?.extract()?;
+    log::set_max_level(match level {
+        0..=5 => log::LevelFilter::Trace,
+        6..=10 => log::LevelFilter::Debug,
+        11..=20 => log::LevelFilter::Info,
+        21..=30 => log::LevelFilter::Warn,
+        31..=40 => log::LevelFilter::Error,
+        _ => log::LevelFilter::Off,
+    });
+    Ok(())
 }
 
 /// Installs the bridge as the `log` crate's logger (once per process) and the atexit hook of
@@ -99,10 +120,9 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
     });
     if fresh {
         if let Some(bridge) = BRIDGE.get() {
-            if log::set_logger(bridge).is_ok() {
-                log::set_max_level(log::LevelFilter::Debug);
-            }
+            let _ = log::set_logger(bridge);
         }
+        follow_python_level(py)?;
         let hook = wrap_pyfunction!(stop_logging, py)?;
         py.import("atexit")?.call_method1("register", (hook,))?;
     }

@@ -20,6 +20,7 @@ pub struct Boxlite {
 static DEFAULT: Mutex<(Option<Options>, Option<(Arc<Shared>, boxlite_core::Runtime)>)> = Mutex::new((None, None));
 
 fn open(py: Python<'_>, options: &Options) -> PyResult<(Arc<Shared>, boxlite_core::Runtime)> {
+    crate::log_bridge::follow_python_level(py)?;
     let home = options.resolved_home();
     let registries = options.registries(py)?;
     let shared = Shared::start().map_err(|error| errors::to_py(py, &boxlite_core::Error::Internal(format!("failed to start the runtime: {error}"))))?;

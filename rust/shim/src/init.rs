@@ -116,7 +116,14 @@ impl Init {
         let signals = block_signals();
         // SAFETY: fd 0 is the lifeline pipe inherited from the first process; we take ownership.
         let stdin = unsafe { OwnedFd::from_raw_fd(libc::STDIN_FILENO) };
-        let lifeline = if config.detached { None } else { Some(stdin) };
+        let lifeline = if config.detached {
+            // Not closed but covered: a free fd 0 would be handed out to the next pipe, and a
+            // process given it as a source of its stdio would lose it at exec.
+            process::redirect_stdin_to_null(stdin);
+            None
+        } else {
+            Some(stdin)
+        };
         // Box processes run as the same uid as the init; a non-dumpable init cannot be ptraced or
         // have its memory read through /proc by them.
         // SAFETY: prctl with integer arguments only.
@@ -257,9 +264,11 @@ impl Init {
         match request {
             Request::Exec { argv, env, cwd, user, tty } => self.exec(index, &argv, env, cwd.as_deref(), user.as_deref(), tty, fds),
             Request::Attach { stdin } => {
-                let main = self.main.as_mut().and_then(|main| Some((main.pid?, if stdin { main.stdin.take() } else { None })));
+                // A connection follows one process; only then may it take the main stdin.
+                let free = self.connections[index].pid.is_none();
+                let main = self.main.as_mut().filter(|_| free).and_then(|main| Some((main.pid?, if stdin { main.stdin.take() } else { None })));
                 match main {
-                    Some((pid, stdin)) if self.connections[index].pid.is_none() => {
+                    Some((pid, stdin)) => {
                         self.connections[index].pid = Some(pid);
                         let attached: Vec<BorrowedFd<'_>> = stdin.iter().map(AsFd::as_fd).collect();
                         self.reply(index, &Reply::Started { pid }, &attached);

@@ -175,9 +175,9 @@ struct MountAttr {
 }
 
 /// Clones each volume's source (not recursively: host mounts below it stay out) and sets its
-/// flags: nosuid and nodev always, read-only when asked, and the box's id map when it has a
-/// user namespace (host root's files are the box root's). Box processes lack CAP_SYS_ADMIN
-/// over their mounts, so they cannot make a read-only volume writable again.
+/// flags: nosuid and nodev always; read-only when asked, and then the box's id map when it has
+/// a user namespace (host root's files read as the box root's). Box processes lack
+/// CAP_SYS_ADMIN over their mounts, so they cannot make a read-only volume writable again.
 fn open_volume_sources<'a>(volumes: &'a [VolumeMount], user_namespace: Option<&OwnedFd>) -> Result<Vec<OpenVolume<'a>>> {
     volumes
         .iter()
@@ -190,7 +190,10 @@ fn open_volume_sources<'a>(volumes: &'a [VolumeMount], user_namespace: Option<&O
             // SAFETY: see above.
             let tree = unsafe { OwnedFd::from_raw_fd(fd) };
             let read_only = if volume.read_only { MOUNT_ATTR_RDONLY } else { 0 };
-            let (idmap, userns_fd) = user_namespace.map_or((0, 0), |namespace| (MOUNT_ATTR_IDMAP, namespace.as_raw_fd() as u64));
+            // Only read-only volumes are idmapped: through a writable one, box root would make
+            // files owned by host root — a setuid-root program, say.
+            let idmapped = user_namespace.filter(|_| volume.read_only);
+            let (idmap, userns_fd) = idmapped.map_or((0, 0), |namespace| (MOUNT_ATTR_IDMAP, namespace.as_raw_fd() as u64));
             let attributes = MountAttr { attr_set: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | read_only | idmap, attr_clr: 0, propagation: 0, userns_fd };
             // SAFETY: mount_setattr on our detached tree; the attribute struct outlives the call.
             let code = unsafe {

@@ -1,6 +1,7 @@
-//! Starting a box process: a child made with vfork semantics (`clone(CLONE_VM | CLONE_VFORK)`)
-//! sets up its stdio, identity and limits, then execs. The init is single-threaded and waits
-//! meanwhile, so the child may use the init's memory; it allocates only to report a failure.
+//! Starting a box process: a child made with vfork semantics (`clone(CLONE_VM | CLONE_VFORK)`,
+//! or a plain fork where `fs.suid_dumpable` is set) sets up its stdio, identity and limits,
+//! then execs. The init is single-threaded and waits meanwhile, so the child may use the init's
+//! memory; it allocates only to report a failure.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -18,6 +19,20 @@ pub fn pipe() -> sys::Result<(OwnedFd, OwnedFd)> {
     unsafe {
         check(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC), || "failed to create a pipe".to_string())?;
         Ok((OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])))
+    }
+}
+
+/// Puts /dev/null on fd 0 in place of `stdin` (which is closed).
+pub fn redirect_stdin_to_null(stdin: OwnedFd) {
+    // SAFETY: opening /dev/null and dup2 onto fd 0, which `stdin` owned; the temporary
+    // descriptor is closed. `stdin` is forgotten, not closed: dup2 replaced it.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if null >= 0 {
+            libc::dup2(null, libc::STDIN_FILENO);
+            libc::close(null);
+            std::mem::forget(stdin);
+        }
     }
 }
 
@@ -74,6 +89,10 @@ pub fn set_window_size(fd: RawFd, size: &TtySize) -> sys::Result<()> {
 pub struct Confinement {
     /// (resource, limit) pairs for setrlimit.
     pub rlimits: Vec<(libc::__rlimit_resource_t, libc::rlim_t)>,
+    /// Whether children may share the init's memory until they exec. Not when
+    /// `fs.suid_dumpable` is set: a child's setuid would make that memory dumpable, and so
+    /// writable through /proc by box processes of the same uid, until its exec.
+    pub share_memory: bool,
 }
 
 impl Confinement {
@@ -88,7 +107,8 @@ impl Confinement {
         .into_iter()
         .filter_map(|(resource, limit)| Some((resource, limit?)))
         .collect();
-        Self { rlimits }
+        let suid_dumpable = std::fs::read_to_string("/proc/sys/fs/suid_dumpable").unwrap_or_default();
+        Self { rlimits, share_memory: suid_dumpable.trim() == "0" }
     }
 
     /// Confines the init itself once its setup is done: it keeps its own capabilities (it never
@@ -155,15 +175,20 @@ pub fn launch(launch: Launch<'_>) -> Result<i32, LaunchError> {
 
     let plan = ChildPlan { launch: &launch, paths: &paths, argv: &argv_pointers, env: &env_pointers, cwd: cwd.as_ref(), report: report_write.as_raw_fd() };
     let mut stack = vec![0u8; CHILD_STACK];
-    // SAFETY: the child runs `start_child` on `stack` in our memory (CLONE_VM) while this thread
-    // is suspended (CLONE_VFORK) until it execs or exits, so `plan`, the data it points at and
-    // the stack outlive its use of them, and nothing else touches them meanwhile (the init is
-    // single-threaded). The stack grows down from its (16-byte aligned) end.
+    // SAFETY: the child runs `start_child` on `stack`, either in our memory (CLONE_VM) while this
+    // thread is suspended (CLONE_VFORK) until it execs or exits, or in a copy of it (a plain
+    // fork, `share_memory` off); either way `plan`, the data it points at and the stack outlive
+    // its use of them, and nothing else touches them meanwhile (the init is single-threaded).
+    // The stack grows down from its (16-byte aligned) end.
     let pid = unsafe {
         let top = stack.as_mut_ptr().add(CHILD_STACK);
-        libc::clone(start_child, top.cast(), libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD, std::ptr::addr_of!(plan).cast_mut().cast())
+        let sharing = if launch.confinement.share_memory { libc::CLONE_VM | libc::CLONE_VFORK } else { 0 };
+        libc::clone(start_child, top.cast(), sharing | libc::SIGCHLD, std::ptr::addr_of!(plan).cast_mut().cast())
     };
     drop(stack);
+    // Whatever the child's credentials did to the memory it shared, the init stays undumpable.
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     if pid < 0 {
         return Err(LaunchError { message: format!("failed to start a process: {}", std::io::Error::last_os_error()), not_found: false });
     }
@@ -234,8 +259,17 @@ unsafe fn child(
         }
         match &launch.stdio {
             Stdio::Pipes(fds) => {
-                for (target, fd) in fds.iter().enumerate() {
-                    if libc::dup2(fd.as_raw_fd(), target as RawFd) < 0 {
+                // First above 2, then into place: a source that is itself fd 0, 1 or 2 would
+                // otherwise be overwritten, or kept with its close-on-exec flag.
+                let mut moved = [0; 3];
+                for (slot, fd) in moved.iter_mut().zip(fds) {
+                    *slot = libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3);
+                    if *slot < 0 {
+                        fail("failed to set up stdio");
+                    }
+                }
+                for (target, fd) in moved.iter().enumerate() {
+                    if libc::dup2(*fd, target as RawFd) < 0 {
                         fail("failed to set up stdio");
                     }
                 }

@@ -104,13 +104,10 @@ struct BoxEntry {
     io: Arc<exec::IoCounters>,
     /// When the running box started, for its CPU share.
     started: Mutex<Option<std::time::Instant>>,
-    /// Counts the box's starts ([`BOX_REMOVED`] once it is deleted), for attaches waiting for
-    /// the next run.
-    runs: tokio::sync::watch::Sender<u64>,
+    /// Attaches made before the box started, each handed the next run's output as it starts
+    /// (dropped, and so told the box is gone, when it is deleted first).
+    waiting_attaches: Mutex<Vec<tokio::sync::oneshot::Sender<(PathBuf, exec::MainOutput)>>>,
 }
-
-/// The value of `BoxEntry::runs` once the box is deleted.
-const BOX_REMOVED: u64 = u64::MAX;
 
 impl BoxEntry {
     fn record(&self) -> MutexGuard<'_, BoxRecord> {
@@ -184,8 +181,9 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + '
 impl Runtime {
     /// Opens the runtime on `home_dir` (blocking: it takes the lock and reconciles the home).
     pub fn open(home_dir: &Path, registries: Vec<RegistryConfig>) -> Result<Self> {
-        let home = Home::open(home_dir, IdMap::detect())?;
+        let home = Home::open(home_dir)?;
         let shim = home.install_shim()?;
+        let home = home.with_id_map(IdMap::detect(&shim))?;
         let cgroups = CgroupLayout::detect();
         let mut boxes = HashMap::new();
         for dir in fs_err::read_dir(home.boxes())?.flatten() {
@@ -195,7 +193,7 @@ impl Runtime {
                 boxes.insert(entry.id.clone(), Arc::new(entry));
             }
         }
-        Ok(Self {
+        let runtime = Self {
             inner: Arc::new(Inner {
                 home,
                 shim,
@@ -206,7 +204,21 @@ impl Runtime {
                 shut_down: AtomicBool::new(false),
                 counters: Counters::default(),
             }),
-        })
+        };
+        // Adopted boxes are watched like the ones this runtime starts (rule 5), when there is a
+        // tokio runtime to watch from.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let entries: Vec<Arc<BoxEntry>> = lock(&runtime.inner.boxes).values().cloned().collect();
+            for entry in entries {
+                let handle = runtime.handle(entry);
+                let live = handle.entry.live.try_lock();
+                if let Some(running) = live.as_ref().ok().and_then(|live| live.as_ref()) {
+                    handle.watch_init(running);
+                }
+                drop(live);
+            }
+        }
+        Ok(runtime)
     }
 
     fn check_open(&self) -> Result<()> {
@@ -372,7 +384,7 @@ impl Runtime {
     /// `<home>/trash` (instant), then deleted off the caller's path.
     fn delete(&self, entry: &BoxEntry) -> Result<()> {
         entry.removed.store(true, Ordering::Release);
-        entry.runs.send_replace(BOX_REMOVED);
+        lock(&entry.waiting_attaches).clear();
         lock(&self.inner.boxes).remove(&entry.id);
         let trash = self.inner.home.trash().join(format!("{}.{}", entry.id, rand::random::<u32>()));
         match std::fs::rename(&entry.dir, &trash) {
@@ -507,7 +519,7 @@ impl BoxEntry {
             create_us: AtomicU64::new(0),
             io: Arc::default(),
             started: Mutex::new(None),
-            runs: tokio::sync::watch::Sender::new(0),
+            waiting_attaches: Mutex::new(Vec::new()),
         }
     }
 }
@@ -671,14 +683,7 @@ impl BoxHandle {
         if live.as_ref().is_some_and(Live::is_alive) {
             return Ok(());
         }
-        if live.take().is_some() {
-            // The init died on its own (killed from outside, or out of memory).
-            BoxCgroup::locate(&self.inner.cgroups, &self.entry.id).remove();
-            self.entry.update(|record| {
-                record.status = BoxStatus::Stopped;
-                record.init_pid = None;
-            })?;
-        }
+        self.settle_if_dead(live)?;
         let status = self.entry.record().status;
         if !status.can_start() {
             return Err(Error::InvalidState(format!("box {} is {}; it cannot be started", self.entry.id, status.as_str())));
@@ -725,8 +730,19 @@ impl BoxHandle {
             record.started_at = Some(record::now().0);
             record.exit_code = None;
         })?;
-        self.entry.runs.send_modify(|runs| *runs += 1);
+        let socket_path = self.entry.dir.join("init.sock");
+        for waiting in lock(&self.entry.waiting_attaches).drain(..) {
+            // Opened now, before the main process can end and the box be removed.
+            if let Ok(output) = self.main_output() {
+                let _ = waiting.send((socket_path.clone(), output));
+            }
+        }
         Ok(())
+    }
+
+    fn main_output(&self) -> Result<exec::MainOutput> {
+        let dir = &self.entry.dir;
+        exec::MainOutput::open(&dir.join(MAIN_STDOUT), &dir.join(MAIN_STDERR), &dir.join(MAIN_STATUS))
     }
 
     /// Rule 5: when the init ends on its own (its main process exited, or it was killed), the
@@ -885,26 +901,35 @@ impl BoxHandle {
         )))
     }
 
+    /// An init that ended before its monitor settled the box is settled here, under the lock
+    /// (rule 5); a box that removes on stop is then gone.
+    fn settle_if_dead(&self, live: &mut Option<Live>) -> Result<()> {
+        if live.as_ref().is_none_or(Live::is_alive) {
+            return Ok(());
+        }
+        *live = None;
+        settle(&self.inner, &self.entry, BoxStatus::Stopped)?;
+        if self.entry.removed.load(Ordering::Acquire) {
+            return Err(Error::NotFound(format!("box {} was removed when its main process ended", self.entry.id)));
+        }
+        Ok(())
+    }
+
     /// Follows the box's main process: live while the box runs (its output from the start of
-    /// the run, then as it comes), replayed with its exit code once it has ended, or — before
-    /// the box starts — from the beginning of its next run.
+    /// the run, then as it comes); replayed with its exit code once it has ended; or, before
+    /// the box first starts, from the beginning of its coming run.
     pub async fn attach(&self, stdin: bool) -> Result<Execution> {
         self.check_usable()?;
-        let live = self.entry.live.lock().await;
-        let (has_main, status, exit_code) = {
-            let record = self.entry.record();
-            (record.main.is_some(), record.status, record.exit_code)
-        };
-        if !has_main {
+        let mut live = self.entry.live.lock().await;
+        if self.entry.record().main.is_none() {
             return Err(Error::InvalidState(format!(
                 "box {} has no main command to attach to (its image has no entrypoint or cmd, and none was given); use exec()",
                 self.entry.id
             )));
         }
-        let dir = &self.entry.dir;
-        let open_output = || exec::MainOutput::open(&dir.join(MAIN_STDOUT), &dir.join(MAIN_STDERR), &dir.join(MAIN_STATUS));
-        if let Some(running) = live.as_ref().filter(|running| running.is_alive()) {
-            let (output, fallback) = (open_output()?, open_output()?);
+        self.settle_if_dead(&mut live)?;
+        if let Some(running) = live.as_ref() {
+            let (output, fallback) = (self.main_output()?, self.main_output()?);
             let socket_path = running.socket_path.clone();
             let init_exit = running.exit_watch();
             drop(live);
@@ -917,27 +942,20 @@ impl BoxHandle {
                 },
             };
         }
-        if let (Some(code), BoxStatus::Stopped) = (exit_code, status) {
-            return exec::replay(open_output()?, code);
-        }
-        // Not started yet: follow the next run from its beginning (taken under the lifecycle
-        // lock, so no start can slip between reading the count and watching it).
-        let mut runs = self.entry.runs.subscribe();
-        let seen = *runs.borrow_and_update();
-        let dir = dir.clone();
-        let started: exec::StartedRun = Box::pin(async move {
-            loop {
-                runs.changed().await.ok()?;
-                match *runs.borrow_and_update() {
-                    BOX_REMOVED => return None,
-                    run if run != seen => break,
-                    _ => {}
-                }
+        let (status, exit_code) = {
+            let record = self.entry.record();
+            (record.status, record.exit_code)
+        };
+        match (status, exit_code) {
+            (BoxStatus::Stopped, Some(code)) => exec::replay(self.main_output()?, code),
+            (BoxStatus::Configured, _) => {
+                // Registered under the lifecycle lock: no start can slip in between.
+                let (sender, receiver) = tokio::sync::oneshot::channel();
+                lock(&self.entry.waiting_attaches).push(sender);
+                exec::attach_when_started(Box::pin(async move { receiver.await.ok() }), stdin).map(|execution| self.counted(execution))
             }
-            let output = exec::MainOutput::open(&dir.join(MAIN_STDOUT), &dir.join(MAIN_STDERR), &dir.join(MAIN_STATUS)).ok()?;
-            Some((dir.join("init.sock"), output))
-        });
-        exec::attach_when_started(started, stdin).map(|execution| self.counted(execution))
+            _ => Err(Error::InvalidState(format!("Cannot attach to box {}: it is {} and its main process has no run to follow", self.entry.id, status.as_str()))),
+        }
     }
 
     /// Copies a host file or directory into the box (booting it if needed).

@@ -92,8 +92,33 @@ impl BoxOptions {
         if self.max_processes == Some(0) {
             return Err(Error::InvalidArgument("max_processes must be at least 1".to_string()));
         }
+        self.validate_process_limits()?;
         self.capabilities()?;
         self.validate_volumes()
+    }
+
+    /// Each limit is positive and within what this process may set: box processes cannot raise
+    /// a hard limit (in a user namespace, not even root in the box).
+    fn validate_process_limits(&self) -> Result<()> {
+        let limits = &self.process_limits;
+        for (name, value, resource) in [
+            ("max_open_files", limits.open_files, libc::RLIMIT_NOFILE),
+            ("max_file_size", limits.file_size_bytes, libc::RLIMIT_FSIZE),
+            ("max_cpu_time", limits.cpu_time_secs, libc::RLIMIT_CPU),
+            ("max_memory", limits.address_space_bytes, libc::RLIMIT_AS),
+        ] {
+            let Some(value) = value else { continue };
+            if value == 0 {
+                return Err(Error::InvalidArgument(format!("{name} must be at least 1")));
+            }
+            let mut current = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            // SAFETY: getrlimit fills the rlimit we own.
+            let known = unsafe { libc::getrlimit(resource, &mut current) } == 0;
+            if known && current.rlim_max != libc::RLIM_INFINITY && value > current.rlim_max {
+                return Err(Error::InvalidArgument(format!("{name} {value} is above the runtime's own hard limit ({})", current.rlim_max)));
+            }
+        }
+        Ok(())
     }
 
     fn validate_volumes(&self) -> Result<()> {
@@ -120,24 +145,12 @@ impl BoxOptions {
         Ok(())
     }
 
-    /// The capability numbers box processes keep: the default set, with the user's changes.
+    /// The capability numbers box processes keep: the default set less `drop`, plus `add` (as
+    /// Docker orders them, so `drop=["ALL"], add=[...]` keeps exactly `add`).
     pub fn capabilities(&self) -> Result<Vec<u32>> {
         let number = |name: &String| capability_number(name).ok_or_else(|| Error::InvalidArgument(format!("unknown capability {name:?}")));
-        let mut kept: Vec<u32> = DEFAULT_CAPABILITIES.iter().filter_map(|name| capability_number(name)).collect();
-        for name in &self.capabilities_add {
-            let capability = number(name)?;
-            let bare = name.to_ascii_uppercase();
-            let bare = bare.strip_prefix("CAP_").unwrap_or(&bare);
-            if !kept.contains(&capability) && !ADDABLE_CAPABILITIES.contains(&bare) {
-                return Err(Error::InvalidArgument(format!(
-                    "capability {name} cannot be added: boxes have no user namespace yet, so it would act on the host (addable: {})",
-                    ADDABLE_CAPABILITIES.join(", ")
-                )));
-            }
-            if !kept.contains(&capability) {
-                kept.push(capability);
-            }
-        }
+        let default: Vec<u32> = DEFAULT_CAPABILITIES.iter().filter_map(|name| capability_number(name)).collect();
+        let mut kept = default.clone();
         for name in &self.capabilities_drop {
             if name.eq_ignore_ascii_case("ALL") {
                 kept.clear();
@@ -145,6 +158,20 @@ impl BoxOptions {
             }
             let capability = number(name)?;
             kept.retain(|kept| *kept != capability);
+        }
+        for name in &self.capabilities_add {
+            let capability = number(name)?;
+            let bare = name.to_ascii_uppercase();
+            let bare = bare.strip_prefix("CAP_").unwrap_or(&bare);
+            if !default.contains(&capability) && !ADDABLE_CAPABILITIES.contains(&bare) {
+                return Err(Error::InvalidArgument(format!(
+                    "capability {name} cannot be added: it could act on the host from a box (addable beyond the default set: {})",
+                    ADDABLE_CAPABILITIES.join(", ")
+                )));
+            }
+            if !kept.contains(&capability) {
+                kept.push(capability);
+            }
         }
         kept.sort_unstable();
         Ok(kept)
@@ -210,6 +237,7 @@ mod tests {
         assert!(options(&["cap_net_admin"], &[]).capabilities().unwrap().contains(&12));
         assert!(!options(&[], &["CHOWN"]).capabilities().unwrap().contains(&0));
         assert!(options(&[], &["ALL"]).capabilities().unwrap().is_empty());
+        assert_eq!(options(&["NET_BIND_SERVICE"], &["ALL"]).capabilities().unwrap(), vec![10]);
         assert!(options(&["SYS_ADMIN"], &[]).capabilities().is_err());
         assert!(options(&["NOT_A_CAP"], &[]).capabilities().is_err());
     }

@@ -196,6 +196,7 @@ pub async fn start(socket_path: &Path, spec: ExecSpec) -> Result<Execution> {
 
 /// The host files a box's main process writes, opened before asking the init about the process,
 /// so its output stays readable even if the box is removed once the process ends.
+#[derive(Debug)]
 pub struct MainOutput {
     pub stdout: File,
     pub stderr: File,

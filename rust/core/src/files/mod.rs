@@ -187,8 +187,11 @@ fn put(dir: BorrowedFd<'_>, name: &Path, host: &Path, shown: &Path, options: Cop
     let created = open_at(dir, name, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600).map_err(|error| in_box(shown, &error))?;
     let mut target = File::from(created);
     io::copy(&mut source, &mut target).map_err(|error| in_box(shown, &error))?;
-    // Owned before the mode is set: a change of owner clears setuid and setgid bits.
-    give(dir, name, box_root).map_err(|error| in_box(shown, &error))?;
+    // Owned (through the open file, whatever its name now leads to) before the mode is set: a
+    // change of owner clears setuid and setgid bits.
+    if let Some(owner) = box_root {
+        std::os::unix::fs::fchown(&target, Some(owner), Some(owner)).map_err(|error| in_box(shown, &error))?;
+    }
     target.set_permissions(std::fs::Permissions::from_mode(metadata.mode() & 0o7777)).map_err(|error| in_box(shown, &error))
 }
 

@@ -12,10 +12,11 @@
 //! 3. Modes (setuid and setgid included, as in the image) and numeric ownership are kept,
 //!    shifted into the boxes' id range when they run in a user namespace (`idmap`). Device
 //!    nodes in a layer are skipped: a box gets its own minimal /dev. Of the extended attributes
-//!    (PAX `SCHILY.xattr.*`), `user.*` and `security.capability` (file capabilities, bounded in
-//!    a box by its capability set) are applied to files, directories and fifos; the rest are
-//!    dropped: `trusted.*` would let a layer forge overlayfs whiteouts and redirects, and
-//!    `security.*` labels belong to the host's security modules.
+//!    (PAX `SCHILY.xattr.*`), `user.*` are applied to files, directories and fifos; the rest are
+//!    dropped: `trusted.*` would let a layer forge overlayfs whiteouts and redirects,
+//!    `security.capability` would grant an image's file capabilities on the host, where the
+//!    layer store is (in a box, no_new_privs voids them anyway), and other `security.*` labels
+//!    belong to the host's security modules.
 //! 4. The compressed blob (gzip, zstd or plain tar) is hashed while it is read and must match
 //!    its digest.
 //! 5. A layer is unpacked into `layers/tmp/` and renamed into place only when complete, so a
@@ -227,7 +228,7 @@ fn applied_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Vec<(CString, Vec<u
         .filter_map(std::result::Result::ok)
         .filter_map(|extension| {
             let name = extension.key().ok()?.strip_prefix("SCHILY.xattr.")?;
-            let applied = name.starts_with("user.") || name == "security.capability";
+            let applied = name.starts_with("user.");
             applied.then(|| Some((CString::new(name).ok()?, extension.value_bytes().to_vec()))).flatten()
         })
         .collect()
