@@ -184,7 +184,7 @@ impl Shared {
         let queue = Arc::clone(&self.queue);
         self.spawn(async move {
             let result = work.await;
-            queue.push(Event::Complete { target, result }).await;
+            queue.push(Event::Complete { target, result: Box::new(result) }).await;
         });
     }
 
@@ -404,7 +404,7 @@ impl Delivery {
         for event in events {
             match event {
                 Event::Complete { target, result } => {
-                    if let Some(result) = self.complete(py, target, result) {
+                    if let Some(result) = self.complete(py, target, *result) {
                         unclaimed.push(result);
                     }
                 }

@@ -16,8 +16,9 @@ pub enum StreamKind {
 }
 
 pub enum Event {
-    /// The result of one request.
-    Complete { target: u64, result: Result<Payload, boxlite_core::Error> },
+    /// The result of one request. Boxed: results are few and large, chunks many and small, and
+    /// the queue's slots are as large as the largest event.
+    Complete { target: u64, result: Box<Result<Payload, boxlite_core::Error>> },
     /// Output of an execution, exactly as read.
     Chunk { target: u64, stream: StreamKind, data: Vec<u8> },
     /// An output stream of an execution reached its end.

@@ -34,6 +34,9 @@ use crate::dispatcher::{running_loop, set_exception, set_result, Deferred, Share
 use crate::errors;
 use crate::event::{Event, Payload, StreamKind};
 
+/// Where `send_input` puts data for the stdin writer task, with the sender of its outcome.
+type StdinSender = mpsc::UnboundedSender<(Vec<u8>, oneshot::Sender<std::io::Result<()>>)>;
+
 /// Output a stream may hold that the user has not taken yet.
 pub const STREAM_WINDOW: usize = 8 << 20;
 
@@ -227,7 +230,7 @@ pub struct Execution {
     control: ExecutionControl,
     /// Owning the core execution keeps the process alive; dropping it kills the process group.
     owner: Mutex<Option<boxlite_core::Execution>>,
-    stdin: Mutex<Option<mpsc::UnboundedSender<(Vec<u8>, oneshot::Sender<std::io::Result<()>>)>>>,
+    stdin: Mutex<Option<StdinSender>>,
     state: Mutex<ExecState>,
     exit_claimed: Arc<AtomicBool>,
     stream_pumps: Mutex<Vec<tokio::task::AbortHandle>>,

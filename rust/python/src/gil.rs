@@ -25,10 +25,10 @@ pub fn attach<R>(work: impl for<'py> FnOnce(Python<'py>) -> R) -> R {
 }
 
 /// Runs `work` with the interpreter released. Rule 2.
-pub fn detach<T: Send, F: Send + FnOnce() -> T>(py: Python<'_>, work: F) -> T
+pub fn detach<T, F>(py: Python<'_>, work: F) -> T
 where
-    T: pyo3::marker::Ungil,
-    F: pyo3::marker::Ungil,
+    T: Send + pyo3::marker::Ungil,
+    F: Send + FnOnce() -> T + pyo3::marker::Ungil,
 {
     py.detach(work)
 }

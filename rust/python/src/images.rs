@@ -30,7 +30,6 @@ pub struct ImageRegistry {
 impl ImageRegistry {
     #[new]
     #[pyo3(signature = (host, transport = "https", skip_verify = false, search = false, username = None, password = None, bearer_token = None))]
-    #[expect(clippy::too_many_arguments, reason = "mirrors BoxLite's keyword constructor")]
     fn new(
         host: String,
         transport: &str,

@@ -17,7 +17,9 @@ pub struct Boxlite {
 }
 
 /// The process-wide runtime of `Boxlite.default()`, and the options it will be made with.
-static DEFAULT: Mutex<(Option<Options>, Option<(Arc<Shared>, boxlite_core::Runtime)>)> = Mutex::new((None, None));
+/// The options `init_default` set, and the process-wide runtime once `default()` opened it.
+type DefaultRuntime = (Option<Options>, Option<(Arc<Shared>, boxlite_core::Runtime)>);
+static DEFAULT: Mutex<DefaultRuntime> = Mutex::new((None, None));
 
 fn open(py: Python<'_>, options: &Options) -> PyResult<(Arc<Shared>, boxlite_core::Runtime)> {
     crate::log_bridge::follow_python_level(py)?;

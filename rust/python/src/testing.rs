@@ -108,7 +108,7 @@ fn ordered<'py>(py: Python<'py>, runtime: &Boxlite, count: usize) -> PyResult<Ve
     shared.spawn(async move {
         for (index, target) in targets.into_iter().enumerate() {
             let value = i64::try_from(index).unwrap_or(i64::MAX);
-            queue.push(Event::Complete { target, result: Ok(Payload::Tracked(Tracked::new(value, Arc::clone(&released)))) }).await;
+            queue.push(Event::Complete { target, result: Box::new(Ok(Payload::Tracked(Tracked::new(value, Arc::clone(&released))))) }).await;
         }
     });
     Ok(futures)
@@ -121,7 +121,7 @@ fn push_unclaimed(runtime: &Boxlite, count: usize) {
     for _ in 0..count {
         let queue = Arc::clone(&shared.queue);
         shared.handle.spawn(async move {
-            queue.push(Event::Complete { target: 0, result: Ok(Payload::Unit) }).await;
+            queue.push(Event::Complete { target: 0, result: Box::new(Ok(Payload::Unit)) }).await;
         });
     }
 }
