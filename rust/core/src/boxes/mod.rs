@@ -562,9 +562,19 @@ fn recorded_exit(dir: &Path) -> Option<i32> {
 /// Rule 4, for one record found on disk. Returns the entry to keep, if any.
 fn reconcile(dir: &Path, record: BoxRecord, cgroups: &CgroupLayout) -> Option<BoxEntry> {
     let was_running = matches!(record.status, BoxStatus::Running | BoxStatus::Stopping);
-    let adopted = match (was_running, record.detach, record.init_pid) {
-        (true, true, Some(pid)) => Live::adopt(pid, dir.join("init.sock")),
+    let survivor = match (was_running, record.init_pid) {
+        (true, Some(pid)) => Live::adopt(pid, dir.join("init.sock")),
         _ => None,
+    };
+    // A box tied to the runtime that died is ending (its lifeline closed), but its processes
+    // may take their time: it is finished here, so that what it holds can be cleaned up.
+    let adopted = match survivor {
+        Some(running) if !record.detach => {
+            running.kill();
+            running.exited_within(CLOSE_WAIT);
+            None
+        }
+        survivor => survivor,
     };
     let entry = BoxEntry::new(record.id.clone(), dir.to_path_buf(), record);
     if adopted.is_some() {

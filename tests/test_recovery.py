@@ -1,0 +1,74 @@
+"""A runtime whose process is killed (kill -9) in the middle of its work, and the next runtime on
+its home: dead boxes are settled, stale records, cgroups and sockets cleaned, live detached boxes
+kept and usable."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boxlite
+
+from .conftest import box_processes, collect
+
+SETUP = """
+import asyncio, sys, boxlite
+
+async def main() -> None:
+    runtime = boxlite.Boxlite(boxlite.Options(home_dir=sys.argv[1]))
+    removed = await runtime.create(boxlite.BoxOptions(), name="removed-on-stop")
+    kept = await runtime.create(boxlite.BoxOptions(auto_remove=False), name="kept")
+    lasting = await runtime.create(boxlite.BoxOptions(detach=True, auto_remove=False), name="lasting")
+    for box in (removed, kept, lasting):
+        await box.start()
+    await lasting.exec("sh", ["-c", "echo survived > /root/proof"])
+    await removed.exec("sleep", ["600"])  # in the middle of a command
+    await kept.exec("sh", ["-c", "trap '' TERM; sleep 600"])  # one that would outlast a graceful end
+    print("ready", flush=True)
+    while True:  # and of creating and starting boxes, when the kill comes
+        box = await runtime.create(boxlite.BoxOptions())
+        await box.start()
+
+asyncio.run(main())
+"""
+
+
+def run_until_killed(home: Path) -> None:
+    with subprocess.Popen([sys.executable, "-c", SETUP, str(home)], stdout=subprocess.PIPE, text=True) as process:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready"
+        time.sleep(0.2)
+        process.send_signal(signal.SIGKILL)
+
+
+async def test_the_next_runtime_reconciles_after_a_kill_9(home: Path) -> None:
+    run_until_killed(home)
+    runtime = boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
+    try:
+        infos = {info.name: info for info in await runtime.list_info()}
+        assert "removed-on-stop" not in infos
+        assert infos["kept"].state.status == "stopped"
+        assert infos["lasting"].state.status == "running"
+        for name, info in infos.items():
+            if name != "lasting":
+                assert info.state.status in ("configured", "stopped"), (name, info.state.status)
+        lasting = await runtime.get("lasting")
+        assert lasting is not None
+        stdout, _, status = await collect(await lasting.exec("cat", ["/root/proof"]))
+        assert (stdout, status.exit_code) == (b"survived\n", 0)
+        kept = await runtime.get("kept")
+        assert kept is not None
+        stdout, _, _ = await collect(await kept.exec("echo", ["restarted"]))
+        assert stdout == b"restarted\n"
+        await kept.stop()
+        await lasting.stop()
+        for info in await runtime.list_info():
+            await runtime.remove(info.id, force=True)
+    finally:
+        runtime.close()
+        for pid in box_processes(home):
+            os.kill(pid, signal.SIGKILL)
