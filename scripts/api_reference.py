@@ -50,13 +50,15 @@ def decorators(function: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
     return {ast.unparse(decorator) for decorator in function.decorator_list}
 
 
-def describe_class(node: ast.ClassDef) -> list[str]:
-    bases = ", ".join(ast.unparse(base) for base in node.bases)
+def describe_class(node: ast.ClassDef, private_bases: dict[str, ast.ClassDef]) -> list[str]:
+    """The class's members, with those it inherits from private classes of its module."""
+    bases = ", ".join(ast.unparse(base) for base in node.bases if not ast.unparse(base).startswith("_"))
     lines = [f"### `{node.name}`" + (f" ({bases})" if bases else ""), ""]
     if doc(node):
         lines += [doc(node), ""]
     seen_properties: set[str] = set()
-    for member in node.body:
+    inherited = [member for base in node.bases if ast.unparse(base) in private_bases for member in private_bases[ast.unparse(base)].body]
+    for member in [*node.body, *inherited]:
         if isinstance(member, ast.AnnAssign) and isinstance(member.target, ast.Name) and public(member.target.id):
             lines.append(f"- `{member.target.id}: {ast.unparse(member.annotation)}`")
         elif isinstance(member, (ast.FunctionDef, ast.AsyncFunctionDef)) and public(member.name):
@@ -90,9 +92,10 @@ def render() -> str:
         tree = ast.parse(path.read_text())
         if title:
             lines += [f"## {title}", ""]
+        private_bases = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef) and not public(node.name)}
         for node in tree.body:
             if isinstance(node, ast.ClassDef) and public(node.name):
-                lines += describe_class(node)
+                lines += describe_class(node, private_bases)
             elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and public(node.name):
                 lines += [f"### `{signature(node)}`", "", doc(node), ""]
     return "\n".join(lines).rstrip() + "\n"

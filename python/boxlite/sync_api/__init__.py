@@ -39,7 +39,29 @@ __all__ = [
 ]
 
 
-class SyncBox:
+class _SyncNetworkOwner:
+    """The network calls of a sync box, run on its loop thread against ``_async_network()``."""
+
+    _runner: LoopThread
+
+    def _async_network(self) -> Any:
+        raise NotImplementedError
+
+    @property
+    def network(self) -> SyncNetworkHandle:
+        return SyncNetworkHandle(self)
+
+    def tunnel(self, port: int) -> Any:
+        return self.network.tunnel(port)
+
+    def _create_tunnel(self, port: int) -> Any:
+        return self._runner.run(lambda: self._async_network().tunnel(port))
+
+    def _network_call(self, name: str, argument: Any) -> None:
+        self._runner.run(lambda: getattr(self._async_network(), name)(argument))
+
+
+class SyncBox(_SyncNetworkOwner):
     def __init__(self, runner: LoopThread, box: Box) -> None:
         self._runner = runner
         self._box = box
@@ -78,18 +100,8 @@ class SyncBox:
         """Follows the box's main process; see ``Box.attach``."""
         return SyncExecution(self._runner, self._runner.run(lambda: self._box.attach(None, stdin)))
 
-    @property
-    def network(self) -> SyncNetworkHandle:
-        return SyncNetworkHandle(self)
-
-    def tunnel(self, port: int) -> Any:
-        return self.network.tunnel(port)
-
-    def _create_tunnel(self, port: int) -> Any:
-        return self._runner.run(lambda: self._box.network.tunnel(port))
-
-    def _network_call(self, name: str, argument: Any) -> None:
-        self._runner.run(lambda: getattr(self._box.network, name)(argument))
+    def _async_network(self) -> Any:
+        return self._box.network
 
     def copy_in(self, host_path: str | Path, container_dest: str, copy_options: CopyOptions | None = None) -> None:
         self._runner.run(lambda: self._box.copy_in(host_path, container_dest, copy_options))
@@ -201,7 +213,7 @@ class SyncBoxlite:
         self.close()
 
 
-class SyncSimpleBox:
+class SyncSimpleBox(_SyncNetworkOwner):
     """``with SyncSimpleBox(image) as box: box.exec("echo", "hi")``."""
 
     _async_class: type[SimpleBox] = SimpleBox
@@ -243,18 +255,8 @@ class SyncSimpleBox:
     def _box(self) -> SyncBox:
         return SyncBox(self._runner, self._inner._require_box())
 
-    @property
-    def network(self) -> SyncNetworkHandle:
-        return SyncNetworkHandle(self)
-
-    def tunnel(self, port: int) -> Any:
-        return self.network.tunnel(port)
-
-    def _create_tunnel(self, port: int) -> Any:
-        return self._runner.run(lambda: self._inner.network.tunnel(port))
-
-    def _network_call(self, name: str, argument: Any) -> None:
-        self._runner.run(lambda: getattr(self._inner.network, name)(argument))
+    def _async_network(self) -> Any:
+        return self._inner.network
 
     def exec(self, cmd: str, *args: str, env: dict[str, str] | None = None, user: str | None = None, timeout: float | None = None, cwd: str | None = None) -> ExecResult:
         return self._runner.run(lambda: self._inner.exec(cmd, *args, env=env, user=user, timeout=timeout, cwd=cwd))

@@ -138,11 +138,24 @@ fn engine_error(what: &str, error: &std::io::Error) -> Error {
     Error::Engine(format!("{what}: {error}"))
 }
 
+/// A new control connection to the init listening on `socket_path`.
+fn connect(socket_path: &Path) -> Result<fd::ControlSocket> {
+    fd::ControlSocket::connect(socket_path).map_err(|error| {
+        Error::InvalidState(format!("the box is not running (cannot reach its init at {}: {error})", socket_path.display()))
+    })
+}
+
+/// The init's answer to a `request` (exec or attach) just sent on `socket`; `None` if it hung up.
+async fn answer(socket: &fd::ControlSocket, request: &str) -> Result<Option<(Reply, Vec<OwnedFd>)>> {
+    tokio::time::timeout(EXEC_ANSWER_LIMIT, socket.recv())
+        .await
+        .map_err(|_| Error::Engine(format!("the box's init did not answer within {EXEC_ANSWER_LIMIT:?}")))?
+        .map_err(|error| engine_error(&format!("failed to read the {request} reply"), &error))
+}
+
 /// Starts `spec` in the box whose init listens on `socket_path`.
 pub async fn start(socket_path: &Path, spec: ExecSpec) -> Result<Execution> {
-    let socket = fd::ControlSocket::connect(socket_path).map_err(|error| {
-        Error::InvalidState(format!("the box is not running (cannot reach its init at {}: {error})", socket_path.display()))
-    })?;
+    let socket = connect(socket_path)?;
     let request = Request::Exec { argv: spec.argv.clone(), env: spec.env, cwd: spec.cwd, user: spec.user, tty: spec.tty.clone() };
     let mut ours = (None, None, None);
     if spec.tty.is_some() {
@@ -164,11 +177,7 @@ pub async fn start(socket_path: &Path, spec: ExecSpec) -> Result<Execution> {
             .map_err(|error| engine_error("failed to send the exec request", &error))?;
         ours = (Some(stdin_write), Some(stdout_read), Some(stderr_read));
     }
-    let reply = tokio::time::timeout(EXEC_ANSWER_LIMIT, socket.recv())
-        .await
-        .map_err(|_| Error::Engine(format!("the box's init did not answer within {EXEC_ANSWER_LIMIT:?}")))?
-        .map_err(|error| engine_error("failed to read the exec reply", &error))?;
-    let (pid, mut fds) = match reply {
+    let (pid, mut fds) = match answer(&socket, "exec").await? {
         Some((Reply::Started { pid }, fds)) => (pid, fds),
         Some((Reply::Failed { message, not_found: true }, _)) => return Err(Error::NotFound(message)),
         Some((Reply::Failed { message, .. }, _)) => return Err(Error::Execution(message)),
@@ -230,15 +239,9 @@ pub async fn attach(socket_path: &Path, output: MainOutput, stdin: bool) -> Resu
 /// The Attach exchange: the control connection, the main process's pid, and its stdin if asked
 /// for and still free.
 async fn connect_attached(socket_path: &Path, stdin: bool) -> Result<(fd::ControlSocket, i32, Option<AsyncDescriptor>)> {
-    let socket = fd::ControlSocket::connect(socket_path).map_err(|error| {
-        Error::InvalidState(format!("the box is not running (cannot reach its init at {}: {error})", socket_path.display()))
-    })?;
+    let socket = connect(socket_path)?;
     socket.send(&Request::Attach { stdin }, &[]).await.map_err(|error| engine_error("failed to send the attach request", &error))?;
-    let reply = tokio::time::timeout(EXEC_ANSWER_LIMIT, socket.recv())
-        .await
-        .map_err(|_| Error::Engine(format!("the box's init did not answer within {EXEC_ANSWER_LIMIT:?}")))?
-        .map_err(|error| engine_error("failed to read the attach reply", &error))?;
-    let (pid, mut fds) = match reply {
+    let (pid, mut fds) = match answer(&socket, "attach").await? {
         Some((Reply::Started { pid }, fds)) => (pid, fds),
         Some((Reply::Failed { message, .. }, _)) => return Err(Error::InvalidState(message)),
         Some((other, _)) => return Err(Error::Engine(format!("unexpected reply to attach: {other:?}"))),

@@ -129,6 +129,16 @@ struct VolumeSpec {
     read_only: bool,
 }
 
+/// The value of the first of `names` present in `entry` (BoxLite accepts several spellings).
+fn dict_field<'py>(entry: &Bound<'py, PyDict>, names: &[&str]) -> PyResult<Option<Bound<'py, PyAny>>> {
+    for name in names {
+        if let Some(value) = entry.get_item(name)? {
+            return Ok(Some(value));
+        }
+    }
+    Ok(None)
+}
+
 fn parse_volume(entry: &Bound<'_, PyAny>) -> PyResult<VolumeSpec> {
     let flag = |value: Bound<'_, PyAny>| -> PyResult<bool> {
         if !value.is_instance_of::<PyBool>() {
@@ -145,14 +155,7 @@ fn parse_volume(entry: &Bound<'_, PyAny>) -> PyResult<VolumeSpec> {
         return Ok(VolumeSpec { host: entry.get_item(0)?.extract()?, guest: entry.get_item(1)?.extract()?, read_only });
     }
     if let Ok(entry) = entry.cast::<PyDict>() {
-        let field = |names: &[&str]| -> PyResult<Option<Bound<'_, PyAny>>> {
-            for name in names {
-                if let Some(value) = entry.get_item(name)? {
-                    return Ok(Some(value));
-                }
-            }
-            Ok(None)
-        };
+        let field = |names: &[&str]| dict_field(entry, names);
         let host = field(&["host", "host_path", "source"])?.ok_or_else(|| PyRuntimeError::new_err("a volumes dict needs 'host' (or 'host_path', or a 'volume://' 'source')"))?;
         let guest = field(&["guest", "guest_path"])?.ok_or_else(|| PyRuntimeError::new_err("a volumes dict needs 'guest' (or 'guest_path')"))?;
         let read_only = field(&["read_only", "ro"])?.map(flag).transpose()?.unwrap_or(false);
@@ -178,14 +181,7 @@ fn parse_port(entry: &Bound<'_, PyAny>) -> PyResult<PortSpec> {
         });
     }
     if let Ok(entry) = entry.cast::<PyDict>() {
-        let field = |names: &[&str]| -> PyResult<Option<Bound<'_, PyAny>>> {
-            for name in names {
-                if let Some(value) = entry.get_item(name)? {
-                    return Ok(Some(value));
-                }
-            }
-            Ok(None)
-        };
+        let field = |names: &[&str]| dict_field(entry, names);
         let guest = field(&["guest_port", "guest"])?.ok_or_else(|| PyRuntimeError::new_err("a ports dict needs 'guest_port'"))?;
         return Ok(PortSpec {
             host_port: field(&["host_port", "host"])?.map(|value| value.extract()).transpose()?.flatten(),
