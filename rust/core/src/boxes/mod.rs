@@ -693,7 +693,7 @@ impl BoxHandle {
         if live.as_ref().is_some_and(Live::is_alive) {
             return Ok(());
         }
-        self.settle_if_dead(live)?;
+        self.settle_if_dead(live).await?;
         let status = self.entry.record().status;
         if !status.can_start() {
             return Err(Error::InvalidState(format!("box {} is {}; it cannot be started", self.entry.id, status.as_str())));
@@ -913,12 +913,13 @@ impl BoxHandle {
 
     /// An init that ended before its monitor settled the box is settled here, under the lock
     /// (rule 5); a box that removes on stop is then gone.
-    fn settle_if_dead(&self, live: &mut Option<Live>) -> Result<()> {
+    async fn settle_if_dead(&self, live: &mut Option<Live>) -> Result<()> {
         if live.as_ref().is_none_or(Live::is_alive) {
             return Ok(());
         }
         *live = None;
-        settle(&self.inner, &self.entry, BoxStatus::Stopped)?;
+        let (inner, entry) = (Arc::clone(&self.inner), Arc::clone(&self.entry));
+        blocking(move || settle(&inner, &entry, BoxStatus::Stopped)).await?;
         if self.entry.removed.load(Ordering::Acquire) {
             return Err(Error::NotFound(format!("box {} was removed when its main process ended", self.entry.id)));
         }
@@ -937,7 +938,7 @@ impl BoxHandle {
                 self.entry.id
             )));
         }
-        self.settle_if_dead(&mut live)?;
+        self.settle_if_dead(&mut live).await?;
         if let Some(running) = live.as_ref() {
             let (output, fallback) = (self.main_output()?, self.main_output()?);
             let socket_path = running.socket_path.clone();
