@@ -186,8 +186,7 @@ async def test_a_detached_box_gives_its_main_process_a_stdin(runtime: boxlite.Bo
     box = await runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image, detach=True, auto_remove=False))
     try:
         await box.start()
-        await asyncio.sleep(0.3)
-        assert (await box.info()).state.running, "the image's shell must idle on its stdin"
+        # Its shell must still be there, reading its stdin: what it answers proves it.
         attached = await box.attach(stdin=True)
         stdin = attached.stdin()
         await stdin.send_input(b"echo detached-ok\n")

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import boxlite
@@ -32,6 +31,7 @@ async def main() -> None:
     while True:  # and of creating and starting boxes, when the kill comes
         box = await runtime.create(boxlite.BoxOptions())
         await box.start()
+        print("started", flush=True)
 
 asyncio.run(main())
 """
@@ -41,7 +41,8 @@ def run_until_killed(home: Path) -> None:
     with subprocess.Popen([sys.executable, "-c", SETUP, str(home)], stdout=subprocess.PIPE, text=True) as process:
         assert process.stdout is not None
         assert process.stdout.readline().strip() == "ready"
-        time.sleep(0.2)
+        for _ in range(3):  # killed while it goes on creating and starting boxes
+            assert process.stdout.readline().strip() == "started"
         process.send_signal(signal.SIGKILL)
 
 

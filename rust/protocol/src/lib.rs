@@ -79,11 +79,20 @@ pub struct IdMap {
     pub size: u32,
 }
 
+/// Where ids outside a mapping land: the box's `nobody`.
+const NOBODY: u32 = 65_534;
+
 impl IdMap {
     /// The ids of every box: box ids 0..65535 are host ids from 0x7000_0000, above the pools
     /// that systemd-nspawn (up to 0x6FFF0000) and the usual /etc/subuid ranges (from 100000)
     /// hand out, so no other container shares them.
     pub const BOXES: Self = Self { host_base: 0x7000_0000, size: 65_536 };
+
+    /// The host id of box id `id`; ids past the mapping become the box's `nobody`.
+    pub fn host_id(self, id: u64) -> u32 {
+        let inside = u32::try_from(id).ok().filter(|id| *id < self.size).unwrap_or(NOBODY);
+        self.host_base + inside
+    }
 }
 
 /// A host directory or file mounted at `target` in the box.
@@ -309,6 +318,16 @@ pub fn recv_packet(socket: BorrowedFd<'_>, buffer: &mut Vec<u8>) -> io::Result<(
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+
+    #[test]
+    fn ids_shift_into_the_range_and_strays_become_nobody() {
+        let map = IdMap::BOXES;
+        let base = map.host_base;
+        assert_eq!(map.host_id(0), base);
+        assert_eq!(map.host_id(1000), base + 1000);
+        assert_eq!(map.host_id(70_000), base + NOBODY);
+        assert_eq!(map.host_id(u64::MAX), base + NOBODY);
+    }
 
     #[test]
     fn packets_carry_messages_and_descriptors() {

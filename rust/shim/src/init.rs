@@ -119,7 +119,9 @@ impl Init {
         let lifeline = if config.detached {
             // Not closed but covered: a free fd 0 would be handed out to the next pipe, and a
             // process given it as a source of its stdio would lose it at exec.
-            process::redirect_stdin_to_null(stdin);
+            // The descriptor is replaced in place: dup2 closes the lifeline pipe.
+            std::mem::forget(stdin);
+            process::redirect_to_null(libc::STDIN_FILENO);
             None
         } else {
             Some(stdin)

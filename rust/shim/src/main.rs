@@ -132,7 +132,7 @@ fn start() -> String {
         drop(ready_read);
         let mut ready = File::from(ready_write);
         // The status pipe belongs to the first process; the init must not hold it open.
-        process::redirect_stdout_to_null();
+        process::redirect_to_null(libc::STDOUT_FILENO);
         let started = jail::enter(&config, user_namespace.as_ref()).map_err(|error| error.to_string()).and_then(|()| {
             // Last: the root is built as host root; from here on the init is root of the box's
             // user namespace only.

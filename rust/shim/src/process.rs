@@ -22,26 +22,13 @@ pub fn pipe() -> sys::Result<(OwnedFd, OwnedFd)> {
     }
 }
 
-/// Puts /dev/null on fd 0 in place of `stdin` (which is closed).
-pub fn redirect_stdin_to_null(stdin: OwnedFd) {
-    // SAFETY: opening /dev/null and dup2 onto fd 0, which `stdin` owned; the temporary
-    // descriptor is closed. `stdin` is forgotten, not closed: dup2 replaced it.
+/// Puts /dev/null on `target` (0, 1 or 2) in place of what was there, which is closed.
+pub fn redirect_to_null(target: RawFd) {
+    // SAFETY: opening /dev/null and dup2 onto `target`; the temporary descriptor is closed.
     unsafe {
         let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
         if null >= 0 {
-            libc::dup2(null, libc::STDIN_FILENO);
-            libc::close(null);
-            std::mem::forget(stdin);
-        }
-    }
-}
-
-pub fn redirect_stdout_to_null() {
-    // SAFETY: opening /dev/null and dup2 onto stdout; the temporary descriptor is closed.
-    unsafe {
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
-        if null >= 0 {
-            libc::dup2(null, libc::STDOUT_FILENO);
+            libc::dup2(null, target);
             libc::close(null);
         }
     }

@@ -183,7 +183,7 @@ impl Runtime {
     pub fn open(home_dir: &Path, registries: Vec<RegistryConfig>) -> Result<Self> {
         let home = Home::open(home_dir)?;
         let shim = home.install_shim()?;
-        let home = home.with_id_map(IdMap::detect(&shim))?;
+        let home = home.with_id_map(crate::idmap::detect(&shim))?;
         let cgroups = CgroupLayout::detect();
         let mut boxes = HashMap::new();
         for dir in fs_err::read_dir(home.boxes())?.flatten() {
@@ -556,7 +556,7 @@ fn settle(inner: &Arc<Inner>, entry: &BoxEntry, status: BoxStatus) -> Result<()>
 
 /// The exit the init wrote for the main process of the box's last run, if it did.
 fn recorded_exit(dir: &Path) -> Option<i32> {
-    std::fs::read_to_string(dir.join(MAIN_STATUS)).ok()?.trim().parse().ok()
+    exec::read_recorded_exit(&std::fs::File::open(dir.join(MAIN_STATUS)).ok()?)
 }
 
 /// Rule 4, for one record found on disk. Returns the entry to keep, if any.
@@ -632,15 +632,11 @@ fn env_strings(env: Vec<(String, String)>) -> Vec<String> {
     env.into_iter().map(|(key, value)| format!("{key}={value}")).collect()
 }
 
-/// Environment, working directory and user of a process that does not choose its own: the
-/// box's options, else the image's config.
-fn process_defaults(record: &BoxRecord) -> (Vec<String>, Option<String>, Option<String>) {
+/// Working directory and user of a process that does not choose its own: the box's options,
+/// else the image's config.
+fn default_cwd_and_user(record: &BoxRecord) -> (Option<String>, Option<String>) {
     let image = &record.prepared.config;
-    (
-        env_strings(box_env(record)),
-        record.working_dir.clone().or_else(|| image.working_dir.clone()),
-        record.user.clone().or_else(|| image.user.clone()),
-    )
+    (record.working_dir.clone().or_else(|| image.working_dir.clone()), record.user.clone().or_else(|| image.user.clone()))
 }
 
 /// What `exec` asks for, before the box's defaults are merged in.
@@ -801,9 +797,10 @@ impl BoxHandle {
                 .collect(),
             capabilities: record.capabilities.clone(),
             process_limits: record.process_limits.clone(),
-            user_namespace: record.id_map.map(Into::into),
+            user_namespace: record.id_map,
             main: record.main.clone().map(|argv| {
-                let (env, cwd, user) = process_defaults(&record);
+                let (cwd, user) = default_cwd_and_user(&record);
+                let env = env_strings(box_env(&record));
                 MainProcess {
                     argv,
                     env,
@@ -991,7 +988,7 @@ impl BoxHandle {
         }
         let mut argv = vec![request.command];
         argv.extend(request.args);
-        let (_, cwd, user) = process_defaults(&record);
+        let (cwd, user) = default_cwd_and_user(&record);
         ExecSpec {
             argv,
             env: env_strings(env),

@@ -161,16 +161,9 @@ pub async fn start(socket_path: &Path, spec: ExecSpec) -> Result<Execution> {
     if spec.tty.is_some() {
         socket.send(&request, &[]).await.map_err(|error| engine_error("failed to send the exec request", &error))?;
     } else {
-        let pipe = |enlarge: bool| -> Result<(OwnedFd, OwnedFd)> {
-            let pair = fd::pipe().map_err(|error| engine_error("failed to create a pipe", &error))?;
-            if enlarge {
-                fd::enlarge_pipe(&pair.0);
-            }
-            Ok(pair)
-        };
-        let (stdin_read, stdin_write) = pipe(false)?;
-        let (stdout_read, stdout_write) = pipe(true)?;
-        let (stderr_read, stderr_write) = pipe(true)?;
+        let (stdin_read, stdin_write) = plain_pipe()?;
+        let (stdout_read, stdout_write) = stream_pipe()?;
+        let (stderr_read, stderr_write) = stream_pipe()?;
         socket
             .send(&request, &[&stdin_read, &stdout_write, &stderr_write])
             .await
@@ -184,9 +177,7 @@ pub async fn start(socket_path: &Path, spec: ExecSpec) -> Result<Execution> {
         Some((other, _)) => return Err(Error::Engine(format!("unexpected reply to exec: {other:?}"))),
         None => return Err(Error::InvalidState("the box stopped while starting the process".to_string())),
     };
-    let wrap = |fd: Option<OwnedFd>| -> Result<Option<AsyncDescriptor>> {
-        fd.map(AsyncDescriptor::new).transpose().map_err(|error| engine_error("failed to register a stream", &error))
-    };
+    let wrap = |fd: Option<OwnedFd>| fd.map(registered).transpose();
     let (stdin, stdout, stderr, terminal) = if spec.tty.is_some() {
         let master = fds.pop().ok_or_else(|| Error::Engine("the init sent no terminal".to_string()))?;
         let reader = master.try_clone().map_err(|error| engine_error("failed to duplicate the terminal", &error))?;
@@ -220,10 +211,23 @@ impl MainOutput {
 
     /// The exit the init recorded, once the process has ended.
     pub fn recorded_exit(&self) -> Option<i32> {
-        let mut text = String::new();
-        (&self.status).seek(std::io::SeekFrom::Start(0)).ok()?;
-        (&self.status).read_to_string(&mut text).ok()?;
-        text.trim().parse().ok()
+        read_recorded_exit(&self.status)
+    }
+}
+
+/// The exit code the init wrote to a main process's status file (`-N` after signal N), if it
+/// did.
+pub fn read_recorded_exit(mut status: &File) -> Option<i32> {
+    let mut text = String::new();
+    status.seek(std::io::SeekFrom::Start(0)).ok()?;
+    status.read_to_string(&mut text).ok()?;
+    text.trim().parse().ok()
+}
+
+impl ExitStatus {
+    /// The status of a main process from the exit code the init recorded.
+    fn recorded(exit_code: i32) -> Self {
+        Self { exit_code, signal: (exit_code < 0).then_some(-exit_code), timed_out: false, error: None }
     }
 }
 
@@ -247,7 +251,7 @@ async fn connect_attached(socket_path: &Path, stdin: bool) -> Result<(fd::Contro
         Some((other, _)) => return Err(Error::Engine(format!("unexpected reply to attach: {other:?}"))),
         None => return Err(Error::InvalidState("the box stopped while attaching".to_string())),
     };
-    let stdin = fds.pop().map(AsyncDescriptor::new).transpose().map_err(|error| engine_error("failed to register a stream", &error))?;
+    let stdin = fds.pop().map(registered).transpose()?;
     Ok((socket, pid, stdin))
 }
 
@@ -259,8 +263,13 @@ fn registered(fd: OwnedFd) -> Result<AsyncDescriptor> {
     AsyncDescriptor::new(fd).map_err(|error| engine_error("failed to register a stream", &error))
 }
 
+fn plain_pipe() -> Result<(OwnedFd, OwnedFd)> {
+    fd::pipe().map_err(|error| engine_error("failed to create a pipe", &error))
+}
+
+/// A pipe for a process's output: (read end, write end), with room for a flood of it.
 fn stream_pipe() -> Result<(OwnedFd, OwnedFd)> {
-    let pair = fd::pipe().map_err(|error| engine_error("failed to create a pipe", &error))?;
+    let pair = plain_pipe()?;
     fd::enlarge_pipe(&pair.0);
     Ok(pair)
 }
@@ -274,7 +283,7 @@ pub fn attach_when_started(started: StartedRun, stdin: bool) -> Result<Execution
     let (stderr, stderr_writer) = stream_pipe()?;
     let (stdout_writer, stderr_writer) = (registered(stdout_writer)?, registered(stderr_writer)?);
     let (ours, stdin_reader) = if stdin {
-        let (read, write) = fd::pipe().map_err(|error| engine_error("failed to create a pipe", &error))?;
+        let (read, write) = plain_pipe()?;
         (Some(registered(write)?), Some(registered(read)?))
     } else {
         (None, None)
@@ -300,7 +309,7 @@ pub fn attach_when_started(started: StartedRun, stdin: bool) -> Result<Execution
                 // Its main process ended already: what it wrote and its exit are on record.
                 Err(error) => match output.recorded_exit() {
                     Some(code) => {
-                        control.exit.send_replace(Some(ExitStatus { exit_code: code, signal: (code < 0).then_some(-code), timed_out: false, error: None }));
+                        control.exit.send_replace(Some(ExitStatus::recorded(code)));
                         Ok(output)
                     }
                     None => Err(error),
@@ -331,18 +340,15 @@ async fn relay(from: AsyncDescriptor, to: AsyncDescriptor) {
 
 /// Rule 5, for a main process that has ended: its recorded output, then its exit.
 pub fn replay(output: MainOutput, exit_code: i32) -> Result<Execution> {
-    let signal = (exit_code < 0).then_some(-exit_code);
-    let control = Control::new(None, Some(ExitStatus { exit_code, signal, timed_out: false, error: None }));
+    let control = Control::new(None, Some(ExitStatus::recorded(exit_code)));
     followed(0, control, output, None)
 }
 
 fn followed(pid: i32, control: Arc<Control>, output: MainOutput, stdin: Option<AsyncDescriptor>) -> Result<Execution> {
     let follow = |file: File| -> Result<AsyncDescriptor> {
-        let (read, write) = fd::pipe().map_err(|error| engine_error("failed to create a pipe", &error))?;
-        fd::enlarge_pipe(&read);
-        let writer = AsyncDescriptor::new(write).map_err(|error| engine_error("failed to register a stream", &error))?;
-        follow_into(file, control.exit.subscribe(), writer)?;
-        AsyncDescriptor::new(read).map_err(|error| engine_error("failed to register a stream", &error))
+        let (read, write) = stream_pipe()?;
+        follow_into(file, control.exit.subscribe(), registered(write)?)?;
+        registered(read)
     };
     let stdout = follow(output.stdout)?;
     let stderr = follow(output.stderr)?;
