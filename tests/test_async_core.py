@@ -59,7 +59,7 @@ async def test_rule01_results_are_delivered_on_the_loop_thread(runtime: boxlite.
 
 
 async def test_rule02_a_busy_loop_thread_does_not_stall_tokio(runtime: boxlite.Boxlite) -> None:
-    _testing.hold_dispatcher(runtime, True)
+    _testing.hold_drains(runtime, True)
     gate = _testing.Gate()
     future = _testing.gated(runtime, gate, 5)
     gate.open()
@@ -69,14 +69,14 @@ async def test_rule02_a_busy_loop_thread_does_not_stall_tokio(runtime: boxlite.B
     while _testing.queue_len(runtime) == 0 and time.monotonic() < deadline:
         pass
     assert _testing.queue_len(runtime) == 1
-    _testing.hold_dispatcher(runtime, False)
+    _testing.hold_drains(runtime, False)
     assert await future == 5
 
 
 async def test_rule03_05_a_full_queue_holds_producers_and_never_the_workers(home: Path) -> None:
     runtime = open_runtime(home, capacity=4)
     try:
-        _testing.hold_dispatcher(runtime, True)
+        _testing.hold_drains(runtime, True)
         gate = _testing.Gate()
         futures = [_testing.gated(runtime, gate, value) for value in range(10)]
         gate.open()
@@ -85,7 +85,7 @@ async def test_rule03_05_a_full_queue_holds_producers_and_never_the_workers(home
         ticks = _testing.canary_ticks()
         await wait_until(lambda: _testing.canary_ticks() > ticks + 3)
         assert _testing.queue_len(runtime) == 4
-        _testing.hold_dispatcher(runtime, False)
+        _testing.hold_drains(runtime, False)
         assert await asyncio.gather(*futures) == list(range(10))
     finally:
         runtime.close()
@@ -117,21 +117,44 @@ def threads_of_this_process() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
-async def test_rule07_08_dispatchers_and_workers_end_with_their_runtime(tmp_path: Path) -> None:
-    dispatchers = _testing.live_dispatchers()
+async def test_rule07_08_channels_and_workers_end_with_their_runtime(tmp_path: Path) -> None:
+    channels = _testing.live_channels()
     threads = threads_of_this_process()
+    gate = _testing.Gate()
+    gate.open()
     for index in range(30):
         runtime = open_runtime(tmp_path / f"home{index}")
+        assert await _testing.gated(runtime, gate, index) == index  # the runtime now has a channel on this loop
         runtime.close()
         runtime.close()
         assert repr(runtime) == "Boxlite(open=false)"
-    assert _testing.live_dispatchers() == dispatchers
+    # Each closed channel's drain takes its reader off the loop; then the eventfd is closed.
+    await wait_until(lambda: _testing.live_channels() == channels)
     await wait_until(lambda: threads_of_this_process() <= threads)
+
+
+def test_one_runtime_serves_event_loops_one_after_another(home: Path) -> None:
+    channels = _testing.live_channels()
+    runtime = open_runtime(home)
+
+    async def once(value: int) -> int:
+        gate = _testing.Gate()
+        gate.open()
+        return await _testing.gated(runtime, gate, value)
+
+    try:
+        assert asyncio.run(once(1)) == 1
+        assert asyncio.run(once(2)) == 2
+        # The first loop's channel was closed when the second loop registered: one is left.
+        assert _testing.live_channels() == channels + 1
+    finally:
+        runtime.close()
+    assert _testing.live_channels() == channels
 
 
 async def test_rule09_close_releases_queued_results_before_it_returns(home: Path) -> None:
     runtime = open_runtime(home)
-    _testing.hold_dispatcher(runtime, True)
+    _testing.hold_drains(runtime, True)
     gate = _testing.Gate()
     future = _testing.gated(runtime, gate, 1)
     gate.open()
@@ -260,17 +283,17 @@ async def test_rule17_18_every_claim_order_resolves_once_and_releases_once(home:
     await wait_until(lambda: gate.released() == 1)
 
     # result queued, then cancel, then delivery: released, never set on the cancelled future.
-    _testing.hold_dispatcher(runtime, True)
+    _testing.hold_drains(runtime, True)
     gate = _testing.Gate()
     future = _testing.gated(runtime, gate, 3)
     gate.open()
     await wait_until(lambda: _testing.queue_len(runtime) == 1)
     future.cancel()
-    _testing.hold_dispatcher(runtime, False)
+    _testing.hold_drains(runtime, False)
     await wait_until(lambda: gate.released() == 1)
 
     # result queued, then close: the close releases it and fails the caller.
-    _testing.hold_dispatcher(runtime, True)
+    _testing.hold_drains(runtime, True)
     gate = _testing.Gate()
     queued = _testing.gated(runtime, gate, 4)
     gate.open()

@@ -1,39 +1,44 @@
-//! The per-runtime async core: a tokio runtime for the work, the completion queue, the
-//! pending-request registry, and the one dispatcher thread that hands results to asyncio.
+//! The per-runtime async core: a tokio runtime for the work, the pending-request registry, and
+//! the dispatch of results to asyncio: each event loop the runtime serves has a completion
+//! channel (`channel`), and the loop itself drains it on its own thread ([`Drain`]).
 //!
 //! # Invariants (numbers refer to reference/async-core-invariants.md §2)
 //!
 //! 1. (rules 1, 2) Tokio tasks carry only Rust values; they never hold a Python object and never
 //!    attach. Python-visible work (resolving futures, feeding streams) runs on the event loop's
-//!    thread, scheduled by the dispatcher with `call_soon_threadsafe`.
-//! 2. (rule 10) One dispatcher thread per runtime; it forwards events in queue order, one batch
-//!    per loop at a time, and `call_soon_threadsafe` keeps that order on each loop.
+//!    thread, in [`Drain`], which the loop calls when its channel's eventfd is readable
+//!    (`loop.add_reader`): the loop-side drain of the reference's §3.2 (b), kept general by
+//!    giving every loop a channel of its own.
+//! 2. (rule 10) One channel per loop and one drain per channel: a loop's events are handled in
+//!    push order, on that loop. A request or execution pushes to the channel of the loop it was
+//!    made on.
 //! 3. (rule 11) An accepted request produces exactly one completion event. Argument errors are
 //!    raised before anything is registered or spawned.
 //! 4. (rules 17, 18, 20) Cancelling an awaitable only claims its slot; the work runs on, and its
 //!    result, finding no slot, is released by dropping it (outside the interpreter).
-//! 6. A delivery carries at most [`DELIVERY_BYTES`] of output, and the dispatcher sends the next
-//!    one only when the loop has run the previous (or after [`DELIVERY_WAIT`]), so a flood of
-//!    output is handed over in slices between which the loop runs its other callbacks: the
-//!    loop's latency stays bounded while many executions stream.
 //! 5. (rules 16, 21) `close()`: refuse new requests and sweep the registry under one lock, fail
-//!    every swept awaitable with `RuntimeClosedError`, then close the queue (releasing queued
-//!    payloads before returning) and stop the dispatcher, then the tokio runtime in the
-//!    background. Later calls fail at once.
+//!    every swept awaitable with `RuntimeClosedError`, then close every channel (releasing queued
+//!    payloads before returning; each drain then takes its reader off its loop), then stop the
+//!    tokio runtime in the background. Later calls fail at once.
+//! 6. One drain handles at most [`DRAIN_BYTES`] of output or [`DRAIN_EVENTS`] events, then
+//!    wakes its loop again if more is queued: a flood of output is handed over in slices between
+//!    which the loop runs its other callbacks, so the loop's latency stays bounded while many
+//!    executions stream.
+//! 7. A channel whose loop was closed is closed when the runtime next registers on a loop, so
+//!    its producers are released instead of waiting for a drain that will never come.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Weak};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
+use crate::channel::Channel;
 use crate::errors;
 use crate::event::{Event, Payload};
 use crate::gil;
-use crate::queue::Queue;
 use crate::registry::Registry;
 
 /// Who waits for a target id.
@@ -44,24 +49,16 @@ pub enum Slot {
     Execution { execution: Py<crate::execution::Execution>, event_loop: Py<PyAny> },
 }
 
-impl Slot {
-    fn event_loop(&self) -> &Py<PyAny> {
-        match self {
-            Self::Request { event_loop, .. } | Self::Execution { event_loop, .. } => event_loop,
-        }
-    }
-}
-
-const BATCH: usize = 256;
-/// Output bytes one delivery hands to the loop at most (invariant 6).
-const DELIVERY_BYTES: usize = 1 << 20;
-/// How long the dispatcher waits for the loop to run its previous delivery (invariant 6).
-const DELIVERY_WAIT: Duration = Duration::from_millis(50);
+/// Events one drain takes from its channel at a time.
+const TAKE: usize = 64;
+/// Events one drain handles at most before letting the loop run other callbacks (invariant 6).
+const DRAIN_EVENTS: usize = 256;
+/// Output bytes one drain hands over at most (invariant 6).
+const DRAIN_BYTES: usize = 1 << 20;
 /// How long a closed runtime lets in-flight requests finish before tokio is stopped.
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
 static SPAWNED: AtomicUsize = AtomicUsize::new(0);
-static LIVE_DISPATCHERS: AtomicUsize = AtomicUsize::new(0);
 /// Queue capacity for runtimes created from now on (tests lower it).
 pub static NEXT_CAPACITY: AtomicUsize = AtomicUsize::new(crate::queue::DEFAULT_CAPACITY);
 
@@ -69,21 +66,23 @@ pub fn spawned_tasks() -> usize {
     SPAWNED.load(Ordering::SeqCst)
 }
 
-pub fn live_dispatchers() -> usize {
-    LIVE_DISPATCHERS.load(Ordering::SeqCst)
+/// An event loop this runtime delivers to, and its channel (invariant 2).
+struct LoopChannel {
+    event_loop: Py<PyAny>,
+    channel: Arc<Channel>,
 }
 
 pub struct Shared {
-    pub queue: Arc<Queue<Event>>,
     pub registry: Arc<Registry<Slot>>,
     pub handle: tokio::runtime::Handle,
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
     closed: AtomicBool,
     /// Tasks started by [`Shared::spawn`] that have not ended.
     in_flight: Arc<AtomicUsize>,
-    /// Deliveries scheduled on a loop and not yet run (invariant 6).
-    unrun: (Mutex<usize>, Condvar),
-    dispatcher: Mutex<Option<JoinHandle<()>>>,
+    capacity: usize,
+    channels: Mutex<Vec<LoopChannel>>,
+    /// Tests hold the drains to fill channels deterministically.
+    held: AtomicBool,
 }
 
 static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -103,28 +102,16 @@ impl Shared {
             .thread_name("boxlite-worker")
             .enable_all()
             .build()?;
-        let shared = Arc::new(Self {
-            queue: Arc::new(Queue::new(NEXT_CAPACITY.load(Ordering::SeqCst))),
+        Ok(Arc::new(Self {
             registry: Arc::new(Registry::default()),
             handle: runtime.handle().clone(),
             runtime: Mutex::new(Some(runtime)),
             closed: AtomicBool::new(false),
             in_flight: Arc::new(AtomicUsize::new(0)),
-            unrun: (Mutex::new(0), Condvar::new()),
-            dispatcher: Mutex::new(None),
-        });
-        let weak = Arc::downgrade(&shared);
-        let queue = Arc::clone(&shared.queue);
-        let registry = Arc::clone(&shared.registry);
-        LIVE_DISPATCHERS.fetch_add(1, Ordering::SeqCst);
-        let thread = std::thread::Builder::new()
-            .name("boxlite-dispatch".to_string())
-            .spawn(move || {
-                dispatch(&weak, &queue, &registry);
-                LIVE_DISPATCHERS.fetch_sub(1, Ordering::SeqCst);
-            })?;
-        *shared.dispatcher.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(thread);
-        Ok(shared)
+            capacity: NEXT_CAPACITY.load(Ordering::SeqCst),
+            channels: Mutex::new(Vec::new()),
+            held: AtomicBool::new(false),
+        }))
     }
 
     pub fn is_closed(&self) -> bool {
@@ -138,32 +125,98 @@ impl Shared {
         Ok(())
     }
 
-    /// Registers a request on the running loop: its target id and the future it resolves.
-    pub fn register<'py>(self: &Arc<Self>, py: Python<'py>) -> PyResult<(u64, Bound<'py, PyAny>)> {
+    fn channels(&self) -> std::sync::MutexGuard<'_, Vec<LoopChannel>> {
+        self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The channel of `event_loop`, made (and its drain put on the loop) on first use. Called on
+    /// that loop's thread. Invariants 2 and 7.
+    pub fn channel(self: &Arc<Self>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Channel>> {
+        let py = event_loop.py();
+        let mut channels = self.channels();
+        if let Some(known) = channels.iter().find(|known| known.event_loop.bind(py).is(event_loop)) {
+            return Ok(Arc::clone(&known.channel));
+        }
+        let mut abandoned = Vec::new();
+        let mut index = 0;
+        while index < channels.len() {
+            if channels[index].event_loop.bind(py).call_method0("is_closed").and_then(|closed| closed.is_truthy()).unwrap_or(true) {
+                abandoned.push(channels.swap_remove(index));
+            } else {
+                index += 1;
+            }
+        }
+        let channel = Arc::new(Channel::new(self.capacity, self.held.load(Ordering::SeqCst))?);
+        let drain = Drain { shared: Arc::downgrade(self), channel: Arc::clone(&channel), event_loop: event_loop.clone().unbind() };
+        event_loop.call_method1("add_reader", (channel.fd(), drain))?;
+        channels.push(LoopChannel { event_loop: event_loop.clone().unbind(), channel: Arc::clone(&channel) });
+        drop(channels);
+        gil::detach(py, move || abandoned.iter().for_each(|gone| gone.channel.close()));
+        Ok(channel)
+    }
+
+    /// Registers a request on the running loop: its target id, the future it resolves, and the
+    /// channel its completion goes to.
+    pub fn register<'py>(self: &Arc<Self>, py: Python<'py>) -> PyResult<(u64, Bound<'py, PyAny>, Arc<Channel>)> {
         self.register_with_progress(py, None)
     }
 
     /// [`Shared::register`], with a callable that `Event::Progress` reports go to.
-    pub fn register_with_progress<'py>(self: &Arc<Self>, py: Python<'py>, progress: Option<Py<PyAny>>) -> PyResult<(u64, Bound<'py, PyAny>)> {
+    pub fn register_with_progress<'py>(self: &Arc<Self>, py: Python<'py>, progress: Option<Py<PyAny>>) -> PyResult<(u64, Bound<'py, PyAny>, Arc<Channel>)> {
         self.check_open(py)?;
         let event_loop = running_loop(py)?;
+        let channel = self.channel(&event_loop)?;
         let future = event_loop.call_method0("create_future")?;
         let slot = Slot::Request { future: future.clone().unbind(), event_loop: event_loop.unbind(), progress };
         let target = self.registry.register(slot).map_err(|_| errors::runtime_closed(py))?;
         let hook = CancelHook { shared: Arc::clone(self), target };
         future.call_method1("add_done_callback", (hook,))?;
-        Ok((target, future))
+        Ok((target, future, channel))
     }
 
-    /// Runs `task` on tokio, counted as in flight until it ends (see [`Shared::close`]).
-    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+    /// Runs `task` on tokio, counted as in flight until it ends or is aborted (see
+    /// [`Shared::close`]).
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) -> tokio::task::AbortHandle {
         SPAWNED.fetch_add(1, Ordering::SeqCst);
-        let in_flight = Arc::clone(&self.in_flight);
-        in_flight.fetch_add(1, Ordering::SeqCst);
-        self.handle.spawn(async move {
+        let in_flight = InFlight::enter(&self.in_flight);
+        self.handle
+            .spawn(async move {
+                let _in_flight = in_flight;
+                task.await;
+            })
+            .abort_handle()
+    }
+
+    /// [`Shared::spawn`], but the task takes its first step here, on the caller's thread, before
+    /// tokio takes it over: a request that only needs to send a message (an exec) is on its way
+    /// without waiting for a worker to wake. Only for work whose first step never blocks and is
+    /// short (socket and pipe calls); the rest of it runs on tokio as usual.
+    /// Returns the task's abort handle, or `None` if it already ended.
+    pub fn spawn_started(&self, task: impl Future<Output = ()> + Send + 'static) -> Option<tokio::task::AbortHandle> {
+        SPAWNED.fetch_add(1, Ordering::SeqCst);
+        let in_flight = InFlight::enter(&self.in_flight);
+        let mut task = Box::pin(async move {
+            let _in_flight = in_flight;
             task.await;
-            in_flight.fetch_sub(1, Ordering::SeqCst);
         });
+        let _runtime = self.handle.enter();
+        // A future is polled again after any wake it registers, whatever the waker: tokio
+        // polls the spawned task at once, so nothing the first step waits for is missed.
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        task.as_mut().poll(&mut context).is_pending().then(|| self.handle.spawn(task).abort_handle())
+    }
+
+    /// [`Shared::submit`] of work started on the caller's thread ([`Shared::spawn_started`]).
+    pub fn submit_started<'py, F>(self: &Arc<Self>, py: Python<'py>, work: F) -> PyResult<Bound<'py, PyAny>>
+    where
+        F: Future<Output = Result<Payload, boxlite_core::Error>> + Send + 'static,
+    {
+        let (target, future, channel) = self.register(py)?;
+        self.spawn_started(async move {
+            let result = work.await;
+            channel.push(Event::Complete { target, result: Box::new(result) }).await;
+        });
+        Ok(future)
     }
 
     /// Starts `work` on tokio and returns the asyncio future its one completion resolves.
@@ -171,20 +224,19 @@ impl Shared {
     where
         F: Future<Output = Result<Payload, boxlite_core::Error>> + Send + 'static,
     {
-        let (target, future) = self.register(py)?;
-        self.complete_with(target, work);
+        let (target, future, channel) = self.register(py)?;
+        self.complete_with(target, channel, work);
         Ok(future)
     }
 
     /// Runs `work` on tokio; its result becomes the one completion of the registered `target`.
-    pub fn complete_with<F>(&self, target: u64, work: F)
+    pub fn complete_with<F>(&self, target: u64, channel: Arc<Channel>, work: F)
     where
         F: Future<Output = Result<Payload, boxlite_core::Error>> + Send + 'static,
     {
-        let queue = Arc::clone(&self.queue);
         self.spawn(async move {
             let result = work.await;
-            queue.push(Event::Complete { target, result: Box::new(result) }).await;
+            channel.push(Event::Complete { target, result: Box::new(result) }).await;
         });
     }
 
@@ -196,24 +248,14 @@ impl Shared {
         for slot in self.registry.close_sweep() {
             fail_closed(py, slot);
         }
-        let queue = Arc::clone(&self.queue);
-        gil::detach(py, move || queue.close());
-        let dispatcher = self.dispatcher.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-        if let Some(thread) = dispatcher {
-            if thread.thread().id() != std::thread::current().id() {
-                gil::detach(py, move || {
-                    let deadline = Instant::now() + Duration::from_secs(5);
-                    while !thread.is_finished() && Instant::now() < deadline {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                });
-            }
-        }
+        let channels = std::mem::take(&mut *self.channels());
+        gil::detach(py, || channels.iter().for_each(|known| known.channel.close()));
+        drop(channels);
         self.stop_runtime();
     }
 
     /// Lets in-flight requests run to their end (their results are released into the closed
-    /// queue, so a box made for a swept `create()` is removed), then stops tokio. Never blocks
+    /// channels, so a box made for a swept `create()` is removed), then stops tokio. Never blocks
     /// the caller: the waiting happens on a thread of its own, bounded by [`DRAIN_LIMIT`].
     fn stop_runtime(&self) {
         let runtime = self.runtime.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
@@ -231,58 +273,42 @@ impl Shared {
         }
     }
 
-    pub fn hold_dispatcher(&self, hold: bool) {
-        self.queue.hold(hold);
+    pub fn hold_drains(&self, held: bool) {
+        self.held.store(held, Ordering::SeqCst);
+        self.channels().iter().for_each(|known| known.channel.hold(held));
+    }
+
+    /// Events queued in all channels.
+    pub fn queued(&self) -> usize {
+        self.channels().iter().map(|known| known.channel.len()).sum()
+    }
+
+    /// Producers waiting for room in any channel.
+    pub fn waiting_producers(&self) -> usize {
+        self.channels().iter().map(|known| known.channel.waiting_producers()).sum()
     }
 }
 
-impl Shared {
-    /// Invariant 6: waits (without the interpreter) until no delivery is waiting to run, or
-    /// [`DELIVERY_WAIT`] passed, then counts one more.
-    fn pace_delivery(&self, py: Python<'_>) {
-        let (count, ran) = &self.unrun;
-        gil::detach(py, || {
-            let mut unrun = count.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if *unrun > 0 {
-                unrun = ran.wait_timeout_while(unrun, DELIVERY_WAIT, |unrun| *unrun > 0).unwrap_or_else(std::sync::PoisonError::into_inner).0;
-            }
-            *unrun += 1;
-        });
-    }
+/// One task counted in flight, until it is dropped (it ended, or was aborted).
+struct InFlight(Arc<AtomicUsize>);
 
-    fn delivery_ran(&self) {
-        let (count, ran) = &self.unrun;
-        let mut unrun = count.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        *unrun = unrun.saturating_sub(1);
-        ran.notify_all();
+impl InFlight {
+    fn enter(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(Arc::clone(count))
     }
 }
 
-/// Splits one loop's events into slices of at most [`DELIVERY_BYTES`] of output each.
-fn slices(events: Vec<Event>) -> Vec<Vec<Event>> {
-    let mut slices = vec![Vec::new()];
-    let mut bytes = 0;
-    for event in events {
-        let size = match &event {
-            Event::Chunk { data, .. } => data.len(),
-            _ => 0,
-        };
-        if bytes + size > DELIVERY_BYTES && slices.last().is_some_and(|slice| !slice.is_empty()) {
-            slices.push(Vec::new());
-            bytes = 0;
-        }
-        bytes += size;
-        if let Some(slice) = slices.last_mut() {
-            slice.push(event);
-        }
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
-    slices
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
         self.closed.store(true, Ordering::Release);
-        self.queue.close();
+        self.channels().iter().for_each(|known| known.channel.close());
         self.stop_runtime();
     }
 }
@@ -316,163 +342,109 @@ pub fn set_result(future: &Bound<'_, PyAny>, value: Bound<'_, PyAny>) -> PyResul
     Ok(())
 }
 
-/// The dispatcher thread's loop (invariants 1 and 2).
-fn dispatch(shared: &Weak<Shared>, queue: &Queue<Event>, registry: &Registry<Slot>) {
-    loop {
-        let Some(batch) = queue.pop_batch(BATCH) else { return };
-        let Some(shared) = shared.upgrade() else { return };
-        let unclaimed = gil::attach(|py| forward(py, &shared, registry, batch));
-        drop(shared);
-        // Rule 18: results nobody waits for are released here, without the interpreter.
-        drop(unclaimed);
-    }
-}
-
-/// Groups a batch by event loop and schedules one delivery per loop. Returns the events whose
-/// target is gone.
-fn forward(py: Python<'_>, shared: &Arc<Shared>, registry: &Registry<Slot>, batch: Vec<Event>) -> Vec<Event> {
-    let mut unclaimed = Vec::new();
-    let mut groups: Vec<(Py<PyAny>, Vec<Event>)> = Vec::new();
-    for event in batch {
-        let Some(event_loop) = registry.inspect(event.target(), |slot| slot.event_loop().clone_ref(py)) else {
-            unclaimed.push(event);
-            continue;
-        };
-        match groups.iter_mut().find(|(existing, _)| existing.is(&event_loop)) {
-            Some((_, events)) => events.push(event),
-            None => groups.push((event_loop, vec![event])),
-        }
-    }
-    for (event_loop, events) in groups {
-        for slice in slices(events) {
-            shared.pace_delivery(py);
-            let delivery = Delivery { shared: Arc::clone(shared), events: Mutex::new(slice), ran: AtomicBool::new(false) };
-            let delivery = match Py::new(py, delivery) {
-                Ok(delivery) => delivery,
-                Err(_) => {
-                    shared.delivery_ran();
-                    continue;
-                }
-            };
-            if event_loop.bind(py).call_method1("call_soon_threadsafe", (delivery.clone_ref(py),)).is_err() {
-                // The loop is closed: nobody can receive these. Claim their slots and release them.
-                delivery.get().mark_ran();
-                let events = delivery.get().take();
-                for event in &events {
-                    drop(registry.take(event.target()));
-                }
-                unclaimed.extend(events);
-            }
-        }
-    }
-    unclaimed
-}
-
-/// A batch of events for one loop, run there by `call_soon_threadsafe`.
+/// A loop's drain of its channel: the loop calls it when the channel's eventfd is readable
+/// (invariants 1, 2 and 6). It holds the runtime weakly, so a loop that outlives its runtime
+/// keeps nothing of it but the channel.
 #[pyclass(module = "boxlite._native", frozen)]
-pub struct Delivery {
-    shared: Arc<Shared>,
-    events: Mutex<Vec<Event>>,
-    ran: AtomicBool,
-}
-
-impl Delivery {
-    fn take(&self) -> Vec<Event> {
-        std::mem::take(&mut *self.events.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
-    }
-
-    /// Counts this delivery as run (once), whether the loop ran it or never will.
-    fn mark_ran(&self) {
-        if !self.ran.swap(true, Ordering::AcqRel) {
-            self.shared.delivery_ran();
-        }
-    }
-}
-
-impl Drop for Delivery {
-    fn drop(&mut self) {
-        self.mark_ran();
-    }
+pub struct Drain {
+    shared: Weak<Shared>,
+    channel: Arc<Channel>,
+    event_loop: Py<PyAny>,
 }
 
 #[pymethods]
-impl Delivery {
+impl Drain {
     fn __call__(&self, py: Python<'_>) {
+        self.channel.begin_drain();
+        let shared = self.shared.upgrade().filter(|_| !self.channel.is_closed());
+        let Some(shared) = shared else {
+            // Invariant 3 of `channel`: the loop lets go of the drain, and with it the eventfd.
+            let _ = self.event_loop.bind(py).call_method1("remove_reader", (self.channel.fd(),));
+            return;
+        };
         let mut unclaimed = Vec::new();
-        let events = self.take();
-        self.mark_ran();
-        for event in events {
-            match event {
-                Event::Complete { target, result } => {
-                    if let Some(result) = self.complete(py, target, *result) {
-                        unclaimed.push(result);
-                    }
+        let (mut events, mut bytes) = (0, 0);
+        while events < DRAIN_EVENTS && bytes < DRAIN_BYTES {
+            let batch = self.channel.take(TAKE);
+            if batch.is_empty() {
+                break;
+            }
+            events += batch.len();
+            for event in batch {
+                if let Event::Chunk { data, .. } = &event {
+                    bytes += data.len();
                 }
-                Event::Chunk { target, stream, data } => {
-                    if let Some(execution) = self.execution(py, target) {
-                        execution.get().deliver_chunk(py, stream, data);
-                    }
-                }
-                Event::StreamEnd { target, stream } => {
-                    if let Some(execution) = self.execution(py, target) {
-                        execution.get().deliver_end(py, stream);
-                    }
-                }
-                Event::Exit { target, status } => {
-                    if let Some(Slot::Execution { execution, .. }) = self.shared.registry.take(target) {
-                        execution.get().deliver_exit(py, status, false);
-                    }
-                }
-                Event::Progress { target, layer, done, total } => {
-                    let callback = self.shared.registry.inspect(target, |slot| match slot {
-                        Slot::Request { progress, .. } => progress.as_ref().map(|callback| callback.clone_ref(py)),
-                        Slot::Execution { .. } => None,
-                    });
-                    if let Some(Some(callback)) = callback {
-                        if let Err(error) = callback.bind(py).call1((layer, done, total)) {
-                            error.write_unraisable(py, Some(callback.bind(py)));
-                        }
-                    }
-                }
+                unclaimed.extend(handle(py, &shared, event));
             }
         }
+        if !self.channel.is_empty() {
+            self.channel.wake();
+        }
+        // Rule 18: results nobody waits for are released here, without the interpreter.
         gil::detach(py, move || drop(unclaimed));
     }
 }
 
-impl Delivery {
-    fn execution(&self, py: Python<'_>, target: u64) -> Option<Py<crate::execution::Execution>> {
-        self.shared.registry.inspect(target, |slot| match slot {
-            Slot::Execution { execution, .. } => Some(execution.clone_ref(py)),
-            Slot::Request { .. } => None,
-        })?
-    }
-
-    /// Resolves a request; gives back the result when nobody can take it (rules 17, 18).
-    fn complete(
-        &self,
-        py: Python<'_>,
-        target: u64,
-        result: Result<Payload, boxlite_core::Error>,
-    ) -> Option<Result<Payload, boxlite_core::Error>> {
-        let Some(Slot::Request { future, event_loop, .. }) = self.shared.registry.take(target) else {
-            return Some(result);
-        };
-        let future = future.bind(py);
-        match future.call_method0("done").and_then(|done| done.is_truthy()) {
-            Ok(false) => {}
-            _ => return Some(result),
+/// Hands one event to whoever waits for it; gives back a result nobody can take (rules 17, 18).
+fn handle(py: Python<'_>, shared: &Arc<Shared>, event: Event) -> Option<Result<Payload, boxlite_core::Error>> {
+    match event {
+        Event::Complete { target, result } => return complete(py, shared, target, *result),
+        Event::Chunk { target, stream, data } => {
+            if let Some(execution) = execution(py, shared, target) {
+                execution.get().deliver_chunk(py, stream, data);
+            }
         }
-        let outcome = match result {
-            Ok(payload) => crate::convert::payload_to_py(py, &self.shared, event_loop.bind(py), payload),
-            Err(error) => Err(errors::to_py(py, &error)),
-        };
-        let _ = match outcome {
-            Ok(value) => set_result(future, value),
-            Err(error) => set_exception(py, future, error),
-        };
-        None
+        Event::StreamEnd { target, stream } => {
+            if let Some(execution) = execution(py, shared, target) {
+                execution.get().deliver_end(py, stream);
+            }
+        }
+        Event::Exit { target, status } => {
+            if let Some(Slot::Execution { execution, .. }) = shared.registry.take(target) {
+                execution.get().deliver_exit(py, status, false);
+            }
+        }
+        Event::Progress { target, layer, done, total } => {
+            let callback = shared.registry.inspect(target, |slot| match slot {
+                Slot::Request { progress, .. } => progress.as_ref().map(|callback| callback.clone_ref(py)),
+                Slot::Execution { .. } => None,
+            });
+            if let Some(Some(callback)) = callback {
+                if let Err(error) = callback.bind(py).call1((layer, done, total)) {
+                    error.write_unraisable(py, Some(callback.bind(py)));
+                }
+            }
+        }
     }
+    None
+}
+
+fn execution(py: Python<'_>, shared: &Shared, target: u64) -> Option<Py<crate::execution::Execution>> {
+    shared.registry.inspect(target, |slot| match slot {
+        Slot::Execution { execution, .. } => Some(execution.clone_ref(py)),
+        Slot::Request { .. } => None,
+    })?
+}
+
+/// Resolves a request; gives back the result when nobody can take it (rules 17, 18).
+fn complete(py: Python<'_>, shared: &Arc<Shared>, target: u64, result: Result<Payload, boxlite_core::Error>) -> Option<Result<Payload, boxlite_core::Error>> {
+    let Some(Slot::Request { future, event_loop, .. }) = shared.registry.take(target) else {
+        return Some(result);
+    };
+    let future = future.bind(py);
+    match future.call_method0("done").and_then(|done| done.is_truthy()) {
+        Ok(false) => {}
+        _ => return Some(result),
+    }
+    let outcome = match result {
+        Ok(payload) => crate::convert::payload_to_py(py, shared, event_loop.bind(py), payload),
+        Err(error) => Err(errors::to_py(py, &error)),
+    };
+    let _ = match outcome {
+        Ok(value) => set_result(future, value),
+        Err(error) => set_exception(py, future, error),
+    };
+    None
 }
 
 /// Runs when a request's future is done; if it was cancelled, claims the slot (rule 20). It

@@ -14,7 +14,7 @@
 //!    status and kills nothing; otherwise the process group is killed (hanging up the control
 //!    connection) and the status says `forced`.
 //! 5. (rule 31) `wait()` resolves when the exit is delivered, which is after every chunk was
-//!    delivered into the stream buffers (queue order), so collected output is never truncated.
+//!    delivered into the stream buffers (channel order), so collected output is never truncated.
 //! 6. Flow control: each stream has a credit of [`STREAM_WINDOW`] bytes; a pump reads only while
 //!    undelivered-to-the-user output is below it. A process that floods output nobody reads
 //!    waits, as with a plain pipe, instead of growing memory.
@@ -30,6 +30,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use crate::channel::Channel;
 use crate::dispatcher::{running_loop, set_exception, set_result, Deferred, Shared, Slot};
 use crate::errors;
 use crate::event::{Event, Payload, StreamKind};
@@ -228,12 +229,21 @@ pub struct Execution {
     id: String,
     target: OnceLock<u64>,
     control: ExecutionControl,
+    io: Arc<IoCounters>,
     /// Owning the core execution keeps the process alive; dropping it kills the process group.
     owner: Mutex<Option<boxlite_core::Execution>>,
-    stdin: Mutex<Option<StdinSender>>,
+    /// `None` once closed.
+    stdin: Mutex<Option<Stdin>>,
     state: Mutex<ExecState>,
     exit_claimed: Arc<AtomicBool>,
-    stream_pumps: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// The task that pumps the output and publishes the exit.
+    driver: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+/// The process's stdin: its pipe until the first write, then the writer task that owns it.
+enum Stdin {
+    Idle(AsyncDescriptor),
+    Writing(StdinSender),
 }
 
 fn is_done(future: &Bound<'_, PyAny>) -> bool {
@@ -244,8 +254,14 @@ fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Reads one output stream into the queue, within the stream's credit (invariant 6).
-async fn pump(queue: Arc<crate::queue::Queue<Event>>, target: u64, stream: StreamKind, source: AsyncDescriptor, credit: Arc<Semaphore>, io: Arc<IoCounters>) {
+async fn optional(future: Option<impl std::future::Future<Output = ()>>) {
+    if let Some(future) = future {
+        future.await;
+    }
+}
+
+/// Reads one output stream into the channel, within the stream's credit (invariant 6).
+async fn pump(channel: &Channel, target: u64, stream: StreamKind, source: AsyncDescriptor, credit: Arc<Semaphore>, io: &IoCounters) {
     loop {
         // Wait for room for a whole chunk, then keep the part the chunk uses until the user
         // takes it (ExecState hands it back through `StreamState::release`).
@@ -255,7 +271,7 @@ async fn pump(queue: Arc<crate::queue::Queue<Event>>, target: u64, stream: Strea
             Ok(Some(data)) => {
                 io.received.fetch_add(data.len() as u64, Ordering::Relaxed);
                 credit.add_permits(CHUNK_SIZE - data.len());
-                if !queue.push(Event::Chunk { target, stream, data }).await {
+                if !channel.push(Event::Chunk { target, stream, data }).await {
                     return;
                 }
             }
@@ -265,16 +281,17 @@ async fn pump(queue: Arc<crate::queue::Queue<Event>>, target: u64, stream: Strea
             }
         }
     }
-    queue.push(Event::StreamEnd { target, stream }).await;
+    channel.push(Event::StreamEnd { target, stream }).await;
 }
 
 impl Execution {
-    /// Wraps a started core execution, registers it for its events, and starts its pumps.
+    /// Wraps a started core execution, registers it for its events, and starts its driver:
+    /// one task that pumps both output streams, then publishes the exit (invariant 3).
     pub fn attach(py: Python<'_>, shared: &Arc<Shared>, event_loop: &Bound<'_, PyAny>, mut core: boxlite_core::Execution) -> PyResult<Py<Self>> {
         let control = core.control();
         let stdout = core.stdout.take();
         let stderr = core.stderr.take();
-        let stdin = core.stdin.take();
+        let stdin = core.stdin.take().map(Stdin::Idle);
         let io = Arc::clone(&core.io);
         let mut state = ExecState::default();
         let credits = [Arc::new(Semaphore::new(STREAM_WINDOW)), Arc::new(Semaphore::new(STREAM_WINDOW))];
@@ -282,20 +299,6 @@ impl Execution {
         state.stderr.credit = Some(Arc::clone(&credits[1]));
         state.stdout.ended = stdout.is_none();
         state.stderr.ended = stderr.is_none();
-        let stdin_sender = stdin.map(|descriptor| {
-            let (sender, mut receiver) = mpsc::unbounded_channel::<(Vec<u8>, oneshot::Sender<std::io::Result<()>>)>();
-            let io = Arc::clone(&io);
-            shared.spawn(async move {
-                while let Some((data, done)) = receiver.recv().await {
-                    let written = descriptor.write_all(&data).await;
-                    if written.is_ok() {
-                        io.sent.fetch_add(data.len() as u64, Ordering::Relaxed);
-                    }
-                    let _ = done.send(written);
-                }
-            });
-            sender
-        });
         let execution = Py::new(
             py,
             Self {
@@ -304,34 +307,32 @@ impl Execution {
                 id: core.id.clone(),
                 target: OnceLock::new(),
                 control: control.clone(),
+                io: Arc::clone(&io),
                 owner: Mutex::new(Some(core)),
-                stdin: Mutex::new(stdin_sender),
+                stdin: Mutex::new(stdin),
                 state: Mutex::new(state),
                 exit_claimed: Arc::new(AtomicBool::new(false)),
-                stream_pumps: Mutex::new(Vec::new()),
+                driver: Mutex::new(None),
             },
         )?;
+        let channel = shared.channel(event_loop)?;
         let slot = Slot::Execution { execution: execution.clone_ref(py), event_loop: event_loop.clone().unbind() };
         let target = shared.registry.register(slot).map_err(|_| errors::runtime_closed(py))?;
         let _ = execution.get().target.set(target);
-        let queue = &shared.queue;
         let [stdout_credit, stderr_credit] = credits;
-        let pumps: Vec<_> = [(stdout, StreamKind::Stdout, stdout_credit), (stderr, StreamKind::Stderr, stderr_credit)]
-            .into_iter()
-            .filter_map(|(source, kind, credit)| source.map(|source| shared.handle.spawn(pump(Arc::clone(queue), target, kind, source, credit, Arc::clone(&io)))))
-            .collect();
-        *locked(&execution.get().stream_pumps) = pumps.iter().map(tokio::task::JoinHandle::abort_handle).collect();
-        let queue = Arc::clone(queue);
         let claimed = Arc::clone(&execution.get().exit_claimed);
-        shared.spawn(async move {
-            for pump in pumps {
-                let _ = pump.await;
-            }
+        // Started here: its first step is a read of each pipe (short) and a registration with
+        // tokio, and needs no worker to wake.
+        let driver = shared.spawn_started(async move {
+            let stdout = stdout.map(|source| pump(&channel, target, StreamKind::Stdout, source, stdout_credit, &io));
+            let stderr = stderr.map(|source| pump(&channel, target, StreamKind::Stderr, source, stderr_credit, &io));
+            tokio::join!(optional(stdout), optional(stderr));
             let status = control.wait().await;
             if claimed.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-                queue.push(Event::Exit { target, status }).await;
+                channel.push(Event::Exit { target, status }).await;
             }
         });
+        *locked(&execution.get().driver) = driver;
         Ok(execution)
     }
 
@@ -414,6 +415,34 @@ impl Execution {
         }
         stream.text = Some(text);
         Ok(ExecStream { execution: slf.clone().unbind(), kind })
+    }
+
+    /// The stdin writer task's sender, starting the task on the first write. Writes keep their
+    /// order: they queue on one task.
+    fn stdin_writer(&self, py: Python<'_>) -> PyResult<StdinSender> {
+        let mut stdin = locked(&self.stdin);
+        match stdin.take() {
+            None => Err(errors::invalid_state(py, "stdin is closed")),
+            Some(Stdin::Writing(sender)) => {
+                *stdin = Some(Stdin::Writing(sender.clone()));
+                Ok(sender)
+            }
+            Some(Stdin::Idle(descriptor)) => {
+                let (sender, mut receiver) = mpsc::unbounded_channel::<(Vec<u8>, oneshot::Sender<std::io::Result<()>>)>();
+                let io = Arc::clone(&self.io);
+                self.shared.spawn(async move {
+                    while let Some((data, done)) = receiver.recv().await {
+                        let written = descriptor.write_all(&data).await;
+                        if written.is_ok() {
+                            io.sent.fetch_add(data.len() as u64, Ordering::Relaxed);
+                        }
+                        let _ = done.send(written);
+                    }
+                });
+                *stdin = Some(Stdin::Writing(sender.clone()));
+                Ok(sender)
+            }
+        }
     }
 
     fn ready_future<'py>(py: Python<'py>, value: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
@@ -519,8 +548,8 @@ impl Execution {
         let this = slf.get();
         if this.exit_claimed.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok() {
             locked(&this.state).sealed = true;
-            for pump in locked(&this.stream_pumps).drain(..) {
-                pump.abort();
+            if let Some(driver) = locked(&this.driver).take() {
+                driver.abort();
             }
             if let Some(target) = this.target.get() {
                 drop(this.shared.registry.take(*target));
@@ -618,7 +647,7 @@ impl ExecStdin {
     fn send_input<'py>(&self, py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
         let execution = self.execution.get();
         execution.check_open(py)?;
-        let sender = locked(&execution.stdin).clone().ok_or_else(|| errors::invalid_state(py, "stdin is closed"))?;
+        let sender = execution.stdin_writer(py)?;
         let (done, written) = oneshot::channel();
         sender.send((data.to_vec(), done)).map_err(|_| errors::invalid_state(py, "stdin is closed"))?;
         execution.shared.submit(py, async move {

@@ -4,8 +4,8 @@
 //! 1. No tokio worker ever attaches (the worker-park bug class of the reference, §1.1). Every
 //!    attach goes through [`attach`], which counts violations instead of trusting callers; the
 //!    test suite asserts the count stays 0.
-//! 2. Long waits made while Python called us (joining the dispatcher, blocking on the runtime)
-//!    release the interpreter through [`detach`], so the dispatcher can attach meanwhile.
+//! 2. Long waits made while Python called us (blocking on the runtime, releasing payloads)
+//!    release the interpreter through [`detach`], so other threads can attach meanwhile.
 //!
 //! Methods called from Python already hold the interpreter; they need neither.
 

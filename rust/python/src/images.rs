@@ -167,15 +167,15 @@ impl ImageHandle {
             }
         }
         let reports = progress.is_some();
-        let (target, future) = self.shared.register_with_progress(py, progress.map(Bound::unbind))?;
+        let (target, future, channel) = self.shared.register_with_progress(py, progress.map(Bound::unbind))?;
         let reporter: Option<boxlite_core::PullProgress> = reports.then(|| {
-            let queue = Arc::clone(&self.shared.queue);
+            let channel = Arc::clone(&channel);
             Arc::new(move |layer: &str, done: u64, total: u64| {
-                queue.try_push(Event::Progress { target, layer: layer.to_string(), done, total });
+                channel.try_push(Event::Progress { target, layer: layer.to_string(), done, total });
             }) as boxlite_core::PullProgress
         });
         let core = self.core.clone();
-        self.shared.complete_with(target, async move { core.pull_image(&reference, reporter).await.map(Payload::ImagePulled) });
+        self.shared.complete_with(target, channel, async move { core.pull_image(&reference, reporter).await.map(Payload::ImagePulled) });
         Ok(future)
     }
 

@@ -2,6 +2,7 @@
 //! see `dispatcher` for the async core and `gil` for the one place that attaches to Python.
 
 mod boxes;
+mod channel;
 mod convert;
 mod dispatcher;
 mod errors;

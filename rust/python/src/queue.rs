@@ -1,25 +1,26 @@
-//! The completion queue: every result and stream event of a runtime passes through here, from
-//! tokio tasks to the one dispatcher thread.
+//! The completion queue: every result and stream event bound for one event loop passes through
+//! here, from tokio tasks to the loop's drain (see `channel` and `dispatcher`).
 //!
 //! # Invariants (numbers refer to reference/async-core-invariants.md §2)
 //!
 //! 1. (rule 3) Producers wait for room asynchronously (a semaphore of `capacity` permits); a full
 //!    queue never parks a tokio worker.
 //! 2. (rule 5) At most `capacity` events are queued; backpressure reaches producers, never the
-//!    dispatcher.
+//!    consumer.
 //! 3. (rule 6) `closed` is set and checked under the lock that guards the events, so no event is
 //!    enqueued after `close()` returns; an event that arrives late is dropped (its payload is
 //!    released).
 //! 4. (rule 4, rule 9) The lock is never held while an event is dropped or handed out: `close()`
 //!    takes the events out and drops them after unlocking, before it returns.
-//! 5. (rule 7) `close()` wakes the dispatcher, which then returns; closing twice does nothing.
+//! 5. (rule 7) The consumer never waits here: it takes what is queued and is woken by its
+//!    channel. Closing twice does nothing.
 //! 6. (rule 10) Events leave in push order, to exactly one consumer.
 //!
-//! Pure Rust, no Python: the dispatcher is the only consumer.
+//! Pure Rust, no Python.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::Semaphore;
 
@@ -34,7 +35,6 @@ struct State<T> {
 
 pub struct Queue<T> {
     state: Mutex<State<T>>,
-    ready: Condvar,
     room: Semaphore,
     /// Producers currently waiting for room (for tests of invariant 1).
     waiting: AtomicUsize,
@@ -44,7 +44,6 @@ impl<T> Queue<T> {
     pub fn new(capacity: usize) -> Self {
         Self {
             state: Mutex::new(State { events: VecDeque::new(), closed: false, held: false }),
-            ready: Condvar::new(),
             room: Semaphore::new(capacity.max(1)),
             waiting: AtomicUsize::new(0),
         }
@@ -71,8 +70,6 @@ impl<T> Queue<T> {
             return false;
         }
         state.events.push_back(event);
-        drop(state);
-        self.ready.notify_one();
         true
     }
 
@@ -86,28 +83,20 @@ impl<T> Queue<T> {
             return false;
         }
         state.events.push_back(event);
-        drop(state);
-        self.ready.notify_one();
         true
     }
 
-    /// Waits for events and takes up to `max` of them, in order. `None` once closed.
-    pub fn pop_batch(&self, max: usize) -> Option<Vec<T>> {
+    /// Takes up to `max` events, in order, without waiting: none while held or once closed.
+    pub fn pop_batch(&self, max: usize) -> Vec<T> {
         let mut state = self.lock();
-        loop {
-            if state.closed {
-                return None;
-            }
-            if !state.events.is_empty() && !state.held {
-                break;
-            }
-            state = self.ready.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+        if state.closed || state.held {
+            return Vec::new();
         }
         let count = state.events.len().min(max);
         let batch: Vec<T> = state.events.drain(..count).collect();
         drop(state);
         self.room.add_permits(batch.len());
-        Some(batch)
+        batch
     }
 
     /// Invariants 3–5.
@@ -119,7 +108,6 @@ impl<T> Queue<T> {
         state.closed = true;
         let pending = std::mem::take(&mut state.events);
         drop(state);
-        self.ready.notify_all();
         self.room.close();
         drop(pending);
     }
@@ -127,7 +115,10 @@ impl<T> Queue<T> {
     /// While held, the consumer takes nothing (events accumulate; producers feel backpressure).
     pub fn hold(&self, held: bool) {
         self.lock().held = held;
-        self.ready.notify_all();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
     }
 
     pub fn len(&self) -> usize {
@@ -143,7 +134,6 @@ impl<T> Queue<T> {
 mod tests {
     use std::sync::atomic::AtomicUsize;
     use std::sync::Arc;
-    use std::time::Duration;
 
     use super::*;
 
@@ -167,8 +157,9 @@ mod tests {
                 assert!(queue.push(value).await);
             }
         });
-        assert_eq!(queue.pop_batch(4), Some(vec![0, 1, 2, 3]));
-        assert_eq!(queue.pop_batch(100), Some((4..10).collect()));
+        assert_eq!(queue.pop_batch(4), vec![0, 1, 2, 3]);
+        assert_eq!(queue.pop_batch(100), (4..10).collect::<Vec<_>>());
+        assert!(queue.pop_batch(100).is_empty());
     }
 
     #[test]
@@ -189,7 +180,7 @@ mod tests {
         assert_eq!(queue.len(), 2);
         let mut seen = Vec::new();
         while seen.len() < 5 {
-            seen.extend(queue.pop_batch(1).expect("open"));
+            seen.extend(queue.pop_batch(1));
         }
         for producer in producers {
             assert!(rt.block_on(producer).expect("join"));
@@ -199,27 +190,31 @@ mod tests {
     }
 
     #[test]
-    fn close_releases_queued_and_late_payloads_and_wakes_the_consumer() {
+    fn close_releases_queued_and_late_payloads() {
         let rt = runtime();
         let drops = Arc::new(AtomicUsize::new(0));
-        let queue = Arc::new(Queue::new(8));
-        rt.block_on(queue.push(Counted(Arc::clone(&drops))));
-        let consumer = std::thread::spawn({
-            let queue = Arc::clone(&queue);
-            move || {
-                queue.pop_batch(10).map(|batch| batch.len());
-                queue.pop_batch(10).map(|batch| batch.len())
-            }
+        let queue = Queue::new(8);
+        rt.block_on(async {
+            assert!(queue.push(Counted(Arc::clone(&drops))).await);
+            assert!(queue.push(Counted(Arc::clone(&drops))).await);
         });
-        // The consumer takes the first event, then parks; close must wake it.
-        while queue.len() > 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        assert_eq!(queue.pop_batch(1).len(), 1);
         queue.close();
-        assert_eq!(consumer.join().expect("consumer"), None);
+        assert!(queue.pop_batch(10).is_empty());
         assert!(!rt.block_on(queue.push(Counted(Arc::clone(&drops)))));
-        assert_eq!(drops.load(Ordering::SeqCst), 2);
+        assert_eq!(drops.load(Ordering::SeqCst), 3);
         queue.close();
+    }
+
+    #[test]
+    fn a_held_queue_hands_out_nothing() {
+        let rt = runtime();
+        let queue = Queue::new(8);
+        queue.hold(true);
+        assert!(rt.block_on(queue.push(1)));
+        assert!(queue.pop_batch(10).is_empty());
+        queue.hold(false);
+        assert_eq!(queue.pop_batch(10), vec![1]);
     }
 
     #[test]

@@ -98,32 +98,23 @@ fn ordered<'py>(py: Python<'py>, runtime: &Boxlite, count: usize) -> PyResult<Ve
     let shared = runtime.shared();
     let mut targets = Vec::with_capacity(count);
     let mut futures = Vec::with_capacity(count);
+    let mut channels = Vec::with_capacity(count);
     for _ in 0..count {
-        let (target, future) = shared.register(py)?;
+        let (target, future, channel) = shared.register(py)?;
         targets.push(target);
         futures.push(future);
+        channels.push(channel);
     }
-    let queue = Arc::clone(&shared.queue);
+    // All registered on the running loop: one channel.
+    let Some(channel) = channels.pop() else { return Ok(futures) };
     let released = Arc::new(AtomicUsize::new(0));
     shared.spawn(async move {
         for (index, target) in targets.into_iter().enumerate() {
             let value = i64::try_from(index).unwrap_or(i64::MAX);
-            queue.push(Event::Complete { target, result: Box::new(Ok(Payload::Tracked(Tracked::new(value, Arc::clone(&released))))) }).await;
+            channel.push(Event::Complete { target, result: Box::new(Ok(Payload::Tracked(Tracked::new(value, Arc::clone(&released))))) }).await;
         }
     });
     Ok(futures)
-}
-
-/// Pushes `count` events for no one into the runtime's queue, from tokio tasks.
-#[pyfunction]
-fn push_unclaimed(runtime: &Boxlite, count: usize) {
-    let shared = runtime.shared();
-    for _ in 0..count {
-        let queue = Arc::clone(&shared.queue);
-        shared.handle.spawn(async move {
-            queue.push(Event::Complete { target: 0, result: Box::new(Ok(Payload::Unit)) }).await;
-        });
-    }
 }
 
 /// Starts a tokio task that counts milliseconds, to show workers keep running.
@@ -143,18 +134,18 @@ fn canary_ticks() -> u64 {
 }
 
 #[pyfunction]
-fn hold_dispatcher(runtime: &Boxlite, hold: bool) {
-    runtime.shared().hold_dispatcher(hold);
+fn hold_drains(runtime: &Boxlite, hold: bool) {
+    runtime.shared().hold_drains(hold);
 }
 
 #[pyfunction]
 fn queue_len(runtime: &Boxlite) -> usize {
-    runtime.shared().queue.len()
+    runtime.shared().queued()
 }
 
 #[pyfunction]
 fn waiting_producers(runtime: &Boxlite) -> usize {
-    runtime.shared().queue.waiting_producers()
+    runtime.shared().waiting_producers()
 }
 
 #[pyfunction]
@@ -178,8 +169,8 @@ fn spawned_tasks() -> usize {
 }
 
 #[pyfunction]
-fn live_dispatchers() -> usize {
-    dispatcher::live_dispatchers()
+fn live_channels() -> usize {
+    crate::channel::live_channels()
 }
 
 #[pyfunction]
@@ -194,18 +185,17 @@ pub fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
         wrap_pyfunction!(gated, &module)?,
         wrap_pyfunction!(gated_create, &module)?,
         wrap_pyfunction!(gated_get_or_create, &module)?,
-        wrap_pyfunction!(push_unclaimed, &module)?,
         wrap_pyfunction!(ordered, &module)?,
         wrap_pyfunction!(start_canary, &module)?,
         wrap_pyfunction!(canary_ticks, &module)?,
-        wrap_pyfunction!(hold_dispatcher, &module)?,
+        wrap_pyfunction!(hold_drains, &module)?,
         wrap_pyfunction!(queue_len, &module)?,
         wrap_pyfunction!(waiting_producers, &module)?,
         wrap_pyfunction!(pending_requests, &module)?,
         wrap_pyfunction!(set_queue_capacity, &module)?,
         wrap_pyfunction!(gil_on_worker_violations, &module)?,
         wrap_pyfunction!(spawned_tasks, &module)?,
-        wrap_pyfunction!(live_dispatchers, &module)?,
+        wrap_pyfunction!(live_channels, &module)?,
         wrap_pyfunction!(orphans_removed, &module)?,
     ] {
         module.add_function(function)?;
