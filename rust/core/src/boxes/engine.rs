@@ -24,7 +24,7 @@ pub struct Live {
     pidfd: Arc<AsyncFd<OwnedFd>>,
     /// Open while the box is tied to this runtime; closing it makes the init shut the box down.
     _lifeline: Option<ChildStdin>,
-    pub socket_path: PathBuf,
+    pub connector: Arc<crate::exec::Connector>,
 }
 
 impl std::fmt::Debug for Live {
@@ -46,7 +46,7 @@ fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
 impl Live {
     fn watch(init_pid: i32, lifeline: Option<ChildStdin>, socket_path: PathBuf) -> std::io::Result<Self> {
         let pidfd = Arc::new(crate::exec::fd::register(pidfd_open(init_pid)?)?);
-        Ok(Self { init_pid, pidfd, _lifeline: lifeline, socket_path })
+        Ok(Self { init_pid, pidfd, _lifeline: lifeline, connector: Arc::new(crate::exec::Connector::new(socket_path)) })
     }
 
     /// Re-attaches to the init of a detached box left by an earlier runtime. Checks that the pid
@@ -101,7 +101,7 @@ impl Live {
     pub async fn shutdown(&self, grace: Duration) {
         if self.is_alive() {
             let asked = async {
-                let socket = crate::exec::connect_control(&self.socket_path).ok()?;
+                let socket = crate::exec::connect_control(self.connector.socket_path()).ok()?;
                 let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
                 socket.send(&Request::Shutdown { grace_ms }, &[]).await.ok()?;
                 socket.recv().await.ok()

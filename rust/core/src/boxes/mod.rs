@@ -842,11 +842,11 @@ impl BoxHandle {
                 return Err(Error::InvalidArgument("timeout must be positive".to_string()));
             }
         }
-        let socket_path = self.ensure_running("exec in").await?;
+        let connector = self.ensure_running("exec in").await?;
         let spec = self.exec_spec(request);
         self.inner.counters.commands.fetch_add(1, Ordering::Relaxed);
         self.entry.commands.fetch_add(1, Ordering::Relaxed);
-        let started = exec::start(&socket_path, spec).await;
+        let started = exec::start(&connector, spec).await;
         if started.is_err() {
             self.inner.counters.exec_errors.fetch_add(1, Ordering::Relaxed);
             self.entry.exec_errors.fetch_add(1, Ordering::Relaxed);
@@ -854,8 +854,8 @@ impl BoxHandle {
         started.map(|execution| self.counted(execution))
     }
 
-    /// Boots the box if it is configured or stopped; returns its init's socket.
-    async fn ensure_running(&self, operation: &str) -> Result<PathBuf> {
+    /// Boots the box if it is configured or stopped; returns the way to its init.
+    async fn ensure_running(&self, operation: &str) -> Result<Arc<exec::Connector>> {
         let mut live = self.entry.live.lock().await;
         if !live.as_ref().is_some_and(Live::is_alive) {
             let status = self.entry.record().status;
@@ -865,7 +865,7 @@ impl BoxHandle {
             self.refuse_implicit_start(operation)?;
             self.start_locked(&mut live).await?;
         }
-        live.as_ref().map(|running| running.socket_path.clone()).ok_or_else(|| Error::Internal("box has no init after start".to_string()))
+        live.as_ref().map(|running| Arc::clone(&running.connector)).ok_or_else(|| Error::Internal("box has no init after start".to_string()))
     }
 
     /// The running box's root, opened while the lifecycle lock is held and the init is known to
@@ -938,7 +938,7 @@ impl BoxHandle {
         self.settle_if_dead(&mut live).await?;
         if let Some(running) = live.as_ref() {
             let (output, fallback) = (self.main_output()?, self.main_output()?);
-            let socket_path = running.socket_path.clone();
+            let socket_path = running.connector.socket_path().to_path_buf();
             let init_exit = running.exit_watch();
             drop(live);
             return match exec::attach(&socket_path, output, stdin).await {

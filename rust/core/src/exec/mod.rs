@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{Read, Seek};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -145,6 +145,54 @@ fn connect(socket_path: &Path) -> Result<fd::ControlSocket> {
     })
 }
 
+/// Control connections to one box's init. One is kept connected ahead of need: the init
+/// accepts it while idle, so an exec's request is the only message on the exec's critical
+/// path. Each execution still has a connection of its own (rule 3).
+pub struct Connector {
+    socket_path: PathBuf,
+    spare: Mutex<Option<fd::ControlSocket>>,
+}
+
+impl Connector {
+    pub fn new(socket_path: PathBuf) -> Self {
+        Self { socket_path, spare: Mutex::new(None) }
+    }
+
+    pub fn socket_path(&self) -> &Path {
+        &self.socket_path
+    }
+
+    fn spare(&self) -> std::sync::MutexGuard<'_, Option<fd::ControlSocket>> {
+        self.spare.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Connects the next spare unless one is waiting. Called in tokio's context (the socket
+    /// registers with its reactor); a failure leaves the next exec to connect for itself.
+    fn refill(&self) {
+        let mut spare = self.spare();
+        if spare.is_none() {
+            *spare = fd::ControlSocket::connect(&self.socket_path).ok();
+        }
+    }
+
+    /// Sends `request` on a connection of its own: the spare, or, if there is none or it went
+    /// stale (its init ended), a new one.
+    async fn open_with(&self, request: &Request, fds: &[&OwnedFd]) -> Result<fd::ControlSocket> {
+        let spare = self.spare().take();
+        // The next spare is connected before the request goes out: the init accepts it in the
+        // same wake-up in which it reads the request.
+        self.refill();
+        if let Some(socket) = spare {
+            if socket.send(request, fds).await.is_ok() {
+                return Ok(socket);
+            }
+        }
+        let socket = connect(&self.socket_path)?;
+        socket.send(request, fds).await.map_err(|error| engine_error("failed to send the request", &error))?;
+        Ok(socket)
+    }
+}
+
 /// The init's answer to a `request` (exec or attach) just sent on `socket`; `None` if it hung up.
 async fn answer(socket: &fd::ControlSocket, request: &str) -> Result<Option<(Reply, Vec<OwnedFd>)>> {
     tokio::time::timeout(EXEC_ANSWER_LIMIT, socket.recv())
@@ -153,23 +201,20 @@ async fn answer(socket: &fd::ControlSocket, request: &str) -> Result<Option<(Rep
         .map_err(|error| engine_error(&format!("failed to read the {request} reply"), &error))
 }
 
-/// Starts `spec` in the box whose init listens on `socket_path`.
-pub async fn start(socket_path: &Path, spec: ExecSpec) -> Result<Execution> {
-    let socket = connect(socket_path)?;
+/// Starts `spec` in the box whose init `connector` reaches.
+pub async fn start(connector: &Connector, spec: ExecSpec) -> Result<Execution> {
     let request = Request::Exec { argv: spec.argv.clone(), env: spec.env, cwd: spec.cwd, user: spec.user, tty: spec.tty.clone() };
     let mut ours = (None, None, None);
-    if spec.tty.is_some() {
-        socket.send(&request, &[]).await.map_err(|error| engine_error("failed to send the exec request", &error))?;
+    let socket = if spec.tty.is_some() {
+        connector.open_with(&request, &[]).await?
     } else {
         let (stdin_read, stdin_write) = plain_pipe()?;
         let (stdout_read, stdout_write) = stream_pipe()?;
         let (stderr_read, stderr_write) = stream_pipe()?;
-        socket
-            .send(&request, &[&stdin_read, &stdout_write, &stderr_write])
-            .await
-            .map_err(|error| engine_error("failed to send the exec request", &error))?;
+        let socket = connector.open_with(&request, &[&stdin_read, &stdout_write, &stderr_write]).await?;
         ours = (Some(stdin_write), Some(stdout_read), Some(stderr_read));
-    }
+        socket
+    };
     let (pid, mut fds) = match answer(&socket, "exec").await? {
         Some((Reply::Started { pid }, fds)) => (pid, fds),
         Some((Reply::Failed { message, not_found: true }, _)) => return Err(Error::NotFound(message)),
