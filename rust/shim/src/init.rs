@@ -3,7 +3,8 @@
 //! # Rules
 //!
 //! 1. It reaps every process of the box (orphans included), and reports the exit of each process
-//!    it started to the connection that asked for it, exactly once.
+//!    it started to the connections that asked for it or follow it, exactly once; then it closes
+//!    them (nothing is left to ask of an exited process).
 //! 2. An execution is tied to its connection: when the connection closes before the process
 //!    exits, the process's whole group is killed.
 //! 3. It shuts the box down on `Shutdown`, on SIGTERM, and — unless the box is detached — when
@@ -80,6 +81,8 @@ pub struct Init {
     shutdown: Option<Shutdown>,
     buffer: Vec<u8>,
     main: Option<Main>,
+    accounts: users::Accounts,
+    stack: process::ChildStack,
 }
 
 struct Shutdown {
@@ -100,8 +103,17 @@ fn block_signals() -> OwnedFd {
         for signal in [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
             libc::sigaddset(&mut set, signal);
         }
-        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        // Every disposition at its default, so a child only has to clear the signal mask
+        // (`process::launch`): ignored dispositions would survive its exec.
+        for signal in 1..libc::SIGRTMIN() {
+            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+        }
+        // SIGPIPE is blocked, not ignored: a write to a closed pipe fails with EPIPE instead.
+        let mut blocked = set;
+        libc::sigaddset(&mut blocked, libc::SIGPIPE);
+        libc::sigprocmask(libc::SIG_BLOCK, &blocked, std::ptr::null_mut());
         let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
         if fd < 0 {
             log(&format!("signalfd failed: {}", std::io::Error::last_os_error()));
@@ -139,20 +151,22 @@ impl Init {
             shutdown: None,
             buffer: Vec::new(),
             main: None,
+            accounts: users::Accounts::default(),
+            stack: process::ChildStack::new(),
         }
     }
 
     /// Rule 6: starts the main process, its output on its files and its stdin a pipe the init
     /// holds open until an attach takes it.
     pub fn start_main(&mut self, main: &MainProcess, files: MainFiles) -> Result<(), String> {
-        let identity = users::resolve(main.user.as_deref())?;
+        let identity = self.accounts.resolve(main.user.as_deref())?;
         let mut env = main.env.clone();
         if !env.iter().any(|entry| entry.starts_with("HOME=")) {
             env.push(format!("HOME={}", identity.home));
         }
         let (stdin_read, stdin_write) = process::pipe().map_err(|error| error.to_string())?;
         let stdio = Stdio::Pipes([stdin_read, files.stdout, files.stderr]);
-        let launched = process::launch(Launch { confinement: &self.confinement, argv: &main.argv, env, cwd: main.cwd.as_deref(), identity: &identity, stdio });
+        let launched = process::launch(Launch { confinement: &self.confinement, stack: &mut self.stack, argv: &main.argv, env, cwd: main.cwd.as_deref(), identity: &identity, stdio });
         let pid = launched.map_err(|error| error.message)?;
         self.main = Some(Main { pid: Some(pid), status: files.status, stdin: Some(stdin_write) });
         Ok(())
@@ -316,7 +330,7 @@ impl Init {
             self.reply(index, &Reply::Failed { message: "the box is stopping".to_string(), not_found: false }, &[]);
             return;
         }
-        let identity = match users::resolve(user) {
+        let identity = match self.accounts.resolve(user) {
             Ok(identity) => identity,
             Err(message) => {
                 self.reply(index, &Reply::Failed { message, not_found: false }, &[]);
@@ -342,7 +356,7 @@ impl Init {
                 }
             },
         };
-        match process::launch(Launch { confinement: &self.confinement, argv, env, cwd, identity: &identity, stdio }) {
+        match process::launch(Launch { confinement: &self.confinement, stack: &mut self.stack, argv, env, cwd, identity: &identity, stdio }) {
             Ok(pid) => {
                 self.connections[index].pid = Some(pid);
                 self.connections[index].owns = true;
@@ -403,11 +417,13 @@ impl Init {
             if main_ended {
                 self.record_main_exit(&reply);
             }
-            // Descending, so a connection dropped by a failed reply does not shift the rest.
+            // Descending, so a connection removed here does not shift the ones still to visit.
+            // A connection has nothing left to do once its process's exit is reported: it is
+            // closed, which spares the init the wake-up of the runtime hanging up.
             for index in (0..self.connections.len()).rev() {
                 if self.connections[index].pid == Some(pid) {
-                    self.connections[index].pid = None;
-                    self.reply(index, &reply, &[]);
+                    let connection = self.connections.swap_remove(index);
+                    let _ = send_packet(connection.socket.as_fd(), &encode(&reply), &[]);
                 }
             }
             if main_ended {

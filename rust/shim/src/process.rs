@@ -80,6 +80,9 @@ pub struct Confinement {
     /// `fs.suid_dumpable` is set: a child's setuid would make that memory dumpable, and so
     /// writable through /proc by box processes of the same uid, until its exec.
     pub share_memory: bool,
+    /// Whether the init is shielded from the OOM killer (a negative score adjustment, which
+    /// children inherit and must not keep).
+    pub init_shielded: bool,
 }
 
 impl Confinement {
@@ -95,7 +98,8 @@ impl Confinement {
         .filter_map(|(resource, limit)| Some((resource, limit?)))
         .collect();
         let suid_dumpable = std::fs::read_to_string("/proc/sys/fs/suid_dumpable").unwrap_or_default();
-        Self { rlimits, share_memory: suid_dumpable.trim() == "0" }
+        let score_adjustment = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap_or_default();
+        Self { rlimits, share_memory: suid_dumpable.trim() == "0", init_shielded: score_adjustment.trim().starts_with('-') }
     }
 
     /// Confines the init itself once its setup is done: it keeps its own capabilities (it never
@@ -113,8 +117,18 @@ impl Confinement {
     }
 }
 
+/// The stack a starting child runs on. Made once: the init starts one child at a time.
+pub struct ChildStack(Vec<u8>);
+
+impl ChildStack {
+    pub fn new() -> Self {
+        Self(vec![0; CHILD_STACK])
+    }
+}
+
 pub struct Launch<'a> {
     pub confinement: &'a Confinement,
+    pub stack: &'a mut ChildStack,
     pub argv: &'a [String],
     pub env: Vec<String>,
     pub cwd: Option<&'a str>,
@@ -160,8 +174,9 @@ pub fn launch(launch: Launch<'_>) -> Result<i32, LaunchError> {
     let cwd = launch.cwd.map(sys::cstring);
     let (report_read, report_write) = pipe().map_err(|error| LaunchError { message: error.to_string(), not_found: false })?;
 
+    // Out of `launch` while the child uses it, which `plan` lends to the child whole.
+    let mut stack = std::mem::take(&mut launch.stack.0);
     let plan = ChildPlan { launch: &launch, paths: &paths, argv: &argv_pointers, env: &env_pointers, cwd: cwd.as_ref(), report: report_write.as_raw_fd() };
-    let mut stack = vec![0u8; CHILD_STACK];
     // SAFETY: the child runs `start_child` on `stack`, either in our memory (CLONE_VM) while this
     // thread is suspended (CLONE_VFORK) until it execs or exits, or in a copy of it (a plain
     // fork, `share_memory` off); either way `plan`, the data it points at and the stack outlive
@@ -172,7 +187,7 @@ pub fn launch(launch: Launch<'_>) -> Result<i32, LaunchError> {
         let sharing = if launch.confinement.share_memory { libc::CLONE_VM | libc::CLONE_VFORK } else { 0 };
         libc::clone(start_child, top.cast(), sharing | libc::SIGCHLD, std::ptr::addr_of!(plan).cast_mut().cast())
     };
-    drop(stack);
+    launch.stack.0 = stack;
     // Whatever the child's credentials did to the memory it shared, the init stays undumpable.
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
@@ -235,24 +250,24 @@ unsafe fn child(
     // SAFETY: every call below acts on this child only; pointers are to data owned by the
     // caller's frame, which stays alive because this function never returns.
     unsafe {
+        // The init's dispositions are all default; only its mask is not (init.rs).
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-        for signal in [libc::SIGPIPE, libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGCHLD] {
-            libc::signal(signal, libc::SIG_DFL);
-        }
         if libc::setsid() < 0 {
             fail("failed to start a session");
         }
         match &launch.stdio {
             Stdio::Pipes(fds) => {
-                // First above 2, then into place: a source that is itself fd 0, 1 or 2 would
-                // otherwise be overwritten, or kept with its close-on-exec flag.
-                let mut moved = [0; 3];
-                for (slot, fd) in moved.iter_mut().zip(fds) {
-                    *slot = libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3);
-                    if *slot < 0 {
-                        fail("failed to set up stdio");
+                // A source that is itself fd 0, 1 or 2 is first moved above 2: it would otherwise
+                // be overwritten, or kept with its close-on-exec flag.
+                let mut moved = [fds[0].as_raw_fd(), fds[1].as_raw_fd(), fds[2].as_raw_fd()];
+                if moved.iter().any(|fd| *fd <= 2) {
+                    for slot in &mut moved {
+                        *slot = libc::fcntl(*slot, libc::F_DUPFD_CLOEXEC, 3);
+                        if *slot < 0 {
+                            fail("failed to set up stdio");
+                        }
                     }
                 }
                 for (target, fd) in moved.iter().enumerate() {
@@ -272,11 +287,13 @@ unsafe fn child(
                 }
             }
         }
-        // The init is shielded from the OOM killer; its processes must not be.
-        let adjust = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-        if adjust >= 0 {
-            libc::write(adjust, b"0".as_ptr().cast(), 1);
-            libc::close(adjust);
+        if launch.confinement.init_shielded {
+            // The init's shield from the OOM killer is not its processes'.
+            let adjust = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if adjust >= 0 {
+                libc::write(adjust, b"0".as_ptr().cast(), 1);
+                libc::close(adjust);
+            }
         }
         for (resource, limit) in &launch.confinement.rlimits {
             let value = libc::rlimit { rlim_cur: *limit, rlim_max: *limit };

@@ -67,8 +67,57 @@ fn read_account_file(path: &str) -> String {
 
 const MAX_ACCOUNT_FILE: u64 = 4 << 20;
 
-pub fn resolve(spec: Option<&str>) -> Result<Identity, String> {
-    resolve_in(spec, &read_account_file("/etc/passwd"), &read_account_file("/etc/group"))
+/// The box's account files as last read. A file is read again when its identity, size or
+/// times changed, or when it changed so recently that a same-size edit within the filesystem's
+/// timestamp granularity could hide behind equal times; otherwise a resolve costs two stats.
+#[derive(Default)]
+pub struct Accounts {
+    passwd: AccountFile,
+    group: AccountFile,
+}
+
+#[derive(Default)]
+struct AccountFile {
+    stamp: Option<[i64; 7]>,
+    text: String,
+}
+
+/// Changes older than this are trusted to show in a file's times.
+const SETTLED_SECONDS: i64 = 2;
+
+impl AccountFile {
+    fn refresh(&mut self, path: &std::ffi::CStr) {
+        let stamp = settled_stamp(path);
+        if stamp.is_none() || stamp != self.stamp {
+            self.text = read_account_file(&path.to_string_lossy());
+            self.stamp = stamp;
+        }
+    }
+}
+
+/// (device, inode, size, mtime, mtime ns, ctime, ctime ns) of a regular file whose last change
+/// is settled, without following a symlink.
+fn settled_stamp(path: &std::ffi::CStr) -> Option<[i64; 7]> {
+    // SAFETY: lstat fills a local stat buffer from a valid C string path.
+    let status = unsafe {
+        let mut status: libc::stat = std::mem::zeroed();
+        (libc::lstat(path.as_ptr(), &mut status) == 0).then_some(status)
+    }?;
+    let mut now: libc::timespec = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime fills a local timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
+    let settled = now.tv_sec - status.st_ctime > SETTLED_SECONDS;
+    #[expect(clippy::cast_possible_wrap, reason = "device and inode numbers are only compared")]
+    let stamp = [status.st_dev as i64, status.st_ino as i64, status.st_size, status.st_mtime, status.st_mtime_nsec, status.st_ctime, status.st_ctime_nsec];
+    ((status.st_mode & libc::S_IFMT) == libc::S_IFREG && settled).then_some(stamp)
+}
+
+impl Accounts {
+    pub fn resolve(&mut self, spec: Option<&str>) -> Result<Identity, String> {
+        self.passwd.refresh(c"/etc/passwd");
+        self.group.refresh(c"/etc/group");
+        resolve_in(spec, &self.passwd.text, &self.group.text)
+    }
 }
 
 pub fn resolve_in(spec: Option<&str>, passwd: &str, group: &str) -> Result<Identity, String> {
@@ -134,6 +183,23 @@ mod tests {
         assert_eq!((unknown_uid.uid, unknown_uid.gid, unknown_uid.home.as_str()), (4242, 0, "/"));
         let by_group_name = resolve_in(Some("nobody:wheel"), PASSWD, GROUP).expect("group name");
         assert_eq!((by_group_name.uid, by_group_name.gid), (65534, 10));
+    }
+
+    #[test]
+    fn an_account_file_edited_in_place_is_read_again() {
+        let path = std::env::temp_dir().join(format!("boxlite-passwd-{}", std::process::id()));
+        let c_path = std::ffi::CString::new(path.to_string_lossy().as_bytes()).expect("path");
+        let mut file = AccountFile::default();
+        std::fs::write(&path, "root:x:0:0::/root:/bin/sh\n").expect("write");
+        file.refresh(&c_path);
+        assert!(file.text.contains("/root"));
+        // Same size, same second: only the recency rule catches it.
+        std::fs::write(&path, "root:x:0:0::/ROOT:/bin/sh\n").expect("rewrite");
+        file.refresh(&c_path);
+        assert!(file.text.contains("/ROOT"));
+        std::fs::remove_file(&path).expect("remove");
+        file.refresh(&c_path);
+        assert!(file.text.is_empty());
     }
 
     #[test]
