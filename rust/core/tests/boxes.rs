@@ -11,9 +11,10 @@ fn temp_home(name: &str) -> PathBuf {
     path
 }
 
-async fn collect(stream: Option<boxlite_core::exec::AsyncDescriptor>) -> Vec<u8> {
+async fn collect(stream: Option<std::os::fd::OwnedFd>) -> Vec<u8> {
     let mut output = Vec::new();
     if let Some(stream) = stream {
+        let stream = boxlite_core::exec::AsyncDescriptor::new(stream).expect("register");
         while let Some(chunk) = stream.read_chunk(65536).await.expect("read") {
             output.extend(chunk);
         }

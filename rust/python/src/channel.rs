@@ -146,7 +146,7 @@ mod tests {
     }
 
     fn event(target: u64) -> Event {
-        Event::StreamEnd { target, stream: crate::event::StreamKind::Stdout }
+        Event::Complete { target, result: Box::new(Ok(crate::event::Payload::Unit)) }
     }
 
     #[test]

@@ -20,10 +20,10 @@
 //!    every swept awaitable with `RuntimeClosedError`, then close every channel (releasing queued
 //!    payloads before returning; each drain then takes its reader off its loop), then stop the
 //!    tokio runtime in the background. Later calls fail at once.
-//! 6. One drain handles at most [`DRAIN_BYTES`] of output or [`DRAIN_EVENTS`] events, then
-//!    wakes its loop again if more is queued: a flood of output is handed over in slices between
-//!    which the loop runs its other callbacks, so the loop's latency stays bounded while many
-//!    executions stream.
+//! 6. One drain handles at most [`DRAIN_EVENTS`] events, then wakes its loop again if more is
+//!    queued, so the loop runs its other callbacks in between and its latency stays bounded.
+//!    (Output does not come through here: each execution's streams are read by the loop
+//!    itself, see `execution`.)
 //! 7. A channel whose loop was closed is closed when the runtime next registers on a loop, so
 //!    its producers are released instead of waiting for a drain that will never come.
 
@@ -53,8 +53,6 @@ pub enum Slot {
 const TAKE: usize = 64;
 /// Events one drain handles at most before letting the loop run other callbacks (invariant 6).
 const DRAIN_EVENTS: usize = 256;
-/// Output bytes one drain hands over at most (invariant 6).
-const DRAIN_BYTES: usize = 1 << 20;
 /// How long a closed runtime lets in-flight requests finish before tokio is stopped.
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
@@ -363,17 +361,14 @@ impl Drain {
             return;
         };
         let mut unclaimed = Vec::new();
-        let (mut events, mut bytes) = (0, 0);
-        while events < DRAIN_EVENTS && bytes < DRAIN_BYTES {
+        let mut events = 0;
+        while events < DRAIN_EVENTS {
             let batch = self.channel.take(TAKE);
             if batch.is_empty() {
                 break;
             }
             events += batch.len();
             for event in batch {
-                if let Event::Chunk { data, .. } = &event {
-                    bytes += data.len();
-                }
                 unclaimed.extend(handle(py, &shared, event));
             }
         }
@@ -389,16 +384,6 @@ impl Drain {
 fn handle(py: Python<'_>, shared: &Arc<Shared>, event: Event) -> Option<Result<Payload, boxlite_core::Error>> {
     match event {
         Event::Complete { target, result } => return complete(py, shared, target, *result),
-        Event::Chunk { target, stream, data } => {
-            if let Some(execution) = execution(py, shared, target) {
-                execution.get().deliver_chunk(py, stream, data);
-            }
-        }
-        Event::StreamEnd { target, stream } => {
-            if let Some(execution) = execution(py, shared, target) {
-                execution.get().deliver_end(py, stream);
-            }
-        }
         Event::Exit { target, status } => {
             if let Some(Slot::Execution { execution, .. }) = shared.registry.take(target) {
                 execution.get().deliver_exit(py, status, false);
@@ -417,13 +402,6 @@ fn handle(py: Python<'_>, shared: &Arc<Shared>, event: Event) -> Option<Result<P
         }
     }
     None
-}
-
-fn execution(py: Python<'_>, shared: &Shared, target: u64) -> Option<Py<crate::execution::Execution>> {
-    shared.registry.inspect(target, |slot| match slot {
-        Slot::Execution { execution, .. } => Some(execution.clone_ref(py)),
-        Slot::Request { .. } => None,
-    })?
 }
 
 /// Resolves a request; gives back the result when nobody can take it (rules 17, 18).

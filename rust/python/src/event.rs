@@ -9,21 +9,10 @@ use std::sync::Arc;
 
 use boxlite_core::{BoxHandle, BoxInfo, BoxMetrics, ExitStatus, Runtime, RuntimeMetrics};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StreamKind {
-    Stdout,
-    Stderr,
-}
-
 pub enum Event {
-    /// The result of one request. Boxed: results are few and large, chunks many and small, and
-    /// the queue's slots are as large as the largest event.
+    /// The result of one request. Boxed: the queue's slots are as large as the largest event.
     Complete { target: u64, result: Box<Result<Payload, boxlite_core::Error>> },
-    /// Output of an execution, exactly as read.
-    Chunk { target: u64, stream: StreamKind, data: Vec<u8> },
-    /// An output stream of an execution reached its end.
-    StreamEnd { target: u64, stream: StreamKind },
-    /// The one exit of an execution, after all its output events.
+    /// The one exit of an execution (its output is read on the loop: see `execution`).
     Exit { target: u64, status: ExitStatus },
     /// How far a pull's download of one layer got (lossy: dropped when the queue is full).
     Progress { target: u64, layer: String, done: u64, total: u64 },
@@ -33,8 +22,6 @@ impl Event {
     pub fn target(&self) -> u64 {
         match self {
             Self::Complete { target, .. }
-            | Self::Chunk { target, .. }
-            | Self::StreamEnd { target, .. }
             | Self::Exit { target, .. }
             | Self::Progress { target, .. } => *target,
         }

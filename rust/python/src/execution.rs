@@ -7,36 +7,48 @@
 //!    character split across chunks survives and only truly invalid bytes become U+FFFD.
 //! 2. (rules 23, 26, 27) Exactly one exit per execution: the exit pump and `close()` race on
 //!    `exit_claimed`; the loser does nothing. A claimed exit pump is never aborted.
-//! 3. (rules 24, 25) The exit is the last event: the exit pump waits for both stream pumps;
-//!    streams are attached inside `exec()` itself, so none can be registered late. A forced
-//!    close seals the execution first, so a chunk pushed by an aborted pump is dropped.
+//! 3. (rules 24, 25) The exit is the last event: it is published only once both output streams
+//!    have ended (their pipes reached end of file), and the streams are set up inside `exec()`
+//!    itself, so none can be registered late. A forced close stops the streams first.
 //! 4. (rules 28, 29) `close()` on a process that is proven to have exited reports its real
 //!    status and kills nothing; otherwise the process group is killed (hanging up the control
 //!    connection) and the status says `forced`.
-//! 5. (rule 31) `wait()` resolves when the exit is delivered, which is after every chunk was
-//!    delivered into the stream buffers (channel order), so collected output is never truncated.
-//! 6. Flow control: each stream has a credit of [`STREAM_WINDOW`] bytes; a pump reads only while
-//!    undelivered-to-the-user output is below it. A process that floods output nobody reads
-//!    waits, as with a plain pipe, instead of growing memory.
+//! 5. (rule 31) `wait()` resolves when the exit is published, which is after every byte of
+//!    output was delivered into the stream buffers, so collected output is never truncated.
+//! 6. Flow control: a stream is read only while the output the user has not taken is below
+//!    [`STREAM_WINDOW`]; then reading pauses until the user takes some. A process that floods
+//!    output nobody reads waits, as with a plain pipe, instead of growing memory.
+//! 7. Output is read on the execution's event loop, when the loop reports a pipe readable
+//!    (`loop.add_reader`), as asyncio reads its own pipes: the process and the loop are the
+//!    only parties, and the bytes are copied once into a buffer the loop thread reuses and once
+//!    into the object the user gets. A stream's descriptor is closed only after its reader was
+//!    taken off the loop, so the loop never watches a reused descriptor number.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use boxlite_core::exec::{AsyncDescriptor, IoCounters, CHUNK_SIZE};
 use boxlite_core::{ExecutionControl, ExitStatus as CoreExitStatus};
 use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 
-use crate::channel::Channel;
 use crate::dispatcher::{running_loop, set_exception, set_result, Deferred, Shared, Slot};
 use crate::errors;
-use crate::event::{Event, Payload, StreamKind};
+use crate::event::{Event, Payload};
 
 /// Where `send_input` puts data for the stdin writer task, with the sender of its outcome.
 type StdinSender = mpsc::UnboundedSender<(Vec<u8>, oneshot::Sender<std::io::Result<()>>)>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    Stdout,
+    Stderr,
+}
 
 /// Output a stream may hold that the user has not taken yet.
 pub const STREAM_WINDOW: usize = 8 << 20;
@@ -128,12 +140,17 @@ impl Utf8Decoder {
 #[derive(Default)]
 struct StreamState {
     buffer: VecDeque<Vec<u8>>,
+    /// Bytes in `buffer` (invariant 6).
+    buffered: usize,
+    /// The pipe (or terminal) the output comes from, until its end.
+    source: Option<OwnedFd>,
+    /// Whether the loop watches `source` (invariant 7).
+    watched: bool,
     ended: bool,
     waiter: Option<Py<PyAny>>,
     /// `None` until the user takes the stream; then whether it yields text.
     text: Option<bool>,
     decoder: Utf8Decoder,
-    credit: Option<Arc<Semaphore>>,
 }
 
 /// A parked reader to resolve once no lock is held: with an item, or with end of stream.
@@ -157,10 +174,7 @@ impl StreamState {
     /// Hands the next item to a parked reader, if there is one and an item (or the end) is
     /// ready. A reader that was cancelled is dropped without consuming anything.
     fn wake(&mut self, py: Python<'_>) -> Option<Resolution> {
-        let waiter = self.waiter.take()?;
-        if is_done(waiter.bind(py)) {
-            return None;
-        }
+        let waiter = self.live_waiter(py)?;
         match self.next_item(py) {
             Some(item) => Some(Resolution { waiter, item: Some(item) }),
             None if self.ended => Some(Resolution { waiter, item: None }),
@@ -171,17 +185,21 @@ impl StreamState {
         }
     }
 
-    fn release(&self, bytes: usize) {
-        if let Some(credit) = &self.credit {
-            credit.add_permits(bytes);
-        }
+    /// The parked reader, unless it was cancelled (then it is dropped).
+    fn live_waiter(&mut self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.waiter.take().filter(|waiter| !is_done(waiter.bind(py)))
+    }
+
+    /// Whether the loop should watch the source again (invariant 6).
+    fn wants_reading(&self) -> bool {
+        self.source.is_some() && !self.watched && self.buffered < STREAM_WINDOW
     }
 
     /// Turns raw chunks into the next item for the user, if one is ready. Text mode skips
     /// chunks that decode to nothing (half a character).
     fn next_item(&mut self, py: Python<'_>) -> Option<Py<PyAny>> {
         while let Some(chunk) = self.buffer.pop_front() {
-            self.release(chunk.len());
+            self.buffered -= chunk.len();
             if let Some(item) = self.item(py, &chunk, false) {
                 return Some(item);
             }
@@ -206,6 +224,8 @@ struct ExecState {
     stdout: StreamState,
     stderr: StreamState,
     exit: Option<ExitStatus>,
+    /// The exit, until both streams ended and it can be published (invariant 3).
+    arrived_exit: Option<ExitStatus>,
     waiters: Vec<Py<PyAny>>,
     stdin_taken: bool,
     /// A forced close happened: later output events are dropped (invariant 3).
@@ -236,8 +256,38 @@ pub struct Execution {
     stdin: Mutex<Option<Stdin>>,
     state: Mutex<ExecState>,
     exit_claimed: Arc<AtomicBool>,
-    /// The task that pumps the output and publishes the exit.
+    /// The task that waits for the exit and publishes it.
     driver: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+thread_local! {
+    /// Where a loop thread reads output into before copying it into a Python object: reused,
+    /// so reading costs no allocation and no page faults (invariant 7).
+    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; CHUNK_SIZE]);
+}
+
+/// How a read of a stream's source went.
+enum Read {
+    Data(usize),
+    End,
+    NotYet,
+}
+
+fn read_into(fd: RawFd, buffer: &mut [u8]) -> Read {
+    // SAFETY: reads at most `buffer.len()` bytes into memory we own.
+    let count = unsafe { libc::read(fd, buffer.as_mut_ptr().cast(), buffer.len()) };
+    if count > 0 {
+        return Read::Data(count as usize);
+    }
+    if count == 0 {
+        return Read::End;
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::EAGAIN | libc::EINTR) => Read::NotYet,
+        // A terminal reports EIO once its last process has gone; any other error ends the
+        // stream too.
+        _ => Read::End,
+    }
 }
 
 /// The process's stdin: its pipe until the first write, then the writer task that owns it.
@@ -254,51 +304,18 @@ fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-async fn optional(future: Option<impl std::future::Future<Output = ()>>) {
-    if let Some(future) = future {
-        future.await;
-    }
-}
-
-/// Reads one output stream into the channel, within the stream's credit (invariant 6).
-async fn pump(channel: &Channel, target: u64, stream: StreamKind, source: AsyncDescriptor, credit: Arc<Semaphore>, io: &IoCounters) {
-    loop {
-        // Wait for room for a whole chunk, then keep the part the chunk uses until the user
-        // takes it (ExecState hands it back through `StreamState::release`).
-        let Ok(room) = credit.acquire_many(CHUNK_SIZE as u32).await else { return };
-        room.forget();
-        match source.read_chunk(CHUNK_SIZE).await {
-            Ok(Some(data)) => {
-                io.received.fetch_add(data.len() as u64, Ordering::Relaxed);
-                credit.add_permits(CHUNK_SIZE - data.len());
-                if !channel.push(Event::Chunk { target, stream, data }).await {
-                    return;
-                }
-            }
-            Ok(None) | Err(_) => {
-                credit.add_permits(CHUNK_SIZE);
-                break;
-            }
-        }
-    }
-    channel.push(Event::StreamEnd { target, stream }).await;
-}
-
 impl Execution {
-    /// Wraps a started core execution, registers it for its events, and starts its driver:
-    /// one task that pumps both output streams, then publishes the exit (invariant 3).
+    /// Wraps a started core execution, registers it for its exit, puts its output streams on
+    /// the loop (invariant 7), and starts its driver, which waits for the exit.
     pub fn attach(py: Python<'_>, shared: &Arc<Shared>, event_loop: &Bound<'_, PyAny>, mut core: boxlite_core::Execution) -> PyResult<Py<Self>> {
         let control = core.control();
-        let stdout = core.stdout.take();
-        let stderr = core.stderr.take();
+        let mut state = ExecState::default();
+        for (stream, source) in [(&mut state.stdout, core.stdout.take()), (&mut state.stderr, core.stderr.take())] {
+            stream.ended = source.is_none();
+            stream.source = source;
+        }
         let stdin = core.stdin.take().map(Stdin::Idle);
         let io = Arc::clone(&core.io);
-        let mut state = ExecState::default();
-        let credits = [Arc::new(Semaphore::new(STREAM_WINDOW)), Arc::new(Semaphore::new(STREAM_WINDOW))];
-        state.stdout.credit = Some(Arc::clone(&credits[0]));
-        state.stderr.credit = Some(Arc::clone(&credits[1]));
-        state.stdout.ended = stdout.is_none();
-        state.stderr.ended = stderr.is_none();
         let execution = Py::new(
             py,
             Self {
@@ -307,7 +324,7 @@ impl Execution {
                 id: core.id.clone(),
                 target: OnceLock::new(),
                 control: control.clone(),
-                io: Arc::clone(&io),
+                io,
                 owner: Mutex::new(Some(core)),
                 stdin: Mutex::new(stdin),
                 state: Mutex::new(state),
@@ -319,14 +336,12 @@ impl Execution {
         let slot = Slot::Execution { execution: execution.clone_ref(py), event_loop: event_loop.clone().unbind() };
         let target = shared.registry.register(slot).map_err(|_| errors::runtime_closed(py))?;
         let _ = execution.get().target.set(target);
-        let [stdout_credit, stderr_credit] = credits;
+        for kind in [StreamKind::Stdout, StreamKind::Stderr] {
+            Self::watch(execution.bind(py), kind)?;
+        }
         let claimed = Arc::clone(&execution.get().exit_claimed);
-        // Started here: its first step is a read of each pipe (short) and a registration with
-        // tokio, and needs no worker to wake.
+        // Started here: its first step only subscribes to the exit, and needs no worker to wake.
         let driver = shared.spawn_started(async move {
-            let stdout = stdout.map(|source| pump(&channel, target, StreamKind::Stdout, source, stdout_credit, &io));
-            let stderr = stderr.map(|source| pump(&channel, target, StreamKind::Stderr, source, stderr_credit, &io));
-            tokio::join!(optional(stdout), optional(stderr));
             let status = control.wait().await;
             if claimed.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok() {
                 channel.push(Event::Exit { target, status }).await;
@@ -336,46 +351,133 @@ impl Execution {
         Ok(execution)
     }
 
-    pub fn deliver_chunk(&self, py: Python<'_>, kind: StreamKind, data: Vec<u8>) {
-        let resolution = {
-            let mut state = locked(&self.state);
-            if state.sealed {
-                return;
+    /// Has the loop watch a stream's source, unless it does already or the stream is paused or
+    /// over (invariants 6 and 7).
+    fn watch(slf: &Bound<'_, Self>, kind: StreamKind) -> PyResult<()> {
+        let this = slf.get();
+        let fd = {
+            let mut state = locked(&this.state);
+            let stream = state.stream(kind);
+            if !stream.wants_reading() {
+                return Ok(());
             }
-            let stream = state.stream(kind);
-            stream.buffer.push_back(data);
-            stream.wake(py)
+            stream.watched = true;
+            stream.source.as_ref().map(AsRawFd::as_raw_fd)
         };
-        resolve_all(py, resolution);
+        let readable = StreamReadable { execution: slf.clone().unbind(), kind };
+        this.event_loop.bind(slf.py()).call_method1("add_reader", (fd, readable))?;
+        Ok(())
     }
 
-    pub fn deliver_end(&self, py: Python<'_>, kind: StreamKind) {
-        let resolution = {
+    /// Takes a stream's reader off the loop; with `close`, also ends the stream and closes its
+    /// source, after the reader is gone (invariant 7).
+    fn unwatch(&self, py: Python<'_>, kind: StreamKind, close: bool) {
+        let (fd, watched, source) = {
             let mut state = locked(&self.state);
             let stream = state.stream(kind);
-            stream.ended = true;
-            stream.wake(py)
+            let fd = stream.source.as_ref().map(AsRawFd::as_raw_fd);
+            let watched = std::mem::take(&mut stream.watched);
+            let source = if close {
+                stream.ended = true;
+                stream.source.take()
+            } else {
+                None
+            };
+            (fd, watched, source)
         };
+        if let (Some(fd), true) = (fd, watched) {
+            let _ = self.event_loop.bind(py).call_method1("remove_reader", (fd,));
+        }
+        drop(source);
+    }
+
+    /// The loop found a stream's source readable: one read, handed to a parked reader at once
+    /// or buffered (invariants 6 and 7).
+    fn on_readable(slf: &Bound<'_, Self>, kind: StreamKind) {
+        let py = slf.py();
+        let this = slf.get();
+        let mut ended = false;
+        let mut full = false;
+        let resolution = READ_BUFFER.with_borrow_mut(|buffer| {
+            let mut state = locked(&this.state);
+            let sealed = state.sealed;
+            let stream = state.stream(kind);
+            let fd = stream.source.as_ref()?.as_raw_fd();
+            match read_into(fd, buffer) {
+                Read::NotYet => None,
+                Read::End => {
+                    ended = true;
+                    None
+                }
+                Read::Data(count) => {
+                    this.io.received.fetch_add(count as u64, Ordering::Relaxed);
+                    let data = &buffer[..count];
+                    if sealed {
+                        return None;
+                    }
+                    if stream.buffer.is_empty() {
+                        if let Some(waiter) = stream.live_waiter(py) {
+                            // The common case: someone waits, so the bytes go straight to them.
+                            match stream.item(py, data, false) {
+                                Some(item) => return Some(Resolution { waiter, item: Some(item) }),
+                                None => {
+                                    stream.waiter = Some(waiter); // half a character so far
+                                    return None;
+                                }
+                            }
+                        }
+                    }
+                    stream.buffer.push_back(data.to_vec());
+                    stream.buffered += count;
+                    full = stream.buffered >= STREAM_WINDOW;
+                    stream.wake(py)
+                }
+            }
+        });
+        if ended {
+            this.unwatch(py, kind, true);
+            let resolution = locked(&this.state).stream(kind).wake(py);
+            resolve_all(py, resolution);
+            this.publish_exit_when_streams_ended(py);
+        } else if full {
+            this.unwatch(py, kind, false);
+        }
         resolve_all(py, resolution);
     }
 
-    /// Publishes the one exit (invariant 2) and ends the streams.
+    /// The exit arrived (or `close()` forced one): it is published once both streams ended
+    /// (invariant 3); a forced exit ends them now.
     pub fn deliver_exit(&self, py: Python<'_>, status: CoreExitStatus, forced: bool) {
+        if forced {
+            for kind in [StreamKind::Stdout, StreamKind::Stderr] {
+                self.unwatch(py, kind, true);
+            }
+        }
         let mut status = ExitStatus::from(status);
         status.forced = forced;
-        let mut resolutions = Vec::new();
-        let waiters = {
+        {
             let mut state = locked(&self.state);
-            if state.exit.is_some() {
+            if state.exit.is_none() && state.arrived_exit.is_none() {
+                state.arrived_exit = Some(status);
+            }
+        }
+        self.publish_exit_when_streams_ended(py);
+    }
+
+    /// Publishes the one exit (invariant 2), if it arrived and both streams ended.
+    fn publish_exit_when_streams_ended(&self, py: Python<'_>) {
+        let mut resolutions = Vec::new();
+        let (status, waiters) = {
+            let mut state = locked(&self.state);
+            if !(state.stdout.ended && state.stderr.ended) {
                 return;
             }
+            let Some(status) = state.arrived_exit.take() else { return };
             state.exit = Some(status.clone());
             for kind in [StreamKind::Stdout, StreamKind::Stderr] {
-                let stream = state.stream(kind);
-                stream.ended = true;
-                resolutions.extend(stream.wake(py));
+                resolutions.extend(state.stream(kind).wake(py));
             }
-            std::mem::take(&mut state.waiters)
+            (status, std::mem::take(&mut state.waiters))
         };
         resolve_all(py, resolutions);
         for waiter in waiters {
@@ -387,6 +489,9 @@ impl Execution {
 
     /// The runtime closed: every pending wait and read fails with RuntimeClosedError.
     pub fn fail_closed(&self, py: Python<'_>) {
+        for kind in [StreamKind::Stdout, StreamKind::Stderr] {
+            self.unwatch(py, kind, true);
+        }
         let pending: Vec<Py<PyAny>> = {
             let mut state = locked(&self.state);
             state.sealed = true;
@@ -591,6 +696,20 @@ impl Execution {
     }
 }
 
+/// What the loop calls when a stream's source is readable (invariant 7).
+#[pyclass(module = "boxlite._native", frozen)]
+pub struct StreamReadable {
+    execution: Py<Execution>,
+    kind: StreamKind,
+}
+
+#[pymethods]
+impl StreamReadable {
+    fn __call__(&self, py: Python<'_>) {
+        Execution::on_readable(self.execution.bind(py), self.kind);
+    }
+}
+
 /// One output stream of an execution: `async for chunk in stream`.
 #[pyclass(module = "boxlite._native", frozen)]
 pub struct ExecStream {
@@ -612,6 +731,8 @@ impl ExecStream {
             let stream = state.stream(self.kind);
             if let Some(item) = stream.next_item(py) {
                 drop(state);
+                // Taking output may make room to read more (invariant 6).
+                Execution::watch(self.execution.bind(py), self.kind)?;
                 return Execution::ready_future(py, item.into_bound(py));
             }
             if stream.ended || sealed {
@@ -631,6 +752,7 @@ impl ExecStream {
             stream.wake(py)
         };
         resolve_all(py, resolution);
+        Execution::watch(self.execution.bind(py), self.kind)?;
         Ok(future)
     }
 }

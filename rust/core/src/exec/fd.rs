@@ -11,7 +11,7 @@ use tokio::io::unix::AsyncFd;
 /// Pipes to a box process get 1 MiB of kernel buffer: the default 64 KiB halves throughput.
 const PIPE_SIZE: libc::c_int = 1 << 20;
 
-fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     // SAFETY: fcntl on a descriptor we own.
     unsafe {
         let flags = libc::fcntl(fd, libc::F_GETFL);

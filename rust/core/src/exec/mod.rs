@@ -90,9 +90,11 @@ pub struct Execution {
     /// Where the bytes of this execution are counted (its box's counters).
     pub io: Arc<IoCounters>,
     control: Arc<Control>,
-    /// Taken by whoever consumes the output (the process's stdout, or the terminal).
-    pub stdout: Option<AsyncDescriptor>,
-    pub stderr: Option<AsyncDescriptor>,
+    /// Taken by whoever consumes the output (the process's stdout, or the terminal): read ends,
+    /// non-blocking, for the consumer to watch with its own event loop (see
+    /// [`AsyncDescriptor::new`] for tokio).
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
     pub stdin: Option<AsyncDescriptor>,
     terminal: Option<Arc<OwnedFd>>,
 }
@@ -223,13 +225,14 @@ pub async fn start(connector: &Connector, spec: ExecSpec) -> Result<Execution> {
         None => return Err(Error::InvalidState("the box stopped while starting the process".to_string())),
     };
     let wrap = |fd: Option<OwnedFd>| fd.map(registered).transpose();
+    let output = |fd: Option<OwnedFd>| fd.map(nonblocking).transpose();
     let (stdin, stdout, stderr, terminal) = if spec.tty.is_some() {
         let master = fds.pop().ok_or_else(|| Error::Engine("the init sent no terminal".to_string()))?;
         let reader = master.try_clone().map_err(|error| engine_error("failed to duplicate the terminal", &error))?;
         let writer = master.try_clone().map_err(|error| engine_error("failed to duplicate the terminal", &error))?;
-        (wrap(Some(writer))?, wrap(Some(reader))?, None, Some(Arc::new(master)))
+        (wrap(Some(writer))?, output(Some(reader))?, None, Some(Arc::new(master)))
     } else {
-        (wrap(ours.0)?, wrap(ours.1)?, wrap(ours.2)?, None)
+        (wrap(ours.0)?, output(ours.1)?, output(ours.2)?, None)
     };
     let control = Control::new(Some(socket), None);
     tokio::spawn(read_replies(Arc::clone(&control)));
@@ -304,6 +307,12 @@ async fn connect_attached(socket_path: &Path, stdin: bool) -> Result<(fd::Contro
 /// socket and the main process's output. `None` when the box went away first.
 pub type StartedRun = std::pin::Pin<Box<dyn std::future::Future<Output = Option<(std::path::PathBuf, MainOutput)>> + Send>>;
 
+/// An output stream's read end, ready for its consumer.
+fn nonblocking(fd: OwnedFd) -> Result<OwnedFd> {
+    fd::set_nonblocking(fd.as_raw_fd()).map_err(|error| engine_error("failed to set up a stream", &error))?;
+    Ok(fd)
+}
+
 fn registered(fd: OwnedFd) -> Result<AsyncDescriptor> {
     AsyncDescriptor::new(fd).map_err(|error| engine_error("failed to register a stream", &error))
 }
@@ -371,7 +380,7 @@ pub fn attach_when_started(started: StartedRun, stdin: bool) -> Result<Execution
             }
         }
     });
-    Ok(Execution { id: crate::ids::new_box_id(), pid: 0, io: Arc::default(), control, stdout: Some(registered(stdout)?), stderr: Some(registered(stderr)?), stdin: ours, terminal: None })
+    Ok(Execution { id: crate::ids::new_box_id(), pid: 0, io: Arc::default(), control, stdout: Some(nonblocking(stdout)?), stderr: Some(nonblocking(stderr)?), stdin: ours, terminal: None })
 }
 
 /// Copies what is written to an attach's stdin into the main process's, until end of file.
@@ -390,10 +399,10 @@ pub fn replay(output: MainOutput, exit_code: i32) -> Result<Execution> {
 }
 
 fn followed(pid: i32, control: Arc<Control>, output: MainOutput, stdin: Option<AsyncDescriptor>) -> Result<Execution> {
-    let follow = |file: File| -> Result<AsyncDescriptor> {
+    let follow = |file: File| -> Result<OwnedFd> {
         let (read, write) = stream_pipe()?;
         follow_into(file, control.exit.subscribe(), registered(write)?)?;
-        registered(read)
+        nonblocking(read)
     };
     let stdout = follow(output.stdout)?;
     let stderr = follow(output.stderr)?;
