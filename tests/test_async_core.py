@@ -5,6 +5,7 @@ synchronisation). Test names carry the rule numbers."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import threading
 import time
@@ -129,11 +130,12 @@ async def test_rule07_08_channels_and_workers_end_with_their_runtime(tmp_path: P
         runtime.close()
         assert repr(runtime) == "Boxlite(open=false)"
     # Each closed channel's drain takes its reader off the loop; then the eventfd is closed.
-    await wait_until(lambda: _testing.live_channels() == channels)
+    await wait_until(lambda: _testing.live_channels() <= channels)
     await wait_until(lambda: threads_of_this_process() <= threads)
 
 
 def test_one_runtime_serves_event_loops_one_after_another(home: Path) -> None:
+    gc.collect()  # channels of earlier tests' runtimes go now, not during the counts below
     channels = _testing.live_channels()
     runtime = open_runtime(home)
 
@@ -145,11 +147,35 @@ def test_one_runtime_serves_event_loops_one_after_another(home: Path) -> None:
     try:
         assert asyncio.run(once(1)) == 1
         assert asyncio.run(once(2)) == 2
-        # The first loop's channel was closed when the second loop registered: one is left.
+        # The first loop's channel went when the second loop registered; the second's is kept
+        # (closed) until the runtime closes.
         assert _testing.live_channels() == channels + 1
     finally:
         runtime.close()
     assert _testing.live_channels() == channels
+
+
+async def test_two_event_loops_share_one_runtime_at_once(runtime: boxlite.Boxlite) -> None:
+    box = await runtime.create(boxlite.BoxOptions())
+    await box.start()
+    gate = _testing.Gate()
+    gate.open()
+
+    async def work(tag: str) -> list[object]:
+        results: list[object] = []
+        for value in range(30):
+            results.append(await _testing.gated(runtime, gate, value))
+            execution = await box.exec("echo", [f"{tag}{value}"])
+            results.append("".join([chunk async for chunk in execution.stdout()]))
+            await execution.wait()
+        return results
+
+    def in_another_loop() -> list[object]:
+        return asyncio.run(work("other"))
+
+    theirs, ours = await asyncio.gather(asyncio.to_thread(in_another_loop), work("main"))
+    for tag, results in (("other", theirs), ("main", ours)):
+        assert results == [item for value in range(30) for item in (value, f"{tag}{value}\n")]
 
 
 async def test_rule09_close_releases_queued_results_before_it_returns(home: Path) -> None:

@@ -152,6 +152,32 @@ async def test_close_after_a_natural_exit_keeps_the_real_status(box: boxlite.Box
     assert (again.exit_code, again.forced) == (5, False)
 
 
+async def test_output_held_open_delays_the_exit_until_close_ends_the_streams(box: boxlite.Box) -> None:
+    # The shell exits at once, but a process it left behind holds stdout open: more output may
+    # come, so the exit waits for the end of the output...
+    execution = await box.exec("sh", ["-c", "sleep 600 & echo started"])
+    stdout = execution.stdout()
+    assert await stdout.__anext__() == "started\n"
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(asyncio.shield(execution.wait()), 1.0)
+    # ...until close() ends the streams: the exit is then the shell's own, not a forced one.
+    execution.close()
+    status = await asyncio.wait_for(execution.wait(), 10)
+    assert (status.exit_code, status.forced) == (0, False)
+    assert [chunk async for chunk in stdout] == []
+
+
+async def test_close_ends_a_stream_paused_with_unread_output(box: boxlite.Box) -> None:
+    # 8.5 MiB nobody reads: reading pauses at the window, the process exits (the pipe holds
+    # the rest), and only close() can end the streams now.
+    execution = await box.exec("sh", ["-c", "head -c 8900000 /dev/zero"])
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(asyncio.shield(execution.wait()), 1.0)
+    await execution.aclose()
+    status = await asyncio.wait_for(execution.wait(), 10)
+    assert (status.exit_code, status.forced) == (0, False)
+
+
 async def test_async_with_closes_the_execution(box: boxlite.Box) -> None:
     async with await box.exec("sleep", ["100"]) as execution:
         pass

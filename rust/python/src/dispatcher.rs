@@ -5,7 +5,7 @@
 //! # Invariants (numbers refer to reference/async-core-invariants.md §2)
 //!
 //! 1. (rules 1, 2) Tokio tasks carry only Rust values; they never hold a Python object and never
-//!    attach. Python-visible work (resolving futures, feeding streams) runs on the event loop's
+//!    attach. Python-visible work (resolving futures, publishing exits) runs on the event loop's
 //!    thread, in [`Drain`], which the loop calls when its channel's eventfd is readable
 //!    (`loop.add_reader`): the loop-side drain of the reference's §3.2 (b), kept general by
 //!    giving every loop a channel of its own.
@@ -24,8 +24,9 @@
 //!    queued, so the loop runs its other callbacks in between and its latency stays bounded.
 //!    (Output does not come through here: each execution's streams are read by the loop
 //!    itself, see `execution`.)
-//! 7. A channel whose loop was closed is closed when the runtime next registers on a loop, so
-//!    its producers are released instead of waiting for a drain that will never come.
+//! 7. A channel whose loop was closed is closed (when the closed loop lets go of its drain, and
+//!    when the runtime next registers on a loop), so its producers are released and its
+//!    payloads disposed of instead of waiting for a drain that will never come.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -123,34 +124,34 @@ impl Shared {
         Ok(())
     }
 
-    fn channels(&self) -> std::sync::MutexGuard<'_, Vec<LoopChannel>> {
-        self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// The channels, locked; waiting for the lock releases the interpreter, since its holder
+    /// may be calling Python (a loop's `add_reader`) and need it.
+    fn channels(&self, py: Python<'_>) -> std::sync::MutexGuard<'_, Vec<LoopChannel>> {
+        gil::lock(py, &self.channels)
     }
 
     /// The channel of `event_loop`, made (and its drain put on the loop) on first use. Called on
     /// that loop's thread. Invariants 2 and 7.
     pub fn channel(self: &Arc<Self>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Channel>> {
         let py = event_loop.py();
-        let mut channels = self.channels();
+        let mut channels = self.channels(py);
         if let Some(known) = channels.iter().find(|known| known.event_loop.bind(py).is(event_loop)) {
             return Ok(Arc::clone(&known.channel));
         }
-        let mut abandoned = Vec::new();
-        let mut index = 0;
-        while index < channels.len() {
-            if channels[index].event_loop.bind(py).call_method0("is_closed").and_then(|closed| closed.is_truthy()).unwrap_or(true) {
-                abandoned.push(channels.swap_remove(index));
-            } else {
-                index += 1;
-            }
-        }
-        let channel = Arc::new(Channel::new(self.capacity, self.held.load(Ordering::SeqCst))?);
-        let drain = Drain { shared: Arc::downgrade(self), channel: Arc::clone(&channel), event_loop: event_loop.clone().unbind() };
-        event_loop.call_method1("add_reader", (channel.fd(), drain))?;
-        channels.push(LoopChannel { event_loop: event_loop.clone().unbind(), channel: Arc::clone(&channel) });
+        let (open, abandoned): (Vec<LoopChannel>, Vec<LoopChannel>) = std::mem::take(&mut *channels)
+            .into_iter()
+            .partition(|known| known.event_loop.bind(py).call_method0("is_closed").and_then(|closed| closed.is_truthy()).is_ok_and(|closed| !closed));
+        *channels = open;
+        let made = Channel::new(self.capacity, self.held.load(Ordering::SeqCst)).map_err(PyErr::from).and_then(|channel| {
+            let channel = Arc::new(channel);
+            let drain = Drain { shared: Arc::downgrade(self), channel: Arc::clone(&channel), event_loop: event_loop.clone().unbind() };
+            event_loop.call_method1("add_reader", (channel.fd(), drain))?;
+            channels.push(LoopChannel { event_loop: event_loop.clone().unbind(), channel: Arc::clone(&channel) });
+            Ok(channel)
+        });
         drop(channels);
         gil::detach(py, move || abandoned.iter().for_each(|gone| gone.channel.close()));
-        Ok(channel)
+        made
     }
 
     /// Registers a request on the running loop: its target id, the future it resolves, and the
@@ -246,7 +247,7 @@ impl Shared {
         for slot in self.registry.close_sweep() {
             fail_closed(py, slot);
         }
-        let channels = std::mem::take(&mut *self.channels());
+        let channels = std::mem::take(&mut *self.channels(py));
         gil::detach(py, || channels.iter().for_each(|known| known.channel.close()));
         drop(channels);
         self.stop_runtime();
@@ -271,19 +272,19 @@ impl Shared {
         }
     }
 
-    pub fn hold_drains(&self, held: bool) {
+    pub fn hold_drains(&self, py: Python<'_>, held: bool) {
         self.held.store(held, Ordering::SeqCst);
-        self.channels().iter().for_each(|known| known.channel.hold(held));
+        self.channels(py).iter().for_each(|known| known.channel.hold(held));
     }
 
     /// Events queued in all channels.
-    pub fn queued(&self) -> usize {
-        self.channels().iter().map(|known| known.channel.len()).sum()
+    pub fn queued(&self, py: Python<'_>) -> usize {
+        self.channels(py).iter().map(|known| known.channel.len()).sum()
     }
 
     /// Producers waiting for room in any channel.
-    pub fn waiting_producers(&self) -> usize {
-        self.channels().iter().map(|known| known.channel.waiting_producers()).sum()
+    pub fn waiting_producers(&self, py: Python<'_>) -> usize {
+        self.channels(py).iter().map(|known| known.channel.waiting_producers()).sum()
     }
 }
 
@@ -306,7 +307,8 @@ impl Drop for InFlight {
 impl Drop for Shared {
     fn drop(&mut self) {
         self.closed.store(true, Ordering::Release);
-        self.channels().iter().for_each(|known| known.channel.close());
+        let channels = self.channels.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+        channels.iter().for_each(|known| known.channel.close());
         self.stop_runtime();
     }
 }
@@ -372,11 +374,21 @@ impl Drain {
                 unclaimed.extend(handle(py, &shared, event));
             }
         }
-        if !self.channel.is_empty() {
+        if events >= DRAIN_EVENTS {
+            // Stopped by the budget, not for want of events: come back after other callbacks.
             self.channel.wake();
         }
         // Rule 18: results nobody waits for are released here, without the interpreter.
         gil::detach(py, move || drop(unclaimed));
+    }
+}
+
+impl Drop for Drain {
+    /// The loop let go of the drain (it was closed, or the reader removed): nobody will drain
+    /// the channel again, so it is closed, releasing what waits in it and its producers.
+    /// Closing releases payloads, which never needs the interpreter (rule 18).
+    fn drop(&mut self) {
+        self.channel.close();
     }
 }
 
@@ -385,7 +397,13 @@ fn handle(py: Python<'_>, shared: &Arc<Shared>, event: Event) -> Option<Result<P
     match event {
         Event::Complete { target, result } => return complete(py, shared, target, *result),
         Event::Exit { target, status } => {
-            if let Some(Slot::Execution { execution, .. }) = shared.registry.take(target) {
+            // The slot stays until the exit is published (after the output ended): until then a
+            // close still finds the execution and fails its waiters (rule 16).
+            let execution = shared.registry.inspect(target, |slot| match slot {
+                Slot::Execution { execution, .. } => Some(execution.clone_ref(py)),
+                Slot::Request { .. } => None,
+            });
+            if let Some(Some(execution)) = execution {
                 execution.get().deliver_exit(py, status, false);
             }
         }

@@ -353,6 +353,8 @@ impl Execution {
 
     /// Has the loop watch a stream's source, unless it does already or the stream is paused or
     /// over (invariants 6 and 7).
+    /// If the loop refuses, the stream ends (so the exit can still be published) and the error
+    /// is returned.
     fn watch(slf: &Bound<'_, Self>, kind: StreamKind) -> PyResult<()> {
         let this = slf.get();
         let fd = {
@@ -361,12 +363,20 @@ impl Execution {
             if !stream.wants_reading() {
                 return Ok(());
             }
-            stream.watched = true;
             stream.source.as_ref().map(AsRawFd::as_raw_fd)
         };
         let readable = StreamReadable { execution: slf.clone().unbind(), kind };
-        this.event_loop.bind(slf.py()).call_method1("add_reader", (fd, readable))?;
-        Ok(())
+        match this.event_loop.bind(slf.py()).call_method1("add_reader", (fd, readable)) {
+            Ok(_) => {
+                locked(&this.state).stream(kind).watched = true;
+                Ok(())
+            }
+            Err(error) => {
+                this.unwatch(slf.py(), kind, true);
+                this.publish_exit_when_streams_ended(slf.py());
+                Err(error)
+            }
+        }
     }
 
     /// Takes a stream's reader off the loop; with `close`, also ends the stream and closes its
@@ -464,7 +474,8 @@ impl Execution {
         self.publish_exit_when_streams_ended(py);
     }
 
-    /// Publishes the one exit (invariant 2), if it arrived and both streams ended.
+    /// Publishes the one exit (invariant 2), if it arrived and both streams ended; the
+    /// execution's slot goes with it.
     fn publish_exit_when_streams_ended(&self, py: Python<'_>) {
         let mut resolutions = Vec::new();
         let (status, waiters) = {
@@ -479,6 +490,9 @@ impl Execution {
             }
             (status, std::mem::take(&mut state.waiters))
         };
+        if let Some(target) = self.target.get() {
+            drop(self.shared.registry.take(*target));
+        }
         resolve_all(py, resolutions);
         for waiter in waiters {
             if let Ok(value) = Py::new(py, status.clone()) {
@@ -651,25 +665,37 @@ impl Execution {
     fn close(slf: &Bound<'_, Self>) {
         let py = slf.py();
         let this = slf.get();
-        if this.exit_claimed.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-            locked(&this.state).sealed = true;
+        locked(&this.state).sealed = true;
+        let claimed = this.exit_claimed.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok();
+        let exit = claimed.then(|| {
             if let Some(driver) = locked(&this.driver).take() {
                 driver.abort();
             }
             if let Some(target) = this.target.get() {
                 drop(this.shared.registry.take(*target));
             }
-            let (status, forced) = match this.control.try_status() {
+            match this.control.try_status() {
                 Some(status) => (status, false),
                 None => (
                     CoreExitStatus { exit_code: -1, signal: None, timed_out: false, error: Some("the execution was closed before the process exited".to_string()) },
                     true,
                 ),
-            };
-            let execution = slf.clone().unbind();
-            let publish = Deferred::new(move |py| execution.get().deliver_exit(py, status, forced));
-            let _ = this.event_loop.bind(py).call_method1("call_soon_threadsafe", (publish,));
-        }
+            }
+        });
+        // Whoever claimed the exit, the streams end now: output left unread (or held open by a
+        // process still running) must not keep the exit from being published.
+        let execution = slf.clone().unbind();
+        let end = Deferred::new(move |py| {
+            let this = execution.get();
+            for kind in [StreamKind::Stdout, StreamKind::Stderr] {
+                this.unwatch(py, kind, true);
+            }
+            match exit {
+                Some((status, forced)) => this.deliver_exit(py, status, forced),
+                None => this.publish_exit_when_streams_ended(py),
+            }
+        });
+        let _ = this.event_loop.bind(py).call_method1("call_soon_threadsafe", (end,));
         drop(locked(&this.stdin).take());
         let owner = locked(&this.owner).take();
         crate::gil::detach(py, move || drop(owner));
@@ -731,8 +757,9 @@ impl ExecStream {
             let stream = state.stream(self.kind);
             if let Some(item) = stream.next_item(py) {
                 drop(state);
-                // Taking output may make room to read more (invariant 6).
-                Execution::watch(self.execution.bind(py), self.kind)?;
+                // Taking output may make room to read more (invariant 6). A refusal ends the
+                // stream; the item is the user's either way.
+                let _ = Execution::watch(self.execution.bind(py), self.kind);
                 return Execution::ready_future(py, item.into_bound(py));
             }
             if stream.ended || sealed {

@@ -134,18 +134,18 @@ fn canary_ticks() -> u64 {
 }
 
 #[pyfunction]
-fn hold_drains(runtime: &Boxlite, hold: bool) {
-    runtime.shared().hold_drains(hold);
+fn hold_drains(py: Python<'_>, runtime: &Boxlite, hold: bool) {
+    runtime.shared().hold_drains(py, hold);
 }
 
 #[pyfunction]
-fn queue_len(runtime: &Boxlite) -> usize {
-    runtime.shared().queued()
+fn queue_len(py: Python<'_>, runtime: &Boxlite) -> usize {
+    runtime.shared().queued(py)
 }
 
 #[pyfunction]
-fn waiting_producers(runtime: &Boxlite) -> usize {
-    runtime.shared().waiting_producers()
+fn waiting_producers(py: Python<'_>, runtime: &Boxlite) -> usize {
+    runtime.shared().waiting_producers(py)
 }
 
 #[pyfunction]

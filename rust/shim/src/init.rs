@@ -3,8 +3,7 @@
 //! # Rules
 //!
 //! 1. It reaps every process of the box (orphans included), and reports the exit of each process
-//!    it started to the connections that asked for it or follow it, exactly once; then it closes
-//!    them (nothing is left to ask of an exited process).
+//!    it started to the connection that asked for it, exactly once.
 //! 2. An execution is tied to its connection: when the connection closes before the process
 //!    exits, the process's whole group is killed.
 //! 3. It shuts the box down on `Shutdown`, on SIGTERM, and — unless the box is detached — when
@@ -104,11 +103,10 @@ fn block_signals() -> OwnedFd {
             libc::sigaddset(&mut set, signal);
         }
         // Every disposition at its default, so a child only has to clear the signal mask
-        // (`process::launch`): ignored dispositions would survive its exec.
-        for signal in 1..libc::SIGRTMIN() {
-            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
-                libc::signal(signal, libc::SIG_DFL);
-            }
+        // (`process::launch`): ignored dispositions would survive its exec. (The C library's
+        // own real-time signals and SIGKILL/SIGSTOP refuse the call; they need no reset.)
+        for signal in 1..=libc::SIGRTMAX() {
+            libc::signal(signal, libc::SIG_DFL);
         }
         // SIGPIPE is blocked, not ignored: a write to a closed pipe fails with EPIPE instead.
         let mut blocked = set;
@@ -417,13 +415,11 @@ impl Init {
             if main_ended {
                 self.record_main_exit(&reply);
             }
-            // Descending, so a connection removed here does not shift the ones still to visit.
-            // A connection has nothing left to do once its process's exit is reported: it is
-            // closed, which spares the init the wake-up of the runtime hanging up.
+            // Descending, so a connection dropped by a failed reply does not shift the rest.
             for index in (0..self.connections.len()).rev() {
                 if self.connections[index].pid == Some(pid) {
-                    let connection = self.connections.swap_remove(index);
-                    let _ = send_packet(connection.socket.as_fd(), &encode(&reply), &[]);
+                    self.connections[index].pid = None;
+                    self.reply(index, &reply, &[]);
                 }
             }
             if main_ended {

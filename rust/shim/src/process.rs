@@ -98,8 +98,9 @@ impl Confinement {
         .filter_map(|(resource, limit)| Some((resource, limit?)))
         .collect();
         let suid_dumpable = std::fs::read_to_string("/proc/sys/fs/suid_dumpable").unwrap_or_default();
-        let score_adjustment = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap_or_default();
-        Self { rlimits, share_memory: suid_dumpable.trim() == "0", init_shielded: score_adjustment.trim().starts_with('-') }
+        // Unknown counts as shielded: children then reset their score, which is always safe.
+        let score_adjustment = std::fs::read_to_string("/proc/self/oom_score_adj").ok().and_then(|text| text.trim().parse::<i32>().ok());
+        Self { rlimits, share_memory: suid_dumpable.trim() == "0", init_shielded: score_adjustment.is_none_or(|score| score < 0) }
     }
 
     /// Confines the init itself once its setup is done: it keeps its own capabilities (it never
@@ -183,7 +184,7 @@ pub fn launch(launch: Launch<'_>) -> Result<i32, LaunchError> {
     // its use of them, and nothing else touches them meanwhile (the init is single-threaded).
     // The stack grows down from its (16-byte aligned) end.
     let pid = unsafe {
-        let top = stack.as_mut_ptr().add(CHILD_STACK);
+        let top = stack.as_mut_ptr().add(stack.len());
         let sharing = if launch.confinement.share_memory { libc::CLONE_VM | libc::CLONE_VFORK } else { 0 };
         libc::clone(start_child, top.cast(), sharing | libc::SIGCHLD, std::ptr::addr_of!(plan).cast_mut().cast())
     };
