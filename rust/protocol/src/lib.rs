@@ -3,11 +3,14 @@
 //!
 //! # Channels
 //!
-//! 1. **Start-up.** The runtime spawns `boxlite-shim` with a pipe on stdin and one on stdout. It
-//!    writes one length-prefixed [`ShimConfig`] on stdin; the shim answers with one line on
-//!    stdout: `ready <init-pid>` or `error <message>`. The stdin pipe then stays open as the
-//!    box's *lifeline*: a box that is not detached shuts down when the runtime's end closes
-//!    (including when the runtime's process dies).
+//! 1. **Start-up.** The runtime spawns `boxlite-shim` (with [`USER_NAMESPACE_ARGUMENT`] when
+//!    boxes get a user namespace), with a pipe on stdin and one on stdout, ahead of need: the
+//!    shim makes the box's namespaces, forks the init, answers `warm <init-pid>` (or
+//!    `error <message>`) and its first process exits. The runtime puts the init in the box's
+//!    cgroups, then writes one length-prefixed [`ShimConfig`] on stdin; the init answers `ready`
+//!    or `error <message>`. The stdin pipe then stays open as the box's *lifeline*: a box that is
+//!    not detached shuts down when the runtime's end closes (including when the runtime's
+//!    process dies). An init whose stdin closes before its config came exits.
 //! 2. **Control socket.** The init listens on a `SOCK_SEQPACKET` unix socket at
 //!    `ShimConfig::socket_path`. Every execution opens its own connection: the first packet is a
 //!    [`Request::Exec`] carrying the child's stdio descriptors (SCM_RIGHTS), the init answers
@@ -53,8 +56,6 @@ pub struct ShimConfig {
     pub log_path: PathBuf,
     /// A detached box ignores the lifeline closing.
     pub detached: bool,
-    /// cgroup directories (one per v1 controller, or one v2 directory) the init joins.
-    pub cgroup_procs: Vec<PathBuf>,
     /// The box's main process, if it has one.
     pub main: Option<MainProcess>,
     /// Host paths mounted into the box, after its root is in place.
@@ -67,6 +68,9 @@ pub struct ShimConfig {
     /// in the host's user namespace.
     pub user_namespace: Option<IdMap>,
 }
+
+/// The shim's argument for a box with a user namespace, followed by `HOST_BASE:SIZE`.
+pub const USER_NAMESPACE_ARGUMENT: &str = "--user-namespace";
 
 /// The shim's only argument when the runtime asks whether boxes can have their user namespace:
 /// it makes one with [`IdMap::BOXES`] and exits 0 if it could.

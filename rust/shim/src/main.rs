@@ -1,10 +1,11 @@
 //! `boxlite-shim`: the first process of a box.
 //!
-//! The runtime spawns it with the start-up protocol of `boxlite_protocol` (config on stdin, one
-//! status line on stdout). It unshares the box's namespaces, forks the init (pid 1 of the new pid
-//! namespace), which builds the root ([`jail::enter`]) and then serves executions
-//! ([`init::serve`]). The first process reports the init's pid and exits, so the init belongs to
-//! no runtime process and can outlive it when the box is detached.
+//! The runtime spawns it ahead of need with the start-up protocol of `boxlite_protocol`. It
+//! makes the box's namespaces (the user namespace through a helper, then mount, uts, ipc, net and
+//! pid), forks the init (pid 1 of the new pid namespace), reports the init's pid and exits, so
+//! the init belongs to no runtime process and can outlive it when the box is detached. The
+//! init waits for its box's config, builds the root ([`jail::enter`]), reports ready and serves
+//! executions ([`init::serve`]).
 
 mod capabilities;
 mod init;
@@ -20,7 +21,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 
-use boxlite_protocol::ShimConfig;
+use boxlite_protocol::{IdMap, ShimConfig};
 
 fn read_config() -> Result<ShimConfig, String> {
     let mut stdin = std::io::stdin().lock();
@@ -77,14 +78,6 @@ fn protect_from_oom_killer() {
     let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
 }
 
-fn join_cgroups(config: &ShimConfig) -> Result<(), String> {
-    let pid = std::process::id().to_string();
-    for procs in &config.cgroup_procs {
-        std::fs::write(procs, &pid).map_err(|error| format!("failed to join cgroup {}: {error}", procs.display()))?;
-    }
-    Ok(())
-}
-
 /// Only stdin (the lifeline), stdout (the status line) and stderr may cross into the box: any
 /// other descriptor the runtime's process left inheritable is closed at the next exec, before
 /// a box process can use it (a directory descriptor would lead out of the box).
@@ -93,98 +86,126 @@ fn close_inherited_descriptors() {
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
 }
 
-/// Runs in the first process; returns the status line for the runtime.
-fn start() -> String {
+/// Runs in the first process: makes the namespaces and forks the init. Returns the status
+/// line for the runtime; the init never returns from here.
+fn prepare(id_map: Option<&IdMap>) -> String {
     close_inherited_descriptors();
-    let config = match read_config() {
-        Ok(config) => config,
-        Err(message) => return format!("error {message}"),
-    };
     protect_from_oom_killer();
-    let prepared = open_log(&config).and_then(|()| join_cgroups(&config)).and_then(|()| listen(&config));
-    let listener = match prepared {
-        Ok(listener) => listener,
-        Err(message) => return format!("error {message}"),
-    };
-    let main_files = match config.main.as_ref().map(init::MainFiles::open).transpose() {
-        Ok(files) => files,
-        Err(message) => return format!("error {message}"),
-    };
-    let user_namespace = match config.user_namespace.as_ref().map(userns::create).transpose() {
+    // Made ahead of need, while the runtime may be busy with boxes that run: the preparation
+    // yields the processor to them. The init takes its priority back once it has its box.
+    let priority = Priority::lower();
+    let user_namespace = match id_map.map(userns::create).transpose() {
         Ok(namespace) => namespace,
         Err(message) => return format!("error {message}"),
     };
     // SAFETY: unshare affects only this (single-threaded) process; the new pid namespace applies
-    // to the children forked below.
+    // to the child forked below.
     if unsafe { libc::unshare(jail::NAMESPACES) } < 0 {
         return format!("error failed to create the box's namespaces: {}", std::io::Error::last_os_error());
     }
-    let (ready_read, ready_write) = match process::pipe() {
-        Ok(pair) => pair,
-        Err(error) => return format!("error {error}"),
-    };
     // SAFETY: this process is single-threaded, so the child may run arbitrary code after fork.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return format!("error failed to fork the box's init: {}", std::io::Error::last_os_error());
     }
     if pid == 0 {
-        drop(ready_read);
-        let mut ready = File::from(ready_write);
-        // The status pipe belongs to the first process; the init must not hold it open.
-        process::redirect_to_null(libc::STDOUT_FILENO);
-        let started = jail::enter(&config, user_namespace.as_ref()).map_err(|error| error.to_string()).and_then(|()| {
-            // Last: the root is built as host root; from here on the init is root of the box's
-            // user namespace only.
-            if let Some(namespace) = &user_namespace {
-                userns::enter(namespace)?;
-            }
-            process::Confinement::apply_to_init(&config)?;
-            let mut init = init::Init::new(&config, listener);
-            if let (Some(main), Some(files)) = (&config.main, main_files) {
-                init.start_main(main, files)?;
-            }
-            Ok(init)
-        });
-        match started {
+        let outcome = configure(user_namespace, &priority);
+        let line = match &outcome {
+            Ok(_) => "ready".to_string(),
+            Err(message) => format!("error {message}"),
+        };
+        report(&line);
+        match outcome {
             Ok(init) => {
-                let _ = ready.write_all(b"ok");
-                drop(ready);
-                init.serve();
+                // The status pipe is the runtime's; the init must not hold it open.
+                process::redirect_to_null(libc::STDOUT_FILENO);
+                init.serve()
             }
-            Err(message) => {
-                let _ = ready.write_all(message.as_bytes());
-                // SAFETY: the forked init leaves without running the first process's exit
-                // handlers or flushing buffers it inherited.
-                unsafe { libc::_exit(1) };
-            }
+            // SAFETY: the forked init leaves without running the first process's exit handlers
+            // or flushing buffers it inherited.
+            Err(_) => unsafe { libc::_exit(1) },
         }
     }
-    drop(ready_write);
-    drop(listener);
-    drop(main_files);
+    format!("warm {pid}")
+}
+
+/// Runs in the init: waits for the box's config, then builds the box and starts its main
+/// process. Host paths (the log, the control socket, the main process's files) are opened
+/// before the root is pivoted away from the host.
+fn configure(user_namespace: Option<OwnedFd>, priority: &Priority) -> Result<init::Init, String> {
+    let config = read_config()?;
+    priority.restore();
+    open_log(&config)?;
+    let listener = listen(&config)?;
+    let main_files = config.main.as_ref().map(init::MainFiles::open).transpose()?;
+    jail::enter(&config, user_namespace.as_ref()).map_err(|error| error.to_string())?;
+    // Last: the root is built as host root; from here on the init is root of the box's user
+    // namespace only.
+    if let Some(namespace) = &user_namespace {
+        userns::enter(namespace)?;
+    }
     drop(user_namespace);
-    let mut answer = String::new();
-    let _ = File::from(ready_read).read_to_string(&mut answer);
-    if answer == "ok" {
-        format!("ready {pid}")
-    } else {
-        let mut status = 0;
-        // SAFETY: reaping our own failed child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-        format!("error {}", if answer.is_empty() { "the box's init died while building the root".to_string() } else { answer })
+    process::Confinement::apply_to_init(&config)?;
+    let mut init = init::Init::new(&config, listener);
+    if let (Some(main), Some(files)) = (&config.main, main_files) {
+        init.start_main(main, files)?;
+    }
+    Ok(init)
+}
+
+/// The scheduling priority the shim was started with.
+struct Priority(libc::c_int);
+
+impl Priority {
+    /// Lowers this process's priority as far as it goes; returns the one to go back to.
+    fn lower() -> Self {
+        // SAFETY: getpriority/setpriority on this process, integer arguments only. errno is
+        // cleared first: -1 is a valid priority.
+        unsafe {
+            *libc::__errno_location() = 0;
+            let current = libc::getpriority(libc::PRIO_PROCESS, 0);
+            let current = if *libc::__errno_location() == 0 { current } else { 0 };
+            libc::setpriority(libc::PRIO_PROCESS, 0, 19);
+            Self(current)
+        }
+    }
+
+    /// Raising a priority again takes CAP_SYS_NICE: the init still has it (it is host root in
+    /// the host's user namespace until its root is built).
+    fn restore(&self) {
+        // SAFETY: setpriority on this process, integer arguments only.
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, self.0) };
+    }
+}
+
+fn report(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
+}
+
+/// `--user-namespace BASE:SIZE`, if given.
+fn id_map_argument() -> Result<Option<IdMap>, String> {
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    match arguments.as_slice() {
+        [] => Ok(None),
+        [flag, value] if flag == boxlite_protocol::USER_NAMESPACE_ARGUMENT => {
+            let parsed = value.split_once(':').and_then(|(base, size)| Some(IdMap { host_base: base.parse().ok()?, size: size.parse().ok()? }));
+            parsed.map(Some).ok_or_else(|| format!("bad id map {value:?}"))
+        }
+        _ => Err(format!("unexpected arguments {arguments:?}")),
     }
 }
 
 fn main() {
     if std::env::args().nth(1).as_deref() == Some(boxlite_protocol::PROBE_USER_NAMESPACE) {
-        let probed = userns::create(&boxlite_protocol::IdMap::BOXES);
+        let probed = userns::create(&IdMap::BOXES);
         std::process::exit(i32::from(probed.is_err()));
     }
-    let line = start();
-    let failed = line.starts_with("error");
-    let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "{line}");
-    let _ = stdout.flush();
-    std::process::exit(i32::from(failed));
+    let line = match id_map_argument() {
+        Ok(id_map) => prepare(id_map.as_ref()),
+        Err(message) => format!("error {message}"),
+    };
+    report(&line);
+    std::process::exit(i32::from(line.starts_with("error")));
 }

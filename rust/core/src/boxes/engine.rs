@@ -6,10 +6,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::process::{ChildStdin, Command, Stdio};
+use std::process::{ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
-use boxlite_protocol::{Request, ShimConfig};
+use boxlite_protocol::{IdMap, Request, ShimConfig};
 use tokio::io::unix::AsyncFd;
 
 use crate::error::{Error, Result};
@@ -44,19 +44,21 @@ fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
 }
 
 impl Live {
-    fn watch(init_pid: i32, lifeline: Option<ChildStdin>, socket_path: PathBuf) -> std::io::Result<Self> {
-        let pidfd = Arc::new(crate::exec::fd::register(pidfd_open(init_pid)?)?);
+    fn watch(init_pid: i32, pidfd: OwnedFd, lifeline: Option<ChildStdin>, socket_path: PathBuf) -> std::io::Result<Self> {
+        let pidfd = Arc::new(crate::exec::fd::register(pidfd)?);
         Ok(Self { init_pid, pidfd, _lifeline: lifeline, connector: Arc::new(crate::exec::Connector::new(socket_path)) })
     }
 
     /// Re-attaches to the init of a detached box left by an earlier runtime. Checks that the pid
     /// still belongs to a boxlite init, so a recycled pid is never mistaken for the box.
     pub fn adopt(init_pid: i32, socket_path: PathBuf) -> Option<Self> {
+        // The pidfd first: it pins the process the checks below are about.
+        let pidfd = pidfd_open(init_pid).ok()?;
         let exe = std::fs::read_link(format!("/proc/{init_pid}/exe")).ok()?;
         if !exe.to_string_lossy().contains("boxlite-shim") || !socket_path.exists() {
             return None;
         }
-        Self::watch(init_pid, None, socket_path).ok()
+        Self::watch(init_pid, pidfd, None, socket_path).ok()
     }
 
     pub fn is_alive(&self) -> bool {
@@ -120,31 +122,92 @@ impl Live {
     }
 }
 
-/// Starts a box's init. Blocking (it waits for the shim's status line). On failure nothing of
-/// the init is left, its control socket included (the shim cannot remove it: a failure after
-/// pivot_root leaves the shim's own view of the host behind).
-pub fn spawn(shim: &Path, config: &ShimConfig) -> Result<Live> {
-    spawn_init(shim, config).inspect_err(|_| {
+/// A shim made ahead of need: the box's namespaces exist and its init waits for the config
+/// (the start-up protocol of `boxlite_protocol`). Starting a box from one skips the shim's
+/// exec, the namespaces and the fork. Dropping it ends the init.
+pub struct Warm {
+    init_pid: i32,
+    /// Taken by the box the init starts; while here, dropping `Warm` kills the init.
+    pidfd: Option<OwnedFd>,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    pub id_map: Option<IdMap>,
+}
+
+impl std::fmt::Debug for Warm {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Warm").field("init_pid", &self.init_pid).finish_non_exhaustive()
+    }
+}
+
+impl Warm {
+    /// Spawns a shim and waits until its init exists. Blocking.
+    pub fn prepare(shim: &Path, id_map: Option<IdMap>) -> Result<Self> {
+        let mut command = Command::new(shim);
+        if let Some(map) = id_map {
+            command.arg(boxlite_protocol::USER_NAMESPACE_ARGUMENT).arg(format!("{}:{}", map.host_base, map.size));
+        }
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|error| Error::Engine(format!("failed to run {}: {error}", shim.display())))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(Error::Internal("shim pipes missing".to_string()));
+        };
+        let mut stdout = BufReader::new(stdout);
+        let mut line = String::new();
+        let _ = stdout.read_line(&mut line);
+        let _ = child.wait();
+        let line = line.trim_end();
+        if let Some(message) = line.strip_prefix("error ") {
+            return Err(Error::Engine(format!("failed to prepare a box: {message}")));
+        }
+        let init_pid: i32 = line
+            .strip_prefix("warm ")
+            .and_then(|pid| pid.parse().ok())
+            .ok_or_else(|| Error::Engine(format!("failed to prepare a box: the shim said {line:?}")))?;
+        let pidfd = pidfd_open(init_pid).map_err(|error| Error::Engine(format!("failed to prepare a box: its init vanished: {error}")))?;
+        Ok(Self { init_pid, pidfd: Some(pidfd), stdin: Some(stdin), stdout, id_map })
+    }
+}
+
+impl Drop for Warm {
+    /// The init exits when its stdin closes; it is also killed and waited for (briefly), so no
+    /// process of a closed runtime lingers.
+    fn drop(&mut self) {
+        let Some(pidfd) = self.pidfd.take() else { return };
+        drop(self.stdin.take());
+        // SAFETY: pidfd_send_signal on our pidfd; no pointers beyond the null siginfo.
+        unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), libc::SIGKILL, std::ptr::null::<libc::siginfo_t>(), 0) };
+        let mut pollfd = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: polls one valid pollfd.
+        unsafe { libc::poll(&mut pollfd, 1, 1000) };
+    }
+}
+
+/// Starts a box on `warm`: puts its init in the box's cgroups (`cgroup_procs`), sends the
+/// config and waits for the init's answer. Blocking. On failure nothing of the init is left,
+/// its control socket included (the init cannot remove it: a failure after pivot_root leaves
+/// its own view of the host behind).
+pub fn spawn(warm: Warm, config: &ShimConfig, cgroup_procs: &[PathBuf]) -> Result<Live> {
+    spawn_init(warm, config, cgroup_procs).inspect_err(|_| {
         let _ = std::fs::remove_file(&config.socket_path);
     })
 }
 
-fn spawn_init(shim: &Path, config: &ShimConfig) -> Result<Live> {
-    let mut child = Command::new(shim)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|error| Error::Engine(format!("failed to run {}: {error}", shim.display())))?;
-    let mut stdin = child.stdin.take().ok_or_else(|| Error::Internal("shim stdin missing".to_string()))?;
+fn spawn_init(mut warm: Warm, config: &ShimConfig, cgroup_procs: &[PathBuf]) -> Result<Live> {
+    let pid = warm.init_pid.to_string();
+    for procs in cgroup_procs {
+        std::fs::write(procs, &pid).map_err(|error| Error::Engine(format!("failed to put box {} in cgroup {}: {error}", config.box_id, procs.display())))?;
+    }
     let bytes = serde_json::to_vec(config).map_err(|error| Error::Internal(format!("cannot encode shim config: {error}")))?;
     let length = u32::try_from(bytes.len()).map_err(|_| Error::Internal("shim config too large".to_string()))?;
+    let stdin = warm.stdin.as_mut().ok_or_else(|| Error::Internal("warm shim without stdin".to_string()))?;
     let written = stdin.write_all(&length.to_le_bytes()).and_then(|()| stdin.write_all(&bytes)).and_then(|()| stdin.flush());
     let mut line = String::new();
-    if let Some(stdout) = child.stdout.take() {
-        let _ = BufReader::new(stdout).read_line(&mut line);
-    }
-    let _ = child.wait();
+    let _ = warm.stdout.read_line(&mut line);
     if let Err(error) = written {
         return Err(Error::Engine(format!("failed to configure the box's init: {error}")));
     }
@@ -154,12 +217,14 @@ fn spawn_init(shim: &Path, config: &ShimConfig) -> Result<Live> {
         // The main process's program is missing: the user's mistake, not the engine's.
         return Err(if message.contains(": not found: ") { Error::NotFound(message) } else { Error::Engine(message) });
     }
-    let init_pid: i32 = line
-        .strip_prefix("ready ")
-        .and_then(|pid| pid.parse().ok())
-        .ok_or_else(|| Error::Engine(format!("failed to start box {}: the shim said {line:?}", config.box_id)))?;
+    if line != "ready" {
+        return Err(Error::Engine(format!("failed to start box {}: the init said {line:?}", config.box_id)));
+    }
+    let init_pid = warm.init_pid;
+    let (Some(pidfd), Some(stdin)) = (warm.pidfd.take(), warm.stdin.take()) else {
+        return Err(Error::Internal("warm shim taken twice".to_string()));
+    };
     let lifeline = (!config.detached).then_some(stdin);
-    Live::watch(init_pid, lifeline, config.socket_path.clone())
+    Live::watch(init_pid, pidfd, lifeline, config.socket_path.clone())
         .map_err(|error| Error::Engine(format!("box {} init {init_pid} vanished after start: {error}", config.box_id)))
 }
-

@@ -153,6 +153,34 @@ struct Inner {
     reserved_names: Mutex<HashSet<String>>,
     shut_down: AtomicBool,
     counters: Counters,
+    /// The next box's shim, made ahead of need (see [`engine::Warm`]).
+    warm: Mutex<Option<engine::Warm>>,
+}
+
+impl Inner {
+    /// A warm shim for a box with `id_map`: the one made ahead of need, or a new one.
+    fn warm_shim(&self, id_map: Option<IdMap>) -> Result<engine::Warm> {
+        let ready = lock(&self.warm).take_if(|warm| warm.id_map == id_map);
+        ready.map_or_else(|| engine::Warm::prepare(&self.shim, id_map), Ok)
+    }
+
+    /// Makes the next box's shim unless one is waiting or the runtime is closing. Blocking; the
+    /// slot stays locked meanwhile, so a close waits for it and ends what it made.
+    fn refill_warm(&self) {
+        let mut slot = lock(&self.warm);
+        if slot.is_some() || self.shut_down.load(Ordering::Acquire) {
+            return;
+        }
+        match engine::Warm::prepare(&self.shim, self.home.id_map()) {
+            Ok(warm) => *slot = Some(warm),
+            Err(error) => log::warn!("could not prepare the next box ahead of need: {error}"),
+        }
+    }
+
+    /// Ends the shim made ahead of need, if any (after `shut_down` is set). Blocking.
+    fn dismiss_warm(&self) {
+        drop(lock(&self.warm).take());
+    }
 }
 
 /// A runtime on one home directory.
@@ -203,11 +231,14 @@ impl Runtime {
                 reserved_names: Mutex::new(HashSet::new()),
                 shut_down: AtomicBool::new(false),
                 counters: Counters::default(),
+                warm: Mutex::new(None),
             }),
         };
-        // Adopted boxes are watched like the ones this runtime starts (rule 5), when there is a
-        // tokio runtime to watch from.
+        // Adopted boxes are watched like the ones this runtime starts (rule 5), and the first box
+        // is prepared ahead of need, when there is a tokio runtime to do it from.
         if tokio::runtime::Handle::try_current().is_ok() {
+            let inner = Arc::clone(&runtime.inner);
+            tokio::task::spawn_blocking(move || inner.refill_warm());
             let entries: Vec<Arc<BoxEntry>> = lock(&runtime.inner.boxes).values().cloned().collect();
             for entry in entries {
                 let handle = runtime.handle(entry);
@@ -403,6 +434,12 @@ impl Runtime {
     /// work. Idempotent.
     pub async fn shutdown(&self, grace: Option<Duration>) -> Result<()> {
         self.inner.shut_down.store(true, Ordering::Release);
+        let inner = Arc::clone(&self.inner);
+        blocking(move || {
+            inner.dismiss_warm();
+            Ok(())
+        })
+        .await?;
         let entries: Vec<Arc<BoxEntry>> = lock(&self.inner.boxes).values().cloned().collect();
         let stops = entries
             .into_iter()
@@ -441,6 +478,7 @@ impl Runtime {
     /// graceful end, `shutdown()` first.
     pub fn close(&self) {
         self.inner.shut_down.store(true, Ordering::Release);
+        self.inner.dismiss_warm();
         let entries: Vec<Arc<BoxEntry>> = lock(&self.inner.boxes).values().cloned().collect();
         let mut killed = Vec::new();
         for entry in entries.iter().filter(|entry| !entry.record().detach) {
@@ -701,11 +739,13 @@ impl BoxHandle {
         };
         let inner = Arc::clone(&self.inner);
         let id = self.entry.id.clone();
-        let mut config = self.shim_config();
+        let config = self.shim_config();
         let started = blocking(move || {
+            let warm = inner.warm_shim(config.user_namespace)?;
             let cgroup = BoxCgroup::create(&inner.cgroups, &id, limits)?;
-            config.cgroup_procs = cgroup.procs_files();
-            engine::spawn(&inner.shim, &config).inspect_err(|_| cgroup.remove())
+            let started = engine::spawn(warm, &config, &cgroup.procs_files()).inspect_err(|_| cgroup.remove());
+            tokio::task::spawn_blocking(move || inner.refill_warm());
+            started
         })
         .await;
         let running = match started {
@@ -789,7 +829,6 @@ impl BoxHandle {
             socket_path: dir.join("init.sock"),
             log_path: dir.join("init.log"),
             detached: record.detach,
-            cgroup_procs: Vec::new(),
             volumes: record
                 .volumes
                 .iter()

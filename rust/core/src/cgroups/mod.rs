@@ -119,7 +119,7 @@ impl BoxCgroup {
         Ok(())
     }
 
-    /// The `cgroup.procs` files the box's shim joins (one per distinct directory).
+    /// The `cgroup.procs` files the box's init is put in (one per distinct directory).
     pub fn procs_files(&self) -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = self.groups.iter().map(|(_, _, dir)| dir.join("cgroup.procs")).collect();
         files.sort();
