@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import boxlite
+from boxlite._native import _testing
 
 from .conftest import box_processes, collect
 
@@ -144,7 +145,8 @@ async def test_a_missing_main_program_fails_the_start(runtime: boxlite.Boxlite, 
         await box.start()
     info = await box.info()
     assert info.state.status == "failed"
-    assert box_processes(home) == []
+    # Nothing is left of the failed box; the runtime's init made ahead of need may be there.
+    assert set(box_processes(home)) <= set(_testing.warm_inits(runtime))
     await runtime.remove(box.id)
 
 

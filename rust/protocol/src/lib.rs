@@ -6,8 +6,9 @@
 //! 1. **Start-up.** The runtime spawns `boxlite-shim` (with [`USER_NAMESPACE_ARGUMENT`] when
 //!    boxes get a user namespace), with a pipe on stdin and one on stdout, ahead of need: the
 //!    shim makes the box's namespaces, forks the init, answers `warm <init-pid>` (or
-//!    `error <message>`) and its first process exits. The runtime puts the init in the box's
-//!    cgroups, then writes one length-prefixed [`ShimConfig`] on stdin; the init answers `ready`
+//!    `error <message>`) and its first process exits. The runtime writes one length-prefixed
+//!    [`ShimConfig`] on stdin and, while the init builds the root, puts it in the box's cgroups
+//!    and writes [`CGROUPS_JOINED`]; the init forks nothing before that byte. It answers `ready`
 //!    or `error <message>`. The stdin pipe then stays open as the box's *lifeline*: a box that is
 //!    not detached shuts down when the runtime's end closes (including when the runtime's
 //!    process dies). An init whose stdin closes before its config came exits.
@@ -68,6 +69,9 @@ pub struct ShimConfig {
     /// in the host's user namespace.
     pub user_namespace: Option<IdMap>,
 }
+
+/// The byte the runtime writes on the init's stdin once the init is in its box's cgroups.
+pub const CGROUPS_JOINED: u8 = b'c';
 
 /// The shim's argument for a box with a user namespace, followed by `HOST_BASE:SIZE`.
 pub const USER_NAMESPACE_ARGUMENT: &str = "--user-namespace";

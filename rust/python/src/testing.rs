@@ -173,6 +173,13 @@ fn live_channels() -> usize {
     crate::channel::live_channels()
 }
 
+/// Pids of inits the runtime made ahead of need (they belong to no box yet).
+#[pyfunction]
+fn warm_inits(py: Python<'_>, runtime: &Boxlite) -> Vec<i32> {
+    let core = runtime.core().clone();
+    crate::gil::detach(py, move || core.warm_init_pid().into_iter().collect())
+}
+
 #[pyfunction]
 fn orphans_removed() -> usize {
     event::orphans_removed()
@@ -197,6 +204,7 @@ pub fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
         wrap_pyfunction!(spawned_tasks, &module)?,
         wrap_pyfunction!(live_channels, &module)?,
         wrap_pyfunction!(orphans_removed, &module)?,
+        wrap_pyfunction!(warm_inits, &module)?,
     ] {
         module.add_function(function)?;
     }

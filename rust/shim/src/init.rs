@@ -93,6 +93,16 @@ fn log(message: &str) {
     eprintln!("boxlite-shim[init]: {message}");
 }
 
+/// Every disposition at its default, so a child only has to clear the signal mask
+/// (`process::launch`): ignored dispositions would survive its exec. (The C library's own
+/// real-time signals and SIGKILL/SIGSTOP refuse the call; they need no reset.)
+pub fn reset_signal_dispositions() {
+    for signal in 1..=libc::SIGRTMAX() {
+        // SAFETY: signal(2) with the default disposition, no handler pointer.
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
+    }
+}
+
 fn block_signals() -> OwnedFd {
     // SAFETY: builds a signal set, blocks it for this thread, and opens a signalfd for it; the
     // returned descriptor is owned by the caller.
@@ -101,12 +111,6 @@ fn block_signals() -> OwnedFd {
         libc::sigemptyset(&mut set);
         for signal in [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
             libc::sigaddset(&mut set, signal);
-        }
-        // Every disposition at its default, so a child only has to clear the signal mask
-        // (`process::launch`): ignored dispositions would survive its exec. (The C library's
-        // own real-time signals and SIGKILL/SIGSTOP refuse the call; they need no reset.)
-        for signal in 1..=libc::SIGRTMAX() {
-            libc::signal(signal, libc::SIG_DFL);
         }
         // SIGPIPE is blocked, not ignored: a write to a closed pipe fails with EPIPE instead.
         let mut blocked = set;
@@ -437,7 +441,8 @@ impl Init {
             Reply::Exited { code: Some(code), .. } => *code,
             _ => -1,
         };
-        if let Err(error) = writeln!(main.status, "{code}").and_then(|()| main.status.sync_data()) {
+        // No fsync: readers are processes of this machine, which the page cache serves.
+        if let Err(error) = writeln!(main.status, "{code}") {
             log(&format!("failed to record the main process's exit: {error}"));
         }
     }

@@ -37,7 +37,6 @@ pub fn enter(config: &ShimConfig, user_namespace: Option<&OwnedFd>) -> Result<()
     pivot_into(root)?;
     mount_volumes(&volumes)?;
     set_hostname(&config.hostname)?;
-    bring_up_loopback()?;
     Ok(())
 }
 
@@ -272,7 +271,8 @@ fn set_hostname(hostname: &str) -> Result<()> {
 }
 
 /// A new network namespace starts with `lo` down; bring it up so loopback networking works.
-fn bring_up_loopback() -> Result<()> {
+/// The network namespace's loopback interface, up. Needs no box setting: done ahead of need.
+pub fn bring_up_loopback() -> Result<()> {
     // SAFETY: `request` is a zeroed ifreq with a NUL-terminated name; the socket is closed on
     // every path below.
     unsafe {

@@ -109,7 +109,10 @@ fn prepare(id_map: Option<&IdMap>) -> String {
         return format!("error failed to fork the box's init: {}", std::io::Error::last_os_error());
     }
     if pid == 0 {
-        let outcome = configure(user_namespace, &priority);
+        // Ahead of the config too: what no box setting changes.
+        init::reset_signal_dispositions();
+        let ahead = jail::bring_up_loopback().map_err(|error| error.to_string()).map(|()| seccomp::compile());
+        let outcome = ahead.and_then(|filter| configure(user_namespace, &priority, &filter));
         let line = match &outcome {
             Ok(_) => "ready".to_string(),
             Err(message) => format!("error {message}"),
@@ -132,7 +135,7 @@ fn prepare(id_map: Option<&IdMap>) -> String {
 /// Runs in the init: waits for the box's config, then builds the box and starts its main
 /// process. Host paths (the log, the control socket, the main process's files) are opened
 /// before the root is pivoted away from the host.
-fn configure(user_namespace: Option<OwnedFd>, priority: &Priority) -> Result<init::Init, String> {
+fn configure(user_namespace: Option<OwnedFd>, priority: &Priority, filter: &[libc::sock_filter]) -> Result<init::Init, String> {
     let config = read_config()?;
     priority.restore();
     open_log(&config)?;
@@ -145,7 +148,9 @@ fn configure(user_namespace: Option<OwnedFd>, priority: &Priority) -> Result<ini
         userns::enter(namespace)?;
     }
     drop(user_namespace);
-    process::Confinement::apply_to_init(&config)?;
+    process::Confinement::apply_to_init(&config, filter)?;
+    // Before `Init::new`, which covers a detached box's stdin with /dev/null.
+    wait_for_cgroups()?;
     let mut init = init::Init::new(&config, listener);
     if let (Some(main), Some(files)) = (&config.main, main_files) {
         init.start_main(main, files)?;
@@ -175,6 +180,17 @@ impl Priority {
     fn restore(&self) {
         // SAFETY: setpriority on this process, integer arguments only.
         unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, self.0) };
+    }
+}
+
+/// The runtime puts the init in the box's cgroups while the init builds the root, and says so
+/// with one byte on stdin: nothing may be forked before, or it would run outside them.
+fn wait_for_cgroups() -> Result<(), String> {
+    let mut byte = [0u8; 1];
+    match std::io::stdin().lock().read_exact(&mut byte) {
+        Ok(()) if byte[0] == boxlite_protocol::CGROUPS_JOINED => Ok(()),
+        Ok(()) => Err("unexpected start-up byte from the runtime".to_string()),
+        Err(error) => Err(format!("the runtime went away while the box started: {error}")),
     }
 }
 

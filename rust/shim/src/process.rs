@@ -107,11 +107,11 @@ impl Confinement {
     /// execs), but what it starts can only hold the capabilities of `config`, gains no
     /// privilege at exec, and runs under the seccomp filter. The init needs none of the
     /// syscalls the filter refuses from here on.
-    pub fn apply_to_init(config: &ShimConfig) -> Result<(), String> {
+    pub fn apply_to_init(config: &ShimConfig, filter: &[libc::sock_filter]) -> Result<(), String> {
         if !crate::capabilities::drop_bounding_set(crate::capabilities::last_capability(), &config.capabilities) {
             return Err(format!("failed to drop capabilities: {}", std::io::Error::last_os_error()));
         }
-        if !crate::seccomp::load(&crate::seccomp::compile()) {
+        if !crate::seccomp::load(filter) {
             return Err(format!("failed to install the seccomp filter: {}", std::io::Error::last_os_error()));
         }
         Ok(())

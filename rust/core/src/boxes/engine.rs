@@ -103,9 +103,8 @@ impl Live {
     pub async fn shutdown(&self, grace: Duration) {
         if self.is_alive() {
             let asked = async {
-                let socket = crate::exec::connect_control(self.connector.socket_path()).ok()?;
                 let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
-                socket.send(&Request::Shutdown { grace_ms }, &[]).await.ok()?;
+                let socket = self.connector.open_with(&Request::Shutdown { grace_ms }, &[], false).await.ok()?;
                 socket.recv().await.ok()
             };
             // An init that does not answer (wedged by what runs in the box) is killed.
@@ -141,6 +140,10 @@ impl std::fmt::Debug for Warm {
 }
 
 impl Warm {
+    pub fn init_pid(&self) -> i32 {
+        self.init_pid
+    }
+
     /// Spawns a shim and waits until its init exists. Blocking.
     pub fn prepare(shim: &Path, id_map: Option<IdMap>) -> Result<Self> {
         let mut command = Command::new(shim);
@@ -187,31 +190,36 @@ impl Drop for Warm {
     }
 }
 
-/// Starts a box on `warm`: puts its init in the box's cgroups (`cgroup_procs`), sends the
-/// config and waits for the init's answer. Blocking. On failure nothing of the init is left,
-/// its control socket included (the init cannot remove it: a failure after pivot_root leaves
-/// its own view of the host behind).
-pub fn spawn(warm: Warm, config: &ShimConfig, cgroup_procs: &[PathBuf]) -> Result<Live> {
-    spawn_init(warm, config, cgroup_procs).inspect_err(|_| {
+/// Starts a box on `warm`: sends the config, and while the init builds the root, makes the
+/// box's cgroups with `cgroups` (which returns their `cgroup.procs` files) and puts the init in
+/// them. Blocking. On failure nothing of the init is left (dropping `warm` ends it), its
+/// control socket included (the init cannot remove it: a failure after pivot_root leaves its
+/// own view of the host behind).
+pub fn spawn(warm: Warm, config: &ShimConfig, cgroups: impl FnOnce() -> Result<Vec<PathBuf>>) -> Result<Live> {
+    spawn_init(warm, config, cgroups).inspect_err(|_| {
         let _ = std::fs::remove_file(&config.socket_path);
     })
 }
 
-fn spawn_init(mut warm: Warm, config: &ShimConfig, cgroup_procs: &[PathBuf]) -> Result<Live> {
-    let pid = warm.init_pid.to_string();
-    for procs in cgroup_procs {
-        std::fs::write(procs, &pid).map_err(|error| Error::Engine(format!("failed to put box {} in cgroup {}: {error}", config.box_id, procs.display())))?;
-    }
+fn spawn_init(mut warm: Warm, config: &ShimConfig, cgroups: impl FnOnce() -> Result<Vec<PathBuf>>) -> Result<Live> {
     let bytes = serde_json::to_vec(config).map_err(|error| Error::Internal(format!("cannot encode shim config: {error}")))?;
     let length = u32::try_from(bytes.len()).map_err(|_| Error::Internal("shim config too large".to_string()))?;
     let stdin = warm.stdin.as_mut().ok_or_else(|| Error::Internal("warm shim without stdin".to_string()))?;
-    let written = stdin.write_all(&length.to_le_bytes()).and_then(|()| stdin.write_all(&bytes)).and_then(|()| stdin.flush());
+    let mut written = stdin.write_all(&length.to_le_bytes()).and_then(|()| stdin.write_all(&bytes)).and_then(|()| stdin.flush());
+    if written.is_ok() {
+        let pid = warm.init_pid.to_string();
+        for procs in cgroups()? {
+            std::fs::write(&procs, &pid).map_err(|error| Error::Engine(format!("failed to put box {} in cgroup {}: {error}", config.box_id, procs.display())))?;
+        }
+        written = stdin.write_all(&[boxlite_protocol::CGROUPS_JOINED]);
+    }
     let mut line = String::new();
     let _ = warm.stdout.read_line(&mut line);
-    if let Err(error) = written {
+    let line = line.trim_end();
+    // The init's own account of a failure explains a broken pipe best.
+    if let (Err(error), None) = (written, line.strip_prefix("error ")) {
         return Err(Error::Engine(format!("failed to configure the box's init: {error}")));
     }
-    let line = line.trim_end();
     if let Some(message) = line.strip_prefix("error ") {
         let message = format!("failed to start box {}: {message}", config.box_id);
         // The main process's program is missing: the user's mistake, not the engine's.

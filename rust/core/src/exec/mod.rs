@@ -131,11 +131,6 @@ impl Control {
     }
 }
 
-/// Opens a control connection to a box's init (used to stop the box).
-pub(crate) fn connect_control(socket_path: &Path) -> std::io::Result<fd::ControlSocket> {
-    fd::ControlSocket::connect(socket_path)
-}
-
 fn engine_error(what: &str, error: &std::io::Error) -> Error {
     Error::Engine(format!("{what}: {error}"))
 }
@@ -170,7 +165,7 @@ impl Connector {
 
     /// Connects the next spare unless one is waiting. Called in tokio's context (the socket
     /// registers with its reactor); a failure leaves the next exec to connect for itself.
-    fn refill(&self) {
+    pub fn refill(&self) {
         let mut spare = self.spare();
         if spare.is_none() {
             *spare = fd::ControlSocket::connect(&self.socket_path).ok();
@@ -178,12 +173,13 @@ impl Connector {
     }
 
     /// Sends `request` on a connection of its own: the spare, or, if there is none or it went
-    /// stale (its init ended), a new one.
-    async fn open_with(&self, request: &Request, fds: &[&OwnedFd]) -> Result<fd::ControlSocket> {
+    /// stale (its init ended), a new one. With `more`, the next spare is connected before the
+    /// request goes out: the init accepts it in the same wake-up in which it reads the request.
+    pub(crate) async fn open_with(&self, request: &Request, fds: &[&OwnedFd], more: bool) -> Result<fd::ControlSocket> {
         let spare = self.spare().take();
-        // The next spare is connected before the request goes out: the init accepts it in the
-        // same wake-up in which it reads the request.
-        self.refill();
+        if more {
+            self.refill();
+        }
         if let Some(socket) = spare {
             if socket.send(request, fds).await.is_ok() {
                 return Ok(socket);
@@ -208,12 +204,12 @@ pub async fn start(connector: &Connector, spec: ExecSpec) -> Result<Execution> {
     let request = Request::Exec { argv: spec.argv.clone(), env: spec.env, cwd: spec.cwd, user: spec.user, tty: spec.tty.clone() };
     let mut ours = (None, None, None);
     let socket = if spec.tty.is_some() {
-        connector.open_with(&request, &[]).await?
+        connector.open_with(&request, &[], true).await?
     } else {
         let (stdin_read, stdin_write) = plain_pipe()?;
         let (stdout_read, stdout_write) = stream_pipe()?;
         let (stderr_read, stderr_write) = stream_pipe()?;
-        let socket = connector.open_with(&request, &[&stdin_read, &stdout_write, &stderr_write]).await?;
+        let socket = connector.open_with(&request, &[&stdin_read, &stdout_write, &stderr_write], true).await?;
         ours = (Some(stdin_write), Some(stdout_read), Some(stderr_read));
         socket
     };
