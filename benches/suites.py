@@ -117,7 +117,8 @@ async def create_start_exec(samples: int, warmup: int) -> list[Row]:
             helper.stdin.close()
             await helper.wait()
             rows.append(latency_row("create + start + first exec + stop", "crun run (same bundle)", ours_times, crun_times[warmup:], 0.5,
-                                    "crun runs with the cgroup2 mount hidden (limits.md); ours includes removing the box"))
+                                    "crun runs with the cgroup2 mount hidden (limits.md); ours also starts the image's default "
+                                    "command (sh) as the box's main process and removes the box"))
         if shutil.which("bwrap"):
             command = ("bwrap", "--unshare-all", "--ro-bind", str(bundle / "rootfs"), "/", "--proc", "/proc", "--dev", "/dev", "/bin/true")
             ours_times, theirs = await side_by_side(ours, lambda: _spawn(*command), samples, warmup)
