@@ -34,6 +34,8 @@ pub struct Channel {
     queue: Queue<Event>,
     wake: OwnedFd,
     armed: AtomicBool,
+    /// Output streams the loop watches (`execution` sizes its reads by it).
+    pub streams_watched: AtomicUsize,
 }
 
 impl Channel {
@@ -47,7 +49,7 @@ impl Channel {
         queue.hold(held);
         LIVE.fetch_add(1, Ordering::SeqCst);
         // SAFETY: see above.
-        Ok(Self { queue, wake: unsafe { OwnedFd::from_raw_fd(fd) }, armed: AtomicBool::new(false) })
+        Ok(Self { queue, wake: unsafe { OwnedFd::from_raw_fd(fd) }, armed: AtomicBool::new(false), streams_watched: AtomicUsize::new(0) })
     }
 
     /// The descriptor the loop watches.

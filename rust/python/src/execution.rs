@@ -22,7 +22,9 @@
 //!    (`loop.add_reader`), as asyncio reads its own pipes: the process and the loop are the
 //!    only parties, and the bytes are copied once into a buffer the loop thread reuses and once
 //!    into the object the user gets. A stream's descriptor is closed only after its reader was
-//!    taken off the loop, so the loop never watches a reused descriptor number.
+//!    taken off the loop, so the loop never watches a reused descriptor number. One read is
+//!    smaller the more streams the loop watches ([`READ_BUDGET`]), which bounds the loop's
+//!    latency while many executions stream.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +39,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::channel::Channel;
 use crate::dispatcher::{running_loop, set_exception, set_result, Deferred, Shared, Slot};
 use crate::errors;
 use crate::event::{Event, Payload};
@@ -250,6 +253,8 @@ pub struct Execution {
     target: OnceLock<u64>,
     control: ExecutionControl,
     io: Arc<IoCounters>,
+    /// The channel of the execution's loop, which counts the streams the loop watches.
+    channel: Arc<Channel>,
     /// Owning the core execution keeps the process alive; dropping it kills the process group.
     owner: Mutex<Option<boxlite_core::Execution>>,
     /// `None` once closed.
@@ -265,6 +270,11 @@ thread_local! {
     /// so reading costs no allocation and no page faults (invariant 7).
     static READ_BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; CHUNK_SIZE]);
 }
+
+/// Output one turn of a loop reads at most, about (invariant 7).
+const READ_BUDGET: usize = 2 << 20;
+/// The smallest read, however many streams a loop watches.
+const MIN_READ: usize = 32 << 10;
 
 /// How a read of a stream's source went.
 enum Read {
@@ -316,9 +326,11 @@ impl Execution {
         }
         let stdin = core.stdin.take().map(Stdin::Idle);
         let io = Arc::clone(&core.io);
+        let channel = shared.channel(event_loop)?;
         let execution = Py::new(
             py,
             Self {
+                channel: Arc::clone(&channel),
                 shared: Arc::clone(shared),
                 event_loop: event_loop.clone().unbind(),
                 id: core.id.clone(),
@@ -332,7 +344,6 @@ impl Execution {
                 driver: Mutex::new(None),
             },
         )?;
-        let channel = shared.channel(event_loop)?;
         let slot = Slot::Execution { execution: execution.clone_ref(py), event_loop: event_loop.clone().unbind() };
         let target = shared.registry.register(slot).map_err(|_| errors::runtime_closed(py))?;
         let _ = execution.get().target.set(target);
@@ -369,6 +380,7 @@ impl Execution {
         match this.event_loop.bind(slf.py()).call_method1("add_reader", (fd, readable)) {
             Ok(_) => {
                 locked(&this.state).stream(kind).watched = true;
+                this.channel.streams_watched.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
             Err(error) => {
@@ -396,6 +408,7 @@ impl Execution {
             (fd, watched, source)
         };
         if let (Some(fd), true) = (fd, watched) {
+            self.channel.streams_watched.fetch_sub(1, Ordering::Relaxed);
             let _ = self.event_loop.bind(py).call_method1("remove_reader", (fd,));
         }
         drop(source);
@@ -413,7 +426,11 @@ impl Execution {
             let sealed = state.sealed;
             let stream = state.stream(kind);
             let fd = stream.source.as_ref()?.as_raw_fd();
-            match read_into(fd, buffer) {
+            // One read is smaller the more streams the loop watches, so that one turn of the
+            // loop, which may find them all readable, copies about READ_BUDGET in all.
+            let watched = this.channel.streams_watched.load(Ordering::Relaxed);
+            let size = (READ_BUDGET / watched.max(1)).clamp(MIN_READ, buffer.len());
+            match read_into(fd, &mut buffer[..size]) {
                 Read::NotYet => None,
                 Read::End => {
                     ended = true;
