@@ -404,7 +404,7 @@ fn handle(py: Python<'_>, shared: &Arc<Shared>, event: Event) -> Option<Result<P
                 Slot::Request { .. } => None,
             });
             if let Some(Some(execution)) = execution {
-                execution.get().deliver_exit(py, status, false);
+                crate::execution::Execution::deliver_exit(execution.bind(py), status, false);
             }
         }
         Event::Progress { target, layer, done, total } => {

@@ -18,9 +18,10 @@
 //! 6. Flow control: a stream is read only while the output the user has not taken is below
 //!    [`STREAM_WINDOW`]; then reading pauses until the user takes some. A process that floods
 //!    output nobody reads waits, as with a plain pipe, instead of growing memory.
-//! 7. Output is read on the execution's event loop, when the loop reports a pipe readable
-//!    (`loop.add_reader`), as asyncio reads its own pipes: the process and the loop are the
-//!    only parties, and the bytes are copied once into a buffer the loop thread reuses and once
+//! 7. Output is read on the execution's event loop, as asyncio reads its own pipes: the loop
+//!    watches a pipe (`loop.add_reader`) once someone reads the stream, or [`WATCH_DELAY`]
+//!    after the start, or when the exit arrives and more may come; a short command's output is
+//!    read once, when its exit arrives. The process and the loop are the only parties, and the bytes are copied once into a buffer the loop thread reuses and once
 //!    into the object the user gets. A stream's descriptor is closed only after its reader was
 //!    taken off the loop, so the loop never watches a reused descriptor number. One read is
 //!    smaller the more streams the loop watches ([`READ_BUDGET`]), which bounds the loop's
@@ -271,10 +272,28 @@ thread_local! {
     static READ_BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; CHUNK_SIZE]);
 }
 
+/// How long an execution's streams may go unwatched while nobody reads them (invariant 7):
+/// a process that fills its pipe meanwhile waits at most this long.
+const WATCH_DELAY: std::time::Duration = std::time::Duration::from_millis(2);
+/// Reads of a stream made at once when the exit arrives, before watching it instead.
+const AFTER_EXIT_READS: usize = 8;
+
 /// Output one turn of a loop reads at most, about (invariant 7).
 const READ_BUDGET: usize = 2 << 20;
 /// The smallest read, however many streams a loop watches.
 const MIN_READ: usize = 32 << 10;
+
+/// What one read of a stream did to it.
+enum Found {
+    /// Output, delivered or buffered.
+    Output,
+    /// Output, and the stream's window is full: reading paused.
+    Full,
+    /// The end of the stream.
+    End,
+    /// Nothing yet.
+    Nothing,
+}
 
 /// How a read of a stream's source went.
 enum Read {
@@ -347,9 +366,10 @@ impl Execution {
         let slot = Slot::Execution { execution: execution.clone_ref(py), event_loop: event_loop.clone().unbind() };
         let target = shared.registry.register(slot).map_err(|_| errors::runtime_closed(py))?;
         let _ = execution.get().target.set(target);
-        for kind in [StreamKind::Stdout, StreamKind::Stderr] {
-            Self::watch(execution.bind(py), kind)?;
-        }
+        // The streams are watched when someone reads them, when the exit arrives, or after
+        // WATCH_DELAY, whichever comes first: a short command's output is read once, at its
+        // exit, without the loop watching its pipes (invariant 7).
+        event_loop.call_method1("call_later", (WATCH_DELAY.as_secs_f64(), WatchStreams { execution: execution.clone_ref(py) }))?;
         let claimed = Arc::clone(&execution.get().exit_claimed);
         // Started here: its first step only subscribes to the exit, and needs no worker to wake.
         let driver = shared.spawn_started(async move {
@@ -414,30 +434,34 @@ impl Execution {
         drop(source);
     }
 
-    /// The loop found a stream's source readable: one read, handed to a parked reader at once
-    /// or buffered (invariants 6 and 7).
+    /// The loop found a stream's source readable (invariant 7).
     fn on_readable(slf: &Bound<'_, Self>, kind: StreamKind) {
-        let py = slf.py();
-        let this = slf.get();
-        let mut ended = false;
-        let mut full = false;
+        slf.get().read_once(slf.py(), kind);
+    }
+
+    /// One read of a stream's source: handed to a parked reader at once or buffered; at the
+    /// window reading pauses (invariant 6), at the end the stream ends. Returns what the read
+    /// found.
+    fn read_once(&self, py: Python<'_>, kind: StreamKind) -> Found {
+        let mut found = Found::Nothing;
         let resolution = READ_BUFFER.with_borrow_mut(|buffer| {
-            let mut state = locked(&this.state);
+            let mut state = locked(&self.state);
             let sealed = state.sealed;
             let stream = state.stream(kind);
             let fd = stream.source.as_ref()?.as_raw_fd();
             // One read is smaller the more streams the loop watches, so that one turn of the
             // loop, which may find them all readable, copies about READ_BUDGET in all.
-            let watched = this.channel.streams_watched.load(Ordering::Relaxed);
+            let watched = self.channel.streams_watched.load(Ordering::Relaxed);
             let size = (READ_BUDGET / watched.max(1)).clamp(MIN_READ, buffer.len());
             match read_into(fd, &mut buffer[..size]) {
                 Read::NotYet => None,
                 Read::End => {
-                    ended = true;
+                    found = Found::End;
                     None
                 }
                 Read::Data(count) => {
-                    this.io.received.fetch_add(count as u64, Ordering::Relaxed);
+                    self.io.received.fetch_add(count as u64, Ordering::Relaxed);
+                    found = Found::Output;
                     let data = &buffer[..count];
                     if sealed {
                         return None;
@@ -456,39 +480,69 @@ impl Execution {
                     }
                     stream.buffer.push_back(data.to_vec());
                     stream.buffered += count;
-                    full = stream.buffered >= STREAM_WINDOW;
+                    if stream.buffered >= STREAM_WINDOW {
+                        found = Found::Full;
+                    }
                     stream.wake(py)
                 }
             }
         });
-        if ended {
-            this.unwatch(py, kind, true);
-            let resolution = locked(&this.state).stream(kind).wake(py);
-            resolve_all(py, resolution);
-            this.publish_exit_when_streams_ended(py);
-        } else if full {
-            this.unwatch(py, kind, false);
+        match found {
+            Found::End => {
+                self.unwatch(py, kind, true);
+                let resolution = locked(&self.state).stream(kind).wake(py);
+                resolve_all(py, resolution);
+                self.publish_exit_when_streams_ended(py);
+            }
+            Found::Full => self.unwatch(py, kind, false),
+            Found::Output | Found::Nothing => {}
         }
         resolve_all(py, resolution);
+        found
+    }
+
+    /// The exit arrived while a stream is not watched: what the process left in the pipe is
+    /// read now, and the loop watches the stream only if more may come (a process it left
+    /// behind holds the pipe).
+    fn read_after_exit(slf: &Bound<'_, Self>, kind: StreamKind) {
+        let this = slf.get();
+        let mut read = 0;
+        loop {
+            if !locked(&this.state).stream(kind).wants_reading() {
+                return;
+            }
+            match this.read_once(slf.py(), kind) {
+                Found::End | Found::Full => return,
+                Found::Output if read < AFTER_EXIT_READS => read += 1,
+                Found::Output | Found::Nothing => {
+                    let _ = Self::watch(slf, kind);
+                    return;
+                }
+            }
+        }
     }
 
     /// The exit arrived (or `close()` forced one): it is published once both streams ended
     /// (invariant 3); a forced exit ends them now.
-    pub fn deliver_exit(&self, py: Python<'_>, status: CoreExitStatus, forced: bool) {
+    pub fn deliver_exit(slf: &Bound<'_, Self>, status: CoreExitStatus, forced: bool) {
+        let (py, this) = (slf.py(), slf.get());
         if forced {
             for kind in [StreamKind::Stdout, StreamKind::Stderr] {
-                self.unwatch(py, kind, true);
+                this.unwatch(py, kind, true);
             }
         }
         let mut status = ExitStatus::from(status);
         status.forced = forced;
         {
-            let mut state = locked(&self.state);
+            let mut state = locked(&this.state);
             if state.exit.is_none() && state.arrived_exit.is_none() {
                 state.arrived_exit = Some(status);
             }
         }
-        self.publish_exit_when_streams_ended(py);
+        for kind in [StreamKind::Stdout, StreamKind::Stderr] {
+            Self::read_after_exit(slf, kind);
+        }
+        this.publish_exit_when_streams_ended(py);
     }
 
     /// Publishes the one exit (invariant 2), if it arrived and both streams ended; the
@@ -708,7 +762,7 @@ impl Execution {
                 this.unwatch(py, kind, true);
             }
             match exit {
-                Some((status, forced)) => this.deliver_exit(py, status, forced),
+                Some((status, forced)) => Self::deliver_exit(execution.bind(py), status, forced),
                 None => this.publish_exit_when_streams_ended(py),
             }
         });
@@ -736,6 +790,21 @@ impl Execution {
 
     fn __repr__(&self) -> String {
         format!("Execution(id={:?})", self.id)
+    }
+}
+
+/// What the loop calls WATCH_DELAY after an execution started (invariant 7).
+#[pyclass(module = "boxlite._native", frozen)]
+pub struct WatchStreams {
+    execution: Py<Execution>,
+}
+
+#[pymethods]
+impl WatchStreams {
+    fn __call__(&self, py: Python<'_>) {
+        for kind in [StreamKind::Stdout, StreamKind::Stderr] {
+            let _ = Execution::watch(self.execution.bind(py), kind);
+        }
     }
 }
 
