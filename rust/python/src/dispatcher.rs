@@ -51,9 +51,9 @@ pub enum Slot {
 }
 
 /// Events one drain takes from its channel at a time.
-const TAKE: usize = 64;
+const TAKE: usize = 16;
 /// Events one drain handles at most before letting the loop run other callbacks (invariant 6).
-const DRAIN_EVENTS: usize = 256;
+const DRAIN_EVENTS: usize = 64;
 /// How long a closed runtime lets in-flight requests finish before tokio is stopped.
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
