@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
+import time
 from pathlib import Path
 
 import pytest
 
 import boxlite
+from boxlite._native import _testing
 
 from .conftest import box_processes, collect, logged
 
@@ -105,6 +109,27 @@ async def test_the_box_is_isolated_from_the_host(runtime: boxlite.Boxlite) -> No
     assert home_entries == "0", "the host's /home and /root stay outside"
     assert "boxlite-shim" in init
     assert await run(box, "touch /usr/bin/x 2>&1 || echo read-only") == b"touch: cannot touch '/usr/bin/x': Read-only file system\nread-only\n"
+
+
+async def test_box_processes_run_in_the_boxs_cgroups_at_the_callers_priority(runtime: boxlite.Boxlite) -> None:
+    # The box's init was made ahead of need, outside any box's cgroups and at low priority:
+    # by the time it runs anything, both are the box's.
+    deadline = time.monotonic() + 10
+    while not _testing.warm_inits(runtime):
+        assert time.monotonic() < deadline, "the runtime made no init ahead of need"
+        await asyncio.sleep(0.01)
+    (warm,) = _testing.warm_inits(runtime)
+    box = await runtime.create(boxlite.BoxOptions())
+    await box.start()
+    init_pid = (await box.info()).state.pid
+    assert init_pid == warm
+    for pid in ("self", "1"):
+        groups = (await run(box, f"cat /proc/{pid}/cgroup")).decode().splitlines()
+        for controller in ("memory", "pids"):
+            lines = [line for line in groups if f":{controller}:" in line]
+            assert lines and all(line.endswith(f"/boxlite/{box.id}") for line in lines), groups
+    assert (await run(box, "nice")).strip() == str(os.getpriority(os.PRIO_PROCESS, 0)).encode()
+    assert Path(f"/proc/{init_pid}/stat").read_text().rsplit(")", 1)[1].split()[16] == str(os.getpriority(os.PRIO_PROCESS, 0))
 
 
 async def test_async_with_starts_and_stops(runtime: boxlite.Boxlite) -> None:

@@ -167,6 +167,16 @@ async def test_output_held_open_delays_the_exit_until_close_ends_the_streams(box
     assert [chunk async for chunk in stdout] == []
 
 
+async def test_wait_alone_drains_more_output_than_a_pipe_holds(box: boxlite.Box) -> None:
+    # Nobody reads while waiting: the runtime still drains the pipe (3 MB, three times what it
+    # holds), so the process can finish, and the output is all there afterwards.
+    execution = await box.exec("sh", ["-c", "head -c 3000000 /dev/zero; echo done >&2"])
+    status = await asyncio.wait_for(execution.wait(), 10)
+    assert status.exit_code == 0
+    assert sum([len(chunk) async for chunk in execution.stdout(text=False)]) == 3000000
+    assert [chunk async for chunk in execution.stderr()] == ["done\n"]
+
+
 async def test_close_ends_a_stream_paused_with_unread_output(box: boxlite.Box) -> None:
     # 8.5 MiB nobody reads: reading pauses at the window, the process exits (the pipe holds
     # the rest), and only close() can end the streams now.

@@ -73,6 +73,9 @@ pub struct ShimConfig {
 /// The byte the runtime writes on the init's stdin once the init is in its box's cgroups.
 pub const CGROUPS_JOINED: u8 = b'c';
 
+/// The shim's argument when no box waits for it yet: it prepares at low priority.
+pub const AHEAD_OF_NEED_ARGUMENT: &str = "--ahead-of-need";
+
 /// The shim's argument for a box with a user namespace, followed by `HOST_BASE:SIZE`.
 pub const USER_NAMESPACE_ARGUMENT: &str = "--user-namespace";
 

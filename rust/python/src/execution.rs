@@ -21,9 +21,10 @@
 //! 7. Output is read on the execution's event loop, as asyncio reads its own pipes: the loop
 //!    watches a pipe (`loop.add_reader`) once someone reads the stream, or [`WATCH_DELAY`]
 //!    after the start, or when the exit arrives and more may come; a short command's output is
-//!    read once, when its exit arrives. The process and the loop are the only parties, and the bytes are copied once into a buffer the loop thread reuses and once
-//!    into the object the user gets. A stream's descriptor is closed only after its reader was
-//!    taken off the loop, so the loop never watches a reused descriptor number. One read is
+//!    read once, when its exit arrives ([`AFTER_EXIT_READS`]). The process and the loop are
+//!    the only parties, and the bytes are copied once into a buffer the loop thread reuses and
+//!    once into the object the user gets. A stream's descriptor is closed only after its reader
+//!    was taken off the loop, so the loop never watches a reused descriptor number. One read is
 //!    smaller the more streams the loop watches ([`READ_BUDGET`]), which bounds the loop's
 //!    latency while many executions stream.
 
@@ -276,7 +277,7 @@ thread_local! {
 /// a process that fills its pipe meanwhile waits at most this long.
 const WATCH_DELAY: std::time::Duration = std::time::Duration::from_millis(2);
 /// Reads of a stream made at once when the exit arrives, before watching it instead.
-const AFTER_EXIT_READS: usize = 8;
+const AFTER_EXIT_READS: usize = 2;
 
 /// Output one turn of a loop reads at most, about (invariant 7).
 const READ_BUDGET: usize = 2 << 20;
@@ -513,7 +514,7 @@ impl Execution {
             }
             match this.read_once(slf.py(), kind) {
                 Found::End | Found::Full => return,
-                Found::Output if read < AFTER_EXIT_READS => read += 1,
+                Found::Output if read + 1 < AFTER_EXIT_READS => read += 1,
                 Found::Output | Found::Nothing => {
                     let _ = Self::watch(slf, kind);
                     return;

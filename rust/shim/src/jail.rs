@@ -271,7 +271,7 @@ fn set_hostname(hostname: &str) -> Result<()> {
 }
 
 /// A new network namespace starts with `lo` down; bring it up so loopback networking works.
-/// The network namespace's loopback interface, up. Needs no box setting: done ahead of need.
+/// It needs no box setting, so the init does it ahead of need.
 pub fn bring_up_loopback() -> Result<()> {
     // SAFETY: `request` is a zeroed ifreq with a NUL-terminated name; the socket is closed on
     // every path below.

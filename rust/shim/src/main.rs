@@ -88,13 +88,15 @@ fn close_inherited_descriptors() {
 
 /// Runs in the first process: makes the namespaces and forks the init. Returns the status
 /// line for the runtime; the init never returns from here.
-fn prepare(id_map: Option<&IdMap>) -> String {
+fn prepare(arguments: &Arguments) -> String {
     close_inherited_descriptors();
     protect_from_oom_killer();
+    // The runtime's working directory is no business of a box, and would stay pinned.
+    let _ = std::env::set_current_dir("/");
     // Made ahead of need, while the runtime may be busy with boxes that run: the preparation
     // yields the processor to them. The init takes its priority back once it has its box.
-    let priority = Priority::lower();
-    let user_namespace = match id_map.map(userns::create).transpose() {
+    let priority = arguments.ahead_of_need.then(Priority::lower).flatten();
+    let user_namespace = match arguments.id_map.as_ref().map(userns::create).transpose() {
         Ok(namespace) => namespace,
         Err(message) => return format!("error {message}"),
     };
@@ -112,7 +114,7 @@ fn prepare(id_map: Option<&IdMap>) -> String {
         // Ahead of the config too: what no box setting changes.
         init::reset_signal_dispositions();
         let ahead = jail::bring_up_loopback().map_err(|error| error.to_string()).map(|()| seccomp::compile());
-        let outcome = ahead.and_then(|filter| configure(user_namespace, &priority, &filter));
+        let outcome = ahead.and_then(|filter| configure(user_namespace, priority.as_ref(), &filter));
         let line = match &outcome {
             Ok(_) => "ready".to_string(),
             Err(message) => format!("error {message}"),
@@ -135,9 +137,9 @@ fn prepare(id_map: Option<&IdMap>) -> String {
 /// Runs in the init: waits for the box's config, then builds the box and starts its main
 /// process. Host paths (the log, the control socket, the main process's files) are opened
 /// before the root is pivoted away from the host.
-fn configure(user_namespace: Option<OwnedFd>, priority: &Priority, filter: &[libc::sock_filter]) -> Result<init::Init, String> {
+fn configure(user_namespace: Option<OwnedFd>, priority: Option<&Priority>, filter: &[libc::sock_filter]) -> Result<init::Init, String> {
     let config = read_config()?;
-    priority.restore();
+    priority.map(Priority::restore).transpose()?;
     open_log(&config)?;
     let listener = listen(&config)?;
     let main_files = config.main.as_ref().map(init::MainFiles::open).transpose()?;
@@ -158,31 +160,6 @@ fn configure(user_namespace: Option<OwnedFd>, priority: &Priority, filter: &[lib
     Ok(init)
 }
 
-/// The scheduling priority the shim was started with.
-struct Priority(libc::c_int);
-
-impl Priority {
-    /// Lowers this process's priority as far as it goes; returns the one to go back to.
-    fn lower() -> Self {
-        // SAFETY: getpriority/setpriority on this process, integer arguments only. errno is
-        // cleared first: -1 is a valid priority.
-        unsafe {
-            *libc::__errno_location() = 0;
-            let current = libc::getpriority(libc::PRIO_PROCESS, 0);
-            let current = if *libc::__errno_location() == 0 { current } else { 0 };
-            libc::setpriority(libc::PRIO_PROCESS, 0, 19);
-            Self(current)
-        }
-    }
-
-    /// Raising a priority again takes CAP_SYS_NICE: the init still has it (it is host root in
-    /// the host's user namespace until its root is built).
-    fn restore(&self) {
-        // SAFETY: setpriority on this process, integer arguments only.
-        unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, self.0) };
-    }
-}
-
 /// The runtime puts the init in the box's cgroups while the init builds the root, and says so
 /// with one byte on stdin: nothing may be forked before, or it would run outside them.
 fn wait_for_cgroups() -> Result<(), String> {
@@ -194,23 +171,75 @@ fn wait_for_cgroups() -> Result<(), String> {
     }
 }
 
+/// The scheduling priority the shim was started with, while it prepares ahead of need.
+struct Priority(libc::c_int);
+
+impl Priority {
+    /// Lowers this process's priority as far as it goes, if it can take it back later (that
+    /// takes CAP_SYS_NICE); returns the one to go back to.
+    fn lower() -> Option<Self> {
+        if !boxlite_protocol::capability_number("SYS_NICE").is_some_and(has_capability) {
+            return None;
+        }
+        // SAFETY: getpriority/setpriority on this process, integer arguments only. errno is
+        // cleared first: -1 is a valid priority.
+        unsafe {
+            *libc::__errno_location() = 0;
+            let current = libc::getpriority(libc::PRIO_PROCESS, 0);
+            if *libc::__errno_location() != 0 || libc::setpriority(libc::PRIO_PROCESS, 0, 19) != 0 {
+                return None;
+            }
+            Some(Self(current))
+        }
+    }
+
+    /// The init still has CAP_SYS_NICE here: it is host root in the host's user namespace
+    /// until its root is built.
+    fn restore(&self) -> Result<(), String> {
+        // SAFETY: setpriority on this process, integer arguments only.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, self.0) } != 0 {
+            return Err(format!("failed to restore the box's scheduling priority: {}", std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `capability` is in this process's effective set.
+fn has_capability(capability: u32) -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let effective = status.lines().find_map(|line| line.strip_prefix("CapEff:")).and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok());
+    effective.is_some_and(|set| set & (1 << capability) != 0)
+}
+
 fn report(line: &str) {
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{line}");
     let _ = stdout.flush();
 }
 
-/// `--user-namespace BASE:SIZE`, if given.
-fn id_map_argument() -> Result<Option<IdMap>, String> {
-    let arguments: Vec<String> = std::env::args().skip(1).collect();
-    match arguments.as_slice() {
-        [] => Ok(None),
-        [flag, value] if flag == boxlite_protocol::USER_NAMESPACE_ARGUMENT => {
-            let parsed = value.split_once(':').and_then(|(base, size)| Some(IdMap { host_base: base.parse().ok()?, size: size.parse().ok()? }));
-            parsed.map(Some).ok_or_else(|| format!("bad id map {value:?}"))
+/// What the runtime asked for on the command line.
+struct Arguments {
+    /// `--user-namespace BASE:SIZE`.
+    id_map: Option<IdMap>,
+    /// `--ahead-of-need`: no box waits for this shim yet, so it prepares at low priority.
+    ahead_of_need: bool,
+}
+
+fn arguments() -> Result<Arguments, String> {
+    let mut parsed = Arguments { id_map: None, ahead_of_need: false };
+    let mut arguments = std::env::args().skip(1);
+    while let Some(argument) = arguments.next() {
+        if argument == boxlite_protocol::AHEAD_OF_NEED_ARGUMENT {
+            parsed.ahead_of_need = true;
+        } else if argument == boxlite_protocol::USER_NAMESPACE_ARGUMENT {
+            let value = arguments.next().unwrap_or_default();
+            let map = value.split_once(':').and_then(|(base, size)| Some(IdMap { host_base: base.parse().ok()?, size: size.parse().ok()? }));
+            parsed.id_map = Some(map.ok_or_else(|| format!("bad id map {value:?}"))?);
+        } else {
+            return Err(format!("unexpected argument {argument:?}"));
         }
-        _ => Err(format!("unexpected arguments {arguments:?}")),
     }
+    Ok(parsed)
 }
 
 fn main() {
@@ -218,8 +247,8 @@ fn main() {
         let probed = userns::create(&IdMap::BOXES);
         std::process::exit(i32::from(probed.is_err()));
     }
-    let line = match id_map_argument() {
-        Ok(id_map) => prepare(id_map.as_ref()),
+    let line = match arguments() {
+        Ok(arguments) => prepare(&arguments),
         Err(message) => format!("error {message}"),
     };
     report(&line);

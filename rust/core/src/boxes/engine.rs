@@ -144,9 +144,13 @@ impl Warm {
         self.init_pid
     }
 
-    /// Spawns a shim and waits until its init exists. Blocking.
-    pub fn prepare(shim: &Path, id_map: Option<IdMap>) -> Result<Self> {
+    /// Spawns a shim and waits until its init exists. Blocking. `ahead_of_need`: no box waits
+    /// for it, so it prepares at low priority.
+    pub fn prepare(shim: &Path, id_map: Option<IdMap>, ahead_of_need: bool) -> Result<Self> {
         let mut command = Command::new(shim);
+        if ahead_of_need {
+            command.arg(boxlite_protocol::AHEAD_OF_NEED_ARGUMENT);
+        }
         if let Some(map) = id_map {
             command.arg(boxlite_protocol::USER_NAMESPACE_ARGUMENT).arg(format!("{}:{}", map.host_base, map.size));
         }
@@ -201,24 +205,51 @@ pub fn spawn(warm: Warm, config: &ShimConfig, cgroups: impl FnOnce() -> Result<V
     })
 }
 
+/// Makes the box's cgroups and puts the init in them, if it is still alive (its pidfd says so:
+/// a dead init's pid may be another process's by now).
+fn join_cgroups(init_pid: i32, pidfd: Option<&OwnedFd>, cgroups: impl FnOnce() -> Result<Vec<PathBuf>>) -> Result<()> {
+    let files = cgroups()?;
+    let alive = pidfd.is_some_and(|pidfd| {
+        let mut pollfd = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: polls one valid pollfd without waiting.
+        unsafe { libc::poll(&mut pollfd, 1, 0) == 0 }
+    });
+    if !alive {
+        return Err(Error::Engine("the box's init ended while it started".to_string()));
+    }
+    let pid = init_pid.to_string();
+    for procs in files {
+        std::fs::write(&procs, &pid).map_err(|error| Error::Engine(format!("failed to put the box's init in cgroup {}: {error}", procs.display())))?;
+    }
+    Ok(())
+}
+
 fn spawn_init(mut warm: Warm, config: &ShimConfig, cgroups: impl FnOnce() -> Result<Vec<PathBuf>>) -> Result<Live> {
     let bytes = serde_json::to_vec(config).map_err(|error| Error::Internal(format!("cannot encode shim config: {error}")))?;
     let length = u32::try_from(bytes.len()).map_err(|_| Error::Internal("shim config too large".to_string()))?;
     let stdin = warm.stdin.as_mut().ok_or_else(|| Error::Internal("warm shim without stdin".to_string()))?;
     let mut written = stdin.write_all(&length.to_le_bytes()).and_then(|()| stdin.write_all(&bytes)).and_then(|()| stdin.flush());
+    let mut joined = Ok(());
     if written.is_ok() {
-        let pid = warm.init_pid.to_string();
-        for procs in cgroups()? {
-            std::fs::write(&procs, &pid).map_err(|error| Error::Engine(format!("failed to put box {} in cgroup {}: {error}", config.box_id, procs.display())))?;
+        joined = join_cgroups(warm.init_pid, warm.pidfd.as_ref(), cgroups);
+        if joined.is_ok() {
+            written = stdin.write_all(&[boxlite_protocol::CGROUPS_JOINED]);
         }
-        written = stdin.write_all(&[boxlite_protocol::CGROUPS_JOINED]);
+    }
+    if joined.is_err() {
+        // The init waits for a byte that will not come: it is ended (with `warm`) after saying
+        // why it failed, if it did.
+        drop(warm.stdin.take());
     }
     let mut line = String::new();
     let _ = warm.stdout.read_line(&mut line);
     let line = line.trim_end();
-    // The init's own account of a failure explains a broken pipe best.
-    if let (Err(error), None) = (written, line.strip_prefix("error ")) {
-        return Err(Error::Engine(format!("failed to configure the box's init: {error}")));
+    // The init's own account of a failure explains a broken pipe or a failed join best.
+    if line.strip_prefix("error ").is_none() {
+        joined?;
+        if let Err(error) = written {
+            return Err(Error::Engine(format!("failed to configure the box's init: {error}")));
+        }
     }
     if let Some(message) = line.strip_prefix("error ") {
         let message = format!("failed to start box {}: {message}", config.box_id);

@@ -153,33 +153,73 @@ struct Inner {
     reserved_names: Mutex<HashSet<String>>,
     shut_down: AtomicBool,
     counters: Counters,
-    /// The next box's shim, made ahead of need (see [`engine::Warm`]).
-    warm: Mutex<Option<engine::Warm>>,
+    /// The next box's shim, made ahead of need, and the signal that one being made is done.
+    warm: (Mutex<WarmSlot>, std::sync::Condvar),
 }
 
+/// The shim made ahead of need for the next box (see [`engine::Warm`]).
+#[derive(Debug, Default)]
+struct WarmSlot {
+    ready: Option<engine::Warm>,
+    /// A refill is making one (outside the lock; a close waits for it).
+    preparing: bool,
+}
+
+/// How long a close waits for a shim being made ahead of need.
+const PREPARE_WAIT: Duration = Duration::from_secs(5);
+
 impl Inner {
-    /// A warm shim for a box with `id_map`: the one made ahead of need, or a new one.
-    fn warm_shim(&self, id_map: Option<IdMap>) -> Result<engine::Warm> {
-        let ready = lock(&self.warm).take_if(|warm| warm.id_map == id_map);
-        ready.map_or_else(|| engine::Warm::prepare(&self.shim, id_map), Ok)
+    fn warm_slot(&self) -> MutexGuard<'_, WarmSlot> {
+        lock(&self.warm.0)
     }
 
-    /// Makes the next box's shim unless one is waiting or the runtime is closing. Blocking; the
-    /// slot stays locked meanwhile, so a close waits for it and ends what it made.
+    /// A warm shim for a box with `config`: the one made ahead of need if it is ready and fits,
+    /// or one made now (at full priority: a box waits for it). A box with volumes gets a new
+    /// one: a shim's mount namespace is a copy of the host's mounts when it was made, and a
+    /// volume's source may have been mounted since.
+    fn warm_shim(&self, config: &ShimConfig) -> Result<engine::Warm> {
+        let fits = |warm: &mut engine::Warm| warm.id_map == config.user_namespace && config.volumes.is_empty();
+        let ready = self.warm_slot().ready.take_if(fits);
+        ready.map_or_else(|| engine::Warm::prepare(&self.shim, config.user_namespace, false), Ok)
+    }
+
+    /// Makes the next box's shim unless one is ready or being made, or the runtime is closing.
+    /// Blocking; the slot is not locked meanwhile.
     fn refill_warm(&self) {
-        let mut slot = lock(&self.warm);
-        if slot.is_some() || self.shut_down.load(Ordering::Acquire) {
-            return;
+        {
+            let mut slot = self.warm_slot();
+            if slot.ready.is_some() || slot.preparing || self.shut_down.load(Ordering::Acquire) {
+                return;
+            }
+            slot.preparing = true;
         }
-        match engine::Warm::prepare(&self.shim, self.home.id_map()) {
-            Ok(warm) => *slot = Some(warm),
-            Err(error) => log::warn!("could not prepare the next box ahead of need: {error}"),
-        }
+        let prepared = engine::Warm::prepare(&self.shim, self.home.id_map(), true);
+        let mut slot = self.warm_slot();
+        slot.preparing = false;
+        let unused = match prepared {
+            Ok(warm) if !self.shut_down.load(Ordering::Acquire) && slot.ready.is_none() => {
+                slot.ready = Some(warm);
+                None
+            }
+            Ok(warm) => Some(warm),
+            Err(error) => {
+                log::warn!("could not prepare the next box ahead of need: {error}");
+                None
+            }
+        };
+        drop(slot);
+        self.warm.1.notify_all();
+        drop(unused);
     }
 
-    /// Ends the shim made ahead of need, if any (after `shut_down` is set). Blocking.
+    /// Ends the shim made ahead of need, once one being made is done (bounded). Call after
+    /// setting `shut_down`. Blocking.
     fn dismiss_warm(&self) {
-        drop(lock(&self.warm).take());
+        let slot = self.warm_slot();
+        let (mut slot, _) = self.warm.1.wait_timeout_while(slot, PREPARE_WAIT, |slot| slot.preparing).unwrap_or_else(std::sync::PoisonError::into_inner);
+        let ready = slot.ready.take();
+        drop(slot);
+        drop(ready);
     }
 }
 
@@ -231,7 +271,7 @@ impl Runtime {
                 reserved_names: Mutex::new(HashSet::new()),
                 shut_down: AtomicBool::new(false),
                 counters: Counters::default(),
-                warm: Mutex::new(None),
+                warm: (Mutex::new(WarmSlot::default()), std::sync::Condvar::new()),
             }),
         };
         // Adopted boxes are watched like the ones this runtime starts (rule 5), and the first box
@@ -533,7 +573,7 @@ impl Runtime {
     /// The pid of the init made ahead of need for the next box, if one waits (waiting for one
     /// being made). Not a box's: tests tell it apart from leftovers with it.
     pub fn warm_init_pid(&self) -> Option<i32> {
-        lock(&self.inner.warm).as_ref().map(engine::Warm::init_pid)
+        self.inner.warm_slot().ready.as_ref().map(engine::Warm::init_pid)
     }
 
     pub fn metrics(&self) -> RuntimeMetrics {
@@ -747,7 +787,7 @@ impl BoxHandle {
         let id = self.entry.id.clone();
         let config = self.shim_config();
         let started = blocking(move || {
-            let warm = inner.warm_shim(config.user_namespace)?;
+            let warm = inner.warm_shim(&config)?;
             let mut made = None;
             let cgroups = || BoxCgroup::create(&inner.cgroups, &id, limits).map(|cgroup| made.insert(cgroup).procs_files());
             let started = engine::spawn(warm, &config, cgroups);

@@ -4,8 +4,10 @@
 //! is not applied.
 //!
 //! Group paths are `<base>/boxlite/<box id>`, where the base is this process's own group (v1)
-//! or its parent (v2): boxes stay within the limits the caller runs under. The box's shim joins
-//! them before forking the init, so every box process is born inside them.
+//! or its parent (v2): boxes stay within the limits the caller runs under. The runtime moves the
+//! box's init into them before the init forks anything, so every box process is born inside
+//! them. (The init itself, made ahead of need, lived outside them until then: the kernel memory
+//! of its namespaces stays charged to the runtime's group.)
 
 mod detect;
 
