@@ -167,6 +167,8 @@ struct WarmSlot {
 
 /// How long a close waits for a shim being made ahead of need.
 const PREPARE_WAIT: Duration = Duration::from_secs(5);
+/// How long a start waits for one, before it makes its own.
+const TAKE_WAIT: Duration = Duration::from_millis(50);
 
 impl Inner {
     fn warm_slot(&self) -> MutexGuard<'_, WarmSlot> {
@@ -178,9 +180,16 @@ impl Inner {
     /// one: a shim's mount namespace is a copy of the host's mounts when it was made, and a
     /// volume's source may have been mounted since.
     fn warm_shim(&self, config: &ShimConfig) -> Result<engine::Warm> {
-        let fits = |warm: &mut engine::Warm| warm.id_map == config.user_namespace && config.volumes.is_empty();
-        let ready = self.warm_slot().ready.take_if(fits);
-        ready.map_or_else(|| engine::Warm::prepare(&self.shim, config.user_namespace, false), Ok)
+        if config.volumes.is_empty() {
+            // One being made is most of the way: it is waited for (bounded) rather than made
+            // again.
+            let slot = self.warm_slot();
+            let (mut slot, _) = self.warm.1.wait_timeout_while(slot, TAKE_WAIT, |slot| slot.preparing).unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(warm) = slot.ready.take_if(|warm| warm.id_map == config.user_namespace) {
+                return Ok(warm);
+            }
+        }
+        engine::Warm::prepare(&self.shim, config.user_namespace, false)
     }
 
     /// Makes the next box's shim unless one is ready or being made, or the runtime is closing.
