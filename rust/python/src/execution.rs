@@ -5,8 +5,8 @@
 //!
 //! 1. (rule 22) Output is bytes end to end; text is an incremental UTF-8 decoding here, so a
 //!    character split across chunks survives and only truly invalid bytes become U+FFFD.
-//! 2. (rules 23, 26, 27) Exactly one exit per execution: the exit pump and `close()` race on
-//!    `exit_claimed`; the loser does nothing. A claimed exit pump is never aborted.
+//! 2. (rules 23, 26, 27) Exactly one exit per execution: the driver task and `close()` race on
+//!    `exit_claimed`; the loser does nothing. A driver that claimed the exit is never aborted.
 //! 3. (rules 24, 25) The exit is the last event: it is published only once both output streams
 //!    have ended (their pipes reached end of file), and the streams are set up inside `exec()`
 //!    itself, so none can be registered late. A forced close stops the streams first.

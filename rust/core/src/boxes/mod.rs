@@ -202,23 +202,21 @@ impl Inner {
             }
             slot.preparing = true;
         }
-        let prepared = engine::Warm::prepare(&self.shim, self.home.id_map(), true);
+        let mut prepared = engine::Warm::prepare(&self.shim, self.home.id_map(), true).inspect_err(|error| log::warn!("could not prepare the next box ahead of need: {error}")).ok();
         let mut slot = self.warm_slot();
+        if slot.ready.is_none() && !self.shut_down.load(Ordering::Acquire) {
+            slot.ready = prepared.take();
+        }
+        if prepared.is_some() {
+            // Not wanted (the runtime closes): it ends while `preparing` still holds a waiting
+            // close back, so the close returns with nothing of it left.
+            drop(slot);
+            drop(prepared);
+            slot = self.warm_slot();
+        }
         slot.preparing = false;
-        let unused = match prepared {
-            Ok(warm) if !self.shut_down.load(Ordering::Acquire) && slot.ready.is_none() => {
-                slot.ready = Some(warm);
-                None
-            }
-            Ok(warm) => Some(warm),
-            Err(error) => {
-                log::warn!("could not prepare the next box ahead of need: {error}");
-                None
-            }
-        };
         drop(slot);
         self.warm.1.notify_all();
-        drop(unused);
     }
 
     /// Ends the shim made ahead of need, once one being made is done (bounded). Call after
