@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,14 @@ import boxlite
 from boxlite._native import _testing
 
 from . import images
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition never became true") -> None:
+    """Polls a condition the runtime will make true; fails the test if it never does."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.001)
 
 
 def box_processes(home: Path) -> list[int]:

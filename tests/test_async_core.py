@@ -17,15 +17,7 @@ import pytest
 import boxlite
 from boxlite._native import _testing
 
-from .conftest import assert_no_leftovers
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Polls a condition the runtime will make true; fails the test if it never does."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition never became true"
-        await asyncio.sleep(0.001)
+from .conftest import assert_no_leftovers, wait_until
 
 
 def open_runtime(home: Path, capacity: int | None = None) -> boxlite.Boxlite:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,7 @@ import pytest
 import boxlite
 from boxlite._native import _testing
 
-from .conftest import box_processes, collect, logged
+from .conftest import box_processes, collect, logged, wait_until
 
 
 async def run(box: boxlite.Box, script: str) -> bytes:
@@ -114,10 +112,7 @@ async def test_the_box_is_isolated_from_the_host(runtime: boxlite.Boxlite) -> No
 async def test_box_processes_run_in_the_boxs_cgroups_at_the_callers_priority(runtime: boxlite.Boxlite) -> None:
     # The box's init was made ahead of need, outside any box's cgroups and at low priority:
     # by the time it runs anything, both are the box's.
-    deadline = time.monotonic() + 10
-    while not _testing.warm_inits(runtime):
-        assert time.monotonic() < deadline, "the runtime made no init ahead of need"
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: bool(_testing.warm_inits(runtime)), what="the runtime made no init ahead of need")
     (warm,) = _testing.warm_inits(runtime)
     box = await runtime.create(boxlite.BoxOptions())
     await box.start()

@@ -110,10 +110,6 @@ impl Channel {
         self.queue.is_closed()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.queue.len() == 0
-    }
-
     /// While held, the drain takes nothing (tests fill the queue deterministically this way).
     pub fn hold(&self, held: bool) {
         self.queue.hold(held);
@@ -181,7 +177,7 @@ mod tests {
         channel.begin_drain();
         channel.close();
         assert!(readable(&channel));
-        assert!(channel.is_closed() && channel.is_empty());
+        assert!(channel.is_closed() && channel.len() == 0);
         assert!(!rt.block_on(channel.push(event(2))));
     }
 }

@@ -176,14 +176,7 @@ impl Shared {
     /// Runs `task` on tokio, counted as in flight until it ends or is aborted (see
     /// [`Shared::close`]).
     pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) -> tokio::task::AbortHandle {
-        SPAWNED.fetch_add(1, Ordering::SeqCst);
-        let in_flight = InFlight::enter(&self.in_flight);
-        self.handle
-            .spawn(async move {
-                let _in_flight = in_flight;
-                task.await;
-            })
-            .abort_handle()
+        self.handle.spawn(self.counted(task)).abort_handle()
     }
 
     /// [`Shared::spawn`], but the task takes its first step here, on the caller's thread, before
@@ -192,12 +185,7 @@ impl Shared {
     /// short (socket and pipe calls); the rest of it runs on tokio as usual.
     /// Returns the task's abort handle, or `None` if it already ended.
     pub fn spawn_started(&self, task: impl Future<Output = ()> + Send + 'static) -> Option<tokio::task::AbortHandle> {
-        SPAWNED.fetch_add(1, Ordering::SeqCst);
-        let in_flight = InFlight::enter(&self.in_flight);
-        let mut task = Box::pin(async move {
-            let _in_flight = in_flight;
-            task.await;
-        });
+        let mut task = Box::pin(self.counted(task));
         let _runtime = self.handle.enter();
         // A future is polled again after any wake it registers, whatever the waker: tokio
         // polls the spawned task at once, so nothing the first step waits for is missed.
@@ -205,17 +193,14 @@ impl Shared {
         task.as_mut().poll(&mut context).is_pending().then(|| self.handle.spawn(task).abort_handle())
     }
 
-    /// [`Shared::submit`] of work started on the caller's thread ([`Shared::spawn_started`]).
-    pub fn submit_started<'py, F>(self: &Arc<Self>, py: Python<'py>, work: F) -> PyResult<Bound<'py, PyAny>>
-    where
-        F: Future<Output = Result<Payload, boxlite_core::Error>> + Send + 'static,
-    {
-        let (target, future, channel) = self.register(py)?;
-        self.spawn_started(async move {
-            let result = work.await;
-            channel.push(Event::Complete { target, result: Box::new(result) }).await;
-        });
-        Ok(future)
+    /// `task`, counted as spawned and as in flight until it is dropped.
+    fn counted(&self, task: impl Future<Output = ()> + Send + 'static) -> impl Future<Output = ()> + Send + 'static {
+        SPAWNED.fetch_add(1, Ordering::SeqCst);
+        let in_flight = InFlight::enter(&self.in_flight);
+        async move {
+            let _in_flight = in_flight;
+            task.await;
+        }
     }
 
     /// Starts `work` on tokio and returns the asyncio future its one completion resolves.
@@ -224,7 +209,17 @@ impl Shared {
         F: Future<Output = Result<Payload, boxlite_core::Error>> + Send + 'static,
     {
         let (target, future, channel) = self.register(py)?;
-        self.complete_with(target, channel, work);
+        self.spawn(completion(target, channel, work));
+        Ok(future)
+    }
+
+    /// [`Shared::submit`] of work started on the caller's thread ([`Shared::spawn_started`]).
+    pub fn submit_started<'py, F>(self: &Arc<Self>, py: Python<'py>, work: F) -> PyResult<Bound<'py, PyAny>>
+    where
+        F: Future<Output = Result<Payload, boxlite_core::Error>> + Send + 'static,
+    {
+        let (target, future, channel) = self.register(py)?;
+        self.spawn_started(completion(target, channel, work));
         Ok(future)
     }
 
@@ -233,10 +228,7 @@ impl Shared {
     where
         F: Future<Output = Result<Payload, boxlite_core::Error>> + Send + 'static,
     {
-        self.spawn(async move {
-            let result = work.await;
-            channel.push(Event::Complete { target, result: Box::new(result) }).await;
-        });
+        self.spawn(completion(target, channel, work));
     }
 
     /// Invariant 5. Idempotent.
@@ -286,6 +278,15 @@ impl Shared {
     pub fn waiting_producers(&self, py: Python<'_>) -> usize {
         self.channels(py).iter().map(|known| known.channel.waiting_producers()).sum()
     }
+}
+
+/// `work`, then its result as the one completion of `target` (invariant 3).
+async fn completion<F>(target: u64, channel: Arc<Channel>, work: F)
+where
+    F: Future<Output = Result<Payload, boxlite_core::Error>> + Send + 'static,
+{
+    let result = work.await;
+    channel.push(Event::Complete { target, result: Box::new(result) }).await;
 }
 
 /// One task counted in flight, until it is dropped (it ended, or was aborted).

@@ -33,6 +33,21 @@ impl std::fmt::Debug for Live {
     }
 }
 
+/// SIGKILL to the process of `pidfd`.
+fn kill(pidfd: &OwnedFd) {
+    // SAFETY: pidfd_send_signal on a pidfd we hold; no pointers beyond the null siginfo.
+    unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), libc::SIGKILL, std::ptr::null::<libc::siginfo_t>(), 0) };
+}
+
+/// Blocks up to `timeout` for the process of `pidfd` to exit (a pidfd is readable then); true
+/// if it has.
+fn exited_within(pidfd: &OwnedFd, timeout: Duration) -> bool {
+    let mut pollfd = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let milliseconds = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: polls one valid pollfd.
+    unsafe { libc::poll(&mut pollfd, 1, milliseconds) > 0 }
+}
+
 fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
     // SAFETY: pidfd_open returns a new descriptor (owned from here on) or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
@@ -67,10 +82,7 @@ impl Live {
 
     /// Blocks up to `timeout` for the init to exit; true if it has.
     pub fn exited_within(&self, timeout: Duration) -> bool {
-        let mut pollfd = libc::pollfd { fd: self.pidfd.get_ref().as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        let milliseconds = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: polls one valid pollfd.
-        unsafe { libc::poll(&mut pollfd, 1, milliseconds) > 0 }
+        exited_within(self.pidfd.get_ref(), timeout)
     }
 
     /// Resolves when the init has exited (a pidfd becomes readable then).
@@ -92,10 +104,7 @@ impl Live {
     }
 
     pub fn kill(&self) {
-        // SAFETY: pidfd_send_signal on our pidfd; no pointers beyond the null siginfo.
-        unsafe {
-            libc::syscall(libc::SYS_pidfd_send_signal, self.pidfd.get_ref().as_raw_fd(), libc::SIGKILL, std::ptr::null::<libc::siginfo_t>(), 0);
-        }
+        kill(self.pidfd.get_ref());
     }
 
     /// Stops the box: asks the init to shut down (SIGTERM to all, SIGKILL after `grace`), and
@@ -186,11 +195,8 @@ impl Drop for Warm {
     fn drop(&mut self) {
         let Some(pidfd) = self.pidfd.take() else { return };
         drop(self.stdin.take());
-        // SAFETY: pidfd_send_signal on our pidfd; no pointers beyond the null siginfo.
-        unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), libc::SIGKILL, std::ptr::null::<libc::siginfo_t>(), 0) };
-        let mut pollfd = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: polls one valid pollfd.
-        unsafe { libc::poll(&mut pollfd, 1, 1000) };
+        kill(&pidfd);
+        exited_within(&pidfd, Duration::from_secs(1));
     }
 }
 
@@ -209,12 +215,7 @@ pub fn spawn(warm: Warm, config: &ShimConfig, cgroups: impl FnOnce() -> Result<V
 /// a dead init's pid may be another process's by now).
 fn join_cgroups(init_pid: i32, pidfd: Option<&OwnedFd>, cgroups: impl FnOnce() -> Result<Vec<PathBuf>>) -> Result<()> {
     let files = cgroups()?;
-    let alive = pidfd.is_some_and(|pidfd| {
-        let mut pollfd = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: polls one valid pollfd without waiting.
-        unsafe { libc::poll(&mut pollfd, 1, 0) == 0 }
-    });
-    if !alive {
+    if pidfd.is_none_or(|pidfd| exited_within(pidfd, Duration::ZERO)) {
         return Err(Error::Engine("the box's init ended while it started".to_string()));
     }
     let pid = init_pid.to_string();
