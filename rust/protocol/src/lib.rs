@@ -4,13 +4,14 @@
 //! # Channels
 //!
 //! 1. **Start-up.** The runtime spawns `boxlite-shim` (with [`USER_NAMESPACE_ARGUMENT`] when
-//!    boxes get a user namespace), with a pipe on stdin and one on stdout, ahead of need: the
-//!    shim makes the box's namespaces, forks the init, answers `warm <init-pid>` (or
+//!    boxes get a user namespace), with a unix stream socket on stdin and a pipe on stdout, ahead
+//!    of need: the shim makes the box's namespaces, forks the init, answers `warm <init-pid>` (or
 //!    `error <message>`) and its first process exits. The runtime writes one length-prefixed
-//!    [`ShimConfig`] on stdin and, while the init builds the root, puts it in the box's cgroups
-//!    and writes [`CGROUPS_JOINED`]; the init forks nothing before that byte. It answers `ready`
-//!    or `error <message>`. The stdin pipe then stays open as the box's *lifeline*: a box that is
-//!    not detached shuts down when the runtime's end closes (including when the runtime's
+//!    [`ShimConfig`] on stdin and, while the init builds the root, makes the box's cgroups and
+//!    sends [`JOIN_CGROUPS`] with their membership files (SCM_RIGHTS, opened by the runtime);
+//!    the init writes `0` to each, moving itself, and forks nothing before. It answers `ready`
+//!    or `error <message>`. The stdin socket then stays open as the box's *lifeline*: a box that
+//!    is not detached shuts down when the runtime's end closes (including when the runtime's
 //!    process dies). An init whose stdin closes before its config came exits.
 //! 2. **Control socket.** The init listens on a `SOCK_SEQPACKET` unix socket at
 //!    `ShimConfig::socket_path`. Every execution opens its own connection: the first packet is a
@@ -36,8 +37,9 @@ use serde::{Deserialize, Serialize};
 
 /// Largest packet either side sends (a request carries argv and env).
 pub const MAX_PACKET: usize = 1 << 20;
-/// Most descriptors one packet carries (stdin, stdout, stderr).
-pub const MAX_FDS: usize = 3;
+/// Most descriptors one packet carries: an execution's stdin, stdout and stderr, or the
+/// membership files of a box's cgroups (memory, cpu, cpuacct and pids on separate hierarchies).
+pub const MAX_FDS: usize = 4;
 
 /// How the shim builds the box's root and runs its init.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,8 +72,14 @@ pub struct ShimConfig {
     pub user_namespace: Option<IdMap>,
 }
 
-/// The byte the runtime writes on the init's stdin once the init is in its box's cgroups.
-pub const CGROUPS_JOINED: u8 = b'c';
+/// The byte the runtime sends on the init's stdin with the membership files of the box's
+/// cgroups: `tasks` on a cgroup v1 hierarchy, `cgroup.procs` on v2.
+///
+/// The init joins them itself, because a single-threaded process that writes `0` to a v1
+/// `tasks` file moves without the kernel's global migration lock. Any other move (a pid written
+/// to `cgroup.procs`) takes that lock, which waits for an RCU grace period: 5–30 ms on a host
+/// that has been idle for a few tens of milliseconds.
+pub const JOIN_CGROUPS: u8 = b'c';
 
 /// The shim's argument when no box waits for it yet: it prepares at low priority.
 pub const AHEAD_OF_NEED_ARGUMENT: &str = "--ahead-of-need";
@@ -250,7 +258,7 @@ pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> io::Result<T> {
 pub fn send_packet(socket: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     assert!(fds.len() <= MAX_FDS, "at most {MAX_FDS} descriptors per packet");
     let mut iov = libc::iovec { iov_base: bytes.as_ptr() as *mut libc::c_void, iov_len: bytes.len() };
-    let mut control = [0u64; 8]; // aligned room for CMSG_SPACE(3 * sizeof(int))
+    let mut control = [0u64; 8]; // aligned room for CMSG_SPACE(MAX_FDS * sizeof(int))
     // SAFETY: msghdr is plain data; every pointer set below points into locals that outlive the
     // sendmsg call, and the control buffer is large enough for MAX_FDS descriptors (asserted).
     unsafe {
@@ -291,6 +299,13 @@ pub fn recv_packet(socket: BorrowedFd<'_>, buffer: &mut Vec<u8>) -> io::Result<(
         return Err(io::Error::last_os_error());
     }
     buffer.resize((pending as usize).clamp(1, MAX_PACKET), 0);
+    recv_with_fds(socket, buffer)
+}
+
+/// One `recvmsg` into `buffer`, with the descriptors that came with those bytes (each marked
+/// close-on-exec). On a stream socket, the descriptors ride with the first byte they were sent
+/// with.
+pub fn recv_with_fds(socket: BorrowedFd<'_>, buffer: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
     let mut iov = libc::iovec { iov_base: buffer.as_mut_ptr().cast(), iov_len: buffer.len() };
     let mut control = [0u64; 8];
     let mut fds = Vec::new();
@@ -360,3 +375,4 @@ mod tests {
         assert_eq!((length, fds.len()), (0, 0));
     }
 }
+

@@ -128,12 +128,12 @@ fn block_signals() -> OwnedFd {
 impl Init {
     pub fn new(config: &ShimConfig, listener: UnixListener) -> Self {
         let signals = block_signals();
-        // SAFETY: fd 0 is the lifeline pipe inherited from the first process; we take ownership.
+        // SAFETY: fd 0 is the lifeline socket inherited from the first process; we take ownership.
         let stdin = unsafe { OwnedFd::from_raw_fd(libc::STDIN_FILENO) };
         let lifeline = if config.detached {
             // Not closed but covered: a free fd 0 would be handed out to the next pipe, and a
             // process given it as a source of its stdio would lose it at exec.
-            // The descriptor is replaced in place: dup2 closes the lifeline pipe.
+            // The descriptor is replaced in place: dup2 closes the lifeline socket.
             std::mem::forget(stdin);
             process::redirect_to_null(libc::STDIN_FILENO);
             None

@@ -18,13 +18,21 @@ mod userns;
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 
 use boxlite_protocol::{IdMap, ShimConfig};
 
+/// The start-up socket (stdin), read without a buffer: the descriptors that follow the config
+/// must stay in the socket for [`join_cgroups`].
+fn startup_socket() -> std::mem::ManuallyDrop<File> {
+    // SAFETY: fd 0 stays open for the life of the process (it becomes the lifeline); the
+    // ManuallyDrop never closes it.
+    std::mem::ManuallyDrop::new(unsafe { File::from_raw_fd(libc::STDIN_FILENO) })
+}
+
 fn read_config() -> Result<ShimConfig, String> {
-    let mut stdin = std::io::stdin().lock();
+    let mut stdin = startup_socket();
     let mut length = [0u8; 4];
     stdin.read_exact(&mut length).map_err(|error| format!("failed to read the config length: {error}"))?;
     let mut bytes = vec![0u8; u32::from_le_bytes(length) as usize];
@@ -152,7 +160,7 @@ fn configure(user_namespace: Option<OwnedFd>, priority: Option<&Priority>, filte
     drop(user_namespace);
     process::Confinement::apply_to_init(&config, filter)?;
     // Before `Init::new`, which covers a detached box's stdin with /dev/null.
-    wait_for_cgroups()?;
+    join_cgroups()?;
     let mut init = init::Init::new(&config, listener);
     if let (Some(main), Some(files)) = (&config.main, main_files) {
         init.start_main(main, files)?;
@@ -160,15 +168,23 @@ fn configure(user_namespace: Option<OwnedFd>, priority: Option<&Priority>, filte
     Ok(init)
 }
 
-/// The runtime puts the init in the box's cgroups while the init builds the root, and says so
-/// with one byte on stdin: nothing may be forked before, or it would run outside them.
-fn wait_for_cgroups() -> Result<(), String> {
+/// The runtime makes the box's cgroups while the init builds the root, and sends their
+/// membership files (`boxlite_protocol::JOIN_CGROUPS`). The init joins them by writing `0`,
+/// which moves the writing thread: the init is single-threaded (`init` rule 4), so that is the
+/// whole process. Nothing may be forked before, or it would run outside them.
+fn join_cgroups() -> Result<(), String> {
     let mut byte = [0u8; 1];
-    match std::io::stdin().lock().read_exact(&mut byte) {
-        Ok(()) if byte[0] == boxlite_protocol::CGROUPS_JOINED => Ok(()),
-        Ok(()) => Err("unexpected start-up byte from the runtime".to_string()),
-        Err(error) => Err(format!("the runtime went away while the box started: {error}")),
+    let (length, files) = boxlite_protocol::recv_with_fds(startup_socket().as_fd(), &mut byte)
+        .map_err(|error| format!("failed to receive the box's cgroups: {error}"))?;
+    match (length, byte[0]) {
+        (1, boxlite_protocol::JOIN_CGROUPS) => {}
+        (0, _) => return Err("the runtime went away while the box started".to_string()),
+        _ => return Err("unexpected start-up message from the runtime".to_string()),
     }
+    for file in files {
+        File::from(file).write_all(b"0").map_err(|error| format!("failed to join the box's cgroups: {error}"))?;
+    }
+    Ok(())
 }
 
 /// The scheduling priority the shim was started with, while it prepares ahead of need.

@@ -1,12 +1,14 @@
 //! The namespace engine: starts a box's init through `boxlite-shim`, watches it with a pidfd,
 //! and stops it. A VM engine would implement the same three verbs.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::fs::File;
 use std::future::Future;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::process::{ChildStdout, Command, Stdio};
 use std::sync::Arc;
-use std::process::{ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use boxlite_protocol::{IdMap, Request, ShimConfig};
@@ -23,7 +25,7 @@ pub struct Live {
     pub init_pid: i32,
     pidfd: Arc<AsyncFd<OwnedFd>>,
     /// Open while the box is tied to this runtime; closing it makes the init shut the box down.
-    _lifeline: Option<ChildStdin>,
+    _lifeline: Option<UnixStream>,
     pub connector: Arc<crate::exec::Connector>,
 }
 
@@ -59,7 +61,7 @@ fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
 }
 
 impl Live {
-    fn watch(init_pid: i32, pidfd: OwnedFd, lifeline: Option<ChildStdin>, socket_path: PathBuf) -> std::io::Result<Self> {
+    fn watch(init_pid: i32, pidfd: OwnedFd, lifeline: Option<UnixStream>, socket_path: PathBuf) -> std::io::Result<Self> {
         let pidfd = Arc::new(crate::exec::fd::register(pidfd)?);
         Ok(Self { init_pid, pidfd, _lifeline: lifeline, connector: Arc::new(crate::exec::Connector::new(socket_path)) })
     }
@@ -137,7 +139,8 @@ pub struct Warm {
     init_pid: i32,
     /// Taken by the box the init starts; while here, dropping `Warm` kills the init.
     pidfd: Option<OwnedFd>,
-    stdin: Option<ChildStdin>,
+    /// The init's stdin: the start-up socket, then the box's lifeline.
+    startup: Option<UnixStream>,
     stdout: BufReader<ChildStdout>,
     pub id_map: Option<IdMap>,
 }
@@ -163,14 +166,15 @@ impl Warm {
         if let Some(map) = id_map {
             command.arg(boxlite_protocol::USER_NAMESPACE_ARGUMENT).arg(format!("{}:{}", map.host_base, map.size));
         }
+        let (startup, init_end) = UnixStream::pair().map_err(|error| Error::Engine(format!("failed to make the start-up socket: {error}")))?;
         let mut child = command
-            .stdin(Stdio::piped())
+            .stdin(Stdio::from(OwnedFd::from(init_end)))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .map_err(|error| Error::Engine(format!("failed to run {}: {error}", shim.display())))?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err(Error::Internal("shim pipes missing".to_string()));
+        let Some(stdout) = child.stdout.take() else {
+            return Err(Error::Internal("shim stdout missing".to_string()));
         };
         let mut stdout = BufReader::new(stdout);
         let mut line = String::new();
@@ -185,62 +189,60 @@ impl Warm {
             .and_then(|pid| pid.parse().ok())
             .ok_or_else(|| Error::Engine(format!("failed to prepare a box: the shim said {line:?}")))?;
         let pidfd = pidfd_open(init_pid).map_err(|error| Error::Engine(format!("failed to prepare a box: its init vanished: {error}")))?;
-        Ok(Self { init_pid, pidfd: Some(pidfd), stdin: Some(stdin), stdout, id_map })
+        Ok(Self { init_pid, pidfd: Some(pidfd), startup: Some(startup), stdout, id_map })
     }
 }
 
 impl Drop for Warm {
-    /// The init exits when its stdin closes; it is also killed and waited for (briefly), so no
+    /// The init exits when its start-up socket closes; it is also killed and waited for (briefly), so no
     /// process of a closed runtime lingers.
     fn drop(&mut self) {
         let Some(pidfd) = self.pidfd.take() else { return };
-        drop(self.stdin.take());
+        drop(self.startup.take());
         kill(&pidfd);
         exited_within(&pidfd, Duration::from_secs(1));
     }
 }
 
 /// Starts a box on `warm`: sends the config, and while the init builds the root, makes the
-/// box's cgroups with `cgroups` (which returns their `cgroup.procs` files) and puts the init in
-/// them. Blocking. On failure nothing of the init is left (dropping `warm` ends it), its
-/// control socket included (the init cannot remove it: a failure after pivot_root leaves its
-/// own view of the host behind).
+/// box's cgroups with `cgroups` (which returns their membership files) and sends the init the
+/// files to join them through. Blocking. On failure nothing of the init is left (dropping
+/// `warm` ends it), its control socket included (the init cannot remove it: a failure after
+/// pivot_root leaves its own view of the host behind).
 pub fn spawn(warm: Warm, config: &ShimConfig, cgroups: impl FnOnce() -> Result<Vec<PathBuf>>) -> Result<Live> {
     spawn_init(warm, config, cgroups).inspect_err(|_| {
         let _ = std::fs::remove_file(&config.socket_path);
     })
 }
 
-/// Makes the box's cgroups and puts the init in them, if it is still alive (its pidfd says so:
-/// a dead init's pid may be another process's by now).
-fn join_cgroups(init_pid: i32, pidfd: Option<&OwnedFd>, cgroups: impl FnOnce() -> Result<Vec<PathBuf>>) -> Result<()> {
-    let files = cgroups()?;
-    if pidfd.is_none_or(|pidfd| exited_within(pidfd, Duration::ZERO)) {
-        return Err(Error::Engine("the box's init ended while it started".to_string()));
-    }
-    let pid = init_pid.to_string();
-    for procs in files {
-        std::fs::write(&procs, &pid).map_err(|error| Error::Engine(format!("failed to put the box's init in cgroup {}: {error}", procs.display())))?;
-    }
-    Ok(())
+/// Makes the box's cgroups and opens their membership files, with the runtime's credentials:
+/// the kernel checks those of the opener when the init writes to them.
+fn open_membership_files(cgroups: impl FnOnce() -> Result<Vec<PathBuf>>) -> Result<Vec<File>> {
+    cgroups()?
+        .iter()
+        .map(|path| File::options().write(true).open(path).map_err(|error| Error::Engine(format!("failed to open {}: {error}", path.display()))))
+        .collect()
 }
 
 fn spawn_init(mut warm: Warm, config: &ShimConfig, cgroups: impl FnOnce() -> Result<Vec<PathBuf>>) -> Result<Live> {
     let bytes = serde_json::to_vec(config).map_err(|error| Error::Internal(format!("cannot encode shim config: {error}")))?;
     let length = u32::try_from(bytes.len()).map_err(|_| Error::Internal("shim config too large".to_string()))?;
-    let stdin = warm.stdin.as_mut().ok_or_else(|| Error::Internal("warm shim without stdin".to_string()))?;
-    let mut written = stdin.write_all(&length.to_le_bytes()).and_then(|()| stdin.write_all(&bytes)).and_then(|()| stdin.flush());
+    let startup = warm.startup.as_mut().ok_or_else(|| Error::Internal("warm shim without its start-up socket".to_string()))?;
+    let mut written = startup.write_all(&length.to_le_bytes()).and_then(|()| startup.write_all(&bytes));
     let mut joined = Ok(());
     if written.is_ok() {
-        joined = join_cgroups(warm.init_pid, warm.pidfd.as_ref(), cgroups);
-        if joined.is_ok() {
-            written = stdin.write_all(&[boxlite_protocol::CGROUPS_JOINED]);
+        match open_membership_files(cgroups) {
+            Ok(files) => {
+                let fds: Vec<BorrowedFd<'_>> = files.iter().map(AsFd::as_fd).collect();
+                written = boxlite_protocol::send_packet(startup.as_fd(), &[boxlite_protocol::JOIN_CGROUPS], &fds);
+            }
+            Err(error) => joined = Err(error),
         }
     }
     if joined.is_err() {
-        // The init waits for a byte that will not come: it is ended (with `warm`) after saying
+        // The init waits for cgroups that will not come: it is ended (with `warm`) after saying
         // why it failed, if it did.
-        drop(warm.stdin.take());
+        drop(warm.startup.take());
     }
     let mut line = String::new();
     let _ = warm.stdout.read_line(&mut line);
@@ -261,10 +263,10 @@ fn spawn_init(mut warm: Warm, config: &ShimConfig, cgroups: impl FnOnce() -> Res
         return Err(Error::Engine(format!("failed to start box {}: the init said {line:?}", config.box_id)));
     }
     let init_pid = warm.init_pid;
-    let (Some(pidfd), Some(stdin)) = (warm.pidfd.take(), warm.stdin.take()) else {
+    let (Some(pidfd), Some(startup)) = (warm.pidfd.take(), warm.startup.take()) else {
         return Err(Error::Internal("warm shim taken twice".to_string()));
     };
-    let lifeline = (!config.detached).then_some(stdin);
+    let lifeline = (!config.detached).then_some(startup);
     Live::watch(init_pid, pidfd, lifeline, config.socket_path.clone())
         .map_err(|error| Error::Engine(format!("box {} init {init_pid} vanished after start: {error}", config.box_id)))
 }

@@ -796,7 +796,7 @@ impl BoxHandle {
         let started = blocking(move || {
             let warm = inner.warm_shim(&config)?;
             let mut made = None;
-            let cgroups = || BoxCgroup::create(&inner.cgroups, &id, limits).map(|cgroup| made.insert(cgroup).procs_files());
+            let cgroups = || BoxCgroup::create(&inner.cgroups, &id, limits).map(|cgroup| made.insert(cgroup).membership_files());
             let started = engine::spawn(warm, &config, cgroups);
             if started.is_err() {
                 if let Some(cgroup) = made {

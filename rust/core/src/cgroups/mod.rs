@@ -4,10 +4,11 @@
 //! is not applied.
 //!
 //! Group paths are `<base>/boxlite/<box id>`, where the base is this process's own group (v1)
-//! or its parent (v2): boxes stay within the limits the caller runs under. The runtime moves the
-//! box's init into them before the init forks anything, so every box process is born inside
-//! them. (The init itself, made ahead of need, lived outside them until then: the kernel memory
-//! of its namespaces stays charged to the runtime's group.)
+//! or its parent (v2): boxes stay within the limits the caller runs under. The box's init joins
+//! them itself, through files the runtime opens ([`BoxCgroup::membership_files`]), before it
+//! forks anything, so every box process is born inside them. (The init itself, made ahead of
+//! need, lived outside them until then: the kernel memory of its namespaces stays charged to
+//! the runtime's group.)
 
 mod detect;
 
@@ -121,9 +122,15 @@ impl BoxCgroup {
         Ok(())
     }
 
-    /// The `cgroup.procs` files the box's init is put in (one per distinct directory).
-    pub fn procs_files(&self) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = self.groups.iter().map(|(_, _, dir)| dir.join("cgroup.procs")).collect();
+    /// The files through which the box's init joins the groups, one per distinct directory:
+    /// `tasks` on v1, where a single-threaded process writing `0` moves without the kernel's
+    /// global migration lock (see `boxlite_protocol::JOIN_CGROUPS`), and `cgroup.procs` on v2.
+    pub fn membership_files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = self
+            .groups
+            .iter()
+            .map(|(_, version, dir)| dir.join(if *version == Version::V1 { "tasks" } else { "cgroup.procs" }))
+            .collect();
         files.sort();
         files.dedup();
         files
