@@ -31,7 +31,7 @@ async def run(arguments: argparse.Namespace) -> None:
     if "exec" in chosen:
         rows += await suites.exec_true(*((30, 5) if quick else (300, 30)))
     if "create" in chosen:
-        rows += await suites.create_start_exec(*((10, 2) if quick else (100, 10)))
+        rows += await suites.create_start_exec(*((10, 2, 5) if quick else (100, 10, 30)))
     if "stream" in chosen:
         rows += await suites.stream_throughput(*((64, 2) if quick else (512, 5)))
     if "density" in chosen:
