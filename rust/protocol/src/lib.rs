@@ -375,4 +375,3 @@ mod tests {
         assert_eq!((length, fds.len()), (0, 0));
     }
 }
-

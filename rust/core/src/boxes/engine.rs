@@ -194,8 +194,8 @@ impl Warm {
 }
 
 impl Drop for Warm {
-    /// The init exits when its start-up socket closes; it is also killed and waited for (briefly), so no
-    /// process of a closed runtime lingers.
+    /// The init exits when its start-up socket closes; it is also killed and waited for
+    /// (briefly), so no process of a closed runtime lingers.
     fn drop(&mut self) {
         let Some(pidfd) = self.pidfd.take() else { return };
         drop(self.startup.take());
