@@ -9,7 +9,9 @@ import pytest
 
 import boxlite
 
-from .conftest import collect
+from boxlite._native import _testing
+
+from .conftest import collect, wait_until
 
 
 @pytest.fixture
@@ -158,11 +160,12 @@ async def test_output_held_open_delays_the_exit_until_close_ends_the_streams(box
     execution = await box.exec("sh", ["-c", "sleep 600 & echo started"])
     stdout = execution.stdout()
     assert await stdout.__anext__() == "started\n"
-    with pytest.raises(asyncio.TimeoutError):
-        await asyncio.wait_for(asyncio.shield(execution.wait()), 1.0)
+    waiting = asyncio.ensure_future(execution.wait())
+    await wait_until(lambda: _testing.exit_withheld(execution), what="the shell's exit never arrived")
+    assert not waiting.done()
     # ...until close() ends the streams: the exit is then the shell's own, not a forced one.
     execution.close()
-    status = await asyncio.wait_for(execution.wait(), 10)
+    status = await asyncio.wait_for(waiting, 10)
     assert (status.exit_code, status.forced) == (0, False)
     assert [chunk async for chunk in stdout] == []
 
@@ -181,10 +184,11 @@ async def test_close_ends_a_stream_paused_with_unread_output(box: boxlite.Box) -
     # 8.5 MiB nobody reads: reading pauses at the window, the process exits (the pipe holds
     # the rest), and only close() can end the streams now.
     execution = await box.exec("sh", ["-c", "head -c 8900000 /dev/zero"])
-    with pytest.raises(asyncio.TimeoutError):
-        await asyncio.wait_for(asyncio.shield(execution.wait()), 1.0)
+    waiting = asyncio.ensure_future(execution.wait())
+    await wait_until(lambda: _testing.exit_withheld(execution), what="the process's exit never arrived")
+    assert not waiting.done()
     await execution.aclose()
-    status = await asyncio.wait_for(execution.wait(), 10)
+    status = await asyncio.wait_for(waiting, 10)
     assert (status.exit_code, status.forced) == (0, False)
 
 

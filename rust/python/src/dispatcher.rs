@@ -175,8 +175,8 @@ impl Shared {
 
     /// Runs `task` on tokio, counted as in flight until it ends or is aborted (see
     /// [`Shared::close`]).
-    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) -> tokio::task::AbortHandle {
-        self.handle.spawn(self.counted(task)).abort_handle()
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.handle.spawn(self.counted(task));
     }
 
     /// [`Shared::spawn`], but the task takes its first step here, on the caller's thread, before

@@ -18,16 +18,6 @@ pub enum Event {
     Progress { target: u64, layer: String, done: u64, total: u64 },
 }
 
-impl Event {
-    pub fn target(&self) -> u64 {
-        match self {
-            Self::Complete { target, .. }
-            | Self::Exit { target, .. }
-            | Self::Progress { target, .. } => *target,
-        }
-    }
-}
-
 pub enum Payload {
     Unit,
     Box(OwnedBox),

@@ -335,6 +335,11 @@ fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Execution {
+    /// The exit has arrived but waits for the end of the output to be published (testing).
+    pub fn exit_withheld(&self) -> bool {
+        locked(&self.state).arrived_exit.is_some()
+    }
+
     /// Wraps a started core execution, registers it for its exit, puts its output streams on
     /// the loop (invariant 7), and starts its driver, which waits for the exit.
     pub fn attach(py: Python<'_>, shared: &Arc<Shared>, event_loop: &Bound<'_, PyAny>, mut core: boxlite_core::Execution) -> PyResult<Py<Self>> {
@@ -523,15 +528,10 @@ impl Execution {
         }
     }
 
-    /// The exit arrived (or `close()` forced one): it is published once both streams ended
-    /// (invariant 3); a forced exit ends them now.
+    /// The exit arrived (or `close()` forced one, after ending the streams): it is published
+    /// once both streams ended (invariant 3).
     pub fn deliver_exit(slf: &Bound<'_, Self>, status: CoreExitStatus, forced: bool) {
         let (py, this) = (slf.py(), slf.get());
-        if forced {
-            for kind in [StreamKind::Stdout, StreamKind::Stderr] {
-                this.unwatch(py, kind, true);
-            }
-        }
         let mut status = ExitStatus::from(status);
         status.forced = forced;
         {

@@ -98,15 +98,15 @@ fn ordered<'py>(py: Python<'py>, runtime: &Boxlite, count: usize) -> PyResult<Ve
     let shared = runtime.shared();
     let mut targets = Vec::with_capacity(count);
     let mut futures = Vec::with_capacity(count);
-    let mut channels = Vec::with_capacity(count);
+    // All registered on the running loop: one channel.
+    let mut channel = None;
     for _ in 0..count {
-        let (target, future, channel) = shared.register(py)?;
+        let (target, future, registered) = shared.register(py)?;
         targets.push(target);
         futures.push(future);
-        channels.push(channel);
+        channel = Some(registered);
     }
-    // All registered on the running loop: one channel.
-    let Some(channel) = channels.pop() else { return Ok(futures) };
+    let Some(channel) = channel else { return Ok(futures) };
     let released = Arc::new(AtomicUsize::new(0));
     shared.spawn(async move {
         for (index, target) in targets.into_iter().enumerate() {
@@ -180,6 +180,12 @@ fn warm_inits(py: Python<'_>, runtime: &Boxlite) -> Vec<i32> {
     crate::gil::detach(py, move || core.warm_init_pid().into_iter().collect())
 }
 
+/// Whether `execution`'s exit has arrived and waits for the end of its output.
+#[pyfunction]
+fn exit_withheld(execution: &Bound<'_, crate::execution::Execution>) -> bool {
+    execution.get().exit_withheld()
+}
+
 #[pyfunction]
 fn orphans_removed() -> usize {
     event::orphans_removed()
@@ -205,6 +211,7 @@ pub fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
         wrap_pyfunction!(live_channels, &module)?,
         wrap_pyfunction!(orphans_removed, &module)?,
         wrap_pyfunction!(warm_inits, &module)?,
+        wrap_pyfunction!(exit_withheld, &module)?,
     ] {
         module.add_function(function)?;
     }

@@ -10,7 +10,7 @@
 //!    the lifeline (stdin) closes: SIGTERM to every process, SIGKILL once the grace period ends,
 //!    and it exits when no process is left. The kernel then tears down the namespaces and the
 //!    box's mounts with them.
-//! 4. It is single-threaded and never blocks except in `poll`.
+//! 4. It is single-threaded and, once serving, never blocks except in `poll`.
 //! 5. Every process it starts runs with the box's capability bounding set (Docker's default
 //!    by default), no_new_privs and the seccomp filter of `seccomp.rs`, all inherited from the
 //!    init, which set them on itself before serving; the init itself is not dumpable, so box

@@ -229,30 +229,18 @@ fn spawn_init(mut warm: Warm, config: &ShimConfig, cgroups: impl FnOnce() -> Res
     let length = u32::try_from(bytes.len()).map_err(|_| Error::Internal("shim config too large".to_string()))?;
     let startup = warm.startup.as_mut().ok_or_else(|| Error::Internal("warm shim without its start-up socket".to_string()))?;
     let mut written = startup.write_all(&length.to_le_bytes()).and_then(|()| startup.write_all(&bytes));
-    let mut joined = Ok(());
     if written.is_ok() {
-        match open_membership_files(cgroups) {
-            Ok(files) => {
-                let fds: Vec<BorrowedFd<'_>> = files.iter().map(AsFd::as_fd).collect();
-                written = boxlite_protocol::send_packet(startup.as_fd(), &[boxlite_protocol::JOIN_CGROUPS], &fds);
-            }
-            Err(error) => joined = Err(error),
-        }
-    }
-    if joined.is_err() {
-        // The init waits for cgroups that will not come: it is ended (with `warm`) after saying
-        // why it failed, if it did.
-        drop(warm.startup.take());
+        // On failure, dropping `warm` ends the init that waits for these.
+        let files = open_membership_files(cgroups)?;
+        let fds: Vec<BorrowedFd<'_>> = files.iter().map(AsFd::as_fd).collect();
+        written = boxlite_protocol::send_packet(startup.as_fd(), &[boxlite_protocol::JOIN_CGROUPS], &fds);
     }
     let mut line = String::new();
     let _ = warm.stdout.read_line(&mut line);
     let line = line.trim_end();
-    // The init's own account of a failure explains a broken pipe or a failed join best.
-    if line.strip_prefix("error ").is_none() {
-        joined?;
-        if let Err(error) = written {
-            return Err(Error::Engine(format!("failed to configure the box's init: {error}")));
-        }
+    // The init's own account of a failure explains a broken pipe best.
+    if let (None, Err(error)) = (line.strip_prefix("error "), written) {
+        return Err(Error::Engine(format!("failed to configure the box's init: {error}")));
     }
     if let Some(message) = line.strip_prefix("error ") {
         let message = format!("failed to start box {}: {message}", config.box_id);
