@@ -4,6 +4,7 @@ timeouts, and that output is never truncated."""
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 
@@ -62,6 +63,49 @@ async def test_kill_works_while_wait_is_pending_and_all_waits_agree(box: boxlite
     second, third = await asyncio.gather(execution.wait(), execution.wait())
     assert (first.exit_code, first.signal) == (-9, 9)
     assert (second.exit_code, third.exit_code) == (-9, -9)
+
+
+async def test_signals_after_the_exit_have_nothing_to_reach_and_succeed(box: boxlite.Box) -> None:
+    execution = await box.exec("true")
+    assert (await execution.wait()).exit_code == 0
+    await execution.kill()
+    await execution.signal(15)
+    assert (await execution.wait()).exit_code == 0
+
+
+def processes_with_command_line(command_line: bytes) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as file:
+                if file.read() == command_line:
+                    found.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+async def test_an_exec_cancelled_before_its_answer_leaves_no_process(box: boxlite.Box) -> None:
+    await box.start()
+    # The request is on its way when exec() returns; cancelling lets go of the execution's
+    # connection, and the init kills what it started.
+    pending = [box.exec("sleep", ["987654"]) for _ in range(10)]
+    for future in pending:
+        future.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    await wait_until(lambda: not processes_with_command_line(b"sleep\x00987654\x00"), what="a cancelled exec's process lived on")
+    assert (await (await box.exec("true")).wait()).exit_code == 0
+
+
+async def test_many_executions_at_once_each_get_their_own_output_and_exit(box: boxlite.Box) -> None:
+    await box.start()
+
+    async def one(index: int) -> tuple[bytes, int]:
+        stdout, _, status = await collect(await box.exec("sh", ["-c", f"echo {index}; exit {index % 7}"]))
+        return stdout, status.exit_code
+
+    results = await asyncio.gather(*(one(index) for index in range(100)))
+    assert results == [(f"{index}\n".encode(), index % 7) for index in range(100)]
 
 
 async def test_signal_reaches_the_process(box: boxlite.Box) -> None:

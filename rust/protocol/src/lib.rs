@@ -14,12 +14,14 @@
 //!    is not detached shuts down when the runtime's end closes (including when the runtime's
 //!    process dies). An init whose stdin closes before its config came exits.
 //! 2. **Control socket.** The init listens on a `SOCK_SEQPACKET` unix socket at
-//!    `ShimConfig::socket_path`. Every execution opens its own connection: the first packet is a
-//!    [`Request::Exec`] carrying the child's stdio descriptors (SCM_RIGHTS), the init answers
-//!    [`Reply::Started`] or [`Reply::Failed`], and later exactly one [`Reply::Exited`]. Closing
-//!    the connection before the exit kills the execution's process group, so an execution never
-//!    outlives its owner. [`Request::Signal`] may follow on the same connection;
-//!    [`Request::Shutdown`] may be sent on a connection of its own.
+//!    `ShimConfig::socket_path`. The runtime keeps one connection open for exec requests. Each
+//!    [`Request::Exec`] carries (SCM_RIGHTS) first the connection its execution answers on, one
+//!    end of a socket pair the runtime made, then the child's stdio descriptors. On that
+//!    connection the init answers [`Reply::Started`] or [`Reply::Failed`], later exactly one
+//!    [`Reply::Exited`], and then closes it. Closing it before the exit kills the execution's
+//!    process group, so an execution never outlives its owner. [`Request::Signal`] may be sent
+//!    on it meanwhile. [`Request::Shutdown`] and [`Request::Attach`] are sent on connections of
+//!    their own.
 //! 3. **Main process.** A box may have a main process ([`ShimConfig::main`]), started by the init
 //!    before it reports ready, with its output appended to files on the host. A connection that
 //!    sends [`Request::Attach`] is answered like an exec (`Started`, later `Exited`) but does not
@@ -37,7 +39,7 @@ use serde::{Deserialize, Serialize};
 
 /// Largest packet either side sends (a request carries argv and env).
 pub const MAX_PACKET: usize = 1 << 20;
-/// Most descriptors one packet carries: an execution's stdin, stdout and stderr, or the
+/// Most descriptors one packet carries: an execution's connection, stdin, stdout and stderr, or the
 /// membership files of a box's cgroups (memory, cpu, cpuacct and pids on separate hierarchies).
 pub const MAX_FDS: usize = 4;
 
@@ -211,7 +213,8 @@ pub struct TtySize {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Request {
-    /// Start a process. Without a tty, the packet carries stdin, stdout and stderr.
+    /// Start a process. The packet carries the connection the execution answers on, then,
+    /// without a tty, stdin, stdout and stderr.
     Exec {
         argv: Vec<String>,
         env: Vec<String>,

@@ -89,7 +89,7 @@ impl Box {
             timeout,
         };
         let handle = Arc::clone(&self.handle);
-        self.shared.submit_started(py, async move { handle.exec(request).await.map(Payload::Execution) })
+        crate::execution::start(py, &self.shared, async move { handle.request_exec(request).await })
     }
 
     /// Follows the box's main process: its output from the start of the current (or last) run,

@@ -41,7 +41,7 @@ pub fn payload_to_py<'py>(py: Python<'py>, shared: &Arc<Shared>, event_loop: &Bo
         }
         Payload::RuntimeMetrics(metrics) => Py::new(py, RuntimeMetrics::from(metrics))?.into_bound(py).into_any(),
         Payload::BoxMetrics(metrics) => Py::new(py, BoxMetrics::from(metrics))?.into_bound(py).into_any(),
-        Payload::Execution(execution) => Execution::attach(py, shared, event_loop, execution)?.into_bound(py).into_any(),
+        Payload::Execution(execution) => Execution::attach(py, shared, event_loop, execution, None)?.into_bound(py).into_any(),
         Payload::ImagePulled(record) => Py::new(py, ImagePullResult::from(&record))?.into_bound(py).into_any(),
         Payload::Images(records) => {
             let items = records.iter().map(|record| Py::new(py, ImageInfo::from(record))).collect::<PyResult<Vec<_>>>()?;

@@ -1,14 +1,16 @@
 //! The per-runtime async core: a tokio runtime for the work, the pending-request registry, and
 //! the dispatch of results to asyncio: each event loop the runtime serves has a completion
-//! channel (`channel`), and the loop itself drains it on its own thread ([`Drain`]).
+//! channel (`channel`), and the loop itself drains it on its own thread ([`Drain`]). The drain
+//! also serves the connections of the executions started on the loop, which the loop reads
+//! itself (`watch`, and `execution` invariant 8).
 //!
 //! # Invariants (numbers refer to reference/async-core-invariants.md §2)
 //!
 //! 1. (rules 1, 2) Tokio tasks carry only Rust values; they never hold a Python object and never
 //!    attach. Python-visible work (resolving futures, publishing exits) runs on the event loop's
-//!    thread, in [`Drain`], which the loop calls when its channel's eventfd is readable
-//!    (`loop.add_reader`): the loop-side drain of the reference's §3.2 (b), kept general by
-//!    giving every loop a channel of its own.
+//!    thread, in [`Drain`], which the loop calls when its watch (holding the channel's eventfd)
+//!    is readable (`loop.add_reader`): the loop-side drain of the reference's §3.2 (b), kept
+//!    general by giving every loop a channel of its own.
 //! 2. (rule 10) One channel per loop and one drain per channel: a loop's events are handled in
 //!    push order, on that loop. A request or execution pushes to the channel of the loop it was
 //!    made on.
@@ -17,9 +19,10 @@
 //! 4. (rules 17, 18, 20) Cancelling an awaitable only claims its slot; the work runs on, and its
 //!    result, finding no slot, is released by dropping it (outside the interpreter).
 //! 5. (rules 16, 21) `close()`: refuse new requests and sweep the registry under one lock, fail
-//!    every swept awaitable with `RuntimeClosedError`, then close every channel (releasing queued
-//!    payloads before returning; each drain then takes its reader off its loop), then stop the
-//!    tokio runtime in the background. Later calls fail at once.
+//!    every swept awaitable with `RuntimeClosedError`, let go of every watched connection, then
+//!    close every channel (releasing queued payloads before returning; each drain then takes
+//!    its reader off its loop), then stop the tokio runtime in the background. Later calls fail
+//!    at once.
 //! 6. One drain handles at most [`DRAIN_EVENTS`] events, then wakes its loop again if more is
 //!    queued, so the loop runs its other callbacks in between and its latency stays bounded.
 //!    (Output does not come through here: each execution's streams are read by the loop
@@ -29,6 +32,7 @@
 //!    payloads disposed of instead of waiting for a drain that will never come.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -41,6 +45,7 @@ use crate::errors;
 use crate::event::{Event, Payload};
 use crate::gil;
 use crate::registry::Registry;
+use crate::watch::LoopWatch;
 
 /// Who waits for a target id.
 pub enum Slot {
@@ -65,10 +70,11 @@ pub fn spawned_tasks() -> usize {
     SPAWNED.load(Ordering::SeqCst)
 }
 
-/// An event loop this runtime delivers to, and its channel (invariant 2).
+/// An event loop this runtime delivers to, its channel (invariant 2), and its watch.
 struct LoopChannel {
     event_loop: Py<PyAny>,
     channel: Arc<Channel>,
+    watch: Arc<LoopWatch>,
 }
 
 pub struct Shared {
@@ -133,10 +139,20 @@ impl Shared {
     /// The channel of `event_loop`, made (and its drain put on the loop) on first use. Called on
     /// that loop's thread. Invariants 2 and 7.
     pub fn channel(self: &Arc<Self>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Channel>> {
+        self.channel_and_watch(event_loop).map(|(channel, _)| channel)
+    }
+
+    /// The watch of `event_loop` (`watch`), made with its channel.
+    pub fn watch(self: &Arc<Self>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopWatch>> {
+        self.channel_and_watch(event_loop).map(|(_, watch)| watch)
+    }
+
+    /// [`Shared::channel`] and [`Shared::watch`] at once.
+    pub fn channel_and_watch(self: &Arc<Self>, event_loop: &Bound<'_, PyAny>) -> PyResult<(Arc<Channel>, Arc<LoopWatch>)> {
         let py = event_loop.py();
         let mut channels = self.channels(py);
         if let Some(known) = channels.iter().find(|known| known.event_loop.bind(py).is(event_loop)) {
-            return Ok(Arc::clone(&known.channel));
+            return Ok((Arc::clone(&known.channel), Arc::clone(&known.watch)));
         }
         let (open, abandoned): (Vec<LoopChannel>, Vec<LoopChannel>) = std::mem::take(&mut *channels)
             .into_iter()
@@ -144,12 +160,16 @@ impl Shared {
         *channels = open;
         let made = Channel::new(self.capacity, self.held.load(Ordering::SeqCst)).map_err(PyErr::from).and_then(|channel| {
             let channel = Arc::new(channel);
-            let drain = Drain { shared: Arc::downgrade(self), channel: Arc::clone(&channel), event_loop: event_loop.clone().unbind() };
-            event_loop.call_method1("add_reader", (channel.fd(), drain))?;
-            channels.push(LoopChannel { event_loop: event_loop.clone().unbind(), channel: Arc::clone(&channel) });
-            Ok(channel)
+            let watch = Arc::new(LoopWatch::new(channel.fd())?);
+            let drain = Drain { shared: Arc::downgrade(self), channel: Arc::clone(&channel), watch: Arc::clone(&watch), event_loop: event_loop.clone().unbind() };
+            event_loop.call_method1("add_reader", (watch.fd(), drain))?;
+            channels.push(LoopChannel { event_loop: event_loop.clone().unbind(), channel: Arc::clone(&channel), watch: Arc::clone(&watch) });
+            Ok((channel, watch))
         });
         drop(channels);
+        // The readers of a closed loop are never called again.
+        let readers: Vec<_> = abandoned.iter().flat_map(|gone| gone.watch.clear()).collect();
+        drop(readers);
         gil::detach(py, move || abandoned.iter().for_each(|gone| gone.channel.close()));
         made
     }
@@ -179,18 +199,26 @@ impl Shared {
         self.handle.spawn(self.counted(task));
     }
 
-    /// [`Shared::spawn`], but the task takes its first step here, on the caller's thread, before
-    /// tokio takes it over: a request that only needs to send a message (an exec) is on its way
-    /// without waiting for a worker to wake. Only for work whose first step never blocks and is
-    /// short (socket and pipe calls); the rest of it runs on tokio as usual.
-    /// Returns the task's abort handle, or `None` if it already ended.
+    /// [`Shared::spawn`], but the task takes its first step here ([`Shared::step_here`]): work
+    /// that only needs to subscribe or send a message is on its way without waiting for a
+    /// worker to wake. Returns the task's abort handle, or `None` if it already ended.
     pub fn spawn_started(&self, task: impl Future<Output = ()> + Send + 'static) -> Option<tokio::task::AbortHandle> {
-        let mut task = Box::pin(self.counted(task));
+        self.step_here(self.counted(task)).err().map(|rest| self.handle.spawn(rest).abort_handle())
+    }
+
+    /// Takes the first step of `work` on the caller's thread, in tokio's context: its output
+    /// if that finished it, otherwise the rest of it. Only for work whose first step never
+    /// blocks and is short (socket and pipe calls, an uncontended lock).
+    pub fn step_here<T>(&self, work: impl Future<Output = T> + Send + 'static) -> Result<T, Pin<Box<dyn Future<Output = T> + Send>>> {
+        let mut work: Pin<Box<dyn Future<Output = T> + Send>> = Box::pin(work);
         let _runtime = self.handle.enter();
         // A future is polled again after any wake it registers, whatever the waker: tokio
-        // polls the spawned task at once, so nothing the first step waits for is missed.
+        // polls a spawned rest at once, so nothing the first step waits for is missed.
         let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-        task.as_mut().poll(&mut context).is_pending().then(|| self.handle.spawn(task).abort_handle())
+        match work.as_mut().poll(&mut context) {
+            std::task::Poll::Ready(output) => Ok(output),
+            std::task::Poll::Pending => Err(work),
+        }
     }
 
     /// `task`, counted as spawned and as in flight until it is dropped.
@@ -213,22 +241,19 @@ impl Shared {
         Ok(future)
     }
 
-    /// [`Shared::submit`] of work started on the caller's thread ([`Shared::spawn_started`]).
-    pub fn submit_started<'py, F>(self: &Arc<Self>, py: Python<'py>, work: F) -> PyResult<Bound<'py, PyAny>>
-    where
-        F: Future<Output = Result<Payload, boxlite_core::Error>> + Send + 'static,
-    {
-        let (target, future, channel) = self.register(py)?;
-        self.spawn_started(completion(target, channel, work));
-        Ok(future)
-    }
-
     /// Runs `work` on tokio; its result becomes the one completion of the registered `target`.
     pub fn complete_with<F>(&self, target: u64, channel: Arc<Channel>, work: F)
     where
         F: Future<Output = Result<Payload, boxlite_core::Error>> + Send + 'static,
     {
         self.spawn(completion(target, channel, work));
+    }
+
+    /// The one completion of `target`, made on its loop's thread: handled at once, as the drain
+    /// would (invariant 3).
+    pub fn complete_here(self: &Arc<Self>, py: Python<'_>, target: u64, result: Result<Payload, boxlite_core::Error>) {
+        let unclaimed = complete(py, self, target, result);
+        gil::detach(py, move || drop(unclaimed));
     }
 
     /// Invariant 5. Idempotent.
@@ -240,6 +265,9 @@ impl Shared {
             fail_closed(py, slot);
         }
         let channels = std::mem::take(&mut *self.channels(py));
+        // Readers of a loop that is closed would wait forever for the failures sent to it.
+        let readers: Vec<_> = channels.iter().flat_map(|known| known.watch.clear()).collect();
+        drop(readers);
         gil::detach(py, || channels.iter().for_each(|known| known.channel.close()));
         drop(channels);
         self.stop_runtime();
@@ -309,7 +337,10 @@ impl Drop for Shared {
     fn drop(&mut self) {
         self.closed.store(true, Ordering::Release);
         let channels = self.channels.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
-        channels.iter().for_each(|known| known.channel.close());
+        channels.iter().for_each(|known| {
+            drop(known.watch.clear());
+            known.channel.close();
+        });
         self.stop_runtime();
     }
 }
@@ -343,24 +374,39 @@ pub fn set_result(future: &Bound<'_, PyAny>, value: Bound<'_, PyAny>) -> PyResul
     Ok(())
 }
 
-/// A loop's drain of its channel: the loop calls it when the channel's eventfd is readable
-/// (invariants 1, 2 and 6). It holds the runtime weakly, so a loop that outlives its runtime
-/// keeps nothing of it but the channel.
+/// A loop's drain of its channel, and the dispatch of its watched connections: the loop calls
+/// it when the watch is readable (invariants 1, 2 and 6). It holds the runtime weakly, so a
+/// loop that outlives its runtime keeps nothing of it but the channel and the watch.
 #[pyclass(module = "boxlite._native", frozen)]
 pub struct Drain {
     shared: Weak<Shared>,
     channel: Arc<Channel>,
+    watch: Arc<LoopWatch>,
     event_loop: Py<PyAny>,
 }
 
 #[pymethods]
 impl Drain {
     fn __call__(&self, py: Python<'_>) {
+        let ready = self.watch.ready();
+        if ready.channel {
+            self.drain_channel(py);
+        }
+        for reader in ready.readers {
+            reader.on_readable(py);
+        }
+    }
+}
+
+impl Drain {
+    fn drain_channel(&self, py: Python<'_>) {
         self.channel.begin_drain();
         let shared = self.shared.upgrade().filter(|_| !self.channel.is_closed());
         let Some(shared) = shared else {
-            // Invariant 3 of `channel`: the loop lets go of the drain, and with it the eventfd.
-            let _ = self.event_loop.bind(py).call_method1("remove_reader", (self.channel.fd(),));
+            // Invariant 3 of `channel`: the loop lets go of the drain, and with it the eventfd
+            // and the watch; the connections' readers are never called again.
+            let _ = self.event_loop.bind(py).call_method1("remove_reader", (self.watch.fd(),));
+            drop(self.watch.clear());
             return;
         };
         let mut unclaimed = Vec::new();
@@ -425,14 +471,10 @@ fn handle(py: Python<'_>, shared: &Arc<Shared>, event: Event) -> Option<Result<P
 
 /// Resolves a request; gives back the result when nobody can take it (rules 17, 18).
 fn complete(py: Python<'_>, shared: &Arc<Shared>, target: u64, result: Result<Payload, boxlite_core::Error>) -> Option<Result<Payload, boxlite_core::Error>> {
-    let Some(Slot::Request { future, event_loop, .. }) = shared.registry.take(target) else {
+    let Some((future, event_loop)) = claim(py, shared, target) else {
         return Some(result);
     };
     let future = future.bind(py);
-    match future.call_method0("done").and_then(|done| done.is_truthy()) {
-        Ok(false) => {}
-        _ => return Some(result),
-    }
     let outcome = match result {
         Ok(payload) => crate::convert::payload_to_py(py, shared, event_loop.bind(py), payload),
         Err(error) => Err(errors::to_py(py, &error)),
@@ -442,6 +484,18 @@ fn complete(py: Python<'_>, shared: &Arc<Shared>, target: u64, result: Result<Pa
         Err(error) => set_exception(py, future, error),
     };
     None
+}
+
+/// Claims request `target` for its result (rule 17): its future and event loop, unless it is
+/// gone or done.
+pub fn claim(py: Python<'_>, shared: &Arc<Shared>, target: u64) -> Option<(Py<PyAny>, Py<PyAny>)> {
+    let Some(Slot::Request { future, event_loop, .. }) = shared.registry.take(target) else {
+        return None;
+    };
+    match future.bind(py).call_method0("done").and_then(|done| done.is_truthy()) {
+        Ok(false) => Some((future, event_loop)),
+        _ => None,
+    }
 }
 
 /// Runs when a request's future is done; if it was cancelled, claims the slot (rule 20). It

@@ -27,6 +27,17 @@
 //!    was taken off the loop, so the loop never watches a reused descriptor number. One read is
 //!    smaller the more streams the loop watches ([`READ_BUDGET`]), which bounds the loop's
 //!    latency while many executions stream.
+//! 8. An execution started here is the loop's own business, as asyncio's subprocesses are: the
+//!    request is prepared and sent from `exec()` itself (when the box runs and nothing waits,
+//!    which is the usual case), and the loop reads the execution's connection through its watch
+//!    (`watch`), first for the init's answer, then for the exit ([`ControlReadable`]), with no
+//!    thread in between. The request goes out last, after the watch holds the connection, so
+//!    the init that wakes for it finds this thread about to wait. The answer still settles the
+//!    request exactly once through the registry (dispatcher invariant 3); an exec whose request
+//!    was cancelled or swept lets go of its connection, and the init then kills what it
+//!    started. An exec that has to wait (the box boots first) has tokio send it and learn the
+//!    answer, which comes through the channel; the loop then reads its exit the same way. A
+//!    followed main process's exit is learned by tokio and comes through the channel too.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,7 +45,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use boxlite_core::exec::{AsyncDescriptor, IoCounters, CHUNK_SIZE};
+use boxlite_core::exec::{Answer, AsyncDescriptor, IoCounters, Replies, Requested, CHUNK_SIZE};
 use boxlite_core::{ExecutionControl, ExitStatus as CoreExitStatus};
 use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration};
 use pyo3::prelude::*;
@@ -45,6 +56,7 @@ use crate::channel::Channel;
 use crate::dispatcher::{running_loop, set_exception, set_result, Deferred, Shared, Slot};
 use crate::errors;
 use crate::event::{Event, Payload};
+use crate::watch::LoopWatch;
 
 /// Where `send_input` puts data for the stdin writer task, with the sender of its outcome.
 type StdinSender = mpsc::UnboundedSender<(Vec<u8>, oneshot::Sender<std::io::Result<()>>)>;
@@ -151,6 +163,8 @@ struct StreamState {
     source: Option<OwnedFd>,
     /// Whether the loop watches `source` (invariant 7).
     watched: bool,
+    /// Whether `source` got the room of a stream (it does on its first watch).
+    enlarged: bool,
     ended: bool,
     waiter: Option<Py<PyAny>>,
     /// `None` until the user takes the stream; then whether it yields text.
@@ -257,13 +271,17 @@ pub struct Execution {
     io: Arc<IoCounters>,
     /// The channel of the execution's loop, which counts the streams the loop watches.
     channel: Arc<Channel>,
+    /// The watch of the execution's loop, which reads its connection (invariant 8).
+    watch: Arc<LoopWatch>,
     /// Owning the core execution keeps the process alive; dropping it kills the process group.
     owner: Mutex<Option<boxlite_core::Execution>>,
     /// `None` once closed.
     stdin: Mutex<Option<Stdin>>,
     state: Mutex<ExecState>,
     exit_claimed: Arc<AtomicBool>,
-    /// The task that waits for the exit and publishes it.
+    /// The control connection while the loop reads it for the exit (invariant 8).
+    replies: Mutex<Option<Replies>>,
+    /// The task that waits for the exit and publishes it, when tokio learns it.
     driver: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
@@ -320,9 +338,10 @@ fn read_into(fd: RawFd, buffer: &mut [u8]) -> Read {
     }
 }
 
-/// The process's stdin: its pipe until the first write, then the writer task that owns it.
+/// The process's stdin: its pipe until the first write, then the writer task that owns it
+/// (which makes the pipe async only then).
 enum Stdin {
-    Idle(AsyncDescriptor),
+    Idle(OwnedFd),
     Writing(StdinSender),
 }
 
@@ -341,8 +360,10 @@ impl Execution {
     }
 
     /// Wraps a started core execution, registers it for its exit, puts its output streams on
-    /// the loop (invariant 7), and starts its driver, which waits for the exit.
-    pub fn attach(py: Python<'_>, shared: &Arc<Shared>, event_loop: &Bound<'_, PyAny>, mut core: boxlite_core::Execution) -> PyResult<Py<Self>> {
+    /// the loop (invariant 7), and has the loop read its control connection (invariant 8) or,
+    /// for a followed main process, starts its driver, which waits for the exit.
+    /// `reader`: the loop's reader of the execution's connection, if it watched the request.
+    pub fn attach(py: Python<'_>, shared: &Arc<Shared>, event_loop: &Bound<'_, PyAny>, mut core: boxlite_core::Execution, reader: Option<&Arc<ControlReadable>>) -> PyResult<Py<Self>> {
         let control = core.control();
         let mut state = ExecState::default();
         for (stream, source) in [(&mut state.stdout, core.stdout.take()), (&mut state.stderr, core.stderr.take())] {
@@ -350,12 +371,14 @@ impl Execution {
             stream.source = source;
         }
         let stdin = core.stdin.take().map(Stdin::Idle);
+        let replies = core.replies.take();
         let io = Arc::clone(&core.io);
-        let channel = shared.channel(event_loop)?;
+        let (channel, watch) = shared.channel_and_watch(event_loop)?;
         let execution = Py::new(
             py,
             Self {
                 channel: Arc::clone(&channel),
+                watch,
                 shared: Arc::clone(shared),
                 event_loop: event_loop.clone().unbind(),
                 id: core.id.clone(),
@@ -366,26 +389,77 @@ impl Execution {
                 stdin: Mutex::new(stdin),
                 state: Mutex::new(state),
                 exit_claimed: Arc::new(AtomicBool::new(false)),
+                replies: Mutex::new(None),
                 driver: Mutex::new(None),
             },
         )?;
         let slot = Slot::Execution { execution: execution.clone_ref(py), event_loop: event_loop.clone().unbind() };
         let target = shared.registry.register(slot).map_err(|_| errors::runtime_closed(py))?;
         let _ = execution.get().target.set(target);
+        let this = execution.get();
+        match replies {
+            Some(replies) => {
+                let raw = replies.raw();
+                *locked(&this.replies) = Some(replies);
+                let watched = match reader {
+                    Some(reader) => {
+                        *locked(&reader.phase) = Phase::Running(execution.clone_ref(py));
+                        Ok(())
+                    }
+                    None => ControlReadable::watch_running(execution.bind(py), raw),
+                };
+                if let Err(error) = watched {
+                    drop(locked(&this.replies).take());
+                    drop(shared.registry.take(target));
+                    return Err(error);
+                }
+                // The exit of a short command is often there already.
+                Self::read_control(execution.bind(py));
+            }
+            None => {
+                let claimed = Arc::clone(&this.exit_claimed);
+                // Started here: its first step only subscribes to the exit, and needs no worker
+                // to wake.
+                let driver = shared.spawn_started(async move {
+                    let status = control.wait().await;
+                    if claimed.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                        channel.push(Event::Exit { target, status }).await;
+                    }
+                });
+                *locked(&this.driver) = driver;
+            }
+        }
         // The streams are watched when someone reads them, when the exit arrives, or after
         // WATCH_DELAY, whichever comes first: a short command's output is read once, at its
         // exit, without the loop watching its pipes (invariant 7).
-        event_loop.call_method1("call_later", (WATCH_DELAY.as_secs_f64(), WatchStreams { execution: execution.clone_ref(py) }))?;
-        let claimed = Arc::clone(&execution.get().exit_claimed);
-        // Started here: its first step only subscribes to the exit, and needs no worker to wake.
-        let driver = shared.spawn_started(async move {
-            let status = control.wait().await;
-            if claimed.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-                channel.push(Event::Exit { target, status }).await;
-            }
-        });
-        *locked(&execution.get().driver) = driver;
+        if !this.exit_claimed.load(Ordering::Acquire) {
+            event_loop.call_method1("call_later", (WATCH_DELAY.as_secs_f64(), WatchStreams { execution: execution.clone_ref(py) }))?;
+        }
         Ok(execution)
+    }
+
+    /// The loop found the control connection readable (invariant 8): takes in what arrived,
+    /// and once that is the exit, stops watching and delivers it, unless `close()` claimed it.
+    fn read_control(slf: &Bound<'_, Self>) {
+        let this = slf.get();
+        let status = match locked(&this.replies).as_ref() {
+            Some(replies) => replies.read_arrived(),
+            None => return,
+        };
+        let Some(status) = status else { return };
+        this.unwatch_control();
+        if this.exit_claimed.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            Self::deliver_exit(slf, status, false);
+        }
+    }
+
+    /// Takes the control connection off the loop's watch, before its descriptor can close
+    /// (it stays open as long as the execution lives, in `control`).
+    fn unwatch_control(&self) {
+        let replies = locked(&self.replies).take();
+        if let Some(replies) = replies {
+            self.watch.remove(replies.raw());
+        }
     }
 
     /// Has the loop watch a stream's source, unless it does already or the stream is paused or
@@ -400,7 +474,11 @@ impl Execution {
             if !stream.wants_reading() {
                 return Ok(());
             }
-            stream.source.as_ref().map(AsRawFd::as_raw_fd)
+            let source = stream.source.as_ref();
+            if !std::mem::replace(&mut stream.enlarged, true) {
+                source.inspect(|pipe| boxlite_core::exec::enlarge_pipe(pipe));
+            }
+            source.map(AsRawFd::as_raw_fd)
         };
         let readable = StreamReadable { execution: slf.clone().unbind(), kind };
         match this.event_loop.bind(slf.py()).call_method1("add_reader", (fd, readable)) {
@@ -575,6 +653,7 @@ impl Execution {
 
     /// The runtime closed: every pending wait and read fails with RuntimeClosedError.
     pub fn fail_closed(&self, py: Python<'_>) {
+        self.unwatch_control();
         for kind in [StreamKind::Stdout, StreamKind::Stderr] {
             self.unwatch(py, kind, true);
         }
@@ -618,10 +697,19 @@ impl Execution {
                 *stdin = Some(Stdin::Writing(sender.clone()));
                 Ok(sender)
             }
-            Some(Stdin::Idle(descriptor)) => {
+            Some(Stdin::Idle(pipe)) => {
                 let (sender, mut receiver) = mpsc::unbounded_channel::<(Vec<u8>, oneshot::Sender<std::io::Result<()>>)>();
                 let io = Arc::clone(&self.io);
                 self.shared.spawn(async move {
+                    let descriptor = match AsyncDescriptor::new(pipe) {
+                        Ok(descriptor) => descriptor,
+                        Err(error) => {
+                            while let Some((_, done)) = receiver.recv().await {
+                                let _ = done.send(Err(std::io::Error::new(error.kind(), error.to_string())));
+                            }
+                            return;
+                        }
+                    };
                     while let Some((data, done)) = receiver.recv().await {
                         let written = descriptor.write_all(&data).await;
                         if written.is_ok() {
@@ -759,6 +847,7 @@ impl Execution {
         let execution = slf.clone().unbind();
         let end = Deferred::new(move |py| {
             let this = execution.get();
+            this.unwatch_control();
             for kind in [StreamKind::Stdout, StreamKind::Stderr] {
                 this.unwatch(py, kind, true);
             }
@@ -807,6 +896,148 @@ impl WatchStreams {
             let _ = Execution::watch(self.execution.bind(py), kind);
         }
     }
+}
+
+/// What an execution's connection is watched for (invariant 8).
+enum Phase {
+    /// The init's answer to the request `target`.
+    Answer { target: u64, requested: Box<Requested> },
+    /// The execution's exit.
+    Running(Py<Execution>),
+    /// Nothing: the connection is off the loop.
+    Done,
+}
+
+/// The loop's reader of one execution's connection, from the request to the exit (invariant
+/// 8), called through the loop's watch (`watch`).
+pub struct ControlReadable {
+    shared: Arc<Shared>,
+    watch: Arc<LoopWatch>,
+    raw: RawFd,
+    phase: Mutex<Phase>,
+}
+
+impl ControlReadable {
+    fn send_and_watch(py: Python<'_>, shared: &Arc<Shared>, target: u64, future: &Bound<'_, PyAny>, channel: Arc<Channel>, requested: Requested) -> PyResult<()> {
+        let watch = shared.watch(&future.call_method0("get_loop")?)?;
+        let raw = requested.raw();
+        let reader = Arc::new(Self { shared: Arc::clone(shared), watch: Arc::clone(&watch), raw, phase: Mutex::new(Phase::Done) });
+        let watched = watch.add(raw, Arc::clone(&reader)).map_err(PyErr::from).and_then(|()| {
+            // A request cancelled or swept before its answer lets go of its connection.
+            let abandoned = Arc::clone(&reader);
+            future.call_method1("add_done_callback", (Deferred::new_with_arg(move |py, _future| abandoned.abandon(py)),))
+        });
+        if let Err(error) = watched {
+            reader.unwatch();
+            drop(shared.registry.take(target));
+            return Err(error);
+        }
+        match shared.step_here(requested.send()) {
+            Ok(Ok(requested)) => *locked(&reader.phase) = Phase::Answer { target, requested: Box::new(requested) },
+            Ok(Err(error)) => {
+                reader.unwatch();
+                shared.complete_here(py, target, Err(error));
+            }
+            Err(rest) => {
+                reader.unwatch();
+                shared.complete_with(target, channel, async move { rest.await?.answer().await.map(Payload::Execution) });
+            }
+        }
+        Ok(())
+    }
+
+    /// Watches an attached execution's connection for its exit.
+    fn watch_running(execution: &Bound<'_, Execution>, raw: RawFd) -> PyResult<()> {
+        let this = execution.get();
+        let reader = Self { shared: Arc::clone(&this.shared), watch: Arc::clone(&this.watch), raw, phase: Mutex::new(Phase::Running(execution.clone().unbind())) };
+        this.watch.add(raw, Arc::new(reader))?;
+        Ok(())
+    }
+
+    /// The request was cancelled or swept: if no answer came, the connection closes and the
+    /// init kills what it started.
+    fn abandon(&self, py: Python<'_>) {
+        let phase = std::mem::replace(&mut *locked(&self.phase), Phase::Done);
+        match phase {
+            Phase::Answer { requested, .. } => {
+                self.unwatch();
+                crate::gil::detach(py, move || drop(requested));
+            }
+            other => *locked(&self.phase) = other,
+        }
+    }
+
+    fn unwatch(&self) {
+        self.watch.remove(self.raw);
+    }
+
+    /// The watch found the connection readable.
+    pub fn on_readable(self: &Arc<Self>, py: Python<'_>) {
+        let phase = std::mem::replace(&mut *locked(&self.phase), Phase::Done);
+        match phase {
+            Phase::Answer { target, requested } => {
+                let answer = {
+                    let _runtime = self.shared.handle.enter();
+                    (*requested).try_answer()
+                };
+                match answer {
+                    Answer::NotYet(requested) => *locked(&self.phase) = Phase::Answer { target, requested: Box::new(requested) },
+                    Answer::Ready(answer) => self.answered(py, target, answer),
+                }
+            }
+            Phase::Running(execution) => {
+                *locked(&self.phase) = Phase::Running(execution.clone_ref(py));
+                Execution::read_control(execution.bind(py));
+            }
+            Phase::Done => {}
+        }
+    }
+
+    /// The answer arrived: the request resolves to the execution, whose exit this reader
+    /// watches for next; or to the error, and the connection leaves the watch.
+    fn answered(self: &Arc<Self>, py: Python<'_>, target: u64, answer: Result<boxlite_core::Execution, boxlite_core::Error>) {
+        let core = match answer {
+            Ok(core) => core,
+            Err(error) => {
+                self.unwatch();
+                self.shared.complete_here(py, target, Err(error));
+                return;
+            }
+        };
+        let Some((future, event_loop)) = crate::dispatcher::claim(py, &self.shared, target) else {
+            self.unwatch();
+            crate::gil::detach(py, move || drop(core));
+            return;
+        };
+        let future = future.bind(py);
+        match Execution::attach(py, &self.shared, event_loop.bind(py), core, Some(self)) {
+            Ok(execution) => {
+                let _ = set_result(future, execution.into_bound(py).into_any());
+            }
+            Err(error) => {
+                self.unwatch();
+                let _ = set_exception(py, future, error);
+            }
+        }
+    }
+}
+
+/// Starts an execution (invariant 8): `requesting` prepares the request, in one step taken
+/// here when the box runs; the loop's watch takes the execution's connection, then the request
+/// goes out, last, so the init that wakes for it finds this thread about to wait. If a step
+/// has to wait, the rest runs on tokio and the answer comes through the channel. Resolves to
+/// the `Execution`.
+pub fn start<'py, F>(py: Python<'py>, shared: &Arc<Shared>, requesting: F) -> PyResult<Bound<'py, PyAny>>
+where
+    F: std::future::Future<Output = Result<Requested, boxlite_core::Error>> + Send + 'static,
+{
+    let (target, future, channel) = shared.register(py)?;
+    match shared.step_here(requesting) {
+        Ok(Ok(requested)) => ControlReadable::send_and_watch(py, shared, target, &future, channel, requested)?,
+        Ok(Err(error)) => shared.complete_here(py, target, Err(error)),
+        Err(rest) => shared.complete_with(target, channel, async move { rest.await?.send().await?.answer().await.map(Payload::Execution) }),
+    }
+    Ok(future)
 }
 
 /// What the loop calls when a stream's source is readable (invariant 7).

@@ -18,6 +18,7 @@ mod registry;
 mod runtime;
 mod testing;
 mod unsupported;
+mod watch;
 
 use pyo3::prelude::*;
 

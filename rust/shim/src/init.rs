@@ -168,7 +168,7 @@ impl Init {
         }
         let (stdin_read, stdin_write) = process::pipe().map_err(|error| error.to_string())?;
         let stdio = Stdio::Pipes([stdin_read, files.stdout, files.stderr]);
-        let launched = process::launch(Launch { confinement: &self.confinement, stack: &mut self.stack, argv: &main.argv, env, cwd: main.cwd.as_deref(), identity: &identity, stdio });
+        let launched = process::launch(Launch { confinement: &self.confinement, stack: &mut self.stack, argv: &main.argv, env, cwd: main.cwd.as_deref(), identity: &identity, stdio: &stdio });
         let pid = launched.map_err(|error| error.message)?;
         self.main = Some(Main { pid: Some(pid), status: files.status, stdin: Some(stdin_write) });
         Ok(())
@@ -280,7 +280,16 @@ impl Init {
             }
         };
         match request {
-            Request::Exec { argv, env, cwd, user, tty } => self.exec(index, &argv, env, cwd.as_deref(), user.as_deref(), tty, fds),
+            Request::Exec { argv, env, cwd, user, tty } => {
+                // The first descriptor is the connection the execution answers on.
+                let mut fds = fds.into_iter();
+                let Some(socket) = fds.next() else {
+                    log("dropping an exec request that came without its connection");
+                    return;
+                };
+                self.connections.push(Connection { socket, pid: None, owns: false });
+                self.exec(self.connections.len() - 1, &argv, env, cwd.as_deref(), user.as_deref(), tty, fds.collect());
+            }
             Request::Attach { stdin } => {
                 // A connection follows one process; only then may it take the main stdin.
                 let free = self.connections[index].pid.is_none();
@@ -291,7 +300,9 @@ impl Init {
                         let attached: Vec<BorrowedFd<'_>> = stdin.iter().map(AsFd::as_fd).collect();
                         self.reply(index, &Reply::Started { pid }, &attached);
                     }
-                    _ => self.reply(index, &Reply::Failed { message: "the box has no running main process".to_string(), not_found: false }, &[]),
+                    _ => {
+                        self.reply(index, &Reply::Failed { message: "the box has no running main process".to_string(), not_found: false }, &[]);
+                    }
                 }
             }
             Request::Signal { signal, group } => {
@@ -328,14 +339,14 @@ impl Init {
         tty: Option<boxlite_protocol::TtySize>,
         fds: Vec<OwnedFd>,
     ) {
-        if self.shutdown.is_some() || self.connections[index].pid.is_some() {
-            self.reply(index, &Reply::Failed { message: "the box is stopping".to_string(), not_found: false }, &[]);
+        if self.shutdown.is_some() {
+            self.refuse(index, Reply::Failed { message: "the box is stopping".to_string(), not_found: false });
             return;
         }
         let identity = match self.accounts.resolve(user) {
             Ok(identity) => identity,
             Err(message) => {
-                self.reply(index, &Reply::Failed { message, not_found: false }, &[]);
+                self.refuse(index, Reply::Failed { message, not_found: false });
                 return;
             }
         };
@@ -346,33 +357,45 @@ impl Init {
             Some(size) => match process::open_pty(&size) {
                 Ok((master, slave)) => (Stdio::Terminal { slave }, Some(master)),
                 Err(error) => {
-                    self.reply(index, &Reply::Failed { message: error.to_string(), not_found: false }, &[]);
+                    self.refuse(index, Reply::Failed { message: error.to_string(), not_found: false });
                     return;
                 }
             },
             None => match <[OwnedFd; 3]>::try_from(fds) {
                 Ok(pipes) => (Stdio::Pipes(pipes), None),
                 Err(_) => {
-                    self.reply(index, &Reply::Failed { message: "exec needs stdin, stdout and stderr".to_string(), not_found: false }, &[]);
+                    self.refuse(index, Reply::Failed { message: "exec needs stdin, stdout and stderr".to_string(), not_found: false });
                     return;
                 }
             },
         };
-        match process::launch(Launch { confinement: &self.confinement, stack: &mut self.stack, argv, env, cwd, identity: &identity, stdio }) {
+        // The answer goes out before the init's copies of the process's stdio are closed.
+        match process::launch(Launch { confinement: &self.confinement, stack: &mut self.stack, argv, env, cwd, identity: &identity, stdio: &stdio }) {
             Ok(pid) => {
                 self.connections[index].pid = Some(pid);
                 self.connections[index].owns = true;
                 let attached: Vec<BorrowedFd<'_>> = master.iter().map(AsFd::as_fd).collect();
                 self.reply(index, &Reply::Started { pid }, &attached);
             }
-            Err(error) => self.reply(index, &Reply::Failed { message: error.message, not_found: error.not_found }, &[]),
+            Err(error) => self.refuse(index, Reply::Failed { message: error.message, not_found: error.not_found }),
         }
     }
 
-    fn reply(&mut self, index: usize, reply: &Reply, fds: &[BorrowedFd<'_>]) {
-        if send_packet(self.connections[index].socket.as_fd(), &encode(reply), fds).is_err() {
+    /// Answers an exec that starts nothing; its connection has nothing left to carry.
+    fn refuse(&mut self, index: usize, failure: Reply) {
+        if self.reply(index, &failure, &[]) {
+            self.connections.swap_remove(index);
+        }
+    }
+
+    /// Sends `reply` on a connection; one that cannot take it is closed (rule 2). Whether it
+    /// was sent.
+    fn reply(&mut self, index: usize, reply: &Reply, fds: &[BorrowedFd<'_>]) -> bool {
+        let sent = send_packet(self.connections[index].socket.as_fd(), &encode(reply), fds).is_ok();
+        if !sent {
             self.close_connection(index);
         }
+        sent
     }
 
     /// Rule 2: a connection that goes away takes its running process group with it.
@@ -419,11 +442,14 @@ impl Init {
             if main_ended {
                 self.record_main_exit(&reply);
             }
-            // Descending, so a connection dropped by a failed reply does not shift the rest.
+            // Descending, so a connection closed here does not shift the rest. After its exit
+            // report a connection has nothing left to carry: it is closed.
             for index in (0..self.connections.len()).rev() {
                 if self.connections[index].pid == Some(pid) {
                     self.connections[index].pid = None;
-                    self.reply(index, &reply, &[]);
+                    if self.reply(index, &reply, &[]) {
+                        self.connections.swap_remove(index);
+                    }
                 }
             }
             if main_ended {

@@ -4,8 +4,6 @@
 //! memory; it allocates only to report a failure.
 
 use std::ffi::CString;
-use std::fs::File;
-use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use boxlite_protocol::{ShimConfig, TtySize};
@@ -134,7 +132,8 @@ pub struct Launch<'a> {
     pub env: Vec<String>,
     pub cwd: Option<&'a str>,
     pub identity: &'a Identity,
-    pub stdio: Stdio,
+    /// Kept by the caller, which closes its copies once it has answered.
+    pub stdio: &'a Stdio,
 }
 
 /// Why a launch failed: the message, and whether the program was not found.
@@ -196,11 +195,14 @@ pub fn launch(launch: Launch<'_>) -> Result<i32, LaunchError> {
         return Err(LaunchError { message: format!("failed to start a process: {}", std::io::Error::last_os_error()), not_found: false });
     }
     drop(report_write);
-    let mut report = String::new();
-    let _ = File::from(report_read).read_to_string(&mut report);
-    if report.is_empty() {
+    let mut buffer = [0u8; libc::PIPE_BUF];
+    // SAFETY: reads at most the buffer's length into it. It returns once the child wrote its
+    // failure (one write, shorter than a pipe's atomic size) or its exec closed the pipe.
+    let count = unsafe { libc::read(report_read.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len()) };
+    let Some(written) = usize::try_from(count).ok().filter(|count| *count > 0) else {
         return Ok(pid);
-    }
+    };
+    let report = String::from_utf8_lossy(&buffer[..written]).into_owned();
     let mut status = 0;
     // SAFETY: reap the child that failed before exec.
     unsafe { libc::waitpid(pid, &mut status, 0) };
@@ -258,7 +260,7 @@ unsafe fn child(
         if libc::setsid() < 0 {
             fail("failed to start a session");
         }
-        match &launch.stdio {
+        match launch.stdio {
             Stdio::Pipes(fds) => {
                 // A source that is itself fd 0, 1 or 2 is first moved above 2: it would otherwise
                 // be overwritten, or kept with its close-on-exec flag.

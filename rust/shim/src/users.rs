@@ -82,8 +82,9 @@ struct AccountFile {
     text: String,
 }
 
-/// Changes older than this are trusted to show in a file's times.
-const SETTLED_SECONDS: i64 = 2;
+/// Changes older than this are trusted to show in a file's times: well above the coarse
+/// clock tick (at most 10 ms) that stamps them.
+const SETTLED_NANOS: i64 = 100_000_000;
 
 impl AccountFile {
     fn refresh(&mut self, path: &std::ffi::CStr) {
@@ -106,7 +107,8 @@ fn settled_stamp(path: &std::ffi::CStr) -> Option<[i64; 7]> {
     let mut now: libc::timespec = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime fills a local timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
-    let settled = now.tv_sec - status.st_ctime > SETTLED_SECONDS;
+    let age = (now.tv_sec - status.st_ctime) * 1_000_000_000 + (now.tv_nsec - status.st_ctime_nsec);
+    let settled = age > SETTLED_NANOS;
     #[expect(clippy::cast_possible_wrap, reason = "device and inode numbers are only compared")]
     let stamp = [status.st_dev as i64, status.st_ino as i64, status.st_size, status.st_mtime, status.st_mtime_nsec, status.st_ctime, status.st_ctime_nsec];
     ((status.st_mode & libc::S_IFMT) == libc::S_IFREG && settled).then_some(stamp)

@@ -115,8 +115,9 @@ impl Live {
         if self.is_alive() {
             let asked = async {
                 let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
-                let socket = self.connector.open_with(&Request::Shutdown { grace_ms }, &[], false).await.ok()?;
-                socket.recv().await.ok()
+                let socket = self.connector.connect().ok()?;
+                socket.send(&Request::Shutdown { grace_ms }, &[]).await.ok()?;
+                socket.recv().await.ok().filter(|answer| matches!(answer, crate::exec::fd::Packet::Reply(..)))
             };
             // An init that does not answer (wedged by what runs in the box) is killed.
             if tokio::time::timeout(INIT_ANSWER_LIMIT, asked).await.ok().flatten().is_none() {

@@ -827,8 +827,8 @@ impl BoxHandle {
         *lock(&self.entry.started) = Some(std::time::Instant::now());
         let pid = running.init_pid;
         log::debug!("started box {} in {} ms (init pid {pid})", self.entry.id, began.elapsed().as_millis());
-        // The first exec (or stop) then finds a connection waiting.
-        running.connector.refill();
+        // The first exec then finds the request connection open.
+        running.connector.connect_ahead();
         self.watch_init(&running);
         *live = Some(running);
         self.entry.update(|record| {
@@ -935,7 +935,18 @@ impl BoxHandle {
     }
 
     /// Starts a process in the box, booting the box first if it is configured or stopped.
+    /// Starts a command in the box (booting it if needed); its replies are read on tokio.
     pub async fn exec(&self, request: ExecRequest) -> Result<Execution> {
+        let mut execution = self.request_exec(request).await?.send().await?.answer().await?;
+        if let Some(replies) = execution.replies.take() {
+            replies.read_on_tokio();
+        }
+        Ok(execution)
+    }
+
+    /// Prepares the request to start a command in the box (booting it if needed); sending it,
+    /// taking the init's answer and reading the execution's replies are the caller's.
+    pub async fn request_exec(&self, request: ExecRequest) -> Result<exec::Requested> {
         self.check_usable()?;
         if let Some(timeout) = request.timeout {
             if timeout.is_zero() {
@@ -946,12 +957,12 @@ impl BoxHandle {
         let spec = self.exec_spec(request);
         self.inner.counters.commands.fetch_add(1, Ordering::Relaxed);
         self.entry.commands.fetch_add(1, Ordering::Relaxed);
-        let started = exec::start(&connector, spec).await;
-        if started.is_err() {
-            self.inner.counters.exec_errors.fetch_add(1, Ordering::Relaxed);
-            self.entry.exec_errors.fetch_add(1, Ordering::Relaxed);
-        }
-        started.map(|execution| self.counted(execution))
+        let (inner, entry) = (Arc::clone(&self.inner), Arc::clone(&self.entry));
+        let failed = Box::new(move || {
+            inner.counters.exec_errors.fetch_add(1, Ordering::Relaxed);
+            entry.exec_errors.fetch_add(1, Ordering::Relaxed);
+        });
+        exec::request(connector, spec, Arc::clone(&self.entry.io), failed)
     }
 
     /// Boots the box if it is configured or stopped; returns the way to its init.

@@ -22,6 +22,16 @@ pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Replaces the status flags of a descriptor whose flags we know (a fresh pipe end has none
+/// that F_SETFL changes): one call where [`set_nonblocking`] needs two.
+pub(crate) fn set_status_flags(fd: &OwnedFd, flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor we own.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// A close-on-exec pipe: (read end, write end).
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
@@ -34,6 +44,8 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     }
 }
 
+/// Gives a pipe room for a flood of output: done by a consumer once it streams, so that a
+/// short command's pipes cost no more than the default.
 pub fn enlarge_pipe(fd: &OwnedFd) {
     // SAFETY: F_SETPIPE_SZ on our pipe; failure (e.g. a lowered pipe-max-size) only costs speed.
     unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
@@ -117,9 +129,20 @@ impl AsyncDescriptor {
     }
 }
 
-/// One execution's connection to its box's init.
+/// What one non-blocking receive on a control connection found.
+pub enum Packet {
+    Reply(Reply, Vec<OwnedFd>),
+    /// The init closed the connection.
+    Closed,
+}
+
+/// One execution's connection to its box's init. Registered with tokio's reactor only when an
+/// async call first has to wait on it: a connection that the caller's own event loop reads, and
+/// whose sends find room (small packets always do), never costs the reactor anything.
 pub struct ControlSocket {
-    inner: AsyncFd<OwnedFd>,
+    /// Declared before `fd`, so it leaves the reactor before the descriptor closes.
+    reactor: std::sync::OnceLock<AsyncFd<RawFd>>,
+    fd: OwnedFd,
 }
 
 impl ControlSocket {
@@ -127,8 +150,8 @@ impl ControlSocket {
         // SAFETY: socket + connect on a fresh descriptor; the sockaddr is filled from a path
         // whose length is checked against sun_path first.
         let fd = unsafe {
-            // Non-blocking from the start: connect runs on a tokio worker and must never park it
-            // (a full backlog answers EAGAIN instead of waiting).
+            // Non-blocking from the start: connect must never park the thread that makes it (a
+            // full backlog answers EAGAIN instead of waiting).
             let raw = libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0);
             if raw < 0 {
                 return Err(io::Error::last_os_error());
@@ -149,32 +172,73 @@ impl ControlSocket {
             }
             fd
         };
-        Ok(Self { inner: register(fd)? })
+        Ok(Self { reactor: std::sync::OnceLock::new(), fd })
+    }
+
+    /// A connected pair: ours, non-blocking, and the other end, blocking, for the init.
+    pub fn pair() -> io::Result<(Self, OwnedFd)> {
+        let mut fds = [0; 2];
+        // SAFETY: socketpair fills `fds` with two new descriptors, owned from here on.
+        unsafe {
+            if libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let (ours, theirs) = (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]));
+            set_status_flags(&ours, libc::O_NONBLOCK)?;
+            Ok((Self { reactor: std::sync::OnceLock::new(), fd: ours }, theirs))
+        }
+    }
+
+    pub fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// The connection as tokio's reactor knows it, registered on first use (inside the runtime).
+    fn reactor(&self) -> io::Result<&AsyncFd<RawFd>> {
+        if let Some(registered) = self.reactor.get() {
+            return Ok(registered);
+        }
+        // SAFETY: `fd` stays open until `self` drops, and `reactor` drops first (field order).
+        let registered = unsafe { AsyncFd::register(self.fd.as_raw_fd()) }.map_err(io::Error::from)?;
+        // Only tasks holding `&self` race here; a loser's registration is dropped, which
+        // deregisters it before the winner's is used.
+        Ok(self.reactor.get_or_init(|| registered))
     }
 
     pub async fn send(&self, request: &Request, fds: &[&OwnedFd]) -> io::Result<()> {
         let bytes = encode(request);
         let borrowed: Vec<_> = fds.iter().map(|fd| fd.as_fd()).collect();
+        match send_packet(self.fd.as_fd(), &bytes, &borrowed) {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+            sent => return sent,
+        }
         loop {
-            let mut guard = self.inner.writable().await?;
-            match guard.try_io(|fd| send_packet(fd.as_fd(), &bytes, &borrowed)) {
+            let mut guard = self.reactor()?.writable().await?;
+            match guard.try_io(|_| send_packet(self.fd.as_fd(), &bytes, &borrowed)) {
                 Ok(result) => return result,
                 Err(_would_block) => {}
             }
         }
     }
 
-    /// The next reply; `None` when the init closed the connection.
-    pub async fn recv(&self) -> io::Result<Option<(Reply, Vec<OwnedFd>)>> {
+    /// The next packet if one has arrived, without waiting.
+    pub fn try_recv(&self, buffer: &mut Vec<u8>) -> io::Result<Option<Packet>> {
+        match recv_packet(self.fd.as_fd(), buffer) {
+            Ok((0, fds)) if fds.is_empty() => Ok(Some(Packet::Closed)),
+            Ok((length, fds)) => Ok(Some(Packet::Reply(decode(&buffer[..length])?, fds))),
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The next packet, waiting for it.
+    pub async fn recv(&self) -> io::Result<Packet> {
         let mut buffer = Vec::new();
         loop {
-            let mut guard = self.inner.readable().await?;
-            match guard.try_io(|fd| recv_packet(fd.as_fd(), &mut buffer)) {
-                Ok(Ok((0, fds))) if fds.is_empty() => return Ok(None),
-                Ok(Ok((length, fds))) => return Ok(Some((decode(&buffer[..length])?, fds))),
-                Ok(Err(error)) => return Err(error),
-                Err(_would_block) => {}
+            if let Some(packet) = self.try_recv(&mut buffer)? {
+                return Ok(packet);
             }
+            self.reactor()?.readable().await?.clear_ready();
         }
     }
 
@@ -182,6 +246,6 @@ impl ControlSocket {
     /// then kills the execution's process group.
     pub fn hang_up(&self) {
         // SAFETY: shutdown(2) on a descriptor we own; it does not close the descriptor.
-        unsafe { libc::shutdown(self.inner.get_ref().as_raw_fd(), libc::SHUT_RDWR) };
+        unsafe { libc::shutdown(self.fd.as_raw_fd(), libc::SHUT_RDWR) };
     }
 }

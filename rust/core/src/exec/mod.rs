@@ -4,7 +4,9 @@
 //!
 //! 1. Output is bytes, forwarded exactly as the process wrote it.
 //! 2. Each execution has exactly one exit status, cached: every `wait()`, concurrent or later,
-//!    sees the same value. A wait never blocks `signal`/`kill`/`resize`.
+//!    sees the same value. A wait never blocks `signal`/`kill`/`resize`. The status is learned
+//!    by the one reader of the control connection ([`Replies`]), which reads until the exit or
+//!    the end of the connection; a signal asked for after that has nothing left to reach.
 //! 3. An execution never outlives its [`Execution`]: dropping it hangs up the control
 //!    connection, and the init kills the process group.
 //! 4. A timeout sends SIGTERM to the whole process group, then SIGKILL after [`KILL_GRACE`].
@@ -17,7 +19,7 @@ pub(crate) mod fd;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{Read, Seek};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -26,7 +28,8 @@ use std::time::Duration;
 use boxlite_protocol::{Reply, Request, TtySize};
 use tokio::sync::{oneshot, watch};
 
-pub use fd::AsyncDescriptor;
+pub use fd::{enlarge_pipe, AsyncDescriptor};
+use fd::Packet;
 
 use crate::error::{Error, Result};
 
@@ -68,11 +71,18 @@ struct Control {
     /// Wakes an attach still waiting for its box to start when its execution is dropped.
     abandoned: tokio::sync::Notify,
     exit: watch::Sender<Option<ExitStatus>>,
-    /// Acknowledgements for Signal requests, in the order they were sent.
-    acks: Mutex<VecDeque<oneshot::Sender<Reply>>>,
+    acks: Mutex<Acks>,
     /// Serialises "queue an ack slot + send" so acks pair with their requests.
     send_lock: tokio::sync::Mutex<()>,
     timed_out: AtomicBool,
+}
+
+/// Acknowledgements for Signal requests, in the order they were sent.
+#[derive(Default)]
+struct Acks {
+    waiting: VecDeque<oneshot::Sender<Reply>>,
+    /// Nobody reads the replies any more (rule 2).
+    closed: bool,
 }
 
 /// Bytes that went to and came from a box's processes, for its metrics.
@@ -95,7 +105,13 @@ pub struct Execution {
     /// [`AsyncDescriptor::new`] for tokio).
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
-    pub stdin: Option<AsyncDescriptor>,
+    /// The write end of the process's stdin (or the terminal), for the consumer to make async
+    /// ([`AsyncDescriptor::new`]) where it writes: an execution whose stdin is never written
+    /// costs the reactor nothing.
+    pub stdin: Option<OwnedFd>,
+    /// Rule 2: taken by whoever is to read the control connection, and so learn the exit.
+    /// `None` for a followed main process, whose exit the runtime learns by itself.
+    pub replies: Option<Replies>,
     terminal: Option<Arc<OwnedFd>>,
 }
 
@@ -124,10 +140,55 @@ impl Control {
             socket: connected,
             abandoned: tokio::sync::Notify::new(),
             exit: watch::channel(exit).0,
-            acks: Mutex::new(VecDeque::new()),
+            acks: Mutex::new(Acks::default()),
             send_lock: tokio::sync::Mutex::new(()),
             timed_out: AtomicBool::new(false),
         })
+    }
+}
+
+impl Control {
+    fn acks(&self) -> std::sync::MutexGuard<'_, Acks> {
+        self.acks.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Rule 2: takes in one packet from the init; true once reading is over, the exit being
+    /// known (or, if the connection ended first, recorded as lost).
+    fn take(&self, received: std::io::Result<Packet>) -> bool {
+        let ending = match received {
+            Ok(Packet::Reply(Reply::Exited { code, signal }, _)) => {
+                let exit_code = match (code, signal) {
+                    (_, Some(signal)) => -signal,
+                    (Some(code), None) => code,
+                    (None, None) => -1,
+                };
+                let timed_out = self.timed_out.load(Ordering::Acquire);
+                self.exit.send_replace(Some(ExitStatus { exit_code, signal, timed_out, error: None }));
+                None
+            }
+            Ok(Packet::Reply(reply, _)) => {
+                if let Some(waiter) = self.acks().waiting.pop_front() {
+                    let _ = waiter.send(reply);
+                }
+                return false;
+            }
+            Ok(Packet::Closed) => Some("the box's init closed the connection before the process exited".to_string()),
+            Err(error) => Some(format!("lost the connection to the box's init: {error}")),
+        };
+        if let Some(ending) = ending {
+            self.exit.send_if_modified(|status| {
+                if status.is_some() {
+                    return false;
+                }
+                *status = Some(ExitStatus { exit_code: -1, signal: None, timed_out: false, error: Some(ending) });
+                true
+            });
+        }
+        // Signals still waiting for an acknowledgement succeed: the process is gone.
+        let mut acks = self.acks();
+        acks.closed = true;
+        acks.waiting.clear();
+        true
     }
 }
 
@@ -142,100 +203,232 @@ fn connect(socket_path: &Path) -> Result<fd::ControlSocket> {
     })
 }
 
-/// Control connections to one box's init. One is kept connected ahead of need: the init
-/// accepts it while idle, so an exec's request is the only message on the exec's critical
-/// path. Each execution still has a connection of its own (rule 3).
+/// Control connections to one box's init. Exec requests travel on one connection kept open;
+/// each carries the connection its execution answers on (our socket pair's other end), so
+/// starting a process costs the init no accept and us no path lookup, and wakes the init once.
+/// Each execution still has a connection of its own (rule 3).
 pub struct Connector {
     socket_path: PathBuf,
-    spare: Mutex<Option<fd::ControlSocket>>,
+    requests: Mutex<Option<Arc<fd::ControlSocket>>>,
 }
 
 impl Connector {
     pub fn new(socket_path: PathBuf) -> Self {
-        Self { socket_path, spare: Mutex::new(None) }
+        Self { socket_path, requests: Mutex::new(None) }
     }
 
     pub fn socket_path(&self) -> &Path {
         &self.socket_path
     }
 
-    fn spare(&self) -> std::sync::MutexGuard<'_, Option<fd::ControlSocket>> {
-        self.spare.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// The connection exec requests travel on, connected on first use.
+    fn requests(&self) -> Result<Arc<fd::ControlSocket>> {
+        let mut requests = self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(open) = requests.as_ref() {
+            return Ok(Arc::clone(open));
+        }
+        let open = Arc::new(connect(&self.socket_path)?);
+        *requests = Some(Arc::clone(&open));
+        Ok(open)
     }
 
-    /// Connects the next spare unless one is waiting. Called in tokio's context (the socket
-    /// registers with its reactor); a failure leaves the next exec to connect for itself.
-    pub fn refill(&self) {
-        let mut spare = self.spare();
-        if spare.is_none() {
-            *spare = fd::ControlSocket::connect(&self.socket_path).ok();
-        }
+    /// Connects the request connection ahead of the first exec; a failure leaves that exec to
+    /// connect (and report why it cannot).
+    pub fn connect_ahead(&self) {
+        let _ = self.requests();
     }
 
-    /// Sends `request` on a connection of its own: the spare, or, if there is none or it went
-    /// stale (its init ended), a new one. With `more`, the next spare is connected before the
-    /// request goes out: the init accepts it in the same wake-up in which it reads the request.
-    pub(crate) async fn open_with(&self, request: &Request, fds: &[&OwnedFd], more: bool) -> Result<fd::ControlSocket> {
-        let spare = self.spare().take();
-        if more {
-            self.refill();
-        }
-        if let Some(socket) = spare {
-            if socket.send(request, fds).await.is_ok() {
-                return Ok(socket);
-            }
-        }
-        let socket = connect(&self.socket_path)?;
-        socket.send(request, fds).await.map_err(|error| engine_error("failed to send the request", &error))?;
-        Ok(socket)
+    /// A connection of its own, for a request that is answered on it (Shutdown, Attach).
+    pub(crate) fn connect(&self) -> Result<fd::ControlSocket> {
+        connect(&self.socket_path)
+    }
+
+    /// Sends an Exec request with the descriptors it carries.
+    async fn send_exec(&self, request: &Request, carried: &[&OwnedFd]) -> Result<()> {
+        self.requests()?.send(request, carried).await.map_err(|error| {
+            Error::InvalidState(format!("the box is not running (its init at {} took no request: {error})", self.socket_path.display()))
+        })
     }
 }
 
-/// The init's answer to a `request` (exec or attach) just sent on `socket`; `None` if it hung up.
-async fn answer(socket: &fd::ControlSocket, request: &str) -> Result<Option<(Reply, Vec<OwnedFd>)>> {
+/// The init's answer to a `request` (exec or attach) just sent on `socket`.
+async fn answer(socket: &fd::ControlSocket, request: &str) -> Result<Packet> {
     tokio::time::timeout(EXEC_ANSWER_LIMIT, socket.recv())
         .await
         .map_err(|_| Error::Engine(format!("the box's init did not answer within {EXEC_ANSWER_LIMIT:?}")))?
         .map_err(|error| engine_error(&format!("failed to read the {request} reply"), &error))
 }
 
-/// Starts `spec` in the box whose init `connector` reaches.
-pub async fn start(connector: &Connector, spec: ExecSpec) -> Result<Execution> {
-    let request = Request::Exec { argv: spec.argv.clone(), env: spec.env, cwd: spec.cwd, user: spec.user, tty: spec.tty.clone() };
-    let mut ours = (None, None, None);
-    let socket = if spec.tty.is_some() {
-        connector.open_with(&request, &[], true).await?
-    } else {
-        let (stdin_read, stdin_write) = plain_pipe()?;
-        let (stdout_read, stdout_write) = stream_pipe()?;
-        let (stderr_read, stderr_write) = stream_pipe()?;
-        let socket = connector.open_with(&request, &[&stdin_read, &stdout_write, &stderr_write], true).await?;
-        ours = (Some(stdin_write), Some(stdout_read), Some(stderr_read));
-        socket
+/// Prepares the request to start `spec` in the box whose init `connector` reaches: the
+/// process's pipes and the connection its execution answers on. Nothing is sent until
+/// [`Requested::send`]. `failed` runs if the process does not start.
+pub fn request(connector: Arc<Connector>, spec: ExecSpec, io: Arc<IoCounters>, failed: Box<dyn FnOnce() + Send>) -> Result<Requested> {
+    let made = prepare(spec.tty.is_some());
+    let (socket, carried, pipes) = match made {
+        Ok(made) => made,
+        Err(error) => {
+            failed();
+            return Err(error);
+        }
     };
-    let (pid, mut fds) = match answer(&socket, "exec").await? {
-        Some((Reply::Started { pid }, fds)) => (pid, fds),
-        Some((Reply::Failed { message, not_found: true }, _)) => return Err(Error::NotFound(message)),
-        Some((Reply::Failed { message, .. }, _)) => return Err(Error::Execution(message)),
-        Some((other, _)) => return Err(Error::Engine(format!("unexpected reply to exec: {other:?}"))),
-        None => return Err(Error::InvalidState("the box stopped while starting the process".to_string())),
+    let request = Request::Exec { argv: spec.argv, env: spec.env, cwd: spec.cwd, user: spec.user, tty: spec.tty };
+    Ok(Requested { connector, request, socket, carried, pipes, timeout: spec.timeout, io, failed })
+}
+
+/// Our end of the execution's connection; what the request carries to the init (the other end,
+/// then, without a terminal, the process's ends of its stdin, stdout and stderr); and our ends
+/// of those pipes.
+type Prepared = (fd::ControlSocket, Vec<OwnedFd>, Option<[OwnedFd; 3]>);
+
+fn prepare(tty: bool) -> Result<Prepared> {
+    let (socket, theirs) = fd::ControlSocket::pair().map_err(|error| engine_error("failed to create the execution's connection", &error))?;
+    if tty {
+        return Ok((socket, vec![theirs], None));
+    }
+    let (stdin_read, stdin_write) = plain_pipe()?;
+    let (stdout_read, stdout_write) = output_pipe()?;
+    let (stderr_read, stderr_write) = output_pipe()?;
+    Ok((socket, vec![theirs, stdin_read, stdout_write, stderr_write], Some([stdin_write, stdout_read, stderr_read])))
+}
+
+/// An exec request, from its preparation until the init answers whether the process started.
+pub struct Requested {
+    connector: Arc<Connector>,
+    request: Request,
+    socket: fd::ControlSocket,
+    /// Until the request is sent.
+    carried: Vec<OwnedFd>,
+    /// Our ends of the process's stdin, stdout and stderr; `None` with a terminal, which the
+    /// init sends with its answer.
+    pipes: Option<[OwnedFd; 3]>,
+    timeout: Option<Duration>,
+    io: Arc<IoCounters>,
+    failed: Box<dyn FnOnce() + Send>,
+}
+
+/// What [`Requested::try_answer`] found.
+pub enum Answer {
+    Ready(Result<Execution>),
+    NotYet(Requested),
+}
+
+impl Requested {
+    /// The descriptor that becomes readable when the answer arrives.
+    pub fn raw(&self) -> RawFd {
+        self.socket.raw()
+    }
+
+    /// Sends the request to the init; our copies of what it carried are closed then.
+    pub async fn send(mut self) -> Result<Self> {
+        let carried: Vec<&OwnedFd> = self.carried.iter().collect();
+        let sent = self.connector.send_exec(&self.request, &carried).await;
+        drop(carried);
+        match sent {
+            Ok(()) => {
+                self.carried.clear();
+                Ok(self)
+            }
+            Err(error) => {
+                (self.failed)();
+                Err(error)
+            }
+        }
+    }
+
+    /// The answer if it has arrived, without waiting. In tokio's context (`Handle::enter`).
+    pub fn try_answer(self) -> Answer {
+        match self.socket.try_recv(&mut Vec::new()) {
+            Ok(None) => Answer::NotYet(self),
+            Ok(Some(packet)) => Answer::Ready(self.started(Ok(packet))),
+            Err(error) => Answer::Ready(self.started(Err(error))),
+        }
+    }
+
+    /// Waits for the answer. The execution's replies are left for the caller to read.
+    pub async fn answer(self) -> Result<Execution> {
+        match answer(&self.socket, "exec").await {
+            Ok(packet) => self.started(Ok(packet)),
+            Err(error) => {
+                (self.failed)();
+                Err(error)
+            }
+        }
+    }
+
+    fn started(self, received: std::io::Result<Packet>) -> Result<Execution> {
+        let Self { socket, pipes, timeout, io, failed, .. } = self;
+        let started = execution(socket, pipes, timeout, io, received);
+        if started.is_err() {
+            failed();
+        }
+        started
+    }
+}
+
+/// The execution the init's answer on `socket` started; its connection is the execution's.
+fn execution(socket: fd::ControlSocket, pipes: Option<[OwnedFd; 3]>, timeout: Option<Duration>, io: Arc<IoCounters>, received: std::io::Result<Packet>) -> Result<Execution> {
+    let (pid, mut fds) = match received {
+        Ok(Packet::Reply(Reply::Started { pid }, fds)) => (pid, fds),
+        Ok(Packet::Reply(Reply::Failed { message, not_found: true }, _)) => return Err(Error::NotFound(message)),
+        Ok(Packet::Reply(Reply::Failed { message, .. }, _)) => return Err(Error::Execution(message)),
+        Ok(Packet::Reply(other, _)) => return Err(Error::Engine(format!("unexpected reply to exec: {other:?}"))),
+        Ok(Packet::Closed) => return Err(Error::InvalidState("the box stopped while starting the process".to_string())),
+        Err(error) => return Err(engine_error("failed to read the exec reply", &error)),
     };
-    let wrap = |fd: Option<OwnedFd>| fd.map(registered).transpose();
-    let output = |fd: Option<OwnedFd>| fd.map(nonblocking).transpose();
-    let (stdin, stdout, stderr, terminal) = if spec.tty.is_some() {
-        let master = fds.pop().ok_or_else(|| Error::Engine("the init sent no terminal".to_string()))?;
-        let reader = master.try_clone().map_err(|error| engine_error("failed to duplicate the terminal", &error))?;
-        let writer = master.try_clone().map_err(|error| engine_error("failed to duplicate the terminal", &error))?;
-        (wrap(Some(writer))?, output(Some(reader))?, None, Some(Arc::new(master)))
-    } else {
-        (wrap(ours.0)?, output(ours.1)?, output(ours.2)?, None)
+    let (stdin, stdout, stderr, terminal) = match pipes {
+        Some([stdin, stdout, stderr]) => (stdin, stdout, Some(stderr), None),
+        None => {
+            let master = fds.pop().ok_or_else(|| Error::Engine("the init sent no terminal".to_string()))?;
+            let reader = master.try_clone().map_err(|error| engine_error("failed to duplicate the terminal", &error))?;
+            let writer = master.try_clone().map_err(|error| engine_error("failed to duplicate the terminal", &error))?;
+            (writer, nonblocking(reader)?, None, Some(Arc::new(master)))
+        }
     };
+    let raw = socket.raw();
     let control = Control::new(Some(socket), None);
-    tokio::spawn(read_replies(Arc::clone(&control)));
-    if let Some(timeout) = spec.timeout {
+    if let Some(timeout) = timeout {
         tokio::spawn(enforce_timeout(Arc::clone(&control), timeout));
     }
-    Ok(Execution { id: crate::ids::new_box_id(), pid, io: Arc::default(), control, stdout, stderr, stdin, terminal })
+    let replies = Some(Replies { control: Arc::clone(&control), raw });
+    Ok(Execution { id: crate::ids::new_box_id(), pid, io, control, stdout: Some(stdout), stderr, stdin: Some(stdin), replies, terminal })
+}
+
+/// Rule 2: the reading of an execution's control connection, which alone learns its exit.
+/// Whoever takes it from [`Execution::replies`] must read: on tokio ([`Replies::read_on_tokio`]),
+/// or on its own event loop, calling [`Replies::read_arrived`] whenever [`Replies::raw`] is
+/// readable until it reports the exit.
+pub struct Replies {
+    control: Arc<Control>,
+    raw: RawFd,
+}
+
+impl Replies {
+    /// The control connection's descriptor, open as long as the execution or this is held.
+    pub fn raw(&self) -> RawFd {
+        self.raw
+    }
+
+    /// Takes in what the init sent, without waiting. The exit once reading is over: then the
+    /// descriptor needs no more watching.
+    pub fn read_arrived(&self) -> Option<ExitStatus> {
+        let socket = self.control.socket.get()?;
+        let mut buffer = Vec::new();
+        loop {
+            let received = match socket.try_recv(&mut buffer) {
+                Ok(None) => return None,
+                Ok(Some(packet)) => Ok(packet),
+                Err(error) => Err(error),
+            };
+            if self.control.take(received) {
+                return Some(self.control.exit.borrow().clone().unwrap_or_else(lost_status));
+            }
+        }
+    }
+
+    /// Reads on a tokio task until the exit. In tokio's context.
+    pub fn read_on_tokio(self) {
+        tokio::spawn(read_replies(self.control));
+    }
 }
 
 /// The host files a box's main process writes, opened before asking the init about the process,
@@ -286,17 +479,16 @@ pub async fn attach(socket_path: &Path, output: MainOutput, stdin: bool) -> Resu
 
 /// The Attach exchange: the control connection, the main process's pid, and its stdin if asked
 /// for and still free.
-async fn connect_attached(socket_path: &Path, stdin: bool) -> Result<(fd::ControlSocket, i32, Option<AsyncDescriptor>)> {
+async fn connect_attached(socket_path: &Path, stdin: bool) -> Result<(fd::ControlSocket, i32, Option<OwnedFd>)> {
     let socket = connect(socket_path)?;
     socket.send(&Request::Attach { stdin }, &[]).await.map_err(|error| engine_error("failed to send the attach request", &error))?;
     let (pid, mut fds) = match answer(&socket, "attach").await? {
-        Some((Reply::Started { pid }, fds)) => (pid, fds),
-        Some((Reply::Failed { message, .. }, _)) => return Err(Error::InvalidState(message)),
-        Some((other, _)) => return Err(Error::Engine(format!("unexpected reply to attach: {other:?}"))),
-        None => return Err(Error::InvalidState("the box stopped while attaching".to_string())),
+        Packet::Reply(Reply::Started { pid }, fds) => (pid, fds),
+        Packet::Reply(Reply::Failed { message, .. }, _) => return Err(Error::InvalidState(message)),
+        Packet::Reply(other, _) => return Err(Error::Engine(format!("unexpected reply to attach: {other:?}"))),
+        Packet::Closed => return Err(Error::InvalidState("the box stopped while attaching".to_string())),
     };
-    let stdin = fds.pop().map(registered).transpose()?;
-    Ok((socket, pid, stdin))
+    Ok((socket, pid, fds.pop()))
 }
 
 /// Where an attach made before its box started finds the run once it started: the init's
@@ -317,6 +509,13 @@ fn plain_pipe() -> Result<(OwnedFd, OwnedFd)> {
     fd::pipe().map_err(|error| engine_error("failed to create a pipe", &error))
 }
 
+/// A pipe for a process's output: (read end, non-blocking, for the consumer to watch; write end).
+fn output_pipe() -> Result<(OwnedFd, OwnedFd)> {
+    let (read, write) = plain_pipe()?;
+    fd::set_status_flags(&read, libc::O_NONBLOCK).map_err(|error| engine_error("failed to set up a stream", &error))?;
+    Ok((read, write))
+}
+
 /// A pipe for a process's output: (read end, write end), with room for a flood of it.
 fn stream_pipe() -> Result<(OwnedFd, OwnedFd)> {
     let pair = plain_pipe()?;
@@ -332,9 +531,9 @@ pub fn attach_when_started(started: StartedRun, stdin: bool) -> Result<Execution
     let (stdout, stdout_writer) = stream_pipe()?;
     let (stderr, stderr_writer) = stream_pipe()?;
     let (stdout_writer, stderr_writer) = (registered(stdout_writer)?, registered(stderr_writer)?);
-    let (ours, stdin_reader) = if stdin {
+    let (stdin_reader, ours) = if stdin {
         let (read, write) = plain_pipe()?;
-        (Some(registered(write)?), Some(registered(read)?))
+        (Some(read), Some(write))
     } else {
         (None, None)
     };
@@ -376,11 +575,12 @@ pub fn attach_when_started(started: StartedRun, stdin: bool) -> Result<Execution
             }
         }
     });
-    Ok(Execution { id: crate::ids::new_box_id(), pid: 0, io: Arc::default(), control, stdout: Some(nonblocking(stdout)?), stderr: Some(nonblocking(stderr)?), stdin: ours, terminal: None })
+    Ok(Execution { id: crate::ids::new_box_id(), pid: 0, io: Arc::default(), control, stdout: Some(nonblocking(stdout)?), stderr: Some(nonblocking(stderr)?), stdin: ours, replies: None, terminal: None })
 }
 
 /// Copies what is written to an attach's stdin into the main process's, until end of file.
-async fn relay(from: AsyncDescriptor, to: AsyncDescriptor) {
+async fn relay(from: OwnedFd, to: OwnedFd) {
+    let (Ok(from), Ok(to)) = (AsyncDescriptor::new(from), AsyncDescriptor::new(to)) else { return };
     while let Ok(Some(chunk)) = from.read_chunk(CHUNK_SIZE).await {
         if to.write_all(&chunk).await.is_err() {
             return;
@@ -394,7 +594,7 @@ pub fn replay(output: MainOutput, exit_code: i32) -> Result<Execution> {
     followed(0, control, output, None)
 }
 
-fn followed(pid: i32, control: Arc<Control>, output: MainOutput, stdin: Option<AsyncDescriptor>) -> Result<Execution> {
+fn followed(pid: i32, control: Arc<Control>, output: MainOutput, stdin: Option<OwnedFd>) -> Result<Execution> {
     let follow = |file: File| -> Result<OwnedFd> {
         let (read, write) = stream_pipe()?;
         follow_into(file, control.exit.subscribe(), registered(write)?)?;
@@ -402,7 +602,7 @@ fn followed(pid: i32, control: Arc<Control>, output: MainOutput, stdin: Option<A
     };
     let stdout = follow(output.stdout)?;
     let stderr = follow(output.stderr)?;
-    Ok(Execution { id: crate::ids::new_box_id(), pid, io: Arc::default(), control, stdout: Some(stdout), stderr: Some(stderr), stdin, terminal: None })
+    Ok(Execution { id: crate::ids::new_box_id(), pid, io: Arc::default(), control, stdout: Some(stdout), stderr: Some(stderr), stdin, replies: None, terminal: None })
 }
 
 /// Feeds `writer` (a pipe) with `file`'s content as it grows, until the exit is known and the
@@ -461,40 +661,10 @@ fn watch_modifications(file: &File) -> std::io::Result<AsyncDescriptor> {
     AsyncDescriptor::new(inotify)
 }
 
-/// Rule 2: the only reader of the control connection; it publishes the exit and routes acks.
+/// Rule 2, on tokio: reads the control connection until the exit.
 async fn read_replies(control: Arc<Control>) {
     let Some(socket) = control.socket.get() else { return };
-    let ending = loop {
-        match socket.recv().await {
-            Ok(Some((Reply::Exited { code, signal }, _))) => {
-                let exit_code = match (code, signal) {
-                    (_, Some(signal)) => -signal,
-                    (Some(code), None) => code,
-                    (None, None) => -1,
-                };
-                let timed_out = control.timed_out.load(Ordering::Acquire);
-                control.exit.send_replace(Some(ExitStatus { exit_code, signal, timed_out, error: None }));
-            }
-            Ok(Some((reply, _))) => {
-                let waiter = control.acks.lock().ok().and_then(|mut acks| acks.pop_front());
-                if let Some(waiter) = waiter {
-                    let _ = waiter.send(reply);
-                }
-            }
-            Ok(None) => break "the box's init closed the connection before the process exited".to_string(),
-            Err(error) => break format!("lost the connection to the box's init: {error}"),
-        }
-    };
-    control.exit.send_if_modified(|status| {
-        if status.is_some() {
-            return false;
-        }
-        *status = Some(ExitStatus { exit_code: -1, signal: None, timed_out: false, error: Some(ending.clone()) });
-        true
-    });
-    if let Ok(mut acks) = control.acks.lock() {
-        acks.clear();
-    }
+    while !control.take(socket.recv().await) {}
 }
 
 async fn enforce_timeout(control: Arc<Control>, timeout: Duration) {
@@ -515,12 +685,20 @@ async fn send_signal(control: &Control, signal: i32, group: bool) -> Result<()> 
     let (sender, receiver) = oneshot::channel();
     {
         let _guard = control.send_lock.lock().await;
-        control.acks.lock().map_err(|_| Error::Internal("ack queue poisoned".to_string()))?.push_back(sender);
+        {
+            let mut acks = control.acks();
+            if acks.closed {
+                return Ok(()); // the process is gone (rule 2)
+            }
+            acks.waiting.push_back(sender);
+        }
         let socket = control.socket.get().ok_or_else(|| Error::InvalidState("the main process has not started, or has ended".to_string()))?;
-        socket
-            .send(&Request::Signal { signal, group }, &[])
-            .await
-            .map_err(|error| engine_error("failed to send the signal", &error))?;
+        match socket.send(&Request::Signal { signal, group }, &[]).await {
+            Ok(()) => {}
+            // The init closes a connection once it reported the exit: the process is gone.
+            Err(error) if matches!(error.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET)) => return Ok(()),
+            Err(error) => return Err(engine_error("failed to send the signal", &error)),
+        }
     }
     match receiver.await {
         Ok(Reply::Done) | Err(_) => Ok(()),
