@@ -73,6 +73,15 @@ async def test_signals_after_the_exit_have_nothing_to_reach_and_succeed(box: box
     assert (await execution.wait()).exit_code == 0
 
 
+async def test_a_signal_in_flight_when_the_execution_is_closed_still_resolves(box: boxlite.Box) -> None:
+    execution = await box.exec("sleep", ["100"])
+    # SIGWINCH, which sleep ignores; the close comes before their acknowledgements can.
+    signals = [asyncio.ensure_future(execution.signal(28)) for _ in range(5)]
+    execution.close()
+    await asyncio.wait_for(asyncio.gather(*signals), 10)
+    assert (await execution.wait()).forced
+
+
 def processes_with_command_line(command_line: bytes) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):

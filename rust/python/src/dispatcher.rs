@@ -168,8 +168,7 @@ impl Shared {
         });
         drop(channels);
         // The readers of a closed loop are never called again.
-        let readers: Vec<_> = abandoned.iter().flat_map(|gone| gone.watch.clear()).collect();
-        drop(readers);
+        abandoned.iter().for_each(|gone| gone.watch.clear(py));
         gil::detach(py, move || abandoned.iter().for_each(|gone| gone.channel.close()));
         made
     }
@@ -265,9 +264,8 @@ impl Shared {
             fail_closed(py, slot);
         }
         let channels = std::mem::take(&mut *self.channels(py));
-        // Readers of a loop that is closed would wait forever for the failures sent to it.
-        let readers: Vec<_> = channels.iter().flat_map(|known| known.watch.clear()).collect();
-        drop(readers);
+        // The runtime's readers go with it; a loop that is closed would never call them.
+        channels.iter().for_each(|known| known.watch.clear(py));
         gil::detach(py, || channels.iter().for_each(|known| known.channel.close()));
         drop(channels);
         self.stop_runtime();
@@ -337,10 +335,7 @@ impl Drop for Shared {
     fn drop(&mut self) {
         self.closed.store(true, Ordering::Release);
         let channels = self.channels.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
-        channels.iter().for_each(|known| {
-            drop(known.watch.clear());
-            known.channel.close();
-        });
+        channels.iter().for_each(|known| known.channel.close());
         self.stop_runtime();
     }
 }
@@ -392,8 +387,9 @@ impl Drain {
         if ready.channel {
             self.drain_channel(py);
         }
-        for reader in ready.readers {
+        for (fd, reader) in ready.readers {
             reader.on_readable(py);
+            self.watch.rearm(fd, &reader);
         }
     }
 }
@@ -406,7 +402,7 @@ impl Drain {
             // Invariant 3 of `channel`: the loop lets go of the drain, and with it the eventfd
             // and the watch; the connections' readers are never called again.
             let _ = self.event_loop.bind(py).call_method1("remove_reader", (self.watch.fd(),));
-            drop(self.watch.clear());
+            self.watch.clear(py);
             return;
         };
         let mut unclaimed = Vec::new();

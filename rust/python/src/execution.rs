@@ -5,8 +5,10 @@
 //!
 //! 1. (rule 22) Output is bytes end to end; text is an incremental UTF-8 decoding here, so a
 //!    character split across chunks survives and only truly invalid bytes become U+FFFD.
-//! 2. (rules 23, 26, 27) Exactly one exit per execution: the driver task and `close()` race on
-//!    `exit_claimed`; the loser does nothing. A driver that claimed the exit is never aborted.
+//! 2. (rules 23, 26, 27) Exactly one exit per execution: whoever learns it (the loop reading
+//!    the execution's connection, or the driver task of a followed main process) and `close()`
+//!    race on `exit_claimed`; the loser does nothing. A driver that claimed the exit is never
+//!    aborted.
 //! 3. (rules 24, 25) The exit is the last event: it is published only once both output streams
 //!    have ended (their pipes reached end of file), and the streams are set up inside `exec()`
 //!    itself, so none can be registered late. A forced close stops the streams first.
@@ -41,11 +43,11 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use boxlite_core::exec::{Answer, AsyncDescriptor, IoCounters, Replies, Requested, CHUNK_SIZE};
+use boxlite_core::exec::{Answer, AsyncDescriptor, IoCounters, Replies, Requested, CHUNK_SIZE, EXEC_ANSWER_LIMIT};
 use boxlite_core::{ExecutionControl, ExitStatus as CoreExitStatus};
 use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration};
 use pyo3::prelude::*;
@@ -900,8 +902,8 @@ impl WatchStreams {
 
 /// What an execution's connection is watched for (invariant 8).
 enum Phase {
-    /// The init's answer to the request `target`.
-    Answer { target: u64, requested: Box<Requested> },
+    /// The init's answer to the request `target`, until `deadline` (a loop timer) fires.
+    Answer { target: u64, requested: Box<Requested>, deadline: Py<PyAny> },
     /// The execution's exit.
     Running(Py<Execution>),
     /// Nothing: the connection is off the loop.
@@ -909,38 +911,57 @@ enum Phase {
 }
 
 /// The loop's reader of one execution's connection, from the request to the exit (invariant
-/// 8), called through the loop's watch (`watch`).
+/// 8), called through the loop's watch (`watch`). It holds the runtime weakly, as the drain
+/// does.
 pub struct ControlReadable {
-    shared: Arc<Shared>,
+    shared: Weak<Shared>,
     watch: Arc<LoopWatch>,
     raw: RawFd,
     phase: Mutex<Phase>,
 }
 
 impl ControlReadable {
-    fn send_and_watch(py: Python<'_>, shared: &Arc<Shared>, target: u64, future: &Bound<'_, PyAny>, channel: Arc<Channel>, requested: Requested) -> PyResult<()> {
-        let watch = shared.watch(&future.call_method0("get_loop")?)?;
+    fn send_and_watch(py: Python<'_>, shared: &Arc<Shared>, target: u64, future: &Bound<'_, PyAny>, channel: Arc<Channel>, mut requested: Requested) -> PyResult<()> {
+        let event_loop = future.call_method0("get_loop")?;
+        let watch = shared.watch(&event_loop)?;
         let raw = requested.raw();
-        let reader = Arc::new(Self { shared: Arc::clone(shared), watch: Arc::clone(&watch), raw, phase: Mutex::new(Phase::Done) });
+        let reader = Arc::new(Self { shared: Arc::downgrade(shared), watch: Arc::clone(&watch), raw, phase: Mutex::new(Phase::Done) });
         let watched = watch.add(raw, Arc::clone(&reader)).map_err(PyErr::from).and_then(|()| {
             // A request cancelled or swept before its answer lets go of its connection.
             let abandoned = Arc::clone(&reader);
-            future.call_method1("add_done_callback", (Deferred::new_with_arg(move |py, _future| abandoned.abandon(py)),))
+            future.call_method1("add_done_callback", (Deferred::new_with_arg(move |py, _future| abandoned.release(py)),))
         });
         if let Err(error) = watched {
             reader.unwatch();
             drop(shared.registry.take(target));
             return Err(error);
         }
-        match shared.step_here(requested.send()) {
-            Ok(Ok(requested)) => *locked(&reader.phase) = Phase::Answer { target, requested: Box::new(requested) },
-            Ok(Err(error)) => {
-                reader.unwatch();
-                shared.complete_here(py, target, Err(error));
+        let sent = {
+            let _runtime = shared.handle.enter();
+            requested.try_send()
+        };
+        match sent {
+            Ok(true) => {
+                let overdue = Arc::clone(&reader);
+                match event_loop.call_method1("call_later", (EXEC_ANSWER_LIMIT.as_secs_f64(), Deferred::new(move |py| overdue.overdue(py)))) {
+                    Ok(deadline) => *locked(&reader.phase) = Phase::Answer { target, requested: Box::new(requested), deadline: deadline.unbind() },
+                    Err(error) => {
+                        reader.unwatch();
+                        drop(requested);
+                        drop(shared.registry.take(target));
+                        return Err(error);
+                    }
+                }
             }
-            Err(rest) => {
+            // The init's queue is full: tokio sends it once there is room, and waits for the answer.
+            Ok(false) => {
                 reader.unwatch();
-                shared.complete_with(target, channel, async move { rest.await?.answer().await.map(Payload::Execution) });
+                shared.complete_with(target, channel, async move { requested.send().await?.answer().await.map(Payload::Execution) });
+            }
+            Err(error) => {
+                reader.unwatch();
+                drop(requested);
+                shared.complete_here(py, target, Err(error));
             }
         }
         Ok(())
@@ -949,19 +970,37 @@ impl ControlReadable {
     /// Watches an attached execution's connection for its exit.
     fn watch_running(execution: &Bound<'_, Execution>, raw: RawFd) -> PyResult<()> {
         let this = execution.get();
-        let reader = Self { shared: Arc::clone(&this.shared), watch: Arc::clone(&this.watch), raw, phase: Mutex::new(Phase::Running(execution.clone().unbind())) };
+        let reader = Self { shared: Arc::downgrade(&this.shared), watch: Arc::clone(&this.watch), raw, phase: Mutex::new(Phase::Running(execution.clone().unbind())) };
         this.watch.add(raw, Arc::new(reader))?;
         Ok(())
     }
 
-    /// The request was cancelled or swept: if no answer came, the connection closes and the
-    /// init kills what it started.
-    fn abandon(&self, py: Python<'_>) {
+    /// Lets go of the request, if no answer came (it was cancelled or swept, or the loop will
+    /// not call again): the connection leaves the watch, then closes, and the init kills what
+    /// it started. An execution that runs keeps its reader.
+    pub fn release(&self, py: Python<'_>) {
         let phase = std::mem::replace(&mut *locked(&self.phase), Phase::Done);
         match phase {
-            Phase::Answer { requested, .. } => {
+            Phase::Answer { requested, deadline, .. } => {
                 self.unwatch();
+                let _ = deadline.bind(py).call_method0("cancel");
                 crate::gil::detach(py, move || drop(requested));
+            }
+            other => *locked(&self.phase) = other,
+        }
+    }
+
+    /// No answer within the limit: the request fails, and its connection goes.
+    fn overdue(&self, py: Python<'_>) {
+        let phase = std::mem::replace(&mut *locked(&self.phase), Phase::Done);
+        match phase {
+            Phase::Answer { target, mut requested, .. } => {
+                self.unwatch();
+                let error = requested.overdue();
+                crate::gil::detach(py, move || drop(requested));
+                if let Some(shared) = self.shared.upgrade() {
+                    shared.complete_here(py, target, Err(error));
+                }
             }
             other => *locked(&self.phase) = other,
         }
@@ -975,14 +1014,21 @@ impl ControlReadable {
     pub fn on_readable(self: &Arc<Self>, py: Python<'_>) {
         let phase = std::mem::replace(&mut *locked(&self.phase), Phase::Done);
         match phase {
-            Phase::Answer { target, requested } => {
+            Phase::Answer { target, requested, deadline } => {
+                let Some(shared) = self.shared.upgrade() else {
+                    self.unwatch();
+                    return;
+                };
                 let answer = {
-                    let _runtime = self.shared.handle.enter();
+                    let _runtime = shared.handle.enter();
                     (*requested).try_answer()
                 };
                 match answer {
-                    Answer::NotYet(requested) => *locked(&self.phase) = Phase::Answer { target, requested: Box::new(requested) },
-                    Answer::Ready(answer) => self.answered(py, target, answer),
+                    Answer::NotYet(requested) => *locked(&self.phase) = Phase::Answer { target, requested: Box::new(requested), deadline },
+                    Answer::Ready(answer) => {
+                        let _ = deadline.bind(py).call_method0("cancel");
+                        self.answered(py, &shared, target, answer);
+                    }
                 }
             }
             Phase::Running(execution) => {
@@ -995,22 +1041,22 @@ impl ControlReadable {
 
     /// The answer arrived: the request resolves to the execution, whose exit this reader
     /// watches for next; or to the error, and the connection leaves the watch.
-    fn answered(self: &Arc<Self>, py: Python<'_>, target: u64, answer: Result<boxlite_core::Execution, boxlite_core::Error>) {
+    fn answered(self: &Arc<Self>, py: Python<'_>, shared: &Arc<Shared>, target: u64, answer: Result<boxlite_core::Execution, boxlite_core::Error>) {
         let core = match answer {
             Ok(core) => core,
             Err(error) => {
                 self.unwatch();
-                self.shared.complete_here(py, target, Err(error));
+                shared.complete_here(py, target, Err(error));
                 return;
             }
         };
-        let Some((future, event_loop)) = crate::dispatcher::claim(py, &self.shared, target) else {
+        let Some((future, event_loop)) = crate::dispatcher::claim(py, shared, target) else {
             self.unwatch();
             crate::gil::detach(py, move || drop(core));
             return;
         };
         let future = future.bind(py);
-        match Execution::attach(py, &self.shared, event_loop.bind(py), core, Some(self)) {
+        match Execution::attach(py, shared, event_loop.bind(py), core, Some(self)) {
             Ok(execution) => {
                 let _ = set_result(future, execution.into_bound(py).into_any());
             }

@@ -7,23 +7,33 @@
 //!
 //! # Invariants
 //!
-//! 1. Connections are added, removed and dispatched on the loop's thread, which holds the
-//!    interpreter: their readers touch Python objects.
-//! 2. A connection leaves the watch before its descriptor is closed (its reader's owner removes
-//!    it first), so a number the kernel hands out again is never watched for the old reader.
+//! 1. Readers are called on the loop's thread, which holds the interpreter: they touch Python
+//!    objects. The table is locked for every change, so a runtime closing elsewhere may empty
+//!    it.
+//! 2. A connection leaves the watch before its descriptor is closed, so a number the kernel
+//!    hands out again is never watched for the old reader. Where a failure closes it first,
+//!    the kernel drops the entry with the file, unless a forked child still holds the file:
+//!    then the entry, being one-shot, fires at most once more, and the reader then found under
+//!    that number (if any) reads nothing.
 //! 3. Ready readers are called outside the table's lock: a reader removes itself.
-//! 4. Readiness is level-triggered: what a reader leaves unread makes it ready again next turn.
+//! 4. A connection's entry is one-shot, re-armed after its reader ran if it is still watched:
+//!    what a reader leaves unread makes it ready again next turn. The channel's entry is
+//!    level-triggered.
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use pyo3::Python;
+
 use crate::execution::ControlReadable;
 
 /// The epoll token of the channel's eventfd; a connection's token is its descriptor.
 const CHANNEL: u64 = u64::MAX;
-/// Events taken in one turn; more are reported again next turn (invariant 4).
+/// Events taken in one turn; more are reported again next turn.
 const EVENTS: usize = 64;
+/// How a connection is watched (invariants 2 and 4).
+const ONE_SHOT: u32 = (libc::EPOLLIN | libc::EPOLLONESHOT) as u32;
 
 pub struct LoopWatch {
     epoll: OwnedFd,
@@ -33,7 +43,8 @@ pub struct LoopWatch {
 /// What one turn found ready.
 pub struct Ready {
     pub channel: bool,
-    pub readers: Vec<Arc<ControlReadable>>,
+    /// Each with its descriptor, for [`LoopWatch::rearm`].
+    pub readers: Vec<(RawFd, Arc<ControlReadable>)>,
 }
 
 impl LoopWatch {
@@ -46,7 +57,7 @@ impl LoopWatch {
         }
         // SAFETY: see above.
         let watch = Self { epoll: unsafe { OwnedFd::from_raw_fd(raw) }, readers: Mutex::new(HashMap::new()) };
-        watch.control(libc::EPOLL_CTL_ADD, channel, CHANNEL)?;
+        watch.control(libc::EPOLL_CTL_ADD, channel, libc::EPOLLIN as u32, CHANNEL)?;
         Ok(watch)
     }
 
@@ -59,8 +70,8 @@ impl LoopWatch {
         self.readers.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn control(&self, operation: libc::c_int, fd: RawFd, token: u64) -> std::io::Result<()> {
-        let mut event = libc::epoll_event { events: libc::EPOLLIN as u32, u64: token };
+    fn control(&self, operation: libc::c_int, fd: RawFd, events: u32, token: u64) -> std::io::Result<()> {
+        let mut event = libc::epoll_event { events, u64: token };
         // SAFETY: epoll_ctl on our epoll instance with a valid event struct.
         if unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), operation, fd, &mut event) } < 0 {
             return Err(std::io::Error::last_os_error());
@@ -70,16 +81,25 @@ impl LoopWatch {
 
     /// Calls `reader` whenever `fd` is readable, until [`LoopWatch::remove`].
     pub fn add(&self, fd: RawFd, reader: Arc<ControlReadable>) -> std::io::Result<()> {
-        self.control(libc::EPOLL_CTL_ADD, fd, fd as u64)?;
-        self.readers().insert(fd, reader);
+        let mut readers = self.readers();
+        self.control(libc::EPOLL_CTL_ADD, fd, ONE_SHOT, fd as u64)?;
+        readers.insert(fd, reader);
         Ok(())
     }
 
     /// Invariant 2: call before `fd` is closed.
     pub fn remove(&self, fd: RawFd) {
-        let reader = self.readers().remove(&fd);
-        if reader.is_some() {
-            let _ = self.control(libc::EPOLL_CTL_DEL, fd, 0);
+        let mut readers = self.readers();
+        if readers.remove(&fd).is_some() {
+            let _ = self.control(libc::EPOLL_CTL_DEL, fd, 0, 0);
+        }
+    }
+
+    /// Invariant 4: after `reader` ran for `fd`, watches `fd` again if it is still its reader's.
+    pub fn rearm(&self, fd: RawFd, reader: &Arc<ControlReadable>) {
+        let readers = self.readers();
+        if readers.get(&fd).is_some_and(|watched| Arc::ptr_eq(watched, reader)) {
+            let _ = self.control(libc::EPOLL_CTL_MOD, fd, ONE_SHOT, fd as u64);
         }
     }
 
@@ -95,22 +115,22 @@ impl LoopWatch {
             let token = event.u64;
             if token == CHANNEL {
                 ready.channel = true;
-            } else if let Some(reader) = RawFd::try_from(token).ok().and_then(|fd| readers.get(&fd)) {
-                ready.readers.push(Arc::clone(reader));
+            } else if let Some((fd, reader)) = RawFd::try_from(token).ok().and_then(|fd| Some((fd, readers.get(&fd)?))) {
+                ready.readers.push((fd, Arc::clone(reader)));
             }
         }
         ready
     }
 
-    /// Lets go of every reader, for the caller to drop: the loop will not call them again.
-    pub fn clear(&self) -> Vec<Arc<ControlReadable>> {
-        let readers: Vec<_> = self.readers().drain().collect();
-        readers
-            .into_iter()
-            .map(|(fd, reader)| {
-                let _ = self.control(libc::EPOLL_CTL_DEL, fd, 0);
-                reader
-            })
-            .collect()
+    /// Lets go of every reader (the loop will not call them again), releasing what each holds
+    /// for a request that got no answer.
+    pub fn clear(&self, py: Python<'_>) {
+        let readers: Vec<_> = {
+            let mut readers = self.readers();
+            readers.drain().inspect(|(fd, _)| drop(self.control(libc::EPOLL_CTL_DEL, *fd, 0, 0))).collect()
+        };
+        for (_, reader) in readers {
+            reader.release(py);
+        }
     }
 }

@@ -316,8 +316,7 @@ impl Init {
                             Reply::Refused { message: format!("failed to send signal {signal}: {}", std::io::Error::last_os_error()) }
                         }
                     }
-                    // Exited already: the exit report is on its way, so the signal is moot.
-                    None => Reply::Done,
+                    None => Reply::Refused { message: "this connection has no process to signal".to_string() },
                 };
                 self.reply(index, &reply, &[]);
             }

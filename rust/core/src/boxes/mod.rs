@@ -934,8 +934,8 @@ impl BoxHandle {
         blocking(move || settle(&inner, &entry, status)).await
     }
 
-    /// Starts a process in the box, booting the box first if it is configured or stopped.
-    /// Starts a command in the box (booting it if needed); its replies are read on tokio.
+    /// Starts a process in the box, booting the box first if it is configured or stopped; its
+    /// replies are read on tokio.
     pub async fn exec(&self, request: ExecRequest) -> Result<Execution> {
         let mut execution = self.request_exec(request).await?.send().await?.answer().await?;
         if let Some(replies) = execution.replies.take() {

@@ -136,12 +136,14 @@ pub enum Packet {
     Closed,
 }
 
-/// One execution's connection to its box's init. Registered with tokio's reactor only when an
-/// async call first has to wait on it: a connection that the caller's own event loop reads, and
-/// whose sends find room (small packets always do), never costs the reactor anything.
+/// A connection to a box's init: an execution's, the one exec requests travel on, or one for
+/// a Shutdown or an Attach. Registered with tokio's reactor only when an async call first has
+/// to wait on it: a connection that the caller's own event loop reads, and whose sends find
+/// room, never costs the reactor anything.
 pub struct ControlSocket {
     /// Declared before `fd`, so it leaves the reactor before the descriptor closes.
     reactor: std::sync::OnceLock<AsyncFd<RawFd>>,
+    registering: std::sync::Mutex<()>,
     fd: OwnedFd,
 }
 
@@ -172,7 +174,7 @@ impl ControlSocket {
             }
             fd
         };
-        Ok(Self { reactor: std::sync::OnceLock::new(), fd })
+        Ok(Self { reactor: std::sync::OnceLock::new(), registering: std::sync::Mutex::new(()), fd })
     }
 
     /// A connected pair: ours, non-blocking, and the other end, blocking, for the init.
@@ -185,7 +187,7 @@ impl ControlSocket {
             }
             let (ours, theirs) = (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]));
             set_status_flags(&ours, libc::O_NONBLOCK)?;
-            Ok((Self { reactor: std::sync::OnceLock::new(), fd: ours }, theirs))
+            Ok((Self { reactor: std::sync::OnceLock::new(), registering: std::sync::Mutex::new(()), fd: ours }, theirs))
         }
     }
 
@@ -198,20 +200,32 @@ impl ControlSocket {
         if let Some(registered) = self.reactor.get() {
             return Ok(registered);
         }
+        // A descriptor registers once: callers racing here take turns.
+        let _registering = self.registering.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(registered) = self.reactor.get() {
+            return Ok(registered);
+        }
         // SAFETY: `fd` stays open until `self` drops, and `reactor` drops first (field order).
         let registered = unsafe { AsyncFd::register(self.fd.as_raw_fd()) }.map_err(io::Error::from)?;
-        // Only tasks holding `&self` race here; a loser's registration is dropped, which
-        // deregisters it before the winner's is used.
         Ok(self.reactor.get_or_init(|| registered))
     }
 
+    /// Sends without waiting: false if there is no room now.
+    pub fn try_send(&self, request: &Request, fds: &[&OwnedFd]) -> io::Result<bool> {
+        let borrowed: Vec<_> = fds.iter().map(|fd| fd.as_fd()).collect();
+        match send_packet(self.fd.as_fd(), &encode(request), &borrowed) {
+            Ok(()) => Ok(true),
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
     pub async fn send(&self, request: &Request, fds: &[&OwnedFd]) -> io::Result<()> {
+        if self.try_send(request, fds)? {
+            return Ok(());
+        }
         let bytes = encode(request);
         let borrowed: Vec<_> = fds.iter().map(|fd| fd.as_fd()).collect();
-        match send_packet(self.fd.as_fd(), &bytes, &borrowed) {
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-            sent => return sent,
-        }
         loop {
             let mut guard = self.reactor()?.writable().await?;
             match guard.try_io(|_| send_packet(self.fd.as_fd(), &bytes, &borrowed)) {

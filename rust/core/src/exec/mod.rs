@@ -35,8 +35,8 @@ use crate::error::{Error, Result};
 
 /// Time between SIGTERM and SIGKILL when a timeout ends an execution.
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
-/// How long `start` waits for the box's init to report the process started.
-const EXEC_ANSWER_LIMIT: Duration = Duration::from_secs(30);
+/// How long an exec waits for the box's init to report the process started.
+pub const EXEC_ANSWER_LIMIT: Duration = Duration::from_secs(30);
 /// Largest chunk read from a process's output at once: a quarter of the 1 MiB pipe, so a
 /// flood of output costs few events, while small writes still arrive as they are.
 pub const CHUNK_SIZE: usize = 256 * 1024;
@@ -175,6 +175,13 @@ impl Control {
             Ok(Packet::Closed) => Some("the box's init closed the connection before the process exited".to_string()),
             Err(error) => Some(format!("lost the connection to the box's init: {error}")),
         };
+        self.stop_reading(ending);
+        true
+    }
+
+    /// Nobody reads the replies any more. An exit not known by then is recorded as lost, with
+    /// why (`ending`), and signals still waiting for an acknowledgement succeed.
+    fn stop_reading(&self, ending: Option<String>) {
         if let Some(ending) = ending {
             self.exit.send_if_modified(|status| {
                 if status.is_some() {
@@ -184,11 +191,9 @@ impl Control {
                 true
             });
         }
-        // Signals still waiting for an acknowledgement succeed: the process is gone.
         let mut acks = self.acks();
         acks.closed = true;
         acks.waiting.clear();
-        true
     }
 }
 
@@ -221,10 +226,11 @@ impl Connector {
         &self.socket_path
     }
 
-    /// The connection exec requests travel on, connected on first use.
-    fn requests(&self) -> Result<Arc<fd::ControlSocket>> {
+    /// The connection exec requests travel on, connected on first use, or anew when `stale`
+    /// is the one that failed.
+    fn requests(&self, stale: Option<&Arc<fd::ControlSocket>>) -> Result<Arc<fd::ControlSocket>> {
         let mut requests = self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(open) = requests.as_ref() {
+        if let Some(open) = requests.as_ref().filter(|open| !stale.is_some_and(|stale| Arc::ptr_eq(open, stale))) {
             return Ok(Arc::clone(open));
         }
         let open = Arc::new(connect(&self.socket_path)?);
@@ -235,7 +241,7 @@ impl Connector {
     /// Connects the request connection ahead of the first exec; a failure leaves that exec to
     /// connect (and report why it cannot).
     pub fn connect_ahead(&self) {
-        let _ = self.requests();
+        let _ = self.requests(None);
     }
 
     /// A connection of its own, for a request that is answered on it (Shutdown, Attach).
@@ -243,11 +249,33 @@ impl Connector {
         connect(&self.socket_path)
     }
 
-    /// Sends an Exec request with the descriptors it carries.
+    /// Sends an Exec request with the descriptors it carries, without waiting: false if the
+    /// init's queue is full. A request connection the init closed (it drops one whose packet
+    /// it could not take) is replaced once.
+    fn try_send_exec(&self, request: &Request, carried: &[&OwnedFd]) -> Result<bool> {
+        let mut requests = self.requests(None)?;
+        for retry in [true, false] {
+            match requests.try_send(request, carried) {
+                Ok(sent) => return Ok(sent),
+                Err(error) if retry && matches!(error.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET)) => {
+                    requests = self.requests(Some(&requests))?;
+                }
+                Err(error) => return Err(self.not_taken(&error)),
+            }
+        }
+        Ok(false)
+    }
+
+    /// [`Connector::try_send_exec`], waiting for room.
     async fn send_exec(&self, request: &Request, carried: &[&OwnedFd]) -> Result<()> {
-        self.requests()?.send(request, carried).await.map_err(|error| {
-            Error::InvalidState(format!("the box is not running (its init at {} took no request: {error})", self.socket_path.display()))
-        })
+        if self.try_send_exec(request, carried)? {
+            return Ok(());
+        }
+        self.requests(None)?.send(request, carried).await.map_err(|error| self.not_taken(&error))
+    }
+
+    fn not_taken(&self, error: &std::io::Error) -> Error {
+        Error::InvalidState(format!("the box is not running (its init at {} took no request: {error})", self.socket_path.display()))
     }
 }
 
@@ -272,7 +300,7 @@ pub fn request(connector: Arc<Connector>, spec: ExecSpec, io: Arc<IoCounters>, f
         }
     };
     let request = Request::Exec { argv: spec.argv, env: spec.env, cwd: spec.cwd, user: spec.user, tty: spec.tty };
-    Ok(Requested { connector, request, socket, carried, pipes, timeout: spec.timeout, io, failed })
+    Ok(Requested { connector, request, socket, carried, pipes, timeout: spec.timeout, io, failed: Some(failed) })
 }
 
 /// Our end of the execution's connection; what the request carries to the init (the other end,
@@ -303,7 +331,8 @@ pub struct Requested {
     pipes: Option<[OwnedFd; 3]>,
     timeout: Option<Duration>,
     io: Arc<IoCounters>,
-    failed: Box<dyn FnOnce() + Send>,
+    /// Counts a start that failed; taken when it runs.
+    failed: Option<Box<dyn FnOnce() + Send>>,
 }
 
 /// What [`Requested::try_answer`] found.
@@ -318,21 +347,43 @@ impl Requested {
         self.socket.raw()
     }
 
-    /// Sends the request to the init; our copies of what it carried are closed then.
+    /// Sends the request to the init without waiting: false if the init's queue is full (then
+    /// [`Requested::send`]). Once sent, our copies of what it carried are closed.
+    pub fn try_send(&mut self) -> Result<bool> {
+        let carried: Vec<&OwnedFd> = self.carried.iter().collect();
+        let sent = self.connector.try_send_exec(&self.request, &carried);
+        drop(carried);
+        self.after_send(sent)
+    }
+
+    /// Sends the request to the init, waiting for room.
     pub async fn send(mut self) -> Result<Self> {
         let carried: Vec<&OwnedFd> = self.carried.iter().collect();
-        let sent = self.connector.send_exec(&self.request, &carried).await;
+        let sent = self.connector.send_exec(&self.request, &carried).await.map(|()| true);
         drop(carried);
+        self.after_send(sent).map(|_| self)
+    }
+
+    fn after_send(&mut self, sent: Result<bool>) -> Result<bool> {
         match sent {
-            Ok(()) => {
-                self.carried.clear();
-                Ok(self)
-            }
-            Err(error) => {
-                (self.failed)();
-                Err(error)
-            }
+            Ok(true) => self.carried.clear(),
+            Ok(false) => {}
+            Err(_) => self.count_failure(),
         }
+        sent
+    }
+
+    fn count_failure(&mut self) {
+        if let Some(failed) = self.failed.take() {
+            failed();
+        }
+    }
+
+    /// Gives up waiting for the answer (after [`EXEC_ANSWER_LIMIT`]): the error to report. The
+    /// connection closes when this is dropped, and the init kills what it started.
+    pub fn overdue(&mut self) -> Error {
+        self.count_failure();
+        Error::Engine(format!("the box's init did not answer within {EXEC_ANSWER_LIMIT:?}"))
     }
 
     /// The answer if it has arrived, without waiting. In tokio's context (`Handle::enter`).
@@ -345,20 +396,21 @@ impl Requested {
     }
 
     /// Waits for the answer. The execution's replies are left for the caller to read.
-    pub async fn answer(self) -> Result<Execution> {
+    pub async fn answer(mut self) -> Result<Execution> {
         match answer(&self.socket, "exec").await {
             Ok(packet) => self.started(Ok(packet)),
             Err(error) => {
-                (self.failed)();
+                self.count_failure();
                 Err(error)
             }
         }
     }
 
-    fn started(self, received: std::io::Result<Packet>) -> Result<Execution> {
-        let Self { socket, pipes, timeout, io, failed, .. } = self;
+    fn started(mut self, received: std::io::Result<Packet>) -> Result<Execution> {
+        let failed = self.failed.take();
+        let Self { socket, pipes, timeout, io, .. } = self;
         let started = execution(socket, pipes, timeout, io, received);
-        if started.is_err() {
+        if let (Err(_), Some(failed)) = (&started, failed) {
             failed();
         }
         started
@@ -427,7 +479,14 @@ impl Replies {
 
     /// Reads on a tokio task until the exit. In tokio's context.
     pub fn read_on_tokio(self) {
-        tokio::spawn(read_replies(self.control));
+        tokio::spawn(async move { read_replies(Arc::clone(&self.control)).await });
+    }
+}
+
+impl Drop for Replies {
+    /// Rule 2: once the reader lets go, nothing more is learned from the connection.
+    fn drop(&mut self) {
+        self.control.stop_reading(Some("the execution's connection was let go before its exit".to_string()));
     }
 }
 
@@ -674,32 +733,39 @@ async fn enforce_timeout(control: Arc<Control>, timeout: Duration) {
             return;
         }
         control.timed_out.store(true, Ordering::Release);
-        let _ = send_signal(&control, signal, true).await;
+        // Not waiting for the acknowledgement: whoever reads the replies may be busy (a blocked
+        // event loop), and the grace period runs from the SIGTERM regardless.
+        let _ = request_signal(&control, signal, true).await;
     }
 }
 
-async fn send_signal(control: &Control, signal: i32, group: bool) -> Result<()> {
+/// Sends a Signal request; the acknowledgement comes through the returned receiver, `None` if
+/// there is nothing left to signal (rule 2).
+async fn request_signal(control: &Control, signal: i32, group: bool) -> Result<Option<oneshot::Receiver<Reply>>> {
     if control.exit.borrow().is_some() {
-        return Ok(());
+        return Ok(None);
     }
     let (sender, receiver) = oneshot::channel();
+    let _guard = control.send_lock.lock().await;
     {
-        let _guard = control.send_lock.lock().await;
-        {
-            let mut acks = control.acks();
-            if acks.closed {
-                return Ok(()); // the process is gone (rule 2)
-            }
-            acks.waiting.push_back(sender);
+        let mut acks = control.acks();
+        if acks.closed {
+            return Ok(None);
         }
-        let socket = control.socket.get().ok_or_else(|| Error::InvalidState("the main process has not started, or has ended".to_string()))?;
-        match socket.send(&Request::Signal { signal, group }, &[]).await {
-            Ok(()) => {}
-            // The init closes a connection once it reported the exit: the process is gone.
-            Err(error) if matches!(error.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET)) => return Ok(()),
-            Err(error) => return Err(engine_error("failed to send the signal", &error)),
-        }
+        acks.waiting.push_back(sender);
     }
+    let socket = control.socket.get().ok_or_else(|| Error::InvalidState("the main process has not started, or has ended".to_string()))?;
+    match socket.send(&Request::Signal { signal, group }, &[]).await {
+        Ok(()) => Ok(Some(receiver)),
+        // The init closes a connection once it reported the exit: the process is gone.
+        Err(error) if matches!(error.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET)) => Ok(None),
+        Err(error) => Err(engine_error("failed to send the signal", &error)),
+    }
+}
+
+/// Sends a signal and waits for the init to acknowledge it.
+async fn signal_acknowledged(control: &Control, signal: i32, group: bool) -> Result<()> {
+    let Some(receiver) = request_signal(control, signal, group).await? else { return Ok(()) };
     match receiver.await {
         Ok(Reply::Done) | Err(_) => Ok(()),
         Ok(Reply::Refused { message }) => Err(Error::Execution(message)),
@@ -741,12 +807,12 @@ impl ExecutionControl {
         if !(1..=64).contains(&signal) {
             return Err(Error::InvalidArgument(format!("signal must be between 1 and 64, got {signal}")));
         }
-        send_signal(&self.control, signal, false).await
+        signal_acknowledged(&self.control, signal, false).await
     }
 
     /// SIGKILL to the execution's whole process group.
     pub async fn kill(&self) -> Result<()> {
-        send_signal(&self.control, libc::SIGKILL, true).await
+        signal_acknowledged(&self.control, libc::SIGKILL, true).await
     }
 
     pub fn resize(&self, rows: u16, cols: u16) -> Result<()> {
