@@ -12,7 +12,7 @@ from pathlib import Path
 
 import boxlite
 
-from .conftest import box_processes, collect
+from .conftest import box_cgroups, box_processes, collect
 
 SETUP = """
 import asyncio, sys, boxlite
@@ -47,6 +47,7 @@ def run_until_killed(home: Path) -> None:
 
 
 async def test_the_next_runtime_reconciles_after_a_kill_9(home: Path) -> None:
+    cgroups_before = box_cgroups()
     run_until_killed(home)
     runtime = boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
     try:
@@ -57,6 +58,11 @@ async def test_the_next_runtime_reconciles_after_a_kill_9(home: Path) -> None:
         for name, info in infos.items():
             if name != "lasting":
                 assert info.state.status in ("configured", "stopped"), (name, info.state.status)
+        # Only the box that lives on keeps its cgroups and its init's socket.
+        lasting_id = infos["lasting"].id
+        assert {group.name for group in box_cgroups() - cgroups_before} == {lasting_id}
+        sockets = {path.parent.name for path in (home / "boxes").glob("*/init.sock")}
+        assert sockets == {lasting_id}
         lasting = await runtime.get("lasting")
         assert lasting is not None
         stdout, _, status = await collect(await lasting.exec("cat", ["/root/proof"]))
