@@ -300,9 +300,9 @@ const WATCH_DELAY: std::time::Duration = std::time::Duration::from_millis(2);
 const AFTER_EXIT_READS: usize = 2;
 
 /// Output one turn of a loop reads at most, about (invariant 7).
-const READ_BUDGET: usize = 2 << 20;
+const READ_BUDGET: usize = 1 << 20;
 /// The smallest read, however many streams a loop watches.
-const MIN_READ: usize = 32 << 10;
+const MIN_READ: usize = 16 << 10;
 
 /// What one read of a stream did to it.
 enum Found {
