@@ -4,6 +4,7 @@ timeouts, and that output is never truncated."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 
 import pytest
@@ -104,6 +105,23 @@ async def test_an_exec_cancelled_before_its_answer_leaves_no_process(box: boxlit
     await asyncio.gather(*pending, return_exceptions=True)
     await wait_until(lambda: not processes_with_command_line(b"sleep\x00987654\x00"), what="a cancelled exec's process lived on")
     assert (await (await box.exec("true")).wait()).exit_code == 0
+
+
+async def test_executions_of_a_loop_that_closes_leave_no_process(box: boxlite.Box) -> None:
+    await box.start()
+
+    def in_a_loop_that_closes() -> None:
+        async def forget() -> None:
+            box.exec("sleep", ["987655"])  # never awaited: still waiting for its answer
+            running = await box.exec("sleep", ["987656"])  # never waited for
+            assert running.id()
+
+        asyncio.run(forget())
+
+    await asyncio.to_thread(in_a_loop_that_closes)
+    gc.collect()
+    for argument in (b"987655", b"987656"):
+        await wait_until(lambda: not processes_with_command_line(b"sleep\x00" + argument + b"\x00"), what="an execution outlived its loop")
 
 
 async def test_many_executions_at_once_each_get_their_own_output_and_exit(box: boxlite.Box) -> None:

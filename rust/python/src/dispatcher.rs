@@ -264,8 +264,13 @@ impl Shared {
             fail_closed(py, slot);
         }
         let channels = std::mem::take(&mut *self.channels(py));
-        // The runtime's readers go with it; a loop that is closed would never call them.
-        channels.iter().for_each(|known| known.watch.clear(py));
+        // The readers of a loop that is closed go now; a running loop's drain lets go of its
+        // own, on its thread, once it finds the channel closed.
+        for known in &channels {
+            if known.event_loop.bind(py).call_method0("is_closed").and_then(|closed| closed.is_truthy()).unwrap_or(true) {
+                known.watch.clear(py);
+            }
+        }
         gil::detach(py, || channels.iter().for_each(|known| known.channel.close()));
         drop(channels);
         self.stop_runtime();
@@ -429,8 +434,10 @@ impl Drain {
 impl Drop for Drain {
     /// The loop let go of the drain (it was closed, or the reader removed): nobody will drain
     /// the channel again, so it is closed, releasing what waits in it and its producers.
-    /// Closing releases payloads, which never needs the interpreter (rule 18).
+    /// Closing releases payloads, which never needs the interpreter (rule 18). Nobody will call
+    /// the watch's readers either: requests still waiting for an answer let go of it.
     fn drop(&mut self) {
+        gil::attach(|py| self.watch.clear(py));
         self.channel.close();
     }
 }

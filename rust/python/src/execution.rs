@@ -37,7 +37,8 @@
 //!    the init that wakes for it finds this thread about to wait. The answer still settles the
 //!    request exactly once through the registry (dispatcher invariant 3); an exec whose request
 //!    was cancelled or swept lets go of its connection, and the init then kills what it
-//!    started. An exec that has to wait (the box boots first) has tokio send it and learn the
+//!    started; one that gets no answer within `EXEC_ANSWER_LIMIT` fails. An exec that has to
+//!    wait (the box boots first, or the init's queue is full) has tokio send it and learn the
 //!    answer, which comes through the channel; the loop then reads its exit the same way. A
 //!    followed main process's exit is learned by tokio and comes through the channel too.
 
@@ -653,8 +654,12 @@ impl Execution {
         }
     }
 
-    /// The runtime closed: every pending wait and read fails with RuntimeClosedError.
+    /// The runtime closed (or the execution's loop did): every pending wait and read fails with
+    /// RuntimeClosedError, and the process group is killed.
     pub fn fail_closed(&self, py: Python<'_>) {
+        // The exit is never published now: a later close() must not publish the status left by
+        // letting go of the connection.
+        self.exit_claimed.store(true, Ordering::Release);
         self.unwatch_control();
         for kind in [StreamKind::Stdout, StreamKind::Stderr] {
             self.unwatch(py, kind, true);
@@ -669,6 +674,9 @@ impl Execution {
         };
         for future in pending {
             let _ = set_exception(py, future.bind(py), errors::runtime_closed(py));
+        }
+        if let Some(target) = self.target.get() {
+            drop(self.shared.registry.take(*target));
         }
         let owner = locked(&self.owner).take();
         crate::gil::detach(py, move || drop(owner));
@@ -906,7 +914,7 @@ enum Phase {
     Answer { target: u64, requested: Box<Requested>, deadline: Py<PyAny> },
     /// The execution's exit.
     Running(Py<Execution>),
-    /// Nothing: the connection is off the loop.
+    /// Nothing: the connection is off the loop (or the reader is between phases).
     Done,
 }
 
@@ -922,8 +930,14 @@ pub struct ControlReadable {
 
 impl ControlReadable {
     fn send_and_watch(py: Python<'_>, shared: &Arc<Shared>, target: u64, future: &Bound<'_, PyAny>, channel: Arc<Channel>, mut requested: Requested) -> PyResult<()> {
-        let event_loop = future.call_method0("get_loop")?;
-        let watch = shared.watch(&event_loop)?;
+        let found = future.call_method0("get_loop").and_then(|event_loop| Ok((shared.watch(&event_loop)?, event_loop)));
+        let (watch, event_loop) = match found {
+            Ok(found) => found,
+            Err(error) => {
+                drop(shared.registry.take(target));
+                return Err(error);
+            }
+        };
         let raw = requested.raw();
         let reader = Arc::new(Self { shared: Arc::downgrade(shared), watch: Arc::clone(&watch), raw, phase: Mutex::new(Phase::Done) });
         let watched = watch.add(raw, Arc::clone(&reader)).map_err(PyErr::from).and_then(|()| {
@@ -976,17 +990,36 @@ impl ControlReadable {
     }
 
     /// Lets go of the request, if no answer came (it was cancelled or swept, or the loop will
-    /// not call again): the connection leaves the watch, then closes, and the init kills what
-    /// it started. An execution that runs keeps its reader.
+    /// not call again): its slot goes, the connection leaves the watch, then closes, and the
+    /// init kills what it started. An execution that runs keeps its reader.
     pub fn release(&self, py: Python<'_>) {
         let phase = std::mem::replace(&mut *locked(&self.phase), Phase::Done);
         match phase {
-            Phase::Answer { requested, deadline, .. } => {
+            Phase::Answer { target, requested, deadline } => {
                 self.unwatch();
                 let _ = deadline.bind(py).call_method0("cancel");
+                let slot = self.shared.upgrade().and_then(|shared| shared.registry.take(target));
                 crate::gil::detach(py, move || drop(requested));
+                drop(slot);
             }
             other => *locked(&self.phase) = other,
+        }
+    }
+
+    /// The loop will not call this reader again (it was closed, or the runtime was): a request
+    /// that got no answer is let go, and an execution that runs is ended, as asyncio ends the
+    /// subprocesses of a transport it closes.
+    pub fn let_go(&self, py: Python<'_>) {
+        let running = match &*locked(&self.phase) {
+            Phase::Running(execution) => Some(execution.clone_ref(py)),
+            Phase::Answer { .. } | Phase::Done => None,
+        };
+        match running {
+            Some(execution) => {
+                *locked(&self.phase) = Phase::Done;
+                execution.get().fail_closed(py);
+            }
+            None => self.release(py),
         }
     }
 
@@ -1016,7 +1049,8 @@ impl ControlReadable {
         match phase {
             Phase::Answer { target, requested, deadline } => {
                 let Some(shared) = self.shared.upgrade() else {
-                    self.unwatch();
+                    *locked(&self.phase) = Phase::Answer { target, requested, deadline };
+                    self.release(py);
                     return;
                 };
                 let answer = {

@@ -122,15 +122,14 @@ impl LoopWatch {
         ready
     }
 
-    /// Lets go of every reader (the loop will not call them again), releasing what each holds
-    /// for a request that got no answer.
+    /// Lets go of every reader: the loop will not call them again (`ControlReadable::let_go`).
     pub fn clear(&self, py: Python<'_>) {
         let readers: Vec<_> = {
             let mut readers = self.readers();
             readers.drain().inspect(|(fd, _)| drop(self.control(libc::EPOLL_CTL_DEL, *fd, 0, 0))).collect()
         };
         for (_, reader) in readers {
-            reader.release(py);
+            reader.let_go(py);
         }
     }
 }

@@ -253,17 +253,13 @@ impl Connector {
     /// init's queue is full. A request connection the init closed (it drops one whose packet
     /// it could not take) is replaced once.
     fn try_send_exec(&self, request: &Request, carried: &[&OwnedFd]) -> Result<bool> {
-        let mut requests = self.requests(None)?;
-        for retry in [true, false] {
-            match requests.try_send(request, carried) {
-                Ok(sent) => return Ok(sent),
-                Err(error) if retry && matches!(error.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET)) => {
-                    requests = self.requests(Some(&requests))?;
-                }
-                Err(error) => return Err(self.not_taken(&error)),
+        let requests = self.requests(None)?;
+        match requests.try_send(request, carried) {
+            Err(error) if matches!(error.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET)) => {
+                self.requests(Some(&requests))?.try_send(request, carried).map_err(|error| self.not_taken(&error))
             }
+            sent => sent.map_err(|error| self.not_taken(&error)),
         }
-        Ok(false)
     }
 
     /// [`Connector::try_send_exec`], waiting for room.
@@ -275,7 +271,13 @@ impl Connector {
     }
 
     fn not_taken(&self, error: &std::io::Error) -> Error {
-        Error::InvalidState(format!("the box is not running (its init at {} took no request: {error})", self.socket_path.display()))
+        match error.raw_os_error() {
+            Some(libc::EMSGSIZE) => Error::InvalidArgument(format!("the command, its arguments and its environment are too large to send: {error}")),
+            Some(libc::EPIPE | libc::ECONNRESET | libc::ENOTCONN) => {
+                Error::InvalidState(format!("the box is not running (its init at {} took no request: {error})", self.socket_path.display()))
+            }
+            _ => engine_error("failed to send the exec request", error),
+        }
     }
 }
 
@@ -755,7 +757,12 @@ async fn request_signal(control: &Control, signal: i32, group: bool) -> Result<O
         acks.waiting.push_back(sender);
     }
     let socket = control.socket.get().ok_or_else(|| Error::InvalidState("the main process has not started, or has ended".to_string()))?;
-    match socket.send(&Request::Signal { signal, group }, &[]).await {
+    let sent = socket.send(&Request::Signal { signal, group }, &[]).await;
+    if sent.is_err() {
+        // No acknowledgement will come for it: the next signal's must not be taken for it.
+        control.acks().waiting.pop_back();
+    }
+    match sent {
         Ok(()) => Ok(Some(receiver)),
         // The init closes a connection once it reported the exit: the process is gone.
         Err(error) if matches!(error.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET)) => Ok(None),
