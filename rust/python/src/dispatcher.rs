@@ -47,6 +47,16 @@ use crate::gil;
 use crate::registry::Registry;
 use crate::watch::LoopWatch;
 
+/// A request registered on the running loop: its target id, the future it resolves, its loop,
+/// and that loop's channel and watch.
+pub struct Registered<'py> {
+    pub target: u64,
+    pub future: Bound<'py, PyAny>,
+    pub event_loop: Bound<'py, PyAny>,
+    pub channel: Arc<Channel>,
+    pub watch: Arc<LoopWatch>,
+}
+
 /// Who waits for a target id.
 pub enum Slot {
     /// An awaitable request, and a callable for its progress reports, if it makes any.
@@ -142,12 +152,7 @@ impl Shared {
         self.channel_and_watch(event_loop).map(|(channel, _)| channel)
     }
 
-    /// The watch of `event_loop` (`watch`), made with its channel.
-    pub fn watch(self: &Arc<Self>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<LoopWatch>> {
-        self.channel_and_watch(event_loop).map(|(_, watch)| watch)
-    }
-
-    /// [`Shared::channel`] and [`Shared::watch`] at once.
+    /// [`Shared::channel`] and the loop's watch (`watch`), made with it.
     pub fn channel_and_watch(self: &Arc<Self>, event_loop: &Bound<'_, PyAny>) -> PyResult<(Arc<Channel>, Arc<LoopWatch>)> {
         let py = event_loop.py();
         let mut channels = self.channels(py);
@@ -173,23 +178,22 @@ impl Shared {
         made
     }
 
-    /// Registers a request on the running loop: its target id, the future it resolves, and the
-    /// channel its completion goes to.
-    pub fn register<'py>(self: &Arc<Self>, py: Python<'py>) -> PyResult<(u64, Bound<'py, PyAny>, Arc<Channel>)> {
+    /// Registers a request on the running loop ([`Registered`]).
+    pub fn register<'py>(self: &Arc<Self>, py: Python<'py>) -> PyResult<Registered<'py>> {
         self.register_with_progress(py, None)
     }
 
     /// [`Shared::register`], with a callable that `Event::Progress` reports go to.
-    pub fn register_with_progress<'py>(self: &Arc<Self>, py: Python<'py>, progress: Option<Py<PyAny>>) -> PyResult<(u64, Bound<'py, PyAny>, Arc<Channel>)> {
+    pub fn register_with_progress<'py>(self: &Arc<Self>, py: Python<'py>, progress: Option<Py<PyAny>>) -> PyResult<Registered<'py>> {
         self.check_open(py)?;
         let event_loop = running_loop(py)?;
-        let channel = self.channel(&event_loop)?;
+        let (channel, watch) = self.channel_and_watch(&event_loop)?;
         let future = event_loop.call_method0("create_future")?;
-        let slot = Slot::Request { future: future.clone().unbind(), event_loop: event_loop.unbind(), progress };
+        let slot = Slot::Request { future: future.clone().unbind(), event_loop: event_loop.clone().unbind(), progress };
         let target = self.registry.register(slot).map_err(|_| errors::runtime_closed(py))?;
         let hook = CancelHook { shared: Arc::clone(self), target };
         future.call_method1("add_done_callback", (hook,))?;
-        Ok((target, future, channel))
+        Ok(Registered { target, future, event_loop, channel, watch })
     }
 
     /// Runs `task` on tokio, counted as in flight until it ends or is aborted (see
@@ -235,7 +239,7 @@ impl Shared {
     where
         F: Future<Output = Result<Payload, boxlite_core::Error>> + Send + 'static,
     {
-        let (target, future, channel) = self.register(py)?;
+        let Registered { target, future, channel, .. } = self.register(py)?;
         self.spawn(completion(target, channel, work));
         Ok(future)
     }

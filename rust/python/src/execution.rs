@@ -56,7 +56,7 @@ use pyo3::types::{PyBytes, PyString};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::channel::Channel;
-use crate::dispatcher::{running_loop, set_exception, set_result, Deferred, Shared, Slot};
+use crate::dispatcher::{running_loop, set_exception, set_result, Deferred, Registered, Shared, Slot};
 use crate::errors;
 use crate::event::{Event, Payload};
 use crate::watch::LoopWatch;
@@ -929,15 +929,8 @@ pub struct ControlReadable {
 }
 
 impl ControlReadable {
-    fn send_and_watch(py: Python<'_>, shared: &Arc<Shared>, target: u64, future: &Bound<'_, PyAny>, channel: Arc<Channel>, mut requested: Requested) -> PyResult<()> {
-        let found = future.call_method0("get_loop").and_then(|event_loop| Ok((shared.watch(&event_loop)?, event_loop)));
-        let (watch, event_loop) = match found {
-            Ok(found) => found,
-            Err(error) => {
-                drop(shared.registry.take(target));
-                return Err(error);
-            }
-        };
+    fn send_and_watch(py: Python<'_>, shared: &Arc<Shared>, registered: Registered<'_>, mut requested: Requested) -> PyResult<()> {
+        let Registered { target, future, event_loop, channel, watch } = registered;
         let raw = requested.raw();
         let reader = Arc::new(Self { shared: Arc::downgrade(shared), watch: Arc::clone(&watch), raw, phase: Mutex::new(Phase::Done) });
         let watched = watch.add(raw, Arc::clone(&reader)).map_err(PyErr::from).and_then(|()| {
@@ -950,11 +943,7 @@ impl ControlReadable {
             drop(shared.registry.take(target));
             return Err(error);
         }
-        let sent = {
-            let _runtime = shared.handle.enter();
-            requested.try_send()
-        };
-        match sent {
+        match requested.try_send() {
             Ok(true) => {
                 let overdue = Arc::clone(&reader);
                 match event_loop.call_method1("call_later", (EXEC_ANSWER_LIMIT.as_secs_f64(), Deferred::new(move |py| overdue.overdue(py)))) {
@@ -970,7 +959,7 @@ impl ControlReadable {
             // The init's queue is full: tokio sends it once there is room, and waits for the answer.
             Ok(false) => {
                 reader.unwatch();
-                shared.complete_with(target, channel, async move { requested.send().await?.answer().await.map(Payload::Execution) });
+                shared.complete_with(target, channel, async move { requested.run().await.map(Payload::Execution) });
             }
             Err(error) => {
                 reader.unwatch();
@@ -1111,11 +1100,12 @@ pub fn start<'py, F>(py: Python<'py>, shared: &Arc<Shared>, requesting: F) -> Py
 where
     F: std::future::Future<Output = Result<Requested, boxlite_core::Error>> + Send + 'static,
 {
-    let (target, future, channel) = shared.register(py)?;
+    let registered = shared.register(py)?;
+    let future = registered.future.clone();
     match shared.step_here(requesting) {
-        Ok(Ok(requested)) => ControlReadable::send_and_watch(py, shared, target, &future, channel, requested)?,
-        Ok(Err(error)) => shared.complete_here(py, target, Err(error)),
-        Err(rest) => shared.complete_with(target, channel, async move { rest.await?.send().await?.answer().await.map(Payload::Execution) }),
+        Ok(Ok(requested)) => ControlReadable::send_and_watch(py, shared, registered, requested)?,
+        Ok(Err(error)) => shared.complete_here(py, registered.target, Err(error)),
+        Err(rest) => shared.complete_with(registered.target, registered.channel, async move { rest.await?.run().await.map(Payload::Execution) }),
     }
     Ok(future)
 }

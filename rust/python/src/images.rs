@@ -167,7 +167,7 @@ impl ImageHandle {
             }
         }
         let reports = progress.is_some();
-        let (target, future, channel) = self.shared.register_with_progress(py, progress.map(Bound::unbind))?;
+        let crate::dispatcher::Registered { target, future, channel, .. } = self.shared.register_with_progress(py, progress.map(Bound::unbind))?;
         let reporter: Option<boxlite_core::PullProgress> = reports.then(|| {
             let channel = Arc::clone(&channel);
             Arc::new(move |layer: &str, done: u64, total: u64| {

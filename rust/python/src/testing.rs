@@ -101,7 +101,7 @@ fn ordered<'py>(py: Python<'py>, runtime: &Boxlite, count: usize) -> PyResult<Ve
     // All registered on the running loop: one channel.
     let mut channel = None;
     for _ in 0..count {
-        let (target, future, registered) = shared.register(py)?;
+        let crate::dispatcher::Registered { target, future, channel: registered, .. } = shared.register(py)?;
         targets.push(target);
         futures.push(future);
         channel = Some(registered);

@@ -937,7 +937,7 @@ impl BoxHandle {
     /// Starts a process in the box, booting the box first if it is configured or stopped; its
     /// replies are read on tokio.
     pub async fn exec(&self, request: ExecRequest) -> Result<Execution> {
-        let mut execution = self.request_exec(request).await?.send().await?.answer().await?;
+        let mut execution = self.request_exec(request).await?.run().await?;
         if let Some(replies) = execution.replies.take() {
             replies.read_on_tokio();
         }

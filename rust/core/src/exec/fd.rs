@@ -11,22 +11,12 @@ use tokio::io::unix::AsyncFd;
 /// Pipes to a box process get 1 MiB of kernel buffer: the default 64 KiB halves throughput.
 const PIPE_SIZE: libc::c_int = 1 << 20;
 
+/// Makes a descriptor non-blocking. Only for the pipes, sockets, terminals and inotify
+/// descriptors made here or by the init: none has another flag that F_SETFL sets (O_APPEND,
+/// O_ASYNC, O_DIRECT, O_NOATIME), so one call replaces them all.
 pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     // SAFETY: fcntl on a descriptor we own.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
-/// Replaces the status flags of a descriptor whose flags we know (a fresh pipe end has none
-/// that F_SETFL changes): one call where [`set_nonblocking`] needs two.
-pub(crate) fn set_status_flags(fd: &OwnedFd, flags: libc::c_int) -> io::Result<()> {
-    // SAFETY: fcntl on a descriptor we own.
-    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags) } < 0 {
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
@@ -67,10 +57,6 @@ impl AsyncDescriptor {
     pub fn new(fd: OwnedFd) -> io::Result<Self> {
         set_nonblocking(fd.as_raw_fd())?;
         Ok(Self { inner: register(fd)? })
-    }
-
-    pub fn raw(&self) -> RawFd {
-        self.inner.get_ref().as_raw_fd()
     }
 
     /// Reads up to `max` bytes; `None` at end of stream. A terminal's master reports EIO once the
@@ -142,12 +128,15 @@ pub enum Packet {
 /// room, never costs the reactor anything.
 pub struct ControlSocket {
     /// Declared before `fd`, so it leaves the reactor before the descriptor closes.
-    reactor: std::sync::OnceLock<AsyncFd<RawFd>>,
-    registering: std::sync::Mutex<()>,
+    reactor: tokio::sync::OnceCell<AsyncFd<RawFd>>,
     fd: OwnedFd,
 }
 
 impl ControlSocket {
+    fn new(fd: OwnedFd) -> Self {
+        Self { reactor: tokio::sync::OnceCell::new(), fd }
+    }
+
     pub fn connect(path: &Path) -> io::Result<Self> {
         // SAFETY: socket + connect on a fresh descriptor; the sockaddr is filled from a path
         // whose length is checked against sun_path first.
@@ -174,7 +163,7 @@ impl ControlSocket {
             }
             fd
         };
-        Ok(Self { reactor: std::sync::OnceLock::new(), registering: std::sync::Mutex::new(()), fd })
+        Ok(Self::new(fd))
     }
 
     /// A connected pair: ours, non-blocking, and the other end, blocking, for the init.
@@ -186,8 +175,8 @@ impl ControlSocket {
                 return Err(io::Error::last_os_error());
             }
             let (ours, theirs) = (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]));
-            set_status_flags(&ours, libc::O_NONBLOCK)?;
-            Ok((Self { reactor: std::sync::OnceLock::new(), registering: std::sync::Mutex::new(()), fd: ours }, theirs))
+            set_nonblocking(ours.as_raw_fd())?;
+            Ok((Self::new(ours), theirs))
         }
     }
 
@@ -195,19 +184,15 @@ impl ControlSocket {
         self.fd.as_raw_fd()
     }
 
-    /// The connection as tokio's reactor knows it, registered on first use (inside the runtime).
-    fn reactor(&self) -> io::Result<&AsyncFd<RawFd>> {
-        if let Some(registered) = self.reactor.get() {
-            return Ok(registered);
-        }
-        // A descriptor registers once: callers racing here take turns.
-        let _registering = self.registering.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(registered) = self.reactor.get() {
-            return Ok(registered);
-        }
-        // SAFETY: `fd` stays open until `self` drops, and `reactor` drops first (field order).
-        let registered = unsafe { AsyncFd::register(self.fd.as_raw_fd()) }.map_err(io::Error::from)?;
-        Ok(self.reactor.get_or_init(|| registered))
+    /// The connection as tokio's reactor knows it, registered once, on first use.
+    async fn reactor(&self) -> io::Result<&AsyncFd<RawFd>> {
+        self.reactor
+            .get_or_try_init(|| async {
+                // SAFETY: `fd` stays open until `self` drops, and `reactor` drops first (field
+                // order).
+                unsafe { AsyncFd::register(self.fd.as_raw_fd()) }.map_err(io::Error::from)
+            })
+            .await
     }
 
     /// Sends without waiting: false if there is no room now.
@@ -227,7 +212,7 @@ impl ControlSocket {
         let bytes = encode(request);
         let borrowed: Vec<_> = fds.iter().map(|fd| fd.as_fd()).collect();
         loop {
-            let mut guard = self.reactor()?.writable().await?;
+            let mut guard = self.reactor().await?.writable().await?;
             match guard.try_io(|_| send_packet(self.fd.as_fd(), &bytes, &borrowed)) {
                 Ok(result) => return result,
                 Err(_would_block) => {}
@@ -252,7 +237,7 @@ impl ControlSocket {
             if let Some(packet) = self.try_recv(&mut buffer)? {
                 return Ok(packet);
             }
-            self.reactor()?.readable().await?.clear_ready();
+            self.reactor().await?.readable().await?.clear_ready();
         }
     }
 

@@ -281,11 +281,15 @@ impl Connector {
     }
 }
 
+fn no_answer() -> Error {
+    Error::Engine(format!("the box's init did not answer within {EXEC_ANSWER_LIMIT:?}"))
+}
+
 /// The init's answer to a `request` (exec or attach) just sent on `socket`.
 async fn answer(socket: &fd::ControlSocket, request: &str) -> Result<Packet> {
     tokio::time::timeout(EXEC_ANSWER_LIMIT, socket.recv())
         .await
-        .map_err(|_| Error::Engine(format!("the box's init did not answer within {EXEC_ANSWER_LIMIT:?}")))?
+        .map_err(|_| no_answer())?
         .map_err(|error| engine_error(&format!("failed to read the {request} reply"), &error))
 }
 
@@ -385,7 +389,7 @@ impl Requested {
     /// connection closes when this is dropped, and the init kills what it started.
     pub fn overdue(&mut self) -> Error {
         self.count_failure();
-        Error::Engine(format!("the box's init did not answer within {EXEC_ANSWER_LIMIT:?}"))
+        no_answer()
     }
 
     /// The answer if it has arrived, without waiting. In tokio's context (`Handle::enter`).
@@ -408,14 +412,18 @@ impl Requested {
         }
     }
 
-    fn started(mut self, received: std::io::Result<Packet>) -> Result<Execution> {
-        let failed = self.failed.take();
-        let Self { socket, pipes, timeout, io, .. } = self;
+    fn started(self, received: std::io::Result<Packet>) -> Result<Execution> {
+        let Self { socket, pipes, timeout, io, failed, .. } = self;
         let started = execution(socket, pipes, timeout, io, received);
         if let (Err(_), Some(failed)) = (&started, failed) {
             failed();
         }
         started
+    }
+
+    /// Sends the request, waiting for room, then waits for the answer.
+    pub async fn run(self) -> Result<Execution> {
+        self.send().await?.answer().await
     }
 }
 
@@ -570,18 +578,11 @@ fn plain_pipe() -> Result<(OwnedFd, OwnedFd)> {
     fd::pipe().map_err(|error| engine_error("failed to create a pipe", &error))
 }
 
-/// A pipe for a process's output: (read end, non-blocking, for the consumer to watch; write end).
+/// A pipe for a process's output: (read end, non-blocking, for the consumer to watch; write
+/// end). The consumer gives it room for a flood once it streams ([`enlarge_pipe`]).
 fn output_pipe() -> Result<(OwnedFd, OwnedFd)> {
     let (read, write) = plain_pipe()?;
-    fd::set_status_flags(&read, libc::O_NONBLOCK).map_err(|error| engine_error("failed to set up a stream", &error))?;
-    Ok((read, write))
-}
-
-/// A pipe for a process's output: (read end, write end), with room for a flood of it.
-fn stream_pipe() -> Result<(OwnedFd, OwnedFd)> {
-    let pair = plain_pipe()?;
-    fd::enlarge_pipe(&pair.0);
-    Ok(pair)
+    Ok((nonblocking(read)?, write))
 }
 
 /// Rule 5, for a box that has not started yet: the execution exists at once and follows the
@@ -589,8 +590,8 @@ fn stream_pipe() -> Result<(OwnedFd, OwnedFd)> {
 /// written meanwhile reaches the process once it runs.
 pub fn attach_when_started(started: StartedRun, stdin: bool) -> Result<Execution> {
     let control = Control::new(None, None);
-    let (stdout, stdout_writer) = stream_pipe()?;
-    let (stderr, stderr_writer) = stream_pipe()?;
+    let (stdout, stdout_writer) = output_pipe()?;
+    let (stderr, stderr_writer) = output_pipe()?;
     let (stdout_writer, stderr_writer) = (registered(stdout_writer)?, registered(stderr_writer)?);
     let (stdin_reader, ours) = if stdin {
         let (read, write) = plain_pipe()?;
@@ -636,7 +637,7 @@ pub fn attach_when_started(started: StartedRun, stdin: bool) -> Result<Execution
             }
         }
     });
-    Ok(Execution { id: crate::ids::new_box_id(), pid: 0, io: Arc::default(), control, stdout: Some(nonblocking(stdout)?), stderr: Some(nonblocking(stderr)?), stdin: ours, replies: None, terminal: None })
+    Ok(Execution { id: crate::ids::new_box_id(), pid: 0, io: Arc::default(), control, stdout: Some(stdout), stderr: Some(stderr), stdin: ours, replies: None, terminal: None })
 }
 
 /// Copies what is written to an attach's stdin into the main process's, until end of file.
@@ -657,9 +658,9 @@ pub fn replay(output: MainOutput, exit_code: i32) -> Result<Execution> {
 
 fn followed(pid: i32, control: Arc<Control>, output: MainOutput, stdin: Option<OwnedFd>) -> Result<Execution> {
     let follow = |file: File| -> Result<OwnedFd> {
-        let (read, write) = stream_pipe()?;
+        let (read, write) = output_pipe()?;
         follow_into(file, control.exit.subscribe(), registered(write)?)?;
-        nonblocking(read)
+        Ok(read)
     };
     let stdout = follow(output.stdout)?;
     let stderr = follow(output.stderr)?;
