@@ -18,6 +18,7 @@ import boxlite
 from boxlite._native import _testing
 
 from .conftest import assert_no_leftovers, wait_until
+from .test_execution import processes_with_command_line
 
 
 def open_runtime(home: Path, capacity: int | None = None) -> boxlite.Boxlite:
@@ -346,6 +347,59 @@ async def test_rule19_20_a_cancelled_create_leaves_no_box(runtime: boxlite.Boxli
     await wait_until(lambda: _testing.orphans_removed() >= removed + 1)
     assert await runtime.list_info() == []
     assert list((home / "boxes").iterdir()) == []
+
+
+async def cancelled_as_its_result_arrives(future: asyncio.Future[object]) -> None:
+    """Awaits ``future`` in a task that is cancelled the moment the result is set: the cancel
+    runs before the task's own wake-up (its callback was added first), so the task never
+    receives the value."""
+    task: asyncio.Task[object] | None = None
+    future.add_done_callback(lambda _: task.cancel() if task is not None else None)
+
+    async def caller() -> object:
+        return await future
+
+    task = asyncio.create_task(caller())
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert future.done() and not future.cancelled(), "the cancel landed after the result"
+
+
+async def test_rule19_a_create_cancelled_as_its_result_arrives_leaves_no_box(runtime: boxlite.Boxlite, home: Path) -> None:
+    for _ in range(20):
+        await cancelled_as_its_result_arrives(runtime.create(boxlite.BoxOptions()))
+    await wait_until(lambda: not any((home / "boxes").iterdir()), what="a box nobody received was left")
+    assert await runtime.list_info() == []
+
+
+async def test_rule19_a_box_the_caller_received_is_never_removed_with_its_object(runtime: boxlite.Boxlite) -> None:
+    awaited = await runtime.create(boxlite.BoxOptions())
+    gathered = await asyncio.gather(runtime.create(boxlite.BoxOptions()), runtime.create(boxlite.BoxOptions()))
+    made, created = await runtime.get_or_create(boxlite.BoxOptions(), name="made")
+    assert created
+    ids = {awaited.id, made.id, *(box.id for box in gathered)}
+    del awaited, gathered, made
+    gc.collect()
+    # A later request goes through the same queue and tokio: a removal would have started.
+    await runtime.metrics()
+    assert {info.id for info in await runtime.list_info()} == ids
+
+
+async def test_rule19_a_box_nobody_takes_is_removed(runtime: boxlite.Boxlite, home: Path) -> None:
+    untaken = runtime.create(boxlite.BoxOptions())
+    await asyncio.wait([untaken])  # done, its value never taken
+    del untaken
+    gc.collect()
+    await wait_until(lambda: not any((home / "boxes").iterdir()), what="a box nobody took was left")
+
+
+async def test_rule19_an_exec_cancelled_as_its_result_arrives_leaves_no_process(runtime: boxlite.Boxlite) -> None:
+    box = await runtime.create(boxlite.BoxOptions())
+    await box.start()
+    for _ in range(5):
+        await cancelled_as_its_result_arrives(box.exec("sleep", ["876543"]))
+    await wait_until(lambda: not processes_with_command_line(b"sleep\x00876543\x00"), what="an execution nobody received kept running")
+    await box.stop()
 
 
 async def test_rule19_a_cancelled_get_or_create_never_removes_a_box_it_found(runtime: boxlite.Boxlite) -> None:

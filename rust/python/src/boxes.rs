@@ -1,6 +1,7 @@
 //! `Box`: a handle to one box.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use boxlite_core::{BoxHandle, ExecRequest, TtySize};
@@ -8,7 +9,7 @@ use pyo3::prelude::*;
 
 use crate::dispatcher::Shared;
 use crate::errors;
-use crate::event::Payload;
+use crate::event::{OwnedBox, Payload};
 use crate::options::CopyOptions;
 use crate::unsupported::{self, CloneOptions, ExportOptions, NetworkHandle, SnapshotHandle};
 
@@ -16,11 +17,37 @@ use crate::unsupported::{self, CloneOptions, ExportOptions, NetworkHandle, Snaps
 pub struct Box {
     shared: Arc<Shared>,
     handle: Arc<BoxHandle>,
+    /// A box made for this caller (dispatcher invariant 8), until the caller has it for good:
+    /// removed with this object unless it was claimed, and removed by `_release()` whatever
+    /// was claimed.
+    made: Mutex<Option<OwnedBox>>,
+    claimed: AtomicBool,
 }
 
 impl Box {
-    pub fn new(shared: &Arc<Shared>, handle: BoxHandle) -> Self {
-        Self { shared: Arc::clone(shared), handle: Arc::new(handle) }
+    pub fn new(shared: &Arc<Shared>, owned: OwnedBox) -> Self {
+        let handle = Arc::clone(owned.handle());
+        let made = if owned.removes() {
+            Some(owned)
+        } else {
+            owned.claim();
+            None
+        };
+        Self { shared: Arc::clone(shared), handle, made: Mutex::new(made), claimed: AtomicBool::new(false) }
+    }
+
+    fn take_made(&self) -> Option<OwnedBox> {
+        self.made.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+    }
+}
+
+impl Drop for Box {
+    fn drop(&mut self) {
+        if let Some(owned) = self.take_made() {
+            if self.claimed.load(Ordering::Acquire) {
+                owned.claim();
+            }
+        }
     }
 }
 
@@ -161,6 +188,17 @@ impl Box {
     #[pyo3(signature = (*_exc))]
     fn __aexit__<'py>(&self, py: Python<'py>, _exc: &Bound<'py, pyo3::types::PyTuple>) -> PyResult<Bound<'py, PyAny>> {
         self.stop(py)
+    }
+
+    /// Someone took this box from its future: it is theirs now.
+    fn _claim(&self) {
+        self.claimed.store(true, Ordering::Release);
+    }
+
+    /// The coroutine this box was made for will never receive it: it is removed (in the
+    /// background). Only a box made for the caller is.
+    fn _release(&self) {
+        drop(self.take_made());
     }
 
     fn __repr__(&self) -> String {

@@ -13,10 +13,7 @@ use crate::images::{ImageInfo, ImagePullResult};
 use crate::info::{BoxInfo, BoxMetrics, RuntimeMetrics};
 
 fn box_object<'py>(py: Python<'py>, shared: &Arc<Shared>, owned: OwnedBox) -> PyResult<Bound<'py, PyAny>> {
-    match owned.disarm() {
-        Some(handle) => Ok(Py::new(py, Box::new(shared, handle))?.into_bound(py).into_any()),
-        None => Ok(py.None().into_bound(py)),
-    }
+    Ok(Py::new(py, Box::new(shared, owned))?.into_bound(py).into_any())
 }
 
 pub fn payload_to_py<'py>(py: Python<'py>, shared: &Arc<Shared>, event_loop: &Bound<'py, PyAny>, payload: Payload) -> PyResult<Bound<'py, PyAny>> {

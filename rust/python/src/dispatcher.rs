@@ -30,6 +30,10 @@
 //! 7. A channel whose loop was closed is closed (when the closed loop lets go of its drain, and
 //!    when the runtime next registers on a loop), so its producers are released and its
 //!    payloads disposed of instead of waiting for a drain that will never come.
+//! 8. (rule 19) A request that makes something for its caller (a box, an execution) resolves a
+//!    `Handover` future (`python/boxlite/_handover.py`): what it made is the caller's once the
+//!    awaiting coroutine received it; a cancellation that lands after the result arrived but
+//!    before the coroutine ran again releases it, as a cancellation before the result does.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -101,6 +105,23 @@ pub struct Shared {
 }
 
 static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static HANDOVER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// Which future a request resolves.
+enum FutureKind {
+    /// The loop's own (`loop.create_future()`).
+    Plain,
+    /// `boxlite._handover.Handover`: its value is released unless the caller received it.
+    Handover,
+}
+
+fn handover_future<'py>(event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let py = event_loop.py();
+    let class = HANDOVER.get_or_try_init(py, || py.import("boxlite._handover").and_then(|module| module.getattr("Handover")).map(Bound::unbind))?;
+    let arguments = pyo3::types::PyDict::new(py);
+    arguments.set_item("loop", event_loop)?;
+    class.bind(py).call((), Some(&arguments))
+}
 
 /// `asyncio.get_running_loop()`: raises RuntimeError("no running event loop") outside a loop.
 pub fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
@@ -180,15 +201,27 @@ impl Shared {
 
     /// Registers a request on the running loop ([`Registered`]).
     pub fn register<'py>(self: &Arc<Self>, py: Python<'py>) -> PyResult<Registered<'py>> {
-        self.register_with_progress(py, None)
+        self.register_future(py, None, FutureKind::Plain)
+    }
+
+    /// [`Shared::register`] for a request that makes something for its caller (invariant 8).
+    pub fn register_handover<'py>(self: &Arc<Self>, py: Python<'py>) -> PyResult<Registered<'py>> {
+        self.register_future(py, None, FutureKind::Handover)
     }
 
     /// [`Shared::register`], with a callable that `Event::Progress` reports go to.
     pub fn register_with_progress<'py>(self: &Arc<Self>, py: Python<'py>, progress: Option<Py<PyAny>>) -> PyResult<Registered<'py>> {
+        self.register_future(py, progress, FutureKind::Plain)
+    }
+
+    fn register_future<'py>(self: &Arc<Self>, py: Python<'py>, progress: Option<Py<PyAny>>, kind: FutureKind) -> PyResult<Registered<'py>> {
         self.check_open(py)?;
         let event_loop = running_loop(py)?;
         let (channel, watch) = self.channel_and_watch(&event_loop)?;
-        let future = event_loop.call_method0("create_future")?;
+        let future = match kind {
+            FutureKind::Plain => event_loop.call_method0("create_future")?,
+            FutureKind::Handover => handover_future(&event_loop)?,
+        };
         let slot = Slot::Request { future: future.clone().unbind(), event_loop: event_loop.clone().unbind(), progress };
         let target = self.registry.register(slot).map_err(|_| errors::runtime_closed(py))?;
         let hook = CancelHook { shared: Arc::clone(self), target };
@@ -240,6 +273,16 @@ impl Shared {
         F: Future<Output = Result<Payload, boxlite_core::Error>> + Send + 'static,
     {
         let Registered { target, future, channel, .. } = self.register(py)?;
+        self.spawn(completion(target, channel, work));
+        Ok(future)
+    }
+
+    /// [`Shared::submit`] for work that makes something for its caller (invariant 8).
+    pub fn submit_handover<'py, F>(self: &Arc<Self>, py: Python<'py>, work: F) -> PyResult<Bound<'py, PyAny>>
+    where
+        F: Future<Output = Result<Payload, boxlite_core::Error>> + Send + 'static,
+    {
+        let Registered { target, future, channel, .. } = self.register_handover(py)?;
         self.spawn(completion(target, channel, work));
         Ok(future)
     }

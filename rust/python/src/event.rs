@@ -1,13 +1,16 @@
 //! What travels through the completion queue: pure Rust values, never Python objects.
 //!
 //! A payload that reaches nobody is released by dropping it (rule 18). Most payloads are plain
-//! data; a box made by a `create()` whose caller went away is removed by [`OwnedBox`]'s drop
-//! (rule 19), and an execution nobody holds is killed by the core's `Execution` drop.
+//! data; a box made by a `create()` whose caller never received it is removed by
+//! [`OwnedBox`]'s drop (rule 19), and an execution nobody holds is killed by the core's
+//! `Execution` drop.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use boxlite_core::{BoxHandle, BoxInfo, BoxMetrics, ExitStatus, Runtime, RuntimeMetrics};
+
+use crate::dispatcher::Shared;
 
 pub enum Event {
     /// The result of one request. Boxed: the queue's slots are as large as the largest event.
@@ -43,34 +46,58 @@ pub enum Orphan {
     Release,
 }
 
-/// A box handle in flight to a caller; removes the box if the caller is gone and it was made
-/// for them (the reference's OrphanGuard).
+/// A box handle on its way to a caller, until the caller has it: in the queue, then in the
+/// `Box` object a future resolved to, until the awaiting coroutine took it (`_handover.py`). A
+/// box made for a caller who never gets it is removed (the reference's OrphanGuard, applied to
+/// the last step too), asynchronously on the runtime's tokio when it still runs, so the removal
+/// waits for the box's lifecycle lock instead of skipping a box that is busy.
 pub struct OwnedBox {
-    handle: Option<BoxHandle>,
+    handle: Arc<BoxHandle>,
     runtime: Runtime,
+    owner: Weak<Shared>,
     orphan: Orphan,
 }
 
 static ORPHANS_REMOVED: AtomicUsize = AtomicUsize::new(0);
 
 impl OwnedBox {
-    pub fn new(handle: BoxHandle, runtime: Runtime, orphan: Orphan) -> Self {
-        Self { handle: Some(handle), runtime, orphan }
+    pub fn new(handle: BoxHandle, runtime: Runtime, owner: Weak<Shared>, orphan: Orphan) -> Self {
+        Self { handle: Arc::new(handle), runtime, owner, orphan }
     }
 
-    /// Hands the box to its caller; dropping afterwards does nothing.
-    pub fn disarm(mut self) -> Option<BoxHandle> {
-        self.handle.take()
+    pub fn handle(&self) -> &Arc<BoxHandle> {
+        &self.handle
+    }
+
+    /// Whether dropping this removes the box.
+    pub fn removes(&self) -> bool {
+        self.orphan == Orphan::Remove
+    }
+
+    /// The caller has the box now: dropping this does nothing.
+    pub fn claim(mut self) {
+        self.orphan = Orphan::Release;
     }
 }
 
 impl Drop for OwnedBox {
     fn drop(&mut self) {
-        if let Some(handle) = self.handle.take() {
-            if self.orphan == Orphan::Remove {
-                ORPHANS_REMOVED.fetch_add(1, Ordering::SeqCst);
-                self.runtime.discard(&handle);
-            }
+        if self.orphan != Orphan::Remove {
+            return;
+        }
+        ORPHANS_REMOVED.fetch_add(1, Ordering::SeqCst);
+        let (handle, runtime) = (Arc::clone(&self.handle), self.runtime.clone());
+        match self.owner.upgrade().filter(|shared| !shared.is_closed()) {
+            // Counted in flight: a runtime closed meanwhile lets the removal finish.
+            Some(shared) => shared.spawn(async move {
+                if let Err(error) = runtime.remove(handle.id(), true).await {
+                    if !matches!(error, boxlite_core::Error::NotFound(_)) {
+                        log::warn!("failed to remove box {} that no caller received: {error}", handle.id());
+                    }
+                }
+            }),
+            // The runtime closed: its boxes' processes are gone, what is left is on disk.
+            None => runtime.discard(&handle),
         }
     }
 }

@@ -872,6 +872,11 @@ impl Execution {
         crate::gil::detach(py, move || drop(owner));
     }
 
+    /// Nobody received this execution (dispatcher invariant 8): it is closed.
+    fn _release(slf: &Bound<'_, Self>) {
+        Self::close(slf);
+    }
+
     fn aclose<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         Self::close(slf);
         Self::ready_future(slf.py(), slf.py().None().into_bound(slf.py()))
@@ -1100,7 +1105,7 @@ pub fn start<'py, F>(py: Python<'py>, shared: &Arc<Shared>, requesting: F) -> Py
 where
     F: std::future::Future<Output = Result<Requested, boxlite_core::Error>> + Send + 'static,
 {
-    let registered = shared.register(py)?;
+    let registered = shared.register_handover(py)?;
     let future = registered.future.clone();
     match shared.step_here(requesting) {
         Ok(Ok(requested)) => ControlReadable::send_and_watch(py, shared, registered, requested)?,

@@ -94,9 +94,10 @@ impl Boxlite {
         this.shared.check_open(py)?;
         let options = options.to_core().map_err(|error| errors::to_py(py, &error))?;
         let core = this.core.clone();
-        this.shared.submit(py, async move {
+        let owner = Arc::downgrade(&this.shared);
+        this.shared.submit_handover(py, async move {
             let handle = core.create(options, name).await?;
-            Ok(Payload::Box(OwnedBox::new(handle, core, Orphan::Remove)))
+            Ok(Payload::Box(OwnedBox::new(handle, core, owner, Orphan::Remove)))
         })
     }
 
@@ -106,18 +107,20 @@ impl Boxlite {
         self.shared.check_open(py)?;
         let options = options.to_core().map_err(|error| errors::to_py(py, &error))?;
         let core = self.core.clone();
-        self.shared.submit(py, async move {
+        let owner = Arc::downgrade(&self.shared);
+        self.shared.submit_handover(py, async move {
             let (handle, created) = core.get_or_create(options, name).await?;
             let orphan = if created { Orphan::Remove } else { Orphan::Release };
-            Ok(Payload::BoxCreated(OwnedBox::new(handle, core, orphan), created))
+            Ok(Payload::BoxCreated(OwnedBox::new(handle, core, owner, orphan), created))
         })
     }
 
     /// Resolves to the `Box` with this id or name, or `None`.
     fn get<'py>(&self, py: Python<'py>, id_or_name: String) -> PyResult<Bound<'py, PyAny>> {
         let core = self.core.clone();
+        let owner = Arc::downgrade(&self.shared);
         self.shared.submit(py, async move {
-            Ok(Payload::MaybeBox(core.get(&id_or_name).map(|handle| OwnedBox::new(handle, core.clone(), Orphan::Release))))
+            Ok(Payload::MaybeBox(core.get(&id_or_name).map(|handle| OwnedBox::new(handle, core.clone(), owner, Orphan::Release))))
         })
     }
 

@@ -71,10 +71,11 @@ fn gated_create<'py>(py: Python<'py>, runtime: &Boxlite, gate: &Gate, options: &
     let opened = gate.waiter();
     let options = options.to_core().map_err(|error| crate::errors::to_py(py, &error))?;
     let core = runtime.core().clone();
-    runtime.shared().submit(py, async move {
+    let owner = Arc::downgrade(runtime.shared());
+    runtime.shared().submit_handover(py, async move {
         opened.await;
         let handle = core.create(options, None).await?;
-        Ok(Payload::Box(OwnedBox::new(handle, core, Orphan::Remove)))
+        Ok(Payload::Box(OwnedBox::new(handle, core, owner, Orphan::Remove)))
     })
 }
 
@@ -84,11 +85,12 @@ fn gated_get_or_create<'py>(py: Python<'py>, runtime: &Boxlite, gate: &Gate, opt
     let opened = gate.waiter();
     let options = options.to_core().map_err(|error| crate::errors::to_py(py, &error))?;
     let core = runtime.core().clone();
-    runtime.shared().submit(py, async move {
+    let owner = Arc::downgrade(runtime.shared());
+    runtime.shared().submit_handover(py, async move {
         opened.await;
         let (handle, created) = core.get_or_create(options, Some(name)).await?;
         let orphan = if created { Orphan::Remove } else { Orphan::Release };
-        Ok(Payload::BoxCreated(OwnedBox::new(handle, core, orphan), created))
+        Ok(Payload::BoxCreated(OwnedBox::new(handle, core, owner, orphan), created))
     })
 }
 
