@@ -42,6 +42,18 @@ def box_processes(home: Path) -> list[int]:
     return found
 
 
+def warm_processes(runtime: boxlite.Boxlite) -> set[int]:
+    """The runtime's box made ahead of need: its init, and the box's pid 1 it made."""
+    found = set()
+    for init in _testing.warm_inits(runtime):
+        found.add(init)
+        try:
+            found.update(int(pid) for pid in Path(f"/proc/{init}/task/{init}/children").read_text().split())
+        except OSError:
+            pass
+    return found
+
+
 def layer_store(home: Path) -> Path:
     """The runtime's store of unpacked layers (``layers/sha256``, or ``layers/idmap-<base>``
     when boxes run in a user namespace)."""

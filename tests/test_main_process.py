@@ -11,7 +11,7 @@ import pytest
 import boxlite
 from boxlite._native import _testing
 
-from .conftest import box_processes, collect, wait_until
+from .conftest import box_processes, collect, wait_until, warm_processes
 
 
 async def stopped_info(runtime: boxlite.Boxlite, box_id: str) -> boxlite.BoxInfo | None:
@@ -116,7 +116,7 @@ async def test_stop_ends_the_main_process_and_records_its_signal(runtime: boxlit
     init_pid = (await box.info()).state.pid
     # Only the box's init, and the runtime's init made ahead of need (for a moment also the
     # shim that makes it).
-    await wait_until(lambda: set(box_processes(home)) - set(_testing.warm_inits(runtime)) == {init_pid}, what=f"processes other than the box's init {init_pid}")
+    await wait_until(lambda: set(box_processes(home)) - warm_processes(runtime) == {init_pid}, what=f"processes other than the box's init {init_pid}")
     await box.stop()
     status = await attached.wait()
     assert status.exit_code == -15
@@ -150,7 +150,7 @@ async def test_a_missing_main_program_fails_the_start(runtime: boxlite.Boxlite, 
     assert info.state.status == "failed"
     # Nothing is left of the failed box; the runtime's init made ahead of need may be there
     # (and, for a moment, the shim that makes it).
-    await wait_until(lambda: set(box_processes(home)) <= set(_testing.warm_inits(runtime)), what="a process of the failed box outlived its start")
+    await wait_until(lambda: set(box_processes(home)) <= warm_processes(runtime), what="a process of the failed box outlived its start")
     await runtime.remove(box.id)
 
 

@@ -1,24 +1,30 @@
-//! The box's init: pid 1 of the box's pid namespace.
+//! The box's init: pid 1 of the namespace the shim made. The box's own pid namespace is nested
+//! in it, with the box's pid 1 first (`pid1`); the init is invisible from there.
 //!
 //! # Rules
 //!
-//! 1. It reaps every process of the box (orphans included), and reports the exit of each process
-//!    it started to the connection that asked for it, exactly once.
+//! 1. It reaps every process it started, and reports the exit of each to the connection that
+//!    asked for it, exactly once. (Orphans in the box are reaped by the box's pid 1.)
 //! 2. An execution is tied to its connection: when the connection closes before the process
 //!    exits, the process's whole group is killed.
 //! 3. It shuts the box down on `Shutdown`, on SIGTERM, and — unless the box is detached — when
 //!    the lifeline (stdin) closes: SIGTERM to every process, SIGKILL once the grace period ends,
 //!    and it exits when no process is left. The kernel then tears down the namespaces and the
-//!    box's mounts with them.
+//!    box's mounts with them. The box's pid 1 ends once nothing else is left in the box, or at
+//!    once when it is the main process and SIGTERM would end an ordinary process (rule 7).
 //! 4. It is single-threaded and, once serving, never blocks except in `poll`.
 //! 5. Every process it starts runs with the box's capability bounding set (Docker's default
 //!    by default), no_new_privs and the seccomp filter of `seccomp.rs`, all inherited from the
 //!    init, which set them on itself before serving; the init itself is not dumpable, so box
 //!    processes cannot trace it.
-//! 6. The box's main process, if it has one, is started before the init reports ready. When it
-//!    exits, its status is written to the status file first, then every attached connection
-//!    hears of it, then the box stops at once (SIGKILL to what is left), as a container does
-//!    when its main process ends.
+//! 6. The box's main process, if it has one, is the box's pid 1, started before the init
+//!    reports ready. When it exits, its status is written to the status file first, then every
+//!    attached connection hears of it, then the box stops at once (SIGKILL to what is left), as
+//!    a container does when its main process ends.
+//! 7. Signals the runtime sends the main process (a stop's SIGTERM, `signal()` through attach)
+//!    act as on an ordinary process: the kernel drops a signal pid 1 leaves at its default
+//!    action, so when that action would end it, the init ends it with SIGKILL and records the
+//!    signal that was asked for. Signals from inside the box get the kernel's pid 1 treatment.
 
 use std::fs::File;
 use std::io::Write;
@@ -62,9 +68,16 @@ impl MainFiles {
             status: create(&main.status_path)?,
         })
     }
+
+    /// The process's stdio (its stdin a pipe), and what the init keeps: the status file and the
+    /// pipe's write end, held open until an attach takes it.
+    pub fn split(self) -> crate::sys::Result<([OwnedFd; 3], Main)> {
+        let (stdin_read, stdin_write) = process::pipe()?;
+        Ok(([stdin_read, self.stdout, self.stderr], Main { pid: None, status: self.status, stdin: Some(stdin_write) }))
+    }
 }
 
-struct Main {
+pub struct Main {
     pid: Option<i32>,
     status: File,
     /// The write end of the process's stdin, until an attach takes it.
@@ -80,9 +93,16 @@ pub struct Init {
     shutdown: Option<Shutdown>,
     buffer: Vec<u8>,
     main: Option<Main>,
+    /// The box's pid 1 (`pid1`), until it is reaped.
+    first: Option<i32>,
+    /// The signal rule 7 ended the main process for, recorded as its end.
+    ended_for: Option<i32>,
     accounts: users::Accounts,
     stack: process::ChildStack,
 }
+
+/// How often a shutdown looks for what is left in a box whose pid 1 is idle.
+const ORPHANS_CHECK: Duration = Duration::from_millis(10);
 
 struct Shutdown {
     deadline: Instant,
@@ -103,7 +123,7 @@ pub fn reset_signal_dispositions() {
     }
 }
 
-fn block_signals() -> OwnedFd {
+pub fn block_signals() -> OwnedFd {
     // SAFETY: builds a signal set, blocks it for this thread, and opens a signalfd for it; the
     // returned descriptor is owned by the caller.
     unsafe {
@@ -126,8 +146,7 @@ fn block_signals() -> OwnedFd {
 }
 
 impl Init {
-    pub fn new(config: &ShimConfig, listener: UnixListener) -> Self {
-        let signals = block_signals();
+    pub fn new(config: &ShimConfig, confinement: process::Confinement, signals: OwnedFd, listener: UnixListener, first: i32, main: Option<Main>) -> Self {
         // SAFETY: fd 0 is the lifeline socket inherited from the first process; we take ownership.
         let stdin = unsafe { OwnedFd::from_raw_fd(libc::STDIN_FILENO) };
         let lifeline = if config.detached {
@@ -145,33 +164,19 @@ impl Init {
         // SAFETY: prctl with integer arguments only.
         unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
         Self {
-            confinement: process::Confinement::new(config),
+            confinement,
             listener: Some(listener),
             lifeline,
             signals,
             connections: Vec::new(),
             shutdown: None,
             buffer: Vec::new(),
-            main: None,
+            main: main.map(|main| Main { pid: Some(first), ..main }),
+            first: Some(first),
+            ended_for: None,
             accounts: users::Accounts::default(),
             stack: process::ChildStack::new(),
         }
-    }
-
-    /// Rule 6: starts the main process, its output on its files and its stdin a pipe the init
-    /// holds open until an attach takes it.
-    pub fn start_main(&mut self, main: &MainProcess, files: MainFiles) -> Result<(), String> {
-        let identity = self.accounts.resolve(main.user.as_deref())?;
-        let mut env = main.env.clone();
-        if !env.iter().any(|entry| entry.starts_with("HOME=")) {
-            env.push(format!("HOME={}", identity.home));
-        }
-        let (stdin_read, stdin_write) = process::pipe().map_err(|error| error.to_string())?;
-        let stdio = Stdio::Pipes([stdin_read, files.stdout, files.stderr]);
-        let launched = process::launch(Launch { confinement: &self.confinement, stack: &mut self.stack, argv: &main.argv, env, cwd: main.cwd.as_deref(), identity: &identity, stdio: &stdio });
-        let pid = launched.map_err(|error| error.message)?;
-        self.main = Some(Main { pid: Some(pid), status: files.status, stdin: Some(stdin_write) });
-        Ok(())
     }
 
     pub fn serve(mut self) -> ! {
@@ -193,7 +198,12 @@ impl Init {
         let first_connection = pollfds.len();
         pollfds.extend(self.connections.iter().map(|connection| pollfd(connection.socket.as_fd())));
         let timeout = self.shutdown.as_ref().filter(|shutdown| !shutdown.killed).map_or(-1, |shutdown| {
-            i32::try_from(shutdown.deadline.saturating_duration_since(Instant::now()).as_millis()).unwrap_or(i32::MAX)
+            let mut left = shutdown.deadline.saturating_duration_since(Instant::now());
+            if self.idle_first().is_some() {
+                // Orphans are the box's pid 1's children: their exits wake nobody here.
+                left = left.min(ORPHANS_CHECK);
+            }
+            i32::try_from(left.as_millis()).unwrap_or(i32::MAX)
         });
         // SAFETY: pollfds is a valid array of its stated length for the duration of the call.
         let ready = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout) };
@@ -229,6 +239,40 @@ impl Init {
             }
         }
         self.reap();
+        self.end_idle_first_when_alone();
+    }
+
+    /// The box's pid 1 when it is idle (the box has no main process) and not yet reaped.
+    fn idle_first(&self) -> Option<i32> {
+        self.first.filter(|_| self.main.is_none())
+    }
+
+    /// Rule 3: an idle pid 1 ends, taking the box's pid namespace with it, once a shutdown left
+    /// nothing else in the box.
+    fn end_idle_first_when_alone(&mut self) {
+        let shutting_down = self.shutdown.as_ref().is_some_and(|shutdown| !shutdown.killed);
+        if let Some(first) = self.idle_first().filter(|_| shutting_down) {
+            if !crate::pid1::others_left() {
+                // SAFETY: kill(2) of our own child, reaped by `reap`.
+                unsafe { libc::kill(first, libc::SIGKILL) };
+            }
+        }
+    }
+
+    /// Rule 7: sends `signal` to the main process (or its group) as to an ordinary process.
+    fn signal_main(&mut self, pid: i32, signal: i32, group: bool) -> std::io::Result<()> {
+        if self.first == Some(pid) && crate::pid1::would_end_it(signal) {
+            self.ended_for = Some(signal);
+            // SAFETY: kill(2) of our own child, reaped by `reap`.
+            return if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) };
+        }
+        let target = if group { -pid } else { pid };
+        // SAFETY: plain kill(2) of a process this init started and has not reaped.
+        if unsafe { libc::kill(target, signal) } == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
     }
 
     fn handle_signals(&mut self) {
@@ -307,15 +351,10 @@ impl Init {
             }
             Request::Signal { signal, group } => {
                 let reply = match self.connections[index].pid {
-                    Some(pid) => {
-                        let target = if group { -pid } else { pid };
-                        // SAFETY: plain kill(2) of a process this init started and has not reaped.
-                        if unsafe { libc::kill(target, signal) } == 0 {
-                            Reply::Done
-                        } else {
-                            Reply::Refused { message: format!("failed to send signal {signal}: {}", std::io::Error::last_os_error()) }
-                        }
-                    }
+                    Some(pid) => match self.signal_main(pid, signal, group) {
+                        Ok(()) => Reply::Done,
+                        Err(error) => Reply::Refused { message: format!("failed to send signal {signal}: {error}") },
+                    },
                     None => Reply::Refused { message: "this connection has no process to signal".to_string() },
                 };
                 self.reply(index, &reply, &[]);
@@ -369,7 +408,7 @@ impl Init {
             },
         };
         // The answer goes out before the init's copies of the process's stdio are closed.
-        match process::launch(Launch { confinement: &self.confinement, stack: &mut self.stack, argv, env, cwd, identity: &identity, stdio: &stdio }) {
+        match process::launch(Launch { confinement: &self.confinement, argv, env, cwd, identity: &identity, stdio: &stdio }, &mut self.stack) {
             Ok(pid) => {
                 self.connections[index].pid = Some(pid);
                 self.connections[index].owns = true;
@@ -414,6 +453,11 @@ impl Init {
         self.shutdown = Some(Shutdown { deadline: Instant::now() + grace, killed: false });
         // SAFETY: see `turn`.
         unsafe { libc::kill(-1, libc::SIGTERM) };
+        if let Some(main) = self.main.as_ref().and_then(|main| main.pid) {
+            // Rule 7: the kernel dropped the SIGTERM if the main process leaves it at default.
+            let _ = self.signal_main(main, libc::SIGTERM, false);
+        }
+        self.end_idle_first_when_alone();
     }
 
     /// Rule 1: reap everything; report the processes we started.
@@ -432,14 +476,20 @@ impl Init {
                 }
                 return;
             }
-            let reply = if libc::WIFSIGNALED(status) {
+            let first_ended = self.first == Some(pid);
+            let ended_for = self.ended_for.filter(|_| first_ended && libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL);
+            let reply = if let Some(signal) = ended_for {
+                Reply::Exited { code: None, signal: Some(signal) }
+            } else if libc::WIFSIGNALED(status) {
                 Reply::Exited { code: None, signal: Some(libc::WTERMSIG(status)) }
             } else {
                 Reply::Exited { code: Some(libc::WEXITSTATUS(status)), signal: None }
             };
-            let main_ended = self.main.as_ref().is_some_and(|main| main.pid == Some(pid));
-            if main_ended {
-                self.record_main_exit(&reply);
+            if first_ended {
+                self.first = None;
+                if self.main.is_some() {
+                    self.record_main_exit(&reply);
+                }
             }
             // Descending, so a connection closed here does not shift the rest. After its exit
             // report a connection has nothing left to carry: it is closed.
@@ -451,7 +501,8 @@ impl Init {
                     }
                 }
             }
-            if main_ended {
+            if first_ended {
+                // The kernel ended every process of the box with its pid 1.
                 self.begin_shutdown(Duration::ZERO);
             }
         }

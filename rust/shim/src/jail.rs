@@ -1,6 +1,7 @@
 //! Builds a box's root inside fresh namespaces. [`enter`] is the whole script, in order; each
-//! step is one function below it. It runs in the box's init (pid 1 of the new pid namespace),
-//! after `unshare` and before the init starts serving.
+//! step is one function below it. It runs in the box's pid 1 (`pid1`), as host root, before
+//! anything else runs in the box; the box's /proc is mounted by it, so it shows the box's pid
+//! namespace.
 
 use std::path::{Path, PathBuf};
 

@@ -4,12 +4,14 @@
 //! makes the box's namespaces (the user namespace through a helper, then mount, uts, ipc, net and
 //! pid), forks the init (pid 1 of the new pid namespace), reports the init's pid and exits, so
 //! the init belongs to no runtime process and can outlive it when the box is detached. The
-//! init waits for its box's config, builds the root ([`jail::enter`]), reports ready and serves
-//! executions ([`init::serve`]).
+//! init waits for its box's config, has the box's own pid 1 build the root in a pid namespace
+//! nested in the init's ([`pid1`], [`jail::enter`]), reports ready and serves executions
+//! ([`init::serve`]).
 
 mod capabilities;
 mod init;
 mod jail;
+mod pid1;
 mod process;
 mod seccomp;
 mod sys;
@@ -31,13 +33,15 @@ fn startup_socket() -> std::mem::ManuallyDrop<File> {
     std::mem::ManuallyDrop::new(unsafe { File::from_raw_fd(libc::STDIN_FILENO) })
 }
 
-fn read_config() -> Result<ShimConfig, String> {
+/// The config, and its bytes as they came (for the box's pid 1).
+fn read_config() -> Result<(ShimConfig, Vec<u8>), String> {
     let mut stdin = startup_socket();
     let mut length = [0u8; 4];
     stdin.read_exact(&mut length).map_err(|error| format!("failed to read the config length: {error}"))?;
     let mut bytes = vec![0u8; u32::from_le_bytes(length) as usize];
     stdin.read_exact(&mut bytes).map_err(|error| format!("failed to read the config: {error}"))?;
-    serde_json::from_slice(&bytes).map_err(|error| format!("bad config: {error}"))
+    let config = serde_json::from_slice(&bytes).map_err(|error| format!("bad config: {error}"))?;
+    Ok((config, bytes))
 }
 
 fn open_log(config: &ShimConfig) -> Result<(), String> {
@@ -121,8 +125,13 @@ fn prepare(arguments: &Arguments) -> String {
     if pid == 0 {
         // Ahead of the config too: what no box setting changes.
         init::reset_signal_dispositions();
-        let ahead = jail::bring_up_loopback().map_err(|error| error.to_string()).map(|()| seccomp::compile());
-        let outcome = ahead.and_then(|filter| configure(user_namespace, priority.as_ref(), &filter));
+        // Before the box's pid 1 exists: an exit it makes at once must wake the init.
+        let signals = init::block_signals();
+        let ahead = jail::bring_up_loopback().map_err(|error| error.to_string()).map(|()| seccomp::compile()).and_then(|filter| {
+            let first = pid1::FirstProcess::spawn(user_namespace.as_ref(), &filter)?;
+            Ok((filter, first))
+        });
+        let outcome = ahead.and_then(|(filter, first)| configure(user_namespace, priority.as_ref(), &filter, signals, first));
         let line = match &outcome {
             Ok(_) => "ready".to_string(),
             Err(message) => format!("error {message}"),
@@ -142,47 +151,65 @@ fn prepare(arguments: &Arguments) -> String {
     format!("warm {pid}")
 }
 
-/// Runs in the init: waits for the box's config, then builds the box and starts its main
-/// process. Host paths (the log, the control socket, the main process's files) are opened
-/// before the root is pivoted away from the host.
-fn configure(user_namespace: Option<OwnedFd>, priority: Option<&Priority>, filter: &[libc::sock_filter]) -> Result<init::Init, String> {
-    let config = read_config()?;
-    priority.map(Priority::restore).transpose()?;
+/// Runs in the init: waits for the box's config, then has the box's pid 1 (made ahead of need)
+/// build the box and start its main process. Host paths (the log, the control socket, the main
+/// process's files) are opened before the root is pivoted away from the host.
+fn configure(user_namespace: Option<OwnedFd>, priority: Option<&Priority>, filter: &[libc::sock_filter], signals: OwnedFd, first: pid1::FirstProcess) -> Result<init::Init, String> {
+    let (config, config_bytes) = read_config()?;
+    // The box's pid 1 too, before it has to wake for the config.
+    if let Some(priority) = priority {
+        priority.restore(0)?;
+        priority.restore(first.pid)?;
+    }
     open_log(&config)?;
     let listener = listen(&config)?;
     let main_files = config.main.as_ref().map(init::MainFiles::open).transpose()?;
-    jail::enter(&config, user_namespace.as_ref()).map_err(|error| error.to_string())?;
-    // Last: the root is built as host root; from here on the init is root of the box's user
-    // namespace only.
+    // Read while /proc is the host's: the box's /proc shows no process of the init's namespace.
+    let confinement = process::Confinement::new(&config);
+    let (main_stdio, main) = match main_files {
+        Some(files) => {
+            let (stdio, main) = files.split().map_err(|error| error.to_string())?;
+            (Some(stdio), Some(main))
+        }
+        None => (None, None),
+    };
+    first.configure(&config_bytes, main_stdio)?;
+    // While pid 1 builds the root as host root, the init is done with the host: from here on it
+    // is root of the box's user namespace only, and confined.
     if let Some(namespace) = &user_namespace {
         userns::enter(namespace)?;
     }
     drop(user_namespace);
     process::Confinement::apply_to_init(&config, filter)?;
     // Before `Init::new`, which covers a detached box's stdin with /dev/null.
-    join_cgroups()?;
-    let mut init = init::Init::new(&config, listener);
-    if let (Some(main), Some(files)) = (&config.main, main_files) {
-        init.start_main(main, files)?;
-    }
-    Ok(init)
+    let cgroups = receive_cgroups()?;
+    join_cgroups(&cgroups)?;
+    let first = first.start(&cgroups)?;
+    Ok(init::Init::new(&config, confinement, signals, listener, first, main))
 }
 
-/// The runtime makes the box's cgroups while the init builds the root, and sends their
-/// membership files (`boxlite_protocol::JOIN_CGROUPS`). The init joins them by writing `0`,
-/// which moves the writing thread: the init is single-threaded (`init` rule 4), so that is the
-/// whole process. Nothing may be forked before, or it would run outside them.
-fn join_cgroups() -> Result<(), String> {
+/// The runtime makes the box's cgroups while the root is built, and sends their membership
+/// files (`boxlite_protocol::JOIN_CGROUPS`).
+fn receive_cgroups() -> Result<Vec<OwnedFd>, String> {
     let mut byte = [0u8; 1];
     let (length, files) = boxlite_protocol::recv_with_fds(startup_socket().as_fd(), &mut byte)
         .map_err(|error| format!("failed to receive the box's cgroups: {error}"))?;
     match (length, byte[0]) {
-        (1, boxlite_protocol::JOIN_CGROUPS) => {}
-        (0, _) => return Err("the runtime went away while the box started".to_string()),
-        _ => return Err("unexpected start-up message from the runtime".to_string()),
+        (1, boxlite_protocol::JOIN_CGROUPS) => Ok(files),
+        (0, _) => Err("the runtime went away while the box started".to_string()),
+        _ => Err("unexpected start-up message from the runtime".to_string()),
     }
+}
+
+/// Joins the box's cgroups by writing `0` to their membership files, which moves the writing
+/// thread: the init and the box's pid 1 are single-threaded (`init` rule 4), so that is the
+/// whole process. Each joins before it forks anything, so everything it starts runs inside.
+fn join_cgroups(files: &[OwnedFd]) -> Result<(), String> {
     for file in files {
-        File::from(file).write_all(b"0").map_err(|error| format!("failed to join the box's cgroups: {error}"))?;
+        // SAFETY: write(2) of one byte from a static buffer to a descriptor we hold.
+        if unsafe { libc::write(file.as_raw_fd(), b"0".as_ptr().cast(), 1) } != 1 {
+            return Err(format!("failed to join the box's cgroups: {}", std::io::Error::last_os_error()));
+        }
     }
     Ok(())
 }
@@ -209,11 +236,11 @@ impl Priority {
         }
     }
 
-    /// The init still has CAP_SYS_NICE here: it is host root in the host's user namespace
-    /// until its root is built.
-    fn restore(&self) -> Result<(), String> {
-        // SAFETY: setpriority on this process, integer arguments only.
-        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, self.0) } != 0 {
+    /// For `pid` (0: this process). The init still has CAP_SYS_NICE here: it is host root in
+    /// the host's user namespace until its root is built.
+    fn restore(&self, pid: libc::pid_t) -> Result<(), String> {
+        // SAFETY: setpriority on a process of ours, integer arguments only.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, pid as libc::id_t, self.0) } != 0 {
             return Err(format!("failed to restore the box's scheduling priority: {}", std::io::Error::last_os_error()));
         }
         Ok(())

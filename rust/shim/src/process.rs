@@ -127,7 +127,6 @@ impl ChildStack {
 
 pub struct Launch<'a> {
     pub confinement: &'a Confinement,
-    pub stack: &'a mut ChildStack,
     pub argv: &'a [String],
     pub env: Vec<String>,
     pub cwd: Option<&'a str>,
@@ -158,36 +157,49 @@ fn candidates(program: &str, env: &[String]) -> Vec<String> {
     path.split(':').filter(|dir| !dir.is_empty()).map(|dir| format!("{dir}/{program}")).collect()
 }
 
+/// A command's C strings and the pointer arrays execve takes, made before the process that
+/// runs it exists: that process may not allocate (it shares the init's memory).
+struct Program {
+    paths: Vec<CString>,
+    argv: Vec<*const libc::c_char>,
+    env: Vec<*const libc::c_char>,
+    cwd: Option<CString>,
+    /// Owners of the strings `argv` and `env` point into.
+    _strings: (Vec<CString>, Vec<CString>),
+}
+
+impl Program {
+    fn new(launch: &Launch<'_>) -> Result<Self, LaunchError> {
+        let Some(program) = launch.argv.first() else {
+            return Err(LaunchError { message: "empty command".to_string(), not_found: false });
+        };
+        let paths = candidates(program, &launch.env).iter().map(sys::cstring).collect();
+        let (argv, env) = (to_cstrings(launch.argv), to_cstrings(&launch.env));
+        let pointers = |strings: &[CString]| strings.iter().map(|value| value.as_ptr()).chain([std::ptr::null()]).collect();
+        Ok(Self { paths, argv: pointers(&argv), env: pointers(&env), cwd: launch.cwd.map(sys::cstring), _strings: (argv, env) })
+    }
+}
+
 /// Forks and execs; returns the child's pid once exec succeeded, or why it failed. The child
 /// leads its own session and process group, so the whole group can be signalled.
-pub fn launch(launch: Launch<'_>) -> Result<i32, LaunchError> {
-    let Some(program) = launch.argv.first() else {
-        return Err(LaunchError { message: "empty command".to_string(), not_found: false });
-    };
-    let paths: Vec<CString> = candidates(program, &launch.env).iter().map(sys::cstring).collect();
-    let argv = to_cstrings(launch.argv);
-    let env = to_cstrings(&launch.env);
-    let mut argv_pointers: Vec<*const libc::c_char> = argv.iter().map(|value| value.as_ptr()).collect();
-    argv_pointers.push(std::ptr::null());
-    let mut env_pointers: Vec<*const libc::c_char> = env.iter().map(|value| value.as_ptr()).collect();
-    env_pointers.push(std::ptr::null());
-    let cwd = launch.cwd.map(sys::cstring);
+pub fn launch(launch: Launch<'_>, stack: &mut ChildStack) -> Result<i32, LaunchError> {
+    let program = Program::new(&launch)?;
     let (report_read, report_write) = pipe().map_err(|error| LaunchError { message: error.to_string(), not_found: false })?;
 
-    // Out of `launch` while the child uses it, which `plan` lends to the child whole.
-    let mut stack = std::mem::take(&mut launch.stack.0);
-    let plan = ChildPlan { launch: &launch, paths: &paths, argv: &argv_pointers, env: &env_pointers, cwd: cwd.as_ref(), report: report_write.as_raw_fd() };
-    // SAFETY: the child runs `start_child` on `stack`, either in our memory (CLONE_VM) while this
-    // thread is suspended (CLONE_VFORK) until it execs or exits, or in a copy of it (a plain
-    // fork, `share_memory` off); either way `plan`, the data it points at and the stack outlive
-    // its use of them, and nothing else touches them meanwhile (the init is single-threaded).
-    // The stack grows down from its (16-byte aligned) end.
+    // Out of `stack` while the child uses it, which `plan` lends to the child whole.
+    let mut child_stack = std::mem::take(&mut stack.0);
+    let plan = ChildPlan { launch: &launch, program: &program, report: report_write.as_raw_fd() };
+    // SAFETY: the child runs `start_child` on `child_stack`, either in our memory (CLONE_VM)
+    // while this thread is suspended (CLONE_VFORK) until it execs or exits, or in a copy of it
+    // (a plain fork, `share_memory` off); either way `plan`, the data it points at and the stack
+    // outlive its use of them, and nothing else touches them meanwhile (the init is
+    // single-threaded). The stack grows down from its (16-byte aligned) end.
     let pid = unsafe {
-        let top = stack.as_mut_ptr().add(stack.len());
+        let top = child_stack.as_mut_ptr().add(child_stack.len());
         let sharing = if launch.confinement.share_memory { libc::CLONE_VM | libc::CLONE_VFORK } else { 0 };
         libc::clone(start_child, top.cast(), sharing | libc::SIGCHLD, std::ptr::addr_of!(plan).cast_mut().cast())
     };
-    launch.stack.0 = stack;
+    stack.0 = child_stack;
     // Whatever the child's credentials did to the memory it shared, the init stays undumpable.
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
@@ -195,19 +207,44 @@ pub fn launch(launch: Launch<'_>) -> Result<i32, LaunchError> {
         return Err(LaunchError { message: format!("failed to start a process: {}", std::io::Error::last_os_error()), not_found: false });
     }
     drop(report_write);
+    match read_report(&report_read) {
+        None => Ok(pid),
+        Some(failure) => {
+            let mut status = 0;
+            // SAFETY: reap the child that failed before exec.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            Err(failure)
+        }
+    }
+}
+
+/// What a starting process wrote on its report descriptor before its exec closed it: nothing
+/// when the exec succeeded.
+pub fn read_report(report: &OwnedFd) -> Option<LaunchError> {
     let mut buffer = [0u8; libc::PIPE_BUF];
     // SAFETY: reads at most the buffer's length into it. It returns once the child wrote its
-    // failure (one write, shorter than a pipe's atomic size) or its exec closed the pipe.
-    let count = unsafe { libc::read(report_read.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len()) };
-    let Some(written) = usize::try_from(count).ok().filter(|count| *count > 0) else {
-        return Ok(pid);
-    };
-    let report = String::from_utf8_lossy(&buffer[..written]).into_owned();
-    let mut status = 0;
-    // SAFETY: reap the child that failed before exec.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    let not_found = report.starts_with("not found");
-    Err(LaunchError { message: report, not_found })
+    // failure (one write, shorter than a pipe's atomic size) or its exec closed the descriptor.
+    let count = unsafe { libc::read(report.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len()) };
+    let written = usize::try_from(count).ok().filter(|count| *count > 0)?;
+    let message = String::from_utf8_lossy(&buffer[..written]).into_owned();
+    let not_found = message.starts_with("not found");
+    Some(LaunchError { message, not_found })
+}
+
+/// Becomes the process `launch` describes, in place: what a child of [`launch`] does, for the
+/// box's pid 1 (`pid1`). A failure is written to `report` (close-on-exec) before exiting.
+pub fn exec_in_place(launch: &Launch<'_>, report: RawFd) -> ! {
+    match Program::new(launch) {
+        // SAFETY: `child` never returns; `launch` and `program` live on this frame meanwhile.
+        Ok(program) => unsafe { child(launch, &program, report) },
+        Err(error) => {
+            // SAFETY: writing a local buffer to the report descriptor, then leaving.
+            unsafe {
+                libc::write(report, error.message.as_ptr().cast(), error.message.len());
+                libc::_exit(127)
+            }
+        }
+    }
 }
 
 /// Stack of a starting child: it only sets itself up and execs, but formats its error on failure.
@@ -216,10 +253,7 @@ const CHILD_STACK: usize = 256 * 1024;
 /// What a starting child needs, prepared by [`launch`] before the child exists.
 struct ChildPlan<'a> {
     launch: &'a Launch<'a>,
-    paths: &'a [CString],
-    argv: &'a [*const libc::c_char],
-    env: &'a [*const libc::c_char],
-    cwd: Option<&'a CString>,
+    program: &'a Program,
     report: RawFd,
 }
 
@@ -229,19 +263,12 @@ extern "C" fn start_child(plan: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `plan` is the ChildPlan that `launch` keeps alive until this child execs or exits.
     let plan = unsafe { &*plan.cast::<ChildPlan<'_>>() };
     // SAFETY: see `child`; it never returns.
-    unsafe { child(plan.launch, plan.paths, plan.argv, plan.env, plan.cwd, plan.report) }
+    unsafe { child(plan.launch, plan.program, plan.report) }
 }
 
 /// The child side of [`launch`]: set up stdio, identity and cwd, then exec. On failure the
 /// reason goes to `report` (close-on-exec, so a successful exec closes it with nothing written).
-unsafe fn child(
-    launch: &Launch<'_>,
-    paths: &[CString],
-    argv: &[*const libc::c_char],
-    env: &[*const libc::c_char],
-    cwd: Option<&CString>,
-    report: RawFd,
-) -> ! {
+unsafe fn child(launch: &Launch<'_>, program: &Program, report: RawFd) -> ! {
     let fail = |message: &str| -> ! {
         let text = format!("{message}: {}", std::io::Error::last_os_error());
         // SAFETY: writing a local buffer to our report pipe, then leaving without unwinding.
@@ -316,14 +343,14 @@ unsafe fn child(
         if libc::syscall(libc::SYS_setuid, identity.uid) < 0 {
             fail(&format!("failed to set uid {}", identity.uid));
         }
-        if let Some(dir) = cwd {
+        if let Some(dir) = &program.cwd {
             if libc::chdir(dir.as_ptr()) < 0 {
                 fail(&format!("failed to enter working directory {}", dir.to_string_lossy()));
             }
         }
         let mut last_errno = libc::ENOENT;
-        for path in paths {
-            libc::execve(path.as_ptr(), argv.as_ptr(), env.as_ptr());
+        for path in &program.paths {
+            libc::execve(path.as_ptr(), program.argv.as_ptr(), program.env.as_ptr());
             let errno = *libc::__errno_location();
             // Keep the most telling error: a file that exists but cannot run beats "not found".
             if errno != libc::ENOENT && errno != libc::ENOTDIR {

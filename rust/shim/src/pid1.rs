@@ -1,0 +1,239 @@
+//! The box's pid 1: the first process of the box's own pid namespace. The init makes it and
+//! stays outside that namespace, so no box process can see or signal the init.
+//!
+//! The kernel delivers a signal to the first process of a pid namespace only if that process
+//! handles it; SIGKILL and SIGSTOP are the exception, and only when they come from an ancestor
+//! namespace. So `kill -9 -1`, `kill -9 1` or `killall sh` run inside the box cannot end the
+//! main process, nor the box with it. Docker's semantics are the same, since its main process
+//! is pid 1 too. A box without a main process gets an idle pid 1 that only reaps orphans.
+//!
+//! # Steps, in order
+//!
+//! 1. [`FirstProcess::spawn`], in the init ahead of need, as host root: unshare the pid
+//!    namespace, then fork. The init's later children (every execution) land in the new
+//!    namespace too. The two talk over a socket pair, the channel.
+//! 2. In pid 1: wait for the box's config, which the init sends with the main process's stdio
+//!    once it opened the host's files ([`FirstProcess::configure`]).
+//! 3. Build the box's root ([`jail::enter`]). Its /proc is this namespace's, mounted by a
+//!    process inside it.
+//! 4. Enter the box's user namespace and confine itself as the init does: capability bounding
+//!    set, no_new_privs, seccomp. Turn non-dumpable.
+//! 5. Join the box's cgroups (`join_cgroups`) through the membership files the init forwards
+//!    once it joined them itself ([`FirstProcess::start`]), before it starts anything.
+//! 6. With a main process: become it in place (`process::exec_in_place`). Without one: drop
+//!    every privilege, close everything and reap children forever ([`idle`]). Either way the
+//!    channel closes (it is close-on-exec), which tells the init that pid 1 runs; a failure at
+//!    any step is written on it instead.
+//!
+//! The init confines itself and joins the cgroups while pid 1 builds the root, so the start
+//! waits for one message each way.
+
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+
+use boxlite_protocol::{decode, recv_packet, recv_with_fds, send_packet, ShimConfig};
+
+use crate::process::{self, Confinement, Launch, Stdio};
+use crate::{jail, userns, users};
+
+/// What the init sends with the cgroup membership files.
+const CGROUPS: &[u8] = b"cgroups";
+
+/// The init's side of the box's pid 1.
+pub struct FirstProcess {
+    pub pid: i32,
+    channel: OwnedFd,
+}
+
+impl FirstProcess {
+    /// Step 1. Made at the init's priority; the init gives it back its own when the box comes.
+    pub fn spawn(user_namespace: Option<&OwnedFd>, filter: &[libc::sock_filter]) -> Result<Self, String> {
+        let (ours, theirs) = socket_pair()?;
+        // SAFETY: unshare affects this single-threaded process's next children only.
+        if unsafe { libc::unshare(libc::CLONE_NEWPID) } < 0 {
+            return Err(format!("failed to create the box's pid namespace: {}", std::io::Error::last_os_error()));
+        }
+        // SAFETY: the init is single-threaded, so the child may run arbitrary code after fork.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(format!("failed to fork the box's pid 1: {}", std::io::Error::last_os_error()));
+        }
+        if pid == 0 {
+            drop(ours);
+            run(&theirs, user_namespace, filter)
+        }
+        Ok(Self { pid, channel: ours })
+    }
+
+    /// Step 2, from the init: the config as the runtime sent it, and the main process's stdin,
+    /// stdout and stderr when the box has one (the init's copies are closed afterwards).
+    pub fn configure(&self, config: &[u8], main_stdio: Option<[OwnedFd; 3]>) -> Result<(), String> {
+        let stdio: Vec<_> = main_stdio.iter().flatten().map(AsFd::as_fd).collect();
+        send_packet(self.channel.as_fd(), config, &stdio).map_err(|error| format!("failed to send the box's pid 1 its config: {error}"))
+    }
+
+    /// Steps 3 to 6, from the init: forwards the cgroup membership files, then waits until pid
+    /// 1 runs (the main process, or idle) or reports why it cannot. Its pid.
+    pub fn start(self, cgroup_files: &[OwnedFd]) -> Result<i32, String> {
+        let files: Vec<_> = cgroup_files.iter().map(AsFd::as_fd).collect();
+        // A pid 1 that failed already has hung up: its own account is read below.
+        let _ = send_packet(self.channel.as_fd(), CGROUPS, &files);
+        match self.read()? {
+            None => Ok(self.pid),
+            Some(message) => Err(message),
+        }
+    }
+
+    /// One message from pid 1, or `None` at end of file.
+    fn read(&self) -> Result<Option<String>, String> {
+        let mut buffer = [0u8; libc::PIPE_BUF];
+        let (length, _) = recv_with_fds(self.channel.as_fd(), &mut buffer).map_err(|error| format!("failed to hear from the box's pid 1: {error}"))?;
+        Ok((length > 0).then(|| String::from_utf8_lossy(&buffer[..length]).into_owned()))
+    }
+}
+
+fn socket_pair() -> Result<(OwnedFd, OwnedFd), String> {
+    let mut fds = [0; 2];
+    // SAFETY: socketpair writes two new descriptors, owned from here on.
+    unsafe {
+        if libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) < 0 {
+            return Err(format!("failed to create the channel to the box's pid 1: {}", std::io::Error::last_os_error()));
+        }
+        // A packet must fit the sender's buffer whole: room for the largest config the runtime
+        // sends (`MAX_PACKET`), where the host lets root have it.
+        let room = libc::c_int::try_from(2 * boxlite_protocol::MAX_PACKET).unwrap_or(libc::c_int::MAX);
+        libc::setsockopt(fds[0], libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, std::ptr::addr_of!(room).cast(), std::mem::size_of_val(&room) as libc::socklen_t);
+        Ok((OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])))
+    }
+}
+
+/// Steps 2 to 6, in pid 1.
+fn run(channel: &OwnedFd, user_namespace: Option<&OwnedFd>, filter: &[libc::sock_filter]) -> ! {
+    let mut buffer = Vec::new();
+    let (config, stdio) = match recv_packet(channel.as_fd(), &mut buffer) {
+        Ok((length, stdio)) if length > 0 => match decode::<ShimConfig>(&buffer[..length]) {
+            Ok(config) => (config, stdio),
+            Err(error) => fail(channel, &format!("bad config: {error}")),
+        },
+        // The init went away before its box came: nothing to do.
+        // SAFETY: leaving without the exit handlers of a process forked from the init.
+        _ => unsafe { libc::_exit(0) },
+    };
+    // Read while /proc is the host's, as the init reads its own.
+    let confinement = Confinement::new(&config);
+    let prepared = prepare(&config, user_namespace, filter, channel);
+    if let Err(message) = prepared {
+        fail(channel, &message);
+    }
+    match (&config.main, <[OwnedFd; 3]>::try_from(stdio)) {
+        (Some(main), Ok(stdio)) => {
+            let identity = users::Accounts::default().resolve(main.user.as_deref()).unwrap_or_else(|message| fail(channel, &message));
+            let mut env = main.env.clone();
+            if !env.iter().any(|entry| entry.starts_with("HOME=")) {
+                env.push(format!("HOME={}", identity.home));
+            }
+            let stdio = Stdio::Pipes(stdio);
+            let launch = Launch { confinement: &confinement, argv: &main.argv, env, cwd: main.cwd.as_deref(), identity: &identity, stdio: &stdio };
+            process::exec_in_place(&launch, channel.as_raw_fd())
+        }
+        (Some(_), Err(_)) => fail(channel, "the main process's stdio did not come with the config"),
+        (None, _) => idle(channel),
+    }
+}
+
+/// Steps 3 to 5.
+fn prepare(config: &ShimConfig, user_namespace: Option<&OwnedFd>, filter: &[libc::sock_filter], channel: &OwnedFd) -> Result<(), String> {
+    jail::enter(config, user_namespace).map_err(|error| error.to_string())?;
+    if let Some(namespace) = user_namespace {
+        userns::enter(namespace)?;
+    }
+    Confinement::apply_to_init(config, filter)?;
+    // Box processes run as the same uid in the same user namespace: they may not trace pid 1 or
+    // read its memory.
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    let mut buffer = [0u8; 8];
+    let (length, files) = recv_with_fds(channel.as_fd(), &mut buffer).map_err(|error| format!("failed to receive the box's cgroups: {error}"))?;
+    if &buffer[..length] != CGROUPS {
+        // The init went away, or could not go on: nothing is left to do.
+        // SAFETY: leaving without the exit handlers of a process forked from the init.
+        unsafe { libc::_exit(1) };
+    }
+    // Writing to a descriptor the runtime opened is all joining takes: the filter allows it.
+    crate::join_cgroups(&files)
+}
+
+/// Writes `message` for the init and leaves.
+fn fail(channel: &OwnedFd, message: &str) -> ! {
+    let _ = send_packet(channel.as_fd(), message.as_bytes(), &[]);
+    // SAFETY: leaving without the exit handlers of a process forked from the init.
+    unsafe { libc::_exit(1) }
+}
+
+/// pid 1 of a box without a main process: box root with no capability at all, holding nothing
+/// of the host's, with no signal handler (so nothing in the box can signal it); it reaps the
+/// orphans the kernel gives it.
+fn idle(channel: &OwnedFd) -> ! {
+    if let Err(message) = drop_privileges() {
+        fail(channel, &message);
+    }
+    for target in 0..3 {
+        process::redirect_to_null(target);
+    }
+    // SAFETY: close_range over descriptors 3 and up (the channel among them: the init reads its
+    // end of file as "running"), then a blocked SIGCHLD waited for synchronously; a blocked
+    // signal is queued even for pid 1, and reaping is all it does.
+    unsafe {
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+        let mut children: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut children);
+        libc::sigaddset(&mut children, libc::SIGCHLD);
+        libc::sigprocmask(libc::SIG_SETMASK, &children, std::ptr::null_mut());
+        loop {
+            while libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) > 0 {}
+            libc::sigwaitinfo(&children, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Box root (the host's unprivileged id that box root maps to), with empty capability sets.
+fn drop_privileges() -> Result<(), String> {
+    /// `_LINUX_CAPABILITY_VERSION_3`: two 32-bit words per set.
+    const VERSION_3: u32 = 0x2008_0522;
+    let header = [VERSION_3, 0u32];
+    let data = [0u32; 6];
+    // SAFETY: raw setgroups/setgid/setuid with integer arguments, and capset reading a header and
+    // two data structs (three u32 each) from locals that outlive the call.
+    let dropped = unsafe {
+        libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) == 0
+            && libc::syscall(libc::SYS_setgid, 0) == 0
+            && libc::syscall(libc::SYS_setuid, 0) == 0
+            && libc::syscall(libc::SYS_capset, header.as_ptr(), data.as_ptr()) == 0
+    };
+    if !dropped {
+        return Err(format!("failed to drop the privileges of the box's pid 1: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Whether `signal`, sent to pid 1 from outside the box, would end an ordinary process: its
+/// default action terminates, and pid 1 neither catches, blocks nor ignores it. The kernel
+/// drops such a signal for pid 1; the init then ends pid 1 as the signal would have.
+pub fn would_end_it(signal: i32) -> bool {
+    let default_ignored_or_stops = [libc::SIGCHLD, libc::SIGURG, libc::SIGWINCH, libc::SIGCONT, libc::SIGSTOP, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
+    if default_ignored_or_stops.contains(&signal) || !(1..=64).contains(&signal) {
+        return false;
+    }
+    // The init has no pid in the box's namespace, whose /proc this is: pid 1 there is the
+    // box's pid 1.
+    let Ok(status) = std::fs::read_to_string("/proc/1/status") else { return false };
+    let bit = 1u64 << (signal - 1);
+    let mask = |field: &str| status.lines().find_map(|line| line.strip_prefix(field)).and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok());
+    ["SigBlk:", "SigIgn:", "SigCgt:"].iter().all(|field| mask(field).is_some_and(|set| set & bit == 0))
+}
+
+/// Whether any process besides pid 1 is left in the box (orphans included, which are pid 1's
+/// children and not the init's).
+pub fn others_left() -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return false };
+    entries.flatten().any(|entry| entry.file_name().to_str().is_some_and(|name| name != "1" && name.bytes().all(|byte| byte.is_ascii_digit())))
+}
