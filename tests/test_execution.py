@@ -13,7 +13,7 @@ import boxlite
 
 from boxlite._native import _testing
 
-from .conftest import collect, wait_until
+from .conftest import collect, logged, wait_until
 
 
 @pytest.fixture
@@ -253,15 +253,35 @@ async def test_wait_alone_drains_more_output_than_a_pipe_holds(box: boxlite.Box)
 
 
 async def test_close_ends_a_stream_paused_with_unread_output(box: boxlite.Box) -> None:
-    # 8.5 MiB nobody reads: reading pauses at the window, the process exits (the pipe holds
-    # the rest), and only close() can end the streams now.
+    # 8.5 MiB nobody reads or waits for: reading pauses at the window, the process exits (the
+    # pipe holds the rest), and only close() can end the streams now.
     execution = await box.exec("sh", ["-c", "head -c 8900000 /dev/zero"])
-    waiting = asyncio.ensure_future(execution.wait())
     await wait_until(lambda: _testing.exit_withheld(execution), what="the process's exit never arrived")
-    assert not waiting.done()
     await execution.aclose()
-    status = await asyncio.wait_for(waiting, 10)
+    status = await asyncio.wait_for(execution.wait(), 10)
     assert (status.exit_code, status.forced) == (0, False)
+
+
+async def test_wait_alone_returns_after_more_output_than_the_window(box: boxlite.Box, caplog: pytest.LogCaptureFixture) -> None:
+    # About 20 MB nobody reads while the exit is awaited: the oldest output is dropped, the
+    # newest window kept, and wait() returns; a warning says what was lost.
+    execution = await box.exec("sh", ["-c", "seq 1 2500000; echo done >&2"])
+    status = await asyncio.wait_for(execution.wait(), 60)
+    assert (status.exit_code, status.forced) == (0, False)
+    stdout = b"".join([chunk async for chunk in execution.stdout(text=False)])
+    assert stdout.endswith(b"\n2499999\n2500000\n")
+    assert 7 << 20 <= len(stdout) < len(b"".join(b"%d\n" % n for n in range(1, 2500001)))
+    assert [chunk async for chunk in execution.stderr()] == ["done\n"]
+    await logged(caplog, "were dropped, unread while its exit was awaited")
+
+
+async def test_wait_resumes_a_stream_paused_at_its_window(box: boxlite.Box) -> None:
+    # Paused first (nobody waits), then awaited: reading resumes and the process finishes.
+    execution = await box.exec("sh", ["-c", "head -c 20000000 /dev/zero"])
+    await wait_until(lambda: _testing.stdout_paused(execution), what="reading never paused at the window")
+    status = await asyncio.wait_for(execution.wait(), 60)
+    assert status.exit_code == 0
+    assert 7 << 20 <= sum([len(chunk) async for chunk in execution.stdout(text=False)]) < 20000000
 
 
 async def test_async_with_closes_the_execution(box: boxlite.Box) -> None:

@@ -584,7 +584,11 @@ class Execution:
     def stderr(self, *, text: bool = True) -> ExecStream: ...
     def stdin(self) -> ExecStdin: ...
     def wait(self) -> asyncio.Future[ExitStatus]:
-        """Resolves once the process ended and all its output was delivered. Repeatable."""
+        """Resolves once the process ended and all its output was delivered. Repeatable.
+
+        While it is pending, a stream holding 8 MiB nobody read drops its oldest output (a
+        warning is logged) instead of making the process wait, so it always returns.
+        """
     def kill(self) -> asyncio.Future[None]:
         """SIGKILL to the process and its whole process group."""
     def signal(self, signal: int) -> asyncio.Future[None]:

@@ -92,7 +92,7 @@ impl Drop for OwnedBox {
             Some(shared) => shared.spawn(async move {
                 if let Err(error) = runtime.remove(handle.id(), true).await {
                     if !matches!(error, boxlite_core::Error::NotFound(_)) {
-                        log::warn!("failed to remove box {} that no caller received: {error}", handle.id());
+                        log::warn!(target: "boxlite", "failed to remove box {} that no caller received: {error}", handle.id());
                     }
                 }
             }),

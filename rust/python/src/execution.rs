@@ -19,7 +19,9 @@
 //!    output was delivered into the stream buffers, so collected output is never truncated.
 //! 6. Flow control: a stream is read only while the output the user has not taken is below
 //!    [`STREAM_WINDOW`]; then reading pauses until the user takes some. A process that floods
-//!    output nobody reads waits, as with a plain pipe, instead of growing memory.
+//!    output nobody reads waits, as with a plain pipe, instead of growing memory. While a
+//!    `wait()` is pending, a full stream is read on and its oldest output dropped (the newest
+//!    window is kept, and a warning logged), so `wait()` alone always returns.
 //! 7. Output is read on the execution's event loop, as asyncio reads its own pipes: the loop
 //!    watches a pipe (`loop.add_reader`) once someone reads the stream, or [`WATCH_DELAY`]
 //!    after the start, or when the exit arrives and more may come; a short command's output is
@@ -169,6 +171,8 @@ struct StreamState {
     /// Whether `source` got the room of a stream (it does on its first watch).
     enlarged: bool,
     ended: bool,
+    /// Output dropped to keep reading while the exit was awaited (invariant 6).
+    dropped: u64,
     waiter: Option<Py<PyAny>>,
     /// `None` until the user takes the stream; then whether it yields text.
     text: Option<bool>,
@@ -212,9 +216,19 @@ impl StreamState {
         self.waiter.take().filter(|waiter| !is_done(waiter.bind(py)))
     }
 
-    /// Whether the loop should watch the source again (invariant 6).
-    fn wants_reading(&self) -> bool {
-        self.source.is_some() && !self.watched && self.buffered < STREAM_WINDOW
+    /// Whether the loop should watch the source again (invariant 6); `exit_awaited`: a full
+    /// window does not stop it.
+    fn wants_reading(&self, exit_awaited: bool) -> bool {
+        self.source.is_some() && !self.watched && (self.buffered < STREAM_WINDOW || exit_awaited)
+    }
+
+    /// Drops the oldest output until the window has room again (invariant 6).
+    fn make_room(&mut self) {
+        while self.buffered >= STREAM_WINDOW {
+            let Some(chunk) = self.buffer.pop_front() else { break };
+            self.buffered -= chunk.len();
+            self.dropped += chunk.len() as u64;
+        }
     }
 
     /// Turns raw chunks into the next item for the user, if one is ready. Text mode skips
@@ -255,6 +269,11 @@ struct ExecState {
 }
 
 impl ExecState {
+    /// Whether someone waits for the exit (invariant 6).
+    fn exit_awaited(&self, py: Python<'_>) -> bool {
+        self.waiters.iter().any(|waiter| !is_done(waiter.bind(py)))
+    }
+
     fn stream(&mut self, kind: StreamKind) -> &mut StreamState {
         match kind {
             StreamKind::Stdout => &mut self.stdout,
@@ -360,6 +379,12 @@ impl Execution {
     /// The exit has arrived but waits for the end of the output to be published (testing).
     pub fn exit_withheld(&self) -> bool {
         locked(&self.state).arrived_exit.is_some()
+    }
+
+    /// Reading of stdout is paused at its full window (testing).
+    pub fn stdout_paused(&self) -> bool {
+        let state = locked(&self.state);
+        state.stdout.buffered >= STREAM_WINDOW && !state.stdout.watched
     }
 
     /// Wraps a started core execution, registers it for its exit, puts its output streams on
@@ -473,8 +498,9 @@ impl Execution {
         let this = slf.get();
         let fd = {
             let mut state = locked(&this.state);
+            let exit_awaited = state.exit_awaited(slf.py());
             let stream = state.stream(kind);
-            if !stream.wants_reading() {
+            if !stream.wants_reading(exit_awaited) {
                 return Ok(());
             }
             let source = stream.source.as_ref();
@@ -534,6 +560,7 @@ impl Execution {
         let resolution = READ_BUFFER.with_borrow_mut(|buffer| {
             let mut state = locked(&self.state);
             let sealed = state.sealed;
+            let exit_awaited = state.exit_awaited(py);
             let stream = state.stream(kind);
             let fd = stream.source.as_ref()?.as_raw_fd();
             // One read is smaller the more streams the loop watches, so that one turn of the
@@ -568,7 +595,11 @@ impl Execution {
                     stream.buffer.push_back(data.to_vec());
                     stream.buffered += count;
                     if stream.buffered >= STREAM_WINDOW {
-                        found = Found::Full;
+                        if exit_awaited {
+                            stream.make_room();
+                        } else {
+                            found = Found::Full;
+                        }
                     }
                     stream.wake(py)
                 }
@@ -595,7 +626,12 @@ impl Execution {
         let this = slf.get();
         let mut read = 0;
         loop {
-            if !locked(&this.state).stream(kind).wants_reading() {
+            let wants_reading = {
+                let mut state = locked(&this.state);
+                let exit_awaited = state.exit_awaited(slf.py());
+                state.stream(kind).wants_reading(exit_awaited)
+            };
+            if !wants_reading {
                 return;
             }
             match this.read_once(slf.py(), kind) {
@@ -638,6 +674,17 @@ impl Execution {
             }
             let Some(status) = state.arrived_exit.take() else { return };
             state.exit = Some(status.clone());
+            let dropped = (state.stdout.dropped, state.stderr.dropped);
+            if dropped != (0, 0) {
+                log::warn!(
+                    target: "boxlite",
+                    "execution {}: {} bytes of stdout and {} of stderr were dropped, unread while its exit was awaited; the newest {} MiB of each were kept",
+                    self.id,
+                    dropped.0,
+                    dropped.1,
+                    STREAM_WINDOW >> 20
+                );
+            }
             for kind in [StreamKind::Stdout, StreamKind::Stderr] {
                 resolutions.extend(state.stream(kind).wake(py));
             }
@@ -779,15 +826,17 @@ impl Execution {
     }
 
     /// Resolves to the `ExitStatus` once the process ended and all its output was delivered.
-    fn wait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let known = locked(&self.state).exit.clone();
+    /// A stream paused at its full window is read on meanwhile (invariant 6).
+    fn wait<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let (py, this) = (slf.py(), slf.get());
+        let known = locked(&this.state).exit.clone();
         if let Some(status) = known {
             return Self::ready_future(py, Py::new(py, status)?.into_bound(py).into_any());
         }
-        self.shared.check_open(py)?;
+        this.shared.check_open(py)?;
         let future = running_loop(py)?.call_method0("create_future")?;
         let arrived = {
-            let mut state = locked(&self.state);
+            let mut state = locked(&this.state);
             if state.exit.is_none() {
                 state.waiters.push(future.clone().unbind());
             }
@@ -795,6 +844,14 @@ impl Execution {
         };
         if let Some(status) = arrived {
             set_result(&future, Py::new(py, status)?.into_bound(py).into_any())?;
+            return Ok(future);
+        }
+        for kind in [StreamKind::Stdout, StreamKind::Stderr] {
+            let paused = locked(&this.state).stream(kind).buffered >= STREAM_WINDOW;
+            if paused {
+                // A refusal ends the stream, which the exit then does not wait for.
+                let _ = Self::watch(slf, kind);
+            }
         }
         Ok(future)
     }

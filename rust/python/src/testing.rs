@@ -189,6 +189,11 @@ fn exit_withheld(execution: &Bound<'_, crate::execution::Execution>) -> bool {
 }
 
 #[pyfunction]
+fn stdout_paused(execution: &Bound<'_, crate::execution::Execution>) -> bool {
+    execution.get().stdout_paused()
+}
+
+#[pyfunction]
 fn orphans_removed() -> usize {
     event::orphans_removed()
 }
@@ -212,6 +217,7 @@ pub fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
         wrap_pyfunction!(spawned_tasks, &module)?,
         wrap_pyfunction!(live_channels, &module)?,
         wrap_pyfunction!(orphans_removed, &module)?,
+        wrap_pyfunction!(stdout_paused, &module)?,
         wrap_pyfunction!(warm_inits, &module)?,
         wrap_pyfunction!(exit_withheld, &module)?,
     ] {
