@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import threading
 
 import pytest
 
@@ -321,3 +322,26 @@ async def test_output_with_nobody_reading_waits_instead_of_growing(box: boxlite.
     assert total == 64 << 20
     assert "".join([chunk async for chunk in stderr]) == "done\n"
     assert (await execution.wait()).exit_code == 0
+
+
+async def test_an_execution_refuses_waiting_and_reading_from_another_loop(box: boxlite.Box) -> None:
+    execution = await box.exec("sh", ["-c", "echo hi; sleep 600"])
+    refused: list[BaseException] = []
+
+    def elsewhere() -> None:
+        async def use() -> None:
+            for attempt in (execution.wait, execution.stdout(text=False).__anext__):
+                try:
+                    await attempt()
+                except boxlite.InvalidStateError as error:
+                    refused.append(error)
+
+        asyncio.run(use())
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    await asyncio.get_running_loop().run_in_executor(None, thread.join)
+    assert len(refused) == 2 and all("belongs to the event loop that started it" in str(error) for error in refused)
+    # Its own loop still has all of it.
+    await execution.kill()
+    assert (await execution.wait()).signal == 9

@@ -787,6 +787,16 @@ impl Execution {
         Ok(future)
     }
 
+    /// The running loop, when it is the execution's own: its output and exit are handed over
+    /// on that loop's thread, so waiting or reading from another loop is refused.
+    fn own_loop<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let running = running_loop(py)?;
+        if !running.is(self.event_loop.bind(py)) {
+            return Err(errors::invalid_state(py, format!("execution {} belongs to the event loop that started it: wait for it and read its output there", self.id)));
+        }
+        Ok(running)
+    }
+
     fn check_open(&self, py: Python<'_>) -> PyResult<()> {
         self.shared.check_open(py)?;
         if locked(&self.state).sealed {
@@ -831,10 +841,11 @@ impl Execution {
         let (py, this) = (slf.py(), slf.get());
         let known = locked(&this.state).exit.clone();
         if let Some(status) = known {
+            // Known: any loop may have it.
             return Self::ready_future(py, Py::new(py, status)?.into_bound(py).into_any());
         }
         this.shared.check_open(py)?;
-        let future = running_loop(py)?.call_method0("create_future")?;
+        let future = this.own_loop(py)?.call_method0("create_future")?;
         let arrived = {
             let mut state = locked(&this.state);
             if state.exit.is_none() {
@@ -1201,6 +1212,7 @@ impl ExecStream {
 
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let execution = self.execution.get();
+        let event_loop = execution.own_loop(py)?;
         {
             let mut state = locked(&execution.state);
             let sealed = state.sealed;
@@ -1220,7 +1232,7 @@ impl ExecStream {
             }
         }
         execution.shared.check_open(py)?;
-        let future = running_loop(py)?.call_method0("create_future")?;
+        let future = event_loop.call_method0("create_future")?;
         let resolution = {
             let mut state = locked(&execution.state);
             let stream = state.stream(self.kind);
