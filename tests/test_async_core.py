@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -466,3 +468,40 @@ async def test_a_runtime_dropped_right_after_a_call_still_resolves_it(home: Path
     gc.collect()
     runtime = open_runtime(home)  # the dropped runtime released the home's lock
     runtime.close()
+
+
+DROPPED_WITH_A_REQUEST_NEVER_AWAITED = """
+import asyncio, gc, os, sys, time
+import boxlite
+from boxlite._native import _testing
+
+def workers() -> int:
+    names = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            names.append(open(f"/proc/self/task/{task}/comm").read())
+        except OSError:
+            pass
+    return sum(name.startswith("boxlite-worker") for name in names)
+
+gate = _testing.Gate()
+
+async def main() -> None:
+    runtime = boxlite.Boxlite(boxlite.Options(home_dir=sys.argv[1]))
+    _testing.gated(runtime, gate, 1)  # never awaited; the loop ends first
+
+asyncio.run(main())
+gc.collect()
+gate.open()
+deadline = time.monotonic() + 20
+while workers() and time.monotonic() < deadline:
+    time.sleep(0.01)
+print(workers())
+"""
+
+
+def test_a_runtime_dropped_with_a_request_its_loop_never_took_lets_its_threads_go(home: Path) -> None:
+    # The request's future (and the cancel hook on it, holding the runtime) stays with a loop
+    # that closed: the loop's drain, let go, takes the request's slot, and the runtime goes.
+    result = subprocess.run([sys.executable, "-c", DROPPED_WITH_A_REQUEST_NEVER_AWAITED, str(home)], capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout.strip()) == (0, "0"), result.stderr

@@ -482,9 +482,23 @@ impl Drop for Drain {
     /// The loop let go of the drain (it was closed, or the reader removed): nobody will drain
     /// the channel again, so it is closed, releasing what waits in it and its producers.
     /// Closing releases payloads, which never needs the interpreter (rule 18). Nobody will call
-    /// the watch's readers either: requests still waiting for an answer let go of it.
+    /// the watch's readers either: requests still waiting for an answer let go of it. Nothing
+    /// can be handed over on this loop anymore: its requests' slots go (and with their futures
+    /// the runtime their cancel hooks hold), and its executions end.
     fn drop(&mut self) {
-        gil::attach(|py| self.watch.clear(py));
+        gil::attach(|py| {
+            self.watch.clear(py);
+            let Some(shared) = self.shared.upgrade() else { return };
+            let this_loop = self.event_loop.as_ptr();
+            let abandoned = shared.registry.take_where(|slot| match slot {
+                Slot::Request { event_loop, .. } | Slot::Execution { event_loop, .. } => event_loop.as_ptr() == this_loop,
+            });
+            for slot in abandoned {
+                if let Slot::Execution { execution, .. } = slot {
+                    execution.get().fail_closed(py);
+                }
+            }
+        });
         self.channel.close();
     }
 }

@@ -59,6 +59,14 @@ impl<S> Registry<S> {
         self.lock().slots.get(&id).map(look)
     }
 
+    /// Invariant 1: claims every slot `abandoned` picks (those nobody can be handed anything
+    /// anymore).
+    pub fn take_where(&self, mut abandoned: impl FnMut(&S) -> bool) -> Vec<S> {
+        let mut state = self.lock();
+        let ids: Vec<u64> = state.slots.iter().filter(|(_, slot)| abandoned(slot)).map(|(id, _)| *id).collect();
+        ids.iter().filter_map(|id| state.slots.remove(id)).collect()
+    }
+
     /// Invariants 1 and 2: refuses new registrations and claims every slot.
     pub fn close_sweep(&self) -> Vec<S> {
         let mut state = self.lock();
@@ -98,6 +106,16 @@ mod tests {
             let claims: usize = racers.into_iter().map(|racer| racer.join().expect("join")).sum();
             assert_eq!(claims, 1);
         }
+    }
+
+    #[test]
+    fn taking_where_claims_only_the_picked_slots() {
+        let registry = Registry::default();
+        let ids: Vec<u64> = [1, 2, 3, 4].into_iter().map(|value| registry.register(value).expect("open")).collect();
+        let mut taken = registry.take_where(|value| value % 2 == 0);
+        taken.sort_unstable();
+        assert_eq!(taken, vec![2, 4]);
+        assert_eq!((registry.take(ids[0]), registry.take(ids[1]), registry.len()), (Some(1), None, 1));
     }
 
     #[test]
