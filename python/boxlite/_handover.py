@@ -4,14 +4,17 @@
 What it makes belongs to the caller only once the caller received it. A task awaiting the
 future can be cancelled after the value arrived but before the task ran again; the value then
 never reaches the task's coroutine. Here, it is released instead of leaked: the box removed, the
-execution's process group killed.
+execution's process group killed (the value's ``_release()``).
 
-- A value taken with ``result()`` (as ``gather``, ``wait_for`` and ``shield`` take it) belongs
-  to whoever took it: the value's ``_claim()`` is called.
-- A task's own wake-up takes the result that way too, before its coroutine runs; so when the
-  coroutine is then thrown into instead of resumed (the task was cancelled meanwhile), the
-  value's ``_release()`` is called whatever was claimed: that coroutine was the one it was for.
-- A value nobody ever takes is released when it is collected (the native objects do that).
+- A coroutine that awaits the future and resumes with the value has received it.
+- ``result()`` called while no coroutine is suspended on the future (as ``gather``,
+  ``wait_for`` and ``shield`` take the value) hands it over too. A task's own wake-up also
+  calls ``result()``, while its coroutine is still suspended; that call decides nothing.
+- A coroutine thrown into instead (its task was cancelled, or it was closed) after the value
+  arrived schedules the release for after the callbacks already due, so that another awaiter
+  woken by the same result, or the same code awaiting the future again, can still receive it.
+- A future whose value nobody ever takes keeps it: a box outlives its handles, and whoever
+  finds it (``get``, ``list_info``) may use it.
 """
 
 from __future__ import annotations
@@ -29,24 +32,38 @@ def _made(value: Any) -> Any:
 
 
 class Handover(asyncio.Future[Any]):
+    _suspended = 0
+    """Coroutines suspended in ``__await__`` on this future."""
+    _received = False
+
     def result(self) -> Any:
         value = super().result()
-        claim = getattr(_made(value), "_claim", None)
-        if claim is not None:
-            claim()
+        if not self._suspended:
+            self._received = True
         return value
 
     def __await__(self) -> Generator[Any, None, Any]:
+        self._suspended += 1
         try:
             yield from super().__await__()
         except BaseException:
-            # Thrown in while suspended (the awaiting task was cancelled, or its coroutine
-            # closed): a value that arrived meanwhile reaches nobody.
             if self.done() and not self.cancelled() and self.exception() is None:
-                release = getattr(_made(super().result()), "_release", None)
-                if release is not None:
-                    release()
+                loop = self.get_loop()
+                if loop.is_closed():
+                    self._release_unless_received()
+                else:
+                    loop.call_soon(self._release_unless_received)
             raise
-        return self.result()
+        else:
+            self._received = True
+        finally:
+            self._suspended -= 1
+        return super().result()
 
     __iter__ = __await__
+
+    def _release_unless_received(self) -> None:
+        if not self._received:
+            release = getattr(_made(super().result()), "_release", None)
+            if release is not None:
+                release()

@@ -1,6 +1,5 @@
 //! `Box`: a handle to one box.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,11 +16,9 @@ use crate::unsupported::{self, CloneOptions, ExportOptions, NetworkHandle, Snaps
 pub struct Box {
     shared: Arc<Shared>,
     handle: Arc<BoxHandle>,
-    /// A box made for this caller (dispatcher invariant 8), until the caller has it for good:
-    /// removed with this object unless it was claimed, and removed by `_release()` whatever
-    /// was claimed.
+    /// A box made for this caller (dispatcher invariant 8): removed by `_release()`, kept when
+    /// this object goes.
     made: Mutex<Option<OwnedBox>>,
-    claimed: AtomicBool,
 }
 
 impl Box {
@@ -33,7 +30,7 @@ impl Box {
             owned.claim();
             None
         };
-        Self { shared: Arc::clone(shared), handle, made: Mutex::new(made), claimed: AtomicBool::new(false) }
+        Self { shared: Arc::clone(shared), handle, made: Mutex::new(made) }
     }
 
     fn take_made(&self) -> Option<OwnedBox> {
@@ -42,11 +39,10 @@ impl Box {
 }
 
 impl Drop for Box {
+    /// A box outlives its handles: whoever else finds it (`get`, `list_info`) may use it.
     fn drop(&mut self) {
         if let Some(owned) = self.take_made() {
-            if self.claimed.load(Ordering::Acquire) {
-                owned.claim();
-            }
+            owned.claim();
         }
     }
 }
@@ -188,11 +184,6 @@ impl Box {
     #[pyo3(signature = (*_exc))]
     fn __aexit__<'py>(&self, py: Python<'py>, _exc: &Bound<'py, pyo3::types::PyTuple>) -> PyResult<Bound<'py, PyAny>> {
         self.stop(py)
-    }
-
-    /// Someone took this box from its future: it is theirs now.
-    fn _claim(&self) {
-        self.claimed.store(true, Ordering::Release);
     }
 
     /// The coroutine this box was made for will never receive it: it is removed (in the

@@ -36,10 +36,8 @@
 //!    before the coroutine ran again releases it, as a cancellation before the result does.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -49,6 +47,7 @@ use crate::errors;
 use crate::event::{Event, Payload};
 use crate::gil;
 use crate::registry::Registry;
+use crate::tasks::Tasks;
 use crate::watch::LoopWatch;
 
 /// A request registered on the running loop: its target id, the future it resolves, its loop,
@@ -73,16 +72,9 @@ pub enum Slot {
 const TAKE: usize = 16;
 /// Events one drain handles at most before letting the loop run other callbacks (invariant 6).
 const DRAIN_EVENTS: usize = 64;
-/// How long a closed runtime lets in-flight requests finish before tokio is stopped.
-const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
-static SPAWNED: AtomicUsize = AtomicUsize::new(0);
 /// Queue capacity for runtimes created from now on (tests lower it).
 pub static NEXT_CAPACITY: AtomicUsize = AtomicUsize::new(crate::queue::DEFAULT_CAPACITY);
-
-pub fn spawned_tasks() -> usize {
-    SPAWNED.load(Ordering::SeqCst)
-}
 
 /// An event loop this runtime delivers to, its channel (invariant 2), and its watch.
 struct LoopChannel {
@@ -93,11 +85,8 @@ struct LoopChannel {
 
 pub struct Shared {
     pub registry: Arc<Registry<Slot>>,
-    pub handle: tokio::runtime::Handle,
-    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    pub tasks: Arc<Tasks>,
     closed: AtomicBool,
-    /// Tasks started by [`Shared::spawn`] that have not ended.
-    in_flight: Arc<AtomicUsize>,
     capacity: usize,
     channels: Mutex<Vec<LoopChannel>>,
     /// Tests hold the drains to fill channels deterministically.
@@ -133,17 +122,10 @@ pub fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
 
 impl Shared {
     pub fn start() -> std::io::Result<Arc<Self>> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("boxlite-worker")
-            .enable_all()
-            .build()?;
         Ok(Arc::new(Self {
             registry: Arc::new(Registry::default()),
-            handle: runtime.handle().clone(),
-            runtime: Mutex::new(Some(runtime)),
+            tasks: Arc::new(Tasks::start()?),
             closed: AtomicBool::new(false),
-            in_flight: Arc::new(AtomicUsize::new(0)),
             capacity: NEXT_CAPACITY.load(Ordering::SeqCst),
             channels: Mutex::new(Vec::new()),
             held: AtomicBool::new(false),
@@ -232,39 +214,7 @@ impl Shared {
     /// Runs `task` on tokio, counted as in flight until it ends or is aborted (see
     /// [`Shared::close`]).
     pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
-        self.handle.spawn(self.counted(task));
-    }
-
-    /// [`Shared::spawn`], but the task takes its first step here ([`Shared::step_here`]): work
-    /// that only needs to subscribe or send a message is on its way without waiting for a
-    /// worker to wake. Returns the task's abort handle, or `None` if it already ended.
-    pub fn spawn_started(&self, task: impl Future<Output = ()> + Send + 'static) -> Option<tokio::task::AbortHandle> {
-        self.step_here(self.counted(task)).err().map(|rest| self.handle.spawn(rest).abort_handle())
-    }
-
-    /// Takes the first step of `work` on the caller's thread, in tokio's context: its output
-    /// if that finished it, otherwise the rest of it. Only for work whose first step never
-    /// blocks and is short (socket and pipe calls, an uncontended lock).
-    pub fn step_here<T>(&self, work: impl Future<Output = T> + Send + 'static) -> Result<T, Pin<Box<dyn Future<Output = T> + Send>>> {
-        let mut work: Pin<Box<dyn Future<Output = T> + Send>> = Box::pin(work);
-        let _runtime = self.handle.enter();
-        // A future is polled again after any wake it registers, whatever the waker: tokio
-        // polls a spawned rest at once, so nothing the first step waits for is missed.
-        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-        match work.as_mut().poll(&mut context) {
-            std::task::Poll::Ready(output) => Ok(output),
-            std::task::Poll::Pending => Err(work),
-        }
-    }
-
-    /// `task`, counted as spawned and as in flight until it is dropped.
-    fn counted(&self, task: impl Future<Output = ()> + Send + 'static) -> impl Future<Output = ()> + Send + 'static {
-        SPAWNED.fetch_add(1, Ordering::SeqCst);
-        let in_flight = InFlight::enter(&self.in_flight);
-        async move {
-            let _in_flight = in_flight;
-            task.await;
-        }
+        self.tasks.spawn(task);
     }
 
     /// Starts `work` on tokio and returns the asyncio future its one completion resolves.
@@ -320,26 +270,9 @@ impl Shared {
         }
         gil::detach(py, || channels.iter().for_each(|known| known.channel.close()));
         drop(channels);
-        self.stop_runtime();
-    }
-
-    /// Lets in-flight requests run to their end (their results are released into the closed
-    /// channels, so a box made for a swept `create()` is removed), then stops tokio. Never blocks
-    /// the caller: the waiting happens on a thread of its own, bounded by [`DRAIN_LIMIT`].
-    fn stop_runtime(&self) {
-        let runtime = self.runtime.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-        let Some(runtime) = runtime else { return };
-        let in_flight = Arc::clone(&self.in_flight);
-        let stopper = std::thread::Builder::new().name("boxlite-stop".to_string()).spawn(move || {
-            let deadline = Instant::now() + DRAIN_LIMIT;
-            while in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            runtime.shutdown_background();
-        });
-        if let Err(error) = stopper {
-            eprintln!("boxlite: could not start the thread that stops a runtime: {error}");
-        }
+        // In-flight requests run to their end: their results are released into the closed
+        // channels, so a box made for a swept `create()` is removed.
+        self.tasks.stop();
     }
 
     pub fn hold_drains(&self, py: Python<'_>, held: bool) {
@@ -367,28 +300,12 @@ where
     channel.push(Event::Complete { target, result: Box::new(result) }).await;
 }
 
-/// One task counted in flight, until it is dropped (it ended, or was aborted).
-struct InFlight(Arc<AtomicUsize>);
-
-impl InFlight {
-    fn enter(count: &Arc<AtomicUsize>) -> Self {
-        count.fetch_add(1, Ordering::SeqCst);
-        Self(Arc::clone(count))
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 impl Drop for Shared {
     fn drop(&mut self) {
         self.closed.store(true, Ordering::Release);
         let channels = self.channels.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
         channels.iter().for_each(|known| known.channel.close());
-        self.stop_runtime();
+        self.tasks.stop();
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::{Arc, Weak};
 
 use boxlite_core::{BoxHandle, BoxInfo, BoxMetrics, ExitStatus, Runtime, RuntimeMetrics};
 
-use crate::dispatcher::Shared;
+use crate::tasks::Tasks;
 
 pub enum Event {
     /// The result of one request. Boxed: the queue's slots are as large as the largest event.
@@ -49,20 +49,20 @@ pub enum Orphan {
 /// A box handle on its way to a caller, until the caller has it: in the queue, then in the
 /// `Box` object a future resolved to, until the awaiting coroutine took it (`_handover.py`). A
 /// box made for a caller who never gets it is removed (the reference's OrphanGuard, applied to
-/// the last step too), asynchronously on the runtime's tokio when it still runs, so the removal
-/// waits for the box's lifecycle lock instead of skipping a box that is busy.
+/// the last step too), on the runtime's tokio while it runs, so the removal waits for the box's
+/// lifecycle lock instead of skipping a box that is busy.
 pub struct OwnedBox {
     handle: Arc<BoxHandle>,
     runtime: Runtime,
-    owner: Weak<Shared>,
+    tasks: Weak<Tasks>,
     orphan: Orphan,
 }
 
 static ORPHANS_REMOVED: AtomicUsize = AtomicUsize::new(0);
 
 impl OwnedBox {
-    pub fn new(handle: BoxHandle, runtime: Runtime, owner: Weak<Shared>, orphan: Orphan) -> Self {
-        Self { handle: Arc::new(handle), runtime, owner, orphan }
+    pub fn new(handle: BoxHandle, runtime: Runtime, tasks: Weak<Tasks>, orphan: Orphan) -> Self {
+        Self { handle: Arc::new(handle), runtime, tasks, orphan }
     }
 
     pub fn handle(&self) -> &Arc<BoxHandle> {
@@ -87,17 +87,17 @@ impl Drop for OwnedBox {
         }
         ORPHANS_REMOVED.fetch_add(1, Ordering::SeqCst);
         let (handle, runtime) = (Arc::clone(&self.handle), self.runtime.clone());
-        match self.owner.upgrade().filter(|shared| !shared.is_closed()) {
-            // Counted in flight: a runtime closed meanwhile lets the removal finish.
-            Some(shared) => shared.spawn(async move {
-                if let Err(error) = runtime.remove(handle.id(), true).await {
-                    if !matches!(error, boxlite_core::Error::NotFound(_)) {
-                        log::warn!(target: "boxlite", "failed to remove box {} that no caller received: {error}", handle.id());
-                    }
+        let removal = async move {
+            if let Err(error) = runtime.remove(handle.id(), true).await {
+                if !matches!(error, boxlite_core::Error::NotFound(_)) {
+                    log::warn!(target: "boxlite", "failed to remove box {} that no caller received: {error}", handle.id());
                 }
-            }),
-            // The runtime closed: its boxes' processes are gone, what is left is on disk.
-            None => runtime.discard(&handle),
+            }
+        };
+        // Counted in flight, so a runtime that stops meanwhile lets the removal finish; once
+        // it stops, its boxes' processes are gone and what is left is on disk.
+        if self.tasks.upgrade().is_none_or(|tasks| tasks.try_spawn(removal).is_err()) {
+            self.runtime.discard(&self.handle);
         }
     }
 }

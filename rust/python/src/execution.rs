@@ -448,7 +448,7 @@ impl Execution {
                 let claimed = Arc::clone(&this.exit_claimed);
                 // Started here: its first step only subscribes to the exit, and needs no worker
                 // to wake.
-                let driver = shared.spawn_started(async move {
+                let driver = shared.tasks.spawn_started(async move {
                     let status = control.wait().await;
                     if claimed.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok() {
                         channel.push(Event::Exit { target, status }).await;
@@ -1116,7 +1116,7 @@ impl ControlReadable {
                     return;
                 };
                 let answer = {
-                    let _runtime = shared.handle.enter();
+                    let _runtime = shared.tasks.handle.enter();
                     (*requested).try_answer()
                 };
                 match answer {
@@ -1175,7 +1175,7 @@ where
 {
     let registered = shared.register_handover(py)?;
     let future = registered.future.clone();
-    match shared.step_here(requesting) {
+    match shared.tasks.step_here(requesting) {
         Ok(Ok(requested)) => ControlReadable::send_and_watch(py, shared, registered, requested)?,
         Ok(Err(error)) => shared.complete_here(py, registered.target, Err(error)),
         Err(rest) => shared.complete_with(registered.target, registered.channel, async move { rest.await?.run().await.map(Payload::Execution) }),

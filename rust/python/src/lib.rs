@@ -16,6 +16,7 @@ mod options;
 mod queue;
 mod registry;
 mod runtime;
+mod tasks;
 mod testing;
 mod unsupported;
 mod watch;

@@ -26,7 +26,7 @@ fn open(py: Python<'_>, options: &Options) -> PyResult<(Arc<Shared>, boxlite_cor
     let home = options.resolved_home();
     let registries = options.registries(py)?;
     let shared = Shared::start().map_err(|error| errors::to_py(py, &boxlite_core::Error::Internal(format!("failed to start the runtime: {error}"))))?;
-    let handle = shared.handle.clone();
+    let handle = shared.tasks.handle.clone();
     let opened = crate::gil::detach(py, move || {
         let _context = handle.enter();
         boxlite_core::Runtime::open(&home, registries)
@@ -94,7 +94,7 @@ impl Boxlite {
         this.shared.check_open(py)?;
         let options = options.to_core().map_err(|error| errors::to_py(py, &error))?;
         let core = this.core.clone();
-        let owner = Arc::downgrade(&this.shared);
+        let owner = Arc::downgrade(&this.shared.tasks);
         this.shared.submit_handover(py, async move {
             let handle = core.create(options, name).await?;
             Ok(Payload::Box(OwnedBox::new(handle, core, owner, Orphan::Remove)))
@@ -107,7 +107,7 @@ impl Boxlite {
         self.shared.check_open(py)?;
         let options = options.to_core().map_err(|error| errors::to_py(py, &error))?;
         let core = self.core.clone();
-        let owner = Arc::downgrade(&self.shared);
+        let owner = Arc::downgrade(&self.shared.tasks);
         self.shared.submit_handover(py, async move {
             let (handle, created) = core.get_or_create(options, name).await?;
             let orphan = if created { Orphan::Remove } else { Orphan::Release };
@@ -118,7 +118,7 @@ impl Boxlite {
     /// Resolves to the `Box` with this id or name, or `None`.
     fn get<'py>(&self, py: Python<'py>, id_or_name: String) -> PyResult<Bound<'py, PyAny>> {
         let core = self.core.clone();
-        let owner = Arc::downgrade(&self.shared);
+        let owner = Arc::downgrade(&self.shared.tasks);
         self.shared.submit(py, async move {
             Ok(Payload::MaybeBox(core.get(&id_or_name).map(|handle| OwnedBox::new(handle, core.clone(), owner, Orphan::Release))))
         })

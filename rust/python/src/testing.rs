@@ -9,7 +9,7 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use tokio::sync::watch;
 
-use crate::dispatcher::{self, NEXT_CAPACITY};
+use crate::dispatcher::NEXT_CAPACITY;
 use crate::event::{self, Event, Orphan, OwnedBox, Payload, Tracked};
 use crate::options::BoxOptions;
 use crate::runtime::Boxlite;
@@ -71,7 +71,7 @@ fn gated_create<'py>(py: Python<'py>, runtime: &Boxlite, gate: &Gate, options: &
     let opened = gate.waiter();
     let options = options.to_core().map_err(|error| crate::errors::to_py(py, &error))?;
     let core = runtime.core().clone();
-    let owner = Arc::downgrade(runtime.shared());
+    let owner = Arc::downgrade(&runtime.shared().tasks);
     runtime.shared().submit_handover(py, async move {
         opened.await;
         let handle = core.create(options, None).await?;
@@ -85,7 +85,7 @@ fn gated_get_or_create<'py>(py: Python<'py>, runtime: &Boxlite, gate: &Gate, opt
     let opened = gate.waiter();
     let options = options.to_core().map_err(|error| crate::errors::to_py(py, &error))?;
     let core = runtime.core().clone();
-    let owner = Arc::downgrade(runtime.shared());
+    let owner = Arc::downgrade(&runtime.shared().tasks);
     runtime.shared().submit_handover(py, async move {
         opened.await;
         let (handle, created) = core.get_or_create(options, Some(name)).await?;
@@ -122,7 +122,7 @@ fn ordered<'py>(py: Python<'py>, runtime: &Boxlite, count: usize) -> PyResult<Ve
 /// Starts a tokio task that counts milliseconds, to show workers keep running.
 #[pyfunction]
 fn start_canary(runtime: &Boxlite) {
-    runtime.shared().handle.spawn(async {
+    runtime.shared().tasks.handle.spawn(async {
         loop {
             tokio::time::sleep(Duration::from_millis(1)).await;
             CANARY_TICKS.fetch_add(1, Ordering::SeqCst);
@@ -167,7 +167,7 @@ fn gil_on_worker_violations() -> usize {
 
 #[pyfunction]
 fn spawned_tasks() -> usize {
-    dispatcher::spawned_tasks()
+    crate::tasks::spawned_tasks()
 }
 
 #[pyfunction]

@@ -18,9 +18,10 @@
 //!    init, which set them on itself before serving; the init itself is not dumpable, so box
 //!    processes cannot trace it.
 //! 6. The box's main process, if it has one, is the box's pid 1, started before the init
-//!    reports ready. When it exits, its status is written to the status file first, then every
-//!    attached connection hears of it, then the box stops at once (SIGKILL to what is left), as
-//!    a container does when its main process ends.
+//!    reports ready. When it exits, the kernel ends every other process of the box (whose
+//!    exits are reported first), then its status is written to the status file, then every
+//!    attached connection hears of it, and the box stops, as a container does when its main
+//!    process ends.
 //! 7. Signals the runtime sends the main process (a stop's SIGTERM, `signal()` through attach)
 //!    act as on an ordinary process: the kernel drops a signal pid 1 leaves at its default
 //!    action, so when that action would end it, the init ends it with SIGKILL and records the
@@ -454,8 +455,11 @@ impl Init {
         // SAFETY: see `turn`.
         unsafe { libc::kill(-1, libc::SIGTERM) };
         if let Some(main) = self.main.as_ref().and_then(|main| main.pid) {
-            // Rule 7: the kernel dropped the SIGTERM if the main process leaves it at default.
-            let _ = self.signal_main(main, libc::SIGTERM, false);
+            // Rule 7: the kernel dropped the SIGTERM if the main process leaves it at default
+            // (one that handles it has it already).
+            if crate::pid1::would_end_it(libc::SIGTERM) {
+                let _ = self.signal_main(main, libc::SIGTERM, false);
+            }
         }
         self.end_idle_first_when_alone();
     }

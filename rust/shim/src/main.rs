@@ -184,7 +184,7 @@ fn configure(user_namespace: Option<OwnedFd>, priority: Option<&Priority>, filte
     // Before `Init::new`, which covers a detached box's stdin with /dev/null.
     let cgroups = receive_cgroups()?;
     join_cgroups(&cgroups)?;
-    let first = first.start(&cgroups)?;
+    let first = first.start(&cgroups, config.main.is_none())?;
     Ok(init::Init::new(&config, confinement, signals, listener, first, main))
 }
 

@@ -73,13 +73,20 @@ impl FirstProcess {
 
     /// Steps 3 to 6, from the init: forwards the cgroup membership files, then waits until pid
     /// 1 runs (the main process, or idle) or reports why it cannot. Its pid.
-    pub fn start(self, cgroup_files: &[OwnedFd]) -> Result<i32, String> {
+    /// `idle_expected`: the box has no main process.
+    pub fn start(self, cgroup_files: &[OwnedFd], idle_expected: bool) -> Result<i32, String> {
         let files: Vec<_> = cgroup_files.iter().map(AsFd::as_fd).collect();
         // A pid 1 that failed already has hung up: its own account is read below.
         let _ = send_packet(self.channel.as_fd(), CGROUPS, &files);
-        match self.read()? {
-            None => Ok(self.pid),
-            Some(message) => Err(message),
+        if let Some(message) = self.read()? {
+            return Err(message);
+        }
+        // End of file: the main process runs (it may have ended already, which is its own
+        // business), or pid 1 idles, unless it died before saying why.
+        if !idle_expected || alive(self.pid) {
+            Ok(self.pid)
+        } else {
+            Err("the box's pid 1 ended while it started".to_string())
         }
     }
 
@@ -184,6 +191,8 @@ fn idle(channel: &OwnedFd) -> ! {
     // signal is queued even for pid 1, and reaping is all it does.
     unsafe {
         libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+        // Whatever close_range did, the init must see the channel's end.
+        libc::close(channel.as_raw_fd());
         let mut children: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut children);
         libc::sigaddset(&mut children, libc::SIGCHLD);
@@ -213,6 +222,15 @@ fn drop_privileges() -> Result<(), String> {
         return Err(format!("failed to drop the privileges of the box's pid 1: {}", std::io::Error::last_os_error()));
     }
     Ok(())
+}
+
+/// Whether our child `pid` has not exited (it is not reaped here).
+fn alive(pid: i32) -> bool {
+    // SAFETY: waitid with WNOWAIT only looks; `info` is a valid out-pointer.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) == 0 && info.si_pid() == 0
+    }
 }
 
 /// Whether `signal`, sent to pid 1 from outside the box, would end an ordinary process: its
