@@ -47,10 +47,47 @@ async def output(box: boxlite.Box, command: str, *args: str) -> str:
         ("reboot", ["169", "0xfee1dead", "672274793", "0x4321fedc", "0"]),
         ("perf_event_open", ["298", "0", "0", "-1", "-1", "0"]),
         ("clone(CLONE_NEWNET)", ["56", "0x40000011", "0", "0", "0", "0"]),
+        ("io_uring_setup", ["425", "8", "0"]),
+        ("io_uring_enter", ["426", "0", "0", "0", "0", "0", "0"]),
+        ("mbind", ["237", "0", "0", "0", "0", "0", "0"]),
+        ("set_mempolicy", ["238", "0", "0", "0"]),
+        ("userfaultfd", ["323", "0"]),
+        ("open_by_handle_at", ["304", "0", "0", "0"]),
+        ("quotactl_fd", ["443", "0", "0", "0", "0"]),
+        ("personality(READ_IMPLIES_EXEC)", ["135", "0x400000"]),
+        ("x32 ABI getpid", [str(0x40000000 + 39)]),
     ],
 )
 async def test_host_wide_syscalls_are_refused(box: boxlite.Box, name: str, call: list[str]) -> None:
     assert (await output(box, "python3", "-c", SYSCALL, *call)).strip() == "EPERM", name
+
+
+@pytest.mark.parametrize(("family", "number"), [("AF_VSOCK", "40"), ("AF_ALG", "38")])
+async def test_sockets_that_reach_past_the_box_are_refused(box: boxlite.Box, family: str, number: str) -> None:
+    assert (await output(box, "python3", "-c", SYSCALL, "41", number, "1", "0")).strip() == "EAFNOSUPPORT", family
+    assert (await output(box, "python3", "-c", SYSCALL, "41", "2", "1", "0")).strip() == "ok", "AF_INET stays"
+
+
+async def test_personality_keeps_dockers_values(box: boxlite.Box) -> None:
+    assert (await output(box, "python3", "-c", SYSCALL, "135", "0xffffffff")).strip() == "ok"
+    assert (await output(box, "python3", "-c", SYSCALL, "135", "0x8")).strip() == "ok"
+
+
+# Runs `int 0x80` (the 32-bit syscall ABI) with eax = 26, i386's ptrace.
+INT_0X80 = """
+import ctypes, mmap
+code = bytes([0xb8, 26, 0, 0, 0, 0xcd, 0x80, 0xc3])  # mov eax, 26; int 0x80; ret
+memory = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+memory.write(code)
+address = ctypes.addressof(ctypes.c_char.from_buffer(memory))
+ctypes.CFUNCTYPE(ctypes.c_long)(address)()
+print("survived")
+"""
+
+
+async def test_the_32_bit_syscall_abi_kills_the_process(box: boxlite.Box) -> None:
+    stdout, _, status = await collect(await box.exec("python3", ["-c", INT_0X80]))
+    assert (stdout, status.signal) == (b"", 31), "SIGSYS: seccomp killed it before the syscall ran"
 
 
 async def test_clone3_falls_back_so_threads_and_forks_still_work(box: boxlite.Box) -> None:
