@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -236,3 +237,24 @@ async def test_concurrent_first_creates_on_a_fresh_home_all_succeed(runtime: box
     outputs = await asyncio.gather(*(run(box, "echo ok") for box in boxes))
     assert outputs == [b"ok\n"] * 6
     await asyncio.gather(*(box.stop() for box in boxes))
+
+
+async def test_start_racing_stop_on_two_handles_ends_in_one_state_or_a_typed_error(runtime: boxlite.Boxlite) -> None:
+    for auto_remove in (True, False):
+        for _ in range(10):
+            first = await runtime.create(boxlite.BoxOptions(auto_remove=auto_remove))
+            await first.start()
+            second = await runtime.get(first.id)
+            assert second is not None
+            stopped, started = await asyncio.gather(first.stop(), second.start(), return_exceptions=True)
+            assert stopped is None
+            info = await runtime.get_info(first.id)
+            if auto_remove and info is None:
+                # The stop removed the box: a start that came after it says so.
+                assert started is None or isinstance(started, boxlite.NotFoundError), repr(started)
+            else:
+                assert started is None, repr(started)
+                assert info is not None and info.state.status in ("running", "stopped")
+            if info is not None:
+                await runtime.remove(first.id, force=True)
+    assert await runtime.list_info() == []

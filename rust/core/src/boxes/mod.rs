@@ -443,6 +443,10 @@ impl Runtime {
     pub async fn remove(&self, id_or_name: &str, force: bool) -> Result<()> {
         let entry = self.find(id_or_name).ok_or_else(|| Error::NotFound(format!("box {id_or_name}")))?;
         let mut live = entry.live.lock().await;
+        if entry.removed.load(Ordering::Acquire) {
+            // Removed (a stop that removes, or another remove) while this one waited.
+            return Err(Error::NotFound(format!("box {id_or_name}")));
+        }
         if let Some(running) = live.as_ref().filter(|running| running.is_alive()) {
             if !force {
                 return Err(Error::InvalidState(format!("box {} is running. Use force=true to stop first", entry.id)));
@@ -777,6 +781,9 @@ impl BoxHandle {
     }
 
     async fn start_locked(&self, live: &mut Option<Live>) -> Result<()> {
+        // Again under the lock: while this handle waited for it, another may have stopped and
+        // removed the box, or this one's own stop spent it, or the runtime shut down.
+        self.check_usable()?;
         if live.as_ref().is_some_and(Live::is_alive) {
             return Ok(());
         }
