@@ -93,7 +93,13 @@ impl FirstProcess {
     /// One message from pid 1, or `None` at end of file.
     fn read(&self) -> Result<Option<String>, String> {
         let mut buffer = [0u8; libc::PIPE_BUF];
-        let (length, _) = recv_with_fds(self.channel.as_fd(), &mut buffer).map_err(|error| format!("failed to hear from the box's pid 1: {error}"))?;
+        let mut received = recv_with_fds(self.channel.as_fd(), &mut buffer);
+        if received.as_ref().is_err_and(|error| error.kind() == std::io::ErrorKind::ConnectionReset) {
+            // pid 1 failed and left with our last message unread: the kernel reports that
+            // once, ahead of what pid 1 wrote before it left, which is read next.
+            received = recv_with_fds(self.channel.as_fd(), &mut buffer);
+        }
+        let (length, _) = received.map_err(|error| format!("failed to hear from the box's pid 1: {error}"))?;
         Ok((length > 0).then(|| String::from_utf8_lossy(&buffer[..length]).into_owned()))
     }
 }

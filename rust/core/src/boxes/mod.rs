@@ -22,7 +22,7 @@ mod state;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 pub use boxlite_protocol::ProcessLimits;
@@ -193,18 +193,23 @@ impl Inner {
     }
 
     /// Makes the next box's shim unless one is ready or being made, or the runtime is closing.
-    /// Blocking; the slot is not locked meanwhile.
-    fn refill_warm(&self) {
-        {
-            let mut slot = self.warm_slot();
-            if slot.ready.is_some() || slot.preparing || self.shut_down.load(Ordering::Acquire) {
+    /// Blocking; the slot is not locked meanwhile. It holds the runtime only while it looks at
+    /// the slot: a runtime let go of meanwhile goes at once (its home free for the next), and
+    /// the shim made for it ends.
+    fn refill_warm(runtime: &Weak<Self>) {
+        let (shim, id_map) = {
+            let Some(inner) = runtime.upgrade() else { return };
+            let mut slot = inner.warm_slot();
+            if slot.ready.is_some() || slot.preparing || inner.shut_down.load(Ordering::Acquire) {
                 return;
             }
             slot.preparing = true;
-        }
-        let mut prepared = engine::Warm::prepare(&self.shim, self.home.id_map(), true).inspect_err(|error| log::warn!("could not prepare the next box ahead of need: {error}")).ok();
-        let mut slot = self.warm_slot();
-        if slot.ready.is_none() && !self.shut_down.load(Ordering::Acquire) {
+            (inner.shim.clone(), inner.home.id_map())
+        };
+        let mut prepared = engine::Warm::prepare(&shim, id_map, true).inspect_err(|error| log::warn!("could not prepare the next box ahead of need: {error}")).ok();
+        let Some(inner) = runtime.upgrade() else { return };
+        let mut slot = inner.warm_slot();
+        if slot.ready.is_none() && !inner.shut_down.load(Ordering::Acquire) {
             slot.ready = prepared.take();
         }
         if prepared.is_some() {
@@ -212,11 +217,11 @@ impl Inner {
             // close back, so the close returns with nothing of it left.
             drop(slot);
             drop(prepared);
-            slot = self.warm_slot();
+            slot = inner.warm_slot();
         }
         slot.preparing = false;
         drop(slot);
-        self.warm.1.notify_all();
+        inner.warm.1.notify_all();
     }
 
     /// Ends the shim made ahead of need, once one being made is done (bounded). Call after
@@ -284,8 +289,8 @@ impl Runtime {
         // Adopted boxes are watched like the ones this runtime starts (rule 5), and the first box
         // is prepared ahead of need, when there is a tokio runtime to do it from.
         if tokio::runtime::Handle::try_current().is_ok() {
-            let inner = Arc::clone(&runtime.inner);
-            tokio::task::spawn_blocking(move || inner.refill_warm());
+            let inner = Arc::downgrade(&runtime.inner);
+            tokio::task::spawn_blocking(move || Inner::refill_warm(&inner));
             let entries: Vec<Arc<BoxEntry>> = lock(&runtime.inner.boxes).values().cloned().collect();
             for entry in entries {
                 let handle = runtime.handle(entry);
@@ -810,7 +815,8 @@ impl BoxHandle {
                     cgroup.remove();
                 }
             }
-            tokio::task::spawn_blocking(move || inner.refill_warm());
+            let runtime = Arc::downgrade(&inner);
+            tokio::task::spawn_blocking(move || Inner::refill_warm(&runtime));
             started
         })
         .await;
