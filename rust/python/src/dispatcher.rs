@@ -104,9 +104,19 @@ enum FutureKind {
     Handover,
 }
 
+/// Looks up the Python classes the async core makes; called when `boxlite._native` is
+/// imported, so a missing one fails the import.
+pub fn resolve(py: Python<'_>) -> PyResult<()> {
+    handover_class(py).map(|_| ())
+}
+
+fn handover_class(py: Python<'_>) -> PyResult<&'static Py<PyAny>> {
+    HANDOVER.get_or_try_init(py, || py.import("boxlite._handover").and_then(|module| module.getattr("Handover")).map(Bound::unbind))
+}
+
 fn handover_future<'py>(event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     let py = event_loop.py();
-    let class = HANDOVER.get_or_try_init(py, || py.import("boxlite._handover").and_then(|module| module.getattr("Handover")).map(Bound::unbind))?;
+    let class = handover_class(py)?;
     let arguments = pyo3::types::PyDict::new(py);
     arguments.set_item("loop", event_loop)?;
     class.bind(py).call((), Some(&arguments))
@@ -159,6 +169,9 @@ impl Shared {
     pub fn channel_and_watch(self: &Arc<Self>, event_loop: &Bound<'_, PyAny>) -> PyResult<(Arc<Channel>, Arc<LoopWatch>)> {
         let py = event_loop.py();
         let mut channels = self.channels(py);
+        // Under the lock `close()` takes the channels with: a channel made after it did would
+        // be nobody's to close, and its reader would stay on the loop.
+        self.check_open(py)?;
         if let Some(known) = channels.iter().find(|known| known.event_loop.bind(py).is(event_loop)) {
             return Ok((Arc::clone(&known.channel), Arc::clone(&known.watch)));
         }

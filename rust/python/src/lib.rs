@@ -26,6 +26,8 @@ use pyo3::prelude::*;
 #[pymodule(gil_used = false)]
 fn _native(py: Python<'_>, module: &Bound<'_, PyModule>) -> PyResult<()> {
     log_bridge::install(py)?;
+    errors::resolve(py)?;
+    dispatcher::resolve(py)?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     module.add("HOST_IMAGE", boxlite_core::image::HOST_IMAGE)?;
     module.add_class::<runtime::Boxlite>()?;

@@ -79,7 +79,7 @@ impl Boxlite {
     fn init_default(py: Python<'_>, options: &Options) -> PyResult<()> {
         let mut default = crate::gil::lock(py, &DEFAULT);
         if default.1.is_some() {
-            return Err(errors::exception(py, "InternalError", "internal error: Default runtime already initialized; call init_default() before default()".to_string()));
+            return Err(errors::exception(py, errors::Kind::Internal, "internal error: Default runtime already initialized; call init_default() before default()".to_string()));
         }
         default.0 = Some(options.clone_ref(py));
         Ok(())
