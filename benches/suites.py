@@ -82,7 +82,7 @@ def _bundle(layout: str, directory: Path) -> Path:
 
 async def create_start_exec(samples: int, warmup: int, paced: int) -> list[Row]:
     """2. Box create + start + first exec with a cached image: the time until the first
-    command's exit status is in hand, as issue 4 and the floor in limits.md count it (crun run's
+    command's exit status is in hand, as the fresh-box floor measured on this machine counts it (crun run's
     figure includes its teardown, as there). Then the whole lifecycle, stop and removal included,
     beside the same `crun run`; and the first figure again with the host idle for 100 ms before
     each run, as when boxes are made one at a time."""
@@ -126,7 +126,7 @@ async def create_start_exec(samples: int, warmup: int, paced: int) -> list[Row]:
             ours_times, _ = await side_by_side(ours, crun, samples, warmup)
             crun_run = crun_times[warmup:]
             rows.append(latency_row("create + start + first exec", "crun run (same bundle)", to_result[warmup:], crun_run, 0.5,
-                                    "until the exit status is in hand; crun runs with the cgroup2 mount hidden (limits.md); "
+                                    "until the exit status is in hand; crun runs with the cgroup2 mount hidden (it refuses a cgroup2 mount without controllers); "
                                     "ours also starts the image's default command (sh) as the box's main process"))
             rows.append(latency_row("create + start + first exec + stop", "crun run (same bundle)", ours_times, crun_run, None,
                                     f"of which the stop (which removes the box): p50 {statistics.median(stops[warmup:]):.0f}us"))

@@ -1,4 +1,4 @@
-"""The async core's rules, 1–21 of reference/async-core-invariants.md §2, driven through the
+"""The async core's rules (docs/async-core.md, rules 1–21), driven through the
 test-only operations of ``boxlite._native._testing`` (gates and counters, no sleeps as
 synchronisation). Test names carry the rule numbers."""
 

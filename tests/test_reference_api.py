@@ -1,5 +1,5 @@
-"""BoxLite's Python API as its users know it (reference/python-api.md §16, the scenarios that need
-no VM): names, call shapes, defaults and error classes."""
+"""BoxLite's Python API as its users know it (the scenarios of its documentation that need no
+VM): names, call shapes, defaults and error classes."""
 
 from __future__ import annotations
 

@@ -4,13 +4,12 @@
 //! also serves the connections of the executions started on the loop, which the loop reads
 //! itself (`watch`, and `execution` invariant 8).
 //!
-//! # Invariants (numbers refer to reference/async-core-invariants.md §2)
+//! # Invariants (rule numbers refer to docs/async-core.md)
 //!
 //! 1. (rules 1, 2) Tokio tasks carry only Rust values; they never hold a Python object and never
 //!    attach. Python-visible work (resolving futures, publishing exits) runs on the event loop's
 //!    thread, in [`Drain`], which the loop calls when its watch (holding the channel's eventfd)
-//!    is readable (`loop.add_reader`): the loop-side drain of the reference's §3.2 (b), kept
-//!    general by giving every loop a channel of its own.
+//!    is readable (`loop.add_reader`): each loop drains a channel of its own.
 //! 2. (rule 10) One channel per loop and one drain per channel: a loop's events are handled in
 //!    push order, on that loop. A request or execution pushes to the channel of the loop it was
 //!    made on.

@@ -1,7 +1,7 @@
 //! Executions as Python sees them: output streams as async iterators (bytes, or text decoded at
 //! this edge), stdin, `wait()`, signals, terminal size, and close.
 //!
-//! # Invariants (numbers refer to reference/async-core-invariants.md §2)
+//! # Invariants (rule numbers refer to docs/async-core.md)
 //!
 //! 1. (rule 22) Output is bytes end to end; text is an incremental UTF-8 decoding here, so a
 //!    character split across chunks survives and only truly invalid bytes become U+FFFD.

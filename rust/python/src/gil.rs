@@ -1,7 +1,8 @@
 //! The one place that attaches to the Python interpreter from Rust-owned threads.
 //!
 //! Rules:
-//! 1. No tokio worker ever attaches (the worker-park bug class of the reference, §1.1). Every
+//! 1. No tokio worker ever attaches (docs/async-core.md, rule 1): a worker parked in Python
+//!    code would stall every task of the runtime. Every
 //!    attach goes through [`attach`], which counts violations instead of trusting callers; the
 //!    test suite asserts the count stays 0.
 //! 2. Long waits made while Python called us (blocking on the runtime, releasing payloads)

@@ -1,7 +1,7 @@
 //! The completion queue: every result and stream event bound for one event loop passes through
 //! here, from tokio tasks to the loop's drain (see `channel` and `dispatcher`).
 //!
-//! # Invariants (numbers refer to reference/async-core-invariants.md §2)
+//! # Invariants (rule numbers refer to docs/async-core.md)
 //!
 //! 1. (rule 3) Producers wait for room asynchronously (a semaphore of `capacity` permits); a full
 //!    queue never parks a tokio worker.

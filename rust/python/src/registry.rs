@@ -1,6 +1,6 @@
 //! The pending-request registry: who is waiting for what.
 //!
-//! # Invariants (numbers refer to reference/async-core-invariants.md §2)
+//! # Invariants (rule numbers refer to docs/async-core.md)
 //!
 //! 1. (rule 17) Each slot is claimed at most once: by the result's delivery, by the caller's
 //!    cancellation, or by the close sweep — each claims with [`Registry::take`] or
