@@ -377,4 +377,44 @@ mod tests {
         let (length, fds) = recv_packet(right.as_fd(), &mut buffer).expect("recv after close");
         assert_eq!((length, fds.len()), (0, 0));
     }
+
+    mod decoding_any_packet {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn request() -> impl Strategy<Value = Request> {
+            let text = ".{0,40}";
+            let size = (any::<u16>(), any::<u16>()).prop_map(|(rows, cols)| TtySize { rows, cols });
+            prop_oneof![
+                (prop::collection::vec(text, 0..4), prop::collection::vec(text, 0..4), prop::option::of(text), prop::option::of(text), prop::option::of(size))
+                    .prop_map(|(argv, env, cwd, user, tty)| Request::Exec { argv, env, cwd, user, tty }),
+                any::<bool>().prop_map(|stdin| Request::Attach { stdin }),
+                (any::<i32>(), any::<bool>()).prop_map(|(signal, group)| Request::Signal { signal, group }),
+                any::<u64>().prop_map(|grace_ms| Request::Shutdown { grace_ms }),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+            #[test]
+            fn any_bytes_decode_to_a_message_or_an_error(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+                let _ = decode::<Request>(&bytes);
+                let _ = decode::<Reply>(&bytes);
+                let _ = decode::<ShimConfig>(&bytes);
+            }
+
+            #[test]
+            fn every_request_survives_the_wire(request in request()) {
+                prop_assert_eq!(decode::<Request>(&encode(&request)).expect("decode"), request);
+            }
+
+            #[test]
+            fn a_request_cut_short_is_an_error(request in request(), cut in any::<prop::sample::Index>()) {
+                let bytes = encode(&request);
+                let end = cut.index(bytes.len());
+                prop_assert!(decode::<Request>(&bytes[..end]).is_err());
+            }
+        }
+    }
 }

@@ -358,3 +358,84 @@ mod tests {
         std::fs::remove_dir_all(&root).expect("cleanup");
     }
 }
+
+/// Layers made of random entries (names and link targets with `..`, absolute paths, symlinks
+/// and hardlinks over each other, whiteouts) unpack into their directory only (rule 1).
+#[cfg(test)]
+mod unpacking_random_layers {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Kind {
+        Directory,
+        File,
+        Symlink(String),
+        Hardlink(String),
+    }
+
+    fn path() -> impl Strategy<Value = String> {
+        let component = prop::sample::select(vec!["a", "b", "..", ".", "c", ".wh.a", ".wh..wh..opq"]);
+        (any::<bool>(), prop::collection::vec(component, 1..5)).prop_map(|(absolute, parts)| format!("{}{}", if absolute { "/" } else { "" }, parts.join("/")))
+    }
+
+    fn entry() -> impl Strategy<Value = (Kind, String)> {
+        let kind = prop_oneof![Just(Kind::Directory), Just(Kind::File), path().prop_map(Kind::Symlink), path().prop_map(Kind::Hardlink)];
+        (kind, path())
+    }
+
+    /// A tar whose names are written as they are (the tar crate's own setters refuse `..`).
+    fn layer(entries: &[(Kind, String)]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (kind, name) in entries {
+            let mut header = tar::Header::new_old();
+            let raw = header.as_old_mut();
+            raw.name[..name.len()].copy_from_slice(name.as_bytes());
+            let (kind_byte, link, data): (tar::EntryType, Option<&String>, &[u8]) = match kind {
+                Kind::Directory => (tar::EntryType::Directory, None, b""),
+                Kind::File => (tar::EntryType::Regular, None, b"written by a layer\n"),
+                Kind::Symlink(target) => (tar::EntryType::Symlink, Some(target), b""),
+                Kind::Hardlink(target) => (tar::EntryType::Link, Some(target), b""),
+            };
+            if let Some(target) = link {
+                header.as_old_mut().linkname[..target.len()].copy_from_slice(target.as_bytes());
+            }
+            header.set_entry_type(kind_byte);
+            header.set_mode(0o755);
+            header.set_size(data.len() as u64);
+            header.set_cksum();
+            builder.append(&header, data).expect("append");
+        }
+        builder.into_inner().expect("tar")
+    }
+
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir).expect("read_dir").map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+        #[test]
+        fn nothing_lands_outside_the_layer(entries in prop::collection::vec(entry(), 1..12)) {
+            let sandbox = std::env::temp_dir().join(format!("boxlite-unpack-random-{}-{}", std::process::id(), rand::random::<u64>()));
+            let (root, outside) = (sandbox.join("root"), sandbox.join("outside"));
+            std::fs::create_dir_all(&root).expect("mkdir");
+            std::fs::create_dir_all(&outside).expect("mkdir");
+            std::fs::write(outside.join("secret"), "host\n").expect("write");
+            // Links planted as a layer below would find them: into the sandbox's other side.
+            std::os::unix::fs::symlink(&outside, root.join("c")).expect("symlink");
+            let bytes = layer(&entries);
+            let blob = sandbox.join("blob");
+            std::fs::write(&blob, &bytes).expect("write");
+            let digest = format!("sha256:{:x}", Sha256::digest(&bytes));
+            let _ = extract(&blob, &digest, &root, None);
+            prop_assert_eq!(listing(&sandbox), vec!["blob", "outside", "root"]);
+            prop_assert_eq!(listing(&outside), vec!["secret"]);
+            prop_assert_eq!(std::fs::read_to_string(outside.join("secret")).expect("read"), "host\n");
+            std::fs::remove_dir_all(&sandbox).expect("cleanup");
+        }
+    }
+}
