@@ -26,5 +26,5 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q "maturin>=1.5,<2" pytest pytest-asyncio pytest-timeout mypy typing_extensions matplotlib
 
-echo "== building and installing boxlite (release)"
-.venv/bin/python -m pip install -q --force-reinstall --no-deps .
+echo "== building and installing boxlite (release, with the test suite's hooks: cargo feature testing)"
+MATURIN_PEP517_ARGS="--features testing" .venv/bin/python -m pip install -q --force-reinstall --no-deps .

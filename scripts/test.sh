@@ -28,6 +28,7 @@ python3 -m venv "$scratch/venv"
 "$scratch/venv/bin/pip" install -q "$scratch"/dist/boxlite-*.whl
 cp examples/quickstart.py "$scratch/"
 (cd "$scratch" && venv/bin/python quickstart.py "$scratch/home" >/dev/null)
+"$scratch/venv/bin/python" -c "import boxlite._native as native; assert not hasattr(native, '_testing'), 'the release wheel carries the test hooks'"
 rm -rf "$scratch"
 
 echo "== benchmarks (quick; figures are not judged here)"

@@ -50,12 +50,9 @@ __all__ = [
     "SnapshotOptions",
     "VolumeHandle",
     "__version__",
-    "_testing",
 ]
 
 __version__: Final[str]
-_testing: ModuleType
-"""Hooks the test suite uses to drive the async core; not part of the public API."""
 HOST_IMAGE: Final[str]
 """The built-in image: a skeleton root with the host's /usr read-only. Needs no network."""
 

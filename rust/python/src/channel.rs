@@ -26,6 +26,7 @@ use crate::queue::Queue;
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
 /// Channels not yet dropped (tests check they end with their runtime).
+#[cfg(feature = "testing")]
 pub fn live_channels() -> usize {
     LIVE.load(Ordering::SeqCst)
 }

@@ -45,6 +45,7 @@ pub fn payload_to_py<'py>(py: Python<'py>, shared: &Arc<Shared>, event_loop: &Bo
             PyList::new(py, items)?.into_any()
         }
         Payload::Count(count) => count.into_pyobject(py)?.into_any(),
+        #[cfg(feature = "testing")]
         Payload::Tracked(tracked) => tracked.deliver().into_pyobject(py)?.into_any(),
     })
 }

@@ -287,17 +287,20 @@ impl Shared {
         self.tasks.stop();
     }
 
+    #[cfg(feature = "testing")]
     pub fn hold_drains(&self, py: Python<'_>, held: bool) {
         self.held.store(held, Ordering::SeqCst);
         self.channels(py).iter().for_each(|known| known.channel.hold(held));
     }
 
     /// Events queued in all channels.
+    #[cfg(feature = "testing")]
     pub fn queued(&self, py: Python<'_>) -> usize {
         self.channels(py).iter().map(|known| known.channel.len()).sum()
     }
 
     /// Producers waiting for room in any channel.
+    #[cfg(feature = "testing")]
     pub fn waiting_producers(&self, py: Python<'_>) -> usize {
         self.channels(py).iter().map(|known| known.channel.waiting_producers()).sum()
     }

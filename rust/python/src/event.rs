@@ -34,6 +34,7 @@ pub enum Payload {
     ImagePulled(boxlite_core::ImageRecord),
     Images(Vec<boxlite_core::ImageRecord>),
     Count(usize),
+    #[cfg(feature = "testing")]
     Tracked(Tracked),
 }
 
@@ -102,17 +103,20 @@ impl Drop for OwnedBox {
     }
 }
 
+#[cfg(feature = "testing")]
 pub fn orphans_removed() -> usize {
     ORPHANS_REMOVED.load(Ordering::SeqCst)
 }
 
 /// A test payload that counts, in its gate's counter, being released without delivery.
+#[cfg(feature = "testing")]
 pub struct Tracked {
     pub value: i64,
     released: Arc<AtomicUsize>,
     delivered: bool,
 }
 
+#[cfg(feature = "testing")]
 impl Tracked {
     pub fn new(value: i64, released: Arc<AtomicUsize>) -> Self {
         Self { value, released, delivered: false }
@@ -124,6 +128,7 @@ impl Tracked {
     }
 }
 
+#[cfg(feature = "testing")]
 impl Drop for Tracked {
     fn drop(&mut self) {
         if !self.delivered {

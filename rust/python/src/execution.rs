@@ -377,11 +377,13 @@ fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Execution {
     /// The exit has arrived but waits for the end of the output to be published (testing).
+    #[cfg(feature = "testing")]
     pub fn exit_withheld(&self) -> bool {
         locked(&self.state).arrived_exit.is_some()
     }
 
     /// Reading of stdout is paused at its full window (testing).
+    #[cfg(feature = "testing")]
     pub fn stdout_paused(&self) -> bool {
         let state = locked(&self.state);
         state.stdout.buffered >= STREAM_WINDOW && !state.stdout.watched

@@ -41,6 +41,8 @@ pub fn lock<'a, T>(py: Python<'_>, mutex: &'a std::sync::Mutex<T>) -> std::sync:
     mutex.lock_py_attached(py).unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Attaches made on a tokio worker so far (testing; the count itself is kept in every build).
+#[cfg(feature = "testing")]
 pub fn violations() -> usize {
     ATTACHED_ON_WORKER.load(Ordering::SeqCst)
 }

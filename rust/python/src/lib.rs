@@ -17,6 +17,7 @@ mod queue;
 mod registry;
 mod runtime;
 mod tasks;
+#[cfg(feature = "testing")]
 mod testing;
 mod unsupported;
 mod watch;
@@ -67,8 +68,12 @@ fn _native(py: Python<'_>, module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<info::BoxStateInfo>()?;
     module.add_class::<info::RuntimeMetrics>()?;
     module.add_class::<info::BoxMetrics>()?;
-    let testing = testing::module(py)?;
-    module.add_submodule(&testing)?;
-    py.import("sys")?.getattr("modules")?.set_item("boxlite._native._testing", testing)?;
+    #[cfg(feature = "testing")]
+    {
+        // Not in `__all__`: the stub, which describes the release build, has no such name.
+        let testing = testing::module(py)?;
+        module.setattr("_testing", &testing)?;
+        py.import("sys")?.getattr("modules")?.set_item("boxlite._native._testing", testing)?;
+    }
     Ok(())
 }

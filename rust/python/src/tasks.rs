@@ -22,6 +22,7 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 static SPAWNED: AtomicUsize = AtomicUsize::new(0);
 
 /// Tasks spawned by every runtime of this process (testing).
+#[cfg(feature = "testing")]
 pub fn spawned_tasks() -> usize {
     SPAWNED.load(Ordering::SeqCst)
 }
