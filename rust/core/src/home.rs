@@ -38,6 +38,26 @@ pub struct Home {
     lock: std::sync::Mutex<Option<File>>,
 }
 
+/// How long opening a home waits for the lock of a runtime that is going away: a process
+/// killed while it starts a box hands the lock's descriptor to the child it was starting until
+/// that child's exec closes it.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Takes `lock`'s exclusive flock, waiting up to [`LOCK_WAIT`] for a holder that goes away.
+fn take_lock(lock: &File) -> bool {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        // SAFETY: flock on a descriptor we own; no memory is involved.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 impl Home {
     /// Opens (creating if needed) `root` and takes its exclusive lock. Its layer store is the
     /// one of boxes without a user namespace until [`Home::with_id_map`] says otherwise.
@@ -58,8 +78,7 @@ impl Home {
             .write(true)
             .open(&lock_path)
             .map_err(|error| Error::storage("open", &lock_path, &error))?;
-        // SAFETY: flock on a descriptor we own; no memory is involved.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if !take_lock(&lock) {
             return Err(Error::Internal(format!(
                 "another runtime already uses the home directory {}; one runtime per home directory at a time",
                 root.display()
