@@ -257,4 +257,12 @@ async def test_start_racing_stop_on_two_handles_ends_in_one_state_or_a_typed_err
                 assert info is not None and info.state.status in ("running", "stopped")
             if info is not None:
                 await runtime.remove(first.id, force=True)
+    # A stop that waited while another handle removed the box has nothing left to stop.
+    for _ in range(10):
+        first = await runtime.create(boxlite.BoxOptions(auto_remove=False))
+        await first.start()
+        second = await runtime.get(first.id)
+        assert second is not None
+        removed, stopped = await asyncio.gather(runtime.remove(first.id, force=True), second.stop(), return_exceptions=True)
+        assert (removed, stopped) == (None, None), (removed, stopped)
     assert await runtime.list_info() == []

@@ -345,3 +345,17 @@ async def test_an_execution_refuses_waiting_and_reading_from_another_loop(box: b
     # Its own loop still has all of it.
     await execution.kill()
     assert (await execution.wait()).signal == 9
+
+
+async def test_a_stream_being_read_loses_nothing_while_wait_is_pending(box: boxlite.Box) -> None:
+    # The reader falls far behind (more than the 8 MiB window) while a wait() is pending: the
+    # stream it took keeps every byte; only output nobody took is ever dropped.
+    execution = await box.exec("sh", ["-c", "head -c 20000000 /dev/zero"])
+    stream = execution.stdout(text=False)
+    waiting = asyncio.ensure_future(execution.wait())
+    total = 0
+    async for chunk in stream:
+        total += len(chunk)
+        await asyncio.sleep(0.002)
+    assert total == 20000000
+    assert (await waiting).exit_code == 0

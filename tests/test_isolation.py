@@ -54,6 +54,8 @@ async def output(box: boxlite.Box, command: str, *args: str) -> str:
         ("userfaultfd", ["323", "0"]),
         ("open_by_handle_at", ["304", "0", "0", "0"]),
         ("quotactl_fd", ["443", "0", "0", "0", "0"]),
+        ("pidfd_getfd", ["438", "0", "0", "0"]),
+        ("sethostname", ["170", "0", "0"]),
         ("personality(READ_IMPLIES_EXEC)", ["135", "0x400000"]),
         ("x32 ABI getpid", [str(0x40000000 + 39)]),
     ],

@@ -5,7 +5,7 @@ built module."""
 import asyncio
 import os
 from collections.abc import Callable, Sequence
-from types import ModuleType, TracebackType
+from types import TracebackType
 from typing import Any, Final, Literal, TypeAlias, final
 
 from typing_extensions import Self

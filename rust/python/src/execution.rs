@@ -19,9 +19,10 @@
 //!    output was delivered into the stream buffers, so collected output is never truncated.
 //! 6. Flow control: a stream is read only while the output the user has not taken is below
 //!    [`STREAM_WINDOW`]; then reading pauses until the user takes some. A process that floods
-//!    output nobody reads waits, as with a plain pipe, instead of growing memory. While a
-//!    `wait()` is pending, a full stream is read on and its oldest output dropped (the newest
-//!    window is kept, and a warning logged), so `wait()` alone always returns.
+//!    output nobody reads waits, as with a plain pipe, instead of growing memory. A stream the
+//!    user never took is read on while a `wait()` is pending, its oldest output dropped (the
+//!    newest window is kept, and a warning logged), so `wait()` alone always returns; a stream
+//!    the user took loses nothing.
 //! 7. Output is read on the execution's event loop, as asyncio reads its own pipes: the loop
 //!    watches a pipe (`loop.add_reader`) once someone reads the stream, or [`WATCH_DELAY`]
 //!    after the start, or when the exit arrives and more may come; a short command's output is
@@ -216,12 +217,6 @@ impl StreamState {
         self.waiter.take().filter(|waiter| !is_done(waiter.bind(py)))
     }
 
-    /// Whether the loop should watch the source again (invariant 6); `exit_awaited`: a full
-    /// window does not stop it.
-    fn wants_reading(&self, exit_awaited: bool) -> bool {
-        self.source.is_some() && !self.watched && (self.buffered < STREAM_WINDOW || exit_awaited)
-    }
-
     /// Drops the oldest output until the window has room again (invariant 6).
     fn make_room(&mut self) {
         while self.buffered >= STREAM_WINDOW {
@@ -269,9 +264,24 @@ struct ExecState {
 }
 
 impl ExecState {
-    /// Whether someone waits for the exit (invariant 6).
-    fn exit_awaited(&self, py: Python<'_>) -> bool {
-        self.waiters.iter().any(|waiter| !is_done(waiter.bind(py)))
+    fn stream_ref(&self, kind: StreamKind) -> &StreamState {
+        match kind {
+            StreamKind::Stdout => &self.stdout,
+            StreamKind::Stderr => &self.stderr,
+        }
+    }
+
+    /// Whether a full `kind` stream drops its oldest output instead of pausing (invariant 6):
+    /// nobody took it, and someone waits for the exit.
+    fn drops_oldest(&self, py: Python<'_>, kind: StreamKind) -> bool {
+        self.stream_ref(kind).text.is_none() && self.waiters.iter().any(|waiter| !is_done(waiter.bind(py)))
+    }
+
+    /// Whether the loop should watch `kind`'s source again (invariant 6). Asks Python only for
+    /// a full stream.
+    fn wants_reading(&self, py: Python<'_>, kind: StreamKind) -> bool {
+        let stream = self.stream_ref(kind);
+        stream.source.is_some() && !stream.watched && (stream.buffered < STREAM_WINDOW || self.drops_oldest(py, kind))
     }
 
     fn stream(&mut self, kind: StreamKind) -> &mut StreamState {
@@ -500,11 +510,10 @@ impl Execution {
         let this = slf.get();
         let fd = {
             let mut state = locked(&this.state);
-            let exit_awaited = state.exit_awaited(slf.py());
-            let stream = state.stream(kind);
-            if !stream.wants_reading(exit_awaited) {
+            if !state.wants_reading(slf.py(), kind) {
                 return Ok(());
             }
+            let stream = state.stream(kind);
             let source = stream.source.as_ref();
             if !std::mem::replace(&mut stream.enlarged, true) {
                 source.inspect(|pipe| boxlite_core::exec::enlarge_pipe(pipe));
@@ -562,9 +571,7 @@ impl Execution {
         let resolution = READ_BUFFER.with_borrow_mut(|buffer| {
             let mut state = locked(&self.state);
             let sealed = state.sealed;
-            let exit_awaited = state.exit_awaited(py);
-            let stream = state.stream(kind);
-            let fd = stream.source.as_ref()?.as_raw_fd();
+            let fd = state.stream(kind).source.as_ref()?.as_raw_fd();
             // One read is smaller the more streams the loop watches, so that one turn of the
             // loop, which may find them all readable, copies about READ_BUDGET in all.
             let watched = self.channel.streams_watched.load(Ordering::Relaxed);
@@ -582,6 +589,9 @@ impl Execution {
                     if sealed {
                         return None;
                     }
+                    // Asked only when this read fills the window: it calls into Python.
+                    let drops_oldest = state.stream(kind).buffered + count >= STREAM_WINDOW && state.drops_oldest(py, kind);
+                    let stream = state.stream(kind);
                     if stream.buffer.is_empty() {
                         if let Some(waiter) = stream.live_waiter(py) {
                             // The common case: someone waits, so the bytes go straight to them.
@@ -597,7 +607,7 @@ impl Execution {
                     stream.buffer.push_back(data.to_vec());
                     stream.buffered += count;
                     if stream.buffered >= STREAM_WINDOW {
-                        if exit_awaited {
+                        if drops_oldest {
                             stream.make_room();
                         } else {
                             found = Found::Full;
@@ -628,11 +638,7 @@ impl Execution {
         let this = slf.get();
         let mut read = 0;
         loop {
-            let wants_reading = {
-                let mut state = locked(&this.state);
-                let exit_awaited = state.exit_awaited(slf.py());
-                state.stream(kind).wants_reading(exit_awaited)
-            };
+            let wants_reading = locked(&this.state).wants_reading(slf.py(), kind);
             if !wants_reading {
                 return;
             }
@@ -851,6 +857,8 @@ impl Execution {
         let arrived = {
             let mut state = locked(&this.state);
             if state.exit.is_none() {
+                // Cancelled waits go, so they neither pile up nor count as waiting (invariant 6).
+                state.waiters.retain(|waiter| !is_done(waiter.bind(py)));
                 state.waiters.push(future.clone().unbind());
             }
             state.exit.clone()

@@ -780,15 +780,21 @@ impl BoxHandle {
     /// Boots the box. A running box is left as it is (the one no-op); any other state that
     /// cannot start is refused with the state named.
     pub async fn start(&self) -> Result<()> {
-        self.check_usable()?;
-        let mut live = self.entry.live.lock().await;
+        let mut live = self.lock_usable().await?;
         self.start_locked(&mut live).await
     }
 
-    async fn start_locked(&self, live: &mut Option<Live>) -> Result<()> {
-        // Again under the lock: while this handle waited for it, another may have stopped and
-        // removed the box, or this one's own stop spent it, or the runtime shut down.
+    /// The box's lifecycle lock (rule 1), for a verb that needs a usable box: checked before
+    /// waiting and again once held, since while this handle waited another may have stopped
+    /// and removed the box, this one's own stop may have spent it, or the runtime shut down.
+    async fn lock_usable(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Live>>> {
         self.check_usable()?;
+        let live = self.entry.live.lock().await;
+        self.check_usable()?;
+        Ok(live)
+    }
+
+    async fn start_locked(&self, live: &mut Option<Live>) -> Result<()> {
         if live.as_ref().is_some_and(Live::is_alive) {
             return Ok(());
         }
@@ -937,6 +943,10 @@ impl BoxHandle {
             return Ok(());
         }
         let mut live = self.entry.live.lock().await;
+        if self.entry.removed.load(Ordering::Acquire) {
+            // Removed by another handle while this one waited: nothing is left to stop.
+            return Ok(());
+        }
         let was_booted = self.entry.record().status != BoxStatus::Configured;
         if let Some(running) = live.take() {
             self.entry.update(|record| record.status = BoxStatus::Stopping)?;
@@ -980,7 +990,7 @@ impl BoxHandle {
 
     /// Boots the box if it is configured or stopped; returns the way to its init.
     async fn ensure_running(&self, operation: &str) -> Result<Arc<exec::Connector>> {
-        let mut live = self.entry.live.lock().await;
+        let mut live = self.lock_usable().await?;
         if !live.as_ref().is_some_and(Live::is_alive) {
             let status = self.entry.record().status;
             if !status.can_exec() && !status.can_start() {
@@ -995,8 +1005,7 @@ impl BoxHandle {
     /// The running box's root, opened while the lifecycle lock is held and the init is known to
     /// live, so a pid that the kernel recycled can never stand for the box.
     async fn open_root(&self, operation: &str) -> Result<std::os::fd::OwnedFd> {
-        self.check_usable()?;
-        let mut live = self.entry.live.lock().await;
+        let mut live = self.lock_usable().await?;
         if !live.as_ref().is_some_and(Live::is_alive) {
             self.refuse_implicit_start(operation)?;
             self.start_locked(&mut live).await?;
@@ -1051,8 +1060,7 @@ impl BoxHandle {
     /// the run, then as it comes); replayed with its exit code once it has ended; or, before
     /// the box first starts, from the beginning of its coming run.
     pub async fn attach(&self, stdin: bool) -> Result<Execution> {
-        self.check_usable()?;
-        let mut live = self.entry.live.lock().await;
+        let mut live = self.lock_usable().await?;
         if self.entry.record().main.is_none() {
             return Err(Error::InvalidState(format!(
                 "box {} has no main command to attach to (its image has no entrypoint or cmd, and none was given); use exec()",
