@@ -583,7 +583,7 @@ class Execution:
     def wait(self) -> asyncio.Future[ExitStatus]:
         """Resolves once the process ended and all its output was delivered. Repeatable.
 
-        While it is pending, a stream holding 8 MiB nobody read drops its oldest output (a
+        While it is pending, a stream nobody took that holds 8 MiB drops its oldest output (a
         warning is logged) instead of making the process wait, so it always returns.
         """
     def kill(self) -> asyncio.Future[None]:
