@@ -157,13 +157,13 @@ impl Box {
     #[pyo3(signature = (*, dest, options = None))]
     fn export<'py>(&self, py: Python<'py>, dest: String, options: Option<&Bound<'py, ExportOptions>>) -> PyResult<Bound<'py, PyAny>> {
         let _ = (dest, options);
-        unsupported::refuse_export(&self.shared, py)
+        unsupported::refuse(&self.shared, py, unsupported::Missing::Export)
     }
 
     #[pyo3(signature = (*, name = None, options = None))]
     fn clone_box<'py>(&self, py: Python<'py>, name: Option<String>, options: Option<&Bound<'py, CloneOptions>>) -> PyResult<Bound<'py, PyAny>> {
         let _ = (name, options);
-        unsupported::refuse_clone(&self.shared, py)
+        unsupported::refuse(&self.shared, py, unsupported::Missing::Clone)
     }
 
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {

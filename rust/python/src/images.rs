@@ -189,24 +189,24 @@ impl ImageHandle {
     /// resolves to how many layers went.
     /// Cache usage against a quota (REST-only).
     fn usage<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        crate::unsupported::refuse(&self.shared, py, crate::unsupported::REST_ONLY_IMAGES)
+        crate::unsupported::refuse(&self.shared, py, crate::unsupported::Missing::RestOnlyImages)
     }
 
     /// Aliases (REST-only).
     fn create_alias<'py>(&self, py: Python<'py>, name: String, alias: String, digest: String) -> PyResult<Bound<'py, PyAny>> {
         let _ = (name, alias, digest);
-        crate::unsupported::refuse(&self.shared, py, crate::unsupported::REST_ONLY_IMAGES)
+        crate::unsupported::refuse(&self.shared, py, crate::unsupported::Missing::RestOnlyImages)
     }
 
     fn delete_alias<'py>(&self, py: Python<'py>, name: String, alias: String) -> PyResult<Bound<'py, PyAny>> {
         let _ = (name, alias);
-        crate::unsupported::refuse(&self.shared, py, crate::unsupported::REST_ONLY_IMAGES)
+        crate::unsupported::refuse(&self.shared, py, crate::unsupported::Missing::RestOnlyImages)
     }
 
     /// Registry credentials kept by a server (REST-only): raises at once.
     #[getter]
     fn registries(&self, py: Python<'_>) -> PyResult<()> {
-        Err(crate::unsupported::refuse_now(py, "registry credentials are kept by a REST server; configure Options(image_registries=...) instead"))
+        Err(crate::unsupported::refuse_now(py, crate::unsupported::Missing::RegistryCredentials))
     }
 
     fn prune<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {

@@ -154,14 +154,14 @@ impl Boxlite {
     #[pyo3(signature = (archive_path, name = None, *, untrusted = false))]
     fn import_box<'py>(&self, py: Python<'py>, archive_path: String, name: Option<String>, untrusted: bool) -> PyResult<Bound<'py, PyAny>> {
         let _ = (archive_path, name, untrusted);
-        crate::unsupported::refuse_import(&self.shared, py)
+        crate::unsupported::refuse(&self.shared, py, crate::unsupported::Missing::Import)
     }
 
     /// A REST-backed runtime: there is no REST client in this package.
     #[staticmethod]
     fn rest(py: Python<'_>, options: Bound<'_, PyAny>) -> PyResult<Self> {
         let _ = options;
-        Err(crate::unsupported::refuse_now(py, "a REST-backed runtime is not part of this package; use Boxlite(Options(...))"))
+        Err(crate::unsupported::refuse_now(py, crate::unsupported::Missing::RestRuntime))
     }
 
     #[getter]

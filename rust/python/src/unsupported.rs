@@ -1,33 +1,62 @@
 //! The API of features this engine does not have yet (VM snapshots, export, clone and import,
 //! tunnels, named volumes, REST-only image management). Each is present, so code written for
-//! BoxLite finds it, and each call fails with `UnsupportedError` saying why — asynchronously
-//! for the async methods, as the real ones would — never silently doing nothing.
+//! BoxLite finds it, and each call fails with `UnsupportedError` saying why ([`Missing`]) —
+//! through an awaitable for the async methods, as the real ones would — never silently doing
+//! nothing.
 
 use std::sync::Arc;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::dispatcher::Shared;
+use crate::dispatcher::{running_loop, Shared};
 use crate::errors;
 
-const SNAPSHOTS: &str = "snapshots need the VM engine; boxes run on the namespace engine here";
-const EXPORT: &str = "exporting a box to a .boxlite archive needs the VM engine; boxes run on the namespace engine here";
-const CLONE: &str = "cloning a box needs the VM engine; boxes run on the namespace engine here";
-const IMPORT: &str = "importing a .boxlite archive needs the VM engine; boxes run on the namespace engine here";
-const TUNNELS: &str = "tunnels need a box network, and boxes have a loopback interface only";
-const NETWORK_UPDATES: &str = "network policies need a box network, and boxes have a loopback interface only";
-const VOLUMES: &str = "named volumes are not supported yet; mount host directories with BoxOptions(volumes=...)";
-pub const REST_ONLY_IMAGES: &str = "this image operation is only available on a REST runtime";
-
-/// An awaitable that fails with `UnsupportedError(reason)`.
-pub fn refuse<'py>(shared: &Arc<Shared>, py: Python<'py>, reason: &'static str) -> PyResult<Bound<'py, PyAny>> {
-    shared.submit(py, async move { Err(boxlite_core::Error::Unsupported(reason.to_string())) })
+/// What this engine lacks, each with the reason a refusal gives: the one table every
+/// `UnsupportedError` of this module comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum Missing {
+    Snapshots,
+    Export,
+    Clone,
+    Import,
+    Tunnels,
+    NetworkUpdates,
+    Volumes,
+    RestOnlyImages,
+    RestRuntime,
+    RegistryCredentials,
 }
 
-/// `UnsupportedError(reason)`, raised at once.
-pub fn refuse_now(py: Python<'_>, reason: &str) -> PyErr {
-    errors::to_py(py, &boxlite_core::Error::Unsupported(reason.to_string()))
+impl Missing {
+    fn reason(self) -> &'static str {
+        match self {
+            Self::Snapshots => "snapshots need the VM engine; boxes run on the namespace engine here",
+            Self::Export => "exporting a box to a .boxlite archive needs the VM engine; boxes run on the namespace engine here",
+            Self::Clone => "cloning a box needs the VM engine; boxes run on the namespace engine here",
+            Self::Import => "importing a .boxlite archive needs the VM engine; boxes run on the namespace engine here",
+            Self::Tunnels => "tunnels need a box network, and boxes have a loopback interface only",
+            Self::NetworkUpdates => "network policies need a box network, and boxes have a loopback interface only",
+            Self::Volumes => "named volumes are not supported yet; mount host directories with BoxOptions(volumes=...)",
+            Self::RestOnlyImages => "this image operation is only available on a REST runtime",
+            Self::RestRuntime => "a REST-backed runtime is not part of this package; use Boxlite(Options(...))",
+            Self::RegistryCredentials => "registry credentials are kept by a REST server; configure Options(image_registries=...) instead",
+        }
+    }
+}
+
+/// An awaitable that has already failed with `UnsupportedError`, as the real method's would:
+/// no task is started. A closed runtime refuses first, as for any call.
+pub fn refuse<'py>(shared: &Arc<Shared>, py: Python<'py>, missing: Missing) -> PyResult<Bound<'py, PyAny>> {
+    shared.check_open(py)?;
+    let future = running_loop(py)?.call_method0("create_future")?;
+    future.call_method1("set_exception", (refuse_now(py, missing).into_value(py),))?;
+    Ok(future)
+}
+
+/// `UnsupportedError`, raised at once.
+pub fn refuse_now(py: Python<'_>, missing: Missing) -> PyErr {
+    errors::to_py(py, &boxlite_core::Error::Unsupported(missing.reason().to_string()))
 }
 
 macro_rules! placeholder_options {
@@ -64,26 +93,26 @@ impl SnapshotHandle {
     #[pyo3(signature = (*, name, options = None))]
     fn create<'py>(&self, py: Python<'py>, name: String, options: Option<&Bound<'py, SnapshotOptions>>) -> PyResult<Bound<'py, PyAny>> {
         let _ = (name, options);
-        refuse(&self.shared, py, SNAPSHOTS)
+        refuse(&self.shared, py, Missing::Snapshots)
     }
 
     fn list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        refuse(&self.shared, py, SNAPSHOTS)
+        refuse(&self.shared, py, Missing::Snapshots)
     }
 
     fn get<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
         let _ = name;
-        refuse(&self.shared, py, SNAPSHOTS)
+        refuse(&self.shared, py, Missing::Snapshots)
     }
 
     fn remove<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
         let _ = name;
-        refuse(&self.shared, py, SNAPSHOTS)
+        refuse(&self.shared, py, Missing::Snapshots)
     }
 
     fn restore<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
         let _ = name;
-        refuse(&self.shared, py, SNAPSHOTS)
+        refuse(&self.shared, py, Missing::Snapshots)
     }
 }
 
@@ -104,22 +133,22 @@ fn check_port(port: i64) -> PyResult<()> {
 impl NetworkHandle {
     fn tunnel<'py>(&self, py: Python<'py>, port: i64) -> PyResult<Bound<'py, PyAny>> {
         check_port(port)?;
-        refuse(&self.shared, py, TUNNELS)
+        refuse(&self.shared, py, Missing::Tunnels)
     }
 
     fn revoke_tunnel<'py>(&self, py: Python<'py>, port: i64) -> PyResult<Bound<'py, PyAny>> {
         check_port(port)?;
-        refuse(&self.shared, py, TUNNELS)
+        refuse(&self.shared, py, Missing::Tunnels)
     }
 
     fn update_inbound<'py>(&self, py: Python<'py>, spec: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let _ = spec;
-        refuse(&self.shared, py, NETWORK_UPDATES)
+        refuse(&self.shared, py, Missing::NetworkUpdates)
     }
 
     fn update_outbound<'py>(&self, py: Python<'py>, spec: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let _ = spec;
-        refuse(&self.shared, py, NETWORK_UPDATES)
+        refuse(&self.shared, py, Missing::NetworkUpdates)
     }
 }
 
@@ -134,33 +163,21 @@ impl VolumeHandle {
     #[pyo3(signature = (name, *, size_gb = None))]
     fn create<'py>(&self, py: Python<'py>, name: String, size_gb: Option<u64>) -> PyResult<Bound<'py, PyAny>> {
         let _ = (name, size_gb);
-        refuse(&self.shared, py, VOLUMES)
+        refuse(&self.shared, py, Missing::Volumes)
     }
 
     fn list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        refuse(&self.shared, py, VOLUMES)
+        refuse(&self.shared, py, Missing::Volumes)
     }
 
     fn get<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
         let _ = name;
-        refuse(&self.shared, py, VOLUMES)
+        refuse(&self.shared, py, Missing::Volumes)
     }
 
     fn remove<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
         let _ = name;
-        refuse(&self.shared, py, VOLUMES)
+        refuse(&self.shared, py, Missing::Volumes)
     }
 }
 
-/// For `Box.export`, `Box.clone_box` and `Boxlite.import_box`.
-pub fn refuse_export<'py>(shared: &Arc<Shared>, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-    refuse(shared, py, EXPORT)
-}
-
-pub fn refuse_clone<'py>(shared: &Arc<Shared>, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-    refuse(shared, py, CLONE)
-}
-
-pub fn refuse_import<'py>(shared: &Arc<Shared>, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-    refuse(shared, py, IMPORT)
-}
