@@ -199,17 +199,17 @@ impl Box {
 
 /// A future that resolves to `value` once `first` succeeded (or fails as `first` did).
 fn chain_result<'py>(py: Python<'py>, first: &Bound<'py, PyAny>, value: Py<PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    let outer = crate::dispatcher::running_loop(py)?.call_method0("create_future")?;
+    let outer = crate::asyncio::running_loop(py)?.call_method0("create_future")?;
     let target = outer.clone().unbind();
-    let relay = crate::dispatcher::Deferred::new_with_arg(move |py, done: &Bound<'_, PyAny>| {
+    let relay = crate::asyncio::Deferred::new_with_arg(move |py, done: &Bound<'_, PyAny>| {
         let target = target.bind(py);
         if done.call_method0("cancelled").and_then(|cancelled| cancelled.is_truthy()).unwrap_or(true) {
             let _ = target.call_method0("cancel");
             return;
         }
         let _ = match done.call_method0("exception") {
-            Ok(error) if !error.is_none() => crate::dispatcher::set_exception(py, target, PyErr::from_value(error)),
-            _ => crate::dispatcher::set_result(target, value.bind(py).clone()),
+            Ok(error) if !error.is_none() => crate::asyncio::set_exception(py, target, PyErr::from_value(error)),
+            _ => crate::asyncio::set_result(target, value.bind(py).clone()),
         };
     });
     first.call_method1("add_done_callback", (relay,))?;

@@ -41,6 +41,7 @@ use std::sync::{Arc, Mutex, Weak};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
+use crate::asyncio::{running_loop, set_exception, set_result, Deferred};
 use crate::channel::Channel;
 use crate::errors;
 use crate::event::{Event, Payload};
@@ -92,7 +93,6 @@ pub struct Shared {
     held: AtomicBool,
 }
 
-static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static HANDOVER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// Which future a request resolves.
@@ -119,14 +119,6 @@ fn handover_future<'py>(event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, P
     let arguments = pyo3::types::PyDict::new(py);
     arguments.set_item("loop", event_loop)?;
     class.bind(py).call((), Some(&arguments))
-}
-
-/// `asyncio.get_running_loop()`: raises RuntimeError("no running event loop") outside a loop.
-pub fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-    let function = GET_RUNNING_LOOP.get_or_try_init(py, || {
-        py.import("asyncio").and_then(|module| module.getattr("get_running_loop")).map(Bound::unbind)
-    })?;
-    function.bind(py).call0()
 }
 
 impl Shared {
@@ -337,22 +329,6 @@ fn fail_closed(py: Python<'_>, slot: Slot) {
     let _ = event_loop.bind(py).call_method1("call_soon_threadsafe", (action,));
 }
 
-pub fn set_exception(py: Python<'_>, future: &Bound<'_, PyAny>, error: PyErr) -> PyResult<()> {
-    if future.call_method0("done")?.is_truthy()? {
-        return Ok(());
-    }
-    future.call_method1("set_exception", (error.into_value(py),))?;
-    Ok(())
-}
-
-pub fn set_result(future: &Bound<'_, PyAny>, value: Bound<'_, PyAny>) -> PyResult<()> {
-    if future.call_method0("done")?.is_truthy()? {
-        return Ok(());
-    }
-    future.call_method1("set_result", (value,))?;
-    Ok(())
-}
-
 /// A loop's drain of its channel, and the dispatch of its watched connections: the loop calls
 /// it when the watch is readable (invariants 1, 2 and 6). It holds the runtime weakly, so a
 /// loop that outlives its runtime keeps nothing of it but the channel and the watch.
@@ -510,42 +486,5 @@ impl CancelHook {
             drop(self.shared.registry.take(self.target));
         }
         Ok(())
-    }
-}
-
-type DeferredWork = Box<dyn for<'py> FnOnce(Python<'py>, Option<&Bound<'py, PyAny>>) + Send + Sync>;
-
-/// A piece of Rust work scheduled on an event loop (or run as a done-callback, which passes
-/// the finished future).
-#[pyclass(module = "boxlite._native", frozen)]
-pub struct Deferred {
-    work: Mutex<Option<DeferredWork>>,
-}
-
-impl Deferred {
-    pub fn new(work: impl FnOnce(Python<'_>) + Send + Sync + 'static) -> Self {
-        Self { work: Mutex::new(Some(Box::new(move |py, _| work(py)))) }
-    }
-
-    pub fn new_with_arg(work: impl for<'py> FnOnce(Python<'py>, &Bound<'py, PyAny>) + Send + Sync + 'static) -> Self {
-        Self {
-            work: Mutex::new(Some(Box::new(move |py, argument| {
-                if let Some(argument) = argument {
-                    work(py, argument);
-                }
-            }))),
-        }
-    }
-}
-
-#[pymethods]
-impl Deferred {
-    #[pyo3(signature = (*arguments))]
-    fn __call__(&self, py: Python<'_>, arguments: &Bound<'_, pyo3::types::PyTuple>) {
-        let work = self.work.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-        if let Some(work) = work {
-            let first = arguments.get_item(0).ok();
-            work(py, first.as_ref());
-        }
     }
 }

@@ -1,6 +1,7 @@
 //! `boxlite._native`: the Python extension. This file only declares the module and its exports;
 //! see `dispatcher` for the async core and `gil` for the one place that attaches to Python.
 
+mod asyncio;
 mod boxes;
 mod channel;
 mod convert;

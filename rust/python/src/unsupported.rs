@@ -9,7 +9,8 @@ use std::sync::Arc;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::dispatcher::{running_loop, Shared};
+use crate::asyncio::running_loop;
+use crate::dispatcher::Shared;
 use crate::errors;
 
 /// What this engine lacks, each with the reason a refusal gives: the one table every

@@ -410,6 +410,15 @@ mod unpacking_random_layers {
         builder.into_inner().expect("tar")
     }
 
+    /// A case's directory, removed however the case ends.
+    struct Sandbox(PathBuf);
+
+    impl Drop for Sandbox {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
     fn listing(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir).expect("read_dir").map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned()).collect();
         names.sort();
@@ -420,7 +429,8 @@ mod unpacking_random_layers {
         #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
         #[test]
         fn nothing_lands_outside_the_layer(entries in prop::collection::vec(entry(), 1..12)) {
-            let sandbox = std::env::temp_dir().join(format!("boxlite-unpack-random-{}-{}", std::process::id(), rand::random::<u64>()));
+            let sandbox = Sandbox(std::env::temp_dir().join(format!("boxlite-unpack-random-{}-{}", std::process::id(), rand::random::<u64>())));
+            let sandbox = &sandbox.0;
             let (root, outside) = (sandbox.join("root"), sandbox.join("outside"));
             std::fs::create_dir_all(&root).expect("mkdir");
             std::fs::create_dir_all(&outside).expect("mkdir");
@@ -432,10 +442,9 @@ mod unpacking_random_layers {
             std::fs::write(&blob, &bytes).expect("write");
             let digest = format!("sha256:{:x}", Sha256::digest(&bytes));
             let _ = extract(&blob, &digest, &root, None);
-            prop_assert_eq!(listing(&sandbox), vec!["blob", "outside", "root"]);
+            prop_assert_eq!(listing(sandbox), vec!["blob", "outside", "root"]);
             prop_assert_eq!(listing(&outside), vec!["secret"]);
             prop_assert_eq!(std::fs::read_to_string(outside.join("secret")).expect("read"), "host\n");
-            std::fs::remove_dir_all(&sandbox).expect("cleanup");
         }
     }
 }

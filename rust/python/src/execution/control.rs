@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex, Weak};
 use boxlite_core::exec::{Answer, Requested, EXEC_ANSWER_LIMIT};
 use pyo3::prelude::*;
 
-use crate::dispatcher::{set_exception, set_result, Deferred, Registered, Shared};
+use crate::asyncio::{set_exception, set_result, Deferred};
+use crate::dispatcher::{Registered, Shared};
 use crate::event::Payload;
 use crate::watch::LoopWatch;
 

@@ -66,7 +66,8 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
 use crate::channel::Channel;
-use crate::dispatcher::{running_loop, set_exception, set_result, Deferred, Shared, Slot};
+use crate::asyncio::{running_loop, set_exception, set_result, Deferred};
+use crate::dispatcher::{Shared, Slot};
 use crate::errors;
 use crate::event::{Event, Payload};
 use crate::watch::LoopWatch;

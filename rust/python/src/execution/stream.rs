@@ -10,7 +10,7 @@ use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
-use crate::dispatcher::{set_exception, set_result};
+use crate::asyncio::{set_exception, set_result};
 
 use super::{is_done, locked, Execution, Utf8Decoder};
 
