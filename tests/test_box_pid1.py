@@ -61,23 +61,27 @@ async def test_a_box_without_a_main_process_survives_its_processes(runtime: boxl
     await box.stop()
 
 
-async def test_the_main_process_sees_signals_it_handles(runtime: boxlite.Boxlite) -> None:
-    script = "trap 'echo got-usr1' USR1; echo ready; while :; do sleep 0.05; done"
+async def read_until(stream: boxlite.ExecStream, seen: bytes, marker: bytes) -> bytes:
+    async for chunk in stream:
+        seen += chunk
+        if marker in seen:
+            break
+    return seen
+
+
+async def started_main(runtime: boxlite.Boxlite, script: str) -> tuple[boxlite.Box, boxlite.Execution, boxlite.ExecStream, bytes]:
+    """A box whose main process runs `script` (which prints "ready"), attached once it is ready."""
     box = await runtime.create(boxlite.BoxOptions(cmd=["sh", "-c", script], auto_remove=False))
     await box.start()
     attached = await box.attach()
     stream = attached.stdout(text=False)
-    seen = b""
-    async for chunk in stream:
-        seen += chunk
-        if b"ready" in seen:
-            break
+    return box, attached, stream, await read_until(stream, b"", b"ready")
+
+
+async def test_the_main_process_sees_signals_it_handles(runtime: boxlite.Boxlite) -> None:
+    box, attached, stream, seen = await started_main(runtime, "trap 'echo got-usr1' USR1; echo ready; while :; do sleep 0.05; done")
     await output(box, "kill -USR1 1")
-    async for chunk in stream:
-        seen += chunk
-        if b"got-usr1" in seen:
-            break
-    assert b"got-usr1" in seen
+    assert b"got-usr1" in await read_until(stream, seen, b"got-usr1")
     await box.stop()
     status = await attached.wait()
     assert status.exit_code == -15, "the stop's SIGTERM, which the script leaves at its default"
@@ -85,16 +89,7 @@ async def test_the_main_process_sees_signals_it_handles(runtime: boxlite.Boxlite
 
 
 async def test_a_main_process_that_handles_sigterm_gets_its_grace(runtime: boxlite.Boxlite) -> None:
-    script = "trap 'echo bye; exit 7' TERM; echo ready; while :; do sleep 0.05; done"
-    box = await runtime.create(boxlite.BoxOptions(cmd=["sh", "-c", script], auto_remove=False))
-    await box.start()
-    attached = await box.attach()
-    stream = attached.stdout(text=False)
-    stdout = b""
-    async for chunk in stream:
-        stdout += chunk
-        if b"ready" in stdout:
-            break
+    box, attached, stream, stdout = await started_main(runtime, "trap 'echo bye; exit 7' TERM; echo ready; while :; do sleep 0.05; done")
     await box.stop()
     stdout += b"".join([chunk async for chunk in stream])
     assert (stdout, (await attached.wait()).exit_code) == (b"ready\nbye\n", 7)

@@ -226,9 +226,7 @@ impl Shared {
     where
         F: Future<Output = Result<Payload, boxlite_core::Error>> + Send + 'static,
     {
-        let Registered { target, future, channel, .. } = self.register(py)?;
-        self.spawn(completion(target, channel, work));
-        Ok(future)
+        Ok(self.complete_registered(self.register(py)?, work))
     }
 
     /// [`Shared::submit`] for work that makes something for its caller (invariant 8).
@@ -236,9 +234,16 @@ impl Shared {
     where
         F: Future<Output = Result<Payload, boxlite_core::Error>> + Send + 'static,
     {
-        let Registered { target, future, channel, .. } = self.register_handover(py)?;
-        self.spawn(completion(target, channel, work));
-        Ok(future)
+        Ok(self.complete_registered(self.register_handover(py)?, work))
+    }
+
+    /// Runs `work` on tokio for `registered`; returns the future it will resolve.
+    fn complete_registered<'py, F>(&self, registered: Registered<'py>, work: F) -> Bound<'py, PyAny>
+    where
+        F: Future<Output = Result<Payload, boxlite_core::Error>> + Send + 'static,
+    {
+        self.complete_with(registered.target, registered.channel, work);
+        registered.future
     }
 
     /// Runs `work` on tokio; its result becomes the one completion of the registered `target`.
