@@ -4,6 +4,7 @@ JSON and PNG plots.
     python -m benches            # full run (about 5-10 minutes on 2 cores)
     python -m benches --quick    # under 2 minutes; CI runs it so the harness never rots
     python -m benches --only exec,create
+    python -m benches --only faults   # kill -9 of a runtime at random moments, then recovery
 
 Benchmarks are not tests: nothing fails on a slow figure. Run from the repository root (the
 test images come from tests/images.py). Results go to benches/results/ unless --out says.
@@ -19,7 +20,7 @@ from pathlib import Path
 from . import suites
 from .harness import Row, plot, print_table, write_json
 
-SUITES = ["exec", "create", "stream", "density", "concurrency", "pull", "copy"]
+SUITES = ["exec", "create", "stream", "density", "concurrency", "pull", "copy", "faults"]
 
 
 async def run(arguments: argparse.Namespace) -> None:
@@ -43,6 +44,8 @@ async def run(arguments: argparse.Namespace) -> None:
         rows += await suites.image_pull(3 if quick else 10)
     if "copy" in chosen:
         rows += await suites.copy_files(128 if quick else 1024)
+    if "faults" in chosen:
+        rows += await suites.faults(5 if quick else 200)
     print_table(rows)
     out = Path(arguments.out)
     write_json(rows, out / "results.json")

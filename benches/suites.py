@@ -6,15 +6,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import boxlite
 from tests import images
+from tests.conftest import box_cgroups
 from tests.registry import Registry
 
 from .harness import Row, latency_row, percentile, side_by_side
@@ -378,3 +381,78 @@ async def copy_files(megabytes: int) -> list[Row]:
     for ours, theirs in (("copy_in", "cp in"), ("copy_out", "cp out")):
         rows.append(Row(f"{ours} of {megabytes} MiB", "MB/s", timings[ours], timings[ours], "cp on the host", timings[theirs], timings[theirs], 1, None, True))
     return rows
+
+
+FAULT_WORKLOAD = """
+import asyncio, random, sys, boxlite
+
+async def main() -> None:
+    runtime = boxlite.Boxlite(boxlite.Options(home_dir=sys.argv[1]))
+    chance = random.Random(int(sys.argv[2]))
+    kept = await runtime.get_or_create(boxlite.BoxOptions(auto_remove=False), name="kept")
+    print("ready", flush=True)
+    while True:  # create, start, exec, copy, stop and remove, until the kill comes
+        box = await runtime.create(boxlite.BoxOptions(auto_remove=chance.random() < 0.5))
+        await box.start()
+        execution = await box.exec("sh", ["-c", "echo out; sleep 0.001"])
+        await execution.wait()
+        await box.copy_in(sys.argv[3], "/tmp/")
+        await box.stop()
+        await kept[0].start() if chance.random() < 0.3 else None
+
+asyncio.run(main())
+"""
+
+
+def _box_processes(home: Path) -> int:
+    shim = str(home / "bin") + "/"
+    found = 0
+    for entry in os.listdir("/proc"):
+        try:
+            found += entry.isdigit() and os.readlink(f"/proc/{entry}/exe").startswith(shim)
+        except OSError:
+            pass
+    return found
+
+
+async def faults(iterations: int) -> list[Row]:
+    """8. A runtime killed (SIGKILL) at a random moment of create/start/exec/copy/stop, then the
+    next runtime opened on its home: how long opening and reconciling takes, against opening a
+    home nobody crashed in; every box left is started and used; nothing may be left over."""
+    chance = random.Random(8)
+    recovered: list[float] = []
+    clean: list[float] = []
+    leftovers = unusable = 0
+    cgroups_before = box_cgroups()
+    with tempfile.TemporaryDirectory() as scratch:
+        source = Path(scratch) / "payload.txt"
+        source.write_text("payload\n")
+        for iteration in range(iterations):
+            home = Path(scratch) / f"home-{iteration}"
+            with subprocess.Popen([sys.executable, "-c", FAULT_WORKLOAD, str(home), str(iteration), str(source)], stdout=subprocess.PIPE, text=True) as process:
+                assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+                time.sleep(chance.uniform(0, 0.03))
+                process.kill()
+            started = time.perf_counter()
+            with _runtime(str(home)) as runtime:
+                infos = await runtime.list_info()
+                recovered.append((time.perf_counter() - started) * 1e6)
+                for info in infos:
+                    try:
+                        box = await runtime.get(info.id)
+                        assert box is not None
+                        if info.state.status != "running":
+                            await box.start()
+                        execution = await box.exec("echo", ["usable"])
+                        await execution.wait()
+                    except boxlite.BoxliteError:
+                        unusable += 1
+                    await runtime.remove(info.id, force=True)
+            leftovers += _box_processes(home) + len(box_cgroups() - cgroups_before)
+            started = time.perf_counter()
+            with _runtime(str(home)) as runtime:
+                await runtime.list_info()
+                clean.append((time.perf_counter() - started) * 1e6)
+            shutil.rmtree(home, ignore_errors=True)
+    note = f"{iterations} kills; boxes that could not be used again: {unusable}; box processes and cgroups left over: {leftovers}"
+    return [latency_row("open + reconcile after kill -9 mid-work", "opening a home after a clean close", recovered, clean, note=note)]
