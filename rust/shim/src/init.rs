@@ -10,8 +10,8 @@
 //! 3. It shuts the box down on `Shutdown`, on SIGTERM, and — unless the box is detached — when
 //!    the lifeline (stdin) closes: SIGTERM to every process, SIGKILL once the grace period ends,
 //!    and it exits when no process is left. The kernel then tears down the namespaces and the
-//!    box's mounts with them. The box's pid 1 ends once nothing else is left in the box, or at
-//!    once when it is the main process and SIGTERM would end an ordinary process (rule 7).
+//!    box's mounts with them. The box's pid 1 ends once nothing else is left in the box, or,
+//!    when it is the main process, as soon as SIGTERM would end an ordinary process (rule 7).
 //! 4. It is single-threaded and, once serving, never blocks except in `poll`.
 //! 5. Every process it starts runs with the box's capability bounding set (Docker's default
 //!    by default), no_new_privs and the seccomp filter of `seccomp.rs`, all inherited from the
@@ -102,8 +102,8 @@ pub struct Init {
     stack: process::ChildStack,
 }
 
-/// How often a shutdown looks for what is left in a box whose pid 1 is idle.
-const ORPHANS_CHECK: Duration = Duration::from_millis(10);
+/// How often a shutdown looks again at the box's pid 1 (`Init::end_first_when_due`).
+const SHUTDOWN_CHECK: Duration = Duration::from_millis(10);
 
 struct Shutdown {
     deadline: Instant,
@@ -200,9 +200,10 @@ impl Init {
         pollfds.extend(self.connections.iter().map(|connection| pollfd(connection.socket.as_fd())));
         let timeout = self.shutdown.as_ref().filter(|shutdown| !shutdown.killed).map_or(-1, |shutdown| {
             let mut left = shutdown.deadline.saturating_duration_since(Instant::now());
-            if self.idle_first().is_some() {
-                // Orphans are the box's pid 1's children: their exits wake nobody here.
-                left = left.min(ORPHANS_CHECK);
+            if self.first.is_some() && (self.main.is_none() || self.ended_for.is_none()) {
+                // What `end_first_when_due` waits for wakes nobody here: orphans are pid 1's
+                // children, and a signal mask is no event.
+                left = left.min(SHUTDOWN_CHECK);
             }
             i32::try_from(left.as_millis()).unwrap_or(i32::MAX)
         });
@@ -240,23 +241,28 @@ impl Init {
             }
         }
         self.reap();
-        self.end_idle_first_when_alone();
+        self.end_first_when_due();
     }
 
-    /// The box's pid 1 when it is idle (the box has no main process) and not yet reaped.
-    fn idle_first(&self) -> Option<i32> {
-        self.first.filter(|_| self.main.is_none())
-    }
-
-    /// Rule 3: an idle pid 1 ends, taking the box's pid namespace with it, once a shutdown left
-    /// nothing else in the box.
-    fn end_idle_first_when_alone(&mut self) {
+    /// Rules 3 and 7, while a shutdown waits: an idle pid 1 ends, taking the box's pid
+    /// namespace with it, once nothing else is left in the box; a main process ends as the
+    /// shutdown's SIGTERM would end an ordinary process, once it leaves SIGTERM at its default
+    /// action. Looked at again on every turn: a shell blocks signals for a moment while it
+    /// forks, and the SIGTERM the kernel queued then is dropped when it unblocks them.
+    fn end_first_when_due(&mut self) {
         let shutting_down = self.shutdown.as_ref().is_some_and(|shutdown| !shutdown.killed);
-        if let Some(first) = self.idle_first().filter(|_| shutting_down) {
-            if !crate::pid1::others_left() {
-                // SAFETY: kill(2) of our own child, reaped by `reap`.
-                unsafe { libc::kill(first, libc::SIGKILL) };
+        let Some(first) = self.first.filter(|_| shutting_down) else { return };
+        let due = if self.main.is_none() {
+            !crate::pid1::others_left()
+        } else {
+            self.ended_for.is_none() && crate::pid1::would_end_it(libc::SIGTERM)
+        };
+        if due {
+            if self.main.is_some() {
+                self.ended_for = Some(libc::SIGTERM);
             }
+            // SAFETY: kill(2) of our own child, reaped by `reap`.
+            unsafe { libc::kill(first, libc::SIGKILL) };
         }
     }
 
@@ -454,14 +460,9 @@ impl Init {
         self.shutdown = Some(Shutdown { deadline: Instant::now() + grace, killed: false });
         // SAFETY: see `turn`.
         unsafe { libc::kill(-1, libc::SIGTERM) };
-        if let Some(main) = self.main.as_ref().and_then(|main| main.pid) {
-            // Rule 7: the kernel dropped the SIGTERM if the main process leaves it at default
-            // (one that handles it has it already).
-            if crate::pid1::would_end_it(libc::SIGTERM) {
-                let _ = self.signal_main(main, libc::SIGTERM, false);
-            }
-        }
-        self.end_idle_first_when_alone();
+        // A main process that handles SIGTERM has it now; for one that leaves it at its default
+        // action the kernel dropped it (rule 7).
+        self.end_first_when_due();
     }
 
     /// Rule 1: reap everything; report the processes we started.
