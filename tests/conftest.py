@@ -4,8 +4,10 @@ and leak checks (no box process may outlive its test)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -87,7 +89,11 @@ def box_cgroups() -> set[Path]:
 
 
 def assert_no_leftovers(home: Path, cgroups_before: set[Path] | None = None) -> None:
-    assert box_processes(home) == [], "box processes outlived their test"
+    leftovers = box_processes(home)
+    for pid in leftovers:  # the test fails, and leaves nothing running on the machine
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert leftovers == [], "box processes outlived their test"
     if cgroups_before is not None:
         assert box_cgroups() - cgroups_before == set(), "box cgroups outlived their test"
     boxes = home / "boxes"

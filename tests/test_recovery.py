@@ -48,9 +48,11 @@ def run_until_killed(home: Path) -> None:
 
 async def test_the_next_runtime_reconciles_after_a_kill_9(home: Path) -> None:
     cgroups_before = box_cgroups()
-    run_until_killed(home)
-    runtime = boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
+    runtime: boxlite.Boxlite | None = None
     try:
+        # Inside the `try`: the detached box lives on whatever fails from here.
+        run_until_killed(home)
+        runtime = boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
         infos = {info.name: info for info in await runtime.list_info()}
         assert "removed-on-stop" not in infos
         assert infos["kept"].state.status == "stopped"
@@ -76,6 +78,7 @@ async def test_the_next_runtime_reconciles_after_a_kill_9(home: Path) -> None:
         for info in await runtime.list_info():
             await runtime.remove(info.id, force=True)
     finally:
-        runtime.close()
+        if runtime is not None:
+            runtime.close()
         for pid in box_processes(home):
             os.kill(pid, signal.SIGKILL)
