@@ -1,0 +1,406 @@
+//! `BoxHandle`: the verbs on one box (rules 1, 3 and 6).
+
+use super::*;
+use super::spec::{box_env, default_cwd_and_user, env_strings, merge_env};
+
+impl BoxHandle {
+    pub fn id(&self) -> &str {
+        &self.entry.id
+    }
+
+    pub fn name(&self) -> Option<String> {
+        self.entry.record().name.clone()
+    }
+
+    pub fn info(&self) -> BoxInfo {
+        self.entry.info(None)
+    }
+
+    pub(super) fn check_usable(&self) -> Result<()> {
+        if self.spent.load(Ordering::Acquire) {
+            return Err(Error::Stopped("Handle invalidated after stop(). Use runtime.get() to get a new handle.".to_string()));
+        }
+        if self.entry.removed.load(Ordering::Acquire) {
+            return Err(Error::NotFound(format!("box {} was removed", self.entry.id)));
+        }
+        if self.inner.shut_down.load(Ordering::Acquire) {
+            return Err(Error::Stopped("the runtime has been shut down".to_string()));
+        }
+        Ok(())
+    }
+
+    /// Boots the box. A running box is left as it is (the one no-op); any other state that
+    /// cannot start is refused with the state named.
+    pub async fn start(&self) -> Result<()> {
+        let mut live = self.lock_usable().await?;
+        self.start_locked(&mut live).await
+    }
+
+    /// The box's lifecycle lock (rule 1), for a verb that needs a usable box: checked before
+    /// waiting and again once held, since while this handle waited another may have stopped
+    /// and removed the box, this one's own stop may have spent it, or the runtime shut down.
+    pub(super) async fn lock_usable(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Live>>> {
+        self.check_usable()?;
+        let live = self.entry.live.lock().await;
+        self.check_usable()?;
+        Ok(live)
+    }
+
+    pub(super) async fn start_locked(&self, live: &mut Option<Live>) -> Result<()> {
+        if live.as_ref().is_some_and(Live::is_alive) {
+            return Ok(());
+        }
+        self.settle_if_dead(live).await?;
+        let status = self.entry.record().status;
+        if !status.can_start() {
+            return Err(Error::InvalidState(format!("box {} is {}; it cannot be started", self.entry.id, status.as_str())));
+        }
+        let began = std::time::Instant::now();
+        let limits = {
+            let record = self.entry.record();
+            Limits { memory_bytes: u64::from(record.memory_mib) << 20, cpus: record.cpus, pids: record.pids_limit }
+        };
+        let inner = Arc::clone(&self.inner);
+        let id = self.entry.id.clone();
+        let config = self.shim_config();
+        let started = blocking(move || {
+            let warm = inner.warm_shim(&config)?;
+            let mut made = None;
+            let cgroups = || BoxCgroup::create(&inner.cgroups, &id, limits).map(|cgroup| made.insert(cgroup).membership_files());
+            let started = engine::spawn(warm, &config, cgroups);
+            if started.is_err() {
+                if let Some(cgroup) = made {
+                    cgroup.remove();
+                }
+            }
+            let runtime = Arc::downgrade(&inner);
+            tokio::task::spawn_blocking(move || Inner::refill_warm(&runtime));
+            started
+        })
+        .await;
+        let running = match started {
+            Ok(running) => running,
+            Err(error) => {
+                log::warn!("box {} failed to start: {error}", self.entry.id);
+                self.inner.counters.boxes_failed.fetch_add(1, Ordering::Relaxed);
+                let _ = self.entry.update(|record| record.status = BoxStatus::Failed);
+                return Err(error);
+            }
+        };
+        if self.inner.shut_down.load(Ordering::Acquire) {
+            // The runtime closed while this box booted: it must not outlive the close.
+            running.kill();
+            running.exited_within(CLOSE_WAIT);
+            BoxCgroup::locate(&self.inner.cgroups, &self.entry.id).remove();
+            return Err(Error::Stopped("the runtime has been shut down".to_string()));
+        }
+        self.entry.boot_us.store(u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX).max(1), Ordering::Relaxed);
+        *lock(&self.entry.started) = Some(std::time::Instant::now());
+        let pid = running.init_pid;
+        log::debug!("started box {} in {} ms (init pid {pid})", self.entry.id, began.elapsed().as_millis());
+        // The first exec then finds the request connection open.
+        running.connector.connect_ahead();
+        self.watch_init(&running);
+        *live = Some(running);
+        self.entry.update(|record| {
+            record.status = BoxStatus::Running;
+            record.init_pid = Some(pid);
+            record.started_at = Some(record::now().0);
+            record.exit_code = None;
+        })?;
+        let socket_path = self.entry.dir.join("init.sock");
+        for waiting in lock(&self.entry.waiting_attaches).drain(..) {
+            // Opened now, before the main process can end and the box be removed.
+            if let Ok(output) = self.main_output() {
+                let _ = waiting.send((socket_path.clone(), output));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn main_output(&self) -> Result<exec::MainOutput> {
+        let dir = &self.entry.dir;
+        exec::MainOutput::open(&dir.join(MAIN_STDOUT), &dir.join(MAIN_STDERR), &dir.join(MAIN_STATUS))
+    }
+
+    /// Rule 5: when the init ends on its own (its main process exited, or it was killed), the
+    /// box is settled as if stopped. A stop, remove or close that took the init first wins.
+    pub(super) fn watch_init(&self, running: &Live) {
+        let exited = running.exit_watch();
+        let init_pid = running.init_pid;
+        let inner = Arc::clone(&self.inner);
+        let entry = Arc::clone(&self.entry);
+        tokio::spawn(async move {
+            exited.await;
+            if inner.shut_down.load(Ordering::Acquire) {
+                return; // the next runtime's reconcile settles what is left
+            }
+            let mut live = entry.live.lock().await;
+            if live.as_ref().is_none_or(|running| running.init_pid != init_pid) {
+                return;
+            }
+            *live = None;
+            log::info!("box {}'s init ended on its own (its main process exited, or it was killed)", entry.id);
+            let settled = Arc::clone(&entry);
+            let _ = blocking(move || settle(&inner, &settled, BoxStatus::Stopped)).await;
+            drop(live);
+        });
+    }
+
+    pub(super) fn shim_config(&self) -> ShimConfig {
+        let record = self.entry.record();
+        let dir = &self.entry.dir;
+        ShimConfig {
+            box_id: record.id.clone(),
+            hostname: record.name.clone().filter(|name| name.len() <= 63).unwrap_or_else(|| record.id.clone()),
+            lower_dirs: record.prepared.lower_dirs.clone(),
+            upper_dir: dir.join("upper"),
+            work_dir: dir.join("work"),
+            merged_dir: dir.join("rootfs"),
+            read_only_binds: record.prepared.read_only_binds.clone(),
+            socket_path: dir.join("init.sock"),
+            log_path: dir.join("init.log"),
+            detached: record.detach,
+            volumes: record
+                .volumes
+                .iter()
+                .map(|volume| VolumeMount { source: volume.host_path.clone(), target: volume.guest_path.clone(), read_only: volume.read_only })
+                .collect(),
+            capabilities: record.capabilities.clone(),
+            process_limits: record.process_limits.clone(),
+            user_namespace: record.id_map,
+            main: record.main.clone().map(|argv| {
+                let (cwd, user) = default_cwd_and_user(&record);
+                let env = env_strings(box_env(&record));
+                MainProcess {
+                    argv,
+                    env,
+                    cwd,
+                    user,
+                    stdout_path: dir.join(MAIN_STDOUT),
+                    stderr_path: dir.join(MAIN_STDERR),
+                    status_path: dir.join(MAIN_STATUS),
+                }
+            }),
+        }
+    }
+
+    /// Stops the box (graceful, then forced after the default grace) and spends this handle.
+    pub async fn stop(&self) -> Result<()> {
+        self.stop_with(DEFAULT_STOP_GRACE).await
+    }
+
+    pub(super) async fn stop_with(&self, grace: Duration) -> Result<()> {
+        if self.spent.swap(true, Ordering::AcqRel) || self.entry.removed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut live = self.entry.live.lock().await;
+        if self.entry.removed.load(Ordering::Acquire) {
+            // Removed by another handle while this one waited: nothing is left to stop.
+            return Ok(());
+        }
+        let was_booted = self.entry.record().status != BoxStatus::Configured;
+        if let Some(running) = live.take() {
+            self.entry.update(|record| record.status = BoxStatus::Stopping)?;
+            running.shutdown(grace).await;
+        }
+        let status = if was_booted { BoxStatus::Stopped } else { BoxStatus::Configured };
+        let (inner, entry) = (Arc::clone(&self.inner), Arc::clone(&self.entry));
+        blocking(move || settle(&inner, &entry, status)).await
+    }
+
+    /// Starts a process in the box, booting the box first if it is configured or stopped; its
+    /// replies are read on tokio.
+    pub async fn exec(&self, request: ExecRequest) -> Result<Execution> {
+        let mut execution = self.request_exec(request).await?.run().await?;
+        if let Some(replies) = execution.replies.take() {
+            replies.read_on_tokio();
+        }
+        Ok(execution)
+    }
+
+    /// Prepares the request to start a command in the box (booting it if needed); sending it,
+    /// taking the init's answer and reading the execution's replies are the caller's.
+    pub async fn request_exec(&self, request: ExecRequest) -> Result<exec::Requested> {
+        self.check_usable()?;
+        if let Some(timeout) = request.timeout {
+            if timeout.is_zero() {
+                return Err(Error::InvalidArgument("timeout must be positive".to_string()));
+            }
+        }
+        let connector = self.ensure_running("exec in").await?;
+        let spec = self.exec_spec(request);
+        self.inner.counters.commands.fetch_add(1, Ordering::Relaxed);
+        self.entry.commands.fetch_add(1, Ordering::Relaxed);
+        let (inner, entry) = (Arc::clone(&self.inner), Arc::clone(&self.entry));
+        let failed = Box::new(move || {
+            inner.counters.exec_errors.fetch_add(1, Ordering::Relaxed);
+            entry.exec_errors.fetch_add(1, Ordering::Relaxed);
+        });
+        exec::request(connector, spec, Arc::clone(&self.entry.io), failed)
+    }
+
+    /// Boots the box if it is configured or stopped; returns the way to its init.
+    pub(super) async fn ensure_running(&self, operation: &str) -> Result<Arc<exec::Connector>> {
+        let mut live = self.lock_usable().await?;
+        if !live.as_ref().is_some_and(Live::is_alive) {
+            let status = self.entry.record().status;
+            if !status.can_exec() && !status.can_start() {
+                return Err(Error::InvalidState(format!("box {} is {}; it must be running", self.entry.id, status.as_str())));
+            }
+            self.refuse_implicit_start(operation)?;
+            self.start_locked(&mut live).await?;
+        }
+        live.as_ref().map(|running| Arc::clone(&running.connector)).ok_or_else(|| Error::Internal("box has no init after start".to_string()))
+    }
+
+    /// The running box's root, opened while the lifecycle lock is held and the init is known to
+    /// live, so a pid that the kernel recycled can never stand for the box.
+    pub(super) async fn open_root(&self, operation: &str) -> Result<std::os::fd::OwnedFd> {
+        let mut live = self.lock_usable().await?;
+        if !live.as_ref().is_some_and(Live::is_alive) {
+            self.refuse_implicit_start(operation)?;
+            self.start_locked(&mut live).await?;
+        }
+        let running = live.as_ref().ok_or_else(|| Error::Internal("box has no init after start".to_string()))?;
+        let root = crate::files::open_root(running.init_pid).map_err(|error| Error::InvalidState(format!("the box is not running: {error}")))?;
+        if !running.is_alive() {
+            return Err(Error::InvalidState(format!("box {} stopped", self.entry.id)));
+        }
+        Ok(root)
+    }
+
+    pub(super) fn counted(&self, mut execution: Execution) -> Execution {
+        execution.io = Arc::clone(&self.entry.io);
+        execution
+    }
+
+    /// Rule 6.
+    pub(super) fn refuse_implicit_start(&self, operation: &str) -> Result<()> {
+        let record = self.entry.record();
+        if !record.main_chosen {
+            return Ok(());
+        }
+        let consequence = if record.status == BoxStatus::Configured {
+            "starting the box would run its main command"
+        } else {
+            "its main command has already run, and starting the box again would run it a second time"
+        };
+        Err(Error::InvalidState(format!(
+            "Cannot {operation} box {}: it is {}, and {consequence}; start the box explicitly with start() if that is what you want",
+            record.id,
+            record.status.as_str()
+        )))
+    }
+
+    /// An init that ended before its monitor settled the box is settled here, under the lock
+    /// (rule 5); a box that removes on stop is then gone.
+    pub(super) async fn settle_if_dead(&self, live: &mut Option<Live>) -> Result<()> {
+        if live.as_ref().is_none_or(Live::is_alive) {
+            return Ok(());
+        }
+        *live = None;
+        let (inner, entry) = (Arc::clone(&self.inner), Arc::clone(&self.entry));
+        blocking(move || settle(&inner, &entry, BoxStatus::Stopped)).await?;
+        if self.entry.removed.load(Ordering::Acquire) {
+            return Err(Error::NotFound(format!("box {} was removed when its main process ended", self.entry.id)));
+        }
+        Ok(())
+    }
+
+    /// Follows the box's main process: live while the box runs (its output from the start of
+    /// the run, then as it comes); replayed with its exit code once it has ended; or, before
+    /// the box first starts, from the beginning of its coming run.
+    pub async fn attach(&self, stdin: bool) -> Result<Execution> {
+        let mut live = self.lock_usable().await?;
+        if self.entry.record().main.is_none() {
+            return Err(Error::InvalidState(format!(
+                "box {} has no main command to attach to (its image has no entrypoint or cmd, and none was given); use exec()",
+                self.entry.id
+            )));
+        }
+        self.settle_if_dead(&mut live).await?;
+        if let Some(running) = live.as_ref() {
+            let (output, fallback) = (self.main_output()?, self.main_output()?);
+            let socket_path = running.connector.socket_path().to_path_buf();
+            let init_exit = running.exit_watch();
+            drop(live);
+            return match exec::attach(&socket_path, output, stdin).await {
+                Ok(execution) => Ok(self.counted(execution)),
+                // The main process ended just now: its init is on its way out.
+                Err(error) => match tokio::time::timeout(MAIN_END_WAIT, init_exit).await.ok().and(fallback.recorded_exit()) {
+                    Some(code) => exec::replay(fallback, code),
+                    None => Err(error),
+                },
+            };
+        }
+        let (status, exit_code) = {
+            let record = self.entry.record();
+            (record.status, record.exit_code)
+        };
+        match (status, exit_code) {
+            (BoxStatus::Stopped, Some(code)) => exec::replay(self.main_output()?, code),
+            (BoxStatus::Configured, _) => {
+                // Registered under the lifecycle lock: no start can slip in between.
+                let (sender, receiver) = tokio::sync::oneshot::channel();
+                lock(&self.entry.waiting_attaches).push(sender);
+                exec::attach_when_started(Box::pin(async move { receiver.await.ok() }), stdin).map(|execution| self.counted(execution))
+            }
+            _ => Err(Error::InvalidState(format!("Cannot attach to box {}: it is {} and its main process has no run to follow", self.entry.id, status.as_str()))),
+        }
+    }
+
+    /// Copies a host file or directory into the box (booting it if needed).
+    pub async fn copy_in(&self, host_source: PathBuf, box_destination: String, options: CopyOptions) -> Result<()> {
+        let root = self.open_root("copy into").await?;
+        let box_root = self.entry.record().id_map.map(|map| map.host_id(0));
+        blocking(move || crate::files::copy_in(&root, &host_source, &box_destination, options, box_root)).await
+    }
+
+    /// Copies a file or directory out of the box (booting it if needed).
+    pub async fn copy_out(&self, box_source: String, host_destination: PathBuf, options: CopyOptions) -> Result<()> {
+        let root = self.open_root("copy out of").await?;
+        blocking(move || crate::files::copy_out(&root, &box_source, &host_destination, options)).await
+    }
+
+    pub(super) fn exec_spec(&self, request: ExecRequest) -> ExecSpec {
+        let record = self.entry.record();
+        let mut env = box_env(&record);
+        merge_env(&mut env, request.env);
+        if request.tty.is_some() {
+            merge_env(&mut env, [("TERM".to_string(), "xterm".to_string())].into_iter().filter(|_| !record.env.iter().any(|(key, _)| key == "TERM")));
+        }
+        let mut argv = vec![request.command];
+        argv.extend(request.args);
+        let (cwd, user) = default_cwd_and_user(&record);
+        ExecSpec {
+            argv,
+            env: env_strings(env),
+            cwd: request.cwd.or(cwd),
+            user: request.user.or(user),
+            tty: request.tty,
+            timeout: request.timeout,
+        }
+    }
+
+    pub fn metrics(&self) -> Result<BoxMetrics> {
+        if self.entry.removed.load(Ordering::Acquire) {
+            return Err(Error::NotFound(format!("box {} was removed", self.entry.id)));
+        }
+        let milliseconds = |micros: &AtomicU64| Some(micros.load(Ordering::Relaxed)).filter(|micros| *micros > 0).map(|micros| micros / 1000);
+        let usage = BoxCgroup::locate(&self.inner.cgroups, &self.entry.id).usage();
+        let running_for = lock(&self.entry.started).map(|started| started.elapsed().as_nanos() as f64).filter(|nanos| *nanos > 0.0);
+        Ok(BoxMetrics {
+            commands_executed_total: self.entry.commands.load(Ordering::Relaxed),
+            exec_errors_total: self.entry.exec_errors.load(Ordering::Relaxed),
+            boot_duration_ms: milliseconds(&self.entry.boot_us),
+            create_duration_ms: milliseconds(&self.entry.create_us),
+            memory_bytes: usage.memory_bytes,
+            cpu_time_ns: usage.cpu_time_ns,
+            cpu_percent: usage.cpu_time_ns.zip(running_for).map(|(cpu, wall)| cpu as f64 / wall * 100.0),
+            processes: usage.processes,
+            bytes_sent_total: self.entry.io.sent.load(Ordering::Relaxed),
+            bytes_received_total: self.entry.io.received.load(Ordering::Relaxed),
+        })
+    }
+}

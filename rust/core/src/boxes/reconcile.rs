@@ -1,0 +1,84 @@
+//! Settling a box whose init ended, and reconciling a home on open (rules 4 and 5): the one
+//! state update both make, and what a dead box leaves behind.
+
+use super::*;
+
+/// The root of a box's writable layer belongs to its root user (`idmap` rule 2).
+pub(super) fn own_upper_layer(dir: &Path, id_map: Option<IdMap>) -> Result<()> {
+    let Some(map) = id_map else { return Ok(()) };
+    let upper = dir.join("upper");
+    std::os::unix::fs::chown(&upper, Some(map.host_id(0)), Some(map.host_id(0))).map_err(|error| Error::storage("chown", &upper, &error))
+}
+
+/// What is left to do once a box's init is gone, whoever noticed: remove its cgroup and
+/// socket, record how its main process ended, and delete the box if it removes on stop.
+pub(super) fn settle(inner: &Arc<Inner>, entry: &BoxEntry, status: BoxStatus) -> Result<()> {
+    BoxCgroup::locate(&inner.cgroups, &entry.id).remove();
+    let _ = std::fs::remove_file(entry.dir.join("init.sock"));
+    let exit_code = recorded_exit(&entry.dir);
+    if let Some(code) = exit_code.filter(|_| entry.record().main.is_some()) {
+        log::debug!("box {}'s main process exited with {code}", entry.id);
+    }
+    if entry.record().remove_on_stop {
+        log::debug!("removing box {} (it removes on stop)", entry.id);
+        return Runtime { inner: Arc::clone(inner) }.delete(entry).inspect_err(|error| log::warn!("failed to remove box {}: {error}", entry.id));
+    }
+    log::debug!("box {} is {}", entry.id, status.as_str());
+    entry.update(|record| {
+        record.status = status;
+        record.init_pid = None;
+        if record.main.is_some() {
+            record.exit_code = exit_code;
+        }
+    })
+}
+
+/// The exit the init wrote for the main process of the box's last run, if it did.
+pub(super) fn recorded_exit(dir: &Path) -> Option<i32> {
+    exec::read_recorded_exit(&std::fs::File::open(dir.join(MAIN_STATUS)).ok()?)
+}
+
+/// Rule 4, for one record found on disk. Returns the entry to keep, if any.
+pub(super) fn reconcile(dir: &Path, record: BoxRecord, cgroups: &CgroupLayout) -> Option<BoxEntry> {
+    let was_running = matches!(record.status, BoxStatus::Running | BoxStatus::Stopping);
+    let survivor = match (was_running, record.init_pid) {
+        (true, Some(pid)) => Live::adopt(pid, dir.join("init.sock")),
+        _ => None,
+    };
+    // A box tied to the runtime that died is ending (its lifeline closed), but its processes
+    // may take their time: it is finished here, so that what it holds can be cleaned up.
+    let adopted = match survivor {
+        Some(running) if !record.detach => {
+            running.kill();
+            running.exited_within(CLOSE_WAIT);
+            None
+        }
+        survivor => survivor,
+    };
+    let entry = BoxEntry::new(record.id.clone(), dir.to_path_buf(), record);
+    if adopted.is_some() {
+        log::info!("adopted detached box {} (init pid {})", entry.id, entry.record().init_pid.unwrap_or_default());
+        if let Ok(mut live) = entry.live.try_lock() {
+            *live = adopted;
+        }
+        return Some(entry);
+    }
+    BoxCgroup::locate(cgroups, &entry.id).remove();
+    if was_running {
+        log::info!("box {} was left running by a runtime that is gone, and its init is gone too: settling it as stopped", entry.id);
+        let _ = std::fs::remove_file(dir.join("init.sock"));
+        if entry.record().remove_on_stop {
+            let _ = std::fs::remove_dir_all(dir);
+            return None;
+        }
+        let exit_code = recorded_exit(dir);
+        let _ = entry.update(|record| {
+            record.status = BoxStatus::Stopped;
+            record.init_pid = None;
+            if record.main.is_some() {
+                record.exit_code = exit_code;
+            }
+        });
+    }
+    Some(entry)
+}
