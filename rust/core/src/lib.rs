@@ -3,6 +3,7 @@
 
 mod boxes;
 mod cgroups;
+mod clock;
 mod error;
 pub mod files;
 pub mod exec;

@@ -1,5 +1,5 @@
 //! One event loop's completion channel: the bounded queue tokio tasks push that loop's events
-//! into, and the eventfd that wakes the loop to drain it on its own thread (the drain is in
+//! (`dispatcher::Event`) into, and the eventfd that wakes the loop to drain it on its own thread (the drain is in
 //! `dispatcher`). A result thus crosses threads once: from the tokio worker that produced it
 //! straight to the loop that awaits it.
 //!
@@ -20,7 +20,6 @@
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::event::Event;
 use crate::queue::Queue;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
@@ -31,15 +30,15 @@ pub fn live_channels() -> usize {
     LIVE.load(Ordering::SeqCst)
 }
 
-pub struct Channel {
-    queue: Queue<Event>,
+pub struct Channel<T> {
+    queue: Queue<T>,
     wake: OwnedFd,
     armed: AtomicBool,
     /// Output streams the loop watches (`execution` sizes its reads by it).
     pub streams_watched: AtomicUsize,
 }
 
-impl Channel {
+impl<T> Channel<T> {
     pub fn new(capacity: usize, held: bool) -> std::io::Result<Self> {
         // SAFETY: eventfd returns a new descriptor (owned from here on) or -1.
         let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
@@ -60,7 +59,7 @@ impl Channel {
 
     /// Queues `event`, waiting for room (queue invariant 1), and wakes the loop. False (the
     /// event released) once the channel is closed.
-    pub async fn push(&self, event: Event) -> bool {
+    pub async fn push(&self, event: T) -> bool {
         let queued = self.queue.push(event).await;
         if queued {
             self.wake();
@@ -69,7 +68,7 @@ impl Channel {
     }
 
     /// Queues `event` only if there is room now (lossy events such as progress reports).
-    pub fn try_push(&self, event: Event) -> bool {
+    pub fn try_push(&self, event: T) -> bool {
         let queued = self.queue.try_push(event);
         if queued {
             self.wake();
@@ -96,7 +95,7 @@ impl Channel {
     }
 
     /// Takes up to `max` events, in order, without waiting.
-    pub fn take(&self, max: usize) -> Vec<Event> {
+    pub fn take(&self, max: usize) -> Vec<T> {
         self.queue.pop_batch(max)
     }
 
@@ -128,7 +127,7 @@ impl Channel {
     }
 }
 
-impl Drop for Channel {
+impl<T> Drop for Channel<T> {
     fn drop(&mut self) {
         LIVE.fetch_sub(1, Ordering::SeqCst);
     }
@@ -138,14 +137,10 @@ impl Drop for Channel {
 mod tests {
     use super::*;
 
-    fn readable(channel: &Channel) -> bool {
+    fn readable(channel: &Channel<u64>) -> bool {
         let mut pollfd = libc::pollfd { fd: channel.fd(), events: libc::POLLIN, revents: 0 };
         // SAFETY: polls one valid pollfd without waiting.
         unsafe { libc::poll(&mut pollfd, 1, 0) > 0 }
-    }
-
-    fn event(target: u64) -> Event {
-        Event::Complete { target, result: Box::new(Ok(crate::event::Payload::Unit)) }
     }
 
     #[test]
@@ -155,7 +150,7 @@ mod tests {
         assert!(!readable(&channel));
         rt.block_on(async {
             for target in 0..5 {
-                assert!(channel.push(event(target)).await);
+                assert!(channel.push(target).await);
             }
         });
         assert!(readable(&channel));
@@ -163,7 +158,7 @@ mod tests {
         assert!(!readable(&channel));
         assert_eq!(channel.take(3).len(), 3);
         // Queued after the drain began: wakes again.
-        assert!(channel.try_push(event(9)));
+        assert!(channel.try_push(9));
         assert!(readable(&channel));
         channel.begin_drain();
         assert_eq!(channel.take(10).len(), 3);
@@ -174,11 +169,11 @@ mod tests {
     fn close_wakes_the_drain_and_refuses_later_events() {
         let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
         let channel = Channel::new(4, false).expect("eventfd");
-        rt.block_on(channel.push(event(1)));
+        rt.block_on(channel.push(1));
         channel.begin_drain();
         channel.close();
         assert!(readable(&channel));
         assert!(channel.is_closed() && channel.len() == 0);
-        assert!(!rt.block_on(channel.push(event(2))));
+        assert!(!rt.block_on(channel.push(2)));
     }
 }

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
+use pyo3::types::PyList;
 
-use crate::dispatcher::Shared;
-use crate::event::{Event, Payload};
-use crate::options::python_repr;
+use crate::dispatcher::{Deliver, Event, Payload, Shared};
+use crate::pyrepr::python_repr;
 
 /// One registry to pull from. Credentials never appear in `repr()`.
 #[pyclass(module = "boxlite._native", get_all, set_all)]
@@ -110,6 +110,13 @@ impl ImagePullResult {
     }
 }
 
+/// `pull()` resolves to an `ImagePullResult`.
+impl Deliver for ImagePullResult {
+    fn into_python<'py>(self: Box<Self>, _shared: &Arc<Shared>, event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(Py::new(event_loop.py(), *self)?.into_bound(event_loop.py()).into_any())
+    }
+}
+
 #[pyclass(module = "boxlite._native", frozen, get_all)]
 pub struct ImageInfo {
     pub reference: String,
@@ -138,6 +145,15 @@ impl From<&boxlite_core::ImageRecord> for ImageInfo {
 impl ImageInfo {
     fn __repr__(&self) -> String {
         format!("ImageInfo(reference={}, id={}, cached_at={})", python_repr(Some(&self.reference)), python_repr(Some(&self.id)), python_repr(Some(&self.cached_at)))
+    }
+}
+
+/// `list()` resolves to a list of `ImageInfo`.
+impl Deliver for Vec<ImageInfo> {
+    fn into_python<'py>(self: Box<Self>, _shared: &Arc<Shared>, event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let py = event_loop.py();
+        let items = self.into_iter().map(|info| Py::new(py, info)).collect::<PyResult<Vec<_>>>()?;
+        Ok(PyList::new(py, items)?.into_any())
     }
 }
 
@@ -175,14 +191,14 @@ impl ImageHandle {
             }) as boxlite_core::PullProgress
         });
         let core = self.core.clone();
-        self.shared.complete_with(target, channel, async move { core.pull_image(&reference, reporter).await.map(Payload::ImagePulled) });
+        self.shared.complete_with(target, channel, async move { core.pull_image(&reference, reporter).await.map(|record| Payload::from(ImagePullResult::from(&record))) });
         Ok(future)
     }
 
     /// Resolves to the images in the local store, most recently pulled first.
     fn list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let core = self.core.clone();
-        self.shared.submit(py, async move { core.list_images().map(Payload::Images) })
+        self.shared.submit(py, async move { core.list_images().map(|records| Payload::from(records.iter().map(ImageInfo::from).collect::<Vec<_>>())) })
     }
 
     /// Deletes unpacked layers and downloaded blobs that no pulled image and no box uses;
@@ -211,12 +227,12 @@ impl ImageHandle {
 
     fn prune<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let core = self.core.clone();
-        self.shared.submit(py, async move { core.prune_images().await.map(Payload::Count) })
+        self.shared.submit(py, async move { core.prune_images().await.map(Payload::from) })
     }
 
     /// Forgets an image in the local store (its layers go at the next `prune`).
     fn remove<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
         let core = self.core.clone();
-        self.shared.submit(py, async move { core.remove_image(&name).map(|()| Payload::Unit) })
+        self.shared.submit(py, async move { core.remove_image(&name).map(Payload::from) })
     }
 }

@@ -1,7 +1,11 @@
 //! Read-only metadata classes: BoxInfo, BoxStateInfo, RuntimeMetrics, BoxMetrics.
 
-use pyo3::prelude::*;
+use std::sync::Arc;
 
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+
+use crate::dispatcher::{Deliver, Shared};
 use crate::options::NetworkInfo;
 
 /// none, starting, healthy or unhealthy. Boxes have no health checks yet, so always none.
@@ -241,5 +245,43 @@ impl From<boxlite_core::BoxMetrics> for BoxMetrics {
 impl BoxMetrics {
     fn __repr__(&self) -> String {
         format!("BoxMetrics(commands_executed_total={}, exec_errors_total={})", self.commands_executed_total, self.exec_errors_total)
+    }
+}
+
+/// `Box.info()` resolves to a `BoxInfo`.
+impl Deliver for boxlite_core::BoxInfo {
+    fn into_python<'py>(self: Box<Self>, _shared: &Arc<Shared>, event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(Py::new(event_loop.py(), BoxInfo::from(*self))?.into_bound(event_loop.py()).into_any())
+    }
+}
+
+/// `get_info()` of a box nobody has resolves to `None`.
+impl Deliver for Option<boxlite_core::BoxInfo> {
+    fn into_python<'py>(self: Box<Self>, shared: &Arc<Shared>, event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        match *self {
+            Some(info) => Box::new(info).into_python(shared, event_loop),
+            None => Ok(event_loop.py().None().into_bound(event_loop.py())),
+        }
+    }
+}
+
+/// `list_info()` resolves to a list of `BoxInfo`.
+impl Deliver for Vec<boxlite_core::BoxInfo> {
+    fn into_python<'py>(self: Box<Self>, _shared: &Arc<Shared>, event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let py = event_loop.py();
+        let items = self.into_iter().map(|info| Py::new(py, BoxInfo::from(info))).collect::<PyResult<Vec<_>>>()?;
+        Ok(PyList::new(py, items)?.into_any())
+    }
+}
+
+impl Deliver for boxlite_core::RuntimeMetrics {
+    fn into_python<'py>(self: Box<Self>, _shared: &Arc<Shared>, event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(Py::new(event_loop.py(), RuntimeMetrics::from(*self))?.into_bound(event_loop.py()).into_any())
+    }
+}
+
+impl Deliver for boxlite_core::BoxMetrics {
+    fn into_python<'py>(self: Box<Self>, _shared: &Arc<Shared>, event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(Py::new(event_loop.py(), BoxMetrics::from(*self))?.into_bound(event_loop.py()).into_any())
     }
 }

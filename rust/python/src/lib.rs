@@ -4,16 +4,15 @@
 mod asyncio;
 mod boxes;
 mod channel;
-mod convert;
 mod dispatcher;
 mod errors;
-mod event;
 mod execution;
 mod gil;
 mod images;
 mod info;
 mod log_bridge;
 mod options;
+mod pyrepr;
 mod queue;
 mod registry;
 mod runtime;

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 
-use crate::dispatcher::Shared;
+use crate::boxes::{Orphan, OwnedBox};
+use crate::dispatcher::{Payload, Shared};
 use crate::errors;
-use crate::event::{Orphan, OwnedBox, Payload};
 use crate::options::{BoxOptions, Options};
 
 #[pyclass(module = "boxlite._native", frozen)]
@@ -97,7 +97,7 @@ impl Boxlite {
         let owner = Arc::downgrade(&this.shared.tasks);
         this.shared.submit_handover(py, async move {
             let handle = core.create(options, name).await?;
-            Ok(Payload::Box(OwnedBox::new(handle, core, owner, Orphan::Remove)))
+            Ok(Payload::from(OwnedBox::new(handle, core, owner, Orphan::Remove)))
         })
     }
 
@@ -111,7 +111,7 @@ impl Boxlite {
         self.shared.submit_handover(py, async move {
             let (handle, created) = core.get_or_create(options, name).await?;
             let orphan = if created { Orphan::Remove } else { Orphan::Release };
-            Ok(Payload::BoxCreated(OwnedBox::new(handle, core, owner, orphan), created))
+            Ok(Payload::from((OwnedBox::new(handle, core, owner, orphan), created)))
         })
     }
 
@@ -120,27 +120,27 @@ impl Boxlite {
         let core = self.core.clone();
         let owner = Arc::downgrade(&self.shared.tasks);
         self.shared.submit(py, async move {
-            Ok(Payload::MaybeBox(core.get(&id_or_name).map(|handle| OwnedBox::new(handle, core.clone(), owner, Orphan::Release))))
+            Ok(Payload::from(core.get(&id_or_name).map(|handle| OwnedBox::new(handle, core.clone(), owner, Orphan::Release))))
         })
     }
 
     fn get_info<'py>(&self, py: Python<'py>, id_or_name: String) -> PyResult<Bound<'py, PyAny>> {
         let core = self.core.clone();
-        self.shared.submit(py, async move { Ok(Payload::Info(core.get_info(&id_or_name))) })
+        self.shared.submit(py, async move { Ok(Payload::from(core.get_info(&id_or_name))) })
     }
 
     /// Resolves to every box's `BoxInfo`, newest first.
     #[pyo3(signature = (_state = None))]
     fn list_info<'py>(&self, py: Python<'py>, _state: Option<&Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
         let core = self.core.clone();
-        self.shared.submit(py, async move { Ok(Payload::InfoList(core.list_info())) })
+        self.shared.submit(py, async move { Ok(Payload::from(core.list_info())) })
     }
 
     /// Deletes a box; a running one needs `force=True`.
     #[pyo3(signature = (id_or_name, force = false))]
     fn remove<'py>(&self, py: Python<'py>, id_or_name: String, force: bool) -> PyResult<Bound<'py, PyAny>> {
         let core = self.core.clone();
-        self.shared.submit(py, async move { core.remove(&id_or_name, force).await.map(|()| Payload::Unit) })
+        self.shared.submit(py, async move { core.remove(&id_or_name, force).await.map(Payload::from) })
     }
 
     /// The runtime's image store (pull, list, remove).
@@ -172,7 +172,7 @@ impl Boxlite {
 
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let core = self.core.clone();
-        self.shared.submit(py, async move { Ok(Payload::RuntimeMetrics(core.metrics())) })
+        self.shared.submit(py, async move { Ok(Payload::from(core.metrics())) })
     }
 
     /// Stops every box that is not detached (`timeout` seconds each before SIGKILL; default
@@ -186,7 +186,7 @@ impl Boxlite {
             Some(seconds) => return Err(errors::invalid_argument(py, format!("timeout must be -1 or at least 0, got {seconds}"))),
         };
         let core = self.core.clone();
-        self.shared.submit(py, async move { core.shutdown(grace).await.map(|()| Payload::Unit) })
+        self.shared.submit(py, async move { core.shutdown(grace).await.map(Payload::from) })
     }
 
     /// Closes the runtime now: every pending awaitable fails with RuntimeClosedError, boxes

@@ -9,8 +9,8 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use tokio::sync::watch;
 
-use crate::dispatcher::NEXT_CAPACITY;
-use crate::event::{self, Event, Orphan, OwnedBox, Payload, Tracked};
+use crate::boxes::{Orphan, OwnedBox};
+use crate::dispatcher::{Deliver, Event, Payload, Shared, NEXT_CAPACITY};
 use crate::options::BoxOptions;
 use crate::runtime::Boxlite;
 
@@ -61,7 +61,7 @@ fn gated<'py>(py: Python<'py>, runtime: &Boxlite, gate: &Gate, value: i64, fail:
         if fail {
             return Err(boxlite_core::Error::InvalidState(format!("gated failure {value}")));
         }
-        Ok(Payload::Tracked(Tracked::new(value, released)))
+        Ok(Payload::from(Tracked::new(value, released)))
     })
 }
 
@@ -75,7 +75,7 @@ fn gated_create<'py>(py: Python<'py>, runtime: &Boxlite, gate: &Gate, options: &
     runtime.shared().submit_handover(py, async move {
         opened.await;
         let handle = core.create(options, None).await?;
-        Ok(Payload::Box(OwnedBox::new(handle, core, owner, Orphan::Remove)))
+        Ok(Payload::from(OwnedBox::new(handle, core, owner, Orphan::Remove)))
     })
 }
 
@@ -90,7 +90,7 @@ fn gated_get_or_create<'py>(py: Python<'py>, runtime: &Boxlite, gate: &Gate, opt
         opened.await;
         let (handle, created) = core.get_or_create(options, Some(name)).await?;
         let orphan = if created { Orphan::Remove } else { Orphan::Release };
-        Ok(Payload::BoxCreated(OwnedBox::new(handle, core, owner, orphan), created))
+        Ok(Payload::from((OwnedBox::new(handle, core, owner, orphan), created)))
     })
 }
 
@@ -113,7 +113,7 @@ fn ordered<'py>(py: Python<'py>, runtime: &Boxlite, count: usize) -> PyResult<Ve
     shared.spawn(async move {
         for (index, target) in targets.into_iter().enumerate() {
             let value = i64::try_from(index).unwrap_or(i64::MAX);
-            channel.push(Event::Complete { target, result: Box::new(Ok(Payload::Tracked(Tracked::new(value, Arc::clone(&released))))) }).await;
+            channel.push(Event::Complete { target, result: Box::new(Ok(Payload::from(Tracked::new(value, Arc::clone(&released))))) }).await;
         }
     });
     Ok(futures)
@@ -195,7 +195,36 @@ fn stdout_paused(execution: &Bound<'_, crate::execution::Execution>) -> bool {
 
 #[pyfunction]
 fn orphans_removed() -> usize {
-    event::orphans_removed()
+    crate::boxes::orphans_removed()
+}
+
+/// A test payload that counts, in its gate's counter, being released without delivery.
+struct Tracked {
+    value: i64,
+    released: Arc<AtomicUsize>,
+    delivered: bool,
+}
+
+impl Tracked {
+    fn new(value: i64, released: Arc<AtomicUsize>) -> Self {
+        Self { value, released, delivered: false }
+    }
+
+}
+
+impl Deliver for Tracked {
+    fn into_python<'py>(mut self: Box<Self>, _shared: &Arc<Shared>, event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        self.delivered = true;
+        Ok(self.value.into_pyobject(event_loop.py())?.into_any())
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if !self.delivered {
+            self.released.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 }
 
 pub fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {

@@ -1,9 +1,9 @@
 //! One event loop's watch: an epoll instance that the loop watches as its one reader for this
 //! runtime (the drain, `dispatcher::Drain`). It holds the loop's completion channel (its
 //! eventfd) and the connections of the executions started on the loop (`execution`,
-//! invariant 8). A connection joins and leaves with one `epoll_ctl`, where the loop's own
-//! `add_reader`/`remove_reader` would cost more Python bookkeeping than the rest of starting
-//! an execution on this side.
+//! invariant 8), each through its [`Reader`]. A connection joins and leaves with one
+//! `epoll_ctl`, where the loop's own `add_reader`/`remove_reader` would cost more Python
+//! bookkeeping than the rest of starting an execution on this side.
 //!
 //! # Invariants
 //!
@@ -26,7 +26,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use pyo3::Python;
 
-use crate::execution::ControlReadable;
 
 /// The epoll token of the channel's eventfd; a connection's token is its descriptor.
 const CHANNEL: u64 = u64::MAX;
@@ -35,16 +34,24 @@ const EVENTS: usize = 64;
 /// How a connection is watched (invariants 2 and 4).
 const ONE_SHOT: u32 = (libc::EPOLLIN | libc::EPOLLONESHOT) as u32;
 
+/// What the watch calls for a ready connection, on the loop's thread (invariant 1).
+pub trait Reader: Send + Sync {
+    /// The connection is readable.
+    fn on_readable(self: Arc<Self>, py: Python<'_>);
+    /// The watch lets go of the reader: it will not be called again.
+    fn let_go(&self, py: Python<'_>);
+}
+
 pub struct LoopWatch {
     epoll: OwnedFd,
-    readers: Mutex<HashMap<RawFd, Arc<ControlReadable>>>,
+    readers: Mutex<HashMap<RawFd, Arc<dyn Reader>>>,
 }
 
 /// What one turn found ready.
 pub struct Ready {
     pub channel: bool,
     /// Each with its descriptor, for [`LoopWatch::rearm`].
-    pub readers: Vec<(RawFd, Arc<ControlReadable>)>,
+    pub readers: Vec<(RawFd, Arc<dyn Reader>)>,
 }
 
 impl LoopWatch {
@@ -66,7 +73,7 @@ impl LoopWatch {
         self.epoll.as_raw_fd()
     }
 
-    fn readers(&self) -> MutexGuard<'_, HashMap<RawFd, Arc<ControlReadable>>> {
+    fn readers(&self) -> MutexGuard<'_, HashMap<RawFd, Arc<dyn Reader>>> {
         self.readers.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -80,7 +87,7 @@ impl LoopWatch {
     }
 
     /// Calls `reader` whenever `fd` is readable, until [`LoopWatch::remove`].
-    pub fn add(&self, fd: RawFd, reader: Arc<ControlReadable>) -> std::io::Result<()> {
+    pub fn add(&self, fd: RawFd, reader: Arc<dyn Reader>) -> std::io::Result<()> {
         let mut readers = self.readers();
         self.control(libc::EPOLL_CTL_ADD, fd, ONE_SHOT, fd as u64)?;
         readers.insert(fd, reader);
@@ -96,7 +103,7 @@ impl LoopWatch {
     }
 
     /// Invariant 4: after `reader` ran for `fd`, watches `fd` again if it is still its reader's.
-    pub fn rearm(&self, fd: RawFd, reader: &Arc<ControlReadable>) {
+    pub fn rearm(&self, fd: RawFd, reader: &Arc<dyn Reader>) {
         let readers = self.readers();
         if readers.get(&fd).is_some_and(|watched| Arc::ptr_eq(watched, reader)) {
             let _ = self.control(libc::EPOLL_CTL_MOD, fd, ONE_SHOT, fd as u64);
@@ -122,7 +129,7 @@ impl LoopWatch {
         ready
     }
 
-    /// Lets go of every reader: the loop will not call them again (`ControlReadable::let_go`).
+    /// Lets go of every reader: the loop will not call them again ([`Reader::let_go`]).
     pub fn clear(&self, py: Python<'_>) {
         let readers: Vec<_> = {
             let mut readers = self.readers();

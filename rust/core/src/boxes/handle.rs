@@ -105,7 +105,7 @@ impl BoxHandle {
         self.entry.update(|record| {
             record.status = BoxStatus::Running;
             record.init_pid = Some(pid);
-            record.started_at = Some(record::now().0);
+            record.started_at = Some(crate::clock::now().0);
             record.exit_code = None;
         })?;
         let socket_path = self.entry.dir.join("init.sock");

@@ -267,7 +267,7 @@ impl Runtime {
                 }
             };
             let dir = inner.home.box_dir(&id);
-            let (created_at, created_at_nanos) = record::now();
+            let (created_at, created_at_nanos) = crate::clock::now();
             let record = BoxRecord {
                 id: id.clone(),
                 name,
@@ -523,8 +523,3 @@ impl BoxEntry {
         }
     }
 }
-
-pub(crate) fn now_rfc3339() -> String {
-    record::now().0
-}
-

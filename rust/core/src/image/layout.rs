@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::digest::sha256_hex;
 use super::unpack::unpack_layer;
 use super::{ConfigBlob, PreparedImage};
 use crate::error::{Error, Result};
@@ -53,13 +54,6 @@ pub(super) fn host_architecture() -> &'static str {
 
 fn invalid(layout: &Path, what: impl std::fmt::Display) -> Error {
     Error::Image(format!("{} is not a usable OCI image layout: {what}", layout.display()))
-}
-
-/// `sha256:<hex>` → `<hex>`, refusing anything that is not a plain sha256 digest (a digest is
-/// joined to paths, so it must not carry separators).
-pub(super) fn sha256_hex(digest: &str) -> Option<&str> {
-    let hex = digest.strip_prefix("sha256:")?;
-    (hex.len() == 64 && hex.bytes().all(|byte| byte.is_ascii_hexdigit())).then_some(hex)
 }
 
 fn blob_path(layout: &Path, digest: &str) -> Result<PathBuf> {

@@ -5,6 +5,7 @@
 //! `host://` image (a skeleton root with the host's `/usr` bound read-only: always there, needs
 //! no network). All end as a [`PreparedImage`].
 
+mod digest;
 mod host;
 mod layout;
 mod registry;

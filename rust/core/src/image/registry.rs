@@ -26,7 +26,7 @@ use oci_client::{Client, Reference};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::layout::sha256_hex;
+use super::digest::sha256_hex;
 use super::unpack::unpack_layer;
 use super::{ConfigBlob, ImageConfig, PreparedImage};
 use crate::error::{Error, Result};
@@ -305,7 +305,7 @@ impl ImageStore {
             config_digest,
             layers: manifest.layers.iter().map(|layer| layer.digest.clone()).collect(),
             config: image_config,
-            cached_at: crate::boxes::now_rfc3339(),
+            cached_at: crate::clock::now().0,
             size_bytes,
         };
         let path = index_path(home, &shown);

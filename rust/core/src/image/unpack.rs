@@ -31,7 +31,7 @@ use std::path::{Component, Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::layout::sha256_hex;
+use super::digest::sha256_hex;
 use crate::error::{Error, Result};
 use crate::idmap::IdMap;
 

@@ -9,9 +9,8 @@ use boxlite_core::exec::{Answer, Requested, EXEC_ANSWER_LIMIT};
 use pyo3::prelude::*;
 
 use crate::asyncio::{set_exception, set_result, Deferred};
-use crate::dispatcher::{Registered, Shared};
-use crate::event::Payload;
-use crate::watch::LoopWatch;
+use crate::dispatcher::{Payload, Registered, Shared};
+use crate::watch::{LoopWatch, Reader};
 
 use super::{locked, Execution};
 
@@ -40,7 +39,7 @@ impl ControlReadable {
         let Registered { target, future, event_loop, channel, watch } = registered;
         let raw = requested.raw();
         let reader = Arc::new(Self { shared: Arc::downgrade(shared), watch: Arc::clone(&watch), raw, phase: Mutex::new(Phase::Done) });
-        let watched = watch.add(raw, Arc::clone(&reader)).map_err(PyErr::from).and_then(|()| {
+        let watched = watch.add(raw, Arc::clone(&reader) as Arc<dyn Reader>).map_err(PyErr::from).and_then(|()| {
             // A request cancelled or swept before its answer lets go of its connection.
             let abandoned = Arc::clone(&reader);
             future.call_method1("add_done_callback", (Deferred::new_with_arg(move |py, _future| abandoned.release(py)),))
@@ -66,7 +65,7 @@ impl ControlReadable {
             // The init's queue is full: tokio sends it once there is room, and waits for the answer.
             Ok(false) => {
                 reader.unwatch();
-                shared.complete_with(target, channel, async move { requested.run().await.map(Payload::Execution) });
+                shared.complete_with(target, channel, async move { requested.run().await.map(Payload::from) });
             }
             Err(error) => {
                 reader.unwatch();
@@ -102,23 +101,6 @@ impl ControlReadable {
         }
     }
 
-    /// The loop will not call this reader again (it was closed, or the runtime was): a request
-    /// that got no answer is let go, and an execution that runs is ended, as asyncio ends the
-    /// subprocesses of a transport it closes.
-    pub fn let_go(&self, py: Python<'_>) {
-        let running = match &*locked(&self.phase) {
-            Phase::Running(execution) => Some(execution.clone_ref(py)),
-            Phase::Answer { .. } | Phase::Done => None,
-        };
-        match running {
-            Some(execution) => {
-                *locked(&self.phase) = Phase::Done;
-                execution.get().fail_closed(py);
-            }
-            None => self.release(py),
-        }
-    }
-
     /// No answer within the limit: the request fails, and its connection goes.
     pub(super) fn overdue(&self, py: Python<'_>) {
         let phase = std::mem::replace(&mut *locked(&self.phase), Phase::Done);
@@ -137,36 +119,6 @@ impl ControlReadable {
 
     pub(super) fn unwatch(&self) {
         self.watch.remove(self.raw);
-    }
-
-    /// The watch found the connection readable.
-    pub fn on_readable(self: &Arc<Self>, py: Python<'_>) {
-        let phase = std::mem::replace(&mut *locked(&self.phase), Phase::Done);
-        match phase {
-            Phase::Answer { target, requested, deadline } => {
-                let Some(shared) = self.shared.upgrade() else {
-                    *locked(&self.phase) = Phase::Answer { target, requested, deadline };
-                    self.release(py);
-                    return;
-                };
-                let answer = {
-                    let _runtime = shared.tasks.handle.enter();
-                    (*requested).try_answer()
-                };
-                match answer {
-                    Answer::NotYet(requested) => *locked(&self.phase) = Phase::Answer { target, requested: Box::new(requested), deadline },
-                    Answer::Ready(answer) => {
-                        let _ = deadline.bind(py).call_method0("cancel");
-                        self.answered(py, &shared, target, answer);
-                    }
-                }
-            }
-            Phase::Running(execution) => {
-                *locked(&self.phase) = Phase::Running(execution.clone_ref(py));
-                Execution::read_control(execution.bind(py));
-            }
-            Phase::Done => {}
-        }
     }
 
     /// The answer arrived: the request resolves to the execution, whose exit this reader
@@ -212,7 +164,7 @@ where
     match shared.tasks.step_here(requesting) {
         Ok(Ok(requested)) => ControlReadable::send_and_watch(py, shared, registered, requested)?,
         Ok(Err(error)) => shared.complete_here(py, registered.target, Err(error)),
-        Err(rest) => shared.complete_with(registered.target, registered.channel, async move { rest.await?.run().await.map(Payload::Execution) }),
+        Err(rest) => shared.complete_with(registered.target, registered.channel, async move { rest.await?.run().await.map(Payload::from) }),
     }
     Ok(future)
 }
@@ -239,6 +191,55 @@ impl Execution {
         let replies = locked(&self.replies).take();
         if let Some(replies) = replies {
             self.watch.remove(replies.raw());
+        }
+    }
+}
+
+impl Reader for ControlReadable {
+    /// The watch found the connection readable.
+    fn on_readable(self: Arc<Self>, py: Python<'_>) {
+        let phase = std::mem::replace(&mut *locked(&self.phase), Phase::Done);
+        match phase {
+            Phase::Answer { target, requested, deadline } => {
+                let Some(shared) = self.shared.upgrade() else {
+                    *locked(&self.phase) = Phase::Answer { target, requested, deadline };
+                    self.release(py);
+                    return;
+                };
+                let answer = {
+                    let _runtime = shared.tasks.handle.enter();
+                    (*requested).try_answer()
+                };
+                match answer {
+                    Answer::NotYet(requested) => *locked(&self.phase) = Phase::Answer { target, requested: Box::new(requested), deadline },
+                    Answer::Ready(answer) => {
+                        let _ = deadline.bind(py).call_method0("cancel");
+                        self.answered(py, &shared, target, answer);
+                    }
+                }
+            }
+            Phase::Running(execution) => {
+                *locked(&self.phase) = Phase::Running(execution.clone_ref(py));
+                Execution::read_control(execution.bind(py));
+            }
+            Phase::Done => {}
+        }
+    }
+
+    /// The loop will not call this reader again (it was closed, or the runtime was): a request
+    /// that got no answer is let go, and an execution that runs is ended, as asyncio ends the
+    /// subprocesses of a transport it closes.
+    fn let_go(&self, py: Python<'_>) {
+        let running = match &*locked(&self.phase) {
+            Phase::Running(execution) => Some(execution.clone_ref(py)),
+            Phase::Answer { .. } | Phase::Done => None,
+        };
+        match running {
+            Some(execution) => {
+                *locked(&self.phase) = Phase::Done;
+                execution.get().fail_closed(py);
+            }
+            None => self.release(py),
         }
     }
 }

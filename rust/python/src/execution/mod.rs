@@ -65,11 +65,9 @@ use boxlite_core::{ExecutionControl, ExitStatus as CoreExitStatus};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
-use crate::channel::Channel;
 use crate::asyncio::{running_loop, set_exception, set_result, Deferred};
-use crate::dispatcher::{Shared, Slot};
+use crate::dispatcher::{Deliver, Event, EventChannel, Listener, Payload, Shared, Slot};
 use crate::errors;
-use crate::event::{Event, Payload};
 use crate::watch::LoopWatch;
 
 pub use control::{start, ControlReadable};
@@ -133,7 +131,7 @@ pub struct Execution {
     control: ExecutionControl,
     io: Arc<IoCounters>,
     /// The channel of the execution's loop, which counts the streams the loop watches.
-    channel: Arc<Channel>,
+    channel: Arc<EventChannel>,
     /// The watch of the execution's loop, which reads its connection (invariant 8).
     watch: Arc<LoopWatch>,
     /// Owning the core execution keeps the process alive; dropping it kills the process group.
@@ -223,7 +221,7 @@ impl Execution {
     fn kill<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         self.check_open(py)?;
         let control = self.control.clone();
-        self.shared.submit(py, async move { control.kill().await.map(|()| Payload::Unit) })
+        self.shared.submit(py, async move { control.kill().await.map(Payload::from) })
     }
 
     /// Sends `signal` (1..=64) to the process.
@@ -233,7 +231,7 @@ impl Execution {
         }
         self.check_open(py)?;
         let control = self.control.clone();
-        self.shared.submit(py, async move { control.signal(signal).await.map(|()| Payload::Unit) })
+        self.shared.submit(py, async move { control.signal(signal).await.map(Payload::from) })
     }
 
     /// Sets the terminal size of a `tty=True` execution.
@@ -246,7 +244,7 @@ impl Execution {
         }
         self.check_open(py)?;
         let control = self.control.clone();
-        self.shared.submit(py, async move { control.resize(rows, cols).map(|()| Payload::Unit) })
+        self.shared.submit(py, async move { control.resize(rows, cols).map(Payload::from) })
     }
 
     /// Ends the execution now (invariants 2–4): kills its process group unless it is known to
@@ -366,7 +364,7 @@ impl Execution {
                 driver: Mutex::new(None),
             },
         )?;
-        let slot = Slot::Execution { execution: execution.clone_ref(py), event_loop: event_loop.clone().unbind() };
+        let slot = Slot::Listener { listener: Arc::new(execution.clone_ref(py)), event_loop: event_loop.clone().unbind() };
         let target = shared.registry.register(slot).map_err(|_| errors::runtime_closed(py))?;
         let _ = execution.get().target.set(target);
         let this = execution.get();
@@ -517,5 +515,24 @@ impl Execution {
             return Err(errors::invalid_state(py, "the execution was closed"));
         }
         Ok(())
+    }
+}
+
+/// The execution's slot in the registry: it receives the exit, or the close (rules 14, 16).
+impl Listener for Py<Execution> {
+    fn exit(&self, py: Python<'_>, status: CoreExitStatus) {
+        Execution::deliver_exit(self.bind(py), status, false);
+    }
+
+    fn closed(&self, py: Python<'_>) {
+        self.get().fail_closed(py);
+    }
+}
+
+/// `exec()` and `attach()` resolve to an `Execution`, once its request was answered (when the
+/// answer did not come through the loop's watch, see `control`).
+impl Deliver for boxlite_core::Execution {
+    fn into_python<'py>(self: Box<Self>, shared: &Arc<Shared>, event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(Execution::attach(event_loop.py(), shared, event_loop, *self, None)?.into_bound(event_loop.py()).into_any())
     }
 }

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::errors;
-use crate::event::Payload;
+use crate::dispatcher::Payload;
 
 use super::{locked, Execution};
 
@@ -40,7 +40,7 @@ impl ExecStdin {
         sender.send((data.to_vec(), done)).map_err(|_| errors::invalid_state(py, "stdin is closed"))?;
         execution.shared.submit(py, async move {
             match written.await {
-                Ok(Ok(())) => Ok(Payload::Unit),
+                Ok(Ok(())) => Ok(Payload::from(())),
                 Ok(Err(error)) => Err(boxlite_core::Error::Execution(format!("failed to write to stdin: {error}"))),
                 Err(_) => Err(boxlite_core::Error::InvalidState("stdin is closed".to_string())),
             }

@@ -12,7 +12,7 @@
 
 use pyo3::prelude::*;
 
-use super::{python_list, python_repr};
+use crate::pyrepr::{python_list, python_repr};
 
 #[pyclass(module = "boxlite._native", get_all, set_all)]
 #[derive(Clone, Default)]

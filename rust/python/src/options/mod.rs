@@ -11,16 +11,7 @@ pub use advanced::{AdvancedBoxOptions, ContainerCapabilities, HealthCheckOptions
 pub use network::{InboundNetworkInfo, InboundNetworkSpec, NetworkInfo, NetworkSpec, OutboundNetworkInfo, OutboundNetworkSpec, PublishedPort};
 use network::PortSpec;
 
-/// `repr()` of an optional str, as Python writes it.
-pub fn python_repr(value: Option<&str>) -> String {
-    value.map_or_else(|| "None".to_string(), |text| format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'")))
-}
-
-/// `repr()` of a list of str, as Python writes it.
-pub fn python_list(items: &[String]) -> String {
-    let items: Vec<String> = items.iter().map(|item| python_repr(Some(item))).collect();
-    format!("[{}]", items.join(", "))
-}
+use crate::pyrepr::python_repr;
 
 /// Runtime options.
 #[pyclass(module = "boxlite._native", get_all, set_all)]

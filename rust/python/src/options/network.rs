@@ -6,7 +6,7 @@
 
 use pyo3::prelude::*;
 
-use super::{python_list, python_repr};
+use crate::pyrepr::{python_list, python_repr};
 
 const NO_OUTBOUND: &str = "outbound networking is not supported yet: boxes have a loopback interface only. \
 Leave network unset, or pass NetworkSpec(mode=\"disabled\")";

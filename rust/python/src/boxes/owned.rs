@@ -1,42 +1,15 @@
-//! What travels through the completion queue: pure Rust values, never Python objects.
-//!
-//! A payload that reaches nobody is released by dropping it (rule 18). Most payloads are plain
-//! data; a box made by a `create()` whose caller never received it is removed by
-//! [`OwnedBox`]'s drop (rule 19), and an execution nobody holds is killed by the core's
-//! `Execution` drop.
+//! A box on its way to its caller, and what becomes of it if the caller never receives it
+//! (rule 19): the payload of `create`, `get` and `get_or_create`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
-use boxlite_core::{BoxHandle, BoxInfo, BoxMetrics, ExitStatus, Runtime, RuntimeMetrics};
+use boxlite_core::{BoxHandle, Runtime};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 
+use crate::dispatcher::{Deliver, Shared};
 use crate::tasks::Tasks;
-
-pub enum Event {
-    /// The result of one request. Boxed: the queue's slots are as large as the largest event.
-    Complete { target: u64, result: Box<Result<Payload, boxlite_core::Error>> },
-    /// The one exit of an execution (its output is read on the loop: see `execution`).
-    Exit { target: u64, status: ExitStatus },
-    /// How far a pull's download of one layer got (lossy: dropped when the queue is full).
-    Progress { target: u64, layer: String, done: u64, total: u64 },
-}
-
-pub enum Payload {
-    Unit,
-    Box(OwnedBox),
-    MaybeBox(Option<OwnedBox>),
-    BoxCreated(OwnedBox, bool),
-    Info(Option<BoxInfo>),
-    InfoList(Vec<BoxInfo>),
-    RuntimeMetrics(RuntimeMetrics),
-    BoxMetrics(BoxMetrics),
-    Execution(boxlite_core::Execution),
-    ImagePulled(boxlite_core::ImageRecord),
-    Images(Vec<boxlite_core::ImageRecord>),
-    Count(usize),
-    #[cfg(feature = "testing")]
-    Tracked(Tracked),
-}
 
 /// What to do with a box handle that reaches no caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,31 +81,33 @@ pub fn orphans_removed() -> usize {
     ORPHANS_REMOVED.load(Ordering::SeqCst)
 }
 
-/// A test payload that counts, in its gate's counter, being released without delivery.
-#[cfg(feature = "testing")]
-pub struct Tracked {
-    pub value: i64,
-    released: Arc<AtomicUsize>,
-    delivered: bool,
+fn box_object<'py>(shared: &Arc<Shared>, event_loop: &Bound<'py, PyAny>, owned: OwnedBox) -> PyResult<Bound<'py, PyAny>> {
+    Ok(Py::new(event_loop.py(), super::Box::new(shared, owned))?.into_bound(event_loop.py()).into_any())
 }
 
-#[cfg(feature = "testing")]
-impl Tracked {
-    pub fn new(value: i64, released: Arc<AtomicUsize>) -> Self {
-        Self { value, released, delivered: false }
-    }
-
-    pub fn deliver(mut self) -> i64 {
-        self.delivered = true;
-        self.value
+/// `create` and `get` resolve to a `Box`.
+impl Deliver for OwnedBox {
+    fn into_python<'py>(self: Box<Self>, shared: &Arc<Shared>, event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        box_object(shared, event_loop, *self)
     }
 }
 
-#[cfg(feature = "testing")]
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        if !self.delivered {
-            self.released.fetch_add(1, Ordering::SeqCst);
+/// `get` of a name nobody has resolves to `None`.
+impl Deliver for Option<OwnedBox> {
+    fn into_python<'py>(self: Box<Self>, shared: &Arc<Shared>, event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        match *self {
+            Some(owned) => box_object(shared, event_loop, owned),
+            None => Ok(event_loop.py().None().into_bound(event_loop.py())),
         }
+    }
+}
+
+/// `get_or_create` resolves to `(Box, created)`.
+impl Deliver for (OwnedBox, bool) {
+    fn into_python<'py>(self: Box<Self>, shared: &Arc<Shared>, event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let (owned, created) = *self;
+        let py = event_loop.py();
+        let value = box_object(shared, event_loop, owned)?;
+        Ok(PyTuple::new(py, [value, created.into_pyobject(py)?.to_owned().into_any()])?.into_any())
     }
 }

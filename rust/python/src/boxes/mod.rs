@@ -6,11 +6,16 @@ use std::time::Duration;
 use boxlite_core::{BoxHandle, ExecRequest, TtySize};
 use pyo3::prelude::*;
 
-use crate::dispatcher::Shared;
+use crate::dispatcher::{Payload, Shared};
 use crate::errors;
-use crate::event::{OwnedBox, Payload};
 use crate::options::CopyOptions;
 use crate::unsupported::{self, CloneOptions, ExportOptions, NetworkHandle, SnapshotHandle};
+
+mod owned;
+
+#[cfg(feature = "testing")]
+pub use owned::orphans_removed;
+pub use owned::{Orphan, OwnedBox};
 
 #[pyclass(module = "boxlite._native", frozen, name = "Box")]
 pub struct Box {
@@ -65,19 +70,19 @@ impl Box {
     /// Resolves to this box's `BoxInfo` (works on a stopped handle too).
     fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let handle = Arc::clone(&self.handle);
-        self.shared.submit(py, async move { Ok(Payload::Info(Some(handle.info()))) })
+        self.shared.submit(py, async move { Ok(Payload::from(handle.info())) })
     }
 
     /// Boots the box; a running box is left as it is.
     fn start<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let handle = Arc::clone(&self.handle);
-        self.shared.submit(py, async move { handle.start().await.map(|()| Payload::Unit) })
+        self.shared.submit(py, async move { handle.start().await.map(Payload::from) })
     }
 
     /// Stops the box (SIGTERM, then SIGKILL after 10 s) and spends this handle.
     fn stop<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let handle = Arc::clone(&self.handle);
-        self.shared.submit(py, async move { handle.stop().await.map(|()| Payload::Unit) })
+        self.shared.submit(py, async move { handle.stop().await.map(Payload::from) })
     }
 
     /// Starts `command` with `args`; resolves to an `Execution` as soon as it runs.
@@ -123,7 +128,7 @@ impl Box {
             return Err(errors::to_py(py, &boxlite_core::Error::Unsupported("reattaching to an execution by id needs a REST runtime; attach() follows the main process".to_string())));
         }
         let handle = Arc::clone(&self.handle);
-        self.shared.submit(py, async move { handle.attach(stdin).await.map(Payload::Execution) })
+        self.shared.submit(py, async move { handle.attach(stdin).await.map(Payload::from) })
     }
 
     /// Copies a host file or directory into the box (`docker cp` conventions).
@@ -131,7 +136,7 @@ impl Box {
     fn copy_in<'py>(&self, py: Python<'py>, host_path: std::path::PathBuf, container_dest: String, copy_options: Option<&CopyOptions>) -> PyResult<Bound<'py, PyAny>> {
         let options = CopyOptions::to_core(copy_options);
         let handle = Arc::clone(&self.handle);
-        self.shared.submit(py, async move { handle.copy_in(host_path, container_dest, options).await.map(|()| Payload::Unit) })
+        self.shared.submit(py, async move { handle.copy_in(host_path, container_dest, options).await.map(Payload::from) })
     }
 
     /// Copies a file or directory out of the box (`docker cp` conventions).
@@ -139,7 +144,7 @@ impl Box {
     fn copy_out<'py>(&self, py: Python<'py>, container_src: String, host_dest: std::path::PathBuf, copy_options: Option<&CopyOptions>) -> PyResult<Bound<'py, PyAny>> {
         let options = CopyOptions::to_core(copy_options);
         let handle = Arc::clone(&self.handle);
-        self.shared.submit(py, async move { handle.copy_out(container_src, host_dest, options).await.map(|()| Payload::Unit) })
+        self.shared.submit(py, async move { handle.copy_out(container_src, host_dest, options).await.map(Payload::from) })
     }
 
     /// Tunnels and network policy (not supported yet: boxes have loopback only).
@@ -168,14 +173,14 @@ impl Box {
 
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let handle = Arc::clone(&self.handle);
-        self.shared.submit(py, async move { handle.metrics().map(Payload::BoxMetrics) })
+        self.shared.submit(py, async move { handle.metrics().map(Payload::from) })
     }
 
     /// `async with box:` starts the box and gives back this same object.
     fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let this = slf.get();
         let handle = Arc::clone(&this.handle);
-        let future = this.shared.submit(slf.py(), async move { handle.start().await.map(|()| Payload::Unit) })?;
+        let future = this.shared.submit(slf.py(), async move { handle.start().await.map(Payload::from) })?;
         let identity = slf.clone().into_any().unbind();
         chain_result(slf.py(), &future, identity)
     }

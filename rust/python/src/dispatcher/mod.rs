@@ -36,19 +36,30 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
-use crate::asyncio::{running_loop, set_exception, set_result, Deferred};
+use boxlite_core::ExitStatus;
+
+use crate::asyncio::{running_loop, set_exception, Deferred};
 use crate::channel::Channel;
 use crate::errors;
-use crate::event::{Event, Payload};
 use crate::gil;
 use crate::registry::Registry;
 use crate::tasks::Tasks;
 use crate::watch::LoopWatch;
+
+mod drain;
+mod event;
+
+pub use drain::claim;
+use drain::{complete, CancelHook, Drain};
+pub use event::{Deliver, Event, Payload};
+
+/// A loop's completion channel: the events of the requests and executions made on it.
+pub type EventChannel = Channel<Event>;
 
 /// A request registered on the running loop: its target id, the future it resolves, its loop,
 /// and that loop's channel and watch.
@@ -56,7 +67,7 @@ pub struct Registered<'py> {
     pub target: u64,
     pub future: Bound<'py, PyAny>,
     pub event_loop: Bound<'py, PyAny>,
-    pub channel: Arc<Channel>,
+    pub channel: Arc<EventChannel>,
     pub watch: Arc<LoopWatch>,
 }
 
@@ -64,8 +75,15 @@ pub struct Registered<'py> {
 pub enum Slot {
     /// An awaitable request, and a callable for its progress reports, if it makes any.
     Request { future: Py<PyAny>, event_loop: Py<PyAny>, progress: Option<Py<PyAny>> },
-    /// An execution receiving output and its exit.
-    Execution { execution: Py<crate::execution::Execution>, event_loop: Py<PyAny> },
+    /// What receives an exit (an execution), and fails when the runtime or its loop closes.
+    Listener { listener: Arc<dyn Listener>, event_loop: Py<PyAny> },
+}
+
+/// What a [`Slot::Listener`] does, on its loop's thread: takes its one exit (rule 14), or
+/// fails its waiters when the runtime or its loop closes first (rule 16).
+pub trait Listener: Send + Sync {
+    fn exit(&self, py: Python<'_>, status: ExitStatus);
+    fn closed(&self, py: Python<'_>);
 }
 
 /// Events one drain takes from its channel at a time.
@@ -79,7 +97,7 @@ pub static NEXT_CAPACITY: AtomicUsize = AtomicUsize::new(crate::queue::DEFAULT_C
 /// An event loop this runtime delivers to, its channel (invariant 2), and its watch.
 struct LoopChannel {
     event_loop: Py<PyAny>,
-    channel: Arc<Channel>,
+    channel: Arc<EventChannel>,
     watch: Arc<LoopWatch>,
 }
 
@@ -152,12 +170,12 @@ impl Shared {
 
     /// The channel of `event_loop`, made (and its drain put on the loop) on first use. Called on
     /// that loop's thread. Invariants 2 and 7.
-    pub fn channel(self: &Arc<Self>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Channel>> {
+    pub fn channel(self: &Arc<Self>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<EventChannel>> {
         self.channel_and_watch(event_loop).map(|(channel, _)| channel)
     }
 
     /// [`Shared::channel`] and the loop's watch (`watch`), made with it.
-    pub fn channel_and_watch(self: &Arc<Self>, event_loop: &Bound<'_, PyAny>) -> PyResult<(Arc<Channel>, Arc<LoopWatch>)> {
+    pub fn channel_and_watch(self: &Arc<Self>, event_loop: &Bound<'_, PyAny>) -> PyResult<(Arc<EventChannel>, Arc<LoopWatch>)> {
         let py = event_loop.py();
         let mut channels = self.channels(py);
         // Under the lock `close()` takes the channels with: a channel made after it did would
@@ -170,7 +188,7 @@ impl Shared {
             .into_iter()
             .partition(|known| known.event_loop.bind(py).call_method0("is_closed").and_then(|closed| closed.is_truthy()).is_ok_and(|closed| !closed));
         *channels = open;
-        let made = Channel::new(self.capacity, self.held.load(Ordering::SeqCst)).map_err(PyErr::from).and_then(|channel| {
+        let made = EventChannel::new(self.capacity, self.held.load(Ordering::SeqCst)).map_err(PyErr::from).and_then(|channel| {
             let channel = Arc::new(channel);
             let watch = Arc::new(LoopWatch::new(channel.fd())?);
             let drain = Drain { shared: Arc::downgrade(self), channel: Arc::clone(&channel), watch: Arc::clone(&watch), event_loop: event_loop.clone().unbind() };
@@ -247,7 +265,7 @@ impl Shared {
     }
 
     /// Runs `work` on tokio; its result becomes the one completion of the registered `target`.
-    pub fn complete_with<F>(&self, target: u64, channel: Arc<Channel>, work: F)
+    pub fn complete_with<F>(&self, target: u64, channel: Arc<EventChannel>, work: F)
     where
         F: Future<Output = Result<Payload, boxlite_core::Error>> + Send + 'static,
     {
@@ -304,7 +322,7 @@ impl Shared {
 }
 
 /// `work`, then its result as the one completion of `target` (invariant 3).
-async fn completion<F>(target: u64, channel: Arc<Channel>, work: F)
+async fn completion<F>(target: u64, channel: Arc<EventChannel>, work: F)
 where
     F: Future<Output = Result<Payload, boxlite_core::Error>> + Send + 'static,
 {
@@ -327,169 +345,7 @@ fn fail_closed(py: Python<'_>, slot: Slot) {
         Slot::Request { future, event_loop, .. } => (event_loop, Deferred::new(move |py| {
             let _ = set_exception(py, future.bind(py), errors::runtime_closed(py));
         })),
-        Slot::Execution { execution, event_loop } => (event_loop, Deferred::new(move |py| {
-            execution.get().fail_closed(py);
-        })),
+        Slot::Listener { listener, event_loop } => (event_loop, Deferred::new(move |py| listener.closed(py))),
     };
     let _ = event_loop.bind(py).call_method1("call_soon_threadsafe", (action,));
-}
-
-/// A loop's drain of its channel, and the dispatch of its watched connections: the loop calls
-/// it when the watch is readable (invariants 1, 2 and 6). It holds the runtime weakly, so a
-/// loop that outlives its runtime keeps nothing of it but the channel and the watch.
-#[pyclass(module = "boxlite._native", frozen)]
-pub struct Drain {
-    shared: Weak<Shared>,
-    channel: Arc<Channel>,
-    watch: Arc<LoopWatch>,
-    event_loop: Py<PyAny>,
-}
-
-#[pymethods]
-impl Drain {
-    fn __call__(&self, py: Python<'_>) {
-        let ready = self.watch.ready();
-        if ready.channel {
-            self.drain_channel(py);
-        }
-        for (fd, reader) in ready.readers {
-            reader.on_readable(py);
-            self.watch.rearm(fd, &reader);
-        }
-    }
-}
-
-impl Drain {
-    fn drain_channel(&self, py: Python<'_>) {
-        self.channel.begin_drain();
-        let shared = self.shared.upgrade().filter(|_| !self.channel.is_closed());
-        let Some(shared) = shared else {
-            // Invariant 3 of `channel`: the loop lets go of the drain, and with it the eventfd
-            // and the watch; the connections' readers are never called again.
-            let _ = self.event_loop.bind(py).call_method1("remove_reader", (self.watch.fd(),));
-            self.watch.clear(py);
-            return;
-        };
-        let mut unclaimed = Vec::new();
-        let mut events = 0;
-        while events < DRAIN_EVENTS {
-            let batch = self.channel.take(TAKE);
-            if batch.is_empty() {
-                break;
-            }
-            events += batch.len();
-            for event in batch {
-                unclaimed.extend(handle(py, &shared, event));
-            }
-        }
-        if events >= DRAIN_EVENTS {
-            // Stopped by the budget, not for want of events: come back after other callbacks.
-            self.channel.wake();
-        }
-        // Rule 18: results nobody waits for are released here, without the interpreter.
-        gil::detach(py, move || drop(unclaimed));
-    }
-}
-
-impl Drop for Drain {
-    /// The loop let go of the drain (it was closed, or the reader removed): nobody will drain
-    /// the channel again, so it is closed, releasing what waits in it and its producers.
-    /// Closing releases payloads, which never needs the interpreter (rule 18). Nobody will call
-    /// the watch's readers either: requests still waiting for an answer let go of it. Nothing
-    /// can be handed over on this loop anymore: its requests' slots go (and with their futures
-    /// the runtime their cancel hooks hold), and its executions end.
-    fn drop(&mut self) {
-        gil::attach(|py| {
-            self.watch.clear(py);
-            let Some(shared) = self.shared.upgrade() else { return };
-            let this_loop = self.event_loop.as_ptr();
-            let abandoned = shared.registry.take_where(|slot| match slot {
-                Slot::Request { event_loop, .. } | Slot::Execution { event_loop, .. } => event_loop.as_ptr() == this_loop,
-            });
-            for slot in abandoned {
-                if let Slot::Execution { execution, .. } = slot {
-                    execution.get().fail_closed(py);
-                }
-            }
-        });
-        self.channel.close();
-    }
-}
-
-/// Hands one event to whoever waits for it; gives back a result nobody can take (rules 17, 18).
-fn handle(py: Python<'_>, shared: &Arc<Shared>, event: Event) -> Option<Result<Payload, boxlite_core::Error>> {
-    match event {
-        Event::Complete { target, result } => return complete(py, shared, target, *result),
-        Event::Exit { target, status } => {
-            // The slot stays until the exit is published (after the output ended): until then a
-            // close still finds the execution and fails its waiters (rule 16).
-            let execution = shared.registry.inspect(target, |slot| match slot {
-                Slot::Execution { execution, .. } => Some(execution.clone_ref(py)),
-                Slot::Request { .. } => None,
-            });
-            if let Some(Some(execution)) = execution {
-                crate::execution::Execution::deliver_exit(execution.bind(py), status, false);
-            }
-        }
-        Event::Progress { target, layer, done, total } => {
-            let callback = shared.registry.inspect(target, |slot| match slot {
-                Slot::Request { progress, .. } => progress.as_ref().map(|callback| callback.clone_ref(py)),
-                Slot::Execution { .. } => None,
-            });
-            if let Some(Some(callback)) = callback {
-                if let Err(error) = callback.bind(py).call1((layer, done, total)) {
-                    error.write_unraisable(py, Some(callback.bind(py)));
-                }
-            }
-        }
-    }
-    None
-}
-
-/// Resolves a request; gives back the result when nobody can take it (rules 17, 18).
-fn complete(py: Python<'_>, shared: &Arc<Shared>, target: u64, result: Result<Payload, boxlite_core::Error>) -> Option<Result<Payload, boxlite_core::Error>> {
-    let Some((future, event_loop)) = claim(py, shared, target) else {
-        return Some(result);
-    };
-    let future = future.bind(py);
-    let outcome = match result {
-        Ok(payload) => crate::convert::payload_to_py(py, shared, event_loop.bind(py), payload),
-        Err(error) => Err(errors::to_py(py, &error)),
-    };
-    let _ = match outcome {
-        Ok(value) => set_result(future, value),
-        Err(error) => set_exception(py, future, error),
-    };
-    None
-}
-
-/// Claims request `target` for its result (rule 17): its future and event loop, unless it is
-/// gone or done.
-pub fn claim(py: Python<'_>, shared: &Arc<Shared>, target: u64) -> Option<(Py<PyAny>, Py<PyAny>)> {
-    let Some(Slot::Request { future, event_loop, .. }) = shared.registry.take(target) else {
-        return None;
-    };
-    match future.bind(py).call_method0("done").and_then(|done| done.is_truthy()) {
-        Ok(false) => Some((future, event_loop)),
-        _ => None,
-    }
-}
-
-/// Runs when a request's future is done; if it was cancelled, claims the slot (rule 20). It
-/// also keeps the runtime's core alive while the request is pending, so a `Boxlite` object that
-/// is dropped right after a call (`await Boxlite(options).list_info()`) still resolves it.
-#[pyclass(module = "boxlite._native", frozen)]
-pub struct CancelHook {
-    shared: Arc<Shared>,
-    target: u64,
-}
-
-#[pymethods]
-impl CancelHook {
-    fn __call__(&self, future: &Bound<'_, PyAny>) -> PyResult<()> {
-        if future.call_method0("cancelled")?.is_truthy()? {
-            drop(self.shared.registry.take(self.target));
-        }
-        Ok(())
-    }
 }
