@@ -195,6 +195,14 @@ async def test_tty_output_and_resize_are_visible_to_the_process(box: boxlite.Box
     assert (await execution.wait()).exit_code == 0
 
 
+async def test_a_terminal_gets_term_unless_the_exec_sets_it(box: boxlite.Box) -> None:
+    for env, expected in ((None, "xterm"), ([("TERM", "dumb")], "dumb")):
+        execution = await box.exec("sh", ["-c", "echo $TERM"], env=env, tty=True)
+        output = "".join([chunk async for chunk in execution.stdout()])
+        assert output.split() == [expected]
+        await execution.wait()
+
+
 async def test_a_timeout_kills_the_whole_process_group(box: boxlite.Box) -> None:
     execution = await box.exec("sh", ["-c", "sleep 100 & sleep 100 & wait"], timeout_secs=0.3)
     status = await execution.wait()

@@ -1,7 +1,7 @@
 //! `BoxHandle`: the verbs on one box (rules 1, 3 and 6).
 
 use super::*;
-use super::spec::{box_env, default_cwd_and_user, env_strings, merge_env};
+use super::spec::ProcessDefaults;
 
 impl BoxHandle {
     pub fn id(&self) -> &str {
@@ -170,8 +170,7 @@ impl BoxHandle {
             process_limits: record.process_limits.clone(),
             user_namespace: record.id_map,
             main: record.main.clone().map(|argv| {
-                let (cwd, user) = default_cwd_and_user(&record);
-                let env = env_strings(box_env(&record));
+                let (env, cwd, user) = process_defaults(&record).main_process();
                 MainProcess {
                     argv,
                     env,
@@ -364,23 +363,7 @@ impl BoxHandle {
     }
 
     pub(super) fn exec_spec(&self, request: ExecRequest) -> ExecSpec {
-        let record = self.entry.record();
-        let mut env = box_env(&record);
-        merge_env(&mut env, request.env);
-        if request.tty.is_some() {
-            merge_env(&mut env, [("TERM".to_string(), "xterm".to_string())].into_iter().filter(|_| !record.env.iter().any(|(key, _)| key == "TERM")));
-        }
-        let mut argv = vec![request.command];
-        argv.extend(request.args);
-        let (cwd, user) = default_cwd_and_user(&record);
-        ExecSpec {
-            argv,
-            env: env_strings(env),
-            cwd: request.cwd.or(cwd),
-            user: request.user.or(user),
-            tty: request.tty,
-            timeout: request.timeout,
-        }
+        process_defaults(&self.entry.record()).exec(request)
     }
 
     pub fn metrics(&self) -> Result<BoxMetrics> {
@@ -403,4 +386,8 @@ impl BoxHandle {
             bytes_received_total: self.entry.io.received.load(Ordering::Relaxed),
         })
     }
+}
+
+fn process_defaults(record: &BoxRecord) -> ProcessDefaults {
+    ProcessDefaults::new(&record.prepared.config, &record.env, record.working_dir.as_deref(), record.user.as_deref())
 }

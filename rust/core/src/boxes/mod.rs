@@ -40,7 +40,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 pub use boxlite_protocol::ProcessLimits;
-use boxlite_protocol::{MainProcess, ShimConfig, TtySize, VolumeMount};
+use boxlite_protocol::{MainProcess, ShimConfig, VolumeMount};
 
 pub use options::{BoxInfo, BoxOptions, Volume, DEFAULT_CPUS, DEFAULT_MEMORY_MIB, DEFAULT_PIDS_LIMIT};
 pub use state::BoxStatus;
@@ -59,7 +59,6 @@ use record::BoxRecord;
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// Time a box's processes get between SIGTERM and SIGKILL on `stop()`.
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
-const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// Where a box's main process writes, relative to the box's directory.
 const MAIN_STDOUT: &str = "main/stdout";
 const MAIN_STDERR: &str = "main/stderr";

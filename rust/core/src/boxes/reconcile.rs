@@ -24,13 +24,7 @@ pub(super) fn settle(inner: &Arc<Inner>, entry: &BoxEntry, status: BoxStatus) ->
         return Runtime { inner: Arc::clone(inner) }.delete(entry).inspect_err(|error| log::warn!("failed to remove box {}: {error}", entry.id));
     }
     log::debug!("box {} is {}", entry.id, status.as_str());
-    entry.update(|record| {
-        record.status = status;
-        record.init_pid = None;
-        if record.main.is_some() {
-            record.exit_code = exit_code;
-        }
-    })
+    entry.update(|record| record.ended(status, exit_code))
 }
 
 /// The exit the init wrote for the main process of the box's last run, if it did.
@@ -72,13 +66,7 @@ pub(super) fn reconcile(dir: &Path, record: BoxRecord, cgroups: &CgroupLayout) -
             return None;
         }
         let exit_code = recorded_exit(dir);
-        let _ = entry.update(|record| {
-            record.status = BoxStatus::Stopped;
-            record.init_pid = None;
-            if record.main.is_some() {
-                record.exit_code = exit_code;
-            }
-        });
+        let _ = entry.update(|record| record.ended(BoxStatus::Stopped, exit_code));
     }
     Some(entry)
 }

@@ -69,6 +69,18 @@ fn default_pids_limit() -> u64 {
 }
 
 impl BoxRecord {
+    /// The state a record takes once its box's init is gone, whoever noticed (`settle` when
+    /// this runtime saw it end, `reconcile` when a later runtime found it gone): `status`, no
+    /// init, and, for a box with a main process, how that process ended in this run (`None`
+    /// when the init recorded nothing).
+    pub fn ended(&mut self, status: BoxStatus, main_exit: Option<i32>) {
+        self.status = status;
+        self.init_pid = None;
+        if self.main.is_some() {
+            self.exit_code = main_exit;
+        }
+    }
+
     pub fn save(&self, box_dir: &Path) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(self).map_err(|error| Error::Internal(format!("cannot encode box record: {error}")))?;
         replace(&box_dir.join("box.json"), &box_dir.join(".box.json.tmp"), &bytes)
@@ -114,6 +126,34 @@ fn exchange(first: &Path, second: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A record as an early runtime wrote it: without the fields added since.
+    fn running_record(main: Option<&[&str]>) -> BoxRecord {
+        let mut record: BoxRecord = serde_json::from_value(serde_json::json!({
+            "id": "AbCdEfGhIjKl", "name": null, "image": "debian", "status": "running",
+            "created_at": "2026-01-01T00:00:00.000000000+00:00", "created_at_nanos": 0,
+            "started_at": null, "init_pid": 4242, "cpus": 1, "memory_mib": 512,
+            "remove_on_stop": false, "detach": false, "working_dir": null, "env": [], "user": null,
+            "prepared": {"lower_dirs": [], "read_only_binds": [], "config": {"env": [], "entrypoint": null, "cmd": null, "working_dir": null, "user": null}, "id": "host"}
+        }))
+        .expect("an old record loads");
+        record.main = main.map(|argv| argv.iter().map(|arg| arg.to_string()).collect());
+        record.exit_code = Some(7);
+        record
+    }
+
+    #[test]
+    fn an_ended_box_has_no_init_and_its_main_process_exit_is_this_runs() {
+        let mut with_main = running_record(Some(&["sleep", "1"]));
+        with_main.ended(BoxStatus::Stopped, Some(-9));
+        assert_eq!((with_main.status, with_main.init_pid, with_main.exit_code), (BoxStatus::Stopped, None, Some(-9)));
+        let mut unrecorded = running_record(Some(&["sleep", "1"]));
+        unrecorded.ended(BoxStatus::Stopped, None);
+        assert_eq!(unrecorded.exit_code, None, "an exit from an earlier run must not stand for this one");
+        let mut without_main = running_record(None);
+        without_main.ended(BoxStatus::Stopped, Some(3));
+        assert_eq!((without_main.init_pid, without_main.exit_code), (None, Some(7)));
+    }
 
     #[test]
     fn a_replaced_file_reads_whole_and_its_old_inode_is_reused() {
