@@ -17,7 +17,7 @@ from pathlib import Path
 
 import boxlite
 from tests import images
-from tests.conftest import box_cgroups
+from tests.leftovers import box_cgroups, box_processes
 from tests.registry import Registry
 
 from .harness import Row, latency_row, percentile, side_by_side
@@ -404,17 +404,6 @@ asyncio.run(main())
 """
 
 
-def _box_processes(home: Path) -> int:
-    shim = str(home / "bin") + "/"
-    found = 0
-    for entry in os.listdir("/proc"):
-        try:
-            found += entry.isdigit() and os.readlink(f"/proc/{entry}/exe").startswith(shim)
-        except OSError:
-            pass
-    return found
-
-
 async def faults(iterations: int) -> list[Row]:
     """8. A runtime killed (SIGKILL) at a random moment of create/start/exec/copy/stop, then the
     next runtime opened on its home: how long opening and reconciling takes, against opening a
@@ -448,7 +437,7 @@ async def faults(iterations: int) -> list[Row]:
                     except boxlite.BoxliteError:
                         unusable += 1
                     await runtime.remove(info.id, force=True)
-            leftovers += _box_processes(home) + len(box_cgroups() - cgroups_before)
+            leftovers += len(box_processes(home)) + len(box_cgroups() - cgroups_before)
             started = time.perf_counter()
             with _runtime(str(home)) as runtime:
                 await runtime.list_info()

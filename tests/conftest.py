@@ -18,6 +18,7 @@ import boxlite
 from boxlite._native import _testing
 
 from . import images
+from .leftovers import box_cgroups, box_processes
 
 
 async def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition never became true") -> None:
@@ -26,22 +27,6 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what:
     while not condition():
         assert time.monotonic() < deadline, what
         await asyncio.sleep(0.001)
-
-
-def box_processes(home: Path) -> list[int]:
-    """Pids of box inits started from ``home`` (their executable lives in ``home/bin``)."""
-    prefix = str(home.resolve() / "bin") + "/"
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            exe = os.readlink(f"/proc/{entry}/exe")
-        except OSError:
-            continue
-        if exe.startswith(prefix):
-            found.append(int(entry))
-    return found
 
 
 def warm_processes(runtime: boxlite.Boxlite) -> set[int]:
@@ -62,30 +47,6 @@ def layer_store(home: Path) -> Path:
     stores = [path for path in (home / "layers").iterdir() if path.name != "tmp"]
     assert len(stores) == 1, stores
     return stores[0]
-
-
-def own_cgroup(controller: str) -> str:
-    """This process's group in a v1 hierarchy (``""`` for the v2 one)."""
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        if controller in controllers.split(",") or (controller == "" and controllers == ""):
-            return path
-    return "/"
-
-
-def cgroup_parent(controller: str) -> Path:
-    """Where boxes' groups go for a v1 controller: inside this process's own group."""
-    return Path("/sys/fs/cgroup") / controller / own_cgroup(controller).lstrip("/") / "boxlite"
-
-
-CGROUP_PARENTS = [cgroup_parent(name) for name in ("memory", "pids", "cpu", "cpuacct")] + [
-    Path("/sys/fs/cgroup") / Path(own_cgroup("")).parent.relative_to("/") / "boxlite",
-    Path("/sys/fs/cgroup/unified") / Path(own_cgroup("")).parent.relative_to("/") / "boxlite",
-]
-
-
-def box_cgroups() -> set[Path]:
-    return {group for parent in CGROUP_PARENTS if parent.is_dir() for group in parent.iterdir() if group.is_dir()}
 
 
 def assert_no_leftovers(home: Path, cgroups_before: set[Path] | None = None) -> None:

@@ -12,7 +12,8 @@ import pytest
 import boxlite
 from boxlite._native import _testing
 
-from .conftest import box_processes, collect, logged, wait_until
+from .conftest import collect, logged, wait_until
+from .leftovers import box_processes
 
 
 async def run(box: boxlite.Box, script: str) -> bytes:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import boxlite
 
-from .conftest import cgroup_parent, collect, own_cgroup
+from .conftest import collect
+from .leftovers import cgroup_parent, own_cgroup
 
 MEMORY = cgroup_parent("memory")
 PIDS = cgroup_parent("pids")

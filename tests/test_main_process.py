@@ -11,7 +11,8 @@ import pytest
 import boxlite
 from boxlite._native import _testing
 
-from .conftest import box_processes, collect, wait_until, warm_processes
+from .conftest import collect, wait_until, warm_processes
+from .leftovers import box_processes
 
 
 async def stopped_info(runtime: boxlite.Boxlite, box_id: str) -> boxlite.BoxInfo | None:

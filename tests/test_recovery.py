@@ -12,7 +12,8 @@ from pathlib import Path
 
 import boxlite
 
-from .conftest import box_cgroups, box_processes, collect
+from .conftest import collect
+from .leftovers import box_cgroups, box_processes
 
 SETUP = """
 import asyncio, sys, boxlite
