@@ -176,18 +176,27 @@ async def test_capabilities_can_be_dropped_and_safe_ones_added(runtime: boxlite.
     await bare.stop()
 
 
-HOST_BASE = 0x7000_0000
+LAYERS_BASE = 0x7000_0000  # the host ids image layers are stored with
+RANGE = 65536
+CLAIMS = Path("/var/lib/boxlite/id-ranges")
+
+
+async def box_base(box: boxlite.Box) -> int:
+    stdout, _, _ = await collect(await box.exec("cat", ["/proc/self/uid_map", "/proc/self/gid_map"]))
+    maps = [line.split() for line in stdout.decode().splitlines()]
+    assert len(maps) == 2 and maps[0] == maps[1] and maps[0][0] == "0" and maps[0][2] == str(RANGE), maps
+    return int(maps[0][1])
 
 
 async def test_box_root_is_an_unprivileged_host_user(runtime: boxlite.Boxlite, home: Path, tmp_path: Path) -> None:
     box = await runtime.create(boxlite.BoxOptions(auto_remove=False))
-    stdout, _, _ = await collect(await box.exec("cat", ["/proc/self/uid_map", "/proc/self/gid_map"]))
-    assert [line.split() for line in stdout.decode().splitlines()] == [["0", str(HOST_BASE), "65536"]] * 2
+    base = await box_base(box)
+    assert base > LAYERS_BASE and (base - LAYERS_BASE) % RANGE == 0, "a range of the box's own"
     stdout, _, status = await collect(await box.exec("sh", ["-c", "id -u; echo made > /root/made; stat -c %u /etc/passwd"]))
-    assert (stdout, status.exit_code) == (b"0\n0\n", 0)
+    assert (stdout, status.exit_code) == (b"0\n0\n", 0), "the image's files are box root's"
     # On the host, what box root made belongs to the shifted id, and box processes run as it.
     made = home / "boxes" / box.id / "upper" / "root" / "made"
-    assert made.stat().st_uid == HOST_BASE
+    assert made.stat().st_uid == base
     sleeper = await box.exec("sleep", ["30"])
     init = (await box.info()).state.pid
 
@@ -195,7 +204,7 @@ async def test_box_root_is_an_unprivileged_host_user(runtime: boxlite.Boxlite, h
         return next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Uid:")).split()[1]
 
     children = Path(f"/proc/{init}/task/{init}/children").read_text().split()
-    assert children and all(host_uid(child) == str(HOST_BASE) for child in children)
+    assert children and all(host_uid(child) == str(base) for child in children)
     assert host_uid(init) == "0", "the init itself stays host root, outside the box's reach"
     sleeper.close()
     # A copied-in file belongs to the box's root.
@@ -204,9 +213,36 @@ async def test_box_root_is_an_unprivileged_host_user(runtime: boxlite.Boxlite, h
     await box.copy_in(str(note), "/root/")
     stdout, _, _ = await collect(await box.exec("stat", ["-c", "%u:%g", "/root/note"]))
     assert stdout == b"0:0\n"
-    assert (home / "boxes" / box.id / "upper" / "root" / "note").stat().st_uid == HOST_BASE
+    assert (home / "boxes" / box.id / "upper" / "root" / "note").stat().st_uid == base
     # Root of the box holds no power over its hostname, mounts or the host's files.
     _, _, status = await collect(await box.exec("hostname", ["elsewhere"]))
     assert status.exit_code != 0
     await box.stop()
     await runtime.remove(box.id)
+
+
+async def test_each_box_is_a_stranger_to_every_other(runtime: boxlite.Boxlite, home: Path) -> None:
+    first, second = [await runtime.create(boxlite.BoxOptions(auto_remove=False)) for _ in range(2)]
+    first_base, second_base = await box_base(first), await box_base(second)
+    assert first_base != second_base and abs(first_base - second_base) >= RANGE
+    # A file of the image changed in a box (copied up) keeps its owner, or takes the new one,
+    # as the box sees it; on the host it is the box's own id.
+    script = "chown 1000:1000 /etc/group && stat -c %u:%g /etc/group /etc/passwd && echo x >> /etc/passwd && stat -c %u /etc/passwd"
+    stdout, _, status = await collect(await first.exec("sh", ["-c", script]))
+    assert (stdout, status.exit_code) == (b"1000:1000\n0:0\n0\n", 0)
+    upper = home / "boxes" / first.id / "upper" / "etc"
+    assert ((upper / "group").stat().st_uid, (upper / "passwd").stat().st_uid) == (first_base + 1000, first_base)
+    # The other box sees the image unchanged.
+    stdout, _, _ = await collect(await second.exec("stat", ["-c", "%u:%g", "/etc/group"]))
+    assert stdout == b"0:0\n"
+    # The range stays with the box across a restart, and is claimed on the host until removal.
+    claim = CLAIMS / str((first_base - LAYERS_BASE) // RANGE)
+    assert claim.read_text() == str(home.resolve() / "boxes" / first.id)
+    await first.stop()
+    first = await runtime.get(first.id)
+    assert first is not None
+    await first.start()
+    assert await box_base(first) == first_base
+    await runtime.remove(first.id, force=True)
+    assert not claim.exists(), "a removed box gives its range back"
+    await runtime.remove(second.id, force=True)

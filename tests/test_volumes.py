@@ -13,7 +13,7 @@ from . import images
 from .conftest import collect
 
 
-BOX_ROOT = 0x7000_0000
+HOST_USER = 1000  # a host user other than root, as the one a volume's directory belongs to
 
 
 async def test_a_writable_volume_gives_box_root_no_power_over_host_roots_files(runtime: boxlite.Boxlite, tmp_path: Path) -> None:
@@ -38,15 +38,16 @@ async def test_a_read_write_volume_reaches_the_host_and_the_next_box(runtime: bo
     shared = tmp_path / "shared"
     shared.mkdir()
     (shared / "from-host").write_text("hello")
-    # Box root writes as its own host id (0x70000000) in a user namespace: give it the directory.
-    os.chown(shared, BOX_ROOT, BOX_ROOT)
+    # A host user's directory: in a user namespace, box root reads and writes there as that user.
+    os.chown(shared, HOST_USER, HOST_USER)
+    os.chown(shared / "from-host", HOST_USER, HOST_USER)
     options = boxlite.BoxOptions(volumes=[(str(shared), "/mnt/shared")])
     first = await runtime.create(options)
     assert await sh(first, "cat /mnt/shared/from-host && echo written > /mnt/shared/from-box") == (b"hello", b"", 0)
     await first.stop()
     assert (shared / "from-box").read_text() == "written\n"
-    # Not as host root: a writable volume is not idmapped, so no box can plant a file of root's.
-    assert (shared / "from-box").stat().st_uid == BOX_ROOT
+    # As the directory's owner, never as host root: no box can plant a file of root's there.
+    assert ((shared / "from-box").stat().st_uid, (shared / "from-box").stat().st_gid) == (HOST_USER, HOST_USER)
     second = await runtime.create(options)
     assert await sh(second, "cat /mnt/shared/from-box") == (b"written\n", b"", 0)
     await second.stop()

@@ -1,20 +1,26 @@
-//! The user namespace of boxes: box uid and gid `n` (0 ≤ n < 65536) are host id 0x7000_0000 + n
-//! (`boxlite_protocol::IdMap::BOXES`), so root in a box is an unprivileged host user.
+//! The user namespaces of boxes: box uid and gid `n` (0 ≤ n < 65536) are host id `base + n`,
+//! where `base` is the box's own range, so root in a box is an unprivileged host user and a
+//! stranger to every other box.
 //!
 //! # Rules
 //!
-//! 1. Every box made while the host allows user namespaces gets this mapping; a box made before
+//! 1. Every box made while the host allows user namespaces gets a mapping; a box made before
 //!    (its record has none) keeps running without one.
-//! 2. What boxes see as theirs is owned by the shifted ids on disk (`IdMap::host_id`): unpacked
-//!    layers, the `host://` skeleton, a box's upper layer, and what `copy_in` writes. Ids past
-//!    the mapping become the box's `nobody`.
+//! 2. Image layers and the `host://` skeleton are stored once, owned by the ids of
+//!    [`IdMap::LAYERS`]; each box mounts them through an idmapped mount that shifts those ids
+//!    into its own range (the shim's `userns`). A box's upper layer and what `copy_in` writes
+//!    are owned by the box's own shifted ids (`IdMap::host_id`). Ids past the mapping become the
+//!    box's `nobody`.
 //! 3. Read-only volumes are idmapped mounts: host files owned by host root read as the box
 //!    root's. Writable volumes are not (box root would write as host root there): box root
 //!    writes to them as its host id, so their directory must be writable by it.
+//! 4. Each box has a range of its own for its whole life (a stopped box's files keep its ids),
+//!    claimed host-wide ([`RangeClaims`], in [`CLAIMS_DIR`]) so that boxes of other homes and
+//!    runtimes get other ones. Boxes made before ranges were per box keep [`IdMap::LAYERS`].
 
 pub use boxlite_protocol::IdMap;
 
-/// The mapping boxes get on this host, or `None` where a user namespace with it cannot be made
+/// The ids layers are stored with on this host, or `None` where a user namespace cannot be made
 /// (user namespaces off, or a runtime that runs in a user namespace without these ids), or
 /// where `BOXLITE_USER_NAMESPACES=0` turns them off. The shim tries it for real.
 pub fn detect(shim: &std::path::Path) -> Option<IdMap> {
@@ -28,10 +34,131 @@ pub fn detect(shim: &std::path::Path) -> Option<IdMap> {
         .stderr(std::process::Stdio::null())
         .status();
     match probe {
-        Ok(status) if status.success() => Some(IdMap::BOXES),
+        Ok(status) if status.success() => Some(IdMap::LAYERS),
         _ => {
             log::info!("boxes run without a user namespace: this host cannot map their ids");
             None
         }
+    }
+}
+
+/// Where box ranges are claimed on this host, for every runtime and home (rule 4).
+pub const CLAIMS_DIR: &str = "/var/lib/boxlite/id-ranges";
+
+/// Host-wide claims on box id ranges (rule 4): one file per claimed slot, naming the directory
+/// of the box that holds it. A claim whose box directory is gone (the box removed, its home
+/// deleted, a runtime killed halfway through a create) is stale and is taken again, so a crash
+/// leaks nothing for good. Every change happens under the directory's flock.
+#[derive(Debug)]
+pub struct RangeClaims {
+    dir: std::path::PathBuf,
+}
+
+/// Where the next claim starts looking: slots are handed out round the ring, so a range freed a
+/// moment ago is the last to be used again.
+static NEXT_SLOT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
+impl RangeClaims {
+    pub fn open(dir: &std::path::Path) -> std::io::Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        Ok(Self { dir: dir.to_path_buf() })
+    }
+
+    fn locked(&self) -> crate::error::Result<std::fs::File> {
+        let path = self.dir.join("lock");
+        let file = std::fs::File::options().create(true).truncate(false).write(true).open(&path).map_err(|error| crate::error::Error::storage("open", &path, &error))?;
+        // SAFETY: flock on a descriptor we own; released when `file` is closed.
+        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX) } < 0 {
+            return Err(crate::error::Error::storage("lock", &path, &std::io::Error::last_os_error()));
+        }
+        Ok(file)
+    }
+
+    fn claim_path(&self, map: IdMap) -> Option<std::path::PathBuf> {
+        map.slot_number().filter(|slot| *slot > 0).map(|slot| self.dir.join(slot.to_string()))
+    }
+
+    /// Who holds `path`'s slot: a box directory that still exists.
+    fn holder(path: &std::path::Path) -> Option<std::path::PathBuf> {
+        let holder = std::path::PathBuf::from(std::fs::read_to_string(path).ok()?);
+        holder.is_dir().then_some(holder)
+    }
+
+    fn write(path: &std::path::Path, box_dir: &std::path::Path) -> crate::error::Result<()> {
+        std::fs::write(path, box_dir.as_os_str().as_encoded_bytes()).map_err(|error| crate::error::Error::storage("write", path, &error))
+    }
+
+    /// Claims a free range for the box whose directory (which must exist) is `box_dir`.
+    pub fn claim(&self, box_dir: &std::path::Path) -> crate::error::Result<IdMap> {
+        use std::sync::atomic::Ordering;
+        let _lock = self.locked()?;
+        let start = NEXT_SLOT.load(Ordering::Relaxed).clamp(1, IdMap::SLOTS);
+        for offset in 0..IdMap::SLOTS {
+            let slot = (start - 1 + offset) % IdMap::SLOTS + 1;
+            let map = IdMap::slot(slot);
+            let path = self.dir.join(slot.to_string());
+            if Self::holder(&path).is_none() {
+                Self::write(&path, box_dir)?;
+                NEXT_SLOT.store(slot % IdMap::SLOTS + 1, Ordering::Relaxed);
+                return Ok(map);
+            }
+        }
+        Err(crate::error::Error::Engine(format!("every box id range on this host is in use ({} boxes)", IdMap::SLOTS)))
+    }
+
+    /// Claims `map` again for `box_dir` when a home is opened: a claim lost meanwhile (the
+    /// host's claims were deleted) is written anew. A range another box holds now is reported.
+    pub fn reclaim(&self, map: IdMap, box_dir: &std::path::Path) {
+        let Some(path) = self.claim_path(map) else { return };
+        let Ok(_lock) = self.locked() else { return };
+        match Self::holder(&path) {
+            Some(holder) if holder == box_dir => {}
+            Some(holder) => log::warn!("box {} and box {} share the host ids from {}", box_dir.display(), holder.display(), map.host_base),
+            None => {
+                let _ = Self::write(&path, box_dir);
+            }
+        }
+    }
+
+    /// Gives back `map`, if `box_dir` holds it.
+    pub fn release(&self, map: IdMap, box_dir: &std::path::Path) {
+        let Some(path) = self.claim_path(map) else { return };
+        let Ok(_lock) = self.locked() else { return };
+        if std::fs::read_to_string(&path).is_ok_and(|holder| std::path::Path::new(&holder) == box_dir) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_go_to_one_box_each_and_come_back_when_their_box_is_gone() {
+        let scratch = std::env::temp_dir().join(format!("boxlite-ranges-test-{}", std::process::id()));
+        let claims = RangeClaims::open(&scratch.join("claims")).expect("claims directory");
+        let (first_dir, second_dir) = (scratch.join("first"), scratch.join("second"));
+        std::fs::create_dir_all(&first_dir).expect("box directory");
+        std::fs::create_dir_all(&second_dir).expect("box directory");
+        let first = claims.claim(&first_dir).expect("a range");
+        let second = claims.claim(&second_dir).expect("another range");
+        assert_ne!(first, second);
+        assert!(first.slot_number().is_some_and(|slot| slot > 0) && second.slot_number().is_some_and(|slot| slot > 0));
+        // The first box's directory goes (removed, or its home deleted): its claim is stale.
+        std::fs::remove_dir_all(&first_dir).expect("remove");
+        NEXT_SLOT.store(first.slot_number().expect("slot"), std::sync::atomic::Ordering::Relaxed);
+        let third_dir = scratch.join("third");
+        std::fs::create_dir_all(&third_dir).expect("box directory");
+        assert_eq!(claims.claim(&third_dir).expect("a range"), first);
+        // Released by its holder only.
+        claims.release(second, &third_dir);
+        assert!(scratch.join("claims").join(second.slot_number().expect("slot").to_string()).exists());
+        claims.release(second, &second_dir);
+        assert!(!scratch.join("claims").join(second.slot_number().expect("slot").to_string()).exists());
+        claims.reclaim(second, &second_dir);
+        assert!(scratch.join("claims").join(second.slot_number().expect("slot").to_string()).exists());
+        std::fs::remove_dir_all(&scratch).expect("clean up");
     }
 }

@@ -72,6 +72,10 @@ pub struct ShimConfig {
     /// The box's user namespace: its ids 0..size are host ids host_base..; `None` runs the box
     /// in the host's user namespace.
     pub user_namespace: Option<IdMap>,
+    /// Where each lower layer is mounted with the box's ids (an idmapped mount, in the box's
+    /// mount namespace only) when the box's ids are not the ones the layers are stored with
+    /// ([`IdMap::LAYERS`]).
+    pub lower_mounts_dir: PathBuf,
 }
 
 /// The byte the runtime sends on the init's stdin with the membership files of the box's
@@ -86,11 +90,12 @@ pub const JOIN_CGROUPS: u8 = b'c';
 /// The shim's argument when no box waits for it yet: it prepares at low priority.
 pub const AHEAD_OF_NEED_ARGUMENT: &str = "--ahead-of-need";
 
-/// The shim's argument for a box with a user namespace, followed by `HOST_BASE:SIZE`.
+/// The shim's argument for a box with a user namespace. Its ids come with the config
+/// ([`ShimConfig::user_namespace`]): a shim made ahead of need serves any box.
 pub const USER_NAMESPACE_ARGUMENT: &str = "--user-namespace";
 
 /// The shim's only argument when the runtime asks whether boxes can have their user namespace:
-/// it makes one with [`IdMap::BOXES`] and exits 0 if it could.
+/// it makes one with [`IdMap::LAYERS`] and exits 0 if it could.
 pub const PROBE_USER_NAMESPACE: &str = "--probe-user-namespace";
 
 /// A uid and gid mapping: ids `0..size` in the box are `host_base..host_base + size` outside.
@@ -104,10 +109,26 @@ pub struct IdMap {
 const NOBODY: u32 = 65_534;
 
 impl IdMap {
-    /// The ids of every box: box ids 0..65535 are host ids from 0x7000_0000, above the pools
-    /// that systemd-nspawn (up to 0x6FFF0000) and the usual /etc/subuid ranges (from 100000)
-    /// hand out, so no other container shares them.
-    pub const BOXES: Self = Self { host_base: 0x7000_0000, size: 65_536 };
+    /// The ids image layers are stored with: box ids 0..65535 as host ids from 0x7000_0000,
+    /// above the pools that systemd-nspawn (up to 0x6FFF0000) and the usual /etc/subuid ranges
+    /// (from 100000) hand out. Boxes made before each had its own range ran with these ids.
+    pub const LAYERS: Self = Self::slot(0);
+    /// Ids in one box's range.
+    pub const BOX_IDS: u32 = 65_536;
+    /// The number of box ranges above [`IdMap::LAYERS`] that fit below host id 0xFFFF_FFFF
+    /// (the invalid id, -1).
+    pub const SLOTS: u32 = (u32::MAX - 0x7000_0000) / Self::BOX_IDS - 1;
+
+    /// Range `slot`: slot 0 is [`IdMap::LAYERS`], slots 1..=[`IdMap::SLOTS`] are boxes'.
+    pub const fn slot(slot: u32) -> Self {
+        Self { host_base: 0x7000_0000 + slot * Self::BOX_IDS, size: Self::BOX_IDS }
+    }
+
+    /// The slot of a range made by [`IdMap::slot`].
+    pub fn slot_number(self) -> Option<u32> {
+        let offset = self.host_base.checked_sub(0x7000_0000)?;
+        (offset % Self::BOX_IDS == 0 && self.size == Self::BOX_IDS).then_some(offset / Self::BOX_IDS).filter(|slot| *slot <= Self::SLOTS)
+    }
 
     /// The host id of box id `id`; ids past the mapping become the box's `nobody`.
     pub fn host_id(self, id: u64) -> u32 {
@@ -350,12 +371,25 @@ mod tests {
 
     #[test]
     fn ids_shift_into_the_range_and_strays_become_nobody() {
-        let map = IdMap::BOXES;
+        let map = IdMap::LAYERS;
         let base = map.host_base;
         assert_eq!(map.host_id(0), base);
         assert_eq!(map.host_id(1000), base + 1000);
         assert_eq!(map.host_id(70_000), base + NOBODY);
         assert_eq!(map.host_id(u64::MAX), base + NOBODY);
+    }
+
+    #[test]
+    fn box_ranges_are_disjoint_and_end_below_the_invalid_id() {
+        assert_eq!(IdMap::slot(0), IdMap::LAYERS);
+        let last = IdMap::slot(IdMap::SLOTS);
+        assert!(u64::from(last.host_base) + u64::from(last.size) <= u64::from(u32::MAX));
+        assert_eq!(IdMap::slot(1).host_base, IdMap::LAYERS.host_base + IdMap::LAYERS.size);
+        for slot in [0, 1, 2, 4_097, IdMap::SLOTS] {
+            assert_eq!(IdMap::slot(slot).slot_number(), Some(slot));
+        }
+        assert_eq!(IdMap { host_base: 0x7000_0001, size: 65_536 }.slot_number(), None);
+        assert_eq!(IdMap { host_base: 1000, size: 65_536 }.slot_number(), None);
     }
 
     #[test]

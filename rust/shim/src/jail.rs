@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use boxlite_protocol::{ShimConfig, VolumeMount};
+use boxlite_protocol::{IdMap, ShimConfig, VolumeMount};
 
 use crate::sys::{self, check, mkdir_all, mount, Result};
+use crate::userns::{BoxNamespaces, Pending};
 
 /// Namespaces a box gets, unshared together before the init is forked. The network namespace
 /// has only a loopback interface.
@@ -25,16 +26,18 @@ const READ_ONLY_PROC_DIRS: &[&str] = &["sys", "irq", "bus", "fs"];
 const DEVICES: &[(&str, u32, u32)] =
     &[("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
 
-/// `user_namespace`: the box's user namespace, whose id map volumes take (idmapped mounts).
-pub fn enter(config: &ShimConfig, user_namespace: Option<&OwnedFd>) -> Result<()> {
+/// `namespaces`: the box's user namespaces, whose id maps the layers and the read-only volumes
+/// take (idmapped mounts).
+pub fn enter(config: &ShimConfig, namespaces: Option<&BoxNamespaces>) -> Result<()> {
     make_mounts_private()?;
     let root = &config.merged_dir;
-    mount_overlay(config)?;
+    let layers_namespace = namespaces.zip(config.user_namespace).and_then(|(namespaces, map)| namespaces.layers(map));
+    mount_overlay(config, layers_namespace)?;
     bind_read_only(root, &config.read_only_binds)?;
     mount_proc(root)?;
     mount_dev(root, config.user_namespace.map(|map| map.host_base))?;
     mount_sys(root)?;
-    let volumes = open_volume_sources(&config.volumes, user_namespace)?;
+    let volumes = open_volume_sources(&config.volumes, config.user_namespace.zip(namespaces.map(BoxNamespaces::own)))?;
     pivot_into(root)?;
     mount_volumes(&volumes)?;
     set_hostname(&config.hostname)?;
@@ -45,9 +48,15 @@ fn make_mounts_private() -> Result<()> {
     mount(None, Path::new("/"), None, libc::MS_REC | libc::MS_PRIVATE, None)
 }
 
-fn mount_overlay(config: &ShimConfig) -> Result<()> {
+/// `layers_namespace`: the lower layers are first mounted with the box's ids through it (see
+/// `userns`), each at `lower_mounts_dir/<n>`.
+fn mount_overlay(config: &ShimConfig, layers_namespace: Option<&OwnedFd>) -> Result<()> {
     mkdir_all(&config.merged_dir)?;
-    let lower: Vec<String> = config.lower_dirs.iter().map(|dir| escape_overlay_path(dir)).collect();
+    let lower_dirs = match layers_namespace {
+        Some(namespace) => idmapped_layers(config, namespace)?,
+        None => config.lower_dirs.clone(),
+    };
+    let lower: Vec<String> = lower_dirs.iter().map(|dir| escape_overlay_path(dir)).collect();
     let options = format!(
         "lowerdir={},upperdir={},workdir={}",
         lower.join(":"),
@@ -56,6 +65,23 @@ fn mount_overlay(config: &ShimConfig) -> Result<()> {
     );
     // nodev: a device node in an image or made in the box never opens a host device.
     mount(Some("overlay"), &config.merged_dir, Some("overlay"), libc::MS_NODEV, Some(&options))
+}
+
+/// Mounts each lower layer, read-only, with its ids mapped through `namespace`; returns where.
+fn idmapped_layers(config: &ShimConfig, namespace: &OwnedFd) -> Result<Vec<PathBuf>> {
+    let attributes = MountAttr { attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_IDMAP, attr_clr: 0, propagation: 0, userns_fd: namespace.as_raw_fd() as u64 };
+    config
+        .lower_dirs
+        .iter()
+        .enumerate()
+        .map(|(index, layer)| {
+            let target = config.lower_mounts_dir.join(index.to_string());
+            mkdir_all(&target)?;
+            let tree = clone_tree(layer, &attributes, "image layer")?;
+            attach_tree(&tree, &target, || format!("failed to mount image layer {} on {}", layer.display(), target.display()))?;
+            Ok(target)
+        })
+        .collect()
 }
 
 /// overlayfs splits its options on `,` and lower directories on `:`; both are escaped with `\`.
@@ -175,41 +201,73 @@ struct MountAttr {
 }
 
 /// Clones each volume's source (not recursively: host mounts below it stay out) and sets its
-/// flags: nosuid and nodev always; read-only when asked, and then the box's id map when it has
-/// a user namespace (host root's files read as the box root's). Box processes lack
-/// CAP_SYS_ADMIN over their mounts, so they cannot make a read-only volume writable again.
-fn open_volume_sources<'a>(volumes: &'a [VolumeMount], user_namespace: Option<&OwnedFd>) -> Result<Vec<OpenVolume<'a>>> {
+/// flags: nosuid and nodev always; read-only when asked. In a box with a user namespace
+/// (`box_ids`, the namespace `own`), a read-only volume takes the box's id map (host root's
+/// files read as the box root's). A writable one is idmapped only when a host user other than
+/// root owns its source: box root then reads and writes there as that user, so what it makes is
+/// the user's; a writable volume of host root's is not, since box root would otherwise make files
+/// of host root's — a setuid-root program, say. Box processes lack CAP_SYS_ADMIN over their
+/// mounts, so they cannot make a read-only volume writable again.
+fn open_volume_sources<'a>(volumes: &'a [VolumeMount], box_ids: Option<(IdMap, &OwnedFd)>) -> Result<Vec<OpenVolume<'a>>> {
     volumes
         .iter()
         .map(|volume| {
-            let path = sys::cstring(&volume.source);
-            let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
-            // SAFETY: open_tree with a valid C string; the descriptor is owned at once.
-            let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) } as libc::c_int;
-            check(fd, || format!("failed to clone the mount of volume source {}", volume.source.display()))?;
-            // SAFETY: see above.
-            let tree = unsafe { OwnedFd::from_raw_fd(fd) };
             let read_only = if volume.read_only { MOUNT_ATTR_RDONLY } else { 0 };
-            // Only read-only volumes are idmapped: through a writable one, box root would make
-            // files owned by host root — a setuid-root program, say.
-            let idmapped = user_namespace.filter(|_| volume.read_only);
+            let owner_namespace = match box_ids {
+                Some((map, _)) if !volume.read_only => owner_namespace(&volume.source, map)?,
+                _ => None,
+            };
+            let idmapped = match (&owner_namespace, box_ids) {
+                (Some(owner), _) => Some(owner.namespace()),
+                (None, Some((_, own))) if volume.read_only => Some(own),
+                _ => None,
+            };
             let (idmap, userns_fd) = idmapped.map_or((0, 0), |namespace| (MOUNT_ATTR_IDMAP, namespace.as_raw_fd() as u64));
             let attributes = MountAttr { attr_set: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | read_only | idmap, attr_clr: 0, propagation: 0, userns_fd };
-            // SAFETY: mount_setattr on our detached tree; the attribute struct outlives the call.
-            let code = unsafe {
-                libc::syscall(
-                    libc::SYS_mount_setattr,
-                    tree.as_raw_fd(),
-                    c"".as_ptr(),
-                    libc::AT_EMPTY_PATH,
-                    std::ptr::addr_of!(attributes),
-                    std::mem::size_of::<MountAttr>(),
-                )
-            } as libc::c_int;
-            check(code, || format!("failed to set the flags of volume {}", volume.source.display()))?;
+            let tree = clone_tree(&volume.source, &attributes, "volume source")?;
             Ok(OpenVolume { tree, is_dir: volume.source.is_dir(), volume })
         })
         .collect()
+}
+
+/// For a writable volume whose source a host user other than root owns: a user namespace in
+/// which that user (and its group) is box root, for an idmapped mount.
+fn owner_namespace(source: &Path, box_ids: IdMap) -> Result<Option<Pending>> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = std::fs::metadata(source).map_err(|source_error| sys::SysError { operation: format!("failed to read volume source {}", source.display()), source: source_error })?;
+    if metadata.uid() == 0 {
+        return Ok(None);
+    }
+    let box_root = IdMap { host_base: box_ids.host_base, size: 1 };
+    let mapped = Pending::create().and_then(|owner| owner.map(metadata.uid(), metadata.gid(), box_root).map(|()| owner));
+    mapped.map(Some).map_err(|message| sys::SysError { operation: format!("failed to map volume {} to its owner: {message}", source.display()), source: std::io::Error::from_raw_os_error(libc::EPERM) })
+}
+
+/// A detached copy of the mount at `path` (not recursive: mounts below it stay out), with
+/// `attributes` set. `what` names it in errors.
+fn clone_tree(path: &Path, attributes: &MountAttr, what: &str) -> Result<OwnedFd> {
+    let path_c = sys::cstring(path);
+    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    // SAFETY: open_tree with a valid C string; the descriptor is owned at once.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path_c.as_ptr(), flags) } as libc::c_int;
+    check(fd, || format!("failed to clone the mount of {what} {}", path.display()))?;
+    // SAFETY: see above.
+    let tree = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: mount_setattr on our detached tree; the attribute struct outlives the call.
+    let code = unsafe {
+        libc::syscall(libc::SYS_mount_setattr, tree.as_raw_fd(), c"".as_ptr(), libc::AT_EMPTY_PATH, std::ptr::from_ref(attributes), std::mem::size_of::<MountAttr>())
+    } as libc::c_int;
+    check(code, || format!("failed to set the flags of {what} {}", path.display()))?;
+    Ok(tree)
+}
+
+/// Attaches a detached tree at `target`.
+fn attach_tree(tree: &OwnedFd, target: &Path, error: impl FnOnce() -> String) -> Result<()> {
+    let target_c = sys::cstring(target);
+    // SAFETY: move_mount of our detached tree onto a valid C string path.
+    let code = unsafe { libc::syscall(libc::SYS_move_mount, tree.as_raw_fd(), c"".as_ptr(), libc::AT_FDCWD, target_c.as_ptr(), MOVE_MOUNT_F_EMPTY_PATH) } as libc::c_int;
+    check(code, error)?;
+    Ok(())
 }
 
 /// Box paths a volume may not cover: the kernel's views and the devices, which stay as the
@@ -236,12 +294,7 @@ fn mount_volumes(volumes: &[OpenVolume<'_>]) -> Result<()> {
                 source: std::io::Error::from_raw_os_error(libc::EPERM),
             });
         }
-        let resolved_c = sys::cstring(&resolved);
-        // SAFETY: move_mount of our detached tree onto a valid C string path.
-        let code = unsafe {
-            libc::syscall(libc::SYS_move_mount, open.tree.as_raw_fd(), c"".as_ptr(), libc::AT_FDCWD, resolved_c.as_ptr(), MOVE_MOUNT_F_EMPTY_PATH)
-        } as libc::c_int;
-        check(code, || format!("failed to mount volume {} on {}", open.volume.source.display(), resolved.display()))?;
+        attach_tree(&open.tree, &resolved, || format!("failed to mount volume {} on {}", open.volume.source.display(), resolved.display()))?;
     }
     Ok(())
 }

@@ -1,8 +1,8 @@
 //! `boxlite-shim`: the first process of a box.
 //!
 //! The runtime spawns it ahead of need with the start-up protocol of `boxlite_protocol`. It
-//! makes the box's namespaces (the user namespace through a helper, then mount, uts, ipc, net and
-//! pid), forks the init (pid 1 of the new pid namespace), reports the init's pid and exits, so
+//! makes the box's namespaces (mount, uts, ipc, net and pid; the init makes the user namespaces,
+//! [`userns`]), forks the init (pid 1 of the new pid namespace), reports the init's pid and exits, so
 //! the init belongs to no runtime process and can outlive it when the box is detached. The
 //! init waits for its box's config, has the box's own pid 1 build the root in a pid namespace
 //! nested in the init's ([`pid1`], [`jail::enter`]), reports ready and serves executions
@@ -23,7 +23,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 
-use boxlite_protocol::{IdMap, ShimConfig};
+use boxlite_protocol::ShimConfig;
 
 /// The start-up socket (stdin), read without a buffer: the descriptors that follow the config
 /// must stay in the socket for [`join_cgroups`].
@@ -108,10 +108,6 @@ fn prepare(arguments: &Arguments) -> String {
     // Made ahead of need, while the runtime may be busy with boxes that run: the preparation
     // yields the processor to them. The init takes its priority back once it has its box.
     let priority = arguments.ahead_of_need.then(Priority::lower).flatten();
-    let user_namespace = match arguments.id_map.as_ref().map(userns::create).transpose() {
-        Ok(namespace) => namespace,
-        Err(message) => return format!("error {message}"),
-    };
     // SAFETY: unshare affects only this (single-threaded) process; the new pid namespace applies
     // to the child forked below.
     if unsafe { libc::unshare(jail::NAMESPACES) } < 0 {
@@ -128,10 +124,11 @@ fn prepare(arguments: &Arguments) -> String {
         // Before the box's pid 1 exists: an exit it makes at once must wake the init.
         let signals = init::block_signals();
         let ahead = jail::bring_up_loopback().map_err(|error| error.to_string()).map(|()| seccomp::compile()).and_then(|filter| {
-            let first = pid1::FirstProcess::spawn(user_namespace.as_ref(), &filter)?;
-            Ok((filter, first))
+            let namespaces = arguments.user_namespace.then(userns::BoxNamespaces::create).transpose()?;
+            let first = pid1::FirstProcess::spawn(namespaces.as_ref(), &filter)?;
+            Ok((filter, namespaces, first))
         });
-        let outcome = ahead.and_then(|(filter, first)| configure(user_namespace, priority.as_ref(), &filter, signals, first));
+        let outcome = ahead.and_then(|(filter, namespaces, first)| configure(namespaces, priority.as_ref(), &filter, signals, first));
         let line = match &outcome {
             Ok(_) => "ready".to_string(),
             Err(message) => format!("error {message}"),
@@ -154,8 +151,14 @@ fn prepare(arguments: &Arguments) -> String {
 /// Runs in the init: waits for the box's config, then has the box's pid 1 (made ahead of need)
 /// build the box and start its main process. Host paths (the log, the control socket, the main
 /// process's files) are opened before the root is pivoted away from the host.
-fn configure(user_namespace: Option<OwnedFd>, priority: Option<&Priority>, filter: &[libc::sock_filter], signals: OwnedFd, first: pid1::FirstProcess) -> Result<init::Init, String> {
+fn configure(namespaces: Option<userns::BoxNamespaces>, priority: Option<&Priority>, filter: &[libc::sock_filter], signals: OwnedFd, first: pid1::FirstProcess) -> Result<init::Init, String> {
     let (config, config_bytes) = read_config()?;
+    // Before pid 1 uses them: it builds the root with the box's ids.
+    match (&namespaces, config.user_namespace) {
+        (Some(namespaces), Some(map)) => namespaces.map(map)?,
+        (None, None) => {}
+        _ => return Err("the box's user namespace does not match the one its shim was made for".to_string()),
+    }
     // The box's pid 1 too, before it has to wake for the config.
     if let Some(priority) = priority {
         priority.restore(0)?;
@@ -176,10 +179,10 @@ fn configure(user_namespace: Option<OwnedFd>, priority: Option<&Priority>, filte
     first.configure(&config_bytes, main_stdio)?;
     // While pid 1 builds the root as host root, the init is done with the host: from here on it
     // is root of the box's user namespace only, and confined.
-    if let Some(namespace) = &user_namespace {
-        userns::enter(namespace)?;
+    if let Some(namespaces) = &namespaces {
+        userns::enter(namespaces.own())?;
     }
-    drop(user_namespace);
+    drop(namespaces);
     process::Confinement::apply_to_init(&config, filter)?;
     // Before `Init::new`, which covers a detached box's stdin with /dev/null.
     let cgroups = receive_cgroups()?;
@@ -262,22 +265,19 @@ fn report(line: &str) {
 
 /// What the runtime asked for on the command line.
 struct Arguments {
-    /// `--user-namespace BASE:SIZE`.
-    id_map: Option<IdMap>,
+    /// `--user-namespace`: the box gets user namespaces, mapped once its config came.
+    user_namespace: bool,
     /// `--ahead-of-need`: no box waits for this shim yet, so it prepares at low priority.
     ahead_of_need: bool,
 }
 
 fn arguments() -> Result<Arguments, String> {
-    let mut parsed = Arguments { id_map: None, ahead_of_need: false };
-    let mut arguments = std::env::args().skip(1);
-    while let Some(argument) = arguments.next() {
+    let mut parsed = Arguments { user_namespace: false, ahead_of_need: false };
+    for argument in std::env::args().skip(1) {
         if argument == boxlite_protocol::AHEAD_OF_NEED_ARGUMENT {
             parsed.ahead_of_need = true;
         } else if argument == boxlite_protocol::USER_NAMESPACE_ARGUMENT {
-            let value = arguments.next().unwrap_or_default();
-            let map = value.split_once(':').and_then(|(base, size)| Some(IdMap { host_base: base.parse().ok()?, size: size.parse().ok()? }));
-            parsed.id_map = Some(map.ok_or_else(|| format!("bad id map {value:?}"))?);
+            parsed.user_namespace = true;
         } else {
             return Err(format!("unexpected argument {argument:?}"));
         }
@@ -287,8 +287,7 @@ fn arguments() -> Result<Arguments, String> {
 
 fn main() {
     if std::env::args().nth(1).as_deref() == Some(boxlite_protocol::PROBE_USER_NAMESPACE) {
-        let probed = userns::create(&IdMap::BOXES);
-        std::process::exit(i32::from(probed.is_err()));
+        std::process::exit(i32::from(!userns::probe()));
     }
     let line = match arguments() {
         Ok(arguments) => prepare(&arguments),

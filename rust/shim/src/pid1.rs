@@ -46,7 +46,7 @@ pub struct FirstProcess {
 
 impl FirstProcess {
     /// Step 1. Made at the init's priority; the init gives it back its own when the box comes.
-    pub fn spawn(user_namespace: Option<&OwnedFd>, filter: &[libc::sock_filter]) -> Result<Self, String> {
+    pub fn spawn(namespaces: Option<&userns::BoxNamespaces>, filter: &[libc::sock_filter]) -> Result<Self, String> {
         let (ours, theirs) = socket_pair()?;
         // SAFETY: unshare affects this single-threaded process's next children only.
         if unsafe { libc::unshare(libc::CLONE_NEWPID) } < 0 {
@@ -59,7 +59,7 @@ impl FirstProcess {
         }
         if pid == 0 {
             drop(ours);
-            run(&theirs, user_namespace, filter)
+            run(&theirs, namespaces, filter)
         }
         Ok(Self { pid, channel: ours })
     }
@@ -120,7 +120,7 @@ fn socket_pair() -> Result<(OwnedFd, OwnedFd), String> {
 }
 
 /// Steps 2 to 6, in pid 1.
-fn run(channel: &OwnedFd, user_namespace: Option<&OwnedFd>, filter: &[libc::sock_filter]) -> ! {
+fn run(channel: &OwnedFd, namespaces: Option<&userns::BoxNamespaces>, filter: &[libc::sock_filter]) -> ! {
     let mut buffer = Vec::new();
     let (config, stdio) = match recv_packet(channel.as_fd(), &mut buffer) {
         Ok((length, stdio)) if length > 0 => match decode::<ShimConfig>(&buffer[..length]) {
@@ -133,7 +133,7 @@ fn run(channel: &OwnedFd, user_namespace: Option<&OwnedFd>, filter: &[libc::sock
     };
     // Read while /proc is the host's, as the init reads its own.
     let confinement = Confinement::new(&config);
-    let prepared = prepare(&config, user_namespace, filter, channel);
+    let prepared = prepare(&config, namespaces, filter, channel);
     if let Err(message) = prepared {
         fail(channel, &message);
     }
@@ -154,10 +154,10 @@ fn run(channel: &OwnedFd, user_namespace: Option<&OwnedFd>, filter: &[libc::sock
 }
 
 /// Steps 3 to 5.
-fn prepare(config: &ShimConfig, user_namespace: Option<&OwnedFd>, filter: &[libc::sock_filter], channel: &OwnedFd) -> Result<(), String> {
-    jail::enter(config, user_namespace).map_err(|error| error.to_string())?;
-    if let Some(namespace) = user_namespace {
-        userns::enter(namespace)?;
+fn prepare(config: &ShimConfig, namespaces: Option<&userns::BoxNamespaces>, filter: &[libc::sock_filter], channel: &OwnedFd) -> Result<(), String> {
+    jail::enter(config, namespaces).map_err(|error| error.to_string())?;
+    if let Some(namespaces) = namespaces {
+        userns::enter(namespaces.own())?;
     }
     Confinement::apply_to_init(config, filter)?;
     // Box processes run as the same uid in the same user namespace: they may not trace pid 1 or

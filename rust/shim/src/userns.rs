@@ -1,69 +1,182 @@
-//! The box's user namespace. It is made first, by a helper child, while the shim is still host
-//! root in the host's namespaces; the shim writes the helper's id maps (it may: it is root in
-//! the parent namespace), keeps a descriptor of the namespace, and lets the helper go.
+//! The box's user namespaces. Each is made ahead of need by a helper child of the init while the
+//! init is still host root in the host's user namespace, and waits unmapped: the box's ids come
+//! with its config, so a shim made ahead of need serves any box. Once they came, the init writes
+//! the maps (it may: it is root in the parent namespace) and lets the helpers go.
 //!
-//! The box's other namespaces stay owned by the host's user namespace: the init builds the
-//! root as host root and enters the user namespace only afterwards ([`enter`]). So root in a
-//! box holds capabilities over its own user namespace only — not over its mounts, hostname or
-//! network — and is an unprivileged host user.
+//! A box has two: its own, in which its processes run (box ids 0.. are the box's host range),
+//! and the one its image layers are mounted through (idmapped mounts, `jail`), which maps the
+//! ids the layers are stored with ([`IdMap::LAYERS`]) to the box's range, so each box sees the
+//! shared layers as its own files.
+//!
+//! The box's other namespaces stay owned by the host's user namespace: pid 1 builds the root as
+//! host root and enters the user namespace only afterwards ([`enter`]). So root in a box holds
+//! capabilities over its own user namespace only — not over its mounts, hostname or network —
+//! and is an unprivileged host user, a stranger to every other box's files and processes.
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use boxlite_protocol::IdMap;
 
 use crate::process;
 
-pub fn create(map: &IdMap) -> Result<OwnedFd, String> {
-    let (ready_read, ready_write) = process::pipe().map_err(|error| error.to_string())?;
-    let (release_read, release_write) = process::pipe().map_err(|error| error.to_string())?;
-    // SAFETY: the shim is single-threaded here; the child only calls unshare, write, read and
-    // _exit.
-    let helper = unsafe { libc::fork() };
-    if helper < 0 {
-        return Err(format!("failed to fork the user namespace helper: {}", std::io::Error::last_os_error()));
-    }
-    if helper == 0 {
-        drop((ready_read, release_write));
-        // SAFETY: see above; this block ends in _exit.
-        unsafe {
-            let status = if libc::unshare(libc::CLONE_NEWUSER) == 0 { b"y" } else { b"n" };
-            libc::write(ready_write.as_raw_fd(), status.as_ptr().cast(), 1);
-            let mut byte = 0u8;
-            libc::read(release_read.as_raw_fd(), std::ptr::addr_of_mut!(byte).cast(), 1);
-            libc::_exit(0);
+/// A user namespace whose helper holds it until it is mapped and dropped.
+pub struct Pending {
+    helper: libc::pid_t,
+    /// The helper's pid in the host's /proc.
+    proc_pid: String,
+    namespace: OwnedFd,
+    /// A byte sent on it lets the helper exit. (Not the end of file: processes forked after the
+    /// helper, such as the other helper and pid 1, hold copies of this end.)
+    release: OwnedFd,
+}
+
+impl Pending {
+    /// Forks the helper, which makes the namespace and waits. The caller must be
+    /// single-threaded, and reaps the helper when this is dropped.
+    pub fn create() -> Result<Self, String> {
+        let (ready_read, ready_write) = process::pipe().map_err(|error| error.to_string())?;
+        let (release_read, release_write) = release_pair()?;
+        // SAFETY: the caller is single-threaded; the child only calls unshare, write, read and
+        // _exit.
+        let helper = unsafe { libc::fork() };
+        if helper < 0 {
+            return Err(format!("failed to fork the user namespace helper: {}", std::io::Error::last_os_error()));
+        }
+        if helper == 0 {
+            drop((ready_read, release_write));
+            // SAFETY: see above; this block ends in _exit. The answer is `y` and the helper's
+            // pid as the host's /proc names it (the init's own pid namespace numbers it
+            // otherwise), or `n`.
+            unsafe {
+                let mut answer = [0u8; 32];
+                answer[0] = b'n';
+                let mut length = 1;
+                if libc::unshare(libc::CLONE_NEWUSER) == 0 {
+                    let read = libc::readlink(c"/proc/self".as_ptr(), answer[1..].as_mut_ptr().cast(), answer.len() - 1);
+                    if read > 0 {
+                        answer[0] = b'y';
+                        length += read as usize;
+                    }
+                }
+                libc::write(ready_write.as_raw_fd(), answer.as_ptr().cast(), length);
+                let mut byte = 0u8;
+                libc::read(release_read.as_raw_fd(), std::ptr::addr_of_mut!(byte).cast(), 1);
+                libc::_exit(0);
+            }
+        }
+        drop((ready_write, release_read));
+        match open_when_made(ready_read) {
+            Ok((proc_pid, namespace)) => Ok(Self { helper, proc_pid, namespace, release: release_write }),
+            Err(message) => {
+                release(helper, &release_write);
+                Err(message)
+            }
         }
     }
-    drop((ready_write, release_read));
-    let made = map_and_open(helper, map, ready_read);
-    drop(release_write);
-    let mut status = 0;
-    // SAFETY: reaping our own helper, which exits once `release_write` is closed.
-    unsafe { libc::waitpid(helper, &mut status, 0) };
-    made
+
+    pub fn namespace(&self) -> &OwnedFd {
+        &self.namespace
+    }
+
+    /// Maps the namespace's user ids `uid..uid + map.size` and group ids `gid..gid + map.size`
+    /// to host ids `map.host_base..`. Once only.
+    pub fn map(&self, uid: u32, gid: u32, map: IdMap) -> Result<(), String> {
+        for (file, inside) in [("uid_map", uid), ("gid_map", gid)] {
+            let line = format!("{inside} {} {}\n", map.host_base, map.size);
+            let path = format!("/proc/{}/{file}", self.proc_pid);
+            File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|mut map_file| map_file.write_all(line.as_bytes()))
+                .map_err(|error| format!("failed to write {path}: {error}"))?;
+        }
+        Ok(())
+    }
 }
 
-fn map_and_open(helper: i32, map: &IdMap, ready: OwnedFd) -> Result<OwnedFd, String> {
-    let mut answer = [0u8; 1];
+impl Drop for Pending {
+    fn drop(&mut self) {
+        release(self.helper, &self.release);
+    }
+}
+
+/// The helper's pid in the host's /proc, and its namespace, once it made it.
+fn open_when_made(ready: OwnedFd) -> Result<(String, OwnedFd), String> {
+    let mut answer = [0u8; 32];
     let read = File::from(ready).read(&mut answer).unwrap_or(0);
-    if read != 1 || answer[0] != b'y' {
-        return Err("failed to create the box's user namespace (are user namespaces enabled?)".to_string());
-    }
-    let line = format!("0 {} {}\n", map.host_base, map.size);
-    for file in ["uid_map", "gid_map"] {
-        let path = format!("/proc/{helper}/{file}");
-        File::options()
-            .write(true)
-            .open(&path)
-            .and_then(|mut map_file| map_file.write_all(line.as_bytes()))
-            .map_err(|error| format!("failed to write {path}: {error}"))?;
-    }
-    let path = format!("/proc/{helper}/ns/user");
-    File::open(&path).map(OwnedFd::from).map_err(|error| format!("failed to open {path}: {error}"))
+    let proc_pid = match answer[..read].split_first() {
+        Some((b'y', pid)) if !pid.is_empty() && pid.iter().all(u8::is_ascii_digit) => String::from_utf8_lossy(pid).into_owned(),
+        _ => return Err("failed to create the box's user namespace (are user namespaces enabled?)".to_string()),
+    };
+    let path = format!("/proc/{proc_pid}/ns/user");
+    let namespace = File::open(&path).map(OwnedFd::from).map_err(|error| format!("failed to open {path}: {error}"))?;
+    Ok((proc_pid, namespace))
 }
 
-/// Moves the calling (single-threaded) init into the box's user namespace.
+/// A connected pair for releasing a helper: a socket, so that sending to a helper that is gone
+/// fails instead of raising SIGPIPE (the init keeps default signal dispositions).
+fn release_pair() -> Result<(OwnedFd, OwnedFd), String> {
+    let mut fds = [0; 2];
+    // SAFETY: socketpair writes two new descriptors, owned from here on.
+    unsafe {
+        if libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) < 0 {
+            return Err(format!("failed to create the user namespace helper's socket: {}", std::io::Error::last_os_error()));
+        }
+        Ok((OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])))
+    }
+}
+
+/// Lets the helper go and reaps it.
+fn release(helper: libc::pid_t, release: &OwnedFd) {
+    let mut status = 0;
+    // SAFETY: one byte from a static buffer on our socket, then waiting for our own helper,
+    // which exits once it read it (or is gone already).
+    unsafe {
+        libc::send(release.as_raw_fd(), b"x".as_ptr().cast(), 1, libc::MSG_NOSIGNAL);
+        libc::waitpid(helper, &mut status, 0);
+    }
+}
+
+/// The box's user namespace and the one its layers are mounted through, made ahead of need.
+pub struct BoxNamespaces {
+    own: Pending,
+    layers: Pending,
+}
+
+impl BoxNamespaces {
+    pub fn create() -> Result<Self, String> {
+        Ok(Self { own: Pending::create()?, layers: Pending::create()? })
+    }
+
+    /// Gives both their ids once the box's range `map` is known. A box in the range the layers
+    /// are stored with needs no idmapped layers: the second namespace stays unused.
+    pub fn map(&self, map: IdMap) -> Result<(), String> {
+        self.own.map(0, 0, map)?;
+        if map != IdMap::LAYERS {
+            self.layers.map(IdMap::LAYERS.host_base, IdMap::LAYERS.host_base, map)?;
+        }
+        Ok(())
+    }
+
+    /// The namespace box processes run in.
+    pub fn own(&self) -> &OwnedFd {
+        self.own.namespace()
+    }
+
+    /// The namespace layers are mounted through, for a box whose range is `map`.
+    pub fn layers(&self, map: IdMap) -> Option<&OwnedFd> {
+        (map != IdMap::LAYERS).then(|| self.layers.namespace())
+    }
+}
+
+/// Whether a user namespace with [`IdMap::LAYERS`] can be made here (the runtime's probe).
+pub fn probe() -> bool {
+    Pending::create().and_then(|pending| pending.map(0, 0, IdMap::LAYERS)).is_ok()
+}
+
+/// Moves the calling (single-threaded) process into the box's user namespace.
 pub fn enter(namespace: &OwnedFd) -> Result<(), String> {
     // SAFETY: setns on a namespace descriptor we hold.
     if unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWUSER) } < 0 {

@@ -11,7 +11,7 @@ use std::process::{ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use boxlite_protocol::{IdMap, Request, ShimConfig};
+use boxlite_protocol::{Request, ShimConfig};
 use tokio::io::unix::AsyncFd;
 
 use crate::error::{Error, Result};
@@ -143,7 +143,8 @@ pub struct Warm {
     /// The init's stdin: the start-up socket, then the box's lifeline.
     startup: Option<UnixStream>,
     stdout: BufReader<ChildStdout>,
-    pub id_map: Option<IdMap>,
+    /// Made for a box with user namespaces (whatever its ids: they come with the config).
+    pub user_namespace: bool,
 }
 
 impl std::fmt::Debug for Warm {
@@ -159,13 +160,13 @@ impl Warm {
 
     /// Spawns a shim and waits until its init exists. Blocking. `ahead_of_need`: no box waits
     /// for it, so it prepares at low priority.
-    pub fn prepare(shim: &Path, id_map: Option<IdMap>, ahead_of_need: bool) -> Result<Self> {
+    pub fn prepare(shim: &Path, user_namespace: bool, ahead_of_need: bool) -> Result<Self> {
         let mut command = Command::new(shim);
         if ahead_of_need {
             command.arg(boxlite_protocol::AHEAD_OF_NEED_ARGUMENT);
         }
-        if let Some(map) = id_map {
-            command.arg(boxlite_protocol::USER_NAMESPACE_ARGUMENT).arg(format!("{}:{}", map.host_base, map.size));
+        if user_namespace {
+            command.arg(boxlite_protocol::USER_NAMESPACE_ARGUMENT);
         }
         let (startup, init_end) = UnixStream::pair().map_err(|error| Error::Engine(format!("failed to make the start-up socket: {error}")))?;
         let mut child = command
@@ -190,7 +191,7 @@ impl Warm {
             .and_then(|pid| pid.parse().ok())
             .ok_or_else(|| Error::Engine(format!("failed to prepare a box: the shim said {line:?}")))?;
         let pidfd = pidfd_open(init_pid).map_err(|error| Error::Engine(format!("failed to prepare a box: its init vanished: {error}")))?;
-        Ok(Self { init_pid, pidfd: Some(pidfd), startup: Some(startup), stdout, id_map })
+        Ok(Self { init_pid, pidfd: Some(pidfd), startup: Some(startup), stdout, user_namespace })
     }
 }
 

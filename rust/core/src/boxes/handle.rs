@@ -169,6 +169,7 @@ impl BoxHandle {
             capabilities: record.capabilities.clone(),
             process_limits: record.process_limits.clone(),
             user_namespace: record.id_map,
+            lower_mounts_dir: dir.join("lower"),
             main: record.main.clone().map(|argv| {
                 let (env, cwd, user) = process_defaults(&record).main_process();
                 MainProcess {

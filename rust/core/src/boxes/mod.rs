@@ -50,7 +50,7 @@ use crate::error::{Error, Result};
 use crate::exec::{self, ExecSpec, Execution};
 use crate::files::CopyOptions;
 use crate::home::Home;
-use crate::idmap::IdMap;
+use crate::idmap::{IdMap, RangeClaims};
 use crate::image::{self, ImageRecord, ImageSource, ImageStore, RegistryConfig};
 use engine::Live;
 use record::BoxRecord;
@@ -133,6 +133,18 @@ struct Inner {
     counters: Counters,
     /// The next box's shim, made ahead of need, and the signal that one being made is done.
     warm: (Mutex<WarmSlot>, std::sync::Condvar),
+    /// Where boxes claim their own id ranges (`idmap` rule 4); `None` where boxes have no user
+    /// namespace or this host's claims cannot be kept, and then share [`IdMap::LAYERS`].
+    ranges: Option<RangeClaims>,
+}
+
+impl Inner {
+    /// Gives back the id range of the box whose directory was `dir` (`idmap` rule 4).
+    fn release_range(&self, record: &BoxRecord, dir: &Path) {
+        if let (Some(ranges), Some(map)) = (&self.ranges, record.id_map) {
+            ranges.release(map, dir);
+        }
+    }
 }
 
 /// A runtime on one home directory.
@@ -164,11 +176,19 @@ impl Runtime {
         let home = Home::open(home_dir)?;
         let shim = home.install_shim()?;
         let home = home.with_id_map(crate::idmap::detect(&shim))?;
+        let ranges = home.id_map().and_then(|_| {
+            RangeClaims::open(Path::new(crate::idmap::CLAIMS_DIR))
+                .inspect_err(|error| log::warn!("boxes share one id range: cannot keep claims in {}: {error}", crate::idmap::CLAIMS_DIR))
+                .ok()
+        });
         let cgroups = CgroupLayout::detect();
         let mut boxes = HashMap::new();
         for dir in fs_err::read_dir(home.boxes())?.flatten() {
             let path = dir.path();
             let Ok(record) = BoxRecord::load(&path) else { continue };
+            if let (Some(ranges), Some(map)) = (&ranges, record.id_map) {
+                ranges.reclaim(map, &path);
+            }
             if let Some(entry) = reconcile(&path, record, &cgroups) {
                 boxes.insert(entry.id.clone(), Arc::new(entry));
             }
@@ -184,6 +204,7 @@ impl Runtime {
                 shut_down: AtomicBool::new(false),
                 counters: Counters::default(),
                 warm: (Mutex::new(WarmSlot::default()), std::sync::Condvar::new()),
+                ranges,
             }),
         };
         // Adopted boxes are watched like the ones this runtime starts (rule 5), and the first box
@@ -266,6 +287,18 @@ impl Runtime {
                 }
             };
             let dir = inner.home.box_dir(&id);
+            let made = ["upper", "work", "rootfs", "main"].iter().try_for_each(|sub| fs_err::create_dir_all(dir.join(sub)).map_err(Error::from));
+            let id_map = made.and_then(|()| match (&inner.ranges, inner.home.id_map()) {
+                (Some(ranges), Some(_)) => ranges.claim(&dir).map(Some),
+                (_, shared) => Ok(shared),
+            });
+            let id_map = match id_map {
+                Ok(id_map) => id_map,
+                Err(error) => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Err(error);
+                }
+            };
             let (created_at, created_at_nanos) = crate::clock::now();
             let record = BoxRecord {
                 id: id.clone(),
@@ -291,15 +324,11 @@ impl Runtime {
                 capabilities: options.capabilities()?,
                 pids_limit: options.max_processes.unwrap_or(DEFAULT_PIDS_LIMIT),
                 process_limits: options.process_limits.clone(),
-                id_map: inner.home.id_map(),
+                id_map,
             };
-            let made = ["upper", "work", "rootfs", "main"]
-                .iter()
-                .try_for_each(|sub| fs_err::create_dir_all(dir.join(sub)).map_err(Error::from))
-                .and_then(|()| own_upper_layer(&dir, record.id_map))
-                .and_then(|()| record.save(&dir));
-            if let Err(error) = made {
+            if let Err(error) = own_upper_layer(&dir, record.id_map).and_then(|()| record.save(&dir)) {
                 let _ = std::fs::remove_dir_all(&dir);
+                inner.release_range(&record, &dir);
                 return Err(error);
             }
             Ok(BoxEntry::new(id, dir, record))
@@ -374,7 +403,7 @@ impl Runtime {
         lock(&entry.waiting_attaches).clear();
         lock(&self.inner.boxes).remove(&entry.id);
         let trash = self.inner.home.trash().join(format!("{}.{}", entry.id, rand::random::<u32>()));
-        match std::fs::rename(&entry.dir, &trash) {
+        let deleted = match std::fs::rename(&entry.dir, &trash) {
             Ok(()) => {
                 std::thread::spawn(move || {
                     let _ = std::fs::remove_dir_all(trash);
@@ -383,7 +412,11 @@ impl Runtime {
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(error) => Err(Error::storage("remove box directory", &entry.dir, &error)),
+        };
+        if deleted.is_ok() {
+            self.inner.release_range(&entry.record(), &entry.dir);
         }
+        deleted
     }
 
     /// Stops every box that is not detached (each gets `grace` before SIGKILL), then refuses new

@@ -32,11 +32,11 @@ impl Inner {
             // again.
             let slot = self.warm_slot();
             let (mut slot, _) = self.warm.1.wait_timeout_while(slot, TAKE_WAIT, |slot| slot.preparing).unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(warm) = slot.ready.take_if(|warm| warm.id_map == config.user_namespace) {
+            if let Some(warm) = slot.ready.take_if(|warm| warm.user_namespace == config.user_namespace.is_some()) {
                 return Ok(warm);
             }
         }
-        engine::Warm::prepare(&self.shim, config.user_namespace, false)
+        engine::Warm::prepare(&self.shim, config.user_namespace.is_some(), false)
     }
 
     /// Makes the next box's shim unless one is ready or being made, or the runtime is closing.
@@ -44,16 +44,16 @@ impl Inner {
     /// the slot: a runtime let go of meanwhile goes at once (its home free for the next), and
     /// the shim made for it ends.
     pub(super) fn refill_warm(runtime: &Weak<Self>) {
-        let (shim, id_map) = {
+        let (shim, user_namespace) = {
             let Some(inner) = runtime.upgrade() else { return };
             let mut slot = inner.warm_slot();
             if slot.ready.is_some() || slot.preparing || inner.shut_down.load(Ordering::Acquire) {
                 return;
             }
             slot.preparing = true;
-            (inner.shim.clone(), inner.home.id_map())
+            (inner.shim.clone(), inner.home.id_map().is_some())
         };
-        let mut prepared = engine::Warm::prepare(&shim, id_map, true).inspect_err(|error| log::warn!("could not prepare the next box ahead of need: {error}")).ok();
+        let mut prepared = engine::Warm::prepare(&shim, user_namespace, true).inspect_err(|error| log::warn!("could not prepare the next box ahead of need: {error}")).ok();
         let Some(inner) = runtime.upgrade() else { return };
         let mut slot = inner.warm_slot();
         if slot.ready.is_none() && !inner.shut_down.load(Ordering::Acquire) {
