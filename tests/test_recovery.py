@@ -4,15 +4,18 @@ kept and usable."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import boxlite
 
-from .conftest import collect
+from .conftest import collect, logged
 from .leftovers import box_cgroups, box_processes
 
 SETUP = """
@@ -83,3 +86,30 @@ async def test_the_next_runtime_reconciles_after_a_kill_9(home: Path) -> None:
             runtime.close()
         for pid in box_processes(home):
             os.kill(pid, signal.SIGKILL)
+
+
+async def test_a_half_created_box_goes_and_an_unreadable_record_is_reported(home: Path, caplog: pytest.LogCaptureFixture) -> None:
+    runtime = boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
+    box = await runtime.create(boxlite.BoxOptions(auto_remove=False), name="whole")
+    runtime.close()
+    # What a runtime killed in the middle of a create leaves (the record is written last), and a
+    # record that a disk fault made unreadable.
+    half_made = home / "boxes" / "HalfMade0000"
+    (half_made / "upper").mkdir(parents=True)
+    garbled = home / "boxes" / "Garbled00000"
+    garbled.mkdir()
+    (garbled / "box.json").write_text('{"id": "Garbled00000", "sta')
+    caplog.set_level(logging.INFO, logger="boxlite")
+    runtime = boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
+    try:
+        assert [info.name for info in await runtime.list_info()] == ["whole"]
+        await logged(caplog, "Garbled00000 is left out")
+        assert not half_made.exists()
+        assert (garbled / "box.json").exists(), "an unreadable record is kept for whoever can mend it"
+        whole = await runtime.get(box.id)
+        assert whole is not None
+        stdout, _, _ = await collect(await whole.exec("echo", ["carried on"]))
+        assert stdout == b"carried on\n"
+        await runtime.remove(box.id, force=True)
+    finally:
+        runtime.close()

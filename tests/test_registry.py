@@ -57,6 +57,20 @@ async def test_a_cached_image_needs_no_registry(pulling_runtime: boxlite.Boxlite
     assert stdout == b"offline\n"
 
 
+async def test_an_unreadable_image_record_is_reported_and_pulled_again(pulling_runtime: boxlite.Boxlite, registry: Registry, home: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="boxlite")
+    reference = f"{registry.host}/test/busybox:1"
+    await pulling_runtime.images.pull(reference)
+    [record] = (home / "images").glob("*.json")
+    record.write_text("{not json")
+    assert await pulling_runtime.images.list() == []
+    await logged(caplog, "is left out")
+    box = await pulling_runtime.create(boxlite.BoxOptions(image=reference))
+    stdout, _, _ = await collect(await box.exec("echo", ["pulled again"]))
+    assert stdout == b"pulled again\n"
+    assert [image.reference for image in await pulling_runtime.images.list()] == [reference]
+
+
 async def test_search_registries_serve_unqualified_names(pulling_runtime: boxlite.Boxlite, registry: Registry) -> None:
     box = await pulling_runtime.create(boxlite.BoxOptions(image="test/busybox:1"))
     stdout, _, _ = await collect(await box.exec("echo", ["found"]))

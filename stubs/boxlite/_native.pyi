@@ -299,7 +299,8 @@ class BoxOptions:
         """``(host, guest, read_only)`` for each volume. Set with tuples ``(host, guest[,
         read_only])`` or dicts with ``host``/``host_path``, ``guest``/``guest_path`` and
         ``read_only``/``ro``. A read-only volume stays read-only inside the box. In a box with a
-        user namespace, box root writes to a writable volume as host uid 0x70000000."""
+        user namespace, box root reads and writes a writable volume as the host user who owns
+        its directory (as its own unprivileged host id if host root owns it)."""
     @volumes.setter
     def volumes(self, value: Sequence[_VolumeEntry] | None) -> None: ...
     @property

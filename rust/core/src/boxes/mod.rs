@@ -138,6 +138,25 @@ struct Inner {
     ranges: Option<RangeClaims>,
 }
 
+/// The record of the box in `dir`, found when a home opens. A directory without one is what a
+/// runtime killed in the middle of a create left (the record is written last): it goes. A
+/// record that cannot be read is reported and left alone: that box is not listed, the others
+/// are.
+fn load_or_report(dir: &Path) -> Option<BoxRecord> {
+    match BoxRecord::load(dir) {
+        Ok(record) => Some(record),
+        Err(_) if !dir.join("box.json").exists() => {
+            log::info!("removing {}, a box whose creation never finished", dir.display());
+            let _ = std::fs::remove_dir_all(dir);
+            None
+        }
+        Err(error) => {
+            log::warn!("box {} is left out: {error}", dir.display());
+            None
+        }
+    }
+}
+
 impl Inner {
     /// Gives back the id range of the box whose directory was `dir` (`idmap` rule 4).
     fn release_range(&self, record: &BoxRecord, dir: &Path) {
@@ -185,7 +204,7 @@ impl Runtime {
         let mut boxes = HashMap::new();
         for dir in fs_err::read_dir(home.boxes())?.flatten() {
             let path = dir.path();
-            let Ok(record) = BoxRecord::load(&path) else { continue };
+            let Some(record) = load_or_report(&path) else { continue };
             if let (Some(ranges), Some(map)) = (&ranges, record.id_map) {
                 ranges.reclaim(map, &path);
             }

@@ -203,12 +203,14 @@ impl ImageStore {
         Ok(candidates)
     }
 
-    /// Rule 1: the image from the index, if every one of its layers is still unpacked.
+    /// Rule 1: the image from the index, if every one of its layers is still unpacked (a record
+    /// that cannot be read counts as missing: the image is pulled again and the record
+    /// rewritten).
     pub fn cached(&self, home: &Home, text: &str) -> Result<Option<(ImageRecord, PreparedImage)>> {
         for reference in self.candidates(text)? {
             let path = index_path(home, &reference.whole());
             let Ok(bytes) = std::fs::read(&path) else { continue };
-            let Ok(record) = serde_json::from_slice::<ImageRecord>(&bytes) else { continue };
+            let Some(record) = parse_record(&path, &bytes) else { continue };
             if let Some(prepared) = record.prepared(home) {
                 return Ok(Some((record, prepared)));
             }
@@ -390,8 +392,7 @@ impl ImageStore {
             .flatten()
             .flatten()
             .filter(|entry| entry.path().extension().is_some_and(|extension| extension == "json"))
-            .filter_map(|entry| std::fs::read(entry.path()).ok())
-            .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
+            .filter_map(|entry| std::fs::read(entry.path()).ok().and_then(|bytes| parse_record(&entry.path(), &bytes)))
             .collect();
         records.sort_by(|left, right| right.cached_at.cmp(&left.cached_at));
         records
@@ -469,6 +470,11 @@ fn registry_error(reference: &str, error: OciDistributionError) -> Error {
         OciDistributionError::ServerError { code: 404, .. } => Error::NotFound(format!("image {reference}: not found on the registry")),
         other => Error::Image(format!("image {reference}: {other}")),
     }
+}
+
+/// An image's record in the index, or `None`, reported, when it cannot be read.
+fn parse_record(path: &std::path::Path, bytes: &[u8]) -> Option<ImageRecord> {
+    serde_json::from_slice(bytes).inspect_err(|error| log::warn!("image record {} is left out: {error}", path.display())).ok()
 }
 
 #[cfg(test)]
