@@ -709,7 +709,9 @@ class Box:
         """Copies a host file or directory into the box (``docker cp`` conventions: a file to
         an existing directory or a path ending in ``/`` lands inside it; ``src/.`` copies a
         directory's contents). Paths are resolved inside the box's root: a symlink in the box
-        never leads outside it. Boots the box if needed.
+        never leads outside it. Boots the box if needed. A file that cannot be copied whole (no
+        room left, say) is not left half-written; a directory's copy stops at the first such
+        failure, keeping what it copied before.
 
         Raises:
             NotFoundError: the source, or the destination's parent, does not exist.

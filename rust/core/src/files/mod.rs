@@ -186,13 +186,20 @@ fn put(dir: BorrowedFd<'_>, name: &Path, host: &Path, shown: &Path, options: Cop
     let mut source = File::open(host).map_err(|error| on_host("open", host, &error))?;
     let created = open_at(dir, name, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600).map_err(|error| in_box(shown, &error))?;
     let mut target = File::from(created);
-    io::copy(&mut source, &mut target).map_err(|error| in_box(shown, &error))?;
-    // Owned (through the open file, whatever its name now leads to) before the mode is set: a
-    // change of owner clears setuid and setgid bits.
-    if let Some(owner) = box_root {
-        std::os::unix::fs::fchown(&target, Some(owner), Some(owner)).map_err(|error| in_box(shown, &error))?;
+    let written = io::copy(&mut source, &mut target).and_then(|_| {
+        // Owned (through the open file, whatever its name now leads to) before the mode is
+        // set: a change of owner clears setuid and setgid bits.
+        if let Some(owner) = box_root {
+            std::os::unix::fs::fchown(&target, Some(owner), Some(owner))?;
+        }
+        target.set_permissions(std::fs::Permissions::from_mode(metadata.mode() & 0o7777))
+    });
+    // A file that could not be written whole (the box's disk is full, say) is not left half.
+    if let Err(error) = written {
+        let _ = resolve::unlink_at(dir, name, false);
+        return Err(in_box(shown, &error));
     }
-    target.set_permissions(std::fs::Permissions::from_mode(metadata.mode() & 0o7777)).map_err(|error| in_box(shown, &error))
+    Ok(())
 }
 
 /// Owns the entry `name` of `dir` (never following a symlink) by the box's root user.
