@@ -4,6 +4,7 @@ measured in the same run, interleaved."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -445,3 +446,74 @@ async def faults(iterations: int) -> list[Row]:
             shutil.rmtree(home, ignore_errors=True)
     note = f"{iterations} kills; boxes that could not be used again: {unusable}; box processes and cgroups left over: {leftovers}"
     return [latency_row("open + reconcile after kill -9 mid-work", "opening a home after a clean close", recovered, clean, note=note)]
+
+
+def _process_gauges() -> tuple[float, int, int]:
+    """This process's resident memory (KiB), open descriptors and threads."""
+    resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return resident_pages * os.sysconf("SC_PAGE_SIZE") / 1024, len(os.listdir("/proc/self/fd")), len(os.listdir("/proc/self/task"))
+
+
+def _slope_per_thousand(points: list[tuple[int, float]]) -> float:
+    """Least-squares slope of value over cycle, per 1,000 cycles."""
+    xs, ys = [float(x) for x, _ in points], [y for _, y in points]
+    mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
+    spread = sum((x - mean_x) ** 2 for x in xs)
+    return 1000 * sum((x - mean_x) * (y - mean_y) for x, y in points) / spread if spread else 0.0
+
+
+async def soak(cycles: int) -> list[Row]:
+    """9. Create, start, exec and stop, over and over, a third of the cycles cancelled at a
+    random moment (careful code: removal in `finally`): the Python process's memory,
+    descriptors and threads must stay flat (slopes over the second half, after warm-up), and
+    nothing is left at the end. Beside it: as many `sh -c echo` subprocesses."""
+    chance = random.Random(9)
+    times: list[float] = []
+    gauges: list[tuple[int, tuple[float, int, int]]] = []
+    cancelled = 0
+    with tempfile.TemporaryDirectory() as home:
+        runtime = _runtime(home)
+
+        async def cycle() -> None:
+            box = None
+            try:
+                box = await runtime.create(boxlite.BoxOptions())
+                await box.start()
+                execution = await box.exec("echo", ["soak"])
+                await execution.wait()
+            finally:
+                if box is not None:
+                    with contextlib.suppress(boxlite.BoxliteError):
+                        await runtime.remove(box.id, force=True)
+
+        try:
+            for index in range(cycles):
+                started = time.perf_counter()
+                task = asyncio.ensure_future(cycle())
+                if chance.random() < 1 / 3:
+                    await asyncio.sleep(chance.uniform(0, 0.004))
+                    if task.cancel():
+                        cancelled += 1
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                times.append((time.perf_counter() - started) * 1e6)
+                if index % max(1, cycles // 100) == 0:
+                    gauges.append((index, _process_gauges()))
+            left = len(await runtime.list_info())
+        finally:
+            runtime.close()
+        processes = len(box_processes(Path(home)))
+    baseline = []
+    for _ in range(max(1, cycles // 10)):
+        started = time.perf_counter()
+        await _spawn("sh", "-c", "echo soak")
+        baseline.append((time.perf_counter() - started) * 1e6)
+    later = [(index, values) for index, values in gauges if index >= cycles // 2]
+    slopes = [_slope_per_thousand([(index, values[field]) for index, values in later]) for field in range(3)]
+    first, last = gauges[0][1], gauges[-1][1]
+    note = (
+        f"{cycles} cycles, {cancelled} cancelled; per 1,000 cycles over the second half: memory {slopes[0]:+.0f} KiB, "
+        f"descriptors {slopes[1]:+.2f}, threads {slopes[2]:+.2f} (first/last sample: {first[0]:.0f}/{last[0]:.0f} KiB, "
+        f"{first[1]}/{last[1]} fds, {first[2]}/{last[2]} threads); left at the end: {left} boxes, {processes} box processes"
+    )
+    return [latency_row("soak: create+start+exec+stop cycle", "asyncio subprocess `sh -c echo`", times, baseline, note=note)]
