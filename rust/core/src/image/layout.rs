@@ -131,3 +131,95 @@ pub(super) fn prepare(home: &Home, layout: &Path) -> Result<PreparedImage> {
         id: manifest.config.digest,
     })
 }
+
+/// Random layouts: indexes, manifests and garbage blobs that point at each other (or at digests
+/// with path separators, or nowhere) are either resolved to a manifest whose every blob is in
+/// the layout, or refused with an error; never a panic, never a path outside the layout.
+#[cfg(test)]
+mod reading_random_layouts {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Target {
+        /// A blob written before this one, with the media type the descriptor claims.
+        Earlier(usize, &'static str),
+        Bogus(&'static str),
+    }
+
+    #[derive(Debug, Clone)]
+    enum Document {
+        Index(Vec<Target>),
+        Manifest(Target, Vec<Target>),
+        Garbage(Vec<u8>),
+    }
+
+    fn target() -> impl Strategy<Value = Target> {
+        let media = prop::sample::select(vec![INDEX_TYPES[0], INDEX_TYPES[1], MANIFEST_TYPES[0], MANIFEST_TYPES[1], "", "text/plain"]);
+        let bogus = prop::sample::select(vec!["sha256:../../../../etc/passwd", "sha256:abc", "md5:00", "", "sha256:/etc/shadow"]);
+        prop_oneof![(0..8usize, media).prop_map(|(index, media)| Target::Earlier(index, media)), bogus.prop_map(Target::Bogus)]
+    }
+
+    fn document() -> impl Strategy<Value = Document> {
+        prop_oneof![
+            prop::collection::vec(target(), 0..3).prop_map(Document::Index),
+            (target(), prop::collection::vec(target(), 0..3)).prop_map(|(config, layers)| Document::Manifest(config, layers)),
+            prop::collection::vec(any::<u8>(), 0..40).prop_map(Document::Garbage),
+        ]
+    }
+
+    fn descriptor(target: &Target, digests: &[String]) -> serde_json::Value {
+        match target {
+            Target::Earlier(index, media) if !digests.is_empty() => serde_json::json!({"mediaType": media, "digest": digests[index % digests.len()], "size": 1}),
+            Target::Earlier(_, media) => serde_json::json!({"mediaType": media, "digest": "sha256:0", "size": 1}),
+            Target::Bogus(digest) => serde_json::json!({"mediaType": MANIFEST_TYPES[0], "digest": digest, "size": 1}),
+        }
+    }
+
+    /// Writes the blobs in order (each may point at those before it), then an index.json
+    /// pointing at `roots`.
+    fn write_layout(dir: &Path, documents: &[Document], roots: &[Target]) {
+        std::fs::create_dir_all(dir.join("blobs/sha256")).expect("blobs");
+        std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion": "1.0.0"}"#).expect("oci-layout");
+        let mut digests: Vec<String> = Vec::new();
+        for document in documents {
+            let bytes = match document {
+                Document::Index(targets) => serde_json::to_vec(&serde_json::json!({"manifests": targets.iter().map(|target| descriptor(target, &digests)).collect::<Vec<_>>()})),
+                Document::Manifest(config, layers) => serde_json::to_vec(&serde_json::json!({
+                    "config": descriptor(config, &digests),
+                    "layers": layers.iter().map(|target| descriptor(target, &digests)).collect::<Vec<_>>(),
+                })),
+                Document::Garbage(bytes) => Ok(bytes.clone()),
+            }
+            .expect("json");
+            let hex = format!("{:x}", Sha256::digest(&bytes));
+            std::fs::write(dir.join("blobs/sha256").join(&hex), &bytes).expect("blob");
+            digests.push(format!("sha256:{hex}"));
+        }
+        let index = serde_json::json!({"manifests": roots.iter().map(|target| descriptor(target, &digests)).collect::<Vec<_>>()});
+        std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).expect("json")).expect("index");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+        #[test]
+        fn a_random_layout_resolves_inside_itself_or_is_refused(
+            documents in prop::collection::vec(document(), 0..6),
+            roots in prop::collection::vec(target(), 0..3),
+        ) {
+            let dir = std::env::temp_dir().join(format!("boxlite-layout-fuzz-{}-{}", std::process::id(), rand::random::<u64>()));
+            write_layout(&dir, &documents, &roots);
+            let found = find_manifest(&dir);
+            if let Ok(manifest) = &found {
+                for descriptor in std::iter::once(&manifest.config).chain(&manifest.layers) {
+                    if let Ok(path) = blob_path(&dir, &descriptor.digest) {
+                        prop_assert!(path.starts_with(dir.join("blobs/sha256")), "{}", path.display());
+                    }
+                }
+                let _ = read_json_blob::<ConfigBlob>(&dir, &manifest.config.digest);
+            }
+            std::fs::remove_dir_all(&dir).expect("clean up");
+        }
+    }
+}
