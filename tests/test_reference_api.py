@@ -220,3 +220,47 @@ def test_sync_classes_have_the_reference_members() -> None:
         assert hasattr(SyncExecution, name), name
     for name in ("exec", "network", "tunnel", "metrics", "stop", "_box_opts", "_box", "created", "id", "name"):
         assert hasattr(SyncSimpleBox, name), name
+
+
+# Every name BoxLite's package exports (its §1), and the ones still to come here, each with
+# the issue that brings it: when one arrives, this list must lose it.
+REFERENCE_EXPORTS = """
+    Options AdvancedBoxOptions ContainerCapabilities ImageRegistry BoxOptions BoxliteRestOptions ApiKeyCredential
+    AccessToken Boxlite NetworkSpec OutboundNetworkSpec InboundNetworkSpec NetworkHandle SocketAddress TunnelForwarder
+    NetworkInfo OutboundNetworkInfo InboundNetworkInfo Box Execution ExecStdout ExecStderr ImageHandle ImageInfo
+    ImagePullResult ImageDetail ImageVersion ImageAliasEvent ImageUsage BoxInfo BoxStateInfo HealthState HealthStatus
+    RuntimeMetrics PublishedPort BoxMetrics CopyOptions HealthCheckOptions SecurityOptions Secret SnapshotHandle
+    SnapshotInfo SnapshotOptions CloneOptions ExportOptions VolumeHandle VolumeInfo RegistryHandle RegistryCredential
+    Credential SimpleBox CodeBox ExecResult BrowserBox BrowserBoxOptions ComputerBox InteractiveBox SkillBox
+    SyncBox SyncBoxlite SyncCodeBox SyncExecStderr SyncExecStdout SyncExecution SyncImageHandle SyncNetworkHandle
+    SyncRegistryHandle SyncSimpleBox SyncSkillBox SyncTunnelForwarder
+""".split()
+NOT_YET = {
+    # The REST client (`Boxlite.rest`, `boxlite serve`).
+    "BoxliteRestOptions": 17, "ApiKeyCredential": 17, "AccessToken": 17, "Credential": 17, "RegistryHandle": 17,
+    "RegistryCredential": 17, "SyncRegistryHandle": 17, "ImageDetail": 17, "ImageVersion": 17, "ImageAliasEvent": 17,
+    "ImageUsage": 17,
+    # Tunnels, with networking.
+    "SocketAddress": 13, "TunnelForwarder": 13, "SyncTunnelForwarder": 13,
+    # Snapshots, named volumes and the specialised boxes.
+    "SnapshotInfo": 16, "VolumeInfo": 16, "BrowserBox": 16, "BrowserBoxOptions": 16, "ComputerBox": 16, "SkillBox": 16,
+    "SyncSkillBox": 16,
+}
+
+
+def test_every_name_boxlite_exports_is_importable_here_or_listed_with_its_issue() -> None:
+    missing = {name for name in REFERENCE_EXPORTS if not hasattr(boxlite, name)}
+    assert missing == set(NOT_YET), f"missing, not listed: {sorted(missing - set(NOT_YET))}; listed, now present: {sorted(set(NOT_YET) - missing)}"
+    assert all(name in boxlite.__all__ for name in REFERENCE_EXPORTS if name not in NOT_YET)
+
+
+async def test_the_sub_modules_users_import_from(runtime: boxlite.Boxlite) -> None:
+    from boxlite.constants import DEFAULT_CPUS, DEFAULT_MEMORY_MIB
+    from boxlite.sync_api import SyncExecStderr, SyncExecStdout
+    from boxlite.sync_api._execution import SyncExecution
+    from boxlite.sync_api._network import SyncNetworkHandle
+
+    assert boxlite.SyncExecution is SyncExecution and boxlite.SyncNetworkHandle is SyncNetworkHandle
+    assert SyncExecStdout is SyncExecStderr is boxlite.SyncExecStdout
+    info = await (await runtime.create(boxlite.BoxOptions())).info()
+    assert (info.cpus, info.memory_mib) == (DEFAULT_CPUS, DEFAULT_MEMORY_MIB) == (1, 1024)

@@ -77,6 +77,18 @@ async def test_search_registries_serve_unqualified_names(pulling_runtime: boxlit
     assert stdout == b"found\n"
 
 
+async def test_a_one_word_name_is_asked_for_under_library_and_reported_as_written(pulling_runtime: boxlite.Boxlite, registry: Registry, busybox_image: str) -> None:
+    # As Docker Hub files its official images, and as a Docker Hub mirror serves them.
+    registry.push(Path(busybox_image), "library/busybox", "1")
+    result = await pulling_runtime.images.pull("busybox:1")
+    assert result.reference == "busybox:1"
+    [image] = [image for image in await pulling_runtime.images.list() if image.reference == "busybox:1"]
+    assert (image.repository, image.tag) == (f"{registry.host}/library/busybox", "1")
+    box = await pulling_runtime.create(boxlite.BoxOptions(image="busybox:1"))
+    stdout, _, _ = await collect(await box.exec("echo", ["official"]))
+    assert stdout == b"official\n"
+
+
 async def test_unknown_images_are_not_found_and_leave_nothing(pulling_runtime: boxlite.Boxlite, registry: Registry, home: Path) -> None:
     for reference in (f"{registry.host}/test/busybox:nope", f"{registry.host}/test/missing:1"):
         with pytest.raises(boxlite.NotFoundError, match=reference.split("/", 1)[1].replace(":", ".")):

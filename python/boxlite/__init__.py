@@ -89,6 +89,17 @@ from .codebox import CodeBox
 from .exec import ExecResult
 from .interactivebox import InteractiveBox
 from .simplebox import SimpleBox
+from .sync_api import (
+    SyncBox,
+    SyncBoxlite,
+    SyncCodeBox,
+    SyncExecStderr,
+    SyncExecStdout,
+    SyncExecution,
+    SyncImageHandle,
+    SyncNetworkHandle,
+    SyncSimpleBox,
+)
 
 # BoxLite's names for the stream classes.
 ExecStdout = ExecStream
@@ -167,6 +178,15 @@ __all__ = [
     "SnapshotOptions",
     "StoppedError",
     "StorageError",
+    "SyncBox",
+    "SyncBoxlite",
+    "SyncCodeBox",
+    "SyncExecStderr",
+    "SyncExecStdout",
+    "SyncExecution",
+    "SyncImageHandle",
+    "SyncNetworkHandle",
+    "SyncSimpleBox",
     "TimeoutError",
     "UnsupportedError",
     "UpstreamUnavailableError",

@@ -126,7 +126,9 @@ class ImageHandle:
 
     def pull(self, reference: str, progress: Callable[[str, int, int], object] | None = None) -> asyncio.Future[ImagePullResult]:
         """Pulls an image into the local store (or finds it there). Unqualified names try the
-        registries configured with ``search=True`` first, then Docker Hub.
+        registries configured with ``search=True`` first, then Docker Hub; a one-word name is
+        Docker Hub's official image, asked for as ``library/<name>`` everywhere (so a Docker Hub
+        mirror serves it). The result's ``reference`` is the one given, as written.
         ``progress(layer_digest, bytes_done, bytes_total)`` is called on the event loop as
         layers download (never reordered; under heavy load a report may be skipped).
 

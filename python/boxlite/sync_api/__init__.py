@@ -19,18 +19,20 @@ from types import TracebackType
 from typing import Any
 
 from .._native import Box, BoxInfo, Boxlite, BoxMetrics, BoxOptions, CopyOptions, ImageHandle, ImageInfo, ImagePullResult, Options, RuntimeMetrics
-from .._network import SyncNetworkHandle
 from ..codebox import CodeBox
 from ..exec import ExecResult
 from ..simplebox import SimpleBox
-from ._execution import SyncExecStdin, SyncExecStream, SyncExecution
+from ._execution import SyncExecStderr, SyncExecStdin, SyncExecStdout, SyncExecStream, SyncExecution
+from ._network import SyncNetworkHandle
 from ._runner import LoopThread
 
 __all__ = [
     "SyncBox",
     "SyncBoxlite",
     "SyncCodeBox",
+    "SyncExecStderr",
     "SyncExecStdin",
+    "SyncExecStdout",
     "SyncExecStream",
     "SyncExecution",
     "SyncImageHandle",

@@ -34,6 +34,11 @@ class SyncExecStream:
         return chunk
 
 
+# BoxLite's names for the two output streams.
+SyncExecStdout = SyncExecStream
+SyncExecStderr = SyncExecStream
+
+
 class SyncExecStdin:
     def __init__(self, runner: LoopThread, stdin: ExecStdin) -> None:
         self._runner = runner

@@ -97,9 +97,10 @@ pub struct ImagePullResult {
     pub layer_count: usize,
 }
 
-impl From<&boxlite_core::ImageRecord> for ImagePullResult {
-    fn from(record: &boxlite_core::ImageRecord) -> Self {
-        Self { reference: record.reference.clone(), config_digest: record.config_digest.clone(), layer_count: record.layers.len() }
+impl ImagePullResult {
+    /// The pull of `record`, asked for as `written` (which `reference` echoes, as BoxLite's).
+    fn pulled(record: &boxlite_core::ImageRecord, written: String) -> Self {
+        Self { reference: written, config_digest: record.config_digest.clone(), layer_count: record.layers.len() }
     }
 }
 
@@ -191,7 +192,7 @@ impl ImageHandle {
             }) as boxlite_core::PullProgress
         });
         let core = self.core.clone();
-        self.shared.complete_with(target, channel, async move { core.pull_image(&reference, reporter).await.map(|record| Payload::from(ImagePullResult::from(&record))) });
+        self.shared.complete_with(target, channel, async move { core.pull_image(&reference, reporter).await.map(|record| Payload::from(ImagePullResult::pulled(&record, reference))) });
         Ok(future)
     }
 

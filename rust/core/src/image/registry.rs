@@ -124,8 +124,9 @@ pub struct RegistryConfig {
 /// A pulled image, as the index keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageRecord {
-    /// The fully qualified reference (`docker.io/library/python:slim`).
+    /// The reference as the user wrote it (`python:slim`), as BoxLite reports it.
     pub reference: String,
+    /// Where it was found: registry and repository (`docker.io/library/python`).
     pub repository: String,
     pub tag: Option<String>,
     pub manifest_digest: String,
@@ -187,9 +188,9 @@ impl ImageStore {
         if names_a_registry(text) {
             return Ok(vec![parsed]);
         }
-        // Docker Hub files one-word names under `library/`; other registries do not.
-        let name = text.split(['@', ':']).next().unwrap_or(text);
-        let repository = if name.contains('/') { parsed.repository() } else { parsed.repository().trim_start_matches("library/") };
+        // One-word names are Docker Hub's official images, under `library/`, on every search
+        // registry (as BoxLite asks for them): a Docker Hub mirror serves them there.
+        let repository = parsed.repository();
         let mut candidates: Vec<Reference> = self
             .registries
             .iter()
@@ -258,7 +259,7 @@ impl ImageStore {
     pub async fn pull(&self, home: &Home, text: &str, progress: Option<PullProgress>) -> Result<ImageRecord> {
         let mut not_found = None;
         for reference in self.candidates(text)? {
-            match self.pull_reference(home, &reference, progress.clone()).await {
+            match self.pull_reference(home, &reference, text, progress.clone()).await {
                 Ok(record) => return Ok(record),
                 Err(error @ Error::NotFound(_)) => not_found = Some(error),
                 Err(error) => return Err(error),
@@ -267,7 +268,8 @@ impl ImageStore {
         Err(not_found.unwrap_or_else(|| Error::NotFound(format!("image {text}"))))
     }
 
-    async fn pull_reference(&self, home: &Home, reference: &Reference, progress: Option<PullProgress>) -> Result<ImageRecord> {
+    /// Pulls `reference`, which the user wrote as `written`.
+    async fn pull_reference(&self, home: &Home, reference: &Reference, written: &str, progress: Option<PullProgress>) -> Result<ImageRecord> {
         let shown = reference.whole();
         let (client, auth) = self.client_for(reference);
         log::debug!("pulling {shown}");
@@ -300,7 +302,7 @@ impl ImageStore {
             size_bytes += u64::try_from(layer.size).unwrap_or(0);
         }
         let record = ImageRecord {
-            reference: shown.clone(),
+            reference: written.to_string(),
             repository: format!("{}/{}", reference.registry(), reference.repository()),
             tag: reference.tag().map(str::to_string),
             manifest_digest,
