@@ -93,7 +93,6 @@ async def test_options_the_engine_cannot_honour_are_refused_by_name(runtime: box
         "disk_size_gb": boxlite.BoxOptions(disk_size_gb=10),
         "terminal": boxlite.BoxOptions(tty=True, cmd=["sh"]),
         "secrets": boxlite.BoxOptions(secrets=[boxlite.Secret("a", "b")]),
-        "health checks": boxlite.BoxOptions(advanced=boxlite.AdvancedBoxOptions(health_check=boxlite.HealthCheckOptions())),
         "named volumes": boxlite.BoxOptions(volumes=[{"source": "volume://cache", "guest": "/cache"}]),
         "auto_resume": boxlite.BoxOptions(auto_resume=True),
     }
@@ -105,6 +104,8 @@ async def test_options_the_engine_cannot_honour_are_refused_by_name(runtime: box
         await runtime.create(boxlite.BoxOptions(advanced=boxlite.AdvancedBoxOptions(capabilities=capabilities)))
     with pytest.raises(boxlite.InvalidArgumentError, match="network mode"):
         await runtime.create(boxlite.BoxOptions(network=boxlite.NetworkSpec(mode="bridged")))
+    with pytest.raises(boxlite.InvalidArgumentError, match="health check"):
+        await runtime.create(boxlite.BoxOptions(advanced=boxlite.AdvancedBoxOptions(health_check=boxlite.HealthCheckOptions(interval=0))))
     assert await runtime.list_info() == []
     box = await runtime.create(boxlite.BoxOptions(network=boxlite.NetworkSpec(mode="disabled")))
     info = await box.info()

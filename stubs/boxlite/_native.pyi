@@ -234,7 +234,11 @@ class SecurityOptions:
 
 @final
 class HealthCheckOptions:
-    """Accepted as a value; a box with a health check is refused with ``UnsupportedError``."""
+    """While the box runs, the runtime asks its init whether it answers every ``interval``
+    seconds, within ``timeout``; ``BoxInfo.health_status`` reports it. Failures in the first
+    ``start_period`` seconds of a run do not count; ``retries`` in a row make it unhealthy.
+    ``interval`` and ``timeout`` of 0, or ``retries=0``, are an ``InvalidArgumentError`` at
+    ``create()``."""
 
     interval: int
     timeout: int
@@ -386,7 +390,7 @@ class NetworkInfo:
 
 @final
 class HealthState:
-    """none, starting, healthy or unhealthy; boxes have no health checks yet, so none."""
+    """none (no health check, or the box does not run), starting, healthy or unhealthy."""
 
     @property
     def value(self) -> str: ...

@@ -13,7 +13,7 @@ mod ids;
 pub mod image;
 
 pub use boxes::{
-    BoxHandle, BoxInfo, BoxMetrics, BoxOptions, BoxStatus, ExecRequest, ProcessLimits, Runtime, RuntimeMetrics, Volume,
+    BoxHandle, BoxInfo, BoxMetrics, BoxOptions, BoxStatus, ExecRequest, HealthCheck, HealthState, HealthStatus, ProcessLimits, Runtime, RuntimeMetrics, Volume,
     DEFAULT_CPUS, DEFAULT_MEMORY_MIB, DEFAULT_PIDS_LIMIT, DEFAULT_STOP_GRACE,
 };
 pub use boxlite_protocol::TtySize;

@@ -252,6 +252,8 @@ pub enum Request {
     Signal { signal: i32, group: bool },
     /// Stop the box: SIGTERM to every process, SIGKILL after `grace_ms`, then init exits.
     Shutdown { grace_ms: u64 },
+    /// Answered with `Done` at once: the init is responsive (health checks).
+    Ping,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

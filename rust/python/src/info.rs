@@ -8,7 +8,8 @@ use pyo3::types::PyList;
 use crate::dispatcher::{Deliver, Shared};
 use crate::options::NetworkInfo;
 
-/// none, starting, healthy or unhealthy. Boxes have no health checks yet, so always none.
+/// none, starting, healthy or unhealthy (`HealthCheckOptions`; none for a box without checks,
+/// or that does not run).
 #[pyclass(module = "boxlite._native", frozen, eq)]
 #[derive(Clone, PartialEq, Eq)]
 pub struct HealthState {
@@ -137,7 +138,7 @@ impl From<boxlite_core::BoxInfo> for BoxInfo {
             auto_resume: false,
             detach: info.detach,
             network: Some(NetworkInfo::loopback_only()),
-            health_status: HealthStatus { state: HealthState { value: "none" }, failures: 0, last_check: None },
+            health_status: HealthStatus { state: HealthState { value: info.health.state.as_str() }, failures: info.health.failures, last_check: info.health.last_check },
             last_activity_at: None,
         }
     }

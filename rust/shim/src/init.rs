@@ -370,6 +370,9 @@ impl Init {
                 self.reply(index, &Reply::Done, &[]);
                 self.begin_shutdown(Duration::from_millis(grace_ms));
             }
+            Request::Ping => {
+                self.reply(index, &Reply::Done, &[]);
+            }
         }
     }
 

@@ -126,6 +126,9 @@ impl BoxHandle {
     /// Rule 5: when the init ends on its own (its main process exited, or it was killed), the
     /// box is settled as if stopped. A stop, remove or close that took the init first wins.
     pub(super) fn watch_init(&self, running: &Live) {
+        if let Some(check) = self.entry.record().health_check {
+            tokio::spawn(super::health::watch(Arc::downgrade(&self.entry), Arc::clone(&running.connector), check, running.exit_watch()));
+        }
         let exited = running.exit_watch();
         let init_pid = running.init_pid;
         let inner = Arc::clone(&self.inner);

@@ -19,6 +19,7 @@
 
 mod engine;
 mod handle;
+mod health;
 mod metrics;
 mod options;
 mod reconcile;
@@ -27,6 +28,7 @@ mod spec;
 mod state;
 mod warm;
 
+pub use health::{HealthCheck, HealthState, HealthStatus};
 pub use metrics::{BoxMetrics, RuntimeMetrics};
 pub use spec::ExecRequest;
 use metrics::Counters;
@@ -85,6 +87,8 @@ struct BoxEntry {
     /// Attaches made before the box started, each handed the next run's output as it starts
     /// (dropped, and so told the box is gone, when it is deleted first).
     waiting_attaches: Mutex<Vec<tokio::sync::oneshot::Sender<(PathBuf, exec::MainOutput)>>>,
+    /// The outcome of the running box's health checks (`health`).
+    health: Mutex<HealthStatus>,
 }
 
 impl BoxEntry {
@@ -116,6 +120,7 @@ impl BoxEntry {
             auto_delete: u64::from(record.remove_on_stop),
             detach: record.detach,
             exit_code: record.exit_code,
+            health: if running { lock(&self.health).clone() } else { HealthStatus::default() },
         }
     }
 }
@@ -344,6 +349,7 @@ impl Runtime {
                 pids_limit: options.max_processes.unwrap_or(DEFAULT_PIDS_LIMIT),
                 process_limits: options.process_limits.clone(),
                 id_map,
+                health_check: options.health_check,
             };
             if let Err(error) = own_upper_layer(&dir, record.id_map).and_then(|()| record.save(&dir)) {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -571,6 +577,7 @@ impl BoxEntry {
             io: Arc::default(),
             started: Mutex::new(None),
             waiting_attaches: Mutex::new(Vec::new()),
+            health: Mutex::new(HealthStatus::default()),
         }
     }
 }

@@ -30,6 +30,7 @@ pub struct BoxOptions {
     /// The box's process limit (its pids cgroup); the default is [`DEFAULT_PIDS_LIMIT`].
     pub max_processes: Option<u64>,
     pub process_limits: ProcessLimits,
+    pub health_check: Option<super::HealthCheck>,
 }
 
 /// A host path mounted into the box.
@@ -83,6 +84,9 @@ impl BoxOptions {
         }
         if self.memory_mib == Some(0) {
             return Err(Error::InvalidArgument("memory_mib must be at least 1".to_string()));
+        }
+        if let Some(check) = &self.health_check {
+            check.validate()?;
         }
         for (key, _) in &self.env {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
@@ -196,6 +200,7 @@ pub struct BoxInfo {
     pub detach: bool,
     /// How the main process of the last run ended (`-N` after signal N).
     pub exit_code: Option<i32>,
+    pub health: super::HealthStatus,
 }
 
 #[cfg(test)]

@@ -58,6 +58,8 @@ pub struct BoxRecord {
     /// The box's user namespace; records from before user namespaces have none.
     #[serde(default)]
     pub id_map: Option<IdMap>,
+    #[serde(default)]
+    pub health_check: Option<super::HealthCheck>,
 }
 
 fn default_capabilities() -> Vec<u32> {

@@ -493,7 +493,7 @@ mod tests {
             credentials: Credentials::Anonymous,
         }]);
         let names: Vec<String> = store.candidates("python:slim").expect("valid").iter().map(Reference::whole).collect();
-        assert_eq!(names, vec!["mirror.local:5000/python:slim", "docker.io/library/python:slim"]);
+        assert_eq!(names, vec!["mirror.local:5000/library/python:slim", "docker.io/library/python:slim"]);
         let names: Vec<String> = store.candidates("team/tool").expect("valid").iter().map(Reference::whole).collect();
         assert_eq!(names, vec!["mirror.local:5000/team/tool:latest", "docker.io/team/tool:latest"]);
         let names: Vec<String> = store.candidates("ghcr.io/org/tool:1").expect("valid").iter().map(Reference::whole).collect();

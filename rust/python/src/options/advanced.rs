@@ -8,7 +8,13 @@
 //!   are resource limits on every box process. The jail, seccomp and closing of inherited
 //!   descriptors are always on: `jailer_enabled`, `seccomp_enabled` and `close_fds` set to
 //!   False do not turn them off. `network_enabled` can only restrict (boxes have loopback only).
-//! - `HealthCheckOptions` and secrets: refused with `UnsupportedError` when a box is created.
+//! - `HealthCheckOptions`: the runtime asks the running box's init whether it answers, every
+//!   `interval` seconds (within `timeout`), and `BoxInfo.health_status` reports it; failures in
+//!   the first `start_period` seconds of a run do not count, `retries` in a row make it
+//!   unhealthy.
+//! - Secrets: refused with `UnsupportedError` when a box is created.
+
+use std::time::Duration;
 
 use pyo3::prelude::*;
 
@@ -154,8 +160,13 @@ impl AdvancedBoxOptions {
 impl AdvancedBoxOptions {
     /// Applies these options to the core's box options, or says why they cannot be.
     pub fn apply(&self, options: &mut boxlite_core::BoxOptions) -> Result<(), boxlite_core::Error> {
-        if self.health_check.is_some() {
-            return Err(boxlite_core::Error::Unsupported("health checks are not supported yet; run a probe with exec() instead".to_string()));
+        if let Some(check) = &self.health_check {
+            options.health_check = Some(boxlite_core::HealthCheck {
+                interval: Duration::from_secs(check.interval),
+                timeout: Duration::from_secs(check.timeout),
+                retries: check.retries,
+                start_period: Duration::from_secs(check.start_period),
+            });
         }
         if let Some(capabilities) = &self.capabilities {
             options.capabilities_add.clone_from(&capabilities.add);
