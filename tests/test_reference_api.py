@@ -93,7 +93,6 @@ async def test_options_the_engine_cannot_honour_are_refused_by_name(runtime: box
         "disk_size_gb": boxlite.BoxOptions(disk_size_gb=10),
         "terminal": boxlite.BoxOptions(tty=True, cmd=["sh"]),
         "secrets": boxlite.BoxOptions(secrets=[boxlite.Secret("a", "b")]),
-        "named volumes": boxlite.BoxOptions(volumes=[{"source": "volume://cache", "guest": "/cache"}]),
         "auto_resume": boxlite.BoxOptions(auto_resume=True),
     }
     for reason, options in refused.items():
@@ -162,7 +161,6 @@ async def test_features_of_other_engines_are_present_and_refuse_by_name(runtime:
         "exporting": box.export(dest="/tmp/box.boxlite", options=boxlite.ExportOptions()),
         "cloning": box.clone_box(name="copy", options=boxlite.CloneOptions()),
         "importing": runtime.import_box("/tmp/box.boxlite"),
-        "named volumes": runtime.volumes.list(),
         "REST runtime": runtime.images.usage(),
     }
     for reason, awaitable in refused.items():
@@ -244,7 +242,7 @@ NOT_YET = {
     # Tunnels, with networking.
     "SocketAddress": 13, "TunnelForwarder": 13, "SyncTunnelForwarder": 13,
     # Snapshots, named volumes and the specialised boxes.
-    "SnapshotInfo": 16, "VolumeInfo": 16, "BrowserBox": 16, "BrowserBoxOptions": 16, "ComputerBox": 16, "SkillBox": 16,
+    "SnapshotInfo": 16, "BrowserBox": 16, "BrowserBoxOptions": 16, "ComputerBox": 16, "SkillBox": 16,
     "SyncSkillBox": 16,
 }
 

@@ -109,3 +109,48 @@ async def test_bad_volumes_are_refused_before_anything_is_made(runtime: boxlite.
         with pytest.raises(error):
             await runtime.create(boxlite.BoxOptions(volumes=volumes))
     assert await runtime.list_info() == []
+
+
+LAYERS_ROOT = 0x7000_0000  # the host id box root's files are stored as in a named volume
+
+
+async def test_a_named_volume_outlives_its_boxes_and_is_shared_between_ranges(runtime: boxlite.Boxlite, home: Path) -> None:
+    made = await runtime.volumes.create("cache")
+    assert made.name == "cache" and made.created_at and Path(made.path).is_dir()
+    options = boxlite.BoxOptions(volumes=[{"source": "volume://cache", "guest": "/cache"}])
+    first = await runtime.create(options)
+    assert await sh(first, "id -u && stat -c %u /cache && echo one > /cache/log") == (b"0\n0\n", b"", 0)
+    await first.stop()
+    # Another box, with another id range, sees the files as its own and adds to them.
+    second = await runtime.create(boxlite.BoxOptions(volumes=[("volume://cache", "/data", False)]))
+    assert await sh(second, "stat -c %u /data/log && echo two >> /data/log && cat /data/log") == (b"0\none\ntwo\n", b"", 0)
+    log = Path(made.path) / "log"
+    assert log.stat().st_uid == LAYERS_ROOT, "stored as box root's, in no box's own range"
+    with pytest.raises(boxlite.InvalidStateError, match="used by box"):
+        await runtime.volumes.remove("cache")
+    assert [volume.name for volume in await runtime.volumes.list()] == ["cache"]
+    assert (await runtime.volumes.get("cache")).path == made.path
+    await second.stop()
+    assert log.read_text() == "one\ntwo\n"
+    await runtime.volumes.remove("cache")
+    assert await runtime.volumes.list() == [] and not Path(made.path).exists()
+
+
+async def test_named_volumes_refuse_bad_names_and_unknown_ones_make_nothing(runtime: boxlite.Boxlite) -> None:
+    for bad in ("", "../etc", "a/b", ".hidden", "x" * 65):
+        with pytest.raises(boxlite.InvalidArgumentError, match="volume name"):
+            await runtime.volumes.create(bad)
+    with pytest.raises(boxlite.InvalidArgumentError, match="volume name"):
+        await runtime.create(boxlite.BoxOptions(volumes=[("volume://a/b", "/x")]))
+    with pytest.raises(boxlite.NotFoundError, match="volume missing does not exist"):
+        await runtime.create(boxlite.BoxOptions(volumes=[("volume://missing", "/x")]))
+    assert await runtime.list_info() == []
+    await runtime.volumes.create("once")
+    with pytest.raises(boxlite.AlreadyExistsError):
+        await runtime.volumes.create("once")
+    with pytest.raises(boxlite.UnsupportedError, match="size"):
+        await runtime.volumes.create("sized", size_gb=1)
+    with pytest.raises(boxlite.NotFoundError):
+        await runtime.volumes.get("never")
+    with pytest.raises(boxlite.NotFoundError):
+        await runtime.volumes.remove("never")

@@ -59,6 +59,7 @@ from ._native import (
     SnapshotHandle,
     SnapshotOptions,
     VolumeHandle,
+    VolumeInfo,
 )
 from .errors import (
     AlreadyExistsError,
@@ -191,4 +192,5 @@ __all__ = [
     "UnsupportedError",
     "UpstreamUnavailableError",
     "VolumeHandle",
+    "VolumeInfo",
 ]

@@ -49,6 +49,7 @@ __all__ = [
     "SnapshotHandle",
     "SnapshotOptions",
     "VolumeHandle",
+    "VolumeInfo",
     "__version__",
 ]
 
@@ -654,12 +655,34 @@ class NetworkHandle:
 
 @final
 class VolumeHandle:
-    """Named volumes are not supported yet: every method fails with ``UnsupportedError``."""
+    """``Boxlite.volumes``: named volumes, kept in the runtime's home and mounted into boxes as
+    ``BoxOptions(volumes=[{"source": "volume://name", "guest": "/data"}])`` (or the tuple form).
+    They outlive the boxes; boxes of different id ranges share one, each seeing its files as
+    its own. Names: 1 to 64 letters, digits, ``_``, ``.`` or ``-``, starting with a letter or
+    digit (else ``InvalidArgumentError``)."""
 
-    def create(self, name: str, *, size_gb: int | None = None) -> asyncio.Future[Any]: ...
-    def list(self) -> asyncio.Future[Any]: ...
-    def get(self, name: str) -> asyncio.Future[Any]: ...
-    def remove(self, name: str) -> asyncio.Future[None]: ...
+    def create(self, name: str, *, size_gb: int | None = None) -> asyncio.Future[VolumeInfo]:
+        """Makes an empty volume. ``AlreadyExistsError`` if one has the name; ``size_gb`` is
+        refused (``UnsupportedError``): a volume lives on the home's filesystem."""
+    def list(self) -> asyncio.Future[list[VolumeInfo]]:
+        """Every volume, by name."""
+    def get(self, name: str) -> asyncio.Future[VolumeInfo]:
+        """``NotFoundError`` if there is none."""
+    def remove(self, name: str) -> asyncio.Future[None]:
+        """Deletes the volume and its files; ``InvalidStateError`` while a box mounts it."""
+
+@final
+class VolumeInfo:
+    """One named volume."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def created_at(self) -> str:
+        """RFC 3339."""
+    @property
+    def path(self) -> str:
+        """Where its files are on the host."""
 
 @final
 class Box:
@@ -767,7 +790,7 @@ class Boxlite:
     def images(self) -> ImageHandle: ...
     @property
     def volumes(self) -> VolumeHandle:
-        """Named volumes are not supported yet: every method fails with ``UnsupportedError``."""
+        """Named volumes, kept in this runtime's home (``VolumeHandle``)."""
     def import_box(self, archive_path: str, name: str | None = None, *, untrusted: bool = False) -> asyncio.Future[Box]:
         """Needs the VM engine: fails with ``UnsupportedError``."""
     @staticmethod

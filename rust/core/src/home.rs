@@ -16,6 +16,7 @@
 //! <home>/boxes/<id>/rootfs/        where its root is mounted (inside its own mount namespace)
 //! <home>/boxes/<id>/init.sock      its init's control socket
 //! <home>/trash/                    directories of deleted boxes, being removed
+//! <home>/volumes/<name>/data/      a named volume's files (`volumes`)
 //! ```
 
 use std::fs::File;
@@ -142,6 +143,11 @@ impl Home {
     /// Directories of deleted boxes, on their way out.
     pub fn trash(&self) -> PathBuf {
         self.root.join("trash")
+    }
+
+    /// Named volumes (`volumes`).
+    pub fn volumes(&self) -> PathBuf {
+        self.root.join("volumes")
     }
 
     pub fn boxes(&self) -> PathBuf {

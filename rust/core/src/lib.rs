@@ -11,6 +11,7 @@ mod home;
 mod idmap;
 mod ids;
 pub mod image;
+pub mod volumes;
 
 pub use boxes::{
     BoxHandle, BoxInfo, BoxMetrics, BoxOptions, BoxStatus, ExecRequest, HealthCheck, HealthState, HealthStatus, ProcessLimits, Runtime, RuntimeMetrics, Volume,

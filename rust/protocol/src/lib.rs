@@ -144,6 +144,9 @@ pub struct VolumeMount {
     /// An absolute path in the box, resolved inside the box's root.
     pub target: String,
     pub read_only: bool,
+    /// Its files are stored with the ids of [`IdMap::LAYERS`] (a named volume): it is mounted
+    /// through the namespace the layers are, whatever its owner.
+    pub layers_ids: bool,
 }
 
 /// setrlimit(2) limits for box processes; `None` leaves the inherited limit.

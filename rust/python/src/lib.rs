@@ -20,6 +20,7 @@ mod tasks;
 #[cfg(feature = "testing")]
 mod testing;
 mod unsupported;
+mod volumes;
 mod watch;
 
 use pyo3::prelude::*;
@@ -53,7 +54,8 @@ fn _native(py: Python<'_>, module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<unsupported::CloneOptions>()?;
     module.add_class::<unsupported::SnapshotHandle>()?;
     module.add_class::<unsupported::NetworkHandle>()?;
-    module.add_class::<unsupported::VolumeHandle>()?;
+    module.add_class::<volumes::VolumeHandle>()?;
+    module.add_class::<volumes::VolumeInfo>()?;
     module.add_class::<info::HealthStatus>()?;
     module.add_class::<boxes::Box>()?;
     module.add_class::<execution::Execution>()?;

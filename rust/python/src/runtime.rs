@@ -143,11 +143,10 @@ impl Boxlite {
         self.shared.submit(py, async move { core.remove(&id_or_name, force).await.map(Payload::from) })
     }
 
-    /// The runtime's image store (pull, list, remove).
-    /// Named volumes (not supported yet).
+    /// Named volumes, kept in the home and mounted as `volume://name`.
     #[getter]
-    fn volumes(&self) -> crate::unsupported::VolumeHandle {
-        crate::unsupported::VolumeHandle { shared: Arc::clone(&self.shared) }
+    fn volumes(&self) -> crate::volumes::VolumeHandle {
+        crate::volumes::VolumeHandle::new(&self.shared, &self.core)
     }
 
     /// Imports a `.boxlite` archive (it needs the VM engine).

@@ -1,5 +1,5 @@
 //! The API of features this engine does not have yet (VM snapshots, export, clone and import,
-//! tunnels, named volumes, REST-only image management). Each is present, so code written for
+//! tunnels, REST-only image management). Each is present, so code written for
 //! BoxLite finds it, and each call fails with `UnsupportedError` saying why ([`Missing`]) —
 //! through an awaitable for the async methods, as the real ones would — never silently doing
 //! nothing.
@@ -23,7 +23,7 @@ pub enum Missing {
     Import,
     Tunnels,
     NetworkUpdates,
-    Volumes,
+    VolumeSize,
     RestOnlyImages,
     RestRuntime,
     RegistryCredentials,
@@ -38,7 +38,7 @@ impl Missing {
             Self::Import => "importing a .boxlite archive needs the VM engine; boxes run on the namespace engine here",
             Self::Tunnels => "tunnels need a box network, and boxes have a loopback interface only",
             Self::NetworkUpdates => "network policies need a box network, and boxes have a loopback interface only",
-            Self::Volumes => "named volumes are not supported yet; mount host directories with BoxOptions(volumes=...)",
+            Self::VolumeSize => "a volume's size cannot be set: its files live on the home's filesystem, without a disk of their own to size",
             Self::RestOnlyImages => "this image operation is only available on a REST runtime",
             Self::RestRuntime => "a REST-backed runtime is not part of this package; use Boxlite(Options(...))",
             Self::RegistryCredentials => "registry credentials are kept by a REST server; configure Options(image_registries=...) instead",
@@ -150,35 +150,6 @@ impl NetworkHandle {
     fn update_outbound<'py>(&self, py: Python<'py>, spec: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let _ = spec;
         refuse(&self.shared, py, Missing::NetworkUpdates)
-    }
-}
-
-/// `Boxlite.volumes`: named volumes.
-#[pyclass(module = "boxlite._native", frozen)]
-pub struct VolumeHandle {
-    pub shared: Arc<Shared>,
-}
-
-#[pymethods]
-impl VolumeHandle {
-    #[pyo3(signature = (name, *, size_gb = None))]
-    fn create<'py>(&self, py: Python<'py>, name: String, size_gb: Option<u64>) -> PyResult<Bound<'py, PyAny>> {
-        let _ = (name, size_gb);
-        refuse(&self.shared, py, Missing::Volumes)
-    }
-
-    fn list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        refuse(&self.shared, py, Missing::Volumes)
-    }
-
-    fn get<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
-        let _ = name;
-        refuse(&self.shared, py, Missing::Volumes)
-    }
-
-    fn remove<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
-        let _ = name;
-        refuse(&self.shared, py, Missing::Volumes)
     }
 }
 

@@ -37,7 +37,7 @@ pub fn enter(config: &ShimConfig, namespaces: Option<&BoxNamespaces>) -> Result<
     mount_proc(root)?;
     mount_dev(root, config.user_namespace.map(|map| map.host_base))?;
     mount_sys(root)?;
-    let volumes = open_volume_sources(&config.volumes, config.user_namespace.zip(namespaces.map(BoxNamespaces::own)))?;
+    let volumes = open_volume_sources(&config.volumes, config.user_namespace.zip(namespaces))?;
     pivot_into(root)?;
     mount_volumes(&volumes)?;
     set_hostname(&config.hostname)?;
@@ -202,24 +202,26 @@ struct MountAttr {
 
 /// Clones each volume's source (not recursively: host mounts below it stay out) and sets its
 /// flags: nosuid and nodev always; read-only when asked. In a box with a user namespace
-/// (`box_ids`, the namespace `own`), a read-only volume takes the box's id map (host root's
-/// files read as the box root's). A writable one is idmapped only when a host user other than
-/// root owns its source: box root then reads and writes there as that user, so what it makes is
-/// the user's; a writable volume of host root's is not, since box root would otherwise make files
-/// of host root's — a setuid-root program, say. Box processes lack CAP_SYS_ADMIN over their
-/// mounts, so they cannot make a read-only volume writable again.
-fn open_volume_sources<'a>(volumes: &'a [VolumeMount], box_ids: Option<(IdMap, &OwnedFd)>) -> Result<Vec<OpenVolume<'a>>> {
+/// (`box_ids`: its range and its namespaces), a named volume, stored with the layers' ids, is
+/// mounted through the layers' namespace into the box's range; a read-only host directory takes
+/// the box's id map (host root's files read as the box root's). A writable host directory is
+/// idmapped only when a host user other than root owns it: box root then reads and writes there
+/// as that user, so what it makes is the user's; one of host root's is not, since box root would
+/// otherwise make files of host root's — a setuid-root program, say. Box processes lack
+/// CAP_SYS_ADMIN over their mounts, so they cannot make a read-only volume writable again.
+fn open_volume_sources<'a>(volumes: &'a [VolumeMount], box_ids: Option<(IdMap, &BoxNamespaces)>) -> Result<Vec<OpenVolume<'a>>> {
     volumes
         .iter()
         .map(|volume| {
             let read_only = if volume.read_only { MOUNT_ATTR_RDONLY } else { 0 };
             let owner_namespace = match box_ids {
-                Some((map, _)) if !volume.read_only => owner_namespace(&volume.source, map)?,
+                Some((map, _)) if !volume.read_only && !volume.layers_ids => owner_namespace(&volume.source, map)?,
                 _ => None,
             };
             let idmapped = match (&owner_namespace, box_ids) {
                 (Some(owner), _) => Some(owner.namespace()),
-                (None, Some((_, own))) if volume.read_only => Some(own),
+                (None, Some((map, namespaces))) if volume.layers_ids => namespaces.layers(map),
+                (None, Some((_, namespaces))) if volume.read_only => Some(namespaces.own()),
                 _ => None,
             };
             let (idmap, userns_fd) = idmapped.map_or((0, 0), |namespace| (MOUNT_ATTR_IDMAP, namespace.as_raw_fd() as u64));

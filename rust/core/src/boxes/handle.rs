@@ -167,7 +167,12 @@ impl BoxHandle {
             volumes: record
                 .volumes
                 .iter()
-                .map(|volume| VolumeMount { source: volume.host_path.clone(), target: volume.guest_path.clone(), read_only: volume.read_only })
+                .map(|volume| VolumeMount {
+                    source: volume.host_path.clone(),
+                    target: volume.guest_path.clone(),
+                    read_only: volume.read_only,
+                    layers_ids: volume.named.is_some(),
+                })
                 .collect(),
             capabilities: record.capabilities.clone(),
             process_limits: record.process_limits.clone(),

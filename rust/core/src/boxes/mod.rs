@@ -53,6 +53,7 @@ use crate::exec::{self, ExecSpec, Execution};
 use crate::files::CopyOptions;
 use crate::home::Home;
 use crate::idmap::{IdMap, RangeClaims};
+use crate::volumes::{VolumeInfo, Volumes};
 use crate::image::{self, ImageRecord, ImageSource, ImageStore, RegistryConfig};
 use engine::Live;
 use record::BoxRecord;
@@ -141,6 +142,7 @@ struct Inner {
     /// Where boxes claim their own id ranges (`idmap` rule 4); `None` where boxes have no user
     /// namespace or this host's claims cannot be kept, and then share [`IdMap::LAYERS`].
     ranges: Option<RangeClaims>,
+    volumes: Volumes,
 }
 
 /// The record of the box in `dir`, found when a home opens. A directory without one is what a
@@ -205,6 +207,7 @@ impl Runtime {
                 .inspect_err(|error| log::warn!("boxes share one id range: cannot keep claims in {}: {error}", crate::idmap::CLAIMS_DIR))
                 .ok()
         });
+        let volumes = Volumes::new(home.volumes(), home.id_map());
         let cgroups = CgroupLayout::detect();
         let mut boxes = HashMap::new();
         for dir in fs_err::read_dir(home.boxes())?.flatten() {
@@ -229,6 +232,7 @@ impl Runtime {
                 counters: Counters::default(),
                 warm: (Mutex::new(WarmSlot::default()), std::sync::Condvar::new()),
                 ranges,
+                volumes,
             }),
         };
         // Adopted boxes are watched like the ones this runtime starts (rule 5), and the first box
@@ -289,8 +293,13 @@ impl Runtime {
         result
     }
 
-    async fn create_reserved(&self, options: BoxOptions, name: Option<String>) -> Result<BoxHandle> {
+    async fn create_reserved(&self, mut options: BoxOptions, name: Option<String>) -> Result<BoxHandle> {
         let began = std::time::Instant::now();
+        for volume in &mut options.volumes {
+            if let Some(name) = &volume.named {
+                volume.host_path = self.inner.volumes.data(name)?;
+            }
+        }
         let source = ImageSource::from_options(options.image.as_deref(), options.rootfs_path.as_deref());
         let _layers_in_use = self.inner.images.hold().await;
         let pulled = match &source {
@@ -536,6 +545,32 @@ impl Runtime {
     pub fn list_images(&self) -> Result<Vec<ImageRecord>> {
         self.check_open()?;
         Ok(self.inner.images.list(&self.inner.home))
+    }
+
+    pub fn create_volume(&self, name: &str) -> Result<VolumeInfo> {
+        self.check_open()?;
+        self.inner.volumes.create(name)
+    }
+
+    pub fn get_volume(&self, name: &str) -> Result<VolumeInfo> {
+        self.check_open()?;
+        self.inner.volumes.get(name)
+    }
+
+    pub fn list_volumes(&self) -> Result<Vec<VolumeInfo>> {
+        self.check_open()?;
+        Ok(self.inner.volumes.list())
+    }
+
+    /// Deletes a named volume and its files, unless a box mounts it (`volumes` rule 2).
+    pub fn remove_volume(&self, name: &str) -> Result<()> {
+        self.check_open()?;
+        let users: Vec<String> = lock(&self.inner.boxes)
+            .values()
+            .filter(|entry| entry.record().volumes.iter().any(|volume| volume.named.as_deref() == Some(name)))
+            .map(|entry| entry.id.clone())
+            .collect();
+        self.inner.volumes.remove(name, &users)
     }
 
     pub fn remove_image(&self, reference: &str) -> Result<()> {

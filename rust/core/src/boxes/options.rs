@@ -36,9 +36,13 @@ pub struct BoxOptions {
 /// A host path mounted into the box.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Volume {
+    /// For a named volume, its data directory, found when the box is created.
     pub host_path: PathBuf,
     pub guest_path: String,
     pub read_only: bool,
+    /// The named volume (`volume://name`) this is, if it is one.
+    #[serde(default)]
+    pub named: Option<String>,
 }
 
 /// Capabilities a box may add to the default set. The others would let a box without a user
@@ -129,11 +133,14 @@ impl BoxOptions {
         let mut seen = std::collections::HashSet::new();
         for volume in &self.volumes {
             let host = &volume.host_path;
-            if !host.is_absolute() {
-                return Err(Error::InvalidArgument(format!("volume source {} must be an absolute host path", host.display())));
-            }
-            if !host.exists() {
-                return Err(Error::NotFound(format!("volume source {}", host.display())));
+            // A named volume's directory is found when the box is created (`volumes`).
+            if volume.named.is_none() {
+                if !host.is_absolute() {
+                    return Err(Error::InvalidArgument(format!("volume source {} must be an absolute host path", host.display())));
+                }
+                if !host.exists() {
+                    return Err(Error::NotFound(format!("volume source {}", host.display())));
+                }
             }
             let guest = volume.guest_path.trim_end_matches('/');
             if !volume.guest_path.starts_with('/') || guest.is_empty() || guest.split('/').any(|part| part == "..") {

@@ -318,12 +318,14 @@ impl BoxOptions {
             .volumes
             .iter()
             .map(|volume| {
-                if volume.host.starts_with("volume://") {
-                    return Err(Unsupported("named volumes are not supported yet; mount a host directory".to_string()));
+                let named = volume.host.strip_prefix(boxlite_core::volumes::SCHEME).map(str::to_string);
+                if let Some(name) = &named {
+                    boxlite_core::volumes::check_name(name)?;
                 }
-                Ok(boxlite_core::Volume { host_path: volume.host.clone().into(), guest_path: volume.guest.clone(), read_only: volume.read_only })
+                let host_path = if named.is_some() { std::path::PathBuf::new() } else { volume.host.clone().into() };
+                Ok(boxlite_core::Volume { host_path, guest_path: volume.guest.clone(), read_only: volume.read_only, named })
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, boxlite_core::Error>>()?;
         let mut options = boxlite_core::BoxOptions {
             image: self.image.clone(),
             rootfs_path: self.rootfs_path.clone(),
