@@ -115,3 +115,36 @@ async def test_a_pull_onto_a_full_disk_fails_cleanly(small_home: Path, busybox_i
             runtime.close()
     finally:
         server.stop()
+
+
+def loop_devices_of(home: Path) -> list[str]:
+    listing = subprocess.run(["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"], capture_output=True, text=True, check=True).stdout
+    return [line for line in listing.splitlines() if str(home.resolve()) in line]
+
+
+async def test_a_box_with_a_disk_of_its_own_fills_it_and_nothing_else(runtime: boxlite.Boxlite, home: Path) -> None:
+    box = await runtime.create(boxlite.BoxOptions(disk_size_gb=1, auto_remove=False))
+    other = await runtime.create(boxlite.BoxOptions())
+    host_free_before = os.statvfs(home).f_bavail * os.statvfs(home).f_frsize
+    # Writes past the size fail inside the box with ENOSPC; what fit stays.
+    script = "echo kept > /root/small; head -c 1500000000 /dev/zero > /root/fill; echo status=$?; df -k / | tail -1; cat /root/small"
+    stdout, stderr, _ = await collect(await box.exec("sh", ["-c", script]))
+    assert b"status=1" in stdout and b"No space left" in stderr, (stdout, stderr)
+    status_line, df_line, kept = stdout.decode().splitlines()
+    assert kept == "kept" and int(df_line.split()[1]) < 1100 * 1024, "the box sees a filesystem of its disk's size"
+    metrics = await box.metrics()
+    assert metrics.disk_bytes is not None and 900 << 20 < metrics.disk_bytes < 1200 << 20
+    # The home's filesystem lost at most the disk's size, and the other box writes on.
+    assert host_free_before - os.statvfs(home).f_bavail * os.statvfs(home).f_frsize < 1200 << 20
+    assert (await collect(await other.exec("sh", ["-c", "head -c 10000000 /dev/zero > /root/ok && echo ok"])))[0] == b"ok\n"
+    # The files stay across a restart; the loop device goes with the box.
+    await box.stop()
+    await runtime.get(box.id)
+    assert loop_devices_of(home) == []
+    restarted = await runtime.get(box.id)
+    assert restarted is not None
+    stdout, _, _ = await collect(await restarted.exec("sh", ["-c", "rm /root/fill; cat /root/small; stat -c %u /root"]))
+    assert stdout == b"kept\n0\n"
+    await restarted.stop()
+    await runtime.remove(box.id)
+    assert loop_devices_of(home) == [] and not (home / "boxes" / box.id).exists()

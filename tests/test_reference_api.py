@@ -90,7 +90,6 @@ async def test_options_the_engine_cannot_honour_are_refused_by_name(runtime: box
     refused = {
         "outbound networking": boxlite.BoxOptions(network=boxlite.NetworkSpec()),
         "publishing ports": boxlite.BoxOptions(ports=[(8080, 80)]),
-        "disk_size_gb": boxlite.BoxOptions(disk_size_gb=10),
         "terminal": boxlite.BoxOptions(tty=True, cmd=["sh"]),
         "secrets": boxlite.BoxOptions(secrets=[boxlite.Secret("a", "b")]),
         "auto_resume": boxlite.BoxOptions(auto_resume=True),
@@ -103,6 +102,8 @@ async def test_options_the_engine_cannot_honour_are_refused_by_name(runtime: box
         await runtime.create(boxlite.BoxOptions(advanced=boxlite.AdvancedBoxOptions(capabilities=capabilities)))
     with pytest.raises(boxlite.InvalidArgumentError, match="network mode"):
         await runtime.create(boxlite.BoxOptions(network=boxlite.NetworkSpec(mode="bridged")))
+    with pytest.raises(boxlite.InvalidArgumentError, match="disk_size_gb must be between"):
+        await runtime.create(boxlite.BoxOptions(disk_size_gb=0))
     with pytest.raises(boxlite.InvalidArgumentError, match="health check"):
         await runtime.create(boxlite.BoxOptions(advanced=boxlite.AdvancedBoxOptions(health_check=boxlite.HealthCheckOptions(interval=0))))
     assert await runtime.list_info() == []

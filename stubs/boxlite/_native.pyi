@@ -278,15 +278,18 @@ _PortEntry: TypeAlias = tuple[int | None, int] | tuple[int | None, int, str] | t
 @final
 class BoxOptions:
     """How to make one box. None means the runtime's default. Options this engine cannot
-    honour (``disk_size_gb``, ``ports``, outbound ``network``, ``secrets``, ``tty``, health
-    checks, ``auto_stop``, ``auto_resume``) are refused by ``create()`` with
-    ``UnsupportedError``."""
+    honour (``ports``, outbound ``network``, ``secrets``, ``tty``, ``auto_stop``,
+    ``auto_resume``) are refused by ``create()`` with ``UnsupportedError``."""
 
     image: str | None
     rootfs_path: str | None
     cpus: int | None
     memory_mib: int | None
     disk_size_gb: int | None
+    """The size (GiB, 1 to 16384) of a filesystem of the box's own that holds what it writes:
+    past it the box's writes fail with ENOSPC, and the host is unaffected. Sparse: it takes on
+    the host what is written. ``None``: the box writes to the home's filesystem, unbounded.
+    Needs root and ``mkfs.ext4``."""
     working_dir: str | None
     env: list[tuple[str, str]]
     network: NetworkSpec | None
@@ -491,6 +494,9 @@ class BoxMetrics:
     @property
     def bytes_received_total(self) -> int:
         """Bytes read from the output of the box's processes."""
+    @property
+    def disk_bytes(self) -> int | None:
+        """Host bytes the box's own filesystem takes (``disk_size_gb``); None without one."""
     @property
     def total_create_duration_ms(self) -> int | None: ...
     @property

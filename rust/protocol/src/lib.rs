@@ -76,6 +76,19 @@ pub struct ShimConfig {
     /// mount namespace only) when the box's ids are not the ones the layers are stored with
     /// ([`IdMap::LAYERS`]).
     pub lower_mounts_dir: PathBuf,
+    /// The box's own filesystem, when its size is bounded (`disk_size_gb`): it holds
+    /// `upper_dir` and `work_dir`.
+    pub disk: Option<BoxDisk>,
+}
+
+/// A box's own filesystem: an ext4 image file mounted through a loop device at `mount_point`,
+/// in the box's mount namespace only (so it goes, and the loop device with it, when the box
+/// does). The upper directory's root is made for host id `owner` the first time.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BoxDisk {
+    pub image: PathBuf,
+    pub mount_point: PathBuf,
+    pub owner: u32,
 }
 
 /// The byte the runtime sends on the init's stdin with the membership files of the box's

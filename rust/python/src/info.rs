@@ -200,6 +200,8 @@ pub struct BoxMetrics {
     pub processes: Option<u64>,
     pub bytes_sent_total: u64,
     pub bytes_received_total: u64,
+    /// Host bytes the box's own filesystem takes (`disk_size_gb`); None without one.
+    pub disk_bytes: Option<u64>,
     /// Boxes have no network interface but loopback: always None.
     pub network_bytes_sent: Option<u64>,
     pub network_bytes_received: Option<u64>,
@@ -228,6 +230,7 @@ impl From<boxlite_core::BoxMetrics> for BoxMetrics {
             processes: metrics.processes,
             bytes_sent_total: metrics.bytes_sent_total,
             bytes_received_total: metrics.bytes_received_total,
+            disk_bytes: metrics.disk_bytes,
             network_bytes_sent: None,
             network_bytes_received: None,
             network_tcp_connections: None,

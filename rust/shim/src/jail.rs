@@ -32,6 +32,9 @@ pub fn enter(config: &ShimConfig, namespaces: Option<&BoxNamespaces>) -> Result<
     make_mounts_private()?;
     let root = &config.merged_dir;
     let layers_namespace = namespaces.zip(config.user_namespace).and_then(|(namespaces, map)| namespaces.layers(map));
+    if let Some(disk) = &config.disk {
+        crate::disk::mount_disk(disk, &config.upper_dir, &config.work_dir)?;
+    }
     mount_overlay(config, layers_namespace)?;
     bind_read_only(root, &config.read_only_binds)?;
     mount_proc(root)?;

@@ -9,6 +9,7 @@
 //! ([`init::serve`]).
 
 mod capabilities;
+mod disk;
 mod init;
 mod jail;
 mod pid1;

@@ -157,8 +157,8 @@ impl BoxHandle {
             box_id: record.id.clone(),
             hostname: record.name.clone().filter(|name| name.len() <= 63).unwrap_or_else(|| record.id.clone()),
             lower_dirs: record.prepared.lower_dirs.clone(),
-            upper_dir: dir.join("upper"),
-            work_dir: dir.join("work"),
+            upper_dir: disk::writable_layer(dir, record.disk_size_gb).join("upper"),
+            work_dir: disk::writable_layer(dir, record.disk_size_gb).join("work"),
             merged_dir: dir.join("rootfs"),
             read_only_binds: record.prepared.read_only_binds.clone(),
             socket_path: dir.join("init.sock"),
@@ -178,6 +178,7 @@ impl BoxHandle {
             process_limits: record.process_limits.clone(),
             user_namespace: record.id_map,
             lower_mounts_dir: dir.join("lower"),
+            disk: record.disk_size_gb.map(|_| disk::config(dir, record.id_map)),
             main: record.main.clone().map(|argv| {
                 let (env, cwd, user) = process_defaults(&record).main_process();
                 MainProcess {
@@ -393,6 +394,7 @@ impl BoxHandle {
             processes: usage.processes,
             bytes_sent_total: self.entry.io.sent.load(Ordering::Relaxed),
             bytes_received_total: self.entry.io.received.load(Ordering::Relaxed),
+            disk_bytes: self.entry.record().disk_size_gb.and_then(|_| super::disk::used_bytes(&self.entry.dir)),
         })
     }
 }

@@ -27,6 +27,8 @@ pub struct BoxMetrics {
     /// Bytes written to the stdin of the box's processes, and read from their output.
     pub bytes_sent_total: u64,
     pub bytes_received_total: u64,
+    /// Host bytes the box's own filesystem takes (`disk_size_gb`); `None` without one.
+    pub disk_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default)]

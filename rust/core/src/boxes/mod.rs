@@ -17,6 +17,7 @@
 //! 6. A box whose user chose its main command (`cmd`/`entrypoint`) is never started as a side
 //!    effect of exec, copy or metrics: starting it runs that command.
 
+mod disk;
 mod engine;
 mod handle;
 mod health;
@@ -320,7 +321,9 @@ impl Runtime {
                 }
             };
             let dir = inner.home.box_dir(&id);
-            let made = ["upper", "work", "rootfs", "main"].iter().try_for_each(|sub| fs_err::create_dir_all(dir.join(sub)).map_err(Error::from));
+            // A box with a disk of its own keeps its upper and work directories there (`disk`).
+            let subdirs: &[&str] = if options.disk_size_gb.is_some() { &["rootfs", "main"] } else { &["upper", "work", "rootfs", "main"] };
+            let made = subdirs.iter().try_for_each(|sub| fs_err::create_dir_all(dir.join(sub)).map_err(Error::from));
             let id_map = made.and_then(|()| match (&inner.ranges, inner.home.id_map()) {
                 (Some(ranges), Some(_)) => ranges.claim(&dir).map(Some),
                 (_, shared) => Ok(shared),
@@ -359,8 +362,13 @@ impl Runtime {
                 process_limits: options.process_limits.clone(),
                 id_map,
                 health_check: options.health_check,
+                disk_size_gb: options.disk_size_gb,
             };
-            if let Err(error) = own_upper_layer(&dir, record.id_map).and_then(|()| record.save(&dir)) {
+            let writable_layer = match record.disk_size_gb {
+                Some(size) => disk::make(&dir, size),
+                None => own_upper_layer(&dir, record.id_map),
+            };
+            if let Err(error) = writable_layer.and_then(|()| record.save(&dir)) {
                 let _ = std::fs::remove_dir_all(&dir);
                 inner.release_range(&record, &dir);
                 return Err(error);

@@ -31,6 +31,9 @@ pub struct BoxOptions {
     pub max_processes: Option<u64>,
     pub process_limits: ProcessLimits,
     pub health_check: Option<super::HealthCheck>,
+    /// The size of the box's own filesystem, which holds what the box writes (`disk`); `None`:
+    /// the box writes to the home's filesystem, unbounded.
+    pub disk_size_gb: Option<u64>,
 }
 
 /// A host path mounted into the box.
@@ -91,6 +94,9 @@ impl BoxOptions {
         }
         if let Some(check) = &self.health_check {
             check.validate()?;
+        }
+        if self.disk_size_gb.is_some_and(|size| !(1..=super::disk::MAX_SIZE_GB).contains(&size)) {
+            return Err(Error::InvalidArgument(format!("disk_size_gb must be between 1 and {}", super::disk::MAX_SIZE_GB)));
         }
         for (key, _) in &self.env {
             if key.is_empty() || key.contains('=') || key.contains('\0') {

@@ -60,6 +60,9 @@ pub struct BoxRecord {
     pub id_map: Option<IdMap>,
     #[serde(default)]
     pub health_check: Option<super::HealthCheck>,
+    /// The size of the box's own filesystem (`disk`), if it has one.
+    #[serde(default)]
+    pub disk_size_gb: Option<u64>,
 }
 
 fn default_capabilities() -> Vec<u32> {

@@ -297,11 +297,6 @@ impl BoxOptions {
         if self.auto_resume == Some(true) {
             return Err(Unsupported("auto_resume is only available on a REST runtime".to_string()));
         }
-        if self.disk_size_gb.is_some() {
-            return Err(Unsupported(
-                "disk_size_gb: a box's files live in its layer on the host filesystem, without a disk of their own to size".to_string(),
-            ));
-        }
         if let Some(network) = &self.network {
             network.check()?;
         }
@@ -340,6 +335,7 @@ impl BoxOptions {
             cmd: self.cmd.clone(),
             user: self.user.clone(),
             volumes,
+            disk_size_gb: self.disk_size_gb,
             ..Default::default()
         };
         if let Some(advanced) = &self.advanced {
