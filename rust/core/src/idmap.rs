@@ -18,12 +18,19 @@
 //!    claimed host-wide ([`RangeClaims`], in [`CLAIMS_DIR`]) so that boxes of other homes and
 //!    runtimes get other ones. Boxes made before ranges were per box keep [`IdMap::LAYERS`].
 
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
 pub use boxlite_protocol::IdMap;
+
+use crate::error::{Error, Result};
 
 /// The ids layers are stored with on this host, or `None` where a user namespace cannot be made
 /// (user namespaces off, or a runtime that runs in a user namespace without these ids), or
 /// where `BOXLITE_USER_NAMESPACES=0` turns them off. The shim tries it for real.
-pub fn detect(shim: &std::path::Path) -> Option<IdMap> {
+pub fn detect(shim: &Path) -> Option<IdMap> {
     if std::env::var_os("BOXLITE_USER_NAMESPACES").is_some_and(|value| value == "0") {
         return None;
     }
@@ -51,47 +58,46 @@ pub const CLAIMS_DIR: &str = "/var/lib/boxlite/id-ranges";
 /// leaks nothing for good. Every change happens under the directory's flock.
 #[derive(Debug)]
 pub struct RangeClaims {
-    dir: std::path::PathBuf,
+    dir: PathBuf,
 }
 
 /// Where the next claim starts looking: slots are handed out round the ring, so a range freed a
 /// moment ago is the last to be used again.
-static NEXT_SLOT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+static NEXT_SLOT: AtomicU32 = AtomicU32::new(1);
 
 impl RangeClaims {
-    pub fn open(dir: &std::path::Path) -> std::io::Result<Self> {
+    pub fn open(dir: &Path) -> std::io::Result<Self> {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
         Ok(Self { dir: dir.to_path_buf() })
     }
 
-    fn locked(&self) -> crate::error::Result<std::fs::File> {
+    fn locked(&self) -> Result<File> {
         let path = self.dir.join("lock");
-        let file = std::fs::File::options().create(true).truncate(false).write(true).open(&path).map_err(|error| crate::error::Error::storage("open", &path, &error))?;
+        let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(|error| Error::storage("open", &path, &error))?;
         // SAFETY: flock on a descriptor we own; released when `file` is closed.
-        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX) } < 0 {
-            return Err(crate::error::Error::storage("lock", &path, &std::io::Error::last_os_error()));
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } < 0 {
+            return Err(Error::storage("lock", &path, &std::io::Error::last_os_error()));
         }
         Ok(file)
     }
 
-    fn claim_path(&self, map: IdMap) -> Option<std::path::PathBuf> {
+    fn claim_path(&self, map: IdMap) -> Option<PathBuf> {
         map.slot_number().filter(|slot| *slot > 0).map(|slot| self.dir.join(slot.to_string()))
     }
 
     /// Who holds `path`'s slot: a box directory that still exists.
-    fn holder(path: &std::path::Path) -> Option<std::path::PathBuf> {
-        let holder = std::path::PathBuf::from(std::fs::read_to_string(path).ok()?);
+    fn holder(path: &Path) -> Option<PathBuf> {
+        let holder = PathBuf::from(std::fs::read_to_string(path).ok()?);
         holder.is_dir().then_some(holder)
     }
 
-    fn write(path: &std::path::Path, box_dir: &std::path::Path) -> crate::error::Result<()> {
-        std::fs::write(path, box_dir.as_os_str().as_encoded_bytes()).map_err(|error| crate::error::Error::storage("write", path, &error))
+    fn write(path: &Path, box_dir: &Path) -> Result<()> {
+        std::fs::write(path, box_dir.as_os_str().as_encoded_bytes()).map_err(|error| Error::storage("write", path, &error))
     }
 
     /// Claims a free range for the box whose directory (which must exist) is `box_dir`.
-    pub fn claim(&self, box_dir: &std::path::Path) -> crate::error::Result<IdMap> {
-        use std::sync::atomic::Ordering;
+    pub fn claim(&self, box_dir: &Path) -> Result<IdMap> {
         let _lock = self.locked()?;
         let start = NEXT_SLOT.load(Ordering::Relaxed).clamp(1, IdMap::SLOTS);
         for offset in 0..IdMap::SLOTS {
@@ -104,12 +110,12 @@ impl RangeClaims {
                 return Ok(map);
             }
         }
-        Err(crate::error::Error::Engine(format!("every box id range on this host is in use ({} boxes)", IdMap::SLOTS)))
+        Err(Error::Engine(format!("every box id range on this host is in use ({} boxes)", IdMap::SLOTS)))
     }
 
     /// Claims `map` again for `box_dir` when a home is opened: a claim lost meanwhile (the
     /// host's claims were deleted) is written anew. A range another box holds now is reported.
-    pub fn reclaim(&self, map: IdMap, box_dir: &std::path::Path) {
+    pub fn reclaim(&self, map: IdMap, box_dir: &Path) {
         let Some(path) = self.claim_path(map) else { return };
         let Ok(_lock) = self.locked() else { return };
         match Self::holder(&path) {
@@ -122,10 +128,10 @@ impl RangeClaims {
     }
 
     /// Gives back `map`, if `box_dir` holds it.
-    pub fn release(&self, map: IdMap, box_dir: &std::path::Path) {
+    pub fn release(&self, map: IdMap, box_dir: &Path) {
         let Some(path) = self.claim_path(map) else { return };
         let Ok(_lock) = self.locked() else { return };
-        if std::fs::read_to_string(&path).is_ok_and(|holder| std::path::Path::new(&holder) == box_dir) {
+        if std::fs::read_to_string(&path).is_ok_and(|holder| Path::new(&holder) == box_dir) {
             let _ = std::fs::remove_file(&path);
         }
     }
@@ -148,7 +154,7 @@ mod tests {
         assert!(first.slot_number().is_some_and(|slot| slot > 0) && second.slot_number().is_some_and(|slot| slot > 0));
         // The first box's directory goes (removed, or its home deleted): its claim is stale.
         std::fs::remove_dir_all(&first_dir).expect("remove");
-        NEXT_SLOT.store(first.slot_number().expect("slot"), std::sync::atomic::Ordering::Relaxed);
+        NEXT_SLOT.store(first.slot_number().expect("slot"), Ordering::Relaxed);
         let third_dir = scratch.join("third");
         std::fs::create_dir_all(&third_dir).expect("box directory");
         assert_eq!(claims.claim(&third_dir).expect("a range"), first);
