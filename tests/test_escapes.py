@@ -5,6 +5,7 @@ stops each one."""
 from __future__ import annotations
 
 import ast
+import ctypes
 import hashlib
 import os
 from pathlib import Path
@@ -162,3 +163,44 @@ for name in ("cgroup.procs", "memory.max", "pids.max"):
     assert "wrote" not in result, result
     mounts = [line for line in result.splitlines() if line.startswith(("mount", "cgroup2"))]
     assert len(mounts) == 4 and all(line.split()[-2] == "-1" for line in mounts), result
+
+
+# Takes inotify instances until the kernel refuses one, says how many, and holds them.
+HOARD_INOTIFY = """
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+held = []
+while len(held) < 100000:
+    fd = libc.inotify_init1(0)
+    if fd < 0:
+        break
+    held.append(fd)
+print(len(held), ctypes.get_errno(), flush=True)
+sys.stdin.read()
+"""
+
+
+async def test_a_box_that_drains_a_per_user_kernel_quota_drains_only_its_own(runtime: boxlite.Boxlite) -> None:
+    # The kernel counts inotify instances (and keys, namespaces) per user: each box being a
+    # user of its own, one that takes them all leaves every other box and the host theirs.
+    hoarder, neighbour = [await runtime.create(boxlite.BoxOptions()) for _ in range(2)]
+    hoarding = await hoarder.exec("python3", ["-c", HOARD_INOTIFY])
+    try:
+        count, errno_value = (await hoarding.stdout().__anext__()).split()
+        assert 0 < int(count) <= int(Path("/proc/sys/fs/inotify/max_user_instances").read_text()) and int(errno_value) == 24
+        result, code = await python(neighbour, "import ctypes; libc = ctypes.CDLL(None); print(sum(libc.inotify_init1(0) >= 0 for _ in range(20)))")
+        assert (result.strip(), code) == ("20", 0), "another box has its own quota"
+        libc = ctypes.CDLL(None, use_errno=True)
+        made = [libc.inotify_init1(0) for _ in range(5)]
+        assert all(fd >= 0 for fd in made), "the host has its own"
+        for fd in made:
+            os.close(fd)
+    finally:
+        await hoarding.kill()
+
+
+async def test_a_box_out_of_descriptors_hurts_only_itself(runtime: boxlite.Boxlite, box: boxlite.Box) -> None:
+    result, code = await python(box, "import os\nn = 0\ntry:\n    while True:\n        os.open('/dev/null', os.O_RDONLY); n += 1\nexcept OSError as error:\n    print(n, error.errno)")
+    count, errno_value = result.split()
+    assert code == 0 and int(count) > 100 and int(errno_value) == 24, result
+    assert (await python(box, "print('still answering')"))[0].strip() == "still answering"

@@ -128,9 +128,20 @@ impl IdMap {
     pub const LAYERS: Self = Self::slot(0);
     /// Ids in one box's range.
     pub const BOX_IDS: u32 = 65_536;
-    /// The number of box ranges above [`IdMap::LAYERS`] that fit below host id 0xFFFF_FFFF
-    /// (the invalid id, -1).
-    pub const SLOTS: u32 = (u32::MAX - 0x7000_0000) / Self::BOX_IDS - 1;
+    /// The number of box ranges above [`IdMap::LAYERS`]; above them, below host id 0xFFFF_FFFF
+    /// (the invalid id, -1), are the owners of boxes' user namespaces
+    /// ([`IdMap::namespace_owner`]).
+    pub const SLOTS: u32 = (u32::MAX - 0x7000_0000) / Self::BOX_IDS - 1 - Self::OWNER_SLOTS;
+    /// Ranges' worth of ids for namespace owners: one per possible pid (2^22).
+    const OWNER_SLOTS: u32 = 64;
+
+    /// The host id that owns the user namespace made by the process whose host pid is `pid`:
+    /// one of its own for each live box, in ids no box range holds. The kernel counts what a
+    /// user namespace's processes take of per-user quotas (inotify instances, keys,
+    /// namespaces) against its owner too, so each box drains only its own.
+    pub const fn namespace_owner(pid: u32) -> u32 {
+        Self::slot(Self::SLOTS + 1).host_base + pid
+    }
 
     /// Range `slot`: slot 0 is [`IdMap::LAYERS`], slots 1..=[`IdMap::SLOTS`] are boxes'.
     pub const fn slot(slot: u32) -> Self {
@@ -407,6 +418,9 @@ mod tests {
             assert_eq!(IdMap::slot(slot).slot_number(), Some(slot));
         }
         assert_eq!(IdMap { host_base: 0x7000_0001, size: 65_536 }.slot_number(), None);
+        // Namespace owners lie above every box range, and the largest pid's below -1.
+        assert!(IdMap::namespace_owner(0) >= last.host_base + last.size);
+        assert!(u64::from(IdMap::namespace_owner((1 << 22) - 1)) < u64::from(u32::MAX));
         assert_eq!(IdMap { host_base: 1000, size: 65_536 }.slot_number(), None);
     }
 

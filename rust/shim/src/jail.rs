@@ -244,7 +244,7 @@ fn owner_namespace(source: &Path, box_ids: IdMap) -> Result<Option<Pending>> {
         return Ok(None);
     }
     let box_root = IdMap { host_base: box_ids.host_base, size: 1 };
-    let mapped = Pending::create().and_then(|owner| owner.map(metadata.uid(), metadata.gid(), box_root).map(|()| owner));
+    let mapped = Pending::create(false).and_then(|owner| owner.map(metadata.uid(), metadata.gid(), box_root).map(|()| owner));
     mapped.map(Some).map_err(|message| sys::SysError { operation: format!("failed to map volume {} to its owner: {message}", source.display()), source: std::io::Error::from_raw_os_error(libc::EPERM) })
 }
 

@@ -3,7 +3,10 @@
 //! with its config, so a shim made ahead of need serves any box. Once they came, the init writes
 //! the maps (it may: it is root in the parent namespace) and lets the helpers go.
 //!
-//! A box has two: its own, in which its processes run (box ids 0.. are the box's host range),
+//! A box has two: its own, in which its processes run (box ids 0.. are the box's host range) and
+//! which a host user of its own owns (`IdMap::namespace_owner`: the kernel charges per-user
+//! quotas such as inotify instances to a namespace's owner as well, so that a box that drains
+//! one drains it for itself, not for host root and every other box),
 //! and the one its image layers are mounted through (idmapped mounts, `jail`), which maps the
 //! ids the layers are stored with ([`IdMap::LAYERS`]) to the box's range, so each box sees the
 //! shared layers as its own files.
@@ -33,9 +36,10 @@ pub struct Pending {
 }
 
 impl Pending {
-    /// Forks the helper, which makes the namespace and waits. The caller must be
-    /// single-threaded, and reaps the helper when this is dropped.
-    pub fn create() -> Result<Self, String> {
+    /// Forks the helper, which makes the namespace and waits. `owned`: the helper first becomes
+    /// its own host user ([`IdMap::namespace_owner`]), which then owns the namespace; else host
+    /// root does. The caller must be single-threaded, and reaps the helper when this is dropped.
+    pub fn create(owned: bool) -> Result<Self, String> {
         let (ready_read, ready_write) = process::pipe().map_err(|error| error.to_string())?;
         let (release_read, release_write) = release_pair()?;
         // SAFETY: the caller is single-threaded; the child only calls unshare, write, read and
@@ -53,12 +57,13 @@ impl Pending {
                 let mut answer = [0u8; 32];
                 answer[0] = b'n';
                 let mut length = 1;
-                if libc::unshare(libc::CLONE_NEWUSER) == 0 {
-                    let read = libc::readlink(c"/proc/self".as_ptr(), answer[1..].as_mut_ptr().cast(), answer.len() - 1);
-                    if read > 0 {
-                        answer[0] = b'y';
-                        length += read as usize;
-                    }
+                let read = libc::readlink(c"/proc/self".as_ptr(), answer[1..].as_mut_ptr().cast(), answer.len() - 1);
+                let pid = answer[1..].iter().take(read.max(0) as usize).fold(0u32, |pid, digit| pid * 10 + u32::from(digit - b'0'));
+                let owner = IdMap::namespace_owner(pid);
+                let became = !owned || (libc::setresgid(owner, owner, owner) == 0 && libc::setgroups(0, std::ptr::null()) == 0 && libc::setresuid(owner, owner, owner) == 0);
+                if read > 0 && became && libc::unshare(libc::CLONE_NEWUSER) == 0 {
+                    answer[0] = b'y';
+                    length += read as usize;
                 }
                 libc::write(ready_write.as_raw_fd(), answer.as_ptr().cast(), length);
                 let mut byte = 0u8;
@@ -147,7 +152,7 @@ pub struct BoxNamespaces {
 
 impl BoxNamespaces {
     pub fn create() -> Result<Self, String> {
-        Ok(Self { own: Pending::create()?, layers: Pending::create()? })
+        Ok(Self { own: Pending::create(true)?, layers: Pending::create(false)? })
     }
 
     /// Gives both their ids once the box's range `map` is known. A box in the range the layers
@@ -173,7 +178,7 @@ impl BoxNamespaces {
 
 /// Whether a user namespace with [`IdMap::LAYERS`] can be made here (the runtime's probe).
 pub fn probe() -> bool {
-    Pending::create().and_then(|pending| pending.map(0, 0, IdMap::LAYERS)).is_ok()
+    Pending::create(false).and_then(|pending| pending.map(0, 0, IdMap::LAYERS)).is_ok()
 }
 
 /// Moves the calling (single-threaded) process into the box's user namespace.
