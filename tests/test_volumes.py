@@ -154,3 +154,13 @@ async def test_named_volumes_refuse_bad_names_and_unknown_ones_make_nothing(runt
         await runtime.volumes.get("never")
     with pytest.raises(boxlite.NotFoundError):
         await runtime.volumes.remove("never")
+
+
+async def test_a_writable_volume_of_another_boxs_ids_is_not_taken_as_its_owner(runtime: boxlite.Boxlite, tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign"
+    foreign.mkdir(mode=0o755)
+    os.chown(foreign, LAYERS_ROOT + 7 * 65536, LAYERS_ROOT + 7 * 65536)  # a box range's root
+    box = await runtime.create(boxlite.BoxOptions(volumes=[(str(foreign), "/mnt/foreign")]))
+    _, _, code = await sh(box, "echo x > /mnt/foreign/planted")
+    assert code != 0 and not (foreign / "planted").exists(), "a box must not act as another box's root"
+    await box.stop()

@@ -235,12 +235,13 @@ fn open_volume_sources<'a>(volumes: &'a [VolumeMount], box_ids: Option<(IdMap, &
         .collect()
 }
 
-/// For a writable volume whose source a host user other than root owns: a user namespace in
-/// which that user (and its group) is box root, for an idmapped mount.
+/// For a writable volume whose source a host user owns — not root, and none of boxes' ids (a
+/// box must not act as another box's user): a user namespace in which that user (and its
+/// group) is box root, for an idmapped mount.
 fn owner_namespace(source: &Path, box_ids: IdMap) -> Result<Option<Pending>> {
     use std::os::unix::fs::MetadataExt;
     let metadata = std::fs::metadata(source).map_err(|source_error| sys::SysError { operation: format!("failed to read volume source {}", source.display()), source: source_error })?;
-    if metadata.uid() == 0 {
+    if metadata.uid() == 0 || metadata.uid() >= IdMap::LAYERS.host_base {
         return Ok(None);
     }
     let box_root = IdMap { host_base: box_ids.host_base, size: 1 };
