@@ -104,3 +104,24 @@ async def test_a_stop_ends_what_the_idle_pid_1_adopted(runtime: boxlite.Boxlite)
     await wait_until(lambda: len(processes_with_command_line(b"sleep\x00600601\x00")) == 2)
     await box.stop()
     assert processes_with_command_line(b"sleep\x00600601\x00") == []
+
+
+# Blocks SIGTERM, says so, keeps it blocked for a moment, then unblocks it at its default action.
+BLOCKS_FOR_A_MOMENT = (
+    "import signal, sys, time; signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM]); print('ready', flush=True); "
+    "time.sleep(0.5); signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM]); print('unblocked', flush=True); time.sleep(60)"
+)
+
+
+async def test_a_signal_asked_for_while_the_main_process_blocks_it_ends_it_once_unblocked(runtime: boxlite.Boxlite) -> None:
+    # The kernel queues it for pid 1 and drops it at the unblock (pid 1 ignores what it does
+    # not handle): the init looks again each turn, and ends the process as the signal would.
+    box = await runtime.create(boxlite.BoxOptions(cmd=["python3", "-c", BLOCKS_FOR_A_MOMENT], auto_remove=False))
+    await box.start()
+    attached = await box.attach()
+    stream = attached.stdout(text=False)
+    await read_until(stream, b"", b"ready")
+    await attached.signal(15)
+    status = await attached.wait()
+    assert status.exit_code == -15
+    await runtime.remove(box.id, force=True)

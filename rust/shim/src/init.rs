@@ -25,7 +25,9 @@
 //! 7. Signals the runtime sends the main process (a stop's SIGTERM, `signal()` through attach)
 //!    act as on an ordinary process: the kernel drops a signal pid 1 leaves at its default
 //!    action, so when that action would end it, the init ends it with SIGKILL and records the
-//!    signal that was asked for. Signals from inside the box get the kernel's pid 1 treatment.
+//!    signal that was asked for. One that pid 1 blocks when it is asked for is looked at again
+//!    each turn until pid 1 unblocks it (the kernel then drops it) or catches or ignores it.
+//!    Signals from inside the box get the kernel's pid 1 treatment.
 
 use std::fs::File;
 use std::io::Write;
@@ -98,11 +100,14 @@ pub struct Init {
     first: Option<i32>,
     /// The signal rule 7 ended the main process for, recorded as its end.
     ended_for: Option<i32>,
+    /// Signals asked for the main process while it blocked them (rule 7), looked at each turn.
+    blocked_for_first: Vec<i32>,
     accounts: users::Accounts,
     stack: process::ChildStack,
 }
 
-/// How often a shutdown looks again at the box's pid 1 (`Init::end_first_when_due`).
+/// How often a shutdown, or a signal the main process blocked, looks again at the box's pid 1
+/// (`Init::end_first_when_due`, `Init::end_first_when_unblocked`).
 const SHUTDOWN_CHECK: Duration = Duration::from_millis(10);
 
 struct Shutdown {
@@ -175,6 +180,7 @@ impl Init {
             main: main.map(|main| Main { pid: Some(first), ..main }),
             first: Some(first),
             ended_for: None,
+            blocked_for_first: Vec::new(),
             accounts: users::Accounts::default(),
             stack: process::ChildStack::new(),
         }
@@ -207,6 +213,9 @@ impl Init {
             }
             i32::try_from(left.as_millis()).unwrap_or(i32::MAX)
         });
+        // The same for a signal the main process blocked when it was asked for.
+        let check = i32::try_from(SHUTDOWN_CHECK.as_millis()).unwrap_or(i32::MAX);
+        let timeout = if self.blocked_for_first.is_empty() || (0..=check).contains(&timeout) { timeout } else { check };
         // SAFETY: pollfds is a valid array of its stated length for the duration of the call.
         let ready = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout) };
         if ready < 0 {
@@ -242,6 +251,7 @@ impl Init {
         }
         self.reap();
         self.end_first_when_due();
+        self.end_first_when_unblocked();
     }
 
     /// Rules 3 and 7, while a shutdown waits: an idle pid 1 ends, taking the box's pid
@@ -255,7 +265,7 @@ impl Init {
         let due = if self.main.is_none() {
             !crate::pid1::others_left()
         } else {
-            self.ended_for.is_none() && crate::pid1::would_end_it(libc::SIGTERM)
+            self.ended_for.is_none() && crate::pid1::fate(libc::SIGTERM) == crate::pid1::Fate::Ends
         };
         if due {
             if self.main.is_some() {
@@ -266,12 +276,44 @@ impl Init {
         }
     }
 
+    /// Rule 7: the main process ends as a signal asked for while it blocked the signal would
+    /// have ended an ordinary process, once it unblocks it at its default action; one it
+    /// catches or ignores by then is the kernel's to deliver.
+    fn end_first_when_unblocked(&mut self) {
+        let Some(first) = self.first.filter(|_| self.ended_for.is_none()) else {
+            self.blocked_for_first.clear();
+            return;
+        };
+        let mut ends = None;
+        self.blocked_for_first.retain(|signal| match crate::pid1::fate(*signal) {
+            crate::pid1::Fate::Blocked => true,
+            crate::pid1::Fate::Ends => {
+                ends = ends.or(Some(*signal));
+                false
+            }
+            crate::pid1::Fate::Spared => false,
+        });
+        if let Some(signal) = ends {
+            self.ended_for = Some(signal);
+            self.blocked_for_first.clear();
+            // SAFETY: kill(2) of our own child, reaped by `reap`.
+            unsafe { libc::kill(first, libc::SIGKILL) };
+        }
+    }
+
     /// Rule 7: sends `signal` to the main process (or its group) as to an ordinary process.
     fn signal_main(&mut self, pid: i32, signal: i32, group: bool) -> std::io::Result<()> {
-        if self.first == Some(pid) && crate::pid1::would_end_it(signal) {
-            self.ended_for = Some(signal);
-            // SAFETY: kill(2) of our own child, reaped by `reap`.
-            return if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) };
+        if self.first == Some(pid) {
+            match crate::pid1::fate(signal) {
+                crate::pid1::Fate::Ends => {
+                    self.ended_for = Some(signal);
+                    // SAFETY: kill(2) of our own child, reaped by `reap`.
+                    return if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) };
+                }
+                // Queued by the kernel too, for a handler installed before it is unblocked.
+                crate::pid1::Fate::Blocked => self.blocked_for_first.push(signal),
+                crate::pid1::Fate::Spared => {}
+            }
         }
         let target = if group { -pid } else { pid };
         // SAFETY: plain kill(2) of a process this init started and has not reaped.

@@ -239,20 +239,37 @@ fn alive(pid: i32) -> bool {
     }
 }
 
-/// Whether `signal`, sent to pid 1 from outside the box, would end an ordinary process: its
-/// default action terminates, and pid 1 neither catches, blocks nor ignores it. The kernel
-/// drops such a signal for pid 1; the init then ends pid 1 as the signal would have.
-pub fn would_end_it(signal: i32) -> bool {
+/// What `signal`, sent to pid 1 from outside the box, does to it now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// It would end an ordinary process (its default action terminates), and pid 1 neither
+    /// catches, blocks nor ignores it. The kernel drops such a signal for pid 1; the init then
+    /// ends pid 1 as the signal would have.
+    Ends,
+    /// As `Ends`, but pid 1 blocks it for now: the kernel queues it, and drops it when pid 1
+    /// unblocks it unless pid 1 caught it meanwhile.
+    Blocked,
+    /// Pid 1 catches or ignores it, or it does not end a process: the kernel's business.
+    Spared,
+}
+
+pub fn fate(signal: i32) -> Fate {
     let default_ignored_or_stops = [libc::SIGCHLD, libc::SIGURG, libc::SIGWINCH, libc::SIGCONT, libc::SIGSTOP, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
     if default_ignored_or_stops.contains(&signal) || !(1..=64).contains(&signal) {
-        return false;
+        return Fate::Spared;
     }
     // The init has no pid in the box's namespace, whose /proc this is: pid 1 there is the
     // box's pid 1.
-    let Ok(status) = std::fs::read_to_string("/proc/1/status") else { return false };
+    let Ok(status) = std::fs::read_to_string("/proc/1/status") else { return Fate::Spared };
     let bit = 1u64 << (signal - 1);
-    let mask = |field: &str| status.lines().find_map(|line| line.strip_prefix(field)).and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok());
-    ["SigBlk:", "SigIgn:", "SigCgt:"].iter().all(|field| mask(field).is_some_and(|set| set & bit == 0))
+    let has = |field: &str| status.lines().find_map(|line| line.strip_prefix(field)).and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok()).is_none_or(|set| set & bit != 0);
+    if has("SigIgn:") || has("SigCgt:") {
+        Fate::Spared
+    } else if has("SigBlk:") {
+        Fate::Blocked
+    } else {
+        Fate::Ends
+    }
 }
 
 /// Whether any process besides pid 1 is left in the box (orphans included, which are pid 1's
