@@ -6,6 +6,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+#: Where boxes' id ranges are claimed on this host (one file per claimed range).
+ID_RANGE_CLAIMS = Path("/var/lib/boxlite/id-ranges")
+
 
 def box_processes(home: Path) -> list[int]:
     """Pids of box inits started from ``home`` (their executable lives in ``home/bin``)."""

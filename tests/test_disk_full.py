@@ -16,10 +16,8 @@ import pytest
 import boxlite
 
 from .conftest import collect
-from .leftovers import box_processes
+from .leftovers import ID_RANGE_CLAIMS, box_processes
 from .registry import Registry
-
-CLAIMS = Path("/var/lib/boxlite/id-ranges")
 
 
 @pytest.fixture
@@ -49,7 +47,7 @@ def fill(directory: Path) -> Path:
 
 def claims_of(home: Path) -> list[Path]:
     prefix = str(home.resolve())
-    return [claim for claim in CLAIMS.glob("[0-9]*") if claim.read_text().startswith(prefix)] if CLAIMS.is_dir() else []
+    return [claim for claim in ID_RANGE_CLAIMS.glob("[0-9]*") if claim.read_text().startswith(prefix)] if ID_RANGE_CLAIMS.is_dir() else []
 
 
 async def test_a_full_disk_fails_each_operation_cleanly_and_loses_nothing(small_home: Path, busybox_image: str, tmp_path: Path) -> None:

@@ -77,7 +77,8 @@ async def test_a_working_directory_through_an_inherited_descriptor_stays_in_the_
     for descriptor in range(3, 16):
         try:
             listing, code = await python(box, "import os; print(sorted(os.listdir('.') + os.listdir('..')))", cwd=f"/proc/self/fd/{descriptor}")
-        except boxlite.BoxliteError:
+        except boxlite.ExecutionError as refused:
+            assert "working directory" in str(refused), refused
             continue
         assert code != 0 or not set(ast.literal_eval(listing)) & {"host-marker", "boxes", "bin", "layers"} - BOX_ROOT_NAMES, (descriptor, listing)
 

@@ -9,6 +9,7 @@ import pytest
 import boxlite
 
 from .conftest import collect
+from .leftovers import ID_RANGE_CLAIMS
 
 # Runs one raw syscall with integer arguments and prints its errno name (or "ok").
 SYSCALL = """
@@ -178,7 +179,6 @@ async def test_capabilities_can_be_dropped_and_safe_ones_added(runtime: boxlite.
 
 LAYERS_BASE = 0x7000_0000  # the host ids image layers are stored with
 RANGE = 65536
-CLAIMS = Path("/var/lib/boxlite/id-ranges")
 
 
 async def box_base(box: boxlite.Box) -> int:
@@ -236,7 +236,7 @@ async def test_each_box_is_a_stranger_to_every_other(runtime: boxlite.Boxlite, h
     stdout, _, _ = await collect(await second.exec("stat", ["-c", "%u:%g", "/etc/group"]))
     assert stdout == b"0:0\n"
     # The range stays with the box across a restart, and is claimed on the host until removal.
-    claim = CLAIMS / str((first_base - LAYERS_BASE) // RANGE)
+    claim = ID_RANGE_CLAIMS / str((first_base - LAYERS_BASE) // RANGE)
     assert claim.read_text() == str(home.resolve() / "boxes" / first.id)
     await first.stop()
     first = await runtime.get(first.id)

@@ -82,8 +82,12 @@ impl RangeClaims {
         Ok(file)
     }
 
+    fn slot_path(&self, slot: u32) -> PathBuf {
+        self.dir.join(slot.to_string())
+    }
+
     fn claim_path(&self, map: IdMap) -> Option<PathBuf> {
-        map.slot_number().filter(|slot| *slot > 0).map(|slot| self.dir.join(slot.to_string()))
+        map.slot_number().filter(|slot| *slot > 0).map(|slot| self.slot_path(slot))
     }
 
     /// Who holds `path`'s slot: a box directory that still exists.
@@ -102,12 +106,11 @@ impl RangeClaims {
         let start = NEXT_SLOT.load(Ordering::Relaxed).clamp(1, IdMap::SLOTS);
         for offset in 0..IdMap::SLOTS {
             let slot = (start - 1 + offset) % IdMap::SLOTS + 1;
-            let map = IdMap::slot(slot);
-            let path = self.dir.join(slot.to_string());
+            let path = self.slot_path(slot);
             if Self::holder(&path).is_none() {
                 Self::write(&path, box_dir)?;
                 NEXT_SLOT.store(slot % IdMap::SLOTS + 1, Ordering::Relaxed);
-                return Ok(map);
+                return Ok(IdMap::slot(slot));
             }
         }
         Err(Error::Engine(format!("every box id range on this host is in use ({} boxes)", IdMap::SLOTS)))

@@ -5,9 +5,8 @@ use std::sync::Arc;
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::types::PyList;
 
-use crate::dispatcher::{Deliver, Event, Payload, Shared};
+use crate::dispatcher::{list, object, Deliver, Event, Payload, Shared};
 use crate::pyrepr::python_repr;
 
 /// One registry to pull from. Credentials never appear in `repr()`.
@@ -114,7 +113,7 @@ impl ImagePullResult {
 /// `pull()` resolves to an `ImagePullResult`.
 impl Deliver for ImagePullResult {
     fn into_python<'py>(self: Box<Self>, _shared: &Arc<Shared>, event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        Ok(Py::new(event_loop.py(), *self)?.into_bound(event_loop.py()).into_any())
+        object(event_loop, *self)
     }
 }
 
@@ -152,9 +151,7 @@ impl ImageInfo {
 /// `list()` resolves to a list of `ImageInfo`.
 impl Deliver for Vec<ImageInfo> {
     fn into_python<'py>(self: Box<Self>, _shared: &Arc<Shared>, event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let py = event_loop.py();
-        let items = self.into_iter().map(|info| Py::new(py, info)).collect::<PyResult<Vec<_>>>()?;
-        Ok(PyList::new(py, items)?.into_any())
+        list(event_loop, *self)
     }
 }
 

@@ -3,9 +3,8 @@
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3::types::PyList;
 
-use crate::dispatcher::{Deliver, Shared};
+use crate::dispatcher::{list, object, Deliver, Shared};
 use crate::options::NetworkInfo;
 
 /// none, starting, healthy or unhealthy (`HealthCheckOptions`; none for a box without checks,
@@ -255,7 +254,7 @@ impl BoxMetrics {
 /// `Box.info()` resolves to a `BoxInfo`.
 impl Deliver for boxlite_core::BoxInfo {
     fn into_python<'py>(self: Box<Self>, _shared: &Arc<Shared>, event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        Ok(Py::new(event_loop.py(), BoxInfo::from(*self))?.into_bound(event_loop.py()).into_any())
+        object(event_loop, BoxInfo::from(*self))
     }
 }
 
@@ -272,20 +271,18 @@ impl Deliver for Option<boxlite_core::BoxInfo> {
 /// `list_info()` resolves to a list of `BoxInfo`.
 impl Deliver for Vec<boxlite_core::BoxInfo> {
     fn into_python<'py>(self: Box<Self>, _shared: &Arc<Shared>, event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let py = event_loop.py();
-        let items = self.into_iter().map(|info| Py::new(py, BoxInfo::from(info))).collect::<PyResult<Vec<_>>>()?;
-        Ok(PyList::new(py, items)?.into_any())
+        list(event_loop, self.into_iter().map(BoxInfo::from))
     }
 }
 
 impl Deliver for boxlite_core::RuntimeMetrics {
     fn into_python<'py>(self: Box<Self>, _shared: &Arc<Shared>, event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        Ok(Py::new(event_loop.py(), RuntimeMetrics::from(*self))?.into_bound(event_loop.py()).into_any())
+        object(event_loop, RuntimeMetrics::from(*self))
     }
 }
 
 impl Deliver for boxlite_core::BoxMetrics {
     fn into_python<'py>(self: Box<Self>, _shared: &Arc<Shared>, event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        Ok(Py::new(event_loop.py(), BoxMetrics::from(*self))?.into_bound(event_loop.py()).into_any())
+        object(event_loop, BoxMetrics::from(*self))
     }
 }

@@ -3,9 +3,8 @@
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3::types::PyList;
 
-use crate::dispatcher::{Deliver, Payload, Shared};
+use crate::dispatcher::{list, object, Deliver, Payload, Shared};
 use crate::pyrepr::python_repr;
 use crate::unsupported::{refuse_now, Missing};
 
@@ -34,15 +33,13 @@ impl VolumeInfo {
 
 impl Deliver for boxlite_core::volumes::VolumeInfo {
     fn into_python<'py>(self: Box<Self>, _shared: &Arc<Shared>, event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        Ok(Py::new(event_loop.py(), VolumeInfo::from(*self))?.into_bound(event_loop.py()).into_any())
+        object(event_loop, VolumeInfo::from(*self))
     }
 }
 
 impl Deliver for Vec<boxlite_core::volumes::VolumeInfo> {
     fn into_python<'py>(self: Box<Self>, _shared: &Arc<Shared>, event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let py = event_loop.py();
-        let items = self.into_iter().map(|info| Py::new(py, VolumeInfo::from(info))).collect::<PyResult<Vec<_>>>()?;
-        Ok(PyList::new(py, items)?.into_any())
+        list(event_loop, self.into_iter().map(VolumeInfo::from))
     }
 }
 

@@ -280,6 +280,9 @@ impl Init {
     /// have ended an ordinary process, once it unblocks it at its default action; one it
     /// catches or ignores by then is the kernel's to deliver.
     fn end_first_when_unblocked(&mut self) {
+        if self.blocked_for_first.is_empty() {
+            return;
+        }
         let Some(first) = self.first.filter(|_| self.ended_for.is_none()) else {
             self.blocked_for_first.clear();
             return;

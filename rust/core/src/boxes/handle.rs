@@ -153,12 +153,13 @@ impl BoxHandle {
     pub(super) fn shim_config(&self) -> ShimConfig {
         let record = self.entry.record();
         let dir = &self.entry.dir;
+        let writable_layer = disk::writable_layer(dir, record.disk_size_gb);
         ShimConfig {
             box_id: record.id.clone(),
             hostname: record.name.clone().filter(|name| name.len() <= 63).unwrap_or_else(|| record.id.clone()),
             lower_dirs: record.prepared.lower_dirs.clone(),
-            upper_dir: disk::writable_layer(dir, record.disk_size_gb).join("upper"),
-            work_dir: disk::writable_layer(dir, record.disk_size_gb).join("work"),
+            upper_dir: writable_layer.join("upper"),
+            work_dir: writable_layer.join("work"),
             merged_dir: dir.join("rootfs"),
             read_only_binds: record.prepared.read_only_binds.clone(),
             socket_path: dir.join("init.sock"),

@@ -2,7 +2,7 @@
 //! `interval`, whether it answers (a `Ping` on a connection of its own, within `timeout`), and
 //! keeps the outcome for `BoxInfo`. Failures in the first `start_period` of a run do not count;
 //! after `retries` failures in a row the box is unhealthy, and one answer makes it healthy again.
-//! A box that does not run has no health (`none`).
+//! A box that does not run has no health (`none`: `BoxEntry::info` says so).
 
 use std::sync::Weak;
 use std::time::{Duration, Instant};
@@ -101,9 +101,6 @@ pub(super) async fn watch(entry: Weak<BoxEntry>, connector: std::sync::Arc<Conne
         let Some(entry) = entry.upgrade() else { return };
         let in_start_period = began.elapsed() < check.start_period;
         lock(&entry.health).record(&check, answered, in_start_period, crate::clock::now().0);
-    }
-    if let Some(entry) = entry.upgrade() {
-        *lock(&entry.health) = HealthStatus::default();
     }
 }
 

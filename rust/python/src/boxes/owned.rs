@@ -8,7 +8,7 @@ use boxlite_core::{BoxHandle, Runtime};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use crate::dispatcher::{Deliver, Shared};
+use crate::dispatcher::{object, Deliver, Shared};
 use crate::tasks::Tasks;
 
 /// What to do with a box handle that reaches no caller.
@@ -82,7 +82,7 @@ pub fn orphans_removed() -> usize {
 }
 
 fn box_object<'py>(shared: &Arc<Shared>, event_loop: &Bound<'py, PyAny>, owned: OwnedBox) -> PyResult<Bound<'py, PyAny>> {
-    Ok(Py::new(event_loop.py(), super::Box::new(shared, owned))?.into_bound(event_loop.py()).into_any())
+    object(event_loop, super::Box::new(shared, owned))
 }
 
 /// `create` and `get` resolve to a `Box`.

@@ -9,6 +9,9 @@ use std::sync::Arc;
 
 use boxlite_core::ExitStatus;
 use pyo3::prelude::*;
+use pyo3::pyclass::PyClass;
+use pyo3::pyclass_init::PyClassInitializer;
+use pyo3::types::PyList;
 
 use super::Shared;
 
@@ -41,6 +44,24 @@ impl Payload {
     pub fn into_python<'py>(self, shared: &Arc<Shared>, event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         self.0.into_python(shared, event_loop)
     }
+}
+
+/// A payload's value as a new object of a Python class of this module.
+pub fn object<'py, T: PyClass>(event_loop: &Bound<'py, PyAny>, value: T) -> PyResult<Bound<'py, PyAny>>
+where
+    PyClassInitializer<T>: From<T>,
+{
+    Ok(Bound::new(event_loop.py(), value)?.into_any())
+}
+
+/// A payload's values as a list of new objects.
+pub fn list<'py, T: PyClass>(event_loop: &Bound<'py, PyAny>, values: impl IntoIterator<Item = T>) -> PyResult<Bound<'py, PyAny>>
+where
+    PyClassInitializer<T>: From<T>,
+{
+    let py = event_loop.py();
+    let items = values.into_iter().map(|value| Bound::new(py, value)).collect::<PyResult<Vec<_>>>()?;
+    Ok(PyList::new(py, items)?.into_any())
 }
 
 /// A request that succeeds with nothing resolves to `None`.

@@ -56,7 +56,7 @@ mod event;
 
 pub use drain::claim;
 use drain::{complete, CancelHook, Drain};
-pub use event::{Deliver, Event, Payload};
+pub use event::{list, object, Deliver, Event, Payload};
 
 /// A loop's completion channel: the events of the requests and executions made on it.
 pub type EventChannel = Channel<Event>;
