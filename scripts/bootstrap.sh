@@ -5,10 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# busybox-static, docker-registry, zstd and apache2-utils (htpasswd) build and serve the test
-# images; bubblewrap, crun and
-# skopeo are the peers the benchmarks measure against.
-debian_packages=(busybox-static docker-registry zstd apache2-utils bubblewrap crun skopeo)
+# nftables' nft loads each box's network rules (the runtime needs it for boxes with a network);
+# iproute2 builds the tests' fake internet; busybox-static, docker-registry, zstd and
+# apache2-utils (htpasswd) build and serve the test images; bubblewrap, crun and skopeo are the
+# peers the benchmarks measure against.
+debian_packages=(nftables iproute2 busybox-static docker-registry zstd apache2-utils bubblewrap crun skopeo)
 missing=()
 for package in "${debian_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

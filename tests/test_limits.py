@@ -55,7 +55,7 @@ async def test_metrics_report_usage_from_the_cgroup(runtime: boxlite.Boxlite) ->
     assert metrics.cpu_time_ns is not None and metrics.cpu_time_ns > 0
     assert metrics.cpu_percent is not None and metrics.cpu_percent > 0
     assert metrics.guest_boot_duration_ms is not None and metrics.total_create_duration_ms is not None
-    assert metrics.network_bytes_sent is None and metrics.stage_guest_rootfs_ms is None
+    assert metrics.network_bytes_sent == 0 and metrics.stage_guest_rootfs_ms is None
     echo = await box.exec("cat")
     stdin = echo.stdin()
     await stdin.send_input(b"12345")

@@ -145,6 +145,11 @@ impl Home {
         self.root.join("trash")
     }
 
+    /// What boxes' networks share (their resolv.conf).
+    pub fn network(&self) -> PathBuf {
+        self.root.join("network")
+    }
+
     /// Named volumes (`volumes`).
     pub fn volumes(&self) -> PathBuf {
         self.root.join("volumes")

@@ -10,6 +10,7 @@ pub mod exec;
 mod home;
 mod idmap;
 mod ids;
+pub mod network;
 pub mod image;
 pub mod volumes;
 

@@ -136,7 +136,7 @@ impl From<boxlite_core::BoxInfo> for BoxInfo {
             auto_delete: info.auto_delete,
             auto_resume: false,
             detach: info.detach,
-            network: Some(NetworkInfo::loopback_only()),
+            network: Some(NetworkInfo::new(info.network)),
             health_status: HealthStatus { state: HealthState { value: info.health.state.as_str() }, failures: info.health.failures, last_check: info.health.last_check },
             last_activity_at: None,
         }
@@ -201,7 +201,9 @@ pub struct BoxMetrics {
     pub bytes_received_total: u64,
     /// Host bytes the box's own filesystem takes (`disk_size_gb`); None without one.
     pub disk_bytes: Option<u64>,
-    /// Boxes have no network interface but loopback: always None.
+    /// The box's traffic through its network since it last started (bytes the box sent and
+    /// received over the connections the runtime made for it; connections it opened, and the
+    /// ones refused or failed). None for a box with loopback only.
     pub network_bytes_sent: Option<u64>,
     pub network_bytes_received: Option<u64>,
     pub network_tcp_connections: Option<u64>,
@@ -230,10 +232,10 @@ impl From<boxlite_core::BoxMetrics> for BoxMetrics {
             bytes_sent_total: metrics.bytes_sent_total,
             bytes_received_total: metrics.bytes_received_total,
             disk_bytes: metrics.disk_bytes,
-            network_bytes_sent: None,
-            network_bytes_received: None,
-            network_tcp_connections: None,
-            network_tcp_errors: None,
+            network_bytes_sent: metrics.network.map(|network| network.bytes_sent),
+            network_bytes_received: metrics.network.map(|network| network.bytes_received),
+            network_tcp_connections: metrics.network.map(|network| network.tcp_connections),
+            network_tcp_errors: metrics.network.map(|network| network.tcp_errors),
             stage_image_prepare_ms: metrics.create_duration_ms,
             stage_box_spawn_ms: metrics.boot_duration_ms,
             stage_filesystem_setup_ms: None,

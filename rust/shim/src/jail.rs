@@ -40,7 +40,10 @@ pub fn enter(config: &ShimConfig, namespaces: Option<&BoxNamespaces>) -> Result<
     mount_proc(root)?;
     mount_dev(root, config.user_namespace.map(|map| map.host_base))?;
     mount_sys(root)?;
-    let volumes = open_volume_sources(&config.volumes, config.user_namespace.zip(namespaces))?;
+    // The runtime's resolv.conf first: a volume the user put there covers it.
+    let resolv_conf = config.resolv_conf.iter().map(|source| VolumeMount { source: source.clone(), target: "/etc/resolv.conf".into(), read_only: true, layers_ids: false });
+    let mounts: Vec<VolumeMount> = resolv_conf.chain(config.volumes.iter().cloned()).collect();
+    let volumes = open_volume_sources(&mounts, config.user_namespace.zip(namespaces))?;
     pivot_into(root)?;
     mount_volumes(&volumes)?;
     set_hostname(&config.hostname)?;

@@ -12,6 +12,7 @@ mod capabilities;
 mod disk;
 mod init;
 mod jail;
+mod network;
 mod pid1;
 mod process;
 mod seccomp;
@@ -109,9 +110,21 @@ fn prepare(arguments: &Arguments) -> String {
     // Made ahead of need, while the runtime may be busy with boxes that run: the preparation
     // yields the processor to them. The init takes its priority back once it has its box.
     let priority = arguments.ahead_of_need.then(Priority::lower).flatten();
+    // The network namespace first, on its own: its interface is made with `nft`, a child that
+    // must not become the new pid namespace's first process (whose exit would end it).
+    if let Some(nft) = &arguments.nft {
+        // SAFETY: unshare affects only this (single-threaded) process.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } < 0 {
+            return format!("error failed to create the box's network namespace: {}", std::io::Error::last_os_error());
+        }
+        if let Err(error) = network::prepare_interface(nft) {
+            return format!("error {error}");
+        }
+    }
+    let namespaces = if arguments.nft.is_some() { jail::NAMESPACES & !libc::CLONE_NEWNET } else { jail::NAMESPACES };
     // SAFETY: unshare affects only this (single-threaded) process; the new pid namespace applies
     // to the child forked below.
-    if unsafe { libc::unshare(jail::NAMESPACES) } < 0 {
+    if unsafe { libc::unshare(namespaces) } < 0 {
         return format!("error failed to create the box's namespaces: {}", std::io::Error::last_os_error());
     }
     // SAFETY: this process is single-threaded, so the child may run arbitrary code after fork.
@@ -129,7 +142,8 @@ fn prepare(arguments: &Arguments) -> String {
             let first = pid1::FirstProcess::spawn(namespaces.as_ref(), &filter)?;
             Ok((filter, namespaces, first))
         });
-        let outcome = ahead.and_then(|(filter, namespaces, first)| configure(namespaces, priority.as_ref(), &filter, signals, first));
+        let has_interface = arguments.nft.is_some();
+        let outcome = ahead.and_then(|(filter, namespaces, first)| configure(namespaces, has_interface, priority.as_ref(), &filter, signals, first));
         let line = match &outcome {
             Ok(_) => "ready".to_string(),
             Err(message) => format!("error {message}"),
@@ -152,8 +166,13 @@ fn prepare(arguments: &Arguments) -> String {
 /// Runs in the init: waits for the box's config, then has the box's pid 1 (made ahead of need)
 /// build the box and start its main process. Host paths (the log, the control socket, the main
 /// process's files) are opened before the root is pivoted away from the host.
-fn configure(namespaces: Option<userns::BoxNamespaces>, priority: Option<&Priority>, filter: &[libc::sock_filter], signals: OwnedFd, first: pid1::FirstProcess) -> Result<init::Init, String> {
+fn configure(namespaces: Option<userns::BoxNamespaces>, has_interface: bool, priority: Option<&Priority>, filter: &[libc::sock_filter], signals: OwnedFd, first: pid1::FirstProcess) -> Result<init::Init, String> {
     let (config, config_bytes) = read_config()?;
+    match (config.network, has_interface) {
+        (true, false) => return Err("the box's network needs a shim started with one".to_string()),
+        (false, true) => network::remove_interface().map_err(|error| error.to_string())?,
+        _ => {}
+    }
     // Before pid 1 uses them: it builds the root with the box's ids.
     match (&namespaces, config.user_namespace) {
         (Some(namespaces), Some(map)) => namespaces.map(map)?,
@@ -270,15 +289,19 @@ struct Arguments {
     user_namespace: bool,
     /// `--ahead-of-need`: no box waits for this shim yet, so it prepares at low priority.
     ahead_of_need: bool,
+    /// `--network=<nft>`: the box gets an interface, and its rules are loaded with this `nft`.
+    nft: Option<std::path::PathBuf>,
 }
 
 fn arguments() -> Result<Arguments, String> {
-    let mut parsed = Arguments { user_namespace: false, ahead_of_need: false };
+    let mut parsed = Arguments { user_namespace: false, ahead_of_need: false, nft: None };
     for argument in std::env::args().skip(1) {
         if argument == boxlite_protocol::AHEAD_OF_NEED_ARGUMENT {
             parsed.ahead_of_need = true;
         } else if argument == boxlite_protocol::USER_NAMESPACE_ARGUMENT {
             parsed.user_namespace = true;
+        } else if let Some(nft) = argument.strip_prefix(boxlite_protocol::NETWORK_ARGUMENT) {
+            parsed.nft = Some(nft.into());
         } else {
             return Err(format!("unexpected argument {argument:?}"));
         }

@@ -27,6 +27,8 @@ pub struct Live {
     /// Open while the box is tied to this runtime; closing it makes the init shut the box down.
     _lifeline: Option<UnixStream>,
     pub connector: Arc<crate::exec::Connector>,
+    /// The box's network while this runtime serves it.
+    pub network: Option<crate::network::BoxNetwork>,
 }
 
 impl std::fmt::Debug for Live {
@@ -63,7 +65,7 @@ fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
 impl Live {
     fn watch(init_pid: i32, pidfd: OwnedFd, lifeline: Option<UnixStream>, socket_path: PathBuf) -> std::io::Result<Self> {
         let pidfd = Arc::new(crate::exec::fd::register(pidfd)?);
-        Ok(Self { init_pid, pidfd, _lifeline: lifeline, connector: Arc::new(crate::exec::Connector::new(socket_path)) })
+        Ok(Self { init_pid, pidfd, _lifeline: lifeline, connector: Arc::new(crate::exec::Connector::new(socket_path)), network: None })
     }
 
     /// Re-attaches to the init of a detached box left by an earlier runtime. Checks that the pid
@@ -145,6 +147,9 @@ pub struct Warm {
     stdout: BufReader<ChildStdout>,
     /// Made for a box with user namespaces (whatever its ids: they come with the config).
     pub user_namespace: bool,
+    /// The sockets the runtime serves the box's network on, made ahead of need too, when the
+    /// shim gave the box an interface: they exist before any box process could take the ports.
+    pub sockets: Option<crate::network::BoxSockets>,
 }
 
 impl std::fmt::Debug for Warm {
@@ -160,8 +165,14 @@ impl Warm {
 
     /// Spawns a shim and waits until its init exists. Blocking. `ahead_of_need`: no box waits
     /// for it, so it prepares at low priority.
-    pub fn prepare(shim: &Path, user_namespace: bool, ahead_of_need: bool) -> Result<Self> {
+    /// `nft`: the box gets an interface, whose rules this program loads.
+    pub fn prepare(shim: &Path, user_namespace: bool, ahead_of_need: bool, nft: Option<&Path>) -> Result<Self> {
         let mut command = Command::new(shim);
+        if let Some(nft) = nft {
+            let mut argument = std::ffi::OsString::from(boxlite_protocol::NETWORK_ARGUMENT);
+            argument.push(nft);
+            command.arg(argument);
+        }
         if ahead_of_need {
             command.arg(boxlite_protocol::AHEAD_OF_NEED_ARGUMENT);
         }
@@ -191,7 +202,12 @@ impl Warm {
             .and_then(|pid| pid.parse().ok())
             .ok_or_else(|| Error::Engine(format!("failed to prepare a box: the shim said {line:?}")))?;
         let pidfd = pidfd_open(init_pid).map_err(|error| Error::Engine(format!("failed to prepare a box: its init vanished: {error}")))?;
-        Ok(Self { init_pid, pidfd: Some(pidfd), startup: Some(startup), stdout, user_namespace })
+        let mut warm = Self { init_pid, pidfd: Some(pidfd), startup: Some(startup), stdout, user_namespace, sockets: None };
+        if nft.is_some() {
+            // On failure, dropping `warm` ends the init.
+            warm.sockets = Some(crate::network::BoxSockets::open(init_pid)?);
+        }
+        Ok(warm)
     }
 }
 

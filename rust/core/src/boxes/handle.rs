@@ -63,11 +63,20 @@ impl BoxHandle {
         let inner = Arc::clone(&self.inner);
         let id = self.entry.id.clone();
         let config = self.shim_config();
+        let allow_net = self.entry.record().network.clone();
         let started = blocking(move || {
-            let warm = inner.warm_shim(&config)?;
+            let mut warm = inner.warm_shim(&config)?;
+            // Served before the box runs: what it sends first waits for no one.
+            let network = match (allow_net, warm.sockets.take()) {
+                (Some(allow_net), Some(sockets)) => Some(BoxNetwork::serve(&id, sockets, Policy::parse(&allow_net)?, &inner.network)?),
+                _ => None,
+            };
             let mut made = None;
             let cgroups = || BoxCgroup::create(&inner.cgroups, &id, limits).map(|cgroup| made.insert(cgroup).membership_files());
-            let started = engine::spawn(warm, &config, cgroups);
+            let started = engine::spawn(warm, &config, cgroups).map(|mut running| {
+                running.network = network;
+                running
+            });
             if started.is_err() {
                 if let Some(cgroup) = made {
                     cgroup.remove();
@@ -94,6 +103,7 @@ impl BoxHandle {
             BoxCgroup::locate(&self.inner.cgroups, &self.entry.id).remove();
             return Err(Error::Stopped("the runtime has been shut down".to_string()));
         }
+        *lock(&self.entry.traffic) = running.network.as_ref().map(BoxNetwork::meter);
         self.entry.boot_us.store(u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX).max(1), Ordering::Relaxed);
         *lock(&self.entry.started) = Some(std::time::Instant::now());
         let pid = running.init_pid;
@@ -116,6 +126,20 @@ impl BoxHandle {
             }
         }
         Ok(())
+    }
+
+    /// Serves the network of a box this runtime adopted (`network` rule 5).
+    pub(super) fn serve_adopted_network(&self, running: &mut Live) {
+        let Some(allow_net) = self.entry.record().network.clone() else { return };
+        let served = Policy::parse(&allow_net)
+            .and_then(|policy| BoxSockets::open(running.init_pid).and_then(|sockets| BoxNetwork::serve(&self.entry.id, sockets, policy, &self.inner.network)));
+        match served {
+            Ok(network) => {
+                *lock(&self.entry.traffic) = Some(network.meter());
+                running.network = Some(network);
+            }
+            Err(error) => log::warn!("box {} has no network: {error}", self.entry.id),
+        }
     }
 
     pub(super) fn main_output(&self) -> Result<exec::MainOutput> {
@@ -180,6 +204,8 @@ impl BoxHandle {
             user_namespace: record.id_map,
             lower_mounts_dir: dir.join("lower"),
             disk: record.disk_size_gb.map(|_| disk::config(dir, record.id_map)),
+            network: record.network.is_some(),
+            resolv_conf: record.network.is_some().then(|| self.inner.network.resolv_conf.clone()),
             main: record.main.clone().map(|argv| {
                 let (env, cwd, user) = process_defaults(&record).main_process();
                 MainProcess {
@@ -396,6 +422,7 @@ impl BoxHandle {
             bytes_sent_total: self.entry.io.sent.load(Ordering::Relaxed),
             bytes_received_total: self.entry.io.received.load(Ordering::Relaxed),
             disk_bytes: self.entry.record().disk_size_gb.and_then(|_| super::disk::used_bytes(&self.entry.dir)),
+            network: lock(&self.entry.traffic).as_ref().map(crate::network::TrafficMeter::counts),
         })
     }
 }

@@ -29,6 +29,8 @@ pub struct BoxMetrics {
     pub bytes_received_total: u64,
     /// Host bytes the box's own filesystem takes (`disk_size_gb`); `None` without one.
     pub disk_bytes: Option<u64>,
+    /// The box's traffic through its network since it last started; `None` without one.
+    pub network: Option<crate::network::TrafficCounts>,
 }
 
 #[derive(Debug, Default)]

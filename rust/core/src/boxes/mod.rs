@@ -56,6 +56,7 @@ use crate::home::Home;
 use crate::idmap::{IdMap, RangeClaims};
 use crate::volumes::{VolumeInfo, Volumes};
 use crate::image::{self, ImageRecord, ImageSource, ImageStore, RegistryConfig};
+use crate::network::{BoxNetwork, BoxSockets, HostNetwork, Policy};
 use engine::Live;
 use record::BoxRecord;
 
@@ -91,6 +92,8 @@ struct BoxEntry {
     waiting_attaches: Mutex<Vec<tokio::sync::oneshot::Sender<(PathBuf, exec::MainOutput)>>>,
     /// The outcome of the running box's health checks (`health`).
     health: Mutex<HealthStatus>,
+    /// The counters of the box's network, from its last start.
+    traffic: Mutex<Option<crate::network::TrafficMeter>>,
 }
 
 impl BoxEntry {
@@ -122,6 +125,7 @@ impl BoxEntry {
             auto_delete: u64::from(record.remove_on_stop),
             detach: record.detach,
             exit_code: record.exit_code,
+            network: record.network.clone(),
             health: if running { lock(&self.health).clone() } else { HealthStatus::default() },
         }
     }
@@ -144,6 +148,7 @@ struct Inner {
     /// namespace or this host's claims cannot be kept, and then share [`IdMap::LAYERS`].
     ranges: Option<RangeClaims>,
     volumes: Volumes,
+    network: HostNetwork,
 }
 
 /// The record of the box in `dir`, found when a home opens. A directory without one is what a
@@ -209,6 +214,7 @@ impl Runtime {
                 .ok()
         });
         let volumes = Volumes::new(home.volumes(), home.id_map());
+        let network = HostNetwork::detect(&home.network())?;
         let cgroups = CgroupLayout::detect();
         let mut boxes = HashMap::new();
         for dir in fs_err::read_dir(home.boxes())?.flatten() {
@@ -234,6 +240,7 @@ impl Runtime {
                 warm: (Mutex::new(WarmSlot::default()), std::sync::Condvar::new()),
                 ranges,
                 volumes,
+                network,
             }),
         };
         // Adopted boxes are watched like the ones this runtime starts (rule 5), and the first box
@@ -244,9 +251,10 @@ impl Runtime {
             let entries: Vec<Arc<BoxEntry>> = lock(&runtime.inner.boxes).values().cloned().collect();
             for entry in entries {
                 let handle = runtime.handle(entry);
-                let live = handle.entry.live.try_lock();
-                if let Some(running) = live.as_ref().ok().and_then(|live| live.as_ref()) {
+                let mut live = handle.entry.live.try_lock();
+                if let Some(running) = live.as_mut().ok().and_then(|live| live.as_mut()) {
                     handle.watch_init(running);
+                    handle.serve_adopted_network(running);
                 }
                 drop(live);
             }
@@ -278,6 +286,9 @@ impl Runtime {
     pub async fn create(&self, options: BoxOptions, name: Option<String>) -> Result<BoxHandle> {
         self.check_open()?;
         options.validate()?;
+        if options.network.is_some() {
+            self.inner.network.check_available()?;
+        }
         if let Some(name) = &name {
             if name.is_empty() || name.contains('/') || crate::ids::is_box_id(name) {
                 return Err(Error::InvalidArgument(format!("invalid box name {name:?}: it must be non-empty, without '/', and not look like a box id")));
@@ -363,6 +374,7 @@ impl Runtime {
                 id_map,
                 health_check: options.health_check,
                 disk_size_gb: options.disk_size_gb,
+                network: options.network.clone(),
             };
             let writable_layer = match record.disk_size_gb {
                 Some(size) => disk::make(&dir, size),
@@ -621,6 +633,7 @@ impl BoxEntry {
             started: Mutex::new(None),
             waiting_attaches: Mutex::new(Vec::new()),
             health: Mutex::new(HealthStatus::default()),
+            traffic: Mutex::new(None),
         }
     }
 }

@@ -34,6 +34,9 @@ pub struct BoxOptions {
     /// The size of the box's own filesystem, which holds what the box writes (`disk`); `None`:
     /// the box writes to the home's filesystem, unbounded.
     pub disk_size_gb: Option<u64>,
+    /// The box's network: `None` leaves it loopback only; `Some(allow_net)` lets it reach what
+    /// the list allows (everything but what `network` rule 3 keeps out, when empty).
+    pub network: Option<Vec<String>>,
 }
 
 /// A host path mounted into the box.
@@ -105,6 +108,9 @@ impl BoxOptions {
         }
         if self.max_processes == Some(0) {
             return Err(Error::InvalidArgument("max_processes must be at least 1".to_string()));
+        }
+        if let Some(allow_net) = &self.network {
+            crate::network::Policy::parse(allow_net)?;
         }
         self.validate_process_limits()?;
         self.capabilities()?;
@@ -214,6 +220,8 @@ pub struct BoxInfo {
     /// How the main process of the last run ended (`-N` after signal N).
     pub exit_code: Option<i32>,
     pub health: super::HealthStatus,
+    /// The box's network (`BoxOptions::network`).
+    pub network: Option<Vec<String>>,
 }
 
 #[cfg(test)]

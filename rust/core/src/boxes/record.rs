@@ -55,6 +55,9 @@ pub struct BoxRecord {
     pub pids_limit: u64,
     #[serde(default)]
     pub process_limits: ProcessLimits,
+    /// The box's network (`BoxOptions::network`); records from before networks have none.
+    #[serde(default)]
+    pub network: Option<Vec<String>>,
     /// The box's user namespace; records from before user namespaces have none.
     #[serde(default)]
     pub id_map: Option<IdMap>,

@@ -7,7 +7,7 @@
 //!   `max_file_size` (bytes), `max_cpu_time` (seconds) and `max_memory` (bytes of address space)
 //!   are resource limits on every box process. The jail, seccomp and closing of inherited
 //!   descriptors are always on: `jailer_enabled`, `seccomp_enabled` and `close_fds` set to
-//!   False do not turn them off. `network_enabled` can only restrict (boxes have loopback only).
+//!   False do not turn them off. `network_enabled=False` leaves the box loopback only.
 //! - `HealthCheckOptions`: the runtime asks the running box's init whether it answers, every
 //!   `interval` seconds (within `timeout`), and `BoxInfo.health_status` reports it; failures in
 //!   the first `start_period` seconds of a run do not count, `retries` in a row make it
@@ -173,6 +173,9 @@ impl AdvancedBoxOptions {
             options.capabilities_drop.clone_from(&capabilities.drop);
         }
         if let Some(security) = &self.security {
+            if !security.network_enabled {
+                options.network = None;
+            }
             options.max_processes = security.max_processes;
             options.process_limits = boxlite_core::ProcessLimits {
                 open_files: security.max_open_files,

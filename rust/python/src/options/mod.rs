@@ -297,17 +297,16 @@ impl BoxOptions {
         if self.auto_resume == Some(true) {
             return Err(Unsupported("auto_resume is only available on a REST runtime".to_string()));
         }
-        if let Some(network) = &self.network {
-            network.check()?;
-        }
+        // BoxLite's default: outbound traffic, to anywhere the policy allows.
+        let network = self.network.as_ref().map_or_else(|| Ok(Some(Vec::new())), NetworkSpec::to_core)?;
         if !self.ports.is_empty() {
-            return Err(Unsupported("publishing ports is not supported yet: boxes have a loopback interface only".to_string()));
+            return Err(Unsupported("publishing ports is not supported yet: a box's network is outbound only".to_string()));
         }
         if self.tty == Some(true) {
             return Err(Unsupported("a terminal for the box's main process is not supported yet; use exec(..., tty=True)".to_string()));
         }
         if !self.secrets.is_empty() {
-            return Err(Unsupported("secrets are substituted in a box's outbound HTTPS traffic, and boxes have no outbound network yet".to_string()));
+            return Err(Unsupported("secrets are not supported yet: they need the HTTPS proxy of a box's network, which is not built yet".to_string()));
         }
         let volumes = self
             .volumes
@@ -336,6 +335,7 @@ impl BoxOptions {
             user: self.user.clone(),
             volumes,
             disk_size_gb: self.disk_size_gb,
+            network,
             ..Default::default()
         };
         if let Some(advanced) = &self.advanced {

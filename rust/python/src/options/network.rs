@@ -1,15 +1,13 @@
 //! Network options (`NetworkSpec` and its parts) and what `BoxInfo.network` reports.
 //!
-//! Boxes have a loopback interface only. `network=None` gives that; a spec that asks for
-//! outbound traffic, an inbound allowlist or published ports is refused with
-//! `UnsupportedError` when the box is created, never silently narrowed.
+//! `network=None` gives a box outbound traffic (BoxLite's default), under the policy of the
+//! core's `network` module; `NetworkSpec(mode="disabled")` leaves it loopback only. What is not
+//! built yet (inbound traffic, published ports) is refused with `UnsupportedError` when the box
+//! is created, never silently narrowed.
 
 use pyo3::prelude::*;
 
 use crate::pyrepr::{python_list, python_repr};
-
-const NO_OUTBOUND: &str = "outbound networking is not supported yet: boxes have a loopback interface only. \
-Leave network unset, or pass NetworkSpec(mode=\"disabled\")";
 
 #[pyclass(module = "boxlite._native", get_all, set_all)]
 #[derive(Clone)]
@@ -82,21 +80,23 @@ impl NetworkSpec {
 }
 
 impl NetworkSpec {
-    /// Whether boxes can have this network; the error says why not.
-    pub fn check(&self) -> Result<(), boxlite_core::Error> {
+    /// The core's network option: `None` for loopback only, else the allow-list (either
+    /// spelling; `outbound`'s when both have one). The error says why boxes cannot have it.
+    pub fn to_core(&self) -> Result<Option<Vec<String>>, boxlite_core::Error> {
         for mode in [&self.outbound.mode, &self.mode] {
             if mode != "enabled" && mode != "disabled" {
                 return Err(boxlite_core::Error::InvalidArgument(format!("network mode must be \"enabled\" or \"disabled\", got {mode:?}")));
             }
         }
-        // Either spelling may turn outbound traffic off.
-        if self.outbound.mode == "enabled" && self.mode == "enabled" {
-            return Err(boxlite_core::Error::Unsupported(NO_OUTBOUND.to_string()));
-        }
         if self.inbound.mode != "disabled" || !self.inbound.allow_net.is_empty() {
-            return Err(boxlite_core::Error::Unsupported("inbound networking is not supported yet: boxes have a loopback interface only".to_string()));
+            return Err(boxlite_core::Error::Unsupported("inbound networking is not supported yet: a box's network is outbound only".to_string()));
         }
-        Ok(())
+        // Either spelling may turn outbound traffic off.
+        if self.outbound.mode == "disabled" || self.mode == "disabled" {
+            return Ok(None);
+        }
+        let allow_net = if self.outbound.allow_net.is_empty() { &self.allow_net } else { &self.outbound.allow_net };
+        Ok(Some(allow_net.clone()))
     }
 }
 
@@ -124,7 +124,8 @@ pub struct InboundNetworkInfo {
     pub allow_net: Vec<String>,
 }
 
-/// What a box's network is: for now, loopback only (outbound and inbound disabled).
+/// What a box's network is: outbound traffic (under its allow-list) or loopback only; inbound
+/// traffic is not built yet.
 #[pyclass(module = "boxlite._native", frozen, get_all)]
 #[derive(Clone)]
 pub struct NetworkInfo {
@@ -138,17 +139,20 @@ pub struct NetworkInfo {
 #[pymethods]
 impl NetworkInfo {
     fn __repr__(&self) -> String {
-        format!("NetworkInfo(outbound={:?}, inbound={:?}, published_ports=[])", self.outbound.mode, self.inbound.mode)
+        format!("NetworkInfo(outbound={:?}, allow_net={}, inbound={:?}, published_ports=[])", self.outbound.mode, python_list(&self.allow_net), self.inbound.mode)
     }
 }
 
 impl NetworkInfo {
-    pub fn loopback_only() -> Self {
+    /// `outbound`: the box's allow-list, `None` for loopback only.
+    pub fn new(outbound: Option<Vec<String>>) -> Self {
+        let mode = if outbound.is_some() { "enabled" } else { "disabled" }.to_string();
+        let allow_net = outbound.unwrap_or_default();
         Self {
-            outbound: OutboundNetworkInfo { mode: "disabled".to_string(), allow_net: Vec::new() },
+            outbound: OutboundNetworkInfo { mode: mode.clone(), allow_net: allow_net.clone() },
             inbound: InboundNetworkInfo { mode: "disabled".to_string(), allow_net: Vec::new() },
-            mode: "disabled".to_string(),
-            allow_net: Vec::new(),
+            mode,
+            allow_net,
             published_ports: Some(Vec::new()),
         }
     }

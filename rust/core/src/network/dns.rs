@@ -1,0 +1,163 @@
+//! The box's resolver: every DNS query the box sends, to whatever server, arrives here (the
+//! box's rules divert port 53). A name the policy does not list gets NXDOMAIN (a sinkhole); a
+//! listed one is forwarded to the host's nameservers as it came, and the addresses in the answer
+//! become reachable for the box (`Policy::learn`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::rr::RData;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+use super::BoxTraffic;
+
+/// How long one upstream server gets to answer.
+const UPSTREAM_WAIT: Duration = Duration::from_secs(3);
+/// How long a DNS connection may stay quiet before it is closed.
+const TCP_IDLE: Duration = Duration::from_secs(10);
+/// The largest DNS message over UDP (EDNS allows up to this).
+const MAX_UDP_MESSAGE: usize = 4096;
+
+/// Serves the box's UDP queries until the task is aborted.
+pub(super) async fn serve_udp(socket: UdpSocket, traffic: Arc<BoxTraffic>) {
+    let socket = Arc::new(socket);
+    let mut buffer = vec![0u8; MAX_UDP_MESSAGE];
+    loop {
+        let Ok((length, from)) = socket.recv_from(&mut buffer).await else { continue };
+        let query = buffer[..length].to_vec();
+        let (socket, traffic) = (Arc::clone(&socket), Arc::clone(&traffic));
+        tokio::spawn(async move {
+            if let Some(answer) = answer(&query, &traffic, false).await {
+                let _ = socket.send_to(&answer, from).await;
+            }
+        });
+    }
+}
+
+/// Serves the box's queries over TCP (length-prefixed messages) until the task is aborted.
+pub(super) async fn serve_tcp(listener: TcpListener, traffic: Arc<BoxTraffic>) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let traffic = Arc::clone(&traffic);
+        tokio::spawn(async move {
+            while let Some(query) = read_framed(&mut stream).await {
+                let Some(answer) = answer(&query, &traffic, true).await else { break };
+                let Ok(length) = u16::try_from(answer.len()) else { break };
+                if stream.write_all(&length.to_be_bytes()).await.is_err() || stream.write_all(&answer).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+/// One length-prefixed message; nothing when the peer closes or goes quiet for [`TCP_IDLE`].
+async fn read_framed(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let read = async {
+        let mut length = [0u8; 2];
+        stream.read_exact(&mut length).await.ok()?;
+        let mut message = vec![0u8; usize::from(u16::from_be_bytes(length))];
+        stream.read_exact(&mut message).await.ok()?;
+        Some(message)
+    };
+    tokio::time::timeout(TCP_IDLE, read).await.ok().flatten()
+}
+
+/// The answer to one query, or nothing for what is not a query.
+async fn answer(query: &[u8], traffic: &BoxTraffic, over_tcp: bool) -> Option<Vec<u8>> {
+    let message = Message::from_vec(query).ok()?;
+    if message.message_type() != MessageType::Query {
+        return None;
+    }
+    let Some(name) = message.queries().first().map(|query| query.name().to_ascii()) else {
+        return refusal(&message, ResponseCode::FormErr);
+    };
+    if !traffic.policy.resolves(&name) {
+        log::debug!("box {}: {name} does not resolve: not on its allow_net", traffic.box_id);
+        return refusal(&message, ResponseCode::NXDomain);
+    }
+    for server in traffic.upstream.iter() {
+        let answered = tokio::time::timeout(UPSTREAM_WAIT, forward(query, *server, over_tcp)).await;
+        if let Ok(Some(answer)) = answered {
+            if let Ok(parsed) = Message::from_vec(&answer) {
+                if parsed.id() == message.id() {
+                    traffic.policy.learn(&name, &addresses(&parsed));
+                    return Some(answer);
+                }
+            }
+        }
+    }
+    refusal(&message, ResponseCode::ServFail)
+}
+
+/// The A and AAAA records of an answer (a CNAME chain's included), with their TTLs.
+fn addresses(answer: &Message) -> Vec<(IpAddr, u32)> {
+    answer
+        .answers()
+        .iter()
+        .filter_map(|record| match record.data() {
+            RData::A(address) => Some((IpAddr::V4(address.0), record.ttl())),
+            RData::AAAA(address) => Some((IpAddr::V6(address.0), record.ttl())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// An answer with no records and `code`.
+fn refusal(query: &Message, code: ResponseCode) -> Option<Vec<u8>> {
+    let mut response = Message::error_msg(query.id(), query.op_code(), code);
+    response.add_queries(query.queries().to_vec());
+    response.set_recursion_desired(query.recursion_desired());
+    response.set_recursion_available(true);
+    response.to_vec().ok()
+}
+
+/// Sends the query as it came to `server` and returns its answer.
+async fn forward(query: &[u8], server: SocketAddr, over_tcp: bool) -> Option<Vec<u8>> {
+    if over_tcp {
+        let mut stream = TcpStream::connect(server).await.ok()?;
+        let length = u16::try_from(query.len()).ok()?;
+        stream.write_all(&length.to_be_bytes()).await.ok()?;
+        stream.write_all(query).await.ok()?;
+        return read_framed(&mut stream).await;
+    }
+    let local: SocketAddr = if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().ok()?;
+    let socket = UdpSocket::bind(local).await.ok()?;
+    socket.connect(server).await.ok()?;
+    socket.send(query).await.ok()?;
+    let mut buffer = vec![0u8; MAX_UDP_MESSAGE];
+    let length = socket.recv(&mut buffer).await.ok()?;
+    buffer.truncate(length);
+    Some(buffer)
+}
+
+/// The host's nameservers: `servers` (comma-separated addresses, port 53 unless given) when
+/// set, else the `nameserver` lines of `resolv_conf` (but link-local ones, which need the
+/// host's interface).
+pub fn upstream_servers(servers: Option<&str>, resolv_conf: &str) -> Vec<SocketAddr> {
+    let parse = |text: &str| -> Option<SocketAddr> { text.parse::<SocketAddr>().ok().or_else(|| text.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53))) };
+    match servers {
+        Some(servers) => servers.split(',').map(str::trim).filter_map(parse).collect(),
+        None => resolv_conf
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("nameserver"))
+            .filter(|rest| !rest.contains('%'))
+            .filter_map(|rest| parse(rest.trim()))
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nameservers_come_from_the_setting_or_resolv_conf() {
+        let conf = "# comment\nnameserver 192.0.2.53\nsearch example\nnameserver fe80::1%eth0\nnameserver ::1\n";
+        assert_eq!(upstream_servers(None, conf), vec!["192.0.2.53:53".parse().expect("addr"), "[::1]:53".parse().expect("addr")]);
+        assert_eq!(upstream_servers(Some("198.51.100.53, 203.0.113.1:5353"), conf), vec!["198.51.100.53:53".parse().expect("addr"), "203.0.113.1:5353".parse().expect("addr")]);
+    }
+}

@@ -1,0 +1,207 @@
+//! Boxes' networks: what a box reaches outside itself, and how.
+//!
+//! A box's network namespace has one interface besides loopback, made by its shim ahead of
+//! need, and rules that divert every TCP connection and every DNS query leaving it to sockets
+//! the runtime made inside that namespace ([`BoxSockets`]); everything else leaving it is
+//! refused (`boxlite_protocol::network`). The runtime serves those sockets from the host
+//! ([`BoxNetwork`]): [`dns`] answers queries, [`proxy`] makes the connections the policy
+//! ([`policy`]) allows. There is no bridge, no NAT and no route from the box to the host: a
+//! connection leaves only as one the runtime made.
+//!
+//! # Rules
+//!
+//! 1. The policy is enforced outside the box. The box's namespace belongs to the host's user
+//!    namespace, so box root (even with `NET_ADMIN`, which it holds over its own user namespace
+//!    only) cannot change its rules, routes or interface; and the decision is the runtime's.
+//! 2. A name resolves in the box only if the allow-list names it (or the list is empty); a
+//!    connection to a listed name is made only to an address the runtime's resolver returned for
+//!    it. Sending an allowed name in SNI or a Host header, or querying another resolver, changes
+//!    nothing: the runtime looks at the address, and every query reaches its own resolver.
+//! 3. Unless an IP rule lists them, no box reaches the host's own addresses (its loopback
+//!    services among them), link-local addresses (cloud metadata at 169.254.169.254), its own
+//!    link, or other boxes (which have no address outside their namespace at all).
+//! 4. What the box may not do fails at once: a refused connection is reset, an unlisted name
+//!    gets NXDOMAIN, UDP other than DNS and other protocols are rejected by the box's rules.
+//! 5. A box's network is served while a runtime holds the box: the sockets go with the box's
+//!    namespace when it stops, and a runtime that adopts a detached box serves it anew.
+
+mod dns;
+mod policy;
+mod proxy;
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use boxlite_protocol::network::{DNS_PORT, PROXY_PORT, RESOLVER};
+
+use crate::error::{Error, Result};
+pub use policy::Policy;
+
+/// What this host offers boxes' networks, found when the runtime opens.
+#[derive(Debug, Clone)]
+pub struct HostNetwork {
+    /// `nft`, which loads a box's rules; without it boxes have loopback only.
+    pub nft: Option<PathBuf>,
+    /// The nameservers the boxes' resolver asks.
+    upstream: Arc<[SocketAddr]>,
+    /// The resolv.conf every box with a network reads (mounted read-only).
+    pub resolv_conf: PathBuf,
+}
+
+/// The environment variable naming the nameservers boxes' queries go to (comma-separated
+/// addresses, `ip` or `ip:port`), instead of the host's resolv.conf.
+pub const DNS_SERVERS_VARIABLE: &str = "BOXLITE_DNS_SERVERS";
+
+impl HostNetwork {
+    /// Finds `nft` and the nameservers, and writes the boxes' resolv.conf under `dir`.
+    pub fn detect(dir: &Path) -> Result<Self> {
+        let nft = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"].iter().map(PathBuf::from).find(|path| path.is_file());
+        let host_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let upstream: Arc<[SocketAddr]> = dns::upstream_servers(std::env::var(DNS_SERVERS_VARIABLE).ok().as_deref(), &host_conf).into();
+        fs_err::create_dir_all(dir)?;
+        let resolv_conf = dir.join("resolv.conf");
+        let text = format!("nameserver {}\n", Ipv4Addr::from(RESOLVER));
+        if std::fs::read_to_string(&resolv_conf).ok().as_deref() != Some(text.as_str()) {
+            fs_err::write(&resolv_conf, text)?;
+        }
+        Ok(Self { nft, upstream, resolv_conf })
+    }
+
+    /// Whether boxes can have a network here; the error names what is missing.
+    pub fn check_available(&self) -> Result<()> {
+        if self.nft.is_none() {
+            return Err(Error::Unsupported(
+                "a box's network needs nftables' nft program (Debian/Ubuntu: apt-get install nftables); \
+or create the box with network=NetworkSpec(mode=\"disabled\")"
+                    .to_string(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The sockets the runtime listens on inside one box's network namespace: where the box's
+/// rules divert its connections and queries.
+#[derive(Debug)]
+pub struct BoxSockets {
+    proxy: std::net::TcpListener,
+    dns_udp: std::net::UdpSocket,
+    dns_tcp: std::net::TcpListener,
+}
+
+impl BoxSockets {
+    /// Makes them in the network namespace of process `pid` (the box's init). Blocking: a
+    /// thread of its own enters the namespace (which affects that thread only) and ends.
+    pub fn open(pid: i32) -> Result<Self> {
+        let path = format!("/proc/{pid}/ns/net");
+        let namespace = OwnedFd::from(fs_err::File::open(&path)?.into_parts().0);
+        let failed = |what: &str, error: std::io::Error| Error::Network(format!("failed to {what} in the box's network namespace ({path}): {error}"));
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    // SAFETY: setns on a namespace descriptor we hold; it moves this thread only,
+                    // which ends when the sockets are made.
+                    if unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) } < 0 {
+                        return Err(failed("enter", std::io::Error::last_os_error()));
+                    }
+                    let local = |port| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port));
+                    let sockets = Self {
+                        proxy: std::net::TcpListener::bind(local(PROXY_PORT)).map_err(|error| failed("listen for its connections", error))?,
+                        dns_udp: std::net::UdpSocket::bind(local(DNS_PORT)).map_err(|error| failed("listen for its DNS queries", error))?,
+                        dns_tcp: std::net::TcpListener::bind(local(DNS_PORT)).map_err(|error| failed("listen for its DNS queries", error))?,
+                    };
+                    for result in [sockets.proxy.set_nonblocking(true), sockets.dns_udp.set_nonblocking(true), sockets.dns_tcp.set_nonblocking(true)] {
+                        result.map_err(|error| failed("set up its sockets", error))?;
+                    }
+                    Ok(sockets)
+                })
+                .join()
+                .map_err(|_| Error::Internal("the thread making a box's sockets panicked".to_string()))?
+        })
+    }
+}
+
+/// What one box's network serving shares: its policy, where its queries go, its counters.
+#[derive(Debug)]
+struct BoxTraffic {
+    box_id: String,
+    policy: Policy,
+    upstream: Arc<[SocketAddr]>,
+    bytes_sent: AtomicU64,
+    bytes_received: AtomicU64,
+    connections: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// Counters of a box's traffic through its network.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrafficCounts {
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub tcp_connections: u64,
+    pub tcp_errors: u64,
+}
+
+/// A box's network while the runtime serves it; dropping it stops the serving.
+#[derive(Debug)]
+pub struct BoxNetwork {
+    traffic: Arc<BoxTraffic>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl BoxNetwork {
+    /// Serves `sockets` for box `box_id` with `policy`. Call within the tokio runtime.
+    pub fn serve(box_id: &str, sockets: BoxSockets, policy: Policy, host: &HostNetwork) -> Result<Self> {
+        let traffic = Arc::new(BoxTraffic {
+            box_id: box_id.to_string(),
+            policy,
+            upstream: Arc::clone(&host.upstream),
+            bytes_sent: AtomicU64::new(0),
+            bytes_received: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+        });
+        let registered = |error: std::io::Error| Error::Network(format!("failed to serve box {box_id}'s network: {error}"));
+        let proxy = tokio::net::TcpListener::from_std(sockets.proxy).map_err(registered)?;
+        let dns_udp = tokio::net::UdpSocket::from_std(sockets.dns_udp).map_err(registered)?;
+        let dns_tcp = tokio::net::TcpListener::from_std(sockets.dns_tcp).map_err(registered)?;
+        let tasks = vec![
+            tokio::spawn(proxy::serve(proxy, Arc::clone(&traffic))),
+            tokio::spawn(dns::serve_udp(dns_udp, Arc::clone(&traffic))),
+            tokio::spawn(dns::serve_tcp(dns_tcp, Arc::clone(&traffic))),
+        ];
+        Ok(Self { traffic, tasks })
+    }
+
+    /// Reads this network's counters, also after it stopped.
+    pub fn meter(&self) -> TrafficMeter {
+        TrafficMeter(Arc::clone(&self.traffic))
+    }
+}
+
+/// Reads the counters of a box's network.
+#[derive(Debug, Clone)]
+pub struct TrafficMeter(Arc<BoxTraffic>);
+
+impl TrafficMeter {
+    pub fn counts(&self) -> TrafficCounts {
+        let traffic = &self.0;
+        TrafficCounts {
+            bytes_sent: traffic.bytes_sent.load(Ordering::Relaxed),
+            bytes_received: traffic.bytes_received.load(Ordering::Relaxed),
+            tcp_connections: traffic.connections.load(Ordering::Relaxed),
+            tcp_errors: traffic.errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for BoxNetwork {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! The box's TCP connections out: each one the box opens arrives here (its rules divert it),
+//! with the address the box asked for kept by the kernel (`SO_ORIGINAL_DST`). The policy decides;
+//! an allowed connection is made by the runtime, from the host, and the two are joined. A
+//! refused one is reset, so the program in the box fails at once.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+
+use super::BoxTraffic;
+
+/// How long the runtime tries to reach a destination before the box's connection is reset.
+const CONNECT_WAIT: Duration = Duration::from_secs(30);
+
+/// Serves the box's connections until the task is aborted.
+pub(super) async fn serve(listener: TcpListener, traffic: Arc<BoxTraffic>) {
+    loop {
+        let Ok((inbound, _)) = listener.accept().await else { continue };
+        let traffic = Arc::clone(&traffic);
+        tokio::spawn(async move { relay(inbound, &traffic).await });
+    }
+}
+
+async fn relay(mut inbound: TcpStream, traffic: &BoxTraffic) {
+    traffic.connections.fetch_add(1, Ordering::Relaxed);
+    let Some(destination) = original_destination(&inbound) else {
+        // Not diverted: a box process connected to the listener itself.
+        reset(inbound);
+        return;
+    };
+    if let Err(reason) = traffic.policy.check(destination) {
+        log::debug!("box {}: connection refused: {reason}", traffic.box_id);
+        traffic.errors.fetch_add(1, Ordering::Relaxed);
+        reset(inbound);
+        return;
+    }
+    let mut outbound = match tokio::time::timeout(CONNECT_WAIT, TcpStream::connect(destination)).await {
+        Ok(Ok(outbound)) => outbound,
+        Ok(Err(error)) => {
+            log::debug!("box {}: could not reach {destination}: {error}", traffic.box_id);
+            traffic.errors.fetch_add(1, Ordering::Relaxed);
+            reset(inbound);
+            return;
+        }
+        Err(_) => {
+            traffic.errors.fetch_add(1, Ordering::Relaxed);
+            reset(inbound);
+            return;
+        }
+    };
+    let _ = inbound.set_nodelay(true);
+    let _ = outbound.set_nodelay(true);
+    if let Ok((sent, received)) = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await {
+        traffic.bytes_sent.fetch_add(sent, Ordering::Relaxed);
+        traffic.bytes_received.fetch_add(received, Ordering::Relaxed);
+    }
+}
+
+/// Closes the connection with a reset, as a refused connection would.
+fn reset(stream: TcpStream) {
+    let _ = stream.set_zero_linger();
+    drop(stream);
+}
+
+/// `SO_ORIGINAL_DST` and `IP6T_SO_ORIGINAL_DST` (linux/netfilter_ipv4.h, netfilter_ipv6/ip6_tables.h).
+const SO_ORIGINAL_DST: libc::c_int = 80;
+
+/// The address the box connected to, before its rules diverted the connection here.
+fn original_destination(stream: &TcpStream) -> Option<SocketAddr> {
+    let fd = stream.as_raw_fd();
+    match stream.local_addr().ok()? {
+        SocketAddr::V4(_) => {
+            // SAFETY: zeroed sockaddr_in is valid; getsockopt writes at most `length` bytes.
+            let mut address: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+            let mut length = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            // SAFETY: see above; the pointers live through the call.
+            let code = unsafe { libc::getsockopt(fd, libc::SOL_IP, SO_ORIGINAL_DST, std::ptr::addr_of_mut!(address).cast(), &mut length) };
+            (code == 0).then(|| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(u32::from_be(address.sin_addr.s_addr)), u16::from_be(address.sin_port))))
+        }
+        SocketAddr::V6(_) => {
+            // SAFETY: as above, with sockaddr_in6.
+            let mut address: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+            let mut length = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+            // SAFETY: see above.
+            let code = unsafe { libc::getsockopt(fd, libc::SOL_IPV6, SO_ORIGINAL_DST, std::ptr::addr_of_mut!(address).cast(), &mut length) };
+            (code == 0).then(|| SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(address.sin6_addr.s6_addr), u16::from_be(address.sin6_port), 0, 0)))
+        }
+    }
+}

@@ -1,0 +1,130 @@
+"""A fake internet on this machine, for boxes' networks: a network namespace reached from the
+host through a veth pair, with HTTP servers on TEST-NET addresses and a DNS server that answers
+the test names. Nothing leaves the machine; the host's resolv.conf and routes stay as they are
+(the runtime is pointed at the fake DNS server through ``BOXLITE_DNS_SERVERS``).
+
+Run as a script inside the namespace, this file is the DNS server: it answers A queries for
+``NAMES`` and NXDOMAIN for the rest, and appends every name it was asked to its log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+NAMESPACE = "boxlite-test-inet"
+HOST_LINK = "bxl-inet-host"
+FAR_LINK = "bxl-inet-far"
+HOST_ADDRESS = "198.51.100.1"
+WEB = "198.51.100.10"
+OTHER_WEB = "203.0.113.10"
+DNS = "198.51.100.53"
+NAMES = {"allowed.test": WEB, "www.example.test": WEB, "other.test": OTHER_WEB, "example.test": OTHER_WEB}
+
+
+@dataclass
+class FakeInternet:
+    dns_log: Path
+
+    def queried(self) -> list[str]:
+        return self.dns_log.read_text().split() if self.dns_log.exists() else []
+
+
+def _run(*argv: str) -> None:
+    subprocess.run(argv, check=True, capture_output=True)
+
+
+def _wait_for_port(address: str, port: int) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection((address, port), timeout=0.5):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the fake internet's server on {address}:{port} did not start")
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def fake_internet(workdir: Path) -> Iterator[FakeInternet]:
+    _teardown()
+    _run("ip", "netns", "add", NAMESPACE)
+    servers: list[subprocess.Popen[bytes]] = []
+    try:
+        _run("ip", "link", "add", HOST_LINK, "type", "veth", "peer", "name", FAR_LINK)
+        _run("ip", "link", "set", FAR_LINK, "netns", NAMESPACE)
+        _run("ip", "addr", "add", f"{HOST_ADDRESS}/24", "dev", HOST_LINK)
+        _run("ip", "link", "set", HOST_LINK, "up")
+        _run("ip", "route", "add", "203.0.113.0/24", "via", "198.51.100.10")
+        inside = ("ip", "netns", "exec", NAMESPACE)
+        for address in (WEB, DNS):
+            _run(*inside, "ip", "addr", "add", f"{address}/24", "dev", FAR_LINK)
+        _run(*inside, "ip", "addr", "add", f"{OTHER_WEB}/24", "dev", "lo")
+        _run(*inside, "ip", "link", "set", FAR_LINK, "up")
+        _run(*inside, "ip", "link", "set", "lo", "up")
+        site = workdir / "site"
+        site.mkdir(parents=True, exist_ok=True)
+        (site / "index.html").write_text("hello from the fake internet\n")
+        for address, port in ((WEB, 80), (WEB, 8080), (OTHER_WEB, 80)):
+            command = [*inside, sys.executable, "-m", "http.server", str(port), "--bind", address, "--directory", str(site)]
+            servers.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        dns_log = workdir / "dns.log"
+        servers.append(subprocess.Popen([*inside, sys.executable, __file__, str(dns_log)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for address, port in ((WEB, 80), (WEB, 8080), (OTHER_WEB, 80)):
+            _wait_for_port(address, port)
+        yield FakeInternet(dns_log)
+    finally:
+        for server in servers:
+            server.kill()
+            server.wait()
+        _teardown()
+
+
+def _teardown() -> None:
+    subprocess.run(["ip", "netns", "delete", NAMESPACE], capture_output=True)
+    subprocess.run(["ip", "link", "delete", HOST_LINK], capture_output=True)
+
+
+def _answer(query: bytes) -> tuple[bytes, str]:
+    """The answer to one DNS query, and the name it asked for."""
+    ident, _flags, count = struct.unpack("!HHH", query[:6])
+    labels, offset = [], 12
+    while query[offset]:
+        length = query[offset]
+        labels.append(query[offset + 1 : offset + 1 + length].decode("ascii").lower())
+        offset += 1 + length
+    question_end = offset + 5
+    question = query[12:question_end]
+    (qtype,) = struct.unpack("!H", query[offset + 1 : offset + 3])
+    name = ".".join(labels)
+    address = NAMES.get(name)
+    records = b""
+    answers = 0
+    if address is not None and qtype == 1:
+        records = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + socket.inet_aton(address)
+        answers = 1
+    rcode = 0 if address is not None else 3
+    header = struct.pack("!HHHHHH", ident, 0x8180 | rcode, count, answers, 0, 0)
+    return header + question + records, name
+
+
+def _serve_dns(log: Path) -> None:
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind((DNS, 53))
+    while True:
+        query, peer = server.recvfrom(4096)
+        with contextlib.suppress(Exception):
+            answer, name = _answer(query)
+            with log.open("a") as handle:
+                handle.write(name + "\n")
+            server.sendto(answer, peer)
+
+
+if __name__ == "__main__":
+    _serve_dns(Path(sys.argv[1]))

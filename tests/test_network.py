@@ -1,0 +1,194 @@
+"""Boxes' networks, with real traffic to a fake internet on this machine (``fake_internet``):
+the default outbound network, loopback-only boxes, every allow-list form, the addresses no box
+reaches unlisted, the bypasses a box might try, and what is left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+import boxlite
+
+from .conftest import collect, no_descriptor_leak, open_descriptors
+from .fake_internet import DNS, OTHER_WEB, WEB, FakeInternet, fake_internet
+
+BODY = "hello from the fake internet"
+
+
+@pytest.fixture(scope="module")
+def internet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeInternet]:
+    with fake_internet(tmp_path_factory.mktemp("internet")) as net:
+        yield net
+
+
+@pytest.fixture
+async def net_runtime(home: Path, internet: FakeInternet, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[boxlite.Boxlite]:
+    """A runtime whose boxes' queries go to the fake internet's DNS server."""
+    monkeypatch.setenv("BOXLITE_DNS_SERVERS", DNS)
+    descriptors = open_descriptors()
+    rt = boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
+    try:
+        yield rt
+    finally:
+        rt.close()
+    del rt
+    await no_descriptor_leak(descriptors)
+
+
+async def run(box: boxlite.Box, *argv: str) -> tuple[int, str]:
+    stdout, stderr, status = await collect(await box.exec(argv[0], list(argv[1:])))
+    return status.exit_code, (stdout + stderr).decode()
+
+
+async def fetch(box: boxlite.Box, url: str) -> tuple[int, str]:
+    return await run(box, "wget", "-q", "-O", "-", url)
+
+
+async def make_box(runtime: boxlite.Boxlite, image: str, network: boxlite.NetworkSpec | None = None, **options: object) -> boxlite.Box:
+    return await runtime.create(boxlite.BoxOptions(rootfs_path=image, network=network, **options))  # type: ignore[arg-type]
+
+
+async def test_default_network_reaches_the_internet_by_address_and_name(net_runtime: boxlite.Boxlite, busybox_image: str) -> None:
+    box = await make_box(net_runtime, busybox_image)
+    code, resolv = await run(box, "cat", "/etc/resolv.conf")
+    assert (code, resolv) == (0, "nameserver 10.0.2.3\n")
+    assert await fetch(box, f"http://{WEB}/index.html") == (0, BODY + "\n")
+    code, answer = await run(box, "nslookup", "allowed.test")
+    assert code == 0 and WEB in answer, answer
+    assert await fetch(box, "http://other.test/index.html") == (0, BODY + "\n")
+    info = await box.info()
+    assert info.network is not None and info.network.outbound.mode == "enabled" and info.network.allow_net == []
+    metrics = await box.metrics()
+    assert metrics.network_tcp_connections == 2 and metrics.network_tcp_errors == 0
+    assert metrics.network_bytes_received is not None and metrics.network_bytes_received > len(BODY)
+    await box.stop()
+
+
+@pytest.mark.parametrize("spec", ["disabled", "security"])
+async def test_a_box_without_network_has_loopback_only(net_runtime: boxlite.Boxlite, busybox_image: str, spec: str) -> None:
+    if spec == "disabled":
+        box = await make_box(net_runtime, busybox_image, boxlite.NetworkSpec(mode="disabled"))
+    else:
+        security = boxlite.SecurityOptions(network_enabled=False)
+        box = await net_runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image, advanced=boxlite.AdvancedBoxOptions(security=security)))
+    code, links = await run(box, "ip", "-o", "link")
+    assert code == 0 and [line.split(":")[1].strip() for line in links.splitlines()] == ["lo"], links
+    assert (await fetch(box, f"http://{WEB}/"))[0] != 0
+    assert (await box.info()).network.outbound.mode == "disabled"  # type: ignore[union-attr]
+    assert (await box.metrics()).network_tcp_connections is None
+    await box.stop()
+
+
+async def test_host_services_metadata_and_the_box_link_are_out_of_reach(net_runtime: boxlite.Boxlite, busybox_image: str) -> None:
+    # A service on the host, on every address, that greets whoever connects: no box hears it.
+    async def greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"host-secret\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(greet, "0.0.0.0", 0)
+    port = server.sockets[0].getsockname()[1]
+    host_addresses = {"127.0.0.1", "198.51.100.1"}
+    host_addresses.update(address for address in subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split() if ":" not in address)
+    async with server:
+        box = await make_box(net_runtime, busybox_image)
+        for address in sorted(host_addresses) + ["169.254.169.254", "10.0.2.2"]:
+            _, output = await run(box, "nc", "-w", "3", address, str(port))
+            assert "host-secret" not in output, f"the box reached {address}:{port}"
+        # 127.0.0.1 is the box's own loopback, which never leaves the box.
+        assert (await box.metrics()).network_tcp_errors == len(host_addresses) + 1
+        # Listed by IP, the host is reachable.
+        listed = await make_box(net_runtime, busybox_image, boxlite.NetworkSpec(allow_net=["198.51.100.1"]))
+        _, output = await run(listed, "nc", "-w", "3", "198.51.100.1", str(port))
+        assert "host-secret" in output
+        await asyncio.gather(box.stop(), listed.stop())
+
+
+async def test_ip_and_cidr_rules(net_runtime: boxlite.Boxlite, busybox_image: str, internet: FakeInternet) -> None:
+    box = await make_box(net_runtime, busybox_image, boxlite.NetworkSpec(allow_net=[WEB]))
+    assert await fetch(box, f"http://{WEB}/") == (0, BODY + "\n")
+    assert (await fetch(box, f"http://{OTHER_WEB}/"))[0] != 0
+    # Only IPs are listed: no name resolves, and none reached the upstream server.
+    before = len(internet.queried())
+    code, _ = await run(box, "nslookup", "allowed.test")
+    assert code != 0 and len(internet.queried()) == before
+    cidr = await make_box(net_runtime, busybox_image, boxlite.NetworkSpec(allow_net=["203.0.113.0/24"]))
+    assert await fetch(cidr, f"http://{OTHER_WEB}/") == (0, BODY + "\n")
+    assert (await fetch(cidr, f"http://{WEB}/"))[0] != 0
+    await asyncio.gather(box.stop(), cidr.stop())
+
+
+async def test_a_listed_name_reaches_only_what_it_resolved_to(net_runtime: boxlite.Boxlite, busybox_image: str, internet: FakeInternet) -> None:
+    box = await make_box(net_runtime, busybox_image, boxlite.NetworkSpec(allow_net=["allowed.test"]))
+    # Before the name is resolved its address is as unlisted as any.
+    assert (await fetch(box, f"http://{WEB}/"))[0] != 0
+    assert await fetch(box, "http://allowed.test/") == (0, BODY + "\n")
+    # Unlisted names do not resolve, and their queries never leave, whichever server is asked.
+    before = len(internet.queried())
+    for argv in (["nslookup", "other.test"], ["nslookup", "other.test", DNS]):
+        code, answer = await run(box, *argv)
+        assert code != 0 and OTHER_WEB not in answer, answer
+    assert len(internet.queried()) == before
+    # An allowed name in the Host header does not open another address.
+    code, _ = await run(box, "wget", "-q", "-O", "-", "--header", "Host: allowed.test", f"http://{OTHER_WEB}/")
+    assert code != 0
+    # DNS over TCP to the upstream server reaches the runtime's resolver too: NXDOMAIN.
+    query = "\\000\\034\\022\\064\\001\\000\\000\\001\\000\\000\\000\\000\\000\\000\\005other\\004test\\000\\000\\001\\000\\001"
+    code, answer = await run(box, "sh", "-c", f"printf '{query}' | nc -w 3 {DNS} 53 | od -An -tx1")
+    assert answer.split()[:6] == ["00", "1c", "12", "34", "81", "83"], answer
+    assert len(internet.queried()) == before
+    await box.stop()
+
+
+async def test_wildcards_and_ports(net_runtime: boxlite.Boxlite, busybox_image: str) -> None:
+    box = await make_box(net_runtime, busybox_image, boxlite.NetworkSpec(allow_net=["*.example.test", "allowed.test:8080"]))
+    assert await fetch(box, "http://www.example.test/") == (0, BODY + "\n")
+    code, _ = await run(box, "nslookup", "example.test")
+    assert code != 0, "a wildcard covers names below the suffix only"
+    assert await fetch(box, "http://allowed.test:8080/") == (0, BODY + "\n")
+    await box.stop()
+    # allowed.test and www.example.test share an address: port rules are per rule, so a box
+    # listing allowed.test on 8080 only cannot reach its port 80.
+    only_port = await make_box(net_runtime, busybox_image, boxlite.NetworkSpec(allow_net=["allowed.test:8080"]))
+    assert await fetch(only_port, "http://allowed.test:8080/") == (0, BODY + "\n")
+    assert (await fetch(only_port, "http://allowed.test/"))[0] != 0
+    await only_port.stop()
+
+
+async def test_box_root_with_net_admin_cannot_change_its_network(net_runtime: boxlite.Boxlite, busybox_image: str) -> None:
+    capabilities = boxlite.ContainerCapabilities(add=["NET_ADMIN"])
+    options = boxlite.BoxOptions(rootfs_path=busybox_image, network=boxlite.NetworkSpec(allow_net=[WEB]), advanced=boxlite.AdvancedBoxOptions(capabilities=capabilities))
+    box = await net_runtime.create(options)
+    for argv in (["ip", "addr", "add", "203.0.113.99/24", "dev", "eth0"], ["ip", "route", "del", "default"], ["ip", "link", "set", "eth0", "down"], ["ip", "link", "add", "x", "type", "dummy"]):
+        code, output = await run(box, *argv)
+        assert code != 0, f"{argv} succeeded in the box: {output}"
+    assert (await fetch(box, f"http://{OTHER_WEB}/"))[0] != 0
+    assert await fetch(box, f"http://{WEB}/") == (0, BODY + "\n")
+    await box.stop()
+
+
+@pytest.mark.parametrize("entry", ["300.1.1.1", "10.0.0.0/33", "exa mple.test", "*.", "host:0", "host:http", "a..b"])
+async def test_bad_allow_net_entries_are_refused_and_leave_nothing(net_runtime: boxlite.Boxlite, busybox_image: str, home: Path, entry: str) -> None:
+    with pytest.raises(boxlite.InvalidArgumentError, match="allow_net"):
+        await make_box(net_runtime, busybox_image, boxlite.NetworkSpec(allow_net=[entry]))
+    assert await net_runtime.list_info() == []
+    assert list((home / "boxes").iterdir()) == []
+
+
+async def test_nothing_is_left_on_the_host(net_runtime: boxlite.Boxlite, busybox_image: str) -> None:
+    def host_state() -> tuple[str, str]:
+        links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+        tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True).stdout
+        return "\n".join(sorted(line.split(":")[1] for line in links.splitlines())), tables
+
+    before = host_state()
+    boxes = await asyncio.gather(*(make_box(net_runtime, busybox_image) for _ in range(3)))
+    for box in boxes:
+        assert await fetch(box, f"http://{WEB}/") == (0, BODY + "\n")
+    assert host_state() == before, "a box's network touched the host's interfaces or rules"
+    await asyncio.gather(*(box.stop() for box in boxes))
+    assert host_state() == before
