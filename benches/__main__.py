@@ -6,6 +6,7 @@ JSON and PNG plots.
     python -m benches --only exec,create
     python -m benches --only faults   # kill -9 of a runtime at random moments, then recovery
     python -m benches --only soak     # 10,000 create/exec/stop cycles: memory, fds, threads flat
+    python -m benches --only network  # a box's network against the host's (needs root)
 
 Benchmarks are not tests: nothing fails on a slow figure. Run from the repository root (the
 test images come from tests/images.py). Results go to benches/results/ unless --out says.
@@ -21,7 +22,7 @@ from pathlib import Path
 from . import suites
 from .harness import Row, plot, print_table, write_json
 
-SUITES = ["exec", "create", "stream", "density", "concurrency", "pull", "copy", "faults", "soak"]
+SUITES = ["exec", "create", "stream", "density", "concurrency", "pull", "copy", "faults", "soak", "network"]
 
 
 async def run(arguments: argparse.Namespace) -> None:
@@ -49,6 +50,8 @@ async def run(arguments: argparse.Namespace) -> None:
         rows += await suites.faults(5 if quick else 200)
     if "soak" in chosen:
         rows += await suites.soak(200 if quick else 10_000)
+    if "network" in chosen:
+        rows += await suites.network(*((64, 20, 5) if quick else (1024, 200, 50)))
     print_table(rows)
     out = Path(arguments.out)
     write_json(rows, out / "results.json")

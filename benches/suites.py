@@ -517,3 +517,61 @@ async def soak(cycles: int) -> list[Row]:
         f"{first[1]}/{last[1]} fds, {first[2]}/{last[2]} threads); left at the end: {left} boxes, {processes} box processes"
     )
     return [latency_row("soak: create+start+exec+stop cycle", "asyncio subprocess `sh -c echo`", times, baseline, note=note)]
+
+
+async def network(megabytes: int, connections: int, samples: int) -> list[Row]:
+    """9. A box's network against the host's own, to the fake internet of the tests (a network
+    namespace behind a veth pair, `tests/fake_internet.py`), with the same client (busybox
+    wget) on both sides: throughput of one download, the cost of a connection (a loop of small
+    downloads), and create + start + first exec with the default network against a box without
+    one."""
+    from tests.fake_internet import DNS, WEB, fake_internet
+
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        print("network: skipped: busybox is not installed")
+        return []
+    layout = str(images.busybox_layout())
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch, fake_internet(Path(scratch) / "internet") as _:
+        site = Path(scratch) / "internet" / "site"
+        with (site / "big").open("wb") as big:
+            big.truncate(megabytes << 20)
+        os.environ["BOXLITE_DNS_SERVERS"] = DNS
+        with _runtime(f"{scratch}/home") as runtime:
+            box = await runtime.create(boxlite.BoxOptions(rootfs_path=layout))
+            download = ["wget", "-q", "-O", "/dev/null", f"http://{WEB}/big"]
+            ours_rates, host_rates = [], []
+            for _ in range(3):
+                started = time.perf_counter()
+                execution = await box.exec(download[0], download[1:])
+                assert (await execution.wait()).exit_code == 0
+                ours_rates.append(megabytes / (time.perf_counter() - started))
+                started = time.perf_counter()
+                await _spawn(busybox, *download)
+                host_rates.append(megabytes / (time.perf_counter() - started))
+            rows.append(Row(f"box -> fake internet, one download ({megabytes} MiB)", "MiB/s", statistics.median(ours_rates), min(ours_rates),
+                            "busybox wget on the host", statistics.median(host_rates), min(host_rates), 3, 0.8, True,
+                            "the host's path is a veth pair; the box's adds the runtime's relay"))
+            loop = f"i=0; while [ $i -lt {connections} ]; do wget -q -O /dev/null http://{WEB}/index.html || exit 1; i=$((i+1)); done"
+            started = time.perf_counter()
+            execution = await box.exec("sh", ["-c", loop])
+            assert (await execution.wait()).exit_code == 0
+            ours_each = (time.perf_counter() - started) * 1e6 / connections
+            started = time.perf_counter()
+            await _spawn(busybox, "sh", "-c", loop.replace("wget", f"{busybox} wget"))
+            host_each = (time.perf_counter() - started) * 1e6 / connections
+            rows.append(Row("connection + small download, each", "us", ours_each, ours_each, "busybox wget on the host", host_each, host_each,
+                            connections, 1.5, False, f"{connections} in a loop, each a new process, connection and HTTP request"))
+            await box.stop()
+
+            async def start(network: boxlite.NetworkSpec | None) -> None:
+                created = await runtime.create(boxlite.BoxOptions(rootfs_path=layout, network=network))
+                execution = await created.exec("/bin/true")
+                await execution.wait()
+                await created.stop()
+
+            with_network, without = await side_by_side(lambda: start(None), lambda: start(boxlite.NetworkSpec(mode="disabled")), samples, 2)
+            rows.append(latency_row("create + start + first exec + stop, network on", "the same, network disabled", with_network, without, 1.2))
+        del os.environ["BOXLITE_DNS_SERVERS"]
+    return rows

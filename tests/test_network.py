@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -192,3 +193,33 @@ async def test_nothing_is_left_on_the_host(net_runtime: boxlite.Boxlite, busybox
     assert host_state() == before, "a box's network touched the host's interfaces or rules"
     await asyncio.gather(*(box.stop() for box in boxes))
     assert host_state() == before
+
+
+DETACHED = """
+import asyncio, sys, boxlite
+
+async def main() -> None:
+    runtime = boxlite.Boxlite(boxlite.Options(home_dir=sys.argv[1]))
+    box = await runtime.create(boxlite.BoxOptions(rootfs_path=sys.argv[2], detach=True, auto_remove=False), name="lasting")
+    await box.start()
+    print("ready", flush=True)
+    await asyncio.sleep(600)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_runtime_that_adopts_a_detached_box_serves_its_network(home: Path, busybox_image: str, internet: FakeInternet, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOXLITE_DNS_SERVERS", DNS)
+    with subprocess.Popen([sys.executable, "-c", DETACHED, str(home), busybox_image], stdout=subprocess.PIPE, text=True) as first:
+        assert first.stdout is not None and first.stdout.readline().strip() == "ready"
+        first.kill()
+    runtime = boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
+    try:
+        box = await runtime.get("lasting")
+        assert box is not None
+        assert await fetch(box, "http://allowed.test/") == (0, BODY + "\n")
+        await box.stop()
+        await runtime.remove("lasting")
+    finally:
+        runtime.close()

@@ -171,10 +171,11 @@ class InboundNetworkSpec:
 
 @final
 class NetworkSpec:
-    """A box's network. Boxes have a loopback interface only: a spec with outbound traffic
-    enabled (the default mode) or inbound traffic is refused by ``create()`` with
-    ``UnsupportedError``; ``NetworkSpec(mode="disabled")`` is accepted. ``mode`` and
-    ``allow_net`` are the legacy spelling of ``outbound``."""
+    """A box's network. Outbound traffic is on by default (as ``network=None``), to what
+    ``allow_net`` allows (IPs, CIDRs, host names, ``*.suffix``, ``host:port``; empty: anywhere
+    but the host itself and link-local addresses); ``NetworkSpec(mode="disabled")`` leaves
+    loopback only. Inbound traffic is refused by ``create()`` with ``UnsupportedError``. ``mode``
+    and ``allow_net`` are the legacy spelling of ``outbound``. docs/network.md has the policy."""
 
     outbound: OutboundNetworkSpec
     inbound: InboundNetworkSpec
@@ -261,8 +262,9 @@ class AdvancedBoxOptions:
 
 @final
 class Secret:
-    """A value for a placeholder in outbound HTTPS traffic; never shown by ``repr()``. Boxes
-    have no outbound network yet, so a box with secrets is refused with ``UnsupportedError``."""
+    """A value for a placeholder in outbound HTTPS traffic; never shown by ``repr()``. The HTTPS
+    proxy that substitutes it is not built yet, so a box with secrets is refused with
+    ``UnsupportedError``."""
 
     name: str
     value: str
@@ -379,7 +381,8 @@ class InboundNetworkInfo:
 
 @final
 class NetworkInfo:
-    """A box's network: loopback only for now, so outbound and inbound are ``disabled``."""
+    """A box's network: outbound ``enabled`` with its ``allow_net``, or ``disabled`` (loopback
+    only); inbound is ``disabled`` (not built yet)."""
 
     @property
     def outbound(self) -> OutboundNetworkInfo: ...
@@ -516,7 +519,9 @@ class BoxMetrics:
         """Processes in the box now."""
     @property
     def network_bytes_sent(self) -> int | None:
-        """Always None: boxes have loopback only."""
+        """Bytes the box sent over the connections the runtime made for it, since it last
+        started; the counters below likewise (connections opened, and those refused or failed).
+        None for a box with loopback only."""
     @property
     def network_bytes_received(self) -> int | None: ...
     @property

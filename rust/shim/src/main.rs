@@ -168,10 +168,8 @@ fn prepare(arguments: &Arguments) -> String {
 /// process's files) are opened before the root is pivoted away from the host.
 fn configure(namespaces: Option<userns::BoxNamespaces>, has_interface: bool, priority: Option<&Priority>, filter: &[libc::sock_filter], signals: OwnedFd, first: pid1::FirstProcess) -> Result<init::Init, String> {
     let (config, config_bytes) = read_config()?;
-    match (config.network, has_interface) {
-        (true, false) => return Err("the box's network needs a shim started with one".to_string()),
-        (false, true) => network::remove_interface().map_err(|error| error.to_string())?,
-        _ => {}
+    if config.network != has_interface {
+        return Err("the box's network does not match the one its shim was made with".to_string());
     }
     // Before pid 1 uses them: it builds the root with the box's ids.
     match (&namespaces, config.user_namespace) {

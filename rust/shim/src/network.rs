@@ -1,8 +1,8 @@
 //! The box's interface, made ahead of need in the box's network namespace while the shim is
 //! still host root there (`boxlite_protocol::network` says what it is and why it leads
 //! nowhere): a persistent tun device with the box's address and a default route, and the rules
-//! that divert what leaves it to the runtime. A box without a network has it removed when its
-//! config comes ([`remove_interface`]), which leaves loopback only.
+//! that divert what leaves it to the runtime. A box without a network gets a shim made without
+//! it, and has loopback only.
 
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -16,7 +16,7 @@ use crate::sys::{check, Result, SysError};
 /// listens on it as soon as the shim reports.
 pub fn prepare_interface(nft: &Path) -> Result<()> {
     crate::jail::bring_up_loopback()?;
-    set_tun_persistence(true)?;
+    make_tun()?;
     // SAFETY: a datagram socket only carries the ioctls below; owned at once.
     let socket = unsafe { OwnedFd::from_raw_fd(check(libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0), || "failed to open a socket to configure eth0".to_string())?) };
     let netmask = u32::MAX.checked_shl(32 - PREFIX_LENGTH).unwrap_or(0).to_be_bytes();
@@ -49,13 +49,8 @@ pub fn prepare_interface(nft: &Path) -> Result<()> {
     load_rules(nft)
 }
 
-/// Removes the interface: the box keeps loopback only.
-pub fn remove_interface() -> Result<()> {
-    set_tun_persistence(false)
-}
-
-/// Creates the tun device (or attaches to it) and sets whether it outlives its descriptor.
-fn set_tun_persistence(persistent: bool) -> Result<()> {
+/// Creates the tun device and makes it outlive its descriptor.
+fn make_tun() -> Result<()> {
     let path = c"/dev/net/tun";
     // SAFETY: open of a constant path; the descriptor is owned at once.
     let tun = unsafe { OwnedFd::from_raw_fd(check(libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC), || "failed to open /dev/net/tun".to_string())?) };
@@ -64,7 +59,7 @@ fn set_tun_persistence(persistent: bool) -> Result<()> {
     // SAFETY: TUNSETIFF reads the ifreq, alive through the call; TUNSETPERSIST takes an integer.
     unsafe {
         check(libc::ioctl(tun.as_raw_fd(), libc::TUNSETIFF, &interface), || format!("failed to make the tun device {INTERFACE}"))?;
-        check(libc::ioctl(tun.as_raw_fd(), libc::TUNSETPERSIST, libc::c_ulong::from(persistent)), || format!("failed to set whether {INTERFACE} persists"))?;
+        check(libc::ioctl(tun.as_raw_fd(), libc::TUNSETPERSIST, 1 as libc::c_ulong), || format!("failed to make {INTERFACE} persist"))?;
     }
     Ok(())
 }

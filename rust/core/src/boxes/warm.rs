@@ -25,18 +25,21 @@ impl Inner {
     /// A warm shim for a box with `config`: the one made ahead of need if it is ready and fits,
     /// or one made now (at full priority: a box waits for it). A box with volumes gets a new
     /// one: a shim's mount namespace is a copy of the host's mounts when it was made, and a
-    /// volume's source may have been mounted since.
+    /// volume's source may have been mounted since. So does a box without a network (ahead of
+    /// need, shims are made with one): removing an interface waits for the kernel's RCU grace
+    /// period, which costs more than a new shim.
     pub(super) fn warm_shim(&self, config: &ShimConfig) -> Result<engine::Warm> {
         if config.volumes.is_empty() {
             // One being made is most of the way: it is waited for (bounded) rather than made
             // again.
             let slot = self.warm_slot();
             let (mut slot, _) = self.warm.1.wait_timeout_while(slot, TAKE_WAIT, |slot| slot.preparing).unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(warm) = slot.ready.take_if(|warm| warm.user_namespace == config.user_namespace.is_some()) {
+            if let Some(warm) = slot.ready.take_if(|warm| warm.user_namespace == config.user_namespace.is_some() && warm.sockets.is_some() == config.network) {
                 return Ok(warm);
             }
         }
-        engine::Warm::prepare(&self.shim, config.user_namespace.is_some(), false, self.network.nft.as_deref())
+        let nft = self.network.nft.as_deref().filter(|_| config.network);
+        engine::Warm::prepare(&self.shim, config.user_namespace.is_some(), false, nft)
     }
 
     /// Makes the next box's shim unless one is ready or being made, or the runtime is closing.

@@ -13,6 +13,9 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::BoxTraffic;
 
+/// Each direction's buffer: tokio's default (8 KiB) costs a system call pair per 8 KiB, which
+/// showed as a third of a download's throughput.
+const RELAY_BUFFER: usize = 256 << 10;
 /// How long the runtime tries to reach a destination before the box's connection is reset.
 const CONNECT_WAIT: Duration = Duration::from_secs(30);
 
@@ -54,7 +57,7 @@ async fn relay(mut inbound: TcpStream, traffic: &BoxTraffic) {
     };
     let _ = inbound.set_nodelay(true);
     let _ = outbound.set_nodelay(true);
-    if let Ok((sent, received)) = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await {
+    if let Ok((sent, received)) = tokio::io::copy_bidirectional_with_sizes(&mut inbound, &mut outbound, RELAY_BUFFER, RELAY_BUFFER).await {
         traffic.bytes_sent.fetch_add(sent, Ordering::Relaxed);
         traffic.bytes_received.fetch_add(received, Ordering::Relaxed);
     }
