@@ -71,8 +71,9 @@ def home(tmp_path: Path) -> Iterator[Path]:
     assert_no_leftovers(path, cgroups)
 
 
-@pytest.fixture
-async def runtime(home: Path) -> AsyncIterator[boxlite.Boxlite]:
+@contextlib.asynccontextmanager
+async def checked_runtime(home: Path) -> AsyncIterator[boxlite.Boxlite]:
+    """A runtime on ``home``; once it is closed, every descriptor it opened must be too."""
     descriptors = open_descriptors()
     rt = boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
     try:
@@ -81,6 +82,12 @@ async def runtime(home: Path) -> AsyncIterator[boxlite.Boxlite]:
         rt.close()
     del rt
     await no_descriptor_leak(descriptors)
+
+
+@pytest.fixture
+async def runtime(home: Path) -> AsyncIterator[boxlite.Boxlite]:
+    async with checked_runtime(home) as rt:
+        yield rt
 
 
 def open_descriptors() -> set[str]:

@@ -5,6 +5,7 @@ reaches unlisted, the bypasses a box might try, and what is left behind."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -14,7 +15,7 @@ import pytest
 
 import boxlite
 
-from .conftest import collect, no_descriptor_leak, open_descriptors
+from .conftest import checked_runtime, collect
 from .fake_internet import DNS, OTHER_WEB, WEB, FakeInternet, fake_internet
 
 BODY = "hello from the fake internet"
@@ -30,14 +31,8 @@ def internet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeInternet]
 async def net_runtime(home: Path, internet: FakeInternet, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[boxlite.Boxlite]:
     """A runtime whose boxes' queries go to the fake internet's DNS server."""
     monkeypatch.setenv("BOXLITE_DNS_SERVERS", DNS)
-    descriptors = open_descriptors()
-    rt = boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
-    try:
+    async with checked_runtime(home) as rt:
         yield rt
-    finally:
-        rt.close()
-    del rt
-    await no_descriptor_leak(descriptors)
 
 
 async def run(box: boxlite.Box, *argv: str) -> tuple[int, str]:
@@ -223,3 +218,113 @@ async def test_a_runtime_that_adopts_a_detached_box_serves_its_network(home: Pat
         await runtime.remove("lasting")
     finally:
         runtime.close()
+
+
+async def http_get(port: int, host: str = "127.0.0.1") -> bytes:
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(b"GET /index.html HTTP/1.0\r\nHost: box\r\n\r\n")
+    await writer.drain()
+    response = await reader.read()
+    writer.close()
+    return response
+
+
+async def wait_for_server(port: int) -> None:
+    for _ in range(200):
+        try:
+            if b"200 OK" in await http_get(port):
+                return
+        except OSError:
+            pass
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"nothing served on host port {port}")
+
+
+async def test_published_ports_reach_servers_in_the_box(net_runtime: boxlite.Boxlite, busybox_image: str) -> None:
+    ports = [(0, 8080), {"guest_port": 8081, "host_ip": "127.0.0.1"}]
+    box = await net_runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image, ports=ports))  # type: ignore[arg-type]
+    await box.start()
+    network = (await box.info()).network
+    assert network is not None and network.published_ports is not None
+    published = {port.guest_port: port for port in network.published_ports}
+    assert sorted(published) == [8080, 8081] and all(port.host_port > 0 and port.protocol == "tcp" for port in published.values())
+    assert (published[8080].host_ip, published[8081].host_ip) == ("0.0.0.0", "127.0.0.1")
+    assert (await run(box, "sh", "-c", "mkdir -p /www && echo served from the box > /www/index.html"))[0] == 0
+    # One server on every address of the box, one on its loopback only: both are reached.
+    servers = [await box.exec("httpd", ["-f", "-p", "8080", "-h", "/www"]), await box.exec("httpd", ["-f", "-p", "127.0.0.1:8081", "-h", "/www"])]
+    for port in published.values():
+        await wait_for_server(port.host_port)
+    responses = await asyncio.gather(*(http_get(published[8080 + index % 2].host_port) for index in range(100)))
+    assert all(response.endswith(b"served from the box\n") for response in responses)
+    metrics = await box.metrics()
+    assert metrics.network_bytes_sent is not None and metrics.network_bytes_sent > 100 * len("served from the box")
+    for server in servers:
+        await server.kill()
+    await box.stop()
+    # Released with the box: listening there works again (as any server would, past the
+    # connections in TIME_WAIT).
+    for port in published.values():
+        with socket.socket() as again:
+            again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            again.bind((port.host_ip, port.host_port))
+            again.listen()
+
+
+async def test_a_taken_host_port_fails_the_start_and_leaves_nothing(net_runtime: boxlite.Boxlite, busybox_image: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        box = await net_runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image, ports=[(port, 80)], auto_remove=False))
+        with pytest.raises(boxlite.NetworkError, match=f"0.0.0.0:{port}"):
+            await box.start()
+    # Once the port is free, the same box starts.
+    await box.start()
+    await box.stop()
+
+
+async def test_bad_ports_are_refused_by_name(net_runtime: boxlite.Boxlite, busybox_image: str) -> None:
+    with pytest.raises(boxlite.UnsupportedError, match="UDP"):
+        await net_runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image, ports=[(0, 53, "udp")]))
+    with pytest.raises(boxlite.InvalidArgumentError, match="host_ip"):
+        await net_runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image, ports=[(0, 80, "tcp", "localhost")]))
+    with pytest.raises(boxlite.InvalidArgumentError, match="guest_port"):
+        await net_runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image, ports=[(0, 0)]))
+    assert await net_runtime.list_info() == []
+
+
+async def test_a_running_box_takes_a_new_outbound_policy_at_once(net_runtime: boxlite.Boxlite, busybox_image: str) -> None:
+    box = await make_box(net_runtime, busybox_image, boxlite.NetworkSpec(allow_net=[WEB]))
+    assert await fetch(box, f"http://{WEB}/") == (0, BODY + "\n")
+    assert (await fetch(box, f"http://{OTHER_WEB}/"))[0] != 0
+    await box.network.update_outbound(boxlite.OutboundNetworkSpec(allow_net=[OTHER_WEB, "allowed.test"]))
+    assert await fetch(box, f"http://{OTHER_WEB}/") == (0, BODY + "\n")
+    assert (await fetch(box, f"http://{WEB}/"))[0] != 0, "the old list no longer applies"
+    assert await fetch(box, "http://allowed.test/") == (0, BODY + "\n")
+    network = (await box.info()).network
+    assert network is not None and network.allow_net == [OTHER_WEB, "allowed.test"]
+    # A bad list is refused whole, and the one in force stays.
+    with pytest.raises(boxlite.InvalidArgumentError, match="exa mple"):
+        await box.network.update_outbound(boxlite.OutboundNetworkSpec(allow_net=["exa mple"]))
+    assert await fetch(box, f"http://{OTHER_WEB}/") == (0, BODY + "\n")
+    # Turned off: nothing leaves, and no name resolves.
+    await box.network.update_outbound(boxlite.OutboundNetworkSpec(mode="disabled"))
+    assert (await fetch(box, f"http://{OTHER_WEB}/"))[0] != 0
+    assert (await run(box, "nslookup", "allowed.test"))[0] != 0
+    assert (await box.info()).network.outbound.mode == "disabled"  # type: ignore[union-attr]
+    await box.stop()
+
+
+async def test_a_box_made_without_a_network_gets_one_at_its_next_start(net_runtime: boxlite.Boxlite, busybox_image: str) -> None:
+    box = await make_box(net_runtime, busybox_image, boxlite.NetworkSpec(mode="disabled"), auto_remove=False)
+    await box.start()
+    with pytest.raises(boxlite.InvalidStateError, match="starts again"):
+        await box.network.update_outbound(boxlite.OutboundNetworkSpec(allow_net=[WEB]))
+    await box.stop()
+    again = await net_runtime.get(box.id)
+    assert again is not None
+    await again.network.update_outbound(boxlite.OutboundNetworkSpec(allow_net=[WEB]))
+    assert await fetch(again, f"http://{WEB}/") == (0, BODY + "\n")
+    assert (await fetch(again, f"http://{OTHER_WEB}/"))[0] != 0
+    await again.stop()
+    await net_runtime.remove(box.id)

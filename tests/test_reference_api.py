@@ -88,7 +88,7 @@ def test_volumes_and_ports_are_validated_at_construction() -> None:
 
 async def test_options_the_engine_cannot_honour_are_refused_by_name(runtime: boxlite.Boxlite) -> None:
     refused = {
-        "publishing ports": boxlite.BoxOptions(ports=[(8080, 80)]),
+        "UDP ports": boxlite.BoxOptions(ports=[(8080, 53, "udp")]),
         "terminal": boxlite.BoxOptions(tty=True, cmd=["sh"]),
         "secrets": boxlite.BoxOptions(secrets=[boxlite.Secret("a", "b")]),
         "auto_resume": boxlite.BoxOptions(auto_resume=True),
@@ -156,7 +156,7 @@ async def test_features_of_other_engines_are_present_and_refuse_by_name(runtime:
         box.network.tunnel(0)
     refused = {
         "tunnels": box.network.tunnel(8080),
-        "network policies": box.network.update_outbound(boxlite.OutboundNetworkSpec()),
+        "inbound allow-list": box.network.update_inbound(boxlite.InboundNetworkSpec()),
         "snapshots": box.snapshot.create(name="first"),
         "exporting": box.export(dest="/tmp/box.boxlite", options=boxlite.ExportOptions()),
         "cloning": box.clone_box(name="copy", options=boxlite.CloneOptions()),

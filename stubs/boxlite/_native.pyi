@@ -356,6 +356,8 @@ class CopyOptions:
 
 @final
 class PublishedPort:
+    """A TCP port of the box, published on the host while the box runs."""
+
     @property
     def guest_port(self) -> int: ...
     @property
@@ -656,13 +658,19 @@ class SnapshotHandle:
 
 @final
 class NetworkHandle:
-    """Tunnels and network policies need a box network; boxes have loopback only, so every
-    method fails with ``UnsupportedError`` (a port outside 1..65535 is a ``ValueError`` at once)."""
+    """``Box.network``: the box's outbound policy, changed while it runs. Tunnels and an
+    inbound allow-list are not built yet: ``tunnel``, ``revoke_tunnel`` and ``update_inbound``
+    fail with ``UnsupportedError`` (a port outside 1..65535 is a ``ValueError`` at once)."""
 
     def tunnel(self, port: int) -> asyncio.Future[Any]: ...
     def revoke_tunnel(self, port: int) -> asyncio.Future[None]: ...
     def update_inbound(self, spec: InboundNetworkSpec) -> asyncio.Future[None]: ...
-    def update_outbound(self, spec: OutboundNetworkSpec) -> asyncio.Future[None]: ...
+    def update_outbound(self, spec: OutboundNetworkSpec) -> asyncio.Future[None]:
+        """The box's outbound traffic from now on: what ``spec.allow_net`` allows, or nothing
+        when ``spec.mode`` is ``"disabled"``; a running box takes it at once, and every later
+        start too. A bad entry is an ``InvalidArgumentError`` and changes nothing. A box made
+        without a network gets one only when it starts again (``InvalidStateError`` while it
+        runs)."""
 
 @final
 class VolumeHandle:

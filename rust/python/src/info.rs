@@ -136,7 +136,7 @@ impl From<boxlite_core::BoxInfo> for BoxInfo {
             auto_delete: info.auto_delete,
             auto_resume: false,
             detach: info.detach,
-            network: Some(NetworkInfo::new(info.network)),
+            network: Some(NetworkInfo::new(info.network, &info.published_ports)),
             health_status: HealthStatus { state: HealthState { value: info.health.state.as_str() }, failures: info.health.failures, last_check: info.health.last_check },
             last_activity_at: None,
         }

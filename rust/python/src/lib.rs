@@ -53,7 +53,7 @@ fn _native(py: Python<'_>, module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<unsupported::ExportOptions>()?;
     module.add_class::<unsupported::CloneOptions>()?;
     module.add_class::<unsupported::SnapshotHandle>()?;
-    module.add_class::<unsupported::NetworkHandle>()?;
+    module.add_class::<boxes::NetworkHandle>()?;
     module.add_class::<volumes::VolumeHandle>()?;
     module.add_class::<volumes::VolumeInfo>()?;
     module.add_class::<info::HealthStatus>()?;

@@ -1,12 +1,11 @@
 //! The API of features this engine does not have yet (VM snapshots, export, clone and import,
-//! tunnels, REST-only image management). Each is present, so code written for
+//! tunnels, an inbound allow-list, REST-only image management). Each is present, so code written for
 //! BoxLite finds it, and each call fails with `UnsupportedError` saying why ([`Missing`]) —
 //! through an awaitable for the async methods, as the real ones would — never silently doing
 //! nothing.
 
 use std::sync::Arc;
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::asyncio::running_loop;
@@ -22,7 +21,7 @@ pub enum Missing {
     Clone,
     Import,
     Tunnels,
-    NetworkUpdates,
+    InboundPolicy,
     VolumeSize,
     RestOnlyImages,
     RestRuntime,
@@ -36,8 +35,8 @@ impl Missing {
             Self::Export => "exporting a box to a .boxlite archive needs the VM engine; boxes run on the namespace engine here",
             Self::Clone => "cloning a box needs the VM engine; boxes run on the namespace engine here",
             Self::Import => "importing a .boxlite archive needs the VM engine; boxes run on the namespace engine here",
-            Self::Tunnels => "tunnels need a box network, and boxes have a loopback interface only",
-            Self::NetworkUpdates => "network policies need a box network, and boxes have a loopback interface only",
+            Self::Tunnels => "tunnels are not built yet: publish the port with BoxOptions(ports=[(0, port)]) instead",
+            Self::InboundPolicy => "an inbound allow-list is not built yet: published ports accept every peer",
             Self::VolumeSize => "a volume's size cannot be set: its files live on the home's filesystem, without a disk of their own to size",
             Self::RestOnlyImages => "this image operation is only available on a REST runtime",
             Self::RestRuntime => "a REST-backed runtime is not part of this package; use Boxlite(Options(...))",
@@ -117,39 +116,4 @@ impl SnapshotHandle {
     }
 }
 
-/// `Box.network`: tunnels and network policy updates.
-#[pyclass(module = "boxlite._native", frozen)]
-pub struct NetworkHandle {
-    pub shared: Arc<Shared>,
-}
-
-fn check_port(port: i64) -> PyResult<()> {
-    if !(1..=65535).contains(&port) {
-        return Err(PyValueError::new_err(format!("port must be an integer between 1 and 65535, got {port}")));
-    }
-    Ok(())
-}
-
-#[pymethods]
-impl NetworkHandle {
-    fn tunnel<'py>(&self, py: Python<'py>, port: i64) -> PyResult<Bound<'py, PyAny>> {
-        check_port(port)?;
-        refuse(&self.shared, py, Missing::Tunnels)
-    }
-
-    fn revoke_tunnel<'py>(&self, py: Python<'py>, port: i64) -> PyResult<Bound<'py, PyAny>> {
-        check_port(port)?;
-        refuse(&self.shared, py, Missing::Tunnels)
-    }
-
-    fn update_inbound<'py>(&self, py: Python<'py>, spec: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let _ = spec;
-        refuse(&self.shared, py, Missing::NetworkUpdates)
-    }
-
-    fn update_outbound<'py>(&self, py: Python<'py>, spec: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let _ = spec;
-        refuse(&self.shared, py, Missing::NetworkUpdates)
-    }
-}
 

@@ -63,13 +63,23 @@ impl BoxHandle {
         let inner = Arc::clone(&self.inner);
         let id = self.entry.id.clone();
         let config = self.shim_config();
-        let allow_net = self.entry.record().network.clone();
+        let (allow_net, ports) = {
+            let record = self.entry.record();
+            (record.network.clone(), record.ports.clone())
+        };
         let started = blocking(move || {
+            // First: a host port that is taken fails the start before anything is made.
+            let published = crate::network::bind_ports(&ports)?;
             let mut warm = inner.warm_shim(&config)?;
-            // Served before the box runs: what it sends first waits for no one.
-            let network = match (allow_net, warm.sockets.take()) {
-                (Some(allow_net), Some(sockets)) => Some(BoxNetwork::serve(&id, sockets, Policy::parse(&allow_net)?, &inner.network)?),
+            let outbound = match (allow_net, warm.sockets.take()) {
+                (Some(allow_net), Some(sockets)) => Some((sockets, Policy::parse(&allow_net)?)),
                 _ => None,
+            };
+            // Served before the box runs: what it sends first waits for no one.
+            let network = if outbound.is_some() || !published.is_empty() {
+                Some(BoxNetwork::serve(&id, warm.init_pid(), outbound, published, &inner.network)?)
+            } else {
+                None
             };
             let mut made = None;
             let cgroups = || BoxCgroup::create(&inner.cgroups, &id, limits).map(|cgroup| made.insert(cgroup).membership_files());
@@ -128,11 +138,42 @@ impl BoxHandle {
         Ok(())
     }
 
-    /// Serves the network of a box this runtime adopted (`network` rule 5).
+    /// Changes the box's outbound network: `Some(allow_net)` allows what the list allows,
+    /// `None` nothing. A running box takes it at once (`BoxNetwork::update_policy`); every
+    /// later start takes it too. A box made without a network gets one only at its next
+    /// start: while it runs it has no interface to give traffic to.
+    pub async fn update_outbound(&self, allow_net: Option<Vec<String>>) -> Result<()> {
+        if let Some(list) = &allow_net {
+            Policy::parse(list)?;
+            self.inner.network.check_available()?;
+        }
+        let live = self.lock_usable().await?;
+        if let Some(running) = live.as_ref().filter(|running| running.is_alive()) {
+            match &running.network {
+                Some(network) => network.update_policy(allow_net.as_deref())?,
+                None if allow_net.is_some() => return Err(crate::network::runs_without_network(&self.entry.id)),
+                None => {}
+            }
+        }
+        self.entry.update(|record| record.network = allow_net)
+    }
+
+    /// Serves the network of a box this runtime adopted (`network` rule 5): its way out, and its
+    /// ports published anew.
     pub(super) fn serve_adopted_network(&self, running: &mut Live) {
-        let Some(allow_net) = self.entry.record().network.clone() else { return };
-        let served = Policy::parse(&allow_net)
-            .and_then(|policy| BoxSockets::open(running.init_pid).and_then(|sockets| BoxNetwork::serve(&self.entry.id, sockets, policy, &self.inner.network)));
+        let (allow_net, ports) = {
+            let record = self.entry.record();
+            (record.network.clone(), record.ports.clone())
+        };
+        if allow_net.is_none() && ports.is_empty() {
+            return;
+        }
+        let pid = running.init_pid;
+        let outbound = allow_net.map(|allow_net| Ok::<_, Error>((BoxSockets::open(pid)?, Policy::parse(&allow_net)?))).transpose();
+        let served = outbound.and_then(|outbound| {
+            let published = crate::network::bind_ports(&ports)?;
+            BoxNetwork::serve(&self.entry.id, pid, outbound, published, &self.inner.network)
+        });
         match served {
             Ok(network) => {
                 *lock(&self.entry.traffic) = Some(network.meter());

@@ -126,6 +126,7 @@ impl BoxEntry {
             detach: record.detach,
             exit_code: record.exit_code,
             network: record.network.clone(),
+            published_ports: if running { lock(&self.traffic).as_ref().map(|meter| meter.published().to_vec()).unwrap_or_default() } else { Vec::new() },
             health: if running { lock(&self.health).clone() } else { HealthStatus::default() },
         }
     }
@@ -375,6 +376,7 @@ impl Runtime {
                 health_check: options.health_check,
                 disk_size_gb: options.disk_size_gb,
                 network: options.network.clone(),
+                ports: options.ports.clone(),
             };
             let writable_layer = match record.disk_size_gb {
                 Some(size) => disk::make(&dir, size),

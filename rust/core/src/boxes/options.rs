@@ -37,6 +37,8 @@ pub struct BoxOptions {
     /// The box's network: `None` leaves it loopback only; `Some(allow_net)` lets it reach what
     /// the list allows (everything but what `network` rule 3 keeps out, when empty).
     pub network: Option<Vec<String>>,
+    /// Ports of the box published on the host while it runs.
+    pub ports: Vec<crate::network::PortSpec>,
 }
 
 /// A host path mounted into the box.
@@ -111,6 +113,9 @@ impl BoxOptions {
         }
         if let Some(allow_net) = &self.network {
             crate::network::Policy::parse(allow_net)?;
+        }
+        for port in &self.ports {
+            port.validate()?;
         }
         self.validate_process_limits()?;
         self.capabilities()?;
@@ -222,6 +227,8 @@ pub struct BoxInfo {
     pub health: super::HealthStatus,
     /// The box's network (`BoxOptions::network`).
     pub network: Option<Vec<String>>,
+    /// The ports published while the box runs.
+    pub published_ports: Vec<crate::network::PublishedPort>,
 }
 
 #[cfg(test)]

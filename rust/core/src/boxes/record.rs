@@ -58,6 +58,9 @@ pub struct BoxRecord {
     /// The box's network (`BoxOptions::network`); records from before networks have none.
     #[serde(default)]
     pub network: Option<Vec<String>>,
+    /// Ports published while the box runs (`BoxOptions::ports`).
+    #[serde(default)]
+    pub ports: Vec<crate::network::PortSpec>,
     /// The box's user namespace; records from before user namespaces have none.
     #[serde(default)]
     pub id_map: Option<IdMap>,

@@ -12,7 +12,7 @@ use hickory_proto::rr::RData;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
-use super::BoxTraffic;
+use super::Outbound;
 
 /// How long one upstream server gets to answer.
 const UPSTREAM_WAIT: Duration = Duration::from_secs(3);
@@ -22,15 +22,15 @@ const TCP_IDLE: Duration = Duration::from_secs(10);
 const MAX_UDP_MESSAGE: usize = 4096;
 
 /// Serves the box's UDP queries until the task is aborted.
-pub(super) async fn serve_udp(socket: UdpSocket, traffic: Arc<BoxTraffic>) {
+pub(super) async fn serve_udp(socket: UdpSocket, outbound: Arc<Outbound>) {
     let socket = Arc::new(socket);
     let mut buffer = vec![0u8; MAX_UDP_MESSAGE];
     loop {
         let Ok((length, from)) = socket.recv_from(&mut buffer).await else { continue };
         let query = buffer[..length].to_vec();
-        let (socket, traffic) = (Arc::clone(&socket), Arc::clone(&traffic));
+        let (socket, outbound) = (Arc::clone(&socket), Arc::clone(&outbound));
         tokio::spawn(async move {
-            if let Some(answer) = answer(&query, &traffic, false).await {
+            if let Some(answer) = answer(&query, &outbound, false).await {
                 let _ = socket.send_to(&answer, from).await;
             }
         });
@@ -38,13 +38,13 @@ pub(super) async fn serve_udp(socket: UdpSocket, traffic: Arc<BoxTraffic>) {
 }
 
 /// Serves the box's queries over TCP (length-prefixed messages) until the task is aborted.
-pub(super) async fn serve_tcp(listener: TcpListener, traffic: Arc<BoxTraffic>) {
+pub(super) async fn serve_tcp(listener: TcpListener, outbound: Arc<Outbound>) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else { continue };
-        let traffic = Arc::clone(&traffic);
+        let outbound = Arc::clone(&outbound);
         tokio::spawn(async move {
             while let Some(query) = read_framed(&mut stream).await {
-                let Some(answer) = answer(&query, &traffic, true).await else { break };
+                let Some(answer) = answer(&query, &outbound, true).await else { break };
                 let Ok(length) = u16::try_from(answer.len()) else { break };
                 if stream.write_all(&length.to_be_bytes()).await.is_err() || stream.write_all(&answer).await.is_err() {
                     break;
@@ -67,7 +67,7 @@ async fn read_framed(stream: &mut TcpStream) -> Option<Vec<u8>> {
 }
 
 /// The answer to one query, or nothing for what is not a query.
-async fn answer(query: &[u8], traffic: &BoxTraffic, over_tcp: bool) -> Option<Vec<u8>> {
+async fn answer(query: &[u8], outbound: &Outbound, over_tcp: bool) -> Option<Vec<u8>> {
     let message = Message::from_vec(query).ok()?;
     if message.message_type() != MessageType::Query {
         return None;
@@ -75,16 +75,17 @@ async fn answer(query: &[u8], traffic: &BoxTraffic, over_tcp: bool) -> Option<Ve
     let Some(name) = message.queries().first().map(|query| query.name().to_ascii()) else {
         return refusal(&message, ResponseCode::FormErr);
     };
-    if !traffic.policy.resolves(&name) {
-        log::debug!("box {}: {name} does not resolve: not on its allow_net", traffic.box_id);
+    let policy = outbound.policy();
+    if !policy.resolves(&name) {
+        log::debug!("box {}: {name} does not resolve: not on its allow_net", outbound.traffic.box_id);
         return refusal(&message, ResponseCode::NXDomain);
     }
-    for server in traffic.upstream.iter() {
+    for server in outbound.upstream.iter() {
         let answered = tokio::time::timeout(UPSTREAM_WAIT, forward(query, *server, over_tcp)).await;
         if let Ok(Some(answer)) = answered {
             if let Ok(parsed) = Message::from_vec(&answer) {
                 if parsed.id() == message.id() {
-                    traffic.policy.learn(&name, &addresses(&parsed));
+                    policy.learn(&name, &addresses(&parsed));
                     return Some(answer);
                 }
             }

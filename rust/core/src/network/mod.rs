@@ -6,7 +6,8 @@
 //! refused (`boxlite_protocol::network`). The runtime serves those sockets from the host
 //! ([`BoxNetwork`]): [`dns`] answers queries, [`proxy`] makes the connections the policy
 //! ([`policy`]) allows. There is no bridge, no NAT and no route from the box to the host: a
-//! connection leaves only as one the runtime made.
+//! connection leaves only as one the runtime made. Inbound, [`ports`] joins connections to a
+//! host port with ones it makes inside the box's namespace.
 //!
 //! # Rules
 //!
@@ -23,10 +24,12 @@
 //! 4. What the box may not do fails at once: a refused connection is reset, an unlisted name
 //!    gets NXDOMAIN, UDP other than DNS and other protocols are rejected by the box's rules.
 //! 5. A box's network is served while a runtime holds the box: the sockets go with the box's
-//!    namespace when it stops, and a runtime that adopts a detached box serves it anew.
+//!    namespace when it stops, and a runtime that adopts a detached box serves it anew and
+//!    publishes its ports again.
 
 mod dns;
 mod policy;
+mod ports;
 mod proxy;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -39,6 +42,11 @@ use boxlite_protocol::network::{DNS_PORT, PROXY_PORT, RESOLVER};
 
 use crate::error::{Error, Result};
 pub use policy::Policy;
+pub use ports::{bind as bind_ports, PortSpec, PublishedPort};
+
+/// Each direction's buffer when the runtime relays a connection: tokio's default (8 KiB) costs
+/// a system call pair per 8 KiB, which showed as a third of a download's throughput.
+const RELAY_BUFFER: usize = 256 << 10;
 
 /// What this host offers boxes' networks, found when the runtime opens.
 #[derive(Debug, Clone)]
@@ -97,7 +105,7 @@ impl BoxSockets {
     /// thread of its own enters the namespace (which affects that thread only) and ends.
     pub fn open(pid: i32) -> Result<Self> {
         let path = format!("/proc/{pid}/ns/net");
-        let namespace = OwnedFd::from(fs_err::File::open(&path)?.into_parts().0);
+        let namespace = open_namespace(pid)?;
         let failed = |what: &str, error: std::io::Error| Error::Network(format!("failed to {what} in the box's network namespace ({path}): {error}"));
         std::thread::scope(|scope| {
             scope
@@ -124,12 +132,37 @@ impl BoxSockets {
     }
 }
 
-/// What one box's network serving shares: its policy, where its queries go, its counters.
+/// The refusal to give a running box that has no interface a way out.
+pub fn runs_without_network(box_id: &str) -> Error {
+    Error::InvalidState(format!("box {box_id} runs without a network: it can get one only when it starts again (stop it, update, start it)"))
+}
+
+/// The network namespace of process `pid`.
+fn open_namespace(pid: i32) -> Result<OwnedFd> {
+    Ok(OwnedFd::from(fs_err::File::open(format!("/proc/{pid}/ns/net"))?.into_parts().0))
+}
+
+/// What serving a box's way out shares: its policy, where its queries go, its counters.
+#[derive(Debug)]
+struct Outbound {
+    /// Replaced whole when the box's list changes; each query and connection takes the one in
+    /// force when it comes.
+    policy: std::sync::RwLock<Arc<Policy>>,
+    upstream: Arc<[SocketAddr]>,
+    traffic: Arc<BoxTraffic>,
+}
+
+impl Outbound {
+    fn policy(&self) -> Arc<Policy> {
+        Arc::clone(&self.policy.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+}
+
+/// What one box's network serving shares: its published ports and its counters.
 #[derive(Debug)]
 struct BoxTraffic {
     box_id: String,
-    policy: Policy,
-    upstream: Arc<[SocketAddr]>,
+    published: Vec<PublishedPort>,
     bytes_sent: AtomicU64,
     bytes_received: AtomicU64,
     connections: AtomicU64,
@@ -149,31 +182,60 @@ pub struct TrafficCounts {
 #[derive(Debug)]
 pub struct BoxNetwork {
     traffic: Arc<BoxTraffic>,
+    /// `None` for a box with loopback only.
+    outbound: Option<Arc<Outbound>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl BoxNetwork {
-    /// Serves `sockets` for box `box_id` with `policy`. Call within the tokio runtime.
-    pub fn serve(box_id: &str, sockets: BoxSockets, policy: Policy, host: &HostNetwork) -> Result<Self> {
+    /// Serves the network of box `box_id`, whose init is `init_pid`: its way out (`outbound`:
+    /// the sockets made in its namespace and its policy), and its `published` ports (listeners
+    /// from [`bind_ports`]). Call within the tokio runtime.
+    pub fn serve(box_id: &str, init_pid: i32, outbound: Option<(BoxSockets, Policy)>, published: Vec<(std::net::TcpListener, PublishedPort)>, host: &HostNetwork) -> Result<Self> {
         let traffic = Arc::new(BoxTraffic {
             box_id: box_id.to_string(),
-            policy,
-            upstream: Arc::clone(&host.upstream),
+            published: published.iter().map(|(_, port)| *port).collect(),
             bytes_sent: AtomicU64::new(0),
             bytes_received: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             errors: AtomicU64::new(0),
         });
         let registered = |error: std::io::Error| Error::Network(format!("failed to serve box {box_id}'s network: {error}"));
-        let proxy = tokio::net::TcpListener::from_std(sockets.proxy).map_err(registered)?;
-        let dns_udp = tokio::net::UdpSocket::from_std(sockets.dns_udp).map_err(registered)?;
-        let dns_tcp = tokio::net::TcpListener::from_std(sockets.dns_tcp).map_err(registered)?;
-        let tasks = vec![
-            tokio::spawn(proxy::serve(proxy, Arc::clone(&traffic))),
-            tokio::spawn(dns::serve_udp(dns_udp, Arc::clone(&traffic))),
-            tokio::spawn(dns::serve_tcp(dns_tcp, Arc::clone(&traffic))),
-        ];
-        Ok(Self { traffic, tasks })
+        let mut tasks = Vec::new();
+        let mut way_out = None;
+        if let Some((sockets, policy)) = outbound {
+            let outbound = Arc::new(Outbound { policy: std::sync::RwLock::new(Arc::new(policy)), upstream: Arc::clone(&host.upstream), traffic: Arc::clone(&traffic) });
+            let proxy = tokio::net::TcpListener::from_std(sockets.proxy).map_err(registered)?;
+            let dns_udp = tokio::net::UdpSocket::from_std(sockets.dns_udp).map_err(registered)?;
+            let dns_tcp = tokio::net::TcpListener::from_std(sockets.dns_tcp).map_err(registered)?;
+            tasks.push(tokio::spawn(proxy::serve(proxy, Arc::clone(&outbound))));
+            tasks.push(tokio::spawn(dns::serve_udp(dns_udp, Arc::clone(&outbound))));
+            tasks.push(tokio::spawn(dns::serve_tcp(dns_tcp, Arc::clone(&outbound))));
+            way_out = Some(outbound);
+        }
+        if !published.is_empty() {
+            let namespace = Arc::new(open_namespace(init_pid)?);
+            for (listener, port) in published {
+                let listener = tokio::net::TcpListener::from_std(listener).map_err(registered)?;
+                tasks.push(tokio::spawn(ports::serve(listener, port.guest_port, Arc::clone(&namespace), Arc::clone(&traffic))));
+            }
+        }
+        Ok(Self { traffic, outbound: way_out, tasks })
+    }
+
+    /// Applies a new allow-list to the box's way out at once (queries and connections from
+    /// now on; `None` allows nothing); what the resolver learned for names still listed stays
+    /// reachable. A bad entry is an error and changes nothing.
+    pub fn update_policy(&self, allow_net: Option<&[String]>) -> Result<()> {
+        let Some(outbound) = &self.outbound else {
+            if allow_net.is_none() {
+                return Ok(());
+            }
+            return Err(runs_without_network(&self.traffic.box_id));
+        };
+        let replacement = Arc::new(outbound.policy().replaced(allow_net)?);
+        *outbound.policy.write().unwrap_or_else(std::sync::PoisonError::into_inner) = replacement;
+        Ok(())
     }
 
     /// Reads this network's counters, also after it stopped.
@@ -187,6 +249,11 @@ impl BoxNetwork {
 pub struct TrafficMeter(Arc<BoxTraffic>);
 
 impl TrafficMeter {
+    /// The ports this network publishes (while it is served).
+    pub fn published(&self) -> &[PublishedPort] {
+        &self.0.published
+    }
+
     pub fn counts(&self) -> TrafficCounts {
         let traffic = &self.0;
         TrafficCounts {

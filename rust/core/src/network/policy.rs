@@ -60,9 +60,12 @@ impl Ports {
 #[derive(Debug)]
 pub struct Policy {
     rules: Vec<Rule>,
-    /// Addresses the resolver returned for allowed names, with the ports their rules allow,
-    /// until when.
-    learned: Mutex<HashMap<IpAddr, (Ports, Instant)>>,
+    /// Nothing is allowed (a box whose network was turned off while it runs).
+    closed: bool,
+    /// Addresses the resolver returned for allowed names: the names, until when. The ports
+    /// reachable at each are the ones the rules allow those names (looked up at each check, so
+    /// that a changed list applies at once).
+    learned: Mutex<HashMap<IpAddr, (Vec<String>, Instant)>>,
 }
 
 impl Policy {
@@ -70,12 +73,26 @@ impl Policy {
     /// box reaches unlisted. A bad entry is an `InvalidArgument` error naming it.
     pub fn parse(allow_net: &[String]) -> Result<Self> {
         let rules = allow_net.iter().map(|entry| parse_rule(entry)).collect::<Result<_>>()?;
-        Ok(Self { rules, learned: Mutex::new(HashMap::new()) })
+        Ok(Self { rules, closed: false, learned: Mutex::new(HashMap::new()) })
+    }
+
+    /// A policy that allows nothing (but what IP rules would: it has none).
+    pub fn closed() -> Self {
+        Self { rules: Vec::new(), closed: true, learned: Mutex::new(HashMap::new()) }
+    }
+
+    /// This policy with the rules of `allow_net`, keeping what the resolver learned: an address
+    /// of a name the new list still allows stays reachable, as the program that resolved it
+    /// expects.
+    pub fn replaced(&self, allow_net: Option<&[String]>) -> Result<Self> {
+        let replacement = allow_net.map_or_else(|| Ok(Self::closed()), Self::parse)?;
+        *lock(&replacement.learned) = lock(&self.learned).clone();
+        Ok(replacement)
     }
 
     /// Whether the list is empty (everything allowed).
     fn open(&self) -> bool {
-        self.rules.is_empty()
+        self.rules.is_empty() && !self.closed
     }
 
     /// Whether the box's resolver answers for `name` (one the list names, or any when the list
@@ -108,26 +125,17 @@ impl Policy {
     /// ports `name`'s rules allow, for `ttl` (bounded by [`LEARNED_MINIMUM`] and
     /// [`LEARNED_MAXIMUM`]).
     pub fn learn(&self, name: &str, addresses: &[(IpAddr, u32)]) {
-        if self.open() {
-            return;
-        }
-        let Some(ports) = self.name_ports(name) else { return };
+        let name = normalize_name(name);
         let now = Instant::now();
-        let mut learned = self.learned.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut learned = lock(&self.learned);
         learned.retain(|_, (_, until)| *until > now);
         for (address, ttl) in addresses {
             let until = now + Duration::from_secs(u64::from(*ttl)).clamp(LEARNED_MINIMUM, LEARNED_MAXIMUM);
-            learned
-                .entry(*address)
-                .and_modify(|(known, known_until)| {
-                    if let Ports::Only(new) = &ports {
-                        new.iter().for_each(|port| known.widen(Some(*port)));
-                    } else {
-                        *known = Ports::Any;
-                    }
-                    *known_until = (*known_until).max(until);
-                })
-                .or_insert_with(|| (ports.clone(), until));
+            let (names, known_until) = learned.entry(canonical(*address)).or_insert_with(|| (Vec::new(), until));
+            if !names.contains(&name) {
+                names.push(name.clone());
+            }
+            *known_until = (*known_until).max(until);
         }
     }
 
@@ -148,10 +156,14 @@ impl Policy {
         if self.open() {
             return Ok(());
         }
-        let learned = self.learned.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match learned.get(&address) {
-            Some((ports, until)) if *until > Instant::now() && ports.allows(port) => Ok(()),
-            _ => Err(format!("{destination} is not on the box's allow_net (nor an address an allowed name resolved to)")),
+        let learned = lock(&self.learned);
+        let allowed = learned.get(&address).filter(|(_, until)| *until > Instant::now()).is_some_and(|(names, _)| {
+            names.iter().filter_map(|name| self.name_ports(name)).any(|ports| ports.allows(port))
+        });
+        if allowed {
+            Ok(())
+        } else {
+            Err(format!("{destination} is not on the box's allow_net (nor an address an allowed name resolved to)"))
         }
     }
 }
@@ -199,6 +211,10 @@ fn in_block(address: IpAddr, block: IpAddr, length: u8) -> bool {
         }
         _ => false,
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn normalize_name(name: &str) -> String {
@@ -333,5 +349,19 @@ mod tests {
         assert!(rules.check(address("203.0.113.5:80")).is_err());
         rules.learn("evil.com", &[("203.0.113.66".parse().expect("ip"), 60)]);
         assert!(rules.check(address("203.0.113.66:443")).is_err());
+    }
+
+    #[test]
+    fn a_replaced_list_applies_to_what_was_learned() {
+        let rules = policy(&["example.com", "api.example.net:443"]);
+        rules.learn("example.com", &[("198.51.100.7".parse().expect("ip"), 60)]);
+        rules.learn("api.example.net", &[("203.0.113.5".parse().expect("ip"), 60)]);
+        let replaced = rules.replaced(Some(&["api.example.net".to_string()])).expect("valid");
+        assert!(replaced.check(address("198.51.100.7:443")).is_err(), "example.com is no longer listed");
+        assert!(replaced.check(address("203.0.113.5:80")).is_ok(), "api.example.net now on every port");
+        assert!(!replaced.resolves("example.com"));
+        let closed = replaced.replaced(None).expect("valid");
+        assert!(closed.check(address("203.0.113.5:80")).is_err() && !closed.resolves("api.example.net"));
+        assert!(closed.check(address("198.51.100.99:80")).is_err());
     }
 }

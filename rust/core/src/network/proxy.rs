@@ -11,38 +11,36 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 
-use super::BoxTraffic;
+use super::{Outbound, RELAY_BUFFER};
 
-/// Each direction's buffer: tokio's default (8 KiB) costs a system call pair per 8 KiB, which
-/// showed as a third of a download's throughput.
-const RELAY_BUFFER: usize = 256 << 10;
 /// How long the runtime tries to reach a destination before the box's connection is reset.
 const CONNECT_WAIT: Duration = Duration::from_secs(30);
 
 /// Serves the box's connections until the task is aborted.
-pub(super) async fn serve(listener: TcpListener, traffic: Arc<BoxTraffic>) {
+pub(super) async fn serve(listener: TcpListener, outbound: Arc<Outbound>) {
     loop {
         let Ok((inbound, _)) = listener.accept().await else { continue };
-        let traffic = Arc::clone(&traffic);
-        tokio::spawn(async move { relay(inbound, &traffic).await });
+        let outbound = Arc::clone(&outbound);
+        tokio::spawn(async move { relay(inbound, &outbound).await });
     }
 }
 
-async fn relay(mut inbound: TcpStream, traffic: &BoxTraffic) {
+async fn relay(mut inbound: TcpStream, outbound: &Outbound) {
+    let traffic = &outbound.traffic;
     traffic.connections.fetch_add(1, Ordering::Relaxed);
     let Some(destination) = original_destination(&inbound) else {
         // Not diverted: a box process connected to the listener itself.
         reset(inbound);
         return;
     };
-    if let Err(reason) = traffic.policy.check(destination) {
+    if let Err(reason) = outbound.policy().check(destination) {
         log::debug!("box {}: connection refused: {reason}", traffic.box_id);
         traffic.errors.fetch_add(1, Ordering::Relaxed);
         reset(inbound);
         return;
     }
-    let mut outbound = match tokio::time::timeout(CONNECT_WAIT, TcpStream::connect(destination)).await {
-        Ok(Ok(outbound)) => outbound,
+    let mut connection = match tokio::time::timeout(CONNECT_WAIT, TcpStream::connect(destination)).await {
+        Ok(Ok(connection)) => connection,
         Ok(Err(error)) => {
             log::debug!("box {}: could not reach {destination}: {error}", traffic.box_id);
             traffic.errors.fetch_add(1, Ordering::Relaxed);
@@ -56,8 +54,8 @@ async fn relay(mut inbound: TcpStream, traffic: &BoxTraffic) {
         }
     };
     let _ = inbound.set_nodelay(true);
-    let _ = outbound.set_nodelay(true);
-    if let Ok((sent, received)) = tokio::io::copy_bidirectional_with_sizes(&mut inbound, &mut outbound, RELAY_BUFFER, RELAY_BUFFER).await {
+    let _ = connection.set_nodelay(true);
+    if let Ok((sent, received)) = tokio::io::copy_bidirectional_with_sizes(&mut inbound, &mut connection, RELAY_BUFFER, RELAY_BUFFER).await {
         traffic.bytes_sent.fetch_add(sent, Ordering::Relaxed);
         traffic.bytes_received.fetch_add(received, Ordering::Relaxed);
     }

@@ -9,10 +9,12 @@ use pyo3::prelude::*;
 use crate::dispatcher::{Payload, Shared};
 use crate::errors;
 use crate::options::CopyOptions;
-use crate::unsupported::{self, CloneOptions, ExportOptions, NetworkHandle, SnapshotHandle};
+use crate::unsupported::{self, CloneOptions, ExportOptions, SnapshotHandle};
 
+mod network;
 mod owned;
 
+pub use network::NetworkHandle;
 #[cfg(feature = "testing")]
 pub use owned::orphans_removed;
 pub use owned::{Orphan, OwnedBox};
@@ -147,10 +149,10 @@ impl Box {
         self.shared.submit(py, async move { handle.copy_out(container_src, host_dest, options).await.map(Payload::from) })
     }
 
-    /// Tunnels and network policy (not supported yet: boxes have loopback only).
+    /// The box's outbound policy, changed while it runs (tunnels are not built yet).
     #[getter]
     fn network(&self) -> NetworkHandle {
-        NetworkHandle { shared: Arc::clone(&self.shared) }
+        NetworkHandle { shared: Arc::clone(&self.shared), handle: Arc::clone(&self.handle) }
     }
 
     /// Snapshots (they need the VM engine).

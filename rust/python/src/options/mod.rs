@@ -299,9 +299,7 @@ impl BoxOptions {
         }
         // BoxLite's default: outbound traffic, to anywhere the policy allows.
         let network = self.network.as_ref().map_or_else(|| Ok(Some(Vec::new())), NetworkSpec::to_core)?;
-        if !self.ports.is_empty() {
-            return Err(Unsupported("publishing ports is not supported yet: a box's network is outbound only".to_string()));
-        }
+        let ports = self.ports.iter().map(PortSpec::to_core).collect::<Result<Vec<_>, _>>()?;
         if self.tty == Some(true) {
             return Err(Unsupported("a terminal for the box's main process is not supported yet; use exec(..., tty=True)".to_string()));
         }
@@ -336,6 +334,7 @@ impl BoxOptions {
             volumes,
             disk_size_gb: self.disk_size_gb,
             network,
+            ports,
             ..Default::default()
         };
         if let Some(advanced) = &self.advanced {

@@ -1,9 +1,9 @@
 //! Network options (`NetworkSpec` and its parts) and what `BoxInfo.network` reports.
 //!
 //! `network=None` gives a box outbound traffic (BoxLite's default), under the policy of the
-//! core's `network` module; `NetworkSpec(mode="disabled")` leaves it loopback only. What is not
-//! built yet (inbound traffic, published ports) is refused with `UnsupportedError` when the box
-//! is created, never silently narrowed.
+//! core's `network` module; `NetworkSpec(mode="disabled")` leaves it loopback only. `ports`
+//! publishes TCP ports. What is not built yet (an inbound allow-list, UDP ports) is refused with
+//! `UnsupportedError` when the box is created, never silently narrowed.
 
 use pyo3::prelude::*;
 
@@ -29,6 +29,21 @@ impl OutboundNetworkSpec {
     fn __repr__(&self) -> String {
         format!("OutboundNetworkSpec(mode={}, allow_net={})", python_repr(Some(&self.mode)), python_list(&self.allow_net))
     }
+}
+
+impl OutboundNetworkSpec {
+    /// The core's outbound option: `None` for no traffic, else the allow-list.
+    pub fn to_core(&self) -> Result<Option<Vec<String>>, boxlite_core::Error> {
+        check_mode(&self.mode)?;
+        Ok((self.mode == "enabled").then(|| self.allow_net.clone()))
+    }
+}
+
+fn check_mode(mode: &str) -> Result<(), boxlite_core::Error> {
+    if mode != "enabled" && mode != "disabled" {
+        return Err(boxlite_core::Error::InvalidArgument(format!("network mode must be \"enabled\" or \"disabled\", got {mode:?}")));
+    }
+    Ok(())
 }
 
 #[pyclass(module = "boxlite._native", get_all, set_all)]
@@ -83,11 +98,8 @@ impl NetworkSpec {
     /// The core's network option: `None` for loopback only, else the allow-list (either
     /// spelling; `outbound`'s when both have one). The error says why boxes cannot have it.
     pub fn to_core(&self) -> Result<Option<Vec<String>>, boxlite_core::Error> {
-        for mode in [&self.outbound.mode, &self.mode] {
-            if mode != "enabled" && mode != "disabled" {
-                return Err(boxlite_core::Error::InvalidArgument(format!("network mode must be \"enabled\" or \"disabled\", got {mode:?}")));
-            }
-        }
+        check_mode(&self.outbound.mode)?;
+        check_mode(&self.mode)?;
         if self.inbound.mode != "disabled" || !self.inbound.allow_net.is_empty() {
             return Err(boxlite_core::Error::Unsupported("inbound networking is not supported yet: a box's network is outbound only".to_string()));
         }
@@ -108,6 +120,13 @@ pub struct PublishedPort {
     pub host_ip: String,
     pub host_port: u16,
     pub protocol: String,
+}
+
+#[pymethods]
+impl PublishedPort {
+    fn __repr__(&self) -> String {
+        format!("PublishedPort(host_ip={:?}, host_port={}, guest_port={}, protocol={:?})", self.host_ip, self.host_port, self.guest_port, self.protocol)
+    }
 }
 
 #[pyclass(module = "boxlite._native", frozen, get_all)]
@@ -139,13 +158,14 @@ pub struct NetworkInfo {
 #[pymethods]
 impl NetworkInfo {
     fn __repr__(&self) -> String {
-        format!("NetworkInfo(outbound={:?}, allow_net={}, inbound={:?}, published_ports=[])", self.outbound.mode, python_list(&self.allow_net), self.inbound.mode)
+        let ports: Vec<String> = self.published_ports.iter().flatten().map(PublishedPort::__repr__).collect();
+        format!("NetworkInfo(outbound={:?}, allow_net={}, inbound={:?}, published_ports=[{}])", self.outbound.mode, python_list(&self.allow_net), self.inbound.mode, ports.join(", "))
     }
 }
 
 impl NetworkInfo {
     /// `outbound`: the box's allow-list, `None` for loopback only.
-    pub fn new(outbound: Option<Vec<String>>) -> Self {
+    pub fn new(outbound: Option<Vec<String>>, published: &[boxlite_core::network::PublishedPort]) -> Self {
         let mode = if outbound.is_some() { "enabled" } else { "disabled" }.to_string();
         let allow_net = outbound.unwrap_or_default();
         Self {
@@ -153,7 +173,12 @@ impl NetworkInfo {
             inbound: InboundNetworkInfo { mode: "disabled".to_string(), allow_net: Vec::new() },
             mode,
             allow_net,
-            published_ports: Some(Vec::new()),
+            published_ports: Some(
+                published
+                    .iter()
+                    .map(|port| PublishedPort { guest_port: port.guest_port, host_ip: port.host.ip().to_string(), host_port: port.host.port(), protocol: "tcp".to_string() })
+                    .collect(),
+            ),
         }
     }
 }
@@ -165,4 +190,18 @@ pub struct PortSpec {
     pub guest_port: u16,
     pub protocol: String,
     pub host_ip: Option<String>,
+}
+
+impl PortSpec {
+    pub fn to_core(&self) -> Result<boxlite_core::network::PortSpec, boxlite_core::Error> {
+        if self.protocol == "udp" {
+            return Err(boxlite_core::Error::Unsupported(format!("publishing UDP ports is not supported yet (box port {}): TCP ports are", self.guest_port)));
+        }
+        let host_ip = self
+            .host_ip
+            .as_deref()
+            .map(|ip| ip.parse().map_err(|_| boxlite_core::Error::InvalidArgument(format!("a published port's host_ip must be an IP address, got {ip:?}"))))
+            .transpose()?;
+        Ok(boxlite_core::network::PortSpec { host_port: self.host_port.filter(|port| *port != 0), guest_port: self.guest_port, host_ip })
+    }
 }

@@ -1,0 +1,96 @@
+//! Published ports: listeners on the host whose connections the runtime joins to a port in the
+//! box. Each connection is made from inside the box's network namespace to the box's loopback,
+//! so a server in the box reaches the host whether it listens on 0.0.0.0 or on 127.0.0.1 only.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::{BoxTraffic, RELAY_BUFFER};
+use crate::error::{Error, Result};
+
+/// A port the user asked to publish (`ports=[(host_port, guest_port, protocol, host_ip)]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortSpec {
+    /// `None` or 0: the host picks a free port each time the box starts.
+    pub host_port: Option<u16>,
+    pub guest_port: u16,
+    /// Where the host listens; `None`: every address (BoxLite's default).
+    pub host_ip: Option<IpAddr>,
+}
+
+impl PortSpec {
+    pub fn validate(&self) -> Result<()> {
+        if self.guest_port == 0 {
+            return Err(Error::InvalidArgument("a published port's guest_port must be from 1 to 65535".to_string()));
+        }
+        Ok(())
+    }
+}
+
+/// A port published while the box runs: where the host listens, and the box's port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishedPort {
+    pub host: SocketAddr,
+    pub guest_port: u16,
+}
+
+/// The host's listeners for `ports`, bound before the box starts: a port that is taken is an
+/// error naming it, and nothing of the box is made.
+pub fn bind(ports: &[PortSpec]) -> Result<Vec<(TcpListener, PublishedPort)>> {
+    ports
+        .iter()
+        .map(|port| {
+            let address = SocketAddr::new(port.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), port.host_port.unwrap_or(0));
+            let listener = TcpListener::bind(address).map_err(|error| Error::Network(format!("cannot publish box port {} on host {address}: {error}", port.guest_port)))?;
+            listener.set_nonblocking(true).map_err(|error| Error::Network(format!("cannot publish on host {address}: {error}")))?;
+            let host = listener.local_addr().map_err(|error| Error::Network(format!("cannot publish on host {address}: {error}")))?;
+            Ok((listener, PublishedPort { host, guest_port: port.guest_port }))
+        })
+        .collect()
+}
+
+/// Serves one published port until the task is aborted.
+pub(super) async fn serve(listener: tokio::net::TcpListener, guest_port: u16, namespace: Arc<OwnedFd>, traffic: Arc<BoxTraffic>) {
+    loop {
+        let Ok((mut outside, _)) = listener.accept().await else { continue };
+        let (namespace, traffic) = (Arc::clone(&namespace), Arc::clone(&traffic));
+        tokio::spawn(async move {
+            let dialed = tokio::task::spawn_blocking(move || dial(&namespace, guest_port)).await;
+            let inside = match dialed {
+                Ok(Ok(inside)) => inside,
+                Ok(Err(error)) => {
+                    log::debug!("box {}: nothing answered on its port {guest_port}: {error}", traffic.box_id);
+                    return;
+                }
+                Err(_) => return,
+            };
+            let Ok(mut inside) = inside.set_nonblocking(true).and_then(|()| tokio::net::TcpStream::from_std(inside)) else { return };
+            let _ = (outside.set_nodelay(true), inside.set_nodelay(true));
+            if let Ok((to_box, from_box)) = tokio::io::copy_bidirectional_with_sizes(&mut outside, &mut inside, RELAY_BUFFER, RELAY_BUFFER).await {
+                traffic.bytes_received.fetch_add(to_box, Ordering::Relaxed);
+                traffic.bytes_sent.fetch_add(from_box, Ordering::Relaxed);
+            }
+        });
+    }
+}
+
+/// Connects to the box's `port` on its loopback, from a thread that enters the box's network
+/// namespace (which affects that thread only) and ends.
+pub fn dial(namespace: &OwnedFd, port: u16) -> std::io::Result<TcpStream> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // SAFETY: setns on a namespace descriptor we hold; it moves this thread only.
+                if unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) } < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                TcpStream::connect(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
+            })
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the thread dialing into the box panicked")))
+    })
+}

@@ -1,0 +1,51 @@
+//! `Box.network`: the box's outbound policy, changed while it runs; tunnels and an inbound
+//! allow-list are not built yet (`unsupported`).
+
+use std::sync::Arc;
+
+use boxlite_core::BoxHandle;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use crate::dispatcher::{Payload, Shared};
+use crate::options::{InboundNetworkSpec, OutboundNetworkSpec};
+use crate::unsupported::{refuse, Missing};
+
+#[pyclass(module = "boxlite._native", frozen)]
+pub struct NetworkHandle {
+    pub shared: Arc<Shared>,
+    pub handle: Arc<BoxHandle>,
+}
+
+fn check_port(port: i64) -> PyResult<()> {
+    if !(1..=65535).contains(&port) {
+        return Err(PyValueError::new_err(format!("port must be an integer between 1 and 65535, got {port}")));
+    }
+    Ok(())
+}
+
+#[pymethods]
+impl NetworkHandle {
+    fn tunnel<'py>(&self, py: Python<'py>, port: i64) -> PyResult<Bound<'py, PyAny>> {
+        check_port(port)?;
+        refuse(&self.shared, py, Missing::Tunnels)
+    }
+
+    fn revoke_tunnel<'py>(&self, py: Python<'py>, port: i64) -> PyResult<Bound<'py, PyAny>> {
+        check_port(port)?;
+        refuse(&self.shared, py, Missing::Tunnels)
+    }
+
+    fn update_inbound<'py>(&self, py: Python<'py>, spec: PyRef<'py, InboundNetworkSpec>) -> PyResult<Bound<'py, PyAny>> {
+        let _ = spec;
+        refuse(&self.shared, py, Missing::InboundPolicy)
+    }
+
+    /// The box's outbound traffic from now on: what `spec.allow_net` allows, or nothing when
+    /// `spec.mode` is `"disabled"`.
+    fn update_outbound<'py>(&self, py: Python<'py>, spec: PyRef<'py, OutboundNetworkSpec>) -> PyResult<Bound<'py, PyAny>> {
+        let allow_net = spec.to_core().map_err(|error| crate::errors::to_py(py, &error))?;
+        let handle = Arc::clone(&self.handle);
+        self.shared.submit(py, async move { handle.update_outbound(allow_net).await.map(Payload::from) })
+    }
+}
