@@ -21,6 +21,7 @@ SOURCES = [
     (None, ROOT / "python" / "boxlite" / "exec.py"),
     ("boxlite.sync_api", ROOT / "python" / "boxlite" / "sync_api" / "__init__.py"),
     (None, ROOT / "python" / "boxlite" / "sync_api" / "_execution.py"),
+    (None, ROOT / "python" / "boxlite" / "sync_api" / "_network.py"),
     (None, ROOT / "python" / "boxlite" / "_network.py"),
     ("boxlite.errors", ROOT / "python" / "boxlite" / "errors.py"),
 ]

@@ -8,6 +8,7 @@ import asyncio
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -15,7 +16,8 @@ import pytest
 
 import boxlite
 
-from .conftest import checked_runtime, collect
+from .conftest import checked_runtime, collect, wait_until
+from .leftovers import box_processes
 from .fake_internet import DNS, OTHER_WEB, WEB, FakeInternet, fake_internet
 
 BODY = "hello from the fake internet"
@@ -328,3 +330,157 @@ async def test_a_box_made_without_a_network_gets_one_at_its_next_start(net_runti
     assert (await fetch(again, f"http://{OTHER_WEB}/"))[0] != 0
     await again.stop()
     await net_runtime.remove(box.id)
+
+
+async def test_a_hundred_boxes_with_networks_at_once(net_runtime: boxlite.Boxlite, busybox_image: str) -> None:
+    boxes = await asyncio.gather(*(make_box(net_runtime, busybox_image, boxlite.NetworkSpec(allow_net=["allowed.test"])) for _ in range(100)))
+    results = await asyncio.gather(*(fetch(box, "http://allowed.test/") for box in boxes))
+    assert results == [(0, BODY + "\n")] * 100
+    metrics = await asyncio.gather(*(box.metrics() for box in boxes))
+    assert [each.network_tcp_connections for each in metrics] == [1] * 100
+    await asyncio.gather(*(box.stop() for box in boxes))
+
+
+KILLED = """
+import asyncio, sys, boxlite
+
+async def main() -> None:
+    runtime = boxlite.Boxlite(boxlite.Options(home_dir=sys.argv[1]))
+    boxes = [await runtime.create(boxlite.BoxOptions(rootfs_path=sys.argv[2], ports=[(0, 8080)])) for _ in range(3)]
+    for box in boxes:
+        await box.start()
+    print("ready", flush=True)
+    await asyncio.sleep(600)
+
+asyncio.run(main())
+"""
+
+
+async def test_nothing_of_a_killed_runtimes_networks_is_left(home: Path, busybox_image: str) -> None:
+    links_before = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    with subprocess.Popen([sys.executable, "-c", KILLED, str(home), busybox_image], stdout=subprocess.PIPE, text=True) as killed:
+        assert killed.stdout is not None and killed.stdout.readline().strip() == "ready"
+        listening = subprocess.run(["ss", "-Htlnp"], capture_output=True, text=True, check=True).stdout
+        assert f"pid={killed.pid}," in listening, "the runtime publishes the boxes' ports"
+        killed.kill()
+    # The boxes go with their runtime (they were not detached), their namespaces, interfaces
+    # and sockets with them; the next runtime removes them, as they remove on stop.
+    await wait_until(lambda: box_processes(home) == [], what="the killed runtime's boxes did not end")
+    async with checked_runtime(home) as runtime:
+        assert await runtime.list_info() == []
+    assert subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout == links_before
+
+
+async def serve_www(box: boxlite.Box, address: str) -> boxlite.Execution:
+    """busybox httpd in the box at ``address`` ([ip:]port), serving BODY."""
+    assert (await run(box, "sh", "-c", f"mkdir -p /www && echo '{BODY}' > /www/index.html"))[0] == 0
+    return await box.exec("httpd", ["-f", "-p", address, "-h", "/www"])
+
+
+async def get_through(connection: boxlite.BoxConnection) -> bytes:
+    await connection.write(b"GET /index.html HTTP/1.0\r\n\r\n")
+    chunks = []
+    while chunk := await connection.read(65536):
+        chunks.append(chunk)
+    await connection.close()
+    return b"".join(chunks)
+
+
+async def test_tunnels_connect_and_forward_to_a_port_of_the_box(net_runtime: boxlite.Boxlite, busybox_image: str, tmp_path: Path) -> None:
+    # A tunnel needs no way out: this box has loopback only, and its server listens there.
+    box = await make_box(net_runtime, busybox_image, boxlite.NetworkSpec(mode="disabled"))
+    await box.start()
+    server = await serve_www(box, "127.0.0.1:8080")
+    for _ in range(200):
+        try:
+            response = await get_through(await (await box.network.tunnel(8080)).connect())
+            break
+        except boxlite.NetworkError:
+            await asyncio.sleep(0.02)
+    assert response.startswith(b"HTTP/1.") and response.endswith(BODY.encode() + b"\n")
+    tunnel = await box.network.tunnel(8080)
+    assert tunnel.uri() is None
+    await (await tunnel.connect()).close()
+    with pytest.raises(boxlite.InvalidStateError, match="consumed"):
+        await tunnel.connect()
+
+    forwarder = await (await box.network.tunnel(8080)).forward(boxlite.SocketAddress.tcp())
+    local = forwarder.local_addr()
+    assert local.kind == "tcp" and local.host == "127.0.0.1" and local.port and str(local) == f"tcp://127.0.0.1:{local.port}"
+    responses = await asyncio.gather(*(http_get(local.port) for _ in range(20)))
+    assert all(response.endswith(BODY.encode() + b"\n") for response in responses)
+    path = tmp_path / "box.sock"
+    over_unix = await (await box.network.tunnel(8080)).forward(boxlite.SocketAddress.unix(str(path)))
+    assert over_unix.local_addr() == boxlite.SocketAddress.unix(str(path))
+    reader, writer = await asyncio.open_unix_connection(str(path))
+    writer.write(b"GET /index.html HTTP/1.0\r\n\r\n")
+    assert (await reader.read()).endswith(BODY.encode() + b"\n")
+    writer.close()
+
+    # Revoking the port ends its forwarders; closing again is nothing.
+    await box.network.revoke_tunnel(8080)
+    await asyncio.wait_for(asyncio.gather(forwarder.wait(), over_unix.wait()), 5)
+    assert not path.exists()
+    with pytest.raises(OSError):
+        await http_get(local.port)
+    await forwarder.close()
+    # A forwarder ends with the box's run.
+    lasting = await (await box.network.tunnel(8080)).forward(boxlite.SocketAddress.tcp())
+    await server.kill()
+    await box.stop()
+    await asyncio.wait_for(lasting.wait(), 5)
+
+
+async def test_bad_tunnels_are_refused_by_name(net_runtime: boxlite.Boxlite, busybox_image: str) -> None:
+    with pytest.raises(ValueError, match="numeric IP"):
+        boxlite.SocketAddress.tcp("localhost", 80)
+    with pytest.raises(ValueError, match="absolute"):
+        boxlite.SocketAddress.unix("relative.sock")
+    box = await make_box(net_runtime, busybox_image)
+    with pytest.raises(boxlite.InvalidStateError, match="not running"):
+        await box.network.tunnel(8080)
+    await box.start()
+    with pytest.raises(boxlite.NetworkError, match="port 9"):
+        await (await box.network.tunnel(9)).connect()
+    connection_refused = await box.network.tunnel(9)
+    forwarder = await connection_refused.forward(boxlite.SocketAddress.tcp())
+    port = forwarder.local_addr().port
+    assert port is not None
+    try:
+        answer = await http_get(port)
+    except ConnectionResetError:
+        answer = b""
+    assert answer == b"", "a forwarded connection that the box refuses is closed"
+    await box.stop()
+
+
+def test_tunnels_from_the_sync_api(home: Path, busybox_image: str) -> None:
+    from boxlite.sync_api import SyncBoxlite
+
+    with SyncBoxlite(boxlite.Options(home_dir=str(home))) as runtime:
+        box = runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image, network=boxlite.NetworkSpec(mode="disabled")))
+        box.start()
+        server = box.exec("sh", ["-c", f"mkdir -p /www && echo '{BODY}' > /www/index.html && exec httpd -f -p 8080 -h /www"])
+        for _ in range(200):
+            try:
+                connection = box.network.tunnel(8080).connect()
+                break
+            except boxlite.NetworkError:
+                time.sleep(0.02)
+        connection.write(b"GET /index.html HTTP/1.0\r\n\r\n")
+        connection.shutdown_write()
+        response = b""
+        while chunk := connection.read(65536):
+            response += chunk
+        connection.close()
+        assert response.endswith(BODY.encode() + b"\n")
+        forwarder = box.tunnel(8080).forward(boxlite.SocketAddress.tcp())
+        port = forwarder.local_addr().port
+        assert port is not None
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            client.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+            assert client.makefile("rb").read().endswith(BODY.encode() + b"\n")
+        forwarder.close()
+        forwarder.wait()
+        server.kill()
+        box.stop()

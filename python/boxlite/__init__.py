@@ -58,6 +58,8 @@ from ._native import (
     SecurityOptions,
     SnapshotHandle,
     SnapshotOptions,
+    SocketAddress,
+    TunnelForwarder,
     VolumeHandle,
     VolumeInfo,
 )
@@ -100,6 +102,7 @@ from .sync_api import (
     SyncImageHandle,
     SyncNetworkHandle,
     SyncSimpleBox,
+    SyncTunnelForwarder,
 )
 
 # BoxLite's names for the stream classes.
@@ -177,6 +180,7 @@ __all__ = [
     "SimpleBox",
     "SnapshotHandle",
     "SnapshotOptions",
+    "SocketAddress",
     "StoppedError",
     "StorageError",
     "SyncBox",
@@ -188,7 +192,9 @@ __all__ = [
     "SyncImageHandle",
     "SyncNetworkHandle",
     "SyncSimpleBox",
+    "SyncTunnelForwarder",
     "TimeoutError",
+    "TunnelForwarder",
     "UnsupportedError",
     "UpstreamUnavailableError",
     "VolumeHandle",

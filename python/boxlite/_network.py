@@ -1,6 +1,5 @@
 """Network handles of the convenience layer: ``SimpleBox.network`` and the sync
-``SyncNetworkHandle``. Ports are checked here, before anything reaches the runtime; the runtime
-then refuses tunnels with ``UnsupportedError`` while boxes have loopback only."""
+``SyncNetworkHandle``. Ports are checked here, before anything reaches the runtime."""
 
 from __future__ import annotations
 

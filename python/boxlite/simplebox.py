@@ -83,7 +83,7 @@ class SimpleBox:
 
     @property
     def network(self) -> SimpleBoxNetwork:
-        """Tunnels and network policies (boxes have loopback only, so they are refused)."""
+        """Tunnels to the box's ports, and its outbound policy (see ``Box.network``)."""
         return SimpleBoxNetwork(self)
 
     async def tunnel(self, port: int) -> Any:

@@ -14,10 +14,12 @@ __all__ = [
     "HOST_IMAGE",
     "AdvancedBoxOptions",
     "Box",
+    "BoxConnection",
     "BoxInfo",
     "BoxMetrics",
     "BoxOptions",
     "BoxStateInfo",
+    "BoxTunnel",
     "Boxlite",
     "CloneOptions",
     "ContainerCapabilities",
@@ -48,6 +50,8 @@ __all__ = [
     "SecurityOptions",
     "SnapshotHandle",
     "SnapshotOptions",
+    "SocketAddress",
+    "TunnelForwarder",
     "VolumeHandle",
     "VolumeInfo",
     "__version__",
@@ -658,12 +662,15 @@ class SnapshotHandle:
 
 @final
 class NetworkHandle:
-    """``Box.network``: the box's outbound policy, changed while it runs. Tunnels and an
-    inbound allow-list are not built yet: ``tunnel``, ``revoke_tunnel`` and ``update_inbound``
-    fail with ``UnsupportedError`` (a port outside 1..65535 is a ``ValueError`` at once)."""
+    """``Box.network``: tunnels to the box's ports, and its outbound policy, changed while it
+    runs. An inbound allow-list is not built yet: ``update_inbound`` fails with
+    ``UnsupportedError``. A port outside 1..65535 is a ``ValueError`` at once."""
 
-    def tunnel(self, port: int) -> asyncio.Future[Any]: ...
-    def revoke_tunnel(self, port: int) -> asyncio.Future[None]: ...
+    def tunnel(self, port: int) -> asyncio.Future[BoxTunnel]:
+        """A tunnel to ``port`` of the running box (``InvalidStateError`` if it is not
+        running), for this run of the box."""
+    def revoke_tunnel(self, port: int) -> asyncio.Future[None]:
+        """Ends the forwarders of the box's tunnels to ``port``."""
     def update_inbound(self, spec: InboundNetworkSpec) -> asyncio.Future[None]: ...
     def update_outbound(self, spec: OutboundNetworkSpec) -> asyncio.Future[None]:
         """The box's outbound traffic from now on: what ``spec.allow_net`` allows, or nothing
@@ -671,6 +678,59 @@ class NetworkHandle:
         start too. A bad entry is an ``InvalidArgumentError`` and changes nothing. A box made
         without a network gets one only when it starts again (``InvalidStateError`` while it
         runs)."""
+
+@final
+class SocketAddress:
+    """Where a tunnel's forwarder listens. ``str()`` is ``tcp://host:port`` or ``unix://path``."""
+
+    @staticmethod
+    def tcp(host: str = "127.0.0.1", port: int = 0) -> SocketAddress:
+        """``host`` must be a numeric IP (else ``ValueError``); port 0 lets the host pick."""
+    @staticmethod
+    def unix(path: str | os.PathLike[str]) -> SocketAddress:
+        """A unix socket at an absolute path (else ``ValueError``); it must not exist."""
+    @property
+    def kind(self) -> str:
+        """``"tcp"`` or ``"unix"``."""
+    @property
+    def host(self) -> str | None: ...
+    @property
+    def port(self) -> int | None: ...
+    @property
+    def path(self) -> str | None: ...
+    def __eq__(self, value: object, /) -> bool: ...
+
+@final
+class BoxTunnel:
+    """A way to one port of a running box, used once: ``connect()`` or ``forward()`` (a second
+    use is an ``InvalidStateError``). Connections are made inside the box to its loopback."""
+
+    def uri(self) -> str | None:
+        """None for a local box (a REST runtime's tunnels have a URL)."""
+    def connect(self) -> asyncio.Future[BoxConnection]:
+        """One connection to the port (``NetworkError`` if nothing listens there)."""
+    def forward(self, listen: SocketAddress) -> asyncio.Future[TunnelForwarder]:
+        """A listener at ``listen`` whose every connection reaches the port; it ends with the
+        box's run, ``close()`` or ``revoke_tunnel``."""
+
+@final
+class BoxConnection:
+    def read(self, max_bytes: int) -> asyncio.Future[bytes]:
+        """Up to ``max_bytes`` (at least 1, else ``ValueError``); ``b""`` at the end."""
+    def write(self, data: bytes) -> asyncio.Future[int]:
+        """Writes all of ``data``; resolves to its length."""
+    def shutdown_write(self) -> asyncio.Future[None]:
+        """Ends this side's stream; reading goes on."""
+    def close(self) -> asyncio.Future[None]: ...
+
+@final
+class TunnelForwarder:
+    def local_addr(self) -> SocketAddress:
+        """Where it listens (with the port the host picked, for port 0)."""
+    def wait(self) -> asyncio.Future[None]:
+        """Resolves once it has ended."""
+    def close(self) -> asyncio.Future[None]:
+        """Ends it (again: nothing)."""
 
 @final
 class VolumeHandle:

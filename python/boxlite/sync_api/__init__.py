@@ -23,7 +23,7 @@ from ..codebox import CodeBox
 from ..exec import ExecResult
 from ..simplebox import SimpleBox
 from ._execution import SyncExecStderr, SyncExecStdin, SyncExecStdout, SyncExecStream, SyncExecution
-from ._network import SyncNetworkHandle
+from ._network import SyncBoxConnection, SyncBoxTunnel, SyncNetworkHandle, SyncTunnelForwarder
 from ._runner import LoopThread
 
 __all__ = [
@@ -38,6 +38,9 @@ __all__ = [
     "SyncImageHandle",
     "SyncNetworkHandle",
     "SyncSimpleBox",
+    "SyncBoxConnection",
+    "SyncBoxTunnel",
+    "SyncTunnelForwarder",
 ]
 
 
@@ -56,8 +59,8 @@ class _SyncNetworkOwner:
     def tunnel(self, port: int) -> Any:
         return self.network.tunnel(port)
 
-    def _create_tunnel(self, port: int) -> Any:
-        return self._runner.run(lambda: self._async_network().tunnel(port))
+    def _create_tunnel(self, port: int) -> SyncBoxTunnel:
+        return SyncBoxTunnel(self._runner, self._runner.run(lambda: self._async_network().tunnel(port)))
 
     def _network_call(self, name: str, argument: Any) -> None:
         self._runner.run(lambda: getattr(self._async_network(), name)(argument))

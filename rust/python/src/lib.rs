@@ -54,6 +54,10 @@ fn _native(py: Python<'_>, module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<unsupported::CloneOptions>()?;
     module.add_class::<unsupported::SnapshotHandle>()?;
     module.add_class::<boxes::NetworkHandle>()?;
+    module.add_class::<boxes::BoxTunnel>()?;
+    module.add_class::<boxes::BoxConnection>()?;
+    module.add_class::<boxes::SocketAddress>()?;
+    module.add_class::<boxes::TunnelForwarder>()?;
     module.add_class::<volumes::VolumeHandle>()?;
     module.add_class::<volumes::VolumeInfo>()?;
     module.add_class::<info::HealthStatus>()?;

@@ -1,5 +1,5 @@
 //! The API of features this engine does not have yet (VM snapshots, export, clone and import,
-//! tunnels, an inbound allow-list, REST-only image management). Each is present, so code written for
+//! an inbound allow-list, REST-only image management). Each is present, so code written for
 //! BoxLite finds it, and each call fails with `UnsupportedError` saying why ([`Missing`]) —
 //! through an awaitable for the async methods, as the real ones would — never silently doing
 //! nothing.
@@ -20,7 +20,6 @@ pub enum Missing {
     Export,
     Clone,
     Import,
-    Tunnels,
     InboundPolicy,
     VolumeSize,
     RestOnlyImages,
@@ -35,7 +34,6 @@ impl Missing {
             Self::Export => "exporting a box to a .boxlite archive needs the VM engine; boxes run on the namespace engine here",
             Self::Clone => "cloning a box needs the VM engine; boxes run on the namespace engine here",
             Self::Import => "importing a .boxlite archive needs the VM engine; boxes run on the namespace engine here",
-            Self::Tunnels => "tunnels are not built yet: publish the port with BoxOptions(ports=[(0, port)]) instead",
             Self::InboundPolicy => "an inbound allow-list is not built yet: published ports accept every peer",
             Self::VolumeSize => "a volume's size cannot be set: its files live on the home's filesystem, without a disk of their own to size",
             Self::RestOnlyImages => "this image operation is only available on a REST runtime",

@@ -76,15 +76,11 @@ impl BoxHandle {
                 _ => None,
             };
             // Served before the box runs: what it sends first waits for no one.
-            let network = if outbound.is_some() || !published.is_empty() {
-                Some(BoxNetwork::serve(&id, warm.init_pid(), outbound, published, &inner.network)?)
-            } else {
-                None
-            };
+            let network = BoxNetwork::serve(&id, warm.init_pid(), outbound, published, &inner.network)?;
             let mut made = None;
             let cgroups = || BoxCgroup::create(&inner.cgroups, &id, limits).map(|cgroup| made.insert(cgroup).membership_files());
             let started = engine::spawn(warm, &config, cgroups).map(|mut running| {
-                running.network = network;
+                running.network = Some(network);
                 running
             });
             if started.is_err() {
@@ -113,7 +109,7 @@ impl BoxHandle {
             BoxCgroup::locate(&self.inner.cgroups, &self.entry.id).remove();
             return Err(Error::Stopped("the runtime has been shut down".to_string()));
         }
-        *lock(&self.entry.traffic) = running.network.as_ref().map(BoxNetwork::meter);
+        *lock(&self.entry.traffic) = running.network.as_ref().and_then(BoxNetwork::meter);
         self.entry.boot_us.store(u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX).max(1), Ordering::Relaxed);
         *lock(&self.entry.started) = Some(std::time::Instant::now());
         let pid = running.init_pid;
@@ -158,6 +154,27 @@ impl BoxHandle {
         self.entry.update(|record| record.network = allow_net)
     }
 
+    /// A tunnel to the running box's `port`, for this run of the box (`network::tunnel`).
+    pub async fn tunnel(&self, port: u16) -> Result<crate::network::Tunnel> {
+        if port == 0 {
+            return Err(Error::InvalidArgument("a tunnel's port must be from 1 to 65535".to_string()));
+        }
+        let live = self.lock_usable().await?;
+        match live.as_ref().filter(|running| running.is_alive()).and_then(|running| running.network.as_ref()) {
+            Some(network) => Ok(network.tunnel(port)),
+            None => Err(Error::InvalidState(format!("box {} is not running: a tunnel needs a started box", self.entry.id))),
+        }
+    }
+
+    /// Ends the forwarders of the running box's tunnels to `port`.
+    pub async fn revoke_tunnel(&self, port: u16) -> Result<()> {
+        let live = self.lock_usable().await?;
+        if let Some(network) = live.as_ref().and_then(|running| running.network.as_ref()) {
+            network.revoke_tunnels(port);
+        }
+        Ok(())
+    }
+
     /// Serves the network of a box this runtime adopted (`network` rule 5): its way out, and its
     /// ports published anew.
     pub(super) fn serve_adopted_network(&self, running: &mut Live) {
@@ -165,9 +182,6 @@ impl BoxHandle {
             let record = self.entry.record();
             (record.network.clone(), record.ports.clone())
         };
-        if allow_net.is_none() && ports.is_empty() {
-            return;
-        }
         let pid = running.init_pid;
         let outbound = allow_net.map(|allow_net| Ok::<_, Error>((BoxSockets::open(pid)?, Policy::parse(&allow_net)?))).transpose();
         let served = outbound.and_then(|outbound| {
@@ -176,7 +190,7 @@ impl BoxHandle {
         });
         match served {
             Ok(network) => {
-                *lock(&self.entry.traffic) = Some(network.meter());
+                *lock(&self.entry.traffic) = network.meter();
                 running.network = Some(network);
             }
             Err(error) => log::warn!("box {} has no network: {error}", self.entry.id),

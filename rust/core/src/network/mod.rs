@@ -7,7 +7,7 @@
 //! ([`BoxNetwork`]): [`dns`] answers queries, [`proxy`] makes the connections the policy
 //! ([`policy`]) allows. There is no bridge, no NAT and no route from the box to the host: a
 //! connection leaves only as one the runtime made. Inbound, [`ports`] joins connections to a
-//! host port with ones it makes inside the box's namespace.
+//! host port with ones it makes inside the box's namespace, as [`tunnel`]s do on demand.
 //!
 //! # Rules
 //!
@@ -31,6 +31,7 @@ mod dns;
 mod policy;
 mod ports;
 mod proxy;
+mod tunnel;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -43,6 +44,7 @@ use boxlite_protocol::network::{DNS_PORT, PROXY_PORT, RESOLVER};
 use crate::error::{Error, Result};
 pub use policy::Policy;
 pub use ports::{bind as bind_ports, PortSpec, PublishedPort};
+pub use tunnel::{Forwarder, ListenAddress, Tunnel};
 
 /// Each direction's buffer when the runtime relays a connection: tokio's default (8 KiB) costs
 /// a system call pair per 8 KiB, which showed as a third of a download's throughput.
@@ -184,6 +186,9 @@ pub struct BoxNetwork {
     traffic: Arc<BoxTraffic>,
     /// `None` for a box with loopback only.
     outbound: Option<Arc<Outbound>>,
+    /// The box's network namespace, where connections into the box are made.
+    namespace: Arc<OwnedFd>,
+    forwarders: Arc<tunnel::Forwarders>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -213,14 +218,22 @@ impl BoxNetwork {
             tasks.push(tokio::spawn(dns::serve_tcp(dns_tcp, Arc::clone(&outbound))));
             way_out = Some(outbound);
         }
-        if !published.is_empty() {
-            let namespace = Arc::new(open_namespace(init_pid)?);
-            for (listener, port) in published {
-                let listener = tokio::net::TcpListener::from_std(listener).map_err(registered)?;
-                tasks.push(tokio::spawn(ports::serve(listener, port.guest_port, Arc::clone(&namespace), Arc::clone(&traffic))));
-            }
+        let namespace = Arc::new(open_namespace(init_pid)?);
+        for (listener, port) in published {
+            let listener = tokio::net::TcpListener::from_std(listener).map_err(registered)?;
+            tasks.push(tokio::spawn(ports::serve(listener, port.guest_port, Arc::clone(&namespace), Arc::clone(&traffic))));
         }
-        Ok(Self { traffic, outbound: way_out, tasks })
+        Ok(Self { traffic, outbound: way_out, namespace, forwarders: Arc::default(), tasks })
+    }
+
+    /// A tunnel to the box's `port`, for this run of the box.
+    pub fn tunnel(&self, port: u16) -> Tunnel {
+        Tunnel { port, namespace: Arc::clone(&self.namespace), traffic: Arc::clone(&self.traffic), forwarders: Arc::clone(&self.forwarders) }
+    }
+
+    /// Ends the forwarders of the box's `port`.
+    pub fn revoke_tunnels(&self, port: u16) {
+        self.forwarders.revoke(Some(port));
     }
 
     /// Applies a new allow-list to the box's way out at once (queries and connections from
@@ -238,9 +251,10 @@ impl BoxNetwork {
         Ok(())
     }
 
-    /// Reads this network's counters, also after it stopped.
-    pub fn meter(&self) -> TrafficMeter {
-        TrafficMeter(Arc::clone(&self.traffic))
+    /// Reads this network's counters, also after it stopped; `None` for a box with neither a
+    /// way out nor published ports.
+    pub fn meter(&self) -> Option<TrafficMeter> {
+        (self.outbound.is_some() || !self.traffic.published.is_empty()).then(|| TrafficMeter(Arc::clone(&self.traffic)))
     }
 }
 
@@ -270,5 +284,10 @@ impl Drop for BoxNetwork {
         for task in &self.tasks {
             task.abort();
         }
+        self.forwarders.revoke(None);
     }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::lock;
 use crate::error::{Error, Result};
 
 /// How long an address a name resolved to stays reachable, at least: programs keep what they
@@ -211,10 +212,6 @@ fn in_block(address: IpAddr, block: IpAddr, length: u8) -> bool {
         }
         _ => false,
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn normalize_name(name: &str) -> String {

@@ -53,23 +53,43 @@ pub fn bind(ports: &[PortSpec]) -> Result<Vec<(TcpListener, PublishedPort)>> {
         .collect()
 }
 
-/// Serves one published port until the task is aborted.
-pub(super) async fn serve(listener: tokio::net::TcpListener, guest_port: u16, namespace: Arc<OwnedFd>, traffic: Arc<BoxTraffic>) {
+/// A listener whose connections go into a box: a published port's (TCP) or a tunnel's (TCP or
+/// a unix socket).
+pub(super) trait Outside: Send + 'static {
+    type Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
+    fn accept(&self) -> impl std::future::Future<Output = std::io::Result<Self::Stream>> + Send;
+}
+
+impl Outside for tokio::net::TcpListener {
+    type Stream = tokio::net::TcpStream;
+    async fn accept(&self) -> std::io::Result<Self::Stream> {
+        let (stream, _) = tokio::net::TcpListener::accept(self).await?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+}
+
+impl Outside for tokio::net::UnixListener {
+    type Stream = tokio::net::UnixStream;
+    async fn accept(&self) -> std::io::Result<Self::Stream> {
+        Ok(tokio::net::UnixListener::accept(self).await?.0)
+    }
+}
+
+/// Joins each connection to `listener` with one to the box's `guest_port`, until the task is
+/// aborted.
+pub(super) async fn serve<L: Outside>(listener: L, guest_port: u16, namespace: Arc<OwnedFd>, traffic: Arc<BoxTraffic>) {
     loop {
-        let Ok((mut outside, _)) = listener.accept().await else { continue };
+        let Ok(mut outside) = listener.accept().await else { continue };
         let (namespace, traffic) = (Arc::clone(&namespace), Arc::clone(&traffic));
         tokio::spawn(async move {
-            let dialed = tokio::task::spawn_blocking(move || dial(&namespace, guest_port)).await;
-            let inside = match dialed {
-                Ok(Ok(inside)) => inside,
-                Ok(Err(error)) => {
+            let mut inside = match connect(namespace, guest_port).await {
+                Ok(inside) => inside,
+                Err(error) => {
                     log::debug!("box {}: nothing answered on its port {guest_port}: {error}", traffic.box_id);
                     return;
                 }
-                Err(_) => return,
             };
-            let Ok(mut inside) = inside.set_nonblocking(true).and_then(|()| tokio::net::TcpStream::from_std(inside)) else { return };
-            let _ = (outside.set_nodelay(true), inside.set_nodelay(true));
             if let Ok((to_box, from_box)) = tokio::io::copy_bidirectional_with_sizes(&mut outside, &mut inside, RELAY_BUFFER, RELAY_BUFFER).await {
                 traffic.bytes_received.fetch_add(to_box, Ordering::Relaxed);
                 traffic.bytes_sent.fetch_add(from_box, Ordering::Relaxed);
@@ -78,9 +98,18 @@ pub(super) async fn serve(listener: tokio::net::TcpListener, guest_port: u16, na
     }
 }
 
+/// A connection to the box's `port` on its loopback (see [`dial`]).
+pub(super) async fn connect(namespace: Arc<OwnedFd>, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+    let inside = tokio::task::spawn_blocking(move || dial(&namespace, port)).await.map_err(std::io::Error::other)??;
+    inside.set_nonblocking(true)?;
+    let inside = tokio::net::TcpStream::from_std(inside)?;
+    let _ = inside.set_nodelay(true);
+    Ok(inside)
+}
+
 /// Connects to the box's `port` on its loopback, from a thread that enters the box's network
 /// namespace (which affects that thread only) and ends.
-pub fn dial(namespace: &OwnedFd, port: u16) -> std::io::Result<TcpStream> {
+fn dial(namespace: &OwnedFd, port: u16) -> std::io::Result<TcpStream> {
     std::thread::scope(|scope| {
         scope
             .spawn(|| {

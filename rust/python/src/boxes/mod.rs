@@ -13,8 +13,10 @@ use crate::unsupported::{self, CloneOptions, ExportOptions, SnapshotHandle};
 
 mod network;
 mod owned;
+mod tunnel;
 
 pub use network::NetworkHandle;
+pub use tunnel::{BoxConnection, BoxTunnel, SocketAddress, TunnelForwarder};
 #[cfg(feature = "testing")]
 pub use owned::orphans_removed;
 pub use owned::{Orphan, OwnedBox};

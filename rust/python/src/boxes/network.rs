@@ -1,5 +1,5 @@
-//! `Box.network`: the box's outbound policy, changed while it runs; tunnels and an inbound
-//! allow-list are not built yet (`unsupported`).
+//! `Box.network`: tunnels to the box's ports (`tunnel`), and its outbound policy, changed
+//! while it runs; an inbound allow-list is not built yet (`unsupported`).
 
 use std::sync::Arc;
 
@@ -17,23 +17,24 @@ pub struct NetworkHandle {
     pub handle: Arc<BoxHandle>,
 }
 
-fn check_port(port: i64) -> PyResult<()> {
-    if !(1..=65535).contains(&port) {
-        return Err(PyValueError::new_err(format!("port must be an integer between 1 and 65535, got {port}")));
-    }
-    Ok(())
+fn check_port(port: i64) -> PyResult<u16> {
+    u16::try_from(port).ok().filter(|port| *port != 0).ok_or_else(|| PyValueError::new_err(format!("port must be an integer between 1 and 65535, got {port}")))
 }
 
 #[pymethods]
 impl NetworkHandle {
+    /// A tunnel to the running box's `port` (`BoxTunnel`).
     fn tunnel<'py>(&self, py: Python<'py>, port: i64) -> PyResult<Bound<'py, PyAny>> {
-        check_port(port)?;
-        refuse(&self.shared, py, Missing::Tunnels)
+        let port = check_port(port)?;
+        let handle = Arc::clone(&self.handle);
+        self.shared.submit(py, async move { handle.tunnel(port).await.map(Payload::from) })
     }
 
+    /// Ends the forwarders of the box's tunnels to `port`.
     fn revoke_tunnel<'py>(&self, py: Python<'py>, port: i64) -> PyResult<Bound<'py, PyAny>> {
-        check_port(port)?;
-        refuse(&self.shared, py, Missing::Tunnels)
+        let port = check_port(port)?;
+        let handle = Arc::clone(&self.handle);
+        self.shared.submit(py, async move { handle.revoke_tunnel(port).await.map(Payload::from) })
     }
 
     fn update_inbound<'py>(&self, py: Python<'py>, spec: PyRef<'py, InboundNetworkSpec>) -> PyResult<Bound<'py, PyAny>> {

@@ -1,0 +1,136 @@
+//! Tunnels: a way from the host to one port of a running box, taken once, either as one
+//! connection ([`Tunnel::connect`]) or as a listener on the host that forwards each connection
+//! it accepts ([`Tunnel::forward`]). Forwarders end with the box's run, or when closed or
+//! revoked.
+
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use super::{lock, ports, BoxTraffic};
+use crate::error::{Error, Result};
+
+/// Where a forwarder listens on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddress {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for ListenAddress {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp(address) => write!(formatter, "tcp://{address}"),
+            Self::Unix(path) => write!(formatter, "unix://{}", path.display()),
+        }
+    }
+}
+
+/// A way to one port of a running box, taken once.
+#[derive(Debug)]
+pub struct Tunnel {
+    pub(super) port: u16,
+    pub(super) namespace: Arc<OwnedFd>,
+    pub(super) traffic: Arc<BoxTraffic>,
+    pub(super) forwarders: Arc<Forwarders>,
+}
+
+impl Tunnel {
+    /// One connection to the port.
+    pub async fn connect(self) -> Result<tokio::net::TcpStream> {
+        let port = self.port;
+        ports::connect(self.namespace, port)
+            .await
+            .map_err(|error| Error::Network(format!("cannot reach port {port} of box {}: {error}", self.traffic.box_id)))
+    }
+
+    /// Listens at `listen` and joins each connection to one to the port, until the forwarder
+    /// is closed, revoked, or the box's run ends. A unix socket's file is made (it must not
+    /// exist) and removed when the forwarder ends.
+    pub async fn forward(self, listen: ListenAddress) -> Result<Forwarder> {
+        let failed = |error: std::io::Error| Error::Network(format!("cannot listen on {listen}: {error}"));
+        let (task, local) = match &listen {
+            ListenAddress::Tcp(address) => {
+                let listener = tokio::net::TcpListener::bind(address).await.map_err(failed)?;
+                let local = ListenAddress::Tcp(listener.local_addr().map_err(failed)?);
+                (tokio::spawn(ports::serve(listener, self.port, self.namespace, self.traffic)), local)
+            }
+            ListenAddress::Unix(path) => {
+                let listener = tokio::net::UnixListener::bind(path).map_err(failed)?;
+                (tokio::spawn(ports::serve(listener, self.port, self.namespace, self.traffic)), listen.clone())
+            }
+        };
+        let state = Arc::new(ForwarderState { port: self.port, local: local.clone(), task: Mutex::new(Some(task)), closed: tokio::sync::watch::Sender::new(false) });
+        self.forwarders.add(Arc::clone(&state));
+        Ok(Forwarder { state })
+    }
+}
+
+/// A forwarder of a tunnel (see [`Tunnel::forward`]).
+#[derive(Debug, Clone)]
+pub struct Forwarder {
+    state: Arc<ForwarderState>,
+}
+
+impl Forwarder {
+    /// Where it listens (the port the host picked, for port 0).
+    pub fn local_address(&self) -> &ListenAddress {
+        &self.state.local
+    }
+
+    /// Resolves once it has ended.
+    pub async fn wait(&self) {
+        let mut closed = self.state.closed.subscribe();
+        let _ = closed.wait_for(|closed| *closed).await;
+    }
+
+    /// Ends it (again: nothing).
+    pub fn close(&self) {
+        self.state.close();
+    }
+}
+
+#[derive(Debug)]
+struct ForwarderState {
+    port: u16,
+    local: ListenAddress,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    closed: tokio::sync::watch::Sender<bool>,
+}
+
+impl ForwarderState {
+    fn close(&self) {
+        let Some(task) = lock(&self.task).take() else { return };
+        task.abort();
+        if let ListenAddress::Unix(path) = &self.local {
+            let _ = std::fs::remove_file(path);
+        }
+        self.closed.send_replace(true);
+    }
+}
+
+/// The forwarders of one run of a box: all end with it.
+#[derive(Debug, Default)]
+pub(super) struct Forwarders(Mutex<Vec<Arc<ForwarderState>>>);
+
+impl Forwarders {
+    fn add(&self, forwarder: Arc<ForwarderState>) {
+        let mut forwarders = lock(&self.0);
+        forwarders.retain(|known| lock(&known.task).is_some());
+        forwarders.push(forwarder);
+    }
+
+    /// Ends the forwarders of `port` (all of them with `None`).
+    pub(super) fn revoke(&self, port: Option<u16>) {
+        let ended: Vec<Arc<ForwarderState>> = {
+            let mut forwarders = lock(&self.0);
+            let (ended, kept) = forwarders.drain(..).partition(|forwarder| port.is_none_or(|port| forwarder.port == port));
+            *forwarders = kept;
+            ended
+        };
+        for forwarder in ended {
+            forwarder.close();
+        }
+    }
+}
