@@ -110,22 +110,16 @@ fn prepare(arguments: &Arguments) -> String {
     // Made ahead of need, while the runtime may be busy with boxes that run: the preparation
     // yields the processor to them. The init takes its priority back once it has its box.
     let priority = arguments.ahead_of_need.then(Priority::lower).flatten();
-    // The network namespace first, on its own: its interface is made with `nft`, a child that
-    // must not become the new pid namespace's first process (whose exit would end it).
-    if let Some(nft) = &arguments.nft {
-        // SAFETY: unshare affects only this (single-threaded) process.
-        if unsafe { libc::unshare(libc::CLONE_NEWNET) } < 0 {
-            return format!("error failed to create the box's network namespace: {}", std::io::Error::last_os_error());
-        }
-        if let Err(error) = network::prepare_interface(nft) {
-            return format!("error {error}");
-        }
-    }
-    let namespaces = if arguments.nft.is_some() { jail::NAMESPACES & !libc::CLONE_NEWNET } else { jail::NAMESPACES };
     // SAFETY: unshare affects only this (single-threaded) process; the new pid namespace applies
     // to the child forked below.
-    if unsafe { libc::unshare(namespaces) } < 0 {
+    if unsafe { libc::unshare(jail::NAMESPACES) } < 0 {
         return format!("error failed to create the box's namespaces: {}", std::io::Error::last_os_error());
+    }
+    // Its rules come from the init (`network::RulesLoading`).
+    if arguments.nft.is_some() {
+        if let Err(error) = network::prepare_interface() {
+            return format!("error {error}");
+        }
     }
     // SAFETY: this process is single-threaded, so the child may run arbitrary code after fork.
     let pid = unsafe { libc::fork() };
@@ -138,12 +132,13 @@ fn prepare(arguments: &Arguments) -> String {
         // Before the box's pid 1 exists: an exit it makes at once must wake the init.
         let signals = init::block_signals();
         let ahead = jail::bring_up_loopback().map_err(|error| error.to_string()).map(|()| seccomp::compile()).and_then(|filter| {
+            // First: it runs while the rest is made.
+            let rules = arguments.nft.as_deref().map(network::RulesLoading::start).transpose().map_err(|error| error.to_string())?;
             let namespaces = arguments.user_namespace.then(userns::BoxNamespaces::create).transpose()?;
             let first = pid1::FirstProcess::spawn(namespaces.as_ref(), &filter)?;
-            Ok((filter, namespaces, first))
+            Ok((filter, namespaces, first, rules))
         });
-        let has_interface = arguments.nft.is_some();
-        let outcome = ahead.and_then(|(filter, namespaces, first)| configure(namespaces, has_interface, priority.as_ref(), &filter, signals, first));
+        let outcome = ahead.and_then(|(filter, namespaces, first, rules)| configure(namespaces, rules, priority.as_ref(), &filter, signals, first));
         let line = match &outcome {
             Ok(_) => "ready".to_string(),
             Err(message) => format!("error {message}"),
@@ -166,10 +161,13 @@ fn prepare(arguments: &Arguments) -> String {
 /// Runs in the init: waits for the box's config, then has the box's pid 1 (made ahead of need)
 /// build the box and start its main process. Host paths (the log, the control socket, the main
 /// process's files) are opened before the root is pivoted away from the host.
-fn configure(namespaces: Option<userns::BoxNamespaces>, has_interface: bool, priority: Option<&Priority>, filter: &[libc::sock_filter], signals: OwnedFd, first: pid1::FirstProcess) -> Result<init::Init, String> {
+fn configure(namespaces: Option<userns::BoxNamespaces>, rules: Option<network::RulesLoading>, priority: Option<&Priority>, filter: &[libc::sock_filter], signals: OwnedFd, first: pid1::FirstProcess) -> Result<init::Init, String> {
     let (config, config_bytes) = read_config()?;
-    if config.network != has_interface {
-        return Err("the box's network does not match the one its shim was made with".to_string());
+    // Before anything of the box runs: its traffic must find its rules.
+    match (config.network, rules) {
+        (true, Some(rules)) => rules.finish().map_err(|error| error.to_string())?,
+        (false, None) => {}
+        _ => return Err("the box's network does not match the one its shim was made with".to_string()),
     }
     // Before pid 1 uses them: it builds the root with the box's ids.
     match (&namespaces, config.user_namespace) {
