@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# nftables' nft loads each box's network rules (the runtime needs it for boxes with a network);
+# nftables brings libnftables, with which the runtime loads each box's network rules (boxes
+# with a network need it);
 # iproute2 builds the tests' fake internet; busybox-static, docker-registry, zstd and
 # apache2-utils (htpasswd) build and serve the test images; bubblewrap, crun and skopeo are the
 # peers the benchmarks measure against.

@@ -91,8 +91,8 @@ pub struct ShimConfig {
 /// A box's side of its network, which the shim makes and the runtime serves.
 ///
 /// The box has one interface, [`network::INTERFACE`], with [`network::ADDRESS`] and a default
-/// route through it. The interface leads nowhere: the rules of [`network::rules`], in the box's
-/// network namespace (owned by the host's user namespace, so out of reach of box root), divert
+/// route through it. The interface leads nowhere: the runtime's rules in the box's network
+/// namespace (owned by the host's user namespace, so out of reach of box root), divert
 /// every TCP connection leaving it to [`network::PROXY_PORT`] and every DNS query to
 /// [`network::DNS_PORT`] on the box's loopback, where the runtime listens with sockets it made
 /// in that namespace, and refuse all else. The runtime then applies the box's policy and makes
@@ -111,28 +111,6 @@ pub mod network {
     pub const PROXY_PORT: u16 = 1;
     /// Where diverted DNS queries (UDP and TCP) arrive, on 127.0.0.1 in the box.
     pub const DNS_PORT: u16 = 2;
-
-    /// The nftables ruleset of a box's network namespace (`nft -f`).
-    pub fn rules() -> String {
-        format!(
-            "table ip boxlite {{
-  chain divert {{
-    type nat hook output priority -100; policy accept;
-    oif \"lo\" return
-    meta l4proto {{ tcp, udp }} th dport 53 redirect to :{DNS_PORT}
-    meta l4proto tcp redirect to :{PROXY_PORT}
-  }}
-  chain egress {{
-    type filter hook output priority 0; policy accept;
-    oif \"lo\" accept
-    ct status dnat accept
-    meta l4proto tcp reject with tcp reset
-    reject
-  }}
-}}
-"
-        )
-    }
 }
 
 /// A box's own filesystem: an ext4 image file mounted through a loop device at `mount_point`,
@@ -161,9 +139,9 @@ pub const AHEAD_OF_NEED_ARGUMENT: &str = "--ahead-of-need";
 /// ([`ShimConfig::user_namespace`]): a shim made ahead of need serves any box.
 pub const USER_NAMESPACE_ARGUMENT: &str = "--user-namespace";
 
-/// The shim's argument, `--network=<path of nft>`, when boxes may have a network: ahead of need
-/// it gives the box's network namespace its interface and the rules of [`network`].
-pub const NETWORK_ARGUMENT: &str = "--network=";
+/// The shim's argument for a box with a network: ahead of need it gives the box's network
+/// namespace its interface ([`network`]); the runtime loads its rules.
+pub const NETWORK_ARGUMENT: &str = "--network";
 
 /// The shim's only argument when the runtime asks whether boxes can have their user namespace:
 /// it makes one with [`IdMap::LAYERS`] and exits 0 if it could.

@@ -115,8 +115,8 @@ fn prepare(arguments: &Arguments) -> String {
     if unsafe { libc::unshare(jail::NAMESPACES) } < 0 {
         return format!("error failed to create the box's namespaces: {}", std::io::Error::last_os_error());
     }
-    // Its rules come from the init (`network::RulesLoading`).
-    if arguments.nft.is_some() {
+    // Its rules come from the runtime.
+    if arguments.network {
         if let Err(error) = network::prepare_interface() {
             return format!("error {error}");
         }
@@ -132,13 +132,12 @@ fn prepare(arguments: &Arguments) -> String {
         // Before the box's pid 1 exists: an exit it makes at once must wake the init.
         let signals = init::block_signals();
         let ahead = jail::bring_up_loopback().map_err(|error| error.to_string()).map(|()| seccomp::compile()).and_then(|filter| {
-            // First: it runs while the rest is made.
-            let rules = arguments.nft.as_deref().map(network::RulesLoading::start).transpose().map_err(|error| error.to_string())?;
             let namespaces = arguments.user_namespace.then(userns::BoxNamespaces::create).transpose()?;
             let first = pid1::FirstProcess::spawn(namespaces.as_ref(), &filter)?;
-            Ok((filter, namespaces, first, rules))
+            Ok((filter, namespaces, first))
         });
-        let outcome = ahead.and_then(|(filter, namespaces, first, rules)| configure(namespaces, rules, priority.as_ref(), &filter, signals, first));
+        let has_interface = arguments.network;
+        let outcome = ahead.and_then(|(filter, namespaces, first)| configure(namespaces, has_interface, priority.as_ref(), &filter, signals, first));
         let line = match &outcome {
             Ok(_) => "ready".to_string(),
             Err(message) => format!("error {message}"),
@@ -161,13 +160,10 @@ fn prepare(arguments: &Arguments) -> String {
 /// Runs in the init: waits for the box's config, then has the box's pid 1 (made ahead of need)
 /// build the box and start its main process. Host paths (the log, the control socket, the main
 /// process's files) are opened before the root is pivoted away from the host.
-fn configure(namespaces: Option<userns::BoxNamespaces>, rules: Option<network::RulesLoading>, priority: Option<&Priority>, filter: &[libc::sock_filter], signals: OwnedFd, first: pid1::FirstProcess) -> Result<init::Init, String> {
+fn configure(namespaces: Option<userns::BoxNamespaces>, has_interface: bool, priority: Option<&Priority>, filter: &[libc::sock_filter], signals: OwnedFd, first: pid1::FirstProcess) -> Result<init::Init, String> {
     let (config, config_bytes) = read_config()?;
-    // Before anything of the box runs: its traffic must find its rules.
-    match (config.network, rules) {
-        (true, Some(rules)) => rules.finish().map_err(|error| error.to_string())?,
-        (false, None) => {}
-        _ => return Err("the box's network does not match the one its shim was made with".to_string()),
+    if config.network != has_interface {
+        return Err("the box's network does not match the one its shim was made with".to_string());
     }
     // Before pid 1 uses them: it builds the root with the box's ids.
     match (&namespaces, config.user_namespace) {
@@ -285,19 +281,19 @@ struct Arguments {
     user_namespace: bool,
     /// `--ahead-of-need`: no box waits for this shim yet, so it prepares at low priority.
     ahead_of_need: bool,
-    /// `--network=<nft>`: the box gets an interface, and its rules are loaded with this `nft`.
-    nft: Option<std::path::PathBuf>,
+    /// `--network`: the box gets an interface.
+    network: bool,
 }
 
 fn arguments() -> Result<Arguments, String> {
-    let mut parsed = Arguments { user_namespace: false, ahead_of_need: false, nft: None };
+    let mut parsed = Arguments { user_namespace: false, ahead_of_need: false, network: false };
     for argument in std::env::args().skip(1) {
         if argument == boxlite_protocol::AHEAD_OF_NEED_ARGUMENT {
             parsed.ahead_of_need = true;
         } else if argument == boxlite_protocol::USER_NAMESPACE_ARGUMENT {
             parsed.user_namespace = true;
-        } else if let Some(nft) = argument.strip_prefix(boxlite_protocol::NETWORK_ARGUMENT) {
-            parsed.nft = Some(nft.into());
+        } else if argument == boxlite_protocol::NETWORK_ARGUMENT {
+            parsed.network = true;
         } else {
             return Err(format!("unexpected argument {argument:?}"));
         }

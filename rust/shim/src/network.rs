@@ -1,16 +1,12 @@
 //! The box's interface, made ahead of need in the box's network namespace while the shim is
 //! still host root there (`boxlite_protocol::network` says what it is and why it leads
-//! nowhere): a persistent tun device with the box's address and a default route
-//! ([`prepare_interface`]), and the rules that divert what leaves it to the runtime
-//! ([`RulesLoading`]: `nft` takes a few milliseconds, so the init starts it ahead of need and
-//! waits for it only when a box comes). A box without a network gets a shim made without it,
-//! and has loopback only.
+//! nowhere): a persistent tun device with the box's address and a default route. The runtime
+//! loads the rules that divert what leaves it. A box without a network gets a shim made without
+//! it, and has loopback only.
 
-use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::Path;
 
-use boxlite_protocol::network::{rules, ADDRESS, GATEWAY, INTERFACE, PREFIX_LENGTH};
+use boxlite_protocol::network::{ADDRESS, GATEWAY, INTERFACE, PREFIX_LENGTH};
 
 use crate::sys::{check, Result, SysError};
 
@@ -63,43 +59,6 @@ fn make_tun() -> Result<()> {
         check(libc::ioctl(tun.as_raw_fd(), libc::TUNSETPERSIST, 1 as libc::c_ulong), || format!("failed to make {INTERFACE} persist"))?;
     }
     Ok(())
-}
-
-/// `nft -f -` loading the box's rules, started and fed; [`RulesLoading::finish`] waits for it.
-pub struct RulesLoading {
-    nft: std::path::PathBuf,
-    child: std::process::Child,
-}
-
-impl RulesLoading {
-    /// Starts `nft` with the rules on its standard input. The caller must be the pid
-    /// namespace's init (or outside it): `nft` must not be a new pid namespace's first process.
-    pub fn start(nft: &Path) -> Result<Self> {
-        let failed = |source| SysError { operation: format!("failed to load the box's network rules with {}", nft.display()), source };
-        let mut child = std::process::Command::new(nft)
-            .args(["-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .map_err(failed)?;
-        // The rules fit in the pipe: this does not wait for nft. Dropping the pipe ends its input.
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(rules().as_bytes()).map_err(failed)?;
-        }
-        Ok(Self { nft: nft.to_path_buf(), child })
-    }
-
-    /// Waits for `nft`; its complaint, if it failed.
-    pub fn finish(self) -> Result<()> {
-        let failed = |source| SysError { operation: format!("failed to load the box's network rules with {}", self.nft.display()), source };
-        let output = self.child.wait_with_output().map_err(failed)?;
-        if !output.status.success() {
-            let message = String::from_utf8_lossy(&output.stderr).trim().to_string();
-            return Err(failed(std::io::Error::other(format!("{} ({message})", output.status))));
-        }
-        Ok(())
-    }
 }
 
 fn interface_request() -> libc::ifreq {

@@ -165,13 +165,11 @@ impl Warm {
 
     /// Spawns a shim and waits until its init exists. Blocking. `ahead_of_need`: no box waits
     /// for it, so it prepares at low priority.
-    /// `nft`: the box gets an interface, whose rules this program loads.
-    pub fn prepare(shim: &Path, user_namespace: bool, ahead_of_need: bool, nft: Option<&Path>) -> Result<Self> {
+    /// `network`: the box gets an interface, whose rules this loads.
+    pub fn prepare(shim: &Path, user_namespace: bool, ahead_of_need: bool, network: Option<&crate::network::RuleLoader>) -> Result<Self> {
         let mut command = Command::new(shim);
-        if let Some(nft) = nft {
-            let mut argument = std::ffi::OsString::from(boxlite_protocol::NETWORK_ARGUMENT);
-            argument.push(nft);
-            command.arg(argument);
+        if network.is_some() {
+            command.arg(boxlite_protocol::NETWORK_ARGUMENT);
         }
         if ahead_of_need {
             command.arg(boxlite_protocol::AHEAD_OF_NEED_ARGUMENT);
@@ -203,9 +201,9 @@ impl Warm {
             .ok_or_else(|| Error::Engine(format!("failed to prepare a box: the shim said {line:?}")))?;
         let pidfd = pidfd_open(init_pid).map_err(|error| Error::Engine(format!("failed to prepare a box: its init vanished: {error}")))?;
         let mut warm = Self { init_pid, pidfd: Some(pidfd), startup: Some(startup), stdout, user_namespace, sockets: None };
-        if nft.is_some() {
+        if let Some(rules) = network {
             // On failure, dropping `warm` ends the init.
-            warm.sockets = Some(crate::network::BoxSockets::open(init_pid)?);
+            warm.sockets = Some(crate::network::BoxSockets::open(init_pid, Some(rules))?);
         }
         Ok(warm)
     }

@@ -183,7 +183,7 @@ impl BoxHandle {
             (record.network.clone(), record.ports.clone())
         };
         let pid = running.init_pid;
-        let outbound = allow_net.map(|allow_net| Ok::<_, Error>((BoxSockets::open(pid)?, Policy::parse(&allow_net)?))).transpose();
+        let outbound = allow_net.map(|allow_net| Ok::<_, Error>((BoxSockets::open(pid, None)?, Policy::parse(&allow_net)?))).transpose();
         let served = outbound.and_then(|outbound| {
             let published = crate::network::bind_ports(&ports)?;
             BoxNetwork::serve(&self.entry.id, pid, outbound, published, &self.inner.network)

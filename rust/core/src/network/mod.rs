@@ -1,9 +1,9 @@
 //! Boxes' networks: what a box reaches outside itself, and how.
 //!
 //! A box's network namespace has one interface besides loopback, made by its shim ahead of
-//! need, and rules that divert every TCP connection and every DNS query leaving it to sockets
-//! the runtime made inside that namespace ([`BoxSockets`]); everything else leaving it is
-//! refused (`boxlite_protocol::network`). The runtime serves those sockets from the host
+//! need, and rules ([`rules`], loaded by the runtime then too) that divert every TCP connection
+//! and every DNS query leaving it to sockets the runtime made inside that namespace
+//! ([`BoxSockets`]); everything else leaving it is refused (`boxlite_protocol::network`). The runtime serves those sockets from the host
 //! ([`BoxNetwork`]): [`dns`] answers queries, [`proxy`] makes the connections the policy
 //! ([`policy`]) allows. There is no bridge, no NAT and no route from the box to the host: a
 //! connection leaves only as one the runtime made. Inbound, [`ports`] joins connections to a
@@ -31,6 +31,7 @@ mod dns;
 mod policy;
 mod ports;
 mod proxy;
+mod rules;
 mod tunnel;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -44,6 +45,7 @@ use boxlite_protocol::network::{DNS_PORT, PROXY_PORT, RESOLVER};
 use crate::error::{Error, Result};
 pub use policy::Policy;
 pub use ports::{bind as bind_ports, PortSpec, PublishedPort};
+pub use rules::RuleLoader;
 pub use tunnel::{Forwarder, ListenAddress, Tunnel};
 
 /// Each direction's buffer when the runtime relays a connection: tokio's default (8 KiB) costs
@@ -53,8 +55,9 @@ const RELAY_BUFFER: usize = 256 << 10;
 /// What this host offers boxes' networks, found when the runtime opens.
 #[derive(Debug, Clone)]
 pub struct HostNetwork {
-    /// `nft`, which loads a box's rules; without it boxes have loopback only.
-    pub nft: Option<PathBuf>,
+    /// libnftables, which loads a box's rules; without it boxes have loopback only (why: the
+    /// error).
+    pub rules: std::result::Result<Arc<RuleLoader>, String>,
     /// The nameservers the boxes' resolver asks.
     upstream: Arc<[SocketAddr]>,
     /// The resolv.conf every box with a network reads (mounted read-only).
@@ -66,9 +69,9 @@ pub struct HostNetwork {
 pub const DNS_SERVERS_VARIABLE: &str = "BOXLITE_DNS_SERVERS";
 
 impl HostNetwork {
-    /// Finds `nft` and the nameservers, and writes the boxes' resolv.conf under `dir`.
+    /// Opens libnftables, finds the nameservers, and writes the boxes' resolv.conf under `dir`.
     pub fn detect(dir: &Path) -> Result<Self> {
-        let nft = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"].iter().map(PathBuf::from).find(|path| path.is_file());
+        let rules = RuleLoader::open().map(Arc::new);
         let host_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let upstream: Arc<[SocketAddr]> = dns::upstream_servers(std::env::var(DNS_SERVERS_VARIABLE).ok().as_deref(), &host_conf).into();
         fs_err::create_dir_all(dir)?;
@@ -77,19 +80,20 @@ impl HostNetwork {
         if std::fs::read_to_string(&resolv_conf).ok().as_deref() != Some(text.as_str()) {
             fs_err::write(&resolv_conf, text)?;
         }
-        Ok(Self { nft, upstream, resolv_conf })
+        Ok(Self { rules, upstream, resolv_conf })
+    }
+
+    /// What loads boxes' rules, if boxes can have a network here.
+    pub fn rule_loader(&self) -> Option<&Arc<RuleLoader>> {
+        self.rules.as_ref().ok()
     }
 
     /// Whether boxes can have a network here; the error names what is missing.
     pub fn check_available(&self) -> Result<()> {
-        if self.nft.is_none() {
-            return Err(Error::Unsupported(
-                "a box's network needs nftables' nft program (Debian/Ubuntu: apt-get install nftables); \
-or create the box with network=NetworkSpec(mode=\"disabled\")"
-                    .to_string(),
-            ));
+        match &self.rules {
+            Ok(_) => Ok(()),
+            Err(missing) => Err(Error::Unsupported(format!("a box's network {missing}; or create the box with network=NetworkSpec(mode=\"disabled\")"))),
         }
-        Ok(())
     }
 }
 
@@ -103,9 +107,10 @@ pub struct BoxSockets {
 }
 
 impl BoxSockets {
-    /// Makes them in the network namespace of process `pid` (the box's init). Blocking: a
-    /// thread of its own enters the namespace (which affects that thread only) and ends.
-    pub fn open(pid: i32) -> Result<Self> {
+    /// Loads the box's rules with `rules` (a box that ran has them) and makes the sockets, in
+    /// the network namespace of process `pid` (the box's init). Blocking: a thread of its own
+    /// enters the namespace (which affects that thread only) and ends.
+    pub fn open(pid: i32, rules: Option<&RuleLoader>) -> Result<Self> {
         let path = format!("/proc/{pid}/ns/net");
         let namespace = open_namespace(pid)?;
         let failed = |what: &str, error: std::io::Error| Error::Network(format!("failed to {what} in the box's network namespace ({path}): {error}"));
@@ -116,6 +121,9 @@ impl BoxSockets {
                     // which ends when the sockets are made.
                     if unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) } < 0 {
                         return Err(failed("enter", std::io::Error::last_os_error()));
+                    }
+                    if let Some(rules) = rules {
+                        rules.load_here().map_err(Error::Network)?;
                     }
                     let local = |port| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port));
                     let sockets = Self {
