@@ -519,12 +519,12 @@ async def soak(cycles: int) -> list[Row]:
     return [latency_row("soak: create+start+exec+stop cycle", "asyncio subprocess `sh -c echo`", times, baseline, note=note)]
 
 
-async def network(megabytes: int, connections: int, samples: int) -> list[Row]:
+async def network(megabytes: int, connections: int, samples: int, burst: int) -> list[Row]:
     """9. A box's network against the host's own, to the fake internet of the tests (a network
     namespace behind a veth pair, `tests/fake_internet.py`), with the same client (busybox
     wget) on both sides: throughput of one download, the cost of a connection (a loop of small
     downloads), and create + start + first exec with the default network against a box without
-    one."""
+    one, one at a time and `burst` at once."""
     from tests.fake_internet import DNS, WEB, fake_internet
 
     busybox = shutil.which("busybox")
@@ -573,5 +573,17 @@ async def network(megabytes: int, connections: int, samples: int) -> list[Row]:
 
             with_network, without = await side_by_side(lambda: start(None), lambda: start(boxlite.NetworkSpec(mode="disabled")), samples, 2)
             rows.append(latency_row("create + start + first exec + stop, network on", "the same, network disabled", with_network, without, 1.2))
+
+            async def timed(network: boxlite.NetworkSpec | None) -> float:
+                started = time.perf_counter()
+                await start(network)
+                return (time.perf_counter() - started) * 1e6
+
+            bursts: dict[str, list[float]] = {"on": [], "off": []}
+            for _ in range(2):
+                for mode, spec in (("on", None), ("off", boxlite.NetworkSpec(mode="disabled"))):
+                    bursts[mode] += await asyncio.gather(*(timed(spec) for _ in range(burst)))
+            rows.append(latency_row(f"{burst} at once: create + start + first exec + stop, network on", "the same, network disabled", bursts["on"], bursts["off"], 1.2,
+                                    "two bursts of each, alternated"))
         del os.environ["BOXLITE_DNS_SERVERS"]
     return rows
