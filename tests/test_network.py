@@ -484,3 +484,33 @@ def test_tunnels_from_the_sync_api(home: Path, busybox_image: str) -> None:
         forwarder.wait()
         server.kill()
         box.stop()
+
+
+def test_network_specs_cannot_be_changed_through_a_copy() -> None:
+    spec = boxlite.NetworkSpec()
+    with pytest.raises(AttributeError):
+        spec.outbound.allow_net = ["example.test"]  # type: ignore[misc]
+    spec.outbound = boxlite.OutboundNetworkSpec(allow_net=["example.test"])
+    assert spec.outbound.allow_net == ["example.test"]
+
+
+async def test_a_tunnel_ends_with_the_run_and_close_ends_a_waiting_read(net_runtime: boxlite.Boxlite, busybox_image: str) -> None:
+    box = await make_box(net_runtime, busybox_image, boxlite.NetworkSpec(mode="disabled"))
+    await box.start()
+    server = await box.exec("nc", ["-l", "-p", "7000"])
+    for _ in range(200):
+        try:
+            connection = await (await box.network.tunnel(7000)).connect()
+            break
+        except boxlite.NetworkError:
+            await asyncio.sleep(0.02)
+    # Nothing comes from the server: the read waits until the close ends it.
+    waiting = asyncio.ensure_future(connection.read(100))
+    await asyncio.sleep(0.1)
+    await asyncio.wait_for(connection.close(), 5)
+    assert await asyncio.wait_for(waiting, 5) == b""
+    taken_before_the_end = await box.network.tunnel(7000)
+    await server.kill()
+    await box.stop()
+    with pytest.raises(boxlite.InvalidStateError, match="run ended"):
+        await taken_before_the_end.forward(boxlite.SocketAddress.tcp())

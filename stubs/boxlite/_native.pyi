@@ -160,16 +160,25 @@ class ImageHandle:
 
 @final
 class OutboundNetworkSpec:
-    mode: str
-    """``"enabled"`` or ``"disabled"``."""
-    allow_net: list[str]
+    """Immutable (``NetworkSpec.outbound`` gives a copy: a change made through it would be lost,
+    and with it the policy meant); replace it whole."""
+
+    @property
+    def mode(self) -> str:
+        """``"enabled"`` or ``"disabled"``."""
+    @property
+    def allow_net(self) -> list[str]: ...
     def __new__(cls, mode: str = ..., allow_net: Sequence[str] = ...) -> Self:
         """``mode`` defaults to ``"enabled"``."""
 
 @final
 class InboundNetworkSpec:
-    mode: str
-    allow_net: list[str]
+    """Immutable, as ``OutboundNetworkSpec``."""
+
+    @property
+    def mode(self) -> str: ...
+    @property
+    def allow_net(self) -> list[str]: ...
     def __new__(cls, mode: str = ..., allow_net: Sequence[str] = ...) -> Self:
         """``mode`` defaults to ``"disabled"``."""
 

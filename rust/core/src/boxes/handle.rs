@@ -67,6 +67,9 @@ impl BoxHandle {
             let record = self.entry.record();
             (record.network.clone(), record.ports.clone())
         };
+        if allow_net.is_some() {
+            self.inner.network.check_available()?;
+        }
         let started = blocking(move || {
             // First: a host port that is taken fails the start before anything is made.
             let published = crate::network::bind_ports(&ports)?;
@@ -183,11 +186,16 @@ impl BoxHandle {
             (record.network.clone(), record.ports.clone())
         };
         let pid = running.init_pid;
-        let outbound = allow_net.map(|allow_net| Ok::<_, Error>((BoxSockets::open(pid, None)?, Policy::parse(&allow_net)?))).transpose();
-        let served = outbound.and_then(|outbound| {
-            let published = crate::network::bind_ports(&ports)?;
-            BoxNetwork::serve(&self.entry.id, pid, outbound, published, &self.inner.network)
+        // Each part on its own: a way out that cannot be served leaves the published ports.
+        let outbound = allow_net.and_then(|allow_net| {
+            let opened = BoxSockets::open(pid, None).and_then(|sockets| Ok((sockets, Policy::parse(&allow_net)?)));
+            opened.inspect_err(|error| log::warn!("box {} has no way out: {error}", self.entry.id)).ok()
         });
+        let published = crate::network::bind_ports(&ports).unwrap_or_else(|error| {
+            log::warn!("box {}'s ports are not published: {error}", self.entry.id);
+            Vec::new()
+        });
+        let served = BoxNetwork::serve(&self.entry.id, pid, outbound, published, &self.inner.network);
         match served {
             Ok(network) => {
                 *lock(&self.entry.traffic) = network.meter();

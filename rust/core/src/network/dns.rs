@@ -26,7 +26,10 @@ pub(super) async fn serve_udp(socket: UdpSocket, outbound: Arc<Outbound>) {
     let socket = Arc::new(socket);
     let mut buffer = vec![0u8; MAX_UDP_MESSAGE];
     loop {
-        let Ok((length, from)) = socket.recv_from(&mut buffer).await else { continue };
+        let Ok((length, from)) = socket.recv_from(&mut buffer).await else {
+            super::after_failed_accept().await;
+            continue;
+        };
         let query = buffer[..length].to_vec();
         let (socket, outbound) = (Arc::clone(&socket), Arc::clone(&outbound));
         tokio::spawn(async move {
@@ -40,7 +43,10 @@ pub(super) async fn serve_udp(socket: UdpSocket, outbound: Arc<Outbound>) {
 /// Serves the box's queries over TCP (length-prefixed messages) until the task is aborted.
 pub(super) async fn serve_tcp(listener: TcpListener, outbound: Arc<Outbound>) {
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let Ok((mut stream, _)) = listener.accept().await else {
+            super::after_failed_accept().await;
+            continue;
+        };
         let outbound = Arc::clone(&outbound);
         tokio::spawn(async move {
             while let Some(query) = read_framed(&mut stream).await {
@@ -66,30 +72,37 @@ async fn read_framed(stream: &mut TcpStream) -> Option<Vec<u8>> {
     tokio::time::timeout(TCP_IDLE, read).await.ok().flatten()
 }
 
-/// The answer to one query, or nothing for what is not a query.
+/// The answer to one query, or nothing for what is not a query. Only a query with one
+/// question is answered (every resolver sends those): the policy looks at that question.
 async fn answer(query: &[u8], outbound: &Outbound, over_tcp: bool) -> Option<Vec<u8>> {
     let message = Message::from_vec(query).ok()?;
     if message.message_type() != MessageType::Query {
         return None;
     }
-    let Some(name) = message.queries().first().map(|query| query.name().to_ascii()) else {
+    let [question] = message.queries() else {
         return refusal(&message, ResponseCode::FormErr);
     };
+    let name = question.name().to_ascii();
     let policy = outbound.policy();
     if !policy.resolves(&name) {
         log::debug!("box {}: {name} does not resolve: not on its allow_net", outbound.traffic.box_id);
         return refusal(&message, ResponseCode::NXDomain);
     }
+    // Upstream, the query goes with an id of the runtime's, not the box's: an answer the box
+    // could forge would have to guess it (and the port).
+    let mut upstream_query = query.to_vec();
+    let upstream_id: u16 = rand::random();
+    upstream_query[..2].copy_from_slice(&upstream_id.to_be_bytes());
     for server in outbound.upstream.iter() {
-        let answered = tokio::time::timeout(UPSTREAM_WAIT, forward(query, *server, over_tcp)).await;
-        if let Ok(Some(answer)) = answered {
-            if let Ok(parsed) = Message::from_vec(&answer) {
-                if parsed.id() == message.id() {
-                    policy.learn(&name, &addresses(&parsed));
-                    return Some(answer);
-                }
-            }
+        let answered = tokio::time::timeout(UPSTREAM_WAIT, forward(&upstream_query, *server, over_tcp)).await;
+        let Ok(Some(mut answer)) = answered else { continue };
+        let Ok(parsed) = Message::from_vec(&answer) else { continue };
+        if parsed.id() != upstream_id || parsed.queries() != message.queries() {
+            continue;
         }
+        policy.learn(&name, &addresses(&parsed));
+        answer[..2].copy_from_slice(&message.id().to_be_bytes());
+        return Some(answer);
     }
     refusal(&message, ResponseCode::ServFail)
 }

@@ -296,6 +296,12 @@ impl Drop for BoxNetwork {
     }
 }
 
+/// After a failed accept (the runtime out of descriptors, say): wait a little rather than
+/// spin, then accept again.
+async fn after_failed_accept() {
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+}
+
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

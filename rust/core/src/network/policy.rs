@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::lock;
@@ -14,6 +14,10 @@ use crate::error::{Error, Result};
 const LEARNED_MINIMUM: Duration = Duration::from_secs(300);
 /// How long at most, whatever the TTL said.
 const LEARNED_MAXIMUM: Duration = Duration::from_secs(24 * 3600);
+/// Most addresses a box's policy keeps learned, and most names per address: a box resolving
+/// endless distinct names cannot grow the runtime without bound (the oldest go first).
+const LEARNED_ADDRESSES: usize = 4096;
+const NAMES_PER_ADDRESS: usize = 16;
 
 /// One `allow_net` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,16 +61,19 @@ impl Ports {
     }
 }
 
+/// Addresses the resolver returned for allowed names: the names, and until when.
+type Learned = HashMap<IpAddr, (Vec<String>, Instant)>;
+
 /// The box's allow-list and what its resolver learned from answering it.
 #[derive(Debug)]
 pub struct Policy {
     rules: Vec<Rule>,
     /// Nothing is allowed (a box whose network was turned off while it runs).
     closed: bool,
-    /// Addresses the resolver returned for allowed names: the names, until when. The ports
-    /// reachable at each are the ones the rules allow those names (looked up at each check, so
-    /// that a changed list applies at once).
-    learned: Mutex<HashMap<IpAddr, (Vec<String>, Instant)>>,
+    /// The ports reachable at a learned address are the ones the rules allow its names (looked
+    /// up at each check, so that a changed list applies at once). Shared with the policies that
+    /// replace this one, so that nothing learned meanwhile is lost.
+    learned: Arc<Mutex<Learned>>,
 }
 
 impl Policy {
@@ -74,12 +81,12 @@ impl Policy {
     /// box reaches unlisted. A bad entry is an `InvalidArgument` error naming it.
     pub fn parse(allow_net: &[String]) -> Result<Self> {
         let rules = allow_net.iter().map(|entry| parse_rule(entry)).collect::<Result<_>>()?;
-        Ok(Self { rules, closed: false, learned: Mutex::new(HashMap::new()) })
+        Ok(Self { rules, closed: false, learned: Arc::default() })
     }
 
     /// A policy that allows nothing (but what IP rules would: it has none).
     pub fn closed() -> Self {
-        Self { rules: Vec::new(), closed: true, learned: Mutex::new(HashMap::new()) }
+        Self { rules: Vec::new(), closed: true, learned: Arc::default() }
     }
 
     /// This policy with the rules of `allow_net`, keeping what the resolver learned: an address
@@ -87,8 +94,7 @@ impl Policy {
     /// expects.
     pub fn replaced(&self, allow_net: Option<&[String]>) -> Result<Self> {
         let replacement = allow_net.map_or_else(|| Ok(Self::closed()), Self::parse)?;
-        *lock(&replacement.learned) = lock(&self.learned).clone();
-        Ok(replacement)
+        Ok(Self { learned: Arc::clone(&self.learned), ..replacement })
     }
 
     /// Whether the list is empty (everything allowed).
@@ -126,14 +132,27 @@ impl Policy {
     /// ports `name`'s rules allow, for `ttl` (bounded by [`LEARNED_MINIMUM`] and
     /// [`LEARNED_MAXIMUM`]).
     pub fn learn(&self, name: &str, addresses: &[(IpAddr, u32)]) {
+        // An open list looks at no learned address; a closed one allows none.
+        if self.open() || self.closed || addresses.is_empty() {
+            return;
+        }
         let name = normalize_name(name);
         let now = Instant::now();
         let mut learned = lock(&self.learned);
-        learned.retain(|_, (_, until)| *until > now);
+        if learned.len() + addresses.len() > LEARNED_ADDRESSES {
+            learned.retain(|_, (_, until)| *until > now);
+        }
+        while learned.len() + addresses.len() > LEARNED_ADDRESSES {
+            let Some(oldest) = learned.iter().min_by_key(|(_, (_, until))| *until).map(|(address, _)| *address) else { break };
+            learned.remove(&oldest);
+        }
         for (address, ttl) in addresses {
             let until = now + Duration::from_secs(u64::from(*ttl)).clamp(LEARNED_MINIMUM, LEARNED_MAXIMUM);
             let (names, known_until) = learned.entry(canonical(*address)).or_insert_with(|| (Vec::new(), until));
             if !names.contains(&name) {
+                if names.len() == NAMES_PER_ADDRESS {
+                    names.remove(0);
+                }
                 names.push(name.clone());
             }
             *known_until = (*known_until).max(until);

@@ -80,7 +80,10 @@ impl Outside for tokio::net::UnixListener {
 /// aborted.
 pub(super) async fn serve<L: Outside>(listener: L, guest_port: u16, namespace: Arc<OwnedFd>, traffic: Arc<BoxTraffic>) {
     loop {
-        let Ok(mut outside) = listener.accept().await else { continue };
+        let Ok(mut outside) = listener.accept().await else {
+            super::after_failed_accept().await;
+            continue;
+        };
         let (namespace, traffic) = (Arc::clone(&namespace), Arc::clone(&traffic));
         tokio::spawn(async move {
             let mut inside = match connect(namespace, guest_port).await {

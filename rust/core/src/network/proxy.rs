@@ -19,7 +19,10 @@ const CONNECT_WAIT: Duration = Duration::from_secs(30);
 /// Serves the box's connections until the task is aborted.
 pub(super) async fn serve(listener: TcpListener, outbound: Arc<Outbound>) {
     loop {
-        let Ok((inbound, _)) = listener.accept().await else { continue };
+        let Ok((inbound, _)) = listener.accept().await else {
+            super::after_failed_accept().await;
+            continue;
+        };
         let outbound = Arc::clone(&outbound);
         tokio::spawn(async move { relay(inbound, &outbound).await });
     }
@@ -29,7 +32,6 @@ async fn relay(mut inbound: TcpStream, outbound: &Outbound) {
     let traffic = &outbound.traffic;
     traffic.connections.fetch_add(1, Ordering::Relaxed);
     let Some(destination) = original_destination(&inbound) else {
-        // Not diverted: a box process connected to the listener itself.
         reset(inbound);
         return;
     };

@@ -50,6 +50,7 @@ impl Tunnel {
     /// exist) and removed when the forwarder ends.
     pub async fn forward(self, listen: ListenAddress) -> Result<Forwarder> {
         let failed = |error: std::io::Error| Error::Network(format!("cannot listen on {listen}: {error}"));
+        let box_id = self.traffic.box_id.clone();
         let (task, local) = match &listen {
             ListenAddress::Tcp(address) => {
                 let listener = tokio::net::TcpListener::bind(address).await.map_err(failed)?;
@@ -62,7 +63,10 @@ impl Tunnel {
             }
         };
         let state = Arc::new(ForwarderState { port: self.port, local: local.clone(), task: Mutex::new(Some(task)), closed: tokio::sync::watch::Sender::new(false) });
-        self.forwarders.add(Arc::clone(&state));
+        if !self.forwarders.add(Arc::clone(&state)) {
+            state.close();
+            return Err(Error::InvalidState(format!("box {box_id}'s run ended: its tunnels went with it")));
+        }
         Ok(Forwarder { state })
     }
 }
@@ -110,23 +114,30 @@ impl ForwarderState {
     }
 }
 
-/// The forwarders of one run of a box: all end with it.
+/// The forwarders of one run of a box: all end with it, and a tunnel taken during the run
+/// makes none after it.
 #[derive(Debug, Default)]
-pub(super) struct Forwarders(Mutex<Vec<Arc<ForwarderState>>>);
+pub(super) struct Forwarders(Mutex<(Vec<Arc<ForwarderState>>, bool)>);
 
 impl Forwarders {
-    fn add(&self, forwarder: Arc<ForwarderState>) {
+    /// Keeps `forwarder`; false once the run has ended.
+    fn add(&self, forwarder: Arc<ForwarderState>) -> bool {
         let mut forwarders = lock(&self.0);
-        forwarders.retain(|known| lock(&known.task).is_some());
-        forwarders.push(forwarder);
+        if forwarders.1 {
+            return false;
+        }
+        forwarders.0.retain(|known| lock(&known.task).is_some());
+        forwarders.0.push(forwarder);
+        true
     }
 
-    /// Ends the forwarders of `port` (all of them with `None`).
+    /// Ends the forwarders of `port`; with `None`, all of them, for good (the run ended).
     pub(super) fn revoke(&self, port: Option<u16>) {
         let ended: Vec<Arc<ForwarderState>> = {
             let mut forwarders = lock(&self.0);
-            let (ended, kept) = forwarders.drain(..).partition(|forwarder| port.is_none_or(|port| forwarder.port == port));
-            *forwarders = kept;
+            forwarders.1 |= port.is_none();
+            let (ended, kept) = forwarders.0.drain(..).partition(|forwarder| port.is_none_or(|port| forwarder.port == port));
+            forwarders.0 = kept;
             ended
         };
         for forwarder in ended {

@@ -129,6 +129,8 @@ pub struct BoxConnection {
     shared: Arc<Shared>,
     reader: Arc<tokio::sync::Mutex<Option<OwnedReadHalf>>>,
     writer: Arc<tokio::sync::Mutex<Option<OwnedWriteHalf>>>,
+    /// Set by `close()`: a read waiting for data ends with `b""` rather than holding the close.
+    closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// Bytes read from a connection.
@@ -156,24 +158,39 @@ impl BoxConnection {
             return Err(PyValueError::new_err("max_bytes must be at least 1"));
         }
         let reader = Arc::clone(&self.reader);
+        let mut closing = self.closing.subscribe();
         self.shared.submit(py, async move {
-            let mut reader = reader.lock().await;
-            let Some(reader) = reader.as_mut() else { return Ok(Payload::from(Received(Vec::new()))) };
-            let mut buffer = vec![0u8; max_bytes.min(1 << 20)];
-            let read = reader.read(&mut buffer).await.map_err(failed)?;
-            buffer.truncate(read);
-            Ok(Payload::from(Received(buffer)))
+            let nothing = || Ok(Payload::from(Received(Vec::new())));
+            let read = async {
+                let mut reader = reader.lock().await;
+                let Some(reader) = reader.as_mut() else { return Ok(Vec::new()) };
+                let mut buffer = vec![0u8; max_bytes.min(1 << 20)];
+                let read = reader.read(&mut buffer).await.map_err(failed)?;
+                buffer.truncate(read);
+                Ok(buffer)
+            };
+            tokio::select! {
+                read = read => read.map(|buffer| Payload::from(Received(buffer))),
+                _ = closing.wait_for(|closing| *closing) => nothing(),
+            }
         })
     }
 
     /// Writes all of `data`; resolves to its length.
     fn write<'py>(&self, py: Python<'py>, data: Vec<u8>) -> PyResult<Bound<'py, PyAny>> {
         let writer = Arc::clone(&self.writer);
+        let mut closing = self.closing.subscribe();
         self.shared.submit(py, async move {
-            let mut writer = writer.lock().await;
-            let writer = writer.as_mut().ok_or_else(closed)?;
-            writer.write_all(&data).await.map_err(failed)?;
-            Ok(Payload::from(data.len()))
+            let write = async {
+                let mut writer = writer.lock().await;
+                let writer = writer.as_mut().ok_or_else(closed)?;
+                writer.write_all(&data).await.map_err(failed)?;
+                Ok(Payload::from(data.len()))
+            };
+            tokio::select! {
+                written = write => written,
+                _ = closing.wait_for(|closing| *closing) => Err(closed()),
+            }
         })
     }
 
@@ -191,6 +208,7 @@ impl BoxConnection {
     /// Closes the connection (again: nothing).
     fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let (reader, writer) = (Arc::clone(&self.reader), Arc::clone(&self.writer));
+        self.closing.send_replace(true);
         self.shared.submit(py, async move {
             drop(writer.lock().await.take());
             drop(reader.lock().await.take());
@@ -208,6 +226,7 @@ impl Deliver for tokio::net::TcpStream {
                 shared: Arc::clone(shared),
                 reader: Arc::new(tokio::sync::Mutex::new(Some(reader))),
                 writer: Arc::new(tokio::sync::Mutex::new(Some(writer))),
+                closing: Arc::new(tokio::sync::watch::Sender::new(false)),
             },
         )
     }

@@ -9,7 +9,9 @@ use pyo3::prelude::*;
 
 use crate::pyrepr::{python_list, python_repr};
 
-#[pyclass(module = "boxlite._native", get_all, set_all)]
+/// Immutable: `NetworkSpec.outbound` gives a copy, so a change made through it would be lost
+/// silently, and with it the policy the user meant.
+#[pyclass(module = "boxlite._native", frozen, get_all)]
 #[derive(Clone)]
 pub struct OutboundNetworkSpec {
     /// `"enabled"` or `"disabled"`.
@@ -46,7 +48,8 @@ fn check_mode(mode: &str) -> Result<(), boxlite_core::Error> {
     Ok(())
 }
 
-#[pyclass(module = "boxlite._native", get_all, set_all)]
+/// Immutable, as [`OutboundNetworkSpec`].
+#[pyclass(module = "boxlite._native", frozen, get_all)]
 #[derive(Clone)]
 pub struct InboundNetworkSpec {
     pub mode: String,
