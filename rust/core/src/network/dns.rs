@@ -30,9 +30,11 @@ pub(super) async fn serve_udp(socket: UdpSocket, outbound: Arc<Outbound>) {
             super::after_failed_accept().await;
             continue;
         };
+        let Ok(slot) = Arc::clone(&outbound.traffic.queries).try_acquire_owned() else { continue };
         let query = buffer[..length].to_vec();
         let (socket, outbound) = (Arc::clone(&socket), Arc::clone(&outbound));
         tokio::spawn(async move {
+            let _slot = slot;
             if let Some(answer) = answer(&query, &outbound, false).await {
                 let _ = socket.send_to(&answer, from).await;
             }
@@ -47,8 +49,10 @@ pub(super) async fn serve_tcp(listener: TcpListener, outbound: Arc<Outbound>) {
             super::after_failed_accept().await;
             continue;
         };
+        let Ok(slot) = Arc::clone(&outbound.traffic.queries).try_acquire_owned() else { continue };
         let outbound = Arc::clone(&outbound);
         tokio::spawn(async move {
+            let _slot = slot;
             while let Some(query) = read_framed(&mut stream).await {
                 let Some(answer) = answer(&query, &outbound, true).await else { break };
                 let Ok(length) = u16::try_from(answer.len()) else { break };

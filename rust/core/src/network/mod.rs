@@ -48,6 +48,10 @@ pub use ports::{bind as bind_ports, PortSpec, PublishedPort};
 pub use rules::RuleLoader;
 pub use tunnel::{Forwarder, ListenAddress, Tunnel};
 
+/// Most connections relayed for one box at once, and most DNS queries in flight for it.
+const RELAYS_PER_BOX: usize = 1024;
+const QUERIES_PER_BOX: usize = 128;
+
 /// Each direction's buffer when the runtime relays a connection: tokio's default (8 KiB) costs
 /// a system call pair per 8 KiB, which showed as a third of a download's throughput.
 const RELAY_BUFFER: usize = 256 << 10;
@@ -173,6 +177,11 @@ impl Outbound {
 struct BoxTraffic {
     box_id: String,
     published: Vec<PublishedPort>,
+    /// The connections the runtime relays for the box at once (out, published ports, tunnels),
+    /// and the DNS queries it answers at once: one box cannot take all of the runtime's
+    /// descriptors. Past them a connection is reset and a query dropped.
+    relays: Arc<tokio::sync::Semaphore>,
+    queries: Arc<tokio::sync::Semaphore>,
     bytes_sent: AtomicU64,
     bytes_received: AtomicU64,
     connections: AtomicU64,
@@ -208,6 +217,8 @@ impl BoxNetwork {
         let traffic = Arc::new(BoxTraffic {
             box_id: box_id.to_string(),
             published: published.iter().map(|(_, port)| *port).collect(),
+            relays: Arc::new(tokio::sync::Semaphore::new(RELAYS_PER_BOX)),
+            queries: Arc::new(tokio::sync::Semaphore::new(QUERIES_PER_BOX)),
             bytes_sent: AtomicU64::new(0),
             bytes_received: AtomicU64::new(0),
             connections: AtomicU64::new(0),

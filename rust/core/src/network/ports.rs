@@ -84,8 +84,10 @@ pub(super) async fn serve<L: Outside>(listener: L, guest_port: u16, namespace: A
             super::after_failed_accept().await;
             continue;
         };
+        let Ok(slot) = Arc::clone(&traffic.relays).try_acquire_owned() else { continue };
         let (namespace, traffic) = (Arc::clone(&namespace), Arc::clone(&traffic));
         tokio::spawn(async move {
+            let _slot = slot;
             let mut inside = match connect(namespace, guest_port).await {
                 Ok(inside) => inside,
                 Err(error) => {

@@ -23,8 +23,18 @@ pub(super) async fn serve(listener: TcpListener, outbound: Arc<Outbound>) {
             super::after_failed_accept().await;
             continue;
         };
+        let Ok(slot) = Arc::clone(&outbound.traffic.relays).try_acquire_owned() else {
+            log::debug!("box {}: connection refused: {} relayed at once already", outbound.traffic.box_id, super::RELAYS_PER_BOX);
+            outbound.traffic.connections.fetch_add(1, Ordering::Relaxed);
+            outbound.traffic.errors.fetch_add(1, Ordering::Relaxed);
+            reset(inbound);
+            continue;
+        };
         let outbound = Arc::clone(&outbound);
-        tokio::spawn(async move { relay(inbound, &outbound).await });
+        tokio::spawn(async move {
+            relay(inbound, &outbound).await;
+            drop(slot);
+        });
     }
 }
 
