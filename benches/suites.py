@@ -538,7 +538,8 @@ async def network(megabytes: int, connections: int, samples: int, burst: int) ->
         with (site / "big").open("wb") as big:
             big.truncate(megabytes << 20)
         os.environ["BOXLITE_DNS_SERVERS"] = DNS
-        with _runtime(f"{scratch}/home") as runtime:
+        with contextlib.ExitStack() as cleanup, _runtime(f"{scratch}/home") as runtime:
+            cleanup.callback(os.environ.pop, "BOXLITE_DNS_SERVERS", None)
             box = await runtime.create(boxlite.BoxOptions(rootfs_path=layout))
             download = ["wget", "-q", "-O", "/dev/null", f"http://{WEB}/big"]
             ours_rates, host_rates = [], []
@@ -585,5 +586,4 @@ async def network(megabytes: int, connections: int, samples: int, burst: int) ->
                     bursts[mode] += await asyncio.gather(*(timed(spec) for _ in range(burst)))
             rows.append(latency_row(f"{burst} at once: create + start + first exec + stop, network on", "the same, network disabled", bursts["on"], bursts["off"], 1.2,
                                     "two bursts of each, alternated"))
-        del os.environ["BOXLITE_DNS_SERVERS"]
     return rows

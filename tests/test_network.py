@@ -497,16 +497,18 @@ def test_network_specs_cannot_be_changed_through_a_copy() -> None:
 async def test_a_tunnel_ends_with_the_run_and_close_ends_a_waiting_read(net_runtime: boxlite.Boxlite, busybox_image: str) -> None:
     box = await make_box(net_runtime, busybox_image, boxlite.NetworkSpec(mode="disabled"))
     await box.start()
-    server = await box.exec("nc", ["-l", "-p", "7000"])
+    server = await box.exec("sh", ["-c", "(echo ready; sleep 60) | nc -l -p 7000"])
     for _ in range(200):
         try:
             connection = await (await box.network.tunnel(7000)).connect()
             break
         except boxlite.NetworkError:
             await asyncio.sleep(0.02)
-    # Nothing comes from the server: the read waits until the close ends it.
+    assert await connection.read(100) == b"ready\n"
+    # Nothing more comes from the server: the next read waits, until the close ends it.
     waiting = asyncio.ensure_future(connection.read(100))
-    await asyncio.sleep(0.1)
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(asyncio.shield(waiting), 0.2)
     await asyncio.wait_for(connection.close(), 5)
     assert await asyncio.wait_for(waiting, 5) == b""
     taken_before_the_end = await box.network.tunnel(7000)

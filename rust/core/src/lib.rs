@@ -22,3 +22,9 @@ pub use boxlite_protocol::TtySize;
 pub use error::{Error, Result};
 pub use image::{Credentials, ImageRecord, PullProgress, RegistryConfig, Secret};
 pub use exec::{ExecutionControl, Execution, ExitStatus};
+
+/// A mutex's guard, also when a thread panicked holding it: the state it guards stays
+/// consistent at every point a panic could leave it.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -56,6 +56,7 @@ use crate::home::Home;
 use crate::idmap::{IdMap, RangeClaims};
 use crate::volumes::{VolumeInfo, Volumes};
 use crate::image::{self, ImageRecord, ImageSource, ImageStore, RegistryConfig};
+use crate::lock;
 use crate::network::{BoxNetwork, BoxSockets, HostNetwork, Policy};
 use engine::Live;
 use record::BoxRecord;
@@ -194,9 +195,6 @@ pub struct BoxHandle {
     spent: AtomicBool,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// Runs blocking work (disk, process start-up) off the async workers.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {

@@ -115,35 +115,43 @@ impl BoxSockets {
     /// the network namespace of process `pid` (the box's init). Blocking: a thread of its own
     /// enters the namespace (which affects that thread only) and ends.
     pub fn open(pid: i32, rules: Option<&RuleLoader>) -> Result<Self> {
-        let path = format!("/proc/{pid}/ns/net");
+        let failed = |what: &str, error: std::io::Error| Error::Network(format!("failed to {what} in the network namespace of box init {pid}: {error}"));
         let namespace = open_namespace(pid)?;
-        let failed = |what: &str, error: std::io::Error| Error::Network(format!("failed to {what} in the box's network namespace ({path}): {error}"));
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    // SAFETY: setns on a namespace descriptor we hold; it moves this thread only,
-                    // which ends when the sockets are made.
-                    if unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) } < 0 {
-                        return Err(failed("enter", std::io::Error::last_os_error()));
-                    }
-                    if let Some(rules) = rules {
-                        rules.load_here().map_err(Error::Network)?;
-                    }
-                    let local = |port| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port));
-                    let sockets = Self {
-                        proxy: std::net::TcpListener::bind(local(PROXY_PORT)).map_err(|error| failed("listen for its connections", error))?,
-                        dns_udp: std::net::UdpSocket::bind(local(DNS_PORT)).map_err(|error| failed("listen for its DNS queries", error))?,
-                        dns_tcp: std::net::TcpListener::bind(local(DNS_PORT)).map_err(|error| failed("listen for its DNS queries", error))?,
-                    };
-                    for result in [sockets.proxy.set_nonblocking(true), sockets.dns_udp.set_nonblocking(true), sockets.dns_tcp.set_nonblocking(true)] {
-                        result.map_err(|error| failed("set up its sockets", error))?;
-                    }
-                    Ok(sockets)
-                })
-                .join()
-                .map_err(|_| Error::Internal("the thread making a box's sockets panicked".to_string()))?
+        in_namespace(&namespace, || {
+            if let Some(rules) = rules {
+                rules.load_here().map_err(Error::Network)?;
+            }
+            let local = |port| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port));
+            let sockets = Self {
+                proxy: std::net::TcpListener::bind(local(PROXY_PORT)).map_err(|error| failed("listen for its connections", error))?,
+                dns_udp: std::net::UdpSocket::bind(local(DNS_PORT)).map_err(|error| failed("listen for its DNS queries", error))?,
+                dns_tcp: std::net::TcpListener::bind(local(DNS_PORT)).map_err(|error| failed("listen for its DNS queries", error))?,
+            };
+            for result in [sockets.proxy.set_nonblocking(true), sockets.dns_udp.set_nonblocking(true), sockets.dns_tcp.set_nonblocking(true)] {
+                result.map_err(|error| failed("set up its sockets", error))?;
+            }
+            Ok(sockets)
         })
+        .map_err(|error| failed("enter", error))?
     }
+}
+
+/// Runs `work` on a thread of its own that enters `namespace` (a network namespace) first:
+/// setns moves that thread only, and it ends with `work`. Sockets made there stay in the
+/// namespace. Blocking. The error: the namespace could not be entered.
+fn in_namespace<T: Send>(namespace: &OwnedFd, work: impl FnOnce() -> T + Send) -> std::io::Result<T> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // SAFETY: setns on a namespace descriptor we hold; it moves this thread only.
+                if unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) } < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(work())
+            })
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the thread entering a box's network namespace panicked")))
+    })
 }
 
 /// The refusal to give a running box that has no interface a way out.
@@ -313,6 +321,3 @@ async fn after_failed_accept() {
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
 }
 
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::lock;
+use crate::lock;
 use crate::error::{Error, Result};
 
 /// How long an address a name resolved to stays reachable, at least: programs keep what they

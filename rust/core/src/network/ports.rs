@@ -3,7 +3,7 @@
 //! so a server in the box reaches the host whether it listens on 0.0.0.0 or on 127.0.0.1 only.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -115,16 +115,5 @@ pub(super) async fn connect(namespace: Arc<OwnedFd>, port: u16) -> std::io::Resu
 /// Connects to the box's `port` on its loopback, from a thread that enters the box's network
 /// namespace (which affects that thread only) and ends.
 fn dial(namespace: &OwnedFd, port: u16) -> std::io::Result<TcpStream> {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                // SAFETY: setns on a namespace descriptor we hold; it moves this thread only.
-                if unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) } < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                TcpStream::connect(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
-            })
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("the thread dialing into the box panicked")))
-    })
+    super::in_namespace(namespace, || TcpStream::connect(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)))?
 }

@@ -87,7 +87,7 @@ impl RuleLoader {
     /// the namespace it was made in). Blocking.
     pub fn load_here(&self) -> Result<(), String> {
         let ruleset = CString::new(ruleset()).map_err(|error| error.to_string())?;
-        let _serial = self.serial.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _serial = crate::lock(&self.serial);
         // SAFETY: the context is made, used and freed here only; the buffers keep the library
         // from writing to this process's stdout and stderr, and the error text is copied out
         // before the context is freed.

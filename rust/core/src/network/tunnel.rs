@@ -8,7 +8,8 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use super::{lock, ports, BoxTraffic};
+use super::{ports, BoxTraffic};
+use crate::lock;
 use crate::error::{Error, Result};
 
 /// Where a forwarder listens on the host.
