@@ -29,24 +29,38 @@ use crate::error::{Error, Result};
 
 /// The ids layers are stored with on this host, or `None` where a user namespace cannot be made
 /// (user namespaces off, or a runtime that runs in a user namespace without these ids), or
-/// where `BOXLITE_USER_NAMESPACES=0` turns them off. The shim tries it for real.
-pub fn detect(shim: &Path) -> Option<IdMap> {
-    if std::env::var_os("BOXLITE_USER_NAMESPACES").is_some_and(|value| value == "0") {
-        return None;
+/// where `BOXLITE_USER_NAMESPACES=0` turns them off. The shim tries it for real. A `rootless`
+/// runtime's boxes cannot do without one: there, that is an error naming what to change.
+pub fn detect(shim: &Path, rootless: bool) -> Result<Option<IdMap>> {
+    let switched_off = std::env::var_os("BOXLITE_USER_NAMESPACES").is_some_and(|value| value == "0");
+    if switched_off && rootless {
+        return Err(Error::Config("BOXLITE_USER_NAMESPACES=0: the boxes of an ordinary user cannot run without a user namespace".to_string()));
     }
-    let probe = std::process::Command::new(shim)
-        .arg(boxlite_protocol::PROBE_USER_NAMESPACE)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status();
-    match probe {
-        Ok(status) if status.success() => Some(IdMap::LAYERS),
+    if switched_off {
+        return Ok(None);
+    }
+    let mut probe = std::process::Command::new(shim);
+    probe.arg(boxlite_protocol::PROBE_USER_NAMESPACE);
+    if rootless {
+        probe.arg(boxlite_protocol::ROOTLESS_ARGUMENT);
+    }
+    let outcome = probe.stdin(std::process::Stdio::null()).stderr(std::process::Stdio::null()).output();
+    match outcome {
+        Ok(output) if output.status.success() => Ok(Some(if rootless { IdMap::ROOTLESS } else { IdMap::LAYERS })),
+        Ok(output) if rootless => Err(crate::host::user_namespaces_refused(String::from_utf8_lossy(&output.stdout).trim())),
+        Err(error) if rootless => Err(Error::Engine(format!("failed to run {}: {error}", shim.display()))),
         _ => {
             log::info!("boxes run without a user namespace: this host cannot map their ids");
-            None
+            Ok(None)
         }
     }
+}
+
+/// The host id that owns what the runtime writes for box id `id` of a box with the ids `map`,
+/// or `None` where the runtime leaves owners as they are: boxes without a user namespace, and
+/// those of an ordinary user's runtime ([`IdMap::ROOTLESS`]), whose files are the user's.
+pub fn host_owner(map: Option<IdMap>, id: u64) -> Option<u32> {
+    map.filter(|map| *map != IdMap::ROOTLESS).map(|map| map.host_id(id))
 }
 
 /// Where box ranges are claimed on this host, for every runtime and home (rule 4).

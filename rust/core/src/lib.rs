@@ -8,6 +8,7 @@ mod error;
 pub mod files;
 pub mod exec;
 mod home;
+mod host;
 mod idmap;
 mod ids;
 pub mod network;

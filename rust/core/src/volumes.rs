@@ -89,8 +89,8 @@ impl Volumes {
     fn make(&self, staging: &Path, info: &VolumeInfo) -> Result<()> {
         let data = staging.join("data");
         fs_err::create_dir_all(&data)?;
-        if let Some(map) = self.id_map {
-            std::os::unix::fs::chown(&data, Some(map.host_id(0)), Some(map.host_id(0))).map_err(|error| Error::storage("chown", &data, &error))?;
+        if let Some(owner) = crate::idmap::host_owner(self.id_map, 0) {
+            std::os::unix::fs::chown(&data, Some(owner), Some(owner)).map_err(|error| Error::storage("chown", &data, &error))?;
         }
         let record = serde_json::to_vec_pretty(info).map_err(|error| Error::Internal(format!("cannot encode a volume record: {error}")))?;
         fs_err::write(staging.join("volume.json"), record)?;

@@ -86,6 +86,11 @@ pub struct ShimConfig {
     /// The file mounted read-only on the box's /etc/resolv.conf, for a box with a network.
     #[serde(default)]
     pub resolv_conf: Option<PathBuf>,
+    /// The runtime runs as an ordinary user ([`ROOTLESS_ARGUMENT`]): the box's devices are the
+    /// host's, bound (no one may make device nodes), and its overlay keeps its own attributes
+    /// in `user.` extended attributes.
+    #[serde(default)]
+    pub rootless: bool,
 }
 
 /// A box's side of its network, which the shim makes and the runtime serves.
@@ -111,6 +116,28 @@ pub mod network {
     pub const PROXY_PORT: u16 = 1;
     /// Where diverted DNS queries (UDP and TCP) arrive, on 127.0.0.1 in the box.
     pub const DNS_PORT: u16 = 2;
+
+    /// The nftables ruleset of a box's network namespace.
+    pub fn ruleset() -> String {
+        format!(
+            "table ip boxlite {{
+  chain divert {{
+    type nat hook output priority -100; policy accept;
+    oif \"lo\" return
+    meta l4proto {{ tcp, udp }} th dport 53 redirect to :{DNS_PORT}
+    meta l4proto tcp redirect to :{PROXY_PORT}
+  }}
+  chain egress {{
+    type filter hook output priority 0; policy accept;
+    oif \"lo\" accept
+    ct status dnat accept
+    meta l4proto tcp reject with tcp reset
+    reject
+  }}
+}}
+"
+        )
+    }
 }
 
 /// A box's own filesystem: an ext4 image file mounted through a loop device at `mount_point`,
@@ -132,6 +159,12 @@ pub struct BoxDisk {
 /// that has been idle for a few tens of milliseconds.
 pub const JOIN_CGROUPS: u8 = b'c';
 
+/// The byte the shim of a box with a network sends on its start-up socket, before its status
+/// line, with the sockets it made in the box's network namespace for the runtime to serve on:
+/// the TCP listener at [`network::PROXY_PORT`], then the UDP and TCP ones at
+/// [`network::DNS_PORT`].
+pub const BOX_SOCKETS: u8 = b's';
+
 /// The shim's argument when no box waits for it yet: it prepares at low priority.
 pub const AHEAD_OF_NEED_ARGUMENT: &str = "--ahead-of-need";
 
@@ -143,8 +176,19 @@ pub const USER_NAMESPACE_ARGUMENT: &str = "--user-namespace";
 /// namespace its interface ([`network`]); the runtime loads its rules.
 pub const NETWORK_ARGUMENT: &str = "--network";
 
-/// The shim's only argument when the runtime asks whether boxes can have their user namespace:
-/// it makes one with [`IdMap::LAYERS`] and exits 0 if it could.
+/// The shim's argument when the runtime runs as an ordinary user: the shim first makes a user
+/// namespace of its own, in which that user is root and the only id, and builds the box inside
+/// it as its root. Box ids are then ids of that namespace ([`IdMap::ROOTLESS`]).
+pub const ROOTLESS_ARGUMENT: &str = "--rootless";
+
+/// The shim's argument, followed by the path of `nft`, when it loads the box's rules itself
+/// ([`network::ruleset`]): a runtime that runs as an ordinary user cannot enter the box's
+/// network namespace to load them.
+pub const LOAD_RULES_WITH_ARGUMENT: &str = "--load-rules-with=";
+
+/// The shim's first argument when the runtime asks whether boxes can have their user namespace:
+/// it makes one with [`IdMap::LAYERS`] (with [`ROOTLESS_ARGUMENT`] after it: with
+/// [`IdMap::ROOTLESS`], in a namespace of its own) and exits 0 if it could, else prints why.
 pub const PROBE_USER_NAMESPACE: &str = "--probe-user-namespace";
 
 /// A uid and gid mapping: ids `0..size` in the box are `host_base..host_base + size` outside.
@@ -162,6 +206,10 @@ impl IdMap {
     /// above the pools that systemd-nspawn (up to 0x6FFF0000) and the usual /etc/subuid ranges
     /// (from 100000) hand out. Boxes made before each had its own range ran with these ids.
     pub const LAYERS: Self = Self::slot(0);
+    /// The ids of a box of a runtime that runs as an ordinary user ([`ROOTLESS_ARGUMENT`]):
+    /// box root is id 0 of the shim's own user namespace, which is that user, and the only id.
+    /// Layers and box files are the user's own: the runtime changes no owner.
+    pub const ROOTLESS: Self = Self { host_base: 0, size: 1 };
     /// Ids in one box's range.
     pub const BOX_IDS: u32 = 65_536;
     /// The number of box ranges above [`IdMap::LAYERS`]; above them, below host id 0xFFFF_FFFF
@@ -188,6 +236,12 @@ impl IdMap {
     pub fn slot_number(self) -> Option<u32> {
         let offset = self.host_base.checked_sub(0x7000_0000)?;
         (offset % Self::BOX_IDS == 0 && self.size == Self::BOX_IDS).then_some(offset / Self::BOX_IDS).filter(|slot| *slot <= Self::SLOTS)
+    }
+
+    /// Whether image layers are stored with these ids: a box with them mounts its layers as
+    /// they are, without an idmapped mount.
+    pub fn stores_layers(self) -> bool {
+        self == Self::LAYERS || self == Self::ROOTLESS
     }
 
     /// The host id of box id `id`; ids past the mapping become the box's `nobody`.
@@ -317,6 +371,11 @@ pub enum Request {
     Shutdown { grace_ms: u64 },
     /// Answered with `Done` at once: the init is responsive (health checks).
     Ping,
+    /// Answered with `Done` carrying a new IPv4 socket (TCP, or UDP with `datagram`) made in
+    /// the box's network namespace, non-blocking: with `loopback_port`, bound to 127.0.0.1 at
+    /// that port (and listening, for TCP). So the runtime listens and connects there without
+    /// entering the namespace, which it may not do when it runs as an ordinary user.
+    Socket { datagram: bool, loopback_port: Option<u16> },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

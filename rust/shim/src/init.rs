@@ -418,6 +418,13 @@ impl Init {
             Request::Ping => {
                 self.reply(index, &Reply::Done, &[]);
             }
+            Request::Socket { datagram, loopback_port } => {
+                let kind = if datagram { libc::SOCK_DGRAM } else { libc::SOCK_STREAM };
+                match crate::network::socket(kind, loopback_port) {
+                    Ok(socket) => self.reply(index, &Reply::Done, &[socket.as_fd()]),
+                    Err(error) => self.reply(index, &Reply::Refused { message: error.to_string() }, &[]),
+                };
+            }
         }
     }
 

@@ -12,10 +12,11 @@ use boxlite_protocol::{IdMap, ShimConfig, VolumeMount};
 use crate::sys::{self, check, mkdir_all, mount, Result};
 use crate::userns::{BoxNamespaces, Pending};
 
-/// Namespaces a box gets, unshared together before the init is forked. The network namespace
-/// has only a loopback interface.
-pub const NAMESPACES: libc::c_int =
-    libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWNET | libc::CLONE_NEWPID;
+/// Namespaces a box gets, unshared together before its network is prepared. The network
+/// namespace has only a loopback interface. The pid namespace comes after, just before the init
+/// is forked: the first child forked into it is its pid 1, and one that exits (`nft`, which may
+/// load the network's rules) would leave it unusable.
+pub const NAMESPACES: libc::c_int = libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWNET;
 
 /// /proc entries that leak host information or allow host-wide actions: hidden behind /dev/null.
 const MASKED_PROC_FILES: &[&str] =
@@ -38,12 +39,15 @@ pub fn enter(config: &ShimConfig, namespaces: Option<&BoxNamespaces>) -> Result<
     mount_overlay(config, layers_namespace)?;
     bind_read_only(root, &config.read_only_binds)?;
     mount_proc(root)?;
-    mount_dev(root, config.user_namespace.map(|map| map.host_base))?;
+    mount_dev(root, config.user_namespace.map(|map| map.host_base), config.rootless)?;
     mount_sys(root)?;
     // The runtime's resolv.conf first: a volume the user put there covers it.
     let resolv_conf = config.resolv_conf.iter().map(|source| VolumeMount { source: source.clone(), target: "/etc/resolv.conf".into(), read_only: true, layers_ids: false });
     let mounts: Vec<VolumeMount> = resolv_conf.chain(config.volumes.iter().cloned()).collect();
-    let volumes = open_volume_sources(&mounts, config.user_namespace.zip(namespaces))?;
+    // An ordinary user's runtime may idmap no mount of the host's: volumes are mounted as they
+    // are, and the user's own files read as box root's.
+    let box_ids = config.user_namespace.zip(namespaces).filter(|_| !config.rootless);
+    let volumes = open_volume_sources(&mounts, box_ids)?;
     pivot_into(root)?;
     mount_volumes(&volumes)?;
     set_hostname(&config.hostname)?;
@@ -63,11 +67,14 @@ fn mount_overlay(config: &ShimConfig, layers_namespace: Option<&OwnedFd>) -> Res
         None => config.lower_dirs.clone(),
     };
     let lower: Vec<String> = lower_dirs.iter().map(|dir| escape_overlay_path(dir)).collect();
+    // An ordinary user's runtime stores opaque directories' marks as `user.` attributes:
+    // `trusted.` ones take host root (`boxlite_protocol::ShimConfig::rootless`).
     let options = format!(
-        "lowerdir={},upperdir={},workdir={}",
+        "lowerdir={},upperdir={},workdir={}{}",
         lower.join(":"),
         escape_overlay_path(&config.upper_dir),
-        escape_overlay_path(&config.work_dir)
+        escape_overlay_path(&config.work_dir),
+        if config.rootless { ",userxattr" } else { "" }
     );
     // nodev: a device node in an image or made in the box never opens a host device.
     mount(Some("overlay"), &config.merged_dir, Some("overlay"), libc::MS_NODEV, Some(&options))
@@ -152,14 +159,21 @@ fn mount_proc(root: &Path) -> Result<()> {
 }
 
 /// A minimal /dev: a few character devices, a private devpts instance, /dev/shm. It belongs to
-/// the box's root (`box_root`: its host id, when the box has a user namespace).
-fn mount_dev(root: &Path, box_root: Option<u32>) -> Result<()> {
+/// the box's root (`box_root`: its host id, when the box has a user namespace). `rootless`: no
+/// one may make device nodes, so the host's own are bound in their place.
+fn mount_dev(root: &Path, box_root: Option<u32>, rootless: bool) -> Result<()> {
     let dev = root.join("dev");
     mkdir_all(&dev)?;
     let owner = box_root.map(|id| format!(",uid={id},gid={id}")).unwrap_or_default();
     mount(Some("tmpfs"), &dev, Some("tmpfs"), libc::MS_NOSUID | libc::MS_NOEXEC, Some(&format!("mode=755,size=65536k{owner}")))?;
     for (name, major, minor) in DEVICES {
-        sys::mknod_char(&dev.join(name), *major, *minor)?;
+        let node = dev.join(name);
+        if rootless {
+            std::fs::File::create(&node).map_err(|source| sys::SysError { operation: format!("failed to create mount point {}", node.display()), source })?;
+            mount(Some(&format!("/dev/{name}")), &node, None, libc::MS_BIND, None)?;
+        } else {
+            sys::mknod_char(&node, *major, *minor)?;
+        }
     }
     let pts = dev.join("pts");
     mkdir_all(&pts)?;

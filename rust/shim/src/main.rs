@@ -110,16 +110,28 @@ fn prepare(arguments: &Arguments) -> String {
     // Made ahead of need, while the runtime may be busy with boxes that run: the preparation
     // yields the processor to them. The init takes its priority back once it has its box.
     let priority = arguments.ahead_of_need.then(Priority::lower).flatten();
-    // SAFETY: unshare affects only this (single-threaded) process; the new pid namespace applies
-    // to the child forked below.
+    if arguments.rootless {
+        if let Err(error) = userns::become_root_of_own_namespace() {
+            return format!("error {error}");
+        }
+    }
+    // SAFETY: unshare affects only this (single-threaded) process.
     if unsafe { libc::unshare(jail::NAMESPACES) } < 0 {
         return format!("error failed to create the box's namespaces: {}", std::io::Error::last_os_error());
     }
-    // Its rules come from the runtime.
     if arguments.network {
-        if let Err(error) = network::prepare_interface() {
+        let prepared = network::prepare_interface().map_err(|error| error.to_string()).and_then(|()| match &arguments.load_rules_with {
+            Some(nft) => network::load_rules(nft),
+            None => Ok(()),
+        });
+        if let Err(error) = prepared.and_then(|()| network::send_box_sockets(startup_socket().as_fd()).map_err(|error| error.to_string())) {
             return format!("error {error}");
         }
+    }
+    // SAFETY: unshare affects only this (single-threaded) process; the new pid namespace applies
+    // to the child forked next, which is its pid 1.
+    if unsafe { libc::unshare(libc::CLONE_NEWPID) } < 0 {
+        return format!("error failed to create the box's pid namespace: {}", std::io::Error::last_os_error());
     }
     // SAFETY: this process is single-threaded, so the child may run arbitrary code after fork.
     let pid = unsafe { libc::fork() };
@@ -132,12 +144,11 @@ fn prepare(arguments: &Arguments) -> String {
         // Before the box's pid 1 exists: an exit it makes at once must wake the init.
         let signals = init::block_signals();
         let ahead = jail::bring_up_loopback().map_err(|error| error.to_string()).map(|()| seccomp::compile()).and_then(|filter| {
-            let namespaces = arguments.user_namespace.then(userns::BoxNamespaces::create).transpose()?;
+            let namespaces = arguments.user_namespace.then(|| userns::BoxNamespaces::create(arguments.rootless)).transpose()?;
             let first = pid1::FirstProcess::spawn(namespaces.as_ref(), &filter)?;
             Ok((filter, namespaces, first))
         });
-        let has_interface = arguments.network;
-        let outcome = ahead.and_then(|(filter, namespaces, first)| configure(namespaces, has_interface, priority.as_ref(), &filter, signals, first));
+        let outcome = ahead.and_then(|(filter, namespaces, first)| configure(namespaces, arguments, priority.as_ref(), &filter, signals, first));
         let line = match &outcome {
             Ok(_) => "ready".to_string(),
             Err(message) => format!("error {message}"),
@@ -160,10 +171,13 @@ fn prepare(arguments: &Arguments) -> String {
 /// Runs in the init: waits for the box's config, then has the box's pid 1 (made ahead of need)
 /// build the box and start its main process. Host paths (the log, the control socket, the main
 /// process's files) are opened before the root is pivoted away from the host.
-fn configure(namespaces: Option<userns::BoxNamespaces>, has_interface: bool, priority: Option<&Priority>, filter: &[libc::sock_filter], signals: OwnedFd, first: pid1::FirstProcess) -> Result<init::Init, String> {
+fn configure(namespaces: Option<userns::BoxNamespaces>, arguments: &Arguments, priority: Option<&Priority>, filter: &[libc::sock_filter], signals: OwnedFd, first: pid1::FirstProcess) -> Result<init::Init, String> {
     let (config, config_bytes) = read_config()?;
-    if config.network != has_interface {
+    if config.network != arguments.network {
         return Err("the box's network does not match the one its shim was made with".to_string());
+    }
+    if config.rootless != arguments.rootless {
+        return Err("the box's runtime does not run as the user its shim was made for".to_string());
     }
     // Before pid 1 uses them: it builds the root with the box's ids.
     match (&namespaces, config.user_namespace) {
@@ -283,12 +297,21 @@ struct Arguments {
     ahead_of_need: bool,
     /// `--network`: the box gets an interface.
     network: bool,
+    /// `--rootless`: the runtime runs as an ordinary user, who is root of the shim's own user
+    /// namespace ([`userns::become_root_of_own_namespace`]).
+    rootless: bool,
+    /// `--load-rules-with=<nft>`: the shim loads the box's network rules itself.
+    load_rules_with: Option<std::path::PathBuf>,
 }
 
 fn arguments() -> Result<Arguments, String> {
-    let mut parsed = Arguments { user_namespace: false, ahead_of_need: false, network: false };
+    let mut parsed = Arguments { user_namespace: false, ahead_of_need: false, network: false, rootless: false, load_rules_with: None };
     for argument in std::env::args().skip(1) {
-        if argument == boxlite_protocol::AHEAD_OF_NEED_ARGUMENT {
+        if let Some(nft) = argument.strip_prefix(boxlite_protocol::LOAD_RULES_WITH_ARGUMENT) {
+            parsed.load_rules_with = Some(nft.into());
+        } else if argument == boxlite_protocol::ROOTLESS_ARGUMENT {
+            parsed.rootless = true;
+        } else if argument == boxlite_protocol::AHEAD_OF_NEED_ARGUMENT {
             parsed.ahead_of_need = true;
         } else if argument == boxlite_protocol::USER_NAMESPACE_ARGUMENT {
             parsed.user_namespace = true;
@@ -303,7 +326,12 @@ fn arguments() -> Result<Arguments, String> {
 
 fn main() {
     if std::env::args().nth(1).as_deref() == Some(boxlite_protocol::PROBE_USER_NAMESPACE) {
-        std::process::exit(i32::from(!userns::probe()));
+        let rootless = std::env::args().nth(2).as_deref() == Some(boxlite_protocol::ROOTLESS_ARGUMENT);
+        let outcome = userns::probe(rootless);
+        if let Err(message) = &outcome {
+            report(message);
+        }
+        std::process::exit(i32::from(outcome.is_err()));
     }
     let line = match arguments() {
         Ok(arguments) => prepare(&arguments),

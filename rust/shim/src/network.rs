@@ -1,12 +1,17 @@
 //! The box's interface, made ahead of need in the box's network namespace while the shim is
-//! still host root there (`boxlite_protocol::network` says what it is and why it leads
-//! nowhere): a persistent tun device with the box's address and a default route. The runtime
-//! loads the rules that divert what leaves it. A box without a network gets a shim made without
-//! it, and has loopback only.
+//! still root there (`boxlite_protocol::network` says what it is and why it leads nowhere): a
+//! bridge without ports, with the box's address and a default route, and the sockets the
+//! runtime serves the box's way out on. The rules that divert what leaves the box are loaded by
+//! the runtime, or here with `nft` when the runtime runs as an ordinary user
+//! (`boxlite_protocol::LOAD_RULES_WITH_ARGUMENT`). A box without a network gets a shim made
+//! without it, and has loopback only.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
-use boxlite_protocol::network::{ADDRESS, GATEWAY, INTERFACE, PREFIX_LENGTH};
+use boxlite_protocol::network::{ruleset, ADDRESS, DNS_PORT, GATEWAY, INTERFACE, PREFIX_LENGTH, PROXY_PORT};
 
 use crate::sys::{check, Result, SysError};
 
@@ -14,7 +19,7 @@ use crate::sys::{check, Result, SysError};
 /// reports.
 pub fn prepare_interface() -> Result<()> {
     crate::jail::bring_up_loopback()?;
-    make_tun()?;
+    make_interface()?;
     // SAFETY: a datagram socket only carries the ioctls below; owned at once.
     let socket = unsafe { OwnedFd::from_raw_fd(check(libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0), || "failed to open a socket to configure eth0".to_string())?) };
     let netmask = u32::MAX.checked_shl(32 - PREFIX_LENGTH).unwrap_or(0).to_be_bytes();
@@ -46,19 +51,116 @@ pub fn prepare_interface() -> Result<()> {
         .map_err(|source| SysError { operation: "failed to let box processes listen on any port".to_string(), source })
 }
 
-/// Creates the tun device and makes it outlive its descriptor.
-fn make_tun() -> Result<()> {
-    let path = c"/dev/net/tun";
-    // SAFETY: open of a constant path; the descriptor is owned at once.
-    let tun = unsafe { OwnedFd::from_raw_fd(check(libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC), || "failed to open /dev/net/tun".to_string())?) };
-    let mut interface = interface_request();
-    interface.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
-    // SAFETY: TUNSETIFF reads the ifreq, alive through the call; TUNSETPERSIST takes an integer.
-    unsafe {
-        check(libc::ioctl(tun.as_raw_fd(), libc::TUNSETIFF, &interface), || format!("failed to make the tun device {INTERFACE}"))?;
-        check(libc::ioctl(tun.as_raw_fd(), libc::TUNSETPERSIST, 1 as libc::c_ulong), || format!("failed to make {INTERFACE} persist"))?;
+/// Loads the box's rules by running `nft` (an ordinary user's runtime cannot enter the box's
+/// namespace to load them itself). This process is single-threaded and does nothing else
+/// meanwhile.
+pub fn load_rules(nft: &Path) -> std::result::Result<(), String> {
+    let failed = |error: std::io::Error| format!("failed to run {} for the box's network rules: {error}", nft.display());
+    let mut child = Command::new(nft).args(["-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().map_err(failed)?;
+    let written = child.stdin.take().map_or(Ok(()), |mut stdin| stdin.write_all(ruleset().as_bytes()));
+    let output = child.wait_with_output().map_err(failed)?;
+    written.map_err(failed)?;
+    if !output.status.success() {
+        return Err(format!("failed to load the box's network rules: {}", String::from_utf8_lossy(&output.stderr).trim()));
     }
     Ok(())
+}
+
+/// Makes the sockets the runtime serves the box's way out on (`boxlite_protocol::BOX_SOCKETS`)
+/// and sends them on `startup`. They exist before any box process could take their ports.
+pub fn send_box_sockets(startup: BorrowedFd<'_>) -> Result<()> {
+    let sockets = [socket(libc::SOCK_STREAM, Some(PROXY_PORT))?, socket(libc::SOCK_DGRAM, Some(DNS_PORT))?, socket(libc::SOCK_STREAM, Some(DNS_PORT))?];
+    let borrowed: Vec<BorrowedFd<'_>> = sockets.iter().map(AsFd::as_fd).collect();
+    boxlite_protocol::send_packet(startup, &[boxlite_protocol::BOX_SOCKETS], &borrowed).map_err(|source| SysError { operation: "failed to hand the box's sockets to the runtime".to_string(), source })
+}
+
+/// A non-blocking IPv4 socket of `kind` in this process's network namespace; with `port`, bound
+/// to 127.0.0.1:`port` (a stream one listening).
+pub fn socket(kind: libc::c_int, port: Option<u16>) -> Result<OwnedFd> {
+    // SAFETY: socket returns a new descriptor, owned at once.
+    let socket = unsafe { OwnedFd::from_raw_fd(check(libc::socket(libc::AF_INET, kind | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0), || "failed to make a socket in the box".to_string())?) };
+    let Some(port) = port else { return Ok(socket) };
+    let what = || format!("failed to listen on 127.0.0.1:{port} in the box");
+    // SAFETY: bind and listen read a sockaddr_in that lives through the calls.
+    unsafe {
+        let mut address = socket_address([127, 0, 0, 1]);
+        address.sin_port = port.to_be();
+        check(libc::bind(socket.as_raw_fd(), std::ptr::addr_of!(address).cast(), std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t), what)?;
+        if kind == libc::SOCK_STREAM {
+            check(libc::listen(socket.as_raw_fd(), libc::SOMAXCONN), what)?;
+        }
+        Ok(socket)
+    }
+}
+
+/// rtnetlink's numbers (<linux/netlink.h>, <linux/rtnetlink.h>, <linux/if_link.h>).
+const NETLINK_ROUTE: libc::c_int = 0;
+const RTM_NEWLINK: u16 = 16;
+const NLMSG_ERROR: u16 = 2;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_ACK: u16 = 0x4;
+const NLM_F_EXCL: u16 = 0x200;
+const NLM_F_CREATE: u16 = 0x400;
+const IFLA_IFNAME: u16 = 3;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_INFO_KIND: u16 = 1;
+/// The sizes of `struct nlmsghdr` and `struct ifinfomsg`.
+const HEADER: usize = 16;
+const LINK_MESSAGE: usize = 16;
+
+/// Makes the interface: a bridge without ports, which leads nowhere and which any root of the
+/// namespace may make (a tun device would need /dev/net/tun, which hosts may keep for host
+/// root alone), with one RTM_NEWLINK request.
+fn make_interface() -> Result<()> {
+    let failed = |source: std::io::Error| SysError { operation: format!("failed to make the interface {INTERFACE}"), source };
+    let mut message = vec![0u8; HEADER + LINK_MESSAGE];
+    push_attribute(&mut message, IFLA_IFNAME, &[INTERFACE.as_bytes(), b"\0"].concat());
+    let link_info = message.len();
+    push_attribute(&mut message, IFLA_LINKINFO, &[]);
+    push_attribute(&mut message, IFLA_INFO_KIND, b"bridge");
+    let nested = u16::try_from(message.len() - link_info).map_err(|_| failed(std::io::Error::from(std::io::ErrorKind::InvalidInput)))?;
+    message[link_info..link_info + 2].copy_from_slice(&nested.to_ne_bytes());
+    let length = u32::try_from(message.len()).map_err(|_| failed(std::io::Error::from(std::io::ErrorKind::InvalidInput)))?;
+    message[0..4].copy_from_slice(&length.to_ne_bytes());
+    message[4..6].copy_from_slice(&RTM_NEWLINK.to_ne_bytes());
+    message[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL).to_ne_bytes());
+    message[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    // SAFETY: socket returns a new descriptor, owned at once; send and recv use buffers that
+    // live through the calls, with their lengths.
+    unsafe {
+        let socket = libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, NETLINK_ROUTE);
+        if socket < 0 {
+            return Err(failed(std::io::Error::last_os_error()));
+        }
+        let socket = OwnedFd::from_raw_fd(socket);
+        if libc::send(socket.as_raw_fd(), message.as_ptr().cast(), message.len(), 0) < 0 {
+            return Err(failed(std::io::Error::last_os_error()));
+        }
+        let mut answer = [0u8; 1024];
+        let read = libc::recv(socket.as_raw_fd(), answer.as_mut_ptr().cast(), answer.len(), 0);
+        if read < 0 {
+            return Err(failed(std::io::Error::last_os_error()));
+        }
+        // The acknowledgement: an NLMSG_ERROR message whose error is 0, or minus an errno.
+        let kind = u16::from_ne_bytes([answer[4], answer[5]]);
+        let error = i32::from_ne_bytes([answer[16], answer[17], answer[18], answer[19]]);
+        if read < 20 || kind != NLMSG_ERROR {
+            return Err(failed(std::io::Error::other("rtnetlink gave no acknowledgement")));
+        }
+        if error != 0 {
+            return Err(failed(std::io::Error::from_raw_os_error(-error)));
+        }
+    }
+    Ok(())
+}
+
+/// Appends an rtnetlink attribute (`struct rtattr` and `payload`, padded to 4 bytes).
+fn push_attribute(message: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+    let length = (4 + payload.len()) as u16;
+    message.extend_from_slice(&length.to_ne_bytes());
+    message.extend_from_slice(&kind.to_ne_bytes());
+    message.extend_from_slice(payload);
+    message.resize(message.len().next_multiple_of(4), 0);
 }
 
 fn interface_request() -> libc::ifreq {

@@ -149,7 +149,7 @@ fn run(channel: &OwnedFd, namespaces: Option<&userns::BoxNamespaces>, filter: &[
             process::exec_in_place(&launch, channel.as_raw_fd())
         }
         (Some(_), Err(_)) => fail(channel, "the main process's stdio did not come with the config"),
-        (None, _) => idle(channel),
+        (None, _) => idle(channel, confinement.sets_groups),
     }
 }
 
@@ -185,8 +185,8 @@ fn fail(channel: &OwnedFd, message: &str) -> ! {
 /// pid 1 of a box without a main process: box root with no capability at all, holding nothing
 /// of the host's, with no signal handler (so nothing in the box can signal it); it reaps the
 /// orphans the kernel gives it.
-fn idle(channel: &OwnedFd) -> ! {
-    if let Err(message) = drop_privileges() {
+fn idle(channel: &OwnedFd, sets_groups: bool) -> ! {
+    if let Err(message) = drop_privileges(sets_groups) {
         fail(channel, &message);
     }
     for target in 0..3 {
@@ -210,8 +210,9 @@ fn idle(channel: &OwnedFd) -> ! {
     }
 }
 
-/// Box root (the host's unprivileged id that box root maps to), with empty capability sets.
-fn drop_privileges() -> Result<(), String> {
+/// Box root (the host's unprivileged id that box root maps to), with empty capability sets and
+/// no supplementary group (`sets_groups`: where the box may change them).
+fn drop_privileges(sets_groups: bool) -> Result<(), String> {
     /// `_LINUX_CAPABILITY_VERSION_3`: two 32-bit words per set.
     const VERSION_3: u32 = 0x2008_0522;
     let header = [VERSION_3, 0u32];
@@ -219,7 +220,7 @@ fn drop_privileges() -> Result<(), String> {
     // SAFETY: raw setgroups/setgid/setuid with integer arguments, and capset reading a header and
     // two data structs (three u32 each) from locals that outlive the call.
     let dropped = unsafe {
-        libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) == 0
+        (!sets_groups || libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) == 0)
             && libc::syscall(libc::SYS_setgid, 0) == 0
             && libc::syscall(libc::SYS_setuid, 0) == 0
             && libc::syscall(libc::SYS_capset, header.as_ptr(), data.as_ptr()) == 0

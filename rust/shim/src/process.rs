@@ -81,6 +81,10 @@ pub struct Confinement {
     /// Whether the init is shielded from the OOM killer (a negative score adjustment, which
     /// children inherit and must not keep).
     pub init_shielded: bool,
+    /// Whether box processes take the supplementary groups of their user. An ordinary user's
+    /// boxes may not (`ShimConfig::rootless`: the shim's namespace denies setgroups, as a
+    /// one-id group map requires), and keep that user's.
+    pub sets_groups: bool,
 }
 
 impl Confinement {
@@ -98,7 +102,7 @@ impl Confinement {
         let suid_dumpable = std::fs::read_to_string("/proc/sys/fs/suid_dumpable").unwrap_or_default();
         // Unknown counts as shielded: children then reset their score, which is always safe.
         let score_adjustment = std::fs::read_to_string("/proc/self/oom_score_adj").ok().and_then(|text| text.trim().parse::<i32>().ok());
-        Self { rlimits, share_memory: suid_dumpable.trim() == "0", init_shielded: score_adjustment.is_none_or(|score| score < 0) }
+        Self { rlimits, share_memory: suid_dumpable.trim() == "0", init_shielded: score_adjustment.is_none_or(|score| score < 0), sets_groups: !config.rootless }
     }
 
     /// Confines the init itself once its setup is done: it keeps its own capabilities (it never
@@ -334,7 +338,7 @@ unsafe fn child(launch: &Launch<'_>, program: &Program, report: RawFd) -> ! {
         // Raw syscalls: this child shares the init's memory, and libc's wrappers would consult
         // its thread bookkeeping.
         let identity = launch.identity;
-        if libc::syscall(libc::SYS_setgroups, identity.groups.len(), identity.groups.as_ptr()) < 0 {
+        if launch.confinement.sets_groups && libc::syscall(libc::SYS_setgroups, identity.groups.len(), identity.groups.as_ptr()) < 0 {
             fail("failed to set supplementary groups");
         }
         if libc::syscall(libc::SYS_setgid, identity.gid) < 0 {

@@ -151,15 +151,17 @@ pub struct BoxNamespaces {
 }
 
 impl BoxNamespaces {
-    pub fn create() -> Result<Self, String> {
-        Ok(Self { own: Pending::create(true)?, layers: Pending::create(false)? })
+    /// `rootless`: made in the shim's own namespace ([`become_root_of_own_namespace`]), where
+    /// no other host user exists to own the box's namespace.
+    pub fn create(rootless: bool) -> Result<Self, String> {
+        Ok(Self { own: Pending::create(!rootless)?, layers: Pending::create(false)? })
     }
 
     /// Gives both their ids once the box's range `map` is known. A box in the range the layers
     /// are stored with needs no idmapped layers: the second namespace stays unused.
     pub fn map(&self, map: IdMap) -> Result<(), String> {
         self.own.map(0, 0, map)?;
-        if map != IdMap::LAYERS {
+        if !map.stores_layers() {
             self.layers.map(IdMap::LAYERS.host_base, IdMap::LAYERS.host_base, map)?;
         }
         Ok(())
@@ -172,13 +174,36 @@ impl BoxNamespaces {
 
     /// The namespace layers are mounted through, for a box whose range is `map`.
     pub fn layers(&self, map: IdMap) -> Option<&OwnedFd> {
-        (map != IdMap::LAYERS).then(|| self.layers.namespace())
+        (!map.stores_layers()).then(|| self.layers.namespace())
     }
 }
 
-/// Whether a user namespace with [`IdMap::LAYERS`] can be made here (the runtime's probe).
-pub fn probe() -> bool {
-    Pending::create(false).and_then(|pending| pending.map(0, 0, IdMap::LAYERS)).is_ok()
+/// Makes this (single-threaded) process root of a user namespace of its own, whose only id is
+/// the ordinary user it runs as (`boxlite_protocol::ROOTLESS_ARGUMENT`). It holds every
+/// capability there, over the namespaces it makes next and nothing of the host's.
+pub fn become_root_of_own_namespace() -> Result<(), String> {
+    // SAFETY: getuid/getgid cannot fail; unshare affects only this process.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    // SAFETY: see above.
+    if unsafe { libc::unshare(libc::CLONE_NEWUSER) } < 0 {
+        return Err(format!("failed to create a user namespace as user {uid}: {}", std::io::Error::last_os_error()));
+    }
+    // Writing a one-id group map requires giving up setgroups in the namespace first.
+    for (file, line) in [("setgroups", "deny".to_string()), ("uid_map", format!("0 {uid} 1\n")), ("gid_map", format!("0 {gid} 1\n"))] {
+        let path = format!("/proc/self/{file}");
+        std::fs::write(&path, line).map_err(|error| format!("failed to write {path}: {error}"))?;
+    }
+    Ok(())
+}
+
+/// Whether the user namespaces boxes get can be made here (the runtime's probe): with
+/// [`IdMap::LAYERS`], or for `rootless` a runtime's, in the shim's own. The error says why not.
+pub fn probe(rootless: bool) -> Result<(), String> {
+    if rootless {
+        become_root_of_own_namespace()?;
+        return Pending::create(false)?.map(0, 0, IdMap::ROOTLESS);
+    }
+    Pending::create(false)?.map(0, 0, IdMap::LAYERS)
 }
 
 /// Moves the calling (single-threaded) process into the box's user namespace.

@@ -49,7 +49,7 @@ pub(super) fn make(dir: &Path, size_gb: u64) -> Result<()> {
 
 /// What the shim needs to mount the disk of the box in `dir`.
 pub(super) fn config(dir: &Path, id_map: Option<IdMap>) -> BoxDisk {
-    BoxDisk { image: image(dir), mount_point: dir.join("disk"), owner: id_map.map_or(0, |map| map.host_id(0)) }
+    BoxDisk { image: image(dir), mount_point: dir.join("disk"), owner: crate::idmap::host_owner(id_map, 0).unwrap_or(0) }
 }
 
 /// The host bytes the image takes (its allocated blocks).

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +15,7 @@ use boxlite_protocol::{Request, ShimConfig};
 use tokio::io::unix::AsyncFd;
 
 use crate::error::{Error, Result};
+use crate::network::Rules;
 
 
 /// How long the runtime waits for a box's init to answer a request.
@@ -135,6 +136,16 @@ impl Live {
     }
 }
 
+/// How this runtime's shims are made: the same for every box but for its network.
+#[derive(Debug, Clone)]
+pub struct ShimKind {
+    pub path: PathBuf,
+    /// Boxes get user namespaces.
+    pub user_namespace: bool,
+    /// The runtime runs as an ordinary user (`boxlite_protocol::ROOTLESS_ARGUMENT`).
+    pub rootless: bool,
+}
+
 /// A shim made ahead of need: the box's namespaces exist and its init waits for the config
 /// (the start-up protocol of `boxlite_protocol`). Starting a box from one skips the shim's
 /// exec, the namespaces and the fork. Dropping it ends the init.
@@ -163,19 +174,28 @@ impl Warm {
         self.init_pid
     }
 
-    /// Spawns a shim and waits until its init exists. Blocking. `ahead_of_need`: no box waits
-    /// for it, so it prepares at low priority.
-    /// `network`: the box gets an interface, whose rules this loads.
-    pub fn prepare(shim: &Path, user_namespace: bool, ahead_of_need: bool, network: Option<&crate::network::RuleLoader>) -> Result<Self> {
-        let mut command = Command::new(shim);
-        if network.is_some() {
-            command.arg(boxlite_protocol::NETWORK_ARGUMENT);
+    /// Spawns a shim of `kind` and waits until its init exists. Blocking. `ahead_of_need`: no
+    /// box waits for it, so it prepares at low priority. `network`: the box gets an interface,
+    /// whose rules are loaded this way.
+    pub fn prepare(kind: &ShimKind, ahead_of_need: bool, network: Option<&Rules>) -> Result<Self> {
+        let mut command = Command::new(&kind.path);
+        match network {
+            Some(Rules::Command(nft)) => {
+                command.arg(boxlite_protocol::NETWORK_ARGUMENT).arg(format!("{}{}", boxlite_protocol::LOAD_RULES_WITH_ARGUMENT, nft.display()));
+            }
+            Some(Rules::Library(_)) => {
+                command.arg(boxlite_protocol::NETWORK_ARGUMENT);
+            }
+            None => {}
         }
         if ahead_of_need {
             command.arg(boxlite_protocol::AHEAD_OF_NEED_ARGUMENT);
         }
-        if user_namespace {
+        if kind.user_namespace {
             command.arg(boxlite_protocol::USER_NAMESPACE_ARGUMENT);
+        }
+        if kind.rootless {
+            command.arg(boxlite_protocol::ROOTLESS_ARGUMENT);
         }
         let (startup, init_end) = UnixStream::pair().map_err(|error| Error::Engine(format!("failed to make the start-up socket: {error}")))?;
         let mut child = command
@@ -183,7 +203,7 @@ impl Warm {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|error| Error::Engine(format!("failed to run {}: {error}", shim.display())))?;
+            .map_err(|error| Error::Engine(format!("failed to run {}: {error}", kind.path.display())))?;
         let Some(stdout) = child.stdout.take() else {
             return Err(Error::Internal("shim stdout missing".to_string()));
         };
@@ -200,10 +220,11 @@ impl Warm {
             .and_then(|pid| pid.parse().ok())
             .ok_or_else(|| Error::Engine(format!("failed to prepare a box: the shim said {line:?}")))?;
         let pidfd = pidfd_open(init_pid).map_err(|error| Error::Engine(format!("failed to prepare a box: its init vanished: {error}")))?;
-        let mut warm = Self { init_pid, pidfd: Some(pidfd), startup: Some(startup), stdout, user_namespace, sockets: None };
-        if let Some(rules) = network {
+        let mut warm = Self { init_pid, pidfd: Some(pidfd), startup: Some(startup), stdout, user_namespace: kind.user_namespace, sockets: None };
+        if let (Some(rules), Some(startup)) = (network, &warm.startup) {
             // On failure, dropping `warm` ends the init.
-            warm.sockets = Some(crate::network::BoxSockets::open(init_pid, Some(rules))?);
+            warm.sockets = Some(crate::network::BoxSockets::receive(startup.as_fd())?);
+            rules.load_into(init_pid)?;
         }
         Ok(warm)
     }

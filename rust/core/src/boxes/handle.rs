@@ -75,13 +75,18 @@ impl BoxHandle {
             let published = crate::network::bind_ports(&ports)?;
             let mut warm = inner.warm_shim(&config)?;
             let outbound = match (allow_net, warm.sockets.take()) {
-                (Some(allow_net), Some(sockets)) => Some((sockets, Policy::parse(&allow_net)?)),
+                (Some(allow_net), Some(sockets)) => Some((Some(sockets), Policy::parse(&allow_net)?)),
                 _ => None,
             };
             // Served before the box runs: what it sends first waits for no one.
-            let network = BoxNetwork::serve(&id, warm.init_pid(), outbound, published, &inner.network)?;
+            let network = BoxNetwork::serve(&id, &config.socket_path, outbound, published, &inner.network)?;
             let mut made = None;
-            let cgroups = || BoxCgroup::create(&inner.cgroups, &id, limits).map(|cgroup| made.insert(cgroup).membership_files());
+            // Where the host gives this runtime no cgroups, a box runs in none: it asked for no
+            // limit of its own (`Runtime::create` refused those).
+            let cgroups = || match &inner.host.cgroups_refused {
+                Some(_) => Ok(Vec::new()),
+                None => BoxCgroup::create(&inner.cgroups, &id, limits).map(|cgroup| made.insert(cgroup).membership_files()),
+            };
             let started = engine::spawn(warm, &config, cgroups).map(|mut running| {
                 running.network = Some(network);
                 running
@@ -185,17 +190,16 @@ impl BoxHandle {
             let record = self.entry.record();
             (record.network.clone(), record.ports.clone())
         };
-        let pid = running.init_pid;
         // Each part on its own: a way out that cannot be served leaves the published ports.
         let outbound = allow_net.and_then(|allow_net| {
-            let opened = BoxSockets::open(pid, None).and_then(|sockets| Ok((sockets, Policy::parse(&allow_net)?)));
-            opened.inspect_err(|error| log::warn!("box {} has no way out: {error}", self.entry.id)).ok()
+            let parsed = Policy::parse(&allow_net).map(|policy| (None, policy));
+            parsed.inspect_err(|error| log::warn!("box {} has no way out: {error}", self.entry.id)).ok()
         });
         let published = crate::network::bind_ports(&ports).unwrap_or_else(|error| {
             log::warn!("box {}'s ports are not published: {error}", self.entry.id);
             Vec::new()
         });
-        let served = BoxNetwork::serve(&self.entry.id, pid, outbound, published, &self.inner.network);
+        let served = BoxNetwork::serve(&self.entry.id, running.connector.socket_path(), outbound, published, &self.inner.network);
         match served {
             Ok(network) => {
                 *lock(&self.entry.traffic) = network.meter();
@@ -214,6 +218,8 @@ impl BoxHandle {
     /// box is settled as if stopped. A stop, remove or close that took the init first wins.
     pub(super) fn watch_init(&self, running: &Live) {
         if let Some(check) = self.entry.record().health_check {
+            // Starting from now, not from when the watch first runs: `info` after `start` says so.
+            *lock(&self.entry.health) = HealthStatus { state: HealthState::Starting, ..HealthStatus::default() };
             tokio::spawn(super::health::watch(Arc::downgrade(&self.entry), Arc::clone(&running.connector), check, running.exit_watch()));
         }
         let exited = running.exit_watch();
@@ -269,6 +275,7 @@ impl BoxHandle {
             disk: record.disk_size_gb.map(|_| disk::config(dir, record.id_map)),
             network: record.network.is_some(),
             resolv_conf: record.network.is_some().then(|| self.inner.network.resolv_conf.clone()),
+            rootless: self.inner.host.rootless,
             main: record.main.clone().map(|argv| {
                 let (env, cwd, user) = process_defaults(&record).main_process();
                 MainProcess {
@@ -452,7 +459,7 @@ impl BoxHandle {
     /// Copies a host file or directory into the box (booting it if needed).
     pub async fn copy_in(&self, host_source: PathBuf, box_destination: String, options: CopyOptions) -> Result<()> {
         let root = self.open_root("copy into").await?;
-        let box_root = self.entry.record().id_map.map(|map| map.host_id(0));
+        let box_root = crate::idmap::host_owner(self.entry.record().id_map, 0);
         blocking(move || crate::files::copy_in(&root, &host_source, &box_destination, options, box_root)).await
     }
 

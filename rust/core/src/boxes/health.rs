@@ -88,9 +88,6 @@ impl HealthStatus {
 /// Checks one run of the box in `entry` until `run_ended` resolves or the box goes.
 pub(super) async fn watch(entry: Weak<BoxEntry>, connector: std::sync::Arc<Connector>, check: HealthCheck, run_ended: impl std::future::Future<Output = ()>) {
     let began = Instant::now();
-    if let Some(entry) = entry.upgrade() {
-        *lock(&entry.health) = HealthStatus { state: HealthState::Starting, ..HealthStatus::default() };
-    }
     tokio::pin!(run_ended);
     loop {
         tokio::select! {

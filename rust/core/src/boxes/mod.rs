@@ -53,11 +53,12 @@ use crate::error::{Error, Result};
 use crate::exec::{self, ExecSpec, Execution};
 use crate::files::CopyOptions;
 use crate::home::Home;
+use crate::host::HostPermits;
 use crate::idmap::{IdMap, RangeClaims};
 use crate::volumes::{VolumeInfo, Volumes};
 use crate::image::{self, ImageRecord, ImageSource, ImageStore, RegistryConfig};
 use crate::lock;
-use crate::network::{BoxNetwork, BoxSockets, HostNetwork, Policy};
+use crate::network::{BoxNetwork, HostNetwork, Policy};
 use engine::Live;
 use record::BoxRecord;
 
@@ -136,7 +137,9 @@ impl BoxEntry {
 #[derive(Debug)]
 struct Inner {
     home: Home,
-    shim: PathBuf,
+    shim: engine::ShimKind,
+    /// What this host permits the runtime (root, or an ordinary user and what it may do).
+    host: HostPermits,
     images: ImageStore,
     cgroups: CgroupLayout,
     boxes: Mutex<HashMap<String, Arc<BoxEntry>>>,
@@ -205,16 +208,22 @@ impl Runtime {
     /// Opens the runtime on `home_dir` (blocking: it takes the lock and reconciles the home).
     pub fn open(home_dir: &Path, registries: Vec<RegistryConfig>) -> Result<Self> {
         let home = Home::open(home_dir)?;
-        let shim = home.install_shim()?;
-        let home = home.with_id_map(crate::idmap::detect(&shim))?;
-        let ranges = home.id_map().and_then(|_| {
+        let shim_path = home.install_shim()?;
+        let cgroups = CgroupLayout::detect();
+        let host = HostPermits::detect(&cgroups);
+        if let Some(why) = &host.cgroups_refused {
+            log::info!("boxes run without cgroups, so without limits: {why}");
+        }
+        let home = home.with_id_map(crate::idmap::detect(&shim_path, host.rootless)?)?;
+        // An ordinary user's boxes all have its one id: there are no ranges to claim.
+        let ranges = home.id_map().filter(|_| !host.rootless).and_then(|_| {
             RangeClaims::open(Path::new(crate::idmap::CLAIMS_DIR))
                 .inspect_err(|error| log::warn!("boxes share one id range: cannot keep claims in {}: {error}", crate::idmap::CLAIMS_DIR))
                 .ok()
         });
         let volumes = Volumes::new(home.volumes(), home.id_map());
-        let network = HostNetwork::detect(&home.network())?;
-        let cgroups = CgroupLayout::detect();
+        let network = HostNetwork::detect(&home.network(), host.rootless)?;
+        let shim = engine::ShimKind { path: shim_path, user_namespace: home.id_map().is_some(), rootless: host.rootless };
         let mut boxes = HashMap::new();
         for dir in fs_err::read_dir(home.boxes())?.flatten() {
             let path = dir.path();
@@ -230,6 +239,7 @@ impl Runtime {
             inner: Arc::new(Inner {
                 home,
                 shim,
+                host,
                 images: ImageStore::new(registries),
                 cgroups,
                 boxes: Mutex::new(boxes),
@@ -285,6 +295,10 @@ impl Runtime {
     pub async fn create(&self, options: BoxOptions, name: Option<String>) -> Result<BoxHandle> {
         self.check_open()?;
         options.validate()?;
+        self.inner.host.check_limits(&options.limits_asked())?;
+        if self.inner.host.rootless && options.disk_size_gb.is_some() {
+            return Err(Error::Unsupported("disk_size_gb needs a loop device, which only root may attach: leave it out for an ordinary user's boxes".to_string()));
+        }
         if options.network.is_some() {
             self.inner.network.check_available()?;
         }

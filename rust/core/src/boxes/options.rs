@@ -85,6 +85,14 @@ impl BoxOptions {
         }
     }
 
+    /// The cgroup limits these options set themselves (the defaults aside).
+    pub fn limits_asked(&self) -> Vec<&'static str> {
+        [("cpus", self.cpus.is_some()), ("memory_mib", self.memory_mib.is_some()), ("max_processes", self.max_processes.is_some())]
+            .into_iter()
+            .filter_map(|(name, asked)| asked.then_some(name))
+            .collect()
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.remove_on_stop() && self.detach == Some(true) {
             return Err(Error::InvalidArgument(

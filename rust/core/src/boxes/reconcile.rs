@@ -5,9 +5,9 @@ use super::*;
 
 /// The root of a box's writable layer belongs to its root user (`idmap` rule 2).
 pub(super) fn own_upper_layer(dir: &Path, id_map: Option<IdMap>) -> Result<()> {
-    let Some(map) = id_map else { return Ok(()) };
+    let Some(owner) = crate::idmap::host_owner(id_map, 0) else { return Ok(()) };
     let upper = dir.join("upper");
-    std::os::unix::fs::chown(&upper, Some(map.host_id(0)), Some(map.host_id(0))).map_err(|error| Error::storage("chown", &upper, &error))
+    std::os::unix::fs::chown(&upper, Some(owner), Some(owner)).map_err(|error| Error::storage("chown", &upper, &error))
 }
 
 /// What is left to do once a box's init is gone, whoever noticed: remove its cgroup and

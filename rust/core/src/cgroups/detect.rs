@@ -20,15 +20,20 @@ impl CgroupLayout {
     pub fn detect() -> Self {
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let membership = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-        Self::from_mountinfo(&mountinfo, &membership, |root| std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default())
+        let parent = std::env::var_os(super::PARENT_VARIABLE).filter(|parent| !parent.is_empty()).map(PathBuf::from);
+        Self::from_mountinfo(&mountinfo, &membership, parent.as_deref(), |root| std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default())
     }
 
     /// Where boxes go in each hierarchy: inside this process's own group (v1), or beside it
     /// (v2, whose groups with processes cannot have children with controllers), so boxes stay
-    /// within whatever limits the caller runs under. `membership` is /proc/self/cgroup;
+    /// within whatever limits the caller runs under; or in `parent` (a group path, the same in
+    /// every hierarchy), when one was delegated for them. `membership` is /proc/self/cgroup;
     /// `read_controllers` gives the `cgroup.controllers` of a v2 root.
-    pub fn from_mountinfo(mountinfo: &str, membership: &str, read_controllers: impl Fn(&Path) -> String) -> Self {
+    pub fn from_mountinfo(mountinfo: &str, membership: &str, parent: Option<&Path>, read_controllers: impl Fn(&Path) -> String) -> Self {
         let own_path = |wanted: Option<&str>| -> PathBuf {
+            if let Some(parent) = parent {
+                return parent.to_path_buf();
+            }
             let path = membership.lines().find_map(|line| {
                 let mut fields = line.splitn(3, ':');
                 let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
@@ -64,7 +69,10 @@ impl CgroupLayout {
                 "cgroup2" => {
                     let controllers = read_controllers(Path::new(mount_point)).split_whitespace().map(str::to_string).collect();
                     let group = own_path(None);
-                    let beside = group.parent().map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+                    let beside = match parent {
+                        Some(parent) => parent.to_path_buf(),
+                        None => group.parent().map_or_else(|| PathBuf::from("/"), Path::to_path_buf),
+                    };
                     v2 = Some((placed(mount_point, mount_root, beside), controllers));
                 }
                 _ => {}
@@ -145,7 +153,7 @@ mod tests {
     #[test]
     fn a_hybrid_host_uses_v1_for_what_v2_lacks() {
         let membership = "4:memory:/session/42\n2:cpuacct:/\n1:cpu:/\n8:pids:/\n0::/";
-        let layout = CgroupLayout::from_mountinfo(HYBRID, membership, |_| "hugetlb".to_string());
+        let layout = CgroupLayout::from_mountinfo(HYBRID, membership, None, |_| "hugetlb".to_string());
         let found: Vec<_> = layout.hierarchies().map(|(controller, version, root)| (controller, version, root.to_path_buf())).collect();
         assert_eq!(found, vec![
             (Controller::Memory, Version::V1, PathBuf::from("/sys/fs/cgroup/memory/session/42")),
@@ -158,13 +166,21 @@ mod tests {
     #[test]
     fn a_pure_v2_host_uses_v2() {
         let mountinfo = "30 24 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate";
-        let layout = CgroupLayout::from_mountinfo(mountinfo, "0::/user.slice/app.scope", |_| "cpuset cpu io memory pids".to_string());
+        let layout = CgroupLayout::from_mountinfo(mountinfo, "0::/user.slice/app.scope", None, |_| "cpuset cpu io memory pids".to_string());
         assert!(layout.hierarchies().all(|(_, version, root)| version == Version::V2 && root == Path::new("/sys/fs/cgroup/user.slice")));
         assert_eq!(layout.hierarchies().count(), 4);
     }
 
     #[test]
+    fn a_delegated_group_holds_boxes_in_every_hierarchy() {
+        let membership = "4:memory:/session/42\n2:cpuacct:/\n1:cpu:/\n8:pids:/\n0::/";
+        let layout = CgroupLayout::from_mountinfo(HYBRID, membership, Some(Path::new("/boxlite-alice")), |_| "hugetlb".to_string());
+        let roots: Vec<_> = layout.hierarchies().map(|(_, _, root)| root.to_path_buf()).collect();
+        assert_eq!(roots, ["memory", "cpu", "cpuacct", "pids"].map(|name| PathBuf::from(format!("/sys/fs/cgroup/{name}/boxlite-alice"))));
+    }
+
+    #[test]
     fn a_host_without_cgroups_has_no_hierarchies() {
-        assert_eq!(CgroupLayout::from_mountinfo("", "", |_| String::new()).hierarchies().count(), 0);
+        assert_eq!(CgroupLayout::from_mountinfo("", "", None, |_| String::new()).hierarchies().count(), 0);
     }
 }

@@ -4,7 +4,8 @@
 //! is not applied.
 //!
 //! Group paths are `<base>/boxlite/<box id>`, where the base is this process's own group (v1)
-//! or its parent (v2): boxes stay within the limits the caller runs under. The box's init joins
+//! or its parent (v2): boxes stay within the limits the caller runs under; or a group
+//! delegated for them ([`PARENT_VARIABLE`]). The box's init joins
 //! them itself, through files the runtime opens ([`BoxCgroup::membership_files`]), before it
 //! forks anything, so every box process is born inside them. (The init itself, made ahead of
 //! need, lived outside them until then: the kernel memory of its namespaces stays charged to
@@ -18,6 +19,10 @@ use std::time::Duration;
 pub use detect::CgroupLayout;
 
 use crate::error::{Error, Result};
+
+/// The environment variable naming a group delegated for boxes (a path such as `/alice`, the
+/// same in every hierarchy), in place of the runtime's own.
+pub const PARENT_VARIABLE: &str = "BOXLITE_CGROUP_PARENT";
 
 /// Processes a box may hold at once unless configured otherwise.
 pub const DEFAULT_PIDS_LIMIT: u64 = 4096;

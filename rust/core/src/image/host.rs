@@ -86,8 +86,8 @@ pub(super) fn prepare(home: &Home) -> Result<PreparedImage> {
         let staging = home.layers_tmp().join(format!("host-{}-{}", std::process::id(), rand::random::<u32>()));
         let _ = fs_err::remove_dir_all(&staging);
         write_skeleton(&staging)?;
-        if let Some(map) = home.id_map() {
-            own_tree(&staging, map.host_id(0))?;
+        if let Some(owner) = crate::idmap::host_owner(home.id_map(), 0) {
+            own_tree(&staging, owner)?;
         }
         let _ = fs_err::remove_dir_all(&skeleton);
         fs_err::rename(&staging, &skeleton)?;

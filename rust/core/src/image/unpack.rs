@@ -8,12 +8,16 @@
 //!    replaced, never written through; a hardlink must name a regular file already unpacked in
 //!    the same layer, reached through real directories only.
 //! 2. OCI whiteouts become overlayfs whiteouts: `.wh.NAME` → a 0/0 character device `NAME`;
-//!    `.wh..wh..opq` → the `trusted.overlay.opaque=y` xattr on the directory.
+//!    `.wh..wh..opq` → the `trusted.overlay.opaque=y` xattr on the directory
+//!    (`user.overlay.opaque` for an ordinary user's runtime, whose overlays use `user.` ones).
 //! 3. Modes (setuid and setgid included, as in the image) and numeric ownership are kept,
-//!    shifted into the boxes' id range when they run in a user namespace (`idmap`). Device
+//!    shifted into the boxes' id range when they run in a user namespace (`idmap`); an ordinary
+//!    user's runtime ([`IdMap::ROOTLESS`]) may give files to no one else, so its layers are all
+//!    its own (box root's). Device
 //!    nodes in a layer are skipped: a box gets its own minimal /dev. Of the extended attributes
-//!    (PAX `SCHILY.xattr.*`), `user.*` are applied to files, directories and fifos; the rest are
-//!    dropped: `trusted.*` would let a layer forge overlayfs whiteouts and redirects,
+//!    (PAX `SCHILY.xattr.*`), `user.*` are applied to files, directories and fifos, but for
+//!    `user.overlay.*`; the rest are dropped: `trusted.*` and `user.overlay.*` would let a layer
+//!    forge overlayfs whiteouts and redirects,
 //!    `security.capability` would grant an image's file capabilities on the host, where the
 //!    layer store is (in a box, no_new_privs voids them anyway), and other `security.*` labels
 //!    belong to the host's security modules.
@@ -191,6 +195,7 @@ fn c_path(path: &Path) -> CString {
 /// Owns `path` by the image's `uid`/`gid`, shifted into the boxes' id range if they have one.
 fn chown(path: &Path, uid: u64, gid: u64, id_map: Option<IdMap>) -> std::result::Result<(), String> {
     let (uid, gid) = match id_map {
+        Some(IdMap::ROOTLESS) => return Ok(()),
         Some(map) => (map.host_id(uid), map.host_id(gid)),
         None => (uid as libc::uid_t, gid as libc::gid_t),
     };
@@ -211,8 +216,8 @@ fn make_char_device(path: &Path, major: u32, minor: u32) -> std::result::Result<
     Ok(())
 }
 
-fn set_opaque(dir: &Path) -> std::result::Result<(), String> {
-    let name = c"trusted.overlay.opaque";
+fn set_opaque(dir: &Path, id_map: Option<IdMap>) -> std::result::Result<(), String> {
+    let name = if id_map == Some(IdMap::ROOTLESS) { c"user.overlay.opaque" } else { c"trusted.overlay.opaque" };
     // SAFETY: lsetxattr with a valid path, name and a one-byte value.
     let code = unsafe { libc::lsetxattr(c_path(dir).as_ptr(), name.as_ptr(), b"y".as_ptr().cast(), 1, 0) };
     if code < 0 {
@@ -228,7 +233,7 @@ fn applied_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Vec<(CString, Vec<u
         .filter_map(std::result::Result::ok)
         .filter_map(|extension| {
             let name = extension.key().ok()?.strip_prefix("SCHILY.xattr.")?;
-            let applied = name.starts_with("user.");
+            let applied = name.starts_with("user.") && !name.starts_with("user.overlay.");
             applied.then(|| Some((CString::new(name).ok()?, extension.value_bytes().to_vec()))).flatten()
         })
         .collect()
@@ -262,7 +267,7 @@ fn unpack_entry<R: Read>(root: &Path, entry: &mut tar::Entry<'_, R>, id_map: Opt
 
     if file_name == OPAQUE_MARKER {
         let dir = target.parent().unwrap_or(root);
-        return set_opaque(dir);
+        return set_opaque(dir, id_map);
     }
     if let Some(hidden) = file_name.strip_prefix(WHITEOUT_PREFIX) {
         if hidden.is_empty() || hidden == "." || hidden == ".." {

@@ -1,19 +1,24 @@
 //! Boxes' networks: what a box reaches outside itself, and how.
 //!
 //! A box's network namespace has one interface besides loopback, made by its shim ahead of
-//! need, and rules ([`rules`], loaded by the runtime then too) that divert every TCP connection
-//! and every DNS query leaving it to sockets the runtime made inside that namespace
-//! ([`BoxSockets`]); everything else leaving it is refused (`boxlite_protocol::network`). The runtime serves those sockets from the host
-//! ([`BoxNetwork`]): [`dns`] answers queries, [`proxy`] makes the connections the policy
-//! ([`policy`]) allows. There is no bridge, no NAT and no route from the box to the host: a
-//! connection leaves only as one the runtime made. Inbound, [`ports`] joins connections to a
-//! host port with ones it makes inside the box's namespace, as [`tunnel`]s do on demand.
+//! need, and rules ([`rules`], loaded then too) that divert every TCP connection and every DNS
+//! query leaving it to sockets made inside that namespace ([`BoxSockets`]); everything else
+//! leaving it is refused (`boxlite_protocol::network`). The runtime serves those sockets from
+//! the host ([`BoxNetwork`]): [`dns`] answers queries, [`proxy`] makes the connections the
+//! policy ([`policy`]) allows. There is no bridge, no NAT and no route from the box to the
+//! host: a connection leaves only as one the runtime made. Inbound, [`ports`] joins connections
+//! to a host port with ones it makes inside the box's namespace, as [`tunnel`]s do on demand.
+//! The sockets in the box's namespace come from the box's shim and init ([`Inside`]): the
+//! runtime never needs to enter the namespace for them, which it may not do when it runs as an
+//! ordinary user.
 //!
 //! # Rules
 //!
 //! 1. The policy is enforced outside the box. The box's namespace belongs to the host's user
-//!    namespace, so box root (even with `NET_ADMIN`, which it holds over its own user namespace
-//!    only) cannot change its rules, routes or interface; and the decision is the runtime's.
+//!    namespace (or, for an ordinary user's runtime, to the shim's own, in which the user is
+//!    root), so box root (even with `NET_ADMIN`, which it holds over its own user namespace
+//!    only, nested in that one) cannot change its rules, routes or interface; and the decision
+//!    is the runtime's.
 //! 2. A name resolves in the box only if the allow-list names it (or the list is empty); a
 //!    connection to a listed name is made only to an address the runtime's resolver returned for
 //!    it. Sending an allowed name in SNI or a Host header, or querying another resolver, changes
@@ -34,8 +39,8 @@ mod proxy;
 mod rules;
 mod tunnel;
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -45,7 +50,7 @@ use boxlite_protocol::network::{DNS_PORT, PROXY_PORT, RESOLVER};
 use crate::error::{Error, Result};
 pub use policy::Policy;
 pub use ports::{bind as bind_ports, PortSpec, PublishedPort};
-pub use rules::RuleLoader;
+pub use rules::Rules;
 pub use tunnel::{Forwarder, ListenAddress, Tunnel};
 
 /// Most connections relayed for one box at once, and most DNS queries in flight for it.
@@ -59,9 +64,8 @@ const RELAY_BUFFER: usize = 256 << 10;
 /// What this host offers boxes' networks, found when the runtime opens.
 #[derive(Debug, Clone)]
 pub struct HostNetwork {
-    /// libnftables, which loads a box's rules; without it boxes have loopback only (why: the
-    /// error).
-    pub rules: std::result::Result<Arc<RuleLoader>, String>,
+    /// How boxes' rules are loaded; without a way, boxes have loopback only (why: the error).
+    pub rules: std::result::Result<Rules, String>,
     /// The nameservers the boxes' resolver asks.
     upstream: Arc<[SocketAddr]>,
     /// The resolv.conf every box with a network reads (mounted read-only).
@@ -73,9 +77,10 @@ pub struct HostNetwork {
 pub const DNS_SERVERS_VARIABLE: &str = "BOXLITE_DNS_SERVERS";
 
 impl HostNetwork {
-    /// Opens libnftables, finds the nameservers, and writes the boxes' resolv.conf under `dir`.
-    pub fn detect(dir: &Path) -> Result<Self> {
-        let rules = RuleLoader::open().map(Arc::new);
+    /// Finds how to load boxes' rules (for a runtime that runs as root, or `rootless`), the
+    /// nameservers, and writes the boxes' resolv.conf under `dir`.
+    pub fn detect(dir: &Path, rootless: bool) -> Result<Self> {
+        let rules = Rules::find(rootless);
         let host_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let upstream: Arc<[SocketAddr]> = dns::upstream_servers(std::env::var(DNS_SERVERS_VARIABLE).ok().as_deref(), &host_conf).into();
         fs_err::create_dir_all(dir)?;
@@ -87,8 +92,8 @@ impl HostNetwork {
         Ok(Self { rules, upstream, resolv_conf })
     }
 
-    /// What loads boxes' rules, if boxes can have a network here.
-    pub fn rule_loader(&self) -> Option<&Arc<RuleLoader>> {
+    /// How boxes' rules are loaded, if boxes can have a network here.
+    pub fn rules(&self) -> Option<&Rules> {
         self.rules.as_ref().ok()
     }
 
@@ -102,7 +107,7 @@ impl HostNetwork {
 }
 
 /// The sockets the runtime listens on inside one box's network namespace: where the box's
-/// rules divert its connections and queries.
+/// rules divert its connections and queries. Non-blocking.
 #[derive(Debug)]
 pub struct BoxSockets {
     proxy: std::net::TcpListener,
@@ -111,34 +116,64 @@ pub struct BoxSockets {
 }
 
 impl BoxSockets {
-    /// Loads the box's rules with `rules` (a box that ran has them) and makes the sockets, in
-    /// the network namespace of process `pid` (the box's init). Blocking: a thread of its own
-    /// enters the namespace (which affects that thread only) and ends.
-    pub fn open(pid: i32, rules: Option<&RuleLoader>) -> Result<Self> {
-        let failed = |what: &str, error: std::io::Error| Error::Network(format!("failed to {what} in the network namespace of box init {pid}: {error}"));
-        let namespace = open_namespace(pid)?;
-        in_namespace(&namespace, || {
-            if let Some(rules) = rules {
-                rules.load_here().map_err(Error::Network)?;
-            }
-            let local = |port| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port));
-            let sockets = Self {
-                proxy: std::net::TcpListener::bind(local(PROXY_PORT)).map_err(|error| failed("listen for its connections", error))?,
-                dns_udp: std::net::UdpSocket::bind(local(DNS_PORT)).map_err(|error| failed("listen for its DNS queries", error))?,
-                dns_tcp: std::net::TcpListener::bind(local(DNS_PORT)).map_err(|error| failed("listen for its DNS queries", error))?,
-            };
-            for result in [sockets.proxy.set_nonblocking(true), sockets.dns_udp.set_nonblocking(true), sockets.dns_tcp.set_nonblocking(true)] {
-                result.map_err(|error| failed("set up its sockets", error))?;
-            }
-            Ok(sockets)
+    /// The sockets a box's shim made ahead of need and sent on its start-up socket
+    /// (`boxlite_protocol::BOX_SOCKETS`). Blocking.
+    pub fn receive(startup: BorrowedFd<'_>) -> Result<Self> {
+        let mut marker = [0u8; 1];
+        let (length, fds) = boxlite_protocol::recv_with_fds(startup, &mut marker).map_err(|error| Error::Network(format!("failed to receive the box's sockets: {error}")))?;
+        match <[OwnedFd; 3]>::try_from(fds) {
+            Ok([proxy, dns_udp, dns_tcp]) if length == 1 && marker[0] == boxlite_protocol::BOX_SOCKETS => Ok(Self { proxy: proxy.into(), dns_udp: dns_udp.into(), dns_tcp: dns_tcp.into() }),
+            _ => Err(Error::Network("the box's shim did not send its sockets".to_string())),
+        }
+    }
+
+    /// New sockets from the init of a running box (one a runtime adopts: its former runtime's
+    /// went with it).
+    pub async fn from_init(inside: &Inside) -> std::io::Result<Self> {
+        Ok(Self {
+            proxy: inside.socket(false, Some(PROXY_PORT)).await?.into(),
+            dns_udp: inside.socket(true, Some(DNS_PORT)).await?.into(),
+            dns_tcp: inside.socket(false, Some(DNS_PORT)).await?.into(),
         })
-        .map_err(|error| failed("enter", error))?
+    }
+}
+
+/// Sockets in one box's network namespace, made by its init on request
+/// (`boxlite_protocol::Request::Socket`).
+#[derive(Debug)]
+pub struct Inside {
+    /// Where the box's init listens.
+    socket_path: PathBuf,
+}
+
+impl Inside {
+    pub fn new(socket_path: PathBuf) -> Self {
+        Self { socket_path }
+    }
+
+    async fn socket(&self, datagram: bool, loopback_port: Option<u16>) -> std::io::Result<OwnedFd> {
+        use boxlite_protocol::{Reply, Request};
+        let control = crate::exec::fd::ControlSocket::connect(&self.socket_path)?;
+        control.send(&Request::Socket { datagram, loopback_port }, &[]).await?;
+        match control.recv().await? {
+            crate::exec::fd::Packet::Reply(Reply::Done, fds) => fds.into_iter().next().ok_or_else(|| std::io::Error::other("the box's init sent no socket")),
+            crate::exec::fd::Packet::Reply(Reply::Refused { message }, _) => Err(std::io::Error::other(message)),
+            _ => Err(std::io::Error::other("the box's init gave no socket")),
+        }
+    }
+
+    /// A connection to the box's `port` on its loopback.
+    pub async fn connect(&self, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+        let socket = tokio::net::TcpSocket::from_std_stream(self.socket(false, None).await?.into());
+        let inside = socket.connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
+        let _ = inside.set_nodelay(true);
+        Ok(inside)
     }
 }
 
 /// Runs `work` on a thread of its own that enters `namespace` (a network namespace) first:
-/// setns moves that thread only, and it ends with `work`. Sockets made there stay in the
-/// namespace. Blocking. The error: the namespace could not be entered.
+/// setns moves that thread only, and it ends with `work`. Blocking. The error: the namespace
+/// could not be entered.
 fn in_namespace<T: Send>(namespace: &OwnedFd, work: impl FnOnce() -> T + Send) -> std::io::Result<T> {
     std::thread::scope(|scope| {
         scope
@@ -152,6 +187,30 @@ fn in_namespace<T: Send>(namespace: &OwnedFd, work: impl FnOnce() -> T + Send) -
             .join()
             .unwrap_or_else(|_| Err(std::io::Error::other("the thread entering a box's network namespace panicked")))
     })
+}
+
+/// Serves a box's way out on `sockets`, or on new ones from its init (`inside`), until the task
+/// is aborted.
+async fn serve_way_out(sockets: Option<BoxSockets>, inside: Arc<Inside>, outbound: Arc<Outbound>) {
+    let sockets = match sockets {
+        Some(sockets) => sockets,
+        None => match BoxSockets::from_init(&inside).await {
+            Ok(sockets) => sockets,
+            Err(error) => {
+                log::warn!("box {} has no way out: its init made no sockets: {error}", outbound.traffic.box_id);
+                return;
+            }
+        },
+    };
+    let registered = tokio::net::TcpListener::from_std(sockets.proxy).and_then(|proxy| {
+        Ok((proxy, tokio::net::UdpSocket::from_std(sockets.dns_udp)?, tokio::net::TcpListener::from_std(sockets.dns_tcp)?))
+    });
+    match registered {
+        Ok((proxy, dns_udp, dns_tcp)) => {
+            tokio::join!(proxy::serve(proxy, Arc::clone(&outbound)), dns::serve_udp(dns_udp, Arc::clone(&outbound)), dns::serve_tcp(dns_tcp, Arc::clone(&outbound)));
+        }
+        Err(error) => log::warn!("box {} has no way out: {error}", outbound.traffic.box_id),
+    }
 }
 
 /// The refusal to give a running box that has no interface a way out.
@@ -211,17 +270,18 @@ pub struct BoxNetwork {
     traffic: Arc<BoxTraffic>,
     /// `None` for a box with loopback only.
     outbound: Option<Arc<Outbound>>,
-    /// The box's network namespace, where connections into the box are made.
-    namespace: Arc<OwnedFd>,
+    /// Where connections into the box are made.
+    inside: Arc<Inside>,
     forwarders: Arc<tunnel::Forwarders>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl BoxNetwork {
-    /// Serves the network of box `box_id`, whose init is `init_pid`: its way out (`outbound`:
-    /// the sockets made in its namespace and its policy), and its `published` ports (listeners
-    /// from [`bind_ports`]). Call within the tokio runtime.
-    pub fn serve(box_id: &str, init_pid: i32, outbound: Option<(BoxSockets, Policy)>, published: Vec<(std::net::TcpListener, PublishedPort)>, host: &HostNetwork) -> Result<Self> {
+    /// Serves the network of box `box_id`, whose init listens at `socket_path`: its way out
+    /// (`outbound`: its policy, and the sockets its shim made in its namespace, or `None` for
+    /// new ones from its init, for a box a runtime adopts), and its `published` ports
+    /// (listeners from [`bind_ports`]). Call within the tokio runtime.
+    pub fn serve(box_id: &str, socket_path: &Path, outbound: Option<(Option<BoxSockets>, Policy)>, published: Vec<(std::net::TcpListener, PublishedPort)>, host: &HostNetwork) -> Result<Self> {
         let traffic = Arc::new(BoxTraffic {
             box_id: box_id.to_string(),
             published: published.iter().map(|(_, port)| *port).collect(),
@@ -233,29 +293,24 @@ impl BoxNetwork {
             errors: AtomicU64::new(0),
         });
         let registered = |error: std::io::Error| Error::Network(format!("failed to serve box {box_id}'s network: {error}"));
+        let inside = Arc::new(Inside::new(socket_path.to_path_buf()));
         let mut tasks = Vec::new();
         let mut way_out = None;
         if let Some((sockets, policy)) = outbound {
             let outbound = Arc::new(Outbound { policy: std::sync::RwLock::new(Arc::new(policy)), upstream: Arc::clone(&host.upstream), traffic: Arc::clone(&traffic) });
-            let proxy = tokio::net::TcpListener::from_std(sockets.proxy).map_err(registered)?;
-            let dns_udp = tokio::net::UdpSocket::from_std(sockets.dns_udp).map_err(registered)?;
-            let dns_tcp = tokio::net::TcpListener::from_std(sockets.dns_tcp).map_err(registered)?;
-            tasks.push(tokio::spawn(proxy::serve(proxy, Arc::clone(&outbound))));
-            tasks.push(tokio::spawn(dns::serve_udp(dns_udp, Arc::clone(&outbound))));
-            tasks.push(tokio::spawn(dns::serve_tcp(dns_tcp, Arc::clone(&outbound))));
+            tasks.push(tokio::spawn(serve_way_out(sockets, Arc::clone(&inside), Arc::clone(&outbound))));
             way_out = Some(outbound);
         }
-        let namespace = Arc::new(open_namespace(init_pid)?);
         for (listener, port) in published {
             let listener = tokio::net::TcpListener::from_std(listener).map_err(registered)?;
-            tasks.push(tokio::spawn(ports::serve(listener, port.guest_port, Arc::clone(&namespace), Arc::clone(&traffic))));
+            tasks.push(tokio::spawn(ports::serve(listener, port.guest_port, Arc::clone(&inside), Arc::clone(&traffic))));
         }
-        Ok(Self { traffic, outbound: way_out, namespace, forwarders: Arc::default(), tasks })
+        Ok(Self { traffic, outbound: way_out, inside, forwarders: Arc::default(), tasks })
     }
 
     /// A tunnel to the box's `port`, for this run of the box.
     pub fn tunnel(&self, port: u16) -> Tunnel {
-        Tunnel { port, namespace: Arc::clone(&self.namespace), traffic: Arc::clone(&self.traffic), forwarders: Arc::clone(&self.forwarders) }
+        Tunnel { port, inside: Arc::clone(&self.inside), traffic: Arc::clone(&self.traffic), forwarders: Arc::clone(&self.forwarders) }
     }
 
     /// Ends the forwarders of the box's `port`.

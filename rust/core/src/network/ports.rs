@@ -1,15 +1,15 @@
 //! Published ports: listeners on the host whose connections the runtime joins to a port in the
-//! box. Each connection is made from inside the box's network namespace to the box's loopback,
-//! so a server in the box reaches the host whether it listens on 0.0.0.0 or on 127.0.0.1 only.
+//! box. Each connection is made from inside the box's network namespace to the box's loopback
+//! (with a socket its init made there, `super::Inside`), so a server in the box reaches the host
+//! whether it listens on 0.0.0.0 or on 127.0.0.1 only.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{BoxTraffic, RELAY_BUFFER};
+use super::{BoxTraffic, Inside, RELAY_BUFFER};
 use crate::error::{Error, Result};
 
 /// A port the user asked to publish (`ports=[(host_port, guest_port, protocol, host_ip)]`).
@@ -78,17 +78,17 @@ impl Outside for tokio::net::UnixListener {
 
 /// Joins each connection to `listener` with one to the box's `guest_port`, until the task is
 /// aborted.
-pub(super) async fn serve<L: Outside>(listener: L, guest_port: u16, namespace: Arc<OwnedFd>, traffic: Arc<BoxTraffic>) {
+pub(super) async fn serve<L: Outside>(listener: L, guest_port: u16, inside: Arc<Inside>, traffic: Arc<BoxTraffic>) {
     loop {
         let Ok(mut outside) = listener.accept().await else {
             super::after_failed_accept().await;
             continue;
         };
         let Ok(slot) = Arc::clone(&traffic.relays).try_acquire_owned() else { continue };
-        let (namespace, traffic) = (Arc::clone(&namespace), Arc::clone(&traffic));
+        let (inside, traffic) = (Arc::clone(&inside), Arc::clone(&traffic));
         tokio::spawn(async move {
             let _slot = slot;
-            let mut inside = match connect(namespace, guest_port).await {
+            let mut inside = match inside.connect(guest_port).await {
                 Ok(inside) => inside,
                 Err(error) => {
                     log::debug!("box {}: nothing answered on its port {guest_port}: {error}", traffic.box_id);
@@ -101,19 +101,4 @@ pub(super) async fn serve<L: Outside>(listener: L, guest_port: u16, namespace: A
             }
         });
     }
-}
-
-/// A connection to the box's `port` on its loopback (see [`dial`]).
-pub(super) async fn connect(namespace: Arc<OwnedFd>, port: u16) -> std::io::Result<tokio::net::TcpStream> {
-    let inside = tokio::task::spawn_blocking(move || dial(&namespace, port)).await.map_err(std::io::Error::other)??;
-    inside.set_nonblocking(true)?;
-    let inside = tokio::net::TcpStream::from_std(inside)?;
-    let _ = inside.set_nodelay(true);
-    Ok(inside)
-}
-
-/// Connects to the box's `port` on its loopback, from a thread that enters the box's network
-/// namespace (which affects that thread only) and ends.
-fn dial(namespace: &OwnedFd, port: u16) -> std::io::Result<TcpStream> {
-    super::in_namespace(namespace, || TcpStream::connect(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)))?
 }

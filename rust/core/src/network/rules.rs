@@ -2,39 +2,57 @@
 //! namespace with libnftables, the library `nft` itself is made of: a context made in the
 //! namespace talks to it (~0.2 ms), where running `nft` would cost an exec (~3.5 ms, which a
 //! hundred boxes made at once pay on two cores). The library is found at run time, so a host
-//! without it runs loopback-only boxes and names the package for the rest.
+//! without it runs loopback-only boxes and names the package for the rest. A runtime that runs
+//! as an ordinary user may not enter a box's namespace: its boxes' shims run `nft` instead.
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
-use std::sync::Mutex;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
-use boxlite_protocol::network::{DNS_PORT, PROXY_PORT};
+use boxlite_protocol::network::ruleset;
+
+/// How boxes' rules get into their namespaces on this host.
+#[derive(Debug, Clone)]
+pub enum Rules {
+    /// The runtime loads them with libnftables, from a thread that enters the namespace.
+    Library(Arc<RuleLoader>),
+    /// Each box's shim runs `nft`, at this path (`boxlite_protocol::LOAD_RULES_WITH_ARGUMENT`).
+    Command(PathBuf),
+}
+
+/// Where Debian and other distributions install `nft`.
+const NFT_PATHS: &[&str] = &["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft", "/bin/nft"];
+
+impl Rules {
+    /// The way for a runtime that runs as root, or (`rootless`) as an ordinary user; the error
+    /// says what is missing.
+    pub fn find(rootless: bool) -> Result<Self, String> {
+        if !rootless {
+            return RuleLoader::open().map(|loader| Self::Library(Arc::new(loader)));
+        }
+        NFT_PATHS
+            .iter()
+            .map(PathBuf::from)
+            .find(|path| path.is_file())
+            .map(Self::Command)
+            .ok_or_else(|| format!("needs nft, found in none of {} (Debian/Ubuntu: apt-get install nftables)", NFT_PATHS.join(", ")))
+    }
+
+    /// Loads the rules into the namespace of the box whose init is `pid`, if the runtime is the
+    /// one that loads them. Blocking.
+    pub fn load_into(&self, pid: i32) -> crate::Result<()> {
+        let Self::Library(loader) = self else { return Ok(()) };
+        let namespace = super::open_namespace(pid)?;
+        super::in_namespace(&namespace, || loader.load_here())
+            .map_err(|error| crate::Error::Network(format!("failed to enter the network namespace of box init {pid}: {error}")))?
+            .map_err(crate::Error::Network)
+    }
+}
 
 /// The library's file, from Debian's `libnftables1` (which `nftables` depends on).
 const LIBRARY: &str = "libnftables.so.1";
 /// `NFT_CTX_DEFAULT` of <nftables/libnftables.h>.
 const CTX_DEFAULT: u32 = 0;
-
-/// The nftables ruleset of a box's network namespace.
-pub fn ruleset() -> String {
-    format!(
-        "table ip boxlite {{
-  chain divert {{
-    type nat hook output priority -100; policy accept;
-    oif \"lo\" return
-    meta l4proto {{ tcp, udp }} th dport 53 redirect to :{DNS_PORT}
-    meta l4proto tcp redirect to :{PROXY_PORT}
-  }}
-  chain egress {{
-    type filter hook output priority 0; policy accept;
-    oif \"lo\" accept
-    ct status dnat accept
-    meta l4proto tcp reject with tcp reset
-    reject
-  }}
-}}
-"
-    )
-}
 
 type CtxNew = unsafe extern "C" fn(u32) -> *mut c_void;
 type CtxFree = unsafe extern "C" fn(*mut c_void);

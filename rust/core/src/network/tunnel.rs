@@ -4,7 +4,6 @@
 //! revoked.
 
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -32,7 +31,7 @@ impl std::fmt::Display for ListenAddress {
 #[derive(Debug)]
 pub struct Tunnel {
     pub(super) port: u16,
-    pub(super) namespace: Arc<OwnedFd>,
+    pub(super) inside: Arc<super::Inside>,
     pub(super) traffic: Arc<BoxTraffic>,
     pub(super) forwarders: Arc<Forwarders>,
 }
@@ -41,7 +40,7 @@ impl Tunnel {
     /// One connection to the port.
     pub async fn connect(self) -> Result<tokio::net::TcpStream> {
         let port = self.port;
-        ports::connect(self.namespace, port)
+        self.inside.connect(port)
             .await
             .map_err(|error| Error::Network(format!("cannot reach port {port} of box {}: {error}", self.traffic.box_id)))
     }
@@ -56,11 +55,11 @@ impl Tunnel {
             ListenAddress::Tcp(address) => {
                 let listener = tokio::net::TcpListener::bind(address).await.map_err(failed)?;
                 let local = ListenAddress::Tcp(listener.local_addr().map_err(failed)?);
-                (tokio::spawn(ports::serve(listener, self.port, self.namespace, self.traffic)), local)
+                (tokio::spawn(ports::serve(listener, self.port, self.inside, self.traffic)), local)
             }
             ListenAddress::Unix(path) => {
                 let listener = tokio::net::UnixListener::bind(path).map_err(failed)?;
-                (tokio::spawn(ports::serve(listener, self.port, self.namespace, self.traffic)), listen.clone())
+                (tokio::spawn(ports::serve(listener, self.port, self.inside, self.traffic)), listen.clone())
             }
         };
         let state = Arc::new(ForwarderState { port: self.port, local: local.clone(), task: Mutex::new(Some(task)), closed: tokio::sync::watch::Sender::new(false) });

@@ -1,0 +1,81 @@
+//! What this host permits the runtime, asked once when a runtime opens: whether it runs as root
+//! or as an ordinary user, whether that user may make user namespaces, and which cgroups it may
+//! manage. The engine picks its mechanisms from the answer (docs/rootless.md says which); no
+//! other part asks who the runtime runs as.
+
+use std::path::Path;
+
+use crate::cgroups::CgroupLayout;
+use crate::error::{Error, Result};
+
+/// The settings that forbid ordinary users' user namespaces: (file, the value that forbids,
+/// the fix).
+const USER_NAMESPACE_SETTINGS: &[(&str, &str, &str)] = &[
+    ("/proc/sys/kernel/unprivileged_userns_clone", "0", "sysctl -w kernel.unprivileged_userns_clone=1"),
+    ("/proc/sys/user/max_user_namespaces", "0", "sysctl -w user.max_user_namespaces=15000"),
+    (
+        "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+        "1",
+        "sysctl -w kernel.apparmor_restrict_unprivileged_userns=0, or an AppArmor profile with `userns,` for this Python",
+    ),
+];
+
+#[derive(Debug, Clone)]
+pub struct HostPermits {
+    /// The runtime runs as an ordinary user: each box's shim makes a user namespace of its own
+    /// in which the user is root (`boxlite_protocol::ROOTLESS_ARGUMENT`).
+    pub rootless: bool,
+    /// Why boxes get no cgroups here (and so no limits), when they cannot.
+    pub cgroups_refused: Option<String>,
+}
+
+impl HostPermits {
+    pub fn detect(cgroups: &CgroupLayout) -> Self {
+        // SAFETY: geteuid cannot fail.
+        let rootless = unsafe { libc::geteuid() } != 0;
+        let cgroups_refused = rootless.then(|| cgroups_refused(cgroups)).flatten();
+        Self { rootless, cgroups_refused }
+    }
+
+    /// The refusal of a box that asks for limits where it cannot have them.
+    pub fn check_limits(&self, asked: &[&str]) -> Result<()> {
+        match (&self.cgroups_refused, asked.is_empty()) {
+            (Some(why), false) => Err(Error::Unsupported(format!("{} limits need cgroups: {why}", asked.join(", ")))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Why an ordinary user may not make boxes' cgroups: a hierarchy whose group for boxes it cannot
+/// write to, with how to grant it; `None` if it may.
+fn cgroups_refused(cgroups: &CgroupLayout) -> Option<String> {
+    let mut hierarchies = cgroups.hierarchies().peekable();
+    hierarchies.peek()?;
+    let closed: Vec<String> = hierarchies.filter(|(_, _, root)| !writable(&root.join("boxlite")) && !writable(root)).map(|(_, _, root)| root.display().to_string()).collect();
+    if closed.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "this user may not make groups in {} (ask an administrator to delegate a cgroup: on cgroup v2 run under a systemd unit or scope with Delegate=yes, e.g. `systemd-run --user --scope -p Delegate=yes python ...`; on v1 or v2, make a group in each hierarchy, give it to this user with chown -R, and name it in {})",
+        closed.join(", "),
+        crate::cgroups::PARENT_VARIABLE
+    ))
+}
+
+fn writable(path: &Path) -> bool {
+    let Ok(path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else { return false };
+    // SAFETY: access on a valid C string.
+    unsafe { libc::access(path.as_ptr(), libc::W_OK) == 0 }
+}
+
+/// The error of an ordinary user's runtime that cannot make user namespaces: `reason` is the
+/// shim's, followed by the host settings that forbid them and how to change each.
+pub fn user_namespaces_refused(reason: &str) -> Error {
+    let forbidding: Vec<String> = USER_NAMESPACE_SETTINGS
+        .iter()
+        .filter(|(file, forbids, _)| std::fs::read_to_string(file).is_ok_and(|value| value.trim() == *forbids))
+        .map(|(file, forbids, fix)| format!("{file} is {forbids} (as root: {fix})"))
+        .collect();
+    let settings = if forbidding.is_empty() { "no known host setting forbids them; is this process confined (a container, seccomp, AppArmor)?".to_string() } else { forbidding.join("; ") };
+    Error::Unsupported(format!("boxes of an ordinary user need unprivileged user namespaces, which this host refuses ({reason}): {settings}"))
+}
