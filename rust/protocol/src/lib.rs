@@ -376,6 +376,10 @@ pub enum Request {
     /// that port (and listening, for TCP). So the runtime listens and connects there without
     /// entering the namespace, which it may not do when it runs as an ordinary user.
     Socket { datagram: bool, loopback_port: Option<u16> },
+    /// Answered with `Done` carrying an `O_PATH` descriptor of the box's root directory, for
+    /// copying files in and out: a runtime that runs as an ordinary user may not open it
+    /// through /proc (box processes are not dumpable).
+    Root,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -32,6 +32,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};
 
@@ -181,7 +182,7 @@ impl Init {
             first: Some(first),
             ended_for: None,
             blocked_for_first: Vec::new(),
-            accounts: users::Accounts::default(),
+            accounts: users::Accounts::new(config.user_namespace.map(|map| map.size)),
             stack: process::ChildStack::new(),
         }
     }
@@ -417,6 +418,15 @@ impl Init {
             }
             Request::Ping => {
                 self.reply(index, &Reply::Done, &[]);
+            }
+            Request::Root => {
+                // The init's root is the box's: pid 1's pivot_root moved every process of the
+                // mount namespace whose root was the host's.
+                let root = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_DIRECTORY).open("/");
+                match root.map(OwnedFd::from) {
+                    Ok(root) => self.reply(index, &Reply::Done, &[root.as_fd()]),
+                    Err(error) => self.reply(index, &Reply::Refused { message: format!("failed to open the box's root: {error}") }, &[]),
+                };
             }
             Request::Socket { datagram, loopback_port } => {
                 let kind = if datagram { libc::SOCK_DGRAM } else { libc::SOCK_STREAM };

@@ -139,7 +139,7 @@ fn run(channel: &OwnedFd, namespaces: Option<&userns::BoxNamespaces>, filter: &[
     }
     match (&config.main, <[OwnedFd; 3]>::try_from(stdio)) {
         (Some(main), Ok(stdio)) => {
-            let identity = users::Accounts::default().resolve(main.user.as_deref()).unwrap_or_else(|message| fail(channel, &message));
+            let identity = users::Accounts::new(config.user_namespace.map(|map| map.size)).resolve(main.user.as_deref()).unwrap_or_else(|message| fail(channel, &message));
             let mut env = main.env.clone();
             if !env.iter().any(|entry| entry.starts_with("HOME=")) {
                 env.push(format!("HOME={}", identity.home));

@@ -70,10 +70,11 @@ const MAX_ACCOUNT_FILE: u64 = 4 << 20;
 /// The box's account files as last read. A file is read again when its identity, size or
 /// times changed, or when it changed so recently that a same-size edit within the filesystem's
 /// timestamp granularity could hide behind equal times; otherwise a resolve costs two stats.
-#[derive(Default)]
 pub struct Accounts {
     passwd: AccountFile,
     group: AccountFile,
+    /// How many ids the box's user namespace maps (from 0); `None` without one.
+    mapped: Option<u32>,
 }
 
 #[derive(Default)]
@@ -115,10 +116,25 @@ fn settled_stamp(path: &std::ffi::CStr) -> Option<[i64; 7]> {
 }
 
 impl Accounts {
+    /// For a box whose user namespace maps `mapped` ids from 0 (`None`: it has none).
+    pub fn new(mapped: Option<u32>) -> Self {
+        Self { passwd: AccountFile::default(), group: AccountFile::default(), mapped }
+    }
+
     pub fn resolve(&mut self, spec: Option<&str>) -> Result<Identity, String> {
         self.passwd.refresh(c"/etc/passwd");
         self.group.refresh(c"/etc/group");
-        resolve_in(spec, &self.passwd.text, &self.group.text)
+        let identity = resolve_in(spec, &self.passwd.text, &self.group.text)?;
+        if let Some(count) = self.mapped.filter(|count| identity.uid >= *count || identity.gid >= *count) {
+            let spec = spec.unwrap_or("0");
+            return Err(format!(
+                "user {spec:?} (uid {}, gid {}) does not exist in this box: its user namespace has ids 0 to {} only (a runtime that runs as an ordinary user gives its boxes box root alone)",
+                identity.uid,
+                identity.gid,
+                count - 1
+            ));
+        }
+        Ok(identity)
     }
 }
 
@@ -202,6 +218,14 @@ mod tests {
         std::fs::remove_file(&path).expect("remove");
         file.refresh(&c_path);
         assert!(file.text.is_empty());
+    }
+
+    #[test]
+    fn ids_past_the_boxs_map_are_refused_by_name() {
+        let error = Accounts::new(Some(1)).resolve(Some("4242:4242")).unwrap_err();
+        assert!(error.contains("\"4242:4242\" (uid 4242, gid 4242) does not exist in this box"), "{error}");
+        assert_eq!(Accounts::new(Some(1)).resolve(None).map(|identity| identity.uid), Ok(0));
+        assert!(Accounts::new(None).resolve(Some("4242:4242")).is_ok());
     }
 
     #[test]

@@ -70,12 +70,14 @@ impl Live {
     }
 
     /// Re-attaches to the init of a detached box left by an earlier runtime. Checks that the pid
-    /// still belongs to a boxlite init, so a recycled pid is never mistaken for the box.
+    /// is the process listening on the box's control socket, so a recycled pid is never
+    /// mistaken for the box (and without looking into the process, which a runtime that runs
+    /// as an ordinary user may not do).
     pub fn adopt(init_pid: i32, socket_path: PathBuf) -> Option<Self> {
-        // The pidfd first: it pins the process the checks below are about.
+        // The pidfd first: it pins the process the check is about.
         let pidfd = pidfd_open(init_pid).ok()?;
-        let exe = std::fs::read_link(format!("/proc/{init_pid}/exe")).ok()?;
-        if !exe.to_string_lossy().contains("boxlite-shim") || !socket_path.exists() {
+        let control = crate::exec::fd::ControlSocket::connect(&socket_path).ok()?;
+        if control.peer_pid().ok()? != init_pid {
             return None;
         }
         Self::watch(init_pid, pidfd, None, socket_path).ok()

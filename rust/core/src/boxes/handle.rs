@@ -369,7 +369,9 @@ impl BoxHandle {
             self.start_locked(&mut live).await?;
         }
         let running = live.as_ref().ok_or_else(|| Error::Internal("box has no init after start".to_string()))?;
-        let root = crate::files::open_root(running.init_pid).map_err(|error| Error::InvalidState(format!("the box is not running: {error}")))?;
+        let root = crate::exec::fd::ControlSocket::ask_for_descriptor(running.connector.socket_path(), &boxlite_protocol::Request::Root)
+            .await
+            .map_err(|error| Error::InvalidState(format!("the box is not running: {error}")))?;
         if !running.is_alive() {
             return Err(Error::InvalidState(format!("box {} stopped", self.entry.id)));
         }

@@ -214,6 +214,9 @@ impl Runtime {
         if let Some(why) = &host.cgroups_refused {
             log::info!("boxes run without cgroups, so without limits: {why}");
         }
+        if host.rootless {
+            log::info!("an ordinary user's boxes have one id, box root (this user on the host): an image's other users cannot run processes, and chown to them fails in a box");
+        }
         let home = home.with_id_map(crate::idmap::detect(&shim_path, host.rootless)?)?;
         // An ordinary user's boxes all have its one id: there are no ranges to claim.
         let ranges = home.id_map().filter(|_| !host.rootless).and_then(|_| {

@@ -180,6 +180,19 @@ impl ControlSocket {
         }
     }
 
+    /// The pid of the process that listens on the other end (as this process's pid namespace
+    /// numbers it).
+    pub fn peer_pid(&self) -> io::Result<i32> {
+        let mut credentials = libc::ucred { pid: 0, uid: 0, gid: 0 };
+        let mut length = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `length` bytes into `credentials`, which outlives it.
+        let code = unsafe { libc::getsockopt(self.fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, std::ptr::addr_of_mut!(credentials).cast(), &mut length) };
+        if code < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(credentials.pid)
+    }
+
     pub fn raw(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
@@ -238,6 +251,18 @@ impl ControlSocket {
                 return Ok(packet);
             }
             self.reactor().await?.readable().await?.clear_ready();
+        }
+    }
+
+    /// Asks the init listening at `path`, on a connection of its own, for what `request` is
+    /// answered with: one descriptor (`Request::Socket`, `Request::Root`).
+    pub async fn ask_for_descriptor(path: &Path, request: &Request) -> io::Result<OwnedFd> {
+        let control = Self::connect(path)?;
+        control.send(request, &[]).await?;
+        match control.recv().await? {
+            Packet::Reply(Reply::Done, fds) => fds.into_iter().next().ok_or_else(|| io::Error::other("the box's init sent no descriptor")),
+            Packet::Reply(Reply::Refused { message }, _) => Err(io::Error::other(message)),
+            _ => Err(io::Error::other("the box's init did not answer")),
         }
     }
 

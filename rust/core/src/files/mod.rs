@@ -12,7 +12,6 @@
 
 mod resolve;
 
-pub use resolve::open_root;
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -93,7 +92,7 @@ fn base_name(path: &Path) -> Result<PathBuf> {
     path.file_name().map(PathBuf::from).ok_or_else(|| Error::InvalidArgument(format!("{} has no name to copy under", path.display())))
 }
 
-/// Copies `host_source` into the box whose root is `root` (see [`resolve::open_root`]).
+/// Copies `host_source` into the box whose root is `root` (its init opens it: `Request::Root`).
 /// What it creates belongs to the box's root user: host id `box_root` when the box has a user
 /// namespace (`None`: host root, who creates it anyway). Blocking.
 pub fn copy_in(root: &OwnedFd, host_source: &Path, box_destination: &str, options: CopyOptions, box_root: Option<u32>) -> Result<()> {

@@ -1,6 +1,7 @@
 //! Path resolution inside a running box's root, from the host, safely.
 //!
-//! The box's root is reached through `/proc/<init pid>/root`, and every path below it is opened
+//! The box's root is a descriptor its init hands over (`boxlite_protocol::Request::Root`), and
+//! every path below it is opened
 //! with `openat2(RESOLVE_IN_ROOT)`: absolute symlinks and `..` are resolved against the box's
 //! root, never the host's, so a symlink planted in the box cannot make a copy read or write
 //! host files. Final components are opened with `O_NOFOLLOW` unless the caller follows links
@@ -24,18 +25,6 @@ struct OpenHow {
 
 pub fn c_path(path: &Path) -> io::Result<CString> {
     CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
-}
-
-/// Opens the root of the box whose init is `init_pid`.
-pub fn open_root(init_pid: i32) -> io::Result<OwnedFd> {
-    let path = c_path(Path::new(&format!("/proc/{init_pid}/root")))?;
-    // SAFETY: open on a valid C string; the descriptor is owned from here on.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: see above.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// `openat2(root, path, flags, mode)` with `path` resolved inside `root`.

@@ -152,14 +152,8 @@ impl Inside {
     }
 
     async fn socket(&self, datagram: bool, loopback_port: Option<u16>) -> std::io::Result<OwnedFd> {
-        use boxlite_protocol::{Reply, Request};
-        let control = crate::exec::fd::ControlSocket::connect(&self.socket_path)?;
-        control.send(&Request::Socket { datagram, loopback_port }, &[]).await?;
-        match control.recv().await? {
-            crate::exec::fd::Packet::Reply(Reply::Done, fds) => fds.into_iter().next().ok_or_else(|| std::io::Error::other("the box's init sent no socket")),
-            crate::exec::fd::Packet::Reply(Reply::Refused { message }, _) => Err(std::io::Error::other(message)),
-            _ => Err(std::io::Error::other("the box's init gave no socket")),
-        }
+        let request = boxlite_protocol::Request::Socket { datagram, loopback_port };
+        crate::exec::fd::ControlSocket::ask_for_descriptor(&self.socket_path, &request).await
     }
 
     /// A connection to the box's `port` on its loopback.
