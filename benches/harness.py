@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import time
@@ -87,7 +88,8 @@ def latency_row(name: str, baseline: str, ours: list[float], theirs: list[float]
 
 
 def print_table(rows: list[Row]) -> None:
-    print(f"machine: {platform.node()} {platform.machine()}, {platform.system()} {platform.release()}, python {platform.python_version()}")
+    who = "root" if os.geteuid() == 0 else f"an ordinary user (uid {os.geteuid()})"
+    print(f"machine: {platform.node()} {platform.machine()}, {platform.system()} {platform.release()}, python {platform.python_version()}; the runtime runs as {who}")
     header = f"{'benchmark':46} {'ours p50':>12} {'ours p99':>12} {'baseline':>34} {'base p50':>12} {'ratio':>7} {'target':>8} {'':4}"
     print(header)
     print("-" * len(header))

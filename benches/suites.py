@@ -108,7 +108,9 @@ async def create_start_exec(samples: int, warmup: int, paced: int) -> list[Row]:
             stops.append((time.perf_counter() - result) * 1e6)
 
         bundle = _bundle(layout, Path(scratch) / "bundle")
-        if shutil.which("crun") and shutil.which("unshare"):
+        # crun runs from a private mount namespace, which only root may make without a user
+        # namespace of its own; an ordinary user's figures stand beside bwrap's.
+        if shutil.which("crun") and shutil.which("unshare") and os.geteuid() == 0:
             # crun refuses this hybrid-cgroup host unless the cgroup2 mount is hidden: it runs
             # from a helper in a private mount namespace, which times each `crun run` itself.
             helper = await asyncio.create_subprocess_exec(

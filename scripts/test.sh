@@ -35,4 +35,7 @@ echo "== benchmarks (quick; figures are not judged here)"
 python -m benches --quick
 
 echo "== pytest"
-python -m pytest tests -q -p no:cacheprovider
+python -m pytest tests -q -p no:cacheprovider -rs
+
+echo "== the suite again as an ordinary user, whose runtime is rootless"
+bash scripts/rootless-tests.sh

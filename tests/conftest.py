@@ -63,6 +63,19 @@ def assert_no_leftovers(home: Path, cgroups_before: set[Path] | None = None) -> 
             assert not (box_dir / "init.sock").exists(), f"stale control socket in {box_dir}"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``root_only(why)`` are about what only a runtime that runs as root does (its
+    boxes' per-box host ids, loop devices, host root's files), and ``ordinary_user_only(why)``
+    about what differs for one that runs as an ordinary user: each is skipped, saying why, when
+    the suite runs as the other (CI runs it as both)."""
+    as_root = os.geteuid() == 0
+    for item in items:
+        marker = item.get_closest_marker("ordinary_user_only" if as_root else "root_only")
+        if marker is not None:
+            needs = "an ordinary user" if as_root else "root"
+            item.add_marker(pytest.mark.skip(reason=f"needs a runtime that runs as {needs}: {marker.args[0]}"))
+
+
 @pytest.fixture
 def home(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "home"

@@ -5,11 +5,17 @@ the test names. Nothing leaves the machine; the host's resolv.conf and routes st
 
 Run as a script inside the namespace, this file is the DNS server: it answers A queries for
 ``NAMES`` and NXDOMAIN for the rest, and appends every name it was asked to its log.
+
+Only root builds it. For tests run as an ordinary user, root serves one until it is stopped
+(``python -m tests.fake_internet --serve DIR``) and the user's run names it
+(``BOXLITE_TEST_INTERNET=DIR``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
 import struct
 import subprocess
@@ -29,12 +35,22 @@ DNS = "198.51.100.53"
 NAMES = {"allowed.test": WEB, "www.example.test": WEB, "other.test": OTHER_WEB, "example.test": OTHER_WEB}
 
 
+#: Names the directory of a fake internet that root serves, for tests run as an ordinary user.
+SERVED_VARIABLE = "BOXLITE_TEST_INTERNET"
+
+
 @dataclass
 class FakeInternet:
     dns_log: Path
 
     def queried(self) -> list[str]:
         return self.dns_log.read_text().split() if self.dns_log.exists() else []
+
+
+def served() -> FakeInternet | None:
+    """The fake internet root serves (``--serve``), if ``SERVED_VARIABLE`` names one."""
+    directory = os.environ.get(SERVED_VARIABLE)
+    return FakeInternet(Path(directory) / "dns.log") if directory else None
 
 
 def _run(*argv: str) -> None:
@@ -126,5 +142,25 @@ def _serve_dns(log: Path) -> None:
             server.sendto(answer, peer)
 
 
+def _serve_until_stopped(directory: Path) -> None:
+    """Builds the fake internet in ``directory`` (readable by every user) and keeps it until
+    SIGTERM or SIGINT."""
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o755)
+
+    def stop(_signal: int, _frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    with fake_internet(directory):
+        (directory / "ready").touch()
+        while True:
+            signal.pause()
+
+
 if __name__ == "__main__":
-    _serve_dns(Path(sys.argv[1]))
+    if sys.argv[1] == "--serve":
+        _serve_until_stopped(Path(sys.argv[2]))
+    else:
+        _serve_dns(Path(sys.argv[1]))

@@ -27,14 +27,18 @@ def _sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def tar_directory(root: Path) -> bytes:
-    """A reproducible tar of ``root`` (sorted, zero mtimes, numeric owners as on disk)."""
+def tar_directory(root: Path, owners: dict[str, int] | None = None) -> bytes:
+    """A reproducible tar of ``root`` (sorted, zero mtimes). Entries belong to root, but for the
+    relative paths ``owners`` gives an id (uid and gid) of their own: written into the headers,
+    so an ordinary user builds the same image as root."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
         for path in sorted(root.rglob("*")):
-            info = archive.gettarinfo(str(path), arcname=str(path.relative_to(root)))
+            relative = str(path.relative_to(root))
+            info = archive.gettarinfo(str(path), arcname=relative)
             info.mtime = 0
             info.uname = info.gname = ""
+            info.uid = info.gid = (owners or {}).get(relative, 0)
             if info.isfile():
                 with path.open("rb") as handle:
                     archive.addfile(info, handle)
@@ -134,7 +138,10 @@ def busybox_rootfs(root: Path) -> None:
     for directory in ("tmp", "root", "home/alice", "proc", "dev", "sys"):
         (root / directory).mkdir(parents=True, exist_ok=True)
     os.chmod(root / "tmp", 0o1777)
-    os.chown(root / "home" / "alice", 1000, 1000)
+
+
+# Who owns what in the busybox image, besides root (for ``tar_directory``).
+BUSYBOX_OWNERS = {"home/alice": 1000}
 
 
 def busybox_layout() -> Path:
@@ -147,7 +154,7 @@ def busybox_layout() -> Path:
         shutil.rmtree(staging)
     busybox_rootfs(staging)
     config = {"Env": ["PATH=/bin", "GREETING=from-image"], "Cmd": ["sh"], "WorkingDir": "/root"}
-    write_layout(CACHE / "busybox-building", [tar_directory(staging)], config)
+    write_layout(CACHE / "busybox-building", [tar_directory(staging, BUSYBOX_OWNERS)], config)
     shutil.rmtree(staging)
     if dest.exists():
         shutil.rmtree(dest)

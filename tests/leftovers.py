@@ -11,17 +11,19 @@ ID_RANGE_CLAIMS = Path("/var/lib/boxlite/id-ranges")
 
 
 def box_processes(home: Path) -> list[int]:
-    """Pids of box inits started from ``home`` (their executable lives in ``home/bin``)."""
-    prefix = str(home.resolve() / "bin") + "/"
+    """Pids of box inits started from ``home`` (their executable lives in ``home/bin``). Found by
+    their command line, which an ordinary user may read of its boxes' processes (their
+    executable link it may not: they are not dumpable)."""
+    prefix = (str(home.resolve() / "bin") + "/").encode()
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            exe = os.readlink(f"/proc/{entry}/exe")
+            program = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")[0]
         except OSError:
             continue
-        if exe.startswith(prefix):
+        if program.startswith(prefix):
             found.append(int(entry))
     return found
 
@@ -35,14 +37,25 @@ def own_cgroup(controller: str) -> str:
     return "/"
 
 
+#: A group delegated for boxes (the runtime's BOXLITE_CGROUP_PARENT), in every hierarchy.
+DELEGATED = os.environ.get("BOXLITE_CGROUP_PARENT", "")
+
+
 def cgroup_parent(controller: str) -> Path:
-    """Where boxes' groups go for a v1 controller: inside this process's own group."""
-    return Path("/sys/fs/cgroup") / controller / own_cgroup(controller).lstrip("/") / "boxlite"
+    """Where boxes' groups go for a v1 controller: inside this process's own group, or the
+    delegated one."""
+    return Path("/sys/fs/cgroup") / controller / (DELEGATED or own_cgroup(controller)).lstrip("/") / "boxlite"
+
+
+def v2_parent() -> Path:
+    """Where boxes' groups go on the v2 hierarchy: beside this process's own group, or in the
+    delegated one."""
+    return Path("/sys/fs/cgroup") / (DELEGATED or str(Path(own_cgroup("")).parent)).lstrip("/") / "boxlite"
 
 
 CGROUP_PARENTS = [cgroup_parent(name) for name in ("memory", "pids", "cpu", "cpuacct")] + [
-    Path("/sys/fs/cgroup") / Path(own_cgroup("")).parent.relative_to("/") / "boxlite",
-    Path("/sys/fs/cgroup/unified") / Path(own_cgroup("")).parent.relative_to("/") / "boxlite",
+    v2_parent(),
+    Path("/sys/fs/cgroup/unified") / v2_parent().relative_to("/sys/fs/cgroup"),
 ]
 
 

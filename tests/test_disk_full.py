@@ -50,6 +50,7 @@ def claims_of(home: Path) -> list[Path]:
     return [claim for claim in ID_RANGE_CLAIMS.glob("[0-9]*") if claim.read_text().startswith(prefix)] if ID_RANGE_CLAIMS.is_dir() else []
 
 
+@pytest.mark.root_only("the full disk is a tmpfs the test mounts")
 async def test_a_full_disk_fails_each_operation_cleanly_and_loses_nothing(small_home: Path, busybox_image: str, tmp_path: Path) -> None:
     runtime = boxlite.Boxlite(boxlite.Options(home_dir=str(small_home)))
     try:
@@ -93,6 +94,7 @@ async def test_a_full_disk_fails_each_operation_cleanly_and_loses_nothing(small_
         runtime.close()
 
 
+@pytest.mark.root_only("the full disk is a tmpfs the test mounts")
 async def test_a_pull_onto_a_full_disk_fails_cleanly(small_home: Path, busybox_image: str, tmp_path: Path) -> None:
     server = Registry(tmp_path / "registry")
     try:
@@ -120,6 +122,7 @@ def loop_devices_of(home: Path) -> list[str]:
     return [line for line in listing.splitlines() if str(home.resolve()) in line]
 
 
+@pytest.mark.root_only("a disk of a box's own is a loop device")
 async def test_a_box_with_a_disk_of_its_own_fills_it_and_nothing_else(runtime: boxlite.Boxlite, home: Path) -> None:
     box = await runtime.create(boxlite.BoxOptions(disk_size_gb=1, auto_remove=False))
     other = await runtime.create(boxlite.BoxOptions())

@@ -304,6 +304,7 @@ async def test_a_missing_program_is_not_found(box: boxlite.Box) -> None:
         await box.exec("no-such-program")
 
 
+@pytest.mark.root_only("it runs as users other than root, which a box has only with a range of host ids")
 async def test_env_cwd_and_user_apply(runtime: boxlite.Boxlite) -> None:
     box = await runtime.create(boxlite.BoxOptions(env=[("BOX_VAR", "box")], working_dir="/tmp"))
     execution = await box.exec("sh", ["-c", "echo $BOX_VAR $EXEC_VAR $(pwd) $(id -u) $HOME"], env=[("EXEC_VAR", "exec")])

@@ -36,9 +36,16 @@ async def test_a_busybox_image_runs_with_its_config(runtime: boxlite.Boxlite, bu
     stdout, _, status = await collect(await box.exec("sh", ["-c", "echo $GREETING $(pwd); busybox | head -1 | cut -d' ' -f1"]))
     assert status.exit_code == 0
     assert stdout.split() == [b"from-image", b"/root", b"BusyBox"]
+
+
+@pytest.mark.root_only("alice is a user other than root, which a box has only with a range of host ids")
+async def test_the_images_users_and_groups_apply(runtime: boxlite.Boxlite, busybox_image: str) -> None:
+    box = await runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image))
     stdout, _, _ = await collect(await box.exec("id", user="alice"))
     assert stdout.startswith(b"uid=1000(alice) gid=1000(alice) groups=")
     assert set(stdout.split(b"groups=")[1].strip().split(b",")) == {b"1000(alice)", b"10(wheel)"}
+    stdout, _, _ = await collect(await box.exec("stat", ["-c", "%u:%g", "/home/alice"]))
+    assert stdout == b"1000:1000\n", "the layer's owners are kept"
 
 
 async def test_layers_stack_with_whiteouts_and_opaque_directories(runtime: boxlite.Boxlite, busybox_image: str, tmp_path: Path) -> None:

@@ -189,6 +189,7 @@ async def box_base(box: boxlite.Box) -> int:
     return int(maps[0][1])
 
 
+@pytest.mark.root_only("each box has host ids of its own, which only root may hand out")
 async def test_box_root_is_an_unprivileged_host_user(runtime: boxlite.Boxlite, home: Path, tmp_path: Path) -> None:
     box = await runtime.create(boxlite.BoxOptions(auto_remove=False))
     base = await box_base(box)
@@ -222,6 +223,7 @@ async def test_box_root_is_an_unprivileged_host_user(runtime: boxlite.Boxlite, h
     await runtime.remove(box.id)
 
 
+@pytest.mark.root_only("each box has host ids of its own, which only root may hand out")
 async def test_each_box_is_a_stranger_to_every_other(runtime: boxlite.Boxlite, home: Path) -> None:
     first, second = [await runtime.create(boxlite.BoxOptions(auto_remove=False)) for _ in range(2)]
     first_base, second_base = await box_base(first), await box_base(second)

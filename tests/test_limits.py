@@ -7,7 +7,7 @@ from pathlib import Path
 import boxlite
 
 from .conftest import collect
-from .leftovers import cgroup_parent, own_cgroup
+from .leftovers import cgroup_parent, v2_parent
 
 MEMORY = cgroup_parent("memory")
 PIDS = cgroup_parent("pids")
@@ -24,7 +24,7 @@ def cgroup_file(box_id: str, *candidates: Path) -> Path:
 async def test_memory_cpu_and_pids_limits_are_applied(runtime: boxlite.Boxlite) -> None:
     box = await runtime.create(boxlite.BoxOptions(memory_mib=64, cpus=2))
     await box.start()
-    v2 = Path("/sys/fs/cgroup") / Path(own_cgroup("")).parent.relative_to("/") / "boxlite" / box.id
+    v2 = v2_parent() / box.id
     memory = cgroup_file(box.id, MEMORY / box.id / "memory.limit_in_bytes", v2 / "memory.max")
     assert int(memory.read_text()) == 64 << 20
     pids = cgroup_file(box.id, PIDS / box.id / "pids.max", v2 / "pids.max")
@@ -73,7 +73,7 @@ def security(**limits: int) -> boxlite.BoxOptions:
 async def test_a_fork_bomb_stops_at_the_process_limit_and_the_box_recovers(runtime: boxlite.Boxlite) -> None:
     box = await runtime.create(security(max_processes=64))
     await box.start()
-    v2 = Path("/sys/fs/cgroup") / Path(own_cgroup("")).parent.relative_to("/") / "boxlite" / box.id
+    v2 = v2_parent() / box.id
     assert cgroup_file(box.id, PIDS / box.id / "pids.max", v2 / "pids.max").read_text().strip() == "64"
     events = cgroup_file(box.id, PIDS / box.id / "pids.events", v2 / "pids.events")
     # Each call forks two more; past 64 processes the pids cgroup refuses the forks, and the

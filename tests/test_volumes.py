@@ -16,6 +16,7 @@ from .conftest import collect
 HOST_USER = 1000  # a host user other than root, as the one a volume's directory belongs to
 
 
+@pytest.mark.root_only("the volume holds host root's files, which an ordinary user cannot make")
 async def test_a_writable_volume_gives_box_root_no_power_over_host_roots_files(runtime: boxlite.Boxlite, tmp_path: Path) -> None:
     shared = tmp_path / "roots"
     shared.mkdir()
@@ -34,6 +35,7 @@ async def sh(box: boxlite.Box, script: str) -> tuple[bytes, bytes, int]:
     return stdout, stderr, status.exit_code
 
 
+@pytest.mark.root_only("the volume belongs to another host user, which an ordinary user cannot arrange")
 async def test_a_read_write_volume_reaches_the_host_and_the_next_box(runtime: boxlite.Boxlite, tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()
@@ -82,7 +84,7 @@ async def test_volume_targets_resolve_inside_the_box(runtime: boxlite.Boxlite, t
     (staging / host_target.relative_to("/")).mkdir()  # exists in the box, not on the host
     (staging / "mnt" / "escape").symlink_to(host_target)
     (staging / "mnt" / "kernel").symlink_to("/proc/sys")
-    layout = images.write_layout(tmp_path / "layout", [images.tar_directory(staging)], {"Env": ["PATH=/bin"]})
+    layout = images.write_layout(tmp_path / "layout", [images.tar_directory(staging, images.BUSYBOX_OWNERS)], {"Env": ["PATH=/bin"]})
     source = tmp_path / "source"
     source.mkdir()
     (source / "mark").write_text("volume")
@@ -114,6 +116,7 @@ async def test_bad_volumes_are_refused_before_anything_is_made(runtime: boxlite.
 LAYERS_ROOT = 0x7000_0000  # the host id box root's files are stored as in a named volume
 
 
+@pytest.mark.root_only("each box has host ids of its own, which only root may hand out")
 async def test_a_named_volume_outlives_its_boxes_and_is_shared_between_ranges(runtime: boxlite.Boxlite, home: Path) -> None:
     made = await runtime.volumes.create("cache")
     assert made.name == "cache" and made.created_at and Path(made.path).is_dir()
@@ -156,6 +159,7 @@ async def test_named_volumes_refuse_bad_names_and_unknown_ones_make_nothing(runt
         await runtime.volumes.remove("never")
 
 
+@pytest.mark.root_only("each box has host ids of its own, which only root may hand out")
 async def test_a_writable_volume_of_another_boxs_ids_is_not_taken_as_its_owner(runtime: boxlite.Boxlite, tmp_path: Path) -> None:
     foreign = tmp_path / "foreign"
     foreign.mkdir(mode=0o755)
