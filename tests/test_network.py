@@ -280,6 +280,48 @@ async def test_published_ports_reach_servers_in_the_box(net_runtime: boxlite.Box
             again.listen()
 
 
+UDP_ECHO = """
+import socket, sys
+server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+server.bind(("127.0.0.1", 5353))
+print("listening", flush=True)
+while True:
+    data, peer = server.recvfrom(65536)
+    server.sendto(data.upper() + f" from {peer[0]}".encode(), peer)
+"""
+
+
+async def test_a_published_udp_port_answers_each_peer(net_runtime: boxlite.Boxlite) -> None:
+    box = await net_runtime.create(boxlite.BoxOptions(image=boxlite.HOST_IMAGE, ports=[(0, 5353, "UDP", "127.0.0.1")]))
+    server = await box.exec("python3", ["-c", UDP_ECHO])
+    assert await server.stdout().__anext__() == "listening\n"
+    network = (await box.info()).network
+    assert network is not None and network.published_ports is not None
+    [port] = network.published_ports
+    assert (port.protocol, port.guest_port, port.host_ip) == ("udp", 5353, "127.0.0.1") and port.host_port > 0
+    peers = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
+    try:
+        for index, peer in enumerate(peers):
+            peer.settimeout(5)
+            for round_ in range(3):
+                peer.sendto(f"peer {index} round {round_}".encode(), ("127.0.0.1", port.host_port))
+                # Each peer gets its own answers, from a server that sees the box's loopback.
+                assert peer.recvfrom(65536)[0] == f"PEER {index} ROUND {round_} from 127.0.0.1".encode()
+        large = b"x" * 60_000
+        peers[0].sendto(large, ("127.0.0.1", port.host_port))
+        assert peers[0].recvfrom(65536)[0] == large.upper() + b" from 127.0.0.1", "a datagram crosses whole"
+    finally:
+        for peer in peers:
+            peer.close()
+    metrics = await box.metrics()
+    assert metrics.network_bytes_received is not None and metrics.network_bytes_received >= 60_000
+    await server.kill()
+    await box.stop()
+    # Released with the box.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
+        again.bind(("127.0.0.1", port.host_port))
+
+
 async def test_a_taken_host_port_fails_the_start_and_leaves_nothing(net_runtime: boxlite.Boxlite, busybox_image: str) -> None:
     with socket.socket() as taken:
         taken.bind(("0.0.0.0", 0))
@@ -291,11 +333,17 @@ async def test_a_taken_host_port_fails_the_start_and_leaves_nothing(net_runtime:
     # Once the port is free, the same box starts.
     await box.start()
     await box.stop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        box = await net_runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image, ports=[(port, 53, "udp", "127.0.0.1")], auto_remove=False))
+        with pytest.raises(boxlite.NetworkError, match=f"53/udp on host 127.0.0.1:{port}"):
+            await box.start()
+    await box.start()
+    await box.stop()
 
 
 async def test_bad_ports_are_refused_by_name(net_runtime: boxlite.Boxlite, busybox_image: str) -> None:
-    with pytest.raises(boxlite.UnsupportedError, match="UDP"):
-        await net_runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image, ports=[(0, 53, "udp")]))
     with pytest.raises(boxlite.InvalidArgumentError, match="host_ip"):
         await net_runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image, ports=[(0, 80, "tcp", "localhost")]))
     with pytest.raises(boxlite.InvalidArgumentError, match="guest_port"):

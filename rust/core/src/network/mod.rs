@@ -49,7 +49,7 @@ use boxlite_protocol::network::{DNS_PORT, PROXY_PORT, RESOLVER};
 
 use crate::error::{Error, Result};
 pub use policy::Policy;
-pub use ports::{bind as bind_ports, PortSpec, PublishedPort};
+pub use ports::{bind as bind_ports, HostSocket, PortSpec, Protocol, PublishedPort};
 pub use rules::Rules;
 pub use tunnel::{Forwarder, ListenAddress, Tunnel};
 
@@ -154,6 +154,13 @@ impl Inside {
     async fn socket(&self, datagram: bool, loopback_port: Option<u16>) -> std::io::Result<OwnedFd> {
         let request = boxlite_protocol::Request::Socket { datagram, loopback_port };
         crate::exec::fd::ControlSocket::ask_for_descriptor(&self.socket_path, &request).await
+    }
+
+    /// A UDP socket in the box, connected to the box's `port` on its loopback.
+    pub async fn datagram(&self, port: u16) -> std::io::Result<tokio::net::UdpSocket> {
+        let socket = tokio::net::UdpSocket::from_std(self.socket(true, None).await?.into())?;
+        socket.connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
+        Ok(socket)
     }
 
     /// A connection to the box's `port` on its loopback.
@@ -275,7 +282,7 @@ impl BoxNetwork {
     /// (`outbound`: its policy, and the sockets its shim made in its namespace, or `None` for
     /// new ones from its init, for a box a runtime adopts), and its `published` ports
     /// (listeners from [`bind_ports`]). Call within the tokio runtime.
-    pub fn serve(box_id: &str, socket_path: &Path, outbound: Option<(Option<BoxSockets>, Policy)>, published: Vec<(std::net::TcpListener, PublishedPort)>, host: &HostNetwork) -> Result<Self> {
+    pub fn serve(box_id: &str, socket_path: &Path, outbound: Option<(Option<BoxSockets>, Policy)>, published: Vec<(HostSocket, PublishedPort)>, host: &HostNetwork) -> Result<Self> {
         let traffic = Arc::new(BoxTraffic {
             box_id: box_id.to_string(),
             published: published.iter().map(|(_, port)| *port).collect(),
@@ -295,9 +302,12 @@ impl BoxNetwork {
             tasks.push(tokio::spawn(serve_way_out(sockets, Arc::clone(&inside), Arc::clone(&outbound))));
             way_out = Some(outbound);
         }
-        for (listener, port) in published {
-            let listener = tokio::net::TcpListener::from_std(listener).map_err(registered)?;
-            tasks.push(tokio::spawn(ports::serve(listener, port.guest_port, Arc::clone(&inside), Arc::clone(&traffic))));
+        for (socket, port) in published {
+            let inside = Arc::clone(&inside);
+            tasks.push(match socket {
+                HostSocket::Tcp(listener) => tokio::spawn(ports::serve(tokio::net::TcpListener::from_std(listener).map_err(registered)?, port.guest_port, inside, Arc::clone(&traffic))),
+                HostSocket::Udp(socket) => tokio::spawn(ports::serve_udp(tokio::net::UdpSocket::from_std(socket).map_err(registered)?, port.guest_port, inside, Arc::clone(&traffic))),
+            });
         }
         Ok(Self { traffic, outbound: way_out, inside, forwarders: Arc::default(), tasks })
     }

@@ -1,11 +1,15 @@
 //! Published ports: listeners on the host whose connections the runtime joins to a port in the
 //! box. Each connection is made from inside the box's network namespace to the box's loopback
 //! (with a socket its init made there, `super::Inside`), so a server in the box reaches the host
-//! whether it listens on 0.0.0.0 or on 127.0.0.1 only.
+//! whether it listens on 0.0.0.0 or on 127.0.0.1 only. A UDP port relays datagrams the same
+//! way: each host peer gets a socket of its own in the box (so the server's answers go back to
+//! the peer that asked), kept while the peer or the server sends within [`UDP_IDLE`].
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -20,7 +24,30 @@ pub struct PortSpec {
     pub guest_port: u16,
     /// Where the host listens; `None`: every address (BoxLite's default).
     pub host_ip: Option<IpAddr>,
+    #[serde(default)]
+    pub protocol: Protocol,
 }
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+        }
+    }
+}
+
+/// How long a UDP port keeps a host peer's socket in the box after the last datagram either
+/// way.
+const UDP_IDLE: Duration = Duration::from_secs(60);
 
 impl PortSpec {
     pub fn validate(&self) -> Result<()> {
@@ -36,19 +63,39 @@ impl PortSpec {
 pub struct PublishedPort {
     pub host: SocketAddr,
     pub guest_port: u16,
+    pub protocol: Protocol,
 }
 
-/// The host's listeners for `ports`, bound before the box starts: a port that is taken is an
+/// The host's socket of a published port.
+#[derive(Debug)]
+pub enum HostSocket {
+    Tcp(TcpListener),
+    Udp(UdpSocket),
+}
+
+/// The host's sockets for `ports`, bound before the box starts: a port that is taken is an
 /// error naming it, and nothing of the box is made.
-pub fn bind(ports: &[PortSpec]) -> Result<Vec<(TcpListener, PublishedPort)>> {
+pub fn bind(ports: &[PortSpec]) -> Result<Vec<(HostSocket, PublishedPort)>> {
     ports
         .iter()
         .map(|port| {
             let address = SocketAddr::new(port.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), port.host_port.unwrap_or(0));
-            let listener = TcpListener::bind(address).map_err(|error| Error::Network(format!("cannot publish box port {} on host {address}: {error}", port.guest_port)))?;
-            listener.set_nonblocking(true).map_err(|error| Error::Network(format!("cannot publish on host {address}: {error}")))?;
-            let host = listener.local_addr().map_err(|error| Error::Network(format!("cannot publish on host {address}: {error}")))?;
-            Ok((listener, PublishedPort { host, guest_port: port.guest_port }))
+            let failed = |error: std::io::Error| Error::Network(format!("cannot publish box port {}/{} on host {address}: {error}", port.guest_port, port.protocol.as_str()));
+            let (socket, host) = match port.protocol {
+                Protocol::Tcp => {
+                    let listener = TcpListener::bind(address).map_err(failed)?;
+                    listener.set_nonblocking(true).map_err(failed)?;
+                    let host = listener.local_addr().map_err(failed)?;
+                    (HostSocket::Tcp(listener), host)
+                }
+                Protocol::Udp => {
+                    let socket = UdpSocket::bind(address).map_err(failed)?;
+                    socket.set_nonblocking(true).map_err(failed)?;
+                    let host = socket.local_addr().map_err(failed)?;
+                    (HostSocket::Udp(socket), host)
+                }
+            };
+            Ok((socket, PublishedPort { host, guest_port: port.guest_port, protocol: port.protocol }))
         })
         .collect()
 }
@@ -100,5 +147,80 @@ pub(super) async fn serve<L: Outside>(listener: L, guest_port: u16, inside: Arc<
                 traffic.bytes_sent.fetch_add(from_box, Ordering::Relaxed);
             }
         });
+    }
+}
+
+/// One host peer's way into a box's UDP port.
+struct Flow {
+    /// Connected to the box's port, from inside the box.
+    socket: tokio::net::UdpSocket,
+    /// Datagrams the peer sent: the flow is idle while this stays still (and the box is quiet).
+    sent: AtomicU64,
+}
+
+/// Relays datagrams between `outside` (the host's socket) and the box's `guest_port`, a socket
+/// in the box per host peer, until the task is aborted (which ends the peers' tasks too, and so
+/// frees the host's port). A datagram that cannot be relayed (no socket to be had in the box,
+/// the box's relay slots all taken) is dropped, as UDP may.
+pub(super) async fn serve_udp(outside: tokio::net::UdpSocket, guest_port: u16, inside: Arc<Inside>, traffic: Arc<BoxTraffic>) {
+    let outside = Arc::new(outside);
+    let flows: Arc<Mutex<HashMap<SocketAddr, Arc<Flow>>>> = Arc::default();
+    let mut answering = tokio::task::JoinSet::new();
+    let mut datagram = vec![0u8; 65_536];
+    loop {
+        // Reaps the tasks of peers that went quiet.
+        while answering.try_join_next().is_some() {}
+        let Ok((length, peer)) = outside.recv_from(&mut datagram).await else {
+            super::after_failed_accept().await;
+            continue;
+        };
+        let known = crate::lock(&flows).get(&peer).cloned();
+        let flow = match known {
+            Some(flow) => flow,
+            None => {
+                let Ok(slot) = Arc::clone(&traffic.relays).try_acquire_owned() else { continue };
+                let Ok(socket) = inside.datagram(guest_port).await else { continue };
+                let flow = Arc::new(Flow { socket, sent: AtomicU64::new(0) });
+                crate::lock(&flows).insert(peer, Arc::clone(&flow));
+                traffic.connections.fetch_add(1, Ordering::Relaxed);
+                let (outside, flows, flow_of_peer, traffic) = (Arc::clone(&outside), Arc::clone(&flows), Arc::clone(&flow), Arc::clone(&traffic));
+                answering.spawn(async move {
+                    let _slot = slot;
+                    answer_peer(&flow_of_peer, &outside, peer, &traffic).await;
+                    crate::lock(&flows).remove(&peer);
+                });
+                flow
+            }
+        };
+        flow.sent.fetch_add(1, Ordering::Relaxed);
+        if flow.socket.send(&datagram[..length]).await.is_ok() {
+            traffic.bytes_received.fetch_add(length as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Sends what the box answers on the flow's socket back to `peer`, until neither side has sent
+/// for [`UDP_IDLE`].
+async fn answer_peer(flow: &Flow, outside: &tokio::net::UdpSocket, peer: SocketAddr, traffic: &BoxTraffic) {
+    let mut datagram = vec![0u8; 65_536];
+    let mut seen = flow.sent.load(Ordering::Relaxed);
+    loop {
+        match tokio::time::timeout(UDP_IDLE, flow.socket.recv(&mut datagram)).await {
+            Ok(Ok(length)) => {
+                if outside.send_to(&datagram[..length], peer).await.is_ok() {
+                    traffic.bytes_sent.fetch_add(length as u64, Ordering::Relaxed);
+                }
+            }
+            // Nothing listens on the box's port (an ICMP error came back); the peer's next
+            // datagram finds out again.
+            Ok(Err(_)) => {}
+            Err(_elapsed) => {
+                let now = flow.sent.load(Ordering::Relaxed);
+                if now == seen {
+                    return;
+                }
+                seen = now;
+            }
+        }
     }
 }

@@ -179,7 +179,7 @@ impl NetworkInfo {
             published_ports: Some(
                 published
                     .iter()
-                    .map(|port| PublishedPort { guest_port: port.guest_port, host_ip: port.host.ip().to_string(), host_port: port.host.port(), protocol: "tcp".to_string() })
+                    .map(|port| PublishedPort { guest_port: port.guest_port, host_ip: port.host.ip().to_string(), host_port: port.host.port(), protocol: port.protocol.as_str().to_string() })
                     .collect(),
             ),
         }
@@ -197,14 +197,12 @@ pub struct PortSpec {
 
 impl PortSpec {
     pub fn to_core(&self) -> Result<boxlite_core::network::PortSpec, boxlite_core::Error> {
-        if self.protocol == "udp" {
-            return Err(boxlite_core::Error::Unsupported(format!("publishing UDP ports is not supported yet (box port {}): TCP ports are", self.guest_port)));
-        }
+        let protocol = if self.protocol == "udp" { boxlite_core::network::Protocol::Udp } else { boxlite_core::network::Protocol::Tcp };
         let host_ip = self
             .host_ip
             .as_deref()
             .map(|ip| ip.parse().map_err(|_| boxlite_core::Error::InvalidArgument(format!("a published port's host_ip must be an IP address, got {ip:?}"))))
             .transpose()?;
-        Ok(boxlite_core::network::PortSpec { host_port: self.host_port.filter(|port| *port != 0), guest_port: self.guest_port, host_ip })
+        Ok(boxlite_core::network::PortSpec { host_port: self.host_port.filter(|port| *port != 0), guest_port: self.guest_port, host_ip, protocol })
     }
 }
