@@ -5,8 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# nftables brings libnftables, with which the runtime loads each box's network rules (boxes
-# with a network need it);
+# nftables lets the tests read boxes' network rules (the runtime itself needs no package);
 # iproute2 builds the tests' fake internet; busybox-static, docker-registry, zstd and
 # apache2-utils (htpasswd) build and serve the test images; bubblewrap, crun and skopeo are the
 # peers the benchmarks measure against; python3-venv makes the venv the suite runs from as an

@@ -184,6 +184,38 @@ async def test_bad_allow_net_entries_are_refused_and_leave_nothing(net_runtime: 
     assert list((home / "boxes").iterdir()) == []
 
 
+# A box's rules as `nft list ruleset` prints them (docs/network.md shows them too).
+RULES = """\
+table ip boxlite {
+	chain divert {
+		type nat hook output priority -100; policy accept;
+		oif "lo" return
+		tcp dport 53 redirect to :2
+		udp dport 53 redirect to :2
+		meta l4proto tcp redirect to :1
+	}
+
+	chain egress {
+		type filter hook output priority filter; policy accept;
+		oif "lo" accept
+		ct status dnat accept
+		reject with tcp reset
+		reject
+	}
+}
+"""
+
+
+@pytest.mark.root_only("it reads a box's rules from the host with nft, which takes root")
+async def test_a_boxs_rules_are_the_documented_ones(net_runtime: boxlite.Boxlite, busybox_image: str) -> None:
+    box = await make_box(net_runtime, busybox_image)
+    await box.start()
+    init = (await box.info()).state.pid
+    listed = subprocess.run(["nsenter", "-t", str(init), "-n", "nft", "list", "ruleset"], capture_output=True, text=True, check=True).stdout
+    assert listed == RULES
+    await box.stop()
+
+
 async def test_nothing_is_left_on_the_host(net_runtime: boxlite.Boxlite, busybox_image: str) -> None:
     def host_state() -> tuple[str, str]:
         links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout

@@ -96,12 +96,12 @@ pub struct ShimConfig {
 /// A box's side of its network, which the shim makes and the runtime serves.
 ///
 /// The box has one interface, [`network::INTERFACE`], with [`network::ADDRESS`] and a default
-/// route through it. The interface leads nowhere: the runtime's rules in the box's network
-/// namespace (owned by the host's user namespace, so out of reach of box root), divert
-/// every TCP connection leaving it to [`network::PROXY_PORT`] and every DNS query to
-/// [`network::DNS_PORT`] on the box's loopback, where the runtime listens with sockets it made
-/// in that namespace, and refuse all else. The runtime then applies the box's policy and makes
-/// the connection itself.
+/// route through it. The interface leads nowhere: rules in the box's network namespace (owned
+/// by a user namespace box root holds nothing over), loaded by the shim, divert every TCP
+/// connection leaving it to [`network::PROXY_PORT`] and every DNS query to
+/// [`network::DNS_PORT`] on the box's loopback, where the runtime listens with sockets the shim
+/// made in that namespace, and refuse all else. The runtime then applies the box's policy and
+/// makes the connection itself.
 pub mod network {
     /// The interface's name in the box.
     pub const INTERFACE: &str = "eth0";
@@ -116,28 +116,6 @@ pub mod network {
     pub const PROXY_PORT: u16 = 1;
     /// Where diverted DNS queries (UDP and TCP) arrive, on 127.0.0.1 in the box.
     pub const DNS_PORT: u16 = 2;
-
-    /// The nftables ruleset of a box's network namespace.
-    pub fn ruleset() -> String {
-        format!(
-            "table ip boxlite {{
-  chain divert {{
-    type nat hook output priority -100; policy accept;
-    oif \"lo\" return
-    meta l4proto {{ tcp, udp }} th dport 53 redirect to :{DNS_PORT}
-    meta l4proto tcp redirect to :{PROXY_PORT}
-  }}
-  chain egress {{
-    type filter hook output priority 0; policy accept;
-    oif \"lo\" accept
-    ct status dnat accept
-    meta l4proto tcp reject with tcp reset
-    reject
-  }}
-}}
-"
-        )
-    }
 }
 
 /// A box's own filesystem: an ext4 image file mounted through a loop device at `mount_point`,
@@ -173,18 +151,13 @@ pub const AHEAD_OF_NEED_ARGUMENT: &str = "--ahead-of-need";
 pub const USER_NAMESPACE_ARGUMENT: &str = "--user-namespace";
 
 /// The shim's argument for a box with a network: ahead of need it gives the box's network
-/// namespace its interface ([`network`]); the runtime loads its rules.
+/// namespace its interface and rules ([`network`]) and sends its sockets ([`BOX_SOCKETS`]).
 pub const NETWORK_ARGUMENT: &str = "--network";
 
 /// The shim's argument when the runtime runs as an ordinary user: the shim first makes a user
 /// namespace of its own, in which that user is root and the only id, and builds the box inside
 /// it as its root. Box ids are then ids of that namespace ([`IdMap::ROOTLESS`]).
 pub const ROOTLESS_ARGUMENT: &str = "--rootless";
-
-/// The shim's argument, followed by the path of `nft`, when it loads the box's rules itself
-/// ([`network::ruleset`]): a runtime that runs as an ordinary user cannot enter the box's
-/// network namespace to load them.
-pub const LOAD_RULES_WITH_ARGUMENT: &str = "--load-rules-with=";
 
 /// The shim's first argument when the runtime asks whether boxes can have their user namespace:
 /// it makes one with [`IdMap::LAYERS`] (with [`ROOTLESS_ARGUMENT`] after it: with

@@ -13,6 +13,7 @@ mod disk;
 mod init;
 mod jail;
 mod network;
+mod nftables;
 mod pid1;
 mod process;
 mod seccomp;
@@ -120,11 +121,8 @@ fn prepare(arguments: &Arguments) -> String {
         return format!("error failed to create the box's namespaces: {}", std::io::Error::last_os_error());
     }
     if arguments.network {
-        let prepared = network::prepare_interface().map_err(|error| error.to_string()).and_then(|()| match &arguments.load_rules_with {
-            Some(nft) => network::load_rules(nft),
-            None => Ok(()),
-        });
-        if let Err(error) = prepared.and_then(|()| network::send_box_sockets(startup_socket().as_fd()).map_err(|error| error.to_string())) {
+        let prepared = network::prepare_interface().and_then(|()| nftables::load_rules()).and_then(|()| network::send_box_sockets(startup_socket().as_fd()));
+        if let Err(error) = prepared {
             return format!("error {error}");
         }
     }
@@ -300,16 +298,12 @@ struct Arguments {
     /// `--rootless`: the runtime runs as an ordinary user, who is root of the shim's own user
     /// namespace ([`userns::become_root_of_own_namespace`]).
     rootless: bool,
-    /// `--load-rules-with=<nft>`: the shim loads the box's network rules itself.
-    load_rules_with: Option<std::path::PathBuf>,
 }
 
 fn arguments() -> Result<Arguments, String> {
-    let mut parsed = Arguments { user_namespace: false, ahead_of_need: false, network: false, rootless: false, load_rules_with: None };
+    let mut parsed = Arguments { user_namespace: false, ahead_of_need: false, network: false, rootless: false };
     for argument in std::env::args().skip(1) {
-        if let Some(nft) = argument.strip_prefix(boxlite_protocol::LOAD_RULES_WITH_ARGUMENT) {
-            parsed.load_rules_with = Some(nft.into());
-        } else if argument == boxlite_protocol::ROOTLESS_ARGUMENT {
+        if argument == boxlite_protocol::ROOTLESS_ARGUMENT {
             parsed.rootless = true;
         } else if argument == boxlite_protocol::AHEAD_OF_NEED_ARGUMENT {
             parsed.ahead_of_need = true;

@@ -1,17 +1,12 @@
 //! The box's interface, made ahead of need in the box's network namespace while the shim is
 //! still root there (`boxlite_protocol::network` says what it is and why it leads nowhere): a
 //! bridge without ports, with the box's address and a default route, and the sockets the
-//! runtime serves the box's way out on. The rules that divert what leaves the box are loaded by
-//! the runtime, or here with `nft` when the runtime runs as an ordinary user
-//! (`boxlite_protocol::LOAD_RULES_WITH_ARGUMENT`). A box without a network gets a shim made
-//! without it, and has loopback only.
+//! runtime serves the box's way out on; `nftables` loads the rules that divert what leaves the
+//! box. A box without a network gets a shim made without it, and has loopback only.
 
-use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::path::Path;
-use std::process::{Command, Stdio};
 
-use boxlite_protocol::network::{ruleset, ADDRESS, DNS_PORT, GATEWAY, INTERFACE, PREFIX_LENGTH, PROXY_PORT};
+use boxlite_protocol::network::{ADDRESS, DNS_PORT, GATEWAY, INTERFACE, PREFIX_LENGTH, PROXY_PORT};
 
 use crate::sys::{check, Result, SysError};
 
@@ -49,21 +44,6 @@ pub fn prepare_interface() -> Result<()> {
     // without this no box process could listen on a port below 1024.
     std::fs::write("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0")
         .map_err(|source| SysError { operation: "failed to let box processes listen on any port".to_string(), source })
-}
-
-/// Loads the box's rules by running `nft` (an ordinary user's runtime cannot enter the box's
-/// namespace to load them itself). This process is single-threaded and does nothing else
-/// meanwhile.
-pub fn load_rules(nft: &Path) -> std::result::Result<(), String> {
-    let failed = |error: std::io::Error| format!("failed to run {} for the box's network rules: {error}", nft.display());
-    let mut child = Command::new(nft).args(["-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().map_err(failed)?;
-    let written = child.stdin.take().map_or(Ok(()), |mut stdin| stdin.write_all(ruleset().as_bytes()));
-    let output = child.wait_with_output().map_err(failed)?;
-    written.map_err(failed)?;
-    if !output.status.success() {
-        return Err(format!("failed to load the box's network rules: {}", String::from_utf8_lossy(&output.stderr).trim()));
-    }
-    Ok(())
 }
 
 /// Makes the sockets the runtime serves the box's way out on (`boxlite_protocol::BOX_SOCKETS`)

@@ -15,7 +15,6 @@ use boxlite_protocol::{Request, ShimConfig};
 use tokio::io::unix::AsyncFd;
 
 use crate::error::{Error, Result};
-use crate::network::Rules;
 
 
 /// How long the runtime waits for a box's init to answer a request.
@@ -177,18 +176,12 @@ impl Warm {
     }
 
     /// Spawns a shim of `kind` and waits until its init exists. Blocking. `ahead_of_need`: no
-    /// box waits for it, so it prepares at low priority. `network`: the box gets an interface,
-    /// whose rules are loaded this way.
-    pub fn prepare(kind: &ShimKind, ahead_of_need: bool, network: Option<&Rules>) -> Result<Self> {
+    /// box waits for it, so it prepares at low priority. `network`: the box gets an interface
+    /// and its rules, and the shim sends the sockets its way out is served on.
+    pub fn prepare(kind: &ShimKind, ahead_of_need: bool, network: bool) -> Result<Self> {
         let mut command = Command::new(&kind.path);
-        match network {
-            Some(Rules::Command(nft)) => {
-                command.arg(boxlite_protocol::NETWORK_ARGUMENT).arg(format!("{}{}", boxlite_protocol::LOAD_RULES_WITH_ARGUMENT, nft.display()));
-            }
-            Some(Rules::Library(_)) => {
-                command.arg(boxlite_protocol::NETWORK_ARGUMENT);
-            }
-            None => {}
+        if network {
+            command.arg(boxlite_protocol::NETWORK_ARGUMENT);
         }
         if ahead_of_need {
             command.arg(boxlite_protocol::AHEAD_OF_NEED_ARGUMENT);
@@ -223,10 +216,9 @@ impl Warm {
             .ok_or_else(|| Error::Engine(format!("failed to prepare a box: the shim said {line:?}")))?;
         let pidfd = pidfd_open(init_pid).map_err(|error| Error::Engine(format!("failed to prepare a box: its init vanished: {error}")))?;
         let mut warm = Self { init_pid, pidfd: Some(pidfd), startup: Some(startup), stdout, user_namespace: kind.user_namespace, sockets: None };
-        if let (Some(rules), Some(startup)) = (network, &warm.startup) {
+        if let (true, Some(startup)) = (network, &warm.startup) {
             // On failure, dropping `warm` ends the init.
             warm.sockets = Some(crate::network::BoxSockets::receive(startup.as_fd())?);
-            rules.load_into(init_pid)?;
         }
         Ok(warm)
     }

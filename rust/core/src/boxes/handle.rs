@@ -67,9 +67,6 @@ impl BoxHandle {
             let record = self.entry.record();
             (record.network.clone(), record.ports.clone())
         };
-        if allow_net.is_some() {
-            self.inner.network.check_available()?;
-        }
         let started = blocking(move || {
             // First: a host port that is taken fails the start before anything is made.
             let published = crate::network::bind_ports(&ports)?;
@@ -149,7 +146,6 @@ impl BoxHandle {
     pub async fn update_outbound(&self, allow_net: Option<Vec<String>>) -> Result<()> {
         if let Some(list) = &allow_net {
             Policy::parse(list)?;
-            self.inner.network.check_available()?;
         }
         let live = self.lock_usable().await?;
         if let Some(running) = live.as_ref().filter(|running| running.is_alive()) {

@@ -225,7 +225,7 @@ impl Runtime {
                 .ok()
         });
         let volumes = Volumes::new(home.volumes(), home.id_map());
-        let network = HostNetwork::detect(&home.network(), host.rootless)?;
+        let network = HostNetwork::detect(&home.network())?;
         let shim = engine::ShimKind { path: shim_path, user_namespace: home.id_map().is_some(), rootless: host.rootless };
         let mut boxes = HashMap::new();
         for dir in fs_err::read_dir(home.boxes())?.flatten() {
@@ -301,9 +301,6 @@ impl Runtime {
         self.inner.host.check_limits(&options.limits_asked())?;
         if self.inner.host.rootless && options.disk_size_gb.is_some() {
             return Err(Error::Unsupported("disk_size_gb needs a loop device, which only root may attach: leave it out for an ordinary user's boxes".to_string()));
-        }
-        if options.network.is_some() {
-            self.inner.network.check_available()?;
         }
         if let Some(name) = &name {
             if name.is_empty() || name.contains('/') || crate::ids::is_box_id(name) {

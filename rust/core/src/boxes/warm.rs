@@ -38,8 +38,7 @@ impl Inner {
                 return Ok(warm);
             }
         }
-        let rules = self.network.rules().filter(|_| config.network);
-        engine::Warm::prepare(&self.shim, false, rules)
+        engine::Warm::prepare(&self.shim, false, config.network)
     }
 
     /// Makes the next box's shim unless one is ready or being made, or the runtime is closing.
@@ -47,16 +46,16 @@ impl Inner {
     /// the slot: a runtime let go of meanwhile goes at once (its home free for the next), and
     /// the shim made for it ends.
     pub(super) fn refill_warm(runtime: &Weak<Self>) {
-        let (shim, rules) = {
+        let shim = {
             let Some(inner) = runtime.upgrade() else { return };
             let mut slot = inner.warm_slot();
             if slot.ready.is_some() || slot.preparing || inner.shut_down.load(Ordering::Acquire) {
                 return;
             }
             slot.preparing = true;
-            (inner.shim.clone(), inner.network.rules().cloned())
+            inner.shim.clone()
         };
-        let mut prepared = engine::Warm::prepare(&shim, true, rules.as_ref()).inspect_err(|error| log::warn!("could not prepare the next box ahead of need: {error}")).ok();
+        let mut prepared = engine::Warm::prepare(&shim, true, true).inspect_err(|error| log::warn!("could not prepare the next box ahead of need: {error}")).ok();
         let Some(inner) = runtime.upgrade() else { return };
         let mut slot = inner.warm_slot();
         if slot.ready.is_none() && !inner.shut_down.load(Ordering::Acquire) {

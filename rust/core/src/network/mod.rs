@@ -36,11 +36,10 @@ mod dns;
 mod policy;
 mod ports;
 mod proxy;
-mod rules;
 mod tunnel;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -50,7 +49,6 @@ use boxlite_protocol::network::{DNS_PORT, PROXY_PORT, RESOLVER};
 use crate::error::{Error, Result};
 pub use policy::Policy;
 pub use ports::{bind as bind_ports, HostSocket, PortSpec, Protocol, PublishedPort};
-pub use rules::Rules;
 pub use tunnel::{Forwarder, ListenAddress, Tunnel};
 
 /// Most connections relayed for one box at once, and most DNS queries in flight for it.
@@ -64,8 +62,6 @@ const RELAY_BUFFER: usize = 256 << 10;
 /// What this host offers boxes' networks, found when the runtime opens.
 #[derive(Debug, Clone)]
 pub struct HostNetwork {
-    /// How boxes' rules are loaded; without a way, boxes have loopback only (why: the error).
-    pub rules: std::result::Result<Rules, String>,
     /// The nameservers the boxes' resolver asks.
     upstream: Arc<[SocketAddr]>,
     /// The resolv.conf every box with a network reads (mounted read-only).
@@ -77,10 +73,8 @@ pub struct HostNetwork {
 pub const DNS_SERVERS_VARIABLE: &str = "BOXLITE_DNS_SERVERS";
 
 impl HostNetwork {
-    /// Finds how to load boxes' rules (for a runtime that runs as root, or `rootless`), the
-    /// nameservers, and writes the boxes' resolv.conf under `dir`.
-    pub fn detect(dir: &Path, rootless: bool) -> Result<Self> {
-        let rules = Rules::find(rootless);
+    /// Finds the nameservers, and writes the boxes' resolv.conf under `dir`.
+    pub fn detect(dir: &Path) -> Result<Self> {
         let host_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let upstream: Arc<[SocketAddr]> = dns::upstream_servers(std::env::var(DNS_SERVERS_VARIABLE).ok().as_deref(), &host_conf).into();
         fs_err::create_dir_all(dir)?;
@@ -89,20 +83,7 @@ impl HostNetwork {
         if std::fs::read_to_string(&resolv_conf).ok().as_deref() != Some(text.as_str()) {
             fs_err::write(&resolv_conf, text)?;
         }
-        Ok(Self { rules, upstream, resolv_conf })
-    }
-
-    /// How boxes' rules are loaded, if boxes can have a network here.
-    pub fn rules(&self) -> Option<&Rules> {
-        self.rules.as_ref().ok()
-    }
-
-    /// Whether boxes can have a network here; the error names what is missing.
-    pub fn check_available(&self) -> Result<()> {
-        match &self.rules {
-            Ok(_) => Ok(()),
-            Err(missing) => Err(Error::Unsupported(format!("a box's network {missing}; or create the box with network=NetworkSpec(mode=\"disabled\")"))),
-        }
+        Ok(Self { upstream, resolv_conf })
     }
 }
 
@@ -172,24 +153,6 @@ impl Inside {
     }
 }
 
-/// Runs `work` on a thread of its own that enters `namespace` (a network namespace) first:
-/// setns moves that thread only, and it ends with `work`. Blocking. The error: the namespace
-/// could not be entered.
-fn in_namespace<T: Send>(namespace: &OwnedFd, work: impl FnOnce() -> T + Send) -> std::io::Result<T> {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                // SAFETY: setns on a namespace descriptor we hold; it moves this thread only.
-                if unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) } < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(work())
-            })
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("the thread entering a box's network namespace panicked")))
-    })
-}
-
 /// Serves a box's way out on `sockets`, or on new ones from its init (`inside`), until the task
 /// is aborted.
 async fn serve_way_out(sockets: Option<BoxSockets>, inside: Arc<Inside>, outbound: Arc<Outbound>) {
@@ -217,11 +180,6 @@ async fn serve_way_out(sockets: Option<BoxSockets>, inside: Arc<Inside>, outboun
 /// The refusal to give a running box that has no interface a way out.
 pub fn runs_without_network(box_id: &str) -> Error {
     Error::InvalidState(format!("box {box_id} runs without a network: it can get one only when it starts again (stop it, update, start it)"))
-}
-
-/// The network namespace of process `pid`.
-fn open_namespace(pid: i32) -> Result<OwnedFd> {
-    Ok(OwnedFd::from(fs_err::File::open(format!("/proc/{pid}/ns/net"))?.into_parts().0))
 }
 
 /// What serving a box's way out shares: its policy, where its queries go, its counters.
