@@ -12,6 +12,7 @@ mod capabilities;
 mod disk;
 mod init;
 mod jail;
+mod netlink;
 mod network;
 mod nftables;
 mod pid1;

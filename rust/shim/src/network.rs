@@ -8,6 +8,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use boxlite_protocol::network::{ADDRESS, DNS_PORT, GATEWAY, INTERFACE, PREFIX_LENGTH, PROXY_PORT};
 
+use crate::netlink::{Writer, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST};
 use crate::sys::{check, Result, SysError};
 
 /// Makes the interface. Loopback comes up first: the runtime listens on it as soon as the shim
@@ -76,17 +77,9 @@ pub fn socket(kind: libc::c_int, port: Option<u16>) -> Result<OwnedFd> {
 /// rtnetlink's numbers (<linux/netlink.h>, <linux/rtnetlink.h>, <linux/if_link.h>).
 const NETLINK_ROUTE: libc::c_int = 0;
 const RTM_NEWLINK: u16 = 16;
-const NLMSG_ERROR: u16 = 2;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
-const NLM_F_EXCL: u16 = 0x200;
-const NLM_F_CREATE: u16 = 0x400;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_INFO_KIND: u16 = 1;
-/// The sizes of `struct nlmsghdr` and `struct ifinfomsg`.
-const HEADER: usize = 16;
-const LINK_MESSAGE: usize = 16;
 
 /// Makes the interface: a tun device that nothing reads, or a bridge without ports where this
 /// process may not open /dev/net/tun (hosts may keep it for host root alone). Both lead
@@ -120,55 +113,13 @@ fn make_tun(tun: &OwnedFd) -> Result<()> {
 
 /// Makes the interface a bridge without ports, with one RTM_NEWLINK request.
 fn make_bridge() -> Result<()> {
-    let failed = |source: std::io::Error| SysError { operation: format!("failed to make the interface {INTERFACE}"), source };
-    let mut message = vec![0u8; HEADER + LINK_MESSAGE];
-    push_attribute(&mut message, IFLA_IFNAME, &[INTERFACE.as_bytes(), b"\0"].concat());
-    let link_info = message.len();
-    push_attribute(&mut message, IFLA_LINKINFO, &[]);
-    push_attribute(&mut message, IFLA_INFO_KIND, b"bridge");
-    let nested = u16::try_from(message.len() - link_info).map_err(|_| failed(std::io::Error::from(std::io::ErrorKind::InvalidInput)))?;
-    message[link_info..link_info + 2].copy_from_slice(&nested.to_ne_bytes());
-    let length = u32::try_from(message.len()).map_err(|_| failed(std::io::Error::from(std::io::ErrorKind::InvalidInput)))?;
-    message[0..4].copy_from_slice(&length.to_ne_bytes());
-    message[4..6].copy_from_slice(&RTM_NEWLINK.to_ne_bytes());
-    message[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL).to_ne_bytes());
-    message[8..12].copy_from_slice(&1u32.to_ne_bytes());
-    // SAFETY: socket returns a new descriptor, owned at once; send and recv use buffers that
-    // live through the calls, with their lengths.
-    unsafe {
-        let socket = libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, NETLINK_ROUTE);
-        if socket < 0 {
-            return Err(failed(std::io::Error::last_os_error()));
-        }
-        let socket = OwnedFd::from_raw_fd(socket);
-        if libc::send(socket.as_raw_fd(), message.as_ptr().cast(), message.len(), 0) < 0 {
-            return Err(failed(std::io::Error::last_os_error()));
-        }
-        let mut answer = [0u8; 1024];
-        let read = libc::recv(socket.as_raw_fd(), answer.as_mut_ptr().cast(), answer.len(), 0);
-        if read < 0 {
-            return Err(failed(std::io::Error::last_os_error()));
-        }
-        // The acknowledgement: an NLMSG_ERROR message whose error is 0, or minus an errno.
-        let kind = u16::from_ne_bytes([answer[4], answer[5]]);
-        let error = i32::from_ne_bytes([answer[16], answer[17], answer[18], answer[19]]);
-        if read < 20 || kind != NLMSG_ERROR {
-            return Err(failed(std::io::Error::other("rtnetlink gave no acknowledgement")));
-        }
-        if error != 0 {
-            return Err(failed(std::io::Error::from_raw_os_error(-error)));
-        }
-    }
-    Ok(())
-}
-
-/// Appends an rtnetlink attribute (`struct rtattr` and `payload`, padded to 4 bytes).
-fn push_attribute(message: &mut Vec<u8>, kind: u16, payload: &[u8]) {
-    let length = (4 + payload.len()) as u16;
-    message.extend_from_slice(&length.to_ne_bytes());
-    message.extend_from_slice(&kind.to_ne_bytes());
-    message.extend_from_slice(payload);
-    message.resize(message.len().next_multiple_of(4), 0);
+    let mut request = Writer::default();
+    // After the header, a `struct ifinfomsg` of zeroes: any family, no index yet.
+    request.begin_message(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, 1, &[0; 16]);
+    request.string(IFLA_IFNAME, INTERFACE);
+    request.nest(IFLA_LINKINFO, |link| link.attribute(IFLA_INFO_KIND, b"bridge"));
+    request.end_message();
+    request.send(NETLINK_ROUTE).map_err(|source| SysError { operation: format!("failed to make the interface {INTERFACE}"), source })
 }
 
 fn interface_request() -> libc::ifreq {

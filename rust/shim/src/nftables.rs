@@ -1,23 +1,16 @@
 //! The box's network rules, loaded into its network namespace by this (single-threaded)
 //! process with one nf_tables netlink batch: no library and no `nft` process, the same for a
-//! runtime that runs as root or as an ordinary user. `boxlite_protocol::network::ruleset` shows
-//! the rules as `nft list ruleset` prints them; this is them in the kernel's own terms (the
-//! constants are those of <linux/netfilter/nf_tables.h>, <linux/netfilter/nfnetlink.h> and
-//! <linux/netlink.h>), and a test compares the two.
-
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+//! runtime that runs as root or as an ordinary user. docs/network.md shows the rules as
+//! `nft list ruleset` prints them; this is them in the kernel's own terms (the constants are
+//! those of <linux/netfilter/nf_tables.h> and <linux/netfilter/nfnetlink.h>), and
+//! `tests/test_network.py::test_a_boxs_rules_are_the_documented_ones` compares the two.
 
 use boxlite_protocol::network::{DNS_PORT, PROXY_PORT};
 
+use crate::netlink::{Writer, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST};
 use crate::sys::{Result, SysError};
 
 const NETLINK_NETFILTER: libc::c_int = 12;
-const NLMSG_ERROR: u16 = 2;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
-const NLM_F_APPEND: u16 = 0x800;
-const NLM_F_CREATE: u16 = 0x400;
-const NLA_F_NESTED: u16 = 0x8000;
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 16;
@@ -62,12 +55,10 @@ const TABLE: &str = "boxlite";
 
 /// Loads the box's rules into this process's network namespace.
 pub fn load_rules() -> Result<()> {
-    let (batch, acknowledgements) = rules_batch();
-    send_and_confirm(&batch, acknowledgements).map_err(|source| SysError { operation: "failed to load the box's network rules".to_string(), source })
+    rules_batch().send(NETLINK_NETFILTER).map_err(|source| SysError { operation: "failed to load the box's network rules".to_string(), source })
 }
 
-/// The batch, and how many of its messages ask for an acknowledgement.
-fn rules_batch() -> (Vec<u8>, u32) {
+fn rules_batch() -> Writer {
     let mut batch = Batch::default();
     batch.control(NFNL_MSG_BATCH_BEGIN);
     batch.message(NFT_MSG_NEWTABLE, NLM_F_CREATE, |message| message.string(NFTA_TABLE_NAME, TABLE));
@@ -113,30 +104,27 @@ fn rules_batch() -> (Vec<u8>, u32) {
     });
     batch.rule("egress", |rule| rule.reject(Reject::PortUnreachable));
     batch.control(NFNL_MSG_BATCH_END);
-    (batch.writer.bytes, batch.acknowledged)
+    batch.writer
 }
 
-/// Netlink messages built one after the other.
+/// nf_tables messages, numbered one after the other.
 #[derive(Default)]
 struct Batch {
     writer: Writer,
     sequence: u32,
-    /// Messages that ask for an acknowledgement.
-    acknowledged: u32,
 }
 
 impl Batch {
     /// A batch's begin or end.
     fn control(&mut self, kind: u16) {
         self.sequence += 1;
-        self.writer.begin_message(kind, NLM_F_REQUEST, self.sequence, 0, NFNL_SUBSYS_NFTABLES);
+        self.writer.begin_message(kind, NLM_F_REQUEST, self.sequence, &nfgenmsg(0, NFNL_SUBSYS_NFTABLES));
         self.writer.end_message();
     }
 
     fn message(&mut self, kind: u16, flags: u16, build: impl FnOnce(&mut Writer)) {
         self.sequence += 1;
-        self.acknowledged += 1;
-        self.writer.begin_message((NFNL_SUBSYS_NFTABLES << 8) | kind, NLM_F_REQUEST | NLM_F_ACK | flags, self.sequence, NFPROTO_IPV4, 0);
+        self.writer.begin_message((NFNL_SUBSYS_NFTABLES << 8) | kind, NLM_F_REQUEST | NLM_F_ACK | flags, self.sequence, &nfgenmsg(NFPROTO_IPV4, 0));
         build(&mut self.writer);
         self.writer.end_message();
     }
@@ -284,97 +272,8 @@ impl Rule<'_> {
     }
 }
 
-/// Netlink messages and their attributes, in a buffer.
-#[derive(Default)]
-struct Writer {
-    bytes: Vec<u8>,
-    message_start: usize,
-}
-
-impl Writer {
-    /// A `struct nlmsghdr` (its length written by [`Writer::end_message`]) and a
-    /// `struct nfgenmsg`.
-    fn begin_message(&mut self, kind: u16, flags: u16, sequence: u32, family: u8, resource: u16) {
-        self.message_start = self.bytes.len();
-        self.bytes.extend_from_slice(&0u32.to_ne_bytes());
-        self.bytes.extend_from_slice(&kind.to_ne_bytes());
-        self.bytes.extend_from_slice(&flags.to_ne_bytes());
-        self.bytes.extend_from_slice(&sequence.to_ne_bytes());
-        self.bytes.extend_from_slice(&0u32.to_ne_bytes());
-        self.bytes.extend_from_slice(&[family, 0]);
-        self.bytes.extend_from_slice(&resource.to_be_bytes());
-    }
-
-    fn end_message(&mut self) {
-        let length = (self.bytes.len() - self.message_start) as u32;
-        self.bytes[self.message_start..self.message_start + 4].copy_from_slice(&length.to_ne_bytes());
-    }
-
-    /// A `struct nlattr` and its payload, padded to 4 bytes.
-    fn attribute(&mut self, kind: u16, payload: &[u8]) {
-        self.bytes.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
-        self.bytes.extend_from_slice(&kind.to_ne_bytes());
-        self.bytes.extend_from_slice(payload);
-        self.bytes.resize(self.bytes.len().next_multiple_of(4), 0);
-    }
-
-    fn string(&mut self, kind: u16, value: &str) {
-        self.attribute(kind, &[value.as_bytes(), b"\0"].concat());
-    }
-
-    fn be32(&mut self, kind: u16, value: u32) {
-        self.attribute(kind, &value.to_be_bytes());
-    }
-
-    /// An attribute holding the ones `inner` writes.
-    fn nest(&mut self, kind: u16, inner: impl FnOnce(&mut Self)) {
-        let start = self.bytes.len();
-        self.attribute(kind | NLA_F_NESTED, &[]);
-        inner(self);
-        let length = (self.bytes.len() - start) as u16;
-        self.bytes[start..start + 2].copy_from_slice(&length.to_ne_bytes());
-    }
-}
-
-/// Sends `batch` to nf_tables and waits for its `expected` acknowledgements; the first error
-/// the kernel reports is returned.
-fn send_and_confirm(batch: &[u8], expected: u32) -> std::io::Result<()> {
-    // SAFETY: socket returns a new descriptor, owned at once; send and recv use buffers that
-    // live through the calls, with their lengths.
-    unsafe {
-        let socket = libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, NETLINK_NETFILTER);
-        if socket < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let socket = OwnedFd::from_raw_fd(socket);
-        if libc::send(socket.as_raw_fd(), batch.as_ptr().cast(), batch.len(), 0) < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let mut confirmed = 0;
-        let mut answer = vec![0u8; 16 << 10];
-        while confirmed < expected {
-            let read = libc::recv(socket.as_raw_fd(), answer.as_mut_ptr().cast(), answer.len(), 0);
-            if read < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            let mut offset = 0;
-            while offset + 20 <= read as usize {
-                let field = |at: usize| [answer[offset + at], answer[offset + at + 1], answer[offset + at + 2], answer[offset + at + 3]];
-                let length = u32::from_ne_bytes(field(0)) as usize;
-                let kind = u16::from_ne_bytes([answer[offset + 4], answer[offset + 5]]);
-                if kind == NLMSG_ERROR {
-                    let error = i32::from_ne_bytes(field(16));
-                    if error != 0 {
-                        return Err(std::io::Error::from_raw_os_error(-error));
-                    }
-                    confirmed += 1;
-                }
-                if length < 16 {
-                    break;
-                }
-                offset += length.next_multiple_of(4);
-            }
-        }
-    }
-    Ok(())
+/// A `struct nfgenmsg`: the family, version 0, and the resource (big-endian).
+fn nfgenmsg(family: u8, resource: u16) -> [u8; 4] {
+    let [high, low] = resource.to_be_bytes();
+    [family, 0, high, low]
 }
