@@ -505,9 +505,18 @@ async def test_tunnels_connect_and_forward_to_a_port_of_the_box(net_runtime: box
     assert (await reader.read()).endswith(BODY.encode() + b"\n")
     writer.close()
 
-    # Revoking the port ends its forwarders; closing again is nothing.
+    # Revoking the port ends its forwarders and the connections they carry; closing again is
+    # nothing.
+    live_reader, live_writer = await asyncio.open_connection("127.0.0.1", local.port)
+    live_writer.write(b"GET /index.html HTTP/1.0\r\n")  # unfinished: the server waits for more
+    await live_writer.drain()
     await box.network.revoke_tunnel(8080)
     await asyncio.wait_for(asyncio.gather(forwarder.wait(), over_unix.wait()), 5)
+    try:
+        assert await asyncio.wait_for(live_reader.read(), 5) == b"", "a revoked forwarder's connection ends"
+    except ConnectionResetError:
+        pass
+    live_writer.close()
     assert not path.exists()
     with pytest.raises(OSError):
         await http_get(local.port)

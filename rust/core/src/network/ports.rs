@@ -124,16 +124,19 @@ impl Outside for tokio::net::UnixListener {
 }
 
 /// Joins each connection to `listener` with one to the box's `guest_port`, until the task is
-/// aborted.
+/// aborted, which ends the connections it joined too (a revoked tunnel's included).
 pub(super) async fn serve<L: Outside>(listener: L, guest_port: u16, inside: Arc<Inside>, traffic: Arc<BoxTraffic>) {
+    let mut relays = tokio::task::JoinSet::new();
     loop {
+        // Reaps the relays that ended.
+        while relays.try_join_next().is_some() {}
         let Ok(mut outside) = listener.accept().await else {
             super::after_failed_accept().await;
             continue;
         };
         let Ok(slot) = Arc::clone(&traffic.relays).try_acquire_owned() else { continue };
         let (inside, traffic) = (Arc::clone(&inside), Arc::clone(&traffic));
-        tokio::spawn(async move {
+        relays.spawn(async move {
             let _slot = slot;
             let mut inside = match inside.connect(guest_port).await {
                 Ok(inside) => inside,
