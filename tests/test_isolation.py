@@ -8,7 +8,7 @@ import pytest
 
 import boxlite
 
-from .conftest import collect
+from .conftest import checked_runtime, collect
 from .leftovers import ID_RANGE_CLAIMS
 
 # Runs one raw syscall with integer arguments and prints its errno name (or "ok").
@@ -249,3 +249,26 @@ async def test_each_box_is_a_stranger_to_every_other(runtime: boxlite.Boxlite, h
     await runtime.remove(first.id, force=True)
     assert not claim.exists(), "a removed box gives its range back"
     await runtime.remove(second.id, force=True)
+
+
+@pytest.mark.root_only("a box without a user namespace is root's alone to make")
+async def test_a_box_made_without_a_user_namespace_keeps_running_without_one(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOXLITE_USER_NAMESPACES", "0")
+    async with checked_runtime(home) as runtime:
+        box = await runtime.create(boxlite.BoxOptions(auto_remove=False))
+        stdout, _, _ = await collect(await box.exec("cat", ["/proc/self/uid_map"]))
+        assert stdout.split() == [b"0", b"0", b"4294967295"]
+        await box.stop()
+    monkeypatch.delenv("BOXLITE_USER_NAMESPACES")
+    # A runtime whose boxes get user namespaces starts the old box as it was made.
+    async with checked_runtime(home) as runtime:
+        old = await runtime.get(box.id)
+        assert old is not None
+        await old.start()
+        stdout, _, _ = await collect(await old.exec("cat", ["/proc/self/uid_map"]))
+        assert stdout.split() == [b"0", b"0", b"4294967295"]
+        new = await runtime.create(boxlite.BoxOptions())
+        stdout, _, _ = await collect(await new.exec("cat", ["/proc/self/uid_map"]))
+        assert stdout.split()[2] == b"65536", "new boxes get one"
+        await new.stop()
+        await runtime.remove(old.id, force=True)

@@ -12,11 +12,10 @@ use boxlite_protocol::{IdMap, ShimConfig, VolumeMount};
 use crate::sys::{self, check, mkdir_all, mount, Result};
 use crate::userns::{BoxNamespaces, Pending};
 
-/// Namespaces a box gets, unshared together before its network is prepared. The network
-/// namespace has only a loopback interface. The pid namespace comes after, just before the init
-/// is forked: the first child forked into it is its pid 1, and one that exits (`nft`, which may
-/// load the network's rules) would leave it unusable.
-pub const NAMESPACES: libc::c_int = libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWNET;
+/// Namespaces a box gets, unshared together before the init is forked. The network namespace
+/// has only a loopback interface.
+pub const NAMESPACES: libc::c_int =
+    libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWNET | libc::CLONE_NEWPID;
 
 /// /proc entries that leak host information or allow host-wide actions: hidden behind /dev/null.
 const MASKED_PROC_FILES: &[&str] =

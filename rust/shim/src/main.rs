@@ -117,7 +117,8 @@ fn prepare(arguments: &Arguments) -> String {
             return format!("error {error}");
         }
     }
-    // SAFETY: unshare affects only this (single-threaded) process.
+    // SAFETY: unshare affects only this (single-threaded) process; the new pid namespace applies
+    // to the child forked below, the first process forked from here on.
     if unsafe { libc::unshare(jail::NAMESPACES) } < 0 {
         return format!("error failed to create the box's namespaces: {}", std::io::Error::last_os_error());
     }
@@ -126,11 +127,6 @@ fn prepare(arguments: &Arguments) -> String {
         if let Err(error) = prepared {
             return format!("error {error}");
         }
-    }
-    // SAFETY: unshare affects only this (single-threaded) process; the new pid namespace applies
-    // to the child forked next, which is its pid 1.
-    if unsafe { libc::unshare(libc::CLONE_NEWPID) } < 0 {
-        return format!("error failed to create the box's pid namespace: {}", std::io::Error::last_os_error());
     }
     // SAFETY: this process is single-threaded, so the child may run arbitrary code after fork.
     let pid = unsafe { libc::fork() };

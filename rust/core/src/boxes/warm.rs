@@ -38,7 +38,9 @@ impl Inner {
                 return Ok(warm);
             }
         }
-        engine::Warm::prepare(&self.shim, false, config.network)
+        // A box made before boxes had user namespaces keeps running without one (`idmap` rule 1).
+        let kind = engine::ShimKind { user_namespace: config.user_namespace.is_some(), ..self.shim.clone() };
+        engine::Warm::prepare(&kind, false, config.network)
     }
 
     /// Makes the next box's shim unless one is ready or being made, or the runtime is closing.

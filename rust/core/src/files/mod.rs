@@ -12,7 +12,6 @@
 
 mod resolve;
 
-
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};

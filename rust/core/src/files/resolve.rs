@@ -1,10 +1,9 @@
 //! Path resolution inside a running box's root, from the host, safely.
 //!
 //! The box's root is a descriptor its init hands over (`boxlite_protocol::Request::Root`), and
-//! every path below it is opened
-//! with `openat2(RESOLVE_IN_ROOT)`: absolute symlinks and `..` are resolved against the box's
-//! root, never the host's, so a symlink planted in the box cannot make a copy read or write
-//! host files. Final components are opened with `O_NOFOLLOW` unless the caller follows links
+//! every path below it is opened with `openat2(RESOLVE_IN_ROOT)`: absolute symlinks and `..`
+//! are resolved against the box's root, never the host's, so a symlink planted in the box
+//! cannot make a copy read or write host files. Final components are opened with `O_NOFOLLOW` unless the caller follows links
 //! on purpose.
 
 use std::ffi::CString;

@@ -13,11 +13,10 @@
 //! 3. Modes (setuid and setgid included, as in the image) and numeric ownership are kept,
 //!    shifted into the boxes' id range when they run in a user namespace (`idmap`); an ordinary
 //!    user's runtime ([`IdMap::ROOTLESS`]) may give files to no one else, so its layers are all
-//!    its own (box root's). Device
-//!    nodes in a layer are skipped: a box gets its own minimal /dev. Of the extended attributes
-//!    (PAX `SCHILY.xattr.*`), `user.*` are applied to files, directories and fifos, but for
-//!    `user.overlay.*`; the rest are dropped: `trusted.*` and `user.overlay.*` would let a layer
-//!    forge overlayfs whiteouts and redirects,
+//!    its own (box root's). Device nodes in a layer are skipped: a box gets its own minimal
+//!    /dev. Of the extended attributes (PAX `SCHILY.xattr.*`), `user.*` are applied to files,
+//!    directories and fifos, but for `user.overlay.*`; the rest are dropped: `trusted.*` and
+//!    `user.overlay.*` would let a layer forge overlayfs whiteouts and redirects,
 //!    `security.capability` would grant an image's file capabilities on the host, where the
 //!    layer store is (in a box, no_new_privs voids them anyway), and other `security.*` labels
 //!    belong to the host's security modules.
