@@ -71,11 +71,38 @@ fn writable(path: &Path) -> bool {
 /// The error of an ordinary user's runtime that cannot make user namespaces: `reason` is the
 /// shim's, followed by the host settings that forbid them and how to change each.
 pub fn user_namespaces_refused(reason: &str) -> Error {
+    refusal(reason, |file| std::fs::read_to_string(file).ok())
+}
+
+/// [`user_namespaces_refused`], with the settings read by `read`.
+fn refusal(reason: &str, read: impl Fn(&str) -> Option<String>) -> Error {
     let forbidding: Vec<String> = USER_NAMESPACE_SETTINGS
         .iter()
-        .filter(|(file, forbids, _)| std::fs::read_to_string(file).is_ok_and(|value| value.trim() == *forbids))
+        .filter(|(file, forbids, _)| read(file).is_some_and(|value| value.trim() == *forbids))
         .map(|(file, forbids, fix)| format!("{file} is {forbids} (as root: {fix})"))
         .collect();
     let settings = if forbidding.is_empty() { "no known host setting forbids them; is this process confined (a container, seccomp, AppArmor)?".to_string() } else { forbidding.join("; ") };
     Error::Unsupported(format!("boxes of an ordinary user need unprivileged user namespaces, which this host refuses ({reason}): {settings}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_names_the_settings_that_forbid_user_namespaces_and_their_fixes() {
+        let settings = |file: &str| match file {
+            "/proc/sys/user/max_user_namespaces" => Some("0\n".to_string()),
+            "/proc/sys/kernel/apparmor_restrict_unprivileged_userns" => Some("1\n".to_string()),
+            "/proc/sys/kernel/unprivileged_userns_clone" => Some("1\n".to_string()),
+            _ => None,
+        };
+        let message = refusal("No space left on device", settings).to_string();
+        assert!(message.starts_with("unsupported: boxes of an ordinary user need unprivileged user namespaces, which this host refuses (No space left on device)"), "{message}");
+        assert!(message.contains("/proc/sys/user/max_user_namespaces is 0 (as root: sysctl -w user.max_user_namespaces=15000)"), "{message}");
+        assert!(message.contains("apparmor_restrict_unprivileged_userns is 1 (as root: sysctl -w kernel.apparmor_restrict_unprivileged_userns=0"), "{message}");
+        assert!(!message.contains("unprivileged_userns_clone"), "a setting that allows them is not named: {message}");
+        let unexplained = refusal("Operation not permitted", |_| None).to_string();
+        assert!(unexplained.contains("no known host setting forbids them; is this process confined"), "{unexplained}");
+    }
 }
