@@ -17,6 +17,8 @@ scratch=$(mktemp -d)
 chmod 755 "$scratch"
 internet_pid=""
 cleanup() {
+    # Everything is undone, whatever fails on the way.
+    set +e
     [ -n "$internet_pid" ] && kill "$internet_pid" 2>/dev/null && wait "$internet_pid" 2>/dev/null
     for hierarchy in /sys/fs/cgroup/*/; do
         [ -d "$hierarchy${cgroup#/}" ] && find "$hierarchy${cgroup#/}" -depth -type d -exec rmdir {} + 2>/dev/null
