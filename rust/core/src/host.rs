@@ -51,6 +51,7 @@ impl HostPermits {
 fn cgroups_refused(cgroups: &CgroupLayout) -> Option<String> {
     let mut hierarchies = cgroups.hierarchies().peekable();
     hierarchies.peek()?;
+    let writable = |path: &Path| accessible(path, libc::W_OK).is_ok();
     let closed: Vec<String> = hierarchies.filter(|(_, _, root)| !writable(&root.join("boxlite")) && !writable(root)).map(|(_, _, root)| root.display().to_string()).collect();
     if closed.is_empty() {
         return None;
@@ -62,10 +63,15 @@ fn cgroups_refused(cgroups: &CgroupLayout) -> Option<String> {
     ))
 }
 
-fn writable(path: &Path) -> bool {
-    let Ok(path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else { return false };
+/// Whether this process's user may use `path` as `mode` (`access(2)`'s `R_OK`, `W_OK`,
+/// `X_OK`): what an ordinary user's runtime may touch is that user's to decide.
+pub fn accessible(path: &Path, mode: libc::c_int) -> std::io::Result<()> {
+    let path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
     // SAFETY: access on a valid C string.
-    unsafe { libc::access(path.as_ptr(), libc::W_OK) == 0 }
+    if unsafe { libc::access(path.as_ptr(), mode) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// The error of an ordinary user's runtime that cannot make user namespaces: `reason` is the

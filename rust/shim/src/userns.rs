@@ -147,22 +147,24 @@ fn release(helper: libc::pid_t, release: &OwnedFd) {
 /// The box's user namespace and the one its layers are mounted through, made ahead of need.
 pub struct BoxNamespaces {
     own: Pending,
-    layers: Pending,
+    /// `None` for an ordinary user's box, whose layers are always its own.
+    layers: Option<Pending>,
 }
 
 impl BoxNamespaces {
     /// `rootless`: made in the shim's own namespace ([`become_root_of_own_namespace`]), where
-    /// no other host user exists to own the box's namespace.
+    /// no other host user exists to own the box's namespace, and layers are stored with the
+    /// box's ids ([`IdMap::ROOTLESS`]).
     pub fn create(rootless: bool) -> Result<Self, String> {
-        Ok(Self { own: Pending::create(!rootless)?, layers: Pending::create(false)? })
+        Ok(Self { own: Pending::create(!rootless)?, layers: (!rootless).then(|| Pending::create(false)).transpose()? })
     }
 
     /// Gives both their ids once the box's range `map` is known. A box in the range the layers
     /// are stored with needs no idmapped layers: the second namespace stays unused.
     pub fn map(&self, map: IdMap) -> Result<(), String> {
         self.own.map(0, 0, map)?;
-        if !map.stores_layers() {
-            self.layers.map(IdMap::LAYERS.host_base, IdMap::LAYERS.host_base, map)?;
+        if let Some(layers) = self.layers.as_ref().filter(|_| !map.stores_layers()) {
+            layers.map(IdMap::LAYERS.host_base, IdMap::LAYERS.host_base, map)?;
         }
         Ok(())
     }
@@ -174,7 +176,7 @@ impl BoxNamespaces {
 
     /// The namespace layers are mounted through, for a box whose range is `map`.
     pub fn layers(&self, map: IdMap) -> Option<&OwnedFd> {
-        (!map.stores_layers()).then(|| self.layers.namespace())
+        self.layers.as_ref().filter(|_| !map.stores_layers()).map(Pending::namespace)
     }
 }
 

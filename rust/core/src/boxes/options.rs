@@ -166,7 +166,8 @@ impl BoxOptions {
                 if !host.exists() {
                     return Err(Error::NotFound(format!("volume source {}", host.display())));
                 }
-                readable(host).map_err(|error| Error::InvalidArgument(format!("volume source {} cannot be read by this runtime's user: {error}", host.display())))?;
+                let mode = if host.is_dir() { libc::R_OK | libc::X_OK } else { libc::R_OK };
+                crate::host::accessible(host, mode).map_err(|error| Error::InvalidArgument(format!("volume source {} cannot be read by this runtime's user: {error}", host.display())))?;
             }
             let guest = volume.guest_path.trim_end_matches('/');
             if !volume.guest_path.starts_with('/') || guest.is_empty() || guest.split('/').any(|part| part == "..") {
@@ -238,18 +239,6 @@ pub struct BoxInfo {
     pub network: Option<Vec<String>>,
     /// The ports published while the box runs.
     pub published_ports: Vec<crate::network::PublishedPort>,
-}
-
-/// Whether this process may read `path` (and search it, a directory): a volume's source is
-/// opened with the runtime's own rights, which for an ordinary user are that user's.
-fn readable(path: &std::path::Path) -> std::io::Result<()> {
-    let mode = if path.is_dir() { libc::R_OK | libc::X_OK } else { libc::R_OK };
-    let path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-    // SAFETY: access on a valid C string.
-    if unsafe { libc::access(path.as_ptr(), mode) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 #[cfg(test)]
