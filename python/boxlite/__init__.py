@@ -18,7 +18,15 @@ Quick start::
 from __future__ import annotations
 
 import logging
+import platform
+import sys
 from importlib.metadata import PackageNotFoundError, version
+
+if sys.platform != "linux" or platform.machine().lower() not in ("x86_64", "amd64"):
+    raise ImportError(
+        "boxlite runs boxes on Linux on x86_64 only (namespaces, overlayfs and a seccomp filter "
+        f"of x86_64's system calls); this is {platform.system()} {platform.machine()}"
+    )
 
 from ._native import (
     HOST_IMAGE,

@@ -98,10 +98,9 @@ const CLONE_NAMESPACE_FLAGS: u32 = (libc::CLONE_NEWNS
     | libc::CLONE_NEWPID
     | libc::CLONE_NEWNET) as u32;
 
-#[cfg(target_arch = "x86_64")]
+/// `AUDIT_ARCH_X86_64`: the only architecture boxlite builds for (lib.rs refuses others, since
+/// this filter names x86_64's system calls).
 const AUDIT_ARCH: u32 = 0xC000_003E;
-#[cfg(target_arch = "aarch64")]
-const AUDIT_ARCH: u32 = 0xC000_00B7;
 /// Syscall numbers with this bit are the x32 ABI (x86_64 only; never valid elsewhere).
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
