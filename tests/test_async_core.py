@@ -434,6 +434,30 @@ async def test_rule19_a_box_another_awaiter_received_is_kept(runtime: boxlite.Bo
     assert len(received) == 1 and len(await runtime.list_info()) == 2
 
 
+async def test_rule19_a_box_a_callback_took_while_a_task_awaited_is_kept(runtime: boxlite.Boxlite) -> None:
+    # A done-callback takes the box while a task is suspended on the same future, and cancels
+    # that task before it wakes: the box is the callback's and must live on.
+    creating = runtime.create(boxlite.BoxOptions())
+    taken: list[boxlite.Box] = []
+    waiting: asyncio.Task[object] | None = None
+
+    def take(future: asyncio.Future[boxlite.Box]) -> None:
+        taken.append(future.result())
+        assert waiting is not None
+        waiting.cancel()
+
+    creating.add_done_callback(take)
+
+    async def awaiting() -> object:
+        return await creating
+
+    waiting = asyncio.create_task(awaiting())
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await runtime.metrics()  # a later request: a release would have begun by now
+    assert [info.id for info in await runtime.list_info()] == [taken[0].id]
+
+
 async def test_rule19_an_exec_cancelled_as_its_result_arrives_leaves_no_process(runtime: boxlite.Boxlite) -> None:
     box = await runtime.create(boxlite.BoxOptions())
     await box.start()
