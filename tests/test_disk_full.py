@@ -4,6 +4,7 @@ everything works."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -146,6 +147,43 @@ async def test_a_box_with_a_disk_of_its_own_fills_it_and_nothing_else(runtime: b
     assert restarted is not None
     stdout, _, _ = await collect(await restarted.exec("sh", ["-c", "rm /root/fill; cat /root/small; stat -c %u /root"]))
     assert stdout == b"kept\n0\n"
+    # What the box deleted is given back to the host (the disk is mounted with discard).
+    for _ in range(100):
+        used = (await restarted.metrics()).disk_bytes
+        if used is not None and used < 200 << 20:
+            break
+        await asyncio.sleep(0.1)
+    assert used is not None and used < 200 << 20, used
     await restarted.stop()
     await runtime.remove(box.id)
     assert loop_devices_of(home) == [] and not (home / "boxes" / box.id).exists()
+
+
+@pytest.mark.root_only("a disk of a box's own is a loop device")
+async def test_a_disk_for_every_box_is_named_by_the_environment_and_none_by_default(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def disk_kib(box: boxlite.Box) -> int:
+        stdout, _, _ = await collect(await box.exec("sh", ["-c", "df -k / | tail -1"]))
+        return int(stdout.split()[1])
+
+    with boxlite.Boxlite(boxlite.Options(home_dir=str(home))) as runtime:
+        plain = await runtime.create(boxlite.BoxOptions())
+        assert (await plain.metrics()).disk_bytes is None, "no disk unless one is named"
+        await plain.stop()
+
+    monkeypatch.setenv("BOXLITE_DISK_SIZE_GB", "2")
+    with boxlite.Boxlite(boxlite.Options(home_dir=str(home))) as runtime:
+        boxes = {2: await runtime.create(boxlite.BoxOptions()), 1: await runtime.create(boxlite.BoxOptions(disk_size_gb=1))}
+        again = await runtime.create(boxlite.BoxOptions())
+        for gib, box in boxes.items():
+            assert 0.85 * gib * (1 << 20) < await disk_kib(box) <= gib * (1 << 20), gib
+            assert (await box.metrics()).disk_bytes is not None
+        # Each size is formatted once; boxes copy it.
+        assert await disk_kib(again) == await disk_kib(boxes[2])
+        assert sorted(path.name for path in (home / "disk-templates").iterdir()) == ["ext4-1g.img", "ext4-2g.img"]
+        for box in (*boxes.values(), again):
+            await box.stop()
+        assert loop_devices_of(home) == []
+
+    monkeypatch.setenv("BOXLITE_DISK_SIZE_GB", "lots")
+    with pytest.raises(boxlite.ConfigError, match="BOXLITE_DISK_SIZE_GB"):
+        boxlite.Boxlite(boxlite.Options(home_dir=str(home)))

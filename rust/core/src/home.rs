@@ -155,6 +155,11 @@ impl Home {
         self.root.join("volumes")
     }
 
+    /// Formatted disk images that boxes' disks are copied from (`boxes::disk`, rule 2).
+    pub fn disk_templates(&self) -> PathBuf {
+        self.root.join("disk-templates")
+    }
+
     pub fn boxes(&self) -> PathBuf {
         self.root.join("boxes")
     }

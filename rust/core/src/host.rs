@@ -27,6 +27,9 @@ pub struct HostPermits {
     pub rootless: bool,
     /// Why boxes get no cgroups here (and so no limits), when they cannot.
     pub cgroups_refused: Option<String>,
+    /// Why boxes cannot have disks of their own here (`disk_size_gb`), when they cannot; else
+    /// the `mkfs.ext4` that formats them.
+    pub disks: std::result::Result<std::path::PathBuf, String>,
 }
 
 impl HostPermits {
@@ -34,7 +37,7 @@ impl HostPermits {
         // SAFETY: geteuid cannot fail.
         let rootless = unsafe { libc::geteuid() } != 0;
         let cgroups_refused = rootless.then(|| cgroups_refused(cgroups)).flatten();
-        Self { rootless, cgroups_refused }
+        Self { rootless, cgroups_refused, disks: disk_formatter(rootless) }
     }
 
     /// The refusal of a box that asks for limits where it cannot have them.
@@ -61,6 +64,23 @@ fn cgroups_refused(cgroups: &CgroupLayout) -> Option<String> {
         closed.join(", "),
         crate::cgroups::PARENT_VARIABLE
     ))
+}
+
+/// The `mkfs.ext4` that formats boxes' disks, or why boxes cannot have disks: a disk is an
+/// image attached to a loop device, which only root may attach.
+fn disk_formatter(rootless: bool) -> std::result::Result<std::path::PathBuf, String> {
+    if rootless {
+        return Err("a box's disk is attached to a loop device, which only root may attach".to_string());
+    }
+    if accessible(Path::new("/dev/loop-control"), libc::R_OK | libc::W_OK).is_err() {
+        return Err("this host has no /dev/loop-control to attach boxes' disks to (load the loop module, or give a container the loop devices)".to_string());
+    }
+    let search = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&search)
+        .chain(["/usr/sbin", "/sbin"].map(std::path::PathBuf::from))
+        .map(|dir| dir.join("mkfs.ext4"))
+        .find(|candidate| accessible(candidate, libc::X_OK).is_ok())
+        .ok_or_else(|| "formatting boxes' disks needs mkfs.ext4 (the Debian package e2fsprogs)".to_string())
 }
 
 /// Whether this process's user may use `path` as `mode` (`access(2)`'s `R_OK`, `W_OK`,

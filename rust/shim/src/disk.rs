@@ -48,7 +48,9 @@ pub fn mount_disk(disk: &BoxDisk, upper: &Path, work: &Path) -> Result<()> {
     // Held open until mounted: a device set to clear itself would go when its last user does.
     let (device, _held) = attach(&disk.image)?;
     let flags = libc::MS_NOSUID | libc::MS_NODEV;
-    mount(Some(&device.to_string_lossy()), &disk.mount_point, Some("ext4"), flags, None)?;
+    // discard: what the box deletes becomes holes in the sparse image again. noinit_itable:
+    // no background zeroing of inode tables the box may never use.
+    mount(Some(&device.to_string_lossy()), &disk.mount_point, Some("ext4"), flags, Some("discard,noinit_itable"))?;
     if !upper.exists() {
         mkdir_all(upper)?;
         std::os::unix::fs::chown(upper, Some(disk.owner), Some(disk.owner)).map_err(|source| sys::SysError { operation: format!("failed to give {} to the box's root", upper.display()), source })?;
@@ -62,8 +64,9 @@ fn attach(image: &Path) -> Result<(PathBuf, File)> {
     let io = |what: String| move |source| sys::SysError { operation: what, source };
     let control = File::options().read(true).write(true).open("/dev/loop-control").map_err(io("failed to open /dev/loop-control".to_string()))?;
     let backing = File::options().read(true).write(true).open(image).map_err(io(format!("failed to open the box's disk {}", image.display())))?;
-    // Another box may take the free device between the two calls: then ask again.
-    for _ in 0..16 {
+    // Another box may take the free device between the two calls: then ask again (boxes
+    // starting together can each lose several such races).
+    for _ in 0..1024 {
         // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number or -1.
         let number = check(unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE) }, || "failed to find a free loop device".to_string())?;
         let path = PathBuf::from(format!("/dev/loop{number}"));

@@ -154,6 +154,8 @@ struct Inner {
     ranges: Option<RangeClaims>,
     volumes: Volumes,
     network: HostNetwork,
+    /// The disk size of boxes that name none (`disk` rule 1); `None`: they get no disk.
+    default_disk_gb: Option<u64>,
 }
 
 /// The record of the box in `dir`, found when a home opens. A directory without one is what a
@@ -226,6 +228,13 @@ impl Runtime {
         });
         let volumes = Volumes::new(home.volumes(), home.id_map());
         let network = HostNetwork::detect(&home.network())?;
+        let default_disk_gb = match (disk::default_size()?, &host.disks) {
+            (Some(_), Err(why)) => {
+                log::warn!("{} is ignored: {why}", disk::SIZE_VARIABLE);
+                None
+            }
+            (size, _) => size,
+        };
         let shim = engine::ShimKind { path: shim_path, user_namespace: home.id_map().is_some(), rootless: host.rootless };
         let mut boxes = HashMap::new();
         for dir in fs_err::read_dir(home.boxes())?.flatten() {
@@ -253,6 +262,7 @@ impl Runtime {
                 ranges,
                 volumes,
                 network,
+                default_disk_gb,
             }),
         };
         // Adopted boxes are watched like the ones this runtime starts (rule 5), and the first box
@@ -299,8 +309,8 @@ impl Runtime {
         self.check_open()?;
         options.validate()?;
         self.inner.host.check_limits(&options.limits_asked())?;
-        if self.inner.host.rootless && options.disk_size_gb.is_some() {
-            return Err(Error::Unsupported("disk_size_gb needs a loop device, which only root may attach: leave it out for an ordinary user's boxes".to_string()));
+        if let (Some(_), Err(why)) = (options.disk_size_gb, &self.inner.host.disks) {
+            return Err(Error::Unsupported(format!("disk_size_gb cannot be had here: {why}; leave it out")));
         }
         if let Some(name) = &name {
             if name.is_empty() || name.contains('/') || crate::ids::is_box_id(name) {
@@ -345,8 +355,9 @@ impl Runtime {
                 }
             };
             let dir = inner.home.box_dir(&id);
+            let disk_size_gb = options.disk_size_gb.or(inner.default_disk_gb);
             // A box with a disk of its own keeps its upper and work directories there (`disk`).
-            let subdirs: &[&str] = if options.disk_size_gb.is_some() { &["rootfs", "main"] } else { &["upper", "work", "rootfs", "main"] };
+            let subdirs: &[&str] = if disk_size_gb.is_some() { &["rootfs", "main"] } else { &["upper", "work", "rootfs", "main"] };
             let made = subdirs.iter().try_for_each(|sub| fs_err::create_dir_all(dir.join(sub)).map_err(Error::from));
             let id_map = made.and_then(|()| match (&inner.ranges, inner.home.id_map()) {
                 (Some(ranges), Some(_)) => ranges.claim(&dir).map(Some),
@@ -386,12 +397,12 @@ impl Runtime {
                 process_limits: options.process_limits.clone(),
                 id_map,
                 health_check: options.health_check,
-                disk_size_gb: options.disk_size_gb,
+                disk_size_gb,
                 network: options.network.clone(),
                 ports: options.ports.clone(),
             };
             let writable_layer = match record.disk_size_gb {
-                Some(size) => disk::make(&dir, size),
+                Some(size) => inner.host.disks.as_ref().map_err(|why| Error::Unsupported(why.clone())).and_then(|formatter| disk::make(&dir, size, formatter, &inner.home.disk_templates())),
                 None => own_upper_layer(&dir, record.id_map),
             };
             if let Err(error) = writable_layer.and_then(|()| record.save(&dir)) {
