@@ -4,6 +4,7 @@ too (CI runs it so); these tests are about what differs from root."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 import boxlite
 
-from .conftest import collect
+from .conftest import collect, logged
 from .leftovers import own_cgroup
 
 pytestmark = pytest.mark.ordinary_user_only("about a runtime that runs as an ordinary user (CI runs the suite as one too)")
@@ -70,6 +71,17 @@ async def test_a_disk_of_its_own_is_refused(runtime: boxlite.Boxlite, home: Path
     with pytest.raises(boxlite.UnsupportedError, match="disk_size_gb"):
         await runtime.create(boxlite.BoxOptions(disk_size_gb=1))
     assert list((home / "boxes").iterdir()) == []
+
+
+async def test_a_disk_size_for_every_box_is_ignored_saying_why(home: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("BOXLITE_DISK_SIZE_GB", "2")
+    caplog.set_level(logging.WARNING, logger="boxlite")
+    with boxlite.Boxlite(boxlite.Options(home_dir=str(home))) as runtime:
+        await logged(caplog, "BOXLITE_DISK_SIZE_GB is ignored: a box's disk is attached to a loop device, which only root may attach")
+        box = await runtime.create(boxlite.BoxOptions())
+        stdout, _, _ = await collect(await box.exec("echo", ["runs"]))
+        assert stdout == b"runs\n" and (await box.metrics()).disk_bytes is None
+        await box.stop()
 
 
 def test_a_home_the_user_cannot_write_is_an_error_naming_it() -> None:
