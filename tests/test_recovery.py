@@ -88,7 +88,7 @@ async def test_the_next_runtime_reconciles_after_a_kill_9(home: Path) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-async def test_a_half_created_box_goes_and_an_unreadable_record_is_reported(home: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_what_a_killed_create_or_start_left_goes_and_an_unreadable_record_is_reported(home: Path, caplog: pytest.LogCaptureFixture) -> None:
     runtime = boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
     box = await runtime.create(boxlite.BoxOptions(auto_remove=False), name="whole")
     runtime.close()
@@ -99,12 +99,16 @@ async def test_a_half_created_box_goes_and_an_unreadable_record_is_reported(home
     garbled = home / "boxes" / "Garbled00000"
     garbled.mkdir()
     (garbled / "box.json").write_text('{"id": "Garbled00000", "sta')
+    # And a start cut short: the init's socket made, the record not yet saying it runs.
+    stale_socket = home / "boxes" / box.id / "init.sock"
+    stale_socket.touch()
     caplog.set_level(logging.INFO, logger="boxlite")
     runtime = boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
     try:
         assert [info.name for info in await runtime.list_info()] == ["whole"]
         await logged(caplog, "Garbled00000 is left out")
         assert not half_made.exists()
+        assert not stale_socket.exists()
         assert (garbled / "box.json").exists(), "an unreadable record is kept for whoever can mend it"
         whole = await runtime.get(box.id)
         assert whole is not None

@@ -353,7 +353,11 @@ impl BoxHandle {
             self.refuse_implicit_start(operation)?;
             self.start_locked(&mut live).await?;
         }
-        live.as_ref().map(|running| Arc::clone(&running.connector)).ok_or_else(|| Error::Internal("box has no init after start".to_string()))
+        let running = live.as_ref().ok_or_else(|| Error::Internal("box has no init after start".to_string()))?;
+        if let Some(network) = &running.network {
+            network.way_out_served().await;
+        }
+        Ok(Arc::clone(&running.connector))
     }
 
     /// The running box's root, opened while the lifecycle lock is held and the init is known to

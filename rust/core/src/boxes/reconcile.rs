@@ -57,10 +57,12 @@ pub(super) fn reconcile(dir: &Path, record: BoxRecord, cgroups: &CgroupLayout) -
         }
         return Some(entry);
     }
+    // A box whose runtime died while starting it may have its groups and socket and no record
+    // of running yet: what no init holds goes whatever the record says.
     BoxCgroup::locate(cgroups, &entry.id).remove();
+    let _ = std::fs::remove_file(dir.join("init.sock"));
     if was_running {
         log::info!("box {} was left running by a runtime that is gone, and its init is gone too: settling it as stopped", entry.id);
-        let _ = std::fs::remove_file(dir.join("init.sock"));
         if entry.record().remove_on_stop {
             let _ = std::fs::remove_dir_all(dir);
             return None;

@@ -30,7 +30,8 @@
 //!    gets NXDOMAIN, UDP other than DNS and other protocols are rejected by the box's rules.
 //! 5. A box's network is served while a runtime holds the box: the sockets go with the box's
 //!    namespace when it stops, and a runtime that adopts a detached box serves it anew and
-//!    publishes its ports again.
+//!    publishes its ports again; an exec in such a box waits until its way out is served, so
+//!    the process's first query finds a listener.
 
 mod dns;
 mod policy;
@@ -155,13 +156,15 @@ impl Inside {
 
 /// Serves a box's way out on `sockets`, or on new ones from its init (`inside`), until the task
 /// is aborted.
-async fn serve_way_out(sockets: Option<BoxSockets>, inside: Arc<Inside>, outbound: Arc<Outbound>) {
+/// Serves a box's way out; `served` is told once its listeners are in place (or cannot be).
+async fn serve_way_out(sockets: Option<BoxSockets>, inside: Arc<Inside>, outbound: Arc<Outbound>, served: tokio::sync::watch::Sender<bool>) {
     let sockets = match sockets {
         Some(sockets) => sockets,
         None => match BoxSockets::from_init(&inside).await {
             Ok(sockets) => sockets,
             Err(error) => {
                 log::warn!("box {} has no way out: its init made no sockets: {error}", outbound.traffic.box_id);
+                served.send_replace(true);
                 return;
             }
         },
@@ -169,6 +172,7 @@ async fn serve_way_out(sockets: Option<BoxSockets>, inside: Arc<Inside>, outboun
     let registered = tokio::net::TcpListener::from_std(sockets.proxy).and_then(|proxy| {
         Ok((proxy, tokio::net::UdpSocket::from_std(sockets.dns_udp)?, tokio::net::TcpListener::from_std(sockets.dns_tcp)?))
     });
+    served.send_replace(true);
     match registered {
         Ok((proxy, dns_udp, dns_tcp)) => {
             tokio::join!(proxy::serve(proxy, Arc::clone(&outbound)), dns::serve_udp(dns_udp, Arc::clone(&outbound)), dns::serve_tcp(dns_tcp, Arc::clone(&outbound)));
@@ -181,6 +185,9 @@ async fn serve_way_out(sockets: Option<BoxSockets>, inside: Arc<Inside>, outboun
 pub fn runs_without_network(box_id: &str) -> Error {
     Error::InvalidState(format!("box {box_id} runs without a network: it can get one only when it starts again (stop it, update, start it)"))
 }
+
+/// The longest an exec waits for the way out of a box a runtime just adopted.
+const WAY_OUT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What serving a box's way out shares: its policy, where its queries go, its counters.
 #[derive(Debug)]
@@ -233,6 +240,9 @@ pub struct BoxNetwork {
     inside: Arc<Inside>,
     forwarders: Arc<tunnel::Forwarders>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Whether the way out has its listeners: at once when the shim made them, a moment later
+    /// for a box a runtime adopts (its init makes new ones on request).
+    way_out_served: tokio::sync::watch::Receiver<bool>,
 }
 
 impl BoxNetwork {
@@ -255,9 +265,11 @@ impl BoxNetwork {
         let inside = Arc::new(Inside::new(socket_path.to_path_buf()));
         let mut tasks = Vec::new();
         let mut way_out = None;
+        let (served, way_out_served) = tokio::sync::watch::channel(true);
         if let Some((sockets, policy)) = outbound {
+            served.send_replace(sockets.is_some());
             let outbound = Arc::new(Outbound { policy: std::sync::RwLock::new(Arc::new(policy)), upstream: Arc::clone(&host.upstream), traffic: Arc::clone(&traffic) });
-            tasks.push(tokio::spawn(serve_way_out(sockets, Arc::clone(&inside), Arc::clone(&outbound))));
+            tasks.push(tokio::spawn(serve_way_out(sockets, Arc::clone(&inside), Arc::clone(&outbound), served)));
             way_out = Some(outbound);
         }
         for (socket, port) in published {
@@ -267,7 +279,15 @@ impl BoxNetwork {
                 HostSocket::Udp(socket) => tokio::spawn(ports::serve_udp(tokio::net::UdpSocket::from_std(socket).map_err(registered)?, port.guest_port, inside, Arc::clone(&traffic))),
             });
         }
-        Ok(Self { traffic, outbound: way_out, inside, forwarders: Arc::default(), tasks })
+        Ok(Self { traffic, outbound: way_out, inside, forwarders: Arc::default(), tasks, way_out_served })
+    }
+
+    /// Returns once the box's way out has its listeners, so that a process started now finds
+    /// them for its first query or connection; after [`WAY_OUT_WAIT`] at most (a way out that
+    /// cannot be served was logged, and the box runs on without it).
+    pub async fn way_out_served(&self) {
+        let mut served = self.way_out_served.clone();
+        let _ = tokio::time::timeout(WAY_OUT_WAIT, served.wait_for(|served| *served)).await;
     }
 
     /// A tunnel to the box's `port`, for this run of the box.
