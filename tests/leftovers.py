@@ -53,7 +53,7 @@ def v2_parent() -> Path:
     return Path("/sys/fs/cgroup") / (DELEGATED or str(Path(own_cgroup("")).parent)).lstrip("/") / "boxlite"
 
 
-CGROUP_PARENTS = [cgroup_parent(name) for name in ("memory", "pids", "cpu", "cpuacct")] + [
+CGROUP_PARENTS = [cgroup_parent(name) for name in ("memory", "pids", "cpu", "cpuacct", "freezer")] + [
     v2_parent(),
     Path("/sys/fs/cgroup/unified") / v2_parent().relative_to("/sys/fs/cgroup"),
 ]

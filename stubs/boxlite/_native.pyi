@@ -49,6 +49,7 @@ __all__ = [
     "Secret",
     "SecurityOptions",
     "SnapshotHandle",
+    "SnapshotInfo",
     "SnapshotOptions",
     "SocketAddress",
     "TunnelForwarder",
@@ -660,14 +661,40 @@ class CloneOptions:
     def __new__(cls) -> Self: ...
 
 @final
-class SnapshotHandle:
-    """Snapshots need the VM engine: every method fails with ``UnsupportedError``."""
+class SnapshotInfo:
+    """One snapshot of a box."""
 
-    def create(self, *, name: str, options: SnapshotOptions | None = None) -> asyncio.Future[Any]: ...
-    def list(self) -> asyncio.Future[Any]: ...
-    def get(self, name: str) -> asyncio.Future[Any]: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def box_id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def created_at(self) -> int:
+        """Seconds since the epoch."""
+    @property
+    def container_disk_bytes(self) -> int:
+        """What the box's layer held: file contents, or its disk's size."""
+    @property
+    def size_bytes(self) -> int:
+        """What the snapshot takes on the host."""
+
+@final
+class SnapshotHandle:
+    """``Box.snapshot``: point-in-time copies of the box's files (its writable layer), kept with
+    the box and removed with it."""
+
+    def create(self, *, name: str, options: SnapshotOptions | None = None) -> asyncio.Future[SnapshotInfo]:
+        """Takes a snapshot of the box's files (a running box is frozen for the copy); resolves to
+        its `SnapshotInfo`."""
+    def list(self) -> asyncio.Future[list[SnapshotInfo]]:
+        """The box's snapshots, newest first."""
+    def get(self, name: str) -> asyncio.Future[SnapshotInfo | None]:
+        """The snapshot named `name`, or None."""
     def remove(self, name: str) -> asyncio.Future[None]: ...
-    def restore(self, name: str) -> asyncio.Future[None]: ...
+    def restore(self, name: str) -> asyncio.Future[None]:
+        """Brings the box's files back to the snapshot; the box must be stopped."""
 
 @final
 class NetworkHandle:

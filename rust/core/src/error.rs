@@ -40,6 +40,11 @@ impl Error {
     pub fn storage(operation: &str, path: &Path, source: &std::io::Error) -> Self {
         Self::Storage(format!("failed to {operation} {}: {source}", path.display()))
     }
+
+    /// [`Error::storage`] for `map_err`.
+    pub fn storage_at<'a>(operation: &'a str, path: &'a Path) -> impl Fn(std::io::Error) -> Self + 'a {
+        move |source| Self::storage(operation, path, &source)
+    }
 }
 
 /// fs-err errors already name their path.

@@ -52,7 +52,7 @@ impl HostPermits {
 /// Why an ordinary user may not make boxes' cgroups: a hierarchy whose group for boxes it cannot
 /// write to, with how to grant it; `None` if it may.
 fn cgroups_refused(cgroups: &CgroupLayout) -> Option<String> {
-    let mut hierarchies = cgroups.hierarchies().peekable();
+    let mut hierarchies = cgroups.limiting_hierarchies().peekable();
     hierarchies.peek()?;
     let writable = |path: &Path| accessible(path, libc::W_OK).is_ok();
     let closed: Vec<String> = hierarchies.filter(|(_, _, root)| !writable(&root.join("boxlite")) && !writable(root)).map(|(_, _, root)| root.display().to_string()).collect();

@@ -40,8 +40,9 @@ use serde::{Deserialize, Serialize};
 /// Largest packet either side sends (a request carries argv and env).
 pub const MAX_PACKET: usize = 1 << 20;
 /// Most descriptors one packet carries: an execution's connection, stdin, stdout and stderr, or the
-/// membership files of a box's cgroups (memory, cpu, cpuacct and pids on separate hierarchies).
-pub const MAX_FDS: usize = 4;
+/// membership files of a box's cgroups (memory, cpu, cpuacct, pids and freezer on separate
+/// hierarchies). The control buffers (8 × u64) hold CMSG_SPACE of this many.
+pub const MAX_FDS: usize = 8;
 
 /// How the shim builds the box's root and runs its init.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -52,7 +52,8 @@ fn _native(py: Python<'_>, module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<unsupported::SnapshotOptions>()?;
     module.add_class::<unsupported::ExportOptions>()?;
     module.add_class::<unsupported::CloneOptions>()?;
-    module.add_class::<unsupported::SnapshotHandle>()?;
+    module.add_class::<boxes::SnapshotHandle>()?;
+    module.add_class::<boxes::SnapshotInfo>()?;
     module.add_class::<boxes::NetworkHandle>()?;
     module.add_class::<boxes::BoxTunnel>()?;
     module.add_class::<boxes::BoxConnection>()?;

@@ -1,4 +1,4 @@
-//! The API of features this engine does not have yet (VM snapshots, export, clone and import,
+//! The API of features this engine does not have yet (export, clone and import,
 //! an inbound allow-list, REST-only image management). Each is present, so code written for
 //! BoxLite finds it, and each call fails with `UnsupportedError` saying why ([`Missing`]) —
 //! through an awaitable for the async methods, as the real ones would — never silently doing
@@ -16,7 +16,6 @@ use crate::errors;
 /// `UnsupportedError` of this module comes from.
 #[derive(Debug, Clone, Copy)]
 pub enum Missing {
-    Snapshots,
     Export,
     Clone,
     Import,
@@ -30,7 +29,6 @@ pub enum Missing {
 impl Missing {
     fn reason(self) -> &'static str {
         match self {
-            Self::Snapshots => "snapshots need the VM engine; boxes run on the namespace engine here",
             Self::Export => "exporting a box to a .boxlite archive needs the VM engine; boxes run on the namespace engine here",
             Self::Clone => "cloning a box needs the VM engine; boxes run on the namespace engine here",
             Self::Import => "importing a .boxlite archive needs the VM engine; boxes run on the namespace engine here",
@@ -79,39 +77,3 @@ macro_rules! placeholder_options {
 }
 
 placeholder_options!(SnapshotOptions, ExportOptions, CloneOptions);
-
-/// `Box.snapshot`.
-#[pyclass(module = "boxlite._native", frozen)]
-pub struct SnapshotHandle {
-    pub shared: Arc<Shared>,
-}
-
-#[pymethods]
-impl SnapshotHandle {
-    #[pyo3(signature = (*, name, options = None))]
-    fn create<'py>(&self, py: Python<'py>, name: String, options: Option<&Bound<'py, SnapshotOptions>>) -> PyResult<Bound<'py, PyAny>> {
-        let _ = (name, options);
-        refuse(&self.shared, py, Missing::Snapshots)
-    }
-
-    fn list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        refuse(&self.shared, py, Missing::Snapshots)
-    }
-
-    fn get<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
-        let _ = name;
-        refuse(&self.shared, py, Missing::Snapshots)
-    }
-
-    fn remove<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
-        let _ = name;
-        refuse(&self.shared, py, Missing::Snapshots)
-    }
-
-    fn restore<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
-        let _ = name;
-        refuse(&self.shared, py, Missing::Snapshots)
-    }
-}
-
-

@@ -1,7 +1,8 @@
 //! The box store and the runtime: create, find, start, stop, remove, exec. Here: the runtime and
 //! a box's entry. Beside it: `handle` (the verbs on one box), `warm` (the shim made ahead of need),
 //! `reconcile` (settling dead boxes), `spec` (a box's env, cwd and user), `metrics`, `engine`
-//! (spawning a box's init), `record`, `state` and `options`.
+//! (spawning a box's init), `record`, `state`, `options`, and `snapshots` (copies of a box's
+//! writable layer, `layer`).
 //!
 //! # Rules
 //!
@@ -21,16 +22,19 @@ mod disk;
 mod engine;
 mod handle;
 mod health;
+mod layer;
 mod metrics;
 mod options;
 mod reconcile;
 mod record;
+mod snapshots;
 mod spec;
 mod state;
 mod warm;
 
 pub use health::{HealthCheck, HealthState, HealthStatus};
 pub use metrics::{BoxMetrics, RuntimeMetrics};
+pub use snapshots::SnapshotInfo;
 pub use spec::ExecRequest;
 use metrics::Counters;
 use reconcile::{own_upper_layer, reconcile, settle};

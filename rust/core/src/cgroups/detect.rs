@@ -12,9 +12,10 @@ pub struct CgroupLayout {
     cpu: Option<(Version, PathBuf)>,
     cpu_accounting: Option<(Version, PathBuf)>,
     pids: Option<(Version, PathBuf)>,
+    freezer: Option<(Version, PathBuf)>,
 }
 
-const ALL: [Controller; 4] = [Controller::Memory, Controller::Cpu, Controller::CpuAccounting, Controller::Pids];
+const ALL: [Controller; 5] = [Controller::Memory, Controller::Cpu, Controller::CpuAccounting, Controller::Pids, Controller::Freezer];
 
 impl CgroupLayout {
     pub fn detect() -> Self {
@@ -62,7 +63,7 @@ impl CgroupLayout {
                 "cgroup" => {
                     let controllers: Vec<String> = options.split(',').map(str::to_string).collect();
                     let group = controllers.iter().find_map(|option| {
-                        ["memory", "cpu", "cpuacct", "pids"].contains(&option.as_str()).then(|| own_path(Some(option)))
+                        ["memory", "cpu", "cpuacct", "pids", "freezer"].contains(&option.as_str()).then(|| own_path(Some(option)))
                     });
                     v1.push((placed(mount_point, mount_root, group.unwrap_or_else(|| PathBuf::from("/"))), controllers));
                 }
@@ -86,7 +87,14 @@ impl CgroupLayout {
             }
             v1.iter().find(|(_, options)| options.iter().any(|option| option == v1_name)).map(|(root, _)| (Version::V1, root.clone()))
         };
-        Self { memory: find("memory", "memory"), cpu: find("cpu", "cpu"), cpu_accounting: find("cpu", "cpuacct"), pids: find("pids", "pids") }
+        // Every v2 group can be frozen (`cgroup.freeze`); v1 has a hierarchy for it. A host with
+        // both uses v2's where v2 holds the box's other groups, v1's otherwise.
+        let v2_holds_boxes = v2.as_ref().is_some_and(|(_, controllers)| ["memory", "cpu", "pids"].iter().any(|name| controllers.iter().any(|controller| controller == name)));
+        let freezer = match &v2 {
+            Some((root, _)) if v2_holds_boxes => Some((Version::V2, root.clone())),
+            _ => v1.iter().find(|(_, options)| options.iter().any(|option| option == "freezer")).map(|(root, _)| (Version::V1, root.clone())),
+        };
+        Self { memory: find("memory", "memory"), cpu: find("cpu", "cpu"), cpu_accounting: find("cpu", "cpuacct"), pids: find("pids", "pids"), freezer }
     }
 
     fn slot(&self, controller: Controller) -> Option<&(Version, PathBuf)> {
@@ -95,12 +103,19 @@ impl CgroupLayout {
             Controller::Cpu => self.cpu.as_ref(),
             Controller::CpuAccounting => self.cpu_accounting.as_ref(),
             Controller::Pids => self.pids.as_ref(),
+            Controller::Freezer => self.freezer.as_ref(),
         }
     }
 
     /// (controller, version, hierarchy root) for every controller found.
     pub fn hierarchies(&self) -> impl Iterator<Item = (Controller, Version, &Path)> {
         ALL.into_iter().filter_map(|controller| self.slot(controller).map(|(version, root)| (controller, *version, root.as_path())))
+    }
+
+    /// The hierarchies of the controllers that limit boxes (all but the freezer, which a box may
+    /// go without: it only lets a running box be snapshotted).
+    pub fn limiting_hierarchies(&self) -> impl Iterator<Item = (Controller, Version, &Path)> {
+        self.hierarchies().filter(|(controller, _, _)| *controller != Controller::Freezer)
     }
 
     /// On v2, a controller must be enabled in the `cgroup.subtree_control` of every ancestor
@@ -168,7 +183,7 @@ mod tests {
         let mountinfo = "30 24 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate";
         let layout = CgroupLayout::from_mountinfo(mountinfo, "0::/user.slice/app.scope", None, |_| "cpuset cpu io memory pids".to_string());
         assert!(layout.hierarchies().all(|(_, version, root)| version == Version::V2 && root == Path::new("/sys/fs/cgroup/user.slice")));
-        assert_eq!(layout.hierarchies().count(), 4);
+        assert_eq!(layout.hierarchies().count(), 5, "memory, cpu, cpu accounting, pids and the freezer");
     }
 
     #[test]
@@ -177,6 +192,15 @@ mod tests {
         let layout = CgroupLayout::from_mountinfo(HYBRID, membership, Some(Path::new("/boxlite-alice")), |_| "hugetlb".to_string());
         let roots: Vec<_> = layout.hierarchies().map(|(_, _, root)| root.to_path_buf()).collect();
         assert_eq!(roots, ["memory", "cpu", "cpuacct", "pids"].map(|name| PathBuf::from(format!("/sys/fs/cgroup/{name}/boxlite-alice"))));
+    }
+
+    #[test]
+    fn a_hybrid_host_freezes_boxes_with_v1s_freezer() {
+        let mountinfo = format!("{HYBRID}\n41 35 0:36 / /sys/fs/cgroup/freezer rw - cgroup cgroup rw,freezer");
+        let layout = CgroupLayout::from_mountinfo(&mountinfo, "9:freezer:/\n0::/", None, |_| String::new());
+        let freezer = layout.hierarchies().find(|(controller, _, _)| *controller == Controller::Freezer);
+        assert_eq!(freezer, Some((Controller::Freezer, Version::V1, Path::new("/sys/fs/cgroup/freezer"))));
+        assert_eq!(layout.limiting_hierarchies().count(), 4);
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub enum Controller {
     Cpu,
     CpuAccounting,
     Pids,
+    /// Stops every process of a box for an instant (a snapshot of a running box), unseen by
+    /// them, unlike SIGSTOP.
+    Freezer,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +50,40 @@ pub struct Limits {
     pub memory_bytes: u64,
     pub cpus: u8,
     pub pids: u64,
+}
+
+/// How long a freeze may take before it is given up.
+const FREEZE_WAIT: Duration = Duration::from_secs(5);
+
+/// A box's processes, stopped by its freezer group; let go when dropped.
+#[derive(Debug)]
+pub struct Frozen {
+    version: Version,
+    dir: PathBuf,
+}
+
+impl Frozen {
+    fn set(&self, frozen: bool) -> Result<()> {
+        match self.version {
+            Version::V1 => write(&self.dir.join("freezer.state"), if frozen { "FROZEN" } else { "THAWED" }),
+            Version::V2 => write(&self.dir.join("cgroup.freeze"), if frozen { "1" } else { "0" }),
+        }
+    }
+
+    fn is_frozen(&self) -> bool {
+        match self.version {
+            Version::V1 => std::fs::read_to_string(self.dir.join("freezer.state")).is_ok_and(|state| state.trim() == "FROZEN"),
+            Version::V2 => std::fs::read_to_string(self.dir.join("cgroup.events")).is_ok_and(|events| events.lines().any(|line| line == "frozen 1")),
+        }
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        if let Err(error) = self.set(false) {
+            log::warn!("failed to let a box's processes go on: {error}");
+        }
+    }
 }
 
 /// Usage read from a box's groups.
@@ -81,9 +118,12 @@ impl BoxCgroup {
         Self { groups }
     }
 
-    /// Creates the groups and writes the limits. On failure, removes what it made.
+    /// Creates the groups and writes the limits. On failure, removes what it made. A freezer
+    /// group that cannot be made (an ordinary user given no freezer group) is left out: the box
+    /// runs, and cannot be snapshotted while it runs.
     pub fn create(layout: &CgroupLayout, box_id: &str, limits: Limits) -> Result<Self> {
-        let cgroup = Self::locate(layout, box_id);
+        let mut cgroup = Self::locate(layout, box_id);
+        cgroup.groups.retain(|(controller, version, dir)| *controller != Controller::Freezer || *version == Version::V2 || std::fs::create_dir_all(dir).is_ok());
         let made = cgroup.create_groups(layout, limits);
         if let Err(error) = made {
             cgroup.remove();
@@ -121,7 +161,7 @@ impl BoxCgroup {
                     write(&dir.join("cpu.max"), &format!("{} {CPU_PERIOD_US}", u64::from(limits.cpus) * CPU_PERIOD_US))?;
                 }
                 (Controller::Pids, _) => write(&dir.join("pids.max"), &limits.pids.to_string())?,
-                (Controller::CpuAccounting, _) => {}
+                (Controller::CpuAccounting | Controller::Freezer, _) => {}
             }
         }
         Ok(())
@@ -158,6 +198,30 @@ impl BoxCgroup {
             }
         }
         usage
+    }
+
+    /// Stops every process of the box until [`Frozen`] is dropped. Fails if the box has no
+    /// freezer group (the host has none, or an ordinary user was given none), or if its
+    /// processes do not all stop within a few seconds (then they are let go again).
+    pub fn freeze(&self) -> Result<Frozen> {
+        let Some((version, dir)) = self.groups.iter().find(|(controller, _, _)| *controller == Controller::Freezer).map(|(_, version, dir)| (*version, dir.clone())) else {
+            return Err(Error::Unsupported("this host gives boxes no freezer cgroup, so a running box cannot be stopped for an instant".to_string()));
+        };
+        if !dir.is_dir() {
+            return Err(Error::Unsupported(format!("the box has no freezer group ({} is missing), so it cannot be stopped for an instant", dir.display())));
+        }
+        let frozen = Frozen { version, dir };
+        frozen.set(true)?;
+        let deadline = std::time::Instant::now() + FREEZE_WAIT;
+        let mut pause = Duration::from_micros(100);
+        while !frozen.is_frozen() {
+            if std::time::Instant::now() > deadline {
+                return Err(Error::Engine(format!("the box's processes did not all stop within {FREEZE_WAIT:?}")));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+        Ok(frozen)
     }
 
     /// Removes the groups. Their processes must be gone; a group that is still busy (its last

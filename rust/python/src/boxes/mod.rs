@@ -9,13 +9,15 @@ use pyo3::prelude::*;
 use crate::dispatcher::{Payload, Shared};
 use crate::errors;
 use crate::options::CopyOptions;
-use crate::unsupported::{self, CloneOptions, ExportOptions, SnapshotHandle};
+use crate::unsupported::{self, CloneOptions, ExportOptions};
 
 mod network;
 mod owned;
+mod snapshots;
 mod tunnel;
 
 pub use network::NetworkHandle;
+pub use snapshots::{SnapshotHandle, SnapshotInfo};
 pub use tunnel::{BoxConnection, BoxTunnel, SocketAddress, TunnelForwarder};
 #[cfg(feature = "testing")]
 pub use owned::orphans_removed;
@@ -157,10 +159,10 @@ impl Box {
         NetworkHandle { shared: Arc::clone(&self.shared), handle: Arc::clone(&self.handle) }
     }
 
-    /// Snapshots (they need the VM engine).
+    /// The box's snapshots.
     #[getter]
     fn snapshot(&self) -> SnapshotHandle {
-        SnapshotHandle { shared: Arc::clone(&self.shared) }
+        SnapshotHandle { shared: Arc::clone(&self.shared), handle: Arc::clone(&self.handle) }
     }
 
     #[pyo3(signature = (*, dest, options = None))]
