@@ -158,7 +158,6 @@ async def test_features_of_other_engines_are_present_and_refuse_by_name(runtime:
     refused = {
         "inbound allow-list": box.network.update_inbound(boxlite.InboundNetworkSpec()),
         "exporting": box.export(dest="/tmp/box.boxlite", options=boxlite.ExportOptions()),
-        "cloning": box.clone_box(name="copy", options=boxlite.CloneOptions()),
         "importing": runtime.import_box("/tmp/box.boxlite"),
         "REST runtime": runtime.images.usage(),
     }

@@ -873,7 +873,8 @@ class Box:
     def export(self, *, dest: str, options: ExportOptions | None = None) -> asyncio.Future[str]:
         """Needs the VM engine: fails with ``UnsupportedError``."""
     def clone_box(self, *, name: str | None = None, options: CloneOptions | None = None) -> asyncio.Future[Box]:
-        """Needs the VM engine: fails with ``UnsupportedError``."""
+        """Resolves to a new, stopped box with this box's options and a copy of its files (a
+        running box is frozen for the copy); its snapshots stay here."""
     def __aenter__(self) -> asyncio.Future[Self]: ...
     def __aexit__(self, *_exc: object) -> asyncio.Future[None]: ...
 

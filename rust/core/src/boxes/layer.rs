@@ -63,12 +63,20 @@ impl WritableLayer {
 
     /// Copies the layer to `target`, which must not exist.
     pub fn copy_to(&self, target: &Path) -> Result<Size> {
+        self.copy_shifted(target, None)
+    }
+
+    /// Copies the layer to `target` for a box whose ids are `shift.to` where this one's are
+    /// `shift.from` (a clone): owners in the one range become the same ids in the other. Only
+    /// a tree can be shifted.
+    pub fn copy_shifted(&self, target: &Path, shift: Option<IdShift>) -> Result<Size> {
         match self {
             Self::Tree(source) => {
-                let mut copier = TreeCopier::default();
+                let mut copier = TreeCopier { shift, ..TreeCopier::default() };
                 copier.copy(source, target)?;
                 Ok(copier.size)
             }
+            Self::Disk(_) if shift.is_some() => Err(Error::Unsupported("the files of a box with a disk of its own cannot be given another box's ids yet".to_string())),
             Self::Disk(source) => {
                 super::disk::copy_sparse(source, target)?;
                 let metadata = std::fs::metadata(target).map_err(Error::storage_at("read", target))?;
@@ -78,8 +86,38 @@ impl WritableLayer {
     }
 }
 
+/// Host ids `from..from + IdMap::BOX_IDS` of one box, as the same box ids of another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdShift {
+    pub from: u32,
+    pub to: u32,
+}
+
+impl IdShift {
+    /// The shift between two boxes' ids, if their files need one.
+    pub fn between(source: Option<crate::idmap::IdMap>, target: Option<crate::idmap::IdMap>) -> Option<Self> {
+        let (source, target) = (crate::idmap::host_owner(source, 0)?, crate::idmap::host_owner(target, 0)?);
+        (source != target).then_some(Self { from: source, to: target })
+    }
+
+    fn apply(self, id: u32) -> u32 {
+        if (self.from..self.from.saturating_add(crate::idmap::IdMap::BOX_IDS)).contains(&id) { id - self.from + self.to } else { id }
+    }
+
+    /// A namespaced file capability (VFS_CAP_REVISION_3) names the host id of its namespace's
+    /// root: that moves with the box too.
+    fn apply_to_capability(self, value: &mut [u8]) {
+        const REVISION_3: u32 = 0x0300_0000;
+        if value.len() == 24 && u32::from_le_bytes([value[0], value[1], value[2], value[3]]) & 0xFF00_0000 == REVISION_3 {
+            let root = u32::from_le_bytes([value[20], value[21], value[22], value[23]]);
+            value[20..24].copy_from_slice(&self.apply(root).to_le_bytes());
+        }
+    }
+}
+
 #[derive(Default)]
 struct TreeCopier {
+    shift: Option<IdShift>,
     /// Files with more than one link already copied, by (device, inode): later links to them
     /// become links to their copy.
     linked: HashMap<(u64, u64), PathBuf>,
@@ -130,12 +168,16 @@ impl TreeCopier {
 
     /// Owner, then mode (a change of owner clears set-id bits), extended attributes, and times.
     fn copy_attributes(&self, source: &Path, target: &Path, metadata: &std::fs::Metadata) -> Result<()> {
-        std::os::unix::fs::lchown(target, Some(metadata.uid()), Some(metadata.gid())).map_err(Error::storage_at("chown", target))?;
+        let owner = |id: u32| self.shift.map_or(id, |shift| shift.apply(id));
+        std::os::unix::fs::lchown(target, Some(owner(metadata.uid())), Some(owner(metadata.gid()))).map_err(Error::storage_at("chown", target))?;
         if !metadata.file_type().is_symlink() {
             std::fs::set_permissions(target, std::fs::Permissions::from_mode(metadata.mode() & 0o7777)).map_err(Error::storage_at("chmod", target))?;
         }
         let (source_c, target_c) = (c_path(source)?, c_path(target)?);
-        for (name, value) in extended_attributes(&source_c).map_err(Error::storage_at("read the attributes of", source))? {
+        for (name, mut value) in extended_attributes(&source_c).map_err(Error::storage_at("read the attributes of", source))? {
+            if let (Some(shift), b"security.capability") = (self.shift, name.as_bytes()) {
+                shift.apply_to_capability(&mut value);
+            }
             // SAFETY: lsetxattr with valid C strings and a buffer of the given length.
             let set = unsafe { libc::lsetxattr(target_c.as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
             check(set).map_err(|error| Error::Storage(format!("failed to set {} on {}: {error}", name.to_string_lossy(), target.display())))?;
@@ -194,4 +236,23 @@ fn extended_attributes(path: &CString) -> io::Result<Vec<(CString, Vec<u8>)>> {
         attributes.push((name, value));
     }
     Ok(attributes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shift_moves_the_ids_of_one_box_range_and_no_others() {
+        let shift = IdShift { from: 0x7001_0000, to: 0x7005_0000 };
+        assert_eq!(shift.apply(0x7001_0000), 0x7005_0000);
+        assert_eq!(shift.apply(0x7001_fffe), 0x7005_fffe);
+        assert_eq!(shift.apply(0x7002_0000), 0x7002_0000, "past the range");
+        assert_eq!(shift.apply(1000), 1000);
+        let mut capability = [0u8; 24];
+        capability[..4].copy_from_slice(&0x0300_0001u32.to_le_bytes());
+        capability[20..].copy_from_slice(&0x7001_0000u32.to_le_bytes());
+        shift.apply_to_capability(&mut capability);
+        assert_eq!(&capability[20..], &0x7005_0000u32.to_le_bytes());
+    }
 }

@@ -146,8 +146,8 @@ fn sync_filesystem(root: &std::os::fd::OwnedFd) -> Result<()> {
 }
 
 impl BoxHandle {
-    /// Snapshots need the box to exist; a handle spent by `stop()` may still manage them.
-    fn check_exists(&self) -> Result<()> {
+    /// Snapshots and clones need the box to exist; a handle spent by `stop()` may still make them.
+    pub(super) fn check_exists(&self) -> Result<()> {
         if self.entry.removed.load(Ordering::Acquire) {
             return Err(Error::NotFound(format!("box {} was removed", self.entry.id)));
         }
@@ -157,7 +157,7 @@ impl BoxHandle {
         Ok(())
     }
 
-    fn writable_layer(&self) -> WritableLayer {
+    pub(super) fn writable_layer(&self) -> WritableLayer {
         WritableLayer::of(&self.entry.dir, self.entry.record().disk_size_gb.is_some())
     }
 
@@ -172,13 +172,19 @@ impl BoxHandle {
             return Err(Error::AlreadyExists(format!("snapshot '{name}' already exists for box '{id}'")));
         }
         let layer = self.writable_layer();
-        let running = live.as_ref().filter(|running| running.is_alive());
-        let Some(running) = running else {
-            return blocking(move || take(&dir, &id, &name, &layer)).await;
+        self.with_layer_still(&live, move || take(&dir, &id, &name, &layer)).await
+    }
+
+    /// Runs `copy` (blocking) while the box's writable layer cannot change: at once for a box
+    /// that does not run, else with the box frozen, after a box with a disk synced it (rule 1).
+    /// The caller holds the lifecycle lock (`live`).
+    pub(super) async fn with_layer_still<T: Send + 'static>(&self, live: &Option<Live>, copy: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+        let Some(running) = live.as_ref().filter(|running| running.is_alive()) else {
+            return blocking(copy).await;
         };
         // The box's root, through which what a box with a disk wrote, and its kernel still holds,
         // is synced to the disk's image before the copy (a tree is read through the same cache).
-        let root = match layer {
+        let root = match self.writable_layer() {
             WritableLayer::Disk(_) => Some(
                 crate::exec::fd::ControlSocket::ask_for_descriptor(running.connector.socket_path(), &boxlite_protocol::Request::Root)
                     .await
@@ -186,15 +192,15 @@ impl BoxHandle {
             ),
             WritableLayer::Tree(_) => None,
         };
-        let cgroup = BoxCgroup::locate(&self.inner.cgroups, &id);
+        let cgroup = BoxCgroup::locate(&self.inner.cgroups, &self.entry.id);
         blocking(move || {
-            let frozen = cgroup.freeze().map_err(|error| Error::InvalidState(format!("a running box is snapshotted frozen, and {error}; stop the box first")))?;
+            let frozen = cgroup.freeze().map_err(|error| Error::InvalidState(format!("a running box is copied frozen, and {error}; stop the box first")))?;
             if let Some(root) = root {
                 sync_filesystem(&root)?;
             }
-            let taken = take(&dir, &id, &name, &layer);
+            let copied = copy();
             drop(frozen);
-            taken
+            copied
         })
         .await
     }

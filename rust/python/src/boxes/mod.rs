@@ -171,10 +171,18 @@ impl Box {
         unsupported::refuse(&self.shared, py, unsupported::Missing::Export)
     }
 
+    /// Resolves to a new, stopped box with this box's options and a copy of its files (a
+    /// running box is frozen for the copy); its snapshots stay here.
     #[pyo3(signature = (*, name = None, options = None))]
     fn clone_box<'py>(&self, py: Python<'py>, name: Option<String>, options: Option<&Bound<'py, CloneOptions>>) -> PyResult<Bound<'py, PyAny>> {
-        let _ = (name, options);
-        unsupported::refuse(&self.shared, py, unsupported::Missing::Clone)
+        let _ = options;
+        self.shared.check_open(py)?;
+        let handle = Arc::clone(&self.handle);
+        let owner = Arc::downgrade(&self.shared.tasks);
+        self.shared.submit_handover(py, async move {
+            let cloned = handle.clone_box(name).await?;
+            Ok(Payload::from(OwnedBox::new(cloned, handle.runtime(), owner, Orphan::Remove)))
+        })
     }
 
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {

@@ -1,0 +1,85 @@
+"""Clones: a new, stopped box with another's options and files (owners as the box sees them,
+moved into the clone's own ids), independent of its source from then on."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import boxlite
+
+from .conftest import collect
+from .test_snapshots import MAKE, see
+
+ROOT = os.geteuid() == 0
+# Box root may give files to another user only where a box has a range of ids (root's runtime).
+GIVE_AWAY = "chown 1000:1000 /root/tree/old" if ROOT else "true"
+
+
+async def test_a_clone_has_its_sources_files_and_options_and_goes_its_own_way(runtime: boxlite.Boxlite, busybox_image: str, home: Path) -> None:
+    options = boxlite.BoxOptions(rootfs_path=busybox_image, auto_remove=False, env=[("FLAVOUR", "plain")])
+    source = await runtime.create(options, name="source")
+    stdout, stderr, status = await collect(await source.exec("sh", ["-c", MAKE + GIVE_AWAY]))
+    assert status.exit_code == 0, (stdout, stderr)
+    files = await see(source)
+    await source.stop()
+    source = await runtime.get("source")
+    assert source is not None
+    await source.snapshot.create(name="kept-here")
+
+    clone = await source.clone_box(name="copy")
+    assert clone.id != source.id and clone.name == "copy"
+    assert (await clone.info()).state.status == "stopped"
+    assert await see(clone) == files
+    stdout, _, _ = await collect(await clone.exec("sh", ["-c", "echo $FLAVOUR"]))
+    assert stdout == b"plain\n", "the clone has its source's options"
+    assert await clone.snapshot.list() == [], "snapshots stay with their box"
+    if ROOT:
+        # The same owners as the boxes see them, each box's own host ids.
+        source_file = home / "boxes" / source.id / "upper" / "root" / "tree" / "old"
+        clone_file = home / "boxes" / clone.id / "upper" / "root" / "tree" / "old"
+        assert clone_file.stat().st_uid != source_file.stat().st_uid
+        assert clone_file.stat().st_uid - clone_file.parent.stat().st_uid == 1000
+
+    # Independent: what one does the other does not see, and either may go first.
+    await collect(await clone.exec("sh", ["-c", "echo changed > /root/tree/file"]))
+    assert await see(source) == files
+    with pytest.raises(boxlite.InvalidArgumentError, match="'copy' already exists"):
+        await source.clone_box(name="copy")
+    await source.stop()
+    await runtime.remove(source.id)
+    stdout, _, _ = await collect(await clone.exec("cat", ["/root/tree/file"]))
+    assert stdout == b"changed\n"
+    await clone.stop()
+    await runtime.remove(clone.id)
+    assert await runtime.list_info() == []
+
+
+@pytest.mark.root_only("a running box is frozen through its freezer cgroup, which the ordinary user's CI setup does not delegate")
+async def test_a_running_box_is_cloned_frozen_and_goes_on(runtime: boxlite.Boxlite) -> None:
+    source = await runtime.create(boxlite.BoxOptions(auto_remove=False))
+    writer = await source.exec("sh", ["-c", "i=0; while true; do i=$((i+1)); echo line-$i-end >> /root/log; done"])
+    await collect(await source.exec("sleep", ["0.2"]))
+    clone = await source.clone_box()
+    before, _, _ = await collect(await source.exec("sh", ["-c", "wc -l < /root/log"]))
+    after, _, _ = await collect(await source.exec("sh", ["-c", "sleep 0.2; wc -l < /root/log"]))
+    assert int(after) > int(before), "the source goes on"
+    writer.close()
+    stdout, _, _ = await collect(await clone.exec("cat", ["/root/log"]))
+    lines = stdout.decode().splitlines()
+    assert lines and all(line == f"line-{number}-end" for number, line in enumerate(lines[:-1], start=1))
+    await clone.stop()
+    await source.stop()
+
+
+@pytest.mark.root_only("a disk of a box's own is a loop device")
+async def test_a_box_with_a_disk_is_not_cloned_and_nothing_is_left(runtime: boxlite.Boxlite, home: Path) -> None:
+    source = await runtime.create(boxlite.BoxOptions(auto_remove=False, disk_size_gb=1))
+    boxes_before = sorted(path.name for path in (home / "boxes").iterdir())
+    with pytest.raises(boxlite.UnsupportedError, match="cannot be given another box's ids"):
+        await source.clone_box(name="copy")
+    assert sorted(path.name for path in (home / "boxes").iterdir()) == boxes_before
+    assert [info.id for info in await runtime.list_info()] == [source.id]
+    await runtime.remove(source.id)
