@@ -7,6 +7,7 @@ JSON and PNG plots.
     python -m benches --only faults   # kill -9 of a runtime at random moments, then recovery
     python -m benches --only soak     # 10,000 create/exec/stop cycles: memory, fds, threads flat
     python -m benches --only network  # a box's network against the host's (needs root)
+    python -m benches --only snapshots  # snapshot and clone of a box with 1 GiB, against cp -a
 
 Benchmarks are not tests: nothing fails on a slow figure. Run from the repository root (the
 test images come from tests/images.py). Results go to benches/results/ unless --out says.
@@ -22,7 +23,7 @@ from pathlib import Path
 from . import suites
 from .harness import Row, plot, print_table, write_json
 
-SUITES = ["exec", "create", "stream", "density", "concurrency", "pull", "copy", "faults", "soak", "network"]
+SUITES = ["exec", "create", "stream", "density", "concurrency", "pull", "copy", "snapshots", "faults", "soak", "network"]
 
 
 async def run(arguments: argparse.Namespace) -> None:
@@ -46,6 +47,8 @@ async def run(arguments: argparse.Namespace) -> None:
         rows += await suites.image_pull(3 if quick else 10)
     if "copy" in chosen:
         rows += await suites.copy_files(128 if quick else 1024)
+    if "snapshots" in chosen:
+        rows += await suites.snapshots(*((64, 2) if quick else (1024, 5)))
     if "faults" in chosen:
         rows += await suites.faults(5 if quick else 200)
     if "soak" in chosen:

@@ -124,7 +124,7 @@ struct TreeCopier {
     size: Size,
 }
 
-fn c_path(path: &Path) -> Result<CString> {
+pub(super) fn c_path(path: &Path) -> Result<CString> {
     CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::Storage(format!("a path with a NUL byte: {}", path.display())))
 }
 

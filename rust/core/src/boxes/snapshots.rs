@@ -8,14 +8,14 @@
 //!    filesystem was synced; a host that gives the box no freezer refuses the snapshot of a
 //!    running box, which may be taken stopped.
 //! 2. A snapshot appears whole or not at all: it is made under a name starting with `.`,
-//!    which listings skip, and renamed into place last.
+//!    which listings skip (and the next snapshot removes), and renamed into place last.
 //! 3. A restore replaces the layer of a box that does not run, whole: the copy is made beside
-//!    it and swapped in by renames (the overlay's work directory needs nothing: the kernel
+//!    it and swapped in by one rename (an exchange, for a tree) (the overlay's work directory needs nothing: the kernel
 //!    clears it at each mount). Later snapshots are kept.
 
 use serde::{Deserialize, Serialize};
 
-use super::layer::{Size, WritableLayer};
+use super::layer::{self, Size, WritableLayer};
 use super::*;
 
 const SNAPSHOTS: &str = "snapshots";
@@ -80,6 +80,11 @@ fn not_found(box_id: &str, name: &str) -> Error {
 fn take(box_dir: &Path, box_id: &str, name: &str, layer: &WritableLayer) -> Result<SnapshotInfo> {
     let root = box_dir.join(SNAPSHOTS);
     fs_err::create_dir_all(&root)?;
+    // What a runtime killed in the middle of a snapshot left: takes are one at a time per box
+    // (the lifecycle lock), so any half-made one is stale.
+    for stale in fs_err::read_dir(&root)?.flatten().filter(|entry| entry.file_name().as_encoded_bytes().starts_with(b".")) {
+        let _ = std::fs::remove_dir_all(stale.path());
+    }
     let id = crate::ids::new_box_id();
     let partial = root.join(format!(".{id}"));
     let made = (|| {
@@ -118,10 +123,15 @@ fn put_back(snapshot: &Path, layer: &WritableLayer) -> Result<()> {
     match layer {
         WritableLayer::Disk(_) => fs_err::rename(&restoring, current)?,
         WritableLayer::Tree(_) => {
-            let old = current.with_file_name(".replaced-upper");
-            fs_err::rename(current, &old)?;
-            fs_err::rename(&restoring, current)?;
-            let _ = std::fs::remove_dir_all(&old);
+            // One atomic swap: a crash leaves the old layer or the new one in place, never none.
+            let (from, to) = (layer::c_path(&restoring)?, layer::c_path(current)?);
+            // SAFETY: renameat2 with two valid C paths relative to the working directory.
+            if unsafe { libc::renameat2(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::RENAME_EXCHANGE) } < 0 {
+                let error = std::io::Error::last_os_error();
+                let _ = std::fs::remove_dir_all(&restoring);
+                return Err(Error::storage("swap in", current, &error));
+            }
+            let _ = std::fs::remove_dir_all(&restoring);
         }
     }
     Ok(())
