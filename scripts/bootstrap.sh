@@ -9,8 +9,8 @@ cd "$(dirname "$0")/.."
 # iproute2 builds the tests' fake internet; busybox-static, docker-registry, zstd and
 # apache2-utils (htpasswd) build and serve the test images; bubblewrap, crun and skopeo are the
 # peers the benchmarks measure against; python3-venv makes the venv the suite runs from as an
-# ordinary user.
-debian_packages=(nftables iproute2 busybox-static docker-registry zstd apache2-utils bubblewrap crun skopeo python3-venv)
+# ordinary user; btrfs-progs formats the filesystem with reflinks a snapshot test runs on.
+debian_packages=(nftables iproute2 busybox-static docker-registry zstd apache2-utils bubblewrap crun skopeo python3-venv btrfs-progs)
 missing=()
 for package in "${debian_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

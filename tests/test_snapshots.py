@@ -3,7 +3,11 @@ its image), listed, restored exactly into a stopped box, taken frozen from a run
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +15,7 @@ import pytest
 import boxlite
 
 from .conftest import collect
+from .leftovers import box_processes
 
 # Files of every kind the box's writable layer holds: content, a hard link, a symbolic link, a
 # set-uid mode, an old mtime, a file deleted from the image (a whiteout) and a directory of
@@ -166,3 +171,46 @@ async def test_a_running_box_without_a_freezer_is_refused_and_a_stopped_one_take
     assert (await box.snapshot.create(name="now")).name == "now"
     assert (home / "boxes" / box.id / "snapshots").is_dir()
     await runtime.remove(box.id)
+
+
+@pytest.fixture
+def btrfs_home(tmp_path: Path) -> Iterator[Path]:
+    """A home on a btrfs filesystem of its own (a loop-mounted image), which has reflinks."""
+    image, mount = tmp_path / "btrfs.img", tmp_path / "btrfs"
+    with image.open("wb") as file:
+        file.truncate(2 << 30)
+    subprocess.run(["mkfs.btrfs", "-q", str(image)], check=True)
+    mount.mkdir()
+    subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
+    try:
+        yield mount / "home"
+    finally:
+        for pid in box_processes(mount / "home"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.root_only("the btrfs home is a loop device the test mounts")
+async def test_on_a_filesystem_with_reflinks_a_snapshot_and_a_clone_take_no_room(btrfs_home: Path) -> None:
+    def free() -> int:
+        status = os.statvfs(btrfs_home)
+        return status.f_bavail * status.f_frsize
+
+    with boxlite.Boxlite(boxlite.Options(home_dir=str(btrfs_home))) as runtime:
+        box = await runtime.create(boxlite.BoxOptions(auto_remove=False))
+        await (await box.exec("sh", ["-c", "head -c 268435456 /dev/urandom > /root/big; sync"])).wait()
+        await box.stop()
+        box = await runtime.get(box.id)
+        assert box is not None
+        os.sync()
+        before = free()
+        await box.snapshot.create(name="shared")
+        clone = await box.clone_box()
+        os.sync()
+        assert before - free() < 32 << 20, "the 256 MiB are shared, not copied"
+        stdout, _, _ = await collect(await clone.exec("sh", ["-c", "head -c 4 /root/big | od -An -tx1; wc -c < /root/big"]))
+        original, _, _ = await collect(await box.exec("sh", ["-c", "head -c 4 /root/big | od -An -tx1; wc -c < /root/big"]))
+        assert stdout == original and stdout.split()[-1] == b"268435456"
+        await clone.stop()
+        await box.stop()

@@ -95,22 +95,12 @@ fn format(path: &Path, size_gb: u64, formatter: &Path) -> Result<()> {
     }
 }
 
-/// Makes `output` share `input`'s blocks (a reflink, FICLONE), where the filesystem can (btrfs,
-/// xfs): a copy that takes no room until either side changes. False where it cannot.
-pub(super) fn reflink(input: &std::fs::File, output: &std::fs::File) -> bool {
-    const FICLONE: libc::c_ulong = 0x4004_9409;
-    // SAFETY: FICLONE takes the source descriptor as its argument.
-    unsafe { libc::ioctl(output.as_raw_fd(), FICLONE, input.as_raw_fd()) == 0 }
-}
-
-/// Copies `source` to a new file `target` of the same size: a reflink where the filesystem can,
-/// else only its data extents (SEEK_DATA/SEEK_HOLE), so holes stay holes.
+/// Copies `source` to a new file `target` of the same size, only its data extents
+/// (SEEK_DATA/SEEK_HOLE), so holes stay holes. `copy_file_range` shares the blocks instead of
+/// copying them where the filesystem can (btrfs, xfs).
 pub(super) fn copy_sparse(source: &Path, target: &Path) -> Result<()> {
     let input = std::fs::File::open(source).map_err(Error::storage_at("open", source))?;
     let output = std::fs::File::options().write(true).create_new(true).open(target).map_err(Error::storage_at("create", target))?;
-    if reflink(&input, &output) {
-        return Ok(());
-    }
     let size = input.metadata().map_err(Error::storage_at("read", source))?.len();
     output.set_len(size).map_err(Error::storage_at("size", target))?;
     let seek = |offset: u64, whence: libc::c_int| -> std::io::Result<Option<u64>> {
