@@ -129,6 +129,9 @@ async def test_snapshot_names_and_states_are_checked(runtime: boxlite.Boxlite, h
 
 
 WRITER = "i=0; while true; do i=$((i+1)); echo line-$i-end >> /root/log; done"
+# Return once the writer has written, and once it writes on (bounded by the test's timeout).
+HAS_WRITTEN = "until [ -s /root/log ]; do :; done; echo written"
+WRITES_ON = "n=$(wc -l < /root/log); until [ $(wc -l < /root/log) -gt $n ]; do :; done; echo grew"
 
 
 @pytest.mark.root_only("a running box is frozen through its freezer cgroup, which the ordinary user's CI setup does not delegate")
@@ -137,13 +140,10 @@ async def test_a_running_box_is_snapshotted_frozen_and_goes_on(runtime: boxlite.
     box = await runtime.create(boxlite.BoxOptions(auto_remove=False, disk_size_gb=disk), name="busy")
     await box.start()
     writer = await box.exec("sh", ["-c", WRITER])
-    stdout, _, _ = await collect(await box.exec("sh", ["-c", "sleep 0.2; wc -l < /root/log"]))
-    assert int(stdout) > 0
+    assert (await collect(await box.exec("sh", ["-c", HAS_WRITTEN])))[0] == b"written\n"
     await box.snapshot.create(name="busy")
     # The box goes on: the writer still writes.
-    first, _, _ = await collect(await box.exec("sh", ["-c", "wc -l < /root/log"]))
-    second, _, _ = await collect(await box.exec("sh", ["-c", "sleep 0.2; wc -l < /root/log"]))
-    assert int(second) > int(first)
+    assert (await collect(await box.exec("sh", ["-c", WRITES_ON])))[0] == b"grew\n"
     writer.close()
     await box.stop()
     box = await runtime.get("busy")

@@ -20,6 +20,12 @@ impl BoxHandle {
         if self.spent.load(Ordering::Acquire) {
             return Err(Error::Stopped("Handle invalidated after stop(). Use runtime.get() to get a new handle.".to_string()));
         }
+        self.check_exists()
+    }
+
+    /// The box still exists and its runtime is open; what does not start the box (snapshots,
+    /// clones) may still be done through a handle spent by `stop()`.
+    pub(super) fn check_exists(&self) -> Result<()> {
         if self.entry.removed.load(Ordering::Acquire) {
             return Err(Error::NotFound(format!("box {} was removed", self.entry.id)));
         }

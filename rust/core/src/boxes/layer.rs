@@ -1,5 +1,5 @@
-//! A box's writable layer taken whole (snapshots): the overlay's upper directory, or the disk
-//! image that holds it, copied exactly.
+//! A box's writable layer taken whole (snapshots, clones): the overlay's upper directory, or
+//! the disk image that holds it, copied exactly.
 //!
 //! A tree is copied with everything the overlay and the box see: owners, modes, times, extended
 //! attributes (the overlay's opaque marks among them), hard links, symbolic links (never

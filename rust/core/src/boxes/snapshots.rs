@@ -10,8 +10,8 @@
 //! 2. A snapshot appears whole or not at all: it is made under a name starting with `.`,
 //!    which listings skip (and the next snapshot removes), and renamed into place last.
 //! 3. A restore replaces the layer of a box that does not run, whole: the copy is made beside
-//!    it and swapped in by one rename (an exchange, for a tree) (the overlay's work directory needs nothing: the kernel
-//!    clears it at each mount). Later snapshots are kept.
+//!    it and swapped in by one rename (an exchange, for a tree). The overlay's work directory
+//!    needs nothing: the kernel clears it at each mount. Later snapshots are kept.
 
 use serde::{Deserialize, Serialize};
 
@@ -78,6 +78,9 @@ fn not_found(box_id: &str, name: &str) -> Error {
 
 /// Copies `layer` into a new snapshot of the box in `box_dir` (rule 2). Blocking.
 fn take(box_dir: &Path, box_id: &str, name: &str, layer: &WritableLayer) -> Result<SnapshotInfo> {
+    if find_in(box_dir, name)?.is_some() {
+        return Err(Error::AlreadyExists(format!("snapshot '{name}' already exists for box '{box_id}'")));
+    }
     let root = box_dir.join(SNAPSHOTS);
     fs_err::create_dir_all(&root)?;
     // What a runtime killed in the middle of a snapshot left: takes are one at a time per box
@@ -156,17 +159,6 @@ fn sync_filesystem(root: &std::os::fd::OwnedFd) -> Result<()> {
 }
 
 impl BoxHandle {
-    /// Snapshots and clones need the box to exist; a handle spent by `stop()` may still make them.
-    pub(super) fn check_exists(&self) -> Result<()> {
-        if self.entry.removed.load(Ordering::Acquire) {
-            return Err(Error::NotFound(format!("box {} was removed", self.entry.id)));
-        }
-        if self.inner.shut_down.load(Ordering::Acquire) {
-            return Err(Error::Stopped("the runtime has been shut down".to_string()));
-        }
-        Ok(())
-    }
-
     pub(super) fn writable_layer(&self) -> WritableLayer {
         WritableLayer::of(&self.entry.dir, self.entry.record().disk_size_gb.is_some())
     }
@@ -178,9 +170,6 @@ impl BoxHandle {
         let live = self.entry.live.lock().await;
         self.check_exists()?;
         let (dir, id, name) = (self.entry.dir.clone(), self.entry.id.clone(), name.to_string());
-        if find_in(&dir, &name)?.is_some() {
-            return Err(Error::AlreadyExists(format!("snapshot '{name}' already exists for box '{id}'")));
-        }
         let layer = self.writable_layer();
         self.with_layer_still(&live, move || take(&dir, &id, &name, &layer)).await
     }

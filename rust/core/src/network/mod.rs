@@ -286,6 +286,9 @@ impl BoxNetwork {
     /// them for its first query or connection; after [`WAY_OUT_WAIT`] at most (a way out that
     /// cannot be served was logged, and the box runs on without it).
     pub async fn way_out_served(&self) {
+        if *self.way_out_served.borrow() {
+            return;
+        }
         let mut served = self.way_out_served.clone();
         let _ = tokio::time::timeout(WAY_OUT_WAIT, served.wait_for(|served| *served)).await;
     }
