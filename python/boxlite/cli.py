@@ -5,13 +5,17 @@
     boxlite exec [-it] BOX CMD...                   boxlite rm [-f] BOX...
     boxlite ls [-q]                                 boxlite cp SRC DST   (BOX:PATH on one side)
     boxlite logs BOX                                boxlite pull IMAGE   boxlite images
+    boxlite serve [--host IP] [--port N] [--api-key KEY]
 
 IMAGE is a registry reference, ``host://`` (the built-in image) or a path to a local OCI image
 layout. ``run`` runs CMD as the box's main process (after the image's entrypoint, as Docker
 does), or the image's default command; with ``-t`` it runs CMD (default ``sh``) on a terminal
 through exec instead. Boxes made by ``create`` are detached: they outlive the command and later
 commands reach them by id or name; with CMD, it is their main process, started by ``start``.
-``logs`` prints the output of a box's main process and follows it while it runs. The exit
+``logs`` prints the output of a box's main process and follows it while it runs. ``serve``
+serves BoxLite's REST API over the home's boxes until SIGINT or SIGTERM (loopback by default;
+with an API key, from ``--api-key`` or ``$BOXLITE_SERVE_API_KEY``, every request must carry
+``Authorization: Bearer KEY``); one log line per request goes to stderr. The exit
 status of the command in the box becomes the CLI's; errors are one line on stderr (``--debug``
 for the trace), with status 125.
 """
@@ -28,7 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from ._native import HOST_IMAGE, Box, BoxInfo, Boxlite, BoxOptions, Execution, Options
+from ._native import HOST_IMAGE, Box, BoxInfo, Boxlite, BoxOptions, Execution, Options, serve
 from ._terminal import forward
 from .errors import BoxliteError, InvalidStateError
 
@@ -162,6 +166,28 @@ async def _command(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(arguments: argparse.Namespace) -> int:
+    import logging
+
+    if not arguments.debug:
+        logging.basicConfig(level=logging.INFO, format="boxlite serve: %(message)s")
+    api_key = arguments.api_key or os.environ.get("BOXLITE_SERVE_API_KEY") or None
+    server = serve(Options(home_dir=arguments.home), arguments.host, arguments.port, api_key=api_key,
+                   reconnect_grace=float(os.environ.get("BOXLITE_RECONNECT_GRACE", "300")), upload_limit=arguments.upload_limit)
+    print(f"boxlite serve: listening on http://{server.address}", file=sys.stderr, flush=True)
+
+    def stop(number: int, _frame: object) -> None:
+        print(f"boxlite serve: {signal.Signals(number).name}: finishing requests in flight, then stopping", file=sys.stderr, flush=True)
+        server.stop()
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, stop)
+    while not server.wait(0.2):  # short waits, so the signal handlers run in between
+        pass
+    print("boxlite serve: stopped; its boxes stay (detached) for the next server on this home", file=sys.stderr)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="boxlite", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--home", default=None, help="the runtime's home directory (default: $BOXLITE_HOME or ~/.boxlite)")
@@ -206,6 +232,11 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("logs", help="print (and follow) the output of a box's main process").add_argument("box")
     commands.add_parser("pull", help="pull an image").add_argument("image")
     commands.add_parser("images", help="list pulled images")
+    server = commands.add_parser("serve", help="serve BoxLite's REST API over this home's boxes")
+    server.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: loopback only)")
+    server.add_argument("--port", type=int, default=8100, help="0 picks a free port (default: 8100)")
+    server.add_argument("--api-key", default=None, help="the key requests must carry (default: $BOXLITE_SERVE_API_KEY; none: no check)")
+    server.add_argument("--upload-limit", type=int, default=1 << 40, metavar="BYTES", help="the largest file upload accepted (default: 1 TiB)")
     return parser
 
 
@@ -219,6 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("boxlite: exec needs a command", file=sys.stderr)
         return CLI_ERROR
     try:
+        if arguments.action == "serve":
+            return _serve(arguments)
         return asyncio.run(_run(arguments) if arguments.action == "run" else _command(arguments))
     except (BoxliteError, OSError) as error:
         if arguments.debug:

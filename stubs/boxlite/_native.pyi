@@ -48,6 +48,7 @@ __all__ = [
     "RuntimeMetrics",
     "Secret",
     "SecurityOptions",
+    "Server",
     "SnapshotHandle",
     "SnapshotInfo",
     "SnapshotOptions",
@@ -56,6 +57,7 @@ __all__ = [
     "VolumeHandle",
     "VolumeInfo",
     "__version__",
+    "serve",
 ]
 
 __version__: Final[str]
@@ -921,3 +923,33 @@ class Boxlite:
         another runtime. Idempotent."""
     def __enter__(self) -> Self: ...
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None) -> Literal[False]: ...
+
+@final
+class Server:
+    """A running ``boxlite serve`` (see ``serve``); it stops when this object goes away."""
+    @property
+    def address(self) -> str:
+        """Where it listens: ``"127.0.0.1:8100"``."""
+    def stop(self) -> None:
+        """Begins a graceful stop: requests in flight finish, attached clients are closed with
+        "going away", executions the server kept are killed. Returns at once."""
+    def wait(self, timeout: float | None = None) -> bool:
+        """Waits up to ``timeout`` seconds (``None``: until it ends); true once the server has
+        ended. A server that failed raises its error here."""
+
+def serve(
+    options: Options,
+    host: str = "127.0.0.1",
+    port: int = 8100,
+    *,
+    api_key: str | None = None,
+    reconnect_grace: float = 300.0,
+    retention: float = 300.0,
+    upload_limit: int = 1099511627776,
+) -> Server:
+    """Serves BoxLite's REST API on ``host:port`` (port 0 picks a free one) over a runtime on
+    ``options``' home, on threads of its own, until ``Server.stop()`` (``boxlite serve``). With
+    ``api_key``, requests need ``Authorization: Bearer <api_key>``. Executions nobody attached to
+    for ``reconnect_grace`` seconds are killed; ended ones are kept ``retention`` seconds for their
+    status; uploads above ``upload_limit`` bytes are refused. Raises when the home is in use or
+    the address cannot be bound."""

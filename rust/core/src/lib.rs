@@ -3,7 +3,7 @@
 
 mod boxes;
 mod cgroups;
-mod clock;
+pub mod clock;
 mod error;
 pub mod files;
 pub mod exec;

@@ -16,6 +16,7 @@ mod pyrepr;
 mod queue;
 mod registry;
 mod runtime;
+mod serve;
 mod tasks;
 #[cfg(feature = "testing")]
 mod testing;
@@ -32,6 +33,8 @@ fn _native(py: Python<'_>, module: &Bound<'_, PyModule>) -> PyResult<()> {
     dispatcher::resolve(py)?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     module.add("HOST_IMAGE", boxlite_core::image::HOST_IMAGE)?;
+    module.add_function(wrap_pyfunction!(serve::serve, module)?)?;
+    module.add_class::<serve::Server>()?;
     module.add_class::<runtime::Boxlite>()?;
     module.add_class::<options::Options>()?;
     module.add_class::<options::BoxOptions>()?;

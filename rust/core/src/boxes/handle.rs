@@ -298,7 +298,7 @@ impl BoxHandle {
         self.stop_with(DEFAULT_STOP_GRACE).await
     }
 
-    pub(super) async fn stop_with(&self, grace: Duration) -> Result<()> {
+    pub async fn stop_with(&self, grace: Duration) -> Result<()> {
         if self.spent.swap(true, Ordering::AcqRel) || self.entry.removed.load(Ordering::Acquire) {
             return Ok(());
         }

@@ -1,0 +1,189 @@
+//! Executions over REST: start one (`POST …/exec`), ask how it is, signal, resize or kill it,
+//! and attach to it over a WebSocket — BoxLite's frames: binary `[1|2][bytes]` for stdout and
+//! stderr, `{"type":"exit","exit_code":N}` then a normal close at the end; from the client,
+//! binary frames are stdin and text frames `resize`, `signal` and `stdin_eof`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use crate::boxes::{body, find, BoxPath};
+use crate::error::{ApiError, ApiResult};
+use crate::executions::{Claim, Session, ALLOWED_SIGNALS};
+use crate::wire::{ClientControl, Exec, ExecutionBody, ExecutionCreated, ResizeBody, SignalBody};
+use crate::{no_content, Server, Shared};
+
+/// Keeps idle connections (and the proxies between) alive, as BoxLite's server does.
+const PING_EVERY: Duration = Duration::from_secs(15);
+/// After the exit frame and our close, how long the client has to close in turn.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+pub fn routes() -> Router<Arc<Server>> {
+    Router::new()
+        .route("/boxes/{box_id}/exec", post(exec))
+        .route("/boxes/{box_id}/executions/{execution_id}", get(status).delete(kill))
+        .route("/boxes/{box_id}/executions/{execution_id}/signal", post(signal))
+        .route("/boxes/{box_id}/executions/{execution_id}/resize", post(resize))
+        .route("/boxes/{box_id}/executions/{execution_id}/attach", get(attach))
+}
+
+#[derive(Deserialize)]
+struct ExecutionPath {
+    box_id: String,
+    execution_id: String,
+}
+
+fn session(server: &Server, path: &ExecutionPath) -> ApiResult<Arc<Session>> {
+    let handle = find(server, &path.box_id)?;
+    server.executions.get(handle.id(), &path.execution_id)
+}
+
+async fn exec(State(server): Shared, Path(path): Path<BoxPath>, request: Result<Json<Exec>, JsonRejection>) -> ApiResult<Response> {
+    let (request, stdin) = body(request)?.request()?;
+    let handle = find(&server, &path.box_id)?;
+    let execution = handle.exec(request).await?;
+    let session = server.executions.add(handle.id().to_string(), execution, stdin)?;
+    let location = format!("/v1/boxes/{}/executions/{}", session.box_id, session.id);
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(ExecutionCreated { execution_id: session.id.clone() })).into_response())
+}
+
+async fn status(State(server): Shared, Path(path): Path<ExecutionPath>) -> ApiResult<Json<ExecutionBody>> {
+    Ok(Json(session(&server, &path)?.body()))
+}
+
+async fn kill(State(server): Shared, Path(path): Path<ExecutionPath>) -> ApiResult<Response> {
+    let session = session(&server, &path)?;
+    server.executions.kill(&session).await?;
+    Ok(no_content())
+}
+
+fn check_signal(signal: i32) -> ApiResult<()> {
+    if ALLOWED_SIGNALS.contains(&signal) {
+        return Ok(());
+    }
+    Err(ApiError::invalid_argument(format!("signal {signal} may not be sent; allowed: {ALLOWED_SIGNALS:?} (DELETE the execution to kill it)")))
+}
+
+async fn signal(State(server): Shared, Path(path): Path<ExecutionPath>, request: Result<Json<SignalBody>, JsonRejection>) -> ApiResult<Response> {
+    let signal = body(request)?.signal;
+    check_signal(signal)?;
+    let session = session(&server, &path)?;
+    match tokio::time::timeout(Duration::from_secs(10), session.control().signal(signal)).await {
+        Err(_) => Err(ApiError::timeout(format!("execution {} did not take signal {signal} within 10 s", session.id))),
+        Ok(result) => {
+            result?;
+            Ok(no_content())
+        }
+    }
+}
+
+async fn resize(State(server): Shared, Path(path): Path<ExecutionPath>, request: Result<Json<ResizeBody>, JsonRejection>) -> ApiResult<Response> {
+    let size = body(request)?;
+    session(&server, &path)?.control().resize(size.rows, size.cols)?;
+    Ok(no_content())
+}
+
+#[derive(Deserialize)]
+struct AttachQuery {
+    stdin: Option<String>,
+}
+
+/// Rule 1 of `executions`: the claim is taken before the upgrade, so a second client gets a
+/// plain 409 and no socket.
+async fn attach(State(server): Shared, Path(path): Path<ExecutionPath>, Query(query): Query<AttachQuery>, upgrade: WebSocketUpgrade) -> ApiResult<Response> {
+    let writable = match query.stdin.as_deref() {
+        None | Some("1" | "true") => true,
+        Some("0" | "false") => false,
+        Some(other) => return Err(ApiError::invalid_argument(format!("stdin must be true or false, not {other:?}"))),
+    };
+    let session = session(&server, &path)?;
+    let claim = session.claim().ok_or_else(|| ApiError::from(boxlite_core::Error::InvalidState(format!("execution {} already has an attached client", session.id))))?;
+    let shutdown = server.shutdown.clone();
+    Ok(upgrade.on_upgrade(move |socket| async move { follow(socket, claim, writable, shutdown).await }))
+}
+
+/// Sends the execution's output, then its exit, to the attached client, while a reader task
+/// takes the client's frames. Returns when the exit was delivered, the client went, or the
+/// server shuts down; the claim goes back then.
+async fn follow(socket: WebSocket, mut claim: Claim, writable: bool, shutdown: tokio_util::sync::CancellationToken) {
+    let (mut sink, stream) = socket.split();
+    let (notes, mut notes_received) = mpsc::channel::<String>(8);
+    let mut reader = tokio::spawn(read_client(stream, Arc::clone(claim.session()), writable, notes));
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            chunk = claim.next() => {
+                let Some(chunk) = chunk else { break };
+                let mut frame = Vec::with_capacity(chunk.data.len() + 1);
+                frame.push(chunk.channel);
+                frame.extend_from_slice(&chunk.data);
+                if sink.send(Message::Binary(frame.into())).await.is_err() {
+                    return;
+                }
+            }
+            note = notes_received.recv() => match note {
+                Some(note) => if sink.send(Message::Text(note.into())).await.is_err() { return },
+                // The reader ended: the client closed or went away.
+                None => return,
+            },
+            _ = ping.tick() => if sink.send(Message::Ping(Vec::new().into())).await.is_err() { return },
+            () = shutdown.cancelled() => {
+                let _ = sink.send(Message::Close(Some(CloseFrame { code: 1001, reason: "the server is shutting down".into() }))).await;
+                return;
+            }
+        }
+    }
+    // Rule 2: all output went out; now the exit.
+    let status = tokio::select! {
+        status = claim.session().exit() => status,
+        () = shutdown.cancelled() => return,
+    };
+    let exit = serde_json::json!({"type": "exit", "exit_code": status.exit_code});
+    if sink.send(Message::Text(exit.to_string().into())).await.is_ok() {
+        let _ = sink.send(Message::Close(Some(CloseFrame { code: 1000, reason: "".into() }))).await;
+        let _ = tokio::time::timeout(CLOSE_WAIT, &mut reader).await;
+    }
+    reader.abort();
+}
+
+/// Takes the client's frames: stdin, then control messages; what cannot be done becomes an
+/// error note on the socket, which stays open.
+async fn read_client(mut stream: futures_util::stream::SplitStream<WebSocket>, session: Arc<Session>, writable: bool, notes: mpsc::Sender<String>) {
+    let note = |message: String| serde_json::json!({"type": "error", "message": message}).to_string();
+    while let Some(Ok(message)) = stream.next().await {
+        let problem = match message {
+            Message::Close(_) => return,
+            Message::Ping(_) | Message::Pong(_) => None,
+            _ if !writable => Some("read-only attach rejected a write".to_string()),
+            Message::Binary(data) => (!data.is_empty() && !session.write_stdin(data.to_vec()).await).then(|| "stdin is closed".to_string()),
+            Message::Text(text) => match serde_json::from_str::<ClientControl>(&text) {
+                Err(error) => Some(format!("bad control message: {error}")),
+                Ok(ClientControl::StdinEof) => {
+                    session.close_stdin();
+                    None
+                }
+                Ok(ClientControl::Resize { cols, rows }) => session.control().resize(rows, cols).err().map(|error| error.to_string()),
+                Ok(ClientControl::Signal { sig }) => match check_signal(sig) {
+                    Err(error) => Some(error.message),
+                    Ok(()) => session.control().signal(sig).await.err().map(|error| error.to_string()),
+                },
+            },
+        };
+        if let Some(problem) = problem {
+            if notes.send(note(problem)).await.is_err() {
+                return;
+            }
+        }
+    }
+}

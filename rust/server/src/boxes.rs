@@ -1,0 +1,159 @@
+//! Boxes: create, list, get, remove, start, stop; their snapshots, clones and metrics.
+
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use boxlite_core::{BoxHandle, Error};
+use serde::Deserialize;
+use std::sync::Arc;
+
+use crate::error::{ApiError, ApiResult};
+use crate::wire::{BoxBody, BoxList, BoxMetricsBody, CloneBox, CreateBox, CreateSnapshot, RuntimeMetricsBody, SnapshotBody, SnapshotList, StopBox};
+use crate::{no_content, Server, Shared};
+
+pub fn routes() -> Router<Arc<Server>> {
+    Router::new()
+        .route("/boxes", post(create).get(list))
+        .route("/boxes/{box_id}", get(get_box).head(head).delete(remove))
+        .route("/boxes/{box_id}/start", post(start))
+        .route("/boxes/{box_id}/stop", post(stop))
+        .route("/boxes/{box_id}/metrics", get(box_metrics))
+        .route("/boxes/{box_id}/clone", post(clone_box))
+        .route("/boxes/{box_id}/snapshots", post(create_snapshot).get(list_snapshots))
+        .route("/boxes/{box_id}/snapshots/{name}", get(get_snapshot).delete(remove_snapshot))
+        .route("/boxes/{box_id}/snapshots/{name}/restore", post(restore_snapshot))
+}
+
+#[derive(Deserialize)]
+pub struct BoxPath {
+    pub box_id: String,
+}
+
+#[derive(Deserialize)]
+pub struct SnapshotPath {
+    box_id: String,
+    name: String,
+}
+
+/// A JSON body, or BoxLite's 400 envelope saying what is wrong with it.
+pub fn body<T>(body: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
+    body.map(|Json(value)| value).map_err(|rejection| ApiError::invalid_argument(format!("bad request body: {}", rejection.body_text())))
+}
+
+/// The box named or numbered `id_or_name`.
+pub fn find(server: &Server, id_or_name: &str) -> ApiResult<BoxHandle> {
+    server.runtime.get(id_or_name).ok_or_else(|| ApiError::from(Error::NotFound(format!("box not found: {id_or_name}"))))
+}
+
+fn created(handle: &BoxHandle) -> Response {
+    let location = format!("/v1/boxes/{}", handle.id());
+    (StatusCode::CREATED, [(header::LOCATION, location)], Json(BoxBody::from(handle.info()))).into_response()
+}
+
+async fn create(State(server): Shared, request: Result<Json<CreateBox>, JsonRejection>) -> ApiResult<Response> {
+    let (options, name) = body(request)?.options()?;
+    let handle = server.runtime.create(options, name.clone()).await.map_err(|error| match (error, name) {
+        // The local API calls a taken name an invalid argument; BoxLite's REST API, a conflict.
+        (Error::InvalidArgument(message), Some(name)) if server.runtime.get(&name).is_some() => Error::AlreadyExists(message),
+        (error, _) => error,
+    })?;
+    Ok(created(&handle))
+}
+
+/// BoxLite's `pageSize` and `pageToken` are accepted and not needed: every box fits one page,
+/// and `next_page_token` is always null.
+#[derive(Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+}
+
+async fn list(State(server): Shared, Query(query): Query<ListQuery>) -> Json<BoxList> {
+    let boxes = server.runtime.list_info().into_iter().filter(|info| query.status.as_deref().is_none_or(|status| status == info.status)).map(BoxBody::from).collect();
+    Json(BoxList { boxes, next_page_token: None })
+}
+
+async fn get_box(State(server): Shared, Path(path): Path<BoxPath>) -> ApiResult<Json<BoxBody>> {
+    Ok(Json(find(&server, &path.box_id)?.info().into()))
+}
+
+async fn head(State(server): Shared, Path(path): Path<BoxPath>) -> StatusCode {
+    if server.runtime.get(&path.box_id).is_some() {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_FOUND
+    }
+}
+
+#[derive(Deserialize)]
+struct RemoveQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+async fn remove(State(server): Shared, Path(path): Path<BoxPath>, Query(query): Query<RemoveQuery>) -> ApiResult<Response> {
+    let handle = find(&server, &path.box_id)?;
+    server.runtime.remove(handle.id(), query.force).await?;
+    Ok(no_content())
+}
+
+async fn start(State(server): Shared, Path(path): Path<BoxPath>) -> ApiResult<Json<BoxBody>> {
+    let handle = find(&server, &path.box_id)?;
+    handle.start().await?;
+    Ok(Json(handle.info().into()))
+}
+
+async fn stop(State(server): Shared, Path(path): Path<BoxPath>, request: Option<Json<StopBox>>) -> ApiResult<Json<BoxBody>> {
+    let handle = find(&server, &path.box_id)?;
+    let seconds = request.and_then(|Json(stop)| stop.timeout_seconds).unwrap_or(boxlite_core::DEFAULT_STOP_GRACE.as_secs_f64());
+    if !(seconds.is_finite() && seconds >= 0.0) {
+        return Err(ApiError::invalid_argument(format!("timeout_seconds must be a number of seconds, 0 or more; got {seconds}")));
+    }
+    handle.stop_with(Duration::from_secs_f64(seconds)).await?;
+    let info = server.runtime.get_info(handle.id()).ok_or_else(|| ApiError::from(Error::NotFound(format!("box not found: {} (removed when it stopped)", handle.id()))))?;
+    Ok(Json(info.into()))
+}
+
+async fn box_metrics(State(server): Shared, Path(path): Path<BoxPath>) -> ApiResult<Json<BoxMetricsBody>> {
+    Ok(Json(find(&server, &path.box_id)?.metrics()?.into()))
+}
+
+pub async fn runtime_metrics(State(server): Shared) -> Json<RuntimeMetricsBody> {
+    Json(server.runtime.metrics().into())
+}
+
+async fn clone_box(State(server): Shared, Path(path): Path<BoxPath>, request: Option<Json<CloneBox>>) -> ApiResult<Response> {
+    let name = request.and_then(|Json(clone)| clone.name);
+    let clone = find(&server, &path.box_id)?.clone_box(name).await?;
+    Ok(created(&clone))
+}
+
+async fn create_snapshot(State(server): Shared, Path(path): Path<BoxPath>, request: Result<Json<CreateSnapshot>, JsonRejection>) -> ApiResult<Response> {
+    let name = body(request)?.name;
+    let snapshot = find(&server, &path.box_id)?.snapshot_create(&name).await?;
+    Ok((StatusCode::CREATED, Json(SnapshotBody::from(snapshot))).into_response())
+}
+
+async fn list_snapshots(State(server): Shared, Path(path): Path<BoxPath>) -> ApiResult<Json<SnapshotList>> {
+    let snapshots = find(&server, &path.box_id)?.snapshot_list().await?;
+    Ok(Json(SnapshotList { snapshots: snapshots.into_iter().map(SnapshotBody::from).collect() }))
+}
+
+async fn get_snapshot(State(server): Shared, Path(path): Path<SnapshotPath>) -> ApiResult<Json<SnapshotBody>> {
+    let snapshot = find(&server, &path.box_id)?.snapshot_get(&path.name).await?;
+    snapshot.map(|snapshot| Json(snapshot.into())).ok_or_else(|| ApiError::from(Error::NotFound(format!("snapshot '{}' not found", path.name))))
+}
+
+async fn remove_snapshot(State(server): Shared, Path(path): Path<SnapshotPath>) -> ApiResult<Response> {
+    find(&server, &path.box_id)?.snapshot_remove(&path.name).await?;
+    Ok(no_content())
+}
+
+async fn restore_snapshot(State(server): Shared, Path(path): Path<SnapshotPath>) -> ApiResult<Response> {
+    find(&server, &path.box_id)?.snapshot_restore(&path.name).await?;
+    Ok(no_content())
+}

@@ -1,0 +1,86 @@
+//! Errors on the wire: every failure is BoxLite's envelope
+//! `{"error": {"message", "type", "code", "request_id"}}` with the status of its kind. The one
+//! mapping from the core's error kinds to HTTP lives here; clients map `code` back.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use boxlite_core::Error;
+
+/// A failed request: its status, BoxLite's `type` and `code`, and the message the user reads.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: &'static str, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, kind, code, message: message.into() }
+    }
+
+    pub fn invalid_argument(message: impl Into<String>) -> Self {
+        Self::from(Error::InvalidArgument(message.into()))
+    }
+
+    pub fn unauthenticated() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "AuthError", "unauthenticated", "invalid or missing API key")
+    }
+
+    pub fn execution_not_found(execution_id: &str) -> Self {
+        Self::from(Error::NotFound(format!("execution not found: {execution_id}")))
+    }
+
+    pub fn payload_too_large(limit: u64) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLargeError", "payload_too_large", format!("the upload is larger than this server's limit of {limit} bytes"))
+    }
+
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::GATEWAY_TIMEOUT, "TimeoutError", "timeout", message)
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        let (status, kind, code) = match &error {
+            Error::NotFound(_) => (StatusCode::NOT_FOUND, "NotFoundError", "not_found"),
+            Error::AlreadyExists(_) => (StatusCode::CONFLICT, "AlreadyExistsError", "already_exists"),
+            Error::InvalidState(_) => (StatusCode::CONFLICT, "InvalidStateError", "invalid_state"),
+            Error::Stopped(_) => (StatusCode::CONFLICT, "StoppedError", "stopped"),
+            Error::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "InvalidArgumentError", "invalid_argument"),
+            Error::Unsupported(_) => (StatusCode::BAD_REQUEST, "UnsupportedError", "unsupported"),
+            Error::Image(_) => (StatusCode::UNPROCESSABLE_ENTITY, "ImageError", "image_pull_failed"),
+            Error::Execution(_) => (StatusCode::UNPROCESSABLE_ENTITY, "ExecutionError", "execution_failed"),
+            Error::Config(_) => (StatusCode::INTERNAL_SERVER_ERROR, "ConfigError", "config_error"),
+            Error::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "StorageError", "storage_error"),
+            Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "internal"),
+            Error::Engine(_) => (StatusCode::SERVICE_UNAVAILABLE, "EngineError", "engine_unavailable"),
+            Error::Network(_) => (StatusCode::SERVICE_UNAVAILABLE, "NetworkError", "network_unavailable"),
+        };
+        Self::new(status, kind, code, error.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": {"message": self.message, "type": self.kind, "code": self.code}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+pub type ApiResult<T> = std::result::Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_keeps_its_message_and_gets_a_code() {
+        let error = ApiError::from(Error::NotFound("box x".to_string()));
+        assert_eq!((error.status, error.code, error.message.as_str()), (StatusCode::NOT_FOUND, "not_found", "not found: box x"));
+        let error = ApiError::from(Error::Stopped("box y".to_string()));
+        assert_eq!((error.status, error.kind), (StatusCode::CONFLICT, "StoppedError"));
+    }
+}

@@ -1,0 +1,443 @@
+//! The JSON bodies of BoxLite's REST API, and their conversion to and from the core's types.
+//! Requests refuse unknown fields: a knob the server does not know is an error, never ignored.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use boxlite_core::{BoxInfo, BoxMetrics, BoxOptions, ExecRequest, ImageRecord, RuntimeMetrics, SnapshotInfo, TtySize, Volume};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ApiError, ApiResult};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBox {
+    pub name: Option<String>,
+    pub image: Option<String>,
+    pub rootfs_path: Option<String>,
+    pub cpus: Option<u8>,
+    pub memory_mib: Option<u32>,
+    pub disk_size_gb: Option<u64>,
+    pub working_dir: Option<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub user: Option<String>,
+    #[serde(default)]
+    pub volumes: Vec<ManagedVolume>,
+    pub network: Option<Network>,
+    #[serde(default)]
+    pub secrets: Vec<serde_json::Value>,
+    pub detach: Option<bool>,
+    pub tty: Option<bool>,
+    pub auto_stop: Option<u64>,
+    pub auto_delete: Option<u64>,
+    pub auto_resume: Option<bool>,
+    pub advanced: Option<Advanced>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagedVolume {
+    pub managed_volume: String,
+    pub guest_path: String,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// `{outbound: {mode, allow_net}, inbound: {mode}}`, or the older flat `{mode, allow_net}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    pub outbound: Option<Direction>,
+    pub inbound: Option<Direction>,
+    pub mode: Option<String>,
+    pub allow_net: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Direction {
+    pub mode: Option<String>,
+    pub allow_net: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Advanced {
+    pub capabilities: Option<Capabilities>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capabilities {
+    #[serde(default)]
+    pub add: Vec<String>,
+    #[serde(default)]
+    pub drop: Vec<String>,
+}
+
+impl CreateBox {
+    /// The core's options for this request. A server's boxes outlive the request that made
+    /// them: detached and kept when stopped unless the request says otherwise.
+    pub fn options(self) -> ApiResult<(BoxOptions, Option<String>)> {
+        let unsupported = |what: &str| Err(ApiError::from(boxlite_core::Error::Unsupported(what.to_string())));
+        if !self.secrets.is_empty() {
+            return unsupported("secrets are not supported by this server yet");
+        }
+        if self.tty == Some(true) {
+            return unsupported("a main process on a terminal (tty=true) is not supported by this server yet");
+        }
+        if self.auto_resume == Some(false) {
+            return unsupported("auto_resume=false is not supported by this server: a stopped box starts again when used");
+        }
+        if self.auto_stop.is_some_and(|seconds| seconds > 0) {
+            return unsupported("auto_stop is not supported by this server yet; send 0 or leave it out");
+        }
+        if self.auto_delete.is_some_and(|seconds| seconds > 0) {
+            return unsupported("auto_delete after a delay is not supported by this server yet; send 0 or leave it out (stopped boxes are kept)");
+        }
+        let network = match self.network {
+            None => Some(Vec::new()),
+            Some(network) => network.outbound_allow_net()?,
+        };
+        let (capabilities_add, capabilities_drop) = self.advanced.and_then(|advanced| advanced.capabilities).map(|caps| (caps.add, caps.drop)).unwrap_or_default();
+        let volumes = self
+            .volumes
+            .into_iter()
+            .map(|volume| Volume { host_path: Default::default(), guest_path: volume.guest_path, read_only: volume.read_only, named: Some(volume.managed_volume) })
+            .collect();
+        let options = BoxOptions {
+            image: self.image,
+            rootfs_path: self.rootfs_path,
+            cpus: self.cpus,
+            memory_mib: self.memory_mib,
+            disk_size_gb: self.disk_size_gb,
+            working_dir: self.working_dir,
+            env: self.env.into_iter().collect(),
+            entrypoint: self.entrypoint,
+            cmd: self.cmd,
+            user: self.user,
+            volumes,
+            network,
+            capabilities_add,
+            capabilities_drop,
+            detach: Some(self.detach.unwrap_or(true)),
+            auto_remove: Some(false),
+            ..BoxOptions::default()
+        };
+        Ok((options, self.name))
+    }
+}
+
+impl Network {
+    /// The core's `network`: `None` for loopback only, else the outbound allow-list.
+    fn outbound_allow_net(self) -> ApiResult<Option<Vec<String>>> {
+        let flat = self.mode.is_some() || self.allow_net.is_some();
+        if flat && (self.outbound.is_some() || self.inbound.is_some()) {
+            return Err(ApiError::invalid_argument("network: use either {outbound, inbound} or the flat {mode, allow_net}, not both"));
+        }
+        if let Some(inbound) = &self.inbound {
+            if inbound.mode.as_deref().is_some_and(|mode| mode != "disabled") || inbound.allow_net.as_ref().is_some_and(|list| !list.is_empty()) {
+                return Err(ApiError::from(boxlite_core::Error::Unsupported("inbound network rules are not supported; publish ports instead".to_string())));
+            }
+        }
+        let outbound = if flat { Direction { mode: self.mode, allow_net: self.allow_net } } else { self.outbound.unwrap_or_default() };
+        match outbound.mode.as_deref().unwrap_or("enabled") {
+            "enabled" => Ok(Some(outbound.allow_net.unwrap_or_default())),
+            "disabled" if outbound.allow_net.as_ref().is_some_and(|list| !list.is_empty()) => Err(ApiError::invalid_argument("network: allow_net needs mode \"enabled\"")),
+            "disabled" => Ok(None),
+            other => Err(ApiError::invalid_argument(format!("network: mode must be \"enabled\" or \"disabled\", not {other:?}"))),
+        }
+    }
+}
+
+/// A box as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct BoxBody {
+    pub box_id: String,
+    pub name: Option<String>,
+    pub status: &'static str,
+    pub created_at: String,
+    pub updated_at: String,
+    pub pid: Option<i32>,
+    pub image: String,
+    pub cpus: u8,
+    pub memory_mib: u32,
+    pub labels: BTreeMap<String, String>,
+    pub auto_stop: u64,
+    pub auto_delete: u64,
+    pub auto_resume: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+}
+
+impl From<BoxInfo> for BoxBody {
+    fn from(info: BoxInfo) -> Self {
+        Self {
+            updated_at: info.started_at.clone().unwrap_or_else(|| info.created_at.clone()),
+            box_id: info.id,
+            name: info.name,
+            status: info.status,
+            created_at: info.created_at,
+            pid: info.pid,
+            image: info.image,
+            cpus: info.cpus,
+            memory_mib: info.memory_mib,
+            labels: BTreeMap::new(),
+            auto_stop: 0,
+            auto_delete: 0,
+            auto_resume: true,
+            exit_code: info.exit_code,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct BoxList {
+    pub boxes: Vec<BoxBody>,
+    pub next_page_token: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StopBox {
+    pub timeout_seconds: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exec {
+    pub command: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub timeout_seconds: Option<f64>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+    #[serde(default)]
+    pub tty: bool,
+    /// The terminal's size when `tty`; 24x80 otherwise.
+    pub tty_rows: Option<u16>,
+    pub tty_cols: Option<u16>,
+    /// Written to the process's stdin, which is then closed.
+    pub stdin: Option<String>,
+}
+
+impl Exec {
+    pub fn request(self) -> ApiResult<(ExecRequest, Option<String>)> {
+        let timeout = match self.timeout_seconds {
+            None => None,
+            Some(seconds) if seconds.is_finite() && seconds > 0.0 => Some(Duration::from_secs_f64(seconds)),
+            Some(seconds) => return Err(ApiError::invalid_argument(format!("timeout_seconds must be a positive number, got {seconds}"))),
+        };
+        let tty = self.tty.then(|| TtySize { rows: self.tty_rows.unwrap_or(24), cols: self.tty_cols.unwrap_or(80) });
+        let request = ExecRequest { command: self.command, args: self.args, env: self.env.into_iter().collect(), cwd: self.working_dir, user: self.user, tty, timeout };
+        Ok((request, self.stdin))
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ExecutionCreated {
+    pub execution_id: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ExecutionBody {
+    pub execution_id: String,
+    pub status: &'static str,
+    pub exit_code: Option<i32>,
+    pub started_at: String,
+    pub duration_ms: Option<u64>,
+    pub error_message: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalBody {
+    pub signal: i32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResizeBody {
+    pub cols: u16,
+    pub rows: u16,
+}
+
+/// A text frame from an attached client.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientControl {
+    Resize { cols: u16, rows: u16 },
+    Signal { sig: i32 },
+    StdinEof,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RuntimeMetricsBody {
+    pub boxes_created_total: u64,
+    pub boxes_failed_total: u64,
+    pub boxes_stopped_total: u64,
+    pub num_running_boxes: u64,
+    pub total_commands_executed: u64,
+    pub total_exec_errors: u64,
+}
+
+impl From<RuntimeMetrics> for RuntimeMetricsBody {
+    fn from(metrics: RuntimeMetrics) -> Self {
+        Self {
+            boxes_created_total: metrics.boxes_created_total,
+            boxes_failed_total: metrics.boxes_failed_total,
+            boxes_stopped_total: 0,
+            num_running_boxes: metrics.num_running_boxes,
+            total_commands_executed: metrics.total_commands_executed,
+            total_exec_errors: metrics.total_exec_errors,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct BoxMetricsBody {
+    pub commands_executed_total: u64,
+    pub exec_errors_total: u64,
+    pub bytes_sent_total: u64,
+    pub bytes_received_total: u64,
+    pub cpu_percent: Option<f64>,
+    pub memory_bytes: Option<u64>,
+    pub network_bytes_sent: Option<u64>,
+    pub network_bytes_received: Option<u64>,
+    pub network_tcp_connections: Option<u64>,
+    pub network_tcp_errors: Option<u64>,
+    pub boot_timing: BootTiming,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BootTiming {
+    pub total_create_ms: Option<u64>,
+    pub box_spawn_ms: Option<u64>,
+}
+
+impl From<BoxMetrics> for BoxMetricsBody {
+    fn from(metrics: BoxMetrics) -> Self {
+        let network = metrics.network.as_ref();
+        Self {
+            commands_executed_total: metrics.commands_executed_total,
+            exec_errors_total: metrics.exec_errors_total,
+            bytes_sent_total: metrics.bytes_sent_total,
+            bytes_received_total: metrics.bytes_received_total,
+            cpu_percent: metrics.cpu_percent,
+            memory_bytes: metrics.memory_bytes,
+            network_bytes_sent: network.map(|traffic| traffic.bytes_sent),
+            network_bytes_received: network.map(|traffic| traffic.bytes_received),
+            network_tcp_connections: network.map(|traffic| traffic.tcp_connections),
+            network_tcp_errors: network.map(|traffic| traffic.tcp_errors),
+            boot_timing: BootTiming { total_create_ms: metrics.create_duration_ms, box_spawn_ms: metrics.boot_duration_ms },
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullImage {
+    pub reference: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ImageBody {
+    pub reference: String,
+    pub repository: String,
+    pub tag: String,
+    pub id: String,
+    pub cached_at: String,
+    pub size_bytes: Option<u64>,
+}
+
+impl From<ImageRecord> for ImageBody {
+    fn from(record: ImageRecord) -> Self {
+        Self {
+            reference: record.reference,
+            repository: record.repository,
+            tag: record.tag.unwrap_or_default(),
+            id: record.manifest_digest,
+            cached_at: record.cached_at,
+            size_bytes: Some(record.size_bytes),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ImageList {
+    pub images: Vec<ImageBody>,
+    pub next_page_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSnapshot {
+    pub name: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SnapshotBody {
+    pub id: String,
+    pub box_id: String,
+    pub name: String,
+    pub created_at: u64,
+    pub container_disk_bytes: u64,
+    pub size_bytes: u64,
+}
+
+impl From<SnapshotInfo> for SnapshotBody {
+    fn from(info: SnapshotInfo) -> Self {
+        Self { id: info.id, box_id: info.box_id, name: info.name, created_at: info.created_at, container_disk_bytes: info.container_disk_bytes, size_bytes: info.size_bytes }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SnapshotList {
+    pub snapshots: Vec<SnapshotBody>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloneBox {
+    pub name: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> ApiResult<(BoxOptions, Option<String>)> {
+        serde_json::from_str::<CreateBox>(json).map_err(|error| ApiError::invalid_argument(error.to_string()))?.options()
+    }
+
+    #[test]
+    fn a_created_box_is_detached_kept_and_online_unless_asked() {
+        let (options, name) = parse(r#"{"name": "web", "image": "alpine"}"#).expect("parse");
+        assert_eq!(name.as_deref(), Some("web"));
+        assert_eq!((options.detach, options.auto_remove, options.network), (Some(true), Some(false), Some(Vec::new())));
+    }
+
+    #[test]
+    fn network_shapes() {
+        let (options, _) = parse(r#"{"network": {"outbound": {"mode": "enabled", "allow_net": ["example.com"]}}}"#).expect("nested");
+        assert_eq!(options.network, Some(vec!["example.com".to_string()]));
+        let (options, _) = parse(r#"{"network": {"mode": "disabled"}}"#).expect("flat");
+        assert_eq!(options.network, None);
+        assert!(parse(r#"{"network": {"mode": "disabled", "outbound": {}}}"#).is_err());
+        assert!(parse(r#"{"network": {"mode": "disabled", "allow_net": ["a.com"]}}"#).is_err());
+    }
+
+    #[test]
+    fn unknown_fields_and_unsupported_knobs_are_refused() {
+        assert!(serde_json::from_str::<CreateBox>(r#"{"security": {"privileged": true}}"#).is_err());
+        let error = parse(r#"{"auto_stop": 60}"#).expect_err("auto_stop");
+        assert_eq!(error.code, "unsupported");
+        let error = parse(r#"{"secrets": [{"name": "k", "value": "v"}]}"#).expect_err("secrets");
+        assert!(!error.message.contains("\"v\""), "no secret in the message: {}", error.message);
+    }
+}

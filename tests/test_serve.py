@@ -1,0 +1,413 @@
+"""``boxlite serve``: BoxLite's REST API, spoken by a real server process over real boxes, driven
+as a remote client would (HTTP on loopback, WebSocket attach)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import http.client
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+KEY = "blk_test_5ecret-key-for-the-suite"
+
+
+class Server:
+    """A ``boxlite serve`` process on a free loopback port, and a small client of its API."""
+
+    def __init__(self, home: Path, *arguments: str, environment: dict[str, str] | None = None) -> None:
+        command = [sys.executable, "-m", "boxlite", "--home", str(home), "serve", "--port", "0", "--api-key", KEY, *arguments]
+        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ, **(environment or {})})
+        assert self.process.stderr is not None
+        self.log: list[str] = []
+        while "listening on http://" not in (line := self.process.stderr.readline()):
+            assert line, f"the server did not start: {''.join(self.log)}"
+            self.log.append(line)  # the runtime's own lines (a box adopted) may come first
+        self.address = line.rsplit("http://", 1)[1].strip()
+        self._drain = threading.Thread(target=self._read_log, daemon=True)
+        self._drain.start()
+
+    def _read_log(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.log.append(line)
+
+    def request(self, method: str, path: str, body: Any = None, *, key: str | None = KEY, raw: bytes | None = None,
+                content_type: str = "application/json") -> tuple[int, Any]:
+        """The status and the body (JSON decoded when it is JSON)."""
+        host, port = self.address.rsplit(":", 1)
+        connection = http.client.HTTPConnection(host, int(port), timeout=120)
+        headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
+        payload = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        if payload is not None:
+            headers["Content-Type"] = content_type
+        connection.request(method, path, body=payload, headers=headers)
+        response = connection.getresponse()
+        data = response.read()
+        connection.close()
+        if response.getheader("content-type", "").startswith("application/json"):
+            return response.status, json.loads(data)
+        return response.status, data
+
+    def ok(self, method: str, path: str, body: Any = None, status: int = 200) -> Any:
+        got, answer = self.request(method, path, body)
+        assert got == status, f"{method} {path}: {got} {answer}"
+        return answer
+
+    def create(self, **body: Any) -> dict[str, Any]:
+        box: dict[str, Any] = self.ok("POST", "/v1/boxes", body, status=201)
+        return box
+
+    def exec(self, box: str, command: str, *args: str, **settings: Any) -> str:
+        created = self.ok("POST", f"/v1/boxes/{box}/exec", {"command": command, "args": list(args), **settings}, status=201)
+        execution_id: str = created["execution_id"]
+        return execution_id
+
+    async def attach(self, box: str, execution_id: str) -> ClientConnection:
+        url = f"ws://{self.address}/v1/boxes/{box}/executions/{execution_id}/attach"
+        return await websockets.connect(url, additional_headers={"Authorization": f"Bearer {KEY}"}, max_size=None)
+
+    async def run(self, box: str, command: str, *args: str, stdin: bytes | None = None, **settings: Any) -> tuple[bytes, bytes, int]:
+        """stdout, stderr and the exit code of a command run through exec and attach."""
+        execution_id = self.exec(box, command, *args, **settings)
+        async with await self.attach(box, execution_id) as socket:
+            if stdin is not None:
+                await socket.send(stdin)
+                await socket.send(json.dumps({"type": "stdin_eof"}))
+            return await follow(socket)
+
+    def stop(self, signal_number: int = signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal_number)
+        code = self.process.wait(timeout=60)
+        self._drain.join(timeout=10)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+        return code
+
+    def remove_all(self) -> None:
+        for box in self.ok("GET", "/v1/boxes")["boxes"]:
+            self.ok("DELETE", f"/v1/boxes/{box['box_id']}?force=true", status=204)
+
+
+async def follow(socket: ClientConnection) -> tuple[bytes, bytes, int]:
+    """Reads an attached execution to its exit frame: stdout, stderr, exit code."""
+    streams: dict[int, list[bytes]] = {1: [], 2: []}
+    async for message in socket:
+        if isinstance(message, bytes):
+            streams[message[0]].append(message[1:])
+            continue
+        note = json.loads(message)
+        if note["type"] == "exit":
+            return b"".join(streams[1]), b"".join(streams[2]), int(note["exit_code"])
+    raise AssertionError("the socket closed without an exit frame")
+
+
+@contextlib.contextmanager
+def serving(home: Path, *arguments: str, environment: dict[str, str] | None = None) -> Iterator[Server]:
+    server = Server(home, *arguments, environment=environment)
+    try:
+        yield server
+    finally:
+        if server.process.poll() is None:
+            server.remove_all()
+            assert server.stop() == 0
+        assert not any(KEY in line for line in server.log), "the API key reached the log"
+
+
+@pytest.fixture
+def server(home: Path) -> Iterator[Server]:
+    with serving(home) as running:
+        yield running
+
+
+def tar_of(entries: dict[str, bytes | None], *, links: dict[str, str] | None = None, devices: list[str] | None = None) -> bytes:
+    """A tar with the given files (None: a directory), symlinks and character devices."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                archive.addfile(info)
+            else:
+                info.size, info.mode = len(data), 0o750
+                archive.addfile(info, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            archive.addfile(info)
+        for name in devices or []:
+            info = tarfile.TarInfo(name)
+            info.type, info.devmajor, info.devminor = tarfile.CHRTYPE, 1, 3
+            archive.addfile(info)
+    return buffer.getvalue()
+
+
+def test_only_the_config_is_public_and_keys_are_checked(server: Server) -> None:
+    status, config = server.request("GET", "/v1/config", key=None)
+    assert status == 200 and config["capabilities"]["snapshots_enabled"] is True
+    for key in (None, "wrong", KEY[:-1], KEY + "x", ""):
+        status, answer = server.request("GET", "/v1/boxes", key=key)
+        assert status == 401, key
+        assert answer == {"error": {"message": "invalid or missing API key", "type": "AuthError", "code": "unauthenticated"}}
+    assert server.ok("GET", "/v1/boxes") == {"boxes": [], "next_page_token": None}
+    assert server.ok("GET", "/v1/me")["path_prefix"] is None
+
+
+def test_a_box_lives_its_whole_life_over_rest(server: Server) -> None:
+    box = server.create(name="web")
+    assert (box["name"], box["status"], box["image"], box["labels"]) == ("web", "configured", "host://", {})
+    assert "exit_code" not in box
+    status, duplicate = server.request("POST", "/v1/boxes", {"name": "web"})
+    assert status == 409 and duplicate["error"]["code"] == "already_exists"
+    assert server.ok("GET", "/v1/boxes/web")["box_id"] == box["box_id"]
+    assert server.ok("GET", f"/v1/team-42/boxes/{box['box_id']}")["name"] == "web", "a path prefix routes the same"
+    assert server.request("HEAD", "/v1/boxes/web")[0] == 204
+    assert server.request("HEAD", "/v1/boxes/nope")[0] == 404
+    assert server.ok("POST", "/v1/boxes/web/start")["status"] == "running"
+    assert [listed["name"] for listed in server.ok("GET", "/v1/boxes?status=running")["boxes"]] == ["web"]
+    assert server.ok("GET", "/v1/boxes?status=stopped")["boxes"] == []
+    status, refused = server.request("DELETE", "/v1/boxes/web")
+    assert status == 409 and refused["error"]["code"] == "invalid_state", "a running box is removed only with force"
+    assert server.ok("POST", "/v1/boxes/web/stop", {"timeout_seconds": 2})["status"] == "stopped"
+    server.ok("DELETE", "/v1/boxes/web", status=204)
+    status, missing = server.request("GET", "/v1/boxes/web")
+    assert status == 404 and missing["error"] == {"message": "not found: box not found: web", "type": "NotFoundError", "code": "not_found"}
+
+
+def test_bad_requests_get_typed_errors_and_make_nothing(server: Server, tmp_path: Path) -> None:
+    cases = [
+        ({"security": {"privileged": True}}, 400, "invalid_argument"),
+        ({"cpus": "many"}, 400, "invalid_argument"),
+        ({"secrets": [{"name": "token", "value": "hunter2-value"}]}, 400, "unsupported"),
+        ({"auto_stop": 60}, 400, "unsupported"),
+        ({"network": {"mode": "disabled", "allow_net": ["example.com"]}}, 400, "invalid_argument"),
+        ({"rootfs_path": str(tmp_path / "no-such-layout")}, None, None),
+    ]
+    for body, status, code in cases:
+        got, answer = server.request("POST", "/v1/boxes", body)
+        assert got >= 400 and set(answer["error"]) >= {"message", "type", "code"}, (body, got, answer)
+        if status is not None:
+            assert (got, answer["error"]["code"]) == (status, code), (body, answer)
+        assert "hunter2-value" not in answer["error"]["message"]
+    got, answer = server.request("POST", "/v1/boxes", raw=b"{not json")
+    assert got == 400 and answer["error"]["type"] == "InvalidArgumentError"
+    assert server.request("GET", "/v1/no/such/route")[0] == 404
+    assert server.ok("GET", "/v1/boxes")["boxes"] == [], "no half-made box"
+
+
+async def test_exec_streams_output_takes_stdin_and_reports_the_exit(server: Server) -> None:
+    server.create(name="shell")
+    stdout, stderr, code = await server.run("shell", "sh", "-c", "echo out; echo err >&2; cat; exit 3", stdin=b"typed\n")
+    assert (stdout, stderr, code) == (b"out\ntyped\n", b"err\n", 3)
+    stdout, _, code = await server.run("shell", "cat", stdin=b"")
+    assert (stdout, code) == (b"", 0)
+    execution_id = server.exec("shell", "sh", "-c", "read line; echo got $line", stdin="given\n")
+    async with await server.attach("shell", execution_id) as socket:
+        assert await follow(socket) == (b"got given\n", b"", 0)
+    ended = server.ok("GET", f"/v1/boxes/shell/executions/{execution_id}")
+    assert (ended["status"], ended["exit_code"]) == ("completed", 0) and ended["duration_ms"] >= 0
+    status, missing = server.request("GET", f"/v1/boxes/nope/executions/{execution_id}")
+    assert status == 404 and missing["error"]["code"] == "not_found"
+    stdout, _, code = await server.run("shell", "sh", "-c", "echo $GREETING; pwd", env={"GREETING": "hi"}, working_dir="/tmp")
+    assert (stdout, code) == (b"hi\n/tmp\n", 0)
+    status, failed = server.request("POST", "/v1/boxes/shell/exec", {"command": "no-such-program"})
+    assert status == 404 and failed["error"]["code"] == "not_found"
+    metrics = server.ok("GET", "/v1/boxes/shell/metrics")
+    assert metrics["commands_executed_total"] >= 4 and metrics["bytes_received_total"] > 0
+    assert server.ok("GET", "/v1/metrics")["num_running_boxes"] == 1
+
+
+async def test_timeouts_signals_and_kills(server: Server) -> None:
+    server.create(name="jobs")
+    execution_id = server.exec("jobs", "sleep", "100", timeout_seconds=0.3)
+    async with await server.attach("jobs", execution_id) as socket:
+        _, _, code = await follow(socket)
+    assert code == -signal.SIGTERM
+    assert server.ok("GET", f"/v1/boxes/jobs/executions/{execution_id}")["status"] == "timed_out"
+
+    trap = "trap 'echo got usr1; exit 5' USR1; echo ready; while :; do sleep 0.05; done"
+    execution_id = server.exec("jobs", "sh", "-c", trap)
+    async with await server.attach("jobs", execution_id) as socket:
+        assert await socket.recv() == b"\x01ready\n"
+        status, refused = server.request("POST", f"/v1/boxes/jobs/executions/{execution_id}/signal", {"signal": 9})
+        assert status == 400 and "DELETE" in refused["error"]["message"]
+        server.ok("POST", f"/v1/boxes/jobs/executions/{execution_id}/signal", {"signal": signal.SIGUSR1}, status=204)
+        assert await follow(socket) == (b"got usr1\n", b"", 5)
+
+    execution_id = server.exec("jobs", "sh", "-c", trap)
+    async with await server.attach("jobs", execution_id) as socket:
+        assert await socket.recv() == b"\x01ready\n"
+        await socket.send(json.dumps({"type": "signal", "sig": 99}))
+        assert json.loads(await socket.recv())["type"] == "error", "a refused signal is a note; the socket stays"
+        await socket.send(json.dumps({"type": "signal", "sig": signal.SIGUSR1}))
+        assert await follow(socket) == (b"got usr1\n", b"", 5)
+
+    execution_id = server.exec("jobs", "sleep", "100")
+    async with await server.attach("jobs", execution_id) as socket:
+        server.ok("DELETE", f"/v1/boxes/jobs/executions/{execution_id}", status=204)
+        assert (await follow(socket))[2] == -signal.SIGKILL
+    assert server.request("GET", f"/v1/boxes/jobs/executions/{execution_id}")[0] == 404, "a killed execution is forgotten"
+
+
+async def test_one_client_at_a_time_and_a_second_attach_continues(server: Server) -> None:
+    server.create(name="talk")
+    execution_id = server.exec("talk", "sh", "-c", "read a; echo first $a; read b; echo second $b")
+    first = await server.attach("talk", execution_id)
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await server.attach("talk", execution_id)
+    assert refused.value.response.status_code == 409
+    await first.send(b"x\n")
+    assert await first.recv() == b"\x01first x\n"
+    await first.close()
+    await asyncio.sleep(0.2)  # the server notices the client went
+    async with await server.attach("talk", execution_id) as second:
+        await second.send(b"y\n")
+        assert await follow(second) == (b"second y\n", b"", 0), "stdin and output carry on with the next client"
+
+
+async def test_large_output_arrives_whole(server: Server) -> None:
+    server.create(name="bulk")
+    _, _, code = await server.run("bulk", "sh", "-c", "head -c 33554432 /dev/urandom > /tmp/blob")
+    assert code == 0
+    stdout, _, code = await server.run("bulk", "cat", "/tmp/blob")
+    digest, _, _ = await server.run("bulk", "sha256sum", "/tmp/blob")
+    assert (len(stdout), code) == (33554432, 0)
+    assert hashlib.sha256(stdout).hexdigest() == digest.split()[0].decode()
+
+
+async def test_files_go_in_and_out_as_tar_streams(server: Server) -> None:
+    server.create(name="files")
+    upload = tar_of({"run.sh": b"#!/bin/sh\necho ran\n", "data": None, "data/notes.txt": b"notes"}, links={"data/latest": "notes.txt"})
+    status, _ = server.request("PUT", "/v1/boxes/files/files?path=/root/project", raw=upload, content_type="application/x-tar")
+    assert status == 204
+    stdout, _, code = await server.run("files", "sh", "-c", "/root/project/run.sh; cat /root/project/data/latest; stat -c %a /root/project/run.sh")
+    assert (stdout, code) == (b"ran\nnotes750\n", 0)
+    status, archive = server.request("GET", "/v1/boxes/files/files?path=/root/project")
+    assert status == 200
+    with tarfile.open(fileobj=io.BytesIO(archive)) as downloaded:
+        names = set(downloaded.getnames())
+        assert {"project", "project/run.sh", "project/data/notes.txt", "project/data/latest"} <= names, names
+        notes = downloaded.extractfile("project/data/notes.txt")
+        assert notes is not None and notes.read() == b"notes"
+        assert downloaded.getmember("project/data/latest").issym()
+    status, archive = server.request("GET", "/v1/boxes/files/files?path=/root/project/run.sh")
+    with tarfile.open(fileobj=io.BytesIO(archive)) as downloaded:
+        assert downloaded.getnames() == ["run.sh"]
+    status, missing = server.request("GET", "/v1/boxes/files/files?path=/root/nothing")
+    assert status == 404 and missing["error"]["code"] == "not_found"
+    status, kept = server.request("PUT", "/v1/boxes/files/files?path=/root/project&overwrite=false", raw=tar_of({"run.sh": b"x"}))
+    assert status == 409 and kept["error"]["code"] == "already_exists"
+
+
+async def test_hostile_tars_are_refused_and_touch_nothing(server: Server, home: Path) -> None:
+    server.create(name="target")
+    outside = Path("/tmp/boxlite-serve-escape")
+    hostile = [
+        tar_of({"../../../../../../tmp/boxlite-serve-escape": b"escaped"}),
+        tar_of({"link/boxlite-serve-escape": b"escaped"}, links={"link": "/tmp"}),
+        tar_of({}, devices=["null-device"]),
+        b"this is not a tar archive" * 100,
+    ]
+    for archive in hostile:
+        status, refused = server.request("PUT", "/v1/boxes/target/files?path=/root/in", raw=archive, content_type="application/x-tar")
+        assert status == 400 and refused["error"]["code"] == "invalid_argument", refused
+    assert not outside.exists()
+    stdout, _, _ = await server.run("target", "sh", "-c", "ls -A /root/in /tmp 2>&1; ls -A /root")
+    assert b"escape" not in stdout and b"null-device" not in stdout
+    assert list((home / "serve-scratch").iterdir()) == [], "staged uploads are cleaned up"
+
+
+def test_uploads_over_the_limit_are_413(home: Path) -> None:
+    with serving(home, "--upload-limit", "16384") as server:  # a tar of one small file takes 10 KiB
+        server.create(name="small")
+        status, refused = server.request("PUT", "/v1/boxes/small/files?path=/root", raw=tar_of({"big": b"x" * 32768}))
+        assert status == 413 and refused["error"]["code"] == "payload_too_large"
+        assert server.request("PUT", "/v1/boxes/small/files?path=/root", raw=tar_of({"fits": b"x"}))[0] == 204
+
+
+async def test_snapshots_and_clones_over_rest(server: Server) -> None:
+    server.create(name="origin")
+    await server.run("origin", "sh", "-c", "echo one > /root/state")
+    server.ok("POST", "/v1/boxes/origin/stop")
+    snapshot = server.ok("POST", "/v1/boxes/origin/snapshots", {"name": "first"}, status=201)
+    assert (snapshot["name"], snapshot["box_id"]) == ("first", server.ok("GET", "/v1/boxes/origin")["box_id"])
+    assert [listed["name"] for listed in server.ok("GET", "/v1/boxes/origin/snapshots")["snapshots"]] == ["first"]
+    await server.run("origin", "sh", "-c", "echo two > /root/state")
+    server.ok("POST", "/v1/boxes/origin/stop")
+    server.ok("POST", "/v1/boxes/origin/snapshots/first/restore", status=204)
+    assert (await server.run("origin", "cat", "/root/state"))[0] == b"one\n"
+    server.ok("POST", "/v1/boxes/origin/stop")
+    clone = server.ok("POST", "/v1/boxes/origin/clone", {"name": "copy"}, status=201)
+    assert clone["name"] == "copy"
+    assert (await server.run("copy", "cat", "/root/state"))[0] == b"one\n"
+    server.ok("DELETE", "/v1/boxes/origin/snapshots/first", status=204)
+    assert server.request("GET", "/v1/boxes/origin/snapshots/first")[0] == 404
+
+
+async def test_executions_nobody_attaches_to_are_killed(home: Path) -> None:
+    with serving(home, environment={"BOXLITE_RECONNECT_GRACE": "0.5"}) as server:
+        server.create(name="orphans")
+        execution_id = server.exec("orphans", "sh", "-c", "echo $$ > /tmp/pid; exec sleep 1000")
+        deadline = time.monotonic() + 20
+        while server.request("GET", f"/v1/boxes/orphans/executions/{execution_id}")[0] == 200:
+            assert time.monotonic() < deadline, "the orphaned execution was never reaped"
+            await asyncio.sleep(0.1)
+        _, _, code = await server.run("orphans", "sh", "-c", "kill -0 $(cat /tmp/pid)")
+        assert code != 0, "the orphaned process is gone"
+
+
+async def test_sigterm_closes_clients_and_the_boxes_stay_for_the_next_server(home: Path) -> None:
+    with serving(home) as server:
+        box = server.create(name="durable")
+        execution_id = server.exec("durable", "sleep", "1000")
+        socket = await server.attach("durable", execution_id)
+        server.process.send_signal(signal.SIGTERM)
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(socket.recv(), 30)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+        assert server.stop() == 0
+        assert any("stopped" in line for line in server.log)
+    with serving(home) as again:
+        listed = again.ok("GET", "/v1/boxes")["boxes"]
+        assert [(found["box_id"], found["status"]) for found in listed] == [(box["box_id"], "running")]
+        assert (await again.run("durable", "echo", "still here"))[0] == b"still here\n"
+
+
+async def test_a_killed_server_ends_the_stream_with_an_error_not_a_hang(home: Path) -> None:
+    with serving(home) as server:
+        server.create(name="cut")
+        socket = await server.attach("cut", server.exec("cut", "sleep", "1000"))
+        assert server.stop(signal.SIGKILL) == -signal.SIGKILL
+        with pytest.raises(websockets.ConnectionClosedError):
+            await asyncio.wait_for(socket.recv(), 30)
+    with serving(home) as again:  # the next server takes the boxes over; the fixture removes them
+        assert len(again.ok("GET", "/v1/boxes")["boxes"]) == 1
+
+
+async def test_a_hundred_concurrent_remote_execs(server: Server) -> None:
+    server.create(name="busy")
+
+    async def one(number: int) -> tuple[bytes, bytes, int]:
+        execution_id = await asyncio.to_thread(server.exec, "busy", "sh", "-c", f"echo {number}; echo {number} >&2; exit {number % 7}")
+        async with await server.attach("busy", execution_id) as socket:
+            return await follow(socket)
+
+    results = await asyncio.gather(*(one(number) for number in range(100)))
+    assert results == [(f"{number}\n".encode(), f"{number}\n".encode(), number % 7) for number in range(100)]
