@@ -8,6 +8,7 @@ JSON and PNG plots.
     python -m benches --only soak     # 10,000 create/exec/stop cycles: memory, fds, threads flat
     python -m benches --only network  # a box's network against the host's (needs root)
     python -m benches --only snapshots  # snapshot and clone of a box with 1 GiB, against cp -a
+    python -m benches --only rest       # boxlite serve on loopback against the local runtime
 
 Benchmarks are not tests: nothing fails on a slow figure. Run from the repository root (the
 test images come from tests/images.py). Results go to benches/results/ unless --out says.
@@ -23,7 +24,7 @@ from pathlib import Path
 from . import suites
 from .harness import Row, plot, print_table, write_json
 
-SUITES = ["exec", "create", "stream", "density", "concurrency", "pull", "copy", "snapshots", "faults", "soak", "network"]
+SUITES = ["exec", "create", "stream", "density", "concurrency", "pull", "copy", "snapshots", "rest", "faults", "soak", "network"]
 
 
 async def run(arguments: argparse.Namespace) -> None:
@@ -49,6 +50,8 @@ async def run(arguments: argparse.Namespace) -> None:
         rows += await suites.copy_files(128 if quick else 1024)
     if "snapshots" in chosen:
         rows += await suites.snapshots(*((64, 2) if quick else (1024, 5)))
+    if "rest" in chosen:
+        rows += await suites.rest(*((20, 3, 64, 10) if quick else (200, 20, 512, 100)))
     if "faults" in chosen:
         rows += await suites.faults(5 if quick else 200)
     if "soak" in chosen:

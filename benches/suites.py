@@ -22,6 +22,7 @@ import boxlite
 from tests import images
 from tests.leftovers import box_cgroups, box_processes
 from tests.registry import Registry
+from tests.serve_client import follow, serving
 
 from .harness import Row, latency_row, percentile, side_by_side
 
@@ -429,6 +430,77 @@ async def snapshots(megabytes: int, samples: int) -> list[Row]:
         Row(f"{name}: {megabytes} MiB in 64 files", "ms", percentile(timings[name], 0.5), percentile(timings[name], 0.99), "cp -a of the box's files", percentile(baseline, 0.5), percentile(baseline, 0.99), len(timings[name]))
         for name in ("snapshot, stopped", "snapshot, running", "clone, stopped")
     ]
+
+
+async def rest(samples: int, warmup: int, megabytes: int, burst: int) -> list[Row]:
+    """12. `boxlite serve` on loopback, driven as a remote client would (POST exec, then the attach
+    WebSocket to the exit frame; JSON over http.client, a connection per request), against the
+    same work through the local runtime: exec `true` in a running box, `megabytes` MiB of stdout,
+    and a burst of `burst` concurrent create+exec+remove."""
+    size = megabytes << 20
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch, _runtime(f"{scratch}/local") as runtime, serving(Path(scratch) / "served") as server:
+        box = await runtime.create(boxlite.BoxOptions())
+        await box.start()
+        server.create(name="bench")
+        server.ok("POST", "/v1/boxes/bench/start")
+
+        async def remote_true() -> None:
+            assert (await server.run("bench", "true"))[2] == 0
+
+        async def local_true() -> None:
+            await (await box.exec("true")).wait()
+
+        ours, theirs = await side_by_side(remote_true, local_true, samples, warmup)
+        rows.append(latency_row("exec true over REST (loopback)", "the same exec, local", ours, theirs))
+
+        streamed: dict[str, list[float]] = {"rest": [], "local": []}
+        for _ in range(3):
+            started = time.perf_counter()
+            execution_id = server.exec("bench", "head", "-c", str(size), "/dev/zero")
+            received = 0
+            async with await server.attach("bench", execution_id) as socket:
+                async for message in socket:
+                    if isinstance(message, bytes):
+                        received += len(message) - 1
+                    elif json.loads(message)["type"] == "exit":
+                        break
+            assert received == size
+            streamed["rest"].append(size / (time.perf_counter() - started) / 1e6)
+            started = time.perf_counter()
+            execution = await box.exec("head", ["-c", str(size), "/dev/zero"])
+            total = 0
+            async for chunk in execution.stdout(text=False):
+                total += len(chunk)
+            await execution.wait()
+            assert total == size
+            streamed["local"].append(size / (time.perf_counter() - started) / 1e6)
+        rows.append(Row(f"stdout over REST ({megabytes} MiB)", "MB/s", statistics.median(streamed["rest"]), min(streamed["rest"]),
+                        "the same stdout, local", statistics.median(streamed["local"]), min(streamed["local"]), 3, 0.5, True,
+                        "p99 column: slowest run; the client is Python's websockets, which takes most of the CPU"))
+
+        async def remote_cycle(number: int) -> None:
+            name = f"burst-{number}"
+            await asyncio.to_thread(server.create, name=name)
+            execution_id = await asyncio.to_thread(server.exec, name, "true")
+            async with await server.attach(name, execution_id) as socket:
+                assert (await follow(socket))[2] == 0
+            await asyncio.to_thread(server.ok, "DELETE", f"/v1/boxes/{name}?force=true", None, 204)
+
+        async def local_cycle() -> None:
+            made = await runtime.create(boxlite.BoxOptions())
+            await (await made.exec("true")).wait()
+            await runtime.remove(made.id, force=True)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(remote_cycle(number) for number in range(burst)))
+        remote_ms = (time.perf_counter() - started) * 1e3
+        started = time.perf_counter()
+        await asyncio.gather(*(local_cycle() for _ in range(burst)))
+        local_ms = (time.perf_counter() - started) * 1e3
+        rows.append(Row(f"{burst} concurrent create+exec+remove over REST", "ms", remote_ms, remote_ms, "the same burst, local", local_ms, local_ms, 1))
+        await box.stop()
+    return rows
 
 
 FAULT_WORKLOAD = """

@@ -23,6 +23,7 @@ SOURCES = [
     (None, ROOT / "python" / "boxlite" / "sync_api" / "_execution.py"),
     (None, ROOT / "python" / "boxlite" / "sync_api" / "_network.py"),
     (None, ROOT / "python" / "boxlite" / "_network.py"),
+    ("boxlite.rest (settings of a REST-backed runtime)", ROOT / "python" / "boxlite" / "rest.py"),
     ("boxlite.errors", ROOT / "python" / "boxlite" / "errors.py"),
 ]
 

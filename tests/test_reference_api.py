@@ -166,8 +166,12 @@ async def test_features_of_other_engines_are_present_and_refuse_by_name(runtime:
             await awaitable
     with pytest.raises(boxlite.UnsupportedError):
         runtime.images.registries
-    with pytest.raises(boxlite.UnsupportedError):
-        boxlite.Boxlite.rest(object())
+    with pytest.raises(boxlite.UnsupportedError, match="REST-backed runtime"):
+        boxlite.Boxlite.rest(boxlite.BoxliteRestOptions("http://127.0.0.1:8100"))
+    with pytest.raises(TypeError, match="BoxliteRestOptions"):
+        boxlite.Boxlite.rest(object())  # type: ignore[arg-type]
+    with pytest.raises(boxlite.UnsupportedError, match="REST-backed runtime"):
+        boxlite.SyncBoxlite.rest(boxlite.BoxliteRestOptions("http://127.0.0.1:8100"))
     assert repr(boxlite.SnapshotOptions()) == "SnapshotOptions()"
 
 
@@ -233,9 +237,8 @@ REFERENCE_EXPORTS = """
     SyncRegistryHandle SyncSimpleBox SyncSkillBox SyncTunnelForwarder
 """.split()
 NOT_YET = {
-    # The REST client (`Boxlite.rest`, `boxlite serve`).
-    "BoxliteRestOptions": 17, "ApiKeyCredential": 17, "AccessToken": 17, "Credential": 17, "RegistryHandle": 17,
-    "RegistryCredential": 17, "SyncRegistryHandle": 17, "ImageDetail": 17, "ImageVersion": 17, "ImageAliasEvent": 17,
+    # The REST client (`Boxlite.rest`): a server's registries and image aliases.
+    "RegistryHandle": 17, "RegistryCredential": 17, "SyncRegistryHandle": 17, "ImageDetail": 17, "ImageVersion": 17, "ImageAliasEvent": 17,
     "ImageUsage": 17,
     # The specialised boxes.
     "BrowserBox": 16, "BrowserBoxOptions": 16, "ComputerBox": 16, "SkillBox": 16,
@@ -259,3 +262,35 @@ async def test_the_sub_modules_users_import_from(runtime: boxlite.Boxlite) -> No
     assert SyncExecStdout is SyncExecStderr is boxlite.SyncExecStdout
     info = await (await runtime.create(boxlite.BoxOptions())).info()
     assert (info.cpus, info.memory_mib) == (DEFAULT_CPUS, DEFAULT_MEMORY_MIB) == (1, 1024)
+
+
+def test_rest_settings_are_values_that_never_show_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    credential = boxlite.ApiKeyCredential("blk_live_secret")
+    token = credential.get_token()
+    assert (token.token, token.expires_at) == ("blk_live_secret", None)
+    assert repr(credential) == "ApiKeyCredential(***)" and "secret" not in repr(token)
+    assert isinstance(credential, boxlite.Credential) and issubclass(boxlite.ApiKeyCredential, boxlite.Credential)
+    with pytest.raises(TypeError):
+        boxlite.Credential()  # type: ignore[abstract]
+    options = boxlite.BoxliteRestOptions("http://127.0.0.1:8100/", credential, path_prefix="/team-42/")
+    assert (options.url, options.path_prefix) == ("http://127.0.0.1:8100", "team-42")
+    assert "secret" not in repr(options) and "ApiKeyCredential(***)" in repr(options)
+    for bad in ("127.0.0.1:8100", "ftp://host", "http://"):
+        with pytest.raises(boxlite.ConfigError):
+            boxlite.BoxliteRestOptions(bad)
+    with pytest.raises(TypeError):
+        boxlite.BoxliteRestOptions("http://host", credential="blk_live_secret")  # type: ignore[arg-type]
+
+    monkeypatch.delenv("BOXLITE_REST_URL", raising=False)
+    monkeypatch.delenv("BOXLITE_API_KEY", raising=False)
+    monkeypatch.delenv("BOXLITE_REST_PATH_PREFIX", raising=False)
+    assert boxlite.ApiKeyCredential.from_env() is None
+    with pytest.raises(boxlite.ConfigError, match="BOXLITE_REST_URL"):
+        boxlite.BoxliteRestOptions.from_env()
+    monkeypatch.setenv("BOXLITE_REST_URL", "https://sandbox.example:8443")
+    monkeypatch.setenv("BOXLITE_API_KEY", "blk_test_other")
+    monkeypatch.setenv("BOXLITE_REST_PATH_PREFIX", "org-1")
+    options = boxlite.BoxliteRestOptions.from_env()
+    assert (options.url, options.path_prefix) == ("https://sandbox.example:8443", "org-1")
+    assert options.credential is not None and options.credential.get_token().token == "blk_test_other"
+    assert "blk_test_other" not in repr(options)

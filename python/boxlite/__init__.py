@@ -100,6 +100,7 @@ from .errors import (
 from .codebox import CodeBox
 from .exec import ExecResult
 from .interactivebox import InteractiveBox
+from .rest import AccessToken, ApiKeyCredential, BoxliteRestOptions, Credential
 from .simplebox import SimpleBox
 from .sync_api import (
     SyncBox,
@@ -129,8 +130,10 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "HOST_IMAGE",
+    "AccessToken",
     "AdvancedBoxOptions",
     "AlreadyExistsError",
+    "ApiKeyCredential",
     "Box",
     "BoxInfo",
     "BoxMetrics",
@@ -138,11 +141,13 @@ __all__ = [
     "BoxStateInfo",
     "Boxlite",
     "BoxliteError",
+    "BoxliteRestOptions",
     "CloneOptions",
     "CodeBox",
     "ConfigError",
     "ContainerCapabilities",
     "CopyOptions",
+    "Credential",
     "DatabaseError",
     "EngineError",
     "ExecError",

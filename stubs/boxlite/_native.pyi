@@ -10,6 +10,8 @@ from typing import Any, Final, Literal, TypeAlias, final
 
 from typing_extensions import Self
 
+from .rest import BoxliteRestOptions
+
 __all__ = [
     "HOST_IMAGE",
     "AdvancedBoxOptions",
@@ -912,8 +914,9 @@ class Boxlite:
     def import_box(self, archive_path: str, name: str | None = None, *, untrusted: bool = False) -> asyncio.Future[Box]:
         """Needs the VM engine: fails with ``UnsupportedError``."""
     @staticmethod
-    def rest(options: object) -> Boxlite:
-        """There is no REST client in this package: raises ``UnsupportedError``."""
+    def rest(options: BoxliteRestOptions) -> Boxlite:
+        """A REST-backed runtime: not in this package yet. Checks ``options`` (``TypeError`` for
+        anything but a ``BoxliteRestOptions``), then raises ``UnsupportedError``."""
     def metrics(self) -> asyncio.Future[RuntimeMetrics]: ...
     def shutdown(self, timeout: int | None = None) -> asyncio.Future[None]:
         """Stops every box that is not detached, then refuses new boxes. Idempotent."""

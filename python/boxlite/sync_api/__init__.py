@@ -21,6 +21,7 @@ from typing import Any
 from .._native import Box, BoxInfo, Boxlite, BoxMetrics, BoxOptions, CopyOptions, ImageHandle, ImageInfo, ImagePullResult, Options, RuntimeMetrics
 from ..codebox import CodeBox
 from ..exec import ExecResult
+from ..rest import BoxliteRestOptions
 from ..simplebox import SimpleBox
 from ._execution import SyncExecStderr, SyncExecStdin, SyncExecStdout, SyncExecStream, SyncExecution
 from ._network import SyncBoxConnection, SyncBoxTunnel, SyncNetworkHandle, SyncTunnelForwarder
@@ -163,6 +164,11 @@ class SyncBoxlite:
     def init_default(options: Options) -> None:
         """Configures the process-wide runtime behind ``default()``; see ``Boxlite.init_default``."""
         Boxlite.init_default(options)
+
+    @staticmethod
+    def rest(options: BoxliteRestOptions) -> SyncBoxlite:
+        """A REST-backed runtime; see ``Boxlite.rest`` (not in this package yet: it refuses)."""
+        return SyncBoxlite(Options(), _runtime=Boxlite.rest(options))
 
     @property
     def runtime(self) -> Boxlite:

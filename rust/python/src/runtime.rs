@@ -156,10 +156,14 @@ impl Boxlite {
         crate::unsupported::refuse(&self.shared, py, crate::unsupported::Missing::Import)
     }
 
-    /// A REST-backed runtime: there is no REST client in this package.
+    /// A REST-backed runtime: its options are checked, then it is refused (no client yet).
     #[staticmethod]
     fn rest(py: Python<'_>, options: Bound<'_, PyAny>) -> PyResult<Self> {
-        let _ = options;
+        let expected = py.import("boxlite.rest")?.getattr("BoxliteRestOptions")?;
+        if !options.is_instance(&expected)? {
+            let given = options.get_type().name()?;
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!("Boxlite.rest takes a BoxliteRestOptions, not {given}")));
+        }
         Err(crate::unsupported::refuse_now(py, crate::unsupported::Missing::RestRuntime))
     }
 

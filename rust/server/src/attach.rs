@@ -94,6 +94,7 @@ async fn resize(State(server): Shared, Path(path): Path<ExecutionPath>, request:
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AttachQuery {
     stdin: Option<String>,
 }
@@ -121,33 +122,39 @@ async fn follow(socket: WebSocket, mut claim: Claim, writable: bool, shutdown: t
     let mut reader = tokio::spawn(read_client(stream, Arc::clone(claim.session()), writable, notes));
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
-    loop {
-        tokio::select! {
-            chunk = claim.next() => {
-                let Some(chunk) = chunk else { break };
-                let mut frame = Vec::with_capacity(chunk.data.len() + 1);
-                frame.push(chunk.channel);
-                frame.extend_from_slice(&chunk.data);
-                if sink.send(Message::Binary(frame.into())).await.is_err() {
-                    return;
+    // Rule 2 of `executions`: all output goes out, then the exit. Meanwhile the client's notes,
+    // pings and the server's end are served, and a client that goes ends this.
+    let session = Arc::clone(claim.session());
+    let mut output_done = false;
+    let status = loop {
+        let frame = tokio::select! {
+            chunk = claim.next(), if !output_done => match chunk {
+                Some(chunk) => {
+                    let mut frame = Vec::with_capacity(chunk.data.len() + 1);
+                    frame.push(chunk.channel);
+                    frame.extend_from_slice(&chunk.data);
+                    Message::Binary(frame.into())
                 }
-            }
+                None => {
+                    output_done = true;
+                    continue;
+                }
+            },
+            status = session.exit(), if output_done => break status,
             note = notes_received.recv() => match note {
-                Some(note) => if sink.send(Message::Text(note.into())).await.is_err() { return },
+                Some(note) => Message::Text(note.into()),
                 // The reader ended: the client closed or went away.
                 None => return,
             },
-            _ = ping.tick() => if sink.send(Message::Ping(Vec::new().into())).await.is_err() { return },
+            _ = ping.tick() => Message::Ping(Vec::new().into()),
             () = shutdown.cancelled() => {
                 let _ = sink.send(Message::Close(Some(CloseFrame { code: 1001, reason: "the server is shutting down".into() }))).await;
                 return;
             }
+        };
+        if sink.send(frame).await.is_err() {
+            return;
         }
-    }
-    // Rule 2: all output went out; now the exit.
-    let status = tokio::select! {
-        status = claim.session().exit() => status,
-        () = shutdown.cancelled() => return,
     };
     let exit = serde_json::json!({"type": "exit", "exit_code": status.exit_code});
     if sink.send(Message::Text(exit.to_string().into())).await.is_ok() {

@@ -45,6 +45,14 @@ pub fn body<T>(body: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
     body.map(|Json(value)| value).map_err(|rejection| ApiError::invalid_argument(format!("bad request body: {}", rejection.body_text())))
 }
 
+/// An optional JSON body: none (or empty) is the default.
+pub fn optional_body<T: serde::de::DeserializeOwned + Default>(bytes: &axum::body::Bytes) -> ApiResult<T> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(bytes).map_err(|error| ApiError::invalid_argument(format!("bad request body: {error}")))
+}
+
 /// The box named or numbered `id_or_name`.
 pub fn find(server: &Server, id_or_name: &str) -> ApiResult<BoxHandle> {
     server.runtime.get(id_or_name).ok_or_else(|| ApiError::from(Error::NotFound(format!("box not found: {id_or_name}"))))
@@ -65,16 +73,31 @@ async fn create(State(server): Shared, request: Result<Json<CreateBox>, JsonReje
     Ok(created(&handle))
 }
 
-/// BoxLite's `pageSize` and `pageToken` are accepted and not needed: every box fits one page,
-/// and `next_page_token` is always null.
+/// BoxLite's paging: without `pageSize`, every box in one page (what BoxLite's clients, which
+/// read one page, need); with it, pages of that size, each naming the next by `pageToken`.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct ListQuery {
     status: Option<String>,
+    page_size: Option<usize>,
+    page_token: Option<String>,
 }
 
-async fn list(State(server): Shared, Query(query): Query<ListQuery>) -> Json<BoxList> {
-    let boxes = server.runtime.list_info().into_iter().filter(|info| query.status.as_deref().is_none_or(|status| status == info.status)).map(BoxBody::from).collect();
-    Json(BoxList { boxes, next_page_token: None })
+async fn list(State(server): Shared, Query(query): Query<ListQuery>) -> ApiResult<Json<BoxList>> {
+    let matching = server.runtime.list_info().into_iter().filter(|info| query.status.as_deref().is_none_or(|status| status == info.status));
+    let start = match &query.page_token {
+        None => 0,
+        Some(token) => token.parse::<usize>().map_err(|_| ApiError::invalid_argument(format!("pageToken {token:?} is not one this server gave")))?,
+    };
+    let size = match query.page_size {
+        None => usize::MAX,
+        Some(size @ 1..=1000) => size,
+        Some(size) => return Err(ApiError::invalid_argument(format!("pageSize must be between 1 and 1000, got {size}"))),
+    };
+    let mut boxes: Vec<BoxBody> = matching.skip(start).take(size.saturating_add(1)).map(BoxBody::from).collect();
+    let next_page_token = (boxes.len() > size).then(|| (start + size).to_string());
+    boxes.truncate(size);
+    Ok(Json(BoxList { boxes, next_page_token }))
 }
 
 async fn get_box(State(server): Shared, Path(path): Path<BoxPath>) -> ApiResult<Json<BoxBody>> {
@@ -90,6 +113,7 @@ async fn head(State(server): Shared, Path(path): Path<BoxPath>) -> StatusCode {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RemoveQuery {
     #[serde(default)]
     force: bool,
@@ -107,13 +131,12 @@ async fn start(State(server): Shared, Path(path): Path<BoxPath>) -> ApiResult<Js
     Ok(Json(handle.info().into()))
 }
 
-async fn stop(State(server): Shared, Path(path): Path<BoxPath>, request: Option<Json<StopBox>>) -> ApiResult<Json<BoxBody>> {
+async fn stop(State(server): Shared, Path(path): Path<BoxPath>, request: axum::body::Bytes) -> ApiResult<Json<BoxBody>> {
+    let request: StopBox = optional_body(&request)?;
     let handle = find(&server, &path.box_id)?;
-    let seconds = request.and_then(|Json(stop)| stop.timeout_seconds).unwrap_or(boxlite_core::DEFAULT_STOP_GRACE.as_secs_f64());
-    if !(seconds.is_finite() && seconds >= 0.0) {
-        return Err(ApiError::invalid_argument(format!("timeout_seconds must be a number of seconds, 0 or more; got {seconds}")));
-    }
-    handle.stop_with(Duration::from_secs_f64(seconds)).await?;
+    let seconds = request.timeout_seconds.unwrap_or(boxlite_core::DEFAULT_STOP_GRACE.as_secs_f64());
+    let grace = Duration::try_from_secs_f64(seconds).map_err(|_| ApiError::invalid_argument(format!("timeout_seconds must be a number of seconds, 0 or more; got {seconds}")))?;
+    handle.stop_with(grace).await?;
     let info = server.runtime.get_info(handle.id()).ok_or_else(|| ApiError::from(Error::NotFound(format!("box not found: {} (removed when it stopped)", handle.id()))))?;
     Ok(Json(info.into()))
 }
@@ -126,8 +149,8 @@ pub async fn runtime_metrics(State(server): Shared) -> Json<RuntimeMetricsBody> 
     Json(server.runtime.metrics().into())
 }
 
-async fn clone_box(State(server): Shared, Path(path): Path<BoxPath>, request: Option<Json<CloneBox>>) -> ApiResult<Response> {
-    let name = request.and_then(|Json(clone)| clone.name);
+async fn clone_box(State(server): Shared, Path(path): Path<BoxPath>, request: axum::body::Bytes) -> ApiResult<Response> {
+    let name = optional_body::<CloneBox>(&request)?.name;
     let clone = find(&server, &path.box_id)?.clone_box(name).await?;
     Ok(created(&clone))
 }

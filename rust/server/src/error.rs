@@ -72,6 +72,33 @@ impl IntoResponse for ApiError {
 
 pub type ApiResult<T> = std::result::Result<T, ApiError>;
 
+/// Longest plain-text error body taken into an envelope's message.
+const PLAIN_ERROR_LIMIT: usize = 4096;
+
+/// Every error answer is an envelope: those the framework makes itself (a query or path that
+/// does not parse, a method a route lacks, a failed WebSocket upgrade) come as plain text, and
+/// are wrapped here with the code of their status.
+pub async fn envelope(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let bodiless = request.method() == axum::http::Method::HEAD;
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response.headers().get(axum::http::header::CONTENT_TYPE).is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json || bodiless {
+        return response;
+    }
+    let body = axum::body::to_bytes(response.into_body(), PLAIN_ERROR_LIMIT).await.unwrap_or_default();
+    let message = String::from_utf8_lossy(&body).trim().to_string();
+    let (kind, code) = match status {
+        StatusCode::NOT_FOUND => ("NotFoundError", "not_found"),
+        StatusCode::CONFLICT => ("InvalidStateError", "invalid_state"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("PayloadTooLargeError", "payload_too_large"),
+        status if status.is_server_error() => ("InternalError", "internal"),
+        _ => ("InvalidArgumentError", "invalid_argument"),
+    };
+    let message = if message.is_empty() { status.canonical_reason().unwrap_or("error").to_string() } else { message };
+    ApiError::new(status, kind, code, message).into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,6 +29,7 @@ pub fn routes() -> Router<Arc<Server>> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct UploadQuery {
     path: String,
     #[serde(default = "yes")]
@@ -36,6 +37,7 @@ struct UploadQuery {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct DownloadQuery {
     path: String,
     #[serde(default)]

@@ -110,6 +110,7 @@ fn router(server: Arc<Server>, api_key: Option<Arc<str>>) -> Router {
         .layer(middleware::from_fn_with_state(api_key, authenticate))
         .route("/v1/config", get(config))
         .fallback(|| async { error::ApiError::from(boxlite_core::Error::NotFound("no such route".to_string())) })
+        .layer(middleware::from_fn(error::envelope))
         .layer(middleware::from_fn(log_request))
         .with_state(server)
 }

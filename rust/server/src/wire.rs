@@ -9,6 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ApiResult};
 
+/// A field that may be left out or sent as `null` (BoxLite's clients send `null` for what they
+/// leave unset): either way, its default.
+fn null_as_default<'de, D: serde::Deserializer<'de>, T: Deserialize<'de> + Default>(deserializer: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBox {
@@ -19,15 +25,15 @@ pub struct CreateBox {
     pub memory_mib: Option<u32>,
     pub disk_size_gb: Option<u64>,
     pub working_dir: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub env: BTreeMap<String, String>,
     pub entrypoint: Option<Vec<String>>,
     pub cmd: Option<Vec<String>>,
     pub user: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub volumes: Vec<ManagedVolume>,
     pub network: Option<Network>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub secrets: Vec<serde_json::Value>,
     pub detach: Option<bool>,
     pub tty: Option<bool>,
@@ -42,7 +48,7 @@ pub struct CreateBox {
 pub struct ManagedVolume {
     pub managed_volume: String,
     pub guest_path: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub read_only: bool,
 }
 
@@ -72,9 +78,9 @@ pub struct Advanced {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Capabilities {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub add: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub drop: Vec<String>,
 }
 
@@ -210,14 +216,14 @@ pub struct StopBox {
 #[serde(deny_unknown_fields)]
 pub struct Exec {
     pub command: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub args: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub env: BTreeMap<String, String>,
     pub timeout_seconds: Option<f64>,
     pub working_dir: Option<String>,
     pub user: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub tty: bool,
     /// The terminal's size when `tty`; 24x80 otherwise.
     pub tty_rows: Option<u16>,
@@ -230,8 +236,10 @@ impl Exec {
     pub fn request(self) -> ApiResult<(ExecRequest, Option<String>)> {
         let timeout = match self.timeout_seconds {
             None => None,
-            Some(seconds) if seconds.is_finite() && seconds > 0.0 => Some(Duration::from_secs_f64(seconds)),
-            Some(seconds) => return Err(ApiError::invalid_argument(format!("timeout_seconds must be a positive number, got {seconds}"))),
+            Some(seconds) => match Duration::try_from_secs_f64(seconds) {
+                Ok(timeout) if !timeout.is_zero() => Some(timeout),
+                _ => return Err(ApiError::invalid_argument(format!("timeout_seconds must be a positive number of seconds, got {seconds}"))),
+            },
         };
         let tty = self.tty.then(|| TtySize { rows: self.tty_rows.unwrap_or(24), cols: self.tty_cols.unwrap_or(80) });
         let request = ExecRequest { command: self.command, args: self.args, env: self.env.into_iter().collect(), cwd: self.working_dir, user: self.user, tty, timeout };
@@ -430,6 +438,14 @@ mod tests {
         assert_eq!(options.network, None);
         assert!(parse(r#"{"network": {"mode": "disabled", "outbound": {}}}"#).is_err());
         assert!(parse(r#"{"network": {"mode": "disabled", "allow_net": ["a.com"]}}"#).is_err());
+    }
+
+    #[test]
+    fn null_is_left_unset() {
+        let (options, name) = parse(r#"{"name": null, "env": null, "volumes": null, "cmd": null, "network": {"outbound": null}}"#).expect("nulls");
+        assert_eq!((name, options.env, options.cmd, options.network), (None, Vec::new(), None, Some(Vec::new())));
+        let exec: Exec = serde_json::from_str(r#"{"command": "true", "args": null, "env": null, "tty": null}"#).expect("exec nulls");
+        assert!(exec.args.is_empty() && !exec.tty);
     }
 
     #[test]
