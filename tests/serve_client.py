@@ -91,8 +91,14 @@ class Server:
     def stop(self, signal_number: int = signal.SIGTERM) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal_number)
-        code = self.process.wait(timeout=60)
-        self._drain.join(timeout=10)
+        try:
+            code = self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"the server did not stop within 60 s of signal {signal_number}") from None
+        finally:
+            self._drain.join(timeout=10)
         if self.process.stderr is not None:
             self.process.stderr.close()
         return code
@@ -122,8 +128,11 @@ def serving(home: Path, *arguments: str, environment: dict[str, str] | None = No
         yield server
     finally:
         if server.process.poll() is None:
-            server.remove_all()
-            assert server.stop() == 0
+            try:
+                server.remove_all()
+            finally:
+                code = server.stop()
+            assert code == 0
         assert not any(KEY in line for line in server.log), "the API key reached the log"
 
 

@@ -68,7 +68,7 @@ def test_bad_requests_get_typed_errors_and_make_nothing(server: Server, tmp_path
         ({"security": {"privileged": True}}, 400, "invalid_argument"),
         ({"cpus": "many"}, 400, "invalid_argument"),
         ({"secrets": [{"name": "token", "value": "hunter2-value"}]}, 400, "unsupported"),
-        ({"auto_stop": 60}, 400, "unsupported"),
+        ({"auto_stop": -1}, 400, "invalid_argument"),
         ({"network": {"mode": "disabled", "allow_net": ["example.com"]}}, 400, "invalid_argument"),
         ({"rootfs_path": str(tmp_path / "no-such-layout")}, None, None),
     ]
@@ -136,6 +136,33 @@ async def test_timeouts_signals_and_kills(server: Server) -> None:
         server.ok("DELETE", f"/v1/boxes/jobs/executions/{execution_id}", status=204)
         assert (await follow(socket))[2] == -signal.SIGKILL
     assert server.request("GET", f"/v1/boxes/jobs/executions/{execution_id}")[0] == 404, "a killed execution is forgotten"
+
+
+async def test_a_terminal_over_rest_takes_its_size_and_resizes(server: Server) -> None:
+    server.create(name="term")
+    execution_id = server.exec("term", "sh", "-c", "stty size; read line; stty size", tty=True, tty_rows=30, tty_cols=100)
+    async with await server.attach("term", execution_id) as socket:
+        assert await socket.recv() == b"\x0130 100\r\n"
+        server.ok("POST", f"/v1/boxes/term/executions/{execution_id}/resize", {"rows": 40, "cols": 120}, status=204)
+        await socket.send(json.dumps({"type": "resize", "rows": 50, "cols": 132}))
+        await socket.send(b"go\n")
+        stdout, stderr, code = await follow(socket)
+    assert stdout.endswith(b"50 132\r\n") and (stderr, code) == (b"", 0), stdout
+    status, refused = server.request("POST", f"/v1/boxes/term/executions/{server.exec('term', 'true')}/resize", {"rows": 1, "cols": 1})
+    assert status in (404, 409), "no terminal to resize"
+
+
+async def test_a_read_only_client_sees_output_and_cannot_write(server: Server) -> None:
+    server.create(name="watched")
+    execution_id = server.exec("watched", "sh", "-c", "echo hello; read line; echo got $line")
+    url = f"ws://{server.address}/v1/boxes/watched/executions/{execution_id}/attach?stdin=false"
+    async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {KEY}"}) as watcher:
+        assert await watcher.recv() == b"\x01hello\n"
+        await watcher.send(b"sneaky\n")
+        assert json.loads(await watcher.recv())["type"] == "error"
+    async with await server.attach("watched", execution_id) as writer:
+        await writer.send(b"typed\n")
+        assert await follow(writer) == (b"got typed\n", b"", 0)
 
 
 async def test_one_client_at_a_time_and_a_second_attach_continues(server: Server) -> None:
@@ -242,6 +269,45 @@ async def test_snapshots_and_clones_over_rest(server: Server) -> None:
     assert (await server.run("copy", "cat", "/root/state"))[0] == b"one\n"
     server.ok("DELETE", "/v1/boxes/origin/snapshots/first", status=204)
     assert server.request("GET", "/v1/boxes/origin/snapshots/first")[0] == 404
+
+
+async def wait_for_status(server: Server, box: str, wanted: int | str, timeout: float = 20) -> None:
+    """Polls the box until it has status ``wanted`` (or, for an int, until GET answers that)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        code, answer = server.request("GET", f"/v1/boxes/{box}")
+        if (code if isinstance(wanted, int) else answer["status"]) == wanted:
+            return
+        assert time.monotonic() < deadline, f"box {box} never became {wanted}: {code} {answer}"
+        await asyncio.sleep(0.1)
+
+
+async def test_auto_stop_auto_delete_and_auto_resume_hold_and_outlive_the_server(home: Path) -> None:
+    with serving(home) as server:
+        box = server.create(name="napper", auto_stop=1, auto_delete=1)
+        assert (box["auto_stop"], box["auto_delete"], box["auto_resume"]) == (1, 1, True)
+        assert (await server.run("napper", "true"))[2] == 0
+        await wait_for_status(server, "napper", "stopped")
+        await wait_for_status(server, "napper", 404)
+
+        server.create(name="busy", auto_stop=1)
+        execution_id = server.exec("busy", "sleep", "3")
+        async with await server.attach("busy", execution_id) as socket:
+            await asyncio.sleep(2.5)
+            assert server.ok("GET", "/v1/boxes/busy")["status"] == "running", "a box running an execution is in use"
+            assert (await follow(socket))[2] == 0
+        await wait_for_status(server, "busy", "stopped")
+
+        server.create(name="manual", auto_resume=False)
+        assert (await server.run("manual", "true"))[2] == 0
+        server.ok("POST", "/v1/boxes/manual/stop")
+        assert server.stop() == 0  # stopped here, the server leaves its boxes
+    with serving(home) as again:
+        assert again.ok("GET", "/v1/boxes/manual")["auto_resume"] is False, "the next server keeps the settings"
+        status, refused = again.request("POST", "/v1/boxes/manual/exec", {"command": "true"})
+        assert status == 409 and "auto_resume" in refused["error"]["message"]
+        again.ok("POST", "/v1/boxes/manual/start")
+        assert (await again.run("manual", "true"))[2] == 0
 
 
 async def test_executions_nobody_attaches_to_are_killed(home: Path) -> None:

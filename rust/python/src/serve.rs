@@ -65,7 +65,7 @@ pub fn serve(
     let home = options.resolved_home();
     let registries = options.registries(py)?;
     let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("boxlite-serve").enable_all().build().map_err(|error| failed(boxlite_core::Error::Internal(format!("failed to start the server's runtime: {error}"))))?;
-    let config = boxlite_server::ServeConfig { listen: SocketAddr::new(ip, port), api_key, scratch_dir: home.join("serve-scratch"), keeping, upload_limit };
+    let config = boxlite_server::ServeConfig { listen: SocketAddr::new(ip, port), api_key, scratch_dir: home.join("serve-scratch"), lifecycle_file: home.join("serve-lifecycle.json"), keeping, upload_limit };
     let started = crate::gil::detach(py, || {
         let _context = tokio.enter();
         let runtime = boxlite_core::Runtime::open(&home, registries)?;

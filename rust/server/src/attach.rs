@@ -17,7 +17,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use crate::boxes::{body, find, BoxPath};
+use crate::boxes::{body, find, used, BoxPath};
 use crate::error::{ApiError, ApiResult};
 use crate::executions::{Claim, Session, ALLOWED_SIGNALS};
 use crate::wire::{ClientControl, Exec, ExecutionBody, ExecutionCreated, ResizeBody, SignalBody};
@@ -50,7 +50,7 @@ fn session(server: &Server, path: &ExecutionPath) -> ApiResult<Arc<Session>> {
 
 async fn exec(State(server): Shared, Path(path): Path<BoxPath>, request: Result<Json<Exec>, JsonRejection>) -> ApiResult<Response> {
     let (request, stdin) = body(request)?.request()?;
-    let handle = find(&server, &path.box_id)?;
+    let handle = used(&server, &path.box_id, true)?;
     let execution = handle.exec(request).await?;
     let session = server.executions.add(handle.id().to_string(), execution, stdin)?;
     let location = format!("/v1/boxes/{}/executions/{}", session.box_id, session.id);
@@ -108,18 +108,19 @@ async fn attach(State(server): Shared, Path(path): Path<ExecutionPath>, Query(qu
         Some(other) => return Err(ApiError::invalid_argument(format!("stdin must be true or false, not {other:?}"))),
     };
     let session = session(&server, &path)?;
+    server.lifecycle.touch(&session.box_id);
     let claim = session.claim().ok_or_else(|| ApiError::from(boxlite_core::Error::InvalidState(format!("execution {} already has an attached client", session.id))))?;
-    let shutdown = server.shutdown.clone();
-    Ok(upgrade.on_upgrade(move |socket| async move { follow(socket, claim, writable, shutdown).await }))
+    Ok(upgrade.on_upgrade(move |socket| async move { follow(socket, claim, writable, server).await }))
 }
 
 /// Sends the execution's output, then its exit, to the attached client, while a reader task
 /// takes the client's frames. Returns when the exit was delivered, the client went, or the
 /// server shuts down; the claim goes back then.
-async fn follow(socket: WebSocket, mut claim: Claim, writable: bool, shutdown: tokio_util::sync::CancellationToken) {
+async fn follow(socket: WebSocket, mut claim: Claim, writable: bool, server: Arc<Server>) {
+    let shutdown = server.shutdown.clone();
     let (mut sink, stream) = socket.split();
     let (notes, mut notes_received) = mpsc::channel::<String>(8);
-    let mut reader = tokio::spawn(read_client(stream, Arc::clone(claim.session()), writable, notes));
+    let mut reader = tokio::spawn(read_client(stream, Arc::clone(claim.session()), writable, notes, Arc::clone(&server)));
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     // Rule 2 of `executions`: all output goes out, then the exit. Meanwhile the client's notes,
@@ -166,14 +167,18 @@ async fn follow(socket: WebSocket, mut claim: Claim, writable: bool, shutdown: t
 
 /// Takes the client's frames: stdin, then control messages; what cannot be done becomes an
 /// error note on the socket, which stays open.
-async fn read_client(mut stream: futures_util::stream::SplitStream<WebSocket>, session: Arc<Session>, writable: bool, notes: mpsc::Sender<String>) {
+async fn read_client(mut stream: futures_util::stream::SplitStream<WebSocket>, session: Arc<Session>, writable: bool, notes: mpsc::Sender<String>, server: Arc<Server>) {
     let note = |message: String| serde_json::json!({"type": "error", "message": message}).to_string();
     while let Some(Ok(message)) = stream.next().await {
         let problem = match message {
             Message::Close(_) => return,
             Message::Ping(_) | Message::Pong(_) => None,
             _ if !writable => Some("read-only attach rejected a write".to_string()),
-            Message::Binary(data) => (!data.is_empty() && !session.write_stdin(data.to_vec()).await).then(|| "stdin is closed".to_string()),
+            Message::Binary(data) if data.is_empty() => None,
+            Message::Binary(data) => {
+                server.lifecycle.touch(&session.box_id);
+                (!session.write_stdin(data.to_vec()).await).then(|| "stdin is closed".to_string())
+            }
             Message::Text(text) => match serde_json::from_str::<ClientControl>(&text) {
                 Err(error) => Some(format!("bad control message: {error}")),
                 Ok(ClientControl::StdinEof) => {

@@ -58,19 +58,37 @@ pub fn find(server: &Server, id_or_name: &str) -> ApiResult<BoxHandle> {
     server.runtime.get(id_or_name).ok_or_else(|| ApiError::from(Error::NotFound(format!("box not found: {id_or_name}"))))
 }
 
-fn created(handle: &BoxHandle) -> Response {
+/// The box, for a request that uses it (`lifecycle`): its disuse starts over. With `boots`, the
+/// request starts a stopped box, which `auto_resume` off refuses.
+pub fn used(server: &Server, id_or_name: &str, boots: bool) -> ApiResult<BoxHandle> {
+    let handle = find(server, id_or_name)?;
+    if boots && handle.info().status == "stopped" && !server.lifecycle.settings(handle.id()).auto_resume {
+        return Err(ApiError::from(Error::InvalidState(format!("box {} is stopped and its auto_resume is off: start it first", handle.id()))));
+    }
+    server.lifecycle.touch(handle.id());
+    Ok(handle)
+}
+
+/// A box as the API shows it.
+pub fn shown(server: &Server, info: boxlite_core::BoxInfo) -> BoxBody {
+    let lifecycle = server.lifecycle.settings(&info.id);
+    BoxBody::new(info, lifecycle)
+}
+
+fn created(server: &Server, handle: &BoxHandle) -> Response {
     let location = format!("/v1/boxes/{}", handle.id());
-    (StatusCode::CREATED, [(header::LOCATION, location)], Json(BoxBody::from(handle.info()))).into_response()
+    (StatusCode::CREATED, [(header::LOCATION, location)], Json(shown(server, handle.info()))).into_response()
 }
 
 async fn create(State(server): Shared, request: Result<Json<CreateBox>, JsonRejection>) -> ApiResult<Response> {
-    let (options, name) = body(request)?.options()?;
+    let (options, name, lifecycle) = body(request)?.options()?;
     let handle = server.runtime.create(options, name.clone()).await.map_err(|error| match (error, name) {
         // The local API calls a taken name an invalid argument; BoxLite's REST API, a conflict.
         (Error::InvalidArgument(message), Some(name)) if server.runtime.get(&name).is_some() => Error::AlreadyExists(message),
         (error, _) => error,
     })?;
-    Ok(created(&handle))
+    server.lifecycle.set(handle.id(), lifecycle);
+    Ok(created(&server, &handle))
 }
 
 /// BoxLite's paging: without `pageSize`, every box in one page (what BoxLite's clients, which
@@ -94,14 +112,14 @@ async fn list(State(server): Shared, Query(query): Query<ListQuery>) -> ApiResul
         Some(size @ 1..=1000) => size,
         Some(size) => return Err(ApiError::invalid_argument(format!("pageSize must be between 1 and 1000, got {size}"))),
     };
-    let mut boxes: Vec<BoxBody> = matching.skip(start).take(size.saturating_add(1)).map(BoxBody::from).collect();
+    let mut boxes: Vec<BoxBody> = matching.skip(start).take(size.saturating_add(1)).map(|info| shown(&server, info)).collect();
     let next_page_token = (boxes.len() > size).then(|| (start + size).to_string());
     boxes.truncate(size);
     Ok(Json(BoxList { boxes, next_page_token }))
 }
 
 async fn get_box(State(server): Shared, Path(path): Path<BoxPath>) -> ApiResult<Json<BoxBody>> {
-    Ok(Json(find(&server, &path.box_id)?.info().into()))
+    Ok(Json(shown(&server, find(&server, &path.box_id)?.info())))
 }
 
 async fn head(State(server): Shared, Path(path): Path<BoxPath>) -> StatusCode {
@@ -122,13 +140,14 @@ struct RemoveQuery {
 async fn remove(State(server): Shared, Path(path): Path<BoxPath>, Query(query): Query<RemoveQuery>) -> ApiResult<Response> {
     let handle = find(&server, &path.box_id)?;
     server.runtime.remove(handle.id(), query.force).await?;
+    server.lifecycle.forget(handle.id());
     Ok(no_content())
 }
 
 async fn start(State(server): Shared, Path(path): Path<BoxPath>) -> ApiResult<Json<BoxBody>> {
-    let handle = find(&server, &path.box_id)?;
+    let handle = used(&server, &path.box_id, false)?;
     handle.start().await?;
-    Ok(Json(handle.info().into()))
+    Ok(Json(shown(&server, handle.info())))
 }
 
 async fn stop(State(server): Shared, Path(path): Path<BoxPath>, request: axum::body::Bytes) -> ApiResult<Json<BoxBody>> {
@@ -138,7 +157,7 @@ async fn stop(State(server): Shared, Path(path): Path<BoxPath>, request: axum::b
     let grace = Duration::try_from_secs_f64(seconds).map_err(|_| ApiError::invalid_argument(format!("timeout_seconds must be a number of seconds, 0 or more; got {seconds}")))?;
     handle.stop_with(grace).await?;
     let info = server.runtime.get_info(handle.id()).ok_or_else(|| ApiError::from(Error::NotFound(format!("box not found: {} (removed when it stopped)", handle.id()))))?;
-    Ok(Json(info.into()))
+    Ok(Json(shown(&server, info)))
 }
 
 async fn box_metrics(State(server): Shared, Path(path): Path<BoxPath>) -> ApiResult<Json<BoxMetricsBody>> {
@@ -151,13 +170,16 @@ pub async fn runtime_metrics(State(server): Shared) -> Json<RuntimeMetricsBody> 
 
 async fn clone_box(State(server): Shared, Path(path): Path<BoxPath>, request: axum::body::Bytes) -> ApiResult<Response> {
     let name = optional_body::<CloneBox>(&request)?.name;
-    let clone = find(&server, &path.box_id)?.clone_box(name).await?;
-    Ok(created(&clone))
+    let source = used(&server, &path.box_id, false)?;
+    let clone = source.clone_box(name).await?;
+    // A clone keeps its source's lifecycle, as it keeps its options.
+    server.lifecycle.set(clone.id(), server.lifecycle.settings(source.id()));
+    Ok(created(&server, &clone))
 }
 
 async fn create_snapshot(State(server): Shared, Path(path): Path<BoxPath>, request: Result<Json<CreateSnapshot>, JsonRejection>) -> ApiResult<Response> {
     let name = body(request)?.name;
-    let snapshot = find(&server, &path.box_id)?.snapshot_create(&name).await?;
+    let snapshot = used(&server, &path.box_id, false)?.snapshot_create(&name).await?;
     Ok((StatusCode::CREATED, Json(SnapshotBody::from(snapshot))).into_response())
 }
 
@@ -177,6 +199,6 @@ async fn remove_snapshot(State(server): Shared, Path(path): Path<SnapshotPath>) 
 }
 
 async fn restore_snapshot(State(server): Shared, Path(path): Path<SnapshotPath>) -> ApiResult<Response> {
-    find(&server, &path.box_id)?.snapshot_restore(&path.name).await?;
+    used(&server, &path.box_id, false)?.snapshot_restore(&path.name).await?;
     Ok(no_content())
 }

@@ -226,6 +226,11 @@ impl Executions {
         lock(&self.sessions).get(execution_id).filter(|session| session.box_id == box_id).cloned().ok_or_else(|| ApiError::execution_not_found(execution_id))
     }
 
+    /// Whether an execution the server keeps still runs in box `box_id`.
+    pub fn running_in(&self, box_id: &str) -> bool {
+        lock(&self.sessions).values().any(|session| session.box_id == box_id && session.exit.borrow().is_none())
+    }
+
     /// SIGKILL to the execution's process group; then it is forgotten (rule 3).
     pub async fn kill(&self, session: &Arc<Session>) -> ApiResult<()> {
         session.killed.store(true, Ordering::Release);

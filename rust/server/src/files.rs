@@ -19,7 +19,7 @@ use boxlite_core::Error;
 use futures_util::StreamExt;
 use serde::Deserialize;
 
-use crate::boxes::{find, BoxPath};
+use crate::boxes::{used, BoxPath};
 use crate::error::{ApiError, ApiResult};
 use crate::{no_content, Server, Shared};
 
@@ -70,7 +70,7 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> ApiResult<T> + Send 
 }
 
 async fn upload(State(server): Shared, UrlPath(path): UrlPath<BoxPath>, Query(query): Query<UploadQuery>, body: Body) -> ApiResult<Response> {
-    let handle = find(&server, &path.box_id)?;
+    let handle = used(&server, &path.box_id, true)?;
     let staging = Staging::new(&server)?;
     let archive_path = staging.0.join("upload.tar");
     let mut archive = File::options().read(true).write(true).create_new(true).open(&archive_path).map_err(|error| ApiError::from(Error::storage("create", &archive_path, &error)))?;
@@ -120,7 +120,7 @@ fn unpack(mut archive: File, archive_path: &Path, into: &Path) -> ApiResult<()> 
 }
 
 async fn download(State(server): Shared, UrlPath(path): UrlPath<BoxPath>, Query(query): Query<DownloadQuery>) -> ApiResult<Response> {
-    let handle = find(&server, &path.box_id)?;
+    let handle = used(&server, &path.box_id, true)?;
     let staging = Staging::new(&server)?;
     let name = Path::new(&query.path).file_name().map_or_else(|| PathBuf::from("root"), PathBuf::from);
     let copied = staging.0.join("contents").join(&name);

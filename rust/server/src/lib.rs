@@ -8,6 +8,7 @@ mod error;
 mod executions;
 mod files;
 mod images;
+mod lifecycle;
 mod wire;
 
 use std::net::SocketAddr;
@@ -33,6 +34,8 @@ pub struct ServeConfig {
     pub api_key: Option<String>,
     /// Where uploads and downloads are staged; emptied at start.
     pub scratch_dir: PathBuf,
+    /// Where boxes' `auto_stop`, `auto_delete` and `auto_resume` are kept between servers.
+    pub lifecycle_file: PathBuf,
     pub keeping: Keeping,
     /// Largest upload accepted, in bytes.
     pub upload_limit: u64,
@@ -45,6 +48,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("listen", &self.listen)
             .field("api_key", &self.api_key.as_ref().map(|_| "***"))
             .field("scratch_dir", &self.scratch_dir)
+            .field("lifecycle_file", &self.lifecycle_file)
             .field("keeping", &self.keeping)
             .field("upload_limit", &self.upload_limit)
             .finish()
@@ -55,6 +59,7 @@ impl std::fmt::Debug for ServeConfig {
 pub(crate) struct Server {
     pub runtime: Runtime,
     pub executions: executions::Executions,
+    pub lifecycle: lifecycle::Lifecycle,
     pub scratch_dir: PathBuf,
     pub upload_limit: u64,
     pub shutdown: CancellationToken,
@@ -72,17 +77,21 @@ pub async fn bind(config: &ServeConfig) -> std::io::Result<tokio::net::TcpListen
 pub async fn serve(runtime: Runtime, config: ServeConfig, listener: tokio::net::TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
     let _ = std::fs::remove_dir_all(&config.scratch_dir);
     std::fs::create_dir_all(&config.scratch_dir)?;
+    let lifecycle = lifecycle::Lifecycle::load(config.lifecycle_file.clone(), &runtime);
     let server = Arc::new(Server {
         runtime,
         executions: executions::Executions::new(config.keeping),
+        lifecycle,
         scratch_dir: config.scratch_dir.clone(),
         upload_limit: config.upload_limit,
         shutdown: shutdown.clone(),
     });
     let reaper = tokio::spawn(reap(Arc::clone(&server), config.keeping));
+    let lifecycle = tokio::spawn(keep_lifecycle(Arc::clone(&server)));
     let app = router(Arc::clone(&server), config.api_key.map(Arc::from));
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
     reaper.abort();
+    lifecycle.abort();
     server.executions.kill_all().await;
     served
 }
@@ -93,6 +102,15 @@ async fn reap(server: Arc<Server>, keeping: Keeping) {
     loop {
         interval.tick().await;
         server.executions.reap().await;
+    }
+}
+
+/// `lifecycle`, once a second.
+async fn keep_lifecycle(server: Arc<Server>) {
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        interval.tick().await;
+        server.lifecycle.tick(&server.runtime, |box_id| server.executions.running_in(box_id)).await;
     }
 }
 

@@ -8,6 +8,7 @@ use boxlite_core::{BoxInfo, BoxMetrics, BoxOptions, ExecRequest, ImageRecord, Ru
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ApiResult};
+use crate::lifecycle::Settings;
 
 /// A field that may be left out or sent as `null` (BoxLite's clients send `null` for what they
 /// leave unset): either way, its default.
@@ -87,7 +88,7 @@ pub struct Capabilities {
 impl CreateBox {
     /// The core's options for this request. A server's boxes outlive the request that made
     /// them: detached and kept when stopped unless the request says otherwise.
-    pub fn options(self) -> ApiResult<(BoxOptions, Option<String>)> {
+    pub fn options(self) -> ApiResult<(BoxOptions, Option<String>, Settings)> {
         let unsupported = |what: &str| Err(ApiError::from(boxlite_core::Error::Unsupported(what.to_string())));
         if !self.secrets.is_empty() {
             return unsupported("secrets are not supported by this server yet");
@@ -95,15 +96,10 @@ impl CreateBox {
         if self.tty == Some(true) {
             return unsupported("a main process on a terminal (tty=true) is not supported by this server yet");
         }
-        if self.auto_resume == Some(false) {
-            return unsupported("auto_resume=false is not supported by this server: a stopped box starts again when used");
+        if let Some(name) = &self.name {
+            check_name(name)?;
         }
-        if self.auto_stop.is_some_and(|seconds| seconds > 0) {
-            return unsupported("auto_stop is not supported by this server yet; send 0 or leave it out");
-        }
-        if self.auto_delete.is_some_and(|seconds| seconds > 0) {
-            return unsupported("auto_delete after a delay is not supported by this server yet; send 0 or leave it out (stopped boxes are kept)");
-        }
+        let lifecycle = Settings { auto_stop: self.auto_stop.unwrap_or(0), auto_delete: self.auto_delete.unwrap_or(0), auto_resume: self.auto_resume.unwrap_or(true) };
         let network = match self.network {
             None => Some(Vec::new()),
             Some(network) => network.outbound_allow_net()?,
@@ -133,8 +129,19 @@ impl CreateBox {
             auto_remove: Some(false),
             ..BoxOptions::default()
         };
-        Ok((options, self.name))
+        Ok((options, self.name, lifecycle))
     }
+}
+
+/// BoxLite's box names: 1 to 128 of letters, digits, `.`, `_` and `-`, starting with a letter or
+/// a digit (names travel in URL paths).
+fn check_name(name: &str) -> ApiResult<()> {
+    let mut characters = name.chars();
+    let first_fits = characters.next().is_some_and(|first| first.is_ascii_alphanumeric());
+    if first_fits && name.len() <= 128 && characters.all(|other| other.is_ascii_alphanumeric() || matches!(other, '.' | '_' | '-')) {
+        return Ok(());
+    }
+    Err(ApiError::invalid_argument(format!("a box name is 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit; not {name:?}")))
 }
 
 impl Network {
@@ -179,8 +186,8 @@ pub struct BoxBody {
     pub exit_code: Option<i32>,
 }
 
-impl From<BoxInfo> for BoxBody {
-    fn from(info: BoxInfo) -> Self {
+impl BoxBody {
+    pub fn new(info: BoxInfo, lifecycle: Settings) -> Self {
         Self {
             updated_at: info.started_at.clone().unwrap_or_else(|| info.created_at.clone()),
             box_id: info.id,
@@ -192,9 +199,9 @@ impl From<BoxInfo> for BoxBody {
             cpus: info.cpus,
             memory_mib: info.memory_mib,
             labels: BTreeMap::new(),
-            auto_stop: 0,
-            auto_delete: 0,
-            auto_resume: true,
+            auto_stop: lifecycle.auto_stop,
+            auto_delete: lifecycle.auto_delete,
+            auto_resume: lifecycle.auto_resume,
             exit_code: info.exit_code,
         }
     }
@@ -419,22 +426,33 @@ pub struct CloneBox {
 mod tests {
     use super::*;
 
-    fn parse(json: &str) -> ApiResult<(BoxOptions, Option<String>)> {
+    fn parse(json: &str) -> ApiResult<(BoxOptions, Option<String>, Settings)> {
         serde_json::from_str::<CreateBox>(json).map_err(|error| ApiError::invalid_argument(error.to_string()))?.options()
     }
 
     #[test]
     fn a_created_box_is_detached_kept_and_online_unless_asked() {
-        let (options, name) = parse(r#"{"name": "web", "image": "alpine"}"#).expect("parse");
+        let (options, name, lifecycle) = parse(r#"{"name": "web", "image": "alpine"}"#).expect("parse");
+        assert_eq!(lifecycle, Settings::default());
         assert_eq!(name.as_deref(), Some("web"));
         assert_eq!((options.detach, options.auto_remove, options.network), (Some(true), Some(false), Some(Vec::new())));
     }
 
     #[test]
+    fn names_are_what_fits_in_a_path() {
+        for name in ["web".to_string(), "a.b_c-9".to_string(), "x".repeat(128)] {
+            assert!(parse(&format!(r#"{{"name": "{name}"}}"#)).is_ok(), "{name}");
+        }
+        for name in ["".to_string(), "-web".to_string(), "wh*".to_string(), "a/b".to_string(), "caf\u{e9}".to_string(), "x".repeat(129)] {
+            assert!(parse(&format!(r#"{{"name": "{name}"}}"#)).is_err(), "{name}");
+        }
+    }
+
+    #[test]
     fn network_shapes() {
-        let (options, _) = parse(r#"{"network": {"outbound": {"mode": "enabled", "allow_net": ["example.com"]}}}"#).expect("nested");
+        let (options, _, _) = parse(r#"{"network": {"outbound": {"mode": "enabled", "allow_net": ["example.com"]}}}"#).expect("nested");
         assert_eq!(options.network, Some(vec!["example.com".to_string()]));
-        let (options, _) = parse(r#"{"network": {"mode": "disabled"}}"#).expect("flat");
+        let (options, _, _) = parse(r#"{"network": {"mode": "disabled"}}"#).expect("flat");
         assert_eq!(options.network, None);
         assert!(parse(r#"{"network": {"mode": "disabled", "outbound": {}}}"#).is_err());
         assert!(parse(r#"{"network": {"mode": "disabled", "allow_net": ["a.com"]}}"#).is_err());
@@ -442,7 +460,7 @@ mod tests {
 
     #[test]
     fn null_is_left_unset() {
-        let (options, name) = parse(r#"{"name": null, "env": null, "volumes": null, "cmd": null, "network": {"outbound": null}}"#).expect("nulls");
+        let (options, name, _) = parse(r#"{"name": null, "env": null, "volumes": null, "cmd": null, "network": {"outbound": null}}"#).expect("nulls");
         assert_eq!((name, options.env, options.cmd, options.network), (None, Vec::new(), None, Some(Vec::new())));
         let exec: Exec = serde_json::from_str(r#"{"command": "true", "args": null, "env": null, "tty": null}"#).expect("exec nulls");
         assert!(exec.args.is_empty() && !exec.tty);
@@ -451,8 +469,8 @@ mod tests {
     #[test]
     fn unknown_fields_and_unsupported_knobs_are_refused() {
         assert!(serde_json::from_str::<CreateBox>(r#"{"security": {"privileged": true}}"#).is_err());
-        let error = parse(r#"{"auto_stop": 60}"#).expect_err("auto_stop");
-        assert_eq!(error.code, "unsupported");
+        let (_, _, lifecycle) = parse(r#"{"auto_stop": 60, "auto_delete": 5, "auto_resume": false}"#).expect("lifecycle");
+        assert_eq!(lifecycle, Settings { auto_stop: 60, auto_delete: 5, auto_resume: false });
         let error = parse(r#"{"secrets": [{"name": "k", "value": "v"}]}"#).expect_err("secrets");
         assert!(!error.message.contains("\"v\""), "no secret in the message: {}", error.message);
     }
