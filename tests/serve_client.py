@@ -9,6 +9,7 @@ import http.client
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,15 +28,16 @@ KEY = "blk_test_5ecret-key-for-the-suite"
 class Server:
     """A ``boxlite serve`` process on a free loopback port, and a small client of its API."""
 
-    def __init__(self, home: Path, *arguments: str, environment: dict[str, str] | None = None) -> None:
-        command = [sys.executable, "-m", "boxlite", "--home", str(home), "serve", "--port", "0", "--api-key", KEY, *arguments]
+    def __init__(self, home: Path, *arguments: str, environment: dict[str, str] | None = None, api_key: str | None = KEY) -> None:
+        key = ["--api-key", api_key] if api_key is not None else []
+        command = [sys.executable, "-m", "boxlite", "--home", str(home), "serve", "--port", "0", *key, *arguments]
         self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ, **(environment or {})})
         assert self.process.stderr is not None
         self.log: list[str] = []
-        while "listening on http://" not in (line := self.process.stderr.readline()):
+        while not (listening := re.search(r"listening on http://(\S+:\d+)$", line := self.process.stderr.readline())):
             assert line, f"the server did not start: {''.join(self.log)}"
             self.log.append(line)  # the runtime's own lines (a box adopted) may come first
-        self.address = line.rsplit("http://", 1)[1].strip()
+        self.address = listening.group(1)
         self._drain = threading.Thread(target=self._read_log, daemon=True)
         self._drain.start()
 
@@ -45,11 +47,11 @@ class Server:
             self.log.append(line)
 
     def request(self, method: str, path: str, body: Any = None, *, key: str | None = KEY, raw: bytes | None = None,
-                content_type: str = "application/json") -> tuple[int, Any]:
+                content_type: str = "application/json", headers: dict[str, str] | None = None) -> tuple[int, Any]:
         """The status and the body (JSON decoded when it is JSON)."""
         host, port = self.address.rsplit(":", 1)
         connection = http.client.HTTPConnection(host, int(port), timeout=120)
-        headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
+        headers = {**({"Authorization": f"Bearer {key}"} if key is not None else {}), **(headers or {})}
         payload = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         if payload is not None:
             headers["Content-Type"] = content_type
@@ -122,8 +124,8 @@ async def follow(socket: ClientConnection) -> tuple[bytes, bytes, int]:
 
 
 @contextlib.contextmanager
-def serving(home: Path, *arguments: str, environment: dict[str, str] | None = None) -> Iterator[Server]:
-    server = Server(home, *arguments, environment=environment)
+def serving(home: Path, *arguments: str, environment: dict[str, str] | None = None, api_key: str | None = KEY) -> Iterator[Server]:
+    server = Server(home, *arguments, environment=environment, api_key=api_key)
     try:
         yield server
     finally:

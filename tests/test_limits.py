@@ -93,3 +93,13 @@ async def test_security_options_limit_every_box_process(runtime: boxlite.Boxlite
     stdout, _, status = await collect(await box.exec("sh", ["-c", script]))
     assert stdout.decode().split() == ["64", "30", str(1 << 20)], "writes stop at max_file_size"
     await box.stop()
+
+
+async def test_a_runtime_may_open_as_many_descriptors_as_the_host_allows(runtime: boxlite.Boxlite) -> None:
+    """A hundred running boxes take about a thousand descriptors: the soft limit is raised to the
+    hard one (or the kernel's most, `fs.nr_open`) when a runtime opens."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    most = int(Path("/proc/sys/fs/nr_open").read_text())
+    assert soft == (most if hard == resource.RLIM_INFINITY else min(hard, most))

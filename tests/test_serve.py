@@ -35,6 +35,16 @@ def test_only_the_config_is_public_and_keys_are_checked(server: Server) -> None:
     assert server.ok("GET", "/v1/me")["path_prefix"] is None
 
 
+def test_without_a_key_only_clients_that_are_not_web_pages_get_in(home: Path) -> None:
+    with serving(home, api_key=None) as server:
+        assert server.request("GET", "/v1/boxes", key=None)[0] == 200
+        status, refused = server.request("POST", "/v1/boxes", {"name": "x"}, key=None, headers={"Origin": "http://evil.example"})
+        assert status == 403 and refused["error"]["code"] == "permission_denied"
+        status, refused = server.request("GET", "/v1/boxes", key=None, headers={"Host": "evil.example:8100"})
+        assert status == 403 and "Host" in refused["error"]["message"], "a rebound name is not this server"
+        assert server.ok("GET", "/v1/boxes")["boxes"] == []
+
+
 def test_a_box_lives_its_whole_life_over_rest(server: Server) -> None:
     box = server.create(name="web")
     assert (box["name"], box["status"], box["image"], box["labels"]) == ("web", "configured", "host://", {})
@@ -104,6 +114,12 @@ async def test_exec_streams_output_takes_stdin_and_reports_the_exit(server: Serv
     metrics = server.ok("GET", "/v1/boxes/shell/metrics")
     assert metrics["commands_executed_total"] >= 4 and metrics["bytes_received_total"] > 0
     assert server.ok("GET", "/v1/metrics")["num_running_boxes"] == 1
+
+
+async def test_a_child_left_running_does_not_hold_the_exit_back(server: Server) -> None:
+    server.create(name="parent")
+    stdout, _, code = await asyncio.wait_for(server.run("parent", "sh", "-c", "sleep 1000 & echo started"), 30)
+    assert (stdout, code) == (b"started\n", 0)
 
 
 async def test_timeouts_signals_and_kills(server: Server) -> None:

@@ -166,6 +166,13 @@ async def _command(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _say(text: str) -> None:
+    """One line on stderr in one write, so the runtime's log lines (written from its own thread)
+    never land inside it."""
+    sys.stderr.write(f"boxlite serve: {text}\n")
+    sys.stderr.flush()
+
+
 def _serve(arguments: argparse.Namespace) -> int:
     import logging
 
@@ -174,17 +181,17 @@ def _serve(arguments: argparse.Namespace) -> int:
     api_key = arguments.api_key or os.environ.get("BOXLITE_SERVE_API_KEY") or None
     server = serve(Options(home_dir=arguments.home), arguments.host, arguments.port, api_key=api_key,
                    reconnect_grace=float(os.environ.get("BOXLITE_RECONNECT_GRACE", "300")), upload_limit=arguments.upload_limit)
-    print(f"boxlite serve: listening on http://{server.address}", file=sys.stderr, flush=True)
+    _say(f"listening on http://{server.address}")
 
     def stop(number: int, _frame: object) -> None:
-        print(f"boxlite serve: {signal.Signals(number).name}: finishing requests in flight, then stopping", file=sys.stderr, flush=True)
+        _say(f"{signal.Signals(number).name}: finishing requests in flight, then stopping")
         server.stop()
 
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, stop)
     while not server.wait(0.2):  # short waits, so the signal handlers run in between
         pass
-    print("boxlite serve: stopped; its boxes stay (detached) for the next server on this home", file=sys.stderr)
+    _say("stopped; its boxes stay (detached) for the next server on this home")
     return 0
 
 

@@ -85,6 +85,26 @@ fn disk_formatter(rootless: bool) -> std::result::Result<std::path::PathBuf, Str
 
 /// Whether this process's user may use `path` as `mode` (`access(2)`'s `R_OK`, `W_OK`,
 /// `X_OK`): what an ordinary user's runtime may touch is that user's to decide.
+/// Raises this process's soft limit on open descriptors to its hard limit. Each running box
+/// holds several (its control connections, its network's sockets, its executions' pipes), and
+/// the usual soft limit of 1024 is reached at about a hundred boxes; the hard limit is what the
+/// administrator allows. Boxes inherit the raised limit, as containers get a high one from
+/// Docker.
+pub fn raise_open_files_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit fills the rlimit we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 || limit.rlim_cur >= limit.rlim_max {
+        return;
+    }
+    // An unlimited hard limit still stops at the kernel's most (`fs.nr_open`).
+    let most = std::fs::read_to_string("/proc/sys/fs/nr_open").ok().and_then(|text| text.trim().parse().ok()).unwrap_or(1 << 20);
+    let raised = libc::rlimit { rlim_cur: limit.rlim_max.min(most), rlim_max: limit.rlim_max };
+    // SAFETY: setrlimit reads one rlimit from a valid pointer.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+        log::debug!("open descriptors: soft limit raised from {} to {}", limit.rlim_cur, limit.rlim_max);
+    }
+}
+
 pub fn accessible(path: &Path, mode: libc::c_int) -> std::io::Result<()> {
     let path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
     // SAFETY: access on a valid C string.

@@ -58,7 +58,7 @@ pub fn serve(
     let failed = |error: boxlite_core::Error| errors::to_py(py, &error);
     let ip: IpAddr = host.parse().map_err(|_| failed(boxlite_core::Error::InvalidArgument(format!("host must be an IP address, not {host:?}"))))?;
     let seconds = |name: &str, value: f64| {
-        (value.is_finite() && value > 0.0).then(|| Duration::from_secs_f64(value)).ok_or_else(|| failed(boxlite_core::Error::InvalidArgument(format!("{name} must be a positive number of seconds"))))
+        Duration::try_from_secs_f64(value).ok().filter(|duration| !duration.is_zero()).ok_or_else(|| failed(boxlite_core::Error::InvalidArgument(format!("{name} must be a positive number of seconds"))))
     };
     let keeping = boxlite_server::Keeping { reconnect_grace: seconds("reconnect_grace", reconnect_grace)?, retention: seconds("retention", retention)? };
     crate::log_bridge::follow_python_level(py)?;
@@ -114,7 +114,11 @@ impl Server {
             let (state, guard) = (&self.state, lock(&self.state.ended));
             let guard = match timeout {
                 None => state.ended_signal.wait_while(guard, |ended| ended.is_none()).unwrap_or_else(PoisonError::into_inner),
-                Some(seconds) => state.ended_signal.wait_timeout_while(guard, Duration::from_secs_f64(seconds.max(0.0)), |ended| ended.is_none()).unwrap_or_else(PoisonError::into_inner).0,
+                // A wait too long to count (or NaN) is a wait without end.
+                Some(seconds) => match Duration::try_from_secs_f64(seconds.max(0.0)) {
+                    Ok(limit) => state.ended_signal.wait_timeout_while(guard, limit, |ended| ended.is_none()).unwrap_or_else(PoisonError::into_inner).0,
+                    Err(_) => state.ended_signal.wait_while(guard, |ended| ended.is_none()).unwrap_or_else(PoisonError::into_inner),
+                },
             };
             guard.clone()
         });

@@ -25,6 +25,10 @@ use crate::{no_content, Server, Shared};
 
 /// Keeps idle connections (and the proxies between) alive, as BoxLite's server does.
 const PING_EVERY: Duration = Duration::from_secs(15);
+/// A client that takes no frame for this long is gone: its claim goes back.
+const WRITE_LIMIT: Duration = Duration::from_secs(20);
+/// Largest frame or message taken from a client (stdin comes in pieces this big at most).
+const CLIENT_MESSAGE_LIMIT: usize = 1 << 20;
 /// After the exit frame and our close, how long the client has to close in turn.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
@@ -50,6 +54,7 @@ fn session(server: &Server, path: &ExecutionPath) -> ApiResult<Arc<Session>> {
 
 async fn exec(State(server): Shared, Path(path): Path<BoxPath>, request: Result<Json<Exec>, JsonRejection>) -> ApiResult<Response> {
     let (request, stdin) = body(request)?.request()?;
+    server.executions.check_room()?;
     let handle = used(&server, &path.box_id, true)?;
     let execution = handle.exec(request).await?;
     let session = server.executions.add(handle.id().to_string(), execution, stdin)?;
@@ -110,6 +115,7 @@ async fn attach(State(server): Shared, Path(path): Path<ExecutionPath>, Query(qu
     let session = session(&server, &path)?;
     server.lifecycle.touch(&session.box_id);
     let claim = session.claim().ok_or_else(|| ApiError::from(boxlite_core::Error::InvalidState(format!("execution {} already has an attached client", session.id))))?;
+    let upgrade = upgrade.max_message_size(CLIENT_MESSAGE_LIMIT).max_frame_size(CLIENT_MESSAGE_LIMIT);
     Ok(upgrade.on_upgrade(move |socket| async move { follow(socket, claim, writable, server).await }))
 }
 
@@ -120,7 +126,7 @@ async fn follow(socket: WebSocket, mut claim: Claim, writable: bool, server: Arc
     let shutdown = server.shutdown.clone();
     let (mut sink, stream) = socket.split();
     let (notes, mut notes_received) = mpsc::channel::<String>(8);
-    let mut reader = tokio::spawn(read_client(stream, Arc::clone(claim.session()), writable, notes, Arc::clone(&server)));
+    let mut reader = AbortOnDrop(tokio::spawn(read_client(stream, Arc::clone(claim.session()), writable, notes, Arc::clone(&server))));
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     // Rule 2 of `executions`: all output goes out, then the exit. Meanwhile the client's notes,
@@ -149,20 +155,36 @@ async fn follow(socket: WebSocket, mut claim: Claim, writable: bool, server: Arc
             },
             _ = ping.tick() => Message::Ping(Vec::new().into()),
             () = shutdown.cancelled() => {
-                let _ = sink.send(Message::Close(Some(CloseFrame { code: 1001, reason: "the server is shutting down".into() }))).await;
+                let going = Message::Close(Some(CloseFrame { code: 1001, reason: "the server is shutting down".into() }));
+                let _ = tokio::time::timeout(WRITE_LIMIT, sink.send(going)).await;
                 return;
             }
         };
-        if sink.send(frame).await.is_err() {
+        if !matches!(tokio::time::timeout(WRITE_LIMIT, sink.send(frame)).await, Ok(Ok(()))) {
             return;
         }
     };
     let exit = serde_json::json!({"type": "exit", "exit_code": status.exit_code});
-    if sink.send(Message::Text(exit.to_string().into())).await.is_ok() {
-        let _ = sink.send(Message::Close(Some(CloseFrame { code: 1000, reason: "".into() }))).await;
-        let _ = tokio::time::timeout(CLOSE_WAIT, &mut reader).await;
+    if matches!(tokio::time::timeout(WRITE_LIMIT, sink.send(Message::Text(exit.to_string().into()))).await, Ok(Ok(()))) {
+        let _ = tokio::time::timeout(WRITE_LIMIT, sink.send(Message::Close(Some(CloseFrame { code: 1000, reason: "".into() })))).await;
+        let _ = tokio::time::timeout(CLOSE_WAIT, reader.finished()).await;
     }
-    reader.abort();
+}
+
+/// The client's reader, stopped when the follower returns, whichever way: the stdin of a client
+/// that went must not reach the process after the next one attached.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl AbortOnDrop {
+    async fn finished(&mut self) {
+        let _ = (&mut self.0).await;
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Takes the client's frames: stdin, then control messages; what cannot be done becomes an

@@ -16,6 +16,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::wire::{BoxBody, BoxList, BoxMetricsBody, CloneBox, CreateBox, CreateSnapshot, RuntimeMetricsBody, SnapshotBody, SnapshotList, StopBox};
 use crate::{no_content, Server, Shared};
 
+/// The longest grace a stop may give a box's processes before they are killed.
+const MAX_STOP_GRACE: Duration = Duration::from_secs(300);
+
 pub fn routes() -> Router<Arc<Server>> {
     Router::new()
         .route("/boxes", post(create).get(list))
@@ -154,7 +157,10 @@ async fn stop(State(server): Shared, Path(path): Path<BoxPath>, request: axum::b
     let request: StopBox = optional_body(&request)?;
     let handle = find(&server, &path.box_id)?;
     let seconds = request.timeout_seconds.unwrap_or(boxlite_core::DEFAULT_STOP_GRACE.as_secs_f64());
-    let grace = Duration::try_from_secs_f64(seconds).map_err(|_| ApiError::invalid_argument(format!("timeout_seconds must be a number of seconds, 0 or more; got {seconds}")))?;
+    let grace = Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|grace| *grace <= MAX_STOP_GRACE)
+        .ok_or_else(|| ApiError::invalid_argument(format!("timeout_seconds must be between 0 and {} seconds; got {seconds}", MAX_STOP_GRACE.as_secs())))?;
     handle.stop_with(grace).await?;
     let info = server.runtime.get_info(handle.id()).ok_or_else(|| ApiError::from(Error::NotFound(format!("box not found: {} (removed when it stopped)", handle.id()))))?;
     Ok(Json(shown(&server, info)))

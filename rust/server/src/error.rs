@@ -29,6 +29,10 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "AuthError", "unauthenticated", "invalid or missing API key")
     }
 
+    pub fn forbidden(message: &str) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "PermissionError", "permission_denied", message)
+    }
+
     pub fn execution_not_found(execution_id: &str) -> Self {
         Self::from(Error::NotFound(format!("execution not found: {execution_id}")))
     }

@@ -27,6 +27,12 @@ use crate::wire::ExecutionBody;
 const OUTPUT_CHUNKS: usize = 16;
 /// Stdin chunks held before the client's frames wait for the process to read.
 const STDIN_CHUNKS: usize = 16;
+/// How long a kill may take to be acknowledged by the box's init.
+pub const KILL_LIMIT: Duration = Duration::from_secs(10);
+/// Executions kept at most (running, or ended and within their retention).
+const MAX_KEPT: usize = 4096;
+/// How long output may still come once the process ended (from what it left running).
+const QUIET_AFTER_EXIT: Duration = Duration::from_millis(200);
 /// Signals a client may send; SIGKILL goes through DELETE, as in BoxLite.
 pub const ALLOWED_SIGNALS: &[i32] = &[libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGABRT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGTERM, libc::SIGWINCH];
 
@@ -73,7 +79,7 @@ impl Session {
         let stdin = register(execution.stdin.take())?;
         let control = execution.control();
         let (output_sender, output) = mpsc::channel(OUTPUT_CHUNKS);
-        let pumps = [(1, stdout), (2, stderr)].map(|(channel, stream)| tokio::spawn(pump(channel, stream, output_sender.clone(), Arc::clone(&execution.io))));
+        let pumps = [(1, stdout), (2, stderr)].map(|(channel, stream)| tokio::spawn(pump(channel, stream, output_sender.clone(), Arc::clone(&execution.io), control.clone())));
         drop(output_sender);
         let (exit_sender, exit) = watch::channel(None);
         let ending = control.clone();
@@ -115,8 +121,10 @@ impl Session {
 
     /// Rule 1: the output, for the one client attaching; `None` if one is attached.
     pub fn claim(self: &Arc<Self>) -> Option<Claim> {
-        let output = lock(&self.output).take()?;
+        // Attached before the output is taken, so the reaper never sees a taken output unattached;
+        // if another client holds it, attached is true anyway.
         *lock(&self.unattached_since) = None;
+        let output = lock(&self.output).take()?;
         Some(Claim { session: Arc::clone(self), output: Some(output) })
     }
 
@@ -177,16 +185,33 @@ impl Claim {
 }
 
 impl Drop for Claim {
+    /// The time first, then the output: a client that claims in between must find itself
+    /// attached, not the reaper's.
     fn drop(&mut self) {
-        *lock(&self.session.output) = self.output.take();
         *lock(&self.session.unattached_since) = Some(Instant::now());
+        *lock(&self.session.output) = self.output.take();
     }
 }
 
-/// Reads one output stream into the queue, counting its bytes in the box's metrics.
-async fn pump(channel: u8, stream: Option<AsyncDescriptor>, sender: mpsc::Sender<Chunk>, io: Arc<IoCounters>) {
+/// Reads one output stream into the queue, counting its bytes in the box's metrics. It ends at
+/// the end of the stream, or once the process has ended and the stream stayed quiet for
+/// [`QUIET_AFTER_EXIT`]: a child the process left running may hold the stream open for good, and
+/// the exit must still be told (rule 2 holds: what was read goes out before the exit).
+async fn pump(channel: u8, stream: Option<AsyncDescriptor>, sender: mpsc::Sender<Chunk>, io: Arc<IoCounters>, control: ExecutionControl) {
     let Some(stream) = stream else { return };
-    while let Ok(Some(data)) = stream.read_chunk(boxlite_core::exec::CHUNK_SIZE).await {
+    loop {
+        let quiet_after_exit = async {
+            control.wait().await;
+            tokio::time::sleep(QUIET_AFTER_EXIT).await;
+        };
+        let data = tokio::select! {
+            biased;
+            read = stream.read_chunk(boxlite_core::exec::CHUNK_SIZE) => match read {
+                Ok(Some(data)) => data,
+                Ok(None) | Err(_) => return,
+            },
+            () = quiet_after_exit => return,
+        };
         io.received.fetch_add(data.len() as u64, Ordering::Relaxed);
         if sender.send(Chunk { channel, data }).await.is_err() {
             return;
@@ -215,6 +240,19 @@ impl Executions {
         Self { sessions: Mutex::new(HashMap::new()), keeping }
     }
 
+    /// Whether another execution may be kept (each holds up to [`OUTPUT_CHUNKS`] of output).
+    pub fn check_room(&self) -> ApiResult<()> {
+        if lock(&self.sessions).len() >= MAX_KEPT {
+            return Err(ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "ResourceExhaustedError",
+                "resource_exhausted",
+                format!("the server keeps {MAX_KEPT} executions already; attach to them or wait for them to end"),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn add(&self, box_id: String, execution: Execution, stdin: Option<String>) -> ApiResult<Arc<Session>> {
         let session = Session::start(box_id, execution, stdin)?;
         lock(&self.sessions).insert(session.id.clone(), Arc::clone(&session));
@@ -234,8 +272,8 @@ impl Executions {
     /// SIGKILL to the execution's process group; then it is forgotten (rule 3).
     pub async fn kill(&self, session: &Arc<Session>) -> ApiResult<()> {
         session.killed.store(true, Ordering::Release);
-        match tokio::time::timeout(Duration::from_secs(10), session.control.kill()).await {
-            Err(_) => return Err(ApiError::timeout(format!("execution {} did not take the kill within 10 s", session.id))),
+        match tokio::time::timeout(KILL_LIMIT, session.control.kill()).await {
+            Err(_) => return Err(ApiError::timeout(format!("execution {} did not take the kill within {KILL_LIMIT:?}", session.id))),
             Ok(result) => result?,
         }
         lock(&self.sessions).remove(&session.id);
@@ -261,7 +299,7 @@ impl Executions {
         for session in abandoned {
             log::info!("execution {} of box {}: nobody attached for {:?}, killing it", session.id, session.box_id, self.keeping.reconnect_grace);
             session.killed.store(true, Ordering::Release);
-            let _ = session.control.kill().await;
+            let _ = tokio::time::timeout(KILL_LIMIT, session.control.kill()).await;
         }
     }
 
@@ -270,7 +308,7 @@ impl Executions {
         let sessions: Vec<_> = lock(&self.sessions).drain().map(|(_, session)| session).collect();
         for session in sessions {
             if session.control.try_status().is_none() {
-                let _ = session.control.kill().await;
+                let _ = tokio::time::timeout(KILL_LIMIT, session.control.kill()).await;
             }
         }
     }

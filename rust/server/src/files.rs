@@ -5,6 +5,7 @@
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -48,20 +49,34 @@ fn yes() -> bool {
     true
 }
 
-/// A directory of its own in the scratch directory, removed when dropped.
+/// A directory of its own in the scratch directory (which only the server's user may enter:
+/// an upload may hold set-id files), removed when dropped.
 struct Staging(PathBuf);
 
 impl Staging {
     fn new(server: &Server) -> ApiResult<Self> {
         let path = server.scratch_dir.join(format!("{:016x}", rand::random::<u64>()));
-        std::fs::create_dir(&path).map_err(|error| ApiError::from(Error::storage("create", &path, &error)))?;
+        std::fs::DirBuilder::new().mode(0o700).create(&path).map_err(|error| ApiError::from(Error::storage("create", &path, &error)))?;
         Ok(Self(path))
     }
 }
 
 impl Drop for Staging {
+    /// An upload may have made directories its owner cannot write (mode 0500): those are
+    /// opened up, then the removal is tried again.
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if std::fs::remove_dir_all(&self.0).is_ok() {
+            return;
+        }
+        let mut pending = vec![self.0.clone()];
+        while let Some(directory) = pending.pop() {
+            let _ = std::fs::set_permissions(&directory, std::fs::Permissions::from_mode(0o700));
+            let entries = std::fs::read_dir(&directory).into_iter().flatten().flatten();
+            pending.extend(entries.filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir())).map(|entry| entry.path()));
+        }
+        if let Err(error) = std::fs::remove_dir_all(&self.0) {
+            log::warn!("failed to remove the staging directory {}: {error}", self.0.display());
+        }
     }
 }
 

@@ -12,6 +12,7 @@ mod lifecycle;
 mod wire;
 
 use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +27,9 @@ use boxlite_core::Runtime;
 use tokio_util::sync::CancellationToken;
 
 pub use executions::Keeping;
+
+/// How long requests in flight may take to finish once a stop began.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(30);
 
 /// What `boxlite serve` was asked for.
 pub struct ServeConfig {
@@ -76,7 +80,7 @@ pub async fn bind(config: &ServeConfig) -> std::io::Result<tokio::net::TcpListen
 /// clients with "going away" and kills the executions the server kept.
 pub async fn serve(runtime: Runtime, config: ServeConfig, listener: tokio::net::TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
     let _ = std::fs::remove_dir_all(&config.scratch_dir);
-    std::fs::create_dir_all(&config.scratch_dir)?;
+    std::fs::DirBuilder::new().mode(0o700).recursive(true).create(&config.scratch_dir)?;
     let lifecycle = lifecycle::Lifecycle::load(config.lifecycle_file.clone(), &runtime);
     let server = Arc::new(Server {
         runtime,
@@ -89,7 +93,19 @@ pub async fn serve(runtime: Runtime, config: ServeConfig, listener: tokio::net::
     let reaper = tokio::spawn(reap(Arc::clone(&server), config.keeping));
     let lifecycle = tokio::spawn(keep_lifecycle(Arc::clone(&server)));
     let app = router(Arc::clone(&server), config.api_key.map(Arc::from));
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+    let graceful = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    // Requests in flight get `SHUTDOWN_LIMIT` to finish; a slow download or stop does not hold
+    // the server (or the kills below) any longer.
+    let served = tokio::select! {
+        served = graceful => served,
+        () = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(SHUTDOWN_LIMIT).await;
+        } => {
+            log::warn!("requests still in flight {SHUTDOWN_LIMIT:?} after the stop began: ending them");
+            Ok(())
+        }
+    };
     reaper.abort();
     lifecycle.abort();
     server.executions.kill_all().await;
@@ -133,15 +149,37 @@ fn router(server: Arc<Server>, api_key: Option<Arc<str>>) -> Router {
         .with_state(server)
 }
 
-/// `Authorization: Bearer <key>`, compared in constant time, when the server has a key.
+/// `Authorization: Bearer <key>`, compared in constant time, when the server has a key. Without
+/// one, only clients that are not web pages get in: a request a browser sends for a page
+/// (it carries `Origin`) or through a name that is not an address (DNS rebinding: `Host` is the
+/// page's name) is refused, so a web page cannot drive the boxes of a server on loopback.
 async fn authenticate(State(api_key): State<Option<Arc<str>>>, request: Request, next: Next) -> Response {
-    if let Some(expected) = &api_key {
-        let given = request.headers().get("authorization").and_then(|value| value.to_str().ok()).and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")));
-        if !given.is_some_and(|given| same_secret(given.as_bytes(), expected.as_bytes())) {
-            return error::ApiError::unauthenticated().into_response();
+    let headers = request.headers();
+    match &api_key {
+        Some(expected) => {
+            let given = headers.get("authorization").and_then(|value| value.to_str().ok()).and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")));
+            if !given.is_some_and(|given| same_secret(given.as_bytes(), expected.as_bytes())) {
+                return error::ApiError::unauthenticated().into_response();
+            }
         }
+        None if headers.contains_key("origin") => {
+            return error::ApiError::forbidden("requests from web pages are refused: this server has no API key (--api-key)").into_response();
+        }
+        None if !headers.get("host").and_then(|host| host.to_str().ok()).is_some_and(names_an_address) => {
+            return error::ApiError::forbidden("the Host header must be an address or localhost: this server has no API key (--api-key)").into_response();
+        }
+        None => {}
     }
     next.run(request).await
+}
+
+/// Whether a `Host` header names an IP address or localhost (with or without a port).
+fn names_an_address(host: &str) -> bool {
+    if host.parse::<SocketAddr>().is_ok() || host.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let name = host.rsplit_once(':').filter(|(_, port)| port.parse::<u16>().is_ok()).map_or(host, |(name, _)| name);
+    name.eq_ignore_ascii_case("localhost") || name.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok()
 }
 
 /// Equality whose time depends on the lengths only, not on where the bytes differ.
@@ -204,6 +242,16 @@ pub(crate) fn no_content() -> Response {
 #[cfg(test)]
 mod tests {
     use super::same_secret;
+
+    #[test]
+    fn hosts_that_name_an_address() {
+        for host in ["127.0.0.1", "127.0.0.1:8100", "[::1]:8100", "::1", "localhost", "LOCALHOST:80"] {
+            assert!(super::names_an_address(host), "{host}");
+        }
+        for host in ["evil.example", "evil.example:8100", "localhost.evil.example", "127.0.0.1.nip.io", ""] {
+            assert!(!super::names_an_address(host), "{host}");
+        }
+    }
 
     #[test]
     fn secrets_match_only_exactly() {

@@ -214,6 +214,7 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + '
 impl Runtime {
     /// Opens the runtime on `home_dir` (blocking: it takes the lock and reconciles the home).
     pub fn open(home_dir: &Path, registries: Vec<RegistryConfig>) -> Result<Self> {
+        crate::host::raise_open_files_limit();
         let home = Home::open(home_dir)?;
         let shim_path = home.install_shim()?;
         let cgroups = CgroupLayout::detect();
