@@ -116,6 +116,21 @@ async def test_exec_streams_output_takes_stdin_and_reports_the_exit(server: Serv
     assert server.ok("GET", "/v1/metrics")["num_running_boxes"] == 1
 
 
+async def test_the_main_process_is_followed_over_rest(server: Server) -> None:
+    server.create(name="service", cmd=["sh", "-c", "echo up; read line; echo got $line; exit 4"])
+    url = f"ws://{server.address}/v1/boxes/service/attach"
+    async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {KEY}"}) as socket:
+        assert socket.response is not None
+        execution_id = socket.response.headers["x-boxlite-execution-id"]
+        server.ok("POST", "/v1/boxes/service/start")  # attached before the start: from its first byte
+        assert await socket.recv() == b"\x01up\n"
+        await socket.send(b"there\n")
+        assert await follow(socket) == (b"got there\n", b"", 4)
+    assert server.ok("GET", f"/v1/boxes/service/executions/{execution_id}")["exit_code"] == 4
+    async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {KEY}"}) as replay:
+        assert await follow(replay) == (b"up\ngot there\n", b"", 4), "an ended run is replayed"
+
+
 async def test_a_child_left_running_does_not_hold_the_exit_back(server: Server) -> None:
     server.create(name="parent")
     stdout, _, code = await asyncio.wait_for(server.run("parent", "sh", "-c", "sleep 1000 & echo started"), 30)

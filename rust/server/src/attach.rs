@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -39,6 +39,7 @@ pub fn routes() -> Router<Arc<Server>> {
         .route("/boxes/{box_id}/executions/{execution_id}/signal", post(signal))
         .route("/boxes/{box_id}/executions/{execution_id}/resize", post(resize))
         .route("/boxes/{box_id}/executions/{execution_id}/attach", get(attach))
+        .route("/boxes/{box_id}/attach", get(attach_main))
 }
 
 #[derive(Deserialize)]
@@ -104,19 +105,46 @@ struct AttachQuery {
     stdin: Option<String>,
 }
 
+impl AttachQuery {
+    /// `stdin` absent, `1` or `true`: the client may write; `0` or `false`: it only reads.
+    fn writable(&self) -> ApiResult<bool> {
+        match self.stdin.as_deref() {
+            None | Some("1" | "true") => Ok(true),
+            Some("0" | "false") => Ok(false),
+            Some(other) => Err(ApiError::invalid_argument(format!("stdin must be true or false, not {other:?}"))),
+        }
+    }
+}
+
 /// Rule 1 of `executions`: the claim is taken before the upgrade, so a second client gets a
 /// plain 409 and no socket.
 async fn attach(State(server): Shared, Path(path): Path<ExecutionPath>, Query(query): Query<AttachQuery>, upgrade: WebSocketUpgrade) -> ApiResult<Response> {
-    let writable = match query.stdin.as_deref() {
-        None | Some("1" | "true") => true,
-        Some("0" | "false") => false,
-        Some(other) => return Err(ApiError::invalid_argument(format!("stdin must be true or false, not {other:?}"))),
-    };
+    let writable = query.writable()?;
     let session = session(&server, &path)?;
     server.lifecycle.touch(&session.box_id);
     let claim = session.claim().ok_or_else(|| ApiError::from(boxlite_core::Error::InvalidState(format!("execution {} already has an attached client", session.id))))?;
+    Ok(upgraded(upgrade, claim, writable, server))
+}
+
+/// The box's main process, as `box.attach()` follows it (its output from the start of its run;
+/// an ended run replayed); the answer names the execution (`x-boxlite-execution-id`), which the
+/// execution routes then reach.
+async fn attach_main(State(server): Shared, Path(path): Path<BoxPath>, Query(query): Query<AttachQuery>, upgrade: WebSocketUpgrade) -> ApiResult<Response> {
+    let writable = query.writable()?;
+    server.executions.check_room()?;
+    let handle = used(&server, &path.box_id, false)?;
+    let session = server.executions.add_main_follower(handle.id().to_string(), handle.attach(writable).await?)?;
+    let claim = session.claim().ok_or_else(|| ApiError::from(boxlite_core::Error::Internal(format!("execution {} was claimed as it was made", session.id))))?;
+    let mut response = upgraded(upgrade, claim, writable, Arc::clone(&server));
+    if let Ok(value) = HeaderValue::from_str(&session.id) {
+        response.headers_mut().insert("x-boxlite-execution-id", value);
+    }
+    Ok(response)
+}
+
+fn upgraded(upgrade: WebSocketUpgrade, claim: Claim, writable: bool, server: Arc<Server>) -> Response {
     let upgrade = upgrade.max_message_size(CLIENT_MESSAGE_LIMIT).max_frame_size(CLIENT_MESSAGE_LIMIT);
-    Ok(upgrade.on_upgrade(move |socket| async move { follow(socket, claim, writable, server).await }))
+    upgrade.on_upgrade(move |socket| async move { follow(socket, claim, writable, server).await })
 }
 
 /// Sends the execution's output, then its exit, to the attached client, while a reader task

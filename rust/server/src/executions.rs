@@ -7,8 +7,9 @@
 //!    the client goes, and the next attach continues with what was not yet sent (nothing is
 //!    sent twice; output already on its way to a client that went away goes with it).
 //! 2. All of an execution's output reaches the client before its exit frame.
-//! 3. Nobody attached for `reconnect_grace`: the execution is killed and forgotten. Ended and
-//!    unattached for `retention`: forgotten. Killed through the API: forgotten at once.
+//! 3. Nobody attached for `reconnect_grace`: the execution is killed and forgotten (a follower
+//!    of the box's main process is only forgotten). Ended and unattached for `retention`:
+//!    forgotten. Killed through the API: forgotten at once.
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -62,6 +63,9 @@ pub struct Session {
     output: Mutex<Option<mpsc::Receiver<Chunk>>>,
     exit: watch::Receiver<Option<(ExitStatus, Instant)>>,
     killed: AtomicBool,
+    /// A follower of the box's main process (`GET …/attach`): the process is the box's, not the
+    /// client's, so going unattached forgets the follower and never kills the process.
+    follows_main: bool,
     /// Since when nobody is attached; `None` while someone is.
     unattached_since: Mutex<Option<Instant>>,
 }
@@ -72,7 +76,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Session {
     /// Takes over a started execution: its output is read from now on, into the bounded queue.
-    fn start(box_id: String, mut execution: Execution, stdin_text: Option<String>) -> ApiResult<Arc<Self>> {
+    fn start(box_id: String, mut execution: Execution, stdin_text: Option<String>, follows_main: bool) -> ApiResult<Arc<Self>> {
         let register = |fd: Option<OwnedFd>| fd.map(AsyncDescriptor::new).transpose().map_err(|error| ApiError::from(boxlite_core::Error::Internal(format!("failed to watch an execution's stream: {error}"))));
         let stdout = register(execution.stdout.take())?;
         let stderr = register(execution.stderr.take())?;
@@ -111,6 +115,7 @@ impl Session {
             output: Mutex::new(Some(output)),
             exit,
             killed: AtomicBool::new(false),
+            follows_main,
             unattached_since: Mutex::new(Some(Instant::now())),
         }))
     }
@@ -254,7 +259,15 @@ impl Executions {
     }
 
     pub fn add(&self, box_id: String, execution: Execution, stdin: Option<String>) -> ApiResult<Arc<Session>> {
-        let session = Session::start(box_id, execution, stdin)?;
+        self.keep(Session::start(box_id, execution, stdin, false)?)
+    }
+
+    /// A follower of the box's main process (rule 3 forgets it, never kills the process).
+    pub fn add_main_follower(&self, box_id: String, execution: Execution) -> ApiResult<Arc<Session>> {
+        self.keep(Session::start(box_id, execution, None, true)?)
+    }
+
+    fn keep(&self, session: Arc<Session>) -> ApiResult<Arc<Session>> {
         lock(&self.sessions).insert(session.id.clone(), Arc::clone(&session));
         Ok(session)
     }
@@ -290,7 +303,9 @@ impl Executions {
             match ended {
                 Some(at) => now.duration_since(at.max(since)) < self.keeping.retention,
                 None if now.duration_since(since) >= self.keeping.reconnect_grace => {
-                    abandoned.push(Arc::clone(session));
+                    if !session.follows_main {
+                        abandoned.push(Arc::clone(session));
+                    }
                     false
                 }
                 None => true,
@@ -306,7 +321,7 @@ impl Executions {
     /// Every kept execution is killed (the server is going away and nobody can reach them).
     pub async fn kill_all(&self) {
         let sessions: Vec<_> = lock(&self.sessions).drain().map(|(_, session)| session).collect();
-        for session in sessions {
+        for session in sessions.into_iter().filter(|session| !session.follows_main) {
             if session.control.try_status().is_none() {
                 let _ = tokio::time::timeout(KILL_LIMIT, session.control.kill()).await;
             }
