@@ -269,6 +269,7 @@ async def test_hostile_tars_are_refused_and_touch_nothing(server: Server, home: 
     for archive in hostile:
         status, refused = server.request("PUT", "/v1/boxes/target/files?path=/root/in", raw=archive, content_type="application/x-tar")
         assert status == 400 and refused["error"]["code"] == "invalid_argument", refused
+        assert str(home) not in refused["error"]["message"], "the server's paths stay its own"
     assert not outside.exists()
     stdout, _, _ = await server.run("target", "sh", "-c", "ls -A /root/in /tmp 2>&1; ls -A /root")
     assert b"escape" not in stdout and b"null-device" not in stdout

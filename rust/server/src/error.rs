@@ -1,6 +1,6 @@
-//! Errors on the wire: every failure is BoxLite's envelope
-//! `{"error": {"message", "type", "code", "request_id"}}` with the status of its kind. The one
-//! mapping from the core's error kinds to HTTP lives here; clients map `code` back.
+//! Errors on the wire: every failure is BoxLite's envelope `{"error": {"message", "type",
+//! "code"}}` with the status of its kind (the request's id is in the `X-Request-Id` header). The
+//! one mapping from the core's error kinds to HTTP lives here; clients map `code` back.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

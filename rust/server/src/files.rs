@@ -114,7 +114,9 @@ async fn upload(State(server): Shared, UrlPath(path): UrlPath<BoxPath>, Query(qu
 fn unpack(mut archive: File, archive_path: &Path, into: &Path) -> ApiResult<()> {
     archive.seek(SeekFrom::Start(0)).map_err(|error| ApiError::from(Error::storage("read", archive_path, &error)))?;
     std::fs::create_dir(into).map_err(|error| ApiError::from(Error::storage("create", into, &error)))?;
-    let bad = |what: String| ApiError::invalid_argument(format!("bad upload tar: {what}"));
+    // The tar crate's messages name the staging directory: the client is told of its upload.
+    let staged = into.display().to_string();
+    let bad = |what: String| ApiError::invalid_argument(format!("bad upload tar: {}", what.replace(&staged, "the upload")));
     let mut reader = tar::Archive::new(archive);
     reader.set_preserve_permissions(true);
     reader.set_preserve_mtime(true);
