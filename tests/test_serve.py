@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import websockets
+from websockets.asyncio.client import ClientConnection
 
 from .serve_client import KEY, Server, follow, serving, tar_of
 
@@ -196,6 +197,17 @@ async def test_a_read_only_client_sees_output_and_cannot_write(server: Server) -
         assert await follow(writer) == (b"got typed\n", b"", 0)
 
 
+async def attach_once_free(server: Server, box: str, execution_id: str) -> ClientConnection:
+    """Attaches as soon as the server has taken back the last client's claim (409 until then)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return await server.attach(box, execution_id)
+        except websockets.InvalidStatus as refused:
+            assert refused.response.status_code == 409 and time.monotonic() < deadline, "the claim never came back"
+        await asyncio.sleep(0.01)
+
+
 async def test_one_client_at_a_time_and_a_second_attach_continues(server: Server) -> None:
     server.create(name="talk")
     execution_id = server.exec("talk", "sh", "-c", "read a; echo first $a; read b; echo second $b")
@@ -206,8 +218,7 @@ async def test_one_client_at_a_time_and_a_second_attach_continues(server: Server
     await first.send(b"x\n")
     assert await first.recv() == b"\x01first x\n"
     await first.close()
-    await asyncio.sleep(0.2)  # the server notices the client went
-    async with await server.attach("talk", execution_id) as second:
+    async with await attach_once_free(server, "talk", execution_id) as second:
         await second.send(b"y\n")
         assert await follow(second) == (b"second y\n", b"", 0), "stdin and output carry on with the next client"
 
@@ -217,8 +228,7 @@ async def test_a_client_that_goes_after_the_output_ended_frees_the_execution(ser
     execution_id = server.exec("quiet", "sh", "-c", "exec >&- 2>&-; read line; exit 7")
     first = await server.attach("quiet", execution_id)
     await first.close()  # the output has ended, the process runs on: the claim still goes back
-    await asyncio.sleep(0.2)
-    async with await server.attach("quiet", execution_id) as second:
+    async with await attach_once_free(server, "quiet", execution_id) as second:
         await second.send(b"go\n")
         assert await follow(second) == (b"", b"", 7)
 
