@@ -29,9 +29,13 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what:
         await asyncio.sleep(0.001)
 
 
-def warm_processes(runtime: boxlite.Boxlite) -> set[int]:
-    """The runtime's box made ahead of need: its init, and the box's pid 1 it made."""
+def runtime_processes(runtime: boxlite.Boxlite) -> set[int]:
+    """The runtime's own processes, which belong to no box: its spawner of shims, and the box
+    made ahead of need (its init, and the box's pid 1 it made)."""
     found = set()
+    spawner = _testing.spawner_pid(runtime)
+    if spawner is not None:
+        found.add(spawner)
     for init in _testing.warm_inits(runtime):
         found.add(init)
         try:

@@ -11,7 +11,7 @@ import pytest
 import boxlite
 from boxlite._native import _testing
 
-from .conftest import collect, wait_until, warm_processes
+from .conftest import collect, wait_until, runtime_processes
 from .leftovers import box_processes
 
 
@@ -115,9 +115,9 @@ async def test_stop_ends_the_main_process_and_records_its_signal(runtime: boxlit
     await box.start()
     attached = await box.attach()
     init_pid = (await box.info()).state.pid
-    # Only the box's init, and the runtime's init made ahead of need (for a moment also the
-    # shim that makes it).
-    await wait_until(lambda: set(box_processes(home)) - warm_processes(runtime) == {init_pid}, what=f"processes other than the box's init {init_pid}")
+    # Only the box's init, and the runtime's own processes (for a moment also the shim that
+    # makes the next box's init).
+    await wait_until(lambda: set(box_processes(home)) - runtime_processes(runtime) == {init_pid}, what=f"processes other than the box's init {init_pid}")
     await box.stop()
     status = await attached.wait()
     assert status.exit_code == -15
@@ -151,7 +151,7 @@ async def test_a_missing_main_program_fails_the_start(runtime: boxlite.Boxlite, 
     assert info.state.status == "failed"
     # Nothing is left of the failed box; the runtime's init made ahead of need may be there
     # (and, for a moment, the shim that makes it).
-    await wait_until(lambda: set(box_processes(home)) <= warm_processes(runtime), what="a process of the failed box outlived its start")
+    await wait_until(lambda: set(box_processes(home)) <= runtime_processes(runtime), what="a process of the failed box outlived its start")
     await runtime.remove(box.id)
 
 

@@ -28,6 +28,38 @@ use crate::error::{Error, Result};
 use crate::idmap::IdMap;
 
 static SHIM: &[u8] = include_bytes!(env!("BOXLITE_SHIM_PATH"));
+
+/// Deletes what homes throw away ([`Home::throw_away`]), one path after another, at low CPU
+/// priority: a burst of removals costs the event loop and the boxes being started nothing but
+/// the renames. One thread for the process, started at the first removal.
+struct TrashCollector(std::sync::Mutex<std::sync::mpsc::Sender<PathBuf>>);
+
+impl TrashCollector {
+    fn start() -> Self {
+        let (sender, receiver) = std::sync::mpsc::channel::<PathBuf>();
+        let started = std::thread::Builder::new().name("boxlite-trash".to_string()).spawn(move || {
+            // SAFETY: setpriority on this thread (who 0 is the calling thread on Linux); raising
+            // one's own nice value needs no privilege.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+            for path in receiver {
+                let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+            }
+        });
+        if let Err(error) = started {
+            log::warn!("no trash thread ({error}): deleted boxes' directories stay in their home's trash until it is opened again");
+        }
+        Self(std::sync::Mutex::new(sender))
+    }
+
+    fn send(&self, path: PathBuf) {
+        let _ = crate::lock(&self.0).send(path);
+    }
+}
+
+fn trash_collector() -> &'static TrashCollector {
+    static COLLECTOR: std::sync::OnceLock<TrashCollector> = std::sync::OnceLock::new();
+    COLLECTOR.get_or_init(TrashCollector::start)
+}
 const SHIM_DIGEST: &str = env!("BOXLITE_SHIM_DIGEST");
 
 #[derive(Debug)]
@@ -143,6 +175,22 @@ impl Home {
     /// Directories of deleted boxes, on their way out.
     pub fn trash(&self) -> PathBuf {
         self.root.join("trash")
+    }
+
+    /// Deletes `path` (a directory or a file of this home) off the caller's path: it is renamed
+    /// into the trash at once, and deleted there by the process's one trash thread. A path that
+    /// is not there is no error.
+    pub fn throw_away(&self, path: &Path) -> Result<()> {
+        let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+        let trash = self.trash().join(format!("{name}.{}", rand::random::<u32>()));
+        match std::fs::rename(path, &trash) {
+            Ok(()) => {
+                trash_collector().send(trash);
+                Ok(())
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(Error::storage("remove", path, &error)),
+        }
     }
 
     /// What boxes' networks share (their resolv.conf).

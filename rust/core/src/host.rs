@@ -83,28 +83,48 @@ fn disk_formatter(rootless: bool) -> std::result::Result<std::path::PathBuf, Str
         .ok_or_else(|| "formatting boxes' disks needs mkfs.ext4 (the Debian package e2fsprogs)".to_string())
 }
 
-/// Whether this process's user may use `path` as `mode` (`access(2)`'s `R_OK`, `W_OK`,
-/// `X_OK`): what an ordinary user's runtime may touch is that user's to decide.
-/// Raises this process's soft limit on open descriptors to its hard limit. Each running box
-/// holds several (its control connections, its network's sockets, its executions' pipes), and
-/// the usual soft limit of 1024 is reached at about a hundred boxes; the hard limit is what the
-/// administrator allows. Boxes inherit the raised limit, as containers get a high one from
-/// Docker.
+/// The limit on open descriptors boxes get: the hard limit this process had before
+/// [`raise_open_files_limit`], as soft and hard limit (as containers get a high one from Docker).
+static BOX_OPEN_FILES: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+/// The kernel's most descriptors per process (`fs.nr_open`).
+fn most_open_files() -> u64 {
+    std::fs::read_to_string("/proc/sys/fs/nr_open").ok().and_then(|text| text.trim().parse().ok()).unwrap_or(1 << 20)
+}
+
+/// Raises this process's limit on open descriptors as far as it may: where it may raise its
+/// hard limit (as root), to the kernel's most; otherwise its soft limit to its hard one. Each
+/// running box holds six here (its lifeline, its control connection, a pidfd and the three
+/// sockets its network is served on), so a soft limit of 1024 is reached at about 170 boxes and
+/// a hard one of 20,000 at about 3,300. Boxes get [`box_open_files_limit`], not this.
 pub fn raise_open_files_limit() {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit fills the rlimit we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 || limit.rlim_cur >= limit.rlim_max {
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return;
     }
-    // An unlimited hard limit still stops at the kernel's most (`fs.nr_open`).
-    let most = std::fs::read_to_string("/proc/sys/fs/nr_open").ok().and_then(|text| text.trim().parse().ok()).unwrap_or(1 << 20);
-    let raised = libc::rlimit { rlim_cur: limit.rlim_max.min(most), rlim_max: limit.rlim_max };
+    let most = most_open_files();
+    BOX_OPEN_FILES.get_or_init(|| limit.rlim_max.min(most));
+    let raised = [libc::rlimit { rlim_cur: most, rlim_max: most }, libc::rlimit { rlim_cur: limit.rlim_max.min(most), rlim_max: limit.rlim_max }];
     // SAFETY: setrlimit reads one rlimit from a valid pointer.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-        log::debug!("open descriptors: soft limit raised from {} to {}", limit.rlim_cur, limit.rlim_max);
+    if let Some(now) = raised.iter().find(|raised| raised.rlim_cur > limit.rlim_cur && unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, *raised) } == 0) {
+        log::debug!("open descriptors: soft limit raised from {} to {}", limit.rlim_cur, now.rlim_cur);
     }
 }
 
+/// The limit on open descriptors (soft and hard) a box's processes start with: the hard limit
+/// of this process before the runtime raised it.
+pub fn box_open_files_limit() -> u64 {
+    *BOX_OPEN_FILES.get_or_init(|| {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit fills the rlimit we own.
+        let known = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+        if known { limit.rlim_max.min(most_open_files()) } else { 1024 }
+    })
+}
+
+/// Whether this process's user may use `path` as `mode` (`access(2)`'s `R_OK`, `W_OK`,
+/// `X_OK`): what an ordinary user's runtime may touch is that user's to decide.
 pub fn accessible(path: &Path, mode: libc::c_int) -> std::io::Result<()> {
     let path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
     // SAFETY: access on a valid C string.

@@ -3,6 +3,10 @@
 //!
 //! # Channels
 //!
+//! 0. **Spawning.** The runtime starts one `boxlite-shim` with [`SPAWNER_ARGUMENT`] (and the
+//!    limit on open descriptors boxes start with), and has it spawn each shim below: one packet of the shim's argv (each argument ended by a NUL byte)
+//!    with the shim's stdin and stdout (SCM_RIGHTS). A shim it cannot spawn gets `error
+//!    <message>` on that stdout. It exits when the runtime's end of its stdin closes.
 //! 1. **Start-up.** The runtime spawns `boxlite-shim` (with [`USER_NAMESPACE_ARGUMENT`] when
 //!    boxes get a user namespace), with a unix stream socket on stdin and a pipe on stdout, ahead
 //!    of need: the shim makes the box's namespaces, forks the init, answers `warm <init-pid>` (or
@@ -143,6 +147,11 @@ pub const JOIN_CGROUPS: u8 = b'c';
 /// the TCP listener at [`network::PROXY_PORT`], then the UDP and TCP ones at
 /// [`network::DNS_PORT`].
 pub const BOX_SOCKETS: u8 = b's';
+
+/// The shim's only argument when it is the runtime's spawner of shims (channel 0): a process
+/// with three descriptors, where a spawn from the runtime's process would copy and close its
+/// descriptor table, which grows with every box.
+pub const SPAWNER_ARGUMENT: &str = "--spawner";
 
 /// The shim's argument when no box waits for it yet: it prepares at low priority.
 pub const AHEAD_OF_NEED_ARGUMENT: &str = "--ahead-of-need";

@@ -182,6 +182,12 @@ fn warm_inits(py: Python<'_>, runtime: &Boxlite) -> Vec<i32> {
     crate::gil::detach(py, move || core.warm_init_pid().into_iter().collect())
 }
 
+/// The pid of the runtime's spawner of shims, while it runs.
+#[pyfunction]
+fn spawner_pid(runtime: &Boxlite) -> Option<u32> {
+    runtime.core().spawner_pid()
+}
+
 /// Whether `execution`'s exit has arrived and waits for the end of its output.
 #[pyfunction]
 fn exit_withheld(execution: &Bound<'_, crate::execution::Execution>) -> bool {
@@ -248,6 +254,7 @@ pub fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
         wrap_pyfunction!(orphans_removed, &module)?,
         wrap_pyfunction!(stdout_paused, &module)?,
         wrap_pyfunction!(warm_inits, &module)?,
+        wrap_pyfunction!(spawner_pid, &module)?,
         wrap_pyfunction!(exit_withheld, &module)?,
     ] {
         module.add_function(function)?;

@@ -23,6 +23,7 @@ mod nftables;
 mod pid1;
 mod process;
 mod seccomp;
+mod spawner;
 mod sys;
 mod users;
 mod userns;
@@ -320,8 +321,13 @@ fn arguments() -> Result<Arguments, String> {
     Ok(parsed)
 }
 
-/// The shim's whole life: a probe of user namespaces, or the making of one box.
+/// The shim's whole life: a probe of user namespaces, the spawning of other shims, or the
+/// making of one box.
 pub fn main() {
+    if std::env::args().nth(1).as_deref() == Some(boxlite_protocol::SPAWNER_ARGUMENT) {
+        let open_files = std::env::args().nth(2).and_then(|limit| limit.parse().ok());
+        std::process::exit(spawner::serve(open_files));
+    }
     if std::env::args().nth(1).as_deref() == Some(boxlite_protocol::PROBE_USER_NAMESPACE) {
         let rootless = std::env::args().nth(2).as_deref() == Some(boxlite_protocol::ROOTLESS_ARGUMENT);
         let outcome = userns::probe(rootless);

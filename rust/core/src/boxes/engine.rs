@@ -7,7 +7,6 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::process::{ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -140,7 +139,8 @@ impl Live {
 /// How this runtime's shims are made: the same for every box but for its network.
 #[derive(Debug, Clone)]
 pub struct ShimKind {
-    pub path: PathBuf,
+    /// Spawns the shims (and knows where the executable is).
+    pub spawner: Arc<super::spawner::Spawner>,
     /// Boxes get user namespaces.
     pub user_namespace: bool,
     /// The runtime runs as an ordinary user (`boxlite_protocol::ROOTLESS_ARGUMENT`).
@@ -156,7 +156,7 @@ pub struct Warm {
     pidfd: Option<OwnedFd>,
     /// The init's stdin: the start-up socket, then the box's lifeline.
     startup: Option<UnixStream>,
-    stdout: BufReader<ChildStdout>,
+    stdout: BufReader<std::io::PipeReader>,
     /// Made for a box with user namespaces (whatever its ids: they come with the config).
     pub user_namespace: bool,
     /// The sockets the runtime serves the box's network on, made ahead of need too, when the
@@ -179,33 +179,22 @@ impl Warm {
     /// box waits for it, so it prepares at low priority. `network`: the box gets an interface
     /// and its rules, and the shim sends the sockets its way out is served on.
     pub fn prepare(kind: &ShimKind, ahead_of_need: bool, network: bool) -> Result<Self> {
-        let mut command = Command::new(&kind.path);
-        if network {
-            command.arg(boxlite_protocol::NETWORK_ARGUMENT);
-        }
-        if ahead_of_need {
-            command.arg(boxlite_protocol::AHEAD_OF_NEED_ARGUMENT);
-        }
-        if kind.user_namespace {
-            command.arg(boxlite_protocol::USER_NAMESPACE_ARGUMENT);
-        }
-        if kind.rootless {
-            command.arg(boxlite_protocol::ROOTLESS_ARGUMENT);
-        }
+        let flags = [
+            (network, boxlite_protocol::NETWORK_ARGUMENT),
+            (ahead_of_need, boxlite_protocol::AHEAD_OF_NEED_ARGUMENT),
+            (kind.user_namespace, boxlite_protocol::USER_NAMESPACE_ARGUMENT),
+            (kind.rootless, boxlite_protocol::ROOTLESS_ARGUMENT),
+        ];
+        let arguments: Vec<&str> = flags.iter().filter(|(wanted, _)| *wanted).map(|(_, argument)| *argument).collect();
         let (startup, init_end) = UnixStream::pair().map_err(|error| Error::Engine(format!("failed to make the start-up socket: {error}")))?;
-        let mut child = command
-            .stdin(Stdio::from(OwnedFd::from(init_end)))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|error| Error::Engine(format!("failed to run {}: {error}", kind.path.display())))?;
-        let Some(stdout) = child.stdout.take() else {
-            return Err(Error::Internal("shim stdout missing".to_string()));
-        };
-        let mut stdout = BufReader::new(stdout);
+        let (reader, writer) = std::io::pipe().map_err(|error| Error::Engine(format!("failed to make the shim's status pipe: {error}")))?;
+        kind.spawner.spawn(&arguments, init_end.as_fd(), writer.as_fd())?;
+        // Only the shim (and the init after it) may hold the write end: end-of-file then says
+        // that they are gone.
+        drop((init_end, writer));
+        let mut stdout = BufReader::new(reader);
         let mut line = String::new();
         let _ = stdout.read_line(&mut line);
-        let _ = child.wait();
         let line = line.trim_end();
         if let Some(message) = line.strip_prefix("error ") {
             return Err(Error::Engine(format!("failed to prepare a box: {message}")));

@@ -73,6 +73,7 @@ impl BoxHandle {
             let record = self.entry.record();
             (record.network.clone(), record.ports.clone())
         };
+        let _admitted = self.inner.box_work.acquire().await;
         let started = blocking(move || {
             // First: a host port that is taken fails the start before anything is made.
             let published = crate::network::bind_ports(&ports)?;

@@ -1,0 +1,122 @@
+//! The runtime's shim spawner (`boxlite_protocol` channel 0): one small process, started with
+//! the first shim, spawns every shim after it.
+//!
+//! Why not spawn from this process: a spawn copies the spawning process's descriptor table and
+//! the exec closes it entry by entry. This process holds descriptors for every box it serves
+//! (control connection, pidfd, lifeline, network sockets), so the cost of a shim spawned from
+//! it grows with the boxes running: at 2,000 boxes it was the largest cost of a start (16 % of
+//! the host's CPU time while boxes were started). The spawner's table holds three.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+
+use crate::error::{Error, Result};
+use crate::lock;
+
+/// Spawns shims through the spawner process, starting one when there is none (at first use,
+/// or when one died), until the runtime closes.
+#[derive(Debug)]
+pub struct Spawner {
+    shim: PathBuf,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    process: Option<SpawnerProcess>,
+    closed: bool,
+}
+
+/// A running spawner: the runtime's end of its request socket, and the process, waited for
+/// when the socket closes (it exits then).
+#[derive(Debug)]
+struct SpawnerProcess {
+    requests: Option<OwnedFd>,
+    child: Child,
+}
+
+impl SpawnerProcess {
+    fn start(shim: &Path) -> Result<Self> {
+        let (requests, spawner_end) = seqpacket_pair().map_err(|error| Error::Engine(format!("failed to make the shim spawner's socket: {error}")))?;
+        let child = Command::new(shim)
+            .arg(boxlite_protocol::SPAWNER_ARGUMENT)
+            .arg(crate::host::box_open_files_limit().to_string())
+            .stdin(Stdio::from(spawner_end))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|error| Error::Engine(format!("failed to run {}: {error}", shim.display())))?;
+        Ok(Self { requests: Some(requests), child })
+    }
+}
+
+impl Drop for SpawnerProcess {
+    /// The spawner exits once its stdin reads end-of-file: this end closes before the wait.
+    fn drop(&mut self) {
+        drop(self.requests.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// A connected pair of close-on-exec `SOCK_SEQPACKET` unix sockets: a request is one packet.
+fn seqpacket_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: socketpair writes two new descriptors into `fds`, owned from here on.
+    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: see above.
+    Ok(unsafe { (std::os::fd::FromRawFd::from_raw_fd(fds[0]), std::os::fd::FromRawFd::from_raw_fd(fds[1])) })
+}
+
+impl Spawner {
+    pub fn new(shim: PathBuf) -> Self {
+        Self { shim, state: Mutex::new(State::default()) }
+    }
+
+    /// Has the spawner start the shim with `arguments`, `stdin` and `stdout`. The shim's status
+    /// line (or the spawner's `error` line) comes on `stdout`. Blocking, briefly.
+    pub fn spawn(&self, arguments: &[&str], stdin: BorrowedFd<'_>, stdout: BorrowedFd<'_>) -> Result<()> {
+        let mut request = Vec::new();
+        for argument in std::iter::once(self.shim.as_os_str().as_encoded_bytes()).chain(arguments.iter().map(|argument| argument.as_bytes())) {
+            request.extend_from_slice(argument);
+            request.push(0);
+        }
+        let mut state = lock(&self.state);
+        if state.closed {
+            return Err(Error::Stopped("the runtime has been shut down".to_string()));
+        }
+        // A spawner that died (killed from outside) is replaced once.
+        for _ in 0..2 {
+            if state.process.is_none() {
+                state.process = Some(SpawnerProcess::start(&self.shim)?);
+            }
+            let Some((running, requests)) = state.process.as_ref().and_then(|running| Some((running, running.requests.as_ref()?))) else { continue };
+            match boxlite_protocol::send_packet(requests.as_fd(), &request, &[stdin, stdout]) {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    log::warn!("the shim spawner (pid {}) is gone ({error}); starting another", running.child.id());
+                    state.process = None;
+                }
+            }
+        }
+        Err(Error::Engine("the shim spawner keeps failing".to_string()))
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        lock(&self.state).process.as_ref().map(|process| process.child.id())
+    }
+
+    /// Ends the spawner for good (the runtime closes): later spawns are refused. Blocking,
+    /// briefly.
+    pub fn close(&self) {
+        let process = {
+            let mut state = lock(&self.state);
+            state.closed = true;
+            state.process.take()
+        };
+        drop(process);
+    }
+}

@@ -1,0 +1,68 @@
+//! The shim spawner (`boxlite_protocol::SPAWNER_ARGUMENT`): a process the runtime starts once,
+//! which spawns every shim of the runtime's boxes on request. It holds three descriptors, so a
+//! spawn from it costs the same with 5,000 boxes running as with none; from the runtime's own
+//! process, whose descriptor table grows with every box, each spawn copied that table and each
+//! exec closed it, entry by entry.
+//!
+//! Its one argument after `SPAWNER_ARGUMENT` is the limit on open descriptors boxes get: the
+//! runtime raises its own far above what a box should start with.
+//!
+//! A request is one packet on stdin: the shim's argv, each argument ended by a NUL byte, with the
+//! shim's stdin and stdout (SCM_RIGHTS). A shim that cannot be spawned gets `error <message>`
+//! written to the stdout it was to have, where the runtime reads the shim's own status line.
+//! The spawner exits when the runtime's end of stdin closes.
+
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::process::{Child, Command, Stdio};
+
+/// Serves requests until stdin closes, then waits for the shims it spawned. `open_files`: the
+/// limit on open descriptors (soft and hard) the shims, and so the boxes, get.
+pub fn serve(open_files: Option<u64>) -> i32 {
+    if let Some(limit) = open_files {
+        // SAFETY: setrlimit reads one rlimit from a valid pointer. Lowering a limit is always
+        // allowed; a raise this process may not make fails and changes nothing.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &libc::rlimit { rlim_cur: limit, rlim_max: limit }) };
+    }
+    // SAFETY: fd 0 is the request socket the runtime gave this process; borrowed for its life.
+    let requests = unsafe { BorrowedFd::borrow_raw(libc::STDIN_FILENO) };
+    let mut buffer = Vec::new();
+    let mut shims: Vec<Child> = Vec::new();
+    loop {
+        let (length, fds) = match boxlite_protocol::recv_packet(requests, &mut buffer) {
+            Ok(received) => received,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        if length == 0 && fds.is_empty() {
+            break;
+        }
+        shims.retain_mut(|shim| !matches!(shim.try_wait(), Ok(Some(_))));
+        let Ok::<[OwnedFd; 2], _>([stdin, stdout]) = fds.try_into() else { continue };
+        if let Some(shim) = spawn(&buffer[..length], stdin, stdout) {
+            shims.push(shim);
+        }
+    }
+    for mut shim in shims {
+        let _ = shim.wait();
+    }
+    0
+}
+
+/// Spawns the shim `request` names; on failure, says why on its `stdout`.
+fn spawn(request: &[u8], stdin: OwnedFd, stdout: OwnedFd) -> Option<Child> {
+    let mut argv = request.split(|byte| *byte == 0).map(|argument| String::from_utf8_lossy(argument).into_owned());
+    let program = argv.next().filter(|program| !program.is_empty())?;
+    let arguments: Vec<String> = argv.filter(|argument| !argument.is_empty()).collect();
+    let report_to = stdout.as_fd().try_clone_to_owned().ok();
+    let spawned = Command::new(&program).args(&arguments).stdin(Stdio::from(stdin)).stdout(Stdio::from(stdout)).stderr(Stdio::null()).spawn();
+    match spawned {
+        Ok(shim) => Some(shim),
+        Err(error) => {
+            if let Some(report_to) = report_to {
+                let _ = writeln!(std::fs::File::from(report_to), "error failed to run {program}: {error}");
+            }
+            None
+        }
+    }
+}
