@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import resource
 from pathlib import Path
 
 import boxlite
+import pytest
 
 from .conftest import collect
 from .leftovers import cgroup_parent, v2_parent
@@ -96,10 +99,31 @@ async def test_security_options_limit_every_box_process(runtime: boxlite.Boxlite
 
 
 async def test_a_runtime_may_open_as_many_descriptors_as_the_host_allows(runtime: boxlite.Boxlite) -> None:
-    """A hundred running boxes take about a thousand descriptors: the soft limit is raised to the
-    hard one (or the kernel's most, `fs.nr_open`) when a runtime opens."""
-    import resource
-
+    """Each running box holds descriptors in the runtime's process: the soft limit is raised to
+    the hard one (or the kernel's most, `fs.nr_open`) when a runtime opens, and boxes start
+    with the hard limit the process had."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     most = int(Path("/proc/sys/fs/nr_open").read_text())
     assert soft == (most if hard == resource.RLIM_INFINITY else min(hard, most))
+    box = await runtime.create(boxlite.BoxOptions())
+    stdout, _, _ = await collect(await box.exec("sh", ["-c", "ulimit -n; ulimit -Hn"]))
+    assert [int(limit) for limit in stdout.split()] == [min(hard, most)] * 2
+    await box.stop()
+
+
+async def test_a_start_with_no_room_for_its_descriptors_is_refused_and_loses_nothing(runtime: boxlite.Boxlite) -> None:
+    """A start that would leave the runtime's process no descriptor is refused with a typed
+    error before anything of the box is made; once there is room, the box starts."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    box = await runtime.create(boxlite.BoxOptions())
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 4, hard))
+    try:
+        with pytest.raises(boxlite.ResourceExhaustedError, match="RLIMIT_NOFILE"):
+            await box.start()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    info = await box.info()
+    assert info.state.status == "configured" and info.state.pid is None
+    stdout, _, status = await collect(await box.exec("echo", ["room"]))
+    assert (stdout, status.exit_code) == (b"room\n", 0)
+    await box.stop()

@@ -190,7 +190,6 @@ table ip boxlite {
 	chain divert {
 		type nat hook output priority -100; policy accept;
 		oif "lo" return
-		tcp dport 53 redirect to :2
 		udp dport 53 redirect to :2
 		meta l4proto tcp redirect to :1
 	}

@@ -29,6 +29,9 @@ pub enum Error {
     Engine(String),
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// This process or host has no room for more (descriptors, id ranges, kept sessions).
+    #[error("resource exhausted: {0}")]
+    ResourceExhausted(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

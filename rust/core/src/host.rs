@@ -93,10 +93,10 @@ fn most_open_files() -> u64 {
 }
 
 /// Raises this process's limit on open descriptors as far as it may: where it may raise its
-/// hard limit (as root), to the kernel's most; otherwise its soft limit to its hard one. Each
-/// running box holds six here (its lifeline, its control connection, a pidfd and the three
-/// sockets its network is served on), so a soft limit of 1024 is reached at about 170 boxes and
-/// a hard one of 20,000 at about 3,300. Boxes get [`box_open_files_limit`], not this.
+/// hard limit (as root with CAP_SYS_RESOURCE), to the kernel's most; otherwise its soft limit
+/// to its hard one. Each running box holds [`DESCRIPTORS_PER_BOX`] here, so a soft limit of
+/// 1024 is reached at about 200 boxes and a hard one of 20,000 at about 4,000. Boxes get
+/// [`box_open_files_limit`], not this.
 pub fn raise_open_files_limit() {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit fills the rlimit we own.
@@ -110,6 +110,30 @@ pub fn raise_open_files_limit() {
     if let Some(now) = raised.iter().find(|raised| raised.rlim_cur > limit.rlim_cur && unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, *raised) } == 0) {
         log::debug!("open descriptors: soft limit raised from {} to {}", limit.rlim_cur, now.rlim_cur);
     }
+}
+
+/// Descriptors a box holds in the runtime while it runs: its lifeline, its control connection,
+/// its init's pidfd and its network's two sockets.
+pub const DESCRIPTORS_PER_BOX: usize = 5;
+
+/// Refuses a start when this process could not open the descriptors it takes: a box's own
+/// ([`DESCRIPTORS_PER_BOX`]) and those a start uses for a moment (its start-up socket and pipe,
+/// its cgroups' membership files). Without this, a start past the limit failed on whichever of
+/// them came last, with a message about that.
+pub fn check_room_for_a_box() -> crate::Result<()> {
+    const ROOM: usize = 16;
+    let exhausted = |_| {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit fills the rlimit we own.
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+        crate::Error::ResourceExhausted(format!(
+            "this process holds nearly all the {} open descriptors it may (RLIMIT_NOFILE): each running box holds {DESCRIPTORS_PER_BOX} and each running execution 3 or 4; stop or remove boxes, or raise the limit (ulimit -n; as root the runtime raises it to the kernel's most itself)",
+            limit.rlim_cur
+        ))
+    };
+    let first = std::fs::File::open("/dev/null").map_err(exhausted)?;
+    let held: std::io::Result<Vec<std::fs::File>> = (1..ROOM).map(|_| first.try_clone()).collect();
+    held.map(drop).map_err(exhausted)
 }
 
 /// The limit on open descriptors (soft and hard) a box's processes start with: the hard limit

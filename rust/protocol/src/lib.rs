@@ -103,9 +103,10 @@ pub struct ShimConfig {
 /// The box has one interface, [`network::INTERFACE`], with [`network::ADDRESS`] and a default
 /// route through it. The interface leads nowhere: rules in the box's network namespace (owned
 /// by a user namespace box root holds nothing over), loaded by the shim, divert every TCP
-/// connection leaving it to [`network::PROXY_PORT`] and every DNS query to
-/// [`network::DNS_PORT`] on the box's loopback, where the runtime listens with sockets the shim
-/// made in that namespace, and refuse all else. The runtime then applies the box's policy and
+/// connection leaving it (DNS over TCP included) to [`network::PROXY_PORT`] and every DNS query
+/// over UDP to [`network::DNS_PORT`] on the box's loopback, where the runtime listens with
+/// sockets the shim made in that namespace, and refuse all else. Two sockets a box: the runtime
+/// holds them for every running box, and its descriptors are counted. The runtime then applies the box's policy and
 /// makes the connection itself.
 pub mod network {
     /// The interface's name in the box.
@@ -117,10 +118,13 @@ pub mod network {
     /// The nameserver in the box's resolv.conf; its queries reach the runtime's resolver (as
     /// queries to any other server do).
     pub const RESOLVER: [u8; 4] = [10, 0, 2, 3];
-    /// Where diverted TCP connections arrive, on 127.0.0.1 in the box.
+    /// Where diverted TCP connections arrive, on 127.0.0.1 in the box; those to port 53 are
+    /// answered as DNS.
     pub const PROXY_PORT: u16 = 1;
-    /// Where diverted DNS queries (UDP and TCP) arrive, on 127.0.0.1 in the box.
+    /// Where diverted DNS queries over UDP arrive, on 127.0.0.1 in the box.
     pub const DNS_PORT: u16 = 2;
+    /// The port DNS servers listen on: what the box sends there is the resolver's.
+    pub const DNS_SERVICE_PORT: u16 = 53;
 }
 
 /// A box's own filesystem: an ext4 image file mounted through a loop device at `mount_point`,
@@ -144,8 +148,7 @@ pub const JOIN_CGROUPS: u8 = b'c';
 
 /// The byte the shim of a box with a network sends on its start-up socket, before its status
 /// line, with the sockets it made in the box's network namespace for the runtime to serve on:
-/// the TCP listener at [`network::PROXY_PORT`], then the UDP and TCP ones at
-/// [`network::DNS_PORT`].
+/// the TCP listener at [`network::PROXY_PORT`], then the UDP socket at [`network::DNS_PORT`].
 pub const BOX_SOCKETS: u8 = b's';
 
 /// The shim's only argument when it is the runtime's spawner of shims (channel 0): a process

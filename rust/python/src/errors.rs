@@ -24,11 +24,12 @@ pub enum Kind {
     Engine,
     Unsupported,
     Internal,
+    ResourceExhausted,
     RuntimeClosed,
 }
 
 /// Every kind with its class's name, in [`Kind`]'s order (a kind is its index here).
-const CLASSES: [(Kind, &str); 14] = [
+const CLASSES: [(Kind, &str); 15] = [
     (Kind::NotFound, "NotFoundError"),
     (Kind::AlreadyExists, "AlreadyExistsError"),
     (Kind::InvalidState, "InvalidStateError"),
@@ -42,6 +43,7 @@ const CLASSES: [(Kind, &str); 14] = [
     (Kind::Engine, "EngineError"),
     (Kind::Unsupported, "UnsupportedError"),
     (Kind::Internal, "InternalError"),
+    (Kind::ResourceExhausted, "ResourceExhaustedError"),
     (Kind::RuntimeClosed, "RuntimeClosedError"),
 ];
 
@@ -72,6 +74,7 @@ fn kind_of(error: &Error) -> Kind {
         Error::Engine(_) => Kind::Engine,
         Error::Unsupported(_) => Kind::Unsupported,
         Error::Internal(_) => Kind::Internal,
+        Error::ResourceExhausted(_) => Kind::ResourceExhausted,
     }
 }
 

@@ -55,6 +55,7 @@ impl From<Error> for ApiError {
             Error::Stopped(_) => (StatusCode::CONFLICT, "StoppedError", "stopped"),
             Error::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "InvalidArgumentError", "invalid_argument"),
             Error::Unsupported(_) => (StatusCode::BAD_REQUEST, "UnsupportedError", "unsupported"),
+            Error::ResourceExhausted(_) => (StatusCode::TOO_MANY_REQUESTS, "ResourceExhaustedError", "resource_exhausted"),
             Error::Image(_) => (StatusCode::UNPROCESSABLE_ENTITY, "ImageError", "image_pull_failed"),
             Error::Execution(_) => (StatusCode::UNPROCESSABLE_ENTITY, "ExecutionError", "execution_failed"),
             Error::Config(_) => (StatusCode::INTERNAL_SERVER_ERROR, "ConfigError", "config_error"),

@@ -50,7 +50,7 @@ pub fn prepare_interface() -> Result<()> {
 /// Makes the sockets the runtime serves the box's way out on (`boxlite_protocol::BOX_SOCKETS`)
 /// and sends them on `startup`. They exist before any box process could take their ports.
 pub fn send_box_sockets(startup: BorrowedFd<'_>) -> Result<()> {
-    let sockets = [socket(libc::SOCK_STREAM, Some(PROXY_PORT))?, socket(libc::SOCK_DGRAM, Some(DNS_PORT))?, socket(libc::SOCK_STREAM, Some(DNS_PORT))?];
+    let sockets = [socket(libc::SOCK_STREAM, Some(PROXY_PORT))?, socket(libc::SOCK_DGRAM, Some(DNS_PORT))?];
     let borrowed: Vec<BorrowedFd<'_>> = sockets.iter().map(AsFd::as_fd).collect();
     boxlite_protocol::send_packet(startup, &[boxlite_protocol::BOX_SOCKETS], &borrowed).map_err(|source| SysError { operation: "failed to hand the box's sockets to the runtime".to_string(), source })
 }

@@ -5,7 +5,7 @@
 //! those of <linux/netfilter/nf_tables.h> and <linux/netfilter/nfnetlink.h>), and
 //! `tests/test_network.py::test_a_boxs_rules_are_the_documented_ones` compares the two.
 
-use boxlite_protocol::network::{DNS_PORT, PROXY_PORT};
+use boxlite_protocol::network::{DNS_PORT, DNS_SERVICE_PORT, PROXY_PORT};
 
 use crate::netlink::{Writer, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST};
 use crate::sys::{Result, SysError};
@@ -64,22 +64,20 @@ fn rules_batch() -> Writer {
     batch.message(NFT_MSG_NEWTABLE, NLM_F_CREATE, |message| message.string(NFTA_TABLE_NAME, TABLE));
     batch.chain("divert", "nat", -100);
     batch.chain("egress", "filter", 0);
-    // divert: what leaves through loopback stays; DNS (TCP and UDP) goes to the resolver's port,
-    // every other TCP connection to the proxy's.
+    // divert: what leaves through loopback stays; DNS over UDP goes to the resolver's port, every
+    // TCP connection (DNS over TCP too: the proxy answers those) to the proxy's.
     batch.rule("divert", |rule| {
         rule.meta(Meta::OutputInterface);
         rule.compare(Compare::Equal, &LOOPBACK_INDEX.to_ne_bytes());
         rule.verdict(NFT_RETURN);
     });
-    for protocol in [IPPROTO_TCP, IPPROTO_UDP] {
-        batch.rule("divert", |rule| {
-            rule.meta(Meta::Layer4Protocol);
-            rule.compare(Compare::Equal, &[protocol]);
-            rule.destination_port();
-            rule.compare(Compare::Equal, &53u16.to_be_bytes());
-            rule.redirect_to(DNS_PORT);
-        });
-    }
+    batch.rule("divert", |rule| {
+        rule.meta(Meta::Layer4Protocol);
+        rule.compare(Compare::Equal, &[IPPROTO_UDP]);
+        rule.destination_port();
+        rule.compare(Compare::Equal, &DNS_SERVICE_PORT.to_be_bytes());
+        rule.redirect_to(DNS_PORT);
+    });
     batch.rule("divert", |rule| {
         rule.meta(Meta::Layer4Protocol);
         rule.compare(Compare::Equal, &[IPPROTO_TCP]);

@@ -74,6 +74,7 @@ impl BoxHandle {
             (record.network.clone(), record.ports.clone())
         };
         let _admitted = self.inner.box_work.acquire().await;
+        crate::host::check_room_for_a_box()?;
         let started = blocking(move || {
             // First: a host port that is taken fails the start before anything is made.
             let published = crate::network::bind_ports(&ports)?;

@@ -1,5 +1,5 @@
 //! The box's resolver: every DNS query the box sends, to whatever server, arrives here (the
-//! box's rules divert port 53). A name the policy does not list gets NXDOMAIN (a sinkhole); a
+//! box's rules divert UDP to port 53 here, and the proxy hands over TCP connections to it). A name the policy does not list gets NXDOMAIN (a sinkhole); a
 //! listed one is forwarded to the host's nameservers as it came, and the addresses in the answer
 //! become reachable for the box (`Policy::learn`).
 
@@ -10,7 +10,7 @@ use std::time::Duration;
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::RData;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpStream, UdpSocket};
 
 use super::Outbound;
 
@@ -42,25 +42,16 @@ pub(super) async fn serve_udp(socket: UdpSocket, outbound: Arc<Outbound>) {
     }
 }
 
-/// Serves the box's queries over TCP (length-prefixed messages) until the task is aborted.
-pub(super) async fn serve_tcp(listener: TcpListener, outbound: Arc<Outbound>) {
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            super::after_failed_accept().await;
-            continue;
-        };
-        let Ok(slot) = Arc::clone(&outbound.traffic.queries).try_acquire_owned() else { continue };
-        let outbound = Arc::clone(&outbound);
-        tokio::spawn(async move {
-            let _slot = slot;
-            while let Some(query) = read_framed(&mut stream).await {
-                let Some(answer) = answer(&query, &outbound, true).await else { break };
-                let Ok(length) = u16::try_from(answer.len()) else { break };
-                if stream.write_all(&length.to_be_bytes()).await.is_err() || stream.write_all(&answer).await.is_err() {
-                    break;
-                }
-            }
-        });
+/// Answers the queries of one DNS connection over TCP (length-prefixed messages) until the box
+/// closes it or it goes quiet.
+pub(super) async fn serve_stream(mut stream: TcpStream, outbound: Arc<Outbound>) {
+    let Ok(_slot) = Arc::clone(&outbound.traffic.queries).try_acquire_owned() else { return };
+    while let Some(query) = read_framed(&mut stream).await {
+        let Some(answer) = answer(&query, &outbound, true).await else { break };
+        let Ok(length) = u16::try_from(answer.len()) else { break };
+        if stream.write_all(&length.to_be_bytes()).await.is_err() || stream.write_all(&answer).await.is_err() {
+            break;
+        }
     }
 }
 

@@ -94,7 +94,6 @@ impl HostNetwork {
 pub struct BoxSockets {
     proxy: std::net::TcpListener,
     dns_udp: std::net::UdpSocket,
-    dns_tcp: std::net::TcpListener,
 }
 
 impl BoxSockets {
@@ -103,8 +102,8 @@ impl BoxSockets {
     pub fn receive(startup: BorrowedFd<'_>) -> Result<Self> {
         let mut marker = [0u8; 1];
         let (length, fds) = boxlite_protocol::recv_with_fds(startup, &mut marker).map_err(|error| Error::Network(format!("failed to receive the box's sockets: {error}")))?;
-        match <[OwnedFd; 3]>::try_from(fds) {
-            Ok([proxy, dns_udp, dns_tcp]) if length == 1 && marker[0] == boxlite_protocol::BOX_SOCKETS => Ok(Self { proxy: proxy.into(), dns_udp: dns_udp.into(), dns_tcp: dns_tcp.into() }),
+        match <[OwnedFd; 2]>::try_from(fds) {
+            Ok([proxy, dns_udp]) if length == 1 && marker[0] == boxlite_protocol::BOX_SOCKETS => Ok(Self { proxy: proxy.into(), dns_udp: dns_udp.into() }),
             _ => Err(Error::Network("the box's shim did not send its sockets".to_string())),
         }
     }
@@ -115,7 +114,6 @@ impl BoxSockets {
         Ok(Self {
             proxy: inside.socket(false, Some(PROXY_PORT)).await?.into(),
             dns_udp: inside.socket(true, Some(DNS_PORT)).await?.into(),
-            dns_tcp: inside.socket(false, Some(DNS_PORT)).await?.into(),
         })
     }
 }
@@ -169,13 +167,11 @@ async fn serve_way_out(sockets: Option<BoxSockets>, inside: Arc<Inside>, outboun
             }
         },
     };
-    let registered = tokio::net::TcpListener::from_std(sockets.proxy).and_then(|proxy| {
-        Ok((proxy, tokio::net::UdpSocket::from_std(sockets.dns_udp)?, tokio::net::TcpListener::from_std(sockets.dns_tcp)?))
-    });
+    let registered = tokio::net::TcpListener::from_std(sockets.proxy).and_then(|proxy| Ok((proxy, tokio::net::UdpSocket::from_std(sockets.dns_udp)?)));
     served.send_replace(true);
     match registered {
-        Ok((proxy, dns_udp, dns_tcp)) => {
-            tokio::join!(proxy::serve(proxy, Arc::clone(&outbound)), dns::serve_udp(dns_udp, Arc::clone(&outbound)), dns::serve_tcp(dns_tcp, Arc::clone(&outbound)));
+        Ok((proxy, dns_udp)) => {
+            tokio::join!(proxy::serve(proxy, Arc::clone(&outbound)), dns::serve_udp(dns_udp, Arc::clone(&outbound)));
         }
         Err(error) => log::warn!("box {} has no way out: {error}", outbound.traffic.box_id),
     }

@@ -1,5 +1,6 @@
 //! The box's TCP connections out: each one the box opens arrives here (its rules divert it),
-//! with the address the box asked for kept by the kernel (`SO_ORIGINAL_DST`). The policy decides;
+//! with the address the box asked for kept by the kernel (`SO_ORIGINAL_DST`). One to port 53 is
+//! DNS over TCP, which the resolver answers (`dns::serve_stream`). The policy decides;
 //! an allowed connection is made by the runtime, from the host, and the two are joined. A
 //! refused one is reset, so the program in the box fails at once.
 
@@ -10,6 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
+
+use boxlite_protocol::network::DNS_SERVICE_PORT;
 
 use super::{Outbound, RELAY_BUFFER};
 
@@ -23,6 +26,10 @@ pub(super) async fn serve(listener: TcpListener, outbound: Arc<Outbound>) {
             super::after_failed_accept().await;
             continue;
         };
+        if original_destination(&inbound).is_some_and(|destination| destination.port() == DNS_SERVICE_PORT) {
+            tokio::spawn(super::dns::serve_stream(inbound, Arc::clone(&outbound)));
+            continue;
+        }
         let Ok(slot) = Arc::clone(&outbound.traffic.relays).try_acquire_owned() else {
             log::debug!("box {}: connection refused: {} relayed at once already", outbound.traffic.box_id, super::RELAYS_PER_BOX);
             outbound.traffic.connections.fetch_add(1, Ordering::Relaxed);
