@@ -19,6 +19,12 @@ use crate::error::{Error, Result};
 /// How long the runtime waits for a box's init to answer a request.
 pub const INIT_ANSWER_LIMIT: Duration = Duration::from_secs(10);
 
+/// Shutdown requests in flight at once, in the whole process: each takes a connection (a
+/// descriptor) until its init answers, and a runtime's shutdown asks all its boxes at once;
+/// several thousand ran out of descriptors. Only the asking waits: the grace periods run
+/// together.
+static SHUTDOWN_REQUESTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(64);
+
 /// A running box's init, as seen from the runtime.
 pub struct Live {
     pub init_pid: i32,
@@ -117,6 +123,7 @@ impl Live {
     pub async fn shutdown(&self, grace: Duration) {
         if self.is_alive() {
             let asked = async {
+                let _admitted = SHUTDOWN_REQUESTS.acquire().await;
                 let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
                 let socket = self.connector.connect().ok()?;
                 socket.send(&Request::Shutdown { grace_ms }, &[]).await.ok()?;
