@@ -9,6 +9,7 @@ JSON and PNG plots.
     python -m benches --only network  # a box's network against the host's (needs root)
     python -m benches --only snapshots  # snapshot and clone of a box with 1 GiB, against cp -a
     python -m benches --only rest       # boxlite serve on loopback against the local runtime
+    python -m benches --only density --boxes 3800  # the start curve up to 3,800 idle boxes
 
 Benchmarks are not tests: nothing fails on a slow figure. Run from the repository root (the
 test images come from tests/images.py). Results go to benches/results/ unless --out says.
@@ -31,7 +32,7 @@ async def run(arguments: argparse.Namespace) -> None:
     quick = arguments.quick
     chosen = arguments.only.split(",") if arguments.only else SUITES
     rows: list[Row] = []
-    curve: list[dict[str, float]] = []
+    curves: dict[str, list[dict[str, float]]] = {}
     started = time.monotonic()
     if "exec" in chosen:
         rows += await suites.exec_true(*((30, 5) if quick else (300, 30)))
@@ -41,8 +42,10 @@ async def run(arguments: argparse.Namespace) -> None:
         rows += await suites.stream_throughput(*((64, 2) if quick else (512, 5)))
     if "density" in chosen:
         rows += await suites.density([10] if quick else [10, 100])
+        curve_rows, curves["density"] = await suites.start_curve(100 if quick else arguments.boxes, 50)
+        rows += curve_rows
     if "concurrency" in chosen:
-        level_rows, curve = await suites.concurrency([1, 10] if quick else [1, 10, 50, 100])
+        level_rows, curves["concurrency"] = await suites.concurrency([1, 10] if quick else [1, 10, 50, 100], 2 if quick else 5)
         rows += level_rows
     if "pull" in chosen:
         rows += await suites.image_pull(3 if quick else 10)
@@ -61,7 +64,7 @@ async def run(arguments: argparse.Namespace) -> None:
     print_table(rows)
     out = Path(arguments.out)
     write_json(rows, out / "results.json")
-    for path in plot(rows, curve, out):
+    for path in plot(rows, curves, out):
         print(f"plot: {path}")
     print(f"took {time.monotonic() - started:.0f} s")
 
@@ -71,4 +74,5 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="few repetitions (CI)")
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(SUITES)}")
     parser.add_argument("--out", default="benches/results", help="directory for results.json and the plots")
+    parser.add_argument("--boxes", type=int, default=1000, help="idle boxes the density suite's start curve goes up to (full run)")
     asyncio.run(run(parser.parse_args()))

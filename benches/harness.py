@@ -8,6 +8,7 @@ import platform
 import statistics
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -107,8 +108,8 @@ def write_json(rows: list[Row], path: Path) -> None:
     path.write_text(json.dumps({"machine": platform.platform(), "rows": [row.as_json() for row in rows]}, indent=2))
 
 
-def plot(rows: list[Row], concurrency: list[dict[str, float]], directory: Path) -> list[Path]:
-    """Latency distributions of every latency row, and the concurrency curve."""
+def plot(rows: list[Row], curves: dict[str, list[dict[str, float]]], directory: Path) -> list[Path]:
+    """Latency distributions of every latency row, the burst curve and the start curve."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -116,6 +117,14 @@ def plot(rows: list[Row], concurrency: list[dict[str, float]], directory: Path) 
 
     directory.mkdir(parents=True, exist_ok=True)
     written = []
+
+    def save(figure: Any, name: str) -> None:
+        figure.tight_layout()
+        path = directory / name
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+
     latency = [row for row in rows if row.unit == "us" and row.ours_samples]
     if latency:
         figure, axes = plt.subplots(len(latency), 1, figsize=(9, 2.6 * len(latency)), squeeze=False)
@@ -125,24 +134,32 @@ def plot(rows: list[Row], concurrency: list[dict[str, float]], directory: Path) 
             axis.set_yticks([1, 2], ["boxlite", row.baseline])
             axis.set_xlabel("ms")
             axis.set_title(row.name, fontsize=10)
-        figure.tight_layout()
-        path = directory / "latency.png"
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        written.append(path)
-    if concurrency:
+        save(figure, "latency.png")
+    if curves.get("concurrency"):
+        points = curves["concurrency"]
         figure, axis = plt.subplots(figsize=(7, 4))
-        levels = [point["concurrency"] for point in concurrency]
-        for key, label in [("p50_ms", "boxlite p50"), ("p99_ms", "boxlite p99"), ("baseline_p50_ms", "subprocess p50"), ("loop_lag_p99_ms", "event-loop lag p99")]:
-            axis.plot(levels, [point[key] for point in concurrency], marker="o", label=label)
-        axis.set_xlabel("concurrent create + exec + stop")
+        levels = [point["concurrency"] for point in points]
+        for key, label in [("burst_ms", "boxlite: whole burst"), ("baseline_burst_ms", "asyncio subprocesses: whole burst"),
+                           ("loop_lag_p99_ms", "boxlite: event-loop lag p99"), ("baseline_loop_lag_p99_ms", "subprocesses: event-loop lag p99")]:
+            axis.plot(levels, [point[key] for point in points], marker="o", label=label)
+        axis.set_xlabel("concurrent create + start + exec + remove")
         axis.set_ylabel("ms")
         axis.set_xscale("log")
-        axis.legend()
-        axis.set_title("concurrency")
-        figure.tight_layout()
-        path = directory / "concurrency.png"
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        written.append(path)
+        axis.set_yscale("log")
+        axis.legend(fontsize=8)
+        axis.set_title("bursts")
+        save(figure, "concurrency.png")
+    if curves.get("density"):
+        points = curves["density"]
+        figure, axis = plt.subplots(figsize=(7, 4))
+        counts = [point["boxes"] for point in points]
+        axis.plot(counts, [point["ms_per_box"] for point in points], marker=".", label="start time per box (its batch's)")
+        axis.set_xlabel("idle boxes running")
+        axis.set_ylabel("ms per box")
+        memory = axis.twinx()
+        memory.plot(counts, [point["mib_per_box"] for point in points], color="tab:orange", label="host memory per box (MiB)")
+        memory.set_ylabel("MiB per box")
+        figure.legend(fontsize=8, loc="upper left")
+        axis.set_title("starting idle boxes")
+        save(figure, "density.png")
     return written

@@ -235,6 +235,75 @@ async def density(counts: list[int]) -> list[Row]:
     return rows
 
 
+def _available_mib() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def start_curve(total: int, batch: int) -> tuple[list[Row], list[dict[str, float]]]:
+    """4b. `total` idle boxes started, `batch` at a time, against as many idle processes (`sleep`)
+    started the same way: the time each batch took per box as the count grows (the curve), the
+    host memory each holds (MemAvailable's drop), the event loop's lag while they start, then
+    an exec in every box and the runtime's shutdown."""
+    curve = []
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as home, _runtime(home) as runtime:
+        await (await runtime.create(boxlite.BoxOptions())).stop()  # the host:// skeleton, once
+        boxes: list[boxlite.Box] = []
+        memory_before = _available_mib()
+
+        async def idle_box() -> boxlite.Box:
+            box = await runtime.create(boxlite.BoxOptions(auto_remove=False))
+            await box.start()
+            return box
+
+        async def start_all() -> None:
+            while len(boxes) < total:
+                began = time.perf_counter()
+                boxes.extend(await asyncio.gather(*[idle_box() for _ in range(min(batch, total - len(boxes)))]))
+                curve.append({"boxes": len(boxes), "ms_per_box": (time.perf_counter() - began) * 1000 / batch,
+                              "mib_per_box": (memory_before - _available_mib()) / len(boxes)})
+
+        _, ours_ms, lags = await _lagged(start_all())
+        ours_mib = (memory_before - _available_mib()) / total
+
+        async def answer(box: boxlite.Box) -> int:
+            return (await (await box.exec("/bin/true")).wait()).exit_code
+
+        began = time.perf_counter()
+        answered = 0
+        for first in range(0, total, 100):
+            answered += sum(code == 0 for code in await asyncio.gather(*[answer(box) for box in boxes[first:first + 100]]))
+        exec_s = time.perf_counter() - began
+        began = time.perf_counter()
+        await runtime.shutdown(timeout=5)
+        shutdown_s = time.perf_counter() - began
+
+    sleepers: list[asyncio.subprocess.Process] = []
+    memory_before = _available_mib()
+
+    async def start_sleepers() -> None:
+        while len(sleepers) < total:
+            sleepers.extend(await asyncio.gather(*[asyncio.create_subprocess_exec("sleep", "600") for _ in range(min(batch, total - len(sleepers)))]))
+
+    _, theirs_ms, their_lags = await _lagged(start_sleepers())
+    theirs_mib = (memory_before - _available_mib()) / total
+    for process in sleepers:
+        process.kill()
+    await asyncio.gather(*[process.wait() for process in sleepers])
+    first, last = curve[0]["ms_per_box"], curve[-1]["ms_per_box"]
+    rows = [
+        Row(f"{total} idle boxes started, {batch} at a time", "s", ours_ms / 1000, ours_ms / 1000, f"{total} idle `sleep` processes, {batch} at a time",
+            theirs_ms / 1000, theirs_ms / 1000, 1, None, False,
+            f"per box {first:.2f} ms in the first batch, {last:.2f} ms in the last (plot: density.png); {answered}/{total} answered an exec ({exec_s:.1f} s); "
+            f"shutdown {shutdown_s:.1f} s; event-loop lag p99 {percentile(lags, 0.99):.1f} ms (processes: {percentile(their_lags, 0.99):.1f} ms)"),
+        Row(f"host memory per idle box ({total} boxes, MemAvailable's drop)", "MiB", ours_mib, ours_mib, "an idle `sleep` process", theirs_mib, theirs_mib, total, None, False,
+            "target: <= 1 MB per box"),
+    ]
+    return rows, curve
+
+
 async def _loop_lag(stop: asyncio.Event, lags: list[float]) -> None:
     while not stop.is_set():
         started = time.perf_counter()
@@ -242,43 +311,66 @@ async def _loop_lag(stop: asyncio.Event, lags: list[float]) -> None:
         lags.append((time.perf_counter() - started - 0.001) * 1000)
 
 
-async def concurrency(levels: list[int]) -> tuple[list[Row], list[dict[str, float]]]:
-    """5. Concurrent create + exec + stop: latency, failures, event-loop lag; plus 50 executions
-    streaming output at once."""
+async def _lagged(work: Awaitable[Any]) -> tuple[Any, float, list[float]]:
+    """Runs `work`; returns its result, its wall time in ms and the event loop's lags meanwhile."""
+    stop, lags = asyncio.Event(), []
+    ticker = asyncio.ensure_future(_loop_lag(stop, lags))
+    started = time.perf_counter()
+    result = await work
+    elapsed = (time.perf_counter() - started) * 1000
+    stop.set()
+    await ticker
+    return result, elapsed, lags
+
+
+PHASES = ("create", "start", "exec", "remove")
+
+
+async def concurrency(levels: list[int], rounds: int) -> tuple[list[Row], list[dict[str, float]]]:
+    """5. Bursts of concurrent create + start + exec(true) + remove against as many concurrent
+    asyncio subprocesses: the whole burst's time, the event loop's lag during each, the time of
+    each phase; alternated, `rounds` of each. Plus 50 executions streaming output at once."""
     rows = []
     curve = []
     with tempfile.TemporaryDirectory() as home, _runtime(home) as runtime:
 
-        async def one() -> float:
-            started = time.perf_counter()
+        async def cycle(phases: dict[str, list[float]]) -> None:
+            marks = [time.perf_counter()]
             box = await runtime.create(boxlite.BoxOptions())
-            execution = await box.exec("/bin/true")
-            await execution.wait()
-            await box.stop()
-            return (time.perf_counter() - started) * 1e6
+            marks.append(time.perf_counter())
+            await box.start()
+            marks.append(time.perf_counter())
+            await (await box.exec("/bin/true")).wait()
+            marks.append(time.perf_counter())
+            await runtime.remove(box.id, force=True)
+            marks.append(time.perf_counter())
+            for phase, began, ended in zip(PHASES, marks, marks[1:]):
+                phases[phase].append((ended - began) * 1000)
 
-        async def plain() -> float:
-            started = time.perf_counter()
-            await _spawn("/bin/true")
-            return (time.perf_counter() - started) * 1e6
-
-        await one()  # the first box of a home writes its host:// skeleton: not part of the figure
+        phases: dict[str, list[float]] = {phase: [] for phase in PHASES}
+        await cycle(phases)  # the first box of a home writes its host:// skeleton: not part of the figure
 
         for level in levels:
-            stop, lags = asyncio.Event(), []
-            ticker = asyncio.ensure_future(_loop_lag(stop, lags))
-            results = await asyncio.gather(*[one() for _ in range(level)], return_exceptions=True)
-            stop.set()
-            await ticker
-            ours = [result for result in results if isinstance(result, float)]
-            failures = len(results) - len(ours)
-            theirs = list(await asyncio.gather(*[plain() for _ in range(level)]))
-            lag = percentile(lags, 0.99) if lags else 0.0
-            rows.append(latency_row(f"{level} concurrent create+exec+stop", "as many asyncio subprocesses", ours or [float("nan")], theirs,
-                                    note=f"failures: {failures}; event-loop lag p99 {lag:.1f} ms"))
-            curve.append({"concurrency": level, "p50_ms": statistics.median(ours) / 1000 if ours else float("nan"),
-                          "p99_ms": percentile(ours, 0.99) / 1000 if ours else float("nan"),
-                          "baseline_p50_ms": statistics.median(theirs) / 1000, "loop_lag_p99_ms": lag})
+            ours: list[float] = []
+            theirs: list[float] = []
+            lags: dict[str, list[float]] = {"ours": [], "theirs": []}
+            phases = {phase: [] for phase in PHASES}
+            failures = 0
+            for _ in range(rounds):
+                results, elapsed, lagged = await _lagged(asyncio.gather(*[cycle(phases) for _ in range(level)], return_exceptions=True))
+                failures += sum(isinstance(result, BaseException) for result in results)
+                ours.append(elapsed)
+                lags["ours"] += lagged
+                _, elapsed, lagged = await _lagged(asyncio.gather(*[_spawn("/bin/true") for _ in range(level)]))
+                theirs.append(elapsed)
+                lags["theirs"] += lagged
+            lag_ours, lag_theirs = (percentile(lags[side], 0.99) if lags[side] else 0.0 for side in ("ours", "theirs"))
+            phase_note = ", ".join(f"{phase} {statistics.median(phases[phase]):.1f}" for phase in PHASES if phases[phase])
+            rows.append(Row(f"burst of {level} concurrent create+start+exec+remove, whole burst", "ms", statistics.median(ours), max(ours),
+                            f"{level} concurrent asyncio subprocesses", statistics.median(theirs), max(theirs), rounds, 3.0 if level >= 100 else None, False,
+                            f"failures: {failures}; event-loop lag p99 {lag_ours:.1f} ms (subprocesses: {lag_theirs:.1f} ms); phase p50 ms: {phase_note}; p99 column: slowest round"))
+            curve.append({"concurrency": level, "burst_ms": statistics.median(ours), "baseline_burst_ms": statistics.median(theirs),
+                          "loop_lag_p99_ms": lag_ours, "baseline_loop_lag_p99_ms": lag_theirs})
 
         box = await runtime.create(boxlite.BoxOptions())
         await box.start()
@@ -298,12 +390,7 @@ async def concurrency(levels: list[int]) -> tuple[list[Row], list[dict[str, floa
 
         lag_rows = {}
         for name, work in (("ours", drain_box), ("baseline", drain_pipe)):
-            stop, lags = asyncio.Event(), []
-            ticker = asyncio.ensure_future(_loop_lag(stop, lags))
-            await asyncio.gather(*[work() for _ in range(50)])
-            stop.set()
-            await ticker
-            lag_rows[name] = lags
+            _, _, lag_rows[name] = await _lagged(asyncio.gather(*[work() for _ in range(50)]))
         rows.append(Row("event-loop lag while 50 executions stream", "ms", statistics.median(lag_rows["ours"]), percentile(lag_rows["ours"], 0.99),
                         "50 asyncio subprocess pipes", statistics.median(lag_rows["baseline"]), percentile(lag_rows["baseline"], 0.99),
                         len(lag_rows["ours"]), None, False, "target: ours p99 <= 5 ms"))
