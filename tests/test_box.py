@@ -111,6 +111,28 @@ async def test_the_box_is_isolated_from_the_host(runtime: boxlite.Boxlite) -> No
     assert await run(box, "touch /usr/bin/x 2>&1 || echo read-only") == b"touch: cannot touch '/usr/bin/x': Read-only file system\nread-only\n"
 
 
+async def test_shims_come_from_one_spawner_which_is_replaced_if_killed_and_ends_with_the_runtime(runtime: boxlite.Boxlite, home: Path) -> None:
+    """Shims are spawned by one small process (its descriptor table does not grow with the
+    boxes): one killed from outside is replaced at the next start, and none outlives its
+    runtime's shutdown."""
+    box = await runtime.create(boxlite.BoxOptions())
+    await box.start()
+    spawner = _testing.spawner_pid(runtime)
+    assert spawner is not None and spawner in box_processes(home)
+    assert len(os.listdir(f"/proc/{spawner}/fd")) == 3, "the spawner holds its socket and /dev/null twice"
+    os.kill(spawner, 9)
+    await wait_until(lambda: spawner not in box_processes(home), what="the killed spawner lingers")
+    await box.stop()
+    again = await runtime.create(boxlite.BoxOptions())
+    await again.start()
+    assert await run(again, "echo $((6 * 7))") == b"42\n"
+    # The next box's shim, made once this one started, came from a new spawner.
+    await wait_until(lambda: _testing.spawner_pid(runtime) not in (None, spawner), what="no new spawner")
+    await runtime.shutdown()
+    assert _testing.spawner_pid(runtime) is None
+    await wait_until(lambda: not box_processes(home), what="processes of the shut-down runtime remain")
+
+
 async def test_box_processes_run_in_the_boxs_cgroups_at_the_callers_priority(runtime: boxlite.Boxlite) -> None:
     # The box's init was made ahead of need, outside any box's cgroups and at low priority:
     # by the time it runs anything, both are the box's.

@@ -4,9 +4,10 @@
 //! # Channels
 //!
 //! 0. **Spawning.** The runtime starts one `boxlite-shim` with [`SPAWNER_ARGUMENT`] (and the
-//!    limit on open descriptors boxes start with), and has it spawn each shim below: one packet of the shim's argv (each argument ended by a NUL byte)
-//!    with the shim's stdin and stdout (SCM_RIGHTS). A shim it cannot spawn gets `error
-//!    <message>` on that stdout. It exits when the runtime's end of its stdin closes.
+//!    limit on open descriptors boxes start with), and has it spawn each shim below (itself,
+//!    run anew): one packet of the shim's arguments (each ended by a NUL byte) with the shim's
+//!    stdin and stdout (SCM_RIGHTS). A shim it cannot spawn gets `error <message>` on that
+//!    stdout. It exits when the runtime's end of its stdin closes.
 //! 1. **Start-up.** The runtime spawns `boxlite-shim` (with [`USER_NAMESPACE_ARGUMENT`] when
 //!    boxes get a user namespace), with a unix stream socket on stdin and a pipe on stdout, ahead
 //!    of need: the shim makes the box's namespaces, forks the init, answers `warm <init-pid>` (or

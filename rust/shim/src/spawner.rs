@@ -7,13 +7,15 @@
 //! Its one argument after `SPAWNER_ARGUMENT` is the limit on open descriptors boxes get: the
 //! runtime raises its own far above what a box should start with.
 //!
-//! A request is one packet on stdin: the shim's argv, each argument ended by a NUL byte, with the
-//! shim's stdin and stdout (SCM_RIGHTS). A shim that cannot be spawned gets `error <message>`
+//! A request is one packet on stdin: the shim's arguments, each ended by a NUL byte, with the
+//! shim's stdin and stdout (SCM_RIGHTS). The shim is this executable: the spawner runs nothing
+//! else. A shim that cannot be spawned gets `error <message>`
 //! written to the stdout it was to have, where the runtime reads the shim's own status line.
 //! The spawner exits when the runtime's end of stdin closes.
 
 use std::io::Write;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
 /// Serves requests until stdin closes, then waits for the shims it spawned. `open_files`: the
@@ -24,11 +26,19 @@ pub fn serve(open_files: Option<u64>) -> i32 {
         // allowed; a raise this process may not make fails and changes nothing.
         unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &libc::rlimit { rlim_cur: limit, rlim_max: limit }) };
     }
+    // What the runtime's process left inheritable is no business of the spawner or its shims.
+    // SAFETY: close_range closes descriptors 3 and up, none of which this process uses.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
     // SAFETY: fd 0 is the request socket the runtime gave this process; borrowed for its life.
     let requests = unsafe { BorrowedFd::borrow_raw(libc::STDIN_FILENO) };
     let mut buffer = Vec::new();
     let mut shims: Vec<Child> = Vec::new();
     loop {
+        // Shims exit once they reported: those spawned are reaped while no request comes.
+        shims.retain_mut(|shim| !matches!(shim.try_wait(), Ok(Some(_))));
+        if !shims.is_empty() && !readable_within(requests, REAP_EVERY) {
+            continue;
+        }
         let (length, fds) = match boxlite_protocol::recv_packet(requests, &mut buffer) {
             Ok(received) => received,
             Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -37,7 +47,6 @@ pub fn serve(open_files: Option<u64>) -> i32 {
         if length == 0 && fds.is_empty() {
             break;
         }
-        shims.retain_mut(|shim| !matches!(shim.try_wait(), Ok(Some(_))));
         let Ok::<[OwnedFd; 2], _>([stdin, stdout]) = fds.try_into() else { continue };
         if let Some(shim) = spawn(&buffer[..length], stdin, stdout) {
             shims.push(shim);
@@ -49,18 +58,28 @@ pub fn serve(open_files: Option<u64>) -> i32 {
     0
 }
 
-/// Spawns the shim `request` names; on failure, says why on its `stdout`.
+/// How often spawned shims are looked for, while some have not exited.
+const REAP_EVERY: i32 = 100;
+
+/// Whether `fd` becomes readable within `milliseconds`.
+fn readable_within(fd: BorrowedFd<'_>, milliseconds: i32) -> bool {
+    let mut pollfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: polls one valid pollfd.
+    unsafe { libc::poll(&mut pollfd, 1, milliseconds) != 0 }
+}
+
+/// Spawns a shim (this executable, under the name it was started by) with the arguments of
+/// `request`; on failure, says why on its `stdout`. Nothing else can be spawned from here.
 fn spawn(request: &[u8], stdin: OwnedFd, stdout: OwnedFd) -> Option<Child> {
-    let mut argv = request.split(|byte| *byte == 0).map(|argument| String::from_utf8_lossy(argument).into_owned());
-    let program = argv.next().filter(|program| !program.is_empty())?;
-    let arguments: Vec<String> = argv.filter(|argument| !argument.is_empty()).collect();
+    let arguments: Vec<String> = request.split(|byte| *byte == 0).filter(|argument| !argument.is_empty()).map(|argument| String::from_utf8_lossy(argument).into_owned()).collect();
+    let name = std::env::args_os().next().unwrap_or_default();
     let report_to = stdout.as_fd().try_clone_to_owned().ok();
-    let spawned = Command::new(&program).args(&arguments).stdin(Stdio::from(stdin)).stdout(Stdio::from(stdout)).stderr(Stdio::null()).spawn();
+    let spawned = Command::new("/proc/self/exe").arg0(&name).args(&arguments).stdin(Stdio::from(stdin)).stdout(Stdio::from(stdout)).stderr(Stdio::null()).spawn();
     match spawned {
         Ok(shim) => Some(shim),
         Err(error) => {
             if let Some(report_to) = report_to {
-                let _ = writeln!(std::fs::File::from(report_to), "error failed to run {program}: {error}");
+                let _ = writeln!(std::fs::File::from(report_to), "error failed to run the shim {}: {error}", name.to_string_lossy());
             }
             None
         }

@@ -79,11 +79,7 @@ impl Spawner {
     /// Has the spawner start the shim with `arguments`, `stdin` and `stdout`. The shim's status
     /// line (or the spawner's `error` line) comes on `stdout`. Blocking, briefly.
     pub fn spawn(&self, arguments: &[&str], stdin: BorrowedFd<'_>, stdout: BorrowedFd<'_>) -> Result<()> {
-        let mut request = Vec::new();
-        for argument in std::iter::once(self.shim.as_os_str().as_encoded_bytes()).chain(arguments.iter().map(|argument| argument.as_bytes())) {
-            request.extend_from_slice(argument);
-            request.push(0);
-        }
+        let request: Vec<u8> = arguments.iter().flat_map(|argument| argument.bytes().chain([0])).collect();
         let mut state = lock(&self.state);
         if state.closed {
             return Err(Error::Stopped("the runtime has been shut down".to_string()));
