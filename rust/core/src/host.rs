@@ -95,7 +95,7 @@ fn most_open_files() -> u64 {
 /// Raises this process's limit on open descriptors as far as it may: where it may raise its
 /// hard limit (as root with CAP_SYS_RESOURCE), to the kernel's most; otherwise its soft limit
 /// to its hard one. Each running box holds [`DESCRIPTORS_PER_BOX`] here, so a soft limit of
-/// 1024 is reached at about 200 boxes and a hard one of 20,000 at about 4,000. Boxes get
+/// 1024 is reached at about 330 boxes and a hard one of 20,000 at about 6,600. Boxes get
 /// [`box_open_files_limit`], not this.
 pub fn raise_open_files_limit() {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
@@ -112,9 +112,10 @@ pub fn raise_open_files_limit() {
     }
 }
 
-/// Descriptors a box holds in the runtime while it runs: its lifeline, its control connection,
-/// its init's pidfd and its network's two sockets.
-pub const DESCRIPTORS_PER_BOX: usize = 5;
+/// Descriptors a box holds in the runtime while it runs: its lifeline (which carries its exec
+/// requests too, and says when its init is gone) and its network's two sockets. A detached box
+/// holds one more: a pidfd and a control connection take its lifeline's place.
+pub const DESCRIPTORS_PER_BOX: usize = 3;
 
 /// Refuses a start when this process could not open the descriptors it takes: a box's own
 /// ([`DESCRIPTORS_PER_BOX`]) and those a start uses for a moment (its start-up socket and pipe,

@@ -8,10 +8,11 @@
 //! 2. An execution is tied to its connection: when the connection closes before the process
 //!    exits, the process's whole group is killed.
 //! 3. It shuts the box down on `Shutdown`, on SIGTERM, and — unless the box is detached — when
-//!    the lifeline (stdin) closes: SIGTERM to every process, SIGKILL once the grace period ends,
-//!    and it exits when no process is left. The kernel then tears down the namespaces and the
-//!    box's mounts with them. The box's pid 1 ends once nothing else is left in the box, or,
-//!    when it is the main process, as soon as SIGTERM would end an ordinary process (rule 7).
+//!    the lifeline (stdin, which also carries the runtime's exec requests) closes: SIGTERM to
+//!    every process, SIGKILL once the grace period ends, and it exits when no process is left.
+//!    The kernel then tears down the namespaces and the box's mounts with them. The box's pid 1
+//!    ends once nothing else is left in the box, or, when it is the main process, as soon as
+//!    SIGTERM would end an ordinary process (rule 7).
 //! 4. It is single-threaded and, once serving, never blocks except in `poll`.
 //! 5. Every process it starts runs with the box's capability bounding set (Docker's default
 //!    by default), no_new_privs and the seccomp filter of `seccomp.rs`, all inherited from the
@@ -47,6 +48,9 @@ struct Connection {
     pid: Option<i32>,
     /// Whether the process belongs to this connection (rule 2), rather than being followed.
     owns: bool,
+    /// The lifeline (rule 3): exec requests come on it, nothing is sent on it, and its end
+    /// shuts the box down.
+    lifeline: bool,
 }
 
 /// Host files of the main process, opened before the root is pivoted away from the host.
@@ -91,7 +95,6 @@ pub struct Main {
 pub struct Init {
     confinement: process::Confinement,
     listener: Option<UnixListener>,
-    lifeline: Option<OwnedFd>,
     signals: OwnedFd,
     connections: Vec<Connection>,
     shutdown: Option<Shutdown>,
@@ -156,16 +159,16 @@ impl Init {
     pub fn new(config: &ShimConfig, confinement: process::Confinement, signals: OwnedFd, listener: UnixListener, first: i32, main: Option<Main>) -> Self {
         // SAFETY: fd 0 is the lifeline socket inherited from the first process; we take ownership.
         let stdin = unsafe { OwnedFd::from_raw_fd(libc::STDIN_FILENO) };
-        let lifeline = if config.detached {
+        let mut connections = Vec::new();
+        if config.detached {
             // Not closed but covered: a free fd 0 would be handed out to the next pipe, and a
             // process given it as a source of its stdio would lose it at exec.
             // The descriptor is replaced in place: dup2 closes the lifeline socket.
             std::mem::forget(stdin);
             process::redirect_to_null(libc::STDIN_FILENO);
-            None
         } else {
-            Some(stdin)
-        };
+            connections.push(Connection { socket: stdin, pid: None, owns: false, lifeline: true });
+        }
         // Box processes run as the same uid as the init; a non-dumpable init cannot be ptraced or
         // have its memory read through /proc by them.
         // SAFETY: prctl with integer arguments only.
@@ -173,9 +176,8 @@ impl Init {
         Self {
             confinement,
             listener: Some(listener),
-            lifeline,
             signals,
-            connections: Vec::new(),
+            connections,
             shutdown: None,
             buffer: Vec::new(),
             main: main.map(|main| Main { pid: Some(first), ..main }),
@@ -197,10 +199,6 @@ impl Init {
         let mut pollfds = vec![pollfd(self.signals.as_fd())];
         let listener_index = self.listener.as_ref().map(|listener| {
             pollfds.push(pollfd(listener.as_fd()));
-            pollfds.len() - 1
-        });
-        let lifeline_index = self.lifeline.as_ref().map(|fd| {
-            pollfds.push(pollfd(fd.as_fd()));
             pollfds.len() - 1
         });
         let first_connection = pollfds.len();
@@ -225,12 +223,6 @@ impl Init {
         let readable = |index: usize| pollfds[index].revents != 0;
         if readable(0) {
             self.handle_signals();
-        }
-        if let Some(index) = lifeline_index {
-            if readable(index) {
-                self.lifeline = None;
-                self.begin_shutdown(Duration::from_secs(2));
-            }
         }
         // Connections first: the indices below refer to the list as it was polled.
         let ready_connections: Vec<usize> =
@@ -351,7 +343,7 @@ impl Init {
         let fd = unsafe { libc::accept4(listener.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) };
         if fd >= 0 {
             // SAFETY: see above.
-            self.connections.push(Connection { socket: unsafe { OwnedFd::from_raw_fd(fd) }, pid: None, owns: false });
+            self.connections.push(Connection { socket: unsafe { OwnedFd::from_raw_fd(fd) }, pid: None, owns: false, lifeline: false });
         }
     }
 
@@ -384,7 +376,7 @@ impl Init {
                     log("dropping an exec request that came without its connection");
                     return;
                 };
-                self.connections.push(Connection { socket, pid: None, owns: false });
+                self.connections.push(Connection { socket, pid: None, owns: false, lifeline: false });
                 self.exec(self.connections.len() - 1, &argv, env, cwd.as_deref(), user.as_deref(), tty, fds.collect());
             }
             Request::Attach { stdin } => {
@@ -501,6 +493,11 @@ impl Init {
     /// Sends `reply` on a connection; one that cannot take it is closed (rule 2). Whether it
     /// was sent.
     fn reply(&mut self, index: usize, reply: &Reply, fds: &[BorrowedFd<'_>]) -> bool {
+        if self.connections[index].lifeline {
+            // The runtime reads nothing there: what would be said is logged.
+            log(&format!("not answered on the lifeline: {reply:?}"));
+            return true;
+        }
         let sent = send_packet(self.connections[index].socket.as_fd(), &encode(reply), fds).is_ok();
         if !sent {
             self.close_connection(index);
@@ -511,6 +508,13 @@ impl Init {
     /// Rule 2: a connection that goes away takes its running process group with it.
     fn close_connection(&mut self, index: usize) {
         let connection = self.connections.swap_remove(index);
+        if connection.lifeline {
+            // Covered, not closed (see `Init::new`); then rule 3.
+            std::mem::forget(connection.socket);
+            process::redirect_to_null(libc::STDIN_FILENO);
+            self.begin_shutdown(Duration::from_secs(2));
+            return;
+        }
         if let Some(pid) = connection.pid.filter(|_| connection.owns) {
             // SAFETY: kill(2) of the group this init started; it is reaped by `reap`.
             unsafe { libc::kill(-pid, libc::SIGKILL) };

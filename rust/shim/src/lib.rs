@@ -29,7 +29,7 @@ mod users;
 mod userns;
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 
@@ -43,13 +43,14 @@ fn startup_socket() -> std::mem::ManuallyDrop<File> {
     std::mem::ManuallyDrop::new(unsafe { File::from_raw_fd(libc::STDIN_FILENO) })
 }
 
-/// The config, and its bytes as they came (for the box's pid 1).
+/// The config (one packet), and its bytes as they came (for the box's pid 1).
 fn read_config() -> Result<(ShimConfig, Vec<u8>), String> {
-    let mut stdin = startup_socket();
-    let mut length = [0u8; 4];
-    stdin.read_exact(&mut length).map_err(|error| format!("failed to read the config length: {error}"))?;
-    let mut bytes = vec![0u8; u32::from_le_bytes(length) as usize];
-    stdin.read_exact(&mut bytes).map_err(|error| format!("failed to read the config: {error}"))?;
+    let mut bytes = Vec::new();
+    let (length, _) = boxlite_protocol::recv_packet(startup_socket().as_fd(), &mut bytes).map_err(|error| format!("failed to read the config: {error}"))?;
+    if length == 0 {
+        return Err("the runtime went away before sending the config".to_string());
+    }
+    bytes.truncate(length);
     let config = serde_json::from_slice(&bytes).map_err(|error| format!("bad config: {error}"))?;
     Ok((config, bytes))
 }

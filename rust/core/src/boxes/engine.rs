@@ -1,11 +1,10 @@
-//! The namespace engine: starts a box's init through `boxlite-shim`, watches it with a pidfd,
-//! and stops it. A VM engine would implement the same three verbs.
+//! The namespace engine: starts a box's init through `boxlite-shim`, watches it (through its
+//! lifeline, or a pidfd), and stops it. A VM engine would implement the same three verbs.
 
 use std::fs::File;
 use std::future::Future;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,9 +27,7 @@ static SHUTDOWN_REQUESTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const
 /// A running box's init, as seen from the runtime.
 pub struct Live {
     pub init_pid: i32,
-    pidfd: Arc<AsyncFd<OwnedFd>>,
-    /// Open while the box is tied to this runtime; closing it makes the init shut the box down.
-    _lifeline: Option<UnixStream>,
+    gone: Gone,
     pub connector: Arc<crate::exec::Connector>,
     /// The box's network while this runtime serves it.
     pub network: Option<crate::network::BoxNetwork>,
@@ -67,10 +64,46 @@ fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// What becomes readable once a box's init is gone. A box tied to this runtime has its
+/// lifeline: the init's end closes when the init and every process of the box are gone (the
+/// init outlives them all: it is pid 1 of their namespace), and the same connection carries
+/// the box's exec requests, so the box costs one descriptor for both. A detached or adopted
+/// box has a pidfd (and its requests go on a connection to its control socket).
+#[derive(Clone)]
+enum Gone {
+    Lifeline(Arc<crate::exec::fd::ControlSocket>),
+    Pidfd(Arc<AsyncFd<OwnedFd>>),
+}
+
+impl Gone {
+    fn within(&self, timeout: Duration) -> bool {
+        match self {
+            Self::Lifeline(lifeline) => lifeline.hung_up_within(timeout),
+            Self::Pidfd(pidfd) => exited_within(pidfd.get_ref(), timeout),
+        }
+    }
+
+    async fn wait(self) {
+        match self {
+            Self::Lifeline(lifeline) => lifeline.hung_up().await,
+            // The pidfd stays readable; the readiness is kept so later waiters return at once.
+            Self::Pidfd(pidfd) => drop(pidfd.readable().await),
+        }
+    }
+}
+
 impl Live {
-    fn watch(init_pid: i32, pidfd: OwnedFd, lifeline: Option<UnixStream>, socket_path: PathBuf) -> std::io::Result<Self> {
+    /// A box started by this runtime and tied to it by `lifeline`.
+    fn tied(init_pid: i32, lifeline: OwnedFd, socket_path: PathBuf) -> std::io::Result<Self> {
+        let lifeline = Arc::new(crate::exec::fd::ControlSocket::from_connected(lifeline)?);
+        let connector = crate::exec::Connector::on_lifeline(socket_path, Arc::clone(&lifeline));
+        Ok(Self { init_pid, gone: Gone::Lifeline(lifeline), connector: Arc::new(connector), network: None })
+    }
+
+    /// A box that outlives its runtime, watched through its init's `pidfd`.
+    fn watch(init_pid: i32, pidfd: OwnedFd, socket_path: PathBuf) -> std::io::Result<Self> {
         let pidfd = Arc::new(crate::exec::fd::register(pidfd)?);
-        Ok(Self { init_pid, pidfd, _lifeline: lifeline, connector: Arc::new(crate::exec::Connector::new(socket_path)), network: None })
+        Ok(Self { init_pid, gone: Gone::Pidfd(pidfd), connector: Arc::new(crate::exec::Connector::new(socket_path)), network: None })
     }
 
     /// Re-attaches to the init of a detached box left by an earlier runtime. Checks that the pid
@@ -84,7 +117,7 @@ impl Live {
         if control.peer_pid().ok()? != init_pid {
             return None;
         }
-        Self::watch(init_pid, pidfd, None, socket_path).ok()
+        Self::watch(init_pid, pidfd, socket_path).ok()
     }
 
     pub fn is_alive(&self) -> bool {
@@ -93,29 +126,32 @@ impl Live {
 
     /// Blocks up to `timeout` for the init to exit; true if it has.
     pub fn exited_within(&self, timeout: Duration) -> bool {
-        exited_within(self.pidfd.get_ref(), timeout)
+        self.gone.within(timeout)
     }
 
-    /// Resolves when the init has exited (a pidfd becomes readable then).
+    /// Resolves when the init has exited.
     pub async fn exited(&self) {
-        if let Ok(guard) = self.pidfd.readable().await {
-            // The pidfd stays readable; keep the readiness so later waiters return at once.
-            drop(guard);
-        }
+        self.gone.clone().wait().await;
     }
 
     /// Resolves when the init has exited; it does not borrow `self`, so it can outlive it.
     pub fn exit_watch(&self) -> impl Future<Output = ()> + Send + 'static {
-        let pidfd = Arc::clone(&self.pidfd);
-        async move {
-            if let Ok(guard) = pidfd.readable().await {
-                drop(guard);
-            }
-        }
+        self.gone.clone().wait()
     }
 
     pub fn kill(&self) {
-        kill(self.pidfd.get_ref());
+        match &self.gone {
+            Gone::Pidfd(pidfd) => kill(pidfd.get_ref()),
+            // A pidfd opened now pins whatever has the init's pid; the lifeline then says whether
+            // that is still the init (its pid is free only once the lifeline has closed).
+            Gone::Lifeline(_) => {
+                if let Ok(pidfd) = pidfd_open(self.init_pid) {
+                    if !self.exited_within(Duration::ZERO) {
+                        kill(&pidfd);
+                    }
+                }
+            }
+        }
     }
 
     /// Stops the box: asks the init to shut down (SIGTERM to all, SIGKILL after `grace`), and
@@ -161,8 +197,8 @@ pub struct Warm {
     init_pid: i32,
     /// Taken by the box the init starts; while here, dropping `Warm` kills the init.
     pidfd: Option<OwnedFd>,
-    /// The init's stdin: the start-up socket, then the box's lifeline.
-    startup: Option<UnixStream>,
+    /// The init's stdin: the start-up socket (blocking), then the box's lifeline.
+    startup: Option<OwnedFd>,
     stdout: BufReader<std::io::PipeReader>,
     /// Made for a box with user namespaces (whatever its ids: they come with the config).
     pub user_namespace: bool,
@@ -193,7 +229,7 @@ impl Warm {
             (kind.rootless, boxlite_protocol::ROOTLESS_ARGUMENT),
         ];
         let arguments: Vec<&str> = flags.iter().filter(|(wanted, _)| *wanted).map(|(_, argument)| *argument).collect();
-        let (startup, init_end) = UnixStream::pair().map_err(|error| Error::Engine(format!("failed to make the start-up socket: {error}")))?;
+        let (startup, init_end) = crate::exec::fd::seqpacket_pair().map_err(|error| Error::Engine(format!("failed to make the start-up socket: {error}")))?;
         let (reader, writer) = std::io::pipe().map_err(|error| Error::Engine(format!("failed to make the shim's status pipe: {error}")))?;
         kind.spawner.spawn(&arguments, init_end.as_fd(), writer.as_fd())?;
         // Only the shim (and the init after it) may hold the write end: end-of-file then says
@@ -253,9 +289,11 @@ fn open_membership_files(cgroups: impl FnOnce() -> Result<Vec<PathBuf>>) -> Resu
 
 fn spawn_init(mut warm: Warm, config: &ShimConfig, cgroups: impl FnOnce() -> Result<Vec<PathBuf>>) -> Result<Live> {
     let bytes = serde_json::to_vec(config).map_err(|error| Error::Internal(format!("cannot encode shim config: {error}")))?;
-    let length = u32::try_from(bytes.len()).map_err(|_| Error::Internal("shim config too large".to_string()))?;
-    let startup = warm.startup.as_mut().ok_or_else(|| Error::Internal("warm shim without its start-up socket".to_string()))?;
-    let mut written = startup.write_all(&length.to_le_bytes()).and_then(|()| startup.write_all(&bytes));
+    let startup = warm.startup.as_ref().ok_or_else(|| Error::Internal("warm shim without its start-up socket".to_string()))?;
+    let mut written = boxlite_protocol::send_packet(startup.as_fd(), &bytes, &[]);
+    if written.as_ref().is_err_and(|error| error.raw_os_error() == Some(libc::EMSGSIZE)) {
+        return Err(Error::InvalidArgument(format!("box {}'s settings (its environment, command, volumes) are too large to send to its init ({} bytes)", config.box_id, bytes.len())));
+    }
     if written.is_ok() {
         // On failure, dropping `warm` ends the init that waits for these.
         let files = open_membership_files(cgroups)?;
@@ -281,7 +319,6 @@ fn spawn_init(mut warm: Warm, config: &ShimConfig, cgroups: impl FnOnce() -> Res
     let (Some(pidfd), Some(startup)) = (warm.pidfd.take(), warm.startup.take()) else {
         return Err(Error::Internal("warm shim taken twice".to_string()));
     };
-    let lifeline = (!config.detached).then_some(startup);
-    Live::watch(init_pid, pidfd, lifeline, config.socket_path.clone())
-        .map_err(|error| Error::Engine(format!("box {} init {init_pid} vanished after start: {error}", config.box_id)))
+    let live = if config.detached { Live::watch(init_pid, pidfd, config.socket_path.clone()) } else { Live::tied(init_pid, startup, config.socket_path.clone()) };
+    live.map_err(|error| Error::Engine(format!("box {} init {init_pid} vanished after start: {error}", config.box_id)))
 }

@@ -39,7 +39,7 @@ struct SpawnerProcess {
 
 impl SpawnerProcess {
     fn start(shim: &Path) -> Result<Self> {
-        let (requests, spawner_end) = seqpacket_pair().map_err(|error| Error::Engine(format!("failed to make the shim spawner's socket: {error}")))?;
+        let (requests, spawner_end) = crate::exec::fd::seqpacket_pair().map_err(|error| Error::Engine(format!("failed to make the shim spawner's socket: {error}")))?;
         let child = Command::new(shim)
             .arg(boxlite_protocol::SPAWNER_ARGUMENT)
             .arg(crate::host::box_open_files_limit().to_string())
@@ -58,17 +58,6 @@ impl Drop for SpawnerProcess {
         drop(self.requests.take());
         let _ = self.child.wait();
     }
-}
-
-/// A connected pair of close-on-exec `SOCK_SEQPACKET` unix sockets: a request is one packet.
-fn seqpacket_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: socketpair writes two new descriptors into `fds`, owned from here on.
-    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: see above.
-    Ok(unsafe { (std::os::fd::FromRawFd::from_raw_fd(fds[0]), std::os::fd::FromRawFd::from_raw_fd(fds[1])) })
 }
 
 impl Spawner {

@@ -126,6 +126,18 @@ pub enum Packet {
 /// a Shutdown or an Attach. Registered with tokio's reactor only when an async call first has
 /// to wait on it: a connection that the caller's own event loop reads, and whose sends find
 /// room, never costs the reactor anything.
+/// A connected pair of blocking, close-on-exec `SOCK_SEQPACKET` unix sockets.
+pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: socketpair writes two new descriptors into `fds`, owned from here on.
+    unsafe {
+        if libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])))
+    }
+}
+
 pub struct ControlSocket {
     /// Declared before `fd`, so it leaves the reactor before the descriptor closes.
     reactor: tokio::sync::OnceCell<AsyncFd<RawFd>>,
@@ -166,18 +178,34 @@ impl ControlSocket {
         Ok(Self::new(fd))
     }
 
+    /// A connection made blocking elsewhere (a box's lifeline, once its start-up is over), made
+    /// non-blocking.
+    pub fn from_connected(fd: OwnedFd) -> io::Result<Self> {
+        set_nonblocking(fd.as_raw_fd())?;
+        Ok(Self::new(fd))
+    }
+
+    /// Resolves once the other end has closed, on a connection on which the other end sends
+    /// nothing (a box's lifeline: its init never answers there). The readiness is kept, so
+    /// later waiters return at once.
+    pub async fn hung_up(&self) {
+        if let Ok(reactor) = self.reactor().await {
+            let _ = reactor.readable().await;
+        }
+    }
+
+    /// Whether the other end has closed, waiting up to `timeout`; see [`ControlSocket::hung_up`].
+    pub fn hung_up_within(&self, timeout: std::time::Duration) -> bool {
+        let mut pollfd = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let milliseconds = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: polls one valid pollfd.
+        unsafe { libc::poll(&mut pollfd, 1, milliseconds) > 0 }
+    }
+
     /// A connected pair: ours, non-blocking, and the other end, blocking, for the init.
     pub fn pair() -> io::Result<(Self, OwnedFd)> {
-        let mut fds = [0; 2];
-        // SAFETY: socketpair fills `fds` with two new descriptors, owned from here on.
-        unsafe {
-            if libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let (ours, theirs) = (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]));
-            set_nonblocking(ours.as_raw_fd())?;
-            Ok((Self::new(ours), theirs))
-        }
+        let (ours, theirs) = seqpacket_pair()?;
+        Ok((Self::from_connected(ours)?, theirs))
     }
 
     /// The pid of the process that listens on the other end (as this process's pid namespace

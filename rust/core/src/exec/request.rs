@@ -27,11 +27,21 @@ pub(super) fn connect(socket_path: &Path) -> Result<fd::ControlSocket> {
 pub struct Connector {
     socket_path: PathBuf,
     requests: Mutex<Option<Arc<fd::ControlSocket>>>,
+    /// The requests go on the box's lifeline, which is never replaced.
+    on_lifeline: bool,
 }
 
 impl Connector {
+    /// For a box whose exec requests go on connections to its control socket (a detached or
+    /// adopted box), connected at the first request.
     pub fn new(socket_path: PathBuf) -> Self {
-        Self { socket_path, requests: Mutex::new(None) }
+        Self { socket_path, requests: Mutex::new(None), on_lifeline: false }
+    }
+
+    /// For a box tied to this runtime: its exec requests go on its `lifeline`, one descriptor
+    /// for both (a running box costs the runtime's process as few descriptors as can be).
+    pub fn on_lifeline(socket_path: PathBuf, lifeline: Arc<fd::ControlSocket>) -> Self {
+        Self { socket_path, requests: Mutex::new(Some(lifeline)), on_lifeline: true }
     }
 
     pub fn socket_path(&self) -> &Path {
@@ -42,7 +52,7 @@ impl Connector {
     /// is the one that failed.
     fn requests(&self, stale: Option<&Arc<fd::ControlSocket>>) -> Result<Arc<fd::ControlSocket>> {
         let mut requests = self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(open) = requests.as_ref().filter(|open| !stale.is_some_and(|stale| Arc::ptr_eq(open, stale))) {
+        if let Some(open) = requests.as_ref().filter(|open| self.on_lifeline || !stale.is_some_and(|stale| Arc::ptr_eq(open, stale))) {
             return Ok(Arc::clone(open));
         }
         let open = Arc::new(connect(&self.socket_path)?);
