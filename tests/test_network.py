@@ -215,6 +215,15 @@ async def test_a_boxs_rules_are_the_documented_ones(net_runtime: boxlite.Boxlite
     await box.stop()
 
 
+async def test_box_processes_may_listen_on_any_port(net_runtime: boxlite.Boxlite, busybox_image: str) -> None:
+    """Box root holds no capability over the box's network namespace (the host's user namespace
+    owns it): the shim lets every box process listen below 1024 (as Docker does)."""
+    box = await make_box(net_runtime, busybox_image)
+    code, output = await run(box, "sh", "-c", "cat /proc/sys/net/ipv4/ip_unprivileged_port_start; nc -l -p 80 </dev/null >/dev/null 2>&1 & sleep 0.3; kill $! && echo listening")
+    assert (code, output.split()) == (0, ["0", "listening"]), output
+    await box.stop()
+
+
 async def test_nothing_is_left_on_the_host(net_runtime: boxlite.Boxlite, busybox_image: str) -> None:
     def host_state() -> tuple[str, str]:
         links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
