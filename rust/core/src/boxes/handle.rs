@@ -232,6 +232,9 @@ impl BoxHandle {
         let entry = Arc::clone(&self.entry);
         tokio::spawn(async move {
             exited.await;
+            // Counted before the runtime's state is looked at: a close that finds the box taken
+            // waits for the settle instead.
+            let settling = inner.begin_settling();
             if inner.shut_down.load(Ordering::Acquire) {
                 return; // the next runtime's reconcile settles what is left
             }
@@ -241,8 +244,12 @@ impl BoxHandle {
             }
             *live = None;
             log::info!("box {}'s init ended on its own (its main process exited, or it was killed)", entry.id);
-            let settled = Arc::clone(&entry);
-            let _ = blocking(move || settle(&inner, &settled, BoxStatus::Stopped)).await;
+            let (runtime, settled) = (Arc::clone(&inner), Arc::clone(&entry));
+            let _ = blocking(move || {
+                let _settling = settling;
+                settle(&runtime, &settled, BoxStatus::Stopped)
+            })
+            .await;
             drop(live);
         });
     }

@@ -164,6 +164,8 @@ struct Inner {
     default_disk_gb: Option<u64>,
     /// Admits the blocking work of box starts and removals ([`box_work_at_once`] at a time).
     box_work: tokio::sync::Semaphore,
+    /// Boxes whose init ended on its own being settled now (rule 5), which a close waits for.
+    settling: Settling,
 }
 
 /// The record of the box in `dir`, found when a home opens. A directory without one is what a
@@ -216,6 +218,39 @@ pub struct BoxHandle {
 /// was 20–30 ms with all of them at once and 3–5 ms with 4.
 fn box_work_at_once() -> usize {
     2 * std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// Counts the settles in progress of boxes whose init ended on its own.
+#[derive(Debug, Default)]
+struct Settling {
+    count: Mutex<usize>,
+    done: std::sync::Condvar,
+}
+
+/// One settle in progress, counted until it drops. It goes into the settle's blocking work:
+/// closing the runtime drops the task that waits for that work, not the work.
+pub(super) struct SettlingNow(Arc<Inner>);
+
+impl Inner {
+    pub(super) fn begin_settling(self: &Arc<Self>) -> SettlingNow {
+        *lock(&self.settling.count) += 1;
+        SettlingNow(Arc::clone(self))
+    }
+}
+
+impl Settling {
+    /// Blocks until no settle is in progress, or `limit` passed.
+    fn wait_until_none(&self, limit: Duration) {
+        let count = lock(&self.count);
+        let _ = self.done.wait_timeout_while(count, limit, |count| *count > 0);
+    }
+}
+
+impl Drop for SettlingNow {
+    fn drop(&mut self) {
+        *lock(&self.0.settling.count) -= 1;
+        self.0.settling.done.notify_all();
+    }
 }
 
 /// Runs blocking work (disk, process start-up) off the async workers.
@@ -282,6 +317,7 @@ impl Runtime {
                 network,
                 default_disk_gb,
                 box_work: tokio::sync::Semaphore::new(box_work_at_once()),
+                settling: Settling::default(),
             }),
         };
         // Adopted boxes are watched like the ones this runtime starts (rule 5), and the first box
@@ -603,6 +639,8 @@ impl Runtime {
             running.exited_within(CLOSE_WAIT);
             let _ = settle(&self.inner, &entry, BoxStatus::Stopped);
         }
+        // A box this close skipped was being settled by its watch: that ends first.
+        self.inner.settling.wait_until_none(CLOSE_WAIT);
         self.inner.home.release();
     }
 
