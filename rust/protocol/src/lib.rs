@@ -4,22 +4,26 @@
 //! # Channels
 //!
 //! 0. **Spawning.** The runtime starts one `boxlite-shim` with [`SPAWNER_ARGUMENT`] (and the
-//!    limit on open descriptors boxes start with), and has it spawn each shim below (itself,
-//!    run anew): one packet of the shim's arguments (each ended by a NUL byte) with the shim's
-//!    stdin and stdout (SCM_RIGHTS). A shim it cannot spawn gets `error <message>` on that
-//!    stdout. It exits when the runtime's end of its stdin closes.
+//!    limit on open descriptors boxes start with), and has it spawn each shim below (its own
+//!    executable, run anew): one packet of the shim's arguments (each ended by a NUL byte) with
+//!    the shim's stdin and stdout (SCM_RIGHTS). A shim it cannot spawn gets `error <message>` on
+//!    that stdout. It exits when the runtime's end of its stdin closes.
 //! 1. **Start-up.** The runtime spawns `boxlite-shim` (with [`USER_NAMESPACE_ARGUMENT`] when
-//!    boxes get a user namespace), with a unix stream socket on stdin and a pipe on stdout, ahead
-//!    of need: the shim makes the box's namespaces, forks the init, answers `warm <init-pid>` (or
-//!    `error <message>`) and its first process exits. The runtime writes one length-prefixed
-//!    [`ShimConfig`] on stdin and, while the init builds the root, makes the box's cgroups and
-//!    sends [`JOIN_CGROUPS`] with their membership files (SCM_RIGHTS, opened by the runtime);
-//!    the init writes `0` to each, moving itself, and forks nothing before. It answers `ready`
-//!    or `error <message>`. The stdin socket then stays open as the box's *lifeline*: a box that
-//!    is not detached shuts down when the runtime's end closes (including when the runtime's
-//!    process dies). An init whose stdin closes before its config came exits.
+//!    boxes get a user namespace), with a `SOCK_SEQPACKET` unix socket on stdin and a pipe on
+//!    stdout, ahead of need: the shim makes the box's namespaces, forks the init, answers `warm
+//!    <init-pid>` (or `error <message>`) and its first process exits. The runtime sends one
+//!    packet of [`ShimConfig`] on stdin and, while the init builds the root, makes the box's
+//!    cgroups and sends [`JOIN_CGROUPS`] with their membership files (SCM_RIGHTS, opened by the
+//!    runtime); the init writes `0` to each, moving itself, and forks nothing before. It answers
+//!    `ready` or `error <message>`. The stdin socket then stays open as the box's *lifeline*: a
+//!    box that is not detached shuts down when the runtime's end closes (including when the
+//!    runtime's process dies). The runtime sends the box's [`Request::Exec`] on it (as on a
+//!    control connection, below); the init never answers there, so the runtime's end becomes
+//!    readable only when the init's end closes: when the init and every process of the box are
+//!    gone. An init whose stdin closes before its config came exits.
 //! 2. **Control socket.** The init listens on a `SOCK_SEQPACKET` unix socket at
-//!    `ShimConfig::socket_path`. The runtime keeps one connection open for exec requests. Each
+//!    `ShimConfig::socket_path`. For a detached box (which has no lifeline) the runtime keeps one
+//!    connection open for exec requests. Each
 //!    [`Request::Exec`] carries (SCM_RIGHTS) first the connection its execution answers on, one
 //!    end of a socket pair the runtime made, then the child's stdio descriptors. On that
 //!    connection the init answers [`Reply::Started`] or [`Reply::Failed`], later exactly one

@@ -31,6 +31,10 @@ pub fn serve(open_files: Option<u64>) -> i32 {
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
     // SAFETY: fd 0 is the request socket the runtime gave this process; borrowed for its life.
     let requests = unsafe { BorrowedFd::borrow_raw(libc::STDIN_FILENO) };
+    // The executable's own path (not /proc/self/exe, which would name every box's processes
+    // "exe" in ps), and the name it was started by.
+    let Ok(program) = std::env::current_exe() else { return 1 };
+    let name = std::env::args_os().next().unwrap_or_default();
     let mut buffer = Vec::new();
     let mut shims: Vec<Child> = Vec::new();
     loop {
@@ -48,7 +52,7 @@ pub fn serve(open_files: Option<u64>) -> i32 {
             break;
         }
         let Ok::<[OwnedFd; 2], _>([stdin, stdout]) = fds.try_into() else { continue };
-        if let Some(shim) = spawn(&buffer[..length], stdin, stdout) {
+        if let Some(shim) = spawn(&program, &name, &buffer[..length], stdin, stdout) {
             shims.push(shim);
         }
     }
@@ -68,18 +72,17 @@ fn readable_within(fd: BorrowedFd<'_>, milliseconds: i32) -> bool {
     unsafe { libc::poll(&mut pollfd, 1, milliseconds) != 0 }
 }
 
-/// Spawns a shim (this executable, under the name it was started by) with the arguments of
-/// `request`; on failure, says why on its `stdout`. Nothing else can be spawned from here.
-fn spawn(request: &[u8], stdin: OwnedFd, stdout: OwnedFd) -> Option<Child> {
+/// Spawns a shim (this executable, `program`, under `name`) with the arguments of `request`;
+/// on failure, says why on its `stdout`. Nothing else can be spawned from here.
+fn spawn(program: &std::path::Path, name: &std::ffi::OsStr, request: &[u8], stdin: OwnedFd, stdout: OwnedFd) -> Option<Child> {
     let arguments: Vec<String> = request.split(|byte| *byte == 0).filter(|argument| !argument.is_empty()).map(|argument| String::from_utf8_lossy(argument).into_owned()).collect();
-    let name = std::env::args_os().next().unwrap_or_default();
     let report_to = stdout.as_fd().try_clone_to_owned().ok();
-    let spawned = Command::new("/proc/self/exe").arg0(&name).args(&arguments).stdin(Stdio::from(stdin)).stdout(Stdio::from(stdout)).stderr(Stdio::null()).spawn();
+    let spawned = Command::new(program).arg0(name).args(&arguments).stdin(Stdio::from(stdin)).stdout(Stdio::from(stdout)).stderr(Stdio::null()).spawn();
     match spawned {
         Ok(shim) => Some(shim),
         Err(error) => {
             if let Some(report_to) = report_to {
-                let _ = writeln!(std::fs::File::from(report_to), "error failed to run the shim {}: {error}", name.to_string_lossy());
+                let _ = writeln!(std::fs::File::from(report_to), "error failed to run the shim {}: {error}", program.display());
             }
             None
         }
