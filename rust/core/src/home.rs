@@ -28,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::idmap::IdMap;
 
 static SHIM: &[u8] = include_bytes!(env!("BOXLITE_SHIM_PATH"));
+const SHIM_DIGEST: &str = env!("BOXLITE_SHIM_DIGEST");
 
 /// Deletes what homes throw away ([`Home::throw_away`]), one path after another, at low CPU
 /// priority: a burst of removals costs the event loop and the boxes being started nothing but
@@ -60,7 +61,6 @@ fn trash_collector() -> &'static TrashCollector {
     static COLLECTOR: std::sync::OnceLock<TrashCollector> = std::sync::OnceLock::new();
     COLLECTOR.get_or_init(TrashCollector::start)
 }
-const SHIM_DIGEST: &str = env!("BOXLITE_SHIM_DIGEST");
 
 #[derive(Debug)]
 pub struct Home {

@@ -122,10 +122,6 @@ pub enum Packet {
     Closed,
 }
 
-/// A connection to a box's init: an execution's, the one exec requests travel on, or one for
-/// a Shutdown or an Attach. Registered with tokio's reactor only when an async call first has
-/// to wait on it: a connection that the caller's own event loop reads, and whose sends find
-/// room, never costs the reactor anything.
 /// A connected pair of blocking, close-on-exec `SOCK_SEQPACKET` unix sockets.
 pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
@@ -138,6 +134,10 @@ pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     }
 }
 
+/// A connection to a box's init: an execution's, the one exec requests travel on (the box's
+/// lifeline, or a connection to its control socket), or one for a Shutdown or an Attach. Registered with tokio's reactor only when an async call first has
+/// to wait on it: a connection that the caller's own event loop reads, and whose sends find
+/// room, never costs the reactor anything.
 pub struct ControlSocket {
     /// Declared before `fd`, so it leaves the reactor before the descriptor closes.
     reactor: tokio::sync::OnceCell<AsyncFd<RawFd>>,
