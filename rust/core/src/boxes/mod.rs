@@ -1,8 +1,9 @@
 //! The box store and the runtime: create, find, start, stop, remove, exec. Here: the runtime and
 //! a box's entry. Beside it: `handle` (the verbs on one box), `warm` (the shim made ahead of need),
 //! `reconcile` (settling dead boxes), `spec` (a box's env, cwd and user), `metrics`, `engine`
-//! (spawning a box's init), `record`, `state`, `options`, and `snapshots` (copies of a box's
-//! writable layer, `layer`).
+//! (spawning a box's init), `spawner` (the process that spawns shims), `record`, `state`,
+//! `options`, `snapshots` (copies of a box's writable layer, `layer`), and `stores` (the image
+//! store and named volumes, as the runtime serves them).
 //!
 //! # Rules
 //!
@@ -32,6 +33,7 @@ mod snapshots;
 mod spawner;
 mod spec;
 mod state;
+mod stores;
 mod warm;
 
 pub use health::{HealthCheck, HealthState, HealthStatus};
@@ -39,7 +41,7 @@ pub use metrics::{BoxMetrics, RuntimeMetrics};
 pub use snapshots::SnapshotInfo;
 pub use spec::ExecRequest;
 use metrics::Counters;
-use reconcile::{own_upper_layer, reconcile, settle};
+use reconcile::{own_upper_layer, reconcile, settle, Settling};
 use warm::WarmSlot;
 
 use std::collections::{HashMap, HashSet};
@@ -218,39 +220,6 @@ pub struct BoxHandle {
 /// was 20–30 ms with all of them at once and 3–5 ms with 4.
 fn box_work_at_once() -> usize {
     2 * std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-}
-
-/// Counts the settles in progress of boxes whose init ended on its own.
-#[derive(Debug, Default)]
-struct Settling {
-    count: Mutex<usize>,
-    done: std::sync::Condvar,
-}
-
-/// One settle in progress, counted until it drops. It goes into the settle's blocking work:
-/// closing the runtime drops the task that waits for that work, not the work.
-pub(super) struct SettlingNow(Arc<Inner>);
-
-impl Inner {
-    pub(super) fn begin_settling(self: &Arc<Self>) -> SettlingNow {
-        *lock(&self.settling.count) += 1;
-        SettlingNow(Arc::clone(self))
-    }
-}
-
-impl Settling {
-    /// Blocks until no settle is in progress, or `limit` passed.
-    fn wait_until_none(&self, limit: Duration) {
-        let count = lock(&self.count);
-        let _ = self.done.wait_timeout_while(count, limit, |count| *count > 0);
-    }
-}
-
-impl Drop for SettlingNow {
-    fn drop(&mut self) {
-        *lock(&self.0.settling.count) -= 1;
-        self.0.settling.done.notify_all();
-    }
 }
 
 /// Runs blocking work (disk, process start-up) off the async workers.
@@ -642,67 +611,6 @@ impl Runtime {
         // A box this close skipped was being settled by its watch: that ends first.
         self.inner.settling.wait_until_none(CLOSE_WAIT);
         self.inner.home.release();
-    }
-
-    /// Pulls an image into the local store (or finds it there), reporting download progress.
-    pub async fn pull_image(&self, reference: &str, progress: Option<crate::image::PullProgress>) -> Result<ImageRecord> {
-        self.check_open()?;
-        let _layers_in_use = self.inner.images.hold().await;
-        if let Some((record, _)) = self.inner.images.cached(&self.inner.home, reference)? {
-            return Ok(record);
-        }
-        self.inner.images.pull(&self.inner.home, reference, progress).await
-    }
-
-    /// Deletes layers and blobs that no pulled image and no box uses; returns how many layers.
-    pub async fn prune_images(&self) -> Result<usize> {
-        self.check_open()?;
-        let layers = self.inner.home.layers();
-        let entries: Vec<Arc<BoxEntry>> = lock(&self.inner.boxes).values().cloned().collect();
-        let in_use = entries
-            .iter()
-            .flat_map(|entry| entry.record().prepared.lower_dirs.clone())
-            .filter(|dir| dir.starts_with(&layers))
-            .filter_map(|dir| dir.file_name().map(|name| name.to_string_lossy().into_owned()))
-            .collect();
-        self.inner.images.prune(&self.inner.home, &in_use).await
-    }
-
-    /// Images in the local store, most recently pulled first.
-    pub fn list_images(&self) -> Result<Vec<ImageRecord>> {
-        self.check_open()?;
-        Ok(self.inner.images.list(&self.inner.home))
-    }
-
-    pub fn create_volume(&self, name: &str) -> Result<VolumeInfo> {
-        self.check_open()?;
-        self.inner.volumes.create(name)
-    }
-
-    pub fn get_volume(&self, name: &str) -> Result<VolumeInfo> {
-        self.check_open()?;
-        self.inner.volumes.get(name)
-    }
-
-    pub fn list_volumes(&self) -> Result<Vec<VolumeInfo>> {
-        self.check_open()?;
-        Ok(self.inner.volumes.list())
-    }
-
-    /// Deletes a named volume and its files, unless a box mounts it (`volumes` rule 2).
-    pub fn remove_volume(&self, name: &str) -> Result<()> {
-        self.check_open()?;
-        let users: Vec<String> = lock(&self.inner.boxes)
-            .values()
-            .filter(|entry| entry.record().volumes.iter().any(|volume| volume.named.as_deref() == Some(name)))
-            .map(|entry| entry.id.clone())
-            .collect();
-        self.inner.volumes.remove(name, &users)
-    }
-
-    pub fn remove_image(&self, reference: &str) -> Result<()> {
-        self.check_open()?;
-        self.inner.images.remove(&self.inner.home, reference)
     }
 
     /// The pid of the init made ahead of need for the next box, if one waits (waiting for one

@@ -3,6 +3,39 @@
 
 use super::*;
 
+/// Counts the settles in progress of boxes whose init ended on its own.
+#[derive(Debug, Default)]
+pub(super) struct Settling {
+    count: Mutex<usize>,
+    done: std::sync::Condvar,
+}
+
+/// One settle in progress, counted until it drops. It goes into the settle's blocking work:
+/// closing the runtime drops the task that waits for that work, not the work.
+pub(super) struct SettlingNow(Arc<Inner>);
+
+impl Inner {
+    pub(super) fn begin_settling(self: &Arc<Self>) -> SettlingNow {
+        *lock(&self.settling.count) += 1;
+        SettlingNow(Arc::clone(self))
+    }
+}
+
+impl Settling {
+    /// Blocks until no settle is in progress, or `limit` passed.
+    pub(super) fn wait_until_none(&self, limit: Duration) {
+        let count = lock(&self.count);
+        let _ = self.done.wait_timeout_while(count, limit, |count| *count > 0);
+    }
+}
+
+impl Drop for SettlingNow {
+    fn drop(&mut self) {
+        *lock(&self.0.settling.count) -= 1;
+        self.0.settling.done.notify_all();
+    }
+}
+
 /// The root of a box's writable layer belongs to its root user (`idmap` rule 2).
 pub(super) fn own_upper_layer(dir: &Path, id_map: Option<IdMap>) -> Result<()> {
     let Some(owner) = crate::idmap::host_owner(id_map, 0) else { return Ok(()) };
