@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import select
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -53,11 +54,26 @@ def layer_store(home: Path) -> Path:
     return stores[0]
 
 
+def kill_and_reap(pids: list[int]) -> None:
+    """Kills the processes and returns once they are gone (a killed process takes a moment to
+    exit, longer on a loaded machine)."""
+    pidfds = []
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            pidfds.append(os.pidfd_open(pid))
+            os.kill(pid, signal.SIGKILL)
+    try:
+        for pidfd in pidfds:
+            ready, _, _ = select.select([pidfd], [], [], 10.0)
+            assert ready, "a killed box process did not exit within 10 s"
+    finally:
+        for pidfd in pidfds:
+            os.close(pidfd)
+
+
 def assert_no_leftovers(home: Path, cgroups_before: set[Path] | None = None) -> None:
     leftovers = box_processes(home)
-    for pid in leftovers:  # the test fails, and leaves nothing running on the machine
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    kill_and_reap(leftovers)  # the test fails, and leaves nothing running on the machine
     assert leftovers == [], "box processes outlived their test"
     if cgroups_before is not None:
         assert box_cgroups() - cgroups_before == set(), "box cgroups outlived their test"
