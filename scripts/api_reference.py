@@ -24,6 +24,8 @@ SOURCES = [
     (None, ROOT / "python" / "boxlite" / "sync_api" / "_network.py"),
     (None, ROOT / "python" / "boxlite" / "_network.py"),
     ("boxlite.rest (settings of a REST-backed runtime)", ROOT / "python" / "boxlite" / "rest.py"),
+    ("boxlite.ray (a runtime over a Ray cluster: `Boxlite.ray`)", ROOT / "python" / "boxlite" / "ray" / "_client.py"),
+    (None, ROOT / "python" / "boxlite" / "ray" / "_wire.py"),
     ("boxlite.errors", ROOT / "python" / "boxlite" / "errors.py"),
 ]
 
@@ -80,6 +82,14 @@ def describe_class(node: ast.ClassDef, private_bases: dict[str, ast.ClassDef]) -
     return lines + [""]
 
 
+def exported(tree: ast.Module) -> set[str] | None:
+    """The names a module's ``__all__`` lists (its public API), or None without one."""
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(target, ast.Name) and target.id == "__all__" for target in node.targets):
+            return {element.value for element in ast.walk(node.value) if isinstance(element, ast.Constant) and isinstance(element.value, str)}
+    return None
+
+
 def render() -> str:
     lines = [
         "# API reference",
@@ -95,7 +105,10 @@ def render() -> str:
         if title:
             lines += [f"## {title}", ""]
         private_bases = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef) and not public(node.name)}
+        listed = exported(tree)
         for node in tree.body:
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and listed is not None and node.name not in listed:
+                continue
             if isinstance(node, ast.ClassDef) and public(node.name):
                 lines += describe_class(node, private_bases)
             elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and public(node.name):

@@ -33,7 +33,7 @@ mkdir "$scratch/repo"
 git ls-files -z | xargs -0 cp --parents -t "$scratch/repo"
 chown -R "$user:" "$scratch"
 # Before the fake internet: it routes TEST-NET addresses (where package mirrors may live) to itself.
-su "$user" -c "/usr/bin/python3 -m venv '$scratch/venv' && '$scratch/venv/bin/pip' install -q '$scratch'/dist/boxlite-*.whl pytest pytest-asyncio pytest-timeout websockets schemathesis==4.32.5 matplotlib"
+su "$user" -c "/usr/bin/python3 -m venv '$scratch/venv' && '$scratch/venv/bin/pip' install -q '$scratch'/dist/boxlite-*.whl pytest pytest-asyncio pytest-timeout websockets schemathesis==4.32.5 matplotlib 'ray>=2.60'"
 
 echo "== a cgroup delegated to $user ($cgroup in every hierarchy)"
 for hierarchy in /sys/fs/cgroup/memory /sys/fs/cgroup/cpu /sys/fs/cgroup/cpuacct /sys/fs/cgroup/pids; do

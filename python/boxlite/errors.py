@@ -23,6 +23,7 @@ __all__ = [
     "InvalidStateError",
     "MetadataError",
     "NetworkError",
+    "NodeLostError",
     "NotFoundError",
     "ParseError",
     "ResourceExhaustedError",
@@ -120,6 +121,12 @@ class UpstreamUnavailableError(_NativeError):
 
 class EngineError(_NativeError):
     code = "engine_unavailable"
+
+
+class NodeLostError(EngineError):
+    """The cluster node that hosted the box is gone, and the box with it (``Boxlite.ray``)."""
+
+    code = "node_lost"
 
 
 class StorageError(_NativeError):

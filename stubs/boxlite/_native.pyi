@@ -10,6 +10,7 @@ from typing import Any, Final, Literal, TypeAlias, final
 
 from typing_extensions import Self
 
+from .ray import RayBoxlite, RayOptions
 from .rest import BoxliteRestOptions
 
 __all__ = [
@@ -913,6 +914,10 @@ class Boxlite:
         """Named volumes, kept in this runtime's home (``VolumeHandle``)."""
     def import_box(self, archive_path: str, name: str | None = None, *, untrusted: bool = False) -> asyncio.Future[Box]:
         """Needs the VM engine: fails with ``UnsupportedError``."""
+    @staticmethod
+    def ray(options: RayOptions) -> RayBoxlite:
+        """A runtime whose boxes live on the nodes of a Ray cluster (``boxlite.ray``; needs
+        ``pip install boxlite[ray]``)."""
     @staticmethod
     def rest(options: BoxliteRestOptions) -> Boxlite:
         """A REST-backed runtime: not in this package yet. Checks ``options`` (``TypeError`` for

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .._native import Box, BoxInfo, Boxlite, BoxMetrics, BoxOptions, CopyOptions, ImageHandle, ImageInfo, ImagePullResult, Options, RuntimeMetrics
 from ..codebox import CodeBox
@@ -26,6 +26,9 @@ from ..simplebox import SimpleBox
 from ._execution import SyncExecStderr, SyncExecStdin, SyncExecStdout, SyncExecStream, SyncExecution
 from ._network import SyncBoxConnection, SyncBoxTunnel, SyncNetworkHandle, SyncTunnelForwarder
 from ._runner import LoopThread
+
+if TYPE_CHECKING:
+    from ..ray import RayOptions
 
 __all__ = [
     "SyncBox",
@@ -164,6 +167,12 @@ class SyncBoxlite:
     def init_default(options: Options) -> None:
         """Configures the process-wide runtime behind ``default()``; see ``Boxlite.init_default``."""
         Boxlite.init_default(options)
+
+    @staticmethod
+    def ray(options: RayOptions) -> SyncBoxlite:
+        """A runtime on a Ray cluster; see ``Boxlite.ray``. Its runtime, boxes and executions
+        have the local ones' API (their results are ``boxlite.ray.Record``s)."""
+        return SyncBoxlite(Options(), _runtime=cast(Any, Boxlite.ray(options)))
 
     @staticmethod
     def rest(options: BoxliteRestOptions) -> SyncBoxlite:

@@ -167,6 +167,13 @@ impl Boxlite {
         Err(crate::unsupported::refuse_now(py, crate::unsupported::Missing::RestRuntime))
     }
 
+    /// A runtime whose boxes live on the nodes of a Ray cluster (`boxlite.ray`, Python by
+    /// nature: host actors each own a local runtime on their node).
+    #[staticmethod]
+    fn ray<'py>(py: Python<'py>, options: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        py.import("boxlite.ray")?.getattr("RayBoxlite")?.call1((options,))
+    }
+
     #[getter]
     fn images(&self, py: Python<'_>) -> PyResult<crate::images::ImageHandle> {
         self.shared.check_open(py)?;

@@ -1,0 +1,650 @@
+"""The driver's side of a boxlite cluster: a runtime object with the local runtime's API whose
+boxes live on the cluster's nodes, each box on one node, driven through that node's host actor
+(``_host``).
+
+Rules (each holds for every call below):
+
+1. A call the caller cancels cancels its actor task (``ray.cancel``): the host's local runtime
+   then releases what the call was making, as it does for a local caller. A ``create`` whose box
+   was made before the cancellation arrived has that box removed.
+2. ``close()`` fails every pending call with ``RuntimeClosedError`` and cancels its actor task;
+   later calls fail at once. Boxes stay on their nodes (the host actors outlive this driver);
+   ``shutdown()`` is what ends them, on every node.
+3. A host that is gone (its node died, or it was killed) fails the calls on its boxes with
+   ``NodeLostError``; the boxes of other nodes carry on.
+4. Output streams are Ray streaming generators with backpressure: a reader that falls behind
+   makes the host stop reading the process's pipe, as a slow local reader does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import os
+import tempfile
+import uuid
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from .. import errors
+from .._native import BoxOptions, CopyOptions, ImageRegistry
+from . import _host, _wire
+from ._wire import Record
+
+#: The resource Ray gives the head node alone.
+HEAD_RESOURCE = "node:__internal_head__"
+
+__all__ = ["RayBox", "RayBoxlite", "RayExecStdin", "RayExecStream", "RayExecution", "RayOptions"]
+
+
+class RayOptions:
+    """Where the cluster is and how boxes go on it.
+
+    - ``address``: the cluster to join (``"auto"``, ``"host:port"``, ``"ray://…"``); ``None``
+      joins the cluster this process is already connected to, or a cluster found the usual Ray
+      way (``RAY_ADDRESS``, a local one). A runtime that connected the process disconnects it
+      on ``close()``.
+    - ``namespace``: the Ray namespace of the host actors: runtimes of one namespace share boxes.
+    - ``home_dir``: each node's runtime keeps its boxes in ``<home_dir>/<first 12 digits of the
+      node id>`` on that node
+      (``~/.boxlite/ray`` of the user the node runs as by default).
+    - ``host_resource``: only nodes that have this Ray custom resource host boxes (all by
+      default).
+    - ``image_registries``: registries every node's runtime pulls images from.
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        namespace: str = "boxlite",
+        home_dir: str | os.PathLike[str] | None = None,
+        host_resource: str | None = None,
+        image_registries: Sequence[ImageRegistry] = (),
+    ) -> None:
+        self.address = address
+        self.namespace = namespace
+        self.home_dir = None if home_dir is None else os.fspath(home_dir)
+        self.host_resource = host_resource
+        self.image_registries = list(image_registries)
+
+    def __repr__(self) -> str:
+        return (
+            f"RayOptions(address={self.address!r}, namespace={self.namespace!r}, home_dir={self.home_dir!r}, "
+            f"host_resource={self.host_resource!r}, image_registries={self.image_registries!r})"
+        )
+
+
+def _node_lost(node_id: str, error: BaseException) -> errors.NodeLostError:
+    return errors.NodeLostError(f"the host of node {node_id} is gone (the node died, or its host actor was killed), and the boxes of that node with it: {type(error).__name__}")
+
+
+def _unwrap(answer: tuple[Any, ...]) -> Any:
+    if answer[0] == "ok":
+        return answer[1]
+    _wire.raise_error(answer[1], answer[2])
+
+
+class RayBoxlite:
+    """A runtime whose boxes live on the nodes of a Ray cluster, with the API of ``Boxlite``."""
+
+    def __init__(self, options: RayOptions) -> None:
+        if not isinstance(options, RayOptions):
+            raise TypeError(f"Boxlite.ray() takes a boxlite.RayOptions, not {type(options).__name__}")
+        self._options = options
+        self._connected_here = not ray.is_initialized()
+        if self._connected_here:
+            ray.init(address=options.address, namespace=options.namespace, log_to_driver=False, include_dashboard=False)
+        self._hosts: dict[str, Any] = {}
+        self._registry: Any = None
+        self._pending: dict[asyncio.Future[Any], Any] = {}
+        self._closed = False
+        self._shut_down = False
+
+    def __repr__(self) -> str:
+        return f"RayBoxlite(namespace={self._options.namespace!r}, open={not self._closed!r})"
+
+    # --- calls ---------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise errors.RuntimeClosedError("the runtime was closed")
+
+    async def _await(self, ref: Any, node_id: str | None = None, orphan: Any = None) -> Any:
+        """Awaits an actor call under rules 1 to 3. ``orphan``: what to do with the result of
+        a call that was cancelled once it arrives anyway."""
+        self._check_open()
+        future: asyncio.Future[Any] = asyncio.ensure_future(ref)
+        self._pending[future] = ref
+        try:
+            return await future
+        except asyncio.CancelledError:
+            ray.cancel(ref)
+            if orphan is not None:
+                _spawn(orphan(ref))
+            if self._closed:
+                raise errors.RuntimeClosedError("the runtime was closed while the call was pending") from None
+            raise
+        except ray.exceptions.RayActorError as error:
+            raise _node_lost(node_id or "?", error) from None
+        finally:
+            self._pending.pop(future, None)
+
+    async def _call(self, node_id: str, method: str, *args: Any, orphan: Any = None) -> Any:
+        host = self._host(node_id)
+        return _unwrap(await self._await(getattr(host, method).remote(*args), node_id, orphan))
+
+    def _stream(self, node_id: str, method: str, *args: Any) -> AsyncIterator[Any]:
+        """The chunks of a host's streaming call (rule 4)."""
+        self._check_open()
+        generator = getattr(self._host(node_id), method).remote(*args)
+
+        async def chunks() -> AsyncIterator[Any]:
+            try:
+                async for ref in generator:
+                    yield _unwrap(await self._await(ref, node_id))
+            except ray.exceptions.RayActorError as error:
+                raise _node_lost(node_id, error) from None
+
+        return chunks()
+
+    # --- nodes and their hosts -----------------------------------------------------------
+
+    def _host(self, node_id: str) -> Any:
+        host = self._hosts.get(node_id)
+        if host is None:
+            options = self._options
+            host = (
+                ray.remote(_host.BoxHost)
+                .options(
+                    name=_host.host_name(node_id),
+                    namespace=options.namespace,
+                    lifetime="detached",
+                    get_if_exists=True,
+                    num_cpus=0,
+                    max_concurrency=10_000,
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+                )
+                .remote(node_id, options.home_dir, _wire.pack(options.image_registries))
+            )
+            self._hosts[node_id] = host
+        return host
+
+    def nodes(self) -> list[str]:
+        """The ids of the alive nodes that may host boxes."""
+        wanted = self._options.host_resource
+        listed: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+        return sorted(node["NodeID"] for node in listed if node["Alive"] and (wanted is None or node["Resources"].get(wanted, 0) > 0))
+
+    async def _each_node(self, method: str, *args: Any) -> list[tuple[str, Any]]:
+        """Calls every hosting node; a node that died meanwhile is left out."""
+        nodes = self.nodes()
+        answers = await asyncio.gather(*(self._call(node, method, *args) for node in nodes), return_exceptions=True)
+        found = []
+        for node, answer in zip(nodes, answers):
+            if isinstance(answer, errors.NodeLostError):
+                continue
+            if isinstance(answer, BaseException):
+                raise answer
+            found.append((node, answer))
+        return found
+
+    async def _least_loaded(self) -> str:
+        nodes = self.nodes()
+        if not nodes:
+            wanted = f" with resource {self._options.host_resource!r}" if self._options.host_resource else ""
+            raise errors.ResourceExhaustedError(f"no alive node{wanted} to host a box")
+        loads = await asyncio.gather(*(self._await(self._host(node).load.remote(), node) for node in nodes), return_exceptions=True)
+        candidates = [(load, node) for node, load in zip(nodes, loads) if not isinstance(load, BaseException)]
+        if not candidates:
+            raise errors.ResourceExhaustedError("no node's host answered")
+        return min(candidates)[1]
+
+    def _names(self) -> Any:
+        """The name registry: on the head node, which lives as long as the cluster."""
+        if self._registry is None:
+            listed: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+            head = next(node["NodeID"] for node in listed if node["Alive"] and HEAD_RESOURCE in node["Resources"])
+            self._registry = (
+                ray.remote(_host.NameRegistry)
+                .options(
+                    name=_host.REGISTRY_NAME,
+                    namespace=self._options.namespace,
+                    lifetime="detached",
+                    get_if_exists=True,
+                    num_cpus=0,
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(head, soft=False),
+                )
+                .remote()
+            )
+        return self._registry
+
+    async def _reserve(self, name: str, node_id: str) -> None:
+        """Reserves a name for a box on ``node_id`` (rule of ``NameRegistry``); a holder whose
+        box is gone, or whose node is, gives way."""
+        holder = await self._await(self._names().reserve.remote(name, node_id, None))
+        if holder is None:
+            return
+        try:
+            still_there = await self._call(holder, "get_info", name) is not None
+        except errors.NodeLostError:
+            still_there = False
+        if still_there or await self._await(self._names().reserve.remote(name, node_id, holder)) is not None:
+            raise errors.InvalidArgumentError(f"box with name '{name}' already exists")
+
+    async def _locate(self, id_or_name: str) -> tuple[str, Record] | None:
+        """The node of a box and its info."""
+        holder = await self._await(self._names().lookup.remote(id_or_name))
+        if holder is not None:
+            info = await self._call(holder, "get_info", id_or_name)
+            if info is not None:
+                return holder, info
+        for node, info in await self._each_node("get_info", id_or_name):
+            if info is not None:
+                return node, info
+        return None
+
+    # --- the runtime's API ---------------------------------------------------------------
+
+    async def create(self, options: BoxOptions, name: str | None = None, *, node: str | None = None) -> RayBox:
+        """Creates a box on ``node`` (by default the node running the fewest boxes). A
+        cancelled create leaves no box."""
+        if not isinstance(options, BoxOptions):
+            raise TypeError(f"create() takes a boxlite.BoxOptions, not {type(options).__name__}")
+        if self._shut_down:
+            raise errors.StoppedError("the runtime has been shut down")
+        node_id = node or await self._least_loaded()
+        if name is not None:
+            await self._reserve(name, node_id)
+
+        async def remove_orphan(ref: Any) -> None:
+            with contextlib.suppress(Exception):
+                answer = await ref
+                if answer[0] == "ok":
+                    await self._host(node_id).remove.remote(answer[1].id, True)
+
+        try:
+            info = await self._call(node_id, "create", _wire.pack(options), name, orphan=remove_orphan)
+        except BaseException:
+            if name is not None:
+                self._names().release.remote(name, node_id)
+            raise
+        return RayBox(self, node_id, info.id, info.name)
+
+    async def get_or_create(self, options: BoxOptions, name: str | None = None) -> tuple[RayBox, bool]:
+        if name is not None:
+            found = await self.get(name)
+            if found is not None:
+                return found, False
+        try:
+            return await self.create(options, name), True
+        except errors.InvalidArgumentError:
+            found = await self.get(name) if name is not None else None
+            if found is None:
+                raise
+            return found, False
+
+    async def get(self, id_or_name: str) -> RayBox | None:
+        located = await self._locate(id_or_name)
+        if located is None:
+            return None
+        node_id, info = located
+        return RayBox(self, node_id, info.id, info.name)
+
+    async def get_info(self, id_or_name: str) -> Record | None:
+        located = await self._locate(id_or_name)
+        return None if located is None else located[1]
+
+    async def list_info(self) -> list[Record]:
+        """Every box on every node, newest first."""
+        infos = [info for _, listed in await self._each_node("list_info") for info in listed]
+        return sorted(infos, key=lambda info: info.created_at, reverse=True)
+
+    async def remove(self, id_or_name: str, force: bool = False) -> None:
+        located = await self._locate(id_or_name)
+        if located is None:
+            raise errors.NotFoundError(f"box {id_or_name} not found")
+        node_id, info = located
+        await self._call(node_id, "remove", info.id, force)
+        if info.name is not None:
+            self._names().release.remote(info.name, node_id)
+
+    async def metrics(self) -> Record:
+        """The runtime metrics of every node, added up."""
+        totals: dict[str, int] = {}
+        for _, metrics in await self._each_node("metrics"):
+            for field in dir(metrics):
+                totals[field] = totals.get(field, 0) + getattr(metrics, field)
+        return Record("RuntimeMetrics", totals)
+
+    async def shutdown(self, timeout: int | None = None) -> None:
+        """On every node: stops the boxes that are not detached and closes its runtime, then
+        ends the node's host; then the name registry. Later creates fail."""
+        self._check_open()
+        self._shut_down = True
+        nodes = self.nodes()
+        await asyncio.gather(*(self._call(node, "shutdown", timeout) for node in nodes), return_exceptions=True)
+        for node in nodes:
+            with contextlib.suppress(ValueError):
+                ray.kill(ray.get_actor(_host.host_name(node), namespace=self._options.namespace))
+        with contextlib.suppress(ValueError):
+            ray.kill(ray.get_actor(_host.REGISTRY_NAME, namespace=self._options.namespace))
+        self._hosts.clear()
+        self._registry = None
+
+    def close(self) -> None:
+        """Ends this driver's use of the runtime (rule 2): pending calls fail with
+        ``RuntimeClosedError`` and their actor tasks are cancelled; later calls fail at once.
+        The boxes stay on their nodes. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for future, ref in list(self._pending.items()):
+            ray.cancel(ref)
+            future.get_loop().call_soon_threadsafe(future.cancel)
+        if self._connected_here:
+            ray.shutdown()
+
+    def __enter__(self) -> RayBoxlite:
+        return self
+
+    def __exit__(self, *_exc: object) -> Literal[False]:
+        self.close()
+        return False
+
+
+def _spawn(work: Awaitable[Any]) -> None:
+    task = asyncio.ensure_future(work)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+
+
+#: Background work a driver started and nobody awaits (kept referenced until done).
+_BACKGROUND: set[asyncio.Future[Any]] = set()
+
+
+class RayBox:
+    """A handle to one box of the cluster, with the API of ``Box``."""
+
+    def __init__(self, runtime: RayBoxlite, node_id: str, box_id: str, name: str | None) -> None:
+        self._runtime = runtime
+        self._node = node_id
+        self._id = box_id
+        self._name = name
+        self._stopped = False
+
+    def __repr__(self) -> str:
+        return f"RayBox(id={self._id!r}, node={self._node!r})"
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def name(self) -> str | None:
+        return self._name
+
+    @property
+    def node(self) -> str:
+        """The id of the node the box lives on."""
+        return self._node
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        if self._stopped:
+            raise errors.StoppedError(f"this handle of box {self._id} was stopped; use get() for a new one")
+        return await self._runtime._call(self._node, method, *args)
+
+    async def info(self) -> Record:
+        return await self._call("box_info", self._id)  # type: ignore[no-any-return]
+
+    async def start(self) -> None:
+        await self._call("start", self._id)
+
+    async def stop(self) -> None:
+        """Stops the box and spends this handle."""
+        await self._call("stop", self._id)
+        self._stopped = True
+
+    async def metrics(self) -> Record:
+        return await self._call("box_metrics", self._id)  # type: ignore[no-any-return]
+
+    async def exec(
+        self,
+        command: str,
+        args: Sequence[str] | None = None,
+        env: Sequence[tuple[str, str]] | None = None,
+        tty: bool = False,
+        user: str | None = None,
+        timeout_secs: float | None = None,
+        cwd: str | None = None,
+    ) -> RayExecution:
+        arguments = None if args is None else list(args)
+        environment = None if env is None else [tuple(pair) for pair in env]
+        key = uuid.uuid4().hex
+        self._runtime._check_open()
+        if self._stopped:
+            raise errors.StoppedError(f"this handle of box {self._id} was stopped; use get() for a new one")
+        host = self._runtime._host(self._node)
+        started = host.exec.remote(key, self._id, command, arguments, environment, tty, user, timeout_secs, cwd)
+        # Sent at once: the exit comes back without a round trip of its own.
+        exit_ref = host.wait.remote(key)
+        try:
+            execution_id = _unwrap(await self._runtime._await(started, self._node))
+        except BaseException:
+            ray.cancel(exit_ref)
+            raise
+        return RayExecution(self._runtime, self._node, key, execution_id, exit_ref)
+
+    async def copy_in(self, host_path: str | os.PathLike[str], container_dest: str, copy_options: CopyOptions | None = None) -> None:
+        """Sends the host file or directory to the box's node in chunks, then copies it in
+        there (``copy_in``'s conventions: ``src/.`` copies a directory's contents)."""
+        source = Path(host_path)
+        contents_only = os.fspath(host_path).endswith("/.")
+        if not source.exists():
+            raise errors.NotFoundError(f"{source} does not exist")
+        upload = await self._call("upload_begin")
+        host = self._runtime._host(self._node)
+        try:
+            with contextlib.ExitStack() as stack:
+                if source.is_dir():
+                    archive = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "upload.tar"
+                    await asyncio.to_thread(_wire.tar_directory, source, archive)
+                    payload = archive
+                else:
+                    payload = source
+                with payload.open("rb") as file:
+                    while chunk := await asyncio.to_thread(file.read, _host.TRANSFER_CHUNK):
+                        await self._call("upload_chunk", upload, chunk)
+            name = source.resolve().name
+            await self._call("upload_end", upload, self._id, name, source.is_dir(), contents_only, container_dest, _wire.pack(copy_options or CopyOptions()))
+        except BaseException:
+            host.upload_drop.remote(upload)
+            raise
+
+    async def copy_out(self, container_src: str, host_dest: str | os.PathLike[str], copy_options: CopyOptions | None = None) -> None:
+        """Copies out of the box on its node, then streams it here in chunks (``copy_out``'s
+        conventions)."""
+        options = copy_options or CopyOptions()
+        chunks = self._runtime._stream(self._node, "download", self._id, container_src, _wire.pack(options))
+        is_tar = await anext(chunks)
+        destination = Path(host_dest)
+        if (destination.is_dir() or os.fspath(host_dest).endswith("/")) and not container_src.endswith("/."):
+            destination = destination / PurePosixPath(container_src.rstrip("/")).name
+        if destination.exists() and not is_tar and not options.overwrite:
+            raise errors.AlreadyExistsError(f"{destination} exists and overwrite is off")
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=destination.parent, prefix=".boxlite-copy-") as staging:
+            received = Path(staging) / "received"
+            with received.open("wb") as file:
+                async for chunk in chunks:
+                    await asyncio.to_thread(file.write, chunk)
+            if is_tar:
+                destination.mkdir(exist_ok=True)
+                await asyncio.to_thread(_wire.extract, received, destination)
+            else:
+                received.replace(destination)
+
+    async def __aenter__(self) -> RayBox:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.stop()
+
+
+class RayExecStream:
+    """One output stream of a remote execution: ``async for chunk in stream`` yields str (text
+    mode) or bytes, as ``ExecStream``."""
+
+    def __init__(self, chunks: AsyncIterator[bytes], text: bool, on_end: Any) -> None:
+        self._chunks = chunks
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace") if text else None
+        self._on_end = on_end
+        self._ended = False
+
+    def __aiter__(self) -> RayExecStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        while not self._ended:
+            try:
+                chunk = await anext(self._chunks)
+            except StopAsyncIteration:
+                self._ended = True
+                self._on_end()
+                if self._decoder is not None and (rest := self._decoder.decode(b"", final=True)):
+                    return rest
+                break
+            if self._decoder is None:
+                return chunk
+            if text := self._decoder.decode(chunk):
+                return text
+        raise StopAsyncIteration
+
+
+class RayExecStdin:
+    """The stdin of a remote execution, as ``ExecStdin``."""
+
+    def __init__(self, execution: RayExecution) -> None:
+        self._execution = execution
+        self._closed = False
+
+    async def send_input(self, data: bytes) -> None:
+        if self._closed:
+            raise errors.InvalidStateError("stdin was closed")
+        await self._execution._call("send_input", bytes(data))
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._execution._call("close_input")
+
+    async def is_closed(self) -> bool:
+        return self._closed
+
+
+class RayExecution:
+    """A process running in a box of the cluster, with the API of ``Execution``. The host
+    keeps the execution until this object is closed or dropped, or its exit and both streams
+    were taken."""
+
+    def __init__(self, runtime: RayBoxlite, node_id: str, key: str, execution_id: str, exit_ref: Any) -> None:
+        self._runtime = runtime
+        self._node = node_id
+        self._key = key
+        self._id = execution_id
+        self._exit_ref: Any = exit_ref
+        self._taken: set[str] = set()
+        self._ended: set[str] = set()
+        self._exit: Record | None = None
+        self._stdin: RayExecStdin | None = None
+        self._release = weakref.finalize(self, _release, runtime._host(node_id), key)
+
+    def __repr__(self) -> str:
+        return f"RayExecution(id={self._id!r}, node={self._node!r})"
+
+    def id(self) -> str:
+        return self._id
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        return await self._runtime._call(self._node, method, self._key, *args)
+
+    def _stream(self, kind: str, text: bool) -> RayExecStream:
+        if kind in self._taken:
+            raise RuntimeError(f"{kind} was already taken")
+        self._taken.add(kind)
+
+        def ended() -> None:
+            self._ended.add(kind)
+            self._release_when_done()
+
+        return RayExecStream(self._runtime._stream(self._node, "output", self._key, kind), text, ended)
+
+    def stdout(self, *, text: bool = True) -> RayExecStream:
+        return self._stream("stdout", text)
+
+    def stderr(self, *, text: bool = True) -> RayExecStream:
+        return self._stream("stderr", text)
+
+    def stdin(self) -> RayExecStdin:
+        if self._stdin is None:
+            self._stdin = RayExecStdin(self)
+        return self._stdin
+
+    async def wait(self) -> Record:
+        """Resolves once the process ended and all its output was delivered. Repeatable."""
+        if self._exit is None:
+            # Output nobody took must not hold the process back: the host reads it on, and keeps
+            # its newest part, as a local wait() does.
+            if untaken := sorted({"stdout", "stderr"} - self._taken):
+                self._runtime._host(self._node).drop_unread.remote(self._key, untaken)
+            exit_ref, self._exit_ref = self._exit_ref, None
+            if exit_ref is None:  # the first wait was cancelled, and its call with it
+                exit_ref = self._runtime._host(self._node).wait.remote(self._key)
+            self._exit = _unwrap(await self._runtime._await(exit_ref, self._node))
+            self._release_when_done()
+        return self._exit
+
+    async def kill(self) -> None:
+        await self._call("kill")
+
+    async def signal(self, signal: int) -> None:
+        if not 1 <= signal <= 64:
+            raise errors.InvalidArgumentError(f"signal must be within 1..64, got {signal}")
+        await self._call("signal", signal)
+
+    async def resize_tty(self, rows: int, cols: int) -> None:
+        if rows < 1 or cols < 1:
+            raise errors.InvalidArgumentError(f"a terminal is at least 1x1, got {rows}x{cols}")
+        await self._call("resize_tty", rows, cols)
+
+    def _release_when_done(self) -> None:
+        if self._exit is not None and self._ended == {"stdout", "stderr"}:
+            self._release()
+
+    def close(self) -> None:
+        """Ends the execution now: the host kills its process group unless it exited."""
+        if self._release.alive:
+            self._release.detach()
+            _release(self._runtime._host(self._node), self._key, kill=self._exit is None)
+
+    async def aclose(self) -> None:
+        self.close()
+
+    async def __aenter__(self) -> RayExecution:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> Literal[False]:
+        self.close()
+        return False
+
+
+def _release(host: Any, execution_id: str, kill: bool = False) -> None:
+    """Tells the host to forget an execution (fire and forget: a host that is gone forgot it)."""
+    with contextlib.suppress(Exception):
+        host.release.remote(execution_id, kill)
+

@@ -1,0 +1,477 @@
+"""The actors of a boxlite cluster: one host per node, which owns that node's local runtime and
+does on it what drivers ask, and one registry of box names for the whole cluster.
+
+Both are detached named actors in the runtime's Ray namespace: they outlive the driver that made
+them, so boxes outlive it too, and any driver finds them by name. Every call answers with
+``("ok", value)`` or ``("error", class name, message)`` (see ``_wire``); streams yield chunks, or
+one such error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import ray
+
+import boxlite
+
+from . import _wire
+
+#: Bytes in one chunk of a file copied between a driver and a host.
+TRANSFER_CHUNK = 1 << 20
+
+#: Chunks a stream sends ahead of its reader on the driver; past them it waits for the reader.
+#: (An output chunk is at most 64 KiB, a copy's chunk ``TRANSFER_CHUNK``.)
+CHUNKS_AHEAD = 16
+
+Answer = tuple[Any, ...]
+
+
+def host_name(node_id: str) -> str:
+    """The name of the host actor of a node."""
+    return f"boxlite-host-{node_id}"
+
+
+REGISTRY_NAME = "boxlite-names"
+
+
+def node_home(node_id: str) -> str:
+    """The directory of a node's runtime under the runtime's ``home_dir``: the node id's first
+    12 hex digits (48 random bits; the whole id would make box socket paths too long)."""
+    return node_id[:12]
+
+
+async def _answer(work: Any) -> Answer:
+    try:
+        return ("ok", await work)
+    except boxlite.BoxliteError as error:
+        described = _wire.error_of(error)
+        if described is None:
+            raise
+        return ("error", *described)
+
+
+class _Output:
+    """One output stream of an execution, read by the host from its start, as a local user
+    who took the stream would read it: up to ``READ_AHEAD`` bytes wait here for the driver,
+    then reading pauses (the process waits on its pipe) until the driver takes some. Once the
+    driver waits for the exit without having taken the stream, it is read on and its oldest
+    output dropped past ``KEPT_UNREAD``, as a local ``wait()`` does."""
+
+    READ_AHEAD = 1 << 20
+    KEPT_UNREAD = 8 << 20
+
+    def __init__(self, stream: AsyncIterator[bytes]) -> None:
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._size = 0
+        self._ended = False
+        self._error: BaseException | None = None
+        self._dropping = False
+        self._dropped = 0
+        self._more = asyncio.Event()
+        self._room = asyncio.Event()
+        self._reader = asyncio.ensure_future(self._read(stream))
+
+    async def _read(self, stream: AsyncIterator[bytes]) -> None:
+        try:
+            async for chunk in stream:
+                while not self._dropping and self._size >= self.READ_AHEAD:
+                    self._room.clear()
+                    await self._room.wait()
+                self._chunks.append(chunk)
+                self._size += len(chunk)
+                while self._dropping and self._size > self.KEPT_UNREAD:
+                    self._size -= len(dropped := self._chunks.popleft())
+                    self._dropped += len(dropped)
+                self._more.set()
+        except boxlite.BoxliteError as error:
+            self._error = error
+        finally:
+            self._ended = True
+            self._more.set()
+            if self._dropped:
+                logging.getLogger("boxlite").warning("%d bytes of output nobody read were dropped while the exit was awaited", self._dropped)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """What the process writes, from its start."""
+        while True:
+            if self._chunks:
+                chunk = self._chunks.popleft()
+                self._size -= len(chunk)
+                self._room.set()
+                yield chunk
+            elif self._ended:
+                if self._error is not None:
+                    raise self._error
+                return
+            else:
+                self._more.clear()
+                await self._more.wait()
+
+    def drop_unread(self) -> None:
+        self._dropping = True
+        self._room.set()
+
+    def close(self) -> None:
+        self._reader.cancel()
+
+
+class _Running:
+    """An execution the host started, until the driver lets go of it."""
+
+    def __init__(self, box_id: str, execution: boxlite.Execution) -> None:
+        self.box_id = box_id
+        self.execution = execution
+        self.stdin: boxlite.ExecStdin | None = None
+        self.outputs = {"stdout": _Output(execution.stdout(text=False)), "stderr": _Output(execution.stderr(text=False))}
+
+    def close(self, kill: bool) -> None:
+        for output in self.outputs.values():
+            output.close()
+        if kill:
+            self.execution.close()
+
+
+class BoxHost:
+    """Owns the boxlite runtime of one node, on ``<home_dir>/<node_home(node id)>``."""
+
+    def __init__(self, node_id: str, home_dir: str | None, registries: list[Any]) -> None:
+        self._node_id = node_id
+        self._home = Path(home_dir or Path.home() / ".boxlite" / "ray") / node_home(node_id)
+        self._registries = registries
+        self._runtime: boxlite.Boxlite | None = None
+        self._running: dict[str, _Running] = {}
+        self._registering: dict[str, asyncio.Future[None]] = {}
+        self._uploads: dict[str, Path] = {}
+
+    # The runtime binds its awaitables to the running loop: it is opened on the actor's loop.
+    def _local(self) -> boxlite.Boxlite:
+        if self._runtime is None:
+            self._home.mkdir(parents=True, exist_ok=True)
+            options = boxlite.Options(home_dir=str(self._home), image_registries=_wire.build(self._registries))
+            self._runtime = boxlite.Boxlite(options)
+        return self._runtime
+
+    async def _box(self, box_id: str) -> boxlite.Box:
+        box = await self._local().get(box_id)
+        if box is None:
+            raise boxlite.NotFoundError(f"box {box_id} not found on node {self._node_id}")
+        return box
+
+    def _info(self, info: boxlite.BoxInfo | None) -> Any:
+        return _wire.record(info, node=self._node_id) if info is not None else None
+
+    def _transfers(self) -> Path:
+        path = self._home / "transfers"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    async def ready(self) -> str:
+        """Answers once the actor runs: the node it runs on."""
+        return self._node_id
+
+    # --- the runtime's verbs -------------------------------------------------------------
+
+    async def create(self, options: Any, name: str | None) -> Answer:
+        async def work() -> Any:
+            box = await self._local().create(_wire.build(options), name)
+            return self._info(await box.info())
+
+        return await _answer(work())
+
+    async def get_info(self, id_or_name: str) -> Answer:
+        async def work() -> Any:
+            return self._info(await self._local().get_info(id_or_name))
+
+        return await _answer(work())
+
+    async def list_info(self) -> Answer:
+        async def work() -> Any:
+            return [self._info(info) for info in await self._local().list_info()]
+
+        return await _answer(work())
+
+    async def remove(self, id_or_name: str, force: bool) -> Answer:
+        async def work() -> None:
+            info = await self._local().get_info(id_or_name)
+            await self._local().remove(id_or_name, force)
+            if info is not None:
+                self._forget_box(info.id)
+
+        return await _answer(work())
+
+    async def metrics(self) -> Answer:
+        async def work() -> Any:
+            return _wire.record(await self._local().metrics())
+
+        return await _answer(work())
+
+    async def load(self) -> tuple[int, int]:
+        """How busy this node is: its boxes that run or are about to (configured), then all its
+        boxes."""
+        infos = await self._local().list_info()
+        return (sum(1 for info in infos if info.state.status in ("configured", "running")), len(infos))
+
+    async def shutdown(self, timeout: int | None) -> Answer:
+        """Stops the node's boxes that are not detached and closes its runtime; the actor is
+        then killed by the driver."""
+
+        async def work() -> None:
+            for running in list(self._running.values()):
+                running.close(kill=True)
+            self._running.clear()
+            if self._runtime is not None:
+                await self._runtime.shutdown(timeout)
+                self._runtime.close()
+                self._runtime = None
+            shutil.rmtree(self._home / "transfers", ignore_errors=True)
+
+        return await _answer(work())
+
+    # --- a box's verbs -------------------------------------------------------------------
+
+    async def box_info(self, box_id: str) -> Answer:
+        async def work() -> Any:
+            return self._info(await (await self._box(box_id)).info())
+
+        return await _answer(work())
+
+    async def start(self, box_id: str) -> Answer:
+        async def work() -> None:
+            await (await self._box(box_id)).start()
+
+        return await _answer(work())
+
+    async def stop(self, box_id: str) -> Answer:
+        async def work() -> None:
+            await (await self._box(box_id)).stop()
+            self._forget_box(box_id)
+
+        return await _answer(work())
+
+    async def box_metrics(self, box_id: str) -> Answer:
+        async def work() -> Any:
+            return _wire.record(await (await self._box(box_id)).metrics())
+
+        return await _answer(work())
+
+    def _forget_box(self, box_id: str) -> None:
+        for execution_id in [key for key, running in self._running.items() if running.box_id == box_id]:
+            self._running.pop(execution_id).close(kill=True)
+
+    # --- executions ----------------------------------------------------------------------
+
+    async def exec(self, key: str, box_id: str, command: str, args: list[str] | None, env: list[tuple[str, str]] | None, tty: bool, user: str | None, timeout_secs: float | None, cwd: str | None) -> Answer:
+        """Starts a command; the execution is known here by ``key``, which the driver chose, so
+        that its calls on the execution (its ``wait``) may be sent before this one answered."""
+        registered = self._registration(key)
+
+        async def work() -> str:
+            box = await self._box(box_id)
+            execution = await box.exec(command, args, env, tty, user, timeout_secs, cwd)
+            self._running[key] = _Running(box_id, execution)
+            return execution.id()
+
+        try:
+            answer = await _answer(work())
+        except BaseException as error:
+            registered.set_exception(error)
+            raise
+        if answer[0] == "ok":
+            registered.set_result(None)
+        else:
+            registered.set_exception(boxlite.NotFoundError(f"execution {key} did not start: {answer[2]}"))
+        self._registering.pop(key, None)
+        return answer
+
+    def _registration(self, key: str) -> asyncio.Future[None]:
+        future = self._registering.get(key)
+        if future is None:
+            future = self._registering[key] = asyncio.get_running_loop().create_future()
+            # A registration nobody waits for must not log an unretrieved exception.
+            future.add_done_callback(lambda done: done.cancelled() or done.exception())
+        return future
+
+    async def _execution(self, key: str, sent_with_exec: bool = False) -> _Running:
+        """The execution of ``key``, once its ``exec`` has started it. ``sent_with_exec``: the
+        call was sent right after the ``exec``, and may even be taken up before it."""
+        if key not in self._running and (sent_with_exec or key in self._registering):
+            await asyncio.shield(self._registration(key))
+        try:
+            return self._running[key]
+        except KeyError:
+            raise boxlite.NotFoundError(f"execution {key} not found on node {self._node_id} (its box stopped, or it was closed)") from None
+
+    @ray.method(num_returns="streaming", _generator_backpressure_num_objects=CHUNKS_AHEAD)
+    async def output(self, execution_id: str, stream: str) -> AsyncIterator[Answer]:
+        """The execution's ``stdout`` or ``stderr`` as bytes chunks, from its start, as they
+        come. The driver reads it as a Ray streaming generator with backpressure: a driver that
+        holds unread chunks holds this generator back, and then the reading (``_Output``)."""
+        try:
+            async for chunk in (await self._execution(execution_id)).outputs[stream].chunks():
+                yield ("ok", chunk)
+        except boxlite.BoxliteError as error:
+            described = _wire.error_of(error)
+            if described is None:
+                raise
+            yield ("error", *described)
+
+    async def drop_unread(self, execution_id: str, streams: list[str]) -> None:
+        """The driver waits for the exit without having taken ``streams``."""
+        running = self._running.get(execution_id)
+        if running is not None:
+            for stream in streams:
+                running.outputs[stream].drop_unread()
+
+    async def send_input(self, execution_id: str, data: bytes) -> Answer:
+        async def work() -> None:
+            running = (await self._execution(execution_id))
+            if running.stdin is None:
+                running.stdin = running.execution.stdin()
+            await running.stdin.send_input(data)
+
+        return await _answer(work())
+
+    async def close_input(self, execution_id: str) -> Answer:
+        async def work() -> None:
+            running = (await self._execution(execution_id))
+            if running.stdin is None:
+                running.stdin = running.execution.stdin()
+            await running.stdin.close()
+
+        return await _answer(work())
+
+    async def wait(self, execution_id: str) -> Answer:
+        """The exit; the driver sends this call with the ``exec``, so an exec followed by a wait
+        costs one round trip."""
+
+        async def work() -> Any:
+            return _wire.record(await (await self._execution(execution_id, sent_with_exec=True)).execution.wait())
+
+        return await _answer(work())
+
+    async def kill(self, execution_id: str) -> Answer:
+        async def work() -> None:
+            await (await self._execution(execution_id)).execution.kill()
+
+        return await _answer(work())
+
+    async def signal(self, execution_id: str, signal: int) -> Answer:
+        async def work() -> None:
+            await (await self._execution(execution_id)).execution.signal(signal)
+
+        return await _answer(work())
+
+    async def resize_tty(self, execution_id: str, rows: int, cols: int) -> Answer:
+        async def work() -> None:
+            await (await self._execution(execution_id)).execution.resize_tty(rows, cols)
+
+        return await _answer(work())
+
+    async def release(self, execution_id: str, kill: bool) -> None:
+        """The driver let go of the execution: it is forgotten here, and ended unless it
+        exited (``kill``: the driver closed it)."""
+        running = self._running.pop(execution_id, None)
+        if running is not None:
+            running.close(kill)
+
+    # --- copies --------------------------------------------------------------------------
+
+    async def upload_begin(self) -> Answer:
+        """A file on this node that the next chunks go into."""
+        handle, path = tempfile.mkstemp(dir=self._transfers(), prefix="upload-")
+        os.close(handle)
+        self._uploads[Path(path).name] = Path(path)
+        return ("ok", Path(path).name)
+
+    async def upload_chunk(self, upload: str, chunk: bytes) -> Answer:
+        with self._uploads[upload].open("ab") as file:
+            await asyncio.to_thread(file.write, chunk)
+        return ("ok", None)
+
+    async def upload_drop(self, upload: str) -> None:
+        """An upload the driver gave up on."""
+        path = self._uploads.pop(upload, None)
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+    async def upload_end(self, upload: str, box_id: str, name: str, is_tar: bool, contents_only: bool, dest: str, options: Any) -> Answer:
+        """Copies what was uploaded into the box (unpacking it first when it is a tar of a
+        directory) under the name it had on the driver, so ``copy_in``'s conventions hold."""
+        archive = self._uploads.pop(upload)
+        staging = Path(tempfile.mkdtemp(dir=self._transfers(), prefix="in-"))
+
+        async def work() -> None:
+            source = staging / name
+            if is_tar:
+                await asyncio.to_thread(_wire.extract, archive, source)
+            else:
+                archive.rename(source)
+            host_path = f"{source}/." if contents_only else str(source)
+            await (await self._box(box_id)).copy_in(host_path, dest, _wire.build(options))
+
+        try:
+            return await _answer(work())
+        finally:
+            archive.unlink(missing_ok=True)
+            shutil.rmtree(staging, ignore_errors=True)
+
+    @ray.method(num_returns="streaming", _generator_backpressure_num_objects=CHUNKS_AHEAD)
+    async def download(self, box_id: str, source: str, options: Any) -> AsyncIterator[Answer]:
+        """Copies ``source`` out of the box on this node, then streams it: first ``("ok",
+        is_tar)``, then its bytes in chunks (a tar when it is a directory)."""
+        staging = Path(tempfile.mkdtemp(dir=self._transfers(), prefix="out-"))
+        try:
+            payload = staging / "payload"
+            try:
+                await (await self._box(box_id)).copy_out(source, str(payload), _wire.build(options))
+            except boxlite.BoxliteError as error:
+                described = _wire.error_of(error)
+                if described is None:
+                    raise
+                yield ("error", *described)
+                return
+            is_tar = payload.is_dir()
+            if is_tar:
+                archive = staging / "payload.tar"
+                await asyncio.to_thread(_wire.tar_directory, payload, archive)
+                payload = archive
+            yield ("ok", is_tar)
+            with payload.open("rb") as file:
+                while chunk := await asyncio.to_thread(file.read, TRANSFER_CHUNK):
+                    yield ("ok", chunk)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+class NameRegistry:
+    """Which node holds each named box, for the whole cluster: a name is reserved before its
+    box is made, so two drivers cannot make two boxes of one name on two nodes."""
+
+    def __init__(self) -> None:
+        self._nodes: dict[str, str] = {}
+
+    def reserve(self, name: str, node_id: str, replacing: str | None) -> str | None:
+        """Reserves ``name`` for a box on ``node_id``; returns the node that holds it instead,
+        if another does. ``replacing``: the holder the caller found stale (its box is gone),
+        whose reservation is taken over if it is still the holder."""
+        holder = self._nodes.get(name)
+        if holder is not None and holder != replacing:
+            return holder
+        self._nodes[name] = node_id
+        return None
+
+    def lookup(self, name: str) -> str | None:
+        return self._nodes.get(name)
+
+    def release(self, name: str, node_id: str) -> None:
+        if self._nodes.get(name) == node_id:
+            del self._nodes[name]

@@ -1,0 +1,290 @@
+"""boxlite over Ray (``Boxlite.ray``): a real multi-node Ray cluster on loopback, started here
+(``ray.cluster_utils.Cluster``: a raylet per node, each with its own workers), real host actors
+owning real local runtimes, real boxes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="boxlite.ray needs the ray package (pip install 'boxlite[ray]'); CI installs it")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+import boxlite  # noqa: E402
+from boxlite.ray import RayBoxlite, RayOptions  # noqa: E402
+from boxlite.ray._host import node_home  # noqa: E402
+
+from .leftovers import box_processes  # noqa: E402
+
+#: A node that may host boxes has this resource; the head node, where the test's driver is,
+#: has it too.
+HOSTS = "boxlite_test_host"
+
+NODE_ARGS: dict[str, Any] = {"num_cpus": 1, "object_store_memory": 80 * 1024 * 1024, "resources": {HOSTS: 1}}
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    """Two nodes. Ray's session files go to a directory of this run's own (so that a run as
+    another user, or at the same time, does not meet them)."""
+    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    made = Cluster(initialize_head=True, head_node_args={**NODE_ARGS, "include_dashboard": False, "temp_dir": temp})
+    made.add_node(**NODE_ARGS)
+    made.wait_for_nodes()
+    ray.init(address=made.address, log_to_driver=False, include_dashboard=False)
+    try:
+        yield made
+    finally:
+        ray.shutdown()
+        made.shutdown()
+        subprocess.run(["rm", "-rf", temp], check=False)
+
+
+@pytest.fixture
+def homes() -> Iterator[Path]:
+    """Where the nodes' runtimes of one test keep their homes: a short path, since a box's
+    control socket path (under ``<homes>/<node>/boxes/<box>``) must fit in 107 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="bxr-", dir="/tmp"))
+    yield path
+    subprocess.run(["rm", "-rf", str(path)], check=False)
+
+
+def options_in(homes: Path) -> RayOptions:
+    """Options of a runtime of a namespace of its own (its own host actors on every node)."""
+    return RayOptions(namespace=f"test-{uuid.uuid4().hex[:8]}", home_dir=homes, host_resource=HOSTS)
+
+
+@pytest.fixture
+async def rt(cluster: Cluster, homes: Path) -> AsyncIterator[RayBoxlite]:
+    """A runtime of its own namespace; shut down after the test, and then no box process is
+    left on any node."""
+    runtime = boxlite.Boxlite.ray(options_in(homes))
+    try:
+        yield runtime
+    finally:
+        await runtime.shutdown()
+        runtime.close()
+    await until_no_box_processes(homes)
+
+
+async def until_no_box_processes(homes: Path, node_id: str | None = None) -> None:
+    """The box processes of every node's runtime under ``homes`` (or of ``node_id``'s) end (a
+    killed host's boxes take a moment)."""
+    deadline = time.monotonic() + 20
+    while True:
+        if node_id is not None:
+            node_homes = [homes / node_home(node_id)]
+        else:
+            node_homes = list(homes.iterdir()) if homes.exists() else []
+        left = [pid for home in node_homes for pid in box_processes(home)]
+        if not left:
+            return
+        assert time.monotonic() < deadline, f"box processes outlived the cluster's runtime: {left}"
+        await asyncio.sleep(0.05)
+
+
+async def output_of(run: Any) -> tuple[str, str, int]:
+    stdout, stderr = await asyncio.gather(collect(run.stdout()), collect(run.stderr()))
+    return stdout, stderr, (await run.wait()).exit_code
+
+
+async def collect(stream: Any) -> str:
+    return "".join([chunk async for chunk in stream])
+
+
+async def test_boxes_spread_over_the_nodes_and_run_commands(rt: RayBoxlite, cluster: Cluster) -> None:
+    boxes = [await rt.create(boxlite.BoxOptions(auto_remove=False)) for _ in range(4)]
+    assert {box.node for box in boxes} == set(rt.nodes()) and len(rt.nodes()) == 2
+    for box in boxes:
+        assert await output_of(await box.exec("sh", ["-c", "echo out; echo err >&2; exit 3"])) == ("out\n", "err\n", 3)
+        info = await box.info()
+        assert (info.id, info.node, info.state.status) == (box.id, box.node, "running")
+    listed = await rt.list_info()
+    assert sorted(info.id for info in listed) == sorted(box.id for box in boxes)
+    metrics = await rt.metrics()
+    assert (metrics.num_running_boxes, metrics.total_commands_executed) == (4, 4)
+    await rt.remove(boxes[0].id, force=True)
+    assert await rt.get(boxes[0].id) is None
+    assert (await rt.get(boxes[1].id)) is not None
+
+
+async def test_output_streams_as_it_comes_and_stdin_reaches_the_process(rt: RayBoxlite) -> None:
+    box = await rt.create(boxlite.BoxOptions())
+    run = await box.exec("sh", ["-c", "echo ready; while read line; do echo \"got $line\"; done; echo bye >&2"])
+    stdout = run.stdout()
+    # The first line arrives while the process still waits for its input: output is streamed.
+    assert await anext(stdout) == "ready\n"
+    stdin = run.stdin()
+    await stdin.send_input(b"one\n")
+    assert await anext(stdout) == "got one\n"
+    await stdin.send_input(b"two\n")
+    await stdin.close()
+    assert await collect(stdout) == "got two\n"
+    assert await collect(run.stderr()) == "bye\n"
+    assert (await run.wait()).exit_code == 0
+
+
+async def test_a_reader_that_falls_behind_holds_the_process_back(rt: RayBoxlite) -> None:
+    """Output nobody reads yet does not pile up: the process waits on its pipe, and every byte
+    arrives once the reader reads."""
+    box = await rt.create(boxlite.BoxOptions())
+    size = 40 * 1024 * 1024
+    run = await box.exec("sh", ["-c", f"head -c {size} /dev/zero; echo written >&2"])
+    stdout = run.stdout(text=False)
+    first = await anext(stdout)
+    stderr = run.stderr()
+    done_early = asyncio.ensure_future(anext(stderr))
+    await asyncio.sleep(1.0)  # the window the writer would need if nothing held it back
+    assert not done_early.done(), "40 MiB were written while the reader read one chunk"
+    received = len(first) + sum([len(chunk) async for chunk in stdout])
+    assert (received, await done_early, (await run.wait()).exit_code) == (size, "written\n", 0)
+
+
+async def test_errors_arrive_as_the_local_runtime_raises_them(rt: RayBoxlite) -> None:
+    box = await rt.create(boxlite.BoxOptions(), name="unique")
+    with pytest.raises(boxlite.NotFoundError):
+        await box.exec("no-such-program")
+    with pytest.raises(boxlite.InvalidArgumentError, match="already exists"):
+        other = [node for node in rt.nodes() if node != box.node][0]
+        await rt.create(boxlite.BoxOptions(), name="unique", node=other)
+    with pytest.raises(boxlite.NotFoundError):
+        await rt.remove("no-such-box")
+    assert await rt.get("no-such-box") is None
+    with pytest.raises(TypeError):
+        await rt.create("not options")  # type: ignore[arg-type]
+
+
+async def test_files_go_in_and_come_out_whole(rt: RayBoxlite, tmp_path: Path) -> None:
+    box = await rt.create(boxlite.BoxOptions())
+    payload = os.urandom(3 * 1024 * 1024 + 17)
+    (tmp_path / "big.bin").write_bytes(payload)
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "note.txt").write_text("hello")
+    await box.copy_in(tmp_path / "big.bin", "/tmp/")
+    await box.copy_in(tree, "/tmp/tree")
+    assert await output_of(await box.exec("cat", ["/tmp/tree/sub/note.txt"])) == ("hello", "", 0)
+    out = tmp_path / "out"
+    out.mkdir()
+    await box.copy_out("/tmp/big.bin", out)
+    await box.copy_out("/tmp/tree", out / "tree-back")
+    assert (out / "big.bin").read_bytes() == payload
+    assert (out / "tree-back" / "sub" / "note.txt").read_text() == "hello"
+    with pytest.raises(boxlite.NotFoundError):
+        await box.copy_out("/no/such/file", out)
+
+
+SECOND_DRIVER = """
+import asyncio, sys, boxlite, ray
+from boxlite.ray import RayOptions
+
+async def main():
+    rt = boxlite.Boxlite.ray(RayOptions(address=sys.argv[1], namespace=sys.argv[2], home_dir=sys.argv[3], host_resource=sys.argv[4]))
+    box = await rt.get("shared")
+    run = await box.exec("cat", ["/tmp/left-by-the-first"])
+    print("read:", "".join([chunk async for chunk in run.stdout()]), flush=True)
+    made = await rt.create(boxlite.BoxOptions(auto_remove=False), name="made-by-the-second")
+    run = await made.exec("sh", ["-c", "echo from the second > /tmp/mark"])
+    await run.wait()
+    rt.close()
+
+asyncio.run(main())
+"""
+
+
+async def test_a_second_driver_finds_named_boxes_and_its_boxes_outlive_it(rt: RayBoxlite, cluster: Cluster) -> None:
+    box = await rt.create(boxlite.BoxOptions(), name="shared")
+    await (await box.exec("sh", ["-c", "echo hello second > /tmp/left-by-the-first"])).wait()
+    options = rt._options
+    second = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", SECOND_DRIVER, cluster.address, options.namespace, str(options.home_dir), HOSTS, stdout=asyncio.subprocess.PIPE
+    )
+    stdout, _ = await second.communicate()
+    assert (second.returncode, stdout.decode()) == (0, "read: hello second\n\n")
+    made = await rt.get("made-by-the-second")
+    assert made is not None
+    assert await output_of(await made.exec("cat", ["/tmp/mark"])) == ("from the second\n", "", 0)
+
+
+async def test_a_node_that_dies_takes_its_boxes_and_only_them(rt: RayBoxlite, cluster: Cluster, homes: Path) -> None:
+    survivor = await rt.create(boxlite.BoxOptions())
+    doomed = cluster.add_node(**NODE_ARGS)
+    cluster.wait_for_nodes()
+    lost = await rt.create(boxlite.BoxOptions(), name="on-the-doomed-node", node=doomed.node_id)
+    assert lost.node == doomed.node_id and survivor.node != doomed.node_id
+    assert await output_of(await lost.exec("echo", ["alive"])) == ("alive\n", "", 0)
+    cluster.remove_node(doomed)
+    with pytest.raises(boxlite.NodeLostError, match=doomed.node_id):
+        await lost.exec("echo", ["alive"])
+    with pytest.raises(boxlite.NodeLostError):
+        await rt.get("on-the-doomed-node")
+    assert await output_of(await survivor.exec("echo", ["still here"])) == ("still here\n", "", 0)
+    assert [info.id for info in await rt.list_info()] == [survivor.id]
+    # The dead node's host took its runtime with it, and that runtime its boxes.
+    await until_no_box_processes(homes, doomed.node_id)
+    # Its box's name is free again.
+    again = await rt.create(boxlite.BoxOptions(), name="on-the-doomed-node")
+    assert again.node != doomed.node_id
+
+
+async def test_a_cancelled_create_leaves_no_box(rt: RayBoxlite) -> None:
+    await rt.create(boxlite.BoxOptions())  # the hosts are up: the cancellation hits a create
+    before = {info.id for info in await rt.list_info()}
+    for delay in (0.0, 0.005, 0.02, 0.1):
+        creating = asyncio.ensure_future(rt.create(boxlite.BoxOptions(), name=f"cancelled-{delay}"))
+        await asyncio.sleep(delay)
+        creating.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await creating
+    deadline = time.monotonic() + 20
+    while {info.id for info in await rt.list_info()} != before:
+        assert time.monotonic() < deadline, "a cancelled create left its box"
+        await asyncio.sleep(0.05)
+
+
+async def test_close_fails_pending_calls_and_later_ones(cluster: Cluster, homes: Path) -> None:
+    options = options_in(homes)
+    runtime = boxlite.Boxlite.ray(options)
+    box = await runtime.create(boxlite.BoxOptions())
+    run = await box.exec("sleep", ["600"])
+    waiting = asyncio.ensure_future(run.wait())
+    await asyncio.sleep(0.1)
+    runtime.close()
+    with pytest.raises(boxlite.RuntimeClosedError):
+        await waiting
+    with pytest.raises(boxlite.RuntimeClosedError):
+        await runtime.list_info()
+    # Boxes outlive a driver's runtime; the cluster's shutdown ends them.
+    cleanup = boxlite.Boxlite.ray(options)
+    assert [info.id for info in await cleanup.list_info()] == [box.id]
+    await cleanup.shutdown()
+    cleanup.close()
+    await until_no_box_processes(homes)
+
+
+def test_the_sync_api_drives_cluster_boxes(cluster: Cluster, homes: Path) -> None:
+    from boxlite.sync_api import SyncBoxlite
+
+    with SyncBoxlite.ray(options_in(homes)) as runtime:
+        box = runtime.create(boxlite.BoxOptions())
+        run = box.exec("echo", ["synchronous"])
+        assert ("".join(run.stdout()), run.wait().exit_code) == ("synchronous\n", 0)
+        runtime.shutdown()
+    asyncio.run(until_no_box_processes(homes))
+
+
+def test_the_example_harness_runs_unchanged_on_the_cluster(cluster: Cluster, homes: Path) -> None:
+    example = Path(__file__).parent.parent / "examples" / "snippet_harness.py"
+    result = subprocess.run([sys.executable, str(example), str(homes), "--ray", cluster.address], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    asyncio.run(until_no_box_processes(homes))
