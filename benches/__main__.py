@@ -10,6 +10,7 @@ JSON and PNG plots.
     python -m benches --only snapshots  # snapshot and clone of a box with 1 GiB, against cp -a
     python -m benches --only rest       # boxlite serve on loopback against the local runtime
     python -m benches --only density --boxes 3800  # the start curve up to 3,800 idle boxes
+    python -m benches --only ray        # Boxlite.ray on a 4-node loopback cluster (pip install ray)
 
 Benchmarks are not tests: nothing fails on a slow figure. Run from the repository root (the
 test images come from tests/images.py). Results go to benches/results/ unless --out says.
@@ -22,10 +23,10 @@ import asyncio
 import time
 from pathlib import Path
 
-from . import suites
+from . import ray_suite, suites
 from .harness import Row, plot, print_table, write_json
 
-SUITES = ["exec", "create", "stream", "density", "concurrency", "pull", "copy", "snapshots", "rest", "faults", "soak", "network"]
+SUITES = ["exec", "create", "stream", "density", "concurrency", "pull", "copy", "snapshots", "rest", "ray", "faults", "soak", "network"]
 
 
 async def run(arguments: argparse.Namespace) -> None:
@@ -55,6 +56,8 @@ async def run(arguments: argparse.Namespace) -> None:
         rows += await suites.snapshots(*((64, 2) if quick else (1024, 5)))
     if "rest" in chosen:
         rows += await suites.rest(*((20, 3, 64, 10) if quick else (200, 20, 512, 100)))
+    if "ray" in chosen:
+        rows += await ray_suite.ray_cluster(*((20, 3, 200, 2, 8) if quick else (300, 30, 10_000, 4, 32)))
     if "faults" in chosen:
         rows += await suites.faults(5 if quick else 200)
     if "soak" in chosen:
