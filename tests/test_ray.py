@@ -252,6 +252,25 @@ async def test_a_cancelled_create_leaves_no_box(rt: RayBoxlite) -> None:
         await asyncio.sleep(0.05)
 
 
+async def test_a_cancelled_exec_leaves_no_process(rt: RayBoxlite) -> None:
+    box = await rt.create(boxlite.BoxOptions())
+    await (await box.exec("true")).wait()
+    cancelled = 0
+    for delay in (0.0, 0.0, 0.0005, 0.001, 0.002, 0.004):
+        running = asyncio.ensure_future(box.exec("sleep", ["600"]))
+        await asyncio.sleep(delay)
+        running.cancel()
+        try:
+            (await running).close()  # it started before the cancellation: its caller ends it
+        except asyncio.CancelledError:
+            cancelled += 1
+    assert cancelled > 0
+    deadline = time.monotonic() + 20
+    while (await output_of(await box.exec("sh", ["-c", "pgrep -x sleep || true"])))[0]:
+        assert time.monotonic() < deadline, "a cancelled exec left its process running"
+        await asyncio.sleep(0.05)
+
+
 async def test_close_fails_pending_calls_and_later_ones(cluster: Cluster, homes: Path) -> None:
     options = options_in(homes)
     runtime = boxlite.Boxlite.ray(options)

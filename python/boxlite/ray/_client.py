@@ -12,14 +12,17 @@ Rules (each holds for every call below):
    ``shutdown()`` is what ends them, on every node.
 3. A host that is gone (its node died, or it was killed) fails the calls on its boxes with
    ``NodeLostError``; the boxes of other nodes carry on.
-4. Output streams are Ray streaming generators with backpressure: a reader that falls behind
-   makes the host stop reading the process's pipe, as a slow local reader does.
+4. An execution is one streaming call (``BoxHost.run``): the exec's answer, then its output
+   and its exit as events. Each output stream has a window of ``OUTPUT_WINDOW`` bytes on its
+   way or unread here, granted back as the reader takes it (``_Output``): a reader that falls
+   behind makes the host stop reading the process's pipe, as a slow local reader does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import codecs
+import collections
 import contextlib
 import os
 import tempfile
@@ -103,6 +106,7 @@ class RayBoxlite:
         self._hosts: dict[str, Any] = {}
         self._registry: Any = None
         self._pending: dict[asyncio.Future[Any], Any] = {}
+        self._followers: set[asyncio.Future[None]] = set()
         self._closed = False
         self._shut_down = False
 
@@ -124,7 +128,7 @@ class RayBoxlite:
         try:
             return await future
         except asyncio.CancelledError:
-            ray.cancel(ref)
+            _cancel(ref)
             if orphan is not None:
                 _spawn(orphan(ref))
             if self._closed:
@@ -138,6 +142,13 @@ class RayBoxlite:
     async def _call(self, node_id: str, method: str, *args: Any, orphan: Any = None) -> Any:
         host = self._host(node_id)
         return _unwrap(await self._await(getattr(host, method).remote(*args), node_id, orphan))
+
+    def _follow(self, follower: Awaitable[None]) -> None:
+        """Runs an execution's follower (``_follow``) until its events end, or this runtime
+        closes."""
+        task = asyncio.ensure_future(follower)
+        self._followers.add(task)
+        task.add_done_callback(self._followers.discard)
 
     def _stream(self, node_id: str, method: str, *args: Any) -> AsyncIterator[Any]:
         """The chunks of a host's streaming call (rule 4)."""
@@ -345,8 +356,10 @@ class RayBoxlite:
             return
         self._closed = True
         for future, ref in list(self._pending.items()):
-            ray.cancel(ref)
+            _cancel(ref)
             future.get_loop().call_soon_threadsafe(future.cancel)
+        for follower in list(self._followers):
+            follower.get_loop().call_soon_threadsafe(follower.cancel)
         if self._connected_here:
             ray.shutdown()
 
@@ -356,6 +369,12 @@ class RayBoxlite:
     def __exit__(self, *_exc: object) -> Literal[False]:
         self.close()
         return False
+
+
+def _cancel(call: Any) -> None:
+    """Cancels an actor call (or a streaming call's generator); one that is over is left be."""
+    with contextlib.suppress(Exception):
+        ray.cancel(call)
 
 
 def _spawn(work: Awaitable[Any]) -> None:
@@ -425,20 +444,19 @@ class RayBox:
     ) -> RayExecution:
         arguments = None if args is None else list(args)
         environment = None if env is None else [tuple(pair) for pair in env]
-        key = uuid.uuid4().hex
-        self._runtime._check_open()
         if self._stopped:
             raise errors.StoppedError(f"this handle of box {self._id} was stopped; use get() for a new one")
-        host = self._runtime._host(self._node)
-        started = host.exec.remote(key, self._id, command, arguments, environment, tty, user, timeout_secs, cwd)
-        # Sent at once: the exit comes back without a round trip of its own.
-        exit_ref = host.wait.remote(key)
+        key = uuid.uuid4().hex
+        self._runtime._check_open()
+        events = self._runtime._host(self._node).run.remote(key, self._id, command, arguments, environment, tty, user, timeout_secs, cwd)
         try:
-            execution_id = _unwrap(await self._runtime._await(started, self._node))
+            execution_id = _unwrap(await self._runtime._await(await anext(events), self._node))
+        except ray.exceptions.RayActorError as error:
+            raise _node_lost(self._node, error) from None
         except BaseException:
-            ray.cancel(exit_ref)
+            _cancel(events)
             raise
-        return RayExecution(self._runtime, self._node, key, execution_id, exit_ref)
+        return RayExecution(self._runtime, self._node, key, execution_id, events)
 
     async def copy_in(self, host_path: str | os.PathLike[str], container_dest: str, copy_options: CopyOptions | None = None) -> None:
         """Sends the host file or directory to the box's node in chunks, then copies it in
@@ -496,14 +514,75 @@ class RayBox:
         await self.stop()
 
 
+class _Output:
+    """One output stream of a remote execution, as it arrives on the driver (rule 4): the host
+    sends at most ``OUTPUT_WINDOW`` bytes beyond what the reader took, and is granted more as
+    the reader takes it. Once the exit is awaited, a stream nobody took is granted all it
+    sends, and keeps its newest ``KEPT_UNREAD`` bytes, as a local ``wait()`` does."""
+
+    KEPT_UNREAD = 8 << 20
+
+    def __init__(self, execution: RayExecution, name: str) -> None:
+        self._execution = execution
+        self._name = name
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._size = 0
+        self._ended = False
+        self._error: BaseException | None = None
+        self._more = asyncio.Event()
+        self._dropping = False
+        self._ungranted = 0
+        self.taken = False
+
+    def add(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+        self._size += len(chunk)
+        if self._dropping:
+            while self._size > self.KEPT_UNREAD:
+                self._size -= len(self._chunks.popleft())
+            self._took(len(chunk))
+        self._more.set()
+
+    def end(self, error: BaseException | None = None) -> None:
+        self._ended = True
+        self._error = self._error or error
+        self._more.set()
+
+    def drop_unread(self) -> None:
+        if not self._dropping:
+            self._dropping = True
+            self._took(_host.OUTPUT_WINDOW)
+
+    def _took(self, size: int) -> None:
+        self._ungranted += size
+        if self._ungranted >= _host.OUTPUT_WINDOW // 2:
+            self._execution._grant(self._name, self._ungranted)
+            self._ungranted = 0
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while True:
+            if self._chunks:
+                chunk = self._chunks.popleft()
+                self._size -= len(chunk)
+                if not self._dropping:
+                    self._took(len(chunk))
+                yield chunk
+            elif self._ended:
+                if self._error is not None:
+                    raise self._error
+                return
+            else:
+                self._more.clear()
+                await self._more.wait()
+
+
 class RayExecStream:
     """One output stream of a remote execution: ``async for chunk in stream`` yields str (text
     mode) or bytes, as ``ExecStream``."""
 
-    def __init__(self, chunks: AsyncIterator[bytes], text: bool, on_end: Any) -> None:
+    def __init__(self, chunks: AsyncIterator[bytes], text: bool) -> None:
         self._chunks = chunks
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace") if text else None
-        self._on_end = on_end
         self._ended = False
 
     def __aiter__(self) -> RayExecStream:
@@ -515,7 +594,6 @@ class RayExecStream:
                 chunk = await anext(self._chunks)
             except StopAsyncIteration:
                 self._ended = True
-                self._on_end()
                 if self._decoder is not None and (rest := self._decoder.decode(b"", final=True)):
                     return rest
                 break
@@ -548,21 +626,23 @@ class RayExecStdin:
 
 
 class RayExecution:
-    """A process running in a box of the cluster, with the API of ``Execution``. The host
-    keeps the execution until this object is closed or dropped, or its exit and both streams
-    were taken."""
+    """A process running in a box of the cluster, with the API of ``Execution``. Its output and
+    exit come as the events of one streaming call (``BoxHost.run``), which a task of this
+    object follows from the start. The host keeps the execution until this object is closed or
+    dropped, or its exit was received."""
 
-    def __init__(self, runtime: RayBoxlite, node_id: str, key: str, execution_id: str, exit_ref: Any) -> None:
+    def __init__(self, runtime: RayBoxlite, node_id: str, key: str, execution_id: str, events: Any) -> None:
         self._runtime = runtime
         self._node = node_id
         self._key = key
         self._id = execution_id
-        self._exit_ref: Any = exit_ref
-        self._taken: set[str] = set()
-        self._ended: set[str] = set()
-        self._exit: Record | None = None
+        self._outputs = {"stdout": _Output(self, "stdout"), "stderr": _Output(self, "stderr")}
+        self._exit: asyncio.Future[Record] = asyncio.get_running_loop().create_future()
+        # An exit nobody awaited must not log an unretrieved exception.
+        self._exit.add_done_callback(lambda done: done.cancelled() or done.exception())
         self._stdin: RayExecStdin | None = None
         self._release = weakref.finalize(self, _release, runtime._host(node_id), key)
+        runtime._follow(_follow(events, self._outputs, self._exit, runtime, node_id))
 
     def __repr__(self) -> str:
         return f"RayExecution(id={self._id!r}, node={self._node!r})"
@@ -573,16 +653,16 @@ class RayExecution:
     async def _call(self, method: str, *args: Any) -> Any:
         return await self._runtime._call(self._node, method, self._key, *args)
 
+    def _grant(self, stream: str, size: int) -> None:
+        if not self._exit.done():
+            self._runtime._host(self._node).grant.remote(self._key, stream, size)
+
     def _stream(self, kind: str, text: bool) -> RayExecStream:
-        if kind in self._taken:
+        output = self._outputs[kind]
+        if output.taken:
             raise RuntimeError(f"{kind} was already taken")
-        self._taken.add(kind)
-
-        def ended() -> None:
-            self._ended.add(kind)
-            self._release_when_done()
-
-        return RayExecStream(self._runtime._stream(self._node, "output", self._key, kind), text, ended)
+        output.taken = True
+        return RayExecStream(output.chunks(), text)
 
     def stdout(self, *, text: bool = True) -> RayExecStream:
         return self._stream("stdout", text)
@@ -597,17 +677,10 @@ class RayExecution:
 
     async def wait(self) -> Record:
         """Resolves once the process ended and all its output was delivered. Repeatable."""
-        if self._exit is None:
-            # Output nobody took must not hold the process back: the host reads it on, and keeps
-            # its newest part, as a local wait() does.
-            if untaken := sorted({"stdout", "stderr"} - self._taken):
-                self._runtime._host(self._node).drop_unread.remote(self._key, untaken)
-            exit_ref, self._exit_ref = self._exit_ref, None
-            if exit_ref is None:  # the first wait was cancelled, and its call with it
-                exit_ref = self._runtime._host(self._node).wait.remote(self._key)
-            self._exit = _unwrap(await self._runtime._await(exit_ref, self._node))
-            self._release_when_done()
-        return self._exit
+        for output in self._outputs.values():
+            if not output.taken:
+                output.drop_unread()
+        return await asyncio.shield(self._exit)
 
     async def kill(self) -> None:
         await self._call("kill")
@@ -622,15 +695,11 @@ class RayExecution:
             raise errors.InvalidArgumentError(f"a terminal is at least 1x1, got {rows}x{cols}")
         await self._call("resize_tty", rows, cols)
 
-    def _release_when_done(self) -> None:
-        if self._exit is not None and self._ended == {"stdout", "stderr"}:
-            self._release()
-
     def close(self) -> None:
         """Ends the execution now: the host kills its process group unless it exited."""
         if self._release.alive:
             self._release.detach()
-            _release(self._runtime._host(self._node), self._key, kill=self._exit is None)
+            _release(self._runtime._host(self._node), self._key, kill=not self._exit.done())
 
     async def aclose(self) -> None:
         self.close()
@@ -641,6 +710,36 @@ class RayExecution:
     async def __aexit__(self, *_exc: object) -> Literal[False]:
         self.close()
         return False
+
+
+async def _follow(events: Any, outputs: dict[str, _Output], exited: asyncio.Future[Record], runtime: RayBoxlite, node_id: str) -> None:
+    """Delivers an execution's events to its streams and its exit. Holds no reference to the
+    ``RayExecution``, so that dropping it releases the execution."""
+    failure: BaseException | None = None
+    try:
+        async for ref in events:
+            for event in await runtime._await(ref, node_id):
+                if event[0] == "out":
+                    outputs[event[1]].add(event[2])
+                elif event[0] == "end":
+                    outputs[event[1]].end()
+                elif event[0] == "exit":
+                    exited.set_result(event[1])
+                else:
+                    _unwrap(event)
+    except ray.exceptions.RayActorError as error:
+        failure = _node_lost(node_id, error)
+    except asyncio.CancelledError:
+        failure = errors.RuntimeClosedError("the runtime was closed while the execution ran")
+    except Exception as error:  # noqa: BLE001 - whatever ended the events ends the execution's waiters
+        failure = error
+    if failure is None and not exited.done():
+        failure = errors.EngineError("the execution's events ended before its exit")
+    if failure is not None:
+        for output in outputs.values():
+            output.end(failure)
+        if not exited.done():
+            exited.set_exception(failure)
 
 
 def _release(host: Any, execution_id: str, kill: bool = False) -> None:

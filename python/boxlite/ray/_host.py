@@ -10,8 +10,6 @@ one such error.
 from __future__ import annotations
 
 import asyncio
-import collections
-import logging
 import os
 import shutil
 import tempfile
@@ -28,9 +26,12 @@ from . import _wire
 #: Bytes in one chunk of a file copied between a driver and a host.
 TRANSFER_CHUNK = 1 << 20
 
-#: Chunks a stream sends ahead of its reader on the driver; past them it waits for the reader.
-#: (An output chunk is at most 64 KiB, a copy's chunk ``TRANSFER_CHUNK``.)
+#: Chunks of a copy sent ahead of the driver's reader; past them the copy waits for it.
 CHUNKS_AHEAD = 16
+
+#: Bytes of one output stream that may be on their way to the driver or wait there unread;
+#: past them the stream is not read until the driver's reader takes some.
+OUTPUT_WINDOW = 1 << 20
 
 Answer = tuple[Any, ...]
 
@@ -59,85 +60,67 @@ async def _answer(work: Any) -> Answer:
         return ("error", *described)
 
 
-class _Output:
-    """One output stream of an execution, read by the host from its start, as a local user
-    who took the stream would read it: up to ``READ_AHEAD`` bytes wait here for the driver,
-    then reading pauses (the process waits on its pipe) until the driver takes some. Once the
-    driver waits for the exit without having taken the stream, it is read on and its oldest
-    output dropped past ``KEPT_UNREAD``, as a local ``wait()`` does."""
-
-    READ_AHEAD = 1 << 20
-    KEPT_UNREAD = 8 << 20
-
-    def __init__(self, stream: AsyncIterator[bytes]) -> None:
-        self._chunks: collections.deque[bytes] = collections.deque()
-        self._size = 0
-        self._ended = False
-        self._error: BaseException | None = None
-        self._dropping = False
-        self._dropped = 0
-        self._more = asyncio.Event()
-        self._room = asyncio.Event()
-        self._reader = asyncio.ensure_future(self._read(stream))
-
-    async def _read(self, stream: AsyncIterator[bytes]) -> None:
-        try:
-            async for chunk in stream:
-                while not self._dropping and self._size >= self.READ_AHEAD:
-                    self._room.clear()
-                    await self._room.wait()
-                self._chunks.append(chunk)
-                self._size += len(chunk)
-                while self._dropping and self._size > self.KEPT_UNREAD:
-                    self._size -= len(dropped := self._chunks.popleft())
-                    self._dropped += len(dropped)
-                self._more.set()
-        except boxlite.BoxliteError as error:
-            self._error = error
-        finally:
-            self._ended = True
-            self._more.set()
-            if self._dropped:
-                logging.getLogger("boxlite").warning("%d bytes of output nobody read were dropped while the exit was awaited", self._dropped)
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """What the process writes, from its start."""
-        while True:
-            if self._chunks:
-                chunk = self._chunks.popleft()
-                self._size -= len(chunk)
-                self._room.set()
-                yield chunk
-            elif self._ended:
-                if self._error is not None:
-                    raise self._error
-                return
-            else:
-                self._more.clear()
-                await self._more.wait()
-
-    def drop_unread(self) -> None:
-        self._dropping = True
-        self._room.set()
-
-    def close(self) -> None:
-        self._reader.cancel()
-
-
 class _Running:
-    """An execution the host started, until the driver lets go of it."""
+    """An execution the host started, until the driver lets go of it. What happens to it (its
+    output, each stream's end, its exit) goes to the driver as events through ``run``'s
+    generator. Each stream is read as a local user who took it reads it, and only while the
+    driver has room for more (``credit``, granted back as the driver's reader takes output):
+    a driver that falls behind holds the process back on its pipe, and nothing piles up here."""
 
     def __init__(self, box_id: str, execution: boxlite.Execution) -> None:
         self.box_id = box_id
         self.execution = execution
         self.stdin: boxlite.ExecStdin | None = None
-        self.outputs = {"stdout": _Output(execution.stdout(text=False)), "stderr": _Output(execution.stderr(text=False))}
+        self._events: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        self._credit = {"stdout": OUTPUT_WINDOW, "stderr": OUTPUT_WINDOW}
+        self._room = {"stdout": asyncio.Event(), "stderr": asyncio.Event()}
+        readers: list[asyncio.Future[None]] = [asyncio.ensure_future(self._read(name, stream)) for name, stream in (("stdout", execution.stdout(text=False)), ("stderr", execution.stderr(text=False)))]
+        self._tasks = [*readers, asyncio.ensure_future(self._exit(readers))]
+
+    async def _read(self, name: str, stream: AsyncIterator[bytes]) -> None:
+        try:
+            async for chunk in stream:
+                while self._credit[name] <= 0:
+                    self._room[name].clear()
+                    await self._room[name].wait()
+                self._credit[name] -= len(chunk)
+                self._events.put_nowait(("out", name, chunk))
+        except boxlite.BoxliteError as error:
+            self._events.put_nowait(_failure(error))
+        self._events.put_nowait(("end", name))
+
+    async def _exit(self, readers: list[asyncio.Future[None]]) -> None:
+        """The exit, after every byte of output (as a local ``wait()``)."""
+        await asyncio.wait(readers)
+        try:
+            self._events.put_nowait(("exit", _wire.record(await self.execution.wait())))
+        except boxlite.BoxliteError as error:
+            self._events.put_nowait(_failure(error))
+
+    def grant(self, name: str, size: int) -> None:
+        self._credit[name] += size
+        self._room[name].set()
+
+    async def events(self) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """The events in batches (as many as have come), until the exit or a failure."""
+        while True:
+            batch = [await self._events.get()]
+            while not self._events.empty():
+                batch.append(self._events.get_nowait())
+            yield batch
+            if any(event[0] in ("exit", "error") for event in batch):
+                return
 
     def close(self, kill: bool) -> None:
-        for output in self.outputs.values():
-            output.close()
+        for task in self._tasks:
+            task.cancel()
         if kill:
             self.execution.close()
+
+
+def _failure(error: boxlite.BoxliteError) -> tuple[str, str, str]:
+    described = _wire.error_of(error)
+    return ("error", *described) if described is not None else ("error", "EngineError", str(error))
 
 
 class BoxHost:
@@ -149,7 +132,6 @@ class BoxHost:
         self._registries = registries
         self._runtime: boxlite.Boxlite | None = None
         self._running: dict[str, _Running] = {}
-        self._registering: dict[str, asyncio.Future[None]] = {}
         self._uploads: dict[str, Path] = {}
 
     # The runtime binds its awaitables to the running loop: it is opened on the actor's loop.
@@ -269,71 +251,49 @@ class BoxHost:
 
     # --- executions ----------------------------------------------------------------------
 
-    async def exec(self, key: str, box_id: str, command: str, args: list[str] | None, env: list[tuple[str, str]] | None, tty: bool, user: str | None, timeout_secs: float | None, cwd: str | None) -> Answer:
-        """Starts a command; the execution is known here by ``key``, which the driver chose, so
-        that its calls on the execution (its ``wait``) may be sent before this one answered."""
-        registered = self._registration(key)
+    @ray.method(num_returns="streaming")
+    async def run(self, key: str, box_id: str, command: str, args: list[str] | None, env: list[tuple[str, str]] | None, tty: bool, user: str | None, timeout_secs: float | None, cwd: str | None) -> AsyncIterator[Any]:
+        """Starts a command and follows it: first ``("ok", execution id)`` (or an error), then
+        lists of its events (``_Running``) up to its exit. The execution is known here by
+        ``key``, which the driver chose. One call carries the whole execution, so a command run
+        to its exit costs one round trip to this node."""
 
-        async def work() -> str:
+        async def start() -> str:
             box = await self._box(box_id)
             execution = await box.exec(command, args, env, tty, user, timeout_secs, cwd)
             self._running[key] = _Running(box_id, execution)
             return execution.id()
 
+        answer = await _answer(start())
+        yield answer
+        if answer[0] != "ok":
+            return
         try:
-            answer = await _answer(work())
-        except BaseException as error:
-            registered.set_exception(error)
+            async for batch in self._running[key].events():
+                yield batch
+        except asyncio.CancelledError:
+            # The driver cancelled the call, or Ray did for a driver that is gone: nobody
+            # follows the execution any more, so it ends.
+            running = self._running.pop(key, None)
+            if running is not None:
+                running.close(kill=True)
             raise
-        if answer[0] == "ok":
-            registered.set_result(None)
-        else:
-            registered.set_exception(boxlite.NotFoundError(f"execution {key} did not start: {answer[2]}"))
-        self._registering.pop(key, None)
-        return answer
 
-    def _registration(self, key: str) -> asyncio.Future[None]:
-        future = self._registering.get(key)
-        if future is None:
-            future = self._registering[key] = asyncio.get_running_loop().create_future()
-            # A registration nobody waits for must not log an unretrieved exception.
-            future.add_done_callback(lambda done: done.cancelled() or done.exception())
-        return future
-
-    async def _execution(self, key: str, sent_with_exec: bool = False) -> _Running:
-        """The execution of ``key``, once its ``exec`` has started it. ``sent_with_exec``: the
-        call was sent right after the ``exec``, and may even be taken up before it."""
-        if key not in self._running and (sent_with_exec or key in self._registering):
-            await asyncio.shield(self._registration(key))
+    def _execution(self, key: str) -> _Running:
         try:
             return self._running[key]
         except KeyError:
             raise boxlite.NotFoundError(f"execution {key} not found on node {self._node_id} (its box stopped, or it was closed)") from None
 
-    @ray.method(num_returns="streaming", _generator_backpressure_num_objects=CHUNKS_AHEAD)
-    async def output(self, execution_id: str, stream: str) -> AsyncIterator[Answer]:
-        """The execution's ``stdout`` or ``stderr`` as bytes chunks, from its start, as they
-        come. The driver reads it as a Ray streaming generator with backpressure: a driver that
-        holds unread chunks holds this generator back, and then the reading (``_Output``)."""
-        try:
-            async for chunk in (await self._execution(execution_id)).outputs[stream].chunks():
-                yield ("ok", chunk)
-        except boxlite.BoxliteError as error:
-            described = _wire.error_of(error)
-            if described is None:
-                raise
-            yield ("error", *described)
-
-    async def drop_unread(self, execution_id: str, streams: list[str]) -> None:
-        """The driver waits for the exit without having taken ``streams``."""
-        running = self._running.get(execution_id)
+    async def grant(self, key: str, stream: str, size: int) -> None:
+        """The driver has room for ``size`` more bytes of ``stream``."""
+        running = self._running.get(key)
         if running is not None:
-            for stream in streams:
-                running.outputs[stream].drop_unread()
+            running.grant(stream, size)
 
     async def send_input(self, execution_id: str, data: bytes) -> Answer:
         async def work() -> None:
-            running = (await self._execution(execution_id))
+            running = self._execution(execution_id)
             if running.stdin is None:
                 running.stdin = running.execution.stdin()
             await running.stdin.send_input(data)
@@ -342,37 +302,28 @@ class BoxHost:
 
     async def close_input(self, execution_id: str) -> Answer:
         async def work() -> None:
-            running = (await self._execution(execution_id))
+            running = self._execution(execution_id)
             if running.stdin is None:
                 running.stdin = running.execution.stdin()
             await running.stdin.close()
 
         return await _answer(work())
 
-    async def wait(self, execution_id: str) -> Answer:
-        """The exit; the driver sends this call with the ``exec``, so an exec followed by a wait
-        costs one round trip."""
-
-        async def work() -> Any:
-            return _wire.record(await (await self._execution(execution_id, sent_with_exec=True)).execution.wait())
-
-        return await _answer(work())
-
     async def kill(self, execution_id: str) -> Answer:
         async def work() -> None:
-            await (await self._execution(execution_id)).execution.kill()
+            await self._execution(execution_id).execution.kill()
 
         return await _answer(work())
 
     async def signal(self, execution_id: str, signal: int) -> Answer:
         async def work() -> None:
-            await (await self._execution(execution_id)).execution.signal(signal)
+            await self._execution(execution_id).execution.signal(signal)
 
         return await _answer(work())
 
     async def resize_tty(self, execution_id: str, rows: int, cols: int) -> Answer:
         async def work() -> None:
-            await (await self._execution(execution_id)).execution.resize_tty(rows, cols)
+            await self._execution(execution_id).execution.resize_tty(rows, cols)
 
         return await _answer(work())
 
