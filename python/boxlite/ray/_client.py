@@ -453,8 +453,11 @@ class RayBox:
             execution_id = _unwrap(await self._runtime._await(await anext(events), self._node))
         except ray.exceptions.RayActorError as error:
             raise _node_lost(self._node, error) from None
-        except BaseException:
+        except asyncio.CancelledError:
+            # Whichever reaches the host first ends the execution: the call's cancellation, or
+            # the release (which ends it as soon as it starts, if it has not yet).
             _cancel(events)
+            _release(self._runtime._host(self._node), key, kill=True)
             raise
         return RayExecution(self._runtime, self._node, key, execution_id, events)
 

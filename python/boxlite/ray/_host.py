@@ -132,6 +132,9 @@ class BoxHost:
         self._registries = registries
         self._runtime: boxlite.Boxlite | None = None
         self._running: dict[str, _Running] = {}
+        #: Executions the driver let go of before they started (a cancelled exec's release
+        #: may overtake its start): they are ended as soon as they start.
+        self._abandoned: set[str] = set()
         self._uploads: dict[str, Path] = {}
 
     # The runtime binds its awaitables to the running loop: it is opened on the actor's loop.
@@ -261,19 +264,24 @@ class BoxHost:
         async def start() -> str:
             box = await self._box(box_id)
             execution = await box.exec(command, args, env, tty, user, timeout_secs, cwd)
+            if key in self._abandoned:  # the driver let go of it while it started
+                self._abandoned.discard(key)
+                execution.close()
+                raise boxlite.InvalidStateError(f"execution {key} was cancelled")
             self._running[key] = _Running(box_id, execution)
             return execution.id()
 
         answer = await _answer(start())
-        yield answer
         if answer[0] != "ok":
+            yield answer
             return
         try:
+            yield answer
             async for batch in self._running[key].events():
                 yield batch
-        except asyncio.CancelledError:
-            # The driver cancelled the call, or Ray did for a driver that is gone: nobody
-            # follows the execution any more, so it ends.
+        except (asyncio.CancelledError, GeneratorExit):
+            # The driver cancelled the call (while it ran, or while an item was on its way):
+            # nobody follows the execution any more, so it ends.
             running = self._running.pop(key, None)
             if running is not None:
                 running.close(kill=True)
@@ -333,6 +341,8 @@ class BoxHost:
         running = self._running.pop(execution_id, None)
         if running is not None:
             running.close(kill)
+        elif kill:
+            self._abandoned.add(execution_id)
 
     # --- copies --------------------------------------------------------------------------
 
