@@ -746,7 +746,9 @@ async def _follow(events: Any, outputs: dict[str, _Output], exited: asyncio.Futu
 
 
 def _release(host: Any, execution_id: str, kill: bool = False) -> None:
-    """Tells the host to forget an execution (fire and forget: a host that is gone forgot it)."""
-    with contextlib.suppress(Exception):
-        host.release.remote(execution_id, kill)
+    """Tells the host to forget an execution (fire and forget: a host that is gone forgot it).
+    Not once this process left Ray: a call then would start a Ray of its own."""
+    if ray.is_initialized():
+        with contextlib.suppress(Exception):
+            host.release.remote(execution_id, kill)
 
