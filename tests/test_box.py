@@ -30,6 +30,7 @@ async def test_a_new_box_is_configured_with_a_base62_id(runtime: boxlite.Boxlite
     info = await box.info()
     assert (info.state.status, info.state.running, info.state.pid) == ("configured", False, None)
     assert (info.image, info.cpus, info.memory_mib, info.auto_delete) == (boxlite.HOST_IMAGE, 2, 256, 1)
+    assert info.node is None  # a box of a local runtime lives on no Ray node
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}\+00:00", info.created_at)
 
 

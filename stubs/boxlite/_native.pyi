@@ -492,6 +492,9 @@ class BoxInfo:
     def health_status(self) -> HealthStatus: ...
     @property
     def last_activity_at(self) -> str | None: ...
+    @property
+    def node(self) -> str | None:
+        """The Ray node the box lives on (``Boxlite.ray``); None for a local runtime's box."""
 
 @final
 class RuntimeMetrics:

@@ -145,6 +145,12 @@ impl From<boxlite_core::BoxInfo> for BoxInfo {
 
 #[pymethods]
 impl BoxInfo {
+    /// The Ray node a box of `Boxlite.ray` lives on; a box of a local runtime has none.
+    #[getter]
+    fn node(&self) -> Option<String> {
+        None
+    }
+
     fn __repr__(&self) -> String {
         format!("BoxInfo(id={:?}, name={:?}, status={:?}, image={:?})", self.id, self.name, self.state.status, self.image)
     }
