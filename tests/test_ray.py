@@ -68,13 +68,27 @@ def options_in(homes: Path) -> RayOptions:
 async def rt(cluster: Cluster, homes: Path) -> AsyncIterator[RayBoxlite]:
     """A runtime of its own namespace; shut down after the test, and then no box process is
     left on any node."""
-    runtime = boxlite.Boxlite.ray(options_in(homes))
+    options = options_in(homes)
+    runtime = boxlite.Boxlite.ray(options)
     try:
         yield runtime
     finally:
         await runtime.shutdown()
         runtime.close()
     await until_no_box_processes(homes)
+    await until_no_actors(options.namespace)
+
+
+async def until_no_actors(namespace: str) -> None:
+    """The runtime's actors (the nodes' hosts, the name registry) end with its shutdown."""
+    deadline = time.monotonic() + 20
+    while True:
+        alive = ray.util.list_named_actors(all_namespaces=True)
+        left = [actor["name"] for actor in alive if actor["namespace"] == namespace]
+        if not left:
+            return
+        assert time.monotonic() < deadline, f"actors outlived the cluster's runtime: {left}"
+        await asyncio.sleep(0.05)
 
 
 async def until_no_box_processes(homes: Path, node_id: str | None = None) -> None:
