@@ -25,6 +25,7 @@ SOURCES = [
     (None, ROOT / "python" / "boxlite" / "_network.py"),
     ("boxlite.rest (settings of a REST-backed runtime)", ROOT / "python" / "boxlite" / "rest.py"),
     ("boxlite.ray (a runtime over a Ray cluster: `Boxlite.ray`)", ROOT / "python" / "boxlite" / "ray" / "_client.py"),
+    (None, ROOT / "python" / "boxlite" / "ray" / "_execution.py"),
     (None, ROOT / "python" / "boxlite" / "ray" / "_wire.py"),
     ("boxlite.errors", ROOT / "python" / "boxlite" / "errors.py"),
 ]

@@ -266,6 +266,65 @@ async def test_a_cancelled_create_leaves_no_box(rt: RayBoxlite) -> None:
         await asyncio.sleep(0.05)
 
 
+async def test_signals_kill_close_metrics_and_stop_reach_the_box(rt: RayBoxlite) -> None:
+    box = await rt.create(boxlite.BoxOptions(auto_remove=False))
+    signalled = await box.exec("sleep", ["600"])
+    await signalled.signal(15)
+    assert ((await signalled.wait()).exit_code, (await signalled.wait()).signal) == (-15, 15)
+    killed = await box.exec("sleep", ["600"])
+    await killed.kill()
+    assert (await killed.wait()).exit_code == -9
+    closed = await box.exec("sleep", ["600"])
+    closed.close()
+    status = await closed.wait()
+    assert (status.forced, status.exit_code) == (True, -1)
+    with pytest.raises(boxlite.InvalidArgumentError):
+        await killed.signal(0)
+    assert (await box.metrics()).commands_executed_total == 3
+    await box.stop()
+    assert (await rt.get_info(box.id)).state.status == "stopped"
+    with pytest.raises(boxlite.StoppedError):
+        await box.exec("true")
+    await until_no_sleep_in(await rt.get(box.id))
+
+
+async def until_no_sleep_in(box: Any) -> None:
+    """No ``sleep`` runs in the box any more (a box that is stopped has none)."""
+    if (await box.info()).state.status != "running":
+        return
+    deadline = time.monotonic() + 30
+    while (await output_of(await box.exec("sh", ["-c", "pgrep -x sleep || true"])))[0]:
+        assert time.monotonic() < deadline, "a sleep outlived what should have ended it"
+        await asyncio.sleep(0.05)
+
+
+ORPHANING_DRIVER = """
+import asyncio, os, sys, boxlite
+from boxlite.ray import RayOptions
+
+async def main():
+    rt = boxlite.Boxlite.ray(RayOptions(address=sys.argv[1], namespace=sys.argv[2], home_dir=sys.argv[3], host_resource=sys.argv[4]))
+    box = await rt.get("kept")
+    run = await box.exec("sh", ["-c", "echo started; exec sleep 600"])
+    print(await anext(run.stdout()), end="", flush=True)
+    os._exit(0)  # gone, without closing anything
+
+asyncio.run(main())
+"""
+
+
+async def test_a_driver_that_dies_has_its_executions_ended(rt: RayBoxlite, cluster: Cluster) -> None:
+    box = await rt.create(boxlite.BoxOptions(), name="kept")
+    options = rt._options
+    orphaning = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", ORPHANING_DRIVER, cluster.address, options.namespace, str(options.home_dir), HOSTS, stdout=asyncio.subprocess.PIPE
+    )
+    stdout, _ = await orphaning.communicate()
+    assert (orphaning.returncode, stdout.decode()) == (0, "started\n")
+    # The box stays (boxes outlive drivers); what the dead driver ran in it ends.
+    await until_no_sleep_in(box)
+
+
 async def test_a_cancelled_exec_leaves_no_process(rt: RayBoxlite) -> None:
     box = await rt.create(boxlite.BoxOptions())
     await (await box.exec("true")).wait()
@@ -279,10 +338,7 @@ async def test_a_cancelled_exec_leaves_no_process(rt: RayBoxlite) -> None:
         except asyncio.CancelledError:
             cancelled += 1
     assert cancelled > 0
-    deadline = time.monotonic() + 20
-    while (await output_of(await box.exec("sh", ["-c", "pgrep -x sleep || true"])))[0]:
-        assert time.monotonic() < deadline, "a cancelled exec left its process running"
-        await asyncio.sleep(0.05)
+    await until_no_sleep_in(box)
 
 
 async def test_close_fails_pending_calls_and_later_ones(cluster: Cluster, homes: Path) -> None:

@@ -18,7 +18,8 @@ try:
 except ImportError:
     raise ImportError("boxlite.ray needs the ray package: pip install 'boxlite[ray]'") from None
 
-from ._client import RayBox, RayBoxlite, RayExecStdin, RayExecStream, RayExecution, RayOptions
+from ._client import RayBox, RayBoxlite, RayOptions
+from ._execution import RayExecStdin, RayExecStream, RayExecution
 from ._wire import Record
 
 __all__ = ["RayBox", "RayBoxlite", "RayExecStdin", "RayExecStream", "RayExecution", "RayOptions", "Record"]

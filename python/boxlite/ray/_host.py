@@ -10,6 +10,7 @@ one such error.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import tempfile
@@ -32,6 +33,9 @@ CHUNKS_AHEAD = 16
 #: Bytes of one output stream that may be on their way to the driver or wait there unread;
 #: past them the stream is not read until the driver's reader takes some.
 OUTPUT_WINDOW = 1 << 20
+
+#: How often a host with executions looks for drivers that are gone (``BoxHost._end_orphans``).
+DRIVER_CHECK_SECONDS = 2.0
 
 Answer = tuple[Any, ...]
 
@@ -67,8 +71,10 @@ class _Running:
     driver has room for more (``credit``, granted back as the driver's reader takes output):
     a driver that falls behind holds the process back on its pipe, and nothing piles up here."""
 
-    def __init__(self, box_id: str, execution: boxlite.Execution) -> None:
+    def __init__(self, box_id: str, execution: boxlite.Execution, driver: str) -> None:
         self.box_id = box_id
+        #: The Ray job of the driver that follows it.
+        self.driver = driver
         self.execution = execution
         self.stdin: boxlite.ExecStdin | None = None
         self._events: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
@@ -112,8 +118,10 @@ class _Running:
                 return
 
     def close(self, kill: bool) -> None:
+        """Stops following the execution (the events end), and ends it with ``kill``."""
         for task in self._tasks:
             task.cancel()
+        self._events.put_nowait(("error", "InvalidStateError", "the execution was let go of"))
         if kill:
             self.execution.close()
 
@@ -132,6 +140,7 @@ class BoxHost:
         self._registries = registries
         self._runtime: boxlite.Boxlite | None = None
         self._running: dict[str, _Running] = {}
+        self._driver_watch: asyncio.Future[None] | None = None
         #: Executions the driver let go of before they started (a cancelled exec's release
         #: may overtake its start): they are ended as soon as they start.
         self._abandoned: set[str] = set()
@@ -255,11 +264,11 @@ class BoxHost:
     # --- executions ----------------------------------------------------------------------
 
     @ray.method(num_returns="streaming")
-    async def run(self, key: str, box_id: str, command: str, args: list[str] | None, env: list[tuple[str, str]] | None, tty: bool, user: str | None, timeout_secs: float | None, cwd: str | None) -> AsyncIterator[Any]:
+    async def run(self, driver: str, key: str, box_id: str, command: str, args: list[str] | None, env: list[tuple[str, str]] | None, tty: bool, user: str | None, timeout_secs: float | None, cwd: str | None) -> AsyncIterator[Any]:
         """Starts a command and follows it: first ``("ok", execution id)`` (or an error), then
         lists of its events (``_Running``) up to its exit. The execution is known here by
-        ``key``, which the driver chose. One call carries the whole execution, so a command run
-        to its exit costs one round trip to this node."""
+        ``key``, which the driver (of Ray job ``driver``) chose. One call carries the whole
+        execution, so a command run to its exit costs one round trip to this node."""
 
         async def start() -> str:
             box = await self._box(box_id)
@@ -268,7 +277,9 @@ class BoxHost:
                 self._abandoned.discard(key)
                 execution.close()
                 raise boxlite.InvalidStateError(f"execution {key} was cancelled")
-            self._running[key] = _Running(box_id, execution)
+            self._running[key] = _Running(box_id, execution, driver)
+            if self._driver_watch is None or self._driver_watch.done():
+                self._driver_watch = asyncio.ensure_future(self._end_orphans())
             return execution.id()
 
         answer = await _answer(start())
@@ -286,6 +297,20 @@ class BoxHost:
             if running is not None:
                 running.close(kill=True)
             raise
+
+    async def _end_orphans(self) -> None:
+        """Ends the executions whose driver is gone, while there are executions: nobody can
+        read them, wait for them or close them any more, and Ray does not cancel a streaming
+        call whose caller died. Ray tells no one of a job's end, so its job table is looked at
+        every ``DRIVER_CHECK_SECONDS``."""
+        while self._running:
+            await asyncio.sleep(DRIVER_CHECK_SECONDS)
+            jobs = await asyncio.to_thread(ray._private.state.jobs)
+            gone = {job["JobID"] for job in jobs if job["IsDead"]}
+            for key, running in list(self._running.items()):
+                if running.driver in gone:
+                    logging.getLogger("boxlite").info("execution %s of box %s ended: its driver (Ray job %s) is gone", key, running.box_id, running.driver)
+                    self._running.pop(key).close(kill=True)
 
     def _execution(self, key: str) -> _Running:
         try:

@@ -134,6 +134,18 @@ def error_of(error: BaseException) -> tuple[str, str] | None:
     return None
 
 
+def unwrap(answer: tuple[Any, ...]) -> Any:
+    """The value of a host's answer, or the error it carries raised."""
+    if answer[0] == "ok":
+        return answer[1]
+    raise_error(answer[1], answer[2])
+
+
+def node_lost(node_id: str, error: BaseException) -> errors.NodeLostError:
+    """The error of a call on a node whose host is gone (``error``: what Ray raised)."""
+    return errors.NodeLostError(f"the host of node {node_id} is gone (the node died, or its host actor was killed), and the boxes of that node with it: {type(error).__name__}")
+
+
 def raise_error(kind: str, message: str) -> None:
     """Raises the boxlite error :func:`error_of` described."""
     cls = getattr(errors, kind, None)
