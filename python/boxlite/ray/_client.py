@@ -123,7 +123,7 @@ class RayBoxlite:
                 raise errors.RuntimeClosedError("the runtime was closed while the call was pending") from None
             raise
         except ray.exceptions.RayActorError as error:
-            raise node_lost(node_id or "?", error) from None
+            raise node_lost(node_id or "head (where the name registry lives)", error) from None
         finally:
             self._pending.pop(future, None)
 
@@ -139,7 +139,8 @@ class RayBoxlite:
         task.add_done_callback(self._followers.discard)
 
     def _stream(self, node_id: str, method: str, *args: Any) -> AsyncIterator[Any]:
-        """The chunks of a host's streaming call (rule 4)."""
+        """The chunks of a host's streaming call (a copy out of a box), which the host sends
+        at most ``CHUNKS_AHEAD`` ahead of this reader (Ray's generator backpressure)."""
         self._check_open()
         generator = getattr(self._host(node_id), method).remote(*args)
 

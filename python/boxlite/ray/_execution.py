@@ -10,7 +10,7 @@ import codecs
 import collections
 import contextlib
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 import ray
@@ -46,8 +46,8 @@ class _Output:
 
     KEPT_UNREAD = 8 << 20
 
-    def __init__(self, execution: RayExecution, name: str) -> None:
-        self._execution = execution
+    def __init__(self, grant: Callable[[str, int], None], name: str) -> None:
+        self._grant = grant
         self._name = name
         self._chunks: collections.deque[bytes] = collections.deque()
         self._size = 0
@@ -81,7 +81,7 @@ class _Output:
     def _took(self, size: int) -> None:
         self._ungranted += size
         if self._ungranted >= _host.OUTPUT_WINDOW // 2:
-            self._execution._grant(self._name, self._ungranted)
+            self._grant(self._name, self._ungranted)
             self._ungranted = 0
 
     async def chunks(self) -> AsyncIterator[bytes]:
@@ -154,15 +154,16 @@ class RayExecution:
     """A process running in a box of the cluster, with the API of ``Execution``. Its output and
     exit come as the events of one streaming call (``BoxHost.run``), which a task of this
     object follows from the start. The host keeps the execution until this object is closed or
-    dropped, or its exit was received."""
+    dropped."""
 
     def __init__(self, runtime: RayBoxlite, node_id: str, key: str, execution_id: str, events: Any) -> None:
         self._runtime = runtime
         self._node = node_id
         self._key = key
         self._id = execution_id
-        self._outputs = {"stdout": _Output(self, "stdout"), "stderr": _Output(self, "stderr")}
         self._exit: asyncio.Future[Record] = asyncio.get_running_loop().create_future()
+        grant = _granting(runtime._host(node_id), key, self._exit)
+        self._outputs = {"stdout": _Output(grant, "stdout"), "stderr": _Output(grant, "stderr")}
         # An exit nobody awaited must not log an unretrieved exception.
         self._exit.add_done_callback(lambda done: done.cancelled() or done.exception())
         self._stdin: RayExecStdin | None = None
@@ -177,10 +178,6 @@ class RayExecution:
 
     async def _call(self, method: str, *args: Any) -> Any:
         return await self._runtime._call(self._node, method, self._key, *args)
-
-    def _grant(self, stream: str, size: int) -> None:
-        if not self._exit.done():
-            self._runtime._host(self._node).grant.remote(self._key, stream, size)
 
     def _stream(self, kind: str, text: bool) -> RayExecStream:
         output = self._outputs[kind]
@@ -240,6 +237,17 @@ class RayExecution:
     async def __aexit__(self, *_exc: object) -> Literal[False]:
         self.close()
         return False
+
+
+def _granting(host: Any, key: str, exited: asyncio.Future[Record]) -> Callable[[str, int], None]:
+    """How an execution's streams grant its host room for more output (until its exit). Holds
+    no reference to the ``RayExecution``, so that dropping it releases the execution."""
+
+    def grant(stream: str, size: int) -> None:
+        if not exited.done():
+            host.grant.remote(key, stream, size)
+
+    return grant
 
 
 async def _follow(events: Any, outputs: dict[str, _Output], exited: asyncio.Future[Record], runtime: RayBoxlite, node_id: str) -> None:
