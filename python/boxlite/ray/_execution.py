@@ -59,6 +59,8 @@ class _Output:
         self.taken = False
 
     def add(self, chunk: bytes) -> None:
+        if self._ended:  # a close() stopped the stream
+            return
         self._chunks.append(chunk)
         self._size += len(chunk)
         if self._dropping:
@@ -262,7 +264,8 @@ async def _follow(events: Any, outputs: dict[str, _Output], exited: asyncio.Futu
                 elif event[0] == "end":
                     outputs[event[1]].end()
                 elif event[0] == "exit":
-                    exited.set_result(event[1])
+                    if not exited.done():  # a close() may have forced it
+                        exited.set_result(event[1])
                 else:
                     unwrap(event)
     except ray.exceptions.RayActorError as error:

@@ -168,10 +168,6 @@ class BoxHost:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    async def ready(self) -> str:
-        """Answers once the actor runs: the node it runs on."""
-        return self._node_id
-
     # --- the runtime's verbs -------------------------------------------------------------
 
     async def create(self, options: Any, name: str | None) -> Answer:
