@@ -347,7 +347,7 @@ async def test_close_fails_pending_calls_and_later_ones(cluster: Cluster, homes:
     box = await runtime.create(boxlite.BoxOptions())
     run = await box.exec("sleep", ["600"])
     waiting = asyncio.ensure_future(run.wait())
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0)  # the wait begins
     runtime.close()
     with pytest.raises(boxlite.RuntimeClosedError):
         await waiting

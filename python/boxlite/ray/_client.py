@@ -92,6 +92,8 @@ class RayBoxlite:
         if self._connected_here:
             ray.init(address=options.address, namespace=options.namespace, log_to_driver=False, include_dashboard=False)
         self._hosts: dict[str, Any] = {}
+        #: This driver's Ray job: a host ends its executions once the job is over.
+        self._driver = ray.get_runtime_context().get_job_id()
         self._registry: Any = None
         self._pending: dict[asyncio.Future[Any], Any] = {}
         self._followers: set[asyncio.Future[None]] = set()
@@ -431,8 +433,7 @@ class RayBox:
             raise errors.StoppedError(f"this handle of box {self._id} was stopped; use get() for a new one")
         key = uuid.uuid4().hex
         self._runtime._check_open()
-        driver = ray.get_runtime_context().get_job_id()
-        events = self._runtime._host(self._node).run.remote(driver, key, self._id, command, arguments, environment, tty, user, timeout_secs, cwd)
+        events = self._runtime._host(self._node).run.remote(self._runtime._driver, key, self._id, command, arguments, environment, tty, user, timeout_secs, cwd)
         try:
             execution_id = unwrap(await self._runtime._await(await anext(events), self._node))
         except ray.exceptions.RayActorError as error:
