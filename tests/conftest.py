@@ -154,6 +154,15 @@ def busybox_image() -> str:
     return str(images.busybox_layout())
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_box_cgroups_left_by_the_run() -> Iterator[None]:
+    """Every box group made during the run is gone at its end, made by tests with the ``home``
+    fixture (which checks its own) or without."""
+    before = box_cgroups()
+    yield
+    assert box_cgroups() - before == set(), "box cgroups outlived the test run"
+
+
 @pytest.fixture(autouse=True)
 def no_gil_on_workers() -> Iterator[None]:
     """Rule 1 of the async core, checked around every test."""

@@ -24,7 +24,7 @@ import boxlite  # noqa: E402
 from boxlite.ray import RayBoxlite, RayOptions  # noqa: E402
 from boxlite.ray._host import node_home  # noqa: E402
 
-from .leftovers import box_processes  # noqa: E402
+from .leftovers import box_cgroups, box_processes  # noqa: E402
 
 #: A node that may host boxes has this resource; the head node, where the test's driver is,
 #: has it too.
@@ -246,6 +246,10 @@ async def test_a_node_that_dies_takes_its_boxes_and_only_them(rt: RayBoxlite, cl
     assert [info.id for info in await rt.list_info()] == [survivor.id]
     # The dead node's host took its runtime with it, and that runtime its boxes.
     await until_no_box_processes(homes, doomed.node_id)
+    # A node that comes back opens its home again, and settles what its killed runtime left.
+    assert {group.name for group in box_cgroups()} >= {lost.id}
+    boxlite.Boxlite(boxlite.Options(home_dir=str(homes / node_home(doomed.node_id)))).close()
+    assert {group.name for group in box_cgroups()} & {lost.id} == set()
     # Its box's name is free again.
     again = await rt.create(boxlite.BoxOptions(), name="on-the-doomed-node")
     assert again.node != doomed.node_id

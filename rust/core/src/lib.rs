@@ -11,6 +11,7 @@ mod home;
 mod host;
 mod idmap;
 mod ids;
+mod process;
 pub mod network;
 pub mod image;
 pub mod volumes;

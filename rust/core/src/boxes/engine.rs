@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::future::Future;
 use std::io::{BufRead, BufReader};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +13,7 @@ use boxlite_protocol::{Request, ShimConfig};
 use tokio::io::unix::AsyncFd;
 
 use crate::error::{Error, Result};
+use crate::process::{exited_within, kill, pidfd_open};
 
 
 /// How long the runtime waits for a box's init to answer a request.
@@ -37,31 +38,6 @@ impl std::fmt::Debug for Live {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter.debug_struct("Live").field("init_pid", &self.init_pid).finish_non_exhaustive()
     }
-}
-
-/// SIGKILL to the process of `pidfd`.
-fn kill(pidfd: &OwnedFd) {
-    // SAFETY: pidfd_send_signal on a pidfd we hold; no pointers beyond the null siginfo.
-    unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), libc::SIGKILL, std::ptr::null::<libc::siginfo_t>(), 0) };
-}
-
-/// Blocks up to `timeout` for the process of `pidfd` to exit (a pidfd is readable then); true
-/// if it has.
-fn exited_within(pidfd: &OwnedFd, timeout: Duration) -> bool {
-    let mut pollfd = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-    let milliseconds = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-    // SAFETY: polls one valid pollfd.
-    unsafe { libc::poll(&mut pollfd, 1, milliseconds) > 0 }
-}
-
-fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
-    // SAFETY: pidfd_open returns a new descriptor (owned from here on) or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: see above.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// What becomes readable once a box's init is gone. A box tied to this runtime has its

@@ -72,6 +72,9 @@ use record::BoxRecord;
 
 /// How long `close()` waits for each killed init to be gone.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// How long `close()` waits for the settles its boxes' watches began; removing a box's groups
+/// is the longest part of one.
+const SETTLE_WAIT: Duration = Duration::from_secs(crate::cgroups::REMOVE_WAIT.as_secs() + 5);
 /// Time a box's processes get between SIGTERM and SIGKILL on `stop()`.
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 /// Where a box's main process writes, relative to the box's directory.
@@ -590,8 +593,8 @@ impl Runtime {
 
     /// Ends this runtime's hold on its boxes at once: every box that is not detached is killed
     /// (waiting up to [`CLOSE_WAIT`] for each init to go) and recorded as stopped, or deleted if
-    /// it removes on stop; new work is refused, and the home is free for another runtime. For a
-    /// graceful end, `shutdown()` first.
+    /// it removes on stop, its groups gone; new work is refused, and the home is free for
+    /// another runtime. For a graceful end, `shutdown()` first.
     pub fn close(&self) {
         self.inner.shut_down.store(true, Ordering::Release);
         self.inner.dismiss_warm();
@@ -609,7 +612,7 @@ impl Runtime {
             let _ = settle(&self.inner, &entry, BoxStatus::Stopped);
         }
         // A box this close skipped was being settled by its watch: that ends first.
-        self.inner.settling.wait_until_none(CLOSE_WAIT);
+        self.inner.settling.wait_until_none(SETTLE_WAIT);
         self.inner.home.release();
     }
 

@@ -13,12 +13,14 @@
 
 mod detect;
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use detect::CgroupLayout;
 
 use crate::error::{Error, Result};
+use crate::process;
 
 /// The environment variable naming a group delegated for boxes (a path such as `/alice`, the
 /// same in every hierarchy), in place of the runtime's own.
@@ -224,21 +226,91 @@ impl BoxCgroup {
         Ok(frozen)
     }
 
-    /// Removes the groups. Their processes must be gone; a group that is still busy (its last
-    /// processes are being torn down) is retried, with growing pauses, for about a second.
+    /// Removes the groups, killing what is left in them first: every process in a box's group
+    /// is the box's, and a box whose groups go is ending. Waits up to [`REMOVE_WAIT`] for the
+    /// processes to leave (an init whose lifeline has closed is still tearing down its
+    /// namespaces inside its groups); a group that outlasts that is reported, with its path
+    /// and the processes it still holds, and left.
     pub fn remove(&self) {
-        for (_, _, dir) in &self.groups {
-            let mut pause = Duration::from_micros(50);
-            for _ in 0..20 {
-                match std::fs::remove_dir(dir) {
-                    Ok(()) => break,
-                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => break,
-                    Err(_) => {
-                        std::thread::sleep(pause);
-                        pause = (pause * 2).min(Duration::from_millis(100));
-                    }
-                }
+        let deadline = Instant::now() + REMOVE_WAIT;
+        for (controller, version, dir) in &self.groups {
+            if let Err(error) = remove_group(*controller, *version, dir, deadline) {
+                log::warn!("{error}");
             }
         }
+    }
+}
+
+/// How long removing a box's groups waits for the processes still in them to leave.
+pub const REMOVE_WAIT: Duration = Duration::from_secs(10);
+
+fn remove_group(controller: Controller, version: Version, dir: &Path, deadline: Instant) -> Result<()> {
+    let mut pause = Duration::from_micros(50);
+    loop {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(error) if error.raw_os_error() == Some(libc::EBUSY) => {}
+            Err(error) => return Err(Error::storage("remove cgroup", dir, &error)),
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Engine(format!("failed to remove cgroup {}: processes {:?} stayed in it for {REMOVE_WAIT:?}", dir.display(), members(dir))));
+        }
+        kill_members(controller, version, dir);
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+fn members(dir: &Path) -> Vec<i32> {
+    std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default().lines().filter_map(|line| line.trim().parse().ok()).collect()
+}
+
+/// SIGKILL to every process in the group. A v1 freezer group is thawed first: its frozen
+/// processes could not act on the signal.
+fn kill_members(controller: Controller, version: Version, dir: &Path) {
+    if controller == Controller::Freezer && version == Version::V1 {
+        let _ = std::fs::write(dir.join("freezer.state"), "THAWED");
+    }
+    if version == Version::V2 && std::fs::write(dir.join("cgroup.kill"), "1").is_ok() {
+        return;
+    }
+    // Each process is pinned by a pidfd before the group is read again: one still listed
+    // then is killed, and a pid that was reused meanwhile is never signalled.
+    let pinned: Vec<(i32, OwnedFd)> = members(dir).into_iter().filter_map(|pid| Some((pid, process::pidfd_open(pid).ok()?))).collect();
+    let still = members(dir);
+    for (_, pidfd) in pinned.iter().filter(|(pid, _)| still.contains(pid)) {
+        process::kill(pidfd);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt;
+
+    use super::*;
+
+    #[test]
+    fn removing_a_box_group_kills_what_is_left_in_it() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: making cgroups needs root here (CI runs cargo test as root)");
+            return;
+        }
+        let layout = CgroupLayout::detect();
+        let cgroup = BoxCgroup::create(&layout, &format!("removal-test-{}", std::process::id()), Limits { memory_bytes: 1 << 30, cpus: 1, pids: 64 }).expect("create the groups");
+        assert!(!cgroup.groups.is_empty(), "this host gives root no cgroups");
+        let mut left_behind = std::process::Command::new("sleep").arg("600").spawn().expect("spawn sleep");
+        for file in cgroup.membership_files() {
+            std::fs::write(&file, left_behind.id().to_string()).expect("join the group");
+        }
+        cgroup.remove();
+        let remaining: Vec<&PathBuf> = cgroup.groups.iter().map(|(_, _, dir)| dir).filter(|dir| dir.exists()).collect();
+        if !remaining.is_empty() {
+            let _ = left_behind.kill();
+            panic!("groups outlived their removal: {remaining:?}");
+        }
+        let status = left_behind.wait().expect("wait for sleep");
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
     }
 }
