@@ -22,6 +22,7 @@ from ray.cluster_utils import Cluster  # noqa: E402
 
 import boxlite  # noqa: E402
 from boxlite.ray import RayBoxlite, RayOptions  # noqa: E402
+from boxlite.ray import _channel  # noqa: E402
 from boxlite.ray._host import node_home  # noqa: E402
 
 from .leftovers import box_cgroups, box_processes  # noqa: E402
@@ -59,16 +60,17 @@ def homes() -> Iterator[Path]:
     subprocess.run(["rm", "-rf", str(path)], check=False)
 
 
-def options_in(homes: Path) -> RayOptions:
+def options_in(homes: Path, direct_executions: bool = True) -> RayOptions:
     """Options of a runtime of a namespace of its own (its own host actors on every node)."""
-    return RayOptions(namespace=f"test-{uuid.uuid4().hex[:8]}", home_dir=homes, host_resource=HOSTS)
+    return RayOptions(namespace=f"test-{uuid.uuid4().hex[:8]}", home_dir=homes, host_resource=HOSTS, direct_executions=direct_executions)
 
 
-@pytest.fixture
-async def rt(cluster: Cluster, homes: Path) -> AsyncIterator[RayBoxlite]:
-    """A runtime of its own namespace; shut down after the test, and then no box process is
-    left on any node."""
-    options = options_in(homes)
+@pytest.fixture(params=[True, False], ids=["direct executions", "executions through Ray calls"])
+async def rt(cluster: Cluster, homes: Path, request: pytest.FixtureRequest) -> AsyncIterator[RayBoxlite]:
+    """A runtime of its own namespace, whose executions travel over its connections to the
+    hosts or through Ray calls; shut down after the test, and then no box process is left on
+    any node."""
+    options = options_in(homes, direct_executions=request.param)
     runtime = boxlite.Boxlite.ray(options)
     try:
         yield runtime
@@ -230,6 +232,26 @@ async def test_a_second_driver_finds_named_boxes_and_its_boxes_outlive_it(rt: Ra
     assert await output_of(await made.exec("cat", ["/tmp/mark"])) == ("from the second\n", "", 0)
 
 
+async def test_boxes_go_to_the_nodes_their_labels_or_resource_name(cluster: Cluster, homes: Path) -> None:
+    special = cluster.add_node(**{**NODE_ARGS, "resources": {HOSTS: 1, "boxlite_test_special": 1}}, labels={"boxlite-test-zone": "b"})
+    cluster.wait_for_nodes()
+    runtime = boxlite.Boxlite.ray(options_in(homes))
+    try:
+        labelled = await runtime.create(boxlite.BoxOptions(), labels={"boxlite-test-zone": "b"})
+        resourced = await runtime.create(boxlite.BoxOptions(), resource="boxlite_test_special")
+        assert labelled.node == resourced.node == special.node_id
+        assert (await labelled.info()).node == special.node_id
+        with pytest.raises(boxlite.ResourceExhaustedError, match="label boxlite-test-zone='c'"):
+            await runtime.create(boxlite.BoxOptions(), labels={"boxlite-test-zone": "c"})
+        with pytest.raises(boxlite.InvalidArgumentError, match="not both"):
+            await runtime.create(boxlite.BoxOptions(), node=special.node_id, resource="boxlite_test_special")
+        await runtime.shutdown()
+    finally:
+        runtime.close()
+        cluster.remove_node(special)
+    await until_no_box_processes(homes)
+
+
 async def test_a_node_that_dies_takes_its_boxes_and_only_them(rt: RayBoxlite, cluster: Cluster, homes: Path) -> None:
     survivor = await rt.create(boxlite.BoxOptions())
     doomed = cluster.add_node(**NODE_ARGS)
@@ -307,7 +329,8 @@ import asyncio, os, sys, boxlite
 from boxlite.ray import RayOptions
 
 async def main():
-    rt = boxlite.Boxlite.ray(RayOptions(address=sys.argv[1], namespace=sys.argv[2], home_dir=sys.argv[3], host_resource=sys.argv[4]))
+    options = RayOptions(address=sys.argv[1], namespace=sys.argv[2], home_dir=sys.argv[3], host_resource=sys.argv[4], direct_executions=sys.argv[5] == "True")
+    rt = boxlite.Boxlite.ray(options)
     box = await rt.get("kept")
     run = await box.exec("sh", ["-c", "echo started; exec sleep 600"])
     print(await anext(run.stdout()), end="", flush=True)
@@ -321,7 +344,7 @@ async def test_a_driver_that_dies_has_its_executions_ended(rt: RayBoxlite, clust
     box = await rt.create(boxlite.BoxOptions(), name="kept")
     options = rt._options
     orphaning = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", ORPHANING_DRIVER, cluster.address, options.namespace, str(options.home_dir), HOSTS, stdout=asyncio.subprocess.PIPE
+        sys.executable, "-c", ORPHANING_DRIVER, cluster.address, options.namespace, str(options.home_dir), HOSTS, str(options.direct_executions), stdout=asyncio.subprocess.PIPE
     )
     stdout, _ = await orphaning.communicate()
     assert (orphaning.returncode, stdout.decode()) == (0, "started\n")
@@ -343,6 +366,23 @@ async def test_a_cancelled_exec_leaves_no_process(rt: RayBoxlite) -> None:
             cancelled += 1
     assert cancelled > 0
     await until_no_sleep_in(box)
+
+
+async def test_a_host_serves_no_connection_without_its_token(rt: RayBoxlite) -> None:
+    box = await rt.create(boxlite.BoxOptions())
+    ip, port, token = await rt._host(box.node).channel.remote()
+    for shown in (b"", b"x" * len(token), token[:-1] + bytes([token[-1] ^ 1])):
+        reader, writer = await asyncio.open_connection(ip, port)
+        writer.write(len(shown).to_bytes(4, "big") + shown)
+        # What follows would start a command: it must never be read.
+        writer.write(_channel.encode(("run", "intruder", box.id, "touch", ["/intruded"], None, False, None, None, None)))
+        try:
+            answered = await reader.read()
+        except ConnectionResetError:  # closed with the request unread
+            answered = b""
+        assert answered == b"", "a connection without the token was answered"
+        writer.close()
+    assert await output_of(await box.exec("sh", ["-c", "test -e /intruded && echo intruded || echo clean"])) == ("clean\n", "", 0)
 
 
 async def test_close_fails_pending_calls_and_later_ones(cluster: Cluster, homes: Path) -> None:
@@ -369,7 +409,7 @@ def test_the_sync_api_drives_cluster_boxes(cluster: Cluster, homes: Path) -> Non
     from boxlite.sync_api import SyncBoxlite
 
     with SyncBoxlite.ray(options_in(homes)) as runtime:
-        box = runtime.create(boxlite.BoxOptions())
+        box = runtime.create(boxlite.BoxOptions(), resource=HOSTS)
         run = box.exec("echo", ["synchronous"])
         assert ("".join(run.stdout()), run.wait().exit_code) == ("synchronous\n", 0)
         runtime.shutdown()

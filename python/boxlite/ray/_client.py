@@ -12,20 +12,23 @@ Rules (each holds for every call below):
    ``shutdown()`` is what ends them, on every node.
 3. A host that is gone (its node died, or it was killed) fails the calls on its boxes with
    ``NodeLostError``; the boxes of other nodes carry on.
-4. An execution is one streaming call (``BoxHost.run``): the exec's answer, then its output
-   and its exit as events. Each output stream has a window of ``OUTPUT_WINDOW`` bytes on its
+4. An execution is the exec's answer, then its output and its exit as events, from its host. Each output stream has a window of ``OUTPUT_WINDOW`` bytes on its
    way or unread here, granted back as the reader takes it (``_Output``): a reader that falls
    behind makes the host stop reading the process's pipe, as a slow local reader does.
+5. Executions travel over one connection from the driver to each node's host (``_channel``),
+   made on the first exec on that node; where it cannot be made, or ``direct_executions`` is
+   off, each is one streaming call (``BoxHost.run``) and the grants and release actor calls.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
@@ -35,7 +38,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from .. import errors
 from .._native import BoxOptions, CopyOptions, ImageRegistry
 from . import _host, _wire
-from ._execution import RayExecution, cancel, release
+from ._channel import Channel
+from ._execution import ChannelLink, RayExecution, RayLink, cancel
 from ._wire import Record, node_lost, unwrap
 
 #: The resource Ray gives the head node alone.
@@ -58,6 +62,10 @@ class RayOptions:
     - ``host_resource``: only nodes that have this Ray custom resource host boxes (all by
       default).
     - ``image_registries``: registries every node's runtime pulls images from.
+    - ``direct_executions``: executions travel over a connection from this driver to each
+      node's host (rule 5), which the driver must be able to reach; ``False``: through Ray actor
+      calls, slower by milliseconds. A driver that cannot connect (a ``ray://`` client outside
+      the cluster, a firewall) uses Ray actor calls for that node by itself.
     """
 
     def __init__(
@@ -67,17 +75,19 @@ class RayOptions:
         home_dir: str | os.PathLike[str] | None = None,
         host_resource: str | None = None,
         image_registries: Sequence[ImageRegistry] = (),
+        direct_executions: bool = True,
     ) -> None:
         self.address = address
         self.namespace = namespace
         self.home_dir = None if home_dir is None else os.fspath(home_dir)
         self.host_resource = host_resource
         self.image_registries = list(image_registries)
+        self.direct_executions = direct_executions
 
     def __repr__(self) -> str:
         return (
             f"RayOptions(address={self.address!r}, namespace={self.namespace!r}, home_dir={self.home_dir!r}, "
-            f"host_resource={self.host_resource!r}, image_registries={self.image_registries!r})"
+            f"host_resource={self.host_resource!r}, image_registries={self.image_registries!r}, direct_executions={self.direct_executions!r})"
         )
 
 
@@ -92,6 +102,8 @@ class RayBoxlite:
         if self._connected_here:
             ray.init(address=options.address, namespace=options.namespace, log_to_driver=False, include_dashboard=False)
         self._hosts: dict[str, Any] = {}
+        #: The connection to each node's host for executions, once made (None: it could not be).
+        self._channels: dict[str, asyncio.Future[Channel | None]] = {}
         #: This driver's Ray job: a host ends its executions once the job is over.
         self._driver = ray.get_runtime_context().get_job_id()
         self._registry: Any = None
@@ -155,6 +167,31 @@ class RayBoxlite:
 
         return chunks()
 
+    async def _channel(self, node_id: str) -> Channel | None:
+        """The connection to a node's host for executions (rule 5); None: use Ray calls."""
+        self._check_open()
+        if not self._options.direct_executions:
+            return None
+        opening = self._channels.get(node_id)
+        if opening is None or _lost(opening):
+            opening = asyncio.ensure_future(self._connect(node_id))
+            self._channels[node_id] = opening
+        return await asyncio.shield(opening)
+
+    async def _connect(self, node_id: str) -> Channel | None:
+        address = await self._await(self._host(node_id).channel.remote(), node_id)
+        try:
+            return await Channel.open(node_id, address)
+        except (OSError, asyncio.TimeoutError) as error:
+            logging.getLogger("boxlite").info("executions on node %s go through Ray calls: its host at %s:%s cannot be reached (%s)", node_id, address[0], address[1], error)
+            return None
+
+    def _close_channels(self) -> None:
+        for opening in self._channels.values():
+            if opening.done() and not _lost(opening) and (channel := opening.result()) is not None:
+                channel.close()
+        self._channels.clear()
+
     # --- nodes and their hosts -----------------------------------------------------------
 
     def _host(self, node_id: str) -> Any:
@@ -177,11 +214,19 @@ class RayBoxlite:
             self._hosts[node_id] = host
         return host
 
-    def nodes(self) -> list[str]:
-        """The ids of the alive nodes that may host boxes."""
-        wanted = self._options.host_resource
+    def nodes(self, labels: Mapping[str, str] | None = None, resource: str | None = None) -> list[str]:
+        """The ids of the alive nodes that may host boxes (those with ``host_resource``, if the
+        options name one), narrowed to those with every label of ``labels`` and with the Ray
+        custom resource ``resource``."""
+        resources = [wanted for wanted in (self._options.host_resource, resource) if wanted is not None]
         listed: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
-        return sorted(node["NodeID"] for node in listed if node["Alive"] and (wanted is None or node["Resources"].get(wanted, 0) > 0))
+        return sorted(
+            node["NodeID"]
+            for node in listed
+            if node["Alive"]
+            and all(node["Resources"].get(wanted, 0) > 0 for wanted in resources)
+            and all(node.get("Labels", {}).get(key) == value for key, value in (labels or {}).items())
+        )
 
     async def _each_node(self, method: str, *args: Any) -> list[tuple[str, Any]]:
         """Calls every hosting node; a node that died meanwhile is left out."""
@@ -196,11 +241,12 @@ class RayBoxlite:
             found.append((node, answer))
         return found
 
-    async def _least_loaded(self) -> str:
-        nodes = self.nodes()
+    async def _least_loaded(self, labels: Mapping[str, str] | None = None, resource: str | None = None) -> str:
+        nodes = self.nodes(labels, resource)
         if not nodes:
-            wanted = f" with resource {self._options.host_resource!r}" if self._options.host_resource else ""
-            raise errors.ResourceExhaustedError(f"no alive node{wanted} to host a box")
+            wanted = [f"resource {name!r}" for name in (self._options.host_resource, resource) if name is not None]
+            wanted += [f"label {key}={value!r}" for key, value in (labels or {}).items()]
+            raise errors.ResourceExhaustedError(f"no alive node{' with ' + ' and '.join(wanted) if wanted else ''} to host a box")
         loads = await asyncio.gather(*(self._await(self._host(node).load.remote(), node) for node in nodes), return_exceptions=True)
         candidates = [(load, node) for node, load in zip(nodes, loads) if not isinstance(load, BaseException)]
         if not candidates:
@@ -253,14 +299,19 @@ class RayBoxlite:
 
     # --- the runtime's API ---------------------------------------------------------------
 
-    async def create(self, options: BoxOptions, name: str | None = None, *, node: str | None = None) -> RayBox:
-        """Creates a box on ``node`` (by default the node running the fewest boxes). A
-        cancelled create leaves no box."""
+    async def create(
+        self, options: BoxOptions, name: str | None = None, *, node: str | None = None, labels: Mapping[str, str] | None = None, resource: str | None = None
+    ) -> RayBox:
+        """Creates a box on ``node``, or on the node running the fewest boxes among those with
+        every label of ``labels`` and the Ray custom resource ``resource`` (all nodes that host
+        boxes by default). A cancelled create leaves no box."""
         if not isinstance(options, BoxOptions):
             raise TypeError(f"create() takes a boxlite.BoxOptions, not {type(options).__name__}")
+        if node is not None and (labels or resource is not None):
+            raise errors.InvalidArgumentError("create() takes a node, or labels and a resource to choose one by, not both")
         if self._shut_down:
             raise errors.StoppedError("the runtime has been shut down")
-        node_id = node or await self._least_loaded()
+        node_id = node or await self._least_loaded(labels, resource)
         if name is not None:
             await self._reserve(name, node_id)
 
@@ -336,6 +387,7 @@ class RayBoxlite:
                 ray.kill(ray.get_actor(_host.host_name(node), namespace=self._options.namespace))
         with contextlib.suppress(ValueError):
             ray.kill(ray.get_actor(_host.REGISTRY_NAME, namespace=self._options.namespace))
+        self._close_channels()
         self._hosts.clear()
         self._registry = None
 
@@ -351,6 +403,7 @@ class RayBoxlite:
             future.get_loop().call_soon_threadsafe(future.cancel)
         for follower in list(self._followers):
             follower.get_loop().call_soon_threadsafe(follower.cancel)
+        self._close_channels()
         if self._connected_here:
             ray.shutdown()
 
@@ -360,6 +413,16 @@ class RayBoxlite:
     def __exit__(self, *_exc: object) -> Literal[False]:
         self.close()
         return False
+
+
+def _lost(opening: asyncio.Future[Channel | None]) -> bool:
+    """A connection that failed to open, or was lost since: the next exec makes a new one."""
+    if not opening.done():
+        return False
+    if opening.cancelled() or opening.exception() is not None:
+        return True
+    channel = opening.result()
+    return channel is not None and channel.lost is not None
 
 
 def _spawn(work: Awaitable[Any]) -> None:
@@ -432,8 +495,14 @@ class RayBox:
         if self._stopped:
             raise errors.StoppedError(f"this handle of box {self._id} was stopped; use get() for a new one")
         key = uuid.uuid4().hex
+        request = (self._id, command, arguments, environment, tty, user, timeout_secs, cwd)
+        channel = await self._runtime._channel(self._node)
+        if channel is not None:
+            execution_id = unwrap(await channel.start(key, request))
+            return RayExecution(self._runtime, self._node, key, execution_id, ChannelLink(channel, key))
         self._runtime._check_open()
-        events = self._runtime._host(self._node).run.remote(self._runtime._driver, key, self._id, command, arguments, environment, tty, user, timeout_secs, cwd)
+        events = self._runtime._host(self._node).run.remote(self._runtime._driver, key, *request)
+        link = RayLink(self._runtime, self._node, key, events)
         try:
             execution_id = unwrap(await self._runtime._await(await anext(events), self._node))
         except ray.exceptions.RayActorError as error:
@@ -442,9 +511,9 @@ class RayBox:
             # Whichever reaches the host first ends the execution: the call's cancellation, or
             # the release (which ends it as soon as it starts, if it has not yet).
             cancel(events)
-            release(self._runtime._host(self._node), key, kill=True)
+            link.release(kill=True)
             raise
-        return RayExecution(self._runtime, self._node, key, execution_id, events)
+        return RayExecution(self._runtime, self._node, key, execution_id, link)
 
     async def copy_in(self, host_path: str | os.PathLike[str], container_dest: str, copy_options: CopyOptions | None = None) -> None:
         """Sends the host file or directory to the box's node in chunks, then copies it in

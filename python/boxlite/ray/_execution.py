@@ -20,6 +20,7 @@ from . import _host
 from ._wire import Record, node_lost, unwrap
 
 if TYPE_CHECKING:
+    from ._channel import Channel
     from ._client import RayBoxlite
 
 __all__ = ["RayExecStdin", "RayExecStream", "RayExecution"]
@@ -154,23 +155,24 @@ class RayExecStdin:
 
 class RayExecution:
     """A process running in a box of the cluster, with the API of ``Execution``. Its output and
-    exit come as the events of one streaming call (``BoxHost.run``), which a task of this
-    object follows from the start. The host keeps the execution until this object is closed or
-    dropped."""
+    exit come as events over its link to the host (a connection, or a streaming Ray call),
+    which a task of this object follows from the start. The host keeps the execution until
+    this object is closed or dropped."""
 
-    def __init__(self, runtime: RayBoxlite, node_id: str, key: str, execution_id: str, events: Any) -> None:
+    def __init__(self, runtime: RayBoxlite, node_id: str, key: str, execution_id: str, link: ChannelLink | RayLink) -> None:
         self._runtime = runtime
         self._node = node_id
         self._key = key
         self._id = execution_id
+        self._link = link
         self._exit: asyncio.Future[Record] = asyncio.get_running_loop().create_future()
-        grant = _granting(runtime._host(node_id), key, self._exit)
+        grant = _granting(link, self._exit)
         self._outputs = {"stdout": _Output(grant, "stdout"), "stderr": _Output(grant, "stderr")}
         # An exit nobody awaited must not log an unretrieved exception.
         self._exit.add_done_callback(lambda done: done.cancelled() or done.exception())
         self._stdin: RayExecStdin | None = None
-        self._release = weakref.finalize(self, release, runtime._host(node_id), key)
-        runtime._follow(_follow(events, self._outputs, self._exit, runtime, node_id))
+        self._release = weakref.finalize(self, link.release, False)
+        runtime._follow(_follow(link.batches(), self._outputs, self._exit))
 
     def __repr__(self) -> str:
         return f"RayExecution(id={self._id!r}, node={self._node!r})"
@@ -224,7 +226,7 @@ class RayExecution:
         if self._release.alive:
             self._release.detach()
             running = not self._exit.done()
-            release(self._runtime._host(self._node), self._key, kill=running)
+            self._link.release(running)
             if running:  # as a local close(): the streams stop, and the status says forced
                 for output in self._outputs.values():
                     output.end()
@@ -241,24 +243,72 @@ class RayExecution:
         return False
 
 
-def _granting(host: Any, key: str, exited: asyncio.Future[Record]) -> Callable[[str, int], None]:
+class ChannelLink:
+    """An execution's link to its host over the driver's connection to it (``_channel``)."""
+
+    def __init__(self, channel: Channel, key: str) -> None:
+        self._channel = channel
+        self._key = key
+
+    def batches(self) -> AsyncIterator[list[tuple[Any, ...]]]:
+        return self._channel.batches(self._key)
+
+    def grant(self, stream: str, size: int) -> None:
+        self._channel.grant(self._key, stream, size)
+
+    def release(self, kill: bool) -> None:
+        self._channel.release(self._key, kill)
+
+
+class RayLink:
+    """An execution's link to its host through Ray: the streaming call ``BoxHost.run`` carries
+    its events, and actor calls the grants and the release."""
+
+    def __init__(self, runtime: RayBoxlite, node_id: str, key: str, events: Any) -> None:
+        self._runtime = runtime
+        self._node = node_id
+        self._key = key
+        self._events = events
+
+    async def batches(self) -> AsyncIterator[list[tuple[Any, ...]]]:
+        try:
+            async for ref in self._events:
+                yield await self._runtime._await(ref, self._node)
+        except ray.exceptions.RayActorError as error:
+            raise node_lost(self._node, error) from None
+        except asyncio.CancelledError:
+            cancel(self._events)
+            raise
+
+    def grant(self, stream: str, size: int) -> None:
+        self._runtime._host(self._node).grant.remote(self._key, stream, size)
+
+    def release(self, kill: bool) -> None:
+        """Tells the host to forget the execution (fire and forget: a host that is gone forgot
+        it). Not once this process left Ray: a call then would start a Ray of its own."""
+        if ray.is_initialized():
+            with contextlib.suppress(Exception):
+                self._runtime._host(self._node).release.remote(self._key, kill)
+
+
+def _granting(link: ChannelLink | RayLink, exited: asyncio.Future[Record]) -> Callable[[str, int], None]:
     """How an execution's streams grant its host room for more output (until its exit). Holds
     no reference to the ``RayExecution``, so that dropping it releases the execution."""
 
     def grant(stream: str, size: int) -> None:
         if not exited.done():
-            host.grant.remote(key, stream, size)
+            link.grant(stream, size)
 
     return grant
 
 
-async def _follow(events: Any, outputs: dict[str, _Output], exited: asyncio.Future[Record], runtime: RayBoxlite, node_id: str) -> None:
+async def _follow(batches: AsyncIterator[list[tuple[Any, ...]]], outputs: dict[str, _Output], exited: asyncio.Future[Record]) -> None:
     """Delivers an execution's events to its streams and its exit. Holds no reference to the
     ``RayExecution``, so that dropping it releases the execution."""
     failure: BaseException | None = None
     try:
-        async for ref in events:
-            for event in await runtime._await(ref, node_id):
+        async for batch in batches:
+            for event in batch:
                 if event[0] == "out":
                     outputs[event[1]].add(event[2])
                 elif event[0] == "end":
@@ -268,8 +318,6 @@ async def _follow(events: Any, outputs: dict[str, _Output], exited: asyncio.Futu
                         exited.set_result(event[1])
                 else:
                     unwrap(event)
-    except ray.exceptions.RayActorError as error:
-        failure = node_lost(node_id, error)
     except asyncio.CancelledError:
         failure = errors.RuntimeClosedError("the runtime was closed while the execution ran")
     except Exception as error:  # noqa: BLE001 - whatever ended the events ends the execution's waiters
@@ -281,11 +329,3 @@ async def _follow(events: Any, outputs: dict[str, _Output], exited: asyncio.Futu
             output.end(failure)
         if not exited.done():
             exited.set_exception(failure)
-
-
-def release(host: Any, execution_id: str, kill: bool = False) -> None:
-    """Tells the host to forget an execution (fire and forget: a host that is gone forgot it).
-    Not once this process left Ray: a call then would start a Ray of its own."""
-    if ray.is_initialized():
-        with contextlib.suppress(Exception):
-            host.release.remote(execution_id, kill)

@@ -10,8 +10,12 @@ one such error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hmac
 import logging
 import os
+import pickle
+import secrets
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
@@ -22,7 +26,7 @@ import ray
 
 import boxlite
 
-from . import _wire
+from . import _channel, _wire
 
 #: Bytes in one chunk of a file copied between a driver and a host.
 TRANSFER_CHUNK = 1 << 20
@@ -71,9 +75,9 @@ class _Running:
     driver has room for more (``credit``, granted back as the driver's reader takes output):
     a driver that falls behind holds the process back on its pipe, and nothing piles up here."""
 
-    def __init__(self, box_id: str, execution: boxlite.Execution, driver: str) -> None:
+    def __init__(self, box_id: str, execution: boxlite.Execution, driver: str | None) -> None:
         self.box_id = box_id
-        #: The Ray job of the driver that follows it.
+        #: The Ray job of the driver that follows it through Ray (None: on a connection).
         self.driver = driver
         self.execution = execution
         self.stdin: boxlite.ExecStdin | None = None
@@ -145,6 +149,9 @@ class BoxHost:
         #: may overtake its start): they are ended as soon as they start.
         self._abandoned: set[str] = set()
         self._uploads: dict[str, Path] = {}
+        #: Where drivers connect for executions (``channel``), once one asked.
+        self._channel: tuple[str, int, bytes] | None = None
+        self._server: asyncio.Server | None = None
 
     # The runtime binds its awaitables to the running loop: it is opened on the actor's loop.
     def _local(self) -> boxlite.Boxlite:
@@ -215,9 +222,11 @@ class BoxHost:
         then killed by the driver."""
 
         async def work() -> None:
-            for running in list(self._running.values()):
-                running.close(kill=True)
-            self._running.clear()
+            for key in list(self._running):
+                self._end(key)
+            if self._server is not None:
+                self._server.close()
+                self._server, self._channel = None, None
             if self._runtime is not None:
                 await self._runtime.shutdown(timeout)
                 self._runtime.close()
@@ -254,17 +263,17 @@ class BoxHost:
         return await _answer(work())
 
     def _forget_box(self, box_id: str) -> None:
-        for execution_id in [key for key, running in self._running.items() if running.box_id == box_id]:
-            self._running.pop(execution_id).close(kill=True)
+        for key in [key for key, running in self._running.items() if running.box_id == box_id]:
+            self._end(key)
 
     # --- executions ----------------------------------------------------------------------
 
-    @ray.method(num_returns="streaming")
-    async def run(self, driver: str, key: str, box_id: str, command: str, args: list[str] | None, env: list[tuple[str, str]] | None, tty: bool, user: str | None, timeout_secs: float | None, cwd: str | None) -> AsyncIterator[Any]:
-        """Starts a command and follows it: first ``("ok", execution id)`` (or an error), then
-        lists of its events (``_Running``) up to its exit. The execution is known here by
-        ``key``, which the driver (of Ray job ``driver``) chose. One call carries the whole
-        execution, so a command run to its exit costs one round trip to this node."""
+    async def _start(self, key: str, request: tuple[Any, ...], driver: str | None) -> Answer:
+        """Starts a command (``request``: box id, command, args, env, tty, user, timeout, cwd)
+        as the execution ``key``, which the driver chose; its answer: ``("ok", execution id)``
+        or an error. ``driver``: the Ray job whose end ends the execution (``_end_orphans``),
+        for one not followed on a connection (which ends it when it closes)."""
+        box_id, command, args, env, tty, user, timeout_secs, cwd = request
 
         async def start() -> str:
             box = await self._box(box_id)
@@ -274,11 +283,18 @@ class BoxHost:
                 execution.close()
                 raise boxlite.InvalidStateError(f"execution {key} was cancelled")
             self._running[key] = _Running(box_id, execution, driver)
-            if self._driver_watch is None or self._driver_watch.done():
+            if driver is not None and (self._driver_watch is None or self._driver_watch.done()):
                 self._driver_watch = asyncio.ensure_future(self._end_orphans())
             return execution.id()
 
-        answer = await _answer(start())
+        return await _answer(start())
+
+    @ray.method(num_returns="streaming")
+    async def run(self, driver: str, key: str, *request: Any) -> AsyncIterator[Any]:
+        """Starts a command and follows it through Ray (where a driver has no connection,
+        ``channel``): first its answer (``_start``), then lists of its events (``_Running``)
+        up to its exit."""
+        answer = await self._start(key, request, driver)
         if answer[0] != "ok":
             yield answer
             return
@@ -289,10 +305,67 @@ class BoxHost:
         except (asyncio.CancelledError, GeneratorExit):
             # The driver cancelled the call (while it ran, or while an item was on its way):
             # nobody follows the execution any more, so it ends.
-            running = self._running.pop(key, None)
-            if running is not None:
-                running.close(kill=True)
+            self._end(key)
             raise
+
+    def _end(self, key: str) -> None:
+        running = self._running.pop(key, None)
+        if running is not None:
+            running.close(kill=True)
+
+    async def channel(self) -> tuple[str, int, bytes]:
+        """Where drivers connect for executions, and the token they show (``_channel``)."""
+        if self._channel is None:
+            token = secrets.token_bytes(_channel.TOKEN_BYTES)
+            ip = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+            server = await asyncio.start_server(lambda reader, writer: self._serve(reader, writer, token), host=ip, port=0)
+            self._channel = (ip, server.sockets[0].getsockname()[1], token)
+            self._server = server
+        return self._channel
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, token: bytes) -> None:
+        """One driver's connection (rules of ``_channel``)."""
+        keys: set[str] = set()
+        followers: set[asyncio.Task[None]] = set()
+        try:
+            if not hmac.compare_digest(await _channel.read_raw(reader, _channel.TOKEN_BYTES), token):
+                return
+            while True:
+                message = await _channel.read(reader)
+                if message[0] == "run":
+                    keys.add(message[1])
+                    follower = asyncio.create_task(self._follow(writer, message[1], message[2:], keys))
+                    followers.add(follower)
+                    follower.add_done_callback(followers.discard)
+                elif message[0] == "grant":
+                    await self.grant(*message[1:])
+                elif message[0] == "release":
+                    keys.discard(message[1])
+                    await self.release(*message[1:])
+        except (OSError, EOFError, asyncio.IncompleteReadError, pickle.UnpicklingError):
+            pass
+        finally:
+            # The driver is gone: what it ran ends (what was starting, by its cancellation).
+            for follower in followers:
+                follower.cancel()
+            for key in keys:
+                self._end(key)
+            writer.close()
+
+    async def _follow(self, writer: asyncio.StreamWriter, key: str, request: tuple[Any, ...], keys: set[str]) -> None:
+        """Starts an execution for a connection and sends it its answer and events."""
+        answer = await self._start(key, request, None)
+        writer.write(_channel.encode(("started", key, answer)))
+        if answer[0] != "ok":
+            keys.discard(key)
+            return
+        running = self._running.get(key)
+        if running is None:  # released as it started
+            return
+        with contextlib.suppress(ConnectionError):  # the connection's end ends the execution
+            async for batch in running.events():
+                writer.write(_channel.encode(("events", key, batch)))
+                await writer.drain()
 
     async def _end_orphans(self) -> None:
         """Ends the executions whose driver is gone, while there are executions: nobody can

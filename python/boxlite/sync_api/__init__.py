@@ -190,8 +190,10 @@ class SyncBoxlite:
     def start(self) -> SyncBoxlite:
         return self
 
-    def create(self, options: BoxOptions, name: str | None = None) -> SyncBox:
-        return SyncBox(self._runner, self._runner.run(lambda: self._boxlite.create(options, name)))
+    def create(self, options: BoxOptions, name: str | None = None, **placement: Any) -> SyncBox:
+        """``placement``: where a Ray runtime puts the box (``node``, ``labels``, ``resource``;
+        see ``RayBoxlite.create``)."""
+        return SyncBox(self._runner, self._runner.run(lambda: self._boxlite.create(options, name, **placement)))
 
     def get_or_create(self, options: BoxOptions, name: str | None = None) -> tuple[SyncBox, bool]:
         box, created = self._runner.run(lambda: self._boxlite.get_or_create(options, name))
