@@ -352,6 +352,53 @@ async def test_a_driver_that_dies_has_its_executions_ended(rt: RayBoxlite, clust
     await until_no_sleep_in(box)
 
 
+CREATING_DRIVER = """
+import asyncio, os, sys, boxlite
+from boxlite.ray import RayOptions
+
+async def main():
+    options = RayOptions(address=sys.argv[1], namespace=sys.argv[2], home_dir=sys.argv[3], host_resource=sys.argv[4])
+    rt = boxlite.Boxlite.ray(options)
+    await (await rt.create(boxlite.BoxOptions(), name="warm-up", node=sys.argv[5])).info()  # connected
+    creating = asyncio.ensure_future(rt.create(boxlite.BoxOptions(), name="made-for-the-dead", node=sys.argv[5]))
+    await asyncio.sleep(float(sys.argv[6]))
+    print("received" if creating.done() else "pending", flush=True)
+    os._exit(0)  # gone, without closing anything
+
+asyncio.run(main())
+"""
+
+
+async def test_a_driver_that_dies_while_creating_leaves_no_box(cluster: Cluster, homes: Path) -> None:
+    """A box belongs to a driver once its create's caller received it: a driver that dies
+    before leaves none behind (over its connections to the hosts)."""
+    options = options_in(homes)
+    runtime = boxlite.Boxlite.ray(options)
+    node = runtime.nodes()[0]
+    pending = 0
+    try:
+        for delay in (0.0005, 0.001, 0.002, 0.004, 0.008):
+            dying = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", CREATING_DRIVER, cluster.address, options.namespace, str(options.home_dir), HOSTS, node, str(delay), stdout=asyncio.subprocess.PIPE
+            )
+            stdout, _ = await dying.communicate()
+            assert dying.returncode == 0
+            if stdout.decode() == "pending\n":
+                pending += 1
+                deadline = time.monotonic() + 20
+                while await runtime.get_info("made-for-the-dead") is not None:
+                    assert time.monotonic() < deadline, f"a box made for a driver that died {delay} s into its create outlived it"
+                    await asyncio.sleep(0.05)
+            else:
+                await runtime.remove("made-for-the-dead", force=True)
+            await runtime.remove("warm-up", force=True)
+        assert pending > 0, "no driver died with its create pending"
+    finally:
+        await runtime.shutdown()
+        runtime.close()
+    await until_no_box_processes(homes)
+
+
 async def test_a_cancelled_exec_leaves_no_process(rt: RayBoxlite) -> None:
     box = await rt.create(boxlite.BoxOptions())
     await (await box.exec("true")).wait()

@@ -1,7 +1,7 @@
-"""Executions over a direct connection between a driver and a node's host (rule 5 of
-``_client``), in place of Ray actor calls: one TCP connection from a driver to each host it
-runs commands on, which carries every execution's start, its events and the driver's grants and
-releases. A Ray actor call costs about a millisecond here; a message on the connection, tens of
+"""Executions and creates over a direct connection between a driver and a node's host (rule 5
+of ``_client``), in place of Ray actor calls: one TCP connection from a driver to each host it
+uses, which carries every execution's start, its events and the driver's grants and releases,
+and the creates of boxes on that node. A Ray actor call costs about a millisecond here; a message on the connection, tens of
 microseconds.
 
 Rules:
@@ -10,13 +10,18 @@ Rules:
    with a token of 32 random bytes to whoever asks it through Ray (``BoxHost.channel``): a
    connection is served only once it has sent the token, compared in constant time, before
    anything it sends is unpickled. Who may call the host's actor may use its connection.
-2. A message is a 4-byte big-endian length and a pickle of a tuple: driver to host
-   ``("run", key, box id, command, args, env, tty, user, timeout, cwd)``, ``("grant", key,
-   stream, size)``, ``("release", key, kill)``; host to driver ``("started", key, answer)`` then
+2. A message is a 4-byte big-endian length and a pickle of a tuple whose first two items are
+   its kind and the key of the request it belongs to, which the driver chose. Driver to host:
+   ``("run", key, box id, command, args, env, tty, user, timeout, cwd)``, ``("create", key,
+   options, name)``, ``("claimed", key)`` (the create's caller received its box), ``("grant",
+   key, stream, size)``, ``("release", key, kill)`` (an execution let go of, or a create its
+   caller cancelled). Host to driver: ``("answer", key, answer)``, then for an execution
    ``("events", key, batch)`` up to the batch with the exit or an error (``_host._Running``).
-3. A connection that ends ends its executions on the host (their processes are killed), as a
-   cancelled streaming call does: a driver that dies lets go of what it ran. On the driver, every
-   execution on it fails with ``NodeLostError``, and the next exec makes a new connection.
+3. A connection that ends ends what the driver started on it (``_host._Connection``): its
+   executions (their processes are killed), the creates in progress and the boxes made for it
+   that it never received. A driver that dies lets go of all of that, as the async core's
+   cancellation does locally. On the driver, every request on it fails with
+   ``NodeLostError``, and the next one makes a new connection.
 """
 
 from __future__ import annotations
@@ -70,7 +75,7 @@ class Channel:
         self._reader = reader
         self._writer = writer
         self._loop = asyncio.get_running_loop()
-        self._starts: dict[str, asyncio.Future[Any]] = {}
+        self._answers: dict[str, asyncio.Future[Any]] = {}
         self._events: dict[str, asyncio.Queue[Any]] = {}
         self.lost: BaseException | None = None
         self._reading = asyncio.ensure_future(self._read())
@@ -82,24 +87,41 @@ class Channel:
         writer.write(HEADER.pack(len(token)) + token)
         return cls(node_id, reader, writer)
 
-    async def start(self, key: str, request: tuple[Any, ...]) -> tuple[Any, ...]:
-        """Starts an execution on the host; its answer. A cancelled start is released, and
-        ended on the host as soon as it starts."""
+    async def _request(self, key: str, message: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Sends a request; its answer. A request given up on (cancelled) is released."""
         if self.lost is not None:
             raise self.lost
-        started: asyncio.Future[Any] = self._loop.create_future()
-        self._starts[key] = started
-        self._events[key] = asyncio.Queue()
-        self._send(("run", key, *request))
+        answered: asyncio.Future[Any] = self._loop.create_future()
+        self._answers[key] = answered
+        self._send(message)
         try:
-            answer: tuple[Any, ...] = await started
+            answer: tuple[Any, ...] = await answered
         except BaseException:
             self.release(key, kill=True)
             raise
         finally:
-            self._starts.pop(key, None)
+            self._answers.pop(key, None)
+        return answer
+
+    async def start(self, key: str, request: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Starts an execution on the host; its answer. A cancelled start is released, and
+        ended on the host as soon as it starts."""
+        self._events[key] = asyncio.Queue()
+        try:
+            answer = await self._request(key, ("run", key, *request))
+        except BaseException:
+            self._events.pop(key, None)
+            raise
         if answer[0] != "ok":
             self._events.pop(key, None)
+        return answer
+
+    async def create(self, key: str, options: Any, name: str | None) -> tuple[Any, ...]:
+        """Makes a box on the host; the answer. The box is this driver's once this returns (the
+        host removes it if the connection ends before); a cancelled create removes it."""
+        answer = await self._request(key, ("create", key, options, name))
+        if answer[0] == "ok":
+            self._send(("claimed", key))
         return answer
 
     async def batches(self, key: str) -> AsyncIterator[list[tuple[Any, ...]]]:
@@ -132,10 +154,10 @@ class Channel:
         try:
             while True:
                 kind, key, value = await read(self._reader)
-                if kind == "started":
-                    started = self._starts.get(key)
-                    if started is not None and not started.done():
-                        started.set_result(value)
+                if kind == "answer":
+                    answered = self._answers.get(key)
+                    if answered is not None and not answered.done():
+                        answered.set_result(value)
                 elif (queue := self._events.get(key)) is not None:
                     queue.put_nowait(value)
         except asyncio.CancelledError:
@@ -146,9 +168,9 @@ class Channel:
 
     def _end(self, error: BaseException) -> None:
         self.lost = error
-        for started in self._starts.values():
-            if not started.done():
-                started.set_exception(error)
+        for answered in self._answers.values():
+            if not answered.done():
+                answered.set_exception(error)
         for queue in self._events.values():
             queue.put_nowait(error)
         self._writer.close()

@@ -15,9 +15,10 @@ Rules (each holds for every call below):
 4. An execution is the exec's answer, then its output and its exit as events, from its host. Each output stream has a window of ``OUTPUT_WINDOW`` bytes on its
    way or unread here, granted back as the reader takes it (``_Output``): a reader that falls
    behind makes the host stop reading the process's pipe, as a slow local reader does.
-5. Executions travel over one connection from the driver to each node's host (``_channel``),
-   made on the first exec on that node; where it cannot be made, or ``direct_executions`` is
-   off, each is one streaming call (``BoxHost.run``) and the grants and release actor calls.
+5. Executions and creates travel over one connection from the driver to each node's host
+   (``_channel``), made on first use of that node; where it cannot be made, or
+   ``direct_executions`` is off, an execution is one streaming call (``BoxHost.run``) and the
+   grants and release actor calls, and a create an actor call.
 """
 
 from __future__ import annotations
@@ -322,7 +323,11 @@ class RayBoxlite:
                     await self._host(node_id).remove.remote(answer[1].id, True)
 
         try:
-            info = await self._call(node_id, "create", _wire.pack(options), name, orphan=remove_orphan)
+            channel = await self._channel(node_id)
+            if channel is not None:
+                info = unwrap(await channel.create(uuid.uuid4().hex, _wire.pack(options), name))
+            else:
+                info = await self._call(node_id, "create", _wire.pack(options), name, orphan=remove_orphan)
         except BaseException:
             if name is not None:
                 self._names().release.remote(name, node_id)

@@ -18,7 +18,7 @@ import pickle
 import secrets
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +133,78 @@ class _Running:
 def _failure(error: boxlite.BoxliteError) -> tuple[str, str, str]:
     described = _wire.error_of(error)
     return ("error", *described) if described is not None else ("error", "EngineError", str(error))
+
+
+class _Connection:
+    """One driver's connection to a host (``_channel``). What the driver started on it ends
+    with it: its executions, and the boxes made for it that it has not received (a box is the
+    driver's once its create's caller got it, which the driver tells with ``claimed``)."""
+
+    def __init__(self, host: BoxHost, writer: asyncio.StreamWriter) -> None:
+        self.host = host
+        self.writer = writer
+        self.executions: set[str] = set()
+        #: Boxes made for the driver and not yet received, by the key of their create.
+        self.unclaimed: dict[str, str] = {}
+        self.executing: set[asyncio.Task[None]] = set()
+        #: Creates in progress: never cancelled (one cancelled after its box was made would
+        #: leave it), but waited for when the connection ends.
+        self.creating: set[asyncio.Task[None]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, None], tasks: set[asyncio.Task[None]]) -> None:
+        task = asyncio.create_task(work)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        self.writer.write(_channel.encode(message))
+
+    async def run(self, key: str, request: tuple[Any, ...]) -> None:
+        """Starts an execution and sends the driver its answer, then its events."""
+        self.executions.add(key)
+        answer = await self.host._start(key, request, None)
+        self.send(("answer", key, answer))
+        if answer[0] != "ok":
+            self.executions.discard(key)
+            return
+        running = self.host._running.get(key)
+        if running is None:  # released as it started
+            return
+        with contextlib.suppress(ConnectionError):  # the connection's end ends the execution
+            async for batch in running.events():
+                self.send(("events", key, batch))
+                await self.writer.drain()
+
+    async def create(self, key: str, options: Any, name: str | None) -> None:
+        answer = await self.host.create(options, name)
+        if answer[0] == "ok":
+            if key in self.host._abandoned:  # the driver let go of it while it was made
+                self.host._abandoned.discard(key)
+                await self.host._remove_quietly(answer[1].id)
+                return
+            self.unclaimed[key] = answer[1].id
+        self.send(("answer", key, answer))
+
+    async def release(self, key: str, kill: bool) -> None:
+        """The driver let go of an execution, or of a create (``kill``) it did not receive."""
+        self.executions.discard(key)
+        box_id = self.unclaimed.pop(key, None)
+        if box_id is not None:
+            await self.host._remove_quietly(box_id)
+        else:
+            await self.host.release(key, kill)
+
+    async def end(self) -> None:
+        """The driver is gone: what it ran ends (what was starting, by its cancellation), and
+        the boxes made for it and not received are removed, once their creates are over."""
+        for task in self.executing:
+            task.cancel()
+        await asyncio.gather(*self.creating, return_exceptions=True)
+        for key in self.executions:
+            self.host._end(key)
+        for box_id in self.unclaimed.values():
+            await self.host._remove_quietly(box_id)
+        self.writer.close()
 
 
 class BoxHost:
@@ -325,47 +397,32 @@ class BoxHost:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, token: bytes) -> None:
         """One driver's connection (rules of ``_channel``)."""
-        keys: set[str] = set()
-        followers: set[asyncio.Task[None]] = set()
+        connection = _Connection(self, writer)
         try:
             if not hmac.compare_digest(await _channel.read_raw(reader, _channel.TOKEN_BYTES), token):
                 return
             while True:
-                message = await _channel.read(reader)
-                if message[0] == "run":
-                    keys.add(message[1])
-                    follower = asyncio.create_task(self._follow(writer, message[1], message[2:], keys))
-                    followers.add(follower)
-                    follower.add_done_callback(followers.discard)
-                elif message[0] == "grant":
-                    await self.grant(*message[1:])
-                elif message[0] == "release":
-                    keys.discard(message[1])
-                    await self.release(*message[1:])
-        except (OSError, EOFError, asyncio.IncompleteReadError, pickle.UnpicklingError):
+                kind, key, *rest = await _channel.read(reader)
+                if kind == "run":
+                    connection.spawn(connection.run(key, tuple(rest)), connection.executing)
+                elif kind == "create":
+                    connection.spawn(connection.create(key, *rest), connection.creating)
+                elif kind == "claimed":
+                    connection.unclaimed.pop(key, None)
+                elif kind == "grant":
+                    await self.grant(key, *rest)
+                elif kind == "release":
+                    await connection.release(key, *rest)
+        except (OSError, EOFError, asyncio.IncompleteReadError, pickle.UnpicklingError, ValueError):
             pass
         finally:
-            # The driver is gone: what it ran ends (what was starting, by its cancellation).
-            for follower in followers:
-                follower.cancel()
-            for key in keys:
-                self._end(key)
-            writer.close()
+            await connection.end()
 
-    async def _follow(self, writer: asyncio.StreamWriter, key: str, request: tuple[Any, ...], keys: set[str]) -> None:
-        """Starts an execution for a connection and sends it its answer and events."""
-        answer = await self._start(key, request, None)
-        writer.write(_channel.encode(("started", key, answer)))
-        if answer[0] != "ok":
-            keys.discard(key)
-            return
-        running = self._running.get(key)
-        if running is None:  # released as it started
-            return
-        with contextlib.suppress(ConnectionError):  # the connection's end ends the execution
-            async for batch in running.events():
-                writer.write(_channel.encode(("events", key, batch)))
-                await writer.drain()
+    async def _remove_quietly(self, box_id: str) -> None:
+        """Removes a box nobody received (its create's caller is gone, or let go of it)."""
+        with contextlib.suppress(boxlite.BoxliteError):
+            await self._local().remove(box_id, True)
+        self._forget_box(box_id)
 
     async def _end_orphans(self) -> None:
         """Ends the executions whose driver is gone, while there are executions: nobody can
@@ -431,7 +488,8 @@ class BoxHost:
 
     async def release(self, execution_id: str, kill: bool) -> None:
         """The driver let go of the execution: it is forgotten here, and ended unless it
-        exited (``kill``: the driver closed it)."""
+        exited (``kill``: the driver closed it, or cancelled it as it started; then one that
+        has not started yet, or a box being made under that key, ends as soon as it is)."""
         running = self._running.pop(execution_id, None)
         if running is not None:
             running.close(kill)
