@@ -54,9 +54,7 @@ async def main(home: str, ray_address: str | None, at_once: int) -> int:
     if ray_address is None:
         runtime: Any = boxlite.Boxlite(boxlite.Options(home_dir=home))
     else:
-        from boxlite.ray import RayOptions
-
-        runtime = boxlite.Boxlite.ray(RayOptions(address=ray_address, namespace="snippet-harness", home_dir=home))
+        runtime = boxlite.Boxlite.ray(boxlite.RayOptions(address=ray_address, namespace="snippet-harness", home_dir=home))
     limit = asyncio.Semaphore(at_once)
     try:
         results = await asyncio.gather(*(run_snippet(runtime, name, code, limit) for name, code in SNIPPETS.items()))

@@ -455,6 +455,7 @@ async def test_close_fails_pending_calls_and_later_ones(cluster: Cluster, homes:
 def test_the_sync_api_drives_cluster_boxes(cluster: Cluster, homes: Path) -> None:
     from boxlite.sync_api import SyncBoxlite
 
+    assert boxlite.RayOptions is RayOptions  # importable without Ray, as BoxLite's users write it
     with SyncBoxlite.ray(options_in(homes)) as runtime:
         box = runtime.create(boxlite.BoxOptions(), resource=HOSTS)
         run = box.exec("echo", ["synchronous"])

@@ -101,6 +101,7 @@ from .errors import (
 from .codebox import CodeBox
 from .exec import ExecResult
 from .interactivebox import InteractiveBox
+from .ray_options import RayOptions
 from .rest import AccessToken, ApiKeyCredential, BoxliteRestOptions, Credential
 from .simplebox import SimpleBox
 from .sync_api import (
@@ -187,6 +188,7 @@ __all__ = [
     "OutboundNetworkSpec",
     "ParseError",
     "PublishedPort",
+    "RayOptions",
     "ResourceExhaustedError",
     "RuntimeClosedError",
     "RuntimeMetrics",

@@ -10,7 +10,8 @@ from typing import Any, Final, Literal, TypeAlias, final
 
 from typing_extensions import Self
 
-from .ray import RayBoxlite, RayOptions
+from .ray import RayBoxlite
+from .ray_options import RayOptions
 from .rest import BoxliteRestOptions
 
 __all__ = [

@@ -1,7 +1,7 @@
 """boxlite over a Ray cluster: ``Boxlite.ray(RayOptions(...))`` is a runtime with the local
 runtime's API whose boxes live on the cluster's nodes (``pip install boxlite[ray]``).
 
-    rt = boxlite.Boxlite.ray(boxlite.ray.RayOptions(address="auto"))
+    rt = boxlite.Boxlite.ray(boxlite.RayOptions(address="auto"))
     box = await rt.create(boxlite.BoxOptions(), name="worker-1")
     run = await box.exec("python3", ["-c", "print(6 * 7)"])
     print([chunk async for chunk in run.stdout()], box.node)
@@ -18,7 +18,8 @@ try:
 except ImportError:
     raise ImportError("boxlite.ray needs the ray package: pip install 'boxlite[ray]'") from None
 
-from ._client import RayBox, RayBoxlite, RayOptions
+from ..ray_options import RayOptions
+from ._client import RayBox, RayBoxlite
 from ._execution import RayExecStdin, RayExecStream, RayExecution
 from ._wire import Record
 

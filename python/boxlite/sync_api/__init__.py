@@ -16,19 +16,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from .._native import Box, BoxInfo, Boxlite, BoxMetrics, BoxOptions, CopyOptions, ImageHandle, ImageInfo, ImagePullResult, Options, RuntimeMetrics
 from ..codebox import CodeBox
 from ..exec import ExecResult
 from ..rest import BoxliteRestOptions
+from ..ray_options import RayOptions
 from ..simplebox import SimpleBox
 from ._execution import SyncExecStderr, SyncExecStdin, SyncExecStdout, SyncExecStream, SyncExecution
 from ._network import SyncBoxConnection, SyncBoxTunnel, SyncNetworkHandle, SyncTunnelForwarder
 from ._runner import LoopThread
-
-if TYPE_CHECKING:
-    from ..ray import RayOptions
 
 __all__ = [
     "SyncBox",
