@@ -73,11 +73,28 @@ async def test_a_running_box_is_cloned_frozen_and_goes_on(runtime: boxlite.Boxli
 
 
 @pytest.mark.root_only("a disk of a box's own is a loop device")
-async def test_a_box_with_a_disk_is_not_cloned_and_nothing_is_left(runtime: boxlite.Boxlite, home: Path) -> None:
-    source = await runtime.create(boxlite.BoxOptions(auto_remove=False, disk_size_gb=1))
-    boxes_before = sorted(path.name for path in (home / "boxes").iterdir())
-    with pytest.raises(boxlite.UnsupportedError, match="cannot be given another box's ids"):
-        await source.clone_box(name="copy")
-    assert sorted(path.name for path in (home / "boxes").iterdir()) == boxes_before
-    assert [info.id for info in await runtime.list_info()] == [source.id]
-    await runtime.remove(source.id)
+async def test_a_box_with_a_disk_is_cloned_with_its_owners(runtime: boxlite.Boxlite, busybox_image: str, home: Path) -> None:
+    """A disk is copied as it is; the clone's first boot moves its files into the clone's own
+    ids (setuid bits kept), so both boxes see the same owners and neither sees the other's."""
+    source = await runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image, auto_remove=False, disk_size_gb=1), name="source")
+    stdout, stderr, status = await collect(await source.exec("sh", ["-c", MAKE + GIVE_AWAY]))
+    assert status.exit_code == 0, (stdout, stderr)
+    files = await see(source)
+    await source.stop()
+    source = await runtime.get("source")
+    assert source is not None
+
+    clone = await source.clone_box(name="copy")
+    assert (home / "boxes" / clone.id / "disk.img").exists()
+    assert await see(clone) == files, "the clone sees its source's files, owners and modes"
+    stdout, _, _ = await collect(await clone.exec("sh", ["-c", "stat -c '%u:%g %a' /root/tree/old /root/tree/setuid; touch /root/new; stat -c %u /root/new"]))
+    assert stdout == b"1000:1000 644\n0:0 4750\n0\n"
+    await collect(await clone.exec("sh", ["-c", "echo changed > /root/tree/file"]))
+    assert await see(source) == files, "independent of its source"
+    await clone.stop()
+    clone = await runtime.get("copy")
+    assert clone is not None
+    assert await see(clone) != files, "its own files survive its restart"
+    for box in (source, clone):
+        await runtime.remove(box.id, force=True)
+    assert await runtime.list_info() == []

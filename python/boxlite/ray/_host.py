@@ -147,8 +147,8 @@ class _Connection:
         #: Boxes made for the driver and not yet received, by the key of their create.
         self.unclaimed: dict[str, str] = {}
         self.executing: set[asyncio.Task[None]] = set()
-        #: Creates in progress: never cancelled (one cancelled after its box was made would
-        #: leave it), but waited for when the connection ends.
+        #: Creates and releases in progress: never cancelled (a create cancelled after its box
+        #: was made would leave it), but waited for when the connection ends.
         self.creating: set[asyncio.Task[None]] = set()
 
     def spawn(self, work: Coroutine[Any, Any, None], tasks: set[asyncio.Task[None]]) -> None:
@@ -411,9 +411,9 @@ class BoxHost:
                     connection.unclaimed.pop(key, None)
                 elif kind == "grant":
                     await self.grant(key, *rest)
-                elif kind == "release":
-                    await connection.release(key, *rest)
-        except (OSError, EOFError, asyncio.IncompleteReadError, pickle.UnpicklingError, ValueError):
+                elif kind == "release":  # may remove a box: the connection reads on meanwhile
+                    connection.spawn(connection.release(key, *rest), connection.creating)
+        except (OSError, EOFError, asyncio.IncompleteReadError, pickle.UnpicklingError, ValueError, TypeError):
             pass
         finally:
             await connection.end()

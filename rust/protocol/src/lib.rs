@@ -182,6 +182,30 @@ pub const ROOTLESS_ARGUMENT: &str = "--rootless";
 /// [`IdMap::ROOTLESS`], in a namespace of its own) and exits 0 if it could, else prints why.
 pub const PROBE_USER_NAMESPACE: &str = "--probe-user-namespace";
 
+/// Host ids `from..from + IdMap::BOX_IDS` of one box, as the same box ids of another (a clone's
+/// files, copied from its source's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdShift {
+    pub from: u32,
+    pub to: u32,
+}
+
+impl IdShift {
+    pub fn apply(self, id: u32) -> u32 {
+        if (self.from..self.from.saturating_add(IdMap::BOX_IDS)).contains(&id) { id - self.from + self.to } else { id }
+    }
+
+    /// A namespaced file capability (VFS_CAP_REVISION_3) names the host id of its namespace's
+    /// root: that moves with the box too.
+    pub fn apply_to_capability(self, value: &mut [u8]) {
+        const REVISION_3: u32 = 0x0300_0000;
+        if value.len() == 24 && u32::from_le_bytes([value[0], value[1], value[2], value[3]]) & 0xFF00_0000 == REVISION_3 {
+            let root = u32::from_le_bytes([value[20], value[21], value[22], value[23]]);
+            value[20..24].copy_from_slice(&self.apply(root).to_le_bytes());
+        }
+    }
+}
+
 /// A uid and gid mapping: ids `0..size` in the box are `host_base..host_base + size` outside.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct IdMap {
@@ -487,6 +511,20 @@ pub fn recv_with_fds(socket: BorrowedFd<'_>, buffer: &mut [u8]) -> io::Result<(u
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+
+    #[test]
+    fn a_shift_moves_the_ids_of_one_box_range_and_no_others() {
+        let shift = IdShift { from: 0x7001_0000, to: 0x7005_0000 };
+        assert_eq!(shift.apply(0x7001_0000), 0x7005_0000);
+        assert_eq!(shift.apply(0x7001_fffe), 0x7005_fffe);
+        assert_eq!(shift.apply(0x7002_0000), 0x7002_0000, "past the range");
+        assert_eq!(shift.apply(1000), 1000);
+        let mut capability = [0u8; 24];
+        capability[..4].copy_from_slice(&0x0300_0001u32.to_le_bytes());
+        capability[20..].copy_from_slice(&0x7001_0000u32.to_le_bytes());
+        shift.apply_to_capability(&mut capability);
+        assert_eq!(&capability[20..], &0x7005_0000u32.to_le_bytes());
+    }
 
     #[test]
     fn ids_shift_into_the_range_and_strays_become_nobody() {

@@ -8,7 +8,7 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use boxlite_protocol::BoxDisk;
+use boxlite_protocol::{BoxDisk, IdShift};
 
 use crate::sys::{self, check, mkdir_all, mount, Result};
 
@@ -51,11 +51,80 @@ pub fn mount_disk(disk: &BoxDisk, upper: &Path, work: &Path) -> Result<()> {
     // discard: what the box deletes becomes holes in the sparse image again. noinit_itable:
     // no background zeroing of inode tables the box may never use.
     mount(Some(&device.to_string_lossy()), &disk.mount_point, Some("ext4"), flags, Some("discard,noinit_itable"))?;
+    own_files(disk)?;
     if !upper.exists() {
         mkdir_all(upper)?;
         std::os::unix::fs::chown(upper, Some(disk.owner), Some(disk.owner)).map_err(|source| sys::SysError { operation: format!("failed to give {} to the box's root", upper.display()), source })?;
     }
     mkdir_all(work)
+}
+
+/// The file at the root of a disk that names the host id of box root its files are owned with.
+const IDS_FILE: &str = "ids";
+
+/// Makes the disk's files this box's (`disk.owner` is its root's host id). A disk copied from
+/// another box (a clone's) still has that box's ids, which [`IDS_FILE`] names: they are moved
+/// into this box's before anything of the box runs. A move cut short is finished at the next
+/// boot: box ranges are disjoint, and the file is rewritten last.
+fn own_files(disk: &BoxDisk) -> Result<()> {
+    let marker = disk.mount_point.join(IDS_FILE);
+    let recorded = std::fs::read_to_string(&marker).ok().and_then(|text| text.trim().parse::<u32>().ok());
+    if recorded == Some(disk.owner) {
+        return Ok(());
+    }
+    // Boxes without a user namespace (owner 0) share the host's ids: nothing moves to or from them.
+    if let Some(from) = recorded.filter(|from| *from != 0 && disk.owner != 0) {
+        move_owners(&disk.mount_point, IdShift { from, to: disk.owner })?;
+    }
+    std::fs::write(&marker, disk.owner.to_string()).map_err(|source| sys::SysError { operation: format!("failed to write {}", marker.display()), source })
+}
+
+/// Gives every file under `root` whose owner or group is in `shift.from`'s range the same ids
+/// in `shift.to`'s, keeping its set-id bits and file capability (which a change of owner
+/// clears). Symbolic links are changed themselves, never followed.
+fn move_owners(root: &Path, shift: IdShift) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let io = |what: &str, path: &Path| {
+        let operation = format!("failed to {what} {}", path.display());
+        move |source| sys::SysError { operation, source }
+    };
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let metadata = std::fs::symlink_metadata(&path).map_err(io("read", &path))?;
+        if metadata.is_dir() {
+            for entry in std::fs::read_dir(&path).map_err(io("read", &path))? {
+                pending.push(entry.map_err(io("read", &path))?.path());
+            }
+        }
+        let (uid, gid) = (shift.apply(metadata.uid()), shift.apply(metadata.gid()));
+        if (uid, gid) == (metadata.uid(), metadata.gid()) {
+            continue;
+        }
+        let capability = if metadata.is_file() { file_capability(&path) } else { None };
+        std::os::unix::fs::lchown(&path, Some(uid), Some(gid)).map_err(io("change the owner of", &path))?;
+        if !metadata.is_symlink() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(metadata.mode() & 0o7777)).map_err(io("change the mode of", &path))?;
+        }
+        if let Some(mut value) = capability {
+            shift.apply_to_capability(&mut value);
+            let name = sys::cstring(&path);
+            // SAFETY: setxattr with valid C strings and a buffer of the given length.
+            let set = unsafe { libc::setxattr(name.as_ptr(), c"security.capability".as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+            check(set, || format!("failed to set the file capability of {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn file_capability(path: &Path) -> Option<Vec<u8>> {
+    let name = sys::cstring(path);
+    let mut value = vec![0u8; 64];
+    // SAFETY: getxattr into a buffer of the given length.
+    let length = unsafe { libc::getxattr(name.as_ptr(), c"security.capability".as_ptr(), value.as_mut_ptr().cast(), value.len()) };
+    (length > 0).then(|| {
+        value.truncate(length as usize);
+        value
+    })
 }
 
 /// A free loop device backed by `image`, which detaches itself once nothing holds it: its path,

@@ -3,7 +3,7 @@
 //! frozen for it), with its owners moved into the clone's own id range (`idmap` rule 4); the
 //! source's snapshots stay with the source. The clone is made stopped, as BoxLite's.
 
-use super::layer::{IdShift, WritableLayer};
+use super::layer::{shift_between, WritableLayer};
 use super::*;
 
 impl BoxHandle {
@@ -32,7 +32,7 @@ impl BoxHandle {
             let subdirs: &[&str] = if source.disk_size_gb.is_some() { &["disk", "rootfs", "main"] } else { &["work", "rootfs", "main"] };
             Runtime::make_box(&inner, subdirs, |id, dir, id_map| {
                 let target = WritableLayer::of(dir, source.disk_size_gb.is_some());
-                layer.copy_shifted(target.path(), IdShift::between(source.id_map, id_map))?;
+                layer.copy_shifted(target.path(), shift_between(source.id_map, id_map))?;
                 let (created_at, created_at_nanos) = crate::clock::now();
                 Ok(BoxRecord {
                     id: id.to_string(),

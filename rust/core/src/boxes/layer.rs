@@ -14,6 +14,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use boxlite_protocol::IdShift;
+
 use crate::error::{Error, Result};
 
 /// What a copy holds: bytes of file content, and bytes it takes on the host.
@@ -67,8 +69,9 @@ impl WritableLayer {
     }
 
     /// Copies the layer to `target` for a box whose ids are `shift.to` where this one's are
-    /// `shift.from` (a clone): owners in the one range become the same ids in the other. Only
-    /// a tree can be shifted.
+    /// `shift.from` (a clone): owners in the one range become the same ids in the other. A
+    /// disk is copied as it is: its files say whose ids they have, and the box they boot in
+    /// first moves them into its own (the shim's `disk`).
     pub fn copy_shifted(&self, target: &Path, shift: Option<IdShift>) -> Result<Size> {
         match self {
             Self::Tree(source) => {
@@ -76,7 +79,6 @@ impl WritableLayer {
                 copier.copy(source, target)?;
                 Ok(copier.size)
             }
-            Self::Disk(_) if shift.is_some() => Err(Error::Unsupported("the files of a box with a disk of its own cannot be given another box's ids yet".to_string())),
             Self::Disk(source) => {
                 super::disk::copy_sparse(source, target)?;
                 let metadata = std::fs::metadata(target).map_err(Error::storage_at("read", target))?;
@@ -86,33 +88,10 @@ impl WritableLayer {
     }
 }
 
-/// Host ids `from..from + IdMap::BOX_IDS` of one box, as the same box ids of another.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IdShift {
-    pub from: u32,
-    pub to: u32,
-}
-
-impl IdShift {
-    /// The shift between two boxes' ids, if their files need one.
-    pub fn between(source: Option<crate::idmap::IdMap>, target: Option<crate::idmap::IdMap>) -> Option<Self> {
-        let (source, target) = (crate::idmap::host_owner(source, 0)?, crate::idmap::host_owner(target, 0)?);
-        (source != target).then_some(Self { from: source, to: target })
-    }
-
-    fn apply(self, id: u32) -> u32 {
-        if (self.from..self.from.saturating_add(crate::idmap::IdMap::BOX_IDS)).contains(&id) { id - self.from + self.to } else { id }
-    }
-
-    /// A namespaced file capability (VFS_CAP_REVISION_3) names the host id of its namespace's
-    /// root: that moves with the box too.
-    fn apply_to_capability(self, value: &mut [u8]) {
-        const REVISION_3: u32 = 0x0300_0000;
-        if value.len() == 24 && u32::from_le_bytes([value[0], value[1], value[2], value[3]]) & 0xFF00_0000 == REVISION_3 {
-            let root = u32::from_le_bytes([value[20], value[21], value[22], value[23]]);
-            value[20..24].copy_from_slice(&self.apply(root).to_le_bytes());
-        }
-    }
+/// The shift between two boxes' ids, if their files need one.
+pub fn shift_between(source: Option<crate::idmap::IdMap>, target: Option<crate::idmap::IdMap>) -> Option<IdShift> {
+    let (source, target) = (crate::idmap::host_owner(source, 0)?, crate::idmap::host_owner(target, 0)?);
+    (source != target).then_some(IdShift { from: source, to: target })
 }
 
 #[derive(Default)]
@@ -233,23 +212,4 @@ fn extended_attributes(path: &CString) -> io::Result<Vec<(CString, Vec<u8>)>> {
         attributes.push((name, value));
     }
     Ok(attributes)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_shift_moves_the_ids_of_one_box_range_and_no_others() {
-        let shift = IdShift { from: 0x7001_0000, to: 0x7005_0000 };
-        assert_eq!(shift.apply(0x7001_0000), 0x7005_0000);
-        assert_eq!(shift.apply(0x7001_fffe), 0x7005_fffe);
-        assert_eq!(shift.apply(0x7002_0000), 0x7002_0000, "past the range");
-        assert_eq!(shift.apply(1000), 1000);
-        let mut capability = [0u8; 24];
-        capability[..4].copy_from_slice(&0x0300_0001u32.to_le_bytes());
-        capability[20..].copy_from_slice(&0x7001_0000u32.to_le_bytes());
-        shift.apply_to_capability(&mut capability);
-        assert_eq!(&capability[20..], &0x7005_0000u32.to_le_bytes());
-    }
 }
