@@ -18,15 +18,22 @@ ROOT = os.geteuid() == 0
 GIVE_AWAY = "chown 1000:1000 /root/tree/old" if ROOT else "true"
 
 
-async def test_a_clone_has_its_sources_files_and_options_and_goes_its_own_way(runtime: boxlite.Boxlite, busybox_image: str, home: Path) -> None:
-    options = boxlite.BoxOptions(rootfs_path=busybox_image, auto_remove=False, env=[("FLAVOUR", "plain")])
+async def stopped_source(runtime: boxlite.Boxlite, options: boxlite.BoxOptions) -> tuple[boxlite.Box, bytes]:
+    """A stopped box named "source" holding the snapshot tests' files (one given to uid 1000
+    where boxes have ids of their own), and what it sees of them."""
     source = await runtime.create(options, name="source")
     stdout, stderr, status = await collect(await source.exec("sh", ["-c", MAKE + GIVE_AWAY]))
     assert status.exit_code == 0, (stdout, stderr)
     files = await see(source)
     await source.stop()
-    source = await runtime.get("source")
-    assert source is not None
+    stopped = await runtime.get("source")
+    assert stopped is not None
+    return stopped, files
+
+
+async def test_a_clone_has_its_sources_files_and_options_and_goes_its_own_way(runtime: boxlite.Boxlite, busybox_image: str, home: Path) -> None:
+    options = boxlite.BoxOptions(rootfs_path=busybox_image, auto_remove=False, env=[("FLAVOUR", "plain")])
+    source, files = await stopped_source(runtime, options)
     await source.snapshot.create(name="kept-here")
 
     clone = await source.clone_box(name="copy")
@@ -76,13 +83,7 @@ async def test_a_running_box_is_cloned_frozen_and_goes_on(runtime: boxlite.Boxli
 async def test_a_box_with_a_disk_is_cloned_with_its_owners(runtime: boxlite.Boxlite, busybox_image: str, home: Path) -> None:
     """A disk is copied as it is; the clone's first boot moves its files into the clone's own
     ids (setuid bits kept), so both boxes see the same owners and neither sees the other's."""
-    source = await runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image, auto_remove=False, disk_size_gb=1), name="source")
-    stdout, stderr, status = await collect(await source.exec("sh", ["-c", MAKE + GIVE_AWAY]))
-    assert status.exit_code == 0, (stdout, stderr)
-    files = await see(source)
-    await source.stop()
-    source = await runtime.get("source")
-    assert source is not None
+    source, files = await stopped_source(runtime, boxlite.BoxOptions(rootfs_path=busybox_image, auto_remove=False, disk_size_gb=1))
 
     clone = await source.clone_box(name="copy")
     assert (home / "boxes" / clone.id / "disk.img").exists()
