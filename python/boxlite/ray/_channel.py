@@ -1,8 +1,8 @@
 """Executions and creates over a direct connection between a driver and a node's host (rule 5
 of ``_client``), in place of Ray actor calls: one TCP connection from a driver to each host it
 uses, which carries every execution's start, its events and the driver's grants and releases,
-and the creates of boxes on that node. A Ray actor call costs about a millisecond here; a message on the connection, tens of
-microseconds.
+and the creates of boxes on that node. A Ray actor call costs about a millisecond here; a
+message on the connection, tens of microseconds.
 
 Rules:
 
@@ -142,7 +142,8 @@ class Channel:
         self._send(("grant", key, stream, size))
 
     def release(self, key: str, kill: bool) -> None:
-        """Lets go of an execution; from any thread (a finalizer's), after the loop closed too."""
+        """Lets go of an execution, or of a create (``kill``); from any thread (a finalizer's),
+        after the loop closed too."""
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(self._send, ("release", key, kill))
 
@@ -176,7 +177,7 @@ class Channel:
         self._writer.close()
 
     def close(self) -> None:
-        """Ends the connection (its executions fail with ``RuntimeClosedError``); from any
+        """Ends the connection (what waits on it fails with ``RuntimeClosedError``); from any
         thread."""
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(self._reading.cancel)

@@ -12,9 +12,10 @@ Rules (each holds for every call below):
    ``shutdown()`` is what ends them, on every node.
 3. A host that is gone (its node died, or it was killed) fails the calls on its boxes with
    ``NodeLostError``; the boxes of other nodes carry on.
-4. An execution is the exec's answer, then its output and its exit as events, from its host. Each output stream has a window of ``OUTPUT_WINDOW`` bytes on its
-   way or unread here, granted back as the reader takes it (``_Output``): a reader that falls
-   behind makes the host stop reading the process's pipe, as a slow local reader does.
+4. An execution is the exec's answer, then its output and its exit as events, from its host.
+   Each output stream has a window of ``OUTPUT_WINDOW`` bytes on its way or unread here,
+   granted back as the reader takes it (``_Output``): a reader that falls behind makes the
+   host stop reading the process's pipe, as a slow local reader does.
 5. Executions and creates travel over one connection from the driver to each node's host
    (``_channel``), made on first use of that node; where it cannot be made, or
    ``direct_executions`` is off, an execution is one streaming call (``BoxHost.run``) and the
@@ -61,7 +62,7 @@ class RayBoxlite:
         if self._connected_here:
             ray.init(address=options.address, namespace=options.namespace, log_to_driver=False, include_dashboard=False)
         self._hosts: dict[str, Any] = {}
-        #: The connection to each node's host for executions, once made (None: it could not be).
+        #: The connection to each node's host (rule 5), once made (None: it could not be).
         self._channels: dict[str, asyncio.Future[Channel | None]] = {}
         #: This driver's Ray job: a host ends its executions once the job is over.
         self._driver = ray.get_runtime_context().get_job_id()
@@ -127,7 +128,8 @@ class RayBoxlite:
         return chunks()
 
     async def _channel(self, node_id: str) -> Channel | None:
-        """The connection to a node's host for executions (rule 5); None: use Ray calls."""
+        """The connection to a node's host for executions and creates (rule 5); None: use Ray
+        calls."""
         self._check_open()
         if not self._options.direct_executions:
             return None
