@@ -218,6 +218,35 @@ asyncio.run(main())
 """
 
 
+async def test_snapshots_and_clones_of_a_cluster_box_stay_on_its_node(rt: RayBoxlite) -> None:
+    box = await rt.create(boxlite.BoxOptions(auto_remove=False), name="original")
+    assert await output_of(await box.exec("sh", ["-c", "echo first > /root/state"])) == ("", "", 0)
+    await box.stop()
+    box = await rt.get("original")
+    assert box is not None
+    made = await box.snapshot.create(name="before")
+    assert made.name == "before" and [info.name for info in await box.snapshot.list()] == ["before"]
+    assert (await box.snapshot.get("before")).name == "before" and await box.snapshot.get("none") is None
+    assert await output_of(await box.exec("sh", ["-c", "echo second > /root/state"])) == ("", "", 0)
+    await box.stop()
+    box = await rt.get("original")
+    assert box is not None
+    await box.snapshot.restore("before")
+    assert await output_of(await box.exec("cat", ["/root/state"])) == ("first\n", "", 0)
+    await box.stop()
+    box = await rt.get("original")
+    assert box is not None
+    twin = await box.clone_box(name="twin")
+    assert twin.node == box.node and (await rt.get("twin")) is not None
+    assert await output_of(await twin.exec("cat", ["/root/state"])) == ("first\n", "", 0)
+    with pytest.raises(boxlite.InvalidArgumentError, match="twin"):
+        await box.clone_box(name="twin")
+    with pytest.raises(boxlite.NotFoundError):
+        await box.snapshot.restore("none")
+    await box.snapshot.remove("before")
+    assert await box.snapshot.list() == []
+
+
 async def test_a_second_driver_finds_named_boxes_and_its_boxes_outlive_it(rt: RayBoxlite, cluster: Cluster) -> None:
     box = await rt.create(boxlite.BoxOptions(), name="shared")
     await (await box.exec("sh", ["-c", "echo hello second > /tmp/left-by-the-first"])).wait()

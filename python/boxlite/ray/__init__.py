@@ -19,8 +19,8 @@ except ImportError:
     raise ImportError("boxlite.ray needs the ray package: pip install 'boxlite[ray]'") from None
 
 from ..ray_options import RayOptions
-from ._client import RayBox, RayBoxlite
+from ._client import RayBox, RayBoxlite, RaySnapshots
 from ._execution import RayExecStdin, RayExecStream, RayExecution
 from ._wire import Record
 
-__all__ = ["RayBox", "RayBoxlite", "RayExecStdin", "RayExecStream", "RayExecution", "RayOptions", "Record"]
+__all__ = ["RayBox", "RayBoxlite", "RayExecStdin", "RayExecStream", "RayExecution", "RayOptions", "RaySnapshots", "Record"]

@@ -38,7 +38,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from .. import errors
-from .._native import BoxOptions, CopyOptions
+from .._native import BoxOptions, CloneOptions, CopyOptions, SnapshotOptions
 from ..ray_options import RayOptions
 from . import _host, _wire
 from ._channel import Channel
@@ -48,7 +48,7 @@ from ._wire import Record, node_lost, unwrap
 #: The resource Ray gives the head node alone.
 HEAD_RESOURCE = "node:__internal_head__"
 
-__all__ = ["RayBox", "RayBoxlite"]
+__all__ = ["RayBox", "RayBoxlite", "RaySnapshots"]
 
 
 class RayBoxlite:
@@ -445,6 +445,26 @@ class RayBox:
     async def metrics(self) -> Record:
         return await self._call("box_metrics", self._id)  # type: ignore[no-any-return]
 
+    @property
+    def snapshot(self) -> RaySnapshots:
+        """The box's snapshots, kept on its node."""
+        return RaySnapshots(self)
+
+    async def clone_box(self, *, name: str | None = None, options: CloneOptions | None = None) -> RayBox:
+        """A stopped box on this box's node with its options and a copy of its files, as
+        ``Box.clone_box``; ``name`` is unique in the whole cluster, as a create's."""
+        if options is not None and not isinstance(options, CloneOptions):
+            raise TypeError(f"clone_box() takes a boxlite.CloneOptions, not {type(options).__name__}")
+        if name is not None:
+            await self._runtime._reserve(name, self._node)
+        try:
+            info = await self._call("clone_box", self._id, name)
+        except BaseException:
+            if name is not None:
+                self._runtime._names().release.remote(name, self._node)
+            raise
+        return RayBox(self._runtime, self._node, info.id, info.name)
+
     async def exec(
         self,
         command: str,
@@ -534,3 +554,27 @@ class RayBox:
 
     async def __aexit__(self, *_exc: object) -> None:
         await self.stop()
+
+
+class RaySnapshots:
+    """A cluster box's snapshots, with the API of ``SnapshotHandle`` (what it gives are
+    ``Record``s)."""
+
+    def __init__(self, box: RayBox) -> None:
+        self._box = box
+
+    async def create(self, *, name: str, options: SnapshotOptions | None = None) -> Record:
+        del options  # an empty placeholder, as locally
+        return await self._box._call("snapshot", self._box.id, "create", name)  # type: ignore[no-any-return]
+
+    async def list(self) -> list[Record]:
+        return await self._box._call("snapshot", self._box.id, "list")  # type: ignore[no-any-return]
+
+    async def get(self, name: str) -> Record | None:
+        return await self._box._call("snapshot", self._box.id, "get", name)  # type: ignore[no-any-return]
+
+    async def remove(self, name: str) -> None:
+        await self._box._call("snapshot", self._box.id, "remove", name)
+
+    async def restore(self, name: str) -> None:
+        await self._box._call("snapshot", self._box.id, "restore", name)

@@ -334,6 +334,34 @@ class BoxHost:
 
         return await _answer(work())
 
+    async def clone_box(self, box_id: str, name: str | None) -> Answer:
+        async def work() -> Any:
+            clone = await (await self._box(box_id)).clone_box(name=name)
+            return self._info(await clone.info())
+
+        return await _answer(work())
+
+    async def snapshot(self, box_id: str, verb: str, *args: Any) -> Answer:
+        """One of ``SnapshotHandle``'s verbs on the box's snapshots; what it gives, as records."""
+
+        async def work() -> Any:
+            snapshots = (await self._box(box_id)).snapshot
+            if verb == "create":
+                made = await snapshots.create(name=args[0])
+                return _wire.record(made)
+            if verb == "list":
+                return [_wire.record(info) for info in await snapshots.list()]
+            if verb == "get":
+                found = await snapshots.get(args[0])
+                return None if found is None else _wire.record(found)
+            if verb == "remove":
+                return await snapshots.remove(args[0])
+            if verb == "restore":
+                return await snapshots.restore(args[0])
+            raise boxlite.InvalidArgumentError(f"snapshots have no verb {verb!r}")
+
+        return await _answer(work())
+
     def _forget_box(self, box_id: str) -> None:
         for key in [key for key, running in self._running.items() if running.box_id == box_id]:
             self._end(key)
