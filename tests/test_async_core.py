@@ -285,6 +285,25 @@ async def test_rule16_close_fails_every_pending_awaitable(home: Path) -> None:
     await wait_until(lambda: gate.released() == 5)
 
 
+async def test_rule16_close_during_a_stop_kills_the_box_and_leaves_nothing(home: Path) -> None:
+    runtime = open_runtime(home)
+    box = await runtime.create(boxlite.BoxOptions(auto_remove=False))
+    # The sleep ignores SIGTERM: the stop waits out its whole grace (10 s) before it kills.
+    run = await box.exec("sh", ["-c", "trap '' TERM; echo ready; exec sleep 600"])
+    assert await run.stdout().__anext__() == "ready\n"
+    stopping = asyncio.ensure_future(box.stop())
+    await asyncio.sleep(0.2)  # the stop's SIGTERM went, and was ignored
+    runtime.close()
+    assert box_processes(home) == [], "a box held by a stop outlived the close"
+    assert_no_leftovers(home)
+    with pytest.raises(boxlite.RuntimeClosedError):
+        await stopping
+    reopened = open_runtime(home)
+    info = await reopened.get_info(box.id)
+    assert info is not None and info.state.status == "stopped"
+    reopened.close()
+
+
 async def test_rule17_18_every_claim_order_resolves_once_and_releases_once(home: Path) -> None:
     errors = LoopErrors()
     runtime = open_runtime(home)

@@ -68,6 +68,55 @@ impl Gone {
     }
 }
 
+fn kill_init(init_pid: i32, gone: &Gone) {
+    match gone {
+        Gone::Pidfd(pidfd) => kill(pidfd.get_ref()),
+        // A pidfd opened now pins whatever has the init's pid; the lifeline then says whether
+        // that is still the init (its pid is free only once the lifeline has closed).
+        Gone::Lifeline(_) => {
+            if let Ok(pidfd) = pidfd_open(init_pid) {
+                if !gone.within(Duration::ZERO) {
+                    kill(&pidfd);
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum WeakGone {
+    Lifeline(std::sync::Weak<crate::exec::fd::ControlSocket>),
+    Pidfd(std::sync::Weak<AsyncFd<OwnedFd>>),
+}
+
+/// Kills a box's init without holding its [`Live`], and without keeping it: once the `Live` is
+/// dropped (its lifeline closed, its pidfd too), there is nothing left to kill through it.
+#[derive(Debug, Clone)]
+pub struct Killer {
+    init_pid: i32,
+    gone: WeakGone,
+}
+
+impl Killer {
+    fn gone(&self) -> Option<Gone> {
+        match &self.gone {
+            WeakGone::Lifeline(lifeline) => lifeline.upgrade().map(Gone::Lifeline),
+            WeakGone::Pidfd(pidfd) => pidfd.upgrade().map(Gone::Pidfd),
+        }
+    }
+
+    pub fn kill(&self) {
+        if let Some(gone) = self.gone() {
+            kill_init(self.init_pid, &gone);
+        }
+    }
+
+    /// Blocks up to `timeout` for the init to exit; true if it has, or if its `Live` is gone.
+    pub fn exited_within(&self, timeout: Duration) -> bool {
+        self.gone().is_none_or(|gone| gone.within(timeout))
+    }
+}
+
 impl Live {
     /// A box started by this runtime and tied to it by `lifeline`.
     fn tied(init_pid: i32, lifeline: OwnedFd, socket_path: PathBuf) -> std::io::Result<Self> {
@@ -116,18 +165,16 @@ impl Live {
     }
 
     pub fn kill(&self) {
-        match &self.gone {
-            Gone::Pidfd(pidfd) => kill(pidfd.get_ref()),
-            // A pidfd opened now pins whatever has the init's pid; the lifeline then says whether
-            // that is still the init (its pid is free only once the lifeline has closed).
-            Gone::Lifeline(_) => {
-                if let Ok(pidfd) = pidfd_open(self.init_pid) {
-                    if !self.exited_within(Duration::ZERO) {
-                        kill(&pidfd);
-                    }
-                }
-            }
-        }
+        kill_init(self.init_pid, &self.gone);
+    }
+
+    /// What kills the init while an operation holds this `Live` (a stop in its grace period).
+    pub fn killer(&self) -> Killer {
+        let gone = match &self.gone {
+            Gone::Lifeline(lifeline) => WeakGone::Lifeline(Arc::downgrade(lifeline)),
+            Gone::Pidfd(pidfd) => WeakGone::Pidfd(Arc::downgrade(pidfd)),
+        };
+        Killer { init_pid: self.init_pid, gone }
     }
 
     /// Stops the box: asks the init to shut down (SIGTERM to all, SIGKILL after `grace`), and

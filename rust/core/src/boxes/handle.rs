@@ -130,6 +130,7 @@ impl BoxHandle {
         // The first exec then finds the request connection open.
         running.connector.connect_ahead();
         self.watch_init(&running);
+        *lock(&self.entry.killer) = Some(running.killer());
         *live = Some(running);
         self.entry.update(|record| {
             record.status = BoxStatus::Running;

@@ -91,6 +91,8 @@ struct BoxEntry {
     record: Mutex<BoxRecord>,
     /// Rule 1: the lifecycle lock, guarding the running init.
     live: tokio::sync::Mutex<Option<Live>>,
+    /// Kills the init of the box's latest run while an operation holds `live` (`close`).
+    killer: Mutex<Option<engine::Killer>>,
     removed: AtomicBool,
     commands: AtomicU64,
     exec_errors: AtomicU64,
@@ -600,16 +602,43 @@ impl Runtime {
         self.inner.dismiss_warm();
         self.inner.shim.spawner.close();
         let entries: Vec<Arc<BoxEntry>> = lock(&self.inner.boxes).values().cloned().collect();
-        let mut killed = Vec::new();
+        let (mut killed, mut held) = (Vec::new(), Vec::new());
         for entry in entries.iter().filter(|entry| !entry.record().detach) {
-            let Ok(mut live) = entry.live.try_lock() else { continue };
-            let Some(running) = live.take() else { continue };
-            running.kill();
-            killed.push((Arc::clone(entry), running));
+            match entry.live.try_lock() {
+                Ok(mut live) => {
+                    if let Some(running) = live.take() {
+                        running.kill();
+                        killed.push((Arc::clone(entry), running));
+                    }
+                }
+                // An operation holds the box (a stop in its grace period, or its watch
+                // settling it): its init is killed all the same.
+                Err(_) => {
+                    if let Some(killer) = lock(&entry.killer).clone() {
+                        killer.kill();
+                        held.push((Arc::clone(entry), killer));
+                    }
+                }
+            }
         }
         for (entry, running) in killed {
             running.exited_within(CLOSE_WAIT);
             let _ = settle(&self.inner, &entry, BoxStatus::Stopped);
+        }
+        let deadline = std::time::Instant::now() + SETTLE_WAIT;
+        for (entry, killer) in held {
+            killer.exited_within(CLOSE_WAIT);
+            // The operation lets go (the close failed it, or it ends now that the init is
+            // gone); what it did not settle is settled here.
+            while entry.live.try_lock().is_err() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let Ok(mut live) = entry.live.try_lock() else { continue };
+            live.take();
+            let unsettled = matches!(entry.record().status, BoxStatus::Running | BoxStatus::Stopping);
+            if unsettled && !entry.removed.load(Ordering::Acquire) {
+                let _ = settle(&self.inner, &entry, BoxStatus::Stopped);
+            }
         }
         // A box this close skipped was being settled by its watch: that ends first.
         self.inner.settling.wait_until_none(SETTLE_WAIT);
@@ -647,6 +676,7 @@ impl BoxEntry {
             dir,
             record: Mutex::new(record),
             live: tokio::sync::Mutex::new(None),
+            killer: Mutex::new(None),
             removed: AtomicBool::new(false),
             commands: AtomicU64::new(0),
             exec_errors: AtomicU64::new(0),

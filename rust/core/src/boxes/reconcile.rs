@@ -87,6 +87,7 @@ pub(super) fn reconcile(dir: &Path, record: BoxRecord, cgroups: &CgroupLayout) -
     if adopted.is_some() {
         log::info!("adopted detached box {} (init pid {})", entry.id, entry.record().init_pid.unwrap_or_default());
         if let Ok(mut live) = entry.live.try_lock() {
+            *lock(&entry.killer) = adopted.as_ref().map(Live::killer);
             *live = adopted;
         }
         return Some(entry);
