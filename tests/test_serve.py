@@ -192,7 +192,8 @@ async def test_a_read_only_client_sees_output_and_cannot_write(server: Server) -
         assert await watcher.recv() == b"\x01hello\n"
         await watcher.send(b"sneaky\n")
         assert json.loads(await watcher.recv())["type"] == "error"
-    async with await server.attach("watched", execution_id) as writer:
+    # One client at a time: the watcher's claim comes back once the server saw it leave.
+    async with await attach_once_free(server, "watched", execution_id) as writer:
         await writer.send(b"typed\n")
         assert await follow(writer) == (b"got typed\n", b"", 0)
 
