@@ -292,8 +292,11 @@ async def test_rule16_close_during_a_stop_kills_the_box_and_leaves_nothing(home:
     run = await box.exec("sh", ["-c", "trap '' TERM; echo ready; exec sleep 600"])
     assert await run.stdout().__anext__() == "ready\n"
     stopping = asyncio.ensure_future(box.stop())
-    await asyncio.sleep(0.2)  # the stop's SIGTERM went, and was ignored
-    runtime.close()
+    deadline = time.monotonic() + 10
+    while (info := await runtime.get_info(box.id)) is not None and info.state.status != "stopping":
+        assert time.monotonic() < deadline, "the stop never began"
+        await asyncio.sleep(0.001)
+    runtime.close()  # while the stop holds the box, waiting out its grace
     assert box_processes(home) == [], "a box held by a stop outlived the close"
     assert_no_leftovers(home)
     with pytest.raises(boxlite.RuntimeClosedError):

@@ -34,6 +34,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from .. import errors
+from ._wire import node_lost
 
 __all__: list[str] = []
 
@@ -165,7 +166,7 @@ class Channel:
             self._end(errors.RuntimeClosedError("the runtime was closed while the execution ran"))
             raise
         except (OSError, EOFError, asyncio.IncompleteReadError, pickle.UnpicklingError) as error:
-            self._end(errors.NodeLostError(f"the connection to the host of node {self._node} was lost (the node died, or its host actor was killed): {type(error).__name__}"))
+            self._end(node_lost(self._node, error))
 
     def _end(self, error: BaseException) -> None:
         self.lost = error

@@ -137,6 +137,8 @@ class RayBoxlite:
         if opening is None or _lost(opening):
             opening = asyncio.ensure_future(self._connect(node_id))
             self._channels[node_id] = opening
+        if opening.done():  # every exec but a node's first: no waiting to set up
+            return opening.result()
         return await asyncio.shield(opening)
 
     async def _connect(self, node_id: str) -> Channel | None:

@@ -146,10 +146,11 @@ class _Connection:
         self.executions: set[str] = set()
         #: Boxes made for the driver and not yet received, by the key of their create.
         self.unclaimed: dict[str, str] = {}
+        #: Executions being started and followed: cancelled when the connection ends.
         self.executing: set[asyncio.Task[None]] = set()
         #: Creates and releases in progress: never cancelled (a create cancelled after its box
         #: was made would leave it), but waited for when the connection ends.
-        self.creating: set[asyncio.Task[None]] = set()
+        self.finishing: set[asyncio.Task[None]] = set()
 
     def spawn(self, work: Coroutine[Any, Any, None], tasks: set[asyncio.Task[None]]) -> None:
         task = asyncio.create_task(work)
@@ -199,7 +200,7 @@ class _Connection:
         the boxes made for it and not received are removed, once their creates are over."""
         for task in self.executing:
             task.cancel()
-        await asyncio.gather(*self.creating, return_exceptions=True)
+        await asyncio.gather(*self.finishing, return_exceptions=True)
         for key in self.executions:
             self.host._end(key)
         for box_id in self.unclaimed.values():
@@ -434,13 +435,13 @@ class BoxHost:
                 if kind == "run":
                     connection.spawn(connection.run(key, tuple(rest)), connection.executing)
                 elif kind == "create":
-                    connection.spawn(connection.create(key, *rest), connection.creating)
+                    connection.spawn(connection.create(key, *rest), connection.finishing)
                 elif kind == "claimed":
                     connection.unclaimed.pop(key, None)
                 elif kind == "grant":
                     await self.grant(key, *rest)
                 elif kind == "release":  # may remove a box: the connection reads on meanwhile
-                    connection.spawn(connection.release(key, *rest), connection.creating)
+                    connection.spawn(connection.release(key, *rest), connection.finishing)
         except (OSError, EOFError, asyncio.IncompleteReadError, pickle.UnpicklingError, ValueError, TypeError):
             pass
         finally:
