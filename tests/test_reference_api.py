@@ -157,8 +157,6 @@ async def test_features_of_other_engines_are_present_and_refuse_by_name(runtime:
         await box.network.tunnel(8080)
     refused = {
         "inbound allow-list": box.network.update_inbound(boxlite.InboundNetworkSpec()),
-        "exporting": box.export(dest="/tmp/box.boxlite", options=boxlite.ExportOptions()),
-        "importing": runtime.import_box("/tmp/box.boxlite"),
         "REST runtime": runtime.images.usage(),
     }
     for reason, awaitable in refused.items():

@@ -879,8 +879,11 @@ class Box:
     def network(self) -> NetworkHandle: ...
     @property
     def snapshot(self) -> SnapshotHandle: ...
-    def export(self, *, dest: str, options: ExportOptions | None = None) -> asyncio.Future[str]:
-        """Needs the VM engine: fails with ``UnsupportedError``."""
+    def export(self, *, dest: str | os.PathLike[str], options: ExportOptions | None = None) -> asyncio.Future[str]:
+        """Resolves to the path of a new ``.boxlite`` archive of the box: ``dest``, or
+        ``dest/<name or id>.boxlite`` when ``dest`` is a directory (an existing file is an
+        ``AlreadyExistsError``). It carries the box's options, files and image layers; a
+        running box is frozen while its files are copied. A cancelled export deletes it."""
     def clone_box(self, *, name: str | None = None, options: CloneOptions | None = None) -> asyncio.Future[Box]:
         """Resolves to a new, stopped box with this box's options and a copy of its files (a
         running box is frozen for the copy); its snapshots stay here."""
@@ -916,8 +919,12 @@ class Boxlite:
     @property
     def volumes(self) -> VolumeHandle:
         """Named volumes, kept in this runtime's home (``VolumeHandle``)."""
-    def import_box(self, archive_path: str, name: str | None = None, *, untrusted: bool = False) -> asyncio.Future[Box]:
-        """Needs the VM engine: fails with ``UnsupportedError``."""
+    def import_box(self, archive_path: str | os.PathLike[str], name: str | None = None, *, untrusted: bool = False) -> asyncio.Future[Box]:
+        """Resolves to a new, stopped box made from a ``.boxlite`` archive (no name unless
+        given), every member verified as it is read: a changed or damaged archive is an
+        ``InvalidArgumentError`` and leaves nothing. ``untrusted=True`` also refuses volumes,
+        published ports, capabilities beyond the default set and disk images
+        (``UnsupportedError``)."""
     @staticmethod
     def ray(options: RayOptions) -> RayBoxlite:
         """A runtime whose boxes live on the nodes of a Ray cluster (``boxlite.ray``; needs

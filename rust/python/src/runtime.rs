@@ -149,11 +149,18 @@ impl Boxlite {
         crate::volumes::VolumeHandle::new(&self.shared, &self.core)
     }
 
-    /// Imports a `.boxlite` archive (it needs the VM engine).
+    /// Resolves to a new, stopped box made from the `.boxlite` archive at `archive_path`,
+    /// verified as it is read; `untrusted` also refuses host paths, host ports, capabilities
+    /// beyond the default set and disk images.
     #[pyo3(signature = (archive_path, name = None, *, untrusted = false))]
-    fn import_box<'py>(&self, py: Python<'py>, archive_path: String, name: Option<String>, untrusted: bool) -> PyResult<Bound<'py, PyAny>> {
-        let _ = (archive_path, name, untrusted);
-        crate::unsupported::refuse(&self.shared, py, crate::unsupported::Missing::Import)
+    fn import_box<'py>(&self, py: Python<'py>, archive_path: std::path::PathBuf, name: Option<String>, untrusted: bool) -> PyResult<Bound<'py, PyAny>> {
+        self.shared.check_open(py)?;
+        let core = self.core.clone();
+        let owner = Arc::downgrade(&self.shared.tasks);
+        self.shared.submit_handover(py, async move {
+            let handle = core.import_box(archive_path, name, untrusted).await?;
+            Ok(Payload::from(OwnedBox::new(handle, core, owner, Orphan::Remove)))
+        })
     }
 
     /// A REST-backed runtime: its options are checked, then it is refused (no client yet).

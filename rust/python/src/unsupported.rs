@@ -1,6 +1,5 @@
-//! The API of features this engine does not have yet (export and import,
-//! an inbound allow-list, REST-only image management). Each is present, so code written for
-//! BoxLite finds it, and each call fails with `UnsupportedError` saying why ([`Missing`]) —
+//! The API of features this engine does not have yet (an inbound allow-list, REST-only image
+//! management). Each is present, so code written for BoxLite finds it, and each call fails with `UnsupportedError` saying why ([`Missing`]) —
 //! through an awaitable for the async methods, as the real ones would — never silently doing
 //! nothing.
 
@@ -16,8 +15,6 @@ use crate::errors;
 /// `UnsupportedError` of this module comes from.
 #[derive(Debug, Clone, Copy)]
 pub enum Missing {
-    Export,
-    Import,
     InboundPolicy,
     VolumeSize,
     RestOnlyImages,
@@ -28,8 +25,6 @@ pub enum Missing {
 impl Missing {
     fn reason(self) -> &'static str {
         match self {
-            Self::Export => "exporting a box to a .boxlite archive needs the VM engine; boxes run on the namespace engine here",
-            Self::Import => "importing a .boxlite archive needs the VM engine; boxes run on the namespace engine here",
             Self::InboundPolicy => "an inbound allow-list is not built yet: published ports accept every peer",
             Self::VolumeSize => "a volume's size cannot be set: its files live on the home's filesystem, without a disk of their own to size",
             Self::RestOnlyImages => "this image operation is only available on a REST runtime",

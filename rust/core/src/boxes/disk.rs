@@ -103,19 +103,9 @@ pub(super) fn copy_sparse(source: &Path, target: &Path) -> Result<()> {
     let output = std::fs::File::options().write(true).create_new(true).open(target).map_err(Error::storage_at("create", target))?;
     let size = input.metadata().map_err(Error::storage_at("read", source))?.len();
     output.set_len(size).map_err(Error::storage_at("size", target))?;
-    let seek = |offset: u64, whence: libc::c_int| -> std::io::Result<Option<u64>> {
-        // SAFETY: lseek on an open descriptor.
-        let found = unsafe { libc::lseek(input.as_raw_fd(), offset as libc::off_t, whence) };
-        match found {
-            -1 if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) => Ok(None),
-            -1 => Err(std::io::Error::last_os_error()),
-            found => Ok(Some(found as u64)),
-        }
-    };
-    let mut offset = 0;
-    while let Some(data) = seek(offset, libc::SEEK_DATA).map_err(Error::storage_at("read", source))? {
-        let end = seek(data, libc::SEEK_HOLE).map_err(Error::storage_at("read", source))?.unwrap_or(size);
+    for (data, length) in data_extents(&input, size).map_err(Error::storage_at("read", source))? {
         let (mut from, mut to) = (data as libc::loff_t, data as libc::loff_t);
+        let end = data + length;
         while (from as u64) < end {
             let length = usize::try_from(end - from as u64).unwrap_or(usize::MAX);
             // SAFETY: copy_file_range between two open descriptors, with offsets it advances.
@@ -125,9 +115,33 @@ pub(super) fn copy_sparse(source: &Path, target: &Path) -> Result<()> {
                 return Err(Error::storage("write", target, &error));
             }
         }
-        offset = end;
     }
     Ok(())
+}
+
+/// Where the sparse file `file` of `size` bytes holds data: (offset, length) pairs in order;
+/// the rest reads as zeros.
+pub(super) fn data_extents(file: &std::fs::File, size: u64) -> std::io::Result<Vec<(u64, u64)>> {
+    let seek = |offset: u64, whence: libc::c_int| -> std::io::Result<Option<u64>> {
+        // SAFETY: lseek on an open descriptor.
+        let found = unsafe { libc::lseek(file.as_raw_fd(), offset as libc::off_t, whence) };
+        match found {
+            -1 if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) => Ok(None),
+            -1 => Err(std::io::Error::last_os_error()),
+            found => Ok(Some(found as u64)),
+        }
+    };
+    let mut extents = Vec::new();
+    let mut offset = 0;
+    while offset < size {
+        let Some(data) = seek(offset, libc::SEEK_DATA)? else { break };
+        let end = seek(data, libc::SEEK_HOLE)?.unwrap_or(size).min(size);
+        if end > data {
+            extents.push((data, end - data));
+        }
+        offset = end.max(data + 1);
+    }
+    Ok(extents)
 }
 
 /// What the shim needs to mount the disk of the box in `dir`.

@@ -180,7 +180,7 @@ fn copy_file(source: &Path, target: &Path) -> Result<()> {
 }
 
 /// The extended attributes of `path` itself (a link's own, never its target's).
-fn extended_attributes(path: &CString) -> io::Result<Vec<(CString, Vec<u8>)>> {
+pub(super) fn extended_attributes(path: &CString) -> io::Result<Vec<(CString, Vec<u8>)>> {
     // SAFETY: llistxattr with a null buffer returns the size the list needs.
     let size = unsafe { libc::llistxattr(path.as_ptr(), std::ptr::null_mut(), 0) };
     if size < 0 {

@@ -19,6 +19,7 @@
 //! 6. A box whose user chose its main command (`cmd`/`entrypoint`) is never started as a side
 //!    effect of exec, copy or metrics: starting it runs that command.
 
+mod archive;
 mod clone;
 mod disk;
 mod engine;

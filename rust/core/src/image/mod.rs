@@ -11,6 +11,8 @@ mod layout;
 mod registry;
 mod unpack;
 
+pub(crate) use digest::sha256_hex;
+pub(crate) use unpack::{unpack_layer, unpack_tar};
 pub use registry::{Credentials, ImageRecord, ImageStore, PullProgress, RegistryConfig, Secret};
 
 use std::path::PathBuf;

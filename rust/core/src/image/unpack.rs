@@ -10,7 +10,8 @@
 //! 2. OCI whiteouts become overlayfs whiteouts: `.wh.NAME` → a 0/0 character device `NAME`;
 //!    `.wh..wh..opq` → the `trusted.overlay.opaque=y` xattr on the directory
 //!    (`user.overlay.opaque` for an ordinary user's runtime, whose overlays use `user.` ones).
-//! 3. Modes (setuid and setgid included, as in the image) and numeric ownership are kept,
+//! 3. Modes (setuid and setgid included, as in the image), numeric ownership and the
+//!    modification times of all but directories (whose entries come before their files) are kept,
 //!    shifted into the boxes' id range when they run in a user namespace (`idmap`); an ordinary
 //!    user's runtime ([`IdMap::ROOTLESS`]) may give files to no one else, so its layers are all
 //!    its own (box root's). Device nodes in a layer are skipped: a box gets its own minimal
@@ -87,7 +88,7 @@ impl<R: Read> Read for HashingReader<R> {
 
 /// Unpacks the layer blob at `blob` (digest `digest`) into `layers/<hex>` unless it is there,
 /// staging it in `tmp`; returns its directory.
-pub(super) fn unpack_layer(layers: &Path, tmp: &Path, blob: &Path, digest: &str, id_map: Option<IdMap>) -> Result<PathBuf> {
+pub(crate) fn unpack_layer(layers: &Path, tmp: &Path, blob: &Path, digest: &str, id_map: Option<IdMap>) -> Result<PathBuf> {
     let hex = sha256_hex(digest).ok_or_else(|| Error::Image(format!("unsupported layer digest {digest:?}")))?;
     let destination = layers.join(hex);
     if destination.is_dir() {
@@ -128,17 +129,25 @@ fn extract(blob: &Path, digest: &str, root: &Path, id_map: Option<IdMap>) -> Res
         } else {
             Box::new(&mut hashing)
         };
-        let mut archive = tar::Archive::new(stream);
-        let entries = archive.entries().map_err(|error| layer_error(digest, error))?;
-        for entry in entries {
-            let mut entry = entry.map_err(|error| layer_error(digest, format!("bad tar entry: {error}")))?;
-            unpack_entry(root, &mut entry, id_map).map_err(|error| layer_error(digest, error))?;
-        }
+        unpack_tar(stream, root, id_map).map_err(|error| layer_error(digest, error))?;
     }
     io::copy(&mut hashing, &mut io::sink()).map_err(|error| layer_error(digest, error))?;
     let actual = format!("sha256:{:x}", hashing.hasher.finalize());
     if actual != digest {
         return Err(layer_error(digest, format!("content has digest {actual}")));
+    }
+    Ok(())
+}
+
+/// Unpacks the plain layer tar read from `stream` into the directory `root`, which exists, by
+/// the rules above but 4 (the caller checks what it read); `root` is left as far as it got
+/// when this fails.
+pub(crate) fn unpack_tar(stream: impl Read, root: &Path, id_map: Option<IdMap>) -> std::result::Result<(), String> {
+    let mut archive = tar::Archive::new(stream);
+    let entries = archive.entries().map_err(|error| error.to_string())?;
+    for entry in entries {
+        let mut entry = entry.map_err(|error| format!("bad tar entry: {error}"))?;
+        unpack_entry(root, &mut entry, id_map)?;
     }
     Ok(())
 }
@@ -206,6 +215,17 @@ fn chown(path: &Path, uid: u64, gid: u64, id_map: Option<IdMap>) -> std::result:
     Ok(())
 }
 
+/// Rule 3: the entry's modification time (and access time) on `path` itself, never a link's target.
+fn set_mtime(path: &Path, mtime: u64) -> std::result::Result<(), String> {
+    let time = libc::timespec { tv_sec: libc::time_t::try_from(mtime).unwrap_or(libc::time_t::MAX), tv_nsec: 0 };
+    // SAFETY: utimensat with a valid C string and two timespecs.
+    let code = unsafe { libc::utimensat(libc::AT_FDCWD, c_path(path).as_ptr(), [time, time].as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
+    if code < 0 {
+        return Err(format!("failed to set the times of {}: {}", path.display(), io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 fn make_char_device(path: &Path, major: u32, minor: u32) -> std::result::Result<(), String> {
     // SAFETY: mknod on a valid C string.
     let code = unsafe { libc::mknod(c_path(path).as_ptr(), libc::S_IFCHR, libc::makedev(major, minor)) };
@@ -262,6 +282,7 @@ fn unpack_entry<R: Read>(root: &Path, entry: &mut tar::Entry<'_, R>, id_map: Opt
     let mode = header.mode().map_err(|error| format!("bad mode for {}: {error}", raw_path.display()))? & 0o7777;
     let uid = header.uid().unwrap_or(0);
     let gid = header.gid().unwrap_or(0);
+    let mtime = header.mtime().unwrap_or(0);
     let file_name = relative.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
 
     if file_name == OPAQUE_MARKER {
@@ -292,6 +313,7 @@ fn unpack_entry<R: Read>(root: &Path, entry: &mut tar::Entry<'_, R>, id_map: Opt
             std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
                 .map_err(|error| format!("failed to set the mode of {}: {error}", target.display()))?;
             set_xattrs(&target, &xattrs)?;
+            set_mtime(&target, mtime)?;
         }
         tar::EntryType::Directory => {
             clear(&target, true)?;
@@ -309,6 +331,7 @@ fn unpack_entry<R: Read>(root: &Path, entry: &mut tar::Entry<'_, R>, id_map: Opt
             clear(&target, false)?;
             std::os::unix::fs::symlink(&link, &target).map_err(|error| format!("failed to create symlink {}: {error}", target.display()))?;
             chown(&target, uid, gid, id_map)?;
+            set_mtime(&target, mtime)?;
         }
         tar::EntryType::Link => {
             let link = entry.link_name().map_err(|error| format!("bad link for {}: {error}", raw_path.display()))?;
@@ -331,6 +354,7 @@ fn unpack_entry<R: Read>(root: &Path, entry: &mut tar::Entry<'_, R>, id_map: Opt
             }
             chown(&target, uid, gid, id_map)?;
             set_xattrs(&target, &xattrs)?;
+            set_mtime(&target, mtime)?;
         }
         // Rule 3: device nodes are not created; other entry kinds carry no file.
         _ => {}

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use crate::dispatcher::{Payload, Shared};
 use crate::errors;
 use crate::options::CopyOptions;
-use crate::unsupported::{self, CloneOptions, ExportOptions};
+use crate::unsupported::{CloneOptions, ExportOptions};
 
 mod network;
 mod owned;
@@ -165,10 +165,14 @@ impl Box {
         SnapshotHandle { shared: Arc::clone(&self.shared), handle: Arc::clone(&self.handle) }
     }
 
+    /// Resolves to the path of a new `.boxlite` archive of the box at `dest` (in it, as
+    /// `<name or id>.boxlite`, when `dest` is a directory); a running box is frozen while its
+    /// files are copied. An archive nobody awaits any more is deleted.
     #[pyo3(signature = (*, dest, options = None))]
-    fn export<'py>(&self, py: Python<'py>, dest: String, options: Option<&Bound<'py, ExportOptions>>) -> PyResult<Bound<'py, PyAny>> {
-        let _ = (dest, options);
-        unsupported::refuse(&self.shared, py, unsupported::Missing::Export)
+    fn export<'py>(&self, py: Python<'py>, dest: std::path::PathBuf, options: Option<&Bound<'py, ExportOptions>>) -> PyResult<Bound<'py, PyAny>> {
+        let _ = options;
+        let handle = Arc::clone(&self.handle);
+        self.shared.submit(py, async move { handle.export(dest).await.map(|path| Payload::from(owned::Archive::new(path))) })
     }
 
     /// Resolves to a new, stopped box with this box's options and a copy of its files (a

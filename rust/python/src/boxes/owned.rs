@@ -111,3 +111,31 @@ impl Deliver for (OwnedBox, bool) {
         Ok(PyTuple::new(py, [value, created.into_pyobject(py)?.to_owned().into_any()])?.into_any())
     }
 }
+
+/// An archive `export` wrote, on its way to the caller: deleted if it reaches nobody (the
+/// export was cancelled), as a box made for nobody is removed.
+pub struct Archive(Option<std::path::PathBuf>);
+
+impl Archive {
+    pub fn new(path: std::path::PathBuf) -> Self {
+        Self(Some(path))
+    }
+}
+
+impl Drop for Archive {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            if let Err(error) = std::fs::remove_file(&path) {
+                log::warn!("the archive {} of a cancelled export is left: {error}", path.display());
+            }
+        }
+    }
+}
+
+/// `export` resolves to the archive's path, a `str`.
+impl Deliver for Archive {
+    fn into_python<'py>(mut self: Box<Self>, _shared: &Arc<Shared>, event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let path = self.0.take().unwrap_or_default();
+        Ok(path.into_os_string().into_pyobject(event_loop.py())?.into_any())
+    }
+}

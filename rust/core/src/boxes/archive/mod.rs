@@ -1,0 +1,701 @@
+//! Archives: a box written to one `.boxlite` file, which another host (or this one) imports
+//! as a box of its own.
+//!
+//! # Format (version 1)
+//!
+//! A tar file of these members, in this order:
+//! - `manifest.json`: the format's name and version, the box's options ([`Portable`]), and its
+//!   image ([`ArchivedImage`]) with the sha256 digest and size of each image layer.
+//! - `image/<hex>`: the image's layer blobs, bottom first, each named by its digest (as the
+//!   registry served it when this host still has the blob, else the unpacked layer packed
+//!   again); none for the built-in host image.
+//! - `layer.tar`, the box's writable layer as an OCI layer tar (`pack`), or, for a box with a
+//!   disk of its own, `disk.img`: the disk image's data as records of (offset, length: two
+//!   little-endian u64) then that many bytes, in order; the rest of the image reads as zeros.
+//! - `layer.json`: that member's sha256 digest and size ([`LayerSeal`]). It comes after the
+//!   layer, which is written straight from the box into the archive, once.
+//!
+//! # Rules
+//!
+//! 1. Export takes the box's lifecycle lock while it copies the writable layer, as a snapshot
+//!    does (the box stopped, or frozen for the copy: `snapshots` rule 1), after the manifest
+//!    and the image, which need no lock, are written. The archive is written in a `.`-named
+//!    directory beside its destination, synced, and linked into place whole; an existing file
+//!    is never replaced.
+//! 2. Import reads the manifest first and refuses what it cannot honour before reading on; it
+//!    verifies every member as it reads it (the image's blobs against the manifest's digests,
+//!    the layer against its seal), and makes the box as a create does (`boxes` rule 2): a damaged or changed archive, an unknown version or a
+//!    refused feature leaves no box, record or directory behind. Layers it adds to the image
+//!    store are verified content, kept like pulled layers (a prune removes them once no box
+//!    uses them).
+//! 3. An imported box is a new box: its own id, the name given (none by default: the source's
+//!    could be taken here), its own id range and network; stopped; its files owned as its
+//!    source saw them. Its options are checked as a create's are (`BoxOptions::validate`), so
+//!    an archive cannot ask for more than a create could. Snapshots stay with the source.
+//! 4. `untrusted` also refuses what an archive from a stranger must not bring: host paths
+//!    (volumes), host ports (published ports), capabilities beyond the default set, and a disk
+//!    image (a filesystem this host's kernel would mount). Whatever the trust, a layer's files
+//!    land only inside the box, by the image unpacker's rules (no path leaves the layer, no
+//!    device node but whiteouts, no `trusted.*` or `security.*` attribute).
+
+mod pack;
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::layer::WritableLayer;
+use super::*;
+use crate::image::{sha256_hex, unpack_layer, unpack_tar, ImageConfig, PreparedImage};
+use pack::{pack, BoxIds};
+
+const FORMAT: &str = "boxlite-box-archive";
+const VERSION: u32 = 1;
+const MANIFEST: &str = "manifest.json";
+const TREE_MEMBER: &str = "layer.tar";
+const DISK_MEMBER: &str = "disk.img";
+const SEAL_MEMBER: &str = "layer.json";
+/// A manifest is small; a larger one is not read (nor a seal past a page).
+const MANIFEST_LIMIT: u64 = 1 << 20;
+const SEAL_LIMIT: u64 = 4096;
+
+/// What an archive says of the box: its options, as its record keeps them, without what
+/// belongs to its host (id, state, times, id range, image paths).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Portable {
+    source_id: String,
+    source_name: Option<String>,
+    image: String,
+    cpus: u8,
+    memory_mib: u32,
+    remove_on_stop: bool,
+    detach: bool,
+    working_dir: Option<String>,
+    env: Vec<(String, String)>,
+    user: Option<String>,
+    main: Option<Vec<String>>,
+    main_chosen: bool,
+    volumes: Vec<Volume>,
+    capabilities: Vec<u32>,
+    pids_limit: u64,
+    process_limits: ProcessLimits,
+    network: Option<Vec<String>>,
+    ports: Vec<crate::network::PortSpec>,
+    health_check: Option<HealthCheck>,
+    disk_size_gb: Option<u64>,
+}
+
+impl Portable {
+    fn of(record: &BoxRecord) -> Self {
+        // Every field is named, so a field added to the record is a decision here.
+        let BoxRecord {
+            id,
+            name,
+            image,
+            status: _,
+            created_at: _,
+            created_at_nanos: _,
+            started_at: _,
+            init_pid: _,
+            cpus,
+            memory_mib,
+            remove_on_stop,
+            detach,
+            working_dir,
+            env,
+            user,
+            prepared: _,
+            main,
+            main_chosen,
+            exit_code: _,
+            volumes,
+            capabilities,
+            pids_limit,
+            process_limits,
+            network,
+            ports,
+            id_map: _,
+            health_check,
+            disk_size_gb,
+        } = record.clone();
+        Self {
+            source_id: id,
+            source_name: name,
+            image,
+            cpus,
+            memory_mib,
+            remove_on_stop,
+            detach,
+            working_dir,
+            env,
+            user,
+            main,
+            main_chosen,
+            volumes,
+            capabilities,
+            pids_limit,
+            process_limits,
+            network,
+            ports,
+            health_check,
+            disk_size_gb,
+        }
+    }
+
+    /// The options a create of this box would have taken, for `BoxOptions::validate` (rule 3).
+    fn as_options(&self) -> Result<BoxOptions> {
+        let capability_name = |number: &u32| {
+            boxlite_protocol::CAPABILITIES
+                .iter()
+                .find(|(_, known)| known == number)
+                .map(|(name, _)| (*name).to_string())
+                .ok_or_else(|| Error::InvalidArgument(format!("the archive's box keeps an unknown capability ({number})")))
+        };
+        Ok(BoxOptions {
+            cpus: Some(self.cpus),
+            memory_mib: Some(self.memory_mib),
+            working_dir: self.working_dir.clone(),
+            env: self.env.clone(),
+            auto_remove: Some(self.remove_on_stop),
+            detach: Some(self.detach),
+            user: self.user.clone(),
+            volumes: self.volumes.clone(),
+            capabilities_drop: vec!["ALL".to_string()],
+            capabilities_add: self.capabilities.iter().map(capability_name).collect::<Result<_>>()?,
+            max_processes: Some(self.pids_limit),
+            process_limits: self.process_limits.clone(),
+            health_check: self.health_check,
+            disk_size_gb: self.disk_size_gb,
+            network: self.network.clone(),
+            ports: self.ports.clone(),
+            ..BoxOptions::default()
+        })
+    }
+
+    /// Rule 4: what an untrusted archive may not bring.
+    fn refused_untrusted(&self) -> Option<String> {
+        let default: Vec<u32> = boxlite_protocol::DEFAULT_CAPABILITIES.iter().filter_map(|name| boxlite_protocol::capability_number(name)).collect();
+        if !self.volumes.is_empty() {
+            Some("volumes (host paths)".to_string())
+        } else if !self.ports.is_empty() {
+            Some("published ports (host ports)".to_string())
+        } else if let Some(extra) = self.capabilities.iter().find(|number| !default.contains(number)) {
+            Some(format!("a capability beyond the default set ({extra})"))
+        } else if self.disk_size_gb.is_some() {
+            Some("a disk image (a filesystem this host's kernel would mount)".to_string())
+        } else {
+            None
+        }
+    }
+}
+
+/// An image layer's blob in the archive.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Member {
+    name: String,
+    /// `sha256:<hex>` of the member's bytes.
+    digest: String,
+    size: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum ArchivedImage {
+    /// The built-in image: every host has it.
+    Host,
+    /// Layers, bottom first, with the image's id (its config's digest) and config.
+    Layers { id: String, config: ImageConfig, layers: Vec<Member> },
+}
+
+/// The kind of the box's writable layer, whose member follows the image's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum LayerKind {
+    Tree,
+    Disk,
+}
+
+impl LayerKind {
+    fn member(self) -> &'static str {
+        match self {
+            Self::Tree => TREE_MEMBER,
+            Self::Disk => DISK_MEMBER,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    format: String,
+    version: u32,
+    /// RFC 3339.
+    exported_at: String,
+    #[serde(rename = "box")]
+    options: Portable,
+    image: ArchivedImage,
+    layer: LayerKind,
+}
+
+/// What the layer member's bytes were: written after it, as it is streamed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LayerSeal {
+    digest: String,
+    size: u64,
+}
+
+/// The first fields of a manifest, read alone so a newer format is told apart from a bad one.
+#[derive(Deserialize)]
+struct Version {
+    format: String,
+    version: u32,
+}
+
+fn damaged(archive: &Path, what: impl std::fmt::Display) -> Error {
+    Error::InvalidArgument(format!("{} is not a usable box archive: {what}", archive.display()))
+}
+
+/// A writer that hashes and counts what passes through it.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buffer: &[u8]) -> io::Result<usize> {
+        let count = self.inner.write(buffer)?;
+        self.hasher.update(&buffer[..count]);
+        self.written += count as u64;
+        Ok(count)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A reader that hashes and counts what passes through it.
+struct Checked<R> {
+    inner: R,
+    hasher: Sha256,
+    read: u64,
+}
+
+impl<R: Read> Read for Checked<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let count = self.inner.read(buffer)?;
+        self.hasher.update(&buffer[..count]);
+        self.read += count as u64;
+        Ok(count)
+    }
+}
+
+impl<R: Read> Checked<R> {
+    fn new(inner: R) -> Self {
+        Self { inner, hasher: Sha256::new(), read: 0 }
+    }
+
+    /// Reads what is left; the digest and size of the whole.
+    fn finish(mut self) -> io::Result<(String, u64)> {
+        io::copy(&mut self, &mut io::sink())?;
+        Ok((format!("sha256:{:x}", self.hasher.finalize()), self.read))
+    }
+}
+
+/// Where an export writes: `dest`, or `dest/<name or id>.boxlite` when `dest` is a directory.
+fn destination(dest: &Path, record: &BoxRecord) -> Result<PathBuf> {
+    let target = if dest.is_dir() { dest.join(format!("{}.boxlite", record.name.as_deref().unwrap_or(&record.id))) } else { dest.to_path_buf() };
+    if std::fs::symlink_metadata(&target).is_ok() {
+        return Err(Error::AlreadyExists(format!("{} exists: an export never replaces a file", target.display())));
+    }
+    match target.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        Some(parent) if !parent.is_dir() => Err(Error::NotFound(format!("the directory {} to export into does not exist", parent.display()))),
+        _ => Ok(target),
+    }
+}
+
+/// The blob of the image layer unpacked in `dir` (named by its digest): the one this home
+/// pulled or the layout the box was made from holds, else the layer packed again into
+/// `staging`. Its member.
+fn layer_blob(home: &Home, record: &BoxRecord, dir: &Path, staging: &Path) -> Result<(PathBuf, Member)> {
+    let hex = dir.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    let layout = Path::new(&record.image).is_absolute().then(|| Path::new(&record.image).join("blobs/sha256").join(&hex));
+    if let Some(blob) = std::iter::once(home.blobs().join(&hex)).chain(layout).find(|blob| blob.is_file()) {
+        let size = std::fs::metadata(&blob).map_err(Error::storage_at("read", &blob))?.len();
+        return Ok((blob, Member { name: format!("image/{hex}"), digest: format!("sha256:{hex}"), size }));
+    }
+    let path = staging.join(format!("layer-{hex}"));
+    let file = File::options().write(true).create_new(true).open(&path).map_err(Error::storage_at("create", &path))?;
+    let mut out = Hashing { inner: BufWriter::with_capacity(1 << 20, file), hasher: Sha256::new(), written: 0 };
+    pack(dir, BoxIds::of(home.id_map()), &mut out)?;
+    out.flush().map_err(Error::storage_at("write", &path))?;
+    let digest = format!("sha256:{:x}", out.hasher.finalize());
+    let name = format!("image/{}", sha256_hex(&digest).unwrap_or_default());
+    Ok((path, Member { name, digest, size: out.written }))
+}
+
+/// The box's image as the archive carries it, and the blobs to write.
+fn archived_image(home: &Home, record: &BoxRecord, staging: &Path) -> Result<(ArchivedImage, Vec<(PathBuf, Member)>)> {
+    let lower_dirs = &record.prepared.lower_dirs;
+    if lower_dirs.iter().all(|dir| !dir.starts_with(home.layers())) {
+        return Ok((ArchivedImage::Host, Vec::new()));
+    }
+    let blobs = lower_dirs.iter().rev().map(|dir| layer_blob(home, record, dir, staging)).collect::<Result<Vec<_>>>()?;
+    let layers = blobs.iter().map(|(_, member)| member.clone()).collect();
+    Ok((ArchivedImage::Layers { id: record.prepared.id.clone(), config: record.prepared.config.clone(), layers }, blobs))
+}
+
+type ArchiveWriter = tar::Builder<BufWriter<File>>;
+
+fn member_header(size: u64) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_mode(0o644);
+    header.set_size(size);
+    header.set_mtime(0);
+    header
+}
+
+fn append_bytes(builder: &mut ArchiveWriter, name: &str, bytes: &[u8], partial: &Path) -> Result<()> {
+    builder.append_data(&mut member_header(bytes.len() as u64), name, bytes).map_err(|error| Error::storage("write", partial, &error))
+}
+
+/// Starts the archive at `partial` with its manifest and the image's blobs, each checked
+/// against its digest as it is copied.
+fn begin_archive(partial: &Path, manifest: &Manifest, blobs: &[(PathBuf, Member)]) -> Result<ArchiveWriter> {
+    let file = File::options().write(true).create_new(true).open(partial).map_err(Error::storage_at("create", partial))?;
+    let mut builder = tar::Builder::new(BufWriter::with_capacity(1 << 20, file));
+    let bytes = serde_json::to_vec_pretty(manifest).map_err(|error| Error::Internal(format!("cannot encode an archive's manifest: {error}")))?;
+    append_bytes(&mut builder, MANIFEST, &bytes, partial)?;
+    for (path, member) in blobs {
+        let file = File::open(path).map_err(Error::storage_at("open", path))?;
+        let mut checked = Checked::new(BufReader::with_capacity(1 << 20, file));
+        builder.append_data(&mut member_header(member.size), &member.name, &mut checked).map_err(Error::storage_at("copy into the archive", path))?;
+        let (digest, size) = checked.finish().map_err(Error::storage_at("read", path))?;
+        if size != member.size || digest != member.digest {
+            return Err(Error::Storage(format!("{} changed or is damaged: it no longer has digest {}", path.display(), member.digest)));
+        }
+    }
+    Ok(builder)
+}
+
+/// Writes the box's writable layer into the archive, straight from the box (which does not
+/// change meanwhile: rule 1); its seal.
+fn write_layer(builder: &mut ArchiveWriter, layer: &WritableLayer, id_map: Option<IdMap>) -> Result<LayerSeal> {
+    let (name, source) = match layer {
+        WritableLayer::Tree(upper) => (TREE_MEMBER, upper),
+        WritableLayer::Disk(image) => (DISK_MEMBER, image),
+    };
+    let failed = |error: io::Error| Error::storage("copy into the archive", source, &error);
+    let mut header = member_header(0);
+    let mut entry = builder.append_writer(&mut header, name).map_err(failed)?;
+    let mut out = Hashing { inner: &mut entry, hasher: Sha256::new(), written: 0 };
+    match layer {
+        WritableLayer::Tree(upper) => pack(upper, BoxIds::of(id_map), &mut out)?,
+        WritableLayer::Disk(image) => write_disk(image, &mut out).map_err(failed)?,
+    }
+    let seal = LayerSeal { digest: format!("sha256:{:x}", out.hasher.finalize()), size: out.written };
+    entry.finish().map_err(failed)?;
+    Ok(seal)
+}
+
+/// The disk image's data as (offset, length) records, each followed by its bytes.
+fn write_disk(image: &Path, out: &mut impl Write) -> io::Result<()> {
+    let file = File::open(image)?;
+    let size = file.metadata()?.len();
+    let mut buffer = vec![0u8; 1 << 20];
+    for (offset, length) in super::disk::data_extents(&file, size)? {
+        out.write_all(&offset.to_le_bytes())?;
+        out.write_all(&length.to_le_bytes())?;
+        let mut done = 0;
+        while done < length {
+            let chunk = usize::try_from(length - done).unwrap_or(usize::MAX).min(buffer.len());
+            file.read_exact_at(&mut buffer[..chunk], offset + done)?;
+            out.write_all(&buffer[..chunk])?;
+            done += chunk as u64;
+        }
+    }
+    Ok(())
+}
+
+/// Ends the archive with the layer's seal, writes it out, and links it into place (rule 1).
+fn finish_archive(mut builder: ArchiveWriter, seal: &LayerSeal, partial: &Path, target: &Path) -> Result<()> {
+    let bytes = serde_json::to_vec(seal).map_err(|error| Error::Internal(format!("cannot encode an archive's seal: {error}")))?;
+    append_bytes(&mut builder, SEAL_MEMBER, &bytes, partial)?;
+    let written = |error: io::Error| Error::storage("write", partial, &error);
+    let mut out = builder.into_inner().map_err(written)?;
+    out.flush().map_err(written)?;
+    out.get_ref().sync_all().map_err(written)?;
+    // A link never replaces a file that appeared meanwhile.
+    std::fs::hard_link(partial, target).map_err(|error| match error.kind() {
+        io::ErrorKind::AlreadyExists => Error::AlreadyExists(format!("{} exists: an export never replaces a file", target.display())),
+        _ => Error::storage("write", target, &error),
+    })
+}
+
+/// The next member, which must be the regular file `name` (the format's order).
+fn next_member<'a, R: Read>(archive: &Path, entries: &mut tar::Entries<'a, R>, name: &str) -> Result<tar::Entry<'a, R>> {
+    let entry = entries.next().ok_or_else(|| damaged(archive, format!("{name} is missing")))?.map_err(|error| damaged(archive, error))?;
+    let found = entry.path().map_err(|error| damaged(archive, error))?.to_string_lossy().into_owned();
+    if found != name || entry.header().entry_type() != tar::EntryType::Regular {
+        return Err(damaged(archive, format!("found {found:?} where {name} belongs")));
+    }
+    Ok(entry)
+}
+
+/// A small JSON member, whole.
+fn read_json<T: for<'de> Deserialize<'de>, R: Read>(archive: &Path, entries: &mut tar::Entries<'_, R>, name: &str, limit: u64) -> Result<(T, Vec<u8>)> {
+    let entry = next_member(archive, entries, name)?;
+    if entry.size() > limit {
+        return Err(damaged(archive, format!("{name} is larger than {limit} bytes")));
+    }
+    let mut bytes = Vec::new();
+    entry.take(limit).read_to_end(&mut bytes).map_err(|error| damaged(archive, error))?;
+    let value = serde_json::from_slice(&bytes).map_err(|error| damaged(archive, format!("bad {name}: {error}")))?;
+    Ok((value, bytes))
+}
+
+fn read_manifest<R: Read>(archive: &Path, entries: &mut tar::Entries<'_, R>) -> Result<Manifest> {
+    let (version, bytes) = read_json::<Version, R>(archive, entries, MANIFEST, MANIFEST_LIMIT)?;
+    if version.format != FORMAT {
+        return Err(damaged(archive, format!("its format is {:?}, not {FORMAT:?}", version.format)));
+    }
+    if version.version != VERSION {
+        return Err(Error::Unsupported(format!("{} is a version {} box archive; this boxlite reads version {VERSION}", archive.display(), version.version)));
+    }
+    serde_json::from_slice(&bytes).map_err(|error| damaged(archive, format!("bad {MANIFEST}: {error}")))
+}
+
+/// The image's layers from the archive, into this home's layer store (rule 2).
+fn import_image<R: Read>(inner: &Inner, archive: &Path, entries: &mut tar::Entries<'_, R>, image: ArchivedImage) -> Result<PreparedImage> {
+    let (id, config, layers) = match image {
+        ArchivedImage::Host => return image::prepare_local(&inner.home, &ImageSource::Host),
+        ArchivedImage::Layers { id, config, layers } => (id, config, layers),
+    };
+    if layers.is_empty() {
+        return Err(damaged(archive, "its image has no layers"));
+    }
+    let home = &inner.home;
+    let mut lower_dirs = Vec::with_capacity(layers.len());
+    for member in &layers {
+        let hex = sha256_hex(&member.digest).filter(|hex| member.name == format!("image/{hex}") && hex.len() == 64 && hex.bytes().all(|byte| byte.is_ascii_hexdigit()));
+        let hex = hex.ok_or_else(|| damaged(archive, format!("bad image layer {:?} ({})", member.name, member.digest)))?;
+        let mut entry = Checked::new(next_member(archive, entries, &member.name)?);
+        let dir = home.layers().join(hex);
+        let blob = home.blobs_tmp().join(format!("{hex}.import.{:08x}", rand::random::<u32>()));
+        let imported = (|| {
+            // A layer this home has is not unpacked again, but the archive's blob is still checked.
+            if !dir.is_dir() {
+                fs_err::create_dir_all(home.blobs_tmp())?;
+                let mut file = File::options().write(true).create_new(true).open(&blob).map_err(Error::storage_at("create", &blob))?;
+                io::copy(&mut entry, &mut file).map_err(|error| damaged(archive, format!("{}: {error}", member.name)))?;
+            }
+            let (digest, size) = entry.finish().map_err(|error| damaged(archive, format!("{}: {error}", member.name)))?;
+            if size != member.size || digest != member.digest {
+                return Err(damaged(archive, format!("{} was changed or damaged (its digest is {digest}, the manifest says {})", member.name, member.digest)));
+            }
+            if dir.is_dir() {
+                return Ok(dir.clone());
+            }
+            unpack_layer(&home.layers(), &home.layers_tmp(), &blob, &member.digest, home.id_map())
+        })();
+        let _ = std::fs::remove_file(&blob);
+        lower_dirs.push(imported?);
+    }
+    lower_dirs.reverse();
+    Ok(PreparedImage { lower_dirs, read_only_binds: Vec::new(), config, id })
+}
+
+/// The next (offset, length) record of a disk member, or `None` at its end.
+fn disk_record(reader: &mut impl Read) -> io::Result<Option<(u64, u64)>> {
+    let mut record = [0u8; 16];
+    let mut filled = 0;
+    while filled < record.len() {
+        match reader.read(&mut record[filled..])? {
+            0 if filled == 0 => return Ok(None),
+            0 => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+            count => filled += count,
+        }
+    }
+    let (offset, length) = record.split_at(8);
+    Ok(Some((u64::from_le_bytes(offset.try_into().unwrap_or_default()), u64::from_le_bytes(length.try_into().unwrap_or_default()))))
+}
+
+/// A disk image of `size` bytes at `path`, from a disk member's records.
+fn import_disk(archive: &Path, reader: &mut impl Read, path: &Path, size: u64) -> Result<()> {
+    let mut file = File::options().write(true).create_new(true).open(path).map_err(Error::storage_at("create", path))?;
+    file.set_len(size).map_err(Error::storage_at("size", path))?;
+    let bad = |error: io::Error| damaged(archive, format!("{DISK_MEMBER}: {error}"));
+    let mut end = 0;
+    while let Some((offset, length)) = disk_record(reader).map_err(bad)? {
+        if offset < end || length == 0 || offset.checked_add(length).is_none_or(|extent_end| extent_end > size) {
+            return Err(damaged(archive, format!("{DISK_MEMBER}: its extents overlap, are empty or pass the disk's end")));
+        }
+        file.seek(SeekFrom::Start(offset)).map_err(Error::storage_at("write", path))?;
+        if io::copy(&mut reader.take(length), &mut file).map_err(bad)? != length {
+            return Err(damaged(archive, format!("{DISK_MEMBER} ends early")));
+        }
+        end = offset + length;
+    }
+    Ok(())
+}
+
+/// The box's writable layer from the archive, into the new box's directory `dir`, checked
+/// against the seal after it.
+fn import_layer<R: Read>(archive: &Path, entries: &mut tar::Entries<'_, R>, kind: LayerKind, disk_size_gb: Option<u64>, dir: &Path, id_map: Option<IdMap>) -> Result<()> {
+    let name = kind.member();
+    let mut entry = Checked::new(next_member(archive, entries, name)?);
+    match (kind, disk_size_gb) {
+        (LayerKind::Tree, None) => {
+            own_upper_layer(dir, id_map)?;
+            unpack_tar(&mut entry, &dir.join("upper"), id_map).map_err(|why| damaged(archive, format!("{name}: {why}")))?;
+        }
+        (LayerKind::Disk, Some(size_gb)) => {
+            fs_err::create_dir_all(dir.join("disk"))?;
+            import_disk(archive, &mut entry, WritableLayer::of(dir, true).path(), size_gb << 30)?;
+        }
+        _ => return Err(damaged(archive, "its layer is not of the kind its box has")),
+    }
+    let (digest, size) = entry.finish().map_err(|error| damaged(archive, format!("{name}: {error}")))?;
+    let (seal, _) = read_json::<LayerSeal, R>(archive, entries, SEAL_MEMBER, SEAL_LIMIT)?;
+    if seal.size != size || seal.digest != digest {
+        return Err(damaged(archive, format!("{name} was changed or damaged (its digest is {digest}, its seal says {})", seal.digest)));
+    }
+    Ok(())
+}
+
+/// Imports the archive at `archive` as a box of `inner`'s (rules 2–4). Blocking.
+fn import(inner: &Inner, archive: &Path, name: Option<String>, untrusted: bool) -> Result<BoxEntry> {
+    let file = File::open(archive).map_err(|error| match error.kind() {
+        io::ErrorKind::NotFound => Error::NotFound(format!("box archive {} does not exist", archive.display())),
+        _ => Error::storage("open", archive, &error),
+    })?;
+    let mut tar = tar::Archive::new(BufReader::with_capacity(1 << 20, file));
+    let mut entries = tar.entries().map_err(|error| damaged(archive, error))?;
+    let manifest = read_manifest(archive, &mut entries)?;
+    let portable = manifest.options;
+    if untrusted {
+        if let Some(refused) = portable.refused_untrusted() {
+            return Err(Error::Unsupported(format!("{} is imported untrusted, and its box asks for {refused}", archive.display())));
+        }
+    }
+    let mut options = portable.as_options()?;
+    for volume in &mut options.volumes {
+        if let Some(name) = &volume.named {
+            volume.host_path = inner.volumes.data(name)?;
+        }
+    }
+    options.validate()?;
+    if let (Some(_), Err(why)) = (portable.disk_size_gb, &inner.host.disks) {
+        return Err(Error::Unsupported(format!("the archive's box has a disk of its own, which this host cannot give: {why}")));
+    }
+    let prepared = import_image(inner, archive, &mut entries, manifest.image)?;
+    let subdirs: &[&str] = if portable.disk_size_gb.is_some() { &["rootfs", "main"] } else { &["upper", "work", "rootfs", "main"] };
+    Runtime::make_box(inner, subdirs, |id, dir, id_map| {
+        import_layer(archive, &mut entries, manifest.layer, portable.disk_size_gb, dir, id_map)?;
+        if let Some(extra) = entries.next() {
+            let name = extra.ok().and_then(|entry| entry.path().ok().map(|path| path.display().to_string())).unwrap_or_default();
+            return Err(damaged(archive, format!("it has a member the format does not name ({name:?})")));
+        }
+        let (created_at, created_at_nanos) = crate::clock::now();
+        Ok(BoxRecord {
+            id: id.to_string(),
+            name,
+            image: portable.image,
+            status: BoxStatus::Stopped,
+            created_at,
+            created_at_nanos,
+            started_at: None,
+            init_pid: None,
+            cpus: portable.cpus,
+            memory_mib: portable.memory_mib,
+            remove_on_stop: portable.remove_on_stop,
+            detach: portable.detach,
+            working_dir: portable.working_dir,
+            env: portable.env,
+            user: portable.user,
+            prepared,
+            main: portable.main,
+            main_chosen: portable.main_chosen,
+            exit_code: None,
+            volumes: options.volumes,
+            capabilities: portable.capabilities,
+            pids_limit: portable.pids_limit,
+            process_limits: portable.process_limits,
+            network: portable.network,
+            ports: portable.ports,
+            id_map,
+            health_check: portable.health_check,
+            disk_size_gb: portable.disk_size_gb,
+        })
+    })
+}
+
+impl BoxHandle {
+    /// Writes the box to a `.boxlite` archive at `dest` (or in it, when it is a directory, as
+    /// `<name or id>.boxlite`); returns the archive's path (rule 1).
+    pub async fn export(&self, dest: PathBuf) -> Result<PathBuf> {
+        self.check_exists()?;
+        let target = destination(&dest, &self.entry.record())?;
+        let file_name = target.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+        let staging = target.with_file_name(format!(".{file_name}.{:016x}.partial", rand::random::<u64>()));
+        fs_err::create_dir(&staging)?;
+        let exported = self.export_into(&target, &staging).await;
+        let doomed = staging.clone();
+        let _ = blocking(move || Ok(std::fs::remove_dir_all(doomed)?)).await;
+        exported.map(|()| target)
+    }
+
+    async fn export_into(&self, target: &Path, staging: &Path) -> Result<()> {
+        let record = self.entry.record().clone();
+        let partial = staging.join("archive");
+        let builder = {
+            let _layers_in_use = self.inner.images.hold().await;
+            let (inner, partial, staging) = (Arc::clone(&self.inner), partial.clone(), staging.to_path_buf());
+            blocking(move || {
+                let (image, blobs) = archived_image(&inner.home, &record, &staging)?;
+                let layer = if record.disk_size_gb.is_some() { LayerKind::Disk } else { LayerKind::Tree };
+                let manifest = Manifest { format: FORMAT.to_string(), version: VERSION, exported_at: crate::clock::now().0, options: Portable::of(&record), image, layer };
+                begin_archive(&partial, &manifest, &blobs)
+            })
+            .await?
+        };
+        let live = self.entry.live.lock().await;
+        self.check_exists()?;
+        let (layer, id_map) = (self.writable_layer(), self.entry.record().id_map);
+        let (builder, seal) = self
+            .with_layer_still(&live, move || {
+                let mut builder = builder;
+                let seal = write_layer(&mut builder, &layer, id_map)?;
+                Ok((builder, seal))
+            })
+            .await?;
+        drop(live);
+        let target = target.to_path_buf();
+        blocking(move || finish_archive(builder, &seal, &partial, &target)).await
+    }
+}
+
+impl Runtime {
+    /// Makes a stopped box from the `.boxlite` archive at `archive`, named `name` (rules 2–4).
+    pub async fn import_box(&self, archive: PathBuf, name: Option<String>, untrusted: bool) -> Result<BoxHandle> {
+        self.check_open()?;
+        self.reserve_name(name.as_deref())?;
+        let reserved = name.clone();
+        let imported = async {
+            let _layers_in_use = self.inner.images.hold().await;
+            let inner = Arc::clone(&self.inner);
+            blocking(move || import(&inner, &archive, name, untrusted)).await
+        }
+        .await;
+        self.release_name(reserved.as_deref());
+        imported.map(|entry| self.add_made(entry))
+    }
+}

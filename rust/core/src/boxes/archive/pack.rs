@@ -1,0 +1,275 @@
+//! A directory in overlayfs form (a box's upper layer, or an unpacked image layer) written as
+//! an OCI layer tar: the inverse of the image unpacker, which reads it back.
+//!
+//! # Rules
+//!
+//! 1. overlayfs whiteouts (0/0 character devices) become `.wh.NAME` entries; an opaque
+//!    directory (`trusted.overlay.opaque` or `user.overlay.opaque` set to `y`) is followed by a
+//!    `.wh..wh..opq` entry.
+//! 2. Owners are written as the box sees them ([`BoxIds`]): the host ids of the box's range
+//!    become 0..65535, and ids outside it the box's `nobody`.
+//! 3. The later names of a file with several links are link entries to its first name.
+//! 4. Of the extended attributes, `user.*` but `user.overlay.*` travel (PAX
+//!    `SCHILY.xattr.*`): the ones the unpacker applies. Modes (set-id bits included), and
+//!    modification times travel.
+//! 5. Symbolic links are never followed. Sockets and device nodes other than whiteouts are
+//!    left out: a socket is no file to carry, and no box can make a device node.
+//! 6. The directory does not change while it is packed (the box is stopped or frozen).
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use super::super::layer::{c_path, extended_attributes};
+use crate::error::{Error, Result};
+use crate::idmap::IdMap;
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE_MARKER: &str = ".wh..wh..opq";
+const OPAQUE_ATTRIBUTES: [&[u8]; 2] = [b"trusted.overlay.opaque", b"user.overlay.opaque"];
+/// The box's `nobody`, for host ids no box id maps to.
+const NOBODY: u32 = 65_534;
+
+/// How host owners of a packed directory become the owners the box sees (rule 2).
+#[derive(Debug, Clone, Copy)]
+pub enum BoxIds {
+    /// Host ids are box ids (boxes without a user namespace).
+    Same,
+    /// The box's ids `0..size` are host ids `host_base..`.
+    Range(IdMap),
+    /// An ordinary user's runtime: that user is box root, the only id.
+    User(u32),
+}
+
+impl BoxIds {
+    /// The owners of files kept for boxes with `map` (`None`: no user namespace).
+    pub fn of(map: Option<IdMap>) -> Self {
+        match map {
+            None => Self::Same,
+            // SAFETY: geteuid cannot fail.
+            Some(IdMap::ROOTLESS) => Self::User(unsafe { libc::geteuid() }),
+            Some(map) => Self::Range(map),
+        }
+    }
+
+    fn box_id(self, host: u32) -> u32 {
+        match self {
+            Self::Same => host,
+            Self::User(user) => if host == user { 0 } else { NOBODY },
+            Self::Range(map) => host.checked_sub(map.host_base).filter(|id| *id < map.size).unwrap_or(NOBODY),
+        }
+    }
+}
+
+/// Writes the tree at `root` to `out` as a layer tar (the rules above).
+pub fn pack(root: &Path, ids: BoxIds, out: impl Write) -> Result<()> {
+    let mut packer = Packer { builder: tar::Builder::new(out), ids, linked: HashMap::new() };
+    packer.directory_contents(root, Path::new(""))?;
+    packer.builder.finish().map_err(|error| Error::storage("write the layer of", root, &error))
+}
+
+struct Packer<W: Write> {
+    builder: tar::Builder<W>,
+    ids: BoxIds,
+    /// The first name written of each file with several links, by (device, inode).
+    linked: HashMap<(u64, u64), PathBuf>,
+}
+
+/// One PAX record: `LENGTH KEY=VALUE\n`, the length counting itself.
+fn pax_record(key: &[u8], value: &[u8]) -> Vec<u8> {
+    let body = key.len() + value.len() + 3;
+    let mut length = body + 1;
+    while (body + length.to_string().len()) != length {
+        length = body + length.to_string().len();
+    }
+    let mut record = format!("{length} ").into_bytes();
+    record.extend_from_slice(key);
+    record.push(b'=');
+    record.extend_from_slice(value);
+    record.push(b'\n');
+    record
+}
+
+impl<W: Write> Packer<W> {
+    fn directory_contents(&mut self, dir: &Path, relative: &Path) -> Result<()> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .map_err(Error::storage_at("read", dir))?
+            .map(|entry| entry.map(|entry| entry.file_name()))
+            .collect::<io::Result<_>>()
+            .map_err(Error::storage_at("read", dir))?;
+        names.sort();
+        for name in names {
+            self.entry(&dir.join(&name), &relative.join(&name))?;
+        }
+        Ok(())
+    }
+
+    fn header(&self, metadata: &std::fs::Metadata, kind: tar::EntryType) -> tar::Header {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(kind);
+        header.set_mode(metadata.mode() & 0o7777);
+        header.set_uid(u64::from(self.ids.box_id(metadata.uid())));
+        header.set_gid(u64::from(self.ids.box_id(metadata.gid())));
+        header.set_mtime(u64::try_from(metadata.mtime()).unwrap_or(0));
+        header.set_size(0);
+        header
+    }
+
+    /// Rule 4: the attributes that travel, as a PAX header before the entry.
+    fn attributes(&mut self, path: &Path) -> Result<bool> {
+        let mut opaque = false;
+        let mut records = Vec::new();
+        for (name, value) in extended_attributes(&c_path(path)?).map_err(Error::storage_at("read the attributes of", path))? {
+            let name = name.as_bytes();
+            if OPAQUE_ATTRIBUTES.contains(&name) {
+                opaque |= value == b"y";
+            } else if name.starts_with(b"user.") && !name.starts_with(b"user.overlay.") {
+                records.extend(pax_record(&[b"SCHILY.xattr.".as_slice(), name].concat(), &value));
+            }
+        }
+        if !records.is_empty() {
+            let mut header = tar::Header::new_ustar();
+            header.set_entry_type(tar::EntryType::XHeader);
+            header.set_path("././@PaxHeader").map_err(|error| Error::storage("write the attributes of", path, &error))?;
+            header.set_mode(0o644);
+            header.set_size(records.len() as u64);
+            header.set_cksum();
+            self.builder.append(&header, records.as_slice()).map_err(|error| Error::storage("write the attributes of", path, &error))?;
+        }
+        Ok(opaque)
+    }
+
+    fn entry(&mut self, path: &Path, relative: &Path) -> Result<()> {
+        let written = |error: io::Error| Error::storage("pack", path, &error);
+        let metadata = std::fs::symlink_metadata(path).map_err(Error::storage_at("read", path))?;
+        let kind = metadata.file_type();
+        if kind.is_char_device() && metadata.rdev() == 0 {
+            let name = [WHITEOUT_PREFIX.as_bytes(), relative.file_name().map(OsStrExt::as_bytes).unwrap_or_default()].concat();
+            let whiteout = relative.with_file_name(std::ffi::OsStr::from_bytes(&name));
+            let mut header = self.header(&metadata, tar::EntryType::Regular);
+            return self.builder.append_data(&mut header, whiteout, io::empty()).map_err(written);
+        }
+        if kind.is_dir() {
+            let opaque = self.attributes(path)?;
+            let mut header = self.header(&metadata, tar::EntryType::Directory);
+            self.builder.append_data(&mut header, relative, io::empty()).map_err(written)?;
+            if opaque {
+                let mut marker = self.header(&metadata, tar::EntryType::Regular);
+                marker.set_mode(0o644);
+                self.builder.append_data(&mut marker, relative.join(OPAQUE_MARKER), io::empty()).map_err(written)?;
+            }
+            return self.directory_contents(path, relative);
+        }
+        if kind.is_file() {
+            if metadata.nlink() > 1 {
+                let key = (metadata.dev(), metadata.ino());
+                if let Some(first) = self.linked.get(&key) {
+                    let mut header = self.header(&metadata, tar::EntryType::Link);
+                    let first = first.clone();
+                    return self.builder.append_link(&mut header, relative, first).map_err(written);
+                }
+                self.linked.insert(key, relative.to_path_buf());
+            }
+            self.attributes(path)?;
+            let file = std::fs::File::open(path).map_err(Error::storage_at("open", path))?;
+            let mut header = self.header(&metadata, tar::EntryType::Regular);
+            header.set_size(metadata.len());
+            return self.builder.append_data(&mut header, relative, file).map_err(written);
+        }
+        if kind.is_symlink() {
+            let target = std::fs::read_link(path).map_err(Error::storage_at("read", path))?;
+            let mut header = self.header(&metadata, tar::EntryType::Symlink);
+            return self.builder.append_link(&mut header, relative, target).map_err(written);
+        }
+        if kind.is_fifo() {
+            self.attributes(path)?;
+            let mut header = self.header(&metadata, tar::EntryType::Fifo);
+            return self.builder.append_data(&mut header, relative, io::empty()).map_err(written);
+        }
+        log::debug!("{} is left out of the packed layer: sockets and devices do not travel", path.display());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pax_records_count_their_own_length() {
+        for value_length in [0, 1, 5, 6, 7, 90, 95, 96, 97, 98, 99, 100, 995, 996, 997, 998, 999, 1000] {
+            let record = pax_record(b"SCHILY.xattr.user.k", &vec![b'v'; value_length]);
+            let (length, _) = std::str::from_utf8(&record).unwrap().split_once(' ').unwrap();
+            assert_eq!(length.parse::<usize>().unwrap(), record.len(), "value of {value_length} bytes");
+        }
+    }
+
+    fn set_attribute(path: &Path, name: &std::ffi::CStr, value: &[u8]) {
+        // SAFETY: lsetxattr with valid C strings and a buffer of the given length.
+        let code = unsafe { libc::lsetxattr(c_path(path).unwrap().as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+        assert_eq!(code, 0, "{}: {}", path.display(), io::Error::last_os_error());
+    }
+
+    fn attribute(path: &Path, name: &[u8]) -> Option<Vec<u8>> {
+        let attributes = extended_attributes(&c_path(path).unwrap()).unwrap();
+        attributes.into_iter().find(|(found, _)| found.as_bytes() == name).map(|(_, value)| value)
+    }
+
+    /// A tree of every kind an upper layer holds, packed and unpacked by the image unpacker,
+    /// comes back the same (as host root: whiteouts and `trusted.*` marks need it).
+    #[test]
+    fn an_upper_layer_packed_and_unpacked_comes_back_whole() {
+        use std::os::unix::fs::PermissionsExt;
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: overlayfs marks (trusted.*) need host root");
+            return;
+        }
+        let scratch = std::env::temp_dir().join(format!("boxlite-pack-test-{}-{}", std::process::id(), rand::random::<u64>()));
+        let (source, target) = (scratch.join("source"), scratch.join("target"));
+        std::fs::create_dir_all(source.join("dir/opaque")).unwrap();
+        std::fs::create_dir_all(&target).unwrap();
+        std::fs::write(source.join("dir/file"), b"content").unwrap();
+        std::os::unix::fs::lchown(source.join("dir/file"), Some(1000), Some(1001)).unwrap();
+        std::fs::set_permissions(source.join("dir/file"), std::fs::Permissions::from_mode(0o4750)).unwrap();
+        std::fs::hard_link(source.join("dir/file"), source.join("dir/link")).unwrap();
+        std::os::unix::fs::symlink("../elsewhere", source.join("dir/symlink")).unwrap();
+        set_attribute(&source.join("dir/file"), c"user.note", b"kept");
+        set_attribute(&source.join("dir/file"), c"trusted.secret", b"dropped");
+        set_attribute(&source.join("dir/opaque"), c"trusted.overlay.opaque", b"y");
+        // SAFETY: mknod of an overlayfs whiteout (0/0) at a valid C path.
+        assert_eq!(unsafe { libc::mknod(c_path(&source.join("dir/deleted")).unwrap().as_ptr(), libc::S_IFCHR, 0) }, 0);
+        let old = libc::timespec { tv_sec: 981_173_106, tv_nsec: 0 };
+        // SAFETY: utimensat with a valid C path and two timespecs.
+        assert_eq!(unsafe { libc::utimensat(libc::AT_FDCWD, c_path(&source.join("dir/file")).unwrap().as_ptr(), [old, old].as_ptr(), 0) }, 0);
+
+        let mut packed = Vec::new();
+        pack(&source, BoxIds::Same, &mut packed).unwrap();
+        crate::image::unpack_tar(packed.as_slice(), &target, None).unwrap();
+
+        let file = std::fs::symlink_metadata(target.join("dir/file")).unwrap();
+        assert_eq!((file.mode() & 0o7777, file.uid(), file.gid(), file.nlink(), file.mtime()), (0o4750, 1000, 1001, 2, 981_173_106));
+        assert_eq!(std::fs::read(target.join("dir/link")).unwrap(), b"content");
+        assert_eq!(std::fs::read_link(target.join("dir/symlink")).unwrap(), Path::new("../elsewhere"));
+        assert_eq!(attribute(&target.join("dir/file"), b"user.note").as_deref(), Some(b"kept".as_slice()));
+        assert_eq!(attribute(&target.join("dir/file"), b"trusted.secret"), None, "only user.* attributes travel");
+        assert_eq!(attribute(&target.join("dir/opaque"), b"trusted.overlay.opaque").as_deref(), Some(b"y".as_slice()));
+        let deleted = std::fs::symlink_metadata(target.join("dir/deleted")).unwrap();
+        assert!(deleted.file_type().is_char_device() && deleted.rdev() == 0, "a whiteout stays a whiteout");
+        std::fs::remove_dir_all(&scratch).unwrap();
+    }
+
+    #[test]
+    fn owners_are_written_as_the_box_sees_them() {
+        let map = IdMap { host_base: 0x7001_0000, size: 65_536 };
+        assert_eq!(BoxIds::Range(map).box_id(0x7001_0000), 0);
+        assert_eq!(BoxIds::Range(map).box_id(0x7001_03e8), 1000);
+        assert_eq!(BoxIds::Range(map).box_id(0), NOBODY);
+        assert_eq!(BoxIds::Range(map).box_id(0x7002_0000), NOBODY);
+        assert_eq!(BoxIds::User(1000).box_id(1000), 0);
+        assert_eq!(BoxIds::User(1000).box_id(0), NOBODY);
+        assert_eq!(BoxIds::Same.box_id(42), 42);
+    }
+}
