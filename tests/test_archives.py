@@ -114,10 +114,12 @@ async def test_the_image_travels_with_the_box_to_a_host_without_its_registry(
         reference = f"{registry.host}/test/busybox:1"
         pulling = boxlite.Boxlite(boxlite.Options(home_dir=str(home), image_registries=[boxlite.ImageRegistry(host=registry.host, transport="http")]))
         try:
-            box = await pulling.create(boxlite.BoxOptions(image=reference, auto_remove=False))
+            box = await pulling.create(boxlite.BoxOptions(image=reference, auto_remove=False), name="pulled")
             await collect(await box.exec("sh", ["-c", "echo kept > /root/note"]))
-            archive = await box.export(dest=str(tmp_path / "pulled.boxlite"))
             await box.stop()
+            stopped = await pulling.get("pulled")
+            assert stopped is not None
+            archive = await stopped.export(dest=str(tmp_path / "pulled.boxlite"))
         finally:
             pulling.close()
     finally:
@@ -168,10 +170,12 @@ async def test_a_box_with_a_disk_travels_sparse(runtime: boxlite.Boxlite, elsewh
 async def test_a_changed_or_damaged_archive_is_refused_and_leaves_nothing(
     runtime: boxlite.Boxlite, elsewhere: boxlite.Boxlite, busybox_image: str, tmp_path: Path
 ) -> None:
-    box = await runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image, auto_remove=False))
+    box = await runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image, auto_remove=False), name="good")
     await collect(await box.exec("sh", ["-c", "echo data > /root/file"]))
-    archive = Path(await box.export(dest=str(tmp_path / "good.boxlite")))
     await box.stop()
+    stopped = await runtime.get("good")
+    assert stopped is not None
+    archive = Path(await stopped.export(dest=str(tmp_path / "good.boxlite")))
     other_home = tmp_path / "elsewhere"
 
     flipped_layer = rewrite(archive, tmp_path / "flipped-layer.boxlite", change_member="layer.tar")
@@ -256,8 +260,12 @@ async def test_export_refuses_a_missing_directory_and_a_removed_box(runtime: box
 
 
 async def test_a_cancelled_export_leaves_no_archive(runtime: boxlite.Boxlite, busybox_image: str, tmp_path: Path) -> None:
-    box = await runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image, auto_remove=False))
+    box = await runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image, auto_remove=False), name="big")
     await collect(await box.exec("sh", ["-c", "head -c 50000000 /dev/zero > /root/big"]))
+    await box.stop()
+    stopped = await runtime.get("big")
+    assert stopped is not None
+    box = stopped
     exports = tmp_path / "exports"
     exports.mkdir()
     export = asyncio.ensure_future(box.export(dest=str(exports / "cancelled.boxlite")))
@@ -276,4 +284,3 @@ async def test_a_cancelled_export_leaves_no_archive(runtime: boxlite.Boxlite, bu
         await asyncio.sleep(0.005)
     assert began, "the export never began"
     assert os.listdir(exports) == []
-    await box.stop()
