@@ -172,10 +172,18 @@ async def test_capabilities_can_be_dropped_and_safe_ones_added(runtime: boxlite.
     _, _, status = await collect(await box.exec("chown", ["nobody", "/tmp"]))
     assert status.exit_code != 0
     await box.stop()
-    bare = await runtime.create(boxlite.BoxOptions(advanced=boxlite.AdvancedBoxOptions(capabilities=boxlite.ContainerCapabilities(drop=["ALL"]))))
+    # The options hold their lists, as BoxLite's do: changed in place, they are what applies.
+    options = boxlite.BoxOptions(advanced=boxlite.AdvancedBoxOptions())
+    assert options.advanced is not None
+    options.advanced.capabilities.drop.append("ALL")
+    bare = await runtime.create(options)
     stdout, _, _ = await collect(await bare.exec("cat", ["/proc/self/status"]))
     assert bounding_set(stdout) == 0
     await bare.stop()
+    options.advanced.capabilities.add.append(12)  # type: ignore[arg-type]
+    with pytest.raises(boxlite.InvalidArgumentError, match="holds 12, not a capability name"):
+        await runtime.create(options)
+    assert await runtime.list_info() == []
 
 
 LAYERS_BASE = 0x7000_0000  # the host ids image layers are stored with

@@ -292,3 +292,15 @@ def test_rest_settings_are_values_that_never_show_a_key(monkeypatch: pytest.Monk
     assert (options.url, options.path_prefix) == ("https://sandbox.example:8443", "org-1")
     assert options.credential is not None and options.credential.get_token().token == "blk_test_other"
     assert "blk_test_other" not in repr(options)
+
+
+def test_advanced_options_hold_capabilities_whose_lists_can_be_appended_to() -> None:
+    advanced = boxlite.AdvancedBoxOptions()
+    assert (advanced.capabilities.add, advanced.capabilities.drop) == ([], [])
+    advanced.capabilities.add.append("NET_ADMIN")
+    advanced.capabilities.drop += ["CHOWN"]
+    assert repr(advanced.capabilities) == "ContainerCapabilities(add=['NET_ADMIN'], drop=['CHOWN'])"
+    options = boxlite.BoxOptions(advanced=advanced)
+    assert options.advanced is advanced, "the options hold the object given, as BoxLite's do"
+    advanced.capabilities = None
+    assert repr(advanced.capabilities) == "ContainerCapabilities(add=[], drop=[])"

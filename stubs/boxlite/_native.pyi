@@ -213,11 +213,18 @@ class NetworkSpec:
 class ContainerCapabilities:
     """Capabilities added to or dropped from the default set (Docker's, less MKNOD). ``add``
     takes only those that cannot act on the host from a box: NET_ADMIN, NET_BROADCAST,
-    IPC_LOCK, IPC_OWNER, SYS_NICE, SYS_RESOURCE, LEASE, WAKE_ALARM. ``drop`` takes any, or ALL."""
+    IPC_LOCK, IPC_OWNER, SYS_NICE, SYS_RESOURCE, LEASE, WAKE_ALARM. ``drop`` takes any, or ALL.
+    The lists are held by this object: ``capabilities.add.append("NET_ADMIN")`` changes it."""
 
-    add: list[str]
-    drop: list[str]
     def __new__(cls, add: Sequence[str] = ..., drop: Sequence[str] = ...) -> Self: ...
+    @property
+    def add(self) -> list[str]: ...
+    @add.setter
+    def add(self, value: Sequence[str]) -> None: ...
+    @property
+    def drop(self) -> list[str]: ...
+    @drop.setter
+    def drop(self, value: Sequence[str]) -> None: ...
 
 @final
 class SecurityOptions:
@@ -272,7 +279,13 @@ class HealthCheckOptions:
 class AdvancedBoxOptions:
     security: SecurityOptions | None
     health_check: HealthCheckOptions | None
-    capabilities: ContainerCapabilities | None
+    @property
+    def capabilities(self) -> ContainerCapabilities:
+        """Held by these options: an empty ``ContainerCapabilities`` unless one is given, changed
+        in place (``advanced.capabilities.add.append("NET_ADMIN")``); setting ``None`` sets an
+        empty one."""
+    @capabilities.setter
+    def capabilities(self, value: ContainerCapabilities | None) -> None: ...
     def __new__(
         cls,
         security: SecurityOptions | None = None,

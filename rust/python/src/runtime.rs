@@ -92,7 +92,7 @@ impl Boxlite {
         let py = slf.py();
         let this = slf.get();
         this.shared.check_open(py)?;
-        let options = options.to_core().map_err(|error| errors::to_py(py, &error))?;
+        let options = options.to_core(py).map_err(|error| errors::to_py(py, &error))?;
         let core = this.core.clone();
         let owner = Arc::downgrade(&this.shared.tasks);
         this.shared.submit_handover(py, async move {
@@ -105,7 +105,7 @@ impl Boxlite {
     #[pyo3(signature = (options, name = None))]
     fn get_or_create<'py>(&self, py: Python<'py>, options: &BoxOptions, name: Option<String>) -> PyResult<Bound<'py, PyAny>> {
         self.shared.check_open(py)?;
-        let options = options.to_core().map_err(|error| errors::to_py(py, &error))?;
+        let options = options.to_core(py).map_err(|error| errors::to_py(py, &error))?;
         let core = self.core.clone();
         let owner = Arc::downgrade(&self.shared.tasks);
         self.shared.submit_handover(py, async move {

@@ -69,7 +69,7 @@ fn gated<'py>(py: Python<'py>, runtime: &Boxlite, gate: &Gate, value: i64, fail:
 #[pyfunction]
 fn gated_create<'py>(py: Python<'py>, runtime: &Boxlite, gate: &Gate, options: &BoxOptions) -> PyResult<Bound<'py, PyAny>> {
     let opened = gate.waiter();
-    let options = options.to_core().map_err(|error| crate::errors::to_py(py, &error))?;
+    let options = options.to_core(py).map_err(|error| crate::errors::to_py(py, &error))?;
     let core = runtime.core().clone();
     let owner = Arc::downgrade(&runtime.shared().tasks);
     runtime.shared().submit_handover(py, async move {
@@ -83,7 +83,7 @@ fn gated_create<'py>(py: Python<'py>, runtime: &Boxlite, gate: &Gate, options: &
 #[pyfunction]
 fn gated_get_or_create<'py>(py: Python<'py>, runtime: &Boxlite, gate: &Gate, options: &BoxOptions, name: String) -> PyResult<Bound<'py, PyAny>> {
     let opened = gate.waiter();
-    let options = options.to_core().map_err(|error| crate::errors::to_py(py, &error))?;
+    let options = options.to_core(py).map_err(|error| crate::errors::to_py(py, &error))?;
     let core = runtime.core().clone();
     let owner = Arc::downgrade(&runtime.shared().tasks);
     runtime.shared().submit_handover(py, async move {

@@ -17,26 +17,63 @@
 use std::time::Duration;
 
 use pyo3::prelude::*;
+use pyo3::types::PyList;
 
 use crate::pyrepr::{python_list, python_repr};
 
-#[pyclass(module = "boxlite._native", get_all, set_all)]
-#[derive(Clone, Default)]
+/// Capability names added to and dropped from the default set. `add` and `drop` are Python
+/// lists held by this object, as in BoxLite: `caps.add.append("NET_ADMIN")` changes it.
+#[pyclass(module = "boxlite._native")]
 pub struct ContainerCapabilities {
-    pub add: Vec<String>,
-    pub drop: Vec<String>,
+    add: Py<PyList>,
+    drop: Py<PyList>,
+}
+
+/// The names in `list`, each a `str` (a list may have been given anything by `append`).
+fn names(list: &Bound<'_, PyList>, field: &str) -> Result<Vec<String>, boxlite_core::Error> {
+    list.iter()
+        .map(|item| item.extract::<String>().map_err(|_| boxlite_core::Error::InvalidArgument(format!("ContainerCapabilities.{field} holds {}, not a capability name", item.repr().map(|text| text.to_string()).unwrap_or_default()))))
+        .collect()
 }
 
 #[pymethods]
 impl ContainerCapabilities {
     #[new]
     #[pyo3(signature = (add = Vec::new(), drop = Vec::new()))]
-    fn new(add: Vec<String>, drop: Vec<String>) -> Self {
-        Self { add, drop }
+    fn new(py: Python<'_>, add: Vec<String>, drop: Vec<String>) -> PyResult<Self> {
+        Ok(Self { add: PyList::new(py, add)?.unbind(), drop: PyList::new(py, drop)?.unbind() })
     }
 
-    fn __repr__(&self) -> String {
-        format!("ContainerCapabilities(add={}, drop={})", python_list(&self.add), python_list(&self.drop))
+    #[getter]
+    fn add<'py>(&self, py: Python<'py>) -> Bound<'py, PyList> {
+        self.add.bind(py).clone()
+    }
+
+    #[setter]
+    fn set_add(&mut self, py: Python<'_>, add: Vec<String>) -> PyResult<()> {
+        self.add = PyList::new(py, add)?.unbind();
+        Ok(())
+    }
+
+    #[getter]
+    fn drop<'py>(&self, py: Python<'py>) -> Bound<'py, PyList> {
+        self.drop.bind(py).clone()
+    }
+
+    #[setter]
+    fn set_drop(&mut self, py: Python<'_>, drop: Vec<String>) -> PyResult<()> {
+        self.drop = PyList::new(py, drop)?.unbind();
+        Ok(())
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!("ContainerCapabilities(add={}, drop={})", self.add.bind(py).repr()?, self.drop.bind(py).repr()?))
+    }
+}
+
+impl ContainerCapabilities {
+    fn empty(py: Python<'_>) -> PyResult<Py<Self>> {
+        Py::new(py, Self { add: PyList::empty(py).unbind(), drop: PyList::empty(py).unbind() })
     }
 }
 
@@ -130,36 +167,58 @@ impl HealthCheckOptions {
     }
 }
 
-#[pyclass(module = "boxlite._native", get_all, set_all)]
-#[derive(Clone, Default)]
+/// `capabilities` is an object this one holds (an empty `ContainerCapabilities` by default),
+/// so changing it in place changes these options, as in BoxLite.
+#[pyclass(module = "boxlite._native")]
 pub struct AdvancedBoxOptions {
+    #[pyo3(get, set)]
     pub security: Option<SecurityOptions>,
+    #[pyo3(get, set)]
     pub health_check: Option<HealthCheckOptions>,
-    pub capabilities: Option<ContainerCapabilities>,
+    capabilities: Py<ContainerCapabilities>,
 }
 
 #[pymethods]
 impl AdvancedBoxOptions {
     #[new]
     #[pyo3(signature = (security = None, health_check = None, capabilities = None))]
-    fn new(security: Option<SecurityOptions>, health_check: Option<HealthCheckOptions>, capabilities: Option<ContainerCapabilities>) -> Self {
-        Self { security, health_check, capabilities }
+    fn new(py: Python<'_>, security: Option<SecurityOptions>, health_check: Option<HealthCheckOptions>, capabilities: Option<Py<ContainerCapabilities>>) -> PyResult<Self> {
+        let capabilities = match capabilities {
+            Some(capabilities) => capabilities,
+            None => ContainerCapabilities::empty(py)?,
+        };
+        Ok(Self { security, health_check, capabilities })
     }
 
-    fn __repr__(&self) -> String {
+    #[getter]
+    fn capabilities(&self, py: Python<'_>) -> Py<ContainerCapabilities> {
+        self.capabilities.clone_ref(py)
+    }
+
+    /// `None` sets an empty one.
+    #[setter]
+    fn set_capabilities(&mut self, py: Python<'_>, capabilities: Option<Py<ContainerCapabilities>>) -> PyResult<()> {
+        self.capabilities = match capabilities {
+            Some(capabilities) => capabilities,
+            None => ContainerCapabilities::empty(py)?,
+        };
+        Ok(())
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let flag = |set: bool| if set { "set" } else { "None" };
-        format!(
+        Ok(format!(
             "AdvancedBoxOptions(security={}, health_check={}, capabilities={})",
             flag(self.security.is_some()),
             flag(self.health_check.is_some()),
-            flag(self.capabilities.is_some())
-        )
+            self.capabilities.bind(py).repr()?
+        ))
     }
 }
 
 impl AdvancedBoxOptions {
     /// Applies these options to the core's box options, or says why they cannot be.
-    pub fn apply(&self, options: &mut boxlite_core::BoxOptions) -> Result<(), boxlite_core::Error> {
+    pub fn apply(&self, py: Python<'_>, options: &mut boxlite_core::BoxOptions) -> Result<(), boxlite_core::Error> {
         if let Some(check) = &self.health_check {
             options.health_check = Some(boxlite_core::HealthCheck {
                 interval: Duration::from_secs(check.interval),
@@ -168,10 +227,9 @@ impl AdvancedBoxOptions {
                 start_period: Duration::from_secs(check.start_period),
             });
         }
-        if let Some(capabilities) = &self.capabilities {
-            options.capabilities_add.clone_from(&capabilities.add);
-            options.capabilities_drop.clone_from(&capabilities.drop);
-        }
+        let capabilities = self.capabilities.borrow(py);
+        options.capabilities_add = names(capabilities.add.bind(py), "add")?;
+        options.capabilities_drop = names(capabilities.drop.bind(py), "drop")?;
         if let Some(security) = &self.security {
             if !security.network_enabled {
                 options.network = None;

@@ -66,7 +66,7 @@ impl Options {
 /// How to make one box. Every field reads back as given; `None` means the runtime's default.
 /// Options this engine cannot honour are refused by `create()` with `UnsupportedError`.
 #[pyclass(module = "boxlite._native")]
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct BoxOptions {
     /// An image reference, or `"host://"` for the built-in image (the default).
     #[pyo3(get, set)]
@@ -107,7 +107,7 @@ pub struct BoxOptions {
     #[pyo3(get, set)]
     pub tty: Option<bool>,
     #[pyo3(get, set)]
-    pub advanced: Option<AdvancedBoxOptions>,
+    pub advanced: Option<Py<AdvancedBoxOptions>>,
     #[pyo3(get, set)]
     pub secrets: Vec<Secret>,
 }
@@ -222,7 +222,7 @@ impl BoxOptions {
         cmd: Option<Vec<String>>,
         user: Option<String>,
         tty: Option<bool>,
-        advanced: Option<AdvancedBoxOptions>,
+        advanced: Option<Py<AdvancedBoxOptions>>,
         secrets: Vec<Secret>,
     ) -> PyResult<Self> {
         Ok(Self {
@@ -289,7 +289,7 @@ impl BoxOptions {
 
 impl BoxOptions {
     /// The core's options, or why this engine cannot make such a box.
-    pub fn to_core(&self) -> Result<boxlite_core::BoxOptions, boxlite_core::Error> {
+    pub fn to_core(&self, py: Python<'_>) -> Result<boxlite_core::BoxOptions, boxlite_core::Error> {
         use boxlite_core::Error::Unsupported;
         if self.auto_stop.is_some() {
             return Err(Unsupported("auto_stop is only available on a REST runtime".to_string()));
@@ -338,7 +338,7 @@ impl BoxOptions {
             ..Default::default()
         };
         if let Some(advanced) = &self.advanced {
-            advanced.apply(&mut options)?;
+            advanced.borrow(py).apply(py, &mut options)?;
         }
         Ok(options)
     }
