@@ -4,6 +4,7 @@ followed with attach(), and the box's end when it exits (BoxStateInfo.exit_code)
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -206,3 +207,56 @@ async def test_a_detached_box_gives_its_main_process_a_stdin(runtime: boxlite.Bo
         if again is not None:
             await again.stop()
             await runtime.remove(box.id, force=True)
+
+
+# A main process on a terminal: says which, its size, then what it reads.
+ON_A_TERMINAL = "tty; stty size; read size_changed; stty size; read line; echo got $line >&2; exit 5"
+
+
+async def read_until(execution: boxlite.Execution, stream: AsyncIterator[bytes], wanted: bytes, seen: bytearray) -> None:
+    while wanted not in seen:
+        seen += await asyncio.wait_for(stream.__anext__(), 10)
+
+
+async def test_a_main_process_on_a_terminal_is_attached_to_and_resized(runtime: boxlite.Boxlite, busybox_image: str) -> None:
+    box = await runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image, cmd=["sh", "-c", ON_A_TERMINAL], tty=True, auto_remove=False))
+    await box.start()
+    attached = await box.attach(stdin=True)
+    watcher = await box.attach(stdin=False)  # every attach of a terminal may resize it
+    stdout = attached.stdout(text=False)
+    seen = bytearray()
+    await read_until(attached, stdout, b"24 80", seen)
+    assert b"/dev/pts/0" in seen, "the box's own devpts"
+    await watcher.resize_tty(40, 100)
+    stdin = attached.stdin()
+    await stdin.send_input(b"\n")
+    await read_until(attached, stdout, b"40 100", seen)
+    await stdin.send_input(b"hello\n")
+    await read_until(attached, stdout, b"got hello", seen)
+    status = await attached.wait()
+    assert status.exit_code == 5
+    assert b"\r\n" in seen, "a terminal's line endings"
+    info = await stopped_info(runtime, box.id)
+    assert info is not None and info.state.exit_code == 5
+    # The ended run replays from its record: the terminal's output, both streams as one.
+    replayed, stderr, status = await collect(await box.attach())
+    assert (stderr, status.exit_code) == (b"", 5) and b"got hello" in replayed and b"40 100" in replayed
+    await runtime.remove(box.id)
+
+
+async def test_a_terminal_attached_before_start_takes_input_and_its_size(runtime: boxlite.Boxlite, busybox_image: str) -> None:
+    box = await runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image, cmd=["sh", "-c", "read line; stty size; echo got $line"], tty=True))
+    attached = await box.attach(stdin=True)
+    stdin = attached.stdin()
+    await stdin.send_input(b"early\n")  # kept until the process runs, as without a terminal
+    await box.start()
+    stdout, _, status = await collect(attached)
+    assert status.exit_code == 0 and b"got early" in stdout and b"24 80" in stdout
+    await attached.resize_tty(30, 90)  # the terminal came with the run: resizing it is no error
+    assert await stopped_info(runtime, box.id) is None
+
+
+async def test_a_terminal_needs_a_main_command(runtime: boxlite.Boxlite) -> None:
+    with pytest.raises(boxlite.InvalidArgumentError, match="tty=True runs the box's main command on a terminal"):
+        await runtime.create(boxlite.BoxOptions(tty=True))
+    assert await runtime.list_info() == []

@@ -88,7 +88,6 @@ def test_volumes_and_ports_are_validated_at_construction() -> None:
 
 async def test_options_the_engine_cannot_honour_are_refused_by_name(runtime: boxlite.Boxlite) -> None:
     refused = {
-        "terminal": boxlite.BoxOptions(tty=True, cmd=["sh"]),
         "secrets": boxlite.BoxOptions(secrets=[boxlite.Secret("a", "b")]),
         "auto_resume": boxlite.BoxOptions(auto_resume=True),
     }

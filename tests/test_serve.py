@@ -132,6 +132,18 @@ async def test_the_main_process_is_followed_over_rest(server: Server) -> None:
         assert await follow(replay) == (b"up\ngot there\n", b"", 4), "an ended run is replayed"
 
 
+async def test_a_main_process_on_a_terminal_is_followed_and_resized_over_rest(server: Server) -> None:
+    server.create(name="console", cmd=["sh", "-c", "stty size; read line; stty size; exit 2"], tty=True)
+    url = f"ws://{server.address}/v1/boxes/console/attach"
+    async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {KEY}"}) as socket:
+        server.ok("POST", "/v1/boxes/console/start")
+        assert await socket.recv() == b"\x0124 80\r\n"
+        await socket.send(json.dumps({"type": "resize", "rows": 50, "cols": 132}))
+        await socket.send(b"go\n")
+        stdout, stderr, code = await follow(socket)
+    assert stdout.endswith(b"50 132\r\n") and (stderr, code) == (b"", 2), stdout
+
+
 async def test_a_child_left_running_does_not_hold_the_exit_back(server: Server) -> None:
     server.create(name="parent")
     stdout, _, code = await asyncio.wait_for(server.run("parent", "sh", "-c", "sleep 1000 & echo started"), 30)

@@ -312,9 +312,10 @@ _PortEntry: TypeAlias = tuple[int | None, int] | tuple[int | None, int, str] | t
 
 @final
 class BoxOptions:
-    """How to make one box. None means the runtime's default. Options this engine cannot
-    honour (``ports``, outbound ``network``, ``secrets``, ``tty``, ``auto_stop``,
-    ``auto_resume``) are refused by ``create()`` with ``UnsupportedError``."""
+    """How to make one box. None means the runtime's default. ``tty=True`` runs the box's main
+    command on a terminal (``attach()`` gets it). Options this engine cannot honour
+    (``secrets``, ``auto_stop``, ``auto_resume=True``) are refused by ``create()`` with
+    ``UnsupportedError``."""
 
     image: str | None
     rootfs_path: str | None
@@ -865,7 +866,9 @@ class Box:
         Before ``start()``, it follows the coming run from its beginning (what is sent to its
         stdin meanwhile is delivered once it runs); on a box whose main process has ended, it
         replays the last run's output and exit code. With ``stdin``, the first attach takes the
-        process's stdin (closing it gives end of file); later attaches get none.
+        process's stdin (closing it gives end of file); later attaches get none. A main process
+        on a terminal (``tty=True``) gives every attach its terminal: ``resize_tty`` on any, input
+        from each made with ``stdin``, and its output (both streams) on ``stdout``.
 
         Raises:
             InvalidStateError: the box has no main process.

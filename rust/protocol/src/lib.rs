@@ -356,6 +356,11 @@ pub struct MainProcess {
     pub stderr_path: PathBuf,
     /// Receives one line when the process ends: its exit code, or `-N` after signal N.
     pub status_path: PathBuf,
+    /// Runs the process on a terminal of this size: its stdin, stdout and stderr are the
+    /// terminal, whose output (both streams, as a terminal merges them) the init appends to
+    /// `stdout_path`; `stderr_path` stays empty.
+    #[serde(default)]
+    pub tty: Option<TtySize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -379,6 +384,8 @@ pub enum Request {
     /// Follow the box's main process: `Started` now (or `Failed` if there is none running),
     /// `Exited` when it ends. With `stdin`, the first such request takes the write end of the
     /// main process's stdin (it rides on `Started`); closing it gives the process end of file.
+    /// A main process on a terminal has the terminal's master side ride on every `Started`,
+    /// for its input and its size.
     Attach { stdin: bool },
     /// Signal the execution's process (`group = false`) or its whole process group.
     Signal { signal: i32, group: bool },

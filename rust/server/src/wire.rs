@@ -93,9 +93,6 @@ impl CreateBox {
         if !self.secrets.is_empty() {
             return unsupported("secrets are not supported by this server yet");
         }
-        if self.tty == Some(true) {
-            return unsupported("a main process on a terminal (tty=true) is not supported by this server yet");
-        }
         if let Some(name) = &self.name {
             check_name(name)?;
         }
@@ -121,6 +118,7 @@ impl CreateBox {
             entrypoint: self.entrypoint,
             cmd: self.cmd,
             user: self.user,
+            tty: self.tty == Some(true),
             volumes,
             network,
             capabilities_add,

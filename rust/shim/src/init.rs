@@ -22,7 +22,9 @@
 //!    reports ready. When it exits, the kernel ends every other process of the box (whose
 //!    exits are reported first), then its status is written to the status file, then every
 //!    attached connection hears of it, and the box stops, as a container does when its main
-//!    process ends.
+//!    process ends. A main process on a terminal has its output copied from the terminal's
+//!    master side into its stdout file as it comes, and what the terminal still holds when
+//!    the process ends is copied before its status is written.
 //! 7. Signals the runtime sends the main process (a stop's SIGTERM, `signal()` through attach)
 //!    act as on an ordinary process: the kernel drops a signal pid 1 leaves at its default
 //!    action, so when that action would end it, the init ends it with SIGKILL and records the
@@ -58,6 +60,8 @@ pub struct MainFiles {
     stdout: OwnedFd,
     stderr: OwnedFd,
     status: File,
+    /// The process runs on a terminal, which the box's pid 1 opens.
+    tty: bool,
 }
 
 impl MainFiles {
@@ -74,14 +78,19 @@ impl MainFiles {
             stdout: create(&main.stdout_path)?.into(),
             stderr: create(&main.stderr_path)?.into(),
             status: create(&main.status_path)?,
+            tty: main.tty.is_some(),
         })
     }
 
     /// The process's stdio (its stdin a pipe), and what the init keeps: the status file and the
-    /// pipe's write end, held open until an attach takes it.
-    pub fn split(self) -> crate::sys::Result<([OwnedFd; 3], Main)> {
+    /// pipe's write end, held open until an attach takes it. A process on a terminal gets no
+    /// stdio from here: the init keeps its stdout file for what the terminal says.
+    pub fn split(self) -> crate::sys::Result<(Option<[OwnedFd; 3]>, Main)> {
+        if self.tty {
+            return Ok((None, Main { pid: None, status: self.status, stdin: None, output: Output::AwaitingTerminal(self.stdout.into()) }));
+        }
         let (stdin_read, stdin_write) = process::pipe()?;
-        Ok(([stdin_read, self.stdout, self.stderr], Main { pid: None, status: self.status, stdin: Some(stdin_write) }))
+        Ok((Some([stdin_read, self.stdout, self.stderr]), Main { pid: None, status: self.status, stdin: Some(stdin_write), output: Output::Direct }))
     }
 }
 
@@ -90,6 +99,78 @@ pub struct Main {
     status: File,
     /// The write end of the process's stdin, until an attach takes it.
     stdin: Option<OwnedFd>,
+    output: Output,
+}
+
+/// Where the main process's output goes.
+enum Output {
+    /// Straight to its files, which are its stdout and stderr.
+    Direct,
+    /// Through a terminal whose master side the box's pid 1 has yet to send: into this file.
+    AwaitingTerminal(File),
+    /// Through its terminal: the init copies what the master side reads into its stdout file,
+    /// until the terminal ends (no process holds its slave side any more).
+    Terminal { master: OwnedFd, file: File, open: bool },
+}
+
+impl Main {
+    pub fn wants_terminal(&self) -> bool {
+        matches!(self.output, Output::AwaitingTerminal(_))
+    }
+
+    /// The main process's terminal has come: its output is copied from `master` from now on.
+    pub fn on_terminal(mut self, master: OwnedFd) -> Result<Self, String> {
+        let Output::AwaitingTerminal(file) = std::mem::replace(&mut self.output, Output::Direct) else {
+            return Err("a terminal came for a main process that has none".to_string());
+        };
+        // SAFETY: fcntl(2) flag calls on a descriptor we own.
+        let set = unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::fcntl(master.as_raw_fd(), libc::F_GETFL) | libc::O_NONBLOCK) };
+        if set < 0 {
+            return Err(format!("failed to set up the main process's terminal: {}", std::io::Error::last_os_error()));
+        }
+        self.output = Output::Terminal { master, file, open: true };
+        Ok(self)
+    }
+
+    /// The terminal's master side while it is open, to poll.
+    fn terminal_to_poll(&self) -> Option<BorrowedFd<'_>> {
+        match &self.output {
+            Output::Terminal { master, open: true, .. } => Some(master.as_fd()),
+            _ => None,
+        }
+    }
+
+    /// Copies what the terminal has for reading into the stdout file, without waiting; notes
+    /// the terminal's end.
+    fn copy_terminal_output(&mut self) {
+        let Output::Terminal { master, file, open } = &mut self.output else { return };
+        let mut buffer = [0u8; 65_536];
+        while *open {
+            // SAFETY: read(2) into a local buffer of the given length from a descriptor we own.
+            let count = unsafe { libc::read(master.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len()) };
+            match count {
+                count if count > 0 => {
+                    if let Err(error) = file.write_all(&buffer[..count as usize]) {
+                        log(&format!("failed to record the main process's output: {error}"));
+                    }
+                }
+                // EIO (or end of file): no process holds the slave side any more.
+                0 => *open = false,
+                _ => match std::io::Error::last_os_error().raw_os_error() {
+                    Some(libc::EAGAIN | libc::EINTR) => return,
+                    _ => *open = false,
+                },
+            }
+        }
+    }
+
+    /// The terminal's master side, which every attach gets: input and size go through it.
+    fn terminal(&self) -> Option<BorrowedFd<'_>> {
+        match &self.output {
+            Output::Terminal { master, .. } => Some(master.as_fd()),
+            _ => None,
+        }
+    }
 }
 
 pub struct Init {
@@ -201,6 +282,10 @@ impl Init {
             pollfds.push(pollfd(listener.as_fd()));
             pollfds.len() - 1
         });
+        let terminal_index = self.main.as_ref().and_then(Main::terminal_to_poll).map(|master| {
+            pollfds.push(pollfd(master));
+            pollfds.len() - 1
+        });
         let first_connection = pollfds.len();
         pollfds.extend(self.connections.iter().map(|connection| pollfd(connection.socket.as_fd())));
         let timeout = self.shutdown.as_ref().filter(|shutdown| !shutdown.killed).map_or(-1, |shutdown| {
@@ -223,6 +308,11 @@ impl Init {
         let readable = |index: usize| pollfds[index].revents != 0;
         if readable(0) {
             self.handle_signals();
+        }
+        if terminal_index.is_some_and(readable) {
+            if let Some(main) = &mut self.main {
+                main.copy_terminal_output();
+            }
         }
         // Connections first: the indices below refer to the list as it was polled.
         let ready_connections: Vec<usize> =
@@ -386,7 +476,8 @@ impl Init {
                 match main {
                     Some((pid, stdin)) => {
                         self.connections[index].pid = Some(pid);
-                        let attached: Vec<BorrowedFd<'_>> = stdin.iter().map(AsFd::as_fd).collect();
+                        let terminal = self.main.as_ref().and_then(Main::terminal).and_then(|master| master.try_clone_to_owned().ok());
+                        let attached: Vec<BorrowedFd<'_>> = stdin.iter().chain(terminal.iter()).map(AsFd::as_fd).collect();
                         self.reply(index, &Reply::Started { pid }, &attached);
                     }
                     _ => {
@@ -561,7 +652,9 @@ impl Init {
             };
             if first_ended {
                 self.first = None;
-                if self.main.is_some() {
+                if let Some(main) = &mut self.main {
+                    // What the terminal still holds goes to the file before the exit does.
+                    main.copy_terminal_output();
                     self.record_main_exit(&reply);
                 }
             }

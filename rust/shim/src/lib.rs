@@ -200,7 +200,7 @@ fn configure(namespaces: Option<userns::BoxNamespaces>, arguments: &Arguments, p
     let (main_stdio, main) = match main_files {
         Some(files) => {
             let (stdio, main) = files.split().map_err(|error| error.to_string())?;
-            (Some(stdio), Some(main))
+            (stdio, Some(main))
         }
         None => (None, None),
     };
@@ -215,7 +215,12 @@ fn configure(namespaces: Option<userns::BoxNamespaces>, arguments: &Arguments, p
     // Before `Init::new`, which covers a detached box's stdin with /dev/null.
     let cgroups = receive_cgroups()?;
     join_cgroups(&cgroups)?;
-    let first = first.start(&cgroups, config.main.is_none())?;
+    let (first, terminal) = first.start(&cgroups, config.main.is_none())?;
+    let main = match (main, terminal) {
+        (Some(main), Some(master)) => Some(main.on_terminal(master)?),
+        (Some(main), None) if main.wants_terminal() => return Err("the main process's terminal did not come from the box's pid 1".to_string()),
+        (main, _) => main,
+    };
     Ok(init::Init::new(&config, confinement, signals, listener, first, main))
 }
 

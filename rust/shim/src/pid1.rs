@@ -20,10 +20,11 @@
 //!    set, no_new_privs, seccomp. Turn non-dumpable.
 //! 5. Join the box's cgroups (`join_cgroups`) through the membership files the init forwards
 //!    once it joined them itself ([`FirstProcess::start`]), before it starts anything.
-//! 6. With a main process: become it in place (`process::exec_in_place`). Without one: drop
-//!    every privilege, close everything and reap children forever ([`idle`]). Either way the
-//!    channel closes (it is close-on-exec), which tells the init that pid 1 runs; a failure at
-//!    any step is written on it instead.
+//! 6. With a main process: become it in place (`process::exec_in_place`), on a terminal of the
+//!    box's devpts when it asks for one, whose master side goes to the init first. Without
+//!    one: drop every privilege, close everything and reap children forever ([`idle`]). Either
+//!    way the channel closes (it is close-on-exec), which tells the init that pid 1 runs; a
+//!    failure at any step is written on it instead.
 //!
 //! The init confines itself and joins the cgroups while pid 1 builds the root, so the start
 //! waits for one message each way.
@@ -37,6 +38,18 @@ use crate::{jail, userns, users};
 
 /// What the init sends with the cgroup membership files.
 const CGROUPS: &[u8] = b"cgroups";
+/// What pid 1 sends with the master side of its main process's terminal.
+const TERMINAL: &[u8] = b"terminal";
+
+/// What pid 1 says on the channel.
+enum Message {
+    /// Its main process's terminal, master side.
+    Terminal(OwnedFd),
+    /// Why it cannot go on.
+    Failed(String),
+    /// End of file: it runs.
+    Running,
+}
 
 /// The init's side of the box's pid 1.
 pub struct FirstProcess {
@@ -72,26 +85,32 @@ impl FirstProcess {
     }
 
     /// Steps 3 to 6, from the init: forwards the cgroup membership files, then waits until pid
-    /// 1 runs (the main process, or idle) or reports why it cannot. Its pid.
+    /// 1 runs (the main process, or idle) or reports why it cannot. Its pid, and its main
+    /// process's terminal (master side) when it runs on one.
     /// `idle_expected`: the box has no main process.
-    pub fn start(self, cgroup_files: &[OwnedFd], idle_expected: bool) -> Result<i32, String> {
+    pub fn start(self, cgroup_files: &[OwnedFd], idle_expected: bool) -> Result<(i32, Option<OwnedFd>), String> {
         let files: Vec<_> = cgroup_files.iter().map(AsFd::as_fd).collect();
         // A pid 1 that failed already has hung up: its own account is read below.
         let _ = send_packet(self.channel.as_fd(), CGROUPS, &files);
-        if let Some(message) = self.read()? {
-            return Err(message);
+        let mut terminal = None;
+        loop {
+            match self.read()? {
+                Message::Terminal(master) => terminal = Some(master),
+                Message::Failed(message) => return Err(message),
+                Message::Running => break,
+            }
         }
         // End of file: the main process runs (it may have ended already, which is its own
         // business), or pid 1 idles, unless it died before saying why.
         if !idle_expected || alive(self.pid) {
-            Ok(self.pid)
+            Ok((self.pid, terminal))
         } else {
             Err("the box's pid 1 ended while it started".to_string())
         }
     }
 
-    /// One message from pid 1, or `None` at end of file.
-    fn read(&self) -> Result<Option<String>, String> {
+    /// One message from pid 1.
+    fn read(&self) -> Result<Message, String> {
         let mut buffer = [0u8; libc::PIPE_BUF];
         let mut received = recv_with_fds(self.channel.as_fd(), &mut buffer);
         if received.as_ref().is_err_and(|error| error.kind() == std::io::ErrorKind::ConnectionReset) {
@@ -99,8 +118,12 @@ impl FirstProcess {
             // once, ahead of what pid 1 wrote before it left, which is read next.
             received = recv_with_fds(self.channel.as_fd(), &mut buffer);
         }
-        let (length, _) = received.map_err(|error| format!("failed to hear from the box's pid 1: {error}"))?;
-        Ok((length > 0).then(|| String::from_utf8_lossy(&buffer[..length]).into_owned()))
+        let (length, mut fds) = received.map_err(|error| format!("failed to hear from the box's pid 1: {error}"))?;
+        Ok(match (&buffer[..length], fds.pop()) {
+            ([], _) => Message::Running,
+            (TERMINAL, Some(master)) => Message::Terminal(master),
+            (text, _) => Message::Failed(String::from_utf8_lossy(text).into_owned()),
+        })
     }
 }
 
@@ -137,20 +160,26 @@ fn run(channel: &OwnedFd, namespaces: Option<&userns::BoxNamespaces>, filter: &[
     if let Err(message) = prepared {
         fail(channel, &message);
     }
-    match (&config.main, <[OwnedFd; 3]>::try_from(stdio)) {
-        (Some(main), Ok(stdio)) => {
-            let identity = users::Accounts::new(config.user_namespace.map(|map| map.size)).resolve(main.user.as_deref()).unwrap_or_else(|message| fail(channel, &message));
-            let mut env = main.env.clone();
-            if !env.iter().any(|entry| entry.starts_with("HOME=")) {
-                env.push(format!("HOME={}", identity.home));
-            }
-            let stdio = Stdio::Pipes(stdio);
-            let launch = Launch { confinement: &confinement, argv: &main.argv, env, cwd: main.cwd.as_deref(), identity: &identity, stdio: &stdio };
-            process::exec_in_place(&launch, channel.as_raw_fd())
-        }
-        (Some(_), Err(_)) => fail(channel, "the main process's stdio did not come with the config"),
-        (None, _) => idle(channel, confinement.sets_groups),
+    let Some(main) = &config.main else { idle(channel, confinement.sets_groups) };
+    let identity = users::Accounts::new(config.user_namespace.map(|map| map.size)).resolve(main.user.as_deref()).unwrap_or_else(|message| fail(channel, &message));
+    let mut env = main.env.clone();
+    if !env.iter().any(|entry| entry.starts_with("HOME=")) {
+        env.push(format!("HOME={}", identity.home));
     }
+    let stdio = match (&main.tty, <[OwnedFd; 3]>::try_from(stdio)) {
+        // From the box's own devpts, now that its root is built.
+        (Some(size), _) => {
+            let (master, slave) = process::open_pty(size).unwrap_or_else(|error| fail(channel, &error.to_string()));
+            if let Err(error) = send_packet(channel.as_fd(), TERMINAL, &[master.as_fd()]) {
+                fail(channel, &format!("failed to hand the init the main process's terminal: {error}"));
+            }
+            Stdio::Terminal { slave }
+        }
+        (None, Ok(pipes)) => Stdio::Pipes(pipes),
+        (None, Err(_)) => fail(channel, "the main process's stdio did not come with the config"),
+    };
+    let launch = Launch { confinement: &confinement, argv: &main.argv, env, cwd: main.cwd.as_deref(), identity: &identity, stdio: &stdio };
+    process::exec_in_place(&launch, channel.as_raw_fd())
 }
 
 /// Steps 3 to 5.

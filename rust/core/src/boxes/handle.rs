@@ -298,6 +298,7 @@ impl BoxHandle {
                     stdout_path: dir.join(MAIN_STDOUT),
                     stderr_path: dir.join(MAIN_STDERR),
                     status_path: dir.join(MAIN_STATUS),
+                    tty: record.main_tty.then_some(MAIN_TERMINAL),
                 }
             }),
         }
@@ -444,12 +445,13 @@ impl BoxHandle {
             )));
         }
         self.settle_if_dead(&mut live).await?;
+        let tty = self.entry.record().main_tty;
         if let Some(running) = live.as_ref() {
             let (output, fallback) = (self.main_output()?, self.main_output()?);
             let socket_path = running.connector.socket_path().to_path_buf();
             let init_exit = running.exit_watch();
             drop(live);
-            return match exec::attach(&socket_path, output, stdin).await {
+            return match exec::attach(&socket_path, output, stdin, tty).await {
                 Ok(execution) => Ok(self.counted(execution)),
                 // The main process ended just now: its init is on its way out.
                 Err(error) => match tokio::time::timeout(MAIN_END_WAIT, init_exit).await.ok().and(fallback.recorded_exit()) {
@@ -468,7 +470,7 @@ impl BoxHandle {
                 // Registered under the lifecycle lock: no start can slip in between.
                 let (sender, receiver) = tokio::sync::oneshot::channel();
                 lock(&self.entry.waiting_attaches).push(sender);
-                exec::attach_when_started(Box::pin(async move { receiver.await.ok() }), stdin).map(|execution| self.counted(execution))
+                exec::attach_when_started(Box::pin(async move { receiver.await.ok() }), stdin, tty).map(|execution| self.counted(execution))
             }
             _ => Err(Error::InvalidState(format!("Cannot attach to box {}: it is {} and its main process has no run to follow", self.entry.id, status.as_str()))),
         }

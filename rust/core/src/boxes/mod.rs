@@ -82,6 +82,8 @@ pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 const MAIN_STDOUT: &str = "main/stdout";
 const MAIN_STDERR: &str = "main/stderr";
 const MAIN_STATUS: &str = "main/status";
+/// The size of a main process's terminal until an attach sets another (a terminal's usual).
+const MAIN_TERMINAL: boxlite_protocol::TtySize = boxlite_protocol::TtySize { rows: 24, cols: 80 };
 /// How long `attach` waits for the init of a box whose main process just ended to be gone.
 const MAIN_END_WAIT: Duration = Duration::from_secs(5);
 
@@ -433,6 +435,11 @@ impl Runtime {
                 None => image::prepare_local(&inner.home, &source)?,
             };
             let main = options.main_command(&prepared.config)?;
+            if options.tty && main.is_none() {
+                return Err(Error::InvalidArgument(
+                    "tty=True runs the box's main command on a terminal, and this box has none (its image has no entrypoint or cmd, and none was given)".to_string(),
+                ));
+            }
             let disk_size_gb = options.disk_size_gb.or(inner.default_disk_gb);
             // A box with a disk of its own keeps its upper and work directories there (`disk`).
             let subdirs: &[&str] = if disk_size_gb.is_some() { &["rootfs", "main"] } else { &["upper", "work", "rootfs", "main"] };
@@ -457,6 +464,7 @@ impl Runtime {
                     prepared,
                     main,
                     main_chosen: options.entrypoint.is_some() || options.cmd.is_some(),
+                    main_tty: options.tty,
                     exit_code: None,
                     volumes: options.volumes.clone(),
                     capabilities: options.capabilities()?,

@@ -23,6 +23,8 @@ pub struct BoxOptions {
     pub entrypoint: Option<Vec<String>>,
     pub cmd: Option<Vec<String>>,
     pub user: Option<String>,
+    /// Runs the box's main process on a terminal.
+    pub tty: bool,
     pub volumes: Vec<Volume>,
     /// Capability names added to / dropped from the default set (`ALL` drops every one).
     pub capabilities_add: Vec<String>,

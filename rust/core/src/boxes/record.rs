@@ -43,6 +43,9 @@ pub struct BoxRecord {
     /// the command as a side effect).
     #[serde(default)]
     pub main_chosen: bool,
+    /// The main process runs on a terminal (`tty`).
+    #[serde(default)]
+    pub main_tty: bool,
     /// How the main process of the last run ended.
     #[serde(default)]
     pub exit_code: Option<i32>,

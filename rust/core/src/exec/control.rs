@@ -25,6 +25,9 @@ pub(super) struct Control {
     /// Serialises "queue an ack slot + send" so acks pair with their requests.
     send_lock: tokio::sync::Mutex<()>,
     timed_out: AtomicBool,
+    /// The process's terminal (master side), for its size: set when it runs on one, for an
+    /// attach made before its box started once the box has.
+    pub(super) terminal: OnceLock<OwnedFd>,
 }
 
 /// Acknowledgements for Signal requests, in the order they were sent.
@@ -48,6 +51,7 @@ impl Control {
             acks: Mutex::new(Acks::default()),
             send_lock: tokio::sync::Mutex::new(()),
             timed_out: AtomicBool::new(false),
+            terminal: OnceLock::new(),
         })
     }
 }
@@ -210,7 +214,6 @@ async fn signal_acknowledged(control: &Control, signal: i32, group: bool) -> Res
 #[derive(Clone)]
 pub struct ExecutionControl {
     pub(super) control: Arc<Control>,
-    pub(super) terminal: Option<Arc<OwnedFd>>,
 }
 
 impl ExecutionControl {
@@ -245,7 +248,7 @@ impl ExecutionControl {
         if rows == 0 || cols == 0 {
             return Err(Error::InvalidArgument(format!("rows and cols must be positive, got {rows}x{cols}")));
         }
-        let terminal = self.terminal.as_ref().ok_or_else(|| Error::InvalidState("resize_tty needs an execution started with tty=True".to_string()))?;
+        let terminal = self.control.terminal.get().ok_or_else(|| Error::InvalidState("resize_tty needs an execution started with tty=True".to_string()))?;
         let window = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
         // SAFETY: TIOCSWINSZ reads one winsize from a valid pointer; the descriptor is ours.
         if unsafe { libc::ioctl(terminal.as_raw_fd(), libc::TIOCSWINSZ, &window) } < 0 {

@@ -46,17 +46,28 @@ pub fn read_recorded_exit(mut status: &File) -> Option<i32> {
 }
 
 /// Rule 5: follows the main process of the box whose init listens on `socket_path`. With
-/// `stdin`, the first attach gets the process's stdin; later ones get none.
-pub async fn attach(socket_path: &Path, output: MainOutput, stdin: bool) -> Result<Execution> {
-    let (socket, pid, stdin) = connect_attached(socket_path, stdin).await?;
+/// `stdin`, the first attach gets the process's stdin; later ones get none. A process on a
+/// terminal (`tty`) gives every attach its terminal: its size, and its input with `stdin`.
+pub async fn attach(socket_path: &Path, output: MainOutput, stdin: bool, tty: bool) -> Result<Execution> {
+    let Attached { socket, pid, stdin, terminal } = connect_attached(socket_path, stdin, tty).await?;
     let control = Control::new(Some(socket), None);
+    if let Some(master) = terminal {
+        let _ = control.terminal.set(master);
+    }
     tokio::spawn(read_replies(Arc::clone(&control)));
     followed(pid, control, output, stdin)
 }
 
-/// The Attach exchange: the control connection, the main process's pid, and its stdin if asked
-/// for and still free.
-async fn connect_attached(socket_path: &Path, stdin: bool) -> Result<(fd::ControlSocket, i32, Option<OwnedFd>)> {
+/// What the Attach exchange gives: the control connection, the main process's pid, its stdin
+/// if asked for and free, and its terminal if it runs on one.
+struct Attached {
+    socket: fd::ControlSocket,
+    pid: i32,
+    stdin: Option<OwnedFd>,
+    terminal: Option<OwnedFd>,
+}
+
+async fn connect_attached(socket_path: &Path, stdin: bool, tty: bool) -> Result<Attached> {
     let socket = connect(socket_path)?;
     socket.send(&Request::Attach { stdin }, &[]).await.map_err(|error| engine_error("failed to send the attach request", &error))?;
     let (pid, mut fds) = match answer(&socket, "attach").await? {
@@ -65,7 +76,12 @@ async fn connect_attached(socket_path: &Path, stdin: bool) -> Result<(fd::Contro
         Packet::Reply(other, _) => return Err(Error::Engine(format!("unexpected reply to attach: {other:?}"))),
         Packet::Closed => return Err(Error::InvalidState("the box stopped while attaching".to_string())),
     };
-    Ok((socket, pid, fds.pop()))
+    if !tty {
+        return Ok(Attached { socket, pid, stdin: fds.pop(), terminal: None });
+    }
+    let terminal = fds.pop().ok_or_else(|| Error::Engine("the init sent no terminal for the main process".to_string()))?;
+    let stdin = if stdin { Some(terminal.try_clone().map_err(|error| engine_error("failed to duplicate the terminal", &error))?) } else { None };
+    Ok(Attached { socket, pid, stdin, terminal: Some(terminal) })
 }
 
 /// Where an attach made before its box started finds the run once it started: the init's
@@ -75,7 +91,7 @@ pub type StartedRun = std::pin::Pin<Box<dyn std::future::Future<Output = Option<
 /// Rule 5, for a box that has not started yet: the execution exists at once and follows the
 /// main process of the run that `started` announces, from its beginning. With `stdin`, what is
 /// written meanwhile reaches the process once it runs.
-pub fn attach_when_started(started: StartedRun, stdin: bool) -> Result<Execution> {
+pub fn attach_when_started(started: StartedRun, stdin: bool, tty: bool) -> Result<Execution> {
     let control = Control::new(None, None);
     let (stdout, stdout_writer) = output_pipe()?;
     let (stderr, stderr_writer) = output_pipe()?;
@@ -95,9 +111,12 @@ pub fn attach_when_started(started: StartedRun, stdin: bool) -> Result<Execution
         };
         let followed = match run {
             None => Err(Error::NotFound("the box was removed before it started".to_string())),
-            Some((socket_path, output)) => match connect_attached(&socket_path, stdin_reader.is_some()).await {
-                Ok((socket, _, main_stdin)) => {
+            Some((socket_path, output)) => match connect_attached(&socket_path, stdin_reader.is_some(), tty).await {
+                Ok(Attached { socket, stdin: main_stdin, terminal, .. }) => {
                     let _ = control.socket.set(socket);
+                    if let Some(master) = terminal {
+                        let _ = control.terminal.set(master);
+                    }
                     tokio::spawn(read_replies(Arc::clone(&control)));
                     if let (Some(from), Some(to)) = (stdin_reader, main_stdin) {
                         tokio::spawn(relay(from, to));
@@ -124,7 +143,7 @@ pub fn attach_when_started(started: StartedRun, stdin: bool) -> Result<Execution
             }
         }
     });
-    Ok(Execution { id: crate::ids::new_box_id(), pid: 0, io: Arc::default(), control, stdout: Some(stdout), stderr: Some(stderr), stdin: ours, replies: None, terminal: None })
+    Ok(Execution { id: crate::ids::new_box_id(), pid: 0, io: Arc::default(), control, stdout: Some(stdout), stderr: Some(stderr), stdin: ours, replies: None })
 }
 
 /// Copies what is written to an attach's stdin into the main process's, until end of file.
@@ -151,7 +170,7 @@ fn followed(pid: i32, control: Arc<Control>, output: MainOutput, stdin: Option<O
     };
     let stdout = follow(output.stdout)?;
     let stderr = follow(output.stderr)?;
-    Ok(Execution { id: crate::ids::new_box_id(), pid, io: Arc::default(), control, stdout: Some(stdout), stderr: Some(stderr), stdin, replies: None, terminal: None })
+    Ok(Execution { id: crate::ids::new_box_id(), pid, io: Arc::default(), control, stdout: Some(stdout), stderr: Some(stderr), stdin, replies: None })
 }
 
 /// Feeds `writer` (a pipe) with `file`'s content as it grows, until the exit is known and the

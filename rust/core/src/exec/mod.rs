@@ -96,7 +96,6 @@ pub struct Execution {
     /// Rule 2: taken by whoever is to read the control connection, and so learn the exit.
     /// `None` for a followed main process, whose exit the runtime learns by itself.
     pub replies: Option<Replies>,
-    terminal: Option<Arc<OwnedFd>>,
 }
 
 impl std::fmt::Debug for Execution {
@@ -116,7 +115,7 @@ impl Drop for Execution {
 
 impl Execution {
     pub fn control(&self) -> ExecutionControl {
-        ExecutionControl { control: Arc::clone(&self.control), terminal: self.terminal.clone() }
+        ExecutionControl { control: Arc::clone(&self.control) }
     }
 }
 

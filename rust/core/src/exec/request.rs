@@ -164,6 +164,7 @@ pub struct Requested {
 }
 
 /// What [`Requested::try_answer`] found.
+#[expect(clippy::large_enum_variant, reason = "made once per exec and moved straight to its caller: a box would add an allocation to the exec path")]
 pub enum Answer {
     Ready(Result<Execution>),
     NotYet(Requested),
@@ -265,15 +266,18 @@ fn execution(socket: fd::ControlSocket, pipes: Option<[OwnedFd; 3]>, timeout: Op
             let master = fds.pop().ok_or_else(|| Error::Engine("the init sent no terminal".to_string()))?;
             let reader = master.try_clone().map_err(|error| engine_error("failed to duplicate the terminal", &error))?;
             let writer = master.try_clone().map_err(|error| engine_error("failed to duplicate the terminal", &error))?;
-            (writer, nonblocking(reader)?, None, Some(Arc::new(master)))
+            (writer, nonblocking(reader)?, None, Some(master))
         }
     };
     let raw = socket.raw();
     let control = Control::new(Some(socket), None);
+    if let Some(master) = terminal {
+        let _ = control.terminal.set(master);
+    }
     if let Some(timeout) = timeout {
         tokio::spawn(enforce_timeout(Arc::clone(&control), timeout));
     }
     let replies = Some(Replies { control: Arc::clone(&control), raw });
-    Ok(Execution { id: crate::ids::new_box_id(), pid, io, control, stdout: Some(stdout), stderr, stdin: Some(stdin), replies, terminal })
+    Ok(Execution { id: crate::ids::new_box_id(), pid, io, control, stdout: Some(stdout), stderr, stdin: Some(stdin), replies })
 }
 

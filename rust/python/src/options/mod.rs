@@ -300,9 +300,6 @@ impl BoxOptions {
         // BoxLite's default: outbound traffic, to anywhere the policy allows.
         let network = self.network.as_ref().map_or_else(|| Ok(Some(Vec::new())), NetworkSpec::to_core)?;
         let ports = self.ports.iter().map(PortSpec::to_core).collect::<Result<Vec<_>, _>>()?;
-        if self.tty == Some(true) {
-            return Err(Unsupported("a terminal for the box's main process is not supported yet; use exec(..., tty=True)".to_string()));
-        }
         if !self.secrets.is_empty() {
             return Err(Unsupported("secrets are not supported yet: they need the HTTPS proxy of a box's network, which is not built yet".to_string()));
         }
@@ -331,6 +328,7 @@ impl BoxOptions {
             entrypoint: self.entrypoint.clone(),
             cmd: self.cmd.clone(),
             user: self.user.clone(),
+            tty: self.tty == Some(true),
             volumes,
             disk_size_gb: self.disk_size_gb,
             network,
