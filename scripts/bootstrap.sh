@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what boxlite needs on a fresh Debian 12 machine (as root) and builds it into .venv:
 # Debian packages with apt-get, Python packages with pip, crates with cargo (through maturin).
-# Idempotent; every other script starts by sourcing it.
+# Idempotent; every other script starts by running it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,12 @@ cd "$(dirname "$0")/.."
 # peers the benchmarks measure against; python3-venv makes the venv the suite runs from as an
 # ordinary user; btrfs-progs formats the filesystem with reflinks a snapshot test runs on.
 debian_packages=(nftables iproute2 busybox-static docker-registry zstd apache2-utils bubblewrap crun skopeo python3-venv btrfs-progs)
+# With --tests (scripts/test.sh): what the specialised boxes' tests run in the host:// image, a
+# browser (chromium), an X server (TigerVNC's Xvnc) and the tools a ComputerBox drives it with
+# (xdotool, xwd from x11-apps).
+if [ "${1:-}" = "--tests" ]; then
+    debian_packages+=(chromium tigervnc-standalone-server xdotool x11-apps)
+fi
 missing=()
 for package in "${debian_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -2,7 +2,7 @@
 # The README's test command (and exactly what .ci/run runs): the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh
+bash scripts/bootstrap.sh --tests
 export PATH="$PWD/.venv/bin:$PATH"
 
 echo "== one place attaches to Python: no Python::attach/with_gil/future_into_py outside gil.rs"

@@ -237,9 +237,6 @@ NOT_YET = {
     # The REST client (`Boxlite.rest`): a server's registries and image aliases.
     "RegistryHandle": 17, "RegistryCredential": 17, "SyncRegistryHandle": 17, "ImageDetail": 17, "ImageVersion": 17, "ImageAliasEvent": 17,
     "ImageUsage": 17,
-    # The specialised boxes.
-    "BrowserBox": 16, "BrowserBoxOptions": 16, "ComputerBox": 16, "SkillBox": 16,
-    "SyncSkillBox": 16,
 }
 
 

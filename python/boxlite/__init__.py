@@ -98,12 +98,15 @@ from .errors import (
     UnsupportedError,
     UpstreamUnavailableError,
 )
+from .browserbox import BrowserBox, BrowserBoxOptions
 from .codebox import CodeBox
+from .computerbox import ComputerBox
 from .exec import ExecResult
 from .interactivebox import InteractiveBox
 from .ray_options import RayOptions
 from .rest import AccessToken, ApiKeyCredential, BoxliteRestOptions, Credential
 from .simplebox import SimpleBox
+from .skillbox import SkillBox
 from .sync_api import (
     SyncBox,
     SyncBoxlite,
@@ -114,6 +117,7 @@ from .sync_api import (
     SyncImageHandle,
     SyncNetworkHandle,
     SyncSimpleBox,
+    SyncSkillBox,
     SyncTunnelForwarder,
 )
 
@@ -144,8 +148,11 @@ __all__ = [
     "Boxlite",
     "BoxliteError",
     "BoxliteRestOptions",
+    "BrowserBox",
+    "BrowserBoxOptions",
     "CloneOptions",
     "CodeBox",
+    "ComputerBox",
     "ConfigError",
     "ContainerCapabilities",
     "CopyOptions",
@@ -196,6 +203,7 @@ __all__ = [
     "SecurityOptions",
     "SessionReapedError",
     "SimpleBox",
+    "SkillBox",
     "SnapshotHandle",
     "SnapshotInfo",
     "SnapshotOptions",
@@ -211,6 +219,7 @@ __all__ = [
     "SyncImageHandle",
     "SyncNetworkHandle",
     "SyncSimpleBox",
+    "SyncSkillBox",
     "SyncTunnelForwarder",
     "TimeoutError",
     "TunnelForwarder",

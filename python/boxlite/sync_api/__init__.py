@@ -24,6 +24,7 @@ from ..exec import ExecResult
 from ..rest import BoxliteRestOptions
 from ..ray_options import RayOptions
 from ..simplebox import SimpleBox
+from ..skillbox import SkillBox
 from ._execution import SyncExecStderr, SyncExecStdin, SyncExecStdout, SyncExecStream, SyncExecution
 from ._network import SyncBoxConnection, SyncBoxTunnel, SyncNetworkHandle, SyncTunnelForwarder
 from ._runner import LoopThread
@@ -40,6 +41,7 @@ __all__ = [
     "SyncImageHandle",
     "SyncNetworkHandle",
     "SyncSimpleBox",
+    "SyncSkillBox",
     "SyncBoxConnection",
     "SyncBoxTunnel",
     "SyncTunnelForwarder",
@@ -315,3 +317,27 @@ class SyncCodeBox(SyncSimpleBox):
 
     def install_packages(self, *packages: str) -> str:
         return self._runner.run(lambda: self._code_box().install_packages(*packages))
+
+
+class SyncSkillBox(SyncSimpleBox):
+    """``with SyncSkillBox(oauth_token=...) as box: box.call("...")`` (see ``SkillBox``)."""
+
+    _async_class = SkillBox
+
+    def _skill_box(self) -> SkillBox:
+        inner = self._inner
+        assert isinstance(inner, SkillBox)
+        return inner
+
+    def __enter__(self) -> SyncSkillBox:
+        self._runner.run(self._inner.start)
+        return self
+
+    def call(self, prompt: str) -> str:
+        return self._runner.run(lambda: self._skill_box().call(prompt))
+
+    def install_skill(self, skill_id: str) -> bool:
+        return self._runner.run(lambda: self._skill_box().install_skill(skill_id))
+
+    def wait_until_ready(self, timeout: int = 60) -> None:
+        self._runner.run(lambda: self._skill_box().wait_until_ready(timeout))
