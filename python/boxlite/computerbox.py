@@ -25,6 +25,17 @@ __all__ = ["ComputerBox"]
 
 _SCROLL_BUTTONS = {"up": "4", "down": "5", "left": "6", "right": "7"}
 
+#: The environment of a desktop box: its display, and that display's size for the desktop
+#: images' web interface (selkies).
+DESKTOP_ENV = (
+    ("DISPLAY", constants.COMPUTERBOX_DISPLAY_NUMBER),
+    ("DISPLAY_SIZEW", str(constants.COMPUTERBOX_DISPLAY_WIDTH)),
+    ("DISPLAY_SIZEH", str(constants.COMPUTERBOX_DISPLAY_HEIGHT)),
+    ("SELKIES_MANUAL_WIDTH", str(constants.COMPUTERBOX_DISPLAY_WIDTH)),
+    ("SELKIES_MANUAL_HEIGHT", str(constants.COMPUTERBOX_DISPLAY_HEIGHT)),
+    ("SELKIES_UI_SHOW_SIDEBAR", "false"),
+)
+
 
 def _png(width: int, height: int, rows: bytes) -> bytes:
     """An 8-bit RGB PNG of ``rows`` (each ``width`` pixels of 3 bytes)."""
@@ -101,15 +112,7 @@ class ComputerBox(SimpleBox):
         runtime: Boxlite | None = None,
         **kwargs: Any,
     ) -> None:
-        env = [
-            ("DISPLAY", constants.COMPUTERBOX_DISPLAY_NUMBER),
-            ("DISPLAY_SIZEW", str(constants.COMPUTERBOX_DISPLAY_WIDTH)),
-            ("DISPLAY_SIZEH", str(constants.COMPUTERBOX_DISPLAY_HEIGHT)),
-            ("SELKIES_MANUAL_WIDTH", str(constants.COMPUTERBOX_DISPLAY_WIDTH)),
-            ("SELKIES_MANUAL_HEIGHT", str(constants.COMPUTERBOX_DISPLAY_HEIGHT)),
-            ("SELKIES_UI_SHOW_SIDEBAR", "false"),
-            *kwargs.pop("env", []),
-        ]
+        env = [*DESKTOP_ENV, *kwargs.pop("env", [])]
         ports = [(gui_http_port, constants.COMPUTERBOX_GUI_HTTP_PORT), (gui_https_port, constants.COMPUTERBOX_GUI_HTTPS_PORT), *kwargs.pop("ports", [])]
         if kwargs.get("image") is None and kwargs.get("rootfs_path") is None:
             kwargs["image"] = constants.COMPUTERBOX_IMAGE

@@ -18,7 +18,7 @@ from typing import Any
 
 from . import constants
 from ._native import Boxlite, ExecStdin, ExecStream, Execution
-from .computerbox import wait_for_display
+from .computerbox import DESKTOP_ENV, wait_for_display
 from .errors import ExecError
 from .simplebox import SimpleBox
 
@@ -67,16 +67,7 @@ class SkillBox(SimpleBox):
         while self.gui_https_port == self.gui_http_port:
             self.gui_https_port = _free_port()
         self._command_env = {"DISPLAY": constants.COMPUTERBOX_DISPLAY_NUMBER}
-        env = [
-            ("CLAUDE_CODE_OAUTH_TOKEN", self._oauth_token),
-            ("DISPLAY", constants.COMPUTERBOX_DISPLAY_NUMBER),
-            ("DISPLAY_SIZEW", str(constants.COMPUTERBOX_DISPLAY_WIDTH)),
-            ("DISPLAY_SIZEH", str(constants.COMPUTERBOX_DISPLAY_HEIGHT)),
-            ("SELKIES_MANUAL_WIDTH", str(constants.COMPUTERBOX_DISPLAY_WIDTH)),
-            ("SELKIES_MANUAL_HEIGHT", str(constants.COMPUTERBOX_DISPLAY_HEIGHT)),
-            ("SELKIES_UI_SHOW_SIDEBAR", "false"),
-            *kwargs.pop("env", []),
-        ]
+        env = [("CLAUDE_CODE_OAUTH_TOKEN", self._oauth_token), *DESKTOP_ENV, *kwargs.pop("env", [])]
         ports = [(self.gui_http_port, constants.SKILLBOX_GUI_HTTP_PORT), (self.gui_https_port, constants.SKILLBOX_GUI_HTTPS_PORT), *kwargs.pop("ports", [])]
         super().__init__(image=None if rootfs_path else image, rootfs_path=rootfs_path, memory_mib=memory_mib, name=name, auto_remove=auto_remove, runtime=runtime, disk_size_gb=disk_size_gb, env=env, ports=ports, **kwargs)
         self._process: Execution | None = None

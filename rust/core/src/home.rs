@@ -216,7 +216,8 @@ impl Home {
         self.boxes().join(id)
     }
 
-    /// Writes the embedded shim once per build; returns its path.
+    /// Writes the embedded shim once per build; returns its path. Run it through
+    /// [`crate::process::run_shim`].
     pub fn install_shim(&self) -> Result<PathBuf> {
         let path = self.root.join("bin").join(format!("boxlite-shim-{SHIM_DIGEST}"));
         if path.exists() {

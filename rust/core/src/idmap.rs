@@ -44,7 +44,8 @@ pub fn detect(shim: &Path, rootless: bool) -> Result<Option<IdMap>> {
     if rootless {
         probe.arg(boxlite_protocol::ROOTLESS_ARGUMENT);
     }
-    let outcome = probe.stdin(std::process::Stdio::null()).stderr(std::process::Stdio::null()).output();
+    probe.stdin(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let outcome = crate::process::run_shim(|| probe.output());
     match outcome {
         Ok(output) if output.status.success() => Ok(Some(if rootless { IdMap::ROOTLESS } else { IdMap::LAYERS })),
         Ok(output) if rootless => Err(crate::host::user_namespaces_refused(String::from_utf8_lossy(&output.stdout).trim())),

@@ -1,5 +1,6 @@
 //! Processes named by pidfd: a pidfd pins the process it was opened on, so a signal sent
-//! through it never reaches another process that reused the pid.
+//! through it never reaches another process that reused the pid. And the start of the shim,
+//! which a process forked while it was written may keep busy for an instant ([`run_shim`]).
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
@@ -27,4 +28,50 @@ pub fn exited_within(pidfd: &OwnedFd, timeout: Duration) -> bool {
     let milliseconds = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
     // SAFETY: polls one valid pollfd.
     unsafe { libc::poll(&mut pollfd, 1, milliseconds) > 0 }
+}
+
+/// How long [`run_shim`] tries again while the shim is busy.
+const SHIM_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Runs `start`, which executes the shim, again while the kernel refuses with ETXTBSY: a
+/// process this one forked (from any thread, for any runtime) while the shim was being written
+/// holds the file open for writing until it executes its own program, an instant later, and
+/// until then the shim cannot be executed.
+pub fn run_shim<T>(mut start: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    let deadline = std::time::Instant::now() + SHIM_BUSY_WAIT;
+    loop {
+        match start() {
+            Err(error) if error.raw_os_error() == Some(libc::ETXTBSY) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// A program still open for writing somewhere cannot be executed (ETXTBSY) until it is
+    /// closed: `run_shim` waits that out.
+    #[test]
+    fn a_program_busy_for_an_instant_is_run_once_it_is_free() {
+        let path = std::env::temp_dir().join(format!("boxlite-busy-{}-{}", std::process::id(), rand::random::<u64>()));
+        std::fs::write(&path, "#!/bin/sh\nexit 0\n").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let writer = std::fs::OpenOptions::new().write(true).open(&path).expect("open for writing");
+        let busy = std::process::Command::new(&path).status().expect_err("a program open for writing");
+        assert_eq!(busy.raw_os_error(), Some(libc::ETXTBSY));
+        let closing = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            drop(writer);
+        });
+        let status = run_shim(|| std::process::Command::new(&path).status()).expect("run once free");
+        assert!(status.success());
+        closing.join().expect("join");
+        std::fs::remove_file(&path).expect("cleanup");
+    }
 }

@@ -40,14 +40,9 @@ struct SpawnerProcess {
 impl SpawnerProcess {
     fn start(shim: &Path) -> Result<Self> {
         let (requests, spawner_end) = crate::exec::fd::seqpacket_pair().map_err(|error| Error::Engine(format!("failed to make the shim spawner's socket: {error}")))?;
-        let child = Command::new(shim)
-            .arg(boxlite_protocol::SPAWNER_ARGUMENT)
-            .arg(crate::host::box_open_files_limit().to_string())
-            .stdin(Stdio::from(spawner_end))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|error| Error::Engine(format!("failed to run {}: {error}", shim.display())))?;
+        let mut command = Command::new(shim);
+        command.arg(boxlite_protocol::SPAWNER_ARGUMENT).arg(crate::host::box_open_files_limit().to_string()).stdin(Stdio::from(spawner_end)).stdout(Stdio::null()).stderr(Stdio::null());
+        let child = crate::process::run_shim(|| command.spawn()).map_err(|error| Error::Engine(format!("failed to run {}: {error}", shim.display())))?;
         Ok(Self { requests: Some(requests), child })
     }
 }

@@ -11,7 +11,7 @@ mod layout;
 mod registry;
 mod unpack;
 
-pub(crate) use digest::sha256_hex;
+pub(crate) use digest::{sha256_hex, HashingReader};
 pub(crate) use unpack::{unpack_layer, unpack_tar};
 pub use registry::{Credentials, ImageRecord, ImageStore, PullProgress, RegistryConfig, Secret};
 

@@ -33,9 +33,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
-use super::digest::sha256_hex;
+use super::digest::{sha256_hex, HashingReader};
 use crate::error::{Error, Result};
 use crate::idmap::IdMap;
 
@@ -73,19 +71,6 @@ impl<R: BufRead> Read for ZstdFrames<R> {
     }
 }
 
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        let count = self.inner.read(buffer)?;
-        self.hasher.update(&buffer[..count]);
-        Ok(count)
-    }
-}
-
 /// Unpacks the layer blob at `blob` (digest `digest`) into `layers/<hex>` unless it is there,
 /// staging it in `tmp`; returns its directory.
 pub(crate) fn unpack_layer(layers: &Path, tmp: &Path, blob: &Path, digest: &str, id_map: Option<IdMap>) -> Result<PathBuf> {
@@ -119,7 +104,7 @@ fn layer_error(digest: &str, what: impl std::fmt::Display) -> Error {
 
 fn extract(blob: &Path, digest: &str, root: &Path, id_map: Option<IdMap>) -> Result<()> {
     let file = File::open(blob).map_err(|error| layer_error(digest, format!("cannot open {}: {error}", blob.display())))?;
-    let mut hashing = HashingReader { inner: BufReader::with_capacity(1 << 16, file), hasher: Sha256::new() };
+    let mut hashing = HashingReader::new(BufReader::with_capacity(1 << 16, file));
     let magic = hashing.inner.fill_buf().map_err(|error| layer_error(digest, error))?.get(..4).map(<[u8]>::to_vec).unwrap_or_default();
     {
         let stream: Box<dyn Read + '_> = if magic.starts_with(&[0x1f, 0x8b]) {
@@ -131,8 +116,7 @@ fn extract(blob: &Path, digest: &str, root: &Path, id_map: Option<IdMap>) -> Res
         };
         unpack_tar(stream, root, id_map).map_err(|error| layer_error(digest, error))?;
     }
-    io::copy(&mut hashing, &mut io::sink()).map_err(|error| layer_error(digest, error))?;
-    let actual = format!("sha256:{:x}", hashing.hasher.finalize());
+    let (actual, _) = hashing.finish().map_err(|error| layer_error(digest, error))?;
     if actual != digest {
         return Err(layer_error(digest, format!("content has digest {actual}")));
     }
@@ -392,6 +376,7 @@ mod tests {
 #[cfg(test)]
 mod unpacking_random_layers {
     use proptest::prelude::*;
+    use sha2::{Digest, Sha256};
 
     use super::*;
 

@@ -49,7 +49,7 @@ use sha2::{Digest, Sha256};
 
 use super::layer::WritableLayer;
 use super::*;
-use crate::image::{sha256_hex, unpack_layer, unpack_tar, ImageConfig, PreparedImage};
+use crate::image::{sha256_hex, unpack_layer, unpack_tar, HashingReader, ImageConfig, PreparedImage};
 use pack::{pack, BoxIds};
 
 const FORMAT: &str = "boxlite-box-archive";
@@ -285,34 +285,6 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-/// A reader that hashes and counts what passes through it.
-struct Checked<R> {
-    inner: R,
-    hasher: Sha256,
-    read: u64,
-}
-
-impl<R: Read> Read for Checked<R> {
-    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        let count = self.inner.read(buffer)?;
-        self.hasher.update(&buffer[..count]);
-        self.read += count as u64;
-        Ok(count)
-    }
-}
-
-impl<R: Read> Checked<R> {
-    fn new(inner: R) -> Self {
-        Self { inner, hasher: Sha256::new(), read: 0 }
-    }
-
-    /// Reads what is left; the digest and size of the whole.
-    fn finish(mut self) -> io::Result<(String, u64)> {
-        io::copy(&mut self, &mut io::sink())?;
-        Ok((format!("sha256:{:x}", self.hasher.finalize()), self.read))
-    }
-}
-
 /// Where an export writes: `dest`, or `dest/<name or id>.boxlite` when `dest` is a directory.
 fn destination(dest: &Path, record: &BoxRecord) -> Result<PathBuf> {
     let target = if dest.is_dir() { dest.join(format!("{}.boxlite", record.name.as_deref().unwrap_or(&record.id))) } else { dest.to_path_buf() };
@@ -380,7 +352,7 @@ fn begin_archive(partial: &Path, manifest: &Manifest, blobs: &[(PathBuf, Member)
     append_bytes(&mut builder, MANIFEST, &bytes, partial)?;
     for (path, member) in blobs {
         let file = File::open(path).map_err(Error::storage_at("open", path))?;
-        let mut checked = Checked::new(BufReader::with_capacity(1 << 20, file));
+        let mut checked = HashingReader::new(BufReader::with_capacity(1 << 20, file));
         builder.append_data(&mut member_header(member.size), &member.name, &mut checked).map_err(Error::storage_at("copy into the archive", path))?;
         let (digest, size) = checked.finish().map_err(Error::storage_at("read", path))?;
         if size != member.size || digest != member.digest {
@@ -489,9 +461,9 @@ fn import_image<R: Read>(inner: &Inner, archive: &Path, entries: &mut tar::Entri
     let home = &inner.home;
     let mut lower_dirs = Vec::with_capacity(layers.len());
     for member in &layers {
-        let hex = sha256_hex(&member.digest).filter(|hex| member.name == format!("image/{hex}") && hex.len() == 64 && hex.bytes().all(|byte| byte.is_ascii_hexdigit()));
+        let hex = sha256_hex(&member.digest).filter(|hex| member.name == format!("image/{hex}"));
         let hex = hex.ok_or_else(|| damaged(archive, format!("bad image layer {:?} ({})", member.name, member.digest)))?;
-        let mut entry = Checked::new(next_member(archive, entries, &member.name)?);
+        let mut entry = HashingReader::new(next_member(archive, entries, &member.name)?);
         let dir = home.layers().join(hex);
         let blob = home.blobs_tmp().join(format!("{hex}.import.{:08x}", rand::random::<u32>()));
         let imported = (|| {
@@ -555,7 +527,7 @@ fn import_disk(archive: &Path, reader: &mut impl Read, path: &Path, size: u64) -
 /// against the seal after it.
 fn import_layer<R: Read>(archive: &Path, entries: &mut tar::Entries<'_, R>, kind: LayerKind, disk_size_gb: Option<u64>, dir: &Path, id_map: Option<IdMap>) -> Result<()> {
     let name = kind.member();
-    let mut entry = Checked::new(next_member(archive, entries, name)?);
+    let mut entry = HashingReader::new(next_member(archive, entries, name)?);
     match (kind, disk_size_gb) {
         (LayerKind::Tree, None) => {
             own_upper_layer(dir, id_map)?;

@@ -201,19 +201,19 @@ mod tests {
     fn pax_records_count_their_own_length() {
         for value_length in [0, 1, 5, 6, 7, 90, 95, 96, 97, 98, 99, 100, 995, 996, 997, 998, 999, 1000] {
             let record = pax_record(b"SCHILY.xattr.user.k", &vec![b'v'; value_length]);
-            let (length, _) = std::str::from_utf8(&record).unwrap().split_once(' ').unwrap();
-            assert_eq!(length.parse::<usize>().unwrap(), record.len(), "value of {value_length} bytes");
+            let (length, _) = std::str::from_utf8(&record).expect("text").split_once(' ').expect("a length");
+            assert_eq!(length.parse::<usize>().expect("a number"), record.len(), "value of {value_length} bytes");
         }
     }
 
     fn set_attribute(path: &Path, name: &std::ffi::CStr, value: &[u8]) {
         // SAFETY: lsetxattr with valid C strings and a buffer of the given length.
-        let code = unsafe { libc::lsetxattr(c_path(path).unwrap().as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+        let code = unsafe { libc::lsetxattr(c_path(path).expect("a path").as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
         assert_eq!(code, 0, "{}: {}", path.display(), io::Error::last_os_error());
     }
 
     fn attribute(path: &Path, name: &[u8]) -> Option<Vec<u8>> {
-        let attributes = extended_attributes(&c_path(path).unwrap()).unwrap();
+        let attributes = extended_attributes(&c_path(path).expect("a path")).expect("attributes");
         attributes.into_iter().find(|(found, _)| found.as_bytes() == name).map(|(_, value)| value)
     }
 
@@ -229,36 +229,36 @@ mod tests {
         }
         let scratch = std::env::temp_dir().join(format!("boxlite-pack-test-{}-{}", std::process::id(), rand::random::<u64>()));
         let (source, target) = (scratch.join("source"), scratch.join("target"));
-        std::fs::create_dir_all(source.join("dir/opaque")).unwrap();
-        std::fs::create_dir_all(&target).unwrap();
-        std::fs::write(source.join("dir/file"), b"content").unwrap();
-        std::os::unix::fs::lchown(source.join("dir/file"), Some(1000), Some(1001)).unwrap();
-        std::fs::set_permissions(source.join("dir/file"), std::fs::Permissions::from_mode(0o4750)).unwrap();
-        std::fs::hard_link(source.join("dir/file"), source.join("dir/link")).unwrap();
-        std::os::unix::fs::symlink("../elsewhere", source.join("dir/symlink")).unwrap();
+        std::fs::create_dir_all(source.join("dir/opaque")).expect("test setup");
+        std::fs::create_dir_all(&target).expect("test setup");
+        std::fs::write(source.join("dir/file"), b"content").expect("test setup");
+        std::os::unix::fs::lchown(source.join("dir/file"), Some(1000), Some(1001)).expect("test setup");
+        std::fs::set_permissions(source.join("dir/file"), std::fs::Permissions::from_mode(0o4750)).expect("test setup");
+        std::fs::hard_link(source.join("dir/file"), source.join("dir/link")).expect("test setup");
+        std::os::unix::fs::symlink("../elsewhere", source.join("dir/symlink")).expect("test setup");
         set_attribute(&source.join("dir/file"), c"user.note", b"kept");
         set_attribute(&source.join("dir/file"), c"trusted.secret", b"dropped");
         set_attribute(&source.join("dir/opaque"), c"trusted.overlay.opaque", b"y");
         // SAFETY: mknod of an overlayfs whiteout (0/0) at a valid C path.
-        assert_eq!(unsafe { libc::mknod(c_path(&source.join("dir/deleted")).unwrap().as_ptr(), libc::S_IFCHR, 0) }, 0);
+        assert_eq!(unsafe { libc::mknod(c_path(&source.join("dir/deleted")).expect("test setup").as_ptr(), libc::S_IFCHR, 0) }, 0);
         let old = libc::timespec { tv_sec: 981_173_106, tv_nsec: 0 };
         // SAFETY: utimensat with a valid C path and two timespecs.
-        assert_eq!(unsafe { libc::utimensat(libc::AT_FDCWD, c_path(&source.join("dir/file")).unwrap().as_ptr(), [old, old].as_ptr(), 0) }, 0);
+        assert_eq!(unsafe { libc::utimensat(libc::AT_FDCWD, c_path(&source.join("dir/file")).expect("test setup").as_ptr(), [old, old].as_ptr(), 0) }, 0);
 
         let mut packed = Vec::new();
-        pack(&source, BoxIds::Same, &mut packed).unwrap();
-        crate::image::unpack_tar(packed.as_slice(), &target, None).unwrap();
+        pack(&source, BoxIds::Same, &mut packed).expect("test setup");
+        crate::image::unpack_tar(packed.as_slice(), &target, None).expect("test setup");
 
-        let file = std::fs::symlink_metadata(target.join("dir/file")).unwrap();
+        let file = std::fs::symlink_metadata(target.join("dir/file")).expect("test setup");
         assert_eq!((file.mode() & 0o7777, file.uid(), file.gid(), file.nlink(), file.mtime()), (0o4750, 1000, 1001, 2, 981_173_106));
-        assert_eq!(std::fs::read(target.join("dir/link")).unwrap(), b"content");
-        assert_eq!(std::fs::read_link(target.join("dir/symlink")).unwrap(), Path::new("../elsewhere"));
+        assert_eq!(std::fs::read(target.join("dir/link")).expect("test setup"), b"content");
+        assert_eq!(std::fs::read_link(target.join("dir/symlink")).expect("test setup"), Path::new("../elsewhere"));
         assert_eq!(attribute(&target.join("dir/file"), b"user.note").as_deref(), Some(b"kept".as_slice()));
         assert_eq!(attribute(&target.join("dir/file"), b"trusted.secret"), None, "only user.* attributes travel");
         assert_eq!(attribute(&target.join("dir/opaque"), b"trusted.overlay.opaque").as_deref(), Some(b"y".as_slice()));
-        let deleted = std::fs::symlink_metadata(target.join("dir/deleted")).unwrap();
+        let deleted = std::fs::symlink_metadata(target.join("dir/deleted")).expect("test setup");
         assert!(deleted.file_type().is_char_device() && deleted.rdev() == 0, "a whiteout stays a whiteout");
-        std::fs::remove_dir_all(&scratch).unwrap();
+        std::fs::remove_dir_all(&scratch).expect("test setup");
     }
 
     #[test]
