@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import constants
-from ._native import Boxlite, Execution
+from ._native import Boxlite, Execution, ExitStatus
 from .errors import ExecError, TimeoutError, UnsupportedError
 from .simplebox import SimpleBox
 
@@ -100,7 +100,9 @@ class BrowserBox(SimpleBox):
         if kwargs.get("image") is None and kwargs.get("rootfs_path") is None:
             kwargs["image"] = self._DEFAULT_IMAGE
         super().__init__(memory_mib=chosen.memory, cpus=chosen.cpu, runtime=runtime, ports=ports, **kwargs)
-        self._services: dict[str, Execution] = {}
+        # Each service, and a wait kept pending on it: while it is, what the service writes
+        # and nobody reads is kept (its newest 8 MiB) instead of holding the service back.
+        self._services: dict[str, tuple[Execution, asyncio.Future[ExitStatus]]] = {}
 
     @property
     def browser(self) -> str:
@@ -144,8 +146,9 @@ class BrowserBox(SimpleBox):
     async def stop(self) -> None:
         """Stops the box, and the services it ran with it."""
         services, self._services = self._services, {}
-        for service in services.values():
+        for service, waiting in services.values():
             service.close()
+            waiting.cancel()
         await super().stop()
 
     async def _find(self, what: str, candidates: tuple[str, ...]) -> str:
@@ -182,23 +185,20 @@ class BrowserBox(SimpleBox):
         one that never answers a ``TimeoutError``; each carries what the service wrote."""
         box = self._require_box()
         service = await box.exec(program, arguments)
-        self._services[key] = service
         ended = asyncio.ensure_future(service.wait())
+        self._services[key] = (service, ended)
         deadline = time.monotonic() + timeout
-        try:
-            while await _http_get(host_port, ready_path) is None:
-                finished = ended.done()
-                if finished or time.monotonic() > deadline:
-                    self._services.pop(key, None)
-                    service.close()
-                    output = await self._output_of(service)
-                    if finished:
-                        raise ExecError(program, ended.result().exit_code, output)
-                    raise TimeoutError(f"{program} did not answer on port {host_port} within {timeout}s: {output}")
-                await asyncio.sleep(_POLL_INTERVAL)
-        finally:
-            if not ended.done():
+        while await _http_get(host_port, ready_path) is None:
+            finished = ended.done()
+            if finished or time.monotonic() > deadline:
+                del self._services[key]
+                service.close()
+                output = await self._output_of(service)
                 ended.cancel()
+                if finished:
+                    raise ExecError(program, ended.result().exit_code, output)
+                raise TimeoutError(f"{program} did not answer on port {host_port} within {timeout}s: {output}")
+            await asyncio.sleep(_POLL_INTERVAL)
 
     @staticmethod
     async def _output_of(service: Execution) -> str:
