@@ -2,8 +2,9 @@
 //! a box's entry. Beside it: `handle` (the verbs on one box), `warm` (the shim made ahead of need),
 //! `reconcile` (settling dead boxes), `spec` (a box's env, cwd and user), `metrics`, `engine`
 //! (spawning a box's init), `spawner` (the process that spawns shims), `record`, `state`,
-//! `options`, `snapshots` (copies of a box's writable layer, `layer`), and `stores` (the image
-//! store and named volumes, as the runtime serves them).
+//! `options`, `snapshots` (copies of a box's writable layer, `layer`), `clone`, `archive` (a box
+//! written to a `.boxlite` file and imported from one), `disk` (a box's own filesystem), `health`,
+//! and `stores` (the image store and named volumes, as the runtime serves them).
 //!
 //! # Rules
 //!
