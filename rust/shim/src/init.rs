@@ -32,15 +32,14 @@
 //!    each turn until pid 1 unblocks it (the kernel then drops it) or catches or ignores it.
 //!    Signals from inside the box get the kernel's pid 1 treatment.
 
-use std::fs::File;
-use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};
 
-use boxlite_protocol::{decode, encode, recv_packet, send_packet, MainProcess, Reply, Request, ShimConfig};
+use boxlite_protocol::{decode, encode, recv_packet, send_packet, Reply, Request, ShimConfig};
 
+use crate::main_process::{Followed, Main};
 use crate::process::{self, Launch, Stdio};
 use crate::users;
 
@@ -53,124 +52,6 @@ struct Connection {
     /// The lifeline (rule 3): exec requests come on it, nothing is sent on it, and its end
     /// shuts the box down.
     lifeline: bool,
-}
-
-/// Host files of the main process, opened before the root is pivoted away from the host.
-pub struct MainFiles {
-    stdout: OwnedFd,
-    stderr: OwnedFd,
-    status: File,
-    /// The process runs on a terminal, which the box's pid 1 opens.
-    tty: bool,
-}
-
-impl MainFiles {
-    pub fn open(main: &MainProcess) -> Result<Self, String> {
-        let create = |path: &std::path::Path| {
-            File::options()
-                .create(true)
-                .write(true)
-                .truncate(true)
-                .open(path)
-                .map_err(|error| format!("failed to open {}: {error}", path.display()))
-        };
-        Ok(Self {
-            stdout: create(&main.stdout_path)?.into(),
-            stderr: create(&main.stderr_path)?.into(),
-            status: create(&main.status_path)?,
-            tty: main.tty.is_some(),
-        })
-    }
-
-    /// The process's stdio (its stdin a pipe), and what the init keeps: the status file and the
-    /// pipe's write end, held open until an attach takes it. A process on a terminal gets no
-    /// stdio from here: the init keeps its stdout file for what the terminal says.
-    pub fn split(self) -> crate::sys::Result<(Option<[OwnedFd; 3]>, Main)> {
-        if self.tty {
-            return Ok((None, Main { pid: None, status: self.status, stdin: None, output: Output::AwaitingTerminal(self.stdout.into()) }));
-        }
-        let (stdin_read, stdin_write) = process::pipe()?;
-        Ok((Some([stdin_read, self.stdout, self.stderr]), Main { pid: None, status: self.status, stdin: Some(stdin_write), output: Output::Direct }))
-    }
-}
-
-pub struct Main {
-    pid: Option<i32>,
-    status: File,
-    /// The write end of the process's stdin, until an attach takes it.
-    stdin: Option<OwnedFd>,
-    output: Output,
-}
-
-/// Where the main process's output goes.
-enum Output {
-    /// Straight to its files, which are its stdout and stderr.
-    Direct,
-    /// Through a terminal whose master side the box's pid 1 has yet to send: into this file.
-    AwaitingTerminal(File),
-    /// Through its terminal: the init copies what the master side reads into its stdout file,
-    /// until the terminal ends (no process holds its slave side any more).
-    Terminal { master: OwnedFd, file: File, open: bool },
-}
-
-impl Main {
-    pub fn wants_terminal(&self) -> bool {
-        matches!(self.output, Output::AwaitingTerminal(_))
-    }
-
-    /// The main process's terminal has come: its output is copied from `master` from now on.
-    pub fn on_terminal(mut self, master: OwnedFd) -> Result<Self, String> {
-        let Output::AwaitingTerminal(file) = std::mem::replace(&mut self.output, Output::Direct) else {
-            return Err("a terminal came for a main process that has none".to_string());
-        };
-        // SAFETY: fcntl(2) flag calls on a descriptor we own.
-        let set = unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::fcntl(master.as_raw_fd(), libc::F_GETFL) | libc::O_NONBLOCK) };
-        if set < 0 {
-            return Err(format!("failed to set up the main process's terminal: {}", std::io::Error::last_os_error()));
-        }
-        self.output = Output::Terminal { master, file, open: true };
-        Ok(self)
-    }
-
-    /// The terminal's master side while it is open, to poll.
-    fn terminal_to_poll(&self) -> Option<BorrowedFd<'_>> {
-        match &self.output {
-            Output::Terminal { master, open: true, .. } => Some(master.as_fd()),
-            _ => None,
-        }
-    }
-
-    /// Copies what the terminal has for reading into the stdout file, without waiting; notes
-    /// the terminal's end.
-    fn copy_terminal_output(&mut self) {
-        let Output::Terminal { master, file, open } = &mut self.output else { return };
-        let mut buffer = [0u8; 65_536];
-        while *open {
-            // SAFETY: read(2) into a local buffer of the given length from a descriptor we own.
-            let count = unsafe { libc::read(master.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len()) };
-            match count {
-                count if count > 0 => {
-                    if let Err(error) = file.write_all(&buffer[..count as usize]) {
-                        log(&format!("failed to record the main process's output: {error}"));
-                    }
-                }
-                // EIO (or end of file): no process holds the slave side any more.
-                0 => *open = false,
-                _ => match std::io::Error::last_os_error().raw_os_error() {
-                    Some(libc::EAGAIN | libc::EINTR) => return,
-                    _ => *open = false,
-                },
-            }
-        }
-    }
-
-    /// The terminal's master side, which every attach gets: input and size go through it.
-    fn terminal(&self) -> Option<BorrowedFd<'_>> {
-        match &self.output {
-            Output::Terminal { master, .. } => Some(master.as_fd()),
-            _ => None,
-        }
-    }
 }
 
 pub struct Init {
@@ -261,7 +142,7 @@ impl Init {
             connections,
             shutdown: None,
             buffer: Vec::new(),
-            main: main.map(|main| Main { pid: Some(first), ..main }),
+            main: main.map(|main| main.started(first)),
             first: Some(first),
             ended_for: None,
             blocked_for_first: Vec::new(),
@@ -310,9 +191,7 @@ impl Init {
             self.handle_signals();
         }
         if terminal_index.is_some_and(readable) {
-            if let Some(main) = &mut self.main {
-                main.copy_terminal_output();
-            }
+            self.copy_terminal_output();
         }
         // Connections first: the indices below refer to the list as it was polled.
         let ready_connections: Vec<usize> =
@@ -472,11 +351,9 @@ impl Init {
             Request::Attach { stdin } => {
                 // A connection follows one process; only then may it take the main stdin.
                 let free = self.connections[index].pid.is_none();
-                let main = self.main.as_mut().filter(|_| free).and_then(|main| Some((main.pid?, if stdin { main.stdin.take() } else { None })));
-                match main {
-                    Some((pid, stdin)) => {
+                match self.main.as_mut().filter(|_| free).and_then(|main| main.follow(stdin)) {
+                    Some(Followed { pid, stdin, terminal }) => {
                         self.connections[index].pid = Some(pid);
-                        let terminal = self.main.as_ref().and_then(Main::terminal).and_then(|master| master.try_clone_to_owned().ok());
                         let attached: Vec<BorrowedFd<'_>> = stdin.iter().chain(terminal.iter()).map(AsFd::as_fd).collect();
                         self.reply(index, &Reply::Started { pid }, &attached);
                     }
@@ -652,9 +529,9 @@ impl Init {
             };
             if first_ended {
                 self.first = None;
-                if let Some(main) = &mut self.main {
+                if self.main.is_some() {
                     // What the terminal still holds goes to the file before the exit does.
-                    main.copy_terminal_output();
+                    self.copy_terminal_output();
                     self.record_main_exit(&reply);
                 }
             }
@@ -675,17 +552,21 @@ impl Init {
         }
     }
 
+    fn copy_terminal_output(&mut self) {
+        if let Some(Err(error)) = self.main.as_mut().map(Main::copy_terminal_output) {
+            log(&format!("failed to record the main process's output: {error}"));
+        }
+    }
+
     /// Rule 6: the status file learns of the exit before anything else does.
     fn record_main_exit(&mut self, exit: &Reply) {
         let Some(main) = &mut self.main else { return };
-        main.pid = None;
         let code = match exit {
             Reply::Exited { signal: Some(signal), .. } => -signal,
             Reply::Exited { code: Some(code), .. } => *code,
             _ => -1,
         };
-        // No fsync: readers are processes of this machine, which the page cache serves.
-        if let Err(error) = writeln!(main.status, "{code}") {
+        if let Err(error) = main.record_exit(code) {
             log(&format!("failed to record the main process's exit: {error}"));
         }
     }

@@ -16,6 +16,7 @@ compile_error!("boxlite builds for Linux on x86_64 only: the box's seccomp filte
 mod capabilities;
 mod disk;
 mod init;
+mod main_process;
 mod jail;
 mod netlink;
 mod network;
@@ -194,7 +195,7 @@ fn configure(namespaces: Option<userns::BoxNamespaces>, arguments: &Arguments, p
     }
     open_log(&config)?;
     let listener = listen(&config)?;
-    let main_files = config.main.as_ref().map(init::MainFiles::open).transpose()?;
+    let main_files = config.main.as_ref().map(main_process::MainFiles::open).transpose()?;
     // Read while /proc is the host's: the box's /proc shows no process of the init's namespace.
     let confinement = process::Confinement::new(&config);
     let (main_stdio, main) = match main_files {
