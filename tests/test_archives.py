@@ -10,7 +10,7 @@ import io
 import json
 import os
 import tarfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,14 +50,14 @@ def manifest_of(archive: Path) -> dict[str, Any]:
         return manifest
 
 
-def rewrite(archive: Path, target: Path, change_manifest: object = None, change_member: str | None = None) -> Path:
+def rewrite(archive: Path, target: Path, change_manifest: Callable[[dict[str, Any]], None] | None = None, change_member: str | None = None) -> Path:
     """A copy of `archive` with its manifest changed by `change_manifest(manifest)`, or one byte
     of the member `change_member` flipped."""
     with tarfile.open(archive) as source, tarfile.open(target, "w", format=tarfile.GNU_FORMAT) as copy:
         for member in source.getmembers():
             extracted = source.extractfile(member)
             data = extracted.read() if extracted is not None else b""
-            if member.name == "manifest.json" and callable(change_manifest):
+            if member.name == "manifest.json" and change_manifest is not None:
                 manifest = json.loads(data)
                 change_manifest(manifest)
                 data = json.dumps(manifest).encode()

@@ -224,7 +224,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         // SAFETY: geteuid cannot fail.
         if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipped: overlayfs marks (trusted.*) need host root");
+            eprintln!("skipped: overlayfs marks (trusted.*) need host root (CI runs cargo test as root)");
             return;
         }
         let scratch = std::env::temp_dir().join(format!("boxlite-pack-test-{}-{}", std::process::id(), rand::random::<u64>()));
