@@ -37,6 +37,13 @@ pub struct SnapshotInfo {
     created_at_nanos: u128,
 }
 
+impl SnapshotInfo {
+    /// A snapshot as another runtime (a REST server) reports it.
+    pub fn reported(id: String, box_id: String, name: String, created_at: u64, container_disk_bytes: u64, size_bytes: u64) -> Self {
+        Self { id, box_id, name, created_at, container_disk_bytes, size_bytes, created_at_nanos: u128::from(created_at) * 1_000_000_000 }
+    }
+}
+
 /// A snapshot's name: what BoxLite accepts (it names a directory there).
 fn check_name(name: &str) -> Result<()> {
     let refused = name.is_empty() || name.len() > 255 || name.starts_with('.') || name.contains(['/', '\\', '\0']);

@@ -11,6 +11,7 @@ use boxlite_protocol::{Reply, Request};
 use tokio::sync::{oneshot, watch};
 
 use super::fd::{self, Packet};
+use super::relay::RelayCommand;
 use super::{engine_error, lost_status, ExitStatus, KILL_GRACE};
 use crate::error::{Error, Result};
 
@@ -28,6 +29,8 @@ pub(super) struct Control {
     /// The process's terminal (master side), for its size: set when it runs on one, for an
     /// attach made before its box started once the box has.
     pub(super) terminal: OnceLock<OwnedFd>,
+    /// Set for an execution whose process runs elsewhere: signals and resizes go to its relay.
+    pub(super) relay: OnceLock<super::relay::RelayLink>,
 }
 
 /// Acknowledgements for Signal requests, in the order they were sent.
@@ -52,6 +55,7 @@ impl Control {
             send_lock: tokio::sync::Mutex::new(()),
             timed_out: AtomicBool::new(false),
             terminal: OnceLock::new(),
+            relay: OnceLock::new(),
         })
     }
 }
@@ -199,8 +203,18 @@ async fn request_signal(control: &Control, signal: i32, group: bool) -> Result<O
     }
 }
 
-/// Sends a signal and waits for the init to acknowledge it.
+/// Sends a signal and waits for the init (or the relay) to acknowledge it.
 async fn signal_acknowledged(control: &Control, signal: i32, group: bool) -> Result<()> {
+    if let Some(relay) = control.relay.get() {
+        if control.exit.borrow().is_some() {
+            return Ok(());
+        }
+        let (done, delivered) = oneshot::channel();
+        if relay.commands.send(RelayCommand::Signal { signal, group, done }).is_err() {
+            return Ok(()); // the relay ended: so did the process
+        }
+        return delivered.await.unwrap_or(Ok(()));
+    }
     let Some(receiver) = request_signal(control, signal, group).await? else { return Ok(()) };
     match receiver.await {
         Ok(Reply::Done) | Err(_) => Ok(()),
@@ -247,6 +261,13 @@ impl ExecutionControl {
     pub fn resize(&self, rows: u16, cols: u16) -> Result<()> {
         if rows == 0 || cols == 0 {
             return Err(Error::InvalidArgument(format!("rows and cols must be positive, got {rows}x{cols}")));
+        }
+        if let Some(relay) = self.control.relay.get() {
+            if !relay.tty {
+                return Err(Error::InvalidState("resize_tty needs an execution started with tty=True".to_string()));
+            }
+            let _ = relay.commands.send(RelayCommand::Resize { rows, cols });
+            return Ok(());
         }
         let terminal = self.control.terminal.get().ok_or_else(|| Error::InvalidState("resize_tty needs an execution started with tty=True".to_string()))?;
         let window = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };

@@ -59,11 +59,23 @@ impl AsyncDescriptor {
         Ok(Self { inner: register(fd)? })
     }
 
+    /// [`enlarge_pipe`] for this descriptor (a pipe).
+    pub fn enlarge_pipe(&self) {
+        enlarge_pipe(self.inner.get_ref());
+    }
+
     /// Reads up to `max` bytes; `None` at end of stream. A terminal's master reports EIO once the
     /// last process holding the terminal has gone: that is its end of stream.
     pub async fn read_chunk(&self, max: usize) -> io::Result<Option<Vec<u8>>> {
+        self.read_chunk_after(&[], max).await
+    }
+
+    /// [`AsyncDescriptor::read_chunk`], into a buffer that starts with `prefix` (a frame's
+    /// header, so the chunk needs no copy to become the frame).
+    pub async fn read_chunk_after(&self, prefix: &[u8], max: usize) -> io::Result<Option<Vec<u8>>> {
         // Not zero-filled: the kernel writes the bytes it reports, and only those are kept.
-        let mut buffer: Vec<u8> = Vec::with_capacity(max);
+        let mut buffer: Vec<u8> = Vec::with_capacity(prefix.len() + max);
+        buffer.extend_from_slice(prefix);
         loop {
             let mut guard = self.inner.readable().await?;
             let result = guard.try_io(|fd| {
@@ -80,8 +92,8 @@ impl AsyncDescriptor {
             match result {
                 Ok(Ok(0)) => return Ok(None),
                 Ok(Ok(count)) => {
-                    // SAFETY: the kernel initialised exactly `count` bytes at the start.
-                    unsafe { buffer.set_len(count) };
+                    // SAFETY: the kernel initialised exactly `count` bytes after the prefix.
+                    unsafe { buffer.set_len(prefix.len() + count) };
                     buffer.shrink_to_fit();
                     return Ok(Some(buffer));
                 }

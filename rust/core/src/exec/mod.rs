@@ -16,11 +16,13 @@
 //!
 //! `request` starts a process through the init and takes its answer; `control` reads the
 //! execution's connection (the exit) and sends signals on it; `follow` follows a main process
-//! (rule 5); `fd` holds the descriptors they use.
+//! (rule 5); `relay` makes the same execution for a process that runs elsewhere (a remote
+//! box); `fd` holds the descriptors they use.
 
 mod control;
 pub(crate) mod fd;
 mod follow;
+mod relay;
 mod request;
 
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -32,8 +34,9 @@ use boxlite_protocol::TtySize;
 
 pub use control::{ExecutionControl, Replies};
 use control::Control;
-pub use fd::{enlarge_pipe, AsyncDescriptor};
+pub use fd::{enlarge_pipe, pipe, AsyncDescriptor};
 pub use follow::{attach, attach_when_started, read_recorded_exit, replay, MainOutput, StartedRun};
+pub use relay::{relayed, Relay, RelayCommand};
 pub use request::{request, Answer, Connector, Requested};
 
 use crate::error::{Error, Result};

@@ -11,6 +11,7 @@
 //! /proc, /sys and /dev of a box are not copy targets or sources.
 
 mod resolve;
+mod staging;
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -21,6 +22,8 @@ use std::path::{Component, Path, PathBuf};
 use resolve::{is_dir, is_regular, is_symlink, open_at, open_in_root, stat_at};
 
 use crate::error::{Error, Result};
+
+pub use staging::{append_symlink, pack_plain, unpack_plain, Staging};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CopyOptions {
@@ -74,7 +77,8 @@ fn in_box(path: &Path, error: &io::Error) -> Error {
     }
 }
 
-fn on_host(operation: &str, path: &Path, error: &io::Error) -> Error {
+/// A failure to `operation` the host's `path`: not found, or a storage error.
+pub fn on_host(operation: &str, path: &Path, error: &io::Error) -> Error {
     match error.kind() {
         io::ErrorKind::NotFound => Error::NotFound(format!("{} does not exist on the host", path.display())),
         _ => Error::storage(operation, path, error),
@@ -87,7 +91,8 @@ fn split(path: &Path) -> (PathBuf, PathBuf) {
     (parent, name)
 }
 
-fn base_name(path: &Path) -> Result<PathBuf> {
+/// The name a copied `path` lands under.
+pub fn base_name(path: &Path) -> Result<PathBuf> {
     path.file_name().map(PathBuf::from).ok_or_else(|| Error::InvalidArgument(format!("{} has no name to copy under", path.display())))
 }
 

@@ -181,7 +181,7 @@ impl<W: Write> Packer<W> {
         if kind.is_symlink() {
             let target = std::fs::read_link(path).map_err(Error::storage_at("read", path))?;
             let mut header = self.header(&metadata, tar::EntryType::Symlink);
-            return self.builder.append_link(&mut header, relative, target).map_err(written);
+            return crate::files::append_symlink(&mut self.builder, &mut header, relative, &target).map_err(written);
         }
         if kind.is_fifo() {
             self.attributes(path)?;
