@@ -164,12 +164,7 @@ async fn follow(socket: WebSocket, mut claim: Claim, writable: bool, server: Arc
     let status = loop {
         let frame = tokio::select! {
             chunk = claim.next(), if !output_done => match chunk {
-                Some(chunk) => {
-                    let mut frame = Vec::with_capacity(chunk.data.len() + 1);
-                    frame.push(chunk.channel);
-                    frame.extend_from_slice(&chunk.data);
-                    Message::Binary(frame.into())
-                }
+                Some(chunk) => Message::Binary(chunk.frame.into()),
                 None => {
                     output_done = true;
                     continue;
@@ -192,7 +187,7 @@ async fn follow(socket: WebSocket, mut claim: Claim, writable: bool, server: Arc
             return;
         }
     };
-    let exit = serde_json::json!({"type": "exit", "exit_code": status.exit_code});
+    let exit = serde_json::json!({"type": "exit", "exit_code": status.exit_code, "timed_out": status.timed_out});
     if matches!(tokio::time::timeout(WRITE_LIMIT, sink.send(Message::Text(exit.to_string().into()))).await, Ok(Ok(()))) {
         let _ = tokio::time::timeout(WRITE_LIMIT, sink.send(Message::Close(Some(CloseFrame { code: 1000, reason: "".into() })))).await;
         let _ = tokio::time::timeout(CLOSE_WAIT, reader.finished()).await;

@@ -68,6 +68,34 @@ impl From<Error> for ApiError {
     }
 }
 
+/// The inverse of the mapping above, for clients: the core's error for an envelope's `code`
+/// and `message` (the message without the prefix the kind's display adds again). A code this
+/// side does not know is an internal error that keeps it.
+pub fn error_from_code(status: u16, code: &str, message: &str) -> Error {
+    let kind: fn(String) -> Error = match code {
+        "not_found" => Error::NotFound,
+        "already_exists" => Error::AlreadyExists,
+        "invalid_state" => Error::InvalidState,
+        "stopped" => Error::Stopped,
+        "invalid_argument" => Error::InvalidArgument,
+        "unsupported" => Error::Unsupported,
+        "resource_exhausted" => Error::ResourceExhausted,
+        "image_pull_failed" => Error::Image,
+        "execution_failed" => Error::Execution,
+        "config_error" => Error::Config,
+        "storage_error" => Error::Storage,
+        "internal" => Error::Internal,
+        "engine_unavailable" => Error::Engine,
+        "network_unavailable" => Error::Network,
+        "unauthenticated" | "permission_denied" => return Error::Config(format!("the REST server refused the credential ({status} {code}): {message}")),
+        "payload_too_large" => return Error::InvalidArgument(message.to_string()),
+        "timeout" => return Error::Engine(format!("the REST server timed out: {message}")),
+        _ => return Error::Internal(format!("the REST server answered {status} {code}: {message}")),
+    };
+    let prefix = kind(String::new()).to_string();
+    kind(message.strip_prefix(prefix.as_str()).unwrap_or(message).to_string())
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"error": {"message": self.message, "type": self.kind, "code": self.code}});
@@ -114,5 +142,16 @@ mod tests {
         assert_eq!((error.status, error.code, error.message.as_str()), (StatusCode::NOT_FOUND, "not_found", "not found: box x"));
         let error = ApiError::from(Error::Stopped("box y".to_string()));
         assert_eq!((error.status, error.kind), (StatusCode::CONFLICT, "StoppedError"));
+    }
+
+    #[test]
+    fn a_client_gets_back_the_error_the_server_mapped() {
+        for error in [Error::NotFound("box x".to_string()), Error::Stopped("y".to_string()), Error::Engine("z".to_string()), Error::ResourceExhausted("w".to_string())] {
+            let wire = ApiError::from(error.clone());
+            assert_eq!(error_from_code(wire.status.as_u16(), wire.code, &wire.message).to_string(), error.to_string());
+        }
+        let refused = ApiError::unauthenticated();
+        assert!(matches!(error_from_code(401, refused.code, &refused.message), Error::Config(_)));
+        assert!(matches!(error_from_code(418, "teapot", "short and stout"), Error::Internal(message) if message.contains("teapot")));
     }
 }

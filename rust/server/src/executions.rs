@@ -28,6 +28,8 @@ use crate::wire::ExecutionBody;
 const OUTPUT_CHUNKS: usize = 16;
 /// Stdin chunks held before the client's frames wait for the process to read.
 const STDIN_CHUNKS: usize = 16;
+/// What a pipe holds before it is enlarged (Linux's default).
+const DEFAULT_PIPE_BYTES: usize = 64 * 1024;
 /// How long a kill may take to be acknowledged by the box's init.
 pub const KILL_LIMIT: Duration = Duration::from_secs(10);
 /// Executions kept at most (running, or ended and within their retention).
@@ -37,10 +39,10 @@ const QUIET_AFTER_EXIT: Duration = Duration::from_millis(200);
 /// Signals a client may send; SIGKILL goes through DELETE, as in BoxLite.
 pub const ALLOWED_SIGNALS: &[i32] = &[libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGABRT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGTERM, libc::SIGWINCH];
 
-/// A chunk of output and the channel it came on (1 stdout, 2 stderr).
+/// A chunk of output as its attach frame: the channel it came on (1 stdout, 2 stderr), then
+/// the bytes.
 pub struct Chunk {
-    pub channel: u8,
-    pub data: Vec<u8>,
+    pub frame: Vec<u8>,
 }
 
 /// How long executions are kept (rule 3).
@@ -168,7 +170,7 @@ impl Session {
                 (state, Some(status.exit_code), Some(at.duration_since(self.began).as_millis() as u64), status.error)
             }
         };
-        ExecutionBody { execution_id: self.id.clone(), status, exit_code, started_at: self.started_at.clone(), duration_ms, error_message }
+        ExecutionBody { execution_id: self.id.clone(), status: status.to_string(), exit_code, started_at: self.started_at.clone(), duration_ms, error_message }
     }
 }
 
@@ -204,21 +206,30 @@ impl Drop for Claim {
 /// the exit must still be told (rule 2 holds: what was read goes out before the exit).
 async fn pump(channel: u8, stream: Option<AsyncDescriptor>, sender: mpsc::Sender<Chunk>, io: Arc<IoCounters>, control: ExecutionControl) {
     let Some(stream) = stream else { return };
+    let mut enlarged = false;
+    let header = [channel];
     loop {
         let quiet_after_exit = async {
             control.wait().await;
             tokio::time::sleep(QUIET_AFTER_EXIT).await;
         };
-        let data = tokio::select! {
+        let frame = tokio::select! {
             biased;
-            read = stream.read_chunk(boxlite_core::exec::CHUNK_SIZE) => match read {
-                Ok(Some(data)) => data,
+            read = stream.read_chunk_after(&header, boxlite_core::exec::CHUNK_SIZE) => match read {
+                Ok(Some(frame)) => frame,
                 Ok(None) | Err(_) => return,
             },
             () = quiet_after_exit => return,
         };
-        io.received.fetch_add(data.len() as u64, Ordering::Relaxed);
-        if sender.send(Chunk { channel, data }).await.is_err() {
+        // A read that filled a default pipe: the process streams, give it room (fewer, larger
+        // frames); a short command's pipe stays small.
+        let read = frame.len() - 1;
+        if !enlarged && read >= DEFAULT_PIPE_BYTES {
+            stream.enlarge_pipe();
+            enlarged = true;
+        }
+        io.received.fetch_add(read as u64, Ordering::Relaxed);
+        if sender.send(Chunk { frame }).await.is_err() {
             return;
         }
     }

@@ -9,7 +9,7 @@ mod executions;
 mod files;
 mod images;
 mod lifecycle;
-mod wire;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
@@ -26,6 +26,7 @@ use axum::{Json, Router};
 use boxlite_core::Runtime;
 use tokio_util::sync::CancellationToken;
 
+pub use error::error_from_code;
 pub use executions::Keeping;
 
 /// How long requests in flight may take to finish once a stop began.
@@ -93,6 +94,13 @@ pub async fn serve(runtime: Runtime, config: ServeConfig, listener: tokio::net::
     let reaper = tokio::spawn(reap(Arc::clone(&server), config.keeping));
     let lifecycle = tokio::spawn(keep_lifecycle(Arc::clone(&server)));
     let app = router(Arc::clone(&server), config.api_key.map(Arc::from));
+    // Frames of an attached execution are small and answer each other: without TCP_NODELAY
+    // each would wait out the peer's delayed acknowledgement (40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |connection: &mut tokio::net::TcpStream| {
+        if let Err(error) = connection.set_nodelay(true) {
+            log::debug!("failed to set TCP_NODELAY on a connection: {error}");
+        }
+    });
     let graceful = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     // Requests in flight get `SHUTDOWN_LIMIT` to finish; a slow download or stop does not hold
     // the server (or the kills below) any longer.

@@ -1,5 +1,7 @@
 //! The JSON bodies of BoxLite's REST API, and their conversion to and from the core's types.
 //! Requests refuse unknown fields: a knob the server does not know is an error, never ignored.
+//! The REST client (`boxlite-client`) sends and reads these same types, so both sides change
+//! together.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,7 +18,7 @@ fn null_as_default<'de, D: serde::Deserializer<'de>, T: Deserialize<'de> + Defau
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBox {
     pub name: Option<String>,
@@ -44,7 +46,7 @@ pub struct CreateBox {
     pub advanced: Option<Advanced>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManagedVolume {
     pub managed_volume: String,
@@ -54,7 +56,7 @@ pub struct ManagedVolume {
 }
 
 /// `{outbound: {mode, allow_net}, inbound: {mode}}`, or the older flat `{mode, allow_net}`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
     pub outbound: Option<Direction>,
@@ -63,20 +65,20 @@ pub struct Network {
     pub allow_net: Option<Vec<String>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Direction {
     pub mode: Option<String>,
     pub allow_net: Option<Vec<String>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Advanced {
     pub capabilities: Option<Capabilities>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Capabilities {
     #[serde(default, deserialize_with = "null_as_default")]
@@ -165,11 +167,11 @@ impl Network {
 }
 
 /// A box as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct BoxBody {
     pub box_id: String,
     pub name: Option<String>,
-    pub status: &'static str,
+    pub status: String,
     pub created_at: String,
     pub updated_at: String,
     pub pid: Option<i32>,
@@ -190,7 +192,7 @@ impl BoxBody {
             updated_at: info.started_at.clone().unwrap_or_else(|| info.created_at.clone()),
             box_id: info.id,
             name: info.name,
-            status: info.status,
+            status: info.status.to_string(),
             created_at: info.created_at,
             pid: info.pid,
             image: info.image,
@@ -205,19 +207,19 @@ impl BoxBody {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct BoxList {
     pub boxes: Vec<BoxBody>,
     pub next_page_token: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StopBox {
     pub timeout_seconds: Option<f64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Exec {
     pub command: String,
@@ -252,28 +254,28 @@ impl Exec {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ExecutionCreated {
     pub execution_id: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ExecutionBody {
     pub execution_id: String,
-    pub status: &'static str,
+    pub status: String,
     pub exit_code: Option<i32>,
     pub started_at: String,
     pub duration_ms: Option<u64>,
     pub error_message: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignalBody {
     pub signal: i32,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResizeBody {
     pub cols: u16,
@@ -281,7 +283,7 @@ pub struct ResizeBody {
 }
 
 /// A text frame from an attached client.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientControl {
     Resize { cols: u16, rows: u16 },
@@ -289,7 +291,7 @@ pub enum ClientControl {
     StdinEof,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct RuntimeMetricsBody {
     pub boxes_created_total: u64,
     pub boxes_failed_total: u64,
@@ -312,7 +314,7 @@ impl From<RuntimeMetrics> for RuntimeMetricsBody {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct BoxMetricsBody {
     pub commands_executed_total: u64,
     pub exec_errors_total: u64,
@@ -327,7 +329,7 @@ pub struct BoxMetricsBody {
     pub boot_timing: BootTiming,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct BootTiming {
     pub total_create_ms: Option<u64>,
     pub box_spawn_ms: Option<u64>,
@@ -352,13 +354,13 @@ impl From<BoxMetrics> for BoxMetricsBody {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PullImage {
     pub reference: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ImageBody {
     pub reference: String,
     pub repository: String,
@@ -381,19 +383,19 @@ impl From<ImageRecord> for ImageBody {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ImageList {
     pub images: Vec<ImageBody>,
     pub next_page_token: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSnapshot {
     pub name: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct SnapshotBody {
     pub id: String,
     pub box_id: String,
@@ -409,12 +411,12 @@ impl From<SnapshotInfo> for SnapshotBody {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct SnapshotList {
     pub snapshots: Vec<SnapshotBody>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CloneBox {
     pub name: Option<String>,
