@@ -1,0 +1,347 @@
+//! The REST client: BoxLite's REST API (`boxlite serve`) as the operations of the core's
+//! `Runtime` and `BoxHandle`, answering with the core's types (`BoxInfo`, `Execution`,
+//! `BoxMetrics`, ...), so the binding serves a remote runtime through the paths that serve a
+//! local one. The bodies are the server's own (`boxlite_server::wire`); errors come back through
+//! the server's one mapping (`boxlite_server::error_from_code`).
+//!
+//! # Rules
+//!
+//! 1. Making a [`Client`] contacts nobody; each operation is its own request(s).
+//! 2. Every answer that is not a success becomes the core's typed error for its code; a server
+//!    that cannot be reached is a network error. No credential appears in an error, a log line
+//!    or a `Debug`, and request URLs are left out of transport errors.
+//! 3. Files stream: an upload is packed as it is sent, a download unpacked as it arrives.
+//! 4. A remote execution is relayed into a core `Execution` (`exec::relayed`): its consumer
+//!    reads pipes and waits as for a local one. Dropping it before its exit kills the remote
+//!    process (the relay deletes the execution), as dropping a local one kills its group.
+//! 5. A stream never hangs on a dead server: a connection that ends, fails, or stays silent
+//!    past [`SILENCE_LIMIT`] (the server pings every 15 s) ends the execution with an error
+//!    status.
+
+mod boxes;
+mod exec;
+mod files;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use boxlite_core::{BoxInfo, BoxOptions, Error, ImageRecord, Result, RuntimeMetrics};
+use boxlite_server::wire;
+use serde::de::DeserializeOwned;
+
+pub use boxes::RemoteBox;
+
+/// How long an attached stream may stay silent (no output, no ping) before the connection is
+/// taken for dead.
+pub const SILENCE_LIMIT: Duration = Duration::from_secs(45);
+/// How long connecting to the server may take.
+const CONNECT_LIMIT: Duration = Duration::from_secs(30);
+
+/// Gives the bearer token for each request (an API key, or a token that is renewed).
+pub trait TokenSource: Send + Sync {
+    /// The token to send now; `None` sends no `Authorization` header.
+    fn token(&self) -> Result<Option<String>>;
+}
+
+/// Runs a task in the background for the client (the relays of its executions): the caller's
+/// runtime decides where, and may wait for them when it closes.
+pub type Spawn = Arc<dyn Fn(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) + Send + Sync>;
+
+/// The settings a REST runtime's options carry besides the core's: BoxLite's lifecycle knobs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Lifecycle {
+    pub auto_stop: Option<u64>,
+    pub auto_resume: Option<bool>,
+}
+
+/// A REST server's runtime, cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Replaced when the client closes.
+    http: std::sync::RwLock<reqwest::Client>,
+    /// `{url}/v1` or `{url}/v1/{prefix}`.
+    base: String,
+    credential: Option<Arc<dyn TokenSource>>,
+    spawn: Spawn,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Client").field("base", &self.inner.base).field("credential", &self.inner.credential.as_ref().map(|_| "***")).finish()
+    }
+}
+
+impl Client {
+    /// A client of the server at `url` (`http://host:port`), under BoxLite's deployment
+    /// `path_prefix` if one is given.
+    pub fn new(url: &str, path_prefix: Option<&str>, credential: Option<Arc<dyn TokenSource>>, spawn: Spawn) -> Result<Self> {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(Error::Config(format!("the REST URL must be http:// or https://, not {url:?}")));
+        }
+        let http = http_client(None)?;
+        let root = url.trim_end_matches('/');
+        let base = match path_prefix.map(|prefix| prefix.trim_matches('/')).filter(|prefix| !prefix.is_empty()) {
+            Some(prefix) => format!("{root}/v1/{}", segment(prefix)),
+            None => format!("{root}/v1"),
+        };
+        Ok(Self { inner: Arc::new(Inner { http: std::sync::RwLock::new(http), base, credential, spawn }) })
+    }
+
+    /// Lets go of the connections kept for later requests. What the runtime still has to do
+    /// as it closes (remove a box made for a cancelled `create`, end an execution nobody holds)
+    /// goes on, each request on a connection of its own; new calls are refused above.
+    pub fn close(&self) {
+        match http_client(Some(0)) {
+            Ok(closing) => *self.inner.http.write().unwrap_or_else(std::sync::PoisonError::into_inner) = closing,
+            Err(error) => log::warn!(target: "boxlite", "the REST client keeps its connections: {error}"),
+        }
+    }
+
+    /// Where the requests go: `{url}/v1[/{prefix}]` (no credential is in it).
+    pub fn url_root(&self) -> &str {
+        &self.inner.base
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.inner.base)
+    }
+
+    fn http(&self) -> reqwest::Client {
+        self.inner.http.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    fn token(&self) -> Result<Option<String>> {
+        Ok(self.inner.credential.as_ref().map(|credential| credential.token()).transpose()?.flatten())
+    }
+
+    /// A request to `path` (below `/v1`), with the credential's token.
+    fn request(&self, method: reqwest::Method, path: &str) -> Result<reqwest::RequestBuilder> {
+        let builder = self.http().request(method, self.url(path));
+        match self.token()? {
+            Some(token) => Ok(builder.bearer_auth(token)),
+            None => Ok(builder),
+        }
+    }
+
+    /// What deleting the execution at `path` will need, kept by its relay.
+    fn owned(&self, path: &str) -> Result<exec::Owned> {
+        Ok(exec::Owned { http: self.http(), url: self.url(path), token: self.token()? })
+    }
+
+    fn spawn(&self, task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) {
+        (self.inner.spawn)(task);
+    }
+
+    /// Sends a request; any answer but a success is the error it carries (rule 2).
+    async fn send(&self, builder: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let response = builder.send().await.map_err(unreachable)?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        Err(error_of(response).await)
+    }
+
+    async fn json<T: DeserializeOwned>(&self, builder: reqwest::RequestBuilder) -> Result<T> {
+        let response = self.send(builder).await?;
+        response.json().await.map_err(|error| Error::Internal(format!("the REST server's answer did not parse: {}", error.without_url())))
+    }
+
+    /// Creates a box; resolves once the server made it (state `configured`).
+    pub async fn create(&self, options: BoxOptions, lifecycle: Lifecycle, name: Option<String>) -> Result<RemoteBox> {
+        let body = boxes::create_body(options, lifecycle, name)?;
+        let created: wire::BoxBody = match self.json(self.request(reqwest::Method::POST, "/boxes")?.json(&body)).await {
+            Ok(created) => created,
+            // The local runtime's error for a taken name, so code runs the same on either.
+            Err(Error::AlreadyExists(message)) => return Err(Error::InvalidArgument(message)),
+            Err(error) => return Err(error),
+        };
+        Ok(RemoteBox::new(self.clone(), created))
+    }
+
+    /// The box with this id or name, or `None`.
+    pub async fn get(&self, id_or_name: &str) -> Result<Option<RemoteBox>> {
+        Ok(self.get_body(id_or_name).await?.map(|body| RemoteBox::new(self.clone(), body)))
+    }
+
+    pub async fn get_info(&self, id_or_name: &str) -> Result<Option<BoxInfo>> {
+        Ok(self.get_body(id_or_name).await?.map(boxes::info))
+    }
+
+    async fn get_body(&self, id_or_name: &str) -> Result<Option<wire::BoxBody>> {
+        match self.json(self.request(reqwest::Method::GET, &format!("/boxes/{}", segment(id_or_name)))?).await {
+            Ok(body) => Ok(Some(body)),
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The box named `name` if there is one, else a new one; and whether it was made.
+    pub async fn get_or_create(&self, options: BoxOptions, lifecycle: Lifecycle, name: Option<String>) -> Result<(RemoteBox, bool)> {
+        if let Some(name) = &name {
+            if let Some(found) = self.get(name).await? {
+                return Ok((found, false));
+            }
+        }
+        match self.create(options, lifecycle, name.clone()).await {
+            Ok(created) => Ok((created, true)),
+            // Made by someone else since the lookup.
+            Err(Error::InvalidArgument(message)) if message.contains("already exists") => match &name {
+                Some(name) => self.get(name).await?.map(|found| (found, false)).ok_or(Error::InvalidArgument(message)),
+                None => Err(Error::InvalidArgument(message)),
+            },
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Every box, newest first.
+    pub async fn list_info(&self) -> Result<Vec<BoxInfo>> {
+        let list: wire::BoxList = self.json(self.request(reqwest::Method::GET, "/boxes")?).await?;
+        Ok(list.boxes.into_iter().map(boxes::info).collect())
+    }
+
+    /// Deletes a box; a running one needs `force`.
+    pub async fn remove(&self, id_or_name: &str, force: bool) -> Result<()> {
+        self.send(self.request(reqwest::Method::DELETE, &format!("/boxes/{}", segment(id_or_name)))?.query(&[("force", force)])).await?;
+        Ok(())
+    }
+
+    pub async fn metrics(&self) -> Result<RuntimeMetrics> {
+        let body: wire::RuntimeMetricsBody = self.json(self.request(reqwest::Method::GET, "/metrics")?).await?;
+        Ok(RuntimeMetrics {
+            boxes_created_total: body.boxes_created_total,
+            boxes_failed_total: body.boxes_failed_total,
+            num_running_boxes: body.num_running_boxes,
+            total_commands_executed: body.total_commands_executed,
+            total_exec_errors: body.total_exec_errors,
+        })
+    }
+
+    /// Pulls an image on the server.
+    pub async fn pull_image(&self, reference: &str) -> Result<ImageRecord> {
+        let body = wire::PullImage { reference: reference.to_string() };
+        let image: wire::ImageBody = self.json(self.request(reqwest::Method::POST, "/images/pull")?.json(&body)).await?;
+        Ok(image_record(image))
+    }
+
+    /// The images the server has.
+    pub async fn list_images(&self) -> Result<Vec<ImageRecord>> {
+        let list: wire::ImageList = self.json(self.request(reqwest::Method::GET, "/images")?).await?;
+        Ok(list.images.into_iter().map(image_record).collect())
+    }
+}
+
+/// The HTTP client: HTTP/1 (the attach WebSocket is an upgrade), keeping at most
+/// `idle_per_host` idle connections (unbounded when `None`).
+fn http_client(idle_per_host: Option<usize>) -> Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder().http1_only().connect_timeout(CONNECT_LIMIT).tcp_nodelay(true);
+    if let Some(idle) = idle_per_host {
+        builder = builder.pool_max_idle_per_host(idle);
+    }
+    builder.build().map_err(|error| Error::Config(format!("failed to set up the REST client: {}", error.without_url())))
+}
+
+/// What the server tells of an image: no layers or config travel.
+fn image_record(image: wire::ImageBody) -> ImageRecord {
+    ImageRecord {
+        reference: image.reference,
+        repository: image.repository,
+        tag: Some(image.tag).filter(|tag| !tag.is_empty()),
+        manifest_digest: image.id,
+        config_digest: String::new(),
+        layers: Vec::new(),
+        config: boxlite_core::image::ImageConfig::default(),
+        cached_at: image.cached_at,
+        size_bytes: image.size_bytes.unwrap_or(0),
+    }
+}
+
+/// A transport failure (rule 2: without the URL).
+fn unreachable(error: reqwest::Error) -> Error {
+    let error = error.without_url();
+    if error.is_connect() {
+        return Error::Network(format!("the REST server cannot be reached: {error}"));
+    }
+    Error::Network(format!("the request to the REST server failed: {error}"))
+}
+
+/// The error an unsuccessful answer carries: BoxLite's envelope, or its status alone.
+async fn error_of(response: reqwest::Response) -> Error {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        error: Carried,
+    }
+    #[derive(serde::Deserialize)]
+    struct Carried {
+        message: String,
+        code: String,
+    }
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    match serde_json::from_str::<Envelope>(&text) {
+        Ok(Envelope { error }) => boxlite_server::error_from_code(status.as_u16(), &error.code, &error.message),
+        Err(_) => {
+            let code = match status.as_u16() {
+                401 => "unauthenticated",
+                403 => "permission_denied",
+                404 => "not_found",
+                409 => "invalid_state",
+                _ => "",
+            };
+            let shown: String = text.chars().take(200).collect();
+            boxlite_server::error_from_code(status.as_u16(), code, if shown.is_empty() { status.canonical_reason().unwrap_or("error") } else { &shown })
+        }
+    }
+}
+
+/// `text` as one path segment: everything but unreserved characters percent-encoded.
+fn segment(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn on_tokio() -> Spawn {
+        Arc::new(|task| drop(tokio::spawn(task)))
+    }
+
+    #[test]
+    fn a_segment_stays_one_segment() {
+        assert_eq!(segment("web-1.a_b~"), "web-1.a_b~");
+        assert_eq!(segment("../a b/c"), "..%2Fa%20b%2Fc");
+    }
+
+    #[test]
+    fn the_prefix_goes_after_the_version() {
+        let client = Client::new("http://127.0.0.1:8100/", Some("/team-42/"), None, on_tokio()).expect("client");
+        assert_eq!(client.url("/boxes"), "http://127.0.0.1:8100/v1/team-42/boxes");
+        assert!(matches!(Client::new("ftp://x", None, None, on_tokio()), Err(Error::Config(_))));
+    }
+
+    struct Key;
+
+    impl TokenSource for Key {
+        fn token(&self) -> Result<Option<String>> {
+            Ok(Some("sk-very-secret".to_string()))
+        }
+    }
+
+    #[test]
+    fn the_credential_never_shows() {
+        let client = Client::new("http://127.0.0.1:1", None, Some(Arc::new(Key)), on_tokio()).expect("client");
+        assert!(!format!("{client:?}").contains("sk-very-secret"));
+    }
+}
