@@ -947,8 +947,11 @@ class Boxlite:
         ``pip install boxlite[ray]``)."""
     @staticmethod
     def rest(options: BoxliteRestOptions) -> Boxlite:
-        """A REST-backed runtime: not in this package yet. Checks ``options`` (``TypeError`` for
-        anything but a ``BoxliteRestOptions``), then raises ``UnsupportedError``."""
+        """A runtime whose boxes live on the REST server ``options`` names (``boxlite serve``):
+        the same API, its errors the same typed exceptions. Contacts nobody until the first call;
+        ``TypeError`` for anything but a ``BoxliteRestOptions``. What the server cannot do
+        (host directory volumes, published ports, network handles and tunnels, export and
+        import, managing volumes) raises ``UnsupportedError``."""
     def metrics(self) -> asyncio.Future[RuntimeMetrics]: ...
     def shutdown(self, timeout: int | None = None) -> asyncio.Future[None]:
         """Stops every box that is not detached, then refuses new boxes. Idempotent."""

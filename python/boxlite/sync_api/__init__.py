@@ -176,7 +176,7 @@ class SyncBoxlite:
 
     @staticmethod
     def rest(options: BoxliteRestOptions) -> SyncBoxlite:
-        """A REST-backed runtime; see ``Boxlite.rest`` (not in this package yet: it refuses)."""
+        """A runtime whose boxes live on a REST server; see ``Boxlite.rest``."""
         return SyncBoxlite(Options(), _runtime=Boxlite.rest(options))
 
     @property

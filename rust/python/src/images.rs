@@ -6,6 +6,7 @@ use std::sync::Arc;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
+use crate::backend::Backend;
 use crate::dispatcher::{list, object, Deliver, Event, Payload, Shared};
 use crate::pyrepr::python_repr;
 
@@ -159,12 +160,21 @@ impl Deliver for Vec<ImageInfo> {
 #[pyclass(module = "boxlite._native", frozen)]
 pub struct ImageHandle {
     shared: Arc<Shared>,
-    core: boxlite_core::Runtime,
+    backend: Backend,
 }
 
 impl ImageHandle {
-    pub fn new(shared: &Arc<Shared>, core: &boxlite_core::Runtime) -> Self {
-        Self { shared: Arc::clone(shared), core: core.clone() }
+    /// What only BoxLite's cloud serves: refused here, and by `boxlite serve` so far.
+    fn refuse_rest_only<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let missing = match self.backend {
+            Backend::Local(_) => crate::unsupported::Missing::RestOnlyImages,
+            Backend::Remote(_) => crate::unsupported::Missing::ImagesNotServed,
+        };
+        crate::unsupported::refuse(&self.shared, py, missing)
+    }
+
+    pub fn new(shared: &Arc<Shared>, backend: &Backend) -> Self {
+        Self { shared: Arc::clone(shared), backend: backend.clone() }
     }
 }
 
@@ -188,33 +198,46 @@ impl ImageHandle {
                 channel.try_push(Event::Progress { target, layer: layer.to_string(), done, total });
             }) as boxlite_core::PullProgress
         });
-        let core = self.core.clone();
-        self.shared.complete_with(target, channel, async move { core.pull_image(&reference, reporter).await.map(|record| Payload::from(ImagePullResult::pulled(&record, reference))) });
+        let backend = self.backend.clone();
+        self.shared.complete_with(target, channel, async move {
+            // A REST server pulls without reporting progress: the callback is not called.
+            let record = match backend {
+                Backend::Local(core) => core.pull_image(&reference, reporter).await?,
+                Backend::Remote(client) => client.pull_image(&reference).await?,
+            };
+            Ok(Payload::from(ImagePullResult::pulled(&record, reference)))
+        });
         Ok(future)
     }
 
     /// Resolves to the images in the local store, most recently pulled first.
     fn list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let core = self.core.clone();
-        self.shared.submit(py, async move { core.list_images().map(|records| Payload::from(records.iter().map(ImageInfo::from).collect::<Vec<_>>())) })
+        let backend = self.backend.clone();
+        self.shared.submit(py, async move {
+            let records = match backend {
+                Backend::Local(core) => core.list_images()?,
+                Backend::Remote(client) => client.list_images().await?,
+            };
+            Ok(Payload::from(records.iter().map(ImageInfo::from).collect::<Vec<_>>()))
+        })
     }
 
     /// Deletes unpacked layers and downloaded blobs that no pulled image and no box uses;
     /// resolves to how many layers went.
     /// Cache usage against a quota (REST-only).
     fn usage<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        crate::unsupported::refuse(&self.shared, py, crate::unsupported::Missing::RestOnlyImages)
+        self.refuse_rest_only(py)
     }
 
     /// Aliases (REST-only).
     fn create_alias<'py>(&self, py: Python<'py>, name: String, alias: String, digest: String) -> PyResult<Bound<'py, PyAny>> {
         let _ = (name, alias, digest);
-        crate::unsupported::refuse(&self.shared, py, crate::unsupported::Missing::RestOnlyImages)
+        self.refuse_rest_only(py)
     }
 
     fn delete_alias<'py>(&self, py: Python<'py>, name: String, alias: String) -> PyResult<Bound<'py, PyAny>> {
         let _ = (name, alias);
-        crate::unsupported::refuse(&self.shared, py, crate::unsupported::Missing::RestOnlyImages)
+        self.refuse_rest_only(py)
     }
 
     /// Registry credentials kept by a server (REST-only): raises at once.
@@ -224,13 +247,13 @@ impl ImageHandle {
     }
 
     fn prune<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let core = self.core.clone();
-        self.shared.submit(py, async move { core.prune_images().await.map(Payload::from) })
+        let backend = self.backend.clone();
+        self.shared.submit(py, async move { backend.local("pruning images")?.prune_images().await.map(Payload::from) })
     }
 
     /// Forgets an image in the local store (its layers go at the next `prune`).
     fn remove<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
-        let core = self.core.clone();
-        self.shared.submit(py, async move { core.remove_image(&name).map(Payload::from) })
+        let backend = self.backend.clone();
+        self.shared.submit(py, async move { backend.local("removing an image")?.remove_image(&name).map(Payload::from) })
     }
 }

@@ -2,6 +2,7 @@
 //! see `dispatcher` for the async core and `gil` for the one place that attaches to Python.
 
 mod asyncio;
+mod backend;
 mod boxes;
 mod channel;
 mod dispatcher;
@@ -15,6 +16,7 @@ mod options;
 mod pyrepr;
 mod queue;
 mod registry;
+mod rest;
 mod runtime;
 mod serve;
 mod tasks;

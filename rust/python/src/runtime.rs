@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 
+use crate::backend::{Backend, BoxRef};
 use crate::boxes::{Orphan, OwnedBox};
 use crate::dispatcher::{Payload, Shared};
 use crate::errors;
@@ -13,7 +14,9 @@ use crate::options::{BoxOptions, Options};
 #[pyclass(module = "boxlite._native", frozen)]
 pub struct Boxlite {
     shared: Arc<Shared>,
-    core: boxlite_core::Runtime,
+    backend: Backend,
+    /// A REST runtime's credential, whose token each call renews when it is due.
+    credential: Option<Arc<crate::rest::PyCredential>>,
 }
 
 /// The process-wide runtime of `Boxlite.default()`, and the options it will be made with.
@@ -45,8 +48,16 @@ impl Boxlite {
         &self.shared
     }
 
-    pub fn core(&self) -> &boxlite_core::Runtime {
-        &self.core
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// The backend for a call: a REST runtime's token renewed first if it is due.
+    fn backend_for_call(&self, py: Python<'_>) -> PyResult<Backend> {
+        if let Some(credential) = &self.credential {
+            credential.renew(py)?;
+        }
+        Ok(self.backend.clone())
     }
 }
 
@@ -56,7 +67,7 @@ impl Boxlite {
     #[new]
     fn new(py: Python<'_>, options: &Options) -> PyResult<Self> {
         let (shared, core) = open(py, options)?;
-        Ok(Self { shared, core })
+        Ok(Self { shared, backend: Backend::Local(core), credential: None })
     }
 
     /// The process-wide runtime on the default home; every call wraps the same runtime.
@@ -66,12 +77,12 @@ impl Boxlite {
         // second thread waiting here must not hold it meanwhile.
         let mut default = crate::gil::lock(py, &DEFAULT);
         if let Some((shared, core)) = default.1.as_ref().filter(|(shared, _)| !shared.is_closed()) {
-            return Ok(Self { shared: Arc::clone(shared), core: core.clone() });
+            return Ok(Self { shared: Arc::clone(shared), backend: Backend::Local(core.clone()), credential: None });
         }
         let options = default.0.as_ref().map(|options| options.clone_ref(py)).unwrap_or_else(|| Options { home_dir: None, image_registries: Vec::new() });
         let (shared, core) = open(py, &options)?;
         default.1 = Some((Arc::clone(&shared), core.clone()));
-        Ok(Self { shared, core })
+        Ok(Self { shared, backend: Backend::Local(core), credential: None })
     }
 
     /// Sets the options of the default runtime; only before the first `default()`.
@@ -92,12 +103,15 @@ impl Boxlite {
         let py = slf.py();
         let this = slf.get();
         this.shared.check_open(py)?;
-        let options = options.to_core(py).map_err(|error| errors::to_py(py, &error))?;
-        let core = this.core.clone();
+        let request = options.for_backend(py, &this.backend).map_err(|error| errors::to_py(py, &error))?;
+        let backend = this.backend_for_call(py)?;
         let owner = Arc::downgrade(&this.shared.tasks);
         this.shared.submit_handover(py, async move {
-            let handle = core.create(options, name).await?;
-            Ok(Payload::from(OwnedBox::new(handle, core, owner, Orphan::Remove)))
+            let handle = match (backend, request) {
+                (Backend::Local(core), (options, _)) => BoxRef::Local(Arc::new(core.create(options, name).await?)),
+                (Backend::Remote(client), (options, lifecycle)) => BoxRef::Remote(Arc::new(client.create(options, lifecycle, name).await?)),
+            };
+            Ok(Payload::from(OwnedBox::new(handle, owner, Orphan::Remove)))
         })
     }
 
@@ -105,48 +119,49 @@ impl Boxlite {
     #[pyo3(signature = (options, name = None))]
     fn get_or_create<'py>(&self, py: Python<'py>, options: &BoxOptions, name: Option<String>) -> PyResult<Bound<'py, PyAny>> {
         self.shared.check_open(py)?;
-        let options = options.to_core(py).map_err(|error| errors::to_py(py, &error))?;
-        let core = self.core.clone();
+        let request = options.for_backend(py, &self.backend).map_err(|error| errors::to_py(py, &error))?;
+        let backend = self.backend_for_call(py)?;
         let owner = Arc::downgrade(&self.shared.tasks);
         self.shared.submit_handover(py, async move {
-            let (handle, created) = core.get_or_create(options, name).await?;
+            let (handle, created) = match (backend, request) {
+                (Backend::Local(core), (options, _)) => core.get_or_create(options, name).await.map(|(handle, created)| (BoxRef::Local(Arc::new(handle)), created))?,
+                (Backend::Remote(client), (options, lifecycle)) => client.get_or_create(options, lifecycle, name).await.map(|(remote, created)| (BoxRef::Remote(Arc::new(remote)), created))?,
+            };
             let orphan = if created { Orphan::Remove } else { Orphan::Release };
-            Ok(Payload::from((OwnedBox::new(handle, core, owner, orphan), created)))
+            Ok(Payload::from((OwnedBox::new(handle, owner, orphan), created)))
         })
     }
 
     /// Resolves to the `Box` with this id or name, or `None`.
     fn get<'py>(&self, py: Python<'py>, id_or_name: String) -> PyResult<Bound<'py, PyAny>> {
-        let core = self.core.clone();
+        let backend = self.backend_for_call(py)?;
         let owner = Arc::downgrade(&self.shared.tasks);
-        self.shared.submit(py, async move {
-            Ok(Payload::from(core.get(&id_or_name).map(|handle| OwnedBox::new(handle, core.clone(), owner, Orphan::Release))))
-        })
+        self.shared.submit(py, async move { Ok(Payload::from(backend.get(&id_or_name).await?.map(|handle| OwnedBox::new(handle, owner, Orphan::Release)))) })
     }
 
     fn get_info<'py>(&self, py: Python<'py>, id_or_name: String) -> PyResult<Bound<'py, PyAny>> {
-        let core = self.core.clone();
-        self.shared.submit(py, async move { Ok(Payload::from(core.get_info(&id_or_name))) })
+        let backend = self.backend_for_call(py)?;
+        self.shared.submit(py, async move { backend.get_info(&id_or_name).await.map(Payload::from) })
     }
 
     /// Resolves to every box's `BoxInfo`, newest first.
     #[pyo3(signature = (_state = None))]
     fn list_info<'py>(&self, py: Python<'py>, _state: Option<&Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
-        let core = self.core.clone();
-        self.shared.submit(py, async move { Ok(Payload::from(core.list_info())) })
+        let backend = self.backend_for_call(py)?;
+        self.shared.submit(py, async move { backend.list_info().await.map(Payload::from) })
     }
 
     /// Deletes a box; a running one needs `force=True`.
     #[pyo3(signature = (id_or_name, force = false))]
     fn remove<'py>(&self, py: Python<'py>, id_or_name: String, force: bool) -> PyResult<Bound<'py, PyAny>> {
-        let core = self.core.clone();
-        self.shared.submit(py, async move { core.remove(&id_or_name, force).await.map(Payload::from) })
+        let backend = self.backend_for_call(py)?;
+        self.shared.submit(py, async move { backend.remove(&id_or_name, force).await.map(Payload::from) })
     }
 
     /// Named volumes, kept in the home and mounted as `volume://name`.
     #[getter]
     fn volumes(&self) -> crate::volumes::VolumeHandle {
-        crate::volumes::VolumeHandle::new(&self.shared, &self.core)
+        crate::volumes::VolumeHandle::new(&self.shared, &self.backend)
     }
 
     /// Resolves to a new, stopped box made from the `.boxlite` archive at `archive_path`,
@@ -155,23 +170,28 @@ impl Boxlite {
     #[pyo3(signature = (archive_path, name = None, *, untrusted = false))]
     fn import_box<'py>(&self, py: Python<'py>, archive_path: std::path::PathBuf, name: Option<String>, untrusted: bool) -> PyResult<Bound<'py, PyAny>> {
         self.shared.check_open(py)?;
-        let core = self.core.clone();
+        let core = self.backend.local("importing a box archive").map_err(|error| errors::to_py(py, &error))?.clone();
         let owner = Arc::downgrade(&self.shared.tasks);
         self.shared.submit_handover(py, async move {
             let handle = core.import_box(archive_path, name, untrusted).await?;
-            Ok(Payload::from(OwnedBox::new(handle, core, owner, Orphan::Remove)))
+            Ok(Payload::from(OwnedBox::local(handle, owner, Orphan::Remove)))
         })
     }
 
-    /// A REST-backed runtime: its options are checked, then it is refused (no client yet).
+    /// A runtime whose boxes live on the REST server `options` names (`boxlite serve`, or
+    /// BoxLite's). Contacts nobody until the first call.
     #[staticmethod]
     fn rest(py: Python<'_>, options: Bound<'_, PyAny>) -> PyResult<Self> {
-        let expected = py.import("boxlite.rest")?.getattr("BoxliteRestOptions")?;
-        if !options.is_instance(&expected)? {
-            let given = options.get_type().name()?;
-            return Err(pyo3::exceptions::PyTypeError::new_err(format!("Boxlite.rest takes a BoxliteRestOptions, not {given}")));
-        }
-        Err(crate::unsupported::refuse_now(py, crate::unsupported::Missing::RestRuntime))
+        crate::log_bridge::follow_python_level(py)?;
+        let shared = Shared::start().map_err(|error| errors::to_py(py, &boxlite_core::Error::Internal(format!("failed to start the runtime: {error}"))))?;
+        let (client, credential) = match crate::rest::client(py, &options, &shared.tasks) {
+            Ok(made) => made,
+            Err(error) => {
+                shared.close(py);
+                return Err(error);
+            }
+        };
+        Ok(Self { shared, backend: Backend::Remote(client), credential })
     }
 
     /// A runtime whose boxes live on the nodes of a Ray cluster (`boxlite.ray`, Python by
@@ -184,12 +204,12 @@ impl Boxlite {
     #[getter]
     fn images(&self, py: Python<'_>) -> PyResult<crate::images::ImageHandle> {
         self.shared.check_open(py)?;
-        Ok(crate::images::ImageHandle::new(&self.shared, &self.core))
+        Ok(crate::images::ImageHandle::new(&self.shared, &self.backend_for_call(py)?))
     }
 
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let core = self.core.clone();
-        self.shared.submit(py, async move { Ok(Payload::from(core.metrics())) })
+        let backend = self.backend_for_call(py)?;
+        self.shared.submit(py, async move { backend.metrics().await.map(Payload::from) })
     }
 
     /// Stops every box that is not detached (`timeout` seconds each before SIGKILL; default
@@ -202,8 +222,14 @@ impl Boxlite {
             Some(seconds) if seconds >= 0 => Some(Duration::from_secs(seconds.unsigned_abs())),
             Some(seconds) => return Err(errors::invalid_argument(py, format!("timeout must be -1 or at least 0, got {seconds}"))),
         };
-        let core = self.core.clone();
-        self.shared.submit(py, async move { core.shutdown(grace).await.map(Payload::from) })
+        let backend = self.backend_for_call(py)?;
+        self.shared.submit(py, async move {
+            match backend {
+                Backend::Local(core) => core.shutdown(grace).await.map(Payload::from),
+                // The server's boxes are the server's: a client has nothing of its own to stop.
+                Backend::Remote(_) => Ok(Payload::from(())),
+            }
+        })
     }
 
     /// Closes the runtime now: every pending awaitable fails with RuntimeClosedError, boxes
@@ -213,8 +239,13 @@ impl Boxlite {
             return;
         }
         self.shared.close(py);
-        let core = self.core.clone();
-        crate::gil::detach(py, move || core.close());
+        match &self.backend {
+            Backend::Local(core) => {
+                let core = core.clone();
+                crate::gil::detach(py, move || core.close());
+            }
+            Backend::Remote(client) => client.close(),
+        }
     }
 
     fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -228,6 +259,10 @@ impl Boxlite {
     }
 
     fn __repr__(&self) -> String {
-        format!("Boxlite(open={})", if self.shared.is_closed() { "false" } else { "true" })
+        let open = if self.shared.is_closed() { "false" } else { "true" };
+        match &self.backend {
+            Backend::Local(_) => format!("Boxlite(open={open})"),
+            Backend::Remote(client) => format!("Boxlite(rest={:?}, open={open})", client.url_root()),
+        }
     }
 }

@@ -65,17 +65,22 @@ fn gated<'py>(py: Python<'py>, runtime: &Boxlite, gate: &Gate, value: i64, fail:
     })
 }
 
+/// The local runtime under `runtime` (the hooks below test the local engine).
+fn local_core(py: Python<'_>, runtime: &Boxlite) -> PyResult<boxlite_core::Runtime> {
+    runtime.backend().local("this test hook").cloned().map_err(|error| crate::errors::to_py(py, &error))
+}
+
 /// A real `create()` that waits for `gate` first.
 #[pyfunction]
 fn gated_create<'py>(py: Python<'py>, runtime: &Boxlite, gate: &Gate, options: &BoxOptions) -> PyResult<Bound<'py, PyAny>> {
     let opened = gate.waiter();
     let options = options.to_core(py).map_err(|error| crate::errors::to_py(py, &error))?;
-    let core = runtime.core().clone();
+    let core = local_core(py, runtime)?;
     let owner = Arc::downgrade(&runtime.shared().tasks);
     runtime.shared().submit_handover(py, async move {
         opened.await;
         let handle = core.create(options, None).await?;
-        Ok(Payload::from(OwnedBox::new(handle, core, owner, Orphan::Remove)))
+        Ok(Payload::from(OwnedBox::local(handle, owner, Orphan::Remove)))
     })
 }
 
@@ -84,13 +89,13 @@ fn gated_create<'py>(py: Python<'py>, runtime: &Boxlite, gate: &Gate, options: &
 fn gated_get_or_create<'py>(py: Python<'py>, runtime: &Boxlite, gate: &Gate, options: &BoxOptions, name: String) -> PyResult<Bound<'py, PyAny>> {
     let opened = gate.waiter();
     let options = options.to_core(py).map_err(|error| crate::errors::to_py(py, &error))?;
-    let core = runtime.core().clone();
+    let core = local_core(py, runtime)?;
     let owner = Arc::downgrade(&runtime.shared().tasks);
     runtime.shared().submit_handover(py, async move {
         opened.await;
         let (handle, created) = core.get_or_create(options, Some(name)).await?;
         let orphan = if created { Orphan::Remove } else { Orphan::Release };
-        Ok(Payload::from((OwnedBox::new(handle, core, owner, orphan), created)))
+        Ok(Payload::from((OwnedBox::local(handle, owner, orphan), created)))
     })
 }
 
@@ -177,15 +182,15 @@ fn live_channels() -> usize {
 
 /// Pids of inits the runtime made ahead of need (they belong to no box yet).
 #[pyfunction]
-fn warm_inits(py: Python<'_>, runtime: &Boxlite) -> Vec<i32> {
-    let core = runtime.core().clone();
-    crate::gil::detach(py, move || core.warm_init_pid().into_iter().collect())
+fn warm_inits(py: Python<'_>, runtime: &Boxlite) -> PyResult<Vec<i32>> {
+    let core = local_core(py, runtime)?;
+    Ok(crate::gil::detach(py, move || core.warm_init_pid().into_iter().collect()))
 }
 
 /// The pid of the runtime's spawner of shims, while it runs.
 #[pyfunction]
 fn spawner_pid(runtime: &Boxlite) -> Option<u32> {
-    runtime.core().spawner_pid()
+    runtime.backend().local("").ok().and_then(boxlite_core::Runtime::spawner_pid)
 }
 
 /// Whether `execution`'s exit has arrived and waits for the end of its output.

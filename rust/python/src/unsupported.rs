@@ -18,7 +18,7 @@ pub enum Missing {
     InboundPolicy,
     VolumeSize,
     RestOnlyImages,
-    RestRuntime,
+    ImagesNotServed,
     RegistryCredentials,
 }
 
@@ -28,7 +28,7 @@ impl Missing {
             Self::InboundPolicy => "an inbound allow-list is not built yet: published ports accept every peer",
             Self::VolumeSize => "a volume's size cannot be set: its files live on the home's filesystem, without a disk of their own to size",
             Self::RestOnlyImages => "this image operation is only available on a REST runtime",
-            Self::RestRuntime => "a REST-backed runtime (Boxlite.rest) is not in this package yet; use Boxlite(Options(...)) (`boxlite serve` serves BoxLite's REST API to BoxLite's clients)",
+            Self::ImagesNotServed => "image usage, aliases and registry credentials are not served by `boxlite serve` yet",
             Self::RegistryCredentials => "registry credentials are kept by a REST server; configure Options(image_registries=...) instead",
         }
     }

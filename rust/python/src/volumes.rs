@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 
+use crate::backend::Backend;
 use crate::dispatcher::{list, object, Deliver, Payload, Shared};
 use crate::pyrepr::python_repr;
 use crate::unsupported::{refuse_now, Missing};
@@ -46,12 +47,15 @@ impl Deliver for Vec<boxlite_core::volumes::VolumeInfo> {
 #[pyclass(module = "boxlite._native", frozen)]
 pub struct VolumeHandle {
     shared: Arc<Shared>,
-    core: boxlite_core::Runtime,
+    backend: Backend,
 }
 
+/// What a REST runtime's volumes would need.
+const OVER_REST: &str = "managing named volumes";
+
 impl VolumeHandle {
-    pub fn new(shared: &Arc<Shared>, core: &boxlite_core::Runtime) -> Self {
-        Self { shared: Arc::clone(shared), core: core.clone() }
+    pub fn new(shared: &Arc<Shared>, backend: &Backend) -> Self {
+        Self { shared: Arc::clone(shared), backend: backend.clone() }
     }
 }
 
@@ -64,24 +68,24 @@ impl VolumeHandle {
         if size_gb.is_some() {
             return Err(refuse_now(py, Missing::VolumeSize));
         }
-        let core = self.core.clone();
-        self.shared.submit(py, async move { core.create_volume(&name).map(Payload::from) })
+        let backend = self.backend.clone();
+        self.shared.submit(py, async move { backend.local(OVER_REST)?.create_volume(&name).map(Payload::from) })
     }
 
     /// Resolves to every volume, by name.
     fn list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let core = self.core.clone();
-        self.shared.submit(py, async move { core.list_volumes().map(Payload::from) })
+        let backend = self.backend.clone();
+        self.shared.submit(py, async move { backend.local(OVER_REST)?.list_volumes().map(Payload::from) })
     }
 
     fn get<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
-        let core = self.core.clone();
-        self.shared.submit(py, async move { core.get_volume(&name).map(Payload::from) })
+        let backend = self.backend.clone();
+        self.shared.submit(py, async move { backend.local(OVER_REST)?.get_volume(&name).map(Payload::from) })
     }
 
     /// Deletes a volume and its files; refused while a box mounts it.
     fn remove<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
-        let core = self.core.clone();
-        self.shared.submit(py, async move { core.remove_volume(&name).map(Payload::from) })
+        let backend = self.backend.clone();
+        self.shared.submit(py, async move { backend.local(OVER_REST)?.remove_volume(&name).map(Payload::from) })
     }
 }

@@ -3,9 +3,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use boxlite_core::{BoxHandle, ExecRequest, TtySize};
+use boxlite_core::{ExecRequest, TtySize};
 use pyo3::prelude::*;
 
+use crate::backend::BoxRef;
 use crate::dispatcher::{Payload, Shared};
 use crate::errors;
 use crate::options::CopyOptions;
@@ -26,7 +27,7 @@ pub use owned::{Orphan, OwnedBox};
 #[pyclass(module = "boxlite._native", frozen, name = "Box")]
 pub struct Box {
     shared: Arc<Shared>,
-    handle: Arc<BoxHandle>,
+    handle: BoxRef,
     /// A box made for this caller (dispatcher invariant 8): removed by `_release()`, kept when
     /// this object goes.
     made: Mutex<Option<OwnedBox>>,
@@ -34,7 +35,7 @@ pub struct Box {
 
 impl Box {
     pub fn new(shared: &Arc<Shared>, owned: OwnedBox) -> Self {
-        let handle = Arc::clone(owned.handle());
+        let handle = owned.handle().clone();
         let made = if owned.removes() {
             Some(owned)
         } else {
@@ -75,19 +76,19 @@ impl Box {
 
     /// Resolves to this box's `BoxInfo` (works on a stopped handle too).
     fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let handle = Arc::clone(&self.handle);
-        self.shared.submit(py, async move { Ok(Payload::from(handle.info())) })
+        let handle = self.handle.clone();
+        self.shared.submit(py, async move { handle.info().await.map(Payload::from) })
     }
 
     /// Boots the box; a running box is left as it is.
     fn start<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let handle = Arc::clone(&self.handle);
+        let handle = self.handle.clone();
         self.shared.submit(py, async move { handle.start().await.map(Payload::from) })
     }
 
     /// Stops the box (SIGTERM, then SIGKILL after 10 s) and spends this handle.
     fn stop<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let handle = Arc::clone(&self.handle);
+        let handle = self.handle.clone();
         self.shared.submit(py, async move { handle.stop().await.map(Payload::from) })
     }
 
@@ -122,26 +123,47 @@ impl Box {
             tty: tty.then_some(DEFAULT_TTY),
             timeout,
         };
-        let handle = Arc::clone(&self.handle);
-        crate::execution::start(py, &self.shared, async move { handle.request_exec(request).await })
+        match &self.handle {
+            BoxRef::Local(handle) => {
+                let handle = Arc::clone(handle);
+                crate::execution::start(py, &self.shared, async move { handle.request_exec(request).await })
+            }
+            BoxRef::Remote(remote) => {
+                let remote = Arc::clone(remote);
+                self.shared.submit_handover(py, async move { remote.exec(request).await.map(Payload::from) })
+            }
+        }
     }
 
     /// Follows the box's main process: its output from the start of the current (or last) run,
-    /// then as it comes, and its exit. With `stdin`, the first attach gets its stdin.
+    /// then as it comes, and its exit. With `stdin`, the first attach gets its stdin. On a REST
+    /// runtime, `execution_id` attaches to that execution instead (one the server keeps).
     #[pyo3(signature = (execution_id = None, stdin = true))]
     fn attach<'py>(&self, py: Python<'py>, execution_id: Option<String>, stdin: bool) -> PyResult<Bound<'py, PyAny>> {
-        if execution_id.is_some() {
-            return Err(errors::to_py(py, &boxlite_core::Error::Unsupported("reattaching to an execution by id needs a REST runtime; attach() follows the main process".to_string())));
+        match (&self.handle, execution_id) {
+            (BoxRef::Local(_), Some(_)) => Err(errors::to_py(py, &boxlite_core::Error::Unsupported("reattaching to an execution by id needs a REST runtime; attach() follows the main process".to_string()))),
+            (BoxRef::Local(handle), None) => {
+                let handle = Arc::clone(handle);
+                self.shared.submit(py, async move { handle.attach(stdin).await.map(Payload::from) })
+            }
+            (BoxRef::Remote(remote), execution_id) => {
+                let remote = Arc::clone(remote);
+                self.shared.submit(py, async move {
+                    match execution_id {
+                        Some(execution_id) => remote.reattach(&execution_id, stdin).await,
+                        None => remote.attach(stdin).await,
+                    }
+                    .map(Payload::from)
+                })
+            }
         }
-        let handle = Arc::clone(&self.handle);
-        self.shared.submit(py, async move { handle.attach(stdin).await.map(Payload::from) })
     }
 
     /// Copies a host file or directory into the box (`docker cp` conventions).
     #[pyo3(signature = (host_path, container_dest, copy_options = None))]
     fn copy_in<'py>(&self, py: Python<'py>, host_path: std::path::PathBuf, container_dest: String, copy_options: Option<&CopyOptions>) -> PyResult<Bound<'py, PyAny>> {
         let options = CopyOptions::to_core(copy_options);
-        let handle = Arc::clone(&self.handle);
+        let handle = self.handle.clone();
         self.shared.submit(py, async move { handle.copy_in(host_path, container_dest, options).await.map(Payload::from) })
     }
 
@@ -149,20 +171,21 @@ impl Box {
     #[pyo3(signature = (container_src, host_dest, copy_options = None))]
     fn copy_out<'py>(&self, py: Python<'py>, container_src: String, host_dest: std::path::PathBuf, copy_options: Option<&CopyOptions>) -> PyResult<Bound<'py, PyAny>> {
         let options = CopyOptions::to_core(copy_options);
-        let handle = Arc::clone(&self.handle);
+        let handle = self.handle.clone();
         self.shared.submit(py, async move { handle.copy_out(container_src, host_dest, options).await.map(Payload::from) })
     }
 
-    /// The box's outbound policy, changed while it runs (tunnels are not built yet).
+    /// The box's outbound policy, changed while it runs, and its tunnels.
     #[getter]
-    fn network(&self) -> NetworkHandle {
-        NetworkHandle { shared: Arc::clone(&self.shared), handle: Arc::clone(&self.handle) }
+    fn network(&self, py: Python<'_>) -> PyResult<NetworkHandle> {
+        let handle = self.handle.local("a box's network handle (outbound policy, tunnels)").map_err(|error| errors::to_py(py, &error))?;
+        Ok(NetworkHandle { shared: Arc::clone(&self.shared), handle: Arc::clone(handle) })
     }
 
     /// The box's snapshots.
     #[getter]
     fn snapshot(&self) -> SnapshotHandle {
-        SnapshotHandle { shared: Arc::clone(&self.shared), handle: Arc::clone(&self.handle) }
+        SnapshotHandle { shared: Arc::clone(&self.shared), handle: self.handle.clone() }
     }
 
     /// Resolves to the path of a new `.boxlite` archive of the box at `dest` (in it, as
@@ -171,7 +194,7 @@ impl Box {
     #[pyo3(signature = (*, dest, options = None))]
     fn export<'py>(&self, py: Python<'py>, dest: std::path::PathBuf, options: Option<&Bound<'py, ExportOptions>>) -> PyResult<Bound<'py, PyAny>> {
         let _ = options;
-        let handle = Arc::clone(&self.handle);
+        let handle = Arc::clone(self.handle.local("exporting a box").map_err(|error| errors::to_py(py, &error))?);
         self.shared.submit(py, async move { handle.export(dest).await.map(|path| Payload::from(owned::Archive::new(path))) })
     }
 
@@ -181,23 +204,23 @@ impl Box {
     fn clone_box<'py>(&self, py: Python<'py>, name: Option<String>, options: Option<&Bound<'py, CloneOptions>>) -> PyResult<Bound<'py, PyAny>> {
         let _ = options;
         self.shared.check_open(py)?;
-        let handle = Arc::clone(&self.handle);
+        let handle = self.handle.clone();
         let owner = Arc::downgrade(&self.shared.tasks);
         self.shared.submit_handover(py, async move {
             let cloned = handle.clone_box(name).await?;
-            Ok(Payload::from(OwnedBox::new(cloned, handle.runtime(), owner, Orphan::Remove)))
+            Ok(Payload::from(OwnedBox::new(cloned, owner, Orphan::Remove)))
         })
     }
 
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let handle = Arc::clone(&self.handle);
-        self.shared.submit(py, async move { handle.metrics().map(Payload::from) })
+        let handle = self.handle.clone();
+        self.shared.submit(py, async move { handle.metrics().await.map(Payload::from) })
     }
 
     /// `async with box:` starts the box and gives back this same object.
     fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let this = slf.get();
-        let handle = Arc::clone(&this.handle);
+        let handle = this.handle.clone();
         let future = this.shared.submit(slf.py(), async move { handle.start().await.map(Payload::from) })?;
         let identity = slf.clone().into_any().unbind();
         chain_result(slf.py(), &future, identity)

@@ -4,10 +4,10 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
-use boxlite_core::{BoxHandle, Runtime};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
+use crate::backend::BoxRef;
 use crate::dispatcher::{object, Deliver, Shared};
 use crate::tasks::Tasks;
 
@@ -26,8 +26,7 @@ pub enum Orphan {
 /// the last step too), on the runtime's tokio while it runs, so the removal waits for the box's
 /// lifecycle lock instead of skipping a box that is busy.
 pub struct OwnedBox {
-    handle: Arc<BoxHandle>,
-    runtime: Runtime,
+    handle: BoxRef,
     tasks: Weak<Tasks>,
     orphan: Orphan,
 }
@@ -35,11 +34,16 @@ pub struct OwnedBox {
 static ORPHANS_REMOVED: AtomicUsize = AtomicUsize::new(0);
 
 impl OwnedBox {
-    pub fn new(handle: BoxHandle, runtime: Runtime, tasks: Weak<Tasks>, orphan: Orphan) -> Self {
-        Self { handle: Arc::new(handle), runtime, tasks, orphan }
+    pub fn new(handle: BoxRef, tasks: Weak<Tasks>, orphan: Orphan) -> Self {
+        Self { handle, tasks, orphan }
     }
 
-    pub fn handle(&self) -> &Arc<BoxHandle> {
+    /// A local box on its way to a caller.
+    pub fn local(handle: boxlite_core::BoxHandle, tasks: Weak<Tasks>, orphan: Orphan) -> Self {
+        Self::new(BoxRef::Local(Arc::new(handle)), tasks, orphan)
+    }
+
+    pub fn handle(&self) -> &BoxRef {
         &self.handle
     }
 
@@ -60,7 +64,7 @@ impl Drop for OwnedBox {
             return;
         }
         ORPHANS_REMOVED.fetch_add(1, Ordering::SeqCst);
-        let (handle, runtime) = (Arc::clone(&self.handle), self.runtime.clone());
+        let (handle, runtime) = (self.handle.clone(), self.handle.backend());
         let removal = async move {
             if let Err(error) = runtime.remove(handle.id(), true).await {
                 if !matches!(error, boxlite_core::Error::NotFound(_)) {
@@ -71,7 +75,10 @@ impl Drop for OwnedBox {
         // Counted in flight, so a runtime that stops meanwhile lets the removal finish; once
         // it stops, its boxes' processes are gone and what is left is on disk.
         if self.tasks.upgrade().is_none_or(|tasks| tasks.try_spawn(removal).is_err()) {
-            self.runtime.discard(&self.handle);
+            // A remote box outlives this process's runtime: nothing is left here to discard.
+            if let BoxRef::Local(handle) = &self.handle {
+                handle.runtime().discard(handle);
+            }
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use boxlite_core::BoxHandle;
+use crate::backend::BoxRef;
 use pyo3::prelude::*;
 
 use crate::dispatcher::{list, object, Deliver, Payload, Shared};
@@ -68,7 +68,7 @@ impl Deliver for Vec<boxlite_core::SnapshotInfo> {
 #[pyclass(module = "boxlite._native", frozen)]
 pub struct SnapshotHandle {
     pub shared: Arc<Shared>,
-    pub handle: Arc<BoxHandle>,
+    pub handle: BoxRef,
 }
 
 #[pymethods]
@@ -78,30 +78,30 @@ impl SnapshotHandle {
     #[pyo3(signature = (*, name, options = None))]
     fn create<'py>(&self, py: Python<'py>, name: String, options: Option<&Bound<'py, SnapshotOptions>>) -> PyResult<Bound<'py, PyAny>> {
         let _ = options;
-        let handle = Arc::clone(&self.handle);
+        let handle = self.handle.clone();
         self.shared.submit(py, async move { handle.snapshot_create(&name).await.map(Payload::from) })
     }
 
     /// The box's snapshots, newest first.
     fn list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let handle = Arc::clone(&self.handle);
+        let handle = self.handle.clone();
         self.shared.submit(py, async move { handle.snapshot_list().await.map(Payload::from) })
     }
 
     /// The snapshot named `name`, or None.
     fn get<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
-        let handle = Arc::clone(&self.handle);
+        let handle = self.handle.clone();
         self.shared.submit(py, async move { handle.snapshot_get(&name).await.map(Payload::from) })
     }
 
     fn remove<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
-        let handle = Arc::clone(&self.handle);
+        let handle = self.handle.clone();
         self.shared.submit(py, async move { handle.snapshot_remove(&name).await.map(Payload::from) })
     }
 
     /// Brings the box's files back to the snapshot; the box must be stopped.
     fn restore<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
-        let handle = Arc::clone(&self.handle);
+        let handle = self.handle.clone();
         self.shared.submit(py, async move { handle.snapshot_restore(&name).await.map(Payload::from) })
     }
 }

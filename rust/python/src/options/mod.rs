@@ -288,7 +288,16 @@ impl BoxOptions {
 }
 
 impl BoxOptions {
-    /// The core's options, or why this engine cannot make such a box.
+    /// The options for a box of `backend`: the core's, and BoxLite's lifecycle knobs, which
+    /// only a REST server keeps.
+    pub fn for_backend(&self, py: Python<'_>, backend: &crate::backend::Backend) -> Result<(boxlite_core::BoxOptions, boxlite_client::Lifecycle), boxlite_core::Error> {
+        match backend {
+            crate::backend::Backend::Local(_) => Ok((self.to_core(py)?, boxlite_client::Lifecycle::default())),
+            crate::backend::Backend::Remote(_) => Ok((self.shared_options(py)?, boxlite_client::Lifecycle { auto_stop: self.auto_stop, auto_resume: self.auto_resume })),
+        }
+    }
+
+    /// The core's options for a local box, or why this engine cannot make such a box.
     pub fn to_core(&self, py: Python<'_>) -> Result<boxlite_core::BoxOptions, boxlite_core::Error> {
         use boxlite_core::Error::Unsupported;
         if self.auto_stop.is_some() {
@@ -297,6 +306,12 @@ impl BoxOptions {
         if self.auto_resume == Some(true) {
             return Err(Unsupported("auto_resume is only available on a REST runtime".to_string()));
         }
+        self.shared_options(py)
+    }
+
+    /// The core's options, for a box of either kind of runtime.
+    fn shared_options(&self, py: Python<'_>) -> Result<boxlite_core::BoxOptions, boxlite_core::Error> {
+        use boxlite_core::Error::Unsupported;
         // BoxLite's default: outbound traffic, to anywhere the policy allows.
         let network = self.network.as_ref().map_or_else(|| Ok(Some(Vec::new())), NetworkSpec::to_core)?;
         let ports = self.ports.iter().map(PortSpec::to_core).collect::<Result<Vec<_>, _>>()?;
