@@ -22,7 +22,7 @@ import boxlite
 from tests import images
 from tests.leftovers import box_cgroups, box_processes
 from tests.registry import Registry
-from tests.serve_client import follow, serving
+from tests.serve_client import KEY, serving
 
 from .harness import Row, latency_row, percentile, side_by_side
 
@@ -532,73 +532,58 @@ async def snapshots(megabytes: int, samples: int) -> list[Row]:
 
 
 async def rest(samples: int, warmup: int, megabytes: int, burst: int) -> list[Row]:
-    """12. `boxlite serve` on loopback, driven as a remote client would (POST exec, then the attach
-    WebSocket to the exit frame; JSON over http.client, a connection per request), against the
-    same work through the local runtime: exec `true` in a running box, `megabytes` MiB of stdout,
+    """12. `Boxlite.rest()` driving `boxlite serve` on loopback against the same work through
+    the local runtime, side by side: exec `true` in a running box, `megabytes` MiB of stdout,
     and a burst of `burst` concurrent create+exec+remove."""
     size = megabytes << 20
     rows = []
     with tempfile.TemporaryDirectory() as scratch, _runtime(f"{scratch}/local") as runtime, serving(Path(scratch) / "served") as server:
-        box = await runtime.create(boxlite.BoxOptions())
-        await box.start()
-        server.create(name="bench")
-        server.ok("POST", "/v1/boxes/bench/start")
+        remote = boxlite.Boxlite.rest(boxlite.BoxliteRestOptions(f"http://{server.address}", boxlite.ApiKeyCredential(KEY)))
+        try:
+            boxes = {}
+            for name, which in (("local", runtime), ("rest", remote)):
+                boxes[name] = await which.create(boxlite.BoxOptions())
+                await boxes[name].start()
 
-        async def remote_true() -> None:
-            assert (await server.run("bench", "true"))[2] == 0
+            async def remote_true() -> None:
+                await (await boxes["rest"].exec("true")).wait()
 
-        async def local_true() -> None:
-            await (await box.exec("true")).wait()
+            async def local_true() -> None:
+                await (await boxes["local"].exec("true")).wait()
 
-        ours, theirs = await side_by_side(remote_true, local_true, samples, warmup)
-        rows.append(latency_row("exec true over REST (loopback)", "the same exec, local", ours, theirs))
+            ours, theirs = await side_by_side(remote_true, local_true, samples, warmup)
+            rows.append(latency_row("exec true over REST (loopback)", "the same exec, local", ours, theirs))
 
-        streamed: dict[str, list[float]] = {"rest": [], "local": []}
-        for _ in range(3):
-            started = time.perf_counter()
-            execution_id = server.exec("bench", "head", "-c", str(size), "/dev/zero")
-            received = 0
-            async with await server.attach("bench", execution_id) as socket:
-                async for message in socket:
-                    if isinstance(message, bytes):
-                        received += len(message) - 1
-                    elif json.loads(message)["type"] == "exit":
-                        break
-            assert received == size
-            streamed["rest"].append(size / (time.perf_counter() - started) / 1e6)
-            started = time.perf_counter()
-            execution = await box.exec("head", ["-c", str(size), "/dev/zero"])
-            total = 0
-            async for chunk in execution.stdout(text=False):
-                total += len(chunk)
-            await execution.wait()
-            assert total == size
-            streamed["local"].append(size / (time.perf_counter() - started) / 1e6)
-        rows.append(Row(f"stdout over REST ({megabytes} MiB)", "MB/s", statistics.median(streamed["rest"]), min(streamed["rest"]),
-                        "the same stdout, local", statistics.median(streamed["local"]), min(streamed["local"]), 3, 0.5, True,
-                        "p99 column: slowest run; the client is Python's websockets, which takes most of the CPU"))
+            streamed: dict[str, list[float]] = {"rest": [], "local": []}
+            for _ in range(3):
+                for name in ("rest", "local"):
+                    started = time.perf_counter()
+                    execution = await boxes[name].exec("head", ["-c", str(size), "/dev/zero"])
+                    total = 0
+                    async for chunk in execution.stdout(text=False):
+                        total += len(chunk)
+                    await execution.wait()
+                    assert total == size
+                    streamed[name].append(size / (time.perf_counter() - started) / 1e6)
+            rows.append(Row(f"stdout over REST ({megabytes} MiB)", "MB/s", statistics.median(streamed["rest"]), min(streamed["rest"]),
+                            "the same stdout, local", statistics.median(streamed["local"]), min(streamed["local"]), 3, 0.5, True,
+                            "p99 column: slowest run"))
 
-        async def remote_cycle(number: int) -> None:
-            name = f"burst-{number}"
-            await asyncio.to_thread(server.create, name=name)
-            execution_id = await asyncio.to_thread(server.exec, name, "true")
-            async with await server.attach(name, execution_id) as socket:
-                assert (await follow(socket))[2] == 0
-            await asyncio.to_thread(server.ok, "DELETE", f"/v1/boxes/{name}?force=true", None, 204)
+            async def cycle(which: boxlite.Boxlite) -> None:
+                made = await which.create(boxlite.BoxOptions())
+                await (await made.exec("true")).wait()
+                await which.remove(made.id, force=True)
 
-        async def local_cycle() -> None:
-            made = await runtime.create(boxlite.BoxOptions())
-            await (await made.exec("true")).wait()
-            await runtime.remove(made.id, force=True)
-
-        started = time.perf_counter()
-        await asyncio.gather(*(remote_cycle(number) for number in range(burst)))
-        remote_ms = (time.perf_counter() - started) * 1e3
-        started = time.perf_counter()
-        await asyncio.gather(*(local_cycle() for _ in range(burst)))
-        local_ms = (time.perf_counter() - started) * 1e3
-        rows.append(Row(f"{burst} concurrent create+exec+remove over REST", "ms", remote_ms, remote_ms, "the same burst, local", local_ms, local_ms, 1))
-        await box.stop()
+            burst_ms = {}
+            for name, which in (("rest", remote), ("local", runtime)):
+                started = time.perf_counter()
+                await asyncio.gather(*(cycle(which) for _ in range(burst)))
+                burst_ms[name] = (time.perf_counter() - started) * 1e3
+            rows.append(Row(f"{burst} concurrent create+exec+remove over REST", "ms", burst_ms["rest"], burst_ms["rest"], "the same burst, local", burst_ms["local"], burst_ms["local"], 1))
+            for made in boxes.values():
+                await made.stop()
+        finally:
+            remote.close()
     return rows
 
 

@@ -20,6 +20,7 @@ from boxlite._native import _testing
 
 from . import images
 from .leftovers import box_cgroups, box_processes
+from .serve_client import KEY, serving
 
 
 async def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition never became true") -> None:
@@ -121,6 +122,27 @@ async def checked_runtime(home: Path) -> AsyncIterator[boxlite.Boxlite]:
 async def runtime(home: Path) -> AsyncIterator[boxlite.Boxlite]:
     async with checked_runtime(home) as rt:
         yield rt
+
+
+@pytest.fixture(params=["local", "rest"])
+async def any_runtime(request: pytest.FixtureRequest, home: Path) -> AsyncIterator[boxlite.Boxlite]:
+    """The tests of what both kinds of runtime do, run on each: a local runtime on ``home``, and
+    a REST runtime (``Boxlite.rest``) driving a real ``boxlite serve`` on ``home`` over
+    loopback. Either way, nothing may be left behind (the ``home`` fixture), and the client
+    opens no descriptor it keeps after ``close()``."""
+    if request.param == "local":
+        async with checked_runtime(home) as rt:
+            yield rt
+        return
+    with serving(home) as server:
+        descriptors = open_descriptors()
+        rt = boxlite.Boxlite.rest(boxlite.BoxliteRestOptions(f"http://{server.address}", boxlite.ApiKeyCredential(KEY)))
+        try:
+            yield rt
+        finally:
+            rt.close()
+        del rt
+        await no_descriptor_leak(descriptors)
 
 
 def open_descriptors() -> set[str]:

@@ -22,7 +22,8 @@ async def run(box: boxlite.Box, script: str) -> bytes:
     return stdout
 
 
-async def test_a_new_box_is_configured_with_a_base62_id(runtime: boxlite.Boxlite) -> None:
+async def test_a_new_box_is_configured_with_a_base62_id(any_runtime: boxlite.Boxlite) -> None:
+    runtime = any_runtime
     box = await runtime.create(boxlite.BoxOptions(cpus=2, memory_mib=256), name="first")
     assert re.fullmatch(r"[0-9A-Za-z]{12}", box.id)
     assert box.name == "first"
@@ -34,7 +35,8 @@ async def test_a_new_box_is_configured_with_a_base62_id(runtime: boxlite.Boxlite
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}\+00:00", info.created_at)
 
 
-async def test_start_is_idempotent_and_exec_boots_implicitly(runtime: boxlite.Boxlite) -> None:
+async def test_start_is_idempotent_and_exec_boots_implicitly(any_runtime: boxlite.Boxlite) -> None:
+    runtime = any_runtime
     box = await runtime.create(boxlite.BoxOptions())
     assert await run(box, "echo hi") == b"hi\n"
     info = await box.info()
@@ -44,7 +46,8 @@ async def test_start_is_idempotent_and_exec_boots_implicitly(runtime: boxlite.Bo
     assert (await box.info()).state.pid == info.state.pid
 
 
-async def test_list_info_is_newest_first_and_names_are_unique(runtime: boxlite.Boxlite) -> None:
+async def test_list_info_is_newest_first_and_names_are_unique(any_runtime: boxlite.Boxlite) -> None:
+    runtime = any_runtime
     assert await runtime.list_info() == []
     created = [await runtime.create(boxlite.BoxOptions(), name=f"b{index}") for index in range(3)]
     assert [info.id for info in await runtime.list_info()] == [box.id for box in reversed(created)]
@@ -59,7 +62,8 @@ async def test_list_info_is_newest_first_and_names_are_unique(runtime: boxlite.B
     assert await runtime.get_info("nope") is None
 
 
-async def test_default_boxes_are_removed_on_stop_and_handles_are_spent(runtime: boxlite.Boxlite) -> None:
+async def test_default_boxes_are_removed_on_stop_and_handles_are_spent(any_runtime: boxlite.Boxlite) -> None:
+    runtime = any_runtime
     box = await runtime.create(boxlite.BoxOptions())
     await run(box, "true")
     await box.stop()
@@ -70,7 +74,8 @@ async def test_default_boxes_are_removed_on_stop_and_handles_are_spent(runtime: 
             await call()
 
 
-async def test_files_persist_across_stop_and_start(runtime: boxlite.Boxlite) -> None:
+async def test_files_persist_across_stop_and_start(any_runtime: boxlite.Boxlite) -> None:
+    runtime = any_runtime
     box = await runtime.create(boxlite.BoxOptions(auto_remove=False), name="keeper")
     await run(box, "echo kept > /root/note; echo gone > /tmp/x; rm /etc/hosts")
     await box.stop()
@@ -82,14 +87,16 @@ async def test_files_persist_across_stop_and_start(runtime: boxlite.Boxlite) -> 
     await runtime.remove("keeper", force=True)
 
 
-async def test_writes_in_one_box_do_not_reach_another(runtime: boxlite.Boxlite) -> None:
+async def test_writes_in_one_box_do_not_reach_another(any_runtime: boxlite.Boxlite) -> None:
+    runtime = any_runtime
     first = await runtime.create(boxlite.BoxOptions())
     second = await runtime.create(boxlite.BoxOptions())
     await run(first, "echo mine > /etc/marker")
     assert await run(second, "cat /etc/marker 2>/dev/null || echo absent") == b"absent\n"
 
 
-async def test_remove_needs_force_for_a_running_box(runtime: boxlite.Boxlite, home: Path) -> None:
+async def test_remove_needs_force_for_a_running_box(any_runtime: boxlite.Boxlite, home: Path) -> None:
+    runtime = any_runtime
     box = await runtime.create(boxlite.BoxOptions(auto_remove=False))
     await run(box, "true")
     with pytest.raises(boxlite.InvalidStateError, match="force"):
@@ -101,7 +108,8 @@ async def test_remove_needs_force_for_a_running_box(runtime: boxlite.Boxlite, ho
         await runtime.remove(box.id, force=True)
 
 
-async def test_the_box_is_isolated_from_the_host(runtime: boxlite.Boxlite) -> None:
+async def test_the_box_is_isolated_from_the_host(any_runtime: boxlite.Boxlite) -> None:
+    runtime = any_runtime
     box = await runtime.create(boxlite.BoxOptions(), name="iso")
     output = await run(box, "hostname; echo $$; ls /proc | grep -c '^[0-9]'; find /home /root -mindepth 1 | wc -l; cat /proc/1/cmdline | tr '\\0' ' '")
     hostname, own_pid, processes, home_entries, init = output.decode().splitlines()
@@ -154,7 +162,8 @@ async def test_box_processes_run_in_the_boxs_cgroups_at_the_callers_priority(run
     assert Path(f"/proc/{init_pid}/stat").read_text().rsplit(")", 1)[1].split()[16] == str(os.getpriority(os.PRIO_PROCESS, 0))
 
 
-async def test_async_with_starts_and_stops(runtime: boxlite.Boxlite) -> None:
+async def test_async_with_starts_and_stops(any_runtime: boxlite.Boxlite) -> None:
+    runtime = any_runtime
     box = await runtime.create(boxlite.BoxOptions())
     async with box as entered:
         assert entered is box
@@ -197,17 +206,23 @@ async def test_detached_box_outlives_its_runtime_and_is_adopted(home: Path) -> N
             os.kill(init_pid, signal.SIGKILL)
 
 
-async def test_options_that_conflict_are_refused(runtime: boxlite.Boxlite) -> None:
+async def test_options_that_conflict_are_refused(any_runtime: boxlite.Boxlite) -> None:
+    runtime = any_runtime
     with pytest.raises(boxlite.InvalidArgumentError, match="remove-on-stop is incompatible"):
         await runtime.create(boxlite.BoxOptions(detach=True))
-    with pytest.raises(boxlite.UnsupportedError):
-        runtime.create(boxlite.BoxOptions(auto_stop=60))
     with pytest.raises(boxlite.InvalidArgumentError, match="main command is empty"):
         await runtime.create(boxlite.BoxOptions(cmd=[]))
     assert await runtime.list_info() == []
 
 
-async def test_metrics_count_boxes_and_commands(runtime: boxlite.Boxlite) -> None:
+async def test_what_only_a_rest_server_keeps_is_refused_by_a_local_runtime(runtime: boxlite.Boxlite) -> None:
+    for options in (boxlite.BoxOptions(auto_stop=60), boxlite.BoxOptions(auto_resume=True)):
+        with pytest.raises(boxlite.UnsupportedError, match="REST runtime"):
+            runtime.create(options)
+
+
+async def test_metrics_count_boxes_and_commands(any_runtime: boxlite.Boxlite) -> None:
+    runtime = any_runtime
     metrics = await runtime.metrics()
     assert (metrics.boxes_created_total, metrics.num_running_boxes, metrics.total_commands_executed) == (0, 0, 0)
     box = await runtime.create(boxlite.BoxOptions())

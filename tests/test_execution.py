@@ -18,7 +18,15 @@ from .conftest import collect, logged, wait_until
 
 
 @pytest.fixture
-async def box(runtime: boxlite.Boxlite) -> boxlite.Box:
+async def box(any_runtime: boxlite.Boxlite) -> boxlite.Box:
+    """A box of each kind of runtime, local and REST."""
+    return await any_runtime.create(boxlite.BoxOptions())
+
+
+@pytest.fixture
+async def local_box(runtime: boxlite.Boxlite) -> boxlite.Box:
+    """A box of a local runtime, for what only it does or shows (the test hooks of `_testing`;
+    a REST server lets an ended process's quiet output go, see docs/serve.md)."""
     return await runtime.create(boxlite.BoxOptions())
 
 
@@ -235,7 +243,8 @@ async def test_close_after_a_natural_exit_keeps_the_real_status(box: boxlite.Box
     assert (again.exit_code, again.forced) == (5, False)
 
 
-async def test_output_held_open_delays_the_exit_until_close_ends_the_streams(box: boxlite.Box) -> None:
+async def test_output_held_open_delays_the_exit_until_close_ends_the_streams(local_box: boxlite.Box) -> None:
+    box = local_box
     # The shell exits at once, but a process it left behind holds stdout open: more output may
     # come, so the exit waits for the end of the output...
     execution = await box.exec("sh", ["-c", "sleep 600 & echo started"])

@@ -14,8 +14,8 @@ from .conftest import collect
 
 
 @pytest.fixture
-async def box(runtime: boxlite.Boxlite) -> boxlite.Box:
-    return await runtime.create(boxlite.BoxOptions())
+async def box(any_runtime: boxlite.Boxlite) -> boxlite.Box:
+    return await any_runtime.create(boxlite.BoxOptions())
 
 
 async def sh(box: boxlite.Box, script: str) -> str:

@@ -1,0 +1,227 @@
+"""``Boxlite.rest()``: the same Python API over a real ``boxlite serve`` on loopback. The box,
+execution and file tests run on both kinds of runtime (the ``any_runtime`` fixture); here is
+what only a remote runtime has: credentials, a server that dies mid-stream, cancellation and
+close over the wire, reattaching by id, BoxLite's lifecycle knobs, and what a REST runtime
+refuses."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+import boxlite
+
+from .conftest import collect, wait_until
+from .serve_client import KEY, Server, serving
+from .test_execution import processes_with_command_line
+
+
+def connect(server: Server, credential: boxlite.Credential | None = None, *, key: str | None = KEY) -> boxlite.Boxlite:
+    if credential is None and key is not None:
+        credential = boxlite.ApiKeyCredential(key)
+    return boxlite.Boxlite.rest(boxlite.BoxliteRestOptions(f"http://{server.address}", credential))
+
+
+@pytest.fixture
+def server(home: Path) -> Iterator[Server]:
+    with serving(home) as running:
+        yield running
+
+
+@pytest.fixture
+async def remote(server: Server) -> AsyncIterator[boxlite.Boxlite]:
+    runtime = connect(server)
+    try:
+        yield runtime
+    finally:
+        runtime.close()
+
+
+async def test_the_key_is_checked_and_never_shown(server: Server) -> None:
+    for runtime in (connect(server, key=None), connect(server, key="blk_wrong-key-0123")):
+        with pytest.raises(boxlite.ConfigError, match="refused the credential") as refused:
+            await runtime.list_info()
+        assert "blk_wrong-key-0123" not in str(refused.value)
+        runtime.close()
+    runtime = connect(server)
+    assert await runtime.list_info() == []
+    assert KEY not in repr(runtime) and "rest=" in repr(runtime)
+    assert KEY not in repr(boxlite.BoxliteRestOptions(f"http://{server.address}", boxlite.ApiKeyCredential(KEY)))
+    runtime.close()
+
+
+async def test_a_server_nobody_listens_on_is_a_network_error() -> None:
+    runtime = boxlite.Boxlite.rest(boxlite.BoxliteRestOptions("http://127.0.0.1:9"))  # discard: closed
+    with pytest.raises(boxlite.NetworkError, match="cannot be reached"):
+        await runtime.list_info()
+    runtime.close()
+
+
+async def test_a_credential_is_asked_for_a_token_when_the_last_one_is_due(server: Server) -> None:
+    class Expiring(boxlite.Credential):
+        def __init__(self, lifetime: float | None) -> None:
+            self.lifetime, self.issued = lifetime, 0
+
+        def get_token(self) -> boxlite.AccessToken:
+            self.issued += 1
+            return boxlite.AccessToken(KEY, None if self.lifetime is None else time.time() + self.lifetime)
+
+    for lifetime, issued in ((None, 1), (5.0, 3)):  # renewed when it expires within 30 s
+        credential = Expiring(lifetime)
+        runtime = connect(server, credential)
+        assert credential.issued == 0, "making the runtime contacts nobody"
+        for _ in range(3):
+            assert await runtime.list_info() == []
+        assert credential.issued == issued
+        runtime.close()
+
+
+async def test_a_server_killed_mid_stream_ends_the_execution_with_an_error_not_a_hang(home: Path) -> None:
+    with serving(home) as server:
+        runtime = connect(server)
+        box = await runtime.create(boxlite.BoxOptions(auto_remove=False), name="cut")
+        execution = await box.exec("sh", ["-c", "echo started; sleep 1000"])
+        stdout = execution.stdout()
+        assert await stdout.__anext__() == "started\n"
+        assert server.stop(signal.SIGKILL) == -signal.SIGKILL
+        status = await asyncio.wait_for(execution.wait(), 60)  # a guard against a hang, not a measure
+        assert status.exit_code == -1 and status.error_message and "REST server" in status.error_message
+        assert [chunk async for chunk in stdout] == []
+        with pytest.raises(boxlite.NetworkError):
+            await box.info()
+        runtime.close()
+    with serving(home) as again:  # the next server takes the box over; the fixture removes it
+        assert [found["name"] for found in again.ok("GET", "/v1/boxes")["boxes"]] == ["cut"]
+
+
+async def test_a_hundred_concurrent_remote_execs(remote: boxlite.Boxlite) -> None:
+    box = await remote.create(boxlite.BoxOptions())
+
+    async def one(number: int) -> tuple[bytes, bytes, int]:
+        stdout, stderr, status = await collect(await box.exec("sh", ["-c", f"echo {number}; echo {number} >&2; exit {number % 7}"]))
+        return stdout, stderr, status.exit_code
+
+    results = await asyncio.gather(*(one(number) for number in range(100)))
+    assert results == [(f"{number}\n".encode(), f"{number}\n".encode(), number % 7) for number in range(100)]
+
+
+async def test_a_cancelled_exec_or_create_leaves_nothing_on_the_server(remote: boxlite.Boxlite, server: Server) -> None:
+    box = await remote.create(boxlite.BoxOptions())
+    await box.start()
+    for _ in range(3):
+        task = asyncio.ensure_future(box.exec("sleep", ["987657"]))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    await wait_until(lambda: not processes_with_command_line(b"sleep\x00987657\x00"), what="a cancelled remote exec left its process")
+    creating = asyncio.ensure_future(remote.create(boxlite.BoxOptions(), name="never-received"))
+    await asyncio.sleep(0)
+    creating.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await creating
+    # The request runs on after the cancellation: the box is made, then removed.
+    removed = re.compile(r"DELETE /v1/boxes/[0-9A-Za-z]+ -> 204")
+    await wait_until(lambda: any(removed.search(line) for line in server.log), what="a box made for a cancelled create stayed on the server")
+    assert await remote.get_info("never-received") is None
+
+
+async def test_close_fails_pending_calls_and_ends_what_the_runtime_started(server: Server) -> None:
+    runtime = connect(server)
+    box = await runtime.create(boxlite.BoxOptions())
+    execution = await box.exec("sleep", ["987658"])
+    waiting = asyncio.ensure_future(execution.wait())
+    await asyncio.sleep(0)
+    runtime.close()
+    with pytest.raises(boxlite.RuntimeClosedError):
+        await waiting
+    with pytest.raises(boxlite.RuntimeClosedError):
+        await runtime.list_info()
+    del execution, waiting
+    await wait_until(lambda: not processes_with_command_line(b"sleep\x00987658\x00"), what="an execution outlived its closed runtime")
+
+
+async def test_an_execution_the_server_keeps_is_reattached_by_id(remote: boxlite.Boxlite, server: Server) -> None:
+    box = await remote.create(boxlite.BoxOptions())
+    await box.start()
+    execution_id = server.exec(box.id, "sh", "-c", "echo first; read line; echo got $line")
+    attached = await box.attach(execution_id=execution_id)
+    stdin = attached.stdin()
+    await stdin.send_input(b"this\n")
+    await stdin.close()
+    stdout, _, status = await collect(attached)
+    assert (stdout, status.exit_code) == (b"first\ngot this\n", 0)
+    with pytest.raises(boxlite.NotFoundError):
+        await box.attach(execution_id="no-such-execution")
+
+
+async def test_boxlites_lifecycle_knobs_reach_the_server(remote: boxlite.Boxlite, server: Server) -> None:
+    box = await remote.create(boxlite.BoxOptions(auto_stop=60, auto_resume=False, auto_remove=False), name="kept")
+    shown = server.ok("GET", "/v1/boxes/kept")
+    assert (shown["auto_stop"], shown["auto_delete"], shown["auto_resume"]) == (60, 0, False)
+    await box.start()
+    await box.stop()
+    again = await remote.get("kept")
+    assert again is not None
+    with pytest.raises(boxlite.InvalidStateError, match="auto_resume"):
+        await again.exec("true")  # a stopped box is started by exec only with auto_resume
+    await remote.remove("kept")
+
+
+async def test_what_a_rest_runtime_cannot_do_is_refused_and_makes_nothing(remote: boxlite.Boxlite, tmp_path: Path) -> None:
+    tmp_path = tmp_path / "out"  # the server's home is beside it
+    tmp_path.mkdir()
+    with pytest.raises(boxlite.UnsupportedError, match="host directory"):
+        await remote.create(boxlite.BoxOptions(volumes=[(str(tmp_path), "/data")]))
+    with pytest.raises(boxlite.UnsupportedError, match="published ports"):
+        await remote.create(boxlite.BoxOptions(ports=[(8080, 80)]))
+    box = await remote.create(boxlite.BoxOptions())
+    with pytest.raises(boxlite.UnsupportedError, match="REST runtime"):
+        box.network  # noqa: B018 - the property is what refuses
+    with pytest.raises(boxlite.UnsupportedError, match="REST runtime"):
+        await box.export(dest=str(tmp_path))
+    with pytest.raises(boxlite.UnsupportedError, match="REST runtime"):
+        await remote.volumes.list()
+    with pytest.raises(boxlite.UnsupportedError, match="REST runtime"):
+        await remote.import_box(str(tmp_path / "x.boxlite"))
+    assert [info.id for info in await remote.list_info()] == [box.id]
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_snapshots_clones_and_images_over_rest(remote: boxlite.Boxlite) -> None:
+    box = await remote.create(boxlite.BoxOptions(auto_remove=False))
+    _, _, status = await collect(await box.exec("sh", ["-c", "echo one > /root/v"]))
+    assert status.exit_code == 0
+    await box.stop()
+    again = await remote.get(box.id)
+    assert again is not None
+    taken = await again.snapshot.create(name="first")
+    assert (taken.name, [found.name for found in await again.snapshot.list()]) == ("first", ["first"])
+    clone = await again.clone_box(name="twin")
+    _, _, status = await collect(await again.exec("sh", ["-c", "echo two > /root/v"]))
+    await again.stop()
+    again = await remote.get(box.id)
+    assert again is not None
+    await again.snapshot.restore("first")
+    for found in (again, clone):
+        stdout, _, _ = await collect(await found.exec("cat", ["/root/v"]))
+        assert stdout == b"one\n"
+    assert any(image.reference for image in await remote.images.list()) or await remote.images.list() == []
+    metrics = await remote.metrics()
+    assert metrics.boxes_created_total >= 2
+
+
+def test_the_sync_api_drives_a_remote_runtime_too(server: Server) -> None:
+    runtime = boxlite.SyncBoxlite.rest(boxlite.BoxliteRestOptions(f"http://{server.address}", boxlite.ApiKeyCredential(KEY)))
+    try:
+        box = runtime.create(boxlite.BoxOptions())
+        execution = box.exec("sh", ["-c", "echo synced"])
+        assert ("".join(execution.stdout()), execution.wait().exit_code) == ("synced\n", 0)
+    finally:
+        runtime.close()
