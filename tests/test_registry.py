@@ -235,3 +235,17 @@ async def test_a_cancelled_pull_leaves_nothing_half_written(pulling_runtime: box
     box = await pulling_runtime.create(boxlite.BoxOptions(image=reference))
     stdout, _, _ = await collect(await box.exec("echo", ["whole"]))
     assert stdout == b"whole\n"
+
+
+async def test_an_image_is_detailed_by_name_with_its_versions_and_tags(pulling_runtime: boxlite.Boxlite, registry: Registry, busybox_image: str) -> None:
+    for tag in ("1", "2"):  # one manifest under two tags
+        registry.push(Path(busybox_image), "library/busybox", tag)
+        await pulling_runtime.images.pull(f"busybox:{tag}")
+    detail = await pulling_runtime.images.get("busybox:1")
+    assert detail.name == f"{registry.host}/library/busybox"
+    [version] = detail.versions
+    assert sorted(version.aliases) == sorted(detail.aliases) == ["1", "2"]
+    assert version.digest.startswith("sha256:") and version.size_bytes > 0
+    assert (version.last_used_at, version.upstream_missing_at, detail.history, detail.curated) == (None, None, [], False)
+    with pytest.raises(boxlite.NotFoundError):
+        await pulling_runtime.images.get("busybox:3")

@@ -36,10 +36,13 @@ __all__ = [
     "HealthCheckOptions",
     "HealthState",
     "HealthStatus",
+    "ImageAliasEvent",
+    "ImageDetail",
     "ImageHandle",
     "ImageInfo",
     "ImagePullResult",
     "ImageRegistry",
+    "ImageVersion",
     "InboundNetworkInfo",
     "InboundNetworkSpec",
     "NetworkHandle",
@@ -133,6 +136,66 @@ class ImageInfo:
     def size_bytes(self) -> int | None: ...
 
 @final
+class ImageVersion:
+    """A version of an image: one manifest, and the tags that name it."""
+
+    @property
+    def digest(self) -> str:
+        """The manifest's digest."""
+    @property
+    def size_bytes(self) -> int: ...
+    @property
+    def source_ref(self) -> str:
+        """The reference it was pulled as."""
+    @property
+    def aliases(self) -> list[str]:
+        """The tags that name it."""
+    @property
+    def recorded_at(self) -> str:
+        """When it was pulled (RFC 3339)."""
+    @property
+    def last_used_at(self) -> str | None:
+        """Not kept by a local store: ``None``."""
+    @property
+    def upstream_missing_at(self) -> str | None:
+        """Not kept by a local store: ``None``."""
+
+@final
+class ImageAliasEvent:
+    """A tag moved from one version to another (a REST server's history; a local store keeps
+    none)."""
+
+    @property
+    def alias(self) -> str: ...
+    @property
+    def from_digest(self) -> str | None: ...
+    @property
+    def to_digest(self) -> str | None: ...
+    @property
+    def actor(self) -> str | None: ...
+    @property
+    def recorded_at(self) -> str: ...
+
+@final
+class ImageDetail:
+    """An image by name: its versions (one per manifest pulled under the name) and their tags."""
+
+    @property
+    def name(self) -> str:
+        """The repository (``docker.io/library/alpine``)."""
+    @property
+    def versions(self) -> list[ImageVersion]:
+        """Newest first."""
+    @property
+    def aliases(self) -> list[str]:
+        """Every tag of every version."""
+    @property
+    def history(self) -> list[ImageAliasEvent]: ...
+    @property
+    def curated(self) -> bool:
+        """Whether a server's curators keep it; ``False`` for a local store."""
+
+@final
 class ImageHandle:
     """``Boxlite.images``: the runtime's image store."""
 
@@ -149,6 +212,11 @@ class ImageHandle:
             NetworkError: the registry cannot be reached (bounded by connect/read timeouts).
             ImageError: access denied, a blob that does not match its digest, a bad image.
         """
+    def get(self, name: str) -> asyncio.Future[ImageDetail]:
+        """The pulled image ``name`` (normalised as a pull would: ``alpine`` is Docker Hub's
+        ``library/alpine:latest``), with every version pulled under its repository.
+        ``NotFoundError`` when it was not pulled; ``UnsupportedError`` on a REST runtime (not
+        served by ``boxlite serve`` yet)."""
     def list(self) -> asyncio.Future[list[ImageInfo]]: ...
     def remove(self, name: str) -> asyncio.Future[None]:
         """Forgets an image in the local store; its layers go at the next ``prune()``."""

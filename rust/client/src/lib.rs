@@ -79,8 +79,12 @@ impl Client {
     /// A client of the server at `url` (`http://host:port`), under BoxLite's deployment
     /// `path_prefix` if one is given.
     pub fn new(url: &str, path_prefix: Option<&str>, credential: Option<Arc<dyn TokenSource>>, spawn: Spawn) -> Result<Self> {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
+        let Some(rest) = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")) else {
             return Err(Error::Config(format!("the REST URL must be http:// or https://, not {url:?}")));
+        };
+        // A URL is shown (reprs, errors): a secret in it would be shown too.
+        if rest.split('/').next().is_some_and(|authority| authority.contains('@')) {
+            return Err(Error::Config("the REST URL must not carry credentials: give them as the options' credential".to_string()));
         }
         let http = http_client(None)?;
         let root = url.trim_end_matches('/');
@@ -329,6 +333,10 @@ mod tests {
         let client = Client::new("http://127.0.0.1:8100/", Some("/team-42/"), None, on_tokio()).expect("client");
         assert_eq!(client.url("/boxes"), "http://127.0.0.1:8100/v1/team-42/boxes");
         assert!(matches!(Client::new("ftp://x", None, None, on_tokio()), Err(Error::Config(_))));
+        match Client::new("http://user:hunter2@host:1", None, None, on_tokio()) {
+            Err(Error::Config(message)) => assert!(!message.contains("hunter2")),
+            other => panic!("a URL with credentials must be refused, got {other:?}"),
+        }
     }
 
     struct Key;

@@ -149,6 +149,94 @@ impl ImageInfo {
     }
 }
 
+/// A version of an image: one manifest, and the tags that name it.
+#[pyclass(module = "boxlite._native", frozen, get_all)]
+#[derive(Clone)]
+pub struct ImageVersion {
+    /// The manifest's digest.
+    pub digest: String,
+    pub size_bytes: u64,
+    /// The reference it was pulled as.
+    pub source_ref: String,
+    /// The tags that name it.
+    pub aliases: Vec<String>,
+    /// When it was pulled (RFC 3339).
+    pub recorded_at: String,
+    /// Not kept by a local store: `None`.
+    pub last_used_at: Option<String>,
+    /// Not kept by a local store: `None`.
+    pub upstream_missing_at: Option<String>,
+}
+
+#[pymethods]
+impl ImageVersion {
+    fn __repr__(&self) -> String {
+        format!("ImageVersion(digest={}, aliases={:?}, recorded_at={})", python_repr(Some(&self.digest)), self.aliases, python_repr(Some(&self.recorded_at)))
+    }
+}
+
+/// A tag moved from one version to another (a REST server's history; a local store keeps none).
+#[pyclass(module = "boxlite._native", frozen, get_all)]
+#[derive(Clone)]
+pub struct ImageAliasEvent {
+    pub alias: String,
+    pub from_digest: Option<String>,
+    pub to_digest: Option<String>,
+    pub actor: Option<String>,
+    pub recorded_at: String,
+}
+
+/// An image by name: its versions (one per manifest pulled under the name) and their tags.
+#[pyclass(module = "boxlite._native", frozen, get_all)]
+pub struct ImageDetail {
+    /// The repository (`docker.io/library/alpine`).
+    pub name: String,
+    /// Newest first.
+    pub versions: Vec<ImageVersion>,
+    /// Every tag of every version.
+    pub aliases: Vec<String>,
+    pub history: Vec<ImageAliasEvent>,
+    /// Whether a server's curators keep it; `False` for a local store.
+    pub curated: bool,
+}
+
+impl ImageDetail {
+    /// The image `asked` names, with every record pulled under the same repository.
+    fn gather(asked: &boxlite_core::ImageRecord, all: &[boxlite_core::ImageRecord]) -> Self {
+        let mut versions: Vec<ImageVersion> = Vec::new();
+        for record in all.iter().filter(|record| record.repository == asked.repository) {
+            match versions.iter_mut().find(|version| version.digest == record.manifest_digest) {
+                Some(version) => version.aliases.extend(record.tag.clone()),
+                None => versions.push(ImageVersion {
+                    digest: record.manifest_digest.clone(),
+                    size_bytes: record.size_bytes,
+                    source_ref: record.reference.clone(),
+                    aliases: record.tag.clone().into_iter().collect(),
+                    recorded_at: record.cached_at.clone(),
+                    last_used_at: None,
+                    upstream_missing_at: None,
+                }),
+            }
+        }
+        let aliases = versions.iter().flat_map(|version| version.aliases.iter().cloned()).collect();
+        Self { name: asked.repository.clone(), versions, aliases, history: Vec::new(), curated: false }
+    }
+}
+
+#[pymethods]
+impl ImageDetail {
+    fn __repr__(&self) -> String {
+        format!("ImageDetail(name={}, versions={}, aliases={:?})", python_repr(Some(&self.name)), self.versions.len(), self.aliases)
+    }
+}
+
+/// `get()` resolves to an `ImageDetail`.
+impl Deliver for ImageDetail {
+    fn into_python<'py>(self: Box<Self>, _shared: &Arc<Shared>, event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        object(event_loop, *self)
+    }
+}
+
 /// `list()` resolves to a list of `ImageInfo`.
 impl Deliver for Vec<ImageInfo> {
     fn into_python<'py>(self: Box<Self>, _shared: &Arc<Shared>, event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
@@ -208,6 +296,17 @@ impl ImageHandle {
             Ok(Payload::from(ImagePullResult::pulled(&record, reference)))
         });
         Ok(future)
+    }
+
+    /// Resolves to the `ImageDetail` of the pulled image `name` (normalised as a pull would);
+    /// `NotFoundError` when it was not pulled.
+    fn get<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
+        let backend = self.backend.clone();
+        self.shared.submit(py, async move {
+            let core = backend.local("an image's details")?;
+            let asked = core.get_image(&name)?;
+            Ok(Payload::from(ImageDetail::gather(&asked, &core.list_images()?)))
+        })
     }
 
     /// Resolves to the images in the local store, most recently pulled first.

@@ -76,6 +76,9 @@ fn _native(py: Python<'_>, module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<images::ImageHandle>()?;
     module.add_class::<images::ImagePullResult>()?;
     module.add_class::<images::ImageInfo>()?;
+    module.add_class::<images::ImageDetail>()?;
+    module.add_class::<images::ImageVersion>()?;
+    module.add_class::<images::ImageAliasEvent>()?;
     module.add_class::<info::BoxInfo>()?;
     module.add_class::<info::BoxStateInfo>()?;
     module.add_class::<info::RuntimeMetrics>()?;

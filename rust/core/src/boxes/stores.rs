@@ -59,6 +59,12 @@ impl Runtime {
         self.inner.volumes.remove(name, &users)
     }
 
+    /// The pulled image `reference` names (normalised as a pull would).
+    pub fn get_image(&self, reference: &str) -> Result<ImageRecord> {
+        self.check_open()?;
+        self.inner.images.get(&self.inner.home, reference)
+    }
+
     pub fn remove_image(&self, reference: &str) -> Result<()> {
         self.check_open()?;
         self.inner.images.remove(&self.inner.home, reference)

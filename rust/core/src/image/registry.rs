@@ -438,6 +438,20 @@ impl ImageStore {
     }
 
     /// Forgets an image (its layers stay until `prune`).
+    /// The record of the image `text` names (normalised as a pull would: `alpine` is Docker
+    /// Hub's `library/alpine:latest`).
+    pub fn get(&self, home: &Home, text: &str) -> Result<ImageRecord> {
+        for reference in self.candidates(text)? {
+            let path = index_path(home, &reference.whole());
+            if let Ok(bytes) = std::fs::read(&path) {
+                if let Some(record) = parse_record(&path, &bytes) {
+                    return Ok(record);
+                }
+            }
+        }
+        Err(Error::NotFound(format!("image {text} is not in the local store")))
+    }
+
     pub fn remove(&self, home: &Home, text: &str) -> Result<()> {
         for reference in self.candidates(text)? {
             let path = index_path(home, &reference.whole());
