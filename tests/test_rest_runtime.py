@@ -17,7 +17,7 @@ import pytest
 
 import boxlite
 
-from .conftest import collect, wait_until
+from .conftest import checked_runtime, collect, wait_until
 from .serve_client import KEY, Server, serving
 from .test_execution import processes_with_command_line
 
@@ -185,13 +185,44 @@ async def test_what_a_rest_runtime_cannot_do_is_refused_and_makes_nothing(remote
     with pytest.raises(boxlite.UnsupportedError, match="REST runtime"):
         box.network  # noqa: B018 - the property is what refuses
     with pytest.raises(boxlite.UnsupportedError, match="REST runtime"):
-        await box.export(dest=str(tmp_path))
-    with pytest.raises(boxlite.UnsupportedError, match="REST runtime"):
         await remote.volumes.list()
-    with pytest.raises(boxlite.UnsupportedError, match="REST runtime"):
-        await remote.import_box(str(tmp_path / "x.boxlite"))
     assert [info.id for info in await remote.list_info()] == [box.id]
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_boxes_travel_as_archives_through_the_server(remote: boxlite.Boxlite, tmp_path: Path) -> None:
+    out = tmp_path / "out"  # the server's home is beside it
+    out.mkdir()
+    box = await remote.create(boxlite.BoxOptions(auto_remove=False), name="traveller")
+    _, _, status = await collect(await box.exec("sh", ["-c", "echo packed > /root/note"]))
+    assert status.exit_code == 0
+    archive = Path(await box.export(dest=str(out)))
+    assert archive == out / "traveller.boxlite" and archive.stat().st_size > 0
+    with pytest.raises(boxlite.AlreadyExistsError):
+        await box.export(dest=str(archive))  # an export never replaces a file
+    assert sorted(path.name for path in out.iterdir()) == ["traveller.boxlite"]
+    back = await remote.import_box(str(archive), name="back")
+    stdout, _, _ = await collect(await back.exec("cat", ["/root/note"]))
+    assert stdout == b"packed\n"
+    damaged = out / "damaged.boxlite"
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(boxlite.InvalidArgumentError):
+        await remote.import_box(str(damaged), name="never")
+    assert sorted(info.name or "" for info in await remote.list_info()) == ["back", "traveller"]
+
+
+async def test_a_server_imports_every_archive_as_untrusted(remote: boxlite.Boxlite, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    async with checked_runtime(tmp_path / "local") as local:
+        box = await local.create(boxlite.BoxOptions(auto_remove=False, volumes=[(str(shared), "/shared")]), name="mounts")
+        archive = await box.export(dest=str(tmp_path / "mounts.boxlite"))
+        await local.remove("mounts", force=True)
+    with pytest.raises(boxlite.UnsupportedError):
+        await remote.import_box(archive)
+    assert await remote.list_info() == []
 
 
 async def test_snapshots_clones_and_images_over_rest(remote: boxlite.Boxlite) -> None:

@@ -1018,8 +1018,9 @@ class Boxlite:
         """A runtime whose boxes live on the REST server ``options`` names (``boxlite serve``):
         the same API, its errors the same typed exceptions. Contacts nobody until the first call;
         ``TypeError`` for anything but a ``BoxliteRestOptions``. What the server cannot do
-        (host directory volumes, published ports, network handles and tunnels, export and
-        import, managing volumes) raises ``UnsupportedError``."""
+        (host directory volumes, published ports, network handles and tunnels, managing
+        volumes, image details) raises ``UnsupportedError``; archives are imported as
+        untrusted."""
     def metrics(self) -> asyncio.Future[RuntimeMetrics]: ...
     def shutdown(self, timeout: int | None = None) -> asyncio.Future[None]:
         """Stops every box that is not detached, then refuses new boxes. Idempotent."""

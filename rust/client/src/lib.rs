@@ -18,6 +18,7 @@
 //!    past [`SILENCE_LIMIT`] (the server pings every 15 s) ends the execution with an error
 //!    status.
 
+mod archives;
 mod boxes;
 mod exec;
 mod files;

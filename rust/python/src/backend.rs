@@ -71,6 +71,14 @@ impl Backend {
             Self::Remote(client) => client.metrics().await,
         }
     }
+
+    /// A server imports every archive as untrusted, whatever `untrusted` says.
+    pub async fn import_box(&self, archive: PathBuf, name: Option<String>, untrusted: bool) -> Result<BoxRef> {
+        match self {
+            Self::Local(core) => Ok(BoxRef::Local(Arc::new(core.import_box(archive, name, untrusted).await?))),
+            Self::Remote(client) => Ok(BoxRef::Remote(Arc::new(client.import_box(archive, name).await?))),
+        }
+    }
 }
 
 impl BoxRef {
@@ -143,6 +151,13 @@ impl BoxRef {
         match self {
             Self::Local(handle) => handle.metrics(),
             Self::Remote(remote) => remote.metrics().await,
+        }
+    }
+
+    pub async fn export(&self, dest: PathBuf) -> Result<PathBuf> {
+        match self {
+            Self::Local(handle) => handle.export(dest).await,
+            Self::Remote(remote) => remote.export(dest).await,
         }
     }
 

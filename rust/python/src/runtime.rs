@@ -170,11 +170,11 @@ impl Boxlite {
     #[pyo3(signature = (archive_path, name = None, *, untrusted = false))]
     fn import_box<'py>(&self, py: Python<'py>, archive_path: std::path::PathBuf, name: Option<String>, untrusted: bool) -> PyResult<Bound<'py, PyAny>> {
         self.shared.check_open(py)?;
-        let core = self.backend.local("importing a box archive").map_err(|error| errors::to_py(py, &error))?.clone();
+        let backend = self.backend_for_call(py)?;
         let owner = Arc::downgrade(&self.shared.tasks);
         self.shared.submit_handover(py, async move {
-            let handle = core.import_box(archive_path, name, untrusted).await?;
-            Ok(Payload::from(OwnedBox::local(handle, owner, Orphan::Remove)))
+            let handle = backend.import_box(archive_path, name, untrusted).await?;
+            Ok(Payload::from(OwnedBox::new(handle, owner, Orphan::Remove)))
         })
     }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use tokio::sync::watch;
 
+use crate::backend::BoxRef;
 use crate::boxes::{Orphan, OwnedBox};
 use crate::dispatcher::{Deliver, Event, Payload, Shared, NEXT_CAPACITY};
 use crate::options::BoxOptions;
@@ -80,7 +81,7 @@ fn gated_create<'py>(py: Python<'py>, runtime: &Boxlite, gate: &Gate, options: &
     runtime.shared().submit_handover(py, async move {
         opened.await;
         let handle = core.create(options, None).await?;
-        Ok(Payload::from(OwnedBox::local(handle, owner, Orphan::Remove)))
+        Ok(Payload::from(OwnedBox::new(BoxRef::Local(Arc::new(handle)), owner, Orphan::Remove)))
     })
 }
 
@@ -95,7 +96,7 @@ fn gated_get_or_create<'py>(py: Python<'py>, runtime: &Boxlite, gate: &Gate, opt
         opened.await;
         let (handle, created) = core.get_or_create(options, Some(name)).await?;
         let orphan = if created { Orphan::Remove } else { Orphan::Release };
-        Ok(Payload::from((OwnedBox::local(handle, owner, orphan), created)))
+        Ok(Payload::from((OwnedBox::new(BoxRef::Local(Arc::new(handle)), owner, orphan), created)))
     })
 }
 

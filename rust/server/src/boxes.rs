@@ -78,7 +78,7 @@ pub fn shown(server: &Server, info: boxlite_core::BoxInfo) -> BoxBody {
     BoxBody::new(info, lifecycle)
 }
 
-fn created(server: &Server, handle: &BoxHandle) -> Response {
+pub fn created(server: &Server, handle: &BoxHandle) -> Response {
     let location = format!("/v1/boxes/{}", handle.id());
     (StatusCode::CREATED, [(header::LOCATION, location)], Json(shown(server, handle.info()))).into_response()
 }

@@ -61,17 +61,7 @@ async fn upload(State(server): Shared, UrlPath(path): UrlPath<BoxPath>, Query(qu
     let handle = used(&server, &path.box_id, true)?;
     let staging = Staging::new(&server.scratch_dir, "upload")?;
     let archive_path = staging.path().join("upload.tar");
-    let mut archive = File::options().read(true).write(true).create_new(true).open(&archive_path).map_err(|error| ApiError::from(Error::storage("create", &archive_path, &error)))?;
-    let mut received: u64 = 0;
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|error| ApiError::invalid_argument(format!("the upload broke off: {error}")))?;
-        received += chunk.len() as u64;
-        if received > server.upload_limit {
-            return Err(ApiError::payload_too_large(server.upload_limit));
-        }
-        archive.write_all(&chunk).map_err(|error| ApiError::from(Error::storage("write", &archive_path, &error)))?;
-    }
+    let archive = receive(body, &archive_path, server.upload_limit).await?;
     let contents = staging.path().join("contents");
     let unpack_into = contents.clone();
     blocking(move || unpack(archive, &archive_path, &unpack_into)).await?;
@@ -84,6 +74,23 @@ async fn upload(State(server): Shared, UrlPath(path): UrlPath<BoxPath>, Query(qu
     handle.copy_in(source, query.path, CopyOptions { recursive: true, overwrite: query.overwrite, follow_symlinks: false }).await?;
     drop(staging);
     Ok(no_content())
+}
+
+/// Writes an upload's body into the new file `path` as it arrives (never held in memory);
+/// more than `limit` bytes is 413.
+pub(crate) async fn receive(body: Body, path: &Path, limit: u64) -> ApiResult<File> {
+    let mut file = File::options().read(true).write(true).create_new(true).open(path).map_err(|error| ApiError::from(Error::storage("create", path, &error)))?;
+    let mut received: u64 = 0;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|error| ApiError::invalid_argument(format!("the upload broke off: {error}")))?;
+        received += chunk.len() as u64;
+        if received > limit {
+            return Err(ApiError::payload_too_large(limit));
+        }
+        file.write_all(&chunk).map_err(|error| ApiError::from(Error::storage("write", path, &error)))?;
+    }
+    Ok(file)
 }
 
 /// The one file or directory an upload with `copy=true` holds.

@@ -2,6 +2,7 @@
 //! crate is HTTP and WebSocket plumbing: routes, the JSON bodies ([`wire`]), the error envelope
 //! ([`error`]), bearer-key checks and the executions kept between requests ([`executions`]).
 
+mod archives;
 mod attach;
 mod boxes;
 mod error;
@@ -141,6 +142,7 @@ async fn keep_lifecycle(server: Arc<Server>) {
 fn router(server: Arc<Server>, api_key: Option<Arc<str>>) -> Router {
     let api = Router::new()
         .merge(boxes::routes())
+        .merge(archives::routes())
         .merge(attach::routes())
         .merge(files::routes())
         .merge(images::routes())
@@ -226,8 +228,8 @@ async fn config() -> Json<serde_json::Value> {
             "streaming_enabled": true,
             "snapshots_enabled": true,
             "clone_enabled": true,
-            "export_enabled": false,
-            "import_enabled": false,
+            "export_enabled": true,
+            "import_enabled": true,
         },
     }))
 }

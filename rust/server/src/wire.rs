@@ -135,7 +135,7 @@ impl CreateBox {
 
 /// BoxLite's box names: 1 to 128 of letters, digits, `.`, `_` and `-`, starting with a letter or
 /// a digit (names travel in URL paths).
-fn check_name(name: &str) -> ApiResult<()> {
+pub fn check_name(name: &str) -> ApiResult<()> {
     let mut characters = name.chars();
     let first_fits = characters.next().is_some_and(|first| first.is_ascii_alphanumeric());
     if first_fits && name.len() <= 128 && characters.all(|other| other.is_ascii_alphanumeric() || matches!(other, '.' | '_' | '-')) {

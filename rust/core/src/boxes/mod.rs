@@ -21,6 +21,7 @@
 //!    effect of exec, copy or metrics: starting it runs that command.
 
 mod archive;
+pub use archive::{export_destination, link_into_place};
 mod clone;
 mod create;
 mod disk;

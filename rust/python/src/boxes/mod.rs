@@ -194,7 +194,7 @@ impl Box {
     #[pyo3(signature = (*, dest, options = None))]
     fn export<'py>(&self, py: Python<'py>, dest: std::path::PathBuf, options: Option<&Bound<'py, ExportOptions>>) -> PyResult<Bound<'py, PyAny>> {
         let _ = options;
-        let handle = Arc::clone(self.handle.local("exporting a box").map_err(|error| errors::to_py(py, &error))?);
+        let handle = self.handle.clone();
         self.shared.submit(py, async move { handle.export(dest).await.map(|path| Payload::from(owned::Archive::new(path))) })
     }
 

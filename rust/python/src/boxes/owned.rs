@@ -38,11 +38,6 @@ impl OwnedBox {
         Self { handle, tasks, orphan }
     }
 
-    /// A local box on its way to a caller.
-    pub fn local(handle: boxlite_core::BoxHandle, tasks: Weak<Tasks>, orphan: Orphan) -> Self {
-        Self::new(BoxRef::Local(Arc::new(handle)), tasks, orphan)
-    }
-
     pub fn handle(&self) -> &BoxRef {
         &self.handle
     }

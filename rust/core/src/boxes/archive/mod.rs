@@ -287,7 +287,14 @@ impl<W: Write> Write for Hashing<W> {
 
 /// Where an export writes: `dest`, or `dest/<name or id>.boxlite` when `dest` is a directory.
 fn destination(dest: &Path, record: &BoxRecord) -> Result<PathBuf> {
-    let target = if dest.is_dir() { dest.join(format!("{}.boxlite", record.name.as_deref().unwrap_or(&record.id))) } else { dest.to_path_buf() };
+    export_destination(dest, record.name.as_deref().unwrap_or(&record.id))
+}
+
+/// Where an export of the box named `name_or_id` to `dest` lands: inside `dest`, as
+/// `<name or id>.boxlite`, when `dest` is a directory; else `dest` itself. Never a file that
+/// exists (rule 1).
+pub fn export_destination(dest: &Path, name_or_id: &str) -> Result<PathBuf> {
+    let target = if dest.is_dir() { dest.join(format!("{name_or_id}.boxlite")) } else { dest.to_path_buf() };
     if std::fs::symlink_metadata(&target).is_ok() {
         return Err(Error::AlreadyExists(format!("{} exists: an export never replaces a file", target.display())));
     }
@@ -409,7 +416,12 @@ fn finish_archive(mut builder: ArchiveWriter, seal: &LayerSeal, partial: &Path, 
     let mut out = builder.into_inner().map_err(written)?;
     out.flush().map_err(written)?;
     out.get_ref().sync_all().map_err(written)?;
-    // A link never replaces a file that appeared meanwhile.
+    link_into_place(partial, target)
+}
+
+/// Puts the written archive `partial` at `target` (rule 1): a link never replaces a file that
+/// appeared meanwhile.
+pub fn link_into_place(partial: &Path, target: &Path) -> Result<()> {
     std::fs::hard_link(partial, target).map_err(|error| match error.kind() {
         io::ErrorKind::AlreadyExists => Error::AlreadyExists(format!("{} exists: an export never replaces a file", target.display())),
         _ => Error::storage("write", target, &error),
