@@ -106,16 +106,22 @@ def home(tmp_path: Path) -> Iterator[Path]:
 
 
 @contextlib.asynccontextmanager
-async def checked_runtime(home: Path) -> AsyncIterator[boxlite.Boxlite]:
-    """A runtime on ``home``; once it is closed, every descriptor it opened must be too."""
+async def checked(open_runtime: Callable[[], boxlite.Boxlite]) -> AsyncIterator[boxlite.Boxlite]:
+    """The runtime ``open_runtime`` gives; once it is closed, every descriptor it opened must be
+    too."""
     descriptors = open_descriptors()
-    rt = boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
+    rt = open_runtime()
     try:
         yield rt
     finally:
         rt.close()
     del rt
     await no_descriptor_leak(descriptors)
+
+
+def checked_runtime(home: Path) -> contextlib.AbstractAsyncContextManager[boxlite.Boxlite]:
+    """A local runtime on ``home``, checked as ``checked`` does."""
+    return checked(lambda: boxlite.Boxlite(boxlite.Options(home_dir=str(home))))
 
 
 @pytest.fixture
@@ -135,14 +141,9 @@ async def any_runtime(request: pytest.FixtureRequest, home: Path) -> AsyncIterat
             yield rt
         return
     with serving(home) as server:
-        descriptors = open_descriptors()
-        rt = boxlite.Boxlite.rest(boxlite.BoxliteRestOptions(f"http://{server.address}", boxlite.ApiKeyCredential(KEY)))
-        try:
+        options = boxlite.BoxliteRestOptions(f"http://{server.address}", boxlite.ApiKeyCredential(KEY))
+        async with checked(lambda: boxlite.Boxlite.rest(options)) as rt:
             yield rt
-        finally:
-            rt.close()
-        del rt
-        await no_descriptor_leak(descriptors)
 
 
 def open_descriptors() -> set[str]:

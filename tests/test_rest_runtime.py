@@ -17,7 +17,7 @@ import pytest
 
 import boxlite
 
-from .conftest import checked_runtime, collect, wait_until
+from .conftest import checked, checked_runtime, collect, wait_until
 from .serve_client import KEY, Server, serving
 from .test_execution import processes_with_command_line
 
@@ -36,11 +36,8 @@ def server(home: Path) -> Iterator[Server]:
 
 @pytest.fixture
 async def remote(server: Server) -> AsyncIterator[boxlite.Boxlite]:
-    runtime = connect(server)
-    try:
+    async with checked(lambda: connect(server)) as runtime:
         yield runtime
-    finally:
-        runtime.close()
 
 
 async def test_the_key_is_checked_and_never_shown(server: Server) -> None:
