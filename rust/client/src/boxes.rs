@@ -2,9 +2,7 @@
 //! are in `exec`, files in `files`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
-use boxlite_core::exec::IoCounters;
 use boxlite_core::{BoxInfo, BoxMetrics, BoxOptions, BoxStatus, Error, Result, SnapshotInfo};
 use boxlite_server::wire;
 use reqwest::Method;
@@ -21,8 +19,6 @@ pub struct RemoteBox {
     /// The box is removed when it stops (`auto_delete` of 1 s, what `auto_remove` asks): a
     /// stop through this handle removes it at once, as a local box's stop does.
     removed_on_stop: bool,
-    /// The bytes this handle's executions carried, for its metrics' view of them.
-    pub(crate) io: Arc<IoCounters>,
 }
 
 impl std::fmt::Debug for RemoteBox {
@@ -33,7 +29,7 @@ impl std::fmt::Debug for RemoteBox {
 
 impl RemoteBox {
     pub(crate) fn new(client: Client, body: wire::BoxBody) -> Self {
-        Self { client, id: body.box_id, name: body.name, spent: AtomicBool::new(false), removed_on_stop: body.auto_delete == REMOVED_ON_STOP, io: Arc::default() }
+        Self { client, id: body.box_id, name: body.name, spent: AtomicBool::new(false), removed_on_stop: body.auto_delete == REMOVED_ON_STOP }
     }
 
     pub fn id(&self) -> &str {

@@ -2,10 +2,8 @@
 //! the attach WebSocket carries its output, stdin, signals, terminal size and exit, and a relay
 //! task moves them between the WebSocket and the core `Execution` the caller holds.
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
-use boxlite_core::exec::{relayed, AsyncDescriptor, IoCounters, Relay, RelayCommand, CHUNK_SIZE};
+use boxlite_core::exec::{relayed, AsyncDescriptor, Relay, RelayCommand, CHUNK_SIZE};
 use boxlite_core::{Error, ExecRequest, Execution, ExitStatus, Result};
 use boxlite_server::wire;
 use futures_util::{SinkExt, StreamExt};
@@ -57,7 +55,7 @@ impl RemoteBox {
             }
         };
         let owned = self.client.owned(&execution_path)?;
-        relay(&self.client, socket, created.execution_id, Some(owned), Arc::clone(&self.io), tty.is_some())
+        relay(&self.client, socket, created.execution_id, Some(owned), tty.is_some())
     }
 
     /// Attaches to an execution the server keeps (one this or another client started), from
@@ -66,7 +64,7 @@ impl RemoteBox {
         self.check_usable()?;
         let path = format!("{}?stdin={stdin}", self.path(&format!("/executions/{}/attach", segment(execution_id))));
         let (socket, _) = self.client.websocket(&path).await?;
-        relay(&self.client, socket, execution_id.to_string(), None, Arc::clone(&self.io), true)
+        relay(&self.client, socket, execution_id.to_string(), None, true)
     }
 
     /// Follows the box's main process, as a local `attach` does; with `stdin`, its stdin.
@@ -75,7 +73,7 @@ impl RemoteBox {
         let (socket, execution_id) = self.client.websocket(&format!("{}?stdin={stdin}", self.path("/attach"))).await?;
         let execution_id = execution_id.unwrap_or_default();
         // Leaving a followed main process never stops it: nothing to delete when dropped.
-        relay(&self.client, socket, execution_id, None, Arc::clone(&self.io), true)
+        relay(&self.client, socket, execution_id, None, true)
     }
 }
 
@@ -109,9 +107,9 @@ impl Client {
 /// spawned through the client's spawner (the runtime counts it, so a closing runtime lets it
 /// end its execution). `owned`: the execution to delete (killing the process) when the caller
 /// drops it.
-fn relay(client: &Client, socket: Socket, execution_id: String, owned: Option<Owned>, io: Arc<IoCounters>, tty: bool) -> Result<Execution> {
-    let (execution, relay, commands) = relayed(execution_id, Arc::clone(&io), tty, true)?;
-    client.spawn(Box::pin(Relaying { relay, io, owned }.run(socket, commands)));
+fn relay(client: &Client, socket: Socket, execution_id: String, owned: Option<Owned>, tty: bool) -> Result<Execution> {
+    let (execution, relay, commands) = relayed(execution_id, tty, true)?;
+    client.spawn(Box::pin(Relaying { relay, owned }.run(socket, commands)));
     Ok(execution)
 }
 
@@ -140,7 +138,6 @@ impl Owned {
 
 struct Relaying {
     relay: Relay,
-    io: Arc<IoCounters>,
     owned: Option<Owned>,
 }
 
@@ -176,10 +173,7 @@ impl Relaying {
                 }
                 chunk = read_stdin(self.relay.stdin.as_ref()), if stdin_open => {
                     let sent = match chunk {
-                        Some(bytes) => {
-                            self.io.sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                            sink.send(Message::Binary(bytes.into())).await
-                        }
+                        Some(bytes) => sink.send(Message::Binary(bytes.into())).await,
                         None => {
                             stdin_open = false;
                             sink.send(Message::Text(r#"{"type":"stdin_eof"}"#.into())).await
@@ -213,7 +207,6 @@ impl Relaying {
             STDERR_FRAME => &self.relay.stderr,
             _ => return Ok(()),
         };
-        self.io.received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         if bytes.len() > DEFAULT_PIPE_BYTES {
             // The process streams: room for whole frames (a short command's pipe stays small).
             pipe.enlarge_pipe();

@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use boxlite_client::{Client, RemoteBox};
+use boxlite_client::{Client, Lifecycle, RemoteBox};
 use boxlite_core::files::CopyOptions;
-use boxlite_core::{BoxHandle, BoxInfo, BoxMetrics, Error, Result, RuntimeMetrics, SnapshotInfo};
+use boxlite_core::{BoxHandle, BoxInfo, BoxMetrics, BoxOptions, Error, Result, RuntimeMetrics, SnapshotInfo};
 
 /// A runtime: local, or a REST server's.
 #[derive(Clone)]
@@ -34,6 +34,22 @@ impl Backend {
         match self {
             Self::Local(core) => Ok(core),
             Self::Remote(_) => Err(not_over_rest(what)),
+        }
+    }
+
+    /// Makes a box; `lifecycle` is BoxLite's, which only a REST server keeps.
+    pub async fn create(&self, options: BoxOptions, lifecycle: Lifecycle, name: Option<String>) -> Result<BoxRef> {
+        match self {
+            Self::Local(core) => Ok(BoxRef::Local(Arc::new(core.create(options, name).await?))),
+            Self::Remote(client) => Ok(BoxRef::Remote(Arc::new(client.create(options, lifecycle, name).await?))),
+        }
+    }
+
+    /// The box named `name` if there is one, else a new one; and whether it was made.
+    pub async fn get_or_create(&self, options: BoxOptions, lifecycle: Lifecycle, name: Option<String>) -> Result<(BoxRef, bool)> {
+        match self {
+            Self::Local(core) => core.get_or_create(options, name).await.map(|(handle, created)| (BoxRef::Local(Arc::new(handle)), created)),
+            Self::Remote(client) => client.get_or_create(options, lifecycle, name).await.map(|(remote, created)| (BoxRef::Remote(Arc::new(remote)), created)),
         }
     }
 

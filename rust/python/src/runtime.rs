@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 
-use crate::backend::{Backend, BoxRef};
+use crate::backend::Backend;
 use crate::boxes::{Orphan, OwnedBox};
 use crate::dispatcher::{Payload, Shared};
 use crate::errors;
@@ -103,14 +103,11 @@ impl Boxlite {
         let py = slf.py();
         let this = slf.get();
         this.shared.check_open(py)?;
-        let request = options.for_backend(py, &this.backend).map_err(|error| errors::to_py(py, &error))?;
+        let (options, lifecycle) = options.for_backend(py, &this.backend).map_err(|error| errors::to_py(py, &error))?;
         let backend = this.backend_for_call(py)?;
         let owner = Arc::downgrade(&this.shared.tasks);
         this.shared.submit_handover(py, async move {
-            let handle = match (backend, request) {
-                (Backend::Local(core), (options, _)) => BoxRef::Local(Arc::new(core.create(options, name).await?)),
-                (Backend::Remote(client), (options, lifecycle)) => BoxRef::Remote(Arc::new(client.create(options, lifecycle, name).await?)),
-            };
+            let handle = backend.create(options, lifecycle, name).await?;
             Ok(Payload::from(OwnedBox::new(handle, owner, Orphan::Remove)))
         })
     }
@@ -119,14 +116,11 @@ impl Boxlite {
     #[pyo3(signature = (options, name = None))]
     fn get_or_create<'py>(&self, py: Python<'py>, options: &BoxOptions, name: Option<String>) -> PyResult<Bound<'py, PyAny>> {
         self.shared.check_open(py)?;
-        let request = options.for_backend(py, &self.backend).map_err(|error| errors::to_py(py, &error))?;
+        let (options, lifecycle) = options.for_backend(py, &self.backend).map_err(|error| errors::to_py(py, &error))?;
         let backend = self.backend_for_call(py)?;
         let owner = Arc::downgrade(&self.shared.tasks);
         self.shared.submit_handover(py, async move {
-            let (handle, created) = match (backend, request) {
-                (Backend::Local(core), (options, _)) => core.get_or_create(options, name).await.map(|(handle, created)| (BoxRef::Local(Arc::new(handle)), created))?,
-                (Backend::Remote(client), (options, lifecycle)) => client.get_or_create(options, lifecycle, name).await.map(|(remote, created)| (BoxRef::Remote(Arc::new(remote)), created))?,
-            };
+            let (handle, created) = backend.get_or_create(options, lifecycle, name).await?;
             let orphan = if created { Orphan::Remove } else { Orphan::Release };
             Ok(Payload::from((OwnedBox::new(handle, owner, orphan), created)))
         })

@@ -5,9 +5,9 @@
 //! writes what the process printed into the output pipes, forwards what the consumer wrote to
 //! stdin, carries out the [`RelayCommand`]s, and reports the exit once.
 //!
-//! Rule 3 of this module holds for relays too: dropping the [`Execution`] wakes
-//! [`Relay::abandoned`], and the relay ends the process (a remote one, by letting go of its
-//! connection).
+//! Rule 3 of `exec` holds for relays too: dropping the [`Execution`] wakes
+//! [`Relay::abandoned`], and the relay ends the process (a remote one, by deleting its
+//! execution on the server).
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::control::Control;
 use super::fd::AsyncDescriptor;
-use super::{output_pipe, plain_pipe, registered, Execution, ExitStatus, IoCounters};
+use super::{output_pipe, plain_pipe, registered, Execution, ExitStatus};
 use crate::error::{Error, Result};
 
 /// What the consumer of a relayed execution asks of its process.
@@ -68,10 +68,10 @@ impl Relay {
     }
 }
 
-/// A new relayed execution named `id`, counting its bytes in `io`: the consumer's half, the
-/// relay's, and the commands the relay is to carry out. In tokio's context (the output pipes
-/// are registered with its reactor).
-pub fn relayed(id: String, io: Arc<IoCounters>, tty: bool, stdin: bool) -> Result<(Execution, Relay, mpsc::UnboundedReceiver<RelayCommand>)> {
+/// A new relayed execution named `id`: the consumer's half, the relay's, and the commands the
+/// relay is to carry out. Its bytes are counted where the process runs, not here. In tokio's
+/// context (the output pipes are registered with its reactor).
+pub fn relayed(id: String, tty: bool, stdin: bool) -> Result<(Execution, Relay, mpsc::UnboundedReceiver<RelayCommand>)> {
     let control = Control::new(None, None);
     let (commands, receiver) = mpsc::unbounded_channel();
     if control.relay.set(RelayLink { commands, tty }).is_err() {
@@ -91,7 +91,7 @@ pub fn relayed(id: String, io: Arc<IoCounters>, tty: bool, stdin: bool) -> Resul
         stderr: registered(stderr_writer)?,
         stdin: stdin_reader.map(registered).transpose()?,
     };
-    let execution = Execution { id, pid: 0, io, control, stdout: Some(stdout), stderr: Some(stderr), stdin: stdin_writer, replies: None };
+    let execution = Execution { id, pid: 0, io: Arc::default(), control, stdout: Some(stdout), stderr: Some(stderr), stdin: stdin_writer, replies: None };
     Ok((execution, relay, receiver))
 }
 
@@ -101,7 +101,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_relayed_execution_is_driven_by_its_relay() {
-        let (execution, relay, mut commands) = relayed("x".to_string(), Arc::default(), false, true).expect("relayed");
+        let (execution, relay, mut commands) = relayed("x".to_string(), false, true).expect("relayed");
         let control = execution.control();
         let stdout = AsyncDescriptor::new(execution.stdout.as_ref().expect("stdout").try_clone().expect("dup")).expect("reader");
         relay.stdout.write_all(b"hello").await.expect("write");
