@@ -13,25 +13,29 @@ than one local runtime: the figures show what the cluster layer costs).
 from __future__ import annotations
 
 import asyncio
-import shutil
 import statistics
 import tempfile
 import time
 from typing import Any
 
 import boxlite
+from tests.ray_temp import private_ray_temp
 
 from .harness import Row, latency_row, percentile, side_by_side, timed_us
 
 
 async def ray_cluster(samples: int, warmup: int, runs: int, nodes: int, concurrency: int) -> list[Row]:
+    with private_ray_temp() as ray_temp:
+        return await _on_a_cluster(ray_temp, samples, warmup, runs, nodes, concurrency)
+
+
+async def _on_a_cluster(ray_temp: str, samples: int, warmup: int, runs: int, nodes: int, concurrency: int) -> list[Row]:
     import ray
     from ray.cluster_utils import Cluster
 
     from boxlite.ray import RayOptions
 
     rows = []
-    ray_temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     node_arguments: dict[str, Any] = {"num_cpus": 1, "object_store_memory": 80 << 20}
     cluster = Cluster(initialize_head=True, head_node_args={**node_arguments, "include_dashboard": False, "temp_dir": ray_temp})
     for _ in range(nodes - 1):
@@ -77,7 +81,6 @@ async def ray_cluster(samples: int, warmup: int, runs: int, nodes: int, concurre
             local.close()
             ray.shutdown()
             cluster.shutdown()
-            await asyncio.to_thread(shutil.rmtree, ray_temp, True)
     return rows
 
 

@@ -531,10 +531,51 @@ async def snapshots(megabytes: int, samples: int) -> list[Row]:
     ]
 
 
+ECHO_ONE_BYTE = """
+import socket
+server = socket.create_server(("127.0.0.1", 7000))
+while True:
+    connection, _ = server.accept()
+    connection.sendall(connection.recv(1))
+    connection.close()
+"""
+
+SEND_MEGABYTES = """
+import socket, sys
+server = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+connection, _ = server.accept()
+block = bytes(1 << 20)
+for _ in range(int(sys.argv[2])):
+    connection.sendall(block)
+connection.close()
+"""
+
+
+async def _through_tunnel(box: boxlite.Box, port: int, size: int) -> float:
+    """MB/s of `size` bytes (whole MiB) a server in `box` sends through a tunnel to its `port`."""
+    server = await box.exec("python3", ["-c", SEND_MEGABYTES, str(port), str(size >> 20)])
+    for _ in range(500):
+        try:
+            connection = await (await box.network.tunnel(port)).connect()
+            break
+        except boxlite.NetworkError:
+            await asyncio.sleep(0.01)
+    started = time.perf_counter()
+    total = 0
+    while chunk := await connection.read(1 << 20):
+        total += len(chunk)
+    elapsed = time.perf_counter() - started
+    await connection.close()
+    await server.wait()
+    assert total == size
+    return size / elapsed / 1e6
+
+
 async def rest(samples: int, warmup: int, megabytes: int, burst: int) -> list[Row]:
     """12. `Boxlite.rest()` driving `boxlite serve` on loopback against the same work through
     the local runtime, side by side: exec `true` in a running box, `megabytes` MiB of stdout,
-    and a burst of `burst` concurrent create+exec+remove."""
+    a tunnel's connection and `megabytes` MiB through one, and a burst of `burst` concurrent
+    create+exec+remove."""
     size = megabytes << 20
     rows = []
     with tempfile.TemporaryDirectory() as scratch, _runtime(f"{scratch}/local") as runtime, serving(Path(scratch) / "served") as server:
@@ -568,6 +609,39 @@ async def rest(samples: int, warmup: int, megabytes: int, burst: int) -> list[Ro
             rows.append(Row(f"stdout over REST ({megabytes} MiB)", "MB/s", statistics.median(streamed["rest"]), min(streamed["rest"]),
                             "the same stdout, local", statistics.median(streamed["local"]), min(streamed["local"]), 3, 0.5, True,
                             "p99 column: slowest run"))
+
+            tunneled = {}
+            for name, which in (("local", runtime), ("rest", remote)):
+                tunneled[name] = await which.create(boxlite.BoxOptions(network=boxlite.NetworkSpec(mode="disabled")))
+                await tunneled[name].start()
+            echo = {name: await made.exec("python3", ["-c", ECHO_ONE_BYTE]) for name, made in tunneled.items()}
+
+            async def round_trip(name: str) -> None:
+                connection = await (await tunneled[name].network.tunnel(7000)).connect()
+                await connection.write(b"x")
+                assert await connection.read(1) == b"x"
+                await connection.close()
+
+            for name in tunneled:
+                for _ in range(500):
+                    try:
+                        await round_trip(name)
+                        break
+                    except (boxlite.NetworkError, AssertionError):
+                        await asyncio.sleep(0.01)
+            ours, theirs = await side_by_side(lambda: round_trip("rest"), lambda: round_trip("local"), samples, warmup)
+            rows.append(latency_row("tunnel connect + 1-byte echo over REST", "the same, local", ours, theirs))
+            for made in echo.values():
+                await made.kill()
+            through: dict[str, list[float]] = {"rest": [], "local": []}
+            for run in range(3):
+                for name in ("rest", "local"):
+                    through[name].append(await _through_tunnel(tunneled[name], 8000 + run, size))
+            rows.append(Row(f"a tunnel over REST ({megabytes} MiB)", "MB/s", statistics.median(through["rest"]), min(through["rest"]),
+                            "the same tunnel, local", statistics.median(through["local"]), min(through["local"]), 3, 0.5, True,
+                            "p99 column: slowest run"))
+            for made in tunneled.values():
+                await made.stop()
 
             async def cycle(which: boxlite.Boxlite) -> None:
                 made = await which.create(boxlite.BoxOptions())

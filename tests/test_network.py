@@ -482,9 +482,10 @@ async def get_through(connection: boxlite.BoxConnection) -> bytes:
     return b"".join(chunks)
 
 
-async def test_tunnels_connect_and_forward_to_a_port_of_the_box(net_runtime: boxlite.Boxlite, busybox_image: str, tmp_path: Path) -> None:
-    # A tunnel needs no way out: this box has loopback only, and its server listens there.
-    box = await make_box(net_runtime, busybox_image, boxlite.NetworkSpec(mode="disabled"))
+async def test_tunnels_connect_and_forward_to_a_port_of_the_box(any_runtime: boxlite.Boxlite, busybox_image: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    # A tunnel needs no way out: this box has loopback only, and its server listens there. On a
+    # REST runtime the server makes the connections, and the forwarders listen here.
+    box = await make_box(any_runtime, busybox_image, boxlite.NetworkSpec(mode="disabled"))
     await box.start()
     server = await serve_www(box, "127.0.0.1:8080")
     for _ in range(200):
@@ -495,7 +496,11 @@ async def test_tunnels_connect_and_forward_to_a_port_of_the_box(net_runtime: box
             await asyncio.sleep(0.02)
     assert response.startswith(b"HTTP/1.") and response.endswith(BODY.encode() + b"\n")
     tunnel = await box.network.tunnel(8080)
-    assert tunnel.uri() is None
+    if request.node.callspec.params["any_runtime"] == "rest":
+        uri = tunnel.uri()
+        assert uri is not None and uri.endswith(f"/v1/boxes/{box.id}/network/tunnel?port=8080")
+    else:
+        assert tunnel.uri() is None
     await (await tunnel.connect()).close()
     with pytest.raises(boxlite.InvalidStateError, match="consumed"):
         await tunnel.connect()
@@ -536,12 +541,12 @@ async def test_tunnels_connect_and_forward_to_a_port_of_the_box(net_runtime: box
     await asyncio.wait_for(lasting.wait(), 5)
 
 
-async def test_bad_tunnels_are_refused_by_name(net_runtime: boxlite.Boxlite, busybox_image: str) -> None:
+async def test_bad_tunnels_are_refused_by_name(any_runtime: boxlite.Boxlite, busybox_image: str) -> None:
     with pytest.raises(ValueError, match="numeric IP"):
         boxlite.SocketAddress.tcp("localhost", 80)
     with pytest.raises(ValueError, match="absolute"):
         boxlite.SocketAddress.unix("relative.sock")
-    box = await make_box(net_runtime, busybox_image)
+    box = await make_box(any_runtime, busybox_image, boxlite.NetworkSpec(mode="disabled"))
     with pytest.raises(boxlite.InvalidStateError, match="not running"):
         await box.network.tunnel(8080)
     await box.start()
@@ -599,8 +604,8 @@ def test_network_specs_cannot_be_changed_through_a_copy() -> None:
     assert spec.outbound.allow_net == ["example.test"]
 
 
-async def test_a_tunnel_ends_with_the_run_and_close_ends_a_waiting_read(net_runtime: boxlite.Boxlite, busybox_image: str) -> None:
-    box = await make_box(net_runtime, busybox_image, boxlite.NetworkSpec(mode="disabled"))
+async def test_a_tunnel_ends_with_the_run_and_close_ends_a_waiting_read(any_runtime: boxlite.Boxlite, busybox_image: str) -> None:
+    box = await make_box(any_runtime, busybox_image, boxlite.NetworkSpec(mode="disabled"))
     await box.start()
     server = await box.exec("sh", ["-c", "(echo ready; sleep 60) | nc -l -p 7000"])
     for _ in range(200):

@@ -26,6 +26,7 @@ from boxlite.ray import _channel  # noqa: E402
 from boxlite.ray._host import node_home  # noqa: E402
 
 from .leftovers import box_cgroups, box_processes  # noqa: E402
+from .ray_temp import private_ray_temp  # noqa: E402
 
 #: A node that may host boxes has this resource; the head node, where the test's driver is,
 #: has it too.
@@ -36,19 +37,17 @@ NODE_ARGS: dict[str, Any] = {"num_cpus": 1, "object_store_memory": 80 * 1024 * 1
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    """Two nodes. Ray's session files go to a directory of this run's own (so that a run as
-    another user, or at the same time, does not meet them)."""
-    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
-    made = Cluster(initialize_head=True, head_node_args={**NODE_ARGS, "include_dashboard": False, "temp_dir": temp})
-    made.add_node(**NODE_ARGS)
-    made.wait_for_nodes()
-    ray.init(address=made.address, log_to_driver=False, include_dashboard=False)
-    try:
-        yield made
-    finally:
-        ray.shutdown()
-        made.shutdown()
-        subprocess.run(["rm", "-rf", temp], check=False)
+    """Two nodes, with Ray's files in a directory of their own (``private_ray_temp``)."""
+    with private_ray_temp() as temp:
+        made = Cluster(initialize_head=True, head_node_args={**NODE_ARGS, "include_dashboard": False, "temp_dir": temp})
+        made.add_node(**NODE_ARGS)
+        made.wait_for_nodes()
+        ray.init(address=made.address, log_to_driver=False, include_dashboard=False)
+        try:
+            yield made
+        finally:
+            ray.shutdown()
+            made.shutdown()
 
 
 @pytest.fixture

@@ -171,6 +171,26 @@ async def test_boxlites_lifecycle_knobs_reach_the_server(remote: boxlite.Boxlite
     await remote.remove("kept")
 
 
+async def test_an_open_tunnel_keeps_its_box_in_use(remote: boxlite.Boxlite, server: Server, busybox_image: str) -> None:
+    # The box's own main process serves the port: no execution the server keeps uses the box.
+    options = boxlite.BoxOptions(rootfs_path=busybox_image, cmd=["nc", "-ll", "-p", "7000", "-e", "cat"], network=boxlite.NetworkSpec(mode="disabled"), auto_stop=1, auto_remove=False)
+    box = await remote.create(options)
+    await box.start()
+    for _ in range(200):
+        try:
+            connection = await (await box.network.tunnel(7000)).connect()
+            break
+        except boxlite.NetworkError:
+            await asyncio.sleep(0.02)
+    await asyncio.sleep(3)  # three of the server's lifecycle ticks, each past auto_stop
+    assert server.ok("GET", f"/v1/boxes/{box.id}")["status"] == "running"
+    await connection.write(b"still here\n")
+    assert await connection.read(100) == b"still here\n"
+    await connection.close()
+    await wait_until(lambda: server.ok("GET", f"/v1/boxes/{box.id}")["status"] == "stopped", what="the box outlived its auto_stop once its tunnel closed")
+    await remote.remove(box.id)
+
+
 async def test_what_a_rest_runtime_cannot_do_is_refused_and_makes_nothing(remote: boxlite.Boxlite, tmp_path: Path) -> None:
     tmp_path = tmp_path / "out"  # the server's home is beside it
     tmp_path.mkdir()
@@ -180,11 +200,48 @@ async def test_what_a_rest_runtime_cannot_do_is_refused_and_makes_nothing(remote
         await remote.create(boxlite.BoxOptions(ports=[(8080, 80)]))
     box = await remote.create(boxlite.BoxOptions())
     with pytest.raises(boxlite.UnsupportedError, match="REST runtime"):
-        box.network  # noqa: B018 - the property is what refuses
+        await box.network.update_outbound(boxlite.OutboundNetworkSpec(allow_net=["example.test"]))
     with pytest.raises(boxlite.UnsupportedError, match="REST runtime"):
         await remote.volumes.list()
     assert [info.id for info in await remote.list_info()] == [box.id]
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_tunnel_takes_the_key_an_upgrade_and_a_port_that_answers(remote: boxlite.Boxlite, server: Server, busybox_image: str) -> None:
+    box = await remote.create(boxlite.BoxOptions(rootfs_path=busybox_image, network=boxlite.NetworkSpec(mode="disabled")))
+    path = f"/v1/boxes/{box.id}/network/tunnel"
+    status, refused = server.request("POST", f"{path}?port=7000")
+    assert status == 409 and refused["error"]["code"] == "invalid_state", "a box that is not running has no port"
+    await box.start()
+    upgrade = {"Connection": "Upgrade", "Upgrade": "boxlite-tunnel"}
+    assert server.request("POST", f"{path}?port=7000", key=None)[0] == 401
+    assert server.request("GET", f"{path}?port=7000", key="wrong", headers=upgrade)[0] == 401
+    for port in ("0", "65536", "x", ""):
+        assert server.request("POST", f"{path}?port={port}")[0] == 400, port
+    status, descriptor = server.request("POST", f"{path}?port=7000")
+    assert status == 200 and descriptor == {"uri": f"http://{server.address}{path}?port=7000"}
+    status, refused = server.request("GET", f"{path}?port=7000")
+    assert status == 400 and "Upgrade: boxlite-tunnel" in refused["error"]["message"]
+    # The connection into the box is made before the answer: nothing listens, so no upgrade.
+    status, refused = server.request("GET", f"{path}?port=7000", headers=upgrade)
+    assert status == 503 and refused["error"]["code"] == "network_unavailable" and "port 7000" in refused["error"]["message"]
+    # Through the client, a half-close reaches the box's server, whose answer still comes back.
+    echo = await box.exec("nc", ["-l", "-p", "7000", "-e", "sh", "-c", "cat; echo end"])
+    for _ in range(200):
+        try:
+            connection = await (await box.network.tunnel(7000)).connect()
+            break
+        except boxlite.NetworkError:
+            await asyncio.sleep(0.02)
+    await connection.write(b"sent\n")
+    await connection.shutdown_write()
+    received = b""
+    while chunk := await connection.read(65536):
+        received += chunk
+    assert received == b"sent\nend\n"
+    await connection.close()
+    assert (await echo.wait()).exit_code == 0
+    await box.stop()
 
 
 async def test_boxes_travel_as_archives_through_the_server(remote: boxlite.Boxlite, tmp_path: Path) -> None:

@@ -790,14 +790,15 @@ class SnapshotHandle:
 @final
 class NetworkHandle:
     """``Box.network``: tunnels to the box's ports, and its outbound policy, changed while it
-    runs. An inbound allow-list is not built yet: ``update_inbound`` fails with
-    ``UnsupportedError``. A port outside 1..65535 is a ``ValueError`` at once."""
+    runs (a REST runtime's box: tunnels only). An inbound allow-list is not built yet:
+    ``update_inbound`` fails with ``UnsupportedError``. A port outside 1..65535 is a
+    ``ValueError`` at once."""
 
     def tunnel(self, port: int) -> asyncio.Future[BoxTunnel]:
         """A tunnel to ``port`` of the running box (``InvalidStateError`` if it is not
         running), for this run of the box."""
     def revoke_tunnel(self, port: int) -> asyncio.Future[None]:
-        """Ends the forwarders of the box's tunnels to ``port``."""
+        """Ends this runtime's forwarders of the box's tunnels to ``port``."""
     def update_inbound(self, spec: InboundNetworkSpec) -> asyncio.Future[None]: ...
     def update_outbound(self, spec: OutboundNetworkSpec) -> asyncio.Future[None]:
         """The box's outbound traffic from now on: what ``spec.allow_net`` allows, or nothing
@@ -830,10 +831,11 @@ class SocketAddress:
 @final
 class BoxTunnel:
     """A way to one port of a running box, used once: ``connect()`` or ``forward()`` (a second
-    use is an ``InvalidStateError``). Connections are made inside the box to its loopback."""
+    use is an ``InvalidStateError``). Connections are made inside the box to its loopback; a
+    REST runtime's go through its server, and its forwarders listen on this machine."""
 
     def uri(self) -> str | None:
-        """None for a local box (a REST runtime's tunnels have a URL)."""
+        """Where the REST server says the port is reached; None for a local box."""
     def connect(self) -> asyncio.Future[BoxConnection]:
         """One connection to the port (``NetworkError`` if nothing listens there)."""
     def forward(self, listen: SocketAddress) -> asyncio.Future[TunnelForwarder]:
@@ -1018,7 +1020,7 @@ class Boxlite:
         """A runtime whose boxes live on the REST server ``options`` names (``boxlite serve``):
         the same API, its errors the same typed exceptions. Contacts nobody until the first call;
         ``TypeError`` for anything but a ``BoxliteRestOptions``. What the server cannot do
-        (host directory volumes, published ports, network handles and tunnels, managing
+        (host directory volumes, published ports, changing a box's outbound policy, managing
         volumes, image details) raises ``UnsupportedError``; archives are imported as
         untrusted."""
     def metrics(self) -> asyncio.Future[RuntimeMetrics]: ...

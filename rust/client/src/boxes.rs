@@ -74,6 +74,7 @@ impl RemoteBox {
         if self.spent.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        self.client.end_forwarders(&self.id);
         match self.client.send(self.client.request(Method::POST, &self.path("/stop"))?).await {
             Ok(_) if self.removed_on_stop => match self.client.remove(&self.id, false).await {
                 Ok(()) | Err(Error::NotFound(_)) => Ok(()),

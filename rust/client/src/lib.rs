@@ -22,6 +22,7 @@ mod archives;
 mod boxes;
 mod exec;
 mod files;
+mod tunnels;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,6 +69,8 @@ struct Inner {
     base: String,
     credential: Option<Arc<dyn TokenSource>>,
     spawn: Spawn,
+    /// The tunnels' forwarders listening on this machine, by box id.
+    forwarders: std::sync::Mutex<std::collections::HashMap<String, Arc<boxlite_core::network::Forwarders>>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -93,7 +96,7 @@ impl Client {
             Some(prefix) => format!("{root}/v1/{}", segment(prefix)),
             None => format!("{root}/v1"),
         };
-        Ok(Self { inner: Arc::new(Inner { http: std::sync::RwLock::new(http), base, credential, spawn }) })
+        Ok(Self { inner: Arc::new(Inner { http: std::sync::RwLock::new(http), base, credential, spawn, forwarders: std::sync::Mutex::default() }) })
     }
 
     /// Lets go of the connections kept for later requests. What the runtime still has to do

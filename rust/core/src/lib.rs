@@ -27,6 +27,6 @@ pub use exec::{ExecutionControl, Execution, ExitStatus};
 
 /// A mutex's guard, also when a thread panicked holding it: the state it guards stays
 /// consistent at every point a panic could leave it.
-pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use boxlite_client::{Client, Lifecycle, RemoteBox};
 use boxlite_core::files::CopyOptions;
+use crate::boxes::Opened;
 use boxlite_core::{BoxHandle, BoxInfo, BoxMetrics, BoxOptions, Error, Result, RuntimeMetrics, SnapshotInfo};
 
 /// A runtime: local, or a REST server's.
@@ -181,6 +182,22 @@ impl BoxRef {
         match self {
             Self::Local(handle) => Ok(Self::Local(Arc::new(handle.clone_box(name).await?))),
             Self::Remote(remote) => Ok(Self::Remote(Arc::new(remote.clone_box(name).await?))),
+        }
+    }
+
+    /// A tunnel to the running box's `port`.
+    pub async fn tunnel(&self, port: u16) -> Result<Opened> {
+        match self {
+            Self::Local(handle) => Ok(Opened { tunnel: handle.tunnel(port).await?, uri: None }),
+            Self::Remote(remote) => remote.tunnel(port).await.map(|(tunnel, uri)| Opened { tunnel, uri: Some(uri) }),
+        }
+    }
+
+    /// Ends this runtime's forwarders of the box's tunnels to `port`.
+    pub async fn revoke_tunnel(&self, port: u16) -> Result<()> {
+        match self {
+            Self::Local(handle) => handle.revoke_tunnel(port).await,
+            Self::Remote(remote) => remote.revoke_tunnel(port),
         }
     }
 

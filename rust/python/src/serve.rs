@@ -4,9 +4,10 @@
 //! the whole process, in every program that imports boxlite).
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
+use boxlite_core::lock;
 use pyo3::prelude::*;
 use tokio_util::sync::CancellationToken;
 
@@ -26,10 +27,6 @@ struct State {
     /// `Some` once the server ended: how (an error message, if it failed).
     ended: Mutex<Option<Result<(), String>>>,
     ended_signal: Condvar,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Drop for Server {

@@ -14,11 +14,11 @@
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use boxlite_core::exec::{AsyncDescriptor, IoCounters};
-use boxlite_core::{Execution, ExecutionControl, ExitStatus};
+use boxlite_core::{lock, Execution, ExecutionControl, ExitStatus};
 use tokio::sync::{mpsc, watch};
 
 use crate::error::{ApiError, ApiResult};
@@ -70,10 +70,6 @@ pub struct Session {
     follows_main: bool,
     /// Since when nobody is attached; `None` while someone is.
     unattached_since: Mutex<Option<Instant>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Session {

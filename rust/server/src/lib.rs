@@ -10,6 +10,7 @@ mod executions;
 mod files;
 mod images;
 mod lifecycle;
+mod tunnels;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -29,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::error_from_code;
 pub use executions::Keeping;
+pub use tunnels::TUNNEL_PROTOCOL;
 
 /// How long requests in flight may take to finish once a stop began.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(30);
@@ -69,6 +71,7 @@ pub(crate) struct Server {
     pub scratch_dir: PathBuf,
     pub upload_limit: u64,
     pub shutdown: CancellationToken,
+    pub tunnels: Arc<tunnels::OpenTunnels>,
 }
 
 pub(crate) type Shared = State<Arc<Server>>;
@@ -91,6 +94,7 @@ pub async fn serve(runtime: Runtime, config: ServeConfig, listener: tokio::net::
         scratch_dir: config.scratch_dir.clone(),
         upload_limit: config.upload_limit,
         shutdown: shutdown.clone(),
+        tunnels: Arc::default(),
     });
     let reaper = tokio::spawn(reap(Arc::clone(&server), config.keeping));
     let lifecycle = tokio::spawn(keep_lifecycle(Arc::clone(&server)));
@@ -135,7 +139,7 @@ async fn keep_lifecycle(server: Arc<Server>) {
     let mut interval = tokio::time::interval(Duration::from_secs(1));
     loop {
         interval.tick().await;
-        server.lifecycle.tick(&server.runtime, |box_id| server.executions.running_in(box_id)).await;
+        server.lifecycle.tick(&server.runtime, |box_id| server.executions.running_in(box_id) || server.tunnels.open_in(box_id)).await;
     }
 }
 
@@ -146,6 +150,7 @@ fn router(server: Arc<Server>, api_key: Option<Arc<str>>) -> Router {
         .merge(attach::routes())
         .merge(files::routes())
         .merge(images::routes())
+        .merge(tunnels::routes())
         .route("/metrics", get(boxes::runtime_metrics));
     Router::new()
         .route("/v1/me", get(me))

@@ -11,10 +11,10 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use boxlite_core::Runtime;
+use boxlite_core::{lock, Runtime};
 use serde::{Deserialize, Serialize};
 
 
@@ -39,10 +39,6 @@ pub struct Lifecycle {
     settings: Mutex<HashMap<String, Settings>>,
     used: Mutex<HashMap<String, Instant>>,
     stopped: Mutex<HashMap<String, Instant>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Lifecycle {

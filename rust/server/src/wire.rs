@@ -416,6 +416,12 @@ pub struct SnapshotList {
     pub snapshots: Vec<SnapshotBody>,
 }
 
+/// Where a running box's port is reached (`POST /boxes/{box}/network/tunnel?port=N`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TunnelDescriptor {
+    pub uri: String,
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CloneBox {

@@ -50,7 +50,7 @@ use boxlite_protocol::network::{DNS_PORT, PROXY_PORT, RESOLVER};
 use crate::error::{Error, Result};
 pub use policy::Policy;
 pub use ports::{bind as bind_ports, HostSocket, PortSpec, Protocol, PublishedPort};
-pub use tunnel::{Forwarder, ListenAddress, Tunnel};
+pub use tunnel::{Connecting, Forwarder, Forwarders, ListenAddress, PortConnector, PortStream, Tunnel};
 
 /// Most connections relayed for one box at once, and most DNS queries in flight for it.
 const RELAYS_PER_BOX: usize = 1024;
@@ -122,13 +122,14 @@ impl BoxSockets {
 /// (`boxlite_protocol::Request::Socket`).
 #[derive(Debug)]
 pub struct Inside {
+    box_id: String,
     /// Where the box's init listens.
     socket_path: PathBuf,
 }
 
 impl Inside {
-    pub fn new(socket_path: PathBuf) -> Self {
-        Self { socket_path }
+    pub fn new(box_id: &str, socket_path: PathBuf) -> Self {
+        Self { box_id: box_id.to_string(), socket_path }
     }
 
     async fn socket(&self, datagram: bool, loopback_port: Option<u16>) -> std::io::Result<OwnedFd> {
@@ -143,18 +144,26 @@ impl Inside {
         Ok(socket)
     }
 
+}
+
+impl PortConnector for Inside {
     /// A connection to the box's `port` on its loopback.
-    pub async fn connect(&self, port: u16) -> std::io::Result<tokio::net::TcpStream> {
-        let socket = tokio::net::TcpSocket::from_std_stream(self.socket(false, None).await?.into());
-        let inside = socket.connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
-        let _ = inside.set_nodelay(true);
-        Ok(inside)
+    fn connect(&self, port: u16) -> Connecting<'_> {
+        Box::pin(async move {
+            let made = async {
+                let socket = tokio::net::TcpSocket::from_std_stream(self.socket(false, None).await?.into());
+                let inside = socket.connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
+                let _ = inside.set_nodelay(true);
+                Ok::<_, std::io::Error>(inside)
+            };
+            let stream = made.await.map_err(|error| Error::Network(format!("cannot reach port {port} of box {}: {error}", self.box_id)))?;
+            Ok(Box::new(stream) as Box<dyn PortStream>)
+        })
     }
 }
 
 /// Serves a box's way out on `sockets`, or on new ones from its init (`inside`), until the task
-/// is aborted.
-/// Serves a box's way out; `served` is told once its listeners are in place (or cannot be).
+/// is aborted; `served` is told once its listeners are in place (or cannot be).
 async fn serve_way_out(sockets: Option<BoxSockets>, inside: Arc<Inside>, outbound: Arc<Outbound>, served: tokio::sync::watch::Sender<bool>) {
     let sockets = match sockets {
         Some(sockets) => sockets,
@@ -217,6 +226,21 @@ struct BoxTraffic {
     errors: AtomicU64,
 }
 
+impl BoxTraffic {
+    fn new(box_id: &str, published: Vec<PublishedPort>) -> Self {
+        Self {
+            box_id: box_id.to_string(),
+            published,
+            relays: Arc::new(tokio::sync::Semaphore::new(RELAYS_PER_BOX)),
+            queries: Arc::new(tokio::sync::Semaphore::new(QUERIES_PER_BOX)),
+            bytes_sent: AtomicU64::new(0),
+            bytes_received: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+        }
+    }
+}
+
 /// Counters of a box's traffic through its network.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TrafficCounts {
@@ -247,18 +271,9 @@ impl BoxNetwork {
     /// new ones from its init, for a box a runtime adopts), and its `published` ports
     /// (listeners from [`bind_ports`]). Call within the tokio runtime.
     pub fn serve(box_id: &str, socket_path: &Path, outbound: Option<(Option<BoxSockets>, Policy)>, published: Vec<(HostSocket, PublishedPort)>, host: &HostNetwork) -> Result<Self> {
-        let traffic = Arc::new(BoxTraffic {
-            box_id: box_id.to_string(),
-            published: published.iter().map(|(_, port)| *port).collect(),
-            relays: Arc::new(tokio::sync::Semaphore::new(RELAYS_PER_BOX)),
-            queries: Arc::new(tokio::sync::Semaphore::new(QUERIES_PER_BOX)),
-            bytes_sent: AtomicU64::new(0),
-            bytes_received: AtomicU64::new(0),
-            connections: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-        });
+        let traffic = Arc::new(BoxTraffic::new(box_id, published.iter().map(|(_, port)| *port).collect()));
         let registered = |error: std::io::Error| Error::Network(format!("failed to serve box {box_id}'s network: {error}"));
-        let inside = Arc::new(Inside::new(socket_path.to_path_buf()));
+        let inside = Arc::new(Inside::new(box_id, socket_path.to_path_buf()));
         let mut tasks = Vec::new();
         let mut way_out = None;
         let (served, way_out_served) = tokio::sync::watch::channel(true);
@@ -291,7 +306,7 @@ impl BoxNetwork {
 
     /// A tunnel to the box's `port`, for this run of the box.
     pub fn tunnel(&self, port: u16) -> Tunnel {
-        Tunnel { port, inside: Arc::clone(&self.inside), traffic: Arc::clone(&self.traffic), forwarders: Arc::clone(&self.forwarders) }
+        Tunnel { port, connector: Arc::clone(&self.inside) as Arc<dyn PortConnector>, traffic: Arc::clone(&self.traffic), forwarders: Arc::clone(&self.forwarders) }
     }
 
     /// Ends the forwarders of the box's `port`.

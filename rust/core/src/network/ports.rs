@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{BoxTraffic, Inside, RELAY_BUFFER};
+use super::{BoxTraffic, Inside, PortConnector, RELAY_BUFFER};
 use crate::error::{Error, Result};
 
 /// A port the user asked to publish (`ports=[(host_port, guest_port, protocol, host_ip)]`).
@@ -125,7 +125,7 @@ impl Outside for tokio::net::UnixListener {
 
 /// Joins each connection to `listener` with one to the box's `guest_port`, until the task is
 /// aborted, which ends the connections it joined too (a revoked tunnel's included).
-pub(super) async fn serve<L: Outside>(listener: L, guest_port: u16, inside: Arc<Inside>, traffic: Arc<BoxTraffic>) {
+pub(super) async fn serve<L: Outside>(listener: L, guest_port: u16, inside: Arc<dyn PortConnector>, traffic: Arc<BoxTraffic>) {
     let mut relays = tokio::task::JoinSet::new();
     loop {
         // Reaps the relays that ended.

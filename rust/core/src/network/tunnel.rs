@@ -1,15 +1,34 @@
 //! Tunnels: a way from the host to one port of a running box, taken once, either as one
 //! connection ([`Tunnel::connect`]) or as a listener on the host that forwards each connection
 //! it accepts ([`Tunnel::forward`]). Forwarders end with the box's run, or when closed or
-//! revoked.
+//! revoked. The connections are made by a [`PortConnector`]: the box's init for a box of this
+//! runtime, a REST server for a remote box (`boxlite-client`).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{ports, BoxTraffic};
 use crate::lock;
 use crate::error::{Error, Result};
+
+/// A byte stream to a box's port.
+pub trait PortStream: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> PortStream for T {}
+
+/// A connection being made by a [`PortConnector`].
+pub type Connecting<'a> = Pin<Box<dyn Future<Output = Result<Box<dyn PortStream>>> + Send + 'a>>;
+
+/// Makes connections to the ports of one box.
+pub trait PortConnector: Send + Sync + std::fmt::Debug + 'static {
+    /// A connection to the box's `port`; an error names the box and the port.
+    fn connect(&self, port: u16) -> Connecting<'_>;
+}
 
 /// Where a forwarder listens on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,18 +50,21 @@ impl std::fmt::Display for ListenAddress {
 #[derive(Debug)]
 pub struct Tunnel {
     pub(super) port: u16,
-    pub(super) inside: Arc<super::Inside>,
+    pub(super) connector: Arc<dyn PortConnector>,
     pub(super) traffic: Arc<BoxTraffic>,
     pub(super) forwarders: Arc<Forwarders>,
 }
 
 impl Tunnel {
+    /// A tunnel to `port` of box `box_id` whose connections `connector` makes, and whose
+    /// forwarders `forwarders` keeps (a remote box's: `boxlite-client`).
+    pub fn through(box_id: &str, port: u16, connector: Arc<dyn PortConnector>, forwarders: Arc<Forwarders>) -> Self {
+        Self { port, connector, traffic: Arc::new(BoxTraffic::new(box_id, Vec::new())), forwarders }
+    }
+
     /// One connection to the port.
-    pub async fn connect(self) -> Result<tokio::net::TcpStream> {
-        let port = self.port;
-        self.inside.connect(port)
-            .await
-            .map_err(|error| Error::Network(format!("cannot reach port {port} of box {}: {error}", self.traffic.box_id)))
+    pub async fn connect(self) -> Result<Box<dyn PortStream>> {
+        self.connector.connect(self.port).await
     }
 
     /// Listens at `listen` and joins each connection to one to the port, until the forwarder
@@ -55,11 +77,11 @@ impl Tunnel {
             ListenAddress::Tcp(address) => {
                 let listener = tokio::net::TcpListener::bind(address).await.map_err(failed)?;
                 let local = ListenAddress::Tcp(listener.local_addr().map_err(failed)?);
-                (tokio::spawn(ports::serve(listener, self.port, self.inside, self.traffic)), local)
+                (tokio::spawn(ports::serve(listener, self.port, Arc::clone(&self.connector), Arc::clone(&self.traffic))), local)
             }
             ListenAddress::Unix(path) => {
                 let listener = tokio::net::UnixListener::bind(path).map_err(failed)?;
-                (tokio::spawn(ports::serve(listener, self.port, self.inside, self.traffic)), listen.clone())
+                (tokio::spawn(ports::serve(listener, self.port, Arc::clone(&self.connector), Arc::clone(&self.traffic))), listen.clone())
             }
         };
         let state = Arc::new(ForwarderState { port: self.port, local: local.clone(), task: Mutex::new(Some(task)), closed: tokio::sync::watch::Sender::new(false) });
@@ -117,7 +139,7 @@ impl ForwarderState {
 /// The forwarders of one run of a box: all end with it, and a tunnel taken during the run
 /// makes none after it.
 #[derive(Debug, Default)]
-pub(super) struct Forwarders(Mutex<(Vec<Arc<ForwarderState>>, bool)>);
+pub struct Forwarders(Mutex<(Vec<Arc<ForwarderState>>, bool)>);
 
 impl Forwarders {
     /// Keeps `forwarder`; false once the run has ended.
@@ -132,7 +154,7 @@ impl Forwarders {
     }
 
     /// Ends the forwarders of `port`; with `None`, all of them, for good (the run ended).
-    pub(super) fn revoke(&self, port: Option<u16>) {
+    pub fn revoke(&self, port: Option<u16>) {
         let ended: Vec<Arc<ForwarderState>> = {
             let mut forwarders = lock(&self.0);
             forwarders.1 |= port.is_none();

@@ -19,7 +19,7 @@ mod tunnel;
 
 pub use network::NetworkHandle;
 pub use snapshots::{SnapshotHandle, SnapshotInfo};
-pub use tunnel::{BoxConnection, BoxTunnel, SocketAddress, TunnelForwarder};
+pub use tunnel::{BoxConnection, BoxTunnel, Opened, SocketAddress, TunnelForwarder};
 #[cfg(feature = "testing")]
 pub use owned::orphans_removed;
 pub use owned::{Orphan, OwnedBox};
@@ -177,9 +177,8 @@ impl Box {
 
     /// The box's outbound policy, changed while it runs, and its tunnels.
     #[getter]
-    fn network(&self, py: Python<'_>) -> PyResult<NetworkHandle> {
-        let handle = self.handle.local("a box's network handle (outbound policy, tunnels)").map_err(|error| errors::to_py(py, &error))?;
-        Ok(NetworkHandle { shared: Arc::clone(&self.shared), handle: Arc::clone(handle) })
+    fn network(&self) -> NetworkHandle {
+        NetworkHandle { shared: Arc::clone(&self.shared), handle: self.handle.clone() }
     }
 
     /// The box's snapshots.

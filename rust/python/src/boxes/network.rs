@@ -1,12 +1,13 @@
-//! `Box.network`: tunnels to the box's ports (`tunnel`), and its outbound policy, changed
-//! while it runs; an inbound allow-list is not built yet (`unsupported`).
+//! `Box.network`: tunnels to the box's ports (`tunnel`, for a local or a REST runtime's box),
+//! and its outbound policy, changed while it runs (a local box's); an inbound allow-list is not
+//! built yet (`unsupported`).
 
 use std::sync::Arc;
 
-use boxlite_core::BoxHandle;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
+use crate::backend::BoxRef;
 use crate::dispatcher::{Payload, Shared};
 use crate::options::{InboundNetworkSpec, OutboundNetworkSpec};
 use crate::unsupported::{refuse, Missing};
@@ -14,7 +15,7 @@ use crate::unsupported::{refuse, Missing};
 #[pyclass(module = "boxlite._native", frozen)]
 pub struct NetworkHandle {
     pub shared: Arc<Shared>,
-    pub handle: Arc<BoxHandle>,
+    pub handle: BoxRef,
 }
 
 fn check_port(port: i64) -> PyResult<u16> {
@@ -26,14 +27,14 @@ impl NetworkHandle {
     /// A tunnel to the running box's `port` (`BoxTunnel`).
     fn tunnel<'py>(&self, py: Python<'py>, port: i64) -> PyResult<Bound<'py, PyAny>> {
         let port = check_port(port)?;
-        let handle = Arc::clone(&self.handle);
+        let handle = self.handle.clone();
         self.shared.submit(py, async move { handle.tunnel(port).await.map(Payload::from) })
     }
 
     /// Ends the forwarders of the box's tunnels to `port`.
     fn revoke_tunnel<'py>(&self, py: Python<'py>, port: i64) -> PyResult<Bound<'py, PyAny>> {
         let port = check_port(port)?;
-        let handle = Arc::clone(&self.handle);
+        let handle = self.handle.clone();
         self.shared.submit(py, async move { handle.revoke_tunnel(port).await.map(Payload::from) })
     }
 
@@ -46,7 +47,7 @@ impl NetworkHandle {
     /// `spec.mode` is `"disabled"`.
     fn update_outbound<'py>(&self, py: Python<'py>, spec: PyRef<'py, OutboundNetworkSpec>) -> PyResult<Bound<'py, PyAny>> {
         let allow_net = spec.to_core().map_err(|error| crate::errors::to_py(py, &error))?;
-        let handle = Arc::clone(&self.handle);
+        let handle = Arc::clone(self.handle.local("changing a box's outbound policy").map_err(|error| crate::errors::to_py(py, &error))?);
         self.shared.submit(py, async move { handle.update_outbound(allow_net).await.map(Payload::from) })
     }
 }

@@ -5,12 +5,11 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use boxlite_core::network::{Forwarder, ListenAddress, Tunnel};
+use boxlite_core::network::{Forwarder, ListenAddress, PortStream, Tunnel};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 
 use crate::dispatcher::{object, Deliver, Payload, Shared};
 use crate::errors;
@@ -87,6 +86,14 @@ impl SocketAddress {
 pub struct BoxTunnel {
     shared: Arc<Shared>,
     tunnel: Mutex<Option<Tunnel>>,
+    /// Where a REST server says the port is reached.
+    uri: Option<String>,
+}
+
+/// A tunnel just made, and the URI a REST server gave for it.
+pub struct Opened {
+    pub tunnel: Tunnel,
+    pub uri: Option<String>,
 }
 
 impl BoxTunnel {
@@ -98,9 +105,9 @@ impl BoxTunnel {
 
 #[pymethods]
 impl BoxTunnel {
-    /// A URL for tunnels of a REST runtime; `None` for a local box.
+    /// Where the REST server says the port is reached; `None` for a local box.
     fn uri(&self) -> Option<String> {
-        None
+        self.uri.clone()
     }
 
     /// One connection to the port.
@@ -117,18 +124,21 @@ impl BoxTunnel {
     }
 }
 
-impl Deliver for Tunnel {
+impl Deliver for Opened {
     fn into_python<'py>(self: Box<Self>, shared: &Arc<Shared>, event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        object(event_loop, BoxTunnel { shared: Arc::clone(shared), tunnel: Mutex::new(Some(*self)) })
+        object(event_loop, BoxTunnel { shared: Arc::clone(shared), tunnel: Mutex::new(Some(self.tunnel)), uri: self.uri })
     }
 }
+
+/// A connection to a box's port: one made in the box, or one relayed by a REST server.
+type Stream = Box<dyn PortStream>;
 
 /// One connection to a box's port: bytes in, bytes out.
 #[pyclass(module = "boxlite._native", frozen)]
 pub struct BoxConnection {
     shared: Arc<Shared>,
-    reader: Arc<tokio::sync::Mutex<Option<OwnedReadHalf>>>,
-    writer: Arc<tokio::sync::Mutex<Option<OwnedWriteHalf>>>,
+    reader: Arc<tokio::sync::Mutex<Option<ReadHalf<Stream>>>>,
+    writer: Arc<tokio::sync::Mutex<Option<WriteHalf<Stream>>>>,
     /// Set by `close()`: a read waiting for data ends with `b""` rather than holding the close.
     closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
@@ -217,9 +227,9 @@ impl BoxConnection {
     }
 }
 
-impl Deliver for tokio::net::TcpStream {
+impl Deliver for Stream {
     fn into_python<'py>(self: Box<Self>, shared: &Arc<Shared>, event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let (reader, writer) = self.into_split();
+        let (reader, writer) = tokio::io::split(*self);
         object(
             event_loop,
             BoxConnection {
