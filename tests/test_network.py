@@ -5,6 +5,7 @@ reaches unlisted, the bypasses a box might try, and what is left behind."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -20,6 +21,7 @@ import boxlite
 from .conftest import checked_runtime, collect, wait_until
 from .leftovers import box_processes
 from .fake_internet import DNS, OTHER_WEB, SERVED_VARIABLE, WEB, FakeInternet, fake_internet, served
+from .serve_client import KEY, serving
 
 BODY = "hello from the fake internet"
 
@@ -564,10 +566,20 @@ async def test_bad_tunnels_are_refused_by_name(any_runtime: boxlite.Boxlite, bus
     await box.stop()
 
 
-def test_tunnels_from_the_sync_api(home: Path, busybox_image: str) -> None:
-    from boxlite.sync_api import SyncBoxlite
+@contextlib.contextmanager
+def sync_runtime(kind: str, home: Path) -> Iterator[boxlite.SyncBoxlite]:
+    """A sync runtime on ``home``: local, or a REST runtime driving ``boxlite serve`` there."""
+    if kind == "local":
+        with boxlite.SyncBoxlite(boxlite.Options(home_dir=str(home))) as runtime:
+            yield runtime
+        return
+    with serving(home) as server, boxlite.SyncBoxlite.rest(boxlite.BoxliteRestOptions(f"http://{server.address}", boxlite.ApiKeyCredential(KEY))) as runtime:
+        yield runtime
 
-    with SyncBoxlite(boxlite.Options(home_dir=str(home))) as runtime:
+
+@pytest.mark.parametrize("kind", ["local", "rest"])
+def test_tunnels_from_the_sync_api(home: Path, busybox_image: str, kind: str) -> None:
+    with sync_runtime(kind, home) as runtime:
         box = runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image, network=boxlite.NetworkSpec(mode="disabled")))
         box.start()
         server = box.exec("sh", ["-c", f"mkdir -p /www && echo '{BODY}' > /www/index.html && exec httpd -f -p 8080 -h /www"])

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use boxlite_client::{Client, Lifecycle, RemoteBox};
 use boxlite_core::files::CopyOptions;
-use crate::boxes::Opened;
+use boxlite_core::network::Tunnel;
 use boxlite_core::{BoxHandle, BoxInfo, BoxMetrics, BoxOptions, Error, Result, RuntimeMetrics, SnapshotInfo};
 
 /// A runtime: local, or a REST server's.
@@ -22,6 +22,12 @@ pub enum Backend {
 pub enum BoxRef {
     Local(Arc<BoxHandle>),
     Remote(Arc<RemoteBox>),
+}
+
+/// A tunnel just made, and the URI a REST server gave for it.
+pub struct Opened {
+    pub tunnel: Tunnel,
+    pub uri: Option<String>,
 }
 
 /// The error of what a REST runtime cannot do.

@@ -143,7 +143,6 @@ impl Inside {
         socket.connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
         Ok(socket)
     }
-
 }
 
 impl PortConnector for Inside {

@@ -19,7 +19,7 @@ mod tunnel;
 
 pub use network::NetworkHandle;
 pub use snapshots::{SnapshotHandle, SnapshotInfo};
-pub use tunnel::{BoxConnection, BoxTunnel, Opened, SocketAddress, TunnelForwarder};
+pub use tunnel::{BoxConnection, BoxTunnel, SocketAddress, TunnelForwarder};
 #[cfg(feature = "testing")]
 pub use owned::orphans_removed;
 pub use owned::{Orphan, OwnedBox};

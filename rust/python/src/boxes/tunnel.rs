@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 
+use crate::backend::Opened;
 use crate::dispatcher::{object, Deliver, Payload, Shared};
 use crate::errors;
 
@@ -88,12 +89,6 @@ pub struct BoxTunnel {
     tunnel: Mutex<Option<Tunnel>>,
     /// Where a REST server says the port is reached.
     uri: Option<String>,
-}
-
-/// A tunnel just made, and the URI a REST server gave for it.
-pub struct Opened {
-    pub tunnel: Tunnel,
-    pub uri: Option<String>,
 }
 
 impl BoxTunnel {
