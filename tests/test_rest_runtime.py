@@ -250,6 +250,11 @@ async def test_boxes_travel_as_archives_through_the_server(remote: boxlite.Boxli
     box = await remote.create(boxlite.BoxOptions(auto_remove=False), name="traveller")
     _, _, status = await collect(await box.exec("sh", ["-c", "echo packed > /root/note"]))
     assert status.exit_code == 0
+    # Stopped: a running box is exported frozen, which an ordinary user's runtime may not do
+    # (test_archives.py covers that locally).
+    await box.stop()
+    box = await remote.get("traveller")
+    assert box is not None
     archive = Path(await box.export(dest=str(out)))
     assert archive == out / "traveller.boxlite" and archive.stat().st_size > 0
     with pytest.raises(boxlite.AlreadyExistsError):
