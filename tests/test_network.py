@@ -475,6 +475,17 @@ async def serve_www(box: boxlite.Box, address: str) -> boxlite.Execution:
     return await box.exec("httpd", ["-f", "-p", address, "-h", "/www"])
 
 
+async def connect_when_listening(box: boxlite.Box, port: int) -> boxlite.BoxConnection:
+    """A tunnel's connection to ``port``, once the server just started in the box listens."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return await (await box.network.tunnel(port)).connect()
+        except boxlite.NetworkError:
+            assert time.monotonic() < deadline, f"nothing listened on port {port} of the box"
+            await asyncio.sleep(0.02)
+
+
 async def get_through(connection: boxlite.BoxConnection) -> bytes:
     await connection.write(b"GET /index.html HTTP/1.0\r\n\r\n")
     chunks = []
@@ -490,12 +501,7 @@ async def test_tunnels_connect_and_forward_to_a_port_of_the_box(any_runtime: box
     box = await make_box(any_runtime, busybox_image, boxlite.NetworkSpec(mode="disabled"))
     await box.start()
     server = await serve_www(box, "127.0.0.1:8080")
-    for _ in range(200):
-        try:
-            response = await get_through(await (await box.network.tunnel(8080)).connect())
-            break
-        except boxlite.NetworkError:
-            await asyncio.sleep(0.02)
+    response = await get_through(await connect_when_listening(box, 8080))
     assert response.startswith(b"HTTP/1.") and response.endswith(BODY.encode() + b"\n")
     tunnel = await box.network.tunnel(8080)
     if request.node.callspec.params["any_runtime"] == "rest":
@@ -620,12 +626,7 @@ async def test_a_tunnel_ends_with_the_run_and_close_ends_a_waiting_read(any_runt
     box = await make_box(any_runtime, busybox_image, boxlite.NetworkSpec(mode="disabled"))
     await box.start()
     server = await box.exec("sh", ["-c", "(echo ready; sleep 60) | nc -l -p 7000"])
-    for _ in range(200):
-        try:
-            connection = await (await box.network.tunnel(7000)).connect()
-            break
-        except boxlite.NetworkError:
-            await asyncio.sleep(0.02)
+    connection = await connect_when_listening(box, 7000)
     assert await connection.read(100) == b"ready\n"
     # Nothing more comes from the server: the next read waits, until the close ends it.
     waiting = asyncio.ensure_future(connection.read(100))

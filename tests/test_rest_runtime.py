@@ -20,6 +20,7 @@ import boxlite
 from .conftest import checked, checked_runtime, collect, wait_until
 from .serve_client import KEY, Server, serving
 from .test_execution import processes_with_command_line
+from .test_network import connect_when_listening
 
 
 def connect(server: Server, credential: boxlite.Credential | None = None, *, key: str | None = KEY) -> boxlite.Boxlite:
@@ -176,12 +177,7 @@ async def test_an_open_tunnel_keeps_its_box_in_use(remote: boxlite.Boxlite, serv
     options = boxlite.BoxOptions(rootfs_path=busybox_image, cmd=["nc", "-ll", "-p", "7000", "-e", "cat"], network=boxlite.NetworkSpec(mode="disabled"), auto_stop=1, auto_remove=False)
     box = await remote.create(options)
     await box.start()
-    for _ in range(200):
-        try:
-            connection = await (await box.network.tunnel(7000)).connect()
-            break
-        except boxlite.NetworkError:
-            await asyncio.sleep(0.02)
+    connection = await connect_when_listening(box, 7000)
     await asyncio.sleep(3)  # three of the server's lifecycle ticks, each past auto_stop
     assert server.ok("GET", f"/v1/boxes/{box.id}")["status"] == "running"
     await connection.write(b"still here\n")
@@ -227,12 +223,7 @@ async def test_a_tunnel_takes_the_key_an_upgrade_and_a_port_that_answers(remote:
     assert status == 503 and refused["error"]["code"] == "network_unavailable" and "port 7000" in refused["error"]["message"]
     # Through the client, a half-close reaches the box's server, whose answer still comes back.
     echo = await box.exec("nc", ["-l", "-p", "7000", "-e", "sh", "-c", "cat; echo end"])
-    for _ in range(200):
-        try:
-            connection = await (await box.network.tunnel(7000)).connect()
-            break
-        except boxlite.NetworkError:
-            await asyncio.sleep(0.02)
+    connection = await connect_when_listening(box, 7000)
     await connection.write(b"sent\n")
     await connection.shutdown_write()
     received = b""
