@@ -4,6 +4,7 @@ that uploads an OCI image layout to it over the distribution API."""
 from __future__ import annotations
 
 import json
+import random
 import socket
 import subprocess
 import time
@@ -13,10 +14,26 @@ from pathlib import Path
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
+    """A TCP port nothing listens on, for a test to publish or serve on. It comes from below the
+    kernel's ephemeral range, so no outgoing connection of this host takes it between this probe
+    and the test's own bind; each port is handed out once per process."""
+    ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    candidates = list(range(max(1024, ephemeral_low - 10000), ephemeral_low))
+    random.shuffle(candidates)
+    for port in candidates:
+        if port in _handed_out:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
+    raise RuntimeError(f"no free TCP port below the ephemeral range (from {ephemeral_low})")
+
+
+_handed_out: set[int] = set()
 
 
 class Registry:
