@@ -13,9 +13,10 @@ cd "$(dirname "$0")/.."
 debian_packages=(nftables iproute2 busybox-static docker-registry zstd apache2-utils bubblewrap crun skopeo python3-venv btrfs-progs)
 # With --tests (scripts/test.sh): what the specialised boxes' tests run in the host:// image, a
 # browser (chromium), an X server (TigerVNC's Xvnc) and the tools a ComputerBox drives it with
-# (xdotool, xwd from x11-apps).
+# (xdotool, xwd from x11-apps); curl, which the secrets' tests send HTTPS with from a box; and
+# openssl, which makes the fake internet's certificates.
 if [ "${1:-}" = "--tests" ]; then
-    debian_packages+=(chromium tigervnc-standalone-server xdotool x11-apps)
+    debian_packages+=(chromium tigervnc-standalone-server xdotool x11-apps curl openssl)
 fi
 missing=()
 for package in "${debian_packages[@]}"; do

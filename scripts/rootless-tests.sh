@@ -45,7 +45,7 @@ done
 echo "== the fake internet, served by root"
 .venv/bin/python -m tests.fake_internet --serve "$scratch/internet" &
 internet_pid=$!
-for _ in $(seq 100); do [ -e "$scratch/internet/ready" ] && break; sleep 0.1; done
+for _ in $(seq 300); do [ -e "$scratch/internet/ready" ] && break; sleep 0.1; done
 [ -e "$scratch/internet/ready" ] || { echo "the fake internet did not start" >&2; exit 1; }
 
 environment="BOXLITE_CGROUP_PARENT=$cgroup BOXLITE_TEST_INTERNET=$scratch/internet"

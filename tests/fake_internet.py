@@ -1,10 +1,12 @@
 """A fake internet on this machine, for boxes' networks: a network namespace reached from the
-host through a veth pair, with HTTP servers on TEST-NET addresses and a DNS server that answers
-the test names. Nothing leaves the machine; the host's resolv.conf and routes stay as they are
+host through a veth pair, with HTTP servers on TEST-NET addresses, HTTPS servers (one with a
+certificate from the fake internet's own authority, one an impostor with a certificate of its
+own; both log what they receive) and a DNS server that answers the test names. Nothing leaves the machine; the host's resolv.conf and routes stay as they are
 (the runtime is pointed at the fake DNS server through ``BOXLITE_DNS_SERVERS``).
 
-Run as a script inside the namespace, this file is the DNS server: it answers A queries for
-``NAMES`` and NXDOMAIN for the rest, and appends every name it was asked to its log.
+Run as a script inside the namespace, this file is the DNS server (it answers A queries for
+``NAMES`` and NXDOMAIN for the rest, and appends every name it was asked to its log) or, with
+``--https``, an HTTPS server.
 
 Only root builds it. For tests run as an ordinary user, root serves one until it is stopped
 (``python -m tests.fake_internet --serve DIR``) and the user's run names it
@@ -14,9 +16,12 @@ Only root builds it. For tests run as an ordinary user, root serves one until it
 from __future__ import annotations
 
 import contextlib
+import http.server
+import json
 import os
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -32,7 +37,17 @@ HOST_ADDRESS = "198.51.100.1"
 WEB = "198.51.100.10"
 OTHER_WEB = "203.0.113.10"
 DNS = "198.51.100.53"
-NAMES = {"allowed.test": WEB, "www.example.test": WEB, "other.test": OTHER_WEB, "example.test": OTHER_WEB}
+NAMES = {
+    "allowed.test": WEB,
+    "www.example.test": WEB,
+    "other.test": OTHER_WEB,
+    "example.test": OTHER_WEB,
+    "api.secret.test": WEB,
+    "plain.secret.test": WEB,
+    "impostor.test": OTHER_WEB,
+}
+#: The names the fake internet's authority certifies for the HTTPS server on ``WEB``.
+CERTIFIED_NAMES = ("api.secret.test", "plain.secret.test")
 
 
 #: Names the directory of a fake internet that root serves, for tests run as an ordinary user.
@@ -41,16 +56,50 @@ SERVED_VARIABLE = "BOXLITE_TEST_INTERNET"
 
 @dataclass
 class FakeInternet:
-    dns_log: Path
+    directory: Path
+
+    @property
+    def dns_log(self) -> Path:
+        return self.directory / "dns.log"
+
+    @property
+    def authority(self) -> Path:
+        """The certificate of the fake internet's authority (PEM): trust it to reach its HTTPS."""
+        return self.directory / "authority.pem"
 
     def queried(self) -> list[str]:
         return self.dns_log.read_text().split() if self.dns_log.exists() else []
+
+    def https_requests(self, address: str = WEB) -> list[dict[str, object]]:
+        """What the HTTPS server on ``address`` received: one entry a request (its ``host``,
+        ``path``, ``headers`` and ``body``)."""
+        log = self.directory / f"https-{address}.log"
+        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
 def served() -> FakeInternet | None:
     """The fake internet root serves (``--serve``), if ``SERVED_VARIABLE`` names one."""
     directory = os.environ.get(SERVED_VARIABLE)
-    return FakeInternet(Path(directory) / "dns.log") if directory else None
+    return FakeInternet(Path(directory)) if directory else None
+
+
+def _make_certificates(directory: Path) -> None:
+    """The fake internet's authority, a certificate from it for ``CERTIFIED_NAMES``, and the
+    impostor's own certificate for impostor.test, made with openssl."""
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    authority, authority_key = directory / "authority.pem", directory / "authority.key"
+    _run("openssl", "req", "-x509", *ec, "-keyout", str(authority_key), "-out", str(authority), "-days", "3", "-subj", "/CN=boxlite fake internet authority",
+         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    request = directory / "web.csr"
+    _run("openssl", "req", "-new", *ec, "-keyout", str(directory / "web.key"), "-out", str(request), "-subj", f"/CN={CERTIFIED_NAMES[0]}")
+    extensions = directory / "web.ext"
+    extensions.write_text("subjectAltName=" + ",".join(f"DNS:{name}" for name in CERTIFIED_NAMES) + "\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n")
+    _run("openssl", "x509", "-req", "-in", str(request), "-CA", str(authority), "-CAkey", str(authority_key), "-CAcreateserial", "-days", "3",
+         "-extfile", str(extensions), "-out", str(directory / "web.pem"))
+    _run("openssl", "req", "-x509", *ec, "-keyout", str(directory / "impostor.key"), "-out", str(directory / "impostor.pem"), "-days", "3",
+         "-subj", "/CN=impostor.test", "-addext", "subjectAltName=DNS:impostor.test")
+    for made in directory.iterdir():
+        made.chmod(0o644)
 
 
 def _run(*argv: str) -> None:
@@ -90,11 +139,19 @@ def fake_internet(workdir: Path) -> Iterator[FakeInternet]:
         for address, port in ((WEB, 80), (WEB, 8080), (OTHER_WEB, 80)):
             command = [*inside, sys.executable, "-m", "http.server", str(port), "--bind", address, "--directory", str(site)]
             servers.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        dns_log = workdir / "dns.log"
-        servers.append(subprocess.Popen([*inside, sys.executable, __file__, str(dns_log)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        for address, port in ((WEB, 80), (WEB, 8080), (OTHER_WEB, 80)):
+        net = FakeInternet(workdir)
+        servers.append(subprocess.Popen([*inside, sys.executable, __file__, str(net.dns_log)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        certificates = workdir / "certificates"
+        certificates.mkdir(exist_ok=True)
+        certificates.chmod(0o755)
+        _make_certificates(certificates)
+        (workdir / "authority.pem").write_bytes((certificates / "authority.pem").read_bytes())
+        for address, name in ((WEB, "web"), (OTHER_WEB, "impostor")):
+            https = [*inside, sys.executable, __file__, "--https", address, str(certificates / f"{name}.pem"), str(certificates / f"{name}.key"), str(workdir / f"https-{address}.log")]
+            servers.append(subprocess.Popen(https, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for address, port in ((WEB, 80), (WEB, 8080), (OTHER_WEB, 80), (WEB, 443), (OTHER_WEB, 443)):
             _wait_for_port(address, port)
-        yield FakeInternet(dns_log)
+        yield net
     finally:
         for server in servers:
             server.kill()
@@ -142,6 +199,35 @@ def _serve_dns(log: Path) -> None:
             server.sendto(answer, peer)
 
 
+def _serve_https(address: str, certificate: str, key: str, log: Path) -> None:
+    """HTTP/1.1 over TLS on ``address``:443: each request (its body by Content-Length) is
+    appended to ``log`` as one JSON line; the answer is ``ok`` and never echoes the request."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _answer(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            entry = {"host": self.headers.get("Host"), "path": self.path, "headers": dict(self.headers.items()), "body": body.decode(errors="replace")}
+            with log.open("a") as handle:
+                handle.write(json.dumps(entry) + "\n")
+            self.send_response(200)
+            self.send_header("Content-Length", "3")
+            self.end_headers()
+            self.wfile.write(b"ok\n")
+
+        do_GET = do_POST = do_PUT = _answer
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certificate, key)
+    server = http.server.ThreadingHTTPServer((address, 443), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.serve_forever()
+
+
 def _serve_until_stopped(directory: Path) -> None:
     """Builds the fake internet in ``directory`` (readable by every user) and keeps it until
     SIGTERM or SIGINT."""
@@ -162,5 +248,7 @@ def _serve_until_stopped(directory: Path) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "--serve":
         _serve_until_stopped(Path(sys.argv[2]))
+    elif sys.argv[1] == "--https":
+        _serve_https(sys.argv[2], sys.argv[3], sys.argv[4], Path(sys.argv[5]))
     else:
         _serve_dns(Path(sys.argv[1]))

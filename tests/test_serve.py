@@ -78,7 +78,8 @@ def test_bad_requests_get_typed_errors_and_make_nothing(server: Server, tmp_path
     cases = [
         ({"security": {"privileged": True}}, 400, "invalid_argument"),
         ({"cpus": "many"}, 400, "invalid_argument"),
-        ({"secrets": [{"name": "token", "value": "hunter2-value"}]}, 400, "unsupported"),
+        ({"secrets": [{"name": "token", "value": "hunter2-value"}]}, 400, "invalid_argument"),
+        ({"secrets": [{"name": "token", "value": "hunter2-value\r\nX: 1", "hosts": ["api.example.com"]}]}, 400, "invalid_argument"),
         ({"auto_stop": -1}, 400, "invalid_argument"),
         ({"network": {"mode": "disabled", "allow_net": ["example.com"]}}, 400, "invalid_argument"),
         ({"rootfs_path": str(tmp_path / "no-such-layout")}, None, None),

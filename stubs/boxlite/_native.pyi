@@ -363,9 +363,15 @@ class AdvancedBoxOptions:
 
 @final
 class Secret:
-    """A value for a placeholder in outbound HTTPS traffic; never shown by ``repr()``. The HTTPS
-    proxy that substitutes it is not built yet, so a box with secrets is refused with
-    ``UnsupportedError``."""
+    """A value the box's HTTPS requests to ``hosts`` carry without the box holding it. The box
+    sees ``BOXLITE_SECRET_<NAME>`` (the name upper-cased, other characters ``_``) set to the
+    placeholder; the runtime ends the box's TLS to those hosts (names, or ``*.suffix`` for one
+    label below it) with a certificate of the box's own authority, which the box trusts, and
+    sends each request on to the real host, verified against the host's trust store, with the
+    value in place of the placeholder in the request target and header values (Basic
+    credentials decoded for it). Bodies are sent as written. Never shown by ``repr()``; kept on
+    the host readable by the runtime's user alone. Bad secrets (no hosts, line breaks, an empty
+    placeholder, a box without a network) are an ``InvalidArgumentError`` at ``create()``."""
 
     name: str
     value: str
@@ -382,7 +388,7 @@ _PortEntry: TypeAlias = tuple[int | None, int] | tuple[int | None, int, str] | t
 class BoxOptions:
     """How to make one box. None means the runtime's default. ``tty=True`` runs the box's main
     command on a terminal (``attach()`` gets it). Options this engine cannot honour
-    (``secrets``, ``auto_stop``, ``auto_resume=True``) are refused by ``create()`` with
+    (``auto_stop``, ``auto_resume=True``) are refused by ``create()`` with
     ``UnsupportedError``."""
 
     image: str | None

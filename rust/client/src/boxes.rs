@@ -229,7 +229,7 @@ pub(crate) fn create_body(options: BoxOptions, lifecycle: Lifecycle, name: Optio
             .filter_map(|volume| volume.named.map(|managed_volume| wire::ManagedVolume { managed_volume, guest_path: volume.guest_path, read_only: volume.read_only }))
             .collect(),
         network: Some(network),
-        secrets: Vec::new(),
+        secrets: options.secrets.iter().map(wire::Secret::of).collect(),
         detach: options.detach,
         tty: Some(options.tty),
         auto_stop: lifecycle.auto_stop,

@@ -12,6 +12,7 @@ mod host;
 mod idmap;
 mod ids;
 mod process;
+mod secret;
 pub mod network;
 pub mod image;
 pub mod volumes;
@@ -22,7 +23,8 @@ pub use boxes::{
 };
 pub use boxlite_protocol::TtySize;
 pub use error::{Error, Result};
-pub use image::{Credentials, ImageRecord, PullProgress, RegistryConfig, Secret};
+pub use image::{Credentials, ImageRecord, PullProgress, RegistryConfig};
+pub use secret::Secret;
 pub use exec::{ExecutionControl, Execution, ExitStatus};
 
 /// A mutex's guard, also when a thread panicked holding it: the state it guards stays

@@ -53,6 +53,10 @@ pub const MAX_PACKET: usize = 1 << 20;
 /// hierarchies). The control buffers (8 × u64) hold CMSG_SPACE of this many.
 pub const MAX_FDS: usize = 8;
 
+/// The box's bundle of trusted certificate authorities: where Debian, Ubuntu and Alpine keep
+/// it, and where OpenSSL, curl, and (pointed there) Python's and Node's clients read it.
+pub const TRUST_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
 /// How the shim builds the box's root and runs its init.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShimConfig {
@@ -96,6 +100,10 @@ pub struct ShimConfig {
     /// The file mounted read-only on the box's /etc/resolv.conf, for a box with a network.
     #[serde(default)]
     pub resolv_conf: Option<PathBuf>,
+    /// A certificate authority (PEM) the box trusts besides its image's: the one of the box's
+    /// secrets, whose requests the runtime completes. Appended to [`TRUST_BUNDLE`] in the box.
+    #[serde(default)]
+    pub trusted_authority: Option<String>,
     /// The runtime runs as an ordinary user ([`ROOTLESS_ARGUMENT`]): the box's devices are the
     /// host's, bound (no one may make device nodes), and its overlay keeps its own attributes
     /// in `user.` extended attributes.
@@ -512,6 +520,34 @@ pub fn recv_with_fds(socket: BorrowedFd<'_>, buffer: &mut [u8]) -> io::Result<(u
         }
         Ok((received as usize, fds))
     }
+}
+
+/// `openat2`'s `RESOLVE_*` flags (linux/openat2.h).
+pub mod resolve {
+    /// Refuses `/proc/<pid>/fd`-style links, which jump out of any root.
+    pub const NO_MAGICLINKS: u64 = 0x02;
+    /// Refuses to cross a mount point (bind mounts included).
+    pub const NO_XDEV: u64 = 0x01;
+    /// Resolves absolute symlinks and `..` against the starting directory, as if it were `/`.
+    pub const IN_ROOT: u64 = 0x10;
+}
+
+/// `openat2(dir, path, flags | O_CLOEXEC, mode)` with the `resolve` restrictions ([`resolve`]).
+pub fn openat2(dir: BorrowedFd<'_>, path: &std::ffi::CStr, flags: i32, mode: u32, resolve: u64) -> io::Result<OwnedFd> {
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    let how = OpenHow { flags: (flags | libc::O_CLOEXEC) as u64, mode: u64::from(mode), resolve };
+    // SAFETY: openat2 reads `how` (its size passed) and the C string; both outlive the call.
+    let fd = unsafe { libc::syscall(libc::SYS_openat2, dir.as_raw_fd(), path.as_ptr(), std::ptr::addr_of!(how), std::mem::size_of::<OpenHow>()) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: openat2 returned a new descriptor that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 #[cfg(test)]

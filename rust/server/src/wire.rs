@@ -37,13 +37,41 @@ pub struct CreateBox {
     pub volumes: Vec<ManagedVolume>,
     pub network: Option<Network>,
     #[serde(default, deserialize_with = "null_as_default")]
-    pub secrets: Vec<serde_json::Value>,
+    pub secrets: Vec<Secret>,
     pub detach: Option<bool>,
     pub tty: Option<bool>,
     pub auto_stop: Option<u64>,
     pub auto_delete: Option<u64>,
     pub auto_resume: Option<bool>,
     pub advanced: Option<Advanced>,
+}
+
+/// A secret as BoxLite's API carries it; `placeholder` defaults as in the SDK.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Secret {
+    pub name: String,
+    pub value: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub hosts: Vec<String>,
+    pub placeholder: Option<String>,
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Secret").field("name", &self.name).field("hosts", &self.hosts).field("placeholder", &self.placeholder).finish_non_exhaustive()
+    }
+}
+
+impl Secret {
+    fn into_core(self) -> boxlite_core::network::SecretSpec {
+        let placeholder = self.placeholder.unwrap_or_else(|| boxlite_core::network::SecretSpec::default_placeholder(&self.name));
+        boxlite_core::network::SecretSpec { name: self.name, value: boxlite_core::Secret::new(self.value), hosts: self.hosts, placeholder }
+    }
+
+    pub fn of(secret: &boxlite_core::network::SecretSpec) -> Self {
+        Self { name: secret.name.clone(), value: secret.value.expose().to_string(), hosts: secret.hosts.clone(), placeholder: Some(secret.placeholder.clone()) }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -91,10 +119,6 @@ impl CreateBox {
     /// The core's options for this request. A server's boxes outlive the request that made
     /// them: detached and kept when stopped unless the request says otherwise.
     pub fn options(self) -> ApiResult<(BoxOptions, Option<String>, Settings)> {
-        let unsupported = |what: &str| Err(ApiError::from(boxlite_core::Error::Unsupported(what.to_string())));
-        if !self.secrets.is_empty() {
-            return unsupported("secrets are not supported by this server yet");
-        }
         if let Some(name) = &self.name {
             check_name(name)?;
         }
@@ -125,6 +149,7 @@ impl CreateBox {
             network,
             capabilities_add,
             capabilities_drop,
+            secrets: self.secrets.into_iter().map(Secret::into_core).collect(),
             detach: Some(self.detach.unwrap_or(true)),
             auto_remove: Some(false),
             ..BoxOptions::default()
@@ -477,7 +502,8 @@ mod tests {
         assert!(serde_json::from_str::<CreateBox>(r#"{"security": {"privileged": true}}"#).is_err());
         let (_, _, lifecycle) = parse(r#"{"auto_stop": 60, "auto_delete": 5, "auto_resume": false}"#).expect("lifecycle");
         assert_eq!(lifecycle, Settings { auto_stop: 60, auto_delete: 5, auto_resume: false });
-        let error = parse(r#"{"secrets": [{"name": "k", "value": "v"}]}"#).expect_err("secrets");
-        assert!(!error.message.contains("\"v\""), "no secret in the message: {}", error.message);
+        let (options, _, _) = parse(r#"{"secrets": [{"name": "k", "value": "sk-1", "hosts": ["api.example.com"]}]}"#).expect("secrets");
+        assert_eq!(options.secrets[0].placeholder, "<BOXLITE_SECRET:k>");
+        assert!(!format!("{options:?}").contains("sk-1"), "no value in Debug");
     }
 }

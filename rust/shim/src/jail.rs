@@ -48,6 +48,9 @@ pub fn enter(config: &ShimConfig, namespaces: Option<&BoxNamespaces>) -> Result<
     let box_ids = config.user_namespace.zip(namespaces).filter(|_| !config.rootless);
     let volumes = open_volume_sources(&mounts, box_ids)?;
     pivot_into(root)?;
+    if let Some(authority) = &config.trusted_authority {
+        trust_authority(authority)?;
+    }
     mount_volumes(&volumes)?;
     set_hostname(&config.hostname)?;
     Ok(())
@@ -290,6 +293,36 @@ fn attach_tree(tree: &OwnedFd, target: &Path, error: impl FnOnce() -> String) ->
     let code = unsafe { libc::syscall(libc::SYS_move_mount, tree.as_raw_fd(), c"".as_ptr(), libc::AT_FDCWD, target_c.as_ptr(), MOVE_MOUNT_F_EMPTY_PATH) } as libc::c_int;
     check(code, error)?;
     Ok(())
+}
+
+/// Adds `authority` (PEM) to the box's trust bundle, once: a box that updated its bundle since
+/// gets it again. Run after pivot_root, so the path resolves in the box's root, which the box
+/// may have filled with symlinks; the open stays on the root's own filesystem (no `/proc`,
+/// `/sys` or `/dev` behind a link: this process may be host root) and refuses a bundle that is
+/// anything but a regular file.
+fn trust_authority(authority: &str) -> Result<()> {
+    use std::io::{Read, Write};
+    let bundle = Path::new(boxlite_protocol::TRUST_BUNDLE);
+    let failed = |source: std::io::Error| sys::SysError { operation: format!("failed to add the box's secrets authority to {}", bundle.display()), source };
+    if let Some(parent) = bundle.parent() {
+        mkdir_all(parent)?;
+    }
+    let root = std::fs::File::open("/").map_err(failed)?;
+    let resolve = boxlite_protocol::resolve::NO_XDEV | boxlite_protocol::resolve::NO_MAGICLINKS;
+    let flags = libc::O_RDWR | libc::O_CREAT | libc::O_NONBLOCK | libc::O_NOCTTY;
+    let opened = boxlite_protocol::openat2(std::os::fd::AsFd::as_fd(&root), &sys::cstring(bundle), flags, 0o644, resolve).map_err(failed)?;
+    let mut file = std::fs::File::from(opened);
+    if !file.metadata().map_err(failed)?.is_file() {
+        return Err(failed(std::io::Error::from_raw_os_error(libc::EINVAL)));
+    }
+    let mut present = Vec::new();
+    file.read_to_end(&mut present).map_err(failed)?;
+    let wanted = authority.trim().as_bytes();
+    if present.windows(wanted.len()).any(|window| window == wanted) {
+        return Ok(());
+    }
+    let separator = if present.is_empty() || present.ends_with(b"\n") { "" } else { "\n" };
+    file.write_all(format!("{separator}{authority}").as_bytes()).map_err(failed)
 }
 
 /// Box paths a volume may not cover: the kernel's views and the devices, which stay as the

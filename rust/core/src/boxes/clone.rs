@@ -27,12 +27,14 @@ impl BoxHandle {
         self.check_exists()?;
         let source = self.entry.record().clone();
         let layer = self.writable_layer();
+        let source_dir = self.entry.dir.clone();
         let inner = Arc::clone(&self.inner);
         self.with_layer_still(&live, move || {
             let subdirs: &[&str] = if source.disk_size_gb.is_some() { &["disk", "rootfs", "main"] } else { &["work", "rootfs", "main"] };
             Runtime::make_box(&inner, subdirs, |id, dir, id_map| {
                 let target = WritableLayer::of(dir, source.disk_size_gb.is_some());
                 layer.copy_shifted(target.path(), shift_between(source.id_map, id_map))?;
+                crate::network::secrets::copy(&source_dir, dir)?;
                 let (created_at, created_at_nanos) = crate::clock::now();
                 Ok(BoxRecord {
                     id: id.to_string(),

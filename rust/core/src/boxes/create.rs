@@ -115,6 +115,7 @@ impl Runtime {
             let subdirs: &[&str] = if disk_size_gb.is_some() { &["rootfs", "main"] } else { &["upper", "work", "rootfs", "main"] };
             Runtime::make_box(&inner, subdirs, |id, dir, id_map| {
                 let (created_at, created_at_nanos) = crate::clock::now();
+                let secrets_authority = (!options.secrets.is_empty()).then(|| crate::network::secrets::store(dir, &options.secrets)).transpose()?;
                 let record = BoxRecord {
                     id: id.to_string(),
                     name,
@@ -129,7 +130,7 @@ impl Runtime {
                     remove_on_stop: options.remove_on_stop(),
                     detach: options.detach.unwrap_or(false),
                     working_dir: options.working_dir.clone(),
-                    env: options.env.clone(),
+                    env: crate::network::secrets::box_env(options.env.clone(), &options.secrets),
                     user: options.user.clone(),
                     prepared,
                     main,
@@ -145,6 +146,7 @@ impl Runtime {
                     disk_size_gb,
                     network: options.network.clone(),
                     ports: options.ports.clone(),
+                    secrets_authority,
                 };
                 match record.disk_size_gb {
                     Some(size) => inner.host.disks.as_ref().map_err(|why| Error::Unsupported(why.clone())).and_then(|formatter| disk::make(dir, size, formatter, &inner.home.disk_templates()))?,

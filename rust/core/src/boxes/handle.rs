@@ -69,6 +69,7 @@ impl BoxHandle {
         let inner = Arc::clone(&self.inner);
         let id = self.entry.id.clone();
         let config = self.shim_config();
+        let dir = self.entry.dir.clone();
         let (allow_net, ports) = {
             let record = self.entry.record();
             (record.network.clone(), record.ports.clone())
@@ -79,12 +80,12 @@ impl BoxHandle {
             // First: a host port that is taken fails the start before anything is made.
             let published = crate::network::bind_ports(&ports)?;
             let mut warm = inner.warm_shim(&config)?;
-            let outbound = match (allow_net, warm.sockets.take()) {
-                (Some(allow_net), Some(sockets)) => Some((Some(sockets), Policy::parse(&allow_net)?)),
+            let way_out = match (allow_net, warm.sockets.take()) {
+                (Some(allow_net), Some(sockets)) => Some(way_out(&dir, &id, &allow_net, Some(sockets))?),
                 _ => None,
             };
             // Served before the box runs: what it sends first waits for no one.
-            let network = BoxNetwork::serve(&id, &config.socket_path, outbound, published, &inner.network)?;
+            let network = BoxNetwork::serve(&id, &config.socket_path, way_out, published, &inner.network)?;
             let mut made = None;
             // Where the host gives this runtime no cgroups, a box runs in none: it asked for no
             // limit of its own (`Runtime::create` refused those).
@@ -197,7 +198,7 @@ impl BoxHandle {
         };
         // Each part on its own: a way out that cannot be served leaves the published ports.
         let outbound = allow_net.and_then(|allow_net| {
-            let parsed = Policy::parse(&allow_net).map(|policy| (None, policy));
+            let parsed = way_out(&self.entry.dir, &self.entry.id, &allow_net, None);
             parsed.inspect_err(|error| log::warn!("box {} has no way out: {error}", self.entry.id)).ok()
         });
         let published = crate::network::bind_ports(&ports).unwrap_or_else(|error| {
@@ -287,6 +288,7 @@ impl BoxHandle {
             disk: record.disk_size_gb.map(|_| disk::config(dir, record.id_map)),
             network: record.network.is_some(),
             resolv_conf: record.network.is_some().then(|| self.inner.network.resolv_conf.clone()),
+            trusted_authority: record.secrets_authority.clone(),
             rootless: self.inner.host.rootless,
             main: record.main.clone().map(|argv| {
                 let (env, cwd, user) = process_defaults(&record).main_process();
@@ -519,4 +521,10 @@ impl BoxHandle {
 
 fn process_defaults(record: &BoxRecord) -> ProcessDefaults {
     ProcessDefaults::new(&record.prepared.config, &record.env, record.working_dir.as_deref(), record.user.as_deref())
+}
+
+/// How the way out of the box `id` in `dir` is served: its `allow_net`, and its secrets, if it
+/// has any. Blocking (it reads the secrets and the host's trust store).
+fn way_out(dir: &Path, id: &str, allow_net: &[String], sockets: Option<BoxSockets>) -> Result<WayOut> {
+    Ok(WayOut { sockets, policy: Policy::parse(allow_net)?, secrets: SecretProxy::load(dir, id)? })
 }

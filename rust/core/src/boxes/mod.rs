@@ -70,7 +70,7 @@ use crate::idmap::{IdMap, RangeClaims};
 use crate::volumes::{VolumeInfo, Volumes};
 use crate::image::{self, ImageRecord, ImageSource, ImageStore, RegistryConfig};
 use crate::lock;
-use crate::network::{BoxNetwork, HostNetwork, Policy};
+use crate::network::{BoxNetwork, BoxSockets, HostNetwork, Policy, SecretProxy, WayOut};
 use engine::Live;
 use record::BoxRecord;
 

@@ -41,6 +41,9 @@ pub struct BoxOptions {
     pub network: Option<Vec<String>>,
     /// Ports of the box published on the host while it runs.
     pub ports: Vec<crate::network::PortSpec>,
+    /// Secrets the box's HTTPS requests carry without the box holding them
+    /// ([`crate::network::secrets`]); they need a network.
+    pub secrets: Vec<crate::network::SecretSpec>,
 }
 
 /// A host path mounted into the box.
@@ -127,6 +130,10 @@ impl BoxOptions {
         for port in &self.ports {
             port.validate()?;
         }
+        if !self.secrets.is_empty() && self.network.is_none() {
+            return Err(Error::InvalidArgument("secrets travel only over the box's network, and this box has none".to_string()));
+        }
+        crate::network::secrets::validate(&self.secrets)?;
         self.validate_process_limits()?;
         self.capabilities()?;
         self.validate_volumes()

@@ -72,6 +72,11 @@ pub struct BoxRecord {
     /// The size of the box's own filesystem (`disk`), if it has one.
     #[serde(default)]
     pub disk_size_gb: Option<u64>,
+    /// The certificate (PEM) of the authority of the box's secrets, which the box trusts; the
+    /// secrets and the authority's key are in the box's directory
+    /// ([`crate::network::secrets::SECRETS_DIR`]).
+    #[serde(default)]
+    pub secrets_authority: Option<String>,
 }
 
 fn default_capabilities() -> Vec<u32> {

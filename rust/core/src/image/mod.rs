@@ -13,7 +13,7 @@ mod unpack;
 
 pub(crate) use digest::{sha256_hex, HashingReader};
 pub(crate) use unpack::{unpack_layer, unpack_tar};
-pub use registry::{Credentials, ImageRecord, ImageStore, PullProgress, RegistryConfig, Secret};
+pub use registry::{Credentials, ImageRecord, ImageStore, PullProgress, RegistryConfig};
 
 use std::path::PathBuf;
 

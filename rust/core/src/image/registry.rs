@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::digest::sha256_hex;
+use crate::Secret;
 use super::unpack::unpack_layer;
 use super::{ConfigBlob, ImageConfig, PreparedImage};
 use crate::error::{Error, Result};
@@ -80,26 +81,6 @@ impl tokio::io::AsyncWrite for CountingWriter {
     }
 }
 pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A secret string: shown as `***` by Debug and Display (rule 3).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: String) -> Self {
-        Self(value)
-    }
-
-    fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str("***")
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credentials {

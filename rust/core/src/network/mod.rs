@@ -5,7 +5,8 @@
 //! query leaving it to sockets made inside that namespace ([`BoxSockets`]); everything else
 //! leaving it is refused (`boxlite_protocol::network`). The runtime serves those sockets from
 //! the host ([`BoxNetwork`]): [`dns`] answers queries, [`proxy`] makes the connections the
-//! policy ([`policy`]) allows. There is no bridge, no NAT and no route from the box to the
+//! policy ([`policy`]) allows, and [`secrets`] completes the HTTPS requests that carry the
+//! box's secrets. There is no bridge, no NAT and no route from the box to the
 //! host: a connection leaves only as one the runtime made. Inbound, [`ports`] joins connections
 //! to a host port with ones it makes inside the box's namespace, as [`tunnel`]s do on demand.
 //! The sockets in the box's namespace come from the box's shim and init ([`Inside`]): the
@@ -37,6 +38,7 @@ mod dns;
 mod policy;
 mod ports;
 mod proxy;
+pub mod secrets;
 mod tunnel;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -49,6 +51,7 @@ use boxlite_protocol::network::{DNS_PORT, PROXY_PORT, RESOLVER};
 
 use crate::error::{Error, Result};
 pub use policy::Policy;
+pub use secrets::{SecretProxy, SecretSpec};
 pub use ports::{bind as bind_ports, HostSocket, PortSpec, Protocol, PublishedPort};
 pub use tunnel::{Connecting, Forwarder, Forwarders, ListenAddress, PortConnector, PortStream, Tunnel};
 
@@ -201,6 +204,16 @@ struct Outbound {
     policy: std::sync::RwLock<Arc<Policy>>,
     upstream: Arc<[SocketAddr]>,
     traffic: Arc<BoxTraffic>,
+    secrets: Option<SecretProxy>,
+}
+
+/// How a box's way out is served: the sockets its shim made in its namespace (`None`: new ones
+/// from its init, for a box a runtime adopts), its policy, and the proxy of its secrets.
+#[derive(Debug)]
+pub struct WayOut {
+    pub sockets: Option<BoxSockets>,
+    pub policy: Policy,
+    pub secrets: Option<SecretProxy>,
 }
 
 impl Outbound {
@@ -266,21 +279,20 @@ pub struct BoxNetwork {
 
 impl BoxNetwork {
     /// Serves the network of box `box_id`, whose init listens at `socket_path`: its way out
-    /// (`outbound`: its policy, and the sockets its shim made in its namespace, or `None` for
-    /// new ones from its init, for a box a runtime adopts), and its `published` ports
-    /// (listeners from [`bind_ports`]). Call within the tokio runtime.
-    pub fn serve(box_id: &str, socket_path: &Path, outbound: Option<(Option<BoxSockets>, Policy)>, published: Vec<(HostSocket, PublishedPort)>, host: &HostNetwork) -> Result<Self> {
+    /// (`None`: loopback only), and its `published` ports (listeners from [`bind_ports`]). Call
+    /// within the tokio runtime.
+    pub fn serve(box_id: &str, socket_path: &Path, way_out: Option<WayOut>, published: Vec<(HostSocket, PublishedPort)>, host: &HostNetwork) -> Result<Self> {
         let traffic = Arc::new(BoxTraffic::new(box_id, published.iter().map(|(_, port)| *port).collect()));
         let registered = |error: std::io::Error| Error::Network(format!("failed to serve box {box_id}'s network: {error}"));
         let inside = Arc::new(Inside::new(box_id, socket_path.to_path_buf()));
         let mut tasks = Vec::new();
-        let mut way_out = None;
+        let mut served_outbound = None;
         let (served, way_out_served) = tokio::sync::watch::channel(true);
-        if let Some((sockets, policy)) = outbound {
+        if let Some(WayOut { sockets, policy, secrets }) = way_out {
             served.send_replace(sockets.is_some());
-            let outbound = Arc::new(Outbound { policy: std::sync::RwLock::new(Arc::new(policy)), upstream: Arc::clone(&host.upstream), traffic: Arc::clone(&traffic) });
+            let outbound = Arc::new(Outbound { policy: std::sync::RwLock::new(Arc::new(policy)), upstream: Arc::clone(&host.upstream), traffic: Arc::clone(&traffic), secrets });
             tasks.push(tokio::spawn(serve_way_out(sockets, Arc::clone(&inside), Arc::clone(&outbound), served)));
-            way_out = Some(outbound);
+            served_outbound = Some(outbound);
         }
         for (socket, port) in published {
             let inside = Arc::clone(&inside);
@@ -289,7 +301,7 @@ impl BoxNetwork {
                 HostSocket::Udp(socket) => tokio::spawn(ports::serve_udp(tokio::net::UdpSocket::from_std(socket).map_err(registered)?, port.guest_port, inside, Arc::clone(&traffic))),
             });
         }
-        Ok(Self { traffic, outbound: way_out, inside, forwarders: Arc::default(), tasks, way_out_served })
+        Ok(Self { traffic, outbound: served_outbound, inside, forwarders: Arc::default(), tasks, way_out_served })
     }
 
     /// Returns once the box's way out has its listeners, so that a process started now finds

@@ -280,7 +280,7 @@ fn parse_rule(entry: &str) -> Result<Rule> {
 
 /// A host name: dot-separated labels of letters, digits, `-` and `_`, each 1–63 long, 253 in
 /// all; not all digits (that would be a mistyped address).
-fn check_name(name: &str) -> std::result::Result<(), String> {
+pub(super) fn check_name(name: &str) -> std::result::Result<(), String> {
     let name = name.strip_suffix('.').unwrap_or(name);
     if name.is_empty() || name.len() > 253 {
         return Err("a host name must be 1 to 253 characters".to_string());

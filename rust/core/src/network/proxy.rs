@@ -2,7 +2,8 @@
 //! with the address the box asked for kept by the kernel (`SO_ORIGINAL_DST`). One to port 53 is
 //! DNS over TCP, which the resolver answers (`dns::serve_stream`). The policy decides;
 //! an allowed connection is made by the runtime, from the host, and the two are joined. A
-//! refused one is reset, so the program in the box fails at once.
+//! refused one is reset, so the program in the box fails at once. One to a host the box's
+//! secrets go to is the secrets proxy's to complete ([`secrets`]).
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
@@ -14,10 +15,10 @@ use tokio::net::{TcpListener, TcpStream};
 
 use boxlite_protocol::network::DNS_SERVICE_PORT;
 
-use super::{Outbound, RELAY_BUFFER};
+use super::{secrets, Outbound, RELAY_BUFFER};
 
 /// How long the runtime tries to reach a destination before the box's connection is reset.
-const CONNECT_WAIT: Duration = Duration::from_secs(30);
+pub(super) const CONNECT_WAIT: Duration = Duration::from_secs(30);
 
 /// Serves the box's connections until the task is aborted.
 pub(super) async fn serve(listener: TcpListener, outbound: Arc<Outbound>) {
@@ -57,6 +58,15 @@ async fn relay(mut inbound: TcpStream, outbound: &Outbound) {
         traffic.errors.fetch_add(1, Ordering::Relaxed);
         reset(inbound);
         return;
+    }
+    if let (Some(secrets), secrets::HTTPS_PORT) = (&outbound.secrets, destination.port()) {
+        if let Some(server_name) = secrets.claims(&inbound).await {
+            if let Err(reason) = secrets.complete(inbound, destination, server_name, traffic).await {
+                log::debug!("box {}: a connection that carries secrets failed: {reason}", traffic.box_id);
+                traffic.errors.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        }
     }
     let mut connection = match tokio::time::timeout(CONNECT_WAIT, TcpStream::connect(destination)).await {
         Ok(Ok(connection)) => connection,

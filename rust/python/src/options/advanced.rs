@@ -266,10 +266,21 @@ impl Secret {
     }
 
     fn get_placeholder(&self) -> String {
-        self.placeholder.clone().unwrap_or_else(|| format!("<BOXLITE_SECRET:{}>", self.name))
+        self.placeholder.clone().unwrap_or_else(|| boxlite_core::network::SecretSpec::default_placeholder(&self.name))
     }
 
     fn __repr__(&self) -> String {
         format!("Secret(name={}, hosts={}, placeholder={}, value=[REDACTED])", python_repr(Some(&self.name)), python_list(&self.hosts), python_repr(Some(&self.get_placeholder())))
+    }
+}
+
+impl Secret {
+    pub fn to_core(&self) -> boxlite_core::network::SecretSpec {
+        boxlite_core::network::SecretSpec {
+            name: self.name.clone(),
+            value: boxlite_core::Secret::new(self.value.clone()),
+            hosts: self.hosts.clone(),
+            placeholder: self.get_placeholder(),
+        }
     }
 }

@@ -311,13 +311,9 @@ impl BoxOptions {
 
     /// The core's options, for a box of either kind of runtime.
     fn shared_options(&self, py: Python<'_>) -> Result<boxlite_core::BoxOptions, boxlite_core::Error> {
-        use boxlite_core::Error::Unsupported;
         // BoxLite's default: outbound traffic, to anywhere the policy allows.
         let network = self.network.as_ref().map_or_else(|| Ok(Some(Vec::new())), NetworkSpec::to_core)?;
         let ports = self.ports.iter().map(PortSpec::to_core).collect::<Result<Vec<_>, _>>()?;
-        if !self.secrets.is_empty() {
-            return Err(Unsupported("secrets are not supported yet: they need the HTTPS proxy of a box's network, which is not built yet".to_string()));
-        }
         let volumes = self
             .volumes
             .iter()
@@ -348,6 +344,7 @@ impl BoxOptions {
             disk_size_gb: self.disk_size_gb,
             network,
             ports,
+            secrets: self.secrets.iter().map(Secret::to_core).collect(),
             ..Default::default()
         };
         if let Some(advanced) = &self.advanced {

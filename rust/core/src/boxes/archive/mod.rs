@@ -124,6 +124,9 @@ impl Portable {
             id_map: _,
             health_check,
             disk_size_gb,
+            // Secrets stay on the host that was given them: an archive is a file anyone may
+            // be handed. The imported box keeps their placeholders, which nothing replaces.
+            secrets_authority: _,
         } = record.clone();
         Self {
             source_id: id,
@@ -623,6 +626,7 @@ fn import(inner: &Inner, archive: &Path, name: Option<String>, untrusted: bool) 
             id_map,
             health_check: portable.health_check,
             disk_size_gb: portable.disk_size_gb,
+            secrets_authority: None,
         })
     })
 }

@@ -1,0 +1,741 @@
+//! Secrets a box uses without holding them.
+//!
+//! The box sees each secret's placeholder (in `BOXLITE_SECRET_<NAME>`). Its HTTPS connections
+//! to a secret's hosts end at the runtime, which answers with a certificate from the box's own
+//! authority (trusted in the box; its key stays outside), puts the values in place of the
+//! placeholders in each request, and sends the request on over TLS to the real host.
+//!
+//! # Rules
+//!
+//! 1. A value leaves the runtime only inside TLS to a host that proved it is one of the
+//!    secret's hosts (its certificate verified, against the host's trust store, for the name
+//!    the box asked for, at the address the policy let the box reach), and only in the request
+//!    target and header values: never in a body, which a server may echo back to the box, and
+//!    never to another secret's hosts.
+//! 2. Only connections to port 443 whose TLS ClientHello names a secret's host are opened;
+//!    every other connection is relayed as it came, byte for byte.
+//! 3. The values and the authority's key stay in the box's directory on the host, readable by
+//!    the runtime's user alone: never in the box's filesystem, a log, an error or a `Debug`.
+//! 4. The box speaks HTTP/1.1 (ALPN) to those hosts; a request to switch protocols (a
+//!    WebSocket) is refused with 403, since what follows it could not be rewritten.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use super::BoxTraffic;
+use crate::error::{Error, Result};
+use crate::Secret;
+
+/// The port whose connections may carry secrets.
+pub const HTTPS_PORT: u16 = 443;
+
+/// The prefix of the environment variables that hold the placeholders in the box.
+pub const ENV_PREFIX: &str = "BOXLITE_SECRET_";
+
+/// Where, under a box's directory, its secrets and authority are kept (mode 0700).
+pub const SECRETS_DIR: &str = "secrets";
+const SECRETS_FILE: &str = "secrets.json";
+const AUTHORITY_KEY_FILE: &str = "authority.key";
+
+/// How long the runtime waits for a box's ClientHello before relaying the connection as it is
+/// (a protocol whose server speaks first sends none).
+const HELLO_WAIT: Duration = Duration::from_secs(3);
+/// How long a certificate made for one name serves before a new one is made.
+const LEAF_RENEWAL: Duration = Duration::from_secs(24 * 3600);
+/// The longest request head (request line and headers) the runtime reads.
+const MAX_HEAD: usize = 64 << 10;
+const MAX_HEADERS: usize = 128;
+
+const FORBIDDEN_UPGRADE: &[u8] = b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 69\r\nConnection: close\r\n\r\nboxlite: a connection that carries secrets cannot switch protocols.\r\n";
+const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 58\r\nConnection: close\r\n\r\nboxlite: a request to a secret's host could not be read.\r\n";
+
+/// One secret: its `value` goes, in place of `placeholder`, into requests to `hosts` (names,
+/// or `*.suffix` for the names one level below `suffix`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretSpec {
+    pub name: String,
+    pub value: Secret,
+    pub hosts: Vec<String>,
+    pub placeholder: String,
+}
+
+impl SecretSpec {
+    /// BoxLite's placeholder for a secret that names none: `<BOXLITE_SECRET:name>`.
+    pub fn default_placeholder(name: &str) -> String {
+        format!("<BOXLITE_SECRET:{name}>")
+    }
+
+    /// The variable that holds the placeholder in the box: `BOXLITE_SECRET_` and the name,
+    /// upper-cased, with anything but letters and digits made `_`.
+    pub fn env_name(&self) -> String {
+        let name: String = self.name.chars().map(|character| if character.is_ascii_alphanumeric() { character.to_ascii_uppercase() } else { '_' }).collect();
+        format!("{ENV_PREFIX}{name}")
+    }
+
+    fn validate(&self) -> Result<()> {
+        let invalid = |why: String| Error::InvalidArgument(format!("bad secret {:?}: {why}", self.name));
+        if self.name.is_empty() {
+            return Err(Error::InvalidArgument("a secret needs a name".to_string()));
+        }
+        if self.hosts.is_empty() {
+            return Err(invalid("it names no hosts, so no request could carry it".to_string()));
+        }
+        for host in &self.hosts {
+            let name = host.strip_prefix("*.").unwrap_or(host);
+            super::policy::check_name(name).map_err(|why| invalid(format!("host {host:?}: {why}")))?;
+        }
+        if self.placeholder.is_empty() {
+            return Err(invalid("its placeholder is empty".to_string()));
+        }
+        if self.placeholder.bytes().chain(self.value.expose().bytes()).any(|byte| byte == b'\r' || byte == b'\n' || byte == 0) {
+            return Err(invalid("its value and placeholder may not hold line breaks or NUL (they go into HTTP headers)".to_string()));
+        }
+        if self.value.expose().contains(&self.placeholder) {
+            return Err(invalid("its value holds its placeholder".to_string()));
+        }
+        Ok(())
+    }
+
+    fn serves(&self, server_name: &str) -> bool {
+        self.hosts.iter().any(|host| host_matches(host, server_name))
+    }
+}
+
+/// Checks a box's secrets: each one whole, and no two with one variable or placeholder.
+pub fn validate(secrets: &[SecretSpec]) -> Result<()> {
+    for (index, secret) in secrets.iter().enumerate() {
+        secret.validate()?;
+        for other in &secrets[..index] {
+            if other.env_name() == secret.env_name() {
+                return Err(Error::InvalidArgument(format!("secrets {:?} and {:?} would share the variable {}", other.name, secret.name, secret.env_name())));
+            }
+            if other.placeholder.contains(&secret.placeholder) || secret.placeholder.contains(&other.placeholder) {
+                return Err(Error::InvalidArgument(format!("secrets {:?} and {:?} have overlapping placeholders", other.name, secret.name)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Variables that point clients with trust stores of their own at the box's bundle, which
+/// holds the box's authority: Python's `requests` and `ssl`, Node.
+const TRUST_VARIABLES: &[&str] = &["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS"];
+
+/// The box's environment with its secrets' placeholders, and the trust variables the user did
+/// not set.
+pub fn box_env(mut env: Vec<(String, String)>, secrets: &[SecretSpec]) -> Vec<(String, String)> {
+    if secrets.is_empty() {
+        return env;
+    }
+    for variable in TRUST_VARIABLES {
+        if !env.iter().any(|(key, _)| key == variable) {
+            env.push((variable.to_string(), boxlite_protocol::TRUST_BUNDLE.to_string()));
+        }
+    }
+    for secret in secrets {
+        let key = secret.env_name();
+        env.retain(|(existing, _)| *existing != key);
+        env.push((key, secret.placeholder.clone()));
+    }
+    env
+}
+
+/// `pattern` (a name, or `*.suffix`: one label more than `suffix`) covers `name`; case aside.
+fn host_matches(pattern: &str, name: &str) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let pattern = pattern.trim_end_matches('.').to_ascii_lowercase();
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => name.strip_suffix(suffix).and_then(|label| label.strip_suffix('.')).is_some_and(|label| !label.is_empty() && !label.contains('.')),
+        None => name == pattern,
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSecret {
+    name: String,
+    value: String,
+    hosts: Vec<String>,
+    placeholder: String,
+}
+
+/// The authority of every box has one name (a clone keeps its source's, which its copied trust
+/// bundle holds); its key, the box's own, tells them apart and signs every certificate the box
+/// sees.
+fn authority_params() -> Result<rcgen::CertificateParams> {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(certificate_error)?;
+    params.distinguished_name.push(rcgen::DnType::OrganizationName, "boxlite");
+    params.distinguished_name.push(rcgen::DnType::CommonName, "boxlite secrets authority");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign, rcgen::KeyUsagePurpose::DigitalSignature];
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(3650);
+    Ok(params)
+}
+
+fn certificate_error(error: rcgen::Error) -> Error {
+    Error::Internal(format!("cannot make a certificate for the box's secrets: {error}"))
+}
+
+/// Writes `contents` to a new file that only the runtime's user may read.
+fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|error| Error::storage("create", path, &error))?;
+    file.write_all(contents).map_err(|error| Error::storage("write", path, &error))
+}
+
+/// Keeps `secrets` under `box_dir` with a new authority; returns the authority's certificate
+/// (PEM). Blocking.
+pub fn store(box_dir: &Path, secrets: &[SecretSpec]) -> Result<String> {
+    let dir = box_dir.join(SECRETS_DIR);
+    std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|error| Error::storage("create", &dir, &error))?;
+    let key = rcgen::KeyPair::generate().map_err(certificate_error)?;
+    let authority = authority_params()?.self_signed(&key).map_err(certificate_error)?.pem();
+    let stored: Vec<StoredSecret> = secrets
+        .iter()
+        .map(|secret| StoredSecret { name: secret.name.clone(), value: secret.value.expose().to_string(), hosts: secret.hosts.clone(), placeholder: secret.placeholder.clone() })
+        .collect();
+    let encoded = serde_json::to_vec(&stored).map_err(|error| Error::Internal(format!("cannot encode the box's secrets: {error}")))?;
+    write_private(&dir.join(SECRETS_FILE), &encoded)?;
+    write_private(&dir.join(AUTHORITY_KEY_FILE), key.serialize_pem().as_bytes())?;
+    Ok(authority)
+}
+
+/// Gives the box in `to_box_dir` the secrets (and authority) of the box in `from_box_dir`, if
+/// it has any: a clone's trust bundle, copied with its files, holds that authority. Blocking.
+pub fn copy(from_box_dir: &Path, to_box_dir: &Path) -> Result<()> {
+    let from = from_box_dir.join(SECRETS_DIR);
+    if !from.exists() {
+        return Ok(());
+    }
+    let to = to_box_dir.join(SECRETS_DIR);
+    std::fs::DirBuilder::new().mode(0o700).create(&to).map_err(|error| Error::storage("create", &to, &error))?;
+    for file in [SECRETS_FILE, AUTHORITY_KEY_FILE] {
+        write_private(&to.join(file), &fs_err::read(from.join(file))?)?;
+    }
+    Ok(())
+}
+
+/// What completes the HTTPS requests of one box that carry its secrets.
+pub struct SecretProxy {
+    box_id: String,
+    secrets: Vec<SecretSpec>,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    /// Certificates made for the names the box asked for, with when they were made.
+    leaves: Mutex<HashMap<String, (Instant, Arc<rustls::ServerConfig>)>>,
+    upstream: Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for SecretProxy {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("SecretProxy").field("box_id", &self.box_id).field("secrets", &self.secrets).finish_non_exhaustive()
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+fn tls_error(error: rustls::Error) -> Error {
+    Error::Network(format!("cannot set up TLS for the box's secrets: {error}"))
+}
+
+impl SecretProxy {
+    /// The proxy of the box in `box_dir`, if it has secrets. Upstream hosts are verified
+    /// against the host's trust store (`SSL_CERT_FILE` or `SSL_CERT_DIR` when set). Blocking.
+    pub fn load(box_dir: &Path, box_id: &str) -> Result<Option<Self>> {
+        let dir = box_dir.join(SECRETS_DIR);
+        let key_path = dir.join(AUTHORITY_KEY_FILE);
+        let key_pem = match std::fs::read_to_string(&key_path) {
+            Ok(pem) => pem,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(Error::storage("read", &key_path, &error)),
+        };
+        let key = rcgen::KeyPair::from_pem(&key_pem).map_err(certificate_error)?;
+        let stored_path = dir.join(SECRETS_FILE);
+        let stored = fs_err::read(&stored_path)?;
+        let stored: Vec<StoredSecret> = serde_json::from_slice(&stored).map_err(|error| Error::Storage(format!("corrupt secrets file {}: {error}", stored_path.display())))?;
+        let secrets = stored.into_iter().map(|secret| SecretSpec { name: secret.name, value: Secret::new(secret.value), hosts: secret.hosts, placeholder: secret.placeholder }).collect();
+        let mut roots = rustls::RootCertStore::empty();
+        let found = rustls_native_certs::load_native_certs();
+        let (added, _) = roots.add_parsable_certificates(found.certs);
+        if added == 0 {
+            log::warn!("box {box_id}: no trusted certificates on this host: requests that carry its secrets will fail ({} errors loading them)", found.errors.len());
+        }
+        let mut upstream = rustls::ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().map_err(tls_error)?.with_root_certificates(roots).with_no_client_auth();
+        upstream.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Some(Self {
+            box_id: box_id.to_string(),
+            secrets,
+            issuer: rcgen::Issuer::new(authority_params()?, key),
+            leaves: Mutex::default(),
+            upstream: Arc::new(upstream),
+        }))
+    }
+
+    /// The box's side of TLS for `server_name`: a certificate for it from the box's authority.
+    fn server_config(&self, server_name: &str) -> Result<Arc<rustls::ServerConfig>> {
+        let mut leaves = crate::lock(&self.leaves);
+        if let Some((made, config)) = leaves.get(server_name) {
+            if made.elapsed() < LEAF_RENEWAL {
+                return Ok(Arc::clone(config));
+            }
+        }
+        let mut params = rcgen::CertificateParams::new(vec![server_name.to_string()]).map_err(certificate_error)?;
+        params.distinguished_name.push(rcgen::DnType::CommonName, server_name);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(1);
+        params.not_after = now + time::Duration::days(7);
+        let key = rcgen::KeyPair::generate().map_err(certificate_error)?;
+        let certificate = params.signed_by(&key, &self.issuer).map_err(certificate_error)?;
+        let chain = vec![CertificateDer::from(certificate.der().to_vec())];
+        let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let mut config = rustls::ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().map_err(tls_error)?.with_no_client_auth().with_single_cert(chain, private).map_err(tls_error)?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let config = Arc::new(config);
+        leaves.insert(server_name.to_string(), (Instant::now(), Arc::clone(&config)));
+        Ok(config)
+    }
+
+    /// The name the box's connection asks for in its ClientHello, when that name is a secret's
+    /// host: the connection is then the proxy's to complete (rule 2). Reads nothing: what the
+    /// box sent stays for whoever takes the connection.
+    pub(super) async fn claims(&self, inbound: &TcpStream) -> Option<String> {
+        let name = requested_name(inbound).await?;
+        self.secrets.iter().any(|secret| secret.serves(&name)).then_some(name)
+    }
+
+    /// Completes the box's connection to `server_name` at `destination` (an address the
+    /// policy allowed): TLS to the real host first, then to the box, then its requests, with
+    /// the values of the secrets of that host in place.
+    pub(super) async fn complete(&self, inbound: TcpStream, destination: SocketAddr, server_name: String, traffic: &BoxTraffic) -> std::result::Result<(), String> {
+        let verified_name = ServerName::try_from(server_name.clone()).map_err(|_| format!("{server_name:?} is not a host name"))?;
+        let connection = tokio::time::timeout(super::proxy::CONNECT_WAIT, TcpStream::connect(destination))
+            .await
+            .map_err(|_| format!("{destination} did not answer"))?
+            .map_err(|error| format!("could not reach {destination}: {error}"))?;
+        let _ = connection.set_nodelay(true);
+        let upstream = tokio_rustls::TlsConnector::from(Arc::clone(&self.upstream))
+            .connect(verified_name, connection)
+            .await
+            .map_err(|error| format!("{server_name} at {destination} did not prove its name: {error}"))?;
+        let config = self.server_config(&server_name).map_err(|error| error.to_string())?;
+        let _ = inbound.set_nodelay(true);
+        let inside = tokio_rustls::TlsAcceptor::from(config).accept(inbound).await.map_err(|error| format!("the box's TLS to {server_name} failed: {error}"))?;
+        let secrets: Vec<&SecretSpec> = self.secrets.iter().filter(|secret| secret.serves(&server_name)).collect();
+        let (from_box, to_box) = tokio::io::split(inside);
+        let (from_host, to_host) = tokio::io::split(upstream);
+        let (refusal, refused) = tokio::sync::oneshot::channel();
+        let (sent, received) = tokio::join!(send_requests(BufReader::new(from_box), to_host, &secrets, refusal), send_responses(from_host, to_box, refused));
+        traffic.bytes_sent.fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
+        traffic.bytes_received.fetch_add(received, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// The server name in the ClientHello that starts `stream`, read with `MSG_PEEK`; `None` for a
+/// connection that is not TLS, names nothing, or sends no hello within [`HELLO_WAIT`].
+async fn requested_name(stream: &TcpStream) -> Option<String> {
+    let mut buffer = vec![0u8; 16 << 10];
+    let deadline = tokio::time::Instant::now() + HELLO_WAIT;
+    loop {
+        let peeked = tokio::time::timeout_at(deadline, stream.peek(&mut buffer)).await.ok()?.ok()?;
+        if peeked == 0 {
+            return None;
+        }
+        let mut acceptor = rustls::server::Acceptor::default();
+        let mut unread = &buffer[..peeked];
+        while !unread.is_empty() {
+            if acceptor.read_tls(&mut unread).ok()? == 0 {
+                break;
+            }
+        }
+        match acceptor.accept() {
+            Ok(Some(accepted)) => return accepted.client_hello().server_name().map(str::to_string),
+            // The hello is longer than what came so far: look again once more has come.
+            Ok(None) if peeked < buffer.len() && tokio::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(5)).await,
+            _ => return None,
+        }
+    }
+}
+
+/// How a request's body is framed (RFC 9112 §6).
+enum Body {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// Relays the box's requests to the host, each with the secrets' values in place of their
+/// placeholders in its target and header values; bodies go as they are. Ends at the box's
+/// end of stream (then ends the host's side), or with `refusal` answered for a request that
+/// may not go. Returns the bytes sent.
+async fn send_requests<R, W>(mut from_box: BufReader<R>, mut to_host: W, secrets: &[&SecretSpec], refusal: tokio::sync::oneshot::Sender<&'static [u8]>) -> u64
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut sent = 0u64;
+    loop {
+        let head = match read_head(&mut from_box).await {
+            Ok(Some(head)) => head,
+            Ok(None) => break,
+            Err(answer) => {
+                let _ = refusal.send(answer);
+                return sent;
+            }
+        };
+        let (rewritten, body) = match rewrite_head(&head, secrets) {
+            Ok(rewritten) => rewritten,
+            Err(answer) => {
+                let _ = refusal.send(answer);
+                return sent;
+            }
+        };
+        if to_host.write_all(&rewritten).await.is_err() {
+            return sent;
+        }
+        sent += rewritten.len() as u64;
+        let copied = match body {
+            Body::None => Ok(0),
+            Body::Length(length) => tokio::io::copy(&mut (&mut from_box).take(length), &mut to_host).await,
+            Body::Chunked => copy_chunked(&mut from_box, &mut to_host).await,
+        };
+        match copied {
+            Ok(bytes) => sent += bytes,
+            Err(_) => return sent,
+        }
+    }
+    let _ = to_host.shutdown().await;
+    sent
+}
+
+/// Relays the host's responses to the box until either side ends, or until a refusal comes
+/// (which goes to the box last). Returns the bytes received.
+async fn send_responses<R, W>(mut from_host: R, mut to_box: W, mut refused: tokio::sync::oneshot::Receiver<&'static [u8]>) -> u64
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buffer = vec![0u8; 64 << 10];
+    let mut received = 0u64;
+    loop {
+        tokio::select! {
+            read = from_host.read(&mut buffer) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(length) => {
+                    if to_box.write_all(&buffer[..length]).await.is_err() {
+                        break;
+                    }
+                    received += length as u64;
+                }
+            },
+            Ok(answer) = &mut refused => {
+                let _ = to_box.write_all(answer).await;
+                break;
+            }
+        }
+    }
+    let _ = to_box.shutdown().await;
+    received
+}
+
+/// The next request head (through its empty line), `None` at the end of the stream between
+/// requests. Empty lines before a request are skipped (RFC 9112 §2.2).
+async fn read_head<R: AsyncRead + Unpin>(from_box: &mut BufReader<R>) -> std::result::Result<Option<Vec<u8>>, &'static [u8]> {
+    let mut head = Vec::new();
+    loop {
+        let start = head.len();
+        let read = (&mut *from_box).take((MAX_HEAD - start) as u64).read_until(b'\n', &mut head).await.map_err(|_| BAD_REQUEST)?;
+        if read == 0 {
+            return if head.is_empty() { Ok(None) } else { Err(BAD_REQUEST) };
+        }
+        let line = &head[start..];
+        if line == b"\r\n" || line == b"\n" {
+            if start == 0 {
+                head.clear();
+                continue;
+            }
+            return Ok(Some(head));
+        }
+        if !line.ends_with(b"\n") {
+            return Err(BAD_REQUEST);
+        }
+    }
+}
+
+/// The request head with the values in place, and how its body is framed; a request to switch
+/// protocols is refused (rule 4).
+fn rewrite_head(head: &[u8], secrets: &[&SecretSpec]) -> std::result::Result<(Vec<u8>, Body), &'static [u8]> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        _ => return Err(BAD_REQUEST),
+    }
+    let (Some(method), Some(target), Some(version)) = (request.method, request.path, request.version) else {
+        return Err(BAD_REQUEST);
+    };
+    let mut body = Body::None;
+    let mut rewritten = Vec::with_capacity(head.len() + 256);
+    rewritten.extend_from_slice(method.as_bytes());
+    rewritten.push(b' ');
+    rewritten.extend_from_slice(&substitute_in_target(target, secrets));
+    rewritten.extend_from_slice(if version == 0 { b" HTTP/1.0\r\n" } else { b" HTTP/1.1\r\n" });
+    for header in request.headers.iter() {
+        if header.name.eq_ignore_ascii_case("upgrade") {
+            return Err(FORBIDDEN_UPGRADE);
+        }
+        if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            let codings = String::from_utf8_lossy(header.value).to_ascii_lowercase();
+            body = if codings.rsplit(',').next().is_some_and(|last| last.trim() == "chunked") { Body::Chunked } else { return Err(BAD_REQUEST) };
+        } else if header.name.eq_ignore_ascii_case("content-length") && !matches!(body, Body::Chunked) {
+            let length = std::str::from_utf8(header.value).ok().and_then(|value| value.trim().parse::<u64>().ok()).ok_or(BAD_REQUEST)?;
+            if matches!(body, Body::Length(other) if other != length) {
+                return Err(BAD_REQUEST);
+            }
+            body = Body::Length(length);
+        }
+        let value = if header.name.eq_ignore_ascii_case("authorization") || header.name.eq_ignore_ascii_case("proxy-authorization") {
+            substitute_basic(header.value, secrets).unwrap_or_else(|| substitute(header.value, secrets))
+        } else {
+            substitute(header.value, secrets)
+        };
+        rewritten.extend_from_slice(header.name.as_bytes());
+        rewritten.extend_from_slice(b": ");
+        rewritten.extend_from_slice(&value);
+        rewritten.extend_from_slice(b"\r\n");
+    }
+    rewritten.extend_from_slice(b"\r\n");
+    Ok((rewritten, body))
+}
+
+/// `text` with each secret's placeholder replaced by its value.
+fn substitute(text: &[u8], secrets: &[&SecretSpec]) -> Vec<u8> {
+    secrets.iter().fold(text.to_vec(), |text, secret| replace_all(&text, secret.placeholder.as_bytes(), secret.value.expose().as_bytes()))
+}
+
+/// The request target with each secret's placeholder replaced by its value, percent-encoded:
+/// the placeholder as it is, or percent-encoded as clients encode query values (`%20` or `+`
+/// for a space, either case of hex digits).
+fn substitute_in_target(target: &str, secrets: &[&SecretSpec]) -> Vec<u8> {
+    secrets.iter().fold(target.as_bytes().to_vec(), |mut text, secret| {
+        let value = percent_encode(secret.value.expose(), "%20", true);
+        let mut forms = vec![secret.placeholder.clone()];
+        for (space, upper) in [("%20", true), ("+", true), ("%20", false), ("+", false)] {
+            let form = percent_encode(&secret.placeholder, space, upper);
+            if !forms.contains(&form) {
+                forms.push(form);
+            }
+        }
+        for form in forms {
+            text = replace_all(&text, form.as_bytes(), value.as_bytes());
+        }
+        text
+    })
+}
+
+/// `text` with every byte but RFC 3986's unreserved ones as `%XX`, and a space as `space`.
+fn percent_encode(text: &str, space: &str, upper: bool) -> String {
+    use std::fmt::Write;
+    let mut encoded = String::with_capacity(text.len() * 3);
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => encoded.push(char::from(byte)),
+            b' ' => encoded.push_str(space),
+            _ if upper => {
+                let _ = write!(encoded, "%{byte:02X}");
+            }
+            _ => {
+                let _ = write!(encoded, "%{byte:02x}");
+            }
+        }
+    }
+    encoded
+}
+
+fn replace_all(text: &[u8], needle: &[u8], replacement: &[u8]) -> Vec<u8> {
+    let mut replaced = Vec::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.windows(needle.len()).position(|window| window == needle) {
+        replaced.extend_from_slice(&rest[..at]);
+        replaced.extend_from_slice(replacement);
+        rest = &rest[at + needle.len()..];
+    }
+    replaced.extend_from_slice(rest);
+    replaced
+}
+
+/// `Basic <base64 of user:password>` with placeholders in the decoded credentials replaced,
+/// encoded again; `None` when the value is no such header or holds no placeholder.
+fn substitute_basic(value: &[u8], secrets: &[&SecretSpec]) -> Option<Vec<u8>> {
+    let value = std::str::from_utf8(value).ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let replaced = substitute(&decoded, secrets);
+    if replaced == decoded {
+        return None;
+    }
+    Some(format!("{scheme} {}", base64::engine::general_purpose::STANDARD.encode(replaced)).into_bytes())
+}
+
+/// Copies one chunked body (its chunks, the last chunk and the trailer) as it is.
+async fn copy_chunked<R, W>(from_box: &mut BufReader<R>, to_host: &mut W) -> std::io::Result<u64>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let malformed = || std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed chunked body");
+    let mut copied = 0u64;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        (&mut *from_box).take(4096).read_until(b'\n', &mut line).await?;
+        if !line.ends_with(b"\n") {
+            return Err(malformed());
+        }
+        to_host.write_all(&line).await?;
+        copied += line.len() as u64;
+        let size_text = std::str::from_utf8(&line).map_err(|_| malformed())?;
+        let size_text = size_text.split(';').next().unwrap_or_default().trim();
+        let size = u64::from_str_radix(size_text, 16).map_err(|_| malformed())?;
+        if size == 0 {
+            // The trailer: header lines up to an empty one.
+            loop {
+                line.clear();
+                (&mut *from_box).take(MAX_HEAD as u64).read_until(b'\n', &mut line).await?;
+                if !line.ends_with(b"\n") {
+                    return Err(malformed());
+                }
+                to_host.write_all(&line).await?;
+                copied += line.len() as u64;
+                if line == b"\r\n" || line == b"\n" {
+                    return Ok(copied);
+                }
+            }
+        }
+        // The chunk's data and the line break after it.
+        copied += tokio::io::copy(&mut (&mut *from_box).take(size + 2), to_host).await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(name: &str, value: &str, hosts: &[&str], placeholder: &str) -> SecretSpec {
+        SecretSpec { name: name.to_string(), value: Secret::new(value.to_string()), hosts: hosts.iter().map(|host| host.to_string()).collect(), placeholder: placeholder.to_string() }
+    }
+
+    #[test]
+    fn hosts_match_exactly_or_one_label_below_a_wildcard() {
+        assert!(host_matches("api.example.com", "API.example.com."));
+        assert!(!host_matches("api.example.com", "example.com"));
+        assert!(host_matches("*.example.com", "api.example.com"));
+        assert!(!host_matches("*.example.com", "example.com"));
+        assert!(!host_matches("*.example.com", "a.b.example.com"));
+        assert!(!host_matches("*.example.com", "evilexample.com"));
+    }
+
+    #[test]
+    fn bad_secrets_are_refused_by_name_without_their_value() {
+        let error = validate(&[secret("key", "v\r\nX-Injected: 1", &["api.example.com"], "<K>")]).expect_err("line break");
+        assert!(error.to_string().contains("\"key\"") && !error.to_string().contains("Injected"), "{error}");
+        assert!(validate(&[secret("key", "v", &[], "<K>")]).is_err());
+        assert!(validate(&[secret("key", "v", &["bad host"], "<K>")]).is_err());
+        assert!(validate(&[secret("a-b", "v", &["x.example"], "<A>"), secret("a_b", "w", &["x.example"], "<B>")]).is_err());
+        assert!(validate(&[secret("a", "v", &["x.example"], "<A>"), secret("b", "w", &["x.example"], "<A>")]).is_err());
+        assert!(validate(&[secret("open-ai key", "v", &["*.example.com", "api.example.org"], "<K>")]).is_ok());
+        assert_eq!(secret("open-ai key", "v", &["x.example"], "<K>").env_name(), "BOXLITE_SECRET_OPEN_AI_KEY");
+    }
+
+    #[test]
+    fn values_go_into_the_target_and_header_values_only() {
+        let key = secret("key", "sk-live", &["api.example.com"], "<K>");
+        let head = b"POST /v1/run?key=<K> HTTP/1.1\r\nHost: api.example.com\r\nAuthorization: Bearer <K>\r\nContent-Length: 3\r\n\r\n";
+        let (rewritten, body) = rewrite_head(head, &[&key]).expect("rewritten");
+        let text = String::from_utf8(rewritten).expect("text");
+        assert_eq!(text, "POST /v1/run?key=sk-live HTTP/1.1\r\nHost: api.example.com\r\nAuthorization: Bearer sk-live\r\nContent-Length: 3\r\n\r\n");
+        assert!(matches!(body, Body::Length(3)));
+    }
+
+    #[test]
+    fn placeholders_encoded_in_the_target_are_found_and_values_go_encoded() {
+        let key = secret("key", "a/b c", &["api.example.com"], "<BOXLITE_SECRET:api key>");
+        let head = b"GET /q?plus=%3CBOXLITE_SECRET%3Aapi+key%3E&low=%3cBOXLITE_SECRET%3aapi%20key%3e HTTP/1.1\r\n\r\n";
+        let (rewritten, _) = rewrite_head(head, &[&key]).expect("rewritten");
+        assert!(String::from_utf8(rewritten).expect("text").starts_with("GET /q?plus=a%2Fb%20c&low=a%2Fb%20c HTTP/1.1\r\n"));
+    }
+
+    #[test]
+    fn basic_credentials_are_decoded_replaced_and_encoded_again() {
+        let key = secret("key", "hunter2", &["api.example.com"], "<K>");
+        let encoded = base64::engine::general_purpose::STANDARD.encode("me:<K>");
+        let head = format!("GET / HTTP/1.1\r\nAuthorization: Basic {encoded}\r\n\r\n");
+        let (rewritten, _) = rewrite_head(head.as_bytes(), &[&key]).expect("rewritten");
+        let expected = base64::engine::general_purpose::STANDARD.encode("me:hunter2");
+        assert!(String::from_utf8(rewritten).expect("text").contains(&format!("Authorization: Basic {expected}\r\n")));
+    }
+
+    #[test]
+    fn upgrades_and_unreadable_framing_are_refused() {
+        let key = secret("key", "v", &["api.example.com"], "<K>");
+        assert_eq!(rewrite_head(b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", &[&key]).err(), Some(FORBIDDEN_UPGRADE));
+        assert_eq!(rewrite_head(b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", &[&key]).err(), Some(BAD_REQUEST));
+        assert_eq!(rewrite_head(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", &[&key]).err(), Some(BAD_REQUEST));
+        assert!(matches!(rewrite_head(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n", &[&key]), Ok((_, Body::Chunked))));
+    }
+
+    #[test]
+    fn refusals_say_their_length() {
+        for answer in [FORBIDDEN_UPGRADE, BAD_REQUEST] {
+            let text = std::str::from_utf8(answer).expect("text");
+            let (head, body) = text.split_once("\r\n\r\n").expect("head");
+            assert!(head.contains(&format!("Content-Length: {}\r\n", body.len())), "{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_follow_one_another_with_their_bodies() {
+        let key = secret("key", "sk-live", &["api.example.com"], "<K>");
+        let stream: &[u8] = b"POST /a HTTP/1.1\r\nX-Key: <K>\r\nContent-Length: 5\r\n\r\n<K>!!\r\nPOST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n<K>\r\n0\r\nX-T: <K>\r\n\r\nGET /c?<K> HTTP/1.1\r\n\r\n";
+        let mut sent = Vec::new();
+        let (refusal, mut refused) = tokio::sync::oneshot::channel();
+        send_requests(BufReader::new(stream), &mut sent, &[&key], refusal).await;
+        assert!(refused.try_recv().is_err(), "nothing refused");
+        let expected = "POST /a HTTP/1.1\r\nX-Key: sk-live\r\nContent-Length: 5\r\n\r\n<K>!!POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n<K>\r\n0\r\nX-T: <K>\r\n\r\nGET /c?sk-live HTTP/1.1\r\n\r\n";
+        assert_eq!(String::from_utf8(sent).expect("text"), expected);
+    }
+
+    #[test]
+    fn the_authority_signs_certificates_for_the_names_asked_for() {
+        let dir = std::env::temp_dir().join(format!("boxlite-secrets-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        fs_err::create_dir_all(&dir).expect("dir");
+        let key = secret("key", "sk-live", &["api.example.com"], "<K>");
+        let authority_pem = store(&dir, &[key]).expect("stored");
+        let key_mode = std::fs::metadata(dir.join(SECRETS_DIR).join(AUTHORITY_KEY_FILE)).expect("key").permissions();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&key_mode) & 0o777, 0o600);
+        assert!(authority_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        let proxy = SecretProxy::load(&dir, "abc").expect("loaded").expect("has secrets");
+        assert!(!format!("{proxy:?}").contains("sk-live"));
+        let config = proxy.server_config("api.example.com").expect("leaf");
+        assert!(Arc::ptr_eq(&config, &proxy.server_config("api.example.com").expect("cached")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
