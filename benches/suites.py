@@ -20,6 +20,7 @@ from typing import Any
 
 import boxlite
 from tests import images
+from tests.box_ports import connect_when_listening
 from tests.leftovers import box_cgroups, box_processes
 from tests.registry import Registry
 from tests.serve_client import KEY, serving
@@ -554,12 +555,7 @@ connection.close()
 async def _through_tunnel(box: boxlite.Box, port: int, size: int) -> float:
     """MB/s of `size` bytes (whole MiB) a server in `box` sends through a tunnel to its `port`."""
     server = await box.exec("python3", ["-c", SEND_MEGABYTES, str(port), str(size >> 20)])
-    for _ in range(500):
-        try:
-            connection = await (await box.network.tunnel(port)).connect()
-            break
-        except boxlite.NetworkError:
-            await asyncio.sleep(0.01)
+    connection = await connect_when_listening(box, port)
     started = time.perf_counter()
     total = 0
     while chunk := await connection.read(1 << 20):
@@ -616,19 +612,16 @@ async def rest(samples: int, warmup: int, megabytes: int, burst: int) -> list[Ro
                 await tunneled[name].start()
             echo = {name: await made.exec("python3", ["-c", ECHO_ONE_BYTE]) for name, made in tunneled.items()}
 
-            async def round_trip(name: str) -> None:
-                connection = await (await tunneled[name].network.tunnel(7000)).connect()
+            async def echo_one_byte(connection: boxlite.BoxConnection) -> None:
                 await connection.write(b"x")
                 assert await connection.read(1) == b"x"
                 await connection.close()
 
-            for name in tunneled:
-                for _ in range(500):
-                    try:
-                        await round_trip(name)
-                        break
-                    except (boxlite.NetworkError, AssertionError):
-                        await asyncio.sleep(0.01)
+            async def round_trip(name: str) -> None:
+                await echo_one_byte(await (await tunneled[name].network.tunnel(7000)).connect())
+
+            for made in tunneled.values():
+                await echo_one_byte(await connect_when_listening(made, 7000))
             ours, theirs = await side_by_side(lambda: round_trip("rest"), lambda: round_trip("local"), samples, warmup)
             rows.append(latency_row("tunnel connect + 1-byte echo over REST", "the same, local", ours, theirs))
             for made in echo.values():
@@ -801,7 +794,8 @@ async def network(megabytes: int, connections: int, samples: int, burst: int) ->
     namespace behind a veth pair, `tests/fake_internet.py`), with the same client (busybox
     wget) on both sides: throughput of one download, the cost of a connection (a loop of small
     downloads), and create + start + first exec with the default network against a box without
-    one, one at a time and `burst` at once."""
+    one, one at a time and `burst` at once; and an HTTPS request that carries a secret (the
+    runtime completes it) against the same request relayed untouched, from one box with curl."""
     from tests.fake_internet import DNS, WEB, fake_internet
 
     busybox = shutil.which("busybox")
@@ -810,7 +804,7 @@ async def network(megabytes: int, connections: int, samples: int, burst: int) ->
         return []
     layout = str(images.busybox_layout())
     rows = []
-    with tempfile.TemporaryDirectory() as scratch, fake_internet(Path(scratch) / "internet") as _:
+    with tempfile.TemporaryDirectory() as scratch, fake_internet(Path(scratch) / "internet") as internet:
         site = Path(scratch) / "internet" / "site"
         with (site / "big").open("wb") as big:
             big.truncate(megabytes << 20)
@@ -863,4 +857,38 @@ async def network(megabytes: int, connections: int, samples: int, burst: int) ->
                     bursts[mode] += await asyncio.gather(*(timed(spec) for _ in range(burst)))
             rows.append(latency_row(f"{burst} at once: create + start + first exec + stop, network on", "the same, network disabled", bursts["on"], bursts["off"], 1.2,
                                     "two bursts of each, alternated"))
+            rows += await _secrets(runtime, internet.authority, connections)
     return rows
+
+
+async def _secrets(runtime: boxlite.Boxlite, authority: Path, requests: int) -> list[Row]:
+    """HTTPS requests from a box's curl that carry a secret (its header's placeholder replaced
+    by the runtime, over TLS the runtime makes both ways) against the same requests to another
+    name of the same server, which the runtime relays untouched; each a new process and
+    connection. Needs the fake internet and curl on the host (the box is `host://`)."""
+    if shutil.which("curl") is None:
+        print("network: secrets rows skipped: curl is not installed")
+        return []
+    os.environ["SSL_CERT_FILE"] = str(authority)
+    try:
+        secret = boxlite.Secret("bench", "sk-bench-value", hosts=["api.secret.test"])
+        box = await runtime.create(boxlite.BoxOptions(image=boxlite.HOST_IMAGE, secrets=[secret]))
+        await box.start()  # the runtime reads its trust store as the box starts
+    finally:
+        os.environ.pop("SSL_CERT_FILE", None)
+    # Both verify against a bundle of the same size: the box's, which holds its authority, and
+    # the same bundle with the fake internet's authority added (OpenSSL's loading of a bundle
+    # is a good part of each request).
+    await box.copy_in(str(authority), "/root/internet.pem")
+    made = await box.exec("sh", ["-c", "cat /etc/ssl/certs/ca-certificates.crt /root/internet.pem > /root/bundle.pem"])
+    assert (await made.wait()).exit_code == 0
+    each = {}
+    for name, options in (("secret", "https://api.secret.test/x"), ("relayed", "--cacert /root/bundle.pem https://plain.secret.test/x")):
+        loop = f'i=0; while [ $i -lt {requests} ]; do curl -sf -o /dev/null -H "Authorization: Bearer $BOXLITE_SECRET_BENCH" {options} || exit 1; i=$((i+1)); done'
+        started = time.perf_counter()
+        execution = await box.exec("sh", ["-c", loop])
+        assert (await execution.wait()).exit_code == 0
+        each[name] = (time.perf_counter() - started) * 1e6 / requests
+    await box.stop()
+    return [Row("HTTPS request carrying a secret, each", "us", each["secret"], each["secret"], "the same request relayed untouched", each["relayed"], each["relayed"],
+                requests, None, False, f"{requests} in a loop, each a new curl, connection and TLS handshake")]

@@ -19,6 +19,7 @@ import pytest
 import boxlite
 
 from .conftest import checked_runtime, collect, wait_until
+from .box_ports import connect_when_listening
 from .leftovers import box_processes
 from .fake_internet import DNS, OTHER_WEB, SERVED_VARIABLE, WEB, FakeInternet, fake_internet, served
 from .serve_client import KEY, serving
@@ -475,17 +476,6 @@ async def serve_www(box: boxlite.Box, address: str) -> boxlite.Execution:
     return await box.exec("httpd", ["-f", "-p", address, "-h", "/www"])
 
 
-async def connect_when_listening(box: boxlite.Box, port: int) -> boxlite.BoxConnection:
-    """A tunnel's connection to ``port``, once the server just started in the box listens."""
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            return await (await box.network.tunnel(port)).connect()
-        except boxlite.NetworkError:
-            assert time.monotonic() < deadline, f"nothing listened on port {port} of the box"
-            await asyncio.sleep(0.02)
-
-
 async def get_through(connection: boxlite.BoxConnection) -> bytes:
     await connection.write(b"GET /index.html HTTP/1.0\r\n\r\n")
     chunks = []
@@ -547,6 +537,17 @@ async def test_tunnels_connect_and_forward_to_a_port_of_the_box(any_runtime: box
     await server.kill()
     await box.stop()
     await asyncio.wait_for(lasting.wait(), 5)
+
+
+async def test_a_forwarder_ends_when_its_box_is_removed(any_runtime: boxlite.Boxlite, busybox_image: str) -> None:
+    options = boxlite.BoxOptions(rootfs_path=busybox_image, network=boxlite.NetworkSpec(mode="disabled"), auto_remove=False)
+    box = await any_runtime.create(options, name="forwarded")
+    await box.start()
+    forwarder = await (await box.network.tunnel(8080)).forward(boxlite.SocketAddress.tcp())
+    await any_runtime.remove("forwarded", force=True)
+    await asyncio.wait_for(forwarder.wait(), 5)
+    with pytest.raises(OSError):
+        await http_get(forwarder.local_addr().port or 0)
 
 
 async def test_bad_tunnels_are_refused_by_name(any_runtime: boxlite.Boxlite, busybox_image: str) -> None:

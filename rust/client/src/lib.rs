@@ -211,9 +211,17 @@ impl Client {
         Ok(list.boxes.into_iter().map(boxes::info).collect())
     }
 
-    /// Deletes a box; a running one needs `force`.
+    /// Deletes a box; a running one needs `force`. This client's forwarders to it end.
     pub async fn remove(&self, id_or_name: &str, force: bool) -> Result<()> {
+        let box_id = match self.forwards_to(id_or_name) {
+            // A name, while this client forwards to some box: which box is it?
+            Some(false) => self.get_info(id_or_name).await.ok().flatten().map(|info| info.id),
+            _ => Some(id_or_name.to_string()),
+        };
         self.send(self.request(reqwest::Method::DELETE, &format!("/boxes/{}", segment(id_or_name)))?.query(&[("force", force)])).await?;
+        if let Some(box_id) = box_id {
+            self.end_forwarders(&box_id);
+        }
         Ok(())
     }
 

@@ -62,6 +62,12 @@ impl Client {
         Arc::clone(lock(&self.inner.forwarders).entry(box_id.to_string()).or_default())
     }
 
+    /// Whether this client runs forwarders for box `box_id`; `None` when it runs none at all.
+    pub(crate) fn forwards_to(&self, box_id: &str) -> Option<bool> {
+        let forwarders = lock(&self.inner.forwarders);
+        (!forwarders.is_empty()).then(|| forwarders.contains_key(box_id))
+    }
+
     /// Ends this client's forwarders for box `box_id` (it stopped): later tunnels get new ones.
     pub(crate) fn end_forwarders(&self, box_id: &str) {
         let ended = lock(&self.inner.forwarders).remove(box_id);
