@@ -122,6 +122,23 @@ async def test_only_a_secrets_hosts_are_opened_and_get_its_value(runtime: boxlit
     await box.stop()
 
 
+async def test_a_secrets_hosts_are_reachable_over_https_whatever_the_allow_list(runtime: boxlite.Boxlite, secrets_env: FakeInternet) -> None:
+    network = boxlite.NetworkSpec(allow_net=["allowed.test"])
+    box = await runtime.create(boxlite.BoxOptions(image=boxlite.HOST_IMAGE, network=network, secrets=[api_key()]))
+    request = 'curl -sS -H "X-Key: $BOXLITE_SECRET_API_KEY" https://api.secret.test/listed'
+    assert await sh(box, request) == (0, "ok\n")
+    assert requests_for(secrets_env, "api.secret.test")[-1]["headers"]["X-Key"] == VALUE  # type: ignore[index]
+    # Port 443 only, and the other names of the server stay out.
+    code, _ = await sh(box, "curl -sS -m 5 http://api.secret.test/")
+    assert code != 0
+    code, _ = await sh(box, "curl -sSk -m 5 https://plain.secret.test/")
+    assert code != 0
+    # A new list keeps them reachable.
+    await box.network.update_outbound(boxlite.OutboundNetworkSpec(allow_net=["other.test"]))
+    assert await sh(box, request) == (0, "ok\n")
+    await box.stop()
+
+
 async def test_a_host_that_cannot_prove_its_name_never_gets_the_value(runtime: boxlite.Boxlite, secrets_env: FakeInternet) -> None:
     box = await runtime.create(boxlite.BoxOptions(image=boxlite.HOST_IMAGE, secrets=[api_key("impostor.test")]))
     before = len(secrets_env.https_requests(OTHER_WEB))

@@ -526,5 +526,10 @@ fn process_defaults(record: &BoxRecord) -> ProcessDefaults {
 /// How the way out of the box `id` in `dir` is served: its `allow_net`, and its secrets, if it
 /// has any. Blocking (it reads the secrets and the host's trust store).
 fn way_out(dir: &Path, id: &str, allow_net: &[String], sockets: Option<BoxSockets>) -> Result<WayOut> {
-    Ok(WayOut { sockets, policy: Policy::parse(allow_net)?, secrets: SecretProxy::load(dir, id)? })
+    let secrets = SecretProxy::load(dir, id)?;
+    let policy = match &secrets {
+        Some(secrets) => Policy::parse(&secrets.widened(allow_net))?,
+        None => Policy::parse(allow_net)?,
+    };
+    Ok(WayOut { sockets, policy, secrets })
 }

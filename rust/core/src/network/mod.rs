@@ -335,7 +335,8 @@ impl BoxNetwork {
             }
             return Err(runs_without_network(&self.traffic.box_id));
         };
-        let replacement = Arc::new(outbound.policy().replaced(allow_net)?);
+        let widened = allow_net.zip(outbound.secrets.as_ref()).map(|(list, secrets)| secrets.widened(list));
+        let replacement = Arc::new(outbound.policy().replaced(widened.as_deref().or(allow_net))?);
         *outbound.policy.write().unwrap_or_else(std::sync::PoisonError::into_inner) = replacement;
         Ok(())
     }

@@ -13,7 +13,8 @@
 //!    target and header values: never in a body, which a server may echo back to the box, and
 //!    never to another secret's hosts.
 //! 2. Only connections to port 443 whose TLS ClientHello names a secret's host are opened;
-//!    every other connection is relayed as it came, byte for byte.
+//!    every other connection is relayed as it came, byte for byte. A secret's hosts are
+//!    reachable on that port whatever the allow-list ([`SecretProxy::widened`], as BoxLite).
 //! 3. The values and the authority's key stay in the box's directory on the host, readable by
 //!    the runtime's user alone: never in the box's filesystem, a log, an error or a `Debug`.
 //! 4. The box speaks HTTP/1.1 (ALPN) to those hosts; a request to switch protocols (a
@@ -281,6 +282,16 @@ impl SecretProxy {
             leaves: Mutex::default(),
             upstream: Arc::new(upstream),
         }))
+    }
+
+    /// `allow_net` with the secrets' hosts on port 443 added, as BoxLite does: a box may reach
+    /// over HTTPS the hosts its secrets go to. An empty list allows them already.
+    pub fn widened(&self, allow_net: &[String]) -> Vec<String> {
+        let mut widened = allow_net.to_vec();
+        if !allow_net.is_empty() {
+            widened.extend(self.secrets.iter().flat_map(|secret| &secret.hosts).map(|host| format!("{host}:{HTTPS_PORT}")));
+        }
+        widened
     }
 
     /// The box's side of TLS for `server_name`: a certificate for it from the box's authority.
