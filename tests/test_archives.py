@@ -135,7 +135,6 @@ async def test_the_image_travels_with_the_box_to_a_host_without_its_registry(
     await moved.stop()
 
 
-@pytest.mark.root_only("a running box is frozen through its freezer cgroup, which the ordinary user's CI setup does not delegate")
 async def test_a_running_box_is_exported_frozen_and_goes_on(runtime: boxlite.Boxlite, elsewhere: boxlite.Boxlite, tmp_path: Path) -> None:
     source = await runtime.create(boxlite.BoxOptions(auto_remove=False))
     writer = await source.exec("sh", ["-c", WRITER])

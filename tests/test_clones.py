@@ -64,7 +64,6 @@ async def test_a_clone_has_its_sources_files_and_options_and_goes_its_own_way(ru
     assert await runtime.list_info() == []
 
 
-@pytest.mark.root_only("a running box is frozen through its freezer cgroup, which the ordinary user's CI setup does not delegate")
 async def test_a_running_box_is_cloned_frozen_and_goes_on(runtime: boxlite.Boxlite) -> None:
     source = await runtime.create(boxlite.BoxOptions(auto_remove=False))
     writer = await source.exec("sh", ["-c", WRITER])
