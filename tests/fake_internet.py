@@ -1,7 +1,8 @@
 """A fake internet on this machine, for boxes' networks: a network namespace reached from the
-host through a veth pair, with HTTP servers on TEST-NET addresses, HTTPS servers (one with a
-certificate from the fake internet's own authority, one an impostor with a certificate of its
-own; both log what they receive) and a DNS server that answers the test names. Nothing leaves the machine; the host's resolv.conf and routes stay as they are
+host through a veth pair, with HTTP servers on TEST-NET addresses (one of them also a package
+index, PEP 503's simple API, as ``pypi.test``), HTTPS servers (one with a certificate from the
+fake internet's own authority, one an impostor with a certificate of its own; both log what
+they receive) and a DNS server that answers the test names. Nothing leaves the machine; the host's resolv.conf and routes stay as they are
 (the runtime is pointed at the fake DNS server through ``BOXLITE_DNS_SERVERS``).
 
 Run as a script inside the namespace, this file is the DNS server (it answers A queries for
@@ -15,7 +16,9 @@ Only root builds it. For tests run as an ordinary user, root serves one until it
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import http.server
 import json
 import os
@@ -26,6 +29,7 @@ import struct
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +49,12 @@ NAMES = {
     "api.secret.test": WEB,
     "plain.secret.test": WEB,
     "impostor.test": OTHER_WEB,
+    "pypi.test": WEB,
 }
+#: The package index's projects: ``boxlite-probe`` needs ``boxlite-probe-dependency``, so an
+#: install resolves through the index twice. Importing ``boxlite_probe`` gives ``GREETING``.
+PROBE = "boxlite-probe"
+PROBE_GREETING = "installed from the fake index"
 #: The names the fake internet's authority certifies for the HTTPS server on ``WEB``.
 CERTIFIED_NAMES = ("api.secret.test", "plain.secret.test")
 
@@ -102,6 +111,42 @@ def _make_certificates(directory: Path) -> None:
         made.chmod(0o644)
 
 
+def _make_package_index(site: Path) -> None:
+    """A PEP 503 index under ``site/simple``: one page a project, linking its wheel (with its
+    sha256, which pip checks) in ``site/packages``."""
+    projects = {
+        PROBE: ("boxlite_probe", "from boxlite_probe_dependency import PART\nGREETING = PART\n", ["boxlite-probe-dependency"]),
+        "boxlite-probe-dependency": ("boxlite_probe_dependency", f"PART = {PROBE_GREETING!r}\n", []),
+    }
+    (site / "packages").mkdir(exist_ok=True)
+    for project, (module, source, requires) in projects.items():
+        wheel_name = f"{module}-1.0-py3-none-any.whl"
+        wheel = site / "packages" / wheel_name
+        _write_wheel(wheel, project, module, source, requires)
+        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        page = site / "simple" / project
+        page.mkdir(parents=True, exist_ok=True)
+        (page / "index.html").write_text(f'<!DOCTYPE html><html><body><a href="/packages/{wheel_name}#sha256={digest}">{wheel_name}</a></body></html>\n')
+
+
+def _write_wheel(path: Path, project: str, module: str, source: str, requires: list[str]) -> None:
+    """A pure-Python wheel of one module, with the metadata and RECORD the wheel format asks."""
+    info = f"{module}-1.0.dist-info"
+    files = {
+        f"{module}/__init__.py": source.encode(),
+        f"{info}/METADATA": ("Metadata-Version: 2.1\n" f"Name: {project}\nVersion: 1.0\n" + "".join(f"Requires-Dist: {name}\n" for name in requires)).encode(),
+        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: boxlite tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for name, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(data)}")
+    files[f"{info}/RECORD"] = ("\n".join([*record, f"{info}/RECORD,,"]) + "\n").encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+
+
 def _run(*argv: str) -> None:
     subprocess.run(argv, check=True, capture_output=True)
 
@@ -136,6 +181,7 @@ def fake_internet(workdir: Path) -> Iterator[FakeInternet]:
         site = workdir / "site"
         site.mkdir(parents=True, exist_ok=True)
         (site / "index.html").write_text("hello from the fake internet\n")
+        _make_package_index(site)
         for address, port in ((WEB, 80), (WEB, 8080), (OTHER_WEB, 80)):
             command = [*inside, sys.executable, "-m", "http.server", str(port), "--bind", address, "--directory", str(site)]
             servers.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))

@@ -21,7 +21,7 @@ import boxlite
 from .conftest import checked_runtime, collect, wait_until
 from .box_ports import connect_when_listening
 from .leftovers import box_processes
-from .fake_internet import DNS, OTHER_WEB, SERVED_VARIABLE, WEB, FakeInternet, fake_internet, served
+from .fake_internet import DNS, OTHER_WEB, PROBE, PROBE_GREETING, SERVED_VARIABLE, WEB, FakeInternet, fake_internet, served
 from .serve_client import KEY, serving
 
 BODY = "hello from the fake internet"
@@ -165,6 +165,22 @@ async def test_wildcards_and_ports(net_runtime: boxlite.Boxlite, busybox_image: 
     assert await fetch(only_port, "http://allowed.test:8080/") == (0, BODY + "\n")
     assert (await fetch(only_port, "http://allowed.test/"))[0] != 0
     await only_port.stop()
+
+
+async def test_pip_installs_from_a_package_index_on_the_allow_list(net_runtime: boxlite.Boxlite, internet: FakeInternet) -> None:
+    """The first thing an agent does in a box: a venv (Debian's Python, from the host's /usr)
+    and ``pip install`` from an index the box may reach by name, resolving a dependency."""
+    box = await net_runtime.create(boxlite.BoxOptions(image=boxlite.HOST_IMAGE, network=boxlite.NetworkSpec(allow_net=["pypi.test"])))
+    script = (
+        "/usr/bin/python3 -m venv /tmp/venv && "
+        f"/tmp/venv/bin/pip install -q --disable-pip-version-check --no-cache-dir --index-url http://pypi.test/simple/ --trusted-host pypi.test {PROBE} && "
+        "/tmp/venv/bin/python -c 'import boxlite_probe; print(boxlite_probe.GREETING)'"
+    )
+    assert await run(box, "sh", "-c", script) == (0, PROBE_GREETING + "\n")
+    assert "pypi.test" in internet.queried()
+    code, output = await run(box, "/tmp/venv/bin/pip", "download", "-q", "--no-deps", "-d", "/tmp/d", "--index-url", f"http://{OTHER_WEB}/simple/", "--trusted-host", OTHER_WEB, PROBE)
+    assert code != 0, "an index the allow-list does not name stays out of reach"
+    await box.stop()
 
 
 async def test_box_root_with_net_admin_cannot_change_its_network(net_runtime: boxlite.Boxlite, busybox_image: str) -> None:
