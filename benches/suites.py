@@ -9,6 +9,7 @@ import json
 import os
 import random
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -789,13 +790,15 @@ async def soak(cycles: int) -> list[Row]:
     return [latency_row("soak: create+start+exec+stop cycle", "asyncio subprocess `sh -c echo`", times, baseline, note=note)]
 
 
-async def network(megabytes: int, connections: int, samples: int, burst: int) -> list[Row]:
+async def network(megabytes: int, connections: int, samples: int, burst: int, idle: int) -> list[Row]:
     """9. A box's network against the host's own, to the fake internet of the tests (a network
     namespace behind a veth pair, `tests/fake_internet.py`), with the same client (busybox
     wget) on both sides: throughput of one download, the cost of a connection (a loop of small
     downloads), and create + start + first exec with the default network against a box without
-    one, one at a time and `burst` at once; and an HTTPS request that carries a secret (the
-    runtime completes it) against the same request relayed untouched, from one box with curl."""
+    one, one at a time and `burst` at once; an HTTPS request that carries a secret (the
+    runtime completes it) against the same request relayed untouched, from one box with curl;
+    a download through a published port against one on the host's loopback; and the host
+    memory `idle` idle boxes hold with a network against without."""
     from tests.fake_internet import DNS, WEB, fake_internet
 
     busybox = shutil.which("busybox")
@@ -858,7 +861,88 @@ async def network(megabytes: int, connections: int, samples: int, burst: int) ->
             rows.append(latency_row(f"{burst} at once: create + start + first exec + stop, network on", "the same, network disabled", bursts["on"], bursts["off"], 1.2,
                                     "two bursts of each, alternated"))
             rows += await _secrets(runtime, internet.authority, connections)
+            rows += await _published_port(runtime, layout, busybox, megabytes)
+            rows += await _idle_memory(runtime, idle)
     return rows
+
+
+async def _published_port(runtime: boxlite.Boxlite, layout: str, busybox: str, megabytes: int) -> list[Row]:
+    """One download from busybox httpd in a box through its published port (the runtime
+    relays it) against the same download from busybox httpd on the host's loopback, with the
+    same client (busybox wget on the host), alternated."""
+    box = await runtime.create(boxlite.BoxOptions(rootfs_path=layout, ports=[(0, 8080)]))
+    await box.start()
+    made = await box.exec("sh", ["-c", f"mkdir -p /www && dd if=/dev/zero of=/www/big bs=1M count={megabytes} 2>/dev/null"])
+    assert (await made.wait()).exit_code == 0
+    server = await box.exec("httpd", ["-f", "-p", "8080", "-h", "/www"])
+    network = (await box.info()).network
+    assert network is not None and network.published_ports
+    published = network.published_ports[0].host_port
+    with tempfile.TemporaryDirectory() as www:
+        with (Path(www) / "big").open("wb") as big:
+            big.truncate(megabytes << 20)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            direct = probe.getsockname()[1]
+        host_server = subprocess.Popen([busybox, "httpd", "-f", "-p", f"127.0.0.1:{direct}", "-h", www])
+        try:
+            rates: dict[int, list[float]] = {published: [], direct: []}
+            for _ in range(3):
+                for port in (published, direct):
+                    deadline = time.monotonic() + 10
+                    while True:  # the first time, until the server listens
+                        started = time.perf_counter()
+                        process = await asyncio.create_subprocess_exec(busybox, "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{port}/big")
+                        if await process.wait() == 0:
+                            break
+                        assert time.monotonic() < deadline, f"nothing answered on port {port}"
+                        await asyncio.sleep(0.05)
+                    rates[port].append(megabytes / (time.perf_counter() - started))
+        finally:
+            host_server.kill()
+            host_server.wait()
+    await server.kill()
+    await box.stop()
+    return [Row(f"published port -> box, one download ({megabytes} MiB)", "MiB/s", statistics.median(rates[published]), min(rates[published]),
+                "busybox httpd on the host's loopback", statistics.median(rates[direct]), min(rates[direct]), 3, 0.8, True,
+                "busybox wget on the host both ways; p99 column: slowest of 3")]
+
+
+async def _settled_available_mib() -> float:
+    """MemAvailable once it holds still (the kernel frees a stopped box's namespaces a while
+    later), with the page cache dropped first (as root), so files read or written meanwhile
+    do not move it."""
+    os.sync()
+    with contextlib.suppress(OSError):
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    last = _available_mib()
+    for _ in range(20):
+        await asyncio.sleep(0.5)
+        now, last = last, _available_mib()
+        if abs(now - last) < 0.25:
+            break
+    return last
+
+
+async def _idle_memory(runtime: boxlite.Boxlite, count: int) -> list[Row]:
+    """Host memory each idle box holds (MemAvailable's drop, so the kernel's share of its
+    network namespace, links and rules counts too) with the default network against the same
+    boxes with networking disabled; twice each, alternated."""
+    drops: dict[str, list[float]] = {"on": [], "off": []}
+    for _ in range(2):
+        for mode, spec in (("on", None), ("off", boxlite.NetworkSpec(mode="disabled"))):
+            await (await runtime.create(boxlite.BoxOptions(network=spec))).stop()  # what one box leaves made ahead of need
+            before = await _settled_available_mib()
+            boxes = [await runtime.create(boxlite.BoxOptions(network=spec)) for _ in range(count)]
+            for box in boxes:
+                await box.start()
+            drops[mode].append((before - await _settled_available_mib()) * 1024 / count)
+            for box in boxes:
+                await box.stop()
+    extra = statistics.median(drops["on"]) - statistics.median(drops["off"])
+    return [Row(f"host memory per idle box, network on ({count} boxes)", "KiB", statistics.median(drops["on"]), max(drops["on"]),
+                "the same boxes, network disabled", statistics.median(drops["off"]), max(drops["off"]), 2, None, False,
+                f"MemAvailable's drop; the network's share {extra:+.0f} KiB per box (target: <= 1 MB more); p99 column: larger of 2")]
 
 
 async def _secrets(runtime: boxlite.Boxlite, authority: Path, requests: int) -> list[Row]:

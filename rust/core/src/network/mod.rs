@@ -38,6 +38,7 @@ mod dns;
 mod policy;
 mod ports;
 mod proxy;
+mod relay;
 pub mod secrets;
 mod tunnel;
 
@@ -58,10 +59,6 @@ pub use tunnel::{Connecting, Forwarder, Forwarders, ListenAddress, PortConnector
 /// Most connections relayed for one box at once, and most DNS queries in flight for it.
 const RELAYS_PER_BOX: usize = 1024;
 const QUERIES_PER_BOX: usize = 128;
-
-/// Each direction's buffer when the runtime relays a connection: tokio's default (8 KiB) costs
-/// a system call pair per 8 KiB, which showed as a third of a download's throughput.
-const RELAY_BUFFER: usize = 256 << 10;
 
 /// What this host offers boxes' networks, found when the runtime opens.
 #[derive(Debug, Clone)]

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{BoxTraffic, Inside, PortConnector, RELAY_BUFFER};
+use super::{relay, BoxTraffic, Inside, PortConnector};
 use crate::error::{Error, Result};
 
 /// A port the user asked to publish (`ports=[(host_port, guest_port, protocol, host_ip)]`).
@@ -103,7 +103,7 @@ pub fn bind(ports: &[PortSpec]) -> Result<Vec<(HostSocket, PublishedPort)>> {
 /// A listener whose connections go into a box: a published port's (TCP) or a tunnel's (TCP or
 /// a unix socket).
 pub(super) trait Outside: Send + 'static {
-    type Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
+    type Stream: relay::Socket + 'static;
     fn accept(&self) -> impl std::future::Future<Output = std::io::Result<Self::Stream>> + Send;
 }
 
@@ -130,7 +130,7 @@ pub(super) async fn serve<L: Outside>(listener: L, guest_port: u16, inside: Arc<
     loop {
         // Reaps the relays that ended.
         while relays.try_join_next().is_some() {}
-        let Ok(mut outside) = listener.accept().await else {
+        let Ok(outside) = listener.accept().await else {
             super::after_failed_accept().await;
             continue;
         };
@@ -138,17 +138,18 @@ pub(super) async fn serve<L: Outside>(listener: L, guest_port: u16, inside: Arc<
         let (inside, traffic) = (Arc::clone(&inside), Arc::clone(&traffic));
         relays.spawn(async move {
             let _slot = slot;
-            let mut inside = match inside.connect(guest_port).await {
+            let inside = match inside.connect(guest_port).await {
                 Ok(inside) => inside,
                 Err(error) => {
                     log::debug!("box {}: nothing answered on its port {guest_port}: {error}", traffic.box_id);
                     return;
                 }
             };
-            if let Ok((to_box, from_box)) = tokio::io::copy_bidirectional_with_sizes(&mut outside, &mut inside, RELAY_BUFFER, RELAY_BUFFER).await {
-                traffic.bytes_received.fetch_add(to_box, Ordering::Relaxed);
-                traffic.bytes_sent.fetch_add(from_box, Ordering::Relaxed);
-            }
+            let (to_box, from_box) = (&traffic.bytes_received, &traffic.bytes_sent);
+            let _ = match relay::tcp(inside) {
+                Ok(inside) => relay::join(outside, inside, to_box, from_box).await,
+                Err(inside) => relay::copy(outside, inside, to_box, from_box).await,
+            };
         });
     }
 }

@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use boxlite_protocol::network::DNS_SERVICE_PORT;
 
-use super::{secrets, Outbound, RELAY_BUFFER};
+use super::{relay, secrets, Outbound};
 
 /// How long the runtime tries to reach a destination before the box's connection is reset.
 pub(super) const CONNECT_WAIT: Duration = Duration::from_secs(30);
@@ -40,13 +40,14 @@ pub(super) async fn serve(listener: TcpListener, outbound: Arc<Outbound>) {
         };
         let outbound = Arc::clone(&outbound);
         tokio::spawn(async move {
-            relay(inbound, &outbound).await;
+            take_out(inbound, &outbound).await;
             drop(slot);
         });
     }
 }
 
-async fn relay(mut inbound: TcpStream, outbound: &Outbound) {
+/// Takes one of the box's connections out: to its destination, if the policy allows it.
+async fn take_out(inbound: TcpStream, outbound: &Outbound) {
     let traffic = &outbound.traffic;
     traffic.connections.fetch_add(1, Ordering::Relaxed);
     let Some(destination) = original_destination(&inbound) else {
@@ -68,7 +69,7 @@ async fn relay(mut inbound: TcpStream, outbound: &Outbound) {
             return;
         }
     }
-    let mut connection = match tokio::time::timeout(CONNECT_WAIT, TcpStream::connect(destination)).await {
+    let connection = match tokio::time::timeout(CONNECT_WAIT, TcpStream::connect(destination)).await {
         Ok(Ok(connection)) => connection,
         Ok(Err(error)) => {
             log::debug!("box {}: could not reach {destination}: {error}", traffic.box_id);
@@ -84,10 +85,7 @@ async fn relay(mut inbound: TcpStream, outbound: &Outbound) {
     };
     let _ = inbound.set_nodelay(true);
     let _ = connection.set_nodelay(true);
-    if let Ok((sent, received)) = tokio::io::copy_bidirectional_with_sizes(&mut inbound, &mut connection, RELAY_BUFFER, RELAY_BUFFER).await {
-        traffic.bytes_sent.fetch_add(sent, Ordering::Relaxed);
-        traffic.bytes_received.fetch_add(received, Ordering::Relaxed);
-    }
+    let _ = relay::join(inbound, connection, &traffic.bytes_sent, &traffic.bytes_received).await;
 }
 
 /// Closes the connection with a reset, as a refused connection would.

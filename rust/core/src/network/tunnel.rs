@@ -17,9 +17,21 @@ use crate::lock;
 use crate::error::{Error, Result};
 
 /// A byte stream to a box's port.
-pub trait PortStream: AsyncRead + AsyncWrite + Send + Unpin {}
+pub trait PortStream: AsyncRead + AsyncWrite + Send + Unpin {
+    /// The stream as what it is, so a relay may splice a socket's.
+    fn as_any(&self) -> &dyn std::any::Any;
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any>;
+}
 
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> PortStream for T {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> PortStream for T {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+        self
+    }
+}
 
 /// A connection being made by a [`PortConnector`].
 pub type Connecting<'a> = Pin<Box<dyn Future<Output = Result<Box<dyn PortStream>>> + Send + 'a>>;
