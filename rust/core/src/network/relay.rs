@@ -33,10 +33,13 @@ use super::PortStream;
 /// pair per 8 KiB, which showed as a third of a download's throughput.
 const COPY_BUFFER: usize = 256 << 10;
 
-/// The most one splice moves: a pipe's default capacity (16 pages). Pipes are not grown: an
-/// ordinary user's pipes share one budget (`fs.pipe-user-pages-soft`), past which the kernel
-/// gives new ones 2 pages, and larger ones moved a download no faster here.
+/// What a pipe holds, and so the most one splice moves: a new pipe's default (16 pages)...
 const SPLICE_CHUNK: usize = 64 << 10;
+
+/// ...and a bulk transfer's, once a splice filled the pipe: about a tenth faster here. Only root's
+/// runtime grows its pipes: an ordinary user's pipes share one budget
+/// (`fs.pipe-user-pages-soft`), past which the kernel gives the user's new pipes 2 pages.
+const BULK_CHUNK: usize = 1 << 20;
 
 /// A connected stream socket the runtime holds through tokio.
 pub(super) trait Socket: AsyncRead + AsyncWrite + Unpin + Send {
@@ -98,13 +101,17 @@ where
 /// Moves what `from` sends to `to` through `pipe` until `from`'s stream ends, then shuts
 /// `to`'s writing.
 async fn pump(from: &AsyncFd<OwnedFd>, to: &AsyncFd<OwnedFd>, pipe: &Pipe, moved: &AtomicU64) -> io::Result<()> {
+    let mut chunk = SPLICE_CHUNK;
     loop {
         let taken = loop {
             let mut ready = from.readable().await?;
-            if let Ok(result) = ready.try_io(|socket| splice(socket.as_raw_fd(), pipe.write.as_raw_fd(), SPLICE_CHUNK)) {
+            if let Ok(result) = ready.try_io(|socket| splice(socket.as_raw_fd(), pipe.write.as_raw_fd(), chunk)) {
                 break result?;
             }
         };
+        if taken == chunk && chunk < BULK_CHUNK && may_grow_pipes() {
+            chunk = pipe.grow(BULK_CHUNK).unwrap_or(chunk);
+        }
         if taken == 0 {
             // SAFETY: shutdown(2) on a socket this relay owns; it touches no memory.
             if unsafe { libc::shutdown(to.as_raw_fd(), libc::SHUT_WR) } != 0 {
@@ -138,6 +145,13 @@ fn splice(from: RawFd, to: RawFd, length: usize) -> io::Result<usize> {
     Ok(moved as usize)
 }
 
+/// Whether this runtime may grow its pipes without taking from anyone's budget: root's may.
+fn may_grow_pipes() -> bool {
+    static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    // SAFETY: geteuid(2) cannot fail and touches no memory.
+    *ROOT.get_or_init(|| unsafe { libc::geteuid() } == 0)
+}
+
 /// A pipe, both ends non-blocking.
 struct Pipe {
     read: OwnedFd,
@@ -153,6 +167,16 @@ impl Pipe {
         }
         // SAFETY: pipe2 succeeded, so both are open descriptors that nothing else owns.
         Ok(unsafe { Self { read: OwnedFd::from_raw_fd(ends[0]), write: OwnedFd::from_raw_fd(ends[1]) } })
+    }
+
+    /// Grows the pipe to hold `size` bytes; what it holds now.
+    fn grow(&self, size: usize) -> io::Result<usize> {
+        // SAFETY: F_SETPIPE_SZ on a pipe this relay owns; it touches no memory of ours.
+        let now = unsafe { libc::fcntl(self.write.as_raw_fd(), libc::F_SETPIPE_SZ, size as libc::c_int) };
+        if now < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(now as usize)
     }
 }
 
