@@ -816,6 +816,7 @@ async def network(megabytes: int, connections: int, samples: int, burst: int, id
             cleanup.callback(os.environ.pop, "BOXLITE_DNS_SERVERS", None)
             box = await runtime.create(boxlite.BoxOptions(rootfs_path=layout))
             download = ["wget", "-q", "-O", "/dev/null", f"http://{WEB}/big"]
+            await _spawn(busybox, *download)  # the file in the server's page cache, for both sides alike
             ours_rates, host_rates = [], []
             for _ in range(3):
                 started = time.perf_counter()
@@ -887,7 +888,7 @@ async def _published_port(runtime: boxlite.Boxlite, layout: str, busybox: str, m
         host_server = subprocess.Popen([busybox, "httpd", "-f", "-p", f"127.0.0.1:{direct}", "-h", www])
         try:
             rates: dict[int, list[float]] = {published: [], direct: []}
-            for _ in range(3):
+            for lap in range(4):  # the first lap untimed: both files in the page cache
                 for port in (published, direct):
                     deadline = time.monotonic() + 10
                     while True:  # the first time, until the server listens
@@ -897,7 +898,8 @@ async def _published_port(runtime: boxlite.Boxlite, layout: str, busybox: str, m
                             break
                         assert time.monotonic() < deadline, f"nothing answered on port {port}"
                         await asyncio.sleep(0.05)
-                    rates[port].append(megabytes / (time.perf_counter() - started))
+                    if lap:
+                        rates[port].append(megabytes / (time.perf_counter() - started))
         finally:
             host_server.kill()
             host_server.wait()
