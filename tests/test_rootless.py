@@ -42,6 +42,12 @@ async def test_box_root_is_the_user_and_holds_nothing_of_the_hosts(runtime: boxl
     await runtime.remove(box.id)
 
 
+async def test_the_log_says_what_one_id_cannot_do(home: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="boxlite")
+    with boxlite.Boxlite(boxlite.Options(home_dir=str(home))):
+        await logged(caplog, "a box's processes cannot become another user (an exec as one fails) or give files to one (chown)")
+
+
 async def test_a_user_the_box_lacks_is_a_clear_error(runtime: boxlite.Boxlite) -> None:
     box = await runtime.create(boxlite.BoxOptions())
     with pytest.raises(boxlite.ExecutionError, match=r"\"nobody\" \(uid 65534, gid 65534\) does not exist in this box"):

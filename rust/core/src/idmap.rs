@@ -27,6 +27,11 @@ pub use boxlite_protocol::IdMap;
 
 use crate::error::{Error, Result};
 
+/// What an ordinary user's boxes cannot do with their one id, told once as a runtime opens.
+const ONE_ID: &str = "the boxes of an ordinary user have one id, box root, which is this user on the host: \
+a box's processes cannot become another user (an exec as one fails) or give files to one (chown); \
+subordinate id ranges (/etc/subuid) are not used";
+
 /// The ids layers are stored with on this host, or `None` where a user namespace cannot be made
 /// (user namespaces off, or a runtime that runs in a user namespace without these ids), or
 /// where `BOXLITE_USER_NAMESPACES=0` turns them off. The shim tries it for real. A `rootless`
@@ -47,7 +52,11 @@ pub fn detect(shim: &Path, rootless: bool) -> Result<Option<IdMap>> {
     probe.stdin(std::process::Stdio::null()).stderr(std::process::Stdio::null());
     let outcome = crate::process::run_shim(|| probe.output());
     match outcome {
-        Ok(output) if output.status.success() => Ok(Some(if rootless { IdMap::ROOTLESS } else { IdMap::LAYERS })),
+        Ok(output) if output.status.success() && rootless => {
+            log::info!("{ONE_ID}");
+            Ok(Some(IdMap::ROOTLESS))
+        }
+        Ok(output) if output.status.success() => Ok(Some(IdMap::LAYERS)),
         Ok(output) if rootless => Err(crate::host::user_namespaces_refused(String::from_utf8_lossy(&output.stdout).trim())),
         Err(error) if rootless => Err(Error::Engine(format!("failed to run {}: {error}", shim.display()))),
         _ => {
