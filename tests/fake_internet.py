@@ -134,7 +134,7 @@ def _write_wheel(path: Path, project: str, module: str, source: str, requires: l
     info = f"{module}-1.0.dist-info"
     files = {
         f"{module}/__init__.py": source.encode(),
-        f"{info}/METADATA": ("Metadata-Version: 2.1\n" f"Name: {project}\nVersion: 1.0\n" + "".join(f"Requires-Dist: {name}\n" for name in requires)).encode(),
+        f"{info}/METADATA": (f"Metadata-Version: 2.1\nName: {project}\nVersion: 1.0\n" + "".join(f"Requires-Dist: {name}\n" for name in requires)).encode(),
         f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: boxlite tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }
     record = []
