@@ -16,12 +16,13 @@
 //! 3. A direction's pipe is emptied before the socket is read again: so a pipe never fills, and
 //!    a `WouldBlock` from a splice is always the socket's own (which alone may clear the
 //!    socket's readiness).
-//! 4. A relay that cannot have its pipes (the runtime out of descriptors) copies instead: it
-//!    is slower, never refused.
+//! 4. Relays' pipes take at most a quarter of the runtime's descriptors ([`PipeBudget`]),
+//!    so that busy networks leave the rest to boxes and executions. A relay that cannot have
+//!    its pipes (past that share, or none left) copies instead: it is slower, never refused.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -71,7 +72,12 @@ pub(super) fn tcp(stream: Box<dyn PortStream>) -> Result<TcpStream, Box<dyn Port
 /// Joins two sockets until both directions end (rules 1 and 4), counting what `a` sends `b`
 /// into `a_to_b` and the rest into `b_to_a`.
 pub(super) async fn join(a: impl Socket, b: impl Socket, a_to_b: &AtomicU64, b_to_a: &AtomicU64) -> io::Result<()> {
-    let (Ok(forth), Ok(back)) = (Pipe::new(), Pipe::new()) else {
+    static PIPES: std::sync::OnceLock<PipeBudget> = std::sync::OnceLock::new();
+    join_within(PIPES.get_or_init(PipeBudget::for_this_process), a, b, a_to_b, b_to_a).await
+}
+
+async fn join_within(pipes: &'static PipeBudget, a: impl Socket, b: impl Socket, a_to_b: &AtomicU64, b_to_a: &AtomicU64) -> io::Result<()> {
+    let (Ok(forth), Ok(back)) = (Pipe::new(pipes), Pipe::new(pipes)) else {
         return copy(a, b, a_to_b, b_to_a).await;
     };
     let (a, b) = (watched(a.into_fd()?)?, watched(b.into_fd()?)?);
@@ -152,21 +158,51 @@ fn may_grow_pipes() -> bool {
     *ROOT.get_or_init(|| unsafe { libc::geteuid() } == 0)
 }
 
-/// A pipe, both ends non-blocking.
+/// How many pipes relays hold, and may hold, at once (rule 4).
+struct PipeBudget {
+    held: AtomicUsize,
+    most: usize,
+}
+
+impl PipeBudget {
+    /// A quarter of this process's descriptor limit (as the runtime raised it), two a pipe.
+    fn for_this_process() -> Self {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit fills the rlimit we own.
+        let known = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+        let descriptors = if known { usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX) } else { 1024 };
+        Self { held: AtomicUsize::new(0), most: descriptors / 8 }
+    }
+}
+
+/// A pipe, both ends non-blocking, counted in its budget while it lives.
 struct Pipe {
     read: OwnedFd,
     write: OwnedFd,
+    budget: &'static PipeBudget,
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        self.budget.held.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Pipe {
-    fn new() -> io::Result<Self> {
+    fn new(budget: &'static PipeBudget) -> io::Result<Self> {
+        if budget.held.fetch_add(1, Ordering::Relaxed) >= budget.most {
+            budget.held.fetch_sub(1, Ordering::Relaxed);
+            return Err(io::Error::other("the relays' share of descriptors is taken"));
+        }
         let mut ends = [0; 2];
         // SAFETY: pipe2(2) writes two descriptors into the array it is given.
         if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
-            return Err(io::Error::last_os_error());
+            let error = io::Error::last_os_error();
+            budget.held.fetch_sub(1, Ordering::Relaxed);
+            return Err(error);
         }
         // SAFETY: pipe2 succeeded, so both are open descriptors that nothing else owns.
-        Ok(unsafe { Self { read: OwnedFd::from_raw_fd(ends[0]), write: OwnedFd::from_raw_fd(ends[1]) } })
+        Ok(unsafe { Self { read: OwnedFd::from_raw_fd(ends[0]), write: OwnedFd::from_raw_fd(ends[1]), budget } })
     }
 
     /// Grows the pipe to hold `size` bytes; what it holds now.
@@ -243,6 +279,39 @@ mod tests {
         assert_eq!(received.load(Ordering::Relaxed), 100_000);
         drop((client, server));
         relaying.await.unwrap().unwrap();
+    }
+
+    /// Rule 4: past the budget a relay copies, and a relay's pipes go back to it as it ends.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn relays_past_the_pipe_budget_copy() {
+        let budget: &'static PipeBudget = Box::leak(Box::new(PipeBudget { held: AtomicUsize::new(0), most: 3 }));
+        let (sent, received) = (AtomicU64::new(0), AtomicU64::new(0));
+        let relay = |client_side, server_side| join_within(budget, client_side, server_side, &sent, &received);
+        let (mut first_client, first_in) = pair().await;
+        let (first_out, mut first_server) = pair().await;
+        let (mut second_client, second_in) = pair().await;
+        let (second_out, mut second_server) = pair().await;
+        let both = async {
+            // The first relay holds two pipes; the second finds one left, and copies.
+            let first = relay(first_in, first_out);
+            let second = relay(second_in, second_out);
+            tokio::join!(first, second)
+        };
+        let talk = async {
+            for (client, server) in [(&mut first_client, &mut first_server), (&mut second_client, &mut second_server)] {
+                client.write_all(b"ping").await.unwrap();
+                let mut got = [0; 4];
+                server.read_exact(&mut got).await.unwrap();
+                assert_eq!(&got, b"ping");
+            }
+            assert!(budget.held.load(Ordering::Relaxed) <= budget.most);
+            drop((first_client, first_server, second_client, second_server));
+        };
+        let ((first, second), ()) = tokio::join!(both, talk);
+        first.unwrap();
+        second.unwrap();
+        assert_eq!(budget.held.load(Ordering::Relaxed), 0, "every pipe went back");
+        assert_eq!(sent.into_inner(), 8);
     }
 
     #[tokio::test]
