@@ -16,7 +16,8 @@
 //! 3. A direction's pipe is emptied before the socket is read again: so a pipe never fills, and
 //!    a `WouldBlock` from a splice is always the socket's own (which alone may clear the
 //!    socket's readiness).
-//! 4. Relays' pipes take at most a quarter of the runtime's descriptors ([`PipeBudget`]),
+//! 4. A relay never raises SIGPIPE: its threads block it ([`keep_sigpipe_from_this_thread`]).
+//! 5. Relays' pipes take at most a quarter of the runtime's descriptors ([`PipeBudget`]),
 //!    so that busy networks leave the rest to boxes and executions. A relay that cannot have
 //!    its pipes (past that share, or none left) copies instead: it is slower, never refused.
 
@@ -69,7 +70,7 @@ pub(super) fn tcp(stream: Box<dyn PortStream>) -> Result<TcpStream, Box<dyn Port
     Ok(*stream.into_any().downcast::<TcpStream>().expect("the stream was checked to be a TcpStream"))
 }
 
-/// Joins two sockets until both directions end (rules 1 and 4), counting what `a` sends `b`
+/// Joins two sockets until both directions end (rules 1 and 5), counting what `a` sends `b`
 /// into `a_to_b` and the rest into `b_to_a`.
 pub(super) async fn join(a: impl Socket, b: impl Socket, a_to_b: &AtomicU64, b_to_a: &AtomicU64) -> io::Result<()> {
     static PIPES: std::sync::OnceLock<PipeBudget> = std::sync::OnceLock::new();
@@ -128,6 +129,7 @@ async fn pump(from: &AsyncFd<OwnedFd>, to: &AsyncFd<OwnedFd>, pipe: &Pipe, moved
             }
             return Ok(());
         }
+        keep_sigpipe_from_this_thread();
         let mut left = taken;
         while left > 0 {
             let mut ready = to.writable().await?;
@@ -151,6 +153,28 @@ fn splice(from: RawFd, to: RawFd, length: usize) -> io::Result<usize> {
     Ok(moved as usize)
 }
 
+/// Blocks SIGPIPE in this thread, once. A splice to a socket whose peer is gone raises it (the
+/// kernel sends no MSG_NOSIGNAL there, as a send from Rust does), and a program that embeds the
+/// runtime may have given it back its default action (`signal(SIGPIPE, SIG_DFL)` is common in
+/// command-line tools), which ends the process. Blocked, the splice fails with EPIPE; programs
+/// the thread starts get an empty mask from std's `Command`.
+fn keep_sigpipe_from_this_thread() {
+    thread_local!(static BLOCKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    BLOCKED.with(|blocked| {
+        if blocked.replace(true) {
+            return;
+        }
+        // SAFETY: the set is initialised by sigemptyset before use; pthread_sigmask changes
+        // this thread's mask only and reads one valid set.
+        unsafe {
+            let mut set = std::mem::zeroed::<libc::sigset_t>();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGPIPE);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        }
+    });
+}
+
 /// Whether this runtime may grow its pipes without taking from anyone's budget: root's may.
 fn may_grow_pipes() -> bool {
     static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -158,7 +182,7 @@ fn may_grow_pipes() -> bool {
     *ROOT.get_or_init(|| unsafe { libc::geteuid() } == 0)
 }
 
-/// How many pipes relays hold, and may hold, at once (rule 4).
+/// How many pipes relays hold, and may hold, at once (rule 5).
 struct PipeBudget {
     held: AtomicUsize,
     most: usize,
@@ -281,7 +305,7 @@ mod tests {
         relaying.await.unwrap().unwrap();
     }
 
-    /// Rule 4: past the budget a relay copies, and a relay's pipes go back to it as it ends.
+    /// Rule 5: past the budget a relay copies, and a relay's pipes go back to it as it ends.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn relays_past_the_pipe_budget_copy() {
         let budget: &'static PipeBudget = Box::leak(Box::new(PipeBudget { held: AtomicUsize::new(0), most: 3 }));
@@ -312,6 +336,43 @@ mod tests {
         second.unwrap();
         assert_eq!(budget.held.load(Ordering::Relaxed), 0, "every pipe went back");
         assert_eq!(sent.into_inner(), 8);
+    }
+
+    /// Rule 4: a splice into a connection its peer reset raises SIGPIPE, and the relay's
+    /// thread holds it pending instead of taking its action (the process's end, when a program
+    /// restored the default); the splice fails with EPIPE.
+    #[test]
+    fn a_reset_peer_raises_no_sigpipe_in_a_relay_thread() {
+        std::thread::spawn(|| {
+            use std::io::{Read, Write};
+
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let mut ours = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (peer, _) = listener.accept().unwrap();
+            // SAFETY: SO_LINGER with a zero timeout on a socket we own: close sends a reset.
+            unsafe {
+                let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+                libc::setsockopt(peer.as_raw_fd(), libc::SOL_SOCKET, libc::SO_LINGER, std::ptr::addr_of!(linger).cast(), std::mem::size_of::<libc::linger>() as u32);
+            }
+            drop(peer);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            assert!(ours.read(&mut [0; 1]).is_err(), "the reset is read (and its error taken)");
+            let budget: &'static PipeBudget = Box::leak(Box::new(PipeBudget { held: AtomicUsize::new(0), most: 1 }));
+            let pipe = Pipe::new(budget).unwrap();
+            std::fs::File::from(pipe.write.try_clone().unwrap()).write_all(b"late").unwrap();
+            keep_sigpipe_from_this_thread();
+            let error = splice(pipe.read.as_raw_fd(), ours.as_raw_fd(), 4).unwrap_err();
+            assert_eq!(error.raw_os_error(), Some(libc::EPIPE));
+            // SAFETY: sigpending fills the set we own; sigismember reads it.
+            let pending = unsafe {
+                let mut set = std::mem::zeroed::<libc::sigset_t>();
+                libc::sigpending(&mut set);
+                libc::sigismember(&set, libc::SIGPIPE)
+            };
+            assert_eq!(pending, 1, "SIGPIPE was raised, and held by the thread's mask");
+        })
+        .join()
+        .unwrap();
     }
 
     #[tokio::test]
