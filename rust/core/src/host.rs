@@ -124,17 +124,23 @@ pub const DESCRIPTORS_PER_BOX: usize = 3;
 pub fn check_room_for_a_box() -> crate::Result<()> {
     const ROOM: usize = 16;
     let exhausted = |_| {
-        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        // SAFETY: getrlimit fills the rlimit we own.
-        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
         crate::Error::ResourceExhausted(format!(
             "this process holds nearly all the {} open descriptors it may (RLIMIT_NOFILE): each running box holds {DESCRIPTORS_PER_BOX} and each running execution 3 or 4; stop or remove boxes, or raise the limit (ulimit -n; as root the runtime raises it to the kernel's most itself)",
-            limit.rlim_cur
+            open_files_limit()
         ))
     };
     let first = std::fs::File::open("/dev/null").map_err(exhausted)?;
     let held: std::io::Result<Vec<std::fs::File>> = (1..ROOM).map(|_| first.try_clone()).collect();
     held.map(drop).map_err(exhausted)
+}
+
+/// This process's (soft) limit on open descriptors, as the runtime raised it; 1024, the usual
+/// default, if it cannot be read.
+pub fn open_files_limit() -> u64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit fills the rlimit we own.
+    let known = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    if known { limit.rlim_cur } else { 1024 }
 }
 
 /// The limit on open descriptors (soft and hard) a box's processes start with: the hard limit

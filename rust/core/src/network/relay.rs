@@ -191,10 +191,7 @@ struct PipeBudget {
 impl PipeBudget {
     /// A quarter of this process's descriptor limit (as the runtime raised it), two a pipe.
     fn for_this_process() -> Self {
-        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        // SAFETY: getrlimit fills the rlimit we own.
-        let known = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
-        let descriptors = if known { usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX) } else { 1024 };
+        let descriptors = usize::try_from(crate::host::open_files_limit()).unwrap_or(usize::MAX);
         Self { held: AtomicUsize::new(0), most: descriptors / 8 }
     }
 }
@@ -355,7 +352,7 @@ mod tests {
                 libc::setsockopt(peer.as_raw_fd(), libc::SOL_SOCKET, libc::SO_LINGER, std::ptr::addr_of!(linger).cast(), std::mem::size_of::<libc::linger>() as u32);
             }
             drop(peer);
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            // A blocking read: it returns as the reset arrives, and takes its error.
             assert!(ours.read(&mut [0; 1]).is_err(), "the reset is read (and its error taken)");
             let budget: &'static PipeBudget = Box::leak(Box::new(PipeBudget { held: AtomicUsize::new(0), most: 1 }));
             let pipe = Pipe::new(budget).unwrap();
