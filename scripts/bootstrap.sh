@@ -14,9 +14,10 @@ debian_packages=(nftables iproute2 busybox-static docker-registry zstd apache2-u
 # With --tests (scripts/test.sh): what the specialised boxes' tests run in the host:// image, a
 # browser (chromium), an X server (TigerVNC's Xvnc) and the tools a ComputerBox drives it with
 # (xdotool, xwd from x11-apps); curl, which the secrets' tests send HTTPS with from a box; and
-# openssl, which makes the fake internet's certificates.
+# openssl, which makes the fake internet's certificates; uidmap (newuidmap, newgidmap), which maps
+# the subordinate ids of the ordinary user the suite also runs as.
 if [ "${1:-}" = "--tests" ]; then
-    debian_packages+=(chromium tigervnc-standalone-server xdotool x11-apps curl openssl)
+    debian_packages+=(chromium tigervnc-standalone-server xdotool x11-apps curl openssl uidmap)
 fi
 missing=()
 for package in "${debian_packages[@]}"; do

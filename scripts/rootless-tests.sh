@@ -2,7 +2,7 @@
 # Runs the test suite as an ordinary user, whose runtime is then rootless, from a venv made from
 # the wheel (with the suite's test hooks), outside the source tree. Run as root (scripts/test.sh
 # does, after the suite's run as root), which prepares what an administrator would:
-#   - the user, `boxlite-ci` (made if missing);
+#   - the user, `boxlite-ci` (made if missing), with subordinate ids (/etc/subuid, /etc/subgid);
 #   - a cgroup delegated to it in each hierarchy, named in BOXLITE_CGROUP_PARENT, so limits work
 #     and a running box can be frozen (snapshots, clones, archives); and a second one in every
 #     hierarchy but the freezer's, for the test of a host that gives boxes no freezer;
@@ -15,6 +15,8 @@ user=boxlite-ci
 cgroup=/boxlite-ci
 
 id -u "$user" >/dev/null 2>&1 || useradd -m "$user"
+grep -q "^$user:" /etc/subuid || usermod --add-subuids 100000-165535 "$user"
+grep -q "^$user:" /etc/subgid || usermod --add-subgids 100000-165535 "$user"
 scratch=$(mktemp -d)
 chmod 755 "$scratch"
 internet_pid=""

@@ -4,8 +4,11 @@ too (CI runs it so); these tests are about what differs from root."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import pwd
+import shutil
 from pathlib import Path
 
 import pytest
@@ -42,10 +45,92 @@ async def test_box_root_is_the_user_and_holds_nothing_of_the_hosts(runtime: boxl
     await runtime.remove(box.id)
 
 
-async def test_the_log_says_what_one_id_cannot_do(home: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_the_log_says_what_one_id_cannot_do(home: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BOXLITE_SUBORDINATE_IDS", raising=False)
     caplog.set_level(logging.INFO, logger="boxlite")
     with boxlite.Boxlite(boxlite.Options(home_dir=str(home))):
         await logged(caplog, "a box's processes cannot become another user (an exec as one fails) or give files to one (chown)")
+
+
+def subordinate_ids() -> tuple[int, int, int]:
+    """This user's first ranges in /etc/subuid and /etc/subgid, as boxes get them: (first uid,
+    first gid, count); the test is skipped, saying why, where the user has none or newuidmap is
+    missing (CI installs uidmap and gives its user ranges)."""
+    names = {pwd.getpwuid(os.getuid()).pw_name, str(os.getuid())}
+    ranges = []
+    for file in ("/etc/subuid", "/etc/subgid"):
+        lines = Path(file).read_text().splitlines() if Path(file).exists() else []
+        fields = [line.split(":") for line in lines if line.count(":") == 2]
+        found = next(((int(first), int(count)) for name, first, count in fields if name in names and int(count) > 0), None)
+        if found is None:
+            pytest.skip(f"this user has no range in {file} (as root: usermod --add-subuids/--add-subgids)")
+        ranges.append(found)
+    if shutil.which("newuidmap") is None or shutil.which("newgidmap") is None:
+        pytest.skip("newuidmap and newgidmap are not installed (Debian's uidmap)")
+    (first_uid, uid_count), (first_gid, gid_count) = ranges
+    return first_uid, first_gid, min(uid_count, gid_count, 65535)
+
+
+async def trash_emptied(home: Path) -> None:
+    """Waits until the home's trash is empty: what removed boxes' other users own is deleted by
+    the runtime's helper in a namespace with those ids, in the background."""
+    for _ in range(100):
+        if not any((home / "trash").iterdir()):
+            return
+        await asyncio.sleep(0.1)
+    assert list((home / "trash").iterdir()) == []
+
+
+async def test_with_subordinate_ids_a_box_has_other_users(home: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    first_uid, first_gid, count = subordinate_ids()
+    monkeypatch.setenv("BOXLITE_SUBORDINATE_IDS", "1")
+    caplog.set_level(logging.INFO, logger="boxlite")
+    with boxlite.Boxlite(boxlite.Options(home_dir=str(home))) as runtime:
+        await logged(caplog, f"an ordinary user's boxes have {count + 1} ids: box root is this user")
+        box = await runtime.create(boxlite.BoxOptions(auto_remove=False))
+        script = "cat /proc/self/uid_map; mkdir -p /opt/private && echo kept > /opt/private/file && chown -R 1000:1001 /opt/private && chmod 700 /opt/private"
+        stdout, stderr, status = await collect(await box.exec("sh", ["-c", script]))
+        assert status.exit_code == 0, stderr
+        assert stdout.split() == [b"0", b"0", b"1", b"1", b"1", str(count).encode()], "box root is the user; box ids from 1 are its subordinate ones"
+        stdout, stderr, status = await collect(await box.exec("sh", ["-c", "id -u; cat /opt/private/file"], user="1000"))
+        assert (status.exit_code, stdout) == (0, b"1000\nkept\n"), stderr
+        stdout, _, _ = await collect(await box.exec("id", ["-u"], user="nobody"))
+        assert stdout == b"65534\n"
+        private = home / "boxes" / box.id / "upper" / "opt" / "private"
+        assert (private.stat().st_uid, private.stat().st_gid) == (first_uid + 999, first_gid + 1000), "box ids n ≥ 1 are subordinate ids n - 1"
+        # Files this user's runtime may not read are a clear error, and nothing is made.
+        with pytest.raises(boxlite.StorageError, match="/opt/private in the box: Permission denied"):
+            await box.copy_out("/opt/private", str(home.parent / "copied"))
+        assert not (home.parent / "copied").exists()
+        await box.stop()
+        await runtime.remove(box.id)
+        await trash_emptied(home)
+
+
+async def test_a_box_with_subordinate_ids_starts_only_where_they_are_mapped(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    subordinate_ids()
+    monkeypatch.setenv("BOXLITE_SUBORDINATE_IDS", "1")
+    with boxlite.Boxlite(boxlite.Options(home_dir=str(home))) as runtime:
+        box = await runtime.create(boxlite.BoxOptions(auto_remove=False), name="ranged")
+        _, stderr, status = await collect(await box.exec("sh", ["-c", "touch /root/theirs && chown 1000 /root/theirs"]))
+        assert status.exit_code == 0, stderr
+        await box.stop()
+    monkeypatch.delenv("BOXLITE_SUBORDINATE_IDS")
+    with boxlite.Boxlite(boxlite.Options(home_dir=str(home))) as runtime:
+        box = await runtime.get("ranged")
+        assert box is not None
+        with pytest.raises(boxlite.InvalidStateError, match="has 65536 ids, which needs the subordinate ids it was made with, and this runtime maps 1 .BOXLITE_SUBORDINATE_IDS=1"):
+            await box.start()
+        assert (await box.info()).state.status == "stopped"
+    monkeypatch.setenv("BOXLITE_SUBORDINATE_IDS", "1")
+    with boxlite.Boxlite(boxlite.Options(home_dir=str(home))) as runtime:
+        box = await runtime.get("ranged")
+        assert box is not None
+        stdout, _, _ = await collect(await box.exec("stat", ["-c", "%u", "/root/theirs"]))
+        assert stdout == b"1000\n"
+        await box.stop()
+        await runtime.remove(box.id)
+        await trash_emptied(home)
 
 
 async def test_a_user_the_box_lacks_is_a_clear_error(runtime: boxlite.Boxlite) -> None:

@@ -25,7 +25,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::idmap::IdMap;
+use crate::idmap::{IdMap, SubordinateIds};
 
 static SHIM: &[u8] = include_bytes!(env!("BOXLITE_SHIM_PATH"));
 const SHIM_DIGEST: &str = env!("BOXLITE_SHIM_DIGEST");
@@ -33,17 +33,54 @@ const SHIM_DIGEST: &str = env!("BOXLITE_SHIM_DIGEST");
 /// Deletes what homes throw away ([`Home::throw_away`]), one path after another, at low CPU
 /// priority: a burst of removals costs the event loop and the boxes being started nothing but
 /// the renames. One thread for the process, started at the first removal.
-struct TrashCollector(std::sync::Mutex<std::sync::mpsc::Sender<PathBuf>>);
+struct TrashCollector(std::sync::Mutex<std::sync::mpsc::Sender<Doomed>>);
+
+/// A path thrown away, and who removes what this process may not.
+struct Doomed {
+    path: PathBuf,
+    helper: Option<RemovalHelper>,
+}
+
+/// The shim that removes a tree of an ordinary user's boxes with its subordinate ids, whose
+/// files this process may not delete (`boxlite_protocol::REMOVE_TREE_ARGUMENT`).
+#[derive(Debug, Clone)]
+struct RemovalHelper {
+    shim: PathBuf,
+    ids: SubordinateIds,
+}
+
+impl RemovalHelper {
+    fn remove(&self, path: &Path) -> std::result::Result<(), String> {
+        let mut command = std::process::Command::new(&self.shim);
+        command.arg(boxlite_protocol::REMOVE_TREE_ARGUMENT).arg(self.ids.argument()).arg(path).stdin(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        match crate::process::run_shim(|| command.output()) {
+            Ok(output) if output.status.success() => Ok(()),
+            Ok(output) => Err(String::from_utf8_lossy(&output.stdout).trim().to_string()),
+            Err(error) => Err(format!("failed to run {}: {error}", self.shim.display())),
+        }
+    }
+}
+
+impl Doomed {
+    fn remove(&self) {
+        if std::fs::remove_dir_all(&self.path).or_else(|_| std::fs::remove_file(&self.path)).is_ok() {
+            return;
+        }
+        if let Some(Err(error)) = self.helper.as_ref().map(|helper| helper.remove(&self.path)) {
+            log::warn!("{} stays in the trash: {error}", self.path.display());
+        }
+    }
+}
 
 impl TrashCollector {
     fn start() -> Self {
-        let (sender, receiver) = std::sync::mpsc::channel::<PathBuf>();
+        let (sender, receiver) = std::sync::mpsc::channel::<Doomed>();
         let started = std::thread::Builder::new().name("boxlite-trash".to_string()).spawn(move || {
             // SAFETY: setpriority on this thread (who 0 is the calling thread on Linux); raising
             // one's own nice value needs no privilege.
             unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
-            for path in receiver {
-                let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+            for doomed in receiver {
+                doomed.remove();
             }
         });
         if let Err(error) = started {
@@ -52,8 +89,8 @@ impl TrashCollector {
         Self(std::sync::Mutex::new(sender))
     }
 
-    fn send(&self, path: PathBuf) {
-        let _ = crate::lock(&self.0).send(path);
+    fn send(&self, doomed: Doomed) {
+        let _ = crate::lock(&self.0).send(doomed);
     }
 }
 
@@ -67,6 +104,8 @@ pub struct Home {
     root: PathBuf,
     /// The user namespace of the boxes this runtime makes; it decides which layer store is used.
     id_map: Option<IdMap>,
+    /// Removes what boxes with an ordinary user's subordinate ids leave.
+    removal_helper: Option<RemovalHelper>,
     /// Held until the runtime closes or is dropped; the flock goes with the descriptor.
     lock: std::sync::Mutex<Option<File>>,
 }
@@ -123,13 +162,26 @@ impl Home {
                 let _ = std::fs::remove_dir_all(leftover.path()).or_else(|_| std::fs::remove_file(leftover.path()));
             }
         }
-        Ok(Self { root, id_map: None, lock: std::sync::Mutex::new(Some(lock)) })
+        Ok(Self { root, id_map: None, removal_helper: None, lock: std::sync::Mutex::new(Some(lock)) })
     }
 
-    /// This home, for boxes with the user namespace `id_map`.
-    pub fn with_id_map(self, id_map: Option<IdMap>) -> Result<Self> {
+    /// This home, for boxes with the user namespace `id_map`, an ordinary user's with its
+    /// `subordinate` ids if given: what of theirs the trash still holds goes now.
+    pub fn with_id_map(self, id_map: Option<IdMap>, subordinate: Option<SubordinateIds>) -> Result<Self> {
         fs_err::create_dir_all(self.root.join(Self::layers_under(id_map)))?;
-        Ok(Self { id_map, ..self })
+        let removal_helper = subordinate.map(|ids| RemovalHelper { shim: self.shim_path(), ids });
+        let home = Self { id_map, removal_helper, ..self };
+        if home.removal_helper.is_some() {
+            for leftover in fs_err::read_dir(home.trash())?.flatten() {
+                trash_collector().send(Doomed { path: leftover.path(), helper: home.removal_helper.clone() });
+            }
+        }
+        Ok(home)
+    }
+
+    /// The subordinate ids of an ordinary user's boxes, if they have them.
+    pub fn subordinate_ids(&self) -> Option<SubordinateIds> {
+        self.removal_helper.as_ref().map(|helper| helper.ids)
     }
 
     /// Lets another runtime open this home (after `Runtime::close`).
@@ -185,7 +237,7 @@ impl Home {
         let trash = self.trash().join(format!("{name}.{}", rand::random::<u32>()));
         match std::fs::rename(path, &trash) {
             Ok(()) => {
-                trash_collector().send(trash);
+                trash_collector().send(Doomed { path: trash, helper: self.removal_helper.clone() });
                 Ok(())
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -219,7 +271,7 @@ impl Home {
     /// Writes the embedded shim once per build; returns its path. Run it through
     /// [`crate::process::run_shim`].
     pub fn install_shim(&self) -> Result<PathBuf> {
-        let path = self.root.join("bin").join(format!("boxlite-shim-{SHIM_DIGEST}"));
+        let path = self.shim_path();
         if path.exists() {
             return Ok(path);
         }
@@ -228,5 +280,9 @@ impl Home {
         fs_err::set_permissions(&staging, std::fs::Permissions::from_mode(0o755))?;
         fs_err::rename(&staging, &path)?;
         Ok(path)
+    }
+
+    fn shim_path(&self) -> PathBuf {
+        self.root.join("bin").join(format!("boxlite-shim-{SHIM_DIGEST}"))
     }
 }

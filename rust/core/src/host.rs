@@ -6,6 +6,8 @@
 use std::path::Path;
 
 use crate::cgroups::CgroupLayout;
+use boxlite_protocol::{IdMap, SubordinateIds};
+
 use crate::error::{Error, Result};
 
 /// The settings that forbid ordinary users' user namespaces: (file, the value that forbids,
@@ -165,6 +167,59 @@ pub fn accessible(path: &Path, mode: libc::c_int) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The variable by which an ordinary user's boxes get that user's subordinate ids (`1`).
+pub const SUBORDINATE_IDS_VARIABLE: &str = "BOXLITE_SUBORDINATE_IDS";
+
+/// The subordinate ids of an ordinary user whose boxes are to have them
+/// ([`SUBORDINATE_IDS_VARIABLE`]): its first ranges in /etc/subuid and /etc/subgid (by name or
+/// uid), at most 65,535 ids, which `newuidmap` and `newgidmap` map. Asked for and missing, they
+/// are an error that says what to add or install.
+pub fn subordinate_ids(rootless: bool) -> Result<Option<SubordinateIds>> {
+    if !rootless || std::env::var_os(SUBORDINATE_IDS_VARIABLE).is_none_or(|value| value != "1") {
+        return Ok(None);
+    }
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let names = [user_name(uid), Some(uid.to_string())];
+    let range = |file: &str| -> Result<(u32, u32)> {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        first_range(&text, &names).ok_or_else(|| Error::Config(format!("{SUBORDINATE_IDS_VARIABLE}=1: user {uid} has no range in {file} (as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 <user>)")))
+    };
+    let ((uid_start, uid_count), (gid_start, gid_count)) = (range("/etc/subuid")?, range("/etc/subgid")?);
+    for mapper in SubordinateIds::MAPPERS {
+        if SubordinateIds::mapper(mapper).is_none() {
+            return Err(Error::Config(format!("{SUBORDINATE_IDS_VARIABLE}=1: {mapper} is not installed (as root: apt-get install uidmap)")));
+        }
+    }
+    Ok(Some(SubordinateIds { uid: uid_start, gid: gid_start, count: uid_count.min(gid_count).min(IdMap::BOX_IDS - 1) }))
+}
+
+/// The start and size of the first range of /etc/subuid or /etc/subgid (`text`) for one of
+/// `names` (the user's name, its uid).
+fn first_range(text: &str, names: &[Option<String>]) -> Option<(u32, u32)> {
+    text.lines().find_map(|line| {
+        let mut fields = line.trim().split(':');
+        let owner = fields.next()?;
+        let (start, count) = (fields.next()?.parse().ok()?, fields.next()?.parse().ok()?);
+        (names.iter().flatten().any(|name| name == owner) && count > 0).then_some((start, count))
+    })
+}
+
+/// The name of user `uid` in the host's user database.
+fn user_name(uid: libc::uid_t) -> Option<String> {
+    let mut buffer = vec![0 as libc::c_char; 4096];
+    // SAFETY: an all-zero passwd is a valid value for getpwuid_r to fill.
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found = std::ptr::null_mut();
+    // SAFETY: getpwuid_r writes into `entry` and `buffer`, both ours and of the given sizes.
+    let code = unsafe { libc::getpwuid_r(uid, &mut entry, buffer.as_mut_ptr(), buffer.len(), &mut found) };
+    if code != 0 || found.is_null() {
+        return None;
+    }
+    // SAFETY: on success pw_name points to a NUL-terminated string inside `buffer`.
+    Some(unsafe { std::ffi::CStr::from_ptr(entry.pw_name) }.to_string_lossy().into_owned())
+}
+
 /// The error of an ordinary user's runtime that cannot make user namespaces: `reason` is the
 /// shim's, followed by the host settings that forbid them and how to change each.
 pub fn user_namespaces_refused(reason: &str) -> Error {
@@ -185,6 +240,16 @@ fn refusal(reason: &str, read: impl Fn(&str) -> Option<String>) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_users_subordinate_range_is_its_first_line_by_name_or_uid() {
+        let text = "other:100000:65536\nalice:165536:65536\nalice:300000:10\n1001:400000:5\nbroken\n";
+        let names = |name: &str, uid: &str| [Some(name.to_string()), Some(uid.to_string())];
+        assert_eq!(first_range(text, &names("alice", "1000")), Some((165_536, 65_536)));
+        assert_eq!(first_range(text, &names("bob", "1001")), Some((400_000, 5)));
+        assert_eq!(first_range(text, &names("carol", "1002")), None);
+        assert_eq!(first_range("carol:500000:0\n", &names("carol", "1002")), None, "an empty range is none");
+    }
 
     #[test]
     fn a_refusal_names_the_settings_that_forbid_user_namespaces_and_their_fixes() {

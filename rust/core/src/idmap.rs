@@ -23,20 +23,21 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-pub use boxlite_protocol::IdMap;
+pub use boxlite_protocol::{IdMap, SubordinateIds};
 
 use crate::error::{Error, Result};
 
 /// What an ordinary user's boxes cannot do with their one id, told once as a runtime opens.
 const ONE_ID: &str = "the boxes of an ordinary user have one id, box root, which is this user on the host: \
 a box's processes cannot become another user (an exec as one fails) or give files to one (chown); \
-subordinate id ranges (/etc/subuid) are not used";
+with BOXLITE_SUBORDINATE_IDS=1, boxes have this user's subordinate ids (/etc/subuid, /etc/subgid) as their other users";
 
 /// The ids layers are stored with on this host, or `None` where a user namespace cannot be made
 /// (user namespaces off, or a runtime that runs in a user namespace without these ids), or
 /// where `BOXLITE_USER_NAMESPACES=0` turns them off. The shim tries it for real. A `rootless`
-/// runtime's boxes cannot do without one: there, that is an error naming what to change.
-pub fn detect(shim: &Path, rootless: bool) -> Result<Option<IdMap>> {
+/// runtime's boxes cannot do without one: there, that is an error naming what to change; they
+/// have the `subordinate` ids if given (`crate::host::subordinate_ids`).
+pub fn detect(shim: &Path, rootless: bool, subordinate: Option<SubordinateIds>) -> Result<Option<IdMap>> {
     let switched_off = std::env::var_os("BOXLITE_USER_NAMESPACES").is_some_and(|value| value == "0");
     if switched_off && rootless {
         return Err(Error::Config("BOXLITE_USER_NAMESPACES=0: the boxes of an ordinary user cannot run without a user namespace".to_string()));
@@ -48,15 +49,27 @@ pub fn detect(shim: &Path, rootless: bool) -> Result<Option<IdMap>> {
     probe.arg(boxlite_protocol::PROBE_USER_NAMESPACE);
     if rootless {
         probe.arg(boxlite_protocol::ROOTLESS_ARGUMENT);
+        probe.args(subordinate.map(SubordinateIds::argument));
     }
     probe.stdin(std::process::Stdio::null()).stderr(std::process::Stdio::null());
     let outcome = crate::process::run_shim(|| probe.output());
     match outcome {
-        Ok(output) if output.status.success() && rootless => {
-            log::info!("{ONE_ID}");
-            Ok(Some(IdMap::ROOTLESS))
-        }
+        Ok(output) if output.status.success() && rootless => Ok(Some(match subordinate {
+            Some(ids) => {
+                log::info!("an ordinary user's boxes have {} ids: box root is this user, box ids 1 and up its subordinate uids from {} and gids from {}", ids.count + 1, ids.uid, ids.gid);
+                ids.id_map()
+            }
+            None => {
+                log::info!("{ONE_ID}");
+                IdMap::ROOTLESS
+            }
+        })),
         Ok(output) if output.status.success() => Ok(Some(IdMap::LAYERS)),
+        Ok(output) if subordinate.is_some() => Err(Error::Config(format!(
+            "{}=1: the boxes' user namespace cannot have this user's subordinate ids: {}",
+            crate::host::SUBORDINATE_IDS_VARIABLE,
+            String::from_utf8_lossy(&output.stdout).trim()
+        ))),
         Ok(output) if rootless => Err(crate::host::user_namespaces_refused(String::from_utf8_lossy(&output.stdout).trim())),
         Err(error) if rootless => Err(Error::Engine(format!("failed to run {}: {error}", shim.display()))),
         _ => {
@@ -68,9 +81,10 @@ pub fn detect(shim: &Path, rootless: bool) -> Result<Option<IdMap>> {
 
 /// The host id that owns what the runtime writes for box id `id` of a box with the ids `map`,
 /// or `None` where the runtime leaves owners as they are: boxes without a user namespace, and
-/// those of an ordinary user's runtime ([`IdMap::ROOTLESS`]), whose files are the user's.
+/// those of an ordinary user's runtime ([`IdMap::is_rootless`]), whose files it writes are the
+/// user's, box root's.
 pub fn host_owner(map: Option<IdMap>, id: u64) -> Option<u32> {
-    map.filter(|map| *map != IdMap::ROOTLESS).map(|map| map.host_id(id))
+    map.filter(|map| !map.is_rootless()).map(|map| map.host_id(id))
 }
 
 /// Where box ranges are claimed on this host, for every runtime and home (rule 4).

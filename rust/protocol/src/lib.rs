@@ -187,8 +187,60 @@ pub const ROOTLESS_ARGUMENT: &str = "--rootless";
 
 /// The shim's first argument when the runtime asks whether boxes can have their user namespace:
 /// it makes one with [`IdMap::LAYERS`] (with [`ROOTLESS_ARGUMENT`] after it: with
-/// [`IdMap::ROOTLESS`], in a namespace of its own) and exits 0 if it could, else prints why.
+/// [`IdMap::ROOTLESS`], in a namespace of its own, or with [`SubordinateIds::ARGUMENT`] after
+/// that, with [`SubordinateIds::id_map`]) and exits 0 if it could, else prints why.
 pub const PROBE_USER_NAMESPACE: &str = "--probe-user-namespace";
+
+/// The shim's first argument to remove a tree of an ordinary user's box whose files belong to
+/// its subordinate ids too (after it: [`SubordinateIds::ARGUMENT`], then the path). The shim
+/// becomes root of a user namespace with those ids, where it may remove them, and exits 0 if
+/// it did, else prints why.
+pub const REMOVE_TREE_ARGUMENT: &str = "--remove-tree";
+
+/// An ordinary user's subordinate ids (its lines of /etc/subuid and /etc/subgid), which the
+/// setuid helpers `newuidmap` and `newgidmap` map into the user namespace of the shim of a
+/// [`ROOTLESS_ARGUMENT`] runtime: box id 0 is the user, box ids `1..=count` are host ids
+/// `uid..uid + count` and `gid..gid + count`. Boxes then have several users, as they have for
+/// root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubordinateIds {
+    pub uid: u32,
+    pub gid: u32,
+    pub count: u32,
+}
+
+impl SubordinateIds {
+    /// The shim's argument (after [`ROOTLESS_ARGUMENT`]) that names them: `PREFIX<uid>:<gid>:<count>`.
+    pub const ARGUMENT: &str = "--subordinate-ids=";
+    /// The setuid helpers that map them, looked for on `PATH` and in these directories.
+    pub const MAPPERS: [&str; 2] = ["newuidmap", "newgidmap"];
+    const MAPPER_DIRS: [&str; 4] = ["/usr/bin", "/bin", "/usr/sbin", "/sbin"];
+
+    pub fn argument(self) -> String {
+        format!("{}{}:{}:{}", Self::ARGUMENT, self.uid, self.gid, self.count)
+    }
+
+    /// The ids an argument made by [`SubordinateIds::argument`] names.
+    pub fn parse(argument: &str) -> Option<Self> {
+        let mut numbers = argument.strip_prefix(Self::ARGUMENT)?.split(':').map(|number| number.parse::<u32>().ok());
+        let ids = Self { uid: numbers.next()??, gid: numbers.next()??, count: numbers.next()?? };
+        (numbers.next().is_none() && ids.count > 0 && ids.count < IdMap::BOX_IDS).then_some(ids)
+    }
+
+    /// The ids of boxes with them: box ids `0..=count`, the ids of the shim's namespace.
+    pub const fn id_map(self) -> IdMap {
+        IdMap { host_base: 0, size: 1 + self.count }
+    }
+
+    /// Where `newuidmap` or `newgidmap` (`name`) is, if installed.
+    pub fn mapper(name: &str) -> Option<PathBuf> {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .chain(Self::MAPPER_DIRS.iter().map(PathBuf::from))
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_absolute() && candidate.is_file())
+    }
+}
 
 /// Host ids `from..from + IdMap::BOX_IDS` of one box, as the same box ids of another (a clone's
 /// files, copied from its source's).
@@ -229,9 +281,11 @@ impl IdMap {
     /// above the pools that systemd-nspawn (up to 0x6FFF0000) and the usual /etc/subuid ranges
     /// (from 100000) hand out. Boxes made before each had its own range ran with these ids.
     pub const LAYERS: Self = Self::slot(0);
-    /// The ids of a box of a runtime that runs as an ordinary user ([`ROOTLESS_ARGUMENT`]):
-    /// box root is id 0 of the shim's own user namespace, which is that user, and the only id.
-    /// Layers and box files are the user's own: the runtime changes no owner.
+    /// The ids of a box of a runtime that runs as an ordinary user ([`ROOTLESS_ARGUMENT`])
+    /// without subordinate ids: box root is id 0 of the shim's own user namespace, which is
+    /// that user, and the only id. Layers and what the runtime writes are the user's own: the
+    /// runtime changes no owner. With subordinate ids, boxes have [`SubordinateIds::id_map`]:
+    /// more ids of that namespace, from the same base.
     pub const ROOTLESS: Self = Self { host_base: 0, size: 1 };
     /// Ids in one box's range.
     pub const BOX_IDS: u32 = 65_536;
@@ -264,7 +318,13 @@ impl IdMap {
     /// Whether image layers are stored with these ids: a box with them mounts its layers as
     /// they are, without an idmapped mount.
     pub fn stores_layers(self) -> bool {
-        self == Self::LAYERS || self == Self::ROOTLESS
+        self == Self::LAYERS || self.is_rootless()
+    }
+
+    /// Whether these are the ids of an ordinary user's box: ids of its shim's own namespace
+    /// ([`IdMap::ROOTLESS`], [`SubordinateIds::id_map`]), not host ids.
+    pub fn is_rootless(self) -> bool {
+        self.host_base == 0
     }
 
     /// The host id of box id `id`; ids past the mapping become the box's `nobody`.

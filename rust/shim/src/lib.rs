@@ -34,7 +34,7 @@ use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 
-use boxlite_protocol::ShimConfig;
+use boxlite_protocol::{IdMap, ShimConfig, SubordinateIds};
 
 /// The start-up socket (stdin), read without a buffer: the descriptors that follow the config
 /// must stay in the socket for [`join_cgroups`].
@@ -121,7 +121,7 @@ fn prepare(arguments: &Arguments) -> String {
     // yields the processor to them. The init takes its priority back once it has its box.
     let priority = arguments.ahead_of_need.then(Priority::lower).flatten();
     if arguments.rootless {
-        if let Err(error) = userns::become_root_of_own_namespace() {
+        if let Err(error) = userns::become_root_of_own_namespace(arguments.subordinate) {
             return format!("error {error}");
         }
     }
@@ -184,6 +184,13 @@ fn configure(namespaces: Option<userns::BoxNamespaces>, arguments: &Arguments, p
     }
     // Before pid 1 uses them: it builds the root with the box's ids.
     match (&namespaces, config.user_namespace) {
+        (Some(_), Some(map)) if config.rootless && map.size > arguments.subordinate.map_or(IdMap::ROOTLESS, SubordinateIds::id_map).size => {
+            return Err(format!(
+                "the box has {} ids, which needs the subordinate ids it was made with (/etc/subuid, /etc/subgid, newuidmap and newgidmap); this runtime maps {}",
+                map.size,
+                arguments.subordinate.map_or_else(|| "one".to_string(), |ids| (ids.count + 1).to_string())
+            ));
+        }
         (Some(namespaces), Some(map)) => namespaces.map(map)?,
         (None, None) => {}
         _ => return Err("the box's user namespace does not match the one its shim was made for".to_string()),
@@ -308,12 +315,16 @@ struct Arguments {
     /// `--rootless`: the runtime runs as an ordinary user, who is root of the shim's own user
     /// namespace ([`userns::become_root_of_own_namespace`]).
     rootless: bool,
+    /// `--subordinate-ids=…`: with the rootless one, that user's subordinate ids are mapped too.
+    subordinate: Option<SubordinateIds>,
 }
 
 fn arguments() -> Result<Arguments, String> {
-    let mut parsed = Arguments { user_namespace: false, ahead_of_need: false, network: false, rootless: false };
+    let mut parsed = Arguments { user_namespace: false, ahead_of_need: false, network: false, rootless: false, subordinate: None };
     for argument in std::env::args().skip(1) {
-        if argument == boxlite_protocol::ROOTLESS_ARGUMENT {
+        if let Some(ids) = SubordinateIds::parse(&argument) {
+            parsed.subordinate = Some(ids);
+        } else if argument == boxlite_protocol::ROOTLESS_ARGUMENT {
             parsed.rootless = true;
         } else if argument == boxlite_protocol::AHEAD_OF_NEED_ARGUMENT {
             parsed.ahead_of_need = true;
@@ -337,7 +348,19 @@ pub fn main() {
     }
     if std::env::args().nth(1).as_deref() == Some(boxlite_protocol::PROBE_USER_NAMESPACE) {
         let rootless = std::env::args().nth(2).as_deref() == Some(boxlite_protocol::ROOTLESS_ARGUMENT);
-        let outcome = userns::probe(rootless);
+        let subordinate = std::env::args().nth(3).as_deref().and_then(SubordinateIds::parse);
+        let outcome = userns::probe(rootless, subordinate);
+        if let Err(message) = &outcome {
+            report(message);
+        }
+        std::process::exit(i32::from(outcome.is_err()));
+    }
+    if std::env::args().nth(1).as_deref() == Some(boxlite_protocol::REMOVE_TREE_ARGUMENT) {
+        let subordinate = std::env::args().nth(2).as_deref().and_then(SubordinateIds::parse);
+        let outcome = match (subordinate, std::env::args_os().nth(3)) {
+            (Some(ids), Some(path)) => userns::remove_tree(ids, std::path::Path::new(&path)),
+            _ => Err(format!("{} needs subordinate ids and a path", boxlite_protocol::REMOVE_TREE_ARGUMENT)),
+        };
         if let Err(message) = &outcome {
             report(message);
         }

@@ -81,9 +81,9 @@ pub struct Confinement {
     /// Whether the init is shielded from the OOM killer (a negative score adjustment, which
     /// children inherit and must not keep).
     pub init_shielded: bool,
-    /// Whether box processes take the supplementary groups of their user. An ordinary user's
-    /// boxes may not (`ShimConfig::rootless`: the shim's namespace denies setgroups, as a
-    /// one-id group map requires), and keep that user's.
+    /// Whether box processes take the supplementary groups of their user. The boxes of an
+    /// ordinary user without subordinate ids may not (their one id: the shim's namespace denies
+    /// setgroups, as a one-id group map requires), and keep that user's.
     pub sets_groups: bool,
 }
 
@@ -102,7 +102,7 @@ impl Confinement {
         let suid_dumpable = std::fs::read_to_string("/proc/sys/fs/suid_dumpable").unwrap_or_default();
         // Unknown counts as shielded: children then reset their score, which is always safe.
         let score_adjustment = std::fs::read_to_string("/proc/self/oom_score_adj").ok().and_then(|text| text.trim().parse::<i32>().ok());
-        Self { rlimits, share_memory: suid_dumpable.trim() == "0", init_shielded: score_adjustment.is_none_or(|score| score < 0), sets_groups: !config.rootless }
+        Self { rlimits, share_memory: suid_dumpable.trim() == "0", init_shielded: score_adjustment.is_none_or(|score| score < 0), sets_groups: config.user_namespace.is_none_or(|map| map.size > 1) }
     }
 
     /// Confines the init itself once its setup is done: it keeps its own capabilities (it never

@@ -20,7 +20,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use boxlite_protocol::IdMap;
+use boxlite_protocol::{IdMap, SubordinateIds};
 
 use crate::process;
 
@@ -86,10 +86,15 @@ impl Pending {
     }
 
     /// Maps the namespace's user ids `uid..uid + map.size` and group ids `gid..gid + map.size`
-    /// to host ids `map.host_base..`. Once only.
+    /// to host ids `map.host_base..`. Once only. An ordinary user's box takes its ids from the
+    /// shim's namespace, which maps id 0 (the user) and ids 1 and up (its subordinate ids) in
+    /// two pieces; a line of the map must lie within one piece of the parent's, so it has two.
     pub fn map(&self, uid: u32, gid: u32, map: IdMap) -> Result<(), String> {
         for (file, inside) in [("uid_map", uid), ("gid_map", gid)] {
-            let line = format!("{inside} {} {}\n", map.host_base, map.size);
+            let line = match map.size {
+                size if map.is_rootless() && size > 1 => format!("{inside} 0 1\n{} 1 {}\n", inside + 1, size - 1),
+                size => format!("{inside} {} {size}\n", map.host_base),
+            };
             let path = format!("/proc/{}/{file}", self.proc_pid);
             File::options()
                 .write(true)
@@ -180,15 +185,21 @@ impl BoxNamespaces {
     }
 }
 
-/// Makes this (single-threaded) process root of a user namespace of its own, whose only id is
-/// the ordinary user it runs as (`boxlite_protocol::ROOTLESS_ARGUMENT`). It holds every
-/// capability there, over the namespaces it makes next and nothing of the host's.
-pub fn become_root_of_own_namespace() -> Result<(), String> {
-    // SAFETY: getuid/getgid cannot fail; unshare affects only this process.
+/// Makes this (single-threaded) process root of a user namespace of its own
+/// (`boxlite_protocol::ROOTLESS_ARGUMENT`), which maps the ordinary user it runs as to id 0 and,
+/// with `subordinate` ids, those to ids `1..` ([`SubordinateIds`]). It holds every capability
+/// there, over the namespaces it makes next and nothing of the host's.
+pub fn become_root_of_own_namespace(subordinate: Option<SubordinateIds>) -> Result<(), String> {
+    // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    // SAFETY: see above.
+    // Forked before the namespace exists: the mapper stays in the host's.
+    let mapper = subordinate.map(|ids| Mapper::fork(ids, uid, gid)).transpose()?;
+    // SAFETY: unshare affects only this process.
     if unsafe { libc::unshare(libc::CLONE_NEWUSER) } < 0 {
         return Err(format!("failed to create a user namespace as user {uid}: {}", std::io::Error::last_os_error()));
+    }
+    if let Some(mapper) = mapper {
+        return mapper.map();
     }
     // Writing a one-id group map requires giving up setgroups in the namespace first.
     for (file, line) in [("setgroups", "deny".to_string()), ("uid_map", format!("0 {uid} 1\n")), ("gid_map", format!("0 {gid} 1\n"))] {
@@ -198,14 +209,97 @@ pub fn become_root_of_own_namespace() -> Result<(), String> {
     Ok(())
 }
 
+/// A child that maps its parent's new user namespace with `newuidmap` and `newgidmap`: only a
+/// process in the parent namespace may write a map of more than its own id, and those setuid
+/// helpers check the ids against /etc/subuid and /etc/subgid.
+struct Mapper {
+    pid: libc::pid_t,
+    /// A byte on it says the namespace exists; its end of file, that there will be none.
+    go: OwnedFd,
+    /// What went wrong, if anything; end of file when the mapper is done.
+    answer: OwnedFd,
+}
+
+impl Mapper {
+    /// The caller must be single-threaded; [`Mapper::map`] reaps the child.
+    fn fork(ids: SubordinateIds, uid: libc::uid_t, gid: libc::gid_t) -> Result<Self, String> {
+        let (go_read, go) = process::pipe().map_err(|error| error.to_string())?;
+        let (answer, answer_write) = process::pipe().map_err(|error| error.to_string())?;
+        // SAFETY: the caller is single-threaded, so the child may run any code; it leaves by
+        // _exit only, never returning into the shim.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(format!("failed to fork the id mapper: {}", std::io::Error::last_os_error()));
+        }
+        if pid == 0 {
+            drop((go, answer));
+            let mut byte = [0u8; 1];
+            let went = File::from(go_read).read(&mut byte).unwrap_or(0) == 1;
+            let failure = if went { map_parent(ids, uid, gid).err() } else { Some(String::new()) };
+            if let Some(message) = &failure {
+                let _ = File::from(answer_write).write_all(message.as_bytes());
+            }
+            // SAFETY: the forked mapper ends here, without running the shim's exit handlers.
+            unsafe { libc::_exit(i32::from(failure.is_some())) };
+        }
+        drop((go_read, answer_write));
+        Ok(Self { pid, go, answer })
+    }
+
+    /// Lets the mapper map the namespace that now exists, and waits for it.
+    fn map(self) -> Result<(), String> {
+        let _ = File::from(self.go).write_all(b"x");
+        let mut message = String::new();
+        let _ = File::from(self.answer).read_to_string(&mut message);
+        let mut status = 0;
+        // SAFETY: waiting for our own child, which exits once it answered.
+        unsafe { libc::waitpid(self.pid, &mut status, 0) };
+        if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 && message.is_empty() {
+            return Ok(());
+        }
+        Err(if message.is_empty() { "the id mapper failed".to_string() } else { message })
+    }
+}
+
+/// Runs `newuidmap` and `newgidmap` on the parent's namespace (in the mapper).
+fn map_parent(ids: SubordinateIds, uid: libc::uid_t, gid: libc::gid_t) -> Result<(), String> {
+    // SAFETY: getppid cannot fail.
+    let parent = unsafe { libc::getppid() }.to_string();
+    let [uid_mapper, gid_mapper] = SubordinateIds::MAPPERS;
+    for (name, own, first) in [(uid_mapper, uid, ids.uid), (gid_mapper, gid, ids.gid)] {
+        let path = SubordinateIds::mapper(name).ok_or_else(|| format!("{name} is not installed (Debian's package uidmap has it)"))?;
+        let output = std::process::Command::new(&path)
+            .args([parent.as_str(), "0", &own.to_string(), "1", "1", &first.to_string(), &ids.count.to_string()])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|error| format!("failed to run {}: {error}", path.display()))?;
+        if !output.status.success() {
+            return Err(format!("{} failed ({}): {}", path.display(), output.status, String::from_utf8_lossy(&output.stderr).trim()));
+        }
+    }
+    Ok(())
+}
+
 /// Whether the user namespaces boxes get can be made here (the runtime's probe): with
-/// [`IdMap::LAYERS`], or for `rootless` a runtime's, in the shim's own. The error says why not.
-pub fn probe(rootless: bool) -> Result<(), String> {
+/// [`IdMap::LAYERS`], or for `rootless` a runtime's, in the shim's own, with `subordinate` ids
+/// if given. The error says why not.
+pub fn probe(rootless: bool, subordinate: Option<SubordinateIds>) -> Result<(), String> {
     if rootless {
-        become_root_of_own_namespace()?;
-        return Pending::create(false)?.map(0, 0, IdMap::ROOTLESS);
+        become_root_of_own_namespace(subordinate)?;
+        return Pending::create(false)?.map(0, 0, subordinate.map_or(IdMap::ROOTLESS, SubordinateIds::id_map));
     }
     Pending::create(false)?.map(0, 0, IdMap::LAYERS)
+}
+
+/// Removes the tree at `path` of an ordinary user's box, whose files may belong to its
+/// subordinate `ids` too (`boxlite_protocol::REMOVE_TREE_ARGUMENT`): as root of a user namespace
+/// that maps them, this (single-threaded) process may. A tree already gone is no error.
+pub fn remove_tree(ids: SubordinateIds, path: &std::path::Path) -> Result<(), String> {
+    become_root_of_own_namespace(Some(ids))?;
+    match std::fs::remove_dir_all(path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(format!("failed to remove {}: {error}", path.display())),
+        _ => Ok(()),
+    }
 }
 
 /// Moves the calling (single-threaded) process into the box's user namespace.

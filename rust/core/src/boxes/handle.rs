@@ -61,6 +61,15 @@ impl BoxHandle {
         if !status.can_start() {
             return Err(Error::InvalidState(format!("box {} is {}; it cannot be started", self.entry.id, status.as_str())));
         }
+        let mapped = self.inner.home.id_map().map_or(0, |map| map.size);
+        if let Some(map) = self.entry.record().id_map.filter(|map| map.is_rootless() && map.size > mapped) {
+            return Err(Error::InvalidState(format!(
+                "box {} has {} ids, which needs the subordinate ids it was made with, and this runtime maps {mapped} ({}=1 and this user's ranges in /etc/subuid and /etc/subgid give them)",
+                self.entry.id,
+                map.size,
+                crate::host::SUBORDINATE_IDS_VARIABLE
+            )));
+        }
         let began = std::time::Instant::now();
         let limits = {
             let record = self.entry.record();

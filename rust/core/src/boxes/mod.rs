@@ -249,11 +249,9 @@ impl Runtime {
         if let Some(why) = &host.cgroups_refused {
             log::info!("boxes run without cgroups, so without limits: {why}");
         }
-        if host.rootless {
-            log::info!("an ordinary user's boxes have one id, box root (this user on the host): an image's other users cannot run processes, and chown to them fails in a box");
-        }
-        let home = home.with_id_map(crate::idmap::detect(&shim_path, host.rootless)?)?;
-        // An ordinary user's boxes all have its one id: there are no ranges to claim.
+        let subordinate = crate::host::subordinate_ids(host.rootless)?;
+        let home = home.with_id_map(crate::idmap::detect(&shim_path, host.rootless, subordinate)?, subordinate)?;
+        // An ordinary user's boxes all have its ids: there are no ranges to claim.
         let ranges = home.id_map().filter(|_| !host.rootless).and_then(|_| {
             RangeClaims::open(Path::new(crate::idmap::CLAIMS_DIR))
                 .inspect_err(|error| log::warn!("boxes share one id range: cannot keep claims in {}: {error}", crate::idmap::CLAIMS_DIR))
@@ -268,7 +266,7 @@ impl Runtime {
             }
             (size, _) => size,
         };
-        let shim = engine::ShimKind { spawner: Arc::new(spawner::Spawner::new(shim_path)), user_namespace: home.id_map().is_some(), rootless: host.rootless };
+        let shim = engine::ShimKind { spawner: Arc::new(spawner::Spawner::new(shim_path)), user_namespace: home.id_map().is_some(), rootless: host.rootless, subordinate };
         let mut boxes = HashMap::new();
         for dir in fs_err::read_dir(home.boxes())?.flatten() {
             let path = dir.path();

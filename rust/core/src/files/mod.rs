@@ -283,6 +283,8 @@ fn open_entry(dir: BorrowedFd<'_>, name: &Path, flags: i32) -> io::Result<OwnedF
 fn get(dir: BorrowedFd<'_>, name: &Path, status: &libc::stat, shown: &Path, host: &Path, options: CopyOptions) -> Result<()> {
     let host_existing = std::fs::symlink_metadata(host).ok();
     if is_dir(status) {
+        // Opened first: a directory the box's files do not let this runtime read makes nothing.
+        let child_dir = open_entry(dir, name, libc::O_RDONLY | libc::O_DIRECTORY).map_err(|error| in_box(shown, &error))?;
         match host_existing {
             Some(metadata) if metadata.is_dir() => {}
             Some(_) if !options.overwrite => return Err(Error::AlreadyExists(format!("{} exists on the host and overwrite is off", host.display()))),
@@ -293,7 +295,6 @@ fn get(dir: BorrowedFd<'_>, name: &Path, status: &libc::stat, shown: &Path, host
             None => std::fs::create_dir(host).map_err(|error| on_host("create", host, &error))?,
         }
         let _ = std::fs::set_permissions(host, std::fs::Permissions::from_mode(status.st_mode & 0o1777));
-        let child_dir = open_entry(dir, name, libc::O_RDONLY | libc::O_DIRECTORY).map_err(|error| in_box(shown, &error))?;
         let listing = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&child_dir)));
         for entry in std::fs::read_dir(&listing).map_err(|error| in_box(shown, &error))? {
             let entry = entry.map_err(|error| in_box(shown, &error))?;

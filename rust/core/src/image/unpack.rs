@@ -13,8 +13,8 @@
 //! 3. Modes (setuid and setgid included, as in the image), numeric ownership and the
 //!    modification times of all but directories (whose entries come before their files) are kept,
 //!    shifted into the boxes' id range when they run in a user namespace (`idmap`); an ordinary
-//!    user's runtime ([`IdMap::ROOTLESS`]) may give files to no one else, so its layers are all
-//!    its own (box root's). Device nodes in a layer are skipped: a box gets its own minimal
+//!    user's runtime ([`IdMap::is_rootless`]) may give files to no one else, so its layers are
+//!    all its own (box root's). Device nodes in a layer are skipped: a box gets its own minimal
 //!    /dev. Of the extended attributes (PAX `SCHILY.xattr.*`), `user.*` are applied to files,
 //!    directories and fifos, but for `user.overlay.*`; the rest are dropped: `trusted.*` and
 //!    `user.overlay.*` would let a layer forge overlayfs whiteouts and redirects,
@@ -187,7 +187,7 @@ fn c_path(path: &Path) -> CString {
 /// Owns `path` by the image's `uid`/`gid`, shifted into the boxes' id range if they have one.
 fn chown(path: &Path, uid: u64, gid: u64, id_map: Option<IdMap>) -> std::result::Result<(), String> {
     let (uid, gid) = match id_map {
-        Some(IdMap::ROOTLESS) => return Ok(()),
+        Some(map) if map.is_rootless() => return Ok(()),
         Some(map) => (map.host_id(uid), map.host_id(gid)),
         None => (uid as libc::uid_t, gid as libc::gid_t),
     };
@@ -220,7 +220,7 @@ fn make_char_device(path: &Path, major: u32, minor: u32) -> std::result::Result<
 }
 
 fn set_opaque(dir: &Path, id_map: Option<IdMap>) -> std::result::Result<(), String> {
-    let name = if id_map == Some(IdMap::ROOTLESS) { c"user.overlay.opaque" } else { c"trusted.overlay.opaque" };
+    let name = if id_map.is_some_and(IdMap::is_rootless) { c"user.overlay.opaque" } else { c"trusted.overlay.opaque" };
     // SAFETY: lsetxattr with a valid path, name and a one-byte value.
     let code = unsafe { libc::lsetxattr(c_path(dir).as_ptr(), name.as_ptr(), b"y".as_ptr().cast(), 1, 0) };
     if code < 0 {

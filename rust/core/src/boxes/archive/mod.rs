@@ -320,7 +320,7 @@ fn layer_blob(home: &Home, record: &BoxRecord, dir: &Path, staging: &Path) -> Re
     let path = staging.join(format!("layer-{hex}"));
     let file = File::options().write(true).create_new(true).open(&path).map_err(Error::storage_at("create", &path))?;
     let mut out = Hashing { inner: BufWriter::with_capacity(1 << 20, file), hasher: Sha256::new(), written: 0 };
-    pack(dir, BoxIds::of(home.id_map()), &mut out)?;
+    pack(dir, BoxIds::of(home.id_map(), home.subordinate_ids()), &mut out)?;
     out.flush().map_err(Error::storage_at("write", &path))?;
     let digest = format!("sha256:{:x}", out.hasher.finalize());
     let name = format!("image/{}", sha256_hex(&digest).unwrap_or_default());
@@ -374,7 +374,7 @@ fn begin_archive(partial: &Path, manifest: &Manifest, blobs: &[(PathBuf, Member)
 
 /// Writes the box's writable layer into the archive, straight from the box (which does not
 /// change meanwhile: rule 1); its seal.
-fn write_layer(builder: &mut ArchiveWriter, layer: &WritableLayer, id_map: Option<IdMap>) -> Result<LayerSeal> {
+fn write_layer(builder: &mut ArchiveWriter, layer: &WritableLayer, ids: BoxIds) -> Result<LayerSeal> {
     let (name, source) = match layer {
         WritableLayer::Tree(upper) => (TREE_MEMBER, upper),
         WritableLayer::Disk(image) => (DISK_MEMBER, image),
@@ -384,7 +384,7 @@ fn write_layer(builder: &mut ArchiveWriter, layer: &WritableLayer, id_map: Optio
     let mut entry = builder.append_writer(&mut header, name).map_err(failed)?;
     let mut out = Hashing { inner: &mut entry, hasher: Sha256::new(), written: 0 };
     match layer {
-        WritableLayer::Tree(upper) => pack(upper, BoxIds::of(id_map), &mut out)?,
+        WritableLayer::Tree(upper) => pack(upper, ids, &mut out)?,
         WritableLayer::Disk(image) => write_disk(image, &mut out).map_err(failed)?,
     }
     let seal = LayerSeal { digest: format!("sha256:{:x}", out.hasher.finalize()), size: out.written };
@@ -662,11 +662,11 @@ impl BoxHandle {
         };
         let live = self.entry.live.lock().await;
         self.check_exists()?;
-        let (layer, id_map) = (self.writable_layer(), self.entry.record().id_map);
+        let (layer, ids) = (self.writable_layer(), BoxIds::of(self.entry.record().id_map, self.inner.home.subordinate_ids()));
         let (builder, seal) = self
             .with_layer_still(&live, move || {
                 let mut builder = builder;
-                let seal = write_layer(&mut builder, &layer, id_map)?;
+                let seal = write_layer(&mut builder, &layer, ids)?;
                 Ok((builder, seal))
             })
             .await?;

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use super::super::layer::{c_path, extended_attributes};
 use crate::error::{Error, Result};
-use crate::idmap::IdMap;
+use crate::idmap::{IdMap, SubordinateIds};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
@@ -39,26 +39,52 @@ pub enum BoxIds {
     Same,
     /// The box's ids `0..size` are host ids `host_base..`.
     Range(IdMap),
-    /// An ordinary user's runtime: that user is box root, the only id.
-    User(u32),
+    /// An ordinary user's runtime: that user (`uid`, `gid`) is box root, and its subordinate
+    /// ids, if its boxes have them, are box ids 1 and up.
+    User { uid: u32, gid: u32, subordinate: Option<SubordinateIds> },
 }
 
 impl BoxIds {
-    /// The owners of files kept for boxes with `map` (`None`: no user namespace).
-    pub fn of(map: Option<IdMap>) -> Self {
+    /// The owners of files kept for boxes with `map` (`None`: no user namespace), an ordinary
+    /// user's with its `subordinate` ids if they have them.
+    pub fn of(map: Option<IdMap>, subordinate: Option<SubordinateIds>) -> Self {
         match map {
             None => Self::Same,
-            // SAFETY: geteuid cannot fail.
-            Some(IdMap::ROOTLESS) => Self::User(unsafe { libc::geteuid() }),
+            // SAFETY: geteuid and getegid cannot fail.
+            Some(map) if map.is_rootless() => Self::User { uid: unsafe { libc::geteuid() }, gid: unsafe { libc::getegid() }, subordinate: subordinate.filter(|_| map.size > 1) },
             Some(map) => Self::Range(map),
         }
     }
 
-    fn box_id(self, host: u32) -> u32 {
+    fn box_uid(self, host: u32) -> u32 {
         match self {
-            Self::Same => host,
-            Self::User(user) => if host == user { 0 } else { NOBODY },
+            Self::User { uid, subordinate, .. } => Self::user_id(host, uid, subordinate.map(|ids| (ids.uid, ids.count))),
+            _ => self.alike(host),
+        }
+    }
+
+    fn box_gid(self, host: u32) -> u32 {
+        match self {
+            Self::User { gid, subordinate, .. } => Self::user_id(host, gid, subordinate.map(|ids| (ids.gid, ids.count))),
+            _ => self.alike(host),
+        }
+    }
+
+    /// The box id of host id `host` where box root is `own` and box ids `1..=count` are
+    /// `first..` (`subordinate`).
+    fn user_id(host: u32, own: u32, subordinate: Option<(u32, u32)>) -> u32 {
+        match subordinate {
+            _ if host == own => 0,
+            Some((first, count)) => host.checked_sub(first).filter(|offset| *offset < count).map_or(NOBODY, |offset| offset + 1),
+            None => NOBODY,
+        }
+    }
+
+    /// The box id of host id `host`, a uid or a gid: they map alike but for [`BoxIds::User`].
+    fn alike(self, host: u32) -> u32 {
+        match self {
             Self::Range(map) => host.checked_sub(map.host_base).filter(|id| *id < map.size).unwrap_or(NOBODY),
+            _ => host,
         }
     }
 }
@@ -110,8 +136,8 @@ impl<W: Write> Packer<W> {
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(kind);
         header.set_mode(metadata.mode() & 0o7777);
-        header.set_uid(u64::from(self.ids.box_id(metadata.uid())));
-        header.set_gid(u64::from(self.ids.box_id(metadata.gid())));
+        header.set_uid(u64::from(self.ids.box_uid(metadata.uid())));
+        header.set_gid(u64::from(self.ids.box_gid(metadata.gid())));
         header.set_mtime(u64::try_from(metadata.mtime()).unwrap_or(0));
         header.set_size(0);
         header
@@ -264,12 +290,17 @@ mod tests {
     #[test]
     fn owners_are_written_as_the_box_sees_them() {
         let map = IdMap { host_base: 0x7001_0000, size: 65_536 };
-        assert_eq!(BoxIds::Range(map).box_id(0x7001_0000), 0);
-        assert_eq!(BoxIds::Range(map).box_id(0x7001_03e8), 1000);
-        assert_eq!(BoxIds::Range(map).box_id(0), NOBODY);
-        assert_eq!(BoxIds::Range(map).box_id(0x7002_0000), NOBODY);
-        assert_eq!(BoxIds::User(1000).box_id(1000), 0);
-        assert_eq!(BoxIds::User(1000).box_id(0), NOBODY);
-        assert_eq!(BoxIds::Same.box_id(42), 42);
+        assert_eq!(BoxIds::Range(map).alike(0x7001_0000), 0);
+        assert_eq!(BoxIds::Range(map).alike(0x7001_03e8), 1000);
+        assert_eq!(BoxIds::Range(map).alike(0), NOBODY);
+        assert_eq!(BoxIds::Range(map).alike(0x7002_0000), NOBODY);
+        let user = BoxIds::User { uid: 1000, gid: 1001, subordinate: None };
+        assert_eq!((user.box_uid(1000), user.box_gid(1001)), (0, 0));
+        assert_eq!((user.box_uid(1001), user.box_gid(1000)), (NOBODY, NOBODY));
+        assert_eq!(user.box_uid(0), NOBODY);
+        let ranged = BoxIds::User { uid: 1000, gid: 1001, subordinate: Some(SubordinateIds { uid: 100_000, gid: 200_000, count: 65_535 }) };
+        assert_eq!((ranged.box_uid(1000), ranged.box_uid(100_000), ranged.box_uid(100_999), ranged.box_uid(165_535)), (0, 1, 1000, NOBODY));
+        assert_eq!((ranged.box_gid(1001), ranged.box_gid(200_000), ranged.box_gid(100_000)), (0, 1, NOBODY));
+        assert_eq!(BoxIds::Same.box_uid(42), 42);
     }
 }
