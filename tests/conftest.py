@@ -7,7 +7,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import pwd
 import select
+import shutil
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -217,3 +219,22 @@ async def logged(caplog: pytest.LogCaptureFixture, text: str) -> logging.LogReco
                 return record
         await asyncio.sleep(0.01)
     raise AssertionError(f"no boxlite log record contains {text!r}: {[record.getMessage() for record in caplog.records]}")
+
+
+def subordinate_ids() -> tuple[int, int, int]:
+    """This user's first ranges in /etc/subuid and /etc/subgid, as boxes get them: (first uid,
+    first gid, count); the test is skipped, saying why, where the user has none or newuidmap is
+    missing (CI installs uidmap and gives its user ranges)."""
+    names = {pwd.getpwuid(os.getuid()).pw_name, str(os.getuid())}
+    ranges = []
+    for file in ("/etc/subuid", "/etc/subgid"):
+        lines = Path(file).read_text().splitlines() if Path(file).exists() else []
+        fields = [line.split(":") for line in lines if line.count(":") == 2]
+        found = next(((int(first), int(count)) for name, first, count in fields if name in names and int(count) > 0), None)
+        if found is None:
+            pytest.skip(f"this user has no range in {file} (as root: usermod --add-subuids/--add-subgids)")
+        ranges.append(found)
+    if shutil.which("newuidmap") is None or shutil.which("newgidmap") is None:
+        pytest.skip("newuidmap and newgidmap are not installed (Debian's uidmap)")
+    (first_uid, uid_count), (first_gid, gid_count) = ranges
+    return first_uid, first_gid, min(uid_count, gid_count, 65535)

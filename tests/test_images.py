@@ -4,6 +4,7 @@ layer stacking with whiteouts, and layouts that are missing, malformed or malici
 from __future__ import annotations
 
 import json
+import os
 import tarfile
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 import boxlite
 
 from . import images
-from .conftest import collect, layer_store
+from .conftest import checked_runtime, collect, layer_store, subordinate_ids
 
 
 def entry(name: str, kind: bytes = tarfile.REGTYPE, *, data: bytes = b"", link: str = "", mode: int = 0o644) -> tuple[tarfile.TarInfo, bytes | None]:
@@ -38,14 +39,22 @@ async def test_a_busybox_image_runs_with_its_config(runtime: boxlite.Boxlite, bu
     assert stdout.split() == [b"from-image", b"/root", b"BusyBox"]
 
 
-@pytest.mark.root_only("alice is a user other than root, which a box has only with a range of host ids")
-async def test_the_images_users_and_groups_apply(runtime: boxlite.Boxlite, busybox_image: str) -> None:
-    box = await runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image))
-    stdout, _, _ = await collect(await box.exec("id", user="alice"))
-    assert stdout.startswith(b"uid=1000(alice) gid=1000(alice) groups=")
-    assert set(stdout.split(b"groups=")[1].strip().split(b",")) == {b"1000(alice)", b"10(wheel)"}
-    stdout, _, _ = await collect(await box.exec("stat", ["-c", "%u:%g", "/home/alice"]))
-    assert stdout == b"1000:1000\n", "the layer's owners are kept"
+async def test_the_images_users_and_groups_apply(home: Path, busybox_image: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """alice is a user other than root: a box has her with a range of ids, root's own or, for an
+    ordinary user, its subordinate ids (BOXLITE_SUBORDINATE_IDS=1, which root's runtime ignores)."""
+    if os.geteuid() != 0:
+        subordinate_ids()
+    monkeypatch.setenv("BOXLITE_SUBORDINATE_IDS", "1")
+    async with checked_runtime(home) as runtime:
+        box = await runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image))
+        stdout, _, _ = await collect(await box.exec("id", user="alice"))
+        assert stdout.startswith(b"uid=1000(alice) gid=1000(alice) groups=")
+        assert set(stdout.split(b"groups=")[1].strip().split(b",")) == {b"1000(alice)", b"10(wheel)"}
+        stdout, _, _ = await collect(await box.exec("stat", ["-c", "%u:%g", "/home/alice"]))
+        assert stdout == b"1000:1000\n", "the layer's owners are kept"
+        _, stderr, status = await collect(await box.exec("touch", ["/home/alice/made"], user="alice"))
+        assert status.exit_code == 0, stderr
+        await box.stop()
 
 
 async def test_layers_stack_with_whiteouts_and_opaque_directories(runtime: boxlite.Boxlite, busybox_image: str, tmp_path: Path) -> None:

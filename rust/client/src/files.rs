@@ -78,7 +78,7 @@ impl RemoteBox {
         let root = staging.path().to_path_buf();
         tokio::task::spawn_blocking(move || {
             let root: OwnedFd = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_DIRECTORY).open(&root).map_err(|error| Error::storage("open", &root, &error))?.into();
-            boxlite_core::files::copy_out(&root, &source, &host_destination, options)
+            boxlite_core::files::copy_out(root, &source, &host_destination, options, None)
         })
         .await
         .map_err(|error| Error::Internal(format!("copying the download failed: {error}")))?

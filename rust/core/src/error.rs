@@ -50,6 +50,26 @@ impl Error {
     }
 }
 
+/// Tree errors name their path and what failed.
+impl From<boxlite_trees::TreeError> for Error {
+    fn from(error: boxlite_trees::TreeError) -> Self {
+        Self::Storage(error.to_string())
+    }
+}
+
+impl From<boxlite_trees::files::FileError> for Error {
+    fn from(error: boxlite_trees::files::FileError) -> Self {
+        use boxlite_trees::files::FileError;
+        match error {
+            FileError::InvalidArgument(message) => Self::InvalidArgument(message),
+            FileError::NotFound(message) => Self::NotFound(message),
+            FileError::AlreadyExists(message) => Self::AlreadyExists(message),
+            FileError::Config(message) => Self::Config(message),
+            FileError::Storage(message) => Self::Storage(message),
+        }
+    }
+}
+
 /// fs-err errors already name their path.
 impl From<std::io::Error> for Error {
     fn from(error: std::io::Error) -> Self {

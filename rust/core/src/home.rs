@@ -9,6 +9,8 @@
 //!                                  the image: for boxes without a user namespace)
 //! <home>/layers/idmap-<base>/<hex>/ the same, owned by the shifted ids of boxes in a user
 //!                                  namespace (see `idmap`)
+//! <home>/layers/subordinate-<uid>-<gid>-<count>/<hex>/ the same, for an ordinary user's boxes
+//!                                  with its subordinate ids (owned by the user and those)
 //! <home>/layers/tmp/               layers being unpacked (renamed into place when complete)
 //! <home>/host/, host-idmap-<base>/ the skeleton root of the built-in `host://` image, likewise
 //! <home>/boxes/<id>/box.json       one box's record
@@ -25,7 +27,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::idmap::{IdMap, SubordinateIds};
+use crate::idmap::{IdMap, SubordinateHelper, SubordinateIds};
 
 static SHIM: &[u8] = include_bytes!(env!("BOXLITE_SHIM_PATH"));
 const SHIM_DIGEST: &str = env!("BOXLITE_SHIM_DIGEST");
@@ -38,35 +40,17 @@ struct TrashCollector(std::sync::Mutex<std::sync::mpsc::Sender<Doomed>>);
 /// A path thrown away, and who removes what this process may not.
 struct Doomed {
     path: PathBuf,
-    helper: Option<RemovalHelper>,
-}
-
-/// The shim that removes a tree of an ordinary user's boxes with its subordinate ids, whose
-/// files this process may not delete (`boxlite_protocol::REMOVE_TREE_ARGUMENT`).
-#[derive(Debug, Clone)]
-struct RemovalHelper {
-    shim: PathBuf,
-    ids: SubordinateIds,
-}
-
-impl RemovalHelper {
-    fn remove(&self, path: &Path) -> std::result::Result<(), String> {
-        let mut command = std::process::Command::new(&self.shim);
-        command.arg(boxlite_protocol::REMOVE_TREE_ARGUMENT).arg(self.ids.argument()).arg(path).stdin(std::process::Stdio::null()).stderr(std::process::Stdio::null());
-        match crate::process::run_shim(|| command.output()) {
-            Ok(output) if output.status.success() => Ok(()),
-            Ok(output) => Err(String::from_utf8_lossy(&output.stdout).trim().to_string()),
-            Err(error) => Err(format!("failed to run {}: {error}", self.shim.display())),
-        }
-    }
+    helper: Option<SubordinateHelper>,
 }
 
 impl Doomed {
     fn remove(&self) {
-        if std::fs::remove_dir_all(&self.path).or_else(|_| std::fs::remove_file(&self.path)).is_ok() {
-            return;
-        }
-        if let Some(Err(error)) = self.helper.as_ref().map(|helper| helper.remove(&self.path)) {
+        let outcome = match (boxlite_trees::remove(&self.path), &self.helper) {
+            (Ok(()), _) => Ok(()),
+            (Err(_), Some(helper)) => helper.remove(&self.path),
+            (Err(error), None) => Err(Error::storage("remove", &self.path, &error)),
+        };
+        if let Err(error) = outcome {
             log::warn!("{} stays in the trash: {error}", self.path.display());
         }
     }
@@ -104,8 +88,8 @@ pub struct Home {
     root: PathBuf,
     /// The user namespace of the boxes this runtime makes; it decides which layer store is used.
     id_map: Option<IdMap>,
-    /// Removes what boxes with an ordinary user's subordinate ids leave.
-    removal_helper: Option<RemovalHelper>,
+    /// Removes and owns what boxes with an ordinary user's subordinate ids have.
+    subordinate_helper: Option<SubordinateHelper>,
     /// Held until the runtime closes or is dropped; the flock goes with the descriptor.
     lock: std::sync::Mutex<Option<File>>,
 }
@@ -156,24 +140,28 @@ impl Home {
                 root.display()
             )));
         }
-        // Whatever an earlier runtime left being deleted or half-written.
+        // Whatever an earlier runtime left being deleted or half-written. What this process
+        // may not remove stays in the trash, for the helper of boxes' subordinate ids
+        // (`Home::with_id_map`).
         for scratch in ["trash", "blobs/tmp", "layers/tmp"] {
             for leftover in fs_err::read_dir(root.join(scratch))?.flatten() {
-                let _ = std::fs::remove_dir_all(leftover.path()).or_else(|_| std::fs::remove_file(leftover.path()));
+                if boxlite_trees::remove(&leftover.path()).is_err() && scratch != "trash" {
+                    let _ = std::fs::rename(leftover.path(), root.join("trash").join(leftover.file_name()));
+                }
             }
         }
-        Ok(Self { root, id_map: None, removal_helper: None, lock: std::sync::Mutex::new(Some(lock)) })
+        Ok(Self { root, id_map: None, subordinate_helper: None, lock: std::sync::Mutex::new(Some(lock)) })
     }
 
     /// This home, for boxes with the user namespace `id_map`, an ordinary user's with its
     /// `subordinate` ids if given: what of theirs the trash still holds goes now.
     pub fn with_id_map(self, id_map: Option<IdMap>, subordinate: Option<SubordinateIds>) -> Result<Self> {
-        fs_err::create_dir_all(self.root.join(Self::layers_under(id_map)))?;
-        let removal_helper = subordinate.map(|ids| RemovalHelper { shim: self.shim_path(), ids });
-        let home = Self { id_map, removal_helper, ..self };
-        if home.removal_helper.is_some() {
+        fs_err::create_dir_all(self.root.join(Self::layers_under(id_map, subordinate)))?;
+        let subordinate_helper = subordinate.map(|ids| SubordinateHelper::new(self.shim_path(), ids));
+        let home = Self { id_map, subordinate_helper, ..self };
+        if home.subordinate_helper.is_some() {
             for leftover in fs_err::read_dir(home.trash())?.flatten() {
-                trash_collector().send(Doomed { path: leftover.path(), helper: home.removal_helper.clone() });
+                trash_collector().send(Doomed { path: leftover.path(), helper: home.subordinate_helper.clone() });
             }
         }
         Ok(home)
@@ -181,7 +169,12 @@ impl Home {
 
     /// The subordinate ids of an ordinary user's boxes, if they have them.
     pub fn subordinate_ids(&self) -> Option<SubordinateIds> {
-        self.removal_helper.as_ref().map(|helper| helper.ids)
+        self.subordinate_helper.as_ref().map(SubordinateHelper::ids)
+    }
+
+    /// What removes and owns the files of an ordinary user's boxes with subordinate ids.
+    pub fn subordinate_helper(&self) -> Option<&SubordinateHelper> {
+        self.subordinate_helper.as_ref()
     }
 
     /// Lets another runtime open this home (after `Runtime::close`).
@@ -203,13 +196,22 @@ impl Home {
         self.root.join("images")
     }
 
-    fn layers_under(id_map: Option<IdMap>) -> String {
-        id_map.map_or_else(|| "layers/sha256".to_string(), |map| format!("layers/idmap-{}", map.host_base))
+    fn layers_under(id_map: Option<IdMap>, subordinate: Option<SubordinateIds>) -> String {
+        match (id_map, subordinate) {
+            (Some(map), Some(ids)) if map.is_rootless() && map.size > 1 => format!("layers/subordinate-{}-{}-{}", ids.uid, ids.gid, ids.count),
+            (Some(map), _) => format!("layers/idmap-{}", map.host_base),
+            (None, _) => "layers/sha256".to_string(),
+        }
     }
 
     /// The layer store of this runtime's boxes (see the layout above).
     pub fn layers(&self) -> PathBuf {
-        self.root.join(Self::layers_under(self.id_map))
+        self.root.join(Self::layers_under(self.id_map, self.subordinate_ids()))
+    }
+
+    /// Where every layer store of this home is, whatever boxes' ids its layers are for.
+    pub fn layer_stores(&self) -> PathBuf {
+        self.root.join("layers")
     }
 
     pub fn id_map(&self) -> Option<IdMap> {
@@ -237,7 +239,7 @@ impl Home {
         let trash = self.trash().join(format!("{name}.{}", rand::random::<u32>()));
         match std::fs::rename(path, &trash) {
             Ok(()) => {
-                trash_collector().send(Doomed { path: trash, helper: self.removal_helper.clone() });
+                trash_collector().send(Doomed { path: trash, helper: self.subordinate_helper.clone() });
                 Ok(())
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),

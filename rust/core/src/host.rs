@@ -1,13 +1,13 @@
 //! What this host permits the runtime, asked once when a runtime opens: whether it runs as root
-//! or as an ordinary user, whether that user may make user namespaces, and which cgroups it may
-//! manage. The engine picks its mechanisms from the answer (docs/rootless.md says which); no
+//! or as an ordinary user, whether that user may make user namespaces and has subordinate ids,
+//! and which cgroups it may manage. The engine picks its mechanisms from the answer (docs/rootless.md says which); no
 //! other part asks who the runtime runs as.
 
 use std::path::Path;
 
-use crate::cgroups::CgroupLayout;
 use boxlite_protocol::{IdMap, SubordinateIds};
 
+use crate::cgroups::CgroupLayout;
 use crate::error::{Error, Result};
 
 /// The settings that forbid ordinary users' user namespaces: (file, the value that forbids,
@@ -167,31 +167,51 @@ pub fn accessible(path: &Path, mode: libc::c_int) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The variable by which an ordinary user's boxes get that user's subordinate ids (`1`).
+/// The subordinate ids an ordinary user's boxes are to have ([`subordinate_ids`]).
+#[derive(Debug, Clone, Copy)]
+pub struct WantedIds {
+    pub ids: SubordinateIds,
+    /// Asked for by name: boxes without them are an error, not one id and a warning.
+    pub required: bool,
+}
+
+/// The variable that says whether an ordinary user's boxes get that user's subordinate ids:
+/// `1` requires them, `0` gives boxes one id; unset, they get them where the user has them.
 pub const SUBORDINATE_IDS_VARIABLE: &str = "BOXLITE_SUBORDINATE_IDS";
 
-/// The subordinate ids of an ordinary user whose boxes are to have them
-/// ([`SUBORDINATE_IDS_VARIABLE`]): its first ranges in /etc/subuid and /etc/subgid (by name or
-/// uid), at most 65,535 ids, which `newuidmap` and `newgidmap` map. Asked for and missing, they
-/// are an error that says what to add or install.
-pub fn subordinate_ids(rootless: bool) -> Result<Option<SubordinateIds>> {
-    if !rootless || std::env::var_os(SUBORDINATE_IDS_VARIABLE).is_none_or(|value| value != "1") {
+/// The subordinate ids an ordinary user's boxes are to have ([`SUBORDINATE_IDS_VARIABLE`]): its
+/// first ranges in /etc/subuid and /etc/subgid (by name or uid), at most 65,535 ids, which
+/// `newuidmap` and `newgidmap` map. Missing, they are an error that says what to add or install
+/// where they are required, else logged with it.
+pub fn subordinate_ids(rootless: bool) -> Result<Option<WantedIds>> {
+    let setting = std::env::var(SUBORDINATE_IDS_VARIABLE).unwrap_or_default();
+    if !rootless || setting == "0" {
         return Ok(None);
     }
+    let required = setting == "1";
+    match find_subordinate_ids() {
+        Ok(ids) => Ok(Some(WantedIds { ids, required })),
+        Err(why) if required => Err(Error::Config(format!("{SUBORDINATE_IDS_VARIABLE}=1: {why}"))),
+        Err(why) => {
+            log::info!("boxes do not get this user's subordinate ids: {why}");
+            Ok(None)
+        }
+    }
+}
+
+fn find_subordinate_ids() -> std::result::Result<SubordinateIds, String> {
     // SAFETY: getuid cannot fail.
     let uid = unsafe { libc::getuid() };
     let names = [user_name(uid), Some(uid.to_string())];
-    let range = |file: &str| -> Result<(u32, u32)> {
+    let range = |file: &str| {
         let text = std::fs::read_to_string(file).unwrap_or_default();
-        first_range(&text, &names).ok_or_else(|| Error::Config(format!("{SUBORDINATE_IDS_VARIABLE}=1: user {uid} has no range in {file} (as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 <user>)")))
+        first_range(&text, &names).ok_or_else(|| format!("user {uid} has no range in {file} (as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 <user>)"))
     };
     let ((uid_start, uid_count), (gid_start, gid_count)) = (range("/etc/subuid")?, range("/etc/subgid")?);
-    for mapper in SubordinateIds::MAPPERS {
-        if SubordinateIds::mapper(mapper).is_none() {
-            return Err(Error::Config(format!("{SUBORDINATE_IDS_VARIABLE}=1: {mapper} is not installed (as root: apt-get install uidmap)")));
-        }
+    if let Some(missing) = SubordinateIds::MAPPERS.into_iter().find(|mapper| SubordinateIds::mapper(mapper).is_none()) {
+        return Err(format!("{missing} is not installed (as root: apt-get install uidmap)"));
     }
-    Ok(Some(SubordinateIds { uid: uid_start, gid: gid_start, count: uid_count.min(gid_count).min(IdMap::BOX_IDS - 1) }))
+    Ok(SubordinateIds { uid: uid_start, gid: gid_start, count: uid_count.min(gid_count).min(IdMap::BOX_IDS - 1) })
 }
 
 /// The start and size of the first range of /etc/subuid or /etc/subgid (`text`) for one of

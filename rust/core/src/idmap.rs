@@ -18,64 +18,101 @@
 //!    claimed host-wide ([`RangeClaims`], in [`CLAIMS_DIR`]) so that boxes of other homes and
 //!    runtimes get other ones. Boxes made before ranges were per box keep [`IdMap::LAYERS`].
 
+use std::ffi::OsStr;
 use std::fs::File;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use boxlite_protocol::subordinate_tasks as tasks;
+use boxlite_trees::files::{CopyOptions, FileError};
 pub use boxlite_protocol::{IdMap, SubordinateIds};
 
 use crate::error::{Error, Result};
 
 /// What an ordinary user's boxes cannot do with their one id, told once as a runtime opens.
 const ONE_ID: &str = "the boxes of an ordinary user have one id, box root, which is this user on the host: \
-a box's processes cannot become another user (an exec as one fails) or give files to one (chown); \
-with BOXLITE_SUBORDINATE_IDS=1, boxes have this user's subordinate ids (/etc/subuid, /etc/subgid) as their other users";
+a box's processes cannot become another user (an exec as one fails) or give files to one (chown), and an image's \
+files all belong to box root; with subordinate ids (ranges in /etc/subuid and /etc/subgid, and newuidmap and \
+newgidmap, Debian's package uidmap), boxes have other users";
 
-/// The ids layers are stored with on this host, or `None` where a user namespace cannot be made
-/// (user namespaces off, or a runtime that runs in a user namespace without these ids), or
-/// where `BOXLITE_USER_NAMESPACES=0` turns them off. The shim tries it for real. A `rootless`
-/// runtime's boxes cannot do without one: there, that is an error naming what to change; they
-/// have the `subordinate` ids if given (`crate::host::subordinate_ids`).
-pub fn detect(shim: &Path, rootless: bool, subordinate: Option<SubordinateIds>) -> Result<Option<IdMap>> {
+/// The ids of a runtime's boxes: their map, and the subordinate ids of an ordinary user's boxes
+/// that have them.
+#[derive(Debug, Clone, Copy)]
+pub struct Detected {
+    pub map: Option<IdMap>,
+    pub subordinate: Option<SubordinateIds>,
+}
+
+/// The ids of this host's boxes: `None` where a user namespace cannot be made (user namespaces
+/// off, or a runtime that runs in a user namespace without these ids), or where
+/// `BOXLITE_USER_NAMESPACES=0` turns them off; else the ids layers are stored with. The shim
+/// tries it for real. A `rootless` runtime's boxes cannot do without one: there, that is an
+/// error naming what to change; they have the `wanted` subordinate ids where their namespace
+/// can, else one id (or, if those were required, an error).
+pub fn detect(shim: &Path, rootless: bool, wanted: Option<crate::host::WantedIds>) -> Result<Detected> {
     let switched_off = std::env::var_os("BOXLITE_USER_NAMESPACES").is_some_and(|value| value == "0");
     if switched_off && rootless {
         return Err(Error::Config("BOXLITE_USER_NAMESPACES=0: the boxes of an ordinary user cannot run without a user namespace".to_string()));
     }
     if switched_off {
-        return Ok(None);
+        return Ok(Detected { map: None, subordinate: None });
     }
+    if let Some(crate::host::WantedIds { ids, required }) = wanted.filter(|_| rootless) {
+        match probe(shim, rootless, Some(ids)) {
+            Ok(()) => {
+                log::info!("an ordinary user's boxes have {} ids: box root is this user, box ids 1 and up its subordinate uids from {} and gids from {}", ids.count + 1, ids.uid, ids.gid);
+                return Ok(Detected { map: Some(ids.id_map()), subordinate: Some(ids) });
+            }
+            Err(why) if required => return Err(Error::Config(format!("{}=1: the boxes' user namespace cannot have this user's subordinate ids: {why}", crate::host::SUBORDINATE_IDS_VARIABLE))),
+            Err(why) => log::warn!("boxes do not get this user's subordinate ids, which their user namespace cannot have: {why}"),
+        }
+    }
+    let map = match probe(shim, rootless, None) {
+        Ok(()) if rootless => {
+            log::info!("{ONE_ID}");
+            Some(IdMap::ROOTLESS)
+        }
+        Ok(()) => Some(IdMap::LAYERS),
+        Err(ProbeFailure::Refused(why)) if rootless => return Err(crate::host::user_namespaces_refused(&why)),
+        Err(ProbeFailure::Unrunnable(why)) if rootless => return Err(Error::Engine(why)),
+        Err(_) => {
+            log::info!("boxes run without a user namespace: this host cannot map their ids");
+            None
+        }
+    };
+    Ok(Detected { map, subordinate: None })
+}
+
+/// Why the shim made no user namespace: what it said, or why it did not run.
+#[derive(Debug)]
+enum ProbeFailure {
+    Refused(String),
+    Unrunnable(String),
+}
+
+impl std::fmt::Display for ProbeFailure {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Refused(why) | Self::Unrunnable(why) => formatter.write_str(why),
+        }
+    }
+}
+
+/// Has the shim make the user namespace boxes get, with `subordinate` ids if given.
+fn probe(shim: &Path, rootless: bool, subordinate: Option<SubordinateIds>) -> std::result::Result<(), ProbeFailure> {
     let mut probe = std::process::Command::new(shim);
     probe.arg(boxlite_protocol::PROBE_USER_NAMESPACE);
     if rootless {
         probe.arg(boxlite_protocol::ROOTLESS_ARGUMENT);
         probe.args(subordinate.map(SubordinateIds::argument));
     }
-    probe.stdin(std::process::Stdio::null()).stderr(std::process::Stdio::null());
-    let outcome = crate::process::run_shim(|| probe.output());
-    match outcome {
-        Ok(output) if output.status.success() && rootless => Ok(Some(match subordinate {
-            Some(ids) => {
-                log::info!("an ordinary user's boxes have {} ids: box root is this user, box ids 1 and up its subordinate uids from {} and gids from {}", ids.count + 1, ids.uid, ids.gid);
-                ids.id_map()
-            }
-            None => {
-                log::info!("{ONE_ID}");
-                IdMap::ROOTLESS
-            }
-        })),
-        Ok(output) if output.status.success() => Ok(Some(IdMap::LAYERS)),
-        Ok(output) if subordinate.is_some() => Err(Error::Config(format!(
-            "{}=1: the boxes' user namespace cannot have this user's subordinate ids: {}",
-            crate::host::SUBORDINATE_IDS_VARIABLE,
-            String::from_utf8_lossy(&output.stdout).trim()
-        ))),
-        Ok(output) if rootless => Err(crate::host::user_namespaces_refused(String::from_utf8_lossy(&output.stdout).trim())),
-        Err(error) if rootless => Err(Error::Engine(format!("failed to run {}: {error}", shim.display()))),
-        _ => {
-            log::info!("boxes run without a user namespace: this host cannot map their ids");
-            Ok(None)
-        }
+    probe.stdin(Stdio::null()).stderr(Stdio::null());
+    match crate::process::run_shim(|| probe.output()) {
+        Ok(output) if output.status.success() => Ok(()),
+        Ok(output) => Err(ProbeFailure::Refused(String::from_utf8_lossy(&output.stdout).trim().to_string())),
+        Err(error) => Err(ProbeFailure::Unrunnable(format!("failed to run {}: {error}", shim.display()))),
     }
 }
 
@@ -85,6 +122,107 @@ pub fn detect(shim: &Path, rootless: bool, subordinate: Option<SubordinateIds>) 
 /// user's, box root's.
 pub fn host_owner(map: Option<IdMap>, id: u64) -> Option<u32> {
     map.filter(|map| !map.is_rootless()).map(|map| map.host_id(id))
+}
+
+/// The shim run for an ordinary user's runtime whose boxes have its subordinate ids: in a user
+/// namespace with them, it does what this process may not with their files
+/// (`boxlite_protocol::subordinate_tasks`).
+#[derive(Debug, Clone)]
+pub struct SubordinateHelper {
+    shim: PathBuf,
+    ids: SubordinateIds,
+}
+
+impl SubordinateHelper {
+    pub fn new(shim: PathBuf, ids: SubordinateIds) -> Self {
+        Self { shim, ids }
+    }
+
+    pub fn ids(&self) -> SubordinateIds {
+        self.ids
+    }
+
+    /// Removes the tree at `path`, whoever of the box's ids owns its files.
+    pub fn remove(&self, path: &Path) -> Result<()> {
+        self.run(tasks::REMOVE_TREE, &[path], &[]).map(drop)
+    }
+
+    /// Gives the files of the layer at `dir` their owners.
+    pub fn give_owners(&self, dir: &Path, owners: &[boxlite_protocol::Ownership]) -> Result<()> {
+        let mut records = Vec::new();
+        owners.iter().for_each(|owner| owner.encode_into(&mut records));
+        self.run(tasks::GIVE_OWNERS, &[dir], &records).map(drop)
+    }
+
+    /// Copies the tree at `source` to `target` exactly (`boxlite_trees::copy`).
+    pub fn copy_tree(&self, source: &Path, target: &Path) -> Result<boxlite_trees::Size> {
+        let output = self.run(tasks::COPY_TREE, &[source, target], &[])?;
+        let mut numbers = std::str::from_utf8(&output).unwrap_or_default().split_whitespace().map(str::parse::<u64>);
+        match (numbers.next(), numbers.next()) {
+            (Some(Ok(content_bytes)), Some(Ok(allocated_bytes))) => Ok(boxlite_trees::Size { content_bytes, allocated_bytes }),
+            _ => Err(Error::Internal(format!("the shim copied {} but reported no size", source.display()))),
+        }
+    }
+
+    /// Writes the tree at `dir` to `out` as a layer tar (`boxlite_trees::pack`).
+    pub fn pack_tree(&self, dir: &Path, out: &mut impl std::io::Write) -> Result<()> {
+        let mut child = self.spawn(tasks::PACK_TREE, &[dir], Stdio::null())?;
+        let copied = child.stdout.take().map(|mut stdout| std::io::copy(&mut stdout, out));
+        let output = child.wait_with_output().map_err(|error| self.failed(&error))?;
+        Self::check(&output)?;
+        match copied {
+            Some(Err(error)) => Err(Error::storage("write the layer of", dir, &error)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Copies `host_source` into the box whose root is `root` (`crate::files::copy_in`).
+    pub fn copy_in(&self, root: OwnedFd, host_source: &Path, box_destination: &str, options: CopyOptions) -> Result<()> {
+        let options = options.argument();
+        let arguments = [host_source.as_os_str(), OsStr::new(box_destination), OsStr::new(&options)];
+        let child = self.spawn(tasks::COPY_IN, &arguments, Stdio::from(root))?;
+        Self::check(&child.wait_with_output().map_err(|error| self.failed(&error))?)
+    }
+
+    /// Copies `box_source` out of the box whose root is `root` (`crate::files::copy_out`).
+    pub fn copy_out(&self, root: OwnedFd, box_source: &str, host_destination: &Path, options: CopyOptions) -> Result<()> {
+        let options = options.argument();
+        let arguments = [OsStr::new(box_source), host_destination.as_os_str(), OsStr::new(&options)];
+        let child = self.spawn(tasks::COPY_OUT, &arguments, Stdio::from(root))?;
+        Self::check(&child.wait_with_output().map_err(|error| self.failed(&error))?)
+    }
+
+    fn spawn(&self, task: &str, arguments: &[impl AsRef<OsStr>], stdin: Stdio) -> Result<std::process::Child> {
+        let mut command = std::process::Command::new(&self.shim);
+        command.arg(task).arg(self.ids.argument()).args(arguments);
+        command.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
+        crate::process::run_shim(|| command.spawn()).map_err(|error| self.failed(&error))
+    }
+
+    /// Runs `task` with `input` on its stdin; what it printed.
+    fn run(&self, task: &str, paths: &[&Path], input: &[u8]) -> Result<Vec<u8>> {
+        use std::io::Write;
+        let mut child = self.spawn(task, paths, Stdio::piped())?;
+        // The shim reads its stdin to the end before it writes anything: the whole input goes
+        // first, and its end of file with the pipe.
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(input);
+        }
+        let output = child.wait_with_output().map_err(|error| self.failed(&error))?;
+        Self::check(&output)?;
+        Ok(output.stdout)
+    }
+
+    fn check(output: &std::process::Output) -> Result<()> {
+        if output.status.success() {
+            return Ok(());
+        }
+        Err(FileError::from_line(&String::from_utf8_lossy(&output.stderr)).into())
+    }
+
+    fn failed(&self, error: &std::io::Error) -> Error {
+        Error::Engine(format!("failed to run {}: {error}", self.shim.display()))
+    }
 }
 
 /// Where box ranges are claimed on this host, for every runtime and home (rule 4).

@@ -8,7 +8,8 @@
 //! the init belongs to no runtime process and can outlive it when the box is detached. The
 //! init waits for its box's config, has the box's own pid 1 build the root in a pid namespace
 //! nested in the init's ([`pid1`], [`jail::enter`]), reports ready and serves executions
-//! ([`init::serve`]).
+//! ([`init::serve`]). For an ordinary user's runtime whose boxes have its subordinate ids, it
+//! also does, one task a run, what that runtime may not with their files ([`subordinate`]).
 
 #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
 compile_error!("boxlite builds for Linux on x86_64 only: the box's seccomp filter names x86_64's system calls and ABIs");
@@ -25,6 +26,7 @@ mod pid1;
 mod process;
 mod seccomp;
 mod spawner;
+mod subordinate;
 mod sys;
 mod users;
 mod userns;
@@ -355,16 +357,8 @@ pub fn main() {
         }
         std::process::exit(i32::from(outcome.is_err()));
     }
-    if std::env::args().nth(1).as_deref() == Some(boxlite_protocol::REMOVE_TREE_ARGUMENT) {
-        let subordinate = std::env::args().nth(2).as_deref().and_then(SubordinateIds::parse);
-        let outcome = match (subordinate, std::env::args_os().nth(3)) {
-            (Some(ids), Some(path)) => userns::remove_tree(ids, std::path::Path::new(&path)),
-            _ => Err(format!("{} needs subordinate ids and a path", boxlite_protocol::REMOVE_TREE_ARGUMENT)),
-        };
-        if let Err(message) = &outcome {
-            report(message);
-        }
-        std::process::exit(i32::from(outcome.is_err()));
+    if let Some(task) = std::env::args().nth(1).filter(|first| boxlite_protocol::subordinate_tasks::ALL.contains(&first.as_str())) {
+        std::process::exit(subordinate::run(&task));
     }
     let line = match arguments() {
         Ok(arguments) => prepare(&arguments),

@@ -291,17 +291,6 @@ pub fn probe(rootless: bool, subordinate: Option<SubordinateIds>) -> Result<(), 
     Pending::create(false)?.map(0, 0, IdMap::LAYERS)
 }
 
-/// Removes the tree at `path` of an ordinary user's box, whose files may belong to its
-/// subordinate `ids` too (`boxlite_protocol::REMOVE_TREE_ARGUMENT`): as root of a user namespace
-/// that maps them, this (single-threaded) process may. A tree already gone is no error.
-pub fn remove_tree(ids: SubordinateIds, path: &std::path::Path) -> Result<(), String> {
-    become_root_of_own_namespace(Some(ids))?;
-    match std::fs::remove_dir_all(path) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(format!("failed to remove {}: {error}", path.display())),
-        _ => Ok(()),
-    }
-}
-
 /// Moves the calling (single-threaded) process into the box's user namespace.
 pub fn enter(namespace: &OwnedFd) -> Result<(), String> {
     // SAFETY: setns on a namespace descriptor we hold.

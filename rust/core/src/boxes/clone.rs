@@ -33,7 +33,7 @@ impl BoxHandle {
             let subdirs: &[&str] = if source.disk_size_gb.is_some() { &["disk", "rootfs", "main"] } else { &["work", "rootfs", "main"] };
             Runtime::make_box(&inner, subdirs, |id, dir, id_map| {
                 let target = WritableLayer::of(dir, source.disk_size_gb.is_some());
-                layer.copy_shifted(target.path(), shift_between(source.id_map, id_map))?;
+                layer.copy_shifted(target.path(), shift_between(source.id_map, id_map), inner.home.subordinate_helper())?;
                 crate::network::secrets::copy(&source_dir, dir)?;
                 let (created_at, created_at_nanos) = crate::clock::now();
                 Ok(BoxRecord {

@@ -67,7 +67,8 @@ impl Runtime {
         match record {
             Ok(record) => Ok(BoxEntry::new(id, dir, record)),
             Err(error) => {
-                let _ = std::fs::remove_dir_all(&dir);
+                // Through the trash: what `fill` wrote may belong to a box's other users.
+                let _ = inner.home.throw_away(&dir);
                 if let (Some(ranges), Some(map)) = (&inner.ranges, id_map) {
                     ranges.release(map, &dir);
                 }

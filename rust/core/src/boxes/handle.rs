@@ -64,7 +64,7 @@ impl BoxHandle {
         let mapped = self.inner.home.id_map().map_or(0, |map| map.size);
         if let Some(map) = self.entry.record().id_map.filter(|map| map.is_rootless() && map.size > mapped) {
             return Err(Error::InvalidState(format!(
-                "box {} has {} ids, which needs the subordinate ids it was made with, and this runtime maps {mapped} ({}=1 and this user's ranges in /etc/subuid and /etc/subgid give them)",
+                "box {} has {} ids, which needs the subordinate ids it was made with, and this runtime maps {mapped} (this user's ranges in /etc/subuid and /etc/subgid give them, with newuidmap and newgidmap, unless {}=0)",
                 self.entry.id,
                 map.size,
                 crate::host::SUBORDINATE_IDS_VARIABLE
@@ -491,13 +491,15 @@ impl BoxHandle {
     pub async fn copy_in(&self, host_source: PathBuf, box_destination: String, options: CopyOptions) -> Result<()> {
         let root = self.open_root("copy into").await?;
         let box_root = crate::idmap::host_owner(self.entry.record().id_map, 0);
-        blocking(move || crate::files::copy_in(&root, &host_source, &box_destination, options, box_root)).await
+        let helper = self.inner.home.subordinate_helper().cloned();
+        blocking(move || crate::files::copy_in(root, &host_source, &box_destination, options, box_root, helper.as_ref())).await
     }
 
     /// Copies a file or directory out of the box (booting it if needed).
     pub async fn copy_out(&self, box_source: String, host_destination: PathBuf, options: CopyOptions) -> Result<()> {
         let root = self.open_root("copy out of").await?;
-        blocking(move || crate::files::copy_out(&root, &box_source, &host_destination, options)).await
+        let helper = self.inner.home.subordinate_helper().cloned();
+        blocking(move || crate::files::copy_out(root, &box_source, &host_destination, options, helper.as_ref())).await
     }
 
     pub(super) fn exec_spec(&self, request: ExecRequest) -> ExecSpec {

@@ -249,8 +249,8 @@ impl Runtime {
         if let Some(why) = &host.cgroups_refused {
             log::info!("boxes run without cgroups, so without limits: {why}");
         }
-        let subordinate = crate::host::subordinate_ids(host.rootless)?;
-        let home = home.with_id_map(crate::idmap::detect(&shim_path, host.rootless, subordinate)?, subordinate)?;
+        let ids = crate::idmap::detect(&shim_path, host.rootless, crate::host::subordinate_ids(host.rootless)?)?;
+        let (home, subordinate) = (home.with_id_map(ids.map, ids.subordinate)?, ids.subordinate);
         // An ordinary user's boxes all have its ids: there are no ranges to claim.
         let ranges = home.id_map().filter(|_| !host.rootless).and_then(|_| {
             RangeClaims::open(Path::new(crate::idmap::CLAIMS_DIR))

@@ -84,7 +84,7 @@ fn not_found(box_id: &str, name: &str) -> Error {
 }
 
 /// Copies `layer` into a new snapshot of the box in `box_dir` (rule 2). Blocking.
-fn take(box_dir: &Path, box_id: &str, name: &str, layer: &WritableLayer) -> Result<SnapshotInfo> {
+fn take(home: &Home, box_dir: &Path, box_id: &str, name: &str, layer: &WritableLayer) -> Result<SnapshotInfo> {
     if find_in(box_dir, name)?.is_some() {
         return Err(Error::AlreadyExists(format!("snapshot '{name}' already exists for box '{box_id}'")));
     }
@@ -93,13 +93,13 @@ fn take(box_dir: &Path, box_id: &str, name: &str, layer: &WritableLayer) -> Resu
     // What a runtime killed in the middle of a snapshot left: takes are one at a time per box
     // (the lifecycle lock), so any half-made one is stale.
     for stale in fs_err::read_dir(&root)?.flatten().filter(|entry| entry.file_name().as_encoded_bytes().starts_with(b".")) {
-        let _ = std::fs::remove_dir_all(stale.path());
+        let _ = home.throw_away(&stale.path());
     }
     let id = crate::ids::new_box_id();
     let partial = root.join(format!(".{id}"));
     let made = (|| {
         fs_err::create_dir(&partial)?;
-        let Size { content_bytes, allocated_bytes } = layer.copy_to(&partial.join(layer.copy_name()))?;
+        let Size { content_bytes, allocated_bytes } = layer.copy_to(&partial.join(layer.copy_name()), home.subordinate_helper())?;
         let (_, created_at_nanos) = crate::clock::now();
         let info = SnapshotInfo {
             id: id.clone(),
@@ -116,18 +116,18 @@ fn take(box_dir: &Path, box_id: &str, name: &str, layer: &WritableLayer) -> Resu
         Ok(info)
     })();
     if made.is_err() {
-        let _ = std::fs::remove_dir_all(&partial);
+        let _ = home.throw_away(&partial);
     }
     made
 }
 
 /// Puts the layer kept in `snapshot` in place of `layer` (rule 3). Blocking.
-fn put_back(snapshot: &Path, layer: &WritableLayer) -> Result<()> {
+fn put_back(home: &Home, snapshot: &Path, layer: &WritableLayer) -> Result<()> {
     let current = layer.path();
     let restoring = current.with_file_name(format!(".restoring-{}", layer.copy_name()));
-    let _ = std::fs::remove_dir_all(&restoring).or_else(|_| std::fs::remove_file(&restoring));
-    if let Err(error) = layer.kept_in(snapshot).copy_to(&restoring) {
-        let _ = std::fs::remove_dir_all(&restoring).or_else(|_| std::fs::remove_file(&restoring));
+    home.throw_away(&restoring)?;
+    if let Err(error) = layer.kept_in(snapshot).copy_to(&restoring, home.subordinate_helper()) {
+        let _ = home.throw_away(&restoring);
         return Err(error);
     }
     match layer {
@@ -138,10 +138,11 @@ fn put_back(snapshot: &Path, layer: &WritableLayer) -> Result<()> {
             // SAFETY: renameat2 with two valid C paths relative to the working directory.
             if unsafe { libc::renameat2(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::RENAME_EXCHANGE) } < 0 {
                 let error = std::io::Error::last_os_error();
-                let _ = std::fs::remove_dir_all(&restoring);
+                let _ = home.throw_away(&restoring);
                 return Err(Error::storage("swap in", current, &error));
             }
-            let _ = std::fs::remove_dir_all(&restoring);
+            // The layer swapped out.
+            let _ = home.throw_away(&restoring);
         }
     }
     Ok(())
@@ -176,9 +177,9 @@ impl BoxHandle {
         self.check_exists()?;
         let live = self.entry.live.lock().await;
         self.check_exists()?;
-        let (dir, id, name) = (self.entry.dir.clone(), self.entry.id.clone(), name.to_string());
+        let (dir, id, name, inner) = (self.entry.dir.clone(), self.entry.id.clone(), name.to_string(), Arc::clone(&self.inner));
         let layer = self.writable_layer();
-        self.with_layer_still(&live, move || take(&dir, &id, &name, &layer)).await
+        self.with_layer_still(&live, move || take(&inner.home, &dir, &id, &name, &layer)).await
     }
 
     /// Runs `copy` (blocking) while the box's writable layer cannot change: at once for a box
@@ -229,13 +230,10 @@ impl BoxHandle {
     pub async fn snapshot_remove(&self, name: &str) -> Result<()> {
         self.check_exists()?;
         let _live = self.entry.live.lock().await;
-        let (dir, id, name) = (self.entry.dir.clone(), self.entry.id.clone(), name.to_string());
+        let (dir, id, name, inner) = (self.entry.dir.clone(), self.entry.id.clone(), name.to_string(), Arc::clone(&self.inner));
         blocking(move || {
             let (path, _) = find_in(&dir, &name)?.ok_or_else(|| not_found(&id, &name))?;
-            let doomed = path.with_file_name(format!(".removing-{}", path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default()));
-            fs_err::rename(&path, &doomed)?;
-            fs_err::remove_dir_all(&doomed)?;
-            Ok(())
+            inner.home.throw_away(&path)
         })
         .await
     }
@@ -249,10 +247,10 @@ impl BoxHandle {
         if live.as_ref().is_some_and(Live::is_alive) {
             return Err(Error::InvalidState(format!("cannot restore a snapshot while box {} is running: stop the box first", self.entry.id)));
         }
-        let (dir, id, name, layer) = (self.entry.dir.clone(), self.entry.id.clone(), name.to_string(), self.writable_layer());
+        let (dir, id, name, layer, inner) = (self.entry.dir.clone(), self.entry.id.clone(), name.to_string(), self.writable_layer(), Arc::clone(&self.inner));
         blocking(move || {
             let (path, _) = find_in(&dir, &name)?.ok_or_else(|| not_found(&id, &name))?;
-            put_back(&path, &layer)
+            put_back(&inner.home, &path, &layer)
         })
         .await
     }

@@ -3,8 +3,8 @@
 //! links, their targets byte for byte), and the unpacking of a tar that came over the network
 //! under the rules an upload gets.
 
+use boxlite_trees::append_symlink;
 use std::io::{Read, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -72,20 +72,6 @@ pub fn pack_plain<W: Write>(source: &Path, name: &Path, into: W) -> std::io::Res
         }
     }
     builder.into_inner()
-}
-
-/// Appends a symbolic link whose target is kept byte for byte (the tar crate's own
-/// `append_link` rewrites short targets as paths: `/` becomes `//`).
-pub fn append_symlink<W: Write>(builder: &mut tar::Builder<W>, header: &mut tar::Header, name: &Path, target: &Path) -> std::io::Result<()> {
-    header.set_entry_type(tar::EntryType::Symlink);
-    header.set_size(0);
-    let bytes = target.as_os_str().as_bytes();
-    if bytes.len() >= 100 {
-        // Too long for the header: written whole as a GNU long-link record, unchanged.
-        return builder.append_link(header, name, target);
-    }
-    header.set_link_name_literal(bytes)?;
-    builder.append_data(header, name, std::io::empty())
 }
 
 /// Unpacks `archive` into the new directory `into`: files (sparse ones too), directories and symbolic links,

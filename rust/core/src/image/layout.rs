@@ -6,7 +6,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::digest::sha256_hex;
-use super::unpack::unpack_layer;
+use super::unpack::{unpack_layer, LayerStore};
 use super::{ConfigBlob, PreparedImage};
 use crate::error::{Error, Result};
 use crate::home::Home;
@@ -118,7 +118,7 @@ pub(super) fn prepare(home: &Home, layout: &Path) -> Result<PreparedImage> {
     let mut lower_dirs = Vec::with_capacity(manifest.layers.len());
     for layer in &manifest.layers {
         let path = blob_path(layout, &layer.digest)?;
-        lower_dirs.push(unpack_layer(&home.layers(), &home.layers_tmp(), &path, &layer.digest, home.id_map())?);
+        lower_dirs.push(unpack_layer(&LayerStore::of(home), &path, &layer.digest)?);
     }
     if lower_dirs.is_empty() {
         return Err(invalid(layout, "the image has no layers"));

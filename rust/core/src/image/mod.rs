@@ -12,7 +12,7 @@ mod registry;
 mod unpack;
 
 pub(crate) use digest::{sha256_hex, HashingReader};
-pub(crate) use unpack::{unpack_layer, unpack_tar};
+pub(crate) use unpack::{give_owners, unpack_layer, unpack_tar, LayerStore};
 pub use registry::{Credentials, ImageRecord, ImageStore, PullProgress, RegistryConfig};
 
 use std::path::PathBuf;

@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 
 use super::digest::sha256_hex;
 use crate::Secret;
-use super::unpack::unpack_layer;
+use super::unpack::{unpack_layer, LayerStore};
 use super::{ConfigBlob, ImageConfig, PreparedImage};
 use crate::error::{Error, Result};
 use crate::home::Home;
@@ -320,10 +320,10 @@ impl ImageStore {
             return Ok(());
         }
         let blob = self.download(home, client, reference, layer, progress).await?;
-        let (layers, tmp, digest, id_map) = (home.layers(), home.layers_tmp(), layer.digest.clone(), home.id_map());
+        let (store, digest) = (LayerStore::of(home), layer.digest.clone());
         let unpacked = tokio::task::spawn_blocking({
             let blob = blob.clone();
-            move || unpack_layer(&layers, &tmp, &blob, &digest, id_map)
+            move || unpack_layer(&store, &blob, &digest)
         })
         .await
         .map_err(|error| Error::Internal(format!("unpacking task failed: {error}")))?;
@@ -407,9 +407,7 @@ impl ImageStore {
                 if kept.contains(&name) {
                     continue;
                 }
-                let trash = home.trash().join(format!("{name}.{}", rand::random::<u32>()));
-                fs_err::rename(entry.path(), &trash)?;
-                let _ = std::fs::remove_dir_all(&trash).or_else(|_| std::fs::remove_file(&trash));
+                home.throw_away(&entry.path())?;
                 if dir == home.layers() {
                     removed += 1;
                 }

@@ -26,6 +26,7 @@
 //! 5. A layer is unpacked into `layers/tmp/` and renamed into place only when complete, so a
 //!    crash or an error never leaves a half layer that a later box would use.
 
+use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
@@ -33,9 +34,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
+use boxlite_protocol::Ownership;
+
 use super::digest::{sha256_hex, HashingReader};
 use crate::error::{Error, Result};
-use crate::idmap::IdMap;
+use crate::home::Home;
+use crate::idmap::{IdMap, SubordinateHelper};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
@@ -71,9 +75,29 @@ impl<R: BufRead> Read for ZstdFrames<R> {
     }
 }
 
-/// Unpacks the layer blob at `blob` (digest `digest`) into `layers/<hex>` unless it is there,
-/// staging it in `tmp`; returns its directory.
-pub(crate) fn unpack_layer(layers: &Path, tmp: &Path, blob: &Path, digest: &str, id_map: Option<IdMap>) -> Result<PathBuf> {
+/// Where a home's layers are unpacked, and for whom.
+#[derive(Debug, Clone)]
+pub(crate) struct LayerStore {
+    layers: PathBuf,
+    tmp: PathBuf,
+    /// The ids of the boxes the layers are for.
+    id_map: Option<IdMap>,
+    /// For an ordinary user's boxes with subordinate ids: what gives files their owners.
+    helper: Option<SubordinateHelper>,
+}
+
+impl LayerStore {
+    /// The store of `home`'s boxes.
+    pub fn of(home: &Home) -> Self {
+        Self { layers: home.layers(), tmp: home.layers_tmp(), id_map: home.id_map(), helper: home.subordinate_helper().cloned() }
+    }
+}
+
+/// Unpacks the layer blob at `blob` (digest `digest`) into the store unless it is there,
+/// staging it in its `tmp`; returns its directory.
+pub(crate) fn unpack_layer(store: &LayerStore, blob: &Path, digest: &str) -> Result<PathBuf> {
+    let LayerStore { layers, tmp, id_map, helper } = store;
+    let (id_map, helper) = (*id_map, helper.as_ref());
     let hex = sha256_hex(digest).ok_or_else(|| Error::Image(format!("unsupported layer digest {digest:?}")))?;
     let destination = layers.join(hex);
     if destination.is_dir() {
@@ -81,20 +105,27 @@ pub(crate) fn unpack_layer(layers: &Path, tmp: &Path, blob: &Path, digest: &str,
     }
     let staging = tmp.join(format!("{hex}.{}.{}", std::process::id(), rand::random::<u32>()));
     fs_err::create_dir(&staging)?;
-    match extract(blob, digest, &staging, id_map) {
-        Ok(()) => {
-            if let Err(error) = std::fs::rename(&staging, &destination) {
-                let _ = std::fs::remove_dir_all(&staging);
-                if !destination.is_dir() {
-                    return Err(Error::storage("move the unpacked layer to", &destination, &error));
-                }
+    let unpacked = extract(blob, digest, &staging, id_map).and_then(|owners| give_owners(&staging, &owners, helper));
+    let moved = unpacked.and_then(|()| std::fs::rename(&staging, &destination).map_err(|error| Error::storage("move the unpacked layer to", &destination, &error)));
+    if let Err(error) = moved {
+        if boxlite_trees::remove(&staging).is_err() {
+            if let Some(helper) = helper {
+                let _ = helper.remove(&staging);
             }
-            Ok(destination)
         }
-        Err(error) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            Err(error)
+        // Unless another unpack of the same layer put it in place meanwhile.
+        if !destination.is_dir() {
+            return Err(error);
         }
+    }
+    Ok(destination)
+}
+
+/// The owners this process could not give (`unpack_tar`), given by `helper`.
+pub(crate) fn give_owners(dir: &Path, owners: &[Ownership], helper: Option<&SubordinateHelper>) -> Result<()> {
+    match helper {
+        Some(helper) if !owners.is_empty() => helper.give_owners(dir, owners),
+        _ => Ok(()),
     }
 }
 
@@ -102,10 +133,11 @@ fn layer_error(digest: &str, what: impl std::fmt::Display) -> Error {
     Error::Image(format!("layer {digest}: {what}"))
 }
 
-fn extract(blob: &Path, digest: &str, root: &Path, id_map: Option<IdMap>) -> Result<()> {
+fn extract(blob: &Path, digest: &str, root: &Path, id_map: Option<IdMap>) -> Result<Vec<Ownership>> {
     let file = File::open(blob).map_err(|error| layer_error(digest, format!("cannot open {}: {error}", blob.display())))?;
     let mut hashing = HashingReader::new(BufReader::with_capacity(1 << 16, file));
     let magic = hashing.inner.fill_buf().map_err(|error| layer_error(digest, error))?.get(..4).map(<[u8]>::to_vec).unwrap_or_default();
+    let owners;
     {
         let stream: Box<dyn Read + '_> = if magic.starts_with(&[0x1f, 0x8b]) {
             Box::new(flate2::read::MultiGzDecoder::new(&mut hashing))
@@ -114,26 +146,34 @@ fn extract(blob: &Path, digest: &str, root: &Path, id_map: Option<IdMap>) -> Res
         } else {
             Box::new(&mut hashing)
         };
-        unpack_tar(stream, root, id_map).map_err(|error| layer_error(digest, error))?;
+        owners = unpack_tar(stream, root, id_map).map_err(|error| layer_error(digest, error))?;
     }
     let (actual, _) = hashing.finish().map_err(|error| layer_error(digest, error))?;
     if actual != digest {
         return Err(layer_error(digest, format!("content has digest {actual}")));
     }
-    Ok(())
+    Ok(owners)
 }
 
 /// Unpacks the plain layer tar read from `stream` into the directory `root`, which exists, by
 /// the rules above but 4 (the caller checks what it read); `root` is left as far as it got
 /// when this fails.
-pub(crate) fn unpack_tar(stream: impl Read, root: &Path, id_map: Option<IdMap>) -> std::result::Result<(), String> {
+/// Returns the owners this process could not give: those of an ordinary user's boxes with
+/// subordinate ids, which the shim gives (`crate::idmap::SubordinateHelper::give_owners`).
+pub(crate) fn unpack_tar(stream: impl Read, root: &Path, id_map: Option<IdMap>) -> std::result::Result<Vec<Ownership>, String> {
     let mut archive = tar::Archive::new(stream);
     let entries = archive.entries().map_err(|error| error.to_string())?;
+    // By path: the last entry of a path says its owner, root included.
+    let mut deferred = BTreeMap::new();
+    let deferring = id_map.filter(|map| map.is_rootless() && map.size > 1);
     for entry in entries {
         let mut entry = entry.map_err(|error| format!("bad tar entry: {error}"))?;
-        unpack_entry(root, &mut entry, id_map)?;
+        if let (Some(owner), Some(map)) = (unpack_entry(root, &mut entry, id_map)?, deferring) {
+            let owner = Ownership { uid: map.host_id(u64::from(owner.uid)), gid: map.host_id(u64::from(owner.gid)), ..owner };
+            deferred.insert(owner.path.clone(), owner);
+        }
     }
-    Ok(())
+    Ok(deferred.into_values().filter(|owner| (owner.uid, owner.gid, owner.mode) != (0, 0, None)).collect())
 }
 
 /// Rule 1: a relative path with no `..`; `None` for the layer root itself.
@@ -187,6 +227,7 @@ fn c_path(path: &Path) -> CString {
 /// Owns `path` by the image's `uid`/`gid`, shifted into the boxes' id range if they have one.
 fn chown(path: &Path, uid: u64, gid: u64, id_map: Option<IdMap>) -> std::result::Result<(), String> {
     let (uid, gid) = match id_map {
+        // This process may give files to no one else; `unpack_tar` says who they belong to.
         Some(map) if map.is_rootless() => return Ok(()),
         Some(map) => (map.host_id(uid), map.host_id(gid)),
         None => (uid as libc::uid_t, gid as libc::gid_t),
@@ -254,10 +295,12 @@ fn set_xattrs(path: &Path, xattrs: &[(CString, Vec<u8>)]) -> std::result::Result
     Ok(())
 }
 
-fn unpack_entry<R: Read>(root: &Path, entry: &mut tar::Entry<'_, R>, id_map: Option<IdMap>) -> std::result::Result<(), String> {
+/// Unpacks one entry; returns the owner and mode it was given (as ids of the image), for a
+/// file that has one (not a whiteout, a hard link or a device).
+fn unpack_entry<R: Read>(root: &Path, entry: &mut tar::Entry<'_, R>, id_map: Option<IdMap>) -> std::result::Result<Option<Ownership>, String> {
     let raw_path = entry.path().map_err(|error| format!("bad entry path: {error}"))?.into_owned();
     let Some(relative) = relative_path(&raw_path)? else {
-        return Ok(());
+        return Ok(None);
     };
     ensure_parents(root, &relative, id_map)?;
     let target = root.join(&relative);
@@ -271,7 +314,7 @@ fn unpack_entry<R: Read>(root: &Path, entry: &mut tar::Entry<'_, R>, id_map: Opt
 
     if file_name == OPAQUE_MARKER {
         let dir = target.parent().unwrap_or(root);
-        return set_opaque(dir, id_map);
+        return set_opaque(dir, id_map).map(|()| None);
     }
     if let Some(hidden) = file_name.strip_prefix(WHITEOUT_PREFIX) {
         if hidden.is_empty() || hidden == "." || hidden == ".." {
@@ -279,10 +322,12 @@ fn unpack_entry<R: Read>(root: &Path, entry: &mut tar::Entry<'_, R>, id_map: Opt
         }
         let whiteout = target.with_file_name(hidden);
         clear(&whiteout, false)?;
-        return make_char_device(&whiteout, 0, 0);
+        return make_char_device(&whiteout, 0, 0).map(|()| None);
     }
 
-    match header.entry_type() {
+    let kind = header.entry_type();
+    let owned = matches!(kind, tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::Directory | tar::EntryType::Symlink | tar::EntryType::Fifo);
+    match kind {
         tar::EntryType::Regular | tar::EntryType::Continuous => {
             clear(&target, false)?;
             let mut file = std::fs::OpenOptions::new()
@@ -343,7 +388,10 @@ fn unpack_entry<R: Read>(root: &Path, entry: &mut tar::Entry<'_, R>, id_map: Opt
         // Rule 3: device nodes are not created; other entry kinds carry no file.
         _ => {}
     }
-    Ok(())
+    // A change of owner clears the set-id bits of all but directories: they are set again after.
+    let set_id = (mode & 0o6000 != 0 && matches!(kind, tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::Fifo)).then_some(mode);
+    let clamp = |id: u64| u32::try_from(id).unwrap_or(u32::MAX);
+    Ok(owned.then(|| Ownership { path: relative, uid: clamp(uid), gid: clamp(gid), mode: set_id }))
 }
 
 #[cfg(test)]

@@ -22,9 +22,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use super::super::layer::{c_path, extended_attributes};
-use crate::error::{Error, Result};
-use crate::idmap::{IdMap, SubordinateIds};
+use boxlite_protocol::{IdMap, SubordinateIds};
+
+use crate::attributes::{c_path, extended_attributes};
+use crate::{failed, TreeError};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
@@ -89,11 +90,25 @@ impl BoxIds {
     }
 }
 
+/// Appends a symbolic link whose target is kept byte for byte (the tar crate's own
+/// `append_link` rewrites short targets as paths: `/` becomes `//`).
+pub fn append_symlink<W: Write>(builder: &mut tar::Builder<W>, header: &mut tar::Header, name: &Path, target: &Path) -> io::Result<()> {
+    header.set_entry_type(tar::EntryType::Symlink);
+    header.set_size(0);
+    let bytes = target.as_os_str().as_bytes();
+    if bytes.len() >= 100 {
+        // Too long for the header: written whole as a GNU long-link record, unchanged.
+        return builder.append_link(header, name, target);
+    }
+    header.set_link_name_literal(bytes)?;
+    builder.append_data(header, name, io::empty())
+}
+
 /// Writes the tree at `root` to `out` as a layer tar (the rules above).
-pub fn pack(root: &Path, ids: BoxIds, out: impl Write) -> Result<()> {
+pub fn pack(root: &Path, ids: BoxIds, out: impl Write) -> Result<(), TreeError> {
     let mut packer = Packer { builder: tar::Builder::new(out), ids, linked: HashMap::new() };
     packer.directory_contents(root, Path::new(""))?;
-    packer.builder.finish().map_err(|error| Error::storage("write the layer of", root, &error))
+    packer.builder.finish().map_err(failed("write the layer of", root))
 }
 
 struct Packer<W: Write> {
@@ -119,12 +134,12 @@ fn pax_record(key: &[u8], value: &[u8]) -> Vec<u8> {
 }
 
 impl<W: Write> Packer<W> {
-    fn directory_contents(&mut self, dir: &Path, relative: &Path) -> Result<()> {
+    fn directory_contents(&mut self, dir: &Path, relative: &Path) -> Result<(), TreeError> {
         let mut names: Vec<_> = std::fs::read_dir(dir)
-            .map_err(Error::storage_at("read", dir))?
+            .map_err(failed("read", dir))?
             .map(|entry| entry.map(|entry| entry.file_name()))
             .collect::<io::Result<_>>()
-            .map_err(Error::storage_at("read", dir))?;
+            .map_err(failed("read", dir))?;
         names.sort();
         for name in names {
             self.entry(&dir.join(&name), &relative.join(&name))?;
@@ -144,10 +159,10 @@ impl<W: Write> Packer<W> {
     }
 
     /// Rule 4: the attributes that travel, as a PAX header before the entry.
-    fn attributes(&mut self, path: &Path) -> Result<bool> {
+    fn attributes(&mut self, path: &Path) -> Result<bool, TreeError> {
         let mut opaque = false;
         let mut records = Vec::new();
-        for (name, value) in extended_attributes(&c_path(path)?).map_err(Error::storage_at("read the attributes of", path))? {
+        for (name, value) in extended_attributes(&c_path(path).map_err(failed("read", path))?).map_err(failed("read the attributes of", path))? {
             let name = name.as_bytes();
             if OPAQUE_ATTRIBUTES.contains(&name) {
                 opaque |= value == b"y";
@@ -158,18 +173,18 @@ impl<W: Write> Packer<W> {
         if !records.is_empty() {
             let mut header = tar::Header::new_ustar();
             header.set_entry_type(tar::EntryType::XHeader);
-            header.set_path("././@PaxHeader").map_err(|error| Error::storage("write the attributes of", path, &error))?;
+            header.set_path("././@PaxHeader").map_err(failed("write the attributes of", path))?;
             header.set_mode(0o644);
             header.set_size(records.len() as u64);
             header.set_cksum();
-            self.builder.append(&header, records.as_slice()).map_err(|error| Error::storage("write the attributes of", path, &error))?;
+            self.builder.append(&header, records.as_slice()).map_err(failed("write the attributes of", path))?;
         }
         Ok(opaque)
     }
 
-    fn entry(&mut self, path: &Path, relative: &Path) -> Result<()> {
-        let written = |error: io::Error| Error::storage("pack", path, &error);
-        let metadata = std::fs::symlink_metadata(path).map_err(Error::storage_at("read", path))?;
+    fn entry(&mut self, path: &Path, relative: &Path) -> Result<(), TreeError> {
+        let written = |error: io::Error| failed("pack", path)(error);
+        let metadata = std::fs::symlink_metadata(path).map_err(failed("read", path))?;
         let kind = metadata.file_type();
         if kind.is_char_device() && metadata.rdev() == 0 {
             let name = [WHITEOUT_PREFIX.as_bytes(), relative.file_name().map(OsStrExt::as_bytes).unwrap_or_default()].concat();
@@ -199,22 +214,22 @@ impl<W: Write> Packer<W> {
                 self.linked.insert(key, relative.to_path_buf());
             }
             self.attributes(path)?;
-            let file = std::fs::File::open(path).map_err(Error::storage_at("open", path))?;
+            let file = std::fs::File::open(path).map_err(failed("open", path))?;
             let mut header = self.header(&metadata, tar::EntryType::Regular);
             header.set_size(metadata.len());
             return self.builder.append_data(&mut header, relative, file).map_err(written);
         }
         if kind.is_symlink() {
-            let target = std::fs::read_link(path).map_err(Error::storage_at("read", path))?;
+            let target = std::fs::read_link(path).map_err(failed("read", path))?;
             let mut header = self.header(&metadata, tar::EntryType::Symlink);
-            return crate::files::append_symlink(&mut self.builder, &mut header, relative, &target).map_err(written);
+            return append_symlink(&mut self.builder, &mut header, relative, &target).map_err(written);
         }
         if kind.is_fifo() {
             self.attributes(path)?;
             let mut header = self.header(&metadata, tar::EntryType::Fifo);
             return self.builder.append_data(&mut header, relative, io::empty()).map_err(written);
         }
-        log::debug!("{} is left out of the packed layer: sockets and devices do not travel", path.display());
+        // Rule 5: a socket or a device node.
         Ok(())
     }
 }
@@ -230,61 +245,6 @@ mod tests {
             let (length, _) = std::str::from_utf8(&record).expect("text").split_once(' ').expect("a length");
             assert_eq!(length.parse::<usize>().expect("a number"), record.len(), "value of {value_length} bytes");
         }
-    }
-
-    fn set_attribute(path: &Path, name: &std::ffi::CStr, value: &[u8]) {
-        // SAFETY: lsetxattr with valid C strings and a buffer of the given length.
-        let code = unsafe { libc::lsetxattr(c_path(path).expect("a path").as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
-        assert_eq!(code, 0, "{}: {}", path.display(), io::Error::last_os_error());
-    }
-
-    fn attribute(path: &Path, name: &[u8]) -> Option<Vec<u8>> {
-        let attributes = extended_attributes(&c_path(path).expect("a path")).expect("attributes");
-        attributes.into_iter().find(|(found, _)| found.as_bytes() == name).map(|(_, value)| value)
-    }
-
-    /// A tree of every kind an upper layer holds, packed and unpacked by the image unpacker,
-    /// comes back the same (as host root: whiteouts and `trusted.*` marks need it).
-    #[test]
-    fn an_upper_layer_packed_and_unpacked_comes_back_whole() {
-        use std::os::unix::fs::PermissionsExt;
-        // SAFETY: geteuid cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipped: overlayfs marks (trusted.*) need host root (CI runs cargo test as root)");
-            return;
-        }
-        let scratch = std::env::temp_dir().join(format!("boxlite-pack-test-{}-{}", std::process::id(), rand::random::<u64>()));
-        let (source, target) = (scratch.join("source"), scratch.join("target"));
-        std::fs::create_dir_all(source.join("dir/opaque")).expect("test setup");
-        std::fs::create_dir_all(&target).expect("test setup");
-        std::fs::write(source.join("dir/file"), b"content").expect("test setup");
-        std::os::unix::fs::lchown(source.join("dir/file"), Some(1000), Some(1001)).expect("test setup");
-        std::fs::set_permissions(source.join("dir/file"), std::fs::Permissions::from_mode(0o4750)).expect("test setup");
-        std::fs::hard_link(source.join("dir/file"), source.join("dir/link")).expect("test setup");
-        std::os::unix::fs::symlink("../elsewhere", source.join("dir/symlink")).expect("test setup");
-        set_attribute(&source.join("dir/file"), c"user.note", b"kept");
-        set_attribute(&source.join("dir/file"), c"trusted.secret", b"dropped");
-        set_attribute(&source.join("dir/opaque"), c"trusted.overlay.opaque", b"y");
-        // SAFETY: mknod of an overlayfs whiteout (0/0) at a valid C path.
-        assert_eq!(unsafe { libc::mknod(c_path(&source.join("dir/deleted")).expect("test setup").as_ptr(), libc::S_IFCHR, 0) }, 0);
-        let old = libc::timespec { tv_sec: 981_173_106, tv_nsec: 0 };
-        // SAFETY: utimensat with a valid C path and two timespecs.
-        assert_eq!(unsafe { libc::utimensat(libc::AT_FDCWD, c_path(&source.join("dir/file")).expect("test setup").as_ptr(), [old, old].as_ptr(), 0) }, 0);
-
-        let mut packed = Vec::new();
-        pack(&source, BoxIds::Same, &mut packed).expect("test setup");
-        crate::image::unpack_tar(packed.as_slice(), &target, None).expect("test setup");
-
-        let file = std::fs::symlink_metadata(target.join("dir/file")).expect("test setup");
-        assert_eq!((file.mode() & 0o7777, file.uid(), file.gid(), file.nlink(), file.mtime()), (0o4750, 1000, 1001, 2, 981_173_106));
-        assert_eq!(std::fs::read(target.join("dir/link")).expect("test setup"), b"content");
-        assert_eq!(std::fs::read_link(target.join("dir/symlink")).expect("test setup"), Path::new("../elsewhere"));
-        assert_eq!(attribute(&target.join("dir/file"), b"user.note").as_deref(), Some(b"kept".as_slice()));
-        assert_eq!(attribute(&target.join("dir/file"), b"trusted.secret"), None, "only user.* attributes travel");
-        assert_eq!(attribute(&target.join("dir/opaque"), b"trusted.overlay.opaque").as_deref(), Some(b"y".as_slice()));
-        let deleted = std::fs::symlink_metadata(target.join("dir/deleted")).expect("test setup");
-        assert!(deleted.file_type().is_char_device() && deleted.rdev() == 0, "a whiteout stays a whiteout");
-        std::fs::remove_dir_all(&scratch).expect("test setup");
     }
 
     #[test]
