@@ -5,14 +5,18 @@ too (CI runs it so); these tests are about what differs from root."""
 from __future__ import annotations
 
 import asyncio
+import gzip
+import json
 import logging
 import os
+import tarfile
 from pathlib import Path
 
 import pytest
 
 import boxlite
 
+from . import images
 from .conftest import checked_runtime, collect, logged, subordinate_ids
 from .leftovers import own_cgroup
 
@@ -48,6 +52,29 @@ async def test_the_log_says_what_one_id_cannot_do(home: Path, caplog: pytest.Log
     caplog.set_level(logging.INFO, logger="boxlite")
     with boxlite.Boxlite(boxlite.Options(home_dir=str(home))):
         await logged(caplog, "a box's processes cannot become another user (an exec as one fails) or give files to one (chown)")
+
+
+async def test_with_subordinate_ids_a_layer_keeps_its_owners_and_set_id_bits(home: Path, busybox_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first_uid, first_gid, _ = subordinate_ids()
+    monkeypatch.setenv("BOXLITE_SUBORDINATE_IDS", "1")
+    base = Path(busybox_image) / "blobs" / "sha256"
+    index = json.loads((Path(busybox_image) / "index.json").read_text())
+    manifest = json.loads((base / index["manifests"][0]["digest"].removeprefix("sha256:")).read_text())
+    busybox_layer = gzip.decompress((base / manifest["layers"][0]["digest"].removeprefix("sha256:")).read_bytes())
+    tool = tarfile.TarInfo("opt/tool")
+    tool.size, tool.mode, tool.uid, tool.gid = 4, 0o4750, 1000, 1001
+    link = tarfile.TarInfo("opt/link")
+    link.type, link.linkname, link.uid, link.gid = tarfile.SYMTYPE, "tool", 1002, 1002
+    layout = images.write_layout(tmp_path / "owned", [busybox_layer, images.tar_of([(tool, b"#!/\n"), (link, None)])], {"Env": ["PATH=/bin"]}, compress=False)
+    async with checked_runtime(home) as runtime:
+        box = await runtime.create(boxlite.BoxOptions(rootfs_path=str(layout)))
+        stdout, _, _ = await collect(await box.exec("stat", ["-c", "%u:%g %a", "/opt/tool"]))
+        assert stdout == b"1000:1001 4750\n", "the owner, and the set-id bit a change of owner clears, as the image says"
+        stdout, _, _ = await collect(await box.exec("stat", ["-c", "%u:%g", "/opt/link"]))
+        assert stdout == b"1002:1002\n"
+        await box.stop()
+    stored = next((home / "layers").glob("subordinate-*/*/opt/tool"))
+    assert (stored.stat().st_uid, stored.stat().st_gid) == (first_uid + 999, first_gid + 1000)
 
 
 async def trash_emptied(home: Path) -> None:

@@ -203,25 +203,27 @@ fn find_subordinate_ids() -> std::result::Result<SubordinateIds, String> {
     // SAFETY: getuid cannot fail.
     let uid = unsafe { libc::getuid() };
     let names = [user_name(uid), Some(uid.to_string())];
+    // Box ids 1 to 65,535: an image's ids (`nobody` is 65,534) all have one.
+    let count = IdMap::BOX_IDS - 1;
     let range = |file: &str| {
         let text = std::fs::read_to_string(file).unwrap_or_default();
-        first_range(&text, &names).ok_or_else(|| format!("user {uid} has no range in {file} (as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 <user>)"))
+        first_range(&text, &names, count).ok_or_else(|| format!("user {uid} has no range of {count} ids in {file} (as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 <user>)"))
     };
-    let ((uid_start, uid_count), (gid_start, gid_count)) = (range("/etc/subuid")?, range("/etc/subgid")?);
+    let (uid_start, gid_start) = (range("/etc/subuid")?, range("/etc/subgid")?);
     if let Some(missing) = SubordinateIds::MAPPERS.into_iter().find(|mapper| SubordinateIds::mapper(mapper).is_none()) {
         return Err(format!("{missing} is not installed (as root: apt-get install uidmap)"));
     }
-    Ok(SubordinateIds { uid: uid_start, gid: gid_start, count: uid_count.min(gid_count).min(IdMap::BOX_IDS - 1) })
+    Ok(SubordinateIds { uid: uid_start, gid: gid_start, count })
 }
 
-/// The start and size of the first range of /etc/subuid or /etc/subgid (`text`) for one of
-/// `names` (the user's name, its uid).
-fn first_range(text: &str, names: &[Option<String>]) -> Option<(u32, u32)> {
+/// The start of the first range of at least `count` ids in /etc/subuid or /etc/subgid (`text`)
+/// for one of `names` (the user's name, its uid).
+fn first_range(text: &str, names: &[Option<String>], count: u32) -> Option<u32> {
     text.lines().find_map(|line| {
         let mut fields = line.trim().split(':');
         let owner = fields.next()?;
-        let (start, count) = (fields.next()?.parse().ok()?, fields.next()?.parse().ok()?);
-        (names.iter().flatten().any(|name| name == owner) && count > 0).then_some((start, count))
+        let (start, size) = (fields.next()?.parse().ok()?, fields.next()?.parse::<u32>().ok()?);
+        (names.iter().flatten().any(|name| name == owner) && size >= count).then_some(start)
     })
 }
 
@@ -262,13 +264,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_users_subordinate_range_is_its_first_line_by_name_or_uid() {
-        let text = "other:100000:65536\nalice:165536:65536\nalice:300000:10\n1001:400000:5\nbroken\n";
+    fn a_users_subordinate_range_is_its_first_large_enough_line_by_name_or_uid() {
+        let text = "other:100000:65536\nalice:300000:10\nalice:165536:65536\n1001:400000:70000\nbroken\n";
         let names = |name: &str, uid: &str| [Some(name.to_string()), Some(uid.to_string())];
-        assert_eq!(first_range(text, &names("alice", "1000")), Some((165_536, 65_536)));
-        assert_eq!(first_range(text, &names("bob", "1001")), Some((400_000, 5)));
-        assert_eq!(first_range(text, &names("carol", "1002")), None);
-        assert_eq!(first_range("carol:500000:0\n", &names("carol", "1002")), None, "an empty range is none");
+        assert_eq!(first_range(text, &names("alice", "1000"), 65_535), Some(165_536), "too small a range is passed over");
+        assert_eq!(first_range(text, &names("bob", "1001"), 65_535), Some(400_000));
+        assert_eq!(first_range(text, &names("carol", "1002"), 65_535), None);
     }
 
     #[test]

@@ -169,11 +169,11 @@ impl SubordinateHelper {
         let mut child = self.spawn(tasks::PACK_TREE, &[dir], Stdio::null())?;
         let copied = child.stdout.take().map(|mut stdout| std::io::copy(&mut stdout, out));
         let output = child.wait_with_output().map_err(|error| self.failed(&error))?;
-        Self::check(&output)?;
-        match copied {
-            Some(Err(error)) => Err(Error::storage("write the layer of", dir, &error)),
-            _ => Ok(()),
+        // First: a write that failed here made the shim's fail.
+        if let Some(Err(error)) = copied {
+            return Err(Error::storage("write the layer of", dir, &error));
         }
+        Self::check(&output)
     }
 
     /// Copies `host_source` into the box whose root is `root` (`crate::files::copy_in`).
@@ -206,6 +206,8 @@ impl SubordinateHelper {
         // The shim reads its stdin to the end before it writes anything: the whole input goes
         // first, and its end of file with the pipe.
         if let Some(mut stdin) = child.stdin.take() {
+            // A shim that exits before it read all (a bad argument) must not end this process.
+            crate::process::keep_sigpipe_from_this_thread();
             let _ = stdin.write_all(input);
         }
         let output = child.wait_with_output().map_err(|error| self.failed(&error))?;

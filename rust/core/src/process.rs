@@ -1,6 +1,7 @@
 //! Processes named by pidfd: a pidfd pins the process it was opened on, so a signal sent
 //! through it never reaches another process that reused the pid. And the start of the shim,
-//! which a process forked while it was written may keep busy for an instant ([`run_shim`]).
+//! which a process forked while it was written may keep busy for an instant ([`run_shim`]), and
+//! SIGPIPE kept from the threads that write to processes or sockets that may be gone.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
@@ -47,6 +48,29 @@ pub fn run_shim<T>(mut start: impl FnMut() -> std::io::Result<T>) -> std::io::Re
             outcome => return outcome,
         }
     }
+}
+
+/// Blocks SIGPIPE in this thread, once. A splice to a socket whose peer is gone raises it (the
+/// kernel sends no MSG_NOSIGNAL there, as a send from Rust does), as does a write to a pipe
+/// whose reader is gone (a shim that exited), and a program that embeds the runtime may have
+/// given it back its default action (`signal(SIGPIPE, SIG_DFL)` is common in command-line
+/// tools), which ends the process. Blocked, the call fails with EPIPE; programs the thread
+/// starts get an empty mask from std's `Command`.
+pub fn keep_sigpipe_from_this_thread() {
+    thread_local!(static BLOCKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    BLOCKED.with(|blocked| {
+        if blocked.replace(true) {
+            return;
+        }
+        // SAFETY: the set is initialised by sigemptyset before use; pthread_sigmask changes
+        // this thread's mask only and reads one valid set.
+        unsafe {
+            let mut set = std::mem::zeroed::<libc::sigset_t>();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGPIPE);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        }
+    });
 }
 
 #[cfg(test)]

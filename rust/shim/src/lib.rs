@@ -36,7 +36,7 @@ use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 
-use boxlite_protocol::{IdMap, ShimConfig, SubordinateIds};
+use boxlite_protocol::{ShimConfig, SubordinateIds};
 
 /// The start-up socket (stdin), read without a buffer: the descriptors that follow the config
 /// must stay in the socket for [`join_cgroups`].
@@ -186,13 +186,6 @@ fn configure(namespaces: Option<userns::BoxNamespaces>, arguments: &Arguments, p
     }
     // Before pid 1 uses them: it builds the root with the box's ids.
     match (&namespaces, config.user_namespace) {
-        (Some(_), Some(map)) if config.rootless && map.size > arguments.subordinate.map_or(IdMap::ROOTLESS, SubordinateIds::id_map).size => {
-            return Err(format!(
-                "the box has {} ids, which needs the subordinate ids it was made with (/etc/subuid, /etc/subgid, newuidmap and newgidmap); this runtime maps {}",
-                map.size,
-                arguments.subordinate.map_or_else(|| "one".to_string(), |ids| (ids.count + 1).to_string())
-            ));
-        }
         (Some(namespaces), Some(map)) => namespaces.map(map)?,
         (None, None) => {}
         _ => return Err("the box's user namespace does not match the one its shim was made for".to_string()),

@@ -119,12 +119,26 @@ fn give(root: &OwnedFd, owner: &Ownership) -> std::io::Result<()> {
     if unsafe { libc::fchownat(parent.as_raw_fd(), name.as_ptr(), owner.uid, owner.gid, libc::AT_SYMLINK_NOFOLLOW) } < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    // The runtime sends a mode only for what a symlink is not: fchmodat would follow one.
-    // SAFETY: fchmodat on a directory descriptor we hold and a valid name.
-    if let Some(mode) = owner.mode {
-        if unsafe { libc::fchmodat(parent.as_raw_fd(), name.as_ptr(), mode, 0) } < 0 {
+    let Some(mode) = owner.mode else { return Ok(()) };
+    // A mode goes to a regular file or a fifo only, through a descriptor of that very file:
+    // fchmodat would follow a symlink, wherever it led.
+    let file = boxlite_protocol::openat2(parent.as_fd(), &name, libc::O_PATH | libc::O_NOFOLLOW, 0, resolve::BENEATH)?;
+    // SAFETY: fstat fills a zeroed stat we own, from a descriptor we hold.
+    let status = unsafe {
+        let mut status: libc::stat = std::mem::zeroed();
+        if libc::fstat(file.as_raw_fd(), &mut status) < 0 {
             return Err(std::io::Error::last_os_error());
         }
+        status
+    };
+    if !matches!(status.st_mode & libc::S_IFMT, libc::S_IFREG | libc::S_IFIFO) {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "only a regular file or a fifo is given a mode"));
+    }
+    let through = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).map_err(|_| invalid())?;
+    // SAFETY: chmod on a valid C string: the descriptor's /proc link, which names the file
+    // opened above whatever its name leads to now.
+    if unsafe { libc::chmod(through.as_ptr(), mode) } < 0 {
+        return Err(std::io::Error::last_os_error());
     }
     Ok(())
 }

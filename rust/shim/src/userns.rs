@@ -159,7 +159,7 @@ pub struct BoxNamespaces {
 impl BoxNamespaces {
     /// `rootless`: made in the shim's own namespace ([`become_root_of_own_namespace`]), where
     /// no other host user exists to own the box's namespace, and layers are stored with the
-    /// box's ids ([`IdMap::ROOTLESS`]).
+    /// box's ids ([`IdMap::is_rootless`]).
     pub fn create(rootless: bool) -> Result<Self, String> {
         Ok(Self { own: Pending::create(!rootless)?, layers: (!rootless).then(|| Pending::create(false)).transpose()? })
     }
@@ -215,9 +215,9 @@ pub fn become_root_of_own_namespace(subordinate: Option<SubordinateIds>) -> Resu
 struct Mapper {
     pid: libc::pid_t,
     /// A byte on it says the namespace exists; its end of file, that there will be none.
-    go: OwnedFd,
+    go: Option<OwnedFd>,
     /// What went wrong, if anything; end of file when the mapper is done.
-    answer: OwnedFd,
+    answer: Option<OwnedFd>,
 }
 
 impl Mapper {
@@ -243,21 +243,43 @@ impl Mapper {
             unsafe { libc::_exit(i32::from(failure.is_some())) };
         }
         drop((go_read, answer_write));
-        Ok(Self { pid, go, answer })
+        Ok(Self { pid, go: Some(go), answer: Some(answer) })
     }
 
     /// Lets the mapper map the namespace that now exists, and waits for it.
-    fn map(self) -> Result<(), String> {
-        let _ = File::from(self.go).write_all(b"x");
+    fn map(mut self) -> Result<(), String> {
+        if let Some(go) = self.go.take() {
+            let _ = File::from(go).write_all(b"x");
+        }
         let mut message = String::new();
-        let _ = File::from(self.answer).read_to_string(&mut message);
-        let mut status = 0;
-        // SAFETY: waiting for our own child, which exits once it answered.
-        unsafe { libc::waitpid(self.pid, &mut status, 0) };
+        if let Some(answer) = self.answer.take() {
+            let _ = File::from(answer).read_to_string(&mut message);
+        }
+        let status = self.reap();
         if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 && message.is_empty() {
             return Ok(());
         }
         Err(if message.is_empty() { "the id mapper failed".to_string() } else { message })
+    }
+
+    /// Waits for the mapper, once; its wait status.
+    fn reap(&mut self) -> i32 {
+        let mut status = 0;
+        let pid = std::mem::take(&mut self.pid);
+        if pid > 0 {
+            // SAFETY: waiting for our own child, which exits once it answered or read the end
+            // of `go`.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+        }
+        status
+    }
+}
+
+impl Drop for Mapper {
+    /// A mapper never let go (no namespace was made) reads the end of `go`, and exits.
+    fn drop(&mut self) {
+        drop(self.go.take());
+        self.reap();
     }
 }
 

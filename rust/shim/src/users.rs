@@ -128,7 +128,7 @@ impl Accounts {
         if let Some(count) = self.mapped.filter(|count| identity.uid >= *count || identity.gid >= *count) {
             let spec = spec.unwrap_or("0");
             return Err(format!(
-                "user {spec:?} (uid {}, gid {}) does not exist in this box: its user namespace has ids 0 to {} only (a runtime that runs as an ordinary user gives its boxes box root alone)",
+                "user {spec:?} (uid {}, gid {}) does not exist in this box: its user namespace has ids 0 to {} only (a runtime that runs as an ordinary user without subordinate ids gives its boxes box root alone)",
                 identity.uid,
                 identity.gid,
                 count - 1

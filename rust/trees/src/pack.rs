@@ -22,7 +22,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use boxlite_protocol::{IdMap, SubordinateIds};
+use boxlite_protocol::IdMap;
 
 use crate::attributes::{c_path, extended_attributes};
 use crate::{failed, TreeError};
@@ -36,49 +36,45 @@ const NOBODY: u32 = 65_534;
 /// How host owners of a packed directory become the owners the box sees (rule 2).
 #[derive(Debug, Clone, Copy)]
 pub enum BoxIds {
-    /// Host ids are box ids (boxes without a user namespace).
+    /// Host ids are box ids (boxes without a user namespace, or a tree read in the box's own
+    /// user namespace).
     Same,
     /// The box's ids `0..size` are host ids `host_base..`.
     Range(IdMap),
-    /// An ordinary user's runtime: that user (`uid`, `gid`) is box root, and its subordinate
-    /// ids, if its boxes have them, are box ids 1 and up.
-    User { uid: u32, gid: u32, subordinate: Option<SubordinateIds> },
+    /// An ordinary user's runtime whose boxes have one id: that user (`uid`, `gid`) is box
+    /// root. (Boxes with its subordinate ids are packed by the shim, in a namespace where host
+    /// owners are box ids: [`BoxIds::Same`].)
+    User { uid: u32, gid: u32 },
 }
 
 impl BoxIds {
-    /// The owners of files kept for boxes with `map` (`None`: no user namespace), an ordinary
-    /// user's with its `subordinate` ids if they have them.
-    pub fn of(map: Option<IdMap>, subordinate: Option<SubordinateIds>) -> Self {
+    /// The owners of files kept for boxes with `map` (`None`: no user namespace).
+    pub fn of(map: Option<IdMap>) -> Self {
         match map {
             None => Self::Same,
             // SAFETY: geteuid and getegid cannot fail.
-            Some(map) if map.is_rootless() => Self::User { uid: unsafe { libc::geteuid() }, gid: unsafe { libc::getegid() }, subordinate: subordinate.filter(|_| map.size > 1) },
+            Some(map) if map.is_rootless() => Self::User { uid: unsafe { libc::geteuid() }, gid: unsafe { libc::getegid() } },
             Some(map) => Self::Range(map),
         }
     }
 
     fn box_uid(self, host: u32) -> u32 {
         match self {
-            Self::User { uid, subordinate, .. } => Self::user_id(host, uid, subordinate.map(|ids| (ids.uid, ids.count))),
+            Self::User { uid, .. } => Self::user_id(host, uid),
             _ => self.alike(host),
         }
     }
 
     fn box_gid(self, host: u32) -> u32 {
         match self {
-            Self::User { gid, subordinate, .. } => Self::user_id(host, gid, subordinate.map(|ids| (ids.gid, ids.count))),
+            Self::User { gid, .. } => Self::user_id(host, gid),
             _ => self.alike(host),
         }
     }
 
-    /// The box id of host id `host` where box root is `own` and box ids `1..=count` are
-    /// `first..` (`subordinate`).
-    fn user_id(host: u32, own: u32, subordinate: Option<(u32, u32)>) -> u32 {
-        match subordinate {
-            _ if host == own => 0,
-            Some((first, count)) => host.checked_sub(first).filter(|offset| *offset < count).map_or(NOBODY, |offset| offset + 1),
-            None => NOBODY,
-        }
+    /// The box id of host id `host` where box root is `own`, the only id.
+    fn user_id(host: u32, own: u32) -> u32 {
+        if host == own { 0 } else { NOBODY }
     }
 
     /// The box id of host id `host`, a uid or a gid: they map alike but for [`BoxIds::User`].
@@ -254,13 +250,10 @@ mod tests {
         assert_eq!(BoxIds::Range(map).alike(0x7001_03e8), 1000);
         assert_eq!(BoxIds::Range(map).alike(0), NOBODY);
         assert_eq!(BoxIds::Range(map).alike(0x7002_0000), NOBODY);
-        let user = BoxIds::User { uid: 1000, gid: 1001, subordinate: None };
+        let user = BoxIds::User { uid: 1000, gid: 1001 };
         assert_eq!((user.box_uid(1000), user.box_gid(1001)), (0, 0));
         assert_eq!((user.box_uid(1001), user.box_gid(1000)), (NOBODY, NOBODY));
         assert_eq!(user.box_uid(0), NOBODY);
-        let ranged = BoxIds::User { uid: 1000, gid: 1001, subordinate: Some(SubordinateIds { uid: 100_000, gid: 200_000, count: 65_535 }) };
-        assert_eq!((ranged.box_uid(1000), ranged.box_uid(100_000), ranged.box_uid(100_999), ranged.box_uid(165_535)), (0, 1, 1000, NOBODY));
-        assert_eq!((ranged.box_gid(1001), ranged.box_gid(200_000), ranged.box_gid(100_000)), (0, 1, NOBODY));
         assert_eq!(BoxIds::Same.box_uid(42), 42);
     }
 }

@@ -1,5 +1,5 @@
 //! A tree removed whole: a directory its owner may not search (overlayfs leaves its work
-//! directory at mode 0) is opened to its owner first. The tree must be out of every box's reach
+//! directory at mode 0) is opened to its owner when the removal meets it. The tree must be out of every box's reach
 //! (in a home's trash, or its box stopped), so nothing in it moves meanwhile.
 
 use std::io;
@@ -15,8 +15,13 @@ pub fn remove(path: &Path) -> io::Result<()> {
     if !metadata.is_dir() {
         return std::fs::remove_file(path);
     }
-    open_to_owner(path, &metadata)?;
-    std::fs::remove_dir_all(path)
+    match std::fs::remove_dir_all(path) {
+        Err(error) if error.kind() == io::ErrorKind::PermissionDenied => {
+            open_to_owner(path, &metadata)?;
+            std::fs::remove_dir_all(path)
+        }
+        removed => removed,
+    }
 }
 
 /// Gives the caller's own directories in the tree at `dir` owner access, which removing needs.

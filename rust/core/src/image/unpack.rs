@@ -168,9 +168,14 @@ pub(crate) fn unpack_tar(stream: impl Read, root: &Path, id_map: Option<IdMap>) 
     let deferring = id_map.filter(|map| map.is_rootless() && map.size > 1);
     for entry in entries {
         let mut entry = entry.map_err(|error| format!("bad tar entry: {error}"))?;
-        if let (Some(owner), Some(map)) = (unpack_entry(root, &mut entry, id_map)?, deferring) {
-            let owner = Ownership { uid: map.host_id(u64::from(owner.uid)), gid: map.host_id(u64::from(owner.gid)), ..owner };
-            deferred.insert(owner.path.clone(), owner);
+        match (unpack_entry(root, &mut entry, id_map)?, deferring) {
+            (Unpacked::Owned(owner), Some(map)) => {
+                let owner = Ownership { uid: map.host_id(u64::from(owner.uid)), gid: map.host_id(u64::from(owner.gid)), ..owner };
+                deferred.insert(owner.path.clone(), owner);
+            }
+            // What was there is gone: its owner, and those of what it held, name nothing now.
+            (Unpacked::Replaced(path), Some(_)) => deferred.retain(|recorded, _| !recorded.starts_with(&path)),
+            _ => {}
         }
     }
     Ok(deferred.into_values().filter(|owner| (owner.uid, owner.gid, owner.mode) != (0, 0, None)).collect())
@@ -295,12 +300,20 @@ fn set_xattrs(path: &Path, xattrs: &[(CString, Vec<u8>)]) -> std::result::Result
     Ok(())
 }
 
-/// Unpacks one entry; returns the owner and mode it was given (as ids of the image), for a
-/// file that has one (not a whiteout, a hard link or a device).
-fn unpack_entry<R: Read>(root: &Path, entry: &mut tar::Entry<'_, R>, id_map: Option<IdMap>) -> std::result::Result<Option<Ownership>, String> {
+/// What an entry did to the layer's owners.
+enum Unpacked {
+    /// Made the file at its path, with this owner and mode (ids of the image).
+    Owned(Ownership),
+    /// Put at this path what has no owner of its own (a hard link) or nothing (a whiteout).
+    Replaced(PathBuf),
+    /// Neither (the layer's root, an opaque mark, a device, which is not made).
+    Nothing,
+}
+
+fn unpack_entry<R: Read>(root: &Path, entry: &mut tar::Entry<'_, R>, id_map: Option<IdMap>) -> std::result::Result<Unpacked, String> {
     let raw_path = entry.path().map_err(|error| format!("bad entry path: {error}"))?.into_owned();
     let Some(relative) = relative_path(&raw_path)? else {
-        return Ok(None);
+        return Ok(Unpacked::Nothing);
     };
     ensure_parents(root, &relative, id_map)?;
     let target = root.join(&relative);
@@ -314,7 +327,7 @@ fn unpack_entry<R: Read>(root: &Path, entry: &mut tar::Entry<'_, R>, id_map: Opt
 
     if file_name == OPAQUE_MARKER {
         let dir = target.parent().unwrap_or(root);
-        return set_opaque(dir, id_map).map(|()| None);
+        return set_opaque(dir, id_map).map(|()| Unpacked::Nothing);
     }
     if let Some(hidden) = file_name.strip_prefix(WHITEOUT_PREFIX) {
         if hidden.is_empty() || hidden == "." || hidden == ".." {
@@ -322,11 +335,10 @@ fn unpack_entry<R: Read>(root: &Path, entry: &mut tar::Entry<'_, R>, id_map: Opt
         }
         let whiteout = target.with_file_name(hidden);
         clear(&whiteout, false)?;
-        return make_char_device(&whiteout, 0, 0).map(|()| None);
+        return make_char_device(&whiteout, 0, 0).map(|()| Unpacked::Replaced(relative.with_file_name(hidden)));
     }
 
     let kind = header.entry_type();
-    let owned = matches!(kind, tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::Directory | tar::EntryType::Symlink | tar::EntryType::Fifo);
     match kind {
         tar::EntryType::Regular | tar::EntryType::Continuous => {
             clear(&target, false)?;
@@ -374,6 +386,7 @@ fn unpack_entry<R: Read>(root: &Path, entry: &mut tar::Entry<'_, R>, id_map: Opt
             }
             clear(&target, false)?;
             std::fs::hard_link(&source, &target).map_err(|error| format!("failed to link {}: {error}", target.display()))?;
+            return Ok(Unpacked::Replaced(relative));
         }
         tar::EntryType::Fifo => {
             clear(&target, false)?;
@@ -386,12 +399,12 @@ fn unpack_entry<R: Read>(root: &Path, entry: &mut tar::Entry<'_, R>, id_map: Opt
             set_mtime(&target, mtime)?;
         }
         // Rule 3: device nodes are not created; other entry kinds carry no file.
-        _ => {}
+        _ => return Ok(Unpacked::Nothing),
     }
     // A change of owner clears the set-id bits of all but directories: they are set again after.
     let set_id = (mode & 0o6000 != 0 && matches!(kind, tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::Fifo)).then_some(mode);
     let clamp = |id: u64| u32::try_from(id).unwrap_or(u32::MAX);
-    Ok(owned.then(|| Ownership { path: relative, uid: clamp(uid), gid: clamp(gid), mode: set_id }))
+    Ok(Unpacked::Owned(Ownership { path: relative, uid: clamp(uid), gid: clamp(gid), mode: set_id }))
 }
 
 #[cfg(test)]
@@ -416,6 +429,43 @@ mod tests {
         ensure_parents(&root, Path::new("a/b/file"), None).expect("real dirs");
         assert!(root.join("a/b").is_dir());
         std::fs::remove_dir_all(&root).expect("cleanup");
+    }
+
+    /// The owners an ordinary user's runtime leaves to the shim name what the layer holds in
+    /// the end: a path a later entry replaced with a hard link or a whiteout has none, and
+    /// neither has anything under a directory a whiteout removed.
+    #[test]
+    fn deferred_owners_name_what_the_layer_holds_in_the_end() {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut append = |name: &str, kind: tar::EntryType, uid: u64, mode: u32, link: Option<&str>| {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(kind);
+            header.set_uid(uid);
+            header.set_gid(uid);
+            header.set_mode(mode);
+            header.set_size(0);
+            match link {
+                Some(target) => builder.append_link(&mut header, name, target).expect("append"),
+                None => builder.append_data(&mut header, name, io::empty()).expect("append"),
+            }
+        };
+        append("a", tar::EntryType::Regular, 5, 0o4755, None);
+        append("b", tar::EntryType::Regular, 7, 0o644, None);
+        append("a", tar::EntryType::Link, 0, 0o644, Some("b"));
+        append("d", tar::EntryType::Directory, 8, 0o755, None);
+        append("d/inner", tar::EntryType::Regular, 9, 0o2755, None);
+        append(".wh.d", tar::EntryType::Regular, 0, 0o644, None);
+        append("e", tar::EntryType::Regular, 70_000, 0o644, None);
+        let layer = builder.into_inner().expect("tar");
+        let root = std::env::temp_dir().join(format!("boxlite-deferred-test-{}-{}", std::process::id(), rand::random::<u64>()));
+        std::fs::create_dir_all(root.join("ranged")).expect("mkdir");
+        std::fs::create_dir_all(root.join("one-id")).expect("mkdir");
+        let owners = unpack_tar(layer.as_slice(), &root.join("ranged"), Some(IdMap { host_base: 0, size: 65_536 }));
+        let one_id = unpack_tar(layer.as_slice(), &root.join("one-id"), Some(IdMap::ROOTLESS));
+        std::fs::remove_dir_all(&root).expect("cleanup");
+        let expected = [("b", 7), ("e", 65_534)].map(|(path, id)| Ownership { path: PathBuf::from(path), uid: id, gid: id, mode: None });
+        assert_eq!(owners.expect("unpacked"), expected, "ids past the boxes' become nobody");
+        assert_eq!(one_id.expect("unpacked"), Vec::new(), "boxes of one id have no owners to give");
     }
 }
 

@@ -16,7 +16,8 @@
 //! 3. A direction's pipe is emptied before the socket is read again: so a pipe never fills, and
 //!    a `WouldBlock` from a splice is always the socket's own (which alone may clear the
 //!    socket's readiness).
-//! 4. A relay never raises SIGPIPE: its threads block it ([`keep_sigpipe_from_this_thread`]).
+//! 4. A relay never raises SIGPIPE: its threads block it
+//!    ([`crate::process::keep_sigpipe_from_this_thread`]).
 //! 5. Relays' pipes take at most a quarter of the runtime's descriptors ([`PipeBudget`]),
 //!    so that busy networks leave the rest to boxes and executions. A relay that cannot have
 //!    its pipes (past that share, or none left) copies instead: it is slower, never refused.
@@ -129,7 +130,7 @@ async fn pump(from: &AsyncFd<OwnedFd>, to: &AsyncFd<OwnedFd>, pipe: &Pipe, moved
             }
             return Ok(());
         }
-        keep_sigpipe_from_this_thread();
+        crate::process::keep_sigpipe_from_this_thread();
         let mut left = taken;
         while left > 0 {
             let mut ready = to.writable().await?;
@@ -151,28 +152,6 @@ fn splice(from: RawFd, to: RawFd, length: usize) -> io::Result<usize> {
         return Err(io::Error::last_os_error());
     }
     Ok(moved as usize)
-}
-
-/// Blocks SIGPIPE in this thread, once. A splice to a socket whose peer is gone raises it (the
-/// kernel sends no MSG_NOSIGNAL there, as a send from Rust does), and a program that embeds the
-/// runtime may have given it back its default action (`signal(SIGPIPE, SIG_DFL)` is common in
-/// command-line tools), which ends the process. Blocked, the splice fails with EPIPE; programs
-/// the thread starts get an empty mask from std's `Command`.
-fn keep_sigpipe_from_this_thread() {
-    thread_local!(static BLOCKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
-    BLOCKED.with(|blocked| {
-        if blocked.replace(true) {
-            return;
-        }
-        // SAFETY: the set is initialised by sigemptyset before use; pthread_sigmask changes
-        // this thread's mask only and reads one valid set.
-        unsafe {
-            let mut set = std::mem::zeroed::<libc::sigset_t>();
-            libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, libc::SIGPIPE);
-            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        }
-    });
 }
 
 /// Whether this runtime may grow its pipes without taking from anyone's budget: root's may.
@@ -357,7 +336,7 @@ mod tests {
             let budget: &'static PipeBudget = Box::leak(Box::new(PipeBudget { held: AtomicUsize::new(0), most: 1 }));
             let pipe = Pipe::new(budget).unwrap();
             std::fs::File::from(pipe.write.try_clone().unwrap()).write_all(b"late").unwrap();
-            keep_sigpipe_from_this_thread();
+            crate::process::keep_sigpipe_from_this_thread();
             let error = splice(pipe.read.as_raw_fd(), ours.as_raw_fd(), 4).unwrap_err();
             assert_eq!(error.raw_os_error(), Some(libc::EPIPE));
             // SAFETY: sigpending fills the set we own; sigismember reads it.

@@ -322,7 +322,7 @@ fn layer_blob(home: &Home, record: &BoxRecord, dir: &Path, staging: &Path) -> Re
     let mut out = Hashing { inner: BufWriter::with_capacity(1 << 20, file), hasher: Sha256::new(), written: 0 };
     match home.subordinate_helper() {
         Some(helper) => helper.pack_tree(dir, &mut out)?,
-        None => pack(dir, BoxIds::of(home.id_map(), None), &mut out)?,
+        None => pack(dir, BoxIds::of(home.id_map()), &mut out)?,
     }
     out.flush().map_err(Error::storage_at("write", &path))?;
     let digest = format!("sha256:{:x}", out.hasher.finalize());
@@ -671,7 +671,7 @@ impl BoxHandle {
         };
         let live = self.entry.live.lock().await;
         self.check_exists()?;
-        let (layer, ids, helper) = (self.writable_layer(), BoxIds::of(self.entry.record().id_map, None), self.inner.home.subordinate_helper().cloned());
+        let (layer, ids, helper) = (self.writable_layer(), BoxIds::of(self.entry.record().id_map), self.inner.home.subordinate_helper().cloned());
         let (builder, seal) = self
             .with_layer_still(&live, move || {
                 let mut builder = builder;
