@@ -7,13 +7,14 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterator
 import logging
+import os
 from pathlib import Path
 
 import pytest
 
 import boxlite
 
-from .conftest import collect, layer_store, logged
+from .conftest import collect, layer_store, logged, subordinate_ids
 from .registry import Registry, free_port
 
 
@@ -154,6 +155,50 @@ async def test_prune_deletes_only_layers_nothing_uses(pulling_runtime: boxlite.B
     assert await pulling_runtime.images.prune() == 0
     stdout, _, _ = await collect(await box.exec("echo", ["kept"]))
     assert stdout == b"kept\n"
+
+
+async def test_prune_reaches_the_layer_stores_of_boxes_with_other_ids(registry: Registry, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A home used by runtimes whose boxes have other ids (root's with and without a user
+    namespace, an ordinary user's with and without subordinate ids) has a layer store for each:
+    prune reaches them all, but leaves a store of subordinate ids to a runtime that maps them."""
+    if os.geteuid() != 0:
+        subordinate_ids()
+    reference = f"{registry.host}/test/busybox:1"
+
+    def opened() -> boxlite.Boxlite:
+        return boxlite.Boxlite(boxlite.Options(home_dir=str(home), image_registries=[boxlite.ImageRegistry(host=registry.host, transport="http")]))
+
+    other_ids = ("BOXLITE_USER_NAMESPACES", "0") if os.geteuid() == 0 else ("BOXLITE_SUBORDINATE_IDS", "0")
+    monkeypatch.setenv(*other_ids)
+    with opened() as runtime:
+        kept = await runtime.create(boxlite.BoxOptions(image=reference, auto_remove=False))
+        await kept.stop()
+    other_store = layer_store(home)
+    monkeypatch.delenv(other_ids[0])
+    with opened() as runtime:
+        box = await runtime.create(boxlite.BoxOptions(image=reference))
+        stdout, _, _ = await collect(await box.exec("echo", ["here"]))
+        assert stdout == b"here\n"
+        await runtime.remove(box.id, force=True)
+        await runtime.images.remove(reference)
+        assert await runtime.images.prune() == 1, "the layer only the removed image named goes"
+        assert len(list(other_store.iterdir())) == 1, "the other store's layer stays for its box"
+        await runtime.remove(kept.id)
+        assert await runtime.images.prune() == 1, "then it goes too"
+        assert list(other_store.iterdir()) == []
+        if os.geteuid() != 0:
+            await runtime.images.pull(reference)
+            await runtime.images.remove(reference)
+    if os.geteuid() != 0:
+        (ranged,) = [store for store in (home / "layers").iterdir() if store.name.startswith("subordinate-")]
+        monkeypatch.setenv(*other_ids)
+        with opened() as runtime:
+            assert await runtime.images.prune() == 0, "a runtime with one id may not remove what subordinate ids own"
+        assert len(list(ranged.iterdir())) == 1
+        monkeypatch.delenv(other_ids[0])
+        with opened() as runtime:
+            assert await runtime.images.prune() == 1
+        assert list(ranged.iterdir()) == []
 
 
 async def test_pull_progress_reaches_the_loop_per_layer(pulling_runtime: boxlite.Boxlite, registry: Registry) -> None:

@@ -118,13 +118,26 @@ async def test_with_subordinate_ids_a_box_has_other_users(home: Path, monkeypatc
 
 
 async def test_a_box_with_subordinate_ids_starts_only_where_they_are_mapped(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    subordinate_ids()
+    first_uid, first_gid, count = subordinate_ids()
     monkeypatch.setenv("BOXLITE_SUBORDINATE_IDS", "1")
     with boxlite.Boxlite(boxlite.Options(home_dir=str(home))) as runtime:
         box = await runtime.create(boxlite.BoxOptions(auto_remove=False), name="ranged")
         _, stderr, status = await collect(await box.exec("sh", ["-c", "touch /root/theirs && chown 1000 /root/theirs"]))
         assert status.exit_code == 0, stderr
         await box.stop()
+    # The record says which subordinate ids own the box's files; a runtime that maps others (an
+    # administrator gave this user new ranges) refuses to start it rather than show them as nobody's.
+    record_path = home / "boxes" / box.id / "box.json"
+    record = json.loads(record_path.read_text())
+    assert record["subordinate_ids"] == {"uid": first_uid, "gid": first_gid, "count": count}
+    record_path.write_text(json.dumps({**record, "subordinate_ids": {"uid": first_uid + count, "gid": first_gid + count, "count": count}}))
+    with boxlite.Boxlite(boxlite.Options(home_dir=str(home))) as runtime:
+        box = await runtime.get("ranged")
+        assert box is not None
+        with pytest.raises(boxlite.InvalidStateError, match=f"was made with the subordinate uids from {first_uid + count} and gids from {first_gid + count} .*this runtime maps {count} of each from uid {first_uid} and gid {first_gid}"):
+            await box.start()
+        assert (await box.info()).state.status == "stopped"
+    record_path.write_text(json.dumps(record))
     monkeypatch.setenv("BOXLITE_SUBORDINATE_IDS", "0")
     with boxlite.Boxlite(boxlite.Options(home_dir=str(home))) as runtime:
         box = await runtime.get("ranged")

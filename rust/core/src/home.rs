@@ -172,6 +172,12 @@ impl Home {
         self.subordinate_helper.as_ref().map(SubordinateHelper::ids)
     }
 
+    /// The subordinate ids whose files a box of this runtime with the ids `map` has: this
+    /// runtime's, for an ordinary user's box with more than one id.
+    pub fn subordinate_ids_of(&self, map: Option<IdMap>) -> Option<SubordinateIds> {
+        self.subordinate_ids().filter(|_| map.is_some_and(|map| map.is_rootless() && map.size > 1))
+    }
+
     /// What removes and owns the files of an ordinary user's boxes with subordinate ids.
     pub fn subordinate_helper(&self) -> Option<&SubordinateHelper> {
         self.subordinate_helper.as_ref()
@@ -212,6 +218,22 @@ impl Home {
     /// Where every layer store of this home is, whatever boxes' ids its layers are for.
     pub fn layer_stores(&self) -> PathBuf {
         self.root.join("layers")
+    }
+
+    /// The layer stores whose layers this runtime may remove: all of them, but for an ordinary
+    /// user's runtime not those of another user's subordinate ids than its own, whose files
+    /// neither it nor its helper may remove.
+    pub fn removable_layer_stores(&self) -> Result<Vec<PathBuf>> {
+        let (current, rootless) = (self.layers(), self.id_map.is_some_and(IdMap::is_rootless));
+        let mut stores = Vec::new();
+        for entry in fs_err::read_dir(self.layer_stores())? {
+            let store = entry?.path();
+            let foreign = rootless && store.file_name().is_some_and(|name| name.to_string_lossy().starts_with("subordinate-")) && store != current;
+            if store != self.layers_tmp() && store.is_dir() && !foreign {
+                stores.push(store);
+            }
+        }
+        Ok(stores)
     }
 
     pub fn id_map(&self) -> Option<IdMap> {

@@ -78,7 +78,7 @@ impl Ownership {
 /// [`crate::ROOTLESS_ARGUMENT`] runtime: box id 0 is the user, box ids `1..=count` are host ids
 /// `uid..uid + count` and `gid..gid + count`. Boxes then have several users, as they have for
 /// root.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SubordinateIds {
     pub uid: u32,
     pub gid: u32,

@@ -125,8 +125,9 @@ fn open_when_made(ready: OwnedFd) -> Result<(String, OwnedFd), String> {
     Ok((proc_pid, namespace))
 }
 
-/// A connected pair for releasing a helper: a socket, so that sending to a helper that is gone
-/// fails instead of raising SIGPIPE (the init keeps default signal dispositions).
+/// A connected pair for letting a helper go: a socket, so that sending to a helper that is gone
+/// fails ([`send_go`]) instead of raising SIGPIPE (the init and the shim keep default signal
+/// dispositions).
 fn release_pair() -> Result<(OwnedFd, OwnedFd), String> {
     let mut fds = [0; 2];
     // SAFETY: socketpair writes two new descriptors, owned from here on.
@@ -138,15 +139,19 @@ fn release_pair() -> Result<(OwnedFd, OwnedFd), String> {
     }
 }
 
+/// Sends the one byte that lets a helper go on its end of a [`release_pair`]; to a helper that is
+/// gone, nothing.
+fn send_go(socket: &OwnedFd) {
+    // SAFETY: one byte from a static buffer on our own socket.
+    unsafe { libc::send(socket.as_raw_fd(), b"x".as_ptr().cast(), 1, libc::MSG_NOSIGNAL) };
+}
+
 /// Lets the helper go and reaps it.
 fn release(helper: libc::pid_t, release: &OwnedFd) {
+    send_go(release);
     let mut status = 0;
-    // SAFETY: one byte from a static buffer on our socket, then waiting for our own helper,
-    // which exits once it read it (or is gone already).
-    unsafe {
-        libc::send(release.as_raw_fd(), b"x".as_ptr().cast(), 1, libc::MSG_NOSIGNAL);
-        libc::waitpid(helper, &mut status, 0);
-    }
+    // SAFETY: waiting for our own helper, which exits once it read the byte (or is gone already).
+    unsafe { libc::waitpid(helper, &mut status, 0) };
 }
 
 /// The box's user namespace and the one its layers are mounted through, made ahead of need.
@@ -223,7 +228,7 @@ struct Mapper {
 impl Mapper {
     /// The caller must be single-threaded; [`Mapper::map`] reaps the child.
     fn fork(ids: SubordinateIds, uid: libc::uid_t, gid: libc::gid_t) -> Result<Self, String> {
-        let (go_read, go) = process::pipe().map_err(|error| error.to_string())?;
+        let (go_read, go) = release_pair()?;
         let (answer, answer_write) = process::pipe().map_err(|error| error.to_string())?;
         // SAFETY: the caller is single-threaded, so the child may run any code; it leaves by
         // _exit only, never returning into the shim.
@@ -249,7 +254,7 @@ impl Mapper {
     /// Lets the mapper map the namespace that now exists, and waits for it.
     fn map(mut self) -> Result<(), String> {
         if let Some(go) = self.go.take() {
-            let _ = File::from(go).write_all(b"x");
+            send_go(&go);
         }
         let mut message = String::new();
         if let Some(answer) = self.answer.take() {

@@ -46,6 +46,7 @@ impl BoxHandle {
                     init_pid: None,
                     exit_code: None,
                     id_map,
+                    subordinate_ids: inner.home.subordinate_ids_of(id_map),
                     ..source
                 })
             })

@@ -143,6 +143,7 @@ impl Runtime {
                     pids_limit: options.max_processes.unwrap_or(DEFAULT_PIDS_LIMIT),
                     process_limits: options.process_limits.clone(),
                     id_map,
+                    subordinate_ids: inner.home.subordinate_ids_of(id_map),
                     health_check: options.health_check,
                     disk_size_gb,
                     network: options.network.clone(),

@@ -70,6 +70,14 @@ impl BoxHandle {
                 crate::host::SUBORDINATE_IDS_VARIABLE
             )));
         }
+        if let (Some(made_with), Some(mapped)) = (self.entry.record().subordinate_ids, self.inner.home.subordinate_ids()) {
+            if made_with != mapped {
+                return Err(Error::InvalidState(format!(
+                    "box {} was made with the subordinate uids from {} and gids from {} ({} of each), which own its files, and this runtime maps {} of each from uid {} and gid {}: the box would see its files as nobody's (give this user its former ranges in /etc/subuid and /etc/subgid back to start it)",
+                    self.entry.id, made_with.uid, made_with.gid, made_with.count, mapped.count, mapped.uid, mapped.gid
+                )));
+            }
+        }
         let began = std::time::Instant::now();
         let limits = {
             let record = self.entry.record();

@@ -11,7 +11,7 @@ use boxlite_protocol::ProcessLimits;
 use super::options::Volume;
 use super::state::BoxStatus;
 use crate::error::{Error, Result};
-use crate::idmap::IdMap;
+use crate::idmap::{IdMap, SubordinateIds};
 use crate::image::PreparedImage;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,6 +67,11 @@ pub struct BoxRecord {
     /// The box's user namespace; records from before user namespaces have none.
     #[serde(default)]
     pub id_map: Option<IdMap>,
+    /// The subordinate ids an ordinary user's box with more than one id was made with: its
+    /// files belong to them, so it runs only where the runtime maps the same ones. Records
+    /// from before this was kept have none, and are taken to match.
+    #[serde(default)]
+    pub subordinate_ids: Option<SubordinateIds>,
     #[serde(default)]
     pub health_check: Option<super::HealthCheck>,
     /// The size of the box's own filesystem (`disk`), if it has one.

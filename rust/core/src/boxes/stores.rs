@@ -16,14 +16,8 @@ impl Runtime {
     /// Deletes layers and blobs that no pulled image and no box uses; returns how many layers.
     pub async fn prune_images(&self) -> Result<usize> {
         self.check_open()?;
-        let layers = self.inner.home.layers();
         let entries: Vec<Arc<BoxEntry>> = lock(&self.inner.boxes).values().cloned().collect();
-        let in_use = entries
-            .iter()
-            .flat_map(|entry| entry.record().prepared.lower_dirs.clone())
-            .filter(|dir| dir.starts_with(&layers))
-            .filter_map(|dir| dir.file_name().map(|name| name.to_string_lossy().into_owned()))
-            .collect();
+        let in_use = entries.iter().flat_map(|entry| entry.record().prepared.lower_dirs.clone()).collect();
         self.inner.images.prune(&self.inner.home, &in_use).await
     }
 

@@ -388,29 +388,25 @@ impl ImageStore {
 
     /// Deletes unpacked layers and blobs that neither an indexed image nor a box (`in_use`,
     /// layer directory names) uses. Returns how many layers went.
-    pub async fn prune(&self, home: &Home, in_use: &std::collections::HashSet<String>) -> Result<usize> {
+    pub async fn prune(&self, home: &Home, in_use: &std::collections::HashSet<PathBuf>) -> Result<usize> {
         let _alone = self.gc.write().await;
-        let mut keep: std::collections::HashSet<String> = in_use.clone();
-        let mut keep_blobs = std::collections::HashSet::new();
-        for record in self.list(home) {
-            for digest in &record.layers {
-                if let Some(hex) = sha256_hex(digest) {
-                    keep.insert(hex.to_string());
-                    keep_blobs.insert(hex.to_string());
+        let pulled: std::collections::HashSet<String> = self.list(home).iter().flat_map(|record| record.layers.iter().filter_map(|digest| sha256_hex(digest)).map(str::to_string)).collect();
+        let mut removed = 0;
+        for store in home.removable_layer_stores()? {
+            // Pulled images' layers stay unpacked for this runtime's boxes; in the other stores
+            // (boxes with other ids) only what a box uses stays, the rest unpacks again on need.
+            let current = store == home.layers();
+            for entry in fs_err::read_dir(&store)?.flatten() {
+                let kept = in_use.contains(&entry.path()) || (current && pulled.contains(&*entry.file_name().to_string_lossy()));
+                if !kept {
+                    home.throw_away(&entry.path())?;
+                    removed += 1;
                 }
             }
         }
-        let mut removed = 0;
-        for (dir, kept) in [(home.layers(), &keep), (home.blobs(), &keep_blobs)] {
-            for entry in fs_err::read_dir(&dir)?.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if kept.contains(&name) {
-                    continue;
-                }
+        for entry in fs_err::read_dir(home.blobs())?.flatten() {
+            if !pulled.contains(&*entry.file_name().to_string_lossy()) {
                 home.throw_away(&entry.path())?;
-                if dir == home.layers() {
-                    removed += 1;
-                }
             }
         }
         Ok(removed)

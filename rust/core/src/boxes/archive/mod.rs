@@ -122,6 +122,7 @@ impl Portable {
             network,
             ports,
             id_map: _,
+            subordinate_ids: _,
             health_check,
             disk_size_gb,
             // Secrets stay on the host that was given them: an archive is a file anyone may
@@ -633,6 +634,7 @@ fn import(inner: &Inner, archive: &Path, name: Option<String>, untrusted: bool) 
             network: portable.network,
             ports: portable.ports,
             id_map,
+            subordinate_ids: inner.home.subordinate_ids_of(id_map),
             health_check: portable.health_check,
             disk_size_gb: portable.disk_size_gb,
             secrets_authority: None,
