@@ -5,6 +5,7 @@ too (CI runs it so); these tests are about what differs from root."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import gzip
 import json
 import logging
@@ -45,6 +46,28 @@ async def test_box_root_is_the_user_and_holds_nothing_of_the_hosts(runtime: boxl
         assert status.exit_code != 0, argv
     await box.stop()
     await runtime.remove(box.id)
+
+
+async def test_boxes_are_nested_in_one_user_namespace_of_the_runtimes(runtime: boxlite.Boxlite) -> None:
+    """The runtime's shim spawner makes one user namespace in which the user is root, and every
+    box's shim is spawned into it, as a root runtime's are in the host's: no setuid id mapper
+    runs for each box."""
+    ns_get_parent = 0xB702  # _IO(0xb7, 0x2), linux/nsfs.h
+    parents = set()
+    for _ in range(2):
+        box = await runtime.create(boxlite.BoxOptions())
+        sleeper = await box.exec("sleep", ["30"])
+        init = (await box.info()).state.pid
+        child = Path(f"/proc/{init}/task/{init}/children").read_text().split()[0]
+        own = os.open(f"/proc/{child}/ns/user", os.O_RDONLY)
+        parent = fcntl.ioctl(own, ns_get_parent)
+        parents.add(os.fstat(parent).st_ino)
+        os.close(parent)
+        os.close(own)
+        sleeper.close()
+        await box.stop()
+    assert len(parents) == 1, "both boxes' namespaces are nested in the same one"
+    assert parents != {os.stat("/proc/self/ns/user").st_ino}, "which is not the host's"
 
 
 async def test_the_log_says_what_one_id_cannot_do(home: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:

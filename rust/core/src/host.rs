@@ -24,8 +24,8 @@ const USER_NAMESPACE_SETTINGS: &[(&str, &str, &str)] = &[
 
 #[derive(Debug, Clone)]
 pub struct HostPermits {
-    /// The runtime runs as an ordinary user: each box's shim makes a user namespace of its own
-    /// in which the user is root (`boxlite_protocol::ROOTLESS_ARGUMENT`).
+    /// The runtime runs as an ordinary user: its shim spawner makes a user namespace in which
+    /// the user is root, and spawns every box's shim into it (`boxlite_protocol::ROOTLESS_ARGUMENT`).
     pub rootless: bool,
     /// Why boxes get no cgroups here (and so no limits), when they cannot.
     pub cgroups_refused: Option<String>,

@@ -4,7 +4,8 @@
 //! # Channels
 //!
 //! 0. **Spawning.** The runtime starts one `boxlite-shim` with [`SPAWNER_ARGUMENT`] (and the
-//!    limit on open descriptors boxes start with), and has it spawn each shim below (its own
+//!    limit on open descriptors boxes start with, then, for an ordinary user's runtime,
+//!    [`ROOTLESS_ARGUMENT`] and its subordinate ids), and has it spawn each shim below (its own
 //!    executable, run anew): one packet of the shim's arguments (each ended by a NUL byte) with
 //!    the shim's stdin and stdout (SCM_RIGHTS). A shim it cannot spawn gets `error <message>` on
 //!    that stdout. It exits when the runtime's end of its stdin closes.
@@ -184,9 +185,12 @@ pub const USER_NAMESPACE_ARGUMENT: &str = "--user-namespace";
 /// namespace its interface and rules ([`network`]) and sends its sockets ([`BOX_SOCKETS`]).
 pub const NETWORK_ARGUMENT: &str = "--network";
 
-/// The shim's argument when the runtime runs as an ordinary user: the shim first makes a user
-/// namespace of its own, in which that user is root and the only id, and builds the box inside
-/// it as its root. Box ids are then ids of that namespace ([`IdMap::ROOTLESS`]).
+/// The shim's argument when the runtime runs as an ordinary user. Given to the spawner (channel
+/// 0), with [`SubordinateIds::ARGUMENT`] after it where boxes have that user's subordinate ids,
+/// it makes the spawner root of a user namespace of its own, in which that user is id 0 (and
+/// those ids 1 and up): every shim it spawns is root there from its start and builds its box
+/// inside. Box ids are then ids of that namespace ([`IdMap::ROOTLESS`],
+/// [`SubordinateIds::id_map`]).
 pub const ROOTLESS_ARGUMENT: &str = "--rootless";
 
 /// The shim's first argument when the runtime asks whether boxes can have their user namespace:
@@ -235,7 +239,7 @@ impl IdMap {
     /// (from 100000) hand out. Boxes made before each had its own range ran with these ids.
     pub const LAYERS: Self = Self::slot(0);
     /// The ids of a box of a runtime that runs as an ordinary user ([`ROOTLESS_ARGUMENT`])
-    /// without subordinate ids: box root is id 0 of the shim's own user namespace, which is
+    /// without subordinate ids: box root is id 0 of the runtime's user namespace, which is
     /// that user, and the only id. Layers and what the runtime writes are the user's own: the
     /// runtime changes no owner. With subordinate ids, boxes have [`SubordinateIds::id_map`]:
     /// more ids of that namespace, from the same base.
@@ -274,7 +278,7 @@ impl IdMap {
         self == Self::LAYERS || self.is_rootless()
     }
 
-    /// Whether these are the ids of an ordinary user's box: ids of its shim's own namespace
+    /// Whether these are the ids of an ordinary user's box: ids of the runtime's namespace
     /// ([`IdMap::ROOTLESS`], [`SubordinateIds::id_map`]), not host ids.
     pub fn is_rootless(self) -> bool {
         self.host_base == 0

@@ -74,8 +74,9 @@ impl Ownership {
 }
 
 /// An ordinary user's subordinate ids (its lines of /etc/subuid and /etc/subgid), which the
-/// setuid helpers `newuidmap` and `newgidmap` map into the user namespace of the shim of a
-/// [`crate::ROOTLESS_ARGUMENT`] runtime: box id 0 is the user, box ids `1..=count` are host ids
+/// setuid helpers `newuidmap` and `newgidmap` map into the user namespace the spawner of a
+/// [`crate::ROOTLESS_ARGUMENT`] runtime makes for its shims (and a shim run for one of the
+/// [`subordinate_tasks`] for itself): box id 0 is the user, box ids `1..=count` are host ids
 /// `uid..uid + count` and `gid..gid + count`. Boxes then have several users, as they have for
 /// root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -103,7 +104,7 @@ impl SubordinateIds {
         (numbers.next().is_none() && ids.count > 0 && ids.count < IdMap::BOX_IDS).then_some(ids)
     }
 
-    /// The ids of boxes with them: box ids `0..=count`, the ids of the shim's namespace.
+    /// The ids of boxes with them: box ids `0..=count`, the ids of the runtime's namespace.
     pub const fn id_map(self) -> IdMap {
         IdMap { host_base: 0, size: 1 + self.count }
     }

@@ -121,11 +121,14 @@ fn prepare(arguments: &Arguments) -> String {
     let _ = std::env::set_current_dir("/");
     // Made ahead of need, while the runtime may be busy with boxes that run: the preparation
     // yields the processor to them. The init takes its priority back once it has its box.
-    let priority = arguments.ahead_of_need.then(Priority::lower).flatten();
-    if arguments.rootless {
-        if let Err(error) = userns::become_root_of_own_namespace(arguments.subordinate) {
-            return format!("error {error}");
-        }
+    // Not an ordinary user's shim: its capabilities are those of a user namespace, and taking
+    // a priority back takes CAP_SYS_NICE in the host's.
+    let priority = (arguments.ahead_of_need && !arguments.rootless).then(Priority::lower).flatten();
+    // An ordinary user's shim is root of the namespace of the runtime's spawner, which spawned
+    // it (an ordinary user has euid 0 only in a user namespace that maps it so).
+    // SAFETY: geteuid cannot fail.
+    if arguments.rootless && unsafe { libc::geteuid() } != 0 {
+        return "error an ordinary user's shim must be spawned by the runtime's spawner, root of the user namespace its boxes share".to_string();
     }
     // SAFETY: unshare affects only this (single-threaded) process; the new pid namespace applies
     // to the child forked below, the first process forked from here on.
@@ -307,19 +310,15 @@ struct Arguments {
     ahead_of_need: bool,
     /// `--network`: the box gets an interface.
     network: bool,
-    /// `--rootless`: the runtime runs as an ordinary user, who is root of the shim's own user
-    /// namespace ([`userns::become_root_of_own_namespace`]).
+    /// `--rootless`: the runtime runs as an ordinary user, who is root of the user namespace
+    /// the spawner made ([`spawner`]).
     rootless: bool,
-    /// `--subordinate-ids=…`: with the rootless one, that user's subordinate ids are mapped too.
-    subordinate: Option<SubordinateIds>,
 }
 
 fn arguments() -> Result<Arguments, String> {
-    let mut parsed = Arguments { user_namespace: false, ahead_of_need: false, network: false, rootless: false, subordinate: None };
+    let mut parsed = Arguments { user_namespace: false, ahead_of_need: false, network: false, rootless: false };
     for argument in std::env::args().skip(1) {
-        if let Some(ids) = SubordinateIds::parse(&argument) {
-            parsed.subordinate = Some(ids);
-        } else if argument == boxlite_protocol::ROOTLESS_ARGUMENT {
+        if argument == boxlite_protocol::ROOTLESS_ARGUMENT {
             parsed.rootless = true;
         } else if argument == boxlite_protocol::AHEAD_OF_NEED_ARGUMENT {
             parsed.ahead_of_need = true;
@@ -339,7 +338,9 @@ fn arguments() -> Result<Arguments, String> {
 pub fn main() {
     if std::env::args().nth(1).as_deref() == Some(boxlite_protocol::SPAWNER_ARGUMENT) {
         let open_files = std::env::args().nth(2).and_then(|limit| limit.parse().ok());
-        std::process::exit(spawner::serve(open_files));
+        let rootless = std::env::args().nth(3).as_deref() == Some(boxlite_protocol::ROOTLESS_ARGUMENT);
+        let subordinate = std::env::args().nth(4).as_deref().and_then(SubordinateIds::parse);
+        std::process::exit(spawner::serve(open_files, rootless, subordinate));
     }
     if std::env::args().nth(1).as_deref() == Some(boxlite_protocol::PROBE_USER_NAMESPACE) {
         let rootless = std::env::args().nth(2).as_deref() == Some(boxlite_protocol::ROOTLESS_ARGUMENT);

@@ -82,7 +82,7 @@ pub struct Confinement {
     /// children inherit and must not keep).
     pub init_shielded: bool,
     /// Whether box processes take the supplementary groups of their user. The boxes of an
-    /// ordinary user without subordinate ids may not (their one id: the shim's namespace denies
+    /// ordinary user without subordinate ids may not (their one id: the runtime's namespace denies
     /// setgroups, as a one-id group map requires), and keep that user's.
     pub sets_groups: bool,
 }

@@ -4,8 +4,13 @@
 //! process, whose descriptor table grows with every box, each spawn copied that table and each
 //! exec closed it, entry by entry.
 //!
-//! Its one argument after `SPAWNER_ARGUMENT` is the limit on open descriptors boxes get: the
-//! runtime raises its own far above what a box should start with.
+//! Its first argument after `SPAWNER_ARGUMENT` is the limit on open descriptors boxes get: the
+//! runtime raises its own far above what a box should start with. For an ordinary user's
+//! runtime, `ROOTLESS_ARGUMENT` (and that user's subordinate ids) follow: the spawner becomes
+//! root of a user namespace of its own before it spawns anything
+//! ([`crate::userns::become_root_of_own_namespace`]), and every shim it spawns is root there
+//! from its start, so none makes and maps one of its own (two setuid helpers run per shim).
+//! If it cannot, every shim requested gets `error <why>`.
 //!
 //! A request is one packet on stdin: the shim's arguments, each ended by a NUL byte, with the
 //! shim's stdin and stdout (SCM_RIGHTS). The shim is this executable: the spawner runs nothing
@@ -18,9 +23,12 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
+use boxlite_protocol::SubordinateIds;
+
 /// Serves requests until stdin closes, then waits for the shims it spawned. `open_files`: the
-/// limit on open descriptors (soft and hard) the shims, and so the boxes, get.
-pub fn serve(open_files: Option<u64>) -> i32 {
+/// limit on open descriptors (soft and hard) the shims, and so the boxes, get. `rootless`: the
+/// spawner first becomes root of the namespace its shims share, with `subordinate` ids.
+pub fn serve(open_files: Option<u64>, rootless: bool, subordinate: Option<SubordinateIds>) -> i32 {
     if let Some(limit) = open_files {
         // SAFETY: setrlimit reads one rlimit from a valid pointer. Lowering a limit is always
         // allowed; a raise this process may not make fails and changes nothing.
@@ -29,6 +37,7 @@ pub fn serve(open_files: Option<u64>) -> i32 {
     // What the runtime's process left inheritable is no business of the spawner or its shims.
     // SAFETY: close_range closes descriptors 3 and up, none of which this process uses.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    let refused = if rootless { crate::userns::become_root_of_own_namespace(subordinate).err() } else { None };
     // SAFETY: fd 0 is the request socket the runtime gave this process; borrowed for its life.
     let requests = unsafe { BorrowedFd::borrow_raw(libc::STDIN_FILENO) };
     // The executable's own path (not /proc/self/exe, which would name every box's processes
@@ -52,6 +61,10 @@ pub fn serve(open_files: Option<u64>) -> i32 {
             break;
         }
         let Ok::<[OwnedFd; 2], _>([stdin, stdout]) = fds.try_into() else { continue };
+        if let Some(why) = &refused {
+            let _ = writeln!(std::fs::File::from(stdout), "error {why}");
+            continue;
+        }
         if let Some(shim) = spawn(&program, &name, &buffer[..length], stdin, stdout) {
             shims.push(shim);
         }

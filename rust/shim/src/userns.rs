@@ -87,7 +87,7 @@ impl Pending {
 
     /// Maps the namespace's user ids `uid..uid + map.size` and group ids `gid..gid + map.size`
     /// to host ids `map.host_base..`. Once only. An ordinary user's box takes its ids from the
-    /// shim's namespace, which maps id 0 (the user) and ids 1 and up (its subordinate ids) in
+    /// runtime's namespace, which maps id 0 (the user) and ids 1 and up (its subordinate ids) in
     /// two pieces; a line of the map must lie within one piece of the parent's, so it has two.
     pub fn map(&self, uid: u32, gid: u32, map: IdMap) -> Result<(), String> {
         for (file, inside) in [("uid_map", uid), ("gid_map", gid)] {
@@ -162,7 +162,7 @@ pub struct BoxNamespaces {
 }
 
 impl BoxNamespaces {
-    /// `rootless`: made in the shim's own namespace ([`become_root_of_own_namespace`]), where
+    /// `rootless`: made in the runtime's namespace ([`become_root_of_own_namespace`]), where
     /// no other host user exists to own the box's namespace, and layers are stored with the
     /// box's ids ([`IdMap::is_rootless`]).
     pub fn create(rootless: bool) -> Result<Self, String> {
@@ -193,7 +193,9 @@ impl BoxNamespaces {
 /// Makes this (single-threaded) process root of a user namespace of its own
 /// (`boxlite_protocol::ROOTLESS_ARGUMENT`), which maps the ordinary user it runs as to id 0 and,
 /// with `subordinate` ids, those to ids `1..` ([`SubordinateIds`]). It holds every capability
-/// there, over the namespaces it makes next and nothing of the host's.
+/// there, over the namespaces it makes next and nothing of the host's. The spawner of an
+/// ordinary user's runtime does it once for every shim it spawns; a shim run for a probe or a
+/// subordinate task, for itself.
 pub fn become_root_of_own_namespace(subordinate: Option<SubordinateIds>) -> Result<(), String> {
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };

@@ -211,8 +211,6 @@ pub struct ShimKind {
     pub user_namespace: bool,
     /// The runtime runs as an ordinary user (`boxlite_protocol::ROOTLESS_ARGUMENT`).
     pub rootless: bool,
-    /// That user's subordinate ids, which its boxes have as their other users.
-    pub subordinate: Option<boxlite_protocol::SubordinateIds>,
 }
 
 /// A shim made ahead of need: the box's namespaces exist and its init waits for the config
@@ -253,8 +251,7 @@ impl Warm {
             (kind.user_namespace, boxlite_protocol::USER_NAMESPACE_ARGUMENT),
             (kind.rootless, boxlite_protocol::ROOTLESS_ARGUMENT),
         ];
-        let subordinate = kind.subordinate.map(boxlite_protocol::SubordinateIds::argument);
-        let arguments: Vec<&str> = flags.iter().filter(|(wanted, _)| *wanted).map(|(_, argument)| *argument).chain(subordinate.as_deref()).collect();
+        let arguments: Vec<&str> = flags.iter().filter(|(wanted, _)| *wanted).map(|(_, argument)| *argument).collect();
         let (startup, init_end) = crate::exec::fd::seqpacket_pair().map_err(|error| Error::Engine(format!("failed to make the start-up socket: {error}")))?;
         let (reader, writer) = std::io::pipe().map_err(|error| Error::Engine(format!("failed to make the shim's status pipe: {error}")))?;
         kind.spawner.spawn(&arguments, init_end.as_fd(), writer.as_fd())?;

@@ -250,7 +250,7 @@ impl Runtime {
             log::info!("boxes run without cgroups, so without limits: {why}");
         }
         let ids = crate::idmap::detect(&shim_path, host.rootless, crate::host::subordinate_ids(host.rootless)?)?;
-        let (home, subordinate) = (home.with_id_map(ids.map, ids.subordinate)?, ids.subordinate);
+        let home = home.with_id_map(ids.map, ids.subordinate)?;
         // An ordinary user's boxes all have its ids: there are no ranges to claim.
         let ranges = home.id_map().filter(|_| !host.rootless).and_then(|_| {
             RangeClaims::open(Path::new(crate::idmap::CLAIMS_DIR))
@@ -266,7 +266,7 @@ impl Runtime {
             }
             (size, _) => size,
         };
-        let shim = engine::ShimKind { spawner: Arc::new(spawner::Spawner::new(shim_path)), user_namespace: home.id_map().is_some(), rootless: host.rootless, subordinate };
+        let shim = engine::ShimKind { spawner: Arc::new(spawner::Spawner::new(shim_path, host.rootless, ids.subordinate)), user_namespace: home.id_map().is_some(), rootless: host.rootless };
         let mut boxes = HashMap::new();
         for dir in fs_err::read_dir(home.boxes())?.flatten() {
             let path = dir.path();

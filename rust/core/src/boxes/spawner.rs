@@ -6,6 +6,11 @@
 //! (control connection, pidfd, lifeline, network sockets), so the cost of a shim spawned from
 //! it grows with the boxes running: at 2,000 boxes it was the largest cost of a start (16 % of
 //! the host's CPU time while boxes were started). The spawner's table holds three.
+//!
+//! For an ordinary user's runtime the spawner also becomes root of a user namespace of its own
+//! first (mapping that user, and its subordinate ids where boxes have them), which every shim
+//! it spawns then shares: the setuid `newuidmap` and `newgidmap` run once per runtime, not
+//! twice per box.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -20,6 +25,9 @@ use crate::lock;
 #[derive(Debug)]
 pub struct Spawner {
     shim: PathBuf,
+    /// The spawner's arguments after the descriptor limit: for an ordinary user's runtime,
+    /// `ROOTLESS_ARGUMENT` and its subordinate ids' argument if boxes have them.
+    namespace: Vec<String>,
     state: Mutex<State>,
 }
 
@@ -38,10 +46,10 @@ struct SpawnerProcess {
 }
 
 impl SpawnerProcess {
-    fn start(shim: &Path) -> Result<Self> {
+    fn start(shim: &Path, namespace: &[String]) -> Result<Self> {
         let (requests, spawner_end) = crate::exec::fd::seqpacket_pair().map_err(|error| Error::Engine(format!("failed to make the shim spawner's socket: {error}")))?;
         let mut command = Command::new(shim);
-        command.arg(boxlite_protocol::SPAWNER_ARGUMENT).arg(crate::host::box_open_files_limit().to_string()).stdin(Stdio::from(spawner_end)).stdout(Stdio::null()).stderr(Stdio::null());
+        command.arg(boxlite_protocol::SPAWNER_ARGUMENT).arg(crate::host::box_open_files_limit().to_string()).args(namespace).stdin(Stdio::from(spawner_end)).stdout(Stdio::null()).stderr(Stdio::null());
         let child = crate::process::run_shim(|| command.spawn()).map_err(|error| Error::Engine(format!("failed to run {}: {error}", shim.display())))?;
         Ok(Self { requests: Some(requests), child })
     }
@@ -56,8 +64,11 @@ impl Drop for SpawnerProcess {
 }
 
 impl Spawner {
-    pub fn new(shim: PathBuf) -> Self {
-        Self { shim, state: Mutex::new(State::default()) }
+    /// `rootless`: the runtime runs as an ordinary user, whose boxes have `subordinate` ids
+    /// if given.
+    pub fn new(shim: PathBuf, rootless: bool, subordinate: Option<boxlite_protocol::SubordinateIds>) -> Self {
+        let namespace = if rootless { std::iter::once(boxlite_protocol::ROOTLESS_ARGUMENT.to_string()).chain(subordinate.map(boxlite_protocol::SubordinateIds::argument)).collect() } else { Vec::new() };
+        Self { shim, namespace, state: Mutex::new(State::default()) }
     }
 
     /// Has the spawner start the shim with `arguments`, `stdin` and `stdout`. The shim's status
@@ -71,7 +82,7 @@ impl Spawner {
         // A spawner that died (killed from outside) is replaced once.
         for _ in 0..2 {
             if state.process.is_none() {
-                state.process = Some(SpawnerProcess::start(&self.shim)?);
+                state.process = Some(SpawnerProcess::start(&self.shim, &self.namespace)?);
             }
             let Some((running, requests)) = state.process.as_ref().and_then(|running| Some((running, running.requests.as_ref()?))) else { continue };
             match boxlite_protocol::send_packet(requests.as_fd(), &request, &[stdin, stdout]) {
