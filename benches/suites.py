@@ -862,9 +862,42 @@ async def network(megabytes: int, connections: int, samples: int, burst: int, id
             rows.append(latency_row(f"{burst} at once: create + start + first exec + stop, network on", "the same, network disabled", bursts["on"], bursts["off"], 1.2,
                                     "two bursts of each, alternated"))
             rows += await _secrets(runtime, internet.authority, connections)
+            rows += await _udp_round_trips(runtime, WEB, connections)
             rows += await _published_port(runtime, layout, busybox, megabytes)
             rows += await _idle_memory(runtime, idle)
     return rows
+
+
+# Times COUNT round trips of a 100-byte datagram to the UDP echo server at ADDRESS:PORT, one
+# after another from one socket, and prints each in microseconds.
+UDP_ROUND_TRIPS = """
+import socket, sys, time
+probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+probe.settimeout(5)
+probe.connect((sys.argv[1], int(sys.argv[2])))
+for _ in range(int(sys.argv[3])):
+    started = time.perf_counter()
+    probe.send(bytes(100))
+    probe.recv(200)
+    print((time.perf_counter() - started) * 1e6)
+"""
+
+
+async def _udp_round_trips(runtime: boxlite.Boxlite, address: str, count: int) -> list[Row]:
+    """UDP round trips from a box (`host://`, for its python3) to the fake internet's echo
+    server, against the same script on the host."""
+    from tests.fake_internet import ECHO_PORT
+
+    arguments = [UDP_ROUND_TRIPS, address, str(ECHO_PORT), str(count)]
+    box = await runtime.create(boxlite.BoxOptions(image=boxlite.HOST_IMAGE))
+    execution = await box.exec("python3", ["-c", *arguments])
+    output = b"".join([chunk async for chunk in execution.stdout(text=False)])
+    assert (await execution.wait()).exit_code == 0
+    ours = [float(line) for line in output.split()]
+    host = await asyncio.create_subprocess_exec(sys.executable, "-c", *arguments, stdout=asyncio.subprocess.PIPE)
+    theirs = [float(line) for line in (await host.communicate())[0].split()]
+    await box.stop()
+    return [latency_row("UDP round trip to the fake internet, 100 bytes", "the same from the host", ours, theirs, None, f"{count} one after another from one socket")]
 
 
 async def _published_port(runtime: boxlite.Boxlite, layout: str, busybox: str, megabytes: int) -> list[Row]:

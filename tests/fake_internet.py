@@ -6,8 +6,9 @@ they receive) and a DNS server that answers the test names. Nothing leaves the m
 (the runtime is pointed at the fake DNS server through ``BOXLITE_DNS_SERVERS``).
 
 Run as a script inside the namespace, this file is the DNS server (it answers A queries for
-``NAMES`` and NXDOMAIN for the rest, and appends every name it was asked to its log) or, with
-``--https``, an HTTPS server.
+``NAMES`` and NXDOMAIN for the rest, and appends every name it was asked to its log), with
+``--https`` an HTTPS server, or with ``--udp-echo`` a UDP echo server (port ``ECHO_PORT``:
+each datagram back to its sender as it came).
 
 Only root builds it. For tests run as an ordinary user, root serves one until it is stopped
 (``python -m tests.fake_internet --serve DIR``) and the user's run names it
@@ -41,6 +42,10 @@ HOST_ADDRESS = "198.51.100.1"
 WEB = "198.51.100.10"
 OTHER_WEB = "203.0.113.10"
 DNS = "198.51.100.53"
+#: The UDP echo servers' port, on ``WEB`` and ``OTHER_WEB`` (RFC 862's); nothing listens on
+#: ``CLOSED_UDP_PORT``.
+ECHO_PORT = 7
+CLOSED_UDP_PORT = 9
 NAMES = {
     "allowed.test": WEB,
     "www.example.test": WEB,
@@ -195,14 +200,37 @@ def fake_internet(workdir: Path) -> Iterator[FakeInternet]:
         for address, name in ((WEB, "web"), (OTHER_WEB, "impostor")):
             https = [*inside, sys.executable, __file__, "--https", address, str(certificates / f"{name}.pem"), str(certificates / f"{name}.key"), str(workdir / f"https-{address}.log")]
             servers.append(subprocess.Popen(https, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for address in (WEB, OTHER_WEB):
+            servers.append(subprocess.Popen([*inside, sys.executable, __file__, "--udp-echo", address], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         for address, port in ((WEB, 80), (WEB, 8080), (OTHER_WEB, 80), (WEB, 443), (OTHER_WEB, 443)):
             _wait_for_port(address, port)
+        for address in (WEB, OTHER_WEB):
+            _wait_for_echo(address)
         yield net
     finally:
         for server in servers:
             server.kill()
             server.wait()
         _teardown()
+
+
+def _wait_for_echo(address: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.settimeout(0.05)
+        for _ in range(200):
+            probe.sendto(b"?", (address, ECHO_PORT))
+            with contextlib.suppress(OSError):
+                if probe.recv(16) == b"?":
+                    return
+    raise RuntimeError(f"the fake internet's UDP echo server on {address} did not start")
+
+
+def _serve_udp_echo(address: str) -> None:
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind((address, ECHO_PORT))
+    while True:
+        datagram, peer = server.recvfrom(65535)
+        server.sendto(datagram, peer)
 
 
 def _teardown() -> None:
@@ -294,6 +322,8 @@ def _serve_until_stopped(directory: Path) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "--serve":
         _serve_until_stopped(Path(sys.argv[2]))
+    elif sys.argv[1] == "--udp-echo":
+        _serve_udp_echo(sys.argv[2])
     elif sys.argv[1] == "--https":
         _serve_https(sys.argv[2], sys.argv[3], sys.argv[4], Path(sys.argv[5]))
     else:

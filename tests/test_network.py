@@ -21,7 +21,7 @@ import boxlite
 from .conftest import checked_runtime, collect, wait_until
 from .box_ports import connect_when_listening
 from .leftovers import box_processes
-from .fake_internet import DNS, OTHER_WEB, PROBE, PROBE_GREETING, SERVED_VARIABLE, WEB, FakeInternet, fake_internet, served
+from .fake_internet import CLOSED_UDP_PORT, DNS, ECHO_PORT, OTHER_WEB, PROBE, PROBE_GREETING, SERVED_VARIABLE, WEB, FakeInternet, fake_internet, served
 from .serve_client import KEY, serving
 
 BODY = "hello from the fake internet"
@@ -167,6 +167,57 @@ async def test_wildcards_and_ports(net_runtime: boxlite.Boxlite, busybox_image: 
     await only_port.stop()
 
 
+# Sends SIZE bytes to ADDRESS:PORT over UDP and prints what came back ("echo <bytes>", if it
+# is what was sent) or the error the box's socket got.
+UDP_PROBE = """
+import socket, sys
+address, port, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+payload = bytes(index % 251 for index in range(size))
+probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+probe.settimeout(5)
+probe.connect((address, port))
+probe.send(payload)
+try:
+    answer = probe.recv(65536)
+    print("echo", len(answer) if answer == payload else answer[:20])
+except OSError as error:
+    print(type(error).__name__, error.errno)
+"""
+
+
+async def udp(box: boxlite.Box, address: str, port: int = ECHO_PORT, size: int = 5) -> str:
+    code, output = await run(box, "python3", "-c", UDP_PROBE, address, str(port), str(size))
+    assert code == 0, output
+    return output.strip()
+
+
+async def test_udp_goes_where_the_policy_allows_and_is_refused_at_once_elsewhere(net_runtime: boxlite.Boxlite) -> None:
+    """UDP follows the policy TCP does: an open list reaches any address but the ones no box
+    reaches unlisted, IP rules reach theirs, and a listed name the addresses it resolved to. A
+    refused datagram is answered at once (EHOSTUNREACH), as is one to a closed port
+    (ECONNREFUSED); a datagram larger than any link's MTU goes and comes back whole."""
+    host_image = boxlite.HOST_IMAGE
+    box = await net_runtime.create(boxlite.BoxOptions(image=host_image))
+    assert await udp(box, WEB) == "echo 5"
+    assert await udp(box, OTHER_WEB, size=60_000) == "echo 60000"
+    assert await udp(box, WEB, CLOSED_UDP_PORT) == "ConnectionRefusedError 111"
+    for unlisted in ("198.51.100.1", "169.254.169.254", "10.0.2.2", "127.0.0.53"):
+        expected = "ConnectionRefusedError 111" if unlisted.startswith("127.") else "OSError 113"
+        assert await udp(box, unlisted) == expected, unlisted
+    metrics = await box.metrics()
+    assert metrics.network_bytes_sent >= 60_010 and metrics.network_bytes_received >= 60_005
+    listed = await net_runtime.create(boxlite.BoxOptions(image=host_image, network=boxlite.NetworkSpec(allow_net=[WEB])))
+    assert await udp(listed, WEB) == "echo 5"
+    assert await udp(listed, OTHER_WEB) == "OSError 113"
+    named = await net_runtime.create(boxlite.BoxOptions(image=host_image, network=boxlite.NetworkSpec(allow_net=["other.test"])))
+    assert await udp(named, OTHER_WEB) == "OSError 113", "before the name is resolved, its address is as unlisted as any"
+    code, output = await run(named, "python3", "-c", "import socket; print(socket.gethostbyname('other.test'))")
+    assert (code, output.strip()) == (0, OTHER_WEB)
+    assert await udp(named, OTHER_WEB) == "echo 5"
+    assert await udp(named, WEB) == "OSError 113"
+    await asyncio.gather(box.stop(), listed.stop(), named.stop())
+
+
 async def test_pip_installs_from_a_package_index_on_the_allow_list(net_runtime: boxlite.Boxlite, internet: FakeInternet) -> None:
     """The first thing an agent does in a box: a venv (Debian's Python, from the host's /usr)
     and ``pip install`` from an index the box may reach by name, resolving a dependency."""
@@ -210,7 +261,6 @@ table ip boxlite {
 	chain divert {
 		type nat hook output priority -100; policy accept;
 		oif "lo" return
-		udp dport 53 redirect to :2
 		meta l4proto tcp redirect to :1
 	}
 
@@ -218,6 +268,7 @@ table ip boxlite {
 		type filter hook output priority filter; policy accept;
 		oif "lo" accept
 		ct status dnat accept
+		meta l4proto udp accept
 		reject with tcp reset
 		reject
 	}

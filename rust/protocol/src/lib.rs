@@ -119,13 +119,14 @@ pub struct ShimConfig {
 /// A box's side of its network, which the shim makes and the runtime serves.
 ///
 /// The box has one interface, [`network::INTERFACE`], with [`network::ADDRESS`] and a default
-/// route through it. The interface leads nowhere: rules in the box's network namespace (owned
-/// by a user namespace box root holds nothing over), loaded by the shim, divert every TCP
-/// connection leaving it (DNS over TCP included) to [`network::PROXY_PORT`] and every DNS query
-/// over UDP to [`network::DNS_PORT`] on the box's loopback, where the runtime listens with
-/// sockets the shim made in that namespace, and refuse all else. Two sockets a box: the runtime
-/// holds them for every running box, and its descriptors are counted. The runtime then applies the box's policy and
-/// makes the connection itself.
+/// route through it: a tun device, whose packets only the runtime reads. Rules in the box's
+/// network namespace (owned by a user namespace box root holds nothing over), loaded by the
+/// shim, divert every TCP connection leaving it (DNS over TCP included) to
+/// [`network::PROXY_PORT`] on the box's loopback, where the runtime listens with a socket the
+/// shim made in that namespace; UDP leaves through the interface, to the runtime; all else is
+/// refused. Two descriptors a box (the listener, the interface): the runtime holds them for
+/// every running box, and its descriptors are counted. The runtime then applies the box's
+/// policy, and makes the connection or sends the datagram itself.
 pub mod network {
     /// The interface's name in the box.
     pub const INTERFACE: &str = "eth0";
@@ -139,8 +140,9 @@ pub mod network {
     /// Where diverted TCP connections arrive, on 127.0.0.1 in the box; those to port 53 are
     /// answered as DNS.
     pub const PROXY_PORT: u16 = 1;
-    /// Where diverted DNS queries over UDP arrive, on 127.0.0.1 in the box.
-    pub const DNS_PORT: u16 = 2;
+    /// The interface's MTU, the most a tun device takes: a datagram as large as UDP allows
+    /// leaves the box whole, never in fragments.
+    pub const MTU: u32 = 65_535;
     /// The port DNS servers listen on: what the box sends there is the resolver's.
     pub const DNS_SERVICE_PORT: u16 = 53;
 }
@@ -166,7 +168,8 @@ pub const JOIN_CGROUPS: u8 = b'c';
 
 /// The byte the shim of a box with a network sends on its start-up socket, before its status
 /// line, with the sockets it made in the box's network namespace for the runtime to serve on:
-/// the TCP listener at [`network::PROXY_PORT`], then the UDP socket at [`network::DNS_PORT`].
+/// the TCP listener at [`network::PROXY_PORT`], then the descriptor of the box's interface (its
+/// tun device, the same open file the init keeps for [`Request::Interface`]).
 pub const BOX_SOCKETS: u8 = b's';
 
 /// The shim's only argument when it is the runtime's spawner of shims (channel 0): a process
@@ -423,6 +426,10 @@ pub enum Request {
     /// that port (and listening, for TCP). So the runtime listens and connects there without
     /// entering the namespace, which it may not do when it runs as an ordinary user.
     Socket { datagram: bool, loopback_port: Option<u16> },
+    /// Answered with `Done` carrying the descriptor of the box's interface, the tun device the
+    /// runtime reads the box's datagrams from and writes its answers to (as
+    /// [`BOX_SOCKETS`] sent it first); `Refused` for a box without a network.
+    Interface,
     /// Answered with `Done` carrying an `O_PATH` descriptor of the box's root directory, for
     /// copying files in and out: a runtime that runs as an ordinary user may not open it
     /// through /proc (box processes are not dumpable).

@@ -54,8 +54,20 @@ struct Connection {
     lifeline: bool,
 }
 
+/// What the init holds from its making on.
+pub struct Held {
+    pub confinement: process::Confinement,
+    /// Its signalfd.
+    pub signals: OwnedFd,
+    /// Its control socket.
+    pub listener: UnixListener,
+    /// The box's interface, for a box with a network ([`Request::Interface`]).
+    pub interface: Option<OwnedFd>,
+}
+
 pub struct Init {
     confinement: process::Confinement,
+    interface: Option<OwnedFd>,
     listener: Option<UnixListener>,
     signals: OwnedFd,
     connections: Vec<Connection>,
@@ -118,7 +130,8 @@ pub fn block_signals() -> OwnedFd {
 }
 
 impl Init {
-    pub fn new(config: &ShimConfig, confinement: process::Confinement, signals: OwnedFd, listener: UnixListener, first: i32, main: Option<Main>) -> Self {
+    pub fn new(config: &ShimConfig, held: Held, first: i32, main: Option<Main>) -> Self {
+        let Held { confinement, signals, listener, interface } = held;
         // SAFETY: fd 0 is the lifeline socket inherited from the first process; we take ownership.
         let stdin = unsafe { OwnedFd::from_raw_fd(libc::STDIN_FILENO) };
         let mut connections = Vec::new();
@@ -137,6 +150,7 @@ impl Init {
         unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
         Self {
             confinement,
+            interface,
             listener: Some(listener),
             signals,
             connections,
@@ -386,6 +400,13 @@ impl Init {
                 match root.map(OwnedFd::from) {
                     Ok(root) => self.reply(index, &Reply::Done, &[root.as_fd()]),
                     Err(error) => self.reply(index, &Reply::Refused { message: format!("failed to open the box's root: {error}") }, &[]),
+                };
+            }
+            Request::Interface => {
+                match self.interface.as_ref().map(OwnedFd::try_clone) {
+                    Some(Ok(interface)) => self.reply(index, &Reply::Done, &[interface.as_fd()]),
+                    Some(Err(error)) => self.reply(index, &Reply::Refused { message: format!("failed to hand over the box's interface: {error}") }, &[]),
+                    None => self.reply(index, &Reply::Refused { message: "the box has no network".to_string() }, &[]),
                 };
             }
             Request::Socket { datagram, loopback_port } => {

@@ -135,10 +135,13 @@ fn prepare(arguments: &Arguments) -> String {
     if unsafe { libc::unshare(jail::NAMESPACES) } < 0 {
         return format!("error failed to create the box's namespaces: {}", std::io::Error::last_os_error());
     }
+    // The box's interface: sent to the runtime, and kept by the init for the next runtime.
+    let mut interface = None;
     if arguments.network {
-        let prepared = network::prepare_interface().and_then(|()| nftables::load_rules()).and_then(|()| network::send_box_sockets(startup_socket().as_fd()));
-        if let Err(error) = prepared {
-            return format!("error {error}");
+        let prepared = network::prepare_interface().and_then(|made| nftables::load_rules().and_then(|()| network::send_box_sockets(startup_socket().as_fd(), made.as_fd())).map(|()| made));
+        match prepared {
+            Ok(made) => interface = Some(made),
+            Err(error) => return format!("error {error}"),
         }
     }
     // SAFETY: this process is single-threaded, so the child may run arbitrary code after fork.
@@ -156,7 +159,7 @@ fn prepare(arguments: &Arguments) -> String {
             let first = pid1::FirstProcess::spawn(namespaces.as_ref(), &filter)?;
             Ok((filter, namespaces, first))
         });
-        let outcome = ahead.and_then(|(filter, namespaces, first)| configure(namespaces, arguments, priority.as_ref(), &filter, signals, first));
+        let outcome = ahead.and_then(|(filter, namespaces, first)| configure(namespaces, arguments, priority.as_ref(), &filter, signals, first, interface));
         let line = match &outcome {
             Ok(_) => "ready".to_string(),
             Err(message) => format!("error {message}"),
@@ -179,7 +182,15 @@ fn prepare(arguments: &Arguments) -> String {
 /// Runs in the init: waits for the box's config, then has the box's pid 1 (made ahead of need)
 /// build the box and start its main process. Host paths (the log, the control socket, the main
 /// process's files) are opened before the root is pivoted away from the host.
-fn configure(namespaces: Option<userns::BoxNamespaces>, arguments: &Arguments, priority: Option<&Priority>, filter: &[libc::sock_filter], signals: OwnedFd, first: pid1::FirstProcess) -> Result<init::Init, String> {
+fn configure(
+    namespaces: Option<userns::BoxNamespaces>,
+    arguments: &Arguments,
+    priority: Option<&Priority>,
+    filter: &[libc::sock_filter],
+    signals: OwnedFd,
+    first: pid1::FirstProcess,
+    interface: Option<OwnedFd>,
+) -> Result<init::Init, String> {
     let (config, config_bytes) = read_config()?;
     if config.network != arguments.network {
         return Err("the box's network does not match the one its shim was made with".to_string());
@@ -227,7 +238,7 @@ fn configure(namespaces: Option<userns::BoxNamespaces>, arguments: &Arguments, p
         (Some(main), None) if main.wants_terminal() => return Err("the main process's terminal did not come from the box's pid 1".to_string()),
         (main, _) => main,
     };
-    Ok(init::Init::new(&config, confinement, signals, listener, first, main))
+    Ok(init::Init::new(&config, init::Held { confinement, signals, listener, interface }, first, main))
 }
 
 /// The runtime makes the box's cgroups while the root is built, and sends their membership

@@ -1,11 +1,10 @@
-//! Netlink requests to the kernel, built and sent by hand (<linux/netlink.h>): the box's
-//! interface (rtnetlink, `network`) and its rules (nf_tables, `nftables`) take one batch each.
+//! Netlink requests to the kernel, built and sent by hand (<linux/netlink.h>): the box's rules
+//! (nf_tables, `nftables`) take one batch.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 pub const NLM_F_REQUEST: u16 = 0x1;
 pub const NLM_F_ACK: u16 = 0x4;
-pub const NLM_F_EXCL: u16 = 0x200;
 pub const NLM_F_CREATE: u16 = 0x400;
 pub const NLM_F_APPEND: u16 = 0x800;
 const NLMSG_ERROR: u16 = 2;

@@ -1,21 +1,25 @@
 //! The box's interface, made ahead of need in the box's network namespace while the shim is
-//! still root there (`boxlite_protocol::network` says what it is and why it leads nowhere): a
-//! device that passes nothing on (ifb, or tun), with the box's address and a default route, and
-//! the sockets the runtime serves the box's way out on; `nftables` loads the rules that divert
-//! what leaves the box. A box without a network gets a shim made without it, and has loopback only.
+//! still root there (`boxlite_protocol::network` says what it is): a tun device, whose packets
+//! only the runtime reads, with the box's address and a default route, and the listener the
+//! runtime serves the box's connections on; `nftables` loads the rules that divert what leaves
+//! the box. A box without a network gets a shim made without it, and has loopback only.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-use boxlite_protocol::network::{ADDRESS, DNS_PORT, GATEWAY, INTERFACE, PREFIX_LENGTH, PROXY_PORT};
+use boxlite_protocol::network::{ADDRESS, GATEWAY, INTERFACE, MTU, PREFIX_LENGTH, PROXY_PORT};
 
-use crate::netlink::{Writer, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST};
 use crate::sys::{check, Result, SysError};
 
-/// Makes the interface. Loopback comes up first: the runtime listens on it as soon as the shim
-/// reports.
-pub fn prepare_interface() -> Result<()> {
+/// Makes the interface, and returns its tun device's descriptor. Loopback comes up first: the
+/// runtime listens on it as soon as the shim reports.
+pub fn prepare_interface() -> Result<OwnedFd> {
     crate::jail::bring_up_loopback()?;
-    make_interface()?;
+    let proc = own_proc().ok();
+    // The interface carries IPv4 only: without IPv6 the kernel gives it no link-local address to
+    // check and sends no router solicitations out of it. Loopback, made with the namespace,
+    // keeps ::1. (A host without IPv6 has no such setting, and nothing to turn off.)
+    let _ = set(proc.as_ref(), "sys/net/ipv6/conf/default/disable_ipv6", "1");
+    let interface = make_interface()?;
     // SAFETY: a datagram socket only carries the ioctls below; owned at once.
     let socket = unsafe { OwnedFd::from_raw_fd(check(libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0), || "failed to open a socket to configure eth0".to_string())?) };
     let netmask = u32::MAX.checked_shl(32 - PREFIX_LENGTH).unwrap_or(0).to_be_bytes();
@@ -26,12 +30,14 @@ pub fn prepare_interface() -> Result<()> {
         // SAFETY: the ioctl reads the ifreq, which lives through the call.
         check(unsafe { libc::ioctl(socket.as_raw_fd(), request, &interface) }, || format!("failed to set {INTERFACE}'s {what}"))?;
     }
-    let mut interface = interface_request();
-    // SAFETY: as above; SIOCGIFFLAGS writes the flags into the ifreq.
+    let mut request = interface_request();
+    request.ifr_ifru.ifru_mtu = MTU as libc::c_int;
+    // SAFETY: as above; SIOCSIFMTU reads the ifreq, SIOCGIFFLAGS writes the flags into it.
     unsafe {
-        check(libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut interface), || format!("failed to read {INTERFACE}'s flags"))?;
-        interface.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        check(libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &interface), || format!("failed to bring {INTERFACE} up"))?;
+        check(libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFMTU, &request), || format!("failed to set {INTERFACE}'s MTU"))?;
+        check(libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut request), || format!("failed to read {INTERFACE}'s flags"))?;
+        request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        check(libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &request), || format!("failed to bring {INTERFACE} up"))?;
     }
     let mut name = [0 as libc::c_char; libc::IFNAMSIZ];
     for (slot, byte) in name.iter_mut().zip(INTERFACE.as_bytes()) {
@@ -43,11 +49,16 @@ pub fn prepare_interface() -> Result<()> {
     check(unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCADDRT, &mut route) }, || format!("failed to add the default route through {INTERFACE}"))?;
     // Box root holds no capability over this namespace (the host's user namespace owns it), so
     // without this no box process could listen on a port below 1024.
-    let setting = "sys/net/ipv4/ip_unprivileged_port_start";
-    own_proc()
-        .and_then(|proc| write_at(proc.as_fd(), setting))
-        .or_else(|_| std::fs::write(format!("/proc/{setting}"), "0"))
-        .map_err(|source| SysError { operation: "failed to let box processes listen on any port".to_string(), source })
+    set(proc.as_ref(), "sys/net/ipv4/ip_unprivileged_port_start", "0").map_err(|source| SysError { operation: "failed to let box processes listen on any port".to_string(), source })?;
+    Ok(interface)
+}
+
+/// Writes `value` to the setting at `path` under /proc: through `proc` ([`own_proc`]) where this
+/// process has one, else through the host's.
+fn set(proc: Option<&OwnedFd>, path: &str, value: &str) -> std::io::Result<()> {
+    proc.ok_or_else(|| std::io::Error::from(std::io::ErrorKind::Unsupported))
+        .and_then(|proc| write_at(proc.as_fd(), path, value))
+        .or_else(|_| std::fs::write(format!("/proc/{path}"), value))
 }
 
 /// A procfs instance of this process's own, mounted nowhere: what is looked up in it is looked
@@ -75,8 +86,8 @@ fn own_proc() -> std::io::Result<OwnedFd> {
     }
 }
 
-/// Writes `0` to the file `path` names under `dir`.
-fn write_at(dir: BorrowedFd<'_>, path: &str) -> std::io::Result<()> {
+/// Writes `value` to the file `path` names under `dir`.
+fn write_at(dir: BorrowedFd<'_>, path: &str, value: &str) -> std::io::Result<()> {
     let path = std::ffi::CString::new(path).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
     // SAFETY: openat on a valid directory descriptor and C string; the descriptor is owned at once.
     let fd = unsafe { libc::openat(dir.as_raw_fd(), path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
@@ -85,15 +96,15 @@ fn write_at(dir: BorrowedFd<'_>, path: &str) -> std::io::Result<()> {
     }
     // SAFETY: see above.
     let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    std::io::Write::write_all(&mut &file, b"0")
+    std::io::Write::write_all(&mut &file, value.as_bytes())
 }
 
-/// Makes the sockets the runtime serves the box's way out on (`boxlite_protocol::BOX_SOCKETS`)
-/// and sends them on `startup`. They exist before any box process could take their ports.
-pub fn send_box_sockets(startup: BorrowedFd<'_>) -> Result<()> {
-    let sockets = [socket(libc::SOCK_STREAM, Some(PROXY_PORT))?, socket(libc::SOCK_DGRAM, Some(DNS_PORT))?];
-    let borrowed: Vec<BorrowedFd<'_>> = sockets.iter().map(AsFd::as_fd).collect();
-    boxlite_protocol::send_packet(startup, &[boxlite_protocol::BOX_SOCKETS], &borrowed).map_err(|source| SysError { operation: "failed to hand the box's sockets to the runtime".to_string(), source })
+/// Makes the listener the runtime serves the box's connections on and sends it on `startup`,
+/// with the box's `interface` (`boxlite_protocol::BOX_SOCKETS`). The listener exists before any
+/// box process could take its port.
+pub fn send_box_sockets(startup: BorrowedFd<'_>, interface: BorrowedFd<'_>) -> Result<()> {
+    let proxy = socket(libc::SOCK_STREAM, Some(PROXY_PORT))?;
+    boxlite_protocol::send_packet(startup, &[boxlite_protocol::BOX_SOCKETS], &[proxy.as_fd(), interface]).map_err(|source| SysError { operation: "failed to hand the box's sockets to the runtime".to_string(), source })
 }
 
 /// A non-blocking IPv4 socket of `kind` in this process's network namespace; with `port`, bound
@@ -115,32 +126,16 @@ pub fn socket(kind: libc::c_int, port: Option<u16>) -> Result<OwnedFd> {
     }
 }
 
-/// rtnetlink's numbers (<linux/netlink.h>, <linux/rtnetlink.h>, <linux/if_link.h>).
-const NETLINK_ROUTE: libc::c_int = 0;
-const RTM_NEWLINK: u16 = 16;
-const IFLA_IFNAME: u16 = 3;
-const IFLA_LINKINFO: u16 = 18;
-const IFLA_INFO_KIND: u16 = 1;
-
-/// Makes the interface: an ifb device (which passes on only what traffic control redirects to
-/// it, and nothing does), made with one rtnetlink request by any root of the namespace, or a tun
-/// device that nothing reads where the kernel has no ifb. Both lead nowhere, and both are cheap
-/// to remove: a hundred boxes' bridges removed at once held the next hundred boxes' starts up
-/// by a second or more, ifb and tun devices by nothing measurable.
-fn make_interface() -> Result<()> {
-    let made = make_link(b"ifb");
-    let Err(error) = made else { return Ok(()) };
-    if error.source.raw_os_error() != Some(libc::EOPNOTSUPP) {
-        return Err(error);
-    }
+/// Makes the interface: a tun device, which the runtime reads the box's datagrams from (the
+/// descriptor returned). It persists: it goes with the namespace, in the kernel's batched
+/// cleanup of namespaces, not when the last of its descriptors closes, which would wait out an
+/// RCU grace period in whoever closed it (the runtime, or the init as the box stops: 10 ms a
+/// box). Removing it costs nothing measurable, where a hundred boxes' bridges removed at once
+/// held the next hundred boxes' starts up by a second or more.
+fn make_interface() -> Result<OwnedFd> {
     let path = c"/dev/net/tun";
     // SAFETY: open of a constant path; the descriptor is owned at once.
-    let tun = unsafe { OwnedFd::from_raw_fd(check(libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC), || "failed to make the box's interface: the kernel has no ifb devices, and /dev/net/tun cannot be opened".to_string())?) };
-    make_tun(&tun)
-}
-
-/// Makes `tun` a tun device named after the interface, which outlives its descriptor.
-fn make_tun(tun: &OwnedFd) -> Result<()> {
+    let tun = unsafe { OwnedFd::from_raw_fd(check(libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC | libc::O_NONBLOCK), || "failed to make the box's interface: /dev/net/tun cannot be opened (the kernel's tun module)".to_string())?) };
     let mut interface = interface_request();
     interface.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
     // SAFETY: TUNSETIFF reads the ifreq, alive through the call; TUNSETPERSIST takes an integer.
@@ -148,18 +143,7 @@ fn make_tun(tun: &OwnedFd) -> Result<()> {
         check(libc::ioctl(tun.as_raw_fd(), libc::TUNSETIFF, &interface), || format!("failed to make the tun device {INTERFACE}"))?;
         check(libc::ioctl(tun.as_raw_fd(), libc::TUNSETPERSIST, 1 as libc::c_ulong), || format!("failed to make {INTERFACE} persist"))?;
     }
-    Ok(())
-}
-
-/// Makes the interface a link of `kind` (rtnetlink's name for it), with one RTM_NEWLINK request.
-fn make_link(kind: &[u8]) -> Result<()> {
-    let mut request = Writer::default();
-    // After the header, a `struct ifinfomsg` of zeroes: any family, no index yet.
-    request.begin_message(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, 1, &[0; 16]);
-    request.string(IFLA_IFNAME, INTERFACE);
-    request.nest(IFLA_LINKINFO, |link| link.attribute(IFLA_INFO_KIND, kind));
-    request.end_message();
-    request.send(NETLINK_ROUTE).map_err(|source| SysError { operation: format!("failed to make the interface {INTERFACE}"), source })
+    Ok(tun)
 }
 
 fn interface_request() -> libc::ifreq {

@@ -5,7 +5,7 @@
 //! those of <linux/netfilter/nf_tables.h> and <linux/netfilter/nfnetlink.h>), and
 //! `tests/test_network.py::test_a_boxs_rules_are_the_documented_ones` compares the two.
 
-use boxlite_protocol::network::{DNS_PORT, DNS_SERVICE_PORT, PROXY_PORT};
+use boxlite_protocol::network::PROXY_PORT;
 
 use crate::netlink::{Writer, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST};
 use crate::sys::{Result, SysError};
@@ -64,8 +64,8 @@ fn rules_batch() -> Writer {
     batch.message(NFT_MSG_NEWTABLE, NLM_F_CREATE, |message| message.string(NFTA_TABLE_NAME, TABLE));
     batch.chain("divert", "nat", -100);
     batch.chain("egress", "filter", 0);
-    // divert: what leaves through loopback stays; DNS over UDP goes to the resolver's port, every
-    // TCP connection (DNS over TCP too: the proxy answers those) to the proxy's.
+    // divert: what leaves through loopback stays; every TCP connection (DNS over TCP too: the
+    // proxy answers those) goes to the proxy's port.
     batch.rule("divert", |rule| {
         rule.meta(Meta::OutputInterface);
         rule.compare(Compare::Equal, &LOOPBACK_INDEX.to_ne_bytes());
@@ -73,17 +73,11 @@ fn rules_batch() -> Writer {
     });
     batch.rule("divert", |rule| {
         rule.meta(Meta::Layer4Protocol);
-        rule.compare(Compare::Equal, &[IPPROTO_UDP]);
-        rule.destination_port();
-        rule.compare(Compare::Equal, &DNS_SERVICE_PORT.to_be_bytes());
-        rule.redirect_to(DNS_PORT);
-    });
-    batch.rule("divert", |rule| {
-        rule.meta(Meta::Layer4Protocol);
         rule.compare(Compare::Equal, &[IPPROTO_TCP]);
         rule.redirect_to(PROXY_PORT);
     });
-    // egress: loopback and what was diverted pass; TCP is reset, the rest refused.
+    // egress: loopback and what was diverted pass, UDP goes out through the interface to the
+    // runtime (which applies the policy to each datagram); TCP is reset, the rest refused.
     batch.rule("egress", |rule| {
         rule.meta(Meta::OutputInterface);
         rule.compare(Compare::Equal, &LOOPBACK_INDEX.to_ne_bytes());
@@ -93,6 +87,11 @@ fn rules_batch() -> Writer {
         rule.conntrack_status();
         rule.mask(DESTINATION_NATTED);
         rule.compare(Compare::NotEqual, &0u32.to_ne_bytes());
+        rule.verdict(NF_ACCEPT);
+    });
+    batch.rule("egress", |rule| {
+        rule.meta(Meta::Layer4Protocol);
+        rule.compare(Compare::Equal, &[IPPROTO_UDP]);
         rule.verdict(NF_ACCEPT);
     });
     batch.rule("egress", |rule| {
@@ -200,17 +199,6 @@ impl Rule<'_> {
             data.be32(1, REGISTER);
             data.be32(2, operation);
             data.nest(3, |compared| compared.attribute(NFTA_DATA_VALUE, value));
-        });
-    }
-
-    /// Loads the transport header's destination port (two bytes at offset 2).
-    fn destination_port(&mut self) {
-        // NFTA_PAYLOAD_DREG, _BASE (NFT_PAYLOAD_TRANSPORT_HEADER), _OFFSET, _LEN.
-        self.expression("payload", |data| {
-            data.be32(1, REGISTER);
-            data.be32(2, 2);
-            data.be32(3, 2);
-            data.be32(4, 2);
         });
     }
 

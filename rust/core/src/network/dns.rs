@@ -1,5 +1,5 @@
 //! The box's resolver: every DNS query the box sends, to whatever server, arrives here (the
-//! box's rules divert UDP to port 53 here, and the proxy hands over TCP connections to it). A name the policy does not list gets NXDOMAIN (a sinkhole); a
+//! box's datagrams to port 53 come from `datagrams`, its connections to port 53 from `proxy`). A name the policy does not list gets NXDOMAIN (a sinkhole); a
 //! listed one is forwarded to the host's nameservers as it came, and the addresses in the answer
 //! become reachable for the box (`Policy::learn`).
 
@@ -20,27 +20,6 @@ const UPSTREAM_WAIT: Duration = Duration::from_secs(3);
 const TCP_IDLE: Duration = Duration::from_secs(10);
 /// The largest DNS message over UDP (EDNS allows up to this).
 const MAX_UDP_MESSAGE: usize = 4096;
-
-/// Serves the box's UDP queries until the task is aborted.
-pub(super) async fn serve_udp(socket: UdpSocket, outbound: Arc<Outbound>) {
-    let socket = Arc::new(socket);
-    let mut buffer = vec![0u8; MAX_UDP_MESSAGE];
-    loop {
-        let Ok((length, from)) = socket.recv_from(&mut buffer).await else {
-            super::after_failed_accept().await;
-            continue;
-        };
-        let Ok(slot) = Arc::clone(&outbound.traffic.queries).try_acquire_owned() else { continue };
-        let query = buffer[..length].to_vec();
-        let (socket, outbound) = (Arc::clone(&socket), Arc::clone(&outbound));
-        tokio::spawn(async move {
-            let _slot = slot;
-            if let Some(answer) = answer(&query, &outbound, false).await {
-                let _ = socket.send_to(&answer, from).await;
-            }
-        });
-    }
-}
 
 /// Answers the queries of one DNS connection over TCP (length-prefixed messages) until the box
 /// closes it or it goes quiet.
@@ -69,7 +48,7 @@ async fn read_framed(stream: &mut TcpStream) -> Option<Vec<u8>> {
 
 /// The answer to one query, or nothing for what is not a query. Only a query with one
 /// question is answered (every resolver sends those): the policy looks at that question.
-async fn answer(query: &[u8], outbound: &Outbound, over_tcp: bool) -> Option<Vec<u8>> {
+pub(super) async fn answer(query: &[u8], outbound: &Outbound, over_tcp: bool) -> Option<Vec<u8>> {
     let message = Message::from_vec(query).ok()?;
     if message.message_type() != MessageType::Query {
         return None;

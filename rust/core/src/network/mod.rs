@@ -1,14 +1,16 @@
 //! Boxes' networks: what a box reaches outside itself, and how.
 //!
-//! A box's network namespace has one interface besides loopback, made by its shim ahead of
-//! need, and rules ([`rules`], loaded then too) that divert every TCP connection and every DNS
-//! query leaving it to sockets made inside that namespace ([`BoxSockets`]); everything else
-//! leaving it is refused (`boxlite_protocol::network`). The runtime serves those sockets from
-//! the host ([`BoxNetwork`]): [`dns`] answers queries, [`proxy`] makes the connections the
-//! policy ([`policy`]) allows, and [`secrets`] completes the HTTPS requests that carry the
-//! box's secrets. There is no bridge, no NAT and no route from the box to the
-//! host: a connection leaves only as one the runtime made. Inbound, [`ports`] joins connections
-//! to a host port with ones it makes inside the box's namespace, as [`tunnel`]s do on demand.
+//! A box's network namespace has one interface besides loopback, a tun device made by its shim
+//! ahead of need, and rules loaded then too, that divert every TCP connection leaving it to a
+//! listener made inside that namespace and let UDP out through the interface ([`BoxSockets`]:
+//! the listener and the interface's descriptor); everything else leaving it is refused
+//! (`boxlite_protocol::network`). The runtime serves both from the host ([`BoxNetwork`]):
+//! [`proxy`] makes the connections the policy ([`policy`]) allows, [`datagrams`] sends the
+//! datagrams it allows, [`dns`] answers queries (over either), and [`secrets`] completes the
+//! HTTPS requests that carry the box's secrets. There is no bridge, no NAT and no route from
+//! the box to the host: a connection or datagram leaves only as one the runtime made.
+//! Inbound, [`ports`] joins connections to a host port with ones it makes inside the box's
+//! namespace, as [`tunnel`]s do on demand.
 //! The sockets in the box's namespace come from the box's shim and init ([`Inside`]): the
 //! runtime never needs to enter the namespace for them, which it may not do when it runs as an
 //! ordinary user.
@@ -16,10 +18,10 @@
 //! # Rules
 //!
 //! 1. The policy is enforced outside the box. The box's namespace belongs to the host's user
-//!    namespace (or, for an ordinary user's runtime, to the shim's own, in which the user is
-//!    root), so box root (even with `NET_ADMIN`, which it holds over its own user namespace
-//!    only, nested in that one) cannot change its rules, routes or interface; and the decision
-//!    is the runtime's.
+//!    namespace (or, for an ordinary user's runtime, to the one its shim spawner made, in which
+//!    the user is root), so box root (even with `NET_ADMIN`, which it holds over its own user
+//!    namespace only, nested in that one) cannot change its rules, routes or interface; and the
+//!    decision is the runtime's.
 //! 2. A name resolves in the box only if the allow-list names it (or the list is empty); a
 //!    connection to a listed name is made only to an address the runtime's resolver returned for
 //!    it. Sending an allowed name in SNI or a Host header, or querying another resolver, changes
@@ -27,13 +29,15 @@
 //! 3. Unless an IP rule lists them, no box reaches the host's own addresses (its loopback
 //!    services among them), link-local addresses (cloud metadata at 169.254.169.254), its own
 //!    link, or other boxes (which have no address outside their namespace at all).
-//! 4. What the box may not do fails at once: a refused connection is reset, an unlisted name
-//!    gets NXDOMAIN, UDP other than DNS and other protocols are rejected by the box's rules.
+//! 4. What the box may not do fails at once: a refused connection is reset, a refused datagram
+//!    answered with ICMP "administratively prohibited", an unlisted name gets NXDOMAIN, and
+//!    protocols other than TCP and UDP are rejected by the box's rules.
 //! 5. A box's network is served while a runtime holds the box: the sockets go with the box's
 //!    namespace when it stops, and a runtime that adopts a detached box serves it anew and
 //!    publishes its ports again; an exec in such a box waits until its way out is served, so
 //!    the process's first query finds a listener.
 
+mod datagrams;
 mod dns;
 mod policy;
 mod ports;
@@ -48,7 +52,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use boxlite_protocol::network::{DNS_PORT, PROXY_PORT, RESOLVER};
+use boxlite_protocol::network::{PROXY_PORT, RESOLVER};
 
 use crate::error::{Error, Result};
 pub use policy::Policy;
@@ -56,7 +60,8 @@ pub use secrets::{SecretProxy, SecretSpec};
 pub use ports::{bind as bind_ports, HostSocket, PortSpec, Protocol, PublishedPort};
 pub use tunnel::{Connecting, Forwarder, Forwarders, ListenAddress, PortConnector, PortStream, Tunnel};
 
-/// Most connections relayed for one box at once, and most DNS queries in flight for it.
+/// Most connections and datagram flows relayed for one box at once, and most DNS queries in
+/// flight for it.
 const RELAYS_PER_BOX: usize = 1024;
 const QUERIES_PER_BOX: usize = 128;
 
@@ -88,12 +93,13 @@ impl HostNetwork {
     }
 }
 
-/// The sockets the runtime listens on inside one box's network namespace: where the box's
-/// rules divert its connections and queries. Non-blocking.
+/// What the runtime serves one box's way out on: the listener inside the box's network
+/// namespace where its rules divert its connections, and its interface, where its datagrams
+/// come out. Non-blocking.
 #[derive(Debug)]
 pub struct BoxSockets {
     proxy: std::net::TcpListener,
-    dns_udp: std::net::UdpSocket,
+    interface: OwnedFd,
 }
 
 impl BoxSockets {
@@ -103,18 +109,17 @@ impl BoxSockets {
         let mut marker = [0u8; 1];
         let (length, fds) = boxlite_protocol::recv_with_fds(startup, &mut marker).map_err(|error| Error::Network(format!("failed to receive the box's sockets: {error}")))?;
         match <[OwnedFd; 2]>::try_from(fds) {
-            Ok([proxy, dns_udp]) if length == 1 && marker[0] == boxlite_protocol::BOX_SOCKETS => Ok(Self { proxy: proxy.into(), dns_udp: dns_udp.into() }),
+            Ok([proxy, interface]) if length == 1 && marker[0] == boxlite_protocol::BOX_SOCKETS => Ok(Self { proxy: proxy.into(), interface }),
             _ => Err(Error::Network("the box's shim did not send its sockets".to_string())),
         }
     }
 
-    /// New sockets from the init of a running box (one a runtime adopts: its former runtime's
-    /// went with it).
+    /// A new listener and the interface from the init of a running box (one a runtime adopts:
+    /// its former runtime's listener went with it).
     pub async fn from_init(inside: &Inside) -> std::io::Result<Self> {
-        Ok(Self {
-            proxy: inside.socket(false, Some(PROXY_PORT)).await?.into(),
-            dns_udp: inside.socket(true, Some(DNS_PORT)).await?.into(),
-        })
+        let proxy = inside.socket(false, Some(PROXY_PORT)).await?.into();
+        let interface = crate::exec::fd::ControlSocket::ask_for_descriptor(&inside.socket_path, &boxlite_protocol::Request::Interface).await?;
+        Ok(Self { proxy, interface })
     }
 }
 
@@ -175,11 +180,11 @@ async fn serve_way_out(sockets: Option<BoxSockets>, inside: Arc<Inside>, outboun
             }
         },
     };
-    let registered = tokio::net::TcpListener::from_std(sockets.proxy).and_then(|proxy| Ok((proxy, tokio::net::UdpSocket::from_std(sockets.dns_udp)?)));
+    let registered = tokio::net::TcpListener::from_std(sockets.proxy);
     served.send_replace(true);
     match registered {
-        Ok((proxy, dns_udp)) => {
-            tokio::join!(proxy::serve(proxy, Arc::clone(&outbound)), dns::serve_udp(dns_udp, Arc::clone(&outbound)));
+        Ok(proxy) => {
+            tokio::join!(proxy::serve(proxy, Arc::clone(&outbound)), datagrams::serve(sockets.interface, Arc::clone(&outbound)));
         }
         Err(error) => log::warn!("box {} has no way out: {error}", outbound.traffic.box_id),
     }
@@ -224,9 +229,10 @@ impl Outbound {
 struct BoxTraffic {
     box_id: String,
     published: Vec<PublishedPort>,
-    /// The connections the runtime relays for the box at once (out, published ports, tunnels),
-    /// and the DNS queries it answers at once: one box cannot take all of the runtime's
-    /// descriptors. Past them a connection is reset and a query dropped.
+    /// The connections and datagram flows the runtime relays for the box at once (out,
+    /// published ports, tunnels), and the DNS queries it answers at once: one box cannot take
+    /// all of the runtime's descriptors. Past them a connection is reset, and a datagram or a
+    /// query dropped.
     relays: Arc<tokio::sync::Semaphore>,
     queries: Arc<tokio::sync::Semaphore>,
     bytes_sent: AtomicU64,

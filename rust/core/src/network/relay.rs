@@ -82,17 +82,11 @@ async fn join_within(pipes: &'static PipeBudget, a: impl Socket, b: impl Socket,
     let (Ok(forth), Ok(back)) = (Pipe::new(pipes), Pipe::new(pipes)) else {
         return copy(a, b, a_to_b, b_to_a).await;
     };
-    let (a, b) = (watched(a.into_fd()?)?, watched(b.into_fd()?)?);
+    let (a, b) = (crate::exec::fd::register(a.into_fd()?)?, crate::exec::fd::register(b.into_fd()?)?);
     tokio::try_join!(pump(&a, &b, &forth, a_to_b), pump(&b, &a, &back, b_to_a))?;
     Ok(())
 }
 
-/// `socket` in tokio's reactor, for its readiness.
-fn watched(socket: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
-    // SAFETY: an OwnedFd keeps its descriptor open, and always the same one, for as long as it
-    // lives, which is as long as the AsyncFd that owns it.
-    Ok(unsafe { AsyncFd::register(socket) }?)
-}
 
 /// Joins two streams by copying through a buffer each way (rule 1; counted at the end).
 pub(super) async fn copy<A, B>(mut a: A, mut b: B, a_to_b: &AtomicU64, b_to_a: &AtomicU64) -> io::Result<()>
