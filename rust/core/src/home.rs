@@ -220,9 +220,9 @@ impl Home {
         self.root.join("layers")
     }
 
-    /// The layer stores whose layers this runtime may remove: all of them, but for an ordinary
-    /// user's runtime not those of another user's subordinate ids than its own, whose files
-    /// neither it nor its helper may remove.
+    /// The layer stores whose layers this runtime may remove: all of them but, for an ordinary
+    /// user's runtime, the stores of subordinate ids other than its own, whose files neither it
+    /// nor its helper may remove.
     pub fn removable_layer_stores(&self) -> Result<Vec<PathBuf>> {
         let (current, rootless) = (self.layers(), self.id_map.is_some_and(IdMap::is_rootless));
         let mut stores = Vec::new();

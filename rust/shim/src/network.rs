@@ -128,10 +128,10 @@ pub fn socket(kind: libc::c_int, port: Option<u16>) -> Result<OwnedFd> {
 
 /// Makes the interface: a tun device, which the runtime reads the box's datagrams from (the
 /// descriptor returned). It persists: it goes with the namespace, in the kernel's batched
-/// cleanup of namespaces, not when the last of its descriptors closes, which would wait out an
-/// RCU grace period in whoever closed it (the runtime, or the init as the box stops: 10 ms a
-/// box). Removing it costs nothing measurable, where a hundred boxes' bridges removed at once
-/// held the next hundred boxes' starts up by a second or more.
+/// cleanup of namespaces, not when the last of its descriptors closes, where removing it alone
+/// held whoever closed it (the runtime, or the init as the box stops) for 10 ms; that close
+/// still waits out one RCU grace period, under the kernel's network lock. A hundred boxes'
+/// bridges removed at once held the next hundred boxes' starts up by a second or more.
 fn make_interface() -> Result<OwnedFd> {
     let path = c"/dev/net/tun";
     // SAFETY: open of a constant path; the descriptor is owned at once.

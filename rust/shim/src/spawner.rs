@@ -9,8 +9,9 @@
 //! runtime, `ROOTLESS_ARGUMENT` (and that user's subordinate ids) follow: the spawner becomes
 //! root of a user namespace of its own before it spawns anything
 //! ([`crate::userns::become_root_of_own_namespace`]), and every shim it spawns is root there
-//! from its start, so none makes and maps one of its own (two setuid helpers run per shim).
-//! If it cannot, every shim requested gets `error <why>`.
+//! from its start: no shim makes a namespace of its own, whose mapping would take the setuid
+//! `newuidmap` and `newgidmap` again for every box. If it cannot, every shim requested gets
+//! `error <why>`.
 //!
 //! A request is one packet on stdin: the shim's arguments, each ended by a NUL byte, with the
 //! shim's stdin and stdout (SCM_RIGHTS). The shim is this executable: the spawner runs nothing

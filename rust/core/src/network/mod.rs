@@ -35,7 +35,8 @@
 //! 5. A box's network is served while a runtime holds the box: the sockets go with the box's
 //!    namespace when it stops, and a runtime that adopts a detached box serves it anew and
 //!    publishes its ports again; an exec in such a box waits until its way out is served, so
-//!    the process's first query finds a listener.
+//!    the process's first connection finds a listener. While no runtime holds it, what the
+//!    box sends through its interface waits there (up to the device's queue) unanswered.
 
 mod datagrams;
 mod dns;
