@@ -35,7 +35,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 # ziglang and auditwheel build and check the release wheel (scripts/build-wheel.sh).
-.venv/bin/python -m pip install -q "maturin>=1.5,<2" "ziglang==0.17.1" auditwheel pytest pytest-asyncio pytest-timeout websockets "schemathesis==4.32.5" mypy typing_extensions matplotlib "ray>=2.60"
+.venv/bin/python -m pip install -q "maturin>=1.5,<2" "ziglang==0.17.1" auditwheel pytest pytest-asyncio pytest-timeout websockets h2 "schemathesis==4.32.5" mypy typing_extensions matplotlib "ray>=2.60"
 
 echo "== building and installing boxlite (release, with the test suite's hooks: cargo feature testing)"
 MATURIN_PEP517_ARGS="--features testing" .venv/bin/python -m pip install -q --force-reinstall --no-deps .

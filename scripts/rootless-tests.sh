@@ -39,7 +39,7 @@ mkdir "$scratch/repo"
 git ls-files -z | xargs -0 cp --parents -t "$scratch/repo"
 chown -R "$user:" "$scratch"
 # Before the fake internet: it routes TEST-NET addresses (where package mirrors may live) to itself.
-su "$user" -c "/usr/bin/python3 -m venv '$scratch/venv' && '$scratch/venv/bin/pip' install -q '$scratch'/dist/boxlite-*.whl pytest pytest-asyncio pytest-timeout websockets schemathesis==4.32.5 matplotlib 'ray>=2.60'"
+su "$user" -c "/usr/bin/python3 -m venv '$scratch/venv' && '$scratch/venv/bin/pip' install -q '$scratch'/dist/boxlite-*.whl pytest pytest-asyncio pytest-timeout websockets h2 schemathesis==4.32.5 matplotlib 'ray>=2.60'"
 
 echo "== cgroups delegated to $user ($cgroup in every hierarchy, $cgroup-nofreezer in all but the freezer's)"
 for hierarchy in /sys/fs/cgroup/memory /sys/fs/cgroup/cpu /sys/fs/cgroup/cpuacct /sys/fs/cgroup/pids /sys/fs/cgroup/freezer; do

@@ -31,9 +31,13 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import h2.config
+import h2.connection
+import h2.events
 
 NAMESPACE = "boxlite-test-inet"
 HOST_LINK = "bxl-inet-host"
@@ -274,17 +278,30 @@ def _serve_dns(log: Path) -> None:
 
 
 def _serve_https(address: str, certificate: str, key: str, log: Path) -> None:
-    """HTTP/1.1 over TLS on ``address``:443: each request (its body by Content-Length) is
-    appended to ``log`` as one JSON line; the answer is ``ok`` and never echoes the request."""
+    """HTTPS on ``address``:443, in HTTP/2 for a client that offers it and HTTP/1.1 otherwise:
+    each request is appended to ``log`` as one JSON line (its host, path, version, header names
+    in lower case with their values, body and trailers); the answer is ``ok`` and never echoes
+    the request. In HTTP/2, ``/bytes/N`` answers N bytes and every answer ends with the trailer
+    ``x-served-over: h2``."""
+
+    def record(entry: dict[str, object]) -> None:
+        with log.open("a") as handle:
+            handle.write(json.dumps(entry) + "\n")
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
+        def handle(self) -> None:
+            assert isinstance(self.request, ssl.SSLSocket)
+            if self.request.selected_alpn_protocol() == "h2":
+                _serve_http2(self.request, record)
+            else:
+                super().handle()
+
         def _answer(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            entry = {"host": self.headers.get("Host"), "path": self.path, "headers": dict(self.headers.items()), "body": body.decode(errors="replace")}
-            with log.open("a") as handle:
-                handle.write(json.dumps(entry) + "\n")
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            record({"host": self.headers.get("Host"), "path": self.path, "version": "HTTP/1.1", "headers": headers, "body": body.decode(errors="replace"), "trailers": {}})
             self.send_response(200)
             self.send_header("Content-Length", "3")
             self.end_headers()
@@ -297,9 +314,58 @@ def _serve_https(address: str, certificate: str, key: str, log: Path) -> None:
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(certificate, key)
+    context.set_alpn_protocols(["h2", "http/1.1"])
     server = http.server.ThreadingHTTPServer((address, 443), Handler)
     server.socket = context.wrap_socket(server.socket, server_side=True)
     server.serve_forever()
+
+
+def _serve_http2(connection: ssl.SSLSocket, record: Callable[[dict[str, object]], None]) -> None:
+    """One HTTP/2 connection (the ``h2`` package's state machine over a blocking socket): each
+    stream is answered once the client ended it, its body sent as the client's window allows."""
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+    server.initiate_connection()
+    requests: dict[int, dict[str, object]] = {}
+    answers: dict[int, bytearray] = {}
+    while True:
+        connection.sendall(server.data_to_send())
+        data = connection.recv(65536)
+        if not data:
+            return
+        for event in server.receive_data(data):
+            if isinstance(event, h2.events.RequestReceived):
+                fields = _fields(event.headers)
+                headers = {name: value for name, value in fields.items() if not name.startswith(":")}
+                requests[event.stream_id] = {"host": fields.get(":authority"), "path": fields.get(":path"), "version": "HTTP/2", "headers": headers, "body": "", "trailers": {}}
+            elif isinstance(event, h2.events.DataReceived) and event.stream_id in requests:
+                requests[event.stream_id]["body"] = str(requests[event.stream_id]["body"]) + (event.data or b"").decode(errors="replace")
+                server.acknowledge_received_data(event.flow_controlled_length or 0, event.stream_id)
+            elif isinstance(event, h2.events.TrailersReceived) and event.stream_id in requests:
+                requests[event.stream_id]["trailers"] = _fields(event.headers)
+            elif isinstance(event, h2.events.StreamEnded) and event.stream_id in requests:
+                request = requests.pop(event.stream_id)
+                record(request)
+                path = str(request["path"])
+                answers[event.stream_id] = bytearray(b"x" * int(path.removeprefix("/bytes/")) if path.startswith("/bytes/") else b"ok\n")
+                server.send_headers(event.stream_id, [(":status", "200"), ("content-length", str(len(answers[event.stream_id])))])
+            elif isinstance(event, h2.events.StreamReset):
+                requests.pop(event.stream_id or 0, None)
+                answers.pop(event.stream_id or 0, None)
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                connection.sendall(server.data_to_send())
+                return
+        for stream_id, body in list(answers.items()):
+            while body and (room := min(server.local_flow_control_window(stream_id), server.max_outbound_frame_size)) > 0:
+                server.send_data(stream_id, bytes(body[:room]))
+                del body[:room]
+            if not body:
+                server.send_headers(stream_id, [("x-served-over", "h2")], end_stream=True)
+                del answers[stream_id]
+
+
+def _fields(headers: Iterable[tuple[bytes | str, bytes | str]] | None) -> dict[str, str]:
+    """HTTP/2 header fields as text (the ``h2`` package gives text when asked to decode)."""
+    return {(name if isinstance(name, str) else name.decode()): (value if isinstance(value, str) else value.decode()) for name, value in headers or []}
 
 
 def _serve_until_stopped(directory: Path) -> None:

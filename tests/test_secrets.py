@@ -5,9 +5,11 @@ authority through ``SSL_CERT_FILE``, as it would a host's own trust store."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import h2
 import pytest
 
 import boxlite
@@ -68,10 +70,10 @@ async def test_a_secret_reaches_its_host_and_never_the_box(secrets_env: FakeInte
     code, output = await sh(box, f'python3 -c "{post}"')
     assert (code, output) == (0, "ok\n")
     one, two, three = requests_for(internet, "api.secret.test")[before:]
-    assert one["path"] == f"/one?key={VALUE}" and one["headers"]["Authorization"] == f"Bearer {VALUE}"  # type: ignore[index]
-    assert two["path"] == f"/two?key={VALUE}" and two["headers"]["Authorization"] == f"Bearer {VALUE}"  # type: ignore[index]
+    assert one["path"] == f"/one?key={VALUE}" and one["headers"]["authorization"] == f"Bearer {VALUE}"  # type: ignore[index]
+    assert two["path"] == f"/two?key={VALUE}" and two["headers"]["authorization"] == f"Bearer {VALUE}"  # type: ignore[index]
     # Bodies go as the box wrote them: a server that echoes one cannot hand the value back.
-    assert three["headers"]["X-Api-Key"] == VALUE and three["body"] == f"body={PLACEHOLDER}"  # type: ignore[index]
+    assert three["headers"]["x-api-key"] == VALUE and three["body"] == f"body={PLACEHOLDER}"  # type: ignore[index]
     code, verbose = await sh(box, "curl -sv -o /dev/null https://api.secret.test/four 2>&1")
     assert code == 0 and "issuer: CN=boxlite secrets authority" in verbose, verbose
     await box.stop()
@@ -105,7 +107,7 @@ async def test_a_restarted_box_and_its_clone_keep_their_secrets(runtime: boxlite
         assert each is not None
         code, output = await sh(each, 'curl -sS -H "X-Key: $BOXLITE_SECRET_API_KEY" https://api.secret.test/again')
         assert (code, output) == (0, "ok\n")
-        assert requests_for(secrets_env, "api.secret.test")[-1]["headers"]["X-Key"] == VALUE  # type: ignore[index]
+        assert requests_for(secrets_env, "api.secret.test")[-1]["headers"]["x-key"] == VALUE  # type: ignore[index]
         # The box's authority goes into its bundle once, however often it starts.
         assert await sh(each, bundle) == (0, size)
         await each.stop()
@@ -117,7 +119,7 @@ async def test_only_a_secrets_hosts_are_opened_and_get_its_value(runtime: boxlit
     # Another name on the same server: relayed as it came, with the server's own certificate.
     code, verbose = await sh(box, 'curl -sSvk -H "X-Key: $BOXLITE_SECRET_API_KEY" https://plain.secret.test/plain 2>&1')
     assert code == 0 and "boxlite fake internet authority" in verbose and "boxlite secrets" not in verbose, verbose
-    assert requests_for(secrets_env, "plain.secret.test")[-1]["headers"]["X-Key"] == PLACEHOLDER  # type: ignore[index]
+    assert requests_for(secrets_env, "plain.secret.test")[-1]["headers"]["x-key"] == PLACEHOLDER  # type: ignore[index]
     await box.stop()
 
 
@@ -126,7 +128,7 @@ async def test_a_secrets_hosts_are_reachable_over_https_whatever_the_allow_list(
     box = await runtime.create(boxlite.BoxOptions(image=boxlite.HOST_IMAGE, network=network, secrets=[api_key()]))
     request = 'curl -sS -H "X-Key: $BOXLITE_SECRET_API_KEY" https://api.secret.test/listed'
     assert await sh(box, request) == (0, "ok\n")
-    assert requests_for(secrets_env, "api.secret.test")[-1]["headers"]["X-Key"] == VALUE  # type: ignore[index]
+    assert requests_for(secrets_env, "api.secret.test")[-1]["headers"]["x-key"] == VALUE  # type: ignore[index]
     # Port 443 only, and the other names of the server stay out.
     code, _ = await sh(box, "curl -sS -m 5 http://api.secret.test/")
     assert code != 0
@@ -149,9 +151,70 @@ async def test_a_host_that_cannot_prove_its_name_never_gets_the_value(runtime: b
     await box.stop()
 
 
+#: A gRPC-like call over HTTP/2 from the box (the ``h2`` package of the tests' own environment,
+#: mounted into the box): a POST with the placeholder in a header and a trailer, its answer's
+#: length and trailers printed as JSON.
+HTTP2_CALL = """
+import json, os, socket, ssl, sys
+import h2.config, h2.connection, h2.events
+context = ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+context.set_alpn_protocols(["h2"])
+sock = context.wrap_socket(socket.create_connection(("api.secret.test", 443)), server_hostname="api.secret.test")
+assert sock.selected_alpn_protocol() == "h2"
+client = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding="utf-8"))
+client.initiate_connection()
+head = [(":method", "POST"), (":scheme", "https"), (":authority", "api.secret.test"), (":path", "/call/" + sys.argv[1]),
+        ("te", "trailers"), ("content-type", "application/grpc"), ("x-key", os.environ["BOXLITE_SECRET_API_KEY"])]
+client.send_headers(1, head)
+client.send_data(1, b"call")
+client.send_headers(1, [("x-sent-trailer", os.environ["BOXLITE_SECRET_API_KEY"])], end_stream=True)
+answer, trailers = 0, {}
+while not trailers:
+    sock.sendall(client.data_to_send())
+    for event in client.receive_data(sock.recv(65536)):
+        if isinstance(event, h2.events.DataReceived):
+            answer += len(event.data)
+            client.acknowledge_received_data(event.flow_controlled_length, 1)
+        elif isinstance(event, h2.events.TrailersReceived):
+            trailers = dict(event.headers)
+print(json.dumps({"answer": answer, "trailers": trailers}))
+"""
+
+
+async def test_http2_streams_carry_the_value_with_bodies_and_trailers_as_written(runtime: boxlite.Boxlite, secrets_env: FakeInternet) -> None:
+    """A client that offers HTTP/2 (curl does) speaks it through to the host: streams side by
+    side on one connection, each with the value in place, bodies past a flow-control window
+    both ways, trailers both ways (gRPC's status comes in them)."""
+    h2_package = Path(h2.__file__).parent.parent
+    options = boxlite.BoxOptions(image=boxlite.HOST_IMAGE, secrets=[api_key()], volumes=[(str(h2_package), "/opt/h2", True)], env=[("PYTHONPATH", "/opt/h2")])
+    box = await runtime.create(options)
+    before = len(requests_for(secrets_env, "api.secret.test"))
+    side_by_side = (
+        'curl -sS --http2 --parallel --parallel-immediate -w "%{http_version} %{num_connects}\\n" -H "Authorization: Bearer $BOXLITE_SECRET_API_KEY" '
+        '-G --data-urlencode "key=$BOXLITE_SECRET_API_KEY" https://api.secret.test/first https://api.secret.test/second'
+    )
+    code, output = await sh(box, side_by_side)
+    assert code == 0 and output.count("ok\n") == 2 and "2 1\n" in output, output
+    upload = 'head -c 1000000 /dev/zero | tr "\\0" y > /tmp/up && curl -sS --http2 -H "X-Key: $BOXLITE_SECRET_API_KEY" --data-binary @/tmp/up https://api.secret.test/upload'
+    assert await sh(box, upload) == (0, "ok\n")
+    assert await sh(box, "curl -sS --http2 https://api.secret.test/bytes/3000000 | wc -c") == (0, "3000000\n")
+    code, output = await sh(box, f"python3 -c '{HTTP2_CALL}' unary")
+    assert code == 0 and json.loads(output) == {"answer": 3, "trailers": {"x-served-over": "h2"}}, output
+    first, second, uploaded, downloaded, called = requests_for(secrets_env, "api.secret.test")[before:]
+    assert {str(first["path"]), str(second["path"])} == {f"/first?key={VALUE}", f"/second?key={VALUE}"}
+    assert all(request["version"] == "HTTP/2" for request in (first, second, uploaded, downloaded, called))
+    assert first["headers"]["authorization"] == second["headers"]["authorization"] == f"Bearer {VALUE}"  # type: ignore[index]
+    assert uploaded["headers"]["x-key"] == VALUE and uploaded["body"] == "y" * 1_000_000  # type: ignore[index]
+    # Header values carry the value; trailers and bodies go as the box wrote them.
+    assert called["headers"]["x-key"] == VALUE and called["trailers"] == {"x-sent-trailer": PLACEHOLDER} and called["body"] == "call", called  # type: ignore[index]
+    code, verbose = await sh(box, "curl -sv --http2 -o /dev/null https://api.secret.test/again 2>&1")
+    assert code == 0 and "ALPN: server accepted h2" in verbose and "issuer: CN=boxlite secrets authority" in verbose, verbose
+    await box.stop()
+
+
 async def test_a_secrets_connection_cannot_switch_protocols(runtime: boxlite.Boxlite) -> None:
     box = await runtime.create(boxlite.BoxOptions(image=boxlite.HOST_IMAGE, secrets=[api_key()]))
-    script = 'curl -sS -o /dev/null -w "%{http_code}" -H "Connection: Upgrade" -H "Upgrade: websocket" -H "Sec-WebSocket-Version: 13" -H "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==" https://api.secret.test/socket'
+    script = 'curl -sS --http1.1 -o /dev/null -w "%{http_code}" -H "Connection: Upgrade" -H "Upgrade: websocket" -H "Sec-WebSocket-Version: 13" -H "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==" https://api.secret.test/socket'
     assert await sh(box, script) == (0, "403")
     await box.stop()
 

@@ -61,8 +61,8 @@ async fn take_out(inbound: TcpStream, outbound: &Outbound) {
         return;
     }
     if let (Some(secrets), secrets::HTTPS_PORT) = (&outbound.secrets, destination.port()) {
-        if let Some(server_name) = secrets.claims(&inbound).await {
-            if let Err(reason) = secrets.complete(inbound, destination, server_name, traffic).await {
+        if let Some(hello) = secrets.claims(&inbound).await {
+            if let Err(reason) = secrets.complete(inbound, destination, hello, traffic).await {
                 log::debug!("box {}: a connection that carries secrets failed: {reason}", traffic.box_id);
                 traffic.errors.fetch_add(1, Ordering::Relaxed);
             }

@@ -17,8 +17,10 @@
 //!    reachable on that port whatever the allow-list ([`SecretProxy::widened`], as BoxLite).
 //! 3. The values and the authority's key stay in the box's directory on the host, readable by
 //!    the runtime's user alone: never in the box's filesystem, a log, an error or a `Debug`.
-//! 4. The box speaks HTTP/1.1 (ALPN) to those hosts; a request to switch protocols (a
-//!    WebSocket) is refused with 403, since what follows it could not be rewritten.
+//! 4. The box speaks to those hosts the protocol the host chose in TLS (ALPN) among those the
+//!    box offered: HTTP/2 ([`http2`]) or HTTP/1.1 ([`http1`]), the runtime offering the host
+//!    no other. A request to switch protocols (a WebSocket, a `CONNECT`) is refused with 403,
+//!    since what follows it could not be rewritten.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -32,7 +34,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::BufReader;
 use tokio::net::TcpStream;
 
-mod requests;
+mod http1;
+mod http2;
 
 use super::BoxTraffic;
 use crate::error::{Error, Result};
@@ -222,14 +225,46 @@ pub fn copy(from_box_dir: &Path, to_box_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The application protocols the runtime speaks on a connection that carries secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Protocol {
+    Http1,
+    Http2,
+}
+
+impl Protocol {
+    const HTTP1: &[u8] = b"http/1.1";
+    const HTTP2: &[u8] = b"h2";
+
+    fn alpn(self) -> Vec<u8> {
+        match self {
+            Self::Http1 => Self::HTTP1.to_vec(),
+            Self::Http2 => Self::HTTP2.to_vec(),
+        }
+    }
+}
+
+/// What the ClientHello of a box's connection to a secret's host asks for.
+pub(super) struct Hello {
+    server_name: String,
+    offers_http2: bool,
+}
+
+/// The box's side of TLS for one name and protocol, with when its certificate was made.
+type Leaf = (Instant, Arc<rustls::ServerConfig>);
+
 /// What completes the HTTPS requests of one box that carry its secrets.
 pub struct SecretProxy {
     box_id: String,
     secrets: Vec<SecretSpec>,
     issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-    /// Certificates made for the names the box asked for, with when they were made.
-    leaves: Mutex<HashMap<String, (Instant, Arc<rustls::ServerConfig>)>>,
-    upstream: Arc<rustls::ClientConfig>,
+    /// Certificates made for the names the box asked for and the protocol it gets, with when
+    /// they were made.
+    leaves: Mutex<HashMap<(String, Protocol), Leaf>>,
+    /// TLS to the hosts, offering HTTP/1.1 alone...
+    upstream_http1: Arc<rustls::ClientConfig>,
+    /// ...or HTTP/2 first, for a box that offered it.
+    upstream_http2: Arc<rustls::ClientConfig>,
 }
 
 impl std::fmt::Debug for SecretProxy {
@@ -268,14 +303,17 @@ impl SecretProxy {
         if added == 0 {
             log::warn!("box {box_id}: no trusted certificates on this host: requests that carry its secrets will fail ({} errors loading them)", found.errors.len());
         }
-        let mut upstream = rustls::ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().map_err(tls_error)?.with_root_certificates(roots).with_no_client_auth();
-        upstream.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let mut upstream_http1 = rustls::ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().map_err(tls_error)?.with_root_certificates(roots).with_no_client_auth();
+        upstream_http1.alpn_protocols = vec![Protocol::Http1.alpn()];
+        let mut upstream_http2 = upstream_http1.clone();
+        upstream_http2.alpn_protocols = vec![Protocol::Http2.alpn(), Protocol::Http1.alpn()];
         Ok(Some(Self {
             box_id: box_id.to_string(),
             secrets,
             issuer: rcgen::Issuer::new(authority_params()?, key),
             leaves: Mutex::default(),
-            upstream: Arc::new(upstream),
+            upstream_http1: Arc::new(upstream_http1),
+            upstream_http2: Arc::new(upstream_http2),
         }))
     }
 
@@ -289,10 +327,12 @@ impl SecretProxy {
         widened
     }
 
-    /// The box's side of TLS for `server_name`: a certificate for it from the box's authority.
-    fn server_config(&self, server_name: &str) -> Result<Arc<rustls::ServerConfig>> {
+    /// The box's side of TLS for `server_name`, speaking `protocol`: a certificate for it from
+    /// the box's authority.
+    fn server_config(&self, server_name: &str, protocol: Protocol) -> Result<Arc<rustls::ServerConfig>> {
         let mut leaves = crate::lock(&self.leaves);
-        if let Some((made, config)) = leaves.get(server_name) {
+        let leaf = (server_name.to_string(), protocol);
+        if let Some((made, config)) = leaves.get(&leaf) {
             if made.elapsed() < LEAF_RENEWAL {
                 return Ok(Arc::clone(config));
             }
@@ -309,51 +349,63 @@ impl SecretProxy {
         let chain = vec![CertificateDer::from(certificate.der().to_vec())];
         let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         let mut config = rustls::ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().map_err(tls_error)?.with_no_client_auth().with_single_cert(chain, private).map_err(tls_error)?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![protocol.alpn()];
         let config = Arc::new(config);
-        leaves.insert(server_name.to_string(), (Instant::now(), Arc::clone(&config)));
+        leaves.insert(leaf, (Instant::now(), Arc::clone(&config)));
         Ok(config)
     }
 
-    /// The name the box's connection asks for in its ClientHello, when that name is a secret's
-    /// host: the connection is then the proxy's to complete (rule 2). Reads nothing: what the
-    /// box sent stays for whoever takes the connection.
-    pub(super) async fn claims(&self, inbound: &TcpStream) -> Option<String> {
-        let name = requested_name(inbound).await?;
-        self.secrets.iter().any(|secret| secret.serves(&name)).then_some(name)
+    /// What the box's connection asks for in its ClientHello, when the name it asks for is a
+    /// secret's host: the connection is then the proxy's to complete (rule 2). Reads nothing:
+    /// what the box sent stays for whoever takes the connection.
+    pub(super) async fn claims(&self, inbound: &TcpStream) -> Option<Hello> {
+        let hello = read_hello(inbound).await?;
+        self.secrets.iter().any(|secret| secret.serves(&hello.server_name)).then_some(hello)
     }
 
-    /// Completes the box's connection to `server_name` at `destination` (an address the
-    /// policy allowed): TLS to the real host first, then to the box, then its requests, with
-    /// the values of the secrets of that host in place.
-    pub(super) async fn complete(&self, inbound: TcpStream, destination: SocketAddr, server_name: String, traffic: &BoxTraffic) -> std::result::Result<(), String> {
+    /// Completes the box's connection to the name its `hello` asked for at `destination` (an
+    /// address the policy allowed): TLS to the real host first, then to the box in the
+    /// protocol the host chose (rule 4), then its requests, with the values of the secrets of
+    /// that host in place.
+    pub(super) async fn complete(&self, inbound: TcpStream, destination: SocketAddr, hello: Hello, traffic: &BoxTraffic) -> std::result::Result<(), String> {
+        let Hello { server_name, offers_http2 } = hello;
         let verified_name = ServerName::try_from(server_name.clone()).map_err(|_| format!("{server_name:?} is not a host name"))?;
         let connection = tokio::time::timeout(super::proxy::CONNECT_WAIT, TcpStream::connect(destination))
             .await
             .map_err(|_| format!("{destination} did not answer"))?
             .map_err(|error| format!("could not reach {destination}: {error}"))?;
         let _ = connection.set_nodelay(true);
-        let upstream = tokio_rustls::TlsConnector::from(Arc::clone(&self.upstream))
+        let upstream_config = if offers_http2 { &self.upstream_http2 } else { &self.upstream_http1 };
+        let upstream = tokio_rustls::TlsConnector::from(Arc::clone(upstream_config))
             .connect(verified_name, connection)
             .await
             .map_err(|error| format!("{server_name} at {destination} did not prove its name: {error}"))?;
-        let config = self.server_config(&server_name).map_err(|error| error.to_string())?;
+        let protocol = if upstream.get_ref().1.alpn_protocol() == Some(Protocol::HTTP2) { Protocol::Http2 } else { Protocol::Http1 };
+        let config = self.server_config(&server_name, protocol).map_err(|error| error.to_string())?;
         let _ = inbound.set_nodelay(true);
         let inside = tokio_rustls::TlsAcceptor::from(config).accept(inbound).await.map_err(|error| format!("the box's TLS to {server_name} failed: {error}"))?;
         let secrets: Vec<&SecretSpec> = self.secrets.iter().filter(|secret| secret.serves(&server_name)).collect();
+        if protocol == Protocol::Http2 {
+            let moved = http2::Moved::default();
+            let relayed = http2::relay(inside, upstream, &secrets, &moved).await;
+            traffic.bytes_sent.fetch_add(moved.sent.into_inner(), std::sync::atomic::Ordering::Relaxed);
+            traffic.bytes_received.fetch_add(moved.received.into_inner(), std::sync::atomic::Ordering::Relaxed);
+            return relayed;
+        }
         let (from_box, to_box) = tokio::io::split(inside);
         let (from_host, to_host) = tokio::io::split(upstream);
         let (refusal, refused) = tokio::sync::oneshot::channel();
-        let (sent, received) = tokio::join!(requests::send_requests(BufReader::new(from_box), to_host, &secrets, refusal), requests::send_responses(from_host, to_box, refused));
+        let (sent, received) = tokio::join!(http1::send_requests(BufReader::new(from_box), to_host, &secrets, refusal), http1::send_responses(from_host, to_box, refused));
         traffic.bytes_sent.fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
         traffic.bytes_received.fetch_add(received, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 }
 
-/// The server name in the ClientHello that starts `stream`, read with `MSG_PEEK`; `None` for a
-/// connection that is not TLS, names nothing, or sends no hello within [`HELLO_WAIT`].
-async fn requested_name(stream: &TcpStream) -> Option<String> {
+/// The server name and protocols in the ClientHello that starts `stream`, read with
+/// `MSG_PEEK`; `None` for a connection that is not TLS, names nothing, or sends no hello
+/// within [`HELLO_WAIT`].
+async fn read_hello(stream: &TcpStream) -> Option<Hello> {
     let mut buffer = vec![0u8; 16 << 10];
     let deadline = tokio::time::Instant::now() + HELLO_WAIT;
     loop {
@@ -369,7 +421,11 @@ async fn requested_name(stream: &TcpStream) -> Option<String> {
             }
         }
         match acceptor.accept() {
-            Ok(Some(accepted)) => return accepted.client_hello().server_name().map(str::to_string),
+            Ok(Some(accepted)) => {
+                let hello = accepted.client_hello();
+                let offers_http2 = hello.alpn().is_some_and(|mut protocols| protocols.any(|protocol| protocol == Protocol::HTTP2));
+                return hello.server_name().map(|name| Hello { server_name: name.to_string(), offers_http2 });
+            }
             // The hello is longer than what came so far: look again once more has come.
             Ok(None) if peeked < buffer.len() && tokio::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(5)).await,
             _ => return None,
@@ -423,8 +479,9 @@ mod tests {
         assert!(authority_pem.starts_with("-----BEGIN CERTIFICATE-----"));
         let proxy = SecretProxy::load(&dir, "abc").expect("loaded").expect("has secrets");
         assert!(!format!("{proxy:?}").contains("sk-live"));
-        let config = proxy.server_config("api.example.com").expect("leaf");
-        assert!(Arc::ptr_eq(&config, &proxy.server_config("api.example.com").expect("cached")));
+        let config = proxy.server_config("api.example.com", Protocol::Http1).expect("leaf");
+        assert!(Arc::ptr_eq(&config, &proxy.server_config("api.example.com", Protocol::Http1).expect("cached")));
+        assert_eq!(proxy.server_config("api.example.com", Protocol::Http2).expect("leaf").alpn_protocols, vec![b"h2".to_vec()]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

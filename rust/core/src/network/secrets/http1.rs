@@ -1,6 +1,7 @@
 //! The HTTP/1.1 of a connection that carries secrets: the box's requests relayed one after
 //! another with the values in place (`secrets` rule 1), their bodies by their framing and as
-//! written; the host's responses relayed as they come.
+//! written; the host's responses relayed as they come. The rewriting of targets and header
+//! values is HTTP/2's too ([`super::http2`]).
 
 use base64::Engine as _;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
@@ -151,11 +152,7 @@ fn rewrite_head(head: &[u8], secrets: &[&SecretSpec]) -> std::result::Result<(Ve
             }
             body = Body::Length(length);
         }
-        let value = if header.name.eq_ignore_ascii_case("authorization") || header.name.eq_ignore_ascii_case("proxy-authorization") {
-            substitute_basic(header.value, secrets).unwrap_or_else(|| substitute(header.value, secrets))
-        } else {
-            substitute(header.value, secrets)
-        };
+        let value = header_value(header.name, header.value, secrets);
         rewritten.extend_from_slice(header.name.as_bytes());
         rewritten.extend_from_slice(b": ");
         rewritten.extend_from_slice(&value);
@@ -163,6 +160,16 @@ fn rewrite_head(head: &[u8], secrets: &[&SecretSpec]) -> std::result::Result<(Ve
     }
     rewritten.extend_from_slice(b"\r\n");
     Ok((rewritten, body))
+}
+
+/// The value of the header `name` with each secret's placeholder replaced by its value; in
+/// Basic credentials, in their decoded form.
+pub(super) fn header_value(name: &str, value: &[u8], secrets: &[&SecretSpec]) -> Vec<u8> {
+    if name.eq_ignore_ascii_case("authorization") || name.eq_ignore_ascii_case("proxy-authorization") {
+        substitute_basic(value, secrets).unwrap_or_else(|| substitute(value, secrets))
+    } else {
+        substitute(value, secrets)
+    }
 }
 
 /// `text` with each secret's placeholder replaced by its value.
@@ -173,7 +180,7 @@ fn substitute(text: &[u8], secrets: &[&SecretSpec]) -> Vec<u8> {
 /// The request target with each secret's placeholder replaced by its value, percent-encoded:
 /// the placeholder as it is, or percent-encoded as clients encode query values (`%20` or `+`
 /// for a space, either case of hex digits).
-fn substitute_in_target(target: &str, secrets: &[&SecretSpec]) -> Vec<u8> {
+pub(super) fn substitute_in_target(target: &str, secrets: &[&SecretSpec]) -> Vec<u8> {
     secrets.iter().fold(target.as_bytes().to_vec(), |mut text, secret| {
         let value = percent_encode(secret.value.expose(), "%20", true);
         let mut forms = vec![secret.placeholder.clone()];
