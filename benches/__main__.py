@@ -23,7 +23,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from . import ray_suite, suites
+from . import network_suite, ray_suite, suites
 from .harness import Row, plot, print_table, write_json
 
 SUITES = ["exec", "create", "stream", "density", "concurrency", "pull", "copy", "snapshots", "rest", "ray", "faults", "soak", "network"]
@@ -63,7 +63,7 @@ async def run(arguments: argparse.Namespace) -> None:
     if "soak" in chosen:
         rows += await suites.soak(200 if quick else 10_000)
     if "network" in chosen:
-        rows += await suites.network(*((64, 20, 5, 10, 50) if quick else (1024, 200, 50, 100, 200)))
+        rows += await network_suite.network(*((64, 20, 5, 10, 50) if quick else (1024, 200, 50, 100, 200)))
     print_table(rows)
     out = Path(arguments.out)
     write_json(rows, out / "results.json")

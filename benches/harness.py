@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
@@ -11,6 +12,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import boxlite
 
 
 @dataclass
@@ -53,6 +56,25 @@ class Row:
         data.pop("ours_samples")
         data.pop("baseline_samples")
         return data | {"ratio": self.ratio, "target": self.target_text(), "verdict": self.verdict}
+
+
+def open_runtime(home: str) -> boxlite.Boxlite:
+    return boxlite.Boxlite(boxlite.Options(home_dir=home))
+
+
+async def run_quietly(*command: str) -> None:
+    """Runs ``command`` with its output discarded; raises if it fails."""
+    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    if await process.wait() != 0:
+        raise RuntimeError(f"{command[0]} failed")
+
+
+def available_mib() -> float:
+    """The host's available memory (``MemAvailable``), in MiB."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def percentile(values: list[float], fraction: float) -> float:

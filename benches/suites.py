@@ -9,7 +9,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,17 +25,7 @@ from tests.leftovers import box_cgroups, box_processes
 from tests.registry import Registry
 from tests.serve_client import KEY, serving
 
-from .harness import Row, latency_row, percentile, side_by_side
-
-
-def _runtime(home: str) -> boxlite.Boxlite:
-    return boxlite.Boxlite(boxlite.Options(home_dir=home))
-
-
-async def _spawn(*command: str) -> None:
-    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-    if await process.wait() != 0:
-        raise RuntimeError(f"{command[0]} failed")
+from .harness import Row, available_mib, latency_row, open_runtime, percentile, run_quietly, side_by_side
 
 
 async def exec_true(samples: int, warmup: int) -> list[Row]:
@@ -47,7 +36,7 @@ async def exec_true(samples: int, warmup: int) -> list[Row]:
         ("unshare -Urmpf --mount-proc", ("unshare", "-Urmpf", "--mount-proc", "/bin/true"), None),
     ]
     rows = []
-    with tempfile.TemporaryDirectory() as home, _runtime(home) as runtime:
+    with tempfile.TemporaryDirectory() as home, open_runtime(home) as runtime:
         box = await runtime.create(boxlite.BoxOptions())
         await box.start()
 
@@ -59,7 +48,7 @@ async def exec_true(samples: int, warmup: int) -> list[Row]:
         for name, command, target in baselines:
             if shutil.which(command[0]) is None:
                 continue
-            ours_times, theirs = await side_by_side(ours, lambda command=command: _spawn(*command), samples, warmup)
+            ours_times, theirs = await side_by_side(ours, lambda command=command: run_quietly(*command), samples, warmup)
             rows.append(latency_row("exec `true` in a running box", name, ours_times, theirs, target))
         await box.stop()
     return rows
@@ -97,7 +86,7 @@ async def create_start_exec(samples: int, warmup: int, paced: int) -> list[Row]:
     each run, as when boxes are made one at a time."""
     layout = str(images.busybox_layout())
     rows = []
-    with tempfile.TemporaryDirectory() as scratch, _runtime(f"{scratch}/home") as runtime:
+    with tempfile.TemporaryDirectory() as scratch, open_runtime(f"{scratch}/home") as runtime:
         await runtime.create(boxlite.BoxOptions(rootfs_path=layout))  # the image is now cached
         to_result: list[float] = []
         stops: list[float] = []
@@ -154,7 +143,7 @@ async def create_start_exec(samples: int, warmup: int, paced: int) -> list[Row]:
             await helper.wait()
         if shutil.which("bwrap"):
             command = ("bwrap", "--unshare-all", "--ro-bind", str(bundle / "rootfs"), "/", "--proc", "/proc", "--dev", "/dev", "/bin/true")
-            ours_times, theirs = await side_by_side(ours, lambda: _spawn(*command), samples, warmup)
+            ours_times, theirs = await side_by_side(ours, lambda: run_quietly(*command), samples, warmup)
             rows.append(latency_row("create + start + first exec + stop", "bwrap (same rootfs)", ours_times, theirs))
     return rows
 
@@ -171,7 +160,7 @@ async def stream_throughput(megabytes: int, rounds: int) -> list[Row]:
     size = megabytes << 20
     command = ["sh", "-c", f"head -c {size} /dev/zero"]
     results: dict[str, list[float]] = {"bytes": [], "text": [], "pipe": []}
-    with tempfile.TemporaryDirectory() as home, _runtime(home) as runtime:
+    with tempfile.TemporaryDirectory() as home, open_runtime(home) as runtime:
         box = await runtime.create(boxlite.BoxOptions())
         await box.start()
         for _ in range(rounds):
@@ -217,7 +206,7 @@ async def density(counts: list[int]) -> list[Row]:
     (kernel objects included), against an idle process."""
     rows = []
     for count in counts:
-        with tempfile.TemporaryDirectory() as home, _runtime(home) as runtime:
+        with tempfile.TemporaryDirectory() as home, open_runtime(home) as runtime:
             boxes = [await runtime.create(boxlite.BoxOptions()) for _ in range(count)]
             for box in boxes:
                 await box.start()
@@ -237,23 +226,16 @@ async def density(counts: list[int]) -> list[Row]:
     return rows
 
 
-def _available_mib() -> float:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 async def start_curve(total: int, batch: int) -> tuple[list[Row], list[dict[str, float]]]:
     """4b. `total` idle boxes started, `batch` at a time, against as many idle processes (`sleep`)
     started the same way: the time each batch took per box as the count grows (the curve), the
     host memory each holds (MemAvailable's drop), the event loop's lag while they start, then
     an exec in every box and the runtime's shutdown."""
     curve = []
-    with tempfile.TemporaryDirectory(dir="/var/tmp") as home, _runtime(home) as runtime:
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as home, open_runtime(home) as runtime:
         await (await runtime.create(boxlite.BoxOptions())).stop()  # the host:// skeleton, once
         boxes: list[boxlite.Box] = []
-        memory_before = _available_mib()
+        memory_before = available_mib()
 
         async def idle_box() -> boxlite.Box:
             box = await runtime.create(boxlite.BoxOptions(auto_remove=False))
@@ -265,10 +247,10 @@ async def start_curve(total: int, batch: int) -> tuple[list[Row], list[dict[str,
                 began = time.perf_counter()
                 boxes.extend(await asyncio.gather(*[idle_box() for _ in range(min(batch, total - len(boxes)))]))
                 curve.append({"boxes": len(boxes), "ms_per_box": (time.perf_counter() - began) * 1000 / batch,
-                              "mib_per_box": (memory_before - _available_mib()) / len(boxes)})
+                              "mib_per_box": (memory_before - available_mib()) / len(boxes)})
 
         _, ours_ms, lags = await _lagged(start_all())
-        ours_mib = (memory_before - _available_mib()) / total
+        ours_mib = (memory_before - available_mib()) / total
 
         async def answer(box: boxlite.Box) -> int:
             return (await (await box.exec("/bin/true")).wait()).exit_code
@@ -283,14 +265,14 @@ async def start_curve(total: int, batch: int) -> tuple[list[Row], list[dict[str,
         shutdown_s = time.perf_counter() - began
 
     sleepers: list[asyncio.subprocess.Process] = []
-    memory_before = _available_mib()
+    memory_before = available_mib()
 
     async def start_sleepers() -> None:
         while len(sleepers) < total:
             sleepers.extend(await asyncio.gather(*[asyncio.create_subprocess_exec("sleep", "600") for _ in range(min(batch, total - len(sleepers)))]))
 
     _, theirs_ms, their_lags = await _lagged(start_sleepers())
-    theirs_mib = (memory_before - _available_mib()) / total
+    theirs_mib = (memory_before - available_mib()) / total
     for process in sleepers:
         process.kill()
     await asyncio.gather(*[process.wait() for process in sleepers])
@@ -334,7 +316,7 @@ async def concurrency(levels: list[int], rounds: int) -> tuple[list[Row], list[d
     each phase; alternated, `rounds` of each. Plus 50 executions streaming output at once."""
     rows = []
     curve = []
-    with tempfile.TemporaryDirectory() as home, _runtime(home) as runtime:
+    with tempfile.TemporaryDirectory() as home, open_runtime(home) as runtime:
 
         async def cycle(phases: dict[str, list[float]]) -> None:
             marks = [time.perf_counter()]
@@ -363,7 +345,7 @@ async def concurrency(levels: list[int], rounds: int) -> tuple[list[Row], list[d
                 failures += sum(isinstance(result, BaseException) for result in results)
                 ours.append(elapsed)
                 lags["ours"] += lagged
-                _, elapsed, lagged = await _lagged(asyncio.gather(*[_spawn("/bin/true") for _ in range(level)]))
+                _, elapsed, lagged = await _lagged(asyncio.gather(*[run_quietly("/bin/true") for _ in range(level)]))
                 theirs.append(elapsed)
                 lags["theirs"] += lagged
             lag_ours, lag_theirs = (percentile(lags[side], 0.99) if lags[side] else 0.0 for side in ("ours", "theirs"))
@@ -438,7 +420,7 @@ async def image_pull(samples: int) -> list[Row]:
                     elapsed = (time.perf_counter() - started) * 1e6
                     target = f"{scratch}/oci-{index}"
                     started = time.perf_counter()
-                    await _spawn("skopeo", "copy", "--src-tls-verify=false", f"docker://{reference}", f"oci:{target}")
+                    await run_quietly("skopeo", "copy", "--src-tls-verify=false", f"docker://{reference}", f"oci:{target}")
                     skopeo_elapsed = (time.perf_counter() - started) * 1e6
                     shutil.rmtree(target)
                     if index:  # the first round warms both up
@@ -454,7 +436,7 @@ async def copy_files(megabytes: int) -> list[Row]:
     """7. copy_in / copy_out of a large file against cp on the host."""
     size = megabytes << 20
     rows = []
-    with tempfile.TemporaryDirectory() as scratch, _runtime(f"{scratch}/home") as runtime:
+    with tempfile.TemporaryDirectory() as scratch, open_runtime(f"{scratch}/home") as runtime:
         source = Path(scratch) / "big"
         with source.open("wb") as handle:
             block = os.urandom(1 << 20)
@@ -465,9 +447,9 @@ async def copy_files(megabytes: int) -> list[Row]:
         timings: dict[str, float] = {}
         for name, action in (
             ("copy_in", lambda: box.copy_in(str(source), "/root/big")),
-            ("cp in", lambda: _spawn("cp", str(source), f"{scratch}/copy-in")),
+            ("cp in", lambda: run_quietly("cp", str(source), f"{scratch}/copy-in")),
             ("copy_out", lambda: box.copy_out("/root/big", f"{scratch}/out")),
-            ("cp out", lambda: _spawn("cp", f"{scratch}/copy-in", f"{scratch}/copy-out")),
+            ("cp out", lambda: run_quietly("cp", f"{scratch}/copy-in", f"{scratch}/copy-out")),
         ):
             started = time.perf_counter()
             await action()
@@ -486,7 +468,7 @@ async def snapshots(megabytes: int, samples: int) -> list[Row]:
     Each is timed from a synced page cache, and each copy is removed after, so that no copy
     slows the next."""
     timings: dict[str, list[float]] = {name: [] for name in ("snapshot, running", "snapshot, stopped", "clone, stopped", "cp -a", "export, stopped", "import", "tar -c", "tar -x")}
-    with tempfile.TemporaryDirectory() as scratch, _runtime(f"{scratch}/home") as runtime:
+    with tempfile.TemporaryDirectory() as scratch, open_runtime(f"{scratch}/home") as runtime:
         box = await runtime.create(boxlite.BoxOptions(auto_remove=False), name="filled")
         fill = f"mkdir /root/data; for i in $(seq 64); do head -c {megabytes << 14} /dev/urandom > /root/data/$i; done"
         await (await box.exec("sh", ["-c", fill])).wait()
@@ -500,7 +482,7 @@ async def snapshots(megabytes: int, samples: int) -> list[Row]:
             return made
 
         async def copy_by_hand() -> None:
-            await timed("cp -a", lambda: _spawn("cp", "-a", str(upper), f"{scratch}/copy"))
+            await timed("cp -a", lambda: run_quietly("cp", "-a", str(upper), f"{scratch}/copy"))
             await asyncio.to_thread(shutil.rmtree, f"{scratch}/copy")
 
         for _ in range(samples):
@@ -516,10 +498,10 @@ async def snapshots(megabytes: int, samples: int) -> list[Row]:
             clone = await timed("clone, stopped", box.clone_box)
             await runtime.remove(clone.id)
             archive, tarball = f"{scratch}/box.boxlite", f"{scratch}/files.tar"
-            await timed("tar -c", lambda: _spawn("tar", "-cf", tarball, "-C", str(upper), "."))
+            await timed("tar -c", lambda: run_quietly("tar", "-cf", tarball, "-C", str(upper), "."))
             await timed("export, stopped", lambda: box.export(dest=archive))
             os.mkdir(f"{scratch}/unpacked")
-            await timed("tar -x", lambda: _spawn("tar", "-xf", tarball, "-C", f"{scratch}/unpacked"))
+            await timed("tar -x", lambda: run_quietly("tar", "-xf", tarball, "-C", f"{scratch}/unpacked"))
             imported = await timed("import", lambda: runtime.import_box(archive))
             await runtime.remove(imported.id)
             for made in (archive, tarball):
@@ -534,7 +516,6 @@ async def snapshots(megabytes: int, samples: int) -> list[Row]:
 
 
 ECHO_ONE_BYTE = """
-import socket
 server = socket.create_server(("127.0.0.1", 7000))
 while True:
     connection, _ = server.accept()
@@ -575,7 +556,7 @@ async def rest(samples: int, warmup: int, megabytes: int, burst: int) -> list[Ro
     create+exec+remove."""
     size = megabytes << 20
     rows = []
-    with tempfile.TemporaryDirectory() as scratch, _runtime(f"{scratch}/local") as runtime, serving(Path(scratch) / "served") as server:
+    with tempfile.TemporaryDirectory() as scratch, open_runtime(f"{scratch}/local") as runtime, serving(Path(scratch) / "served") as server:
         remote = boxlite.Boxlite.rest(boxlite.BoxliteRestOptions(f"http://{server.address}", boxlite.ApiKeyCredential(KEY)))
         try:
             boxes = {}
@@ -695,7 +676,7 @@ async def faults(iterations: int) -> list[Row]:
                 time.sleep(chance.uniform(0, 0.03))
                 process.kill()
             started = time.perf_counter()
-            with _runtime(str(home)) as runtime:
+            with open_runtime(str(home)) as runtime:
                 infos = await runtime.list_info()
                 recovered.append((time.perf_counter() - started) * 1e6)
                 for info in infos:
@@ -711,7 +692,7 @@ async def faults(iterations: int) -> list[Row]:
                     await runtime.remove(info.id, force=True)
             leftovers += len(box_processes(home)) + len(box_cgroups() - cgroups_before)
             started = time.perf_counter()
-            with _runtime(str(home)) as runtime:
+            with open_runtime(str(home)) as runtime:
                 await runtime.list_info()
                 clean.append((time.perf_counter() - started) * 1e6)
             shutil.rmtree(home, ignore_errors=True)
@@ -743,7 +724,7 @@ async def soak(cycles: int) -> list[Row]:
     gauges: list[tuple[int, tuple[float, int, int]]] = []
     cancelled = 0
     with tempfile.TemporaryDirectory() as home:
-        runtime = _runtime(home)
+        runtime = open_runtime(home)
 
         async def cycle() -> None:
             box = None
@@ -777,7 +758,7 @@ async def soak(cycles: int) -> list[Row]:
     baseline = []
     for _ in range(max(1, cycles // 10)):
         started = time.perf_counter()
-        await _spawn("sh", "-c", "echo soak")
+        await run_quietly("sh", "-c", "echo soak")
         baseline.append((time.perf_counter() - started) * 1e6)
     later = [(index, values) for index, values in gauges if index >= cycles // 2]
     slopes = [_slope_per_thousand([(index, values[field]) for index, values in later]) for field in range(3)]
@@ -788,228 +769,3 @@ async def soak(cycles: int) -> list[Row]:
         f"{first[1]}/{last[1]} fds, {first[2]}/{last[2]} threads); left at the end: {left} boxes, {processes} box processes"
     )
     return [latency_row("soak: create+start+exec+stop cycle", "asyncio subprocess `sh -c echo`", times, baseline, note=note)]
-
-
-async def network(megabytes: int, connections: int, samples: int, burst: int, idle: int) -> list[Row]:
-    """9. A box's network against the host's own, to the fake internet of the tests (a network
-    namespace behind a veth pair, `tests/fake_internet.py`), with the same client (busybox
-    wget) on both sides: throughput of one download, the cost of a connection (a loop of small
-    downloads), and create + start + first exec with the default network against a box without
-    one, one at a time and `burst` at once; an HTTPS request that carries a secret (the
-    runtime completes it) against the same request relayed untouched, from one box with curl;
-    a download through a published port against one on the host's loopback; and the host
-    memory `idle` idle boxes hold with a network against without."""
-    from tests.fake_internet import DNS, WEB, fake_internet
-
-    busybox = shutil.which("busybox")
-    if busybox is None:
-        print("network: skipped: busybox is not installed")
-        return []
-    layout = str(images.busybox_layout())
-    rows = []
-    with tempfile.TemporaryDirectory() as scratch, fake_internet(Path(scratch) / "internet") as internet:
-        site = Path(scratch) / "internet" / "site"
-        with (site / "big").open("wb") as big:
-            big.truncate(megabytes << 20)
-        os.environ["BOXLITE_DNS_SERVERS"] = DNS
-        with contextlib.ExitStack() as cleanup, _runtime(f"{scratch}/home") as runtime:
-            cleanup.callback(os.environ.pop, "BOXLITE_DNS_SERVERS", None)
-            box = await runtime.create(boxlite.BoxOptions(rootfs_path=layout))
-            download = ["wget", "-q", "-O", "/dev/null", f"http://{WEB}/big"]
-            await _spawn(busybox, *download)  # the file in the server's page cache, for both sides alike
-            ours_rates, host_rates = [], []
-            for _ in range(3):
-                started = time.perf_counter()
-                execution = await box.exec(download[0], download[1:])
-                assert (await execution.wait()).exit_code == 0
-                ours_rates.append(megabytes / (time.perf_counter() - started))
-                started = time.perf_counter()
-                await _spawn(busybox, *download)
-                host_rates.append(megabytes / (time.perf_counter() - started))
-            rows.append(Row(f"box -> fake internet, one download ({megabytes} MiB)", "MiB/s", statistics.median(ours_rates), min(ours_rates),
-                            "busybox wget on the host", statistics.median(host_rates), min(host_rates), 3, 0.8, True,
-                            "the host's path is a veth pair; the box's adds the runtime's relay"))
-            loop = f"i=0; while [ $i -lt {connections} ]; do wget -q -O /dev/null http://{WEB}/index.html || exit 1; i=$((i+1)); done"
-            started = time.perf_counter()
-            execution = await box.exec("sh", ["-c", loop])
-            assert (await execution.wait()).exit_code == 0
-            ours_each = (time.perf_counter() - started) * 1e6 / connections
-            started = time.perf_counter()
-            await _spawn(busybox, "sh", "-c", loop.replace("wget", f"{busybox} wget"))
-            host_each = (time.perf_counter() - started) * 1e6 / connections
-            rows.append(Row("connection + small download, each", "us", ours_each, ours_each, "busybox wget on the host", host_each, host_each,
-                            connections, 1.5, False, f"{connections} in a loop, each a new process, connection and HTTP request"))
-            await box.stop()
-
-            async def start(network: boxlite.NetworkSpec | None) -> None:
-                created = await runtime.create(boxlite.BoxOptions(rootfs_path=layout, network=network))
-                execution = await created.exec("/bin/true")
-                await execution.wait()
-                await created.stop()
-
-            with_network, without = await side_by_side(lambda: start(None), lambda: start(boxlite.NetworkSpec(mode="disabled")), samples, 2)
-            rows.append(latency_row("create + start + first exec + stop, network on", "the same, network disabled", with_network, without, 1.2))
-
-            async def timed(network: boxlite.NetworkSpec | None) -> float:
-                started = time.perf_counter()
-                await start(network)
-                return (time.perf_counter() - started) * 1e6
-
-            bursts: dict[str, list[float]] = {"on": [], "off": []}
-            for _ in range(2):
-                for mode, spec in (("on", None), ("off", boxlite.NetworkSpec(mode="disabled"))):
-                    bursts[mode] += await asyncio.gather(*(timed(spec) for _ in range(burst)))
-            rows.append(latency_row(f"{burst} at once: create + start + first exec + stop, network on", "the same, network disabled", bursts["on"], bursts["off"], 1.2,
-                                    "two bursts of each, alternated"))
-            rows += await _secrets(runtime, internet.authority, connections)
-            rows += await _udp_round_trips(runtime, WEB, connections)
-            rows += await _published_port(runtime, layout, busybox, megabytes)
-            rows += await _idle_memory(runtime, idle)
-    return rows
-
-
-# Times COUNT round trips of a 100-byte datagram to the UDP echo server at ADDRESS:PORT, one
-# after another from one socket, and prints each in microseconds.
-UDP_ROUND_TRIPS = """
-import socket, sys, time
-probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-probe.settimeout(5)
-probe.connect((sys.argv[1], int(sys.argv[2])))
-for _ in range(int(sys.argv[3])):
-    started = time.perf_counter()
-    probe.send(bytes(100))
-    probe.recv(200)
-    print((time.perf_counter() - started) * 1e6)
-"""
-
-
-async def _udp_round_trips(runtime: boxlite.Boxlite, address: str, count: int) -> list[Row]:
-    """UDP round trips from a box (`host://`, for its python3) to the fake internet's echo
-    server, against the same script on the host."""
-    from tests.fake_internet import ECHO_PORT
-
-    arguments = [UDP_ROUND_TRIPS, address, str(ECHO_PORT), str(count)]
-    box = await runtime.create(boxlite.BoxOptions(image=boxlite.HOST_IMAGE))
-    execution = await box.exec("python3", ["-c", *arguments])
-    output = b"".join([chunk async for chunk in execution.stdout(text=False)])
-    assert (await execution.wait()).exit_code == 0
-    ours = [float(line) for line in output.split()]
-    host = await asyncio.create_subprocess_exec(sys.executable, "-c", *arguments, stdout=asyncio.subprocess.PIPE)
-    theirs = [float(line) for line in (await host.communicate())[0].split()]
-    await box.stop()
-    return [latency_row("UDP round trip to the fake internet, 100 bytes", "the same from the host", ours, theirs, None, f"{count} one after another from one socket")]
-
-
-async def _published_port(runtime: boxlite.Boxlite, layout: str, busybox: str, megabytes: int) -> list[Row]:
-    """One download from busybox httpd in a box through its published port (the runtime
-    relays it) against the same download from busybox httpd on the host's loopback, with the
-    same client (busybox wget on the host), alternated."""
-    box = await runtime.create(boxlite.BoxOptions(rootfs_path=layout, ports=[(0, 8080)]))
-    await box.start()
-    made = await box.exec("sh", ["-c", f"mkdir -p /www && dd if=/dev/zero of=/www/big bs=1M count={megabytes} 2>/dev/null"])
-    assert (await made.wait()).exit_code == 0
-    server = await box.exec("httpd", ["-f", "-p", "8080", "-h", "/www"])
-    network = (await box.info()).network
-    assert network is not None and network.published_ports
-    published = network.published_ports[0].host_port
-    with tempfile.TemporaryDirectory() as www:
-        with (Path(www) / "big").open("wb") as big:
-            big.truncate(megabytes << 20)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            direct = probe.getsockname()[1]
-        host_server = subprocess.Popen([busybox, "httpd", "-f", "-p", f"127.0.0.1:{direct}", "-h", www])
-        async def download(port: int) -> bool:
-            process = await asyncio.create_subprocess_exec(busybox, "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{port}/big")
-            return await process.wait() == 0
-
-        try:
-            for port in (published, direct):  # untimed: until each server answers, and with its file in the page cache
-                deadline = time.monotonic() + 10
-                while not await download(port):
-                    assert time.monotonic() < deadline, f"nothing answered on port {port}"
-                    await asyncio.sleep(0.05)
-            rates: dict[int, list[float]] = {published: [], direct: []}
-            for _ in range(3):
-                for port in (published, direct):
-                    started = time.perf_counter()
-                    assert await download(port), f"a download from port {port} failed"
-                    rates[port].append(megabytes / (time.perf_counter() - started))
-        finally:
-            host_server.kill()
-            host_server.wait()
-    await server.kill()
-    await box.stop()
-    return [Row(f"published port -> box, one download ({megabytes} MiB)", "MiB/s", statistics.median(rates[published]), min(rates[published]),
-                "busybox httpd on the host's loopback", statistics.median(rates[direct]), min(rates[direct]), 3, 0.8, True,
-                "busybox wget on the host both ways; p99 column: slowest of 3")]
-
-
-async def _settled_available_mib() -> float:
-    """MemAvailable once it holds still (the kernel frees a stopped box's namespaces a while
-    later), with the page cache dropped first (as root), so files read or written meanwhile
-    do not move it."""
-    os.sync()
-    with contextlib.suppress(OSError):
-        Path("/proc/sys/vm/drop_caches").write_text("3\n")
-    last = _available_mib()
-    for _ in range(20):
-        await asyncio.sleep(0.5)
-        now, last = last, _available_mib()
-        if abs(now - last) < 0.25:
-            break
-    return last
-
-
-async def _idle_memory(runtime: boxlite.Boxlite, count: int) -> list[Row]:
-    """Host memory each idle box holds (MemAvailable's drop, so the kernel's share of its
-    network namespace, links and rules counts too) with the default network against the same
-    boxes with networking disabled; twice each, alternated."""
-    drops: dict[str, list[float]] = {"on": [], "off": []}
-    for _ in range(2):
-        for mode, spec in (("on", None), ("off", boxlite.NetworkSpec(mode="disabled"))):
-            await (await runtime.create(boxlite.BoxOptions(network=spec))).stop()  # what one box leaves made ahead of need
-            before = await _settled_available_mib()
-            boxes = [await runtime.create(boxlite.BoxOptions(network=spec)) for _ in range(count)]
-            for box in boxes:
-                await box.start()
-            drops[mode].append((before - await _settled_available_mib()) * 1024 / count)
-            for box in boxes:
-                await box.stop()
-    extra = statistics.median(drops["on"]) - statistics.median(drops["off"])
-    return [Row(f"host memory per idle box, network on ({count} boxes)", "KiB", statistics.median(drops["on"]), max(drops["on"]),
-                "the same boxes, network disabled", statistics.median(drops["off"]), max(drops["off"]), 2, None, False,
-                f"MemAvailable's drop; the network's share {extra:+.0f} KiB per box (target: <= 1 MB more); p99 column: larger of 2")]
-
-
-async def _secrets(runtime: boxlite.Boxlite, authority: Path, requests: int) -> list[Row]:
-    """HTTPS requests from a box's curl that carry a secret (its header's placeholder replaced
-    by the runtime, over TLS the runtime makes both ways) against the same requests to another
-    name of the same server, which the runtime relays untouched; each a new process and
-    connection. Needs the fake internet and curl on the host (the box is `host://`)."""
-    if shutil.which("curl") is None:
-        print("network: secrets rows skipped: curl is not installed")
-        return []
-    os.environ["SSL_CERT_FILE"] = str(authority)
-    try:
-        secret = boxlite.Secret("bench", "sk-bench-value", hosts=["api.secret.test"])
-        box = await runtime.create(boxlite.BoxOptions(image=boxlite.HOST_IMAGE, secrets=[secret]))
-        await box.start()  # the runtime reads its trust store as the box starts
-    finally:
-        os.environ.pop("SSL_CERT_FILE", None)
-    # Both verify against a bundle of the same size: the box's, which holds its authority, and
-    # the same bundle with the fake internet's authority added (OpenSSL's loading of a bundle
-    # is a good part of each request).
-    await box.copy_in(str(authority), "/root/internet.pem")
-    made = await box.exec("sh", ["-c", "cat /etc/ssl/certs/ca-certificates.crt /root/internet.pem > /root/bundle.pem"])
-    assert (await made.wait()).exit_code == 0
-    each = {}
-    for name, options in (("secret", "https://api.secret.test/x"), ("relayed", "--cacert /root/bundle.pem https://plain.secret.test/x")):
-        loop = f'i=0; while [ $i -lt {requests} ]; do curl -sf -o /dev/null -H "Authorization: Bearer $BOXLITE_SECRET_BENCH" {options} || exit 1; i=$((i+1)); done'
-        started = time.perf_counter()
-        execution = await box.exec("sh", ["-c", loop])
-        assert (await execution.wait()).exit_code == 0
-        each[name] = (time.perf_counter() - started) * 1e6 / requests
-    await box.stop()
-    return [Row("HTTPS request carrying a secret, each", "us", each["secret"], each["secret"], "the same request relayed untouched", each["relayed"], each["relayed"],
-                requests, None, False, f"{requests} in a loop, each a new curl, connection and TLS handshake")]

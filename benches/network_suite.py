@@ -1,0 +1,245 @@
+"""A box's network against the host's own (suite 9 of ``python -m benches``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import boxlite
+from tests import images
+
+from .harness import Row, available_mib, latency_row, open_runtime, run_quietly, side_by_side
+
+
+async def network(megabytes: int, connections: int, samples: int, burst: int, idle: int) -> list[Row]:
+    """9. A box's network against the host's own, to the fake internet of the tests (a network
+    namespace behind a veth pair, `tests/fake_internet.py`), with the same client (busybox
+    wget) on both sides: throughput of one download, the cost of a connection (a loop of small
+    downloads), and create + start + first exec with the default network against a box without
+    one, one at a time and `burst` at once; an HTTPS request that carries a secret (the
+    runtime completes it) against the same request relayed untouched, from one box with curl;
+    a download through a published port against one on the host's loopback; and the host
+    memory `idle` idle boxes hold with a network against without."""
+    from tests.fake_internet import DNS, WEB, fake_internet
+
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        print("network: skipped: busybox is not installed")
+        return []
+    layout = str(images.busybox_layout())
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch, fake_internet(Path(scratch) / "internet") as internet:
+        site = Path(scratch) / "internet" / "site"
+        with (site / "big").open("wb") as big:
+            big.truncate(megabytes << 20)
+        os.environ["BOXLITE_DNS_SERVERS"] = DNS
+        with contextlib.ExitStack() as cleanup, open_runtime(f"{scratch}/home") as runtime:
+            cleanup.callback(os.environ.pop, "BOXLITE_DNS_SERVERS", None)
+            box = await runtime.create(boxlite.BoxOptions(rootfs_path=layout))
+            download = ["wget", "-q", "-O", "/dev/null", f"http://{WEB}/big"]
+            await run_quietly(busybox, *download)  # the file in the server's page cache, for both sides alike
+            ours_rates, host_rates = [], []
+            for _ in range(3):
+                started = time.perf_counter()
+                execution = await box.exec(download[0], download[1:])
+                assert (await execution.wait()).exit_code == 0
+                ours_rates.append(megabytes / (time.perf_counter() - started))
+                started = time.perf_counter()
+                await run_quietly(busybox, *download)
+                host_rates.append(megabytes / (time.perf_counter() - started))
+            rows.append(Row(f"box -> fake internet, one download ({megabytes} MiB)", "MiB/s", statistics.median(ours_rates), min(ours_rates),
+                            "busybox wget on the host", statistics.median(host_rates), min(host_rates), 3, 0.8, True,
+                            "the host's path is a veth pair; the box's adds the runtime's relay"))
+            loop = f"i=0; while [ $i -lt {connections} ]; do wget -q -O /dev/null http://{WEB}/index.html || exit 1; i=$((i+1)); done"
+            started = time.perf_counter()
+            execution = await box.exec("sh", ["-c", loop])
+            assert (await execution.wait()).exit_code == 0
+            ours_each = (time.perf_counter() - started) * 1e6 / connections
+            started = time.perf_counter()
+            await run_quietly(busybox, "sh", "-c", loop.replace("wget", f"{busybox} wget"))
+            host_each = (time.perf_counter() - started) * 1e6 / connections
+            rows.append(Row("connection + small download, each", "us", ours_each, ours_each, "busybox wget on the host", host_each, host_each,
+                            connections, 1.5, False, f"{connections} in a loop, each a new process, connection and HTTP request"))
+            await box.stop()
+
+            async def start(network: boxlite.NetworkSpec | None) -> None:
+                created = await runtime.create(boxlite.BoxOptions(rootfs_path=layout, network=network))
+                execution = await created.exec("/bin/true")
+                await execution.wait()
+                await created.stop()
+
+            with_network, without = await side_by_side(lambda: start(None), lambda: start(boxlite.NetworkSpec(mode="disabled")), samples, 2)
+            rows.append(latency_row("create + start + first exec + stop, network on", "the same, network disabled", with_network, without, 1.2))
+
+            async def timed(network: boxlite.NetworkSpec | None) -> float:
+                started = time.perf_counter()
+                await start(network)
+                return (time.perf_counter() - started) * 1e6
+
+            bursts: dict[str, list[float]] = {"on": [], "off": []}
+            for _ in range(2):
+                for mode, spec in (("on", None), ("off", boxlite.NetworkSpec(mode="disabled"))):
+                    bursts[mode] += await asyncio.gather(*(timed(spec) for _ in range(burst)))
+            rows.append(latency_row(f"{burst} at once: create + start + first exec + stop, network on", "the same, network disabled", bursts["on"], bursts["off"], 1.2,
+                                    "two bursts of each, alternated"))
+            rows += await _secrets(runtime, internet.authority, connections)
+            rows += await _udp_round_trips(runtime, WEB, connections)
+            rows += await _published_port(runtime, layout, busybox, megabytes)
+            rows += await _idle_memory(runtime, idle)
+    return rows
+
+
+# Times COUNT round trips of a 100-byte datagram to the UDP echo server at ADDRESS:PORT, one
+# after another from one socket, and prints each in microseconds.
+UDP_ROUND_TRIPS = """
+import socket, sys, time
+probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+probe.settimeout(5)
+probe.connect((sys.argv[1], int(sys.argv[2])))
+for _ in range(int(sys.argv[3])):
+    started = time.perf_counter()
+    probe.send(bytes(100))
+    probe.recv(200)
+    print((time.perf_counter() - started) * 1e6)
+"""
+
+
+async def _udp_round_trips(runtime: boxlite.Boxlite, address: str, count: int) -> list[Row]:
+    """UDP round trips from a box (`host://`, for its python3) to the fake internet's echo
+    server, against the same script on the host."""
+    from tests.fake_internet import ECHO_PORT
+
+    arguments = [UDP_ROUND_TRIPS, address, str(ECHO_PORT), str(count)]
+    box = await runtime.create(boxlite.BoxOptions(image=boxlite.HOST_IMAGE))
+    execution = await box.exec("python3", ["-c", *arguments])
+    output = b"".join([chunk async for chunk in execution.stdout(text=False)])
+    assert (await execution.wait()).exit_code == 0
+    ours = [float(line) for line in output.split()]
+    host = await asyncio.create_subprocess_exec(sys.executable, "-c", *arguments, stdout=asyncio.subprocess.PIPE)
+    theirs = [float(line) for line in (await host.communicate())[0].split()]
+    await box.stop()
+    return [latency_row("UDP round trip to the fake internet, 100 bytes", "the same from the host", ours, theirs, None, f"{count} one after another from one socket")]
+
+
+async def _published_port(runtime: boxlite.Boxlite, layout: str, busybox: str, megabytes: int) -> list[Row]:
+    """One download from busybox httpd in a box through its published port (the runtime
+    relays it) against the same download from busybox httpd on the host's loopback, with the
+    same client (busybox wget on the host), alternated."""
+    box = await runtime.create(boxlite.BoxOptions(rootfs_path=layout, ports=[(0, 8080)]))
+    await box.start()
+    made = await box.exec("sh", ["-c", f"mkdir -p /www && dd if=/dev/zero of=/www/big bs=1M count={megabytes} 2>/dev/null"])
+    assert (await made.wait()).exit_code == 0
+    server = await box.exec("httpd", ["-f", "-p", "8080", "-h", "/www"])
+    network = (await box.info()).network
+    assert network is not None and network.published_ports
+    published = network.published_ports[0].host_port
+    with tempfile.TemporaryDirectory() as www:
+        with (Path(www) / "big").open("wb") as big:
+            big.truncate(megabytes << 20)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            direct = probe.getsockname()[1]
+        host_server = subprocess.Popen([busybox, "httpd", "-f", "-p", f"127.0.0.1:{direct}", "-h", www])
+        async def download(port: int) -> bool:
+            process = await asyncio.create_subprocess_exec(busybox, "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{port}/big")
+            return await process.wait() == 0
+
+        try:
+            for port in (published, direct):  # untimed: until each server answers, and with its file in the page cache
+                deadline = time.monotonic() + 10
+                while not await download(port):
+                    assert time.monotonic() < deadline, f"nothing answered on port {port}"
+                    await asyncio.sleep(0.05)
+            rates: dict[int, list[float]] = {published: [], direct: []}
+            for _ in range(3):
+                for port in (published, direct):
+                    started = time.perf_counter()
+                    assert await download(port), f"a download from port {port} failed"
+                    rates[port].append(megabytes / (time.perf_counter() - started))
+        finally:
+            host_server.kill()
+            host_server.wait()
+    await server.kill()
+    await box.stop()
+    return [Row(f"published port -> box, one download ({megabytes} MiB)", "MiB/s", statistics.median(rates[published]), min(rates[published]),
+                "busybox httpd on the host's loopback", statistics.median(rates[direct]), min(rates[direct]), 3, 0.8, True,
+                "busybox wget on the host both ways; p99 column: slowest of 3")]
+
+
+async def _settled_available_mib() -> float:
+    """MemAvailable once it holds still (the kernel frees a stopped box's namespaces a while
+    later), with the page cache dropped first (as root), so files read or written meanwhile
+    do not move it."""
+    os.sync()
+    with contextlib.suppress(OSError):
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    last = available_mib()
+    for _ in range(20):
+        await asyncio.sleep(0.5)
+        now, last = last, available_mib()
+        if abs(now - last) < 0.25:
+            break
+    return last
+
+
+async def _idle_memory(runtime: boxlite.Boxlite, count: int) -> list[Row]:
+    """Host memory each idle box holds (MemAvailable's drop, so the kernel's share of its
+    network namespace, links and rules counts too) with the default network against the same
+    boxes with networking disabled; twice each, alternated."""
+    drops: dict[str, list[float]] = {"on": [], "off": []}
+    for _ in range(2):
+        for mode, spec in (("on", None), ("off", boxlite.NetworkSpec(mode="disabled"))):
+            await (await runtime.create(boxlite.BoxOptions(network=spec))).stop()  # what one box leaves made ahead of need
+            before = await _settled_available_mib()
+            boxes = [await runtime.create(boxlite.BoxOptions(network=spec)) for _ in range(count)]
+            for box in boxes:
+                await box.start()
+            drops[mode].append((before - await _settled_available_mib()) * 1024 / count)
+            for box in boxes:
+                await box.stop()
+    extra = statistics.median(drops["on"]) - statistics.median(drops["off"])
+    return [Row(f"host memory per idle box, network on ({count} boxes)", "KiB", statistics.median(drops["on"]), max(drops["on"]),
+                "the same boxes, network disabled", statistics.median(drops["off"]), max(drops["off"]), 2, None, False,
+                f"MemAvailable's drop; the network's share {extra:+.0f} KiB per box (target: <= 1 MB more); p99 column: larger of 2")]
+
+
+async def _secrets(runtime: boxlite.Boxlite, authority: Path, requests: int) -> list[Row]:
+    """HTTPS requests from a box's curl that carry a secret (its header's placeholder replaced
+    by the runtime, over TLS the runtime makes both ways) against the same requests to another
+    name of the same server, which the runtime relays untouched; each a new process and
+    connection. Needs the fake internet and curl on the host (the box is `host://`)."""
+    if shutil.which("curl") is None:
+        print("network: secrets rows skipped: curl is not installed")
+        return []
+    os.environ["SSL_CERT_FILE"] = str(authority)
+    try:
+        secret = boxlite.Secret("bench", "sk-bench-value", hosts=["api.secret.test"])
+        box = await runtime.create(boxlite.BoxOptions(image=boxlite.HOST_IMAGE, secrets=[secret]))
+        await box.start()  # the runtime reads its trust store as the box starts
+    finally:
+        os.environ.pop("SSL_CERT_FILE", None)
+    # Both verify against a bundle of the same size: the box's, which holds its authority, and
+    # the same bundle with the fake internet's authority added (OpenSSL's loading of a bundle
+    # is a good part of each request).
+    await box.copy_in(str(authority), "/root/internet.pem")
+    made = await box.exec("sh", ["-c", "cat /etc/ssl/certs/ca-certificates.crt /root/internet.pem > /root/bundle.pem"])
+    assert (await made.wait()).exit_code == 0
+    each = {}
+    for name, options in (("secret", "https://api.secret.test/x"), ("relayed", "--cacert /root/bundle.pem https://plain.secret.test/x")):
+        loop = f'i=0; while [ $i -lt {requests} ]; do curl -sf -o /dev/null -H "Authorization: Bearer $BOXLITE_SECRET_BENCH" {options} || exit 1; i=$((i+1)); done'
+        started = time.perf_counter()
+        execution = await box.exec("sh", ["-c", loop])
+        assert (await execution.wait()).exit_code == 0
+        each[name] = (time.perf_counter() - started) * 1e6 / requests
+    await box.stop()
+    return [Row("HTTPS request carrying a secret, each", "us", each["secret"], each["secret"], "the same request relayed untouched", each["relayed"], each["relayed"],
+                requests, None, False, f"{requests} in a loop, each a new curl, connection and TLS handshake")]
