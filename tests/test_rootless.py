@@ -4,7 +4,6 @@ too (CI runs it so); these tests are about what differs from root."""
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import gzip
 import json
@@ -18,7 +17,7 @@ import pytest
 import boxlite
 
 from . import images
-from .conftest import checked_runtime, collect, logged, subordinate_ids
+from .conftest import checked_runtime, collect, logged, subordinate_ids, wait_until
 from .leftovers import own_cgroup
 
 pytestmark = pytest.mark.ordinary_user_only("about a runtime that runs as an ordinary user (CI runs the suite as one too)")
@@ -103,11 +102,7 @@ async def test_with_subordinate_ids_a_layer_keeps_its_owners_and_set_id_bits(hom
 async def trash_emptied(home: Path) -> None:
     """Waits until the home's trash is empty: what removed boxes' other users own is deleted by
     the runtime's helper in a namespace with those ids, in the background."""
-    for _ in range(100):
-        if not any((home / "trash").iterdir()):
-            return
-        await asyncio.sleep(0.1)
-    assert list((home / "trash").iterdir()) == []
+    await wait_until(lambda: not any((home / "trash").iterdir()), what="the removed boxes' files were never deleted from the trash")
 
 
 async def test_with_subordinate_ids_a_box_has_other_users(home: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
