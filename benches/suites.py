@@ -516,6 +516,7 @@ async def snapshots(megabytes: int, samples: int) -> list[Row]:
 
 
 ECHO_ONE_BYTE = """
+import socket
 server = socket.create_server(("127.0.0.1", 7000))
 while True:
     connection, _ = server.accept()

@@ -131,6 +131,41 @@ fn errno(code: i32) -> libc::sock_filter {
     statement(RETURN, RET_ERRNO | (code as u32 & 0xffff))
 }
 
+/// What the filter answers for one syscall number (every number not named is allowed).
+#[derive(Clone, Copy)]
+enum Rule {
+    Deny,
+    /// `clone3`: as if the kernel had none.
+    Missing,
+    /// `socket`: refused for [`REFUSED_SOCKET_FAMILIES`].
+    SocketFamily,
+    /// `personality`: only [`ALLOWED_PERSONALITIES`].
+    Personality,
+    /// `clone`: only without [`CLONE_NAMESPACE_FLAGS`].
+    CloneFlags,
+}
+
+/// The syscalls the filter names, in ascending order of number.
+fn rules() -> Vec<(u32, Rule)> {
+    let mut rules: Vec<(u32, Rule)> = DENIED.iter().map(|number| (*number as u32, Rule::Deny)).collect();
+    rules.extend([
+        (libc::SYS_clone3 as u32, Rule::Missing),
+        (libc::SYS_socket as u32, Rule::SocketFamily),
+        (libc::SYS_personality as u32, Rule::Personality),
+        (libc::SYS_clone as u32, Rule::CloneFlags),
+    ]);
+    rules.sort_unstable_by_key(|(number, _)| *number);
+    rules
+}
+
+/// The most rules a leaf of the search compares one after another.
+const LEAF_RULES: usize = 4;
+
+/// The filter. After the architecture and ABI checks, the syscall number is found by a binary
+/// search over the named numbers (`nr >= pivot` at each step) down to a few compares: a
+/// syscall walks about ten instructions, not one compare per rule, and the kernel's cache of
+/// constant answers, which runs the filter for every syscall number at each load, does as
+/// little work.
 pub fn compile() -> Vec<libc::sock_filter> {
     let mut program = vec![
         statement(LOAD_WORD, ARCH_OFFSET),
@@ -140,40 +175,67 @@ pub fn compile() -> Vec<libc::sock_filter> {
         jump(JUMP_GREATER_EQUAL, X32_SYSCALL_BIT, 0, 1),
         errno(libc::EPERM),
     ];
-    for number in DENIED {
-        program.push(jump(JUMP_EQUAL, *number as u32, 0, 1));
-        program.push(errno(libc::EPERM));
-    }
-    program.push(jump(JUMP_EQUAL, libc::SYS_clone3 as u32, 0, 1));
-    program.push(errno(libc::ENOSYS));
-    // Each block below ends in a return, so the accumulator holding an argument is never
-    // taken for a syscall number again.
-    push_argument_check(&mut program, libc::SYS_socket, REFUSED_SOCKET_FAMILIES, errno(libc::EAFNOSUPPORT), statement(RETURN, RET_ALLOW));
-    push_argument_check(&mut program, libc::SYS_personality, ALLOWED_PERSONALITIES, statement(RETURN, RET_ALLOW), errno(libc::EPERM));
-    program.push(jump(JUMP_EQUAL, libc::SYS_clone as u32, 1, 0));
-    program.push(statement(RETURN, RET_ALLOW));
-    // clone: allowed only without namespace flags (x86_64 and arm64 both pass flags in arg 0).
-    program.push(statement(LOAD_WORD, ARG0_OFFSET));
-    program.push(statement(AND, CLONE_NAMESPACE_FLAGS));
-    program.push(jump(JUMP_EQUAL, 0, 0, 1));
-    program.push(statement(RETURN, RET_ALLOW));
-    program.push(errno(libc::EPERM));
+    program.extend(search(&rules()));
     program
 }
 
-/// For syscall `number`: `matched` when its first argument is one of `values`, `otherwise`
-/// when not. Other syscalls skip the block.
-fn push_argument_check(program: &mut Vec<libc::sock_filter>, number: libc::c_long, values: &[u32], matched: libc::sock_filter, otherwise: libc::sock_filter) {
+/// The part of the program that answers for the numbers in `rules` (the accumulator holding
+/// the syscall number), allowing every other number it is given.
+fn search(rules: &[(u32, Rule)]) -> Vec<libc::sock_filter> {
+    if rules.len() <= LEAF_RULES {
+        let mut leaf = Vec::new();
+        for (number, rule) in rules {
+            let answer = answer(*rule);
+            leaf.push(jump(JUMP_EQUAL, *number, 0, offset(answer.len())));
+            leaf.extend(answer);
+        }
+        leaf.push(statement(RETURN, RET_ALLOW));
+        return leaf;
+    }
+    let (below, from) = rules.split_at(rules.len() / 2);
+    let (lower, upper) = (search(below), search(from));
+    let mut node = vec![jump(JUMP_GREATER_EQUAL, from[0].0, offset(lower.len()), 0)];
+    node.extend(lower);
+    node.extend(upper);
+    node
+}
+
+/// A forward jump over `instructions`; classic BPF's offsets are a byte (the test checks the
+/// program keeps to it).
+fn offset(instructions: usize) -> u8 {
+    u8::try_from(instructions).expect("a filter jump spans at most 255 instructions")
+}
+
+/// The instructions that answer for a syscall under `rule`; each path ends in a return, so the
+/// accumulator holding an argument is never taken for a syscall number again.
+fn answer(rule: Rule) -> Vec<libc::sock_filter> {
+    match rule {
+        Rule::Deny => vec![errno(libc::EPERM)],
+        Rule::Missing => vec![errno(libc::ENOSYS)],
+        Rule::SocketFamily => argument_in(REFUSED_SOCKET_FAMILIES, errno(libc::EAFNOSUPPORT), statement(RETURN, RET_ALLOW)),
+        Rule::Personality => argument_in(ALLOWED_PERSONALITIES, statement(RETURN, RET_ALLOW), errno(libc::EPERM)),
+        // x86_64 and arm64 both pass clone's flags in argument 0.
+        Rule::CloneFlags => vec![
+            statement(LOAD_WORD, ARG0_OFFSET),
+            statement(AND, CLONE_NAMESPACE_FLAGS),
+            jump(JUMP_EQUAL, 0, 0, 1),
+            statement(RETURN, RET_ALLOW),
+            errno(libc::EPERM),
+        ],
+    }
+}
+
+/// `matched` when the first argument is one of `values`, `otherwise` when not.
+fn argument_in(values: &[u32], matched: libc::sock_filter, otherwise: libc::sock_filter) -> Vec<libc::sock_filter> {
     let count = values.len();
-    // The block after this jump: the load, one compare per value, `otherwise`, `matched`.
-    program.push(jump(JUMP_EQUAL, number as u32, 0, u8::try_from(count + 3).unwrap_or(u8::MAX)));
-    program.push(statement(LOAD_WORD, ARG0_OFFSET));
+    let mut block = vec![statement(LOAD_WORD, ARG0_OFFSET)];
     for (index, value) in values.iter().enumerate() {
         // From compare `index`, `matched` is the instructions left before it, plus one.
-        program.push(jump(JUMP_EQUAL, *value, u8::try_from(count - index).unwrap_or(u8::MAX), 0));
+        block.push(jump(JUMP_EQUAL, *value, offset(count - index), 0));
     }
-    program.push(otherwise);
-    program.push(matched);
+    block.push(otherwise);
+    block.push(matched);
+    block
 }
 
 /// Sets no_new_privs and installs `program` on the calling thread. Only async-signal-safe
@@ -196,18 +258,57 @@ mod tests {
         let program = compile();
         assert!(program.len() < 4096);
         assert_eq!(program.last().map(|last| last.code), Some(RETURN));
-        // Every deny rule is a compare that skips its own return when the number differs.
-        let denies = program.iter().filter(|instruction| instruction.code == RETURN && instruction.k == RET_ERRNO | libc::EPERM as u32).count();
-        assert_eq!(denies, DENIED.len() + 3);
+        // Every jump lands inside the program.
+        for (at, instruction) in program.iter().enumerate() {
+            if instruction.code == JUMP_EQUAL || instruction.code == JUMP_GREATER_EQUAL {
+                assert!(at + 1 + usize::from(instruction.jt.max(instruction.jf)) < program.len(), "jump at {at}");
+            }
+        }
+    }
+
+    /// What the filter should answer, rule by rule, written plainly.
+    fn expected(number: u32, argument: u32) -> u32 {
+        let eperm = RET_ERRNO | libc::EPERM as u32;
+        if number >= X32_SYSCALL_BIT || DENIED.iter().any(|denied| *denied as u32 == number) {
+            return eperm;
+        }
+        match libc::c_long::from(number) {
+            libc::SYS_clone3 => RET_ERRNO | libc::ENOSYS as u32,
+            libc::SYS_socket if REFUSED_SOCKET_FAMILIES.contains(&argument) => RET_ERRNO | libc::EAFNOSUPPORT as u32,
+            libc::SYS_personality if !ALLOWED_PERSONALITIES.contains(&argument) => eperm,
+            libc::SYS_clone if argument & CLONE_NAMESPACE_FLAGS != 0 => eperm,
+            _ => RET_ALLOW,
+        }
+    }
+
+    #[test]
+    fn every_syscall_number_gets_its_rule() {
+        let program = compile();
+        let arguments = [0, libc::SIGCHLD as u32, libc::CLONE_NEWNET as u32, libc::AF_VSOCK as u32, libc::AF_ALG as u32, libc::AF_INET as u32, 0x8, 0x40_0000, 0xffff_ffff];
+        let mut longest = 0;
+        for number in (0..1024).chain([X32_SYSCALL_BIT, X32_SYSCALL_BIT | 39, u32::MAX]) {
+            for argument in arguments {
+                let (answer, steps) = run_counting(&program, AUDIT_ARCH, number, argument);
+                assert_eq!(answer, expected(number, argument), "syscall {number}, argument {argument:#x}");
+                longest = longest.max(steps);
+            }
+        }
+        assert!(longest <= 24, "a syscall walks {longest} instructions");
     }
 
     /// What the program answers for one syscall: a classic BPF interpreter of the few
     /// instructions `compile` uses.
     fn run(program: &[libc::sock_filter], arch: u32, number: u32, argument: u32) -> u32 {
-        let (mut accumulator, mut at) = (0u32, 0usize);
+        run_counting(program, arch, number, argument).0
+    }
+
+    /// [`run`], with the number of instructions the answer took.
+    fn run_counting(program: &[libc::sock_filter], arch: u32, number: u32, argument: u32) -> (u32, usize) {
+        let (mut accumulator, mut at, mut steps) = (0u32, 0usize, 0usize);
         loop {
             let instruction = program[at];
             at += 1;
+            steps += 1;
             match instruction.code {
                 LOAD_WORD => {
                     accumulator = match instruction.k {
@@ -222,7 +323,7 @@ mod tests {
                     let taken = if instruction.code == JUMP_EQUAL { accumulator == instruction.k } else { accumulator >= instruction.k };
                     at += usize::from(if taken { instruction.jt } else { instruction.jf });
                 }
-                RETURN => return instruction.k,
+                RETURN => return (instruction.k, steps),
                 other => panic!("instruction {other:#x}"),
             }
         }

@@ -7,7 +7,8 @@
 //!
 //! 1. A stream moves no faster than the slower side reads it: what one side sends is taken
 //!    from the other's flow-control window only once the host (or the box) granted room for
-//!    it, so the runtime holds at most a window's worth per stream.
+//!    it, so the runtime holds at most a window's worth per stream ([`STREAM_WINDOW`]) and per
+//!    connection ([`CONNECTION_WINDOW`]) each way.
 //! 2. A stream's failure is that stream's: the side still there gets a reset (`CANCEL`, or the
 //!    reason given), and the connection's other streams go on.
 //! 3. A `CONNECT` (a WebSocket or a tunnel over HTTP/2) is refused with 403, as HTTP/1.1's
@@ -29,6 +30,12 @@ use super::SecretSpec;
 /// Streams the box may have open at once on one connection (the host's own limit applies too).
 const MAX_STREAMS: u32 = 256;
 
+/// What either side may send on a stream, and on the whole connection, before the runtime
+/// passed it on: HTTP/2's default (64 KiB) would hold a download from a distant host to 64 KiB
+/// per round trip; these are about what browsers and curl offer.
+const STREAM_WINDOW: u32 = 1 << 20;
+const CONNECTION_WINDOW: u32 = 4 << 20;
+
 const FORBIDDEN_CONNECT: &str = "boxlite: a connection that carries secrets cannot switch protocols.\r\n";
 const BAD_REQUEST: &str = "boxlite: a request to a secret's host could not be rewritten.\r\n";
 
@@ -45,8 +52,20 @@ where
     B: AsyncRead + AsyncWrite + Unpin,
     H: AsyncRead + AsyncWrite + Unpin,
 {
-    let (host, host_connection) = h2::client::Builder::new().enable_push(false).handshake::<_, Bytes>(to_host).await.map_err(|error| format!("HTTP/2 with the host failed: {error}"))?;
-    let mut inside = h2::server::Builder::new().max_concurrent_streams(MAX_STREAMS).handshake::<_, Bytes>(from_box).await.map_err(|error| format!("the box's HTTP/2 failed: {error}"))?;
+    let (host, host_connection) = h2::client::Builder::new()
+        .enable_push(false)
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .handshake::<_, Bytes>(to_host)
+        .await
+        .map_err(|error| format!("HTTP/2 with the host failed: {error}"))?;
+    let mut inside = h2::server::Builder::new()
+        .max_concurrent_streams(MAX_STREAMS)
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .handshake::<_, Bytes>(from_box)
+        .await
+        .map_err(|error| format!("the box's HTTP/2 failed: {error}"))?;
     let mut host_connection = std::pin::pin!(host_connection);
     let mut host_open = true;
     let mut streams = FuturesUnordered::new();
@@ -269,7 +288,7 @@ mod tests {
                 }
                 let trailers = body.trailers().await.expect("trailers").expect("some");
                 let mut to_box = respond.send_response(Response::new(()), false).expect("response");
-                to_box.send_data(Bytes::from(vec![b'r'; 300_000]), false).expect("data");
+                to_box.send_data(Bytes::from(vec![b'r'; 3_000_000]), false).expect("data");
                 let mut answer = http::HeaderMap::new();
                 answer.insert("grpc-status", HeaderValue::from_static("0"));
                 to_box.send_trailers(answer).expect("trailers");
@@ -287,7 +306,7 @@ mod tests {
             let request = Request::builder().method("POST").uri("https://api.example.com/call?k=%3CK%3E").header("x-key", "<K>").body(()).expect("request");
             let (response, mut to_host) = client.send_request(request, false).expect("sent");
             let upload = async move {
-                let mut body = Bytes::from(vec![b'u'; 200_000]);
+                let mut body = Bytes::from(vec![b'u'; 2_000_000]);
                 while !body.is_empty() {
                     to_host.reserve_capacity(body.len());
                     let granted = std::future::poll_fn(|context| to_host.poll_capacity(context)).await.expect("capacity").expect("granted");
@@ -320,9 +339,9 @@ mod tests {
         let ((head, uploaded, trailers), (downloaded, answer), ()) = joined.await.expect("the streams stalled");
         assert_eq!(head.uri.path_and_query().map(|target| target.as_str()), Some("/call?k=sk-live"));
         assert_eq!(head.headers["x-key"], "sk-live");
-        assert_eq!((uploaded, downloaded), (200_000, 300_000));
+        assert_eq!((uploaded, downloaded), (2_000_000, 3_000_000));
         assert_eq!(trailers["x-trailer"], "<K>", "trailers go as written");
         assert_eq!(answer["grpc-status"], "0");
-        assert!(moved.sent.load(Ordering::Relaxed) >= 200_000 && moved.received.load(Ordering::Relaxed) >= 300_000);
+        assert!(moved.sent.load(Ordering::Relaxed) >= 2_000_000 && moved.received.load(Ordering::Relaxed) >= 3_000_000);
     }
 }
