@@ -20,7 +20,7 @@ import boxlite
 from .conftest import checked, checked_runtime, collect, wait_until
 from .serve_client import KEY, Server, serving
 from .test_execution import processes_with_command_line
-from .test_network import connect_when_listening
+from .box_ports import connect_when_listening
 
 
 def connect(server: Server, credential: boxlite.Credential | None = None, *, key: str | None = KEY) -> boxlite.Boxlite:
