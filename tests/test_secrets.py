@@ -198,6 +198,8 @@ async def test_http2_streams_carry_the_value_with_bodies_and_trailers_as_written
     upload = 'head -c 1000000 /dev/zero | tr "\\0" y > /tmp/up && curl -sS --http2 -H "X-Key: $BOXLITE_SECRET_API_KEY" --data-binary @/tmp/up https://api.secret.test/upload'
     assert await sh(box, upload) == (0, "ok\n")
     assert await sh(box, "curl -sS --http2 https://api.secret.test/bytes/3000000 | wc -c") == (0, "3000000\n")
+    metrics = await box.metrics()
+    assert (metrics.network_bytes_sent or 0) > 1_000_000 and (metrics.network_bytes_received or 0) > 3_000_000, metrics
     code, output = await sh(box, f"python3 -c '{HTTP2_CALL}' unary")
     assert code == 0 and json.loads(output) == {"answer": 3, "trailers": {"x-served-over": "h2"}}, output
     first, second, uploaded, downloaded, called = requests_for(secrets_env, "api.secret.test")[before:]

@@ -39,15 +39,14 @@ const CONNECTION_WINDOW: u32 = 4 << 20;
 const FORBIDDEN_CONNECT: &str = "boxlite: a connection that carries secrets cannot switch protocols.\r\n";
 const BAD_REQUEST: &str = "boxlite: a request to a secret's host could not be rewritten.\r\n";
 
-/// What moved each way, as the box's metrics count it (headers and data).
-#[derive(Default)]
-pub(super) struct Moved {
-    pub sent: AtomicU64,
-    pub received: AtomicU64,
+/// The box's counters of what moved each way (headers and data), added to as it moves.
+pub(super) struct Moved<'a> {
+    pub sent: &'a AtomicU64,
+    pub received: &'a AtomicU64,
 }
 
 /// Relays the box's HTTP/2 connection to the host's, stream by stream, until either ends.
-pub(super) async fn relay<B, H>(from_box: B, to_host: H, secrets: &[&SecretSpec], moved: &Moved) -> Result<(), String>
+pub(super) async fn relay<B, H>(from_box: B, to_host: H, secrets: &[&SecretSpec], moved: &Moved<'_>) -> Result<(), String>
 where
     B: AsyncRead + AsyncWrite + Unpin,
     H: AsyncRead + AsyncWrite + Unpin,
@@ -90,7 +89,7 @@ where
 }
 
 /// One request of the box and its response (rules 2 and 3).
-async fn exchange(host: h2::client::SendRequest<Bytes>, request: Request<RecvStream>, mut respond: h2::server::SendResponse<Bytes>, secrets: &[&SecretSpec], moved: &Moved) {
+async fn exchange(host: h2::client::SendRequest<Bytes>, request: Request<RecvStream>, mut respond: h2::server::SendResponse<Bytes>, secrets: &[&SecretSpec], moved: &Moved<'_>) {
     let (mut head, from_box) = request.into_parts();
     if head.method == Method::CONNECT {
         refuse(&mut respond, StatusCode::FORBIDDEN, FORBIDDEN_CONNECT);
@@ -115,7 +114,7 @@ async fn exchange(host: h2::client::SendRequest<Bytes>, request: Request<RecvStr
     };
     let upload = async {
         if !ends {
-            pump(from_box, to_host, &moved.sent).await;
+            pump(from_box, to_host, moved.sent).await;
         }
     };
     let download = async {
@@ -130,7 +129,7 @@ async fn exchange(host: h2::client::SendRequest<Bytes>, request: Request<RecvStr
         moved.received.fetch_add(head_size(&Uri::default(), &head.headers), Ordering::Relaxed);
         let ends = from_host.is_end_stream();
         match respond.send_response(Response::from_parts(head, ()), ends) {
-            Ok(to_box) if !ends => pump(from_host, to_box, &moved.received).await,
+            Ok(to_box) if !ends => pump(from_host, to_box, moved.received).await,
             Ok(_) => {}
             Err(error) => log::debug!("a response from a secret's host could not reach the box: {error}"),
         }
@@ -260,7 +259,8 @@ mod tests {
             status
         };
         let relayed = async {
-            let _ = relay(relay_inside, relay_outside, &[], &Moved::default()).await;
+            let unused = AtomicU64::new(0);
+            let _ = relay(relay_inside, relay_outside, &[], &Moved { sent: &unused, received: &unused }).await;
         };
         let joined = tokio::time::timeout(std::time::Duration::from_secs(30), async { tokio::join!(host, client, relayed) });
         let (host_saw_a_stream, status, ()) = joined.await.expect("the relay answered");
@@ -274,7 +274,8 @@ mod tests {
         let key = SecretSpec::for_test("key", "sk-live", &["api.example.com"], "<K>");
         let (box_side, relay_inside) = tokio::io::duplex(1 << 16);
         let (relay_outside, host_side) = tokio::io::duplex(1 << 16);
-        let moved = Moved::default();
+        let (sent, received) = (AtomicU64::new(0), AtomicU64::new(0));
+        let moved = Moved { sent: &sent, received: &received };
         let host = async {
             let mut connection = h2::server::handshake(host_side).await.expect("host handshake");
             let (request, mut respond) = connection.accept().await.expect("a stream").expect("a request");
@@ -342,6 +343,6 @@ mod tests {
         assert_eq!((uploaded, downloaded), (2_000_000, 3_000_000));
         assert_eq!(trailers["x-trailer"], "<K>", "trailers go as written");
         assert_eq!(answer["grpc-status"], "0");
-        assert!(moved.sent.load(Ordering::Relaxed) >= 2_000_000 && moved.received.load(Ordering::Relaxed) >= 3_000_000);
+        assert!(sent.load(Ordering::Relaxed) >= 2_000_000 && received.load(Ordering::Relaxed) >= 3_000_000);
     }
 }

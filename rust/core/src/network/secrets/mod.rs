@@ -386,11 +386,8 @@ impl SecretProxy {
         let inside = tokio_rustls::TlsAcceptor::from(config).accept(inbound).await.map_err(|error| format!("the box's TLS to {server_name} failed: {error}"))?;
         let secrets: Vec<&SecretSpec> = self.secrets.iter().filter(|secret| secret.serves(&server_name)).collect();
         if protocol == Protocol::Http2 {
-            let moved = http2::Moved::default();
-            let relayed = http2::relay(inside, upstream, &secrets, &moved).await;
-            traffic.bytes_sent.fetch_add(moved.sent.into_inner(), std::sync::atomic::Ordering::Relaxed);
-            traffic.bytes_received.fetch_add(moved.received.into_inner(), std::sync::atomic::Ordering::Relaxed);
-            return relayed;
+            let moved = http2::Moved { sent: &traffic.bytes_sent, received: &traffic.bytes_received };
+            return http2::relay(inside, upstream, &secrets, &moved).await;
         }
         let (from_box, to_box) = tokio::io::split(inside);
         let (from_host, to_host) = tokio::io::split(upstream);
