@@ -31,7 +31,7 @@ from .harness import Row, available_mib, latency_row, open_runtime, percentile, 
 async def exec_true(samples: int, warmup: int) -> list[Row]:
     """1. Exec round trip of `true` in a running box."""
     baselines = [
-        ("asyncio.create_subprocess_exec", ("/bin/true",), 1.0),
+        ("asyncio.create_subprocess_exec", ("/bin/true",), 0.7),
         ("bwrap --unshare-all", ("bwrap", "--unshare-all", "--ro-bind", "/", "/", "/bin/true"), None),
         ("unshare -Urmpf --mount-proc", ("unshare", "-Urmpf", "--mount-proc", "/bin/true"), None),
     ]
@@ -125,7 +125,7 @@ async def create_start_exec(samples: int, warmup: int, paced: int) -> list[Row]:
 
             ours_times, _ = await side_by_side(ours, crun, samples, warmup)
             crun_run = crun_times[warmup:]
-            rows.append(latency_row("create + start + first exec", "crun run (same bundle)", to_result[warmup:], crun_run, 0.5,
+            rows.append(latency_row("create + start + first exec", "crun run (same bundle)", to_result[warmup:], crun_run, 0.3,
                                     "until the exit status is in hand; crun runs with the cgroup2 mount hidden (it refuses a cgroup2 mount without controllers); "
                                     "ours also starts the image's default command (sh) as the box's main process"))
             rows.append(latency_row("create + start + first exec + stop", "crun run (same bundle)", ours_times, crun_run, None,
