@@ -23,7 +23,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from . import network_suite, ray_suite, suites
+from . import network_suite, ray_suite, reliability_suite, suites
 from .harness import Row, plot, print_table, write_json
 
 SUITES = ["exec", "create", "stream", "density", "concurrency", "pull", "copy", "snapshots", "rest", "ray", "faults", "soak", "network"]
@@ -59,9 +59,9 @@ async def run(arguments: argparse.Namespace) -> None:
     if "ray" in chosen:
         rows += await ray_suite.ray_cluster(*((20, 3, 200, 2, 8) if quick else (300, 30, 10_000, 4, 32)))
     if "faults" in chosen:
-        rows += await suites.faults(5 if quick else 200)
+        rows += await reliability_suite.faults(5 if quick else 200)
     if "soak" in chosen:
-        rows += await suites.soak(200 if quick else 10_000)
+        rows += await reliability_suite.soak(200 if quick else 10_000)
     if "network" in chosen:
         rows += await network_suite.network(*((64, 20, 5, 10, 50) if quick else (1024, 200, 50, 100, 200)))
     print_table(rows)

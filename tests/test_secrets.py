@@ -171,7 +171,10 @@ client.send_headers(1, [("x-sent-trailer", os.environ["BOXLITE_SECRET_API_KEY"])
 answer, trailers = 0, {}
 while not trailers:
     sock.sendall(client.data_to_send())
-    for event in client.receive_data(sock.recv(65536)):
+    data = sock.recv(65536)
+    if not data:
+        break
+    for event in client.receive_data(data):
         if isinstance(event, h2.events.DataReceived):
             answer += len(event.data)
             client.acknowledge_received_data(event.flow_controlled_length, 1)

@@ -12,7 +12,7 @@ use super::SecretSpec;
 const MAX_HEAD: usize = 64 << 10;
 const MAX_HEADERS: usize = 128;
 
-const FORBIDDEN_UPGRADE: &[u8] = b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 69\r\nConnection: close\r\n\r\nboxlite: a connection that carries secrets cannot switch protocols.\r\n";
+const FORBIDDEN_UPGRADE: &[u8] = concat!("HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 69\r\nConnection: close\r\n\r\n", no_protocol_switch!()).as_bytes();
 const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 58\r\nConnection: close\r\n\r\nboxlite: a request to a secret's host could not be read.\r\n";
 
 /// How a request's body is framed (RFC 9112 §6).

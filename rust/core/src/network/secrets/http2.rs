@@ -36,7 +36,7 @@ const MAX_STREAMS: u32 = 256;
 const STREAM_WINDOW: u32 = 1 << 20;
 const CONNECTION_WINDOW: u32 = 4 << 20;
 
-const FORBIDDEN_CONNECT: &str = "boxlite: a connection that carries secrets cannot switch protocols.\r\n";
+const FORBIDDEN_CONNECT: &str = no_protocol_switch!();
 const BAD_REQUEST: &str = "boxlite: a request to a secret's host could not be rewritten.\r\n";
 
 /// The box's counters of what moved each way (headers and data), added to as it moves.

@@ -34,6 +34,14 @@ use serde::{Deserialize, Serialize};
 use tokio::io::BufReader;
 use tokio::net::TcpStream;
 
+/// The refusal's text when a box tries to take a connection that carries secrets to another
+/// protocol (an HTTP/1.1 `Upgrade`, an HTTP/2 `CONNECT`): one sentence for both.
+macro_rules! no_protocol_switch {
+    () => {
+        "boxlite: a connection that carries secrets cannot switch protocols.\r\n"
+    };
+}
+
 mod http1;
 mod http2;
 
