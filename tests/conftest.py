@@ -21,7 +21,7 @@ import boxlite
 from boxlite._native import _testing
 
 from . import images
-from .leftovers import box_cgroups, box_processes
+from .leftovers import box_cgroups, box_processes, guardians, keepers
 from .serve_client import KEY, serving
 
 
@@ -34,9 +34,10 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what:
 
 
 def runtime_processes(runtime: boxlite.Boxlite) -> set[int]:
-    """The runtime's own processes, which belong to no box: its spawner of shims, and the box
-    made ahead of need (its init, and the box's pid 1 it made)."""
-    found = set()
+    """The runtime's own processes, which belong to no box: its spawner of shims, the box
+    made ahead of need (its init, and the box's pid 1 it made) and the guardian of its detached
+    boxes' networks."""
+    found = set(guardians())
     spawner = _testing.spawner_pid(runtime)
     if spawner is not None:
         found.add(spawner)
@@ -78,6 +79,14 @@ def assert_no_leftovers(home: Path, cgroups_before: set[Path] | None = None) -> 
     leftovers = box_processes(home)
     kill_and_reap(leftovers)  # the test fails, and leaves nothing running on the machine
     assert leftovers == [], "box processes outlived their test"
+    # A keeper leaves once no detached box with a network runs (it may have been serving one
+    # that the test's runtime closed on, and the boxes' processes just went).
+    deadline = time.monotonic() + 15
+    while keepers(home) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lingering = keepers(home)
+    kill_and_reap(lingering)
+    assert lingering == [], "a keeper outlived the boxes it served"
     if cgroups_before is not None:
         assert box_cgroups() - cgroups_before == set(), "box cgroups outlived their test"
     boxes = home / "boxes"

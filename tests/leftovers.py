@@ -28,6 +28,33 @@ def box_processes(home: Path) -> list[int]:
     return found
 
 
+def _processes_with(*arguments: bytes, without: bytes | None = None) -> list[int]:
+    """Pids of processes whose command line has each of ``arguments`` (and not ``without``)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            command = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if all(argument in command for argument in arguments) and without not in command:
+            found.append(int(entry))
+    return found
+
+
+def guardians() -> list[int]:
+    """Pids of runtimes' guardians of their detached boxes' networks (the shim with
+    ``--guard``), of any home: a runtime's own process, while it runs."""
+    return _processes_with(b"--guard")
+
+
+def keepers(home: Path) -> list[int]:
+    """Pids of keepers serving ``home``'s detached boxes' networks (``python -m
+    boxlite._keeper HOME``; a guardian's command line names it too)."""
+    return _processes_with(b"boxlite._keeper", str(home.resolve()).encode(), without=b"--guard")
+
+
 def own_cgroup(controller: str) -> str:
     """This process's group in a v1 hierarchy (``""`` for the v2 one)."""
     for line in Path("/proc/self/cgroup").read_text().splitlines():

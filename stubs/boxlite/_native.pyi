@@ -64,6 +64,7 @@ __all__ = [
     "VolumeHandle",
     "VolumeInfo",
     "__version__",
+    "_keep_detached_networks",
     "serve",
 ]
 
@@ -1068,3 +1069,7 @@ def serve(
     for ``reconnect_grace`` seconds are killed; ended ones are kept ``retention`` seconds for their
     status; uploads above ``upload_limit`` bytes are refused. Raises when the home is in use or
     the address cannot be bound."""
+
+def _keep_detached_networks(home_dir: str | os.PathLike[str]) -> None:
+    """Serves the networks of ``home_dir``'s detached boxes until a runtime opens the home or
+    none with a network runs (``python -m boxlite._keeper``). Blocks."""

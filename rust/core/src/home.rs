@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! <home>/lock                      flock held while a runtime uses this home
+//! <home>/keeper.sock, keeper.log   where a keeper of detached boxes' networks listens, and its log (`keeper`)
 //! <home>/bin/boxlite-shim-<digest> the box init, written from the copy embedded at build time
 //! <home>/blobs/sha256/<hex>        downloaded (compressed) layer blobs
 //! <home>/images/<sha256>.json      one pulled image's record (manifest, config, layers)
@@ -99,13 +100,20 @@ pub struct Home {
 /// that child's exec closes it.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Takes `lock`'s exclusive flock, waiting up to [`LOCK_WAIT`] for a holder that goes away.
-fn take_lock(lock: &File) -> bool {
-    let deadline = std::time::Instant::now() + LOCK_WAIT;
+/// Takes `lock`'s exclusive flock, waiting up to [`LOCK_WAIT`] for a holder that goes away. A
+/// keeper that holds it (`keeper` rule 3) is asked to leave, once, and waited for.
+fn take_lock(lock: &File, root: &Path) -> bool {
+    let mut deadline = std::time::Instant::now() + LOCK_WAIT;
+    let mut asked = false;
     loop {
         // SAFETY: flock on a descriptor we own; no memory is involved.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
             return true;
+        }
+        if !asked && crate::keeper::ask_to_leave(root) {
+            asked = true;
+            deadline = std::time::Instant::now() + LOCK_WAIT;
+            continue;
         }
         if std::time::Instant::now() >= deadline {
             return false;
@@ -134,7 +142,7 @@ impl Home {
             .write(true)
             .open(&lock_path)
             .map_err(|error| Error::storage("open", &lock_path, &error))?;
-        if !take_lock(&lock) {
+        if !take_lock(&lock, &root) {
             return Err(Error::Internal(format!(
                 "another runtime already uses the home directory {}; one runtime per home directory at a time",
                 root.display()
@@ -183,11 +191,14 @@ impl Home {
         self.subordinate_helper.as_ref()
     }
 
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Lets another runtime open this home (after `Runtime::close`).
     pub fn release(&self) {
         drop(self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take());
     }
-
 
     pub fn blobs(&self) -> PathBuf {
         self.root.join("blobs/sha256")

@@ -11,6 +11,7 @@ mod home;
 mod host;
 mod idmap;
 mod ids;
+pub mod keeper;
 mod process;
 mod secret;
 pub mod network;
@@ -23,6 +24,7 @@ pub use boxes::{
 };
 pub use boxlite_protocol::TtySize;
 pub use error::{Error, Result};
+pub use keeper::Role;
 pub use image::{Credentials, ImageRecord, PullProgress, RegistryConfig};
 pub use secret::Secret;
 pub use exec::{ExecutionControl, Execution, ExitStatus};

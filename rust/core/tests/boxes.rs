@@ -25,7 +25,7 @@ async fn collect(stream: Option<std::os::fd::OwnedFd>) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_box_runs_a_command_and_reports_its_exit() {
     let home = temp_home("exec");
-    let runtime = Runtime::open(&home, Vec::new()).expect("open runtime");
+    let runtime = Runtime::open(&home, Vec::new(), boxlite_core::Role::Program { keeper: None }).expect("open runtime");
     let handle = runtime.create(BoxOptions::default(), Some("first".to_string())).await.expect("create");
     assert_eq!(handle.info().status, "configured");
     let request = ExecRequest {
@@ -57,7 +57,7 @@ async fn a_box_runs_a_command_and_reports_its_exit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_ends_a_running_command_with_minus_nine() {
     let home = temp_home("kill");
-    let runtime = Runtime::open(&home, Vec::new()).expect("open runtime");
+    let runtime = Runtime::open(&home, Vec::new(), boxlite_core::Role::Program { keeper: None }).expect("open runtime");
     let handle = runtime.create(BoxOptions::default(), None).await.expect("create");
     let execution = handle
         .exec(ExecRequest { command: "sleep".to_string(), args: vec!["100".to_string()], ..ExecRequest::default() })

@@ -177,6 +177,16 @@ pub const BOX_SOCKETS: u8 = b's';
 /// descriptor table, which grows with every box.
 pub const SPAWNER_ARGUMENT: &str = "--spawner";
 
+/// The shim's first argument when it guards a runtime's detached boxes' networks: the keeper's
+/// command follows (the home's path its last argument). It leaves the runtime's session, waits on its stdin (a
+/// stream socket whose other end the runtime keeps) and, when that end closes without a word
+/// (the runtime closed with such boxes running, or its process ended), executes the keeper
+/// command; after [`GUARD_QUIT`] it exits instead.
+pub const GUARD_ARGUMENT: &str = "--guard";
+
+/// What a runtime that closes with no detached box's network to serve says to its guardian.
+pub const GUARD_QUIT: u8 = b'q';
+
 /// The shim's argument when no box waits for it yet: it prepares at low priority.
 pub const AHEAD_OF_NEED_ARGUMENT: &str = "--ahead-of-need";
 

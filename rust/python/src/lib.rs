@@ -11,6 +11,7 @@ mod execution;
 mod gil;
 mod images;
 mod info;
+mod keeper;
 mod log_bridge;
 mod options;
 mod pyrepr;
@@ -36,6 +37,7 @@ fn _native(py: Python<'_>, module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     module.add("HOST_IMAGE", boxlite_core::image::HOST_IMAGE)?;
     module.add_function(wrap_pyfunction!(serve::serve, module)?)?;
+    module.add_function(wrap_pyfunction!(keeper::keep_detached_networks, module)?)?;
     module.add_class::<serve::Server>()?;
     module.add_class::<runtime::Boxlite>()?;
     module.add_class::<options::Options>()?;

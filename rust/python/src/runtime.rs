@@ -24,15 +24,24 @@ pub struct Boxlite {
 type DefaultRuntime = (Option<Options>, Option<(Arc<Shared>, boxlite_core::Runtime)>);
 static DEFAULT: Mutex<DefaultRuntime> = Mutex::new((None, None));
 
+/// A program's runtime, whose detached boxes' networks `python -m boxlite._keeper` serves once
+/// it is gone (`boxlite_core::keeper`), run by this interpreter.
+pub fn program_role(py: Python<'_>) -> PyResult<boxlite_core::Role> {
+    let executable: Option<std::path::PathBuf> = py.import("sys")?.getattr("executable")?.extract()?;
+    let keeper = executable.filter(|path| !path.as_os_str().is_empty()).map(|path| vec![path.into_os_string(), "-m".into(), "boxlite._keeper".into()]);
+    Ok(boxlite_core::Role::Program { keeper })
+}
+
 fn open(py: Python<'_>, options: &Options) -> PyResult<(Arc<Shared>, boxlite_core::Runtime)> {
     crate::log_bridge::follow_python_level(py)?;
     let home = options.resolved_home();
     let registries = options.registries(py)?;
+    let role = program_role(py)?;
     let shared = Shared::start().map_err(|error| errors::to_py(py, &boxlite_core::Error::Internal(format!("failed to start the runtime: {error}"))))?;
     let handle = shared.tasks.handle.clone();
     let opened = crate::gil::detach(py, move || {
         let _context = handle.enter();
-        boxlite_core::Runtime::open(&home, registries)
+        boxlite_core::Runtime::open(&home, registries, role)
     });
     match opened {
         Ok(core) => Ok((shared, core)),

@@ -77,11 +77,12 @@ pub fn serve(
     keep_chunks_on_the_heap();
     let home = options.resolved_home();
     let registries = options.registries(py)?;
+    let role = crate::runtime::program_role(py)?;
     let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("boxlite-serve").enable_all().build().map_err(|error| failed(boxlite_core::Error::Internal(format!("failed to start the server's runtime: {error}"))))?;
     let config = boxlite_server::ServeConfig { listen: SocketAddr::new(ip, port), api_key, scratch_dir: home.join("serve-scratch"), lifecycle_file: home.join("serve-lifecycle.json"), keeping, upload_limit };
     let started = crate::gil::detach(py, || {
         let _context = tokio.enter();
-        let runtime = boxlite_core::Runtime::open(&home, registries)?;
+        let runtime = boxlite_core::Runtime::open(&home, registries, role)?;
         let bound = tokio.block_on(boxlite_server::bind(&config)).and_then(|listener| Ok((listener.local_addr()?, listener)));
         match bound {
             Ok((address, listener)) => Ok((runtime, address, listener)),

@@ -16,6 +16,7 @@ compile_error!("boxlite builds for Linux on x86_64 only: the box's seccomp filte
 
 mod capabilities;
 mod disk;
+mod guard;
 mod init;
 mod main_process;
 mod jail;
@@ -352,6 +353,10 @@ pub fn main() {
         let rootless = std::env::args().nth(3).as_deref() == Some(boxlite_protocol::ROOTLESS_ARGUMENT);
         let subordinate = std::env::args().nth(4).as_deref().and_then(SubordinateIds::parse);
         std::process::exit(spawner::serve(open_files, rootless, subordinate));
+    }
+    if std::env::args().nth(1).as_deref() == Some(boxlite_protocol::GUARD_ARGUMENT) {
+        let keeper: Vec<std::ffi::OsString> = std::env::args_os().skip(2).collect();
+        std::process::exit(guard::run(&keeper));
     }
     if std::env::args().nth(1).as_deref() == Some(boxlite_protocol::PROBE_USER_NAMESPACE) {
         let rootless = std::env::args().nth(2).as_deref() == Some(boxlite_protocol::ROOTLESS_ARGUMENT);

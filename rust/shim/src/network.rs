@@ -114,8 +114,16 @@ pub fn socket(kind: libc::c_int, port: Option<u16>) -> Result<OwnedFd> {
     let socket = unsafe { OwnedFd::from_raw_fd(check(libc::socket(libc::AF_INET, kind | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0), || "failed to make a socket in the box".to_string())?) };
     let Some(port) = port else { return Ok(socket) };
     let what = || format!("failed to listen on 127.0.0.1:{port} in the box");
-    // SAFETY: bind and listen read a sockaddr_in that lives through the calls.
+    // SAFETY: setsockopt reads an int that lives through the call; bind and listen read a
+    // sockaddr_in that lives through theirs.
     unsafe {
+        if kind == libc::SOCK_STREAM {
+            // A listener made again for a runtime that adopts the box: connections the last
+            // one relayed leave the port in TIME_WAIT for a minute, which would refuse the bind.
+            // (Linux still refuses a second listener on the port.)
+            let on: libc::c_int = 1;
+            check(libc::setsockopt(socket.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, std::ptr::addr_of!(on).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t), what)?;
+        }
         let mut address = socket_address([127, 0, 0, 1]);
         address.sin_port = port.to_be();
         check(libc::bind(socket.as_raw_fd(), std::ptr::addr_of!(address).cast(), std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t), what)?;

@@ -45,6 +45,7 @@ impl BoxHandle {
                     started_at: None,
                     init_pid: None,
                     exit_code: None,
+                    published_host_ports: Vec::new(),
                     id_map,
                     subordinate_ids: inner.home.subordinate_ids_of(id_map),
                     ..source

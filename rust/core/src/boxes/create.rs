@@ -148,6 +148,7 @@ impl Runtime {
                     disk_size_gb,
                     network: options.network.clone(),
                     ports: options.ports.clone(),
+                    published_host_ports: Vec::new(),
                     secrets_authority,
                 };
                 match record.disk_size_gb {

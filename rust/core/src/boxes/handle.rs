@@ -155,7 +155,11 @@ impl BoxHandle {
             record.init_pid = Some(pid);
             record.started_at = Some(crate::clock::now().0);
             record.exit_code = None;
+            record.published_host_ports = self.published_host_ports();
         })?;
+        if self.entry.record().has_detached_network() {
+            self.inner.guard_detached_networks();
+        }
         let socket_path = self.entry.dir.join("init.sock");
         for waiting in lock(&self.entry.waiting_attaches).drain(..) {
             // Opened now, before the main process can end and the box be removed.
@@ -209,27 +213,41 @@ impl BoxHandle {
     /// Serves the network of a box this runtime adopted (`network` rule 5): its way out, and its
     /// ports published anew.
     pub(super) fn serve_adopted_network(&self, running: &mut Live) {
-        let (allow_net, ports) = {
+        let (allow_net, ports, where_published) = {
             let record = self.entry.record();
-            (record.network.clone(), record.ports.clone())
+            (record.network.clone(), record.ports.clone(), record.published_host_ports.clone())
         };
         // Each part on its own: a way out that cannot be served leaves the published ports.
         let outbound = allow_net.and_then(|allow_net| {
             let parsed = way_out(&self.entry.dir, &self.entry.id, &allow_net, None);
             parsed.inspect_err(|error| log::warn!("box {} has no way out: {error}", self.entry.id)).ok()
         });
-        let published = crate::network::bind_ports(&ports).unwrap_or_else(|error| {
-            log::warn!("box {}'s ports are not published: {error}", self.entry.id);
-            Vec::new()
-        });
+        let again: Vec<crate::network::PortSpec> = ports.iter().enumerate().map(|(index, port)| port.on(where_published.get(index).copied())).collect();
+        let published = crate::network::bind_ports(&again)
+            .or_else(|error| {
+                log::warn!("box {}'s ports cannot be published where they were ({error}): the host picks again", self.entry.id);
+                crate::network::bind_ports(&ports)
+            })
+            .unwrap_or_else(|error| {
+                log::warn!("box {}'s ports are not published: {error}", self.entry.id);
+                Vec::new()
+            });
         let served = BoxNetwork::serve(&self.entry.id, running.connector.socket_path(), outbound, published, &self.inner.network);
         match served {
             Ok(network) => {
                 *lock(&self.entry.traffic) = network.meter();
                 running.network = Some(network);
+                if let Err(error) = self.entry.update(|record| record.published_host_ports = self.published_host_ports()) {
+                    log::warn!("box {}'s record keeps its former ports: {error}", self.entry.id);
+                }
             }
             Err(error) => log::warn!("box {} has no network: {error}", self.entry.id),
         }
+    }
+
+    /// Where the running box's ports are published on the host, in the order of its `ports`.
+    fn published_host_ports(&self) -> Vec<u16> {
+        lock(&self.entry.traffic).as_ref().map(|meter| meter.published().iter().map(|port| port.host.port()).collect()).unwrap_or_default()
     }
 
     pub(super) fn main_output(&self) -> Result<exec::MainOutput> {

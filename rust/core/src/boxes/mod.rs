@@ -69,6 +69,7 @@ use crate::host::HostPermits;
 use crate::idmap::{IdMap, RangeClaims};
 use crate::volumes::{VolumeInfo, Volumes};
 use crate::image::{self, ImageRecord, ImageSource, ImageStore, RegistryConfig};
+use crate::keeper::{Role, Succession};
 use crate::lock;
 use crate::network::{BoxNetwork, BoxSockets, HostNetwork, Policy, SecretProxy, WayOut};
 use engine::Live;
@@ -179,6 +180,10 @@ struct Inner {
     box_work: tokio::sync::Semaphore,
     /// Boxes whose init ended on its own being settled now (rule 5), which a close waits for.
     settling: Settling,
+    /// Who serves detached boxes' networks once this runtime is gone (`keeper`).
+    succession: Succession,
+    /// Whether boxes' shims are prepared ahead of need (not for a keeper, which starts none).
+    prepares_ahead: bool,
 }
 
 /// The record of the box in `dir`, found when a home opens. A directory without one is what a
@@ -201,6 +206,11 @@ fn load_or_report(dir: &Path) -> Option<BoxRecord> {
 }
 
 impl Inner {
+    /// `keeper` rule 1: a detached box with a network runs.
+    fn guard_detached_networks(&self) {
+        self.succession.guard(self.shim.spawner.shim_path(), self.home.root());
+    }
+
     /// Gives back the id range of the box whose directory was `dir` (`idmap` rule 4).
     fn release_range(&self, record: &BoxRecord, dir: &Path) {
         if let (Some(ranges), Some(map)) = (&self.ranges, record.id_map) {
@@ -239,8 +249,9 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + '
 }
 
 impl Runtime {
-    /// Opens the runtime on `home_dir` (blocking: it takes the lock and reconciles the home).
-    pub fn open(home_dir: &Path, registries: Vec<RegistryConfig>) -> Result<Self> {
+    /// Opens the runtime on `home_dir` (blocking: it takes the lock and reconciles the home), for
+    /// `role`.
+    pub fn open(home_dir: &Path, registries: Vec<RegistryConfig>, role: Role) -> Result<Self> {
         crate::host::raise_open_files_limit();
         let home = Home::open(home_dir)?;
         let shim_path = home.install_shim()?;
@@ -296,13 +307,17 @@ impl Runtime {
                 default_disk_gb,
                 box_work: tokio::sync::Semaphore::new(box_work_at_once()),
                 settling: Settling::default(),
+                succession: Succession::new(&role),
+                prepares_ahead: matches!(role, Role::Program { .. }),
             }),
         };
         // Adopted boxes are watched like the ones this runtime starts (rule 5), and the first box
         // is prepared ahead of need, when there is a tokio runtime to do it from.
         if tokio::runtime::Handle::try_current().is_ok() {
-            let inner = Arc::downgrade(&runtime.inner);
-            tokio::task::spawn_blocking(move || Inner::refill_warm(&inner));
+            if runtime.inner.prepares_ahead {
+                let inner = Arc::downgrade(&runtime.inner);
+                tokio::task::spawn_blocking(move || Inner::refill_warm(&inner));
+            }
             let entries: Vec<Arc<BoxEntry>> = lock(&runtime.inner.boxes).values().cloned().collect();
             for entry in entries {
                 let handle = runtime.handle(entry);
@@ -313,8 +328,17 @@ impl Runtime {
                 }
                 drop(live);
             }
+            if runtime.detached_networks() > 0 {
+                runtime.inner.guard_detached_networks();
+            }
         }
         Ok(runtime)
+    }
+
+    /// Running detached boxes with a network to serve (a way out or published ports): what a
+    /// keeper is for (`keeper`).
+    pub fn detached_networks(&self) -> usize {
+        lock(&self.inner.boxes).values().filter(|entry| !entry.removed.load(Ordering::Acquire) && entry.record().has_detached_network()).count()
     }
 
     fn check_open(&self) -> Result<()> {
@@ -481,9 +505,18 @@ impl Runtime {
                 let _ = settle(&self.inner, &entry, BoxStatus::Stopped);
             }
         }
+        // Detached boxes stay, served no more from here: their sockets close now, so that a
+        // keeper (`keeper` rule 2) or the next runtime can serve them.
+        let networks = entries
+            .iter()
+            .filter(|entry| entry.record().detach)
+            .filter_map(|entry| entry.live.try_lock().ok().and_then(|mut live| live.as_mut().and_then(|running| running.network.take())))
+            .collect();
+        BoxNetwork::stop_serving(networks);
         // A box this close skipped was being settled by its watch: that ends first.
         self.inner.settling.wait_until_none(SETTLE_WAIT);
         self.inner.home.release();
+        self.inner.succession.hand_over(self.detached_networks() > 0);
     }
 
     /// The pid of the init made ahead of need for the next box, if one waits (waiting for one

@@ -64,6 +64,10 @@ pub struct BoxRecord {
     /// Ports published while the box runs (`BoxOptions::ports`).
     #[serde(default)]
     pub ports: Vec<crate::network::PortSpec>,
+    /// The host ports the running box's `ports` were published on, in their order: a runtime
+    /// that adopts the box publishes them there again, also those the host picked.
+    #[serde(default)]
+    pub published_host_ports: Vec<u16>,
     /// The box's user namespace; records from before user namespaces have none.
     #[serde(default)]
     pub id_map: Option<IdMap>,
@@ -93,6 +97,12 @@ fn default_pids_limit() -> u64 {
 }
 
 impl BoxRecord {
+    /// A running detached box with a network to serve (a way out or published ports): one a
+    /// keeper serves once no runtime does (`keeper`).
+    pub fn has_detached_network(&self) -> bool {
+        self.detach && self.status == BoxStatus::Running && (self.network.is_some() || !self.ports.is_empty())
+    }
+
     /// The state a record takes once its box's init is gone, whoever noticed (`settle` when
     /// this runtime saw it end, `reconcile` when a later runtime found it gone): `status`, no
     /// init, and, for a box with a main process, how that process ended in this run (`None`

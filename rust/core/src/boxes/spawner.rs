@@ -96,6 +96,11 @@ impl Spawner {
         Err(Error::Engine("the shim spawner keeps failing".to_string()))
     }
 
+    /// The shim's executable, which the spawner runs.
+    pub fn shim_path(&self) -> &Path {
+        &self.shim
+    }
+
     pub fn pid(&self) -> Option<u32> {
         lock(&self.state).process.as_ref().map(|process| process.child.id())
     }

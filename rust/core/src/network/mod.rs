@@ -34,9 +34,11 @@
 //!    protocols other than TCP and UDP are rejected by the box's rules.
 //! 5. A box's network is served while a runtime holds the box: the sockets go with the box's
 //!    namespace when it stops, and a runtime that adopts a detached box serves it anew and
-//!    publishes its ports again; an exec in such a box waits until its way out is served, so
-//!    the process's first connection finds a listener. While no runtime holds it, what the
-//!    box sends through its interface waits there (up to the device's queue) unanswered.
+//!    publishes its ports again, where they were; an exec in such a box waits until its way
+//!    out is served, so the process's first connection finds a listener. A runtime that closes
+//!    stops serving its detached boxes before it lets go of the home, and once a program's
+//!    runtime is gone a keeper serves them (`crate::keeper`). While nobody serves a box, what
+//!    it sends through its interface waits there (up to the device's queue) unanswered.
 
 mod datagrams;
 mod dns;
@@ -172,7 +174,7 @@ impl PortConnector for Inside {
 async fn serve_way_out(sockets: Option<BoxSockets>, inside: Arc<Inside>, outbound: Arc<Outbound>, served: tokio::sync::watch::Sender<bool>) {
     let sockets = match sockets {
         Some(sockets) => sockets,
-        None => match BoxSockets::from_init(&inside).await {
+        None => match from_init_when_free(&inside).await {
             Ok(sockets) => sockets,
             Err(error) => {
                 log::warn!("box {} has no way out: its init made no sockets: {error}", outbound.traffic.box_id);
@@ -188,6 +190,22 @@ async fn serve_way_out(sockets: Option<BoxSockets>, inside: Arc<Inside>, outboun
             tokio::join!(proxy::serve(proxy, Arc::clone(&outbound)), datagrams::serve(sockets.interface, Arc::clone(&outbound)));
         }
         Err(error) => log::warn!("box {} has no way out: {error}", outbound.traffic.box_id),
+    }
+}
+
+/// How often a runtime that adopts a box asks its init for the box's sockets, 50 ms apart: the
+/// listener's port is taken until the box's former runtime has let go of its own, and a killed
+/// process may release the home's lock a moment before the rest of its descriptors.
+const LET_GO_TRIES: u32 = 20;
+
+async fn from_init_when_free(inside: &Inside) -> std::io::Result<BoxSockets> {
+    let mut tries = 1;
+    loop {
+        match BoxSockets::from_init(inside).await {
+            Err(_) if tries < LET_GO_TRIES => tries += 1,
+            made => return made,
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 
@@ -369,6 +387,25 @@ impl TrafficMeter {
             bytes_received: traffic.bytes_received.load(Ordering::Relaxed),
             tcp_connections: traffic.connections.load(Ordering::Relaxed),
             tcp_errors: traffic.errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// How long [`BoxNetwork::stop_serving`] waits for the serving to let go of its sockets.
+const LET_GO_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl BoxNetwork {
+    /// Stops serving `networks` and returns once their listeners (in the boxes and on the host)
+    /// are closed, or after [`LET_GO_WAIT`]: the boxes' next runtime makes its own there.
+    /// Blocking; call outside the tokio runtime's workers, while it runs.
+    pub fn stop_serving(networks: Vec<Self>) {
+        let tasks: Vec<_> = networks.into_iter().flat_map(|mut network| std::mem::take(&mut network.tasks)).collect();
+        for task in &tasks {
+            task.abort();
+        }
+        let deadline = std::time::Instant::now() + LET_GO_WAIT;
+        while !tasks.iter().all(tokio::task::JoinHandle::is_finished) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
 }

@@ -50,6 +50,13 @@ impl Protocol {
 const UDP_IDLE: Duration = Duration::from_secs(60);
 
 impl PortSpec {
+    /// This port, on `host_port` where the host was to pick one: where a running box had it
+    /// published, for the runtime that adopts the box.
+    pub fn on(&self, host_port: Option<u16>) -> Self {
+        let chosen = self.host_port.filter(|port| *port != 0).or(host_port);
+        Self { host_port: chosen, ..self.clone() }
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.guest_port == 0 {
             return Err(Error::InvalidArgument("a published port's guest_port must be from 1 to 65535".to_string()));
@@ -226,5 +233,20 @@ async fn answer_peer(flow: &Flow, outside: &tokio::net::UdpSocket, peer: SocketA
                 seen = now;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_adopted_box_gets_the_host_port_it_had_where_the_host_picked_one() {
+        let picked = PortSpec { host_port: None, guest_port: 80, host_ip: None, protocol: Protocol::Tcp };
+        assert_eq!(picked.on(Some(40_000)).host_port, Some(40_000));
+        assert_eq!(PortSpec { host_port: Some(0), ..picked.clone() }.on(Some(40_000)).host_port, Some(40_000));
+        assert_eq!(picked.on(None), picked);
+        let chosen = PortSpec { host_port: Some(8080), ..picked };
+        assert_eq!(chosen.on(Some(40_000)), chosen);
     }
 }

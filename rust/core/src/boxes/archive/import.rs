@@ -197,6 +197,7 @@ pub(super) fn import(inner: &Inner, archive: &Path, name: Option<String>, untrus
             process_limits: portable.process_limits,
             network: portable.network,
             ports: portable.ports,
+            published_host_ports: Vec::new(),
             id_map,
             subordinate_ids: inner.home.subordinate_ids_of(id_map),
             health_check: portable.health_check,

@@ -124,6 +124,8 @@ impl Portable {
             process_limits,
             network,
             ports,
+            // Where a run published them: the imported box's first start picks its own.
+            published_host_ports: _,
             id_map: _,
             subordinate_ids: _,
             health_check,
