@@ -18,9 +18,7 @@ import boxlite
 from .conftest import wait_until
 from .fake_internet import DNS, FakeInternet
 from .leftovers import guardians, keepers
-from .test_network import http_get, internet
-
-__all__ = ["internet"]  # the fake internet, a fixture of this module too
+from .test_network import http_get, internet  # noqa: F401  (the fake internet, one per module)
 
 SERVE_AND_FETCH = r"""
 mkdir -p /www && echo served from the box > /www/index.html
@@ -124,19 +122,18 @@ async def test_a_keeper_leaves_when_its_last_box_stops(home: Path, busybox_image
         runtime.close()
 
 
-async def test_a_runtime_without_a_detached_network_leaves_no_guardian(home: Path, busybox_image: str) -> None:
-    async with asyncio.timeout(60):
-        runtime = boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
-        try:
-            box = await runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image, detach=True, auto_remove=False))
-            await box.start()
-            assert len(guardians()) == 1  # a detached box with a network runs
-            await box.stop()
-        finally:
-            runtime.close()
-        assert guardians() == [] and keepers(home) == []
-        runtime = boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
-        try:
-            await runtime.remove((await runtime.list_info())[0].id)
-        finally:
-            runtime.close()
+async def test_a_runtime_closed_with_no_detached_box_running_leaves_no_guardian_or_keeper(home: Path, busybox_image: str) -> None:
+    runtime = boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
+    try:
+        box = await runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image, detach=True, auto_remove=False))
+        await box.start()
+        assert len(guardians()) == 1  # a detached box with a network runs
+        await box.stop()
+    finally:
+        runtime.close()
+    assert guardians() == [] and keepers(home) == []
+    runtime = boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
+    try:
+        await runtime.remove((await runtime.list_info())[0].id)
+    finally:
+        runtime.close()

@@ -20,9 +20,11 @@
 //!    does, and prepares nothing ahead of need. It leaves when no detached box with a network
 //!    runs, or when a runtime opens the home: the newcomer, finding the home's lock taken,
 //!    connects to [`SOCKET`] in the home and waits for that connection to close, which the
-//!    keeper does once it closed its runtime and so released the lock.
-//! 4. From a runtime's end to its keeper's start (the keeper command's start-up, a few hundred
-//!    milliseconds), and from a keeper's leaving to the newcomer's adoption, a box's new
+//!    keeper does once it closed its runtime and so released the lock. A keeper that finds the
+//!    home held by a runtime (which serves it), or once it holds the home no record of a
+//!    running detached box with a network, leaves before it does anything else.
+//! 4. From a runtime's end to its keeper's start (the keeper command's start-up), and from a
+//!    keeper's leaving to the newcomer's adoption, a box's new
 //!    connections fail at once, as they do while no runtime holds it (`network` rule 5).
 
 use std::ffi::OsString;
@@ -141,9 +143,18 @@ pub async fn keep(home: PathBuf) -> Result<()> {
         return Err(Error::NotFound(format!("no boxlite home at {}", home.display())));
     }
     let opening = home.clone();
-    let runtime = tokio::task::spawn_blocking(move || Runtime::open(&opening, Vec::new(), Role::Keeper))
+    let opened = tokio::task::spawn_blocking(move || Runtime::open(&opening, Vec::new(), Role::Keeper))
         .await
-        .map_err(|error| Error::Internal(format!("the keeper's runtime failed to open: {error}")))??;
+        .map_err(|error| Error::Internal(format!("the keeper's runtime failed to open: {error}")))?;
+    let runtime = match opened {
+        Ok(runtime) => runtime,
+        // Nothing to keep, or a runtime holds the home: whoever holds it serves its boxes.
+        Err(error @ (Error::NotFound(_) | Error::Internal(_))) => {
+            log::info!("not keeping {}: {error}", home.display());
+            return Ok(());
+        }
+        Err(error) => return Err(error),
+    };
     let socket_path = home.join(SOCKET);
     let _ = std::fs::remove_file(&socket_path);
     let listening = tokio::net::UnixListener::bind(&socket_path).and_then(|listener| {

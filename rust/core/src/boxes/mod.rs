@@ -186,6 +186,12 @@ struct Inner {
     prepares_ahead: bool,
 }
 
+/// Whether a box record under `boxes` says its box is a running detached box with a network.
+fn records_with_detached_networks(boxes: &Path) -> bool {
+    let Ok(dirs) = std::fs::read_dir(boxes) else { return false };
+    dirs.flatten().any(|dir| BoxRecord::load(&dir.path()).is_ok_and(|record| record.has_detached_network()))
+}
+
 /// The record of the box in `dir`, found when a home opens. A directory without one is what a
 /// runtime killed in the middle of a create left (the record is written last): it goes. A
 /// record that cannot be read is reported and left alone: that box is not listed, the others
@@ -254,6 +260,11 @@ impl Runtime {
     pub fn open(home_dir: &Path, registries: Vec<RegistryConfig>, role: Role) -> Result<Self> {
         crate::host::raise_open_files_limit();
         let home = Home::open(home_dir)?;
+        if matches!(role, Role::Keeper) && !records_with_detached_networks(&home.boxes()) {
+            // The runtime that held the home last left nothing for a keeper (`keeper` rule 3):
+            // nothing more is done here, not even the probes of a full open.
+            return Err(Error::NotFound("a detached box with a network running in this home".to_string()));
+        }
         let shim_path = home.install_shim()?;
         let cgroups = CgroupLayout::detect();
         let host = HostPermits::detect(&cgroups);
