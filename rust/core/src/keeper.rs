@@ -64,7 +64,7 @@ pub enum Role {
 }
 
 /// A runtime's guardian, and the keeper command it gives one (rules 1 and 2).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Succession {
     keeper: Option<Vec<OsString>>,
     /// The runtime's end of its guardian's stdin, once it started one.
