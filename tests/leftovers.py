@@ -4,43 +4,35 @@ cgroups. The tests' leak checks and the fault bench use these (on any build of b
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 #: Where boxes' id ranges are claimed on this host (one file per claimed range).
 ID_RANGE_CLAIMS = Path("/var/lib/boxlite/id-ranges")
 
 
-def box_processes(home: Path) -> list[int]:
-    """Pids of box inits started from ``home`` (their executable lives in ``home/bin``). Found by
-    their command line, which an ordinary user may read of its boxes' processes (their
-    executable link it may not: they are not dumpable)."""
-    prefix = (str(home.resolve() / "bin") + "/").encode()
-    found = []
+def _command_lines() -> Iterator[tuple[int, list[bytes]]]:
+    """Each process's pid and command line (its arguments), of those that can be read.
+    An ordinary user may read its boxes' processes' command lines (their executable link it
+    may not: they are not dumpable)."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            program = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")[0]
+            yield int(entry), Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if program.startswith(prefix):
-            found.append(int(entry))
-    return found
+
+
+def box_processes(home: Path) -> list[int]:
+    """Pids of box inits started from ``home`` (their executable lives in ``home/bin``)."""
+    prefix = (str(home.resolve() / "bin") + "/").encode()
+    return [pid for pid, command in _command_lines() if command[0].startswith(prefix)]
 
 
 def _processes_with(*arguments: bytes, without: bytes | None = None) -> list[int]:
     """Pids of processes whose command line has each of ``arguments`` (and not ``without``)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            command = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if all(argument in command for argument in arguments) and without not in command:
-            found.append(int(entry))
-    return found
+    return [pid for pid, command in _command_lines() if all(argument in command for argument in arguments) and without not in command]
 
 
 def guardians() -> list[int]:

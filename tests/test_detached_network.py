@@ -1,11 +1,14 @@
 """A detached box's network while no program's runtime holds its home (``rust/core/src/keeper.rs``):
 once the runtime that started the box is gone, closed or killed, a keeper serves the box's way
 out and its published ports (on the host port the box had) until a runtime opens the home
-again, which takes over; and a keeper leaves on its own once no such box runs."""
+again, which takes over; what the box sends while nobody serves it waits for the next server;
+and a keeper leaves on its own once no such box runs."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -105,6 +108,60 @@ async def test_a_keeper_serves_a_detached_boxs_network_once_its_runtime_is_gone(
     finally:
         runtime.close()
     assert guardians() == [] and keepers(home) == []
+
+
+FETCH_WITH_START_TIMES = r"""
+while true; do
+    start=$(cut -d' ' -f1 /proc/uptime)
+    if wget -q -O /dev/null http://allowed.test/; then echo "$start ok"; else echo "$start failed"; fi >> /fetches
+    sleep 0.2
+done
+"""
+
+
+def uptime() -> float:
+    """The host's uptime, the clock the box's loop stamps its fetches with (the box has no time
+    namespace)."""
+    return float(Path("/proc/uptime").read_text().split()[0])
+
+
+def fetches_started_after(home: Path, since: float) -> list[str]:
+    """The outcomes of the box's fetches (``ok`` or ``failed``) that started after ``since``."""
+    outcomes = []
+    for log in (home / "boxes").glob("*/upper/fetches"):
+        for line in log.read_text().splitlines():
+            start, outcome = line.split()
+            if float(start) > since:
+                outcomes.append(outcome)
+    return outcomes
+
+
+async def test_a_boxs_connections_wait_while_nobody_serves_it(home: Path, busybox_image: str, internet: FakeInternet, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOXLITE_DNS_SERVERS", DNS)
+    await asyncio.to_thread(run_program, home, busybox_image, FETCH_WITH_START_TIMES, "close")
+    ended = uptime()
+    await wait_until(lambda: len(keepers(home)) == 1 and "ok" in fetches_started_after(home, ended), timeout=30, what="the keeper served no fetch")
+    # Nobody serves the box now: its keeper is gone, killed, and no runtime holds the home.
+    [keeper] = keepers(home)
+    os.kill(keeper, signal.SIGKILL)
+    killed = uptime()
+    await wait_until(lambda: keepers(home) == [], what="the killed keeper stayed")
+    await asyncio.sleep(1.0)  # the gap in which the box's next fetch waits
+    opened = uptime()
+    runtime = boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
+    try:
+        box = await runtime.get("lasting")
+        assert box is not None
+        await wait_until(lambda: "ok" in fetches_started_after(home, opened), timeout=30, what="no fetch went out once a runtime adopted the box")
+        # The fetch the box started while nobody served it waited (DNS query and connection)
+        # and was served by the runtime that adopted the box; none failed.
+        waited = fetches_started_after(home, killed)
+        assert "failed" not in waited, waited
+        assert len(waited) > len(fetches_started_after(home, opened)), "no fetch started while nobody served the box"
+        await box.stop()
+        await runtime.remove("lasting")
+    finally:
+        runtime.close()
 
 
 async def test_a_keeper_leaves_when_its_last_box_stops(home: Path, busybox_image: str, internet: FakeInternet, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,8 +24,9 @@
 //!    home held by a runtime (which serves it), or once it holds the home no record of a
 //!    running detached box with a network, leaves before it does anything else.
 //! 4. From a runtime's end to its keeper's start (the keeper command's start-up), and from a
-//!    keeper's leaving to the newcomer's adoption, a box's new
-//!    connections fail at once, as they do while no runtime holds it (`network` rule 5).
+//!    keeper's leaving to the newcomer's adoption, what a box sends waits for the next server
+//!    (`network` rule 5); a connection to one of its published ports is refused then, as the
+//!    host's listener is the server's.
 
 use std::ffi::OsString;
 use std::io::{Read, Write};

@@ -169,7 +169,7 @@ pub const JOIN_CGROUPS: u8 = b'c';
 /// The byte the shim of a box with a network sends on its start-up socket, before its status
 /// line, with the sockets it made in the box's network namespace for the runtime to serve on:
 /// the TCP listener at [`network::PROXY_PORT`], then the descriptor of the box's interface (its
-/// tun device, the same open file the init keeps for [`Request::Interface`]).
+/// tun device). The init keeps both for the runtimes that serve the box later ([`Request::Network`]).
 pub const BOX_SOCKETS: u8 = b's';
 
 /// The shim's only argument when it is the runtime's spawner of shims (channel 0): a process
@@ -432,14 +432,14 @@ pub enum Request {
     /// Answered with `Done` at once: the init is responsive (health checks).
     Ping,
     /// Answered with `Done` carrying a new IPv4 socket (TCP, or UDP with `datagram`) made in
-    /// the box's network namespace, non-blocking: with `loopback_port`, bound to 127.0.0.1 at
-    /// that port (and listening, for TCP). So the runtime listens and connects there without
+    /// the box's network namespace, non-blocking. So the runtime connects there without
     /// entering the namespace, which it may not do when it runs as an ordinary user.
-    Socket { datagram: bool, loopback_port: Option<u16> },
-    /// Answered with `Done` carrying the descriptor of the box's interface, the tun device the
-    /// runtime reads the box's datagrams from and writes its answers to (as
-    /// [`BOX_SOCKETS`] sent it first); `Refused` for a box without a network.
-    Interface,
+    Socket { datagram: bool },
+    /// Answered with `Done` carrying the box's sockets as [`BOX_SOCKETS`] sent them first: the
+    /// listener its connections are diverted to and its interface, the tun device the runtime
+    /// reads its datagrams from and writes its answers to; `Refused` for a box without a
+    /// network. The init keeps them while the box runs, for each runtime that serves it.
+    Network,
     /// Answered with `Done` carrying an `O_PATH` descriptor of the box's root directory, for
     /// copying files in and out: a runtime that runs as an ordinary user may not open it
     /// through /proc (box processes are not dumpable).

@@ -61,13 +61,13 @@ pub struct Held {
     pub signals: OwnedFd,
     /// Its control socket.
     pub listener: UnixListener,
-    /// The box's interface, for a box with a network ([`Request::Interface`]).
-    pub interface: Option<OwnedFd>,
+    /// The sockets of a box with a network ([`Request::Network`]).
+    pub network: Option<crate::network::BoxSockets>,
 }
 
 pub struct Init {
     confinement: process::Confinement,
-    interface: Option<OwnedFd>,
+    network: Option<crate::network::BoxSockets>,
     listener: Option<UnixListener>,
     signals: OwnedFd,
     connections: Vec<Connection>,
@@ -131,7 +131,7 @@ pub fn block_signals() -> OwnedFd {
 
 impl Init {
     pub fn new(config: &ShimConfig, held: Held, first: i32, main: Option<Main>) -> Self {
-        let Held { confinement, signals, listener, interface } = held;
+        let Held { confinement, signals, listener, network } = held;
         // SAFETY: fd 0 is the lifeline socket inherited from the first process; we take ownership.
         let stdin = unsafe { OwnedFd::from_raw_fd(libc::STDIN_FILENO) };
         let mut connections = Vec::new();
@@ -150,7 +150,7 @@ impl Init {
         unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
         Self {
             confinement,
-            interface,
+            network,
             listener: Some(listener),
             signals,
             connections,
@@ -402,16 +402,16 @@ impl Init {
                     Err(error) => self.reply(index, &Reply::Refused { message: format!("failed to open the box's root: {error}") }, &[]),
                 };
             }
-            Request::Interface => {
-                match self.interface.as_ref().map(OwnedFd::try_clone) {
-                    Some(Ok(interface)) => self.reply(index, &Reply::Done, &[interface.as_fd()]),
-                    Some(Err(error)) => self.reply(index, &Reply::Refused { message: format!("failed to hand over the box's interface: {error}") }, &[]),
+            Request::Network => {
+                match self.network.as_ref().map(crate::network::BoxSockets::try_clone) {
+                    Some(Ok(sockets)) => self.reply(index, &Reply::Done, &sockets.descriptors()),
+                    Some(Err(error)) => self.reply(index, &Reply::Refused { message: format!("failed to hand over the box's sockets: {error}") }, &[]),
                     None => self.reply(index, &Reply::Refused { message: "the box has no network".to_string() }, &[]),
                 };
             }
-            Request::Socket { datagram, loopback_port } => {
+            Request::Socket { datagram } => {
                 let kind = if datagram { libc::SOCK_DGRAM } else { libc::SOCK_STREAM };
-                match crate::network::socket(kind, loopback_port) {
+                match crate::network::socket(kind) {
                     Ok(socket) => self.reply(index, &Reply::Done, &[socket.as_fd()]),
                     Err(error) => self.reply(index, &Reply::Refused { message: error.to_string() }, &[]),
                 };

@@ -136,12 +136,17 @@ fn prepare(arguments: &Arguments) -> String {
     if unsafe { libc::unshare(jail::NAMESPACES) } < 0 {
         return format!("error failed to create the box's namespaces: {}", std::io::Error::last_os_error());
     }
-    // The box's interface: sent to the runtime, and kept by the init for the next runtime.
-    let mut interface = None;
+    // The box's sockets: sent to the runtime, and kept by the init for the next runtime.
+    let mut network = None;
     if arguments.network {
-        let prepared = network::prepare_interface().and_then(|made| nftables::load_rules().and_then(|()| network::send_box_sockets(startup_socket().as_fd(), made.as_fd())).map(|()| made));
+        let prepared = network::prepare_interface().and_then(network::BoxSockets::new).and_then(|sockets| {
+            nftables::load_rules()?;
+            boxlite_protocol::send_packet(startup_socket().as_fd(), &[boxlite_protocol::BOX_SOCKETS], &sockets.descriptors())
+                .map_err(|source| sys::SysError { operation: "failed to hand the box's sockets to the runtime".to_string(), source })?;
+            Ok(sockets)
+        });
         match prepared {
-            Ok(made) => interface = Some(made),
+            Ok(sockets) => network = Some(sockets),
             Err(error) => return format!("error {error}"),
         }
     }
@@ -160,7 +165,7 @@ fn prepare(arguments: &Arguments) -> String {
             let first = pid1::FirstProcess::spawn(namespaces.as_ref(), &filter)?;
             Ok((filter, namespaces, first))
         });
-        let outcome = ahead.and_then(|(filter, namespaces, first)| configure(namespaces, arguments, priority.as_ref(), &filter, signals, first, interface));
+        let outcome = ahead.and_then(|(filter, namespaces, first)| configure(namespaces, arguments, priority.as_ref(), &filter, signals, first, network));
         let line = match &outcome {
             Ok(_) => "ready".to_string(),
             Err(message) => format!("error {message}"),
@@ -190,7 +195,7 @@ fn configure(
     filter: &[libc::sock_filter],
     signals: OwnedFd,
     first: pid1::FirstProcess,
-    interface: Option<OwnedFd>,
+    network: Option<network::BoxSockets>,
 ) -> Result<init::Init, String> {
     let (config, config_bytes) = read_config()?;
     if config.network != arguments.network {
@@ -239,7 +244,7 @@ fn configure(
         (Some(main), None) if main.wants_terminal() => return Err("the main process's terminal did not come from the box's pid 1".to_string()),
         (main, _) => main,
     };
-    Ok(init::Init::new(&config, init::Held { confinement, signals, listener, interface }, first, main))
+    Ok(init::Init::new(&config, init::Held { confinement, signals, listener, network }, first, main))
 }
 
 /// The runtime makes the box's cgroups while the root is built, and sends their membership

@@ -99,39 +99,45 @@ fn write_at(dir: BorrowedFd<'_>, path: &str, value: &str) -> std::io::Result<()>
     std::io::Write::write_all(&mut &file, value.as_bytes())
 }
 
-/// Makes the listener the runtime serves the box's connections on and sends it on `startup`,
-/// with the box's `interface` (`boxlite_protocol::BOX_SOCKETS`). The listener exists before any
-/// box process could take its port.
-pub fn send_box_sockets(startup: BorrowedFd<'_>, interface: BorrowedFd<'_>) -> Result<()> {
-    let proxy = socket(libc::SOCK_STREAM, Some(PROXY_PORT))?;
-    boxlite_protocol::send_packet(startup, &[boxlite_protocol::BOX_SOCKETS], &[proxy.as_fd(), interface]).map_err(|source| SysError { operation: "failed to hand the box's sockets to the runtime".to_string(), source })
+/// What the runtime serves a box's way out on: the listener its connections are diverted to,
+/// made before any box process could take its port, and its interface. The init keeps both
+/// for as long as the box runs and hands a duplicate of each to every runtime that serves it
+/// (`boxlite_protocol::Request::Network`), so a connection the box makes while one runtime
+/// hands it over to the next waits in the listener's queue for the next one.
+pub struct BoxSockets {
+    proxy: OwnedFd,
+    interface: OwnedFd,
 }
 
-/// A non-blocking IPv4 socket of `kind` in this process's network namespace; with `port`, bound
-/// to 127.0.0.1:`port` (a stream one listening).
-pub fn socket(kind: libc::c_int, port: Option<u16>) -> Result<OwnedFd> {
-    // SAFETY: socket returns a new descriptor, owned at once.
-    let socket = unsafe { OwnedFd::from_raw_fd(check(libc::socket(libc::AF_INET, kind | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0), || "failed to make a socket in the box".to_string())?) };
-    let Some(port) = port else { return Ok(socket) };
-    let what = || format!("failed to listen on 127.0.0.1:{port} in the box");
-    // SAFETY: setsockopt reads an int that lives through the call; bind and listen read a
-    // sockaddr_in that lives through theirs.
-    unsafe {
-        if kind == libc::SOCK_STREAM {
-            // A listener made again for a runtime that adopts the box: connections the last
-            // one relayed leave the port in TIME_WAIT for a minute, which would refuse the bind.
-            // (Linux still refuses a second listener on the port.)
-            let on: libc::c_int = 1;
-            check(libc::setsockopt(socket.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, std::ptr::addr_of!(on).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t), what)?;
-        }
+impl BoxSockets {
+    pub fn new(interface: OwnedFd) -> Result<Self> {
+        let proxy = socket(libc::SOCK_STREAM)?;
+        let what = || format!("failed to listen on 127.0.0.1:{PROXY_PORT} in the box");
         let mut address = socket_address([127, 0, 0, 1]);
-        address.sin_port = port.to_be();
-        check(libc::bind(socket.as_raw_fd(), std::ptr::addr_of!(address).cast(), std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t), what)?;
-        if kind == libc::SOCK_STREAM {
-            check(libc::listen(socket.as_raw_fd(), libc::SOMAXCONN), what)?;
+        address.sin_port = PROXY_PORT.to_be();
+        // SAFETY: bind reads a sockaddr_in that lives through the call; listen takes integers.
+        unsafe {
+            check(libc::bind(proxy.as_raw_fd(), std::ptr::addr_of!(address).cast(), std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t), what)?;
+            check(libc::listen(proxy.as_raw_fd(), libc::SOMAXCONN), what)?;
         }
-        Ok(socket)
+        Ok(Self { proxy, interface })
     }
+
+    pub fn try_clone(&self) -> std::io::Result<Self> {
+        Ok(Self { proxy: self.proxy.try_clone()?, interface: self.interface.try_clone()? })
+    }
+
+    /// Both, the listener first, as they travel: on the start-up socket after
+    /// `boxlite_protocol::BOX_SOCKETS`, and with the init's answer to `Request::Network`.
+    pub fn descriptors(&self) -> [BorrowedFd<'_>; 2] {
+        [self.proxy.as_fd(), self.interface.as_fd()]
+    }
+}
+
+/// A new non-blocking IPv4 socket of `kind` in this process's network namespace.
+pub fn socket(kind: libc::c_int) -> Result<OwnedFd> {
+    // SAFETY: socket returns a new descriptor, owned at once.
+    Ok(unsafe { OwnedFd::from_raw_fd(check(libc::socket(libc::AF_INET, kind | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0), || "failed to make a socket in the box".to_string())?) })
 }
 
 /// Makes the interface: a tun device, which the runtime reads the box's datagrams from (the

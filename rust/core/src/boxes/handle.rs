@@ -408,9 +408,6 @@ impl BoxHandle {
             self.start_locked(&mut live).await?;
         }
         let running = live.as_ref().ok_or_else(|| Error::Internal("box has no init after start".to_string()))?;
-        if let Some(network) = &running.network {
-            network.way_out_served().await;
-        }
         Ok(Arc::clone(&running.connector))
     }
 
@@ -423,7 +420,7 @@ impl BoxHandle {
             self.start_locked(&mut live).await?;
         }
         let running = live.as_ref().ok_or_else(|| Error::Internal("box has no init after start".to_string()))?;
-        let root = crate::exec::fd::ControlSocket::ask_for_descriptor(running.connector.socket_path(), &boxlite_protocol::Request::Root)
+        let [root] = crate::exec::fd::ControlSocket::ask_for_descriptors(running.connector.socket_path(), &boxlite_protocol::Request::Root)
             .await
             .map_err(|error| Error::InvalidState(format!("the box is not running: {error}")))?;
         if !running.is_alive() {

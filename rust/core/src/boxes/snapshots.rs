@@ -193,9 +193,10 @@ impl BoxHandle {
         // is synced to the disk's image before the copy (a tree is read through the same cache).
         let root = match self.writable_layer() {
             WritableLayer::Disk(_) => Some(
-                crate::exec::fd::ControlSocket::ask_for_descriptor(running.connector.socket_path(), &boxlite_protocol::Request::Root)
+                crate::exec::fd::ControlSocket::ask_for_descriptors(running.connector.socket_path(), &boxlite_protocol::Request::Root)
                     .await
-                    .map_err(|error| Error::InvalidState(format!("the box is not running: {error}")))?,
+                    .map_err(|error| Error::InvalidState(format!("the box is not running: {error}")))
+                    .map(|[root]| root)?,
             ),
             WritableLayer::Tree(_) => None,
         };

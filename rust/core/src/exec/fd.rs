@@ -294,13 +294,14 @@ impl ControlSocket {
         }
     }
 
-    /// Asks the init listening at `path`, on a connection of its own, for what `request` is
-    /// answered with: one descriptor (`Request::Socket`, `Request::Root`).
-    pub async fn ask_for_descriptor(path: &Path, request: &Request) -> io::Result<OwnedFd> {
+    /// Asks the init listening at `path`, on a connection of its own, for the `N` descriptors
+    /// `request` is answered with (one for `Request::Socket` and `Request::Root`, two for
+    /// `Request::Network`).
+    pub async fn ask_for_descriptors<const N: usize>(path: &Path, request: &Request) -> io::Result<[OwnedFd; N]> {
         let control = Self::connect(path)?;
         control.send(request, &[]).await?;
         match control.recv().await? {
-            Packet::Reply(Reply::Done, fds) => fds.into_iter().next().ok_or_else(|| io::Error::other("the box's init sent no descriptor")),
+            Packet::Reply(Reply::Done, fds) => <[OwnedFd; N]>::try_from(fds).map_err(|fds| io::Error::other(format!("the box's init sent {} descriptors where {N} were asked for", fds.len()))),
             Packet::Reply(Reply::Refused { message }, _) => Err(io::Error::other(message)),
             _ => Err(io::Error::other("the box's init did not answer")),
         }

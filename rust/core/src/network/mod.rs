@@ -32,13 +32,13 @@
 //! 4. What the box may not do fails at once: a refused connection is reset, a refused datagram
 //!    answered with ICMP "administratively prohibited", an unlisted name gets NXDOMAIN, and
 //!    protocols other than TCP and UDP are rejected by the box's rules.
-//! 5. A box's network is served while a runtime holds the box: the sockets go with the box's
-//!    namespace when it stops, and a runtime that adopts a detached box serves it anew and
-//!    publishes its ports again, where they were; an exec in such a box waits until its way
-//!    out is served, so the process's first connection finds a listener. A runtime that closes
-//!    stops serving its detached boxes before it lets go of the home, and once a program's
-//!    runtime is gone a keeper serves them (`crate::keeper`). While nobody serves a box, what
-//!    it sends through its interface waits there (up to the device's queue) unanswered.
+//! 5. A box's network is served while a runtime holds the box. Its sockets live as long as the
+//!    box runs: its init keeps them, and a runtime that adopts a detached box serves the same
+//!    ones and publishes its ports again, where they were. A runtime that closes stops serving
+//!    its detached boxes before it lets go of the home, and once a program's runtime is gone a
+//!    keeper serves them (`crate::keeper`). While nobody serves a box, what it sends waits for
+//!    the next server: its connections in the listener's queue (the kernel's `somaxconn`,
+//!    4,096), its datagrams in the interface's (500 packets).
 
 mod datagrams;
 mod dns;
@@ -55,7 +55,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use boxlite_protocol::network::{PROXY_PORT, RESOLVER};
+use boxlite_protocol::network::RESOLVER;
 
 use crate::error::{Error, Result};
 pub use policy::Policy;
@@ -117,12 +117,11 @@ impl BoxSockets {
         }
     }
 
-    /// A new listener and the interface from the init of a running box (one a runtime adopts:
-    /// its former runtime's listener went with it).
+    /// The sockets the init of a running box keeps (`boxlite_protocol::Request::Network`), for
+    /// a runtime that adopts it: duplicates of the ones its shim sent the box's first runtime.
     pub async fn from_init(inside: &Inside) -> std::io::Result<Self> {
-        let proxy = inside.socket(false, Some(PROXY_PORT)).await?.into();
-        let interface = crate::exec::fd::ControlSocket::ask_for_descriptor(&inside.socket_path, &boxlite_protocol::Request::Interface).await?;
-        Ok(Self { proxy, interface })
+        let [proxy, interface] = crate::exec::fd::ControlSocket::ask_for_descriptors(&inside.socket_path, &boxlite_protocol::Request::Network).await?;
+        Ok(Self { proxy: proxy.into(), interface })
     }
 }
 
@@ -140,14 +139,14 @@ impl Inside {
         Self { box_id: box_id.to_string(), socket_path }
     }
 
-    async fn socket(&self, datagram: bool, loopback_port: Option<u16>) -> std::io::Result<OwnedFd> {
-        let request = boxlite_protocol::Request::Socket { datagram, loopback_port };
-        crate::exec::fd::ControlSocket::ask_for_descriptor(&self.socket_path, &request).await
+    async fn socket(&self, datagram: bool) -> std::io::Result<OwnedFd> {
+        let [socket] = crate::exec::fd::ControlSocket::ask_for_descriptors(&self.socket_path, &boxlite_protocol::Request::Socket { datagram }).await?;
+        Ok(socket)
     }
 
     /// A UDP socket in the box, connected to the box's `port` on its loopback.
     pub async fn datagram(&self, port: u16) -> std::io::Result<tokio::net::UdpSocket> {
-        let socket = tokio::net::UdpSocket::from_std(self.socket(true, None).await?.into())?;
+        let socket = tokio::net::UdpSocket::from_std(self.socket(true).await?.into())?;
         socket.connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
         Ok(socket)
     }
@@ -158,7 +157,7 @@ impl PortConnector for Inside {
     fn connect(&self, port: u16) -> Connecting<'_> {
         Box::pin(async move {
             let made = async {
-                let socket = tokio::net::TcpSocket::from_std_stream(self.socket(false, None).await?.into());
+                let socket = tokio::net::TcpSocket::from_std_stream(self.socket(false).await?.into());
                 let inside = socket.connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
                 let _ = inside.set_nodelay(true);
                 Ok::<_, std::io::Error>(inside)
@@ -169,23 +168,20 @@ impl PortConnector for Inside {
     }
 }
 
-/// Serves a box's way out on `sockets`, or on new ones from its init (`inside`), until the task
-/// is aborted; `served` is told once its listeners are in place (or cannot be).
-async fn serve_way_out(sockets: Option<BoxSockets>, inside: Arc<Inside>, outbound: Arc<Outbound>, served: tokio::sync::watch::Sender<bool>) {
+/// Serves a box's way out on `sockets`, or on the ones its init keeps (`inside`), until the
+/// task is aborted.
+async fn serve_way_out(sockets: Option<BoxSockets>, inside: Arc<Inside>, outbound: Arc<Outbound>) {
     let sockets = match sockets {
         Some(sockets) => sockets,
-        None => match from_init_when_free(&inside).await {
+        None => match BoxSockets::from_init(&inside).await {
             Ok(sockets) => sockets,
             Err(error) => {
-                log::warn!("box {} has no way out: its init made no sockets: {error}", outbound.traffic.box_id);
-                served.send_replace(true);
+                log::warn!("box {} has no way out: its init gave no sockets: {error}", outbound.traffic.box_id);
                 return;
             }
         },
     };
-    let registered = tokio::net::TcpListener::from_std(sockets.proxy);
-    served.send_replace(true);
-    match registered {
+    match tokio::net::TcpListener::from_std(sockets.proxy) {
         Ok(proxy) => {
             tokio::join!(proxy::serve(proxy, Arc::clone(&outbound)), datagrams::serve(sockets.interface, Arc::clone(&outbound)));
         }
@@ -193,29 +189,10 @@ async fn serve_way_out(sockets: Option<BoxSockets>, inside: Arc<Inside>, outboun
     }
 }
 
-/// How often a runtime that adopts a box asks its init for the box's sockets, 50 ms apart: the
-/// listener's port is taken until the box's former runtime has let go of its own, and a killed
-/// process may release the home's lock a moment before the rest of its descriptors.
-const LET_GO_TRIES: u32 = 20;
-
-async fn from_init_when_free(inside: &Inside) -> std::io::Result<BoxSockets> {
-    let mut tries = 1;
-    loop {
-        match BoxSockets::from_init(inside).await {
-            Err(_) if tries < LET_GO_TRIES => tries += 1,
-            made => return made,
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
 /// The refusal to give a running box that has no interface a way out.
 pub fn runs_without_network(box_id: &str) -> Error {
     Error::InvalidState(format!("box {box_id} runs without a network: it can get one only when it starts again (stop it, update, start it)"))
 }
-
-/// The longest an exec waits for the way out of a box a runtime just adopted.
-const WAY_OUT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What serving a box's way out shares: its policy, where its queries go, its counters.
 #[derive(Debug)]
@@ -228,8 +205,8 @@ struct Outbound {
     secrets: Option<SecretProxy>,
 }
 
-/// How a box's way out is served: the sockets its shim made in its namespace (`None`: new ones
-/// from its init, for a box a runtime adopts), its policy, and the proxy of its secrets.
+/// How a box's way out is served: the sockets its shim made in its namespace (`None`: the ones
+/// its init keeps, for a box a runtime adopts), its policy, and the proxy of its secrets.
 #[derive(Debug)]
 pub struct WayOut {
     pub sockets: Option<BoxSockets>,
@@ -294,9 +271,6 @@ pub struct BoxNetwork {
     inside: Arc<Inside>,
     forwarders: Arc<tunnel::Forwarders>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    /// Whether the way out has its listeners: at once when the shim made them, a moment later
-    /// for a box a runtime adopts (its init makes new ones on request).
-    way_out_served: tokio::sync::watch::Receiver<bool>,
 }
 
 impl BoxNetwork {
@@ -309,11 +283,9 @@ impl BoxNetwork {
         let inside = Arc::new(Inside::new(box_id, socket_path.to_path_buf()));
         let mut tasks = Vec::new();
         let mut served_outbound = None;
-        let (served, way_out_served) = tokio::sync::watch::channel(true);
         if let Some(WayOut { sockets, policy, secrets }) = way_out {
-            served.send_replace(sockets.is_some());
             let outbound = Arc::new(Outbound { policy: std::sync::RwLock::new(Arc::new(policy)), upstream: Arc::clone(&host.upstream), traffic: Arc::clone(&traffic), secrets });
-            tasks.push(tokio::spawn(serve_way_out(sockets, Arc::clone(&inside), Arc::clone(&outbound), served)));
+            tasks.push(tokio::spawn(serve_way_out(sockets, Arc::clone(&inside), Arc::clone(&outbound))));
             served_outbound = Some(outbound);
         }
         for (socket, port) in published {
@@ -323,18 +295,7 @@ impl BoxNetwork {
                 HostSocket::Udp(socket) => tokio::spawn(ports::serve_udp(tokio::net::UdpSocket::from_std(socket).map_err(registered)?, port.guest_port, inside, Arc::clone(&traffic))),
             });
         }
-        Ok(Self { traffic, outbound: served_outbound, inside, forwarders: Arc::default(), tasks, way_out_served })
-    }
-
-    /// Returns once the box's way out has its listeners, so that a process started now finds
-    /// them for its first query or connection; after [`WAY_OUT_WAIT`] at most (a way out that
-    /// cannot be served was logged, and the box runs on without it).
-    pub async fn way_out_served(&self) {
-        if *self.way_out_served.borrow() {
-            return;
-        }
-        let mut served = self.way_out_served.clone();
-        let _ = tokio::time::timeout(WAY_OUT_WAIT, served.wait_for(|served| *served)).await;
+        Ok(Self { traffic, outbound: served_outbound, inside, forwarders: Arc::default(), tasks })
     }
 
     /// A tunnel to the box's `port`, for this run of the box.
