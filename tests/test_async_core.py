@@ -268,6 +268,48 @@ async def test_rule15_after_shutdown_new_boxes_are_refused(runtime: boxlite.Boxl
     assert await runtime.list_info() == []
 
 
+FORKS_AND_GOES_ON = """
+import asyncio, os, sys, boxlite
+
+async def main() -> None:
+    runtime = boxlite.Boxlite(boxlite.Options(home_dir=sys.argv[1]))
+    box = await runtime.create(boxlite.BoxOptions())
+    running = await box.exec("sleep", ["600"])
+    child = os.fork()
+    if child == 0:
+        # The child goes on with its copy of the program and of its event loop.
+        try:
+            await box.exec("true")
+        except boxlite.RuntimeClosedError as error:
+            print("child:", error, flush=True)
+        runtime.close()
+        return  # the child's loop ends, and with it its copy of the runtime's readers
+    assert os.waitpid(child, 0)[1] == 0
+    # The parent's runtime, its box and its execution are as they were.
+    echoed = await box.exec("echo", ["parent"])
+    print("parent:", (await echoed.wait()).exit_code, flush=True)
+    await running.kill()
+    print("parent:", (await running.wait()).signal, flush=True)
+    await runtime.remove(box.id, force=True)
+    runtime.close()
+
+asyncio.run(main())
+"""
+
+
+def test_rule15_a_forked_child_neither_uses_nor_closes_its_parents_runtime(home: Path) -> None:
+    """Its calls fail at once, its close() leaves the parent's boxes alone, and its loop's end
+    takes nothing the parent's loop waits for."""
+    finished = subprocess.run([sys.executable, "-c", FORKS_AND_GOES_ON, str(home)], capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.splitlines() == [
+        "child: runtime closed: this process was forked from the one that opened the runtime, and cannot use it; open a runtime of its own, on a home of its own",
+        "parent: 0",
+        "parent: 9",
+    ], finished.stdout + finished.stderr
+    assert_no_leftovers(home)
+
+
 async def test_rule16_close_fails_every_pending_awaitable(home: Path) -> None:
     runtime = open_runtime(home)
     gate = _testing.Gate()

@@ -1,22 +1,24 @@
 """A runtime whose process is killed (kill -9) in the middle of its work, and the next runtime on
 its home: dead boxes are settled, stale records, cgroups and sockets cleaned, live detached boxes
-kept and usable."""
+kept and usable; a child the program forked holds nothing of the runtime's."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 import boxlite
 
-from .conftest import collect, logged
-from .leftovers import box_cgroups, box_processes
+from .conftest import collect, logged, wait_until
+from .leftovers import box_cgroups, box_processes, guardians
 
 SETUP = """
 import asyncio, sys, boxlite
@@ -117,3 +119,66 @@ async def test_what_a_killed_create_or_start_left_goes_and_an_unreadable_record_
         await runtime.remove(box.id, force=True)
     finally:
         runtime.close()
+
+
+FORKS_THEN_WAITS = """
+import asyncio, multiprocessing, sys, time, boxlite
+
+def linger() -> None:
+    time.sleep(600)
+
+async def main() -> None:
+    runtime = boxlite.Boxlite(boxlite.Options(home_dir=sys.argv[1]))
+    tied = await runtime.create(boxlite.BoxOptions(auto_remove=False), name="tied")
+    lasting = await runtime.create(boxlite.BoxOptions(detach=True, auto_remove=False, ports=[(0, 8080)]), name="lasting")
+    for box in (tied, lasting):
+        await box.start()
+    await lasting.exec("sleep", ["600"])  # a command that ends with its runtime
+    # A child forked without exec: a copy of every descriptor of the program's, as it forks.
+    child = multiprocessing.get_context("fork").Process(target=linger)
+    child.start()
+    print(child.pid, (await lasting.info()).network.published_ports[0].host_port, flush=True)
+    await asyncio.sleep(600)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_forked_child_that_outlives_its_program_holds_nothing_of_its_runtime(home: Path) -> None:
+    """The child's copies of the runtime's descriptors are closed as it is forked
+    (``rust/core/src/fork.rs``): once the program is killed, its home opens, its tied box and
+    its command in the detached box end, its guardian hands the detached box to a keeper, and
+    the box's port is published again where it was, while the child lives on."""
+    with subprocess.Popen([sys.executable, "-c", FORKS_THEN_WAITS, str(home)], stdout=subprocess.PIPE, text=True) as program:
+        assert program.stdout is not None
+        child, port = map(int, program.stdout.readline().split())
+        [guardian] = guardians()
+        program.kill()
+    runtime: boxlite.Boxlite | None = None
+    try:
+        assert os.path.exists(f"/proc/{child}"), "the forked child lives on"
+        await wait_until(lambda: guardian not in guardians(), what="the guardian still waits: the child holds the runtime's end of its socket")
+        runtime = boxlite.Boxlite(boxlite.Options(home_dir=str(home)))  # the child holds no lock
+        tied = await runtime.get_info("tied")
+        assert tied is not None and tied.state.status == "stopped", tied
+        lasting = await runtime.get("lasting")
+        assert lasting is not None
+        assert (await lasting.info()).network.published_ports[0].host_port == port, "the child holds the port's listener"
+
+        async def commands() -> bytes:
+            stdout, _, _ = await collect(await lasting.exec("sh", ["-c", "cat /proc/[0-9]*/cmdline"]))
+            return stdout
+
+        deadline = time.monotonic() + 10
+        while b"sleep\x00600" in await commands():
+            assert time.monotonic() < deadline, "the dead program's command lives on in the detached box"
+            await asyncio.sleep(0.05)
+        await lasting.stop()
+        for info in await runtime.list_info():
+            await runtime.remove(info.id, force=True)
+    finally:
+        os.kill(child, signal.SIGKILL)
+        if runtime is not None:
+            runtime.close()
+        for pid in box_processes(home):
+            os.kill(pid, signal.SIGKILL)

@@ -91,8 +91,9 @@ pub struct Home {
     id_map: Option<IdMap>,
     /// Removes and owns what boxes with an ordinary user's subordinate ids have.
     subordinate_helper: Option<SubordinateHelper>,
-    /// Held until the runtime closes or is dropped; the flock goes with the descriptor.
-    lock: std::sync::Mutex<Option<File>>,
+    /// Held until the runtime closes or is dropped; the flock goes with the descriptor (and a
+    /// forked child lets go of its copy).
+    lock: std::sync::Mutex<Option<crate::fork::ParentOnly<File>>>,
 }
 
 /// How long opening a home waits for the lock of a runtime that is going away: a process
@@ -158,7 +159,7 @@ impl Home {
                 }
             }
         }
-        Ok(Self { root, id_map: None, subordinate_helper: None, lock: std::sync::Mutex::new(Some(lock)) })
+        Ok(Self { root, id_map: None, subordinate_helper: None, lock: std::sync::Mutex::new(Some(crate::fork::ParentOnly::new(lock))) })
     }
 
     /// This home, for boxes with the user namespace `id_map`, an ordinary user's with its

@@ -68,8 +68,9 @@ pub enum Role {
 #[derive(Debug)]
 pub(crate) struct Succession {
     keeper: Option<Vec<OsString>>,
-    /// The runtime's end of its guardian's stdin, once it started one.
-    guardian: Mutex<Option<UnixStream>>,
+    /// The runtime's end of its guardian's stdin, once it started one (a forked child lets go
+    /// of its copy).
+    guardian: Mutex<Option<crate::fork::ParentOnly<UnixStream>>>,
 }
 
 impl Succession {
@@ -89,14 +90,15 @@ impl Succession {
             return;
         }
         match start_guardian(shim, home, keeper) {
-            Ok(end) => *guardian = Some(end),
+            Ok(end) => *guardian = Some(crate::fork::ParentOnly::new(end)),
             Err(error) => log::warn!("detached boxes' networks will not be served once this runtime is gone: {error}"),
         }
     }
 
     /// Rule 2, at the runtime's close: `keep`, whether a detached box's network is left to serve.
     pub(crate) fn hand_over(&self, keep: bool) {
-        let Some(mut end) = lock(&self.guardian).take() else { return };
+        let Some(held) = lock(&self.guardian).take() else { return };
+        let Some(mut end) = held.get() else { return };
         if !keep && end.write_all(&[boxlite_protocol::GUARD_QUIT]).is_ok() {
             // The guardian's exit closes its end: then this read sees the end of the stream.
             let _ = end.set_read_timeout(Some(QUIT_WAIT));

@@ -6,6 +6,7 @@ mod cgroups;
 pub mod clock;
 mod error;
 pub mod files;
+mod fork;
 pub mod exec;
 mod home;
 mod host;

@@ -95,6 +95,10 @@ pub fn runtime_closed(py: Python<'_>) -> PyErr {
     exception(py, Kind::RuntimeClosed, "runtime closed: the Boxlite runtime was closed".to_string())
 }
 
+pub fn runtime_of_another_process(py: Python<'_>) -> PyErr {
+    exception(py, Kind::RuntimeClosed, "runtime closed: this process was forked from the one that opened the runtime, and cannot use it; open a runtime of its own, on a home of its own".to_string())
+}
+
 pub fn invalid_argument(py: Python<'_>, message: impl Into<String>) -> PyErr {
     exception(py, Kind::InvalidArgument, format!("invalid argument: {}", message.into()))
 }

@@ -241,6 +241,10 @@ impl Boxlite {
         if self.shared.is_closed() {
             return;
         }
+        if self.shared.forked() {
+            self.shared.close_forked_copy();
+            return;
+        }
         self.shared.close(py);
         match &self.backend {
             Backend::Local(core) => {

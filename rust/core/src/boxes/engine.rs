@@ -119,7 +119,7 @@ impl Killer {
 
 impl Live {
     /// A box started by this runtime and tied to it by `lifeline`.
-    fn tied(init_pid: i32, lifeline: OwnedFd, socket_path: PathBuf) -> std::io::Result<Self> {
+    fn tied(init_pid: i32, lifeline: crate::fork::ParentOnly<OwnedFd>, socket_path: PathBuf) -> std::io::Result<Self> {
         let lifeline = Arc::new(crate::exec::fd::ControlSocket::from_connected(lifeline)?);
         let connector = crate::exec::Connector::on_lifeline(socket_path, Arc::clone(&lifeline));
         Ok(Self { init_pid, gone: Gone::Lifeline(lifeline), connector: Arc::new(connector), network: None })
@@ -220,8 +220,9 @@ pub struct Warm {
     init_pid: i32,
     /// Taken by the box the init starts; while here, dropping `Warm` kills the init.
     pidfd: Option<OwnedFd>,
-    /// The init's stdin: the start-up socket (blocking), then the box's lifeline.
-    startup: Option<OwnedFd>,
+    /// The init's stdin: the start-up socket (blocking), then the box's lifeline. A forked
+    /// child lets go of its copy, so the init does not outlive the runtime.
+    startup: Option<crate::fork::ParentOnly<OwnedFd>>,
     stdout: BufReader<std::io::PipeReader>,
     /// Made for a box with user namespaces (whatever its ids: they come with the config).
     pub user_namespace: bool,
@@ -270,8 +271,8 @@ impl Warm {
             .and_then(|pid| pid.parse().ok())
             .ok_or_else(|| Error::Engine(format!("failed to prepare a box: the shim said {line:?}")))?;
         let pidfd = pidfd_open(init_pid).map_err(|error| Error::Engine(format!("failed to prepare a box: its init vanished: {error}")))?;
-        let mut warm = Self { init_pid, pidfd: Some(pidfd), startup: Some(startup), stdout, user_namespace: kind.user_namespace, sockets: None };
-        if let (true, Some(startup)) = (network, &warm.startup) {
+        let mut warm = Self { init_pid, pidfd: Some(pidfd), startup: Some(crate::fork::ParentOnly::new(startup)), stdout, user_namespace: kind.user_namespace, sockets: None };
+        if let (true, Some(startup)) = (network, warm.startup.as_ref().and_then(crate::fork::ParentOnly::get)) {
             // On failure, dropping `warm` ends the init.
             warm.sockets = Some(crate::network::BoxSockets::receive(startup.as_fd())?);
         }
@@ -312,7 +313,7 @@ fn open_membership_files(cgroups: impl FnOnce() -> Result<Vec<PathBuf>>) -> Resu
 
 fn spawn_init(mut warm: Warm, config: &ShimConfig, cgroups: impl FnOnce() -> Result<Vec<PathBuf>>) -> Result<Live> {
     let bytes = serde_json::to_vec(config).map_err(|error| Error::Internal(format!("cannot encode shim config: {error}")))?;
-    let startup = warm.startup.as_ref().ok_or_else(|| Error::Internal("warm shim without its start-up socket".to_string()))?;
+    let startup = warm.startup.as_ref().and_then(crate::fork::ParentOnly::get).ok_or_else(|| Error::Internal("warm shim without its start-up socket".to_string()))?;
     let mut written = boxlite_protocol::send_packet(startup.as_fd(), &bytes, &[]);
     if written.as_ref().is_err_and(|error| error.raw_os_error() == Some(libc::EMSGSIZE)) {
         return Err(Error::InvalidArgument(format!("box {}'s settings (its environment, command, volumes) are too large to send to its init ({} bytes)", config.box_id, bytes.len())));

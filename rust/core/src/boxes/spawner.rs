@@ -41,7 +41,8 @@ struct State {
 /// when the socket closes (it exits then).
 #[derive(Debug)]
 struct SpawnerProcess {
-    requests: Option<OwnedFd>,
+    /// A forked child lets go of its copy.
+    requests: Option<crate::fork::ParentOnly<OwnedFd>>,
     child: Child,
 }
 
@@ -51,7 +52,7 @@ impl SpawnerProcess {
         let mut command = Command::new(shim);
         command.arg(boxlite_protocol::SPAWNER_ARGUMENT).arg(crate::host::box_open_files_limit().to_string()).args(namespace).stdin(Stdio::from(spawner_end)).stdout(Stdio::null()).stderr(Stdio::null());
         let child = crate::process::run_shim(|| command.spawn()).map_err(|error| Error::Engine(format!("failed to run {}: {error}", shim.display())))?;
-        Ok(Self { requests: Some(requests), child })
+        Ok(Self { requests: Some(crate::fork::ParentOnly::new(requests)), child })
     }
 }
 
@@ -84,7 +85,7 @@ impl Spawner {
             if state.process.is_none() {
                 state.process = Some(SpawnerProcess::start(&self.shim, &self.namespace)?);
             }
-            let Some((running, requests)) = state.process.as_ref().and_then(|running| Some((running, running.requests.as_ref()?))) else { continue };
+            let Some((running, requests)) = state.process.as_ref().and_then(|running| Some((running, running.requests.as_ref()?.get()?))) else { continue };
             match boxlite_protocol::send_packet(requests.as_fd(), &request, &[stdin, stdout]) {
                 Ok(()) => return Ok(()),
                 Err(error) => {

@@ -2,7 +2,7 @@
 //! readers and writers over raw descriptors.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use boxlite_protocol::{decode, encode, recv_packet, send_packet, Reply, Request};
@@ -153,11 +153,13 @@ pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
 pub struct ControlSocket {
     /// Declared before `fd`, so it leaves the reactor before the descriptor closes.
     reactor: tokio::sync::OnceCell<AsyncFd<RawFd>>,
-    fd: OwnedFd,
+    /// A forked child lets go of it: the runtime's end of a lifeline or an execution's
+    /// connection says, by closing, that the runtime is gone.
+    fd: crate::fork::ParentOnly<OwnedFd>,
 }
 
 impl ControlSocket {
-    fn new(fd: OwnedFd) -> Self {
+    fn new(fd: crate::fork::ParentOnly<OwnedFd>) -> Self {
         Self { reactor: tokio::sync::OnceCell::new(), fd }
     }
 
@@ -187,13 +189,13 @@ impl ControlSocket {
             }
             fd
         };
-        Ok(Self::new(fd))
+        Ok(Self::new(crate::fork::ParentOnly::new(fd)))
     }
 
     /// A connection made blocking elsewhere (a box's lifeline, once its start-up is over), made
     /// non-blocking.
-    pub fn from_connected(fd: OwnedFd) -> io::Result<Self> {
-        set_nonblocking(fd.as_raw_fd())?;
+    pub fn from_connected(fd: crate::fork::ParentOnly<OwnedFd>) -> io::Result<Self> {
+        set_nonblocking(fd.get().ok_or_else(crate::fork::forked_away)?.as_raw_fd())?;
         Ok(Self::new(fd))
     }
 
@@ -208,7 +210,8 @@ impl ControlSocket {
 
     /// Whether the other end has closed, waiting up to `timeout`; see [`ControlSocket::hung_up`].
     pub fn hung_up_within(&self, timeout: std::time::Duration) -> bool {
-        let mut pollfd = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let Ok(fd) = self.fd() else { return true };
+        let mut pollfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
         let milliseconds = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
         // SAFETY: polls one valid pollfd.
         unsafe { libc::poll(&mut pollfd, 1, milliseconds) > 0 }
@@ -217,7 +220,7 @@ impl ControlSocket {
     /// A connected pair: ours, non-blocking, and the other end, blocking, for the init.
     pub fn pair() -> io::Result<(Self, OwnedFd)> {
         let (ours, theirs) = seqpacket_pair()?;
-        Ok((Self::from_connected(ours)?, theirs))
+        Ok((Self::from_connected(crate::fork::ParentOnly::new(ours))?, theirs))
     }
 
     /// The pid of the process that listens on the other end (as this process's pid namespace
@@ -226,15 +229,22 @@ impl ControlSocket {
         let mut credentials = libc::ucred { pid: 0, uid: 0, gid: 0 };
         let mut length = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
         // SAFETY: getsockopt writes at most `length` bytes into `credentials`, which outlives it.
-        let code = unsafe { libc::getsockopt(self.fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, std::ptr::addr_of_mut!(credentials).cast(), &mut length) };
+        let code = unsafe { libc::getsockopt(self.fd()?.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, std::ptr::addr_of_mut!(credentials).cast(), &mut length) };
         if code < 0 {
             return Err(io::Error::last_os_error());
         }
         Ok(credentials.pid)
     }
 
+    /// The descriptor's number; -1 in a child forked from the runtime's process.
     pub fn raw(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.fd.get().map_or(-1, AsRawFd::as_raw_fd)
+    }
+
+    /// The descriptor; an error in a child forked from the runtime's process, where the number
+    /// no longer stands for it (`fork` rule 2).
+    fn fd(&self) -> io::Result<BorrowedFd<'_>> {
+        self.fd.get().map(AsFd::as_fd).ok_or_else(crate::fork::forked_away)
     }
 
     /// The connection as tokio's reactor knows it, registered once, on first use.
@@ -243,7 +253,7 @@ impl ControlSocket {
             .get_or_try_init(|| async {
                 // SAFETY: `fd` stays open until `self` drops, and `reactor` drops first (field
                 // order).
-                unsafe { AsyncFd::register(self.fd.as_raw_fd()) }.map_err(io::Error::from)
+                unsafe { AsyncFd::register(self.fd()?.as_raw_fd()) }.map_err(io::Error::from)
             })
             .await
     }
@@ -251,7 +261,7 @@ impl ControlSocket {
     /// Sends without waiting: false if there is no room now.
     pub fn try_send(&self, request: &Request, fds: &[&OwnedFd]) -> io::Result<bool> {
         let borrowed: Vec<_> = fds.iter().map(|fd| fd.as_fd()).collect();
-        match send_packet(self.fd.as_fd(), &encode(request), &borrowed) {
+        match send_packet(self.fd()?, &encode(request), &borrowed) {
             Ok(()) => Ok(true),
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(false),
             Err(error) => Err(error),
@@ -266,7 +276,7 @@ impl ControlSocket {
         let borrowed: Vec<_> = fds.iter().map(|fd| fd.as_fd()).collect();
         loop {
             let mut guard = self.reactor().await?.writable().await?;
-            match guard.try_io(|_| send_packet(self.fd.as_fd(), &bytes, &borrowed)) {
+            match guard.try_io(|_| send_packet(self.fd()?, &bytes, &borrowed)) {
                 Ok(result) => return result,
                 Err(_would_block) => {}
             }
@@ -275,7 +285,7 @@ impl ControlSocket {
 
     /// The next packet if one has arrived, without waiting.
     pub fn try_recv(&self, buffer: &mut Vec<u8>) -> io::Result<Option<Packet>> {
-        match recv_packet(self.fd.as_fd(), buffer) {
+        match recv_packet(self.fd()?, buffer) {
             Ok((0, fds)) if fds.is_empty() => Ok(Some(Packet::Closed)),
             Ok((length, fds)) => Ok(Some(Packet::Reply(decode(&buffer[..length])?, fds))),
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(None),
@@ -310,7 +320,9 @@ impl ControlSocket {
     /// Ends the connection in both directions, even while other tasks hold the socket: the init
     /// then kills the execution's process group.
     pub fn hang_up(&self) {
-        // SAFETY: shutdown(2) on a descriptor we own; it does not close the descriptor.
-        unsafe { libc::shutdown(self.fd.as_raw_fd(), libc::SHUT_RDWR) };
+        if let Ok(fd) = self.fd() {
+            // SAFETY: shutdown(2) on a descriptor we own; it does not close the descriptor.
+            unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) };
+        }
     }
 }

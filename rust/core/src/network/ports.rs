@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -131,8 +132,12 @@ impl Outside for tokio::net::UnixListener {
 }
 
 /// Joins each connection to `listener` with one to the box's `guest_port`, until the task is
-/// aborted, which ends the connections it joined too (a revoked tunnel's included).
-pub(super) async fn serve<L: Outside>(listener: L, guest_port: u16, inside: Arc<dyn PortConnector>, traffic: Arc<BoxTraffic>) {
+/// aborted, which ends the connections it joined too (a revoked tunnel's included). A child
+/// forked from the runtime's process lets go of the listener (`crate::fork`): after the
+/// runtime's end, the port is free for whoever serves the box next.
+pub(super) async fn serve<L: Outside + AsRawFd>(listener: L, guest_port: u16, inside: Arc<dyn PortConnector>, traffic: Arc<BoxTraffic>) {
+    let held = crate::fork::ParentOnly::new(listener);
+    let Some(listener) = held.get() else { return };
     let mut relays = tokio::task::JoinSet::new();
     loop {
         // Reaps the relays that ended.
@@ -174,7 +179,9 @@ struct Flow {
 /// frees the host's port). A datagram that cannot be relayed (no socket to be had in the box,
 /// the box's relay slots all taken) is dropped, as UDP may.
 pub(super) async fn serve_udp(outside: tokio::net::UdpSocket, guest_port: u16, inside: Arc<Inside>, traffic: Arc<BoxTraffic>) {
-    let outside = Arc::new(outside);
+    // As a TCP listener in `serve`.
+    let held = Arc::new(crate::fork::ParentOnly::new(outside));
+    let Some(outside) = held.get() else { return };
     let flows: Arc<Mutex<HashMap<SocketAddr, Arc<Flow>>>> = Arc::default();
     let mut answering = tokio::task::JoinSet::new();
     let mut datagram = vec![0u8; 65_536];
@@ -194,10 +201,12 @@ pub(super) async fn serve_udp(outside: tokio::net::UdpSocket, guest_port: u16, i
                 let flow = Arc::new(Flow { socket, sent: AtomicU64::new(0) });
                 crate::lock(&flows).insert(peer, Arc::clone(&flow));
                 traffic.connections.fetch_add(1, Ordering::Relaxed);
-                let (outside, flows, flow_of_peer, traffic) = (Arc::clone(&outside), Arc::clone(&flows), Arc::clone(&flow), Arc::clone(&traffic));
+                let (held, flows, flow_of_peer, traffic) = (Arc::clone(&held), Arc::clone(&flows), Arc::clone(&flow), Arc::clone(&traffic));
                 answering.spawn(async move {
                     let _slot = slot;
-                    answer_peer(&flow_of_peer, &outside, peer, &traffic).await;
+                    if let Some(outside) = held.get() {
+                        answer_peer(&flow_of_peer, outside, peer, &traffic).await;
+                    }
                     crate::lock(&flows).remove(&peer);
                 });
                 flow

@@ -22,11 +22,19 @@ pub struct Drain {
     pub(super) channel: Arc<EventChannel>,
     pub(super) watch: Arc<LoopWatch>,
     pub(super) event_loop: Py<PyAny>,
+    /// The runtime's process ([`Shared::forked`]).
+    pub(super) owner: u32,
 }
 
 #[pymethods]
 impl Drain {
     fn __call__(&self, py: Python<'_>) {
+        if std::process::id() != self.owner {
+            // A forked child that runs its copy of the loop sees the watch ready too (the
+            // kernel's epoll instances are shared with the parent): it takes nothing that the
+            // runtime's process waits for.
+            return;
+        }
         let ready = self.watch.ready();
         if ready.channel {
             self.drain_channel(py);
@@ -78,6 +86,11 @@ impl Drop for Drain {
     /// can be handed over on this loop anymore: its requests' slots go (and with their futures
     /// the runtime their cancel hooks hold), and its executions end.
     fn drop(&mut self) {
+        if std::process::id() != self.owner {
+            // A forked child's copy: the watch's entries and the requests are the runtime's
+            // process's (the kernel's epoll instance is shared with it).
+            return;
+        }
         gil::attach(|py| {
             self.watch.clear(py);
             let Some(shared) = self.shared.upgrade() else { return };

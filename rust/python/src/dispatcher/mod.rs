@@ -109,6 +109,9 @@ pub struct Shared {
     channels: Mutex<Vec<LoopChannel>>,
     /// Tests hold the drains to fill channels deterministically.
     held: AtomicBool,
+    /// The process that opened the runtime. A process forked from it has a copy of the
+    /// runtime but none of its threads or descriptors (core's `fork`): it cannot use it.
+    owner: u32,
 }
 
 static HANDOVER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -148,6 +151,7 @@ impl Shared {
             capacity: NEXT_CAPACITY.load(Ordering::SeqCst),
             channels: Mutex::new(Vec::new()),
             held: AtomicBool::new(false),
+            owner: std::process::id(),
         }))
     }
 
@@ -155,11 +159,26 @@ impl Shared {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// Whether this process was forked from the one that opened the runtime.
+    pub fn forked(&self) -> bool {
+        std::process::id() != self.owner
+    }
+
     pub fn check_open(&self, py: Python<'_>) -> PyResult<()> {
         if self.is_closed() {
             return Err(errors::runtime_closed(py));
         }
+        if self.forked() {
+            return Err(errors::runtime_of_another_process(py));
+        }
         Ok(())
+    }
+
+    /// In a process forked from the one that opened the runtime, its `close()`: the runtime is
+    /// refused from then on, and nothing of it is touched (its boxes and requests are the
+    /// other process's, and its threads are not here to stop).
+    pub fn close_forked_copy(&self) {
+        self.closed.store(true, Ordering::Release);
     }
 
     /// The channels, locked; waiting for the lock releases the interpreter, since its holder
@@ -191,7 +210,7 @@ impl Shared {
         let made = EventChannel::new(self.capacity, self.held.load(Ordering::SeqCst)).map_err(PyErr::from).and_then(|channel| {
             let channel = Arc::new(channel);
             let watch = Arc::new(LoopWatch::new(channel.fd())?);
-            let drain = Drain { shared: Arc::downgrade(self), channel: Arc::clone(&channel), watch: Arc::clone(&watch), event_loop: event_loop.clone().unbind() };
+            let drain = Drain { shared: Arc::downgrade(self), channel: Arc::clone(&channel), watch: Arc::clone(&watch), event_loop: event_loop.clone().unbind(), owner: self.owner };
             event_loop.call_method1("add_reader", (watch.fd(), drain))?;
             channels.push(LoopChannel { event_loop: event_loop.clone().unbind(), channel: Arc::clone(&channel), watch: Arc::clone(&watch) });
             Ok((channel, watch))

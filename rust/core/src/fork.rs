@@ -1,0 +1,175 @@
+//! What a child forked from the runtime's process lets go of.
+//!
+//! A program that forks without executing (Python's `multiprocessing` with its `fork` start
+//! method, the default on Linux before Python 3.14; `os.fork`; pre-forking servers) gives its
+//! child a copy of every descriptor, the runtime's among them. A child that outlives its
+//! parent would then hold what speaks for the runtime: the home's lock (no program could open
+//! the home), the lifelines of boxes that end with the runtime and the connections of its
+//! executions (boxes and processes would live on after the runtime's end), the socket of its
+//! guardian (no keeper would serve its detached boxes), the request socket of an ordinary
+//! user's shim spawner (which would stay). The child cannot use the runtime, whose threads
+//! were not copied, so it closes those descriptors in a fork handler, before fork() returns.
+//!
+//! # Rules
+//!
+//! 1. Such a descriptor is held as a [`ParentOnly`], which registers it when made and, when
+//!    dropped, unregisters and closes it under the registry's lock. The fork handlers hold
+//!    that lock across fork(), so the child closes exactly the descriptors registered at that
+//!    moment, never a number the parent had closed and handed out again.
+//! 2. In the child, a [`ParentOnly`] made before the fork gives no descriptor
+//!    ([`ParentOnly::get`]) and closes nothing when dropped: its number may be another file's
+//!    by then. Each fork handled in a child starts a new generation of holders, which those
+//!    made in the child belong to.
+//! 3. Only fork() runs the handlers. The runtime starts its own processes with posix_spawn
+//!    (vfork), which does not, and whose children close these descriptors at exec anyway
+//!    (they are close-on-exec).
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::mem::ManuallyDrop;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, Once, PoisonError};
+
+/// The registered descriptors.
+static REGISTERED: Mutex<BTreeSet<RawFd>> = Mutex::new(BTreeSet::new());
+/// The holders' generation: one more in each child the handlers ran in (rule 2).
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+static HANDLERS: Once = Once::new();
+
+thread_local! {
+    /// The registry's lock, held by the forking thread from before fork() until after it.
+    static HELD_ACROSS_FORK: RefCell<Option<MutexGuard<'static, BTreeSet<RawFd>>>> = const { RefCell::new(None) };
+}
+
+fn registry() -> MutexGuard<'static, BTreeSet<RawFd>> {
+    REGISTERED.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A descriptor (in a `File`, a socket, an `OwnedFd`) that only this process keeps: a child
+/// forked from it closes it at once (rules 1 and 2).
+#[derive(Debug)]
+pub struct ParentOnly<T: AsRawFd> {
+    held: ManuallyDrop<T>,
+    generation: u64,
+}
+
+impl<T: AsRawFd> ParentOnly<T> {
+    pub fn new(held: T) -> Self {
+        HANDLERS.call_once(|| {
+            // SAFETY: the three handlers are `extern "C"` functions that live as long as the
+            // process; pthread_atfork only records them.
+            unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork_in_parent), Some(after_fork_in_child)) };
+        });
+        let mut registered = registry();
+        registered.insert(held.as_raw_fd());
+        Self { held: ManuallyDrop::new(held), generation: GENERATION.load(Ordering::Relaxed) }
+    }
+
+    /// The descriptor; `None` in a child forked since it was made (rule 2).
+    pub fn get(&self) -> Option<&T> {
+        (self.generation == GENERATION.load(Ordering::Relaxed)).then_some(&*self.held)
+    }
+}
+
+impl<T: AsRawFd> Drop for ParentOnly<T> {
+    fn drop(&mut self) {
+        let mut registered = registry();
+        if self.get().is_some() {
+            registered.remove(&self.held.as_raw_fd());
+            // SAFETY: dropped once, here; `held` is not used again.
+            unsafe { ManuallyDrop::drop(&mut self.held) };
+        }
+    }
+}
+
+/// The error of a use of a [`ParentOnly`] descriptor in a child forked since it was made.
+pub fn forked_away() -> std::io::Error {
+    std::io::Error::other("the descriptor is the runtime's, in the process this one was forked from")
+}
+
+extern "C" fn before_fork() {
+    let held = registry();
+    HELD_ACROSS_FORK.with(|slot| *slot.borrow_mut() = Some(held));
+}
+
+extern "C" fn after_fork_in_parent() {
+    HELD_ACROSS_FORK.with(|slot| drop(slot.borrow_mut().take()));
+}
+
+extern "C" fn after_fork_in_child() {
+    HELD_ACROSS_FORK.with(|slot| {
+        if let Some(mut registered) = slot.borrow_mut().take() {
+            for fd in registered.iter() {
+                // SAFETY: the descriptor was registered, so open and the runtime's, at the fork;
+                // its holder in this child will neither use nor close it again (rule 2).
+                unsafe { libc::close(*fd) };
+            }
+            registered.clear();
+            GENERATION.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    impl ParentOnly<std::fs::File> {
+        fn as_raw_fd_for_test(&self) -> RawFd {
+            self.get().expect("in the process that made it").as_raw_fd()
+        }
+    }
+
+    fn is_open(fd: RawFd) -> bool {
+        // SAFETY: F_GETFD reads the descriptor's flags and touches no memory.
+        unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+    }
+
+    #[test]
+    fn a_forked_child_closes_what_only_the_parent_keeps_and_nothing_else() {
+        let kept = ParentOnly::new(std::fs::File::open("/dev/null").expect("open"));
+        let shared = std::fs::File::open("/dev/null").expect("open");
+        let (kept_fd, shared_fd) = (kept.as_raw_fd_for_test(), shared.as_raw_fd());
+        // SAFETY: the child only checks descriptors and exits with _exit, calling nothing that
+        // another thread of the test harness could hold a lock of.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let code = if !is_open(kept_fd) && is_open(shared_fd) { 0 } else { 1 };
+            // SAFETY: ends the child without running the harness's exit handlers.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child just forked.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the child saw the parent's descriptor open, or the shared one closed");
+        assert!(is_open(kept_fd), "the parent's descriptor was closed");
+    }
+
+    #[test]
+    fn a_holder_made_before_a_fork_neither_gives_nor_closes_its_number_in_the_child() {
+        let kept = ParentOnly::new(std::fs::File::open("/dev/null").expect("open"));
+        let fd = kept.as_raw_fd_for_test();
+        // SAFETY: as in the test above; the child's system calls take no lock of the harness's
+        // threads (glibc readies its allocator's for the child at fork).
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            // The number, closed by the handler, given to another file.
+            let other = std::fs::File::open("/dev/zero").expect("open");
+            // SAFETY: dup2 onto a number this child does not hold.
+            let reused = unsafe { libc::dup2(other.as_raw_fd(), fd) } == fd;
+            let gives_nothing = kept.get().is_none();
+            drop(kept);
+            let code = if reused && gives_nothing && is_open(fd) { 0 } else { 1 };
+            // SAFETY: ends the child without running the harness's exit handlers.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child just forked.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the old holder gave its number, or closed its new file");
+        assert!(kept.get().is_some(), "the parent's holder lost its descriptor");
+    }
+}
