@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -27,8 +28,9 @@ async def network(megabytes: int, connections: int, samples: int, burst: int, id
     downloads), and create + start + first exec with the default network against a box without
     one, one at a time and `burst` at once; an HTTPS request that carries a secret (the
     runtime completes it) against the same request relayed untouched, from one box with curl;
-    a download through a published port against one on the host's loopback; and the host
-    memory `idle` idle boxes hold with a network against without."""
+    a download through a published port against one on the host's loopback; the host
+    memory `idle` idle boxes hold with a network against without; and how soon, and at what
+    memory, a keeper serves a detached box once its program is gone, against a new program."""
     from tests.fake_internet import DNS, WEB, fake_internet
 
     busybox = shutil.which("busybox")
@@ -95,7 +97,111 @@ async def network(megabytes: int, connections: int, samples: int, burst: int, id
             rows += await _udp_round_trips(runtime, WEB, connections)
             rows += await _published_port(runtime, layout, busybox, megabytes)
             rows += await _idle_memory(runtime, idle)
+        rows += await _served_once_its_program_ends(Path(scratch) / "kept", layout, 3 if megabytes < 1024 else 10)
     return rows
+
+
+# Opens a runtime on HOME; with MODE "create", starts a detached box whose main process serves
+# HTTP on its port 8080, published on a port the host picks (printed); otherwise adopts the
+# home's boxes ("open" printed). Closes its runtime once its stdin ends ("closing" printed).
+HOLDS_THE_HOME = """
+import asyncio, sys, boxlite
+
+async def main() -> None:
+    home, image, mode = sys.argv[1:]
+    runtime = boxlite.Boxlite(boxlite.Options(home_dir=home))
+    if mode == "create":
+        serve = "mkdir -p /www && echo served > /www/index.html && exec httpd -f -p 8080 -h /www"
+        options = boxlite.BoxOptions(rootfs_path=image, detach=True, auto_remove=False, ports=[(0, 8080)], entrypoint=["sh", "-c", serve])
+        box = await runtime.create(options, name="kept")
+        await box.start()
+        print((await box.info()).network.published_ports[0].host_port, flush=True)
+    else:
+        print("open", flush=True)
+    sys.stdin.read()
+    print("closing", flush=True)
+    runtime.close()
+
+asyncio.run(main())
+"""
+
+
+async def _answers(port: int) -> None:
+    """Returns once the box's server answers on host port ``port``."""
+    deadline = time.monotonic() + 30
+    while True:
+        with contextlib.suppress(OSError):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.0\r\n\r\n")
+            answer = await reader.read()
+            writer.close()
+            if answer.endswith(b"served\n"):
+                return
+        assert time.monotonic() < deadline, f"nothing answered on port {port}"
+        await asyncio.sleep(0.005)
+
+
+def _resident_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"process {pid} has no resident size")
+
+
+async def _served_once_its_program_ends(home: Path, layout: str, rounds: int) -> list[Row]:
+    """A detached box's published port once the program that held its home closes its
+    runtime: from that moment until the port answers again, served by the home's keeper
+    (`python -m boxlite._keeper`, started by the runtime's guardian), against a user's way
+    without one: from a new program's start (the keeper killed first, so nothing serves the
+    box) until its runtime serves the port. Alternated, `rounds` of each; and the memory each
+    holds while it serves (its resident size)."""
+    from tests.leftovers import keepers
+
+    async def holder(mode: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(sys.executable, "-c", HOLDS_THE_HOME, str(home), layout, mode, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+
+    by_keeper, by_program = [], []
+    keeper_mb, program_mb = [], []
+    program = await holder("create")
+    assert program.stdout is not None and program.stdin is not None
+    port = int(await program.stdout.readline())
+    try:
+        await _answers(port)
+        for _ in range(rounds):
+            program.stdin.close()
+            assert await program.stdout.readline() == b"closing\n"
+            closing = time.perf_counter()
+            await _answers(port)
+            by_keeper.append((time.perf_counter() - closing) * 1e3)
+            await program.wait()
+            [keeper] = keepers(home)
+            keeper_mb.append(_resident_mb(keeper))
+            os.kill(keeper, signal.SIGKILL)
+            while keepers(home):
+                await asyncio.sleep(0.005)
+            starting = time.perf_counter()
+            program = await holder("adopt")
+            assert program.stdout is not None and program.stdin is not None
+            await _answers(port)
+            by_program.append((time.perf_counter() - starting) * 1e3)
+            assert await program.stdout.readline() == b"open\n"
+            program_mb.append(_resident_mb(program.pid))
+    finally:
+        if program.stdin is not None and not program.stdin.is_closing():
+            program.stdin.close()
+        await program.wait()
+        with contextlib.suppress(AssertionError):
+            await _answers(port)  # served by the last program's keeper, which leaves for the runtime below
+        with open_runtime(str(home)) as runtime:
+            await runtime.remove("kept", force=True)
+    return [
+        Row("detached box's port served again once its program closed its runtime", "ms", statistics.median(by_keeper), max(by_keeper),
+            "a new program that opens the home", statistics.median(by_program), max(by_program), rounds, None, False,
+            "the home's keeper against the program a user would start; each a Python interpreter's start-up; p99 column: slowest"),
+        Row("memory of what serves a detached box once its program ended", "MB", statistics.median(keeper_mb), max(keeper_mb),
+            "a program with a runtime open on the home", statistics.median(program_mb), max(program_mb), rounds, None, False,
+            "resident size while it serves; p99 column: largest"),
+    ]
 
 
 # Times COUNT round trips of a 100-byte datagram to the UDP echo server at ADDRESS:PORT, one
