@@ -135,6 +135,24 @@ async def test_with_subordinate_ids_a_box_has_other_users(home: Path, monkeypatc
         await trash_emptied(home)
 
 
+async def test_a_runtime_that_does_not_map_a_boxs_subordinate_ids_removes_it_with_them(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its record says which ids own its files; a runtime without them (here: told to give
+    boxes one id) removes them with a helper that maps them, as long as the user has them."""
+    monkeypatch.setenv("BOXLITE_SUBORDINATE_IDS", "1")
+    with boxlite.Boxlite(boxlite.Options(home_dir=str(home))) as runtime:
+        box = await runtime.create(boxlite.BoxOptions(auto_remove=False), name="ranged")
+        # A directory only box user 1000 may enter: out of the user's own reach on the host.
+        shut = "mkdir -p /srv/theirs && touch /srv/theirs/file && chown -R 1000 /srv/theirs && chmod 700 /srv/theirs"
+        _, stderr, status = await collect(await box.exec("sh", ["-c", shut]))
+        assert status.exit_code == 0, stderr
+        await box.stop()
+    monkeypatch.setenv("BOXLITE_SUBORDINATE_IDS", "0")
+    with boxlite.Boxlite(boxlite.Options(home_dir=str(home))) as runtime:
+        await runtime.remove("ranged")
+        assert await runtime.list_info() == []
+        await trash_emptied(home)
+
+
 async def test_a_box_with_subordinate_ids_starts_only_where_they_are_mapped(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first_uid, first_gid, count = subordinate_ids()
     monkeypatch.setenv("BOXLITE_SUBORDINATE_IDS", "1")

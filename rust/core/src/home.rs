@@ -269,11 +269,27 @@ impl Home {
     /// into the trash at once, and deleted there by the process's one trash thread. A path that
     /// is not there is no error.
     pub fn throw_away(&self, path: &Path) -> Result<()> {
+        self.throw_away_with(path, self.subordinate_helper.clone())
+    }
+
+    /// [`Home::throw_away`] for a box's directory, whose files the subordinate ids `owners` may
+    /// own (its record says which): removed by a helper that maps those, whether this runtime
+    /// maps them or not (it may map others, or none: `BOXLITE_SUBORDINATE_IDS=0`). Where the
+    /// user no longer has them, the directory stays in the trash, which the log says.
+    pub fn throw_away_owned_by(&self, path: &Path, owners: Option<SubordinateIds>) -> Result<()> {
+        let helper = match owners {
+            Some(ids) if self.subordinate_ids() != Some(ids) => Some(SubordinateHelper::new(self.shim_path(), ids)),
+            _ => self.subordinate_helper.clone(),
+        };
+        self.throw_away_with(path, helper)
+    }
+
+    fn throw_away_with(&self, path: &Path, helper: Option<SubordinateHelper>) -> Result<()> {
         let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
         let trash = self.trash().join(format!("{name}.{}", rand::random::<u32>()));
         match std::fs::rename(path, &trash) {
             Ok(()) => {
-                trash_collector().send(Doomed { path: trash, helper: self.subordinate_helper.clone() });
+                trash_collector().send(Doomed { path: trash, helper });
                 Ok(())
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),

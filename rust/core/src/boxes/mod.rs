@@ -419,7 +419,7 @@ impl Runtime {
         entry.removed.store(true, Ordering::Release);
         lock(&entry.waiting_attaches).clear();
         lock(&self.inner.boxes).remove(&entry.id);
-        let deleted = self.inner.home.throw_away(&entry.dir);
+        let deleted = self.inner.home.throw_away_owned_by(&entry.dir, entry.record().subordinate_ids);
         if deleted.is_ok() {
             self.inner.release_range(&entry.record(), &entry.dir);
         }
