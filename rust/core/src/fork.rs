@@ -20,9 +20,9 @@
 //!    ([`ParentOnly::get`]) and closes nothing when dropped: its number may be another file's
 //!    by then. Each fork handled in a child starts a new generation of holders, which those
 //!    made in the child belong to.
-//! 3. Only fork() runs the handlers. The runtime starts its own processes with posix_spawn
-//!    (vfork), which does not, and whose children close these descriptors at exec anyway
-//!    (they are close-on-exec).
+//! 3. Only fork() runs the handlers, never posix_spawn or vfork; and a child that executes a
+//!    program closes these descriptors then anyway (they are close-on-exec), so the processes
+//!    the runtime starts lose nothing by them.
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
