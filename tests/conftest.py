@@ -58,6 +58,19 @@ def layer_store(home: Path) -> Path:
     return stores[0]
 
 
+def describe_processes(pids: list[int]) -> list[str]:
+    """Each process's pid, parent and command line, for a failure's message."""
+    described = []
+    for pid in pids:
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            parent = next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("PPid:"))
+        except (OSError, StopIteration):
+            continue
+        described.append(f"{pid} (parent {parent}): {command}")
+    return described
+
+
 def kill_and_reap(pids: list[int]) -> None:
     """Kills the processes and returns once they are gone (a killed process takes a moment to
     exit, longer on a loaded machine)."""
@@ -77,8 +90,9 @@ def kill_and_reap(pids: list[int]) -> None:
 
 def assert_no_leftovers(home: Path, cgroups_before: set[Path] | None = None) -> None:
     leftovers = box_processes(home)
+    described = describe_processes(leftovers)
     kill_and_reap(leftovers)  # the test fails, and leaves nothing running on the machine
-    assert leftovers == [], "box processes outlived their test"
+    assert leftovers == [], f"box processes outlived their test: {described}"
     # A keeper leaves once no detached box with a network runs (it may have been serving one
     # that the test's runtime closed on, and the boxes' processes just went).
     deadline = time.monotonic() + 15
