@@ -58,16 +58,23 @@ def layer_store(home: Path) -> Path:
     return stores[0]
 
 
+def parent_of(pid: int) -> int | None:
+    """The process's parent (None once it is gone)."""
+    try:
+        return int(next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("PPid:")))
+    except (OSError, StopIteration):
+        return None
+
+
 def describe_processes(pids: list[int]) -> list[str]:
     """Each process's pid, parent and command line, for a failure's message."""
     described = []
     for pid in pids:
         try:
             command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-            parent = next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("PPid:"))
-        except (OSError, StopIteration):
+        except OSError:
             continue
-        described.append(f"{pid} (parent {parent}): {command}")
+        described.append(f"{pid} (parent {parent_of(pid)}): {command}")
     return described
 
 
@@ -90,6 +97,13 @@ def kill_and_reap(pids: list[int]) -> None:
 
 def assert_no_leftovers(home: Path, cgroups_before: set[Path] | None = None) -> None:
     leftovers = box_processes(home)
+    # A runtime the test killed (kill -9) leaves its shim spawner, and a shim it was starting
+    # ahead of need, to finish what they were doing: orphans, which leave once they find their
+    # runtime gone. Anything else, or an orphan still here after that, is a leftover.
+    deadline = time.monotonic() + 10
+    while leftovers and all(parent_of(pid) in {None, 1, *leftovers} for pid in leftovers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        leftovers = box_processes(home)
     described = describe_processes(leftovers)
     kill_and_reap(leftovers)  # the test fails, and leaves nothing running on the machine
     assert leftovers == [], f"box processes outlived their test: {described}"
