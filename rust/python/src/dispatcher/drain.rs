@@ -11,7 +11,7 @@ use crate::errors;
 use crate::gil;
 use crate::watch::LoopWatch;
 
-use super::{Event, EventChannel, Payload, Shared, Slot, DRAIN_EVENTS, TAKE};
+use super::{forked_from, Event, EventChannel, Payload, Shared, Slot, DRAIN_EVENTS, TAKE};
 
 /// A loop's drain of its channel, and the dispatch of its watched connections: the loop calls
 /// it when the watch is readable (invariants 1, 2 and 6). It holds the runtime weakly, so a
@@ -22,14 +22,14 @@ pub struct Drain {
     pub(super) channel: Arc<EventChannel>,
     pub(super) watch: Arc<LoopWatch>,
     pub(super) event_loop: Py<PyAny>,
-    /// The runtime's process ([`Shared::forked`]).
+    /// The runtime's process ([`forked_from`]); the drain may outlive the runtime's `Shared`.
     pub(super) owner: u32,
 }
 
 #[pymethods]
 impl Drain {
     fn __call__(&self, py: Python<'_>) {
-        if std::process::id() != self.owner {
+        if forked_from(self.owner) {
             // A forked child that runs its copy of the loop sees the watch ready too (the
             // kernel's epoll instances are shared with the parent): it takes nothing that the
             // runtime's process waits for.
@@ -86,7 +86,7 @@ impl Drop for Drain {
     /// can be handed over on this loop anymore: its requests' slots go (and with their futures
     /// the runtime their cancel hooks hold), and its executions end.
     fn drop(&mut self) {
-        if std::process::id() != self.owner {
+        if forked_from(self.owner) {
             // A forked child's copy: the watch's entries and the requests are the runtime's
             // process's (the kernel's epoll instance is shared with it).
             return;

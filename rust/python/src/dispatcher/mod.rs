@@ -142,6 +142,12 @@ fn handover_future<'py>(event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, P
     class.bind(py).call((), Some(&arguments))
 }
 
+/// Whether this process is a child forked from the process `owner` (a runtime's, recorded when
+/// it opened): such a child has a copy of the runtime's memory but none of its threads.
+pub(super) fn forked_from(owner: u32) -> bool {
+    std::process::id() != owner
+}
+
 impl Shared {
     pub fn start() -> std::io::Result<Arc<Self>> {
         Ok(Arc::new(Self {
@@ -161,7 +167,7 @@ impl Shared {
 
     /// Whether this process was forked from the one that opened the runtime.
     pub fn forked(&self) -> bool {
-        std::process::id() != self.owner
+        forked_from(self.owner)
     }
 
     pub fn check_open(&self, py: Python<'_>) -> PyResult<()> {
