@@ -162,6 +162,41 @@ async def test_box_processes_run_in_the_boxs_cgroups_at_the_callers_priority(run
     assert Path(f"/proc/{init_pid}/stat").read_text().rsplit(")", 1)[1].split()[16] == str(os.getpriority(os.PRIO_PROCESS, 0))
 
 
+def _has_a_network(init_pid: int) -> bool:
+    """Whether a shim made ahead of need was made for a box with a network (its command line)."""
+    return "--network" in Path(f"/proc/{init_pid}/cmdline").read_bytes().decode().split("\0")
+
+
+async def test_the_shim_made_ahead_of_need_follows_the_kind_of_box_started(runtime: boxlite.Boxlite) -> None:
+    # Made for a box with a network at first; after two boxes without one in a row, for a box
+    # without, which starts on it; one box with a network between them changes nothing.
+    without = boxlite.BoxOptions(network=boxlite.NetworkSpec(mode="disabled"))
+
+    async def started(options: boxlite.BoxOptions) -> int:
+        box = await runtime.create(options)
+        await box.start()
+        pid = (await box.info()).state.pid
+        assert pid is not None
+        await runtime.remove(box.id, force=True)
+        return pid
+
+    def ready(network: bool) -> bool:
+        made = _testing.warm_inits(runtime)
+        return bool(made) and _has_a_network(made[0]) == network
+
+    await wait_until(lambda: ready(True), what="no shim with a network was made ahead of need")
+    for _ in range(2):
+        await started(without)
+    await wait_until(lambda: ready(False), what="no shim without a network was made ahead of need after two such boxes")
+    (warm,) = _testing.warm_inits(runtime)
+    assert await started(without) == warm
+    await wait_until(lambda: ready(False), what="no shim without a network was made again")
+    await started(boxlite.BoxOptions())
+    await wait_until(lambda: ready(False), what="one box with a network changed the kind made ahead of need")
+    (warm,) = _testing.warm_inits(runtime)
+    assert await started(without) == warm
+
+
 async def test_async_with_starts_and_stops(any_runtime: boxlite.Boxlite) -> None:
     runtime = any_runtime
     box = await runtime.create(boxlite.BoxOptions())
