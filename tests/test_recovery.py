@@ -182,3 +182,49 @@ async def test_a_forked_child_that_outlives_its_program_holds_nothing_of_its_run
             runtime.close()
         for pid in box_processes(home):
             os.kill(pid, signal.SIGKILL)
+
+
+FORKS_WHILE_AN_EXECUTION_RUNS = """
+import asyncio, multiprocessing, sys, time, boxlite
+
+def linger() -> None:
+    time.sleep(60)
+
+async def main() -> None:
+    runtime = boxlite.Boxlite(boxlite.Options(home_dir=sys.argv[1]))
+    box = await runtime.create(boxlite.BoxOptions())
+    execution = await box.exec("cat")
+    stdin = execution.stdin()
+    await stdin.send_input(b"hello\\n")
+    # A child forked without exec while the execution runs: a copy of every descriptor.
+    child = multiprocessing.get_context("fork").Process(target=linger)
+    child.start()
+    print(child.pid, flush=True)
+    await stdin.close()
+    chunks = [chunk async for chunk in execution.stdout(text=False)]
+    print(repr(b"".join(chunks)), (await execution.wait()).exit_code, child.is_alive(), flush=True)
+    child.kill()
+    await runtime.remove(box.id, force=True)
+    runtime.close()
+
+asyncio.run(main())
+"""
+
+
+async def test_a_forked_child_keeps_no_end_of_an_executions_pipes(home: Path) -> None:
+    """The runtime's ends of an execution's pipes are its own (``rust/core/src/fork.rs``): a
+    child forked while the execution runs closes its copies at once, so the box's ``cat``
+    reads the end of its stdin when the program closes it, while the child lives on (with the
+    child's copy it would wait for the child's end)."""
+    with subprocess.Popen([sys.executable, "-c", FORKS_WHILE_AN_EXECUTION_RUNS, str(home)], stdout=subprocess.PIPE, text=True) as program:
+        assert program.stdout is not None
+        child = int(program.stdout.readline())
+        try:
+            # `cat` ends with its stdin, long before the child's 60 s (were the child to hold
+            # the pipe, `cat` would end with the child, no longer alive then).
+            assert program.stdout.readline().split() == ["b'hello\\n'", "0", "True"]
+            assert program.wait(timeout=60) == 0
+        finally:
+            program.kill()
+            if os.path.exists(f"/proc/{child}"):
+                os.kill(child, signal.SIGKILL)

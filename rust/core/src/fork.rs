@@ -7,8 +7,11 @@
 //! the home), the lifelines of boxes that end with the runtime and the connections of its
 //! executions (boxes and processes would live on after the runtime's end), the socket of its
 //! guardian (no keeper would serve its detached boxes), the request socket of an ordinary
-//! user's shim spawner (which would stay). The child cannot use the runtime, whose threads
-//! were not copied, so it closes those descriptors in a fork handler, before fork() returns.
+//! user's shim spawner (which would stay). A child that lives on while its parent runs would
+//! hold the runtime's ends of executions' pipes and terminals and of relayed connections: a
+//! box process would never read the end of its stdin, a peer never see its connection close,
+//! until the child ends. The child cannot use the runtime, whose threads were not copied, so
+//! it closes those descriptors in a fork handler, before fork() returns.
 //!
 //! # Rules
 //!

@@ -29,6 +29,7 @@ pub use keeper::Role;
 pub use image::{Credentials, ImageRecord, PullProgress, RegistryConfig};
 pub use secret::Secret;
 pub use exec::{ExecutionControl, Execution, ExitStatus};
+pub use fork::ParentOnly;
 
 /// A mutex's guard, also when a thread panicked holding it: the state it guards stays
 /// consistent at every point a panic could leave it.

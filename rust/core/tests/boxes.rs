@@ -11,7 +11,7 @@ fn temp_home(name: &str) -> PathBuf {
     path
 }
 
-async fn collect(stream: Option<std::os::fd::OwnedFd>) -> Vec<u8> {
+async fn collect(stream: Option<boxlite_core::ParentOnly<std::os::fd::OwnedFd>>) -> Vec<u8> {
     let mut output = Vec::new();
     if let Some(stream) = stream {
         let stream = boxlite_core::exec::AsyncDescriptor::new(stream).expect("register");

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use boxlite_core::exec::{AsyncDescriptor, IoCounters};
+use boxlite_core::ParentOnly;
 use boxlite_core::{lock, Execution, ExecutionControl, ExitStatus};
 use tokio::sync::{mpsc, watch};
 
@@ -75,7 +76,7 @@ pub struct Session {
 impl Session {
     /// Takes over a started execution: its output is read from now on, into the bounded queue.
     fn start(box_id: String, mut execution: Execution, stdin_text: Option<String>, follows_main: bool) -> ApiResult<Arc<Self>> {
-        let register = |fd: Option<OwnedFd>| fd.map(AsyncDescriptor::new).transpose().map_err(|error| ApiError::from(boxlite_core::Error::Internal(format!("failed to watch an execution's stream: {error}"))));
+        let register = |fd: Option<ParentOnly<OwnedFd>>| fd.map(AsyncDescriptor::new).transpose().map_err(|error| ApiError::from(boxlite_core::Error::Internal(format!("failed to watch an execution's stream: {error}"))));
         let stdout = register(execution.stdout.take())?;
         let stderr = register(execution.stderr.take())?;
         let stdin = register(execution.stdin.take())?;

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use boxlite_protocol::{Request, ShimConfig};
-use tokio::io::unix::AsyncFd;
 
 use crate::error::{Error, Result};
+use crate::exec::fd::Registered;
 use crate::process::{exited_within, kill, pidfd_open};
 
 
@@ -48,14 +48,14 @@ impl std::fmt::Debug for Live {
 #[derive(Clone)]
 enum Gone {
     Lifeline(Arc<crate::exec::fd::ControlSocket>),
-    Pidfd(Arc<AsyncFd<OwnedFd>>),
+    Pidfd(Arc<Registered>),
 }
 
 impl Gone {
     fn within(&self, timeout: Duration) -> bool {
         match self {
             Self::Lifeline(lifeline) => lifeline.hung_up_within(timeout),
-            Self::Pidfd(pidfd) => exited_within(pidfd.get_ref(), timeout),
+            Self::Pidfd(pidfd) => pidfd.fd().map_or(true, |pidfd| exited_within(pidfd, timeout)),
         }
     }
 
@@ -70,7 +70,11 @@ impl Gone {
 
 fn kill_init(init_pid: i32, gone: &Gone) {
     match gone {
-        Gone::Pidfd(pidfd) => kill(pidfd.get_ref()),
+        Gone::Pidfd(pidfd) => {
+            if let Ok(pidfd) = pidfd.fd() {
+                kill(pidfd);
+            }
+        }
         // A pidfd opened now pins whatever has the init's pid; the lifeline then says whether
         // that is still the init (its pid is free only once the lifeline has closed).
         Gone::Lifeline(_) => {
@@ -86,7 +90,7 @@ fn kill_init(init_pid: i32, gone: &Gone) {
 #[derive(Debug, Clone)]
 enum WeakGone {
     Lifeline(std::sync::Weak<crate::exec::fd::ControlSocket>),
-    Pidfd(std::sync::Weak<AsyncFd<OwnedFd>>),
+    Pidfd(std::sync::Weak<Registered>),
 }
 
 /// Kills a box's init without holding its [`Live`], and without keeping it: once the `Live` is
@@ -127,7 +131,7 @@ impl Live {
 
     /// A box that outlives its runtime, watched through its init's `pidfd`.
     fn watch(init_pid: i32, pidfd: OwnedFd, socket_path: PathBuf) -> std::io::Result<Self> {
-        let pidfd = Arc::new(crate::exec::fd::register(pidfd)?);
+        let pidfd = Arc::new(Registered::new(crate::fork::ParentOnly::new(pidfd))?);
         Ok(Self { init_pid, gone: Gone::Pidfd(pidfd), connector: Arc::new(crate::exec::Connector::new(socket_path)), network: None })
     }
 

@@ -28,7 +28,7 @@ pub(super) struct Control {
     timed_out: AtomicBool,
     /// The process's terminal (master side), for its size: set when it runs on one, for an
     /// attach made before its box started once the box has.
-    pub(super) terminal: OnceLock<OwnedFd>,
+    pub(super) terminal: OnceLock<crate::fork::ParentOnly<OwnedFd>>,
     /// Set for an execution whose process runs elsewhere: signals and resizes go to its relay.
     pub(super) relay: OnceLock<super::relay::RelayLink>,
 }
@@ -270,6 +270,7 @@ impl ExecutionControl {
             return Ok(());
         }
         let terminal = self.control.terminal.get().ok_or_else(|| Error::InvalidState("resize_tty needs an execution started with tty=True".to_string()))?;
+        let terminal = terminal.get().ok_or_else(|| engine_error("failed to resize the terminal", &crate::fork::forked_away()))?;
         let window = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
         // SAFETY: TIOCSWINSZ reads one winsize from a valid pointer; the descriptor is ours.
         if unsafe { libc::ioctl(terminal.as_raw_fd(), libc::TIOCSWINSZ, &window) } < 0 {

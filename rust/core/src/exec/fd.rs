@@ -8,6 +8,8 @@ use std::path::Path;
 use boxlite_protocol::{decode, encode, recv_packet, send_packet, Reply, Request};
 use tokio::io::unix::AsyncFd;
 
+use crate::fork::{forked_away, ParentOnly};
+
 /// Pipes to a box process get 1 MiB of kernel buffer: the default 64 KiB halves throughput.
 const PIPE_SIZE: libc::c_int = 1 << 20;
 
@@ -41,27 +43,56 @@ pub fn enlarge_pipe(fd: &OwnedFd) {
     unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
 }
 
-/// Registers an owned descriptor with tokio's reactor (must run inside the runtime).
-pub(crate) fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
-    // SAFETY: an OwnedFd keeps its descriptor open and unchanged until it is dropped, which
-    // happens only when the AsyncFd that owns it is dropped.
-    unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)
+/// A descriptor registered with tokio's reactor that only this process keeps
+/// ([`ParentOnly`]): a child forked from it closes its copy at once, so the other end of the
+/// pipe or socket learns that it closed here, whatever the child does. It reads as the
+/// reactor's `AsyncFd` of the descriptor.
+pub struct Registered {
+    /// Declared before `fd`, so it leaves the reactor before the descriptor closes.
+    reactor: AsyncFd<RawFd>,
+    fd: ParentOnly<OwnedFd>,
 }
 
-/// A non-blocking descriptor registered with tokio.
+impl Registered {
+    /// Must run inside tokio's runtime.
+    pub fn new(fd: ParentOnly<OwnedFd>) -> io::Result<Self> {
+        let raw = fd.get().ok_or_else(forked_away)?.as_raw_fd();
+        // SAFETY: `fd` keeps the descriptor open until `self` drops, and `reactor` drops first
+        // (field order).
+        let reactor = unsafe { AsyncFd::register(raw) }.map_err(io::Error::from)?;
+        Ok(Self { reactor, fd })
+    }
+
+    /// The descriptor itself (an error in a child forked since it was registered).
+    pub fn fd(&self) -> io::Result<&OwnedFd> {
+        self.fd.get().ok_or_else(forked_away)
+    }
+}
+
+impl std::ops::Deref for Registered {
+    type Target = AsyncFd<RawFd>;
+
+    fn deref(&self) -> &AsyncFd<RawFd> {
+        &self.reactor
+    }
+}
+
+/// A non-blocking descriptor registered with tokio, kept by this process alone ([`Registered`]).
 pub struct AsyncDescriptor {
-    inner: AsyncFd<OwnedFd>,
+    inner: Registered,
 }
 
 impl AsyncDescriptor {
-    pub fn new(fd: OwnedFd) -> io::Result<Self> {
-        set_nonblocking(fd.as_raw_fd())?;
-        Ok(Self { inner: register(fd)? })
+    pub fn new(fd: ParentOnly<OwnedFd>) -> io::Result<Self> {
+        set_nonblocking(fd.get().ok_or_else(forked_away)?.as_raw_fd())?;
+        Ok(Self { inner: Registered::new(fd)? })
     }
 
     /// [`enlarge_pipe`] for this descriptor (a pipe).
     pub fn enlarge_pipe(&self) {
-        enlarge_pipe(self.inner.get_ref());
+        if let Ok(fd) = self.inner.fd() {
+            enlarge_pipe(fd);
+        }
     }
 
     /// Reads up to `max` bytes; `None` at end of stream. A terminal's master reports EIO once the
@@ -155,11 +186,11 @@ pub struct ControlSocket {
     reactor: tokio::sync::OnceCell<AsyncFd<RawFd>>,
     /// A forked child lets go of it: the runtime's end of a lifeline or an execution's
     /// connection says, by closing, that the runtime is gone.
-    fd: crate::fork::ParentOnly<OwnedFd>,
+    fd: ParentOnly<OwnedFd>,
 }
 
 impl ControlSocket {
-    fn new(fd: crate::fork::ParentOnly<OwnedFd>) -> Self {
+    fn new(fd: ParentOnly<OwnedFd>) -> Self {
         Self { reactor: tokio::sync::OnceCell::new(), fd }
     }
 
@@ -189,13 +220,13 @@ impl ControlSocket {
             }
             fd
         };
-        Ok(Self::new(crate::fork::ParentOnly::new(fd)))
+        Ok(Self::new(ParentOnly::new(fd)))
     }
 
     /// A connection made blocking elsewhere (a box's lifeline, once its start-up is over), made
     /// non-blocking.
-    pub fn from_connected(fd: crate::fork::ParentOnly<OwnedFd>) -> io::Result<Self> {
-        set_nonblocking(fd.get().ok_or_else(crate::fork::forked_away)?.as_raw_fd())?;
+    pub fn from_connected(fd: ParentOnly<OwnedFd>) -> io::Result<Self> {
+        set_nonblocking(fd.get().ok_or_else(forked_away)?.as_raw_fd())?;
         Ok(Self::new(fd))
     }
 
@@ -220,7 +251,7 @@ impl ControlSocket {
     /// A connected pair: ours, non-blocking, and the other end, blocking, for the init.
     pub fn pair() -> io::Result<(Self, OwnedFd)> {
         let (ours, theirs) = seqpacket_pair()?;
-        Ok((Self::from_connected(crate::fork::ParentOnly::new(ours))?, theirs))
+        Ok((Self::from_connected(ParentOnly::new(ours))?, theirs))
     }
 
     /// The pid of the process that listens on the other end (as this process's pid namespace
@@ -244,7 +275,7 @@ impl ControlSocket {
     /// The descriptor; an error in a child forked from the runtime's process, where the number
     /// no longer stands for it (`fork` rule 2).
     fn fd(&self) -> io::Result<BorrowedFd<'_>> {
-        self.fd.get().map(AsFd::as_fd).ok_or_else(crate::fork::forked_away)
+        self.fd.get().map(AsFd::as_fd).ok_or_else(forked_away)
     }
 
     /// The connection as tokio's reactor knows it, registered once, on first use.

@@ -14,6 +14,7 @@ use super::fd::{self, AsyncDescriptor, Packet};
 use super::request::{answer, connect};
 use super::{engine_error, output_pipe, plain_pipe, registered, Execution, ExitStatus, CHUNK_SIZE};
 use crate::error::{Error, Result};
+use crate::fork::ParentOnly;
 
 /// The host files a box's main process writes, opened before asking the init about the process,
 /// so its output stays readable even if the box is removed once the process ends.
@@ -63,8 +64,8 @@ pub async fn attach(socket_path: &Path, output: MainOutput, stdin: bool, tty: bo
 struct Attached {
     socket: fd::ControlSocket,
     pid: i32,
-    stdin: Option<OwnedFd>,
-    terminal: Option<OwnedFd>,
+    stdin: Option<ParentOnly<OwnedFd>>,
+    terminal: Option<ParentOnly<OwnedFd>>,
 }
 
 async fn connect_attached(socket_path: &Path, stdin: bool, tty: bool) -> Result<Attached> {
@@ -77,11 +78,11 @@ async fn connect_attached(socket_path: &Path, stdin: bool, tty: bool) -> Result<
         Packet::Closed => return Err(Error::InvalidState("the box stopped while attaching".to_string())),
     };
     if !tty {
-        return Ok(Attached { socket, pid, stdin: fds.pop(), terminal: None });
+        return Ok(Attached { socket, pid, stdin: fds.pop().map(ParentOnly::new), terminal: None });
     }
     let terminal = fds.pop().ok_or_else(|| Error::Engine("the init sent no terminal for the main process".to_string()))?;
-    let stdin = if stdin { Some(terminal.try_clone().map_err(|error| engine_error("failed to duplicate the terminal", &error))?) } else { None };
-    Ok(Attached { socket, pid, stdin, terminal: Some(terminal) })
+    let stdin = if stdin { Some(ParentOnly::new(terminal.try_clone().map_err(|error| engine_error("failed to duplicate the terminal", &error))?)) } else { None };
+    Ok(Attached { socket, pid, stdin, terminal: Some(ParentOnly::new(terminal)) })
 }
 
 /// Where an attach made before its box started finds the run once it started: the init's
@@ -147,7 +148,7 @@ pub fn attach_when_started(started: StartedRun, stdin: bool, tty: bool) -> Resul
 }
 
 /// Copies what is written to an attach's stdin into the main process's, until end of file.
-async fn relay(from: OwnedFd, to: OwnedFd) {
+async fn relay(from: ParentOnly<OwnedFd>, to: ParentOnly<OwnedFd>) {
     let (Ok(from), Ok(to)) = (AsyncDescriptor::new(from), AsyncDescriptor::new(to)) else { return };
     while let Ok(Some(chunk)) = from.read_chunk(CHUNK_SIZE).await {
         if to.write_all(&chunk).await.is_err() {
@@ -162,8 +163,8 @@ pub fn replay(output: MainOutput, exit_code: i32) -> Result<Execution> {
     followed(0, control, output, None)
 }
 
-fn followed(pid: i32, control: Arc<Control>, output: MainOutput, stdin: Option<OwnedFd>) -> Result<Execution> {
-    let follow = |file: File| -> Result<OwnedFd> {
+fn followed(pid: i32, control: Arc<Control>, output: MainOutput, stdin: Option<ParentOnly<OwnedFd>>) -> Result<Execution> {
+    let follow = |file: File| -> Result<ParentOnly<OwnedFd>> {
         let (read, write) = output_pipe()?;
         follow_into(file, control.exit.subscribe(), registered(write)?)?;
         Ok(read)
@@ -226,6 +227,6 @@ fn watch_modifications(file: &File) -> std::io::Result<AsyncDescriptor> {
     if unsafe { libc::inotify_add_watch(inotify.as_raw_fd(), path.as_ptr(), libc::IN_MODIFY) } < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    AsyncDescriptor::new(inotify)
+    AsyncDescriptor::new(ParentOnly::new(inotify))
 }
 

@@ -40,6 +40,7 @@ pub use relay::{relayed, Relay, RelayCommand};
 pub use request::{request, Answer, Connector, Requested};
 
 use crate::error::{Error, Result};
+use crate::fork::ParentOnly;
 
 /// Time between SIGTERM and SIGKILL when a timeout ends an execution.
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
@@ -89,13 +90,15 @@ pub struct Execution {
     control: Arc<Control>,
     /// Taken by whoever consumes the output (the process's stdout, or the terminal): read ends,
     /// non-blocking, for the consumer to watch with its own event loop (see
-    /// [`AsyncDescriptor::new`] for tokio).
-    pub stdout: Option<OwnedFd>,
-    pub stderr: Option<OwnedFd>,
+    /// [`AsyncDescriptor::new`] for tokio). Like every end of a process's pipes or terminal
+    /// the runtime holds, kept by this process alone (`crate::fork`): a forked child that
+    /// lives on keeps no stream open.
+    pub stdout: Option<ParentOnly<OwnedFd>>,
+    pub stderr: Option<ParentOnly<OwnedFd>>,
     /// The write end of the process's stdin (or the terminal), for the consumer to make async
     /// ([`AsyncDescriptor::new`]) where it writes: an execution whose stdin is never written
     /// costs the reactor nothing.
-    pub stdin: Option<OwnedFd>,
+    pub stdin: Option<ParentOnly<OwnedFd>>,
     /// Rule 2: taken by whoever is to read the control connection, and so learn the exit.
     /// `None` for a followed main process, whose exit the runtime learns by itself.
     pub replies: Option<Replies>,
@@ -143,17 +146,20 @@ fn nonblocking(fd: OwnedFd) -> Result<OwnedFd> {
     Ok(fd)
 }
 
-fn registered(fd: OwnedFd) -> Result<AsyncDescriptor> {
+fn registered(fd: ParentOnly<OwnedFd>) -> Result<AsyncDescriptor> {
     AsyncDescriptor::new(fd).map_err(|error| engine_error("failed to register a stream", &error))
 }
 
-fn plain_pipe() -> Result<(OwnedFd, OwnedFd)> {
-    fd::pipe().map_err(|error| engine_error("failed to create a pipe", &error))
+/// A pipe between a process and the runtime: (read end, write end), both kept by this process
+/// alone until the one for the process is sent to its init.
+fn plain_pipe() -> Result<(ParentOnly<OwnedFd>, ParentOnly<OwnedFd>)> {
+    let (read, write) = fd::pipe().map_err(|error| engine_error("failed to create a pipe", &error))?;
+    Ok((ParentOnly::new(read), ParentOnly::new(write)))
 }
 
 /// A pipe for a process's output: (read end, non-blocking, for the consumer to watch; write
 /// end). The consumer gives it room for a flood once it streams ([`enlarge_pipe`]).
-fn output_pipe() -> Result<(OwnedFd, OwnedFd)> {
-    let (read, write) = plain_pipe()?;
-    Ok((nonblocking(read)?, write))
+fn output_pipe() -> Result<(ParentOnly<OwnedFd>, ParentOnly<OwnedFd>)> {
+    let (read, write) = fd::pipe().map_err(|error| engine_error("failed to create a pipe", &error))?;
+    Ok((ParentOnly::new(nonblocking(read)?), ParentOnly::new(write)))
 }

@@ -18,6 +18,7 @@ use super::control::Control;
 use super::fd::AsyncDescriptor;
 use super::{output_pipe, plain_pipe, registered, Execution, ExitStatus};
 use crate::error::{Error, Result};
+use crate::fork::ParentOnly;
 
 /// What the consumer of a relayed execution asks of its process.
 #[derive(Debug)]
@@ -79,7 +80,7 @@ pub fn relayed(id: String, tty: bool, stdin: bool) -> Result<(Execution, Relay, 
     }
     let (stdout, stdout_writer) = output_pipe()?;
     let (stderr, stderr_writer) = output_pipe()?;
-    let (stdin_reader, stdin_writer): (Option<OwnedFd>, Option<OwnedFd>) = if stdin {
+    let (stdin_reader, stdin_writer): (Option<ParentOnly<OwnedFd>>, Option<ParentOnly<OwnedFd>>) = if stdin {
         let (read, write) = plain_pipe()?;
         (Some(read), Some(write))
     } else {
@@ -103,7 +104,8 @@ mod tests {
     async fn a_relayed_execution_is_driven_by_its_relay() {
         let (execution, relay, mut commands) = relayed("x".to_string(), false, true).expect("relayed");
         let control = execution.control();
-        let stdout = AsyncDescriptor::new(execution.stdout.as_ref().expect("stdout").try_clone().expect("dup")).expect("reader");
+        let stdout = execution.stdout.as_ref().and_then(ParentOnly::get).expect("stdout").try_clone().expect("dup");
+        let stdout = AsyncDescriptor::new(ParentOnly::new(stdout)).expect("reader");
         relay.stdout.write_all(b"hello").await.expect("write");
         assert_eq!(stdout.read_chunk(64).await.expect("read").as_deref(), Some(&b"hello"[..]));
 

@@ -12,6 +12,7 @@ use super::control::{enforce_timeout, Control, Replies};
 use super::fd::{self, Packet};
 use super::{engine_error, nonblocking, output_pipe, plain_pipe, Execution, ExecSpec, IoCounters, EXEC_ANSWER_LIMIT};
 use crate::error::{Error, Result};
+use crate::fork::ParentOnly;
 
 /// A new control connection to the init listening on `socket_path`.
 pub(super) fn connect(socket_path: &Path) -> Result<fd::ControlSocket> {
@@ -134,10 +135,11 @@ pub fn request(connector: Arc<Connector>, spec: ExecSpec, io: Arc<IoCounters>, f
 /// Our end of the execution's connection; what the request carries to the init (the other end,
 /// then, without a terminal, the process's ends of its stdin, stdout and stderr); and our ends
 /// of those pipes.
-type Prepared = (fd::ControlSocket, Vec<OwnedFd>, Option<[OwnedFd; 3]>);
+type Prepared = (fd::ControlSocket, Vec<ParentOnly<OwnedFd>>, Option<[ParentOnly<OwnedFd>; 3]>);
 
 fn prepare(tty: bool) -> Result<Prepared> {
     let (socket, theirs) = fd::ControlSocket::pair().map_err(|error| engine_error("failed to create the execution's connection", &error))?;
+    let theirs = ParentOnly::new(theirs);
     if tty {
         return Ok((socket, vec![theirs], None));
     }
@@ -153,10 +155,10 @@ pub struct Requested {
     request: Request,
     socket: fd::ControlSocket,
     /// Until the request is sent.
-    carried: Vec<OwnedFd>,
+    carried: Vec<ParentOnly<OwnedFd>>,
     /// Our ends of the process's stdin, stdout and stderr; `None` with a terminal, which the
     /// init sends with its answer.
-    pipes: Option<[OwnedFd; 3]>,
+    pipes: Option<[ParentOnly<OwnedFd>; 3]>,
     timeout: Option<Duration>,
     io: Arc<IoCounters>,
     /// Counts a start that failed; taken when it runs.
@@ -179,18 +181,22 @@ impl Requested {
     /// Sends the request to the init without waiting: false if the init's queue is full (then
     /// [`Requested::send`]). Once sent, our copies of what it carried are closed.
     pub fn try_send(&mut self) -> Result<bool> {
-        let carried: Vec<&OwnedFd> = self.carried.iter().collect();
-        let sent = self.connector.try_send_exec(&self.request, &carried);
-        drop(carried);
+        let sent = self.carried().and_then(|carried| self.connector.try_send_exec(&self.request, &carried));
         self.after_send(sent)
     }
 
     /// Sends the request to the init, waiting for room.
     pub async fn send(mut self) -> Result<Self> {
-        let carried: Vec<&OwnedFd> = self.carried.iter().collect();
-        let sent = self.connector.send_exec(&self.request, &carried).await.map(|()| true);
-        drop(carried);
+        let sent = match self.carried() {
+            Ok(carried) => self.connector.send_exec(&self.request, &carried).await.map(|()| true),
+            Err(error) => Err(error),
+        };
         self.after_send(sent).map(|_| self)
+    }
+
+    /// What the request carries, as sent.
+    fn carried(&self) -> Result<Vec<&OwnedFd>> {
+        self.carried.iter().map(|held| held.get().ok_or_else(|| engine_error("failed to send the exec request", &crate::fork::forked_away()))).collect()
     }
 
     fn after_send(&mut self, sent: Result<bool>) -> Result<bool> {
@@ -251,7 +257,7 @@ impl Requested {
 }
 
 /// The execution the init's answer on `socket` started; its connection is the execution's.
-fn execution(socket: fd::ControlSocket, pipes: Option<[OwnedFd; 3]>, timeout: Option<Duration>, io: Arc<IoCounters>, received: std::io::Result<Packet>) -> Result<Execution> {
+fn execution(socket: fd::ControlSocket, pipes: Option<[ParentOnly<OwnedFd>; 3]>, timeout: Option<Duration>, io: Arc<IoCounters>, received: std::io::Result<Packet>) -> Result<Execution> {
     let (pid, mut fds) = match received {
         Ok(Packet::Reply(Reply::Started { pid }, fds)) => (pid, fds),
         Ok(Packet::Reply(Reply::Failed { message, not_found: true }, _)) => return Err(Error::NotFound(message)),
@@ -266,7 +272,7 @@ fn execution(socket: fd::ControlSocket, pipes: Option<[OwnedFd; 3]>, timeout: Op
             let master = fds.pop().ok_or_else(|| Error::Engine("the init sent no terminal".to_string()))?;
             let reader = master.try_clone().map_err(|error| engine_error("failed to duplicate the terminal", &error))?;
             let writer = master.try_clone().map_err(|error| engine_error("failed to duplicate the terminal", &error))?;
-            (writer, nonblocking(reader)?, None, Some(master))
+            (ParentOnly::new(writer), ParentOnly::new(nonblocking(reader)?), None, Some(ParentOnly::new(master)))
         }
     };
     let raw = socket.raw();

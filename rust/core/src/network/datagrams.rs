@@ -20,12 +20,13 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::unix::AsyncFd;
 use tokio::net::UdpSocket;
 
 use boxlite_protocol::network::{DNS_SERVICE_PORT, GATEWAY};
 
 use super::Outbound;
+use crate::exec::fd::Registered;
+use crate::fork::ParentOnly;
 use crate::lock;
 
 /// How long a flow lasts without a datagram either way.
@@ -45,7 +46,7 @@ const ADMINISTRATIVELY_PROHIBITED: u8 = 13;
 
 /// Serves the box's datagrams until the task is aborted.
 pub(super) async fn serve(interface: OwnedFd, outbound: Arc<Outbound>) {
-    let interface = match crate::exec::fd::register(interface) {
+    let interface = match Registered::new(ParentOnly::new(interface)) {
         Ok(interface) => Arc::new(Interface(interface)),
         Err(error) => {
             log::warn!("box {} sends no datagrams: its interface cannot be read: {error}", outbound.traffic.box_id);
@@ -78,7 +79,7 @@ pub(super) async fn serve(interface: OwnedFd, outbound: Arc<Outbound>) {
 }
 
 /// The box's interface: the box's packets are read from it, and what it is sent is written to it.
-struct Interface(AsyncFd<OwnedFd>);
+struct Interface(Registered);
 
 impl Interface {
     /// One packet (the descriptor is non-blocking: the shim opened it so).
@@ -99,7 +100,7 @@ impl Interface {
     /// Gives the box one packet. One the device cannot take now is dropped, as a network would.
     fn write(&self, packet: &[u8]) {
         // SAFETY: write(2) of a buffer we own; a tun device takes one packet per write.
-        unsafe { libc::write(self.0.get_ref().as_raw_fd(), packet.as_ptr().cast(), packet.len()) };
+        unsafe { libc::write(self.0.as_raw_fd(), packet.as_ptr().cast(), packet.len()) };
     }
 }
 

@@ -26,11 +26,12 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 
 use super::PortStream;
+use crate::exec::fd::Registered;
+use crate::fork::ParentOnly;
 
 /// Each direction's buffer when a relay copies: tokio's default (8 KiB) costs a system call
 /// pair per 8 KiB, which showed as a third of a download's throughput.
@@ -82,7 +83,7 @@ async fn join_within(pipes: &'static PipeBudget, a: impl Socket, b: impl Socket,
     let (Ok(forth), Ok(back)) = (Pipe::new(pipes), Pipe::new(pipes)) else {
         return copy(a, b, a_to_b, b_to_a).await;
     };
-    let (a, b) = (crate::exec::fd::register(a.into_fd()?)?, crate::exec::fd::register(b.into_fd()?)?);
+    let (a, b) = (Registered::new(ParentOnly::new(a.into_fd()?))?, Registered::new(ParentOnly::new(b.into_fd()?))?);
     tokio::try_join!(pump(&a, &b, &forth, a_to_b), pump(&b, &a, &back, b_to_a))?;
     Ok(())
 }
@@ -102,7 +103,7 @@ where
 
 /// Moves what `from` sends to `to` through `pipe` until `from`'s stream ends, then shuts
 /// `to`'s writing.
-async fn pump(from: &AsyncFd<OwnedFd>, to: &AsyncFd<OwnedFd>, pipe: &Pipe, moved: &AtomicU64) -> io::Result<()> {
+async fn pump(from: &Registered, to: &Registered, pipe: &Pipe, moved: &AtomicU64) -> io::Result<()> {
     let mut chunk = SPLICE_CHUNK;
     loop {
         let taken = loop {

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use boxlite_core::exec::AsyncDescriptor;
+use boxlite_core::ParentOnly;
 use pyo3::prelude::*;
 use tokio::sync::{mpsc, oneshot};
 
@@ -19,7 +20,7 @@ pub(super) type StdinSender = mpsc::UnboundedSender<(Vec<u8>, oneshot::Sender<st
 /// The process's stdin: its pipe until the first write, then the writer task that owns it
 /// (which makes the pipe async only then).
 pub(super) enum Stdin {
-    Idle(OwnedFd),
+    Idle(ParentOnly<OwnedFd>),
     Writing(StdinSender),
 }
 

@@ -6,6 +6,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering;
 
 use boxlite_core::exec::CHUNK_SIZE;
+use boxlite_core::ParentOnly;
 use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
@@ -76,7 +77,7 @@ impl Window {
 pub(super) struct StreamState {
     pub(super) window: Window,
     /// The pipe (or terminal) the output comes from, until its end.
-    pub(super) source: Option<OwnedFd>,
+    pub(super) source: Option<ParentOnly<OwnedFd>>,
     /// Whether the loop watches `source` (invariant 7).
     pub(super) watched: bool,
     /// Whether `source` got the room of a stream (it does on its first watch).
@@ -294,7 +295,7 @@ impl Execution {
                 return Ok(());
             }
             let stream = state.stream(kind);
-            let source = stream.source.as_ref();
+            let source = stream.source.as_ref().and_then(ParentOnly::get);
             if !std::mem::replace(&mut stream.enlarged, true) {
                 source.inspect(|pipe| boxlite_core::exec::enlarge_pipe(pipe));
             }
@@ -321,7 +322,7 @@ impl Execution {
         let (fd, watched, source) = {
             let mut state = locked(&self.state);
             let stream = state.stream(kind);
-            let fd = stream.source.as_ref().map(AsRawFd::as_raw_fd);
+            let fd = stream.source.as_ref().and_then(ParentOnly::get).map(AsRawFd::as_raw_fd);
             let watched = std::mem::take(&mut stream.watched);
             let source = if close {
                 stream.ended = true;
@@ -351,7 +352,7 @@ impl Execution {
         let resolution = READ_BUFFER.with_borrow_mut(|buffer| {
             let mut state = locked(&self.state);
             let sealed = state.sealed;
-            let fd = state.stream(kind).source.as_ref()?.as_raw_fd();
+            let fd = state.stream(kind).source.as_ref()?.get()?.as_raw_fd();
             // One read is smaller the more streams the loop watches, so that one turn of the
             // loop, which may find them all readable, copies about READ_BUDGET in all.
             let watched = self.channel.streams_watched.load(Ordering::Relaxed);
