@@ -46,6 +46,15 @@ async def exec_true(samples: int, warmup: int) -> list[Row]:
                 continue
             ours_times, theirs = await side_by_side(ours, lambda command=command: run_quietly(*command), samples, warmup)
             rows.append(latency_row("exec `true` in a running box", name, ours_times, theirs, target))
+
+        async def spawn_and_reap() -> None:
+            # The box runs the host's own /bin/true (the host:// image shares /usr): what this
+            # costs, with no event loop and no box, is the floor of both rows above.
+            os.waitpid(os.posix_spawn("/bin/true", ["/bin/true"], {}), 0)
+
+        ours_times, theirs = await side_by_side(ours, spawn_and_reap, samples, warmup)
+        rows.append(latency_row("exec `true` in a running box", "posix_spawn + waitpid, no loop", ours_times, theirs, None,
+                                "the same binary started and reaped directly: the floor of any exec of it"))
         await box.stop()
     return rows
 
