@@ -114,9 +114,32 @@ async def test_proc_and_sys_are_read_only_and_masked(box: boxlite.Box) -> None:
 
 
 async def test_device_nodes_cannot_be_made(box: boxlite.Box) -> None:
-    result = await output(box, "sh", "-c", "mknod /root/disk b 8 0 2>&1; mknod /dev/disk b 8 0 2>&1; mkfifo /root/fifo && echo fifo-ok")
-    assert result.count("Operation not permitted") == 2
+    result = await output(box, "sh", "-c", "for at in /root /dev /dev/shm; do mknod $at/disk b 8 0 2>&1; done; mkfifo /root/fifo && echo fifo-ok")
+    assert result.count("Operation not permitted") == 3
     assert "fifo-ok" in result
+
+
+SHARED_MEMORY = """
+import os, stat
+from multiprocessing import shared_memory
+made = shared_memory.SharedMemory(create=True, size=1 << 20)
+made.buf[:5] = b"hello"
+opened = shared_memory.SharedMemory(made.name)
+shm, dev = os.stat("/dev/shm"), os.stat("/dev")
+print(bytes(opened.buf[:5]).decode(), oct(stat.S_IMODE(shm.st_mode)), shm.st_uid, shm.st_dev == dev.st_dev)
+opened.close()
+made.close()
+made.unlink()
+"""
+
+
+async def test_posix_shared_memory_works_in_a_dev_shm_that_is_part_of_dev(box: boxlite.Box) -> None:
+    # Box root's sticky directory, open to every user of the box, in /dev's file system: a box
+    # mounts no file system of its own for it (jail.rs says why).
+    assert (await output(box, "python3", "-c", SHARED_MEMORY)).split() == ["hello", "0o1777", "0", "True"]
+    _, _, status = await collect(await box.exec("sh", ["-c", "echo x > /dev/shm/nobodys"], user="nobody"))
+    assert status.exit_code == 0
+    assert (await output(box, "stat", "-c", "%u", "/dev/shm/nobodys")).strip() == "65534"
 
 
 async def test_an_unreadable_passwd_does_not_wedge_the_box(box: boxlite.Box) -> None:
