@@ -228,3 +228,66 @@ async def test_a_forked_child_keeps_no_end_of_an_executions_pipes(home: Path) ->
             program.kill()
             if os.path.exists(f"/proc/{child}"):
                 os.kill(child, signal.SIGKILL)
+
+
+FORKS_WHILE_A_CONNECTION_IS_RELAYED = """
+import asyncio, multiprocessing, socket, sys, time, boxlite
+
+# Echoes a byte, then resets the connection at the next one (SO_LINGER 0).
+SERVER = '''
+import socket, struct
+server = socket.socket()
+server.bind(("0.0.0.0", 8080))
+server.listen()
+print("listening", flush=True)
+connection, _ = server.accept()
+connection.sendall(connection.recv(1))
+connection.recv(1)
+connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+connection.close()
+'''
+
+def linger() -> None:
+    time.sleep(60)
+
+async def main() -> None:
+    runtime = boxlite.Boxlite(boxlite.Options(home_dir=sys.argv[1]))
+    box = await runtime.create(boxlite.BoxOptions(ports=[(0, 8080)]))
+    await box.start()
+    server = await box.exec("python3", ["-c", SERVER])
+    said = ""
+    async for chunk in server.stdout(text=True):
+        said += chunk
+        if "listening" in said:
+            break
+    port = (await box.info()).network.published_ports[0].host_port
+    client = socket.create_connection(("127.0.0.1", port), timeout=20)
+    client.sendall(b"a")
+    assert client.recv(1) == b"a"  # the runtime relays the connection both ways
+    # A child forked without exec while the connection is relayed.
+    child = multiprocessing.get_context("fork").Process(target=linger)
+    child.start()
+    client.sendall(b"b")
+    try:
+        outcome = "closed" if client.recv(1) == b"" else "data"
+    except ConnectionResetError:
+        outcome = "closed"
+    except socket.timeout:
+        outcome = "open"
+    print(outcome, child.is_alive(), flush=True)
+    child.kill()
+    await runtime.remove(box.id, force=True)
+    runtime.close()
+
+asyncio.run(main())
+"""
+
+
+async def test_a_forked_child_keeps_no_relayed_connection(home: Path) -> None:
+    """The runtime's sockets of a relayed connection are its own too: when the box resets its
+    end, the runtime closes the host's end, and the host's client sees it at once, while a
+    child forked during the connection lives on (with the child's copy, it would see nothing
+    until the child's end)."""
+    result = subprocess.run([sys.executable, "-c", FORKS_WHILE_A_CONNECTION_IS_RELAYED, str(home)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["closed", "True"], result.stdout
