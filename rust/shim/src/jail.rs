@@ -184,9 +184,10 @@ fn mount_dev(root: &Path, box_root: Option<u32>, rootless: bool) -> Result<()> {
     sys::symlink("pts/ptmx", &dev.join("ptmx"))?;
     // POSIX shared memory's directory, in /dev's file system rather than one of its own. Each
     // mounted file system takes a number for its reclaim (its shrinker), and the kernel gives
-    // every memory cgroup made later (a box has one) 8 bytes per number up to the highest
-    // given so far: each file system a box mounts makes every later box larger, the more so
-    // the more boxes run (at 5,000 boxes, each of a box's file systems costs each box 80 KiB).
+    // every memory cgroup made later (a box has one) 16 bytes per number (a 1 KiB object per
+    // 64) up to the highest given so far: each file system a box mounts makes every later box
+    // larger, the more so the more boxes run (at 5,000 boxes, each of a box's file systems
+    // costs each box about 80 KiB).
     let shm = dev.join("shm");
     mkdir_all(&shm)?;
     if let Some(id) = box_root {
