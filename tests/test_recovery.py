@@ -8,6 +8,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -291,3 +292,83 @@ async def test_a_forked_child_keeps_no_relayed_connection(home: Path) -> None:
     result = subprocess.run([sys.executable, "-c", FORKS_WHILE_A_CONNECTION_IS_RELAYED, str(home)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["closed", "True"], result.stdout
+
+
+FORKS_WHILE_A_BOX_HAS_A_NETWORK = """
+import asyncio, multiprocessing, os, socket, sys, boxlite
+
+SO_NETNS_COOKIE = 71  # asm-generic/socket.h
+
+ECHO = '''
+import socket
+server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+server.bind(("0.0.0.0", 9090))
+print("listening", flush=True)
+while True:
+    data, peer = server.recvfrom(100)
+    server.sendto(data, peer)
+'''
+
+def netns_cookie(fd: int) -> bytes:
+    with socket.socket(fileno=os.dup(fd)) as held:
+        return held.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8)
+
+def holdings() -> None:
+    with socket.socket() as own:
+        try:
+            ours = netns_cookie(own.fileno())
+        except OSError as error:  # before Linux 5.14
+            print("unsupported", error, flush=True)
+            return
+    foreign, tun = [], []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+        if target == "/dev/net/tun":
+            tun.append(target)
+        elif target.startswith("socket:") and netns_cookie(int(name)) != ours:
+            foreign.append(target)
+    print("foreign", len(foreign), "tun", len(tun), flush=True)
+
+async def main() -> None:
+    runtime = boxlite.Boxlite(boxlite.Options(home_dir=sys.argv[1]))
+    box = await runtime.create(boxlite.BoxOptions(ports=[(0, 9090, "udp")]))
+    await box.start()
+    server = await box.exec("python3", ["-c", ECHO])
+    async for chunk in server.stdout(text=True):
+        if "listening" in chunk:
+            break
+    # A datagram flow into the box, and a connection out of it (DNS over TCP, which the
+    # runtime answers), both live while the child is forked.
+    port = (await box.info()).network.published_ports[0].host_port
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.settimeout(20)
+    client.sendto(b"ping", ("127.0.0.1", port))
+    assert client.recvfrom(10)[0] == b"ping"
+    out = await box.exec("python3", ["-c", "import socket, time; c = socket.create_connection(('10.0.2.3', 53), timeout=10); print('connected', flush=True); time.sleep(60)"])
+    async for chunk in out.stdout(text=True):
+        if "connected" in chunk:
+            break
+    child = multiprocessing.get_context("fork").Process(target=holdings)
+    child.start()
+    child.join()
+    await runtime.remove(box.id, force=True)
+    runtime.close()
+
+asyncio.run(main())
+"""
+
+
+async def test_a_forked_child_holds_nothing_of_a_boxs_network(home: Path) -> None:
+    """The box's interface, the listener its connections out are diverted to, a connection
+    being served and the sockets a published UDP port's flows use in the box are the runtime's
+    process's alone: a child forked while they live holds no descriptor of the box's network
+    namespace (which would keep it, its interface and its listener after the box's end) and
+    no tun device. A socket's namespace is told by its ``SO_NETNS_COOKIE``."""
+    result = subprocess.run([sys.executable, "-c", FORKS_WHILE_A_BOX_HAS_A_NETWORK, str(home)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    if result.stdout.startswith("unsupported"):
+        pytest.skip(f"this kernel tells no socket's network namespace (SO_NETNS_COOKIE, Linux 5.14): {result.stdout.strip()}")
+    assert result.stdout.split() == ["foreign", "0", "tun", "0"], result.stdout

@@ -31,8 +31,10 @@ use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, Once, PoisonError};
+use std::task::{Context, Poll};
 
 /// The registered descriptors.
 static REGISTERED: Mutex<BTreeSet<RawFd>> = Mutex::new(BTreeSet::new());
@@ -71,7 +73,76 @@ impl<T: AsRawFd> ParentOnly<T> {
 
     /// The descriptor; `None` in a child forked since it was made (rule 2).
     pub fn get(&self) -> Option<&T> {
-        (self.generation == GENERATION.load(Ordering::Relaxed)).then_some(&*self.held)
+        self.is_ours().then_some(&*self.held)
+    }
+
+    /// As [`Self::get`], to change it (read from a stream, for one).
+    pub fn get_mut(&mut self) -> Option<&mut T> {
+        self.is_ours().then_some(&mut *self.held)
+    }
+
+    fn is_ours(&self) -> bool {
+        self.generation == GENERATION.load(Ordering::Relaxed)
+    }
+
+    /// The same descriptor held as another type: `convert` keeps its number (a tokio socket
+    /// made std, a std socket made an `OwnedFd`), and makes no `ParentOnly` itself. It stays
+    /// registered throughout, the registry's lock held, so no fork in between gives a child a
+    /// copy (rule 1). If `convert` fails (it closed the descriptor), its error.
+    pub fn try_map<U: AsRawFd>(self, convert: impl FnOnce(T) -> std::io::Result<U>) -> std::io::Result<ParentOnly<U>> {
+        if !self.is_ours() {
+            return Err(forked_away());
+        }
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped, so its `held` is taken once, here.
+        let held = unsafe { ManuallyDrop::take(&mut this.held) };
+        let number = held.as_raw_fd();
+        let mut registered = registry();
+        match convert(held) {
+            Ok(converted) => {
+                assert_eq!(converted.as_raw_fd(), number, "a ParentOnly's conversion changed its descriptor");
+                Ok(ParentOnly { held: ManuallyDrop::new(converted), generation: this.generation })
+            }
+            Err(error) => {
+                registered.remove(&number);
+                Err(error)
+            }
+        }
+    }
+}
+
+/// A stream only this process keeps reads as the stream it holds (an error in a child forked
+/// since it was made).
+impl<T: AsRawFd + tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for ParentOnly<T> {
+    fn poll_read(self: Pin<&mut Self>, context: &mut Context<'_>, buffer: &mut tokio::io::ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut().get_mut() {
+            Some(held) => Pin::new(held).poll_read(context, buffer),
+            None => Poll::Ready(Err(forked_away())),
+        }
+    }
+}
+
+/// ...and is written to as it.
+impl<T: AsRawFd + tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for ParentOnly<T> {
+    fn poll_write(self: Pin<&mut Self>, context: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut().get_mut() {
+            Some(held) => Pin::new(held).poll_write(context, data),
+            None => Poll::Ready(Err(forked_away())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut().get_mut() {
+            Some(held) => Pin::new(held).poll_flush(context),
+            None => Poll::Ready(Err(forked_away())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut().get_mut() {
+            Some(held) => Pin::new(held).poll_shutdown(context),
+            None => Poll::Ready(Err(forked_away())),
+        }
     }
 }
 
@@ -175,4 +246,37 @@ mod tests {
         assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the old holder gave its number, or closed its new file");
         assert!(kept.get().is_some(), "the parent's holder lost its descriptor");
     }
+
+    #[test]
+    fn a_descriptor_held_as_another_type_stays_the_parents_alone() {
+        let kept = ParentOnly::new(std::fs::File::open("/dev/null").expect("open"));
+        let fd = kept.as_raw_fd_for_test();
+        let converted = kept.try_map(|file| Ok(std::os::fd::OwnedFd::from(file))).expect("converted");
+        assert_eq!(converted.get().map(AsRawFd::as_raw_fd), Some(fd));
+        // SAFETY: as in the first test.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let code = if is_open(fd) { 1 } else { 0 };
+            // SAFETY: ends the child without running the harness's exit handlers.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child just forked.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the child kept the converted descriptor");
+        let failed = ParentOnly::new(std::fs::File::open("/dev/null").expect("open"));
+        let number = failed.as_raw_fd_for_test();
+        // The conversion fails and leaves the descriptor open (as no real one would), so that
+        // no other test's file takes its number before the check.
+        let error = failed.try_map(|file| -> std::io::Result<std::fs::File> {
+            std::mem::forget(file);
+            Err(std::io::Error::other("conversion failed"))
+        });
+        assert!(error.is_err());
+        assert!(!registry().contains(&number), "a failed conversion left its number registered");
+        // SAFETY: the descriptor the conversion let go of, closed once.
+        unsafe { libc::close(number) };
+    }
+
 }

@@ -45,8 +45,8 @@ const PORT_UNREACHABLE: u8 = 3;
 const ADMINISTRATIVELY_PROHIBITED: u8 = 13;
 
 /// Serves the box's datagrams until the task is aborted.
-pub(super) async fn serve(interface: OwnedFd, outbound: Arc<Outbound>) {
-    let interface = match Registered::new(ParentOnly::new(interface)) {
+pub(super) async fn serve(interface: ParentOnly<OwnedFd>, outbound: Arc<Outbound>) {
+    let interface = match Registered::new(interface) {
         Ok(interface) => Arc::new(Interface(interface)),
         Err(error) => {
             log::warn!("box {} sends no datagrams: its interface cannot be read: {error}", outbound.traffic.box_id);
@@ -212,15 +212,20 @@ fn answer_query(datagram: &Datagram<'_>, interface: &Arc<Interface>, outbound: &
 /// The box's flows, by its port and the destination.
 type Flows = Mutex<HashMap<(u16, SocketAddrV4), Arc<Flow>>>;
 
-/// The host's socket of one flow, and when a datagram last went either way.
+/// The host's socket of one flow (the runtime's process's alone: `crate::fork`), and when a
+/// datagram last went either way.
 struct Flow {
-    socket: UdpSocket,
+    socket: ParentOnly<UdpSocket>,
     last: Mutex<Instant>,
 }
 
 impl Flow {
     fn touch(&self) {
         *lock(&self.last) = Instant::now();
+    }
+
+    fn socket(&self) -> io::Result<&UdpSocket> {
+        self.socket.get().ok_or_else(crate::fork::forked_away)
     }
 }
 
@@ -237,7 +242,7 @@ fn send(datagram: &Datagram<'_>, flows: &Arc<Flows>, interface: &Arc<Interface>,
                 return;
             };
             let flow = match open_flow(datagram.destination) {
-                Ok(socket) => Arc::new(Flow { socket, last: Mutex::new(Instant::now()) }),
+                Ok(socket) => Arc::new(Flow { socket: ParentOnly::new(socket), last: Mutex::new(Instant::now()) }),
                 Err(error) => {
                     log::debug!("box {}: no flow to {}: {error}", outbound.traffic.box_id, datagram.destination);
                     return;
@@ -254,7 +259,7 @@ fn send(datagram: &Datagram<'_>, flows: &Arc<Flows>, interface: &Arc<Interface>,
         }
     };
     flow.touch();
-    if let Ok(sent) = send_now(&flow.socket, datagram.payload) {
+    if let Ok(sent) = flow.socket().and_then(|socket| send_now(socket, datagram.payload)) {
         outbound.traffic.bytes_sent.fetch_add(sent as u64, Ordering::Relaxed);
     }
 }
@@ -281,13 +286,14 @@ fn open_flow(destination: SocketAddrV4) -> io::Result<UdpSocket> {
 /// Gives the box what comes back on a flow, as from `destination` to `box_end`, until the flow
 /// idles for [`FLOW_IDLE`].
 async fn relay_answers(flow: &Flow, box_end: SocketAddrV4, destination: SocketAddrV4, interface: &Interface, outbound: &Outbound) {
+    let Ok(socket) = flow.socket() else { return };
     let mut buffer = vec![0u8; MAX_PAYLOAD];
     loop {
         let idle_for = lock(&flow.last).elapsed();
         if idle_for >= FLOW_IDLE {
             return;
         }
-        match tokio::time::timeout(FLOW_IDLE - idle_for, flow.socket.recv(&mut buffer)).await {
+        match tokio::time::timeout(FLOW_IDLE - idle_for, socket.recv(&mut buffer)).await {
             Ok(Ok(length)) => {
                 flow.touch();
                 outbound.traffic.bytes_received.fetch_add(length as u64, Ordering::Relaxed);

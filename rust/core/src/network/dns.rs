@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::RData;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
 use super::Outbound;
+use crate::fork::ParentOnly;
 
 /// How long one upstream server gets to answer.
 const UPSTREAM_WAIT: Duration = Duration::from_secs(3);
@@ -23,7 +24,7 @@ const MAX_UDP_MESSAGE: usize = 4096;
 
 /// Answers the queries of one DNS connection over TCP (length-prefixed messages) until the box
 /// closes it or it goes quiet.
-pub(super) async fn serve_stream(mut stream: TcpStream, outbound: Arc<Outbound>) {
+pub(super) async fn serve_stream(mut stream: ParentOnly<TcpStream>, outbound: Arc<Outbound>) {
     let Ok(_slot) = Arc::clone(&outbound.traffic.queries).try_acquire_owned() else { return };
     while let Some(query) = read_framed(&mut stream).await {
         let Some(answer) = answer(&query, &outbound, true).await else { break };
@@ -35,7 +36,7 @@ pub(super) async fn serve_stream(mut stream: TcpStream, outbound: Arc<Outbound>)
 }
 
 /// One length-prefixed message; nothing when the peer closes or goes quiet for [`TCP_IDLE`].
-async fn read_framed(stream: &mut TcpStream) -> Option<Vec<u8>> {
+async fn read_framed(stream: &mut (impl AsyncRead + Unpin)) -> Option<Vec<u8>> {
     let read = async {
         let mut length = [0u8; 2];
         stream.read_exact(&mut length).await.ok()?;

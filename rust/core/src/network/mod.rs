@@ -58,6 +58,8 @@ use std::sync::Arc;
 use boxlite_protocol::network::RESOLVER;
 
 use crate::error::{Error, Result};
+use crate::exec::fd::Registered;
+use crate::fork::ParentOnly;
 pub use policy::Policy;
 pub use secrets::{SecretProxy, SecretSpec};
 pub use ports::{bind as bind_ports, HostSocket, PortSpec, Protocol, PublishedPort};
@@ -98,11 +100,12 @@ impl HostNetwork {
 
 /// What the runtime serves one box's way out on: the listener inside the box's network
 /// namespace where its rules divert its connections, and its interface, where its datagrams
-/// come out. Non-blocking.
+/// come out. Non-blocking. Kept by the runtime's process alone (`crate::fork`): a child forked
+/// from it holds nothing of the box's network, whose namespace ends with the box.
 #[derive(Debug)]
 pub struct BoxSockets {
-    proxy: std::net::TcpListener,
-    interface: OwnedFd,
+    proxy: ParentOnly<OwnedFd>,
+    interface: ParentOnly<OwnedFd>,
 }
 
 impl BoxSockets {
@@ -112,7 +115,7 @@ impl BoxSockets {
         let mut marker = [0u8; 1];
         let (length, fds) = boxlite_protocol::recv_with_fds(startup, &mut marker).map_err(|error| Error::Network(format!("failed to receive the box's sockets: {error}")))?;
         match <[OwnedFd; 2]>::try_from(fds) {
-            Ok([proxy, interface]) if length == 1 && marker[0] == boxlite_protocol::BOX_SOCKETS => Ok(Self { proxy: proxy.into(), interface }),
+            Ok([proxy, interface]) if length == 1 && marker[0] == boxlite_protocol::BOX_SOCKETS => Ok(Self::own(proxy, interface)),
             _ => Err(Error::Network("the box's shim did not send its sockets".to_string())),
         }
     }
@@ -121,7 +124,11 @@ impl BoxSockets {
     /// a runtime that adopts it: duplicates of the ones its shim sent the box's first runtime.
     pub async fn from_init(inside: &Inside) -> std::io::Result<Self> {
         let [proxy, interface] = crate::exec::fd::ControlSocket::ask_for_descriptors(&inside.socket_path, &boxlite_protocol::Request::Network).await?;
-        Ok(Self { proxy: proxy.into(), interface })
+        Ok(Self::own(proxy, interface))
+    }
+
+    fn own(proxy: OwnedFd, interface: OwnedFd) -> Self {
+        Self { proxy: ParentOnly::new(proxy), interface: ParentOnly::new(interface) }
     }
 }
 
@@ -181,7 +188,7 @@ async fn serve_way_out(sockets: Option<BoxSockets>, inside: Arc<Inside>, outboun
             }
         },
     };
-    match tokio::net::TcpListener::from_std(sockets.proxy) {
+    match Registered::new(sockets.proxy) {
         Ok(proxy) => {
             tokio::join!(proxy::serve(proxy, Arc::clone(&outbound)), datagrams::serve(sockets.interface, Arc::clone(&outbound)));
         }

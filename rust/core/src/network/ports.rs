@@ -168,8 +168,9 @@ pub(super) async fn serve<L: Outside + AsRawFd>(listener: L, guest_port: u16, in
 
 /// One host peer's way into a box's UDP port.
 struct Flow {
-    /// Connected to the box's port, from inside the box.
-    socket: tokio::net::UdpSocket,
+    /// Connected to the box's port, from inside the box; the runtime's process's alone
+    /// (`crate::fork`).
+    socket: crate::fork::ParentOnly<tokio::net::UdpSocket>,
     /// Datagrams the peer sent: the flow is idle while this stays still (and the box is quiet).
     sent: AtomicU64,
 }
@@ -198,7 +199,7 @@ pub(super) async fn serve_udp(outside: tokio::net::UdpSocket, guest_port: u16, i
             None => {
                 let Ok(slot) = Arc::clone(&traffic.relays).try_acquire_owned() else { continue };
                 let Ok(socket) = inside.datagram(guest_port).await else { continue };
-                let flow = Arc::new(Flow { socket, sent: AtomicU64::new(0) });
+                let flow = Arc::new(Flow { socket: crate::fork::ParentOnly::new(socket), sent: AtomicU64::new(0) });
                 crate::lock(&flows).insert(peer, Arc::clone(&flow));
                 traffic.connections.fetch_add(1, Ordering::Relaxed);
                 let (held, flows, flow_of_peer, traffic) = (Arc::clone(&held), Arc::clone(&flows), Arc::clone(&flow), Arc::clone(&traffic));
@@ -213,7 +214,8 @@ pub(super) async fn serve_udp(outside: tokio::net::UdpSocket, guest_port: u16, i
             }
         };
         flow.sent.fetch_add(1, Ordering::Relaxed);
-        if flow.socket.send(&datagram[..length]).await.is_ok() {
+        let Some(socket) = flow.socket.get() else { continue };
+        if socket.send(&datagram[..length]).await.is_ok() {
             traffic.bytes_received.fetch_add(length as u64, Ordering::Relaxed);
         }
     }
@@ -222,10 +224,11 @@ pub(super) async fn serve_udp(outside: tokio::net::UdpSocket, guest_port: u16, i
 /// Sends what the box answers on the flow's socket back to `peer`, until neither side has sent
 /// for [`UDP_IDLE`].
 async fn answer_peer(flow: &Flow, outside: &tokio::net::UdpSocket, peer: SocketAddr, traffic: &BoxTraffic) {
+    let Some(socket) = flow.socket.get() else { return };
     let mut datagram = vec![0u8; 65_536];
     let mut seen = flow.sent.load(Ordering::Relaxed);
     loop {
-        match tokio::time::timeout(UDP_IDLE, flow.socket.recv(&mut datagram)).await {
+        match tokio::time::timeout(UDP_IDLE, socket.recv(&mut datagram)).await {
             Ok(Ok(length)) => {
                 if outside.send_to(&datagram[..length], peer).await.is_ok() {
                     traffic.bytes_sent.fetch_add(length as u64, Ordering::Relaxed);

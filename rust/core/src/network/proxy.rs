@@ -6,28 +6,31 @@
 //! secrets go to is the secrets proxy's to complete ([`secrets`]).
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::Interest;
+use tokio::net::TcpStream;
 
 use boxlite_protocol::network::DNS_SERVICE_PORT;
 
 use super::{relay, secrets, Outbound};
+use crate::exec::fd::Registered;
+use crate::fork::ParentOnly;
 
 /// How long the runtime tries to reach a destination before the box's connection is reset.
 pub(super) const CONNECT_WAIT: Duration = Duration::from_secs(30);
 
-/// Serves the box's connections until the task is aborted.
-pub(super) async fn serve(listener: TcpListener, outbound: Arc<Outbound>) {
+/// Serves the box's connections, which come to `listener`, until the task is aborted.
+pub(super) async fn serve(listener: Registered, outbound: Arc<Outbound>) {
     loop {
-        let Ok((inbound, _)) = listener.accept().await else {
+        let Ok(inbound) = accept(&listener).await else {
             super::after_failed_accept().await;
             continue;
         };
-        if original_destination(&inbound).is_some_and(|destination| destination.port() == DNS_SERVICE_PORT) {
+        if inbound.get().and_then(original_destination).is_some_and(|destination| destination.port() == DNS_SERVICE_PORT) {
             tokio::spawn(super::dns::serve_stream(inbound, Arc::clone(&outbound)));
             continue;
         }
@@ -46,11 +49,27 @@ pub(super) async fn serve(listener: TcpListener, outbound: Arc<Outbound>) {
     }
 }
 
+/// The next connection to `listener`, kept by the runtime's process alone (`crate::fork`).
+async fn accept(listener: &Registered) -> std::io::Result<ParentOnly<TcpStream>> {
+    let accepted = listener
+        .async_io(Interest::READABLE, |listener| {
+            // SAFETY: accept4 with no address to fill; a descriptor it returns is ours alone.
+            let fd = unsafe { libc::accept4(*listener, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK) };
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // SAFETY: see above.
+            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        })
+        .await?;
+    ParentOnly::new(accepted).try_map(|accepted| TcpStream::from_std(accepted.into()))
+}
+
 /// Takes one of the box's connections out: to its destination, if the policy allows it.
-async fn take_out(inbound: TcpStream, outbound: &Outbound) {
+async fn take_out(inbound: ParentOnly<TcpStream>, outbound: &Outbound) {
     let traffic = &outbound.traffic;
     traffic.connections.fetch_add(1, Ordering::Relaxed);
-    let Some(destination) = original_destination(&inbound) else {
+    let Some(destination) = inbound.get().and_then(original_destination) else {
         reset(inbound);
         return;
     };
@@ -61,7 +80,11 @@ async fn take_out(inbound: TcpStream, outbound: &Outbound) {
         return;
     }
     if let (Some(secrets), secrets::HTTPS_PORT) = (&outbound.secrets, destination.port()) {
-        if let Some(hello) = secrets.claims(&inbound).await {
+        let claimed = match inbound.get() {
+            Some(stream) => secrets.claims(stream).await,
+            None => None,
+        };
+        if let Some(hello) = claimed {
             if let Err(reason) = secrets.complete(inbound, destination, hello, traffic).await {
                 log::debug!("box {}: a connection that carries secrets failed: {reason}", traffic.box_id);
                 traffic.errors.fetch_add(1, Ordering::Relaxed);
@@ -83,14 +106,14 @@ async fn take_out(inbound: TcpStream, outbound: &Outbound) {
             return;
         }
     };
-    let _ = inbound.set_nodelay(true);
+    let _ = inbound.get().map(|inbound| inbound.set_nodelay(true));
     let _ = connection.set_nodelay(true);
     let _ = relay::join(inbound, connection, &traffic.bytes_sent, &traffic.bytes_received).await;
 }
 
 /// Closes the connection with a reset, as a refused connection would.
-fn reset(stream: TcpStream) {
-    let _ = stream.set_zero_linger();
+fn reset(stream: ParentOnly<TcpStream>) {
+    let _ = stream.get().map(TcpStream::set_zero_linger);
     drop(stream);
 }
 

@@ -13,14 +13,17 @@
 //!    writing, so a peer that half-closes (the end of a request's body) still gets its answer.
 //!    The relay ends when both have, or at the first error (which closes both sides).
 //! 2. Bytes are counted as they move, so a box's metrics show a long transfer as it runs.
-//! 3. A direction's pipe is emptied before the socket is read again: so a pipe never fills, and
-//!    a `WouldBlock` from a splice is always the socket's own (which alone may clear the
-//!    socket's readiness).
+//! 3. A direction's pipe (or buffer) is emptied before the socket is read again: so a pipe
+//!    never fills, and a `WouldBlock` from a splice is always the socket's own (which alone may
+//!    clear the socket's readiness).
 //! 4. A relay never raises SIGPIPE: its threads block it
 //!    ([`crate::process::keep_sigpipe_from_this_thread`]).
 //! 5. Relays' pipes take at most a quarter of the runtime's descriptors ([`PipeBudget`]),
 //!    so that busy networks leave the rest to boxes and executions. A relay that cannot have
 //!    its pipes (past that share, or none left) copies instead: it is slower, never refused.
+//! 6. Both sockets are the runtime's process's alone ([`ParentOnly`]), whether their bytes are
+//!    spliced or copied: a child forked from it while the connection lasts holds neither, so
+//!    either end closing reaches the other peer.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -47,19 +50,25 @@ const BULK_CHUNK: usize = 1 << 20;
 
 /// A connected stream socket the runtime holds through tokio.
 pub(super) trait Socket: AsyncRead + AsyncWrite + Unpin + Send {
-    /// The socket, out of tokio's reactor (still non-blocking).
-    fn into_fd(self) -> io::Result<OwnedFd>;
+    /// The socket, out of tokio's reactor (still non-blocking), kept by this process alone.
+    fn into_parent_only(self) -> io::Result<ParentOnly<OwnedFd>>;
 }
 
 impl Socket for TcpStream {
-    fn into_fd(self) -> io::Result<OwnedFd> {
-        Ok(self.into_std()?.into())
+    fn into_parent_only(self) -> io::Result<ParentOnly<OwnedFd>> {
+        Ok(ParentOnly::new(self.into_std()?.into()))
     }
 }
 
 impl Socket for UnixStream {
-    fn into_fd(self) -> io::Result<OwnedFd> {
-        Ok(self.into_std()?.into())
+    fn into_parent_only(self) -> io::Result<ParentOnly<OwnedFd>> {
+        Ok(ParentOnly::new(self.into_std()?.into()))
+    }
+}
+
+impl Socket for ParentOnly<TcpStream> {
+    fn into_parent_only(self) -> io::Result<ParentOnly<OwnedFd>> {
+        self.try_map(|stream| Ok(stream.into_std()?.into()))
     }
 }
 
@@ -80,14 +89,59 @@ pub(super) async fn join(a: impl Socket, b: impl Socket, a_to_b: &AtomicU64, b_t
 }
 
 async fn join_within(pipes: &'static PipeBudget, a: impl Socket, b: impl Socket, a_to_b: &AtomicU64, b_to_a: &AtomicU64) -> io::Result<()> {
-    let (Ok(forth), Ok(back)) = (Pipe::new(pipes), Pipe::new(pipes)) else {
-        return copy(a, b, a_to_b, b_to_a).await;
+    let (a, b) = (Registered::new(a.into_parent_only()?)?, Registered::new(b.into_parent_only()?)?);
+    let (forth, back) = match (Pipe::new(pipes), Pipe::new(pipes)) {
+        (Ok(forth), Ok(back)) => (Through::Pipe(forth), Through::Pipe(back)),
+        _ => (Through::buffer(), Through::buffer()),
     };
-    let (a, b) = (Registered::new(ParentOnly::new(a.into_fd()?))?, Registered::new(ParentOnly::new(b.into_fd()?))?);
-    tokio::try_join!(pump(&a, &b, &forth, a_to_b), pump(&b, &a, &back, b_to_a))?;
+    tokio::try_join!(pump(&a, &b, forth, a_to_b), pump(&b, &a, back, b_to_a))?;
     Ok(())
 }
 
+/// What a direction's bytes go through on their way: a pipe they are spliced into and out of,
+/// or (past the pipe budget: rule 5) a buffer they are copied into and out of.
+enum Through {
+    Pipe(Pipe),
+    Buffer(Box<[u8]>),
+}
+
+impl Through {
+    fn buffer() -> Self {
+        Self::Buffer(vec![0; COPY_BUFFER].into_boxed_slice())
+    }
+
+    /// Takes up to `chunk` bytes (a buffer: what it holds) that `socket` received; 0 at the end
+    /// of its stream.
+    fn take(&mut self, socket: RawFd, chunk: usize) -> io::Result<usize> {
+        match self {
+            Self::Pipe(pipe) => splice(socket, pipe.write.as_raw_fd(), chunk),
+            Self::Buffer(buffer) => {
+                // SAFETY: recv(2) writes at most the buffer's length into it.
+                let got = unsafe { libc::recv(socket, buffer.as_mut_ptr().cast(), buffer.len(), libc::MSG_DONTWAIT) };
+                if got < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(got as usize)
+            }
+        }
+    }
+
+    /// Sends `socket` up to `left` of the `taken` bytes last taken, the ones not sent yet.
+    fn deliver(&self, socket: RawFd, taken: usize, left: usize) -> io::Result<usize> {
+        match self {
+            Self::Pipe(pipe) => splice(pipe.read.as_raw_fd(), socket, left),
+            Self::Buffer(buffer) => {
+                let unsent = &buffer[taken - left..taken];
+                // SAFETY: send(2) reads at most `unsent.len()` bytes of it.
+                let sent = unsafe { libc::send(socket, unsent.as_ptr().cast(), unsent.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+                if sent < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(sent as usize)
+            }
+        }
+    }
+}
 
 /// Joins two streams by copying through a buffer each way (rule 1; counted at the end).
 pub(super) async fn copy<A, B>(mut a: A, mut b: B, a_to_b: &AtomicU64, b_to_a: &AtomicU64) -> io::Result<()>
@@ -101,19 +155,20 @@ where
     Ok(())
 }
 
-/// Moves what `from` sends to `to` through `pipe` until `from`'s stream ends, then shuts
-/// `to`'s writing.
-async fn pump(from: &Registered, to: &Registered, pipe: &Pipe, moved: &AtomicU64) -> io::Result<()> {
+/// Moves what `from` sends to `to` until `from`'s stream ends, then shuts `to`'s writing.
+async fn pump(from: &Registered, to: &Registered, mut through: Through, moved: &AtomicU64) -> io::Result<()> {
     let mut chunk = SPLICE_CHUNK;
     loop {
         let taken = loop {
             let mut ready = from.readable().await?;
-            if let Ok(result) = ready.try_io(|socket| splice(socket.as_raw_fd(), pipe.write.as_raw_fd(), chunk)) {
+            if let Ok(result) = ready.try_io(|socket| through.take(socket.as_raw_fd(), chunk)) {
                 break result?;
             }
         };
-        if taken == chunk && chunk < BULK_CHUNK && may_grow_pipes() {
-            chunk = pipe.grow(BULK_CHUNK).unwrap_or(chunk);
+        if let Through::Pipe(pipe) = &through {
+            if taken == chunk && chunk < BULK_CHUNK && may_grow_pipes() {
+                chunk = pipe.grow(BULK_CHUNK).unwrap_or(chunk);
+            }
         }
         if taken == 0 {
             // SAFETY: shutdown(2) on a socket this relay owns; it touches no memory.
@@ -129,7 +184,7 @@ async fn pump(from: &Registered, to: &Registered, pipe: &Pipe, moved: &AtomicU64
         let mut left = taken;
         while left > 0 {
             let mut ready = to.writable().await?;
-            if let Ok(result) = ready.try_io(|socket| splice(pipe.read.as_raw_fd(), socket.as_raw_fd(), left)) {
+            if let Ok(result) = ready.try_io(|socket| through.deliver(socket.as_raw_fd(), taken, left)) {
                 let delivered = result?;
                 left -= delivered;
                 moved.fetch_add(delivered as u64, Ordering::Relaxed);
@@ -224,10 +279,10 @@ mod tests {
         (accepted.unwrap().0, connected.unwrap())
     }
 
-    /// A client and a server joined through the relay: the server reads the request to its end
-    /// (the client half-closed), then answers with more than a pipe holds; both counts agree.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_half_closed_request_gets_its_whole_answer() {
+    /// A client and a server joined through a relay with `pipes`: the server reads the request
+    /// to its end (the client half-closed), then answers with more than a pipe, or a copying
+    /// relay's buffer, holds; both counts agree.
+    async fn a_half_closed_request_gets_its_whole_answer_within(pipes: &'static PipeBudget) {
         let (mut client, relay_client_side) = pair().await;
         let (relay_server_side, mut server) = pair().await;
         let (sent, received) = (AtomicU64::new(0), AtomicU64::new(0));
@@ -246,11 +301,22 @@ mod tests {
             client.read_to_end(&mut got).await.unwrap();
             got
         };
-        let (request, got, relayed) = tokio::join!(serving, asking, join(relay_client_side, relay_server_side, &sent, &received));
+        let (request, got, relayed) = tokio::join!(serving, asking, join_within(pipes, relay_client_side, relay_server_side, &sent, &received));
         relayed.unwrap();
         assert_eq!(request, b"a request");
         assert!(got == answer, "the answer arrived changed ({} bytes of {})", got.len(), answer.len());
         assert_eq!((sent.into_inner(), received.into_inner()), (9, answer.len() as u64));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_half_closed_request_gets_its_whole_answer() {
+        a_half_closed_request_gets_its_whole_answer_within(Box::leak(Box::new(PipeBudget { held: AtomicUsize::new(0), most: 2 }))).await;
+    }
+
+    /// Rule 5: the same through a relay that copies.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_half_closed_request_gets_its_whole_answer_through_a_copying_relay() {
+        a_half_closed_request_gets_its_whole_answer_within(Box::leak(Box::new(PipeBudget { held: AtomicUsize::new(0), most: 0 }))).await;
     }
 
     /// Rule 2: what moved is counted while the connection lasts.

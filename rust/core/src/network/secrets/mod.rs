@@ -47,6 +47,7 @@ mod http2;
 
 use super::BoxTraffic;
 use crate::error::{Error, Result};
+use crate::fork::ParentOnly;
 use crate::Secret;
 
 /// The port whose connections may carry secrets.
@@ -375,7 +376,7 @@ impl SecretProxy {
     /// address the policy allowed): TLS to the real host first, then to the box in the
     /// protocol the host chose (rule 4), then its requests, with the values of the secrets of
     /// that host in place.
-    pub(super) async fn complete(&self, inbound: TcpStream, destination: SocketAddr, hello: Hello, traffic: &BoxTraffic) -> std::result::Result<(), String> {
+    pub(super) async fn complete(&self, inbound: ParentOnly<TcpStream>, destination: SocketAddr, hello: Hello, traffic: &BoxTraffic) -> std::result::Result<(), String> {
         let Hello { server_name, offers_http2 } = hello;
         let verified_name = ServerName::try_from(server_name.clone()).map_err(|_| format!("{server_name:?} is not a host name"))?;
         let connection = tokio::time::timeout(super::proxy::CONNECT_WAIT, TcpStream::connect(destination))
@@ -390,7 +391,7 @@ impl SecretProxy {
             .map_err(|error| format!("{server_name} at {destination} did not prove its name: {error}"))?;
         let protocol = if upstream.get_ref().1.alpn_protocol() == Some(Protocol::HTTP2) { Protocol::Http2 } else { Protocol::Http1 };
         let config = self.server_config(&server_name, protocol).map_err(|error| error.to_string())?;
-        let _ = inbound.set_nodelay(true);
+        let _ = inbound.get().map(|inbound| inbound.set_nodelay(true));
         let inside = tokio_rustls::TlsAcceptor::from(config).accept(inbound).await.map_err(|error| format!("the box's TLS to {server_name} failed: {error}"))?;
         let secrets: Vec<&SecretSpec> = self.secrets.iter().filter(|secret| secret.serves(&server_name)).collect();
         if protocol == Protocol::Http2 {
