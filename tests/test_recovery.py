@@ -351,9 +351,16 @@ async def main() -> None:
     async for chunk in out.stdout(text=True):
         if "connected" in chunk:
             break
+    # And a tunnel's connection, which the program holds.
+    accepting = await box.exec("python3", ["-c", "import socket, time; s = socket.create_server(('127.0.0.1', 8081)); print('listening', flush=True); c, _ = s.accept(); time.sleep(60)"])
+    async for chunk in accepting.stdout(text=True):
+        if "listening" in chunk:
+            break
+    connection = await (await box.network.tunnel(8081)).connect()
     child = multiprocessing.get_context("fork").Process(target=holdings)
     child.start()
     child.join()
+    await connection.close()
     await runtime.remove(box.id, force=True)
     runtime.close()
 
@@ -363,8 +370,8 @@ asyncio.run(main())
 
 async def test_a_forked_child_holds_nothing_of_a_boxs_network(home: Path) -> None:
     """The box's interface, the listener its connections out are diverted to, a connection
-    being served and the sockets a published UDP port's flows use in the box are the runtime's
-    process's alone: a child forked while they live holds no descriptor of the box's network
+    being served, the sockets a published UDP port's flows use in the box and a tunnel's
+    connection are the runtime's process's alone: a child forked while they live holds no descriptor of the box's network
     namespace (which would keep it, its interface and its listener after the box's end) and
     no tun device. A socket's namespace is told by its ``SO_NETNS_COOKIE``."""
     result = subprocess.run([sys.executable, "-c", FORKS_WHILE_A_BOX_HAS_A_NETWORK, str(home)], capture_output=True, text=True, timeout=120)

@@ -167,7 +167,9 @@ impl PortConnector for Inside {
                 let socket = tokio::net::TcpSocket::from_std_stream(self.socket(false).await?.into());
                 let inside = socket.connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
                 let _ = inside.set_nodelay(true);
-                Ok::<_, std::io::Error>(inside)
+                // The runtime's process's alone: a child forked from it holds no end of it, so
+                // closing it here reaches the box (`crate::fork`).
+                Ok::<_, std::io::Error>(ParentOnly::new(inside))
             };
             let stream = made.await.map_err(|error| Error::Network(format!("cannot reach port {port} of box {}: {error}", self.box_id)))?;
             Ok(Box::new(stream) as Box<dyn PortStream>)

@@ -72,13 +72,14 @@ impl Socket for ParentOnly<TcpStream> {
     }
 }
 
-/// `stream` as the TCP connection it is, if it is one.
-pub(super) fn tcp(stream: Box<dyn PortStream>) -> Result<TcpStream, Box<dyn PortStream>> {
+/// `stream` as the TCP connection into a box it is, if it is one ([`super::Inside`]'s, kept
+/// by the runtime's process alone).
+pub(super) fn tcp(stream: Box<dyn PortStream>) -> Result<ParentOnly<TcpStream>, Box<dyn PortStream>> {
     // Through the box, not on it: the box is itself a stream, and would answer for itself.
-    if !(*stream).as_any().is::<TcpStream>() {
+    if !(*stream).as_any().is::<ParentOnly<TcpStream>>() {
         return Err(stream);
     }
-    Ok(*stream.into_any().downcast::<TcpStream>().expect("the stream was checked to be a TcpStream"))
+    Ok(*stream.into_any().downcast::<ParentOnly<TcpStream>>().expect("the stream was checked to be a TCP connection"))
 }
 
 /// Joins two sockets until both directions end (rules 1 and 5), counting what `a` sends `b`
@@ -415,7 +416,7 @@ mod tests {
     #[tokio::test]
     async fn a_stream_is_told_a_tcp_connection_or_not() {
         let (one, _other) = pair().await;
-        assert!(tcp(Box::new(one)).is_ok());
+        assert!(tcp(Box::new(ParentOnly::new(one))).is_ok());
         let (unix, _peer) = UnixStream::pair().unwrap();
         assert!(tcp(Box::new(unix)).is_err());
     }
