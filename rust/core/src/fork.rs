@@ -278,5 +278,4 @@ mod tests {
         // SAFETY: the descriptor the conversion let go of, closed once.
         unsafe { libc::close(number) };
     }
-
 }
