@@ -19,6 +19,7 @@ import boxlite
 
 from .conftest import collect, logged, wait_until
 from .leftovers import box_cgroups, box_processes, guardians
+from .test_network import UDP_ECHO
 
 SETUP = """
 import asyncio, sys, boxlite
@@ -298,16 +299,6 @@ import asyncio, multiprocessing, os, socket, sys, boxlite
 
 SO_NETNS_COOKIE = 71  # asm-generic/socket.h
 
-ECHO = '''
-import socket
-server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-server.bind(("0.0.0.0", 9090))
-print("listening", flush=True)
-while True:
-    data, peer = server.recvfrom(100)
-    server.sendto(data, peer)
-'''
-
 def netns_cookie(fd: int) -> bytes:
     with socket.socket(fileno=os.dup(fd)) as held:
         return held.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8)
@@ -333,9 +324,9 @@ def holdings() -> None:
 
 async def main() -> None:
     runtime = boxlite.Boxlite(boxlite.Options(home_dir=sys.argv[1]))
-    box = await runtime.create(boxlite.BoxOptions(ports=[(0, 9090, "udp")]))
+    box = await runtime.create(boxlite.BoxOptions(ports=[(0, 5353, "udp")]))
     await box.start()
-    server = await box.exec("python3", ["-c", ECHO])
+    server = await box.exec("python3", ["-c", sys.argv[2]])  # a UDP echo server on the box's port 5353
     async for chunk in server.stdout(text=True):
         if "listening" in chunk:
             break
@@ -345,7 +336,7 @@ async def main() -> None:
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     client.settimeout(20)
     client.sendto(b"ping", ("127.0.0.1", port))
-    assert client.recvfrom(10)[0] == b"ping"
+    assert client.recvfrom(100)[0].startswith(b"PING")
     out = await box.exec("python3", ["-c", "import socket, time; c = socket.create_connection(('10.0.2.3', 53), timeout=10); print('connected', flush=True); time.sleep(60)"])
     async for chunk in out.stdout(text=True):
         if "connected" in chunk:
@@ -373,7 +364,7 @@ async def test_a_forked_child_holds_nothing_of_a_boxs_network(home: Path) -> Non
     connection are the runtime's process's alone: a child forked while they live holds no descriptor of the box's network
     namespace (which would keep it, its interface and its listener after the box's end) and
     no tun device. A socket's namespace is told by its ``SO_NETNS_COOKIE``."""
-    result = subprocess.run([sys.executable, "-c", FORKS_WHILE_A_BOX_HAS_A_NETWORK, str(home)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", FORKS_WHILE_A_BOX_HAS_A_NETWORK, str(home), UDP_ECHO], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     if result.stdout.startswith("unsupported"):
         pytest.skip(f"this kernel tells no socket's network namespace (SO_NETNS_COOKIE, Linux 5.14): {result.stdout.strip()}")
