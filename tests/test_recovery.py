@@ -322,14 +322,20 @@ def holdings() -> None:
             foreign.append(target)
     print("foreign", len(foreign), "tun", len(tun), flush=True)
 
+async def said(execution, word: str) -> None:
+    output = ""
+    async for chunk in execution.stdout(text=True):
+        output += chunk
+        if word in output:
+            return
+    raise AssertionError(f"the box's command ended without saying {word!r}: {output!r}")
+
 async def main() -> None:
     runtime = boxlite.Boxlite(boxlite.Options(home_dir=sys.argv[1]))
     box = await runtime.create(boxlite.BoxOptions(ports=[(0, 5353, "udp")]))
     await box.start()
     server = await box.exec("python3", ["-c", sys.argv[2]])  # a UDP echo server on the box's port 5353
-    async for chunk in server.stdout(text=True):
-        if "listening" in chunk:
-            break
+    await said(server, "listening")
     # A datagram flow into the box, and a connection out of it (DNS over TCP, which the
     # runtime answers), both live while the child is forked.
     port = (await box.info()).network.published_ports[0].host_port
@@ -338,14 +344,10 @@ async def main() -> None:
     client.sendto(b"ping", ("127.0.0.1", port))
     assert client.recvfrom(100)[0].startswith(b"PING")
     out = await box.exec("python3", ["-c", "import socket, time; c = socket.create_connection(('10.0.2.3', 53), timeout=10); print('connected', flush=True); time.sleep(60)"])
-    async for chunk in out.stdout(text=True):
-        if "connected" in chunk:
-            break
+    await said(out, "connected")
     # And a tunnel's connection, which the program holds.
     accepting = await box.exec("python3", ["-c", "import socket, time; s = socket.create_server(('127.0.0.1', 8081)); print('listening', flush=True); c, _ = s.accept(); time.sleep(60)"])
-    async for chunk in accepting.stdout(text=True):
-        if "listening" in chunk:
-            break
+    await said(accepting, "listening")
     connection = await (await box.network.tunnel(8081)).connect()
     child = multiprocessing.get_context("fork").Process(target=holdings)
     child.start()

@@ -111,38 +111,32 @@ impl<T: AsRawFd> ParentOnly<T> {
     }
 }
 
-/// A stream only this process keeps reads as the stream it holds (an error in a child forked
-/// since it was made).
+impl<T: AsRawFd + Unpin> ParentOnly<T> {
+    /// The stream held, to poll (an error in a child forked since it was made).
+    fn pinned(self: Pin<&mut Self>) -> std::io::Result<Pin<&mut T>> {
+        self.get_mut().get_mut().map(Pin::new).ok_or_else(forked_away)
+    }
+}
+
+/// A stream only this process keeps reads as the stream it holds...
 impl<T: AsRawFd + tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for ParentOnly<T> {
     fn poll_read(self: Pin<&mut Self>, context: &mut Context<'_>, buffer: &mut tokio::io::ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut().get_mut() {
-            Some(held) => Pin::new(held).poll_read(context, buffer),
-            None => Poll::Ready(Err(forked_away())),
-        }
+        self.pinned()?.poll_read(context, buffer)
     }
 }
 
 /// ...and is written to as it.
 impl<T: AsRawFd + tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for ParentOnly<T> {
     fn poll_write(self: Pin<&mut Self>, context: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
-        match self.get_mut().get_mut() {
-            Some(held) => Pin::new(held).poll_write(context, data),
-            None => Poll::Ready(Err(forked_away())),
-        }
+        self.pinned()?.poll_write(context, data)
     }
 
     fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut().get_mut() {
-            Some(held) => Pin::new(held).poll_flush(context),
-            None => Poll::Ready(Err(forked_away())),
-        }
+        self.pinned()?.poll_flush(context)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut().get_mut() {
-            Some(held) => Pin::new(held).poll_shutdown(context),
-            None => Poll::Ready(Err(forked_away())),
-        }
+        self.pinned()?.poll_shutdown(context)
     }
 }
 

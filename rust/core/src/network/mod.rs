@@ -58,7 +58,6 @@ use std::sync::Arc;
 use boxlite_protocol::network::RESOLVER;
 
 use crate::error::{Error, Result};
-use crate::exec::fd::Registered;
 use crate::fork::ParentOnly;
 pub use policy::Policy;
 pub use secrets::{SecretProxy, SecretSpec};
@@ -190,7 +189,7 @@ async fn serve_way_out(sockets: Option<BoxSockets>, inside: Arc<Inside>, outboun
             }
         },
     };
-    match Registered::new(sockets.proxy) {
+    match sockets.proxy.try_map(|proxy| tokio::net::TcpListener::from_std(proxy.into())) {
         Ok(proxy) => {
             tokio::join!(proxy::serve(proxy, Arc::clone(&outbound)), datagrams::serve(sockets.interface, Arc::clone(&outbound)));
         }

@@ -6,30 +6,30 @@
 //! secrets go to is the secrets proxy's to complete ([`secrets`]).
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::Interest;
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 
 use boxlite_protocol::network::DNS_SERVICE_PORT;
 
 use super::{relay, secrets, Outbound};
-use crate::exec::fd::Registered;
 use crate::fork::ParentOnly;
 
 /// How long the runtime tries to reach a destination before the box's connection is reset.
 pub(super) const CONNECT_WAIT: Duration = Duration::from_secs(30);
 
 /// Serves the box's connections, which come to `listener`, until the task is aborted.
-pub(super) async fn serve(listener: Registered, outbound: Arc<Outbound>) {
+pub(super) async fn serve(listener: ParentOnly<TcpListener>, outbound: Arc<Outbound>) {
+    let Some(listener) = listener.get() else { return };
     loop {
-        let Ok(inbound) = accept(&listener).await else {
+        let Ok((inbound, _)) = listener.accept().await else {
             super::after_failed_accept().await;
             continue;
         };
+        let inbound = ParentOnly::new(inbound);
         if inbound.get().and_then(original_destination).is_some_and(|destination| destination.port() == DNS_SERVICE_PORT) {
             tokio::spawn(super::dns::serve_stream(inbound, Arc::clone(&outbound)));
             continue;
@@ -47,22 +47,6 @@ pub(super) async fn serve(listener: Registered, outbound: Arc<Outbound>) {
             drop(slot);
         });
     }
-}
-
-/// The next connection to `listener`, kept by the runtime's process alone (`crate::fork`).
-async fn accept(listener: &Registered) -> std::io::Result<ParentOnly<TcpStream>> {
-    let accepted = listener
-        .async_io(Interest::READABLE, |listener| {
-            // SAFETY: accept4 with no address to fill; a descriptor it returns is ours alone.
-            let fd = unsafe { libc::accept4(*listener, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK) };
-            if fd < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // SAFETY: see above.
-            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-        })
-        .await?;
-    ParentOnly::new(accepted).try_map(|accepted| TcpStream::from_std(accepted.into()))
 }
 
 /// Takes one of the box's connections out: to its destination, if the policy allows it.
