@@ -6,6 +6,8 @@ authority through ``SSL_CERT_FILE``, as it would a host's own trust store."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -222,6 +224,88 @@ async def test_a_secrets_connection_cannot_switch_protocols(runtime: boxlite.Box
     script = 'curl -sS --http1.1 -o /dev/null -w "%{http_code}" -H "Connection: Upgrade" -H "Upgrade: websocket" -H "Sec-WebSocket-Version: 13" -H "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==" https://api.secret.test/socket'
     assert await sh(box, script) == (0, "403")
     await box.stop()
+
+
+#: Run with the home: a box holds a connection that carries its secret while another of its
+#: connections is still being made on the host; the program then forks, and the child says
+#: which of its descriptors are TCP sockets of the host's to the fake internet.
+FORKS_WHILE_A_BOX_CONNECTS_OUT = """
+import asyncio, multiprocessing, os, socket, sys, time, boxlite
+
+FAR = ("198.51.100.", "203.0.113.")
+UNANSWERED = "198.51.100.99"  # on the fake internet's link, where nothing answers ARP
+
+def host_tcp() -> dict[str, tuple[str, str]]:
+    \"\"\"The host's TCP sockets: inode -> (peer, state), from /proc/net/tcp.\"\"\"
+    sockets = {}
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        fields = line.split()
+        address, port = fields[2].split(":")
+        peer = socket.inet_ntoa(bytes.fromhex(address)[::-1]) + ":" + str(int(port, 16))
+        sockets[fields[9]] = (peer, fields[3])
+    return sockets
+
+def holdings() -> None:
+    sockets = host_tcp()
+    held = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+        peer = sockets.get(target[len("socket:["):-1], ("", ""))[0] if target.startswith("socket:[") else ""
+        if peer.startswith(FAR):
+            held.append(peer)
+    print("held", *(sorted(held) or ["nothing"]), flush=True)
+
+async def said(execution, word: str) -> None:
+    output = ""
+    async for chunk in execution.stdout(text=True):
+        output += chunk
+        if word in output:
+            return
+    raise AssertionError(f"the box's command ended without saying {word!r}: {output!r}")
+
+BOX = f\"\"\"
+import http.client, os, socket, time
+held = http.client.HTTPSConnection("api.secret.test")
+held.request("GET", "/held", headers={{"X-Key": os.environ["BOXLITE_SECRET_API_KEY"]}})
+print(held.getresponse().read().decode().strip(), flush=True)
+pending = socket.create_connection(("{UNANSWERED}", 80))
+print("connecting", flush=True)
+time.sleep(60)
+\"\"\"
+
+async def main() -> None:
+    runtime = boxlite.Boxlite(boxlite.Options(home_dir=sys.argv[1]))
+    secret = boxlite.Secret("api key", "sk-forked-0123", hosts=["api.secret.test"])
+    box = await runtime.create(boxlite.BoxOptions(image=boxlite.HOST_IMAGE, secrets=[secret]))
+    execution = await box.exec("python3", ["-c", BOX])
+    await said(execution, "connecting")
+    # The runtime's own connect for the box's second connection: SYN_SENT (02) until the
+    # link's ARP gives up, about 3 s.
+    deadline = time.monotonic() + 2
+    while (UNANSWERED + ":80", "02") not in host_tcp().values():
+        assert time.monotonic() < deadline, "the runtime never tried the box's connection"
+        await asyncio.sleep(0.01)
+    child = multiprocessing.get_context("fork").Process(target=holdings)
+    child.start()
+    child.join()
+    await runtime.remove(box.id, force=True)
+    runtime.close()
+
+asyncio.run(main())
+"""
+
+
+async def test_a_forked_child_holds_none_of_the_hosts_ends_of_a_boxs_connections(secrets_env: FakeInternet, home: Path) -> None:
+    """The connections the runtime makes on the host for a box are its process's alone from
+    their making: a child forked (multiprocessing's ``fork``) while one is still being made,
+    or while one carries the box's secrets, holds neither, so the destination sees the
+    connection end when the box's does, whatever the child's life."""
+    result = subprocess.run([sys.executable, "-c", FORKS_WHILE_A_BOX_CONNECTS_OUT, str(home)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["held", "nothing"], result.stdout
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,10 @@
 //! 1. Such a descriptor is held as a [`ParentOnly`], which registers it when made and, when
 //!    dropped, unregisters and closes it under the registry's lock. The fork handlers hold
 //!    that lock across fork(), so the child closes exactly the descriptors registered at that
-//!    moment, never a number the parent had closed and handed out again.
+//!    moment, never a number the parent had closed and handed out again. What the runtime
+//!    makes itself (a socket, a listener) is made under that lock too ([`ParentOnly::make`]),
+//!    so no fork falls between its making and its registering; what it receives (from a
+//!    box's init, from an accept) is held as soon as it arrives.
 //! 2. In the child, a [`ParentOnly`] made before the fork gives no descriptor
 //!    ([`ParentOnly::get`]) and closes nothing when dropped: its number may be another file's
 //!    by then. Each fork handled in a child starts a new generation of holders, which those
@@ -51,6 +54,16 @@ fn registry() -> MutexGuard<'static, BTreeSet<RawFd>> {
     REGISTERED.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The registry, once the fork handlers that keep it are installed.
+fn registry_with_handlers() -> MutexGuard<'static, BTreeSet<RawFd>> {
+    HANDLERS.call_once(|| {
+        // SAFETY: the three handlers are `extern "C"` functions that live as long as the
+        // process; pthread_atfork only records them.
+        unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork_in_parent), Some(after_fork_in_child)) };
+    });
+    registry()
+}
+
 /// A descriptor (in a `File`, a socket, an `OwnedFd`) that only this process keeps: a child
 /// forked from it closes it at once (rules 1 and 2).
 #[derive(Debug)]
@@ -60,15 +73,22 @@ pub struct ParentOnly<T: AsRawFd> {
 }
 
 impl<T: AsRawFd> ParentOnly<T> {
+    /// Holds a descriptor made elsewhere (received from another process, accepted): a fork
+    /// between its making and this call gives the child a copy.
     pub fn new(held: T) -> Self {
-        HANDLERS.call_once(|| {
-            // SAFETY: the three handlers are `extern "C"` functions that live as long as the
-            // process; pthread_atfork only records them.
-            unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork_in_parent), Some(after_fork_in_child)) };
-        });
-        let mut registered = registry();
+        let mut registered = registry_with_handlers();
         registered.insert(held.as_raw_fd());
         Self { held: ManuallyDrop::new(held), generation: GENERATION.load(Ordering::Relaxed) }
+    }
+
+    /// Holds the descriptor `make` makes, registered as it is made: the registry's lock is
+    /// held throughout, so no fork() from another thread falls in between (rule 1). `make`
+    /// must make no `ParentOnly` itself.
+    pub fn make(make: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<Self> {
+        let mut registered = registry_with_handlers();
+        let held = make()?;
+        registered.insert(held.as_raw_fd());
+        Ok(Self { held: ManuallyDrop::new(held), generation: GENERATION.load(Ordering::Relaxed) })
     }
 
     /// The descriptor; `None` in a child forked since it was made (rule 2).
@@ -271,5 +291,41 @@ mod tests {
         assert!(!registry().contains(&number), "a failed conversion left its number registered");
         // SAFETY: the descriptor the conversion let go of, closed once.
         unsafe { libc::close(number) };
+    }
+
+    #[test]
+    fn a_fork_while_a_descriptor_is_being_made_gives_the_child_no_copy() {
+        use std::sync::atomic::{AtomicBool, AtomicI32};
+        static MAKING: AtomicBool = AtomicBool::new(false);
+        static MADE: AtomicI32 = AtomicI32::new(-1);
+        let maker = std::thread::spawn(|| {
+            ParentOnly::make(|| {
+                MAKING.store(true, Ordering::SeqCst);
+                let file = std::fs::File::open("/dev/null")?;
+                MADE.store(file.as_raw_fd(), Ordering::SeqCst);
+                // Made, not yet registered: a fork now would copy it.
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                Ok(file)
+            })
+            .expect("made")
+        });
+        while !MAKING.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        // SAFETY: as in the first test.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let fd = MADE.load(Ordering::SeqCst);
+            let code = if fd >= 0 && !is_open(fd) { 0 } else { 1 };
+            // SAFETY: ends the child without running the harness's exit handlers.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child just forked.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        let made = maker.join().expect("the maker");
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the child got a copy of the descriptor being made");
+        assert!(made.get().is_some());
     }
 }

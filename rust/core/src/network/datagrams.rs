@@ -24,7 +24,7 @@ use tokio::net::UdpSocket;
 
 use boxlite_protocol::network::{DNS_SERVICE_PORT, GATEWAY};
 
-use super::Outbound;
+use super::{sockets, Outbound};
 use crate::exec::fd::Registered;
 use crate::fork::ParentOnly;
 use crate::lock;
@@ -241,8 +241,8 @@ fn send(datagram: &Datagram<'_>, flows: &Arc<Flows>, interface: &Arc<Interface>,
                 log::debug!("box {}: datagram dropped: {} relayed at once already", outbound.traffic.box_id, super::RELAYS_PER_BOX);
                 return;
             };
-            let flow = match open_flow(datagram.destination) {
-                Ok(socket) => Arc::new(Flow { socket: ParentOnly::new(socket), last: Mutex::new(Instant::now()) }),
+            let flow = match sockets::datagrams_to(SocketAddr::V4(datagram.destination)) {
+                Ok(socket) => Arc::new(Flow { socket, last: Mutex::new(Instant::now()) }),
                 Err(error) => {
                     log::debug!("box {}: no flow to {}: {error}", outbound.traffic.box_id, datagram.destination);
                     return;
@@ -273,14 +273,6 @@ fn send_now(socket: &UdpSocket, payload: &[u8]) -> io::Result<usize> {
         -1 => Err(io::Error::last_os_error()),
         sent => Ok(sent.unsigned_abs()),
     }
-}
-
-/// A socket of the host's connected to `destination`.
-fn open_flow(destination: SocketAddrV4) -> io::Result<UdpSocket> {
-    let socket = std::net::UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
-    socket.connect(destination)?;
-    socket.set_nonblocking(true)?;
-    UdpSocket::from_std(socket)
 }
 
 /// Gives the box what comes back on a flow, as from `destination` to `box_end`, until the flow

@@ -10,9 +10,9 @@ use std::time::Duration;
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::RData;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::TcpStream;
 
-use super::Outbound;
+use super::{sockets, Outbound};
 use crate::fork::ParentOnly;
 
 /// How long one upstream server gets to answer.
@@ -107,15 +107,14 @@ fn refusal(query: &Message, code: ResponseCode) -> Option<Vec<u8>> {
 /// Sends the query as it came to `server` and returns its answer.
 async fn forward(query: &[u8], server: SocketAddr, over_tcp: bool) -> Option<Vec<u8>> {
     if over_tcp {
-        let mut stream = TcpStream::connect(server).await.ok()?;
+        let mut stream = sockets::connect(server).await.ok()?;
         let length = u16::try_from(query.len()).ok()?;
         stream.write_all(&length.to_be_bytes()).await.ok()?;
         stream.write_all(query).await.ok()?;
         return read_framed(&mut stream).await;
     }
-    let local: SocketAddr = if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().ok()?;
-    let socket = UdpSocket::bind(local).await.ok()?;
-    socket.connect(server).await.ok()?;
+    let held = sockets::datagrams_to(server).ok()?;
+    let socket = held.get()?;
     socket.send(query).await.ok()?;
     let mut buffer = vec![0u8; MAX_UDP_MESSAGE];
     let length = socket.recv(&mut buffer).await.ok()?;

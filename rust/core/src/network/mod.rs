@@ -47,6 +47,7 @@ mod ports;
 mod proxy;
 mod relay;
 pub mod secrets;
+mod sockets;
 mod tunnel;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -145,16 +146,15 @@ impl Inside {
         Self { box_id: box_id.to_string(), socket_path }
     }
 
-    async fn socket(&self, datagram: bool) -> std::io::Result<OwnedFd> {
+    /// A socket made in the box's network namespace, the runtime's process's alone.
+    async fn socket(&self, datagram: bool) -> std::io::Result<ParentOnly<socket2::Socket>> {
         let [socket] = crate::exec::fd::ControlSocket::ask_for_descriptors(&self.socket_path, &boxlite_protocol::Request::Socket { datagram }).await?;
-        Ok(socket)
+        Ok(sockets::received(socket))
     }
 
     /// A UDP socket in the box, connected to the box's `port` on its loopback.
-    pub async fn datagram(&self, port: u16) -> std::io::Result<tokio::net::UdpSocket> {
-        let socket = tokio::net::UdpSocket::from_std(self.socket(true).await?.into())?;
-        socket.connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
-        Ok(socket)
+    pub async fn datagram(&self, port: u16) -> std::io::Result<ParentOnly<tokio::net::UdpSocket>> {
+        sockets::datagrams_with(self.socket(true).await?, SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
     }
 }
 
@@ -163,12 +163,11 @@ impl PortConnector for Inside {
     fn connect(&self, port: u16) -> Connecting<'_> {
         Box::pin(async move {
             let made = async {
-                let socket = tokio::net::TcpSocket::from_std_stream(self.socket(false).await?.into());
-                let inside = socket.connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
-                let _ = inside.set_nodelay(true);
                 // The runtime's process's alone: a child forked from it holds no end of it, so
                 // closing it here reaches the box (`crate::fork`).
-                Ok::<_, std::io::Error>(ParentOnly::new(inside))
+                let inside = sockets::connect_with(self.socket(false).await?, SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
+                let _ = inside.get().map(|inside| inside.set_nodelay(true));
+                Ok::<_, std::io::Error>(inside)
             };
             let stream = made.await.map_err(|error| Error::Network(format!("cannot reach port {port} of box {}: {error}", self.box_id)))?;
             Ok(Box::new(stream) as Box<dyn PortStream>)
@@ -299,8 +298,8 @@ impl BoxNetwork {
         for (socket, port) in published {
             let inside = Arc::clone(&inside);
             tasks.push(match socket {
-                HostSocket::Tcp(listener) => tokio::spawn(ports::serve(tokio::net::TcpListener::from_std(listener).map_err(registered)?, port.guest_port, inside, Arc::clone(&traffic))),
-                HostSocket::Udp(socket) => tokio::spawn(ports::serve_udp(tokio::net::UdpSocket::from_std(socket).map_err(registered)?, port.guest_port, inside, Arc::clone(&traffic))),
+                HostSocket::Tcp(listener) => tokio::spawn(ports::serve(listener.try_map(tokio::net::TcpListener::from_std).map_err(registered)?, port.guest_port, inside, Arc::clone(&traffic))),
+                HostSocket::Udp(socket) => tokio::spawn(ports::serve_udp(socket.try_map(tokio::net::UdpSocket::from_std).map_err(registered)?, port.guest_port, inside, Arc::clone(&traffic))),
             });
         }
         Ok(Self { traffic, outbound: served_outbound, inside, forwarders: Arc::default(), tasks })

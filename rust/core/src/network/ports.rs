@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{relay, BoxTraffic, Inside, PortConnector};
 use crate::error::{Error, Result};
+use crate::fork::{forked_away, ParentOnly};
 
 /// A port the user asked to publish (`ports=[(host_port, guest_port, protocol, host_ip)]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,11 +75,12 @@ pub struct PublishedPort {
     pub protocol: Protocol,
 }
 
-/// The host's socket of a published port.
+/// The host's socket of a published port, the runtime's process's alone from its making
+/// (`crate::fork`): a child forked as the box starts keeps no port taken.
 #[derive(Debug)]
 pub enum HostSocket {
-    Tcp(TcpListener),
-    Udp(UdpSocket),
+    Tcp(ParentOnly<TcpListener>),
+    Udp(ParentOnly<UdpSocket>),
 }
 
 /// The host's sockets for `ports`, bound before the box starts: a port that is taken is an
@@ -91,15 +93,23 @@ pub fn bind(ports: &[PortSpec]) -> Result<Vec<(HostSocket, PublishedPort)>> {
             let failed = |error: std::io::Error| Error::Network(format!("cannot publish box port {}/{} on host {address}: {error}", port.guest_port, port.protocol.as_str()));
             let (socket, host) = match port.protocol {
                 Protocol::Tcp => {
-                    let listener = TcpListener::bind(address).map_err(failed)?;
-                    listener.set_nonblocking(true).map_err(failed)?;
-                    let host = listener.local_addr().map_err(failed)?;
+                    let listener = ParentOnly::make(|| {
+                        let listener = TcpListener::bind(address)?;
+                        listener.set_nonblocking(true)?;
+                        Ok(listener)
+                    })
+                    .map_err(failed)?;
+                    let host = listener.get().ok_or_else(forked_away).and_then(TcpListener::local_addr).map_err(failed)?;
                     (HostSocket::Tcp(listener), host)
                 }
                 Protocol::Udp => {
-                    let socket = UdpSocket::bind(address).map_err(failed)?;
-                    socket.set_nonblocking(true).map_err(failed)?;
-                    let host = socket.local_addr().map_err(failed)?;
+                    let socket = ParentOnly::make(|| {
+                        let socket = UdpSocket::bind(address)?;
+                        socket.set_nonblocking(true)?;
+                        Ok(socket)
+                    })
+                    .map_err(failed)?;
+                    let host = socket.get().ok_or_else(forked_away).and_then(UdpSocket::local_addr).map_err(failed)?;
                     (HostSocket::Udp(socket), host)
                 }
             };
@@ -115,29 +125,29 @@ pub(super) trait Outside: Send + 'static {
     fn accept(&self) -> impl std::future::Future<Output = std::io::Result<Self::Stream>> + Send;
 }
 
+/// Each accepted connection is the runtime's process's alone as soon as it arrives.
 impl Outside for tokio::net::TcpListener {
-    type Stream = tokio::net::TcpStream;
+    type Stream = ParentOnly<tokio::net::TcpStream>;
     async fn accept(&self) -> std::io::Result<Self::Stream> {
-        let (stream, _) = tokio::net::TcpListener::accept(self).await?;
-        let _ = stream.set_nodelay(true);
+        let stream = ParentOnly::new(tokio::net::TcpListener::accept(self).await?.0);
+        let _ = stream.get().map(|stream| stream.set_nodelay(true));
         Ok(stream)
     }
 }
 
 impl Outside for tokio::net::UnixListener {
-    type Stream = tokio::net::UnixStream;
+    type Stream = ParentOnly<tokio::net::UnixStream>;
     async fn accept(&self) -> std::io::Result<Self::Stream> {
-        Ok(tokio::net::UnixListener::accept(self).await?.0)
+        Ok(ParentOnly::new(tokio::net::UnixListener::accept(self).await?.0))
     }
 }
 
 /// Joins each connection to `listener` with one to the box's `guest_port`, until the task is
-/// aborted, which ends the connections it joined too (a revoked tunnel's included). A child
-/// forked from the runtime's process lets go of the listener (`crate::fork`): after the
-/// runtime's end, the port is free for whoever serves the box next.
-pub(super) async fn serve<L: Outside + AsRawFd>(listener: L, guest_port: u16, inside: Arc<dyn PortConnector>, traffic: Arc<BoxTraffic>) {
-    let held = crate::fork::ParentOnly::new(listener);
-    let Some(listener) = held.get() else { return };
+/// aborted, which ends the connections it joined too (a revoked tunnel's included). The
+/// listener is the runtime's process's alone (`crate::fork`): after the runtime's end, the port
+/// is free for whoever serves the box next.
+pub(super) async fn serve<L: Outside + AsRawFd>(listener: ParentOnly<L>, guest_port: u16, inside: Arc<dyn PortConnector>, traffic: Arc<BoxTraffic>) {
+    let Some(listener) = listener.get() else { return };
     let mut relays = tokio::task::JoinSet::new();
     loop {
         // Reaps the relays that ended.
@@ -170,7 +180,7 @@ pub(super) async fn serve<L: Outside + AsRawFd>(listener: L, guest_port: u16, in
 struct Flow {
     /// Connected to the box's port, from inside the box; the runtime's process's alone
     /// (`crate::fork`).
-    socket: crate::fork::ParentOnly<tokio::net::UdpSocket>,
+    socket: ParentOnly<tokio::net::UdpSocket>,
     /// Datagrams the peer sent: the flow is idle while this stays still (and the box is quiet).
     sent: AtomicU64,
 }
@@ -179,9 +189,8 @@ struct Flow {
 /// in the box per host peer, until the task is aborted (which ends the peers' tasks too, and so
 /// frees the host's port). A datagram that cannot be relayed (no socket to be had in the box,
 /// the box's relay slots all taken) is dropped, as UDP may.
-pub(super) async fn serve_udp(outside: tokio::net::UdpSocket, guest_port: u16, inside: Arc<Inside>, traffic: Arc<BoxTraffic>) {
-    // As a TCP listener in `serve`.
-    let held = Arc::new(crate::fork::ParentOnly::new(outside));
+pub(super) async fn serve_udp(outside: ParentOnly<tokio::net::UdpSocket>, guest_port: u16, inside: Arc<Inside>, traffic: Arc<BoxTraffic>) {
+    let held = Arc::new(outside);
     let Some(outside) = held.get() else { return };
     let flows: Arc<Mutex<HashMap<SocketAddr, Arc<Flow>>>> = Arc::default();
     let mut answering = tokio::task::JoinSet::new();
@@ -199,7 +208,7 @@ pub(super) async fn serve_udp(outside: tokio::net::UdpSocket, guest_port: u16, i
             None => {
                 let Ok(slot) = Arc::clone(&traffic.relays).try_acquire_owned() else { continue };
                 let Ok(socket) = inside.datagram(guest_port).await else { continue };
-                let flow = Arc::new(Flow { socket: crate::fork::ParentOnly::new(socket), sent: AtomicU64::new(0) });
+                let flow = Arc::new(Flow { socket, sent: AtomicU64::new(0) });
                 crate::lock(&flows).insert(peer, Arc::clone(&flow));
                 traffic.connections.fetch_add(1, Ordering::Relaxed);
                 let (held, flows, flow_of_peer, traffic) = (Arc::clone(&held), Arc::clone(&flows), Arc::clone(&flow), Arc::clone(&traffic));

@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use boxlite_protocol::network::DNS_SERVICE_PORT;
 
-use super::{relay, secrets, Outbound};
+use super::{relay, secrets, sockets, Outbound};
 use crate::fork::ParentOnly;
 
 /// How long the runtime tries to reach a destination before the box's connection is reset.
@@ -76,7 +76,7 @@ async fn take_out(inbound: ParentOnly<TcpStream>, outbound: &Outbound) {
             return;
         }
     }
-    let connection = match tokio::time::timeout(CONNECT_WAIT, TcpStream::connect(destination)).await {
+    let connection = match tokio::time::timeout(CONNECT_WAIT, sockets::connect(destination)).await {
         Ok(Ok(connection)) => connection,
         Ok(Err(error)) => {
             log::debug!("box {}: could not reach {destination}: {error}", traffic.box_id);
@@ -91,7 +91,7 @@ async fn take_out(inbound: ParentOnly<TcpStream>, outbound: &Outbound) {
         }
     };
     let _ = inbound.get().map(|inbound| inbound.set_nodelay(true));
-    let _ = connection.set_nodelay(true);
+    let _ = connection.get().map(|connection| connection.set_nodelay(true));
     let _ = relay::join(inbound, connection, &traffic.bytes_sent, &traffic.bytes_received).await;
 }
 

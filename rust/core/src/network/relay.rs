@@ -54,19 +54,13 @@ pub(super) trait Socket: AsyncRead + AsyncWrite + Unpin + Send {
     fn into_parent_only(self) -> io::Result<ParentOnly<OwnedFd>>;
 }
 
-impl Socket for TcpStream {
-    fn into_parent_only(self) -> io::Result<ParentOnly<OwnedFd>> {
-        Ok(ParentOnly::new(self.into_std()?.into()))
-    }
-}
-
-impl Socket for UnixStream {
-    fn into_parent_only(self) -> io::Result<ParentOnly<OwnedFd>> {
-        Ok(ParentOnly::new(self.into_std()?.into()))
-    }
-}
-
 impl Socket for ParentOnly<TcpStream> {
+    fn into_parent_only(self) -> io::Result<ParentOnly<OwnedFd>> {
+        self.try_map(|stream| Ok(stream.into_std()?.into()))
+    }
+}
+
+impl Socket for ParentOnly<UnixStream> {
     fn into_parent_only(self) -> io::Result<ParentOnly<OwnedFd>> {
         self.try_map(|stream| Ok(stream.into_std()?.into()))
     }
@@ -302,7 +296,7 @@ mod tests {
             client.read_to_end(&mut got).await.unwrap();
             got
         };
-        let (request, got, relayed) = tokio::join!(serving, asking, join_within(pipes, relay_client_side, relay_server_side, &sent, &received));
+        let (request, got, relayed) = tokio::join!(serving, asking, join_within(pipes, ParentOnly::new(relay_client_side), ParentOnly::new(relay_server_side), &sent, &received));
         relayed.unwrap();
         assert_eq!(request, b"a request");
         assert!(got == answer, "the answer arrived changed ({} bytes of {})", got.len(), answer.len());
@@ -328,7 +322,7 @@ mod tests {
         let (sent, received) = (std::sync::Arc::new(AtomicU64::new(0)), std::sync::Arc::new(AtomicU64::new(0)));
         let relaying = tokio::spawn({
             let (sent, received) = (std::sync::Arc::clone(&sent), std::sync::Arc::clone(&received));
-            async move { join(relay_client_side, relay_server_side, &sent, &received).await }
+            async move { join(ParentOnly::new(relay_client_side), ParentOnly::new(relay_server_side), &sent, &received).await }
         });
         server.write_all(&[7; 100_000]).await.unwrap();
         let mut got = vec![0; 100_000];
@@ -348,7 +342,7 @@ mod tests {
     async fn relays_past_the_pipe_budget_copy() {
         let budget: &'static PipeBudget = Box::leak(Box::new(PipeBudget { held: AtomicUsize::new(0), most: 3 }));
         let (sent, received) = (AtomicU64::new(0), AtomicU64::new(0));
-        let relay = |client_side, server_side| join_within(budget, client_side, server_side, &sent, &received);
+        let relay = |client_side, server_side| join_within(budget, ParentOnly::new(client_side), ParentOnly::new(server_side), &sent, &received);
         let (mut first_client, first_in) = pair().await;
         let (first_out, mut first_server) = pair().await;
         let (mut second_client, second_in) = pair().await;

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{ports, BoxTraffic};
+use crate::fork::{forked_away, ParentOnly};
 use crate::lock;
 use crate::error::{Error, Result};
 
@@ -87,12 +88,22 @@ impl Tunnel {
         let box_id = self.traffic.box_id.clone();
         let (task, local) = match &listen {
             ListenAddress::Tcp(address) => {
-                let listener = tokio::net::TcpListener::bind(address).await.map_err(failed)?;
-                let local = ListenAddress::Tcp(listener.local_addr().map_err(failed)?);
+                let listener = ParentOnly::make(|| {
+                    let listener = std::net::TcpListener::bind(address)?;
+                    listener.set_nonblocking(true)?;
+                    Ok(listener)
+                })
+                .and_then(|listener| listener.try_map(tokio::net::TcpListener::from_std)).map_err(failed)?;
+                let local = ListenAddress::Tcp(listener.get().ok_or_else(forked_away).and_then(tokio::net::TcpListener::local_addr).map_err(failed)?);
                 (tokio::spawn(ports::serve(listener, self.port, Arc::clone(&self.connector), Arc::clone(&self.traffic))), local)
             }
             ListenAddress::Unix(path) => {
-                let listener = tokio::net::UnixListener::bind(path).map_err(failed)?;
+                let listener = ParentOnly::make(|| {
+                    let listener = std::os::unix::net::UnixListener::bind(path)?;
+                    listener.set_nonblocking(true)?;
+                    Ok(listener)
+                })
+                .and_then(|listener| listener.try_map(tokio::net::UnixListener::from_std)).map_err(failed)?;
                 (tokio::spawn(ports::serve(listener, self.port, Arc::clone(&self.connector), Arc::clone(&self.traffic))), listen.clone())
             }
         };

@@ -379,11 +379,11 @@ impl SecretProxy {
     pub(super) async fn complete(&self, inbound: ParentOnly<TcpStream>, destination: SocketAddr, hello: Hello, traffic: &BoxTraffic) -> std::result::Result<(), String> {
         let Hello { server_name, offers_http2 } = hello;
         let verified_name = ServerName::try_from(server_name.clone()).map_err(|_| format!("{server_name:?} is not a host name"))?;
-        let connection = tokio::time::timeout(super::proxy::CONNECT_WAIT, TcpStream::connect(destination))
+        let connection = tokio::time::timeout(super::proxy::CONNECT_WAIT, super::sockets::connect(destination))
             .await
             .map_err(|_| format!("{destination} did not answer"))?
             .map_err(|error| format!("could not reach {destination}: {error}"))?;
-        let _ = connection.set_nodelay(true);
+        let _ = connection.get().map(|connection| connection.set_nodelay(true));
         let upstream_config = if offers_http2 { &self.upstream_http2 } else { &self.upstream_http1 };
         let upstream = tokio_rustls::TlsConnector::from(Arc::clone(upstream_config))
             .connect(verified_name, connection)
