@@ -185,6 +185,45 @@ async def test_a_forked_child_that_outlives_its_program_holds_nothing_of_its_run
             os.kill(pid, signal.SIGKILL)
 
 
+STARTS_THEN_WAITS = """
+import asyncio, sys, boxlite
+
+async def main() -> None:
+    runtime = boxlite.Boxlite(boxlite.Options(home_dir=sys.argv[1]))
+    lasting = await runtime.create(boxlite.BoxOptions(detach=True, auto_remove=False), name="lasting")
+    tied = await runtime.create(boxlite.BoxOptions(auto_remove=False), name="tied")
+    for box in (lasting, tied):
+        await box.start()
+    print("started", flush=True)
+    await asyncio.sleep(600)
+
+asyncio.run(main())
+"""
+
+
+async def test_ctrl_c_ends_the_program_and_its_tied_boxes_never_a_detached_one(home: Path) -> None:
+    """Ctrl-C (or coreutils' ``timeout``) signals the terminal's foreground process group: the
+    program's, which no box's processes belong to. The program ends, and its tied box with it;
+    the detached box runs on."""
+    with subprocess.Popen([sys.executable, "-c", STARTS_THEN_WAITS, str(home)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True) as program:
+        assert program.stdout is not None
+        assert program.stdout.readline() == "started\n"
+        os.killpg(program.pid, signal.SIGINT)
+        program.wait(timeout=60)
+    runtime = boxlite.Boxlite(boxlite.Options(home_dir=str(home)))
+    try:
+        tied = await runtime.get_info("tied")
+        assert tied is not None and tied.state.status == "stopped", tied
+        lasting = await runtime.get("lasting")
+        assert lasting is not None and (await lasting.info()).state.status == "running"
+        stdout, _, _ = await collect(await lasting.exec("echo", ["still here"]))
+        assert stdout == b"still here\n"
+        for info in await runtime.list_info():
+            await runtime.remove(info.id, force=True)
+    finally:
+        runtime.close()
+
+
 FORKS_WHILE_AN_EXECUTION_RUNS = """
 import asyncio, multiprocessing, sys, time, boxlite
 

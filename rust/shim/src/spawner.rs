@@ -38,6 +38,12 @@ pub fn serve(open_files: Option<u64>, rootless: bool, subordinate: Option<Subord
     // What the runtime's process left inheritable is no business of the spawner or its shims.
     // SAFETY: close_range closes descriptors 3 and up, none of which this process uses.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    // A session of its own, which every shim and so every box process inherits: a signal to
+    // the program's process group (Ctrl-C in its terminal, `timeout`) reaches the program,
+    // whose end ends its tied boxes, and never a detached box.
+    // SAFETY: setsid takes no pointers; a child of the runtime's, this process leads no
+    // process group, so it succeeds.
+    unsafe { libc::setsid() };
     let refused = if rootless { crate::userns::become_root_of_own_namespace(subordinate).err() } else { None };
     // SAFETY: fd 0 is the request socket the runtime gave this process; borrowed for its life.
     let requests = unsafe { BorrowedFd::borrow_raw(libc::STDIN_FILENO) };
