@@ -251,6 +251,13 @@ async def test_options_that_conflict_are_refused(any_runtime: boxlite.Boxlite) -
         await runtime.create(boxlite.BoxOptions(detach=True))
     with pytest.raises(boxlite.InvalidArgumentError, match="main command is empty"):
         await runtime.create(boxlite.BoxOptions(cmd=[]))
+    # What no process can be given.
+    with pytest.raises(boxlite.InvalidArgumentError, match="word 1 of the command has a NUL byte"):
+        await runtime.create(boxlite.BoxOptions(entrypoint=["sh"], cmd=["a\x00b"]))
+    with pytest.raises(boxlite.InvalidArgumentError, match="variable A has a NUL byte"):
+        await runtime.create(boxlite.BoxOptions(env=[("A", "x\x00y")]))
+    with pytest.raises(boxlite.InvalidArgumentError, match="working directory"):
+        await runtime.create(boxlite.BoxOptions(working_dir="/\x00"))
     assert await runtime.list_info() == []
 
 

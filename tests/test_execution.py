@@ -166,6 +166,30 @@ async def test_bad_signal_and_terminal_sizes_are_refused_at_the_call(box: boxlit
     await execution.aclose()
 
 
+@pytest.mark.parametrize(
+    ("call", "named"),
+    [
+        ({"args": ["a\x00b"]}, "word 1 of the command has a NUL byte"),
+        ({"env": [("A", "x\x00y")]}, "variable A has a NUL byte"),
+        ({"env": [("A=B", "x")]}, 'bad environment variable name "A=B"'),
+        ({"env": [("", "x")]}, 'bad environment variable name ""'),
+        ({"cwd": "/tmp\x00/x"}, "working directory"),
+        ({"user": "root\x00"}, "user"),
+        ({"timeout_secs": 1e20}, "timeout_secs must be a positive number"),
+        ({"timeout_secs": 0.0}, "timeout_secs must be a positive number"),
+        ({"timeout_secs": float("nan")}, "timeout_secs must be a positive number"),
+    ],
+)
+async def test_what_no_process_can_be_given_is_refused_not_changed(box: boxlite.Box, call: dict[str, object], named: str) -> None:
+    """A NUL byte would cut an argument, variable or path short, a name with ``=`` would set
+    another variable: each is an ``InvalidArgumentError`` naming it, as Python's subprocess
+    refuses them, and nothing runs."""
+    before = await box.metrics()
+    with pytest.raises(boxlite.InvalidArgumentError, match=named):
+        await box.exec("echo", **call)  # type: ignore[arg-type]
+    assert (await box.metrics()).commands_executed_total == before.commands_executed_total
+
+
 async def test_stdin_reaches_the_process_and_close_gives_eof(box: boxlite.Box) -> None:
     execution = await box.exec("sh", ["-c", "wc -c"])
     stdin = execution.stdin()

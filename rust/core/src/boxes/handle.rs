@@ -379,11 +379,7 @@ impl BoxHandle {
     /// taking the init's answer and reading the execution's replies are the caller's.
     pub async fn request_exec(&self, request: ExecRequest) -> Result<exec::Requested> {
         self.check_usable()?;
-        if let Some(timeout) = request.timeout {
-            if timeout.is_zero() {
-                return Err(Error::InvalidArgument("timeout must be positive".to_string()));
-            }
-        }
+        request.validate()?;
         let connector = self.ensure_running("exec in").await?;
         let spec = self.exec_spec(request);
         self.inner.counters.commands.fetch_add(1, Ordering::Relaxed);

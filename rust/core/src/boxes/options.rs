@@ -116,11 +116,8 @@ impl BoxOptions {
         if self.disk_size_gb.is_some_and(|size| !(1..=super::disk::MAX_SIZE_GB).contains(&size)) {
             return Err(Error::InvalidArgument(format!("disk_size_gb must be between 1 and {}", super::disk::MAX_SIZE_GB)));
         }
-        for (key, _) in &self.env {
-            if key.is_empty() || key.contains('=') || key.contains('\0') {
-                return Err(Error::InvalidArgument(format!("bad environment variable name {key:?}")));
-            }
-        }
+        let command = self.entrypoint.iter().chain(&self.cmd).flatten();
+        super::spec::check_process_strings(command, &self.env, self.working_dir.as_deref(), self.user.as_deref())?;
         if self.max_processes == Some(0) {
             return Err(Error::InvalidArgument("max_processes must be at least 1".to_string()));
         }

@@ -25,6 +25,42 @@ pub struct ExecRequest {
     pub timeout: Option<Duration>,
 }
 
+impl ExecRequest {
+    /// Refuses what no process can be given (`check_process_strings`), and a zero timeout.
+    pub(super) fn validate(&self) -> crate::error::Result<()> {
+        if self.timeout.is_some_and(|timeout| timeout.is_zero()) {
+            return Err(crate::error::Error::InvalidArgument("timeout must be positive".to_string()));
+        }
+        check_process_strings(std::iter::once(&self.command).chain(&self.args), &self.env, self.cwd.as_deref(), self.user.as_deref())
+    }
+}
+
+/// Refuses what no process can be given, rather than give it something else: a NUL byte in an
+/// argument, a variable, a directory or a user (the C strings a process gets end there), and a
+/// variable name that is empty or has `=` in it (which would set another variable).
+pub(super) fn check_process_strings<'a>(argv: impl IntoIterator<Item = &'a String>, env: &[(String, String)], cwd: Option<&str>, user: Option<&str>) -> crate::error::Result<()> {
+    let refused = |what: String| Err(crate::error::Error::InvalidArgument(what));
+    // Named by position: an argument may carry what should not reach a log.
+    if let Some(position) = argv.into_iter().position(|argument| argument.contains('\0')) {
+        return refused(format!("word {position} of the command has a NUL byte, which no process's argument can hold"));
+    }
+    for (name, value) in env {
+        if name.is_empty() || name.contains(['=', '\0']) {
+            return refused(format!("bad environment variable name {name:?}: it must be non-empty, with no '=' or NUL byte"));
+        }
+        if value.contains('\0') {
+            return refused(format!("the value of environment variable {name} has a NUL byte, which no variable can hold"));
+        }
+    }
+    if let Some(cwd) = cwd.filter(|cwd| cwd.contains('\0')) {
+        return refused(format!("the working directory {cwd:?} has a NUL byte, which no path can hold"));
+    }
+    if let Some(user) = user.filter(|user| user.contains('\0')) {
+        return refused(format!("the user {user:?} has a NUL byte"));
+    }
+    Ok(())
+}
+
 /// What a box's processes start with unless they ask otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct ProcessDefaults {

@@ -106,10 +106,10 @@ impl Box {
         timeout_secs: Option<f64>,
         cwd: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let timeout = match timeout_secs {
+        let timeout = match timeout_secs.map(|seconds| (seconds, Duration::try_from_secs_f64(seconds))) {
             None => None,
-            Some(seconds) if seconds.is_finite() && seconds > 0.0 => Some(Duration::from_secs_f64(seconds)),
-            Some(seconds) => return Err(errors::invalid_argument(py, format!("timeout_secs must be a positive number of seconds, got {seconds}"))),
+            Some((_, Ok(timeout))) if !timeout.is_zero() => Some(timeout),
+            Some((seconds, _)) => return Err(errors::invalid_argument(py, format!("timeout_secs must be a positive number of seconds that a duration holds, got {seconds}"))),
         };
         if command.is_empty() {
             return Err(errors::invalid_argument(py, "command must not be empty"));
