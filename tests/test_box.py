@@ -62,6 +62,21 @@ async def test_list_info_is_newest_first_and_names_are_unique(any_runtime: boxli
     assert await runtime.get_info("nope") is None
 
 
+async def test_get_or_create_finds_a_box_only_with_the_capabilities_asked_for(runtime: boxlite.Boxlite) -> None:
+    """The other options of a box found are not looked at; its capabilities are: a program
+    that asks for fewer must not be handed a box that holds more, nor one that lacks some."""
+    net_admin = boxlite.AdvancedBoxOptions(capabilities=boxlite.ContainerCapabilities(add=["NET_ADMIN"]))
+    made, created = await runtime.get_or_create(boxlite.BoxOptions(advanced=net_admin, auto_remove=False), name="g")
+    assert created
+    with pytest.raises(boxlite.InvalidArgumentError, match="exists with other capabilities.*NET_ADMIN"):
+        await runtime.get_or_create(boxlite.BoxOptions(auto_remove=False), name="g")
+    # The same set, asked for in other words, finds it; other options do not matter.
+    same = boxlite.AdvancedBoxOptions(capabilities=boxlite.ContainerCapabilities(add=["cap_net_admin"]))
+    found, created = await runtime.get_or_create(boxlite.BoxOptions(advanced=same, memory_mib=64), name="g")
+    assert (found.id, created) == (made.id, False)
+    await runtime.remove("g")
+
+
 async def test_default_boxes_are_removed_on_stop_and_handles_are_spent(any_runtime: boxlite.Boxlite) -> None:
     runtime = any_runtime
     box = await runtime.create(boxlite.BoxOptions())

@@ -1001,7 +1001,11 @@ class Boxlite:
             StoppedError: the runtime was shut down.
             RuntimeClosedError: at the call, once the runtime is closed.
         """
-    def get_or_create(self, options: BoxOptions, name: str | None = None) -> asyncio.Future[tuple[Box, bool]]: ...
+    def get_or_create(self, options: BoxOptions, name: str | None = None) -> asyncio.Future[tuple[Box, bool]]:
+        """The box named ``name`` with ``False``, or a new one with ``True``. A box found must
+        have the capabilities ``options`` give (``InvalidArgumentError`` naming both sets); its
+        other options are not looked at. A REST runtime's server does not say a box's
+        capabilities, so it finds by name alone."""
     def get(self, id_or_name: str) -> asyncio.Future[Box | None]: ...
     def get_info(self, id_or_name: str) -> asyncio.Future[BoxInfo | None]: ...
     def list_info(self, _state: object = None) -> asyncio.Future[list[BoxInfo]]:

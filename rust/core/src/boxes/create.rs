@@ -163,19 +163,36 @@ impl Runtime {
         Ok(self.add_made(entry))
     }
 
-    /// Returns the box named `name` (created: false), or creates it (created: true).
+    /// Returns the box named `name` (created: false), or creates it (created: true). The other
+    /// options of a box found are not looked at, but its capabilities must be those `options`
+    /// ask for: a program that asked for fewer must not get a box that holds more.
     pub async fn get_or_create(&self, options: BoxOptions, name: Option<String>) -> Result<(BoxHandle, bool)> {
         if let Some(existing) = name.as_deref().and_then(|name| self.find(name)) {
-            return Ok((self.handle(existing), false));
+            return self.found(existing, &options);
         }
         match self.create(options.clone(), name.clone()).await {
             Ok(handle) => Ok((handle, true)),
             // Lost a race to a concurrent create of the same name: adopt the winner.
             Err(Error::InvalidArgument(message)) if message.contains("already exists") => {
                 let existing = name.as_deref().and_then(|name| self.find(name)).ok_or(Error::InvalidArgument(message))?;
-                Ok((self.handle(existing), false))
+                self.found(existing, &options)
             }
             Err(error) => Err(error),
         }
+    }
+
+    fn found(&self, existing: Arc<BoxEntry>, options: &BoxOptions) -> Result<(BoxHandle, bool)> {
+        let names = |numbers: &[u32]| -> Vec<&'static str> {
+            let mut names: Vec<&'static str> = boxlite_protocol::CAPABILITIES.iter().filter(|(_, number)| numbers.contains(number)).map(|(name, _)| *name).collect();
+            names.sort_unstable();
+            names
+        };
+        let (asked, held) = (names(&options.capabilities()?), names(&existing.record().capabilities));
+        if asked != held {
+            let record = existing.record();
+            let name = record.name.as_deref().unwrap_or(&record.id);
+            return Err(Error::InvalidArgument(format!("box {name:?} exists with other capabilities than these options give: it has {held:?}, they give {asked:?}")));
+        }
+        Ok((self.handle(existing), false))
     }
 }
