@@ -110,6 +110,14 @@ async def test_bad_copies_are_typed_errors(box: boxlite.Box, tmp_path: Path) -> 
         await box.copy_in(str(file), "/root/f", boxlite.CopyOptions(overwrite=False))
     with pytest.raises(boxlite.NotFoundError):
         await box.copy_out("/root/missing", str(tmp_path / "m"))
+    # A directory onto a file, either way, is refused (as docker cp), and the file is kept.
+    with pytest.raises(boxlite.InvalidArgumentError, match="a file in the box"):
+        await box.copy_in(str(source), "/root/f")
+    assert await sh(box, "cat /root/f") == "1"
+    await sh(box, "mkdir -p /root/d")
+    with pytest.raises(boxlite.InvalidArgumentError, match="a file on the host"):
+        await box.copy_out("/root/d", str(file))
+    assert file.read_text() == "1"
 
 
 async def test_a_large_file_streams_through(box: boxlite.Box, tmp_path: Path) -> None:

@@ -55,6 +55,28 @@ async def test_a_read_write_volume_reaches_the_host_and_the_next_box(runtime: bo
     await second.stop()
 
 
+async def test_copies_refuse_a_volume_which_the_host_reaches_itself(runtime: boxlite.Boxlite, tmp_path: Path) -> None:
+    """As BoxLite: a copy is made with the runtime's powers, which in a volume could write host
+    files box root may not; the volume's files are on the host already."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "kept").write_text("kept")
+    box = await runtime.create(boxlite.BoxOptions(volumes=[(str(shared), "/mnt/shared")]))
+    await box.start()
+    with pytest.raises(boxlite.InvalidArgumentError, match="in a volume"):
+        await box.copy_in(str(shared / "kept"), "/mnt/shared/copied")
+    with pytest.raises(boxlite.InvalidArgumentError, match="in a volume"):
+        await box.copy_out("/mnt/shared/kept", str(tmp_path / "out"))
+    # A directory's contents onto the volume's mount point itself.
+    contents = tmp_path / "contents"
+    contents.mkdir()
+    (contents / "planted").write_text("planted")
+    with pytest.raises(boxlite.InvalidArgumentError, match="in a volume"):
+        await box.copy_in(f"{contents}/.", "/mnt/shared")
+    assert sorted(path.name for path in shared.iterdir()) == ["kept"] and not (tmp_path / "out").exists()
+    await box.stop()
+
+
 async def test_a_read_only_volume_stays_read_only_even_against_remount(runtime: boxlite.Boxlite, tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()

@@ -8,7 +8,8 @@
 //!
 //! Every path in the box is resolved inside the box's root (see `resolve`), files stream
 //! without being loaded into memory, and special files (devices, fifos, sockets) are refused.
-//! /proc, /sys and /dev of a box are not copy targets or sources.
+//! /proc, /sys and /dev of a box, its volumes and the host directories a `host://` image
+//! shares are not copy targets or sources (`same_filesystem`).
 
 mod resolve;
 
@@ -175,6 +176,9 @@ pub fn copy_in(root: &OwnedFd, host_source: &Path, box_destination: &str, option
         if !options.recursive {
             return Err(Error::Config(format!("{} is a directory and recursive copy is off", host_source.display())));
         }
+        if existing.is_some() && !destination_is_dir {
+            return Err(Error::InvalidArgument(format!("cannot copy the directory {} onto {}, a file in the box (as docker cp)", host_source.display(), destination.path.display())));
+        }
         if destination_is_dir && !contents_only { destination.path.join(base_name(host_source)?) } else { destination.path.clone() }
     } else if destination_is_dir {
         destination.path.join(base_name(host_source)?)
@@ -189,12 +193,22 @@ pub fn copy_in(root: &OwnedFd, host_source: &Path, box_destination: &str, option
     put(parent_fd.as_fd(), &name, host_source, &target, options, box_root)
 }
 
-/// Copies stay on the box's own root filesystem: /proc, /sys, /dev and read-only host binds
-/// are other mounts, however a path or a symlink in the box reaches them.
+/// Copies stay on the box's own root filesystem: its volumes, /proc, /sys, /dev and the host's
+/// directories a `host://` image shares are other mounts, however a path or a symlink in the
+/// box reaches them. A copy is made with the runtime's powers, not box root's: in a volume it
+/// could write host files the box itself may not (as BoxLite, which refuses destinations under
+/// a box's mounts).
 fn same_filesystem(root: BorrowedFd<'_>, dir: BorrowedFd<'_>, shown: &Path) -> Result<()> {
-    let (root_status, dir_status) = (fstat(root).map_err(|error| in_box(shown, &error))?, fstat(dir).map_err(|error| in_box(shown, &error))?);
-    if root_status.st_dev != dir_status.st_dev {
-        return Err(Error::InvalidArgument(format!("{} is not on the box's own filesystem (/proc, /sys, /dev or a read-only host directory)", shown.display())));
+    let dir_status = fstat(dir).map_err(|error| in_box(shown, &error))?;
+    on_filesystem_of(root, &dir_status, shown)
+}
+
+/// As [`same_filesystem`], for what `status` describes (an entry of `dir`: a mount point's is
+/// the mounted filesystem's).
+fn on_filesystem_of(dir: BorrowedFd<'_>, status: &libc::stat, shown: &Path) -> Result<()> {
+    let dir_status = fstat(dir).map_err(|error| in_box(shown, &error))?;
+    if dir_status.st_dev != status.st_dev {
+        return Err(Error::InvalidArgument(format!("{} is not on the box's own filesystem (it is in a volume, /proc, /sys, /dev or a host directory the image shares): copy the volume's files on the host", shown.display())));
     }
     Ok(())
 }
@@ -215,6 +229,9 @@ fn put(dir: BorrowedFd<'_>, name: &Path, host: &Path, shown: &Path, options: Cop
     let metadata = if options.follow_symlinks { std::fs::metadata(host) } else { std::fs::symlink_metadata(host) }
         .map_err(|error| on_host("read", host, &error))?;
     let existing = stat_at(dir, name).map_err(|error| in_box(shown, &error))?;
+    if let Some(status) = &existing {
+        on_filesystem_of(dir, status, shown)?;
+    }
     let file_type = metadata.file_type();
     if file_type.is_dir() {
         match existing {
@@ -317,6 +334,9 @@ pub fn copy_out(root: &OwnedFd, box_source: &str, host_destination: &Path, optio
     let target = if is_dir(&status) {
         if !options.recursive {
             return Err(Error::Config(format!("{} is a directory and recursive copy is off", source.path.display())));
+        }
+        if host_existing.is_some() && !host_is_dir {
+            return Err(Error::InvalidArgument(format!("cannot copy the directory {} onto {}, a file on the host (as docker cp)", source.path.display(), host_destination.display())));
         }
         if host_is_dir && !source.contents_only { host_destination.join(base_name(&source.path)?) } else { host_destination.to_path_buf() }
     } else if host_is_dir {
