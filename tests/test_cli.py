@@ -63,3 +63,13 @@ def test_logs_show_the_main_process_of_a_created_box(home: Path) -> None:
     assert (logs.returncode, logs.stdout, logs.stderr) == (0, "working\n", "warn\n")
     assert '"exit_code": 2' in boxlite(home, "inspect", "job").stdout
     assert boxlite(home, "rm", "job").returncode == 0
+
+
+def test_run_i_reads_a_file_or_nothing_as_stdin(home: Path, tmp_path: Path) -> None:
+    """``< file`` and ``< /dev/null``, which the event loop cannot wait on, as a pipe is."""
+    script = tmp_path / "input"
+    script.write_text("".join(f"{index}\n" for index in range(10_000)))
+    for source, expected in ((script, "10000"), (Path("/dev/null"), "0")):
+        with source.open("rb") as stdin:
+            result = subprocess.run([sys.executable, "-m", "boxlite", "--home", str(home), "run", "-i", "host://", "wc", "-l"], stdin=stdin, capture_output=True, text=True, timeout=120)
+        assert (result.returncode, result.stdout.strip()) == (0, expected), result.stderr

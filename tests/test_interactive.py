@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import select
 import struct
 import subprocess
@@ -68,6 +69,44 @@ def test_a_shell_on_the_local_terminal(home: Path) -> None:
             process.kill()
             process.wait()
         os.close(master)
+
+
+FROM_STDIN = """
+import asyncio, sys, boxlite
+
+async def main() -> None:
+    runtime = boxlite.Boxlite(boxlite.Options(home_dir=sys.argv[1]))
+    async with boxlite.InteractiveBox(boxlite.HOST_IMAGE, shell="sh", runtime=runtime, tty=False) as box:
+        status = await box.wait()
+    print("shell exited with", status.exit_code)
+    runtime.close()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("given", ["file", "/dev/null", "pipe"])
+def test_a_shell_reads_stdin_that_is_no_terminal(home: Path, tmp_path: Path, given: str) -> None:
+    """A script fed from a file or a pipe, or nothing at all (``/dev/null``: the loop cannot
+    wait on a file), runs to its end, its lines in order, in the box's shell (on a terminal
+    there, as always)."""
+    script = "".join(f"echo line-{index}\n" for index in range(200)) + "exit 4\n"
+    command = [sys.executable, "-c", FROM_STDIN, str(home)]
+    if given == "pipe":
+        result = subprocess.run(command, input=script.encode(), capture_output=True, timeout=60)
+    else:
+        if given == "file":
+            (tmp_path / "script").write_text(script)
+        else:
+            script = ""
+        with open(tmp_path / "script" if given == "file" else os.devnull, "rb") as stdin:
+            result = subprocess.run(command, stdin=stdin, capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr.decode()
+    # The shell runs on a terminal in the box, which echoes its input and ends lines with \r\n.
+    output = result.stdout.decode()
+    printed = [int(number) for number in re.findall(r"(?<!echo )line-(\d+)\r\n", output)]
+    assert printed == (list(range(200)) if script else []), output
+    assert output.endswith(f"shell exited with {4 if script else 0}\n"), output
 
 
 async def test_wait_needs_the_block(runtime: boxlite.Boxlite) -> None:

@@ -48,7 +48,7 @@ class InteractiveBox(SimpleBox):
         except BaseException:
             await self.stop()
             raise
-        self._forwarding = asyncio.ensure_future(forward(self._execution, interactive=True, tty=self._tty))
+        self._forwarding = asyncio.ensure_future(forward(self._execution, interactive=True, tty=self._tty, box_terminal=True))
         return self
 
     async def wait(self) -> ExitStatus:
