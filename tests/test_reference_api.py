@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import json
+import pickle
 import re
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +29,8 @@ def test_error_classes_keep_their_shapes() -> None:
     error = boxlite.ExecError("ls -la", 1, "x")
     assert (error.command, error.exit_code, error.stderr) == ("ls -la", 1, "x")
     assert "ls -la" in str(error) and "1" in str(error) and "x" in str(error)
+    copied = pickle.loads(pickle.dumps(error))
+    assert (type(copied), copied.command, copied.exit_code, copied.stderr, str(copied)) == (boxlite.ExecError, "ls -la", 1, "x", str(error))
     for kind in (boxlite.ExecError, boxlite.TimeoutError, boxlite.ParseError):
         assert issubclass(kind, boxlite.BoxliteError)
     assert issubclass(boxlite.TimeoutError, builtins.TimeoutError)
@@ -143,6 +148,17 @@ async def test_a_created_box_reads_back(runtime: boxlite.Boxlite) -> None:
         await __import__("asyncio").to_thread(lambda: runtime.list_info())
 
 
+async def test_metadata_shows_itself_as_sorted_json_of_every_field(runtime: boxlite.Boxlite, tmp_path: Path) -> None:
+    box = await runtime.create(boxlite.BoxOptions(), name="shown")
+    info = await box.info()
+    shown = json.loads(repr(info))
+    assert list(shown) == sorted(shown) and (shown["id"], shown["name"], shown["image"]) == (box.id, "shown", boxlite.HOST_IMAGE)
+    assert shown["state"] == json.loads(repr(info.state)) == {"exit_code": None, "pid": None, "running": False, "status": "configured"}
+    assert shown["network"]["mode"] == "enabled" and shown["health_status"]["failures"] == 0
+    with boxlite.SyncBoxlite(boxlite.Options(home_dir=str(tmp_path / "sync-home"))) as sync_runtime:
+        assert repr(sync_runtime) == "SyncBoxlite(Boxlite(open=true))"
+
+
 async def test_features_of_other_engines_are_present_and_refuse_by_name(runtime: boxlite.Boxlite) -> None:
     box = await runtime.create(boxlite.BoxOptions())
     with pytest.raises(ValueError, match="between 1 and 65535"):
@@ -206,7 +222,7 @@ def test_sync_network_handle_checks_ports_before_calling_its_owner() -> None:
 
 
 def test_sync_classes_have_the_reference_members() -> None:
-    from boxlite.sync_api import SyncBoxlite, SyncExecution, SyncSimpleBox
+    from boxlite.sync_api import SyncBoxlite, SyncExecution, SyncImageHandle, SyncSimpleBox
 
     for name in ("get", "remove", "create", "get_or_create", "images", "metrics", "shutdown", "init_default", "default"):
         assert hasattr(SyncBoxlite, name), name
@@ -214,6 +230,8 @@ def test_sync_classes_have_the_reference_members() -> None:
         assert hasattr(SyncExecution, name), name
     for name in ("exec", "network", "tunnel", "metrics", "stop", "_box_opts", "_box", "created", "id", "name"):
         assert hasattr(SyncSimpleBox, name), name
+    for name in ("pull", "list", "get", "remove", "usage", "create_alias", "delete_alias", "registries", "prune"):
+        assert hasattr(SyncImageHandle, name), name
 
 
 # Every name BoxLite's package exports (its §1), and the ones still to come here, each with

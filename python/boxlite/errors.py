@@ -50,6 +50,10 @@ class ExecError(BoxliteError):
         self.stderr = stderr
         super().__init__(f"Command '{command}' failed with exit code {exit_code}: {stderr}")
 
+    def __reduce__(self) -> tuple[type[ExecError], tuple[str, int, str]]:
+        # Rebuilt from its own arguments (a multiprocessing worker's error crosses by pickle).
+        return (type(self), (self.command, self.exit_code, self.stderr))
+
 
 class TimeoutError(BoxliteError, builtins.TimeoutError):  # noqa: A001 - BoxLite's name
     """An operation ran out of time. Also a builtin ``TimeoutError``."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 
-from .._native import Box, BoxInfo, Boxlite, BoxMetrics, BoxOptions, CopyOptions, ImageHandle, ImageInfo, ImagePullResult, Options, RuntimeMetrics
+from .._native import Box, BoxInfo, Boxlite, BoxMetrics, BoxOptions, CopyOptions, ImageDetail, ImageHandle, ImageInfo, ImagePullResult, Options, RuntimeMetrics
 from ..codebox import CodeBox
 from ..exec import ExecResult
 from ..rest import BoxliteRestOptions
@@ -136,6 +136,9 @@ class SyncImageHandle:
     def pull(self, reference: str, progress: Callable[[str, int, int], object] | None = None) -> ImagePullResult:
         return self._runner.run(lambda: self._images.pull(reference, progress))
 
+    def get(self, name: str) -> ImageDetail:
+        return self._runner.run(lambda: self._images.get(name))
+
     def list(self) -> list[ImageInfo]:
         return self._runner.run(self._images.list)
 
@@ -147,6 +150,17 @@ class SyncImageHandle:
 
     def usage(self) -> Any:
         return self._runner.run(self._images.usage)
+
+    def create_alias(self, name: str, alias: str, digest: str) -> Any:
+        return self._runner.run(lambda: self._images.create_alias(name, alias, digest))
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._runner.run(lambda: self._images.delete_alias(name, alias))
+
+    @property
+    def registries(self) -> None:
+        """REST-only: raises ``UnsupportedError`` at once, as ``ImageHandle.registries``."""
+        return self._images.registries
 
 
 class SyncBoxlite:
@@ -233,6 +247,9 @@ class SyncBoxlite:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None) -> None:
         self.close()
+
+    def __repr__(self) -> str:
+        return f"SyncBoxlite({self._boxlite!r})"
 
 
 class SyncSimpleBox(_SyncNetworkOwner):

@@ -93,10 +93,22 @@ pub struct BoxStateInfo {
     pub exit_code: Option<i32>,
 }
 
+/// Pretty-printed JSON, as BoxLite's metadata types show themselves.
+fn json_repr(value: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default()
+}
+
 #[pymethods]
 impl BoxStateInfo {
+    /// Every field, keys sorted (as BoxLite).
     fn __repr__(&self) -> String {
-        format!("BoxStateInfo(status={:?}, running={}, pid={:?})", self.status, if self.running { "True" } else { "False" }, self.pid)
+        json_repr(&self.json())
+    }
+}
+
+impl BoxStateInfo {
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({"exit_code": self.exit_code, "pid": self.pid, "running": self.running, "status": self.status})
     }
 }
 
@@ -151,8 +163,26 @@ impl BoxInfo {
         None
     }
 
+    /// Every field, keys sorted (as BoxLite).
     fn __repr__(&self) -> String {
-        format!("BoxInfo(id={:?}, name={:?}, status={:?}, image={:?})", self.id, self.name, self.state.status, self.image)
+        let health = serde_json::json!({"failures": self.health_status.failures, "last_check": self.health_status.last_check, "state": self.health_status.state.value});
+        json_repr(&serde_json::json!({
+            "auto_delete": self.auto_delete,
+            "auto_resume": self.auto_resume,
+            "auto_stop": self.auto_stop,
+            "cpus": self.cpus,
+            "created_at": self.created_at,
+            "detach": self.detach,
+            "health_status": health,
+            "id": self.id,
+            "image": self.image,
+            "last_activity_at": self.last_activity_at,
+            "memory_mib": self.memory_mib,
+            "name": self.name,
+            "network": self.network.as_ref().map(NetworkInfo::json),
+            "started_at": self.started_at,
+            "state": self.state.json(),
+        }))
     }
 }
 

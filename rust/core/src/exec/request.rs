@@ -260,7 +260,8 @@ impl Requested {
 fn execution(socket: fd::ControlSocket, pipes: Option<[ParentOnly<OwnedFd>; 3]>, timeout: Option<Duration>, io: Arc<IoCounters>, received: std::io::Result<Packet>) -> Result<Execution> {
     let (pid, mut fds) = match received {
         Ok(Packet::Reply(Reply::Started { pid }, fds)) => (pid, fds),
-        Ok(Packet::Reply(Reply::Failed { message, not_found: true }, _)) => return Err(Error::NotFound(message)),
+        // The init's message says "not found" itself, as the error's kind does.
+        Ok(Packet::Reply(Reply::Failed { message, not_found: true }, _)) => return Err(Error::NotFound(message.strip_prefix("not found: ").unwrap_or(&message).to_string())),
         Ok(Packet::Reply(Reply::Failed { message, .. }, _)) => return Err(Error::Execution(message)),
         Ok(Packet::Reply(other, _)) => return Err(Error::Engine(format!("unexpected reply to exec: {other:?}"))),
         Ok(Packet::Closed) => return Err(Error::InvalidState("the box stopped while starting the process".to_string())),

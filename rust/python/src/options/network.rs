@@ -167,6 +167,20 @@ impl NetworkInfo {
 }
 
 impl NetworkInfo {
+    /// Every field, keys sorted: `BoxInfo`'s repr.
+    pub fn json(&self) -> serde_json::Value {
+        let ports: Option<Vec<serde_json::Value>> = self.published_ports.as_ref().map(|ports| {
+            ports.iter().map(|port| serde_json::json!({"guest_port": port.guest_port, "host_ip": port.host_ip, "host_port": port.host_port, "protocol": port.protocol})).collect()
+        });
+        serde_json::json!({
+            "allow_net": self.allow_net,
+            "inbound": {"allow_net": self.inbound.allow_net, "mode": self.inbound.mode},
+            "mode": self.mode,
+            "outbound": {"allow_net": self.outbound.allow_net, "mode": self.outbound.mode},
+            "published_ports": ports,
+        })
+    }
+
     /// `outbound`: the box's allow-list, `None` for loopback only.
     pub fn new(outbound: Option<Vec<String>>, published: &[boxlite_core::network::PublishedPort]) -> Self {
         let mode = if outbound.is_some() { "enabled" } else { "disabled" }.to_string();
