@@ -54,6 +54,29 @@ async def test_wait_returns_only_after_all_output_was_delivered(box: boxlite.Box
     assert stdout == b"".join(b"line-%d\n" % i for i in range(20000))
 
 
+LEAVES_ONE_BEHIND = "(sleep 1; echo late; echo late >&2; sleep 600) & head -c 3000000 /dev/zero | tr '\\000' x; echo; echo done"
+
+
+async def test_a_process_left_in_the_background_holds_back_neither_wait_nor_the_streams(box: boxlite.Box) -> None:
+    """``cmd &`` leaves a process holding the shell's stdout and stderr: ``wait()`` and both
+    streams end all the same, soon after the shell's exit, with all the shell wrote (more than
+    a pipe holds, unread at the exit); what the process left behind writes later is dropped,
+    and it runs on, neither blocked nor killed by a broken pipe."""
+    execution = await box.exec("sh", ["-c", LEAVES_ONE_BEHIND])
+    status = await asyncio.wait_for(execution.wait(), 30)
+    assert status.exit_code == 0
+    stdout = b"".join([chunk async for chunk in execution.stdout(text=False)])
+    assert stdout == b"x" * 3_000_000 + b"\ndone\n"
+    assert [chunk async for chunk in execution.stderr(text=False)] == []
+    await asyncio.sleep(2)  # the process left behind has written since
+    alive = await collect(await box.exec("sh", ["-c", "for f in /proc/[0-9]*/cmdline; do [ \"$(tr '\\000' ' ' < $f)\" = 'sleep 600 ' ] && echo alive; done"]))
+    assert alive[0] == b"alive\n", alive
+    # And a stream being read when the exit comes ends the same way.
+    execution = await box.exec("sh", ["-c", "sleep 600 & echo started"])
+    assert [chunk async for chunk in execution.stdout()] == ["started\n"]
+    assert (await asyncio.wait_for(execution.wait(), 30)).exit_code == 0
+
+
 async def test_large_binary_output_streams_through(box: boxlite.Box) -> None:
     execution = await box.exec("sh", ["-c", "head -c 33554432 /dev/zero | tr '\\000' '\\141'"])
     total = 0

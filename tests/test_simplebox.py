@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
 
@@ -17,6 +18,9 @@ async def test_simplebox_collects_output_and_removes_the_box(runtime: boxlite.Bo
         result = await box.exec("sh", "-c", "echo $GREETING; echo oops >&2; exit 4", env={"GREETING": "hi"})
         assert result == boxlite.ExecResult(exit_code=4, stdout="hi\n", stderr="oops\n")
         assert (await box.info()).name == "simple"
+        # A server started in the background does not keep the command from returning.
+        started = await asyncio.wait_for(box.exec("sh", "-c", "sleep 600 & echo started"), 30)
+        assert started == boxlite.ExecResult(exit_code=0, stdout="started\n", stderr="")
     assert await runtime.get_info("simple") is None
 
 

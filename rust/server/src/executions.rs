@@ -200,7 +200,8 @@ impl Drop for Claim {
 /// Reads one output stream into the queue, counting its bytes in the box's metrics. It ends at
 /// the end of the stream, or once the process has ended and the stream stayed quiet for
 /// [`QUIET_AFTER_EXIT`]: a child the process left running may hold the stream open for good, and
-/// the exit must still be told (rule 2 holds: what was read goes out before the exit).
+/// the exit must still be told (rule 2 holds: what was read goes out before the exit). What
+/// such a child writes later is read and dropped, so it neither blocks nor gets EPIPE.
 async fn pump(channel: u8, stream: Option<AsyncDescriptor>, sender: mpsc::Sender<Chunk>, io: Arc<IoCounters>, control: ExecutionControl) {
     let Some(stream) = stream else { return };
     let mut enlarged = false;
@@ -216,7 +217,10 @@ async fn pump(channel: u8, stream: Option<AsyncDescriptor>, sender: mpsc::Sender
                 Ok(Some(frame)) => frame,
                 Ok(None) | Err(_) => return,
             },
-            () = quiet_after_exit => return,
+            () = quiet_after_exit => {
+                tokio::spawn(async move { while let Ok(Some(_)) = stream.read_chunk(boxlite_core::exec::CHUNK_SIZE).await {} });
+                return;
+            }
         };
         // A read that filled a default pipe: the process streams, give it room (fewer, larger
         // frames); a short command's pipe stays small.

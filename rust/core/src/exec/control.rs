@@ -246,6 +246,12 @@ impl ExecutionControl {
         self.control.exit.borrow().clone()
     }
 
+    /// Whether the process runs elsewhere: its relay writes its output and ends the pipes
+    /// itself, whatever processes it left behind there.
+    pub fn is_relayed(&self) -> bool {
+        self.control.relay.get().is_some()
+    }
+
     pub async fn signal(&self, signal: i32) -> Result<()> {
         if !(1..=64).contains(&signal) {
             return Err(Error::InvalidArgument(format!("signal must be between 1 and 64, got {signal}")));

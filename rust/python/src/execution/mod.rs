@@ -16,7 +16,12 @@
 //!    aborted.
 //! 3. (rules 24, 25) The exit is the last event: it is published only once both output streams
 //!    have ended (their pipes reached end of file), and the streams are set up inside `exec()`
-//!    itself, so none can be registered late. A forced close stops the streams first.
+//!    itself, so none can be registered late. A forced close stops the streams first. A
+//!    stream still open [`LEFT_BEHIND_AFTER`] the exit is held by a process the execution's
+//!    process left running: what the pipe holds then (everything the exited process wrote) is
+//!    delivered, whatever the window, and the stream ends for its reader; the pipe is read on
+//!    and what comes is dropped, so that process neither blocks nor gets EPIPE. (A relayed
+//!    execution's relay ends its pipes itself: a REST server does the same on its side.)
 //! 4. (rules 28, 29) `close()` on a process that is proven to have exited reports its real
 //!    status and kills nothing; otherwise the process group is killed (hanging up the control
 //!    connection) and the status says `forced`.
@@ -77,7 +82,7 @@ pub use stdin::ExecStdin;
 use decode::Utf8Decoder;
 use stdin::Stdin;
 use control::Phase;
-use stream::{resolve_all, StreamState, WATCH_DELAY};
+use stream::{resolve_all, EndLeftBehind, StreamState, LEFT_BEHIND_AFTER, WATCH_DELAY};
 
 #[derive(Default)]
 struct ExecState {
@@ -110,7 +115,7 @@ impl ExecState {
     /// a full stream.
     fn wants_reading(&self, py: Python<'_>, kind: StreamKind) -> bool {
         let stream = self.stream_ref(kind);
-        stream.source.is_some() && !stream.watched && (!stream.window.is_full() || self.drops_oldest(py, kind))
+        stream.source.is_some() && !stream.watched && (!stream.window.is_full() || stream.left_behind || self.drops_oldest(py, kind))
     }
 
     fn stream(&mut self, kind: StreamKind) -> &mut StreamState {
@@ -425,10 +430,14 @@ impl Execution {
             Self::read_after_exit(slf, kind);
         }
         this.publish_exit_when_streams_ended(py);
+        if locked(&this.state).arrived_exit.is_some() && !this.control.is_relayed() {
+            let end = EndLeftBehind { execution: slf.clone().unbind() };
+            let _ = this.event_loop.bind(py).call_method1("call_later", (LEFT_BEHIND_AFTER.as_secs_f64(), end));
+        }
     }
 
     /// Publishes the one exit (invariant 2), if it arrived and both streams ended; the
-    /// execution's slot goes with it.
+    /// execution's slot goes with it, or once a process left behind lets go of its streams.
     fn publish_exit_when_streams_ended(&self, py: Python<'_>) {
         let mut resolutions = Vec::new();
         let (status, waiters) = {
@@ -436,7 +445,11 @@ impl Execution {
             if !(state.stdout.ended && state.stderr.ended) {
                 return;
             }
-            let Some(status) = state.arrived_exit.take() else { return };
+            let Some(status) = state.arrived_exit.take() else {
+                drop(state);
+                self.release_when_drained();
+                return;
+            };
             state.exit = Some(status.clone());
             let dropped = (state.stdout.window.dropped(), state.stderr.window.dropped());
             if dropped != (0, 0) {
@@ -454,14 +467,25 @@ impl Execution {
             }
             (status, std::mem::take(&mut state.waiters))
         };
-        if let Some(target) = self.target.get() {
-            drop(self.shared.registry.take(*target));
-        }
+        self.release_when_drained();
         resolve_all(py, resolutions);
         for waiter in waiters {
             if let Ok(value) = Py::new(py, status.clone()) {
                 let _ = set_result(waiter.bind(py), value.into_bound(py).into_any());
             }
+        }
+    }
+
+    /// The execution's slot goes once its exit is published and no stream is read any more:
+    /// until then a runtime that closes ends the streams a process left behind still holds
+    /// (`fail_closed`, invariant 3).
+    fn release_when_drained(&self) {
+        let drained = {
+            let state = locked(&self.state);
+            state.exit.is_some() && state.stdout.source.is_none() && state.stderr.source.is_none()
+        };
+        if let (true, Some(target)) = (drained, self.target.get()) {
+            drop(self.shared.registry.take(*target));
         }
     }
 

@@ -83,6 +83,9 @@ pub(super) struct StreamState {
     /// Whether `source` got the room of a stream (it does on its first watch).
     pub(super) enlarged: bool,
     pub(super) ended: bool,
+    /// The stream ended for its reader while a process the execution's process left behind
+    /// still holds `source`: what that process writes is read and dropped (invariant 3).
+    pub(super) left_behind: bool,
     pub(super) waiter: Option<Py<PyAny>>,
     /// `None` until the user takes the stream; then whether it yields text.
     pub(super) text: Option<bool>,
@@ -162,6 +165,10 @@ pub(super) const WATCH_DELAY: std::time::Duration = std::time::Duration::from_mi
 /// Reads of a stream made at once when the exit arrives, before watching it instead.
 pub(super) const AFTER_EXIT_READS: usize = 2;
 
+/// How long after the exit a stream may stay open before it is taken to be held by a process
+/// the execution's process left behind (invariant 3).
+pub(super) const LEFT_BEHIND_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Output one turn of a loop reads at most, about (invariant 7).
 pub(super) const READ_BUDGET: usize = 1 << 20;
 
@@ -201,6 +208,31 @@ pub(super) fn read_into(fd: RawFd, buffer: &mut [u8]) -> Read {
         // A terminal reports EIO once its last process has gone; any other error ends the
         // stream too.
         _ => Read::End,
+    }
+}
+
+/// Bytes a pipe or terminal holds unread; 0 when it cannot tell.
+fn readable_bytes(fd: RawFd) -> usize {
+    let mut count: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int into memory we own.
+    let asked = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut count) };
+    if asked < 0 { 0 } else { usize::try_from(count).unwrap_or(0) }
+}
+
+/// What the loop calls LEFT_BEHIND_AFTER the exit arrived with a stream still open.
+#[pyclass(module = "boxlite._native", frozen)]
+pub struct EndLeftBehind {
+    pub(super) execution: Py<Execution>,
+}
+
+#[pymethods]
+impl EndLeftBehind {
+    fn __call__(&self, py: Python<'_>) {
+        let execution = self.execution.bind(py);
+        for kind in [StreamKind::Stdout, StreamKind::Stderr] {
+            Execution::end_left_behind(execution, kind);
+        }
+        execution.get().publish_exit_when_streams_ended(py);
     }
 }
 
@@ -367,7 +399,7 @@ impl Execution {
                     self.io.received.fetch_add(count as u64, Ordering::Relaxed);
                     found = Found::Output;
                     let data = &buffer[..count];
-                    if sealed {
+                    if sealed || state.stream(kind).left_behind {
                         return None;
                     }
                     // Asked only when this read fills the window: it calls into Python.
@@ -431,6 +463,43 @@ impl Execution {
                 }
             }
         }
+    }
+
+    /// `LEFT_BEHIND_AFTER` the exit, a stream still open: what its source holds now (all the
+    /// exited process wrote, and more) is read into the stream whatever its window, and, unless
+    /// that reached the end, the stream ends for its reader and what comes later is dropped,
+    /// read on while the process left behind holds the source (invariant 3).
+    pub(super) fn end_left_behind(slf: &Bound<'_, Self>, kind: StreamKind) {
+        let (py, this) = (slf.py(), slf.get());
+        let pending = {
+            let mut state = locked(&this.state);
+            let stream = state.stream(kind);
+            match stream.source.as_ref().and_then(ParentOnly::get) {
+                Some(source) if !stream.ended => readable_bytes(source.as_raw_fd()),
+                _ => return,
+            }
+        };
+        // Each read takes at least MIN_READ of what is there; one more finds the end, if any.
+        for _ in 0..=pending / MIN_READ + 1 {
+            match this.read_once(py, kind) {
+                Found::End => return,
+                Found::Nothing => break,
+                Found::Output | Found::Full => {}
+            }
+        }
+        let resolution = {
+            let mut state = locked(&this.state);
+            let stream = state.stream(kind);
+            if stream.ended || stream.source.is_none() {
+                return;
+            }
+            stream.left_behind = true;
+            stream.ended = true;
+            stream.wake(py)
+        };
+        resolve_all(py, resolution);
+        // Drained (never paused) until the process left behind lets go of it.
+        let _ = Self::watch(slf, kind);
     }
 
     pub(super) fn take_stream(slf: &Bound<'_, Self>, kind: StreamKind, text: bool) -> PyResult<ExecStream> {
