@@ -156,6 +156,13 @@ async def test_a_missing_main_program_fails_the_start(runtime: boxlite.Boxlite, 
     await runtime.remove(box.id)
 
 
+async def test_a_box_that_removes_on_stop_goes_when_its_start_fails(runtime: boxlite.Boxlite, home: Path) -> None:
+    box = await runtime.create(boxlite.BoxOptions(cmd=["no-such-program"]))
+    with pytest.raises(boxlite.NotFoundError, match="no-such-program"):
+        await box.start()
+    assert await runtime.get_info(box.id) is None and not (home / "boxes" / box.id).exists()
+
+
 async def test_attach_needs_a_main_process(runtime: boxlite.Boxlite) -> None:
     box = await runtime.create(boxlite.BoxOptions())
     await box.start()

@@ -130,6 +130,12 @@ impl BoxHandle {
                 log::warn!("box {} failed to start: {error}", self.entry.id);
                 self.inner.counters.boxes_failed.fetch_add(1, Ordering::Relaxed);
                 let _ = self.entry.update(|record| record.status = BoxStatus::Failed);
+                if self.entry.record().remove_on_stop {
+                    // A box that goes when it stops goes when its start fails too, as a
+                    // container of `docker run --rm` does: the error says why.
+                    let (inner, entry) = (Arc::clone(&self.inner), Arc::clone(&self.entry));
+                    let _ = blocking(move || settle(&inner, &entry, BoxStatus::Failed)).await;
+                }
                 return Err(error);
             }
         };
