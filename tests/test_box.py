@@ -84,9 +84,26 @@ async def test_default_boxes_are_removed_on_stop_and_handles_are_spent(any_runti
     await box.stop()
     await box.stop()
     assert await runtime.get_info(box.id) is None
-    for call in (box.start, lambda: box.exec("true")):
+    for call in (box.start, lambda: box.exec("true"), box.metrics):
         with pytest.raises(boxlite.StoppedError, match="runtime.get"):
             await call()
+
+
+async def test_a_handle_of_a_removed_box_says_it_is_not_running(runtime: boxlite.Boxlite) -> None:
+    # Removed by its own stop: info() still answers (as after any stop), with its last state.
+    box = await runtime.create(boxlite.BoxOptions())
+    await run(box, "true")
+    await box.stop()
+    state = (await box.info()).state
+    assert (state.status, state.running, state.pid) == ("stopped", False, None)
+    # Removed through the runtime while it ran.
+    box = await runtime.create(boxlite.BoxOptions(auto_remove=False))
+    await run(box, "true")
+    await runtime.remove(box.id, force=True)
+    state = (await box.info()).state
+    assert (state.status, state.running, state.pid) == ("stopped", False, None)
+    with pytest.raises(boxlite.NotFoundError, match="was removed"):
+        await box.metrics()
 
 
 async def test_files_persist_across_stop_and_start(any_runtime: boxlite.Boxlite) -> None:

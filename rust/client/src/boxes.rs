@@ -87,6 +87,7 @@ impl RemoteBox {
     }
 
     pub async fn metrics(&self) -> Result<BoxMetrics> {
+        self.check_usable()?;
         let body: wire::BoxMetricsBody = self.client.json(self.client.request(Method::GET, &self.path("/metrics"))?).await?;
         let network = body.network_bytes_sent.map(|bytes_sent| boxlite_core::network::TrafficCounts {
             bytes_sent,

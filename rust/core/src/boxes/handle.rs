@@ -531,10 +531,9 @@ impl BoxHandle {
         process_defaults(&self.entry.record()).exec(request)
     }
 
+    /// As `exec` and `start`, refused through a handle spent by `stop()` (BoxLite's rule).
     pub fn metrics(&self) -> Result<BoxMetrics> {
-        if self.entry.removed.load(Ordering::Acquire) {
-            return Err(Error::NotFound(format!("box {} was removed", self.entry.id)));
-        }
+        self.check_usable()?;
         let milliseconds = |micros: &AtomicU64| Some(micros.load(Ordering::Relaxed)).filter(|micros| *micros > 0).map(|micros| micros / 1000);
         let usage = BoxCgroup::locate(&self.inner.cgroups, &self.entry.id).usage();
         let running_for = lock(&self.entry.started).map(|started| started.elapsed().as_nanos() as f64).filter(|nanos| *nanos > 0.0);

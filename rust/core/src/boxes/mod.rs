@@ -132,12 +132,14 @@ impl BoxEntry {
 
     fn info(&self, live: Option<bool>) -> BoxInfo {
         let record = self.record();
-        let running = live.unwrap_or(record.status == BoxStatus::Running);
+        // A removed box's last record may say it ran (or was stopping): its processes are gone.
+        let removed = self.removed.load(Ordering::Acquire);
+        let running = !removed && live.unwrap_or(record.status == BoxStatus::Running);
         BoxInfo {
             id: record.id.clone(),
             name: record.name.clone(),
             image: record.image.clone(),
-            status: record.status.as_str(),
+            status: if removed { BoxStatus::Stopped.as_str() } else { record.status.as_str() },
             running,
             pid: if running { record.init_pid } else { None },
             created_at: record.created_at.clone(),
