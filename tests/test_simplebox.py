@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -93,6 +96,35 @@ def test_sync_simplebox_and_codebox(home: Path) -> None:
         job.start()
         assert "".join(str(chunk) for chunk in attached.stdout()) == "from the job\n"
         assert attached.wait().exit_code == 0
+
+
+FAILS_TO_MAKE_BOXES = """
+import threading, boxlite
+from boxlite.sync_api import SyncSimpleBox
+
+def loops() -> int:
+    return sum(thread.name == "boxlite-sync-loop" for thread in threading.enumerate())
+
+for attempt in range(3):
+    try:
+        SyncSimpleBox(boxlite.HOST_IMAGE, no_such_option=1)
+    except TypeError:
+        pass
+    try:
+        with SyncSimpleBox(boxlite.HOST_IMAGE, cmd=["no-such-program"]):
+            pass
+    except boxlite.NotFoundError:
+        pass
+print(loops())
+"""
+
+
+def test_a_sync_simplebox_that_fails_to_be_made_keeps_no_loop_thread(home: Path) -> None:
+    """Its own loop thread (on the default runtime) goes with a bad keyword or a failed start:
+    no ``__exit__`` follows either."""
+    environment = {**os.environ, "BOXLITE_HOME": str(home)}
+    result = subprocess.run([sys.executable, "-c", FAILS_TO_MAKE_BOXES], capture_output=True, text=True, timeout=120, env=environment)
+    assert (result.returncode, result.stdout.strip()) == (0, "0"), result.stderr
 
 
 async def test_sync_api_refuses_to_run_inside_an_event_loop(home: Path) -> None:

@@ -13,6 +13,7 @@ asyncio loop (use the async API there).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -264,10 +265,22 @@ class SyncSimpleBox(_SyncNetworkOwner):
         self._stopped = False
         self._runtime = runtime if runtime is not None else SyncBoxlite.default()
         self._runner = self._runtime._runner
-        self._inner = self._async_class(runtime=self._runtime.runtime, **kwargs)
+        try:
+            self._inner = self._async_class(runtime=self._runtime.runtime, **kwargs)
+        except BaseException:
+            self._release()
+            raise
 
     def __enter__(self) -> SyncSimpleBox:
-        self._runner.run(self._inner.start)
+        try:
+            self._runner.run(self._inner.start)
+        except BaseException:
+            # No __exit__ follows a failed __enter__: what start made goes now.
+            self._stopped = True
+            with contextlib.suppress(Exception):
+                self._runner.run(self._inner.stop)
+            self._release()
+            raise
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None) -> None:
@@ -309,6 +322,10 @@ class SyncSimpleBox(_SyncNetworkOwner):
             return
         self._stopped = True
         self._runner.run(self._inner.stop)
+        self._release()
+
+    def _release(self) -> None:
+        """Closes the loop thread (and runtime) this object made for itself."""
         if self._owned:
             self._runtime.close()
 
