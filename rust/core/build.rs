@@ -14,7 +14,8 @@ fn main() {
     let workspace = manifest_dir.join("../..");
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let target_dir = out_dir.join("shim-target");
-    for watched in ["../shim/src", "../shim/Cargo.toml", "../protocol/src", "../protocol/Cargo.toml"] {
+    // The shim's sources and those of the workspace crates it links.
+    for watched in ["../shim/src", "../shim/Cargo.toml", "../protocol/src", "../protocol/Cargo.toml", "../trees/src", "../trees/Cargo.toml"] {
         println!("cargo:rerun-if-changed={}", manifest_dir.join(watched).display());
     }
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
