@@ -333,6 +333,19 @@ async def test_a_forked_child_keeps_no_relayed_connection(home: Path) -> None:
     assert result.stdout.split() == ["closed", "True"], result.stdout
 
 
+#: For a program run as a script: waits until a box's command has printed ``word`` (a line
+#: may come in more than one chunk).
+SAID = """
+async def said(execution, word: str) -> None:
+    output = ""
+    async for chunk in execution.stdout(text=True):
+        output += chunk
+        if word in output:
+            return
+    raise AssertionError(f"the box's command ended without saying {word!r}: {output!r}")
+"""
+
+
 FORKS_WHILE_A_BOX_HAS_A_NETWORK = """
 import asyncio, multiprocessing, os, socket, sys, boxlite
 
@@ -361,14 +374,7 @@ def holdings() -> None:
             foreign.append(target)
     print("foreign", len(foreign), "tun", len(tun), flush=True)
 
-async def said(execution, word: str) -> None:
-    output = ""
-    async for chunk in execution.stdout(text=True):
-        output += chunk
-        if word in output:
-            return
-    raise AssertionError(f"the box's command ended without saying {word!r}: {output!r}")
-
+""" + SAID + """
 async def main() -> None:
     runtime = boxlite.Boxlite(boxlite.Options(home_dir=sys.argv[1]))
     box = await runtime.create(boxlite.BoxOptions(ports=[(0, 5353, "udp")]))

@@ -19,6 +19,7 @@ import boxlite
 from .conftest import checked_runtime, collect
 from .fake_internet import DNS, OTHER_WEB, WEB, FakeInternet
 from .test_network import internet  # noqa: F401  (the fake internet, one per module)
+from .test_recovery import SAID
 
 VALUE = "sk-live-0123456789abcdef"
 PLACEHOLDER = "<BOXLITE_SECRET:api key>"
@@ -258,14 +259,7 @@ def holdings() -> None:
             held.append(peer)
     print("held", *(sorted(held) or ["nothing"]), flush=True)
 
-async def said(execution, word: str) -> None:
-    output = ""
-    async for chunk in execution.stdout(text=True):
-        output += chunk
-        if word in output:
-            return
-    raise AssertionError(f"the box's command ended without saying {word!r}: {output!r}")
-
+""" + SAID + """
 BOX = f\"\"\"
 import http.client, os, socket, time
 held = http.client.HTTPSConnection("api.secret.test")
