@@ -142,8 +142,10 @@ async def test_copy_out_never_hands_the_host_setuid_files_or_devices(box: boxlit
     assert (tmp_path / "suid").stat().st_mode & 0o7777 == 0o755
     with pytest.raises(boxlite.InvalidArgumentError):
         await box.copy_out("/root/zero", str(tmp_path / "zero"), boxlite.CopyOptions(follow_symlinks=True))
-    with pytest.raises(boxlite.InvalidArgumentError, match="own filesystem"):
+    with pytest.raises(boxlite.InvalidArgumentError, match="/proc, /sys or /dev"):
         await box.copy_out("/root/procs/1/status", str(tmp_path / "environ"))
+    with pytest.raises(boxlite.InvalidArgumentError, match="/proc, /sys or /dev"):
+        await box.copy_out("/root/procs", str(tmp_path / "environ"), boxlite.CopyOptions(follow_symlinks=True))
     with pytest.raises(boxlite.InvalidArgumentError, match="own filesystem"):
         await box.copy_in(str(tmp_path / "suid"), "/usr/bin/")
     assert not (tmp_path / "zero").exists() and not (tmp_path / "environ").exists()

@@ -47,6 +47,23 @@ async def test_a_chosen_command_runs_on_start_and_its_exit_is_recorded(runtime: 
     await runtime.remove(box.id)
 
 
+async def test_a_replay_read_slowly_is_whole(runtime: boxlite.Boxlite) -> None:
+    """An ended run's output comes through a pipe the runtime fills from its log: however
+    slowly it is read, all of it comes (no process of the run can hold that pipe)."""
+    box = await runtime.create(boxlite.BoxOptions(cmd=["sh", "-c", "head -c 20000000 /dev/zero | tr '\\000' y"], auto_remove=False))
+    await box.start()
+    assert (await (await box.attach()).wait()).exit_code == 0
+    assert await stopped_info(runtime, box.id) is not None
+    replay = await box.attach()
+    stdout = replay.stdout(text=False)
+    total = len(await stdout.__anext__())
+    await asyncio.sleep(0.5)  # past the time a process left behind would be given
+    async for chunk in stdout:
+        total += len(chunk)
+    assert total == 20_000_000 and (await replay.wait()).exit_code == 0
+    await runtime.remove(box.id)
+
+
 async def test_attach_follows_output_as_it_comes(runtime: boxlite.Boxlite) -> None:
     script = "for i in 1 2 3; do echo line $i; sleep 0.2; done"
     box = await runtime.create(boxlite.BoxOptions(cmd=["sh", "-c", script], auto_remove=False))

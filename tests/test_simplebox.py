@@ -14,6 +14,9 @@ import pytest
 import boxlite
 from boxlite.sync_api import SyncBoxlite, SyncCodeBox, SyncSimpleBox
 
+from .conftest import wait_until
+from .leftovers import box_processes
+
 
 async def test_simplebox_collects_output_and_removes_the_box(runtime: boxlite.Boxlite) -> None:
     async with boxlite.SimpleBox(boxlite.HOST_IMAGE, runtime=runtime, name="simple") as box:
@@ -119,12 +122,14 @@ print(loops())
 """
 
 
-def test_a_sync_simplebox_that_fails_to_be_made_keeps_no_loop_thread(home: Path) -> None:
+async def test_a_sync_simplebox_that_fails_to_be_made_keeps_no_loop_thread(home: Path) -> None:
     """Its own loop thread (on the default runtime) goes with a bad keyword or a failed start:
     no ``__exit__`` follows either."""
     environment = {**os.environ, "BOXLITE_HOME": str(home)}
-    result = subprocess.run([sys.executable, "-c", FAILS_TO_MAKE_BOXES], capture_output=True, text=True, timeout=120, env=environment)
+    result = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", FAILS_TO_MAKE_BOXES], capture_output=True, text=True, timeout=120, env=environment)
     assert (result.returncode, result.stdout.strip()) == (0, "0"), result.stderr
+    # The default runtime's shims made ahead of need go as its process's end reaches them.
+    await wait_until(lambda: not box_processes(home), what="a shim of the ended program's runtime lived on")
 
 
 async def test_sync_api_refuses_to_run_inside_an_event_loop(home: Path) -> None:

@@ -53,7 +53,10 @@ async def _send_input(execution: Execution, fd: int, *, box_terminal: bool) -> N
 
     def read_ready() -> None:
         nonlocal reading
-        data = os.read(fd, 65536)
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # a terminal hung up: its end of input
+            data = b""
         chunks.put_nowait(data)
         if not data or chunks.qsize() >= _READ_AHEAD:
             loop.remove_reader(fd)

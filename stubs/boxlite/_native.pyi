@@ -426,7 +426,8 @@ class BoxOptions:
     def volumes(self, value: Sequence[_VolumeEntry] | None) -> None: ...
     @property
     def ports(self) -> list[tuple[int | None, int, str, str | None]]:
-        """``(host_port, guest_port, protocol, host_ip)``; publishing is not supported yet."""
+        """``(host_port, guest_port, protocol, host_ip)`` tuples (``protocol`` "tcp" or "udp"; a
+        ``host_port`` of 0 or None lets the host pick), published while the box runs."""
     @ports.setter
     def ports(self, value: Sequence[_PortEntry] | None) -> None: ...
     def __new__(
@@ -716,8 +717,12 @@ class Execution:
     def wait(self) -> asyncio.Future[ExitStatus]:
         """Resolves once the process ended and all its output was delivered. Repeatable.
 
-        While it is pending, a stream nobody took that holds 8 MiB drops its oldest output (a
-        warning is logged) instead of making the process wait, so it always returns.
+        A process it left running in the background (``cmd &``) that keeps its stdout or
+        stderr open does not hold this back: 0.1 s after the exit, what that stream holds is
+        delivered and the stream ends; what the process left behind writes later is read and
+        dropped, so it runs on undisturbed. While it is pending, a stream nobody took that
+        holds 8 MiB drops its oldest output (a warning is logged) instead of making the
+        process wait, so it always returns.
         """
     def kill(self) -> asyncio.Future[None]:
         """SIGKILL to the process and its whole process group."""

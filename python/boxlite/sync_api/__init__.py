@@ -321,8 +321,10 @@ class SyncSimpleBox(_SyncNetworkOwner):
         if self._stopped:
             return
         self._stopped = True
-        self._runner.run(self._inner.stop)
-        self._release()
+        try:
+            self._runner.run(self._inner.stop)
+        finally:
+            self._release()
 
     def _release(self) -> None:
         """Closes the loop thread (and runtime) this object made for itself."""

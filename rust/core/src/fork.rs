@@ -18,10 +18,11 @@
 //! 1. Such a descriptor is held as a [`ParentOnly`], which registers it when made and, when
 //!    dropped, unregisters and closes it under the registry's lock. The fork handlers hold
 //!    that lock across fork(), so the child closes exactly the descriptors registered at that
-//!    moment, never a number the parent had closed and handed out again. What the runtime
-//!    makes itself (a socket, a listener) is made under that lock too ([`ParentOnly::make`]),
-//!    so no fork falls between its making and its registering; what it receives (from a
-//!    box's init, from an accept) is held as soon as it arrives.
+//!    moment, never a number the parent had closed and handed out again. The sockets the
+//!    runtime makes for a box's traffic, which a connect may keep waiting, are made under that
+//!    lock too ([`ParentOnly::make`]), so no fork falls between their making and their
+//!    registering; what it receives (from a box's init, from an accept) or makes otherwise
+//!    (pipes, socket pairs) is held as soon as it is there.
 //! 2. In the child, a [`ParentOnly`] made before the fork gives no descriptor
 //!    ([`ParentOnly::get`]) and closes nothing when dropped: its number may be another file's
 //!    by then. Each fork handled in a child starts a new generation of holders, which those

@@ -218,7 +218,11 @@ async fn pump(channel: u8, stream: Option<AsyncDescriptor>, sender: mpsc::Sender
                 Ok(None) | Err(_) => return,
             },
             () = quiet_after_exit => {
-                tokio::spawn(async move { while let Ok(Some(_)) = stream.read_chunk(boxlite_core::exec::CHUNK_SIZE).await {} });
+                tokio::spawn(async move {
+                    while let Ok(Some(chunk)) = stream.read_chunk(boxlite_core::exec::CHUNK_SIZE).await {
+                        io.received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    }
+                });
                 return;
             }
         };

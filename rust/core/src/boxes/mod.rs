@@ -135,11 +135,15 @@ impl BoxEntry {
         // A removed box's last record may say it ran (or was stopping): its processes are gone.
         let removed = self.removed.load(Ordering::Acquire);
         let running = !removed && live.unwrap_or(record.status == BoxStatus::Running);
+        let status = match record.status {
+            BoxStatus::Running | BoxStatus::Stopping if removed => BoxStatus::Stopped,
+            status => status,
+        };
         BoxInfo {
             id: record.id.clone(),
             name: record.name.clone(),
             image: record.image.clone(),
-            status: if removed { BoxStatus::Stopped.as_str() } else { record.status.as_str() },
+            status: status.as_str(),
             running,
             pid: if running { record.init_pid } else { None },
             created_at: record.created_at.clone(),

@@ -31,6 +31,9 @@ pub(super) struct Control {
     pub(super) terminal: OnceLock<crate::fork::ParentOnly<OwnedFd>>,
     /// Set for an execution whose process runs elsewhere: signals and resizes go to its relay.
     pub(super) relay: OnceLock<super::relay::RelayLink>,
+    /// The runtime writes the output pipes itself (a relay, a main process's follower), and
+    /// ends them once all the process's output is in.
+    pub(super) pipes_written_here: AtomicBool,
 }
 
 /// Acknowledgements for Signal requests, in the order they were sent.
@@ -56,6 +59,7 @@ impl Control {
             timed_out: AtomicBool::new(false),
             terminal: OnceLock::new(),
             relay: OnceLock::new(),
+            pipes_written_here: AtomicBool::new(false),
         })
     }
 }
@@ -246,10 +250,11 @@ impl ExecutionControl {
         self.control.exit.borrow().clone()
     }
 
-    /// Whether the process runs elsewhere: its relay writes its output and ends the pipes
-    /// itself, whatever processes it left behind there.
-    pub fn is_relayed(&self) -> bool {
-        self.control.relay.get().is_some()
+    /// Whether the runtime writes the output pipes itself (a relay of a process that runs
+    /// elsewhere, the follower of a main process's log) and ends them once the process's
+    /// output is all in, whatever processes it left behind.
+    pub fn pipes_written_here(&self) -> bool {
+        self.control.pipes_written_here.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub async fn signal(&self, signal: i32) -> Result<()> {

@@ -164,6 +164,7 @@ pub fn replay(output: MainOutput, exit_code: i32) -> Result<Execution> {
 }
 
 fn followed(pid: i32, control: Arc<Control>, output: MainOutput, stdin: Option<ParentOnly<OwnedFd>>) -> Result<Execution> {
+    control.pipes_written_here.store(true, std::sync::atomic::Ordering::Release);
     let follow = |file: File| -> Result<ParentOnly<OwnedFd>> {
         let (read, write) = output_pipe()?;
         follow_into(file, control.exit.subscribe(), registered(write)?)?;

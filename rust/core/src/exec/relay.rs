@@ -78,6 +78,7 @@ pub fn relayed(id: String, tty: bool, stdin: bool) -> Result<(Execution, Relay, 
     if control.relay.set(RelayLink { commands, tty }).is_err() {
         return Err(Error::Engine("a new execution already had a relay".to_string()));
     }
+    control.pipes_written_here.store(true, std::sync::atomic::Ordering::Release);
     let (stdout, stdout_writer) = output_pipe()?;
     let (stderr, stderr_writer) = output_pipe()?;
     let (stdin_reader, stdin_writer): (Option<ParentOnly<OwnedFd>>, Option<ParentOnly<OwnedFd>>) = if stdin {

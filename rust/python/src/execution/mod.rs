@@ -20,8 +20,9 @@
 //!    stream still open [`LEFT_BEHIND_AFTER`] the exit is held by a process the execution's
 //!    process left running: what the pipe holds then (everything the exited process wrote) is
 //!    delivered, whatever the window, and the stream ends for its reader; the pipe is read on
-//!    and what comes is dropped, so that process neither blocks nor gets EPIPE. (A relayed
-//!    execution's relay ends its pipes itself: a REST server does the same on its side.)
+//!    and what comes is dropped, so that process neither blocks nor gets EPIPE. (Where the
+//!    runtime writes the pipes itself, a relay or a main process's follower, it ends them once
+//!    all the output is in; a REST server does the same as here on its side.)
 //! 4. (rules 28, 29) `close()` on a process that is proven to have exited reports its real
 //!    status and kills nothing; otherwise the process group is killed (hanging up the control
 //!    connection) and the status says `forced`.
@@ -430,7 +431,7 @@ impl Execution {
             Self::read_after_exit(slf, kind);
         }
         this.publish_exit_when_streams_ended(py);
-        if locked(&this.state).arrived_exit.is_some() && !this.control.is_relayed() {
+        if locked(&this.state).arrived_exit.is_some() && !this.control.pipes_written_here() {
             let end = EndLeftBehind { execution: slf.clone().unbind() };
             let _ = this.event_loop.bind(py).call_method1("call_later", (LEFT_BEHIND_AFTER.as_secs_f64(), end));
         }
@@ -502,6 +503,7 @@ impl Execution {
         let pending: Vec<Py<PyAny>> = {
             let mut state = locked(&self.state);
             state.sealed = true;
+            state.arrived_exit = None;
             let mut pending = std::mem::take(&mut state.waiters);
             pending.extend(state.stdout.waiter.take());
             pending.extend(state.stderr.waiter.take());

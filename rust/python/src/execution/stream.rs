@@ -169,6 +169,10 @@ pub(super) const AFTER_EXIT_READS: usize = 2;
 /// the execution's process left behind (invariant 3).
 pub(super) const LEFT_BEHIND_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// Most read from a left-behind stream before it ends: more than a pipe (or a terminal's
+/// buffers) holds.
+const LEFT_BEHIND_READ: u64 = STREAM_WINDOW as u64;
+
 /// Output one turn of a loop reads at most, about (invariant 7).
 pub(super) const READ_BUDGET: usize = 1 << 20;
 
@@ -209,14 +213,6 @@ pub(super) fn read_into(fd: RawFd, buffer: &mut [u8]) -> Read {
         // stream too.
         _ => Read::End,
     }
-}
-
-/// Bytes a pipe or terminal holds unread; 0 when it cannot tell.
-fn readable_bytes(fd: RawFd) -> usize {
-    let mut count: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int into memory we own.
-    let asked = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut count) };
-    if asked < 0 { 0 } else { usize::try_from(count).unwrap_or(0) }
 }
 
 /// What the loop calls LEFT_BEHIND_AFTER the exit arrived with a stream still open.
@@ -471,16 +467,14 @@ impl Execution {
     /// read on while the process left behind holds the source (invariant 3).
     pub(super) fn end_left_behind(slf: &Bound<'_, Self>, kind: StreamKind) {
         let (py, this) = (slf.py(), slf.get());
-        let pending = {
-            let mut state = locked(&this.state);
-            let stream = state.stream(kind);
-            match stream.source.as_ref().and_then(ParentOnly::get) {
-                Some(source) if !stream.ended => readable_bytes(source.as_raw_fd()),
-                _ => return,
-            }
-        };
-        // Each read takes at least MIN_READ of what is there; one more finds the end, if any.
-        for _ in 0..=pending / MIN_READ + 1 {
+        if locked(&this.state).stream_ref(kind).ended {
+            return;
+        }
+        // Read until the source has nothing more now. Not a count asked of it first: a
+        // terminal tells only its line discipline's share. Bounded, as a process left behind
+        // may write as fast as it is read.
+        let first = this.io.received.load(Ordering::Relaxed);
+        while this.io.received.load(Ordering::Relaxed) - first < LEFT_BEHIND_READ {
             match this.read_once(py, kind) {
                 Found::End => return,
                 Found::Nothing => break,

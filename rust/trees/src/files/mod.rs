@@ -8,8 +8,8 @@
 //!
 //! Every path in the box is resolved inside the box's root (see `resolve`), files stream
 //! without being loaded into memory, and special files (devices, fifos, sockets) are refused.
-//! /proc, /sys and /dev of a box, its volumes and the host directories a `host://` image
-//! shares are not copy targets or sources (`same_filesystem`).
+//! /proc, /sys and /dev of a box are never copy sources or targets (`kernel_views`), and a copy
+//! into a box writes only its own filesystem, never its volumes (`same_filesystem`).
 
 mod resolve;
 
@@ -193,11 +193,11 @@ pub fn copy_in(root: &OwnedFd, host_source: &Path, box_destination: &str, option
     put(parent_fd.as_fd(), &name, host_source, &target, options, box_root)
 }
 
-/// Copies stay on the box's own root filesystem: its volumes, /proc, /sys, /dev and the host's
-/// directories a `host://` image shares are other mounts, however a path or a symlink in the
-/// box reaches them. A copy is made with the runtime's powers, not box root's: in a volume it
-/// could write host files the box itself may not (as BoxLite, which refuses destinations under
-/// a box's mounts).
+/// Copies into a box stay on its own root filesystem: its volumes, /proc, /sys, /dev and the
+/// host's directories a `host://` image shares are other mounts, however a path or a symlink in
+/// the box reaches them. A copy is made with the runtime's powers, not box root's: in a volume
+/// it could write host files the box itself may not (as BoxLite, which refuses destinations
+/// under a box's mounts).
 fn same_filesystem(root: BorrowedFd<'_>, dir: BorrowedFd<'_>, shown: &Path) -> Result<()> {
     let dir_status = fstat(dir).map_err(|error| in_box(shown, &error))?;
     on_filesystem_of(root, &dir_status, shown)
@@ -209,6 +209,26 @@ fn on_filesystem_of(dir: BorrowedFd<'_>, status: &libc::stat, shown: &Path) -> R
     let dir_status = fstat(dir).map_err(|error| in_box(shown, &error))?;
     if dir_status.st_dev != status.st_dev {
         return Err(Error::InvalidArgument(format!("{} is not on the box's own filesystem (it is in a volume, /proc, /sys, /dev or a host directory the image shares): copy the volume's files on the host", shown.display())));
+    }
+    Ok(())
+}
+
+/// The filesystems of the box's /proc, /sys, /dev and /dev/pts: the kernel's views and devices.
+/// A copy out reads what the box sees (its volumes too) but never these, however a path or a
+/// symlink reaches them: it reads with the runtime's powers, and /proc/self there is the
+/// runtime's own process.
+fn kernel_views(root: BorrowedFd<'_>) -> Vec<libc::dev_t> {
+    ["/proc", "/sys", "/dev", "/dev/pts"]
+        .iter()
+        .filter_map(|path| open_in_root(root, Path::new(path), libc::O_PATH | libc::O_DIRECTORY, 0).ok())
+        .filter_map(|fd| fstat(fd.as_fd()).ok())
+        .map(|status| status.st_dev)
+        .collect()
+}
+
+fn not_a_kernel_view(views: &[libc::dev_t], status: &libc::stat, shown: &Path) -> Result<()> {
+    if views.contains(&status.st_dev) {
+        return Err(Error::InvalidArgument(format!("{} is in the box's /proc, /sys or /dev, which are not copied", shown.display())));
     }
     Ok(())
 }
@@ -312,12 +332,13 @@ fn replace(dir: BorrowedFd<'_>, name: &Path, status: &libc::stat, shown: &Path, 
 /// Copies `box_source` out of the box whose root is `root` to `host_destination`. Blocking.
 pub fn copy_out(root: &OwnedFd, box_source: &str, host_destination: &Path, options: CopyOptions) -> Result<()> {
     let source = box_path(box_source)?;
+    let views = kernel_views(root.as_fd());
     let (parent, name) = split(&source.path);
     let (dir, name): (OwnedFd, PathBuf) = if source.path == Path::new("/") {
         (open_in_root(root.as_fd(), Path::new("/"), libc::O_PATH | libc::O_DIRECTORY, 0).map_err(|error| in_box(&source.path, &error))?, PathBuf::from("."))
     } else {
         let parent_fd = open_in_root(root.as_fd(), &parent, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(|error| in_box(&parent, &error))?;
-        same_filesystem(root.as_fd(), parent_fd.as_fd(), &parent)?;
+        not_a_kernel_view(&views, &fstat(parent_fd.as_fd()).map_err(|error| in_box(&parent, &error))?, &parent)?;
         (parent_fd, name)
     };
     let mut status = stat_at(dir.as_fd(), &name).map_err(|error| in_box(&source.path, &error))?.ok_or_else(|| Error::NotFound(format!("{} does not exist in the box", source.path.display())))?;
@@ -329,6 +350,7 @@ pub fn copy_out(root: &OwnedFd, box_source: &str, host_destination: &Path, optio
     } else {
         (dir.as_fd(), name)
     };
+    not_a_kernel_view(&views, &status, &source.path)?;
     let host_existing = std::fs::metadata(host_destination).ok();
     let host_is_dir = host_existing.as_ref().is_some_and(std::fs::Metadata::is_dir);
     let target = if is_dir(&status) {
@@ -346,7 +368,7 @@ pub fn copy_out(root: &OwnedFd, box_source: &str, host_destination: &Path, optio
     } else {
         host_destination.to_path_buf()
     };
-    get(dir, &name, &status, &source.path, &target, options)
+    get(dir, &name, &status, &source.path, &target, options, &views)
 }
 
 /// Opens `name` in `dir`; an empty name means `dir` itself (a followed symlink's target).
@@ -364,7 +386,7 @@ fn open_entry(dir: BorrowedFd<'_>, name: &Path, flags: i32) -> io::Result<OwnedF
     open_at(dir, name, flags, 0)
 }
 
-fn get(dir: BorrowedFd<'_>, name: &Path, status: &libc::stat, shown: &Path, host: &Path, options: CopyOptions) -> Result<()> {
+fn get(dir: BorrowedFd<'_>, name: &Path, status: &libc::stat, shown: &Path, host: &Path, options: CopyOptions, views: &[libc::dev_t]) -> Result<()> {
     let host_existing = std::fs::symlink_metadata(host).ok();
     if is_dir(status) {
         // Opened first: a directory the box's files do not let this runtime read makes nothing.
@@ -385,7 +407,8 @@ fn get(dir: BorrowedFd<'_>, name: &Path, status: &libc::stat, shown: &Path, host
             let child = PathBuf::from(entry.file_name());
             let child_status = stat_at(child_dir.as_fd(), &child).map_err(|error| in_box(shown, &error))?;
             if let Some(child_status) = child_status {
-                get(child_dir.as_fd(), &child, &child_status, &shown.join(&child), &host.join(&child), options)?;
+                not_a_kernel_view(views, &child_status, &shown.join(&child))?;
+                get(child_dir.as_fd(), &child, &child_status, &shown.join(&child), &host.join(&child), options, views)?;
             }
         }
         return Ok(());
