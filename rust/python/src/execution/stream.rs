@@ -169,9 +169,9 @@ pub(super) const AFTER_EXIT_READS: usize = 2;
 /// the execution's process left behind (invariant 3).
 pub(super) const LEFT_BEHIND_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Most read from a left-behind stream before it ends: more than a pipe (or a terminal's
-/// buffers) holds.
-const LEFT_BEHIND_READ: u64 = STREAM_WINDOW as u64;
+/// Most reads of a left-behind stream before it ends: more than a pipe's (or a terminal's
+/// buffers') content takes, read MIN_READ or more (a terminal: its 4 KiB) at a time.
+const LEFT_BEHIND_READS: usize = 1024;
 
 /// Output one turn of a loop reads at most, about (invariant 7).
 pub(super) const READ_BUDGET: usize = 1 << 20;
@@ -473,8 +473,7 @@ impl Execution {
         // Read until the source has nothing more now. Not a count asked of it first: a
         // terminal tells only its line discipline's share. Bounded, as a process left behind
         // may write as fast as it is read.
-        let first = this.io.received.load(Ordering::Relaxed);
-        while this.io.received.load(Ordering::Relaxed) - first < LEFT_BEHIND_READ {
+        for _ in 0..LEFT_BEHIND_READS {
             match this.read_once(py, kind) {
                 Found::End => return,
                 Found::Nothing => break,
