@@ -54,7 +54,20 @@ async def test_wait_returns_only_after_all_output_was_delivered(box: boxlite.Box
     assert stdout == b"".join(b"line-%d\n" % i for i in range(20000))
 
 
-LEAVES_ONE_BEHIND = "(sleep 1; echo late; echo late >&2; sleep 600) & head -c 3000000 /dev/zero | tr '\\000' x; echo; echo done"
+#: The process left behind writes once told to (/tmp/go), after the shell's end, and says so.
+LEAVES_ONE_BEHIND = (
+    "(while [ ! -e /tmp/go ]; do sleep 0.05; done; echo late; echo late >&2; touch /tmp/wrote; sleep 600) & "
+    "head -c 3000000 /dev/zero | tr '\\000' x; echo; echo done"
+)
+
+
+async def wait_until_in(box: boxlite.Box, script: str, what: str) -> None:
+    """Polls ``script`` in the box until it succeeds (10 s at most)."""
+    for _ in range(200):
+        if (await collect(await box.exec("sh", ["-c", script])))[2].exit_code == 0:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(what)
 
 
 async def test_a_process_left_in_the_background_holds_back_neither_wait_nor_the_streams(box: boxlite.Box) -> None:
@@ -68,7 +81,8 @@ async def test_a_process_left_in_the_background_holds_back_neither_wait_nor_the_
     stdout = b"".join([chunk async for chunk in execution.stdout(text=False)])
     assert stdout == b"x" * 3_000_000 + b"\ndone\n"
     assert [chunk async for chunk in execution.stderr(text=False)] == []
-    await asyncio.sleep(2)  # the process left behind has written since
+    await collect(await box.exec("touch", ["/tmp/go"]))
+    await wait_until_in(box, "test -e /tmp/wrote", what="the process left behind never wrote")
     alive = await collect(await box.exec("sh", ["-c", "for f in /proc/[0-9]*/cmdline; do [ \"$(tr '\\000' ' ' < $f)\" = 'sleep 600 ' ] && echo alive; done"]))
     assert alive[0] == b"alive\n", alive
     # And a stream being read when the exit comes ends the same way.
