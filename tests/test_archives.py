@@ -227,7 +227,10 @@ async def test_an_untrusted_archive_brings_no_host_paths_or_extra_capabilities(
         )
     )
     plain = await runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image, auto_remove=False))
-    archives = {box.id: await box.export(dest=str(tmp_path / f"{box.id}.boxlite")) for box in (with_volume, powerful, plain)}
+    # A named volume is the importing home's own, not a host path: it comes, if it exists there.
+    await runtime.volumes.create("cache")
+    named = await runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image, auto_remove=False, volumes=[("volume://cache", "/cache")]))
+    archives = {box.id: await box.export(dest=str(tmp_path / f"{box.id}.boxlite")) for box in (with_volume, powerful, plain, named)}
 
     with pytest.raises(boxlite.UnsupportedError, match="volumes"):
         await elsewhere.import_box(archives[with_volume.id], untrusted=True)
@@ -236,14 +239,21 @@ async def test_an_untrusted_archive_brings_no_host_paths_or_extra_capabilities(
     assert await elsewhere.list_info() == []
     untrusted = await elsewhere.import_box(archives[plain.id], untrusted=True)
     assert (await collect(await untrusted.exec("echo", ["ok"])))[0] == b"ok\n"
+    with pytest.raises(boxlite.NotFoundError, match="volume cache does not exist"):
+        await elsewhere.import_box(archives[named.id], untrusted=True)
+    await elsewhere.volumes.create("cache")
+    with_named = await elsewhere.import_box(archives[named.id], untrusted=True)
+    assert (await collect(await with_named.exec("sh", ["-c", "echo here > /cache/f"])))[2].exit_code == 0
+    assert (Path((await elsewhere.volumes.get("cache")).path) / "f").read_text() == "here\n"
 
     # Trusted, the same archives come with what they ask for.
     trusted = await elsewhere.import_box(archives[with_volume.id])
     assert (await collect(await trusted.exec("cat", ["/data/hello"])))[0] == b"from the host\n"
-    for box in (untrusted, trusted):
+    for box in (untrusted, trusted, with_named):
         await box.stop()
-    for box in (with_volume, powerful, plain):
+    for box in (with_volume, powerful, plain, named):
         await runtime.remove(box.id, force=True)
+    await runtime.volumes.remove("cache")
 
 
 async def test_export_refuses_a_missing_directory_and_a_removed_box(runtime: boxlite.Boxlite, tmp_path: Path) -> None:
@@ -252,6 +262,8 @@ async def test_export_refuses_a_missing_directory_and_a_removed_box(runtime: box
     exports.mkdir()
     with pytest.raises(boxlite.NotFoundError, match="does not exist"):
         await box.export(dest=str(exports / "no-such-dir" / "box.boxlite"))
+    with pytest.raises(boxlite.InvalidArgumentError, match="destination must not be empty"):
+        await box.export(dest="")
     await runtime.remove(box.id)
     with pytest.raises(boxlite.NotFoundError):
         await box.export(dest=str(exports / "gone.boxlite"))

@@ -77,6 +77,28 @@ async def test_get_or_create_finds_a_box_only_with_the_capabilities_asked_for(ru
     await runtime.remove("g")
 
 
+async def test_concurrent_get_or_creates_of_one_name_make_one_box(any_runtime: boxlite.Boxlite) -> None:
+    """The calls that do not make the box wait for the one that does, and find it."""
+    results = await asyncio.gather(*[any_runtime.get_or_create(boxlite.BoxOptions(auto_remove=False), name="g") for _ in range(6)])
+    assert len({box.id for box, _ in results}) == 1
+    assert sorted(created for _, created in results) == [False] * 5 + [True]
+    assert [info.name for info in await any_runtime.list_info()] == ["g"]
+    await any_runtime.remove("g")
+
+
+async def test_box_names_are_file_names_without_control_characters(runtime: boxlite.Boxlite) -> None:
+    """A name is also a file's (an export into a directory writes ``<name>.boxlite``) and a
+    line of ``boxlite ls``."""
+    for bad in ("", ".", "..", "a/b", "a\nb", "tab\tname", "x" * 248, "0123456789ab"):
+        with pytest.raises(boxlite.InvalidArgumentError, match="invalid box name"):
+            await runtime.create(boxlite.BoxOptions(), name=bad)
+    assert await runtime.list_info() == []
+    longest = "x" * 247
+    box = await runtime.create(boxlite.BoxOptions(auto_remove=False), name=longest)
+    assert (await runtime.get(longest)) is not None
+    await runtime.remove(box.id)
+
+
 async def test_default_boxes_are_removed_on_stop_and_handles_are_spent(any_runtime: boxlite.Boxlite) -> None:
     runtime = any_runtime
     box = await runtime.create(boxlite.BoxOptions())

@@ -99,8 +99,12 @@ async def test_bad_copies_are_typed_errors(box: boxlite.Box, tmp_path: Path) -> 
         await box.copy_in(str(source), "/no/such/parent/x")
     with pytest.raises(boxlite.ConfigError):
         await box.copy_in(str(source), "/root/x", boxlite.CopyOptions(recursive=False))
-    with pytest.raises(boxlite.ConfigError):
+    with pytest.raises(boxlite.ConfigError, match="path in the box must not be empty"):
         await box.copy_in(str(source), "")
+    with pytest.raises(boxlite.ConfigError, match="path on the host must not be empty"):
+        await box.copy_in("", "/root/x")
+    with pytest.raises(boxlite.ConfigError, match="path on the host must not be empty"):
+        await box.copy_out("/etc", "")
     with pytest.raises(boxlite.InvalidArgumentError):
         await box.copy_in(str(source), "/proc/1/")
     file = tmp_path / "f"

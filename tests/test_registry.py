@@ -3,6 +3,7 @@ Debian's docker-registry, pulled by boxes; caching, search registries and bad re
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -199,6 +200,21 @@ async def test_prune_reaches_the_layer_stores_of_boxes_with_other_ids(registry: 
         with opened() as runtime:
             assert await runtime.images.prune() == 1
         assert list(ranged.iterdir()) == []
+
+
+async def test_a_prune_beside_creates_and_imports_keeps_the_layers_they_take(runtime: boxlite.Boxlite, busybox_image: str, tmp_path: Path) -> None:
+    """A box being made holds the layers it takes until it is listed, so a prune at the same
+    time never deletes them under it."""
+    source = await runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image, auto_remove=False))
+    archive = await source.export(dest=str(tmp_path / "source.boxlite"))
+    await runtime.remove(source.id)
+    for _ in range(5):
+        created, _, imported = await asyncio.gather(
+            runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image, auto_remove=False)), runtime.images.prune(), runtime.import_box(archive)
+        )
+        for box in (created, imported):
+            assert (await collect(await box.exec("echo", ["ok"])))[0] == b"ok\n"
+            await runtime.remove(box.id, force=True)
 
 
 async def test_pull_progress_reaches_the_loop_per_layer(pulling_runtime: boxlite.Boxlite, registry: Registry) -> None:

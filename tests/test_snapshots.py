@@ -3,6 +3,7 @@ its image), listed, restored exactly into a stopped box, taken frozen from a run
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
@@ -126,6 +127,33 @@ async def test_snapshot_names_and_states_are_checked(runtime: boxlite.Boxlite, h
     assert not snapshots.exists()
     with pytest.raises(boxlite.NotFoundError):
         await box.snapshot.list()
+
+
+async def test_a_snapshot_nobody_receives_is_removed(runtime: boxlite.Boxlite, home: Path) -> None:
+    """A snapshot taken for a caller who cancelled is removed, as a box made for nobody is."""
+    box = await runtime.create(boxlite.BoxOptions(auto_remove=False), name="big")
+    await collect(await box.exec("sh", ["-c", "head -c 50000000 /dev/zero > /root/big"]))
+    await box.stop()
+    stopped = await runtime.get("big")
+    assert stopped is not None
+    taking = asyncio.ensure_future(stopped.snapshot.create(name="s"))
+    await asyncio.sleep(0)
+    taking.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await taking
+    # The copy runs to its end in the background (its directory comes and goes).
+    snapshots = home / "boxes" / box.id / "snapshots"
+    began = False
+    for _ in range(4000):
+        entries = os.listdir(snapshots) if snapshots.exists() else []
+        began = began or bool(entries)
+        if began and not entries:
+            break
+        await asyncio.sleep(0.005)
+    assert began, "the snapshot was never taken"
+    assert os.listdir(snapshots) == [] and await stopped.snapshot.list() == []
+    await stopped.snapshot.create(name="s")
+    await runtime.remove(box.id)
 
 
 WRITER = "i=0; while true; do i=$((i+1)); echo line-$i-end >> /root/log; done"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -191,3 +192,21 @@ async def test_a_writable_volume_of_another_boxs_ids_is_not_taken_as_its_owner(r
     _, _, code = await sh(box, "echo x > /mnt/foreign/planted")
     assert code != 0 and not (foreign / "planted").exists(), "a box must not act as another box's root"
     await box.stop()
+
+
+
+async def test_a_volume_removed_while_a_box_naming_it_is_made_goes_or_the_box_comes(runtime: boxlite.Boxlite) -> None:
+    """Never both: a box made meanwhile either finds the volume gone or keeps it."""
+    for _ in range(10):
+        await runtime.volumes.create("v")
+        removed, made = await asyncio.gather(
+            runtime.volumes.remove("v"), runtime.create(boxlite.BoxOptions(auto_remove=False, volumes=[("volume://v", "/v")])), return_exceptions=True
+        )
+        if isinstance(made, boxlite.Box):
+            assert isinstance(removed, boxlite.InvalidStateError), removed
+            assert await sh(made, "ls -d /v") == (b"/v\n", b"", 0)
+            await runtime.remove(made.id, force=True)
+            await runtime.volumes.remove("v")
+        else:
+            assert removed is None and isinstance(made, boxlite.NotFoundError), made
+    assert await runtime.list_info() == [] and await runtime.volumes.list() == []

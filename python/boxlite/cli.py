@@ -28,7 +28,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -73,11 +73,41 @@ async def _find(runtime: Boxlite, box: str) -> Box:
     return found
 
 
+def _copy_end(text: str) -> tuple[str, str]:
+    """``BOX:PATH`` as (box, path), or a host path as ("", path): as ``docker cp``, a path that
+    starts with ``/`` or ``.`` is the host's even with a ``:`` in it."""
+    if text.startswith(("/", ".")) or ":" not in text:
+        return "", text
+    box, _, path = text.partition(":")
+    return box, path
+
+
 def _box_row(info: BoxInfo) -> str:
     return f"{info.id:12}  {(info.name or '-'):16}  {info.state.status:10}  {info.created_at[:19]}  {info.image}"
 
 
 async def _run(arguments: argparse.Namespace) -> int:
+    # SIGTERM and SIGHUP (a `timeout`, a closed terminal) end the run as Ctrl-C does: the
+    # box goes with it, and the status says which signal.
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    assert task is not None
+    ended_by: list[int] = []
+
+    def end(number: int) -> None:
+        ended_by.append(number)
+        task.cancel()
+
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(number, end, number)
+    try:
+        return await _run_in_a_box(arguments)
+    except asyncio.CancelledError:
+        if ended_by:
+            return 128 + ended_by[0]
+        raise
+
+
+async def _run_in_a_box(arguments: argparse.Namespace) -> int:
     with Boxlite(Options(home_dir=arguments.home)) as runtime:
         options = _image_options(arguments.image)
         options.cpus, options.memory_mib, options.env = arguments.cpus, arguments.memory, _env(arguments.env)
@@ -118,15 +148,24 @@ async def _command(arguments: argparse.Namespace) -> int:
         elif action == "stop":
             await (await _find(runtime, arguments.box)).stop()
         elif action == "rm":
+            # As `docker rm`: every box is tried, and each failure said.
+            failed = False
             for box in arguments.boxes:
-                await runtime.remove(box, force=arguments.force)
+                try:
+                    await runtime.remove(box, force=arguments.force)
+                except InvalidStateError:
+                    failed = True
+                    print(f"boxlite: box {box} is running; rm -f stops and removes it", file=sys.stderr)
+                except BoxliteError as error:
+                    failed = True
+                    print(f"boxlite: {error}", file=sys.stderr)
+            return CLI_ERROR if failed else 0
         elif action == "ls":
             infos = await runtime.list_info()
-            if arguments.quiet:
-                print("\n".join(info.id for info in infos))
-            else:
+            if not arguments.quiet:
                 print(f"{'ID':12}  {'NAME':16}  {'STATUS':10}  {'CREATED':19}  IMAGE")
-                print("\n".join(_box_row(info) for info in infos))
+            for info in infos:
+                print(info.id if arguments.quiet else _box_row(info))
         elif action == "inspect":
             info = (await (await _find(runtime, arguments.box)).info())
             state = {"status": info.state.status, "running": info.state.running, "pid": info.state.pid, "exit_code": info.state.exit_code}
@@ -135,15 +174,19 @@ async def _command(arguments: argparse.Namespace) -> int:
         elif action == "logs":
             box = await _find(runtime, arguments.box)
             if (await box.info()).state.status != "configured":  # a box never started has no log yet
-                await _attach(await box.attach(stdin=False), False, False)
+                try:
+                    main = await box.attach(stdin=False)
+                except InvalidStateError:
+                    return 0  # nor has a box without a main process
+                await _attach(main, False, False)
         elif action == "exec":
             box = await _find(runtime, arguments.box)
             execution = await box.exec(arguments.command[0], arguments.command[1:], tty=arguments.tty, env=_env(arguments.env) or None,
                                        cwd=arguments.workdir, user=arguments.user)
             return await _attach(execution, arguments.interactive, arguments.tty)
         elif action == "cp":
-            source_box, _, source_path = arguments.source.partition(":") if ":" in arguments.source else ("", "", arguments.source)
-            target_box, _, target_path = arguments.target.partition(":") if ":" in arguments.target else ("", "", arguments.target)
+            source_box, source_path = _copy_end(arguments.source)
+            target_box, target_path = _copy_end(arguments.target)
             if bool(source_box) == bool(target_box):
                 raise BoxliteError("cp needs BOX:PATH on exactly one side")
             if source_box:
@@ -195,6 +238,21 @@ def _serve(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _count_up_to(largest: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from 1 to ``largest`` (what BoxOptions can hold)."""
+
+    def count(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not 1 <= value <= largest:
+            raise argparse.ArgumentTypeError(f"{value} is not from 1 to {largest}")
+        return value
+
+    return count
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="boxlite", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--home", default=None, help="the runtime's home directory (default: $BOXLITE_HOME or ~/.boxlite)")
@@ -203,8 +261,8 @@ def _parser() -> argparse.ArgumentParser:
 
     def box_settings(command: argparse.ArgumentParser) -> None:
         command.add_argument("--name")
-        command.add_argument("--cpus", type=int)
-        command.add_argument("--memory", type=int, help="MiB")
+        command.add_argument("--cpus", type=_count_up_to((1 << 8) - 1))
+        command.add_argument("--memory", type=_count_up_to((1 << 32) - 1), help="MiB")
 
     def exec_settings(command: argparse.ArgumentParser) -> None:
         command.add_argument("-i", "--interactive", action="store_true", help="forward stdin")

@@ -913,7 +913,10 @@ class Box:
         """12 Base62 characters."""
     @property
     def name(self) -> str | None: ...
-    def info(self) -> asyncio.Future[BoxInfo]: ...
+    def info(self) -> asyncio.Future[BoxInfo]:
+        """The box's state and options. Works on a spent handle, as BoxLite's, and then on a
+        removed box too (one removed on stop, say): its last state, ``stopped``;
+        ``Boxlite.get_info`` says whether the box still exists."""
     def start(self) -> asyncio.Future[None]:
         """Boots the box and runs its main process, if it has one; a running box is left as it
         is. A box whose user chose ``cmd``/``entrypoint`` is only ever started by this call:
@@ -923,7 +926,10 @@ class Box:
             StoppedError: this handle was stopped; use ``Boxlite.get()`` for a new one.
         """
     def stop(self) -> asyncio.Future[None]:
-        """Stops the box (SIGTERM, SIGKILL after 10 s) and spends this handle."""
+        """Stops the box (SIGTERM, SIGKILL after 10 s) and spends this handle: its ``start``,
+        ``exec``, ``attach``, ``metrics`` and copies raise ``StoppedError`` (``Boxlite.get``
+        gives a new one), as BoxLite's; ``info``, snapshots, ``clone_box`` and ``export``,
+        which a stopped box serves, still work."""
     def exec(
         self,
         command: str,
@@ -968,7 +974,7 @@ class Box:
             NotFoundError: the source, or the destination's parent, does not exist.
             InvalidArgumentError: a destination under /proc, /sys or /dev, or a special file.
             AlreadyExistsError: the target exists and ``overwrite`` is off.
-            ConfigError: a directory with ``recursive`` off, or an empty destination.
+            ConfigError: a directory with ``recursive`` off, or an empty path.
         """
     def copy_out(self, container_src: str, host_dest: str | os.PathLike[str], copy_options: CopyOptions | None = None) -> asyncio.Future[None]:
         """Copies a file or directory out of the box; the conventions of ``copy_in``."""
@@ -1001,7 +1007,9 @@ class Boxlite:
         """Creates a box in state ``configured``. A cancelled create leaves no box.
 
         Raises:
-            InvalidArgumentError: the name is taken, or options conflict.
+            InvalidArgumentError: the name is taken or not a name (1 to 247 bytes, not ``.``
+                or ``..``, no ``/`` or control characters, not like a box id), or options
+                conflict.
             NotFoundError, ImageError: the image cannot be used.
             StoppedError: the runtime was shut down.
             RuntimeClosedError: at the call, once the runtime is closed.
@@ -1009,8 +1017,9 @@ class Boxlite:
     def get_or_create(self, options: BoxOptions, name: str | None = None) -> asyncio.Future[tuple[Box, bool]]:
         """The box named ``name`` with ``False``, or a new one with ``True``. A box found must
         have the capabilities ``options`` give (``InvalidArgumentError`` naming both sets); its
-        other options are not looked at. A REST runtime's server does not say a box's
-        capabilities, so it finds by name alone."""
+        other options are not looked at. Concurrent calls with one name make one box: the
+        others wait for it and resolve to it with ``False``. A REST runtime's server does not
+        say a box's capabilities, so it finds by name alone."""
     def get(self, id_or_name: str) -> asyncio.Future[Box | None]: ...
     def get_info(self, id_or_name: str) -> asyncio.Future[BoxInfo | None]: ...
     def list_info(self, _state: object = None) -> asyncio.Future[list[BoxInfo]]:
@@ -1024,8 +1033,8 @@ class Boxlite:
     def import_box(self, archive_path: str | os.PathLike[str], name: str | None = None, *, untrusted: bool = False) -> asyncio.Future[Box]:
         """Resolves to a new, stopped box made from a ``.boxlite`` archive (no name unless
         given), every member verified as it is read: a changed or damaged archive is an
-        ``InvalidArgumentError`` and leaves nothing. ``untrusted=True`` also refuses volumes,
-        published ports, capabilities beyond the default set and disk images
+        ``InvalidArgumentError`` and leaves nothing. ``untrusted=True`` also refuses volumes
+        of host paths (named volumes are this home's, and must exist), published ports, capabilities beyond the default set and disk images
         (``UnsupportedError``)."""
     @staticmethod
     def ray(options: RayOptions) -> RayBoxlite:

@@ -276,10 +276,8 @@ class SyncSimpleBox(_SyncNetworkOwner):
             self._runner.run(self._inner.start)
         except BaseException:
             # No __exit__ follows a failed __enter__: what start made goes now.
-            self._stopped = True
             with contextlib.suppress(Exception):
-                self._runner.run(self._inner.stop)
-            self._release()
+                self.stop()
             raise
         return self
 

@@ -18,8 +18,7 @@ impl RemoteBox {
     /// directory); resolves to the archive's path.
     pub async fn export(&self, dest: PathBuf) -> Result<PathBuf> {
         let target = boxlite_core::export_destination(&dest, self.name().as_deref().unwrap_or(self.id()))?;
-        let file_name = target.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
-        let partial = target.with_file_name(format!(".{file_name}.{:016x}.partial", rand::random::<u64>()));
+        let partial = boxlite_core::export_partial(&target);
         let written = self.download_into(&partial).await.and_then(|()| boxlite_core::link_into_place(&partial, &target));
         if let Err(error) = std::fs::remove_file(&partial) {
             if error.kind() != std::io::ErrorKind::NotFound {

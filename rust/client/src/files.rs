@@ -10,7 +10,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use boxlite_core::files::{base_name, on_host, CopyOptions, Staging};
+use boxlite_core::files::{base_name, host_path, on_host, CopyOptions, Staging};
 use boxlite_core::{Error, Result};
 use futures_util::StreamExt;
 use reqwest::Method;
@@ -22,6 +22,7 @@ impl RemoteBox {
     /// Copies a host file or directory into the box.
     pub async fn copy_in(&self, host_source: PathBuf, box_destination: String, options: CopyOptions) -> Result<()> {
         self.check_usable()?;
+        host_path(&host_source)?;
         let contents_only = host_source.to_string_lossy().ends_with("/.");
         let metadata = if options.follow_symlinks { std::fs::metadata(&host_source) } else { std::fs::symlink_metadata(&host_source) }.map_err(|error| on_host("read", &host_source, &error))?;
         if metadata.is_dir() && !options.recursive {
@@ -45,6 +46,7 @@ impl RemoteBox {
     /// Copies a file or directory out of the box.
     pub async fn copy_out(&self, box_source: String, host_destination: PathBuf, options: CopyOptions) -> Result<()> {
         self.check_usable()?;
+        host_path(&host_destination)?;
         let contents_only = box_source.ends_with("/.");
         let parent = match host_destination.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),

@@ -187,21 +187,23 @@ impl Client {
         }
     }
 
-    /// The box named `name` if there is one, else a new one; and whether it was made.
+    /// The box named `name` if there is one, else a new one; and whether it was made. A box of
+    /// that name the server is making meanwhile (its name taken, the box not yet listed) is
+    /// waited for: the server says nothing when it is done, so this looks again every 20 ms.
     pub async fn get_or_create(&self, options: BoxOptions, lifecycle: Lifecycle, name: Option<String>) -> Result<(RemoteBox, bool)> {
-        if let Some(name) = &name {
-            if let Some(found) = self.get(name).await? {
-                return Ok((found, false));
+        loop {
+            if let Some(name) = &name {
+                if let Some(found) = self.get(name).await? {
+                    return Ok((found, false));
+                }
             }
-        }
-        match self.create(options, lifecycle, name.clone()).await {
-            Ok(created) => Ok((created, true)),
-            // Made by someone else since the lookup.
-            Err(Error::InvalidArgument(message)) if message.contains("already exists") => match &name {
-                Some(name) => self.get(name).await?.map(|found| (found, false)).ok_or(Error::InvalidArgument(message)),
-                None => Err(Error::InvalidArgument(message)),
-            },
-            Err(error) => Err(error),
+            match self.create(options.clone(), lifecycle, name.clone()).await {
+                Ok(created) => return Ok((created, true)),
+                Err(Error::InvalidArgument(message)) if name.is_some() && message.contains("already exists") => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(error) => return Err(error),
+            }
         }
     }
 

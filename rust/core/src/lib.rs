@@ -20,7 +20,7 @@ pub mod image;
 pub mod volumes;
 
 pub use boxes::{
-    export_destination, link_into_place, BoxHandle, BoxInfo, BoxMetrics, BoxOptions, BoxStatus, ExecRequest, HealthCheck, HealthState, HealthStatus, ProcessLimits, Runtime, RuntimeMetrics, SnapshotInfo, Volume,
+    export_destination, export_partial, link_into_place, BoxHandle, BoxInfo, BoxMetrics, BoxOptions, BoxStatus, ExecRequest, HealthCheck, HealthState, HealthStatus, ProcessLimits, Runtime, RuntimeMetrics, SnapshotInfo, Volume,
     DEFAULT_CPUS, DEFAULT_MEMORY_MIB, DEFAULT_PIDS_LIMIT, DEFAULT_STOP_GRACE,
 };
 pub use boxlite_protocol::TtySize;

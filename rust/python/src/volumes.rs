@@ -86,6 +86,6 @@ impl VolumeHandle {
     /// Deletes a volume and its files; refused while a box mounts it.
     fn remove<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
         let backend = self.backend.clone();
-        self.shared.submit(py, async move { backend.local(OVER_REST)?.remove_volume(&name).map(Payload::from) })
+        self.shared.submit(py, async move { backend.local(OVER_REST)?.remove_volume(&name).await.map(Payload::from) })
     }
 }

@@ -19,11 +19,13 @@ impl BoxHandle {
         runtime.reserve_name(name.as_deref())?;
         let cloned = self.clone_reserved(name.clone()).await;
         runtime.release_name(name.as_deref());
-        cloned.map(|entry| runtime.add_made(entry))
+        cloned
     }
 
-    async fn clone_reserved(&self, name: Option<String>) -> Result<BoxEntry> {
+    /// Listed before the name is let go, so the name is never free while its box is made.
+    async fn clone_reserved(&self, name: Option<String>) -> Result<BoxHandle> {
         let live = self.entry.live.lock().await;
+        let _being_made = self.inner.making.read().await;
         self.check_exists()?;
         let source = self.entry.record().clone();
         let layer = self.writable_layer();
@@ -53,5 +55,6 @@ impl BoxHandle {
             })
         })
         .await
+        .map(|entry| self.runtime().add_made(entry))
     }
 }

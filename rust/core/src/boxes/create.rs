@@ -4,6 +4,9 @@
 
 use super::*;
 
+/// The longest box name: `<name>.boxlite` must fit in a file name (255 bytes).
+const MAX_NAME_BYTES: usize = 247;
+
 impl Runtime {
     /// Creates a box in state `configured`. Its image is prepared (unpacked) here, so a bad
     /// image fails now, and starting the box later touches no image.
@@ -24,20 +27,32 @@ impl Runtime {
     /// checking it; [`Runtime::release_name`] lets it go once the box is made or not.
     pub(super) fn reserve_name(&self, name: Option<&str>) -> Result<()> {
         let Some(name) = name else { return Ok(()) };
-        if name.is_empty() || name.contains('/') || crate::ids::is_box_id(name) {
-            return Err(Error::InvalidArgument(format!("invalid box name {name:?}: it must be non-empty, without '/', and not look like a box id")));
+        // A name is also a file's: an export into a directory writes `<name>.boxlite`.
+        let refused = name.is_empty() || name.len() > MAX_NAME_BYTES || matches!(name, "." | "..") || name.contains('/') || name.chars().any(char::is_control) || crate::ids::is_box_id(name);
+        if refused {
+            return Err(Error::InvalidArgument(format!(
+                "invalid box name {name:?}: it must be 1 to {MAX_NAME_BYTES} bytes, not '.' or '..', without '/' or control characters, and not look like a box id"
+            )));
         }
         let taken = self.find(name).is_some();
-        if taken || !lock(&self.inner.reserved_names).insert(name.to_string()) {
+        let mut reserved = lock(&self.inner.reserved_names);
+        if taken || reserved.contains_key(name) {
             return Err(Error::InvalidArgument(format!("box with name '{name}' already exists")));
         }
+        reserved.insert(name.to_string(), Arc::new(tokio::sync::Notify::new()));
         Ok(())
     }
 
     pub(super) fn release_name(&self, name: Option<&str>) {
-        if let Some(name) = name {
-            lock(&self.inner.reserved_names).remove(name);
+        if let Some(released) = name.and_then(|name| lock(&self.inner.reserved_names).remove(name)) {
+            released.notify_waiters();
         }
+    }
+
+    /// What resolves once `name`, held by a box being made, is let go; `None` if it is not held.
+    /// Made under the lock release takes, so a release after this call is never missed.
+    fn name_released(&self, name: &str) -> Option<tokio::sync::futures::OwnedNotified> {
+        lock(&self.inner.reserved_names).get(name).cloned().map(tokio::sync::Notify::notified_owned)
     }
 
     /// Makes a new box (rule 2): its directory with `subdirs`, its own id range where boxes
@@ -88,6 +103,8 @@ impl Runtime {
 
     async fn create_reserved(&self, mut options: BoxOptions, name: Option<String>) -> Result<BoxHandle> {
         let began = std::time::Instant::now();
+        // Both held until the box is listed, at the end (rule 7; the layers a pull makes).
+        let _being_made = self.inner.making.read().await;
         for volume in &mut options.volumes {
             if let Some(name) = &volume.named {
                 volume.host_path = self.inner.volumes.data(name)?;
@@ -166,18 +183,23 @@ impl Runtime {
     /// Returns the box named `name` (created: false), or creates it (created: true). The other
     /// options of a box found are not looked at, but its capabilities must be those `options`
     /// ask for: a program that asked for fewer must not get a box that holds more.
+    /// A box of that name being made meanwhile is waited for, and then found (or, had its
+    /// making failed, made here).
     pub async fn get_or_create(&self, options: BoxOptions, name: Option<String>) -> Result<(BoxHandle, bool)> {
-        if let Some(existing) = name.as_deref().and_then(|name| self.find(name)) {
-            return self.found(existing, &options);
-        }
-        match self.create(options.clone(), name.clone()).await {
-            Ok(handle) => Ok((handle, true)),
-            // Lost a race to a concurrent create of the same name: adopt the winner.
-            Err(Error::InvalidArgument(message)) if message.contains("already exists") => {
-                let existing = name.as_deref().and_then(|name| self.find(name)).ok_or(Error::InvalidArgument(message))?;
-                self.found(existing, &options)
+        loop {
+            if let Some(existing) = name.as_deref().and_then(|name| self.find(name)) {
+                return self.found(existing, &options);
             }
-            Err(error) => Err(error),
+            let being_made = name.as_deref().and_then(|name| self.name_released(name));
+            match being_made {
+                Some(released) => released.await,
+                None => match self.create(options.clone(), name.clone()).await {
+                    Ok(handle) => return Ok((handle, true)),
+                    // Lost a race to a concurrent create of the same name: look again.
+                    Err(Error::InvalidArgument(message)) if message.contains("already exists") => {}
+                    Err(error) => return Err(error),
+                },
+            }
         }
     }
 

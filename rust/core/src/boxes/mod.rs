@@ -19,9 +19,12 @@
 //!    the main process's exit code is recorded, and remove-on-stop applies.
 //! 6. A box whose user chose its main command (`cmd`/`entrypoint`) is never started as a side
 //!    effect of exec, copy or metrics: starting it runs that command.
+//! 7. A box being made (created, imported, cloned) holds `Inner::making` shared until it is
+//!    listed; what deletes what listed boxes use (a prune of image layers, a named volume's
+//!    removal) holds it alone, so it sees every box that uses them.
 
 mod archive;
-pub use archive::{export_destination, link_into_place};
+pub use archive::{export_destination, export_partial, link_into_place};
 mod clone;
 mod create;
 mod disk;
@@ -48,7 +51,7 @@ use metrics::Counters;
 use reconcile::{own_upper_layer, reconcile, settle, Settling};
 use warm::WarmSlot;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -169,8 +172,11 @@ struct Inner {
     images: ImageStore,
     cgroups: CgroupLayout,
     boxes: Mutex<HashMap<String, Arc<BoxEntry>>>,
-    /// Names of boxes being created, so two concurrent creates cannot take one name.
-    reserved_names: Mutex<HashSet<String>>,
+    /// Names of boxes being created, so two concurrent creates cannot take one name; each
+    /// says when its name is let go (a `get_or_create` of it waits for that).
+    reserved_names: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
+    /// Rule 7.
+    making: tokio::sync::RwLock<()>,
     shut_down: AtomicBool,
     counters: Counters,
     /// The next box's shim, made ahead of need, and the signal that one being made is done.
@@ -314,7 +320,8 @@ impl Runtime {
                 images: ImageStore::new(registries),
                 cgroups,
                 boxes: Mutex::new(boxes),
-                reserved_names: Mutex::new(HashSet::new()),
+                reserved_names: Mutex::new(HashMap::new()),
+                making: tokio::sync::RwLock::new(()),
                 shut_down: AtomicBool::new(false),
                 counters: Counters::default(),
                 warm: (Mutex::new(WarmSlot::default()), std::sync::Condvar::new()),

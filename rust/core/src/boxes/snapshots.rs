@@ -239,6 +239,12 @@ impl BoxHandle {
         .await
     }
 
+    /// Removes the snapshot `id` at once, without the lifecycle lock: for one whose taker never
+    /// received it, when the runtime that would take the lock is gone (no one else knows it).
+    pub fn snapshot_discard(&self, id: &str) -> Result<()> {
+        self.inner.home.throw_away(&self.entry.dir.join(SNAPSHOTS).join(id))
+    }
+
     /// Brings the box's writable layer back to the snapshot named `name` (rule 3). The box
     /// must not run.
     pub async fn snapshot_restore(&self, name: &str) -> Result<()> {

@@ -16,6 +16,7 @@ impl Runtime {
     /// Deletes layers and blobs that no pulled image and no box uses; returns how many layers.
     pub async fn prune_images(&self) -> Result<usize> {
         self.check_open()?;
+        let _alone = self.inner.making.write().await;
         let entries: Vec<Arc<BoxEntry>> = lock(&self.inner.boxes).values().cloned().collect();
         let in_use = entries.iter().flat_map(|entry| entry.record().prepared.lower_dirs.clone()).collect();
         self.inner.images.prune(&self.inner.home, &in_use).await
@@ -43,8 +44,9 @@ impl Runtime {
     }
 
     /// Deletes a named volume and its files, unless a box mounts it (`volumes` rule 2).
-    pub fn remove_volume(&self, name: &str) -> Result<()> {
+    pub async fn remove_volume(&self, name: &str) -> Result<()> {
         self.check_open()?;
+        let _alone = self.inner.making.write().await;
         let users: Vec<String> = lock(&self.inner.boxes)
             .values()
             .filter(|entry| entry.record().volumes.iter().any(|volume| volume.named.as_deref() == Some(name)))

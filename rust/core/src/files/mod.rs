@@ -17,6 +17,11 @@ pub fn on_host(operation: &str, path: &Path, error: &std::io::Error) -> Error {
     boxlite_trees::files::on_host(operation, path, error).into()
 }
 
+/// A host path given to a copy, refused when empty.
+pub fn host_path(path: &Path) -> Result<&Path> {
+    Ok(boxlite_trees::files::host_path(path)?)
+}
+
 /// The name a copied `path` lands under.
 pub fn base_name(path: &Path) -> Result<PathBuf> {
     Ok(boxlite_trees::files::base_name(path)?)

@@ -1,5 +1,6 @@
-//! A box on its way to its caller, and what becomes of it if the caller never receives it
-//! (rule 19): the payload of `create`, `get` and `get_or_create`.
+//! What a request made for its caller, on its way to it, and what becomes of it if the caller
+//! never receives it (rule 19): a box (the payload of `create`, `get` and `get_or_create`), an
+//! archive (`export`) and a snapshot (`snapshot.create`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
@@ -139,5 +140,50 @@ impl Deliver for Archive {
     fn into_python<'py>(mut self: Box<Self>, _shared: &Arc<Shared>, event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let path = self.0.take().unwrap_or_default();
         Ok(path.into_os_string().into_pyobject(event_loop.py())?.into_any())
+    }
+}
+
+/// A snapshot `snapshot.create` took, on its way to the caller: removed if it reaches nobody
+/// (the call was cancelled, or the runtime closed first), as a box made for nobody is.
+pub struct TakenSnapshot {
+    info: Option<boxlite_core::SnapshotInfo>,
+    handle: BoxRef,
+    tasks: Weak<Tasks>,
+}
+
+impl TakenSnapshot {
+    pub fn new(info: boxlite_core::SnapshotInfo, handle: BoxRef, tasks: Weak<Tasks>) -> Self {
+        Self { info: Some(info), handle, tasks }
+    }
+}
+
+impl Drop for TakenSnapshot {
+    fn drop(&mut self) {
+        let Some(info) = self.info.take() else { return };
+        let handle = self.handle.clone();
+        let name = info.name.clone();
+        let removal = async move {
+            if let Err(error) = handle.snapshot_remove(&name).await {
+                if !matches!(error, boxlite_core::Error::NotFound(_)) {
+                    log::warn!(target: "boxlite", "failed to remove snapshot {name} of box {} that no caller received: {error}", handle.id());
+                }
+            }
+        };
+        // Under the box's lifecycle lock while the runtime runs; once it stopped, at once.
+        if self.tasks.upgrade().is_none_or(|tasks| tasks.try_spawn(removal).is_err()) {
+            if let BoxRef::Local(handle) = &self.handle {
+                if let Err(error) = handle.snapshot_discard(&info.id) {
+                    log::warn!(target: "boxlite", "snapshot {} of box {} that no caller received is left: {error}", info.name, handle.id());
+                }
+            }
+        }
+    }
+}
+
+/// `snapshot.create` resolves to a `SnapshotInfo`.
+impl Deliver for TakenSnapshot {
+    fn into_python<'py>(mut self: Box<Self>, shared: &Arc<Shared>, event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let info = self.info.take().expect("a taken snapshot is delivered once");
+        Box::new(info).into_python(shared, event_loop)
     }
 }

@@ -78,8 +78,8 @@ impl SnapshotHandle {
     #[pyo3(signature = (*, name, options = None))]
     fn create<'py>(&self, py: Python<'py>, name: String, options: Option<&Bound<'py, SnapshotOptions>>) -> PyResult<Bound<'py, PyAny>> {
         let _ = options;
-        let handle = self.handle.clone();
-        self.shared.submit(py, async move { handle.snapshot_create(&name).await.map(Payload::from) })
+        let (handle, tasks) = (self.handle.clone(), Arc::downgrade(&self.shared.tasks));
+        self.shared.submit(py, async move { handle.snapshot_create(&name).await.map(|info| Payload::from(super::owned::TakenSnapshot::new(info, handle, tasks))) })
     }
 
     /// The box's snapshots, newest first.

@@ -29,10 +29,12 @@
 //! 7. A channel whose loop was closed is closed (when the closed loop lets go of its drain, and
 //!    when the runtime next registers on a loop), so its producers are released and its
 //!    payloads disposed of instead of waiting for a drain that will never come.
-//! 8. (rule 19) A request that makes something for its caller (a box, an execution) resolves a
+//! 8. (rule 19) A request that makes a box or an execution for its caller resolves a
 //!    `Handover` future (`python/boxlite/_handover.py`): what it made is the caller's once the
 //!    awaiting coroutine received it; a cancellation that lands after the result arrived but
-//!    before the coroutine ran again releases it, as a cancellation before the result does.
+//!    before the coroutine ran again releases it, as a cancellation before the result does. An
+//!    archive (`export`) or a snapshot (`snapshot.create`) that reaches no caller is released
+//!    by its payload when dropped (`boxes::owned`).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

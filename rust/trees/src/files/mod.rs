@@ -135,6 +135,14 @@ fn box_path(text: &str) -> Result<BoxPath> {
     Ok(BoxPath { path, contents_only: text.ends_with("/.") || text == ".", trailing_slash: text.ends_with('/') })
 }
 
+/// A host path given to a copy: empty is refused as an empty box path is (BoxLite's `ConfigError`).
+pub fn host_path(path: &Path) -> Result<&Path> {
+    if path.as_os_str().is_empty() {
+        return Err(Error::Config("the path on the host must not be empty".to_string()));
+    }
+    Ok(path)
+}
+
 fn in_box(path: &Path, error: &io::Error) -> Error {
     match error.kind() {
         io::ErrorKind::NotFound => Error::NotFound(format!("{} does not exist in the box", path.display())),
@@ -166,6 +174,7 @@ pub fn base_name(path: &Path) -> Result<PathBuf> {
 /// namespace (`None`: host root, who creates it anyway). Blocking.
 pub fn copy_in(root: &OwnedFd, host_source: &Path, box_destination: &str, options: CopyOptions, box_root: Option<u32>) -> Result<()> {
     let destination = box_path(box_destination)?;
+    let host_source = host_path(host_source)?;
     let source_text = host_source.to_string_lossy();
     let contents_only = source_text.ends_with("/.");
     let metadata = if options.follow_symlinks { std::fs::metadata(host_source) } else { std::fs::symlink_metadata(host_source) }
@@ -332,6 +341,7 @@ fn replace(dir: BorrowedFd<'_>, name: &Path, status: &libc::stat, shown: &Path, 
 /// Copies `box_source` out of the box whose root is `root` to `host_destination`. Blocking.
 pub fn copy_out(root: &OwnedFd, box_source: &str, host_destination: &Path, options: CopyOptions) -> Result<()> {
     let source = box_path(box_source)?;
+    let host_destination = host_path(host_destination)?;
     let views = kernel_views(root.as_fd());
     let (parent, name) = split(&source.path);
     let (dir, name): (OwnedFd, PathBuf) = if source.path == Path::new("/") {
@@ -474,5 +484,6 @@ mod tests {
         assert!(matches!(box_path("/proc/1/mem"), Err(Error::InvalidArgument(_))));
         assert!(matches!(box_path("/x/../sys/kernel"), Err(Error::InvalidArgument(_))));
         assert!(matches!(box_path(""), Err(Error::Config(_))));
+        assert!(matches!(host_path(Path::new("")), Err(Error::Config(_))));
     }
 }

@@ -33,7 +33,7 @@
 //!    source saw them. Its options are checked as a create's are (`BoxOptions::validate`), so
 //!    an archive cannot ask for more than a create could. Snapshots stay with the source.
 //! 4. `untrusted` also refuses what an archive from a stranger must not bring: host paths
-//!    (volumes), host ports (published ports), capabilities beyond the default set, and a disk
+//!    (volumes but this home's named ones, which must exist), host ports (published ports), capabilities beyond the default set, and a disk
 //!    image (a filesystem this host's kernel would mount). Whatever the trust, a layer's files
 //!    land only inside the box, by the image unpacker's rules (no path leaves the layer, no
 //!    device node but whiteouts, no `trusted.*` or `security.*` attribute).
@@ -192,8 +192,8 @@ impl Portable {
     /// Rule 4: what an untrusted archive may not bring.
     fn refused_untrusted(&self) -> Option<String> {
         let default: Vec<u32> = boxlite_protocol::DEFAULT_CAPABILITIES.iter().filter_map(|name| boxlite_protocol::capability_number(name)).collect();
-        if !self.volumes.is_empty() {
-            Some("volumes (host paths)".to_string())
+        if self.volumes.iter().any(|volume| volume.named.is_none()) {
+            Some("volumes of host paths".to_string())
         } else if !self.ports.is_empty() {
             Some("published ports (host ports)".to_string())
         } else if let Some(extra) = self.capabilities.iter().find(|number| !default.contains(number)) {
@@ -303,6 +303,9 @@ fn destination(dest: &Path, record: &BoxRecord) -> Result<PathBuf> {
 /// `<name or id>.boxlite`, when `dest` is a directory; else `dest` itself. Never a file that
 /// exists (rule 1).
 pub fn export_destination(dest: &Path, name_or_id: &str) -> Result<PathBuf> {
+    if dest.as_os_str().is_empty() {
+        return Err(Error::InvalidArgument("the export's destination must not be empty".to_string()));
+    }
     let target = if dest.is_dir() { dest.join(format!("{name_or_id}.boxlite")) } else { dest.to_path_buf() };
     if std::fs::symlink_metadata(&target).is_ok() {
         return Err(Error::AlreadyExists(format!("{} exists: an export never replaces a file", target.display())));
@@ -311,6 +314,12 @@ pub fn export_destination(dest: &Path, name_or_id: &str) -> Result<PathBuf> {
         Some(parent) if !parent.is_dir() => Err(Error::NotFound(format!("the directory {} to export into does not exist", parent.display()))),
         _ => Ok(target),
     }
+}
+
+/// Where an export to `target` is written before it is linked into place: beside it, under a
+/// `.`-named name of its own (not derived from the target's, which may be as long as a name can be).
+pub fn export_partial(target: &Path) -> PathBuf {
+    target.with_file_name(format!(".boxlite-export.{:016x}.partial", rand::random::<u64>()))
 }
 
 /// The blob of the image layer unpacked in `dir` (named by its digest): the one this home
@@ -450,8 +459,7 @@ impl BoxHandle {
     pub async fn export(&self, dest: PathBuf) -> Result<PathBuf> {
         self.check_exists()?;
         let target = destination(&dest, &self.entry.record())?;
-        let file_name = target.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
-        let staging = target.with_file_name(format!(".{file_name}.{:016x}.partial", rand::random::<u64>()));
+        let staging = export_partial(&target);
         fs_err::create_dir(&staging)?;
         let exported = self.export_into(&target, &staging).await;
         let doomed = staging.clone();
@@ -496,13 +504,15 @@ impl Runtime {
         self.reserve_name(name.as_deref())?;
         let reserved = name.clone();
         let imported = async {
+            // Both held until the box is listed (`boxes` rule 7), and the name until then too.
+            let _being_made = self.inner.making.read().await;
             let _layers_in_use = self.inner.images.hold().await;
             let inner = Arc::clone(&self.inner);
-            blocking(move || import(&inner, &archive, name, untrusted)).await
+            blocking(move || import(&inner, &archive, name, untrusted)).await.map(|entry| self.add_made(entry))
         }
         .await;
         self.release_name(reserved.as_deref());
-        imported.map(|entry| self.add_made(entry))
+        imported
     }
 }
 
