@@ -191,6 +191,17 @@ async def test_signal_reaches_the_process(box: boxlite.Box) -> None:
     assert (await execution.wait()).exit_code == 7
 
 
+async def test_every_signal_reaches_the_process_stop_and_kill_too(box: boxlite.Box) -> None:
+    """As locally, over REST too: no signal is refused or dropped on the way."""
+    execution = await box.exec("sh", ["-c", "echo ready; exec sleep 100"])
+    stdout = execution.stdout()
+    assert await stdout.__anext__() == "ready\n"
+    for number in (19, 18, 9):  # SIGSTOP, SIGCONT, SIGKILL
+        await execution.signal(number)
+    status = await execution.wait()
+    assert (status.exit_code, status.signal) == (-9, 9)
+
+
 async def test_bad_signal_and_terminal_sizes_are_refused_at_the_call(box: boxlite.Box) -> None:
     execution = await box.exec("sleep", ["100"])
     for signal in (0, 65, -1):

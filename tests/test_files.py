@@ -115,9 +115,12 @@ async def test_bad_copies_are_typed_errors(box: boxlite.Box, tmp_path: Path) -> 
     with pytest.raises(boxlite.NotFoundError):
         await box.copy_out("/root/missing", str(tmp_path / "m"))
     # A directory onto a file, either way, is refused (as docker cp), and the file is kept.
-    with pytest.raises(boxlite.InvalidArgumentError, match="a file in the box"):
+    with pytest.raises(boxlite.InvalidArgumentError, match="a file in the box") as refused:
         await box.copy_in(str(source), "/root/f")
+    assert "serve-scratch" not in str(refused.value), "a server's staging is not the caller's business"
     assert await sh(box, "cat /root/f") == "1"
+    with pytest.raises(boxlite.NotFoundError, match="does not exist on the host"):
+        await box.copy_out("/root/f", str(tmp_path / "no" / "such" / "f"))
     await sh(box, "mkdir -p /root/d")
     with pytest.raises(boxlite.InvalidArgumentError, match="a file on the host"):
         await box.copy_out("/root/d", str(file))

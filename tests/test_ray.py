@@ -246,6 +246,15 @@ async def test_snapshots_and_clones_of_a_cluster_box_stay_on_its_node(rt: RayBox
     assert await box.snapshot.list() == []
 
 
+async def test_concurrent_get_or_creates_of_one_name_make_one_box_in_the_cluster(rt: RayBoxlite) -> None:
+    """Over both nodes: the calls that do not make the box wait for it and find it."""
+    results = await asyncio.gather(*[rt.get_or_create(boxlite.BoxOptions(auto_remove=False), name="wanted") for _ in range(8)])
+    assert len({box.id for box, _ in results}) == 1
+    assert sorted(created for _, created in results) == [False] * 7 + [True]
+    assert [info.name for info in await rt.list_info()] == ["wanted"]
+    await rt.remove("wanted")
+
+
 async def test_a_second_driver_finds_named_boxes_and_its_boxes_outlive_it(rt: RayBoxlite, cluster: Cluster) -> None:
     box = await rt.create(boxlite.BoxOptions(), name="shared")
     await (await box.exec("sh", ["-c", "echo hello second > /tmp/left-by-the-first"])).wait()
@@ -339,6 +348,9 @@ async def test_signals_kill_close_metrics_and_stop_reach_the_box(rt: RayBoxlite)
     assert (await rt.get_info(box.id)).state.status == "stopped"
     with pytest.raises(boxlite.StoppedError):
         await box.exec("true")
+    # As a local Box: a second stop is nothing, and the spent handle still says what the box is.
+    await box.stop()
+    assert (await box.info()).state.status == "stopped"
     await until_no_sleep_in(await rt.get(box.id))
 
 

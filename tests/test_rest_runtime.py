@@ -54,6 +54,14 @@ async def test_the_key_is_checked_and_never_shown(server: Server) -> None:
     runtime.close()
 
 
+def test_a_rest_url_is_a_servers_root_without_secrets_or_a_query() -> None:
+    for url in ("ftp://host", "http://", "http://user:pw-secret@host:1", "http://host:1/?token=tok-secret", "http://host:1/#frag"):
+        with pytest.raises(boxlite.ConfigError) as refused:
+            boxlite.BoxliteRestOptions(url)
+        assert "secret" not in str(refused.value)
+    assert boxlite.BoxliteRestOptions("https://host:1/base/").url == "https://host:1/base"
+
+
 async def test_a_server_nobody_listens_on_is_a_network_error() -> None:
     runtime = boxlite.Boxlite.rest(boxlite.BoxliteRestOptions("http://127.0.0.1:9"))  # discard: closed
     with pytest.raises(boxlite.NetworkError, match="cannot be reached"):
@@ -143,6 +151,19 @@ async def test_close_fails_pending_calls_and_ends_what_the_runtime_started(serve
         await runtime.list_info()
     del execution, waiting
     await wait_until(lambda: not processes_with_command_line(b"sleep\x00987658\x00"), what="an execution outlived its closed runtime")
+
+
+async def test_a_create_pending_at_close_leaves_no_box_on_the_server(server: Server) -> None:
+    """The request runs on while the runtime drains; the box it made reaches nobody and is removed."""
+    runtime = connect(server)
+    creating = asyncio.ensure_future(runtime.create(boxlite.BoxOptions()))
+    await asyncio.sleep(0)
+    runtime.close()
+    with pytest.raises(boxlite.RuntimeClosedError):
+        await creating
+    made = re.compile(r"POST /v1/boxes -> 201")
+    await wait_until(lambda: any(made.search(line) for line in server.log), what="the create never reached the server: this test would prove nothing")
+    await wait_until(lambda: server.ok("GET", "/v1/boxes")["boxes"] == [], what="a box made for a create pending at close stayed on the server")
 
 
 async def test_an_execution_the_server_keeps_is_reattached_by_id(remote: boxlite.Boxlite, server: Server) -> None:
@@ -306,3 +327,7 @@ def test_the_sync_api_drives_a_remote_runtime_too(server: Server) -> None:
         assert ("".join(execution.stdout()), execution.wait().exit_code) == ("synced\n", 0)
     finally:
         runtime.close()
+    # The runtime it opened closes with it, and later calls say so with the runtime's error.
+    assert "open=false" in repr(runtime.runtime)
+    with pytest.raises(boxlite.RuntimeClosedError):
+        runtime.list_info()

@@ -116,6 +116,10 @@ async def test_exec_streams_output_takes_stdin_and_reports_the_exit(server: Serv
     metrics = server.ok("GET", "/v1/boxes/shell/metrics")
     assert metrics["commands_executed_total"] >= 4 and metrics["bytes_received_total"] > 0
     assert server.ok("GET", "/v1/metrics")["num_running_boxes"] == 1
+    stopped = server.ok("GET", "/v1/metrics")["boxes_stopped_total"]
+    server.ok("POST", "/v1/boxes/shell/stop")
+    server.ok("POST", "/v1/boxes/shell/stop")  # a stopped box stops no more
+    assert server.ok("GET", "/v1/metrics")["boxes_stopped_total"] == stopped + 1
 
 
 async def test_the_main_process_is_followed_over_rest(server: Server) -> None:
@@ -163,8 +167,8 @@ async def test_timeouts_signals_and_kills(server: Server) -> None:
     execution_id = server.exec("jobs", "sh", "-c", trap)
     async with await server.attach("jobs", execution_id) as socket:
         assert await socket.recv() == b"\x01ready\n"
-        status, refused = server.request("POST", f"/v1/boxes/jobs/executions/{execution_id}/signal", {"signal": 9})
-        assert status == 400 and "DELETE" in refused["error"]["message"]
+        status, refused = server.request("POST", f"/v1/boxes/jobs/executions/{execution_id}/signal", {"signal": 65})
+        assert status == 400 and "between 1 and 64" in refused["error"]["message"]
         server.ok("POST", f"/v1/boxes/jobs/executions/{execution_id}/signal", {"signal": signal.SIGUSR1}, status=204)
         assert await follow(socket) == (b"got usr1\n", b"", 5)
 

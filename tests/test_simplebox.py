@@ -102,8 +102,8 @@ def test_sync_simplebox_and_codebox(home: Path) -> None:
 
 
 FAILS_TO_MAKE_BOXES = """
-import threading, boxlite
-from boxlite.sync_api import SyncSimpleBox
+import os, threading, boxlite
+from boxlite.sync_api import SyncSimpleBox, SyncSkillBox
 
 def loops() -> int:
     return sum(thread.name == "boxlite-sync-loop" for thread in threading.enumerate())
@@ -118,13 +118,19 @@ for attempt in range(3):
             pass
     except boxlite.NotFoundError:
         pass
+    os.environ.pop("CLAUDE_CODE_OAUTH_TOKEN", None)
+    try:
+        with SyncSkillBox(image=boxlite.HOST_IMAGE, disk_size_gb=None):
+            pass
+    except ValueError:
+        pass
 print(loops())
 """
 
 
 async def test_a_sync_simplebox_that_fails_to_be_made_keeps_no_loop_thread(home: Path) -> None:
-    """Its own loop thread (on the default runtime) goes with a bad keyword or a failed start:
-    no ``__exit__`` follows either."""
+    """Its own loop thread (on the default runtime) goes with a bad keyword or a failed start
+    (a SyncSkillBox's too): no ``__exit__`` follows either."""
     environment = {**os.environ, "BOXLITE_HOME": str(home)}
     result = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", FAILS_TO_MAKE_BOXES], capture_output=True, text=True, timeout=120, env=environment)
     assert (result.returncode, result.stdout.strip()) == (0, "0"), result.stderr

@@ -76,8 +76,13 @@ class BoxliteRestOptions:
 
     def __init__(self, url: str, credential: Credential | ApiKeyCredential | None = None, path_prefix: str | None = None) -> None:
         parts = urlsplit(url) if isinstance(url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"the REST URL must be http:// or https:// and name a host, not {url!r}")
+        # Said without the URL itself, which may hold a secret.
+        if parts.username is not None or parts.password is not None:
+            raise ConfigError("the REST URL must not hold a user or password: pass a credential (ApiKeyCredential) instead")
+        if parts.query or parts.fragment or "?" in url or "#" in url:
+            raise ConfigError("the REST URL must not have a query or a fragment: it is the server's root (http://host:port[/path])")
         if credential is not None and not isinstance(credential, Credential):  # ApiKeyCredential is one (registered)
             raise TypeError(f"credential must be a Credential (such as ApiKeyCredential), not {type(credential).__name__}")
         self.url = url.rstrip("/")

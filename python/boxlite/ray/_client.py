@@ -172,7 +172,7 @@ class RayBoxlite:
                     max_concurrency=10_000,
                     scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
                 )
-                .remote(node_id, options.home_dir, _wire.pack(options.image_registries))
+                .remote(node_id, options.home_dir, _wire.pack(options.image_registries), options.namespace)
             )
             self._hosts[node_id] = host
         return host
@@ -235,19 +235,6 @@ class RayBoxlite:
             )
         return self._registry
 
-    async def _reserve(self, name: str, node_id: str) -> None:
-        """Reserves a name for a box on ``node_id`` (rule of ``NameRegistry``); a holder whose
-        box is gone, or whose node is, gives way."""
-        holder = await self._await(self._names().reserve.remote(name, node_id, None))
-        if holder is None:
-            return
-        try:
-            still_there = await self._call(holder, "get_info", name) is not None
-        except errors.NodeLostError:
-            still_there = False
-        if still_there or await self._await(self._names().reserve.remote(name, node_id, holder)) is not None:
-            raise errors.InvalidArgumentError(f"box with name '{name}' already exists")
-
     async def _locate(self, id_or_name: str) -> tuple[str, Record] | None:
         """The node of a box and its info."""
         holder = await self._await(self._names().lookup.remote(id_or_name))
@@ -276,7 +263,7 @@ class RayBoxlite:
             raise errors.StoppedError("the runtime has been shut down")
         node_id = node or await self._least_loaded(labels, resource)
         if name is not None:
-            await self._reserve(name, node_id)
+            self._names()  # there for the host, which reserves the name (``NameRegistry``)
 
         async def remove_orphan(ref: Any) -> None:
             with contextlib.suppress(Exception):
@@ -284,30 +271,27 @@ class RayBoxlite:
                 if answer[0] == "ok":
                     await self._host(node_id).remove.remote(answer[1].id, True)
 
-        try:
-            channel = await self._channel(node_id)
-            if channel is not None:
-                info = unwrap(await channel.create(uuid.uuid4().hex, _wire.pack(options), name))
-            else:
-                info = await self._call(node_id, "create", _wire.pack(options), name, orphan=remove_orphan)
-        except BaseException:
-            if name is not None:
-                self._names().release.remote(name, node_id)
-            raise
+        channel = await self._channel(node_id)
+        if channel is not None:
+            info = unwrap(await channel.create(uuid.uuid4().hex, _wire.pack(options), name))
+        else:
+            info = await self._call(node_id, "create", _wire.pack(options), name, orphan=remove_orphan)
         return RayBox(self, node_id, info.id, info.name)
 
     async def get_or_create(self, options: BoxOptions, name: str | None = None) -> tuple[RayBox, bool]:
-        if name is not None:
-            found = await self.get(name)
-            if found is not None:
-                return found, False
-        try:
-            return await self.create(options, name), True
-        except errors.InvalidArgumentError:
-            found = await self.get(name) if name is not None else None
-            if found is None:
-                raise
-            return found, False
+        """A box of that name being made meanwhile (its name reserved in the cluster) is waited
+        for: nothing says when it is done, so this looks again every 20 ms."""
+        while True:
+            if name is not None:
+                found = await self.get(name)
+                if found is not None:
+                    return found, False
+            try:
+                return await self.create(options, name), True
+            except errors.InvalidArgumentError as error:
+                if name is None or "already exists" not in str(error):
+                    raise
+            await asyncio.sleep(0.02)
 
     async def get(self, id_or_name: str) -> RayBox | None:
         located = await self._locate(id_or_name)
@@ -428,23 +412,31 @@ class RayBox:
         """The id of the node the box lives on."""
         return self._node
 
-    async def _call(self, method: str, *args: Any) -> Any:
+    def _check_usable(self) -> None:
+        """A handle spent by ``stop()`` refuses what would run the box, as ``Box`` does; its
+        info, snapshots, clones and a second ``stop()`` still work."""
         if self._stopped:
             raise errors.StoppedError(f"this handle of box {self._id} was stopped; use get() for a new one")
+
+    async def _call(self, method: str, *args: Any) -> Any:
         return await self._runtime._call(self._node, method, *args)
 
     async def info(self) -> Record:
         return await self._call("box_info", self._id)  # type: ignore[no-any-return]
 
     async def start(self) -> None:
+        self._check_usable()
         await self._call("start", self._id)
 
     async def stop(self) -> None:
-        """Stops the box and spends this handle."""
+        """Stops the box and spends this handle. Idempotent."""
+        if self._stopped:
+            return
         await self._call("stop", self._id)
         self._stopped = True
 
     async def metrics(self) -> Record:
+        self._check_usable()
         return await self._call("box_metrics", self._id)  # type: ignore[no-any-return]
 
     @property
@@ -458,13 +450,8 @@ class RayBox:
         if options is not None and not isinstance(options, CloneOptions):
             raise TypeError(f"clone_box() takes a boxlite.CloneOptions, not {type(options).__name__}")
         if name is not None:
-            await self._runtime._reserve(name, self._node)
-        try:
-            info = await self._call("clone_box", self._id, name)
-        except BaseException:
-            if name is not None:
-                self._runtime._names().release.remote(name, self._node)
-            raise
+            self._runtime._names()  # there for the host, which reserves the name
+        info = await self._call("clone_box", self._id, name)
         return RayBox(self._runtime, self._node, info.id, info.name)
 
     async def exec(
@@ -479,8 +466,7 @@ class RayBox:
     ) -> RayExecution:
         arguments = None if args is None else list(args)
         environment = None if env is None else [tuple(pair) for pair in env]
-        if self._stopped:
-            raise errors.StoppedError(f"this handle of box {self._id} was stopped; use get() for a new one")
+        self._check_usable()
         key = uuid.uuid4().hex
         request = (self._id, command, arguments, environment, tty, user, timeout_secs, cwd)
         channel = await self._runtime._channel(self._node)
@@ -505,6 +491,7 @@ class RayBox:
     async def copy_in(self, host_path: str | os.PathLike[str], container_dest: str, copy_options: CopyOptions | None = None) -> None:
         """Sends the host file or directory to the box's node in chunks, then copies it in
         there (``copy_in``'s conventions: ``src/.`` copies a directory's contents)."""
+        self._check_usable()
         source = Path(host_path)
         contents_only = os.fspath(host_path).endswith("/.")
         if not source.exists():
@@ -531,6 +518,7 @@ class RayBox:
     async def copy_out(self, container_src: str, host_dest: str | os.PathLike[str], copy_options: CopyOptions | None = None) -> None:
         """Copies out of the box on its node, then streams it here in chunks (``copy_out``'s
         conventions)."""
+        self._check_usable()
         options = copy_options or CopyOptions()
         chunks = self._runtime._stream(self._node, "download", self._id, container_src, _wire.pack(options))
         is_tar = await anext(chunks)

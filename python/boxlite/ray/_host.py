@@ -211,8 +211,9 @@ class _Connection:
 class BoxHost:
     """Owns the boxlite runtime of one node, on ``<home_dir>/<node_home(node id)>``."""
 
-    def __init__(self, node_id: str, home_dir: str | None, registries: list[Any]) -> None:
+    def __init__(self, node_id: str, home_dir: str | None, registries: list[Any], namespace: str) -> None:
         self._node_id = node_id
+        self._namespace = namespace
         self._home = Path(home_dir or Path.home() / ".boxlite" / "ray") / node_home(node_id)
         self._registries = registries
         self._runtime: boxlite.Boxlite | None = None
@@ -222,6 +223,8 @@ class BoxHost:
         #: may overtake its start): they are ended as soon as they start.
         self._abandoned: set[str] = set()
         self._uploads: dict[str, Path] = {}
+        #: Names of boxes being made here, each with how many makings want it.
+        self._making: dict[str, int] = {}
         #: Where drivers connect for executions (``channel``), once one asked.
         self._channel: tuple[str, int, bytes] | None = None
         self._server: asyncio.Server | None = None
@@ -255,7 +258,7 @@ class BoxHost:
             box = await self._local().create(_wire.build(options), name)
             return self._info(await box.info())
 
-        return await _answer(work())
+        return await _answer(self._named(name, work()))
 
     async def get_info(self, id_or_name: str) -> Answer:
         async def work() -> Any:
@@ -340,7 +343,50 @@ class BoxHost:
             clone = await (await self._box(box_id)).clone_box(name=name)
             return self._info(await clone.info())
 
-        return await _answer(work())
+        return await _answer(self._named(name, work()))
+
+    async def _named(self, name: str | None, making: Coroutine[Any, Any, Any]) -> Any:
+        """Makes a box named ``name`` here: the name is marked as being made here, then reserved
+        in the cluster (``NameRegistry``), the box made, and the reservation let go if it was
+        not. The host, not the driver, does it, so a driver that dies meanwhile changes nothing."""
+        if name is None:
+            return await making
+        self._making[name] = self._making.get(name, 0) + 1
+        try:
+            await self._reserve(name)
+            try:
+                return await making
+            except BaseException:
+                if await self.name_in_use(name, making_here=1) is False:
+                    ray.get_actor(REGISTRY_NAME, namespace=self._namespace).release.remote(name, self._node_id)
+                raise
+        finally:
+            making.close()
+            self._making[name] -= 1
+            if not self._making[name]:
+                del self._making[name]
+
+    async def _reserve(self, name: str) -> None:
+        """Reserves ``name`` for a box here; a holder whose node has no such box and makes none
+        (or is lost) gives way."""
+        registry = ray.get_actor(REGISTRY_NAME, namespace=self._namespace)
+        holder = await registry.reserve.remote(name, self._node_id, None)
+        if holder is None:
+            return
+        if holder == self._node_id:
+            in_use = await self.name_in_use(name, making_here=1)
+        else:
+            try:
+                in_use = await ray.get_actor(host_name(holder), namespace=self._namespace).name_in_use.remote(name)
+            except (ValueError, ray.exceptions.RayActorError):  # its host, or its node, is gone
+                in_use = False
+        if in_use or await registry.reserve.remote(name, self._node_id, holder) is not None:
+            raise boxlite.InvalidArgumentError(f"box with name '{name}' already exists")
+
+    async def name_in_use(self, name: str, making_here: int = 0) -> bool:
+        """Whether a box named ``name`` is here or being made here (besides ``making_here`` of
+        the caller's own)."""
+        return self._making.get(name, 0) > making_here or await self._local().get_info(name) is not None
 
     async def snapshot(self, box_id: str, verb: str, *args: Any) -> Answer:
         """One of ``SnapshotHandle``'s verbs on the box's snapshots; what it gives, as records."""

@@ -167,9 +167,9 @@ class SyncImageHandle:
 class SyncBoxlite:
     """A runtime for synchronous code; owns an event loop thread."""
 
-    def __init__(self, options: Options, *, _runtime: Boxlite | None = None) -> None:
+    def __init__(self, options: Options, *, _runtime: Boxlite | None = None, _owns_runtime: bool = False) -> None:
         self._runner = LoopThread()
-        self._owns_runtime = _runtime is None
+        self._owns_runtime = _runtime is None or _owns_runtime
         self._boxlite = _runtime if _runtime is not None else Boxlite(options)
 
     @staticmethod
@@ -187,12 +187,12 @@ class SyncBoxlite:
     def ray(options: RayOptions) -> SyncBoxlite:
         """A runtime on a Ray cluster; see ``Boxlite.ray``. Its runtime, boxes and executions
         have the local ones' API (their results are ``boxlite.ray.Record``s)."""
-        return SyncBoxlite(Options(), _runtime=cast(Any, Boxlite.ray(options)))
+        return SyncBoxlite(Options(), _runtime=cast(Any, Boxlite.ray(options)), _owns_runtime=True)
 
     @staticmethod
     def rest(options: BoxliteRestOptions) -> SyncBoxlite:
         """A runtime whose boxes live on a REST server; see ``Boxlite.rest``."""
-        return SyncBoxlite(Options(), _runtime=Boxlite.rest(options))
+        return SyncBoxlite(Options(), _runtime=Boxlite.rest(options), _owns_runtime=True)
 
     @property
     def runtime(self) -> Boxlite:
@@ -364,7 +364,7 @@ class SyncSkillBox(SyncSimpleBox):
         return inner
 
     def __enter__(self) -> SyncSkillBox:
-        self._runner.run(self._inner.start)
+        super().__enter__()
         return self
 
     def call(self, prompt: str) -> str:

@@ -10,6 +10,8 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from ..errors import RuntimeClosedError
+
 T = TypeVar("T")
 
 
@@ -22,7 +24,7 @@ class LoopThread:
     def run(self, make: Callable[[], Awaitable[T]]) -> T:
         """Runs ``make()`` on the loop and waits for its result (or exception)."""
         if self._loop.is_closed() or not self._thread.is_alive():
-            raise RuntimeError("this boxlite sync runtime is closed")
+            raise RuntimeClosedError("this boxlite sync runtime is closed")
         if threading.current_thread() is self._thread:
             raise RuntimeError("a boxlite sync call cannot be made from its own event loop thread")
         try:

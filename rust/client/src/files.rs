@@ -32,15 +32,19 @@ impl RemoteBox {
         // `follow_symlinks` follows the source itself, never the links inside a directory.
         let packed_source = if options.follow_symlinks { std::fs::canonicalize(&host_source).map_err(|error| on_host("read", &host_source, &error))? } else { host_source.clone() };
         let (reader, writer) = pipe()?;
-        let packing = tokio::task::spawn_blocking(move || boxlite_core::files::pack_plain(&packed_source, &name, File::from(writer)).map(drop).map_err(|error| on_host("read", &packed_source, &error)));
+        let packing = tokio::task::spawn_blocking(move || boxlite_core::files::pack_plain(&packed_source, &name, File::from(writer)).map(drop));
         let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(File::from(reader)), boxlite_core::exec::CHUNK_SIZE));
         let query = [("path", box_destination), ("overwrite", options.overwrite.to_string()), ("copy", (!contents_only).to_string())];
         let request = self.client.request(Method::PUT, &self.path("/files"))?.query(&query).header(reqwest::header::CONTENT_TYPE, "application/x-tar").body(body);
         let sent = self.client.send(request).await;
         let packed = packing.await.map_err(|error| Error::Internal(format!("packing the upload failed: {error}")))?;
-        // A source that could not be read is the error, not the upload it cut short.
-        packed?;
-        sent.map(drop)
+        match (packed, sent) {
+            // The upload stopped being read: the server refused it or went away, and says which.
+            (Err(error), Err(refused)) if error.kind() == std::io::ErrorKind::BrokenPipe => Err(refused),
+            // A source that could not be read is the error, not the upload it cut short.
+            (Err(error), _) => Err(on_host("read", &host_source, &error)),
+            (Ok(()), sent) => sent.map(drop),
+        }
     }
 
     /// Copies a file or directory out of the box.
@@ -52,6 +56,9 @@ impl RemoteBox {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
             _ => PathBuf::from("."),
         };
+        if !parent.is_dir() {
+            return Err(Error::NotFound(format!("{} does not exist on the host", parent.display())));
+        }
         // Beside the destination, so putting the download in place stays on one filesystem.
         let staging = Staging::new(&parent, ".boxlite-download")?;
         let query = [("path", box_source.clone()), ("follow_symlinks", options.follow_symlinks.to_string())];

@@ -232,6 +232,7 @@ impl Client {
         Ok(RuntimeMetrics {
             boxes_created_total: body.boxes_created_total,
             boxes_failed_total: body.boxes_failed_total,
+            boxes_stopped_total: body.boxes_stopped_total,
             num_running_boxes: body.num_running_boxes,
             total_commands_executed: body.total_commands_executed,
             total_exec_errors: body.total_exec_errors,

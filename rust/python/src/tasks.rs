@@ -9,6 +9,10 @@
 //!    a task is either spawned and counted before that, and the stop lets it finish (bounded
 //!    by [`DRAIN_LIMIT`]), or it is refused ([`Tasks::try_spawn`]) and its caller does the work
 //!    some other way. Nothing is spawned onto a runtime that is going away.
+//! 3. The release of what a request made for a caller who never received it (rule 19) may
+//!    come while the runtime drains: it is spawned then too ([`Tasks::try_spawn_release`]),
+//!    counted, until the stop has seen no task in flight and set `stopped`, under the lock
+//!    that spawn takes; so a release is either drained or refused, never cut off.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -32,12 +36,14 @@ pub struct Tasks {
     /// Until the runtime stops (invariant 2).
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
     in_flight: Arc<AtomicUsize>,
+    /// Set once tokio stops for good (invariant 3).
+    stopped: Arc<Mutex<bool>>,
 }
 
 impl Tasks {
     pub fn start() -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("boxlite-worker").enable_all().build()?;
-        Ok(Self { handle: runtime.handle().clone(), runtime: Mutex::new(Some(runtime)), in_flight: Arc::new(AtomicUsize::new(0)) })
+        Ok(Self { handle: runtime.handle().clone(), runtime: Mutex::new(Some(runtime)), in_flight: Arc::new(AtomicUsize::new(0)), stopped: Arc::new(Mutex::new(false)) })
     }
 
     fn runtime(&self) -> MutexGuard<'_, Option<tokio::runtime::Runtime>> {
@@ -57,6 +63,18 @@ impl Tasks {
         }
         self.handle.spawn(self.counted(task));
         drop(runtime);
+        Ok(())
+    }
+
+    /// [`Tasks::spawn`], while the runtime runs or drains (invariant 3); once it stopped,
+    /// `task` comes back.
+    pub fn try_spawn_release<F: Future<Output = ()> + Send + 'static>(&self, task: F) -> Result<(), F> {
+        let stopped = self.stopped.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *stopped {
+            return Err(task);
+        }
+        self.handle.spawn(self.counted(task));
+        drop(stopped);
         Ok(())
     }
 
@@ -95,10 +113,19 @@ impl Tasks {
     /// the waiting happens on a thread of its own, bounded by [`DRAIN_LIMIT`]. Idempotent.
     pub fn stop(&self) {
         let Some(runtime) = self.runtime().take() else { return };
-        let in_flight = Arc::clone(&self.in_flight);
+        let (in_flight, stopped) = (Arc::clone(&self.in_flight), Arc::clone(&self.stopped));
         let stopper = std::thread::Builder::new().name("boxlite-stop".to_string()).spawn(move || {
             let deadline = Instant::now() + DRAIN_LIMIT;
-            while in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            loop {
+                let drained = || in_flight.load(Ordering::SeqCst) == 0 || Instant::now() >= deadline;
+                if drained() {
+                    // Checked again under the lock a release's spawn takes (invariant 3).
+                    let mut stopped = stopped.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if drained() {
+                        *stopped = true;
+                        break;
+                    }
+                }
                 std::thread::sleep(Duration::from_millis(5));
             }
             runtime.shutdown_background();

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::boxes::{body, find, used, BoxPath};
 use crate::error::{ApiError, ApiResult};
-use crate::executions::{Claim, Session, ALLOWED_SIGNALS};
+use crate::executions::{Claim, Session};
 use crate::wire::{ClientControl, Exec, ExecutionBody, ExecutionCreated, ResizeBody, SignalBody};
 use crate::{no_content, Server, Shared};
 
@@ -73,16 +73,8 @@ async fn kill(State(server): Shared, Path(path): Path<ExecutionPath>) -> ApiResu
     Ok(no_content())
 }
 
-fn check_signal(signal: i32) -> ApiResult<()> {
-    if ALLOWED_SIGNALS.contains(&signal) {
-        return Ok(());
-    }
-    Err(ApiError::invalid_argument(format!("signal {signal} may not be sent; allowed: {ALLOWED_SIGNALS:?} (DELETE the execution to kill it)")))
-}
-
 async fn signal(State(server): Shared, Path(path): Path<ExecutionPath>, request: Result<Json<SignalBody>, JsonRejection>) -> ApiResult<Response> {
     let signal = body(request)?.signal;
-    check_signal(signal)?;
     let session = session(&server, &path)?;
     match tokio::time::timeout(Duration::from_secs(10), session.control().signal(signal)).await {
         Err(_) => Err(ApiError::timeout(format!("execution {} did not take signal {signal} within 10 s", session.id))),
@@ -231,10 +223,7 @@ async fn read_client(mut stream: futures_util::stream::SplitStream<WebSocket>, s
                     None
                 }
                 Ok(ClientControl::Resize { cols, rows }) => session.control().resize(rows, cols).err().map(|error| error.to_string()),
-                Ok(ClientControl::Signal { sig }) => match check_signal(sig) {
-                    Err(error) => Some(error.message),
-                    Ok(()) => session.control().signal(sig).await.err().map(|error| error.to_string()),
-                },
+                Ok(ClientControl::Signal { sig }) => session.control().signal(sig).await.err().map(|error| error.to_string()),
             },
         };
         if let Some(problem) = problem {

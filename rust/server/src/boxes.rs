@@ -176,6 +176,9 @@ pub async fn runtime_metrics(State(server): Shared) -> Json<RuntimeMetricsBody> 
 
 async fn clone_box(State(server): Shared, Path(path): Path<BoxPath>, request: axum::body::Bytes) -> ApiResult<Response> {
     let name = optional_body::<CloneBox>(&request)?.name;
+    if let Some(name) = &name {
+        crate::wire::check_name(name)?;
+    }
     let source = used(&server, &path.box_id, false)?;
     let clone = source.clone_box(name).await?;
     // A clone keeps its source's lifecycle, as it keeps its options.

@@ -9,7 +9,8 @@
 //! 2. All of an execution's output reaches the client before its exit frame.
 //! 3. Nobody attached for `reconnect_grace`: the execution is killed and forgotten (a follower
 //!    of the box's main process is only forgotten). Ended and unattached for `retention`:
-//!    forgotten. Killed through the API: forgotten at once.
+//!    forgotten, or sooner, the longest ended first, when [`MAX_KEPT`] are kept and another
+//!    comes. Killed through the API: forgotten at once.
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -37,8 +38,6 @@ pub const KILL_LIMIT: Duration = Duration::from_secs(10);
 const MAX_KEPT: usize = 4096;
 /// How long output may still come once the process ended (from what it left running).
 const QUIET_AFTER_EXIT: Duration = Duration::from_millis(200);
-/// Signals a client may send; SIGKILL goes through DELETE, as in BoxLite.
-pub const ALLOWED_SIGNALS: &[i32] = &[libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGABRT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGTERM, libc::SIGWINCH];
 
 /// A chunk of output as its attach frame: the channel it came on (1 stdout, 2 stderr), then
 /// the bytes.
@@ -61,7 +60,9 @@ pub struct Session {
     control: ExecutionControl,
     /// Held so the execution stays wanted while the server keeps it.
     _execution: Execution,
-    stdin: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
+    /// Shared with the task that sees the exit, which closes it: an ended process reads no
+    /// more, and its pipe is let go.
+    stdin: Arc<Mutex<Option<mpsc::Sender<Vec<u8>>>>>,
     /// Rule 1: `None` while a client is attached.
     output: Mutex<Option<mpsc::Receiver<Chunk>>>,
     exit: watch::Receiver<Option<(ExitStatus, Instant)>>,
@@ -84,15 +85,6 @@ impl Session {
         let (output_sender, output) = mpsc::channel(OUTPUT_CHUNKS);
         let pumps = [(1, stdout), (2, stderr)].map(|(channel, stream)| tokio::spawn(pump(channel, stream, output_sender.clone(), Arc::clone(&execution.io), control.clone())));
         drop(output_sender);
-        let (exit_sender, exit) = watch::channel(None);
-        let ending = control.clone();
-        tokio::spawn(async move {
-            for pump in pumps {
-                let _ = pump.await;
-            }
-            let status = ending.wait().await;
-            exit_sender.send_replace(Some((status, Instant::now())));
-        });
         let stdin = stdin.map(|stdin| {
             let (sender, receiver) = mpsc::channel(STDIN_CHUNKS);
             tokio::spawn(feed(stdin, receiver, Arc::clone(&execution.io)));
@@ -103,6 +95,17 @@ impl Session {
             }
             Some(sender)
         });
+        let stdin = Arc::new(Mutex::new(stdin.flatten()));
+        let (exit_sender, exit) = watch::channel(None);
+        let (ending, stdin_to_close) = (control.clone(), Arc::clone(&stdin));
+        tokio::spawn(async move {
+            for pump in pumps {
+                let _ = pump.await;
+            }
+            let status = ending.wait().await;
+            lock(&stdin_to_close).take();
+            exit_sender.send_replace(Some((status, Instant::now())));
+        });
         Ok(Arc::new(Self {
             id: execution.id.clone(),
             box_id,
@@ -110,7 +113,7 @@ impl Session {
             began: Instant::now(),
             control,
             _execution: execution,
-            stdin: Mutex::new(stdin.flatten()),
+            stdin,
             output: Mutex::new(Some(output)),
             exit,
             killed: AtomicBool::new(false),
@@ -262,8 +265,23 @@ impl Executions {
     }
 
     /// Whether another execution may be kept (each holds up to [`OUTPUT_CHUNKS`] of output).
+    /// At [`MAX_KEPT`], ended executions nobody is attached to are forgotten early, the
+    /// longest ended first, to make room (rule 3); only running or attached ones refuse it.
     pub fn check_room(&self) -> ApiResult<()> {
-        if lock(&self.sessions).len() >= MAX_KEPT {
+        let mut sessions = lock(&self.sessions);
+        if sessions.len() >= MAX_KEPT {
+            let mut ended: Vec<(Instant, String)> = sessions
+                .values()
+                .filter(|session| lock(&session.unattached_since).is_some())
+                .filter_map(|session| session.exit.borrow().as_ref().map(|(_, at)| (*at, session.id.clone())))
+                .collect();
+            ended.sort_unstable();
+            let over = sessions.len() + 1 - MAX_KEPT;
+            for (_, id) in ended.into_iter().take(over) {
+                sessions.remove(&id);
+            }
+        }
+        if sessions.len() >= MAX_KEPT {
             return Err(ApiError::new(
                 axum::http::StatusCode::TOO_MANY_REQUESTS,
                 "ResourceExhaustedError",

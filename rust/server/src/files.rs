@@ -71,7 +71,13 @@ async fn upload(State(server): Shared, UrlPath(path): UrlPath<BoxPath>, Query(qu
         // `/.`: the entries go inside `path` (made if missing), not the directory holding them.
         PathBuf::from(format!("{}/.", contents.display()))
     };
-    handle.copy_in(source, query.path, CopyOptions { recursive: true, overwrite: query.overwrite, follow_symlinks: false }).await?;
+    let staged = format!("{}/", contents.display());
+    handle.copy_in(source, query.path, CopyOptions { recursive: true, overwrite: query.overwrite, follow_symlinks: false }).await.map_err(|error| {
+        // The upload is named as its client named it, not by where this server staged it.
+        let mut error = ApiError::from(error);
+        error.message = error.message.replace(&staged, "");
+        error
+    })?;
     drop(staging);
     Ok(no_content())
 }

@@ -331,7 +331,7 @@ impl From<RuntimeMetrics> for RuntimeMetricsBody {
         Self {
             boxes_created_total: metrics.boxes_created_total,
             boxes_failed_total: metrics.boxes_failed_total,
-            boxes_stopped_total: 0,
+            boxes_stopped_total: metrics.boxes_stopped_total,
             num_running_boxes: metrics.num_running_boxes,
             total_commands_executed: metrics.total_commands_executed,
             total_exec_errors: metrics.total_exec_errors,

@@ -6,6 +6,7 @@ use super::*;
 pub struct RuntimeMetrics {
     pub boxes_created_total: u64,
     pub boxes_failed_total: u64,
+    pub boxes_stopped_total: u64,
     pub num_running_boxes: u64,
     pub total_commands_executed: u64,
     pub total_exec_errors: u64,
@@ -37,6 +38,8 @@ pub struct BoxMetrics {
 pub(super) struct Counters {
     pub(super) boxes_created: AtomicU64,
     pub(super) boxes_failed: AtomicU64,
+    /// Running boxes that stopped (asked to, or their main process ended).
+    pub(super) boxes_stopped: AtomicU64,
     pub(super) commands: AtomicU64,
     pub(super) exec_errors: AtomicU64,
 }

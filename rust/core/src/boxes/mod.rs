@@ -560,6 +560,7 @@ impl Runtime {
         RuntimeMetrics {
             boxes_created_total: counters.boxes_created.load(Ordering::Relaxed),
             boxes_failed_total: counters.boxes_failed.load(Ordering::Relaxed),
+            boxes_stopped_total: counters.boxes_stopped.load(Ordering::Relaxed),
             num_running_boxes: running as u64,
             total_commands_executed: counters.commands.load(Ordering::Relaxed),
             total_exec_errors: counters.exec_errors.load(Ordering::Relaxed),

@@ -46,6 +46,9 @@ pub(super) fn own_upper_layer(dir: &Path, id_map: Option<IdMap>) -> Result<()> {
 /// What is left to do once a box's init is gone, whoever noticed: remove its cgroup and
 /// socket, record how its main process ended, and delete the box if it removes on stop.
 pub(super) fn settle(inner: &Arc<Inner>, entry: &BoxEntry, status: BoxStatus) -> Result<()> {
+    if status == BoxStatus::Stopped && matches!(entry.record().status, BoxStatus::Running | BoxStatus::Stopping) {
+        inner.counters.boxes_stopped.fetch_add(1, Ordering::Relaxed);
+    }
     // The socket first: the box is not reachable any more, while its groups may take a while.
     let _ = std::fs::remove_file(entry.dir.join("init.sock"));
     BoxCgroup::locate(&inner.cgroups, &entry.id).remove();

@@ -68,14 +68,24 @@ impl Drop for OwnedBox {
                 }
             }
         };
-        // Counted in flight, so a runtime that stops meanwhile lets the removal finish; once
-        // it stops, its boxes' processes are gone and what is left is on disk.
-        if self.tasks.upgrade().is_none_or(|tasks| tasks.try_spawn(removal).is_err()) {
-            // A remote box outlives this process's runtime: nothing is left here to discard.
+        // A local runtime that stopped has killed its boxes' processes: what is left is on disk.
+        if spawn_release(&self.tasks, &self.handle, removal).is_err() {
             if let BoxRef::Local(handle) = &self.handle {
                 handle.runtime().discard(handle);
             }
         }
+    }
+}
+
+/// Spawns the release of what reached no caller, counted in flight: for a remote box also while
+/// the runtime drains (`tasks` invariant 3), since the server is reached only from there; for a
+/// local one only while it runs, since a closed local runtime refuses the work and the caller
+/// does it at once instead. `Err` gives the release back, for that.
+fn spawn_release<F: std::future::Future<Output = ()> + Send + 'static>(tasks: &Weak<Tasks>, handle: &BoxRef, release: F) -> Result<(), F> {
+    let Some(tasks) = tasks.upgrade() else { return Err(release) };
+    match handle {
+        BoxRef::Remote(_) => tasks.try_spawn_release(release),
+        BoxRef::Local(_) => tasks.try_spawn(release),
     }
 }
 
@@ -170,7 +180,7 @@ impl Drop for TakenSnapshot {
             }
         };
         // Under the box's lifecycle lock while the runtime runs; once it stopped, at once.
-        if self.tasks.upgrade().is_none_or(|tasks| tasks.try_spawn(removal).is_err()) {
+        if spawn_release(&self.tasks, &self.handle, removal).is_err() {
             if let BoxRef::Local(handle) = &self.handle {
                 if let Err(error) = handle.snapshot_discard(&info.id) {
                     log::warn!(target: "boxlite", "snapshot {} of box {} that no caller received is left: {error}", info.name, handle.id());
