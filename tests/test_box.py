@@ -334,6 +334,10 @@ async def test_metrics_count_boxes_and_commands(any_runtime: boxlite.Boxlite) ->
     box_metrics = await box.metrics()
     assert (box_metrics.commands_executed_total, box_metrics.exec_errors_total) == (2, 1)
     assert box_metrics.guest_boot_duration_ms is not None
+    assert box_metrics.cpu_time_ns is not None and box_metrics.processes is not None, "over REST too"
+    # The default network is on, and its info says so (over REST too).
+    info = await box.info()
+    assert info.network is not None and info.network.outbound.mode == "enabled"
 
 
 async def test_shutdown_stops_boxes_and_refuses_new_ones(runtime: boxlite.Boxlite) -> None:

@@ -7,6 +7,7 @@ refuses."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import time
@@ -117,6 +118,24 @@ async def test_a_hundred_concurrent_remote_execs(remote: boxlite.Boxlite) -> Non
     assert results == [(f"{number}\n".encode(), f"{number}\n".encode(), number % 7) for number in range(100)]
 
 
+async def test_ended_executions_make_room_for_new_ones(remote: boxlite.Boxlite, server: Server) -> None:
+    """Past the 4096 executions a server keeps, the ones that ended and that nobody is attached
+    to are forgotten first: a client that waits for each of its commands is never refused."""
+    box = await remote.create(boxlite.BoxOptions())
+    gate = asyncio.Semaphore(50)
+
+    async def one() -> int:
+        async with gate:
+            execution = await box.exec("true")
+            return (await execution.wait()).exit_code
+
+    descriptors = len(os.listdir(f"/proc/{server.process.pid}/fd"))
+    assert await asyncio.gather(*(one() for _ in range(4300))) == [0] * 4300
+    held = len(os.listdir(f"/proc/{server.process.pid}/fd")) - descriptors
+    print(f"descriptors held for 4096 ended executions: {held}")
+    assert held <= 4096 + 100, "an ended execution holds at most one descriptor"
+
+
 async def test_a_cancelled_exec_or_create_leaves_nothing_on_the_server(remote: boxlite.Boxlite, server: Server) -> None:
     box = await remote.create(boxlite.BoxOptions())
     await box.start()
@@ -181,9 +200,15 @@ async def test_an_execution_the_server_keeps_is_reattached_by_id(remote: boxlite
 
 
 async def test_boxlites_lifecycle_knobs_reach_the_server(remote: boxlite.Boxlite, server: Server) -> None:
-    box = await remote.create(boxlite.BoxOptions(auto_stop=60, auto_resume=False, auto_remove=False), name="kept")
+    box = await remote.create(
+        boxlite.BoxOptions(auto_stop=60, auto_resume=False, auto_remove=False, network=boxlite.NetworkSpec(allow_net=["example.com"])), name="kept"
+    )
     shown = server.ok("GET", "/v1/boxes/kept")
     assert (shown["auto_stop"], shown["auto_delete"], shown["auto_resume"]) == (60, 0, False)
+    # The client's BoxInfo says what the server does.
+    info = await box.info()
+    assert (info.auto_stop, info.auto_delete, info.auto_resume) == (60, 0, False)
+    assert info.network is not None and (info.network.outbound.mode, info.network.allow_net) == ("enabled", ["example.com"])
     await box.start()
     await box.stop()
     again = await remote.get("kept")

@@ -209,6 +209,30 @@ pub struct BoxBody {
     pub auto_resume: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// This server's addition to BoxLite's box: its network, in the create request's flat form
+    /// (`mode` "disabled", or "enabled" with the outbound `allow_net`; empty allows everything).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<BoxNetwork>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BoxNetwork {
+    pub mode: String,
+    pub allow_net: Vec<String>,
+}
+
+impl BoxNetwork {
+    fn of(network: Option<Vec<String>>) -> Self {
+        match network {
+            Some(allow_net) => Self { mode: "enabled".to_string(), allow_net },
+            None => Self { mode: "disabled".to_string(), allow_net: Vec::new() },
+        }
+    }
+
+    /// The core's `network`: `None` for loopback only, else the outbound allow-list.
+    pub fn allow_net(self) -> Option<Vec<String>> {
+        (self.mode == "enabled").then_some(self.allow_net)
+    }
 }
 
 impl BoxBody {
@@ -228,6 +252,7 @@ impl BoxBody {
             auto_delete: lifecycle.auto_delete,
             auto_resume: lifecycle.auto_resume,
             exit_code: info.exit_code,
+            network: Some(BoxNetwork::of(info.network)),
         }
     }
 }
@@ -347,6 +372,11 @@ pub struct BoxMetricsBody {
     pub bytes_received_total: u64,
     pub cpu_percent: Option<f64>,
     pub memory_bytes: Option<u64>,
+    /// This server's additions to BoxLite's metrics: the box's CPU time and processes.
+    #[serde(default)]
+    pub cpu_time_ns: Option<u64>,
+    #[serde(default)]
+    pub processes: Option<u64>,
     pub network_bytes_sent: Option<u64>,
     pub network_bytes_received: Option<u64>,
     pub network_tcp_connections: Option<u64>,
@@ -370,6 +400,8 @@ impl From<BoxMetrics> for BoxMetricsBody {
             bytes_received_total: metrics.bytes_received_total,
             cpu_percent: metrics.cpu_percent,
             memory_bytes: metrics.memory_bytes,
+            cpu_time_ns: metrics.cpu_time_ns,
+            processes: metrics.processes,
             network_bytes_sent: network.map(|traffic| traffic.bytes_sent),
             network_bytes_received: network.map(|traffic| traffic.bytes_received),
             network_tcp_connections: network.map(|traffic| traffic.tcp_connections),

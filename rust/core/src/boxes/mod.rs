@@ -154,6 +154,8 @@ impl BoxEntry {
             cpus: record.cpus,
             memory_mib: record.memory_mib,
             auto_delete: u64::from(record.remove_on_stop),
+            auto_stop: 0,
+            auto_resume: false,
             detach: record.detach,
             exit_code: record.exit_code,
             network: record.network.clone(),

@@ -237,6 +237,9 @@ pub struct BoxInfo {
     pub memory_mib: u32,
     /// 1 when the box is deleted on stop, 0 when it is kept.
     pub auto_delete: u64,
+    /// BoxLite's lifecycle knobs a REST server enforces (a local box has neither: 0, false).
+    pub auto_stop: u64,
+    pub auto_resume: bool,
     pub detach: bool,
     /// How the main process of the last run ended (`-N` after signal N).
     pub exit_code: Option<i32>,
