@@ -478,10 +478,13 @@ async def test_close_fails_pending_calls_and_later_ones(cluster: Cluster, homes:
     box = await runtime.create(boxlite.BoxOptions())
     run = await box.exec("sleep", ["600"])
     waiting = asyncio.ensure_future(run.wait())
-    await asyncio.sleep(0)  # the wait begins
+    creating = asyncio.ensure_future(runtime.create(boxlite.BoxOptions()))
+    await asyncio.sleep(0)  # the wait and the create begin
     runtime.close()
     with pytest.raises(boxlite.RuntimeClosedError):
         await waiting
+    with pytest.raises(boxlite.RuntimeClosedError):
+        await creating
     with pytest.raises(boxlite.RuntimeClosedError):
         await runtime.list_info()
     # Boxes outlive a driver's runtime; the cluster's shutdown ends them.

@@ -213,6 +213,8 @@ class RayBoxlite:
         loads = await asyncio.gather(*(self._await(self._host(node).load.remote(), node) for node in nodes), return_exceptions=True)
         candidates = [(load, node) for node, load in zip(nodes, loads) if not isinstance(load, BaseException)]
         if not candidates:
+            # A close meanwhile failed the calls: it, not the hosts, is why none answered.
+            self._check_open()
             raise errors.ResourceExhaustedError("no node's host answered")
         return min(candidates)[1]
 

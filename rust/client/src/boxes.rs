@@ -58,7 +58,7 @@ impl RemoteBox {
     }
 
     pub async fn info(&self) -> Result<BoxInfo> {
-        let body: wire::BoxBody = self.client.json(self.client.request(Method::GET, &self.path(""))?).await?;
+        let body: wire::BoxBody = self.client.json(self.client.quick(Method::GET, &self.path(""))?).await?;
         Ok(info(body))
     }
 
@@ -88,7 +88,7 @@ impl RemoteBox {
 
     pub async fn metrics(&self) -> Result<BoxMetrics> {
         self.check_usable()?;
-        let body: wire::BoxMetricsBody = self.client.json(self.client.request(Method::GET, &self.path("/metrics"))?).await?;
+        let body: wire::BoxMetricsBody = self.client.json(self.client.quick(Method::GET, &self.path("/metrics"))?).await?;
         let network = body.network_bytes_sent.map(|bytes_sent| boxlite_core::network::TrafficCounts {
             bytes_sent,
             bytes_received: body.network_bytes_received.unwrap_or(0),
@@ -125,12 +125,12 @@ impl RemoteBox {
     }
 
     pub async fn snapshot_list(&self) -> Result<Vec<SnapshotInfo>> {
-        let list: wire::SnapshotList = self.client.json(self.client.request(Method::GET, &self.path("/snapshots"))?).await?;
+        let list: wire::SnapshotList = self.client.json(self.client.quick(Method::GET, &self.path("/snapshots"))?).await?;
         Ok(list.snapshots.into_iter().map(snapshot).collect())
     }
 
     pub async fn snapshot_get(&self, name: &str) -> Result<Option<SnapshotInfo>> {
-        match self.client.json(self.client.request(Method::GET, &self.path(&format!("/snapshots/{}", segment(name))))?).await {
+        match self.client.json(self.client.quick(Method::GET, &self.path(&format!("/snapshots/{}", segment(name))))?).await {
             Ok(found) => Ok(Some(snapshot(found))),
             Err(Error::NotFound(_)) => Ok(None),
             Err(error) => Err(error),

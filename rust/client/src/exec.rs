@@ -44,13 +44,13 @@ impl RemoteBox {
             tty_cols: tty.as_ref().map(|size| size.cols),
             stdin: None,
         };
-        let created: wire::ExecutionCreated = self.client.json(self.client.request(Method::POST, &self.path("/exec"))?.json(&body)).await?;
+        let created: wire::ExecutionCreated = self.client.json(self.client.quick(Method::POST, &self.path("/exec"))?.json(&body)).await?;
         let execution_path = self.path(&format!("/executions/{}", segment(&created.execution_id)));
         let socket = match self.client.websocket(&format!("{execution_path}/attach")).await {
             Ok((socket, _)) => socket,
             Err(error) => {
                 // Nobody will attach: the process goes now, not after the server's grace.
-                let _ = self.client.send(self.client.request(Method::DELETE, &execution_path)?).await;
+                let _ = self.client.send(self.client.quick(Method::DELETE, &execution_path)?).await;
                 return Err(error);
             }
         };

@@ -16,7 +16,9 @@
 //!    process (the relay deletes the execution), as dropping a local one kills its group.
 //! 5. A stream never hangs on a dead server: a connection that ends, fails, or stays silent
 //!    past [`SILENCE_LIMIT`] (the server pings every 15 s) ends the execution with an error
-//!    status.
+//!    status. Nor does a request the server answers at once (a read, an exec's start, a
+//!    kill: [`Client::quick`]): one unanswered for [`SILENCE_LIMIT`] is a network error. The
+//!    others (a create, a start or stop, a copy, an archive) take as long as their work does.
 
 mod archives;
 mod boxes;
@@ -90,6 +92,9 @@ impl Client {
         if rest.split('/').next().is_some_and(|authority| authority.contains('@')) {
             return Err(Error::Config("the REST URL must not carry credentials: give them as the options' credential".to_string()));
         }
+        if rest.contains(['?', '#']) {
+            return Err(Error::Config("the REST URL must not have a query or a fragment: it is the server's root (http://host:port[/path])".to_string()));
+        }
         let http = http_client(None)?;
         let root = url.trim_end_matches('/');
         let base = match path_prefix.map(|prefix| prefix.trim_matches('/')).filter(|prefix| !prefix.is_empty()) {
@@ -127,6 +132,11 @@ impl Client {
     }
 
     /// A request to `path` (below `/v1`), with the credential's token.
+    /// A request the server answers at once (rule 5).
+    fn quick(&self, method: reqwest::Method, path: &str) -> Result<reqwest::RequestBuilder> {
+        Ok(self.request(method, path)?.timeout(SILENCE_LIMIT))
+    }
+
     fn request(&self, method: reqwest::Method, path: &str) -> Result<reqwest::RequestBuilder> {
         let builder = self.http().request(method, self.url(path));
         match self.token()? {
@@ -180,7 +190,7 @@ impl Client {
     }
 
     async fn get_body(&self, id_or_name: &str) -> Result<Option<wire::BoxBody>> {
-        match self.json(self.request(reqwest::Method::GET, &format!("/boxes/{}", segment(id_or_name)))?).await {
+        match self.json(self.quick(reqwest::Method::GET, &format!("/boxes/{}", segment(id_or_name)))?).await {
             Ok(body) => Ok(Some(body)),
             Err(Error::NotFound(_)) => Ok(None),
             Err(error) => Err(error),
@@ -209,7 +219,7 @@ impl Client {
 
     /// Every box, newest first.
     pub async fn list_info(&self) -> Result<Vec<BoxInfo>> {
-        let list: wire::BoxList = self.json(self.request(reqwest::Method::GET, "/boxes")?).await?;
+        let list: wire::BoxList = self.json(self.quick(reqwest::Method::GET, "/boxes")?).await?;
         Ok(list.boxes.into_iter().map(boxes::info).collect())
     }
 
@@ -228,7 +238,7 @@ impl Client {
     }
 
     pub async fn metrics(&self) -> Result<RuntimeMetrics> {
-        let body: wire::RuntimeMetricsBody = self.json(self.request(reqwest::Method::GET, "/metrics")?).await?;
+        let body: wire::RuntimeMetricsBody = self.json(self.quick(reqwest::Method::GET, "/metrics")?).await?;
         Ok(RuntimeMetrics {
             boxes_created_total: body.boxes_created_total,
             boxes_failed_total: body.boxes_failed_total,
@@ -248,7 +258,7 @@ impl Client {
 
     /// The images the server has.
     pub async fn list_images(&self) -> Result<Vec<ImageRecord>> {
-        let list: wire::ImageList = self.json(self.request(reqwest::Method::GET, "/images")?).await?;
+        let list: wire::ImageList = self.json(self.quick(reqwest::Method::GET, "/images")?).await?;
         Ok(list.images.into_iter().map(image_record).collect())
     }
 }
@@ -283,6 +293,9 @@ fn unreachable(error: reqwest::Error) -> Error {
     let error = error.without_url();
     if error.is_connect() {
         return Error::Network(format!("the REST server cannot be reached: {error}"));
+    }
+    if error.is_timeout() {
+        return Error::Network(format!("the REST server did not answer within {} s", SILENCE_LIMIT.as_secs()));
     }
     Error::Network(format!("the request to the REST server failed: {error}"))
 }
@@ -360,6 +373,26 @@ mod tests {
         fn token(&self) -> Result<Option<String>> {
             Ok(Some("sk-very-secret".to_string()))
         }
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_answers_a_quick_request_is_a_network_error() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("listen");
+        let client = Client::new(&format!("http://{}", listener.local_addr().expect("address")), None, None, on_tokio()).expect("client");
+        // Connections are taken and never answered, as by a server that hangs.
+        let hung = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let began = std::time::Instant::now();
+        match client.list_info().await {
+            Err(Error::Network(message)) => assert!(message.contains("did not answer"), "{message}"),
+            other => panic!("a hung server must be a network error, got {other:?}"),
+        }
+        assert!(began.elapsed() >= SILENCE_LIMIT);
+        hung.abort();
     }
 
     #[test]
