@@ -46,6 +46,10 @@ class Server:
         for line in self.process.stderr:
             self.log.append(line)
 
+    def logged(self, pattern: str) -> bool:
+        """Whether a line of the server's log so far matches ``pattern`` (a regular expression)."""
+        return any(re.search(pattern, line) for line in self.log)
+
     def request(self, method: str, path: str, body: Any = None, *, key: str | None = KEY, raw: bytes | None = None,
                 content_type: str = "application/json", headers: dict[str, str] | None = None) -> tuple[int, Any]:
         """The status and the body (JSON decoded when it is JSON)."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -152,8 +151,7 @@ async def test_a_cancelled_exec_or_create_leaves_nothing_on_the_server(remote: b
     with pytest.raises(asyncio.CancelledError):
         await creating
     # The request runs on after the cancellation: the box is made, then removed.
-    removed = re.compile(r"DELETE /v1/boxes/[0-9A-Za-z]+ -> 204")
-    await wait_until(lambda: any(removed.search(line) for line in server.log), what="a box made for a cancelled create stayed on the server")
+    await wait_until(lambda: server.logged(r"DELETE /v1/boxes/[0-9A-Za-z]+ -> 204"), what="a box made for a cancelled create stayed on the server")
     assert await remote.get_info("never-received") is None
 
 
@@ -180,8 +178,7 @@ async def test_a_create_pending_at_close_leaves_no_box_on_the_server(server: Ser
     runtime.close()
     with pytest.raises(boxlite.RuntimeClosedError):
         await creating
-    made = re.compile(r"POST /v1/boxes -> 201")
-    await wait_until(lambda: any(made.search(line) for line in server.log), what="the create never reached the server: this test would prove nothing")
+    await wait_until(lambda: server.logged(r"POST /v1/boxes -> 201"), what="the create never reached the server: this test would prove nothing")
     await wait_until(lambda: server.ok("GET", "/v1/boxes")["boxes"] == [], what="a box made for a create pending at close stayed on the server")
 
 

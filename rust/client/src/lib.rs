@@ -131,12 +131,12 @@ impl Client {
         Ok(self.inner.credential.as_ref().map(|credential| credential.token()).transpose()?.flatten())
     }
 
-    /// A request to `path` (below `/v1`), with the credential's token.
     /// A request the server answers at once (rule 5).
     fn quick(&self, method: reqwest::Method, path: &str) -> Result<reqwest::RequestBuilder> {
         Ok(self.request(method, path)?.timeout(SILENCE_LIMIT))
     }
 
+    /// A request to `path` (below `/v1`), with the credential's token.
     fn request(&self, method: reqwest::Method, path: &str) -> Result<reqwest::RequestBuilder> {
         let builder = self.http().request(method, self.url(path));
         match self.token()? {

@@ -166,4 +166,25 @@ mod tests {
         assert!(tasks.try_spawn(async move { sender.send("refused").expect("send") }).is_err());
         assert_eq!(receiver.recv_timeout(Duration::from_secs(5)), Ok("counted"));
     }
+
+    #[test]
+    fn a_release_is_spawned_while_the_runtime_drains_and_refused_once_it_stopped() {
+        let tasks = Tasks::start().expect("tokio");
+        let (go, held) = std::sync::mpsc::channel::<()>();
+        // A task in flight keeps the stopping runtime draining until it is let go.
+        tasks.spawn(async move {
+            let _ = tokio::task::spawn_blocking(move || held.recv()).await;
+        });
+        tasks.stop();
+        assert!(tasks.try_spawn(async {}).is_err(), "new work is refused while it drains");
+        let (sender, receiver) = std::sync::mpsc::channel();
+        assert!(tasks.try_spawn_release(async move { sender.send("released").expect("send") }).is_ok());
+        assert_eq!(receiver.recv_timeout(Duration::from_secs(5)), Ok("released"));
+        go.send(()).expect("let go");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while tasks.try_spawn_release(async {}).is_ok() {
+            assert!(Instant::now() < deadline, "the drained runtime never stopped");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }

@@ -33,8 +33,9 @@
 //!    source saw them. Its options are checked as a create's are (`BoxOptions::validate`), so
 //!    an archive cannot ask for more than a create could. Snapshots stay with the source.
 //! 4. `untrusted` also refuses what an archive from a stranger must not bring: host paths
-//!    (volumes but this home's named ones, which must exist), host ports (published ports), capabilities beyond the default set, and a disk
-//!    image (a filesystem this host's kernel would mount). Whatever the trust, a layer's files
+//!    (volumes, but for this home's named ones, which must exist), host ports (published
+//!    ports), capabilities beyond the default set, and a disk image (a filesystem this host's
+//!    kernel would mount). Whatever the trust, a layer's files
 //!    land only inside the box, by the image unpacker's rules (no path leaves the layer, no
 //!    device node but whiteouts, no `trusted.*` or `security.*` attribute).
 
