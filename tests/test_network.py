@@ -455,6 +455,12 @@ async def test_bad_ports_are_refused_by_name(net_runtime: boxlite.Boxlite, busyb
         await net_runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image, ports=[(0, 80, "tcp", "localhost")]))
     with pytest.raises(boxlite.InvalidArgumentError, match="guest_port"):
         await net_runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image, ports=[(0, 0)]))
+    with pytest.raises(boxlite.InvalidArgumentError, match="host port 18080/tcp is published twice"):
+        await net_runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image, ports=[(18080, 80), (18080, 81, "tcp", "127.0.0.1")]))
+    # Not the same listener: another protocol, or ports the host picks.
+    for ports in ([(18080, 80), (18080, 80, "udp")], [(0, 80), (0, 81)]):
+        box = await net_runtime.create(boxlite.BoxOptions(rootfs_path=busybox_image, ports=ports, auto_remove=False))
+        await net_runtime.remove(box.id)
     assert await net_runtime.list_info() == []
 
 

@@ -16,6 +16,7 @@ from boxlite.sync_api import SyncBoxlite, SyncCodeBox, SyncSimpleBox
 
 from .conftest import wait_until
 from .leftovers import box_processes
+from .test_execution import processes_with_command_line
 
 
 async def test_simplebox_collects_output_and_removes_the_box(runtime: boxlite.Boxlite) -> None:
@@ -27,6 +28,12 @@ async def test_simplebox_collects_output_and_removes_the_box(runtime: boxlite.Bo
         # A server started in the background does not keep the command from returning.
         started = await asyncio.wait_for(box.exec("sh", "-c", "sleep 600 & echo started"), 30)
         assert started == boxlite.ExecResult(exit_code=0, stdout="started\n", stderr="")
+        # Its stdin is at its end: what reads it ends instead of waiting forever.
+        assert await asyncio.wait_for(box.exec("cat"), 30) == boxlite.ExecResult(exit_code=0, stdout="", stderr="")
+        # A call given up on ends its command.
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(box.exec("sleep", "987659"), 0.5)
+        await wait_until(lambda: not processes_with_command_line(b"sleep\x00987659\x00"), what="a cancelled exec left its command running")
     assert await runtime.get_info("simple") is None
 
 
@@ -45,6 +52,7 @@ async def test_simplebox_guards_and_reuse(runtime: boxlite.Boxlite) -> None:
 async def test_codebox_runs_python_and_its_timeout_works(runtime: boxlite.Boxlite, tmp_path: Path) -> None:
     async with boxlite.CodeBox(runtime=runtime) as box:
         assert (await box.run("print(2 + 2)")).strip() == "4"
+        assert await asyncio.wait_for(box.run("try:\n    input()\nexcept EOFError:\n    print('eof')"), 30) == "eof\n"
         script = tmp_path / "script.py"
         script.write_text("import json\nprint(json.dumps({'ok': True}))\n")
         assert (await box.run_script(script)).strip() == '{"ok": true}'

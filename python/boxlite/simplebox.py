@@ -104,11 +104,17 @@ class SimpleBox:
         cwd: str | None = None,
     ) -> ExecResult:
         """Runs a command to its end; returns its exit code and whole output. A non-zero exit
-        or a timeout is reported in the result, not raised."""
+        or a timeout is reported in the result, not raised. The command's stdin is at its end
+        (``input()`` raises EOFError, ``cat`` ends), and a cancelled call ends the command."""
         box = self._require_box()
         execution = await box.exec(cmd, list(args), env=list(env.items()) if env else None, user=user, timeout_secs=timeout, cwd=cwd)
-        stdout, stderr = await asyncio.gather(_drain(execution.stdout()), _drain(execution.stderr()))
-        status = await execution.wait()
+        try:
+            await execution.stdin().close()
+            stdout, stderr = await asyncio.gather(_drain(execution.stdout()), _drain(execution.stderr()))
+            status = await execution.wait()
+        except BaseException:
+            execution.close()
+            raise
         return ExecResult(exit_code=status.exit_code, stdout=stdout, stderr=stderr, error_message=status.error_message)
 
     async def info(self) -> BoxInfo:

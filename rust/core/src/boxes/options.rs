@@ -124,8 +124,14 @@ impl BoxOptions {
         if let Some(allow_net) = &self.network {
             crate::network::Policy::parse(allow_net)?;
         }
-        for port in &self.ports {
+        for (index, port) in self.ports.iter().enumerate() {
             port.validate()?;
+            let same_listener = |other: &crate::network::PortSpec| {
+                other.protocol == port.protocol && other.host_port.is_some_and(|host_port| host_port != 0) && other.host_port == port.host_port && (other.host_ip.is_none() || port.host_ip.is_none() || other.host_ip == port.host_ip)
+            };
+            if let Some(other) = self.ports[..index].iter().find(|other| same_listener(other)) {
+                return Err(Error::InvalidArgument(format!("host port {}/{} is published twice", other.host_port.unwrap_or_default(), port.protocol.as_str())));
+            }
         }
         if !self.secrets.is_empty() && self.network.is_none() {
             return Err(Error::InvalidArgument("secrets travel only over the box's network, and this box has none".to_string()));
