@@ -698,7 +698,10 @@ class ExecStdin:
             InvalidStateError: stdin was closed.
         """
     def close(self) -> asyncio.Future[None]:
-        """Closes stdin (the process reads end of file). Idempotent."""
+        """Closes stdin: the process reads end of file once earlier writes are in.
+        Idempotent. On a terminal (``tty=True``) a program reads end of file from the
+        terminal, not from the writer's end: send its end-of-file character, ``b"\\x04"``
+        (twice after an unfinished line), as a user types ^D; closing only stops writes."""
     def is_closed(self) -> asyncio.Future[bool]: ...
 
 @final
