@@ -193,11 +193,20 @@ async def test_signal_reaches_the_process(box: boxlite.Box) -> None:
 
 async def test_every_signal_reaches_the_process_stop_and_kill_too(box: boxlite.Box) -> None:
     """As locally, over REST too: no signal is refused or dropped on the way."""
-    execution = await box.exec("sh", ["-c", "echo ready; exec sleep 100"])
-    stdout = execution.stdout()
-    assert await stdout.__anext__() == "ready\n"
-    for number in (19, 18, 9):  # SIGSTOP, SIGCONT, SIGKILL
+    execution = await box.exec("sh", ["-c", "echo $$; exec sleep 100"])
+    pid = int(await execution.stdout().__anext__())
+
+    async def state() -> str:
+        stat, _, _ = await collect(await box.exec("cat", [f"/proc/{pid}/stat"]))
+        return stat.decode().rsplit(")", 1)[1].split()[0]
+
+    for number, expected in ((19, "T"), (18, "S")):  # SIGSTOP stops it, SIGCONT lets it go on
         await execution.signal(number)
+        for _ in range(200):
+            if await state() == expected:
+                break
+        assert await state() == expected
+    await execution.signal(9)
     status = await execution.wait()
     assert (status.exit_code, status.signal) == (-9, 9)
 

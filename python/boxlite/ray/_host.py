@@ -357,7 +357,7 @@ class BoxHost:
             try:
                 return await making
             except BaseException:
-                if await self.name_in_use(name, making_here=1) is False:
+                if not await self.name_in_use(name, making_here=1):
                     ray.get_actor(REGISTRY_NAME, namespace=self._namespace).release.remote(name, self._node_id)
                 raise
         finally:
